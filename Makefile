@@ -1,0 +1,93 @@
+# heavyd: `make` builds build/heavyd and what it runs beside it; `make check`
+# runs every test (unit, integration, and both again under ASan+UBSan).
+
+BUILD	?= build
+CC	?= cc
+OPT	?= -O2 -g
+SAN	?=
+PKG	 = pkg-config
+
+CFLAGS_ALL = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
+	-MMD -MP $(CFLAGS)
+LDFLAGS_ALL = $(SAN) $(LDFLAGS)
+
+SUP_CFLAGS = $(shell $(PKG) --cflags libevent json-c)
+SUP_LIBS   = $(shell $(PKG) --libs libevent json-c)
+WRK_CFLAGS = $(shell $(PKG) --cflags libcurl json-c)
+WRK_LIBS   = $(shell $(PKG) --libs libcurl json-c) -lm
+TST_CFLAGS = $(shell $(PKG) --cflags criterion)
+TST_LIBS   = $(shell $(PKG) --libs criterion)
+
+COMMON_SRC = $(wildcard common/*.c) $(wildcard proto/*.c)
+SUP_SRC    = $(wildcard supervisor/*.c)
+WRK_SRC    = $(wildcard worker/*.c)
+UNIT_SRC   = $(wildcard tests/unit/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+COMMON_OBJ = $(call obj,$(COMMON_SRC))
+SUP_OBJ    = $(call obj,$(SUP_SRC))
+WRK_OBJ    = $(call obj,$(WRK_SRC))
+HOOK_OBJ   = $(patsubst %.c,$(BUILD)/obj-hooks/%.o,$(WRK_SRC))
+UNIT_OBJ   = $(call obj,$(UNIT_SRC))
+NOMAIN     = $(filter-out %/main.o,$(1))
+
+PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker $(BUILD)/test/heavyd-worker \
+	$(BUILD)/mockllm
+
+.PHONY: all unit check check-unit check-integration check-asan bench demo clean
+all: $(PROGS)
+
+$(BUILD)/heavyd: $(SUP_OBJ) $(COMMON_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
+
+$(BUILD)/heavyd-worker: $(WRK_OBJ) $(COMMON_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LIBS)
+
+# The same worker with test-only agent tools that crash, spin and block.
+$(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LIBS)
+
+$(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(call NOMAIN,$(SUP_OBJ) $(WRK_OBJ)) $(COMMON_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(TST_LIBS) $(SUP_LIBS) $(WRK_LIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(SUP_CFLAGS) $(WRK_CFLAGS) $(TST_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj-hooks/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -DHEAVY_TEST_HOOKS $(WRK_CFLAGS) -c -o $@ $<
+
+unit: $(BUILD)/unit-tests
+
+check-unit: unit
+	$(BUILD)/unit-tests --jobs 2
+
+check-integration: all
+	HEAVYD_BUILD=$(BUILD) scripts/integration
+
+ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
+	SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+check-asan:
+	$(ASAN_MAKE) all unit
+	$(ASAN_MAKE) check-unit check-integration
+
+check: all unit
+	scripts/install-deps
+	$(MAKE) --no-print-directory check-unit check-integration
+	$(MAKE) --no-print-directory check-asan
+
+bench: all
+	scripts/bench
+
+demo: all
+	scripts/demo
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

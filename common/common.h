@@ -1,0 +1,96 @@
+/* common/: logging, bounded buffers, time and configuration shared by both processes. */
+#ifndef HEAVY_COMMON_H
+#define HEAVY_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HEAVY_NAME	"heavyd"
+#define HEAVY_VERSION	"0.1.0"
+
+#define PRINTF(a, b)	__attribute__((format(printf, a, b)))
+
+/* log.c: everything goes to stderr; stdout of the supervisor belongs to MCP. */
+enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+typedef void (*log_hook_fn)(enum log_level, const char *msg);
+void	log_init(const char *progname, enum log_level level);
+void	log_set_level(enum log_level level);
+void	log_set_hook(log_hook_fn hook);
+void	fatal(const char *fmt, ...) PRINTF(1, 2) __attribute__((noreturn));
+void	fatalx(const char *fmt, ...) PRINTF(1, 2) __attribute__((noreturn));
+void	log_warn(const char *fmt, ...) PRINTF(1, 2);
+void	log_warnx(const char *fmt, ...) PRINTF(1, 2);
+void	log_info(const char *fmt, ...) PRINTF(1, 2);
+void	log_debug(const char *fmt, ...) PRINTF(1, 2);
+
+/* buf.c: a growable byte buffer that refuses to grow past its cap. */
+struct buf {
+	char	*data;
+	size_t	 len;
+	size_t	 size;
+	size_t	 max;		/* cap on len; 0 means SIZE_MAX */
+};
+void	 buf_init(struct buf *, size_t max);
+int	 buf_add(struct buf *, const void *, size_t);
+int	 buf_addstr(struct buf *, const char *);
+int	 buf_printf(struct buf *, const char *fmt, ...) PRINTF(2, 3);
+const char *buf_cstr(struct buf *);	/* NUL-terminated view, "" when empty */
+char	*buf_release(struct buf *);	/* caller owns the NUL-terminated data */
+void	 buf_reset(struct buf *);
+void	 buf_free(struct buf *);
+
+/* util.c */
+int64_t	 now_ms(void);			/* CLOCK_MONOTONIC */
+void	*xmalloc(size_t);
+void	*xcalloc(size_t, size_t);
+void	*xrealloc(void *, size_t);
+char	*xstrdup(const char *);
+char	*xstrndup(const char *, size_t);
+int	 fd_set_cloexec(int fd);
+int	 fd_set_nonblock(int fd, int on);
+
+/*
+ * config.c: every knob, with its default.  Each task takes its own copy
+ * (config_dup) so nothing is shared or mutated across tasks.
+ */
+#define HEAVY_DEFAULT_BASE_URL	"https://openrouter.ai/api/v1"
+#define HEAVY_DEFAULT_MODEL	"moonshotai/kimi-k2"
+#define HEAVY_MAX_AGENTS	16
+
+struct heavy_config {
+	char	*base_url;
+	char	*model;
+	char	*system_prompt;
+	char	*question_prompt;	/* {num_agents} {user_input} */
+	char	*synthesis_prompt;	/* {num_responses} {agent_responses} */
+
+	int	 max_iterations;	/* agent tool-loop turns */
+	int	 num_agents;		/* default for heavy_orchestrate */
+	int	 task_timeout_s;	/* default for heavy_orchestrate */
+	int	 planner_timeout_s;	/* cap on the planner's share */
+	int	 synthesis_reserve_s;	/* time kept back for synthesis */
+	int	 heartbeat_s;		/* progress heartbeat interval */
+
+	int	 max_retries;		/* per LLM call */
+	int	 retry_base_ms;
+	int	 retry_max_ms;
+
+	size_t	 max_line_bytes;	/* one MCP message */
+	size_t	 max_frame_bytes;	/* one supervisor<->worker frame */
+	size_t	 max_response_bytes;	/* one LLM HTTP response body */
+	size_t	 max_transcript_bytes;	/* an agent's conversation */
+	size_t	 max_tool_output_bytes;	/* one tool result */
+	size_t	 max_answer_bytes;	/* one agent answer kept */
+	size_t	 max_synthesis_input_bytes;
+	int	 max_workers;		/* live worker processes */
+	int	 max_tasks;		/* concurrent orchestrations */
+};
+
+void	 config_defaults(struct heavy_config *);
+int	 config_from_env(struct heavy_config *, char *err, size_t errlen);
+struct heavy_config *config_dup(const struct heavy_config *);
+void	 config_free(struct heavy_config *);
+void	 config_clear(struct heavy_config *);
+
+#endif

@@ -1,0 +1,151 @@
+/* Configuration: built-in defaults (make-it-heavy's), then the environment. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+#define DEFAULT_SYSTEM_PROMPT \
+"You are a helpful research assistant. Use the tools available to find " \
+"relevant information and provide comprehensive answers.\n\n" \
+"IMPORTANT: When you have fully satisfied the user's request and provided " \
+"a complete answer, you MUST call the mark_task_complete tool with a " \
+"summary of what was accomplished and a final message for the user."
+
+#define DEFAULT_QUESTION_PROMPT \
+"You are an orchestrator that needs to create {num_agents} different " \
+"questions to thoroughly analyze this topic from multiple angles.\n\n" \
+"Original user query: {user_input}\n\n" \
+"Generate exactly {num_agents} different, specific questions that will " \
+"help gather comprehensive information about this topic.\n" \
+"Each question should approach the topic from a different angle " \
+"(research, analysis, verification, alternatives, etc.).\n\n" \
+"Return your response as a JSON array of strings, like this:\n" \
+"[\"question 1\", \"question 2\", \"question 3\", \"question 4\"]\n\n" \
+"Only return the JSON array, nothing else."
+
+#define DEFAULT_SYNTHESIS_PROMPT \
+"You have {num_responses} different AI agents that analyzed the same " \
+"query from different perspectives.\nYour job is to synthesize their " \
+"responses into ONE comprehensive final answer.\n\n" \
+"Here are all the agent responses:\n\n{agent_responses}\n\n" \
+"IMPORTANT: Just synthesize these into ONE final comprehensive answer " \
+"that combines the best information from all agents.\nDo NOT call " \
+"mark_task_complete or any other tools. Do NOT mention that you are " \
+"synthesizing multiple responses.\nSimply provide the final synthesized " \
+"answer directly as your response."
+
+void
+config_defaults(struct heavy_config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->base_url = xstrdup(HEAVY_DEFAULT_BASE_URL);
+	c->model = xstrdup(HEAVY_DEFAULT_MODEL);
+	c->system_prompt = xstrdup(DEFAULT_SYSTEM_PROMPT);
+	c->question_prompt = xstrdup(DEFAULT_QUESTION_PROMPT);
+	c->synthesis_prompt = xstrdup(DEFAULT_SYNTHESIS_PROMPT);
+	c->max_iterations = 10;
+	c->num_agents = 4;
+	c->task_timeout_s = 300;
+	c->planner_timeout_s = 60;
+	c->synthesis_reserve_s = 60;
+	c->heartbeat_s = 10;
+	c->max_retries = 4;
+	c->retry_base_ms = 500;
+	c->retry_max_ms = 20000;
+	c->max_line_bytes = 4 << 20;
+	c->max_frame_bytes = 8 << 20;
+	c->max_response_bytes = 4 << 20;
+	c->max_transcript_bytes = 1 << 20;
+	c->max_tool_output_bytes = 64 << 10;
+	c->max_answer_bytes = 256 << 10;
+	c->max_synthesis_input_bytes = 512 << 10;
+	c->max_workers = 256;
+	c->max_tasks = 1024;
+}
+
+static void
+config_set_str(char **slot, const char *value)
+{
+	free(*slot);
+	*slot = xstrdup(value);
+}
+
+/* Parses a positive integer environment value; -1 with a message when bad. */
+static int
+env_int(const char *name, int *out, int min, int max, char *err, size_t errlen)
+{
+	const char	*v = getenv(name);
+	char		*end;
+	long		 n;
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < min || n > max) {
+		snprintf(err, errlen, "%s: expected an integer from %d to %d, "
+		    "got \"%s\"", name, min, max, v);
+		return -1;
+	}
+	*out = (int)n;
+	return 0;
+}
+
+int
+config_from_env(struct heavy_config *c, char *err, size_t errlen)
+{
+	const char	*v;
+
+	if ((v = getenv("HEAVY_BASE_URL")) != NULL && *v != '\0')
+		config_set_str(&c->base_url, v);
+	if ((v = getenv("HEAVY_MODEL")) != NULL && *v != '\0')
+		config_set_str(&c->model, v);
+	if (env_int("HEAVY_MAX_WORKERS", &c->max_workers, 1, 65536, err,
+	    errlen) == -1 ||
+	    env_int("HEAVY_MAX_TASKS", &c->max_tasks, 1, 1 << 20, err,
+	    errlen) == -1 ||
+	    env_int("HEAVY_HEARTBEAT", &c->heartbeat_s, 1, 3600, err,
+	    errlen) == -1 ||
+	    env_int("HEAVY_MAX_RETRIES", &c->max_retries, 0, 20, err,
+	    errlen) == -1 ||
+	    env_int("HEAVY_RETRY_BASE_MS", &c->retry_base_ms, 1, 600000, err,
+	    errlen) == -1)
+		return -1;
+	return 0;
+}
+
+struct heavy_config *
+config_dup(const struct heavy_config *c)
+{
+	struct heavy_config	*d = xmalloc(sizeof *d);
+
+	*d = *c;
+	d->base_url = xstrdup(c->base_url);
+	d->model = xstrdup(c->model);
+	d->system_prompt = xstrdup(c->system_prompt);
+	d->question_prompt = xstrdup(c->question_prompt);
+	d->synthesis_prompt = xstrdup(c->synthesis_prompt);
+	return d;
+}
+
+void
+config_clear(struct heavy_config *c)
+{
+	free(c->base_url);
+	free(c->model);
+	free(c->system_prompt);
+	free(c->question_prompt);
+	free(c->synthesis_prompt);
+	memset(c, 0, sizeof *c);
+}
+
+void
+config_free(struct heavy_config *c)
+{
+	if (c == NULL)
+		return;
+	config_clear(c);
+	free(c);
+}

@@ -1,0 +1,104 @@
+/* The job a worker runs and the usage it reports, in wire form. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+
+void
+job_encode(struct buf *b, const struct job *j)
+{
+	m_add_u32(b, j->role);
+	m_add_u32(b, j->index);
+	m_add_u32(b, j->num_questions);
+	m_add_u32(b, j->max_iterations);
+	m_add_u32(b, j->budget_ms);
+	m_add_u32(b, j->max_retries);
+	m_add_u32(b, j->retry_base_ms);
+	m_add_u32(b, j->retry_max_ms);
+	m_add_u64(b, j->max_response_bytes);
+	m_add_u64(b, j->max_transcript_bytes);
+	m_add_u64(b, j->max_tool_output_bytes);
+	m_add_u64(b, j->max_answer_bytes);
+	m_add_str(b, j->api_key);
+	m_add_str(b, j->base_url);
+	m_add_str(b, j->model);
+	m_add_str(b, j->system_prompt);
+	m_add_str(b, j->prompt);
+}
+
+/* Decodes a job and checks its values; the reader is left for m_end(). */
+int
+job_decode(struct mreader *r, struct job *j)
+{
+	memset(j, 0, sizeof *j);
+	m_get_u32(r, &j->role);
+	m_get_u32(r, &j->index);
+	m_get_u32(r, &j->num_questions);
+	m_get_u32(r, &j->max_iterations);
+	m_get_u32(r, &j->budget_ms);
+	m_get_u32(r, &j->max_retries);
+	m_get_u32(r, &j->retry_base_ms);
+	m_get_u32(r, &j->retry_max_ms);
+	m_get_u64(r, &j->max_response_bytes);
+	m_get_u64(r, &j->max_transcript_bytes);
+	m_get_u64(r, &j->max_tool_output_bytes);
+	m_get_u64(r, &j->max_answer_bytes);
+	if (m_get_str(r, &j->api_key) == -1 ||
+	    m_get_str(r, &j->base_url) == -1 ||
+	    m_get_str(r, &j->model) == -1 ||
+	    m_get_str(r, &j->system_prompt) == -1 ||
+	    m_get_str(r, &j->prompt) == -1)
+		goto fail;
+	if (j->role < ROLE_PLANNER || j->role > ROLE_SYNTHESIS ||
+	    (j->role == ROLE_PLANNER &&
+	    (j->num_questions < 1 || j->num_questions > HEAVY_MAX_AGENTS)))
+		goto fail;
+	return 0;
+fail:
+	r->bad = 1;
+	job_clear(j);
+	return -1;
+}
+
+void
+job_clear(struct job *j)
+{
+	if (j->api_key != NULL)
+		explicit_bzero(j->api_key, strlen(j->api_key));
+	free(j->api_key);
+	free(j->base_url);
+	free(j->model);
+	free(j->system_prompt);
+	free(j->prompt);
+	memset(j, 0, sizeof *j);
+}
+
+void
+usage_encode(struct buf *b, const struct usage *u)
+{
+	m_add_u64(b, u->prompt_tokens);
+	m_add_u64(b, u->completion_tokens);
+	m_add_u64(b, u->total_tokens);
+	m_add_u32(b, u->llm_calls);
+	m_add_u32(b, u->retries);
+}
+
+int
+usage_decode(struct mreader *r, struct usage *u)
+{
+	m_get_u64(r, &u->prompt_tokens);
+	m_get_u64(r, &u->completion_tokens);
+	m_get_u64(r, &u->total_tokens);
+	m_get_u32(r, &u->llm_calls);
+	return m_get_u32(r, &u->retries);
+}
+
+void
+usage_add(struct usage *to, const struct usage *u)
+{
+	to->prompt_tokens += u->prompt_tokens;
+	to->completion_tokens += u->completion_tokens;
+	to->total_tokens += u->total_tokens;
+	to->llm_calls += u->llm_calls;
+	to->retries += u->retries;
+}

@@ -1,0 +1,120 @@
+/*
+ * proto/: the wire format between the supervisor, the zygote and workers.
+ *
+ * A frame is an 8-byte header (version, type, payload length, all little
+ * endian) and a payload of typed fields.  Every field carries a one-byte
+ * tag, so a reader that expects a string and finds a number fails, and
+ * m_end() fails on leftover bytes: a frame is either exactly what its type
+ * says or it is rejected (and its sender killed).
+ */
+#ifndef HEAVY_PROTO_H
+#define HEAVY_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/common.h"
+
+#define PROTO_VERSION		1
+#define PROTO_HDR_LEN		8
+
+enum msg_type {
+	MSG_JOB_RUN = 1,	/* supervisor -> worker: the job, API key included */
+	MSG_JOB_STEP,		/* worker -> supervisor: a progress note */
+	MSG_JOB_DONE,		/* worker -> supervisor: answer(s) and usage */
+	MSG_JOB_FAILED,		/* worker -> supervisor: why the job failed */
+	MSG_ZYGOTE_SPAWN,	/* supervisor -> zygote: fork a worker on the passed fd */
+	MSG_ZYGOTE_SPAWNED,	/* zygote -> supervisor: pid, pidfd passed (or errno) */
+	MSG_ZYGOTE_EXITED,	/* zygote -> supervisor: a worker's wait status */
+	MSG_TYPE_MAX
+};
+
+/* What a worker is asked to do. */
+enum job_role {
+	ROLE_PLANNER = 1,	/* write N sub-questions */
+	ROLE_AGENT,		/* answer one sub-question with tools */
+	ROLE_SYNTHESIS,		/* merge the answers */
+};
+
+/* Why a job failed, as the worker saw it. */
+enum job_error {
+	JOB_ERR_HTTP = 1,	/* a non-retryable or exhausted HTTP status */
+	JOB_ERR_TRANSPORT,	/* connect, TLS, reset, ... */
+	JOB_ERR_TIMEOUT,	/* the worker's own deadline passed */
+	JOB_ERR_RESPONSE,	/* malformed, truncated or oversized response */
+	JOB_ERR_API,		/* an error object in a 200 body */
+	JOB_ERR_PARSE,		/* the planner's output never validated */
+	JOB_ERR_LIMIT,		/* a size cap was reached */
+	JOB_ERR_INTERNAL,
+};
+
+/* Flags in MSG_JOB_DONE. */
+#define JOB_DONE_REASKED	0x1	/* the planner needed its one re-ask */
+#define JOB_DONE_MAXITER	0x2	/* the agent ran out of iterations */
+#define JOB_DONE_COMPLETED	0x4	/* the agent called mark_task_complete */
+
+struct usage {
+	uint64_t	prompt_tokens;
+	uint64_t	completion_tokens;
+	uint64_t	total_tokens;
+	uint32_t	llm_calls;
+	uint32_t	retries;
+};
+
+struct job {
+	uint32_t	 role;
+	uint32_t	 index;		/* agent number, 0-based */
+	uint32_t	 num_questions;	/* planner: how many to write */
+	uint32_t	 max_iterations;
+	uint32_t	 budget_ms;	/* time the worker may use */
+	uint32_t	 max_retries;
+	uint32_t	 retry_base_ms;
+	uint32_t	 retry_max_ms;
+	uint64_t	 max_response_bytes;
+	uint64_t	 max_transcript_bytes;
+	uint64_t	 max_tool_output_bytes;
+	uint64_t	 max_answer_bytes;
+	char		*api_key;
+	char		*base_url;
+	char		*model;
+	char		*system_prompt;	/* may be "" */
+	char		*prompt;
+};
+
+/* msg.c: builders.  m_close() returns -1 if the frame passed max bytes. */
+void	m_create(struct buf *, enum msg_type);
+void	m_add_u32(struct buf *, uint32_t);
+void	m_add_u64(struct buf *, uint64_t);
+void	m_add_str(struct buf *, const char *);
+void	m_add_data(struct buf *, const void *, size_t);
+int	m_close(struct buf *, size_t max);
+
+/* msg.c: readers.  Each returns -1 and poisons the reader on any mismatch. */
+struct msg_hdr {
+	uint16_t	version;
+	uint16_t	type;
+	uint32_t	len;
+};
+struct mreader {
+	const uint8_t	*p;
+	size_t		 left;
+	int		 bad;
+};
+enum frame_status { FRAME_INCOMPLETE, FRAME_OK, FRAME_INVALID };
+enum frame_status m_frame_check(const void *, size_t, size_t max,
+	    struct msg_hdr *);
+void	m_reader_init(struct mreader *, const void *payload, size_t len);
+int	m_get_u32(struct mreader *, uint32_t *);
+int	m_get_u64(struct mreader *, uint64_t *);
+int	m_get_str(struct mreader *, char **);	/* malloc'd, NUL-free text */
+int	m_end(struct mreader *);
+
+/* job.c: the typed messages both sides exchange. */
+void	job_encode(struct buf *, const struct job *);
+int	job_decode(struct mreader *, struct job *);
+void	job_clear(struct job *);
+void	usage_encode(struct buf *, const struct usage *);
+int	usage_decode(struct mreader *, struct usage *);
+void	usage_add(struct usage *, const struct usage *);
+
+#endif

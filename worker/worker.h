@@ -1,0 +1,64 @@
+/* worker/: the zygote, and the worker process that runs one LLM-calling job. */
+#ifndef HEAVY_WORKER_H
+#define HEAVY_WORKER_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "../common/common.h"
+#include "../proto/proto.h"
+
+/* The fd the supervisor passes to the zygote it executes. */
+#define ZYGOTE_FD	3
+
+/* zygote.c */
+int	zygote_main(int fd);
+
+/* worker.c: run one job on fd and exit. */
+void	worker_main(int fd) __attribute__((noreturn));
+void	worker_step(const char *fmt, ...) PRINTF(1, 2);
+
+/* llm.c: one chat completion, retried within the deadline. */
+struct llm_reply {
+	char			*content;	/* assistant text, may be NULL */
+	struct json_object	*message;	/* the assistant message, owned */
+	struct json_object	*tool_calls;	/* borrowed from message, or NULL */
+};
+struct llm_error {
+	enum job_error	kind;
+	long		http_status;
+	char		msg[512];
+};
+int	llm_init(void);
+int	llm_chat(const struct job *, int64_t deadline_ms,
+	    struct json_object *messages, struct json_object *tools,
+	    struct llm_reply *, struct usage *, struct llm_error *);
+void	llm_reply_clear(struct llm_reply *);
+const char *llm_error_name(enum job_error);
+
+/* backoff.c: when and whether to retry. */
+int	backoff_retryable_status(long status);
+int64_t	backoff_delay_ms(int attempt, int base_ms, int max_ms, uint32_t rnd);
+int64_t	backoff_hint_ms(const char *retry_after, const char *ratelimit_reset,
+	    time_t now);
+
+/* calc.c: safe arithmetic; -1 with a message in err on any error. */
+int	calc_eval(const char *expr, double *out, char *err, size_t errlen);
+
+/* plan.c: the planner's output, validated strictly. */
+int	plan_parse(const char *text, unsigned n, char ***questions,
+	    char *err, size_t errlen);
+void	plan_free(char **questions, unsigned n);
+
+/* tools.c: the agent's tools. */
+struct json_object *tools_definitions(void);
+int	tools_call(const char *name, const char *arguments,
+	    const struct job *, struct buf *out, int *complete);
+
+/* agent.c: the tool-calling loop. */
+int	agent_run(const struct job *, int64_t deadline_ms, struct buf *answer,
+	    uint32_t *flags, struct usage *, struct llm_error *);
+
+#endif
