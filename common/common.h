@@ -47,6 +47,7 @@ void	*xcalloc(size_t, size_t);
 void	*xrealloc(void *, size_t);
 char	*xstrdup(const char *);
 char	*xstrndup(const char *, size_t);
+char	*xasprintf(const char *fmt, ...) PRINTF(1, 2);
 int	 fd_set_cloexec(int fd);
 int	 fd_set_nonblock(int fd, int on);
 

@@ -1,0 +1,230 @@
+/* The MCP tool heavy_orchestrate: its schemas and its arguments, checked. */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "supervisor.h"
+
+#define TOOL_MAX_TIMEOUT	86400
+#define TOOL_MAX_MODEL		256
+
+static const char *tool_input_schema =
+"{\"type\":\"object\",\"properties\":{"
+"\"query\":{\"type\":\"string\",\"minLength\":1,"
+"\"description\":\"The question or task to analyze in depth.\"},"
+"\"num_agents\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":16,"
+"\"default\":4,\"description\":\"How many agents answer sub-questions in "
+"parallel.\"},"
+"\"timeout\":{\"type\":\"number\",\"minimum\":1,\"maximum\":86400,"
+"\"default\":300,\"description\":\"Seconds the whole orchestration may "
+"take; agents still running near the end are stopped.\"},"
+"\"model\":{\"type\":\"string\",\"description\":\"Model id for every step, "
+"instead of the configured one.\"}},"
+"\"required\":[\"query\"],\"additionalProperties\":false}";
+
+#define USAGE_SCHEMA \
+"{\"type\":\"object\",\"properties\":{" \
+"\"prompt_tokens\":{\"type\":\"integer\"}," \
+"\"completion_tokens\":{\"type\":\"integer\"}," \
+"\"total_tokens\":{\"type\":\"integer\"}," \
+"\"llm_calls\":{\"type\":\"integer\"}," \
+"\"retries\":{\"type\":\"integer\"}}}"
+
+static const char *tool_output_schema =
+"{\"type\":\"object\",\"properties\":{"
+"\"answer\":{\"type\":\"string\"},"
+"\"synthesized\":{\"type\":\"boolean\"},"
+"\"planner_fallback\":{\"type\":\"boolean\"},"
+"\"planner_reasked\":{\"type\":\"boolean\"},"
+"\"planner_error\":{\"type\":[\"string\",\"null\"]},"
+"\"synthesis_error\":{\"type\":[\"string\",\"null\"]},"
+"\"synthesis_truncated\":{\"type\":\"integer\"},"
+"\"agents\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
+"\"properties\":{\"index\":{\"type\":\"integer\"},"
+"\"question\":{\"type\":\"string\"},"
+"\"status\":{\"type\":\"string\",\"enum\":[\"ok\",\"failed\",\"timed_out\","
+"\"killed\",\"pending\",\"running\"]},"
+"\"elapsed_ms\":{\"type\":\"integer\"},"
+"\"error\":{\"type\":[\"string\",\"null\"]},"
+"\"signal\":{\"type\":[\"string\",\"null\"]},"
+"\"usage\":" USAGE_SCHEMA "},"
+"\"required\":[\"index\",\"question\",\"status\",\"elapsed_ms\",\"error\"]}},"
+"\"usage\":" USAGE_SCHEMA ","
+"\"elapsed_ms\":{\"type\":\"integer\"}},"
+"\"required\":[\"answer\",\"synthesized\",\"planner_fallback\",\"agents\","
+"\"usage\",\"elapsed_ms\"]}";
+
+struct json_object *
+tool_list(void)
+{
+	struct json_object	*res = json_object_new_object(), *tools, *t;
+
+	t = json_object_new_object();
+	json_object_object_add(t, "name",
+	    json_object_new_string("heavy_orchestrate"));
+	json_object_object_add(t, "title",
+	    json_object_new_string("Heavy multi-agent analysis"));
+	json_object_object_add(t, "description", json_object_new_string(
+	    "Deep analysis of a query: a planner writes num_agents "
+	    "sub-questions, that many tool-using agents answer them in "
+	    "parallel, and a final call synthesizes one answer. Slow "
+	    "(tens of seconds to minutes); sends progress notifications."));
+	json_object_object_add(t, "inputSchema",
+	    json_tokener_parse(tool_input_schema));
+	json_object_object_add(t, "outputSchema",
+	    json_tokener_parse(tool_output_schema));
+	tools = json_object_new_array();
+	json_object_array_add(tools, t);
+	json_object_object_add(res, "tools", tools);
+	return res;
+}
+
+struct json_object *
+tool_error_result(const char *text)
+{
+	struct json_object	*res = json_object_new_object(), *content, *c;
+
+	c = json_object_new_object();
+	json_object_object_add(c, "type", json_object_new_string("text"));
+	json_object_object_add(c, "text", json_object_new_string(text));
+	content = json_object_new_array();
+	json_object_array_add(content, c);
+	json_object_object_add(res, "content", content);
+	json_object_object_add(res, "isError", json_object_new_boolean(1));
+	return res;
+}
+
+static int
+tool_bad(char *err, size_t errlen, const char *arg, const char *why)
+{
+	snprintf(err, errlen, "invalid argument '%s': %s", arg, why);
+	return -1;
+}
+
+/* A JSON number that is a whole number, as json-c may read 4.0 as double. */
+static bool
+tool_integer(struct json_object *v, int64_t *out)
+{
+	double	d;
+
+	if (json_object_is_type(v, json_type_int)) {
+		*out = json_object_get_int64(v);
+		return true;
+	}
+	if (!json_object_is_type(v, json_type_double))
+		return false;
+	d = json_object_get_double(v);
+	if (d != floor(d) || fabs(d) > 1e15)
+		return false;
+	*out = (int64_t)d;
+	return true;
+}
+
+static int
+tool_check_keys(struct json_object *args, char *err, size_t errlen)
+{
+	static const char	*known[] = { "query", "num_agents", "timeout",
+	    "model" };
+	bool			 ok;
+
+	json_object_object_foreach(args, key, val) {
+		(void)val;
+		ok = false;
+		for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+			ok = ok || strcmp(key, known[i]) == 0;
+		if (!ok)
+			return tool_bad(err, errlen, key, "unknown argument; "
+			    "expected query, num_agents, timeout, model");
+	}
+	return 0;
+}
+
+static int
+tool_query(struct json_object *args, struct task_params *p, char *err,
+    size_t errlen)
+{
+	struct json_object	*v;
+	const char		*s;
+
+	if (!json_object_object_get_ex(args, "query", &v))
+		return tool_bad(err, errlen, "query", "required");
+	if (!json_object_is_type(v, json_type_string))
+		return tool_bad(err, errlen, "query", "must be a string");
+	for (s = json_object_get_string(v); isspace((unsigned char)*s); s++)
+		;
+	if (*s == '\0')
+		return tool_bad(err, errlen, "query", "must not be empty");
+	p->query = xstrdup(json_object_get_string(v));
+	return 0;
+}
+
+static int
+tool_numbers(struct json_object *args, struct task_params *p, char *err,
+    size_t errlen)
+{
+	struct json_object	*v;
+	int64_t			 n;
+
+	if (json_object_object_get_ex(args, "num_agents", &v)) {
+		if (!tool_integer(v, &n) || n < 1 || n > HEAVY_MAX_AGENTS)
+			return tool_bad(err, errlen, "num_agents",
+			    "expected an integer from 1 to 16");
+		p->num_agents = (int)n;
+	}
+	if (json_object_object_get_ex(args, "timeout", &v)) {
+		if ((!json_object_is_type(v, json_type_int) &&
+		    !json_object_is_type(v, json_type_double)) ||
+		    json_object_get_double(v) < 1 ||
+		    json_object_get_double(v) > TOOL_MAX_TIMEOUT)
+			return tool_bad(err, errlen, "timeout",
+			    "expected a number of seconds from 1 to 86400");
+		p->timeout_s = json_object_get_double(v);
+	}
+	return 0;
+}
+
+static int
+tool_model(struct json_object *args, struct task_params *p, char *err,
+    size_t errlen)
+{
+	struct json_object	*v;
+	const char		*s;
+
+	if (!json_object_object_get_ex(args, "model", &v) ||
+	    json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return tool_bad(err, errlen, "model", "must be a string");
+	s = json_object_get_string(v);
+	if (*s == '\0' || strlen(s) > TOOL_MAX_MODEL)
+		return tool_bad(err, errlen, "model",
+		    "must be a model id of 1 to 256 characters");
+	for (; *s != '\0'; s++)
+		if (iscntrl((unsigned char)*s) || *s == ' ')
+			return tool_bad(err, errlen, "model",
+			    "must not contain spaces or control characters");
+	p->model = xstrdup(json_object_get_string(v));
+	return 0;
+}
+
+int
+tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
+    struct task_params *p, char *err, size_t errlen)
+{
+	memset(p, 0, sizeof *p);
+	p->num_agents = cfg->num_agents;
+	p->timeout_s = cfg->task_timeout_s;
+	if (args == NULL)
+		return tool_bad(err, errlen, "query", "required");
+	if (!json_object_is_type(args, json_type_object))
+		return tool_bad(err, errlen, "arguments", "must be an object");
+	if (tool_check_keys(args, err, errlen) == -1 ||
+	    tool_query(args, p, err, errlen) == -1 ||
+	    tool_numbers(args, p, err, errlen) == -1 ||
+	    tool_model(args, p, err, errlen) == -1) {
+		task_params_clear(p);
+		return -1;
+	}
+	return 0;
+}

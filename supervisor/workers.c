@@ -1,0 +1,522 @@
+/*
+ * Every worker process, in one table.  A worker is started with a job and a
+ * deadline; at the deadline its process group gets SIGKILL.  It finishes
+ * when both its socket has closed and the zygote has reported its wait
+ * status, so the outcome (answer, error, deadline, signal) is always known.
+ * A frame that fails validation kills that worker, never the supervisor.
+ */
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "supervisor.h"
+
+struct worker {
+	uint32_t		 id;		/* generation << 16 | slot */
+	enum worker_state	 state;
+	pid_t			 pid;
+	int			 pidfd;
+	struct bufferevent	*bev;
+	struct event		*deadline_ev;
+	struct buf		 frame;		/* the job, until launched */
+	int64_t			 start_ms;
+	worker_done_fn		 done;
+	worker_step_fn		 step;
+	void			*arg;
+	bool			 io_done, exit_done, got_result;
+	bool			 kill_pending, timed_out, launch_failed;
+	int			 status;
+	char			*problem;	/* why it ended without a result */
+	struct worker_result	 result;
+	TAILQ_ENTRY(worker)	 entry;
+};
+
+static struct worker		**table;
+static uint32_t			 table_size, generation;
+static uint32_t			*free_slots, nfree;
+static TAILQ_HEAD(, worker)	 queue = TAILQ_HEAD_INITIALIZER(queue);
+static size_t			 max_frame;
+
+static void	worker_launch(struct worker *);
+static void	worker_finish(struct worker *);
+
+void
+workers_init(const struct heavy_config *cfg)
+{
+	table_size = (uint32_t)cfg->max_workers;
+	if (table_size > 0xffff)
+		table_size = 0xffff;
+	table = xcalloc(table_size, sizeof *table);
+	free_slots = xcalloc(table_size, sizeof *free_slots);
+	for (nfree = 0; nfree < table_size; nfree++)
+		free_slots[nfree] = table_size - 1 - nfree;
+	max_frame = cfg->max_frame_bytes;
+}
+
+int
+workers_live(void)
+{
+	return (int)(table_size - nfree);
+}
+
+const char *
+signal_name(int sig)
+{
+	static char	name[32];
+	const char	*abbrev = sigabbrev_np(sig);
+
+	if (abbrev != NULL)
+		snprintf(name, sizeof name, "SIG%s", abbrev);
+	else
+		snprintf(name, sizeof name, "signal %d", sig);
+	return name;
+}
+
+static struct worker *
+worker_lookup(uint32_t id)
+{
+	uint32_t	slot = id & 0xffff;
+
+	if (slot >= table_size || table[slot] == NULL || table[slot]->id != id)
+		return NULL;
+	return table[slot];
+}
+
+/* SIGKILL to the whole process group; race-free for the leader via pidfd. */
+static void
+worker_kill(struct worker *w)
+{
+	if (w->exit_done)
+		return;
+	if (w->pid <= 0) {
+		w->kill_pending = true;
+		return;
+	}
+	if (w->pidfd != -1)
+		pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0);
+	kill(-w->pid, SIGKILL);
+}
+
+static void
+worker_violation(struct worker *w, const char *why)
+{
+	if (w->problem == NULL) {
+		log_warnx("worker %d: %s; killing it", (int)w->pid, why);
+		w->problem = xstrdup(why);
+	}
+	w->got_result = false;
+	worker_kill(w);
+	bufferevent_disable(w->bev, EV_READ);
+}
+
+static int
+worker_read_done(struct worker *w, struct mreader *r)
+{
+	struct worker_result	*res = &w->result;
+	uint32_t		 n;
+
+	m_get_u32(r, &res->flags);
+	if (m_get_u32(r, &n) == -1 || n > HEAVY_MAX_AGENTS)
+		return -1;
+	res->texts = xcalloc(n, sizeof *res->texts);
+	for (res->ntexts = 0; res->ntexts < n; res->ntexts++)
+		if (m_get_str(r, &res->texts[res->ntexts]) == -1)
+			return -1;
+	usage_decode(r, &res->usage);
+	return m_end(r);
+}
+
+static int
+worker_read_failed(struct worker *w, struct mreader *r)
+{
+	struct worker_result	*res = &w->result;
+
+	m_get_u32(r, &res->error_kind);
+	m_get_u32(r, &res->http_status);
+	if (m_get_str(r, &res->error) == -1)
+		return -1;
+	usage_decode(r, &res->usage);
+	if (m_end(r) == -1 || res->error_kind < JOB_ERR_HTTP ||
+	    res->error_kind > JOB_ERR_INTERNAL)
+		return -1;
+	res->outcome = OUTCOME_FAILED;
+	return 0;
+}
+
+static int
+worker_read_step(struct worker *w, struct mreader *r)
+{
+	char	*note = NULL;
+
+	if (m_get_str(r, &note) == -1 || m_end(r) == -1) {
+		free(note);
+		return -1;
+	}
+	if (w->step != NULL)
+		w->step(w->arg, note);
+	free(note);
+	return 0;
+}
+
+/* Handles one frame; -1 when it is anything but what its type says. */
+static int
+worker_dispatch(struct worker *w, const struct msg_hdr *hdr,
+    const uint8_t *payload)
+{
+	struct mreader	r;
+
+	m_reader_init(&r, payload, hdr->len);
+	if (w->got_result)
+		return -1;	/* nothing may follow the result */
+	switch (hdr->type) {
+	case MSG_JOB_STEP:
+		return worker_read_step(w, &r);
+	case MSG_JOB_DONE:
+		w->got_result = true;
+		return worker_read_done(w, &r);
+	case MSG_JOB_FAILED:
+		w->got_result = true;
+		return worker_read_failed(w, &r);
+	default:
+		return -1;
+	}
+}
+
+static void
+worker_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct worker	*w = arg;
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	struct msg_hdr	 hdr;
+	uint8_t		 h[PROTO_HDR_LEN];
+	size_t		 avail;
+
+	while ((avail = evbuffer_get_length(in)) >= PROTO_HDR_LEN &&
+	    w->problem == NULL) {
+		evbuffer_copyout(in, h, sizeof h);
+		/* m_frame_check reads the header only; avail sizes the rest. */
+		switch (m_frame_check(h, avail, max_frame, &hdr)) {
+		case FRAME_INCOMPLETE:
+			return;
+		case FRAME_INVALID:
+			worker_violation(w, "invalid frame header");
+			return;
+		case FRAME_OK:
+			break;
+		}
+		if (worker_dispatch(w, &hdr, evbuffer_pullup(in,
+		    PROTO_HDR_LEN + hdr.len) + PROTO_HDR_LEN) == -1) {
+			worker_violation(w, "malformed message");
+			return;
+		}
+		evbuffer_drain(in, PROTO_HDR_LEN + hdr.len);
+	}
+}
+
+static void
+worker_event_cb(struct bufferevent *bev, short events, void *arg)
+{
+	struct worker	*w = arg;
+
+	(void)bev;
+	if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	worker_read_cb(w->bev, w);	/* whatever arrived before the close */
+	bufferevent_free(w->bev);
+	w->bev = NULL;
+	w->io_done = true;
+	w->state = WORKER_FINISHING;
+	if (w->exit_done)
+		worker_finish(w);
+}
+
+static void
+worker_deadline_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct worker	*w = arg;
+
+	(void)fd; (void)events;
+	if (w->launch_failed) {
+		worker_finish(w);
+		return;
+	}
+	if (w->state == WORKER_QUEUED) {
+		TAILQ_REMOVE(&queue, w, entry);
+		w->timed_out = true;
+		w->problem = xstrdup("deadline passed while waiting for a "
+		    "free worker slot");
+		worker_finish(w);
+		return;
+	}
+	if (!w->got_result) {
+		w->timed_out = true;
+		worker_kill(w);
+	}
+}
+
+struct worker *
+worker_start(const struct worker_req *req)
+{
+	struct worker	*w;
+	struct timeval	 tv;
+	int64_t		 left = req->deadline_ms - now_ms();
+
+	w = xcalloc(1, sizeof *w);
+	m_create(&w->frame, MSG_JOB_RUN);
+	job_encode(&w->frame, req->job);
+	if (m_close(&w->frame, max_frame) == -1) {
+		explicit_bzero(w->frame.data, w->frame.len);
+		buf_free(&w->frame);
+		free(w);
+		return NULL;
+	}
+	w->pidfd = -1;
+	w->done = req->done;
+	w->step = req->step;
+	w->arg = req->arg;
+	w->start_ms = now_ms();
+	w->deadline_ev = evtimer_new(ev_base, worker_deadline_cb, w);
+	tv.tv_sec = left > 0 ? left / 1000 : 0;
+	tv.tv_usec = left > 0 ? (left % 1000) * 1000 : 0;
+	evtimer_add(w->deadline_ev, &tv);
+	w->state = WORKER_QUEUED;
+	if (nfree > 0)
+		worker_launch(w);
+	else
+		TAILQ_INSERT_TAIL(&queue, w, entry);
+	return w;
+}
+
+/* Finishes later, from the event loop, so callers never see re-entry. */
+static void
+worker_fail_launch(struct worker *w, const char *why)
+{
+	w->problem = xstrdup(why);
+	w->launch_failed = true;
+	event_active(w->deadline_ev, EV_TIMEOUT, 0);
+}
+
+static void
+worker_launch(struct worker *w)
+{
+	uint32_t	slot = free_slots[--nfree];
+	int		sv[2];
+
+	w->id = (++generation & 0xffff) << 16 | slot;
+	table[slot] = w;
+	w->state = WORKER_SPAWNING;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+		worker_fail_launch(w, "could not create the worker's socket");
+		return;
+	}
+	if (spawner_spawn(w->id, sv[1]) == -1) {
+		close(sv[0]);
+		close(sv[1]);
+		worker_fail_launch(w, "worker spawner unavailable");
+		return;
+	}
+	fd_set_nonblock(sv[0], 1);
+	w->bev = bufferevent_socket_new(ev_base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(w->bev, worker_read_cb, NULL, worker_event_cb, w);
+	bufferevent_setwatermark(w->bev, EV_READ, 0, max_frame);
+	bufferevent_enable(w->bev, EV_READ);
+	bufferevent_write(w->bev, w->frame.data, w->frame.len);
+	explicit_bzero(w->frame.data, w->frame.len);	/* it holds the key */
+	buf_free(&w->frame);
+}
+
+/* The zygote forked it (or could not). */
+void
+workers_spawned(uint32_t id, pid_t pid, int pidfd, int err)
+{
+	struct worker	*w = worker_lookup(id);
+
+	if (w == NULL || w->state != WORKER_SPAWNING) {
+		if (pidfd != -1)
+			close(pidfd);
+		return;
+	}
+	if (err != 0 || pid <= 0) {
+		w->problem = xstrdup(err == EAGAIN ?
+		    "could not fork a worker: process limit reached" :
+		    "could not fork a worker");
+		w->exit_done = true;	/* there is no process to wait for */
+		if (pidfd != -1)
+			close(pidfd);
+		return;
+	}
+	w->pid = pid;
+	w->pidfd = pidfd;
+	w->state = WORKER_RUNNING;
+	if (w->kill_pending)
+		worker_kill(w);
+}
+
+void
+workers_exited(uint32_t id, pid_t pid, int status)
+{
+	struct worker	*w = worker_lookup(id);
+
+	if (w == NULL || w->pid != pid || w->exit_done)
+		return;
+	w->exit_done = true;
+	w->status = status;
+	w->state = WORKER_FINISHING;
+	if (w->io_done)
+		worker_finish(w);
+}
+
+/* The zygote died: its workers died with it (PR_SET_PDEATHSIG). */
+void
+workers_lost(void)
+{
+	for (uint32_t i = 0; i < table_size; i++) {
+		struct worker	*w = table[i];
+
+		if (w == NULL || w->exit_done || w->launch_failed)
+			continue;
+		w->exit_done = true;
+		if (w->problem == NULL)
+			w->problem = xstrdup("worker lost: its zygote died");
+		if (w->io_done)
+			worker_finish(w);
+	}
+}
+
+/* Decides how the worker ended, from what it sent and how it exited. */
+static void
+worker_outcome(struct worker *w)
+{
+	struct worker_result	*res = &w->result;
+	int			 st = w->status;
+
+	if (w->got_result && w->problem == NULL)
+		return;		/* DONE (OUTCOME_OK) or FAILED, as sent */
+	worker_result_clear(res);
+	if (w->timed_out) {
+		res->outcome = OUTCOME_TIMEOUT;
+		res->signal = SIGKILL;
+		res->error = xstrdup(w->problem ? w->problem :
+		    "deadline reached; killed with SIGKILL");
+	} else if (w->problem != NULL) {
+		res->outcome = OUTCOME_FAILED;
+		res->error = xstrdup(w->problem);
+	} else if (WIFSIGNALED(st)) {
+		res->outcome = OUTCOME_KILLED;
+		res->signal = WTERMSIG(st);
+		res->error = xasprintf("worker killed by %s",
+		    signal_name(res->signal));
+	} else {
+		res->outcome = OUTCOME_FAILED;
+		res->error = xasprintf("worker exited with status %d without "
+		    "a result", WIFEXITED(st) ? WEXITSTATUS(st) : st);
+	}
+}
+
+static void
+worker_free(struct worker *w)
+{
+	if (w->bev != NULL)
+		bufferevent_free(w->bev);
+	if (w->pidfd != -1)
+		close(w->pidfd);
+	event_free(w->deadline_ev);
+	worker_result_clear(&w->result);
+	buf_free(&w->frame);
+	free(w->problem);
+	free(w);
+}
+
+static void
+workers_pump(void)
+{
+	struct worker	*w;
+
+	while (nfree > 0 && (w = TAILQ_FIRST(&queue)) != NULL) {
+		TAILQ_REMOVE(&queue, w, entry);
+		worker_launch(w);
+	}
+}
+
+static void
+worker_finish(struct worker *w)
+{
+	if (w->state != WORKER_QUEUED) {
+		table[w->id & 0xffff] = NULL;
+		free_slots[nfree++] = w->id & 0xffff;
+	}
+	worker_outcome(w);
+	w->result.elapsed_ms = now_ms() - w->start_ms;
+	if (w->done != NULL)
+		w->done(w->arg, &w->result);
+	worker_free(w);
+	workers_pump();
+}
+
+/* The owner no longer wants it: no callback will run; the process dies. */
+void
+worker_cancel(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	w->done = NULL;
+	w->step = NULL;
+	if (w->state == WORKER_QUEUED && !w->launch_failed) {
+		TAILQ_REMOVE(&queue, w, entry);
+		explicit_bzero(w->frame.data, w->frame.len);
+		worker_free(w);
+		return;
+	}
+	worker_kill(w);
+}
+
+void
+workers_kill_all(void)
+{
+	struct worker	*w;
+
+	while ((w = TAILQ_FIRST(&queue)) != NULL)
+		worker_cancel(w);
+	for (uint32_t i = 0; i < table_size; i++)
+		if (table[i] != NULL)
+			worker_cancel(table[i]);
+}
+
+void
+worker_result_clear(struct worker_result *res)
+{
+	for (uint32_t i = 0; i < res->ntexts; i++)
+		free(res->texts[i]);
+	free(res->texts);
+	free(res->error);
+	memset(res, 0, sizeof *res);
+}
+
+/* At exit, after the zygote has killed and reaped every process. */
+void
+workers_free_all(void)
+{
+	struct worker	*w;
+
+	while ((w = TAILQ_FIRST(&queue)) != NULL) {
+		TAILQ_REMOVE(&queue, w, entry);
+		worker_free(w);
+	}
+	for (uint32_t i = 0; i < table_size; i++)
+		if (table[i] != NULL)
+			worker_free(table[i]);
+	free(table);
+	free(free_slots);
+	table = NULL;
+	free_slots = NULL;
+	table_size = nfree = 0;
+}

@@ -1,0 +1,184 @@
+/*
+ * The agent's tools.  Each validates its arguments against its schema and
+ * answers with text for a tool message; a tool error is text for the model
+ * too, never a crash.  HEAVY_TEST_HOOKS builds add tools that misbehave on
+ * purpose, so tests can prove a runaway or crashing worker is contained.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+struct tool {
+	const char	*name;
+	const char	*description;
+	const char	*schema;	/* JSON Schema of the arguments */
+	int		(*run)(struct json_object *, struct buf *, int *);
+};
+
+static int
+tool_calculate(struct json_object *args, struct buf *out, int *complete)
+{
+	struct json_object	*expr;
+	char			 err[256];
+	double			 v;
+
+	(void)complete;
+	expr = json_object_object_get(args, "expression");
+	if (calc_eval(json_object_get_string(expr), &v, err, sizeof err) == -1) {
+		buf_printf(out, "error: %s", err);
+		return -1;
+	}
+	if (v == floor(v) && fabs(v) < 1e15)
+		buf_printf(out, "%.0f", v);
+	else
+		buf_printf(out, "%.15g", v);
+	return 0;
+}
+
+static int
+tool_mark_complete(struct json_object *args, struct buf *out, int *complete)
+{
+	struct json_object	*msg;
+
+	msg = json_object_object_get(args, "completion_message");
+	buf_addstr(out, json_object_get_string(msg));
+	*complete = 1;
+	return 0;
+}
+
+#ifdef HEAVY_TEST_HOOKS
+static int
+tool_test_crash(struct json_object *args, struct buf *out, int *complete)
+{
+	(void)args; (void)out; (void)complete;
+	raise(SIGSEGV);
+	return -1;
+}
+
+static int
+tool_test_spin(struct json_object *args, struct buf *out, int *complete)
+{
+	volatile unsigned long	n = 0;
+
+	(void)args; (void)out; (void)complete;
+	for (;;)
+		n++;
+	return -1;
+}
+
+static int
+tool_test_block(struct json_object *args, struct buf *out, int *complete)
+{
+	int	fds[2];
+	char	c;
+
+	(void)args; (void)out; (void)complete;
+	if (pipe(fds) == 0)
+		for (;;)
+			(void)read(fds[0], &c, 1);	/* no writer ever writes */
+	return -1;
+}
+#endif
+
+#define NO_ARGS	"{\"type\":\"object\",\"properties\":{}}"
+static const struct tool tools[] = {
+	{ "calculate", "Evaluate an arithmetic expression: + - * / % ^, "
+	  "parentheses, sqrt sin cos tan log log10 exp abs round min max, "
+	  "pi and e.",
+	  "{\"type\":\"object\",\"properties\":{\"expression\":{\"type\":"
+	  "\"string\",\"description\":\"e.g. (2+3)*sqrt(16)\"}},"
+	  "\"required\":[\"expression\"]}", tool_calculate },
+	{ "mark_task_complete", "Call when the task is fully answered, with a "
+	  "summary and the final message for the user.",
+	  "{\"type\":\"object\",\"properties\":{\"task_summary\":{\"type\":"
+	  "\"string\"},\"completion_message\":{\"type\":\"string\"}},"
+	  "\"required\":[\"task_summary\",\"completion_message\"]}",
+	  tool_mark_complete },
+#ifdef HEAVY_TEST_HOOKS
+	{ "test_crash", "Test only: crash with SIGSEGV.", NO_ARGS,
+	  tool_test_crash },
+	{ "test_spin", "Test only: spin the CPU forever.", NO_ARGS,
+	  tool_test_spin },
+	{ "test_block", "Test only: block forever in read.", NO_ARGS,
+	  tool_test_block },
+#endif
+};
+#define NTOOLS	(sizeof tools / sizeof tools[0])
+
+struct json_object *
+tools_definitions(void)
+{
+	struct json_object	*defs = json_object_new_array(), *t, *f;
+
+	for (size_t i = 0; i < NTOOLS; i++) {
+		f = json_object_new_object();
+		json_object_object_add(f, "name",
+		    json_object_new_string(tools[i].name));
+		json_object_object_add(f, "description",
+		    json_object_new_string(tools[i].description));
+		json_object_object_add(f, "parameters",
+		    json_tokener_parse(tools[i].schema));
+		t = json_object_new_object();
+		json_object_object_add(t, "type",
+		    json_object_new_string("function"));
+		json_object_object_add(t, "function", f);
+		json_object_array_add(defs, t);
+	}
+	return defs;
+}
+
+/* Checks args against the schema's "required" list of string properties. */
+static int
+tools_validate(const struct tool *t, struct json_object *args, struct buf *out)
+{
+	struct json_object	*schema, *req, *v;
+	const char		*key;
+	int			 rc = 0;
+
+	if (!json_object_is_type(args, json_type_object)) {
+		buf_printf(out, "error: arguments must be a JSON object");
+		return -1;
+	}
+	schema = json_tokener_parse(t->schema);
+	req = json_object_object_get(schema, "required");
+	for (size_t i = 0; rc == 0 && i < json_object_array_length(req); i++) {
+		key = json_object_get_string(json_object_array_get_idx(req, i));
+		v = json_object_object_get(args, key);
+		if (!json_object_is_type(v, json_type_string)) {
+			buf_printf(out, "error: argument '%s' must be a string",
+			    key);
+			rc = -1;
+		}
+	}
+	json_object_put(schema);
+	return rc;
+}
+
+int
+tools_call(const char *name, const char *arguments, const struct job *job,
+    struct buf *out, int *complete)
+{
+	struct json_object	*args;
+	const struct tool	*t = NULL;
+	int			 rc;
+
+	(void)job;
+	for (size_t i = 0; i < NTOOLS; i++)
+		if (strcmp(tools[i].name, name) == 0)
+			t = &tools[i];
+	if (t == NULL) {
+		buf_printf(out, "error: unknown tool '%.64s'", name);
+		return -1;
+	}
+	args = json_tokener_parse(arguments[0] == '\0' ? "{}" : arguments);
+	if (tools_validate(t, args, out) == -1)
+		rc = -1;
+	else
+		rc = t->run(args, out, complete);
+	json_object_put(args);
+	return rc;
+}
