@@ -458,7 +458,7 @@ mcp_event_cb(struct bufferevent *bev, short events, void *arg)
 		log_debug("stdin closed; shutting down");
 	} else
 		log_warnx("stdout closed; shutting down");
-	supervisor_shutdown();
+	server_shutdown();
 }
 
 int

@@ -15,9 +15,10 @@
 
 extern struct event_base	*ev_base;
 
-/* main.c */
-const char	*supervisor_api_key(void);
-void		 supervisor_shutdown(void);
+/* server.c */
+int		 server_run(const struct heavy_config *);
+const char	*server_api_key(void);
+void		 server_shutdown(void);
 
 /* spawner.c: our handle on the zygote that forks workers. */
 int	 spawner_start(const char *worker_path);

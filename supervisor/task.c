@@ -127,7 +127,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.max_transcript_bytes = t->cfg->max_transcript_bytes;
 	job.max_tool_output_bytes = t->cfg->max_tool_output_bytes;
 	job.max_answer_bytes = t->cfg->max_answer_bytes;
-	job.api_key = (char *)supervisor_api_key();
+	job.api_key = (char *)server_api_key();
 	job.base_url = t->cfg->base_url;
 	job.model = t->p.model != NULL ? t->p.model : t->cfg->model;
 	job.system_prompt = system;

@@ -1,0 +1,135 @@
+/* The server: the event loop, the API key, and an orderly shutdown. */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "supervisor.h"
+
+struct event_base		*ev_base;
+static char			*api_key;
+static bool			 shutting_down;
+
+const char *
+server_api_key(void)
+{
+	return api_key;
+}
+
+/* Takes the key out of the environment so no child can inherit it. */
+static void
+server_take_key(void)
+{
+	char	*v = getenv("OPENROUTER_API_KEY");
+
+	if (v == NULL || *v == '\0')
+		fatalx("OPENROUTER_API_KEY is not set: export the API key of "
+		    "your OpenRouter (or other OpenAI-compatible) provider");
+	api_key = xstrdup(v);
+	explicit_bzero(v, strlen(v));
+	unsetenv("OPENROUTER_API_KEY");
+}
+
+/* The worker binary: HEAVY_WORKER, else heavyd-worker beside heavyd. */
+static char *
+server_worker_path(void)
+{
+	char	 self[PATH_MAX], *slash, *path;
+	ssize_t	 n;
+
+	if ((path = getenv("HEAVY_WORKER")) != NULL && *path != '\0')
+		path = xstrdup(path);
+	else {
+		if ((n = readlink("/proc/self/exe", self, sizeof self - 1)) == -1)
+			fatal("readlink /proc/self/exe");
+		self[n] = '\0';
+		if ((slash = strrchr(self, '/')) != NULL)
+			*slash = '\0';
+		path = xasprintf("%s/heavyd-worker", self);
+	}
+	if (access(path, X_OK) == -1)
+		fatal("worker binary %s", path);
+	return path;
+}
+
+/* epoll cannot watch regular files; fall back to poll when stdio is one. */
+static struct event_base *
+server_event_base(void)
+{
+	struct event_config	*ec = event_config_new();
+	struct event_base	*base;
+	struct stat		 st;
+
+	for (int fd = 0; fd <= 1; fd++)
+		if (fstat(fd, &st) == 0 && !S_ISFIFO(st.st_mode) &&
+		    !S_ISSOCK(st.st_mode) && !S_ISCHR(st.st_mode))
+			event_config_avoid_method(ec, "epoll");
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (base == NULL)
+		fatalx("libevent: no usable event backend");
+	return base;
+}
+
+static void
+server_signal_cb(evutil_socket_t sig, short events, void *arg)
+{
+	(void)events; (void)arg;
+	log_info("%s received; shutting down", signal_name((int)sig));
+	server_shutdown();
+}
+
+/* Cancels every task, kills and reaps every worker, then leaves the loop. */
+void
+server_shutdown(void)
+{
+	if (shutting_down)
+		return;
+	shutting_down = true;
+	mcp_stop();
+	workers_kill_all();
+	spawner_stop();
+	event_base_loopbreak(ev_base);
+}
+
+/* Runs until stdin closes or a signal asks us to stop. */
+int
+server_run(const struct heavy_config *config)
+{
+	struct event	*sigterm, *sigint;
+	char		*worker_path;
+
+	server_take_key();
+	worker_path = server_worker_path();
+	ev_base = server_event_base();
+	workers_init(config);
+	if (spawner_start(worker_path) == -1)
+		fatal("cannot start %s", worker_path);
+	free(worker_path);
+	if (mcp_start(config) == -1)
+		fatal("stdio");
+	sigterm = evsignal_new(ev_base, SIGTERM, server_signal_cb, NULL);
+	sigint = evsignal_new(ev_base, SIGINT, server_signal_cb, NULL);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	log_debug("serving MCP on stdio; model %s at %s", config->model,
+	    config->base_url);
+
+	event_base_dispatch(ev_base);
+
+	workers_free_all();
+	event_free(sigterm);
+	event_free(sigint);
+	event_base_free(ev_base);
+	libevent_global_shutdown();
+	explicit_bzero(api_key, strlen(api_key));
+	free(api_key);
+	return 0;
+}

@@ -1,0 +1,150 @@
+/* heavy_orchestrate's arguments and the prompts built from them. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "../../supervisor/supervisor.h"
+
+static struct heavy_config	cfg;
+
+static void setup(void) { config_defaults(&cfg); }
+static void teardown(void) { config_clear(&cfg); }
+
+static int
+args(const char *json, struct task_params *p, char *err)
+{
+	struct json_object	*a = json_tokener_parse(json);
+	int			 rc;
+
+	rc = tool_orchestrate_args(&cfg, a, p, err, 256);
+	json_object_put(a);
+	return rc;
+}
+
+Test(tool, defaults_apply, .init = setup, .fini = teardown)
+{
+	struct task_params	p;
+	char			err[256];
+
+	cr_assert_eq(args("{\"query\":\"why?\"}", &p, err), 0);
+	cr_assert_eq(p.num_agents, 4);
+	cr_assert_float_eq(p.timeout_s, 300, 1e-9);
+	cr_assert_null(p.model);
+	task_params_clear(&p);
+}
+
+Test(tool, every_argument_accepted, .init = setup, .fini = teardown)
+{
+	struct task_params	p;
+	char			err[256];
+
+	cr_assert_eq(args("{\"query\":\"q\",\"num_agents\":16,\"timeout\":2.5,"
+	    "\"model\":\"openai/gpt-4o\"}", &p, err), 0, "%s", err);
+	cr_assert_eq(p.num_agents, 16);
+	cr_assert_float_eq(p.timeout_s, 2.5, 1e-9);
+	cr_assert_str_eq(p.model, "openai/gpt-4o");
+	task_params_clear(&p);
+}
+
+struct bad { const char *json; const char *needle; };
+
+Test(tool, bad_arguments_name_the_argument, .init = setup, .fini = teardown)
+{
+	static const struct bad cases[] = {
+		{ "{}", "'query': required" },
+		{ "{\"query\":\"  \"}", "'query': must not be empty" },
+		{ "{\"query\":5}", "'query': must be a string" },
+		{ "{\"query\":\"q\",\"num_agents\":0}", "'num_agents'" },
+		{ "{\"query\":\"q\",\"num_agents\":17}", "'num_agents'" },
+		{ "{\"query\":\"q\",\"num_agents\":\"4\"}", "'num_agents'" },
+		{ "{\"query\":\"q\",\"num_agents\":2.5}", "'num_agents'" },
+		{ "{\"query\":\"q\",\"timeout\":-1}", "'timeout'" },
+		{ "{\"query\":\"q\",\"timeout\":0.5}", "'timeout'" },
+		{ "{\"query\":\"q\",\"timeout\":\"soon\"}", "'timeout'" },
+		{ "{\"query\":\"q\",\"model\":\"\"}", "'model'" },
+		{ "{\"query\":\"q\",\"model\":\"a b\"}", "'model'" },
+		{ "{\"query\":\"q\",\"agents\":3}", "'agents': unknown argument" },
+	};
+	struct task_params	p;
+	char			err[256];
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		cr_assert_eq(args(cases[i].json, &p, err), -1, "%s accepted",
+		    cases[i].json);
+		cr_assert(strstr(err, cases[i].needle) != NULL,
+		    "%s: \"%s\" lacks \"%s\"", cases[i].json, err,
+		    cases[i].needle);
+		cr_assert_null(p.query, "nothing kept on error");
+	}
+	cr_assert_eq(tool_orchestrate_args(&cfg, NULL, &p, err, sizeof err), -1);
+}
+
+Test(tool, list_has_both_schemas, .init = setup, .fini = teardown)
+{
+	struct json_object	*l = tool_list(), *t, *v;
+
+	t = json_object_array_get_idx(json_object_object_get(l, "tools"), 0);
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(t,
+	    "name")), "heavy_orchestrate");
+	cr_assert(json_object_object_get_ex(t, "inputSchema", &v) &&
+	    json_object_is_type(v, json_type_object));
+	cr_assert(json_object_object_get_ex(t, "outputSchema", &v) &&
+	    json_object_is_type(v, json_type_object), "outputSchema parses");
+	json_object_put(l);
+}
+
+Test(prompt, render_replaces_known_keys_only)
+{
+	const char	*keys[] = { "a", "bb" };
+	const char	*vals[] = { "1", "{a}" };
+	char		*s = prompt_render("{a}-{bb}-{c}-{a", keys, vals, 2);
+
+	cr_assert_str_eq(s, "1-{a}-{c}-{a", "values are not re-expanded");
+	free(s);
+}
+
+Test(prompt, planner_uses_make_it_heavy_placeholders, .init = setup,
+    .fini = teardown)
+{
+	char	*s = prompt_planner(&cfg, "Is C fast?", 3);
+
+	cr_assert(strstr(s, "create 3 different questions") != NULL);
+	cr_assert(strstr(s, "Original user query: Is C fast?") != NULL);
+	free(s);
+}
+
+Test(prompt, fallback_questions_are_distinct)
+{
+	char	*q[6];
+
+	for (int i = 0; i < 6; i++)
+		q[i] = prompt_fallback_question("topic", i);
+	for (int i = 0; i < 6; i++)
+		for (int j = 0; j < i; j++)
+			cr_assert_str_neq(q[i], q[j]);
+	for (int i = 0; i < 6; i++)
+		free(q[i]);
+}
+
+Test(prompt, synthesis_within_budget_says_what_was_cut, .init = setup,
+    .fini = teardown)
+{
+	char			 big[5000];
+	struct synth_input	 in[3] = {
+		{ "q1", "short answer" }, { "q2", big }, { "q3", big } };
+	char			*s;
+	int			 dropped;
+
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	s = prompt_synthesis(&cfg, in, 3, 2000, &dropped);
+	cr_assert_eq(dropped, 2);
+	cr_assert(strstr(s, "short answer") != NULL, "short answers kept whole");
+	cr_assert(strstr(s, "[truncated: 994 of 4999 bytes kept]") != NULL,
+	    "%s", s);
+	cr_assert(strstr(s, "=== AGENT 3 RESPONSE ===") != NULL);
+	cr_assert(strstr(s, "You have 3 different AI agents") != NULL);
+	free(s);
+	s = prompt_synthesis(&cfg, in, 1, 2000, &dropped);
+	cr_assert_eq(dropped, 0);
+	free(s);
+}
