@@ -1,5 +1,6 @@
 /* Configuration: built-in defaults (make-it-heavy's), then the environment. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,24 +73,60 @@ config_set_str(char **slot, const char *value)
 	*slot = xstrdup(value);
 }
 
-/* Parses a positive integer environment value; -1 with a message when bad. */
-static int
-env_int(const char *name, int *out, int min, int max, char *err, size_t errlen)
-{
-	const char	*v = getenv(name);
-	char		*end;
-	long		 n;
+/* Every numeric knob: its environment variable, its field and its range. */
+#define INT_KNOB(env, field, lo, hi) \
+	{ env, offsetof(struct heavy_config, field), sizeof(int), lo, hi }
+#define SIZE_KNOB(env, field, lo, hi) \
+	{ env, offsetof(struct heavy_config, field), sizeof(size_t), lo, hi }
+static const struct knob {
+	const char	*env;
+	size_t		 offset;
+	size_t		 size;
+	long long	 min, max;
+} knobs[] = {
+	INT_KNOB("HEAVY_MAX_ITERATIONS", max_iterations, 1, 100),
+	INT_KNOB("HEAVY_NUM_AGENTS", num_agents, 1, HEAVY_MAX_AGENTS),
+	INT_KNOB("HEAVY_TASK_TIMEOUT", task_timeout_s, 1, 86400),
+	INT_KNOB("HEAVY_PLANNER_TIMEOUT", planner_timeout_s, 1, 86400),
+	INT_KNOB("HEAVY_SYNTHESIS_RESERVE", synthesis_reserve_s, 0, 86400),
+	INT_KNOB("HEAVY_HEARTBEAT", heartbeat_s, 1, 3600),
+	INT_KNOB("HEAVY_MAX_RETRIES", max_retries, 0, 20),
+	INT_KNOB("HEAVY_RETRY_BASE_MS", retry_base_ms, 1, 600000),
+	INT_KNOB("HEAVY_RETRY_MAX_MS", retry_max_ms, 1, 3600000),
+	SIZE_KNOB("HEAVY_MAX_LINE_BYTES", max_line_bytes, 1024, 1LL << 30),
+	SIZE_KNOB("HEAVY_MAX_FRAME_BYTES", max_frame_bytes, 65536, 1LL << 30),
+	SIZE_KNOB("HEAVY_MAX_RESPONSE_BYTES", max_response_bytes, 1024,
+	    1LL << 30),
+	SIZE_KNOB("HEAVY_MAX_TRANSCRIPT_BYTES", max_transcript_bytes, 1024,
+	    1LL << 30),
+	SIZE_KNOB("HEAVY_MAX_TOOL_OUTPUT_BYTES", max_tool_output_bytes, 256,
+	    1LL << 30),
+	SIZE_KNOB("HEAVY_MAX_ANSWER_BYTES", max_answer_bytes, 256, 1LL << 30),
+	SIZE_KNOB("HEAVY_MAX_SYNTHESIS_INPUT_BYTES", max_synthesis_input_bytes,
+	    1024, 1LL << 30),
+	INT_KNOB("HEAVY_MAX_WORKERS", max_workers, 1, 65535),
+	INT_KNOB("HEAVY_MAX_TASKS", max_tasks, 1, 1 << 20),
+};
 
-	if (v == NULL || *v == '\0')
-		return 0;
+/* Sets one knob from text; -1 with a message naming it when bad. */
+static int
+config_set_knob(struct heavy_config *c, const struct knob *k, const char *v,
+    char *err, size_t errlen)
+{
+	char		*end;
+	long long	 n;
+
 	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno != 0 || *end != '\0' || n < min || n > max) {
-		snprintf(err, errlen, "%s: expected an integer from %d to %d, "
-		    "got \"%s\"", name, min, max, v);
+	n = strtoll(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || n < k->min || n > k->max) {
+		snprintf(err, errlen, "%s: expected an integer from %lld to "
+		    "%lld, got \"%.64s\"", k->env, k->min, k->max, v);
 		return -1;
 	}
-	*out = (int)n;
+	if (k->size == sizeof(int))
+		*(int *)((char *)c + k->offset) = (int)n;
+	else
+		*(size_t *)((char *)c + k->offset) = (size_t)n;
 	return 0;
 }
 
@@ -102,17 +139,12 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 		config_set_str(&c->base_url, v);
 	if ((v = getenv("HEAVY_MODEL")) != NULL && *v != '\0')
 		config_set_str(&c->model, v);
-	if (env_int("HEAVY_MAX_WORKERS", &c->max_workers, 1, 65536, err,
-	    errlen) == -1 ||
-	    env_int("HEAVY_MAX_TASKS", &c->max_tasks, 1, 1 << 20, err,
-	    errlen) == -1 ||
-	    env_int("HEAVY_HEARTBEAT", &c->heartbeat_s, 1, 3600, err,
-	    errlen) == -1 ||
-	    env_int("HEAVY_MAX_RETRIES", &c->max_retries, 0, 20, err,
-	    errlen) == -1 ||
-	    env_int("HEAVY_RETRY_BASE_MS", &c->retry_base_ms, 1, 600000, err,
-	    errlen) == -1)
-		return -1;
+	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
+		if ((v = getenv(knobs[i].env)) == NULL || *v == '\0')
+			continue;
+		if (config_set_knob(c, &knobs[i], v, err, errlen) == -1)
+			return -1;
+	}
 	return 0;
 }
 

@@ -1,0 +1,73 @@
+/* Configuration from the environment: limits are settable and checked. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/common.h"
+
+Test(config, defaults_match_make_it_heavy)
+{
+	struct heavy_config	c;
+
+	config_defaults(&c);
+	cr_assert_str_eq(c.base_url, "https://openrouter.ai/api/v1");
+	cr_assert_str_eq(c.model, "moonshotai/kimi-k2");
+	cr_assert_eq(c.max_iterations, 10);
+	cr_assert_eq(c.num_agents, 4);
+	cr_assert_eq(c.task_timeout_s, 300);
+	config_clear(&c);
+}
+
+Test(config, env_overrides_and_limits)
+{
+	struct heavy_config	c;
+	char			err[256];
+
+	config_defaults(&c);
+	setenv("HEAVY_BASE_URL", "http://127.0.0.1:9/v1", 1);
+	setenv("HEAVY_MODEL", "mock/model", 1);
+	setenv("HEAVY_MAX_LINE_BYTES", "2048", 1);
+	setenv("HEAVY_MAX_WORKERS", "8", 1);
+	cr_assert_eq(config_from_env(&c, err, sizeof err), 0, "%s", err);
+	cr_assert_str_eq(c.base_url, "http://127.0.0.1:9/v1");
+	cr_assert_str_eq(c.model, "mock/model");
+	cr_assert_eq(c.max_line_bytes, 2048);
+	cr_assert_eq(c.max_workers, 8);
+	config_clear(&c);
+}
+
+Test(config, bad_values_name_the_variable)
+{
+	static const char *bad[] = { "0", "-5", "12x", "", "99999999999" };
+	struct heavy_config	c;
+	char			err[256];
+
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		config_defaults(&c);
+		setenv("HEAVY_MAX_WORKERS", bad[i], 1);
+		if (bad[i][0] == '\0') {	/* empty means unset */
+			cr_assert_eq(config_from_env(&c, err, sizeof err), 0);
+		} else {
+			cr_assert_eq(config_from_env(&c, err, sizeof err), -1,
+			    "%s accepted", bad[i]);
+			cr_assert(strstr(err, "HEAVY_MAX_WORKERS") != NULL);
+		}
+		config_clear(&c);
+	}
+	unsetenv("HEAVY_MAX_WORKERS");
+}
+
+Test(config, dup_is_independent)
+{
+	struct heavy_config	c, *d;
+
+	config_defaults(&c);
+	d = config_dup(&c);
+	free(d->model);
+	d->model = strdup("other");
+	d->num_agents = 9;
+	cr_assert_str_eq(c.model, "moonshotai/kimi-k2");
+	cr_assert_eq(c.num_agents, 4);
+	config_free(d);
+	config_clear(&c);
+}
