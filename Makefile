@@ -32,7 +32,7 @@ UNIT_OBJ   = $(call obj,$(UNIT_SRC))
 NOMAIN     = $(filter-out %/main.o,$(1))
 
 PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker $(BUILD)/test/heavyd-worker \
-	$(BUILD)/mockllm
+	$(BUILD)/mockllm $(BUILD)/bench
 
 .PHONY: all unit check check-unit check-integration check-asan bench demo clean
 all: $(PROGS)
@@ -49,6 +49,9 @@ $(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LIBS)
 
 $(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
+
+$(BUILD)/bench: $(call obj,tests/bench/bench.c) $(COMMON_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(call NOMAIN,$(SUP_OBJ) $(WRK_OBJ)) $(COMMON_OBJ)

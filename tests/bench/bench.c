@@ -1,0 +1,353 @@
+/*
+ * heavyd-bench: drives build/heavyd over its stdio, as an MCP client would,
+ * and prints measurements.  scripts/bench runs every scenario.
+ *   bench startup N            spawn to initialize answered
+ *   bench ping N               pipelined pings per second
+ *   bench orchestrate N CALLS  N calls of 4 agents, CALLS at once, timed
+ *   bench deadline N           tool result time for all-hanging agents
+ */
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "../../common/common.h"
+
+extern char	**environ;
+
+struct server {
+	pid_t	pid;
+	int	in;		/* we write */
+	int	out;		/* we read */
+	char	buf[1 << 16];
+	size_t	len;
+};
+
+static const char *heavyd = "build/heavyd";
+
+static void
+server_start(struct server *s)
+{
+	posix_spawn_file_actions_t	fa;
+	int				in[2], out[2];
+	char				*argv[] = { (char *)heavyd, NULL };
+
+	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1)
+		fatal("pipe");
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	if (posix_spawn(&s->pid, heavyd, &fa, NULL, argv, environ) != 0)
+		fatal("spawn %s", heavyd);
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	close(out[1]);
+	s->in = in[1];
+	s->out = out[0];
+	s->len = 0;
+}
+
+/* Closes stdin and waits: heavyd exits 0 on EOF. */
+static int
+server_stop(struct server *s)
+{
+	int	status;
+
+	close(s->in);
+	close(s->out);
+	waitpid(s->pid, &status, 0);
+	return status;
+}
+
+static void
+server_write(struct server *s, const char *line)
+{
+	size_t	len = strlen(line);
+
+	if (write(s->in, line, len) != (ssize_t)len)
+		fatal("write");
+}
+
+/* Reads one line into a malloc'd string; NULL at EOF. */
+static char *
+server_read_line(struct server *s)
+{
+	char	*nl, *line;
+	ssize_t	 n;
+
+	for (;;) {
+		if ((nl = memchr(s->buf, '\n', s->len)) != NULL) {
+			line = xstrndup(s->buf, (size_t)(nl - s->buf));
+			s->len -= (size_t)(nl - s->buf) + 1;
+			memmove(s->buf, nl + 1, s->len);
+			return line;
+		}
+		if (s->len == sizeof s->buf)
+			fatalx("line too long");
+		n = read(s->out, s->buf + s->len, sizeof s->buf - s->len);
+		if (n <= 0)
+			return NULL;
+		s->len += (size_t)n;
+	}
+}
+
+/* Reads lines until the response to id arrives; skips notifications. */
+static struct json_object *
+server_response(struct server *s, int id)
+{
+	struct json_object	*msg, *v;
+	char			*line;
+
+	while ((line = server_read_line(s)) != NULL) {
+		msg = json_tokener_parse(line);
+		free(line);
+		if (json_object_object_get_ex(msg, "id", &v) &&
+		    json_object_get_int(v) == id)
+			return msg;
+		json_object_put(msg);
+	}
+	fatalx("server closed its stdout");
+}
+
+static const char *init_line = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":"
+    "\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\","
+    "\"capabilities\":{},\"clientInfo\":{\"name\":\"bench\",\"version\":"
+    "\"1\"}}}\n";
+
+static void
+server_initialize(struct server *s)
+{
+	server_write(s, init_line);
+	json_object_put(server_response(s, 0));
+	server_write(s, "{\"jsonrpc\":\"2.0\",\"method\":"
+	    "\"notifications/initialized\"}\n");
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+	int64_t	x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int64_t
+now_us(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+report(const char *what, int64_t *us, int n)
+{
+	qsort(us, (size_t)n, sizeof *us, cmp_i64);
+	printf("%s: n=%d median=%.3f ms p90=%.3f ms min=%.3f ms max=%.3f ms\n",
+	    what, n, us[n / 2] / 1000.0, us[n * 9 / 10] / 1000.0,
+	    us[0] / 1000.0, us[n - 1] / 1000.0);
+}
+
+static void
+bench_startup(int n)
+{
+	struct server	s;
+	int64_t		*us = xcalloc((size_t)n, sizeof *us), t0;
+
+	for (int i = 0; i < n; i++) {
+		t0 = now_us();
+		server_start(&s);
+		server_write(&s, init_line);
+		json_object_put(server_response(&s, 0));
+		us[i] = now_us() - t0;
+		server_stop(&s);
+	}
+	report("spawn to initialize answered", us, n);
+	free(us);
+}
+
+/* Writes all pings from a child so the pipe never deadlocks both ways. */
+static void
+bench_ping(int n)
+{
+	struct server	 s;
+	char		*line;
+	int64_t		 t0, dt;
+	pid_t		 writer;
+	int		 got = 0;
+
+	server_start(&s);
+	server_initialize(&s);
+	t0 = now_us();
+	if ((writer = fork()) == 0) {
+		char	chunk[1 << 16];
+		size_t	len = 0;
+
+		for (int i = 1; i <= n; i++) {
+			len += (size_t)snprintf(chunk + len, sizeof chunk - len,
+			    "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ping\"}\n",
+			    i);
+			if (len > sizeof chunk - 128 || i == n) {
+				if (write(s.in, chunk, len) != (ssize_t)len)
+					_exit(1);
+				len = 0;
+			}
+		}
+		_exit(0);
+	}
+	while (got < n && (line = server_read_line(&s)) != NULL) {
+		got += strstr(line, "\"result\"") != NULL;
+		free(line);
+	}
+	dt = now_us() - t0;
+	waitpid(writer, NULL, 0);
+	printf("pipelined ping: %d in %.1f ms = %.0f per second\n", got,
+	    dt / 1000.0, got / (dt / 1e6));
+	server_stop(&s);
+}
+
+static long
+server_peak_rss_kb(struct server *s)
+{
+	char	path[64], line[256];
+	long	kb = -1;
+	FILE	*f;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)s->pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static void
+send_orchestrate(struct server *s, int id, const char *query, int timeout)
+{
+	char	line[512];
+
+	snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":"
+	    "\"tools/call\",\"params\":{\"name\":\"heavy_orchestrate\","
+	    "\"arguments\":{\"query\":\"%s\",\"num_agents\":4,\"timeout\":%d}}}\n",
+	    id, query, timeout);
+	server_write(s, line);
+}
+
+/* Counts responses until `calls` have arrived; returns how many failed. */
+static int
+await_results(struct server *s, int calls, int64_t *task_ms)
+{
+	struct json_object	*msg, *res, *v, *sc;
+	char			*line;
+	int			 got = 0, failed = 0;
+
+	while (got < calls && (line = server_read_line(s)) != NULL) {
+		msg = json_tokener_parse(line);
+		free(line);
+		if (json_object_object_get_ex(msg, "result", &res) &&
+		    json_object_object_get_ex(msg, "id", &v)) {
+			got++;
+			if (!json_object_object_get_ex(res, "isError", &v) ||
+			    json_object_get_boolean(v))
+				failed++;
+			if (task_ms != NULL &&
+			    json_object_object_get_ex(res, "structuredContent",
+			    &sc) && json_object_object_get_ex(sc, "elapsed_ms", &v))
+				*task_ms = json_object_get_int64(v);
+		}
+		json_object_put(msg);
+	}
+	return failed + (calls - got);
+}
+
+/* runs x CALLS concurrent 4-agent orchestrations; overhead past critical_ms. */
+static void
+bench_orchestrate(int runs, int calls, int critical_ms)
+{
+	struct server	 s;
+	int64_t		*us = xcalloc((size_t)runs, sizeof *us), t0;
+	int		 failed = 0;
+	long		 rss = 0;
+
+	for (int r = 0; r < runs; r++) {
+		server_start(&s);
+		server_initialize(&s);
+		t0 = now_us();
+		for (int i = 1; i <= calls; i++)
+			send_orchestrate(&s, i, "bench query", 60);
+		failed += await_results(&s, calls, NULL);
+		us[r] = now_us() - t0 - (int64_t)critical_ms * 1000;
+		if (server_peak_rss_kb(&s) > rss)
+			rss = server_peak_rss_kb(&s);
+		server_stop(&s);
+	}
+	printf("%d x %d concurrent 4-agent orchestrations: failed=%d "
+	    "supervisor peak RSS=%.1f MB\n", runs, calls, failed, rss / 1024.0);
+	report(critical_ms ? "  wall time over the critical path" :
+	    "  wall time", us, runs);
+	free(us);
+}
+
+/* Every agent hangs; agents die at T - T/4 = 3 s into a 4 s call. */
+static void
+bench_deadline(int runs)
+{
+	struct server	 s;
+	int64_t		*us = xcalloc((size_t)runs, sizeof *us), task_ms = 0;
+	int64_t		*in = xcalloc((size_t)runs, sizeof *in), t0;
+
+	for (int r = 0; r < runs; r++) {
+		server_start(&s);
+		server_initialize(&s);
+		t0 = now_us();
+		send_orchestrate(&s, 1, "[[agent:hang]]", 4);
+		await_results(&s, 1, &task_ms);
+		us[r] = now_us() - t0 - 3000000;
+		in[r] = (task_ms - 3000) * 1000;
+		server_stop(&s);
+	}
+	report("deadline to tool result, client clock", us, runs);
+	report("deadline to last worker reaped, server clock (1 ms steps)",
+	    in, runs);
+	free(us);
+	free(in);
+}
+
+int
+main(int argc, char **argv)
+{
+	int	n = argc > 2 ? atoi(argv[2]) : 10;
+
+	log_init("heavyd-bench", LOG_LVL_INFO);
+	signal(SIGPIPE, SIG_IGN);
+	if (getenv("HEAVYD") != NULL)
+		heavyd = getenv("HEAVYD");
+	if (argc < 2)
+		fatalx("usage: bench startup|ping|orchestrate|deadline [N ...]");
+	if (strcmp(argv[1], "startup") == 0)
+		bench_startup(n);
+	else if (strcmp(argv[1], "ping") == 0)
+		bench_ping(n);
+	else if (strcmp(argv[1], "orchestrate") == 0)
+		bench_orchestrate(n, argc > 3 ? atoi(argv[3]) : 1,
+		    argc > 4 ? atoi(argv[4]) : 0);
+	else if (strcmp(argv[1], "deadline") == 0)
+		bench_deadline(n);
+	else
+		fatalx("unknown scenario %s", argv[1]);
+	return 0;
+}
