@@ -3,6 +3,7 @@
 #define HEAVY_WORKER_H
 
 #include <stdint.h>
+#include <stdbool.h>
 #include <time.h>
 
 #include <json-c/json.h>

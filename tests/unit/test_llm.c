@@ -1,0 +1,138 @@
+/* The LLM client's parsing and its retry policy. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "../../worker/worker.h"
+
+Test(backoff, retryable_statuses_exactly)
+{
+	static const long yes[] = { 408, 429, 500, 502, 503, 504 };
+	static const long no[] = { 200, 400, 401, 402, 403, 404, 422, 501 };
+
+	for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+		cr_assert(backoff_retryable_status(yes[i]), "%ld", yes[i]);
+	for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+		cr_assert(!backoff_retryable_status(no[i]), "%ld", no[i]);
+}
+
+Test(backoff, full_jitter_bounds)
+{
+	for (uint32_t r = 0; r < 100000; r += 7) {
+		cr_assert_leq(backoff_delay_ms(0, 500, 20000, r), 500);
+		cr_assert_leq(backoff_delay_ms(3, 500, 20000, r), 4000);
+		cr_assert_leq(backoff_delay_ms(100, 500, 20000, r), 20000);
+		cr_assert_geq(backoff_delay_ms(100, 500, 20000, r), 0);
+	}
+	cr_assert_eq(backoff_delay_ms(3, 500, 20000, 4000), 4000, "cap reached");
+	cr_assert_eq(backoff_delay_ms(100, 500, 20000, UINT32_MAX),
+	    UINT32_MAX % 20001);
+}
+
+Test(backoff, server_hints)
+{
+	time_t	now = 1700000000;
+
+	cr_assert_eq(backoff_hint_ms("3", NULL, now), 3000);
+	cr_assert_eq(backoff_hint_ms("0", NULL, now), 0);
+	cr_assert_eq(backoff_hint_ms("Tue, 14 Nov 2023 22:13:30 GMT", NULL, now),
+	    10000, "HTTP-date 10 s ahead");
+	cr_assert_eq(backoff_hint_ms("Tue, 14 Nov 2023 22:00:00 GMT", NULL, now),
+	    0, "a date in the past");
+	cr_assert_eq(backoff_hint_ms(NULL, "1700000002500", now), 2500, "ms");
+	cr_assert_eq(backoff_hint_ms(NULL, "1700000004", now), 4000, "s");
+	cr_assert_eq(backoff_hint_ms("soon", NULL, now), -1);
+	cr_assert_eq(backoff_hint_ms("-5", NULL, now), -1);
+	cr_assert_eq(backoff_hint_ms(NULL, NULL, now), -1);
+	cr_assert_eq(backoff_hint_ms("999999999", NULL, now), 24LL * 3600000);
+}
+
+static int
+parse(const char *body, size_t len, struct llm_reply *r, struct usage *u,
+    struct llm_error *e)
+{
+	memset(u, 0, sizeof *u);
+	memset(e, 0, sizeof *e);
+	return llm_parse_body(body, len, r, u, e);
+}
+
+Test(llm, normal_reply_with_usage)
+{
+	const char	*b = "{\"choices\":[{\"message\":{\"role\":\"assistant\","
+	    "\"content\":\"hi\"}}],\"usage\":{\"prompt_tokens\":3,"
+	    "\"completion_tokens\":2,\"total_tokens\":5}}";
+	struct llm_reply r;
+	struct usage	 u;
+	struct llm_error e;
+
+	cr_assert_eq(parse(b, strlen(b), &r, &u, &e), 0);
+	cr_assert_str_eq(r.content, "hi");
+	cr_assert_null(r.tool_calls);
+	cr_assert_eq(u.total_tokens, 5);
+	llm_reply_clear(&r);
+}
+
+Test(llm, tool_calls_with_null_content)
+{
+	const char	*b = "{\"choices\":[{\"message\":{\"content\":null,"
+	    "\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\",\"function\":"
+	    "{\"name\":\"calculate\",\"arguments\":\"{}\"}}]}}]}";
+	struct llm_reply r;
+	struct usage	 u;
+	struct llm_error e;
+
+	cr_assert_eq(parse(b, strlen(b), &r, &u, &e), 0);
+	cr_assert_null(r.content);
+	cr_assert_eq(json_object_array_length(r.tool_calls), 1);
+	llm_reply_clear(&r);
+}
+
+Test(llm, errors_classified)
+{
+	struct {
+		const char	*body;
+		enum job_error	 kind;
+		const char	*needle;
+	} cases[] = {
+		{ "{\"error\":{\"message\":\"Provider returned error\","
+		  "\"code\":502}}", JOB_ERR_API, "Provider returned error" },
+		{ "this is not json {", JOB_ERR_RESPONSE, "malformed" },
+		{ "{\"choices\":[{\"mess", JOB_ERR_RESPONSE, "malformed" },
+		{ "{\"id\":1}", JOB_ERR_RESPONSE, "no message" },
+		{ "{\"choices\":[{\"message\":{}}]}", JOB_ERR_RESPONSE, "empty" },
+	};
+	struct llm_reply r;
+	struct usage	 u;
+	struct llm_error e;
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		cr_assert_eq(parse(cases[i].body, strlen(cases[i].body), &r,
+		    &u, &e), -1, "%s", cases[i].body);
+		cr_assert_eq(e.kind, cases[i].kind, "%s", cases[i].body);
+		cr_assert(strstr(e.msg, cases[i].needle) != NULL, "%s", e.msg);
+	}
+	parse(cases[0].body, strlen(cases[0].body), &r, &u, &e);
+	cr_assert_eq(e.http_status, 502, "the code decides the retry");
+}
+
+Test(llm, body_not_nul_terminated)
+{
+	char		 b[] = "{\"choices\":[{\"message\":{\"content\":\"ok\"}}]}XXXX";
+	struct llm_reply r;
+	struct usage	 u;
+	struct llm_error e;
+
+	cr_assert_eq(parse(b, strlen(b) - 4, &r, &u, &e), 0);
+	cr_assert_str_eq(r.content, "ok");
+	llm_reply_clear(&r);
+}
+
+Test(llm, choices_of_the_wrong_type)
+{
+	const char	*b = "{\"choices\":{\"message\":{\"content\":\"x\"}}}";
+	struct llm_reply r;
+	struct usage	 u;
+	struct llm_error e;
+
+	cr_assert_eq(parse(b, strlen(b), &r, &u, &e), -1);
+	cr_assert_eq(e.kind, JOB_ERR_RESPONSE);
+}

@@ -1,0 +1,415 @@
+/*
+ * The LLM client: OpenAI-compatible chat completions over libcurl.  A call
+ * is retried only where a retry can help (408/429/5xx, transport errors,
+ * a retryable error object in a 200), with full-jitter backoff that honours
+ * the server's hints, and never when it could not finish by the deadline.
+ */
+#include <sys/random.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "worker.h"
+
+#define LLM_DEFAULT_CAP		(4u << 20)
+#define LLM_CONNECT_MS		10000
+#define LLM_MIN_ATTEMPT_MS	250
+
+struct llm_xfer {
+	struct buf	body;
+	bool		over;
+	char		retry_after[64];
+	char		reset[64];
+};
+
+static CURL	*llm_curl;
+
+int
+llm_init(void)
+{
+	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+const char *
+llm_error_name(enum job_error kind)
+{
+	static const char *names[] = { "none", "http", "transport", "timeout",
+	    "response", "api", "parse", "limit", "internal" };
+
+	return kind <= JOB_ERR_INTERNAL ? names[kind] : "internal";
+}
+
+static void
+llm_fail(struct llm_error *e, enum job_error kind, long status,
+    const char *fmt, ...) PRINTF(4, 5);
+
+static void
+llm_fail(struct llm_error *e, enum job_error kind, long status,
+    const char *fmt, ...)
+{
+	va_list	ap;
+
+	e->kind = kind;
+	e->http_status = status;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	va_end(ap);
+}
+
+static size_t
+llm_write_cb(char *p, size_t size, size_t n, void *arg)
+{
+	struct llm_xfer	*x = arg;
+
+	if (buf_add(&x->body, p, size * n) == -1) {
+		x->over = true;
+		return 0;	/* fails the transfer */
+	}
+	return size * n;
+}
+
+/* Keeps the value of a header we care about, trimmed. */
+static void
+llm_header_value(const char *line, size_t len, size_t skip, char *out,
+    size_t outlen)
+{
+	size_t	i = skip, n = 0;
+
+	while (i < len && isspace((unsigned char)line[i]))
+		i++;
+	while (i < len && line[i] != '\r' && line[i] != '\n' && n < outlen - 1)
+		out[n++] = line[i++];
+	out[n] = '\0';
+}
+
+static size_t
+llm_header_cb(char *p, size_t size, size_t n, void *arg)
+{
+	struct llm_xfer	*x = arg;
+	size_t		 len = size * n;
+
+	if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0)
+		llm_header_value(p, len, 12, x->retry_after,
+		    sizeof x->retry_after);
+	else if (len > 18 && strncasecmp(p, "X-RateLimit-Reset:", 18) == 0)
+		llm_header_value(p, len, 18, x->reset, sizeof x->reset);
+	return len;
+}
+
+/* Copies a provider's message, cut short and with control bytes replaced. */
+static void
+llm_clean(char *out, size_t outlen, const char *in)
+{
+	size_t	i;
+
+	for (i = 0; in != NULL && in[i] != '\0' && i < outlen - 1 && i < 200;
+	    i++)
+		out[i] = iscntrl((unsigned char)in[i]) ? ' ' : in[i];
+	out[i] = '\0';
+}
+
+static const char *
+llm_error_message(struct json_object *root)
+{
+	struct json_object	*err, *msg;
+
+	if (!json_object_object_get_ex(root, "error", &err))
+		return NULL;
+	if (json_object_is_type(err, json_type_string))
+		return json_object_get_string(err);
+	if (json_object_object_get_ex(err, "message", &msg))
+		return json_object_get_string(msg);
+	return "unknown error";
+}
+
+static struct json_object *
+llm_parse_json(const char *body, size_t len)
+{
+	struct json_tokener	*tok = json_tokener_new();
+	struct json_object	*obj;
+
+	obj = len > INT32_MAX ? NULL : json_tokener_parse_ex(tok, body, (int)len);
+	if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(obj);
+		obj = NULL;
+	}
+	json_tokener_free(tok);
+	return obj;
+}
+
+static void
+llm_add_usage(struct json_object *root, struct usage *u)
+{
+	struct json_object	*usage, *v;
+
+	if (!json_object_object_get_ex(root, "usage", &usage))
+		return;
+	if (json_object_object_get_ex(usage, "prompt_tokens", &v))
+		u->prompt_tokens += (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(usage, "completion_tokens", &v))
+		u->completion_tokens += (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(usage, "total_tokens", &v))
+		u->total_tokens += (uint64_t)json_object_get_int64(v);
+}
+
+int
+llm_parse_body(const char *body, size_t len, struct llm_reply *reply,
+    struct usage *u, struct llm_error *e)
+{
+	struct json_object	*root, *choices, *msg, *v, *calls = NULL;
+	char			 clean[256];
+	int			 rc = -1;
+
+	memset(reply, 0, sizeof *reply);
+	if ((root = llm_parse_json(body, len)) == NULL) {
+		llm_fail(e, JOB_ERR_RESPONSE, 200, "malformed JSON in response");
+		return -1;
+	}
+	if (json_object_object_get_ex(root, "error", &v)) {
+		llm_clean(clean, sizeof clean, llm_error_message(root));
+		llm_fail(e, JOB_ERR_API, json_object_object_get_ex(v, "code", &v) ?
+		    json_object_get_int(v) : 0, "provider error: %s", clean);
+		goto out;
+	}
+	llm_add_usage(root, u);
+	choices = json_object_object_get(root, "choices");
+	msg = NULL;
+	if (json_object_is_type(choices, json_type_array))
+		msg = json_object_object_get(
+		    json_object_array_get_idx(choices, 0), "message");
+	if (!json_object_is_type(msg, json_type_object)) {
+		llm_fail(e, JOB_ERR_RESPONSE, 200, "response has no message");
+		goto out;
+	}
+	v = json_object_object_get(msg, "content");
+	if (json_object_object_get_ex(msg, "tool_calls", &calls) &&
+	    (!json_object_is_type(calls, json_type_array) ||
+	    json_object_array_length(calls) == 0))
+		calls = NULL;
+	if (!json_object_is_type(v, json_type_string) && calls == NULL) {
+		llm_fail(e, JOB_ERR_RESPONSE, 200, "empty response");
+		goto out;
+	}
+	reply->message = json_object_get(msg);
+	reply->tool_calls = calls;
+	if (json_object_is_type(v, json_type_string))
+		reply->content = xstrdup(json_object_get_string(v));
+	rc = 0;
+out:
+	json_object_put(root);
+	return rc;
+}
+
+void
+llm_reply_clear(struct llm_reply *r)
+{
+	free(r->content);
+	json_object_put(r->message);
+	memset(r, 0, sizeof *r);
+}
+
+/* A failed HTTP status, with its cause and the provider's own words. */
+static void
+llm_http_error(long status, struct llm_xfer *x, struct llm_error *e)
+{
+	struct json_object	*root;
+	const char		*cause, *msg = NULL;
+	char			 clean[256] = "";
+
+	cause = status == 400 ? "bad request" :
+	    status == 401 ? "invalid or missing API key" :
+	    status == 402 ? "insufficient credits" :
+	    status == 403 ? "forbidden" :
+	    status == 404 ? "model not found" :
+	    status == 408 ? "request timeout" :
+	    status == 429 ? "rate limited" :
+	    status >= 500 ? "provider error" : "unexpected status";
+	root = llm_parse_json(x->body.data ? x->body.data : "", x->body.len);
+	if (root != NULL && (msg = llm_error_message(root)) != NULL)
+		llm_clean(clean, sizeof clean, msg);
+	llm_fail(e, JOB_ERR_HTTP, status, "HTTP %ld: %s%s%s", status, cause,
+	    clean[0] ? ": " : "", clean);
+	json_object_put(root);
+}
+
+static struct curl_slist *
+llm_headers(const struct job *job)
+{
+	struct curl_slist	*h = NULL;
+	char			*auth = xasprintf("Authorization: Bearer %s",
+	    job->api_key);
+
+	h = curl_slist_append(h, "Content-Type: application/json");
+	h = curl_slist_append(h, auth);
+	h = curl_slist_append(h, "X-Title: heavyd");
+	explicit_bzero(auth, strlen(auth));
+	free(auth);
+	return h;
+}
+
+/* One HTTP attempt; -1 with e set when no status came back. */
+static int
+llm_attempt(const struct job *job, int64_t deadline, const char *url,
+    const char *body, struct llm_xfer *x, long *status, struct llm_error *e)
+{
+	struct curl_slist	*headers = llm_headers(job);
+	int64_t			 left = deadline - now_ms();
+	CURLcode		 rc;
+
+	if (llm_curl == NULL && (llm_curl = curl_easy_init()) == NULL)
+		fatalx("curl_easy_init");
+	curl_easy_reset(llm_curl);
+	curl_easy_setopt(llm_curl, CURLOPT_URL, url);
+	curl_easy_setopt(llm_curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(llm_curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(llm_curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(llm_curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(llm_curl, CURLOPT_TIMEOUT_MS, (long)left);
+	curl_easy_setopt(llm_curl, CURLOPT_CONNECTTIMEOUT_MS,
+	    (long)(left < LLM_CONNECT_MS ? left : LLM_CONNECT_MS));
+	curl_easy_setopt(llm_curl, CURLOPT_WRITEFUNCTION, llm_write_cb);
+	curl_easy_setopt(llm_curl, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(llm_curl, CURLOPT_HEADERFUNCTION, llm_header_cb);
+	curl_easy_setopt(llm_curl, CURLOPT_HEADERDATA, x);
+	rc = curl_easy_perform(llm_curl);
+	curl_slist_free_all(headers);
+	if (rc == CURLE_OK) {
+		curl_easy_getinfo(llm_curl, CURLINFO_RESPONSE_CODE, status);
+		return 0;
+	}
+	if (x->over)
+		llm_fail(e, JOB_ERR_RESPONSE, 0, "response body exceeds %zu "
+		    "bytes", x->body.max);
+	else if (rc == CURLE_OPERATION_TIMEDOUT && now_ms() >= deadline - 5)
+		llm_fail(e, JOB_ERR_TIMEOUT, 0, "deadline reached waiting for "
+		    "the LLM");
+	else
+		llm_fail(e, JOB_ERR_TRANSPORT, 0, "transport error: %s",
+		    curl_easy_strerror(rc));
+	return -1;
+}
+
+static char *
+llm_request_body(const struct job *job, struct json_object *messages,
+    struct json_object *tools)
+{
+	struct json_object	*req = json_object_new_object();
+	char			*s;
+
+	json_object_object_add(req, "model", json_object_new_string(job->model));
+	json_object_object_add(req, "messages", json_object_get(messages));
+	if (tools != NULL && json_object_array_length(tools) > 0)
+		json_object_object_add(req, "tools", json_object_get(tools));
+	s = xstrdup(json_object_to_json_string_ext(req,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(req);
+	return s;
+}
+
+static char *
+llm_url(const struct job *job)
+{
+	size_t	len = strlen(job->base_url);
+
+	while (len > 0 && job->base_url[len - 1] == '/')
+		len--;
+	return xasprintf("%.*s/chat/completions", (int)len, job->base_url);
+}
+
+static void
+llm_sleep(int64_t ms)
+{
+	struct timespec	ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* How long to wait before retry `attempt`: the server's hint, or jitter. */
+static int64_t
+llm_retry_delay(const struct job *job, int attempt, struct llm_xfer *x)
+{
+	int64_t		hint = backoff_hint_ms(x->retry_after, x->reset,
+	    time(NULL));
+	uint32_t	rnd = 0;
+
+	if (hint >= 0)
+		return hint;
+	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
+		rnd = (uint32_t)now_ms();
+	return backoff_delay_ms(attempt, (int)job->retry_base_ms,
+	    (int)job->retry_max_ms, rnd);
+}
+
+/* One attempt, classified: 0 done, 1 retryable failure, -1 final failure. */
+static int
+llm_try(const struct job *job, int64_t deadline, const char *url,
+    const char *body, struct llm_xfer *x, struct llm_reply *reply,
+    struct usage *u, struct llm_error *e)
+{
+	long	status = 0;
+
+	u->llm_calls++;
+	if (llm_attempt(job, deadline, url, body, x, &status, e) == -1)
+		return e->kind == JOB_ERR_TRANSPORT ? 1 : -1;
+	if (status / 100 == 2) {
+		if (llm_parse_body(x->body.data ? x->body.data : "",
+		    x->body.len, reply, u, e) == 0)
+			return 0;
+		return e->kind == JOB_ERR_API &&
+		    backoff_retryable_status(e->http_status) ? 1 : -1;
+	}
+	llm_http_error(status, x, e);
+	return backoff_retryable_status(status) ? 1 : -1;
+}
+
+int
+llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
+    struct json_object *tools, struct llm_reply *reply, struct usage *u,
+    struct llm_error *e)
+{
+	struct llm_xfer	 x;
+	char		*body = llm_request_body(job, messages, tools);
+	char		*url = llm_url(job);
+	int64_t		 t0, took, delay;
+	int		 rc = -1;
+
+	for (uint32_t attempt = 0;; attempt++) {
+		if (now_ms() >= deadline) {
+			llm_fail(e, JOB_ERR_TIMEOUT, 0, "deadline reached");
+			break;
+		}
+		memset(&x, 0, sizeof x);
+		buf_init(&x.body, job->max_response_bytes ?
+		    job->max_response_bytes : LLM_DEFAULT_CAP);
+		t0 = now_ms();
+		rc = llm_try(job, deadline, url, body, &x, reply, u, e);
+		took = now_ms() - t0;
+		if (rc != 1 || attempt >= job->max_retries) {
+			buf_free(&x.body);
+			break;
+		}
+		delay = llm_retry_delay(job, (int)attempt, &x);
+		buf_free(&x.body);
+		if (now_ms() + delay + (took > LLM_MIN_ATTEMPT_MS ? took :
+		    LLM_MIN_ATTEMPT_MS) > deadline) {
+			strncat(e->msg, " (no time left to retry)",
+			    sizeof e->msg - strlen(e->msg) - 1);
+			break;
+		}
+		worker_step("retrying after %s in %.1f s", e->msg, delay / 1000.0);
+		llm_sleep(delay);
+		u->retries++;
+	}
+	free(url);
+	free(body);
+	return rc == 0 ? 0 : -1;
+}
