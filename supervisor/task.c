@@ -202,7 +202,8 @@ task_agent_done(void *arg, struct worker_result *r)
 		r->texts[0] = NULL;
 		snprintf(msg, sizeof msg, "agent %d done", a->index + 1);
 	} else {
-		a->status = r->outcome == OUTCOME_TIMEOUT ? AGENT_TIMED_OUT :
+		a->status = r->outcome == OUTCOME_TIMEOUT ||
+		    r->error_kind == JOB_ERR_TIMEOUT ? AGENT_TIMED_OUT :
 		    r->outcome == OUTCOME_KILLED ? AGENT_KILLED : AGENT_FAILED;
 		a->error = task_describe(r);
 		snprintf(msg, sizeof msg, "agent %d %s: %.500s", a->index + 1,

@@ -22,6 +22,7 @@
 #define LLM_DEFAULT_CAP		(4u << 20)
 #define LLM_CONNECT_MS		10000
 #define LLM_MIN_ATTEMPT_MS	250
+#define LLM_BACKSTOP_MS		1000	/* past the deadline the supervisor kills us */
 
 struct llm_xfer {
 	struct buf	body;
@@ -272,7 +273,8 @@ llm_attempt(const struct job *job, int64_t deadline, const char *url,
 	curl_easy_setopt(llm_curl, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(llm_curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(llm_curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(llm_curl, CURLOPT_TIMEOUT_MS, (long)left);
+	curl_easy_setopt(llm_curl, CURLOPT_TIMEOUT_MS,
+	    (long)(left + LLM_BACKSTOP_MS));
 	curl_easy_setopt(llm_curl, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(left < LLM_CONNECT_MS ? left : LLM_CONNECT_MS));
 	curl_easy_setopt(llm_curl, CURLOPT_WRITEFUNCTION, llm_write_cb);
@@ -288,7 +290,7 @@ llm_attempt(const struct job *job, int64_t deadline, const char *url,
 	if (x->over)
 		llm_fail(e, JOB_ERR_RESPONSE, 0, "response body exceeds %zu "
 		    "bytes", x->body.max);
-	else if (rc == CURLE_OPERATION_TIMEDOUT && now_ms() >= deadline - 5)
+	else if (rc == CURLE_OPERATION_TIMEDOUT && now_ms() >= deadline)
 		llm_fail(e, JOB_ERR_TIMEOUT, 0, "deadline reached waiting for "
 		    "the LLM");
 	else
