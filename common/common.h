@@ -35,7 +35,7 @@ void	 buf_init(struct buf *, size_t max);
 int	 buf_add(struct buf *, const void *, size_t);
 int	 buf_addstr(struct buf *, const char *);
 int	 buf_printf(struct buf *, const char *fmt, ...) PRINTF(2, 3);
-const char *buf_cstr(struct buf *);	/* NUL-terminated view, "" when empty */
+const char *buf_cstr(const struct buf *);	/* NUL-terminated view, "" when empty */
 char	*buf_release(struct buf *);	/* caller owns the NUL-terminated data */
 void	 buf_reset(struct buf *);
 void	 buf_free(struct buf *);

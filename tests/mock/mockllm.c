@@ -1,0 +1,794 @@
+/*
+ * mockllm: an OpenAI-compatible chat-completions server for tests, the demo
+ * and benchmarks, on libevent's evhttp, bound to 127.0.0.1 only.
+ *
+ * Markers in the messages' text steer it: [[scope:action]], or [[action]]
+ * for scope "all".  Scopes: planner, agent, aN (agent N), synth, all.  The
+ * planner copies markers into its sub-questions (aN becomes agent in
+ * question N only) and agents copy synth/all markers into their answers,
+ * so one user query can steer every step.  Nothing blocks: delays are
+ * evtimers, and a hang simply never answers.
+ */
+#include <ctype.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <json-c/json.h>
+#include <json-c/linkhash.h>
+
+#include "../../common/common.h"
+
+#define MOCK_MAX_BODY	(16 << 20)
+#define MOCK_MAX_MARKS	64
+#define MOCK_FLAKY_MAX	4096
+
+enum kind { KIND_PLANNER, KIND_AGENT, KIND_SYNTH };
+
+struct mark {
+	char	scope[16];	/* planner, agent, synth, all, aN */
+	char	action[1024];
+};
+
+struct chat {
+	struct json_object	*root;
+	struct json_object	*messages;
+	const char		*model;
+	enum kind		 kind;
+	struct buf		 text;
+	struct mark		 marks[MOCK_MAX_MARKS];
+	int			 nmarks;
+	int			 tool_msgs;
+};
+
+/* A response built now and sent now or after a delay. */
+struct reply {
+	struct evhttp_request		*req;
+	struct evhttp_connection	*conn;
+	struct event			*timer;
+	int				 code;
+	char				*body;
+	char				 retry_after[32];
+	char				 reset[32];
+};
+
+static struct event_base	*base;
+static struct lh_table		*flaky;		/* text key -> times failed */
+static int			 default_latency;
+static unsigned long long	 seq;
+static struct {
+	long long	requests, planner, agent, synthesis, errors, hangs;
+} stats;
+
+/* ---- markers ---- */
+
+static void
+mark_add(struct chat *c, const char *p, size_t len)
+{
+	struct mark	*m;
+	const char	*colon = memchr(p, ':', len);
+	size_t		 slen = colon ? (size_t)(colon - p) : 0;
+	int		 scoped = 0;
+
+	if (c->nmarks == MOCK_MAX_MARKS || len >= sizeof m->action)
+		return;
+	m = &c->marks[c->nmarks++];
+	if (colon != NULL && slen < sizeof m->scope) {
+		snprintf(m->scope, sizeof m->scope, "%.*s", (int)slen, p);
+		scoped = strcmp(m->scope, "planner") == 0 ||
+		    strcmp(m->scope, "agent") == 0 ||
+		    strcmp(m->scope, "synth") == 0 ||
+		    strcmp(m->scope, "all") == 0 ||
+		    (m->scope[0] == 'a' && isdigit((unsigned char)m->scope[1]));
+	}
+	if (!scoped)
+		snprintf(m->scope, sizeof m->scope, "all");
+	snprintf(m->action, sizeof m->action, "%.*s",
+	    (int)(scoped ? len - slen - 1 : len), scoped ? colon + 1 : p);
+}
+
+static void
+marks_scan(struct chat *c)
+{
+	const char	*p = buf_cstr(&c->text), *end;
+
+	while ((p = strstr(p, "[[")) != NULL &&
+	    (end = strstr(p + 2, "]]")) != NULL) {
+		mark_add(c, p + 2, (size_t)(end - p - 2));
+		p = end + 2;
+	}
+}
+
+static int
+mark_applies(const struct chat *c, const struct mark *m)
+{
+	return strcmp(m->scope, "all") == 0 ||
+	    (c->kind == KIND_PLANNER && strcmp(m->scope, "planner") == 0) ||
+	    (c->kind == KIND_AGENT && strcmp(m->scope, "agent") == 0) ||
+	    (c->kind == KIND_SYNTH && strcmp(m->scope, "synth") == 0);
+}
+
+/* The argument after "name:" of the first applying marker, "" for a bare
+ * "name", or NULL when no applying marker has that action. */
+static const char *
+chat_action(const struct chat *c, const char *name)
+{
+	size_t	len = strlen(name);
+
+	for (int i = 0; i < c->nmarks; i++) {
+		const char	*a = c->marks[i].action;
+
+		if (!mark_applies(c, &c->marks[i]) || strncmp(a, name, len))
+			continue;
+		if (a[len] == '\0')
+			return "";
+		if (a[len] == ':')
+			return a + len + 1;
+	}
+	return NULL;
+}
+
+/* Appends the markers with one of the given scopes, re-written as scope. */
+static void
+marks_emit(const struct chat *c, struct buf *out, const char *keep,
+    const char *agent_n)
+{
+	for (int i = 0; i < c->nmarks; i++) {
+		const struct mark	*m = &c->marks[i];
+		const char		*scope = m->scope;
+
+		if (agent_n != NULL && strcmp(scope, agent_n) == 0)
+			scope = "agent";
+		else if (strstr(keep, scope) == NULL || (scope[0] == 'a' &&
+		    isdigit((unsigned char)scope[1])))
+			continue;
+		buf_printf(out, " [[%s:%s]]", scope, m->action);
+	}
+}
+
+/* ---- replies ---- */
+
+static void
+reply_send(struct reply *r)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(r->req);
+	struct evbuffer		*out = evbuffer_new();
+
+	evhttp_add_header(h, "Content-Type", "application/json");
+	if (r->retry_after[0] != '\0')
+		evhttp_add_header(h, "Retry-After", r->retry_after);
+	if (r->reset[0] != '\0')
+		evhttp_add_header(h, "X-RateLimit-Reset", r->reset);
+	evbuffer_add(out, r->body, strlen(r->body));
+	evhttp_send_reply(r->req, r->code, r->code == 200 ? "OK" : "Error", out);
+	evbuffer_free(out);
+}
+
+static void
+reply_free(struct reply *r)
+{
+	if (r->timer != NULL)
+		event_free(r->timer);
+	free(r->body);
+	free(r);
+}
+
+/* The client went away while we waited: forget its request. */
+static void
+reply_conn_closed(struct evhttp_connection *conn, void *arg)
+{
+	struct reply	*r = arg;
+
+	(void)conn;
+	reply_free(r);
+}
+
+static void
+reply_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct reply	*r = arg;
+
+	(void)fd; (void)events;
+	evhttp_connection_set_closecb(r->conn, NULL, NULL);
+	reply_send(r);
+	reply_free(r);
+}
+
+static void
+reply_finish(struct reply *r, int latency_ms)
+{
+	struct timeval	tv = { latency_ms / 1000, (latency_ms % 1000) * 1000 };
+
+	if (r->code != 200)
+		stats.errors++;
+	if (latency_ms <= 0) {
+		reply_send(r);
+		reply_free(r);
+		return;
+	}
+	r->conn = evhttp_request_get_connection(r->req);
+	evhttp_connection_set_closecb(r->conn, reply_conn_closed, r);
+	r->timer = evtimer_new(base, reply_timer_cb, r);
+	evtimer_add(r->timer, &tv);
+}
+
+static char *
+json_take(struct json_object *o)
+{
+	char	*s = xstrdup(json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+
+	json_object_put(o);
+	return s;
+}
+
+static char *
+error_body(int code, const char *msg)
+{
+	struct json_object	*o = json_object_new_object(), *e;
+
+	e = json_object_new_object();
+	json_object_object_add(e, "message", json_object_new_string(msg));
+	json_object_object_add(e, "code", json_object_new_int(code));
+	json_object_object_add(o, "error", e);
+	return json_take(o);
+}
+
+static const char *
+error_message(int code)
+{
+	switch (code) {
+	case 400: return "Bad request";
+	case 401: return "Invalid API key";
+	case 402: return "Insufficient credits";
+	case 404: return "Model not found";
+	case 408: return "Request timeout";
+	case 429: return "Rate limit exceeded";
+	default: return code >= 500 ? "Upstream provider error" : "Error";
+	}
+}
+
+/* "CODE[:retry-after=S][:reset=MS]" into r; -1 if it is not that. */
+static int
+reply_failure(struct reply *r, const char *spec)
+{
+	char	*end;
+	long	 code = strtol(spec, &end, 10);
+
+	if (code < 400 || code > 599)
+		return -1;
+	r->code = (int)code;
+	r->body = error_body(r->code, error_message(r->code));
+	for (; *end == ':'; end += strcspn(end + 1, ":") + 1) {
+		if (strncmp(end, ":retry-after=", 13) == 0)
+			snprintf(r->retry_after, sizeof r->retry_after, "%.*s",
+			    (int)strcspn(end + 13, ":"), end + 13);
+		else if (strncmp(end, ":reset=", 7) == 0)
+			snprintf(r->reset, sizeof r->reset, "%lld",
+			    (long long)time(NULL) * 1000 + atoll(end + 7));
+	}
+	return 0;
+}
+
+static struct json_object *
+usage_json(size_t prompt, size_t completion)
+{
+	struct json_object	*u = json_object_new_object();
+
+	json_object_object_add(u, "prompt_tokens",
+	    json_object_new_int64((int64_t)prompt / 4 + 1));
+	json_object_object_add(u, "completion_tokens",
+	    json_object_new_int64((int64_t)completion / 4 + 1));
+	json_object_object_add(u, "total_tokens", json_object_new_int64(
+	    (int64_t)prompt / 4 + (int64_t)completion / 4 + 2));
+	return u;
+}
+
+/* A completion around an assistant message. */
+static char *
+completion_body(const struct chat *c, struct json_object *msg, size_t clen,
+    const char *finish)
+{
+	struct json_object	*o = json_object_new_object(), *ch, *choices;
+	char			 id[32];
+
+
+	snprintf(id, sizeof id, "mock-%llu", ++seq);
+	json_object_object_add(o, "id", json_object_new_string(id));
+	json_object_object_add(o, "object",
+	    json_object_new_string("chat.completion"));
+	json_object_object_add(o, "created", json_object_new_int64(time(NULL)));
+	json_object_object_add(o, "model", json_object_new_string(c->model));
+	ch = json_object_new_object();
+	json_object_object_add(ch, "index", json_object_new_int(0));
+	json_object_object_add(ch, "message", msg);
+	json_object_object_add(ch, "finish_reason",
+	    json_object_new_string(finish));
+	choices = json_object_new_array();
+	json_object_array_add(choices, ch);
+	json_object_object_add(o, "choices", choices);
+	json_object_object_add(o, "usage", usage_json(c->text.len, clen));
+	return json_take(o);
+}
+
+static char *
+text_body(const struct chat *c, const char *content)
+{
+	struct json_object	*m = json_object_new_object();
+
+	json_object_object_add(m, "role", json_object_new_string("assistant"));
+	json_object_object_add(m, "content", json_object_new_string(content));
+	return completion_body(c, m, strlen(content), "stop");
+}
+
+static char *
+tool_call_body(const struct chat *c, const char *name, const char *args)
+{
+	struct json_object	*m = json_object_new_object(), *calls, *call, *fn;
+
+	fn = json_object_new_object();
+	json_object_object_add(fn, "name", json_object_new_string(name));
+	json_object_object_add(fn, "arguments", json_object_new_string(args));
+	call = json_object_new_object();
+	json_object_object_add(call, "id", json_object_new_string(
+	    c->tool_msgs == 0 ? "call_0" : "call_n"));
+	json_object_object_add(call, "type", json_object_new_string("function"));
+	json_object_object_add(call, "function", fn);
+	calls = json_object_new_array();
+	json_object_array_add(calls, call);
+	json_object_object_add(m, "role", json_object_new_string("assistant"));
+	json_object_object_add(m, "content", NULL);
+	json_object_object_add(m, "tool_calls", calls);
+	return completion_body(c, m, strlen(args), "tool_calls");
+}
+
+/* ---- flaky: the first K identical requests fail ---- */
+
+static void
+flaky_free_key(struct lh_entry *e)
+{
+	free((void *)(uintptr_t)lh_entry_k(e));
+}
+
+static uint64_t
+text_hash(const struct chat *c)
+{
+	uint64_t	h = 1469598103934665603ULL ^ (uint64_t)c->kind;
+
+	for (size_t i = 0; i < c->text.len; i++)
+		h = (h ^ (unsigned char)c->text.data[i]) * 1099511628211ULL;
+	return h;
+}
+
+/* Counts one more request with this text; returns how many came before. */
+static long
+flaky_seen(const struct chat *c)
+{
+	struct lh_entry	*e;
+	char		 key[32];
+	long		 n;
+
+	snprintf(key, sizeof key, "%016llx", (unsigned long long)text_hash(c));
+	if ((e = lh_table_lookup_entry(flaky, key)) != NULL) {
+		n = (long)(intptr_t)lh_entry_v(e);
+		lh_entry_set_val(e, (void *)(intptr_t)(n + 1));
+		return n;
+	}
+	if (lh_table_length(flaky) >= MOCK_FLAKY_MAX) {
+		lh_table_free(flaky);
+		flaky = lh_kchar_table_new(256, flaky_free_key);
+	}
+	lh_table_insert(flaky, xstrdup(key), (void *)(intptr_t)1);
+	return 0;
+}
+
+/* ---- the three kinds of call ---- */
+
+static int
+planner_count(const struct chat *c)
+{
+	const char	*p = strstr(buf_cstr(&c->text), "exactly "), *k;
+	int		 n = p ? atoi(p + 8) : 4;
+
+	if ((k = chat_action(c, "count")) != NULL)
+		n = atoi(k);
+	return n < 0 || n > 1000 ? 4 : (n == 0 && !k ? 4 : n);
+}
+
+static char *
+planner_body(struct chat *c)
+{
+	struct json_object	*qs = json_object_new_array();
+	struct buf		 q;
+	char			 an[16], *body;
+	int			 n = planner_count(c);
+
+	if (chat_action(c, "garbage") != NULL ||
+	    (chat_action(c, "garbage-once") != NULL && flaky_seen(c) == 0))
+		return text_body(c, "I think these are good questions: first, "
+		    "what the topic is; second, why it matters.");
+	for (int i = 1; i <= n; i++) {
+		buf_init(&q, 0);
+		buf_printf(&q, "Sub-question %d: angle %d on the user's topic",
+		    i, i);
+		snprintf(an, sizeof an, "a%d", i);
+		marks_emit(c, &q, "agent,synth,all", an);
+		json_object_array_add(qs, json_object_new_string(buf_cstr(&q)));
+		buf_free(&q);
+	}
+	body = text_body(c, json_object_to_json_string_ext(qs,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(qs);
+	return body;
+}
+
+/* The last user message, markers removed, cut to 40 bytes. */
+static void
+agent_topic(const struct chat *c, char *out, size_t outlen)
+{
+	const char	*u = "", *p;
+	size_t		 n = 0;
+
+	for (size_t i = 0; i < json_object_array_length(c->messages); i++) {
+		struct json_object	*m = json_object_array_get_idx(
+		    c->messages, i);
+
+		if (strcmp(json_object_get_string(json_object_object_get(m,
+		    "role")) ?: "", "user") == 0)
+			u = json_object_get_string(json_object_object_get(m,
+			    "content")) ?: "";
+	}
+	for (p = u; *p != '\0' && n < outlen - 1 && n < 40; p++) {
+		if (p[0] == '[' && p[1] == '[' && strstr(p, "]]") != NULL) {
+			p = strstr(p, "]]") + 1;
+			continue;
+		}
+		out[n++] = *p;
+	}
+	while (n > 0 && out[n - 1] == ' ')
+		n--;
+	out[n] = '\0';
+}
+
+static void
+agent_tool_results(const struct chat *c, struct buf *out)
+{
+	int	first = 1;
+
+	for (size_t i = 0; i < json_object_array_length(c->messages); i++) {
+		struct json_object	*m = json_object_array_get_idx(
+		    c->messages, i);
+		const char		*role = json_object_get_string(
+		    json_object_object_get(m, "role"));
+
+		if (role == NULL || strcmp(role, "tool") != 0)
+			continue;
+		buf_printf(out, "%s%s", first ? " tool results: " : " | ",
+		    json_object_get_string(json_object_object_get(m,
+		    "content")) ?: "");
+		first = 0;
+	}
+}
+
+/* The k-th applying tool:NAME:ARGS marker, split; -1 if there is none. */
+static int
+agent_tool_mark(const struct chat *c, int k, char *name, size_t namelen,
+    const char **args)
+{
+	for (int i = 0; i < c->nmarks; i++) {
+		const char	*a = c->marks[i].action, *colon;
+
+		if (!mark_applies(c, &c->marks[i]) || strncmp(a, "tool:", 5))
+			continue;
+		if (k-- > 0)
+			continue;
+		colon = strchr(a + 5, ':');
+		snprintf(name, namelen, "%.*s", colon ? (int)(colon - a - 5) :
+		    (int)strlen(a + 5), a + 5);
+		*args = colon ? colon + 1 : "{}";
+		return 0;
+	}
+	return -1;
+}
+
+static char *
+agent_body(struct chat *c)
+{
+	const char	*p = strstr(buf_cstr(&c->text), "Sub-question "), *args;
+	char		 topic[64], name[64], *body;
+	struct buf	 a;
+	int		 ntools = 0;
+
+	while (agent_tool_mark(c, ntools, name, sizeof name, &args) == 0)
+		ntools++;
+	if (c->tool_msgs < ntools) {
+		agent_tool_mark(c, c->tool_msgs, name, sizeof name, &args);
+		return tool_call_body(c, name, args);
+	}
+	agent_topic(c, topic, sizeof topic);
+	buf_init(&a, 0);
+	buf_printf(&a, "Answer %d: findings for %s", p ? atoi(p + 13) : 0, topic);
+	agent_tool_results(c, &a);
+	if (chat_action(c, "echo-model") != NULL)
+		buf_printf(&a, " (model: %s)", c->model);
+	marks_emit(c, &a, "synth,all", NULL);
+	if (chat_action(c, "complete") != NULL && c->tool_msgs == ntools) {
+		struct json_object	*o = json_object_new_object();
+
+		json_object_object_add(o, "task_summary",
+		    json_object_new_string("done"));
+		json_object_object_add(o, "completion_message",
+		    json_object_new_string(buf_cstr(&a)));
+		body = tool_call_body(c, "mark_task_complete", json_object_to_json_string(o));
+		json_object_put(o);
+	} else
+		body = text_body(c, buf_cstr(&a));
+	buf_free(&a);
+	return body;
+}
+
+static char *
+synth_body(struct chat *c)
+{
+	const char	*p = buf_cstr(&c->text);
+	char		 text[96];
+	int		 n = 0;
+
+	while ((p = strstr(p, "Answer ")) != NULL) {
+		p += 7;
+		n += isdigit((unsigned char)*p) != 0;
+	}
+	snprintf(text, sizeof text, "Synthesized answer over %d responses.", n);
+	if (chat_action(c, "echo-model") != NULL)
+		snprintf(text + strlen(text), sizeof text - strlen(text),
+		    " (model: %.40s)", c->model);
+	return text_body(c, text);
+}
+
+/* ---- requests ---- */
+
+/* Reads and checks the request; a reason when it is not one. */
+static const char *
+chat_parse(struct chat *c, struct evhttp_request *req)
+{
+	struct evbuffer		*in = evhttp_request_get_input_buffer(req);
+	size_t			 len = evbuffer_get_length(in);
+	struct json_object	*v, *tools;
+	const char		*auth;
+
+	auth = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0')
+		return "401 No auth credentials found";
+	c->root = json_tokener_parse(len ? (char *)evbuffer_pullup(in, len) : "");
+	if (!json_object_is_type(c->root, json_type_object))
+		return "400 body is not a JSON object";
+	if (!json_object_object_get_ex(c->root, "model", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return "400 model (string) is required";
+	c->model = json_object_get_string(v);
+	if (!json_object_object_get_ex(c->root, "messages", &c->messages) ||
+	    !json_object_is_type(c->messages, json_type_array) ||
+	    json_object_array_length(c->messages) == 0)
+		return "400 messages (non-empty array) is required";
+	if (json_object_object_get_ex(c->root, "tools", &tools) &&
+	    json_object_array_length(tools) == 0)
+		return "400 tools must not be empty";
+	c->kind = tools != NULL ? KIND_AGENT : KIND_SYNTH;
+	return NULL;
+}
+
+static void
+chat_text(struct chat *c)
+{
+	buf_init(&c->text, 0);
+	for (size_t i = 0; i < json_object_array_length(c->messages); i++) {
+		struct json_object	*m = json_object_array_get_idx(
+		    c->messages, i), *v;
+		const char		*role;
+
+		if (json_object_object_get_ex(m, "content", &v) &&
+		    json_object_is_type(v, json_type_string))
+			buf_printf(&c->text, "%s\n", json_object_get_string(v));
+		role = json_object_get_string(json_object_object_get(m, "role"));
+		c->tool_msgs += role != NULL && strcmp(role, "tool") == 0;
+	}
+	if (c->kind == KIND_SYNTH && strstr(buf_cstr(&c->text), "JSON array"))
+		c->kind = KIND_PLANNER;
+	marks_scan(c);
+}
+
+/* Failure markers first: the caller's retry and error paths. */
+static int
+chat_failure(struct chat *c, struct reply *r)
+{
+	const char	*a;
+	char		*end;
+	long		 k, n;
+
+	if ((a = chat_action(c, "status")) != NULL)
+		return reply_failure(r, a) == 0;
+	if ((a = chat_action(c, "flaky")) != NULL) {
+		k = strtol(a + strcspn(a, ":") + (a[strcspn(a, ":")] ? 1 : 0),
+		    &end, 10);
+		n = flaky_seen(c);
+		return n < k && reply_failure(r, a) == 0;
+	}
+	r->code = 200;
+	if (chat_action(c, "truncated") != NULL)
+		r->body = xstrdup("{\"id\":\"mock\",\"choices\":[{\"message\":"
+		    "{\"role\":\"assist");
+	else if (chat_action(c, "malformed") != NULL)
+		r->body = xstrdup("this is not json {");
+	else if (chat_action(c, "error200") != NULL)
+		r->body = xstrdup("{\"error\":{\"message\":\"Provider returned "
+		    "error\",\"code\":502}}");
+	else if ((a = chat_action(c, "oversize")) != NULL) {
+		size_t	 size = *a ? strtoul(a, NULL, 10) : 8388608;
+		char	*x = xmalloc(size + 1);
+
+		memset(x, 'x', size);
+		x[size] = '\0';
+		r->body = text_body(c, x);
+		free(x);
+	}
+	return r->body != NULL;
+}
+
+static void
+chat_respond(struct chat *c, struct reply *r)
+{
+	stats.planner += c->kind == KIND_PLANNER;
+	stats.agent += c->kind == KIND_AGENT;
+	stats.synthesis += c->kind == KIND_SYNTH;
+	if (chat_failure(c, r))
+		return;
+	r->code = 200;
+	r->body = c->kind == KIND_PLANNER ? planner_body(c) :
+	    c->kind == KIND_AGENT ? agent_body(c) : synth_body(c);
+}
+
+static void
+handle_chat(struct evhttp_request *req)
+{
+	struct chat	 c;
+	struct reply	*r = xcalloc(1, sizeof *r);
+	const char	*bad, *lat;
+	int		 latency = default_latency;
+
+	memset(&c, 0, sizeof c);
+	r->req = req;
+	stats.requests++;
+	if ((bad = chat_parse(&c, req)) != NULL) {
+		r->code = atoi(bad);
+		r->body = error_body(r->code, bad + 4);
+	} else {
+		chat_text(&c);
+		if ((lat = chat_action(&c, "latency")) != NULL)
+			latency = atoi(lat);
+		if (chat_action(&c, "hang") != NULL) {
+			stats.hangs++;	/* evhttp frees it when the client goes */
+			free(r);
+			r = NULL;
+		} else
+			chat_respond(&c, r);
+	}
+	if (r != NULL)
+		reply_finish(r, latency);
+	json_object_put(c.root);
+	buf_free(&c.text);
+}
+
+static void
+handle_stats(struct evhttp_request *req)
+{
+	struct reply	*r = xcalloc(1, sizeof *r);
+
+	r->req = req;
+	r->code = 200;
+	r->body = xasprintf("{\"requests\":%lld,\"planner\":%lld,\"agent\":%lld,"
+	    "\"synthesis\":%lld,\"errors\":%lld,\"hangs\":%lld}", stats.requests,
+	    stats.planner, stats.agent, stats.synthesis, stats.errors,
+	    stats.hangs);
+	reply_finish(r, 0);
+}
+
+static void
+handle(struct evhttp_request *req, void *arg)
+{
+	const char	*path = evhttp_request_get_uri(req);
+	size_t		 len = strlen(path);
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+	(void)arg;
+	if (cmd == EVHTTP_REQ_POST && len >= 17 &&
+	    strcmp(path + len - 17, "/chat/completions") == 0)
+		handle_chat(req);
+	else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/stats") == 0)
+		handle_stats(req);
+	else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/reset") == 0) {
+		memset(&stats, 0, sizeof stats);
+		lh_table_free(flaky);
+		flaky = lh_kchar_table_new(256, flaky_free_key);
+		evhttp_send_reply(req, 200, "OK", NULL);
+	} else
+		evhttp_send_error(req, 404, "Not Found");
+}
+
+static void
+mock_signal_cb(evutil_socket_t sig, short events, void *arg)
+{
+	(void)sig; (void)events; (void)arg;
+	event_base_loopbreak(base);
+}
+
+static void
+write_port_file(const char *path, int port)
+{
+	char	*tmp = xasprintf("%s.tmp", path);
+	FILE	*f = fopen(tmp, "w");
+
+	if (f == NULL || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 ||
+	    rename(tmp, path) == -1)
+		fatal("port file %s", path);
+	free(tmp);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct evhttp			*http;
+	struct evhttp_bound_socket	*sock;
+	struct event			*sigterm, *sigint;
+	const char			*portfile = NULL;
+	int				 ch, port = 0;
+	struct sockaddr_storage		 ss;
+	socklen_t			 sslen = sizeof ss;
+
+	log_init("mockllm", LOG_LVL_INFO);
+	while ((ch = getopt(argc, argv, "p:f:l:")) != -1) {
+		if (ch == 'p')
+			port = atoi(optarg);
+		else if (ch == 'f')
+			portfile = optarg;
+		else if (ch == 'l')
+			default_latency = atoi(optarg);
+		else
+			fatalx("usage: mockllm [-p port] [-f portfile] "
+			    "[-l latency_ms]");
+	}
+	signal(SIGPIPE, SIG_IGN);
+	base = event_base_new();
+	flaky = lh_kchar_table_new(256, flaky_free_key);
+	http = evhttp_new(base);
+	evhttp_set_max_body_size(http, MOCK_MAX_BODY);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+	evhttp_set_gencb(http, handle, NULL);
+	if ((sock = evhttp_bind_socket_with_handle(http, "127.0.0.1",
+	    (ev_uint16_t)port)) == NULL)
+		fatalx("cannot bind 127.0.0.1:%d", port);
+	getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss,
+	    &sslen);
+	port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (portfile != NULL)
+		write_port_file(portfile, port);
+	log_info("listening on 127.0.0.1:%d", port);
+	sigterm = evsignal_new(base, SIGTERM, mock_signal_cb, NULL);
+	sigint = evsignal_new(base, SIGINT, mock_signal_cb, NULL);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	event_base_dispatch(base);
+	event_free(sigterm);
+	event_free(sigint);
+	evhttp_free(http);
+	lh_table_free(flaky);
+	event_base_free(base);
+	return 0;
+}
