@@ -59,7 +59,8 @@ server_worker_path(void)
 	return path;
 }
 
-/* epoll cannot watch regular files; fall back to poll when stdio is one. */
+/* epoll watches only pipes, sockets and some devices (not files, not
+ * /dev/null); use poll unless stdin and stdout are pipes or sockets. */
 static struct event_base *
 server_event_base(void)
 {
@@ -69,7 +70,7 @@ server_event_base(void)
 
 	for (int fd = 0; fd <= 1; fd++)
 		if (fstat(fd, &st) == 0 && !S_ISFIFO(st.st_mode) &&
-		    !S_ISSOCK(st.st_mode) && !S_ISCHR(st.st_mode))
+		    !S_ISSOCK(st.st_mode))
 			event_config_avoid_method(ec, "epoll");
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);

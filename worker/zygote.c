@@ -159,6 +159,19 @@ zygote_read(void)
 	return 0;
 }
 
+/* The supervisor is gone: kill and reap every worker, then leave. */
+static void __attribute__((noreturn))
+zygote_exit(void)
+{
+	struct lh_entry	*e;
+
+	lh_foreach(zygote_children, e)
+		kill(-(pid_t)(intptr_t)lh_entry_k(e), SIGKILL);
+	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+		;
+	_exit(0);
+}
+
 /* Reaps every exited child and tells the supervisor how it ended. */
 static void
 zygote_reap(void)
@@ -170,7 +183,8 @@ zygote_reap(void)
 	int			 status;
 
 	while (read(zygote_sigfd, &si, sizeof si) > 0)
-		;
+		if (si.ssi_signo == SIGTERM)
+			zygote_exit();
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		e = lh_table_lookup_entry(zygote_children, (void *)(intptr_t)pid);
 		if (e == NULL)
@@ -183,19 +197,6 @@ zygote_reap(void)
 		lh_table_delete_entry(zygote_children, e);
 		zygote_send(&frame, -1);
 	}
-}
-
-/* The supervisor is gone: kill and reap every worker, then leave. */
-static void __attribute__((noreturn))
-zygote_exit(void)
-{
-	struct lh_entry	*e;
-
-	lh_foreach(zygote_children, e)
-		kill(-(pid_t)(intptr_t)lh_entry_k(e), SIGKILL);
-	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
-		;
-	_exit(0);
 }
 
 /* Keeps only what libcurl and the resolver may read; drops every secret. */
@@ -232,11 +233,13 @@ zygote_setup(int fd)
 	zygote_fd = fd;
 	zygote_pid = getpid();
 	prctl(PR_SET_NAME, "heavyd-zygote");
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+	/* SIGTERM, not SIGKILL: we reap our workers before we go. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
 		fatal("zygote: PR_SET_PDEATHSIG");
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
+	sigaddset(&chld, SIGTERM);
 	sigprocmask(SIG_BLOCK, &chld, NULL);
 	zygote_sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (zygote_sigfd == -1)
