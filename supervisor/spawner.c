@@ -42,7 +42,7 @@ spawner_env(void)
 {
 	static const char	*keep[] = { "PATH", "TZ", "LANG", "LC_ALL",
 	    "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "HOME",
-	    "HEAVY_DEBUG" };
+	    "HEAVY_DEBUG", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS" };
 	size_t			 n = sizeof keep / sizeof keep[0], k = 0;
 	char			**env = xcalloc(n + 1, sizeof *env);
 	const char		*v;

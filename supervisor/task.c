@@ -251,6 +251,30 @@ task_start_agents(struct task *t)
 		task_after_agents(t);
 }
 
+/* A key, credit or model error: every other call would fail the same way. */
+static bool
+task_fatal_cause(const struct worker_result *r)
+{
+	return r->outcome == OUTCOME_FAILED && r->error_kind == JOB_ERR_HTTP &&
+	    (r->http_status == 401 || r->http_status == 402 ||
+	    r->http_status == 403 || r->http_status == 404);
+}
+
+static void
+task_stop_early(struct task *t, const char *cause)
+{
+	for (int i = 0; i < t->p.num_agents; i++) {
+		t->agents[i].status = AGENT_FAILED;
+		t->agents[i].error = xasprintf("not started: %s", cause);
+	}
+	t->failed = true;
+	t->planner_error = xstrdup(cause);
+	t->answer = xasprintf("The orchestration stopped: the planner's LLM "
+	    "call failed with %s; every other call would fail the same way.",
+	    cause);
+	task_finish(t);
+}
+
 static void
 task_planner_done(void *arg, struct worker_result *r)
 {
@@ -259,6 +283,10 @@ task_planner_done(void *arg, struct worker_result *r)
 
 	t->planner = NULL;
 	usage_add(&t->usage, &r->usage);
+	if (task_fatal_cause(r)) {
+		task_stop_early(t, r->error);
+		return;
+	}
 	if (r->outcome == OUTCOME_OK && r->ntexts == (uint32_t)n) {
 		for (int i = 0; i < n; i++) {
 			t->agents[i].question = r->texts[i];

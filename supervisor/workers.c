@@ -340,7 +340,8 @@ workers_spawned(uint32_t id, pid_t pid, int pidfd, int err)
 {
 	struct worker	*w = worker_lookup(id);
 
-	if (w == NULL || w->state != WORKER_SPAWNING) {
+	/* A fast worker's socket may close before this report arrives. */
+	if (w == NULL || w->pid > 0 || w->exit_done) {
 		if (pidfd != -1)
 			close(pidfd);
 		return;
@@ -356,7 +357,8 @@ workers_spawned(uint32_t id, pid_t pid, int pidfd, int err)
 	}
 	w->pid = pid;
 	w->pidfd = pidfd;
-	w->state = WORKER_RUNNING;
+	if (w->state == WORKER_SPAWNING)
+		w->state = WORKER_RUNNING;
 	if (w->kill_pending)
 		worker_kill(w);
 }

@@ -144,8 +144,10 @@ tools_validate(const struct tool *t, struct json_object *args, struct buf *out)
 		return -1;
 	}
 	schema = json_tokener_parse(t->schema);
+	/* No "required" list (json-c asserts on a NULL array) means none. */
 	req = json_object_object_get(schema, "required");
-	for (size_t i = 0; rc == 0 && i < json_object_array_length(req); i++) {
+	for (size_t i = 0; rc == 0 && json_object_is_type(req, json_type_array) &&
+	    i < json_object_array_length(req); i++) {
 		key = json_object_get_string(json_object_array_get_idx(req, i));
 		v = json_object_object_get(args, key);
 		if (!json_object_is_type(v, json_type_string)) {

@@ -46,6 +46,7 @@ struct chat {
 	struct mark		 marks[MOCK_MAX_MARKS];
 	int			 nmarks;
 	int			 tool_msgs;
+	int			 assistant_msgs;
 };
 
 /* A response built now and sent now or after a delay. */
@@ -405,15 +406,17 @@ planner_count(const struct chat *c)
 static char *
 planner_body(struct chat *c)
 {
-	struct json_object	*qs = json_object_new_array();
+	struct json_object	*qs;
 	struct buf		 q;
 	char			 an[16], *body;
 	int			 n = planner_count(c);
 
+	/* garbage-once: garbage until the planner has been asked again. */
 	if (chat_action(c, "garbage") != NULL ||
-	    (chat_action(c, "garbage-once") != NULL && flaky_seen(c) == 0))
+	    (chat_action(c, "garbage-once") != NULL && c->assistant_msgs == 0))
 		return text_body(c, "I think these are good questions: first, "
 		    "what the topic is; second, why it matters.");
+	qs = json_object_new_array();
 	for (int i = 1; i <= n; i++) {
 		buf_init(&q, 0);
 		buf_printf(&q, "Sub-question %d: angle %d on the user's topic",
@@ -554,6 +557,19 @@ synth_body(struct chat *c)
 
 /* ---- requests ---- */
 
+/* Parses exactly len bytes: the body in the evbuffer has no NUL. */
+static struct json_object *
+json_parse(const char *p, size_t len)
+{
+	struct json_tokener	*tok = json_tokener_new();
+	struct json_object	*o = NULL;
+
+	if (len <= INT32_MAX)
+		o = json_tokener_parse_ex(tok, p, (int)len);
+	json_tokener_free(tok);
+	return o;
+}
+
 /* Reads and checks the request; a reason when it is not one. */
 static const char *
 chat_parse(struct chat *c, struct evhttp_request *req)
@@ -567,7 +583,7 @@ chat_parse(struct chat *c, struct evhttp_request *req)
 	    "Authorization");
 	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0')
 		return "401 No auth credentials found";
-	c->root = json_tokener_parse(len ? (char *)evbuffer_pullup(in, len) : "");
+	c->root = json_parse(len ? (char *)evbuffer_pullup(in, len) : "", len);
 	if (!json_object_is_type(c->root, json_type_object))
 		return "400 body is not a JSON object";
 	if (!json_object_object_get_ex(c->root, "model", &v) ||
@@ -599,6 +615,8 @@ chat_text(struct chat *c)
 			buf_printf(&c->text, "%s\n", json_object_get_string(v));
 		role = json_object_get_string(json_object_object_get(m, "role"));
 		c->tool_msgs += role != NULL && strcmp(role, "tool") == 0;
+		c->assistant_msgs += role != NULL &&
+		    strcmp(role, "assistant") == 0;
 	}
 	if (c->kind == KIND_SYNTH && strstr(buf_cstr(&c->text), "JSON array"))
 		c->kind = KIND_PLANNER;

@@ -1,0 +1,117 @@
+// Cancellation, crashing workers, and the supervisor going away mid-task.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { checkOk, checkShape } from './checks.mjs';
+import { IS_ASAN, describe, setup, sleep, stillAlive, waitFor } from './lib.mjs';
+
+const HANG = { query: 'Everyone hangs [[agent:hang]]', num_agents: 3, timeout: 60 };
+
+/*
+ * Starts a call whose agents all hang; resolves once its workers run, to
+ * { call } (a bare promise would be adopted by the async function).
+ */
+async function startHangingCall(srv, signal) {
+	let ready;
+	const questionsReady = new Promise((r) => { ready = r; });
+	const call = srv.orchestrate(HANG, {
+		signal, timeout: 90000,
+		onprogress: (p) => { if (/questions ready/i.test(p.message ?? '')) ready(); },
+	});
+	call.catch(() => {});
+	let timer;
+	const early = call.then((r) => {
+		throw new Error(`the call returned early: ${JSON.stringify(r.result)}`);
+	});
+	early.catch(() => {});
+	try {
+		await Promise.race([questionsReady, early, new Promise((_, rej) => {
+			timer = setTimeout(() => rej(new Error('no "questions ready" progress in 10 s')), 10000);
+		})]);
+	} finally {
+		clearTimeout(timer);
+	}
+	await waitFor(() => srv.workers().length >= 3, 3000, 'three agent workers');
+	return { call };
+}
+
+async function normalCallWorks(srv) {
+	const { result } = await srv.orchestrate({ query: 'And now a normal one', num_agents: 2 });
+	assert.notEqual(result.isError, true, JSON.stringify(result));
+	const sc = checkShape(result, 2);
+	sc.agents.forEach(checkOk);
+	assert.equal(sc.synthesized, true);
+}
+
+test('cancelling a call kills its workers at once and sends no response', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t);
+	const ac = new AbortController();
+	const { call } = await startHangingCall(srv, ac.signal);
+	ac.abort('test cancels');
+	await assert.rejects(call);
+	await waitFor(() => srv.workers().length === 0, 1000,
+	    `workers to go after the cancellation (left: ${describe(srv.workers())})`);
+	assert.deepEqual(await srv.client.ping(), {});
+	await normalCallWorks(srv);
+	await sleep(500); // a response to the cancelled call would come by now
+	await srv.shutdown(); // checks: no response to it, no progress long after
+});
+
+test('a crashing worker is contained and reported', { timeout: 30000 }, async (t) => {
+	// ASan would turn the SIGSEGV into a report and exit(1); let it die.
+	const { srv } = await setup(t, { worker: 'test', extraAsan: ':handle_segv=0' });
+	const { result } = await srv.orchestrate({ query: 'Crash one [[a1:tool:test_crash:{}]]', num_agents: 3 });
+	assert.notEqual(result.isError, true, JSON.stringify(result));
+	const sc = checkShape(result, 3);
+	const a1 = sc.agents[0];
+	assert.equal(a1.status, 'killed', JSON.stringify(a1));
+	assert.equal(a1.signal, 'SIGSEGV', JSON.stringify(a1));
+	assert.equal(typeof a1.error, 'string');
+	checkOk(sc.agents[1]);
+	checkOk(sc.agents[2]);
+	assert.equal(sc.synthesized, true);
+	assert.match(sc.answer, /^Synthesized answer over 2 responses\./);
+	assert.deepEqual(await srv.client.ping(), {});
+	await normalCallWorks(srv);
+	await srv.shutdown();
+});
+
+test('SIGKILL of the supervisor mid-task leaves no process behind', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t);
+	await startHangingCall(srv);
+	const procs = srv.descendants();
+	assert.ok(procs.some((p) => p.comm === 'heavyd-zygote'), `no zygote: ${describe(procs)}`);
+	assert.ok(procs.filter((p) => p.comm === 'heavyd-worker').length >= 3, describe(procs));
+	process.kill(srv.pid, 'SIGKILL');
+	await srv.exited;
+	let left = procs;
+	try {
+		await waitFor(() => (left = stillAlive(procs)).length === 0, 2000, 'orphans to exit');
+	} catch {
+		assert.fail(`left behind after SIGKILL of heavyd: ${describe(left)}`);
+	}
+});
+
+test('SIGTERM mid-task shuts down cleanly', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t);
+	await startHangingCall(srv);
+	const procs = srv.seen();
+	process.kill(srv.pid, 'SIGTERM');
+	const ex = await Promise.race([srv.exited, sleep(3000).then(() => null)]);
+	assert.ok(ex, 'heavyd did not exit within 3 s of SIGTERM');
+	assert.deepEqual(ex, { code: 0, signal: null }, `exit status; stderr:\n${srv.stderr()}`);
+	let left = procs;
+	try {
+		await waitFor(() => (left = stillAlive(procs)).length === 0, 2000, 'children to exit');
+	} catch {
+		assert.fail(`left behind after SIGTERM: ${describe(left)}`);
+	}
+	if (IS_ASAN)
+		assert.doesNotMatch(srv.stderr(), /Sanitizer/);
+});
+
+test('stdin EOF mid-task kills the workers and exits 0', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t);
+	await startHangingCall(srv);
+	await srv.shutdown(); // closes stdin; asserts exit 0 and no process left
+});

@@ -1,0 +1,512 @@
+// Helpers for heavyd's integration tests: the mock LLM, an MCP client
+// connected to a fresh server, a raw JSON-RPC line client, /proc process
+// trees, and polling.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(here, '..', '..');
+export const BUILD = path.resolve(REPO, process.env.HEAVYD_BUILD || 'build');
+export const HEAVYD = path.join(BUILD, 'heavyd');
+export const WORKER = path.join(BUILD, 'heavyd-worker');
+export const TEST_WORKER = path.join(BUILD, 'test', 'heavyd-worker');
+export const MOCKLLM = path.join(BUILD, 'mockllm');
+export const IS_ASAN = BUILD.includes('asan');
+export const TOOL = 'heavy_orchestrate';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/* Polls fn until it returns a truthy value; returns it, or throws after ms. */
+export async function waitFor(fn, ms, what = 'condition', every = 25) {
+	const end = Date.now() + ms;
+	let last;
+	for (;;) {
+		last = await fn();
+		if (last)
+			return last;
+		if (Date.now() >= end)
+			throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+		await sleep(every);
+	}
+}
+
+export function tmpdir(tag) {
+	return fs.mkdtempSync(path.join(os.tmpdir(), `heavyd-it-${tag}-`));
+}
+
+/* Environment for the sanitizers, when the binaries are an ASan build. */
+export function sanitizerEnv(extra = '') {
+	if (!IS_ASAN)
+		return {};
+	return {
+		ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0' + extra,
+		UBSAN_OPTIONS: 'print_stacktrace=1',
+	};
+}
+
+export function assertNoSanitizerReport(text, who) {
+	assert.doesNotMatch(text, /Sanitizer/, `${who} stderr has a sanitizer report:\n${text}`);
+}
+
+/* ---------------------------------------------------------------- /proc */
+
+/* One /proc/PID/stat, parsed; null when the process is gone. */
+export function readStat(pid) {
+	let s;
+	try {
+		s = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+	} catch {
+		return null;
+	}
+	const open = s.indexOf('('), close = s.lastIndexOf(')');
+	const rest = s.slice(close + 2).split(' ');
+	// rest[0] is field 3 (state); field 4 is ppid, field 22 starttime.
+	return {
+		pid: Number(pid),
+		comm: s.slice(open + 1, close),
+		state: rest[0],
+		ppid: Number(rest[1]),
+		pgrp: Number(rest[2]),
+		starttime: rest[19],
+	};
+}
+
+export function allProcs() {
+	const out = [];
+	for (const name of fs.readdirSync('/proc')) {
+		if (!/^\d+$/.test(name))
+			continue;
+		const st = readStat(name);
+		if (st)
+			out.push(st);
+	}
+	return out;
+}
+
+/* Every descendant of root (not root itself), by the ppid fields. */
+export function descendants(root) {
+	const byParent = new Map();
+	for (const p of allProcs()) {
+		if (!byParent.has(p.ppid))
+			byParent.set(p.ppid, []);
+		byParent.get(p.ppid).push(p);
+	}
+	const out = [];
+	const todo = [Number(root)];
+	while (todo.length) {
+		for (const c of byParent.get(todo.pop()) || []) {
+			out.push(c);
+			todo.push(c.pid);
+		}
+	}
+	return out;
+}
+
+export const workersOf = (root) =>
+	descendants(root).filter((p) => p.comm === 'heavyd-worker');
+
+/*
+ * Those of the given processes (same pid and start time) still present.
+ * A zombie counts as gone: it is dead, and reaping an orphan is init's job.
+ */
+export function stillAlive(procs) {
+	return procs.filter((p) => {
+		const now = readStat(p.pid);
+		return now && now.starttime === p.starttime && now.state !== 'Z';
+	});
+}
+
+/* Children this process started: killed if it exits before cleaning up. */
+const children = new Set();
+function track(proc) {
+	children.add(proc);
+	proc.once('exit', () => children.delete(proc));
+}
+process.on('exit', () => {
+	for (const c of children) {
+		try { c.kill('SIGKILL'); } catch { /* gone */ }
+	}
+});
+
+export function describe(procs) {
+	return procs.map((p) => `${p.pid}(${p.comm},${p.state},ppid ${p.ppid})`).join(' ');
+}
+
+function killAll(procs) {
+	for (const p of stillAlive(procs)) {
+		try {
+			process.kill(p.pid, 'SIGKILL');
+		} catch { /* gone */ }
+	}
+}
+
+/* ------------------------------------------------------------- the mock */
+
+export async function startMock(tag = 'mock') {
+	const dir = tmpdir(tag);
+	const portFile = path.join(dir, 'port');
+	const proc = spawn(MOCKLLM, ['-p', '0', '-f', portFile], {
+		stdio: ['ignore', 'pipe', 'pipe'],
+		env: { PATH: process.env.PATH, ...sanitizerEnv() },
+	});
+	track(proc);
+	let stderr = '';
+	proc.stdout.on('data', () => {});
+	proc.stderr.setEncoding('utf8');
+	proc.stderr.on('data', (d) => { stderr += d; });
+	const exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+	let exit = null;
+	exited.then((e) => { exit = e; });
+	let spawnError = null;
+	proc.once('error', (e) => { spawnError = e; });
+
+	let port;
+	try {
+		port = await waitFor(() => {
+			if (spawnError)
+				throw new Error(`cannot run ${MOCKLLM}: ${spawnError.message}`);
+			if (exit)
+				throw new Error(`mockllm exited early (${JSON.stringify(exit)}): ${stderr}`);
+			try {
+				const s = fs.readFileSync(portFile, 'utf8');
+				return /^\d+\n$/.test(s) ? Number(s) : null;
+			} catch {
+				return null;
+			}
+		}, 5000, 'the mock port file');
+	} catch (e) {
+		proc.kill('SIGKILL');
+		fs.rmSync(dir, { recursive: true, force: true });
+		throw e;
+	}
+	const base = `http://127.0.0.1:${port}`;
+	return {
+		port,
+		proc,
+		baseUrl: `${base}/v1`,
+		stderr: () => stderr,
+		async stats() {
+			const r = await fetch(`${base}/stats`);
+			assert.equal(r.status, 200, 'GET /stats');
+			return r.json();
+		},
+		async stop() {
+			if (!exit) {
+				proc.kill('SIGTERM');
+				const t = setTimeout(() => proc.kill('SIGKILL'), 2000);
+				await exited;
+				clearTimeout(t);
+			}
+			fs.rmSync(dir, { recursive: true, force: true });
+			if (IS_ASAN)
+				assertNoSanitizerReport(stderr, 'mockllm');
+		},
+	};
+}
+
+/* ------------------------------------------------------ the MCP server */
+
+export function apiKey() {
+	return `sk-or-it-${randomBytes(12).toString('hex')}`;
+}
+
+/*
+ * Starts build/heavyd through the SDK's stdio transport and connects a
+ * client.  opts.worker: 'prod' (build/heavyd-worker), 'test' (the one with
+ * test tools) or null (leave HEAVY_WORKER unset).  opts.env overrides.
+ */
+export async function startServer(opts = {}) {
+	const { mock, worker = 'prod', env = {}, listTools = true, extraAsan = '' } = opts;
+	const key = opts.key ?? apiKey();
+	const fullEnv = {
+		OPENROUTER_API_KEY: key,
+		HEAVY_HEARTBEAT: '1',
+		HEAVY_RETRY_BASE_MS: '50',
+		...(mock ? { HEAVY_BASE_URL: mock.baseUrl } : {}),
+		...(worker === 'prod' ? { HEAVY_WORKER: WORKER } : {}),
+		...(worker === 'test' ? { HEAVY_WORKER: TEST_WORKER } : {}),
+		...sanitizerEnv(extraAsan),
+		...env,
+	};
+	for (const k of Object.keys(fullEnv))
+		if (fullEnv[k] === undefined)
+			delete fullEnv[k];
+
+	const transport = new StdioClientTransport({
+		command: HEAVYD, args: [], env: fullEnv, stderr: 'pipe', cwd: REPO,
+	});
+	let stderr = '';
+	transport.stderr.setEncoding('utf8');
+	transport.stderr.on('data', (d) => { stderr += d; });
+
+	const client = new Client({ name: 'heavyd-integration', version: '1.0.0' }, { capabilities: {} });
+	const errors = []; // { error, at }: protocol errors the client noticed
+	client.onerror = (e) => errors.push({ error: e, at: Date.now() });
+
+	try {
+		await client.connect(transport, { timeout: 10000 });
+	} catch (e) {
+		await sleep(100); // let the last of stderr arrive
+		e.message += `\n--- heavyd stderr:\n${stderr.slice(-3000)}`;
+		await client.close().catch(() => {});
+		throw e;
+	}
+	const pid = transport.pid;
+
+	// Log every message both ways.  The SDK runs notification handlers on a
+	// microtask but response handlers at once, so a progress notification
+	// read in the same chunk as its response reaches neither onprogress nor
+	// anyone else ("unknown token"); the log sees the true order.
+	const wire = []; // { dir: 'in' | 'out', m, at }
+	const onmessage = transport.onmessage;
+	transport.onmessage = (m, extra) => {
+		wire.push({ dir: 'in', m, at: Date.now() });
+		onmessage?.(m, extra);
+	};
+	const send = transport.send.bind(transport);
+	transport.send = (m, opts) => {
+		wire.push({ dir: 'out', m, at: Date.now() });
+		return send(m, opts);
+	};
+	// The transport forgets its child on close(); keep it to learn the exit status.
+	const child = transport._process;
+	track(child);
+	const exited = new Promise((r) => {
+		if (child.exitCode !== null || child.signalCode !== null)
+			r({ code: child.exitCode, signal: child.signalCode });
+		else
+			child.once('exit', (code, signal) => r({ code, signal }));
+	});
+
+	// Remember every process seen under the server, to prove later that
+	// none outlives it (even one reparented away from the tree).
+	const seen = new Map();
+	const sample = () => {
+		for (const p of descendants(pid)) {
+			const k = `${p.pid}:${p.starttime}`;
+			if (!seen.has(k))
+				seen.set(k, p);
+		}
+	};
+	sample();
+	const sampler = setInterval(sample, 100);
+	exited.then(() => clearInterval(sampler));
+
+	if (listTools)
+		await client.listTools(); // lets the SDK validate structuredContent
+
+	const srv = {
+		client, transport, pid, key, errors,
+		stderr: () => stderr,
+		exited,
+		seen: () => { sample(); return [...seen.values()]; },
+		descendants: () => descendants(pid),
+		workers: () => workersOf(pid),
+		/*
+		 * Calls heavy_orchestrate; returns the result, its progress
+		 * notifications (from the wire log, with arrival times t since the
+		 * call) and the elapsed ms.  o.onprogress sees them as they come.
+		 */
+		async orchestrate(args, o = {}) {
+			const from = wire.length;
+			const t0 = Date.now();
+			let result;
+			try {
+				result = await client.callTool({ name: TOOL, arguments: args },
+				    CallToolResultSchema, {
+					timeout: o.timeout ?? 15000,
+					signal: o.signal,
+					onprogress: (p) => o.onprogress?.(p),
+				});
+			} catch (e) {
+				if (!o.signal?.aborted)
+					e.message += `\n--- last messages:\n${wire.slice(-8).map((w) =>
+					    `${w.dir} ${JSON.stringify(w.m).slice(0, 300)}`).join('\n')}` +
+					    `\n--- processes: ${describe(descendants(pid))}` +
+					    `\n--- heavyd stderr:\n${stderr.slice(-3000)}`;
+				throw e;
+			}
+			const elapsed = Date.now() - t0;
+			const req = wire.slice(from).find((w) => w.dir === 'out' &&
+			    w.m.method === 'tools/call' && w.m.params?.name === TOOL);
+			const token = req.m.params._meta.progressToken;
+			const progress = wire.filter((w) => w.dir === 'in' &&
+			    w.m.method === 'notifications/progress' &&
+			    w.m.params?.progressToken === token)
+			    .map((w) => ({ ...w.m.params, t: w.at - t0 }));
+			return { result, progress, elapsed, sc: result.structuredContent };
+		},
+		wire,
+		/*
+		 * Clean shutdown by closing stdin: asserts exit 0, that no process
+		 * ever seen under the server remains, no sanitizer report, and no
+		 * stray messages (see checkWire).
+		 */
+		async shutdown() {
+			sample();
+			clearInterval(sampler);
+			await client.close();
+			const ex = await Promise.race([exited, sleep(5000).then(() => null)]);
+			assert.ok(ex, 'server did not exit within 5 s of stdin EOF');
+			const procs = [...seen.values()];
+			let left = [];
+			try {
+				await waitFor(() => (left = stillAlive(procs)).length === 0, 2000,
+				    'descendants to exit');
+			} catch {
+				killAll(left);
+				assert.fail(`processes outlived the server: ${describe(left)}`);
+			}
+			assert.deepEqual(ex, { code: 0, signal: null },
+			    `server exit status on stdin EOF; stderr:\n${stderr}`);
+			if (IS_ASAN)
+				assertNoSanitizerReport(stderr, 'heavyd');
+			checkWire(wire);
+			const bad = errors.filter((x) => !/progress notification for an unknown token/
+			    .test(String(x.error)));
+			assert.deepEqual(bad.map((x) => String(x.error)), [], 'client saw protocol errors');
+		},
+		/* Last-resort cleanup (idempotent). */
+		async kill() {
+			clearInterval(sampler);
+			sample();
+			if (child.exitCode === null && child.signalCode === null) {
+				try { child.kill('SIGKILL'); } catch { /* gone */ }
+			}
+			await Promise.race([exited, sleep(2000)]);
+			killAll([...seen.values()]);
+			try { await client.close(); } catch { /* closed */ }
+		},
+	};
+	return srv;
+}
+
+/*
+ * For every request sent with a progress token: no progress notification
+ * after its response; if it was cancelled, no response at all and no
+ * progress later than 300 ms after the cancellation was sent.
+ */
+export function checkWire(wire) {
+	const show = (w) => JSON.stringify(w.m).slice(0, 300);
+	wire.forEach((w, i) => {
+		const token = w.dir === 'out' && w.m.id !== undefined ?
+		    w.m.params?._meta?.progressToken : undefined;
+		if (token === undefined)
+			return;
+		const later = wire.slice(i + 1);
+		const progressAt = (w2) => w2.dir === 'in' &&
+		    w2.m.method === 'notifications/progress' && w2.m.params?.progressToken === token;
+		const r = later.findIndex((w2) => w2.dir === 'in' && w2.m.method === undefined &&
+		    w2.m.id === w.m.id);
+		const c = later.find((w2) => w2.dir === 'out' &&
+		    w2.m.method === 'notifications/cancelled' && w2.m.params?.requestId === w.m.id);
+		if (c) {
+			assert.ok(r < 0, `a response to cancelled request ${w.m.id}: ${r >= 0 && show(later[r])}`);
+			const late = later.filter((w2) => progressAt(w2) && w2.at - c.at > 300);
+			assert.deepEqual(late.map(show), [], `progress long after cancelling request ${w.m.id}`);
+		} else if (r >= 0) {
+			const after = later.slice(r + 1).filter(progressAt);
+			assert.deepEqual(after.map(show), [], `progress after the response to request ${w.m.id}`);
+		}
+	});
+}
+
+/*
+ * One mock and one server for a test, torn down in t.after whatever
+ * happens.  Returns { mock, srv }.
+ */
+export async function setup(t, opts = {}) {
+	const mock = opts.noMock ? null : await startMock();
+	let srv = null;
+	t.after(async () => {
+		if (srv)
+			await srv.kill();
+		if (mock)
+			await mock.stop();
+	});
+	srv = await startServer({ ...opts, mock });
+	return { mock, srv };
+}
+
+/* ---------------------------------------------------- raw JSON-RPC lines */
+
+/* Spawns heavyd with plain pipes, for what the SDK will not send. */
+export function spawnRaw(env) {
+	const proc = spawn(HEAVYD, [], {
+		stdio: ['pipe', 'pipe', 'pipe'],
+		env: { PATH: process.env.PATH, ...sanitizerEnv(), ...env },
+		cwd: REPO,
+	});
+	track(proc);
+	let stderr = '', pending = '';
+	const lines = [];
+	let wake = null;
+	proc.stdout.setEncoding('utf8');
+	proc.stdout.on('data', (d) => {
+		pending += d;
+		let i;
+		while ((i = pending.indexOf('\n')) >= 0) {
+			lines.push(pending.slice(0, i));
+			pending = pending.slice(i + 1);
+		}
+		wake?.();
+	});
+	proc.stderr.setEncoding('utf8');
+	proc.stderr.on('data', (d) => { stderr += d; });
+	proc.stdin.on('error', () => {});
+	const exited = new Promise((r) => {
+		proc.once('exit', (code, signal) => r({ code, signal }));
+		proc.once('error', (e) => { stderr += `spawn failed: ${e.message}\n`; r({ code: null, signal: null, error: e.message }); });
+	});
+	let exit = null;
+	exited.then((e) => { exit = e; wake?.(); });
+	return {
+		proc,
+		pid: proc.pid,
+		stderr: () => stderr,
+		exited,
+		lines,
+		write(s) { proc.stdin.write(s); },
+		send(obj) { proc.stdin.write((typeof obj === 'string' ? obj : JSON.stringify(obj)) + '\n'); },
+		/* The next line on stdout, parsed. */
+		async next(ms = 5000) {
+			const end = Date.now() + ms;
+			while (!lines.length) {
+				if (exit)
+					throw new Error(`heavyd exited (${JSON.stringify(exit)}); stderr:\n${stderr}`);
+				const left = end - Date.now();
+				if (left <= 0)
+					throw new Error(`no line from heavyd within ${ms} ms; stderr:\n${stderr}`);
+				await new Promise((r) => {
+					const tm = setTimeout(r, left);
+					wake = () => { clearTimeout(tm); r(); };
+				});
+				wake = null;
+			}
+			const line = lines.shift();
+			try {
+				return JSON.parse(line);
+			} catch {
+				throw new Error(`heavyd wrote a line that is not JSON: ${line}`);
+			}
+		},
+		/* Sends a request and returns the next message. */
+		async call(obj, ms) {
+			this.send(obj);
+			return this.next(ms);
+		},
+		kill() {
+			if (!exit)
+				proc.kill('SIGKILL');
+		},
+	};
+}
