@@ -48,6 +48,7 @@ static size_t			 max_frame;
 
 static void	worker_launch(struct worker *);
 static void	worker_finish(struct worker *);
+static void	worker_deliver(struct worker *);
 
 void
 workers_init(const struct heavy_config *cfg)
@@ -219,6 +220,9 @@ worker_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 		evbuffer_drain(in, PROTO_HDR_LEN + hdr.len);
+		/* The answer goes to the task now; the process is reaped later. */
+		if (w->got_result)
+			worker_deliver(w);
 	}
 }
 
@@ -257,10 +261,9 @@ worker_deadline_cb(evutil_socket_t fd, short events, void *arg)
 		worker_finish(w);
 		return;
 	}
-	if (!w->got_result) {
+	if (!w->got_result)
 		w->timed_out = true;
-		worker_kill(w);
-	}
+	worker_kill(w);		/* also one that answered but never exits */
 }
 
 struct worker *
@@ -449,6 +452,23 @@ workers_pump(void)
 	}
 }
 
+/* Hands the outcome to the owner, once. */
+static void
+worker_deliver(struct worker *w)
+{
+	worker_done_fn	done = w->done;
+
+	w->done = NULL;
+	w->step = NULL;
+	if (done == NULL)
+		return;
+	worker_outcome(w);
+	w->result.elapsed_ms = now_ms() - w->start_ms;
+	done(w->arg, &w->result);
+	worker_result_clear(&w->result);
+}
+
+/* Both the socket and the process are gone: free the slot. */
 static void
 worker_finish(struct worker *w)
 {
@@ -456,10 +476,7 @@ worker_finish(struct worker *w)
 		table[w->id & 0xffff] = NULL;
 		free_slots[nfree++] = w->id & 0xffff;
 	}
-	worker_outcome(w);
-	w->result.elapsed_ms = now_ms() - w->start_ms;
-	if (w->done != NULL)
-		w->done(w->arg, &w->result);
+	worker_deliver(w);
 	worker_free(w);
 	workers_pump();
 }

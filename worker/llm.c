@@ -33,10 +33,13 @@ struct llm_xfer {
 
 static CURL	*llm_curl;
 
+/* In the zygote: every forked worker inherits a ready handle. */
 int
 llm_init(void)
 {
-	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return -1;
+	return (llm_curl = curl_easy_init()) == NULL ? -1 : 0;
 }
 
 const char *

@@ -7,6 +7,7 @@
  */
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -26,6 +27,11 @@ static int		 zygote_fd;
 static int		 zygote_sigfd;
 static pid_t		 zygote_pid;
 static struct lh_table	*zygote_children;	/* pid -> worker id */
+/* Workers forked ahead of need, each waiting for its job's fd. */
+#define ZYGOTE_SPARES	4
+static pid_t		 spare_pid[ZYGOTE_SPARES];
+static int		 spare_sock[ZYGOTE_SPARES];
+static int		 nspares;
 
 static unsigned long
 pid_hash(const void *k)
@@ -39,9 +45,9 @@ pid_equal(const void *a, const void *b)
 	return a == b;
 }
 
-/* Sends one frame and at most one fd; the supervisor always reads. */
-static void
-zygote_send(struct buf *frame, int fd)
+/* Sends bytes and at most one fd on sock; -1 on failure. */
+static int
+fd_send(int sock, const void *data, size_t len, int fd)
 {
 	struct msghdr	 msg;
 	struct iovec	 iov;
@@ -51,8 +57,8 @@ zygote_send(struct buf *frame, int fd)
 	} cmsg;
 
 	memset(&msg, 0, sizeof msg);
-	iov.iov_base = frame->data;
-	iov.iov_len = frame->len;
+	iov.iov_base = (void *)data;
+	iov.iov_len = len;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	if (fd != -1) {
@@ -64,21 +70,60 @@ zygote_send(struct buf *frame, int fd)
 		cmsg.hdr.cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(&cmsg.hdr), &fd, sizeof fd);
 	}
-	while (sendmsg(zygote_fd, &msg, MSG_NOSIGNAL) == -1) {
+	while (sendmsg(sock, &msg, MSG_NOSIGNAL) == -1)
 		if (errno != EINTR)
-			fatal("zygote: sendmsg");
-	}
+			return -1;
+	return 0;
+}
+
+/* Sends one frame to the supervisor, which always reads. */
+static void
+zygote_send(struct buf *frame, int fd)
+{
+	if (fd_send(zygote_fd, frame->data, frame->len, fd) == -1)
+		fatal("zygote: sendmsg");
 	buf_free(frame);
 }
 
-/* In the child: become a worker in its own process group. */
-static void __attribute__((noreturn))
-zygote_become_worker(int fd)
+/* Receives the one fd a spare waits for; -1 if the zygote went away. */
+static int
+fd_recv(int sock)
+{
+	char		 byte;
+	struct iovec	 iov = { &byte, 1 };
+	struct msghdr	 msg;
+	struct cmsghdr	*c;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cmsg;
+	int		 fd = -1;
+
+	memset(&msg, 0, sizeof msg);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cmsg.buf;
+	msg.msg_controllen = sizeof cmsg.buf;
+	while (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) == -1)
+		if (errno != EINTR)
+			return -1;
+	c = CMSG_FIRSTHDR(&msg);
+	if (c != NULL && c->cmsg_type == SCM_RIGHTS &&
+	    c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(c), sizeof fd);
+	return fd;
+}
+
+/* In a forked child: a worker in its own process group. */
+static void
+zygote_child_setup(void)
 {
 	sigset_t	none;
 
 	close(zygote_fd);
 	close(zygote_sigfd);
+	for (int i = 0; i < nspares; i++)
+		close(spare_sock[i]);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setpgid(0, 0);
@@ -86,7 +131,71 @@ zygote_become_worker(int fd)
 	/* Die with the zygote; check the parent did not die before this. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != zygote_pid)
 		_exit(1);
-	worker_main(fd);
+}
+
+/*
+ * A spare: forked ahead of need, so a spawn request costs a sendmsg and
+ * not a fork.  It holds no task data until its job arrives on its fd.
+ */
+static void
+zygote_spare_fork(void)
+{
+	int	sv[2], fd;
+	pid_t	pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		return;
+	if ((pid = fork()) == 0) {
+		close(sv[0]);
+		zygote_child_setup();
+		fd = fd_recv(sv[1]);
+		if (fd == -1)
+			_exit(0);
+		close(sv[1]);
+		worker_main(fd);
+	}
+	close(sv[1]);
+	if (pid == -1) {
+		close(sv[0]);
+		return;
+	}
+	setpgid(pid, pid);
+	spare_pid[nspares] = pid;
+	spare_sock[nspares++] = sv[0];
+}
+
+/* Forgets spare i (killing it when kill is set). */
+static void
+zygote_spare_drop(int i, int kill_it)
+{
+	if (kill_it)
+		kill(-spare_pid[i], SIGKILL);
+	close(spare_sock[i]);
+	spare_pid[i] = spare_pid[--nspares];
+	spare_sock[i] = spare_sock[nspares];
+}
+
+/* The spare takes fd, or a fresh fork does; the pid, or -1 with errno. */
+static pid_t
+zygote_take_worker(int fd)
+{
+	pid_t	pid;
+
+	while (nspares > 0) {
+		pid = spare_pid[nspares - 1];
+		if (fd_send(spare_sock[nspares - 1], "j", 1, fd) == 0) {
+			zygote_spare_drop(nspares - 1, 0);
+			return pid;
+		}
+		zygote_spare_drop(nspares - 1, 1);
+	}
+	if ((pid = fork()) == 0) {
+		zygote_child_setup();
+		worker_main(fd);
+	}
+	if (pid > 0)
+		setpgid(pid, pid);	/* both sides, so no kill(-pid) races it */
+	return pid;
 }
 
 static void
@@ -96,13 +205,10 @@ zygote_fork(uint32_t id, int fd)
 	pid_t		pid;
 	int		pidfd = -1, err = 0;
 
-	pid = fork();
-	if (pid == 0)
-		zygote_become_worker(fd);
+	pid = zygote_take_worker(fd);
 	if (pid == -1)
 		err = errno;
 	else {
-		setpgid(pid, pid);	/* both sides, so no kill(-pid) races it */
 		if ((pidfd = pidfd_open(pid, 0)) == -1)
 			err = errno;
 		lh_table_insert(zygote_children, (void *)(intptr_t)pid,
@@ -165,6 +271,8 @@ zygote_exit(void)
 {
 	struct lh_entry	*e;
 
+	while (nspares > 0)
+		zygote_spare_drop(nspares - 1, 1);
 	lh_foreach(zygote_children, e)
 		kill(-(pid_t)(intptr_t)lh_entry_k(e), SIGKILL);
 	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
@@ -179,13 +287,23 @@ zygote_reap(void)
 	struct signalfd_siginfo	 si;
 	struct lh_entry		*e;
 	struct buf		 frame;
+	struct rusage		 ru;
 	pid_t			 pid;
 	int			 status;
 
 	while (read(zygote_sigfd, &si, sizeof si) > 0)
 		if (si.ssi_signo == SIGTERM)
 			zygote_exit();
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+	while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
+		log_debug("worker %d: %ld us user, %ld us system, %ld minor "
+		    "faults", (int)pid, ru.ru_utime.tv_sec * 1000000L +
+		    ru.ru_utime.tv_usec, ru.ru_stime.tv_sec * 1000000L +
+		    ru.ru_stime.tv_usec, ru.ru_minflt);
+		for (int i = 0; i < nspares; i++)
+			if (spare_pid[i] == pid) {	/* it died waiting */
+				zygote_spare_drop(i, 0);
+				break;
+			}
 		e = lh_table_lookup_entry(zygote_children, (void *)(intptr_t)pid);
 		if (e == NULL)
 			continue;
@@ -254,6 +372,7 @@ int
 zygote_main(int fd)
 {
 	struct pollfd	pfd[2];
+	int		n;
 
 	log_init("heavyd-zygote", getenv("HEAVY_DEBUG") ? LOG_LVL_DEBUG :
 	    LOG_LVL_INFO);
@@ -263,10 +382,16 @@ zygote_main(int fd)
 		pfd[0].events = POLLIN;
 		pfd[1].fd = zygote_sigfd;
 		pfd[1].events = POLLIN;
-		if (poll(pfd, 2, -1) == -1) {
+		/* Refill spares only while no request waits. */
+		n = poll(pfd, 2, nspares < ZYGOTE_SPARES ? 0 : -1);
+		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal("zygote: poll");
+		}
+		if (n == 0) {
+			zygote_spare_fork();
+			continue;
 		}
 		if (pfd[1].revents & POLLIN)
 			zygote_reap();
