@@ -148,10 +148,12 @@ zygote_spare_fork(void)
 	if ((pid = fork()) == 0) {
 		close(sv[0]);
 		zygote_child_setup();
+		prctl(PR_SET_NAME, "heavyd-spare");	/* no task's worker yet */
 		fd = fd_recv(sv[1]);
 		if (fd == -1)
 			_exit(0);
 		close(sv[1]);
+		prctl(PR_SET_NAME, "heavyd-worker");
 		worker_main(fd);
 	}
 	close(sv[1]);

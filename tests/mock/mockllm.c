@@ -765,6 +765,7 @@ main(int argc, char **argv)
 	struct evhttp			*http;
 	struct evhttp_bound_socket	*sock;
 	struct event			*sigterm, *sigint;
+	struct event_config		*ec;
 	const char			*portfile = NULL;
 	int				 ch, port = 0;
 	struct sockaddr_storage		 ss;
@@ -783,7 +784,11 @@ main(int argc, char **argv)
 			    "[-l latency_ms]");
 	}
 	signal(SIGPIPE, SIG_IGN);
-	base = event_base_new();
+	/* A precise timer, so latency:100 means 100 ms and not up to 101. */
+	ec = event_config_new();
+	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
 	flaky = lh_kchar_table_new(256, flaky_free_key);
 	http = evhttp_new(base);
 	evhttp_set_max_body_size(http, MOCK_MAX_BODY);
