@@ -112,11 +112,17 @@ worker_violation(struct worker *w, const char *why)
 {
 	if (w->problem == NULL) {
 		log_warnx("worker %d: %s; killing it", (int)w->pid, why);
-		w->problem = xstrdup(why);
+		w->problem = xasprintf("protocol violation: %s", why);
 	}
 	w->got_result = false;
 	worker_kill(w);
-	bufferevent_disable(w->bev, EV_READ);
+	/* Nothing it sends now matters: close, and finish from the loop. */
+	bufferevent_free(w->bev);
+	w->bev = NULL;
+	w->io_done = true;
+	w->state = WORKER_FINISHING;
+	if (w->exit_done)
+		event_active(w->deadline_ev, EV_TIMEOUT, 0);
 }
 
 static int
@@ -235,6 +241,8 @@ worker_event_cb(struct bufferevent *bev, short events, void *arg)
 	if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
 	worker_read_cb(w->bev, w);	/* whatever arrived before the close */
+	if (w->bev == NULL)
+		return;			/* a violation closed it */
 	bufferevent_free(w->bev);
 	w->bev = NULL;
 	w->io_done = true;
@@ -249,7 +257,7 @@ worker_deadline_cb(evutil_socket_t fd, short events, void *arg)
 	struct worker	*w = arg;
 
 	(void)fd; (void)events;
-	if (w->launch_failed) {
+	if (w->launch_failed || (w->io_done && w->exit_done)) {
 		worker_finish(w);
 		return;
 	}

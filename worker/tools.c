@@ -71,6 +71,18 @@ tool_test_spin(struct json_object *args, struct buf *out, int *complete)
 }
 
 static int
+tool_test_bad_frame(struct json_object *args, struct buf *out, int *complete)
+{
+	static const char	bad[] = "\x09\x00\x02\x00\x00\x00\x00\x00";
+
+	(void)args; (void)out; (void)complete;
+	worker_send_raw(bad, sizeof bad - 1);	/* protocol version 9 */
+	for (;;)
+		pause();	/* the supervisor must kill us */
+	return -1;
+}
+
+static int
 tool_test_block(struct json_object *args, struct buf *out, int *complete)
 {
 	int	fds[2];
@@ -105,6 +117,8 @@ static const struct tool tools[] = {
 	  tool_test_spin },
 	{ "test_block", "Test only: block forever in read.", NO_ARGS,
 	  tool_test_block },
+	{ "test_bad_frame", "Test only: send an invalid frame.", NO_ARGS,
+	  tool_test_bad_frame },
 #endif
 };
 #define NTOOLS	(sizeof tools / sizeof tools[0])

@@ -55,6 +55,16 @@ worker_send(struct buf *frame)
 	buf_free(frame);
 }
 
+#ifdef HEAVY_TEST_HOOKS
+/* Test only: bytes that are not a frame, to prove the supervisor's guard. */
+void
+worker_send_raw(const void *p, size_t len)
+{
+	if (write(worker_fd, p, len) != (ssize_t)len)
+		_exit(3);
+}
+#endif
+
 void
 worker_step(const char *fmt, ...)
 {

@@ -20,6 +20,9 @@ int	zygote_main(int fd);
 /* worker.c: run one job on fd and exit. */
 void	worker_main(int fd) __attribute__((noreturn));
 void	worker_step(const char *fmt, ...) PRINTF(1, 2);
+#ifdef HEAVY_TEST_HOOKS
+void	worker_send_raw(const void *, size_t);
+#endif
 
 /* llm.c: one chat completion, retried within the deadline. */
 struct llm_reply {

@@ -1,0 +1,75 @@
+// The pipeline's edges: a worker that breaks the wire protocol, LLM
+// responses that are malformed or too big, one answer (no synthesis), a
+// failed synthesis (answers concatenated), and client-visible logging.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { checkOk, checkShape } from './checks.mjs';
+import { setup, workersOf } from './lib.mjs';
+
+test('a worker sending an invalid frame is killed; the server goes on', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test' });
+	const { result } = await srv.orchestrate({ query: 'Frame [[a1:tool:test_bad_frame:{}]]', num_agents: 3, timeout: 20 });
+	const sc = checkShape(result, 3);
+	assert.equal(sc.agents[0].status, 'failed', JSON.stringify(sc.agents[0]));
+	assert.match(sc.agents[0].error, /protocol violation/);
+	assert.ok(sc.agents[0].elapsed_ms < 5000, 'killed at once, not at the deadline');
+	checkOk(sc.agents[1]);
+	checkOk(sc.agents[2]);
+	assert.equal(sc.synthesized, true);
+	assert.deepEqual(workersOf(srv.pid), []);
+	await srv.client.ping();
+	await srv.shutdown();
+});
+
+test('malformed, truncated and oversized LLM bodies fail only their agent', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t, { env: { HEAVY_MAX_RESPONSE_BYTES: '65536', HEAVY_MAX_RETRIES: '0' } });
+	const { result } = await srv.orchestrate({
+		query: 'Bodies [[a1:malformed]] [[a2:truncated]] [[a3:oversize:200000]] [[a4:error200]]',
+		num_agents: 5, timeout: 20 });
+	const sc = checkShape(result, 5);
+	assert.match(sc.agents[0].error, /malformed JSON/);
+	assert.match(sc.agents[1].error, /malformed JSON/);
+	assert.match(sc.agents[2].error, /exceeds 65536 bytes/);
+	assert.match(sc.agents[3].error, /provider error: Provider returned error/);
+	for (let i = 0; i < 4; i++)
+		assert.equal(sc.agents[i].status, 'failed');
+	checkOk(sc.agents[4]);
+	assert.equal(sc.synthesized, false, 'one answer is returned as is');
+	assert.match(sc.answer, /^Answer 5:/);
+	await srv.shutdown();
+});
+
+test('one successful answer skips synthesis; a failed synthesis concatenates', { timeout: 30000 }, async (t) => {
+	const { srv, mock } = await setup(t);
+	const one = await srv.orchestrate({ query: 'Alone [[a2:status:400]]', num_agents: 2 });
+	let sc = checkShape(one.result, 2);
+	assert.equal(sc.synthesized, false);
+	assert.match(sc.agents[1].error, /HTTP 400: bad request/);
+	assert.equal((await mock.stats()).synthesis, 0, 'no synthesis call for one answer');
+
+	const two = await srv.orchestrate({ query: 'No merge [[synth:status:503]]', num_agents: 2 });
+	sc = checkShape(two.result, 2);
+	assert.notEqual(two.result.isError, true);
+	assert.equal(sc.synthesized, false);
+	assert.match(sc.synthesis_error, /HTTP 503/);
+	assert.match(sc.answer, /## Agent 1[\s\S]*Answer 1:[\s\S]*## Agent 2[\s\S]*Answer 2:/);
+	await srv.shutdown();
+});
+
+test('logging/setLevel sends log lines to the client; bad levels are refused', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t);
+	await assert.rejects(srv.client.setLoggingLevel('loud'), /level/);
+	await srv.client.setLoggingLevel('info');
+	const ac = new AbortController();
+	const call = srv.client.callTool({ name: 'heavy_orchestrate', arguments: { query: 'x [[agent:hang]]' } },
+	    undefined, { signal: ac.signal }).catch(() => {});
+	await new Promise((r) => setTimeout(r, 300));
+	ac.abort();
+	await call;
+	await new Promise((r) => setTimeout(r, 300));
+	const logs = srv.wire.filter((w) => w.dir === 'in' && w.m.method === 'notifications/message');
+	assert.ok(logs.some((w) => /cancelled by the client/.test(w.m.params.data) && w.m.params.level === 'info'),
+	    JSON.stringify(logs.map((w) => w.m.params)));
+	await srv.shutdown();
+});
