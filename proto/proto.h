@@ -10,6 +10,8 @@
 #ifndef HEAVY_PROTO_H
 #define HEAVY_PROTO_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -108,6 +110,10 @@ int	m_get_u32(struct mreader *, uint32_t *);
 int	m_get_u64(struct mreader *, uint64_t *);
 int	m_get_str(struct mreader *, char **);	/* malloc'd, NUL-free text */
 int	m_end(struct mreader *);
+
+/* fdpass.c: one message and at most one fd over a unix socket. */
+int	fd_send(int sock, const void *, size_t, int fd, int flags);
+ssize_t	fd_recv(int sock, void *, size_t, int *fd, int flags);
 
 /* job.c: the typed messages both sides exchange. */
 void	job_encode(struct buf *, const struct job *);

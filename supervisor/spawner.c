@@ -89,39 +89,19 @@ spawner_exec(int fd)
 	return pid;
 }
 
-/* One non-blocking sendmsg with the worker's fd; -1 with errno on failure. */
+/* One non-blocking send of a spawn request with the worker's fd. */
 static int
 spawner_send(uint32_t id, int fd)
 {
-	struct buf	 frame;
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cmsg;
-	ssize_t		 n;
+	struct buf	frame;
+	int		rc;
 
 	m_create(&frame, MSG_ZYGOTE_SPAWN);
 	m_add_u32(&frame, id);
 	m_close(&frame, SIZE_MAX);
-	memset(&msg, 0, sizeof msg);
-	memset(&cmsg, 0, sizeof cmsg);
-	iov.iov_base = frame.data;
-	iov.iov_len = frame.len;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cmsg.buf;
-	msg.msg_controllen = sizeof cmsg.buf;
-	cmsg.hdr.cmsg_level = SOL_SOCKET;
-	cmsg.hdr.cmsg_type = SCM_RIGHTS;
-	cmsg.hdr.cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(&cmsg.hdr), &fd, sizeof fd);
-	do
-		n = sendmsg(spawner_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (n == -1 && errno == EINTR);
+	rc = fd_send(spawner_fd, frame.data, frame.len, fd, MSG_DONTWAIT);
 	buf_free(&frame);
-	return n == -1 ? -1 : 0;
+	return rc;
 }
 
 /* Sends what waited for room in the socket, in order. */
@@ -199,36 +179,20 @@ spawner_dispatch(const uint8_t *data, ssize_t n, int passed_fd)
 	return 0;
 }
 
+/* 1 when a report was handled, 0 when none waits, -1 when broken. */
 static int
 spawner_recv(void)
 {
-	uint8_t		 data[64];
-	struct msghdr	 msg;
-	struct iovec	 iov = { data, sizeof data };
-	struct cmsghdr	*c;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cmsg;
-	ssize_t		 n;
-	int		 fd = -1;
+	uint8_t	data[64];
+	ssize_t	n;
+	int	fd;
 
-	memset(&msg, 0, sizeof msg);
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cmsg.buf;
-	msg.msg_controllen = sizeof cmsg.buf;
-	n = recvmsg(spawner_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	if (n == -1)
-		return errno == EAGAIN || errno == EINTR ? 0 : -1;
-	if (n == 0)
+	n = fd_recv(spawner_fd, data, sizeof data, &fd, MSG_DONTWAIT);
+	if (n == -1 && errno == EAGAIN)
+		return 0;
+	if (n <= 0)
 		return -1;
-	c = CMSG_FIRSTHDR(&msg);
-	if (c != NULL && c->cmsg_type == SCM_RIGHTS &&
-	    c->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&fd, CMSG_DATA(c), sizeof fd);
-	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-	    spawner_dispatch(data, n, fd) == -1) {
+	if (spawner_dispatch(data, n, fd) == -1) {
 		if (fd != -1)
 			close(fd);
 		log_warnx("zygote sent an invalid frame");

@@ -74,21 +74,11 @@ int
 agent_run(const struct job *job, int64_t deadline, struct buf *answer,
     uint32_t *flags, struct usage *u, struct llm_error *e)
 {
-	struct json_object	*msgs, *tools, *system, *user;
+	struct json_object	*msgs, *tools;
 	struct llm_reply	 reply;
 	int			 rc = -1, done = 0;
 
-	msgs = json_object_new_array();
-	system = json_object_new_object();
-	json_object_object_add(system, "role", json_object_new_string("system"));
-	json_object_object_add(system, "content",
-	    json_object_new_string(job->system_prompt));
-	json_object_array_add(msgs, system);
-	user = json_object_new_object();
-	json_object_object_add(user, "role", json_object_new_string("user"));
-	json_object_object_add(user, "content",
-	    json_object_new_string(job->prompt));
-	json_object_array_add(msgs, user);
+	msgs = worker_messages(job, job->prompt);
 	tools = tools_definitions();
 
 	for (uint32_t turn = 0; !done && turn < job->max_iterations; turn++) {

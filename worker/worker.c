@@ -136,7 +136,8 @@ worker_send_failed(const struct llm_error *e, const struct usage *u)
 	worker_send(&frame);
 }
 
-static struct json_object *
+/* A conversation: the system prompt (when there is one), then user. */
+struct json_object *
 worker_messages(const struct job *job, const char *user)
 {
 	struct json_object	*msgs = json_object_new_array(), *m;

@@ -24,6 +24,8 @@ void	worker_step(const char *fmt, ...) PRINTF(1, 2);
 void	worker_send_raw(const void *, size_t);
 #endif
 
+struct json_object *worker_messages(const struct job *, const char *user);
+
 /* llm.c: one chat completion, retried within the deadline. */
 struct llm_reply {
 	char			*content;	/* assistant text, may be NULL */

@@ -45,73 +45,13 @@ pid_equal(const void *a, const void *b)
 	return a == b;
 }
 
-/* Sends bytes and at most one fd on sock; -1 on failure. */
-static int
-fd_send(int sock, const void *data, size_t len, int fd)
-{
-	struct msghdr	 msg;
-	struct iovec	 iov;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cmsg;
-
-	memset(&msg, 0, sizeof msg);
-	iov.iov_base = (void *)data;
-	iov.iov_len = len;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	if (fd != -1) {
-		memset(&cmsg, 0, sizeof cmsg);
-		msg.msg_control = cmsg.buf;
-		msg.msg_controllen = sizeof cmsg.buf;
-		cmsg.hdr.cmsg_level = SOL_SOCKET;
-		cmsg.hdr.cmsg_type = SCM_RIGHTS;
-		cmsg.hdr.cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(&cmsg.hdr), &fd, sizeof fd);
-	}
-	while (sendmsg(sock, &msg, MSG_NOSIGNAL) == -1)
-		if (errno != EINTR)
-			return -1;
-	return 0;
-}
-
 /* Sends one frame to the supervisor, which always reads. */
 static void
 zygote_send(struct buf *frame, int fd)
 {
-	if (fd_send(zygote_fd, frame->data, frame->len, fd) == -1)
+	if (fd_send(zygote_fd, frame->data, frame->len, fd, 0) == -1)
 		fatal("zygote: sendmsg");
 	buf_free(frame);
-}
-
-/* Receives the one fd a spare waits for; -1 if the zygote went away. */
-static int
-fd_recv(int sock)
-{
-	char		 byte;
-	struct iovec	 iov = { &byte, 1 };
-	struct msghdr	 msg;
-	struct cmsghdr	*c;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cmsg;
-	int		 fd = -1;
-
-	memset(&msg, 0, sizeof msg);
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cmsg.buf;
-	msg.msg_controllen = sizeof cmsg.buf;
-	while (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) == -1)
-		if (errno != EINTR)
-			return -1;
-	c = CMSG_FIRSTHDR(&msg);
-	if (c != NULL && c->cmsg_type == SCM_RIGHTS &&
-	    c->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&fd, CMSG_DATA(c), sizeof fd);
-	return fd;
 }
 
 /* In a forked child: a worker in its own process group. */
@@ -142,6 +82,7 @@ zygote_spare_fork(void)
 {
 	int	sv[2], fd;
 	pid_t	pid;
+	char	byte;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
 		return;
@@ -149,9 +90,8 @@ zygote_spare_fork(void)
 		close(sv[0]);
 		zygote_child_setup();
 		prctl(PR_SET_NAME, "heavyd-spare");	/* no task's worker yet */
-		fd = fd_recv(sv[1]);
-		if (fd == -1)
-			_exit(0);
+		if (fd_recv(sv[1], &byte, 1, &fd, 0) <= 0 || fd == -1)
+			_exit(0);		/* the zygote went away */
 		close(sv[1]);
 		prctl(PR_SET_NAME, "heavyd-worker");
 		worker_main(fd);
@@ -185,7 +125,7 @@ zygote_take_worker(int fd)
 
 	while (nspares > 0) {
 		pid = spare_pid[nspares - 1];
-		if (fd_send(spare_sock[nspares - 1], "j", 1, fd) == 0) {
+		if (fd_send(spare_sock[nspares - 1], "j", 1, fd, 0) == 0) {
 			zygote_spare_drop(nspares - 1, 0);
 			return pid;
 		}
@@ -232,33 +172,16 @@ static int
 zygote_read(void)
 {
 	uint8_t		 data[64];
-	struct msghdr	 msg;
-	struct iovec	 iov = { data, sizeof data };
-	struct cmsghdr	*c;
 	struct msg_hdr	 hdr;
 	struct mreader	 r;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cmsg;
 	ssize_t		 n;
 	uint32_t	 id;
-	int		 fd = -1;
+	int		 fd;
 
-	memset(&msg, 0, sizeof msg);
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cmsg.buf;
-	msg.msg_controllen = sizeof cmsg.buf;
-	if ((n = recvmsg(zygote_fd, &msg, MSG_CMSG_CLOEXEC)) <= 0)
-		return n == -1 && errno == EINTR ? 0 : -1;
-	c = CMSG_FIRSTHDR(&msg);
-	if (c != NULL && c->cmsg_type == SCM_RIGHTS &&
-	    c->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&fd, CMSG_DATA(c), sizeof fd);
-	if (fd == -1 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-	    m_frame_check(data, n, sizeof data, &hdr) != FRAME_OK ||
-	    hdr.type != MSG_ZYGOTE_SPAWN)
+	if ((n = fd_recv(zygote_fd, data, sizeof data, &fd, 0)) <= 0)
+		return -1;
+	if (fd == -1 || m_frame_check(data, (size_t)n, sizeof data, &hdr) !=
+	    FRAME_OK || hdr.type != MSG_ZYGOTE_SPAWN)
 		fatalx("zygote: invalid spawn request");
 	m_reader_init(&r, data + PROTO_HDR_LEN, hdr.len);
 	if (m_get_u32(&r, &id) == -1 || m_end(&r) == -1)
