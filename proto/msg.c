@@ -4,7 +4,7 @@
 
 #include "proto.h"
 
-enum field_tag { TAG_U32 = 1, TAG_U64, TAG_STR, TAG_DATA };
+enum field_tag { TAG_U32 = 1, TAG_U64, TAG_STR };
 
 static void
 put_le(uint8_t *p, uint64_t v, int n)
@@ -78,12 +78,6 @@ void
 m_add_str(struct buf *b, const char *s)
 {
 	m_add_bytes(b, TAG_STR, s, s == NULL ? 0 : strlen(s));
-}
-
-void
-m_add_data(struct buf *b, const void *p, size_t len)
-{
-	m_add_bytes(b, TAG_DATA, p, len);
 }
 
 int

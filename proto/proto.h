@@ -88,7 +88,6 @@ void	m_create(struct buf *, enum msg_type);
 void	m_add_u32(struct buf *, uint32_t);
 void	m_add_u64(struct buf *, uint64_t);
 void	m_add_str(struct buf *, const char *);
-void	m_add_data(struct buf *, const void *, size_t);
 int	m_close(struct buf *, size_t max);
 
 /* msg.c: readers.  Each returns -1 and poisons the reader on any mismatch. */

@@ -75,7 +75,7 @@ utf8_cut(const char *s, size_t len)
 
 /* Water-filling: short answers keep everything, long ones share the rest. */
 static void
-prompt_shares(const struct synth_input *in, int n, size_t budget,
+prompt_shares(const char *const *answers, int n, size_t budget,
     size_t *share)
 {
 	bool	done[HEAVY_MAX_AGENTS] = { false };
@@ -86,7 +86,7 @@ prompt_shares(const struct synth_input *in, int n, size_t budget,
 
 		changed = false;
 		for (int i = 0; i < n; i++) {
-			size_t	len = strlen(in[i].answer);
+			size_t	len = strlen(answers[i]);
 
 			if (!done[i] && len <= fair) {
 				share[i] = len;
@@ -103,7 +103,7 @@ prompt_shares(const struct synth_input *in, int n, size_t budget,
 }
 
 char *
-prompt_synthesis(const struct heavy_config *cfg, const struct synth_input *in,
+prompt_synthesis(const struct heavy_config *cfg, const char *const *answers,
     int n, size_t budget, int *dropped)
 {
 	const char	*keys[] = { "num_responses", "agent_responses" };
@@ -112,14 +112,14 @@ prompt_synthesis(const struct heavy_config *cfg, const struct synth_input *in,
 	struct buf	 all;
 	char		 num[16], *out;
 
-	prompt_shares(in, n, budget, share);
+	prompt_shares(answers, n, budget, share);
 	*dropped = 0;
 	buf_init(&all, 0);
 	for (int i = 0; i < n; i++) {
-		len = strlen(in[i].answer);
-		cut = len > share[i] ? utf8_cut(in[i].answer, share[i]) : len;
+		len = strlen(answers[i]);
+		cut = len > share[i] ? utf8_cut(answers[i], share[i]) : len;
 		buf_printf(&all, "=== AGENT %d RESPONSE ===\n", i + 1);
-		buf_add(&all, in[i].answer, cut);
+		buf_add(&all, answers[i], cut);
 		if (cut < len) {
 			buf_printf(&all, "\n[truncated: %zu of %zu bytes kept]",
 			    cut, len);

@@ -308,12 +308,6 @@ spawner_start(const char *worker_path)
 	return 0;
 }
 
-bool
-spawner_alive(void)
-{
-	return spawner_fd != -1;
-}
-
 /* Gives the zygote 2 s to kill and reap its workers, then kills it. */
 static void
 spawner_wait_exit(void)

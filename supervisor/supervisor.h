@@ -24,7 +24,6 @@ void		 server_shutdown(void);
 int	 spawner_start(const char *worker_path);
 int	 spawner_spawn(uint32_t id, int fd);
 void	 spawner_stop(void);
-bool	 spawner_alive(void);
 
 /* workers.c: every worker process, in one table. */
 enum worker_state {
@@ -66,7 +65,6 @@ struct worker *worker_start(const struct worker_req *);
 void	 worker_cancel(struct worker *);
 void	 workers_kill_all(void);
 void	 workers_free_all(void);
-int	 workers_live(void);
 void	 workers_spawned(uint32_t id, pid_t, int pidfd, int err);
 void	 workers_exited(uint32_t id, pid_t, int status);
 void	 workers_lost(void);
@@ -79,12 +77,8 @@ char	*prompt_render(const char *tmpl, const char *const *keys,
 char	*prompt_planner(const struct heavy_config *, const char *query,
 	    int num_agents);
 char	*prompt_fallback_question(const char *query, int index);
-struct synth_input {
-	const char	*question;
-	const char	*answer;
-};
 char	*prompt_synthesis(const struct heavy_config *,
-	    const struct synth_input *, int n, size_t budget, int *dropped);
+	    const char *const *answers, int n, size_t budget, int *dropped);
 
 /* task.c: one orchestration: planner, agents, synthesis. */
 struct task_params {

@@ -358,17 +358,16 @@ task_all_failed(struct task *t)
 static void
 task_start_synthesis(struct task *t)
 {
-	struct synth_input	 in[HEAVY_MAX_AGENTS];
+	const char		*answers[HEAVY_MAX_AGENTS];
 	char			*prompt;
 	int			 n = 0;
 
 	for (int i = 0; i < t->p.num_agents; i++) {
 		if (t->agents[i].status != AGENT_OK)
 			continue;
-		in[n].question = t->agents[i].question;
-		in[n++].answer = t->agents[i].answer;
+		answers[n++] = t->agents[i].answer;
 	}
-	prompt = prompt_synthesis(t->cfg, in, n,
+	prompt = prompt_synthesis(t->cfg, answers, n,
 	    t->cfg->max_synthesis_input_bytes, &t->synthesis_truncated);
 	t->state = TASK_SYNTHESIS;
 	t->synth = task_spawn(t, ROLE_SYNTHESIS, 0, "", prompt, t->deadline_ms,

@@ -63,12 +63,6 @@ workers_init(const struct heavy_config *cfg)
 	max_frame = cfg->max_frame_bytes;
 }
 
-int
-workers_live(void)
-{
-	return (int)(table_size - nfree);
-}
-
 const char *
 signal_name(int sig)
 {

@@ -42,15 +42,6 @@ llm_init(void)
 	return (llm_curl = curl_easy_init()) == NULL ? -1 : 0;
 }
 
-const char *
-llm_error_name(enum job_error kind)
-{
-	static const char *names[] = { "none", "http", "transport", "timeout",
-	    "response", "api", "parse", "limit", "internal" };
-
-	return kind <= JOB_ERR_INTERNAL ? names[kind] : "internal";
-}
-
 static void
 llm_fail(struct llm_error *e, enum job_error kind, long status,
     const char *fmt, ...) PRINTF(4, 5);

@@ -44,7 +44,6 @@ int	llm_chat(const struct job *, int64_t deadline_ms,
 void	llm_reply_clear(struct llm_reply *);
 int	llm_parse_body(const char *body, size_t len, struct llm_reply *,
 	    struct usage *, struct llm_error *);
-const char *llm_error_name(enum job_error);
 
 /* backoff.c: when and whether to retry. */
 int	backoff_retryable_status(long status);

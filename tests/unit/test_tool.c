@@ -129,8 +129,7 @@ Test(prompt, synthesis_within_budget_says_what_was_cut, .init = setup,
     .fini = teardown)
 {
 	char			 big[5000];
-	struct synth_input	 in[3] = {
-		{ "q1", "short answer" }, { "q2", big }, { "q3", big } };
+	const char		*in[3] = { "short answer", big, big };
 	char			*s;
 	int			 dropped;
 
