@@ -1,5 +1,6 @@
 # heavyd: `make` builds build/heavyd and what it runs beside it; `make check`
-# runs every test (unit, integration, and both again under ASan+UBSan).
+# runs every test: unit, integration, integration with the supervisor under
+# valgrind, and unit + integration again under ASan+UBSan.
 
 BUILD	?= build
 CC	?= cc
@@ -34,7 +35,8 @@ NOMAIN     = $(filter-out %/main.o,$(1))
 PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker $(BUILD)/test/heavyd-worker \
 	$(BUILD)/mockllm $(BUILD)/bench
 
-.PHONY: all unit check check-unit check-integration check-asan bench demo clean
+.PHONY: all unit check check-unit check-integration check-valgrind check-asan \
+	bench demo clean
 all: $(PROGS)
 
 $(BUILD)/heavyd: $(SUP_OBJ) $(COMMON_OBJ)
@@ -73,6 +75,9 @@ check-unit: unit
 check-integration: all
 	HEAVYD_BUILD=$(BUILD) scripts/integration
 
+check-valgrind: all
+	HEAVYD_BUILD=$(BUILD) scripts/valgrind-integration
+
 ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
 	SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 check-asan:
@@ -82,6 +87,7 @@ check-asan:
 check: all unit
 	scripts/install-deps
 	$(MAKE) --no-print-directory check-unit check-integration
+	$(MAKE) --no-print-directory check-valgrind
 	$(MAKE) --no-print-directory check-asan
 
 bench: all
