@@ -84,8 +84,10 @@ check-asan:
 	$(ASAN_MAKE) all unit
 	$(ASAN_MAKE) check-unit check-integration
 
-check: all unit
+# Installs missing packages first, so a fresh Debian 12 machine can build.
+check:
 	scripts/install-deps
+	$(MAKE) --no-print-directory all unit
 	$(MAKE) --no-print-directory check-unit check-integration
 	$(MAKE) --no-print-directory check-valgrind
 	$(MAKE) --no-print-directory check-asan
