@@ -86,6 +86,7 @@ struct heavy_config {
 	size_t	 max_synthesis_input_bytes;
 	int	 max_workers;		/* live worker processes */
 	int	 max_tasks;		/* concurrent orchestrations */
+	int	 spares;		/* pre-forked workers the zygote keeps */
 };
 
 void	 config_defaults(struct heavy_config *);

@@ -64,6 +64,7 @@ config_defaults(struct heavy_config *c)
 	c->max_synthesis_input_bytes = 512 << 10;
 	c->max_workers = 256;
 	c->max_tasks = 1024;
+	c->spares = 4;
 }
 
 static void
@@ -106,6 +107,7 @@ static const struct knob {
 	    1024, 1LL << 30),
 	INT_KNOB("HEAVY_MAX_WORKERS", max_workers, 1, 65535),
 	INT_KNOB("HEAVY_MAX_TASKS", max_tasks, 1, 1 << 20),
+	INT_KNOB("HEAVY_SPARES", spares, 0, 64),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */

@@ -111,7 +111,7 @@ server_run(const struct heavy_config *config)
 	worker_path = server_worker_path();
 	ev_base = server_event_base();
 	workers_init(config);
-	if (spawner_start(worker_path) == -1)
+	if (spawner_start(worker_path, config->spares) == -1)
 		fatal("cannot start %s", worker_path);
 	free(worker_path);
 	if (mcp_start(config) == -1)

@@ -21,7 +21,7 @@ const char	*server_api_key(void);
 void		 server_shutdown(void);
 
 /* spawner.c: our handle on the zygote that forks workers. */
-int	 spawner_start(const char *worker_path);
+int	 spawner_start(const char *worker_path, int spares);
 int	 spawner_spawn(uint32_t id, int fd);
 void	 spawner_stop(void);
 

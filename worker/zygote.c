@@ -28,10 +28,10 @@ static int		 zygote_sigfd;
 static pid_t		 zygote_pid;
 static struct lh_table	*zygote_children;	/* pid -> worker id */
 /* Workers forked ahead of need, each waiting for its job's fd. */
-#define ZYGOTE_SPARES	4
-static pid_t		 spare_pid[ZYGOTE_SPARES];
-static int		 spare_sock[ZYGOTE_SPARES];
-static int		 nspares;
+#define ZYGOTE_MAX_SPARES	64
+static pid_t		 spare_pid[ZYGOTE_MAX_SPARES];
+static int		 spare_sock[ZYGOTE_MAX_SPARES];
+static int		 nspares, want_spares = 4;	/* HEAVY_SPARES */
 
 static unsigned long
 pid_hash(const void *k)
@@ -288,6 +288,11 @@ zygote_setup(int fd)
 	if (zygote_sigfd == -1)
 		fatal("zygote: signalfd");
 	zygote_children = lh_table_new(256, NULL, pid_hash, pid_equal);
+	/* heavyd checked the value; the zygote only clamps it. */
+	if (getenv("HEAVY_SPARES") != NULL)
+		want_spares = atoi(getenv("HEAVY_SPARES"));
+	if (want_spares < 0 || want_spares > ZYGOTE_MAX_SPARES)
+		want_spares = 4;
 	zygote_scrub_env();
 	if (llm_init() == -1)
 		fatalx("zygote: libcurl initialisation failed");
@@ -308,7 +313,7 @@ zygote_main(int fd)
 		pfd[1].fd = zygote_sigfd;
 		pfd[1].events = POLLIN;
 		/* Refill spares only while no request waits. */
-		n = poll(pfd, 2, nspares < ZYGOTE_SPARES ? 0 : -1);
+		n = poll(pfd, 2, nspares < want_spares ? 0 : -1);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
