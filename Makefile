@@ -12,8 +12,8 @@ CFLAGS_ALL = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
 	-MMD -MP $(CFLAGS)
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
-SUP_CFLAGS = $(shell $(PKG) --cflags libevent json-c)
-SUP_LIBS   = $(shell $(PKG) --libs libevent json-c)
+SUP_CFLAGS = $(shell $(PKG) --cflags libevent json-c yaml-0.1)
+SUP_LIBS   = $(shell $(PKG) --libs libevent json-c yaml-0.1)
 WRK_CFLAGS = $(shell $(PKG) --cflags libcurl json-c)
 WRK_LIBS   = $(shell $(PKG) --libs libcurl json-c) -lm
 TST_CFLAGS = $(shell $(PKG) --cflags criterion)
@@ -26,6 +26,9 @@ UNIT_SRC   = $(wildcard tests/unit/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 COMMON_OBJ = $(call obj,$(COMMON_SRC))
+# An archive: each program links only the common objects it uses (the
+# worker never pulls in the YAML loader, nor libyaml).
+COMMON_LIB = $(BUILD)/libcommon.a
 SUP_OBJ    = $(call obj,$(SUP_SRC))
 WRK_OBJ    = $(call obj,$(WRK_SRC))
 HOOK_OBJ   = $(patsubst %.c,$(BUILD)/obj-hooks/%.o,$(WRK_SRC))
@@ -39,24 +42,27 @@ PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker $(BUILD)/test/heavyd-worker \
 	bench demo clean
 all: $(PROGS)
 
-$(BUILD)/heavyd: $(SUP_OBJ) $(COMMON_OBJ)
+$(COMMON_LIB): $(COMMON_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/heavyd: $(SUP_OBJ) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
-$(BUILD)/heavyd-worker: $(WRK_OBJ) $(COMMON_OBJ)
+$(BUILD)/heavyd-worker: $(WRK_OBJ) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LIBS)
 
 # The same worker with test-only agent tools that crash, spin and block.
-$(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_OBJ)
+$(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_LIB)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LIBS)
 
-$(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_OBJ)
+$(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
-$(BUILD)/bench: $(call obj,tests/bench/bench.c) $(COMMON_OBJ)
+$(BUILD)/bench: $(call obj,tests/bench/bench.c) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
-$(BUILD)/unit-tests: $(UNIT_OBJ) $(call NOMAIN,$(SUP_OBJ) $(WRK_OBJ)) $(COMMON_OBJ)
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(call NOMAIN,$(SUP_OBJ) $(WRK_OBJ)) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(TST_LIBS) $(SUP_LIBS) $(WRK_LIBS)
 
 $(BUILD)/obj/%.o: %.c

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define HEAVY_NAME	"heavyd"
 #define HEAVY_VERSION	"0.1.0"
@@ -65,6 +66,11 @@ struct heavy_config {
 	char	*system_prompt;
 	char	*question_prompt;	/* {num_agents} {user_input} */
 	char	*synthesis_prompt;	/* {num_responses} {agent_responses} */
+	char	*aggregation_strategy;	/* "consensus" */
+	char	*search_user_agent;
+	int	 search_max_results;
+	char	*api_key;		/* from the file; heavyd takes it out */
+	char	*api_key_file;
 
 	int	 max_iterations;	/* agent tool-loop turns */
 	int	 num_agents;		/* default for heavy_orchestrate */
@@ -91,6 +97,15 @@ struct heavy_config {
 
 void	 config_defaults(struct heavy_config *);
 int	 config_from_env(struct heavy_config *, char *err, size_t errlen);
+int	 config_set_knob_named(struct heavy_config *, const char *name,
+	    const char *value, char *err, size_t errlen);
+void	 config_set_str(char **, const char *);
+void	 config_print(const struct heavy_config *, const char *source, FILE *);
+
+/* configfile.c: the YAML file, make-it-heavy's keys and heavyd's own. */
+const char *config_find_file(const char *explicit_path, char *buf, size_t);
+int	 config_load_file(struct heavy_config *, const char *path, char *err,
+	    size_t errlen);
 struct heavy_config *config_dup(const struct heavy_config *);
 void	 config_free(struct heavy_config *);
 void	 config_clear(struct heavy_config *);

@@ -1,4 +1,5 @@
 /* Configuration: built-in defaults (make-it-heavy's), then the environment. */
+#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -46,6 +47,9 @@ config_defaults(struct heavy_config *c)
 	c->system_prompt = xstrdup(DEFAULT_SYSTEM_PROMPT);
 	c->question_prompt = xstrdup(DEFAULT_QUESTION_PROMPT);
 	c->synthesis_prompt = xstrdup(DEFAULT_SYNTHESIS_PROMPT);
+	c->aggregation_strategy = xstrdup("consensus");
+	c->search_user_agent = xstrdup("Mozilla/5.0 (compatible; heavyd)");
+	c->search_max_results = 5;
 	c->max_iterations = 10;
 	c->num_agents = 4;
 	c->task_timeout_s = 300;
@@ -67,7 +71,7 @@ config_defaults(struct heavy_config *c)
 	c->spares = 4;
 }
 
-static void
+void
 config_set_str(char **slot, const char *value)
 {
 	free(*slot);
@@ -132,6 +136,56 @@ config_set_knob(struct heavy_config *c, const struct knob *k, const char *v,
 	return 0;
 }
 
+/* A knob by its file name: HEAVY_MAX_LINE_BYTES is max_line_bytes. */
+int
+config_set_knob_named(struct heavy_config *c, const char *name,
+    const char *value, char *err, size_t errlen)
+{
+	char	env[64];
+	size_t	i;
+
+	if (snprintf(env, sizeof env, "HEAVY_%s", name) >= (int)sizeof env)
+		return -2;
+	for (i = 6; env[i] != '\0'; i++)
+		env[i] = (char)toupper((unsigned char)env[i]);
+	for (i = 0; i < sizeof knobs / sizeof knobs[0]; i++)
+		if (strcmp(knobs[i].env, env) == 0)
+			return config_set_knob(c, &knobs[i], value, err, errlen);
+	return -2;	/* no such knob */
+}
+
+/* The effective configuration, secrets masked, for --check-config. */
+void
+config_print(const struct heavy_config *c, const char *source, FILE *f)
+{
+	fprintf(f, "# effective configuration (file: %s)\n", source);
+	fprintf(f, "base_url: %s\nmodel: %s\n", c->base_url, c->model);
+	fprintf(f, "api_key: %s\n", c->api_key ? "(set in the file, masked)" :
+	    getenv("OPENROUTER_API_KEY") ? "(set in OPENROUTER_API_KEY, masked)" :
+	    c->api_key_file ? "(from api_key_file, masked)" : "(not set)");
+	if (c->api_key_file != NULL)
+		fprintf(f, "api_key_file: %s\n", c->api_key_file);
+	fprintf(f, "aggregation_strategy: %s\nsearch.max_results: %d\n"
+	    "search.user_agent: %s\n", c->aggregation_strategy,
+	    c->search_max_results, c->search_user_agent);
+	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
+		const char	*p = (const char *)c + knobs[i].offset;
+		long long	 v = knobs[i].size == sizeof(int) ?
+		    *(const int *)p : (long long)*(const size_t *)p;
+		char		 name[64];
+		size_t		 j;
+
+		for (j = 0; knobs[i].env[6 + j] != '\0' && j < sizeof name - 1;
+		    j++)
+			name[j] = (char)tolower((unsigned char)knobs[i].env[6 + j]);
+		name[j] = '\0';
+		fprintf(f, "limits.%s: %lld\n", name, v);
+	}
+	fprintf(f, "system_prompt: %zu bytes\nquestion_generation_prompt: %zu "
+	    "bytes\nsynthesis_prompt: %zu bytes\n", strlen(c->system_prompt),
+	    strlen(c->question_prompt), strlen(c->synthesis_prompt));
+}
+
 int
 config_from_env(struct heavy_config *c, char *err, size_t errlen)
 {
@@ -161,6 +215,10 @@ config_dup(const struct heavy_config *c)
 	d->system_prompt = xstrdup(c->system_prompt);
 	d->question_prompt = xstrdup(c->question_prompt);
 	d->synthesis_prompt = xstrdup(c->synthesis_prompt);
+	d->aggregation_strategy = xstrdup(c->aggregation_strategy);
+	d->search_user_agent = xstrdup(c->search_user_agent);
+	d->api_key = NULL;		/* never copied into a task */
+	d->api_key_file = NULL;
 	return d;
 }
 
@@ -172,6 +230,12 @@ config_clear(struct heavy_config *c)
 	free(c->system_prompt);
 	free(c->question_prompt);
 	free(c->synthesis_prompt);
+	free(c->aggregation_strategy);
+	free(c->search_user_agent);
+	if (c->api_key != NULL)
+		explicit_bzero(c->api_key, strlen(c->api_key));
+	free(c->api_key);
+	free(c->api_key_file);
 	memset(c, 0, sizeof *c);
 }
 

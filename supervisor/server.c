@@ -23,18 +23,50 @@ server_api_key(void)
 	return api_key;
 }
 
-/* Takes the key out of the environment so no child can inherit it. */
+/* The first line of an api_key_file, without its newline. */
+static char *
+server_read_key_file(const char *path)
+{
+	char	line[4096];
+	FILE	*f = fopen(path, "r");
+
+	if (f == NULL)
+		fatal("api_key_file %s", path);
+	if (fgets(line, sizeof line, f) == NULL)
+		line[0] = '\0';
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	if (line[0] == '\0')
+		fatalx("api_key_file %s: empty", path);
+	return xstrdup(line);
+}
+
+/*
+ * OPENROUTER_API_KEY, else openrouter.api_key, else api_key_file.  The
+ * key leaves the environment and the configuration: only this process
+ * and the job frames it writes hold it.
+ */
 static void
-server_take_key(void)
+server_take_key(struct heavy_config *c)
 {
 	char	*v = getenv("OPENROUTER_API_KEY");
 
-	if (v == NULL || *v == '\0')
+	if (v != NULL && *v != '\0') {
+		api_key = xstrdup(v);
+		explicit_bzero(v, strlen(v));
+	} else if (c->api_key != NULL && *c->api_key != '\0')
+		api_key = xstrdup(c->api_key);
+	else if (c->api_key_file != NULL)
+		api_key = server_read_key_file(c->api_key_file);
+	else
 		fatalx("OPENROUTER_API_KEY is not set: export the API key of "
-		    "your OpenRouter (or other OpenAI-compatible) provider");
-	api_key = xstrdup(v);
-	explicit_bzero(v, strlen(v));
+		    "your OpenRouter (or other OpenAI-compatible) provider, or "
+		    "set openrouter.api_key or api_key_file in the config file");
 	unsetenv("OPENROUTER_API_KEY");
+	if (c->api_key != NULL)
+		explicit_bzero(c->api_key, strlen(c->api_key));
+	free(c->api_key);
+	c->api_key = NULL;
 }
 
 /* The worker binary: HEAVY_WORKER, else heavyd-worker beside heavyd. */
@@ -102,12 +134,12 @@ server_shutdown(void)
 
 /* Runs until stdin closes or a signal asks us to stop. */
 int
-server_run(const struct heavy_config *config)
+server_run(struct heavy_config *config)
 {
 	struct event	*sigterm, *sigint;
 	char		*worker_path;
 
-	server_take_key();
+	server_take_key(config);
 	worker_path = server_worker_path();
 	ev_base = server_event_base();
 	workers_init(config);

@@ -16,7 +16,7 @@
 extern struct event_base	*ev_base;
 
 /* server.c */
-int		 server_run(const struct heavy_config *);
+int		 server_run(struct heavy_config *);
 const char	*server_api_key(void);
 void		 server_shutdown(void);
 

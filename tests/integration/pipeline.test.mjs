@@ -73,3 +73,29 @@ test('logging/setLevel sends log lines to the client; bad levels are refused', {
 	    JSON.stringify(logs.map((w) => w.m.params)));
 	await srv.shutdown();
 });
+
+test('the key and settings can come from a config file; --check-config masks the key', { timeout: 30000 }, async (t) => {
+	const { startMock, HEAVYD } = await import('./lib.mjs');
+	const { execFileSync } = await import('node:child_process');
+	const fs = await import('node:fs');
+	const os = await import('node:os');
+	const path = await import('node:path');
+	const mock = await startMock();
+	t.after(() => mock.stop());
+	const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'heavyd-conf-')), 'config.yaml');
+	fs.writeFileSync(file, `openrouter:\n  base_url: "${mock.baseUrl}"\n  model: "file/model"\n` +
+	    '  api_key: "sk-file-secret-123"\nlimits:\n  heartbeat: 1\n');
+	const env = { ...process.env, HEAVY_CONFIG: file };
+	delete env.OPENROUTER_API_KEY;
+	const shown = execFileSync(HEAVYD, ['--check-config'], { env, encoding: 'utf8' });
+	assert.match(shown, /api_key: \(set in the file, masked\)/);
+	assert.match(shown, /model: file\/model/);
+	assert.doesNotMatch(shown, /sk-file-secret-123/);
+
+	const { setup } = await import('./lib.mjs');
+	const { srv } = await setup(t, { noMock: true, env: { HEAVY_CONFIG: file, OPENROUTER_API_KEY: undefined } });
+	const { result } = await srv.orchestrate({ query: 'From the file [[all:echo-model]]', num_agents: 2 });
+	assert.notEqual(result.isError, true, JSON.stringify(result));
+	assert.match(result.structuredContent.answer, /model: file\/model/);
+	await srv.shutdown();
+});

@@ -1,0 +1,222 @@
+/*
+ * The configuration file: YAML through libyaml.  make-it-heavy's config.yaml
+ * loads unchanged; heavyd's own limits live under "limits:".  An unknown
+ * key or a bad value is an error naming the file, the line and the key.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "common.h"
+
+enum key_kind { KEY_STR, KEY_KNOB, KEY_INT, KEY_STRATEGY };
+
+static const struct file_key {
+	const char	*path;
+	enum key_kind	 kind;
+	size_t		 offset;	/* KEY_STR, KEY_INT, KEY_STRATEGY */
+	const char	*knob;		/* KEY_KNOB */
+} file_keys[] = {
+#define STR(p, f)	{ p, KEY_STR, offsetof(struct heavy_config, f), NULL }
+#define KNOB(p, k)	{ p, KEY_KNOB, 0, k }
+	STR("openrouter.base_url", base_url),
+	STR("openrouter.model", model),
+	STR("openrouter.api_key", api_key),
+	STR("api_key_file", api_key_file),
+	STR("system_prompt", system_prompt),
+	KNOB("agent.max_iterations", "max_iterations"),
+	KNOB("orchestrator.parallel_agents", "num_agents"),
+	KNOB("orchestrator.task_timeout", "task_timeout"),
+	{ "orchestrator.aggregation_strategy", KEY_STRATEGY,
+	  offsetof(struct heavy_config, aggregation_strategy), NULL },
+	STR("orchestrator.question_generation_prompt", question_prompt),
+	STR("orchestrator.synthesis_prompt", synthesis_prompt),
+	{ "search.max_results", KEY_INT,
+	  offsetof(struct heavy_config, search_max_results), NULL },
+	STR("search.user_agent", search_user_agent),
+#undef STR
+#undef KNOB
+};
+
+struct loader {
+	struct heavy_config	*c;
+	const char		*file;
+	yaml_document_t		 doc;
+	char			*err;
+	size_t			 errlen;
+};
+
+static int
+load_fail(struct loader *l, yaml_node_t *n, const char *key, const char *why)
+{
+	snprintf(l->err, l->errlen, "%s:%zu: %s%s%s", l->file,
+	    n->start_mark.line + 1, key, key[0] ? ": " : "", why);
+	return -1;
+}
+
+static int
+load_scalar(struct loader *l, const struct file_key *k, yaml_node_t *n,
+    const char *path)
+{
+	const char	*v = (const char *)n->data.scalar.value;
+	char		 knob_err[256], *end;
+	long		 i;
+
+	if (n->type != YAML_SCALAR_NODE)
+		return load_fail(l, n, path, "expected a single value");
+	switch (k->kind) {
+	case KEY_STR:
+		config_set_str((char **)((char *)l->c + k->offset), v);
+		return 0;
+	case KEY_STRATEGY:
+		if (strcmp(v, "consensus") != 0)
+			return load_fail(l, n, path, "only \"consensus\" is "
+			    "supported");
+		config_set_str((char **)((char *)l->c + k->offset), v);
+		return 0;
+	case KEY_INT:
+		i = strtol(v, &end, 10);
+		if (*v == '\0' || *end != '\0' || i < 1 || i > 100)
+			return load_fail(l, n, path, "expected an integer from "
+			    "1 to 100");
+		*(int *)((char *)l->c + k->offset) = (int)i;
+		return 0;
+	case KEY_KNOB:
+		break;
+	}
+	if (config_set_knob_named(l->c, k->knob, v, knob_err,
+	    sizeof knob_err) != 0)
+		return load_fail(l, n, path, strchr(knob_err, ':') ?
+		    strchr(knob_err, ':') + 2 : knob_err);
+	return 0;
+}
+
+/* A key under "limits:" names a knob directly. */
+static int
+load_limit(struct loader *l, yaml_node_t *n, const char *path)
+{
+	char	knob_err[256];
+	int	rc;
+
+	if (n->type != YAML_SCALAR_NODE)
+		return load_fail(l, n, path, "expected a single value");
+	rc = config_set_knob_named(l->c, path + strlen("limits."),
+	    (const char *)n->data.scalar.value, knob_err, sizeof knob_err);
+	if (rc == -2)
+		return load_fail(l, n, path, "unknown limit");
+	if (rc != 0)
+		return load_fail(l, n, path, strchr(knob_err, ':') + 2);
+	return 0;
+}
+
+static int	load_mapping(struct loader *, yaml_node_t *, const char *);
+
+static int
+load_value(struct loader *l, yaml_node_t *key, yaml_node_t *v,
+    const char *path)
+{
+	size_t	i;
+
+	if (strncmp(path, "limits.", 7) == 0)
+		return load_limit(l, v, path);
+	for (i = 0; i < sizeof file_keys / sizeof file_keys[0]; i++)
+		if (strcmp(file_keys[i].path, path) == 0)
+			return load_scalar(l, &file_keys[i], v, path);
+	/* A section (openrouter, agent, ..., limits) holds keys. */
+	for (i = 0; i < sizeof file_keys / sizeof file_keys[0]; i++)
+		if (strncmp(file_keys[i].path, path, strlen(path)) == 0 &&
+		    file_keys[i].path[strlen(path)] == '.')
+			return load_mapping(l, v, path);
+	if (strcmp(path, "limits") == 0)
+		return load_mapping(l, v, path);
+	return load_fail(l, key, path, "unknown key");
+}
+
+static int
+load_mapping(struct loader *l, yaml_node_t *map, const char *prefix)
+{
+	yaml_node_pair_t	*p;
+	yaml_node_t		*k, *v;
+	char			 path[256];
+
+	if (map->type != YAML_MAPPING_NODE)
+		return load_fail(l, map, prefix, "expected a mapping of keys");
+	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	    p++) {
+		k = yaml_document_get_node(&l->doc, p->key);
+		v = yaml_document_get_node(&l->doc, p->value);
+		if (k == NULL || v == NULL || k->type != YAML_SCALAR_NODE)
+			return load_fail(l, map, prefix, "keys must be names");
+		snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "",
+		    (const char *)k->data.scalar.value);
+		if (load_value(l, k, v, path) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+int
+config_load_file(struct heavy_config *c, const char *file, char *err,
+    size_t errlen)
+{
+	struct loader	 l;
+	yaml_parser_t	 parser;
+	yaml_node_t	*root;
+	FILE		*f;
+	int		 rc = -1;
+
+	memset(&l, 0, sizeof l);
+	l.c = c;
+	l.file = file;
+	l.err = err;
+	l.errlen = errlen;
+	if ((f = fopen(file, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", file, strerror(errno));
+		return -1;
+	}
+	yaml_parser_initialize(&parser);
+	yaml_parser_set_input_file(&parser, f);
+	if (!yaml_parser_load(&parser, &l.doc)) {
+		snprintf(err, errlen, "%s:%zu: %s", file,
+		    parser.problem_mark.line + 1, parser.problem ?
+		    parser.problem : "invalid YAML");
+		goto out;
+	}
+	root = yaml_document_get_root_node(&l.doc);
+	rc = root == NULL ? 0 : load_mapping(&l, root, "");
+	yaml_document_delete(&l.doc);
+out:
+	yaml_parser_delete(&parser);
+	fclose(f);
+	return rc;
+}
+
+/*
+ * The file to read: the one given (--config or HEAVY_CONFIG), else
+ * $XDG_CONFIG_HOME/heavyd/config.yaml (~/.config), else
+ * /etc/heavyd/config.yaml; NULL when there is none.
+ */
+const char *
+config_find_file(const char *explicit_path, char *buf, size_t len)
+{
+	const char	*xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+
+	if (explicit_path != NULL)
+		return explicit_path;
+	if (xdg != NULL && *xdg != '\0')
+		snprintf(buf, len, "%s/heavyd/config.yaml", xdg);
+	else if (home != NULL)
+		snprintf(buf, len, "%s/.config/heavyd/config.yaml", home);
+	else
+		buf[0] = '\0';
+	if (buf[0] != '\0' && access(buf, F_OK) == 0)
+		return buf;
+	if (access("/etc/heavyd/config.yaml", F_OK) == 0)
+		return "/etc/heavyd/config.yaml";
+	return NULL;
+}
