@@ -32,6 +32,7 @@ static struct lh_table	*zygote_children;	/* pid -> worker id */
 static pid_t		 spare_pid[ZYGOTE_MAX_SPARES];
 static int		 spare_sock[ZYGOTE_MAX_SPARES];
 static int		 nspares, want_spares = 4;	/* HEAVY_SPARES */
+static bool		 refill = true;	/* off after a failed fork, until a request */
 
 static unsigned long
 pid_hash(const void *k)
@@ -77,7 +78,7 @@ zygote_child_setup(void)
  * A spare: forked ahead of need, so a spawn request costs a sendmsg and
  * not a fork.  It holds no task data until its job arrives on its fd.
  */
-static void
+static int
 zygote_spare_fork(void)
 {
 	int	sv[2], fd;
@@ -85,7 +86,7 @@ zygote_spare_fork(void)
 	char	byte;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
-		return;
+		return -1;
 	if ((pid = fork()) == 0) {
 		close(sv[0]);
 		zygote_child_setup();
@@ -99,11 +100,12 @@ zygote_spare_fork(void)
 	close(sv[1]);
 	if (pid == -1) {
 		close(sv[0]);
-		return;
+		return -1;
 	}
 	setpgid(pid, pid);
 	spare_pid[nspares] = pid;
 	spare_sock[nspares++] = sv[0];
+	return 0;
 }
 
 /* Forgets spare i (killing it when kill is set). */
@@ -313,14 +315,14 @@ zygote_main(int fd)
 		pfd[1].fd = zygote_sigfd;
 		pfd[1].events = POLLIN;
 		/* Refill spares only while no request waits. */
-		n = poll(pfd, 2, nspares < want_spares ? 0 : -1);
+		n = poll(pfd, 2, refill && nspares < want_spares ? 0 : -1);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal("zygote: poll");
 		}
 		if (n == 0) {
-			zygote_spare_fork();
+			refill = zygote_spare_fork() == 0;
 			continue;
 		}
 		if (pfd[1].revents & POLLIN)
@@ -328,6 +330,7 @@ zygote_main(int fd)
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			if (zygote_read() == -1)
 				zygote_exit();
+			refill = true;
 		}
 	}
 }
