@@ -31,6 +31,7 @@ struct agent {
 	int			 signal;
 	struct usage		 usage;
 	struct worker		*worker;
+	int64_t			 last_note_ms;
 };
 
 struct task {
@@ -148,16 +149,18 @@ task_describe(const struct worker_result *r)
 	return xstrdup(r->error != NULL ? r->error : "failed");
 }
 
-/* Worker notes (a tool call, a retry) become progress, at most 20 a second. */
+/* Worker notes (a tool call, a retry) become progress, at most 20 a
+ * second from each worker, so one agent cannot flood the client. */
 static void
-task_worker_note(struct task *t, const char *who, const char *note)
+task_worker_note(struct task *t, int64_t *last, const char *who,
+    const char *note)
 {
 	char	msg[600];
 	int64_t	now = now_ms();
 
-	if (now - t->last_note_ms < 50)
+	if (now - *last < 50)
 		return;
-	t->last_note_ms = now;
+	*last = now;
 	snprintf(msg, sizeof msg, "%s: %s", who, note);
 	task_note(t, msg);
 }
@@ -165,13 +168,17 @@ task_worker_note(struct task *t, const char *who, const char *note)
 static void
 task_planner_step(void *arg, const char *note)
 {
-	task_worker_note(arg, "planner", note);
+	struct task	*t = arg;
+
+	task_worker_note(t, &t->last_note_ms, "planner", note);
 }
 
 static void
 task_synth_step(void *arg, const char *note)
 {
-	task_worker_note(arg, "synthesis", note);
+	struct task	*t = arg;
+
+	task_worker_note(t, &t->last_note_ms, "synthesis", note);
 }
 
 static void
@@ -181,7 +188,7 @@ task_agent_step(void *arg, const char *note)
 	char		 who[32];
 
 	snprintf(who, sizeof who, "agent %d", a->index + 1);
-	task_worker_note(a->task, who, note);
+	task_worker_note(a->task, &a->last_note_ms, who, note);
 }
 
 static void

@@ -99,3 +99,17 @@ test('the key and settings can come from a config file; --check-config masks the
 	assert.match(result.structuredContent.answer, /model: file\/model/);
 	await srv.shutdown();
 });
+
+test('an agent calls calculate; the result reaches the model and each call shows in progress', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t);
+	const one = await srv.orchestrate({ query: 'Math [[agent:tool:calculate:{"expression":"(2+3)*sqrt(16)"}]]', num_agents: 1 });
+	assert.notEqual(one.result.isError, true, JSON.stringify(one.result));
+	assert.match(one.result.structuredContent.answer, /tool results: 20\b/);
+	const bad = await srv.orchestrate({ query: 'Bad math [[agent:tool:calculate:{"expression":"1/0"}]]', num_agents: 1 });
+	assert.match(bad.result.structuredContent.answer, /tool results: error: division by zero/);
+	const four = await srv.orchestrate({ query: 'Math [[agent:tool:calculate:{"expression":"6*7"}]]', num_agents: 4 });
+	for (let k = 1; k <= 4; k++)
+		assert.ok(four.progress.some((p) => p.message === `agent ${k}: calculate`),
+		    `agent ${k}'s tool call is missing from ${JSON.stringify(four.progress.map((p) => p.message))}`);
+	await srv.shutdown();
+});
