@@ -85,7 +85,8 @@ struct task_params {
 	char	*query;
 	int	 num_agents;
 	double	 timeout_s;
-	char	*model;
+	char	*model;		/* NULL: the configured models per role */
+	char	*strategy;	/* NULL: the configured aggregation_strategy */
 };
 struct task;
 typedef void (*task_progress_fn)(void *arg, double progress, double total,

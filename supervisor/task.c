@@ -586,5 +586,6 @@ task_params_clear(struct task_params *p)
 {
 	free(p->query);
 	free(p->model);
+	free(p->strategy);
 	memset(p, 0, sizeof *p);
 }

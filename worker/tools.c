@@ -12,13 +12,6 @@
 
 #include "worker.h"
 
-struct tool {
-	const char	*name;
-	const char	*description;
-	const char	*schema;	/* JSON Schema of the arguments */
-	int		(*run)(struct json_object *, struct buf *, int *);
-};
-
 static int
 tool_calculate(struct json_object *args, struct buf *out, int *complete)
 {
@@ -50,53 +43,7 @@ tool_mark_complete(struct json_object *args, struct buf *out, int *complete)
 	return 0;
 }
 
-#ifdef HEAVY_TEST_HOOKS
-static int
-tool_test_crash(struct json_object *args, struct buf *out, int *complete)
-{
-	(void)args; (void)out; (void)complete;
-	raise(SIGSEGV);
-	return -1;
-}
 
-static int
-tool_test_spin(struct json_object *args, struct buf *out, int *complete)
-{
-	volatile unsigned long	n = 0;
-
-	(void)args; (void)out; (void)complete;
-	for (;;)
-		n++;
-	return -1;
-}
-
-static int
-tool_test_bad_frame(struct json_object *args, struct buf *out, int *complete)
-{
-	static const char	bad[] = "\x09\x00\x02\x00\x00\x00\x00\x00";
-
-	(void)args; (void)out; (void)complete;
-	worker_send_raw(bad, sizeof bad - 1);	/* protocol version 9 */
-	for (;;)
-		pause();	/* the supervisor must kill us */
-	return -1;
-}
-
-static int
-tool_test_block(struct json_object *args, struct buf *out, int *complete)
-{
-	int	fds[2];
-	char	c;
-
-	(void)args; (void)out; (void)complete;
-	if (pipe(fds) == 0)
-		for (;;)
-			(void)read(fds[0], &c, 1);	/* no writer ever writes */
-	return -1;
-}
-#endif
-
-#define NO_ARGS	"{\"type\":\"object\",\"properties\":{}}"
 static const struct tool tools[] = {
 	{ "calculate", "Evaluate an arithmetic expression: + - * / % ^, "
 	  "parentheses, sqrt sin cos tan log log10 exp abs round min max, "
@@ -110,32 +57,33 @@ static const struct tool tools[] = {
 	  "\"string\"},\"completion_message\":{\"type\":\"string\"}},"
 	  "\"required\":[\"task_summary\",\"completion_message\"]}",
 	  tool_mark_complete },
-#ifdef HEAVY_TEST_HOOKS
-	{ "test_crash", "Test only: crash with SIGSEGV.", NO_ARGS,
-	  tool_test_crash },
-	{ "test_spin", "Test only: spin the CPU forever.", NO_ARGS,
-	  tool_test_spin },
-	{ "test_block", "Test only: block forever in read.", NO_ARGS,
-	  tool_test_block },
-	{ "test_bad_frame", "Test only: send an invalid frame.", NO_ARGS,
-	  tool_test_bad_frame },
-#endif
 };
 #define NTOOLS	(sizeof tools / sizeof tools[0])
+
+/* The i-th tool: ours, then the test build's misbehaving ones. */
+static const struct tool *
+tools_nth(size_t i)
+{
+	if (i < NTOOLS)
+		return &tools[i];
+	i -= NTOOLS;
+	return i < ntesttools ? &testtools[i] : NULL;
+}
 
 struct json_object *
 tools_definitions(void)
 {
 	struct json_object	*defs = json_object_new_array(), *t, *f;
+	const struct tool	*tl;
 
-	for (size_t i = 0; i < NTOOLS; i++) {
+	for (size_t i = 0; (tl = tools_nth(i)) != NULL; i++) {
 		f = json_object_new_object();
 		json_object_object_add(f, "name",
-		    json_object_new_string(tools[i].name));
+		    json_object_new_string(tl->name));
 		json_object_object_add(f, "description",
-		    json_object_new_string(tools[i].description));
+		    json_object_new_string(tl->description));
 		json_object_object_add(f, "parameters",
-		    json_tokener_parse(tools[i].schema));
+		    json_tokener_parse(tl->schema));
 		t = json_object_new_object();
 		json_object_object_add(t, "type",
 		    json_object_new_string("function"));
@@ -179,13 +127,14 @@ tools_call(const char *name, const char *arguments, const struct job *job,
     struct buf *out, int *complete)
 {
 	struct json_object	*args;
-	const struct tool	*t = NULL;
+	const struct tool	*t;
 	int			 rc;
+	size_t			 i;
 
 	(void)job;
-	for (size_t i = 0; i < NTOOLS; i++)
-		if (strcmp(tools[i].name, name) == 0)
-			t = &tools[i];
+	for (i = 0; (t = tools_nth(i)) != NULL; i++)
+		if (strcmp(t->name, name) == 0)
+			break;
 	if (t == NULL) {
 		buf_printf(out, "error: unknown tool '%.64s'", name);
 		return -1;

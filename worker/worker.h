@@ -60,6 +60,15 @@ int	plan_parse(const char *text, unsigned n, char ***questions,
 void	plan_free(char **questions, unsigned n);
 
 /* tools.c: the agent's tools. */
+struct tool {
+	const char	*name;
+	const char	*description;
+	const char	*schema;	/* JSON Schema of the arguments */
+	int		(*run)(struct json_object *, struct buf *, int *);
+};
+/* testtools.c: misbehaving tools, in the HEAVY_TEST_HOOKS build only. */
+extern const struct tool	testtools[];
+extern const size_t		ntesttools;
 struct json_object *tools_definitions(void);
 int	tools_call(const char *name, const char *arguments,
 	    const struct job *, struct buf *out, int *complete);
