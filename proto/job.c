@@ -102,3 +102,27 @@ usage_add(struct usage *to, const struct usage *u)
 	to->llm_calls += u->llm_calls;
 	to->retries += u->retries;
 }
+
+void
+sandbox_encode(struct buf *b, const struct sandbox *s)
+{
+	m_add_str(b, s->workspace);
+}
+
+int
+sandbox_decode(struct mreader *r, struct sandbox *s)
+{
+	memset(s, 0, sizeof *s);
+	if (m_get_str(r, &s->workspace) == -1) {
+		sandbox_clear(s);
+		return -1;
+	}
+	return 0;
+}
+
+void
+sandbox_clear(struct sandbox *s)
+{
+	free(s->workspace);
+	memset(s, 0, sizeof *s);
+}

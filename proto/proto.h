@@ -17,6 +17,8 @@
 
 #include "../common/common.h"
 
+struct json_object;
+
 #define PROTO_VERSION		1
 #define PROTO_HDR_LEN		8
 
@@ -28,6 +30,8 @@ enum msg_type {
 	MSG_ZYGOTE_SPAWN,	/* supervisor -> zygote: fork a worker on the passed fd */
 	MSG_ZYGOTE_SPAWNED,	/* zygote -> supervisor: pid, pidfd passed (or errno) */
 	MSG_ZYGOTE_EXITED,	/* zygote -> supervisor: a worker's wait status */
+	MSG_JOB_SANDBOX,	/* supervisor -> worker, first: the confinement
+				   it enters before it reads its job */
 	MSG_TYPE_MAX
 };
 
@@ -83,6 +87,11 @@ struct job {
 	char		*prompt;
 };
 
+/* The confinement a worker enters before it reads MSG_JOB_RUN. */
+struct sandbox {
+	char		*workspace;	/* the task's directory; "" for none */
+};
+
 /* msg.c: builders.  m_close() returns -1 if the frame passed max bytes. */
 void	m_create(struct buf *, enum msg_type);
 void	m_add_u32(struct buf *, uint32_t);
@@ -121,5 +130,22 @@ void	job_clear(struct job *);
 void	usage_encode(struct buf *, const struct usage *);
 int	usage_decode(struct mreader *, struct usage *);
 void	usage_add(struct usage *, const struct usage *);
+void	sandbox_encode(struct buf *, const struct sandbox *);
+int	sandbox_decode(struct mreader *, struct sandbox *);
+void	sandbox_clear(struct sandbox *);
+
+/* tooldefs.c: the agent tools, known to both sides. */
+#define TOOL_NEEDS_WORKSPACE	0x1	/* a per-task directory */
+#define TOOL_NEEDS_SEARCH	0x2	/* a configured search backend */
+struct tooldef {
+	const char	*name;
+	const char	*description;
+	const char	*schema;	/* JSON Schema of the arguments */
+	uint32_t	 needs;		/* TOOL_NEEDS_* */
+};
+extern const struct tooldef	tooldefs[];
+extern const size_t		ntooldefs;
+const struct tooldef *tooldef_find(const char *name);
+struct json_object *tooldefs_list(uint32_t features);
 
 #endif

@@ -54,6 +54,7 @@ struct worker;
 typedef void (*worker_done_fn)(void *arg, struct worker_result *);
 typedef void (*worker_step_fn)(void *arg, const char *note);
 struct worker_req {
+	const struct sandbox	*sandbox;
 	const struct job	*job;
 	int64_t			 deadline_ms;
 	worker_done_fn		 done;
@@ -94,6 +95,7 @@ typedef void (*task_progress_fn)(void *arg, double progress, double total,
 typedef void (*task_done_fn)(void *arg, struct json_object *result);
 struct task *task_start(const struct heavy_config *, struct task_params *,
 	    task_progress_fn, task_done_fn, void *arg);
+const char *task_id(const struct task *);	/* 32 hex digits, 128 random bits */
 void	 task_cancel(struct task *);
 void	 task_params_clear(struct task_params *);
 

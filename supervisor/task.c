@@ -5,6 +5,8 @@
  * and the task goes on with what it has.  A task owns its own copy of the
  * configuration, so nothing is shared or mutated across tasks.
  */
+#include <sys/random.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,8 @@ struct agent {
 };
 
 struct task {
+	char			 id[33];
+	char			*workspace;	/* "" until file tools exist */
 	struct heavy_config	*cfg;
 	struct task_params	 p;
 	enum task_state		 state;
@@ -113,6 +117,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
     void *arg)
 {
 	struct worker_req	req;
+	struct sandbox		sb = { .workspace = t->workspace };
 	struct job		job = { 0 };
 	int64_t			left = deadline - now_ms();
 
@@ -133,6 +138,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.model = t->p.model != NULL ? t->p.model : t->cfg->model;
 	job.system_prompt = system;
 	job.prompt = prompt;
+	req.sandbox = &sb;
 	req.job = &job;
 	req.deadline_ms = deadline;
 	req.done = done;
@@ -516,6 +522,7 @@ task_free(struct task *t)
 	free(t->planner_error);
 	free(t->synthesis_error);
 	free(t->answer);
+	free(t->workspace);
 	task_params_clear(&t->p);
 	config_free(t->cfg);
 	free(t);
@@ -535,6 +542,18 @@ task_finish(struct task *t)
 	task_free(t);
 }
 
+/* 128 random bits, in hex: unguessable, so an id is no way into a task. */
+static void
+task_new_id(char id[33])
+{
+	uint8_t	raw[16];
+
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+		fatal("getrandom");
+	for (size_t i = 0; i < sizeof raw; i++)
+		snprintf(id + 2 * i, 3, "%02x", raw[i]);
+}
+
 /* Starts the planner; takes the params.  NULL if the query cannot fit. */
 struct task *
 task_start(const struct heavy_config *cfg, struct task_params *p,
@@ -545,6 +564,8 @@ task_start(const struct heavy_config *cfg, struct task_params *p,
 	int64_t		 total, planner_ms;
 	char		*prompt;
 
+	task_new_id(t->id);
+	t->workspace = xstrdup("");
 	t->cfg = config_dup(cfg);
 	t->p = *p;
 	memset(p, 0, sizeof *p);
@@ -572,6 +593,12 @@ task_start(const struct heavy_config *cfg, struct task_params *p,
 		return NULL;
 	}
 	return t;
+}
+
+const char *
+task_id(const struct task *t)
+{
+	return t->id;
 }
 
 /* Kills every worker of the task at once and forgets it: no response. */

@@ -27,6 +27,7 @@ struct worker {
 	int			 pidfd;
 	struct bufferevent	*bev;
 	struct event		*deadline_ev;
+	struct buf		 confine;	/* MSG_JOB_SANDBOX, until launched */
 	struct buf		 frame;		/* the job, until launched */
 	int64_t			 start_ms;
 	worker_done_fn		 done;
@@ -276,11 +277,15 @@ worker_start(const struct worker_req *req)
 	int64_t		 left = req->deadline_ms - now_ms();
 
 	w = xcalloc(1, sizeof *w);
+	m_create(&w->confine, MSG_JOB_SANDBOX);
+	sandbox_encode(&w->confine, req->sandbox);
 	m_create(&w->frame, MSG_JOB_RUN);
 	job_encode(&w->frame, req->job);
-	if (m_close(&w->frame, max_frame) == -1) {
+	if (m_close(&w->confine, max_frame) == -1 ||
+	    m_close(&w->frame, max_frame) == -1) {
 		explicit_bzero(w->frame.data, w->frame.len);
 		buf_free(&w->frame);
+		buf_free(&w->confine);
 		free(w);
 		return NULL;
 	}
@@ -334,9 +339,11 @@ worker_launch(struct worker *w)
 	bufferevent_setcb(w->bev, worker_read_cb, NULL, worker_event_cb, w);
 	bufferevent_setwatermark(w->bev, EV_READ, 0, max_frame);
 	bufferevent_enable(w->bev, EV_READ);
+	bufferevent_write(w->bev, w->confine.data, w->confine.len);
 	bufferevent_write(w->bev, w->frame.data, w->frame.len);
 	explicit_bzero(w->frame.data, w->frame.len);	/* it holds the key */
 	buf_free(&w->frame);
+	buf_free(&w->confine);
 }
 
 /* The zygote forked it (or could not). */
@@ -439,6 +446,7 @@ worker_free(struct worker *w)
 	event_free(w->deadline_ev);
 	worker_result_clear(&w->result);
 	buf_free(&w->frame);
+	buf_free(&w->confine);
 	free(w->problem);
 	free(w);
 }

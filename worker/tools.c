@@ -44,19 +44,10 @@ tool_mark_complete(struct json_object *args, struct buf *out, int *complete)
 }
 
 
+/* The runners of proto/tooldefs.c's tools; their texts live there. */
 static const struct tool tools[] = {
-	{ "calculate", "Evaluate an arithmetic expression: + - * / % ^, "
-	  "parentheses, sqrt sin cos tan log log10 exp abs round min max, "
-	  "pi and e.",
-	  "{\"type\":\"object\",\"properties\":{\"expression\":{\"type\":"
-	  "\"string\",\"description\":\"e.g. (2+3)*sqrt(16)\"}},"
-	  "\"required\":[\"expression\"]}", tool_calculate },
-	{ "mark_task_complete", "Call when the task is fully answered, with a "
-	  "summary and the final message for the user.",
-	  "{\"type\":\"object\",\"properties\":{\"task_summary\":{\"type\":"
-	  "\"string\"},\"completion_message\":{\"type\":\"string\"}},"
-	  "\"required\":[\"task_summary\",\"completion_message\"]}",
-	  tool_mark_complete },
+	{ "calculate", NULL, NULL, tool_calculate },
+	{ "mark_task_complete", NULL, NULL, tool_mark_complete },
 };
 #define NTOOLS	(sizeof tools / sizeof tools[0])
 
@@ -70,20 +61,32 @@ tools_nth(size_t i)
 	return i < ntesttools ? &testtools[i] : NULL;
 }
 
+/* A tool's description and schema: shared ones from tooldefs. */
+static void
+tools_texts(const struct tool *t, const char **desc, const char **schema)
+{
+	const struct tooldef	*d = tooldef_find(t->name);
+
+	*desc = d != NULL ? d->description : t->description;
+	*schema = d != NULL ? d->schema : t->schema;
+}
+
 struct json_object *
 tools_definitions(void)
 {
 	struct json_object	*defs = json_object_new_array(), *t, *f;
 	const struct tool	*tl;
+	const char		*desc, *schema;
 
 	for (size_t i = 0; (tl = tools_nth(i)) != NULL; i++) {
+		tools_texts(tl, &desc, &schema);
 		f = json_object_new_object();
 		json_object_object_add(f, "name",
 		    json_object_new_string(tl->name));
 		json_object_object_add(f, "description",
-		    json_object_new_string(tl->description));
+		    json_object_new_string(desc));
 		json_object_object_add(f, "parameters",
-		    json_tokener_parse(tl->schema));
+		    json_tokener_parse(schema));
 		t = json_object_new_object();
 		json_object_object_add(t, "type",
 		    json_object_new_string("function"));
@@ -98,14 +101,15 @@ static int
 tools_validate(const struct tool *t, struct json_object *args, struct buf *out)
 {
 	struct json_object	*schema, *req, *v;
-	const char		*key;
+	const char		*key, *desc, *text;
 	int			 rc = 0;
 
 	if (!json_object_is_type(args, json_type_object)) {
 		buf_printf(out, "error: arguments must be a JSON object");
 		return -1;
 	}
-	schema = json_tokener_parse(t->schema);
+	tools_texts(t, &desc, &text);
+	schema = json_tokener_parse(text);
 	/* No "required" list (json-c asserts on a NULL array) means none. */
 	req = json_object_object_get(schema, "required");
 	for (size_t i = 0; rc == 0 && json_object_is_type(req, json_type_array) &&

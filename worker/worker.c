@@ -4,6 +4,7 @@
  * be told to stop: the supervisor SIGKILLs its process group at the deadline.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #define WORKER_MAX_JOB_FRAME	(64u << 20)
 
 static int	worker_fd = -1;
+static int	worker_workspace_fd = -1;
 
 static int
 worker_read_full(void *p, size_t len)
@@ -82,30 +84,76 @@ worker_step(const char *fmt, ...)
 	worker_send(&frame);
 }
 
+/* One frame of the given type from the supervisor; the payload is ours. */
 static int
-worker_read_job(struct job *job)
+worker_read_frame(enum msg_type type, char **payload, size_t *len)
 {
 	uint8_t		 hdrbuf[PROTO_HDR_LEN];
 	struct msg_hdr	 hdr;
-	struct mreader	 r;
-	char		*payload;
-	int		 rc;
 
 	if (worker_read_full(hdrbuf, sizeof hdrbuf) == -1 ||
 	    m_frame_check(hdrbuf, sizeof hdrbuf, WORKER_MAX_JOB_FRAME, &hdr) ==
-	    FRAME_INVALID || hdr.type != MSG_JOB_RUN)
+	    FRAME_INVALID || hdr.type != type)
 		return -1;
-	payload = xmalloc(hdr.len);
-	rc = worker_read_full(payload, hdr.len);
-	if (rc == 0) {
-		m_reader_init(&r, payload, hdr.len);
-		rc = job_decode(&r, job) == -1 || m_end(&r) == -1 ? -1 : 0;
-		if (rc == -1)
-			job_clear(job);
+	*payload = xmalloc(hdr.len + 1);
+	*len = hdr.len;
+	if (worker_read_full(*payload, hdr.len) == -1) {
+		free(*payload);
+		return -1;
 	}
-	explicit_bzero(payload, hdr.len);	/* it held the API key */
+	return 0;
+}
+
+static int
+worker_read_job(struct job *job)
+{
+	struct mreader	 r;
+	char		*payload;
+	size_t		 len;
+	int		 rc;
+
+	if (worker_read_frame(MSG_JOB_RUN, &payload, &len) == -1)
+		return -1;
+	m_reader_init(&r, payload, len);
+	rc = job_decode(&r, job) == -1 || m_end(&r) == -1 ? -1 : 0;
+	if (rc == -1)
+		job_clear(job);
+	explicit_bzero(payload, len);	/* it held the API key */
 	free(payload);
 	return rc;
+}
+
+/*
+ * The confinement comes first, so nothing of the job is read outside it.
+ * The workspace is opened here, once, as the root of every file tool.
+ */
+static int
+worker_enter_sandbox(void)
+{
+	struct sandbox	 sb;
+	struct mreader	 r;
+	char		*payload;
+	size_t		 len;
+	int		 rc;
+
+	if (worker_read_frame(MSG_JOB_SANDBOX, &payload, &len) == -1)
+		return -1;
+	m_reader_init(&r, payload, len);
+	rc = sandbox_decode(&r, &sb) == -1 || m_end(&r) == -1 ? -1 : 0;
+	free(payload);
+	if (rc == -1)
+		return -1;
+	if (sb.workspace[0] != '\0' && (worker_workspace_fd = open(sb.workspace,
+	    O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
+		rc = -1;
+	sandbox_clear(&sb);
+	return rc;
+}
+
+int
+worker_workspace(void)
+{
+	return worker_workspace_fd;
 }
 
 static void
@@ -260,7 +308,7 @@ worker_main(int fd)
 
 	worker_fd = fd;
 	fd_set_nonblock(fd, 0);
-	if (worker_read_job(&job) == -1)
+	if (worker_enter_sandbox() == -1 || worker_read_job(&job) == -1)
 		_exit(2);
 	deadline = now_ms() + job.budget_ms;
 	switch (job.role) {
