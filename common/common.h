@@ -93,6 +93,12 @@ struct heavy_config {
 	int	 max_workers;		/* live worker processes */
 	int	 max_tasks;		/* concurrent orchestrations */
 	int	 spares;		/* pre-forked workers the zygote keeps */
+
+	/* Models per role; NULL (or no list) means the main model. */
+	char	*planner_model;
+	char	*synthesis_model;
+	char	**agent_models;		/* assigned to agents round-robin */
+	int	 nagent_models;
 };
 
 void	 config_defaults(struct heavy_config *);
@@ -101,6 +107,17 @@ int	 config_set_knob_named(struct heavy_config *, const char *name,
 	    const char *value, char *err, size_t errlen);
 void	 config_set_str(char **, const char *);
 void	 config_print(const struct heavy_config *, const char *source, FILE *);
+
+/* config.c: aggregation strategies and model ids, checked. */
+enum aggregation { AGG_CONSENSUS, AGG_RANKED, AGG_BEST };
+#define HEAVY_STRATEGIES	"consensus, ranked, best"
+#define HEAVY_MAX_MODEL		256	/* bytes in a model id */
+int	 config_strategy(const char *);	/* an enum aggregation, or -1 */
+const char *config_strategy_name(int);
+const char *config_model_error(const char *);	/* NULL when usable */
+void	 config_set_agent_models(struct heavy_config *, char **, int);
+int	 config_agent_models_csv(struct heavy_config *, const char *csv,
+	    char *err, size_t errlen);
 
 /* configfile.c: the YAML file, make-it-heavy's keys and heavyd's own. */
 const char *config_find_file(const char *explicit_path, char *buf, size_t);

@@ -154,6 +154,27 @@ config_set_knob_named(struct heavy_config *c, const char *name,
 	return -2;	/* no such knob */
 }
 
+/* The model of each role, saying which ones fall back to the main model. */
+static void
+config_print_models(const struct heavy_config *c, FILE *f)
+{
+	const char	*main_model = " (the main model)";
+
+	fprintf(f, "planner_model: %s%s\n", c->planner_model ?
+	    c->planner_model : c->model, c->planner_model ? "" : main_model);
+	fprintf(f, "synthesis_model: %s%s\n", c->synthesis_model ?
+	    c->synthesis_model : c->model, c->synthesis_model ? "" :
+	    main_model);
+	if (c->nagent_models == 0) {
+		fprintf(f, "agent_models: %s%s\n", c->model, main_model);
+		return;
+	}
+	fprintf(f, "agent_models:");
+	for (int i = 0; i < c->nagent_models; i++)
+		fprintf(f, "%s %s", i ? "," : "", c->agent_models[i]);
+	fprintf(f, " (round-robin)\n");
+}
+
 /* The effective configuration, secrets masked, for --check-config. */
 void
 config_print(const struct heavy_config *c, const char *source, FILE *f)
@@ -168,6 +189,7 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	fprintf(f, "aggregation_strategy: %s\nsearch.max_results: %d\n"
 	    "search.user_agent: %s\n", c->aggregation_strategy,
 	    c->search_max_results, c->search_user_agent);
+	config_print_models(c, f);
 	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
 		const char	*p = (const char *)c + knobs[i].offset;
 		long long	 v = knobs[i].size == sizeof(int) ?
@@ -186,6 +208,40 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	    strlen(c->question_prompt), strlen(c->synthesis_prompt));
 }
 
+/* The strategy and the models per role; empty variables are unset. */
+static int
+config_roles_from_env(struct heavy_config *c, char *err, size_t errlen)
+{
+	static const char	*names[] = { "HEAVY_PLANNER_MODEL",
+	    "HEAVY_SYNTHESIS_MODEL" };
+	char			**slots[] = { &c->planner_model,
+	    &c->synthesis_model };
+	const char		*v, *why;
+
+	if ((v = getenv("HEAVY_AGGREGATION_STRATEGY")) != NULL && *v != '\0') {
+		if (config_strategy(v) == -1) {
+			snprintf(err, errlen, "HEAVY_AGGREGATION_STRATEGY: "
+			    "expected one of %s, got \"%.64s\"",
+			    HEAVY_STRATEGIES, v);
+			return -1;
+		}
+		config_set_str(&c->aggregation_strategy, v);
+	}
+	for (int i = 0; i < 2; i++) {
+		if ((v = getenv(names[i])) == NULL || *v == '\0')
+			continue;
+		if ((why = config_model_error(v)) != NULL) {
+			snprintf(err, errlen, "%s: %s", names[i], why);
+			return -1;
+		}
+		config_set_str(slots[i], v);
+	}
+	if ((v = getenv("HEAVY_AGENT_MODELS")) != NULL && *v != '\0' &&
+	    config_agent_models_csv(c, v, err, errlen) == -1)
+		return -1;
+	return 0;
+}
+
 int
 config_from_env(struct heavy_config *c, char *err, size_t errlen)
 {
@@ -195,6 +251,8 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 		config_set_str(&c->base_url, v);
 	if ((v = getenv("HEAVY_MODEL")) != NULL && *v != '\0')
 		config_set_str(&c->model, v);
+	if (config_roles_from_env(c, err, errlen) == -1)
+		return -1;
 	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
 		if ((v = getenv(knobs[i].env)) == NULL || *v == '\0')
 			continue;
@@ -217,6 +275,18 @@ config_dup(const struct heavy_config *c)
 	d->synthesis_prompt = xstrdup(c->synthesis_prompt);
 	d->aggregation_strategy = xstrdup(c->aggregation_strategy);
 	d->search_user_agent = xstrdup(c->search_user_agent);
+	d->planner_model = c->planner_model ? xstrdup(c->planner_model) : NULL;
+	d->synthesis_model = c->synthesis_model ?
+	    xstrdup(c->synthesis_model) : NULL;
+	d->agent_models = NULL;
+	d->nagent_models = 0;
+	if (c->nagent_models > 0) {
+		d->agent_models = xcalloc((size_t)c->nagent_models,
+		    sizeof *d->agent_models);
+		for (int i = 0; i < c->nagent_models; i++)
+			d->agent_models[i] = xstrdup(c->agent_models[i]);
+		d->nagent_models = c->nagent_models;
+	}
 	d->api_key = NULL;		/* never copied into a task */
 	d->api_key_file = NULL;
 	return d;
@@ -236,6 +306,9 @@ config_clear(struct heavy_config *c)
 		explicit_bzero(c->api_key, strlen(c->api_key));
 	free(c->api_key);
 	free(c->api_key_file);
+	free(c->planner_model);
+	free(c->synthesis_model);
+	config_set_agent_models(c, NULL, 0);
 	memset(c, 0, sizeof *c);
 }
 
@@ -246,4 +319,81 @@ config_free(struct heavy_config *c)
 		return;
 	config_clear(c);
 	free(c);
+}
+
+static const char	*strategy_names[] = { "consensus", "ranked", "best" };
+
+int
+config_strategy(const char *name)
+{
+	for (int i = 0; i < (int)(sizeof strategy_names /
+	    sizeof strategy_names[0]); i++)
+		if (strcmp(name, strategy_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *
+config_strategy_name(int strategy)
+{
+	return strategy_names[strategy];
+}
+
+/* What is wrong with a model id, or NULL: it goes into a JSON body as is. */
+const char *
+config_model_error(const char *s)
+{
+	if (*s == '\0')
+		return "expected a model id, got an empty string";
+	if (strlen(s) > HEAVY_MAX_MODEL)
+		return "a model id is at most 256 bytes";
+	for (; *s != '\0'; s++)
+		if (iscntrl((unsigned char)*s) || *s == ' ')
+			return "a model id has no spaces or control characters";
+	return NULL;
+}
+
+/* Replaces the agents' models by the n given ones, which it takes. */
+void
+config_set_agent_models(struct heavy_config *c, char **models, int n)
+{
+	for (int i = 0; i < c->nagent_models; i++)
+		free(c->agent_models[i]);
+	free(c->agent_models);
+	c->agent_models = models;
+	c->nagent_models = n;
+}
+
+/* HEAVY_AGENT_MODELS: "a, b,c"; an empty item is an error. */
+int
+config_agent_models_csv(struct heavy_config *c, const char *csv, char *err,
+    size_t errlen)
+{
+	char		**models = NULL, *item;
+	const char	*p = csv, *why;
+	size_t		 len;
+	int		 n = 0;
+
+	for (;;) {
+		p += strspn(p, " \t");
+		len = strcspn(p, ",");
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		item = xstrndup(p, len);
+		models = xrealloc(models, (size_t)(n + 1) * sizeof *models);
+		models[n++] = item;
+		if ((why = config_model_error(item)) != NULL) {
+			snprintf(err, errlen, "HEAVY_AGENT_MODELS: item %d: %s",
+			    n, why);
+			while (n > 0)
+				free(models[--n]);
+			free(models);
+			return -1;
+		}
+		p += strcspn(p, ",");
+		if (*p++ == '\0')
+			break;
+	}
+	config_set_agent_models(c, models, n);
+	return 0;
 }

@@ -4,6 +4,7 @@
  * key or a bad value is an error naming the file, the line and the key.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,8 @@
 
 #include "common.h"
 
-enum key_kind { KEY_STR, KEY_KNOB, KEY_INT, KEY_STRATEGY };
+enum key_kind { KEY_STR, KEY_KNOB, KEY_INT, KEY_STRATEGY, KEY_MODEL,
+    KEY_MODELS };
 
 static const struct file_key {
 	const char	*path;
@@ -39,6 +41,11 @@ static const struct file_key {
 	{ "search.max_results", KEY_INT,
 	  offsetof(struct heavy_config, search_max_results), NULL },
 	STR("search.user_agent", search_user_agent),
+	{ "orchestrator.planner_model", KEY_MODEL,
+	  offsetof(struct heavy_config, planner_model), NULL },
+	{ "orchestrator.synthesis_model", KEY_MODEL,
+	  offsetof(struct heavy_config, synthesis_model), NULL },
+	{ "orchestrator.agent_models", KEY_MODELS, 0, NULL },
 #undef STR
 #undef KNOB
 };
@@ -59,6 +66,83 @@ load_fail(struct loader *l, yaml_node_t *n, const char *key, const char *why)
 	return -1;
 }
 
+/*
+ * A plain scalar that YAML reads as null, a boolean or a number is not a
+ * string (make-it-heavy's PyYAML would not give a string either).
+ */
+static bool
+load_is_string(yaml_node_t *n)
+{
+	static const char	*words[] = { "~", "null", "Null", "NULL", "true",
+	    "True", "TRUE", "false", "False", "FALSE", "yes", "Yes", "YES",
+	    "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "y", "Y",
+	    "n", "N" };
+	const char		*v = (const char *)n->data.scalar.value;
+	char			*end;
+
+	if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return true;
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (strcmp(v, words[i]) == 0)
+			return false;
+	if (*v == '\0')
+		return false;
+	(void)strtod(v, &end);
+	return *end != '\0';
+}
+
+/* A model id: a non-empty string without spaces. */
+static int
+load_model(struct loader *l, yaml_node_t *n, const char *path)
+{
+	const char	*v = (const char *)n->data.scalar.value, *why;
+	char		 msg[128];
+
+	if (n->type != YAML_SCALAR_NODE)
+		return load_fail(l, n, path, "expected a model id (a string)");
+	if (!load_is_string(n) && *v != '\0') {
+		snprintf(msg, sizeof msg, "expected a model id (a string; "
+		    "quote it), got %.40s", v);
+		return load_fail(l, n, path, msg);
+	}
+	if ((why = config_model_error(v)) != NULL)
+		return load_fail(l, n, path, why);
+	return 0;
+}
+
+/* orchestrator.agent_models: a non-empty sequence of model ids. */
+static int
+load_models(struct loader *l, yaml_node_t *seq, const char *path)
+{
+	yaml_node_item_t	*it;
+	yaml_node_t		*n;
+	char			**models, item[300];
+	int			 count = 0;
+
+	if (seq->type != YAML_SEQUENCE_NODE)
+		return load_fail(l, seq, path, "expected a list of model ids");
+	if (seq->data.sequence.items.top == seq->data.sequence.items.start)
+		return load_fail(l, seq, path, "expected a non-empty list of "
+		    "model ids");
+	models = xcalloc((size_t)(seq->data.sequence.items.top -
+	    seq->data.sequence.items.start), sizeof *models);
+	for (it = seq->data.sequence.items.start;
+	    it < seq->data.sequence.items.top; it++) {
+		n = yaml_document_get_node(&l->doc, *it);
+		snprintf(item, sizeof item, "%s[%d]", path, count);
+		if (n == NULL || load_model(l, n, item) == -1) {
+			while (count > 0)
+				free(models[--count]);
+			free(models);
+			return n == NULL ? load_fail(l, seq, path,
+			    "unreadable item") : -1;
+		}
+		models[count++] = xstrdup((const char *)n->data.scalar.value);
+	}
+	config_set_agent_models(l->c, models, count);
+	return 0;
+}
+
 static int
 load_scalar(struct loader *l, const struct file_key *k, yaml_node_t *n,
     const char *path)
@@ -74,11 +158,18 @@ load_scalar(struct loader *l, const struct file_key *k, yaml_node_t *n,
 		config_set_str((char **)((char *)l->c + k->offset), v);
 		return 0;
 	case KEY_STRATEGY:
-		if (strcmp(v, "consensus") != 0)
-			return load_fail(l, n, path, "only \"consensus\" is "
-			    "supported");
+		if (config_strategy(v) == -1)
+			return load_fail(l, n, path, "expected one of "
+			    HEAVY_STRATEGIES);
 		config_set_str((char **)((char *)l->c + k->offset), v);
 		return 0;
+	case KEY_MODEL:
+		if (load_model(l, n, path) == -1)
+			return -1;
+		config_set_str((char **)((char *)l->c + k->offset), v);
+		return 0;
+	case KEY_MODELS:
+		return load_fail(l, n, path, "expected a list of model ids");
 	case KEY_INT:
 		i = strtol(v, &end, 10);
 		if (*v == '\0' || *end != '\0' || i < 1 || i > 100)
@@ -126,7 +217,9 @@ load_value(struct loader *l, yaml_node_t *key, yaml_node_t *v,
 		return load_limit(l, v, path);
 	for (i = 0; i < sizeof file_keys / sizeof file_keys[0]; i++)
 		if (strcmp(file_keys[i].path, path) == 0)
-			return load_scalar(l, &file_keys[i], v, path);
+			return file_keys[i].kind == KEY_MODELS ?
+			    load_models(l, v, path) :
+			    load_scalar(l, &file_keys[i], v, path);
 	/* A section (openrouter, agent, ..., limits) holds keys. */
 	for (i = 0; i < sizeof file_keys / sizeof file_keys[0]; i++)
 		if (strncmp(file_keys[i].path, path, strlen(path)) == 0 &&

@@ -49,9 +49,11 @@ job_decode(struct mreader *r, struct job *j)
 	    m_get_str(r, &j->system_prompt) == -1 ||
 	    m_get_str(r, &j->prompt) == -1)
 		goto fail;
-	if (j->role < ROLE_PLANNER || j->role > ROLE_SYNTHESIS ||
+	if (j->role < ROLE_PLANNER || j->role > ROLE_REVIEW ||
 	    (j->role == ROLE_PLANNER &&
-	    (j->num_questions < 1 || j->num_questions > HEAVY_MAX_AGENTS)))
+	    (j->num_questions < 1 || j->num_questions > HEAVY_MAX_AGENTS)) ||
+	    (j->role == ROLE_REVIEW &&
+	    (j->num_questions < 2 || j->num_questions > HEAVY_MAX_AGENTS)))
 		goto fail;
 	return 0;
 fail:

@@ -40,7 +40,12 @@ enum job_role {
 	ROLE_PLANNER = 1,	/* write N sub-questions */
 	ROLE_AGENT,		/* answer one sub-question with tools */
 	ROLE_SYNTHESIS,		/* merge the answers */
+	ROLE_REVIEW,		/* rank the other agents' answers */
 };
+
+/* A review shows answers as "Response A", "Response B", ...; a worker
+ * returns the labels it ranked, best first, as these one-letter texts. */
+#define REVIEW_LABEL(i)	((char)('A' + (i)))
 
 /* Why a job failed, as the worker saw it. */
 enum job_error {
@@ -70,7 +75,8 @@ struct usage {
 struct job {
 	uint32_t	 role;
 	uint32_t	 index;		/* agent number, 0-based */
-	uint32_t	 num_questions;	/* planner: how many to write */
+	uint32_t	 num_questions;	/* planner: how many to write;
+					   review: how many answers shown */
 	uint32_t	 max_iterations;
 	uint32_t	 budget_ms;	/* time the worker may use */
 	uint32_t	 max_retries;

@@ -102,30 +102,60 @@ prompt_shares(const char *const *answers, int n, size_t budget,
 			share[i] = budget / (size_t)left;
 }
 
+/* One answer, cut to its share; the cut is marked and counted. */
+static void
+prompt_add_answer(struct buf *all, const char *answer, size_t share,
+    int *dropped)
+{
+	size_t	len = strlen(answer), cut;
+
+	cut = len > share ? utf8_cut(answer, share) : len;
+	buf_add(all, answer, cut);
+	if (cut < len) {
+		buf_printf(all, "\n[truncated: %zu of %zu bytes kept]", cut,
+		    len);
+		*dropped += 1;
+	}
+	buf_addstr(all, "\n\n");
+}
+
+/*
+ * ranks NULL: the answers as they come.  Otherwise they come best first,
+ * ranks[i] being answer i's peer-review rank (0: unranked, listed last),
+ * and the synthesis is told so.
+ */
 char *
-prompt_synthesis(const struct heavy_config *cfg, const char *const *answers,
-    int n, size_t budget, int *dropped)
+prompt_synthesis_ranked(const struct heavy_config *cfg,
+    const char *const *answers, const int *ranks, int n, size_t budget,
+    int *dropped)
 {
 	const char	*keys[] = { "num_responses", "agent_responses" };
 	const char	*values[2];
-	size_t		 share[HEAVY_MAX_AGENTS], len, cut;
+	size_t		 share[HEAVY_MAX_AGENTS];
 	struct buf	 all;
 	char		 num[16], *out;
+	int		 nranked = 0;
 
 	prompt_shares(answers, n, budget, share);
 	*dropped = 0;
 	buf_init(&all, 0);
+	for (int i = 0; ranks != NULL && i < n; i++)
+		nranked += ranks[i] > 0;
+	if (ranks != NULL)
+		buf_addstr(&all, "The agents reviewed each other's responses "
+		    "anonymously and ranked them. The responses are listed "
+		    "best first, with their rank: give more weight to the "
+		    "better-ranked ones.\n\n");
 	for (int i = 0; i < n; i++) {
-		len = strlen(answers[i]);
-		cut = len > share[i] ? utf8_cut(answers[i], share[i]) : len;
-		buf_printf(&all, "=== AGENT %d RESPONSE ===\n", i + 1);
-		buf_add(&all, answers[i], cut);
-		if (cut < len) {
-			buf_printf(&all, "\n[truncated: %zu of %zu bytes kept]",
-			    cut, len);
-			*dropped += 1;
-		}
-		buf_addstr(&all, "\n\n");
+		if (ranks != NULL && ranks[i] > 0)
+			buf_printf(&all, "=== AGENT %d RESPONSE (peer-review "
+			    "rank %d of %d) ===\n", i + 1, ranks[i], nranked);
+		else if (ranks != NULL)
+			buf_printf(&all, "=== AGENT %d RESPONSE (not ranked: "
+			    "no review of it came back) ===\n", i + 1);
+		else
+			buf_printf(&all, "=== AGENT %d RESPONSE ===\n", i + 1);
+		prompt_add_answer(&all, answers[i], share[i], dropped);
 	}
 	snprintf(num, sizeof num, "%d", n);
 	values[0] = num;
@@ -133,4 +163,44 @@ prompt_synthesis(const struct heavy_config *cfg, const char *const *answers,
 	out = prompt_render(cfg->synthesis_prompt, keys, values, 2);
 	buf_free(&all);
 	return out;
+}
+
+char *
+prompt_synthesis(const struct heavy_config *cfg, const char *const *answers,
+    int n, size_t budget, int *dropped)
+{
+	return prompt_synthesis_ranked(cfg, answers, NULL, n, budget, dropped);
+}
+
+/*
+ * A peer review: the answers under the labels A, B, ... in the order
+ * given (the caller shuffles it), within budget bytes of answers.  The
+ * phrase "Rank the responses" is what the test mock recognises.
+ */
+char *
+prompt_review(const char *query, const char *const *answers, int n,
+    size_t budget)
+{
+	size_t		share[HEAVY_MAX_AGENTS];
+	struct buf	out;
+	int		dropped = 0;
+
+	prompt_shares(answers, n, budget, share);
+	buf_init(&out, 0);
+	buf_printf(&out, "You are reviewing anonymous responses that were "
+	    "written to help answer a question.\n\nQuestion: %s\n\n"
+	    "The labels and the order of the responses are random: they say "
+	    "nothing about who wrote a response.\n\n", query);
+	for (int i = 0; i < n; i++) {
+		buf_printf(&out, "=== Response %c ===\n", REVIEW_LABEL(i));
+		prompt_add_answer(&out, answers[i], share[i], &dropped);
+	}
+	buf_printf(&out, "Rank the responses from best to worst by accuracy, "
+	    "depth and usefulness for the question. Reply with only a JSON "
+	    "array of the %d labels ", n);
+	for (int i = 0; i < n; i++)
+		buf_printf(&out, "%s\"%c\"", i ? ", " : "", REVIEW_LABEL(i));
+	buf_addstr(&out, " put in your order, best first, each label exactly "
+	    "once.");
+	return buf_release(&out);
 }

@@ -81,6 +81,28 @@ char	*prompt_fallback_question(const char *query, int index);
 char	*prompt_synthesis(const struct heavy_config *,
 	    const char *const *answers, int n, size_t budget, int *dropped);
 
+char	*prompt_synthesis_ranked(const struct heavy_config *,
+	    const char *const *answers, const int *ranks, int n, size_t budget,
+	    int *dropped);
+char	*prompt_review(const char *query, const char *const *answers, int n,
+	    size_t budget);
+
+/* ranking.c: peer review's labels, shuffles and aggregate ranking. */
+struct ranking_review {
+	int	n;				/* answers shown */
+	int	order[HEAVY_MAX_AGENTS];	/* agent indexes, best first */
+};
+struct ranking_tally {
+	int	rank;		/* 1 is best; 0: no valid review showed it */
+	double	score;		/* 1: first in every review, 0: last */
+	int	reviews;	/* valid reviews that showed it */
+};
+void	 ranking_shuffle(int *, int n);
+int	 ranking_labels(char *const *texts, uint32_t ntexts, int n,
+	    int *labels);
+void	 ranking_tally(const struct ranking_review *, int nreviews,
+	    int nagents, struct ranking_tally *);
+
 /* task.c: one orchestration: planner, agents, synthesis. */
 struct task_params {
 	char	*query;

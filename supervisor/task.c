@@ -7,13 +7,15 @@
  */
 #include <sys/random.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "supervisor.h"
 
-enum task_state { TASK_PLANNING, TASK_AGENTS, TASK_SYNTHESIS, TASK_DONE };
+enum task_state { TASK_PLANNING, TASK_AGENTS, TASK_SYNTHESIS, TASK_DONE,
+    TASK_REVIEW };
 enum agent_status {
 	AGENT_PENDING, AGENT_RUNNING, AGENT_OK, AGENT_FAILED, AGENT_TIMED_OUT,
 	AGENT_KILLED,
@@ -33,6 +35,20 @@ struct agent {
 	int			 signal;
 	struct usage		 usage;
 	struct worker		*worker;
+	int64_t			 last_note_ms;
+};
+
+/* One peer review: agent reviewer's model ranks the answers shown. */
+struct review {
+	struct task		*task;
+	int			 reviewer;	/* an agent index */
+	int			 shown[HEAVY_MAX_AGENTS];	/* label -> agent */
+	int			 nshown;
+	struct worker		*worker;
+	bool			 ok;
+	struct ranking_review	 ranking;	/* when ok */
+	char			*error;		/* when not */
+	const char		*status;	/* when not */
 	int64_t			 last_note_ms;
 };
 
@@ -58,6 +74,13 @@ struct task {
 	task_progress_fn	 progress;
 	task_done_fn		 done;
 	void			*arg;
+
+	/* The post-agent stage: peer review, when the strategy asks for it. */
+	char			*strategy_fallback;	/* why it was not applied */
+	struct review		 reviews[HEAVY_MAX_AGENTS];
+	int			 nreviews, reviews_running, reviews_in;
+	bool			 ranked;
+	struct ranking_tally	 tally[HEAVY_MAX_AGENTS];
 };
 
 static void	task_after_agents(struct task *);
@@ -104,10 +127,41 @@ task_heartbeat_cb(evutil_socket_t fd, short events, void *arg)
 	else if (t->state == TASK_AGENTS)
 		snprintf(msg, sizeof msg, "working: %d of %d agents running "
 		    "(%llds)", t->running, t->p.num_agents, (long long)secs);
+	else if (t->state == TASK_REVIEW)
+		snprintf(msg, sizeof msg, "working: reviewing, %d of %d "
+		    "rankings in (%llds)", t->reviews_in, t->nreviews,
+		    (long long)secs);
 	else
 		snprintf(msg, sizeof msg, "working: synthesizing (%llds)",
 		    (long long)secs);
 	task_note(t, msg);
+}
+
+/* The model of a role: the call's model, else the role's, else the main
+ * one.  Agents take agent_models round-robin; a reviewer is an agent. */
+static const char *
+task_model(const struct task *t, enum job_role role, int index)
+{
+	const struct heavy_config	*c = t->cfg;
+
+	if (t->p.model != NULL)
+		return t->p.model;
+	if (role == ROLE_PLANNER)
+		return c->planner_model ? c->planner_model : c->model;
+	if (role == ROLE_SYNTHESIS)
+		return c->synthesis_model ? c->synthesis_model : c->model;
+	if (c->nagent_models > 0)
+		return c->agent_models[index % c->nagent_models];
+	return c->model;
+}
+
+static int
+task_strategy(const struct task *t)
+{
+	int	s = config_strategy(t->p.strategy ? t->p.strategy :
+	    t->cfg->aggregation_strategy);
+
+	return s == -1 ? AGG_CONSENSUS : s;
 }
 
 /* Fills a job whose strings are borrowed from the task. */
@@ -123,7 +177,8 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 
 	job.role = role;
 	job.index = (uint32_t)index;
-	job.num_questions = (uint32_t)t->p.num_agents;
+	job.num_questions = role == ROLE_REVIEW ?
+	    (uint32_t)((struct review *)arg)->nshown : (uint32_t)t->p.num_agents;
 	job.max_iterations = (uint32_t)t->cfg->max_iterations;
 	job.budget_ms = left > 0 ? (uint32_t)left : 0;
 	job.max_retries = (uint32_t)t->cfg->max_retries;
@@ -135,7 +190,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.max_answer_bytes = t->cfg->max_answer_bytes;
 	job.api_key = (char *)server_api_key();
 	job.base_url = t->cfg->base_url;
-	job.model = t->p.model != NULL ? t->p.model : t->cfg->model;
+	job.model = (char *)task_model(t, role, index);
 	job.system_prompt = system;
 	job.prompt = prompt;
 	req.sandbox = &sb;
@@ -368,20 +423,46 @@ task_all_failed(struct task *t)
 	return buf_release(&out);
 }
 
-static void
-task_start_synthesis(struct task *t)
+/* The successful agents, best-ranked first once peer review ranked them;
+ * ties and unranked ones keep the agents' order. */
+static int
+task_ok_agents(struct task *t, int *out)
 {
-	const char		*answers[HEAVY_MAX_AGENTS];
-	char			*prompt;
-	int			 n = 0;
+	int	n = 0, j, ri, rj;
 
 	for (int i = 0; i < t->p.num_agents; i++) {
 		if (t->agents[i].status != AGENT_OK)
 			continue;
-		answers[n++] = t->agents[i].answer;
+		ri = t->ranked && t->tally[i].rank ? t->tally[i].rank : INT_MAX;
+		for (j = n; j > 0; j--) {
+			rj = t->ranked && t->tally[out[j - 1]].rank ?
+			    t->tally[out[j - 1]].rank : INT_MAX;
+			if (rj <= ri)
+				break;
+			out[j] = out[j - 1];
+		}
+		out[j] = i;
+		n++;
 	}
-	prompt = prompt_synthesis(t->cfg, answers, n,
-	    t->cfg->max_synthesis_input_bytes, &t->synthesis_truncated);
+	return n;
+}
+
+static void
+task_start_synthesis(struct task *t)
+{
+	const char		*answers[HEAVY_MAX_AGENTS];
+	int			 ok[HEAVY_MAX_AGENTS], ranks[HEAVY_MAX_AGENTS];
+	char			*prompt;
+	int			 n;
+
+	n = task_ok_agents(t, ok);
+	for (int i = 0; i < n; i++) {
+		answers[i] = t->agents[ok[i]].answer;
+		ranks[i] = t->tally[ok[i]].rank;
+	}
+	prompt = prompt_synthesis_ranked(t->cfg, answers, t->ranked ? ranks :
+	    NULL, n, t->cfg->max_synthesis_input_bytes,
+	    &t->synthesis_truncated);
 	t->state = TASK_SYNTHESIS;
 	t->synth = task_spawn(t, ROLE_SYNTHESIS, 0, "", prompt, t->deadline_ms,
 	    task_synth_done, task_synth_step, t);
@@ -394,6 +475,157 @@ task_start_synthesis(struct task *t)
 		return;
 	}
 	task_note(t, "synthesizing");
+}
+
+/*
+ * After the reviews: aggregate the valid rankings.  ranked synthesizes
+ * with the ranking, best returns the top answer as it is; with no valid
+ * ranking at all, ranked synthesizes plainly and best concatenates.
+ */
+static void
+task_after_reviews(struct task *t)
+{
+	struct ranking_review	 valid[HEAVY_MAX_AGENTS];
+	int			 n = 0, strategy = task_strategy(t);
+
+	for (int i = 0; i < t->nreviews; i++)
+		if (t->reviews[i].ok)
+			valid[n++] = t->reviews[i].ranking;
+	if (n > 0) {
+		ranking_tally(valid, n, t->p.num_agents, t->tally);
+		t->ranked = true;
+	} else
+		t->strategy_fallback = xstrdup(strategy == AGG_RANKED ?
+		    "every review failed: plain consensus synthesis" :
+		    "every review failed: the answers are concatenated");
+	if (strategy == AGG_RANKED) {
+		task_start_synthesis(t);
+		return;
+	}
+	for (int i = 0; n > 0 && i < t->p.num_agents; i++)
+		if (t->tally[i].rank == 1)
+			t->answer = xstrdup(t->agents[i].answer);
+	if (t->answer == NULL)
+		t->answer = task_concatenate(t);
+	task_finish(t);
+}
+
+static void
+task_review_step(void *arg, const char *note)
+{
+	struct review	*rv = arg;
+	char		 who[32];
+
+	snprintf(who, sizeof who, "reviewer %d", rv->reviewer + 1);
+	task_worker_note(rv->task, &rv->last_note_ms, who, note);
+}
+
+static void
+task_review_done(void *arg, struct worker_result *r)
+{
+	struct review	*rv = arg;
+	struct task	*t = rv->task;
+	int		 labels[HEAVY_MAX_AGENTS];
+	char		 msg[640];
+
+	rv->worker = NULL;
+	usage_add(&t->usage, &r->usage);
+	t->reviews_running--;
+	if (r->outcome == OUTCOME_OK && ranking_labels(r->texts, r->ntexts,
+	    rv->nshown, labels) == 0) {
+		rv->ok = true;
+		rv->ranking.n = rv->nshown;
+		for (int k = 0; k < rv->nshown; k++)
+			rv->ranking.order[k] = rv->shown[labels[k]];
+		t->reviews_in++;
+		snprintf(msg, sizeof msg, "reviewing: %d of %d rankings in",
+		    t->reviews_in, t->nreviews);
+	} else {
+		rv->error = task_describe(r);
+		rv->status = r->outcome == OUTCOME_TIMEOUT ||
+		    r->error_kind == JOB_ERR_TIMEOUT ? "timed_out" :
+		    r->outcome == OUTCOME_KILLED ? "killed" :
+		    r->outcome == OUTCOME_OK || r->error_kind == JOB_ERR_PARSE ?
+		    "invalid" : "failed";
+		snprintf(msg, sizeof msg, "reviewing: reviewer %d failed "
+		    "(%.400s); %d of %d rankings in", rv->reviewer + 1,
+		    rv->error, t->reviews_in, t->nreviews);
+	}
+	task_note(t, msg);
+	if (t->reviews_running == 0)
+		task_after_reviews(t);
+}
+
+#define TASK_BEST_MARGIN_MS	250	/* best keeps this to answer in */
+
+/* The reviews' share of the time the agents left: half for ranked (the
+ * synthesis gets the rest), all but a margin for best. */
+static int64_t
+task_reviews_deadline(struct task *t)
+{
+	int64_t	now = now_ms(), left = t->deadline_ms - now, margin;
+
+	if (left <= 0)
+		return t->deadline_ms;
+	if (task_strategy(t) == AGG_RANKED)
+		return now + left / 2;
+	margin = left / 10 < TASK_BEST_MARGIN_MS ? left / 10 :
+	    TASK_BEST_MARGIN_MS;
+	return t->deadline_ms - margin;
+}
+
+/* A reviewer sees the answers in its own random order, labelled A, B, ... */
+static void
+task_spawn_review(struct task *t, struct review *rv, int64_t deadline)
+{
+	const char	*answers[HEAVY_MAX_AGENTS];
+	char		*prompt;
+
+	ranking_shuffle(rv->shown, rv->nshown);
+	for (int k = 0; k < rv->nshown; k++)
+		answers[k] = t->agents[rv->shown[k]].answer;
+	prompt = prompt_review(t->p.query, answers, rv->nshown,
+	    t->cfg->max_synthesis_input_bytes);
+	rv->worker = task_spawn(t, ROLE_REVIEW, rv->reviewer, "", prompt,
+	    deadline, task_review_done, task_review_step, rv);
+	free(prompt);
+	if (rv->worker == NULL) {
+		rv->error = xstrdup("review input exceeds max_frame_bytes");
+		rv->status = "failed";
+	}
+	else
+		t->reviews_running++;
+}
+
+/*
+ * Each successful agent's model reviews the other successful answers.
+ * With exactly two answers a reviewer would see one, which ranks nothing,
+ * so then each of the two reviewers ranks both.
+ */
+static void
+task_start_reviews(struct task *t)
+{
+	int64_t		 deadline = task_reviews_deadline(t);
+	int		 ok[HEAVY_MAX_AGENTS], n;
+	struct review	*rv;
+	char		 msg[64];
+
+	n = task_ok_agents(t, ok);
+	t->state = TASK_REVIEW;
+	for (int i = 0; i < n; i++) {
+		rv = &t->reviews[t->nreviews++];
+		rv->task = t;
+		rv->reviewer = ok[i];
+		for (int j = 0; j < n; j++)
+			if (n == 2 || j != i)
+				rv->shown[rv->nshown++] = ok[j];
+		task_spawn_review(t, rv, deadline);
+	}
+	snprintf(msg, sizeof msg, "reviewing: 0 of %d rankings in",
+	    t->nreviews);
+	task_note(t, msg);
+	if (t->reviews_running == 0)
+		task_after_reviews(t);
 }
 
 static void
@@ -411,8 +643,14 @@ task_after_agents(struct task *t)
 		t->answer = task_all_failed(t);
 	} else if (ok == 1) {
 		t->answer = xstrdup(t->agents[last].answer);
-	} else {
+		if (task_strategy(t) != AGG_CONSENSUS)
+			t->strategy_fallback = xstrdup("one successful answer: "
+			    "nothing to rank");
+	} else if (task_strategy(t) == AGG_CONSENSUS) {
 		task_start_synthesis(t);
+		return;
+	} else {
+		task_start_reviews(t);
 		return;
 	}
 	task_finish(t);
@@ -457,7 +695,64 @@ task_agent_json(const struct agent *a)
 	json_object_object_add(o, "signal", a->signal ?
 	    json_object_new_string(signal_name(a->signal)) : NULL);
 	json_object_object_add(o, "usage", task_usage_json(&a->usage));
+	json_object_object_add(o, "model", json_object_new_string(
+	    task_model(a->task, ROLE_AGENT, a->index)));
+	json_object_object_add(o, "rank", a->task->ranked &&
+	    a->task->tally[a->index].rank ?
+	    json_object_new_int(a->task->tally[a->index].rank) : NULL);
 	return o;
+}
+
+/* The aggregate ranking, best first; null when nothing was ranked. */
+static struct json_object *
+task_ranking_json(struct task *t)
+{
+	struct json_object	*arr, *o;
+	int			 ok[HEAVY_MAX_AGENTS], n, a;
+
+	if (!t->ranked)
+		return NULL;
+	arr = json_object_new_array();
+	n = task_ok_agents(t, ok);
+	for (int i = 0; i < n; i++) {
+		if (t->tally[a = ok[i]].rank == 0)
+			continue;
+		o = json_object_new_object();
+		json_object_object_add(o, "agent", json_object_new_int(a + 1));
+		json_object_object_add(o, "rank",
+		    json_object_new_int(t->tally[a].rank));
+		/* Four decimals are plenty; the score is never negative. */
+		json_object_object_add(o, "score", json_object_new_double(
+		    (double)(int64_t)(t->tally[a].score * 10000 + 0.5) / 10000));
+		json_object_object_add(o, "reviews",
+		    json_object_new_int(t->tally[a].reviews));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
+/* The reviews that gave no usable ranking, and why. */
+static struct json_object *
+task_review_errors_json(struct task *t)
+{
+	struct json_object	*arr = json_object_new_array(), *o;
+	struct review		*rv;
+
+	for (int i = 0; i < t->nreviews; i++) {
+		if ((rv = &t->reviews[i])->ok)
+			continue;
+		o = json_object_new_object();
+		json_object_object_add(o, "reviewer",
+		    json_object_new_int(rv->reviewer + 1));
+		json_object_object_add(o, "model", json_object_new_string(
+		    task_model(t, ROLE_REVIEW, rv->reviewer)));
+		json_object_object_add(o, "status", json_object_new_string(
+		    rv->status ? rv->status : "failed"));
+		json_object_object_add(o, "error", json_object_new_string(
+		    rv->error ? rv->error : "no ranking"));
+		json_object_array_add(arr, o);
+	}
+	return arr;
 }
 
 static struct json_object *
@@ -485,6 +780,12 @@ task_structured(struct task *t)
 	json_object_object_add(o, "usage", task_usage_json(&t->usage));
 	json_object_object_add(o, "elapsed_ms",
 	    json_object_new_int64(now_ms() - t->start_ms));
+	json_object_object_add(o, "strategy", json_object_new_string(
+	    config_strategy_name(task_strategy(t))));
+	json_object_object_add(o, "strategy_fallback",
+	    json_string_or_null(t->strategy_fallback));
+	json_object_object_add(o, "ranking", task_ranking_json(t));
+	json_object_object_add(o, "review_errors", task_review_errors_json(t));
 	return o;
 }
 
@@ -517,6 +818,11 @@ task_free(struct task *t)
 		free(t->agents[i].answer);
 		free(t->agents[i].error);
 	}
+	for (int i = 0; i < t->nreviews; i++) {
+		worker_cancel(t->reviews[i].worker);
+		free(t->reviews[i].error);
+	}
+	free(t->strategy_fallback);
 	if (t->heartbeat != NULL)
 		event_free(t->heartbeat);
 	free(t->planner_error);

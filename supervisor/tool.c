@@ -20,7 +20,13 @@ static const char *tool_input_schema =
 "\"default\":300,\"description\":\"Seconds the whole orchestration may "
 "take; agents still running near the end are stopped.\"},"
 "\"model\":{\"type\":\"string\",\"description\":\"Model id for every step, "
-"instead of the configured one.\"}},"
+"instead of the configured one.\"},"
+"\"aggregation_strategy\":{\"type\":\"string\","
+"\"enum\":[\"consensus\",\"ranked\",\"best\"],\"description\":\"How the "
+"answers become one: consensus (one synthesis call), ranked (the agents "
+"rank each other's answers anonymously, then a synthesis told the "
+"ranking), best (the same ranking, then the top answer unsynthesized). "
+"Default: the configured strategy.\"}},"
 "\"required\":[\"query\"],\"additionalProperties\":false}";
 
 #define USAGE_SCHEMA \
@@ -48,12 +54,27 @@ static const char *tool_output_schema =
 "\"elapsed_ms\":{\"type\":\"integer\"},"
 "\"error\":{\"type\":[\"string\",\"null\"]},"
 "\"signal\":{\"type\":[\"string\",\"null\"]},"
-"\"usage\":" USAGE_SCHEMA "},"
+"\"usage\":" USAGE_SCHEMA ","
+"\"model\":{\"type\":\"string\"},"
+"\"rank\":{\"type\":[\"integer\",\"null\"]}},"
 "\"required\":[\"index\",\"question\",\"status\",\"elapsed_ms\",\"error\"]}},"
 "\"usage\":" USAGE_SCHEMA ","
-"\"elapsed_ms\":{\"type\":\"integer\"}},"
+"\"elapsed_ms\":{\"type\":\"integer\"},"
+"\"strategy\":{\"type\":\"string\",\"enum\":[\"consensus\",\"ranked\","
+"\"best\"]},"
+"\"strategy_fallback\":{\"type\":[\"string\",\"null\"]},"
+"\"ranking\":{\"type\":[\"array\",\"null\"],\"items\":{\"type\":\"object\","
+"\"properties\":{\"agent\":{\"type\":\"integer\"},"
+"\"rank\":{\"type\":\"integer\"},\"score\":{\"type\":\"number\"},"
+"\"reviews\":{\"type\":\"integer\"}},"
+"\"required\":[\"agent\",\"rank\",\"score\",\"reviews\"]}},"
+"\"review_errors\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
+"\"properties\":{\"reviewer\":{\"type\":\"integer\"},"
+"\"model\":{\"type\":\"string\"},\"status\":{\"type\":\"string\"},"
+"\"error\":{\"type\":\"string\"}},"
+"\"required\":[\"reviewer\",\"status\",\"error\"]}}},"
 "\"required\":[\"answer\",\"synthesized\",\"planner_fallback\",\"agents\","
-"\"usage\",\"elapsed_ms\"]}";
+"\"usage\",\"elapsed_ms\",\"strategy\"]}";
 
 struct json_object *
 tool_list(void)
@@ -125,7 +146,7 @@ static int
 tool_check_keys(struct json_object *args, char *err, size_t errlen)
 {
 	static const char	*known[] = { "query", "num_agents", "timeout",
-	    "model" };
+	    "model", "aggregation_strategy" };
 	bool			 ok;
 
 	json_object_object_foreach(args, key, val) {
@@ -135,7 +156,8 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 			ok = ok || strcmp(key, known[i]) == 0;
 		if (!ok)
 			return tool_bad(err, errlen, key, "unknown argument; "
-			    "expected query, num_agents, timeout, model");
+			    "expected query, num_agents, timeout, model, "
+			    "aggregation_strategy");
 	}
 	return 0;
 }
@@ -208,6 +230,25 @@ tool_model(struct json_object *args, struct task_params *p, char *err,
 	return 0;
 }
 
+/* aggregation_strategy: one of the strategies; absent or null: the
+ * configured one (the task resolves NULL). */
+static int
+tool_strategy(struct json_object *args, struct task_params *p, char *err,
+    size_t errlen)
+{
+	struct json_object	*v;
+
+	if (!json_object_object_get_ex(args, "aggregation_strategy", &v) ||
+	    json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_string) ||
+	    config_strategy(json_object_get_string(v)) == -1)
+		return tool_bad(err, errlen, "aggregation_strategy",
+		    "expected one of " HEAVY_STRATEGIES);
+	p->strategy = xstrdup(json_object_get_string(v));
+	return 0;
+}
+
 int
 tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
     struct task_params *p, char *err, size_t errlen)
@@ -222,7 +263,8 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	if (tool_check_keys(args, err, errlen) == -1 ||
 	    tool_query(args, p, err, errlen) == -1 ||
 	    tool_numbers(args, p, err, errlen) == -1 ||
-	    tool_model(args, p, err, errlen) == -1) {
+	    tool_model(args, p, err, errlen) == -1 ||
+	    tool_strategy(args, p, err, errlen) == -1) {
 		task_params_clear(p);
 		return -1;
 	}

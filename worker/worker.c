@@ -300,6 +300,28 @@ worker_run_agent(const struct job *job, int64_t deadline)
 	buf_free(&answer);
 }
 
+/* A review: the labels it ranked, best first, one text each. */
+static void
+worker_run_review(const struct job *job, int64_t deadline)
+{
+	struct llm_error	 e = { 0 };
+	struct usage		 u = { 0 };
+	unsigned		 order[HEAVY_MAX_AGENTS];
+	uint32_t		 flags = 0;
+	char			 labels[HEAVY_MAX_AGENTS][2], *texts[HEAVY_MAX_AGENTS];
+
+	if (review_run(job, deadline, order, &flags, &u, &e) == -1) {
+		worker_send_failed(&e, &u);
+		return;
+	}
+	for (uint32_t k = 0; k < job->num_questions; k++) {
+		labels[k][0] = REVIEW_LABEL(order[k]);
+		labels[k][1] = '\0';
+		texts[k] = labels[k];
+	}
+	worker_send_done(flags, texts, job->num_questions, &u);
+}
+
 void
 worker_main(int fd)
 {
@@ -317,6 +339,9 @@ worker_main(int fd)
 		break;
 	case ROLE_AGENT:
 		worker_run_agent(&job, deadline);
+		break;
+	case ROLE_REVIEW:
+		worker_run_review(&job, deadline);
 		break;
 	default:
 		worker_run_synthesis(&job, deadline);

@@ -60,6 +60,12 @@ int	plan_parse(const char *text, unsigned n, char ***questions,
 	    char *err, size_t errlen);
 void	plan_free(char **questions, unsigned n);
 
+/* review.c: a peer review's ranking, validated strictly. */
+int	review_parse(const char *text, unsigned n, unsigned *order,
+	    char *err, size_t errlen);
+int	review_run(const struct job *, int64_t deadline, unsigned *order,
+	    uint32_t *flags, struct usage *, struct llm_error *);
+
 /* tools.c: the agent's tools. */
 struct tool {
 	const char	*name;

@@ -8,8 +8,18 @@
  * question N only) and agents copy synth/all markers into their answers,
  * so one user query can steer every step.  Nothing blocks: delays are
  * evtimers, and a hang simply never answers.
+ *
+ * Peer reviews (the phrase "Rank the responses") see the user query, so
+ * scope "review" steers them: [[review:prefer:WORD]] ranks responses
+ * containing WORD first, the rest by their "Answer N" number;
+ * [[review:invalid]] always and [[review:invalid-once]] until re-asked
+ * reply with a ranking that misses a label; [[review:hang-model:M]] and
+ * [[review:invalid-model:M]] do so only for reviewers using model M.  A
+ * synthesis told a ranking says in which order it saw the answers.
+ * /stats counts requests by kind, and the models each kind asked for.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +40,9 @@
 #define MOCK_MAX_MARKS	64
 #define MOCK_FLAKY_MAX	4096
 
-enum kind { KIND_PLANNER, KIND_AGENT, KIND_SYNTH };
+enum kind { KIND_PLANNER, KIND_AGENT, KIND_SYNTH, KIND_REVIEW };
+static const char *kind_names[] = { "planner", "agent", "synthesis",
+    "review" };
 
 struct mark {
 	char	scope[16];	/* planner, agent, synth, all, aN */
@@ -66,7 +78,9 @@ static int			 default_latency;
 static unsigned long long	 seq;
 static struct {
 	long long	requests, planner, agent, synthesis, errors, hangs;
+	long long	review;
 } stats;
+static struct json_object	*models;	/* kind -> model -> count */
 
 /* ---- markers ---- */
 
@@ -87,6 +101,7 @@ mark_add(struct chat *c, const char *p, size_t len)
 		    strcmp(m->scope, "agent") == 0 ||
 		    strcmp(m->scope, "synth") == 0 ||
 		    strcmp(m->scope, "all") == 0 ||
+		    strcmp(m->scope, "review") == 0 ||
 		    (m->scope[0] == 'a' && isdigit((unsigned char)m->scope[1]));
 	}
 	if (!scoped)
@@ -113,7 +128,8 @@ mark_applies(const struct chat *c, const struct mark *m)
 	return strcmp(m->scope, "all") == 0 ||
 	    (c->kind == KIND_PLANNER && strcmp(m->scope, "planner") == 0) ||
 	    (c->kind == KIND_AGENT && strcmp(m->scope, "agent") == 0) ||
-	    (c->kind == KIND_SYNTH && strcmp(m->scope, "synth") == 0);
+	    (c->kind == KIND_SYNTH && strcmp(m->scope, "synth") == 0) ||
+	    (c->kind == KIND_REVIEW && strcmp(m->scope, "review") == 0);
 }
 
 /* The argument after "name:" of the first applying marker, "" for a bare
@@ -542,17 +558,115 @@ synth_body(struct chat *c)
 {
 	const char	*p = buf_cstr(&c->text);
 	char		 text[96];
+	struct buf	 order;
+	char		*body;
 	int		 n = 0;
 
+	buf_init(&order, 0);
 	while ((p = strstr(p, "Answer ")) != NULL) {
 		p += 7;
-		n += isdigit((unsigned char)*p) != 0;
+		if (isdigit((unsigned char)*p))
+			buf_printf(&order, "%s%d", n++ ? ", " : "", atoi(p));
 	}
 	snprintf(text, sizeof text, "Synthesized answer over %d responses.", n);
 	if (chat_action(c, "echo-model") != NULL)
 		snprintf(text + strlen(text), sizeof text - strlen(text),
 		    " (model: %.40s)", c->model);
-	return text_body(c, text);
+	if (strstr(buf_cstr(&c->text), "peer-review rank") != NULL) {
+		buf_printf(&order, ".");
+		body = xasprintf("%s Ranked order: %s", text, buf_cstr(&order));
+	} else
+		body = xstrdup(text);
+	buf_free(&order);
+	p = body;
+	body = text_body(c, p);
+	free((char *)p);
+	return body;
+}
+
+/* Whether an applying marker is exactly name:value. */
+static int
+chat_action_is(const struct chat *c, const char *name, const char *value)
+{
+	size_t	len = strlen(name);
+
+	for (int i = 0; i < c->nmarks; i++) {
+		const char	*a = c->marks[i].action;
+
+		if (mark_applies(c, &c->marks[i]) && strncmp(a, name, len) == 0 &&
+		    a[len] == ':' && strcmp(a + len + 1, value) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* One labelled response of a review request. */
+struct shown {
+	char	label;
+	int	answer;		/* its "Answer N", or INT_MAX */
+	int	preferred;
+};
+
+static int
+shown_cmp(const void *a, const void *b)
+{
+	const struct shown	*x = a, *y = b;
+
+	if (x->preferred != y->preferred)
+		return y->preferred - x->preferred;
+	if (x->answer != y->answer)
+		return x->answer < y->answer ? -1 : 1;
+	return x->label - y->label;
+}
+
+/* The responses shown, each with what the ranking goes by. */
+static int
+review_shown(const struct chat *c, struct shown *out, int max)
+{
+	const char	*p = buf_cstr(&c->text), *next, *a, *prefer;
+	char		*section;
+	int		 n = 0;
+
+	prefer = chat_action(c, "prefer");
+	while (n < max && (p = strstr(p, "=== Response ")) != NULL) {
+		out[n].label = p[13];
+		p += 14;
+		if ((next = strstr(p, "=== Response ")) == NULL &&
+		    (next = strstr(p, "Rank the responses")) == NULL)
+			next = p + strlen(p);
+		section = xstrndup(p, (size_t)(next - p));
+		a = strstr(section, "Answer ");
+		out[n].answer = a && isdigit((unsigned char)a[7]) ?
+		    atoi(a + 7) : INT_MAX;
+		out[n].preferred = prefer && *prefer &&
+		    strstr(section, prefer) != NULL;
+		free(section);
+		n++;
+	}
+	return n;
+}
+
+static char *
+review_body(struct chat *c)
+{
+	struct shown	 shown[32];
+	struct buf	 r;
+	char		*body;
+	int		 n = review_shown(c, shown, 32);
+
+	qsort(shown, (size_t)n, sizeof *shown, shown_cmp);
+	if (chat_action(c, "invalid") != NULL ||
+	    chat_action_is(c, "invalid-model", c->model) ||
+	    (chat_action(c, "invalid-once") != NULL && c->assistant_msgs == 0))
+		n--;	/* a label goes missing */
+	buf_init(&r, 0);
+	buf_addstr(&r, "My ranking, best first:\n```json\n[");
+	for (int i = 0; i < n; i++)
+		buf_printf(&r, "%s\"%c\"", i ? ", " : "", shown[i].label);
+	buf_addstr(&r, "]\n```");
+	body = text_body(c, buf_cstr(&r));
+	buf_free(&r);
+	return body;
 }
 
 /* ---- requests ---- */
@@ -618,7 +732,11 @@ chat_text(struct chat *c)
 		c->assistant_msgs += role != NULL &&
 		    strcmp(role, "assistant") == 0;
 	}
-	if (c->kind == KIND_SYNTH && strstr(buf_cstr(&c->text), "JSON array"))
+	if (c->kind == KIND_SYNTH &&
+	    strstr(buf_cstr(&c->text), "Rank the responses"))
+		c->kind = KIND_REVIEW;
+	else if (c->kind == KIND_SYNTH &&
+	    strstr(buf_cstr(&c->text), "JSON array"))
 		c->kind = KIND_PLANNER;
 	marks_scan(c);
 }
@@ -666,11 +784,28 @@ chat_respond(struct chat *c, struct reply *r)
 	stats.planner += c->kind == KIND_PLANNER;
 	stats.agent += c->kind == KIND_AGENT;
 	stats.synthesis += c->kind == KIND_SYNTH;
+	stats.review += c->kind == KIND_REVIEW;
 	if (chat_failure(c, r))
 		return;
 	r->code = 200;
 	r->body = c->kind == KIND_PLANNER ? planner_body(c) :
-	    c->kind == KIND_AGENT ? agent_body(c) : synth_body(c);
+	    c->kind == KIND_AGENT ? agent_body(c) :
+	    c->kind == KIND_REVIEW ? review_body(c) : synth_body(c);
+}
+
+/* One more request of this kind for this model. */
+static void
+models_count(const struct chat *c)
+{
+	struct json_object	*kind, *n;
+
+	if (!json_object_object_get_ex(models, kind_names[c->kind], &kind)) {
+		kind = json_object_new_object();
+		json_object_object_add(models, kind_names[c->kind], kind);
+	}
+	n = json_object_object_get(kind, c->model);
+	json_object_object_add(kind, c->model, json_object_new_int64(
+	    (n ? json_object_get_int64(n) : 0) + 1));
 }
 
 static void
@@ -689,9 +824,11 @@ handle_chat(struct evhttp_request *req)
 		r->body = error_body(r->code, bad + 4);
 	} else {
 		chat_text(&c);
+		models_count(&c);
 		if ((lat = chat_action(&c, "latency")) != NULL)
 			latency = atoi(lat);
-		if (chat_action(&c, "hang") != NULL) {
+		if (chat_action(&c, "hang") != NULL ||
+		    chat_action_is(&c, "hang-model", c.model)) {
 			stats.hangs++;	/* evhttp frees it when the client goes */
 			free(r);
 			r = NULL;
@@ -712,9 +849,11 @@ handle_stats(struct evhttp_request *req)
 	r->req = req;
 	r->code = 200;
 	r->body = xasprintf("{\"requests\":%lld,\"planner\":%lld,\"agent\":%lld,"
-	    "\"synthesis\":%lld,\"errors\":%lld,\"hangs\":%lld}", stats.requests,
+	    "\"synthesis\":%lld,\"errors\":%lld,\"hangs\":%lld,"
+	    "\"review\":%lld,\"models\":%s}", stats.requests,
 	    stats.planner, stats.agent, stats.synthesis, stats.errors,
-	    stats.hangs);
+	    stats.hangs, stats.review, json_object_to_json_string_ext(models,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	reply_finish(r, 0);
 }
 
@@ -733,6 +872,8 @@ handle(struct evhttp_request *req, void *arg)
 		handle_stats(req);
 	else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/reset") == 0) {
 		memset(&stats, 0, sizeof stats);
+		json_object_put(models);
+		models = json_object_new_object();
 		lh_table_free(flaky);
 		flaky = lh_kchar_table_new(256, flaky_free_key);
 		evhttp_send_reply(req, 200, "OK", NULL);
@@ -790,6 +931,7 @@ main(int argc, char **argv)
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	flaky = lh_kchar_table_new(256, flaky_free_key);
+	models = json_object_new_object();
 	http = evhttp_new(base);
 	evhttp_set_max_body_size(http, MOCK_MAX_BODY);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
@@ -812,6 +954,7 @@ main(int argc, char **argv)
 	event_free(sigint);
 	evhttp_free(http);
 	lh_table_free(flaky);
+	json_object_put(models);
 	event_base_free(base);
 	return 0;
 }
