@@ -38,7 +38,7 @@ struct agent {
 	int64_t			 last_note_ms;
 };
 
-/* One peer review: agent reviewer's model ranks the answers shown. */
+/* One peer review: the model of agent `reviewer` ranks the answers shown. */
 struct review {
 	struct task		*task;
 	int			 reviewer;	/* an agent index */
