@@ -276,3 +276,46 @@ Test(ranking, strategy_argument_checked)
 	}
 	config_clear(&cfg);
 }
+
+/* ---- a review job on the wire ---- */
+
+static int
+review_job_decodes(uint32_t shown)
+{
+	struct job	in = { 0 }, out;
+	struct buf	b;
+	struct msg_hdr	hdr;
+	struct mreader	r;
+	int		rc;
+
+	in.role = ROLE_REVIEW;
+	in.index = 2;
+	in.num_questions = shown;
+	in.api_key = "k";
+	in.base_url = "http://127.0.0.1:1/v1";
+	in.model = "m";
+	in.system_prompt = "";
+	in.prompt = "Rank the responses";
+	m_create(&b, MSG_JOB_RUN);
+	job_encode(&b, &in);
+	cr_assert_eq(m_close(&b, 1 << 20), 0);
+	cr_assert_eq(m_frame_check(b.data, b.len, 1 << 20, &hdr), FRAME_OK);
+	m_reader_init(&r, b.data + PROTO_HDR_LEN, hdr.len);
+	rc = job_decode(&r, &out) == 0 && m_end(&r) == 0 ? 0 : -1;
+	if (rc == 0) {
+		cr_assert_eq(out.role, ROLE_REVIEW);
+		cr_assert_eq(out.num_questions, shown);
+		job_clear(&out);
+	}
+	buf_free(&b);
+	return rc;
+}
+
+Test(review_parse, review_jobs_show_two_to_sixteen_answers)
+{
+	cr_assert_eq(review_job_decodes(2), 0);
+	cr_assert_eq(review_job_decodes(HEAVY_MAX_AGENTS), 0);
+	cr_assert_eq(review_job_decodes(1), -1, "one answer ranks nothing");
+	cr_assert_eq(review_job_decodes(0), -1);
+	cr_assert_eq(review_job_decodes(HEAVY_MAX_AGENTS + 1), -1);
+}
