@@ -53,12 +53,14 @@ struct worker_result {
 struct worker;
 typedef void (*worker_done_fn)(void *arg, struct worker_result *);
 typedef void (*worker_step_fn)(void *arg, const char *note);
+typedef void (*worker_usage_fn)(void *arg, const struct usage *so_far);
 struct worker_req {
 	const struct sandbox	*sandbox;
 	const struct job	*job;
 	int64_t			 deadline_ms;
 	worker_done_fn		 done;
 	worker_step_fn		 step;
+	worker_usage_fn		 usage;	/* may be NULL */
 	void			*arg;
 };
 void	 workers_init(const struct heavy_config *);
