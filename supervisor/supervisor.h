@@ -131,6 +131,13 @@ struct json_object *rpc_error(struct json_object *id, int code,
 struct json_object *rpc_notification(const char *method, struct json_object *);
 char	*rpc_id_key(struct json_object *id);
 
+/* prompts.c: MCP prompts that call heavy_orchestrate well. */
+struct json_object *prompts_list(void);
+struct json_object *prompts_get(const char *name, struct json_object *args,
+	    char *err, size_t errlen);
+struct json_object *prompts_complete(const char *name, const char *arg,
+	    const char *typed);
+
 /* store.c: the SQLite task store, shared by every heavyd of a state dir. */
 struct store_task {
 	char		 id[33];
