@@ -93,6 +93,7 @@ struct heavy_config {
 	int	 max_workers;		/* live worker processes */
 	int	 max_tasks;		/* concurrent orchestrations */
 	int	 spares;		/* pre-forked workers the zygote keeps */
+	int	 ask_cost;		/* 0 never, 1 always, 2 for openrouter.ai */
 
 	/* Models per role; NULL (or no list) means the main model. */
 	char	*planner_model;

@@ -69,6 +69,7 @@ config_defaults(struct heavy_config *c)
 	c->max_workers = 256;
 	c->max_tasks = 1024;
 	c->spares = 4;
+	c->ask_cost = 2;
 }
 
 void
@@ -112,6 +113,7 @@ static const struct knob {
 	INT_KNOB("HEAVY_MAX_WORKERS", max_workers, 1, 65535),
 	INT_KNOB("HEAVY_MAX_TASKS", max_tasks, 1, 1 << 20),
 	INT_KNOB("HEAVY_SPARES", spares, 0, 64),
+	INT_KNOB("HEAVY_ASK_COST", ask_cost, 0, 2),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */

@@ -24,6 +24,7 @@ job_encode(struct buf *b, const struct job *j)
 	m_add_str(b, j->model);
 	m_add_str(b, j->system_prompt);
 	m_add_str(b, j->prompt);
+	m_add_u32(b, j->flags);
 }
 
 /* Decodes a job and checks its values; the reader is left for m_end(). */
@@ -47,7 +48,8 @@ job_decode(struct mreader *r, struct job *j)
 	    m_get_str(r, &j->base_url) == -1 ||
 	    m_get_str(r, &j->model) == -1 ||
 	    m_get_str(r, &j->system_prompt) == -1 ||
-	    m_get_str(r, &j->prompt) == -1)
+	    m_get_str(r, &j->prompt) == -1 ||
+	    m_get_u32(r, &j->flags) == -1)
 		goto fail;
 	if (j->role < ROLE_PLANNER || j->role > ROLE_REVIEW ||
 	    (j->role == ROLE_PLANNER &&
@@ -83,6 +85,7 @@ usage_encode(struct buf *b, const struct usage *u)
 	m_add_u64(b, u->total_tokens);
 	m_add_u32(b, u->llm_calls);
 	m_add_u32(b, u->retries);
+	m_add_u64(b, u->cost_micro_usd);
 }
 
 int
@@ -92,7 +95,8 @@ usage_decode(struct mreader *r, struct usage *u)
 	m_get_u64(r, &u->completion_tokens);
 	m_get_u64(r, &u->total_tokens);
 	m_get_u32(r, &u->llm_calls);
-	return m_get_u32(r, &u->retries);
+	m_get_u32(r, &u->retries);
+	return m_get_u64(r, &u->cost_micro_usd);
 }
 
 void
@@ -103,6 +107,7 @@ usage_add(struct usage *to, const struct usage *u)
 	to->total_tokens += u->total_tokens;
 	to->llm_calls += u->llm_calls;
 	to->retries += u->retries;
+	to->cost_micro_usd += u->cost_micro_usd;
 }
 
 void

@@ -32,6 +32,8 @@ enum msg_type {
 	MSG_ZYGOTE_EXITED,	/* zygote -> supervisor: a worker's wait status */
 	MSG_JOB_SANDBOX,	/* supervisor -> worker, first: the confinement
 				   it enters before it reads its job */
+	MSG_JOB_USAGE,		/* worker -> supervisor: usage so far, after
+				   every LLM call, so budgets bind mid-job */
 	MSG_TYPE_MAX
 };
 
@@ -70,6 +72,7 @@ struct usage {
 	uint64_t	total_tokens;
 	uint32_t	llm_calls;
 	uint32_t	retries;
+	uint64_t	cost_micro_usd;	/* the provider's reported cost */
 };
 
 struct job {
@@ -91,7 +94,9 @@ struct job {
 	char		*model;
 	char		*system_prompt;	/* may be "" */
 	char		*prompt;
+	uint32_t	 flags;		/* JOB_ASK_COST, ... */
 };
+#define JOB_ASK_COST	0x1	/* ask the provider to report cost (OpenRouter) */
 
 /* The confinement a worker enters before it reads MSG_JOB_RUN. */
 struct sandbox {

@@ -53,12 +53,14 @@ struct worker_result {
 struct worker;
 typedef void (*worker_done_fn)(void *arg, struct worker_result *);
 typedef void (*worker_step_fn)(void *arg, const char *note);
+typedef void (*worker_usage_fn)(void *arg, const struct usage *so_far);
 struct worker_req {
 	const struct sandbox	*sandbox;
 	const struct job	*job;
 	int64_t			 deadline_ms;
 	worker_done_fn		 done;
 	worker_step_fn		 step;
+	worker_usage_fn		 usage;	/* may be NULL */
 	void			*arg;
 };
 void	 workers_init(const struct heavy_config *);
@@ -150,6 +152,45 @@ struct json_object *rpc_error(struct json_object *id, int code,
 	    const char *message);
 struct json_object *rpc_notification(const char *method, struct json_object *);
 char	*rpc_id_key(struct json_object *id);
+
+/* prompts.c: MCP prompts that call heavy_orchestrate well. */
+struct json_object *prompts_list(void);
+struct json_object *prompts_get(const char *name, struct json_object *args,
+	    char *err, size_t errlen);
+struct json_object *prompts_complete(const char *name, const char *arg,
+	    const char *typed);
+
+/* store.c: the SQLite task store, shared by every heavyd of a state dir. */
+struct store_task {
+	char		 id[33];
+	char		*owner;
+	char		*status;	/* working, completed, failed, cancelled */
+	char		*status_message;
+	char		*params;	/* JSON */
+	char		*agents;	/* JSON */
+	char		*result;	/* JSON CallToolResult, once terminal */
+	char		*usage;		/* JSON */
+	char		*cache_key;
+	int64_t		 created_ms, updated_ms, ttl_ms;	/* wall clock */
+	pid_t		 pid;		/* the heavyd that ran it */
+	bool		 ours;		/* ... is this process */
+	bool		 orphaned;	/* ... is gone, mid-task */
+};
+int64_t	 wall_ms(void);
+int	 store_open(const char *state_dir, char *err, size_t errlen);
+void	 store_close(void);
+int	 store_insert(const struct store_task *);
+int	 store_update(const char *id, const char *status, const char *message,
+	    const char *agents, const char *result, const char *usage);
+int	 store_get(const char *id, const char *owner, struct store_task *);
+int	 store_get_any(const char *id, struct store_task *);
+int	 store_list(const char *owner, const char *cursor, int limit,
+	    struct store_task **, int *n, char **next_cursor);
+int	 store_settle_interrupted(void);
+int	 store_sweep(int max_rows);
+int	 store_cache_find(const char *owner, const char *key,
+	    int64_t max_age_ms, struct store_task *);
+void	 store_task_clear(struct store_task *);
 
 /* mcp.c: the MCP session over stdio. */
 int	 mcp_start(const struct heavy_config *);

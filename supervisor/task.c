@@ -193,11 +193,15 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.model = (char *)task_model(t, role, index);
 	job.system_prompt = system;
 	job.prompt = prompt;
+	if (t->cfg->ask_cost == 1 || (t->cfg->ask_cost == 2 &&
+	    strstr(t->cfg->base_url, "://openrouter.ai/") != NULL))
+		job.flags |= JOB_ASK_COST;
 	req.sandbox = &sb;
 	req.job = &job;
 	req.deadline_ms = deadline;
 	req.done = done;
 	req.step = step;
+	req.usage = NULL;
 	req.arg = arg;
 	return worker_start(&req);
 }

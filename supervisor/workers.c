@@ -32,6 +32,7 @@ struct worker {
 	int64_t			 start_ms;
 	worker_done_fn		 done;
 	worker_step_fn		 step;
+	worker_usage_fn		 usage;
 	void			*arg;
 	bool			 io_done, exit_done, got_result;
 	bool			 kill_pending, timed_out, launch_failed;
@@ -169,6 +170,18 @@ worker_read_step(struct worker *w, struct mreader *r)
 	return 0;
 }
 
+static int
+worker_read_usage(struct worker *w, struct mreader *r)
+{
+	struct usage	u;
+
+	if (usage_decode(r, &u) == -1 || m_end(r) == -1)
+		return -1;
+	if (w->usage != NULL)
+		w->usage(w->arg, &u);
+	return 0;
+}
+
 /* Handles one frame; -1 when it is anything but what its type says. */
 static int
 worker_dispatch(struct worker *w, const struct msg_hdr *hdr,
@@ -182,6 +195,8 @@ worker_dispatch(struct worker *w, const struct msg_hdr *hdr,
 	switch (hdr->type) {
 	case MSG_JOB_STEP:
 		return worker_read_step(w, &r);
+	case MSG_JOB_USAGE:
+		return worker_read_usage(w, &r);
 	case MSG_JOB_DONE:
 		w->got_result = true;
 		return worker_read_done(w, &r);
@@ -292,6 +307,7 @@ worker_start(const struct worker_req *req)
 	w->pidfd = -1;
 	w->done = req->done;
 	w->step = req->step;
+	w->usage = req->usage;
 	w->arg = req->arg;
 	w->start_ms = now_ms();
 	w->deadline_ev = evtimer_new(ev_base, worker_deadline_cb, w);
@@ -470,6 +486,7 @@ worker_deliver(struct worker *w)
 
 	w->done = NULL;
 	w->step = NULL;
+	w->usage = NULL;
 	if (done == NULL)
 		return;
 	worker_outcome(w);
@@ -499,6 +516,7 @@ worker_cancel(struct worker *w)
 		return;
 	w->done = NULL;
 	w->step = NULL;
+	w->usage = NULL;
 	if (w->state == WORKER_QUEUED && !w->launch_failed) {
 		TAILQ_REMOVE(&queue, w, entry);
 		explicit_bzero(w->frame.data, w->frame.len);

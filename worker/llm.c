@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +154,11 @@ llm_add_usage(struct json_object *root, struct usage *u)
 		u->completion_tokens += (uint64_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(usage, "total_tokens", &v))
 		u->total_tokens += (uint64_t)json_object_get_int64(v);
+	/* OpenRouter's cost, in credits (USD), when asked for. */
+	if (json_object_object_get_ex(usage, "cost", &v) &&
+	    json_object_get_double(v) > 0 && json_object_get_double(v) < 1e6)
+		u->cost_micro_usd += (uint64_t)llround(
+		    json_object_get_double(v) * 1e6);
 }
 
 int
@@ -304,6 +310,9 @@ llm_request_body(const struct job *job, struct json_object *messages,
 	json_object_object_add(req, "messages", json_object_get(messages));
 	if (tools != NULL && json_object_array_length(tools) > 0)
 		json_object_object_add(req, "tools", json_object_get(tools));
+	if (job->flags & JOB_ASK_COST)
+		json_object_object_add(req, "usage", json_tokener_parse(
+		    "{\"include\":true}"));
 	s = xstrdup(json_object_to_json_string_ext(req,
 	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(req);
@@ -389,6 +398,7 @@ llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
 		t0 = now_ms();
 		rc = llm_try(job, deadline, url, body, &x, reply, u, e);
 		took = now_ms() - t0;
+		worker_report_usage(u);
 		if (rc != 1 || attempt >= job->max_retries) {
 			buf_free(&x.body);
 			break;

@@ -84,6 +84,19 @@ worker_step(const char *fmt, ...)
 	worker_send(&frame);
 }
 
+/* Usage so far; the supervisor stops a task that passes its budget. */
+void
+worker_report_usage(const struct usage *u)
+{
+	struct buf	frame;
+
+	if (worker_fd == -1)
+		return;
+	m_create(&frame, MSG_JOB_USAGE);
+	usage_encode(&frame, u);
+	worker_send(&frame);
+}
+
 /* One frame of the given type from the supervisor; the payload is ours. */
 static int
 worker_read_frame(enum msg_type type, char **payload, size_t *len)

@@ -20,6 +20,7 @@ int	zygote_main(int fd);
 /* worker.c: run one job on fd and exit. */
 void	worker_main(int fd) __attribute__((noreturn));
 void	worker_step(const char *fmt, ...) PRINTF(1, 2);
+void	worker_report_usage(const struct usage *);
 int	worker_workspace(void);	/* O_PATH fd of the task's directory, or -1 */
 #ifdef HEAVY_TEST_HOOKS
 void	worker_send_raw(const void *, size_t);

@@ -308,6 +308,21 @@ usage_json(size_t prompt, size_t completion)
 	return u;
 }
 
+/* OpenRouter's cost when the request asked for it: a micro-dollar a token. */
+static void
+usage_cost(const struct chat *c, struct json_object *u)
+{
+	struct json_object	*ask, *inc, *total;
+
+	if (!json_object_object_get_ex(c->root, "usage", &ask) ||
+	    !json_object_object_get_ex(ask, "include", &inc) ||
+	    !json_object_get_boolean(inc) ||
+	    !json_object_object_get_ex(u, "total_tokens", &total))
+		return;
+	json_object_object_add(u, "cost", json_object_new_double(
+	    (double)json_object_get_int64(total) * 1e-6));
+}
+
 /* A completion around an assistant message. */
 static char *
 completion_body(const struct chat *c, struct json_object *msg, size_t clen,
@@ -332,6 +347,7 @@ completion_body(const struct chat *c, struct json_object *msg, size_t clen,
 	json_object_array_add(choices, ch);
 	json_object_object_add(o, "choices", choices);
 	json_object_object_add(o, "usage", usage_json(c->text.len, clen));
+	usage_cost(c, json_object_object_get(o, "usage"));
 	return json_take(o);
 }
 

@@ -71,6 +71,23 @@ Test(llm, normal_reply_with_usage)
 	llm_reply_clear(&r);
 }
 
+Test(llm, openrouter_cost_is_summed_in_micro_dollars)
+{
+	const char	*b = "{\"choices\":[{\"message\":{\"role\":\"assistant\","
+	    "\"content\":\"hi\"}}],\"usage\":{\"prompt_tokens\":3,"
+	    "\"completion_tokens\":2,\"total_tokens\":5,\"cost\":0.0125}}";
+	struct llm_reply r;
+	struct usage	 u;
+	struct llm_error e;
+
+	cr_assert_eq(parse(b, strlen(b), &r, &u, &e), 0);
+	cr_assert_eq(u.cost_micro_usd, 12500);
+	llm_reply_clear(&r);
+	cr_assert_eq(llm_parse_body(b, strlen(b), &r, &u, &e), 0);
+	cr_assert_eq(u.cost_micro_usd, 25000, "added up over calls");
+	llm_reply_clear(&r);
+}
+
 Test(llm, tool_calls_with_null_content)
 {
 	const char	*b = "{\"choices\":[{\"message\":{\"content\":null,"
