@@ -94,6 +94,8 @@ struct heavy_config {
 	int	 max_tasks;		/* concurrent orchestrations */
 	int	 spares;		/* pre-forked workers the zygote keeps */
 	int	 ask_cost;		/* 0 never, 1 always, 2 for openrouter.ai */
+	size_t	 max_total_tokens;	/* a task's token budget; 0: none */
+	double	 max_cost_usd;		/* a task's cost budget; 0: none */
 
 	/* Models per role; NULL (or no list) means the main model. */
 	char	*planner_model;

@@ -114,6 +114,7 @@ static const struct knob {
 	INT_KNOB("HEAVY_MAX_TASKS", max_tasks, 1, 1 << 20),
 	INT_KNOB("HEAVY_SPARES", spares, 0, 64),
 	INT_KNOB("HEAVY_ASK_COST", ask_cost, 0, 2),
+	SIZE_KNOB("HEAVY_MAX_TOTAL_TOKENS", max_total_tokens, 0, 1LL << 40),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */
@@ -138,6 +139,25 @@ config_set_knob(struct heavy_config *c, const struct knob *k, const char *v,
 	return 0;
 }
 
+/* The one knob in dollars: a decimal, not an integer. */
+static int
+config_set_cost(struct heavy_config *c, const char *v, char *err,
+    size_t errlen)
+{
+	char	*end;
+	double	 d;
+
+	errno = 0;
+	d = strtod(v, &end);
+	if (errno != 0 || end == v || *end != '\0' || !(d >= 0) || d > 1e6) {
+		snprintf(err, errlen, "HEAVY_MAX_COST_USD: expected US dollars "
+		    "from 0 (no budget) to 1000000, got \"%.64s\"", v);
+		return -1;
+	}
+	c->max_cost_usd = d;
+	return 0;
+}
+
 /* A knob by its file name: HEAVY_MAX_LINE_BYTES is max_line_bytes. */
 int
 config_set_knob_named(struct heavy_config *c, const char *name,
@@ -150,6 +170,8 @@ config_set_knob_named(struct heavy_config *c, const char *name,
 		return -2;
 	for (i = 6; env[i] != '\0'; i++)
 		env[i] = (char)toupper((unsigned char)env[i]);
+	if (strcmp(env, "HEAVY_MAX_COST_USD") == 0)
+		return config_set_cost(c, value, err, errlen);
 	for (i = 0; i < sizeof knobs / sizeof knobs[0]; i++)
 		if (strcmp(knobs[i].env, env) == 0)
 			return config_set_knob(c, &knobs[i], value, err, errlen);
@@ -205,6 +227,7 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 		name[j] = '\0';
 		fprintf(f, "limits.%s: %lld\n", name, v);
 	}
+	fprintf(f, "limits.max_cost_usd: %g\n", c->max_cost_usd);
 	fprintf(f, "system_prompt: %zu bytes\nquestion_generation_prompt: %zu "
 	    "bytes\nsynthesis_prompt: %zu bytes\n", strlen(c->system_prompt),
 	    strlen(c->question_prompt), strlen(c->synthesis_prompt));
@@ -254,6 +277,9 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 	if ((v = getenv("HEAVY_MODEL")) != NULL && *v != '\0')
 		config_set_str(&c->model, v);
 	if (config_roles_from_env(c, err, errlen) == -1)
+		return -1;
+	if ((v = getenv("HEAVY_MAX_COST_USD")) != NULL && *v != '\0' &&
+	    config_set_cost(c, v, err, errlen) == -1)
 		return -1;
 	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
 		if ((v = getenv(knobs[i].env)) == NULL || *v == '\0')

@@ -32,8 +32,9 @@ enum msg_type {
 	MSG_ZYGOTE_EXITED,	/* zygote -> supervisor: a worker's wait status */
 	MSG_JOB_SANDBOX,	/* supervisor -> worker, first: the confinement
 				   it enters before it reads its job */
-	MSG_JOB_USAGE,		/* worker -> supervisor: usage so far, after
-				   every LLM call, so budgets bind mid-job */
+	MSG_JOB_USAGE,		/* worker -> supervisor: the usage of its LLM
+				   calls since the last report, after every
+				   call, so budgets bind mid-job */
 	MSG_TYPE_MAX
 };
 

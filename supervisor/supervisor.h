@@ -53,7 +53,7 @@ struct worker_result {
 struct worker;
 typedef void (*worker_done_fn)(void *arg, struct worker_result *);
 typedef void (*worker_step_fn)(void *arg, const char *note);
-typedef void (*worker_usage_fn)(void *arg, const struct usage *so_far);
+typedef void (*worker_usage_fn)(void *arg, const struct usage *delta);
 struct worker_req {
 	const struct sandbox	*sandbox;
 	const struct job	*job;
@@ -62,6 +62,7 @@ struct worker_req {
 	worker_step_fn		 step;
 	worker_usage_fn		 usage;	/* may be NULL */
 	void			*arg;
+	void			*usage_arg;
 };
 void	 workers_init(const struct heavy_config *);
 struct worker *worker_start(const struct worker_req *);
@@ -112,6 +113,8 @@ struct task_params {
 	double	 timeout_s;
 	char	*model;		/* NULL: the configured models per role */
 	char	*strategy;	/* NULL: the configured aggregation_strategy */
+	uint64_t max_total_tokens;	/* 0: no token budget */
+	double	 max_cost_usd;		/* 0: no cost budget */
 };
 struct task;
 typedef void (*task_progress_fn)(void *arg, double progress, double total,

@@ -68,7 +68,8 @@ struct task {
 	char			*synthesis_error;
 	int			 synthesis_truncated;
 	char			*answer;
-	struct usage		 usage;
+	struct usage		 usage;		/* every LLM call's, as reported */
+	char			*budget_stop;	/* why the budget stopped it */
 	int			 step, substep;
 	struct event		*heartbeat;
 	task_progress_fn	 progress;
@@ -85,6 +86,8 @@ struct task {
 
 static void	task_after_agents(struct task *);
 static void	task_finish(struct task *);
+static void	task_usage(void *, const struct usage *);
+static void	task_agent_usage(void *, const struct usage *);
 
 static void
 task_report(struct task *t, const char *msg)
@@ -193,7 +196,8 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.model = (char *)task_model(t, role, index);
 	job.system_prompt = system;
 	job.prompt = prompt;
-	if (t->cfg->ask_cost == 1 || (t->cfg->ask_cost == 2 &&
+	if (t->cfg->ask_cost == 1 || t->p.max_cost_usd > 0 ||
+	    (t->cfg->ask_cost == 2 &&
 	    strstr(t->cfg->base_url, "://openrouter.ai/") != NULL))
 		job.flags |= JOB_ASK_COST;
 	req.sandbox = &sb;
@@ -201,7 +205,9 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	req.deadline_ms = deadline;
 	req.done = done;
 	req.step = step;
-	req.usage = NULL;
+	/* Usage arrives after every LLM call, so budgets bind mid-step. */
+	req.usage = role == ROLE_AGENT ? task_agent_usage : task_usage;
+	req.usage_arg = role == ROLE_AGENT ? arg : t;
 	req.arg = arg;
 	return worker_start(&req);
 }
@@ -265,8 +271,6 @@ task_agent_done(void *arg, struct worker_result *r)
 
 	a->worker = NULL;
 	a->elapsed_ms = r->elapsed_ms;
-	a->usage = r->usage;
-	usage_add(&t->usage, &r->usage);
 	a->signal = r->signal;
 	if (r->outcome == OUTCOME_OK && r->ntexts == 1) {
 		a->status = AGENT_OK;
@@ -332,8 +336,9 @@ task_fatal_cause(const struct worker_result *r)
 	    r->http_status == 403 || r->http_status == 404);
 }
 
+/* The planner's step ended the task: no agent starts. */
 static void
-task_stop_early(struct task *t, const char *cause)
+task_stop_early(struct task *t, const char *cause, char *answer)
 {
 	for (int i = 0; i < t->p.num_agents; i++) {
 		t->agents[i].status = AGENT_FAILED;
@@ -341,9 +346,7 @@ task_stop_early(struct task *t, const char *cause)
 	}
 	t->failed = true;
 	t->planner_error = xstrdup(cause);
-	t->answer = xasprintf("The orchestration stopped: the planner's LLM "
-	    "call failed with %s; every other call would fail the same way.",
-	    cause);
+	t->answer = answer;
 	task_finish(t);
 }
 
@@ -354,9 +357,10 @@ task_planner_done(void *arg, struct worker_result *r)
 	int		 n = t->p.num_agents;
 
 	t->planner = NULL;
-	usage_add(&t->usage, &r->usage);
 	if (task_fatal_cause(r)) {
-		task_stop_early(t, r->error);
+		task_stop_early(t, r->error, xasprintf("The orchestration "
+		    "stopped: the planner's LLM call failed with %s; every "
+		    "other call would fail the same way.", r->error));
 		return;
 	}
 	if (r->outcome == OUTCOME_OK && r->ntexts == (uint32_t)n) {
@@ -400,7 +404,6 @@ task_synth_done(void *arg, struct worker_result *r)
 	struct task	*t = arg;
 
 	t->synth = NULL;
-	usage_add(&t->usage, &r->usage);
 	if (r->outcome == OUTCOME_OK && r->ntexts == 1) {
 		t->answer = r->texts[0];
 		r->texts[0] = NULL;
@@ -533,7 +536,6 @@ task_review_done(void *arg, struct worker_result *r)
 	char		 msg[640];
 
 	rv->worker = NULL;
-	usage_add(&t->usage, &r->usage);
 	t->reviews_running--;
 	if (r->outcome == OUTCOME_OK && ranking_labels(r->texts, r->ntexts,
 	    rv->nshown, labels) == 0) {
@@ -650,6 +652,8 @@ task_after_agents(struct task *t)
 		if (task_strategy(t) != AGG_CONSENSUS)
 			t->strategy_fallback = xstrdup("one successful answer: "
 			    "nothing to rank");
+	} else if (t->budget_stop != NULL) {
+		t->answer = task_concatenate(t);
 	} else if (task_strategy(t) == AGG_CONSENSUS) {
 		task_start_synthesis(t);
 		return;
@@ -658,6 +662,115 @@ task_after_agents(struct task *t)
 		return;
 	}
 	task_finish(t);
+}
+
+/* The first budget the task's usage has reached, as a reason, or NULL. */
+static char *
+task_budget_reached(const struct task *t)
+{
+	const struct usage	*u = &t->usage;
+
+	if (t->p.max_total_tokens > 0 &&
+	    u->total_tokens >= t->p.max_total_tokens)
+		return xasprintf("token budget reached: %llu tokens used of "
+		    "max_total_tokens %llu", (unsigned long long)u->total_tokens,
+		    (unsigned long long)t->p.max_total_tokens);
+	if (t->p.max_cost_usd > 0 &&
+	    (double)u->cost_micro_usd >= t->p.max_cost_usd * 1e6)
+		return xasprintf("cost budget reached: $%.6f spent of "
+		    "max_cost_usd $%.6f", u->cost_micro_usd / 1e6,
+		    t->p.max_cost_usd);
+	return NULL;
+}
+
+/* Every running agent stops; it keeps the usage it reported. */
+static void
+task_stop_agents(struct task *t)
+{
+	struct agent	*a;
+
+	for (int i = 0; i < t->p.num_agents; i++) {
+		a = &t->agents[i];
+		if (a->worker == NULL)
+			continue;
+		worker_cancel(a->worker);
+		a->worker = NULL;
+		a->status = AGENT_FAILED;
+		a->error = xasprintf("stopped: %s", t->budget_stop);
+		t->running--;
+	}
+}
+
+static void
+task_stop_reviews(struct task *t)
+{
+	struct review	*rv;
+
+	for (int i = 0; i < t->nreviews; i++) {
+		rv = &t->reviews[i];
+		if (rv->worker == NULL)
+			continue;
+		worker_cancel(rv->worker);
+		rv->worker = NULL;
+		rv->status = "failed";
+		rv->error = xasprintf("stopped: %s", t->budget_stop);
+		t->reviews_running--;
+	}
+}
+
+/*
+ * A budget is reached: its workers are killed and no further LLM call
+ * starts.  The task ends with the answers it has, side by side.
+ */
+static void
+task_over_budget(struct task *t)
+{
+	log_info("task %s: %s; stopping it", t->id, t->budget_stop);
+	switch (t->state) {
+	case TASK_PLANNING:
+		worker_cancel(t->planner);
+		t->planner = NULL;
+		task_stop_early(t, t->budget_stop, xasprintf("The "
+		    "orchestration stopped: %s.", t->budget_stop));
+		return;
+	case TASK_AGENTS:
+		task_stop_agents(t);
+		task_after_agents(t);
+		return;
+	case TASK_REVIEW:
+		task_stop_reviews(t);
+		break;
+	case TASK_SYNTHESIS:
+		worker_cancel(t->synth);
+		t->synth = NULL;
+		t->synthesis_error = xasprintf("stopped: %s", t->budget_stop);
+		break;
+	case TASK_DONE:
+		return;
+	}
+	t->answer = task_concatenate(t);
+	task_finish(t);
+}
+
+/* Reported after every LLM call of the task's workers. */
+static void
+task_usage(void *arg, const struct usage *delta)
+{
+	struct task	*t = arg;
+
+	usage_add(&t->usage, delta);
+	if (t->budget_stop == NULL && t->state != TASK_DONE &&
+	    (t->budget_stop = task_budget_reached(t)) != NULL)
+		task_over_budget(t);
+}
+
+static void
+task_agent_usage(void *arg, const struct usage *delta)
+{
+	struct agent	*a = arg;
+
+	usage_add(&a->usage, delta);
+	task_usage(a->task, delta);
 }
 
 static struct json_object *
@@ -680,6 +793,8 @@ task_usage_json(const struct usage *u)
 	json_object_object_add(o, "llm_calls",
 	    json_object_new_int64(u->llm_calls));
 	json_object_object_add(o, "retries", json_object_new_int64(u->retries));
+	json_object_object_add(o, "cost_usd",
+	    json_object_new_double(u->cost_micro_usd / 1e6));
 	return o;
 }
 
@@ -760,6 +875,19 @@ task_review_errors_json(struct task *t)
 }
 
 static struct json_object *
+task_budget_json(struct task *t)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "max_total_tokens", t->p.max_total_tokens ?
+	    json_object_new_int64((int64_t)t->p.max_total_tokens) : NULL);
+	json_object_object_add(o, "max_cost_usd", t->p.max_cost_usd > 0 ?
+	    json_object_new_double(t->p.max_cost_usd) : NULL);
+	json_object_object_add(o, "stopped", json_string_or_null(t->budget_stop));
+	return o;
+}
+
+static struct json_object *
 task_structured(struct task *t)
 {
 	struct json_object	*o = json_object_new_object(), *agents;
@@ -790,6 +918,7 @@ task_structured(struct task *t)
 	    json_string_or_null(t->strategy_fallback));
 	json_object_object_add(o, "ranking", task_ranking_json(t));
 	json_object_object_add(o, "review_errors", task_review_errors_json(t));
+	json_object_object_add(o, "budget", task_budget_json(t));
 	return o;
 }
 
@@ -798,11 +927,16 @@ static struct json_object *
 task_result(struct task *t)
 {
 	struct json_object	*res = json_object_new_object(), *content, *c;
+	char			*text;
 
+	/* A text-only client must see that the answer is partial, and why. */
+	text = t->budget_stop != NULL && !t->failed ? xasprintf("(Stopped "
+	    "early, %s.)\n\n%s", t->budget_stop, t->answer) : xstrdup(t->answer);
 	content = json_object_new_array();
 	c = json_object_new_object();
 	json_object_object_add(c, "type", json_object_new_string("text"));
-	json_object_object_add(c, "text", json_object_new_string(t->answer));
+	json_object_object_add(c, "text", json_object_new_string(text));
+	free(text);
 	json_object_array_add(content, c);
 	json_object_object_add(res, "content", content);
 	json_object_object_add(res, "structuredContent", task_structured(t));
@@ -832,6 +966,7 @@ task_free(struct task *t)
 	free(t->planner_error);
 	free(t->synthesis_error);
 	free(t->answer);
+	free(t->budget_stop);
 	free(t->workspace);
 	task_params_clear(&t->p);
 	config_free(t->cfg);

@@ -19,6 +19,12 @@ static const char *tool_input_schema =
 "\"timeout\":{\"type\":\"number\",\"minimum\":1,\"maximum\":86400,"
 "\"default\":300,\"description\":\"Seconds the whole orchestration may "
 "take; agents still running near the end are stopped.\"},"
+"\"max_total_tokens\":{\"type\":\"integer\",\"minimum\":1,"
+"\"description\":\"Stop the agents once the task has used this many "
+"tokens; the answer is what finished by then.\"},"
+"\"max_cost_usd\":{\"type\":\"number\",\"exclusiveMinimum\":0,"
+"\"description\":\"Stop the agents once the provider reports this much "
+"spent (US dollars; OpenRouter reports cost).\"},"
 "\"model\":{\"type\":\"string\",\"description\":\"Model id for every step, "
 "instead of the configured one.\"},"
 "\"aggregation_strategy\":{\"type\":\"string\","
@@ -35,7 +41,8 @@ static const char *tool_input_schema =
 "\"completion_tokens\":{\"type\":\"integer\"}," \
 "\"total_tokens\":{\"type\":\"integer\"}," \
 "\"llm_calls\":{\"type\":\"integer\"}," \
-"\"retries\":{\"type\":\"integer\"}}}"
+"\"retries\":{\"type\":\"integer\"}," \
+"\"cost_usd\":{\"type\":\"number\"}}}"
 
 static const char *tool_output_schema =
 "{\"type\":\"object\",\"properties\":{"
@@ -63,6 +70,10 @@ static const char *tool_output_schema =
 "\"strategy\":{\"type\":\"string\",\"enum\":[\"consensus\",\"ranked\","
 "\"best\"]},"
 "\"strategy_fallback\":{\"type\":[\"string\",\"null\"]},"
+"\"budget\":{\"type\":\"object\",\"properties\":{"
+"\"max_total_tokens\":{\"type\":[\"integer\",\"null\"]},"
+"\"max_cost_usd\":{\"type\":[\"number\",\"null\"]},"
+"\"stopped\":{\"type\":[\"string\",\"null\"]}}},"
 "\"ranking\":{\"type\":[\"array\",\"null\"],\"items\":{\"type\":\"object\","
 "\"properties\":{\"agent\":{\"type\":\"integer\"},"
 "\"rank\":{\"type\":\"integer\"},\"score\":{\"type\":\"number\"},"
@@ -146,7 +157,8 @@ static int
 tool_check_keys(struct json_object *args, char *err, size_t errlen)
 {
 	static const char	*known[] = { "query", "num_agents", "timeout",
-	    "model", "aggregation_strategy" };
+	    "model", "aggregation_strategy", "max_total_tokens",
+	    "max_cost_usd" };
 	bool			 ok;
 
 	json_object_object_foreach(args, key, val) {
@@ -249,6 +261,32 @@ tool_strategy(struct json_object *args, struct task_params *p, char *err,
 	return 0;
 }
 
+/* Budgets: absent means the configured default (0, none, unless set). */
+static int
+tool_budgets(struct json_object *args, struct task_params *p, char *err,
+    size_t errlen)
+{
+	struct json_object	*v;
+	int64_t			 n;
+
+	if (json_object_object_get_ex(args, "max_total_tokens", &v)) {
+		if (!tool_integer(v, &n) || n < 1)
+			return tool_bad(err, errlen, "max_total_tokens",
+			    "expected a positive integer");
+		p->max_total_tokens = (uint64_t)n;
+	}
+	if (json_object_object_get_ex(args, "max_cost_usd", &v)) {
+		if ((!json_object_is_type(v, json_type_int) &&
+		    !json_object_is_type(v, json_type_double)) ||
+		    !(json_object_get_double(v) > 0) ||
+		    json_object_get_double(v) > 1e6)
+			return tool_bad(err, errlen, "max_cost_usd",
+			    "expected a positive number of US dollars");
+		p->max_cost_usd = json_object_get_double(v);
+	}
+	return 0;
+}
+
 int
 tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
     struct task_params *p, char *err, size_t errlen)
@@ -256,6 +294,8 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	memset(p, 0, sizeof *p);
 	p->num_agents = cfg->num_agents;
 	p->timeout_s = cfg->task_timeout_s;
+	p->max_total_tokens = cfg->max_total_tokens;
+	p->max_cost_usd = cfg->max_cost_usd;
 	if (args == NULL)
 		return tool_bad(err, errlen, "query", "required");
 	if (!json_object_is_type(args, json_type_object))
@@ -264,7 +304,8 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	    tool_query(args, p, err, errlen) == -1 ||
 	    tool_numbers(args, p, err, errlen) == -1 ||
 	    tool_model(args, p, err, errlen) == -1 ||
-	    tool_strategy(args, p, err, errlen) == -1) {
+	    tool_strategy(args, p, err, errlen) == -1 ||
+	    tool_budgets(args, p, err, errlen) == -1) {
 		task_params_clear(p);
 		return -1;
 	}

@@ -33,7 +33,7 @@ struct worker {
 	worker_done_fn		 done;
 	worker_step_fn		 step;
 	worker_usage_fn		 usage;
-	void			*arg;
+	void			*arg, *usage_arg;
 	bool			 io_done, exit_done, got_result;
 	bool			 kill_pending, timed_out, launch_failed;
 	int			 status;
@@ -178,7 +178,7 @@ worker_read_usage(struct worker *w, struct mreader *r)
 	if (usage_decode(r, &u) == -1 || m_end(r) == -1)
 		return -1;
 	if (w->usage != NULL)
-		w->usage(w->arg, &u);
+		w->usage(w->usage_arg, &u);
 	return 0;
 }
 
@@ -309,6 +309,7 @@ worker_start(const struct worker_req *req)
 	w->step = req->step;
 	w->usage = req->usage;
 	w->arg = req->arg;
+	w->usage_arg = req->usage_arg;
 	w->start_ms = now_ms();
 	w->deadline_ev = evtimer_new(ev_base, worker_deadline_cb, w);
 	tv.tv_sec = left > 0 ? left / 1000 : 0;

@@ -84,16 +84,29 @@ worker_step(const char *fmt, ...)
 	worker_send(&frame);
 }
 
-/* Usage so far; the supervisor stops a task that passes its budget. */
+/*
+ * The usage of the calls made since the last report (u is this job's
+ * running total): the supervisor holds the task's budgets against it.
+ */
 void
 worker_report_usage(const struct usage *u)
 {
-	struct buf	frame;
+	static struct usage	reported;
+	struct usage		delta;
+	struct buf		frame;
 
 	if (worker_fd == -1)
 		return;
+	delta.prompt_tokens = u->prompt_tokens - reported.prompt_tokens;
+	delta.completion_tokens = u->completion_tokens -
+	    reported.completion_tokens;
+	delta.total_tokens = u->total_tokens - reported.total_tokens;
+	delta.llm_calls = u->llm_calls - reported.llm_calls;
+	delta.retries = u->retries - reported.retries;
+	delta.cost_micro_usd = u->cost_micro_usd - reported.cost_micro_usd;
+	reported = *u;
 	m_create(&frame, MSG_JOB_USAGE);
-	usage_encode(&frame, u);
+	usage_encode(&frame, &delta);
 	worker_send(&frame);
 }
 

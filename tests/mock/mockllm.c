@@ -16,6 +16,9 @@
  * reply with a ranking that misses a label; [[review:hang-model:M]] and
  * [[review:invalid-model:M]] do so only for reviewers using model M.  A
  * synthesis told a ranking says in which order it saw the answers.
+ * [[usage:N]] makes a call report N tokens; a request that asks for usage
+ * cost ({"usage":{"include":true}}, as of OpenRouter) gets a micro-dollar
+ * a token.
  * /stats counts requests by kind, and the models each kind asked for.
  */
 #include <ctype.h>
@@ -308,6 +311,21 @@ usage_json(size_t prompt, size_t completion)
 	return u;
 }
 
+/* [[usage:N]]: this call reports N tokens in all, whatever its length. */
+static void
+usage_steer(const struct chat *c, struct json_object *u)
+{
+	const char	*n = chat_action(c, "usage");
+
+	if (n == NULL)
+		return;
+	json_object_object_add(u, "completion_tokens",
+	    json_object_new_int64(atoll(n) - 1));
+	json_object_object_add(u, "total_tokens", json_object_new_int64(
+	    atoll(n)));
+	json_object_object_add(u, "prompt_tokens", json_object_new_int64(1));
+}
+
 /* OpenRouter's cost when the request asked for it: a micro-dollar a token. */
 static void
 usage_cost(const struct chat *c, struct json_object *u)
@@ -347,6 +365,7 @@ completion_body(const struct chat *c, struct json_object *msg, size_t clen,
 	json_object_array_add(choices, ch);
 	json_object_object_add(o, "choices", choices);
 	json_object_object_add(o, "usage", usage_json(c->text.len, clen));
+	usage_steer(c, json_object_object_get(o, "usage"));
 	usage_cost(c, json_object_object_get(o, "usage"));
 	return json_take(o);
 }
