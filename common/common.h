@@ -93,6 +93,8 @@ struct heavy_config {
 	int	 max_workers;		/* live worker processes */
 	int	 max_tasks;		/* concurrent orchestrations */
 	int	 spares;		/* pre-forked workers the zygote keeps */
+	int	 task_ttl_s;		/* finished tasks kept this long */
+	int	 max_retained_tasks;	/* finished tasks kept at most */
 };
 
 void	 config_defaults(struct heavy_config *);

@@ -69,6 +69,8 @@ config_defaults(struct heavy_config *c)
 	c->max_workers = 256;
 	c->max_tasks = 1024;
 	c->spares = 4;
+	c->task_ttl_s = 3600;
+	c->max_retained_tasks = 1000;
 }
 
 void
@@ -112,6 +114,8 @@ static const struct knob {
 	INT_KNOB("HEAVY_MAX_WORKERS", max_workers, 1, 65535),
 	INT_KNOB("HEAVY_MAX_TASKS", max_tasks, 1, 1 << 20),
 	INT_KNOB("HEAVY_SPARES", spares, 0, 64),
+	INT_KNOB("HEAVY_TASK_TTL", task_ttl_s, 60, 2592000),
+	INT_KNOB("HEAVY_MAX_RETAINED_TASKS", max_retained_tasks, 1, 1 << 20),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */
