@@ -50,8 +50,12 @@ registry_sweep_cb(evutil_socket_t fd, short events, void *arg)
 {
 	int64_t	now = now_ms();
 
+	int	before = reg_nfinished;
+
 	(void)fd; (void)events; (void)arg;
 	registry_expire(now);
+	log_debug("registry: %d finished tasks expired, %d kept",
+	    before - reg_nfinished, reg_nfinished);
 	registry_arm(now);
 }
 
@@ -389,39 +393,34 @@ registry_progress(const struct task_record *r, int64_t now)
 
 /* The first 200 bytes of the query, cut on a UTF-8 character boundary. */
 static struct json_object *
-registry_query_json(const struct task_record *r)
+registry_query_json(const char *query)
 {
-	struct task_view	v;
-	size_t			n;
+	size_t	n = strlen(query);
 
-	if (r->task == NULL)
-		return NULL;
-	task_snapshot(r->task, &v);
-	if ((n = strlen(v.query)) > 200) {
+	if (n > 200) {
 		n = 200;
-		while (n > 0 && ((unsigned char)v.query[n] & 0xc0) == 0x80)
+		while (n > 0 && ((unsigned char)query[n] & 0xc0) == 0x80)
 			n--;
 	}
-	return json_object_new_string_len(v.query, (int)n);
+	return json_object_new_string_len(query, (int)n);
 }
 
 static struct json_object *
 registry_entry_json(const struct task_record *r, int64_t now)
 {
 	struct json_object	*o = json_object_new_object();
-	struct task_view	 v;
+	struct task_view	 v = { .num_agents = 0 };
 
+	if (r->task != NULL)
+		task_snapshot(r->task, &v);
 	json_object_object_add(o, "task_id", json_object_new_string(r->id));
 	json_object_object_add(o, "status", json_object_new_string(
 	    registry_status_name(registry_status(r))));
 	json_object_object_add(o, "tool", json_object_new_string(r->tool));
-	json_object_object_add(o, "query", registry_query_json(r));
-	if (r->task != NULL) {
-		task_snapshot(r->task, &v);
-		json_object_object_add(o, "agent_count",
-		    json_object_new_int(v.num_agents));
-	} else
-		json_object_object_add(o, "agent_count", json_object_new_int(0));
+	json_object_object_add(o, "query", v.query != NULL ?
+	    registry_query_json(v.query) : NULL);
+	json_object_object_add(o, "agent_count",
+	    json_object_new_int(v.num_agents));
 	json_object_object_add(o, "start_time",
 	    json_object_new_double(r->start_time_ms / 1000.0));
 	json_object_object_add(o, "execution_time",
