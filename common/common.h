@@ -102,6 +102,8 @@ struct heavy_config {
 	char	*synthesis_model;
 	char	**agent_models;		/* assigned to agents round-robin */
 	int	 nagent_models;
+	int	 task_ttl_s;		/* finished tasks kept this long */
+	int	 max_retained_tasks;	/* finished tasks kept at most */
 };
 
 void	 config_defaults(struct heavy_config *);

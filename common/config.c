@@ -70,6 +70,8 @@ config_defaults(struct heavy_config *c)
 	c->max_tasks = 1024;
 	c->spares = 4;
 	c->ask_cost = 2;
+	c->task_ttl_s = 3600;
+	c->max_retained_tasks = 1000;
 }
 
 void
@@ -115,6 +117,8 @@ static const struct knob {
 	INT_KNOB("HEAVY_SPARES", spares, 0, 64),
 	INT_KNOB("HEAVY_ASK_COST", ask_cost, 0, 2),
 	SIZE_KNOB("HEAVY_MAX_TOTAL_TOKENS", max_total_tokens, 0, 1LL << 40),
+	INT_KNOB("HEAVY_TASK_TTL", task_ttl_s, 60, 2592000),
+	INT_KNOB("HEAVY_MAX_RETAINED_TASKS", max_retained_tasks, 1, 1 << 20),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */

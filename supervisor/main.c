@@ -12,6 +12,7 @@
 
 static const char	*opt_config;
 static bool		 opt_check_config;
+static int		 opt_ask;	/* argv index of "ask", or 0 */
 
 static void __attribute__((noreturn))
 usage(int status)
@@ -19,6 +20,8 @@ usage(int status)
 	fprintf(status ? stderr : stdout,
 	    "usage: heavyd [--config FILE] [--check-config] [--version] "
 	    "[--help]\n"
+	    "       heavyd [--config FILE] ask [options] \"query\"   "
+	    "(heavyd ask --help)\n"
 	    "Serves MCP over stdin/stdout; MCP clients start it.\n"
 	    "  --config FILE   read FILE (else HEAVY_CONFIG, "
 	    "$XDG_CONFIG_HOME/heavyd/config.yaml,\n"
@@ -44,7 +47,10 @@ main_options(int argc, char **argv)
 			opt_check_config = true;
 		else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
 			opt_config = argv[++i];
-		else {
+		else if (strcmp(argv[i], "ask") == 0) {
+			opt_ask = i;
+			break;
+		} else {
 			fprintf(stderr, "heavyd: %s: %s\n", strcmp(argv[i],
 			    "--config") == 0 ? "missing FILE after" :
 			    "unknown option", argv[i]);
@@ -85,9 +91,11 @@ main(int argc, char **argv)
 	log_init(HEAVY_NAME, getenv("HEAVY_DEBUG") ? LOG_LVL_DEBUG :
 	    LOG_LVL_INFO);
 	main_options(argc, argv);
+	if (opt_ask)
+		ask_options(argc - opt_ask, argv + opt_ask, &opt_config);
 	signal(SIGPIPE, SIG_IGN);
 	main_config(&config);
-	rc = server_run(&config);
+	rc = opt_ask ? ask_run(&config) : server_run(&config);
 	config_clear(&config);
 	return rc;
 }

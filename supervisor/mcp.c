@@ -1,7 +1,10 @@
 /*
  * The MCP session over stdio: newline-delimited JSON-RPC on stdin and
  * stdout.  stdout carries MCP messages and nothing else.  Each tools/call
- * of heavy_orchestrate becomes a task; notifications/cancelled kills it.
+ * of heavy_orchestrate becomes a task, registered like those of
+ * grok_heavy_orchestrate; notifications/cancelled or cancel_task kills it.
+ * What a session owns is in its struct mcp_session: who calls, its own
+ * defaults, its calls in flight.
  */
 #include <sys/stat.h>
 
@@ -20,42 +23,40 @@
 
 #define MCP_LATEST	"2025-11-25"
 
-/* One tools/call in flight. */
+/* One heavy_orchestrate call in flight. */
 struct mcp_call {
+	struct mcp_session	*s;
 	char			*key;
 	struct json_object	*id;
 	struct json_object	*progress_token;
-	struct task		*task;
+	struct task_record	*rec;
 };
 
-static const struct heavy_config	*mcp_cfg;
-static struct bufferevent		*mcp_in, *mcp_out;
-static struct lh_table			*mcp_calls;	/* id key -> call */
-static bool				 mcp_initialized, mcp_discarding;
-static int				 mcp_log_level = -1;	/* off */
+static struct mcp_session	*mcp_stdio;	/* the one stdio session */
 
 static const char *mcp_versions[] = { MCP_LATEST, "2025-06-18",
     "2025-03-26" };
 
 /* Writes one message; stdout is ours alone. */
 static void
-mcp_send(struct json_object *msg)
+mcp_send(struct mcp_session *s, struct json_object *msg)
 {
-	struct evbuffer	*out = bufferevent_get_output(mcp_out);
+	struct evbuffer	*out = bufferevent_get_output(s->out);
 	size_t		 len;
-	const char	*s;
+	const char	*text;
 
-	s = json_object_to_json_string_length(msg, JSON_C_TO_STRING_PLAIN |
+	text = json_object_to_json_string_length(msg, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-	evbuffer_add(out, s, len);
+	evbuffer_add(out, text, len);
 	evbuffer_add(out, "\n", 1);
 	json_object_put(msg);
 }
 
 static void
-mcp_reply_error(struct json_object *id, int code, const char *message)
+mcp_reply_error(struct mcp_session *s, struct json_object *id, int code,
+    const char *message)
 {
-	mcp_send(rpc_error(id, code, message));
+	mcp_send(s, rpc_error(id, code, message));
 }
 
 int
@@ -71,14 +72,14 @@ mcp_negotiate_version(const char *requested, const char **chosen)
 }
 
 static void
-mcp_initialize(struct rpc_msg *m)
+mcp_initialize(struct mcp_session *s, struct rpc_msg *m)
 {
 	struct json_object	*v, *res, *caps, *info;
 	const char		*version;
 
 	if (!json_object_object_get_ex(m->params, "protocolVersion", &v) ||
 	    !json_object_is_type(v, json_type_string)) {
-		mcp_reply_error(m->id, RPC_INVALID_PARAMS,
+		mcp_reply_error(s, m->id, RPC_INVALID_PARAMS,
 		    "Invalid params: protocolVersion (string) is required");
 		return;
 	}
@@ -99,20 +100,20 @@ mcp_initialize(struct rpc_msg *m)
 	    json_object_new_string(version));
 	json_object_object_add(res, "capabilities", caps);
 	json_object_object_add(res, "serverInfo", info);
-	mcp_initialized = true;
-	mcp_send(rpc_result(m->id, res));
+	s->initialized = true;
+	mcp_send(s, rpc_result(m->id, res));
 }
 
 static void
-mcp_ping(struct rpc_msg *m)
+mcp_ping(struct mcp_session *s, struct rpc_msg *m)
 {
-	mcp_send(rpc_result(m->id, json_object_new_object()));
+	mcp_send(s, rpc_result(m->id, json_object_new_object()));
 }
 
 static void
-mcp_tools_list(struct rpc_msg *m)
+mcp_tools_list(struct mcp_session *s, struct rpc_msg *m)
 {
-	mcp_send(rpc_result(m->id, tool_list()));
+	mcp_send(s, rpc_result(m->id, tool_list()));
 }
 
 /* MCP's syslog levels, mapped onto ours. */
@@ -137,9 +138,10 @@ static void
 mcp_log_hook(enum log_level level, const char *msg)
 {
 	static const char	*names[] = { "error", "warning", "info", "debug" };
+	struct mcp_session	*s = mcp_stdio;
 	struct json_object	*params;
 
-	if (mcp_out == NULL || (int)level > mcp_log_level)
+	if (s == NULL || s->out == NULL || (int)level > s->log_level)
 		return;
 	params = json_object_new_object();
 	json_object_object_add(params, "level",
@@ -147,24 +149,24 @@ mcp_log_hook(enum log_level level, const char *msg)
 	json_object_object_add(params, "logger",
 	    json_object_new_string(HEAVY_NAME));
 	json_object_object_add(params, "data", json_object_new_string(msg));
-	mcp_send(rpc_notification("notifications/message", params));
+	mcp_send(s, rpc_notification("notifications/message", params));
 }
 
 static void
-mcp_set_level(struct rpc_msg *m)
+mcp_set_level(struct mcp_session *s, struct rpc_msg *m)
 {
 	struct json_object	*v = NULL;
 	int			 level;
 
 	json_object_object_get_ex(m->params, "level", &v);
 	if ((level = mcp_level(json_object_get_string(v))) == -1) {
-		mcp_reply_error(m->id, RPC_INVALID_PARAMS, "Invalid params: "
+		mcp_reply_error(s, m->id, RPC_INVALID_PARAMS, "Invalid params: "
 		    "level must be one of debug, info, notice, warning, error, "
 		    "critical, alert, emergency");
 		return;
 	}
-	mcp_log_level = level;
-	mcp_send(rpc_result(m->id, json_object_new_object()));
+	s->log_level = level;
+	mcp_send(s, rpc_result(m->id, json_object_new_object()));
 }
 
 static void
@@ -191,17 +193,31 @@ mcp_call_progress(void *arg, double progress, double total, const char *msg)
 	    json_object_new_double(progress));
 	json_object_object_add(params, "total", json_object_new_double(total));
 	json_object_object_add(params, "message", json_object_new_string(msg));
-	mcp_send(rpc_notification("notifications/progress", params));
+	mcp_send(c->s, rpc_notification("notifications/progress", params));
 }
 
-/* The task ended: answer, and forget the call (the task frees itself). */
+/* The task ended: answer, record, and forget the call (the task frees
+ * itself). */
 static void
 mcp_call_done(void *arg, struct json_object *result)
 {
 	struct mcp_call	*c = arg;
 
-	mcp_send(rpc_result(c->id, result));
-	lh_table_delete(mcp_calls, c->key);
+	mcp_send(c->s, rpc_result(c->id, json_object_get(result)));
+	registry_finish(c->rec, result, now_ms());
+	lh_table_delete(c->s->calls, c->key);
+	mcp_call_free(c);
+}
+
+/* cancel_task killed the call's task: the blocking call learns it. */
+static void
+mcp_call_cancelled(void *arg)
+{
+	struct mcp_call	*c = arg;
+
+	mcp_send(c->s, rpc_result(c->id, tool_error_result("cancelled: "
+	    "cancel_task killed this orchestration's workers")));
+	lh_table_delete(c->s->calls, c->key);
 	mcp_call_free(c);
 }
 
@@ -220,72 +236,92 @@ mcp_progress_token(struct json_object *params)
 }
 
 static void
-mcp_orchestrate(struct rpc_msg *m, struct json_object *args)
+mcp_orchestrate(struct mcp_session *s, struct rpc_msg *m,
+    struct json_object *args)
 {
 	struct task_params	 p;
 	struct mcp_call		*c;
+	struct task		*t;
 	char			 err[256];
 
-	if (tool_orchestrate_args(mcp_cfg, args, &p, err, sizeof err) == -1) {
-		mcp_send(rpc_result(m->id, tool_error_result(err)));
+	if (tool_orchestrate_args(s->cfg, args, &p, err, sizeof err) == -1) {
+		mcp_send(s, rpc_result(m->id, tool_error_result(err)));
 		return;
 	}
-	if (lh_table_length(mcp_calls) >= mcp_cfg->max_tasks) {
+	if (registry_admit(s->cfg->max_tasks, err, sizeof err) == -1) {
 		task_params_clear(&p);
-		snprintf(err, sizeof err, "busy: %d orchestrations are running "
-		    "(max_tasks); retry later", mcp_cfg->max_tasks);
-		mcp_send(rpc_result(m->id, tool_error_result(err)));
+		mcp_send(s, rpc_result(m->id, tool_error_result(err)));
 		return;
 	}
 	c = xcalloc(1, sizeof *c);
+	c->s = s;
 	c->key = rpc_id_key(m->id);
 	c->id = json_object_get(m->id);
 	c->progress_token = mcp_progress_token(m->params);
-	c->task = task_start(mcp_cfg, &p, mcp_call_progress, mcp_call_done, c);
-	if (c->task == NULL) {
+	c->rec = registry_new(s->owner, "heavy_orchestrate");
+	t = task_start(s->cfg, &p, mcp_call_progress, mcp_call_done, c);
+	if (t == NULL) {
 		task_params_clear(&p);
-		mcp_send(rpc_result(m->id, tool_error_result("invalid argument "
+		mcp_send(s, rpc_result(m->id, tool_error_result("invalid argument "
 		    "'query': too long for max_frame_bytes")));
+		registry_discard(c->rec);
 		mcp_call_free(c);
 		return;
 	}
-	lh_table_insert(mcp_calls, c->key, c);
+	registry_add(c->rec, t, task_id(t), now_ms());
+	c->rec->cancelled = mcp_call_cancelled;
+	c->rec->arg = c;
+	lh_table_insert(s->calls, c->key, c);
 }
 
 static void
-mcp_tools_call(struct rpc_msg *m)
+mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 {
-	struct json_object	*name, *args = NULL;
+	struct json_object	*name, *args = NULL, *res;
 	char			*key, msg[160];
 	bool			 dup;
 
 	if (!json_object_object_get_ex(m->params, "name", &name) ||
 	    !json_object_is_type(name, json_type_string)) {
-		mcp_reply_error(m->id, RPC_INVALID_PARAMS,
+		mcp_reply_error(s, m->id, RPC_INVALID_PARAMS,
 		    "Invalid params: name (string) is required");
 		return;
 	}
+	json_object_object_get_ex(m->params, "arguments", &args);
 	if (strcmp(json_object_get_string(name), "heavy_orchestrate") != 0) {
+		if ((res = mkh_call(s, json_object_get_string(name),
+		    args)) != NULL) {
+			mcp_send(s, rpc_result(m->id, res));
+			return;
+		}
 		snprintf(msg, sizeof msg, "Unknown tool: %.100s",
 		    json_object_get_string(name));
-		mcp_reply_error(m->id, RPC_INVALID_PARAMS, msg);
+		mcp_reply_error(s, m->id, RPC_INVALID_PARAMS, msg);
 		return;
 	}
 	key = rpc_id_key(m->id);
-	dup = lh_table_lookup_entry(mcp_calls, key) != NULL;
+	dup = lh_table_lookup_entry(s->calls, key) != NULL;
 	free(key);
 	if (dup) {
-		mcp_reply_error(m->id, RPC_INVALID_REQUEST,
+		mcp_reply_error(s, m->id, RPC_INVALID_REQUEST,
 		    "Invalid Request: id is already in use by a running call");
 		return;
 	}
-	json_object_object_get_ex(m->params, "arguments", &args);
-	mcp_orchestrate(m, args);
+	mcp_orchestrate(s, m, args);
+}
+
+/* A call the server will not answer: its task is cancelled, no hook. */
+static void
+mcp_call_abandon(struct mcp_call *c, const char *why)
+{
+	c->rec->cancelled = NULL;
+	registry_cancel(c->rec, why, now_ms());
+	mcp_call_free(c);
 }
 
 /* notifications/cancelled: kill the task's workers, send nothing. */
 static void
-mcp_cancelled(struct rpc_msg *m)
+mcp_cancelled(struct mcp_session *s, struct rpc_msg *m)
 {
 	struct json_object	*id;
 	struct lh_entry		*e;
@@ -297,20 +333,19 @@ mcp_cancelled(struct rpc_msg *m)
 	    !json_object_is_type(id, json_type_int)))
 		return;
 	key = rpc_id_key(id);
-	e = lh_table_lookup_entry(mcp_calls, key);
+	e = lh_table_lookup_entry(s->calls, key);
 	free(key);
 	if (e == NULL)
 		return;		/* finished already, or never ours */
 	c = (struct mcp_call *)lh_entry_v(e);
-	lh_table_delete_entry(mcp_calls, e);
+	lh_table_delete_entry(s->calls, e);
 	log_info("request %s cancelled by the client", c->key);
-	task_cancel(c->task);
-	mcp_call_free(c);
+	mcp_call_abandon(c, "cancelled by the client");
 }
 
 static const struct {
 	const char	*method;
-	void		(*fn)(struct rpc_msg *);
+	void		(*fn)(struct mcp_session *, struct rpc_msg *);
 	bool		 before_init;
 } mcp_methods[] = {
 	{ "initialize", mcp_initialize, true },
@@ -321,105 +356,105 @@ static const struct {
 };
 
 static void
-mcp_request(struct rpc_msg *m)
+mcp_request(struct mcp_session *s, struct rpc_msg *m)
 {
 	for (size_t i = 0; i < sizeof mcp_methods / sizeof *mcp_methods; i++) {
 		if (strcmp(m->method, mcp_methods[i].method) != 0)
 			continue;
-		if (!mcp_initialized && !mcp_methods[i].before_init)
-			mcp_reply_error(m->id, RPC_INVALID_REQUEST,
+		if (!s->initialized && !mcp_methods[i].before_init)
+			mcp_reply_error(s, m->id, RPC_INVALID_REQUEST,
 			    "Invalid Request: send initialize first");
-		else if (mcp_initialized && strcmp(m->method, "initialize") == 0)
-			mcp_reply_error(m->id, RPC_INVALID_REQUEST,
+		else if (s->initialized && strcmp(m->method, "initialize") == 0)
+			mcp_reply_error(s, m->id, RPC_INVALID_REQUEST,
 			    "Invalid Request: already initialized");
 		else
-			mcp_methods[i].fn(m);
+			mcp_methods[i].fn(s, m);
 		return;
 	}
-	mcp_reply_error(m->id, RPC_METHOD_NOT_FOUND, "Method not found");
+	mcp_reply_error(s, m->id, RPC_METHOD_NOT_FOUND, "Method not found");
 }
 
 static void
-mcp_line(const char *line, size_t len)
+mcp_line(struct mcp_session *s, const char *line, size_t len)
 {
 	struct rpc_msg	m;
 
 	if (len == 0)
 		return;
 	if (rpc_parse(line, len, &m) == -1) {
-		mcp_reply_error(m.id, m.error_code, m.error);
+		mcp_reply_error(s, m.id, m.error_code, m.error);
 	} else if (m.kind == RPC_REQUEST) {
-		mcp_request(&m);
+		mcp_request(s, &m);
 	} else if (m.kind == RPC_NOTIFICATION) {
 		if (strcmp(m.method, "notifications/cancelled") == 0)
-			mcp_cancelled(&m);
+			mcp_cancelled(s, &m);
 	}
 	rpc_msg_clear(&m);	/* responses to us and other notices: ignored */
 }
 
 static void
-mcp_too_long(void)
+mcp_too_long(struct mcp_session *s)
 {
 	char	msg[128];
 
 	snprintf(msg, sizeof msg, "Invalid Request: message exceeds "
-	    "max_line_bytes (%zu bytes)", mcp_cfg->max_line_bytes);
-	mcp_reply_error(NULL, RPC_INVALID_REQUEST, msg);
+	    "max_line_bytes (%zu bytes)", s->cfg->max_line_bytes);
+	mcp_reply_error(s, NULL, RPC_INVALID_REQUEST, msg);
 }
 
 /* A final line that ended at EOF without its newline still counts. */
 static void
-mcp_line_tail(struct evbuffer *in)
+mcp_line_tail(struct mcp_session *s, struct evbuffer *in)
 {
 	size_t	 len = evbuffer_get_length(in);
 	char	*line;
 
-	if (len > mcp_cfg->max_line_bytes) {
-		mcp_too_long();
+	if (len > s->cfg->max_line_bytes) {
+		mcp_too_long(s);
 		evbuffer_drain(in, len);
 		return;
 	}
 	line = xmalloc(len + 1);
 	evbuffer_remove(in, line, len);
 	line[len] = '\0';
-	if (!mcp_discarding)
-		mcp_line(line, len);
+	if (!s->discarding)
+		mcp_line(s, line, len);
 	free(line);
 }
 
 /* Stops reading while the client is slow to read what we wrote. */
 static bool
-mcp_output_full(void)
+mcp_output_full(struct mcp_session *s)
 {
-	return evbuffer_get_length(bufferevent_get_output(mcp_out)) >
-	    4 * mcp_cfg->max_line_bytes;
+	return evbuffer_get_length(bufferevent_get_output(s->out)) >
+	    4 * s->cfg->max_line_bytes;
 }
 
 static void
 mcp_read_cb(struct bufferevent *bev, void *arg)
 {
+	struct mcp_session	*s = arg;
 	struct evbuffer		*in = bufferevent_get_input(bev);
 	struct evbuffer_ptr	 eol;
 	size_t			 eol_len, len;
 	char			*line;
 
-	(void)arg;
-	while (!mcp_output_full()) {
+	while (!mcp_output_full(s)) {
 		eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 		if (eol.pos == -1) {
-			if (evbuffer_get_length(in) > mcp_cfg->max_line_bytes) {
-				if (!mcp_discarding)
-					mcp_too_long();
-				mcp_discarding = true;
+			if (evbuffer_get_length(in) > s->cfg->max_line_bytes) {
+				if (!s->discarding)
+					mcp_too_long(s);
+				s->discarding = true;
 				evbuffer_drain(in, evbuffer_get_length(in));
 			}
 			return;
 		}
 		len = (size_t)eol.pos;
-		if (mcp_discarding || len > mcp_cfg->max_line_bytes) {
-			if (!mcp_discarding)
-				mcp_too_long();
-			mcp_discarding = false;
+		if (s->discarding || len > s->cfg->max_line_bytes) {
+			if (!s->discarding)
+				mcp_too_long(s);
+			s->discarding = false;
 			evbuffer_drain(in, len + eol_len);
 			continue;
 		}
@@ -429,93 +464,118 @@ mcp_read_cb(struct bufferevent *bev, void *arg)
 		line[len] = '\0';
 		if (len > 0 && line[len - 1] == '\r')
 			line[--len] = '\0';
-		mcp_line(line, len);
+		mcp_line(s, line, len);
 		free(line);
 	}
-	bufferevent_disable(mcp_in, EV_READ);
+	bufferevent_disable(s->in, EV_READ);
 }
 
 static void
 mcp_write_cb(struct bufferevent *bev, void *arg)
 {
-	(void)bev; (void)arg;
-	if (!(bufferevent_get_enabled(mcp_in) & EV_READ)) {
-		bufferevent_enable(mcp_in, EV_READ);
-		mcp_read_cb(mcp_in, NULL);	/* lines already buffered */
+	struct mcp_session	*s = arg;
+
+	(void)bev;
+	if (!(bufferevent_get_enabled(s->in) & EV_READ)) {
+		bufferevent_enable(s->in, EV_READ);
+		mcp_read_cb(s->in, s);	/* lines already buffered */
 	}
 }
 
 static void
 mcp_event_cb(struct bufferevent *bev, short events, void *arg)
 {
-	(void)arg;
+	struct mcp_session	*s = arg;
+
 	if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
-	if (bev == mcp_in) {
-		mcp_read_cb(bev, NULL);	/* a last line without a newline */
+	if (bev == s->in) {
+		mcp_read_cb(bev, s);	/* a last line without a newline */
 		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-			mcp_line_tail(bufferevent_get_input(bev));
+			mcp_line_tail(s, bufferevent_get_input(bev));
 		log_debug("stdin closed; shutting down");
 	} else
 		log_warnx("stdout closed; shutting down");
 	server_shutdown();
 }
 
+/* Over stdio the caller is the local user. */
+static char *
+mcp_local_owner(void)
+{
+	return xasprintf("uid:%u", (unsigned)getuid());
+}
+
 int
 mcp_start(const struct heavy_config *cfg)
 {
-	mcp_cfg = cfg;
-	mcp_calls = lh_kchar_table_new(64, NULL);
+	struct mcp_session	*s = xcalloc(1, sizeof *s);
+
+	mcp_stdio = s;
+	s->owner = mcp_local_owner();
+	s->cfg = config_dup(cfg);
+	s->calls = lh_kchar_table_new(64, NULL);
+	s->log_level = -1;
+	registry_init(cfg->task_ttl_s, cfg->max_retained_tasks, ev_base);
 	if (fd_set_nonblock(STDIN_FILENO, 1) == -1 ||
 	    fd_set_nonblock(STDOUT_FILENO, 1) == -1)
 		return -1;
-	mcp_in = bufferevent_socket_new(ev_base, STDIN_FILENO, 0);
-	mcp_out = bufferevent_socket_new(ev_base, STDOUT_FILENO, 0);
-	if (mcp_in == NULL || mcp_out == NULL)
+	s->in = bufferevent_socket_new(ev_base, STDIN_FILENO, 0);
+	s->out = bufferevent_socket_new(ev_base, STDOUT_FILENO, 0);
+	if (s->in == NULL || s->out == NULL)
 		return -1;
-	bufferevent_setcb(mcp_in, mcp_read_cb, NULL, mcp_event_cb, NULL);
-	bufferevent_setcb(mcp_out, NULL, mcp_write_cb, mcp_event_cb, NULL);
-	bufferevent_setwatermark(mcp_out, EV_WRITE, cfg->max_line_bytes, 0);
-	bufferevent_enable(mcp_in, EV_READ);
-	bufferevent_enable(mcp_out, EV_WRITE);
+	bufferevent_setcb(s->in, mcp_read_cb, NULL, mcp_event_cb, s);
+	bufferevent_setcb(s->out, NULL, mcp_write_cb, mcp_event_cb, s);
+	bufferevent_setwatermark(s->out, EV_WRITE, cfg->max_line_bytes, 0);
+	bufferevent_enable(s->in, EV_READ);
+	bufferevent_enable(s->out, EV_WRITE);
 	log_set_hook(mcp_log_hook);
 	return 0;
 }
 
 /* Writes what is left for the client, blocking: we are about to exit. */
 static void
-mcp_flush(void)
+mcp_flush(struct mcp_session *s)
 {
-	struct evbuffer	*out = bufferevent_get_output(mcp_out);
+	struct evbuffer	*out = bufferevent_get_output(s->out);
 
-	bufferevent_disable(mcp_out, EV_WRITE);
+	bufferevent_disable(s->out, EV_WRITE);
 	fd_set_nonblock(STDOUT_FILENO, 0);
 	while (evbuffer_get_length(out) > 0)
 		if (evbuffer_write(out, STDOUT_FILENO) <= 0 && errno != EINTR)
 			break;
 }
 
-/* Cancels every call in flight (killing its workers) and flushes stdout. */
+/*
+ * Cancels every call in flight and every task in the background (killing
+ * their workers), frees the registry, and flushes stdout.
+ */
 void
 mcp_stop(void)
 {
-	struct lh_entry	*e, *tmp;
-	struct mcp_call	*c;
+	struct mcp_session	*s = mcp_stdio;
+	struct lh_entry		*e, *tmp;
+	struct mcp_call		*c;
 
-	if (mcp_calls == NULL)
+	if (s == NULL)
 		return;
-	lh_foreach_safe(mcp_calls, e, tmp) {
+	lh_foreach_safe(s->calls, e, tmp) {
 		c = (struct mcp_call *)lh_entry_v(e);
-		lh_table_delete_entry(mcp_calls, e);
-		task_cancel(c->task);
-		mcp_call_free(c);
+		lh_table_delete_entry(s->calls, e);
+		mcp_call_abandon(c, "the server is shutting down");
 	}
-	lh_table_free(mcp_calls);
-	mcp_calls = NULL;
+	lh_table_free(s->calls);
+	registry_free();
 	log_set_hook(NULL);
-	mcp_flush();
-	bufferevent_free(mcp_in);
-	bufferevent_free(mcp_out);
-	mcp_in = mcp_out = NULL;
+	if (s->out != NULL) {
+		mcp_flush(s);
+		bufferevent_free(s->out);
+	}
+	if (s->in != NULL)
+		bufferevent_free(s->in);
 	fd_set_nonblock(STDIN_FILENO, 0);
+	config_free(s->cfg);
+	free(s->owner);
+	free(s);
+	mcp_stdio = NULL;
 }

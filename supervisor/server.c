@@ -16,6 +16,9 @@
 struct event_base		*ev_base;
 static char			*api_key;
 static bool			 shutting_down;
+static void			(*server_stop)(void);
+static struct event		*server_sigterm, *server_sigint;
+static int			 server_sig;
 
 const char *
 server_api_key(void)
@@ -116,7 +119,15 @@ server_signal_cb(evutil_socket_t sig, short events, void *arg)
 {
 	(void)events; (void)arg;
 	log_info("%s received; shutting down", signal_name((int)sig));
+	if (server_sig == 0)
+		server_sig = (int)sig;
 	server_shutdown();
+}
+
+int
+server_signal(void)
+{
+	return server_sig;
 }
 
 /* Cancels every task, kills and reaps every worker, then leaves the loop. */
@@ -126,19 +137,23 @@ server_shutdown(void)
 	if (shutting_down)
 		return;
 	shutting_down = true;
-	mcp_stop();
+	if (server_stop != NULL)
+		server_stop();
 	workers_kill_all();
 	spawner_stop();
 	event_base_loopbreak(ev_base);
 }
 
-/* Runs until stdin closes or a signal asks us to stop. */
-int
-server_run(struct heavy_config *config)
+/*
+ * The key, the zygote, the worker table and the signals: what serving MCP
+ * and heavyd ask share.  stop() runs first at shutdown, to cancel tasks.
+ */
+void
+server_start(struct heavy_config *config, void (*stop)(void))
 {
-	struct event	*sigterm, *sigint;
-	char		*worker_path;
+	char	*worker_path;
 
+	server_stop = stop;
 	server_take_key(config);
 	worker_path = server_worker_path();
 	ev_base = server_event_base();
@@ -146,23 +161,36 @@ server_run(struct heavy_config *config)
 	if (spawner_start(worker_path, config->spares) == -1)
 		fatal("cannot start %s", worker_path);
 	free(worker_path);
-	if (mcp_start(config) == -1)
-		fatal("stdio");
-	sigterm = evsignal_new(ev_base, SIGTERM, server_signal_cb, NULL);
-	sigint = evsignal_new(ev_base, SIGINT, server_signal_cb, NULL);
-	evsignal_add(sigterm, NULL);
-	evsignal_add(sigint, NULL);
-	log_debug("serving MCP on stdio; model %s at %s", config->model,
-	    config->base_url);
+	server_sigterm = evsignal_new(ev_base, SIGTERM, server_signal_cb, NULL);
+	server_sigint = evsignal_new(ev_base, SIGINT, server_signal_cb, NULL);
+	evsignal_add(server_sigterm, NULL);
+	evsignal_add(server_sigint, NULL);
+}
 
+/* Runs until server_shutdown, then frees what server_start made. */
+void
+server_loop(void)
+{
 	event_base_dispatch(ev_base);
 
 	workers_free_all();
-	event_free(sigterm);
-	event_free(sigint);
+	event_free(server_sigterm);
+	event_free(server_sigint);
 	event_base_free(ev_base);
 	libevent_global_shutdown();
 	explicit_bzero(api_key, strlen(api_key));
 	free(api_key);
+}
+
+/* Runs until stdin closes or a signal asks us to stop. */
+int
+server_run(struct heavy_config *config)
+{
+	server_start(config, mcp_stop);
+	if (mcp_start(config) == -1)
+		fatal("stdio");
+	log_debug("serving MCP on stdio; model %s at %s", config->model,
+	    config->base_url);
+	server_loop();
 	return 0;
 }

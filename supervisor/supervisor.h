@@ -19,6 +19,10 @@ extern struct event_base	*ev_base;
 int		 server_run(struct heavy_config *);
 const char	*server_api_key(void);
 void		 server_shutdown(void);
+/* The same setup without MCP (heavyd ask): stop() runs at shutdown. */
+void		 server_start(struct heavy_config *, void (*stop)(void));
+void		 server_loop(void);
+int		 server_signal(void);	/* the signal that stopped us, or 0 */
 
 /* spawner.c: our handle on the zygote that forks workers. */
 int	 spawner_start(const char *worker_path, int spares);
@@ -125,6 +129,74 @@ struct task *task_start(const struct heavy_config *, struct task_params *,
 const char *task_id(const struct task *);	/* 32 hex digits, 128 random bits */
 void	 task_cancel(struct task *);
 void	 task_params_clear(struct task_params *);
+/* What a task is doing now; the strings are the task's, valid until the
+ * event loop runs again. */
+struct task_agent_view {
+	int		 index;		/* 1-based */
+	const char	*question;	/* NULL until the planner is done */
+	const char	*status;	/* pending running ok failed timed_out killed */
+	const char	*step;		/* its last worker note ("search_web") */
+	const char	*error;
+	int64_t		 elapsed_ms;	/* once it has finished */
+};
+struct task_view {
+	const char		*phase;	/* planning, agents, synthesis, done */
+	const char		*query;
+	int			 num_agents;
+	int64_t			 elapsed_ms;
+	struct task_agent_view	 agents[HEAVY_MAX_AGENTS];
+};
+void	 task_snapshot(const struct task *, struct task_view *);
+uint32_t task_tool_features(const struct heavy_config *);
+
+/* registry.c: every orchestration by its id, for its owner's eyes only. */
+enum task_status {
+	TASK_INITIALIZED,	/* accepted; the planner writes the questions */
+	TASK_RUNNING,		/* the agents, then the synthesis, at work */
+	TASK_COMPLETED,
+	TASK_FAILED,
+	TASK_CANCELLED,
+};
+struct registry_owner;
+typedef void (*record_cancel_fn)(void *arg);
+struct task_record {
+	char			 id[33];
+	char			*owner;
+	const char		*tool;		/* the tool that started it */
+	struct task		*task;		/* while it runs, else NULL */
+	bool			 finished;
+	enum task_status	 status;	/* once finished */
+	int64_t			 created_ms, finished_ms;	/* monotonic */
+	int64_t			 start_time_ms;	/* wall clock */
+	struct json_object	*result;	/* the CallToolResult */
+	struct json_object	*progress;	/* the last progress, once over */
+	char			*error;
+	record_cancel_fn	 cancelled;	/* tells the starter of a cancel */
+	void			*arg;
+	struct registry_owner	*own;
+	TAILQ_ENTRY(task_record) active_entry;	/* its owner's running ones */
+	TAILQ_ENTRY(task_record) finished_entry; /* all finished, in order */
+};
+void	 registry_init(int ttl_s, int max_retained, struct event_base *);
+void	 registry_free(void);
+struct task_record *registry_new(const char *owner, const char *tool);
+void	 registry_discard(struct task_record *);
+void	 registry_add(struct task_record *, struct task *, const char *id,
+	    int64_t now);
+struct task_record *registry_find(const char *id, const char *owner,
+	    int64_t now);
+void	 registry_finish(struct task_record *, struct json_object *result,
+	    int64_t now);
+void	 registry_cancel(struct task_record *, const char *why, int64_t now);
+void	 registry_expire(int64_t now);
+int	 registry_admit(int max_tasks, char *err, size_t errlen);
+int	 registry_nactive(void);
+int	 registry_nfinished(void);
+enum task_status registry_status(const struct task_record *);
+const char *registry_status_name(enum task_status);
+double	 registry_execution_time(const struct task_record *, int64_t now);
+struct json_object *registry_progress(const struct task_record *, int64_t now);
+struct json_object *registry_list(const char *owner, int64_t now);
 
 /* tool.c: the MCP tools and their arguments. */
 struct json_object *tool_list(void);
@@ -195,9 +267,35 @@ int	 store_cache_find(const char *owner, const char *key,
 	    int64_t max_age_ms, struct store_task *);
 void	 store_task_clear(struct store_task *);
 
-/* mcp.c: the MCP session over stdio. */
+/*
+ * mcp.c: one MCP session.  owner is who calls: the local user over stdio
+ * ("uid:1000"); a transport with authentication puts that identity here.
+ * cfg is the session's own copy: its defaults, which only
+ * configure_orchestrator changes and every task copies when it starts.
+ */
+struct mcp_session {
+	char			*owner;
+	struct heavy_config	*cfg;
+	struct lh_table		*calls;		/* heavy_orchestrate in flight */
+	struct bufferevent	*in, *out;
+	bool			 initialized, discarding;
+	int			 log_level;	/* -1: no log messages */
+};
 int	 mcp_start(const struct heavy_config *);
 void	 mcp_stop(void);
 int	 mcp_negotiate_version(const char *requested, const char **chosen);
+
+/* mkh.c: make-it-heavy's task-id tools, over the registry. */
+void	 mkh_tools(struct json_object *tools);
+struct json_object *mkh_call(struct mcp_session *, const char *name,
+	    struct json_object *args);
+
+/* ask.c: heavyd ask, one orchestration from the shell. */
+#define ASK_EXIT_OK		0
+#define ASK_EXIT_FAILED		1	/* the LLM calls or the configuration */
+#define ASK_EXIT_USAGE		2
+#define ASK_EXIT_TIMEOUT	124	/* as timeout(1) */
+void	 ask_options(int argc, char **argv, const char **config);
+int	 ask_run(struct heavy_config *);
 
 #endif

@@ -36,6 +36,7 @@ struct agent {
 	struct usage		 usage;
 	struct worker		*worker;
 	int64_t			 last_note_ms;
+	char			*note;		/* its last worker note */
 };
 
 /* One peer review: the model of agent `reviewer` ranks the answers shown. */
@@ -258,6 +259,8 @@ task_agent_step(void *arg, const char *note)
 	struct agent	*a = arg;
 	char		 who[32];
 
+	free(a->note);
+	a->note = xstrdup(note);	/* kept even when not shown as progress */
 	snprintf(who, sizeof who, "agent %d", a->index + 1);
 	task_worker_note(a->task, &a->last_note_ms, who, note);
 }
@@ -955,6 +958,7 @@ task_free(struct task *t)
 		free(t->agents[i].question);
 		free(t->agents[i].answer);
 		free(t->agents[i].error);
+		free(t->agents[i].note);
 	}
 	for (int i = 0; i < t->nreviews; i++) {
 		worker_cancel(t->reviews[i].worker);
@@ -1044,6 +1048,59 @@ const char *
 task_id(const struct task *t)
 {
 	return t->id;
+}
+
+static const char *
+task_phase(const struct task *t)
+{
+	switch (t->state) {
+	case TASK_PLANNING:
+		return "planning";
+	case TASK_AGENTS:
+		return "agents";
+	case TASK_REVIEW:
+		return "review";
+	case TASK_DONE:
+		return "done";
+	default:
+		return "synthesis";
+	}
+}
+
+/* What the task is doing now, for get_task_progress and heavyd ask. */
+void
+task_snapshot(const struct task *t, struct task_view *v)
+{
+	const struct agent	*a;
+
+	memset(v, 0, sizeof *v);
+	v->phase = task_phase(t);
+	v->query = t->p.query;
+	v->num_agents = t->p.num_agents;
+	v->elapsed_ms = now_ms() - t->start_ms;
+	for (int i = 0; i < t->p.num_agents; i++) {
+		a = &t->agents[i];
+		v->agents[i].index = i + 1;
+		v->agents[i].question = a->question;
+		v->agents[i].status = agent_status_names[a->status];
+		v->agents[i].step = a->note;
+		v->agents[i].error = a->error;
+		v->agents[i].elapsed_ms = a->elapsed_ms;
+	}
+}
+
+/*
+ * The TOOL_NEEDS_* features a task's agents get, so get_agent_tools lists
+ * exactly the tools they are offered.  No task has a workspace yet
+ * (task->workspace is ""), nor a search backend: none.
+ */
+uint32_t
+task_tool_features(const struct heavy_config *cfg)
+{
+	uint32_t	features = 0;
+
+	(void)cfg;
+	return features;
 }
 
 /* Kills every worker of the task at once and forgets it: no response. */

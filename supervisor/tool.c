@@ -108,6 +108,7 @@ tool_list(void)
 	    json_tokener_parse(tool_output_schema));
 	tools = json_object_new_array();
 	json_object_array_add(tools, t);
+	mkh_tools(tools);
 	json_object_object_add(res, "tools", tools);
 	return res;
 }

@@ -1,0 +1,542 @@
+/*
+ * make-it-heavy's task-id tools, for clients that cut every call at about
+ * a minute: grok_heavy_orchestrate starts a task and returns its id at
+ * once, get_task_progress and cancel_task follow it, list_active_tasks,
+ * get_agent_tools and configure_orchestrator complete the set.  Same names
+ * and arguments as the original, without its defects: ids are 128 random
+ * bits, a task of another owner answers like an unknown id, finished tasks
+ * expire, configure_orchestrator changes only its own session's defaults,
+ * and every task runs on its own copy of the configuration.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "supervisor.h"
+
+#define STRATEGIES_SCHEMA \
+"{\"type\":\"string\",\"enum\":[\"consensus\",\"ranked\",\"best\"]," \
+"\"description\":\"consensus: one synthesis of every answer; ranked: the " \
+"agents rank each other's answers first; best: the top-ranked answer.\"}"
+#define STATUS_SCHEMA \
+"{\"type\":\"string\",\"enum\":[\"INITIALIZED\",\"RUNNING\",\"COMPLETED\"," \
+"\"FAILED\",\"CANCELLED\"]}"
+#define TASK_ID_SCHEMA \
+"{\"type\":\"object\",\"properties\":{\"task_id\":{\"type\":\"string\"," \
+"\"pattern\":\"^[0-9a-f]{32}$\",\"description\":\"The id " \
+"grok_heavy_orchestrate returned.\"}},\"required\":[\"task_id\"]," \
+"\"additionalProperties\":false}"
+#define NO_ARGS_SCHEMA \
+"{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}"
+#define CONFIG_SCHEMA \
+"{\"type\":\"object\",\"properties\":{" \
+"\"parallel_agents\":{\"type\":\"integer\"}," \
+"\"task_timeout\":{\"type\":\"integer\"}," \
+"\"aggregation_strategy\":{\"type\":\"string\"}}," \
+"\"required\":[\"parallel_agents\",\"task_timeout\"," \
+"\"aggregation_strategy\"]}"
+
+static const struct mkh_tool {
+	const char	*name;
+	const char	*title;
+	const char	*description;
+	const char	*input;
+	const char	*output;
+} mkh_defs[] = {
+	{ "grok_heavy_orchestrate", "Start a heavy analysis in the background",
+	  "Starts the same multi-agent analysis as heavy_orchestrate and "
+	  "returns its task_id at once; follow it with get_task_progress. "
+	  "Defaults come from this session (configure_orchestrator).",
+	  "{\"type\":\"object\",\"properties\":{"
+	  "\"query\":{\"type\":\"string\",\"minLength\":1,\"description\":"
+	  "\"The question or task to analyze in depth.\"},"
+	  "\"num_agents\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":16,"
+	  "\"default\":4},"
+	  "\"timeout\":{\"type\":\"number\",\"minimum\":1,\"maximum\":86400,"
+	  "\"default\":300,\"description\":\"Seconds the orchestration may "
+	  "take.\"},"
+	  "\"aggregation_strategy\":" STRATEGIES_SCHEMA "},"
+	  "\"required\":[\"query\"],\"additionalProperties\":false}",
+	  "{\"type\":\"object\",\"properties\":{\"task_id\":{\"type\":"
+	  "\"string\"},\"status\":" STATUS_SCHEMA ",\"message\":{\"type\":"
+	  "\"string\"}},\"required\":[\"task_id\",\"status\"]}" },
+	{ "get_task_progress", "Progress and result of a task",
+	  "Status (INITIALIZED while the planner writes the questions, "
+	  "RUNNING, COMPLETED, FAILED, CANCELLED), each agent's progress, and "
+	  "once finished the result (heavy_orchestrate's structured result), "
+	  "error and execution_time in seconds.",
+	  TASK_ID_SCHEMA,
+	  "{\"type\":\"object\",\"properties\":{\"task_id\":{\"type\":"
+	  "\"string\"},\"status\":" STATUS_SCHEMA ","
+	  "\"progress\":{\"type\":\"object\",\"properties\":{"
+	  "\"phase\":{\"type\":\"string\"},\"elapsed_ms\":{\"type\":"
+	  "\"integer\"},\"agents\":{\"type\":\"array\",\"items\":{\"type\":"
+	  "\"object\",\"properties\":{\"index\":{\"type\":\"integer\"},"
+	  "\"question\":{\"type\":[\"string\",\"null\"]},"
+	  "\"status\":{\"type\":\"string\"},"
+	  "\"step\":{\"type\":[\"string\",\"null\"]},"
+	  "\"error\":{\"type\":[\"string\",\"null\"]},"
+	  "\"elapsed_ms\":{\"type\":[\"integer\",\"null\"]}},"
+	  "\"required\":[\"index\",\"status\"]}}},"
+	  "\"required\":[\"phase\",\"agents\"]},"
+	  "\"result\":{\"type\":[\"object\",\"null\"]},"
+	  "\"error\":{\"type\":[\"string\",\"null\"]},"
+	  "\"execution_time\":{\"type\":\"number\"},"
+	  "\"tool\":{\"type\":\"string\"}},"
+	  "\"required\":[\"task_id\",\"status\",\"progress\",\"result\","
+	  "\"error\",\"execution_time\"]}" },
+	{ "list_active_tasks", "Your running tasks",
+	  "The tasks of this caller that are still INITIALIZED or RUNNING; "
+	  "never another identity's.",
+	  NO_ARGS_SCHEMA,
+	  "{\"type\":\"object\",\"properties\":{\"active_tasks\":{\"type\":"
+	  "\"array\",\"items\":{\"type\":\"object\",\"properties\":{"
+	  "\"task_id\":{\"type\":\"string\"},\"status\":" STATUS_SCHEMA ","
+	  "\"tool\":{\"type\":\"string\"},"
+	  "\"query\":{\"type\":[\"string\",\"null\"]},"
+	  "\"agent_count\":{\"type\":\"integer\"},"
+	  "\"start_time\":{\"type\":\"number\"},"
+	  "\"execution_time\":{\"type\":\"number\"}},"
+	  "\"required\":[\"task_id\",\"status\"]}},"
+	  "\"total_active\":{\"type\":\"integer\"}},"
+	  "\"required\":[\"active_tasks\",\"total_active\"]}" },
+	{ "get_agent_tools", "The agents' tools",
+	  "The tools the agents are actually offered, with their descriptions "
+	  "and argument schemas.",
+	  NO_ARGS_SCHEMA,
+	  "{\"type\":\"object\",\"properties\":{\"available_tools\":{\"type\":"
+	  "\"array\",\"items\":{\"type\":\"object\",\"properties\":{"
+	  "\"name\":{\"type\":\"string\"},\"description\":{\"type\":"
+	  "\"string\"},\"inputSchema\":{\"type\":\"object\"}},"
+	  "\"required\":[\"name\",\"description\",\"inputSchema\"]}},"
+	  "\"total_tools\":{\"type\":\"integer\"}},"
+	  "\"required\":[\"available_tools\",\"total_tools\"]}" },
+	{ "configure_orchestrator", "This session's defaults",
+	  "Changes the defaults of this session's next orchestrations; "
+	  "running tasks and other sessions keep theirs. With no argument, "
+	  "shows them.",
+	  "{\"type\":\"object\",\"properties\":{"
+	  "\"parallel_agents\":{\"type\":[\"integer\",\"null\"],\"minimum\":1,"
+	  "\"maximum\":16},"
+	  "\"task_timeout\":{\"type\":[\"integer\",\"null\"],\"minimum\":1,"
+	  "\"maximum\":86400,\"description\":\"Seconds.\"},"
+	  "\"aggregation_strategy\":{\"type\":[\"string\",\"null\"],\"enum\":"
+	  "[\"consensus\",\"ranked\",\"best\",null]}},"
+	  "\"additionalProperties\":false}",
+	  "{\"type\":\"object\",\"properties\":{\"message\":{\"type\":"
+	  "\"string\"},\"updates\":{\"type\":\"object\"},"
+	  "\"current_config\":" CONFIG_SCHEMA "},"
+	  "\"required\":[\"updates\",\"current_config\"]}" },
+	{ "cancel_task", "Cancel a task",
+	  "Kills the task's workers and marks it CANCELLED; a task that has "
+	  "finished is left as it is.",
+	  TASK_ID_SCHEMA,
+	  "{\"type\":\"object\",\"properties\":{\"task_id\":{\"type\":"
+	  "\"string\"},\"status\":" STATUS_SCHEMA ",\"cancelled\":{\"type\":"
+	  "\"boolean\"},\"message\":{\"type\":\"string\"}},"
+	  "\"required\":[\"task_id\",\"status\",\"cancelled\"]}" },
+};
+#define MKH_NTOOLS	(sizeof mkh_defs / sizeof mkh_defs[0])
+
+void
+mkh_tools(struct json_object *tools)
+{
+	struct json_object	*t;
+
+	for (size_t i = 0; i < MKH_NTOOLS; i++) {
+		t = json_object_new_object();
+		json_object_object_add(t, "name",
+		    json_object_new_string(mkh_defs[i].name));
+		json_object_object_add(t, "title",
+		    json_object_new_string(mkh_defs[i].title));
+		json_object_object_add(t, "description",
+		    json_object_new_string(mkh_defs[i].description));
+		json_object_object_add(t, "inputSchema",
+		    json_tokener_parse(mkh_defs[i].input));
+		json_object_object_add(t, "outputSchema",
+		    json_tokener_parse(mkh_defs[i].output));
+		json_object_array_add(tools, t);
+	}
+}
+
+/* The structured result, and the same JSON as text for older clients. */
+static struct json_object *
+mkh_result(struct json_object *sc)
+{
+	struct json_object	*res = json_object_new_object(), *content, *c;
+
+	c = json_object_new_object();
+	json_object_object_add(c, "type", json_object_new_string("text"));
+	json_object_object_add(c, "text", json_object_new_string(
+	    json_object_to_json_string_ext(sc, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE)));
+	content = json_object_new_array();
+	json_object_array_add(content, c);
+	json_object_object_add(res, "content", content);
+	json_object_object_add(res, "structuredContent", sc);
+	return res;
+}
+
+static struct json_object *mkh_error(const char *, ...) PRINTF(1, 2);
+
+static struct json_object *
+mkh_error(const char *fmt, ...)
+{
+	char	msg[512];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	return tool_error_result(msg);
+}
+
+/* NULL when every argument is one of known; else the error result. */
+static struct json_object *
+mkh_check_keys(struct json_object *args, const char *const *known, size_t n,
+    const char *expected)
+{
+	bool	ok;
+
+	if (args == NULL)
+		return NULL;
+	if (!json_object_is_type(args, json_type_object))
+		return mkh_error("invalid argument 'arguments': must be an "
+		    "object");
+	json_object_object_foreach(args, key, val) {
+		(void)val;
+		ok = false;
+		for (size_t i = 0; i < n; i++)
+			ok = ok || strcmp(key, known[i]) == 0;
+		if (!ok)
+			return mkh_error("invalid argument '%.100s': unknown "
+			    "argument; expected %s", key, expected);
+	}
+	return NULL;
+}
+
+/* A strategy argument: NULL (absent or null) or a valid name. */
+static struct json_object *
+mkh_strategy_arg(struct json_object *args, const char *name, const char **out)
+{
+	struct json_object	*v;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(args, name, &v) ||
+	    json_object_is_type(v, json_type_null))
+		return NULL;
+	if (!json_object_is_type(v, json_type_string) ||
+	    config_strategy(json_object_get_string(v)) == -1)
+		return mkh_error("invalid argument '%s': expected "
+		    HEAVY_STRATEGIES, name);
+	*out = json_object_get_string(v);
+	return NULL;
+}
+
+/* The task's done callback: the record keeps the result. */
+static void
+mkh_task_done(void *arg, struct json_object *result)
+{
+	registry_finish(arg, result, now_ms());
+}
+
+/* heavy_orchestrate's own checks, on the arguments it shares. */
+static struct json_object *
+mkh_orchestrate_params(struct mcp_session *s, struct json_object *args,
+    struct task_params *p)
+{
+	static const char *const known[] = { "query", "num_agents", "timeout",
+	    "aggregation_strategy" };
+	struct json_object	*err, *shared;
+	const char		*strategy;
+	char			 msg[256];
+	int			 rc;
+
+	if ((err = mkh_check_keys(args, known, 4, "query, num_agents, "
+	    "timeout, aggregation_strategy")) != NULL ||
+	    (err = mkh_strategy_arg(args, "aggregation_strategy",
+	    &strategy)) != NULL)
+		return err;
+	shared = json_object_new_object();
+	if (args != NULL) {
+		json_object_object_foreach(args, key, val)
+			if (strcmp(key, "aggregation_strategy") != 0)
+				json_object_object_add(shared, key,
+				    json_object_get(val));
+	}
+	rc = tool_orchestrate_args(s->cfg, shared, p, msg, sizeof msg);
+	json_object_put(shared);
+	if (rc == -1)
+		return tool_error_result(msg);
+	if (strategy != NULL) {
+		free(p->strategy);
+		p->strategy = xstrdup(strategy);
+	}
+	return NULL;
+}
+
+static struct json_object *
+mkh_orchestrate(struct mcp_session *s, struct json_object *args)
+{
+	struct task_params	 p;
+	struct task_record	*rec;
+	struct task		*t;
+	struct json_object	*err, *sc;
+	char			 msg[256];
+	int			 n;
+
+	if ((err = mkh_orchestrate_params(s, args, &p)) != NULL)
+		return err;
+	if (registry_admit(s->cfg->max_tasks, msg, sizeof msg) == -1) {
+		task_params_clear(&p);
+		return tool_error_result(msg);
+	}
+	n = p.num_agents;
+	rec = registry_new(s->owner, "grok_heavy_orchestrate");
+	if ((t = task_start(s->cfg, &p, NULL, mkh_task_done, rec)) == NULL) {
+		task_params_clear(&p);
+		registry_discard(rec);
+		return tool_error_result("invalid argument 'query': too long "
+		    "for max_frame_bytes");
+	}
+	registry_add(rec, t, task_id(t), now_ms());
+	sc = json_object_new_object();
+	json_object_object_add(sc, "task_id", json_object_new_string(rec->id));
+	json_object_object_add(sc, "status", json_object_new_string(
+	    registry_status_name(registry_status(rec))));
+	snprintf(msg, sizeof msg, "Started orchestration with %d agents; "
+	    "follow it with get_task_progress", n);
+	json_object_object_add(sc, "message", json_object_new_string(msg));
+	return mkh_result(sc);
+}
+
+/* The record of a task_id argument, or NULL and the error result. */
+static struct task_record *
+mkh_lookup(struct mcp_session *s, struct json_object *args,
+    struct json_object **err)
+{
+	static const char *const known[] = { "task_id" };
+	struct json_object	*v;
+	struct task_record	*r;
+	char			 id[33];
+	const char		*str;
+	size_t			 len;
+
+	if ((*err = mkh_check_keys(args, known, 1, "task_id")) != NULL)
+		return NULL;
+	if (args == NULL || !json_object_object_get_ex(args, "task_id", &v)) {
+		*err = tool_error_result("invalid argument 'task_id': required");
+		return NULL;
+	}
+	str = json_object_get_string(v);
+	len = json_object_is_type(v, json_type_string) ? strlen(str) : 0;
+	for (size_t i = 0; i < len && len == 32; i++)
+		if (!isxdigit((unsigned char)str[i]))
+			len = 0;
+	if (len != 32) {
+		*err = tool_error_result("invalid argument 'task_id': expected "
+		    "the 32 hex digits grok_heavy_orchestrate returned");
+		return NULL;
+	}
+	for (size_t i = 0; i <= 32; i++)
+		id[i] = (char)tolower((unsigned char)str[i]);
+	if ((r = registry_find(id, s->owner, now_ms())) == NULL)
+		*err = mkh_error("unknown task_id %s: no such task, or it "
+		    "finished more than %d s ago and expired", id,
+		    s->cfg->task_ttl_s);
+	return r;
+}
+
+static struct json_object *
+mkh_progress(struct mcp_session *s, struct json_object *args)
+{
+	struct task_record	*r;
+	struct json_object	*err, *sc, *result = NULL;
+	int64_t			 now = now_ms();
+
+	if ((r = mkh_lookup(s, args, &err)) == NULL)
+		return err;
+	sc = json_object_new_object();
+	json_object_object_add(sc, "task_id", json_object_new_string(r->id));
+	json_object_object_add(sc, "status", json_object_new_string(
+	    registry_status_name(registry_status(r))));
+	json_object_object_add(sc, "tool", json_object_new_string(r->tool));
+	json_object_object_add(sc, "progress", registry_progress(r, now));
+	if (r->result != NULL &&
+	    json_object_object_get_ex(r->result, "structuredContent", &result))
+		json_object_get(result);
+	json_object_object_add(sc, "result", result);
+	json_object_object_add(sc, "error", r->error != NULL ?
+	    json_object_new_string(r->error) : NULL);
+	json_object_object_add(sc, "execution_time",
+	    json_object_new_double(registry_execution_time(r, now)));
+	return mkh_result(sc);
+}
+
+static struct json_object *
+mkh_cancel(struct mcp_session *s, struct json_object *args)
+{
+	struct task_record	*r;
+	struct json_object	*err, *sc;
+	bool			 was_running;
+	char			 msg[128];
+
+	if ((r = mkh_lookup(s, args, &err)) == NULL)
+		return err;
+	sc = json_object_new_object();
+	json_object_object_add(sc, "task_id", json_object_new_string(r->id));
+	if ((was_running = !r->finished)) {
+		log_info("task %s cancelled by cancel_task", r->id);
+		registry_cancel(r, "cancelled by cancel_task", now_ms());
+		snprintf(msg, sizeof msg, "cancelled; its workers were killed");
+	} else
+		snprintf(msg, sizeof msg, "the task had already finished (%s); "
+		    "nothing to cancel", registry_status_name(r->status));
+	json_object_object_add(sc, "status", json_object_new_string(
+	    registry_status_name(r->status)));
+	json_object_object_add(sc, "cancelled",
+	    json_object_new_boolean(was_running));
+	json_object_object_add(sc, "message", json_object_new_string(msg));
+	return mkh_result(sc);
+}
+
+static struct json_object *
+mkh_list(struct mcp_session *s, struct json_object *args)
+{
+	struct json_object	*err, *sc, *list;
+
+	if ((err = mkh_check_keys(args, NULL, 0, "no arguments")) != NULL)
+		return err;
+	list = registry_list(s->owner, now_ms());
+	sc = json_object_new_object();
+	json_object_object_add(sc, "total_active", json_object_new_int(
+	    (int)json_object_array_length(list)));
+	json_object_object_add(sc, "active_tasks", list);
+	return mkh_result(sc);
+}
+
+static struct json_object *
+mkh_agent_tools(struct mcp_session *s, struct json_object *args)
+{
+	struct json_object	*err, *sc, *list;
+
+	if ((err = mkh_check_keys(args, NULL, 0, "no arguments")) != NULL)
+		return err;
+	list = tooldefs_list(task_tool_features(s->cfg));
+	sc = json_object_new_object();
+	json_object_object_add(sc, "total_tools", json_object_new_int(
+	    (int)json_object_array_length(list)));
+	json_object_object_add(sc, "available_tools", list);
+	return mkh_result(sc);
+}
+
+/* An optional integer argument in [lo, hi]; null counts as absent. */
+static struct json_object *
+mkh_int_arg(struct json_object *args, const char *name, int lo, int hi,
+    int *out)
+{
+	struct json_object	*v;
+	int64_t			 n = INT64_MIN;
+	double			 d;
+
+	if (!json_object_object_get_ex(args, name, &v) ||
+	    json_object_is_type(v, json_type_null))
+		return NULL;
+	if (json_object_is_type(v, json_type_int))
+		n = json_object_get_int64(v);
+	else if (json_object_is_type(v, json_type_double)) {
+		d = json_object_get_double(v);	/* 4.0 is an integer too */
+		if (d == floor(d) && fabs(d) < 1e15)
+			n = (int64_t)d;
+	}
+	if (n < lo || n > hi)
+		return mkh_error("invalid argument '%s': expected an integer "
+		    "from %d to %d", name, lo, hi);
+	*out = (int)n;
+	return NULL;
+}
+
+static struct json_object *
+mkh_config_json(const struct heavy_config *c)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "parallel_agents",
+	    json_object_new_int(c->num_agents));
+	json_object_object_add(o, "task_timeout",
+	    json_object_new_int(c->task_timeout_s));
+	json_object_object_add(o, "aggregation_strategy",
+	    json_object_new_string(c->aggregation_strategy));
+	return o;
+}
+
+/* Checks every argument before it changes any: all or nothing. */
+static struct json_object *
+mkh_configure(struct mcp_session *s, struct json_object *args)
+{
+	static const char *const known[] = { "parallel_agents",
+	    "task_timeout", "aggregation_strategy" };
+	struct json_object	*err, *sc, *updates;
+	int			 agents = 0, timeout = 0;
+	const char		*strategy;
+
+	if ((err = mkh_check_keys(args, known, 3, "parallel_agents, "
+	    "task_timeout, aggregation_strategy")) != NULL ||
+	    (err = mkh_int_arg(args, "parallel_agents", 1, HEAVY_MAX_AGENTS,
+	    &agents)) != NULL ||
+	    (err = mkh_int_arg(args, "task_timeout", 1, 86400,
+	    &timeout)) != NULL ||
+	    (err = mkh_strategy_arg(args, "aggregation_strategy",
+	    &strategy)) != NULL)
+		return err;
+	updates = json_object_new_object();
+	if (agents != 0) {
+		s->cfg->num_agents = agents;
+		json_object_object_add(updates, "parallel_agents",
+		    json_object_new_int(agents));
+	}
+	if (timeout != 0) {
+		s->cfg->task_timeout_s = timeout;
+		json_object_object_add(updates, "task_timeout",
+		    json_object_new_int(timeout));
+	}
+	if (strategy != NULL) {
+		config_set_str(&s->cfg->aggregation_strategy, strategy);
+		json_object_object_add(updates, "aggregation_strategy",
+		    json_object_new_string(strategy));
+	}
+	sc = json_object_new_object();
+	json_object_object_add(sc, "message", json_object_new_string(
+	    json_object_object_length(updates) ? "This session's defaults "
+	    "are updated; running tasks and other sessions keep theirs." :
+	    "No change; these are this session's defaults."));
+	json_object_object_add(sc, "updates", updates);
+	json_object_object_add(sc, "current_config", mkh_config_json(s->cfg));
+	return mkh_result(sc);
+}
+
+static const struct {
+	const char		*name;
+	struct json_object	*(*fn)(struct mcp_session *,
+				    struct json_object *);
+} mkh_calls[] = {
+	{ "grok_heavy_orchestrate", mkh_orchestrate },
+	{ "get_task_progress", mkh_progress },
+	{ "list_active_tasks", mkh_list },
+	{ "get_agent_tools", mkh_agent_tools },
+	{ "configure_orchestrator", mkh_configure },
+	{ "cancel_task", mkh_cancel },
+};
+
+/* The tool's CallToolResult; NULL when name is not one of these tools. */
+struct json_object *
+mkh_call(struct mcp_session *s, const char *name, struct json_object *args)
+{
+	for (size_t i = 0; i < sizeof mkh_calls / sizeof mkh_calls[0]; i++)
+		if (strcmp(name, mkh_calls[i].name) == 0)
+			return mkh_calls[i].fn(s, args);
+	return NULL;
+}

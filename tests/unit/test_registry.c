@@ -1,0 +1,381 @@
+/* The task registry, without an event loop: time is passed in. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../supervisor/supervisor.h"
+
+#define TTL_S	60
+
+static void setup(void) { registry_init(TTL_S, 3, NULL); }
+static void teardown(void) { registry_free(); }
+
+static struct task_record *
+add(int n, const char *owner, int64_t now)
+{
+	struct task_record	*r = registry_new(owner, "grok_heavy_orchestrate");
+	char			 id[33];
+
+	snprintf(id, sizeof id, "%032x", n);
+	registry_add(r, NULL, id, now);
+	return r;
+}
+
+static const char *
+id(int n)
+{
+	static char	buf[4][33];
+	static int	k;
+
+	k = (k + 1) % 4;
+	snprintf(buf[k], sizeof buf[k], "%032x", n);
+	return buf[k];
+}
+
+/* A CallToolResult like heavy_orchestrate's. */
+static struct json_object *
+result(bool failed, const char *text)
+{
+	struct json_object	*r = tool_error_result(text);
+
+	json_object_object_add(r, "isError", json_object_new_boolean(failed));
+	json_object_object_add(r, "structuredContent", json_tokener_parse(
+	    "{\"answer\":\"x\"}"));
+	return r;
+}
+
+Test(registry, lookup_by_id_and_owner, .init = setup, .fini = teardown)
+{
+	struct task_record	*a = add(1, "uid:1", 0), *b = add(2, "uid:1", 0);
+
+	cr_assert_eq(registry_find(id(1), "uid:1", 10), a);
+	cr_assert_eq(registry_find(id(2), "uid:1", 10), b);
+	cr_assert_null(registry_find(id(3), "uid:1", 10));
+	cr_assert_null(registry_find("", "uid:1", 10));
+	cr_assert_eq(registry_nactive(), 2);
+	cr_assert_eq(registry_status(a), TASK_INITIALIZED);
+	cr_assert_str_eq(registry_status_name(registry_status(a)),
+	    "INITIALIZED");
+}
+
+Test(registry, another_owner_sees_nothing, .init = setup, .fini = teardown)
+{
+	struct task_record	*r = add(7, "uid:1000", 0);
+	struct json_object	*mine, *theirs;
+
+	cr_assert_null(registry_find(id(7), "uid:1001", 1));
+	cr_assert_null(registry_find(id(7), "uid:100", 1));
+	cr_assert_eq(registry_find(id(7), "uid:1000", 1), r);
+
+	mine = registry_list("uid:1000", 1);
+	theirs = registry_list("uid:1001", 1);
+	cr_assert_eq(json_object_array_length(mine), 1);
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(
+	    json_object_array_get_idx(mine, 0), "task_id")), id(7));
+	cr_assert_eq(json_object_array_length(theirs), 0);
+	json_object_put(mine);
+	json_object_put(theirs);
+
+	/* Finished, it is still only its owner's. */
+	registry_finish(r, result(false, "answer"), 5);
+	cr_assert_null(registry_find(id(7), "uid:1001", 6));
+	cr_assert_eq(registry_find(id(7), "uid:1000", 6), r);
+}
+
+Test(registry, list_holds_running_tasks_only, .init = setup,
+    .fini = teardown)
+{
+	struct task_record	*a = add(1, "uid:1", 0);
+	struct json_object	*l;
+
+	add(2, "uid:1", 1);
+	registry_finish(a, result(false, "done"), 2);
+	l = registry_list("uid:1", 3);
+	cr_assert_eq(json_object_array_length(l), 1);
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(
+	    json_object_array_get_idx(l, 0), "task_id")), id(2));
+	json_object_put(l);
+}
+
+Test(registry, finished_records_expire_after_the_ttl, .init = setup,
+    .fini = teardown)
+{
+	struct task_record	*r = add(1, "uid:1", 0);
+	int64_t			 done = 5000, ttl = TTL_S * 1000;
+
+	add(2, "uid:1", 0);
+	registry_finish(r, result(false, "answer"), done);
+	cr_assert_eq(registry_status(r), TASK_COMPLETED);
+	cr_assert_eq(registry_find(id(1), "uid:1", done + ttl - 1), r);
+	cr_assert_null(registry_find(id(1), "uid:1", done + ttl));
+	cr_assert_eq(registry_nfinished(), 0);
+	/* A running task never expires. */
+	cr_assert_not_null(registry_find(id(2), "uid:1", done + 100 * ttl));
+}
+
+Test(registry, expiry_sweeps_in_finish_order, .init = setup,
+    .fini = teardown)
+{
+	struct task_record	*a = add(1, "uid:1", 0), *b = add(2, "uid:1", 0);
+	int64_t			 ttl = TTL_S * 1000;
+
+	registry_finish(b, result(false, "b"), 100);
+	registry_finish(a, result(false, "a"), 200);
+	registry_expire(100 + ttl);
+	cr_assert_eq(registry_nfinished(), 1);
+	cr_assert_null(registry_find(id(2), "uid:1", 100 + ttl));
+	cr_assert_eq(registry_find(id(1), "uid:1", 100 + ttl), a);
+	registry_expire(200 + ttl);
+	cr_assert_eq(registry_nfinished(), 0);
+}
+
+Test(registry, retained_cap_evicts_the_oldest_finished, .init = setup,
+    .fini = teardown)
+{
+	struct task_record	*r[6];
+	int			 order[] = { 2, 0, 4, 1, 3 };	/* finish order */
+
+	for (int i = 0; i < 6; i++)
+		r[i] = add(i, "uid:1", i);
+	for (int k = 0; k < 5; k++)
+		registry_finish(r[order[k]], result(false, "x"), 10 + k);
+	/* Cap 3: 2 and 0 finished first and went; 4, 1, 3 stay. */
+	cr_assert_eq(registry_nfinished(), 3);
+	cr_assert_null(registry_find(id(2), "uid:1", 20));
+	cr_assert_null(registry_find(id(0), "uid:1", 20));
+	cr_assert_not_null(registry_find(id(4), "uid:1", 20));
+	cr_assert_not_null(registry_find(id(1), "uid:1", 20));
+	cr_assert_not_null(registry_find(id(3), "uid:1", 20));
+	/* The running one is not counted against the cap, nor evicted. */
+	cr_assert_eq(registry_find(id(5), "uid:1", 20), r[5]);
+	cr_assert_eq(registry_nactive(), 1);
+}
+
+Test(registry, failed_result_keeps_its_error, .init = setup,
+    .fini = teardown)
+{
+	struct task_record	*r = add(1, "uid:1", 1000);
+
+	registry_finish(r, result(true, "All 4 agents failed"), 3500);
+	cr_assert_eq(registry_status(r), TASK_FAILED);
+	cr_assert_str_eq(r->error, "All 4 agents failed");
+	cr_assert_float_eq(registry_execution_time(r, 99999), 2.5, 1e-9);
+	cr_assert_not_null(r->result);
+}
+
+static int	hook_calls;
+static void	hook(void *arg) { hook_calls += arg == &hook_calls; }
+
+Test(registry, cancel_tells_the_starter_once, .init = setup,
+    .fini = teardown)
+{
+	struct task_record	*r = add(1, "uid:1", 0);
+
+	r->cancelled = hook;
+	r->arg = &hook_calls;
+	registry_cancel(r, "cancelled by cancel_task", 10);
+	cr_assert_eq(hook_calls, 1);
+	cr_assert_eq(registry_status(r), TASK_CANCELLED);
+	cr_assert_str_eq(r->error, "cancelled by cancel_task");
+	cr_assert_eq(registry_nactive(), 0);
+	registry_cancel(r, "again", 11);	/* finished: nothing happens */
+	cr_assert_eq(hook_calls, 1);
+	cr_assert_str_eq(r->error, "cancelled by cancel_task");
+	cr_assert_eq(registry_find(id(1), "uid:1", 12), r);
+}
+
+Test(registry, admission_counts_running_tasks, .init = setup,
+    .fini = teardown)
+{
+	struct task_record	*a = add(1, "uid:1", 0);
+	char			 err[128];
+
+	add(2, "uid:2", 0);
+	cr_assert_eq(registry_admit(3, err, sizeof err), 0);
+	cr_assert_eq(registry_admit(2, err, sizeof err), -1);
+	cr_assert(strstr(err, "busy") && strstr(err, "retry later"), "%s", err);
+	registry_finish(a, result(false, "x"), 1);
+	cr_assert_eq(registry_admit(2, err, sizeof err), 0);
+}
+
+Test(registry, free_cancels_what_still_runs)
+{
+	struct task_record	*r;
+
+	registry_init(TTL_S, 3, NULL);
+	r = add(1, "uid:1", 0);
+	add(2, "uid:2", 0);
+	hook_calls = 0;
+	r->cancelled = hook;
+	r->arg = &hook_calls;
+	registry_free();
+	cr_assert_eq(hook_calls, 1);
+	cr_assert_eq(registry_nactive(), 0);
+	cr_assert_null(registry_find(id(1), "uid:1", 0));
+}
+
+/* ---- the make-it-heavy tools over the registry, without a loop ---- */
+
+static struct heavy_config	mcfg;
+static struct mcp_session	sess;
+
+static void
+msetup(void)
+{
+	setup();
+	config_defaults(&mcfg);
+	sess.owner = "uid:1000";
+	sess.cfg = &mcfg;
+}
+
+static void
+mteardown(void)
+{
+	teardown();
+	config_clear(&mcfg);
+}
+
+/* Calls the tool; returns its result, *text its first text. */
+static struct json_object *
+tcall(const char *name, const char *args, const char **text)
+{
+	struct json_object	*a = args ? json_tokener_parse(args) : NULL;
+	struct json_object	*r = mkh_call(&sess, name, a);
+
+	json_object_put(a);
+	cr_assert_not_null(r, "%s is not a tool", name);
+	*text = json_object_get_string(json_object_object_get(
+	    json_object_array_get_idx(json_object_object_get(r, "content"), 0),
+	    "text"));
+	return r;
+}
+
+static bool
+is_error(struct json_object *r)
+{
+	return json_object_get_boolean(json_object_object_get(r, "isError"));
+}
+
+Test(mkh, unknown_tool_is_not_ours, .init = msetup, .fini = mteardown)
+{
+	cr_assert_null(mkh_call(&sess, "heavy_orchestrate", NULL));
+	cr_assert_null(mkh_call(&sess, "nope", NULL));
+}
+
+Test(mkh, agent_tools_are_the_enabled_ones, .init = msetup,
+    .fini = mteardown)
+{
+	const char		*text;
+	struct json_object	*r = tcall("get_agent_tools", "{}", &text);
+	struct json_object	*sc = json_object_object_get(r,
+	    "structuredContent"), *list;
+
+	cr_assert(!is_error(r), "%s", text);
+	list = json_object_object_get(sc, "available_tools");
+	cr_assert_eq(json_object_get_int(json_object_object_get(sc,
+	    "total_tools")), (int)json_object_array_length(list));
+	cr_assert(strstr(text, "\"calculate\"") != NULL, "%s", text);
+	cr_assert(strstr(text, "\"mark_task_complete\"") != NULL, "%s", text);
+	json_object_put(r);
+	r = tcall("get_agent_tools", "{\"verbose\":true}", &text);
+	cr_assert(is_error(r));
+	cr_assert(strstr(text, "'verbose'") != NULL, "%s", text);
+	json_object_put(r);
+}
+
+Test(mkh, configure_changes_this_session_all_or_nothing, .init = msetup,
+    .fini = mteardown)
+{
+	const char		*text;
+	struct json_object	*r;
+
+	r = tcall("configure_orchestrator", "{\"parallel_agents\":2,"
+	    "\"task_timeout\":30,\"aggregation_strategy\":\"best\"}", &text);
+	cr_assert(!is_error(r), "%s", text);
+	cr_assert_eq(mcfg.num_agents, 2);
+	cr_assert_eq(mcfg.task_timeout_s, 30);
+	cr_assert_str_eq(mcfg.aggregation_strategy, "best");
+	json_object_put(r);
+
+	r = tcall("configure_orchestrator", "{\"task_timeout\":10,"
+	    "\"aggregation_strategy\":\"majority\"}", &text);
+	cr_assert(is_error(r));
+	cr_assert(strstr(text, "'aggregation_strategy'") != NULL, "%s", text);
+	cr_assert_eq(mcfg.task_timeout_s, 30, "a rejected call changed it");
+	json_object_put(r);
+
+	r = tcall("configure_orchestrator", "{\"parallel_agents\":17}", &text);
+	cr_assert(is_error(r));
+	cr_assert(strstr(text, "'parallel_agents'") != NULL, "%s", text);
+	cr_assert_eq(mcfg.num_agents, 2);
+	json_object_put(r);
+
+	r = tcall("configure_orchestrator", "{\"parallel_agents\":null}", &text);
+	cr_assert(!is_error(r), "%s", text);
+	cr_assert(strstr(text, "\"parallel_agents\":2") != NULL, "%s", text);
+	json_object_put(r);
+}
+
+Test(mkh, task_ids_malformed_unknown_and_foreign, .init = msetup,
+    .fini = mteardown)
+{
+	const char		*text;
+	struct json_object	*r, *r2;
+	char			 args[64], foreign[256], *p;
+
+	r = tcall("get_task_progress", "{\"task_id\":\"../etc\"}", &text);
+	cr_assert(is_error(r));
+	cr_assert(strstr(text, "invalid argument 'task_id'") != NULL, "%s", text);
+	json_object_put(r);
+	r = tcall("cancel_task", "{}", &text);
+	cr_assert(is_error(r));
+	cr_assert(strstr(text, "'task_id'") != NULL, "%s", text);
+	json_object_put(r);
+
+	/* Another owner's task answers exactly like an unknown id. */
+	add(5, "uid:1001", 0);
+	snprintf(args, sizeof args, "{\"task_id\":\"%s\"}", id(5));
+	r = tcall("get_task_progress", args, &text);
+	cr_assert(is_error(r));
+	snprintf(foreign, sizeof foreign, "%s", text);
+	while ((p = strstr(foreign, id(5))) != NULL)
+		memcpy(p, id(6), 32);	/* the message names the id asked */
+	snprintf(args, sizeof args, "{\"task_id\":\"%s\"}", id(6));
+	r2 = tcall("get_task_progress", args, &text);
+	cr_assert(is_error(r2));
+	cr_assert_str_eq(foreign, text);
+	cr_assert(strstr(text, "unknown task_id") != NULL, "%s", text);
+	json_object_put(r);
+	json_object_put(r2);
+	r = tcall("cancel_task", "{\"task_id\":\"00000000000000000000000000000005\"}",
+	    &text);
+	cr_assert(is_error(r), "cancelled another owner's task: %s", text);
+	cr_assert_eq(registry_nactive(), 1);
+	json_object_put(r);
+}
+
+Test(mkh, progress_of_a_finished_task, .init = msetup, .fini = mteardown)
+{
+	const char		*text;
+	struct json_object	*r, *sc;
+	struct task_record	*t = add(9, "uid:1000", now_ms() - 1500);
+	char			 a[64];
+
+	registry_finish(t, result(false, "fine"), now_ms());
+	snprintf(a, sizeof a, "{\"task_id\":\"%s\"}", id(9));
+	r = tcall("get_task_progress", a, &text);
+	cr_assert(!is_error(r), "%s", text);
+	sc = json_object_object_get(r, "structuredContent");
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(sc,
+	    "status")), "COMPLETED");
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(
+	    json_object_object_get(sc, "result"), "answer")), "x");
+	cr_assert(json_object_get_double(json_object_object_get(sc,
+	    "execution_time")) >= 1.5);
+	json_object_put(r);
+	r = tcall("cancel_task", a, &text);
+	cr_assert(!is_error(r), "%s", text);
+	cr_assert(strstr(text, "already finished") != NULL, "%s", text);
+	cr_assert(strstr(text, "\"cancelled\":false") != NULL, "%s", text);
+	json_object_put(r);
+}
