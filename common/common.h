@@ -104,6 +104,8 @@ struct heavy_config {
 	int	 nagent_models;
 	int	 task_ttl_s;		/* finished tasks kept this long */
 	int	 max_retained_tasks;	/* finished tasks kept at most */
+	int	 max_session_tasks;	/* one session's concurrent tasks */
+	int	 max_queued_workers;	/* workers waiting for a slot */
 };
 
 void	 config_defaults(struct heavy_config *);

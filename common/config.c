@@ -72,6 +72,8 @@ config_defaults(struct heavy_config *c)
 	c->ask_cost = 2;
 	c->task_ttl_s = 3600;
 	c->max_retained_tasks = 1000;
+	c->max_session_tasks = 512;
+	c->max_queued_workers = 8192;
 }
 
 void
@@ -119,6 +121,8 @@ static const struct knob {
 	SIZE_KNOB("HEAVY_MAX_TOTAL_TOKENS", max_total_tokens, 0, 1LL << 40),
 	INT_KNOB("HEAVY_TASK_TTL", task_ttl_s, 60, 2592000),
 	INT_KNOB("HEAVY_MAX_RETAINED_TASKS", max_retained_tasks, 1, 1 << 20),
+	INT_KNOB("HEAVY_MAX_SESSION_TASKS", max_session_tasks, 1, 1 << 20),
+	INT_KNOB("HEAVY_MAX_QUEUED_WORKERS", max_queued_workers, 0, 1 << 24),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */

@@ -248,7 +248,8 @@ mcp_orchestrate(struct mcp_session *s, struct rpc_msg *m,
 		mcp_send(s, rpc_result(m->id, tool_error_result(err)));
 		return;
 	}
-	if (registry_admit(s->cfg->max_tasks, err, sizeof err) == -1) {
+	if (registry_admit(s->cfg, s->owner, workers_queued(), err,
+	    sizeof err) == -1) {
 		task_params_clear(&p);
 		mcp_send(s, rpc_result(m->id, tool_error_result(err)));
 		return;

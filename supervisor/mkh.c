@@ -290,7 +290,8 @@ mkh_orchestrate(struct mcp_session *s, struct json_object *args)
 
 	if ((err = mkh_orchestrate_params(s, args, &p)) != NULL)
 		return err;
-	if (registry_admit(s->cfg->max_tasks, msg, sizeof msg) == -1) {
+	if (registry_admit(s->cfg, s->owner, workers_queued(), msg,
+	    sizeof msg) == -1) {
 		task_params_clear(&p);
 		return tool_error_result(msg);
 	}

@@ -297,14 +297,30 @@ registry_cancel(struct task_record *r, const char *why, int64_t now)
 		fn(arg);
 }
 
-/* The max_tasks admission check, for both orchestrate tools. */
+/*
+ * Admission, for both orchestrate tools: fail fast rather than queue
+ * without bound.  The server's running tasks, the caller's own (so one
+ * client cannot starve the others) and the workers already waiting for a
+ * slot are each capped.
+ */
 int
-registry_admit(int max_tasks, char *err, size_t errlen)
+registry_admit(const struct heavy_config *cfg, const char *owner,
+    int queued_workers, char *err, size_t errlen)
 {
-	if (reg_nactive < max_tasks)
+	struct lh_entry	*e = lh_table_lookup_entry(reg_owners, owner);
+	int		 mine = e ? ((struct registry_owner *)lh_entry_v(e))->nactive : 0;
+
+	if (reg_nactive >= cfg->max_tasks)
+		snprintf(err, errlen, "busy: %d orchestrations are running "
+		    "(max_tasks); retry later", cfg->max_tasks);
+	else if (mine >= cfg->max_session_tasks)
+		snprintf(err, errlen, "busy: this session already runs %d "
+		    "orchestrations (max_session_tasks); retry later", mine);
+	else if (queued_workers >= cfg->max_queued_workers)
+		snprintf(err, errlen, "busy: %d workers are waiting for a free "
+		    "slot (max_queued_workers); retry later", queued_workers);
+	else
 		return 0;
-	snprintf(err, errlen, "busy: %d orchestrations are running "
-	    "(max_tasks); retry later", max_tasks);
 	return -1;
 }
 

@@ -72,6 +72,7 @@ void	 workers_init(const struct heavy_config *);
 struct worker *worker_start(const struct worker_req *);
 void	 worker_cancel(struct worker *);
 void	 workers_kill_all(void);
+int	 workers_queued(void);		/* waiting for a free slot */
 void	 workers_free_all(void);
 void	 workers_spawned(uint32_t id, pid_t, int pidfd, int err);
 void	 workers_exited(uint32_t id, pid_t, int status);
@@ -189,7 +190,8 @@ void	 registry_finish(struct task_record *, struct json_object *result,
 	    int64_t now);
 void	 registry_cancel(struct task_record *, const char *why, int64_t now);
 void	 registry_expire(int64_t now);
-int	 registry_admit(int max_tasks, char *err, size_t errlen);
+int	 registry_admit(const struct heavy_config *, const char *owner,
+	    int queued_workers, char *err, size_t errlen);
 int	 registry_nactive(void);
 int	 registry_nfinished(void);
 enum task_status registry_status(const struct task_record *);

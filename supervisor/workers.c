@@ -46,6 +46,7 @@ static struct worker		**table;
 static uint32_t			 table_size, generation;
 static uint32_t			*free_slots, nfree;
 static TAILQ_HEAD(, worker)	 queue = TAILQ_HEAD_INITIALIZER(queue);
+static int			 nqueued;
 static size_t			 max_frame;
 
 static void	worker_launch(struct worker *);
@@ -273,6 +274,7 @@ worker_deadline_cb(evutil_socket_t fd, short events, void *arg)
 	}
 	if (w->state == WORKER_QUEUED) {
 		TAILQ_REMOVE(&queue, w, entry);
+		nqueued--;
 		w->timed_out = true;
 		w->problem = xstrdup("deadline passed while waiting for a "
 		    "free worker slot");
@@ -316,10 +318,12 @@ worker_start(const struct worker_req *req)
 	tv.tv_usec = left > 0 ? (left % 1000) * 1000 : 0;
 	evtimer_add(w->deadline_ev, &tv);
 	w->state = WORKER_QUEUED;
-	if (nfree > 0)
+	if (nfree > 0) {
 		worker_launch(w);
-	else
+	} else {
 		TAILQ_INSERT_TAIL(&queue, w, entry);
+		nqueued++;
+	}
 	return w;
 }
 
@@ -475,6 +479,7 @@ workers_pump(void)
 
 	while (nfree > 0 && (w = TAILQ_FIRST(&queue)) != NULL) {
 		TAILQ_REMOVE(&queue, w, entry);
+		nqueued--;
 		worker_launch(w);
 	}
 }
@@ -520,11 +525,18 @@ worker_cancel(struct worker *w)
 	w->usage = NULL;
 	if (w->state == WORKER_QUEUED && !w->launch_failed) {
 		TAILQ_REMOVE(&queue, w, entry);
+		nqueued--;
 		explicit_bzero(w->frame.data, w->frame.len);
 		worker_free(w);
 		return;
 	}
 	worker_kill(w);
+}
+
+int
+workers_queued(void)
+{
+	return nqueued;
 }
 
 void
@@ -557,6 +569,7 @@ workers_free_all(void)
 
 	while ((w = TAILQ_FIRST(&queue)) != NULL) {
 		TAILQ_REMOVE(&queue, w, entry);
+		nqueued--;
 		worker_free(w);
 	}
 	for (uint32_t i = 0; i < table_size; i++)

@@ -188,14 +188,41 @@ Test(registry, admission_counts_running_tasks, .init = setup,
     .fini = teardown)
 {
 	struct task_record	*a = add(1, "uid:1", 0);
+	struct heavy_config	 c;
 	char			 err[128];
 
+	config_defaults(&c);
 	add(2, "uid:2", 0);
-	cr_assert_eq(registry_admit(3, err, sizeof err), 0);
-	cr_assert_eq(registry_admit(2, err, sizeof err), -1);
-	cr_assert(strstr(err, "busy") && strstr(err, "retry later"), "%s", err);
+	c.max_tasks = 3;
+	cr_assert_eq(registry_admit(&c, "uid:1", 0, err, sizeof err), 0);
+	c.max_tasks = 2;
+	cr_assert_eq(registry_admit(&c, "uid:1", 0, err, sizeof err), -1);
+	cr_assert(strstr(err, "busy") && strstr(err, "(max_tasks); retry later"),
+	    "%s", err);
 	registry_finish(a, result(false, "x"), 1);
-	cr_assert_eq(registry_admit(2, err, sizeof err), 0);
+	cr_assert_eq(registry_admit(&c, "uid:1", 0, err, sizeof err), 0);
+	config_clear(&c);
+}
+
+Test(registry, admission_caps_each_session_and_the_worker_queue,
+    .init = setup, .fini = teardown)
+{
+	struct heavy_config	 c;
+	char			 err[128];
+
+	config_defaults(&c);
+	c.max_session_tasks = 2;
+	c.max_queued_workers = 10;
+	add(1, "uid:1", 0);
+	add(2, "uid:1", 0);
+	cr_assert_eq(registry_admit(&c, "uid:1", 0, err, sizeof err), -1);
+	cr_assert(strstr(err, "this session already runs 2 orchestrations "
+	    "(max_session_tasks); retry later") != NULL, "%s", err);
+	cr_assert_eq(registry_admit(&c, "uid:2", 0, err, sizeof err), 0,
+	    "another session is not starved");
+	cr_assert_eq(registry_admit(&c, "uid:2", 10, err, sizeof err), -1);
+	cr_assert(strstr(err, "10 workers are waiting") != NULL, "%s", err);
+	config_clear(&c);
 }
 
 Test(registry, free_cancels_what_still_runs)
