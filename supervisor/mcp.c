@@ -184,6 +184,7 @@ mcp_call_progress(void *arg, double progress, double total, const char *msg)
 	struct mcp_call		*c = arg;
 	struct json_object	*params;
 
+	registry_touch(c->rec);
 	if (c->progress_token == NULL)
 		return;
 	params = json_object_new_object();

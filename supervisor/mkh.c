@@ -236,6 +236,14 @@ mkh_strategy_arg(struct json_object *args, const char *name, const char **out)
 	return NULL;
 }
 
+/* Progress: nobody waits on this call, but watchers of the record do. */
+static void
+mkh_task_progress(void *arg, double progress, double total, const char *msg)
+{
+	(void)progress; (void)total; (void)msg;
+	registry_touch(arg);
+}
+
 /* The task's done callback: the record keeps the result. */
 static void
 mkh_task_done(void *arg, struct json_object *result)
@@ -297,7 +305,8 @@ mkh_orchestrate(struct mcp_session *s, struct json_object *args)
 	}
 	n = p.num_agents;
 	rec = registry_new(s->owner, "grok_heavy_orchestrate");
-	if ((t = task_start(s->cfg, &p, NULL, mkh_task_done, rec)) == NULL) {
+	if ((t = task_start(s->cfg, &p, mkh_task_progress, mkh_task_done,
+	    rec)) == NULL) {
 		task_params_clear(&p);
 		registry_discard(rec);
 		return tool_error_result("invalid argument 'query': too long "

@@ -39,6 +39,27 @@ static const char *status_names[] = {
 
 static void	registry_arm(int64_t now);
 
+/* Who hears of every change of a record: the store, subscriptions. */
+#define REGISTRY_MAX_WATCHERS	4
+static registry_watch_fn	 reg_watchers[REGISTRY_MAX_WATCHERS];
+static int			 reg_nwatchers;
+
+void
+registry_watch(registry_watch_fn fn)
+{
+	if (reg_nwatchers == REGISTRY_MAX_WATCHERS)
+		fatalx("registry: too many watchers");
+	reg_watchers[reg_nwatchers++] = fn;
+}
+
+/* The task moved on (a step, a note) or, when finished is set, ended. */
+void
+registry_touch(struct task_record *r)
+{
+	for (int i = 0; i < reg_nwatchers; i++)
+		reg_watchers[i](r);
+}
+
 const char *
 registry_status_name(enum task_status s)
 {
@@ -217,6 +238,7 @@ registry_retire(struct task_record *r, enum task_status status, int64_t now)
 	registry_unlink_active(r);
 	TAILQ_INSERT_TAIL(&reg_finished, r, finished_entry);
 	reg_nfinished++;
+	registry_touch(r);
 	while (reg_nfinished > reg_max_retained)
 		registry_drop(TAILQ_FIRST(&reg_finished));
 	registry_arm(now);

@@ -178,6 +178,9 @@ struct task_record {
 	TAILQ_ENTRY(task_record) active_entry;	/* its owner's running ones */
 	TAILQ_ENTRY(task_record) finished_entry; /* all finished, in order */
 };
+typedef void (*registry_watch_fn)(struct task_record *);
+void	 registry_watch(registry_watch_fn);
+void	 registry_touch(struct task_record *);
 void	 registry_init(int ttl_s, int max_retained, struct event_base *);
 void	 registry_free(void);
 struct task_record *registry_new(const char *owner, const char *tool);
