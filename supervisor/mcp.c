@@ -59,6 +59,28 @@ mcp_reply_error(struct mcp_session *s, struct json_object *id, int code,
 	mcp_send(s, rpc_error(id, code, message));
 }
 
+/* For the methods served in other files: a result, an error, a notice. */
+void
+mcp_reply(struct mcp_session *s, struct json_object *id,
+    struct json_object *result)
+{
+	mcp_send(s, rpc_result(id, result));
+}
+
+void
+mcp_error(struct mcp_session *s, struct json_object *id, int code,
+    const char *message)
+{
+	mcp_send(s, rpc_error(id, code, message));
+}
+
+void
+mcp_notify(struct mcp_session *s, const char *method,
+    struct json_object *params)
+{
+	mcp_send(s, rpc_notification(method, params));
+}
+
 int
 mcp_negotiate_version(const char *requested, const char **chosen)
 {
@@ -88,6 +110,11 @@ mcp_initialize(struct mcp_session *s, struct rpc_msg *m)
 	json_object_object_add(caps, "tools", json_tokener_parse(
 	    "{\"listChanged\":false}"));
 	json_object_object_add(caps, "logging", json_object_new_object());
+	json_object_object_add(caps, "resources", json_tokener_parse(
+	    "{\"subscribe\":true,\"listChanged\":false}"));
+	json_object_object_add(caps, "prompts", json_tokener_parse(
+	    "{\"listChanged\":false}"));
+	json_object_object_add(caps, "completions", json_object_new_object());
 	info = json_object_new_object();
 	json_object_object_add(info, "name", json_object_new_string(HEAVY_NAME));
 	json_object_object_add(info, "version",
@@ -355,6 +382,14 @@ static const struct {
 	{ "tools/list", mcp_tools_list, false },
 	{ "tools/call", mcp_tools_call, false },
 	{ "logging/setLevel", mcp_set_level, false },
+	{ "resources/list", resources_rpc_list, false },
+	{ "resources/templates/list", resources_rpc_templates, false },
+	{ "resources/read", resources_rpc_read, false },
+	{ "resources/subscribe", resources_rpc_subscribe, false },
+	{ "resources/unsubscribe", resources_rpc_unsubscribe, false },
+	{ "prompts/list", prompts_rpc_list, false },
+	{ "prompts/get", prompts_rpc_get, false },
+	{ "completion/complete", complete_rpc, false },
 };
 
 static void
@@ -501,6 +536,14 @@ mcp_event_cb(struct bufferevent *bev, short events, void *arg)
 	server_shutdown();
 }
 
+/* A record changed: the session's subscriptions hear of it. */
+static void
+mcp_watch(struct task_record *r)
+{
+	if (mcp_stdio != NULL && mcp_stdio->initialized)
+		resources_changed(mcp_stdio, r);
+}
+
 /* Over stdio the caller is the local user. */
 static char *
 mcp_local_owner(void)
@@ -519,6 +562,7 @@ mcp_start(const struct heavy_config *cfg)
 	s->calls = lh_kchar_table_new(64, NULL);
 	s->log_level = -1;
 	registry_init(cfg->task_ttl_s, cfg->max_retained_tasks, ev_base);
+	registry_watch(mcp_watch);
 	if (fd_set_nonblock(STDIN_FILENO, 1) == -1 ||
 	    fd_set_nonblock(STDOUT_FILENO, 1) == -1)
 		return -1;
@@ -567,6 +611,8 @@ mcp_stop(void)
 		mcp_call_abandon(c, "the server is shutting down");
 	}
 	lh_table_free(s->calls);
+	if (s->subs != NULL)
+		lh_table_free(s->subs);
 	registry_free();
 	log_set_hook(NULL);
 	if (s->out != NULL) {

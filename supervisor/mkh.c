@@ -364,26 +364,11 @@ static struct json_object *
 mkh_progress(struct mcp_session *s, struct json_object *args)
 {
 	struct task_record	*r;
-	struct json_object	*err, *sc, *result = NULL;
-	int64_t			 now = now_ms();
+	struct json_object	*err;
 
 	if ((r = mkh_lookup(s, args, &err)) == NULL)
 		return err;
-	sc = json_object_new_object();
-	json_object_object_add(sc, "task_id", json_object_new_string(r->id));
-	json_object_object_add(sc, "status", json_object_new_string(
-	    registry_status_name(registry_status(r))));
-	json_object_object_add(sc, "tool", json_object_new_string(r->tool));
-	json_object_object_add(sc, "progress", registry_progress(r, now));
-	if (r->result != NULL &&
-	    json_object_object_get_ex(r->result, "structuredContent", &result))
-		json_object_get(result);
-	json_object_object_add(sc, "result", result);
-	json_object_object_add(sc, "error", r->error != NULL ?
-	    json_object_new_string(r->error) : NULL);
-	json_object_object_add(sc, "execution_time",
-	    json_object_new_double(registry_execution_time(r, now)));
-	return mkh_result(sc);
+	return mkh_result(registry_status_json(r, now_ms()));
 }
 
 static struct json_object *

@@ -285,3 +285,29 @@ prompts_complete(const char *name, const char *arg, const char *typed)
 			    json_object_new_string(*c));
 	return values;
 }
+
+void
+prompts_rpc_list(struct mcp_session *s, struct rpc_msg *m)
+{
+	mcp_reply(s, m->id, prompts_list());
+}
+
+void
+prompts_rpc_get(struct mcp_session *s, struct rpc_msg *m)
+{
+	struct json_object	*name = NULL, *args = NULL, *res;
+	char			 err[256];
+
+	json_object_object_get_ex(m->params, "name", &name);
+	json_object_object_get_ex(m->params, "arguments", &args);
+	if (!json_object_is_type(name, json_type_string)) {
+		mcp_error(s, m->id, RPC_INVALID_PARAMS,
+		    "Invalid params: name (string) is required");
+		return;
+	}
+	if ((res = prompts_get(json_object_get_string(name), args, err,
+	    sizeof err)) == NULL)
+		mcp_error(s, m->id, RPC_INVALID_PARAMS, err);
+	else
+		mcp_reply(s, m->id, res);
+}

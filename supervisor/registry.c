@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <json-c/linkhash.h>
@@ -26,7 +27,7 @@ struct registry_owner {
 
 static struct lh_table		*reg_ids;	/* id -> record */
 static struct lh_table		*reg_owners;	/* name -> owner */
-static TAILQ_HEAD(, task_record) reg_finished =
+static TAILQ_HEAD(task_records, task_record) reg_finished =
     TAILQ_HEAD_INITIALIZER(reg_finished);
 static int			 reg_nfinished, reg_nactive;
 static int64_t			 reg_ttl_ms;
@@ -429,6 +430,28 @@ registry_progress(const struct task_record *r, int64_t now)
 	return o;
 }
 
+/* What get_task_progress reports and heavy://tasks/{id} holds. */
+struct json_object *
+registry_status_json(const struct task_record *r, int64_t now)
+{
+	struct json_object	*sc = json_object_new_object(), *result = NULL;
+
+	json_object_object_add(sc, "task_id", json_object_new_string(r->id));
+	json_object_object_add(sc, "status", json_object_new_string(
+	    registry_status_name(registry_status(r))));
+	json_object_object_add(sc, "tool", json_object_new_string(r->tool));
+	json_object_object_add(sc, "progress", registry_progress(r, now));
+	if (r->result != NULL &&
+	    json_object_object_get_ex(r->result, "structuredContent", &result))
+		json_object_get(result);
+	json_object_object_add(sc, "result", result);
+	json_object_object_add(sc, "error", r->error != NULL ?
+	    json_object_new_string(r->error) : NULL);
+	json_object_object_add(sc, "execution_time",
+	    json_object_new_double(registry_execution_time(r, now)));
+	return sc;
+}
+
 /* The first 200 bytes of the query, cut on a UTF-8 character boundary. */
 static struct json_object *
 registry_query_json(const char *query)
@@ -482,6 +505,31 @@ registry_list(const char *owner, int64_t now)
 	TAILQ_FOREACH(r, &o->active, active_entry)
 		json_object_array_add(list, registry_entry_json(r, now));
 	return list;
+}
+
+/* The owner's task ids that start with prefix, running ones first: for
+ * completion, which may walk the retained records (they are capped). */
+struct json_object *
+registry_ids(const char *owner, const char *prefix, int64_t now)
+{
+	struct json_object	*ids = json_object_new_array();
+	struct task_record	*r;
+	struct lh_entry		*e;
+	size_t			 n = prefix ? strlen(prefix) : 0;
+
+	registry_expire(now);
+	if (reg_owners != NULL &&
+	    (e = lh_table_lookup_entry(reg_owners, owner)) != NULL)
+		TAILQ_FOREACH(r, &((struct registry_owner *)lh_entry_v(e))->active,
+		    active_entry)
+			if (strncasecmp(r->id, prefix ? prefix : "", n) == 0)
+				json_object_array_add(ids,
+				    json_object_new_string(r->id));
+	TAILQ_FOREACH_REVERSE(r, &reg_finished, task_records, finished_entry)
+		if (strcmp(r->owner, owner) == 0 &&
+		    strncasecmp(r->id, prefix ? prefix : "", n) == 0)
+			json_object_array_add(ids, json_object_new_string(r->id));
+	return ids;
 }
 
 /* At shutdown: every running task is cancelled, every record freed. */

@@ -202,6 +202,25 @@ const char *registry_status_name(enum task_status);
 double	 registry_execution_time(const struct task_record *, int64_t now);
 struct json_object *registry_progress(const struct task_record *, int64_t now);
 struct json_object *registry_list(const char *owner, int64_t now);
+struct json_object *registry_status_json(const struct task_record *,
+	    int64_t now);
+struct json_object *registry_ids(const char *owner, const char *prefix,
+	    int64_t now);
+
+/* resources.c: heavy:// resources and their subscriptions. */
+struct mcp_session;
+struct json_object *resources_list(void);
+struct json_object *resources_templates(void);
+struct rpc_msg;
+void	 resources_rpc_list(struct mcp_session *, struct rpc_msg *);
+void	 resources_rpc_templates(struct mcp_session *, struct rpc_msg *);
+void	 resources_rpc_read(struct mcp_session *, struct rpc_msg *);
+void	 resources_rpc_subscribe(struct mcp_session *, struct rpc_msg *);
+void	 resources_rpc_unsubscribe(struct mcp_session *, struct rpc_msg *);
+void	 resources_changed(struct mcp_session *, struct task_record *);
+
+/* complete.c: completion/complete for prompt arguments and task ids. */
+void	 complete_rpc(struct mcp_session *, struct rpc_msg *);
 
 /* tool.c: the MCP tools and their arguments. */
 struct json_object *tool_list(void);
@@ -215,6 +234,7 @@ struct json_object *tool_error_result(const char *text);
 #define RPC_METHOD_NOT_FOUND	-32601
 #define RPC_INVALID_PARAMS	-32602
 #define RPC_INTERNAL_ERROR	-32603
+#define RPC_RESOURCE_NOT_FOUND	-32002	/* MCP's, for resources/read */
 enum rpc_kind { RPC_REQUEST, RPC_NOTIFICATION, RPC_RESPONSE, RPC_INVALID };
 struct rpc_msg {
 	enum rpc_kind		 kind;
@@ -239,6 +259,8 @@ struct json_object *prompts_get(const char *name, struct json_object *args,
 	    char *err, size_t errlen);
 struct json_object *prompts_complete(const char *name, const char *arg,
 	    const char *typed);
+void	 prompts_rpc_list(struct mcp_session *, struct rpc_msg *);
+void	 prompts_rpc_get(struct mcp_session *, struct rpc_msg *);
 
 /* store.c: the SQLite task store, shared by every heavyd of a state dir. */
 struct store_task {
@@ -285,7 +307,14 @@ struct mcp_session {
 	struct bufferevent	*in, *out;
 	bool			 initialized, discarding;
 	int			 log_level;	/* -1: no log messages */
+	struct lh_table		*subs;		/* subscribed uri -> last update */
 };
+void	 mcp_reply(struct mcp_session *, struct json_object *id,
+	    struct json_object *result);
+void	 mcp_error(struct mcp_session *, struct json_object *id, int code,
+	    const char *message);
+void	 mcp_notify(struct mcp_session *, const char *method,
+	    struct json_object *params);
 int	 mcp_start(const struct heavy_config *);
 void	 mcp_stop(void);
 int	 mcp_negotiate_version(const char *requested, const char **chosen);
