@@ -14,7 +14,8 @@
 
 #include "common.h"
 
-enum key_kind { KEY_STR, KEY_KNOB, KEY_INT, KEY_STRATEGY };
+enum key_kind { KEY_STR, KEY_KNOB, KEY_INT, KEY_STRATEGY, KEY_BOOL,
+    KEY_BACKEND };
 
 static const struct file_key {
 	const char	*path;
@@ -39,6 +40,14 @@ static const struct file_key {
 	{ "search.max_results", KEY_INT,
 	  offsetof(struct heavy_config, search_max_results), NULL },
 	STR("search.user_agent", search_user_agent),
+	STR("state_dir", state_dir),
+	{ "search.backend", KEY_BACKEND,
+	  offsetof(struct heavy_config, search_backend), NULL },
+	STR("search.url", search_url),
+	STR("search.api_key", search_api_key),
+	STR("search.api_key_file", search_api_key_file),
+	{ "search.allow_private", KEY_BOOL,
+	  offsetof(struct heavy_config, search_allow_private), NULL },
 #undef STR
 #undef KNOB
 };
@@ -85,6 +94,17 @@ load_scalar(struct loader *l, const struct file_key *k, yaml_node_t *n,
 			return load_fail(l, n, path, "expected an integer from "
 			    "1 to 100");
 		*(int *)((char *)l->c + k->offset) = (int)i;
+		return 0;
+	case KEY_BOOL:
+		if (config_parse_bool(v, (int *)((char *)l->c + k->offset)) == -1)
+			return load_fail(l, n, path, "expected true or false");
+		return 0;
+	case KEY_BACKEND:
+		if (strcmp(v, "searxng") != 0 && strcmp(v, "brave") != 0 &&
+		    strcmp(v, "none") != 0)
+			return load_fail(l, n, path, "expected searxng, brave "
+			    "or none");
+		config_set_str((char **)((char *)l->c + k->offset), v);
 		return 0;
 	case KEY_KNOB:
 		break;

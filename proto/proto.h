@@ -85,6 +85,26 @@ struct job {
 	char		*model;
 	char		*system_prompt;	/* may be "" */
 	char		*prompt;
+	/* The agent tools: which are offered, and their limits. */
+	uint32_t	 features;	/* TOOL_NEEDS_* the job can satisfy */
+	uint32_t	 search_backend;	/* SEARCH_BACKEND_* */
+	uint32_t	 search_max_results;
+	uint32_t	 search_allow_private;	/* pages on private addresses */
+	uint32_t	 search_timeout_ms;	/* one search_web call */
+	uint64_t	 max_read_bytes;
+	uint64_t	 max_write_bytes;
+	uint64_t	 max_page_bytes;
+	uint64_t	 max_extract_bytes;
+	char		*search_url;
+	char		*search_api_key;	/* a secret, like api_key */
+	char		*search_user_agent;
+};
+
+/* The search_web backends (struct job's search_backend). */
+enum search_backend {
+	SEARCH_BACKEND_NONE = 0,
+	SEARCH_BACKEND_SEARXNG,
+	SEARCH_BACKEND_BRAVE,
 };
 
 /* The confinement a worker enters before it reads MSG_JOB_RUN. */

@@ -51,7 +51,9 @@ static const char *tool_output_schema =
 "\"usage\":" USAGE_SCHEMA "},"
 "\"required\":[\"index\",\"question\",\"status\",\"elapsed_ms\",\"error\"]}},"
 "\"usage\":" USAGE_SCHEMA ","
-"\"elapsed_ms\":{\"type\":\"integer\"}},"
+"\"elapsed_ms\":{\"type\":\"integer\"},"
+"\"workspace\":{\"type\":\"string\",\"description\":\"the task's "
+"directory, where its agents' read_file and write_file work\"}},"
 "\"required\":[\"answer\",\"synthesized\",\"planner_fallback\",\"agents\","
 "\"usage\",\"elapsed_ms\"]}";
 
