@@ -174,8 +174,10 @@ files_open_read(int root, const char *path, struct stat *st, struct buf *out)
 	}
 	if (!S_ISREG(st->st_mode)) {
 		close(fd);
-		return files_error(out, path, S_ISDIR(st->st_mode) ? EISDIR :
-		    EINVAL);
+		if (S_ISDIR(st->st_mode))
+			return files_error(out, path, EISDIR);
+		buf_printf(out, "error: %.200s: not a regular file", path);
+		return -1;
 	}
 	return fd;
 }

@@ -29,7 +29,8 @@ static const char *html_block[] = {
 
 struct extract {
 	struct buf	*out;
-	size_t		 max;
+	size_t		 start;		/* where our text begins in out */
+	size_t		 max;		/* where it must end, at the latest */
 	bool		 space;		/* whitespace seen since the last word */
 	bool		 full;
 };
@@ -57,7 +58,7 @@ html_put(struct extract *x, const char *p, size_t n)
 {
 	if (x->full)
 		return;
-	if (x->space && x->out->len > 0 && buf_add(x->out, " ", 1) == -1)
+	if (x->space && x->out->len > x->start && buf_add(x->out, " ", 1) == -1)
 		x->full = true;
 	x->space = false;
 	if (!x->full && (x->out->len + n > x->max ||
@@ -124,7 +125,7 @@ int
 html_to_text(const char *html, size_t len, const char *charset,
     size_t max, struct buf *out)
 {
-	struct extract	 x = { out, out->len + max, false, false };
+	struct extract	 x = { out, out->len, out->len + max, false, false };
 	htmlDocPtr	 doc;
 	size_t		 whole;
 	int		 opts = HTML_PARSE_RECOVER | HTML_PARSE_NOERROR |
