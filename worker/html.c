@@ -131,6 +131,8 @@ html_to_text(const char *html, size_t len, const char *charset,
 	int		 opts = HTML_PARSE_RECOVER | HTML_PARSE_NOERROR |
 	    HTML_PARSE_NOWARNING | HTML_PARSE_NONET | HTML_PARSE_COMPACT;
 
+	if (len == 0)
+		return 0;
 	if (len > INT32_MAX)
 		return -1;
 	xmlSetGenericErrorFunc(NULL, html_silent);

@@ -420,9 +420,15 @@ search_page_text(const struct job *job, struct fetch *f, struct buf *out)
 	cs = search_charset(type, csbuf, sizeof csbuf);
 	if (type == NULL || strncasecmp(type, "text/html", 9) == 0 ||
 	    strncasecmp(type, "application/xhtml", 17) == 0) {
-		if (html_to_text(buf_cstr(&f->body), f->body.len, cs,
-		    job->max_extract_bytes, out) == 1)
+		switch (html_to_text(buf_cstr(&f->body), f->body.len, cs,
+		    job->max_extract_bytes, out)) {
+		case 1:
 			buf_addstr(out, " [extract cut]");
+			break;
+		case -1:
+			buf_addstr(out, "(the page could not be parsed)");
+			break;
+		}
 	} else if (strncasecmp(type, "text/plain", 10) == 0 &&
 	    text_utf8(buf_cstr(&f->body), f->body.len, &whole)) {
 		n = text_fit(buf_cstr(&f->body), whole, job->max_extract_bytes);
