@@ -314,7 +314,9 @@ search_ask(const struct job *job, const char *query, unsigned n,
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	f->allow_private = true;	/* the operator's own backend */
 	search_run(f, 1, deadline);
-	curl_slist_free_all(h);	/* libcurl copied nothing; it is done */
+	for (struct curl_slist *l = h; l != NULL; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));	/* the key */
+	curl_slist_free_all(h);		/* the transfer is over */
 	free(url);
 	if (search_fetch_ok(f))
 		return 0;
@@ -345,6 +347,7 @@ search_parse(uint32_t backend, const char *body, size_t len, unsigned max,
 	struct json_tokener	*tok = json_tokener_new();
 	struct json_object	*root, *list, *r;
 	const char		*url, *snip;
+	size_t			 whole;
 
 	*out = NULL;
 	*n = 0;
@@ -364,7 +367,8 @@ search_parse(uint32_t backend, const char *body, size_t len, unsigned max,
 		r = json_object_array_get_idx(list, i);
 		url = search_field(r, "url");
 		if (url == NULL || (strncasecmp(url, "http://", 7) != 0 &&
-		    strncasecmp(url, "https://", 8) != 0))
+		    strncasecmp(url, "https://", 8) != 0) ||
+		    !text_utf8(url, strlen(url), &whole) || whole != strlen(url))
 			continue;
 		snip = search_field(r, backend == SEARCH_BACKEND_BRAVE ?
 		    "description" : "content");

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { HEAVYD, STATE_DIR, setup } from './lib.mjs';
+import { HEAVYD, STATE_DIR, setup, tmpdir } from './lib.mjs';
 
 const marker = (tool, args) => `[[agent:tool:${tool}:${JSON.stringify(args)}]]`;
 
@@ -71,6 +71,22 @@ test('paths that leave the workspace are refused by the kernel; the task still c
 	assert.ok(!msgs.some((m) => m.includes('root:')), 'a file outside the workspace was read');
 	assert.ok(!fs.existsSync(path.join(STATE_DIR, 'workspaces', 'escaped.txt')));
 	assert.ok(!fs.existsSync(sc.workspace), 'an empty workspace is removed when its task ends');
+	await srv.shutdown();
+});
+
+test('a task whose workspace cannot be created fails clearly and calls no LLM', { timeout: 30000 }, async (t) => {
+	const state = tmpdir('state-gone');
+	t.after(() => fs.rmSync(state, { recursive: true, force: true }));
+	const { srv, mock } = await setup(t, { env: { HEAVY_STATE_DIR: state } });
+	// heavyd holds the directory open; once it is deleted, mkdirat fails.
+	fs.rmSync(path.join(state, 'workspaces'), { recursive: true });
+	const { result } = await srv.orchestrate({ query: 'Anything', num_agents: 2 });
+	assert.equal(result.isError, true, JSON.stringify(result));
+	assert.match(result.content[0].text, /^The orchestration could not start: cannot create the task's workspace: .*No such file or directory/);
+	assert.equal(result.structuredContent.agents[0].status, 'failed');
+	assert.equal(result.structuredContent.workspace, '');
+	assert.equal((await mock.stats()).requests, 0);
+	await srv.client.ping();
 	await srv.shutdown();
 });
 

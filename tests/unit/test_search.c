@@ -30,6 +30,7 @@ Test(search, searxng_results)
 	    "{\"title\":\"File\",\"url\":\"file:///etc/passwd\"},"
 	    "{\"title\":\"NoUrl\"},"
 	    "{\"title\":7,\"url\":\"HTTP://two.example/a\"},"
+	    "{\"title\":\"Latin\",\"url\":\"http://caf\xe9.example/\"},"
 	    "{\"title\":\"Three\",\"url\":\"http://three.example/\"},"
 	    "\"not an object\"]}", 3, &rs, &n, err), 0, "%s", err);
 	cr_assert_eq(n, 3);
