@@ -100,13 +100,14 @@ test('search_web over the mock SearXNG: title, URL, snippet and the page text re
 		HEAVY_SEARCH_ALLOW_PRIVATE: '1',
 		HEAVY_MAX_PAGE_BYTES: '65536',
 		HEAVY_MAX_EXTRACT_BYTES: '256',
-		HEAVY_SEARCH_TIMEOUT: '1',
+		HEAVY_SEARCH_TIMEOUT: '2',
 	} });
 	const { result, elapsed } = await srv.orchestrate({
 		query: 'Search ' + marker('search_web', { query: 'cats', max_results: 2 }) +
 		    marker('search_web', { query: 'paths=/redirect/2,/redirect/5,/big,/binary,/hang' }),
 		num_agents: 1 });
-	assert.ok(elapsed < 3000, `a page that never answers held the search for ${elapsed} ms`);
+	// The agent's own deadline is minutes away: only the search's limit ends the wait.
+	assert.ok(elapsed < 8000, `a page that never answers held the search for ${elapsed} ms`);
 	assert.notEqual(result.isError, true, JSON.stringify(result));
 	const stats = await mock.stats();
 	assert.ok(stats.offered.search_web > 0, JSON.stringify(stats.offered));
