@@ -163,6 +163,9 @@ struct tooldef {
 	const char	*schema;	/* JSON Schema of the arguments */
 	uint32_t	 needs;		/* TOOL_NEEDS_* */
 };
+/* write_file's temporaries: this prefix and 16 hex digits. */
+#define TOOL_TMP_PREFIX		".heavyd-tmp-"
+#define TOOL_TMP_NAME_LEN	(sizeof TOOL_TMP_PREFIX - 1 + 16)
 extern const struct tooldef	tooldefs[];
 extern const size_t		ntooldefs;
 const struct tooldef *tooldef_find(const char *name);

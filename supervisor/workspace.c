@@ -122,16 +122,37 @@ workspace_create(const char *task_id, char *err, size_t errlen)
 	return path;
 }
 
+/* A write_file temporary whose worker was killed before it could
+ * remove it (at a deadline, say). */
+static int
+workspace_tmp_cb(const char *path, const struct stat *st, int flag,
+    struct FTW *ftw)
+{
+	const char	*name = path + ftw->base;
+
+	if (flag == FTW_F && S_ISREG(st->st_mode) &&
+	    strlen(name) == TOOL_TMP_NAME_LEN &&
+	    strncmp(name, TOOL_TMP_PREFIX, sizeof TOOL_TMP_PREFIX - 1) == 0 &&
+	    unlink(path) == -1 && errno != ENOENT)
+		log_warn("removing %s", path);
+	return 0;
+}
+
 /* The task ended: its workspace, unless empty, is swept a TTL from now. */
 void
 workspace_release(const char *task_id)
 {
 	struct lh_entry	*e;
+	char		*path;
 
 	if (ws_active == NULL ||
 	    (e = lh_table_lookup_entry(ws_active, task_id)) == NULL)
 		return;
 	lh_table_delete_entry(ws_active, e);	/* frees the key */
+	/* Its workers are dead: no write is under way any more. */
+	path = xasprintf("%s/%s", ws_root, task_id);
+	nftw(path, workspace_tmp_cb, WORKSPACE_NOPENFD, FTW_PHYS | FTW_MOUNT);
+	free(path);
 	if (unlinkat(ws_fd, task_id, AT_REMOVEDIR) == 0)
 		return;		/* nothing was written: nothing to keep */
 	if (utimensat(ws_fd, task_id, NULL, AT_SYMLINK_NOFOLLOW) == -1)

@@ -363,7 +363,7 @@ files_tmpname(char *name, size_t len)
 
 	if (getrandom(&r, sizeof r, 0) != sizeof r)
 		r = (uint64_t)now_ms() ^ (uint64_t)getpid() << 32;
-	snprintf(name, len, ".heavyd-tmp-%016llx", (unsigned long long)r);
+	snprintf(name, len, TOOL_TMP_PREFIX "%016llx", (unsigned long long)r);
 }
 
 static int

@@ -129,6 +129,32 @@ Test(workspace, an_ended_task_keeps_its_files_an_empty_workspace_goes)
 	free(b);
 }
 
+Test(workspace, temporaries_of_killed_writes_go_when_the_task_ends)
+{
+	char	err[512], p[PATH_MAX * 2], *a, *b;
+
+	cr_assert_eq(workspace_open(state, 3600, err, sizeof err), 0, "%s", err);
+	a = workspace_create(ID_A, err, sizeof err);
+	snprintf(p, sizeof p, "%s/d", a);
+	cr_assert_eq(mkdir(p, 0700), 0);
+	snprintf(p, sizeof p, "%s/d/" TOOL_TMP_PREFIX "0123456789abcdef", a);
+	touch(p, "half");
+	snprintf(p, sizeof p, "%s/" TOOL_TMP_PREFIX "mine", a);
+	touch(p, "the user's");
+	b = workspace_create(ID_B, err, sizeof err);
+	snprintf(p, sizeof p, "%s/" TOOL_TMP_PREFIX "fedcba9876543210", b);
+	touch(p, "half");
+	workspace_release(ID_A);
+	workspace_release(ID_B);
+	snprintf(p, sizeof p, "%s/d/" TOOL_TMP_PREFIX "0123456789abcdef", a);
+	cr_assert(!exists(p), "a temporary outlived its task");
+	snprintf(p, sizeof p, "%s/" TOOL_TMP_PREFIX "mine", a);
+	cr_assert(exists(p), "a file that only looks like one was removed");
+	cr_assert(!exists(b), "a workspace with only a temporary was kept");
+	free(a);
+	free(b);
+}
+
 Test(workspace, the_sweep_removes_old_trees_without_following_links)
 {
 	char	err[512], p[PATH_MAX * 2], keep[PATH_MAX + 16];
