@@ -85,14 +85,14 @@ static void
 server_take_search_key(struct heavy_config *c)
 {
 	char	*v = getenv("HEAVY_SEARCH_API_KEY");
+	bool	 env = v != NULL && *v != '\0';
 
-	if (c->search_backend == NULL)
-		;
-	else if (v != NULL && *v != '\0')
+	if (c->search_backend != NULL && env)
 		search_key = xstrdup(v);
-	else if (c->search_api_key != NULL && *c->search_api_key != '\0')
+	else if (c->search_backend != NULL && c->search_api_key != NULL &&
+	    *c->search_api_key != '\0')
 		search_key = xstrdup(c->search_api_key);
-	else if (c->search_api_key_file != NULL)
+	else if (c->search_backend != NULL && c->search_api_key_file != NULL)
 		search_key = server_read_key_file("search.api_key_file",
 		    c->search_api_key_file);
 	if (v != NULL)

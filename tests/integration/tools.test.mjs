@@ -131,7 +131,7 @@ test('search_web over the mock SearXNG: title, URL, snippet and the page text re
 	await srv.shutdown();
 });
 
-test('Brave: the key goes only to the backend, is masked by --check-config; loopback pages are refused by default', { timeout: 30000 }, async (t) => {
+test('Brave: the key (from the environment or a key file) goes only to the backend, is masked by --check-config; loopback pages are refused by default', { timeout: 30000 }, async (t) => {
 	const { startMock } = await import('./lib.mjs');
 	const site = await startMock('site');
 	t.after(() => site.stop());
@@ -146,7 +146,13 @@ test('Brave: the key goes only to the backend, is masked by --check-config; loop
 	assert.match(shown, /search\.api_key: \(set in HEAVY_SEARCH_API_KEY, masked\)/);
 	assert.doesNotMatch(shown, /brave-secret-4711/);
 
-	const { srv, mock } = await setup(t, { env });
+	// The server takes the same settings from a file, the key from a key file.
+	const dir = tmpdir('brave');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	fs.writeFileSync(path.join(dir, 'key'), 'brave-secret-4711\n');
+	fs.writeFileSync(path.join(dir, 'config.yaml'), `search:\n  backend: brave\n` +
+	    `  url: "${env.HEAVY_SEARCH_URL}"\n  api_key_file: "${path.join(dir, 'key')}"\n`);
+	const { srv, mock } = await setup(t, { env: { HEAVY_CONFIG: path.join(dir, 'config.yaml') } });
 	const { result } = await srv.orchestrate({
 		query: 'Brave ' + marker('search_web', { query: 'dogs' }), num_agents: 1 });
 	assert.notEqual(result.isError, true, JSON.stringify(result));
