@@ -14,8 +14,8 @@ LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
 SUP_CFLAGS = $(shell $(PKG) --cflags libevent json-c yaml-0.1 sqlite3)
 SUP_LIBS   = $(shell $(PKG) --libs libevent json-c yaml-0.1 sqlite3)
-WRK_CFLAGS = $(shell $(PKG) --cflags libcurl json-c)
-WRK_LIBS   = $(shell $(PKG) --libs libcurl json-c) -lm
+WRK_CFLAGS = $(shell $(PKG) --cflags libcurl json-c libxml-2.0)
+WRK_LIBS   = $(shell $(PKG) --libs libcurl json-c libxml-2.0) -lm
 TST_CFLAGS = $(shell $(PKG) --cflags criterion)
 TST_LIBS   = $(shell $(PKG) --libs criterion)
 

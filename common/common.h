@@ -106,7 +106,22 @@ struct heavy_config {
 	int	 max_retained_tasks;	/* finished tasks kept at most */
 	int	 max_session_tasks;	/* one session's concurrent tasks */
 	int	 max_queued_workers;	/* workers waiting for a slot */
+
+	/* Agent tools: the workspace, and search_web's backend. */
+	char	*state_dir;		/* NULL until resolved */
+	size_t	 max_read_bytes;	/* read_file */
+	size_t	 max_write_bytes;	/* write_file */
+	size_t	 max_page_bytes;	/* one fetched search result page */
+	size_t	 max_extract_bytes;	/* its text sent to the model */
+	int	 search_timeout_s;	/* one search_web call */
+	char	*search_backend;	/* "searxng", "brave", or NULL */
+	char	*search_url;
+	char	*search_api_key;	/* from the file; heavyd takes it out */
+	char	*search_api_key_file;
+	int	 search_allow_private;	/* fetch pages on private addresses */
 };
+
+#define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"
 
 void	 config_defaults(struct heavy_config *);
 int	 config_from_env(struct heavy_config *, char *err, size_t errlen);
@@ -114,6 +129,10 @@ int	 config_set_knob_named(struct heavy_config *, const char *name,
 	    const char *value, char *err, size_t errlen);
 void	 config_set_str(char **, const char *);
 void	 config_print(const struct heavy_config *, const char *source, FILE *);
+int	 config_check(struct heavy_config *, char *err, size_t errlen);
+int	 config_resolve_state_dir(struct heavy_config *, char *err,
+	    size_t errlen);
+int	 config_parse_bool(const char *, int *);
 
 /* config.c: aggregation strategies and model ids, checked. */
 enum aggregation { AGG_CONSENSUS, AGG_RANKED, AGG_BEST };

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common.h"
 
@@ -74,6 +75,11 @@ config_defaults(struct heavy_config *c)
 	c->max_retained_tasks = 1000;
 	c->max_session_tasks = 512;
 	c->max_queued_workers = 8192;
+	c->max_read_bytes = 1 << 20;
+	c->max_write_bytes = 1 << 20;
+	c->max_page_bytes = 1 << 20;
+	c->max_extract_bytes = 4 << 10;
+	c->search_timeout_s = 20;
 }
 
 void
@@ -123,6 +129,11 @@ static const struct knob {
 	INT_KNOB("HEAVY_MAX_RETAINED_TASKS", max_retained_tasks, 1, 1 << 20),
 	INT_KNOB("HEAVY_MAX_SESSION_TASKS", max_session_tasks, 1, 1 << 20),
 	INT_KNOB("HEAVY_MAX_QUEUED_WORKERS", max_queued_workers, 0, 1 << 24),
+	SIZE_KNOB("HEAVY_MAX_READ_BYTES", max_read_bytes, 1024, 1LL << 30),
+	SIZE_KNOB("HEAVY_MAX_WRITE_BYTES", max_write_bytes, 1024, 1LL << 30),
+	SIZE_KNOB("HEAVY_MAX_PAGE_BYTES", max_page_bytes, 1024, 1LL << 30),
+	SIZE_KNOB("HEAVY_MAX_EXTRACT_BYTES", max_extract_bytes, 256, 1LL << 20),
+	INT_KNOB("HEAVY_SEARCH_TIMEOUT", search_timeout_s, 1, 600),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */
@@ -207,6 +218,28 @@ config_print_models(const struct heavy_config *c, FILE *f)
 	fprintf(f, " (round-robin)\n");
 }
 
+/* The agent tools' settings: the state directory and search backend. */
+static void
+config_print_tools(const struct heavy_config *c, FILE *f)
+{
+	const char	*env = getenv("HEAVY_SEARCH_API_KEY");
+
+	fprintf(f, "state_dir: %s\n", c->state_dir ? c->state_dir : "(unset)");
+	fprintf(f, "search.backend: %s\n", c->search_backend ?
+	    c->search_backend : "(none: search_web is not offered)");
+	if (c->search_backend == NULL)
+		return;
+	fprintf(f, "search.url: %s\n", c->search_url ? c->search_url : "");
+	fprintf(f, "search.api_key: %s\n", env != NULL && *env != '\0' ?
+	    "(set in HEAVY_SEARCH_API_KEY, masked)" : c->search_api_key ?
+	    "(set in the file, masked)" : c->search_api_key_file ?
+	    "(from search.api_key_file, masked)" : "(not set)");
+	if (c->search_api_key_file != NULL)
+		fprintf(f, "search.api_key_file: %s\n", c->search_api_key_file);
+	fprintf(f, "search.allow_private: %s\n", c->search_allow_private ?
+	    "true" : "false");
+}
+
 /* The effective configuration, secrets masked, for --check-config. */
 void
 config_print(const struct heavy_config *c, const char *source, FILE *f)
@@ -239,6 +272,7 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	fprintf(f, "system_prompt: %zu bytes\nquestion_generation_prompt: %zu "
 	    "bytes\nsynthesis_prompt: %zu bytes\n", strlen(c->system_prompt),
 	    strlen(c->question_prompt), strlen(c->synthesis_prompt));
+	config_print_tools(c, f);
 }
 
 /* The strategy and the models per role; empty variables are unset. */
@@ -289,6 +323,18 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 	if ((v = getenv("HEAVY_MAX_COST_USD")) != NULL && *v != '\0' &&
 	    config_set_cost(c, v, err, errlen) == -1)
 		return -1;
+	if ((v = getenv("HEAVY_STATE_DIR")) != NULL && *v != '\0')
+		config_set_str(&c->state_dir, v);
+	if ((v = getenv("HEAVY_SEARCH_BACKEND")) != NULL && *v != '\0')
+		config_set_str(&c->search_backend, v);
+	if ((v = getenv("HEAVY_SEARCH_URL")) != NULL && *v != '\0')
+		config_set_str(&c->search_url, v);
+	if ((v = getenv("HEAVY_SEARCH_ALLOW_PRIVATE")) != NULL && *v != '\0' &&
+	    config_parse_bool(v, &c->search_allow_private) == -1) {
+		snprintf(err, errlen, "HEAVY_SEARCH_ALLOW_PRIVATE: expected 1 or "
+		    "0 (true or false), got \"%.64s\"", v);
+		return -1;
+	}
 	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
 		if ((v = getenv(knobs[i].env)) == NULL || *v == '\0')
 			continue;
@@ -325,6 +371,12 @@ config_dup(const struct heavy_config *c)
 	}
 	d->api_key = NULL;		/* never copied into a task */
 	d->api_key_file = NULL;
+	d->state_dir = c->state_dir ? xstrdup(c->state_dir) : NULL;
+	d->search_backend = c->search_backend ? xstrdup(c->search_backend) :
+	    NULL;
+	d->search_url = c->search_url ? xstrdup(c->search_url) : NULL;
+	d->search_api_key = NULL;	/* the server holds it, as api_key */
+	d->search_api_key_file = NULL;
 	return d;
 }
 
@@ -345,6 +397,13 @@ config_clear(struct heavy_config *c)
 	free(c->planner_model);
 	free(c->synthesis_model);
 	config_set_agent_models(c, NULL, 0);
+	free(c->state_dir);
+	free(c->search_backend);
+	free(c->search_url);
+	if (c->search_api_key != NULL)
+		explicit_bzero(c->search_api_key, strlen(c->search_api_key));
+	free(c->search_api_key);
+	free(c->search_api_key_file);
 	memset(c, 0, sizeof *c);
 }
 
@@ -431,5 +490,93 @@ config_agent_models_csv(struct heavy_config *c, const char *csv, char *err,
 			break;
 	}
 	config_set_agent_models(c, models, n);
+	return 0;
+}
+
+/* YAML's and the environment's booleans: true/false, yes/no, on/off, 1/0. */
+int
+config_parse_bool(const char *v, int *out)
+{
+	static const char	*yes[] = { "true", "yes", "on", "1" };
+	static const char	*no[] = { "false", "no", "off", "0" };
+
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* What only makes sense together: the search backend, its URL, its key. */
+int
+config_check(struct heavy_config *c, char *err, size_t errlen)
+{
+	const char	*b, *env;
+
+	if (c->search_backend != NULL && strcmp(c->search_backend, "none") == 0) {
+		free(c->search_backend);
+		c->search_backend = NULL;
+	}
+	b = c->search_backend;
+	if (b == NULL)
+		return 0;
+	if (strcmp(b, "searxng") != 0 && strcmp(b, "brave") != 0) {
+		snprintf(err, errlen, "search.backend: expected searxng, brave "
+		    "or none, got \"%.64s\"", b);
+		return -1;
+	}
+	if (c->search_url == NULL && strcmp(b, "brave") == 0)
+		c->search_url = xstrdup(HEAVY_DEFAULT_BRAVE_URL);
+	if (c->search_url == NULL) {
+		snprintf(err, errlen, "search.url: the searxng backend needs "
+		    "the URL of a SearXNG instance (HEAVY_SEARCH_URL)");
+		return -1;
+	}
+	if (strncmp(c->search_url, "http://", 7) != 0 &&
+	    strncmp(c->search_url, "https://", 8) != 0) {
+		snprintf(err, errlen, "search.url: expected an http:// or "
+		    "https:// URL, got \"%.64s\"", c->search_url);
+		return -1;
+	}
+	env = getenv("HEAVY_SEARCH_API_KEY");
+	if (strcmp(b, "brave") == 0 && (env == NULL || *env == '\0') &&
+	    c->search_api_key == NULL && c->search_api_key_file == NULL) {
+		snprintf(err, errlen, "search.api_key: the brave backend needs "
+		    "a key (HEAVY_SEARCH_API_KEY, search.api_key or "
+		    "search.api_key_file)");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Where workspaces live, when neither --state-dir, HEAVY_STATE_DIR nor the
+ * file named it: systemd's $STATE_DIRECTORY (its first entry), else
+ * $XDG_STATE_HOME/heavyd, else ~/.local/state/heavyd.
+ */
+int
+config_resolve_state_dir(struct heavy_config *c, char *err, size_t errlen)
+{
+	const char	*v;
+
+	if (c->state_dir != NULL)
+		return 0;
+	if ((v = getenv("STATE_DIRECTORY")) != NULL && *v != '\0')
+		c->state_dir = xstrndup(v, strcspn(v, ":"));
+	else if ((v = getenv("XDG_STATE_HOME")) != NULL && *v == '/')
+		c->state_dir = xasprintf("%s/heavyd", v);
+	else if ((v = getenv("HOME")) != NULL && *v == '/')
+		c->state_dir = xasprintf("%s/.local/state/heavyd", v);
+	else {
+		snprintf(err, errlen, "no state directory: HOME is not set; "
+		    "use --state-dir DIR or HEAVY_STATE_DIR");
+		return -1;
+	}
 	return 0;
 }

@@ -16,7 +16,7 @@
 #include "common.h"
 
 enum key_kind { KEY_STR, KEY_KNOB, KEY_INT, KEY_STRATEGY, KEY_MODEL,
-    KEY_MODELS };
+    KEY_MODELS, KEY_BOOL, KEY_BACKEND };
 
 static const struct file_key {
 	const char	*path;
@@ -46,6 +46,14 @@ static const struct file_key {
 	{ "orchestrator.synthesis_model", KEY_MODEL,
 	  offsetof(struct heavy_config, synthesis_model), NULL },
 	{ "orchestrator.agent_models", KEY_MODELS, 0, NULL },
+	STR("state_dir", state_dir),
+	{ "search.backend", KEY_BACKEND,
+	  offsetof(struct heavy_config, search_backend), NULL },
+	STR("search.url", search_url),
+	STR("search.api_key", search_api_key),
+	STR("search.api_key_file", search_api_key_file),
+	{ "search.allow_private", KEY_BOOL,
+	  offsetof(struct heavy_config, search_allow_private), NULL },
 #undef STR
 #undef KNOB
 };
@@ -176,6 +184,17 @@ load_scalar(struct loader *l, const struct file_key *k, yaml_node_t *n,
 			return load_fail(l, n, path, "expected an integer from "
 			    "1 to 100");
 		*(int *)((char *)l->c + k->offset) = (int)i;
+		return 0;
+	case KEY_BOOL:
+		if (config_parse_bool(v, (int *)((char *)l->c + k->offset)) == -1)
+			return load_fail(l, n, path, "expected true or false");
+		return 0;
+	case KEY_BACKEND:
+		if (strcmp(v, "searxng") != 0 && strcmp(v, "brave") != 0 &&
+		    strcmp(v, "none") != 0)
+			return load_fail(l, n, path, "expected searxng, brave "
+			    "or none");
+		config_set_str((char **)((char *)l->c + k->offset), v);
 		return 0;
 	case KEY_KNOB:
 		break;

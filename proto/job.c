@@ -25,6 +25,18 @@ job_encode(struct buf *b, const struct job *j)
 	m_add_str(b, j->system_prompt);
 	m_add_str(b, j->prompt);
 	m_add_u32(b, j->flags);
+	m_add_u32(b, j->features);
+	m_add_u32(b, j->search_backend);
+	m_add_u32(b, j->search_max_results);
+	m_add_u32(b, j->search_allow_private);
+	m_add_u32(b, j->search_timeout_ms);
+	m_add_u64(b, j->max_read_bytes);
+	m_add_u64(b, j->max_write_bytes);
+	m_add_u64(b, j->max_page_bytes);
+	m_add_u64(b, j->max_extract_bytes);
+	m_add_str(b, j->search_url);
+	m_add_str(b, j->search_api_key);
+	m_add_str(b, j->search_user_agent);
 }
 
 /* Decodes a job and checks its values; the reader is left for m_end(). */
@@ -51,6 +63,21 @@ job_decode(struct mreader *r, struct job *j)
 	    m_get_str(r, &j->prompt) == -1 ||
 	    m_get_u32(r, &j->flags) == -1)
 		goto fail;
+	m_get_u32(r, &j->features);
+	m_get_u32(r, &j->search_backend);
+	m_get_u32(r, &j->search_max_results);
+	m_get_u32(r, &j->search_allow_private);
+	m_get_u32(r, &j->search_timeout_ms);
+	m_get_u64(r, &j->max_read_bytes);
+	m_get_u64(r, &j->max_write_bytes);
+	m_get_u64(r, &j->max_page_bytes);
+	m_get_u64(r, &j->max_extract_bytes);
+	if (m_get_str(r, &j->search_url) == -1 ||
+	    m_get_str(r, &j->search_api_key) == -1 ||
+	    m_get_str(r, &j->search_user_agent) == -1)
+		goto fail;
+	if (j->search_backend > SEARCH_BACKEND_BRAVE)
+		goto fail;
 	if (j->role < ROLE_PLANNER || j->role > ROLE_REVIEW ||
 	    (j->role == ROLE_PLANNER &&
 	    (j->num_questions < 1 || j->num_questions > HEAVY_MAX_AGENTS)) ||
@@ -74,6 +101,11 @@ job_clear(struct job *j)
 	free(j->model);
 	free(j->system_prompt);
 	free(j->prompt);
+	if (j->search_api_key != NULL)
+		explicit_bzero(j->search_api_key, strlen(j->search_api_key));
+	free(j->search_api_key);
+	free(j->search_url);
+	free(j->search_user_agent);
 	memset(j, 0, sizeof *j);
 }
 

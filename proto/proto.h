@@ -96,6 +96,26 @@ struct job {
 	char		*system_prompt;	/* may be "" */
 	char		*prompt;
 	uint32_t	 flags;		/* JOB_ASK_COST, ... */
+	/* The agent tools: which are offered, and their limits. */
+	uint32_t	 features;	/* TOOL_NEEDS_* the job can satisfy */
+	uint32_t	 search_backend;	/* SEARCH_BACKEND_* */
+	uint32_t	 search_max_results;
+	uint32_t	 search_allow_private;	/* pages on private addresses */
+	uint32_t	 search_timeout_ms;	/* one search_web call */
+	uint64_t	 max_read_bytes;
+	uint64_t	 max_write_bytes;
+	uint64_t	 max_page_bytes;
+	uint64_t	 max_extract_bytes;
+	char		*search_url;
+	char		*search_api_key;	/* a secret, like api_key */
+	char		*search_user_agent;
+};
+
+/* The search_web backends (struct job's search_backend). */
+enum search_backend {
+	SEARCH_BACKEND_NONE = 0,
+	SEARCH_BACKEND_SEARXNG,
+	SEARCH_BACKEND_BRAVE,
 };
 #define JOB_ASK_COST	0x1	/* ask the provider to report cost (OpenRouter) */
 
@@ -155,6 +175,9 @@ struct tooldef {
 	const char	*schema;	/* JSON Schema of the arguments */
 	uint32_t	 needs;		/* TOOL_NEEDS_* */
 };
+/* write_file's temporaries: this prefix and 16 hex digits. */
+#define TOOL_TMP_PREFIX		".heavyd-tmp-"
+#define TOOL_TMP_NAME_LEN	(sizeof TOOL_TMP_PREFIX - 1 + 16)
 extern const struct tooldef	tooldefs[];
 extern const size_t		ntooldefs;
 const struct tooldef *tooldef_find(const char *name);

@@ -23,6 +23,35 @@ const struct tooldef tooldefs[] = {
 	  "\"string\"},\"completion_message\":{\"type\":\"string\"}},"
 	  "\"required\":[\"task_summary\",\"completion_message\"],"
 	  "\"additionalProperties\":false}", 0 },
+	{ "read_file", "Read a text file from this task's workspace: the "
+	  "whole file, or only its first (head) or last (tail) N lines. Paths "
+	  "are relative to the workspace and cannot leave it.",
+	  "{\"type\":\"object\",\"properties\":{\"path\":{\"type\":"
+	  "\"string\",\"minLength\":1,\"maxLength\":1024,\"description\":"
+	  "\"e.g. notes/summary.md\"},\"head\":{\"type\":\"integer\","
+	  "\"minimum\":1,\"maximum\":1000000,\"description\":\"only the "
+	  "first N lines\"},\"tail\":{\"type\":\"integer\",\"minimum\":1,"
+	  "\"maximum\":1000000,\"description\":\"only the last N lines\"}},"
+	  "\"required\":[\"path\"],\"additionalProperties\":false}",
+	  TOOL_NEEDS_WORKSPACE },
+	{ "write_file", "Write a text file in this task's workspace, replacing "
+	  "it atomically if it exists; missing directories are created. Paths "
+	  "are relative to the workspace and cannot leave it.",
+	  "{\"type\":\"object\",\"properties\":{\"path\":{\"type\":"
+	  "\"string\",\"minLength\":1,\"maxLength\":1024,\"description\":"
+	  "\"e.g. notes/summary.md\"},\"content\":{\"type\":\"string\","
+	  "\"description\":\"the whole new content of the file\"}},"
+	  "\"required\":[\"path\",\"content\"],"
+	  "\"additionalProperties\":false}", TOOL_NEEDS_WORKSPACE },
+	{ "search_web", "Search the web. Returns, for each result, its title, "
+	  "URL, snippet and a plain-text extract of the page.",
+	  "{\"type\":\"object\",\"properties\":{\"query\":{\"type\":"
+	  "\"string\",\"minLength\":1,\"maxLength\":1000,\"description\":"
+	  "\"what to search for\"},\"max_results\":{\"type\":\"integer\","
+	  "\"minimum\":1,\"maximum\":20,\"description\":\"how many results "
+	  "(at most the configured search.max_results)\"}},"
+	  "\"required\":[\"query\"],\"additionalProperties\":false}",
+	  TOOL_NEEDS_SEARCH },
 };
 const size_t ntooldefs = sizeof tooldefs / sizeof tooldefs[0];
 

@@ -11,6 +11,7 @@
 #include "supervisor.h"
 
 static const char	*opt_config;
+static const char	*opt_state_dir;
 static bool		 opt_check_config;
 static int		 opt_ask;	/* argv index of "ask", or 0 */
 
@@ -18,14 +19,18 @@ static void __attribute__((noreturn))
 usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-	    "usage: heavyd [--config FILE] [--check-config] [--version] "
-	    "[--help]\n"
+	    "usage: heavyd [--config FILE] [--state-dir DIR] [--check-config] "
+	    "[--version] [--help]\n"
 	    "       heavyd [--config FILE] ask [options] \"query\"   "
 	    "(heavyd ask --help)\n"
 	    "Serves MCP over stdin/stdout; MCP clients start it.\n"
 	    "  --config FILE   read FILE (else HEAVY_CONFIG, "
 	    "$XDG_CONFIG_HOME/heavyd/config.yaml,\n"
 	    "                  /etc/heavyd/config.yaml)\n"
+	    "  --state-dir DIR task workspaces live in DIR/workspaces (else "
+	    "HEAVY_STATE_DIR,\n"
+	    "                  state_dir, $STATE_DIRECTORY, "
+	    "~/.local/state/heavyd)\n"
 	    "  --check-config  validate, print the effective configuration "
 	    "(secrets masked), exit\n"
 	    "Environment: OPENROUTER_API_KEY, HEAVY_BASE_URL, HEAVY_MODEL, "
@@ -47,13 +52,17 @@ main_options(int argc, char **argv)
 			opt_check_config = true;
 		else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
 			opt_config = argv[++i];
+		else if (strcmp(argv[i], "--state-dir") == 0 && i + 1 < argc &&
+		    argv[i + 1][0] != '\0')
+			opt_state_dir = argv[++i];
 		else if (strcmp(argv[i], "ask") == 0) {
 			opt_ask = i;
 			break;
 		} else {
 			fprintf(stderr, "heavyd: %s: %s\n", strcmp(argv[i],
 			    "--config") == 0 ? "missing FILE after" :
-			    "unknown option", argv[i]);
+			    strcmp(argv[i], "--state-dir") == 0 ?
+			    "missing DIR after" : "unknown option", argv[i]);
 			usage(2);
 		}
 	}
@@ -73,6 +82,11 @@ main_config(struct heavy_config *c)
 	if (file != NULL && config_load_file(c, file, err, sizeof err) == -1)
 		fatalx("%s", err);
 	if (config_from_env(c, err, sizeof err) == -1)
+		fatalx("%s", err);
+	if (opt_state_dir != NULL)
+		config_set_str(&c->state_dir, opt_state_dir);
+	if (config_check(c, err, sizeof err) == -1 ||
+	    config_resolve_state_dir(c, err, sizeof err) == -1)
 		fatalx("%s", err);
 	if (opt_check_config) {
 		config_print(c, file ? file : "none, built-in defaults", stdout);

@@ -15,6 +15,7 @@
 
 struct event_base		*ev_base;
 static char			*api_key;
+static char			*search_key;	/* NULL: no key */
 static bool			 shutting_down;
 static void			(*server_stop)(void);
 static struct event		*server_sigterm, *server_sigint;
@@ -26,21 +27,27 @@ server_api_key(void)
 	return api_key;
 }
 
+const char *
+server_search_key(void)
+{
+	return search_key;
+}
+
 /* The first line of an api_key_file, without its newline. */
 static char *
-server_read_key_file(const char *path)
+server_read_key_file(const char *what, const char *path)
 {
 	char	line[4096];
 	FILE	*f = fopen(path, "r");
 
 	if (f == NULL)
-		fatal("api_key_file %s", path);
+		fatal("%s %s", what, path);
 	if (fgets(line, sizeof line, f) == NULL)
 		line[0] = '\0';
 	fclose(f);
 	line[strcspn(line, "\r\n")] = '\0';
 	if (line[0] == '\0')
-		fatalx("api_key_file %s: empty", path);
+		fatalx("%s %s: empty", what, path);
 	return xstrdup(line);
 }
 
@@ -60,7 +67,7 @@ server_take_key(struct heavy_config *c)
 	} else if (c->api_key != NULL && *c->api_key != '\0')
 		api_key = xstrdup(c->api_key);
 	else if (c->api_key_file != NULL)
-		api_key = server_read_key_file(c->api_key_file);
+		api_key = server_read_key_file("api_key_file", c->api_key_file);
 	else
 		fatalx("OPENROUTER_API_KEY is not set: export the API key of "
 		    "your OpenRouter (or other OpenAI-compatible) provider, or "
@@ -70,6 +77,34 @@ server_take_key(struct heavy_config *c)
 		explicit_bzero(c->api_key, strlen(c->api_key));
 	free(c->api_key);
 	c->api_key = NULL;
+}
+
+/*
+ * The search backend's key, the same way: HEAVY_SEARCH_API_KEY, else
+ * search.api_key, else search.api_key_file; it too reaches a worker only
+ * inside its job frame.  Without a backend there is no key to keep.
+ */
+static void
+server_take_search_key(struct heavy_config *c)
+{
+	char	*v = getenv("HEAVY_SEARCH_API_KEY");
+	bool	 env = v != NULL && *v != '\0';
+
+	if (c->search_backend != NULL && env)
+		search_key = xstrdup(v);
+	else if (c->search_backend != NULL && c->search_api_key != NULL &&
+	    *c->search_api_key != '\0')
+		search_key = xstrdup(c->search_api_key);
+	else if (c->search_backend != NULL && c->search_api_key_file != NULL)
+		search_key = server_read_key_file("search.api_key_file",
+		    c->search_api_key_file);
+	if (v != NULL)
+		explicit_bzero(v, strlen(v));
+	unsetenv("HEAVY_SEARCH_API_KEY");
+	if (c->search_api_key != NULL)
+		explicit_bzero(c->search_api_key, strlen(c->search_api_key));
+	free(c->search_api_key);
+	c->search_api_key = NULL;
 }
 
 /* The worker binary: HEAVY_WORKER, else heavyd-worker beside heavyd. */
@@ -155,8 +190,10 @@ server_start(struct heavy_config *config, void (*stop)(void))
 
 	server_stop = stop;
 	server_take_key(config);
+	server_take_search_key(config);
 	worker_path = server_worker_path();
 	ev_base = server_event_base();
+	workspace_init(config);
 	workers_init(config);
 	if (spawner_start(worker_path, config->spares) == -1)
 		fatal("cannot start %s", worker_path);
@@ -174,12 +211,16 @@ server_loop(void)
 	event_base_dispatch(ev_base);
 
 	workers_free_all();
+	workspace_stop();
 	event_free(server_sigterm);
 	event_free(server_sigint);
 	event_base_free(ev_base);
 	libevent_global_shutdown();
 	explicit_bzero(api_key, strlen(api_key));
 	free(api_key);
+	if (search_key != NULL)
+		explicit_bzero(search_key, strlen(search_key));
+	free(search_key);
 }
 
 /* Runs until stdin closes or a signal asks us to stop. */

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <stdbool.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <json-c/json.h>
@@ -18,11 +19,22 @@ extern struct event_base	*ev_base;
 /* server.c */
 int		 server_run(struct heavy_config *);
 const char	*server_api_key(void);
+const char	*server_search_key(void);
 void		 server_shutdown(void);
 /* The same setup without MCP (heavyd ask): stop() runs at shutdown. */
 void		 server_start(struct heavy_config *, void (*stop)(void));
 void		 server_loop(void);
 int		 server_signal(void);	/* the signal that stopped us, or 0 */
+
+/* workspace.c: per-task directories under the state directory. */
+void	 workspace_init(const struct heavy_config *);
+void	 workspace_stop(void);
+int	 workspace_open(const char *state_dir, int ttl_s, char *err,
+	    size_t errlen);
+void	 workspace_close(void);
+char	*workspace_create(const char *task_id, char *err, size_t errlen);
+void	 workspace_release(const char *task_id);
+int	 workspace_sweep(time_t now);
 
 /* spawner.c: our handle on the zygote that forks workers. */
 int	 spawner_start(const char *worker_path, int spares);

@@ -55,7 +55,7 @@ struct review {
 
 struct task {
 	char			 id[33];
-	char			*workspace;	/* "" until file tools exist */
+	char			*workspace;	/* its directory; "" if none */
 	struct heavy_config	*cfg;
 	struct task_params	 p;
 	enum task_state		 state;
@@ -73,6 +73,7 @@ struct task {
 	char			*budget_stop;	/* why the budget stopped it */
 	int			 step, substep;
 	struct event		*heartbeat;
+	struct event		*fail_ev;	/* a task that cannot start */
 	task_progress_fn	 progress;
 	task_done_fn		 done;
 	void			*arg;
@@ -168,6 +169,30 @@ task_strategy(const struct task *t)
 	return s == -1 ? AGG_CONSENSUS : s;
 }
 
+/* The agent tools the job offers, and their settings (borrowed). */
+static void
+task_job_tools(struct task *t, struct job *job)
+{
+	const char	*b = t->cfg->search_backend;
+
+	job->features = t->workspace[0] != '\0' ? TOOL_NEEDS_WORKSPACE : 0;
+	job->search_backend = b == NULL ? SEARCH_BACKEND_NONE :
+	    strcmp(b, "brave") == 0 ? SEARCH_BACKEND_BRAVE :
+	    SEARCH_BACKEND_SEARXNG;
+	if (job->search_backend != SEARCH_BACKEND_NONE)
+		job->features |= TOOL_NEEDS_SEARCH;
+	job->search_max_results = (uint32_t)t->cfg->search_max_results;
+	job->search_allow_private = (uint32_t)t->cfg->search_allow_private;
+	job->search_timeout_ms = (uint32_t)t->cfg->search_timeout_s * 1000;
+	job->max_read_bytes = t->cfg->max_read_bytes;
+	job->max_write_bytes = t->cfg->max_write_bytes;
+	job->max_page_bytes = t->cfg->max_page_bytes;
+	job->max_extract_bytes = t->cfg->max_extract_bytes;
+	job->search_url = t->cfg->search_url;
+	job->search_api_key = (char *)server_search_key();
+	job->search_user_agent = t->cfg->search_user_agent;
+}
+
 /* Fills a job whose strings are borrowed from the task. */
 static struct worker *
 task_spawn(struct task *t, enum job_role role, int index, char *system,
@@ -201,6 +226,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	    (t->cfg->ask_cost == 2 &&
 	    strstr(t->cfg->base_url, "://openrouter.ai/") != NULL))
 		job.flags |= JOB_ASK_COST;
+	task_job_tools(t, &job);
 	req.sandbox = &sb;
 	req.job = &job;
 	req.deadline_ms = deadline;
@@ -922,6 +948,8 @@ task_structured(struct task *t)
 	json_object_object_add(o, "ranking", task_ranking_json(t));
 	json_object_object_add(o, "review_errors", task_review_errors_json(t));
 	json_object_object_add(o, "budget", task_budget_json(t));
+	json_object_object_add(o, "workspace",
+	    json_object_new_string(t->workspace));
 	return o;
 }
 
@@ -967,6 +995,10 @@ task_free(struct task *t)
 	free(t->strategy_fallback);
 	if (t->heartbeat != NULL)
 		event_free(t->heartbeat);
+	if (t->fail_ev != NULL)
+		event_free(t->fail_ev);
+	if (t->workspace[0] != '\0')
+		workspace_release(t->id);
 	free(t->planner_error);
 	free(t->synthesis_error);
 	free(t->answer);
@@ -1003,6 +1035,33 @@ task_new_id(char id[33])
 		snprintf(id + 2 * i, 3, "%02x", raw[i]);
 }
 
+static void
+task_fail_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events;
+	task_finish(arg);
+}
+
+/* A task without a workspace does not run: it fails on the next turn of
+ * the loop, once the caller holds it. */
+static struct task *
+task_cannot_start(struct task *t, const char *why)
+{
+	struct timeval	now = { 0, 0 };
+
+	t->workspace = xstrdup("");
+	for (int i = 0; i < t->p.num_agents; i++) {
+		t->agents[i].status = AGENT_FAILED;
+		t->agents[i].error = xasprintf("not started: %s", why);
+	}
+	t->failed = true;
+	t->answer = xasprintf("The orchestration could not start: cannot "
+	    "create the task's workspace: %s", why);
+	t->fail_ev = evtimer_new(ev_base, task_fail_cb, t);
+	evtimer_add(t->fail_ev, &now);
+	return t;
+}
+
 /* Starts the planner; takes the params.  NULL if the query cannot fit. */
 struct task *
 task_start(const struct heavy_config *cfg, struct task_params *p,
@@ -1011,10 +1070,10 @@ task_start(const struct heavy_config *cfg, struct task_params *p,
 	struct task	*t = xcalloc(1, sizeof *t);
 	struct timeval	 beat = { cfg->heartbeat_s, 0 };
 	int64_t		 total, planner_ms;
-	char		*prompt;
+	char		*prompt, err[512];
 
 	task_new_id(t->id);
-	t->workspace = xstrdup("");
+	t->workspace = workspace_create(t->id, err, sizeof err);
 	t->cfg = config_dup(cfg);
 	t->p = *p;
 	memset(p, 0, sizeof *p);
@@ -1030,6 +1089,8 @@ task_start(const struct heavy_config *cfg, struct task_params *p,
 	}
 	t->heartbeat = event_new(ev_base, -1, EV_PERSIST, task_heartbeat_cb, t);
 	event_add(t->heartbeat, &beat);
+	if (t->workspace == NULL)
+		return task_cannot_start(t, err);
 	planner_ms = (int64_t)t->cfg->planner_timeout_s * 1000;
 	if (planner_ms > total / 4)
 		planner_ms = total / 4;
@@ -1090,17 +1151,15 @@ task_snapshot(const struct task *t, struct task_view *v)
 }
 
 /*
- * The TOOL_NEEDS_* features a task's agents get, so get_agent_tools lists
- * exactly the tools they are offered.  No task has a workspace yet
- * (task->workspace is ""), nor a search backend: none.
+ * The TOOL_NEEDS_* features a task's agents get, so get_agent_tools and
+ * heavy://tools list exactly the tools they are offered: every task has a
+ * workspace; search needs a backend.
  */
 uint32_t
 task_tool_features(const struct heavy_config *cfg)
 {
-	uint32_t	features = 0;
-
-	(void)cfg;
-	return features;
+	return TOOL_NEEDS_WORKSPACE |
+	    (cfg->search_backend != NULL ? TOOL_NEEDS_SEARCH : 0);
 }
 
 /* Kills every worker of the task at once and forgets it: no response. */

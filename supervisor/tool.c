@@ -83,7 +83,9 @@ static const char *tool_output_schema =
 "\"properties\":{\"reviewer\":{\"type\":\"integer\"},"
 "\"model\":{\"type\":\"string\"},\"status\":{\"type\":\"string\"},"
 "\"error\":{\"type\":\"string\"}},"
-"\"required\":[\"reviewer\",\"status\",\"error\"]}}},"
+"\"required\":[\"reviewer\",\"status\",\"error\"]}},"
+"\"workspace\":{\"type\":\"string\",\"description\":\"the task's "
+"directory, where its agents' read_file and write_file work\"}},"
 "\"required\":[\"answer\",\"synthesized\",\"planner_fallback\",\"agents\","
 "\"usage\",\"elapsed_ms\",\"strategy\"]}";
 

@@ -28,8 +28,8 @@ agent_tool_message(struct json_object *msgs, const char *id, const char *text)
 
 /* Runs every tool call of one turn; returns 1 when the task is complete. */
 static int
-agent_run_tools(const struct job *job, struct json_object *calls,
-    struct json_object *msgs, struct buf *answer)
+agent_run_tools(const struct job *job, int64_t deadline,
+    struct json_object *calls, struct json_object *msgs, struct buf *answer)
 {
 	struct json_object	*call, *fn;
 	struct buf		 out;
@@ -47,7 +47,7 @@ agent_run_tools(const struct job *job, struct json_object *calls,
 		buf_init(&out, job->max_tool_output_bytes);
 		tools_call(name, json_object_get_string(
 		    json_object_object_get(fn, "arguments")) ?: "",
-		    job, &out, &complete);
+		    job, deadline, &out, &complete);
 		agent_tool_message(msgs, id ? id : "", buf_cstr(&out));
 		if (complete && !done) {
 			buf_reset(answer);
@@ -79,7 +79,7 @@ agent_run(const struct job *job, int64_t deadline, struct buf *answer,
 	int			 rc = -1, done = 0;
 
 	msgs = worker_messages(job, job->prompt);
-	tools = tools_definitions();
+	tools = tools_definitions(tools_features(job));
 
 	for (uint32_t turn = 0; !done && turn < job->max_iterations; turn++) {
 		if (llm_chat(job, deadline, msgs, tools, &reply, u, e) == -1)
@@ -88,7 +88,8 @@ agent_run(const struct job *job, int64_t deadline, struct buf *answer,
 		agent_keep_text(answer, reply.content);
 		if (reply.tool_calls == NULL)
 			done = 1;
-		else if (agent_run_tools(job, reply.tool_calls, msgs, answer)) {
+		else if (agent_run_tools(job, deadline, reply.tool_calls, msgs,
+		    answer)) {
 			*flags |= JOB_DONE_COMPLETED;
 			done = 1;
 		}

@@ -66,6 +66,37 @@ int	review_parse(const char *text, unsigned n, unsigned *order,
 	    char *err, size_t errlen);
 int	review_run(const struct job *, int64_t deadline, unsigned *order,
 	    uint32_t *flags, struct usage *, struct llm_error *);
+/* schema.c: tool arguments against a tool's JSON Schema. */
+int	schema_validate(struct json_object *schema, struct json_object *v,
+	    char *err, size_t errlen);
+
+/* files.c: read_file and write_file, beneath the workspace fd. */
+int	files_read(int root, const char *path, unsigned long head,
+	    unsigned long tail, size_t max, struct buf *out);
+int	files_write(int root, const char *path, const char *content,
+	    size_t len, size_t max, struct buf *out);
+int	text_utf8(const char *, size_t, size_t *whole);
+size_t	text_fit(const char *, size_t len, size_t max);
+int	text_add_capped(struct buf *, const char *, size_t);
+
+/* html.c: a page's text; 1 if cut at max, -1 if unparseable. */
+int	html_to_text(const char *html, size_t len, const char *charset,
+	    size_t max, struct buf *out);
+
+/* search.c: search_web over the job's backend. */
+struct search_result {
+	char	*title;
+	char	*url;
+	char	*snippet;
+};
+struct sockaddr;
+int	search_web(const struct job *, int64_t deadline, const char *query,
+	    unsigned max_results, struct buf *out);
+int	search_parse(uint32_t backend, const char *body, size_t len,
+	    unsigned max, struct search_result **, unsigned *n, char *err,
+	    size_t errlen);
+void	search_results_free(struct search_result *, unsigned n);
+bool	search_addr_inward(const struct sockaddr *);
 
 /* tools.c: the agent's tools. */
 struct tool {
@@ -77,9 +108,11 @@ struct tool {
 /* testtools.c: misbehaving tools, in the HEAVY_TEST_HOOKS build only. */
 extern const struct tool	testtools[];
 extern const size_t		ntesttools;
-struct json_object *tools_definitions(void);
+uint32_t tools_features(const struct job *);
+struct json_object *tools_definitions(uint32_t features);
 int	tools_call(const char *name, const char *arguments,
-	    const struct job *, struct buf *out, int *complete);
+	    const struct job *, int64_t deadline, struct buf *out,
+	    int *complete);
 
 /* agent.c: the tool-calling loop. */
 int	agent_run(const struct job *, int64_t deadline_ms, struct buf *answer,

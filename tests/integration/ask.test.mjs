@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { HEAVYD, IS_ASAN, WORKER, apiKey, assertNoSanitizerReport, describe, descendants,
-	sanitizerEnv, startMock, stillAlive, tmpdir, waitFor } from './lib.mjs';
+	STATE_DIR, sanitizerEnv, startMock, stillAlive, tmpdir, waitFor } from './lib.mjs';
 
 const HAVE_SCRIPT = spawnSync('script', ['--version']).status === 0;
 const ESC = '\x1b';
@@ -19,6 +19,7 @@ function askEnv(mock, extra = {}) {
 	return {
 		PATH: process.env.PATH,
 		XDG_CONFIG_HOME: cfgHome,
+		HEAVY_STATE_DIR: STATE_DIR,
 		OPENROUTER_API_KEY: apiKey(),
 		HEAVY_WORKER: WORKER,
 		HEAVY_RETRY_BASE_MS: '50',

@@ -43,6 +43,10 @@ export function tmpdir(tag) {
 	return fs.mkdtempSync(path.join(os.tmpdir(), `heavyd-it-${tag}-`));
 }
 
+/* Servers keep their task workspaces here, not in the user's ~/.local/state. */
+export const STATE_DIR = tmpdir('state');
+process.on('exit', () => fs.rmSync(STATE_DIR, { recursive: true, force: true }));
+
 /* Environment for the sanitizers, when the binaries are an ASan build. */
 export function sanitizerEnv(extra = '') {
 	if (!IS_ASAN)
@@ -231,6 +235,7 @@ export async function startServer(opts = {}) {
 		OPENROUTER_API_KEY: key,
 		HEAVY_HEARTBEAT: '1',
 		HEAVY_RETRY_BASE_MS: '50',
+		HEAVY_STATE_DIR: STATE_DIR,
 		...(mock ? { HEAVY_BASE_URL: mock.baseUrl } : {}),
 		...(worker === 'prod' ? { HEAVY_WORKER: WORKER } : {}),
 		...(worker === 'test' ? { HEAVY_WORKER: TEST_WORKER } : {}),
@@ -443,7 +448,7 @@ export async function setup(t, opts = {}) {
 export function spawnRaw(env) {
 	const proc = spawn(HEAVYD, [], {
 		stdio: ['pipe', 'pipe', 'pipe'],
-		env: { PATH: process.env.PATH, ...sanitizerEnv(), ...env },
+		env: { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, ...sanitizerEnv(), ...env },
 		cwd: REPO,
 	});
 	track(proc);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { checkOk, checkProgress, checkShape, progressIndex } from './checks.mjs';
-import { HEAVYD, IS_ASAN, describe, setup, tmpdir, waitFor } from './lib.mjs';
+import { HEAVYD, IS_ASAN, STATE_DIR, describe, setup, tmpdir, waitFor } from './lib.mjs';
 
 const SLACK = IS_ASAN ? 500 : 0;
 const show = (x) => JSON.stringify(x);
@@ -243,7 +243,7 @@ test('the config file sets the strategy and the models per role; bad values name
 	fs.writeFileSync(file, 'orchestrator:\n  aggregation_strategy: best\n' +
 	    '  planner_model: "f/planner"\n  synthesis_model: f/synth\n' +
 	    '  agent_models:\n    - f/one\n    - "f/two"\n');
-	const env = { PATH: process.env.PATH, HEAVY_CONFIG: file };
+	const env = { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, HEAVY_CONFIG: file };
 	const shown = execFileSync(HEAVYD, ['--check-config'], { env, encoding: 'utf8' });
 	assert.match(shown, /^aggregation_strategy: best$/m);
 	assert.match(shown, /^planner_model: f\/planner$/m);
@@ -275,7 +275,7 @@ test('the config file sets the strategy and the models per role; bad values name
 		assert.match(r.stderr, re);
 	}
 	const r = spawnSync(HEAVYD, ['--check-config'], {
-		env: { PATH: process.env.PATH, HEAVY_AGENT_MODELS: 'a,,b' }, encoding: 'utf8',
+		env: { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, HEAVY_AGENT_MODELS: 'a,,b' }, encoding: 'utf8',
 	});
 	assert.notEqual(r.status, 0);
 	assert.match(r.stderr, /HEAVY_AGENT_MODELS: item 2: expected a model id, got an empty string/);

@@ -20,9 +20,24 @@
  * cost ({"usage":{"include":true}}, as of OpenRouter) gets a micro-dollar
  * a token.
  * /stats counts requests by kind, and the models each kind asked for.
+ *
+ * [[tool:NAME:ARGS]] makes an agent call NAME with the JSON ARGS (one call
+ * per marker, in order), e.g. [[a1:tool:read_file:{"path":"a.txt"}]].
+ *
+ * It is also a search backend for search_web: GET /search?q=..&format=json
+ * (SearXNG) and GET /brave/search?q=.. (Brave; needs X-Subscription-Token)
+ * answer with results pointing at pages it serves: /page/N (HTML with a
+ * script and a style to strip), /redirect/K (K redirects, then /page/1),
+ * /big (2 MiB), /binary and /hang (never answers).  A query holding
+ * "paths=/a,/b" gets results for exactly those paths; otherwise /page/1
+ * to /page/3.  GET /stats
+ * shows which tools agents were offered ("offered": name -> requests),
+ * the tool messages agents sent back ("tool_messages", newest last), the
+ * search and page requests, and any that carried an Authorization header.
  */
 #include <ctype.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,8 +97,14 @@ static unsigned long long	 seq;
 static struct {
 	long long	requests, planner, agent, synthesis, errors, hangs;
 	long long	review;
+	long long	searches, pages, search_auth;
 } stats;
 static struct json_object	*models;	/* kind -> model -> count */
+static struct json_object	*offered;	/* tool name -> agent requests */
+static struct json_object	*tool_msgs;	/* tool messages, newest last */
+static char			 brave_token[128];
+
+#define MOCK_MAX_TOOL_MSGS	256
 
 /* ---- markers ---- */
 
@@ -813,9 +834,44 @@ chat_failure(struct chat *c, struct reply *r)
 	return r->body != NULL;
 }
 
+/* What an agent request shows: the tools it offers, its new tool messages
+ * (those after the last assistant message). */
+static void
+chat_record(struct chat *c)
+{
+	struct json_object	*tools, *m, *name, *n;
+	size_t			 i, first;
+
+	json_object_object_get_ex(c->root, "tools", &tools);
+	for (i = 0; i < json_object_array_length(tools); i++) {
+		name = json_object_object_get(json_object_object_get(
+		    json_object_array_get_idx(tools, i), "function"), "name");
+		if (!json_object_is_type(name, json_type_string))
+			continue;
+		n = json_object_object_get(offered, json_object_get_string(name));
+		json_object_object_add(offered, json_object_get_string(name),
+		    json_object_new_int64(json_object_get_int64(n) + 1));
+	}
+	for (first = json_object_array_length(c->messages); first > 0; first--) {
+		m = json_object_array_get_idx(c->messages, first - 1);
+		if (strcmp(json_object_get_string(json_object_object_get(m,
+		    "role")) ?: "", "tool") != 0)
+			break;
+	}
+	for (i = first; i < json_object_array_length(c->messages); i++) {
+		m = json_object_array_get_idx(c->messages, i);
+		if (json_object_array_length(tool_msgs) >= MOCK_MAX_TOOL_MSGS)
+			json_object_array_del_idx(tool_msgs, 0, 1);
+		json_object_array_add(tool_msgs, json_object_get(
+		    json_object_object_get(m, "content")));
+	}
+}
+
 static void
 chat_respond(struct chat *c, struct reply *r)
 {
+	if (c->kind == KIND_AGENT)
+		chat_record(c);
 	stats.planner += c->kind == KIND_PLANNER;
 	stats.agent += c->kind == KIND_AGENT;
 	stats.synthesis += c->kind == KIND_SYNTH;
@@ -879,17 +935,171 @@ handle_chat(struct evhttp_request *req)
 static void
 handle_stats(struct evhttp_request *req)
 {
-	struct reply	*r = xcalloc(1, sizeof *r);
+	struct reply		*r = xcalloc(1, sizeof *r);
+	struct json_object	*o = json_object_new_object();
+	const struct { const char *name; long long v; } n[] = {
+		{ "requests", stats.requests }, { "planner", stats.planner },
+		{ "agent", stats.agent }, { "synthesis", stats.synthesis },
+		{ "errors", stats.errors }, { "hangs", stats.hangs },
+		{ "searches", stats.searches }, { "pages", stats.pages },
+		{ "search_auth", stats.search_auth }, { "review", stats.review },
+	};
 
+	for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
+		json_object_object_add(o, n[i].name,
+		    json_object_new_int64(n[i].v));
+	json_object_object_add(o, "offered", json_object_get(offered));
+	json_object_object_add(o, "tool_messages", json_object_get(tool_msgs));
+	json_object_object_add(o, "brave_token",
+	    json_object_new_string(brave_token));
+	json_object_object_add(o, "models", json_object_get(models));
 	r->req = req;
 	r->code = 200;
-	r->body = xasprintf("{\"requests\":%lld,\"planner\":%lld,\"agent\":%lld,"
-	    "\"synthesis\":%lld,\"errors\":%lld,\"hangs\":%lld,"
-	    "\"review\":%lld,\"models\":%s}", stats.requests,
-	    stats.planner, stats.agent, stats.synthesis, stats.errors,
-	    stats.hangs, stats.review, json_object_to_json_string_ext(models,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	r->body = json_take(o);
 	reply_finish(r, 0);
+}
+
+/* ---- a search backend and the pages its results point to ---- */
+
+static void
+send_body(struct evhttp_request *req, int code, const char *type,
+    const char *body, size_t len)
+{
+	struct evbuffer	*out = evbuffer_new();
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", type);
+	evbuffer_add(out, body, len);
+	evhttp_send_reply(req, code, code == 200 ? "OK" : "Error", out);
+	evbuffer_free(out);
+}
+
+/* The value of one query parameter, decoded; NULL if absent. */
+static char *
+query_param(struct evhttp_request *req, const char *name)
+{
+	struct evkeyvalq	 q;
+	const char		*v, *query = evhttp_uri_get_query(
+	    evhttp_request_get_evhttp_uri(req));
+	char			*out = NULL;
+
+	if (query == NULL || evhttp_parse_query_str(query, &q) == -1)
+		return NULL;
+	if ((v = evhttp_find_header(&q, name)) != NULL)
+		out = xstrdup(v);
+	evhttp_clear_headers(&q);
+	return out;
+}
+
+/* One search result per path: "paths=/a,/b" in q, else three pages. */
+static struct json_object *
+search_results(struct evhttp_request *req, const char *q, const char *snip)
+{
+	struct json_object	*list = json_object_new_array(), *r;
+	const char		*host = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "Host");
+	const char		*paths = strstr(q, "paths="), *p;
+	char			 path[256], *url;
+	size_t			 len;
+	int			 k = 0;
+
+	p = paths ? paths + 6 : "/page/1,/page/2,/page/3";
+	for (; *p != '\0' && *p != ' ' && k < 32; p += len + (p[len] == ',')) {
+		len = strcspn(p, ", ");
+		snprintf(path, sizeof path, "%.*s", (int)len, p);
+		url = xasprintf("http://%s%s", host ? host : "127.0.0.1", path);
+		r = json_object_new_object();
+		json_object_object_add(r, "title", json_object_new_string(path));
+		json_object_object_add(r, "url", json_object_new_string(url));
+		json_object_object_add(r, snip, json_object_new_string(
+		    "A <strong>snippet</strong> about the query &amp; more"));
+		json_object_array_add(list, r);
+		free(url);
+		k++;
+	}
+	return list;
+}
+
+static void
+search_auth_seen(struct evhttp_request *req)
+{
+	if (evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization") != NULL)
+		stats.search_auth++;
+}
+
+static void
+handle_search(struct evhttp_request *req, bool brave)
+{
+	struct json_object	*o = json_object_new_object(), *web;
+	const char		*tok = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "X-Subscription-Token");
+	char			*q = query_param(req, "q"), *fmt, *body;
+
+	stats.searches++;
+	search_auth_seen(req);
+	fmt = query_param(req, "format");
+	if (brave && tok != NULL)
+		snprintf(brave_token, sizeof brave_token, "%s", tok);
+	if (q == NULL || (brave ? tok == NULL :
+	    fmt == NULL || strcmp(fmt, "json") != 0)) {
+		body = error_body(brave ? 401 : 400, brave ? "missing token" :
+		    "q and format=json are required");
+		send_body(req, brave ? 401 : 400, "application/json", body,
+		    strlen(body));
+	} else {
+		json_object_object_add(o, "query", json_object_new_string(q));
+		if (brave) {
+			web = json_object_new_object();
+			json_object_object_add(web, "results",
+			    search_results(req, q, "description"));
+			json_object_object_add(o, "web", web);
+		} else
+			json_object_object_add(o, "results",
+			    search_results(req, q, "content"));
+		body = json_take(json_object_get(o));
+		send_body(req, 200, "application/json", body, strlen(body));
+	}
+	json_object_put(o);
+	free(body);
+	free(fmt);
+	free(q);
+}
+
+static void
+handle_page(struct evhttp_request *req, const char *path)
+{
+	char	*body;
+	int	 k;
+
+	stats.pages++;
+	search_auth_seen(req);
+	if (strncmp(path, "/redirect/", 10) == 0) {
+		k = atoi(path + 10);
+		body = k > 0 ? xasprintf("/redirect/%d", k - 1) :
+		    xstrdup("/page/1");
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Location", body);
+		evhttp_send_reply(req, 302, "Found", NULL);
+	} else if (strcmp(path, "/big") == 0) {
+		body = xmalloc(2 << 20);
+		memset(body, 'x', 2 << 20);
+		send_body(req, 200, "text/html", body, 2 << 20);
+	} else if (strcmp(path, "/binary") == 0) {
+		body = xstrdup("%PDF-1.4\n\x01\x02\x03");
+		send_body(req, 200, "application/pdf", body, strlen(body));
+	} else {
+		body = xasprintf("<!DOCTYPE html><html><head><title>Page %d"
+		    "</title><style>.hidden { color: red }</style><script>var "
+		    "secret = \"SCRIPT-TEXT\";</script></head><body><h1>Page "
+		    "%d</h1>\n<p>Body   text\tof  <b>page</b>\n\n%d &amp; "
+		    "more.</p><noscript>NOSCRIPT-TEXT</noscript><p>Caf&eacute; "
+		    "cr\xc3\xa8me</p></body></html>", atoi(path + 6),
+		    atoi(path + 6), atoi(path + 6));
+		send_body(req, 200, "text/html; charset=utf-8", body,
+		    strlen(body));
+	}
+	free(body);
 }
 
 static void
@@ -905,10 +1115,27 @@ handle(struct evhttp_request *req, void *arg)
 		handle_chat(req);
 	else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/stats") == 0)
 		handle_stats(req);
+	else if (cmd == EVHTTP_REQ_GET && strncmp(path, "/search?", 8) == 0)
+		handle_search(req, false);
+	else if (cmd == EVHTTP_REQ_GET &&
+	    strncmp(path, "/brave/search?", 14) == 0)
+		handle_search(req, true);
+	else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/hang") == 0)
+		stats.pages++;	/* never answered; evhttp frees it on close */
+	else if (cmd == EVHTTP_REQ_GET && (strncmp(path, "/page/", 6) == 0 ||
+	    strncmp(path, "/redirect/", 10) == 0 || strcmp(path, "/big") == 0 ||
+	    strcmp(path, "/binary") == 0))
+		handle_page(req, evhttp_uri_get_path(
+		    evhttp_request_get_evhttp_uri(req)));
 	else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/reset") == 0) {
 		memset(&stats, 0, sizeof stats);
 		json_object_put(models);
 		models = json_object_new_object();
+		json_object_put(offered);
+		json_object_put(tool_msgs);
+		offered = json_object_new_object();
+		tool_msgs = json_object_new_array();
+		brave_token[0] = '\0';
 		lh_table_free(flaky);
 		flaky = lh_kchar_table_new(256, flaky_free_key);
 		evhttp_send_reply(req, 200, "OK", NULL);
@@ -967,6 +1194,8 @@ main(int argc, char **argv)
 	event_config_free(ec);
 	flaky = lh_kchar_table_new(256, flaky_free_key);
 	models = json_object_new_object();
+	offered = json_object_new_object();
+	tool_msgs = json_object_new_array();
 	http = evhttp_new(base);
 	evhttp_set_max_body_size(http, MOCK_MAX_BODY);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
@@ -990,6 +1219,8 @@ main(int argc, char **argv)
 	evhttp_free(http);
 	lh_table_free(flaky);
 	json_object_put(models);
+	json_object_put(offered);
+	json_object_put(tool_msgs);
 	event_base_free(base);
 	return 0;
 }
