@@ -69,6 +69,11 @@ config_defaults(struct heavy_config *c)
 	c->max_workers = 256;
 	c->max_tasks = 1024;
 	c->spares = 4;
+	c->worker_memory = (size_t)1 << 30;
+	c->worker_cpu = 600;
+	c->worker_nofile = 256;
+	c->worker_fsize = 64 << 20;
+	c->worker_pids = 32;
 }
 
 void
@@ -112,6 +117,11 @@ static const struct knob {
 	INT_KNOB("HEAVY_MAX_WORKERS", max_workers, 1, 65535),
 	INT_KNOB("HEAVY_MAX_TASKS", max_tasks, 1, 1 << 20),
 	INT_KNOB("HEAVY_SPARES", spares, 0, 64),
+	SIZE_KNOB("HEAVY_WORKER_MEMORY", worker_memory, 32 << 20, 1LL << 40),
+	INT_KNOB("HEAVY_WORKER_CPU", worker_cpu, 1, 86400),
+	INT_KNOB("HEAVY_WORKER_NOFILE", worker_nofile, 32, 65536),
+	SIZE_KNOB("HEAVY_WORKER_FSIZE", worker_fsize, 4096, 1LL << 40),
+	INT_KNOB("HEAVY_WORKER_PIDS", worker_pids, 2, 4096),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */

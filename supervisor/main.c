@@ -70,6 +70,9 @@ main_config(struct heavy_config *c)
 		fatalx("%s", err);
 	if (opt_check_config) {
 		config_print(c, file ? file : "none, built-in defaults", stdout);
+		if (features_init(c, false, err, sizeof err) == -1)
+			fatalx("%s", err);
+		features_print(stdout);
 		exit(0);
 	}
 	if (file != NULL)

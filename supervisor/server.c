@@ -137,10 +137,14 @@ int
 server_run(struct heavy_config *config)
 {
 	struct event	*sigterm, *sigint;
-	char		*worker_path;
+	char		*worker_path, err[512];
 
 	server_take_key(config);
 	worker_path = server_worker_path();
+	/* Before the zygote starts: it is placed in heavyd's cgroup leaf. */
+	if (features_init(config, true, err, sizeof err) == -1)
+		fatalx("%s", err);
+	features_log();
 	ev_base = server_event_base();
 	workers_init(config);
 	if (spawner_start(worker_path, config->spares) == -1)

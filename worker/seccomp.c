@@ -1,0 +1,231 @@
+/*
+ * The seccomp allowlist: the system calls the LLM client (libcurl, OpenSSL,
+ * the glibc resolver), json-c, libxml2 and the agent's tools need, and
+ * nothing else.  Anything else kills the whole worker with SIGSYS, which the
+ * supervisor reports by name.  The zygote compiles the filter once with
+ * libseccomp; every worker installs the ready BPF program with one call.
+ */
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <linux/filter.h>
+#include <linux/netlink.h>
+#include <linux/seccomp.h>
+#include <linux/sockios.h>
+#include <seccomp.h>
+
+#include "worker.h"
+
+/* Allowed whatever their arguments. */
+static const char *const allow_always[] = {
+	/* memory */
+	"brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
+	/* descriptors and files (Landlock decides which paths) */
+	"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv",
+	"pwritev", "preadv2", "pwritev2", "close", "close_range", "lseek",
+	"open", "openat", "openat2", "fstat", "stat", "lstat", "newfstatat",
+	"statx", "fstatfs", "statfs", "access", "faccessat", "faccessat2",
+	"readlink", "readlinkat", "getdents", "getdents64", "mkdir", "mkdirat",
+	"rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir",
+	"fsync", "fdatasync", "ftruncate", "fadvise64", "fcntl", "flock",
+	"dup", "dup2", "dup3", "pipe", "pipe2", "getcwd", "umask",
+	/* network (Landlock decides which TCP ports) */
+	"connect", "bind", "getsockname", "getpeername", "setsockopt",
+	"getsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
+	"recvmmsg", "shutdown", "socketpair",
+	"poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1",
+	"epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd",
+	"eventfd2",
+	/* time */
+	"clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep",
+	"gettimeofday", "time",
+	/* threads (clone is below), signals, identity, limits */
+	"futex", "set_robust_list", "get_robust_list", "rseq",
+	"set_tid_address", "sched_yield", "sched_getaffinity", "arch_prctl",
+	"exit", "exit_group", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn",
+	"sigaltstack", "restart_syscall", "kill", "tgkill", "tkill",
+	"getpid", "gettid", "getppid", "getuid", "geteuid", "getgid",
+	"getegid", "getresuid", "getresgid", "getgroups", "getrandom",
+	"getrlimit", "getrusage", "times", "sysinfo", "uname",
+#ifdef __SANITIZE_ADDRESS__
+	/* the sanitizer runtime: its reports and stack unwinding */
+	"mincore", "sched_getparam", "personality",
+#endif
+};
+
+/* The read-only ioctls libraries use: isatty(), FIONREAD, the resolver's
+ * interface lookups. */
+static const unsigned long allow_ioctls[] = {
+	TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIOCLEX, FIONCLEX,
+	SIOCGIFINDEX, SIOCGIFNAME,
+};
+
+/* prctl options that read, or name a thread. */
+static const int allow_prctls[] = {
+	PR_SET_NAME, PR_GET_NAME, PR_GET_DUMPABLE, PR_GET_SECCOMP,
+	PR_GET_NO_NEW_PRIVS, PR_CAPBSET_READ,
+};
+
+static struct sock_fprog	seccomp_prog;
+
+static int
+seccomp_rules_always(scmp_filter_ctx ctx)
+{
+	int	nr;
+
+	for (size_t i = 0; i < sizeof allow_always / sizeof *allow_always; i++) {
+		/* A name this architecture does not have is not needed here. */
+		if ((nr = seccomp_syscall_resolve_name(allow_always[i])) ==
+		    __NR_SCMP_ERROR)
+			continue;
+		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Threads, never processes: clone only with CLONE_THREAD. */
+static int
+seccomp_rules_clone(scmp_filter_ctx ctx)
+{
+	if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)) != 0)
+		return -1;
+	/* clone3 passes its flags in memory, out of a filter's sight: ENOSYS
+	 * makes glibc's pthread_create fall back to clone. */
+	return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3),
+	    0);
+}
+
+/* Sockets: IP, unix (the resolver's nscd probe, curl's socketpair) and
+ * netlink routing (getaddrinfo's address sorting). */
+static int
+seccomp_rules_socket(scmp_filter_ctx ctx)
+{
+	static const int	families[] = { AF_UNIX, AF_INET, AF_INET6 };
+
+	for (size_t i = 0; i < sizeof families / sizeof *families; i++)
+		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+		    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i])) != 0)
+			return -1;
+	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
+	    SCMP_A0(SCMP_CMP_EQ, AF_NETLINK),
+	    SCMP_A2(SCMP_CMP_EQ, NETLINK_ROUTE));
+}
+
+/* ioctl, prctl and prlimit64: only what reads or names. */
+static int
+seccomp_rules_options(scmp_filter_ctx ctx)
+{
+	for (size_t i = 0; i < sizeof allow_ioctls / sizeof *allow_ioctls; i++)
+		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu,
+		    (scmp_datum_t)allow_ioctls[i])) != 0)
+			return -1;
+	for (size_t i = 0; i < sizeof allow_prctls / sizeof *allow_prctls; i++)
+		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+		    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allow_prctls[i])) != 0)
+			return -1;
+	/* Reading a limit is fine; raising one is not. */
+	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1,
+	    SCMP_A2(SCMP_CMP_EQ, 0));
+}
+
+/* The compiled filter, read back from libseccomp through a pipe. */
+static int
+seccomp_export(scmp_filter_ctx ctx)
+{
+	char	*bpf = NULL;
+	size_t	 len = 0, size = 0;
+	ssize_t	 n;
+	int	 p[2], rc = -1;
+
+	if (pipe2(p, O_CLOEXEC) == -1)
+		return -1;
+	/* A few hundred instructions: far below a pipe's 64 KiB. */
+	if (seccomp_export_bpf(ctx, p[1]) != 0)
+		goto out;
+	close(p[1]);
+	p[1] = -1;
+	for (;;) {
+		if (len == size)
+			bpf = xrealloc(bpf, size = size ? size * 2 : 4096);
+		if ((n = read(p[0], bpf + len, size - len)) <= 0)
+			break;
+		len += (size_t)n;
+	}
+	if (n == 0 && len > 0 && len % sizeof(struct sock_filter) == 0 &&
+	    len / sizeof(struct sock_filter) <= BPF_MAXINSNS) {
+		seccomp_prog.filter = (struct sock_filter *)bpf;
+		seccomp_prog.len = (unsigned short)(len / sizeof(struct sock_filter));
+		bpf = NULL;
+		rc = 0;
+	}
+out:
+	free(bpf);
+	close(p[0]);
+	if (p[1] != -1)
+		close(p[1]);
+	return rc;
+}
+
+/* In the zygote, once: compile the allowlist. */
+int
+seccomp_allowlist_build(char *err, size_t errlen)
+{
+	scmp_filter_ctx	ctx;
+	int		rc = -1;
+
+	if (seccomp_prog.filter != NULL)
+		return 0;
+	if ((ctx = seccomp_init(SCMP_ACT_KILL_PROCESS)) == NULL) {
+		snprintf(err, errlen, "seccomp_init failed");
+		return -1;
+	}
+	if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+	    SCMP_ACT_KILL_PROCESS) != 0 ||
+	    seccomp_rules_always(ctx) == -1 || seccomp_rules_clone(ctx) == -1 ||
+	    seccomp_rules_socket(ctx) == -1 ||
+	    seccomp_rules_options(ctx) == -1)
+		snprintf(err, errlen, "seccomp: a rule was refused");
+	else if (seccomp_export(ctx) == -1)
+		snprintf(err, errlen, "seccomp: exporting the filter failed");
+	else
+		rc = 0;
+	seccomp_release(ctx);
+	return rc;
+}
+
+/* How many BPF instructions the allowlist compiled to (0 before). */
+unsigned
+seccomp_allowlist_size(void)
+{
+	return seccomp_prog.len;
+}
+
+/* In a worker, last: from here on only the allowlist runs. */
+int
+seccomp_allowlist_enter(char *err, size_t errlen)
+{
+	if (seccomp_prog.filter == NULL &&
+	    seccomp_allowlist_build(err, errlen) == -1)
+		return -1;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &seccomp_prog)
+	    == -1) {
+		snprintf(err, errlen, "seccomp: installing the filter: %s",
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
