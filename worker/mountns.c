@@ -38,15 +38,26 @@ mountns_fail(char *err, size_t errlen, const char *what, const char *path)
 	return -1;
 }
 
-/* Opens a source before the tmpfs hides anything; ENOENT is no error. */
+/* Opens a source in the new namespace (a bind from another fails) but
+ * before the tmpfs hides anything; ENOENT is no error. */
 static void
-mountns_add(struct mountns_bind *b, int *n, const char *path, int fd,
-    bool rw)
+mountns_add(struct mountns_bind *b, int *n, const char *path, bool rw)
 {
+	int	fd;
+
+	size_t	len;
+
 	if (*n == MOUNTNS_MAX || path[0] != '/' ||
 	    strlen(path) >= sizeof b->path)
 		return;
-	if (fd == -1 && (fd = open(path, O_PATH | O_CLOEXEC)) == -1)
+	/* Beneath a read-only bind already (a CA file in /etc/ssl)? */
+	for (int i = 0; !rw && i < *n; i++) {
+		len = strlen(b[i].path);
+		if (strncmp(path, b[i].path, len) == 0 &&
+		    (path[len] == '/' || path[len] == '\0'))
+			return;
+	}
+	if ((fd = open(path, O_PATH | O_CLOEXEC)) == -1)
 		return;
 	snprintf(b[*n].path, sizeof b[*n].path, "%s", path);
 	b[*n].fd = fd;
@@ -104,24 +115,45 @@ mountns_bind(const struct mountns_bind *b, char *err, size_t errlen)
 }
 
 static int
-mountns_collect(struct mountns_bind *b, const struct sandbox *sb,
-    int workspace_fd)
+mountns_collect(struct mountns_bind *b, const struct sandbox *sb)
 {
 	const char	*v;
 	int		 n = 0;
 
 	for (size_t i = 0; sandbox_reads[i] != NULL; i++)
-		mountns_add(b, &n, sandbox_reads[i], -1, false);
+		mountns_add(b, &n, sandbox_reads[i], false);
 	for (size_t i = 0; sandbox_read_env[i] != NULL; i++)
 		if ((v = getenv(sandbox_read_env[i])) != NULL)
-			mountns_add(b, &n, v, -1, false);
-	mountns_add(b, &n, "/dev/null", -1, false);
+			mountns_add(b, &n, v, false);
+	mountns_add(b, &n, "/dev/null", false);
 #ifdef __SANITIZE_ADDRESS__
-	mountns_add(b, &n, "/proc", -1, false);	/* the sanitizer's maps */
+	mountns_add(b, &n, "/proc", false);	/* the sanitizer's maps */
 #endif
-	if (workspace_fd != -1 && sb->workspace[0] == '/')
-		mountns_add(b, &n, sb->workspace, dup(workspace_fd), true);
+	if (sb->workspace[0] == '/')
+		mountns_add(b, &n, sb->workspace, true);
 	return n;
+}
+
+/*
+ * The workspace fd was opened in the old namespace: its ".." leads back
+ * into the old root.  It is replaced by the workspace as seen from here.
+ */
+static int
+mountns_reopen(const struct sandbox *sb, int workspace_fd, char *err,
+    size_t errlen)
+{
+	int	fd;
+
+	if (workspace_fd == -1)
+		return 0;
+	if ((fd = open(sb->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    dup3(fd, workspace_fd, O_CLOEXEC) == -1) {
+		if (fd != -1)
+			close(fd);
+		return mountns_fail(err, errlen, "workspace", sb->workspace);
+	}
+	close(fd);
+	return 0;
 }
 
 /* Swaps the root for the tmpfs and lets go of the old one. */
@@ -143,15 +175,13 @@ mountns_enter(const struct sandbox *sb, int workspace_fd, char *err,
     size_t errlen)
 {
 	struct mountns_bind	b[MOUNTNS_MAX];
-	int			n, rc = -1, i;
+	int			n = 0, rc = -1, i;
 
-	n = mountns_collect(b, sb, workspace_fd);
-	if (unshare(CLONE_NEWNS) == -1) {
-		mountns_fail(err, errlen, "unshare", NULL);
-		goto out;
-	}
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1 ||
-	    mount("tmpfs", MOUNTNS_ROOT, "tmpfs", MS_NOSUID | MS_NODEV,
+	if (unshare(CLONE_NEWNS) == -1 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1)
+		return mountns_fail(err, errlen, "unshare", NULL);
+	n = mountns_collect(b, sb);
+	if (mount("tmpfs", MOUNTNS_ROOT, "tmpfs", MS_NOSUID | MS_NODEV,
 	    "size=64k,mode=0755") == -1) {
 		mountns_fail(err, errlen, "new root", NULL);
 		goto out;
@@ -159,7 +189,8 @@ mountns_enter(const struct sandbox *sb, int workspace_fd, char *err,
 	for (i = 0; i < n; i++)
 		if (mountns_bind(&b[i], err, errlen) == -1)
 			goto out;
-	rc = mountns_pivot(err, errlen);
+	if (mountns_pivot(err, errlen) == 0)
+		rc = mountns_reopen(sb, workspace_fd, err, errlen);
 out:
 	for (i = 0; i < n; i++)
 		close(b[i].fd);

@@ -172,3 +172,126 @@ test('a connection to a port no endpoint uses is refused (EACCES)', {
 	assert.deepEqual(accepted, [], 'the worker reached the listener');
 	await srv.shutdown();
 });
+
+/* Starts a call whose agent 1 blocks; resolves to its worker's pid once
+ * that worker is inside its sandbox and has called the tool. */
+async function blockedWorker(srv, t) {
+	const ac = new AbortController();
+	let called = false;
+	const call = srv.orchestrate({ query: 'Block [[a1:tool:test_block:{}]]', num_agents: 1,
+	    timeout: 30 }, {
+		signal: ac.signal, timeout: 40000,
+		onprogress: (p) => { called ||= /test_block/.test(p.message ?? ''); },
+	});
+	call.catch(() => {});
+	t.after(() => ac.abort());
+	await waitFor(() => called, 5000, 'agent 1 to call test_block');
+	// Only a worker with a job is sandboxed (a fresh spare may be named
+	// heavyd-worker for an instant).
+	const procs = srv.workers().filter((p) => {
+		try {
+			return /^Seccomp:\s+2$/m.test(fs.readFileSync(`/proc/${p.pid}/status`, 'utf8'));
+		} catch {
+			return false;
+		}
+	});
+	assert.equal(procs.length, 1, `one worker running: ${describe(srv.workers())}`);
+	return { pid: procs[0].pid, cancel: () => ac.abort() };
+}
+
+test('a worker runs confined: no_new_privs, seccomp, no capabilities, its limits', { timeout: 30000 }, async (t) => {
+	const env = { ...LIMITS, HEAVY_WORKER_CPU: '100', HEAVY_WORKER_FSIZE: String(1 << 20) };
+	const { srv } = await setup(t, { worker: 'test', env });
+	const { pid, cancel } = await blockedWorker(srv, t);
+	const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+	assert.match(status, /^NoNewPrivs:\s+1$/m);
+	assert.match(status, /^Seccomp:\s+2$/m);
+	for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb'])
+		assert.match(status, new RegExp(`^${set}:\\s+0{16}$`, 'm'), `${set}:\n${status}`);
+	const limits = fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
+	const limit = (name) => new RegExp(`^${name}\\s+(\\S+)\\s+(\\S+)`, 'm').exec(limits)?.slice(1, 3);
+	assert.deepEqual(limit('Max address space'),
+	    IS_ASAN ? ['unlimited', 'unlimited'] : [String(MEMORY), String(MEMORY)], limits);
+	assert.deepEqual(limit('Max cpu time'), ['100', '101'], limits);
+	assert.deepEqual(limit('Max open files'), ['64', '64'], limits);
+	assert.deepEqual(limit('Max file size'), [String(1 << 20), String(1 << 20)], limits);
+	assert.deepEqual(limit('Max core file size'), ['0', '0'], limits);
+	assert.equal(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim(), '1000');
+	cancel();
+	await waitFor(() => !readStat(pid), 2000, 'the worker to go');
+	await srv.shutdown();
+});
+
+test('a worker sees only the environment the LLM client may read', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: { TZ: 'UTC', SECRET_TOKEN: 'x' } });
+	const { sc } = await hostile(srv, 'test_env', {}, { alone: true });
+	const names = /tool results: (.*)$/.exec(sc.answer)?.[1].split(' ');
+	assert.ok(names?.includes('PATH') && names.includes('TZ'), sc.answer);
+	const allowed = ['PATH', 'TZ', 'LANG', 'LC_ALL', 'SSL_CERT_FILE', 'SSL_CERT_DIR',
+	    'CURL_CA_BUNDLE', 'HOME'];
+	assert.deepEqual(names.filter((n) => !allowed.includes(n)), [], sc.answer);
+	await srv.shutdown();
+});
+
+test('the startup log and --check-config name every sandbox feature', { timeout: 30000 }, async (t) => {
+	const keys = ['filesystem', 'network', 'seccomp', 'no_new_privs', 'capabilities', 'rlimits',
+	    'oom_score_adj', 'cgroup'];
+	assert.deepEqual(Object.keys(FEATURES), keys);
+	assert.match(FEATURES.rlimits, IS_ASAN ? /^AS not set \(ASan build\), CPU 600 s, NOFILE 256/ :
+	    /^AS 1024 MiB, CPU 600 s, NOFILE 256, FSIZE 64 MiB, CORE 0$/);
+	const { srv, mock } = await setup(t);
+	const line = srv.stderr().split('\n').filter((l) => /info: sandbox: /.test(l));
+	assert.equal(line.length, 1, srv.stderr());
+	for (const k of keys)
+		assert.match(line[0], new RegExp(`[:;] ${k}: `), line[0]);
+	if (TCP_RULES)
+		assert.match(line[0], new RegExp(`TCP connect only to port ${mock.port}; TCP bind denied`));
+	await srv.shutdown();
+});
+
+test('per-worker cgroup v2: memory.max, pids.max, memory.oom.group', {
+	timeout: 30000, skip: NO_CGROUP,
+}, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const { pid, cancel } = await blockedWorker(srv, t);
+	const rel = /^0::(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'))[1];
+	assert.ok(rel.endsWith(`/workers/w${pid}`), rel);
+	const dir = FEATURES.cgroup.split('/w<pid>')[0] + `/w${pid}`;
+	assert.equal(fs.readFileSync(`${dir}/memory.max`, 'utf8').trim(), String(MEMORY));
+	assert.equal(fs.readFileSync(`${dir}/pids.max`, 'utf8').trim(), '32');
+	assert.equal(fs.readFileSync(`${dir}/memory.oom.group`, 'utf8').trim(), '1');
+	cancel();
+	await waitFor(() => !fs.existsSync(dir), 2000, 'the worker cgroup to be removed');
+	await srv.shutdown();
+});
+
+/* The fallback without Landlock, forced: what it can confine. */
+let MOUNT_MODE = false;
+try {
+	MOUNT_MODE = features({ HEAVY_SANDBOX_FS: 'mount' }).filesystem;
+} catch (e) {
+	MOUNT_MODE = null;
+}
+test('the mount namespace fallback confines the filesystem', {
+	timeout: 30000,
+	skip: MOUNT_MODE ? false : 'no mount namespace here (it needs CAP_SYS_ADMIN)',
+}, async (t) => {
+	assert.match(MOUNT_MODE, /^mount namespace \(HEAVY_SANDBOX_FS=mount\)/);
+	const { srv } = await setup(t, { worker: 'test', env: { ...LIMITS, HEAVY_SANDBOX_FS: 'mount' } });
+	assert.match(srv.stderr(), /network: NOT CONFINED/);
+	const dir = tmpdir('mountns');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const outside = path.join(dir, 'escaped');
+	const readOnly = `/etc/ssl/heavyd-it-${path.basename(dir)}`;
+	t.after(() => fs.rmSync(readOnly, { force: true }));
+	const q = `Misbehave [[a1:tool:test_write_outside:${JSON.stringify({ path: outside })}]] ` +
+	    `[[a1:tool:test_write_outside:${JSON.stringify({ path: readOnly })}]]`;
+	const [{ result }] = await Promise.all([
+		srv.orchestrate({ query: q, num_agents: 1 }), normalCall(srv)]);
+	const sc = checkShape(result, 1);
+	checkOk(sc.agents[0]);
+	assert.ok(sc.answer.includes(`${outside}: ENOENT`), sc.answer);
+	assert.ok(sc.answer.includes(`${readOnly}: EROFS`), sc.answer);
+	assert.equal(fs.existsSync(outside) || fs.existsSync(readOnly), false, 'a file was written');
+	await srv.shutdown();
+});
