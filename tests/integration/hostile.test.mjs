@@ -120,7 +120,9 @@ test('a CPU spinner is stopped by its CPU limit (SIGXCPU)', { timeout: 30000 }, 
 	assert.equal(a1.status, 'killed', JSON.stringify(a1));
 	assert.equal(a1.signal, 'SIGXCPU', JSON.stringify(a1));
 	assert.match(a1.error, /CPU limit reached.*1 s of CPU time \(RLIMIT_CPU\)/);
-	assert.ok(a1.elapsed_ms >= 1000, `killed after ${a1.elapsed_ms} ms`);
+	// RLIMIT_CPU counts CPU ticks (a whole tick to the task running when
+	// it fires), so a second of CPU may take a few ms less than a second.
+	assert.ok(a1.elapsed_ms >= 950, `killed after ${a1.elapsed_ms} ms`);
 	await srv.shutdown();
 });
 
