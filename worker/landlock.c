@@ -115,74 +115,107 @@ landlock_fs_rights(int abi)
 	return fs;
 }
 
-/* One rule on an open fd: the directory's rights, or a file's share. */
+/* A directory's rights, or the share of them that applies to a file. */
+static uint64_t
+ll_rights_for(int fd, uint64_t access)
+{
+	struct stat	st;
+
+	if (fstat(fd, &st) == -1)
+		return 0;
+	return S_ISDIR(st.st_mode) ? access : access & FS_FILE;
+}
+
+/* One rule on an open fd. */
 static int
 ll_add_fd(int rfd, int fd, uint64_t access, uint64_t handled)
 {
 	struct landlock_path_beneath_attr	pb;
-	struct stat				st;
 
-	if (fstat(fd, &st) == -1)
-		return -1;
-	if (!S_ISDIR(st.st_mode))
-		access &= FS_FILE;
 	pb.allowed_access = access & handled;
 	pb.parent_fd = fd;
 	return pb.allowed_access == 0 ? 0 :
 	    ll_add_rule(rfd, LANDLOCK_RULE_PATH_BENEATH, &pb);
 }
 
-/* A rule for a path, following symlinks; a missing path is no error. */
-static int
-ll_add_path(int rfd, const char *path, uint64_t access, uint64_t handled)
-{
-	int	fd, rc;
+/* The read-only paths, opened ahead: a spare pays for the path walks
+ * before its job, not after. */
+#define LL_MAX_READS	48
+static struct {
+	int		fd;
+	uint64_t	access;
+} ll_reads[LL_MAX_READS];
+static int	ll_nreads = -1;		/* -1: not prepared */
 
-	if ((fd = open(path, O_PATH | O_CLOEXEC)) == -1)
-		return errno == ENOENT || errno == ENOTDIR || errno == EACCES ?
-		    0 : -1;
-	rc = ll_add_fd(rfd, fd, access, handled);
-	close(fd);
-	return rc;
+/* A path this system lacks (or we cannot open) is one no rule grants. */
+static void
+ll_prepare_path(const char *path, uint64_t access)
+{
+	int	fd;
+
+	if (ll_nreads == LL_MAX_READS ||
+	    (fd = open(path, O_PATH | O_CLOEXEC)) == -1)
+		return;
+	ll_reads[ll_nreads].fd = fd;
+	ll_reads[ll_nreads++].access = ll_rights_for(fd, access);
 }
 
 /* /etc/resolv.conf is often a link into a directory rewritten by
  * renaming (systemd-resolved, resolvconf): that directory, read only. */
-static int
-ll_add_resolv_dir(int rfd, uint64_t handled)
+static void
+ll_prepare_resolv_dir(void)
 {
 	char	path[PATH_MAX], *slash;
 
 	if (realpath("/etc/resolv.conf", path) == NULL ||
 	    strncmp(path, "/etc/", 5) == 0 || (slash = strrchr(path, '/')) ==
 	    NULL || slash == path)
-		return 0;
+		return;
 	*slash = '\0';
-	return ll_add_path(rfd, path, FS_READ, handled);
+	ll_prepare_path(path, FS_READ);
+}
+
+void
+landlock_prepare(void)
+{
+	const char	*v;
+
+	if (ll_nreads != -1)
+		return;
+	ll_nreads = 0;
+	for (size_t i = 0; sandbox_reads[i] != NULL; i++)
+		ll_prepare_path(sandbox_reads[i], FS_READ);
+	for (size_t i = 0; sandbox_read_env[i] != NULL; i++)
+		if ((v = getenv(sandbox_read_env[i])) != NULL && v[0] == '/')
+			ll_prepare_path(v, FS_READ);
+#ifdef __SANITIZE_ADDRESS__
+	for (size_t i = 0; i < sizeof ro_sanitizer / sizeof *ro_sanitizer; i++)
+		ll_prepare_path(ro_sanitizer[i], FS_READ);
+#endif
+	/* Writing to /dev/null is how libraries discard output. */
+	ll_prepare_path("/dev/null", LANDLOCK_ACCESS_FS_READ_FILE |
+	    LANDLOCK_ACCESS_FS_WRITE_FILE);
+	ll_prepare_resolv_dir();
+}
+
+/* The prepared fds are not needed once the rules hold them. */
+void
+landlock_release(void)
+{
+	for (int i = 0; i < ll_nreads; i++)
+		close(ll_reads[i].fd);
+	ll_nreads = -1;
 }
 
 static int
 ll_add_reads(int rfd, uint64_t handled)
 {
-	const char	*v;
-
-	for (size_t i = 0; sandbox_reads[i] != NULL; i++)
-		if (ll_add_path(rfd, sandbox_reads[i], FS_READ, handled) == -1)
+	landlock_prepare();
+	for (int i = 0; i < ll_nreads; i++)
+		if (ll_add_fd(rfd, ll_reads[i].fd, ll_reads[i].access,
+		    handled) == -1)
 			return -1;
-	for (size_t i = 0; sandbox_read_env[i] != NULL; i++)
-		if ((v = getenv(sandbox_read_env[i])) != NULL && v[0] == '/' &&
-		    ll_add_path(rfd, v, FS_READ, handled) == -1)
-			return -1;
-#ifdef __SANITIZE_ADDRESS__
-	for (size_t i = 0; i < sizeof ro_sanitizer / sizeof *ro_sanitizer; i++)
-		if (ll_add_path(rfd, ro_sanitizer[i], FS_READ, handled) == -1)
-			return -1;
-#endif
-	/* Writing to /dev/null is how libraries discard output. */
-	if (ll_add_path(rfd, "/dev/null", LANDLOCK_ACCESS_FS_READ_FILE |
-	    LANDLOCK_ACCESS_FS_WRITE_FILE, handled) == -1)
-		return -1;
-	return ll_add_resolv_dir(rfd, handled);
+	return 0;
 }
 
 static int
@@ -232,12 +265,14 @@ landlock_enter(const struct sandbox *sb, int workspace_fd, char *err,
 	if (ll_add_reads(rfd, attr.handled_access_fs) == -1)
 		return ll_fail(err, errlen, "read-only rules", rfd);
 	if (workspace_fd != -1 && ll_add_fd(rfd, workspace_fd,
-	    FS_READ | FS_WRITE, attr.handled_access_fs) == -1)
+	    ll_rights_for(workspace_fd, FS_READ | FS_WRITE),
+	    attr.handled_access_fs) == -1)
 		return ll_fail(err, errlen, "workspace rule", rfd);
 	if (abi >= 4 && ll_add_ports(rfd, sb) == -1)
 		return ll_fail(err, errlen, "port rules", rfd);
 	if (ll_restrict_self(rfd) == -1)
 		return ll_fail(err, errlen, "restrict_self", rfd);
 	close(rfd);
+	landlock_release();
 	return 0;
 }

@@ -3,8 +3,9 @@
  * job is read, in minijail_enter()'s order: no_new_privs; the mount
  * namespace (the fallback, which still needs privilege); the cgroup's
  * limits; every capability dropped; rlimits; Landlock; the seccomp
- * allowlist last.  A step that fails fails the worker: it never runs a job
- * with less confinement than the supervisor reported at startup.
+ * allowlist last.  What does not depend on the job is prepared ahead, in
+ * a spare.  A step that fails fails the worker: it never runs a job with
+ * less confinement than the supervisor reported at startup.
  */
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -36,7 +37,7 @@ const char *const sandbox_read_env[] = {
 	"SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", NULL
 };
 
-static bool	sandbox_entered;
+static bool	sandbox_entered, sandbox_bound_dropped, sandbox_nnp;
 
 #ifdef __SANITIZE_ADDRESS__
 /* LeakSanitizer's exit check needs ptrace and a forked tracer, which the
@@ -68,6 +69,22 @@ sandbox_has_cap(cap_value_t cap)
 	return v == CAP_SET;
 }
 
+/* The bounding set shrinks only with CAP_SETPCAP; without it, no
+ * capability could come back anyway (no_new_privs, no execve). */
+static int
+sandbox_drop_bound(char *err, size_t errlen)
+{
+	if (sandbox_bound_dropped)
+		return 0;
+	if (sandbox_has_cap(CAP_SETPCAP))
+		for (cap_value_t c = 0; c < (cap_value_t)cap_max_bits(); c++)
+			if (cap_drop_bound(c) == -1)
+				return sandbox_fail(err, errlen,
+				    "dropping the bounding set");
+	sandbox_bound_dropped = true;
+	return 0;
+}
+
 /* Every capability: effective, permitted, inheritable, ambient, bounding. */
 static int
 sandbox_drop_caps(char *err, size_t errlen)
@@ -75,13 +92,8 @@ sandbox_drop_caps(char *err, size_t errlen)
 	cap_t	none;
 	int	rc;
 
-	/* The bounding set shrinks only with CAP_SETPCAP; without it, no
-	 * capability could come back anyway (no_new_privs, no execve). */
-	if (sandbox_has_cap(CAP_SETPCAP))
-		for (cap_value_t c = 0; c < (cap_value_t)cap_max_bits(); c++)
-			if (cap_drop_bound(c) == -1)
-				return sandbox_fail(err, errlen,
-				    "dropping the bounding set");
+	if (sandbox_drop_bound(err, errlen) == -1)
+		return -1;
 	if (cap_reset_ambient() == -1 && errno != EINVAL)
 		return sandbox_fail(err, errlen, "clearing ambient capabilities");
 	if ((none = cap_init()) == NULL)
@@ -141,12 +153,34 @@ sandbox_oom_adj(void)
 	close(fd);
 }
 
+/*
+ * In a fresh worker, before its job's fd arrives (a spare does this ahead
+ * of need): what does not depend on the job.  no_new_privs, the bounding
+ * set, the read-only paths opened, and the first seccomp filter, which
+ * still lets the rest of the way in.  A failure here is retried, and
+ * reported, by sandbox_enter().
+ */
+void
+sandbox_prepare(void)
+{
+	char	err[256];
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		return;
+	sandbox_nnp = true;
+	if (sandbox_drop_bound(err, sizeof err) == -1)
+		return;
+	landlock_prepare();
+	seccomp_allowlist_prepare(err, sizeof err);
+}
+
 int
 sandbox_enter(const struct sandbox *sb, int workspace_fd, char *err,
     size_t errlen)
 {
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+	if (!sandbox_nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 		return sandbox_fail(err, errlen, "PR_SET_NO_NEW_PRIVS");
+	sandbox_nnp = true;
 	if (sb->fs == SANDBOX_FS_MOUNT &&
 	    mountns_enter(sb, workspace_fd, err, errlen) == -1)
 		return -1;
@@ -157,6 +191,7 @@ sandbox_enter(const struct sandbox *sb, int workspace_fd, char *err,
 	if (sb->fs == SANDBOX_FS_LANDLOCK &&
 	    landlock_enter(sb, workspace_fd, err, errlen) == -1)
 		return -1;
+	landlock_release();
 	sandbox_entered = true;
 	if ((sb->flags & SANDBOX_SECCOMP) &&
 	    seccomp_allowlist_enter(err, errlen) == -1)

@@ -2,8 +2,12 @@
  * The seccomp allowlist: the system calls the LLM client (libcurl, OpenSSL,
  * the glibc resolver), json-c, libxml2 and the agent's tools need, and
  * nothing else.  Anything else kills the whole worker with SIGSYS, which the
- * supervisor reports by name.  The zygote compiles the filter once with
- * libseccomp; every worker installs the ready BPF program with one call.
+ * supervisor reports by name.  The zygote compiles it once with libseccomp,
+ * in two programs: a fresh worker (a spare, before its job) installs the
+ * allowlist plus the calls that entering the sandbox needs (Landlock,
+ * capset, setrlimit, the mount namespace); once in, a small second filter
+ * kills those.  Stacked, the two allow exactly the allowlist, and the
+ * expensive install is paid off the critical path.
  */
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -64,6 +68,17 @@ static const char *const allow_always[] = {
 #endif
 };
 
+/* What entering the sandbox needs, and nothing after: the second filter
+ * kills these. */
+static const char *const allow_setup[] = {
+	"capget", "capset", "setrlimit", "landlock_create_ruleset",
+	"landlock_add_rule", "landlock_restrict_self", "seccomp", "unshare",
+	"mount", "umount2", "pivot_root", "chdir",
+};
+static const int setup_prctls[] = {
+	PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT,
+};
+
 /* The read-only ioctls libraries use: isatty(), FIONREAD, the resolver's
  * interface lookups. */
 static const unsigned long allow_ioctls[] = {
@@ -77,21 +92,35 @@ static const int allow_prctls[] = {
 	PR_GET_NO_NEW_PRIVS, PR_CAPBSET_READ,
 };
 
-static struct sock_fprog	seccomp_prog;
+static struct sock_fprog	seccomp_first, seccomp_second;
+static bool			seccomp_first_in;
 
+/* One action for every named call; a name this architecture lacks is not
+ * needed here. */
 static int
-seccomp_rules_always(scmp_filter_ctx ctx)
+seccomp_rules_names(scmp_filter_ctx ctx, uint32_t action,
+    const char *const *names, size_t n)
 {
 	int	nr;
 
-	for (size_t i = 0; i < sizeof allow_always / sizeof *allow_always; i++) {
-		/* A name this architecture does not have is not needed here. */
-		if ((nr = seccomp_syscall_resolve_name(allow_always[i])) ==
+	for (size_t i = 0; i < n; i++) {
+		if ((nr = seccomp_syscall_resolve_name(names[i])) ==
 		    __NR_SCMP_ERROR)
 			continue;
-		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) != 0)
+		if (seccomp_rule_add(ctx, action, nr, 0) != 0)
 			return -1;
 	}
+	return 0;
+}
+
+static int
+seccomp_rules_prctl(scmp_filter_ctx ctx, uint32_t action, const int *opts,
+    size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (seccomp_rule_add(ctx, action, SCMP_SYS(prctl), 1,
+		    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)opts[i])) != 0)
+			return -1;
 	return 0;
 }
 
@@ -124,7 +153,8 @@ seccomp_rules_socket(scmp_filter_ctx ctx)
 	    SCMP_A2(SCMP_CMP_EQ, NETLINK_ROUTE));
 }
 
-/* ioctl, prctl and prlimit64: only what reads or names. */
+/* ioctl and prctl: only what reads or names (and, while entering, sets
+ * up); prlimit64 any way (the second filter lets it only read). */
 static int
 seccomp_rules_options(scmp_filter_ctx ctx)
 {
@@ -133,18 +163,44 @@ seccomp_rules_options(scmp_filter_ctx ctx)
 		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu,
 		    (scmp_datum_t)allow_ioctls[i])) != 0)
 			return -1;
-	for (size_t i = 0; i < sizeof allow_prctls / sizeof *allow_prctls; i++)
-		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-		    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allow_prctls[i])) != 0)
-			return -1;
+	if (seccomp_rules_prctl(ctx, SCMP_ACT_ALLOW, allow_prctls,
+	    sizeof allow_prctls / sizeof *allow_prctls) == -1 ||
+	    seccomp_rules_prctl(ctx, SCMP_ACT_ALLOW, setup_prctls,
+	    sizeof setup_prctls / sizeof *setup_prctls) == -1)
+		return -1;
+	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 0);
+}
+
+/* The first filter: the allowlist and what entering the sandbox needs. */
+static int
+seccomp_rules_first(scmp_filter_ctx ctx)
+{
+	if (seccomp_rules_names(ctx, SCMP_ACT_ALLOW, allow_always,
+	    sizeof allow_always / sizeof *allow_always) == -1 ||
+	    seccomp_rules_names(ctx, SCMP_ACT_ALLOW, allow_setup,
+	    sizeof allow_setup / sizeof *allow_setup) == -1 ||
+	    seccomp_rules_clone(ctx) == -1 || seccomp_rules_socket(ctx) == -1)
+		return -1;
+	return seccomp_rules_options(ctx);
+}
+
+/* The second filter: the way in, closed behind the worker. */
+static int
+seccomp_rules_second(scmp_filter_ctx ctx)
+{
+	if (seccomp_rules_names(ctx, SCMP_ACT_KILL_PROCESS, allow_setup,
+	    sizeof allow_setup / sizeof *allow_setup) == -1 ||
+	    seccomp_rules_prctl(ctx, SCMP_ACT_KILL_PROCESS, setup_prctls,
+	    sizeof setup_prctls / sizeof *setup_prctls) == -1)
+		return -1;
 	/* Reading a limit is fine; raising one is not. */
-	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1,
-	    SCMP_A2(SCMP_CMP_EQ, 0));
+	return seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(prlimit64),
+	    1, SCMP_A2(SCMP_CMP_NE, 0));
 }
 
 /* The compiled filter, read back from libseccomp through a pipe. */
 static int
-seccomp_export(scmp_filter_ctx ctx)
+seccomp_export(scmp_filter_ctx ctx, struct sock_fprog *prog)
 {
 	char	*bpf = NULL;
 	size_t	 len = 0, size = 0;
@@ -167,8 +223,8 @@ seccomp_export(scmp_filter_ctx ctx)
 	}
 	if (n == 0 && len > 0 && len % sizeof(struct sock_filter) == 0 &&
 	    len / sizeof(struct sock_filter) <= BPF_MAXINSNS) {
-		seccomp_prog.filter = (struct sock_filter *)bpf;
-		seccomp_prog.len = (unsigned short)(len / sizeof(struct sock_filter));
+		prog->filter = (struct sock_filter *)bpf;
+		prog->len = (unsigned short)(len / sizeof(struct sock_filter));
 		bpf = NULL;
 		rc = 0;
 	}
@@ -180,26 +236,26 @@ out:
 	return rc;
 }
 
-/* In the zygote, once: compile the allowlist. */
-int
-seccomp_allowlist_build(char *err, size_t errlen)
+/* Compiles one filter: its default action, its rules. */
+static int
+seccomp_compile(uint32_t def, int (*rules)(scmp_filter_ctx),
+    struct sock_fprog *prog, char *err, size_t errlen)
 {
 	scmp_filter_ctx	ctx;
 	int		rc = -1;
 
-	if (seccomp_prog.filter != NULL)
-		return 0;
-	if ((ctx = seccomp_init(SCMP_ACT_KILL_PROCESS)) == NULL) {
+	if ((ctx = seccomp_init(def)) == NULL) {
 		snprintf(err, errlen, "seccomp_init failed");
 		return -1;
 	}
+	/* A binary tree of syscall numbers, not a chain: a shorter walk for
+	 * every call, and for the kernel's per-syscall cache at install. */
 	if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
 	    SCMP_ACT_KILL_PROCESS) != 0 ||
-	    seccomp_rules_always(ctx) == -1 || seccomp_rules_clone(ctx) == -1 ||
-	    seccomp_rules_socket(ctx) == -1 ||
-	    seccomp_rules_options(ctx) == -1)
+	    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) != 0 ||
+	    rules(ctx) == -1)
 		snprintf(err, errlen, "seccomp: a rule was refused");
-	else if (seccomp_export(ctx) == -1)
+	else if (seccomp_export(ctx, prog) == -1)
 		snprintf(err, errlen, "seccomp: exporting the filter failed");
 	else
 		rc = 0;
@@ -207,25 +263,56 @@ seccomp_allowlist_build(char *err, size_t errlen)
 	return rc;
 }
 
-/* How many BPF instructions the allowlist compiled to (0 before). */
+/* In the zygote, once: compile both filters. */
+int
+seccomp_allowlist_build(char *err, size_t errlen)
+{
+	if (seccomp_second.filter != NULL)
+		return 0;
+	if (seccomp_compile(SCMP_ACT_KILL_PROCESS, seccomp_rules_first,
+	    &seccomp_first, err, errlen) == -1 ||
+	    seccomp_compile(SCMP_ACT_ALLOW, seccomp_rules_second,
+	    &seccomp_second, err, errlen) == -1)
+		return -1;
+	return 0;
+}
+
+/* How many BPF instructions the two filters compiled to. */
 unsigned
 seccomp_allowlist_size(void)
 {
-	return seccomp_prog.len;
+	return seccomp_first.len + seccomp_second.len;
+}
+
+static int
+seccomp_install(const struct sock_fprog *prog, char *err, size_t errlen)
+{
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, prog) == -1) {
+		snprintf(err, errlen, "seccomp: installing the filter: %s",
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* In a fresh worker, before its job (needs no_new_privs): the first. */
+int
+seccomp_allowlist_prepare(char *err, size_t errlen)
+{
+	if (seccomp_first_in)
+		return 0;
+	if (seccomp_allowlist_build(err, errlen) == -1 ||
+	    seccomp_install(&seccomp_first, err, errlen) == -1)
+		return -1;
+	seccomp_first_in = true;
+	return 0;
 }
 
 /* In a worker, last: from here on only the allowlist runs. */
 int
 seccomp_allowlist_enter(char *err, size_t errlen)
 {
-	if (seccomp_prog.filter == NULL &&
-	    seccomp_allowlist_build(err, errlen) == -1)
+	if (seccomp_allowlist_prepare(err, errlen) == -1)
 		return -1;
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &seccomp_prog)
-	    == -1) {
-		snprintf(err, errlen, "seccomp: installing the filter: %s",
-		    strerror(errno));
-		return -1;
-	}
-	return 0;
+	return seccomp_install(&seccomp_second, err, errlen);
 }

@@ -79,6 +79,7 @@ int	tools_call(const char *name, const char *arguments,
 /* sandbox.c: the confinement a worker enters before it reads its job. */
 extern const char *const sandbox_reads[];	/* read-only paths */
 extern const char *const sandbox_read_env[];	/* variables naming more */
+void	sandbox_prepare(void);
 int	sandbox_enter(const struct sandbox *, int workspace_fd, char *err,
 	    size_t errlen);
 void	sandbox_oom_adj(void);
@@ -86,6 +87,8 @@ void	sandbox_oom_adj(void);
 /* landlock.c */
 int	landlock_abi(void);		/* 0: none */
 uint64_t landlock_fs_rights(int abi);
+void	landlock_prepare(void);
+void	landlock_release(void);
 int	landlock_enter(const struct sandbox *, int workspace_fd, char *err,
 	    size_t errlen);
 
@@ -96,6 +99,7 @@ int	mountns_enter(const struct sandbox *, int workspace_fd, char *err,
 /* seccomp.c: the system call allowlist, compiled once in the zygote. */
 int	seccomp_allowlist_build(char *err, size_t errlen);
 unsigned seccomp_allowlist_size(void);
+int	seccomp_allowlist_prepare(char *err, size_t errlen);
 int	seccomp_allowlist_enter(char *err, size_t errlen);
 
 /* cgroup.c: a cgroup v2 per worker, when the supervisor delegates one. */

@@ -77,6 +77,7 @@ zygote_child_setup(void)
 		_exit(1);
 	}
 	sandbox_oom_adj();
+	sandbox_prepare();
 }
 
 /*

@@ -188,11 +188,11 @@ async function blockedWorker(srv, t) {
 	call.catch(() => {});
 	t.after(() => ac.abort());
 	await waitFor(() => called, 5000, 'agent 1 to call test_block');
-	// Only a worker with a job is sandboxed (a fresh spare may be named
-	// heavyd-worker for an instant).
+	// Only a worker with a job has both filters (a fresh spare, with the
+	// first, may be named heavyd-worker for an instant).
 	const procs = srv.workers().filter((p) => {
 		try {
-			return /^Seccomp:\s+2$/m.test(fs.readFileSync(`/proc/${p.pid}/status`, 'utf8'));
+			return /^Seccomp_filters:\s+2$/m.test(fs.readFileSync(`/proc/${p.pid}/status`, 'utf8'));
 		} catch {
 			return false;
 		}
@@ -208,6 +208,7 @@ test('a worker runs confined: no_new_privs, seccomp, no capabilities, its limits
 	const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
 	assert.match(status, /^NoNewPrivs:\s+1$/m);
 	assert.match(status, /^Seccomp:\s+2$/m);
+	assert.match(status, /^Seccomp_filters:\s+2$/m, 'the allowlist and the way in closed');
 	for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb'])
 		assert.match(status, new RegExp(`^${set}:\\s+0{16}$`, 'm'), `${set}:\n${status}`);
 	const limits = fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
