@@ -280,11 +280,55 @@ static void child_packet(int out)
 	enter_seccomp(out);
 	socket(AF_PACKET, SOCK_RAW, 0);
 }
+/* The way in (allowed by the first filter) is closed by the second. */
+static void child_landlock_again(int out)
+{
+	enter_seccomp(out);
+	syscall(SYS_landlock_create_ruleset, NULL, 0, 1);
+}
+static void child_capset(int out)
+{
+	cap_t	none = cap_init();
+
+	enter_seccomp(out);
+	cap_set_proc(none);
+}
+static void child_nnp_again(int out)
+{
+	enter_seccomp(out);
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+/* Before the second filter, the way in is open: the first alone. */
+static void
+child_first_filter_only(int out)
+{
+	char	err[256];
+
+	EXPECT(out, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "nnp");
+	EXPECT(out, seccomp_allowlist_prepare(err, sizeof err) == 0, "%s", err);
+	EXPECT(out, syscall(SYS_landlock_create_ruleset, NULL, 0, 1) != -1 ||
+	    errno == EOPNOTSUPP || errno == ENOSYS, "landlock");
+	EXPECT(out, setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 }) == 0,
+	    "setrlimit");
+	EXPECT(out, seccomp_allowlist_enter(err, sizeof err) == 0, "%s", err);
+	EXPECT(out, getpid() > 0, "after");
+}
+
+Test(sandbox, seccomp_first_filter_lets_the_way_in)
+{
+	char	msg[256];
+	int	st = in_child(child_first_filter_only, msg, sizeof msg);
+
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x: %s", st,
+	    msg);
+}
 
 Test(sandbox, seccomp_kills_what_is_not_allowed)
 {
 	void	(*fns[])(int) = { child_fork, child_exec, child_ptrace,
-	    child_mount, child_raise_limit, child_listen, child_packet };
+	    child_mount, child_raise_limit, child_listen, child_packet,
+	    child_landlock_again, child_capset, child_nnp_again };
 	char	msg[256];
 	int	st;
 
