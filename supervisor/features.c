@@ -30,6 +30,7 @@
 
 static struct {
 	int		 landlock_abi;
+	int		 landlock_errno;	/* why there is none */
 	enum sandbox_fs	 fs;
 	char		 fs_why[128];		/* why not Landlock */
 	bool		 seccomp;
@@ -45,6 +46,7 @@ features_landlock_abi(void)
 	int	abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0,
 	    LANDLOCK_CREATE_RULESET_VERSION);
 
+	feat.landlock_errno = abi < 0 ? errno : 0;
 	return abi < 0 ? 0 : abi;
 }
 
@@ -113,6 +115,8 @@ features_fs(bool sys_admin, char *err, size_t errlen)
 	}
 	snprintf(feat.fs_why, sizeof feat.fs_why, "%s",
 	    feat.landlock_abi > 0 ? "HEAVY_SANDBOX_FS=mount" :
+	    feat.landlock_errno == EOPNOTSUPP ? "Landlock is disabled in this "
+	    "kernel: add it to the lsm= boot parameter" :
 	    "no Landlock in this kernel");
 	if (sys_admin) {
 		feat.fs = SANDBOX_FS_MOUNT;

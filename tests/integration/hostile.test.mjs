@@ -279,7 +279,8 @@ test('the mount namespace fallback confines the filesystem', {
 	timeout: 30000,
 	skip: MOUNT_MODE ? false : 'no mount namespace here (it needs CAP_SYS_ADMIN)',
 }, async (t) => {
-	assert.match(MOUNT_MODE, /^mount namespace \(HEAVY_SANDBOX_FS=mount\)/);
+	// (Under valgrind heavyd sees no Landlock: valgrind does not know its calls.)
+	assert.match(MOUNT_MODE, /^mount namespace \((HEAVY_SANDBOX_FS=mount|no Landlock in this kernel)\)/);
 	const { srv } = await setup(t, { worker: 'test', env: { ...LIMITS, HEAVY_SANDBOX_FS: 'mount' } });
 	assert.match(srv.stderr(), /network: NOT CONFINED/);
 	const dir = tmpdir('mountns');

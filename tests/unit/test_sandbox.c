@@ -519,3 +519,27 @@ Test(sandbox, enter_drops_privileges_and_sets_limits)
 
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", msg);
 }
+
+/* ---- the limits are knobs ---- */
+
+Test(sandbox, worker_limits_are_checked_knobs)
+{
+	struct heavy_config	c;
+	char			err[256];
+
+	config_defaults(&c);
+	cr_assert_eq(c.worker_memory, (size_t)1 << 30);
+	cr_assert_eq(c.worker_cpu, 600);
+	cr_assert_eq(config_set_knob_named(&c, "worker_cpu", "5", err,
+	    sizeof err), 0, "%s", err);
+	cr_assert_eq(c.worker_cpu, 5);
+	cr_assert_eq(config_set_knob_named(&c, "worker_memory", "1024", err,
+	    sizeof err), -1, "1 KiB of memory accepted");
+	cr_assert(strstr(err, "HEAVY_WORKER_MEMORY") != NULL, "%s", err);
+	cr_assert_eq(config_set_knob_named(&c, "worker_nofile", "8", err,
+	    sizeof err), -1, "8 descriptors accepted");
+	cr_assert_eq(config_set_knob_named(&c, "worker_pids", "64", err,
+	    sizeof err), 0, "%s", err);
+	cr_assert_eq(c.worker_pids, 64);
+	config_clear(&c);
+}
