@@ -159,9 +159,11 @@ features_url_ports(struct sandbox *sb, const char *url)
 	scheme = evhttp_uri_get_scheme(u);
 	host = evhttp_uri_get_host(u);
 	port = evhttp_uri_get_port(u);
-	if (scheme != NULL && port == -1)
-		port = strcasecmp(scheme, "https") == 0 ? 443 :
-		    strcasecmp(scheme, "http") == 0 ? 80 : -1;
+	if (scheme == NULL || (strcasecmp(scheme, "https") != 0 &&
+	    strcasecmp(scheme, "http") != 0))
+		port = -1;
+	else if (port == -1)
+		port = strcasecmp(scheme, "https") == 0 ? 443 : 80;
 	if (host != NULL && host[0] != '\0' && port > 0 &&
 	    features_add_port(sb, port)) {
 		rc = 0;

@@ -118,6 +118,7 @@ Test(sandbox, ports_from_urls)
 	cr_assert_eq(ports_of("https://example.com:53/v1", &sb), 0);
 	cr_assert_eq(sb.nports, 1, "53 once");
 	cr_assert_eq(ports_of("ftp://example.com/", &sb), -1);
+	cr_assert_eq(ports_of("ftp://example.com:21/", &sb), -1);
 	cr_assert_eq(ports_of("not a url", &sb), -1);
 	cr_assert_eq(ports_of("http:///v1", &sb), -1);
 }
