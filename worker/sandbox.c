@@ -3,9 +3,11 @@
  * job is read, in minijail_enter()'s order: no_new_privs; the mount
  * namespace (the fallback, which still needs privilege); the cgroup's
  * limits; every capability dropped; rlimits; Landlock; the seccomp
- * allowlist last.  What does not depend on the job is prepared ahead, in
- * a spare.  A step that fails fails the worker: it never runs a job with
- * less confinement than the supervisor reported at startup.
+ * allowlist last.  What does not depend on the job is done ahead: once in
+ * the zygote (no_new_privs, the bounding set, the first seccomp filter),
+ * or in a spare before its job (the read-only paths opened).  A step that
+ * fails fails the worker: it never runs a job with less confinement than
+ * the supervisor reported at startup.
  */
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -37,16 +39,16 @@ const char *const sandbox_read_env[] = {
 	"SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", NULL
 };
 
-static bool	sandbox_entered, sandbox_bound_dropped, sandbox_nnp;
+static bool	sandbox_filtered, sandbox_bound_dropped, sandbox_nnp;
 
 #ifdef __SANITIZE_ADDRESS__
 /* LeakSanitizer's exit check needs ptrace and a forked tracer, which the
- * allowlist forbids: a sandboxed worker is not leak-checked. */
+ * filters forbid: a filtered zygote or worker is not leak-checked. */
 int	__lsan_is_turned_off(void);
 int
 __lsan_is_turned_off(void)
 {
-	return sandbox_entered;
+	return sandbox_filtered;
 }
 #endif
 
@@ -154,24 +156,32 @@ sandbox_oom_adj(void)
 }
 
 /*
- * In a fresh worker, before its job's fd arrives (a spare does this ahead
- * of need): what does not depend on the job.  no_new_privs, the bounding
- * set, the read-only paths opened, and the first seccomp filter, which
- * still lets the rest of the way in.  A failure here is retried, and
- * reported, by sandbox_enter().
+ * In the zygote, once, for every process it forks: no_new_privs, the
+ * bounding set emptied, and the first seccomp filter (the allowlist and
+ * what the zygote and the way in need).  What fails here is done again,
+ * or reported, by each worker's sandbox_enter().
  */
 void
-sandbox_prepare(void)
+sandbox_zygote(void)
 {
 	char	err[256];
 
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 		return;
 	sandbox_nnp = true;
-	if (sandbox_drop_bound(err, sizeof err) == -1)
-		return;
+	if (sandbox_drop_bound(err, sizeof err) == -1 ||
+	    seccomp_allowlist_prepare(err, sizeof err) == -1)
+		log_warnx("zygote: %s", err);
+	else
+		sandbox_filtered = true;
+}
+
+/* In a fresh worker, before its job's fd arrives (a spare does this ahead
+ * of need): the read-only paths, opened. */
+void
+sandbox_prepare(void)
+{
 	landlock_prepare();
-	seccomp_allowlist_prepare(err, sizeof err);
 }
 
 int
@@ -192,7 +202,7 @@ sandbox_enter(const struct sandbox *sb, int workspace_fd, char *err,
 	    landlock_enter(sb, workspace_fd, err, errlen) == -1)
 		return -1;
 	landlock_release();
-	sandbox_entered = true;
+	sandbox_filtered = true;
 	if ((sb->flags & SANDBOX_SECCOMP) &&
 	    seccomp_allowlist_enter(err, errlen) == -1)
 		return -1;

@@ -3,16 +3,18 @@
  * the glibc resolver), json-c, libxml2 and the agent's tools need, and
  * nothing else.  Anything else kills the whole worker with SIGSYS, which the
  * supervisor reports by name.  The zygote compiles it once with libseccomp,
- * in two programs: a fresh worker (a spare, before its job) installs the
- * allowlist plus the calls that entering the sandbox needs (Landlock,
- * capset, setrlimit, the mount namespace); once in, a small second filter
- * kills those.  Stacked, the two allow exactly the allowlist, and the
- * expensive install is paid off the critical path.
+ * in two programs.  The first, installed on the zygote itself and so
+ * inherited by every fork for free, is the allowlist plus what the zygote
+ * and the way into the sandbox need (fork, wait4, Landlock, capset,
+ * setrlimit, the mount namespace).  The second, small, is installed by
+ * each worker once inside and kills exactly those.  Stacked, the two allow
+ * the allowlist and nothing else.
  */
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -68,15 +70,16 @@ static const char *const allow_always[] = {
 #endif
 };
 
-/* What entering the sandbox needs, and nothing after: the second filter
- * kills these. */
+/* What the zygote and the way into the sandbox need, and no worker after:
+ * the second filter kills these. */
 static const char *const allow_setup[] = {
+	"wait4", "waitid", "pidfd_open", "signalfd4", "setpgid",
 	"capget", "capset", "setrlimit", "landlock_create_ruleset",
 	"landlock_add_rule", "landlock_restrict_self", "seccomp", "unshare",
 	"mount", "umount2", "pivot_root", "chdir",
 };
 static const int setup_prctls[] = {
-	PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT,
+	PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT,
 };
 
 /* The read-only ioctls libraries use: isatty(), FIONREAD, the resolver's
@@ -124,12 +127,11 @@ seccomp_rules_prctl(scmp_filter_ctx ctx, uint32_t action, const int *opts,
 	return 0;
 }
 
-/* Threads, never processes: clone only with CLONE_THREAD. */
+/* The zygote forks; the second filter lets workers clone threads only. */
 static int
 seccomp_rules_clone(scmp_filter_ctx ctx)
 {
-	if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)) != 0)
+	if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 0) != 0)
 		return -1;
 	/* clone3 passes its flags in memory, out of a filter's sight: ENOSYS
 	 * makes glibc's pthread_create fall back to clone. */
@@ -171,7 +173,8 @@ seccomp_rules_options(scmp_filter_ctx ctx)
 	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 0);
 }
 
-/* The first filter: the allowlist and what entering the sandbox needs. */
+/* The first filter: the allowlist, and what the zygote and the way into
+ * the sandbox need. */
 static int
 seccomp_rules_first(scmp_filter_ctx ctx)
 {
@@ -184,97 +187,104 @@ seccomp_rules_first(scmp_filter_ctx ctx)
 	return seccomp_rules_options(ctx);
 }
 
-/* The second filter: the way in, closed behind the worker. */
+/* The second filter: the way in, closed behind the worker.  Threads,
+ * never processes: clone only with CLONE_THREAD. */
 static int
 seccomp_rules_second(scmp_filter_ctx ctx)
 {
 	if (seccomp_rules_names(ctx, SCMP_ACT_KILL_PROCESS, allow_setup,
 	    sizeof allow_setup / sizeof *allow_setup) == -1 ||
 	    seccomp_rules_prctl(ctx, SCMP_ACT_KILL_PROCESS, setup_prctls,
-	    sizeof setup_prctls / sizeof *setup_prctls) == -1)
+	    sizeof setup_prctls / sizeof *setup_prctls) == -1 ||
+	    seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(clone), 1,
+	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0)) != 0)
 		return -1;
 	/* Reading a limit is fine; raising one is not. */
 	return seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(prlimit64),
 	    1, SCMP_A2(SCMP_CMP_NE, 0));
 }
 
-/* The compiled filter, read back from libseccomp through a pipe. */
+/* Compiles one filter (its default action, its rules) into fd as BPF. */
 static int
-seccomp_export(scmp_filter_ctx ctx, struct sock_fprog *prog)
-{
-	char	*bpf = NULL;
-	size_t	 len = 0, size = 0;
-	ssize_t	 n;
-	int	 p[2], rc = -1;
-
-	if (pipe2(p, O_CLOEXEC) == -1)
-		return -1;
-	/* A few hundred instructions: far below a pipe's 64 KiB. */
-	if (seccomp_export_bpf(ctx, p[1]) != 0)
-		goto out;
-	close(p[1]);
-	p[1] = -1;
-	for (;;) {
-		if (len == size)
-			bpf = xrealloc(bpf, size = size ? size * 2 : 4096);
-		if ((n = read(p[0], bpf + len, size - len)) <= 0)
-			break;
-		len += (size_t)n;
-	}
-	if (n == 0 && len > 0 && len % sizeof(struct sock_filter) == 0 &&
-	    len / sizeof(struct sock_filter) <= BPF_MAXINSNS) {
-		prog->filter = (struct sock_filter *)bpf;
-		prog->len = (unsigned short)(len / sizeof(struct sock_filter));
-		bpf = NULL;
-		rc = 0;
-	}
-out:
-	free(bpf);
-	close(p[0]);
-	if (p[1] != -1)
-		close(p[1]);
-	return rc;
-}
-
-/* Compiles one filter: its default action, its rules. */
-static int
-seccomp_compile(uint32_t def, int (*rules)(scmp_filter_ctx),
-    struct sock_fprog *prog, char *err, size_t errlen)
+seccomp_compile(uint32_t def, int (*rules)(scmp_filter_ctx), int fd)
 {
 	scmp_filter_ctx	ctx;
 	int		rc = -1;
 
-	if ((ctx = seccomp_init(def)) == NULL) {
-		snprintf(err, errlen, "seccomp_init failed");
+	if ((ctx = seccomp_init(def)) == NULL)
 		return -1;
-	}
 	/* A binary tree of syscall numbers, not a chain: a shorter walk for
 	 * every call, and for the kernel's per-syscall cache at install. */
 	if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
-	    SCMP_ACT_KILL_PROCESS) != 0 ||
-	    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) != 0 ||
-	    rules(ctx) == -1)
-		snprintf(err, errlen, "seccomp: a rule was refused");
-	else if (seccomp_export(ctx, prog) == -1)
-		snprintf(err, errlen, "seccomp: exporting the filter failed");
-	else
+	    SCMP_ACT_KILL_PROCESS) == 0 &&
+	    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) == 0 &&
+	    rules(ctx) == 0 && seccomp_export_bpf(ctx, fd) == 0)
 		rc = 0;
 	seccomp_release(ctx);
 	return rc;
 }
 
-/* In the zygote, once: compile both filters. */
+/* One program, read to its end; a few KiB, below a pipe's 64 KiB. */
+static int
+seccomp_read(int fd, struct sock_fprog *prog)
+{
+	struct sock_filter	buf[BPF_MAXINSNS + 1];
+	size_t			len = 0;
+	ssize_t			n;
+
+	while (len < sizeof buf &&
+	    (n = read(fd, (char *)buf + len, sizeof buf - len)) > 0)
+		len += (size_t)n;
+	if (len == 0 || len % sizeof *buf != 0 || len / sizeof *buf >
+	    BPF_MAXINSNS)
+		return -1;
+	prog->filter = xmalloc(len);
+	memcpy(prog->filter, buf, len);
+	prog->len = (unsigned short)(len / sizeof *buf);
+	return 0;
+}
+
+/*
+ * In the zygote, once: both filters, compiled in a child.  libseccomp's
+ * working memory never touches the zygote's heap, whose every page a
+ * worker would otherwise copy on write.
+ */
 int
 seccomp_allowlist_build(char *err, size_t errlen)
 {
+	int	p1[2], p2[2], status, rc = -1;
+	pid_t	pid;
+
 	if (seccomp_second.filter != NULL)
 		return 0;
-	if (seccomp_compile(SCMP_ACT_KILL_PROCESS, seccomp_rules_first,
-	    &seccomp_first, err, errlen) == -1 ||
-	    seccomp_compile(SCMP_ACT_ALLOW, seccomp_rules_second,
-	    &seccomp_second, err, errlen) == -1)
-		return -1;
-	return 0;
+	if (pipe2(p1, O_CLOEXEC) == -1)
+		goto fail;
+	if (pipe2(p2, O_CLOEXEC) == -1) {
+		close(p1[0]);
+		close(p1[1]);
+		goto fail;
+	}
+	if ((pid = fork()) == 0)
+		_exit(seccomp_compile(SCMP_ACT_KILL_PROCESS,
+		    seccomp_rules_first, p1[1]) == 0 &&
+		    seccomp_compile(SCMP_ACT_ALLOW, seccomp_rules_second,
+		    p2[1]) == 0 ? 0 : 1);
+	close(p1[1]);
+	close(p2[1]);
+	if (pid != -1 && waitpid(pid, &status, 0) == pid &&
+	    WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+	    seccomp_read(p1[0], &seccomp_first) == 0 &&
+	    seccomp_read(p2[0], &seccomp_second) == 0)
+		rc = 0;
+	close(p1[0]);
+	close(p2[0]);
+	if (rc == 0)
+		return 0;
+	free(seccomp_first.filter);
+	memset(&seccomp_first, 0, sizeof seccomp_first);
+fail:
+	snprintf(err, errlen, "seccomp: compiling the filters failed");
+	return -1;
 }
 
 /* How many BPF instructions the two filters compiled to. */
@@ -295,7 +305,8 @@ seccomp_install(const struct sock_fprog *prog, char *err, size_t errlen)
 	return 0;
 }
 
-/* In a fresh worker, before its job (needs no_new_privs): the first. */
+/* In the zygote (needs no_new_privs): the first filter, for it and every
+ * process it forks. */
 int
 seccomp_allowlist_prepare(char *err, size_t errlen)
 {

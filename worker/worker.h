@@ -79,6 +79,7 @@ int	tools_call(const char *name, const char *arguments,
 /* sandbox.c: the confinement a worker enters before it reads its job. */
 extern const char *const sandbox_reads[];	/* read-only paths */
 extern const char *const sandbox_read_env[];	/* variables naming more */
+void	sandbox_zygote(void);
 void	sandbox_prepare(void);
 int	sandbox_enter(const struct sandbox *, int workspace_fd, char *err,
 	    size_t errlen);

@@ -309,10 +309,11 @@ zygote_setup(int fd)
 		want_spares = 4;
 	cgroup_init(getenv("HEAVY_CGROUP"));	/* made by heavyd, or unset */
 	zygote_scrub_env();
-	if (llm_init() == -1)
-		fatalx("zygote: libcurl initialisation failed");
 	if (seccomp_allowlist_build(err, sizeof err) == -1)
 		fatalx("zygote: %s", err);
+	if (llm_init() == -1)
+		fatalx("zygote: libcurl initialisation failed");
+	sandbox_zygote();	/* what every worker inherits */
 }
 
 int

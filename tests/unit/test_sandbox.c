@@ -305,6 +305,8 @@ static void
 child_first_filter_only(int out)
 {
 	char	err[256];
+	pid_t	pid;
+	int	st;
 
 	EXPECT(out, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "nnp");
 	EXPECT(out, seccomp_allowlist_prepare(err, sizeof err) == 0, "%s", err);
@@ -312,6 +314,11 @@ child_first_filter_only(int out)
 	    errno == EOPNOTSUPP || errno == ENOSYS, "landlock");
 	EXPECT(out, setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 }) == 0,
 	    "setrlimit");
+	/* The zygote's filter: it forks and reaps. */
+	EXPECT(out, (pid = fork()) != -1, "fork");
+	if (pid == 0)
+		_exit(0);
+	EXPECT(out, waitpid(pid, &st, 0) == pid && WIFEXITED(st), "wait");
 	EXPECT(out, seccomp_allowlist_enter(err, sizeof err) == 0, "%s", err);
 	EXPECT(out, getpid() > 0, "after");
 }
