@@ -6,7 +6,6 @@
  * Every right this kernel's ABI knows is handled, so anything not granted
  * here is denied (EACCES), not killed.
  */
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -101,8 +100,8 @@ landlock_abi(void)
 }
 
 /* The filesystem rights an ABI version knows. */
-uint64_t
-landlock_fs_rights(int abi)
+static uint64_t
+ll_fs_rights(int abi)
 {
 	uint64_t	fs = (LANDLOCK_ACCESS_FS_MAKE_SYM << 1) - 1;
 
@@ -253,7 +252,7 @@ landlock_enter(const struct sandbox *sb, int workspace_fd, char *err,
 		snprintf(err, errlen, "landlock: not available in this kernel");
 		return -1;
 	}
-	attr.handled_access_fs = landlock_fs_rights(abi);
+	attr.handled_access_fs = ll_fs_rights(abi);
 	if (abi >= 4)
 		attr.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP |
 		    LANDLOCK_ACCESS_NET_CONNECT_TCP;

@@ -287,13 +287,6 @@ fail:
 	return -1;
 }
 
-/* How many BPF instructions the two filters compiled to. */
-unsigned
-seccomp_allowlist_size(void)
-{
-	return seccomp_first.len + seccomp_second.len;
-}
-
 static int
 seccomp_install(const struct sock_fprog *prog, char *err, size_t errlen)
 {

@@ -87,7 +87,6 @@ void	sandbox_oom_adj(void);
 
 /* landlock.c */
 int	landlock_abi(void);		/* 0: none */
-uint64_t landlock_fs_rights(int abi);
 void	landlock_prepare(void);
 void	landlock_release(void);
 int	landlock_enter(const struct sandbox *, int workspace_fd, char *err,
@@ -99,7 +98,6 @@ int	mountns_enter(const struct sandbox *, int workspace_fd, char *err,
 
 /* seccomp.c: the system call allowlist, compiled once in the zygote. */
 int	seccomp_allowlist_build(char *err, size_t errlen);
-unsigned seccomp_allowlist_size(void);
 int	seccomp_allowlist_prepare(char *err, size_t errlen);
 int	seccomp_allowlist_enter(char *err, size_t errlen);
 
