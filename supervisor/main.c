@@ -69,9 +69,9 @@ main_config(struct heavy_config *c)
 	if (config_from_env(c, err, sizeof err) == -1)
 		fatalx("%s", err);
 	if (opt_check_config) {
-		config_print(c, file ? file : "none, built-in defaults", stdout);
 		if (features_init(c, false, err, sizeof err) == -1)
 			fatalx("%s", err);
+		config_print(c, file ? file : "none, built-in defaults", stdout);
 		features_print(stdout);
 		exit(0);
 	}
