@@ -12,10 +12,10 @@ CFLAGS_ALL = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
 	-MMD -MP $(CFLAGS)
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
-SUP_CFLAGS = $(shell $(PKG) --cflags libevent json-c yaml-0.1 sqlite3)
-SUP_LIBS   = $(shell $(PKG) --libs libevent json-c yaml-0.1 sqlite3)
-WRK_CFLAGS = $(shell $(PKG) --cflags libcurl json-c libxml-2.0)
-WRK_LIBS   = $(shell $(PKG) --libs libcurl json-c libxml-2.0) -lm
+SUP_CFLAGS = $(shell $(PKG) --cflags libevent json-c yaml-0.1 sqlite3 libcap)
+SUP_LIBS   = $(shell $(PKG) --libs libevent json-c yaml-0.1 sqlite3 libcap)
+WRK_CFLAGS = $(shell $(PKG) --cflags libcurl json-c libxml-2.0 libseccomp libcap)
+WRK_LIBS   = $(shell $(PKG) --libs libcurl json-c libxml-2.0 libseccomp libcap) -lm
 TST_CFLAGS = $(shell $(PKG) --cflags criterion)
 TST_LIBS   = $(shell $(PKG) --libs criterion)
 

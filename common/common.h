@@ -41,6 +41,10 @@ char	*buf_release(struct buf *);	/* caller owns the NUL-terminated data */
 void	 buf_reset(struct buf *);
 void	 buf_free(struct buf *);
 
+/* util.c: an allocation that fails exits with this status (a worker's
+ * RLIMIT_AS reached), so its supervisor can say "out of memory". */
+#define HEAVY_EXIT_NOMEM	75
+
 /* util.c */
 int64_t	 now_ms(void);			/* CLOCK_MONOTONIC */
 void	*xmalloc(size_t);
@@ -119,6 +123,13 @@ struct heavy_config {
 	char	*search_api_key;	/* from the file; heavyd takes it out */
 	char	*search_api_key_file;
 	int	 search_allow_private;	/* fetch pages on private addresses */
+
+	/* The worker sandbox's limits. */
+	size_t	 worker_memory;		/* RLIMIT_AS and memory.max of a worker */
+	int	 worker_cpu;		/* RLIMIT_CPU of a worker, seconds */
+	int	 worker_nofile;		/* RLIMIT_NOFILE of a worker */
+	size_t	 worker_fsize;		/* RLIMIT_FSIZE of a worker */
+	int	 worker_pids;		/* pids.max of a worker's cgroup */
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"

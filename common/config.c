@@ -80,6 +80,11 @@ config_defaults(struct heavy_config *c)
 	c->max_page_bytes = 1 << 20;
 	c->max_extract_bytes = 4 << 10;
 	c->search_timeout_s = 20;
+	c->worker_memory = (size_t)1 << 30;
+	c->worker_cpu = 600;
+	c->worker_nofile = 256;
+	c->worker_fsize = 64 << 20;
+	c->worker_pids = 32;
 }
 
 void
@@ -134,6 +139,11 @@ static const struct knob {
 	SIZE_KNOB("HEAVY_MAX_PAGE_BYTES", max_page_bytes, 1024, 1LL << 30),
 	SIZE_KNOB("HEAVY_MAX_EXTRACT_BYTES", max_extract_bytes, 256, 1LL << 20),
 	INT_KNOB("HEAVY_SEARCH_TIMEOUT", search_timeout_s, 1, 600),
+	SIZE_KNOB("HEAVY_WORKER_MEMORY", worker_memory, 32 << 20, 1LL << 40),
+	INT_KNOB("HEAVY_WORKER_CPU", worker_cpu, 1, 86400),
+	INT_KNOB("HEAVY_WORKER_NOFILE", worker_nofile, 32, 65536),
+	SIZE_KNOB("HEAVY_WORKER_FSIZE", worker_fsize, 4096, 1LL << 40),
+	INT_KNOB("HEAVY_WORKER_PIDS", worker_pids, 2, 4096),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */

@@ -17,13 +17,21 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The process is out of memory: exit with a status that says so. */
+static void __attribute__((noreturn))
+nomem(const char *what, size_t n)
+{
+	log_warnx("out of memory: %s of %zu bytes failed", what, n);
+	exit(HEAVY_EXIT_NOMEM);
+}
+
 void *
 xmalloc(size_t n)
 {
 	void	*p = malloc(n == 0 ? 1 : n);
 
 	if (p == NULL)
-		fatal("malloc %zu", n);
+		nomem("malloc", n);
 	return p;
 }
 
@@ -33,7 +41,7 @@ xcalloc(size_t n, size_t size)
 	void	*p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
 
 	if (p == NULL)
-		fatal("calloc %zu*%zu", n, size);
+		nomem("calloc", n * size);
 	return p;
 }
 
@@ -43,7 +51,7 @@ xrealloc(void *p, size_t n)
 	void	*q = realloc(p, n == 0 ? 1 : n);
 
 	if (q == NULL)
-		fatal("realloc %zu", n);
+		nomem("realloc", n);
 	return q;
 }
 
@@ -90,7 +98,7 @@ xasprintf(const char *fmt, ...)
 
 	va_start(ap, fmt);
 	if (vasprintf(&s, fmt, ap) == -1)
-		fatal("vasprintf");
+		nomem("vasprintf", strlen(fmt));
 	va_end(ap);
 	return s;
 }

@@ -146,17 +146,47 @@ void
 sandbox_encode(struct buf *b, const struct sandbox *s)
 {
 	m_add_str(b, s->workspace);
+	m_add_u32(b, s->fs);
+	m_add_u32(b, s->flags);
+	m_add_u64(b, s->memory);
+	m_add_u32(b, s->cpu_s);
+	m_add_u32(b, s->nofile);
+	m_add_u64(b, s->fsize);
+	m_add_u32(b, s->pids);
+	m_add_u32(b, s->nports);
+	for (uint32_t i = 0; i < s->nports && i < SANDBOX_MAX_PORTS; i++)
+		m_add_u32(b, s->ports[i]);
 }
 
+/* Decodes and checks a sandbox; the reader is left for m_end(). */
 int
 sandbox_decode(struct mreader *r, struct sandbox *s)
 {
+	uint32_t	port;
+
 	memset(s, 0, sizeof *s);
-	if (m_get_str(r, &s->workspace) == -1) {
-		sandbox_clear(s);
-		return -1;
+	if (m_get_str(r, &s->workspace) == -1)
+		goto fail;
+	m_get_u32(r, &s->fs);
+	m_get_u32(r, &s->flags);
+	m_get_u64(r, &s->memory);
+	m_get_u32(r, &s->cpu_s);
+	m_get_u32(r, &s->nofile);
+	m_get_u64(r, &s->fsize);
+	m_get_u32(r, &s->pids);
+	if (m_get_u32(r, &s->nports) == -1 || s->nports > SANDBOX_MAX_PORTS ||
+	    s->fs < SANDBOX_FS_LANDLOCK || s->fs > SANDBOX_FS_NONE)
+		goto fail;
+	for (uint32_t i = 0; i < s->nports; i++) {
+		if (m_get_u32(r, &port) == -1 || port == 0 || port > 65535)
+			goto fail;
+		s->ports[i] = (uint16_t)port;
 	}
 	return 0;
+fail:
+	r->bad = 1;
+	sandbox_clear(s);
+	return -1;
 }
 
 void

@@ -29,7 +29,8 @@ enum msg_type {
 	MSG_JOB_FAILED,		/* worker -> supervisor: why the job failed */
 	MSG_ZYGOTE_SPAWN,	/* supervisor -> zygote: fork a worker on the passed fd */
 	MSG_ZYGOTE_SPAWNED,	/* zygote -> supervisor: pid, pidfd passed (or errno) */
-	MSG_ZYGOTE_EXITED,	/* zygote -> supervisor: a worker's wait status */
+	MSG_ZYGOTE_EXITED,	/* zygote -> supervisor: a worker's wait status
+				   and EXITED_* flags */
 	MSG_JOB_SANDBOX,	/* supervisor -> worker, first: the confinement
 				   it enters before it reads its job */
 	MSG_JOB_USAGE,		/* worker -> supervisor: the usage of its LLM
@@ -37,6 +38,9 @@ enum msg_type {
 				   call, so budgets bind mid-job */
 	MSG_TYPE_MAX
 };
+
+/* Flags in MSG_ZYGOTE_EXITED, after the wait status. */
+#define EXITED_OOM		0x1	/* its cgroup's OOM killer acted */
 
 /* What a worker is asked to do. */
 enum job_role {
@@ -120,8 +124,24 @@ enum search_backend {
 #define JOB_ASK_COST	0x1	/* ask the provider to report cost (OpenRouter) */
 
 /* The confinement a worker enters before it reads MSG_JOB_RUN. */
+enum sandbox_fs {
+	SANDBOX_FS_LANDLOCK = 1,	/* Landlock rules (and TCP port rules) */
+	SANDBOX_FS_MOUNT,	/* a private mount namespace, pivot_root */
+	SANDBOX_FS_NONE,	/* neither is available: reported at startup */
+};
+#define SANDBOX_SECCOMP		0x1	/* install the seccomp allowlist */
+#define SANDBOX_MAX_PORTS	16
 struct sandbox {
 	char		*workspace;	/* the task's directory; "" for none */
+	uint32_t	 fs;		/* enum sandbox_fs */
+	uint32_t	 flags;		/* SANDBOX_* */
+	uint64_t	 memory;	/* RLIMIT_AS and memory.max, bytes */
+	uint32_t	 cpu_s;		/* RLIMIT_CPU */
+	uint32_t	 nofile;	/* RLIMIT_NOFILE */
+	uint64_t	 fsize;		/* RLIMIT_FSIZE, bytes */
+	uint32_t	 pids;		/* pids.max, with a cgroup */
+	uint32_t	 nports;	/* TCP ports a worker may connect to */
+	uint16_t	 ports[SANDBOX_MAX_PORTS];
 };
 
 /* msg.c: builders.  m_close() returns -1 if the frame passed max bytes. */

@@ -89,7 +89,10 @@ main_config(struct heavy_config *c)
 	    config_resolve_state_dir(c, err, sizeof err) == -1)
 		fatalx("%s", err);
 	if (opt_check_config) {
+		if (features_init(c, false, err, sizeof err) == -1)
+			fatalx("%s", err);
 		config_print(c, file ? file : "none, built-in defaults", stdout);
+		features_print(stdout);
 		exit(0);
 	}
 	if (file != NULL)

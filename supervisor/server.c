@@ -186,12 +186,16 @@ server_shutdown(void)
 void
 server_start(struct heavy_config *config, void (*stop)(void))
 {
-	char	*worker_path;
+	char	*worker_path, err[512];
 
 	server_stop = stop;
 	server_take_key(config);
 	server_take_search_key(config);
 	worker_path = server_worker_path();
+	/* Before the zygote starts: it is placed in heavyd's cgroup leaf. */
+	if (features_init(config, true, err, sizeof err) == -1)
+		fatalx("%s", err);
+	features_log();
 	ev_base = server_event_base();
 	workspace_init(config);
 	workers_init(config);

@@ -43,7 +43,8 @@ spawner_env(void)
 {
 	static const char	*keep[] = { "PATH", "TZ", "LANG", "LC_ALL",
 	    "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "HOME",
-	    "HEAVY_DEBUG", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS" };
+	    "HEAVY_DEBUG", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+	    "HEAVY_CGROUP" };
 	size_t			 n = sizeof keep / sizeof keep[0], k = 0;
 	char			**env = xcalloc(n + 2, sizeof *env);
 	const char		*v;
@@ -161,7 +162,7 @@ spawner_dispatch(const uint8_t *data, ssize_t n, int passed_fd)
 {
 	struct msg_hdr	hdr;
 	struct mreader	r;
-	uint32_t	id, pid, v;
+	uint32_t	id, pid, v, flags = 0;
 
 	if (m_frame_check(data, (size_t)n, (size_t)n, &hdr) != FRAME_OK ||
 	    (size_t)n != PROTO_HDR_LEN + hdr.len)
@@ -170,12 +171,14 @@ spawner_dispatch(const uint8_t *data, ssize_t n, int passed_fd)
 	m_get_u32(&r, &id);
 	m_get_u32(&r, &pid);
 	m_get_u32(&r, &v);
+	if (hdr.type == MSG_ZYGOTE_EXITED)
+		m_get_u32(&r, &flags);
 	if (m_end(&r) == -1 || pid > INT32_MAX)
 		return -1;
 	if (hdr.type == MSG_ZYGOTE_SPAWNED)
 		workers_spawned(id, (pid_t)pid, passed_fd, (int)v);
 	else if (hdr.type == MSG_ZYGOTE_EXITED && passed_fd == -1)
-		workers_exited(id, (pid_t)pid, (int)v);
+		workers_exited(id, (pid_t)pid, (int)v, flags);
 	else
 		return -1;
 	return 0;

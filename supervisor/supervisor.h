@@ -36,6 +36,18 @@ char	*workspace_create(const char *task_id, char *err, size_t errlen);
 void	 workspace_release(const char *task_id);
 int	 workspace_sweep(time_t now);
 
+/* features.c: the workers' confinement on this host, probed at startup. */
+int	 features_init(const struct heavy_config *, bool setup, char *err,
+	    size_t errlen);
+void	 features_sandbox(struct sandbox *);
+void	 features_print(FILE *);
+void	 features_log(void);
+int	 features_ports(const struct heavy_config *, struct sandbox *,
+	    char *err, size_t errlen);
+int	 features_cgroup_path(const char *text, char *out, size_t outlen);
+int	 features_cgroup2_mount(const char *text, char *out, size_t outlen);
+bool	 features_has_controllers(const char *line, const char *need);
+
 /* spawner.c: our handle on the zygote that forks workers. */
 int	 spawner_start(const char *worker_path, int spares);
 int	 spawner_spawn(uint32_t id, int fd);
@@ -87,7 +99,7 @@ void	 workers_kill_all(void);
 int	 workers_queued(void);		/* waiting for a free slot */
 void	 workers_free_all(void);
 void	 workers_spawned(uint32_t id, pid_t, int pidfd, int err);
-void	 workers_exited(uint32_t id, pid_t, int status);
+void	 workers_exited(uint32_t id, pid_t, int status, uint32_t flags);
 void	 workers_lost(void);
 void	 worker_result_clear(struct worker_result *);
 const char *signal_name(int);

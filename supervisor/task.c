@@ -200,10 +200,12 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
     void *arg)
 {
 	struct worker_req	req;
-	struct sandbox		sb = { .workspace = t->workspace };
+	struct sandbox		sb;
 	struct job		job = { 0 };
 	int64_t			left = deadline - now_ms();
 
+	features_sandbox(&sb);
+	sb.workspace = t->workspace;
 	job.role = role;
 	job.index = (uint32_t)index;
 	job.num_questions = role == ROLE_REVIEW ?

@@ -37,6 +37,7 @@ struct worker {
 	bool			 io_done, exit_done, got_result;
 	bool			 kill_pending, timed_out, launch_failed;
 	int			 status;
+	uint32_t		 exit_flags;	/* EXITED_* from the zygote */
 	char			*problem;	/* why it ended without a result */
 	struct worker_result	 result;
 	TAILQ_ENTRY(worker)	 entry;
@@ -48,6 +49,7 @@ static uint32_t			*free_slots, nfree;
 static TAILQ_HEAD(, worker)	 queue = TAILQ_HEAD_INITIALIZER(queue);
 static int			 nqueued;
 static size_t			 max_frame;
+static const struct heavy_config *limits;	/* for the causes of deaths */
 
 static void	worker_launch(struct worker *);
 static void	worker_finish(struct worker *);
@@ -64,6 +66,7 @@ workers_init(const struct heavy_config *cfg)
 	for (nfree = 0; nfree < table_size; nfree++)
 		free_slots[nfree] = table_size - 1 - nfree;
 	max_frame = cfg->max_frame_bytes;
+	limits = cfg;
 }
 
 const char *
@@ -397,7 +400,7 @@ workers_spawned(uint32_t id, pid_t pid, int pidfd, int err)
 }
 
 void
-workers_exited(uint32_t id, pid_t pid, int status)
+workers_exited(uint32_t id, pid_t pid, int status, uint32_t flags)
 {
 	struct worker	*w = worker_lookup(id);
 
@@ -405,6 +408,7 @@ workers_exited(uint32_t id, pid_t pid, int status)
 		return;
 	w->exit_done = true;
 	w->status = status;
+	w->exit_flags = flags;
 	w->state = WORKER_FINISHING;
 	if (w->io_done)
 		worker_finish(w);
@@ -425,6 +429,30 @@ workers_lost(void)
 		if (w->io_done)
 			worker_finish(w);
 	}
+}
+
+/* Why a signal killed a worker: the sandbox's limits have their names. */
+static char *
+worker_signal_cause(const struct worker *w, int sig)
+{
+	switch (sig) {
+	case SIGSYS:
+		return xstrdup("killed by SIGSYS: a forbidden system call "
+		    "(seccomp)");
+	case SIGXCPU:
+		return xasprintf("CPU limit reached: killed by SIGXCPU after "
+		    "%d s of CPU time (RLIMIT_CPU)", limits->worker_cpu);
+	case SIGXFSZ:
+		return xasprintf("file size limit reached: killed by SIGXFSZ "
+		    "(RLIMIT_FSIZE, %zu bytes)", limits->worker_fsize);
+	case SIGKILL:
+		if (w->exit_flags & EXITED_OOM)
+			return xasprintf("out of memory: killed by SIGKILL from "
+			    "its cgroup's OOM killer (memory.max %zu MiB)",
+			    limits->worker_memory >> 20);
+		break;
+	}
+	return xasprintf("worker killed by %s", signal_name(sig));
 }
 
 /* Decides how the worker ended, from what it sent and how it exited. */
@@ -448,8 +476,12 @@ worker_outcome(struct worker *w)
 	} else if (WIFSIGNALED(st)) {
 		res->outcome = OUTCOME_KILLED;
 		res->signal = WTERMSIG(st);
-		res->error = xasprintf("worker killed by %s",
-		    signal_name(res->signal));
+		res->error = worker_signal_cause(w, res->signal);
+	} else if (WIFEXITED(st) && WEXITSTATUS(st) == HEAVY_EXIT_NOMEM) {
+		res->outcome = OUTCOME_FAILED;
+		res->error = xasprintf("out of memory: an allocation failed at "
+		    "the worker's memory limit (%zu MiB, RLIMIT_AS)",
+		    limits->worker_memory >> 20);
 	} else {
 		res->outcome = OUTCOME_FAILED;
 		res->error = xasprintf("worker exited with status %d without "

@@ -1,10 +1,20 @@
 /*
  * Agent tools that misbehave on purpose, only in the test build of the
  * worker (HEAVY_TEST_HOOKS): tests use them to prove that a crashing,
- * spinning, blocking or lying worker is contained.  The production build
- * has none.
+ * spinning, blocking or lying worker is contained, and that a hostile one
+ * (a fork bomb, a memory or descriptor hog, a write outside the workspace,
+ * a shell, a connection to an unconfigured port) is stopped by its
+ * sandbox.  The production build has none.
  */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "worker.h"
@@ -54,7 +64,135 @@ tool_test_block(struct json_object *args, struct buf *out, int *complete)
 	return -1;
 }
 
+/* Text for the model: what the kernel answered, by errno name. */
+static int
+tool_test_errno(struct buf *out, const char *what, int err)
+{
+	buf_printf(out, "error: %s: %s (%s)", what, strerrorname_np(err),
+	    strerror(err));
+	return -1;
+}
+
+/* Forks until it cannot: a bounded bomb, so an unconfined one is seen
+ * (64 sleeping children) rather than taking the machine down. */
+static int
+tool_test_fork_bomb(struct json_object *args, struct buf *out, int *complete)
+{
+	pid_t	pid;
+
+	(void)args; (void)complete;
+	for (int i = 0; i < 64; i++) {
+		if ((pid = fork()) == 0)
+			for (;;)
+				pause();
+		if (pid == -1)
+			return tool_test_errno(out, "fork", errno);
+	}
+	buf_printf(out, "forked 64 processes");
+	return 0;
+}
+
+/* Allocates and touches memory, 1 MiB at a time, up to 4 GiB. */
+static int
+tool_test_memory_hog(struct json_object *args, struct buf *out, int *complete)
+{
+	size_t	mib;
+	char	*p;
+
+	(void)args; (void)complete;
+	for (mib = 0; mib < 4096; mib++) {
+		p = xmalloc(1 << 20);	/* at the limit: exit, out of memory */
+		memset(p, 0xa5, 1 << 20);
+	}
+	buf_printf(out, "allocated %zu MiB without reaching a limit", mib);
+	return 0;
+}
+
+/* Opens descriptors until the kernel refuses; keeps them. */
+static int
+tool_test_fd_hog(struct json_object *args, struct buf *out, int *complete)
+{
+	int	n = 0;
+
+	(void)args; (void)complete;
+	while (n < (1 << 20) && dup(STDERR_FILENO) != -1)
+		n++;
+	buf_printf(out, "opened %d descriptors; ", n);
+	return tool_test_errno(out, "dup", errno);
+}
+
+/* open(2) of a path outside the workspace, past the file tools. */
+static int
+tool_test_write_outside(struct json_object *args, struct buf *out,
+    int *complete)
+{
+	const char	*path = json_object_get_string(
+	    json_object_object_get(args, "path"));
+	int		 fd;
+
+	(void)complete;
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0644)) == -1)
+		return tool_test_errno(out, path, errno);
+	if (write(fd, "escaped\n", 8) != 8)
+		buf_printf(out, "short write; ");
+	close(fd);
+	buf_printf(out, "wrote %s", path);
+	return 0;
+}
+
+/* A shell that would create path. */
+static int
+tool_test_exec_shell(struct json_object *args, struct buf *out, int *complete)
+{
+	const char	*path = json_object_get_string(
+	    json_object_object_get(args, "path"));
+	char		 cmd[512];
+
+	(void)complete;
+	snprintf(cmd, sizeof cmd, "echo escaped > '%s'", path);
+	execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+	return tool_test_errno(out, "execl /bin/sh", errno);
+}
+
+/* A TCP connection to a loopback port. */
+static int
+tool_test_connect(struct json_object *args, struct buf *out, int *complete)
+{
+	struct sockaddr_in	sin = { .sin_family = AF_INET };
+	int			fd, port;
+
+	(void)complete;
+	port = json_object_get_int(json_object_object_get(args, "port"));
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return tool_test_errno(out, "socket", errno);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof sin) == -1) {
+		close(fd);
+		return tool_test_errno(out, "connect", errno);
+	}
+	close(fd);
+	buf_printf(out, "connected to 127.0.0.1:%d", port);
+	return 0;
+}
+
+/* The names in the environment the worker's code sees. */
+static int
+tool_test_env(struct json_object *args, struct buf *out, int *complete)
+{
+	(void)args; (void)complete;
+	for (char **e = environ; *e != NULL; e++)
+		buf_printf(out, "%s%.*s", e == environ ? "" : " ",
+		    (int)strcspn(*e, "="), *e);
+	return 0;
+}
+
 #define NO_ARGS	"{\"type\":\"object\",\"properties\":{}}"
+#define PATH_ARG "{\"type\":\"object\",\"properties\":{\"path\":" \
+	"{\"type\":\"string\"}},\"required\":[\"path\"]}"
+#define PORT_ARG "{\"type\":\"object\",\"properties\":{\"port\":" \
+	"{\"type\":\"integer\"}}}"
 const struct tool testtools[] = {
 	{ "test_crash", "Test only: crash with SIGSEGV.", NO_ARGS,
 	  tool_test_crash },
@@ -64,6 +202,20 @@ const struct tool testtools[] = {
 	  tool_test_block },
 	{ "test_bad_frame", "Test only: send an invalid frame.", NO_ARGS,
 	  tool_test_bad_frame },
+	{ "test_fork_bomb", "Test only: fork until refused.", NO_ARGS,
+	  tool_test_fork_bomb },
+	{ "test_memory_hog", "Test only: allocate memory until refused.",
+	  NO_ARGS, tool_test_memory_hog },
+	{ "test_fd_hog", "Test only: open descriptors until refused.",
+	  NO_ARGS, tool_test_fd_hog },
+	{ "test_write_outside", "Test only: open(2) a path for writing.",
+	  PATH_ARG, tool_test_write_outside },
+	{ "test_exec_shell", "Test only: exec a shell that writes path.",
+	  PATH_ARG, tool_test_exec_shell },
+	{ "test_connect", "Test only: connect to a loopback TCP port.",
+	  PORT_ARG, tool_test_connect },
+	{ "test_env", "Test only: list the environment's names.", NO_ARGS,
+	  tool_test_env },
 };
 const size_t ntesttools = sizeof testtools / sizeof testtools[0];
 #else

@@ -149,6 +149,9 @@ worker_read_job(struct job *job)
 	return rc;
 }
 
+static void	worker_send_failed(const struct llm_error *,
+		    const struct usage *);
+
 /*
  * The confinement comes first, so nothing of the job is read outside it.
  * The workspace is opened here, once, as the root of every file tool.
@@ -158,7 +161,9 @@ worker_enter_sandbox(void)
 {
 	struct sandbox	 sb;
 	struct mreader	 r;
-	char		*payload;
+	struct llm_error e = { .kind = JOB_ERR_INTERNAL };
+	struct usage	 u = { 0 };
+	char		*payload, why[400];
 	size_t		 len;
 	int		 rc;
 
@@ -172,6 +177,12 @@ worker_enter_sandbox(void)
 	if (sb.workspace[0] != '\0' && (worker_workspace_fd = open(sb.workspace,
 	    O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
 		rc = -1;
+	if (rc == 0 && sandbox_enter(&sb, worker_workspace_fd, why,
+	    sizeof why) == -1) {
+		snprintf(e.msg, sizeof e.msg, "sandbox: %s", why);
+		worker_send_failed(&e, &u);	/* the task says why */
+		rc = -1;
+	}
 	sandbox_clear(&sb);
 	return rc;
 }

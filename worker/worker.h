@@ -2,6 +2,8 @@
 #ifndef HEAVY_WORKER_H
 #define HEAVY_WORKER_H
 
+#include <sys/types.h>
+
 #include <stdint.h>
 #include <stdbool.h>
 #include <time.h>
@@ -113,6 +115,38 @@ struct json_object *tools_definitions(uint32_t features);
 int	tools_call(const char *name, const char *arguments,
 	    const struct job *, int64_t deadline, struct buf *out,
 	    int *complete);
+
+/* sandbox.c: the confinement a worker enters before it reads its job. */
+extern const char *const sandbox_reads[];	/* read-only paths */
+extern const char *const sandbox_read_env[];	/* variables naming more */
+void	sandbox_zygote(void);
+void	sandbox_prepare(void);
+int	sandbox_enter(const struct sandbox *, int workspace_fd, char *err,
+	    size_t errlen);
+void	sandbox_oom_adj(void);
+
+/* landlock.c */
+int	landlock_abi(void);		/* 0: none */
+void	landlock_prepare(void);
+void	landlock_release(void);
+int	landlock_enter(const struct sandbox *, int workspace_fd, char *err,
+	    size_t errlen);
+
+/* mountns.c: the fallback without Landlock. */
+int	mountns_enter(const struct sandbox *, int workspace_fd, char *err,
+	    size_t errlen);
+
+/* seccomp.c: the system call allowlist, compiled once in the zygote. */
+int	seccomp_allowlist_build(char *err, size_t errlen);
+int	seccomp_allowlist_prepare(char *err, size_t errlen);
+int	seccomp_allowlist_enter(char *err, size_t errlen);
+
+/* cgroup.c: a cgroup v2 per worker, when the supervisor delegates one. */
+void	cgroup_init(const char *dir);
+bool	cgroup_enabled(void);
+int	cgroup_enter_child(void);
+int	cgroup_limits(const struct sandbox *, char *err, size_t errlen);
+uint32_t cgroup_reap(pid_t);
 
 /* agent.c: the tool-calling loop. */
 int	agent_run(const struct job *, int64_t deadline_ms, struct buf *answer,

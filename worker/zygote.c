@@ -72,6 +72,12 @@ zygote_child_setup(void)
 	/* Die with the zygote; check the parent did not die before this. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != zygote_pid)
 		_exit(1);
+	if (cgroup_enter_child() == -1) {
+		log_warn("worker %d: entering its cgroup", (int)getpid());
+		_exit(1);
+	}
+	sandbox_oom_adj();
+	sandbox_prepare();
 }
 
 /*
@@ -197,13 +203,15 @@ static void __attribute__((noreturn))
 zygote_exit(void)
 {
 	struct lh_entry	*e;
+	pid_t		 pid;
 
 	while (nspares > 0)
 		zygote_spare_drop(nspares - 1, 1);
 	lh_foreach(zygote_children, e)
 		kill(-(pid_t)(intptr_t)lh_entry_k(e), SIGKILL);
-	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
-		;
+	while ((pid = waitpid(-1, NULL, 0)) > 0 || errno == EINTR)
+		if (pid > 0)
+			cgroup_reap(pid);
 	_exit(0);
 }
 
@@ -216,6 +224,7 @@ zygote_reap(void)
 	struct buf		 frame;
 	struct rusage		 ru;
 	pid_t			 pid;
+	uint32_t		 flags;
 	int			 status;
 
 	while (read(zygote_sigfd, &si, sizeof si) > 0)
@@ -226,6 +235,7 @@ zygote_reap(void)
 		    "faults", (int)pid, ru.ru_utime.tv_sec * 1000000L +
 		    ru.ru_utime.tv_usec, ru.ru_stime.tv_sec * 1000000L +
 		    ru.ru_stime.tv_usec, ru.ru_minflt);
+		flags = cgroup_reap(pid);
 		for (int i = 0; i < nspares; i++)
 			if (spare_pid[i] == pid) {	/* it died waiting */
 				zygote_spare_drop(i, 0);
@@ -238,6 +248,7 @@ zygote_reap(void)
 		m_add_u32(&frame, (uint32_t)(uintptr_t)lh_entry_v(e));
 		m_add_u32(&frame, (uint32_t)pid);
 		m_add_u32(&frame, (uint32_t)status);
+		m_add_u32(&frame, flags);
 		m_close(&frame, SIZE_MAX);
 		lh_table_delete_entry(zygote_children, e);
 		zygote_send(&frame, -1);
@@ -271,6 +282,7 @@ zygote_setup(int fd)
 	sigset_t	chld;
 	int		type;
 	socklen_t	len = sizeof type;
+	char		err[256];
 
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
 	    type != SOCK_SEQPACKET)
@@ -295,9 +307,13 @@ zygote_setup(int fd)
 		want_spares = atoi(getenv("HEAVY_SPARES"));
 	if (want_spares < 0 || want_spares > ZYGOTE_MAX_SPARES)
 		want_spares = 4;
+	cgroup_init(getenv("HEAVY_CGROUP"));	/* made by heavyd, or unset */
 	zygote_scrub_env();
+	if (seccomp_allowlist_build(err, sizeof err) == -1)
+		fatalx("zygote: %s", err);
 	if (llm_init() == -1)
 		fatalx("zygote: libcurl initialisation failed");
+	sandbox_zygote();	/* what every worker inherits */
 }
 
 int

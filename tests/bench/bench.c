@@ -6,15 +6,19 @@
  *   bench orchestrate N CALLS  N calls of 4 agents, CALLS at once, timed
  *   bench sequential N CRIT_US N calls one after another on one server
  *   bench deadline N           tool result time for all-hanging agents
+ *   bench soak N CONC          N calls on one server, CONC at a time: its
+ *                              RSS, fds and zombies at the start and end
  */
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,6 +358,150 @@ bench_deadline(int runs)
 	free(in);
 }
 
+static long
+server_status_kb(struct server *s, const char *key)
+{
+	char	path[64], line[256];
+	long	kb = -1;
+	size_t	len = strlen(key);
+	FILE	*f;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)s->pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (strncmp(line, key, len) == 0 && line[len] == ':') {
+			kb = atol(line + len + 1);
+			break;
+		}
+	fclose(f);
+	return kb;
+}
+
+static int
+server_fds(struct server *s)
+{
+	char		 path[64];
+	struct dirent	*d;
+	DIR		*dir;
+	int		 n = 0;
+
+	snprintf(path, sizeof path, "/proc/%d/fd", (int)s->pid);
+	if ((dir = opendir(path)) == NULL)
+		return -1;
+	while ((d = readdir(dir)) != NULL)
+		n += d->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* The server's descendants, and how many of them are zombies. */
+static int
+server_descendants(struct server *s, int *zombies)
+{
+	enum { MAXP = 1 << 16 };
+	static pid_t	 ppid[MAXP];
+	static char	 state[MAXP];
+	static bool	 mine[MAXP];
+	char		 path[64], buf[512], *p;
+	struct dirent	*d;
+	DIR		*dir = opendir("/proc");
+	int		 n = 0, fd, changed = 1;
+	pid_t		 pid;
+	ssize_t		 len;
+
+	memset(ppid, 0, sizeof ppid);
+	while (dir != NULL && (d = readdir(dir)) != NULL) {
+		if ((pid = atoi(d->d_name)) <= 0 || pid >= MAXP)
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+		if ((fd = open(path, O_RDONLY)) == -1)
+			continue;
+		len = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		buf[len > 0 ? len : 0] = '\0';
+		if ((p = strrchr(buf, ')')) != NULL &&
+		    sscanf(p + 2, "%c %d", &state[pid], &ppid[pid]) == 2)
+			continue;
+		ppid[pid] = 0;
+	}
+	if (dir != NULL)
+		closedir(dir);
+	memset(mine, 0, sizeof mine);
+	mine[s->pid] = true;
+	while (changed) {		/* until no new descendant turns up */
+		changed = 0;
+		for (pid = 1; pid < MAXP; pid++)
+			if (!mine[pid] && ppid[pid] > 0 && mine[ppid[pid]]) {
+				mine[pid] = true;
+				changed = 1;
+			}
+	}
+	*zombies = 0;
+	for (pid = 1; pid < MAXP; pid++)
+		if (mine[pid] && pid != s->pid) {
+			n++;
+			*zombies += state[pid] == 'Z';
+		}
+	return n;
+}
+
+/*
+ * One server, n orchestrations, conc in flight at a time: the server must
+ * end within a small bound of where it started, with no zombie left.
+ */
+static int
+bench_soak(int n, int conc)
+{
+	struct server	 s;
+	long		 rss0, rss1 = -1, rss2;
+	int		 fd0, fd1 = -1, fd2, sent = 0, failed = 0, batch;
+	int		 warm = n / 100 > conc ? n / 100 : conc, kids = 0, zombies = 0;
+	int64_t		 t0;
+
+	server_start(&s);
+	server_initialize(&s);
+	usleep(200 * 1000);		/* the zygote and its spares */
+	rss0 = server_status_kb(&s, "VmRSS");
+	fd0 = server_fds(&s);
+	t0 = now_us();
+	while (sent < n) {
+		batch = n - sent < conc ? n - sent : conc;
+		for (int i = 0; i < batch; i++)
+			send_orchestrate(&s, ++sent, "soak query", 60);
+		failed += await_results(&s, batch, NULL);
+		if (rss1 == -1 && sent >= warm) {
+			rss1 = server_status_kb(&s, "VmRSS");
+			fd1 = server_fds(&s);
+		}
+		if (sent % 1000 == 0)
+			fprintf(stderr, "soak: %d done, RSS %ld kB, %d fds\n",
+			    sent, server_status_kb(&s, "VmRSS"), server_fds(&s));
+	}
+	printf("soak: %d 4-agent orchestrations, %d at a time, on one server "
+	    "in %.1f s: failed=%d\n", n, conc, (now_us() - t0) / 1e6, failed);
+	for (int i = 0; i < 100; i++) {	/* the last exits, reaps, closes */
+		kids = server_descendants(&s, &zombies);
+		if (zombies == 0 && server_fds(&s) <= fd0)
+			break;
+		usleep(20 * 1000);
+	}
+	rss2 = server_status_kb(&s, "VmRSS");
+	fd2 = server_fds(&s);
+	printf("  supervisor RSS: %ld kB at the start, %ld kB after %d calls, "
+	    "%ld kB at the end (peak %ld kB)\n", rss0, rss1, warm, rss2,
+	    server_status_kb(&s, "VmHWM"));
+	printf("  supervisor open fds: %d at the start, %d after warm-up, %d at "
+	    "the end\n", fd0, fd1, fd2);
+	printf("  at the end: %d descendants (zygote and spares), %d zombies\n",
+	    kids, zombies);
+	server_stop(&s);
+	/* Bounds: fds back where they were, RSS within 2 MiB of the
+	 * warmed-up server, nothing left unreaped. */
+	return failed == 0 && fd2 == fd0 && rss2 - rss1 <= 2048 &&
+	    zombies == 0 ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -364,7 +512,8 @@ main(int argc, char **argv)
 	if (getenv("HEAVYD") != NULL)
 		heavyd = getenv("HEAVYD");
 	if (argc < 2)
-		fatalx("usage: bench startup|ping|orchestrate|deadline [N ...]");
+		fatalx("usage: bench startup|ping|orchestrate|sequential|deadline|"
+		    "soak [N ...]");
 	if (strcmp(argv[1], "startup") == 0)
 		bench_startup(n);
 	else if (strcmp(argv[1], "ping") == 0)
@@ -376,6 +525,8 @@ main(int argc, char **argv)
 		bench_sequential(n, argc > 3 ? atoll(argv[3]) : 0);
 	else if (strcmp(argv[1], "deadline") == 0)
 		bench_deadline(n);
+	else if (strcmp(argv[1], "soak") == 0)
+		return bench_soak(n, argc > 3 ? atoi(argv[3]) : 50);
 	else
 		fatalx("unknown scenario %s", argv[1]);
 	return 0;

@@ -1,0 +1,301 @@
+// Hostile workers: an agent steered into a fork bomb, a memory or descriptor
+// hog, a CPU spin, a block, a write outside its workspace, a shell, or a
+// connection to a port no endpoint uses.  For each, the sandbox stops it,
+// the task reports that agent's failure with its cause, no process of it
+// survives, and the server keeps serving a concurrent normal call.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { checkOk, checkShape } from './checks.mjs';
+import {
+	HEAVYD, IS_ASAN, STATE_DIR, describe, readStat, setup, stillAlive, tmpdir, waitFor,
+} from './lib.mjs';
+
+const MEMORY = 256 << 20;
+const LIMITS = { HEAVY_WORKER_MEMORY: String(MEMORY), HEAVY_WORKER_NOFILE: '64' };
+
+/* What this host gives workers, as --check-config prints it. */
+function features(env = {}) {
+	const out = execFileSync(HEAVYD, ['--check-config'], {
+		env: { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, OPENROUTER_API_KEY: 'k', ...env }, encoding: 'utf8',
+	});
+	const f = {};
+	for (const m of out.matchAll(/^sandbox\.(\w+): (.*)$/gm))
+		f[m[1]] = m[2];
+	return f;
+}
+const FEATURES = features();
+const LANDLOCK = /^Landlock ABI (\d+)/.exec(FEATURES.filesystem);
+const TCP_RULES = /^TCP connect only/.test(FEATURES.network);
+const NO_LANDLOCK = LANDLOCK ? false : `no Landlock here: ${FEATURES.filesystem}`;
+const NO_TCP_RULES = TCP_RULES ? false : `no TCP port rules here: ${FEATURES.network}`;
+const NO_CGROUP = /^off/.test(FEATURES.cgroup) ? FEATURES.cgroup : false;
+
+async function normalCall(srv) {
+	const { result } = await srv.orchestrate({ query: 'A normal call alongside', num_agents: 2 });
+	assert.notEqual(result.isError, true, JSON.stringify(result));
+	const sc = checkShape(result, 2);
+	sc.agents.forEach(checkOk);
+	assert.equal(sc.synthesized, true);
+}
+
+/*
+ * Agent 1 calls tool with args; agent 2 (unless o.alone) behaves; a normal
+ * call runs at the same time and must complete.  Returns agent 1 and the
+ * result; alone, the result's answer is agent 1's own, tool results and
+ * all.  Afterwards every worker process seen is gone.
+ */
+async function hostile(srv, tool, args = {}, o = {}) {
+	const q = `Misbehave [[a1:tool:${tool}:${JSON.stringify(args)}]]`;
+	const n = o.alone ? 1 : 2;
+	const [{ result }] = await Promise.all([
+		srv.orchestrate({ query: q, num_agents: n, timeout: o.timeout ?? 60 },
+		    { timeout: 30000 }),
+		normalCall(srv),
+	]);
+	const sc = checkShape(result, n);
+	if (!o.alone) {
+		assert.notEqual(result.isError, true, JSON.stringify(result));
+		checkOk(sc.agents[1]);
+	}
+	// The zygote and its spares are named heavyd-worker for an instant
+	// after their exec or fork; those renamed since ran no job.
+	const workers = srv.seen().filter((p) => p.comm === 'heavyd-worker');
+	const running = () => stillAlive(workers).filter((p) =>
+	    readStat(p.pid)?.comm === 'heavyd-worker');
+	let left = [];
+	try {
+		await waitFor(() => (left = running()).length === 0, 2000,
+		    'the workers to be gone');
+	} catch {
+		assert.fail(`processes survived ${tool}: ${describe(left)}`);
+	}
+	assert.deepEqual(await srv.client.ping(), {});
+	return { a1: sc.agents[0], sc };
+}
+
+test('a fork bomb dies of SIGSYS at its first fork', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const { a1 } = await hostile(srv, 'test_fork_bomb');
+	assert.equal(a1.status, 'killed', JSON.stringify(a1));
+	assert.equal(a1.signal, 'SIGSYS', JSON.stringify(a1));
+	assert.match(a1.error, /SIGSYS: a forbidden system call \(seccomp\)/);
+	await srv.shutdown();
+});
+
+test('exec of a shell dies of SIGSYS and runs nothing', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const dir = tmpdir('exec');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const marker = path.join(dir, 'shell-ran');
+	const { a1 } = await hostile(srv, 'test_exec_shell', { path: marker });
+	assert.equal(a1.status, 'killed', JSON.stringify(a1));
+	assert.equal(a1.signal, 'SIGSYS', JSON.stringify(a1));
+	assert.match(a1.error, /seccomp/);
+	assert.equal(fs.existsSync(marker), false, 'the shell ran');
+	await srv.shutdown();
+});
+
+test('a memory hog fails out of memory at its limit', {
+	timeout: 30000,
+	skip: IS_ASAN && NO_CGROUP ? 'ASan build: RLIMIT_AS is not applied (the sanitizer ' +
+	    'reserves terabytes of address space) and there is no cgroup memory.max here ' +
+	    `(${NO_CGROUP})` : false,
+}, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const { a1 } = await hostile(srv, 'test_memory_hog');
+	assert.notEqual(a1.status, 'ok', JSON.stringify(a1));
+	assert.match(a1.error, /out of memory/, JSON.stringify(a1));
+	assert.match(a1.error, /256 MiB/);
+	await srv.shutdown();
+});
+
+test('a CPU spinner is stopped by its CPU limit (SIGXCPU)', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: { ...LIMITS, HEAVY_WORKER_CPU: '1' } });
+	const { a1 } = await hostile(srv, 'test_spin');
+	assert.equal(a1.status, 'killed', JSON.stringify(a1));
+	assert.equal(a1.signal, 'SIGXCPU', JSON.stringify(a1));
+	assert.match(a1.error, /CPU limit reached.*1 s of CPU time \(RLIMIT_CPU\)/);
+	// RLIMIT_CPU counts CPU ticks (a whole tick to the task running when
+	// it fires), so a second of CPU may take a few ms less than a second.
+	assert.ok(a1.elapsed_ms >= 950, `killed after ${a1.elapsed_ms} ms`);
+	await srv.shutdown();
+});
+
+test('an agent blocked forever gets SIGKILL at its deadline', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const { a1 } = await hostile(srv, 'test_block', {}, { timeout: 4 });
+	assert.equal(a1.status, 'timed_out', JSON.stringify(a1));
+	assert.equal(a1.signal, 'SIGKILL', JSON.stringify(a1));
+	assert.match(a1.error, /deadline/);
+	await srv.shutdown();
+});
+
+test('descriptor exhaustion stops at RLIMIT_NOFILE with EMFILE', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const { a1, sc } = await hostile(srv, 'test_fd_hog', {}, { alone: true });
+	const text = `${sc.answer} ${a1.error}`;
+	assert.match(text, /dup: EMFILE/, JSON.stringify(sc));
+	const n = Number(/opened (\d+) descriptors/.exec(text)?.[1]);
+	assert.ok(n > 0 && n < 64, `opened ${n} descriptors under a limit of 64: ${text}`);
+	await srv.shutdown();
+});
+
+test('a write outside the workspace is refused by Landlock (EACCES)', {
+	timeout: 30000, skip: NO_LANDLOCK,
+}, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const dir = tmpdir('outside');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const target = path.join(dir, 'escaped');
+	const { a1, sc } = await hostile(srv, 'test_write_outside', { path: target }, { alone: true });
+	checkOk(a1);
+	assert.equal(fs.existsSync(target), false, 'the file was written');
+	assert.ok(sc.answer.includes(`${target}: EACCES`), sc.answer);
+	await srv.shutdown();
+});
+
+test('a connection to a port no endpoint uses is refused (EACCES)', {
+	timeout: 30000, skip: NO_TCP_RULES,
+}, async (t) => {
+	const accepted = [];
+	const listener = net.createServer((s) => { accepted.push(s.remotePort); s.destroy(); });
+	await new Promise((r) => listener.listen(0, '127.0.0.1', r));
+	t.after(() => listener.close());
+	const { port } = listener.address();
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const { a1, sc } = await hostile(srv, 'test_connect', { port }, { alone: true });
+	checkOk(a1);
+	assert.match(sc.answer, /connect: EACCES/);
+	assert.deepEqual(accepted, [], 'the worker reached the listener');
+	await srv.shutdown();
+});
+
+/* Starts a call whose agent 1 blocks; resolves to its worker's pid once
+ * that worker is inside its sandbox and has called the tool. */
+async function blockedWorker(srv, t) {
+	const ac = new AbortController();
+	let called = false;
+	const call = srv.orchestrate({ query: 'Block [[a1:tool:test_block:{}]]', num_agents: 1,
+	    timeout: 30 }, {
+		signal: ac.signal, timeout: 40000,
+		onprogress: (p) => { called ||= /test_block/.test(p.message ?? ''); },
+	});
+	call.catch(() => {});
+	t.after(() => ac.abort());
+	await waitFor(() => called, 5000, 'agent 1 to call test_block');
+	// Only a worker with a job has both filters (a fresh spare, with the
+	// first, may be named heavyd-worker for an instant).
+	const procs = srv.workers().filter((p) => {
+		try {
+			return /^Seccomp_filters:\s+2$/m.test(fs.readFileSync(`/proc/${p.pid}/status`, 'utf8'));
+		} catch {
+			return false;
+		}
+	});
+	assert.equal(procs.length, 1, `one worker running: ${describe(srv.workers())}`);
+	return { pid: procs[0].pid, cancel: () => ac.abort() };
+}
+
+test('a worker runs confined: no_new_privs, seccomp, no capabilities, its limits', { timeout: 30000 }, async (t) => {
+	const env = { ...LIMITS, HEAVY_WORKER_CPU: '100', HEAVY_WORKER_FSIZE: String(1 << 20) };
+	const { srv } = await setup(t, { worker: 'test', env });
+	const { pid, cancel } = await blockedWorker(srv, t);
+	const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+	assert.match(status, /^NoNewPrivs:\s+1$/m);
+	assert.match(status, /^Seccomp:\s+2$/m);
+	assert.match(status, /^Seccomp_filters:\s+2$/m, 'the allowlist and the way in closed');
+	for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb'])
+		assert.match(status, new RegExp(`^${set}:\\s+0{16}$`, 'm'), `${set}:\n${status}`);
+	const limits = fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
+	const limit = (name) => new RegExp(`^${name}\\s+(\\S+)\\s+(\\S+)`, 'm').exec(limits)?.slice(1, 3);
+	assert.deepEqual(limit('Max address space'),
+	    IS_ASAN ? ['unlimited', 'unlimited'] : [String(MEMORY), String(MEMORY)], limits);
+	assert.deepEqual(limit('Max cpu time'), ['100', '101'], limits);
+	assert.deepEqual(limit('Max open files'), ['64', '64'], limits);
+	assert.deepEqual(limit('Max file size'), [String(1 << 20), String(1 << 20)], limits);
+	assert.deepEqual(limit('Max core file size'), ['0', '0'], limits);
+	assert.equal(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim(), '1000');
+	cancel();
+	await waitFor(() => !readStat(pid), 2000, 'the worker to go');
+	await srv.shutdown();
+});
+
+test('a worker sees only the environment the LLM client may read', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: { TZ: 'UTC', SECRET_TOKEN: 'x' } });
+	const { sc } = await hostile(srv, 'test_env', {}, { alone: true });
+	const names = /tool results: (.*)$/.exec(sc.answer)?.[1].split(' ');
+	assert.ok(names?.includes('PATH') && names.includes('TZ'), sc.answer);
+	const allowed = ['PATH', 'TZ', 'LANG', 'LC_ALL', 'SSL_CERT_FILE', 'SSL_CERT_DIR',
+	    'CURL_CA_BUNDLE', 'HOME'];
+	assert.deepEqual(names.filter((n) => !allowed.includes(n)), [], sc.answer);
+	await srv.shutdown();
+});
+
+test('the startup log and --check-config name every sandbox feature', { timeout: 30000 }, async (t) => {
+	const keys = ['filesystem', 'network', 'seccomp', 'no_new_privs', 'capabilities', 'rlimits',
+	    'oom_score_adj', 'cgroup'];
+	assert.deepEqual(Object.keys(FEATURES), keys);
+	assert.match(FEATURES.rlimits, IS_ASAN ? /^AS not set \(ASan build\), CPU 600 s, NOFILE 256/ :
+	    /^AS 1024 MiB, CPU 600 s, NOFILE 256, FSIZE 64 MiB, CORE 0$/);
+	const { srv, mock } = await setup(t);
+	const line = srv.stderr().split('\n').filter((l) => /info: sandbox: /.test(l));
+	assert.equal(line.length, 1, srv.stderr());
+	for (const k of keys)
+		assert.match(line[0], new RegExp(`[:;] ${k}: `), line[0]);
+	if (TCP_RULES)
+		assert.match(line[0], new RegExp(`TCP connect only to port ${mock.port}; TCP bind denied`));
+	await srv.shutdown();
+});
+
+test('per-worker cgroup v2: memory.max, pids.max, memory.oom.group', {
+	timeout: 30000, skip: NO_CGROUP,
+}, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const { pid, cancel } = await blockedWorker(srv, t);
+	const rel = /^0::(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'))[1];
+	assert.ok(rel.endsWith(`/workers/w${pid}`), rel);
+	const dir = FEATURES.cgroup.split('/w<pid>')[0] + `/w${pid}`;
+	assert.equal(fs.readFileSync(`${dir}/memory.max`, 'utf8').trim(), String(MEMORY));
+	assert.equal(fs.readFileSync(`${dir}/pids.max`, 'utf8').trim(), '32');
+	assert.equal(fs.readFileSync(`${dir}/memory.oom.group`, 'utf8').trim(), '1');
+	cancel();
+	await waitFor(() => !fs.existsSync(dir), 2000, 'the worker cgroup to be removed');
+	await srv.shutdown();
+});
+
+/* The fallback without Landlock, forced: what it can confine. */
+let MOUNT_MODE = false;
+try {
+	MOUNT_MODE = features({ HEAVY_SANDBOX_FS: 'mount' }).filesystem;
+} catch (e) {
+	MOUNT_MODE = null;
+}
+test('the mount namespace fallback confines the filesystem', {
+	timeout: 30000,
+	skip: MOUNT_MODE ? false : 'no mount namespace here (it needs CAP_SYS_ADMIN)',
+}, async (t) => {
+	// (Under valgrind heavyd sees no Landlock: valgrind does not know its calls.)
+	assert.match(MOUNT_MODE, /^mount namespace \((HEAVY_SANDBOX_FS=mount|no Landlock in this kernel)\)/);
+	const { srv } = await setup(t, { worker: 'test', env: { ...LIMITS, HEAVY_SANDBOX_FS: 'mount' } });
+	assert.match(srv.stderr(), /network: NOT CONFINED/);
+	const dir = tmpdir('mountns');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const outside = path.join(dir, 'escaped');
+	const readOnly = `/etc/ssl/heavyd-it-${path.basename(dir)}`;
+	t.after(() => fs.rmSync(readOnly, { force: true }));
+	const q = `Misbehave [[a1:tool:test_write_outside:${JSON.stringify({ path: outside })}]] ` +
+	    `[[a1:tool:test_write_outside:${JSON.stringify({ path: readOnly })}]]`;
+	const [{ result }] = await Promise.all([
+		srv.orchestrate({ query: q, num_agents: 1 }), normalCall(srv)]);
+	const sc = checkShape(result, 1);
+	checkOk(sc.agents[0]);
+	assert.ok(sc.answer.includes(`${outside}: ENOENT`), sc.answer);
+	assert.ok(sc.answer.includes(`${readOnly}: EROFS`), sc.answer);
+	assert.equal(fs.existsSync(outside) || fs.existsSync(readOnly), false, 'a file was written');
+	await srv.shutdown();
+});
