@@ -46,12 +46,18 @@ pid_equal(const void *a, const void *b)
 	return a == b;
 }
 
-/* Sends one frame to the supervisor, which always reads. */
+static void	zygote_exit(void) __attribute__((noreturn));
+
+/* Sends one frame to the supervisor, which always reads while it lives;
+ * a closed socket means it is gone (it may close while we report). */
 static void
 zygote_send(struct buf *frame, int fd)
 {
-	if (fd_send(zygote_fd, frame->data, frame->len, fd, 0) == -1)
+	if (fd_send(zygote_fd, frame->data, frame->len, fd, 0) == -1) {
+		if (errno == EPIPE || errno == ECONNRESET)
+			zygote_exit();
 		fatal("zygote: sendmsg");
+	}
 	buf_free(frame);
 }
 
@@ -199,7 +205,7 @@ zygote_read(void)
 }
 
 /* The supervisor is gone: kill and reap every worker, then leave. */
-static void __attribute__((noreturn))
+static void
 zygote_exit(void)
 {
 	struct lh_entry	*e;
