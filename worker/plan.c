@@ -16,9 +16,10 @@
 #define PLAN_MAX_QUESTION	4096	/* bytes in one question */
 #define PLAN_MAX_STARTS		64	/* '[' positions tried */
 
-/* Parses the first well-formed JSON array in text, or NULL. */
-static struct json_object *
-plan_find_array(const char *text)
+/* Parses the first well-formed JSON array in text, or NULL: models wrap
+ * arrays in prose and code fences. */
+struct json_object *
+json_first_array(const char *text)
 {
 	struct json_tokener	*tok = json_tokener_new();
 	struct json_object	*obj = NULL;
@@ -90,7 +91,7 @@ plan_parse(const char *text, unsigned n, char ***questions, char *err,
 	char			**qs;
 	size_t			 len;
 
-	if ((arr = plan_find_array(text)) == NULL) {
+	if ((arr = json_first_array(text)) == NULL) {
 		snprintf(err, errlen, "no JSON array found");
 		return -1;
 	}

@@ -14,31 +14,6 @@
 
 #include "worker.h"
 
-#define REVIEW_MAX_STARTS	64	/* '[' positions tried */
-
-/* Parses the first well-formed JSON array in text, or NULL. */
-static struct json_object *
-review_find_array(const char *text)
-{
-	struct json_tokener	*tok = json_tokener_new();
-	struct json_object	*obj = NULL;
-	const char		*p = text;
-
-	for (int tries = 0; tries < REVIEW_MAX_STARTS; tries++) {
-		if ((p = strchr(p, '[')) == NULL)
-			break;
-		json_tokener_reset(tok);
-		obj = json_tokener_parse_ex(tok, p, (int)strlen(p));
-		if (obj != NULL && json_object_is_type(obj, json_type_array))
-			break;
-		json_object_put(obj);
-		obj = NULL;
-		p++;
-	}
-	json_tokener_free(tok);
-	return obj;
-}
-
 /* "B", "b" or "Response B", spaces around allowed: the label's number. */
 static int
 review_label(const char *s, unsigned n)
@@ -98,7 +73,7 @@ review_parse(const char *text, unsigned n, unsigned *order, char *err,
 		snprintf(err, errlen, "cannot rank %u answers", n);
 		return -1;
 	}
-	if ((arr = review_find_array(text)) == NULL) {
+	if ((arr = json_first_array(text)) == NULL) {
 		snprintf(err, errlen, "no JSON array found");
 		return -1;
 	}
@@ -127,17 +102,6 @@ fail:
 	return -1;
 }
 
-/* Appends a role/content message to a conversation. */
-static void
-review_append(struct json_object *msgs, const char *role, const char *text)
-{
-	struct json_object	*m = json_object_new_object();
-
-	json_object_object_add(m, "role", json_object_new_string(role));
-	json_object_object_add(m, "content", json_object_new_string(text));
-	json_object_array_add(msgs, m);
-}
-
 /* The re-ask: what was wrong, and the labels to use. */
 static void
 review_reask(struct json_object *msgs, const char *reply, unsigned n,
@@ -149,11 +113,11 @@ review_reask(struct json_object *msgs, const char *reply, unsigned n,
 	for (unsigned k = 0; k < n; k++)
 		off += (size_t)snprintf(labels + off, sizeof labels - off,
 		    "%s\"%c\"", k ? ", " : "", REVIEW_LABEL(k));
-	review_append(msgs, "assistant", reply);
+	worker_message_add(msgs, "assistant", reply);
 	snprintf(ask, sizeof ask, "That reply was not usable (%s). Reply with "
 	    "only a JSON array of the labels %s, each exactly once, best "
 	    "first.", why, labels);
-	review_append(msgs, "user", ask);
+	worker_message_add(msgs, "user", ask);
 }
 
 /* One ranking: order[k] is the label ranked k-th; one re-ask at most. */

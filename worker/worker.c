@@ -221,29 +221,10 @@ worker_send_failed(const struct llm_error *e, const struct usage *u)
 	worker_send(&frame);
 }
 
-/* A conversation: the system prompt (when there is one), then user. */
-struct json_object *
-worker_messages(const struct job *job, const char *user)
-{
-	struct json_object	*msgs = json_object_new_array(), *m;
-
-	if (job->system_prompt[0] != '\0') {
-		m = json_object_new_object();
-		json_object_object_add(m, "role", json_object_new_string("system"));
-		json_object_object_add(m, "content",
-		    json_object_new_string(job->system_prompt));
-		json_object_array_add(msgs, m);
-	}
-	m = json_object_new_object();
-	json_object_object_add(m, "role", json_object_new_string("user"));
-	json_object_object_add(m, "content", json_object_new_string(user));
-	json_object_array_add(msgs, m);
-	return msgs;
-}
-
 /* Appends a role/content message to a conversation. */
-static void
-worker_append(struct json_object *msgs, const char *role, const char *text)
+void
+worker_message_add(struct json_object *msgs, const char *role,
+    const char *text)
 {
 	struct json_object	*m = json_object_new_object();
 
@@ -251,6 +232,19 @@ worker_append(struct json_object *msgs, const char *role, const char *text)
 	json_object_object_add(m, "content", json_object_new_string(text));
 	json_object_array_add(msgs, m);
 }
+
+/* A conversation: the system prompt (when there is one), then user. */
+struct json_object *
+worker_messages(const struct job *job, const char *user)
+{
+	struct json_object	*msgs = json_object_new_array();
+
+	if (job->system_prompt[0] != '\0')
+		worker_message_add(msgs, "system", job->system_prompt);
+	worker_message_add(msgs, "user", user);
+	return msgs;
+}
+
 
 /* The planner: one tool-free call, strictly validated, one re-ask. */
 static void
@@ -274,13 +268,13 @@ worker_run_planner(const struct job *job, int64_t deadline)
 			json_object_put(msgs);
 			return;
 		}
-		worker_append(msgs, "assistant",
+		worker_message_add(msgs, "assistant",
 		    reply.content ? reply.content : "");
 		llm_reply_clear(&reply);
 		snprintf(ask, sizeof ask, "That reply was not usable (%s). "
 		    "Reply with only a JSON array of exactly %u strings.",
 		    err, job->num_questions);
-		worker_append(msgs, "user", ask);
+		worker_message_add(msgs, "user", ask);
 		e.kind = JOB_ERR_PARSE;
 		snprintf(e.msg, sizeof e.msg, "planner output invalid: %s", err);
 		if (attempt == 0)

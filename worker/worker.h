@@ -29,6 +29,8 @@ void	worker_send_raw(const void *, size_t);
 #endif
 
 struct json_object *worker_messages(const struct job *, const char *user);
+void	worker_message_add(struct json_object *, const char *role,
+	    const char *text);
 
 /* llm.c: one chat completion, retried within the deadline. */
 struct llm_reply {
@@ -59,6 +61,7 @@ int64_t	backoff_hint_ms(const char *retry_after, const char *ratelimit_reset,
 int	calc_eval(const char *expr, double *out, char *err, size_t errlen);
 
 /* plan.c: the planner's output, validated strictly. */
+struct json_object *json_first_array(const char *text);
 int	plan_parse(const char *text, unsigned n, char ***questions,
 	    char *err, size_t errlen);
 void	plan_free(char **questions, unsigned n);
