@@ -102,8 +102,8 @@ struct heavy_config {
 	char	*synthesis_model;
 	char	**agent_models;		/* assigned to agents round-robin */
 	int	 nagent_models;
-	int	 task_ttl_s;		/* finished tasks kept this long */
-	int	 max_retained_tasks;	/* finished tasks kept at most */
+	int	 task_ttl_s;		/* a task is kept its timeout + this */
+	int	 max_retained_tasks;	/* rows of finished tasks in the store */
 	int	 max_session_tasks;	/* one session's concurrent tasks */
 	int	 max_queued_workers;	/* workers waiting for a slot */
 
@@ -119,6 +119,15 @@ struct heavy_config {
 	char	*search_api_key;	/* from the file; heavyd takes it out */
 	char	*search_api_key_file;
 	int	 search_allow_private;	/* fetch pages on private addresses */
+
+	/* The task store and MCP Tasks. */
+	int	 max_task_ttl_s;	/* cap on a requested ttl */
+	int	 poll_interval_ms;	/* pollInterval suggested to clients */
+	int	 tasks_page_size;	/* tasks/list */
+	int	 store_write_ms;	/* least gap between a task's writes */
+	int	 store_sweep_s;		/* expired rows swept this often */
+	int	 store_busy_ms;		/* wait for another heavyd's write */
+	int	 cache_ttl_s;		/* result cache; 0: off */
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"

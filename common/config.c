@@ -72,7 +72,7 @@ config_defaults(struct heavy_config *c)
 	c->spares = 4;
 	c->ask_cost = 2;
 	c->task_ttl_s = 3600;
-	c->max_retained_tasks = 1000;
+	c->max_retained_tasks = 10000;
 	c->max_session_tasks = 512;
 	c->max_queued_workers = 8192;
 	c->max_read_bytes = 1 << 20;
@@ -80,6 +80,13 @@ config_defaults(struct heavy_config *c)
 	c->max_page_bytes = 1 << 20;
 	c->max_extract_bytes = 4 << 10;
 	c->search_timeout_s = 20;
+	c->max_task_ttl_s = 604800;
+	c->poll_interval_ms = 1000;
+	c->tasks_page_size = 50;
+	c->store_write_ms = 500;
+	c->store_sweep_s = 60;
+	c->store_busy_ms = 5000;
+	c->cache_ttl_s = 0;
 }
 
 void
@@ -134,6 +141,13 @@ static const struct knob {
 	SIZE_KNOB("HEAVY_MAX_PAGE_BYTES", max_page_bytes, 1024, 1LL << 30),
 	SIZE_KNOB("HEAVY_MAX_EXTRACT_BYTES", max_extract_bytes, 256, 1LL << 20),
 	INT_KNOB("HEAVY_SEARCH_TIMEOUT", search_timeout_s, 1, 600),
+	INT_KNOB("HEAVY_MAX_TASK_TTL", max_task_ttl_s, 1, 31536000),
+	INT_KNOB("HEAVY_POLL_INTERVAL_MS", poll_interval_ms, 10, 3600000),
+	INT_KNOB("HEAVY_TASKS_PAGE_SIZE", tasks_page_size, 1, 1000),
+	INT_KNOB("HEAVY_STORE_WRITE_MS", store_write_ms, 0, 60000),
+	INT_KNOB("HEAVY_STORE_SWEEP", store_sweep_s, 1, 86400),
+	INT_KNOB("HEAVY_STORE_BUSY_MS", store_busy_ms, 1, 600000),
+	INT_KNOB("HEAVY_CACHE_TTL", cache_ttl_s, 0, 2592000),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */

@@ -20,7 +20,7 @@ setup(void)
 
 	snprintf(dir, sizeof dir, "/tmp/heavyd-store-XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
-	cr_assert_eq(store_open(dir, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0, "%s", err);
 }
 
 static void
@@ -94,8 +94,8 @@ Test(store, list_pages_newest_first_and_only_the_owners)
 	int			 n, seen = 0, expect = 5;
 
 	for (int i = 0; i < 5; i++)
-		put(hexid(i), "me", "completed", 1000 + i, 1LL << 40);
-	put(hexid(99), "other", "completed", 2000, 1LL << 40);
+		put(hexid(i), "me", "completed", 1000 + i, 1LL << 50);
+	put(hexid(99), "other", "completed", 2000, 1LL << 50);
 	for (;;) {
 		cr_assert_eq(store_list("me", cursor, 2, &rows, &n, &next), 0);
 		for (int i = 0; i < n; i++) {
@@ -125,7 +125,7 @@ child_with_task(const char *id, int *hold)
 	if ((pid = fork()) == 0) {
 		store_close();
 		close(fds[1]);
-		if (store_open(dir, err, sizeof err) != 0)
+		if (store_open(dir, 5000, err, sizeof err) != 0)
 			_exit(1);
 		put(id, "me", "working", wall_ms(), 60000);
 		store_close();
@@ -244,7 +244,7 @@ Test(store, a_corrupt_file_is_moved_aside_and_replaced)
 	cr_assert_neq(fd, -1);
 	cr_assert_eq(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
 	close(fd);
-	cr_assert_eq(store_open(dir, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0, "%s", err);
 	cr_assert_eq(store_get(hexid(1), "o", &t), 1);
 	put(hexid(2), "o", "completed", wall_ms(), 60000);
 	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
