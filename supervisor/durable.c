@@ -24,12 +24,14 @@
 
 #include "supervisor.h"
 
+#define DURABLE_SIG	(2 * HEAVY_MAX_AGENTS + 2)
+
 /* One running task of this process, as the store last saw it. */
 struct durable_entry {
 	char			 id[33];
 	struct task_record	*r;
 	int64_t			 last_ms;	/* monotonic: its last write */
-	char			 sig[HEAVY_MAX_AGENTS + 2];	/* what it showed */
+	char			 sig[DURABLE_SIG];	/* what it showed */
 	struct event		*timer;		/* a write put off */
 	bool			 failing;	/* its last write failed */
 };
@@ -157,7 +159,10 @@ durable_row_copy(struct store_task *to, const struct store_task *from)
 	to->cache_key = dup_or_null(from->cache_key);
 }
 
-/* Phase and agents' statuses: a change here is written at once. */
+/*
+ * The phase, and each agent's status and whether it has its question yet:
+ * a change here (the questions ready, an agent done) is written at once.
+ */
 static void
 durable_sig(const struct task_record *r, char *sig)
 {
@@ -165,15 +170,17 @@ durable_sig(const struct task_record *r, char *sig)
 	int			i;
 
 	if (r->task == NULL) {
-		snprintf(sig, HEAVY_MAX_AGENTS + 2, "-");
+		snprintf(sig, DURABLE_SIG, "-");
 		return;
 	}
 	task_snapshot(r->task, &v);
 	sig[0] = v.phase[0];
-	for (i = 0; i < v.num_agents; i++)
-		sig[i + 1] = v.agents[i].status[0] == 't' ? 'T' :
+	for (i = 0; i < v.num_agents; i++) {
+		sig[2 * i + 1] = v.agents[i].status[0] == 't' ? 'T' :
 		    v.agents[i].status[0];
-	sig[i + 1] = '\0';
+		sig[2 * i + 2] = v.agents[i].question != NULL ? 'q' : '-';
+	}
+	sig[2 * i + 1] = '\0';
 }
 
 static void
@@ -298,7 +305,7 @@ durable_watch(struct task_record *r)
 {
 	struct durable_entry	*e = durable_entry(r);
 	struct timeval		 tv;
-	char			 sig[HEAVY_MAX_AGENTS + 2];
+	char			 sig[DURABLE_SIG];
 	int64_t			 wait;
 
 	if (r->finished) {

@@ -1,6 +1,9 @@
 /* The task store: owners, pagination, expiry, interruption, corruption. */
 #include <criterion/criterion.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+
+#include <signal.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -254,4 +257,220 @@ Test(store, a_corrupt_file_is_moved_aside_and_replaced)
 		aside += strncmp(e->d_name, "tasks.db.corrupt-", 17) == 0;
 	closedir(d);
 	cr_assert_eq(aside, 1);
+}
+
+/* A row as this process writes it with store_put. */
+static void
+row(struct store_task *t, const char *id, const char *status, int64_t ttl)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->id, sizeof t->id, "%s", id);
+	t->owner = (char *)"o";
+	t->tool = (char *)"heavy_orchestrate";
+	t->status = (char *)status;
+	t->params = (char *)"{\"query\":\"q\"}";
+	t->created_ms = t->updated_ms = wall_ms();
+	t->ttl_ms = ttl;
+}
+
+Test(store, put_inserts_then_updates_and_never_touches_a_terminal_row)
+{
+	struct store_task	t, got;
+
+	row(&t, hexid(1), "working", 60000);
+	t.agents = (char *)"{\"phase\":\"planning\"}";
+	cr_assert_eq(store_put(&t), 0, "inserted");
+	t.agents = (char *)"{\"phase\":\"agents\"}";
+	cr_assert_eq(store_put(&t), 0, "updated");
+	cr_assert_eq(store_get(hexid(1), "o", &got), 0);
+	cr_assert_str_eq(got.agents, "{\"phase\":\"agents\"}");
+	cr_assert_str_eq(got.tool, "heavy_orchestrate");
+	store_task_clear(&got);
+	t.status = (char *)"cancelled";
+	t.result = (char *)"{\"isError\":true}";
+	cr_assert_eq(store_put(&t), 0);
+	t.status = (char *)"completed";	/* a late finish */
+	t.result = (char *)"{}";
+	cr_assert_eq(store_put(&t), 1);
+	cr_assert_eq(store_get(hexid(1), "o", &got), 0);
+	cr_assert_str_eq(got.status, "cancelled");
+	cr_assert_str_eq(got.result, "{\"isError\":true}");
+	store_task_clear(&got);
+}
+
+Test(store, put_never_changes_another_processs_row)
+{
+	struct store_task	t, got;
+	int			hold, status;
+	pid_t			pid = child_with_task(hexid(3), &hold);
+
+	wait_row(hexid(3));
+	row(&t, hexid(3), "completed", 60000);
+	t.owner = (char *)"me";
+	cr_assert_eq(store_put(&t), 1, "wrote over a live process's task");
+	cr_assert_eq(store_get(hexid(3), "me", &got), 0);
+	cr_assert_str_eq(got.status, "working");
+	store_task_clear(&got);
+	close(hold);
+	waitpid(pid, &status, 0);
+}
+
+Test(store, an_expired_row_is_gone_before_the_sweep)
+{
+	struct store_task	 t, *rows;
+	char			*next;
+	int			 n;
+
+	row(&t, hexid(1), "completed", 1);	/* 1 ms */
+	t.created_ms -= 10;
+	cr_assert_eq(store_put(&t), 0);
+	row(&t, hexid(2), "working", 1);	/* running: never expires */
+	t.created_ms -= 10;
+	cr_assert_eq(store_put(&t), 0);
+	cr_assert_eq(store_get(hexid(1), "o", &t), 2);
+	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	store_task_clear(&t);
+	cr_assert_eq(store_list("o", NULL, 10, &rows, &n, &next), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(rows[0].id, hexid(2));
+	store_task_clear(&rows[0]);
+	free(rows);
+	cr_assert_eq(store_sweep(100), 1);
+	cr_assert_eq(store_get(hexid(1), "o", &t), 1);
+}
+
+Test(store, active_lists_running_tasks_of_live_processes_only)
+{
+	struct store_task	*rows;
+	int			 n, hold, status;
+	pid_t			 pid = child_with_task(hexid(5), &hold);
+
+	wait_row(hexid(5));
+	put(hexid(6), "me", "working", wall_ms(), 60000);
+	put(hexid(7), "me", "completed", wall_ms(), 60000);
+	put(hexid(8), "other", "working", wall_ms(), 60000);
+	cr_assert_eq(store_active("me", &rows, &n), 0);
+	cr_assert_eq(n, 2);
+	for (int i = 0; i < n; i++)
+		store_task_clear(&rows[i]);
+	free(rows);
+	close(hold);
+	waitpid(pid, &status, 0);
+	cr_assert_eq(store_active("me", &rows, &n), 0);
+	cr_assert_eq(n, 1, "the dead child's task is no longer active");
+	cr_assert_str_eq(rows[0].id, hexid(6));
+	store_task_clear(&rows[0]);
+	free(rows);
+}
+
+Test(store, a_zombie_counts_as_gone)
+{
+	struct store_task	t;
+	int			hold, status;
+	pid_t			pid = child_with_task(hexid(9), &hold);
+
+	wait_row(hexid(9));
+	close(hold);
+	/* Dead but not reaped: its /proc entry is still there. */
+	for (int i = 0; i < 500; i++) {
+		if (waitid(P_PID, pid, NULL, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    kill(pid, 0) == 0) {
+			char	path[64], buf[256];
+			FILE	*f;
+
+			snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+			if ((f = fopen(path, "r")) != NULL) {
+				size_t	n = fread(buf, 1, sizeof buf - 1, f);
+
+				fclose(f);
+				buf[n] = '\0';
+				if (strstr(buf, ") Z ") != NULL)
+					break;
+			}
+		}
+		usleep(10000);
+	}
+	cr_assert_eq(store_get(hexid(9), "me", &t), 0);
+	cr_assert_str_eq(t.status, "failed");
+	store_task_clear(&t);
+	waitpid(pid, &status, 0);
+}
+
+Test(store, ids_by_prefix_running_first)
+{
+	struct json_object	*ids = json_object_new_array();
+	int			 total;
+
+	put("abc00000000000000000000000000001", "o", "completed", wall_ms(),
+	    60000);
+	put("abc00000000000000000000000000002", "o", "working", wall_ms() - 5,
+	    60000);
+	put("abd00000000000000000000000000003", "o", "completed", wall_ms(),
+	    60000);
+	put("abc00000000000000000000000000004", "x", "completed", wall_ms(),
+	    60000);
+	cr_assert_eq(store_ids("o", "ABC", 10, ids, &total), 0);
+	cr_assert_eq(total, 2);
+	cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(ids,
+	    0)), "abc00000000000000000000000000002");
+	json_object_put(ids);
+	ids = json_object_new_array();
+	cr_assert_eq(store_ids("o", "", 1, ids, &total), 0);
+	cr_assert_eq(total, 3);
+	cr_assert_eq(json_object_array_length(ids), 1);
+	json_object_put(ids);
+}
+
+Test(store, an_interrupted_task_shows_where_it_stopped)
+{
+	struct store_task	t;
+	int			hold, status;
+	pid_t			pid = child_with_task(hexid(4), &hold);
+
+	wait_row(hexid(4));
+	close(hold);
+	waitpid(pid, &status, 0);
+	cr_assert_eq(store_update(hexid(4), NULL, NULL, "{\"phase\":\"agents\","
+	    "\"agents\":[{\"index\":1,\"status\":\"ok\"},{\"index\":2,"
+	    "\"status\":\"running\"}]}", NULL, NULL), 0);
+	cr_assert_eq(store_get(hexid(4), "me", &t), 0);
+	cr_assert_str_eq(t.status, "failed");
+	cr_assert(strstr(t.agents, "\"phase\":\"interrupted\"") != NULL, "%s",
+	    t.agents);
+	cr_assert(strstr(t.agents, "{\"index\":1,\"status\":\"ok\"}") != NULL,
+	    "%s", t.agents);
+	cr_assert(strstr(t.agents, "{\"index\":2,\"status\":\"interrupted\"}") !=
+	    NULL, "%s", t.agents);
+	store_task_clear(&t);
+}
+
+Test(store, a_newer_schema_is_left_alone)
+{
+	char	path[128], cmd[256], err[256];
+
+	store_close();
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0);
+	store_close();
+	/* Written by a future heavyd: user_version 99. */
+	snprintf(cmd, sizeof cmd, "printf '\\143' | dd of=%s bs=1 seek=63 "
+	    "conv=notrunc status=none", path);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), -1);
+	cr_assert(strstr(err, "schema version 99") != NULL, "%s", err);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), -1, "moved aside");
+	snprintf(cmd, sizeof cmd, "printf '\\000' | dd of=%s bs=1 seek=63 "
+	    "conv=notrunc status=none", path);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0, "%s", err);
+}
+
+Test(store, the_file_is_the_users_alone)
+{
+	char		path[128];
+	struct stat	st;
+
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
 }
