@@ -495,10 +495,13 @@ mcp_run(struct mcp_session *s, const struct mcp_run *run,
 	}
 	free(key);
 	task_params_clear(p);
-	if (run->mcp_task)
-		return mcp_call_instant(s, run, params, ttl, *error, false);
-	json_object_put(params);
-	return NULL;
+	if (!run->mcp_task) {
+		json_object_put(params);
+		return NULL;
+	}
+	hit = *error;	/* the task's result now */
+	*error = NULL;
+	return mcp_call_instant(s, run, params, ttl, hit, false);
 }
 
 static void

@@ -5,8 +5,11 @@
  * usage and timestamps; it outlives the process that ran the task.  Rows
  * name that process (pid, start time, boot id), so a task counts as
  * interrupted only when its own process is gone, never because another
- * heavyd started.  Every statement is one short transaction; a busy
- * timeout absorbs the other processes' writes.
+ * heavyd started.  Only that process writes a task's row (store_put), and
+ * a terminal row never changes again.  A finished row expires at created
+ * + ttl: lookups skip it at once, the sweep deletes it.  Every statement
+ * is one short transaction; a busy timeout absorbs the other processes'
+ * writes.
  */
 #include <sys/stat.h>
 
@@ -519,6 +522,16 @@ store_get_any(const char *id, struct store_task *t)
 	    "id = ?1", id, NULL, t);
 }
 
+static void
+store_rows_free(struct store_task **rows, int *n)
+{
+	for (int i = 0; i < *n; i++)
+		store_task_clear(&(*rows)[i]);
+	free(*rows);
+	*rows = NULL;
+	*n = 0;
+}
+
 /*
  * One page of an owner's tasks, newest first, expired ones left out.  The
  * cursor is the last row's "created_ms.id"; callers treat it as opaque.
@@ -559,9 +572,16 @@ store_list(const char *owner, const char *cursor, int limit,
 		*next = xasprintf("%lld.%s", (long long)(*out)[*n - 1].created_ms,
 		    (*out)[*n - 1].id);
 	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		log_warnx("task store: %s", sqlite3_errmsg(db));
+		store_rows_free(out, n);
+		free(*next);
+		*next = NULL;
+		return -1;
+	}
 	for (int i = 0; i < *n; i++)
 		store_settle_orphan(&(*out)[i]);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+	return 0;
 }
 
 /* An owner's running tasks, in any live heavyd, oldest first. */
@@ -585,6 +605,11 @@ store_active(const char *owner, struct store_task **out, int *n)
 		(*out)[(*n)++] = t;
 	}
 	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		log_warnx("task store: %s", sqlite3_errmsg(db));
+		store_rows_free(out, n);
+		return -1;
+	}
 	for (int i = 0, kept = 0, all = *n; i < all; i++) {
 		store_settle_orphan(&(*out)[i]);
 		if (strcmp((*out)[i].status, "working") != 0) {
@@ -593,7 +618,7 @@ store_active(const char *owner, struct store_task **out, int *n)
 		} else
 			(*out)[kept++] = (*out)[i];
 	}
-	return rc == SQLITE_DONE ? 0 : -1;
+	return 0;
 }
 
 /*

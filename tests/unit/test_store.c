@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "../../supervisor/supervisor.h"
 
 static char	dir[64];
@@ -473,4 +475,112 @@ Test(store, the_file_is_the_users_alone)
 	snprintf(path, sizeof path, "%s/tasks.db", dir);
 	cr_assert_eq(stat(path, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600);
+}
+
+/* ---- durable.c: the registry written through to the store ---- */
+
+static struct heavy_config	dcfg;
+
+static void
+dsetup(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/heavyd-durable-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	config_defaults(&dcfg);
+	config_set_str(&dcfg.state_dir, dir);
+	dcfg.store_write_ms = 200;
+	dcfg.store_busy_ms = 20;
+	dcfg.store_sweep_s = 1;
+	ev_base = event_base_new();
+	registry_init();
+	durable_init(&dcfg);
+}
+
+static void
+dteardown(void)
+{
+	char	cmd[128];
+
+	registry_free();
+	durable_stop();
+	event_base_free(ev_base);
+	ev_base = NULL;
+	config_clear(&dcfg);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(durable, .init = dsetup, .fini = dteardown);
+
+static struct task_record *
+dadd(int n)
+{
+	struct task_record	*r = registry_new("o", "heavy_orchestrate");
+
+	r->ttl_ms = 60000;
+	registry_add(r, NULL, hexid(n), now_ms());
+	return r;
+}
+
+static void
+run_loop_ms(int ms)
+{
+	struct timeval	tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	event_base_loopexit(ev_base, &tv);
+	event_base_dispatch(ev_base);
+}
+
+static int64_t
+stored_update(int n)
+{
+	struct store_task	t;
+	int64_t			u;
+
+	cr_assert_eq(store_get(hexid(n), "o", &t), 0);
+	u = t.updated_ms;
+	store_task_clear(&t);
+	return u;
+}
+
+Test(durable, a_start_is_stored_at_once_and_notes_are_throttled_not_lost)
+{
+	struct task_record	*r = dadd(1);
+	int64_t			 first = stored_update(1);
+
+	usleep(20000);
+	registry_touch(r);	/* a note: put off */
+	cr_assert_eq(stored_update(1), first, "written at once");
+	run_loop_ms(400);
+	cr_assert_gt(stored_update(1), first, "the note was never written");
+	cr_assert_eq(stored_update(1), r->updated_ms);
+}
+
+Test(durable, a_final_write_that_fails_is_kept_served_and_retried)
+{
+	struct store_task	 t;
+	struct task_record	*r = dadd(2), *live;
+	struct json_object	*res = tool_error_result("x");
+	sqlite3			*other;
+	char			 path[128];
+
+	json_object_object_add(res, "isError", json_object_new_boolean(0));
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	cr_assert_eq(sqlite3_open(path, &other), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+	    SQLITE_OK);	/* another heavyd holds the write lock */
+	registry_finish(r, res, now_ms());
+	cr_assert_eq(durable_get(hexid(2), "o", &t, &live), 0);
+	cr_assert_null(live);
+	cr_assert_str_eq(t.status, "completed", "the end was lost");
+	store_task_clear(&t);
+	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	cr_assert_str_eq(t.status, "working", "the write went through");
+	store_task_clear(&t);
+	cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	run_loop_ms(1300);	/* a sweep retries */
+	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	cr_assert_str_eq(t.status, "completed");
+	store_task_clear(&t);
 }
