@@ -10,9 +10,11 @@
  *
  * Writes are throttled: notes and heartbeats reach the store at most
  * every store_write_ms, but a change of phase or of an agent's status (an
- * agent done, failed, timed out) is written at once, and the end always
- * is.  A final write that fails is kept here and retried, so a finished
- * task is never lost while this process lives.
+ * agent done, failed, timed out) is written at once -- at the end of the
+ * loop's turn, in one transaction with every other task's, so a busy
+ * server commits once for many tasks -- and the end is written before
+ * anyone hears of it.  A final write that fails is kept here and retried,
+ * so a finished task is never lost while this process lives.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +36,11 @@ struct durable_entry {
 	char			 sig[DURABLE_SIG];	/* what it showed */
 	struct event		*timer;		/* a write put off */
 	bool			 failing;	/* its last write failed */
+	bool			 dirty;		/* in the next flush */
+	TAILQ_ENTRY(durable_entry) dirty_entry;
 };
+static TAILQ_HEAD(, durable_entry) dur_dirty = TAILQ_HEAD_INITIALIZER(dur_dirty);
+static struct event	*dur_flush;	/* at the end of this turn */
 
 static struct lh_table	*dur_live;	/* id -> entry */
 static struct lh_table	*dur_pending;	/* id -> final row not yet stored */
@@ -196,15 +202,49 @@ durable_write(struct durable_entry *e)
 		log_warnx("task store: cannot record task %s yet; retrying "
 		    "with its next change", e->id);
 	e->failing = rc == -1;
+}
+
+/* Every task written since the last flush, in one transaction. */
+static void
+durable_flush_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct durable_entry	*e;
+	bool			 txn;
+
+	(void)fd; (void)events; (void)arg;
+	if ((e = TAILQ_FIRST(&dur_dirty)) == NULL)
+		return;		/* they ended first: written then */
+	txn = TAILQ_NEXT(e, dirty_entry) != NULL && store_begin() == 0;
+	while ((e = TAILQ_FIRST(&dur_dirty)) != NULL) {
+		TAILQ_REMOVE(&dur_dirty, e, dirty_entry);
+		e->dirty = false;
+		durable_write(e);
+	}
+	if (txn)
+		store_commit();
+}
+
+/* Written at the end of this turn of the loop. */
+static void
+durable_mark(struct durable_entry *e)
+{
+	struct timeval	now = { 0, 0 };
+
 	e->last_ms = now_ms();
 	durable_sig(e->r, e->sig);
+	if (e->dirty)
+		return;
+	e->dirty = true;
+	TAILQ_INSERT_TAIL(&dur_dirty, e, dirty_entry);
+	if (!evtimer_pending(dur_flush, NULL))
+		evtimer_add(dur_flush, &now);
 }
 
 static void
 durable_timer_cb(evutil_socket_t fd, short events, void *arg)
 {
 	(void)fd; (void)events;
-	durable_write(arg);
+	durable_mark(arg);
 }
 
 static struct durable_entry *
@@ -226,6 +266,8 @@ durable_entry(struct task_record *r)
 static void
 durable_entry_free(struct durable_entry *e)
 {
+	if (e->dirty)
+		TAILQ_REMOVE(&dur_dirty, e, dirty_entry);
 	lh_table_delete(dur_live, e->id);
 	event_free(e->timer);
 	free(e);
@@ -316,7 +358,7 @@ durable_watch(struct task_record *r)
 	wait = e->last_ms + dur_write_ms - now_ms();
 	if (strcmp(sig, e->sig) != 0 || wait <= 0 || e->last_ms == 0) {
 		evtimer_del(e->timer);
-		durable_write(e);
+		durable_mark(e);
 	} else if (!evtimer_pending(e->timer, NULL)) {
 		tv.tv_sec = wait / 1000;
 		tv.tv_usec = (wait % 1000) * 1000;
@@ -347,6 +389,7 @@ durable_init(const struct heavy_config *cfg)
 	durable_sweep();
 	dur_sweep = event_new(ev_base, -1, EV_PERSIST, durable_sweep_cb, NULL);
 	event_add(dur_sweep, &tv);
+	dur_flush = evtimer_new(ev_base, durable_flush_cb, NULL);
 	registry_watch(durable_watch);
 }
 
@@ -367,8 +410,9 @@ durable_stop(void)
 	lh_table_free(dur_live);
 	lh_table_free(dur_pending);
 	event_free(dur_sweep);
+	event_free(dur_flush);
 	dur_live = dur_pending = NULL;
-	dur_sweep = NULL;
+	dur_sweep = dur_flush = NULL;
 	store_close();
 }
 

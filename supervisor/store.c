@@ -28,8 +28,9 @@
 #define STORE_FILE		"tasks.db"
 #define STORE_SCHEMA_VERSION	1
 
-static sqlite3	*db;
-static char	 self_start[96];	/* starttime@boot_id of this process */
+static sqlite3		*db;
+static sqlite3_stmt	*st_put;	/* the hot statement, prepared once */
+static char		 self_start[96];	/* starttime@boot_id of this process */
 
 static const char *store_schema =
 "CREATE TABLE IF NOT EXISTS tasks ("
@@ -243,6 +244,8 @@ store_open(const char *state_dir, int busy_ms, char *err, size_t errlen)
 void
 store_close(void)
 {
+	sqlite3_finalize(st_put);
+	st_put = NULL;
 	sqlite3_close(db);
 	db = NULL;
 }
@@ -306,6 +309,22 @@ store_bind_task(sqlite3_stmt *st, const struct store_task *t)
 	bind_text(st, 16, self_start);
 }
 
+/* One transaction around several writes; -1 if it cannot start. */
+int
+store_begin(void)
+{
+	return db == NULL ? -1 : store_exec("BEGIN IMMEDIATE");
+}
+
+int
+store_commit(void)
+{
+	if (store_exec("COMMIT") == 0)
+		return 0;
+	store_exec("ROLLBACK");	/* the rows are written again later */
+	return -1;
+}
+
 /* A new task, as this process runs it. */
 int
 store_insert(const struct store_task *t)
@@ -327,18 +346,23 @@ store_insert(const struct store_task *t)
 int
 store_put(const struct store_task *t)
 {
-	sqlite3_stmt	*st;
+	int	rc;
 
-	if (db == NULL || (st = store_prepare(STORE_INSERT " ON CONFLICT(id) "
-	    "DO UPDATE SET status = excluded.status, status_message = "
-	    "excluded.status_message, agents = excluded.agents, result = "
-	    "excluded.result, usage = excluded.usage, cache_key = "
-	    "excluded.cache_key, updated_ms = excluded.updated_ms "
-	    "WHERE tasks.status = 'working' AND tasks.pid = excluded.pid AND "
-	    "tasks.proc_start = excluded.proc_start")) == NULL)
+	if (db == NULL || (st_put == NULL && (st_put = store_prepare(
+	    STORE_INSERT " ON CONFLICT(id) DO UPDATE SET status = "
+	    "excluded.status, status_message = excluded.status_message, "
+	    "agents = excluded.agents, result = excluded.result, usage = "
+	    "excluded.usage, cache_key = excluded.cache_key, updated_ms = "
+	    "excluded.updated_ms WHERE tasks.status = 'working' AND "
+	    "tasks.pid = excluded.pid AND tasks.proc_start = "
+	    "excluded.proc_start")) == NULL))
 		return -1;
-	store_bind_task(st, t);
-	if (store_step_done(st) == -1)
+	store_bind_task(st_put, t);
+	if ((rc = sqlite3_step(st_put)) != SQLITE_DONE)
+		log_warnx("task store: %s", sqlite3_errmsg(db));
+	sqlite3_reset(st_put);
+	sqlite3_clear_bindings(st_put);
+	if (rc != SQLITE_DONE)
 		return -1;
 	return sqlite3_changes(db) == 0 ? 1 : 0;
 }

@@ -300,6 +300,8 @@ int	 store_open(const char *state_dir, int busy_ms, char *err,
 void	 store_close(void);
 int	 store_insert(const struct store_task *);
 int	 store_put(const struct store_task *);
+int	 store_begin(void);
+int	 store_commit(void);
 int	 store_update(const char *id, const char *status, const char *message,
 	    const char *agents, const char *result, const char *usage);
 int	 store_get(const char *id, const char *owner, struct store_task *);

@@ -512,16 +512,6 @@ dteardown(void)
 
 TestSuite(durable, .init = dsetup, .fini = dteardown);
 
-static struct task_record *
-dadd(int n)
-{
-	struct task_record	*r = registry_new("o", "heavy_orchestrate");
-
-	r->ttl_ms = 60000;
-	registry_add(r, NULL, hexid(n), now_ms());
-	return r;
-}
-
 static void
 run_loop_ms(int ms)
 {
@@ -529,6 +519,20 @@ run_loop_ms(int ms)
 
 	event_base_loopexit(ev_base, &tv);
 	event_base_dispatch(ev_base);
+}
+
+/* A task started: its row is written at the end of the loop's turn. */
+static struct task_record *
+dadd(int n)
+{
+	struct task_record	*r = registry_new("o", "heavy_orchestrate");
+	struct store_task	 t;
+
+	r->ttl_ms = 60000;
+	registry_add(r, NULL, hexid(n), now_ms());
+	cr_assert_eq(store_get(hexid(n), "o", &t), 1, "written in the turn");
+	run_loop_ms(1);
+	return r;
 }
 
 static int64_t
@@ -543,7 +547,7 @@ stored_update(int n)
 	return u;
 }
 
-Test(durable, a_start_is_stored_at_once_and_notes_are_throttled_not_lost)
+Test(durable, a_start_is_stored_that_turn_and_notes_are_throttled_not_lost)
 {
 	struct task_record	*r = dadd(1);
 	int64_t			 first = stored_update(1);
@@ -582,5 +586,40 @@ Test(durable, a_final_write_that_fails_is_kept_served_and_retried)
 	run_loop_ms(1300);	/* a sweep retries */
 	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
 	cr_assert_str_eq(t.status, "completed");
+	store_task_clear(&t);
+}
+
+Test(durable, tasks_of_one_turn_share_a_flush_even_when_one_ends_first)
+{
+	struct task_record	*r[3];
+	struct store_task	 t;
+
+	for (int i = 0; i < 3; i++) {
+		r[i] = registry_new("o", "heavy_orchestrate");
+		r[i]->ttl_ms = 60000;
+		registry_add(r[i], NULL, hexid(10 + i), now_ms());
+	}
+	/* The first ends before the flush: its end is written at once. */
+	registry_finish(r[0], tool_error_result("over"), now_ms());
+	cr_assert_eq(store_get(hexid(10), "o", &t), 0);
+	cr_assert_str_eq(t.status, "failed");
+	store_task_clear(&t);
+	cr_assert_eq(store_get(hexid(11), "o", &t), 1);
+	run_loop_ms(5);
+	for (int i = 1; i < 3; i++) {
+		cr_assert_eq(store_get(hexid(10 + i), "o", &t), 0);
+		cr_assert_str_eq(t.status, "working");
+		store_task_clear(&t);
+	}
+	registry_finish(r[1], tool_error_result("over"), now_ms());
+	registry_finish(r[2], tool_error_result("over"), now_ms());
+	/* Started and ended in one turn, alone: the flush finds nothing. */
+	r[0] = registry_new("o", "heavy_orchestrate");
+	r[0]->ttl_ms = 60000;
+	registry_add(r[0], NULL, hexid(13), now_ms());
+	registry_finish(r[0], tool_error_result("over"), now_ms());
+	run_loop_ms(5);
+	cr_assert_eq(store_get(hexid(13), "o", &t), 0);
+	cr_assert_str_eq(t.status, "failed");
 	store_task_clear(&t);
 }
