@@ -8,13 +8,14 @@
  * visible.  The registry is the live cache; the store is the one place
  * where finished tasks are kept, expire and are evicted.
  *
- * Writes are throttled: notes and heartbeats reach the store at most
- * every store_write_ms, but a change of phase or of an agent's status (an
- * agent done, failed, timed out) is written at once -- at the end of the
- * loop's turn, in one transaction with every other task's, so a busy
- * server commits once for many tasks -- and the end is written before
- * anyone hears of it.  A final write that fails is kept here and retried,
- * so a finished task is never lost while this process lives.
+ * A task's start, its questions, each agent's end (done, failed, timed
+ * out) and the task's end are written at once, before the supervisor does
+ * anything else, so a kill -9 never loses one and no id is announced
+ * before its row exists.  Everything else (notes, heartbeats, the later
+ * phases) is throttled to one write every store_write_ms, and the writes
+ * that fall due in one turn of the loop share one transaction.  A final
+ * write that fails is kept here and retried, so a finished task is never
+ * lost while this process lives.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,8 +167,8 @@ durable_row_copy(struct store_task *to, const struct store_task *from)
 }
 
 /*
- * The phase, and each agent's status and whether it has its question yet:
- * a change here (the questions ready, an agent done) is written at once.
+ * Each agent's status and whether it has its question yet: a change here
+ * (the questions ready, an agent's end) is written at once.
  */
 static void
 durable_sig(const struct task_record *r, char *sig)
@@ -180,13 +181,12 @@ durable_sig(const struct task_record *r, char *sig)
 		return;
 	}
 	task_snapshot(r->task, &v);
-	sig[0] = v.phase[0];
 	for (i = 0; i < v.num_agents; i++) {
-		sig[2 * i + 1] = v.agents[i].status[0] == 't' ? 'T' :
+		sig[2 * i] = v.agents[i].status[0] == 't' ? 'T' :
 		    v.agents[i].status[0];
-		sig[2 * i + 2] = v.agents[i].question != NULL ? 'q' : '-';
+		sig[2 * i + 1] = v.agents[i].question != NULL ? 'q' : '-';
 	}
-	sig[2 * i + 1] = '\0';
+	sig[2 * i] = '\0';
 }
 
 static void
@@ -222,6 +222,20 @@ durable_flush_cb(evutil_socket_t fd, short events, void *arg)
 	}
 	if (txn)
 		store_commit();
+}
+
+/* Written now, ahead of anything a throttled write had due. */
+static void
+durable_write_now(struct durable_entry *e)
+{
+	evtimer_del(e->timer);
+	if (e->dirty) {
+		TAILQ_REMOVE(&dur_dirty, e, dirty_entry);
+		e->dirty = false;
+	}
+	durable_write(e);
+	e->last_ms = now_ms();
+	durable_sig(e->r, e->sig);
 }
 
 /* Written at the end of this turn of the loop. */
@@ -356,7 +370,9 @@ durable_watch(struct task_record *r)
 	}
 	durable_sig(r, sig);
 	wait = e->last_ms + dur_write_ms - now_ms();
-	if (strcmp(sig, e->sig) != 0 || wait <= 0 || e->last_ms == 0) {
+	if (e->last_ms == 0 || strcmp(sig, e->sig) != 0)
+		durable_write_now(e);
+	else if (wait <= 0) {
 		evtimer_del(e->timer);
 		durable_mark(e);
 	} else if (!evtimer_pending(e->timer, NULL)) {

@@ -521,7 +521,7 @@ run_loop_ms(int ms)
 	event_base_dispatch(ev_base);
 }
 
-/* A task started: its row is written at the end of the loop's turn. */
+/* A task started: its row is written at once. */
 static struct task_record *
 dadd(int n)
 {
@@ -530,8 +530,8 @@ dadd(int n)
 
 	r->ttl_ms = 60000;
 	registry_add(r, NULL, hexid(n), now_ms());
-	cr_assert_eq(store_get(hexid(n), "o", &t), 1, "written in the turn");
-	run_loop_ms(1);
+	cr_assert_eq(store_get(hexid(n), "o", &t), 0, "not written at once");
+	store_task_clear(&t);
 	return r;
 }
 
@@ -547,16 +547,23 @@ stored_update(int n)
 	return u;
 }
 
-Test(durable, a_start_is_stored_that_turn_and_notes_are_throttled_not_lost)
+Test(durable, a_start_is_stored_at_once_and_notes_are_throttled_not_lost)
 {
-	struct task_record	*r = dadd(1);
+	struct task_record	*r = dadd(1), *q = dadd(2);
 	int64_t			 first = stored_update(1);
 
 	usleep(20000);
-	registry_touch(r);	/* a note: put off */
-	cr_assert_eq(stored_update(1), first, "written at once");
-	run_loop_ms(400);
+	registry_touch(r);	/* notes: put off */
+	registry_touch(q);
+	cr_assert_eq(stored_update(1), first, "a note was written at once");
+	run_loop_ms(400);	/* both due in one turn: one transaction */
 	cr_assert_gt(stored_update(1), first, "the note was never written");
+	cr_assert_eq(stored_update(1), r->updated_ms);
+	cr_assert_eq(stored_update(2), q->updated_ms);
+	usleep(250000);
+	registry_touch(r);	/* past the gap: due this turn */
+	cr_assert_lt(stored_update(1), r->updated_ms);
+	run_loop_ms(5);
 	cr_assert_eq(stored_update(1), r->updated_ms);
 }
 
@@ -589,22 +596,21 @@ Test(durable, a_final_write_that_fails_is_kept_served_and_retried)
 	store_task_clear(&t);
 }
 
-Test(durable, tasks_of_one_turn_share_a_flush_even_when_one_ends_first)
+Test(durable, writes_due_in_one_turn_share_a_flush_even_when_one_ends_first)
 {
 	struct task_record	*r[3];
 	struct store_task	 t;
 
-	for (int i = 0; i < 3; i++) {
-		r[i] = registry_new("o", "heavy_orchestrate");
-		r[i]->ttl_ms = 60000;
-		registry_add(r[i], NULL, hexid(10 + i), now_ms());
-	}
+	for (int i = 0; i < 3; i++)
+		r[i] = dadd(10 + i);
+	usleep(250000);
+	for (int i = 0; i < 3; i++)
+		registry_touch(r[i]);	/* due this turn */
 	/* The first ends before the flush: its end is written at once. */
 	registry_finish(r[0], tool_error_result("over"), now_ms());
 	cr_assert_eq(store_get(hexid(10), "o", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
 	store_task_clear(&t);
-	cr_assert_eq(store_get(hexid(11), "o", &t), 1);
 	run_loop_ms(5);
 	for (int i = 1; i < 3; i++) {
 		cr_assert_eq(store_get(hexid(10 + i), "o", &t), 0);
@@ -613,10 +619,10 @@ Test(durable, tasks_of_one_turn_share_a_flush_even_when_one_ends_first)
 	}
 	registry_finish(r[1], tool_error_result("over"), now_ms());
 	registry_finish(r[2], tool_error_result("over"), now_ms());
-	/* Started and ended in one turn, alone: the flush finds nothing. */
-	r[0] = registry_new("o", "heavy_orchestrate");
-	r[0]->ttl_ms = 60000;
-	registry_add(r[0], NULL, hexid(13), now_ms());
+	/* Due and ended in one turn, alone: the flush finds nothing. */
+	r[0] = dadd(13);
+	usleep(250000);
+	registry_touch(r[0]);
 	registry_finish(r[0], tool_error_result("over"), now_ms());
 	run_loop_ms(5);
 	cr_assert_eq(store_get(hexid(13), "o", &t), 0);
