@@ -106,8 +106,8 @@ struct heavy_config {
 	char	*synthesis_model;
 	char	**agent_models;		/* assigned to agents round-robin */
 	int	 nagent_models;
-	int	 task_ttl_s;		/* finished tasks kept this long */
-	int	 max_retained_tasks;	/* finished tasks kept at most */
+	int	 task_ttl_s;		/* a task is kept its timeout + this */
+	int	 max_retained_tasks;	/* rows of finished tasks in the store */
 	int	 max_session_tasks;	/* one session's concurrent tasks */
 	int	 max_queued_workers;	/* workers waiting for a slot */
 
@@ -130,6 +130,15 @@ struct heavy_config {
 	int	 worker_nofile;		/* RLIMIT_NOFILE of a worker */
 	size_t	 worker_fsize;		/* RLIMIT_FSIZE of a worker */
 	int	 worker_pids;		/* pids.max of a worker's cgroup */
+
+	/* The task store and MCP Tasks. */
+	int	 max_task_ttl_s;	/* cap on a requested ttl */
+	int	 poll_interval_ms;	/* pollInterval suggested to clients */
+	int	 tasks_page_size;	/* tasks/list */
+	int	 store_write_ms;	/* least gap between a task's writes */
+	int	 store_sweep_s;		/* expired rows swept this often */
+	int	 store_busy_ms;		/* wait for another heavyd's write */
+	int	 cache_ttl_s;		/* result cache; 0: off */
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"

@@ -72,7 +72,7 @@ config_defaults(struct heavy_config *c)
 	c->spares = 4;
 	c->ask_cost = 2;
 	c->task_ttl_s = 3600;
-	c->max_retained_tasks = 1000;
+	c->max_retained_tasks = 10000;
 	c->max_session_tasks = 512;
 	c->max_queued_workers = 8192;
 	c->max_read_bytes = 1 << 20;
@@ -85,6 +85,13 @@ config_defaults(struct heavy_config *c)
 	c->worker_nofile = 256;
 	c->worker_fsize = 64 << 20;
 	c->worker_pids = 32;
+	c->max_task_ttl_s = 604800;
+	c->poll_interval_ms = 1000;
+	c->tasks_page_size = 50;
+	c->store_write_ms = 500;
+	c->store_sweep_s = 60;
+	c->store_busy_ms = 5000;
+	c->cache_ttl_s = 0;
 }
 
 void
@@ -144,6 +151,13 @@ static const struct knob {
 	INT_KNOB("HEAVY_WORKER_NOFILE", worker_nofile, 32, 65536),
 	SIZE_KNOB("HEAVY_WORKER_FSIZE", worker_fsize, 4096, 1LL << 40),
 	INT_KNOB("HEAVY_WORKER_PIDS", worker_pids, 2, 4096),
+	INT_KNOB("HEAVY_MAX_TASK_TTL", max_task_ttl_s, 1, 31536000),
+	INT_KNOB("HEAVY_POLL_INTERVAL_MS", poll_interval_ms, 10, 3600000),
+	INT_KNOB("HEAVY_TASKS_PAGE_SIZE", tasks_page_size, 1, 1000),
+	INT_KNOB("HEAVY_STORE_WRITE_MS", store_write_ms, 0, 60000),
+	INT_KNOB("HEAVY_STORE_SWEEP", store_sweep_s, 1, 86400),
+	INT_KNOB("HEAVY_STORE_BUSY_MS", store_busy_ms, 1, 600000),
+	INT_KNOB("HEAVY_CACHE_TTL", cache_ttl_s, 0, 2592000),
 };
 
 /* Sets one knob from text; -1 with a message naming it when bad. */

@@ -1,6 +1,7 @@
 /*
  * completion/complete: the arguments of our prompts, and the {id} of the
- * heavy://tasks/ templates (the caller's own task ids, by prefix).
+ * heavy://tasks/ templates (the caller's own task ids, by prefix: running
+ * here, then in the store, so tasks of earlier or other heavyds too).
  */
 #include <string.h>
 
@@ -40,7 +41,7 @@ complete_resource(struct mcp_session *s, const char *uri, const char *arg,
 	    (strcmp(uri, "heavy://tasks/{id}") != 0 &&
 	    strcmp(uri, "heavy://tasks/{id}/result") != 0))
 		return NULL;
-	return registry_ids(s->owner, typed, now_ms());
+	return durable_ids(s->owner, typed);
 }
 
 void

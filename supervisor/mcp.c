@@ -1,10 +1,12 @@
 /*
  * The MCP session over stdio: newline-delimited JSON-RPC on stdin and
- * stdout.  stdout carries MCP messages and nothing else.  Each tools/call
- * of heavy_orchestrate becomes a task, registered like those of
- * grok_heavy_orchestrate; notifications/cancelled or cancel_task kills it.
+ * stdout.  stdout carries MCP messages and nothing else.  Every
+ * orchestration becomes a task, registered and stored whichever way it
+ * was asked for: a blocking tools/call of heavy_orchestrate (answered at
+ * its end; notifications/cancelled or cancel_task kills it), a
+ * task-augmented one (MCP Tasks, mcptasks.c) or grok_heavy_orchestrate.
  * What a session owns is in its struct mcp_session: who calls, its own
- * defaults, its calls in flight.
+ * defaults, its calls in flight, the usage of its tasks.
  */
 #include <sys/stat.h>
 
@@ -22,14 +24,24 @@
 #include "supervisor.h"
 
 #define MCP_LATEST	"2025-11-25"
+#define MCP_RELATED_TASK	"io.modelcontextprotocol/related-task"
+#define MCP_MIN_TTL_MS		1000	/* a task must live to be polled */
 
-/* One heavy_orchestrate call in flight. */
+/*
+ * One orchestration of the session: a blocking call (id set: answered at
+ * its end), a task-augmented call or a background task.  An instant one
+ * already has its result (from the cache, or an error) and ends on the
+ * next turn of the loop, once its creation has been answered.
+ */
 struct mcp_call {
 	struct mcp_session	*s;
-	char			*key;
+	char			*key;		/* blocking: its id, as a key */
 	struct json_object	*id;
 	struct json_object	*progress_token;
 	struct task_record	*rec;
+	bool			 cached;	/* answered from the cache */
+	struct event		*instant;
+	struct json_object	*instant_result;
 };
 
 static struct mcp_session	*mcp_stdio;	/* the one stdio session */
@@ -115,6 +127,8 @@ mcp_initialize(struct mcp_session *s, struct rpc_msg *m)
 	json_object_object_add(caps, "prompts", json_tokener_parse(
 	    "{\"listChanged\":false}"));
 	json_object_object_add(caps, "completions", json_object_new_object());
+	json_object_object_add(caps, "tasks", json_tokener_parse("{\"list\":{},"
+	    "\"cancel\":{},\"requests\":{\"tools\":{\"call\":{}}}}"));
 	info = json_object_new_object();
 	json_object_object_add(info, "name", json_object_new_string(HEAVY_NAME));
 	json_object_object_add(info, "version",
@@ -199,6 +213,9 @@ mcp_set_level(struct mcp_session *s, struct rpc_msg *m)
 static void
 mcp_call_free(struct mcp_call *c)
 {
+	if (c->instant != NULL)
+		event_free(c->instant);
+	json_object_put(c->instant_result);
 	json_object_put(c->id);
 	json_object_put(c->progress_token);
 	free(c->key);
@@ -209,7 +226,7 @@ static void
 mcp_call_progress(void *arg, double progress, double total, const char *msg)
 {
 	struct mcp_call		*c = arg;
-	struct json_object	*params;
+	struct json_object	*params, *meta, *rel;
 
 	registry_touch(c->rec);
 	if (c->progress_token == NULL)
@@ -221,32 +238,105 @@ mcp_call_progress(void *arg, double progress, double total, const char *msg)
 	    json_object_new_double(progress));
 	json_object_object_add(params, "total", json_object_new_double(total));
 	json_object_object_add(params, "message", json_object_new_string(msg));
+	if (c->rec->mcp_task) {
+		rel = json_object_new_object();
+		json_object_object_add(rel, "taskId",
+		    json_object_new_string(c->rec->id));
+		meta = json_object_new_object();
+		json_object_object_add(meta, MCP_RELATED_TASK, rel);
+		json_object_object_add(params, "_meta", meta);
+	}
 	mcp_send(c->s, rpc_notification("notifications/progress", params));
 }
 
-/* The task ended: answer, record, and forget the call (the task frees
- * itself). */
+/* A usage object of a result, back into numbers. */
+static void
+mcp_usage_parse(struct json_object *o, struct usage *u)
+{
+	memset(u, 0, sizeof *u);
+	u->prompt_tokens = (uint64_t)json_object_get_int64(
+	    json_object_object_get(o, "prompt_tokens"));
+	u->completion_tokens = (uint64_t)json_object_get_int64(
+	    json_object_object_get(o, "completion_tokens"));
+	u->total_tokens = (uint64_t)json_object_get_int64(
+	    json_object_object_get(o, "total_tokens"));
+	u->llm_calls = (uint32_t)json_object_get_int64(
+	    json_object_object_get(o, "llm_calls"));
+	u->retries = (uint32_t)json_object_get_int64(
+	    json_object_object_get(o, "retries"));
+	u->cost_micro_usd = (uint64_t)(json_object_get_double(
+	    json_object_object_get(o, "cost_usd")) * 1e6 + 0.5);
+}
+
+/*
+ * Every result also reports session_usage: the usage of this session's
+ * tasks that have ended so far, this one included (an answer from the
+ * cache costs nothing, so it adds nothing), and whether it was cached.
+ */
+static void
+mcp_session_usage(struct mcp_session *s, struct json_object *result,
+    bool count)
+{
+	struct json_object	*sc, *u, *su;
+	struct usage		 add;
+
+	if (!json_object_object_get_ex(result, "structuredContent", &sc))
+		return;
+	if (count && json_object_object_get_ex(sc, "usage", &u)) {
+		mcp_usage_parse(u, &add);
+		usage_add(&s->usage, &add);
+		s->usage_tasks++;
+	}
+	if (!json_object_object_get_ex(sc, "cached", NULL)) {
+		json_object_object_add(sc, "cached",
+		    json_object_new_boolean(0));
+		json_object_object_add(sc, "cached_from", NULL);
+	}
+	su = task_usage_json(&s->usage);
+	json_object_object_add(su, "tasks",
+	    json_object_new_int(s->usage_tasks));
+	json_object_object_add(sc, "session_usage", su);
+}
+
+/* The task ended: answer a blocking call, record the end (every watcher
+ * hears of it), and forget the call (the task frees itself). */
 static void
 mcp_call_done(void *arg, struct json_object *result)
 {
 	struct mcp_call	*c = arg;
 
-	mcp_send(c->s, rpc_result(c->id, json_object_get(result)));
+	mcp_session_usage(c->s, result, !c->cached);
+	if (c->id != NULL) {
+		mcp_send(c->s, rpc_result(c->id, json_object_get(result)));
+		lh_table_delete(c->s->calls, c->key);
+	}
 	registry_finish(c->rec, result, now_ms());
-	lh_table_delete(c->s->calls, c->key);
 	mcp_call_free(c);
 }
 
-/* cancel_task killed the call's task: the blocking call learns it. */
+/* The task was stopped (cancel_task, tasks/cancel, shutdown): a blocking
+ * call answers with the result that says why. */
 static void
-mcp_call_cancelled(void *arg)
+mcp_call_stopped(void *arg, struct json_object *result)
 {
 	struct mcp_call	*c = arg;
 
-	mcp_send(c->s, rpc_result(c->id, tool_error_result("cancelled: "
-	    "cancel_task killed this orchestration's workers")));
-	lh_table_delete(c->s->calls, c->key);
+	if (c->id != NULL) {
+		mcp_send(c->s, rpc_result(c->id, json_object_get(result)));
+		lh_table_delete(c->s->calls, c->key);
+	}
 	mcp_call_free(c);
+}
+
+static void
+mcp_call_instant_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct mcp_call		*c = arg;
+	struct json_object	*result = c->instant_result;
+
+	(void)fd; (void)events;
+	c->instant_result = NULL;
+	mcp_call_done(c, result);
 }
 
 static struct json_object *
@@ -263,50 +353,181 @@ mcp_progress_token(struct json_object *params)
 	return json_object_get(tok);
 }
 
+/* The effective arguments of a task, as the store keeps them. */
+static struct json_object *
+mcp_params_json(const struct heavy_config *cfg, const struct task_params *p)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "query", json_object_new_string(p->query));
+	json_object_object_add(o, "num_agents",
+	    json_object_new_int(p->num_agents));
+	json_object_object_add(o, "timeout", json_object_new_double(p->timeout_s));
+	json_object_object_add(o, "model", p->model ?
+	    json_object_new_string(p->model) : NULL);
+	json_object_object_add(o, "aggregation_strategy",
+	    json_object_new_string(p->strategy ? p->strategy :
+	    cfg->aggregation_strategy));
+	json_object_object_add(o, "max_total_tokens", p->max_total_tokens ?
+	    json_object_new_int64((int64_t)p->max_total_tokens) : NULL);
+	json_object_object_add(o, "max_cost_usd", p->max_cost_usd > 0 ?
+	    json_object_new_double(p->max_cost_usd) : NULL);
+	return o;
+}
+
+/*
+ * How long a task is kept, from its creation.  Asked for (milliseconds):
+ * within [1 s, max_task_ttl].  Else its timeout plus task_ttl, so a
+ * finished task is kept at least task_ttl after it ends.
+ */
+int64_t
+mcp_ttl_ms(const struct heavy_config *cfg, double timeout_s,
+    int64_t requested)
+{
+	int64_t	max = (int64_t)cfg->max_task_ttl_s * 1000;
+
+	if (requested < 0)
+		return (int64_t)(timeout_s * 1000) + (int64_t)cfg->task_ttl_s *
+		    1000;
+	return requested < MCP_MIN_TTL_MS ? MCP_MIN_TTL_MS :
+	    requested > max ? max : requested;
+}
+
+static struct mcp_call *
+mcp_call_new(struct mcp_session *s, const struct mcp_run *run,
+    struct json_object *params, int64_t ttl_ms)
+{
+	struct mcp_call	*c = xcalloc(1, sizeof *c);
+
+	c->s = s;
+	if (run->id != NULL) {
+		c->id = json_object_get(run->id);
+		c->key = rpc_id_key(run->id);
+	}
+	c->progress_token = json_object_get(run->progress_token);
+	c->rec = registry_new(s->owner, run->tool);
+	c->rec->mcp_task = run->mcp_task;
+	c->rec->params = params;
+	c->rec->ttl_ms = ttl_ms;
+	c->rec->cancelled = mcp_call_stopped;
+	c->rec->arg = c;
+	return c;
+}
+
+/* Registered under id; a blocking call is also in flight. */
+static void
+mcp_call_add(struct mcp_call *c, struct task *t, const char *id)
+{
+	registry_add(c->rec, t, id, now_ms());
+	if (c->id != NULL)
+		lh_table_insert(c->s->calls, c->key, c);
+}
+
+/* A task that already has its result; it ends on the next turn. */
+static struct task_record *
+mcp_call_instant(struct mcp_session *s, const struct mcp_run *run,
+    struct json_object *params, int64_t ttl_ms, struct json_object *result,
+    bool cached)
+{
+	struct mcp_call	*c = mcp_call_new(s, run, params, ttl_ms);
+	struct timeval	 now = { 0, 0 };
+	char		 id[33];
+
+	c->cached = cached;
+	c->instant_result = result;
+	c->instant = evtimer_new(ev_base, mcp_call_instant_cb, c);
+	task_new_id(id);
+	mcp_call_add(c, NULL, id);
+	evtimer_add(c->instant, &now);
+	return c->rec;
+}
+
+/* A task-augmented call that failed before it ran: a task all the same,
+ * failed with the result the blocking call would have given. */
+struct task_record *
+mcp_run_result(struct mcp_session *s, const struct mcp_run *run,
+    struct json_object *params, struct json_object *result)
+{
+	return mcp_call_instant(s, run, params, run->ttl_ms ? run->ttl_ms :
+	    mcp_ttl_ms(s->cfg, s->cfg->task_timeout_s, -1), result, false);
+}
+
+/*
+ * Runs an orchestration for the session; takes the params.  From the
+ * cache when it can, else admitted and started.  Returns the record, or
+ * NULL and *error, the isError result (busy; a query too long) -- except
+ * for a task-augmented call, which becomes a failed task instead.
+ */
+struct task_record *
+mcp_run(struct mcp_session *s, const struct mcp_run *run,
+    struct task_params *p, struct json_object **error)
+{
+	struct json_object	*params = mcp_params_json(s->cfg, p), *hit;
+	int64_t			 ttl = run->ttl_ms ? run->ttl_ms :
+	    mcp_ttl_ms(s->cfg, p->timeout_s, -1);
+	char			*key = cache_key(s->cfg, p), msg[256];
+	struct mcp_call		*c;
+	struct task		*t;
+
+	*error = NULL;
+	if ((hit = cache_lookup(s->cfg, s->owner, key)) != NULL) {
+		free(key);
+		task_params_clear(p);
+		return mcp_call_instant(s, run, params, ttl, hit, true);
+	}
+	if (registry_admit(s->cfg, s->owner, workers_queued(), msg,
+	    sizeof msg) == -1)
+		*error = tool_error_result(msg);
+	else {
+		c = mcp_call_new(s, run, params, ttl);
+		c->rec->cache_key = key;
+		if ((t = task_start(s->cfg, p, mcp_call_progress, mcp_call_done,
+		    c)) != NULL) {
+			mcp_call_add(c, t, task_id(t));
+			return c->rec;
+		}
+		c->rec->params = NULL;	/* still ours, below */
+		registry_discard(c->rec);
+		mcp_call_free(c);
+		key = NULL;
+		*error = tool_error_result("invalid argument 'query': too long "
+		    "for max_frame_bytes");
+	}
+	free(key);
+	task_params_clear(p);
+	if (!run->mcp_task) {
+		json_object_put(params);
+		return NULL;
+	}
+	hit = *error;	/* the task's result now */
+	*error = NULL;
+	return mcp_call_instant(s, run, params, ttl, hit, false);
+}
+
 static void
 mcp_orchestrate(struct mcp_session *s, struct rpc_msg *m,
     struct json_object *args)
 {
+	struct mcp_run		 run = { .tool = "heavy_orchestrate" };
 	struct task_params	 p;
-	struct mcp_call		*c;
-	struct task		*t;
-	char			 err[256];
+	struct json_object	*err;
+	char			 msg[256];
 
-	if (tool_orchestrate_args(s->cfg, args, &p, err, sizeof err) == -1) {
-		mcp_send(s, rpc_result(m->id, tool_error_result(err)));
+	if (tool_orchestrate_args(s->cfg, args, &p, msg, sizeof msg) == -1) {
+		mcp_send(s, rpc_result(m->id, tool_error_result(msg)));
 		return;
 	}
-	if (registry_admit(s->cfg, s->owner, workers_queued(), err,
-	    sizeof err) == -1) {
-		task_params_clear(&p);
-		mcp_send(s, rpc_result(m->id, tool_error_result(err)));
-		return;
-	}
-	c = xcalloc(1, sizeof *c);
-	c->s = s;
-	c->key = rpc_id_key(m->id);
-	c->id = json_object_get(m->id);
-	c->progress_token = mcp_progress_token(m->params);
-	c->rec = registry_new(s->owner, "heavy_orchestrate");
-	t = task_start(s->cfg, &p, mcp_call_progress, mcp_call_done, c);
-	if (t == NULL) {
-		task_params_clear(&p);
-		mcp_send(s, rpc_result(m->id, tool_error_result("invalid argument "
-		    "'query': too long for max_frame_bytes")));
-		registry_discard(c->rec);
-		mcp_call_free(c);
-		return;
-	}
-	registry_add(c->rec, t, task_id(t), now_ms());
-	c->rec->cancelled = mcp_call_cancelled;
-	c->rec->arg = c;
-	lh_table_insert(s->calls, c->key, c);
+	run.id = m->id;
+	run.progress_token = mcp_progress_token(m->params);
+	if (mcp_run(s, &run, &p, &err) == NULL)
+		mcp_send(s, rpc_result(m->id, err));
+	json_object_put(run.progress_token);
 }
 
 static void
 mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 {
-	struct json_object	*name, *args = NULL, *res;
+	struct json_object	*name, *args = NULL, *res, *task = NULL;
 	char			*key, msg[160];
 	bool			 dup;
 
@@ -317,6 +538,11 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 		return;
 	}
 	json_object_object_get_ex(m->params, "arguments", &args);
+	if (json_object_object_get_ex(m->params, "task", &task) &&
+	    task != NULL) {
+		mcptasks_call(s, m, json_object_get_string(name), args, task);
+		return;
+	}
 	if (strcmp(json_object_get_string(name), "heavy_orchestrate") != 0) {
 		if ((res = mkh_call(s, json_object_get_string(name),
 		    args)) != NULL) {
@@ -339,12 +565,15 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 	mcp_orchestrate(s, m, args);
 }
 
-/* A call the server will not answer: its task is cancelled, no hook. */
+/* A call the server will not answer: its task is stopped, no hook. */
 static void
-mcp_call_abandon(struct mcp_call *c, const char *why)
+mcp_call_abandon(struct mcp_call *c, const char *why, bool shutdown)
 {
 	c->rec->cancelled = NULL;
-	registry_cancel(c->rec, why, now_ms());
+	if (shutdown)
+		registry_interrupt(c->rec, why, now_ms());
+	else
+		registry_cancel(c->rec, why, now_ms());
 	mcp_call_free(c);
 }
 
@@ -363,13 +592,16 @@ mcp_cancelled(struct mcp_session *s, struct rpc_msg *m)
 		return;
 	key = rpc_id_key(id);
 	e = lh_table_lookup_entry(s->calls, key);
-	free(key);
-	if (e == NULL)
+	if (e == NULL) {
+		mcptasks_request_cancelled(s, key);	/* a tasks/result */
+		free(key);
 		return;		/* finished already, or never ours */
+	}
+	free(key);
 	c = (struct mcp_call *)lh_entry_v(e);
 	lh_table_delete_entry(s->calls, e);
 	log_info("request %s cancelled by the client", c->key);
-	mcp_call_abandon(c, "cancelled by the client");
+	mcp_call_abandon(c, "cancelled by the client", false);
 }
 
 static const struct {
@@ -390,6 +622,10 @@ static const struct {
 	{ "prompts/list", prompts_rpc_list, false },
 	{ "prompts/get", prompts_rpc_get, false },
 	{ "completion/complete", complete_rpc, false },
+	{ "tasks/get", mcptasks_rpc_get, false },
+	{ "tasks/result", mcptasks_rpc_result, false },
+	{ "tasks/list", mcptasks_rpc_list, false },
+	{ "tasks/cancel", mcptasks_rpc_cancel, false },
 };
 
 static void
@@ -536,12 +772,14 @@ mcp_event_cb(struct bufferevent *bev, short events, void *arg)
 	server_shutdown();
 }
 
-/* A record changed: the session's subscriptions hear of it. */
+/* A record changed: the session's subscriptions and tasks hear of it. */
 static void
 mcp_watch(struct task_record *r)
 {
-	if (mcp_stdio != NULL && mcp_stdio->initialized)
-		resources_changed(mcp_stdio, r);
+	if (mcp_stdio == NULL || !mcp_stdio->initialized)
+		return;
+	resources_changed(mcp_stdio, r);
+	mcptasks_changed(mcp_stdio, r);
 }
 
 /* Over stdio the caller is the local user. */
@@ -561,7 +799,8 @@ mcp_start(const struct heavy_config *cfg)
 	s->cfg = config_dup(cfg);
 	s->calls = lh_kchar_table_new(64, NULL);
 	s->log_level = -1;
-	registry_init(cfg->task_ttl_s, cfg->max_retained_tasks, ev_base);
+	registry_init();
+	durable_init(cfg);	/* first: the store has an end before anyone */
 	registry_watch(mcp_watch);
 	if (fd_set_nonblock(STDIN_FILENO, 1) == -1 ||
 	    fd_set_nonblock(STDOUT_FILENO, 1) == -1)
@@ -593,8 +832,9 @@ mcp_flush(struct mcp_session *s)
 }
 
 /*
- * Cancels every call in flight and every task in the background (killing
- * their workers), frees the registry, and flushes stdout.
+ * Stops every call in flight and every task in the background (killing
+ * their workers; the store records them interrupted), frees the registry,
+ * closes the store, and flushes stdout.
  */
 void
 mcp_stop(void)
@@ -608,12 +848,15 @@ mcp_stop(void)
 	lh_foreach_safe(s->calls, e, tmp) {
 		c = (struct mcp_call *)lh_entry_v(e);
 		lh_table_delete_entry(s->calls, e);
-		mcp_call_abandon(c, "the server is shutting down");
+		mcp_call_abandon(c, "interrupted by shutdown: the heavyd process "
+		    "that ran this task stopped before it ended", true);
 	}
 	lh_table_free(s->calls);
 	if (s->subs != NULL)
 		lh_table_free(s->subs);
 	registry_free();
+	mcptasks_stop();
+	durable_stop();
 	log_set_hook(NULL);
 	if (s->out != NULL) {
 		mcp_flush(s);

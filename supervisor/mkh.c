@@ -6,7 +6,9 @@
  * and arguments as the original, without its defects: ids are 128 random
  * bits, a task of another owner answers like an unknown id, finished tasks
  * expire, configure_orchestrator changes only its own session's defaults,
- * and every task runs on its own copy of the configuration.
+ * and every task runs on its own copy of the configuration.  They read the
+ * same task store as MCP Tasks: a task started before a restart, or by
+ * another heavyd of the same owner, is found all the same.
  */
 #include <ctype.h>
 #include <math.h>
@@ -236,21 +238,6 @@ mkh_strategy_arg(struct json_object *args, const char *name, const char **out)
 	return NULL;
 }
 
-/* Progress: nobody waits on this call, but watchers of the record do. */
-static void
-mkh_task_progress(void *arg, double progress, double total, const char *msg)
-{
-	(void)progress; (void)total; (void)msg;
-	registry_touch(arg);
-}
-
-/* The task's done callback: the record keeps the result. */
-static void
-mkh_task_done(void *arg, struct json_object *result)
-{
-	registry_finish(arg, result, now_ms());
-}
-
 /* heavy_orchestrate's own checks, on the arguments it shares. */
 static struct json_object *
 mkh_orchestrate_params(struct mcp_session *s, struct json_object *args,
@@ -289,57 +276,52 @@ mkh_orchestrate_params(struct mcp_session *s, struct json_object *args,
 static struct json_object *
 mkh_orchestrate(struct mcp_session *s, struct json_object *args)
 {
+	struct mcp_run		 run = { .tool = "grok_heavy_orchestrate" };
 	struct task_params	 p;
 	struct task_record	*rec;
-	struct task		*t;
 	struct json_object	*err, *sc;
 	char			 msg[256];
 	int			 n;
 
 	if ((err = mkh_orchestrate_params(s, args, &p)) != NULL)
 		return err;
-	if (registry_admit(s->cfg, s->owner, workers_queued(), msg,
-	    sizeof msg) == -1) {
-		task_params_clear(&p);
-		return tool_error_result(msg);
-	}
 	n = p.num_agents;
-	rec = registry_new(s->owner, "grok_heavy_orchestrate");
-	if ((t = task_start(s->cfg, &p, mkh_task_progress, mkh_task_done,
-	    rec)) == NULL) {
-		task_params_clear(&p);
-		registry_discard(rec);
-		return tool_error_result("invalid argument 'query': too long "
-		    "for max_frame_bytes");
-	}
-	registry_add(rec, t, task_id(t), now_ms());
+	if ((rec = mcp_run(s, &run, &p, &err)) == NULL)
+		return err;
 	sc = json_object_new_object();
 	json_object_object_add(sc, "task_id", json_object_new_string(rec->id));
 	json_object_object_add(sc, "status", json_object_new_string(
 	    registry_status_name(registry_status(rec))));
-	snprintf(msg, sizeof msg, "Started orchestration with %d agents; "
-	    "follow it with get_task_progress", n);
+	if (rec->task == NULL)
+		snprintf(msg, sizeof msg, "Answered from the cache "
+		    "(HEAVY_CACHE_TTL); get_task_progress has the result");
+	else
+		snprintf(msg, sizeof msg, "Started orchestration with %d "
+		    "agents; follow it with get_task_progress", n);
 	json_object_object_add(sc, "message", json_object_new_string(msg));
 	return mkh_result(sc);
 }
 
-/* The record of a task_id argument, or NULL and the error result. */
-static struct task_record *
+/*
+ * The task of a task_id argument, live or stored: 0 and *t (clear it),
+ * *live when it runs here; -1 and the error result.
+ */
+static int
 mkh_lookup(struct mcp_session *s, struct json_object *args,
-    struct json_object **err)
+    struct store_task *t, struct task_record **live, struct json_object **err)
 {
 	static const char *const known[] = { "task_id" };
 	struct json_object	*v;
-	struct task_record	*r;
 	char			 id[33];
 	const char		*str;
 	size_t			 len;
+	int			 rc;
 
 	if ((*err = mkh_check_keys(args, known, 1, "task_id")) != NULL)
-		return NULL;
+		return -1;
 	if (args == NULL || !json_object_object_get_ex(args, "task_id", &v)) {
 		*err = tool_error_result("invalid argument 'task_id': required");
-		return NULL;
+		return -1;
 	}
 	str = json_object_get_string(v);
 	len = json_object_is_type(v, json_type_string) ? strlen(str) : 0;
@@ -349,52 +331,76 @@ mkh_lookup(struct mcp_session *s, struct json_object *args,
 	if (len != 32) {
 		*err = tool_error_result("invalid argument 'task_id': expected "
 		    "the 32 hex digits grok_heavy_orchestrate returned");
-		return NULL;
+		return -1;
 	}
 	for (size_t i = 0; i <= 32; i++)
 		id[i] = (char)tolower((unsigned char)str[i]);
-	if ((r = registry_find(id, s->owner, now_ms())) == NULL)
+	if ((rc = durable_get(id, s->owner, t, live)) == 0)
+		return 0;
+	if (rc == 2)
+		*err = mkh_error("unknown task_id %s: the task expired (it was "
+		    "kept for its ttl from its creation)", id);
+	else if (rc == 1)
 		*err = mkh_error("unknown task_id %s: no such task, or it "
-		    "finished more than %d s ago and expired", id,
-		    s->cfg->task_ttl_s);
-	return r;
+		    "expired and was deleted", id);
+	else
+		*err = mkh_error("task_id %s: the task store could not be "
+		    "read; see heavyd's log", id);
+	return -1;
 }
 
 static struct json_object *
 mkh_progress(struct mcp_session *s, struct json_object *args)
 {
-	struct task_record	*r;
-	struct json_object	*err;
+	struct store_task	 t;
+	struct task_record	*live;
+	struct json_object	*err, *sc;
 
-	if ((r = mkh_lookup(s, args, &err)) == NULL)
+	if (mkh_lookup(s, args, &t, &live, &err) == -1)
 		return err;
-	return mkh_result(registry_status_json(r, now_ms()));
+	sc = durable_status_json(&t);
+	store_task_clear(&t);
+	return mkh_result(sc);
 }
 
 static struct json_object *
 mkh_cancel(struct mcp_session *s, struct json_object *args)
 {
-	struct task_record	*r;
+	struct store_task	 t;
+	struct task_record	*live;
 	struct json_object	*err, *sc;
-	bool			 was_running;
-	char			 msg[128];
+	enum task_status	 st;
+	char			 msg[160];
 
-	if ((r = mkh_lookup(s, args, &err)) == NULL)
+	if (mkh_lookup(s, args, &t, &live, &err) == -1)
 		return err;
+	if (live == NULL && !durable_terminal(&t)) {
+		err = mkh_error("task %s runs in another heavyd process (pid "
+		    "%d) on this state directory; only that process can cancel "
+		    "it: call cancel_task through the client connected to it",
+		    t.id, (int)t.pid);
+		store_task_clear(&t);
+		return err;
+	}
 	sc = json_object_new_object();
-	json_object_object_add(sc, "task_id", json_object_new_string(r->id));
-	if ((was_running = !r->finished)) {
-		log_info("task %s cancelled by cancel_task", r->id);
-		registry_cancel(r, "cancelled by cancel_task", now_ms());
+	json_object_object_add(sc, "task_id", json_object_new_string(t.id));
+	if (live != NULL) {
+		log_info("task %s cancelled by cancel_task", t.id);
+		registry_cancel(live, "cancelled by cancel_task: its workers "
+		    "were killed", now_ms());
+		st = TASK_CANCELLED;
 		snprintf(msg, sizeof msg, "cancelled; its workers were killed");
-	} else
+	} else {
+		st = durable_mkh_status(&t);
 		snprintf(msg, sizeof msg, "the task had already finished (%s); "
-		    "nothing to cancel", registry_status_name(r->status));
+		    "nothing to cancel", registry_status_name(st));
+	}
 	json_object_object_add(sc, "status", json_object_new_string(
-	    registry_status_name(r->status)));
+	    registry_status_name(st)));
 	json_object_object_add(sc, "cancelled",
-	    json_object_new_boolean(was_running));
+	    json_object_new_boolean(live != NULL));
 	json_object_object_add(sc, "message", json_object_new_string(msg));
+	store_task_clear(&t);
 	return mkh_result(sc);
 }
 
@@ -405,7 +411,7 @@ mkh_list(struct mcp_session *s, struct json_object *args)
 
 	if ((err = mkh_check_keys(args, NULL, 0, "no arguments")) != NULL)
 		return err;
-	list = registry_list(s->owner, now_ms());
+	list = durable_active(s->owner);
 	sc = json_object_new_object();
 	json_object_object_add(sc, "total_active", json_object_new_int(
 	    (int)json_object_array_length(list)));
@@ -525,6 +531,15 @@ static const struct {
 	{ "configure_orchestrator", mkh_configure },
 	{ "cancel_task", mkh_cancel },
 };
+
+bool
+mkh_has(const char *name)
+{
+	for (size_t i = 0; i < sizeof mkh_calls / sizeof mkh_calls[0]; i++)
+		if (strcmp(name, mkh_calls[i].name) == 0)
+			return true;
+	return false;
+}
 
 /* The tool's CallToolResult; NULL when name is not one of these tools. */
 struct json_object *

@@ -132,17 +132,19 @@ res_agent_row(struct buf *out, struct json_object *a)
 }
 
 static char *
-res_result_markdown(const struct task_record *r)
+res_result_markdown(const struct store_task *t)
 {
-	struct json_object	*sc = NULL, *agents, *u;
+	struct json_object	*res, *sc = NULL, *agents, *u;
 	struct buf		 out;
+	const char		*err = durable_error(t);
 
 	buf_init(&out, 0);
-	json_object_object_get_ex(r->result, "structuredContent", &sc);
-	buf_printf(&out, "# Task %s: %s\n\n", r->id,
-	    registry_status_name(registry_status(r)));
-	if (r->error != NULL)
-		buf_printf(&out, "**Error:** %s\n\n", r->error);
+	res = durable_json(t->result);
+	json_object_object_get_ex(res, "structuredContent", &sc);
+	buf_printf(&out, "# Task %s: %s\n\n", t->id,
+	    registry_status_name(durable_mkh_status(t)));
+	if (err != NULL)
+		buf_printf(&out, "**Error:** %s\n\n", err);
 	if (sc != NULL)
 		buf_printf(&out, "%s\n\n", json_object_get_string(
 		    json_object_object_get(sc, "answer")));
@@ -160,6 +162,7 @@ res_result_markdown(const struct task_record *r)
 		    (long long)json_object_get_int64(json_object_object_get(u,
 		    "llm_calls")), json_object_get_double(
 		    json_object_object_get(u, "cost_usd")));
+	json_object_put(res);
 	return buf_release(&out);
 }
 
@@ -190,13 +193,15 @@ res_contents(const char *uri, const char *mime, char *text)
 	return res;
 }
 
-/* A task's resource; NULL (not found) for an unknown, expired or foreign
- * task, and for the result of one that has not finished. */
+/* A task's resource, live or stored; NULL (not found) for an unknown,
+ * expired or foreign task, and for the result of one still running. */
 static struct json_object *
 res_read_task(struct mcp_session *s, const char *uri, char *msg,
     size_t msglen)
 {
-	struct task_record	*r;
+	struct json_object	*res = NULL;
+	struct task_record	*live;
+	struct store_task	 t;
 	char			 id[33];
 	bool			 result;
 
@@ -205,20 +210,21 @@ res_read_task(struct mcp_session *s, const char *uri, char *msg,
 		    RES_TASKS "{id} or " RES_TASKS "{id}/result");
 		return NULL;
 	}
-	if ((r = registry_find(id, s->owner, now_ms())) == NULL) {
+	if (durable_get(id, s->owner, &t, &live) != 0) {
 		snprintf(msg, msglen, "Resource not found: no task %s (or it "
 		    "expired)", id);
 		return NULL;
 	}
 	if (!result)
-		return res_contents(uri, "application/json", res_json_text(
-		    registry_status_json(r, now_ms())));
-	if (!r->finished) {
+		res = res_contents(uri, "application/json", res_json_text(
+		    durable_status_json(&t)));
+	else if (!durable_terminal(&t))
 		snprintf(msg, msglen, "Resource not found: task %s has not "
 		    "finished; subscribe to " RES_TASKS "%s to hear when", id, id);
-		return NULL;
-	}
-	return res_contents(uri, "text/markdown", res_result_markdown(r));
+	else
+		res = res_contents(uri, "text/markdown", res_result_markdown(&t));
+	store_task_clear(&t);
+	return res;
 }
 
 /* resources/read: the contents, or NULL with a -32002 message. */
@@ -290,17 +296,20 @@ static bool
 res_subscribable(struct mcp_session *s, const char *uri, char *msg,
     size_t msglen)
 {
-	char	id[33];
-	bool	result;
+	struct task_record	*live;
+	struct store_task	 t;
+	char			 id[33];
+	bool			 result;
 
 	if (strcmp(uri, "heavy://config") == 0 ||
 	    strcmp(uri, "heavy://tools") == 0)
 		return true;
 	if (res_task_uri(uri, id, &result) == -1 ||
-	    registry_find(id, s->owner, now_ms()) == NULL) {
+	    durable_get(id, s->owner, &t, &live) != 0) {
 		snprintf(msg, msglen, "Resource not found: %.200s", uri);
 		return false;
 	}
+	store_task_clear(&t);
 	return true;
 }
 

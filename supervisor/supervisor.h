@@ -162,6 +162,7 @@ struct task_agent_view {
 	const char	*status;	/* pending running ok failed timed_out killed */
 	const char	*step;		/* its last worker note ("search_web") */
 	const char	*error;
+	const char	*answer;	/* once it has one */
 	int64_t		 elapsed_ms;	/* once it has finished */
 };
 struct task_view {
@@ -169,12 +170,15 @@ struct task_view {
 	const char		*query;
 	int			 num_agents;
 	int64_t			 elapsed_ms;
+	struct usage		 usage;	/* so far */
 	struct task_agent_view	 agents[HEAVY_MAX_AGENTS];
 };
 void	 task_snapshot(const struct task *, struct task_view *);
 uint32_t task_tool_features(const struct heavy_config *);
+void	 task_new_id(char id[33]);	/* 128 random bits, in hex */
+struct json_object *task_usage_json(const struct usage *);
 
-/* registry.c: every orchestration by its id, for its owner's eyes only. */
+/* registry.c: this process's running orchestrations, for their owners. */
 enum task_status {
 	TASK_INITIALIZED,	/* accepted; the planner writes the questions */
 	TASK_RUNNING,		/* the agents, then the synthesis, at work */
@@ -183,53 +187,52 @@ enum task_status {
 	TASK_CANCELLED,
 };
 struct registry_owner;
-typedef void (*record_cancel_fn)(void *arg);
+/* The record ended without its task's result: result says why. */
+typedef void (*record_cancel_fn)(void *arg, struct json_object *result);
 struct task_record {
 	char			 id[33];
 	char			*owner;
 	const char		*tool;		/* the tool that started it */
 	struct task		*task;		/* while it runs, else NULL */
 	bool			 finished;
+	bool			 mcp_task;	/* a task-augmented tools/call */
 	enum task_status	 status;	/* once finished */
 	int64_t			 created_ms, finished_ms;	/* monotonic */
 	int64_t			 start_time_ms;	/* wall clock */
+	int64_t			 updated_ms;	/* wall clock: its last change */
+	int64_t			 ttl_ms;	/* kept this long from its start */
+	struct json_object	*params;	/* its effective arguments */
+	char			*cache_key;	/* NULL: never served from cache */
 	struct json_object	*result;	/* the CallToolResult */
 	struct json_object	*progress;	/* the last progress, once over */
 	char			*error;
-	record_cancel_fn	 cancelled;	/* tells the starter of a cancel */
+	record_cancel_fn	 cancelled;	/* tells the starter of a stop */
 	void			*arg;
 	struct registry_owner	*own;
 	TAILQ_ENTRY(task_record) active_entry;	/* its owner's running ones */
-	TAILQ_ENTRY(task_record) finished_entry; /* all finished, in order */
 };
 typedef void (*registry_watch_fn)(struct task_record *);
 void	 registry_watch(registry_watch_fn);
 void	 registry_touch(struct task_record *);
-void	 registry_init(int ttl_s, int max_retained, struct event_base *);
+void	 registry_init(void);
 void	 registry_free(void);
 struct task_record *registry_new(const char *owner, const char *tool);
 void	 registry_discard(struct task_record *);
 void	 registry_add(struct task_record *, struct task *, const char *id,
 	    int64_t now);
-struct task_record *registry_find(const char *id, const char *owner,
-	    int64_t now);
+struct task_record *registry_find(const char *id, const char *owner);
 void	 registry_finish(struct task_record *, struct json_object *result,
 	    int64_t now);
 void	 registry_cancel(struct task_record *, const char *why, int64_t now);
-void	 registry_expire(int64_t now);
+void	 registry_interrupt(struct task_record *, const char *why,
+	    int64_t now);
 int	 registry_admit(const struct heavy_config *, const char *owner,
 	    int queued_workers, char *err, size_t errlen);
 int	 registry_nactive(void);
-int	 registry_nfinished(void);
 enum task_status registry_status(const struct task_record *);
 const char *registry_status_name(enum task_status);
-double	 registry_execution_time(const struct task_record *, int64_t now);
 struct json_object *registry_progress(const struct task_record *, int64_t now);
-struct json_object *registry_list(const char *owner, int64_t now);
-struct json_object *registry_status_json(const struct task_record *,
-	    int64_t now);
-struct json_object *registry_ids(const char *owner, const char *prefix,
-	    int64_t now);
+struct json_object *registry_ids(const char *owner, const char *prefix);
 
 /* resources.c: heavy:// resources and their subscriptions. */
 struct mcp_session;
@@ -290,10 +293,11 @@ void	 prompts_rpc_get(struct mcp_session *, struct rpc_msg *);
 struct store_task {
 	char		 id[33];
 	char		*owner;
+	char		*tool;		/* the tool that started it */
 	char		*status;	/* working, completed, failed, cancelled */
 	char		*status_message;
-	char		*params;	/* JSON */
-	char		*agents;	/* JSON */
+	char		*params;	/* JSON: the call's effective arguments */
+	char		*agents;	/* JSON: the progress, agents' answers too */
 	char		*result;	/* JSON CallToolResult, once terminal */
 	char		*usage;		/* JSON */
 	char		*cache_key;
@@ -303,20 +307,53 @@ struct store_task {
 	bool		 orphaned;	/* ... is gone, mid-task */
 };
 int64_t	 wall_ms(void);
-int	 store_open(const char *state_dir, char *err, size_t errlen);
+int	 store_open(const char *state_dir, int busy_ms, char *err,
+	    size_t errlen);
 void	 store_close(void);
 int	 store_insert(const struct store_task *);
+int	 store_put(const struct store_task *);
+int	 store_begin(void);
+int	 store_commit(void);
 int	 store_update(const char *id, const char *status, const char *message,
 	    const char *agents, const char *result, const char *usage);
 int	 store_get(const char *id, const char *owner, struct store_task *);
 int	 store_get_any(const char *id, struct store_task *);
 int	 store_list(const char *owner, const char *cursor, int limit,
 	    struct store_task **, int *n, char **next_cursor);
+int	 store_active(const char *owner, struct store_task **, int *n);
+int	 store_ids(const char *owner, const char *prefix, int limit,
+	    struct json_object *ids, int *total);
 int	 store_settle_interrupted(void);
 int	 store_sweep(int max_rows);
 int	 store_cache_find(const char *owner, const char *key,
 	    int64_t max_age_ms, struct store_task *);
 void	 store_task_clear(struct store_task *);
+
+/* durable.c: every task written through to the store; lookups fall back
+ * to it. */
+void	 durable_init(const struct heavy_config *);
+void	 durable_stop(void);
+void	 durable_row(const struct task_record *, struct store_task *);
+int	 durable_get(const char *id, const char *owner, struct store_task *,
+	    struct task_record **live);
+void	 durable_freshen(struct store_task *, int n, const char *owner);
+bool	 durable_terminal(const struct store_task *);
+enum task_status durable_mkh_status(const struct store_task *);
+double	 durable_execution_time(const struct store_task *);
+const char *durable_error(const struct store_task *);
+struct json_object *durable_json(const char *text);
+struct json_object *durable_status_json(const struct store_task *);
+struct json_object *durable_task_json(const struct store_task *, int poll_ms);
+struct json_object *durable_active(const char *owner);
+struct json_object *durable_ids(const char *owner, const char *prefix);
+
+/* cache.c: the opt-in result cache (HEAVY_CACHE_TTL). */
+char	*cache_canonical(const struct heavy_config *,
+	    const struct task_params *);
+char	*cache_key(const struct heavy_config *, const struct task_params *);
+struct json_object *cache_lookup(const struct heavy_config *,
+	    const char *owner, const char *key);
+bool	 cache_storable(struct json_object *result);
 
 /*
  * mcp.c: one MCP session.  owner is who calls: the local user over stdio
@@ -332,7 +369,24 @@ struct mcp_session {
 	bool			 initialized, discarding;
 	int			 log_level;	/* -1: no log messages */
 	struct lh_table		*subs;		/* subscribed uri -> last update */
+	struct usage		 usage;		/* its tasks' usage, summed */
+	int			 usage_tasks;	/* ... over this many tasks */
 };
+/* How mcp_run runs an orchestration for a session. */
+struct mcp_run {
+	const char		*tool;		/* the tool that starts it */
+	struct json_object	*id;		/* blocking: answered at its end */
+	struct json_object	*progress_token;	/* may be NULL */
+	bool			 mcp_task;	/* task-augmented tools/call */
+	int64_t			 ttl_ms;	/* 0: the default */
+};
+struct task_record *mcp_run(struct mcp_session *, const struct mcp_run *,
+	    struct task_params *, struct json_object **error);
+struct task_record *mcp_run_result(struct mcp_session *,
+	    const struct mcp_run *, struct json_object *params,
+	    struct json_object *result);
+int64_t	 mcp_ttl_ms(const struct heavy_config *, double timeout_s,
+	    int64_t requested);
 void	 mcp_reply(struct mcp_session *, struct json_object *id,
 	    struct json_object *result);
 void	 mcp_error(struct mcp_session *, struct json_object *id, int code,
@@ -343,8 +397,20 @@ int	 mcp_start(const struct heavy_config *);
 void	 mcp_stop(void);
 int	 mcp_negotiate_version(const char *requested, const char **chosen);
 
-/* mkh.c: make-it-heavy's task-id tools, over the registry. */
+/* mcptasks.c: MCP Tasks: task-augmented tools/call, the tasks methods. */
+void	 mcptasks_call(struct mcp_session *, struct rpc_msg *,
+	    const char *name, struct json_object *args, struct json_object *task);
+void	 mcptasks_rpc_get(struct mcp_session *, struct rpc_msg *);
+void	 mcptasks_rpc_result(struct mcp_session *, struct rpc_msg *);
+void	 mcptasks_rpc_list(struct mcp_session *, struct rpc_msg *);
+void	 mcptasks_rpc_cancel(struct mcp_session *, struct rpc_msg *);
+void	 mcptasks_changed(struct mcp_session *, struct task_record *);
+bool	 mcptasks_request_cancelled(struct mcp_session *, const char *key);
+void	 mcptasks_stop(void);
+
+/* mkh.c: make-it-heavy's task-id tools, over the registry and the store. */
 void	 mkh_tools(struct json_object *tools);
+bool	 mkh_has(const char *name);
 struct json_object *mkh_call(struct mcp_session *, const char *name,
 	    struct json_object *args);
 

@@ -810,7 +810,7 @@ json_string_or_null(const char *s)
 	return s == NULL ? NULL : json_object_new_string(s);
 }
 
-static struct json_object *
+struct json_object *
 task_usage_json(const struct usage *u)
 {
 	struct json_object	*o = json_object_new_object();
@@ -1026,7 +1026,7 @@ task_finish(struct task *t)
 }
 
 /* 128 random bits, in hex: unguessable, so an id is no way into a task. */
-static void
+void
 task_new_id(char id[33])
 {
 	uint8_t	raw[16];
@@ -1141,6 +1141,7 @@ task_snapshot(const struct task *t, struct task_view *v)
 	v->query = t->p.query;
 	v->num_agents = t->p.num_agents;
 	v->elapsed_ms = now_ms() - t->start_ms;
+	v->usage = t->usage;
 	for (int i = 0; i < t->p.num_agents; i++) {
 		a = &t->agents[i];
 		v->agents[i].index = i + 1;
@@ -1148,6 +1149,7 @@ task_snapshot(const struct task *t, struct task_view *v)
 		v->agents[i].status = agent_status_names[a->status];
 		v->agents[i].step = a->note;
 		v->agents[i].error = a->error;
+		v->agents[i].answer = a->answer;
 		v->agents[i].elapsed_ms = a->elapsed_ms;
 	}
 }

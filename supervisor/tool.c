@@ -85,7 +85,20 @@ static const char *tool_output_schema =
 "\"error\":{\"type\":\"string\"}},"
 "\"required\":[\"reviewer\",\"status\",\"error\"]}},"
 "\"workspace\":{\"type\":\"string\",\"description\":\"the task's "
-"directory, where its agents' read_file and write_file work\"}},"
+"directory, where its agents' read_file and write_file work\"},"
+"\"session_usage\":{\"type\":\"object\",\"description\":\"usage summed over "
+"this session's tasks that have ended, this one included\",\"properties\":{"
+"\"prompt_tokens\":{\"type\":\"integer\"},"
+"\"completion_tokens\":{\"type\":\"integer\"},"
+"\"total_tokens\":{\"type\":\"integer\"},"
+"\"llm_calls\":{\"type\":\"integer\"},"
+"\"retries\":{\"type\":\"integer\"},"
+"\"cost_usd\":{\"type\":\"number\"},"
+"\"tasks\":{\"type\":\"integer\"}}},"
+"\"cached\":{\"type\":\"boolean\",\"description\":\"answered from the "
+"result cache (HEAVY_CACHE_TTL)\"},"
+"\"cached_from\":{\"type\":[\"string\",\"null\"],\"description\":\"the task "
+"whose answer this is, when cached\"}},"
 "\"required\":[\"answer\",\"synthesized\",\"planner_fallback\",\"agents\","
 "\"usage\",\"elapsed_ms\",\"strategy\"]}";
 
@@ -108,6 +121,9 @@ tool_list(void)
 	    json_tokener_parse(tool_input_schema));
 	json_object_object_add(t, "outputSchema",
 	    json_tokener_parse(tool_output_schema));
+	/* MCP Tasks: it may run as a task; the other tools may not. */
+	json_object_object_add(t, "execution", json_tokener_parse(
+	    "{\"taskSupport\":\"optional\"}"));
 	tools = json_object_new_array();
 	json_object_array_add(tools, t);
 	mkh_tools(tools);

@@ -227,9 +227,12 @@ export function apiKey() {
  * Starts build/heavyd through the SDK's stdio transport and connects a
  * client.  opts.worker: 'prod' (build/heavyd-worker), 'test' (the one with
  * test tools) or null (leave HEAVY_WORKER unset).  opts.env overrides.
+ * opts.command: [program, ...args] to run instead of heavyd (a wrapper
+ * such as setpriv that execs it).
  */
 export async function startServer(opts = {}) {
 	const { mock, worker = 'prod', env = {}, listTools = true, extraAsan = '' } = opts;
+	const [command, ...args] = opts.command ?? [HEAVYD];
 	const key = opts.key ?? apiKey();
 	const fullEnv = {
 		OPENROUTER_API_KEY: key,
@@ -247,7 +250,7 @@ export async function startServer(opts = {}) {
 			delete fullEnv[k];
 
 	const transport = new StdioClientTransport({
-		command: HEAVYD, args: [], env: fullEnv, stderr: 'pipe', cwd: REPO,
+		command, args, env: fullEnv, stderr: 'pipe', cwd: REPO,
 	});
 	let stderr = '';
 	transport.stderr.setEncoding('utf8');
@@ -398,7 +401,9 @@ export async function startServer(opts = {}) {
 /*
  * For every request sent with a progress token: no progress notification
  * after its response; if it was cancelled, no response at all and no
- * progress later than 300 ms after the cancellation was sent.
+ * progress later than 300 ms after the cancellation was sent.  A
+ * task-augmented request (its response a CreateTaskResult) keeps its token
+ * until its task's terminal notifications/tasks/status, as MCP Tasks say.
  */
 export function checkWire(wire) {
 	const show = (w) => JSON.stringify(w.m).slice(0, 300);
@@ -419,7 +424,16 @@ export function checkWire(wire) {
 			const late = later.filter((w2) => progressAt(w2) && w2.at - c.at > 300);
 			assert.deepEqual(late.map(show), [], `progress long after cancelling request ${w.m.id}`);
 		} else if (r >= 0) {
-			const after = later.slice(r + 1).filter(progressAt);
+			let rest = later.slice(r + 1);
+			const taskId = later[r].m.result?.task?.taskId;
+			if (taskId !== undefined) {
+				const end = rest.findIndex((w2) => w2.dir === 'in' &&
+				    w2.m.method === 'notifications/tasks/status' &&
+				    w2.m.params?.taskId === taskId &&
+				    ['completed', 'failed', 'cancelled'].includes(w2.m.params.status));
+				rest = end < 0 ? [] : rest.slice(end + 1);
+			}
+			const after = rest.filter(progressAt);
 			assert.deepEqual(after.map(show), [], `progress after the response to request ${w.m.id}`);
 		}
 	});

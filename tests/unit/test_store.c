@@ -1,6 +1,9 @@
 /* The task store: owners, pagination, expiry, interruption, corruption. */
 #include <criterion/criterion.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+
+#include <signal.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -8,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "../../supervisor/supervisor.h"
 
@@ -20,7 +25,7 @@ setup(void)
 
 	snprintf(dir, sizeof dir, "/tmp/heavyd-store-XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
-	cr_assert_eq(store_open(dir, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0, "%s", err);
 }
 
 static void
@@ -94,8 +99,8 @@ Test(store, list_pages_newest_first_and_only_the_owners)
 	int			 n, seen = 0, expect = 5;
 
 	for (int i = 0; i < 5; i++)
-		put(hexid(i), "me", "completed", 1000 + i, 1LL << 40);
-	put(hexid(99), "other", "completed", 2000, 1LL << 40);
+		put(hexid(i), "me", "completed", 1000 + i, 1LL << 50);
+	put(hexid(99), "other", "completed", 2000, 1LL << 50);
 	for (;;) {
 		cr_assert_eq(store_list("me", cursor, 2, &rows, &n, &next), 0);
 		for (int i = 0; i < n; i++) {
@@ -125,7 +130,7 @@ child_with_task(const char *id, int *hold)
 	if ((pid = fork()) == 0) {
 		store_close();
 		close(fds[1]);
-		if (store_open(dir, err, sizeof err) != 0)
+		if (store_open(dir, 5000, err, sizeof err) != 0)
 			_exit(1);
 		put(id, "me", "working", wall_ms(), 60000);
 		store_close();
@@ -244,7 +249,7 @@ Test(store, a_corrupt_file_is_moved_aside_and_replaced)
 	cr_assert_neq(fd, -1);
 	cr_assert_eq(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
 	close(fd);
-	cr_assert_eq(store_open(dir, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0, "%s", err);
 	cr_assert_eq(store_get(hexid(1), "o", &t), 1);
 	put(hexid(2), "o", "completed", wall_ms(), 60000);
 	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
@@ -254,4 +259,373 @@ Test(store, a_corrupt_file_is_moved_aside_and_replaced)
 		aside += strncmp(e->d_name, "tasks.db.corrupt-", 17) == 0;
 	closedir(d);
 	cr_assert_eq(aside, 1);
+}
+
+/* A row as this process writes it with store_put. */
+static void
+row(struct store_task *t, const char *id, const char *status, int64_t ttl)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->id, sizeof t->id, "%s", id);
+	t->owner = (char *)"o";
+	t->tool = (char *)"heavy_orchestrate";
+	t->status = (char *)status;
+	t->params = (char *)"{\"query\":\"q\"}";
+	t->created_ms = t->updated_ms = wall_ms();
+	t->ttl_ms = ttl;
+}
+
+Test(store, put_inserts_then_updates_and_never_touches_a_terminal_row)
+{
+	struct store_task	t, got;
+
+	row(&t, hexid(1), "working", 60000);
+	t.agents = (char *)"{\"phase\":\"planning\"}";
+	cr_assert_eq(store_put(&t), 0, "inserted");
+	t.agents = (char *)"{\"phase\":\"agents\"}";
+	cr_assert_eq(store_put(&t), 0, "updated");
+	cr_assert_eq(store_get(hexid(1), "o", &got), 0);
+	cr_assert_str_eq(got.agents, "{\"phase\":\"agents\"}");
+	cr_assert_str_eq(got.tool, "heavy_orchestrate");
+	store_task_clear(&got);
+	t.status = (char *)"cancelled";
+	t.result = (char *)"{\"isError\":true}";
+	cr_assert_eq(store_put(&t), 0);
+	t.status = (char *)"completed";	/* a late finish */
+	t.result = (char *)"{}";
+	cr_assert_eq(store_put(&t), 1);
+	cr_assert_eq(store_get(hexid(1), "o", &got), 0);
+	cr_assert_str_eq(got.status, "cancelled");
+	cr_assert_str_eq(got.result, "{\"isError\":true}");
+	store_task_clear(&got);
+}
+
+Test(store, put_never_changes_another_processs_row)
+{
+	struct store_task	t, got;
+	int			hold, status;
+	pid_t			pid = child_with_task(hexid(3), &hold);
+
+	wait_row(hexid(3));
+	row(&t, hexid(3), "completed", 60000);
+	t.owner = (char *)"me";
+	cr_assert_eq(store_put(&t), 1, "wrote over a live process's task");
+	cr_assert_eq(store_get(hexid(3), "me", &got), 0);
+	cr_assert_str_eq(got.status, "working");
+	store_task_clear(&got);
+	close(hold);
+	waitpid(pid, &status, 0);
+}
+
+Test(store, an_expired_row_is_gone_before_the_sweep)
+{
+	struct store_task	 t, *rows;
+	char			*next;
+	int			 n;
+
+	row(&t, hexid(1), "completed", 1);	/* 1 ms */
+	t.created_ms -= 10;
+	cr_assert_eq(store_put(&t), 0);
+	row(&t, hexid(2), "working", 1);	/* running: never expires */
+	t.created_ms -= 10;
+	cr_assert_eq(store_put(&t), 0);
+	cr_assert_eq(store_get(hexid(1), "o", &t), 2);
+	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	store_task_clear(&t);
+	cr_assert_eq(store_list("o", NULL, 10, &rows, &n, &next), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(rows[0].id, hexid(2));
+	store_task_clear(&rows[0]);
+	free(rows);
+	cr_assert_eq(store_sweep(100), 1);
+	cr_assert_eq(store_get(hexid(1), "o", &t), 1);
+}
+
+Test(store, active_lists_running_tasks_of_live_processes_only)
+{
+	struct store_task	*rows;
+	int			 n, hold, status;
+	pid_t			 pid = child_with_task(hexid(5), &hold);
+
+	wait_row(hexid(5));
+	put(hexid(6), "me", "working", wall_ms(), 60000);
+	put(hexid(7), "me", "completed", wall_ms(), 60000);
+	put(hexid(8), "other", "working", wall_ms(), 60000);
+	cr_assert_eq(store_active("me", &rows, &n), 0);
+	cr_assert_eq(n, 2);
+	for (int i = 0; i < n; i++)
+		store_task_clear(&rows[i]);
+	free(rows);
+	close(hold);
+	waitpid(pid, &status, 0);
+	cr_assert_eq(store_active("me", &rows, &n), 0);
+	cr_assert_eq(n, 1, "the dead child's task is no longer active");
+	cr_assert_str_eq(rows[0].id, hexid(6));
+	store_task_clear(&rows[0]);
+	free(rows);
+}
+
+Test(store, a_zombie_counts_as_gone)
+{
+	struct store_task	t;
+	int			hold, status;
+	pid_t			pid = child_with_task(hexid(9), &hold);
+
+	wait_row(hexid(9));
+	close(hold);
+	/* Dead but not reaped: its /proc entry is still there. */
+	for (int i = 0; i < 500; i++) {
+		if (waitid(P_PID, pid, NULL, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    kill(pid, 0) == 0) {
+			char	path[64], buf[256];
+			FILE	*f;
+
+			snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+			if ((f = fopen(path, "r")) != NULL) {
+				size_t	n = fread(buf, 1, sizeof buf - 1, f);
+
+				fclose(f);
+				buf[n] = '\0';
+				if (strstr(buf, ") Z ") != NULL)
+					break;
+			}
+		}
+		usleep(10000);
+	}
+	cr_assert_eq(store_get(hexid(9), "me", &t), 0);
+	cr_assert_str_eq(t.status, "failed");
+	store_task_clear(&t);
+	waitpid(pid, &status, 0);
+}
+
+Test(store, ids_by_prefix_running_first)
+{
+	struct json_object	*ids = json_object_new_array();
+	int			 total;
+
+	put("abc00000000000000000000000000001", "o", "completed", wall_ms(),
+	    60000);
+	put("abc00000000000000000000000000002", "o", "working", wall_ms() - 5,
+	    60000);
+	put("abd00000000000000000000000000003", "o", "completed", wall_ms(),
+	    60000);
+	put("abc00000000000000000000000000004", "x", "completed", wall_ms(),
+	    60000);
+	cr_assert_eq(store_ids("o", "ABC", 10, ids, &total), 0);
+	cr_assert_eq(total, 2);
+	cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(ids,
+	    0)), "abc00000000000000000000000000002");
+	json_object_put(ids);
+	ids = json_object_new_array();
+	cr_assert_eq(store_ids("o", "", 1, ids, &total), 0);
+	cr_assert_eq(total, 3);
+	cr_assert_eq(json_object_array_length(ids), 1);
+	json_object_put(ids);
+}
+
+Test(store, an_interrupted_task_shows_where_it_stopped)
+{
+	struct store_task	t;
+	int			hold, status;
+	pid_t			pid = child_with_task(hexid(4), &hold);
+
+	wait_row(hexid(4));
+	close(hold);
+	waitpid(pid, &status, 0);
+	cr_assert_eq(store_update(hexid(4), NULL, NULL, "{\"phase\":\"agents\","
+	    "\"agents\":[{\"index\":1,\"status\":\"ok\"},{\"index\":2,"
+	    "\"status\":\"running\"}]}", NULL, NULL), 0);
+	cr_assert_eq(store_get(hexid(4), "me", &t), 0);
+	cr_assert_str_eq(t.status, "failed");
+	cr_assert(strstr(t.agents, "\"phase\":\"interrupted\"") != NULL, "%s",
+	    t.agents);
+	cr_assert(strstr(t.agents, "{\"index\":1,\"status\":\"ok\"}") != NULL,
+	    "%s", t.agents);
+	cr_assert(strstr(t.agents, "{\"index\":2,\"status\":\"interrupted\"}") !=
+	    NULL, "%s", t.agents);
+	store_task_clear(&t);
+}
+
+Test(store, a_newer_schema_is_left_alone)
+{
+	char	path[128], cmd[256], err[256];
+
+	store_close();
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0);
+	store_close();
+	/* Written by a future heavyd: user_version 99. */
+	snprintf(cmd, sizeof cmd, "printf '\\143' | dd of=%s bs=1 seek=63 "
+	    "conv=notrunc status=none", path);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), -1);
+	cr_assert(strstr(err, "schema version 99") != NULL, "%s", err);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), -1, "moved aside");
+	snprintf(cmd, sizeof cmd, "printf '\\000' | dd of=%s bs=1 seek=63 "
+	    "conv=notrunc status=none", path);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0, "%s", err);
+}
+
+Test(store, the_file_is_the_users_alone)
+{
+	char		path[128];
+	struct stat	st;
+
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+}
+
+/* ---- durable.c: the registry written through to the store ---- */
+
+static struct heavy_config	dcfg;
+
+static void
+dsetup(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/heavyd-durable-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	config_defaults(&dcfg);
+	config_set_str(&dcfg.state_dir, dir);
+	dcfg.store_write_ms = 200;
+	dcfg.store_busy_ms = 20;
+	dcfg.store_sweep_s = 1;
+	ev_base = event_base_new();
+	registry_init();
+	durable_init(&dcfg);
+}
+
+static void
+dteardown(void)
+{
+	char	cmd[128];
+
+	registry_free();
+	durable_stop();
+	event_base_free(ev_base);
+	ev_base = NULL;
+	config_clear(&dcfg);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(durable, .init = dsetup, .fini = dteardown);
+
+static void
+run_loop_ms(int ms)
+{
+	struct timeval	tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	event_base_loopexit(ev_base, &tv);
+	event_base_dispatch(ev_base);
+}
+
+/* A task started: its row is written at once. */
+static struct task_record *
+dadd(int n)
+{
+	struct task_record	*r = registry_new("o", "heavy_orchestrate");
+	struct store_task	 t;
+
+	r->ttl_ms = 60000;
+	registry_add(r, NULL, hexid(n), now_ms());
+	cr_assert_eq(store_get(hexid(n), "o", &t), 0, "not written at once");
+	store_task_clear(&t);
+	return r;
+}
+
+static int64_t
+stored_update(int n)
+{
+	struct store_task	t;
+	int64_t			u;
+
+	cr_assert_eq(store_get(hexid(n), "o", &t), 0);
+	u = t.updated_ms;
+	store_task_clear(&t);
+	return u;
+}
+
+Test(durable, a_start_is_stored_at_once_and_notes_are_throttled_not_lost)
+{
+	struct task_record	*r = dadd(1), *q = dadd(2);
+	int64_t			 first = stored_update(1);
+
+	usleep(20000);
+	registry_touch(r);	/* notes: put off */
+	registry_touch(q);
+	cr_assert_eq(stored_update(1), first, "a note was written at once");
+	run_loop_ms(400);	/* both due in one turn: one transaction */
+	cr_assert_gt(stored_update(1), first, "the note was never written");
+	cr_assert_eq(stored_update(1), r->updated_ms);
+	cr_assert_eq(stored_update(2), q->updated_ms);
+	usleep(250000);
+	registry_touch(r);	/* past the gap: due this turn */
+	cr_assert_lt(stored_update(1), r->updated_ms);
+	run_loop_ms(5);
+	cr_assert_eq(stored_update(1), r->updated_ms);
+}
+
+Test(durable, a_final_write_that_fails_is_kept_served_and_retried)
+{
+	struct store_task	 t;
+	struct task_record	*r = dadd(2), *live;
+	struct json_object	*res = tool_error_result("x");
+	sqlite3			*other;
+	char			 path[128];
+
+	json_object_object_add(res, "isError", json_object_new_boolean(0));
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	cr_assert_eq(sqlite3_open(path, &other), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+	    SQLITE_OK);	/* another heavyd holds the write lock */
+	registry_finish(r, res, now_ms());
+	cr_assert_eq(durable_get(hexid(2), "o", &t, &live), 0);
+	cr_assert_null(live);
+	cr_assert_str_eq(t.status, "completed", "the end was lost");
+	store_task_clear(&t);
+	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	cr_assert_str_eq(t.status, "working", "the write went through");
+	store_task_clear(&t);
+	cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	run_loop_ms(1300);	/* a sweep retries */
+	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	cr_assert_str_eq(t.status, "completed");
+	store_task_clear(&t);
+}
+
+Test(durable, writes_due_in_one_turn_share_a_flush_even_when_one_ends_first)
+{
+	struct task_record	*r[3];
+	struct store_task	 t;
+
+	for (int i = 0; i < 3; i++)
+		r[i] = dadd(10 + i);
+	usleep(250000);
+	for (int i = 0; i < 3; i++)
+		registry_touch(r[i]);	/* due this turn */
+	/* The first ends before the flush: its end is written at once. */
+	registry_finish(r[0], tool_error_result("over"), now_ms());
+	cr_assert_eq(store_get(hexid(10), "o", &t), 0);
+	cr_assert_str_eq(t.status, "failed");
+	store_task_clear(&t);
+	run_loop_ms(5);
+	for (int i = 1; i < 3; i++) {
+		cr_assert_eq(store_get(hexid(10 + i), "o", &t), 0);
+		cr_assert_str_eq(t.status, "working");
+		store_task_clear(&t);
+	}
+	registry_finish(r[1], tool_error_result("over"), now_ms());
+	registry_finish(r[2], tool_error_result("over"), now_ms());
+	/* Due and ended in one turn, alone: the flush finds nothing. */
+	r[0] = dadd(13);
+	usleep(250000);
+	registry_touch(r[0]);
+	registry_finish(r[0], tool_error_result("over"), now_ms());
+	run_loop_ms(5);
+	cr_assert_eq(store_get(hexid(13), "o", &t), 0);
+	cr_assert_str_eq(t.status, "failed");
+	store_task_clear(&t);
 }

@@ -1,0 +1,177 @@
+/*
+ * The opt-in result cache (HEAVY_CACHE_TTL seconds; 0, the default, is
+ * off).  The same query under the same effective configuration, within
+ * the TTL, is answered from the task store without running anything, and
+ * the answer says so (cached, cached_from).  The key is the SHA-256, from
+ * OpenSSL's libcrypto, of one canonical JSON text of everything that
+ * shapes an answer: the call's arguments, the models of every role, the
+ * prompts, the limits the workers get, the search settings, the endpoint
+ * and heavyd's version.  Lookups are by owner: nobody is served another
+ * caller's answer.  Only clean answers are served again: every agent
+ * answered, the synthesis did not fail, no budget stopped the task.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "supervisor.h"
+
+static void
+add_str(struct json_object *o, const char *k, const char *v)
+{
+	json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
+static void
+add_int(struct json_object *o, const char *k, int64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+/* The models of every role, as the task would pick them. */
+static void
+cache_models(struct json_object *o, const struct heavy_config *c,
+    const struct task_params *p)
+{
+	struct json_object	*agents = json_object_new_array();
+
+	add_str(o, "model", p->model);
+	add_str(o, "main_model", c->model);
+	add_str(o, "planner_model", c->planner_model);
+	add_str(o, "synthesis_model", c->synthesis_model);
+	for (int i = 0; i < c->nagent_models; i++)
+		json_object_array_add(agents,
+		    json_object_new_string(c->agent_models[i]));
+	json_object_object_add(o, "agent_models", agents);
+}
+
+/* What the workers are told, and how they search. */
+static void
+cache_limits(struct json_object *o, const struct heavy_config *c)
+{
+	add_int(o, "max_iterations", c->max_iterations);
+	add_int(o, "planner_timeout", c->planner_timeout_s);
+	add_int(o, "synthesis_reserve", c->synthesis_reserve_s);
+	add_int(o, "max_response_bytes", (int64_t)c->max_response_bytes);
+	add_int(o, "max_transcript_bytes", (int64_t)c->max_transcript_bytes);
+	add_int(o, "max_tool_output_bytes", (int64_t)c->max_tool_output_bytes);
+	add_int(o, "max_answer_bytes", (int64_t)c->max_answer_bytes);
+	add_int(o, "max_synthesis_input_bytes",
+	    (int64_t)c->max_synthesis_input_bytes);
+	add_int(o, "max_read_bytes", (int64_t)c->max_read_bytes);
+	add_int(o, "max_write_bytes", (int64_t)c->max_write_bytes);
+	add_str(o, "search_backend", c->search_backend);
+	add_str(o, "search_url", c->search_url);
+	add_str(o, "search_user_agent", c->search_user_agent);
+	add_int(o, "search_max_results", c->search_max_results);
+	add_int(o, "search_allow_private", c->search_allow_private);
+	add_int(o, "search_timeout", c->search_timeout_s);
+	add_int(o, "max_page_bytes", (int64_t)c->max_page_bytes);
+	add_int(o, "max_extract_bytes", (int64_t)c->max_extract_bytes);
+}
+
+/* The canonical text: fixed keys in a fixed order, json-c's plain form. */
+char *
+cache_canonical(const struct heavy_config *c, const struct task_params *p)
+{
+	struct json_object	*o = json_object_new_object();
+	char			*text;
+
+	add_str(o, "heavyd", HEAVY_VERSION);
+	add_str(o, "query", p->query);
+	add_int(o, "num_agents", p->num_agents);
+	json_object_object_add(o, "timeout", json_object_new_double(
+	    p->timeout_s));
+	add_str(o, "strategy", p->strategy ? p->strategy :
+	    c->aggregation_strategy);
+	add_int(o, "max_total_tokens", (int64_t)p->max_total_tokens);
+	json_object_object_add(o, "max_cost_usd", json_object_new_double(
+	    p->max_cost_usd));
+	add_str(o, "base_url", c->base_url);
+	cache_models(o, c, p);
+	add_str(o, "system_prompt", c->system_prompt);
+	add_str(o, "question_prompt", c->question_prompt);
+	add_str(o, "synthesis_prompt", c->synthesis_prompt);
+	cache_limits(o, c);
+	text = xstrdup(json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return text;
+}
+
+/* The key of a call (hex SHA-256), or NULL when the cache is off. */
+char *
+cache_key(const struct heavy_config *c, const struct task_params *p)
+{
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned int	 len = 0;
+	char		*text, *hex;
+
+	if (c->cache_ttl_s == 0)
+		return NULL;
+	text = cache_canonical(c, p);
+	if (EVP_Digest(text, strlen(text), md, &len, EVP_sha256(),
+	    NULL) != 1)
+		fatalx("libcrypto: SHA-256 failed");
+	free(text);
+	hex = xmalloc(2 * len + 1);
+	for (unsigned int i = 0; i < len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return hex;
+}
+
+/* The owner's answer to the same call, flagged, or NULL. */
+struct json_object *
+cache_lookup(const struct heavy_config *c, const char *owner,
+    const char *key)
+{
+	struct store_task	 t;
+	struct json_object	*res, *sc;
+
+	if (key == NULL || store_cache_find(owner, key,
+	    (int64_t)c->cache_ttl_s * 1000, &t) != 0)
+		return NULL;
+	res = durable_json(t.result);
+	if (res == NULL ||
+	    !json_object_object_get_ex(res, "structuredContent", &sc)) {
+		json_object_put(res);
+		store_task_clear(&t);
+		return NULL;
+	}
+	json_object_object_add(sc, "cached", json_object_new_boolean(1));
+	json_object_object_add(sc, "cached_from",
+	    json_object_new_string(t.id));
+	log_debug("cache: answered from task %s", t.id);
+	store_task_clear(&t);
+	return res;
+}
+
+/* A clean answer, worth serving again. */
+bool
+cache_storable(struct json_object *result)
+{
+	struct json_object	*sc, *v, *agents, *budget;
+	const char		*st;
+
+	if (result == NULL ||
+	    (json_object_object_get_ex(result, "isError", &v) &&
+	    json_object_get_boolean(v)) ||
+	    !json_object_object_get_ex(result, "structuredContent", &sc) ||
+	    (json_object_object_get_ex(sc, "cached", &v) &&
+	    json_object_get_boolean(v)) ||
+	    (json_object_object_get_ex(sc, "synthesis_error", &v) &&
+	    v != NULL) ||
+	    (json_object_object_get_ex(sc, "budget", &budget) &&
+	    json_object_object_get_ex(budget, "stopped", &v) && v != NULL) ||
+	    !json_object_object_get_ex(sc, "agents", &agents))
+		return false;
+	for (size_t i = 0; i < json_object_array_length(agents); i++) {
+		st = json_object_get_string(json_object_object_get(
+		    json_object_array_get_idx(agents, i), "status"));
+		if (st == NULL || strcmp(st, "ok") != 0)
+			return false;
+	}
+	return true;
+}

@@ -1,0 +1,706 @@
+/*
+ * The durable half of the tasks.  Every task of this process is written
+ * through to the task store (store.c) by a registry watcher: inserted when
+ * it starts, updated as it moves on, and written with its result when it
+ * ends.  Every lookup that misses this process's registry falls back to
+ * the store, so a client that restarts heavyd gets its earlier tasks
+ * back, and the tasks of another live heavyd of the same owner are
+ * visible.  The registry is the live cache; the store is the one place
+ * where finished tasks are kept, expire and are evicted.
+ *
+ * A task's start, its questions, each agent's end (done, failed, timed
+ * out) and the task's end are written at once, before the supervisor does
+ * anything else, so a kill -9 never loses one and no id is announced
+ * before its row exists.  Everything else (notes, heartbeats, the later
+ * phases) is throttled to one write every store_write_ms, and the writes
+ * that fall due in one turn of the loop share one transaction.  A final
+ * write that fails is kept here and retried, so a finished task is never
+ * lost while this process lives.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/linkhash.h>
+
+#include "supervisor.h"
+
+#define DURABLE_SIG	(2 * HEAVY_MAX_AGENTS + 2)
+
+/* One running task of this process, as the store last saw it. */
+struct durable_entry {
+	char			 id[33];
+	struct task_record	*r;
+	int64_t			 last_ms;	/* monotonic: its last write */
+	char			 sig[DURABLE_SIG];	/* what it showed */
+	struct event		*timer;		/* a write put off */
+	bool			 failing;	/* its last write failed */
+	bool			 dirty;		/* in the next flush */
+	TAILQ_ENTRY(durable_entry) dirty_entry;
+};
+static TAILQ_HEAD(, durable_entry) dur_dirty = TAILQ_HEAD_INITIALIZER(dur_dirty);
+static struct event	*dur_flush;	/* at the end of this turn */
+
+static struct lh_table	*dur_live;	/* id -> entry */
+static struct lh_table	*dur_pending;	/* id -> final row not yet stored */
+static struct event	*dur_sweep;
+static int		 dur_write_ms, dur_max_rows, dur_ends;
+
+static const char *
+json_text(struct json_object *o)
+{
+	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+static const char *
+durable_status(const struct task_record *r)
+{
+	static const char	*names[] = { "working", "working", "completed",
+	    "failed", "cancelled" };
+
+	return r->finished ? names[r->status] : "working";
+}
+
+/* What a running task is doing, in a few words, for statusMessage. */
+static char *
+durable_doing(struct json_object *progress)
+{
+	struct json_object	*agents = NULL;
+	const char		*phase, *st;
+	int			 n, done = 0;
+
+	phase = json_object_get_string(json_object_object_get(progress,
+	    "phase"));
+	json_object_object_get_ex(progress, "agents", &agents);
+	n = (int)json_object_array_length(agents);
+	for (int i = 0; i < n; i++) {
+		st = json_object_get_string(json_object_object_get(
+		    json_object_array_get_idx(agents, i), "status"));
+		done += st != NULL && strcmp(st, "pending") != 0 &&
+		    strcmp(st, "running") != 0;
+	}
+	if (phase == NULL || strcmp(phase, "planning") == 0)
+		return xstrdup("planning: writing the sub-questions");
+	if (strcmp(phase, "agents") == 0)
+		return xasprintf("agents: %d of %d finished", done, n);
+	if (strcmp(phase, "review") == 0)
+		return xstrdup("peer review: the agents rank the answers");
+	if (strcmp(phase, "synthesis") == 0)
+		return xstrdup("synthesis: merging the answers");
+	return xstrdup("finishing");
+}
+
+/* The task's usage: the result's once it ended, else the running sum. */
+static char *
+durable_usage(const struct task_record *r)
+{
+	struct json_object	*sc, *u;
+	struct task_view	 v;
+	char			*s;
+
+	if (r->result != NULL &&
+	    json_object_object_get_ex(r->result, "structuredContent", &sc) &&
+	    json_object_object_get_ex(sc, "usage", &u))
+		return xstrdup(json_text(u));
+	if (r->task == NULL)
+		return NULL;
+	task_snapshot(r->task, &v);
+	u = task_usage_json(&v.usage);
+	s = xstrdup(json_text(u));
+	json_object_put(u);
+	return s;
+}
+
+/* The row of a record, as it is now. */
+void
+durable_row(const struct task_record *r, struct store_task *t)
+{
+	struct json_object	*progress = registry_progress(r, now_ms());
+
+	memset(t, 0, sizeof *t);
+	snprintf(t->id, sizeof t->id, "%s", r->id);
+	t->owner = xstrdup(r->owner);
+	t->tool = xstrdup(r->tool);
+	t->status = xstrdup(durable_status(r));
+	if (!r->finished)
+		t->status_message = durable_doing(progress);
+	else if (r->error != NULL)
+		t->status_message = xstrdup(r->error);
+	t->params = xstrdup(r->params ? json_text(r->params) : "{}");
+	t->agents = xstrdup(json_text(progress));
+	json_object_put(progress);
+	if (r->finished && r->result != NULL)
+		t->result = xstrdup(json_text(r->result));
+	t->usage = durable_usage(r);
+	if (r->cache_key != NULL && (!r->finished ||
+	    cache_storable(r->result)))
+		t->cache_key = xstrdup(r->cache_key);
+	t->created_ms = r->start_time_ms;
+	t->updated_ms = r->updated_ms;
+	t->ttl_ms = r->ttl_ms;
+	t->pid = getpid();
+	t->ours = true;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s == NULL ? NULL : xstrdup(s);
+}
+
+static void
+durable_row_copy(struct store_task *to, const struct store_task *from)
+{
+	*to = *from;
+	to->owner = dup_or_null(from->owner);
+	to->tool = dup_or_null(from->tool);
+	to->status = dup_or_null(from->status);
+	to->status_message = dup_or_null(from->status_message);
+	to->params = dup_or_null(from->params);
+	to->agents = dup_or_null(from->agents);
+	to->result = dup_or_null(from->result);
+	to->usage = dup_or_null(from->usage);
+	to->cache_key = dup_or_null(from->cache_key);
+}
+
+/*
+ * Each agent's status and whether it has its question yet: a change here
+ * (the questions ready, an agent's end) is written at once.
+ */
+static void
+durable_sig(const struct task_record *r, char *sig)
+{
+	struct task_view	v;
+	int			i;
+
+	if (r->task == NULL) {
+		snprintf(sig, DURABLE_SIG, "-");
+		return;
+	}
+	task_snapshot(r->task, &v);
+	for (i = 0; i < v.num_agents; i++) {
+		sig[2 * i] = v.agents[i].status[0] == 't' ? 'T' :
+		    v.agents[i].status[0];
+		sig[2 * i + 1] = v.agents[i].question != NULL ? 'q' : '-';
+	}
+	sig[2 * i] = '\0';
+}
+
+static void
+durable_write(struct durable_entry *e)
+{
+	struct store_task	t;
+	int			rc;
+
+	durable_row(e->r, &t);
+	rc = store_put(&t);
+	store_task_clear(&t);
+	if (rc == -1 && !e->failing)
+		log_warnx("task store: cannot record task %s yet; retrying "
+		    "with its next change", e->id);
+	e->failing = rc == -1;
+}
+
+/* Every task written since the last flush, in one transaction. */
+static void
+durable_flush_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct durable_entry	*e;
+	bool			 txn;
+
+	(void)fd; (void)events; (void)arg;
+	if ((e = TAILQ_FIRST(&dur_dirty)) == NULL)
+		return;		/* they ended first: written then */
+	txn = TAILQ_NEXT(e, dirty_entry) != NULL && store_begin() == 0;
+	while ((e = TAILQ_FIRST(&dur_dirty)) != NULL) {
+		TAILQ_REMOVE(&dur_dirty, e, dirty_entry);
+		e->dirty = false;
+		durable_write(e);
+	}
+	if (txn)
+		store_commit();
+}
+
+/* Written now, ahead of anything a throttled write had due. */
+static void
+durable_write_now(struct durable_entry *e)
+{
+	evtimer_del(e->timer);
+	if (e->dirty) {
+		TAILQ_REMOVE(&dur_dirty, e, dirty_entry);
+		e->dirty = false;
+	}
+	durable_write(e);
+	e->last_ms = now_ms();
+	durable_sig(e->r, e->sig);
+}
+
+/* Written at the end of this turn of the loop. */
+static void
+durable_mark(struct durable_entry *e)
+{
+	struct timeval	now = { 0, 0 };
+
+	e->last_ms = now_ms();
+	durable_sig(e->r, e->sig);
+	if (e->dirty)
+		return;
+	e->dirty = true;
+	TAILQ_INSERT_TAIL(&dur_dirty, e, dirty_entry);
+	if (!evtimer_pending(dur_flush, NULL))
+		evtimer_add(dur_flush, &now);
+}
+
+static void
+durable_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events;
+	durable_mark(arg);
+}
+
+static struct durable_entry *
+durable_entry(struct task_record *r)
+{
+	struct durable_entry	*e;
+	struct lh_entry		*le;
+
+	if ((le = lh_table_lookup_entry(dur_live, r->id)) != NULL)
+		return lh_entry_v(le);
+	e = xcalloc(1, sizeof *e);
+	snprintf(e->id, sizeof e->id, "%s", r->id);
+	e->r = r;
+	e->timer = evtimer_new(ev_base, durable_timer_cb, e);
+	lh_table_insert(dur_live, e->id, e);
+	return e;
+}
+
+static void
+durable_entry_free(struct durable_entry *e)
+{
+	if (e->dirty)
+		TAILQ_REMOVE(&dur_dirty, e, dirty_entry);
+	lh_table_delete(dur_live, e->id);
+	event_free(e->timer);
+	free(e);
+}
+
+static void
+durable_pending_free(struct lh_entry *le)
+{
+	struct store_task	*t = lh_entry_v(le);
+
+	free((void *)lh_entry_k(le));
+	store_task_clear(t);
+	free(t);
+}
+
+/* Final rows that could not be written: again, until they are. */
+static void
+durable_retry(void)
+{
+	struct lh_entry		*le, *tmp;
+	struct store_task	*t;
+
+	lh_foreach_safe(dur_pending, le, tmp) {
+		t = lh_entry_v(le);
+		if (store_put(t) == -1)
+			continue;
+		log_info("task store: recorded the end of task %s", t->id);
+		lh_table_delete_entry(dur_pending, le);
+	}
+}
+
+static void
+durable_sweep(void)
+{
+	int	n;
+
+	dur_ends = 0;
+	durable_retry();
+	if ((n = store_sweep(dur_max_rows)) > 0)
+		log_debug("task store: %d expired or excess task(s) deleted", n);
+}
+
+static void
+durable_sweep_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events; (void)arg;
+	durable_sweep();
+}
+
+/*
+ * The task ended: its final row, now.  The row cap is applied every
+ * max_rows/100 ends (and at every sweep), so it costs little per task.
+ */
+static void
+durable_end(struct durable_entry *e)
+{
+	struct store_task	*t = xmalloc(sizeof *t);
+
+	evtimer_del(e->timer);
+	durable_row(e->r, t);
+	if (store_put(t) == -1) {
+		log_warnx("task store: cannot record the end of task %s; "
+		    "keeping it in memory and retrying", t->id);
+		lh_table_insert(dur_pending, xstrdup(t->id), t);
+	} else {
+		store_task_clear(t);
+		free(t);
+	}
+	durable_entry_free(e);
+	if (++dur_ends >= (dur_max_rows / 100 > 1 ? dur_max_rows / 100 : 1))
+		durable_sweep();
+}
+
+/* The watcher: every start, step and end of a record of this process. */
+static void
+durable_watch(struct task_record *r)
+{
+	struct durable_entry	*e = durable_entry(r);
+	struct timeval		 tv;
+	char			 sig[DURABLE_SIG];
+	int64_t			 wait;
+
+	if (r->finished) {
+		durable_end(e);
+		return;
+	}
+	durable_sig(r, sig);
+	wait = e->last_ms + dur_write_ms - now_ms();
+	if (e->last_ms == 0 || strcmp(sig, e->sig) != 0)
+		durable_write_now(e);
+	else if (wait <= 0) {
+		evtimer_del(e->timer);
+		durable_mark(e);
+	} else if (!evtimer_pending(e->timer, NULL)) {
+		tv.tv_sec = wait / 1000;
+		tv.tv_usec = (wait % 1000) * 1000;
+		evtimer_add(e->timer, &tv);
+	}
+}
+
+/*
+ * Opens <state_dir>/tasks.db (fatal if it cannot be opened or created; a
+ * corrupt one is moved aside), marks the tasks of dead processes failed,
+ * sweeps, and watches the registry.  Call before any other watcher is
+ * registered, so the store has a task's end before anyone hears of it.
+ */
+void
+durable_init(const struct heavy_config *cfg)
+{
+	struct timeval	tv = { cfg->store_sweep_s, 0 };
+	char		err[512];
+
+	if (store_open(cfg->state_dir, cfg->store_busy_ms, err,
+	    sizeof err) == -1)
+		fatalx("%s", err);
+	dur_write_ms = cfg->store_write_ms;
+	dur_max_rows = cfg->max_retained_tasks;
+	dur_live = lh_kchar_table_new(64, NULL);
+	dur_pending = lh_kchar_table_new(16, durable_pending_free);
+	store_settle_interrupted();
+	durable_sweep();
+	dur_sweep = event_new(ev_base, -1, EV_PERSIST, durable_sweep_cb, NULL);
+	event_add(dur_sweep, &tv);
+	dur_flush = evtimer_new(ev_base, durable_flush_cb, NULL);
+	registry_watch(durable_watch);
+}
+
+/* At shutdown, after the registry has ended every task. */
+void
+durable_stop(void)
+{
+	struct lh_entry	*le, *tmp;
+
+	if (dur_live == NULL)
+		return;
+	durable_retry();
+	lh_foreach(dur_pending, le)
+		log_warnx("task store: the end of task %s was never recorded",
+		    (const char *)lh_entry_k(le));
+	lh_foreach_safe(dur_live, le, tmp)
+		durable_entry_free(lh_entry_v(le));
+	lh_table_free(dur_live);
+	lh_table_free(dur_pending);
+	event_free(dur_sweep);
+	event_free(dur_flush);
+	dur_live = dur_pending = NULL;
+	dur_sweep = dur_flush = NULL;
+	store_close();
+}
+
+/*
+ * A task by id, for its owner: live from the registry, else a final row
+ * still waiting to be written, else the store.  0 found, 1 unknown (or
+ * another owner's), 2 expired, -1 the store failed.  *live is the record
+ * when the task runs in this process.
+ */
+int
+durable_get(const char *id, const char *owner, struct store_task *t,
+    struct task_record **live)
+{
+	struct task_record	*r;
+	struct lh_entry		*le;
+
+	*live = NULL;
+	if ((r = registry_find(id, owner)) != NULL) {
+		durable_row(r, t);
+		*live = r;
+		return 0;
+	}
+	if (dur_pending != NULL &&
+	    (le = lh_table_lookup_entry(dur_pending, id)) != NULL &&
+	    strcmp(((struct store_task *)lh_entry_v(le))->owner, owner) == 0) {
+		durable_row_copy(t, lh_entry_v(le));
+		return 0;
+	}
+	return store_get(id, owner, t);
+}
+
+/* Rows from the store, with this process's running tasks made live. */
+void
+durable_freshen(struct store_task *rows, int n, const char *owner)
+{
+	struct task_record	*r;
+
+	for (int i = 0; i < n; i++) {
+		if ((r = registry_find(rows[i].id, owner)) == NULL)
+			continue;
+		store_task_clear(&rows[i]);
+		durable_row(r, &rows[i]);
+	}
+}
+
+bool
+durable_terminal(const struct store_task *t)
+{
+	return strcmp(t->status, "working") != 0;
+}
+
+/* The progress of a row, parsed; never NULL. */
+static struct json_object *
+durable_progress(const struct store_task *t)
+{
+	struct json_object	*p = t->agents ? json_tokener_parse(t->agents) :
+	    NULL, *o;
+
+	if (p != NULL)
+		return p;
+	o = json_object_new_object();
+	json_object_object_add(o, "phase", json_object_new_string(
+	    durable_terminal(t) ? "done" : "planning"));
+	json_object_object_add(o, "elapsed_ms", json_object_new_int64(
+	    t->updated_ms - t->created_ms));
+	json_object_object_add(o, "agents", json_object_new_array());
+	return o;
+}
+
+/* make-it-heavy's status: INITIALIZED while planning, then RUNNING, ... */
+enum task_status
+durable_mkh_status(const struct store_task *t)
+{
+	struct json_object	*p;
+	const char		*phase;
+	enum task_status	 s;
+
+	if (strcmp(t->status, "completed") == 0)
+		return TASK_COMPLETED;
+	if (strcmp(t->status, "failed") == 0)
+		return TASK_FAILED;
+	if (strcmp(t->status, "cancelled") == 0)
+		return TASK_CANCELLED;
+	p = durable_progress(t);
+	phase = json_object_get_string(json_object_object_get(p, "phase"));
+	s = phase == NULL || strcmp(phase, "planning") == 0 ?
+	    TASK_INITIALIZED : TASK_RUNNING;
+	json_object_put(p);
+	return s;
+}
+
+double
+durable_execution_time(const struct store_task *t)
+{
+	return ((durable_terminal(t) ? t->updated_ms : wall_ms()) -
+	    t->created_ms) / 1000.0;
+}
+
+/* The error of a failed or cancelled task, else NULL. */
+const char *
+durable_error(const struct store_task *t)
+{
+	return strcmp(t->status, "failed") == 0 ||
+	    strcmp(t->status, "cancelled") == 0 ? (t->status_message ?
+	    t->status_message : t->status) : NULL;
+}
+
+/* A JSON text as an object, or NULL. */
+struct json_object *
+durable_json(const char *text)
+{
+	return text == NULL ? NULL : json_tokener_parse(text);
+}
+
+/* What get_task_progress reports and heavy://tasks/{id} holds. */
+struct json_object *
+durable_status_json(const struct store_task *t)
+{
+	struct json_object	*sc = json_object_new_object(), *res, *out = NULL;
+	const char		*err = durable_error(t);
+
+	json_object_object_add(sc, "task_id", json_object_new_string(t->id));
+	json_object_object_add(sc, "status", json_object_new_string(
+	    registry_status_name(durable_mkh_status(t))));
+	json_object_object_add(sc, "tool", json_object_new_string(t->tool));
+	json_object_object_add(sc, "progress", durable_progress(t));
+	if ((res = durable_json(t->result)) != NULL &&
+	    json_object_object_get_ex(res, "structuredContent", &out))
+		json_object_get(out);
+	json_object_put(res);
+	json_object_object_add(sc, "result", out);
+	json_object_object_add(sc, "error", err != NULL ?
+	    json_object_new_string(err) : NULL);
+	json_object_object_add(sc, "execution_time",
+	    json_object_new_double(durable_execution_time(t)));
+	return sc;
+}
+
+/* RFC 3339 (ISO 8601) in UTC, to the millisecond. */
+static struct json_object *
+durable_iso(int64_t ms)
+{
+	time_t		secs = (time_t)(ms / 1000);
+	struct tm	tm;
+	char		buf[64], out[80];
+
+	gmtime_r(&secs, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, sizeof out, "%s.%03dZ", buf, (int)(ms % 1000));
+	return json_object_new_string(out);
+}
+
+/* The MCP Task of a row (tasks/get, tasks/list, tasks/cancel, status). */
+struct json_object *
+durable_task_json(const struct store_task *t, int poll_ms)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "taskId", json_object_new_string(t->id));
+	json_object_object_add(o, "status", json_object_new_string(t->status));
+	if (t->status_message != NULL)
+		json_object_object_add(o, "statusMessage",
+		    json_object_new_string(t->status_message));
+	json_object_object_add(o, "createdAt", durable_iso(t->created_ms));
+	json_object_object_add(o, "lastUpdatedAt", durable_iso(t->updated_ms));
+	json_object_object_add(o, "ttl", json_object_new_int64(t->ttl_ms));
+	if (!durable_terminal(t))
+		json_object_object_add(o, "pollInterval",
+		    json_object_new_int(poll_ms));
+	return o;
+}
+
+/* The first 200 bytes of the query, cut on a UTF-8 character boundary. */
+static struct json_object *
+durable_query_json(const char *query)
+{
+	size_t	n;
+
+	if (query == NULL)
+		return NULL;
+	if ((n = strlen(query)) > 200) {
+		n = 200;
+		while (n > 0 && ((unsigned char)query[n] & 0xc0) == 0x80)
+			n--;
+	}
+	return json_object_new_string_len(query, (int)n);
+}
+
+static struct json_object *
+durable_entry_json(const struct store_task *t)
+{
+	struct json_object	*o = json_object_new_object();
+	struct json_object	*p = durable_json(t->params);
+
+	json_object_object_add(o, "task_id", json_object_new_string(t->id));
+	json_object_object_add(o, "status", json_object_new_string(
+	    registry_status_name(durable_mkh_status(t))));
+	json_object_object_add(o, "tool", json_object_new_string(t->tool));
+	json_object_object_add(o, "query", durable_query_json(
+	    json_object_get_string(json_object_object_get(p, "query"))));
+	json_object_object_add(o, "agent_count", json_object_new_int(
+	    json_object_get_int(json_object_object_get(p, "num_agents"))));
+	json_object_object_add(o, "start_time",
+	    json_object_new_double(t->created_ms / 1000.0));
+	json_object_object_add(o, "execution_time",
+	    json_object_new_double(durable_execution_time(t)));
+	json_object_put(p);
+	return o;
+}
+
+/*
+ * The owner's running tasks, oldest first: those of this process and
+ * those of every other live heavyd on the state directory.
+ */
+struct json_object *
+durable_active(const char *owner)
+{
+	struct json_object	*list = json_object_new_array(), *live;
+	struct store_task	*rows, t;
+	struct task_record	*r;
+	int			 n;
+	bool			 seen;
+
+	if (store_active(owner, &rows, &n) == -1)
+		n = 0;
+	durable_freshen(rows, n, owner);
+	for (int i = 0; i < n; i++) {
+		json_object_array_add(list, durable_entry_json(&rows[i]));
+	}
+	/* Running here but not (yet) in the store: a write failed. */
+	live = registry_ids(owner, "");
+	for (size_t i = 0; i < json_object_array_length(live); i++) {
+		seen = false;
+		for (int k = 0; k < n && !seen; k++)
+			seen = strcmp(rows[k].id, json_object_get_string(
+			    json_object_array_get_idx(live, i))) == 0;
+		if (seen || (r = registry_find(json_object_get_string(
+		    json_object_array_get_idx(live, i)), owner)) == NULL)
+			continue;
+		durable_row(r, &t);
+		json_object_array_add(list, durable_entry_json(&t));
+		store_task_clear(&t);
+	}
+	json_object_put(live);
+	for (int i = 0; i < n; i++)
+		store_task_clear(&rows[i]);
+	free(rows);
+	return list;
+}
+
+/* The owner's task ids that start with prefix: running here first, then
+ * the store's (running anywhere, then the newest). */
+struct json_object *
+durable_ids(const char *owner, const char *prefix)
+{
+	struct json_object	*ids = registry_ids(owner, prefix), *more;
+	const char		*id;
+	bool			 dup;
+	int			 total;
+
+	more = json_object_new_array();
+	store_ids(owner, prefix, 1000, more, &total);
+	for (size_t i = 0; i < json_object_array_length(more); i++) {
+		id = json_object_get_string(json_object_array_get_idx(more, i));
+		dup = false;
+		for (size_t k = 0; k < json_object_array_length(ids) && !dup;
+		    k++)
+			dup = strcmp(id, json_object_get_string(
+			    json_object_array_get_idx(ids, k))) == 0;
+		if (!dup)
+			json_object_array_add(ids, json_object_new_string(id));
+	}
+	json_object_put(more);
+	return ids;
+}

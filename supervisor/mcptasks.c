@@ -1,0 +1,434 @@
+/*
+ * MCP Tasks (2025-11-25).  A tools/call of heavy_orchestrate with
+ * params.task answers CreateTaskResult at once and runs in the
+ * background; tasks/get, tasks/result (which blocks until the task ends
+ * and returns exactly the CallToolResult the blocking call would have
+ * returned), tasks/list (paginated, the caller's tasks only) and
+ * tasks/cancel follow it; notifications/tasks/status tells the requestor
+ * when its task's status changes, and the request's progressToken keeps
+ * receiving progress until then.
+ *
+ * Every task of the owner is such a task, whichever tool started it and
+ * whichever heavyd on the state directory runs it: the task store is the
+ * shared truth.  A task that another live heavyd runs can be read and
+ * waited for here (the store is polled), but only that process can
+ * cancel it.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "supervisor.h"
+
+#define MT_RELATED_TASK		"io.modelcontextprotocol/related-task"
+#define MT_IMMEDIATE		"io.modelcontextprotocol/model-immediate-response"
+
+/* A tasks/result waiting for its task to end. */
+struct mt_waiter {
+	struct mcp_session	*s;
+	struct json_object	*id;		/* the request's */
+	char			*key;
+	char			 task_id[33];
+	struct event		*poll;		/* another heavyd runs it */
+	TAILQ_ENTRY(mt_waiter)	 entry;
+};
+static TAILQ_HEAD(, mt_waiter) mt_waiters = TAILQ_HEAD_INITIALIZER(mt_waiters);
+
+/* The taskId parameter, lower case; -1 after answering -32602. */
+static int
+mt_task_id(struct mcp_session *s, struct rpc_msg *m, char id[33])
+{
+	struct json_object	*v;
+	const char		*str;
+
+	if (!json_object_object_get_ex(m->params, "taskId", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		mcp_error(s, m->id, RPC_INVALID_PARAMS,
+		    "Invalid params: taskId (string) is required");
+		return -1;
+	}
+	str = json_object_get_string(v);
+	for (int i = 0; i < 32; i++) {
+		if (!isxdigit((unsigned char)str[i])) {
+			mcp_error(s, m->id, RPC_INVALID_PARAMS, "Failed to "
+			    "retrieve task: Task not found (a task id is 32 "
+			    "hex digits)");
+			return -1;
+		}
+		id[i] = (char)tolower((unsigned char)str[i]);
+	}
+	id[32] = '\0';
+	if (str[32] == '\0')
+		return 0;
+	mcp_error(s, m->id, RPC_INVALID_PARAMS, "Failed to retrieve task: "
+	    "Task not found (a task id is 32 hex digits)");
+	return -1;
+}
+
+/* The caller's task; -1 after answering with the error. */
+static int
+mt_lookup(struct mcp_session *s, struct rpc_msg *m, struct store_task *t,
+    struct task_record **live)
+{
+	char	id[33], msg[160];
+	int	rc;
+
+	if (mt_task_id(s, m, id) == -1)
+		return -1;
+	if ((rc = durable_get(id, s->owner, t, live)) == 0)
+		return 0;
+	if (rc == -1)
+		mcp_error(s, m->id, RPC_INTERNAL_ERROR, "Internal error: the "
+		    "task store could not be read; see heavyd's log");
+	else {
+		snprintf(msg, sizeof msg, "Failed to retrieve task: %s (%s)",
+		    rc == 2 ? "Task has expired" : "Task not found", id);
+		mcp_error(s, m->id, RPC_INVALID_PARAMS, msg);
+	}
+	return -1;
+}
+
+/* The task's CallToolResult, marked as related to it. */
+static struct json_object *
+mt_result(struct json_object *result, const char *id)
+{
+	struct json_object	*copy = NULL, *meta, *rel;
+
+	if (result == NULL || json_object_deep_copy(result, &copy, NULL) != 0)
+		copy = tool_error_result("the task ended without a result");
+	if (!json_object_object_get_ex(copy, "_meta", &meta)) {
+		meta = json_object_new_object();
+		json_object_object_add(copy, "_meta", meta);
+	}
+	rel = json_object_new_object();
+	json_object_object_add(rel, "taskId", json_object_new_string(id));
+	json_object_object_add(meta, MT_RELATED_TASK, rel);
+	return copy;
+}
+
+static struct json_object *
+mt_row_result(const struct store_task *t)
+{
+	struct json_object	*res = durable_json(t->result), *out;
+
+	out = mt_result(res, t->id);
+	json_object_put(res);
+	return out;
+}
+
+void
+mcptasks_rpc_get(struct mcp_session *s, struct rpc_msg *m)
+{
+	struct store_task	 t;
+	struct task_record	*live;
+
+	if (mt_lookup(s, m, &t, &live) == -1)
+		return;
+	mcp_reply(s, m->id, durable_task_json(&t, s->cfg->poll_interval_ms));
+	store_task_clear(&t);
+}
+
+static void
+mt_waiter_free(struct mt_waiter *w)
+{
+	TAILQ_REMOVE(&mt_waiters, w, entry);
+	if (w->poll != NULL)
+		event_free(w->poll);
+	json_object_put(w->id);
+	free(w->key);
+	free(w);
+}
+
+static void
+mt_poll_arm(struct mt_waiter *w)
+{
+	int		ms = w->s->cfg->poll_interval_ms;
+	struct timeval	tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(w->poll, &tv);
+}
+
+/* Another heavyd runs the task: the store says when it has ended (or
+ * that its process died, which ends it as interrupted). */
+static void
+mt_poll_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct mt_waiter	*w = arg;
+	struct store_task	 t;
+	char			 msg[160];
+	int			 rc;
+
+	(void)fd; (void)events;
+	if ((rc = store_get(w->task_id, w->s->owner, &t)) == 0 &&
+	    !durable_terminal(&t)) {
+		store_task_clear(&t);
+		mt_poll_arm(w);
+		return;
+	}
+	if (rc == 0) {
+		mcp_reply(w->s, w->id, mt_row_result(&t));
+		store_task_clear(&t);
+	} else {
+		snprintf(msg, sizeof msg, "Failed to retrieve task: %s (%s)",
+		    rc == 2 ? "Task has expired" : rc == 1 ? "Task not found" :
+		    "the task store could not be read", w->task_id);
+		mcp_error(w->s, w->id, rc == -1 ? RPC_INTERNAL_ERROR :
+		    RPC_INVALID_PARAMS, msg);
+	}
+	mt_waiter_free(w);
+}
+
+/* tasks/result: at once for an ended task, else when it ends. */
+void
+mcptasks_rpc_result(struct mcp_session *s, struct rpc_msg *m)
+{
+	struct store_task	 t;
+	struct task_record	*live;
+	struct mt_waiter	*w;
+
+	if (mt_lookup(s, m, &t, &live) == -1)
+		return;
+	if (durable_terminal(&t)) {
+		mcp_reply(s, m->id, mt_row_result(&t));
+		store_task_clear(&t);
+		return;
+	}
+	w = xcalloc(1, sizeof *w);
+	w->s = s;
+	w->id = json_object_get(m->id);
+	w->key = rpc_id_key(m->id);
+	snprintf(w->task_id, sizeof w->task_id, "%s", t.id);
+	TAILQ_INSERT_TAIL(&mt_waiters, w, entry);
+	if (live == NULL) {
+		w->poll = evtimer_new(ev_base, mt_poll_cb, w);
+		mt_poll_arm(w);
+	}
+	store_task_clear(&t);
+}
+
+/* tasks/list: the caller's tasks, newest first, a page at a time. */
+void
+mcptasks_rpc_list(struct mcp_session *s, struct rpc_msg *m)
+{
+	struct json_object	*v = NULL, *res, *list;
+	struct store_task	*rows;
+	const char		*cursor = NULL;
+	char			*next;
+	int			 n, rc;
+
+	if (json_object_object_get_ex(m->params, "cursor", &v) && v != NULL) {
+		if (!json_object_is_type(v, json_type_string)) {
+			mcp_error(s, m->id, RPC_INVALID_PARAMS,
+			    "Invalid params: cursor must be a string");
+			return;
+		}
+		cursor = json_object_get_string(v);
+	}
+	rc = store_list(s->owner, cursor, s->cfg->tasks_page_size, &rows, &n,
+	    &next);
+	if (rc != 0) {
+		mcp_error(s, m->id, rc == -2 ? RPC_INVALID_PARAMS :
+		    RPC_INTERNAL_ERROR, rc == -2 ? "Invalid params: cursor is "
+		    "not one that tasks/list returned" : "Internal error: the "
+		    "task store could not be read; see heavyd's log");
+		free(rows);
+		return;
+	}
+	durable_freshen(rows, n, s->owner);
+	list = json_object_new_array();
+	for (int i = 0; i < n; i++) {
+		json_object_array_add(list, durable_task_json(&rows[i],
+		    s->cfg->poll_interval_ms));
+		store_task_clear(&rows[i]);
+	}
+	free(rows);
+	res = json_object_new_object();
+	json_object_object_add(res, "tasks", list);
+	if (next != NULL)
+		json_object_object_add(res, "nextCursor",
+		    json_object_new_string(next));
+	free(next);
+	mcp_reply(s, m->id, res);
+}
+
+/*
+ * tasks/cancel: the workers are killed and the task is cancelled (in the
+ * store too) before the answer; a task that has ended, or that another
+ * heavyd runs, is refused with -32602 and the reason.
+ */
+void
+mcptasks_rpc_cancel(struct mcp_session *s, struct rpc_msg *m)
+{
+	struct store_task	 t;
+	struct task_record	*live;
+	char			 msg[256], id[33];
+
+	if (mt_lookup(s, m, &t, &live) == -1)
+		return;
+	if (live == NULL) {
+		if (durable_terminal(&t))
+			snprintf(msg, sizeof msg, "Cannot cancel task: already "
+			    "in terminal status '%s'", t.status);
+		else
+			snprintf(msg, sizeof msg, "Cannot cancel task: it runs in "
+			    "another heavyd process (pid %d) on this state "
+			    "directory; only that process can cancel it",
+			    (int)t.pid);
+		mcp_error(s, m->id, RPC_INVALID_PARAMS, msg);
+		store_task_clear(&t);
+		return;
+	}
+	snprintf(id, sizeof id, "%s", t.id);
+	store_task_clear(&t);
+	log_info("task %s cancelled by tasks/cancel", id);
+	registry_cancel(live, "cancelled by tasks/cancel: its workers were "
+	    "killed", now_ms());
+	if (durable_get(id, s->owner, &t, &live) != 0) {
+		mcp_error(s, m->id, RPC_INTERNAL_ERROR, "Internal error: the "
+		    "task was cancelled but cannot be read back");
+		return;
+	}
+	mcp_reply(s, m->id, durable_task_json(&t, s->cfg->poll_interval_ms));
+	store_task_clear(&t);
+}
+
+/* A record ended: its waiters get the result, its requestor the news. */
+void
+mcptasks_changed(struct mcp_session *s, struct task_record *r)
+{
+	struct mt_waiter	*w, *tmp;
+	struct store_task	 t;
+
+	if (!r->finished || strcmp(r->owner, s->owner) != 0)
+		return;
+	for (w = TAILQ_FIRST(&mt_waiters); w != NULL; w = tmp) {
+		tmp = TAILQ_NEXT(w, entry);
+		if (w->s != s || strcmp(w->task_id, r->id) != 0)
+			continue;
+		mcp_reply(s, w->id, mt_result(r->result, r->id));
+		mt_waiter_free(w);
+	}
+	if (!r->mcp_task)
+		return;
+	durable_row(r, &t);
+	mcp_notify(s, "notifications/tasks/status", durable_task_json(&t,
+	    s->cfg->poll_interval_ms));
+	store_task_clear(&t);
+}
+
+/* notifications/cancelled for a tasks/result: it waits no more. */
+bool
+mcptasks_request_cancelled(struct mcp_session *s, const char *key)
+{
+	struct mt_waiter	*w;
+
+	TAILQ_FOREACH(w, &mt_waiters, entry)
+		if (w->s == s && strcmp(w->key, key) == 0) {
+			mt_waiter_free(w);
+			return true;
+		}
+	return false;
+}
+
+void
+mcptasks_stop(void)
+{
+	while (!TAILQ_EMPTY(&mt_waiters))
+		mt_waiter_free(TAILQ_FIRST(&mt_waiters));
+}
+
+/* task.ttl: absent (-1), or milliseconds; -1 after answering -32602. */
+static int
+mt_requested_ttl(struct mcp_session *s, struct rpc_msg *m,
+    struct json_object *task, int64_t *ttl)
+{
+	struct json_object	*v;
+	double			 d;
+
+	*ttl = -1;
+	if (!json_object_is_type(task, json_type_object)) {
+		mcp_error(s, m->id, RPC_INVALID_PARAMS,
+		    "Invalid params: task must be an object");
+		return -1;
+	}
+	if (!json_object_object_get_ex(task, "ttl", &v) || v == NULL)
+		return 0;
+	d = json_object_get_double(v);
+	if ((!json_object_is_type(v, json_type_int) &&
+	    !json_object_is_type(v, json_type_double)) || !(d >= 0) ||
+	    d > 1e15) {
+		mcp_error(s, m->id, RPC_INVALID_PARAMS, "Invalid params: "
+		    "task.ttl must be a number of milliseconds, 0 or more");
+		return -1;
+	}
+	*ttl = (int64_t)d;
+	return 0;
+}
+
+/* CreateTaskResult: the task as it starts, and a line for the model. */
+static struct json_object *
+mt_created(struct mcp_session *s, struct task_record *r)
+{
+	struct json_object	*res = json_object_new_object(), *meta;
+	struct store_task	 t;
+	char			 line[256];
+
+	durable_row(r, &t);
+	json_object_object_add(res, "task", durable_task_json(&t,
+	    s->cfg->poll_interval_ms));
+	store_task_clear(&t);
+	snprintf(line, sizeof line, "heavy_orchestrate is running as task %s; "
+	    "its answer will come from tasks/result.", r->id);
+	meta = json_object_new_object();
+	json_object_object_add(meta, MT_IMMEDIATE,
+	    json_object_new_string(line));
+	json_object_object_add(res, "_meta", meta);
+	return res;
+}
+
+/*
+ * A task-augmented tools/call.  Only heavy_orchestrate takes one
+ * (execution.taskSupport "optional"); the others are -32601, as the spec
+ * says.  Bad arguments, "busy" and the like still make a task: it fails
+ * at once with the result the blocking call would have given.
+ */
+void
+mcptasks_call(struct mcp_session *s, struct rpc_msg *m, const char *name,
+    struct json_object *args, struct json_object *task)
+{
+	struct mcp_run		 run = { .tool = "heavy_orchestrate",
+	    .mcp_task = true };
+	struct task_params	 p;
+	struct task_record	*r;
+	struct json_object	*err;
+	int64_t			 ttl;
+	char			 msg[256];
+
+	if (strcmp(name, "heavy_orchestrate") != 0) {
+		snprintf(msg, sizeof msg, mkh_has(name) ? "Method not found: "
+		    "tool %.100s does not support task-augmented calls (its "
+		    "execution.taskSupport is forbidden)" :
+		    "Unknown tool: %.100s", name);
+		mcp_error(s, m->id, mkh_has(name) ? RPC_METHOD_NOT_FOUND :
+		    RPC_INVALID_PARAMS, msg);
+		return;
+	}
+	if (mt_requested_ttl(s, m, task, &ttl) == -1)
+		return;
+	if (json_object_object_get_ex(m->params, "_meta", &err) &&
+	    json_object_object_get_ex(err, "progressToken", &err) &&
+	    (json_object_is_type(err, json_type_string) ||
+	    json_object_is_type(err, json_type_int)))
+		run.progress_token = err;
+	if (tool_orchestrate_args(s->cfg, args, &p, msg, sizeof msg) == -1) {
+		run.ttl_ms = mcp_ttl_ms(s->cfg, s->cfg->task_timeout_s, ttl);
+		r = mcp_run_result(s, &run, json_object_new_object(),
+		    tool_error_result(msg));
+	} else {
+		run.ttl_ms = mcp_ttl_ms(s->cfg, p.timeout_s, ttl);
+		r = mcp_run(s, &run, &p, &err);
+	}
+	log_debug("task %s created by a task-augmented tools/call", r->id);
+	mcp_reply(s, m->id, mt_created(s, r));
+}
