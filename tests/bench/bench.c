@@ -53,6 +53,8 @@ server_start(struct server *s)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	/* heavyd's log lines (the startup report) are not figures. */
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
 	if (posix_spawn(&s->pid, heavyd, &fa, NULL, argv, environ) != 0)
 		fatal("spawn %s", heavyd);
 	posix_spawn_file_actions_destroy(&fa);
