@@ -64,13 +64,6 @@ mcp_send(struct mcp_session *s, struct json_object *msg)
 	json_object_put(msg);
 }
 
-static void
-mcp_reply_error(struct mcp_session *s, struct json_object *id, int code,
-    const char *message)
-{
-	mcp_send(s, rpc_error(id, code, message));
-}
-
 /* For the methods served in other files: a result, an error, a notice. */
 void
 mcp_reply(struct mcp_session *s, struct json_object *id,
@@ -113,7 +106,7 @@ mcp_initialize(struct mcp_session *s, struct rpc_msg *m)
 
 	if (!json_object_object_get_ex(m->params, "protocolVersion", &v) ||
 	    !json_object_is_type(v, json_type_string)) {
-		mcp_reply_error(s, m->id, RPC_INVALID_PARAMS,
+		mcp_error(s, m->id, RPC_INVALID_PARAMS,
 		    "Invalid params: protocolVersion (string) is required");
 		return;
 	}
@@ -201,7 +194,7 @@ mcp_set_level(struct mcp_session *s, struct rpc_msg *m)
 
 	json_object_object_get_ex(m->params, "level", &v);
 	if ((level = mcp_level(json_object_get_string(v))) == -1) {
-		mcp_reply_error(s, m->id, RPC_INVALID_PARAMS, "Invalid params: "
+		mcp_error(s, m->id, RPC_INVALID_PARAMS, "Invalid params: "
 		    "level must be one of debug, info, notice, warning, error, "
 		    "critical, alert, emergency");
 		return;
@@ -533,7 +526,7 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 
 	if (!json_object_object_get_ex(m->params, "name", &name) ||
 	    !json_object_is_type(name, json_type_string)) {
-		mcp_reply_error(s, m->id, RPC_INVALID_PARAMS,
+		mcp_error(s, m->id, RPC_INVALID_PARAMS,
 		    "Invalid params: name (string) is required");
 		return;
 	}
@@ -551,14 +544,14 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 		}
 		snprintf(msg, sizeof msg, "Unknown tool: %.100s",
 		    json_object_get_string(name));
-		mcp_reply_error(s, m->id, RPC_INVALID_PARAMS, msg);
+		mcp_error(s, m->id, RPC_INVALID_PARAMS, msg);
 		return;
 	}
 	key = rpc_id_key(m->id);
 	dup = lh_table_lookup_entry(s->calls, key) != NULL;
 	free(key);
 	if (dup) {
-		mcp_reply_error(s, m->id, RPC_INVALID_REQUEST,
+		mcp_error(s, m->id, RPC_INVALID_REQUEST,
 		    "Invalid Request: id is already in use by a running call");
 		return;
 	}
@@ -635,16 +628,16 @@ mcp_request(struct mcp_session *s, struct rpc_msg *m)
 		if (strcmp(m->method, mcp_methods[i].method) != 0)
 			continue;
 		if (!s->initialized && !mcp_methods[i].before_init)
-			mcp_reply_error(s, m->id, RPC_INVALID_REQUEST,
+			mcp_error(s, m->id, RPC_INVALID_REQUEST,
 			    "Invalid Request: send initialize first");
 		else if (s->initialized && strcmp(m->method, "initialize") == 0)
-			mcp_reply_error(s, m->id, RPC_INVALID_REQUEST,
+			mcp_error(s, m->id, RPC_INVALID_REQUEST,
 			    "Invalid Request: already initialized");
 		else
 			mcp_methods[i].fn(s, m);
 		return;
 	}
-	mcp_reply_error(s, m->id, RPC_METHOD_NOT_FOUND, "Method not found");
+	mcp_error(s, m->id, RPC_METHOD_NOT_FOUND, "Method not found");
 }
 
 static void
@@ -655,7 +648,7 @@ mcp_line(struct mcp_session *s, const char *line, size_t len)
 	if (len == 0)
 		return;
 	if (rpc_parse(line, len, &m) == -1) {
-		mcp_reply_error(s, m.id, m.error_code, m.error);
+		mcp_error(s, m.id, m.error_code, m.error);
 	} else if (m.kind == RPC_REQUEST) {
 		mcp_request(s, &m);
 	} else if (m.kind == RPC_NOTIFICATION) {
@@ -672,7 +665,7 @@ mcp_too_long(struct mcp_session *s)
 
 	snprintf(msg, sizeof msg, "Invalid Request: message exceeds "
 	    "max_line_bytes (%zu bytes)", s->cfg->max_line_bytes);
-	mcp_reply_error(s, NULL, RPC_INVALID_REQUEST, msg);
+	mcp_error(s, NULL, RPC_INVALID_REQUEST, msg);
 }
 
 /* A final line that ended at EOF without its newline still counts. */

@@ -155,6 +155,8 @@ store_schema_check(const char *path, char *err, size_t errlen)
 		    STORE_SCHEMA_VERSION);
 		return SQLITE_ERROR;
 	}
+	if (atoi(v) == STORE_SCHEMA_VERSION)
+		return SQLITE_OK;	/* no write: several heavyds start at once */
 	if (store_exec(store_schema) == -1)
 		return sqlite3_errcode(db);
 	snprintf(sql, sizeof sql, "PRAGMA user_version = %d",
