@@ -33,6 +33,8 @@ static pid_t		 spare_pid[ZYGOTE_MAX_SPARES];
 static int		 spare_sock[ZYGOTE_MAX_SPARES];
 static int		 nspares, want_spares = 4;	/* HEAVY_SPARES */
 static bool		 refill = true;	/* off after a failed fork, until a request */
+#define ZYGOTE_QUIET_MS		5	/* requests quiet this long: refill */
+static int64_t		 last_request_ms;
 
 static unsigned long
 pid_hash(const void *k)
@@ -322,6 +324,24 @@ zygote_setup(int fd)
 	sandbox_zygote();	/* what every worker inherits */
 }
 
+/*
+ * How long poll may sleep: forever with the pool full, else until the
+ * requests have been quiet for ZYGOTE_QUIET_MS.  Requests come in bursts
+ * (a task's agents all at once): a refill fork in the middle of one would
+ * hold back the rest of the burst, and take a CPU from the workers just
+ * started, a fork's time for each.
+ */
+static int
+zygote_refill_wait(void)
+{
+	int64_t	left;
+
+	if (!refill || nspares >= want_spares)
+		return -1;
+	left = last_request_ms + ZYGOTE_QUIET_MS - now_ms();
+	return left > 0 ? (int)left : 0;
+}
+
 int
 zygote_main(int fd)
 {
@@ -336,8 +356,7 @@ zygote_main(int fd)
 		pfd[0].events = POLLIN;
 		pfd[1].fd = zygote_sigfd;
 		pfd[1].events = POLLIN;
-		/* Refill spares only while no request waits. */
-		n = poll(pfd, 2, refill && nspares < want_spares ? 0 : -1);
+		n = poll(pfd, 2, zygote_refill_wait());
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -353,6 +372,7 @@ zygote_main(int fd)
 			if (zygote_read() == -1)
 				zygote_exit();
 			refill = true;
+			last_request_ms = now_ms();
 		}
 	}
 }
