@@ -145,6 +145,8 @@ static struct {
 	uint64_t	access;
 } ll_reads[LL_MAX_READS];
 static int	ll_nreads = -1;		/* -1: not prepared */
+/* The ruleset with those rules, built ahead too; the fds then go. */
+static int	ll_rfd = -1;
 
 /* A path this system lacks (or we cannot open) is one no rule grants. */
 static void
@@ -174,6 +176,48 @@ ll_prepare_resolv_dir(void)
 	ll_prepare_path(path, FS_READ);
 }
 
+/* Every right this ABI knows, handled. */
+static void
+ll_attr(struct ll_ruleset_attr *attr, int abi)
+{
+	memset(attr, 0, sizeof *attr);
+	attr->handled_access_fs = ll_fs_rights(abi);
+	if (abi >= 4)
+		attr->handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP |
+		    LANDLOCK_ACCESS_NET_CONNECT_TCP;
+	if (abi >= 6)
+		attr->scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET |
+		    LANDLOCK_SCOPE_SIGNAL;
+}
+
+static int	ll_add_reads(int, uint64_t);
+
+/*
+ * The ruleset with the read-only rules, ahead of the job: only the
+ * workspace and the ports are left for landlock_enter().  What fails here
+ * is done again there, where a failure is reported.
+ */
+static void
+ll_prebuild(void)
+{
+	struct ll_ruleset_attr	attr;
+	int			abi = landlock_abi();
+
+	if (abi < 1)
+		return;
+	ll_attr(&attr, abi);
+	if ((ll_rfd = ll_create_ruleset(&attr, sizeof attr, 0)) == -1)
+		return;
+	if (ll_add_reads(ll_rfd, attr.handled_access_fs) == -1) {
+		close(ll_rfd);
+		ll_rfd = -1;
+		return;
+	}
+	for (int i = 0; i < ll_nreads; i++)	/* the rules hold them */
+		close(ll_reads[i].fd);
+	ll_nreads = 0;
+}
+
 void
 landlock_prepare(void)
 {
@@ -195,6 +239,7 @@ landlock_prepare(void)
 	ll_prepare_path("/dev/null", LANDLOCK_ACCESS_FS_READ_FILE |
 	    LANDLOCK_ACCESS_FS_WRITE_FILE);
 	ll_prepare_resolv_dir();
+	ll_prebuild();
 }
 
 /* The prepared fds are not needed once the rules hold them. */
@@ -204,6 +249,9 @@ landlock_release(void)
 	for (int i = 0; i < ll_nreads; i++)
 		close(ll_reads[i].fd);
 	ll_nreads = -1;
+	if (ll_rfd != -1)
+		close(ll_rfd);
+	ll_rfd = -1;
 }
 
 static int
@@ -245,24 +293,23 @@ int
 landlock_enter(const struct sandbox *sb, int workspace_fd, char *err,
     size_t errlen)
 {
-	struct ll_ruleset_attr	attr = { 0 };
+	struct ll_ruleset_attr	attr;
 	int			abi = landlock_abi(), rfd;
 
 	if (abi < 1) {
 		snprintf(err, errlen, "landlock: not available in this kernel");
 		return -1;
 	}
-	attr.handled_access_fs = ll_fs_rights(abi);
-	if (abi >= 4)
-		attr.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP |
-		    LANDLOCK_ACCESS_NET_CONNECT_TCP;
-	if (abi >= 6)
-		attr.scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET |
-		    LANDLOCK_SCOPE_SIGNAL;
-	if ((rfd = ll_create_ruleset(&attr, sizeof attr, 0)) == -1)
-		return ll_fail(err, errlen, "create_ruleset", -1);
-	if (ll_add_reads(rfd, attr.handled_access_fs) == -1)
-		return ll_fail(err, errlen, "read-only rules", rfd);
+	ll_attr(&attr, abi);
+	landlock_prepare();
+	rfd = ll_rfd;
+	ll_rfd = -1;
+	if (rfd == -1) {	/* not built ahead: again, to say why */
+		if ((rfd = ll_create_ruleset(&attr, sizeof attr, 0)) == -1)
+			return ll_fail(err, errlen, "create_ruleset", -1);
+		if (ll_add_reads(rfd, attr.handled_access_fs) == -1)
+			return ll_fail(err, errlen, "read-only rules", rfd);
+	}
 	if (workspace_fd != -1 && ll_add_fd(rfd, workspace_fd,
 	    ll_rights_for(workspace_fd, FS_READ | FS_WRITE),
 	    attr.handled_access_fs) == -1)
