@@ -365,6 +365,8 @@ worker_launch(struct worker *w)
 	bufferevent_enable(w->bev, EV_READ);
 	bufferevent_write(w->bev, w->confine.data, w->confine.len);
 	bufferevent_write(w->bev, w->frame.data, w->frame.len);
+	/* Now, not at the next turn of the loop: a spare is up already. */
+	evbuffer_write(bufferevent_get_output(w->bev), sv[0]);
 	explicit_bzero(w->frame.data, w->frame.len);	/* it holds the key */
 	buf_free(&w->frame);
 	buf_free(&w->confine);
