@@ -12,8 +12,8 @@ CFLAGS_ALL = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
 	-MMD -MP $(CFLAGS)
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
-SUP_CFLAGS = $(shell $(PKG) --cflags libevent json-c yaml-0.1 sqlite3 libcap libcrypto)
-SUP_LIBS   = $(shell $(PKG) --libs libevent json-c yaml-0.1 sqlite3 libcap libcrypto)
+SUP_CFLAGS = $(shell $(PKG) --cflags libevent json-c yaml-0.1 sqlite3 libcap nettle)
+SUP_LIBS   = $(shell $(PKG) --libs libevent json-c yaml-0.1 sqlite3 libcap nettle)
 WRK_CFLAGS = $(shell $(PKG) --cflags libcurl json-c libxml-2.0 libseccomp libcap)
 WRK_LIBS   = $(shell $(PKG) --libs libcurl json-c libxml-2.0 libseccomp libcap) -lm
 TST_CFLAGS = $(shell $(PKG) --cflags criterion)

@@ -2,11 +2,11 @@
  * The opt-in result cache (HEAVY_CACHE_TTL seconds; 0, the default, is
  * off).  The same query under the same effective configuration, within
  * the TTL, is answered from the task store without running anything, and
- * the answer says so (cached, cached_from).  The key is the SHA-256, from
- * OpenSSL's libcrypto, of one canonical JSON text of everything that
- * shapes an answer: the call's arguments, the models of every role, the
- * prompts, the limits the workers get, the search settings, the endpoint
- * and heavyd's version.  Lookups are by owner: nobody is served another
+ * the answer says so (cached, cached_from).  The key is the SHA-256
+ * (Nettle's) of one canonical JSON text of everything that shapes an
+ * answer: the call's arguments, the models of every role, the prompts,
+ * the limits the workers get, the search settings, the endpoint and
+ * heavyd's version.  Lookups are by owner: nobody is served another
  * caller's answer.  Only clean answers are served again: every agent
  * answered, the synthesis did not fail, no budget stopped the task.
  */
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 
 #include "supervisor.h"
 
@@ -105,19 +105,19 @@ cache_canonical(const struct heavy_config *c, const struct task_params *p)
 char *
 cache_key(const struct heavy_config *c, const struct task_params *p)
 {
-	unsigned char	 md[EVP_MAX_MD_SIZE];
-	unsigned int	 len = 0;
-	char		*text, *hex;
+	struct sha256_ctx	 ctx;
+	uint8_t			 md[SHA256_DIGEST_SIZE];
+	char			*text, *hex;
 
 	if (c->cache_ttl_s == 0)
 		return NULL;
 	text = cache_canonical(c, p);
-	if (EVP_Digest(text, strlen(text), md, &len, EVP_sha256(),
-	    NULL) != 1)
-		fatalx("libcrypto: SHA-256 failed");
+	sha256_init(&ctx);
+	sha256_update(&ctx, strlen(text), (const uint8_t *)text);
+	sha256_digest(&ctx, sizeof md, md);
 	free(text);
-	hex = xmalloc(2 * len + 1);
-	for (unsigned int i = 0; i < len; i++)
+	hex = xmalloc(2 * sizeof md + 1);
+	for (size_t i = 0; i < sizeof md; i++)
 		snprintf(hex + 2 * i, 3, "%02x", md[i]);
 	return hex;
 }
