@@ -199,7 +199,9 @@ server_start(struct heavy_config *config, void (*stop)(void))
 	ev_base = server_event_base();
 	workspace_init(config);
 	workers_init(config);
-	if (spawner_start(worker_path, config->spares) == -1)
+	/* Pages are turned into text only for search_web. */
+	if (spawner_start(worker_path, config->spares,
+	    config->search_backend != NULL) == -1)
 		fatal("cannot start %s", worker_path);
 	free(worker_path);
 	server_sigterm = evsignal_new(ev_base, SIGTERM, server_signal_cb, NULL);

@@ -28,6 +28,7 @@ struct spawn_req {
 
 static char			*spawner_path;
 static int			 spawner_spares;
+static bool			 spawner_html;	/* the zygote opens libxml2 */
 static int			 spawner_fd = -1;
 static pid_t			 spawner_pid = -1;
 static struct event		*spawner_rev, *spawner_wev, *spawner_chld;
@@ -46,7 +47,7 @@ spawner_env(void)
 	    "HEAVY_DEBUG", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
 	    "HEAVY_CGROUP" };
 	size_t			 n = sizeof keep / sizeof keep[0], k = 0;
-	char			**env = xcalloc(n + 2, sizeof *env);
+	char			**env = xcalloc(n + 3, sizeof *env);
 	const char		*v;
 
 	for (size_t i = 0; i < n; i++) {
@@ -55,7 +56,9 @@ spawner_env(void)
 		env[k] = xmalloc(strlen(keep[i]) + strlen(v) + 2);
 		sprintf(env[k++], "%s=%s", keep[i], v);
 	}
-	env[k] = xasprintf("HEAVY_SPARES=%d", spawner_spares);	/* checked */
+	env[k++] = xasprintf("HEAVY_SPARES=%d", spawner_spares);	/* checked */
+	if (spawner_html)
+		env[k] = xstrdup("HEAVY_ZYGOTE_HTML=1");
 	return env;
 }
 
@@ -227,7 +230,7 @@ static void
 spawner_retry_cb(evutil_socket_t fd, short events, void *arg)
 {
 	(void)fd; (void)events; (void)arg;
-	if (spawner_fd == -1 && spawner_start(NULL, 0) == -1)
+	if (spawner_fd == -1 && spawner_start(NULL, 0, false) == -1)
 		log_warnx("zygote restart failed; retrying in 1 s");
 }
 
@@ -276,12 +279,13 @@ spawner_chld_cb(evutil_socket_t sig, short events, void *arg)
 }
 
 int
-spawner_start(const char *worker_path, int spares)
+spawner_start(const char *worker_path, int spares, bool html)
 {
 	int	sv[2], fd;
 
 	if (worker_path != NULL) {
 		spawner_spares = spares;
+		spawner_html = html;
 		free(spawner_path);
 		spawner_path = xstrdup(worker_path);
 		spawner_chld = evsignal_new(ev_base, SIGCHLD, spawner_chld_cb,

@@ -49,7 +49,7 @@ int	 features_cgroup2_mount(const char *text, char *out, size_t outlen);
 bool	 features_has_controllers(const char *line, const char *need);
 
 /* spawner.c: our handle on the zygote that forks workers. */
-int	 spawner_start(const char *worker_path, int spares);
+int	 spawner_start(const char *worker_path, int spares, bool html);
 int	 spawner_spawn(uint32_t id, int fd);
 void	 spawner_stop(void);
 

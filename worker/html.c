@@ -6,12 +6,51 @@
  * apart by a space, cut at a character boundary at the cap.
  */
 #include <ctype.h>
+#include <dlfcn.h>
 #include <string.h>
 
 #include <libxml/HTMLparser.h>
 #include <libxml/parser.h>
 
 #include "worker.h"
+
+/*
+ * libxml2 is opened at run time, not linked: it brings ICU and the C++
+ * runtime, and their mappings made every worker's fork and exit dearer
+ * (about 55 us each).  The zygote opens it only when a search backend is
+ * configured, so the workers that search inherit it; the others never
+ * map it.
+ */
+static struct {
+	__typeof__(htmlReadMemory)		*read_memory;
+	__typeof__(xmlDocGetRootElement)	*root;
+	__typeof__(xmlFreeDoc)			*free_doc;
+	__typeof__(xmlSetGenericErrorFunc)	*set_error;
+	__typeof__(xmlStrcasecmp)		*casecmp;
+} xml;
+
+/* Opens libxml2 once; -1 if it cannot be. */
+int
+html_load(void)
+{
+	void	*h;
+
+	if (xml.read_memory != NULL)
+		return 0;
+	if ((h = dlopen("libxml2.so.2", RTLD_NOW | RTLD_LOCAL)) == NULL)
+		return -1;
+	xml.root = (__typeof__(xml.root))dlsym(h, "xmlDocGetRootElement");
+	xml.free_doc = (__typeof__(xml.free_doc))dlsym(h, "xmlFreeDoc");
+	xml.set_error = (__typeof__(xml.set_error))dlsym(h,
+	    "xmlSetGenericErrorFunc");
+	xml.casecmp = (__typeof__(xml.casecmp))dlsym(h, "xmlStrcasecmp");
+	if (xml.root == NULL || xml.free_doc == NULL ||
+	    xml.set_error == NULL || xml.casecmp == NULL)
+		return -1;
+	xml.read_memory = (__typeof__(xml.read_memory))dlsym(h,
+	    "htmlReadMemory");
+	return xml.read_memory == NULL ? -1 : 0;
+}
 
 /* Elements whose content is not text for a reader. */
 static const char *html_skip[] = {
@@ -39,7 +78,7 @@ static bool
 html_in(const char *const *list, size_t n, const xmlChar *name)
 {
 	for (size_t i = 0; i < n; i++)
-		if (xmlStrcasecmp(name, (const xmlChar *)list[i]) == 0)
+		if (xml.casecmp(name, (const xmlChar *)list[i]) == 0)
 			return true;
 	return false;
 }
@@ -133,18 +172,18 @@ html_to_text(const char *html, size_t len, const char *charset,
 
 	if (len == 0)
 		return 0;
-	if (len > INT32_MAX)
+	if (len > INT32_MAX || html_load() == -1)
 		return -1;
-	xmlSetGenericErrorFunc(NULL, html_silent);
+	xml.set_error(NULL, html_silent);
 	/* No charset from HTTP: UTF-8 if it is, else the page's own <meta>. */
 	if (charset == NULL && text_utf8(html, len, &whole) && whole == len)
 		charset = "UTF-8";
-	doc = htmlReadMemory(html, (int)len, NULL, charset, opts);
+	doc = xml.read_memory(html, (int)len, NULL, charset, opts);
 	if (doc == NULL && charset != NULL)
-		doc = htmlReadMemory(html, (int)len, NULL, NULL, opts);
+		doc = xml.read_memory(html, (int)len, NULL, NULL, opts);
 	if (doc == NULL)
 		return -1;
-	html_walk(&x, xmlDocGetRootElement(doc));
-	xmlFreeDoc(doc);
+	html_walk(&x, xml.root(doc));
+	xml.free_doc(doc);
 	return x.full ? 1 : 0;
 }

@@ -85,6 +85,7 @@ size_t	text_fit(const char *, size_t len, size_t max);
 int	text_add_capped(struct buf *, const char *, size_t);
 
 /* html.c: a page's text; 1 if cut at max, -1 if unparseable. */
+int	html_load(void);
 int	html_to_text(const char *html, size_t len, const char *charset,
 	    size_t max, struct buf *out);
 

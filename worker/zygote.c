@@ -316,6 +316,10 @@ zygote_setup(int fd)
 	if (want_spares < 0 || want_spares > ZYGOTE_MAX_SPARES)
 		want_spares = 4;
 	cgroup_init(getenv("HEAVY_CGROUP"));	/* made by heavyd, or unset */
+	/* Opened once here, so the workers that search inherit it. */
+	if (getenv("HEAVY_ZYGOTE_HTML") != NULL && html_load() == -1)
+		log_warnx("zygote: cannot open libxml2: search_web pages "
+		    "will have no text extracts");
 	zygote_scrub_env();
 	if (seccomp_allowlist_build(err, sizeof err) == -1)
 		fatalx("zygote: %s", err);
