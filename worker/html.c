@@ -44,12 +44,14 @@ html_load(void)
 	xml.set_error = (__typeof__(xml.set_error))dlsym(h,
 	    "xmlSetGenericErrorFunc");
 	xml.casecmp = (__typeof__(xml.casecmp))dlsym(h, "xmlStrcasecmp");
-	if (xml.root == NULL || xml.free_doc == NULL ||
-	    xml.set_error == NULL || xml.casecmp == NULL)
-		return -1;
 	xml.read_memory = (__typeof__(xml.read_memory))dlsym(h,
 	    "htmlReadMemory");
-	return xml.read_memory == NULL ? -1 : 0;
+	if (xml.root != NULL && xml.free_doc != NULL && xml.set_error !=
+	    NULL && xml.casecmp != NULL && xml.read_memory != NULL)
+		return 0;
+	memset(&xml, 0, sizeof xml);	/* a stranger library: not used */
+	dlclose(h);
+	return -1;
 }
 
 /* Elements whose content is not text for a reader. */
