@@ -36,6 +36,7 @@
  * search and page requests, and any that carried an Authorization header.
  */
 #include <ctype.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -1162,6 +1163,53 @@ write_port_file(const char *path, int port)
 	free(tmp);
 }
 
+static const struct option long_opts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 }
+};
+
+static void __attribute__((noreturn))
+usage(FILE *f, int status)
+{
+	fputs(
+"usage: mockllm [-p port] [-f portfile] [-l latency_ms]\n"
+"       mockllm -h | --help\n"
+"An OpenAI-compatible chat-completions mock for tests, the demo and\n"
+"benchmarks, bound to 127.0.0.1 only. Point heavyd at it with\n"
+"HEAVY_BASE_URL=http://127.0.0.1:PORT/v1 (any API key will do).\n"
+"\n"
+"  -p port        listen on this port (default 0: the kernel picks one;\n"
+"                 the port is logged on stderr)\n"
+"  -f portfile    write the port to this file once listening\n"
+"  -l latency_ms  answer each chat call after this many ms (default 0)\n"
+"  -h, --help     print this and exit\n"
+"\n"
+"Markers in a query steer it: [[scope:action]], or [[action]] for every\n"
+"step. Scopes: planner, agent, aN (agent N only), synth, review, all.\n"
+"  latency:MS             answer after MS ms instead of -l\n"
+"  hang, hang-model:M     never answer (only for model M)\n"
+"  status:CODE[:retry-after=S][:reset=MS]\n"
+"                         answer with HTTP error CODE (400-599)\n"
+"  flaky:CODE:K           the first K identical requests get CODE\n"
+"  truncated, malformed, error200, oversize[:BYTES]\n"
+"                         a cut body, non-JSON, an error in a 200, a huge answer\n"
+"  count:N                the planner writes N sub-questions\n"
+"  garbage, garbage-once  the planner answers prose (once: until re-asked)\n"
+"  tool:NAME:ARGS         an agent calls tool NAME with JSON ARGS first\n"
+"  complete               an agent answers through mark_task_complete\n"
+"  echo-model             an answer names the model it was asked with\n"
+"  usage:N                a call reports N tokens\n"
+"  review:prefer:WORD     reviewers rank answers holding WORD first\n"
+"  review:invalid, review:invalid-once, review:invalid-model:M\n"
+"                         reviewers reply with an invalid ranking\n"
+"\n"
+"It also serves: POST .../chat/completions; GET /stats, POST /reset;\n"
+"search backends GET /search?q=..&format=json (SearXNG) and\n"
+"GET /brave/search?q=.. (Brave); pages /page/N, /redirect/K, /big,\n"
+"/binary and /hang.\n", f);
+	exit(status);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1175,16 +1223,23 @@ main(int argc, char **argv)
 	socklen_t			 sslen = sizeof ss;
 
 	log_init("mockllm", LOG_LVL_INFO);
-	while ((ch = getopt(argc, argv, "p:f:l:")) != -1) {
+	while ((ch = getopt_long(argc, argv, "p:f:l:h", long_opts,
+	    NULL)) != -1) {
 		if (ch == 'p')
 			port = atoi(optarg);
 		else if (ch == 'f')
 			portfile = optarg;
 		else if (ch == 'l')
 			default_latency = atoi(optarg);
+		else if (ch == 'h')
+			usage(stdout, 0);
 		else
-			fatalx("usage: mockllm [-p port] [-f portfile] "
-			    "[-l latency_ms]");
+			usage(stderr, 2);
+	}
+	if (optind < argc) {
+		fprintf(stderr, "mockllm: unexpected argument: %s\n",
+		    argv[optind]);
+		usage(stderr, 2);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	/* A precise timer, so latency:100 means 100 ms and not up to 101. */
