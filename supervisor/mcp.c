@@ -147,7 +147,7 @@ mcp_ping(struct mcp_session *s, struct rpc_msg *m)
 static void
 mcp_tools_list(struct mcp_session *s, struct rpc_msg *m)
 {
-	mcp_send(s, rpc_result(m->id, tool_list()));
+	mcp_send(s, rpc_result(m->id, tool_list(s->cfg)));
 }
 
 /* MCP's syslog levels, mapped onto ours. */

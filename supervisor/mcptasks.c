@@ -404,13 +404,15 @@ mcptasks_call(struct mcp_session *s, struct rpc_msg *m, const char *name,
 	struct json_object	*err;
 	int64_t			 ttl;
 	char			 msg[256];
+	bool			 known;
 
 	if (strcmp(name, "heavy_orchestrate") != 0) {
-		snprintf(msg, sizeof msg, mkh_has(name) ? "Method not found: "
-		    "tool %.100s does not support task-augmented calls (its "
+		known = mkh_has(s->cfg, name);
+		snprintf(msg, sizeof msg, known ? "Method not found: tool "
+		    "%.100s does not support task-augmented calls (its "
 		    "execution.taskSupport is forbidden)" :
 		    "Unknown tool: %.100s", name);
-		mcp_error(s, m->id, mkh_has(name) ? RPC_METHOD_NOT_FOUND :
+		mcp_error(s, m->id, known ? RPC_METHOD_NOT_FOUND :
 		    RPC_INVALID_PARAMS, msg);
 		return;
 	}
