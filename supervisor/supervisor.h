@@ -366,6 +366,7 @@ struct mcp_session {
 	struct heavy_config	*cfg;
 	struct lh_table		*calls;		/* heavy_orchestrate in flight */
 	struct bufferevent	*in, *out;
+	const char		*version;	/* negotiated; NULL before */
 	bool			 initialized, discarding;
 	int			 log_level;	/* -1: no log messages */
 	struct lh_table		*subs;		/* subscribed uri -> last update */
@@ -396,6 +397,7 @@ void	 mcp_notify(struct mcp_session *, const char *method,
 int	 mcp_start(const struct heavy_config *);
 void	 mcp_stop(void);
 int	 mcp_negotiate_version(const char *requested, const char **chosen);
+bool	 mcp_has_tasks(const struct mcp_session *);
 
 /* mcptasks.c: MCP Tasks: task-augmented tools/call, the tasks methods. */
 void	 mcptasks_call(struct mcp_session *, struct rpc_msg *,
