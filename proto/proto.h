@@ -71,6 +71,10 @@ enum job_error {
 };
 #define JOB_ERR_LAST	JOB_ERR_CONNECT
 
+/* A MSG_JOB_STEP note that starts so reports a retry: "retrying in 0.5 s
+ * after: <cause> (<URL>)".  The supervisor logs those, not only shows them. */
+#define JOB_RETRY_NOTE		"retrying in "
+
 /* Flags in MSG_JOB_DONE. */
 #define JOB_DONE_REASKED	0x1	/* the planner needed its one re-ask */
 #define JOB_DONE_MAXITER	0x2	/* the agent ran out of iterations */

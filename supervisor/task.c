@@ -250,7 +250,8 @@ task_describe(const struct worker_result *r)
 }
 
 /* Worker notes (a tool call, a retry) become progress, at most 20 a
- * second from each worker, so one agent cannot flood the client. */
+ * second from each worker, so one agent cannot flood the client.  A retry
+ * is logged as well: it is how an operator sees a failing endpoint. */
 static void
 task_worker_note(struct task *t, int64_t *last, const char *who,
     const char *note)
@@ -258,6 +259,8 @@ task_worker_note(struct task *t, int64_t *last, const char *who,
 	char	msg[600];
 	int64_t	now = now_ms();
 
+	if (strncmp(note, JOB_RETRY_NOTE, strlen(JOB_RETRY_NOTE)) == 0)
+		log_info("task %s: %s: %s", t->id, who, note);
 	if (now - *last < 50)
 		return;
 	*last = now;
@@ -409,6 +412,8 @@ task_planner_done(void *arg, struct worker_result *r)
 
 	t->planner = NULL;
 	if (task_fatal_cause(r)) {
+		log_warnx("task %s stopped: the planner failed: %s", t->id,
+		    r->error);
 		task_stop_early(t, r->error, task_fatal_answer(r));
 		return;
 	}

@@ -407,7 +407,7 @@ llm_try(const struct job *job, int64_t deadline, const char *url,
 static void
 llm_retry_note(const struct llm_error *e, const char *url, int64_t delay)
 {
-	worker_step("retrying in %.1f s after: %s%s (%s)", delay / 1000.0,
+	worker_step(JOB_RETRY_NOTE "%.1f s after: %s%s (%s)", delay / 1000.0,
 	    e->kind == JOB_ERR_CONNECT ? "cannot connect: " : "", e->msg, url);
 }
 

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { test } from 'node:test';
 
 import { checkOk, checkProgress, checkShape, progressIndex } from './checks.mjs';
-import { describe, setup, sleep } from './lib.mjs';
+import { describe, setup, sleep, waitFor } from './lib.mjs';
 
 test('four agents are planned, run and synthesized', { timeout: 30000 }, async (t) => {
 	// HEAVY_WORKER unset: heavyd must find its worker itself.
@@ -93,9 +93,14 @@ test('an unreachable endpoint stops the task after the planner\'s retries; no ag
 	assert.equal(sc.usage.llm_calls, 5, JSON.stringify(sc.usage));
 	assert.equal(sc.usage.retries, 4, JSON.stringify(sc.usage));
 	const esc = url.replace(/[.\/]/g, '\\$&');
-	assert.ok(progress.some((p) => new RegExp(`^planner: retrying in \\d+\\.\\d s after: ` +
-	    `cannot connect: Connection refused \\(${esc}\\)$`).test(p.message)),
+	const retry = `planner: retrying in \\d+\\.\\d s after: cannot connect: Connection refused \\(${esc}\\)`;
+	assert.ok(progress.some((p) => new RegExp(`^${retry}$`).test(p.message)),
 	    JSON.stringify(progress.map((p) => p.message)));
+	// The log says it too (stderr is another pipe: wait for it, not for a time).
+	const logged = () => new RegExp(`info: task [0-9a-f]{32}: ${retry}\n`).test(srv.stderr()) &&
+	    /warning: task [0-9a-f]{32} stopped: the planner failed: cannot connect to /.test(srv.stderr());
+	await waitFor(logged, 10000).catch(() =>
+	    assert.fail(`no retry and stop lines in the log:\n${srv.stderr()}`));
 	await srv.shutdown();
 });
 
