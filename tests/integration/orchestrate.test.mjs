@@ -76,7 +76,7 @@ test('an unreachable endpoint stops the task after the planner\'s retries; no ag
 	const port = await closedPort();
 	const base = `http://127.0.0.1:${port}/v1`;
 	const url = `${base}/chat/completions`;
-	const { srv } = await setup(t, { noMock: true, env: { HEAVY_BASE_URL: base } });
+	const { srv } = await setup(t, { noMock: true, env: { HEAVY_BASE_URL: base, HEAVY_MAX_RETRIES: '4' } });
 	const { result, sc, progress } = await srv.orchestrate({ query: 'Anyone there?', num_agents: 4 });
 	const text = result.content[0].text;
 	assert.equal(result.isError, true, JSON.stringify(result));
