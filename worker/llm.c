@@ -306,7 +306,8 @@ llm_attempt(const struct job *job, int64_t deadline, const char *url,
 	curl_easy_setopt(llm_curl, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(llm_curl, CURLOPT_ERRORBUFFER, errbuf);
 	rc = curl_easy_perform(llm_curl);
-	curl_easy_setopt(llm_curl, CURLOPT_ERRORBUFFER, NULL);	/* ours ends */
+	/* errbuf lives on this stack; the handle outlives it. */
+	curl_easy_setopt(llm_curl, CURLOPT_ERRORBUFFER, NULL);
 	curl_slist_free_all(headers);
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(llm_curl, CURLINFO_RESPONSE_CODE, status);
@@ -449,7 +450,8 @@ llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
 		worker_report_usage(u);
 		if (rc != 1 || attempt >= job->max_retries) {
 			buf_free(&x.body);
-			llm_connect_msg(e, url);
+			if (rc != 0)
+				llm_connect_msg(e, url);
 			break;
 		}
 		delay = llm_retry_delay(job, (int)attempt, &x);
