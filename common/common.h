@@ -139,6 +139,8 @@ struct heavy_config {
 	int	 store_sweep_s;		/* expired rows swept this often */
 	int	 store_busy_ms;		/* wait for another heavyd's write */
 	int	 cache_ttl_s;		/* result cache; 0: off */
+
+	int	 tools_compat;		/* offer make-it-heavy's six tools */
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"

@@ -92,6 +92,7 @@ config_defaults(struct heavy_config *c)
 	c->store_sweep_s = 60;
 	c->store_busy_ms = 5000;
 	c->cache_ttl_s = 0;
+	c->tools_compat = 1;
 }
 
 void
@@ -297,6 +298,7 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	    "bytes\nsynthesis_prompt: %zu bytes\n", strlen(c->system_prompt),
 	    strlen(c->question_prompt), strlen(c->synthesis_prompt));
 	config_print_tools(c, f);
+	fprintf(f, "tools.compat: %s\n", c->tools_compat ? "true" : "false");
 }
 
 /* The strategy and the models per role; empty variables are unset. */
@@ -357,6 +359,12 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 	    config_parse_bool(v, &c->search_allow_private) == -1) {
 		snprintf(err, errlen, "HEAVY_SEARCH_ALLOW_PRIVATE: expected 1 or "
 		    "0 (true or false), got \"%.64s\"", v);
+		return -1;
+	}
+	if ((v = getenv("HEAVY_TOOLS_COMPAT")) != NULL && *v != '\0' &&
+	    config_parse_bool(v, &c->tools_compat) == -1) {
+		snprintf(err, errlen, "HEAVY_TOOLS_COMPAT: expected 1 or 0 "
+		    "(true or false), got \"%.64s\"", v);
 		return -1;
 	}
 	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {

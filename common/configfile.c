@@ -54,6 +54,8 @@ static const struct file_key {
 	STR("search.api_key_file", search_api_key_file),
 	{ "search.allow_private", KEY_BOOL,
 	  offsetof(struct heavy_config, search_allow_private), NULL },
+	{ "tools.compat", KEY_BOOL,
+	  offsetof(struct heavy_config, tools_compat), NULL },
 #undef STR
 #undef KNOB
 };

@@ -19,7 +19,9 @@
 
 struct json_object;
 
-#define PROTO_VERSION		1
+/* 2: JOB_ERR_CONNECT in MSG_JOB_FAILED.  The supervisor and its workers
+ * come from one build; a mismatch is refused at the first header. */
+#define PROTO_VERSION		2
 #define PROTO_HDR_LEN		8
 
 enum msg_type {
@@ -57,14 +59,21 @@ enum job_role {
 /* Why a job failed, as the worker saw it. */
 enum job_error {
 	JOB_ERR_HTTP = 1,	/* a non-retryable or exhausted HTTP status */
-	JOB_ERR_TRANSPORT,	/* connect, TLS, reset, ... */
+	JOB_ERR_TRANSPORT,	/* TLS, reset, ... once connected */
 	JOB_ERR_TIMEOUT,	/* the worker's own deadline passed */
 	JOB_ERR_RESPONSE,	/* malformed, truncated or oversized response */
 	JOB_ERR_API,		/* an error object in a 200 body */
 	JOB_ERR_PARSE,		/* the planner's output never validated */
 	JOB_ERR_LIMIT,		/* a size cap was reached */
 	JOB_ERR_INTERNAL,
+	JOB_ERR_CONNECT,	/* the endpoint cannot be reached at all:
+				   refused, no such host, no route */
 };
+#define JOB_ERR_LAST	JOB_ERR_CONNECT
+
+/* A MSG_JOB_STEP note that starts so reports a retry: "retrying in 0.5 s
+ * after: <cause> (<URL>)".  The supervisor logs those, not only shows them. */
+#define JOB_RETRY_NOTE		"retrying in "
 
 /* Flags in MSG_JOB_DONE. */
 #define JOB_DONE_REASKED	0x1	/* the planner needed its one re-ask */

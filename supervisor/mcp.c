@@ -24,6 +24,7 @@
 #include "supervisor.h"
 
 #define MCP_LATEST	"2025-11-25"
+#define MCP_TASKS_SINCE	"2025-11-25"	/* MCP Tasks came with it */
 #define MCP_RELATED_TASK	"io.modelcontextprotocol/related-task"
 #define MCP_MIN_TTL_MS		1000	/* a task must live to be polled */
 
@@ -98,10 +99,73 @@ mcp_negotiate_version(const char *requested, const char **chosen)
 	return -1;
 }
 
+/*
+ * Whether the session negotiated MCP Tasks.  An older client is not told
+ * of them, and its task-augmented tools/call is served as a plain one, as
+ * the spec asks of a receiver that did not declare the capability.
+ * Versions are dates, so they compare as strings.
+ */
+bool
+mcp_has_tasks(const struct mcp_session *s)
+{
+	return s->version != NULL && strcmp(s->version, MCP_TASKS_SINCE) >= 0;
+}
+
+/* What a model reads about the server: when to call it, and how. */
+static struct json_object *
+mcp_instructions(const struct mcp_session *s)
+{
+	struct json_object	*o;
+	struct buf		 b;
+	char			*text;
+
+	buf_init(&b, 0);
+	buf_printf(&b, "heavyd answers a hard question with several LLM "
+	    "agents: a planner splits the query into sub-questions, agents "
+	    "answer them in parallel with tools, and one call merges their "
+	    "answers. "
+	    "Use heavy_orchestrate when a deep, many-sided answer is worth "
+	    "tens of seconds to minutes and several model calls; a simple "
+	    "question does not need it. It sends progress notifications "
+	    "while it works (pass a progressToken).");
+	if (mcp_has_tasks(s))
+		buf_printf(&b, " It can also run as an MCP task (tasks/get, "
+		    "tasks/result, tasks/cancel).");
+	if (s->cfg->tools_compat)
+		buf_printf(&b, " If your client cuts calls short, start it "
+		    "with grok_heavy_orchestrate, which returns a task_id at "
+		    "once, follow it with get_task_progress and stop it with "
+		    "cancel_task.");
+	text = buf_release(&b);
+	o = json_object_new_string(text);
+	free(text);
+	return o;
+}
+
+static struct json_object *
+mcp_capabilities(const struct mcp_session *s)
+{
+	struct json_object	*caps = json_object_new_object();
+
+	json_object_object_add(caps, "tools", json_tokener_parse(
+	    "{\"listChanged\":false}"));
+	json_object_object_add(caps, "logging", json_object_new_object());
+	json_object_object_add(caps, "resources", json_tokener_parse(
+	    "{\"subscribe\":true,\"listChanged\":false}"));
+	json_object_object_add(caps, "prompts", json_tokener_parse(
+	    "{\"listChanged\":false}"));
+	json_object_object_add(caps, "completions", json_object_new_object());
+	if (mcp_has_tasks(s))
+		json_object_object_add(caps, "tasks", json_tokener_parse(
+		    "{\"list\":{},\"cancel\":{},\"requests\":{\"tools\":"
+		    "{\"call\":{}}}}"));
+	return caps;
+}
+
 static void
 mcp_initialize(struct mcp_session *s, struct rpc_msg *m)
 {
-	struct json_object	*v, *res, *caps, *info;
+	struct json_object	*v, *res, *info;
 	const char		*version;
 
 	if (!json_object_object_get_ex(m->params, "protocolVersion", &v) ||
@@ -111,17 +175,7 @@ mcp_initialize(struct mcp_session *s, struct rpc_msg *m)
 		return;
 	}
 	mcp_negotiate_version(json_object_get_string(v), &version);
-	caps = json_object_new_object();
-	json_object_object_add(caps, "tools", json_tokener_parse(
-	    "{\"listChanged\":false}"));
-	json_object_object_add(caps, "logging", json_object_new_object());
-	json_object_object_add(caps, "resources", json_tokener_parse(
-	    "{\"subscribe\":true,\"listChanged\":false}"));
-	json_object_object_add(caps, "prompts", json_tokener_parse(
-	    "{\"listChanged\":false}"));
-	json_object_object_add(caps, "completions", json_object_new_object());
-	json_object_object_add(caps, "tasks", json_tokener_parse("{\"list\":{},"
-	    "\"cancel\":{},\"requests\":{\"tools\":{\"call\":{}}}}"));
+	s->version = version;
 	info = json_object_new_object();
 	json_object_object_add(info, "name", json_object_new_string(HEAVY_NAME));
 	json_object_object_add(info, "version",
@@ -132,8 +186,9 @@ mcp_initialize(struct mcp_session *s, struct rpc_msg *m)
 	res = json_object_new_object();
 	json_object_object_add(res, "protocolVersion",
 	    json_object_new_string(version));
-	json_object_object_add(res, "capabilities", caps);
+	json_object_object_add(res, "capabilities", mcp_capabilities(s));
 	json_object_object_add(res, "serverInfo", info);
+	json_object_object_add(res, "instructions", mcp_instructions(s));
 	s->initialized = true;
 	mcp_send(s, rpc_result(m->id, res));
 }
@@ -147,7 +202,7 @@ mcp_ping(struct mcp_session *s, struct rpc_msg *m)
 static void
 mcp_tools_list(struct mcp_session *s, struct rpc_msg *m)
 {
-	mcp_send(s, rpc_result(m->id, tool_list()));
+	mcp_send(s, rpc_result(m->id, tool_list(s->cfg)));
 }
 
 /* MCP's syslog levels, mapped onto ours. */
@@ -532,7 +587,7 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 	}
 	json_object_object_get_ex(m->params, "arguments", &args);
 	if (json_object_object_get_ex(m->params, "task", &task) &&
-	    task != NULL) {
+	    task != NULL && mcp_has_tasks(s)) {
 		mcptasks_call(s, m, json_object_get_string(name), args, task);
 		return;
 	}

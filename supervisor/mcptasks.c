@@ -35,6 +35,19 @@ struct mt_waiter {
 };
 static TAILQ_HEAD(, mt_waiter) mt_waiters = TAILQ_HEAD_INITIALIZER(mt_waiters);
 
+/*
+ * A session that negotiated a version before MCP Tasks was not offered
+ * them: to it, the tasks/ methods do not exist.
+ */
+static bool
+mt_refused(struct mcp_session *s, struct rpc_msg *m)
+{
+	if (mcp_has_tasks(s))
+		return false;
+	mcp_error(s, m->id, RPC_METHOD_NOT_FOUND, "Method not found");
+	return true;
+}
+
 /* The taskId parameter, lower case; -1 after answering -32602. */
 static int
 mt_task_id(struct mcp_session *s, struct rpc_msg *m, char id[33])
@@ -123,6 +136,8 @@ mcptasks_rpc_get(struct mcp_session *s, struct rpc_msg *m)
 	struct store_task	 t;
 	struct task_record	*live;
 
+	if (mt_refused(s, m))
+		return;
 	if (mt_lookup(s, m, &t, &live) == -1)
 		return;
 	mcp_reply(s, m->id, durable_task_json(&t, s->cfg->poll_interval_ms));
@@ -187,6 +202,8 @@ mcptasks_rpc_result(struct mcp_session *s, struct rpc_msg *m)
 	struct task_record	*live;
 	struct mt_waiter	*w;
 
+	if (mt_refused(s, m))
+		return;
 	if (mt_lookup(s, m, &t, &live) == -1)
 		return;
 	if (durable_terminal(&t)) {
@@ -217,6 +234,8 @@ mcptasks_rpc_list(struct mcp_session *s, struct rpc_msg *m)
 	char			*next;
 	int			 n, rc;
 
+	if (mt_refused(s, m))
+		return;
 	if (json_object_object_get_ex(m->params, "cursor", &v) && v != NULL) {
 		if (!json_object_is_type(v, json_type_string)) {
 			mcp_error(s, m->id, RPC_INVALID_PARAMS,
@@ -264,6 +283,8 @@ mcptasks_rpc_cancel(struct mcp_session *s, struct rpc_msg *m)
 	struct task_record	*live;
 	char			 msg[256], id[33];
 
+	if (mt_refused(s, m))
+		return;
 	if (mt_lookup(s, m, &t, &live) == -1)
 		return;
 	if (live == NULL) {
@@ -404,13 +425,15 @@ mcptasks_call(struct mcp_session *s, struct rpc_msg *m, const char *name,
 	struct json_object	*err;
 	int64_t			 ttl;
 	char			 msg[256];
+	bool			 known;
 
 	if (strcmp(name, "heavy_orchestrate") != 0) {
-		snprintf(msg, sizeof msg, mkh_has(name) ? "Method not found: "
-		    "tool %.100s does not support task-augmented calls (its "
+		known = mkh_has(s->cfg, name);
+		snprintf(msg, sizeof msg, known ? "Method not found: tool "
+		    "%.100s does not support task-augmented calls (its "
 		    "execution.taskSupport is forbidden)" :
 		    "Unknown tool: %.100s", name);
-		mcp_error(s, m->id, mkh_has(name) ? RPC_METHOD_NOT_FOUND :
+		mcp_error(s, m->id, known ? RPC_METHOD_NOT_FOUND :
 		    RPC_INVALID_PARAMS, msg);
 		return;
 	}

@@ -41,12 +41,31 @@
 "\"required\":[\"parallel_agents\",\"task_timeout\"," \
 "\"aggregation_strategy\"]}"
 
+/*
+ * Annotations: the readers are read-only and look only at this heavyd's
+ * task store (a closed world); an orchestration spends money on an outside
+ * LLM; a cancellation kills work that cannot be got back, and cancelling
+ * twice changes nothing more.
+ */
+#define READER_HINTS \
+"{\"readOnlyHint\":true,\"openWorldHint\":false}"
+#define START_HINTS \
+"{\"readOnlyHint\":false,\"destructiveHint\":false," \
+"\"idempotentHint\":false,\"openWorldHint\":true}"
+#define CONFIGURE_HINTS \
+"{\"readOnlyHint\":false,\"destructiveHint\":false," \
+"\"idempotentHint\":true,\"openWorldHint\":false}"
+#define CANCEL_HINTS \
+"{\"readOnlyHint\":false,\"destructiveHint\":true," \
+"\"idempotentHint\":true,\"openWorldHint\":false}"
+
 static const struct mkh_tool {
 	const char	*name;
 	const char	*title;
 	const char	*description;
 	const char	*input;
 	const char	*output;
+	const char	*annotations;
 } mkh_defs[] = {
 	{ "grok_heavy_orchestrate", "Start a heavy analysis in the background",
 	  "Starts the same multi-agent analysis as heavy_orchestrate and "
@@ -64,7 +83,8 @@ static const struct mkh_tool {
 	  "\"required\":[\"query\"],\"additionalProperties\":false}",
 	  "{\"type\":\"object\",\"properties\":{\"task_id\":{\"type\":"
 	  "\"string\"},\"status\":" STATUS_SCHEMA ",\"message\":{\"type\":"
-	  "\"string\"}},\"required\":[\"task_id\",\"status\"]}" },
+	  "\"string\"}},\"required\":[\"task_id\",\"status\"]}",
+	  START_HINTS },
 	{ "get_task_progress", "Progress and result of a task",
 	  "Status (INITIALIZED while the planner writes the questions, "
 	  "RUNNING, COMPLETED, FAILED, CANCELLED), each agent's progress, and "
@@ -89,7 +109,8 @@ static const struct mkh_tool {
 	  "\"execution_time\":{\"type\":\"number\"},"
 	  "\"tool\":{\"type\":\"string\"}},"
 	  "\"required\":[\"task_id\",\"status\",\"progress\",\"result\","
-	  "\"error\",\"execution_time\"]}" },
+	  "\"error\",\"execution_time\"]}",
+	  READER_HINTS },
 	{ "list_active_tasks", "Your running tasks",
 	  "The tasks of this caller that are still INITIALIZED or RUNNING; "
 	  "never another identity's.",
@@ -104,7 +125,8 @@ static const struct mkh_tool {
 	  "\"execution_time\":{\"type\":\"number\"}},"
 	  "\"required\":[\"task_id\",\"status\"]}},"
 	  "\"total_active\":{\"type\":\"integer\"}},"
-	  "\"required\":[\"active_tasks\",\"total_active\"]}" },
+	  "\"required\":[\"active_tasks\",\"total_active\"]}",
+	  READER_HINTS },
 	{ "get_agent_tools", "The agents' tools",
 	  "The tools the agents are actually offered, with their descriptions "
 	  "and argument schemas.",
@@ -115,7 +137,8 @@ static const struct mkh_tool {
 	  "\"string\"},\"inputSchema\":{\"type\":\"object\"}},"
 	  "\"required\":[\"name\",\"description\",\"inputSchema\"]}},"
 	  "\"total_tools\":{\"type\":\"integer\"}},"
-	  "\"required\":[\"available_tools\",\"total_tools\"]}" },
+	  "\"required\":[\"available_tools\",\"total_tools\"]}",
+	  READER_HINTS },
 	{ "configure_orchestrator", "This session's defaults",
 	  "Changes the defaults of this session's next orchestrations; "
 	  "running tasks and other sessions keep theirs. With no argument, "
@@ -131,7 +154,8 @@ static const struct mkh_tool {
 	  "{\"type\":\"object\",\"properties\":{\"message\":{\"type\":"
 	  "\"string\"},\"updates\":{\"type\":\"object\"},"
 	  "\"current_config\":" CONFIG_SCHEMA "},"
-	  "\"required\":[\"updates\",\"current_config\"]}" },
+	  "\"required\":[\"updates\",\"current_config\"]}",
+	  CONFIGURE_HINTS },
 	{ "cancel_task", "Cancel a task",
 	  "Kills the task's workers and marks it CANCELLED; a task that has "
 	  "finished is left as it is.",
@@ -139,9 +163,20 @@ static const struct mkh_tool {
 	  "{\"type\":\"object\",\"properties\":{\"task_id\":{\"type\":"
 	  "\"string\"},\"status\":" STATUS_SCHEMA ",\"cancelled\":{\"type\":"
 	  "\"boolean\"},\"message\":{\"type\":\"string\"}},"
-	  "\"required\":[\"task_id\",\"status\",\"cancelled\"]}" },
+	  "\"required\":[\"task_id\",\"status\",\"cancelled\"]}",
+	  CANCEL_HINTS },
 };
 #define MKH_NTOOLS	(sizeof mkh_defs / sizeof mkh_defs[0])
+
+/* The hints, with the title as MCP's annotations also carry it. */
+static struct json_object *
+mkh_annotations(const struct mkh_tool *d)
+{
+	struct json_object	*a = json_tokener_parse(d->annotations);
+
+	json_object_object_add(a, "title", json_object_new_string(d->title));
+	return a;
+}
 
 void
 mkh_tools(struct json_object *tools)
@@ -160,6 +195,8 @@ mkh_tools(struct json_object *tools)
 		    json_tokener_parse(mkh_defs[i].input));
 		json_object_object_add(t, "outputSchema",
 		    json_tokener_parse(mkh_defs[i].output));
+		json_object_object_add(t, "annotations",
+		    mkh_annotations(&mkh_defs[i]));
 		json_object_array_add(tools, t);
 	}
 }
@@ -532,9 +569,12 @@ static const struct {
 	{ "cancel_task", mkh_cancel },
 };
 
+/* With tools.compat off, these tools do not exist for the client. */
 bool
-mkh_has(const char *name)
+mkh_has(const struct heavy_config *cfg, const char *name)
 {
+	if (!cfg->tools_compat)
+		return false;
 	for (size_t i = 0; i < sizeof mkh_calls / sizeof mkh_calls[0]; i++)
 		if (strcmp(name, mkh_calls[i].name) == 0)
 			return true;
@@ -545,6 +585,8 @@ mkh_has(const char *name)
 struct json_object *
 mkh_call(struct mcp_session *s, const char *name, struct json_object *args)
 {
+	if (!mkh_has(s->cfg, name))
+		return NULL;
 	for (size_t i = 0; i < sizeof mkh_calls / sizeof mkh_calls[0]; i++)
 		if (strcmp(name, mkh_calls[i].name) == 0)
 			return mkh_calls[i].fn(s, args);

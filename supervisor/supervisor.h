@@ -250,7 +250,7 @@ void	 resources_changed(struct mcp_session *, struct task_record *);
 void	 complete_rpc(struct mcp_session *, struct rpc_msg *);
 
 /* tool.c: the MCP tools and their arguments. */
-struct json_object *tool_list(void);
+struct json_object *tool_list(const struct heavy_config *);
 int	 tool_orchestrate_args(const struct heavy_config *, struct json_object *,
 	    struct task_params *, char *err, size_t errlen);
 struct json_object *tool_error_result(const char *text);
@@ -366,6 +366,7 @@ struct mcp_session {
 	struct heavy_config	*cfg;
 	struct lh_table		*calls;		/* heavy_orchestrate in flight */
 	struct bufferevent	*in, *out;
+	const char		*version;	/* negotiated; NULL before */
 	bool			 initialized, discarding;
 	int			 log_level;	/* -1: no log messages */
 	struct lh_table		*subs;		/* subscribed uri -> last update */
@@ -396,6 +397,7 @@ void	 mcp_notify(struct mcp_session *, const char *method,
 int	 mcp_start(const struct heavy_config *);
 void	 mcp_stop(void);
 int	 mcp_negotiate_version(const char *requested, const char **chosen);
+bool	 mcp_has_tasks(const struct mcp_session *);
 
 /* mcptasks.c: MCP Tasks: task-augmented tools/call, the tasks methods. */
 void	 mcptasks_call(struct mcp_session *, struct rpc_msg *,
@@ -410,7 +412,7 @@ void	 mcptasks_stop(void);
 
 /* mkh.c: make-it-heavy's task-id tools, over the registry and the store. */
 void	 mkh_tools(struct json_object *tools);
-bool	 mkh_has(const char *name);
+bool	 mkh_has(const struct heavy_config *, const char *name);
 struct json_object *mkh_call(struct mcp_session *, const char *name,
 	    struct json_object *args);
 

@@ -250,7 +250,8 @@ task_describe(const struct worker_result *r)
 }
 
 /* Worker notes (a tool call, a retry) become progress, at most 20 a
- * second from each worker, so one agent cannot flood the client. */
+ * second from each worker, so one agent cannot flood the client.  A retry
+ * is logged as well: it is how an operator sees a failing endpoint. */
 static void
 task_worker_note(struct task *t, int64_t *last, const char *who,
     const char *note)
@@ -258,6 +259,8 @@ task_worker_note(struct task *t, int64_t *last, const char *who,
 	char	msg[600];
 	int64_t	now = now_ms();
 
+	if (strncmp(note, JOB_RETRY_NOTE, strlen(JOB_RETRY_NOTE)) == 0)
+		log_info("task %s: %s: %s", t->id, who, note);
 	if (now - *last < 50)
 		return;
 	*last = now;
@@ -358,13 +361,33 @@ task_start_agents(struct task *t)
 		task_after_agents(t);
 }
 
-/* A key, credit or model error: every other call would fail the same way. */
+/*
+ * A key, credit or model error, or an endpoint that cannot be reached
+ * (after the planner's own retries): every other call would fail the same
+ * way, so agents would only repeat the failure, retries and all.
+ */
 static bool
 task_fatal_cause(const struct worker_result *r)
 {
-	return r->outcome == OUTCOME_FAILED && r->error_kind == JOB_ERR_HTTP &&
-	    (r->http_status == 401 || r->http_status == 402 ||
-	    r->http_status == 403 || r->http_status == 404);
+	if (r->outcome != OUTCOME_FAILED)
+		return false;
+	if (r->error_kind == JOB_ERR_CONNECT)
+		return true;
+	return r->error_kind == JOB_ERR_HTTP && (r->http_status == 401 ||
+	    r->http_status == 402 || r->http_status == 403 ||
+	    r->http_status == 404);
+}
+
+static char *
+task_fatal_answer(const struct worker_result *r)
+{
+	if (r->error_kind == JOB_ERR_CONNECT)
+		return xasprintf("The orchestration stopped: %s. No agent was "
+		    "started, as each would fail the same way; check base_url "
+		    "(HEAVY_BASE_URL) and the network.", r->error);
+	return xasprintf("The orchestration stopped: the planner's LLM call "
+	    "failed with %s; every other call would fail the same way.",
+	    r->error);
 }
 
 /* The planner's step ended the task: no agent starts. */
@@ -389,9 +412,9 @@ task_planner_done(void *arg, struct worker_result *r)
 
 	t->planner = NULL;
 	if (task_fatal_cause(r)) {
-		task_stop_early(t, r->error, xasprintf("The orchestration "
-		    "stopped: the planner's LLM call failed with %s; every "
-		    "other call would fail the same way.", r->error));
+		log_warnx("task %s stopped: the planner failed: %s", t->id,
+		    r->error);
+		task_stop_early(t, r->error, task_fatal_answer(r));
 		return;
 	}
 	if (r->outcome == OUTCOME_OK && r->ntexts == (uint32_t)n) {

@@ -102,8 +102,19 @@ static const char *tool_output_schema =
 "\"required\":[\"answer\",\"synthesized\",\"planner_fallback\",\"agents\","
 "\"usage\",\"elapsed_ms\",\"strategy\"]}";
 
+/*
+ * Hints for a client deciding what to confirm with its user.  It spends
+ * money on an outside LLM (open world), a second call runs and costs
+ * again (not idempotent), and it destroys nothing.
+ */
+static const char *tool_annotations =
+"{\"title\":\"Heavy multi-agent analysis\",\"readOnlyHint\":false,"
+"\"destructiveHint\":false,\"idempotentHint\":false,"
+"\"openWorldHint\":true}";
+
+/* tools/list; make-it-heavy's tools only when tools.compat is on. */
 struct json_object *
-tool_list(void)
+tool_list(const struct heavy_config *cfg)
 {
 	struct json_object	*res = json_object_new_object(), *tools, *t;
 
@@ -124,9 +135,12 @@ tool_list(void)
 	/* MCP Tasks: it may run as a task; the other tools may not. */
 	json_object_object_add(t, "execution", json_tokener_parse(
 	    "{\"taskSupport\":\"optional\"}"));
+	json_object_object_add(t, "annotations",
+	    json_tokener_parse(tool_annotations));
 	tools = json_object_new_array();
 	json_object_array_add(tools, t);
-	mkh_tools(tools);
+	if (cfg->tools_compat)
+		mkh_tools(tools);
 	json_object_object_add(res, "tools", tools);
 	return res;
 }

@@ -153,7 +153,7 @@ worker_read_failed(struct worker *w, struct mreader *r)
 		return -1;
 	usage_decode(r, &res->usage);
 	if (m_end(r) == -1 || res->error_kind < JOB_ERR_HTTP ||
-	    res->error_kind > JOB_ERR_INTERNAL)
+	    res->error_kind > JOB_ERR_LAST)
 		return -1;
 	res->outcome = OUTCOME_FAILED;
 	return 0;

@@ -256,6 +256,28 @@ llm_headers(const struct job *job)
 	return h;
 }
 
+/*
+ * The endpoint could not be reached at all: no connection was ever made,
+ * so every other call to it would fail the same way.  e->msg holds only
+ * why ("Connection refused"); llm_chat names the URL once it gives up.
+ */
+static bool
+llm_unreachable(CURLcode rc, const char *errbuf, struct llm_error *e)
+{
+	long	oserr = 0;
+
+	if (rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
+	    rc != CURLE_COULDNT_RESOLVE_PROXY)
+		return false;
+	curl_easy_getinfo(llm_curl, CURLINFO_OS_ERRNO, &oserr);
+	if (oserr != 0)
+		llm_fail(e, JOB_ERR_CONNECT, 0, "%s", strerror((int)oserr));
+	else
+		llm_fail(e, JOB_ERR_CONNECT, 0, "%s", errbuf[0] != '\0' ?
+		    errbuf : curl_easy_strerror(rc));
+	return true;
+}
+
 /* One HTTP attempt; -1 with e set when no status came back. */
 static int
 llm_attempt(const struct job *job, int64_t deadline, const char *url,
@@ -263,6 +285,7 @@ llm_attempt(const struct job *job, int64_t deadline, const char *url,
 {
 	struct curl_slist	*headers = llm_headers(job);
 	int64_t			 left = deadline - now_ms();
+	char			 errbuf[CURL_ERROR_SIZE] = "";
 	CURLcode		 rc;
 
 	if (llm_curl == NULL && (llm_curl = curl_easy_init()) == NULL)
@@ -281,7 +304,10 @@ llm_attempt(const struct job *job, int64_t deadline, const char *url,
 	curl_easy_setopt(llm_curl, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(llm_curl, CURLOPT_HEADERFUNCTION, llm_header_cb);
 	curl_easy_setopt(llm_curl, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(llm_curl, CURLOPT_ERRORBUFFER, errbuf);
 	rc = curl_easy_perform(llm_curl);
+	/* errbuf lives on this stack; the handle outlives it. */
+	curl_easy_setopt(llm_curl, CURLOPT_ERRORBUFFER, NULL);
 	curl_slist_free_all(headers);
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(llm_curl, CURLINFO_RESPONSE_CODE, status);
@@ -293,7 +319,7 @@ llm_attempt(const struct job *job, int64_t deadline, const char *url,
 	else if (rc == CURLE_OPERATION_TIMEDOUT && now_ms() >= deadline)
 		llm_fail(e, JOB_ERR_TIMEOUT, 0, "deadline reached waiting for "
 		    "the LLM");
-	else
+	else if (!llm_unreachable(rc, errbuf, e))
 		llm_fail(e, JOB_ERR_TRANSPORT, 0, "transport error: %s",
 		    curl_easy_strerror(rc));
 	return -1;
@@ -363,8 +389,10 @@ llm_try(const struct job *job, int64_t deadline, const char *url,
 	long	status = 0;
 
 	u->llm_calls++;
+	/* A refusal may heal (a proxy restarting): retried like the rest. */
 	if (llm_attempt(job, deadline, url, body, x, &status, e) == -1)
-		return e->kind == JOB_ERR_TRANSPORT ? 1 : -1;
+		return e->kind == JOB_ERR_TRANSPORT ||
+		    e->kind == JOB_ERR_CONNECT ? 1 : -1;
 	if (status / 100 == 2) {
 		if (llm_parse_body(x->body.data ? x->body.data : "",
 		    x->body.len, reply, u, e) == 0)
@@ -374,6 +402,27 @@ llm_try(const struct job *job, int64_t deadline, const char *url,
 	}
 	llm_http_error(status, x, e);
 	return backoff_retryable_status(status) ? 1 : -1;
+}
+
+/* The retry note: "retrying in 0.5 s after: <cause> (<URL>)". */
+static void
+llm_retry_note(const struct llm_error *e, const char *url, int64_t delay)
+{
+	worker_step(JOB_RETRY_NOTE "%.1f s after: %s%s (%s)", delay / 1000.0,
+	    e->kind == JOB_ERR_CONNECT ? "cannot connect: " : "", e->msg, url);
+}
+
+/* The final error of an unreachable endpoint names it. */
+static void
+llm_connect_msg(struct llm_error *e, const char *url)
+{
+	char	why[sizeof e->msg];
+
+	if (e->kind != JOB_ERR_CONNECT)
+		return;
+	memcpy(why, e->msg, sizeof why);
+	snprintf(e->msg, sizeof e->msg, "cannot connect to %.240s: %.240s",
+	    url, why);
 }
 
 int
@@ -401,17 +450,20 @@ llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
 		worker_report_usage(u);
 		if (rc != 1 || attempt >= job->max_retries) {
 			buf_free(&x.body);
+			if (rc != 0)
+				llm_connect_msg(e, url);
 			break;
 		}
 		delay = llm_retry_delay(job, (int)attempt, &x);
 		buf_free(&x.body);
 		if (now_ms() + delay + (took > LLM_MIN_ATTEMPT_MS ? took :
 		    LLM_MIN_ATTEMPT_MS) > deadline) {
+			llm_connect_msg(e, url);
 			strncat(e->msg, " (no time left to retry)",
 			    sizeof e->msg - strlen(e->msg) - 1);
 			break;
 		}
-		worker_step("retrying after %s in %.1f s", e->msg, delay / 1000.0);
+		llm_retry_note(e, url, delay);
 		llm_sleep(delay);
 		u->retries++;
 	}

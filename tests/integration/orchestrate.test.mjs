@@ -2,10 +2,11 @@
 // errors, planner fallback, and the API key staying out of the children.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import { test } from 'node:test';
 
 import { checkOk, checkProgress, checkShape, progressIndex } from './checks.mjs';
-import { describe, setup, sleep } from './lib.mjs';
+import { describe, setup, sleep, waitFor } from './lib.mjs';
 
 test('four agents are planned, run and synthesized', { timeout: 30000 }, async (t) => {
 	// HEAVY_WORKER unset: heavyd must find its worker itself.
@@ -58,6 +59,48 @@ test('429 answers are retried; a 401 fails at once naming the key', { timeout: 3
 	    `a 401 must not be retried nor followed by more calls: ${JSON.stringify({ before, after })}`);
 	if (b.result.structuredContent)
 		assert.equal(b.result.structuredContent.usage?.retries ?? 0, 0);
+	await srv.shutdown();
+});
+
+/* A loopback port nothing listens on: listened on, then closed. */
+async function closedPort() {
+	const srv = net.createServer();
+	await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+	const { port } = srv.address();
+	await new Promise((r) => srv.close(r));
+	return port;
+}
+
+test('an unreachable endpoint stops the task after the planner\'s retries; no agent runs',
+    { timeout: 30000 }, async (t) => {
+	const port = await closedPort();
+	const base = `http://127.0.0.1:${port}/v1`;
+	const url = `${base}/chat/completions`;
+	const { srv } = await setup(t, { noMock: true, env: { HEAVY_BASE_URL: base, HEAVY_MAX_RETRIES: '4' } });
+	const { result, sc, progress } = await srv.orchestrate({ query: 'Anyone there?', num_agents: 4 });
+	const text = result.content[0].text;
+	assert.equal(result.isError, true, JSON.stringify(result));
+	assert.ok(text.includes(`cannot connect to ${url}: Connection refused`), text);
+	assert.ok(sc.planner_error.startsWith(`cannot connect to ${url}: Connection refused`),
+	    sc.planner_error);
+	assert.equal(sc.agents.length, 4);
+	for (const a of sc.agents) {
+		assert.equal(a.status, 'failed', JSON.stringify(a));
+		assert.match(a.error, /^not started: cannot connect to /, JSON.stringify(a));
+		assert.equal(a.usage?.llm_calls ?? 0, 0, `agent ${a.index} made a call`);
+	}
+	// The planner's retries, as configured (HEAVY_MAX_RETRIES 4), and only those.
+	assert.equal(sc.usage.llm_calls, 5, JSON.stringify(sc.usage));
+	assert.equal(sc.usage.retries, 4, JSON.stringify(sc.usage));
+	const esc = url.replace(/[.\/]/g, '\\$&');
+	const retry = `planner: retrying in \\d+\\.\\d s after: cannot connect: Connection refused \\(${esc}\\)`;
+	assert.ok(progress.some((p) => new RegExp(`^${retry}$`).test(p.message)),
+	    JSON.stringify(progress.map((p) => p.message)));
+	// The log says it too (stderr is another pipe: wait for it, not for a time).
+	const logged = () => new RegExp(`info: task [0-9a-f]{32}: ${retry}\n`).test(srv.stderr()) &&
+	    /warning: task [0-9a-f]{32} stopped: the planner failed: cannot connect to /.test(srv.stderr());
+	await waitFor(logged, 10000).catch(() =>
+	    assert.fail(`no retry and stop lines in the log:\n${srv.stderr()}`));
 	await srv.shutdown();
 });
 

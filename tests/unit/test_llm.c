@@ -1,6 +1,12 @@
 /* The LLM client's parsing and its retry policy. */
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../worker/worker.h"
 
@@ -152,4 +158,44 @@ Test(llm, choices_of_the_wrong_type)
 
 	cr_assert_eq(parse(b, strlen(b), &r, &u, &e), -1);
 	cr_assert_eq(e.kind, JOB_ERR_RESPONSE);
+}
+
+/* A loopback port nothing listens on: bound, then closed. */
+static int
+closed_port(void)
+{
+	struct sockaddr_in	sin = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t		len = sizeof sin;
+	int			fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
+Test(llm, unreachable_endpoint_is_a_connect_error_after_retries)
+{
+	struct job		 job = { .role = ROLE_PLANNER, .max_retries = 2,
+	    .retry_base_ms = 1, .retry_max_ms = 1, .api_key = "k",
+	    .model = "m" };
+	struct json_object	*msgs = json_object_new_array();
+	struct llm_reply	 r;
+	struct usage		 u = { 0 };
+	struct llm_error	 e = { 0 };
+	char			 url[64], want[128];
+
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", closed_port());
+	job.base_url = url;
+	cr_assert_eq(llm_chat(&job, now_ms() + 30000, msgs, NULL, &r, &u, &e),
+	    -1);
+	cr_assert_eq(e.kind, JOB_ERR_CONNECT, "%d: %s", e.kind, e.msg);
+	snprintf(want, sizeof want, "cannot connect to %s/chat/completions: "
+	    "Connection refused", url);
+	cr_assert_str_eq(e.msg, want);
+	cr_assert_eq(u.retries, 2, "a refusal is retried like the rest");
+	cr_assert_eq(u.llm_calls, 3);
+	json_object_put(msgs);
 }
