@@ -37,6 +37,7 @@ struct durable_entry {
 	char			 sig[DURABLE_SIG];	/* what it showed */
 	struct event		*timer;		/* a write put off */
 	bool			 failing;	/* its last write failed */
+	bool			 stored;	/* a write of it succeeded */
 	bool			 dirty;		/* in the next flush */
 	TAILQ_ENTRY(durable_entry) dirty_entry;
 };
@@ -202,6 +203,7 @@ durable_write(struct durable_entry *e)
 		log_warnx("task store: cannot record task %s yet; retrying "
 		    "with its next change", e->id);
 	e->failing = rc == -1;
+	e->stored = e->stored || rc != -1;
 }
 
 /* Every task written since the last flush, in one transaction. */
@@ -394,7 +396,7 @@ durable_init(const struct heavy_config *cfg)
 	struct timeval	tv = { cfg->store_sweep_s, 0 };
 	char		err[512];
 
-	if (store_open(cfg->state_dir, cfg->store_busy_ms, err,
+	if (store_open(cfg->state_dir, cfg->store_busy_ms, false, err,
 	    sizeof err) == -1)
 		fatalx("%s", err);
 	dur_write_ms = cfg->store_write_ms;
@@ -409,7 +411,23 @@ durable_init(const struct heavy_config *cfg)
 	registry_watch(durable_watch);
 }
 
-/* At shutdown, after the registry has ended every task. */
+/*
+ * Whether the task's row is in the store: a task is announced only once
+ * it is, so that an id a client holds outlives this process.
+ */
+bool
+durable_stored(const char *id)
+{
+	struct lh_entry	*le;
+
+	return dur_live != NULL && (le = lh_table_lookup_entry(dur_live,
+	    id)) != NULL && ((struct durable_entry *)lh_entry_v(le))->stored;
+}
+
+/*
+ * At shutdown, after the registry has ended every task: the ends still
+ * held in memory get a last try, and the exit says which were lost.
+ */
 void
 durable_stop(void)
 {
@@ -419,8 +437,9 @@ durable_stop(void)
 		return;
 	durable_retry();
 	lh_foreach(dur_pending, le)
-		log_warnx("task store: the end of task %s was never recorded",
-		    (const char *)lh_entry_k(le));
+		log_warnx("task store: could not record the end of task %s "
+		    "before exiting (%s); its result is lost",
+		    (const char *)lh_entry_k(le), store_error());
 	lh_foreach_safe(dur_live, le, tmp)
 		durable_entry_free(lh_entry_v(le));
 	lh_table_free(dur_live);

@@ -47,6 +47,8 @@ struct mcp_call {
 
 static struct mcp_session	*mcp_stdio;	/* the one stdio session */
 
+static void	mcp_call_abandon(struct mcp_call *, const char *, bool);
+
 static const char *mcp_versions[] = { MCP_LATEST, "2025-06-18",
     "2025-03-26" };
 
@@ -471,11 +473,36 @@ mcp_call_add(struct mcp_call *c, struct task *t, const char *id)
 		lh_table_insert(c->s->calls, c->key, c);
 }
 
-/* A task that already has its result; it ends on the next turn. */
+/*
+ * A task is announced only once its row is in the store, so that an id a
+ * client holds, or a result it was given, outlives this process.  A call
+ * whose first write failed (a full disk) is stopped before anyone hears
+ * of it, and refused with the store's reason.
+ */
+static int
+mcp_call_stored(struct mcp_call *c, struct json_object **error)
+{
+	char	msg[384];
+
+	if (durable_stored(c->rec->id))
+		return 0;
+	snprintf(msg, sizeof msg, "the task store cannot write: %s; retry "
+	    "later", store_error());
+	log_warnx("task %s refused: %s", c->rec->id, msg);
+	c->rec->mcp_task = false;	/* no status notice for it */
+	if (c->id != NULL)
+		lh_table_delete(c->s->calls, c->key);
+	mcp_call_abandon(c, msg, true);
+	*error = tool_error_result(msg);
+	return -1;
+}
+
+/* A task that already has its result; it ends on the next turn.  NULL
+ * and *error when the store cannot take it. */
 static struct task_record *
 mcp_call_instant(struct mcp_session *s, const struct mcp_run *run,
     struct json_object *params, int64_t ttl_ms, struct json_object *result,
-    bool cached)
+    bool cached, struct json_object **error)
 {
 	struct mcp_call	*c = mcp_call_new(s, run, params, ttl_ms);
 	struct timeval	 now = { 0, 0 };
@@ -486,6 +513,8 @@ mcp_call_instant(struct mcp_session *s, const struct mcp_run *run,
 	c->instant = evtimer_new(ev_base, mcp_call_instant_cb, c);
 	task_new_id(id);
 	mcp_call_add(c, NULL, id);
+	if (mcp_call_stored(c, error) == -1)
+		return NULL;
 	evtimer_add(c->instant, &now);
 	return c->rec;
 }
@@ -494,17 +523,20 @@ mcp_call_instant(struct mcp_session *s, const struct mcp_run *run,
  * failed with the result the blocking call would have given. */
 struct task_record *
 mcp_run_result(struct mcp_session *s, const struct mcp_run *run,
-    struct json_object *params, struct json_object *result)
+    struct json_object *params, struct json_object *result,
+    struct json_object **error)
 {
 	return mcp_call_instant(s, run, params, run->ttl_ms ? run->ttl_ms :
-	    mcp_ttl_ms(s->cfg, s->cfg->task_timeout_s, -1), result, false);
+	    mcp_ttl_ms(s->cfg, s->cfg->task_timeout_s, -1), result, false,
+	    error);
 }
 
 /*
  * Runs an orchestration for the session; takes the params.  From the
  * cache when it can, else admitted and started.  Returns the record, or
- * NULL and *error, the isError result (busy; a query too long) -- except
- * for a task-augmented call, which becomes a failed task instead.
+ * NULL and *error, the isError result (busy; a query too long; the store
+ * cannot write) -- a task-augmented call that is refused for any reason
+ * but the store becomes a failed task instead.
  */
 struct task_record *
 mcp_run(struct mcp_session *s, const struct mcp_run *run,
@@ -521,7 +553,7 @@ mcp_run(struct mcp_session *s, const struct mcp_run *run,
 	if ((hit = cache_lookup(s->cfg, s->owner, key)) != NULL) {
 		free(key);
 		task_params_clear(p);
-		return mcp_call_instant(s, run, params, ttl, hit, true);
+		return mcp_call_instant(s, run, params, ttl, hit, true, error);
 	}
 	if (registry_admit(s->cfg, s->owner, workers_queued(), msg,
 	    sizeof msg) == -1)
@@ -532,7 +564,7 @@ mcp_run(struct mcp_session *s, const struct mcp_run *run,
 		if ((t = task_start(s->cfg, p, mcp_call_progress, mcp_call_done,
 		    c)) != NULL) {
 			mcp_call_add(c, t, task_id(t));
-			return c->rec;
+			return mcp_call_stored(c, error) == 0 ? c->rec : NULL;
 		}
 		c->rec->params = NULL;	/* still ours, below */
 		registry_discard(c->rec);
@@ -549,7 +581,7 @@ mcp_run(struct mcp_session *s, const struct mcp_run *run,
 	}
 	hit = *error;	/* the task's result now */
 	*error = NULL;
-	return mcp_call_instant(s, run, params, ttl, hit, false);
+	return mcp_call_instant(s, run, params, ttl, hit, false, error);
 }
 
 static void

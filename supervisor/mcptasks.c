@@ -447,10 +447,17 @@ mcptasks_call(struct mcp_session *s, struct rpc_msg *m, const char *name,
 	if (tool_orchestrate_args(s->cfg, args, &p, msg, sizeof msg) == -1) {
 		run.ttl_ms = mcp_ttl_ms(s->cfg, s->cfg->task_timeout_s, ttl);
 		r = mcp_run_result(s, &run, json_object_new_object(),
-		    tool_error_result(msg));
+		    tool_error_result(msg), &err);
 	} else {
 		run.ttl_ms = mcp_ttl_ms(s->cfg, p.timeout_s, ttl);
 		r = mcp_run(s, &run, &p, &err);
+	}
+	if (r == NULL) {	/* not stored, so never announced */
+		json_object_put(err);
+		snprintf(msg, sizeof msg, "Internal error: the task store "
+		    "cannot write: %s; retry later", store_error());
+		mcp_error(s, m->id, RPC_INTERNAL_ERROR, msg);
+		return;
 	}
 	log_debug("task %s created by a task-augmented tools/call", r->id);
 	mcp_reply(s, m->id, mt_created(s, r));

@@ -30,6 +30,7 @@
 
 static sqlite3		*db;
 static sqlite3_stmt	*st_put;	/* the hot statement, prepared once */
+static char		 last_error[256];	/* why the last write failed */
 static char		 self_start[96];	/* starttime@boot_id of this process */
 
 static const char *store_schema =
@@ -111,6 +112,21 @@ store_proc_alive(pid_t pid, const char *start)
 	return now[0] != '\0' && strcmp(now, start) == 0;
 }
 
+/* Logs a failed statement and keeps its cause for store_error(). */
+static void
+store_failed(const char *msg)
+{
+	snprintf(last_error, sizeof last_error, "%s", msg);
+	log_warnx("task store: %s", msg);
+}
+
+/* Why the last statement that failed did (SQLite's words). */
+const char *
+store_error(void)
+{
+	return last_error[0] != '\0' ? last_error : "unknown error";
+}
+
 static int
 store_exec(const char *sql)
 {
@@ -118,7 +134,7 @@ store_exec(const char *sql)
 
 	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
 		return 0;
-	log_warnx("task store: %s", msg ? msg : sqlite3_errmsg(db));
+	store_failed(msg ? msg : sqlite3_errmsg(db));
 	sqlite3_free(msg);
 	return -1;
 }
@@ -140,7 +156,11 @@ store_pragma(const char *sql, char *out, size_t len)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* The schema, once; a file of a newer heavyd is left alone. */
+/*
+ * The schema, once, in one immediate transaction: of several heavyds
+ * starting at once on a fresh file, one creates it and the others, waiting
+ * their turn, find it current.  A file of a newer heavyd is left alone.
+ */
 static int
 store_schema_check(const char *path, char *err, size_t errlen)
 {
@@ -157,11 +177,17 @@ store_schema_check(const char *path, char *err, size_t errlen)
 	}
 	if (atoi(v) == STORE_SCHEMA_VERSION)
 		return SQLITE_OK;	/* no write: several heavyds start at once */
-	if (store_exec(store_schema) == -1)
-		return sqlite3_errcode(db);
-	snprintf(sql, sizeof sql, "PRAGMA user_version = %d",
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %d;",
 	    STORE_SCHEMA_VERSION);
-	return store_exec(sql) == -1 ? sqlite3_errcode(db) : SQLITE_OK;
+	if (store_exec("BEGIN IMMEDIATE") == -1)
+		return sqlite3_errcode(db);
+	if (store_exec(store_schema) == -1 || store_exec(sql) == -1 ||
+	    store_exec("COMMIT") == -1) {
+		rc = sqlite3_errcode(db);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	return SQLITE_OK;
 }
 
 /*
@@ -169,7 +195,8 @@ store_schema_check(const char *path, char *err, size_t errlen)
  * SQLITE_NOTADB for a damaged file; err says what went wrong.
  */
 static int
-store_try_open(const char *path, int busy_ms, char *err, size_t errlen)
+store_try_open(const char *path, int busy_ms, bool sync_full, char *err,
+    size_t errlen)
 {
 	char	check[64];
 	int	rc, fd;
@@ -190,8 +217,10 @@ store_try_open(const char *path, int busy_ms, char *err, size_t errlen)
 		if (rc == SQLITE_OK && strcmp(check, "ok") != 0)
 			rc = SQLITE_CORRUPT;
 	}
-	if (rc == SQLITE_OK && store_exec("PRAGMA journal_mode=WAL; "
-	    "PRAGMA synchronous=NORMAL;") == -1)
+	/* NORMAL survives a crash of heavyd; FULL also a power cut. */
+	if (rc == SQLITE_OK && (store_exec("PRAGMA journal_mode=WAL") == -1 ||
+	    store_exec(sync_full ? "PRAGMA synchronous=FULL" :
+	    "PRAGMA synchronous=NORMAL") == -1))
 		rc = sqlite3_errcode(db);
 	if (rc == SQLITE_OK)
 		rc = store_schema_check(path, err, errlen);
@@ -220,23 +249,55 @@ store_move_aside(const char *path)
 	    "fresh one", path, aside);
 }
 
+/* A lock another heavyd holds; it lets go within the busy timeout. */
+static bool
+store_busy(int rc)
+{
+	return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
+/*
+ * Opens the file, again while another heavyd holds a lock that SQLite
+ * does not wait for by itself (switching a fresh file to WAL, recovering
+ * a WAL), until busy_ms have passed, as any other write waits.
+ */
+static int
+store_open_path(const char *path, int busy_ms, bool sync_full, char *err,
+    size_t errlen)
+{
+	int64_t	deadline = now_ms() + busy_ms;
+	int	rc, pause_ms = 1;
+
+	for (;;) {
+		rc = store_try_open(path, busy_ms, sync_full, err, errlen);
+		if (rc == SQLITE_OK || !store_busy(rc) || now_ms() >= deadline)
+			return rc;
+		sqlite3_close(db);
+		db = NULL;
+		usleep((useconds_t)pause_ms * 1000);
+		pause_ms = pause_ms < 32 ? pause_ms * 2 : 32;
+	}
+}
+
 /* <state_dir>/tasks.db; a damaged one is moved aside and replaced. */
 int
-store_open(const char *state_dir, int busy_ms, char *err, size_t errlen)
+store_open(const char *state_dir, int busy_ms, bool sync_full, char *err,
+    size_t errlen)
 {
 	char	path[4096];
 	int	rc;
 
 	store_proc_start(getpid(), self_start, sizeof self_start);
 	snprintf(path, sizeof path, "%s/%s", state_dir, STORE_FILE);
-	if ((rc = store_try_open(path, busy_ms, err, errlen)) == SQLITE_OK)
+	rc = store_open_path(path, busy_ms, sync_full, err, errlen);
+	if (rc == SQLITE_OK)
 		return 0;
 	sqlite3_close(db);
 	db = NULL;
 	if (rc != SQLITE_CORRUPT && rc != SQLITE_NOTADB)
 		return -1;
 	store_move_aside(path);
-	if (store_try_open(path, busy_ms, err, errlen) == SQLITE_OK)
+	if (store_open_path(path, busy_ms, sync_full, err, errlen) == SQLITE_OK)
 		return 0;
 	sqlite3_close(db);
 	db = NULL;
@@ -258,7 +319,7 @@ store_prepare(const char *sql)
 	sqlite3_stmt	*st;
 
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_warnx("task store: %s", sqlite3_errmsg(db));
+		store_failed(sqlite3_errmsg(db));
 		return NULL;
 	}
 	return st;
@@ -280,7 +341,7 @@ store_step_done(sqlite3_stmt *st)
 	int	rc = sqlite3_step(st);
 
 	if (rc != SQLITE_DONE)
-		log_warnx("task store: %s", sqlite3_errmsg(db));
+		store_failed(sqlite3_errmsg(db));
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
@@ -361,7 +422,7 @@ store_put(const struct store_task *t)
 		return -1;
 	store_bind_task(st_put, t);
 	if ((rc = sqlite3_step(st_put)) != SQLITE_DONE)
-		log_warnx("task store: %s", sqlite3_errmsg(db));
+		store_failed(sqlite3_errmsg(db));
 	sqlite3_reset(st_put);
 	sqlite3_clear_bindings(st_put);
 	if (rc != SQLITE_DONE)

@@ -307,9 +307,11 @@ struct store_task {
 	bool		 orphaned;	/* ... is gone, mid-task */
 };
 int64_t	 wall_ms(void);
-int	 store_open(const char *state_dir, int busy_ms, char *err,
+int	 store_open(const char *state_dir, int busy_ms, bool sync_full,
+	    char *err,
 	    size_t errlen);
 void	 store_close(void);
+const char *store_error(void);
 int	 store_insert(const struct store_task *);
 int	 store_put(const struct store_task *);
 int	 store_begin(void);
@@ -333,6 +335,7 @@ void	 store_task_clear(struct store_task *);
  * to it. */
 void	 durable_init(const struct heavy_config *);
 void	 durable_stop(void);
+bool	 durable_stored(const char *id);
 void	 durable_row(const struct task_record *, struct store_task *);
 int	 durable_get(const char *id, const char *owner, struct store_task *,
 	    struct task_record **live);
@@ -385,7 +388,7 @@ struct task_record *mcp_run(struct mcp_session *, const struct mcp_run *,
 	    struct task_params *, struct json_object **error);
 struct task_record *mcp_run_result(struct mcp_session *,
 	    const struct mcp_run *, struct json_object *params,
-	    struct json_object *result);
+	    struct json_object *result, struct json_object **error);
 int64_t	 mcp_ttl_ms(const struct heavy_config *, double timeout_s,
 	    int64_t requested);
 void	 mcp_reply(struct mcp_session *, struct json_object *id,

@@ -163,7 +163,7 @@ Test(cache, lookups_are_the_owners_and_within_the_ttl)
 
 	snprintf(dir, sizeof dir, "/tmp/heavyd-cachedb-XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
-	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s", err);
 	snprintf(t.id, sizeof t.id, "%032x", 7);
 	t.owner = (char *)"uid:1";
 	t.status = (char *)"completed";

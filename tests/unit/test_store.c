@@ -25,7 +25,7 @@ setup(void)
 
 	snprintf(dir, sizeof dir, "/tmp/heavyd-store-XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
-	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s", err);
 }
 
 static void
@@ -130,7 +130,7 @@ child_with_task(const char *id, int *hold)
 	if ((pid = fork()) == 0) {
 		store_close();
 		close(fds[1]);
-		if (store_open(dir, 5000, err, sizeof err) != 0)
+		if (store_open(dir, 5000, false, err, sizeof err) != 0)
 			_exit(1);
 		put(id, "me", "working", wall_ms(), 60000);
 		store_close();
@@ -249,7 +249,7 @@ Test(store, a_corrupt_file_is_moved_aside_and_replaced)
 	cr_assert_neq(fd, -1);
 	cr_assert_eq(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
 	close(fd);
-	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s", err);
 	cr_assert_eq(store_get(hexid(1), "o", &t), 1);
 	put(hexid(2), "o", "completed", wall_ms(), 60000);
 	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
@@ -452,19 +452,19 @@ Test(store, a_newer_schema_is_left_alone)
 
 	store_close();
 	snprintf(path, sizeof path, "%s/tasks.db", dir);
-	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0);
+	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0);
 	store_close();
 	/* Written by a future heavyd: user_version 99. */
 	snprintf(cmd, sizeof cmd, "printf '\\143' | dd of=%s bs=1 seek=63 "
 	    "conv=notrunc status=none", path);
 	cr_assert_eq(system(cmd), 0);
-	cr_assert_eq(store_open(dir, 5000, err, sizeof err), -1);
+	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), -1);
 	cr_assert(strstr(err, "schema version 99") != NULL, "%s", err);
-	cr_assert_eq(store_open(dir, 5000, err, sizeof err), -1, "moved aside");
+	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), -1, "moved aside");
 	snprintf(cmd, sizeof cmd, "printf '\\000' | dd of=%s bs=1 seek=63 "
 	    "conv=notrunc status=none", path);
 	cr_assert_eq(system(cmd), 0);
-	cr_assert_eq(store_open(dir, 5000, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s", err);
 }
 
 Test(store, the_file_is_the_users_alone)
@@ -628,4 +628,34 @@ Test(durable, writes_due_in_one_turn_share_a_flush_even_when_one_ends_first)
 	cr_assert_eq(store_get(hexid(13), "o", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
 	store_task_clear(&t);
+}
+
+/*
+ * Several heavyds starting at once on a fresh state directory: each one's
+ * creation of the file, its WAL switch and the schema wait for the
+ * others within the busy timeout, as any other write does, and none fails
+ * with "database is locked".
+ */
+Test(store_start, concurrent_creation)
+{
+	char	fresh[64], err[256], cmd[128];
+	int	status, failed = 0;
+	pid_t	pids[6];
+
+	for (int round = 0; round < 10; round++) {
+		snprintf(fresh, sizeof fresh, "/tmp/heavyd-store-XXXXXX");
+		cr_assert_not_null(mkdtemp(fresh));
+		for (int i = 0; i < 6; i++)
+			if ((pids[i] = fork()) == 0)
+				_exit(store_open(fresh, 1000, false, err,
+				    sizeof err) == 0 ? 0 : (fprintf(stderr,
+				    "%s\n", err), 1));
+		for (int i = 0; i < 6; i++) {
+			cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
+			failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+		}
+		snprintf(cmd, sizeof cmd, "rm -rf %s", fresh);
+		cr_assert_eq(system(cmd), 0);
+	}
+	cr_assert_eq(failed, 0, "%d of 60 starts failed", failed);
 }
