@@ -184,6 +184,17 @@ sandbox_prepare(void)
 	landlock_prepare();
 }
 
+/* The supervisor lets workers reach port 53 only when an endpoint is a
+ * name the resolver must look up; only then do they need UDP. */
+static bool
+sandbox_needs_dns(const struct sandbox *sb)
+{
+	for (uint32_t i = 0; i < sb->nports; i++)
+		if (sb->ports[i] == 53)
+			return true;
+	return false;
+}
+
 int
 sandbox_enter(const struct sandbox *sb, int workspace_fd, char *err,
     size_t errlen)
@@ -204,7 +215,7 @@ sandbox_enter(const struct sandbox *sb, int workspace_fd, char *err,
 	landlock_release();
 	sandbox_filtered = true;
 	if ((sb->flags & SANDBOX_SECCOMP) &&
-	    seccomp_allowlist_enter(err, errlen) == -1)
+	    seccomp_allowlist_enter(sandbox_needs_dns(sb), err, errlen) == -1)
 		return -1;
 	return 0;
 }

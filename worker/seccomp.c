@@ -9,6 +9,14 @@
  * setrlimit, the mount namespace).  The second, small, is installed by
  * each worker once inside and kills exactly those.  Stacked, the two allow
  * the allowlist and nothing else.
+ *
+ * The second filter also confines what the first allows broadly, by
+ * argument: signals reach only the worker itself (on kernels without
+ * Landlock's signal scoping a worker could otherwise kill heavyd), no unix
+ * socket can be made (so none can be connected to a path: docker.sock,
+ * D-Bus), and UDP exists only for a resolver the endpoints need.  Its own
+ * pid is not known when the zygote compiles it, so the program carries a
+ * placeholder that each worker replaces with its pid before installing it.
  */
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -95,7 +103,11 @@ static const int allow_prctls[] = {
 	PR_GET_NO_NEW_PRIVS, PR_CAPBSET_READ,
 };
 
-static struct sock_fprog	seccomp_first, seccomp_second;
+/* Stands for the worker's pid in the second program: above PID_MAX_LIMIT
+ * (2^22), so no pid, syscall number or flag compared there equals it. */
+#define SECCOMP_SELF	0x3ffffff1u
+
+static struct sock_fprog	seccomp_first, seccomp_second, seccomp_second_dns;
 static bool			seccomp_first_in;
 
 /* One action for every named call; a name this architecture lacks is not
@@ -187,10 +199,45 @@ seccomp_rules_first(scmp_filter_ctx ctx)
 	return seccomp_rules_options(ctx);
 }
 
+/* kill and tgkill only for the worker itself (pid == SECCOMP_SELF): any
+ * other target, a process group or -1 included, is EPERM. */
+static int
+seccomp_rules_signals(scmp_filter_ctx ctx)
+{
+	static const int	calls[] = { SCMP_SYS(kill), SCMP_SYS(tgkill) };
+
+	for (size_t i = 0; i < sizeof calls / sizeof *calls; i++)
+		if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), calls[i], 1,
+		    SCMP_A0(SCMP_CMP_GT, SECCOMP_SELF)) != 0 ||
+		    seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), calls[i], 1,
+		    SCMP_A0(SCMP_CMP_LT, SECCOMP_SELF)) != 0)
+			return -1;
+	return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(tkill),
+	    0);
+}
+
+/* No unix socket (socketpair still makes a connected pair); UDP only when
+ * the resolver needs it.  EACCES: libraries take it as "not here". */
+static int
+seccomp_rules_sockets(scmp_filter_ctx ctx, bool udp)
+{
+	static const int	inet[] = { AF_INET, AF_INET6 };
+
+	if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1,
+	    SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) != 0)
+		return -1;
+	for (size_t i = 0; !udp && i < sizeof inet / sizeof *inet; i++)
+		if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES),
+		    SCMP_SYS(socket), 2, SCMP_A0(SCMP_CMP_EQ, inet[i]),
+		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM)) != 0)
+			return -1;
+	return 0;
+}
+
 /* The second filter: the way in, closed behind the worker.  Threads,
  * never processes: clone only with CLONE_THREAD. */
 static int
-seccomp_rules_second(scmp_filter_ctx ctx)
+seccomp_rules_second_common(scmp_filter_ctx ctx)
 {
 	if (seccomp_rules_names(ctx, SCMP_ACT_KILL_PROCESS, allow_setup,
 	    sizeof allow_setup / sizeof *allow_setup) == -1 ||
@@ -200,8 +247,27 @@ seccomp_rules_second(scmp_filter_ctx ctx)
 	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0)) != 0)
 		return -1;
 	/* Reading a limit is fine; raising one is not. */
-	return seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(prlimit64),
-	    1, SCMP_A2(SCMP_CMP_NE, 0));
+	if (seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(prlimit64),
+	    1, SCMP_A2(SCMP_CMP_NE, 0)) != 0)
+		return -1;
+	return seccomp_rules_signals(ctx);
+}
+
+static int
+seccomp_rules_second(scmp_filter_ctx ctx)
+{
+	if (seccomp_rules_second_common(ctx) == -1)
+		return -1;
+	return seccomp_rules_sockets(ctx, false);
+}
+
+/* The same, for workers whose endpoints are names: UDP for the resolver. */
+static int
+seccomp_rules_second_dns(scmp_filter_ctx ctx)
+{
+	if (seccomp_rules_second_common(ctx) == -1)
+		return -1;
+	return seccomp_rules_sockets(ctx, true);
 }
 
 /* Compiles one filter (its default action, its rules) into fd as BPF. */
@@ -245,43 +311,51 @@ seccomp_read(int fd, struct sock_fprog *prog)
 }
 
 /*
- * In the zygote, once: both filters, compiled in a child.  libseccomp's
+ * In the zygote, once: the filters, compiled in a child.  libseccomp's
  * working memory never touches the zygote's heap, whose every page a
  * worker would otherwise copy on write.
  */
 int
 seccomp_allowlist_build(char *err, size_t errlen)
 {
-	int	p1[2], p2[2], status, rc = -1;
+	static int	(*const rules[3])(scmp_filter_ctx) = {
+	    seccomp_rules_first, seccomp_rules_second, seccomp_rules_second_dns };
+	static struct sock_fprog *const progs[3] = { &seccomp_first,
+	    &seccomp_second, &seccomp_second_dns };
+	int	p[3][2], status, ok;
 	pid_t	pid;
 
 	if (seccomp_second.filter != NULL)
 		return 0;
-	if (pipe2(p1, O_CLOEXEC) == -1)
-		goto fail;
-	if (pipe2(p2, O_CLOEXEC) == -1) {
-		close(p1[0]);
-		close(p1[1]);
-		goto fail;
+	for (int i = 0; i < 3; i++)
+		if (pipe2(p[i], O_CLOEXEC) == -1) {
+			while (i-- > 0) {
+				close(p[i][0]);
+				close(p[i][1]);
+			}
+			goto fail;
+		}
+	if ((pid = fork()) == 0) {
+		for (int i = 0; i < 3; i++)
+			if (seccomp_compile(i == 0 ? SCMP_ACT_KILL_PROCESS :
+			    SCMP_ACT_ALLOW, rules[i], p[i][1]) == -1)
+				_exit(1);
+		_exit(0);
 	}
-	if ((pid = fork()) == 0)
-		_exit(seccomp_compile(SCMP_ACT_KILL_PROCESS,
-		    seccomp_rules_first, p1[1]) == 0 &&
-		    seccomp_compile(SCMP_ACT_ALLOW, seccomp_rules_second,
-		    p2[1]) == 0 ? 0 : 1);
-	close(p1[1]);
-	close(p2[1]);
-	if (pid != -1 && waitpid(pid, &status, 0) == pid &&
-	    WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-	    seccomp_read(p1[0], &seccomp_first) == 0 &&
-	    seccomp_read(p2[0], &seccomp_second) == 0)
-		rc = 0;
-	close(p1[0]);
-	close(p2[0]);
-	if (rc == 0)
+	for (int i = 0; i < 3; i++)
+		close(p[i][1]);
+	ok = pid != -1 && waitpid(pid, &status, 0) == pid &&
+	    WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	for (int i = 0; i < 3; i++) {
+		ok = ok && seccomp_read(p[i][0], progs[i]) == 0;
+		close(p[i][0]);
+	}
+	if (ok)
 		return 0;
-	free(seccomp_first.filter);
-	memset(&seccomp_first, 0, sizeof seccomp_first);
+	for (int i = 0; i < 3; i++) {
+		free(progs[i]->filter);
+		memset(progs[i], 0, sizeof *progs[i]);
+	}
 fail:
 	snprintf(err, errlen, "seccomp: compiling the filters failed");
 	return -1;
@@ -312,11 +386,42 @@ seccomp_allowlist_prepare(char *err, size_t errlen)
 	return 0;
 }
 
-/* In a worker, last: from here on only the allowlist runs. */
-int
-seccomp_allowlist_enter(char *err, size_t errlen)
+/*
+ * The second program with this worker's pid for SECCOMP_SELF, in place
+ * (the worker's own copy of the zygote's pages).  -1 if the placeholder is
+ * not there: a libseccomp that compiled it otherwise must not leave
+ * signals unconfined.
+ */
+static int
+seccomp_patch_self(struct sock_fprog *prog)
 {
+	int	n = 0;
+
+	for (unsigned i = 0; i < prog->len; i++)
+		if (prog->filter[i].k == SECCOMP_SELF) {
+			prog->filter[i].k = (uint32_t)getpid();
+			n++;
+		}
+	return n > 0 ? 0 : -1;
+}
+
+/*
+ * In a worker, last: from here on only the allowlist runs, signals reach
+ * only this process, and UDP exists only if dns (the endpoints' names need
+ * the resolver).
+ */
+int
+seccomp_allowlist_enter(bool dns, char *err, size_t errlen)
+{
+	struct sock_fprog	*prog = dns ? &seccomp_second_dns :
+	    &seccomp_second;
+
 	if (seccomp_allowlist_prepare(err, errlen) == -1)
 		return -1;
-	return seccomp_install(&seccomp_second, err, errlen);
+	if (seccomp_patch_self(prog) == -1) {
+		snprintf(err, errlen, "seccomp: the signal rules lack their "
+		    "pid placeholder");
+		return -1;
+	}
+	return seccomp_install(prog, err, errlen);
 }

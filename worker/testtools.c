@@ -7,6 +7,7 @@
  * sandbox.  The production build has none.
  */
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -177,6 +178,65 @@ tool_test_connect(struct json_object *args, struct buf *out, int *complete)
 	return 0;
 }
 
+/* SIGKILL to a process named by pid: heavyd, the zygote, another worker. */
+static int
+tool_test_signal(struct json_object *args, struct buf *out, int *complete)
+{
+	int	pid;
+
+	(void)complete;
+	pid = json_object_get_int(json_object_object_get(args, "pid"));
+	if (kill((pid_t)pid, SIGKILL) == -1)
+		return tool_test_errno(out, "kill", errno);
+	buf_printf(out, "killed %d", pid);
+	return 0;
+}
+
+/* A UDP datagram to a loopback port. */
+static int
+tool_test_udp(struct json_object *args, struct buf *out, int *complete)
+{
+	struct sockaddr_in	sin = { .sin_family = AF_INET };
+	int			fd, port;
+
+	(void)complete;
+	port = json_object_get_int(json_object_object_get(args, "port"));
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return tool_test_errno(out, "socket", errno);
+	if (sendto(fd, "escaped", 7, 0, (struct sockaddr *)&sin,
+	    sizeof sin) == -1) {
+		close(fd);
+		return tool_test_errno(out, "sendto", errno);
+	}
+	close(fd);
+	buf_printf(out, "sent to 127.0.0.1:%d", port);
+	return 0;
+}
+
+/* A connection to a listening unix socket by its path (docker.sock). */
+static int
+tool_test_unix(struct json_object *args, struct buf *out, int *complete)
+{
+	struct sockaddr_un	sun = { .sun_family = AF_UNIX };
+	const char		*path;
+	int			fd;
+
+	(void)complete;
+	path = json_object_get_string(json_object_object_get(args, "path"));
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path ? path : "");
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return tool_test_errno(out, "socket", errno);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		close(fd);
+		return tool_test_errno(out, "connect", errno);
+	}
+	close(fd);
+	buf_printf(out, "connected to %s", sun.sun_path);
+	return 0;
+}
+
 /* The names in the environment the worker's code sees. */
 static int
 tool_test_env(struct json_object *args, struct buf *out, int *complete)
@@ -192,6 +252,8 @@ tool_test_env(struct json_object *args, struct buf *out, int *complete)
 #define PATH_ARG "{\"type\":\"object\",\"properties\":{\"path\":" \
 	"{\"type\":\"string\"}},\"required\":[\"path\"]}"
 #define PORT_ARG "{\"type\":\"object\",\"properties\":{\"port\":" \
+	"{\"type\":\"integer\"}}}"
+#define PID_ARG "{\"type\":\"object\",\"properties\":{\"pid\":" \
 	"{\"type\":\"integer\"}}}"
 const struct tool testtools[] = {
 	{ "test_crash", "Test only: crash with SIGSEGV.", NO_ARGS,
@@ -216,6 +278,12 @@ const struct tool testtools[] = {
 	  PORT_ARG, tool_test_connect },
 	{ "test_env", "Test only: list the environment's names.", NO_ARGS,
 	  tool_test_env },
+	{ "test_signal", "Test only: SIGKILL a process by pid.", PID_ARG,
+	  tool_test_signal },
+	{ "test_udp", "Test only: send a UDP datagram to a loopback port.",
+	  PORT_ARG, tool_test_udp },
+	{ "test_unix", "Test only: connect to a unix socket by path.",
+	  PATH_ARG, tool_test_unix },
 };
 const size_t ntesttools = sizeof testtools / sizeof testtools[0];
 #else

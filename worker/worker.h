@@ -143,7 +143,7 @@ int	mountns_enter(const struct sandbox *, int workspace_fd, char *err,
 /* seccomp.c: the system call allowlist, compiled once in the zygote. */
 int	seccomp_allowlist_build(char *err, size_t errlen);
 int	seccomp_allowlist_prepare(char *err, size_t errlen);
-int	seccomp_allowlist_enter(char *err, size_t errlen);
+int	seccomp_allowlist_enter(bool dns, char *err, size_t errlen);
 
 /* cgroup.c: a cgroup v2 per worker, when the supervisor delegates one. */
 void	cgroup_init(const char *dir);

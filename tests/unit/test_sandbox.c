@@ -206,7 +206,7 @@ enter_seccomp(int out)
 	char	err[256];
 
 	EXPECT(out, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "nnp");
-	EXPECT(out, seccomp_allowlist_enter(err, sizeof err) == 0, "%s", err);
+	EXPECT(out, seccomp_allowlist_enter(true, err, sizeof err) == 0, "%s", err);
 }
 
 static void *
@@ -319,7 +319,7 @@ child_first_filter_only(int out)
 	if (pid == 0)
 		_exit(0);
 	EXPECT(out, waitpid(pid, &st, 0) == pid && WIFEXITED(st), "wait");
-	EXPECT(out, seccomp_allowlist_enter(err, sizeof err) == 0, "%s", err);
+	EXPECT(out, seccomp_allowlist_enter(true, err, sizeof err) == 0, "%s", err);
 	EXPECT(out, getpid() > 0, "after");
 }
 

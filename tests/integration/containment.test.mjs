@@ -1,0 +1,83 @@
+// What a hostile worker can reach beyond its files, in each sandbox mode
+// heavyd supports here (Landlock, and the mount namespace fallback): it
+// cannot signal heavyd, the zygote or a spare, cannot make a unix socket
+// (so cannot connect to one by its path: docker.sock, D-Bus), and cannot
+// send UDP when no endpoint needs a resolver.  Each attempt gets EPERM or
+// EACCES, heavyd keeps serving, and the target sees nothing.
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { checkOk, checkShape } from './checks.mjs';
+import { HEAVYD, STATE_DIR, readStat, setup, tmpdir } from './lib.mjs';
+
+/* The sandbox filesystem mode heavyd would use with env, or null. */
+function fsMode(env) {
+	try {
+		const out = execFileSync(HEAVYD, ['--check-config'], {
+			env: { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, OPENROUTER_API_KEY: 'k', ...env },
+			encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
+		});
+		return /^sandbox\.filesystem: (.*)$/m.exec(out)?.[1] ?? null;
+	} catch {
+		return null;
+	}
+}
+
+const MODES = [
+	{ name: 'the default sandbox', env: {} },
+	{ name: 'the mount namespace fallback', env: { HEAVY_SANDBOX_FS: 'mount' } },
+];
+
+for (const mode of MODES) {
+	const fsmode = fsMode(mode.env);
+	test(`${mode.name}: no signal, unix socket or UDP datagram leaves a worker`, {
+		timeout: 60000,
+		skip: fsmode ? false : `heavyd does not start with ${JSON.stringify(mode.env)} here`,
+	}, async (t) => {
+		const dir = tmpdir('contain');
+		t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+		const udp = dgram.createSocket('udp4');
+		const datagrams = [];
+		udp.on('message', (m) => datagrams.push(String(m)));
+		await new Promise((r) => udp.bind(0, '127.0.0.1', r));
+		t.after(() => udp.close());
+		const sock = path.join(dir, 'listener.sock');
+		const accepted = [];
+		const listener = net.createServer((s) => { accepted.push(1); s.destroy(); });
+		await new Promise((r) => listener.listen(sock, r));
+		t.after(() => listener.close());
+
+		const { srv } = await setup(t, { worker: 'test', env: mode.env });
+		const zygote = srv.descendants().find((p) => p.comm === 'heavyd-zygote');
+		assert.ok(zygote, 'no zygote under heavyd');
+		const spare = srv.descendants().find((p) => p.comm === 'heavyd-spare');
+		const targets = [srv.pid, zygote.pid, ...(spare ? [spare.pid] : []), -1];
+		const marks = [
+		    ...targets.map((pid) => `[[a1:tool:test_signal:${JSON.stringify({ pid })}]]`),
+		    `[[a1:tool:test_udp:${JSON.stringify({ port: udp.address().port })}]]`,
+		    `[[a1:tool:test_unix:${JSON.stringify({ path: sock })}]]`,
+		];
+		const { result } = await srv.orchestrate({ query: `Escape ${marks.join(' ')}`, num_agents: 1 },
+		    { timeout: 30000 });
+		const sc = checkShape(result, 1);
+		checkOk(sc.agents[0]);
+		for (const pid of targets)
+			assert.ok(sc.answer.includes(`kill: EPERM`), `kill ${pid}: ${sc.answer}`);
+		assert.equal((sc.answer.match(/kill: EPERM/g) ?? []).length, targets.length, sc.answer);
+		assert.match(sc.answer, /socket: EACCES[^]*socket: EACCES/, 'UDP and unix sockets refused');
+		for (const pid of [srv.pid, zygote.pid])
+			assert.ok(readStat(pid), `process ${pid} was killed`);
+		if (spare)
+			assert.notEqual(readStat(spare.pid)?.state, undefined, 'the spare was killed');
+		assert.deepEqual(await srv.client.ping(), {});
+		await new Promise((r) => setImmediate(r));
+		assert.deepEqual(datagrams, [], 'a datagram left the worker');
+		assert.deepEqual(accepted, [], 'the worker reached the unix socket');
+		await srv.shutdown();
+	});
+}
