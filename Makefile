@@ -109,3 +109,4 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+include tests/fuzz/fuzz.mk
