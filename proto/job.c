@@ -195,3 +195,64 @@ sandbox_clear(struct sandbox *s)
 	free(s->workspace);
 	memset(s, 0, sizeof *s);
 }
+
+/*
+ * A worker's report to the supervisor (MSG_JOB_STEP, _USAGE, _DONE or
+ * _FAILED), read strictly: -1 for another type, a field out of place, a
+ * value out of range or bytes left over.  A worker is untrusted, so this
+ * is all that stands between its bytes and the supervisor.
+ */
+int
+job_report_decode(uint16_t type, const void *payload, size_t len,
+    struct job_report *rep)
+{
+	struct mreader	r;
+	uint32_t	n;
+
+	memset(rep, 0, sizeof *rep);
+	rep->type = type;
+	m_reader_init(&r, payload, len);
+	switch (type) {
+	case MSG_JOB_STEP:
+		m_get_str(&r, &rep->note);
+		break;
+	case MSG_JOB_USAGE:
+		usage_decode(&r, &rep->usage);
+		break;
+	case MSG_JOB_DONE:
+		m_get_u32(&r, &rep->flags);
+		if (m_get_u32(&r, &n) == -1 || n > HEAVY_MAX_AGENTS)
+			break;
+		rep->texts = xcalloc(n ? n : 1, sizeof *rep->texts);
+		for (rep->ntexts = 0; rep->ntexts < n; rep->ntexts++)
+			if (m_get_str(&r, &rep->texts[rep->ntexts]) == -1)
+				break;
+		usage_decode(&r, &rep->usage);
+		break;
+	case MSG_JOB_FAILED:
+		m_get_u32(&r, &rep->error_kind);
+		m_get_u32(&r, &rep->http_status);
+		m_get_str(&r, &rep->error);
+		usage_decode(&r, &rep->usage);
+		if (rep->error_kind < JOB_ERR_HTTP || rep->error_kind > JOB_ERR_LAST)
+			r.bad = 1;
+		break;
+	default:
+		r.bad = 1;
+	}
+	if (m_end(&r) == 0)
+		return 0;
+	job_report_clear(rep);
+	return -1;
+}
+
+void
+job_report_clear(struct job_report *rep)
+{
+	for (uint32_t i = 0; i < rep->ntexts; i++)
+		free(rep->texts[i]);
+	free(rep->texts);
+	free(rep->error);
+	free(rep->note);
+	memset(rep, 0, sizeof *rep);
+}

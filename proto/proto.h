@@ -194,6 +194,21 @@ void	usage_add(struct usage *, const struct usage *);
 void	sandbox_encode(struct buf *, const struct sandbox *);
 int	sandbox_decode(struct mreader *, struct sandbox *);
 void	sandbox_clear(struct sandbox *);
+/* What a worker reports: one of MSG_JOB_STEP, _USAGE, _DONE, _FAILED. */
+struct job_report {
+	uint16_t	 type;
+	char		*note;		/* STEP */
+	uint32_t	 flags;		/* DONE: JOB_DONE_* */
+	char		**texts;	/* DONE: the answer(s) */
+	uint32_t	 ntexts;
+	uint32_t	 error_kind;	/* FAILED: enum job_error */
+	uint32_t	 http_status;	/* FAILED */
+	char		*error;		/* FAILED */
+	struct usage	 usage;		/* USAGE, DONE, FAILED */
+};
+int	job_report_decode(uint16_t type, const void *payload, size_t len,
+	    struct job_report *);
+void	job_report_clear(struct job_report *);
 
 /* tooldefs.c: the agent tools, known to both sides. */
 #define TOOL_NEEDS_WORKSPACE	0x1	/* a per-task directory */

@@ -125,65 +125,24 @@ worker_violation(struct worker *w, const char *why)
 		event_active(w->deadline_ev, EV_TIMEOUT, 0);
 }
 
-static int
-worker_read_done(struct worker *w, struct mreader *r)
-{
-	struct worker_result	*res = &w->result;
-	uint32_t		 n;
-
-	m_get_u32(r, &res->flags);
-	if (m_get_u32(r, &n) == -1 || n > HEAVY_MAX_AGENTS)
-		return -1;
-	res->texts = xcalloc(n, sizeof *res->texts);
-	for (res->ntexts = 0; res->ntexts < n; res->ntexts++)
-		if (m_get_str(r, &res->texts[res->ntexts]) == -1)
-			return -1;
-	usage_decode(r, &res->usage);
-	return m_end(r);
-}
-
-static int
-worker_read_failed(struct worker *w, struct mreader *r)
+/* The result frame's fields become the worker's result. */
+static void
+worker_take_result(struct worker *w, struct job_report *rep)
 {
 	struct worker_result	*res = &w->result;
 
-	m_get_u32(r, &res->error_kind);
-	m_get_u32(r, &res->http_status);
-	if (m_get_str(r, &res->error) == -1)
-		return -1;
-	usage_decode(r, &res->usage);
-	if (m_end(r) == -1 || res->error_kind < JOB_ERR_HTTP ||
-	    res->error_kind > JOB_ERR_LAST)
-		return -1;
-	res->outcome = OUTCOME_FAILED;
-	return 0;
-}
-
-static int
-worker_read_step(struct worker *w, struct mreader *r)
-{
-	char	*note = NULL;
-
-	if (m_get_str(r, &note) == -1 || m_end(r) == -1) {
-		free(note);
-		return -1;
-	}
-	if (w->step != NULL)
-		w->step(w->arg, note);
-	free(note);
-	return 0;
-}
-
-static int
-worker_read_usage(struct worker *w, struct mreader *r)
-{
-	struct usage	u;
-
-	if (usage_decode(r, &u) == -1 || m_end(r) == -1)
-		return -1;
-	if (w->usage != NULL)
-		w->usage(w->usage_arg, &u);
-	return 0;
+	res->flags = rep->flags;
+	res->texts = rep->texts;
+	res->ntexts = rep->ntexts;
+	res->error_kind = rep->error_kind;
+	res->http_status = rep->http_status;
+	res->error = rep->error;
+	res->usage = rep->usage;
+	if (rep->type == MSG_JOB_FAILED)
+		res->outcome = OUTCOME_FAILED;
+	rep->texts = NULL;
+	rep->ntexts = 0;
+	rep->error = NULL;
 }
 
 /* Handles one frame; -1 when it is anything but what its type says. */
@@ -191,25 +150,28 @@ static int
 worker_dispatch(struct worker *w, const struct msg_hdr *hdr,
     const uint8_t *payload)
 {
-	struct mreader	r;
+	struct job_report	rep;
 
-	m_reader_init(&r, payload, hdr->len);
 	if (w->got_result)
 		return -1;	/* nothing may follow the result */
-	switch (hdr->type) {
-	case MSG_JOB_STEP:
-		return worker_read_step(w, &r);
-	case MSG_JOB_USAGE:
-		return worker_read_usage(w, &r);
-	case MSG_JOB_DONE:
-		w->got_result = true;
-		return worker_read_done(w, &r);
-	case MSG_JOB_FAILED:
-		w->got_result = true;
-		return worker_read_failed(w, &r);
-	default:
+	if (job_report_decode(hdr->type, payload, hdr->len, &rep) == -1)
 		return -1;
+	switch (rep.type) {
+	case MSG_JOB_STEP:
+		if (w->step != NULL)
+			w->step(w->arg, rep.note);
+		break;
+	case MSG_JOB_USAGE:
+		if (w->usage != NULL)
+			w->usage(w->usage_arg, &rep.usage);
+		break;
+	default:
+		w->got_result = true;
+		worker_take_result(w, &rep);
+		break;
 	}
+	job_report_clear(&rep);
+	return 0;
 }
 
 static void

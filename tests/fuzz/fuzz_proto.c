@@ -1,9 +1,9 @@
 /*
  * Frames between the processes: the header check, then the typed readers
  * both sides use (a job and its sandbox, as the zygote and a worker read
- * them; usage, as the supervisor reads a worker's).  The first byte picks
- * the reader; a frame that decodes is encoded again and must decode to
- * the same bytes.
+ * them; a worker's reports, as the supervisor reads them: a hostile
+ * worker writes these).  The first byte picks the reader; a job that
+ * decodes is encoded again and must give the same bytes.
  */
 #include "fuzz.h"
 
@@ -55,6 +55,18 @@ fuzz_usage(const uint8_t *p, size_t len)
 	m_end(&r);
 }
 
+/* The second byte picks the message type, the rest is its payload. */
+static void
+fuzz_report(const uint8_t *p, size_t len)
+{
+	struct job_report	rep;
+
+	if (len < 1)
+		return;
+	if (job_report_decode(p[0] % 10, p + 1, len - 1, &rep) == 0)
+		job_report_clear(&rep);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
@@ -62,7 +74,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 
 	if (len < 1)
 		return 0;
-	switch (data[0] % 4) {
+	switch (data[0] % 5) {
 	case 0:
 		if (m_frame_check(data + 1, len - 1, 1 << 20, &hdr) == FRAME_OK
 		    && hdr.len > len - 1 - PROTO_HDR_LEN)
@@ -73,6 +85,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		break;
 	case 2:
 		fuzz_sandbox(data + 1, len - 1);
+		break;
+	case 4:
+		fuzz_report(data + 1, len - 1);
 		break;
 	default:
 		fuzz_usage(data + 1, len - 1);
