@@ -41,6 +41,11 @@ char	*buf_release(struct buf *);	/* caller owns the NUL-terminated data */
 void	 buf_reset(struct buf *);
 void	 buf_free(struct buf *);
 
+/* secret.c: the keys heavyd holds, masked out of text from outside. */
+void	 secret_add(const char *);	/* ignored when shorter than 8 */
+void	 secret_clear(void);
+void	 secret_redact(char **text);	/* may replace *text */
+
 /* util.c: an allocation that fails exits with this status (a worker's
  * RLIMIT_AS reached), so its supervisor can say "out of memory". */
 #define HEAVY_EXIT_NOMEM	75
@@ -84,6 +89,7 @@ struct heavy_config {
 	int	 heartbeat_s;		/* progress heartbeat interval */
 
 	int	 max_retries;		/* per LLM call */
+	int	 stall_timeout_s;	/* an LLM call silent this long is retried */
 	int	 retry_base_ms;
 	int	 retry_max_ms;
 

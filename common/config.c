@@ -58,6 +58,7 @@ config_defaults(struct heavy_config *c)
 	c->synthesis_reserve_s = 60;
 	c->heartbeat_s = 10;
 	c->max_retries = 4;
+	c->stall_timeout_s = 120;
 	c->retry_base_ms = 500;
 	c->retry_max_ms = 20000;
 	c->max_line_bytes = 4 << 20;
@@ -120,6 +121,7 @@ static const struct knob {
 	INT_KNOB("HEAVY_SYNTHESIS_RESERVE", synthesis_reserve_s, 0, 86400),
 	INT_KNOB("HEAVY_HEARTBEAT", heartbeat_s, 1, 3600),
 	INT_KNOB("HEAVY_MAX_RETRIES", max_retries, 0, 20),
+	INT_KNOB("HEAVY_STALL_TIMEOUT", stall_timeout_s, 0, 86400),
 	INT_KNOB("HEAVY_RETRY_BASE_MS", retry_base_ms, 1, 600000),
 	INT_KNOB("HEAVY_RETRY_MAX_MS", retry_max_ms, 1, 3600000),
 	SIZE_KNOB("HEAVY_MAX_LINE_BYTES", max_line_bytes, 1024, 1LL << 30),

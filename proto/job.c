@@ -19,6 +19,7 @@ job_encode(struct buf *b, const struct job *j)
 	m_add_u64(b, j->max_transcript_bytes);
 	m_add_u64(b, j->max_tool_output_bytes);
 	m_add_u64(b, j->max_answer_bytes);
+	m_add_u32(b, j->stall_s);
 	m_add_str(b, j->api_key);
 	m_add_str(b, j->base_url);
 	m_add_str(b, j->model);
@@ -56,6 +57,7 @@ job_decode(struct mreader *r, struct job *j)
 	m_get_u64(r, &j->max_transcript_bytes);
 	m_get_u64(r, &j->max_tool_output_bytes);
 	m_get_u64(r, &j->max_answer_bytes);
+	m_get_u32(r, &j->stall_s);
 	if (m_get_str(r, &j->api_key) == -1 ||
 	    m_get_str(r, &j->base_url) == -1 ||
 	    m_get_str(r, &j->model) == -1 ||

@@ -19,9 +19,10 @@
 
 struct json_object;
 
-/* 2: JOB_ERR_CONNECT in MSG_JOB_FAILED.  The supervisor and its workers
- * come from one build; a mismatch is refused at the first header. */
-#define PROTO_VERSION		2
+/* 2: JOB_ERR_CONNECT in MSG_JOB_FAILED; 3: stall_s in MSG_JOB_RUN.  The
+ * supervisor and its workers come from one build; a mismatch is refused
+ * at the first header. */
+#define PROTO_VERSION		3
 #define PROTO_HDR_LEN		8
 
 enum msg_type {
@@ -103,6 +104,7 @@ struct job {
 	uint64_t	 max_transcript_bytes;
 	uint64_t	 max_tool_output_bytes;
 	uint64_t	 max_answer_bytes;
+	uint32_t	 stall_s;	/* cut an LLM call silent this long; 0: never */
 	char		*api_key;
 	char		*base_url;
 	char		*model;

@@ -191,6 +191,8 @@ server_start(struct heavy_config *config, void (*stop)(void))
 	server_stop = stop;
 	server_take_key(config);
 	server_take_search_key(config);
+	secret_add(api_key);
+	secret_add(search_key);
 	worker_path = server_worker_path();
 	/* Before the zygote starts: it is placed in heavyd's cgroup leaf. */
 	if (features_init(config, true, err, sizeof err) == -1)
@@ -222,6 +224,7 @@ server_loop(void)
 	event_free(server_sigint);
 	event_base_free(ev_base);
 	libevent_global_shutdown();
+	secret_clear();
 	explicit_bzero(api_key, strlen(api_key));
 	free(api_key);
 	if (search_key != NULL)

@@ -213,6 +213,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.max_iterations = (uint32_t)t->cfg->max_iterations;
 	job.budget_ms = left > 0 ? (uint32_t)left : 0;
 	job.max_retries = (uint32_t)t->cfg->max_retries;
+	job.stall_s = (uint32_t)t->cfg->stall_timeout_s;
 	job.retry_base_ms = (uint32_t)t->cfg->retry_base_ms;
 	job.retry_max_ms = (uint32_t)t->cfg->retry_max_ms;
 	job.max_response_bytes = t->cfg->max_response_bytes;

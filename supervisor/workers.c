@@ -156,6 +156,11 @@ worker_dispatch(struct worker *w, const struct msg_hdr *hdr,
 		return -1;	/* nothing may follow the result */
 	if (job_report_decode(hdr->type, payload, hdr->len, &rep) == -1)
 		return -1;
+	/* A worker's text may quote a provider that echoed our key. */
+	secret_redact(&rep.note);
+	secret_redact(&rep.error);
+	for (uint32_t i = 0; i < rep.ntexts; i++)
+		secret_redact(&rep.texts[i]);
 	switch (rep.type) {
 	case MSG_JOB_STEP:
 		if (w->step != NULL)

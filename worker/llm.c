@@ -126,19 +126,49 @@ llm_error_message(struct json_object *root)
 	return "unknown error";
 }
 
+/* One JSON value, or NULL and why not (json_tokener_continue: cut). */
 static struct json_object *
-llm_parse_json(const char *body, size_t len)
+llm_parse_json(const char *body, size_t len, enum json_tokener_error *why)
 {
 	struct json_tokener	*tok = json_tokener_new();
 	struct json_object	*obj;
 
 	obj = len > INT32_MAX ? NULL : json_tokener_parse_ex(tok, body, (int)len);
-	if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success) {
+	*why = len > INT32_MAX ? json_tokener_error_size :
+	    json_tokener_get_error(tok);
+	if (obj == NULL || *why != json_tokener_success) {
 		json_object_put(obj);
 		obj = NULL;
 	}
 	json_tokener_free(tok);
 	return obj;
+}
+
+/*
+ * A 200 body that is not one JSON value, named by what it is: an SSE
+ * stream (the endpoint streams, or a proxy turned it on), a body cut
+ * short, or something else that is not JSON.
+ */
+static void
+llm_bad_body(const char *body, size_t len, enum json_tokener_error why,
+    struct llm_error *e)
+{
+	while (len > 0 && isspace((unsigned char)*body)) {
+		body++;
+		len--;
+	}
+	if ((len >= 5 && strncmp(body, "data:", 5) == 0) ||
+	    (len >= 6 && strncmp(body, "event:", 6) == 0) ||
+	    (len >= 1 && body[0] == ':'))
+		llm_fail(e, JOB_ERR_RESPONSE, 200, "an SSE stream "
+		    "(text/event-stream) where a JSON body was expected");
+	else if (why == json_tokener_continue && len > 0)
+		llm_fail(e, JOB_ERR_RESPONSE, 200, "truncated response: the "
+		    "JSON body ends after %zu bytes", len);
+	else
+		llm_fail(e, JOB_ERR_RESPONSE, 200, "malformed JSON in response: "
+		    "%s", len == 0 ? "an empty body" :
+		    json_tokener_error_desc(why));
 }
 
 static void
@@ -166,12 +196,13 @@ llm_parse_body(const char *body, size_t len, struct llm_reply *reply,
     struct usage *u, struct llm_error *e)
 {
 	struct json_object	*root, *choices, *msg, *v, *calls = NULL;
+	enum json_tokener_error	 why;
 	char			 clean[256];
 	int			 rc = -1;
 
 	memset(reply, 0, sizeof *reply);
-	if ((root = llm_parse_json(body, len)) == NULL) {
-		llm_fail(e, JOB_ERR_RESPONSE, 200, "malformed JSON in response");
+	if ((root = llm_parse_json(body, len, &why)) == NULL) {
+		llm_bad_body(body, len, why, e);
 		return -1;
 	}
 	if (json_object_object_get_ex(root, "error", &v)) {
@@ -222,6 +253,7 @@ static void
 llm_http_error(long status, struct llm_xfer *x, struct llm_error *e)
 {
 	struct json_object	*root;
+	enum json_tokener_error	 why;
 	const char		*cause, *msg = NULL;
 	char			 clean[256] = "";
 
@@ -233,7 +265,8 @@ llm_http_error(long status, struct llm_xfer *x, struct llm_error *e)
 	    status == 408 ? "request timeout" :
 	    status == 429 ? "rate limited" :
 	    status >= 500 ? "provider error" : "unexpected status";
-	root = llm_parse_json(x->body.data ? x->body.data : "", x->body.len);
+	root = llm_parse_json(x->body.data ? x->body.data : "", x->body.len,
+	    &why);
 	if (root != NULL && (msg = llm_error_message(root)) != NULL)
 		llm_clean(clean, sizeof clean, msg);
 	llm_fail(e, JOB_ERR_HTTP, status, "HTTP %ld: %s%s%s", status, cause,
@@ -284,7 +317,7 @@ llm_attempt(const struct job *job, int64_t deadline, const char *url,
     const char *body, struct llm_xfer *x, long *status, struct llm_error *e)
 {
 	struct curl_slist	*headers = llm_headers(job);
-	int64_t			 left = deadline - now_ms();
+	int64_t			 t0 = now_ms(), left = deadline - t0;
 	char			 errbuf[CURL_ERROR_SIZE] = "";
 	CURLcode		 rc;
 
@@ -300,6 +333,13 @@ llm_attempt(const struct job *job, int64_t deadline, const char *url,
 	    (long)(left + LLM_BACKSTOP_MS));
 	curl_easy_setopt(llm_curl, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(left < LLM_CONNECT_MS ? left : LLM_CONNECT_MS));
+	/* A stalled connection (no byte for stall_s) is cut and retried, not
+	 * left to hold the step until its deadline. */
+	if (job->stall_s > 0) {
+		curl_easy_setopt(llm_curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(llm_curl, CURLOPT_LOW_SPEED_TIME,
+		    (long)job->stall_s);
+	}
 	curl_easy_setopt(llm_curl, CURLOPT_WRITEFUNCTION, llm_write_cb);
 	curl_easy_setopt(llm_curl, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(llm_curl, CURLOPT_HEADERFUNCTION, llm_header_cb);
@@ -319,6 +359,14 @@ llm_attempt(const struct job *job, int64_t deadline, const char *url,
 	else if (rc == CURLE_OPERATION_TIMEDOUT && now_ms() >= deadline)
 		llm_fail(e, JOB_ERR_TIMEOUT, 0, "deadline reached waiting for "
 		    "the LLM");
+	else if (rc == CURLE_OPERATION_TIMEDOUT && job->stall_s > 0 &&
+	    now_ms() - t0 >= (int64_t)job->stall_s * 1000)
+		llm_fail(e, JOB_ERR_TRANSPORT, 0, "stalled: no data from the "
+		    "LLM for %u s (stall_timeout)", job->stall_s);
+	else if (rc == CURLE_PARTIAL_FILE)
+		llm_fail(e, JOB_ERR_TRANSPORT, 0, "truncated response: the "
+		    "connection closed after %zu bytes of a longer body",
+		    x->body.len);
 	else if (!llm_unreachable(rc, errbuf, e))
 		llm_fail(e, JOB_ERR_TRANSPORT, 0, "transport error: %s",
 		    curl_easy_strerror(rc));

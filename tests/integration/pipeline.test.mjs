@@ -22,21 +22,22 @@ test('a worker sending an invalid frame is killed; the server goes on', { timeou
 	await srv.shutdown();
 });
 
-test('malformed, truncated and oversized LLM bodies fail only their agent', { timeout: 30000 }, async (t) => {
+test('malformed, truncated, streamed and oversized LLM bodies fail only their agent, each named', { timeout: 30000 }, async (t) => {
 	const { srv } = await setup(t, { env: { HEAVY_MAX_RESPONSE_BYTES: '65536', HEAVY_MAX_RETRIES: '0' } });
 	const { result } = await srv.orchestrate({
-		query: 'Bodies [[a1:malformed]] [[a2:truncated]] [[a3:oversize:200000]] [[a4:error200]]',
-		num_agents: 5, timeout: 20 });
-	const sc = checkShape(result, 5);
-	assert.match(sc.agents[0].error, /malformed JSON/);
-	assert.match(sc.agents[1].error, /malformed JSON/);
+		query: 'Bodies [[a1:malformed]] [[a2:truncated]] [[a3:oversize:200000]] [[a4:error200]] [[a5:sse]]',
+		num_agents: 6, timeout: 20 });
+	const sc = checkShape(result, 6);
+	assert.match(sc.agents[0].error, /malformed JSON in response/);
+	assert.match(sc.agents[1].error, /truncated response: the JSON body ends after \d+ bytes/);
 	assert.match(sc.agents[2].error, /exceeds 65536 bytes/);
 	assert.match(sc.agents[3].error, /provider error: Provider returned error/);
-	for (let i = 0; i < 4; i++)
+	assert.match(sc.agents[4].error, /an SSE stream \(text\/event-stream\) where a JSON body was expected/);
+	for (let i = 0; i < 5; i++)
 		assert.equal(sc.agents[i].status, 'failed');
-	checkOk(sc.agents[4]);
+	checkOk(sc.agents[5]);
 	assert.equal(sc.synthesized, false, 'one answer is returned as is');
-	assert.match(sc.answer, /^Answer 5:/);
+	assert.match(sc.answer, /^Answer 6:/);
 	await srv.shutdown();
 });
 

@@ -78,6 +78,7 @@ struct chat {
 	int			 nmarks;
 	int			 tool_msgs;
 	int			 assistant_msgs;
+	const char		*token;		/* the bearer token it came with */
 };
 
 /* A response built now and sent now or after a delay. */
@@ -87,6 +88,7 @@ struct reply {
 	struct event			*timer;
 	int				 code;
 	char				*body;
+	const char			*type;	/* NULL: application/json */
 	char				 retry_after[32];
 	char				 reset[32];
 };
@@ -203,7 +205,8 @@ reply_send(struct reply *r)
 	struct evkeyvalq	*h = evhttp_request_get_output_headers(r->req);
 	struct evbuffer		*out = evbuffer_new();
 
-	evhttp_add_header(h, "Content-Type", "application/json");
+	evhttp_add_header(h, "Content-Type", r->type ? r->type :
+	    "application/json");
 	if (r->retry_after[0] != '\0')
 		evhttp_add_header(h, "Retry-After", r->retry_after);
 	if (r->reset[0] != '\0')
@@ -754,6 +757,7 @@ chat_parse(struct chat *c, struct evhttp_request *req)
 	    "Authorization");
 	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0')
 		return "401 No auth credentials found";
+	c->token = auth + 7;
 	c->root = json_parse(len ? (char *)evbuffer_pullup(in, len) : "", len);
 	if (!json_object_is_type(c->root, json_type_object))
 		return "400 body is not a JSON object";
@@ -820,7 +824,19 @@ chat_failure(struct chat *c, struct reply *r)
 		    "{\"role\":\"assist");
 	else if (chat_action(c, "malformed") != NULL)
 		r->body = xstrdup("this is not json {");
-	else if (chat_action(c, "error200") != NULL)
+	else if (chat_action(c, "sse") != NULL) {
+		r->type = "text/event-stream";
+		r->body = xstrdup("data: {\"choices\":[{\"delta\":{\"content\":"
+		    "\"hi\"}}]}\n\ndata: [DONE]\n\n");
+	} else if (chat_action(c, "echokey") != NULL) {
+		/* As some providers do: the rejected key, verbatim. */
+		char	*msg = xasprintf("Incorrect API key provided: %s",
+		    c->token);
+
+		r->code = 401;
+		r->body = error_body(401, msg);
+		free(msg);
+	} else if (chat_action(c, "error200") != NULL)
 		r->body = xstrdup("{\"error\":{\"message\":\"Provider returned "
 		    "error\",\"code\":502}}");
 	else if ((a = chat_action(c, "oversize")) != NULL) {
@@ -919,8 +935,11 @@ handle_chat(struct evhttp_request *req)
 		models_count(&c);
 		if ((lat = chat_action(&c, "latency")) != NULL)
 			latency = atoi(lat);
+		/* stall-once: the first call of this text never answers. */
 		if (chat_action(&c, "hang") != NULL ||
-		    chat_action_is(&c, "hang-model", c.model)) {
+		    chat_action_is(&c, "hang-model", c.model) ||
+		    (chat_action(&c, "stall-once") != NULL &&
+		    flaky_seen(&c) == 0)) {
 			stats.hangs++;	/* evhttp frees it when the client goes */
 			free(r);
 			r = NULL;
@@ -1188,11 +1207,14 @@ usage(FILE *f, int status)
 "step. Scopes: planner, agent, aN (agent N only), synth, review, all.\n"
 "  latency:MS             answer after MS ms instead of -l\n"
 "  hang, hang-model:M     never answer (only for model M)\n"
+"  stall-once             the first identical request never answers\n"
 "  status:CODE[:retry-after=S][:reset=MS]\n"
 "                         answer with HTTP error CODE (400-599)\n"
 "  flaky:CODE:K           the first K identical requests get CODE\n"
 "  truncated, malformed, error200, oversize[:BYTES]\n"
 "                         a cut body, non-JSON, an error in a 200, a huge answer\n"
+"  sse                    an SSE stream (text/event-stream) instead of JSON\n"
+"  echokey                a 401 whose message repeats the API key\n"
 "  count:N                the planner writes N sub-questions\n"
 "  garbage, garbage-once  the planner answers prose (once: until re-asked)\n"
 "  tool:NAME:ARGS         an agent calls tool NAME with JSON ARGS first\n"

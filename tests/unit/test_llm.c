@@ -118,8 +118,13 @@ Test(llm, errors_classified)
 	} cases[] = {
 		{ "{\"error\":{\"message\":\"Provider returned error\","
 		  "\"code\":502}}", JOB_ERR_API, "Provider returned error" },
-		{ "this is not json {", JOB_ERR_RESPONSE, "malformed" },
-		{ "{\"choices\":[{\"mess", JOB_ERR_RESPONSE, "malformed" },
+		{ "this is not json {", JOB_ERR_RESPONSE, "malformed JSON" },
+		{ "", JOB_ERR_RESPONSE, "malformed JSON in response: an empty" },
+		{ "{\"choices\":[{\"mess", JOB_ERR_RESPONSE,
+		  "truncated response: the JSON body ends after 18 bytes" },
+		{ "data: {\"choices\":[]}\n\ndata: [DONE]\n\n",
+		  JOB_ERR_RESPONSE, "an SSE stream (text/event-stream)" },
+		{ "\n: keep-alive\n\n", JOB_ERR_RESPONSE, "an SSE stream" },
 		{ "{\"id\":1}", JOB_ERR_RESPONSE, "no message" },
 		{ "{\"choices\":[{\"message\":{}}]}", JOB_ERR_RESPONSE, "empty" },
 	};
