@@ -136,6 +136,8 @@ struct heavy_config {
 	int	 worker_nofile;		/* RLIMIT_NOFILE of a worker */
 	size_t	 worker_fsize;		/* RLIMIT_FSIZE of a worker */
 	int	 worker_pids;		/* pids.max of a worker's cgroup */
+	int	 worker_uid;		/* workers' uid and gid when heavyd */
+	int	 worker_gid;		/* ... runs as root */
 
 	/* The task store and MCP Tasks. */
 	int	 max_task_ttl_s;	/* cap on a requested ttl */

@@ -86,6 +86,8 @@ config_defaults(struct heavy_config *c)
 	c->worker_nofile = 256;
 	c->worker_fsize = 64 << 20;
 	c->worker_pids = 32;
+	c->worker_uid = 65534;	/* nobody */
+	c->worker_gid = 65534;	/* nogroup */
 	c->max_task_ttl_s = 604800;
 	c->poll_interval_ms = 1000;
 	c->tasks_page_size = 50;
@@ -154,6 +156,8 @@ static const struct knob {
 	INT_KNOB("HEAVY_WORKER_NOFILE", worker_nofile, 32, 65536),
 	SIZE_KNOB("HEAVY_WORKER_FSIZE", worker_fsize, 4096, 1LL << 40),
 	INT_KNOB("HEAVY_WORKER_PIDS", worker_pids, 2, 4096),
+	INT_KNOB("HEAVY_WORKER_UID", worker_uid, 1, 2147483646),
+	INT_KNOB("HEAVY_WORKER_GID", worker_gid, 1, 2147483646),
 	INT_KNOB("HEAVY_MAX_TASK_TTL", max_task_ttl_s, 1, 31536000),
 	INT_KNOB("HEAVY_POLL_INTERVAL_MS", poll_interval_ms, 10, 3600000),
 	INT_KNOB("HEAVY_TASKS_PAGE_SIZE", tasks_page_size, 1, 1000),

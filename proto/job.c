@@ -155,6 +155,8 @@ sandbox_encode(struct buf *b, const struct sandbox *s)
 	m_add_u32(b, s->nofile);
 	m_add_u64(b, s->fsize);
 	m_add_u32(b, s->pids);
+	m_add_u32(b, s->uid);
+	m_add_u32(b, s->gid);
 	m_add_u32(b, s->nports);
 	for (uint32_t i = 0; i < s->nports && i < SANDBOX_MAX_PORTS; i++)
 		m_add_u32(b, s->ports[i]);
@@ -176,6 +178,11 @@ sandbox_decode(struct mreader *r, struct sandbox *s)
 	m_get_u32(r, &s->nofile);
 	m_get_u64(r, &s->fsize);
 	m_get_u32(r, &s->pids);
+	m_get_u32(r, &s->uid);
+	m_get_u32(r, &s->gid);
+	/* Never root: a worker changes ids only to give privilege up. */
+	if (s->uid == 0 || s->gid == 0)
+		goto fail;
 	if (m_get_u32(r, &s->nports) == -1 || s->nports > SANDBOX_MAX_PORTS ||
 	    s->fs < SANDBOX_FS_LANDLOCK || s->fs > SANDBOX_FS_NONE)
 		goto fail;

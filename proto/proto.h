@@ -19,10 +19,10 @@
 
 struct json_object;
 
-/* 2: JOB_ERR_CONNECT in MSG_JOB_FAILED; 3: stall_s in MSG_JOB_RUN.  The
- * supervisor and its workers come from one build; a mismatch is refused
- * at the first header. */
-#define PROTO_VERSION		3
+/* 2: JOB_ERR_CONNECT in MSG_JOB_FAILED; 3: stall_s in MSG_JOB_RUN; 4: uid
+ * and gid in MSG_JOB_SANDBOX.  The supervisor and its workers come from
+ * one build; a mismatch is refused at the first header. */
+#define PROTO_VERSION		4
 #define PROTO_HDR_LEN		8
 
 enum msg_type {
@@ -142,6 +142,7 @@ enum sandbox_fs {
 };
 #define SANDBOX_SECCOMP		0x1	/* install the seccomp allowlist */
 #define SANDBOX_MAX_PORTS	16
+#define SANDBOX_KEEP_ID		0xffffffffu	/* heavyd is not root: keep its ids */
 struct sandbox {
 	char		*workspace;	/* the task's directory; "" for none */
 	uint32_t	 fs;		/* enum sandbox_fs */
@@ -151,6 +152,7 @@ struct sandbox {
 	uint32_t	 nofile;	/* RLIMIT_NOFILE */
 	uint64_t	 fsize;		/* RLIMIT_FSIZE, bytes */
 	uint32_t	 pids;		/* pids.max, with a cgroup */
+	uint32_t	 uid, gid;	/* run as these, or SANDBOX_KEEP_ID */
 	uint32_t	 nports;	/* TCP ports a worker may connect to */
 	uint16_t	 ports[SANDBOX_MAX_PORTS];
 };

@@ -26,6 +26,7 @@
 #define WORKSPACE_NOPENFD	16	/* fds nftw may hold while it removes */
 
 static char		*ws_root;	/* absolute <state_dir>/workspaces */
+static int		 ws_uid = -1, ws_gid = -1;	/* owner of new ones */
 static int		 ws_fd = -1;
 static int		 ws_ttl_s;
 static struct lh_table	*ws_active;	/* ids of tasks still running */
@@ -111,7 +112,9 @@ workspace_create(const char *task_id, char *err, size_t errlen)
 		snprintf(err, errlen, "no state directory");
 		return NULL;
 	}
-	if (mkdirat(ws_fd, task_id, 0700) == -1) {
+	if (mkdirat(ws_fd, task_id, 0700) == -1 || (ws_uid != -1 &&
+	    fchownat(ws_fd, task_id, (uid_t)ws_uid, (gid_t)ws_gid,
+	    AT_SYMLINK_NOFOLLOW) == -1)) {
 		snprintf(err, errlen, "%s/%s: %s", ws_root, task_id,
 		    strerror(errno));
 		return NULL;
@@ -249,6 +252,11 @@ workspace_init(const struct heavy_config *cfg)
 	if (workspace_open(cfg->state_dir, cfg->task_ttl_s, err,
 	    sizeof err) == -1)
 		fatalx("%s (set --state-dir DIR or HEAVY_STATE_DIR)", err);
+	/* Workers of a root heavyd run as worker_uid: the workspace is theirs. */
+	if (geteuid() == 0) {
+		ws_uid = cfg->worker_uid;
+		ws_gid = cfg->worker_gid;
+	}
 	workspace_sweep(time(NULL));
 	if (every.tv_sec < 15)
 		every.tv_sec = 15;

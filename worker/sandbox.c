@@ -12,6 +12,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include <grp.h>
+#include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -88,13 +90,40 @@ sandbox_drop_bound(char *err, size_t errlen)
 }
 
 /* Every capability: effective, permitted, inheritable, ambient, bounding. */
+/*
+ * Under a root heavyd, the worker's own unprivileged uid and gid, no
+ * supplementary groups.  The kernel clears the parent-death signal on a
+ * change of credentials: it is set again, and a zygote that died in
+ * between is noticed.
+ */
 static int
-sandbox_drop_caps(char *err, size_t errlen)
+sandbox_drop_ids(const struct sandbox *sb, char *err, size_t errlen)
+{
+	pid_t	parent = getppid();
+
+	if (sb->uid == SANDBOX_KEEP_ID)
+		return 0;
+	if (setgroups(0, NULL) == -1)
+		return sandbox_fail(err, errlen, "setgroups");
+	if (setresgid(sb->gid, sb->gid, sb->gid) == -1)
+		return sandbox_fail(err, errlen, "setresgid");
+	if (setresuid(sb->uid, sb->uid, sb->uid) == -1)
+		return sandbox_fail(err, errlen, "setresuid");
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
+		return sandbox_fail(err, errlen, "PR_SET_PDEATHSIG");
+	return 0;
+}
+
+/* The bounding set first (that needs CAP_SETPCAP), then the ids, then
+ * whatever capabilities remain. */
+static int
+sandbox_drop_caps(const struct sandbox *sb, char *err, size_t errlen)
 {
 	cap_t	none;
 	int	rc;
 
-	if (sandbox_drop_bound(err, errlen) == -1)
+	if (sandbox_drop_bound(err, errlen) == -1 ||
+	    sandbox_drop_ids(sb, err, errlen) == -1)
 		return -1;
 	if (cap_reset_ambient() == -1 && errno != EINVAL)
 		return sandbox_fail(err, errlen, "clearing ambient capabilities");
@@ -206,7 +235,7 @@ sandbox_enter(const struct sandbox *sb, int workspace_fd, char *err,
 	    mountns_enter(sb, workspace_fd, err, errlen) == -1)
 		return -1;
 	if (cgroup_limits(sb, err, errlen) == -1 ||
-	    sandbox_drop_caps(err, errlen) == -1 ||
+	    sandbox_drop_caps(sb, err, errlen) == -1 ||
 	    sandbox_rlimits(sb, err, errlen) == -1)
 		return -1;
 	if (sb->fs == SANDBOX_FS_LANDLOCK &&

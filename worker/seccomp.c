@@ -84,7 +84,8 @@ static const char *const allow_setup[] = {
 	"wait4", "waitid", "pidfd_open", "signalfd4", "setpgid",
 	"capget", "capset", "setrlimit", "landlock_create_ruleset",
 	"landlock_add_rule", "landlock_restrict_self", "seccomp", "unshare",
-	"mount", "umount2", "pivot_root", "chdir",
+	"mount", "umount2", "pivot_root", "chdir", "setgroups", "setresuid",
+	"setresgid",
 };
 static const int setup_prctls[] = {
 	PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT,

@@ -237,6 +237,16 @@ tool_test_unix(struct json_object *args, struct buf *out, int *complete)
 	return 0;
 }
 
+/* Who the worker runs as. */
+static int
+tool_test_ids(struct json_object *args, struct buf *out, int *complete)
+{
+	(void)args; (void)complete;
+	buf_printf(out, "uid=%d gid=%d groups=%d", (int)getuid(), (int)getgid(),
+	    getgroups(0, NULL));
+	return 0;
+}
+
 /* The names in the environment the worker's code sees. */
 static int
 tool_test_env(struct json_object *args, struct buf *out, int *complete)
@@ -278,6 +288,8 @@ const struct tool testtools[] = {
 	  PORT_ARG, tool_test_connect },
 	{ "test_env", "Test only: list the environment's names.", NO_ARGS,
 	  tool_test_env },
+	{ "test_ids", "Test only: the worker's uid, gid and groups.", NO_ARGS,
+	  tool_test_ids },
 	{ "test_signal", "Test only: SIGKILL a process by pid.", PID_ARG,
 	  tool_test_signal },
 	{ "test_udp", "Test only: send a UDP datagram to a loopback port.",

@@ -1,6 +1,7 @@
 // What a hostile worker can reach beyond its files, in each sandbox mode
 // heavyd supports here (Landlock, and the mount namespace fallback): it
-// cannot signal heavyd, the zygote or a spare, cannot make a unix socket
+// runs as an unprivileged uid under a root heavyd (and can still use its
+// workspace), cannot signal heavyd, the zygote or a spare, cannot make a unix socket
 // (so cannot connect to one by its path: docker.sock, D-Bus), and cannot
 // send UDP when no endpoint needs a resolver.  Each attempt gets EPERM or
 // EACCES, heavyd keeps serving, and the target sees nothing.
@@ -58,6 +59,8 @@ for (const mode of MODES) {
 		const spare = srv.descendants().find((p) => p.comm === 'heavyd-spare');
 		const targets = [srv.pid, zygote.pid, ...(spare ? [spare.pid] : []), -1];
 		const marks = [
+		    '[[a1:tool:test_ids:{}]]',
+		    '[[a1:tool:write_file:{"path":"mine.txt","content":"x"}]]',
 		    ...targets.map((pid) => `[[a1:tool:test_signal:${JSON.stringify({ pid })}]]`),
 		    `[[a1:tool:test_udp:${JSON.stringify({ port: udp.address().port })}]]`,
 		    `[[a1:tool:test_unix:${JSON.stringify({ path: sock })}]]`,
@@ -70,6 +73,12 @@ for (const mode of MODES) {
 			assert.ok(sc.answer.includes(`kill: EPERM`), `kill ${pid}: ${sc.answer}`);
 		assert.equal((sc.answer.match(/kill: EPERM/g) ?? []).length, targets.length, sc.answer);
 		assert.match(sc.answer, /socket: EACCES[^]*socket: EACCES/, 'UDP and unix sockets refused');
+		// Under a root heavyd a worker runs as nobody, and its workspace is its own.
+		if (process.getuid() === 0)
+			assert.match(sc.answer, /uid=65534 gid=65534 groups=0/);
+		else
+			assert.match(sc.answer, new RegExp(`uid=${process.getuid()} `));
+		assert.match(sc.answer, /wrote 1 bytes to mine\.txt/);
 		for (const pid of [srv.pid, zygote.pid])
 			assert.ok(readStat(pid), `process ${pid} was killed`);
 		if (spare)

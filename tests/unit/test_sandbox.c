@@ -33,8 +33,8 @@ Test(sandbox, round_trip_and_bad_values)
 {
 	struct sandbox	in = { .workspace = "/w", .fs = SANDBOX_FS_LANDLOCK,
 	    .flags = SANDBOX_SECCOMP, .memory = 1ULL << 30, .cpu_s = 7,
-	    .nofile = 64, .fsize = 4096, .pids = 9, .nports = 2,
-	    .ports = { 443, 53 } }, out;
+	    .nofile = 64, .fsize = 4096, .pids = 9, .uid = 1000, .gid = 1001,
+	    .nports = 2, .ports = { 443, 53 } }, out;
 	struct mreader	r;
 	struct buf	b;
 
@@ -46,16 +46,20 @@ Test(sandbox, round_trip_and_bad_values)
 	cr_assert_str_eq(out.workspace, "/w");
 	cr_assert_eq(out.fs, SANDBOX_FS_LANDLOCK);
 	cr_assert_eq(out.memory, 1ULL << 30);
+	cr_assert_eq(out.uid, 1000);
+	cr_assert_eq(out.gid, 1001);
 	cr_assert_eq(out.nports, 2);
 	cr_assert_eq(out.ports[1], 53);
 	sandbox_clear(&out);
 	buf_free(&b);
 
-	struct sandbox	bad[3] = { in, in, in };
+	struct sandbox	bad[5] = { in, in, in, in, in };
 	bad[0].fs = 0;			/* no such mode */
 	bad[1].ports[0] = 0;		/* port 0 */
 	bad[2].fs = SANDBOX_FS_NONE + 1;
-	for (int i = 0; i < 3; i++) {
+	bad[3].uid = 0;			/* a worker never becomes root */
+	bad[4].gid = 0;
+	for (int i = 0; i < 5; i++) {
 		buf_init(&b, 0);
 		sandbox_encode(&b, &bad[i]);
 		m_reader_init(&r, b.data, b.len);
@@ -66,7 +70,8 @@ Test(sandbox, round_trip_and_bad_values)
 
 Test(sandbox, too_many_ports_is_rejected)
 {
-	struct sandbox	s = { .workspace = "", .fs = SANDBOX_FS_NONE };
+	struct sandbox	s = { .workspace = "", .fs = SANDBOX_FS_NONE,
+	    .uid = SANDBOX_KEEP_ID, .gid = SANDBOX_KEEP_ID };
 	struct mreader	r;
 	struct buf	b;
 
@@ -499,8 +504,19 @@ child_enter(int out)
 	struct rlimit	rl;
 	cap_t		caps, none;
 	char		err[256];
+	int		sig = 0;
+	bool		root = geteuid() == 0;
 
+	/* As root, the worker's ids are given up as a root heavyd's are. */
+	sb.uid = root ? 65534 : SANDBOX_KEEP_ID;
+	sb.gid = root ? 65534 : SANDBOX_KEEP_ID;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	EXPECT(out, sandbox_enter(&sb, -1, err, sizeof err) == 0, "%s", err);
+	EXPECT(out, !root || (getuid() == 65534 && geteuid() == 65534 &&
+	    getgid() == 65534 && getgroups(0, NULL) == 0), "ids kept: uid %d",
+	    (int)getuid());
+	prctl(PR_GET_PDEATHSIG, &sig);
+	EXPECT(out, sig == SIGKILL, "the parent-death signal was lost");
 	EXPECT(out, prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1, "no_new_privs");
 	caps = cap_get_proc();
 	none = cap_init();
