@@ -23,6 +23,7 @@
 struct spawn_req {
 	uint32_t			id;
 	int				fd;
+	char				*label;
 	TAILQ_ENTRY(spawn_req)		entry;
 };
 
@@ -97,13 +98,14 @@ spawner_exec(int fd)
 
 /* One non-blocking send of a spawn request with the worker's fd. */
 static int
-spawner_send(uint32_t id, int fd)
+spawner_send(uint32_t id, int fd, const char *label)
 {
 	struct buf	frame;
 	int		rc;
 
 	m_create(&frame, MSG_ZYGOTE_SPAWN);
 	m_add_u32(&frame, id);
+	m_add_str(&frame, label);
 	m_close(&frame, SIZE_MAX);
 	rc = fd_send(spawner_fd, frame.data, frame.len, fd, MSG_DONTWAIT);
 	buf_free(&frame);
@@ -117,7 +119,7 @@ spawner_flush(void)
 	struct spawn_req	*r;
 
 	while ((r = TAILQ_FIRST(&spawner_queue)) != NULL) {
-		if (spawner_send(r->id, r->fd) == -1) {
+		if (spawner_send(r->id, r->fd, r->label) == -1) {
 			if (errno == EAGAIN || errno == ENOBUFS)
 				event_add(spawner_wev, NULL);
 			else
@@ -126,19 +128,24 @@ spawner_flush(void)
 		}
 		TAILQ_REMOVE(&spawner_queue, r, entry);
 		close(r->fd);
+		free(r->label);
 		free(r);
 	}
 }
 
-/* Hands fd to the zygote for worker id; the fd is ours to close after. */
+/*
+ * Hands fd to the zygote for worker id; the fd is ours to close after.
+ * The label prefixes what the worker writes to its stderr, which the
+ * zygote relays to ours.
+ */
 int
-spawner_spawn(uint32_t id, int fd)
+spawner_spawn(uint32_t id, int fd, const char *label)
 {
 	struct spawn_req	*r;
 
 	if (spawner_fd == -1)
 		return -1;
-	if (TAILQ_EMPTY(&spawner_queue) && spawner_send(id, fd) == 0) {
+	if (TAILQ_EMPTY(&spawner_queue) && spawner_send(id, fd, label) == 0) {
 		close(fd);
 		return 0;
 	}
@@ -147,6 +154,7 @@ spawner_spawn(uint32_t id, int fd)
 	r = xmalloc(sizeof *r);
 	r->id = id;
 	r->fd = fd;
+	r->label = xstrdup(label);
 	TAILQ_INSERT_TAIL(&spawner_queue, r, entry);
 	event_add(spawner_wev, NULL);
 	return 0;
@@ -253,6 +261,7 @@ spawner_lost(void)
 	while ((r = TAILQ_FIRST(&spawner_queue)) != NULL) {
 		TAILQ_REMOVE(&spawner_queue, r, entry);
 		close(r->fd);
+		free(r->label);
 		free(r);
 	}
 	workers_lost();
@@ -345,6 +354,7 @@ spawner_stop(void)
 	while ((r = TAILQ_FIRST(&spawner_queue)) != NULL) {
 		TAILQ_REMOVE(&spawner_queue, r, entry);
 		close(r->fd);
+		free(r->label);
 		free(r);
 	}
 	if (spawner_fd != -1) {

@@ -50,7 +50,7 @@ bool	 features_has_controllers(const char *line, const char *need);
 
 /* spawner.c: our handle on the zygote that forks workers. */
 int	 spawner_start(const char *worker_path, int spares, bool html);
-int	 spawner_spawn(uint32_t id, int fd);
+int	 spawner_spawn(uint32_t id, int fd, const char *label);
 void	 spawner_stop(void);
 
 /* workers.c: every worker process, in one table. */
@@ -83,6 +83,7 @@ typedef void (*worker_done_fn)(void *arg, struct worker_result *);
 typedef void (*worker_step_fn)(void *arg, const char *note);
 typedef void (*worker_usage_fn)(void *arg, const struct usage *delta);
 struct worker_req {
+	const char		*label;	/* "task <id> agent 2": its log lines */
 	const struct sandbox	*sandbox;
 	const struct job	*job;
 	int64_t			 deadline_ms;

@@ -203,6 +203,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	struct sandbox		sb;
 	struct job		job = { 0 };
 	int64_t			left = deadline - now_ms();
+	char			label[64];
 
 	features_sandbox(&sb);
 	sb.workspace = t->workspace;
@@ -230,6 +231,11 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	    strstr(t->cfg->base_url, "://openrouter.ai/") != NULL))
 		job.flags |= JOB_ASK_COST;
 	task_job_tools(t, &job);
+	/* What its stderr lines are prefixed with, in heavyd's log. */
+	snprintf(label, sizeof label, "task %.8s %s %d", t->id,
+	    role == ROLE_PLANNER ? "planner" : role == ROLE_SYNTHESIS ?
+	    "synthesis" : role == ROLE_REVIEW ? "review" : "agent", index + 1);
+	req.label = label;
 	req.sandbox = &sb;
 	req.job = &job;
 	req.deadline_ms = deadline;

@@ -39,6 +39,7 @@ struct worker {
 	int			 status;
 	uint32_t		 exit_flags;	/* EXITED_* from the zygote */
 	char			*problem;	/* why it ended without a result */
+	char			*label;		/* prefixes its stderr lines */
 	struct worker_result	 result;
 	TAILQ_ENTRY(worker)	 entry;
 };
@@ -277,6 +278,7 @@ worker_start(const struct worker_req *req)
 		return NULL;
 	}
 	w->pidfd = -1;
+	w->label = xstrdup(req->label ? req->label : "worker");
 	w->done = req->done;
 	w->step = req->step;
 	w->usage = req->usage;
@@ -319,7 +321,7 @@ worker_launch(struct worker *w)
 		worker_fail_launch(w, "could not create the worker's socket");
 		return;
 	}
-	if (spawner_spawn(w->id, sv[1]) == -1) {
+	if (spawner_spawn(w->id, sv[1], w->label) == -1) {
 		close(sv[0]);
 		close(sv[1]);
 		worker_fail_launch(w, "worker spawner unavailable");
@@ -470,6 +472,7 @@ worker_free(struct worker *w)
 	buf_free(&w->frame);
 	buf_free(&w->confine);
 	free(w->problem);
+	free(w->label);
 	free(w);
 }
 

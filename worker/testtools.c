@@ -237,6 +237,23 @@ tool_test_unix(struct json_object *args, struct buf *out, int *complete)
 	return 0;
 }
 
+/* A line that looks like heavyd's own, then a flood: 4 MiB of lines. */
+static int
+tool_test_stderr(struct json_object *args, struct buf *out, int *complete)
+{
+	char	line[129];
+
+	(void)args; (void)complete;
+	dprintf(STDERR_FILENO, "\rheavyd[1]: error: forged by a worker\n");
+	memset(line, 'x', sizeof line - 1);
+	line[sizeof line - 1] = '\n';
+	for (int i = 0; i < (4 << 20) / (int)sizeof line; i++)
+		if (write(STDERR_FILENO, line, sizeof line) == -1)
+			break;
+	buf_printf(out, "wrote to stderr");
+	return 0;
+}
+
 /* Who the worker runs as. */
 static int
 tool_test_ids(struct json_object *args, struct buf *out, int *complete)
@@ -288,6 +305,8 @@ const struct tool testtools[] = {
 	  PORT_ARG, tool_test_connect },
 	{ "test_env", "Test only: list the environment's names.", NO_ARGS,
 	  tool_test_env },
+	{ "test_stderr", "Test only: forge and flood heavyd's log.", NO_ARGS,
+	  tool_test_stderr },
 	{ "test_ids", "Test only: the worker's uid, gid and groups.", NO_ARGS,
 	  tool_test_ids },
 	{ "test_signal", "Test only: SIGKILL a process by pid.", PID_ARG,

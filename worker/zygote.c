@@ -4,6 +4,12 @@
  * MSG_ZYGOTE_SPAWN, passes the worker's pidfd back, and reaps every child,
  * reporting each wait status.  Forking this small process costs a fraction
  * of a fork+exec of a binary that loads 34 shared libraries.
+ *
+ * A worker's stderr is a pipe the zygote reads: each line goes to heavyd's
+ * stderr behind the label the supervisor gave the job ("heavyd-worker[pid]
+ * task 1a2b3c4d agent 2: ..."), control bytes made visible, cut at
+ * ZLOG_LINE, and no more than ZLOG_MAX in all, so a hostile worker can
+ * neither forge heavyd's own lines nor flood its log.
  */
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
@@ -13,7 +19,9 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +43,22 @@ static int		 nspares, want_spares = 4;	/* HEAVY_SPARES */
 static bool		 refill = true;	/* off after a failed fork, until a request */
 #define ZYGOTE_QUIET_MS		5	/* requests quiet this long: refill */
 static int64_t		 last_request_ms;
+
+/* A worker's stderr, relayed. */
+#define ZLOG_LINE	1024		/* a line longer than this is cut */
+#define ZLOG_MAX	(64 << 10)	/* a worker's whole say; the rest is dropped */
+#define ZLOG_LABEL	64
+struct zlog {
+	pid_t	 pid;
+	int	 fd;			/* the pipe's read end */
+	char	 label[ZLOG_LABEL];
+	char	 line[ZLOG_LINE];
+	size_t	 len;
+	size_t	 total;			/* bytes relayed */
+};
+#define ZYGOTE_MAX_LOGS	4096
+static struct zlog	*zlogs;
+static int		 nzlogs;
 
 static unsigned long
 pid_hash(const void *k)
@@ -63,16 +87,117 @@ zygote_send(struct buf *frame, int fd)
 	buf_free(frame);
 }
 
+/* One line of a worker's, as one write: its label, the text made safe. */
+static void
+zlog_emit(struct zlog *z)
+{
+	char	out[ZLOG_LINE + ZLOG_LABEL + 64];
+	int	n;
+
+	if (z->total >= ZLOG_MAX) {
+		z->len = 0;
+		return;
+	}
+	for (size_t i = 0; i < z->len; i++)
+		if ((unsigned char)z->line[i] < 0x20 && z->line[i] != '\t')
+			z->line[i] = '?';	/* no \r, no escapes: no forgery */
+	n = snprintf(out, sizeof out, "heavyd-worker[%d] %s: %.*s\n",
+	    (int)z->pid, z->label, (int)z->len, z->line);
+	z->total += z->len;
+	if (z->total >= ZLOG_MAX)
+		n += snprintf(out + n, sizeof out - (size_t)n, "heavyd-worker[%d] "
+		    "%s: (its further output is dropped: %d KiB said)\n",
+		    (int)z->pid, z->label, ZLOG_MAX >> 10);
+	(void)!write(STDERR_FILENO, out, (size_t)n < sizeof out ? (size_t)n :
+	    sizeof out - 1);
+	z->len = 0;
+}
+
+static void
+zlog_close(int i)
+{
+	if (zlogs[i].len > 0)
+		zlog_emit(&zlogs[i]);
+	close(zlogs[i].fd);
+	zlogs[i] = zlogs[--nzlogs];
+}
+
+/* What a worker wrote; its stderr closes when it exits. */
+static void
+zlog_read(int i)
+{
+	struct zlog	*z = &zlogs[i];
+	char		 buf[4096];
+	ssize_t		 n;
+
+	while ((n = read(z->fd, buf, sizeof buf)) > 0)
+		for (ssize_t k = 0; k < n; k++) {
+			if (buf[k] != '\n')
+				z->line[z->len++] = buf[k];
+			if (buf[k] == '\n' || z->len == ZLOG_LINE)
+				zlog_emit(z);
+		}
+	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR))
+		zlog_close(i);
+}
+
+/* A pipe for a child's stderr, the read end the zygote's; else both -1
+ * (out of descriptors: the child writes to /dev/null). */
+static void
+zlog_pipe(int p[2])
+{
+	if (nzlogs == ZYGOTE_MAX_LOGS || pipe2(p, O_CLOEXEC) == -1) {
+		p[0] = p[1] = -1;
+		return;
+	}
+	fd_set_nonblock(p[0], 1);
+}
+
+static void
+zlog_add(pid_t pid, int fd, const char *label)
+{
+	struct zlog	*z;
+
+	if (fd == -1)
+		return;
+	z = &zlogs[nzlogs++];
+	memset(z, 0, sizeof *z);
+	z->pid = pid;
+	z->fd = fd;
+	snprintf(z->label, sizeof z->label, "%s", label);
+}
+
+/* The job's label, once a spare (or a fresh fork) takes it. */
+static void
+zlog_label(pid_t pid, const char *label)
+{
+	for (int i = 0; i < nzlogs; i++)
+		if (zlogs[i].pid == pid)
+			snprintf(zlogs[i].label, sizeof zlogs[i].label, "%s",
+			    label);
+}
+
 /* In a forked child: a worker in its own process group. */
 static void
-zygote_child_setup(void)
+zygote_child_setup(const int err[2])
 {
 	sigset_t	none;
+	int		errfd = err[1];
 
 	close(zygote_fd);
 	close(zygote_sigfd);
 	for (int i = 0; i < nspares; i++)
 		close(spare_sock[i]);
+	for (int i = 0; i < nzlogs; i++)
+		close(zlogs[i].fd);
+	/* Never heavyd's stderr: the relay, or nothing at all. */
+	if (errfd == -1)
+		errfd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (errfd == -1 || dup2(errfd, STDERR_FILENO) == -1)
+		_exit(1);
+	close(errfd);
+	if (err[0] != -1)
+		close(err[0]);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setpgid(0, 0);
@@ -95,15 +220,16 @@ zygote_child_setup(void)
 static int
 zygote_spare_fork(void)
 {
-	int	sv[2], fd;
+	int	sv[2], err[2], fd;
 	pid_t	pid;
 	char	byte;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
 		return -1;
+	zlog_pipe(err);
 	if ((pid = fork()) == 0) {
 		close(sv[0]);
-		zygote_child_setup();
+		zygote_child_setup(err);
 		prctl(PR_SET_NAME, "heavyd-spare");	/* no task's worker yet */
 		if (fd_recv(sv[1], &byte, 1, &fd, 0) <= 0 || fd == -1)
 			_exit(0);		/* the zygote went away */
@@ -112,10 +238,15 @@ zygote_spare_fork(void)
 		worker_main(fd);
 	}
 	close(sv[1]);
+	if (err[1] != -1)
+		close(err[1]);
 	if (pid == -1) {
 		close(sv[0]);
+		if (err[0] != -1)
+			close(err[0]);
 		return -1;
 	}
+	zlog_add(pid, err[0], "spare");
 	setpgid(pid, pid);
 	spare_pid[nspares] = pid;
 	spare_sock[nspares++] = sv[0];
@@ -135,35 +266,43 @@ zygote_spare_drop(int i, int kill_it)
 
 /* The spare takes fd, or a fresh fork does; the pid, or -1 with errno. */
 static pid_t
-zygote_take_worker(int fd)
+zygote_take_worker(int fd, const char *label)
 {
 	pid_t	pid;
+	int	err[2];
 
 	while (nspares > 0) {
 		pid = spare_pid[nspares - 1];
 		if (fd_send(spare_sock[nspares - 1], "j", 1, fd, 0) == 0) {
 			zygote_spare_drop(nspares - 1, 0);
+			zlog_label(pid, label);
 			return pid;
 		}
 		zygote_spare_drop(nspares - 1, 1);
 	}
+	zlog_pipe(err);
 	if ((pid = fork()) == 0) {
-		zygote_child_setup();
+		zygote_child_setup(err);
 		worker_main(fd);
 	}
-	if (pid > 0)
+	if (err[1] != -1)
+		close(err[1]);
+	if (pid > 0) {
 		setpgid(pid, pid);	/* both sides, so no kill(-pid) races it */
+		zlog_add(pid, err[0], label);
+	} else if (err[0] != -1)
+		close(err[0]);
 	return pid;
 }
 
 static void
-zygote_fork(uint32_t id, int fd)
+zygote_fork(uint32_t id, int fd, const char *label)
 {
 	struct buf	frame;
 	pid_t		pid;
 	int		pidfd = -1, err = 0;
 
-	pid = zygote_take_worker(fd);
+	pid = zygote_take_worker(fd, label);
 	if (pid == -1)
 		err = errno;
 	else {
@@ -187,11 +326,12 @@ zygote_fork(uint32_t id, int fd)
 static int
 zygote_read(void)
 {
-	uint8_t		 data[64];
+	uint8_t		 data[256];
 	struct msg_hdr	 hdr;
 	struct mreader	 r;
 	ssize_t		 n;
 	uint32_t	 id;
+	char		*label = NULL;
 	int		 fd;
 
 	if ((n = fd_recv(zygote_fd, data, sizeof data, &fd, 0)) <= 0)
@@ -200,9 +340,11 @@ zygote_read(void)
 	    FRAME_OK || hdr.type != MSG_ZYGOTE_SPAWN)
 		fatalx("zygote: invalid spawn request");
 	m_reader_init(&r, data + PROTO_HDR_LEN, hdr.len);
-	if (m_get_u32(&r, &id) == -1 || m_end(&r) == -1)
+	if (m_get_u32(&r, &id) == -1 || m_get_str(&r, &label) == -1 ||
+	    m_end(&r) == -1)
 		fatalx("zygote: invalid spawn request");
-	zygote_fork(id, fd);
+	zygote_fork(id, fd, label);
+	free(label);
 	return 0;
 }
 
@@ -287,6 +429,7 @@ zygote_scrub_env(void)
 static void
 zygote_setup(int fd)
 {
+	struct rlimit	rl;
 	sigset_t	chld;
 	int		type;
 	socklen_t	len = sizeof type;
@@ -302,6 +445,11 @@ zygote_setup(int fd)
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
 		fatal("zygote: PR_SET_PDEATHSIG");
 	signal(SIGPIPE, SIG_IGN);
+	/* A pipe per live worker (its stderr): as many as the hard limit. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigaddset(&chld, SIGTERM);
@@ -346,21 +494,35 @@ zygote_refill_wait(void)
 	return left > 0 ? (int)left : 0;
 }
 
+/* The workers' stderr pipes that have something, or closed. */
+static void
+zygote_relay(const struct pollfd *pfd, int n)
+{
+	for (int i = n - 1; i >= 0; i--)	/* zlog_close moves the last */
+		if (pfd[i].revents != 0 && i < nzlogs && zlogs[i].fd == pfd[i].fd)
+			zlog_read(i);
+}
+
 int
 zygote_main(int fd)
 {
-	struct pollfd	pfd[2];
-	int		n;
+	static struct pollfd	pfd[2 + ZYGOTE_MAX_LOGS];
+	int			n, nlogs;
 
 	log_init("heavyd-zygote", getenv("HEAVY_DEBUG") ? LOG_LVL_DEBUG :
 	    LOG_LVL_INFO);
 	zygote_setup(fd);
+	zlogs = xcalloc(ZYGOTE_MAX_LOGS, sizeof *zlogs);
 	for (;;) {
 		pfd[0].fd = zygote_fd;
 		pfd[0].events = POLLIN;
 		pfd[1].fd = zygote_sigfd;
 		pfd[1].events = POLLIN;
-		n = poll(pfd, 2, zygote_refill_wait());
+		for (nlogs = 0; nlogs < nzlogs; nlogs++) {
+			pfd[2 + nlogs].fd = zlogs[nlogs].fd;
+			pfd[2 + nlogs].events = POLLIN;
+		}
+		n = poll(pfd, (nfds_t)(2 + nlogs), zygote_refill_wait());
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -370,6 +532,7 @@ zygote_main(int fd)
 			refill = zygote_spare_fork() == 0;
 			continue;
 		}
+		zygote_relay(pfd + 2, nlogs);
 		if (pfd[1].revents & POLLIN)
 			zygote_reap();
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { checkOk, checkShape } from './checks.mjs';
-import { HEAVYD, STATE_DIR, readStat, setup, tmpdir } from './lib.mjs';
+import { HEAVYD, STATE_DIR, readStat, setup, tmpdir, waitFor } from './lib.mjs';
 
 /* The sandbox filesystem mode heavyd would use with env, or null. */
 function fsMode(env) {
@@ -90,3 +90,20 @@ for (const mode of MODES) {
 		await srv.shutdown();
 	});
 }
+
+test("a worker can neither forge nor flood heavyd's log: its stderr is labelled and capped",
+    { timeout: 60000 }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test' });
+	const from = srv.stderr().length;
+	const { result } = await srv.orchestrate({ query: 'Shout [[a1:tool:test_stderr:{}]]', num_agents: 1 },
+	    { timeout: 30000 });
+	checkOk(checkShape(result, 1).agents[0]);
+	const said = () => srv.stderr().slice(from);
+	await waitFor(() => /further output is dropped/.test(said()), 30000, 'the relay to reach its cap');
+	assert.match(said(), /^heavyd-worker\[\d+\] task [0-9a-f]{8} agent 1: \?heavyd\[1\]: error: forged by a worker$/m);
+	assert.doesNotMatch(said(), /^\r?heavyd\[1\]: error: forged/m, 'a forged line stands as heavyd\'s own');
+	assert.doesNotMatch(said(), /\r/, 'a carriage return reached the log');
+	// 4 MiB written; the relay keeps 64 KiB of it, and a label per line.
+	assert.ok(said().length < 256 << 10, `the log grew by ${said().length} bytes`);
+	await srv.shutdown();
+});
