@@ -20,9 +20,10 @@
 struct json_object;
 
 /* 2: JOB_ERR_CONNECT in MSG_JOB_FAILED; 3: stall_s in MSG_JOB_RUN; 4: uid
- * and gid in MSG_JOB_SANDBOX.  The supervisor and its workers come from
- * one build; a mismatch is refused at the first header. */
-#define PROTO_VERSION		4
+ * and gid in MSG_JOB_SANDBOX; 5: a label in MSG_ZYGOTE_SPAWN.  The
+ * supervisor and its workers come from one build; a mismatch is refused
+ * at the first header. */
+#define PROTO_VERSION		5
 #define PROTO_HDR_LEN		8
 
 enum msg_type {
