@@ -31,7 +31,8 @@ enum msg_type {
 	MSG_JOB_STEP,		/* worker -> supervisor: a progress note */
 	MSG_JOB_DONE,		/* worker -> supervisor: answer(s) and usage */
 	MSG_JOB_FAILED,		/* worker -> supervisor: why the job failed */
-	MSG_ZYGOTE_SPAWN,	/* supervisor -> zygote: fork a worker on the passed fd */
+	MSG_ZYGOTE_SPAWN,	/* supervisor -> zygote: fork a worker on the passed
+				 * fd; its id, and the label of its stderr lines */
 	MSG_ZYGOTE_SPAWNED,	/* zygote -> supervisor: pid, pidfd passed (or errno) */
 	MSG_ZYGOTE_EXITED,	/* zygote -> supervisor: a worker's wait status
 				   and EXITED_* flags */
