@@ -75,6 +75,8 @@ struct heavy_config {
 	int	 search_max_results;
 	char	*api_key;		/* from the file; heavyd takes it out */
 	char	*api_key_file;
+	const char *config_file;	/* read, or where one is looked for;
+					   for messages, not owned */
 
 	int	 max_iterations;	/* agent tool-loop turns */
 	int	 num_agents;		/* default for heavy_orchestrate */

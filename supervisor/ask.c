@@ -8,6 +8,7 @@
  */
 #include <sys/ioctl.h>
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,11 +370,18 @@ ask_run(struct heavy_config *cfg)
 	struct task_params	 p;
 	struct timeval		 tv = { 0, ASK_REDRAW_MS * 1000 };
 	int			 rc;
+	char			 why[PATH_MAX + 512];
 
 	if (getenv("HEAVY_DEBUG") == NULL)
 		log_set_level(LOG_LVL_WARN);	/* stderr is for progress */
 	if (ask_params(cfg, &p) == -1)
 		return ASK_EXIT_USAGE;
+	if (server_key_check(cfg, NULL, why, sizeof why) == -1) {
+		fprintf(stderr, "heavyd ask: %s\n", why);
+		task_params_clear(&p);
+		free(ask.query);
+		return ASK_EXIT_FAILED;
+	}
 	server_start(cfg, ask_stop);
 	ask.live = isatty(STDERR_FILENO) && getenv("TERM") != NULL &&
 	    strcmp(getenv("TERM"), "dumb") != 0;

@@ -72,13 +72,15 @@ main_options(int argc, char **argv)
 static void
 main_config(struct heavy_config *c)
 {
+	static char	 buf[4096];	/* c->config_file may point here */
 	const char	*file, *given = opt_config;
-	char		 buf[4096], err[512];
+	char		 err[512];
 
 	if (given == NULL && getenv("HEAVY_CONFIG") && *getenv("HEAVY_CONFIG"))
 		given = getenv("HEAVY_CONFIG");
 	config_defaults(c);
 	file = config_find_file(given, buf, sizeof buf);
+	c->config_file = file ? file : buf[0] ? buf : "/etc/heavyd/config.yaml";
 	if (file != NULL && config_load_file(c, file, err, sizeof err) == -1)
 		fatalx("%s", err);
 	if (config_from_env(c, err, sizeof err) == -1)

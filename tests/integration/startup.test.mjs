@@ -1,0 +1,68 @@
+// What a new user meets first: a server that starts without an API key
+// and says how to give it one, --check-config's verdict and output, the
+// signals a terminal sends, and --version.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
+
+import { TOOL, setup, tmpdir } from './lib.mjs';
+
+const NO_KEY = /no API key: set OPENROUTER_API_KEY, `openrouter\.api_key` or `api_key_file` in /;
+
+/* A config directory of our own, so that no user's config.yaml is read. */
+function configHome(t) {
+	const dir = tmpdir('xdg');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	return dir;
+}
+
+test('without an API key the server starts; every orchestration says how to set one',
+    { timeout: 30000 }, async (t) => {
+	const xdg = configHome(t);
+	const where = path.join(xdg, 'heavyd', 'config.yaml');
+	const fix = new RegExp(NO_KEY.source + where.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&') + '$');
+	const { srv, mock } = await setup(t, { env: { OPENROUTER_API_KEY: undefined, XDG_CONFIG_HOME: xdg } });
+	const { tools } = await srv.client.listTools();
+	assert.ok(tools.some((x) => x.name === TOOL));
+	const cfg = await srv.client.readResource({ uri: 'heavy://config' });
+	assert.match(cfg.contents[0].text, /^api_key: \(not set\)$/m);
+	assert.ok((await srv.client.listPrompts()).prompts.length > 0);
+
+	const { result } = await srv.orchestrate({ query: 'No key', num_agents: 1 });
+	assert.equal(result.isError, true);
+	assert.match(result.content[0].text, fix);
+
+	const grok = await srv.client.callTool({ name: 'grok_heavy_orchestrate', arguments: { query: 'q' } },
+	    CallToolResultSchema, { timeout: 10000 });
+	assert.equal(grok.isError, true);
+	assert.match(grok.content[0].text, fix);
+
+	const { task } = await srv.client.request({ method: 'tools/call',
+	    params: { name: TOOL, arguments: { query: 'As a task' } } },
+	    CreateTaskResultSchema, { task: { ttl: 60000 }, timeout: 10000 });
+	const done = await srv.client.experimental.tasks.getTaskResult(task.taskId, CallToolResultSchema,
+	    { timeout: 10000 });
+	assert.equal(done.isError, true);
+	assert.match(done.content[0].text, fix);
+
+	assert.equal((await mock.stats()).requests, 0, 'an LLM call was made without a key');
+	const warned = srv.stderr().split('\n').filter((l) => /warning: no API key/.test(l));
+	assert.equal(warned.length, 1, srv.stderr());
+	await srv.shutdown();
+});
+
+test('an empty key is no key; the message names the config file in use', { timeout: 30000 }, async (t) => {
+	const dir = configHome(t);
+	const file = path.join(dir, 'config.yaml');
+	fs.writeFileSync(path.join(dir, 'key'), '\n');
+	fs.writeFileSync(file, `api_key_file: "${path.join(dir, 'key')}"\n`);
+	const { srv } = await setup(t, { env: { OPENROUTER_API_KEY: '', HEAVY_CONFIG: file } });
+	const { result } = await srv.orchestrate({ query: 'Empty key', num_agents: 1 });
+	assert.equal(result.isError, true);
+	assert.match(result.content[0].text, /^no API key \(api_key_file .*\/key is empty\): set OPENROUTER_API_KEY/);
+	assert.ok(result.content[0].text.endsWith(` in ${file}`), result.content[0].text);
+	await srv.shutdown();
+});
