@@ -151,6 +151,9 @@ int	 config_set_knob_named(struct heavy_config *, const char *name,
 	    const char *value, char *err, size_t errlen);
 void	 config_set_str(char **, const char *);
 void	 config_print(const struct heavy_config *, const char *source, FILE *);
+void	 config_yaml_str(FILE *, const char *);
+void	 config_yaml_line(FILE *, const char *key, const char *value,
+	    const char *comment);
 int	 config_check(struct heavy_config *, char *err, size_t errlen);
 int	 config_resolve_state_dir(struct heavy_config *, char *err,
 	    size_t errlen);

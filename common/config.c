@@ -1,6 +1,7 @@
 /* Configuration: built-in defaults (make-it-heavy's), then the environment. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,25 +222,86 @@ config_set_knob_named(struct heavy_config *c, const char *name,
 	return -2;	/* no such knob */
 }
 
+/* Whether YAML reads s, unquoted, as this very string. */
+static bool
+config_yaml_plain(const char *s)
+{
+	static const char	*words[] = { "~", "null", "true", "false", "yes",
+	    "no", "on", "off", "y", "n" };
+	size_t			 len = strlen(s);
+	char			*end;
+
+	if (len == 0 || strchr("-?:,[]{}#&*!|>'\"%@` ", s[0]) != NULL ||
+	    s[len - 1] == ' ' || s[len - 1] == ':' || strstr(s, ": ") != NULL ||
+	    strstr(s, " #") != NULL)
+		return false;
+	for (const char *p = s; *p != '\0'; p++)
+		if (iscntrl((unsigned char)*p))
+			return false;
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (strcasecmp(s, words[i]) == 0)
+			return false;
+	(void)strtod(s, &end);
+	return *end != '\0';
+}
+
+/* s as a YAML scalar: plain when that reads back the same, else quoted
+ * (escaped as JSON escapes, which YAML's double quotes understand too);
+ * always quoted in a flow sequence, where a comma ends a plain one. */
+static void
+config_yaml_scalar(FILE *f, const char *s, bool flow)
+{
+	if (!flow && config_yaml_plain(s)) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if (iscntrl((unsigned char)*s))
+			fprintf(f, "\\u%04x", (unsigned char)*s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+void
+config_yaml_str(FILE *f, const char *s)
+{
+	config_yaml_scalar(f, s, false);
+}
+
+/* "key: value", the value a YAML string; a comment, when given, after it. */
+void
+config_yaml_line(FILE *f, const char *key, const char *value,
+    const char *comment)
+{
+	fprintf(f, "%s: ", key);
+	config_yaml_str(f, value);
+	fprintf(f, "%s%s\n", comment ? "  # " : "", comment ? comment : "");
+}
+
 /* The model of each role, saying which ones fall back to the main model. */
 static void
 config_print_models(const struct heavy_config *c, FILE *f)
 {
-	const char	*main_model = " (the main model)";
+	const char	*main_model = "the main model";
 
-	fprintf(f, "planner_model: %s%s\n", c->planner_model ?
-	    c->planner_model : c->model, c->planner_model ? "" : main_model);
-	fprintf(f, "synthesis_model: %s%s\n", c->synthesis_model ?
-	    c->synthesis_model : c->model, c->synthesis_model ? "" :
+	config_yaml_line(f, "planner_model", c->planner_model ?
+	    c->planner_model : c->model, c->planner_model ? NULL : main_model);
+	config_yaml_line(f, "synthesis_model", c->synthesis_model ?
+	    c->synthesis_model : c->model, c->synthesis_model ? NULL :
 	    main_model);
-	if (c->nagent_models == 0) {
-		fprintf(f, "agent_models: %s%s\n", c->model, main_model);
-		return;
+	fprintf(f, "agent_models: [");
+	if (c->nagent_models == 0)
+		config_yaml_scalar(f, c->model, true);
+	for (int i = 0; i < c->nagent_models; i++) {
+		fprintf(f, "%s", i ? ", " : "");
+		config_yaml_scalar(f, c->agent_models[i], true);
 	}
-	fprintf(f, "agent_models:");
-	for (int i = 0; i < c->nagent_models; i++)
-		fprintf(f, "%s %s", i ? "," : "", c->agent_models[i]);
-	fprintf(f, " (round-robin)\n");
+	fprintf(f, "]  # %s\n", c->nagent_models ? "round-robin" : main_model);
 }
 
 /* The agent tools' settings: the state directory and search backend. */
@@ -248,37 +310,30 @@ config_print_tools(const struct heavy_config *c, FILE *f)
 {
 	const char	*env = getenv("HEAVY_SEARCH_API_KEY");
 
-	fprintf(f, "state_dir: %s\n", c->state_dir ? c->state_dir : "(unset)");
-	fprintf(f, "search.backend: %s\n", c->search_backend ?
-	    c->search_backend : "(none: search_web is not offered)");
+	config_yaml_line(f, "state_dir", c->state_dir ? c->state_dir :
+	    "(unset)", NULL);
+	config_yaml_line(f, "search.backend", c->search_backend ?
+	    c->search_backend : "none", c->search_backend ? NULL :
+	    "search_web is not offered");
 	if (c->search_backend == NULL)
 		return;
-	fprintf(f, "search.url: %s\n", c->search_url ? c->search_url : "");
-	fprintf(f, "search.api_key: %s\n", env != NULL && *env != '\0' ?
+	config_yaml_line(f, "search.url", c->search_url ? c->search_url : "",
+	    NULL);
+	config_yaml_line(f, "search.api_key", env != NULL && *env != '\0' ?
 	    "(set in HEAVY_SEARCH_API_KEY, masked)" : c->search_api_key ?
 	    "(set in the file, masked)" : c->search_api_key_file ?
-	    "(from search.api_key_file, masked)" : "(not set)");
+	    "(from search.api_key_file, masked)" : "(not set)", NULL);
 	if (c->search_api_key_file != NULL)
-		fprintf(f, "search.api_key_file: %s\n", c->search_api_key_file);
+		config_yaml_line(f, "search.api_key_file",
+		    c->search_api_key_file, NULL);
 	fprintf(f, "search.allow_private: %s\n", c->search_allow_private ?
 	    "true" : "false");
 }
 
-/* The effective configuration, secrets masked, for --check-config. */
-void
-config_print(const struct heavy_config *c, const char *source, FILE *f)
+/* The knobs, as limits.NAME: N. */
+static void
+config_print_limits(const struct heavy_config *c, FILE *f)
 {
-	fprintf(f, "# effective configuration (file: %s)\n", source);
-	fprintf(f, "base_url: %s\nmodel: %s\n", c->base_url, c->model);
-	fprintf(f, "api_key: %s\n", c->api_key ? "(set in the file, masked)" :
-	    getenv("OPENROUTER_API_KEY") ? "(set in OPENROUTER_API_KEY, masked)" :
-	    c->api_key_file ? "(from api_key_file, masked)" : "(not set)");
-	if (c->api_key_file != NULL)
-		fprintf(f, "api_key_file: %s\n", c->api_key_file);
-	fprintf(f, "aggregation_strategy: %s\nsearch.max_results: %d\n"
-	    "search.user_agent: %s\n", c->aggregation_strategy,
-	    c->search_max_results, c->search_user_agent);
-	config_print_models(c, f);
 	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
 		const char	*p = (const char *)c + knobs[i].offset;
 		long long	 v = knobs[i].size == sizeof(int) ?
@@ -293,6 +348,33 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 		fprintf(f, "limits.%s: %lld\n", name, v);
 	}
 	fprintf(f, "limits.max_cost_usd: %g\n", c->max_cost_usd);
+}
+
+/*
+ * The effective configuration, secrets masked, for --check-config and
+ * heavy://config: YAML (served as text/yaml), one "key: value" a line.
+ */
+void
+config_print(const struct heavy_config *c, const char *source, FILE *f)
+{
+	const char	*env = getenv("OPENROUTER_API_KEY");
+
+	fprintf(f, "# effective configuration (file: %.*s)\n",
+	    (int)strcspn(source, "\r\n"), source);
+	config_yaml_line(f, "base_url", c->base_url, NULL);
+	config_yaml_line(f, "model", c->model, NULL);
+	fprintf(f, "api_key: %s\n", env && *env ?
+	    "(set in OPENROUTER_API_KEY, masked)" : c->api_key && *c->api_key ?
+	    "(set in the file, masked)" : c->api_key_file ?
+	    "(from api_key_file, masked)" : "(not set)");
+	if (c->api_key_file != NULL)
+		config_yaml_line(f, "api_key_file", c->api_key_file, NULL);
+	config_yaml_line(f, "aggregation_strategy", c->aggregation_strategy,
+	    NULL);
+	fprintf(f, "search.max_results: %d\n", c->search_max_results);
+	config_yaml_line(f, "search.user_agent", c->search_user_agent, NULL);
+	config_print_models(c, f);
+	config_print_limits(c, f);
 	fprintf(f, "system_prompt: %zu bytes\nquestion_generation_prompt: %zu "
 	    "bytes\nsynthesis_prompt: %zu bytes\n", strlen(c->system_prompt),
 	    strlen(c->question_prompt), strlen(c->synthesis_prompt));

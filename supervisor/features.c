@@ -524,7 +524,10 @@ features_each(void (*fn)(void *, const char *, const char *), void *arg)
 static void
 features_print_one(void *arg, const char *name, const char *text)
 {
-	fprintf(arg, "sandbox.%s: %s\n", name, text);
+	char	key[64];
+
+	snprintf(key, sizeof key, "sandbox.%s", name);
+	config_yaml_line(arg, key, text, NULL);
 }
 
 /* For --check-config, one line a feature. */

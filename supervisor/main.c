@@ -2,6 +2,7 @@
  * heavyd: an MCP server over stdio that runs heavy multi-agent analysis,
  * one killable worker process per LLM-calling step.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -68,6 +69,34 @@ main_options(int argc, char **argv)
 	}
 }
 
+/*
+ * --check-config: the configuration as YAML on stdout, then 1 and why on
+ * stderr when the server could not do its job (it would start, but every
+ * orchestration would fail): no API key, no usable state directory.
+ */
+static int
+main_check_config(struct heavy_config *c, const char *file)
+{
+	char	err[PATH_MAX + 512];
+	int	rc = 0;
+
+	if (features_init(c, false, err, sizeof err) == -1)
+		fatalx("%s", err);
+	config_print(c, file ? file : "none, built-in defaults", stdout);
+	features_print(stdout);
+	fflush(stdout);
+	if (server_key_check(c, NULL, err, sizeof err) == -1) {
+		fprintf(stderr, "%s: %s\n", HEAVY_NAME, err);
+		rc = 1;
+	}
+	if (workspace_check(c->state_dir, err, sizeof err) == -1) {
+		fprintf(stderr, "%s: %s (set --state-dir DIR or "
+		    "HEAVY_STATE_DIR)\n", HEAVY_NAME, err);
+		rc = 1;
+	}
+	return rc;
+}
+
 /* Defaults, then the file, then the environment; flags chose the file. */
 static void
 main_config(struct heavy_config *c)
@@ -90,13 +119,8 @@ main_config(struct heavy_config *c)
 	if (config_check(c, err, sizeof err) == -1 ||
 	    config_resolve_state_dir(c, err, sizeof err) == -1)
 		fatalx("%s", err);
-	if (opt_check_config) {
-		if (features_init(c, false, err, sizeof err) == -1)
-			fatalx("%s", err);
-		config_print(c, file ? file : "none, built-in defaults", stdout);
-		features_print(stdout);
-		exit(0);
-	}
+	if (opt_check_config)
+		exit(main_check_config(c, file));
 	if (file != NULL)
 		log_debug("configuration from %s", file);
 }

@@ -25,7 +25,7 @@ function features(env = {}) {
 	});
 	const f = {};
 	for (const m of out.matchAll(/^sandbox\.(\w+): (.*)$/gm))
-		f[m[1]] = m[2];
+		f[m[1]] = m[2].startsWith('"') ? JSON.parse(m[2]) : m[2];	// YAML-quoted
 	return f;
 }
 const FEATURES = features();

@@ -2,13 +2,14 @@
 // and says how to give it one, --check-config's verdict and output, the
 // signals a terminal sends, and --version.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
-import { TOOL, setup, tmpdir } from './lib.mjs';
+import { HEAVYD, STATE_DIR, TOOL, setup, tmpdir } from './lib.mjs';
 
 const NO_KEY = /no API key: set OPENROUTER_API_KEY, `openrouter\.api_key` or `api_key_file` in /;
 
@@ -65,4 +66,36 @@ test('an empty key is no key; the message names the config file in use', { timeo
 	assert.match(result.content[0].text, /^no API key \(api_key_file .*\/key is empty\): set OPENROUTER_API_KEY/);
 	assert.ok(result.content[0].text.endsWith(` in ${file}`), result.content[0].text);
 	await srv.shutdown();
+});
+
+test('--check-config: 0 when the server can work; else 1 and why; its output is YAML', { timeout: 30000 }, (t) => {
+	const xdg = configHome(t);
+	const check = (env, args = []) => spawnSync(HEAVYD, ['--check-config', ...args], {
+		env: { PATH: process.env.PATH, XDG_CONFIG_HOME: xdg, HEAVY_STATE_DIR: STATE_DIR, ...env },
+		encoding: 'utf8' });
+	const ok = check({ OPENROUTER_API_KEY: 'sk-x' });
+	assert.equal(ok.status, 0, ok.stderr);
+	assert.equal(ok.stderr, '');
+	assert.match(ok.stdout, /^api_key: \(set in OPENROUTER_API_KEY, masked\)$/m);
+	assert.match(ok.stdout, /^sandbox\.filesystem: /m);
+
+	for (const env of [{}, { OPENROUTER_API_KEY: '' }]) {
+		const r = check(env);
+		assert.equal(r.status, 1, JSON.stringify(env));
+		assert.match(r.stderr, new RegExp(`^heavyd: ${NO_KEY.source}${xdg}/heavyd/config\\.yaml$`, 'm'));
+		assert.match(r.stdout, /^api_key: \(not set\)$/m, 'the configuration is printed all the same');
+	}
+	const key = path.join(xdg, 'key'), conf = path.join(xdg, 'conf.yaml');
+	fs.writeFileSync(key, '');
+	fs.writeFileSync(conf, `api_key_file: "${key}"\n`);
+	const empty = check({}, ['--config', conf]);
+	assert.equal(empty.status, 1);
+	assert.match(empty.stderr, /^heavyd: no API key \(api_key_file .*\/key is empty\): set .* in .*\/conf\.yaml$/m);
+	assert.match(empty.stdout, /^# effective configuration \(file: .*conf\.yaml\)$/m);
+
+	for (const dir of ['/proc/heavyd-cannot-be-here', '/sys/kernel']) {
+		const r = check({ OPENROUTER_API_KEY: 'sk-x', HEAVY_STATE_DIR: dir });
+		assert.equal(r.status, 1, `state directory ${dir} was accepted`);
+		assert.match(r.stderr, new RegExp(`^heavyd: state directory ${dir}.*: .*set --state-dir DIR or HEAVY_STATE_DIR\\)$`, 'm'));
+	}
 });
