@@ -3,6 +3,7 @@
 #define HEAVY_COMMON_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -151,6 +152,9 @@ int	 config_set_knob_named(struct heavy_config *, const char *name,
 	    const char *value, char *err, size_t errlen);
 void	 config_set_str(char **, const char *);
 void	 config_print(const struct heavy_config *, const char *source, FILE *);
+bool	 config_number_start(const char *);
+const char *config_knob_name(size_t, char *buf, size_t len);
+const char *config_url_error(const char *);	/* NULL when usable */
 void	 config_yaml_str(FILE *, const char *);
 void	 config_yaml_line(FILE *, const char *key, const char *value,
 	    const char *comment);

@@ -161,6 +161,14 @@ static const struct knob {
 	INT_KNOB("HEAVY_CACHE_TTL", cache_ttl_s, 0, 2592000),
 };
 
+/* Whether a number's text starts as one: a digit or a sign, no space. */
+bool
+config_number_start(const char *v)
+{
+	return isdigit((unsigned char)v[0]) || ((v[0] == '-' || v[0] == '+') &&
+	    isdigit((unsigned char)v[1]));
+}
+
 /* Sets one knob from text; -1 with a message naming it when bad. */
 static int
 config_set_knob(struct heavy_config *c, const struct knob *k, const char *v,
@@ -171,7 +179,9 @@ config_set_knob(struct heavy_config *c, const struct knob *k, const char *v,
 
 	errno = 0;
 	n = strtoll(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || n < k->min || n > k->max) {
+	/* strtoll skips leading spaces; " 4" is as wrong as "4 ". */
+	if (errno != 0 || end == v || *end != '\0' || !config_number_start(v) ||
+	    n < k->min || n > k->max) {
 		snprintf(err, errlen, "%s: expected an integer from %lld to "
 		    "%lld, got \"%.64s\"", k->env, k->min, k->max, v);
 		return -1;
@@ -193,13 +203,31 @@ config_set_cost(struct heavy_config *c, const char *v, char *err,
 
 	errno = 0;
 	d = strtod(v, &end);
-	if (errno != 0 || end == v || *end != '\0' || !(d >= 0) || d > 1e6) {
+	if (errno != 0 || end == v || *end != '\0' || !config_number_start(v) ||
+	    !(d >= 0) || d > 1e6) {
 		snprintf(err, errlen, "HEAVY_MAX_COST_USD: expected US dollars "
 		    "from 0 (no budget) to 1000000, got \"%.64s\"", v);
 		return -1;
 	}
 	c->max_cost_usd = d;
 	return 0;
+}
+
+/* Knob i's name under "limits:" (HEAVY_MAX_LINE_BYTES: max_line_bytes),
+ * max_cost_usd after the integers; NULL past the last. */
+const char *
+config_knob_name(size_t i, char *buf, size_t len)
+{
+	size_t	j;
+
+	if (i == sizeof knobs / sizeof knobs[0])
+		return "max_cost_usd";
+	if (i > sizeof knobs / sizeof knobs[0] || len == 0)
+		return NULL;
+	for (j = 0; knobs[i].env[6 + j] != '\0' && j < len - 1; j++)
+		buf[j] = (char)tolower((unsigned char)knobs[i].env[6 + j]);
+	buf[j] = '\0';
+	return buf;
 }
 
 /* A knob by its file name: HEAVY_MAX_LINE_BYTES is max_line_bytes. */
@@ -339,13 +367,9 @@ config_print_limits(const struct heavy_config *c, FILE *f)
 		long long	 v = knobs[i].size == sizeof(int) ?
 		    *(const int *)p : (long long)*(const size_t *)p;
 		char		 name[64];
-		size_t		 j;
 
-		for (j = 0; knobs[i].env[6 + j] != '\0' && j < sizeof name - 1;
-		    j++)
-			name[j] = (char)tolower((unsigned char)knobs[i].env[6 + j]);
-		name[j] = '\0';
-		fprintf(f, "limits.%s: %lld\n", name, v);
+		fprintf(f, "limits.%s: %lld\n", config_knob_name(i, name,
+		    sizeof name), v);
 	}
 	fprintf(f, "limits.max_cost_usd: %g\n", c->max_cost_usd);
 }
@@ -415,13 +439,43 @@ config_roles_from_env(struct heavy_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * What is wrong with an LLM endpoint's URL, or NULL.  Checked where it is
+ * set, so that the message names the variable or the key the user wrote;
+ * features_ports checks it again, fully, with libevent's parser.
+ */
+const char *
+config_url_error(const char *url)
+{
+	const char	*host;
+
+	if (strncasecmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else
+		return "expected an http:// or https:// URL";
+	if (strchr("/:?#", *host) != NULL)
+		return "expected a host after the scheme (http(s)://host[:port]/...)";
+	for (; *url != '\0'; url++)
+		if (iscntrl((unsigned char)*url) || *url == ' ')
+			return "a URL has no spaces or control characters";
+	return NULL;
+}
+
 int
 config_from_env(struct heavy_config *c, char *err, size_t errlen)
 {
-	const char	*v;
+	const char	*v, *why;
 
-	if ((v = getenv("HEAVY_BASE_URL")) != NULL && *v != '\0')
+	if ((v = getenv("HEAVY_BASE_URL")) != NULL && *v != '\0') {
+		if ((why = config_url_error(v)) != NULL) {
+			snprintf(err, errlen, "HEAVY_BASE_URL: %s, got \"%.200s\"",
+			    why, v);
+			return -1;
+		}
 		config_set_str(&c->base_url, v);
+	}
 	if ((v = getenv("HEAVY_MODEL")) != NULL && *v != '\0')
 		config_set_str(&c->model, v);
 	if (config_roles_from_env(c, err, errlen) == -1)

@@ -99,3 +99,24 @@ test('--check-config: 0 when the server can work; else 1 and why; its output is 
 		assert.match(r.stderr, new RegExp(`^heavyd: state directory ${dir}.*: .*set --state-dir DIR or HEAVY_STATE_DIR\\)$`, 'm'));
 	}
 });
+
+test('errors name what the user set: the variable, the config file, the key', { timeout: 30000 }, (t) => {
+	const dir = configHome(t);
+	const run = (env, args = ['--check-config']) => spawnSync(HEAVYD, args, {
+		env: { PATH: process.env.PATH, XDG_CONFIG_HOME: dir, HEAVY_STATE_DIR: STATE_DIR,
+		    OPENROUTER_API_KEY: 'sk-x', ...env }, encoding: 'utf8' });
+	let r = run({ HEAVY_BASE_URL: 'not-a-url' });
+	assert.equal(r.status, 1);
+	assert.match(r.stderr, /error: HEAVY_BASE_URL: expected an http:\/\/ or https:\/\/ URL, got "not-a-url"/);
+	r = run({}, ['--config', '/nonexistent', '--check-config']);
+	assert.equal(r.status, 1);
+	assert.match(r.stderr, /error: config file \/nonexistent: No such file or directory$/m);
+	const file = path.join(dir, 'config.yaml');
+	fs.writeFileSync(file, 'openrouter:\n  modle: x\n');
+	r = run({ HEAVY_CONFIG: file });
+	assert.match(r.stderr, /config\.yaml:2: openrouter\.modle: unknown key; did you mean `openrouter\.model`\?$/m);
+	// The server itself stops on the same errors, saying the same.
+	r = run({ HEAVY_NUM_AGENTS: ' 4' }, []);
+	assert.equal(r.status, 1);
+	assert.match(r.stderr, /HEAVY_NUM_AGENTS: expected an integer from 1 to 16, got " 4"/);
+});
