@@ -18,8 +18,9 @@ static char			*api_key;	/* NULL: none, see key_why */
 static char			 key_why[PATH_MAX + 512];
 static char			*search_key;	/* NULL: no key */
 static bool			 shutting_down;
+static bool			 serving;	/* MCP, not heavyd ask */
 static void			(*server_stop)(void);
-static struct event		*server_sigterm, *server_sigint;
+static struct event		*server_sigterm, *server_sigint, *server_sighup;
 static int			 server_sig;
 
 const char *
@@ -203,6 +204,21 @@ server_signal_cb(evutil_socket_t sig, short events, void *arg)
 	server_shutdown();
 }
 
+/*
+ * Until reload exists, a hangup (an operator's "reload") must not kill the
+ * server silently, as its default would.  heavyd ask, whose terminal has
+ * gone, stops as at ^C.
+ */
+static void
+server_sighup_cb(evutil_socket_t sig, short events, void *arg)
+{
+	if (!serving) {
+		server_signal_cb(sig, events, arg);
+		return;
+	}
+	log_info("SIGHUP received; reload is not supported yet, ignoring");
+}
+
 int
 server_signal(void)
 {
@@ -250,8 +266,10 @@ server_start(struct heavy_config *config, void (*stop)(void))
 	free(worker_path);
 	server_sigterm = evsignal_new(ev_base, SIGTERM, server_signal_cb, NULL);
 	server_sigint = evsignal_new(ev_base, SIGINT, server_signal_cb, NULL);
+	server_sighup = evsignal_new(ev_base, SIGHUP, server_sighup_cb, NULL);
 	evsignal_add(server_sigterm, NULL);
 	evsignal_add(server_sigint, NULL);
+	evsignal_add(server_sighup, NULL);
 }
 
 /* Runs until server_shutdown, then frees what server_start made. */
@@ -264,6 +282,7 @@ server_loop(void)
 	workspace_stop();
 	event_free(server_sigterm);
 	event_free(server_sigint);
+	event_free(server_sighup);
 	event_base_free(ev_base);
 	libevent_global_shutdown();
 	if (api_key != NULL)
@@ -278,6 +297,7 @@ server_loop(void)
 int
 server_run(struct heavy_config *config)
 {
+	serving = true;
 	server_start(config, mcp_stop);
 	if (mcp_start(config) == -1)
 		fatal("stdio");

@@ -75,6 +75,8 @@ zygote_child_setup(void)
 		close(spare_sock[i]);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGINT, SIG_DFL);	/* the zygote's own choice, not theirs */
+	signal(SIGHUP, SIG_DFL);
 	setpgid(0, 0);
 	prctl(PR_SET_NAME, "heavyd-worker");
 	/* Die with the zygote; check the parent did not die before this. */
@@ -302,6 +304,13 @@ zygote_setup(int fd)
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
 		fatal("zygote: PR_SET_PDEATHSIG");
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * A terminal's ^C and hangup reach the whole process group, which
+	 * the zygote shares with heavyd: heavyd decides what they mean, and
+	 * stops the zygote by closing its socket.
+	 */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigaddset(&chld, SIGTERM);

@@ -2,14 +2,16 @@
 // and says how to give it one, --check-config's verdict and output, the
 // signals a terminal sends, and --version.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
-import { HEAVYD, STATE_DIR, TOOL, setup, tmpdir } from './lib.mjs';
+import {
+	HEAVYD, STATE_DIR, TOOL, apiKey, descendants, sanitizerEnv, setup, stillAlive, tmpdir, waitFor,
+} from './lib.mjs';
 
 const NO_KEY = /no API key: set OPENROUTER_API_KEY, `openrouter\.api_key` or `api_key_file` in /;
 
@@ -119,4 +121,58 @@ test('errors name what the user set: the variable, the config file, the key', { 
 	r = run({ HEAVY_NUM_AGENTS: ' 4' }, []);
 	assert.equal(r.status, 1);
 	assert.match(r.stderr, /HEAVY_NUM_AGENTS: expected an integer from 1 to 16, got " 4"/);
+});
+
+/*
+ * heavyd in a process group of its own, as a shell puts a command it runs
+ * in a terminal: the zygote shares it.  Returns raw JSON-RPC over pipes.
+ */
+function spawnGroup(t) {
+	const proc = spawn(HEAVYD, [], {
+		detached: true, stdio: ['pipe', 'pipe', 'pipe'],
+		env: { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, OPENROUTER_API_KEY: apiKey(),
+		    ...sanitizerEnv() },
+	});
+	let stderr = '', stdout = '';
+	proc.stderr.setEncoding('utf8');
+	proc.stderr.on('data', (d) => { stderr += d; });
+	proc.stdout.setEncoding('utf8');
+	proc.stdout.on('data', (d) => { stdout += d; });
+	const exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+	t.after(() => { try { process.kill(-proc.pid, 'SIGKILL'); } catch { /* gone */ } });
+	let id = 0;
+	return {
+		proc, exited, stderr: () => stderr,
+		/* Sends a request and waits for its response (by id). */
+		async call(method, params = {}) {
+			const want = ++id;
+			proc.stdin.write(JSON.stringify({ jsonrpc: '2.0', id: want, method, params }) + '\n');
+			return waitFor(() => stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+			    .find((m) => m.id === want), 20000, `the response to ${method}`);
+		},
+	};
+}
+
+test('SIGHUP is logged and ignored; ^C (SIGINT to the group) shuts down cleanly, no "zygote lost"',
+    { timeout: 60000 }, async (t) => {
+	const h = spawnGroup(t);
+	const init = await h.call('initialize', { protocolVersion: '2025-06-18', capabilities: {},
+	    clientInfo: { name: 'signals', version: '1' } });
+	assert.ok(init.result, JSON.stringify(init));
+	// The zygote is in the group: the point of the test is that it gets the signals too.
+	await waitFor(() => descendants(h.proc.pid).some((p) => p.comm === 'heavyd-zygote' &&
+	    p.pgrp === h.proc.pid), 20000, 'the zygote in heavyd\'s process group');
+
+	process.kill(-h.proc.pid, 'SIGHUP');
+	await waitFor(() => /info: SIGHUP received; reload is not supported yet, ignoring/.test(h.stderr()),
+	    20000, 'the SIGHUP log line');
+	assert.deepEqual((await h.call('ping')).result, {});
+	assert.ok(descendants(h.proc.pid).some((p) => p.comm === 'heavyd-zygote'), 'the zygote died of SIGHUP');
+
+	const before = descendants(h.proc.pid);
+	process.kill(-h.proc.pid, 'SIGINT');
+	assert.deepEqual(await h.exited, { code: 0, signal: null }, h.stderr());
+	assert.match(h.stderr(), /info: SIGINT received; shutting down/);
+	assert.doesNotMatch(h.stderr(), /zygote (lost|exited)/);
+	await waitFor(() => stillAlive(before).length === 0, 20000, 'every process of the server to go');
 });
