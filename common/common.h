@@ -9,7 +9,10 @@
 #include <stdio.h>
 
 #define HEAVY_NAME	"heavyd"
-#define HEAVY_VERSION	"0.1.0"
+#define HEAVY_VERSION	"0.2.0"
+#ifndef HEAVY_COMMIT		/* the Makefile passes git's short commit */
+#define HEAVY_COMMIT	"unknown"
+#endif
 
 #define PRINTF(a, b)	__attribute__((format(printf, a, b)))
 

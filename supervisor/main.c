@@ -21,7 +21,7 @@ usage(int status)
 {
 	fprintf(status ? stderr : stdout,
 	    "usage: heavyd [--config FILE] [--state-dir DIR] [--check-config] "
-	    "[--version] [--help]\n"
+	    "[-V | --version] [--help]\n"
 	    "       heavyd [--config FILE] ask [options] \"query\"   "
 	    "(heavyd ask --help)\n"
 	    "Serves MCP over stdin/stdout; MCP clients start it.\n"
@@ -43,8 +43,10 @@ static void
 main_options(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--version") == 0) {
-			printf("%s %s\n", HEAVY_NAME, HEAVY_VERSION);
+		if (strcmp(argv[i], "--version") == 0 ||
+		    strcmp(argv[i], "-V") == 0) {
+			printf("%s %s (%s)\n", HEAVY_NAME, HEAVY_VERSION,
+			    HEAVY_COMMIT);
 			exit(0);
 		} else if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0)

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	HEAVYD, STATE_DIR, TOOL, apiKey, descendants, sanitizerEnv, setup, stillAlive, tmpdir, waitFor,
+	HEAVYD, STATE_DIR, TOOL, WORKER, apiKey, descendants, sanitizerEnv, setup, stillAlive, tmpdir, waitFor,
 } from './lib.mjs';
 
 const NO_KEY = /no API key: set OPENROUTER_API_KEY, `openrouter\.api_key` or `api_key_file` in /;
@@ -175,4 +175,17 @@ test('SIGHUP is logged and ignored; ^C (SIGINT to the group) shuts down cleanly,
 	assert.match(h.stderr(), /info: SIGINT received; shutting down/);
 	assert.doesNotMatch(h.stderr(), /zygote (lost|exited)/);
 	await waitFor(() => stillAlive(before).length === 0, 20000, 'every process of the server to go');
+});
+
+test('--version and -V: the version and the commit built from', () => {
+	const run = (bin, arg) => spawnSync(bin, [arg], { encoding: 'utf8' });
+	const v = run(HEAVYD, '--version');
+	assert.equal(v.status, 0, v.stderr);
+	assert.match(v.stdout, /^heavyd 0\.2\.0 \(([0-9a-f]{7,40}|unknown)\)\n$/);
+	assert.equal(run(HEAVYD, '-V').stdout, v.stdout);
+	// Built together, the worker beside it says the same.
+	const w = run(WORKER, '--version');
+	assert.equal(w.status, 0, w.stderr);
+	assert.equal(w.stdout, v.stdout.replace(/^heavyd /, 'heavyd-worker '));
+	assert.equal(run(WORKER, '-V').stdout, w.stdout);
 });
