@@ -250,16 +250,19 @@ config_set_knob_named(struct heavy_config *c, const char *name,
 	return -2;	/* no such knob */
 }
 
-/* Whether YAML reads s, unquoted, as this very string. */
+/*
+ * Whether YAML reads s, unquoted, as this very string: no indicator first,
+ * nothing a resolver could take for a number, a date, a null or a boolean.
+ */
 static bool
 config_yaml_plain(const char *s)
 {
-	static const char	*words[] = { "~", "null", "true", "false", "yes",
-	    "no", "on", "off", "y", "n" };
+	static const char	*words[] = { "~", "null", "true", "false",
+	    "yes", "no", "on", "off", "y", "n" };
 	size_t			 len = strlen(s);
-	char			*end;
 
-	if (len == 0 || strchr("-?:,[]{}#&*!|>'\"%@` ", s[0]) != NULL ||
+	if (len == 0 || strchr("-?:,[]{}#&*!|>'\"%@` .+", s[0]) != NULL ||
+	    isdigit((unsigned char)s[0]) ||
 	    s[len - 1] == ' ' || s[len - 1] == ':' || strstr(s, ": ") != NULL ||
 	    strstr(s, " #") != NULL)
 		return false;
@@ -269,8 +272,7 @@ config_yaml_plain(const char *s)
 	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
 		if (strcasecmp(s, words[i]) == 0)
 			return false;
-	(void)strtod(s, &end);
-	return *end != '\0';
+	return true;
 }
 
 /* s as a YAML scalar: plain when that reads back the same, else quoted
@@ -456,7 +458,8 @@ config_url_error(const char *url)
 	else
 		return "expected an http:// or https:// URL";
 	if (strchr("/:?#", *host) != NULL)
-		return "expected a host after the scheme (http(s)://host[:port]/...)";
+		return "expected a host after the scheme "
+		    "(http(s)://host[:port]/...)";
 	for (; *url != '\0'; url++)
 		if (iscntrl((unsigned char)*url) || *url == ' ')
 			return "a URL has no spaces or control characters";
@@ -470,8 +473,8 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 
 	if ((v = getenv("HEAVY_BASE_URL")) != NULL && *v != '\0') {
 		if ((why = config_url_error(v)) != NULL) {
-			snprintf(err, errlen, "HEAVY_BASE_URL: %s, got \"%.200s\"",
-			    why, v);
+			snprintf(err, errlen, "HEAVY_BASE_URL: %s, got "
+			    "\"%.200s\"", why, v);
 			return -1;
 		}
 		config_set_str(&c->base_url, v);

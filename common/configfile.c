@@ -244,7 +244,8 @@ static void
 load_nearer(const char *path, const char *known, char *best, size_t len,
     size_t *dist)
 {
-	const char	*leaf = strrchr(path, '.'), *kleaf = strrchr(known, '.');
+	const char	*leaf = strrchr(path, '.');
+	const char	*kleaf = strrchr(known, '.');
 	size_t		 d = load_distance(path, known);
 
 	/* "model:" at the top is "openrouter.model" in the wrong place. */

@@ -4,7 +4,8 @@
  * namespace fallback, seccomp, no_new_privs, capabilities, rlimits, and a
  * delegated cgroup v2 (set up here when there is one).  It is printed by
  * --check-config in full and logged in one short line at startup: a
- * weaker mode is always said, never silent.  The sandbox every worker gets is built here.
+ * weaker mode is always said, never silent.  The sandbox every worker
+ * gets is built here.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -339,13 +340,15 @@ features_cgroup_dir(char *dir, size_t len)
 
 	if (features_read("/proc/self/cgroup", cg, sizeof cg) == -1 ||
 	    features_cgroup_path(cg, rel, sizeof rel) == -1)
-		return CG_WHY("no cgroup v2", "this process is in no cgroup v2 hierarchy"), -1;
+		return CG_WHY("no cgroup v2", "this process is in no cgroup v2 "
+		    "hierarchy"), -1;
 	if (features_read("/proc/self/mountinfo", text, sizeof text) == -1 ||
 	    features_cgroup2_mount(text, mnt, sizeof mnt) == -1)
-		return CG_WHY("no cgroup v2", "no cgroup v2 filesystem is mounted"), -1;
+		return CG_WHY("no cgroup v2", "no cgroup v2 filesystem is "
+		    "mounted"), -1;
 	if ((size_t)snprintf(dir, len, "%s%s", mnt, strcmp(rel, "/") == 0 ?
 	    "" : rel) >= len)
-		return CG_WHY("cgroup path too long", "cgroup path too long"), -1;
+		return CG_WHY("path too long", "cgroup path too long"), -1;
 	snprintf(rel, sizeof rel, "%s/cgroup.controllers", dir);
 	if (features_read(rel, text, sizeof text) == -1)
 		text[0] = '\0';
@@ -383,7 +386,8 @@ features_cgroup_setup(const char *dir)
 	snprintf(self, sizeof self, "%d", (int)getpid());
 	if ((mkdir(leaf, 0755) == -1 && errno != EEXIST) ||
 	    features_write(leaf, "cgroup.procs", self) == -1)
-		return CG_WHY("setup failed", "cannot move heavyd to %s: %s", leaf,
+		return CG_WHY("setup failed", "cannot move heavyd to %s: %s",
+		    leaf,
 		    strerror(errno)), -1;
 	if (features_write(dir, "cgroup.subtree_control", "+memory +pids") == -1)
 		return CG_WHY("setup failed",

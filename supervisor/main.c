@@ -103,7 +103,7 @@ main_check_config(struct heavy_config *c, const char *file)
 static void
 main_config(struct heavy_config *c)
 {
-	static char	 buf[4096];	/* c->config_file may point here */
+	static char	 buf[4096];	/* c->config_file may be it */
 	const char	*file, *given = opt_config;
 	char		 err[512];
 

@@ -88,7 +88,8 @@ res_config_text(const struct heavy_config *cfg)
 		end = end ? end + 1 : line + strlen(line);
 		if (strncmp(line, "api_key:", 8) == 0)
 			buf_addstr(&out, server_key_error() == NULL ?
-			    "api_key: (set, masked)\n" : "api_key: (not set)\n");
+			    "api_key: (set, masked)\n" :
+			    "api_key: (not set)\n");
 		else
 			buf_add(&out, line, (size_t)(end - line));
 	}

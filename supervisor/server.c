@@ -14,13 +14,14 @@
 #include "supervisor.h"
 
 struct event_base		*ev_base;
-static char			*api_key;	/* NULL: none, see key_why */
+static char			*api_key;	/* NULL: see key_why */
 static char			 key_why[PATH_MAX + 512];
 static char			*search_key;	/* NULL: no key */
 static bool			 shutting_down;
 static bool			 serving;	/* MCP, not heavyd ask */
 static void			(*server_stop)(void);
-static struct event		*server_sigterm, *server_sigint, *server_sighup;
+static struct event		*server_sigterm, *server_sigint;
+static struct event		*server_sighup;
 static int			 server_sig;
 
 const char *

@@ -21,7 +21,7 @@ int		 server_run(struct heavy_config *);
 const char	*server_api_key(void);
 int		 server_key_check(const struct heavy_config *, char **key,
 		    char *why, size_t len);
-const char	*server_key_error(void);	/* NULL, or why there is no key */
+const char	*server_key_error(void);	/* NULL, or why no key */
 const char	*server_search_key(void);
 void		 server_shutdown(void);
 /* The same setup without MCP (heavyd ask): stop() runs at shutdown. */

@@ -75,7 +75,7 @@ zygote_child_setup(void)
 		close(spare_sock[i]);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGINT, SIG_DFL);	/* the zygote's own choice, not theirs */
+	signal(SIGINT, SIG_DFL);	/* the zygote's choice, not theirs */
 	signal(SIGHUP, SIG_DFL);
 	setpgid(0, 0);
 	prctl(PR_SET_NAME, "heavyd-worker");

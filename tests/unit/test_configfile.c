@@ -105,9 +105,11 @@ Test(configfile, mistakes_name_file_line_and_key)
 		{ "openrouter: {model: \"x\"\n", ":2: did not find expected" },
 		{ "openrouter:\n  model: a/b\n  model: c/d\n",
 		  ":3: openrouter.model: duplicate key, first at line 2" },
-		{ "limits:\n  max_workers: 3\nagent: {}\nlimits:\n  spares: 1\n",
+		{ "limits:\n  max_workers: 3\nagent: {}\n"
+		  "limits:\n  spares: 1\n",
 		  ":4: limits: duplicate key, first at line 1" },
-		{ "openrouter:\n  modle: x\n", "did you mean `openrouter.model`?" },
+		{ "openrouter:\n  modle: x\n",
+		  "did you mean `openrouter.model`?" },
 		{ "model: x\n", ":1: model: unknown key; did you mean "
 		  "`openrouter.model`?" },
 		{ "limits:\n  max_worker: 3\n", "unknown limit; did you mean "
@@ -119,7 +121,8 @@ Test(configfile, mistakes_name_file_line_and_key)
 		{ "search:\n  max_results: \" 4\"\n",
 		  ":2: search.max_results: expected an integer" },
 		{ "openrouter:\n  base_url: not-a-url\n",
-		  ":2: openrouter.base_url: expected an http:// or https:// URL" },
+		  ":2: openrouter.base_url: expected an http:// or "
+		  "https:// URL" },
 	};
 	struct heavy_config	c;
 	char			err[512];
