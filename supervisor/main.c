@@ -21,7 +21,7 @@ usage(int status)
 {
 	fprintf(status ? stderr : stdout,
 	    "usage: heavyd [--config FILE] [--state-dir DIR] [--check-config] "
-	    "[-V | --version] [--help]\n"
+	    "[-V] [--help]\n"
 	    "       heavyd [--config FILE] ask [options] \"query\"   "
 	    "(heavyd ask --help)\n"
 	    "Serves MCP over stdin/stdout; MCP clients start it.\n"
@@ -33,7 +33,11 @@ usage(int status)
 	    "                  state_dir, $STATE_DIRECTORY, "
 	    "~/.local/state/heavyd)\n"
 	    "  --check-config  validate, print the effective configuration "
-	    "(secrets masked), exit\n"
+	    "(YAML, secrets\n"
+	    "                  masked); exit 1 if the server could not work "
+	    "(no API key,\n"
+	    "                  no usable state directory)\n"
+	    "  -V, --version   print the version and the commit built from\n"
 	    "Environment: OPENROUTER_API_KEY, HEAVY_BASE_URL, HEAVY_MODEL, "
 	    "HEAVY_* limits; see README.md.\n");
 	exit(status);
