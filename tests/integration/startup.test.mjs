@@ -77,7 +77,7 @@ test('--check-config: 0 when the server can work; else 1 and why; its output is 
 		encoding: 'utf8' });
 	const ok = check({ OPENROUTER_API_KEY: 'sk-x' });
 	assert.equal(ok.status, 0, ok.stderr);
-	assert.equal(ok.stderr, '');
+	assert.doesNotMatch(ok.stderr, /^heavyd/m);	// (valgrind may say its own things)
 	assert.match(ok.stdout, /^api_key: \(set in OPENROUTER_API_KEY, masked\)$/m);
 	assert.match(ok.stdout, /^sandbox\.filesystem: /m);
 
