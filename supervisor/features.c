@@ -188,10 +188,14 @@ int
 features_ports(const struct heavy_config *cfg, struct sandbox *sb, char *err,
     size_t errlen)
 {
+	const char	*env = getenv("HEAVY_BASE_URL");
+
 	sb->nports = 0;
 	if (features_url_ports(sb, cfg->base_url) == -1) {
-		snprintf(err, errlen, "base_url: \"%.200s\" is not an "
-		    "http(s)://host[:port]/... URL", cfg->base_url);
+		/* Named as the user set it: the variable overrides the file. */
+		snprintf(err, errlen, "%s: \"%.200s\" is not an "
+		    "http(s)://host[:port]/... URL", env != NULL && *env != '\0' ?
+		    "HEAVY_BASE_URL" : "openrouter.base_url", cfg->base_url);
 		return -1;
 	}
 	if (cfg->search_backend == NULL)
