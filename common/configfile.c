@@ -266,8 +266,13 @@ load_unknown(struct loader *l, yaml_node_t *n, const char *path,
 	char	best[128] = "", name[64], known[80], msg[256];
 	size_t	dist = SIZE_MAX, i;
 
-	for (i = 0; i < sizeof file_keys / sizeof file_keys[0]; i++)
+	for (i = 0; i < sizeof file_keys / sizeof file_keys[0]; i++) {
 		load_nearer(path, file_keys[i].path, best, sizeof best, &dist);
+		/* Its section too: "orchestrater:" is a typo of one. */
+		snprintf(known, sizeof known, "%.*s", (int)strcspn(
+		    file_keys[i].path, "."), file_keys[i].path);
+		load_nearer(path, known, best, sizeof best, &dist);
+	}
 	for (i = 0; config_knob_name(i, name, sizeof name) != NULL; i++) {
 		snprintf(known, sizeof known, "limits.%s", name);
 		load_nearer(path, known, best, sizeof best, &dist);

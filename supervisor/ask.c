@@ -78,15 +78,15 @@ ask_check_options(void)
 
 	if (ask.num_agents != NULL) {
 		n = strtol(ask.num_agents, &end, 10);
-		if (*ask.num_agents == '\0' || *end != '\0' || n < 1 ||
-		    n > HEAVY_MAX_AGENTS)
+		if (!config_number_start(ask.num_agents) || *end != '\0' ||
+		    n < 1 || n > HEAVY_MAX_AGENTS)
 			ask_usage(ASK_EXIT_USAGE, "--num-agents: expected an "
 			    "integer from 1 to 16, got \"%s\"", ask.num_agents);
 	}
 	if (ask.timeout != NULL) {
 		d = strtod(ask.timeout, &end);
-		if (*ask.timeout == '\0' || *end != '\0' || !(d >= 1) ||
-		    d > 86400)
+		if (!config_number_start(ask.timeout) || *end != '\0' ||
+		    !(d >= 1) || d > 86400)
 			ask_usage(ASK_EXIT_USAGE, "--timeout: expected seconds "
 			    "from 1 to 86400, got \"%s\"", ask.timeout);
 	}

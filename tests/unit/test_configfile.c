@@ -112,6 +112,8 @@ Test(configfile, mistakes_name_file_line_and_key)
 		  "did you mean `openrouter.model`?" },
 		{ "model: x\n", ":1: model: unknown key; did you mean "
 		  "`openrouter.model`?" },
+		{ "orchestrater:\n  parallel_agents: 4\n",
+		  ":1: orchestrater: unknown key; did you mean `orchestrator`?" },
 		{ "limits:\n  max_worker: 3\n", "unknown limit; did you mean "
 		  "`limits.max_workers`?" },
 		{ "agent:\n  max_iterations: \" 4\"\n",
