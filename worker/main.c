@@ -1,4 +1,4 @@
-/* heavyd-worker: executed by heavyd as its zygote; never run by hand. */
+/* heavyd-worker: executed by heavyd as its zygote; by hand, only --version. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
