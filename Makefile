@@ -74,6 +74,12 @@ $(BUILD)/obj-hooks/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -DHEAVY_TEST_HOOKS $(WRK_CFLAGS) -c -o $@ $<
 
+# --version names the commit; main.o is rebuilt when it changes.
+HEAVY_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+$(shell mkdir -p $(BUILD) && echo $(HEAVY_COMMIT) | cmp -s - $(BUILD)/commit || echo $(HEAVY_COMMIT) > $(BUILD)/commit)
+$(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o $(BUILD)/obj-hooks/worker/main.o: $(BUILD)/commit
+$(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o $(BUILD)/obj-hooks/worker/main.o: CFLAGS_ALL += -DHEAVY_COMMIT='"$(HEAVY_COMMIT)"'
+
 unit: $(BUILD)/unit-tests
 
 check-unit: unit

@@ -3,12 +3,16 @@
 #define HEAVY_COMMON_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #define HEAVY_NAME	"heavyd"
-#define HEAVY_VERSION	"0.1.0"
+#define HEAVY_VERSION	"0.2.0"
+#ifndef HEAVY_COMMIT		/* the Makefile passes git's short commit */
+#define HEAVY_COMMIT	"unknown"
+#endif
 
 #define PRINTF(a, b)	__attribute__((format(printf, a, b)))
 
@@ -80,6 +84,8 @@ struct heavy_config {
 	int	 search_max_results;
 	char	*api_key;		/* from the file; heavyd takes it out */
 	char	*api_key_file;
+	const char *config_file;	/* read, or where one is looked for;
+					   for messages, not owned */
 
 	int	 max_iterations;	/* agent tool-loop turns */
 	int	 num_agents;		/* default for heavy_orchestrate */
@@ -159,6 +165,12 @@ int	 config_set_knob_named(struct heavy_config *, const char *name,
 	    const char *value, char *err, size_t errlen);
 void	 config_set_str(char **, const char *);
 void	 config_print(const struct heavy_config *, const char *source, FILE *);
+bool	 config_number_start(const char *);
+const char *config_knob_name(size_t, char *buf, size_t len);
+const char *config_url_error(const char *);	/* NULL when usable */
+void	 config_yaml_str(FILE *, const char *);
+void	 config_yaml_line(FILE *, const char *key, const char *value,
+	    const char *comment);
 int	 config_check(struct heavy_config *, char *err, size_t errlen);
 int	 config_resolve_state_dir(struct heavy_config *, char *err,
 	    size_t errlen);

@@ -1,6 +1,7 @@
 /* Configuration: built-in defaults (make-it-heavy's), then the environment. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,14 @@ static const struct knob {
 	INT_KNOB("HEAVY_CACHE_TTL", cache_ttl_s, 0, 2592000),
 };
 
+/* Whether a number's text starts as one: a digit or a sign, no space. */
+bool
+config_number_start(const char *v)
+{
+	return isdigit((unsigned char)v[0]) || ((v[0] == '-' || v[0] == '+') &&
+	    isdigit((unsigned char)v[1]));
+}
+
 /* Sets one knob from text; -1 with a message naming it when bad. */
 static int
 config_set_knob(struct heavy_config *c, const struct knob *k, const char *v,
@@ -177,7 +186,9 @@ config_set_knob(struct heavy_config *c, const struct knob *k, const char *v,
 
 	errno = 0;
 	n = strtoll(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || n < k->min || n > k->max) {
+	/* strtoll skips leading spaces; " 4" is as wrong as "4 ". */
+	if (errno != 0 || end == v || *end != '\0' || !config_number_start(v) ||
+	    n < k->min || n > k->max) {
 		snprintf(err, errlen, "%s: expected an integer from %lld to "
 		    "%lld, got \"%.64s\"", k->env, k->min, k->max, v);
 		return -1;
@@ -199,13 +210,31 @@ config_set_cost(struct heavy_config *c, const char *v, char *err,
 
 	errno = 0;
 	d = strtod(v, &end);
-	if (errno != 0 || end == v || *end != '\0' || !(d >= 0) || d > 1e6) {
+	if (errno != 0 || end == v || *end != '\0' || !config_number_start(v) ||
+	    !(d >= 0) || d > 1e6) {
 		snprintf(err, errlen, "HEAVY_MAX_COST_USD: expected US dollars "
 		    "from 0 (no budget) to 1000000, got \"%.64s\"", v);
 		return -1;
 	}
 	c->max_cost_usd = d;
 	return 0;
+}
+
+/* Knob i's name under "limits:" (HEAVY_MAX_LINE_BYTES: max_line_bytes),
+ * max_cost_usd after the integers; NULL past the last. */
+const char *
+config_knob_name(size_t i, char *buf, size_t len)
+{
+	size_t	j;
+
+	if (i == sizeof knobs / sizeof knobs[0])
+		return "max_cost_usd";
+	if (i > sizeof knobs / sizeof knobs[0] || len == 0)
+		return NULL;
+	for (j = 0; knobs[i].env[6 + j] != '\0' && j < len - 1; j++)
+		buf[j] = (char)tolower((unsigned char)knobs[i].env[6 + j]);
+	buf[j] = '\0';
+	return buf;
 }
 
 /* A knob by its file name: HEAVY_MAX_LINE_BYTES is max_line_bytes. */
@@ -228,25 +257,88 @@ config_set_knob_named(struct heavy_config *c, const char *name,
 	return -2;	/* no such knob */
 }
 
+/*
+ * Whether YAML reads s, unquoted, as this very string: no indicator first,
+ * nothing a resolver could take for a number, a date, a null or a boolean.
+ */
+static bool
+config_yaml_plain(const char *s)
+{
+	static const char	*words[] = { "~", "null", "true", "false",
+	    "yes", "no", "on", "off", "y", "n" };
+	size_t			 len = strlen(s);
+
+	if (len == 0 || strchr("-?:,[]{}#&*!|>'\"%@` .+", s[0]) != NULL ||
+	    isdigit((unsigned char)s[0]) ||
+	    s[len - 1] == ' ' || s[len - 1] == ':' || strstr(s, ": ") != NULL ||
+	    strstr(s, " #") != NULL)
+		return false;
+	for (const char *p = s; *p != '\0'; p++)
+		if (iscntrl((unsigned char)*p))
+			return false;
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (strcasecmp(s, words[i]) == 0)
+			return false;
+	return true;
+}
+
+/* s as a YAML scalar: plain when that reads back the same, else quoted
+ * (escaped as JSON escapes, which YAML's double quotes understand too);
+ * always quoted in a flow sequence, where a comma ends a plain one. */
+static void
+config_yaml_scalar(FILE *f, const char *s, bool flow)
+{
+	if (!flow && config_yaml_plain(s)) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if (iscntrl((unsigned char)*s))
+			fprintf(f, "\\u%04x", (unsigned char)*s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+void
+config_yaml_str(FILE *f, const char *s)
+{
+	config_yaml_scalar(f, s, false);
+}
+
+/* "key: value", the value a YAML string; a comment, when given, after it. */
+void
+config_yaml_line(FILE *f, const char *key, const char *value,
+    const char *comment)
+{
+	fprintf(f, "%s: ", key);
+	config_yaml_str(f, value);
+	fprintf(f, "%s%s\n", comment ? "  # " : "", comment ? comment : "");
+}
+
 /* The model of each role, saying which ones fall back to the main model. */
 static void
 config_print_models(const struct heavy_config *c, FILE *f)
 {
-	const char	*main_model = " (the main model)";
+	const char	*main_model = "the main model";
 
-	fprintf(f, "planner_model: %s%s\n", c->planner_model ?
-	    c->planner_model : c->model, c->planner_model ? "" : main_model);
-	fprintf(f, "synthesis_model: %s%s\n", c->synthesis_model ?
-	    c->synthesis_model : c->model, c->synthesis_model ? "" :
+	config_yaml_line(f, "planner_model", c->planner_model ?
+	    c->planner_model : c->model, c->planner_model ? NULL : main_model);
+	config_yaml_line(f, "synthesis_model", c->synthesis_model ?
+	    c->synthesis_model : c->model, c->synthesis_model ? NULL :
 	    main_model);
-	if (c->nagent_models == 0) {
-		fprintf(f, "agent_models: %s%s\n", c->model, main_model);
-		return;
+	fprintf(f, "agent_models: [");
+	if (c->nagent_models == 0)
+		config_yaml_scalar(f, c->model, true);
+	for (int i = 0; i < c->nagent_models; i++) {
+		fprintf(f, "%s", i ? ", " : "");
+		config_yaml_scalar(f, c->agent_models[i], true);
 	}
-	fprintf(f, "agent_models:");
-	for (int i = 0; i < c->nagent_models; i++)
-		fprintf(f, "%s %s", i ? "," : "", c->agent_models[i]);
-	fprintf(f, " (round-robin)\n");
+	fprintf(f, "]  # %s\n", c->nagent_models ? "round-robin" : main_model);
 }
 
 /* The agent tools' settings: the state directory and search backend. */
@@ -255,51 +347,67 @@ config_print_tools(const struct heavy_config *c, FILE *f)
 {
 	const char	*env = getenv("HEAVY_SEARCH_API_KEY");
 
-	fprintf(f, "state_dir: %s\n", c->state_dir ? c->state_dir : "(unset)");
-	fprintf(f, "search.backend: %s\n", c->search_backend ?
-	    c->search_backend : "(none: search_web is not offered)");
+	config_yaml_line(f, "state_dir", c->state_dir ? c->state_dir :
+	    "(unset)", NULL);
+	config_yaml_line(f, "search.backend", c->search_backend ?
+	    c->search_backend : "none", c->search_backend ? NULL :
+	    "search_web is not offered");
 	if (c->search_backend == NULL)
 		return;
-	fprintf(f, "search.url: %s\n", c->search_url ? c->search_url : "");
-	fprintf(f, "search.api_key: %s\n", env != NULL && *env != '\0' ?
+	config_yaml_line(f, "search.url", c->search_url ? c->search_url : "",
+	    NULL);
+	config_yaml_line(f, "search.api_key", env != NULL && *env != '\0' ?
 	    "(set in HEAVY_SEARCH_API_KEY, masked)" : c->search_api_key ?
 	    "(set in the file, masked)" : c->search_api_key_file ?
-	    "(from search.api_key_file, masked)" : "(not set)");
+	    "(from search.api_key_file, masked)" : "(not set)", NULL);
 	if (c->search_api_key_file != NULL)
-		fprintf(f, "search.api_key_file: %s\n", c->search_api_key_file);
+		config_yaml_line(f, "search.api_key_file",
+		    c->search_api_key_file, NULL);
 	fprintf(f, "search.allow_private: %s\n", c->search_allow_private ?
 	    "true" : "false");
 }
 
-/* The effective configuration, secrets masked, for --check-config. */
-void
-config_print(const struct heavy_config *c, const char *source, FILE *f)
+/* The knobs, as limits.NAME: N. */
+static void
+config_print_limits(const struct heavy_config *c, FILE *f)
 {
-	fprintf(f, "# effective configuration (file: %s)\n", source);
-	fprintf(f, "base_url: %s\nmodel: %s\n", c->base_url, c->model);
-	fprintf(f, "api_key: %s\n", c->api_key ? "(set in the file, masked)" :
-	    getenv("OPENROUTER_API_KEY") ? "(set in OPENROUTER_API_KEY, masked)" :
-	    c->api_key_file ? "(from api_key_file, masked)" : "(not set)");
-	if (c->api_key_file != NULL)
-		fprintf(f, "api_key_file: %s\n", c->api_key_file);
-	fprintf(f, "aggregation_strategy: %s\nsearch.max_results: %d\n"
-	    "search.user_agent: %s\n", c->aggregation_strategy,
-	    c->search_max_results, c->search_user_agent);
-	config_print_models(c, f);
 	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
 		const char	*p = (const char *)c + knobs[i].offset;
 		long long	 v = knobs[i].size == sizeof(int) ?
 		    *(const int *)p : (long long)*(const size_t *)p;
 		char		 name[64];
-		size_t		 j;
 
-		for (j = 0; knobs[i].env[6 + j] != '\0' && j < sizeof name - 1;
-		    j++)
-			name[j] = (char)tolower((unsigned char)knobs[i].env[6 + j]);
-		name[j] = '\0';
-		fprintf(f, "limits.%s: %lld\n", name, v);
+		fprintf(f, "limits.%s: %lld\n", config_knob_name(i, name,
+		    sizeof name), v);
 	}
 	fprintf(f, "limits.max_cost_usd: %g\n", c->max_cost_usd);
+}
+
+/*
+ * The effective configuration, secrets masked, for --check-config and
+ * heavy://config: YAML (served as text/yaml), one "key: value" a line.
+ */
+void
+config_print(const struct heavy_config *c, const char *source, FILE *f)
+{
+	const char	*env = getenv("OPENROUTER_API_KEY");
+
+	fprintf(f, "# effective configuration (file: %.*s)\n",
+	    (int)strcspn(source, "\r\n"), source);
+	config_yaml_line(f, "base_url", c->base_url, NULL);
+	config_yaml_line(f, "model", c->model, NULL);
+	fprintf(f, "api_key: %s\n", env && *env ?
+	    "(set in OPENROUTER_API_KEY, masked)" : c->api_key && *c->api_key ?
+	    "(set in the file, masked)" : c->api_key_file ?
+	    "(from api_key_file, masked)" : "(not set)");
+	if (c->api_key_file != NULL)
+		config_yaml_line(f, "api_key_file", c->api_key_file, NULL);
+	config_yaml_line(f, "aggregation_strategy", c->aggregation_strategy,
+	    NULL);
+	fprintf(f, "search.max_results: %d\n", c->search_max_results);
+	config_yaml_line(f, "search.user_agent", c->search_user_agent, NULL);
+	config_print_models(c, f);
+	config_print_limits(c, f);
 	fprintf(f, "system_prompt: %zu bytes\nquestion_generation_prompt: %zu "
 	    "bytes\nsynthesis_prompt: %zu bytes\n", strlen(c->system_prompt),
 	    strlen(c->question_prompt), strlen(c->synthesis_prompt));
@@ -341,13 +449,44 @@ config_roles_from_env(struct heavy_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * What is wrong with an LLM endpoint's URL, or NULL.  Checked where it is
+ * set, so that the message names the variable or the key the user wrote;
+ * features_ports checks it again, fully, with libevent's parser.
+ */
+const char *
+config_url_error(const char *url)
+{
+	const char	*host;
+
+	if (strncasecmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else
+		return "expected an http:// or https:// URL";
+	if (strchr("/:?#", *host) != NULL)
+		return "expected a host after the scheme "
+		    "(http(s)://host[:port]/...)";
+	for (; *url != '\0'; url++)
+		if (iscntrl((unsigned char)*url) || *url == ' ')
+			return "a URL has no spaces or control characters";
+	return NULL;
+}
+
 int
 config_from_env(struct heavy_config *c, char *err, size_t errlen)
 {
-	const char	*v;
+	const char	*v, *why;
 
-	if ((v = getenv("HEAVY_BASE_URL")) != NULL && *v != '\0')
+	if ((v = getenv("HEAVY_BASE_URL")) != NULL && *v != '\0') {
+		if ((why = config_url_error(v)) != NULL) {
+			snprintf(err, errlen, "HEAVY_BASE_URL: %s, got "
+			    "\"%.200s\"", why, v);
+			return -1;
+		}
 		config_set_str(&c->base_url, v);
+	}
 	if ((v = getenv("HEAVY_MODEL")) != NULL && *v != '\0')
 		config_set_str(&c->model, v);
 	if (config_roles_from_env(c, err, errlen) == -1)

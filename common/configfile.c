@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 #include "common.h"
 
 enum key_kind { KEY_STR, KEY_KNOB, KEY_INT, KEY_STRATEGY, KEY_MODEL,
-    KEY_MODELS, KEY_BOOL, KEY_BACKEND };
+    KEY_MODELS, KEY_BOOL, KEY_BACKEND, KEY_URL };
 
 static const struct file_key {
 	const char	*path;
@@ -26,7 +27,8 @@ static const struct file_key {
 } file_keys[] = {
 #define STR(p, f)	{ p, KEY_STR, offsetof(struct heavy_config, f), NULL }
 #define KNOB(p, k)	{ p, KEY_KNOB, 0, k }
-	STR("openrouter.base_url", base_url),
+	{ "openrouter.base_url", KEY_URL,
+	  offsetof(struct heavy_config, base_url), NULL },
 	STR("openrouter.model", model),
 	STR("openrouter.api_key", api_key),
 	STR("api_key_file", api_key_file),
@@ -180,9 +182,14 @@ load_scalar(struct loader *l, const struct file_key *k, yaml_node_t *n,
 		return 0;
 	case KEY_MODELS:
 		return load_fail(l, n, path, "expected a list of model ids");
+	case KEY_URL:
+		if (config_url_error(v) != NULL)
+			return load_fail(l, n, path, config_url_error(v));
+		config_set_str((char **)((char *)l->c + k->offset), v);
+		return 0;
 	case KEY_INT:
 		i = strtol(v, &end, 10);
-		if (*v == '\0' || *end != '\0' || i < 1 || i > 100)
+		if (!config_number_start(v) || *end != '\0' || i < 1 || i > 100)
 			return load_fail(l, n, path, "expected an integer from "
 			    "1 to 100");
 		*(int *)((char *)l->c + k->offset) = (int)i;
@@ -208,6 +215,76 @@ load_scalar(struct loader *l, const struct file_key *k, yaml_node_t *n,
 	return 0;
 }
 
+/* The edit distance of a and b (Levenshtein), at most 255 bytes each. */
+static size_t
+load_distance(const char *a, const char *b)
+{
+	size_t	la = strlen(a), lb = strlen(b), row[256], diag, up, i, j;
+
+	if (la > 255 || lb > 255)
+		return SIZE_MAX;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		diag = row[0];
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			up = row[j];
+			row[j] = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < row[j])
+				row[j] = up + 1;
+			if (row[j - 1] + 1 < row[j])
+				row[j] = row[j - 1] + 1;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+/* Keeps known as the suggestion for path if it is the nearest yet. */
+static void
+load_nearer(const char *path, const char *known, char *best, size_t len,
+    size_t *dist)
+{
+	const char	*leaf = strrchr(path, '.');
+	const char	*kleaf = strrchr(known, '.');
+	size_t		 d = load_distance(path, known);
+
+	/* "model:" at the top is "openrouter.model" in the wrong place. */
+	if (strcmp(leaf ? leaf + 1 : path, kleaf ? kleaf + 1 : known) == 0)
+		d = 1;
+	if (d < *dist) {
+		*dist = d;
+		snprintf(best, len, "%s", known);
+	}
+}
+
+/* An unknown key or limit, with the known one nearest to it if any is
+ * near: a typo, or a key in the wrong section. */
+static int
+load_unknown(struct loader *l, yaml_node_t *n, const char *path,
+    const char *what)
+{
+	char	best[128] = "", name[64], known[80], msg[256];
+	size_t	dist = SIZE_MAX, i;
+
+	for (i = 0; i < sizeof file_keys / sizeof file_keys[0]; i++) {
+		load_nearer(path, file_keys[i].path, best, sizeof best, &dist);
+		/* Its section too: "orchestrater:" is a typo of one. */
+		snprintf(known, sizeof known, "%.*s", (int)strcspn(
+		    file_keys[i].path, "."), file_keys[i].path);
+		load_nearer(path, known, best, sizeof best, &dist);
+	}
+	for (i = 0; config_knob_name(i, name, sizeof name) != NULL; i++) {
+		snprintf(known, sizeof known, "limits.%s", name);
+		load_nearer(path, known, best, sizeof best, &dist);
+	}
+	if (best[0] == '\0' || dist > 3 || dist * 2 >= strlen(path))
+		return load_fail(l, n, path, what);
+	snprintf(msg, sizeof msg, "%s; did you mean `%s`?", what, best);
+	return load_fail(l, n, path, msg);
+}
+
 /* A key under "limits:" names a knob directly. */
 static int
 load_limit(struct loader *l, yaml_node_t *n, const char *path)
@@ -220,7 +297,7 @@ load_limit(struct loader *l, yaml_node_t *n, const char *path)
 	rc = config_set_knob_named(l->c, path + strlen("limits."),
 	    (const char *)n->data.scalar.value, knob_err, sizeof knob_err);
 	if (rc == -2)
-		return load_fail(l, n, path, "unknown limit");
+		return load_unknown(l, n, path, "unknown limit");
 	if (rc != 0)
 		return load_fail(l, n, path, strchr(knob_err, ':') + 2);
 	return 0;
@@ -248,7 +325,29 @@ load_value(struct loader *l, yaml_node_t *key, yaml_node_t *v,
 			return load_mapping(l, v, path);
 	if (strcmp(path, "limits") == 0)
 		return load_mapping(l, v, path);
-	return load_fail(l, key, path, "unknown key");
+	return load_unknown(l, key, path, "unknown key");
+}
+
+/* A key given twice: libyaml keeps both, and the last would silently win. */
+static int
+load_duplicate(struct loader *l, yaml_node_t *map, yaml_node_pair_t *pair,
+    const char *path)
+{
+	yaml_node_t	*k = yaml_document_get_node(&l->doc, pair->key), *e;
+	char		 msg[64];
+
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair;
+	    p++) {
+		e = yaml_document_get_node(&l->doc, p->key);
+		if (e == NULL || e->type != YAML_SCALAR_NODE ||
+		    strcmp((char *)e->data.scalar.value,
+		    (char *)k->data.scalar.value) != 0)
+			continue;
+		snprintf(msg, sizeof msg, "duplicate key, first at line %zu",
+		    e->start_mark.line + 1);
+		return load_fail(l, k, path, msg);
+	}
+	return 0;
 }
 
 static int
@@ -268,7 +367,8 @@ load_mapping(struct loader *l, yaml_node_t *map, const char *prefix)
 			return load_fail(l, map, prefix, "keys must be names");
 		snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "",
 		    (const char *)k->data.scalar.value);
-		if (load_value(l, k, v, path) == -1)
+		if (load_duplicate(l, map, p, path) == -1 ||
+		    load_value(l, k, v, path) == -1)
 			return -1;
 	}
 	return 0;
@@ -290,7 +390,8 @@ config_load_file(struct heavy_config *c, const char *file, char *err,
 	l.err = err;
 	l.errlen = errlen;
 	if ((f = fopen(file, "r")) == NULL) {
-		snprintf(err, errlen, "%s: %s", file, strerror(errno));
+		snprintf(err, errlen, "config file %s: %s", file,
+		    strerror(errno));
 		return -1;
 	}
 	yaml_parser_initialize(&parser);

@@ -8,6 +8,7 @@
  */
 #include <sys/ioctl.h>
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,15 +78,15 @@ ask_check_options(void)
 
 	if (ask.num_agents != NULL) {
 		n = strtol(ask.num_agents, &end, 10);
-		if (*ask.num_agents == '\0' || *end != '\0' || n < 1 ||
-		    n > HEAVY_MAX_AGENTS)
+		if (!config_number_start(ask.num_agents) || *end != '\0' ||
+		    n < 1 || n > HEAVY_MAX_AGENTS)
 			ask_usage(ASK_EXIT_USAGE, "--num-agents: expected an "
 			    "integer from 1 to 16, got \"%s\"", ask.num_agents);
 	}
 	if (ask.timeout != NULL) {
 		d = strtod(ask.timeout, &end);
-		if (*ask.timeout == '\0' || *end != '\0' || !(d >= 1) ||
-		    d > 86400)
+		if (!config_number_start(ask.timeout) || *end != '\0' ||
+		    !(d >= 1) || d > 86400)
 			ask_usage(ASK_EXIT_USAGE, "--timeout: expected seconds "
 			    "from 1 to 86400, got \"%s\"", ask.timeout);
 	}
@@ -369,11 +370,18 @@ ask_run(struct heavy_config *cfg)
 	struct task_params	 p;
 	struct timeval		 tv = { 0, ASK_REDRAW_MS * 1000 };
 	int			 rc;
+	char			 why[PATH_MAX + 512];
 
 	if (getenv("HEAVY_DEBUG") == NULL)
 		log_set_level(LOG_LVL_WARN);	/* stderr is for progress */
 	if (ask_params(cfg, &p) == -1)
 		return ASK_EXIT_USAGE;
+	if (server_key_check(cfg, NULL, why, sizeof why) == -1) {
+		fprintf(stderr, "heavyd ask: %s\n", why);
+		task_params_clear(&p);
+		free(ask.query);
+		return ASK_EXIT_FAILED;
+	}
 	server_start(cfg, ask_stop);
 	ask.live = isatty(STDERR_FILENO) && getenv("TERM") != NULL &&
 	    strcmp(getenv("TERM"), "dumb") != 0;

@@ -3,8 +3,9 @@
  * Landlock (its ABI, and whether TCP port rules are on), the mount
  * namespace fallback, seccomp, no_new_privs, capabilities, rlimits, and a
  * delegated cgroup v2 (set up here when there is one).  It is printed by
- * --check-config and logged in one line at startup: a weaker mode is
- * always said, never silent.  The sandbox every worker gets is built here.
+ * --check-config in full and logged in one short line at startup: a
+ * weaker mode is always said, never silent.  The sandbox every worker
+ * gets is built here.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -37,6 +38,7 @@ static struct {
 	int		 caps_held;		/* effective, in heavyd */
 	char		 cgroup[PATH_MAX + 32];	/* workers' parent, or "" */
 	char		 cgroup_why[PATH_MAX + 256];
+	char		 cgroup_brief[64];
 	struct sandbox	 spec;			/* every worker's, but the workspace */
 } feat;
 
@@ -186,10 +188,14 @@ int
 features_ports(const struct heavy_config *cfg, struct sandbox *sb, char *err,
     size_t errlen)
 {
+	const char	*env = getenv("HEAVY_BASE_URL");
+
 	sb->nports = 0;
 	if (features_url_ports(sb, cfg->base_url) == -1) {
-		snprintf(err, errlen, "base_url: \"%.200s\" is not an "
-		    "http(s)://host[:port]/... URL", cfg->base_url);
+		/* Named as the user set it: the variable overrides the file. */
+		snprintf(err, errlen, "%s: \"%.200s\" is not an "
+		    "http(s)://host[:port]/... URL", env != NULL && *env != '\0' ?
+		    "HEAVY_BASE_URL" : "openrouter.base_url", cfg->base_url);
 		return -1;
 	}
 	if (cfg->search_backend == NULL)
@@ -313,8 +319,11 @@ features_write(const char *dir, const char *file, const char *value)
 	return rc;
 }
 
-#define CG_WHY(...)	snprintf(feat.cgroup_why, sizeof feat.cgroup_why, \
-			    __VA_ARGS__)
+/* Why there is no cgroup: in short for the startup line, and in full. */
+#define CG_WHY(brief, ...)	(snprintf(feat.cgroup_brief, \
+			    sizeof feat.cgroup_brief, "%s", brief), \
+			    snprintf(feat.cgroup_why, sizeof feat.cgroup_why, \
+			    __VA_ARGS__))
 
 /* Whether /proc/self/cgroup text has a cgroup v1 line for controller. */
 static bool
@@ -335,30 +344,35 @@ features_cgroup_dir(char *dir, size_t len)
 
 	if (features_read("/proc/self/cgroup", cg, sizeof cg) == -1 ||
 	    features_cgroup_path(cg, rel, sizeof rel) == -1)
-		return CG_WHY("this process is in no cgroup v2 hierarchy"), -1;
+		return CG_WHY("no cgroup v2", "this process is in no cgroup v2 "
+		    "hierarchy"), -1;
 	if (features_read("/proc/self/mountinfo", text, sizeof text) == -1 ||
 	    features_cgroup2_mount(text, mnt, sizeof mnt) == -1)
-		return CG_WHY("no cgroup v2 filesystem is mounted"), -1;
+		return CG_WHY("no cgroup v2", "no cgroup v2 filesystem is "
+		    "mounted"), -1;
 	if ((size_t)snprintf(dir, len, "%s%s", mnt, strcmp(rel, "/") == 0 ?
 	    "" : rel) >= len)
-		return CG_WHY("cgroup path too long"), -1;
+		return CG_WHY("path too long", "cgroup path too long"), -1;
 	snprintf(rel, sizeof rel, "%s/cgroup.controllers", dir);
 	if (features_read(rel, text, sizeof text) == -1)
 		text[0] = '\0';
 	if (!features_has_controllers(text, CGROUP_NEED))
-		return CG_WHY("cgroup v2 at %s lacks the memory and pids "
+		return CG_WHY("no delegated memory/pids controllers",
+		    "cgroup v2 at %s lacks the memory and pids "
 		    "controllers (it has: %.*s)%s", dir,
 		    (int)strcspn(text, "\n"), text[0] ? text : "none",
 		    features_on_v1(cg, "memory") ? "; memory is on cgroup v1" :
 		    ""), -1;
 	if (strcmp(dir, mnt) == 0)
-		return CG_WHY("heavyd runs in the root cgroup of %s, which is "
+		return CG_WHY("the root cgroup is not delegated",
+		    "heavyd runs in the root cgroup of %s, which is "
 		    "not delegated to it", mnt), -1;
 	snprintf(rel, sizeof rel, "%s/cgroup.procs", dir);
 	snprintf(self, sizeof self, "%d\n", (int)getpid());
 	if (features_read(rel, text, sizeof text) == -1 ||
 	    strcmp(text, self) != 0 || access(dir, W_OK) == -1)
-		return CG_WHY("cgroup %s is not delegated to heavyd alone "
+		return CG_WHY("not delegated to heavyd alone",
+		    "cgroup %s is not delegated to heavyd alone "
 		    "(under systemd: Delegate=yes)", dir), -1;
 	return 0;
 }
@@ -376,16 +390,19 @@ features_cgroup_setup(const char *dir)
 	snprintf(self, sizeof self, "%d", (int)getpid());
 	if ((mkdir(leaf, 0755) == -1 && errno != EEXIST) ||
 	    features_write(leaf, "cgroup.procs", self) == -1)
-		return CG_WHY("cannot move heavyd to %s: %s", leaf,
+		return CG_WHY("setup failed", "cannot move heavyd to %s: %s",
+		    leaf,
 		    strerror(errno)), -1;
 	if (features_write(dir, "cgroup.subtree_control", "+memory +pids") == -1)
-		return CG_WHY("cannot enable memory and pids in %s: %s", dir,
+		return CG_WHY("setup failed",
+		    "cannot enable memory and pids in %s: %s", dir,
 		    strerror(errno)), -1;
 	snprintf(leaf, sizeof leaf, "%s/workers", dir);
 	if ((mkdir(leaf, 0755) == -1 && errno != EEXIST) ||
 	    features_write(leaf, "cgroup.subtree_control", "+memory +pids") ==
 	    -1)
-		return CG_WHY("cannot prepare %s: %s", leaf, strerror(errno)), -1;
+		return CG_WHY("setup failed", "cannot prepare %s: %s", leaf,
+		    strerror(errno)), -1;
 	snprintf(feat.cgroup, sizeof feat.cgroup, "%s", leaf);
 	return 0;
 }
@@ -528,7 +545,10 @@ features_each(void (*fn)(void *, const char *, const char *), void *arg)
 static void
 features_print_one(void *arg, const char *name, const char *text)
 {
-	fprintf(arg, "sandbox.%s: %s\n", name, text);
+	char	key[64];
+
+	snprintf(key, sizeof key, "sandbox.%s", name);
+	config_yaml_line(arg, key, text, NULL);
 }
 
 /* For --check-config, one line a feature. */
@@ -538,22 +558,26 @@ features_print(FILE *f)
 	features_each(features_print_one, f);
 }
 
-static void
-features_join(void *arg, const char *name, const char *text)
-{
-	struct buf	*b = arg;
-
-	buf_printf(b, "%s%s: %s", b->len ? "; " : "", name, text);
-}
-
-/* At startup: every feature in one log line. */
+/*
+ * At startup: one short line, the full report being --check-config's.
+ * Workers without filesystem confinement are worth a warning.
+ */
 void
 features_log(void)
 {
-	struct buf	b;
+	char	fs[160];
 
-	buf_init(&b, 0);
-	features_each(features_join, &b);
-	log_info("sandbox: %s", buf_cstr(&b));
-	buf_free(&b);
+	if (feat.fs == SANDBOX_FS_LANDLOCK)
+		snprintf(fs, sizeof fs, "Landlock ABI %d", feat.landlock_abi);
+	else if (feat.fs == SANDBOX_FS_MOUNT)
+		snprintf(fs, sizeof fs, "mount namespace (%s)", feat.fs_why);
+	else
+		snprintf(fs, sizeof fs, "filesystem NOT CONFINED (%s)",
+		    feat.fs_why);
+	(feat.fs == SANDBOX_FS_NONE ? log_warnx : log_info)("sandbox: %s%s, "
+	    "%s, rlimits; cgroup %s%s%s", fs, feat.fs == SANDBOX_FS_LANDLOCK &&
+	    feat.landlock_abi >= 4 ? "" : ", network NOT CONFINED",
+	    feat.seccomp ? "seccomp" : "no seccomp", feat.cgroup[0] ? "on" :
+	    "off (", feat.cgroup[0] ? "" : feat.cgroup_brief,
+	    feat.cgroup[0] ? "" : ")");
 }

@@ -2,6 +2,7 @@
  * heavyd: an MCP server over stdio that runs heavy multi-agent analysis,
  * one killable worker process per LLM-calling step.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@ usage(int status)
 {
 	fprintf(status ? stderr : stdout,
 	    "usage: heavyd [--config FILE] [--state-dir DIR] [--check-config] "
-	    "[--version] [--help]\n"
+	    "[-V] [--help]\n"
 	    "       heavyd [--config FILE] ask [options] \"query\"   "
 	    "(heavyd ask --help)\n"
 	    "Serves MCP over stdin/stdout; MCP clients start it.\n"
@@ -32,7 +33,11 @@ usage(int status)
 	    "                  state_dir, $STATE_DIRECTORY, "
 	    "~/.local/state/heavyd)\n"
 	    "  --check-config  validate, print the effective configuration "
-	    "(secrets masked), exit\n"
+	    "(YAML, secrets\n"
+	    "                  masked); exit 1 if the server could not work "
+	    "(no API key,\n"
+	    "                  no usable state directory)\n"
+	    "  -V, --version   print the version and the commit built from\n"
 	    "Environment: OPENROUTER_API_KEY, HEAVY_BASE_URL, HEAVY_MODEL, "
 	    "HEAVY_* limits; see README.md.\n");
 	exit(status);
@@ -42,8 +47,10 @@ static void
 main_options(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--version") == 0) {
-			printf("%s %s\n", HEAVY_NAME, HEAVY_VERSION);
+		if (strcmp(argv[i], "--version") == 0 ||
+		    strcmp(argv[i], "-V") == 0) {
+			printf("%s %s (%s)\n", HEAVY_NAME, HEAVY_VERSION,
+			    HEAVY_COMMIT);
 			exit(0);
 		} else if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0)
@@ -68,17 +75,47 @@ main_options(int argc, char **argv)
 	}
 }
 
+/*
+ * --check-config: the configuration as YAML on stdout, then 1 and why on
+ * stderr when the server could not do its job (it would start, but every
+ * orchestration would fail): no API key, no usable state directory.
+ */
+static int
+main_check_config(struct heavy_config *c, const char *file)
+{
+	char	err[PATH_MAX + 512];
+	int	rc = 0;
+
+	if (features_init(c, false, err, sizeof err) == -1)
+		fatalx("%s", err);
+	config_print(c, file ? file : "none, built-in defaults", stdout);
+	features_print(stdout);
+	fflush(stdout);
+	if (server_key_check(c, NULL, err, sizeof err) == -1) {
+		fprintf(stderr, "%s: %s\n", HEAVY_NAME, err);
+		rc = 1;
+	}
+	if (workspace_check(c->state_dir, err, sizeof err) == -1) {
+		fprintf(stderr, "%s: %s (set --state-dir DIR or "
+		    "HEAVY_STATE_DIR)\n", HEAVY_NAME, err);
+		rc = 1;
+	}
+	return rc;
+}
+
 /* Defaults, then the file, then the environment; flags chose the file. */
 static void
 main_config(struct heavy_config *c)
 {
+	static char	 buf[4096];	/* c->config_file may be it */
 	const char	*file, *given = opt_config;
-	char		 buf[4096], err[512];
+	char		 err[512];
 
 	if (given == NULL && getenv("HEAVY_CONFIG") && *getenv("HEAVY_CONFIG"))
 		given = getenv("HEAVY_CONFIG");
 	config_defaults(c);
 	file = config_find_file(given, buf, sizeof buf);
+	c->config_file = file ? file : buf[0] ? buf : "/etc/heavyd/config.yaml";
 	if (file != NULL && config_load_file(c, file, err, sizeof err) == -1)
 		fatalx("%s", err);
 	if (config_from_env(c, err, sizeof err) == -1)
@@ -88,13 +125,8 @@ main_config(struct heavy_config *c)
 	if (config_check(c, err, sizeof err) == -1 ||
 	    config_resolve_state_dir(c, err, sizeof err) == -1)
 		fatalx("%s", err);
-	if (opt_check_config) {
-		if (features_init(c, false, err, sizeof err) == -1)
-			fatalx("%s", err);
-		config_print(c, file ? file : "none, built-in defaults", stdout);
-		features_print(stdout);
-		exit(0);
-	}
+	if (opt_check_config)
+		exit(main_check_config(c, file));
 	if (file != NULL)
 		log_debug("configuration from %s", file);
 }

@@ -534,9 +534,9 @@ mcp_run_result(struct mcp_session *s, const struct mcp_run *run,
 /*
  * Runs an orchestration for the session; takes the params.  From the
  * cache when it can, else admitted and started.  Returns the record, or
- * NULL and *error, the isError result (busy; a query too long; the store
- * cannot write) -- a task-augmented call that is refused for any reason
- * but the store becomes a failed task instead.
+ * NULL and *error, the isError result (no API key; busy; a query too
+ * long; the store cannot write) -- a task-augmented call that is refused
+ * for any reason but the store becomes a failed task instead.
  */
 struct task_record *
 mcp_run(struct mcp_session *s, const struct mcp_run *run,
@@ -550,12 +550,13 @@ mcp_run(struct mcp_session *s, const struct mcp_run *run,
 	struct task		*t;
 
 	*error = NULL;
-	if ((hit = cache_lookup(s->cfg, s->owner, key)) != NULL) {
+	if (server_key_error() != NULL)
+		*error = tool_error_result(server_key_error());
+	else if ((hit = cache_lookup(s->cfg, s->owner, key)) != NULL) {
 		free(key);
 		task_params_clear(p);
 		return mcp_call_instant(s, run, params, ttl, hit, true, error);
-	}
-	if (registry_admit(s->cfg, s->owner, workers_queued(), msg,
+	} else if (registry_admit(s->cfg, s->owner, workers_queued(), msg,
 	    sizeof msg) == -1)
 		*error = tool_error_result(msg);
 	else {

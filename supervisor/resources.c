@@ -68,7 +68,7 @@ resources_templates(void)
 /*
  * The configuration as --check-config prints it.  The server took the key
  * out of its environment and configuration at startup, so the line that
- * would say where it came from says only that there is one.
+ * would say where it came from says only whether there is one.
  */
 static char *
 res_config_text(const struct heavy_config *cfg)
@@ -87,7 +87,9 @@ res_config_text(const struct heavy_config *cfg)
 		end = strchr(line, '\n');
 		end = end ? end + 1 : line + strlen(line);
 		if (strncmp(line, "api_key:", 8) == 0)
-			buf_addstr(&out, "api_key: (set, masked)\n");
+			buf_addstr(&out, server_key_error() == NULL ?
+			    "api_key: (set, masked)\n" :
+			    "api_key: (not set)\n");
 		else
 			buf_add(&out, line, (size_t)(end - line));
 	}

@@ -14,11 +14,14 @@
 #include "supervisor.h"
 
 struct event_base		*ev_base;
-static char			*api_key;
+static char			*api_key;	/* NULL: see key_why */
+static char			 key_why[PATH_MAX + 512];
 static char			*search_key;	/* NULL: no key */
 static bool			 shutting_down;
+static bool			 serving;	/* MCP, not heavyd ask */
 static void			(*server_stop)(void);
 static struct event		*server_sigterm, *server_sigint;
+static struct event		*server_sighup;
 static int			 server_sig;
 
 const char *
@@ -33,45 +36,87 @@ server_search_key(void)
 	return search_key;
 }
 
-/* The first line of an api_key_file, without its newline. */
+/* The first line of a key file, without its newline; NULL and why. */
 static char *
-server_read_key_file(const char *what, const char *path)
+server_read_key_file(const char *what, const char *path, char *why,
+    size_t len)
 {
 	char	line[4096];
 	FILE	*f = fopen(path, "r");
 
-	if (f == NULL)
-		fatal("%s %s", what, path);
+	if (f == NULL) {
+		snprintf(why, len, "%s %s: %s", what, path, strerror(errno));
+		return NULL;
+	}
 	if (fgets(line, sizeof line, f) == NULL)
 		line[0] = '\0';
 	fclose(f);
 	line[strcspn(line, "\r\n")] = '\0';
-	if (line[0] == '\0')
-		fatalx("%s %s: empty", what, path);
+	if (line[0] == '\0') {
+		snprintf(why, len, "%s %s is empty", what, path);
+		return NULL;
+	}
 	return xstrdup(line);
 }
 
 /*
- * OPENROUTER_API_KEY, else openrouter.api_key, else api_key_file.  The
- * key leaves the environment and the configuration: only this process
- * and the job frames it writes hold it.
+ * The LLM key: OPENROUTER_API_KEY, else openrouter.api_key, else
+ * api_key_file; an empty one is none.  0 and the key in *key (when key is
+ * not NULL), or -1 and why, with the fix, naming the config file.
+ */
+int
+server_key_check(const struct heavy_config *c, char **key, char *why,
+    size_t len)
+{
+	const char	*v = getenv("OPENROUTER_API_KEY");
+	char		 problem[PATH_MAX + 64] = "", *k = NULL;
+
+	if (v != NULL && *v != '\0')
+		k = xstrdup(v);
+	else if (c->api_key != NULL && *c->api_key != '\0')
+		k = xstrdup(c->api_key);
+	else if (c->api_key_file != NULL)
+		k = server_read_key_file("api_key_file", c->api_key_file,
+		    problem, sizeof problem);
+	if (k == NULL) {
+		snprintf(why, len, "no API key%s%s%s: set OPENROUTER_API_KEY, "
+		    "`openrouter.api_key` or `api_key_file` in %s",
+		    problem[0] ? " (" : "", problem, problem[0] ? ")" : "",
+		    c->config_file ? c->config_file : "the config file");
+		return -1;
+	}
+	if (key != NULL)
+		*key = k;
+	else {
+		explicit_bzero(k, strlen(k));
+		free(k);
+	}
+	return 0;
+}
+
+/* Why orchestrations are refused (no key), or NULL. */
+const char *
+server_key_error(void)
+{
+	return api_key == NULL ? key_why : NULL;
+}
+
+/*
+ * The key leaves the environment and the configuration: only this process
+ * and the job frames it writes hold it.  Without one the server still
+ * starts, so that a client can connect and read why; orchestrations are
+ * refused with that reason (mcp_run).
  */
 static void
 server_take_key(struct heavy_config *c)
 {
 	char	*v = getenv("OPENROUTER_API_KEY");
 
-	if (v != NULL && *v != '\0') {
-		api_key = xstrdup(v);
+	if (server_key_check(c, &api_key, key_why, sizeof key_why) == -1)
+		log_warnx("%s; until then every orchestration fails with this",
+		    key_why);
+	if (v != NULL)
 		explicit_bzero(v, strlen(v));
-	} else if (c->api_key != NULL && *c->api_key != '\0')
-		api_key = xstrdup(c->api_key);
-	else if (c->api_key_file != NULL)
-		api_key = server_read_key_file("api_key_file", c->api_key_file);
-	else
-		fatalx("OPENROUTER_API_KEY is not set: export the API key of "
-		    "your OpenRouter (or other OpenAI-compatible) provider, or "
-		    "set openrouter.api_key or api_key_file in the config file");
 	unsetenv("OPENROUTER_API_KEY");
 	if (c->api_key != NULL)
 		explicit_bzero(c->api_key, strlen(c->api_key));
@@ -87,7 +132,7 @@ server_take_key(struct heavy_config *c)
 static void
 server_take_search_key(struct heavy_config *c)
 {
-	char	*v = getenv("HEAVY_SEARCH_API_KEY");
+	char	*v = getenv("HEAVY_SEARCH_API_KEY"), why[PATH_MAX + 64];
 	bool	 env = v != NULL && *v != '\0';
 
 	if (c->search_backend != NULL && env)
@@ -95,9 +140,10 @@ server_take_search_key(struct heavy_config *c)
 	else if (c->search_backend != NULL && c->search_api_key != NULL &&
 	    *c->search_api_key != '\0')
 		search_key = xstrdup(c->search_api_key);
-	else if (c->search_backend != NULL && c->search_api_key_file != NULL)
-		search_key = server_read_key_file("search.api_key_file",
-		    c->search_api_key_file);
+	else if (c->search_backend != NULL && c->search_api_key_file != NULL &&
+	    (search_key = server_read_key_file("search.api_key_file",
+	    c->search_api_key_file, why, sizeof why)) == NULL)
+		fatalx("%s", why);
 	if (v != NULL)
 		explicit_bzero(v, strlen(v));
 	unsetenv("HEAVY_SEARCH_API_KEY");
@@ -159,6 +205,21 @@ server_signal_cb(evutil_socket_t sig, short events, void *arg)
 	server_shutdown();
 }
 
+/*
+ * Until reload exists, a hangup (an operator's "reload") must not kill the
+ * server silently, as its default would.  heavyd ask, whose terminal has
+ * gone, stops as at ^C.
+ */
+static void
+server_sighup_cb(evutil_socket_t sig, short events, void *arg)
+{
+	if (!serving) {
+		server_signal_cb(sig, events, arg);
+		return;
+	}
+	log_info("SIGHUP received; reload is not supported yet, ignoring");
+}
+
 int
 server_signal(void)
 {
@@ -208,8 +269,10 @@ server_start(struct heavy_config *config, void (*stop)(void))
 	free(worker_path);
 	server_sigterm = evsignal_new(ev_base, SIGTERM, server_signal_cb, NULL);
 	server_sigint = evsignal_new(ev_base, SIGINT, server_signal_cb, NULL);
+	server_sighup = evsignal_new(ev_base, SIGHUP, server_sighup_cb, NULL);
 	evsignal_add(server_sigterm, NULL);
 	evsignal_add(server_sigint, NULL);
+	evsignal_add(server_sighup, NULL);
 }
 
 /* Runs until server_shutdown, then frees what server_start made. */
@@ -222,10 +285,12 @@ server_loop(void)
 	workspace_stop();
 	event_free(server_sigterm);
 	event_free(server_sigint);
+	event_free(server_sighup);
 	event_base_free(ev_base);
 	libevent_global_shutdown();
 	secret_clear();
-	explicit_bzero(api_key, strlen(api_key));
+	if (api_key != NULL)
+		explicit_bzero(api_key, strlen(api_key));
 	free(api_key);
 	if (search_key != NULL)
 		explicit_bzero(search_key, strlen(search_key));
@@ -236,6 +301,7 @@ server_loop(void)
 int
 server_run(struct heavy_config *config)
 {
+	serving = true;
 	server_start(config, mcp_stop);
 	if (mcp_start(config) == -1)
 		fatal("stdio");

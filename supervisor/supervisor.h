@@ -19,6 +19,9 @@ extern struct event_base	*ev_base;
 /* server.c */
 int		 server_run(struct heavy_config *);
 const char	*server_api_key(void);
+int		 server_key_check(const struct heavy_config *, char **key,
+		    char *why, size_t len);
+const char	*server_key_error(void);	/* NULL, or why no key */
 const char	*server_search_key(void);
 void		 server_shutdown(void);
 /* The same setup without MCP (heavyd ask): stop() runs at shutdown. */
@@ -32,6 +35,7 @@ void	 workspace_stop(void);
 int	 workspace_open(const char *state_dir, int ttl_s, char *err,
 	    size_t errlen);
 void	 workspace_close(void);
+int	 workspace_check(const char *state_dir, char *err, size_t errlen);
 char	*workspace_create(const char *task_id, char *err, size_t errlen);
 void	 workspace_release(const char *task_id);
 int	 workspace_sweep(time_t now);

@@ -242,6 +242,29 @@ workspace_timer_cb(evutil_socket_t fd, short events, void *arg)
 	workspace_sweep(time(NULL));
 }
 
+/*
+ * For --check-config: whether the server could keep workspaces there.  It
+ * creates the state directory, as the server would, and a probe in it.
+ */
+int
+workspace_check(const char *state_dir, char *err, size_t errlen)
+{
+	char	probe[64];
+	int	rc = 0;
+
+	if (workspace_open(state_dir, 60, err, errlen) == -1)
+		return -1;
+	snprintf(probe, sizeof probe, ".check-%d", (int)getpid());
+	if (mkdirat(ws_fd, probe, 0700) == -1 ||
+	    unlinkat(ws_fd, probe, AT_REMOVEDIR) == -1) {
+		snprintf(err, errlen, "state directory %s: %s", ws_root,
+		    strerror(errno));
+		rc = -1;
+	}
+	workspace_close();
+	return rc;
+}
+
 /* At startup: the state directory, a first sweep, then one every while. */
 void
 workspace_init(const struct heavy_config *cfg)

@@ -200,6 +200,8 @@ zygote_child_setup(const int err[2])
 		close(err[0]);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGINT, SIG_DFL);	/* the zygote's choice, not theirs */
+	signal(SIGHUP, SIG_DFL);
 	setpgid(0, 0);
 	prctl(PR_SET_NAME, "heavyd-worker");
 	/* Die with the zygote; check the parent did not die before this. */
@@ -450,6 +452,13 @@ zygote_setup(int fd)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	/*
+	 * A terminal's ^C and hangup reach the whole process group, which
+	 * the zygote shares with heavyd: heavyd decides what they mean, and
+	 * stops the zygote by closing its socket.
+	 */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigaddset(&chld, SIGTERM);

@@ -86,7 +86,8 @@ test('the key and settings can come from a config file; --check-config masks the
 	const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'heavyd-conf-')), 'config.yaml');
 	fs.writeFileSync(file, `openrouter:\n  base_url: "${mock.baseUrl}"\n  model: "file/model"\n` +
 	    '  api_key: "sk-file-secret-123"\nlimits:\n  heartbeat: 1\n');
-	const env = { ...process.env, HEAVY_CONFIG: file };
+	const { STATE_DIR } = await import('./lib.mjs');
+	const env = { ...process.env, HEAVY_CONFIG: file, HEAVY_STATE_DIR: STATE_DIR };
 	delete env.OPENROUTER_API_KEY;
 	const shown = execFileSync(HEAVYD, ['--check-config'], { env, encoding: 'utf8' });
 	assert.match(shown, /api_key: \(set in the file, masked\)/);

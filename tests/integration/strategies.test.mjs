@@ -243,12 +243,13 @@ test('the config file sets the strategy and the models per role; bad values name
 	fs.writeFileSync(file, 'orchestrator:\n  aggregation_strategy: best\n' +
 	    '  planner_model: "f/planner"\n  synthesis_model: f/synth\n' +
 	    '  agent_models:\n    - f/one\n    - "f/two"\n');
-	const env = { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, HEAVY_CONFIG: file };
+	const env = { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, HEAVY_CONFIG: file,
+	    OPENROUTER_API_KEY: 'sk-x' };
 	const shown = execFileSync(HEAVYD, ['--check-config'], { env, encoding: 'utf8' });
 	assert.match(shown, /^aggregation_strategy: best$/m);
 	assert.match(shown, /^planner_model: f\/planner$/m);
 	assert.match(shown, /^synthesis_model: f\/synth$/m);
-	assert.match(shown, /^agent_models: f\/one, f\/two \(round-robin\)$/m);
+	assert.match(shown, /^agent_models: \["f\/one", "f\/two"\]  # round-robin$/m);
 
 	const { srv, mock } = await setup(t, { env: { HEAVY_CONFIG: file } });
 	const { result } = await srv.orchestrate({ query: 'From the file [[review:prefer:Answer 2:]]', num_agents: 2 });

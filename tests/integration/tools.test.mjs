@@ -141,7 +141,8 @@ test('Brave: the key (from the environment or a key file) goes only to the backe
 		HEAVY_SEARCH_API_KEY: 'brave-secret-4711',
 	};
 	const shown = execFileSync(HEAVYD, ['--check-config'], {
-		env: { ...process.env, ...env, OPENROUTER_API_KEY: 'sk-x' }, encoding: 'utf8' });
+		env: { ...process.env, ...env, OPENROUTER_API_KEY: 'sk-x', HEAVY_STATE_DIR: STATE_DIR },
+		encoding: 'utf8' });
 	assert.match(shown, /search\.backend: brave/);
 	assert.match(shown, /search\.api_key: \(set in HEAVY_SEARCH_API_KEY, masked\)/);
 	assert.doesNotMatch(shown, /brave-secret-4711/);

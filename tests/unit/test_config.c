@@ -38,7 +38,8 @@ Test(config, env_overrides_and_limits)
 
 Test(config, bad_values_name_the_variable)
 {
-	static const char *bad[] = { "0", "-5", "12x", "", "99999999999" };
+	static const char *bad[] = { "0", "-5", "12x", "", "99999999999",
+	    " 4", "4 ", "\t4" };
 	struct heavy_config	c;
 	char			err[256];
 
@@ -55,6 +56,42 @@ Test(config, bad_values_name_the_variable)
 		config_clear(&c);
 	}
 	unsetenv("HEAVY_MAX_WORKERS");
+}
+
+Test(config, stray_spaces_in_a_cost_are_refused)
+{
+	struct heavy_config	c;
+	char			err[256];
+
+	config_defaults(&c);
+	setenv("HEAVY_MAX_COST_USD", " 1.5", 1);
+	cr_assert_eq(config_from_env(&c, err, sizeof err), -1);
+	cr_assert(strstr(err, "HEAVY_MAX_COST_USD") != NULL, "%s", err);
+	unsetenv("HEAVY_MAX_COST_USD");
+	config_clear(&c);
+}
+
+/* The error names the variable the user set, not the internal field. */
+Test(config, a_bad_base_url_is_named_by_its_variable)
+{
+	static const char *bad[] = { "not-a-url", "ftp://x", "http://",
+	    "http:///path", "https://a b/" };
+	struct heavy_config	c;
+	char			err[256];
+
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		config_defaults(&c);
+		setenv("HEAVY_BASE_URL", bad[i], 1);
+		cr_assert_eq(config_from_env(&c, err, sizeof err), -1,
+		    "%s accepted", bad[i]);
+		cr_assert(strncmp(err, "HEAVY_BASE_URL: ", 16) == 0, "%s", err);
+		config_clear(&c);
+	}
+	config_defaults(&c);
+	setenv("HEAVY_BASE_URL", "HTTP://127.0.0.1:9/v1", 1);
+	cr_assert_eq(config_from_env(&c, err, sizeof err), 0, "%s", err);
+	unsetenv("HEAVY_BASE_URL");
+	config_clear(&c);
 }
 
 Test(config, dup_is_independent)

@@ -103,6 +103,28 @@ Test(configfile, mistakes_name_file_line_and_key)
 		{ "search: [1, 2]\n", ":1: search: expected a mapping" },
 		{ "system_prompt:\n  nested: x\n", ":2: system_prompt: expected a single" },
 		{ "openrouter: {model: \"x\"\n", ":2: did not find expected" },
+		{ "openrouter:\n  model: a/b\n  model: c/d\n",
+		  ":3: openrouter.model: duplicate key, first at line 2" },
+		{ "limits:\n  max_workers: 3\nagent: {}\n"
+		  "limits:\n  spares: 1\n",
+		  ":4: limits: duplicate key, first at line 1" },
+		{ "openrouter:\n  modle: x\n",
+		  "did you mean `openrouter.model`?" },
+		{ "model: x\n", ":1: model: unknown key; did you mean "
+		  "`openrouter.model`?" },
+		{ "orchestrater:\n  parallel_agents: 4\n",
+		  ":1: orchestrater: unknown key; did you mean `orchestrator`?" },
+		{ "limits:\n  max_worker: 3\n", "unknown limit; did you mean "
+		  "`limits.max_workers`?" },
+		{ "agent:\n  max_iterations: \" 4\"\n",
+		  ":2: agent.max_iterations: expected an integer" },
+		{ "limits:\n  max_workers: \"4 \"\n",
+		  ":2: limits.max_workers: expected an integer" },
+		{ "search:\n  max_results: \" 4\"\n",
+		  ":2: search.max_results: expected an integer" },
+		{ "openrouter:\n  base_url: not-a-url\n",
+		  ":2: openrouter.base_url: expected an http:// or "
+		  "https:// URL" },
 	};
 	struct heavy_config	c;
 	char			err[512];
@@ -118,6 +140,18 @@ Test(configfile, mistakes_name_file_line_and_key)
 	}
 }
 
+/* Far from every known key: no suggestion, rather than a wrong one. */
+Test(configfile, a_far_unknown_key_gets_no_suggestion)
+{
+	struct heavy_config	c;
+	char			err[512];
+
+	cr_assert_eq(load("banana: 1\n", &c, err), -1);
+	cr_assert(strstr(err, ":1: banana: unknown key") != NULL, "%s", err);
+	cr_assert(strstr(err, "did you mean") == NULL, "%s", err);
+	config_clear(&c);
+}
+
 Test(configfile, missing_file_is_an_error)
 {
 	struct heavy_config	c;
@@ -126,6 +160,7 @@ Test(configfile, missing_file_is_an_error)
 	config_defaults(&c);
 	cr_assert_eq(config_load_file(&c, "/nonexistent/heavyd.yaml", err,
 	    sizeof err), -1);
-	cr_assert(strstr(err, "/nonexistent/heavyd.yaml: No such file") != NULL);
+	cr_assert(strncmp(err, "config file /nonexistent/heavyd.yaml: No such "
+	    "file", 44) == 0, "%s", err);
 	config_clear(&c);
 }

@@ -173,11 +173,11 @@ Test(models, check_config_prints_every_role)
 	config_print(&c, "test", f);
 	fclose(f);
 	cr_assert(strstr(out, "aggregation_strategy: best\n") != NULL, "%s", out);
-	cr_assert(strstr(out, "planner_model: main/m (the main model)\n") !=
+	cr_assert(strstr(out, "planner_model: main/m  # the main model\n") !=
 	    NULL, "%s", out);
 	cr_assert(strstr(out, "synthesis_model: s/m\n") != NULL, "%s", out);
-	cr_assert(strstr(out, "agent_models: a/1, a/2 (round-robin)\n") != NULL,
-	    "%s", out);
+	cr_assert(strstr(out, "agent_models: [\"a/1\", \"a/2\"]  # round-robin\n")
+	    != NULL, "%s", out);
 	free(out);
 	config_clear(&c);
 }
