@@ -151,3 +151,103 @@ test('ids past uint64/int64 and lone surrogates are refused, never changed',
 	expectError(await raw.next(), 8, -32600, 'a progress token past uint64');
 	await closeAndCheck(raw);
 });
+
+test('NaN, Infinity and raw control characters are -32700; a NUL ends no name',
+    { timeout: 30000 }, async (t) => {
+	const raw = rawServer(t);
+	await init(raw);
+	const orchestrate = (args) => `{"jsonrpc":"2.0","id":4,"method":"tools/call",` +
+	    `"params":{"name":"heavy_orchestrate","arguments":${args}}}`;
+	for (const [line, what] of [
+		[orchestrate('{"query":"q","timeout":NaN}'), 'timeout: NaN'],
+		[orchestrate('{"query":"q","timeout":Infinity}'), 'timeout: Infinity'],
+		[orchestrate('{"query":"q","timeout":-Infinity}'), 'timeout: -Infinity'],
+		[orchestrate('{"query":"a\tb"}'), 'a raw tab in a string'],
+		[orchestrate('{"query":"q",}'), 'a trailing comma'],
+		['{"jsonrpc":"2.0","id":4,"method":"ping"}\x00', 'a NUL after the value'],
+		["{'jsonrpc':'2.0','id':4,'method':'ping'}", 'single quotes'],
+		['{"jsonrpc":"2.0","id":04,"method":"ping"}', 'a leading zero'],
+		['{"jsonrpc":"2.0","id":4,"method":"ping"} /* c */', 'a comment'],
+	]) {
+		raw.send(line);
+		expectError(await raw.next(), undefined, -32700, what);
+	}
+	raw.send('{"jsonrpc":"2.0","id":5,"method":"ping\\u0000junk"}');
+	expectError(await raw.next(), 5, -32601, 'ping\\u0000junk');
+	raw.send('{"jsonrpc":"2.0","id":6,"method":"tools/call","params":' +
+	    '{"name":"heavy_orchestrate\\u0000x","arguments":{"query":"q"}}}');
+	expectError(await raw.next(), 6, -32602, 'heavy_orchestrate\\u0000x');
+	raw.send('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":' +
+	    '{"name":"heavy_orchestrate\\u0000x","arguments":{"query":"q"},"task":{}}}');
+	expectError(await raw.next(), 7, -32602, 'heavy_orchestrate\\u0000x as a task');
+	await closeAndCheck(raw);
+});
+
+test('deep valid JSON: parsed to 256 levels, refused deeper under its id',
+    { timeout: 30000 }, async (t) => {
+	const raw = rawServer(t);
+	await init(raw);
+	const nest = (n) => '['.repeat(n) + ']'.repeat(n);
+	// The message is level 1, params 2, "deep" the rest: 256 levels in all.
+	raw.send(`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"deep":${nest(254)}}}`);
+	assert.deepEqual(await raw.next(), { jsonrpc: '2.0', id: 1, result: {} });
+	raw.send(`{"jsonrpc":"2.0","id":2,"method":"ping","params":{"deep":${nest(255)}}}`);
+	expectError(await raw.next(), 2, -32600, 'nested 257 levels');
+	raw.send(`{"jsonrpc":"2.0","method":"ping","params":{"deep":${nest(10000)}},"id":"deep"}`);
+	expectError(await raw.next(), 'deep', -32600, 'nested 10,001 levels');
+	raw.send(`{"jsonrpc":"2.0","id":3,"result":{"deep":${nest(10000)}}}`);
+	raw.send('{"jsonrpc":"2.0","id":4,"method":"ping"}');
+	assert.deepEqual(await raw.next(), { jsonrpc: '2.0', id: 4, result: {} },
+	    'a deep response is ignored');
+	await closeAndCheck(raw);
+});
+
+test('responses from the client are never answered, with an id or none',
+    { timeout: 30000 }, async (t) => {
+	const raw = rawServer(t);
+	await init(raw);
+	raw.send('{"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error"}}');
+	raw.send('{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"x"}}');
+	raw.send('{"jsonrpc":"2.0","id":"x","result":{}}');
+	raw.send('{"jsonrpc":"2.0","id":9,"method":"ping"}');
+	assert.deepEqual(await raw.next(), { jsonrpc: '2.0', id: 9, result: {} });
+	await closeAndCheck(raw);
+	assert.deepEqual(raw.lines, []);
+});
+
+test('id-less errors: no id from 2025-11-25 on, id null before it', { timeout: 30000 }, async (t) => {
+	for (const [version, expectId] of [['2025-11-25', false], ['2025-06-18', true],
+	    ['2025-03-26', true], [null, false]]) {
+		const raw = rawServer(t);
+		if (version)
+			await init(raw, version);
+		raw.send('not json');
+		const m = await raw.next();
+		assert.equal(m.error?.code, -32700, JSON.stringify(m));
+		if (expectId)
+			assert.equal(m.id, null, `${version}: ${JSON.stringify(m)}`);
+		else
+			assert.ok(!('id' in m), `${version ?? 'before initialize'}: ${JSON.stringify(m)}`);
+		await closeAndCheck(raw);
+	}
+});
+
+test('a bogus cursor on an unpaginated list and non-object arguments are -32602',
+    { timeout: 30000 }, async (t) => {
+	const raw = rawServer(t);
+	await init(raw);
+	let id = 10;
+	for (const method of ['tools/list', 'resources/list', 'resources/templates/list',
+	    'prompts/list']) {
+		const m = await raw.call({ jsonrpc: '2.0', id: ++id, method, params: { cursor: 'bogus' } });
+		expectError(m, id, -32602, `${method} with a cursor`);
+		const ok = await raw.call({ jsonrpc: '2.0', id: ++id, method, params: { cursor: null } });
+		assert.ok(ok.result, `${method}, cursor null: ${JSON.stringify(ok)}`);
+	}
+	for (const args of [[], 'q', 7, null, true]) {
+		const m = await raw.call({ jsonrpc: '2.0', id: ++id, method: 'tools/call',
+		    params: { name: 'heavy_orchestrate', arguments: args } });
+		expectError(m, id, -32602, `arguments ${JSON.stringify(args)}`);
+	}
+	await closeAndCheck(raw);
+});
