@@ -251,3 +251,21 @@ test('a bogus cursor on an unpaginated list and non-object arguments are -32602'
 	}
 	await closeAndCheck(raw);
 });
+
+test('EOF during a blocking call: it is answered, interrupted, before the exit',
+    { timeout: 120000 }, async (t) => {
+	const mock = await startMock();
+	t.after(() => mock.stop());
+	const raw = rawServer(t, { HEAVY_BASE_URL: mock.baseUrl, HEAVY_WORKER: WORKER });
+	await init(raw);
+	raw.send({ jsonrpc: '2.0', id: 'slow', method: 'tools/call', params: {
+		name: 'heavy_orchestrate',
+		arguments: { query: 'Hang [[agent:hang]]', num_agents: 1, timeout: 600 },
+	} });
+	await waitFor(async () => (await mock.stats()).hangs >= 1, 60000, 'the agent to hang');
+	await closeAndCheck(raw);
+	const replies = raw.lines.map((l) => JSON.parse(l)).filter((m) => m.id === 'slow');
+	assert.equal(replies.length, 1, raw.lines.join('\n'));
+	assert.equal(replies[0].result?.isError, true, JSON.stringify(replies[0]));
+	assert.match(replies[0].result.content[0].text, /interrupted by shutdown/);
+});
