@@ -867,13 +867,14 @@ mcp_write_cb(struct bufferevent *bev, void *arg)
 static void
 mcp_flush(struct mcp_session *s)
 {
+	static bool	 gone;	/* once, then every later flush drops */
 	struct evbuffer	*out = bufferevent_get_output(s->out);
 	struct pollfd	 pfd = { .fd = STDOUT_FILENO, .events = POLLOUT };
 	int		 n;
 
 	bufferevent_disable(s->out, EV_WRITE);
 	evbuffer_unfreeze(out, 1);
-	while (evbuffer_get_length(out) > 0) {
+	while (!gone && evbuffer_get_length(out) > 0) {
 		errno = 0;
 		if ((n = evbuffer_write(out, STDOUT_FILENO)) > 0 ||
 		    (n == -1 && errno == EINTR))
@@ -882,8 +883,9 @@ mcp_flush(struct mcp_session *s)
 		    ((n = poll(&pfd, 1, MCP_FLUSH_STALL_MS)) > 0 ||
 		    (n == -1 && errno == EINTR)))
 			continue;
-		evbuffer_drain(out, evbuffer_get_length(out));
+		gone = true;
 	}
+	evbuffer_drain(out, evbuffer_get_length(out));
 }
 
 /*
