@@ -570,7 +570,7 @@ mcp_orchestrate(struct mcp_session *s, struct rpc_msg *m,
 	json_object_put(run.progress_token);
 }
 
-/* An unknown tool; its name is cut on a character, a NUL is shown. */
+/* An unknown tool, named up to 100 bytes cut on a character boundary. */
 static void
 mcp_unknown_tool(struct mcp_session *s, struct rpc_msg *m,
     struct json_object *name)
