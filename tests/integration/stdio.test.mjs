@@ -269,3 +269,29 @@ test('EOF during a blocking call: it is answered, interrupted, before the exit',
 	assert.equal(replies[0].result?.isError, true, JSON.stringify(replies[0]));
 	assert.match(replies[0].result.content[0].text, /interrupted by shutdown/);
 });
+
+test('EOF during tasks/result for a task another heavyd runs: it is answered',
+    { timeout: 120000 }, async (t) => {
+	const mock = await startMock();
+	t.after(() => mock.stop());
+	const env = { HEAVY_BASE_URL: mock.baseUrl, HEAVY_WORKER: WORKER };
+	const a = rawServer(t, env);
+	await init(a);
+	const created = await a.call({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: {
+		name: 'heavy_orchestrate', task: { ttl: 60000 },
+		arguments: { query: 'Hang [[agent:hang]]', num_agents: 1, timeout: 600 },
+	} }, 30000);
+	const taskId = created.result?.task?.taskId;
+	assert.ok(taskId, JSON.stringify(created));
+	await waitFor(async () => (await mock.stats()).hangs >= 1, 60000, 'the agent to hang');
+	const b = rawServer(t, env);
+	await init(b);
+	b.send({ jsonrpc: '2.0', id: 'r', method: 'tasks/result', params: { taskId } });
+	// It waits: a ping sent after it is answered first.
+	assert.deepEqual(await b.call({ jsonrpc: '2.0', id: 'p', method: 'ping' }, 30000),
+	    { jsonrpc: '2.0', id: 'p', result: {} });
+	await closeAndCheck(b);
+	assert.equal(b.lines.length, 1, b.lines.join('\n'));
+	expectError(JSON.parse(b.lines[0]), 'r', -32603, 'tasks/result at shutdown');
+	await closeAndCheck(a);
+});
