@@ -63,8 +63,9 @@ mcp_add_utf8(struct evbuffer *out, const char *text, size_t len)
 	size_t	n, good;
 
 	while (len > 0) {
-		for (good = 0; good < len; good += n)
-			if ((n = rpc_utf8_char(text + good, len - good)) == 0)
+		for (good = 0; good < len; good += n)	/* ASCII at once */
+			if ((n = (unsigned char)text[good] < 0x80 ? 1 :
+			    rpc_utf8_char(text + good, len - good)) == 0)
 				break;
 		evbuffer_add(out, text, good);
 		if (good == len)
