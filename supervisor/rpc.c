@@ -469,12 +469,49 @@ rpc_method(struct json_object *v)
 	return strlen(s) != (size_t)json_object_get_string_len(v) ? "" : s;
 }
 
+/* A request or a notification: its envelope, its id, its method. */
+static int
+rpc_request(struct rpc_msg *m, const struct rpc_scan *sc)
+{
+	struct json_object	*v, *id;
+	bool			 has_id;
+
+	has_id = json_object_object_get_ex(m->root, "id", &id);
+	if (has_id && rpc_id_valid(id) && !sc->id_lossy)
+		m->id = id;
+	if (!json_object_object_get_ex(m->root, "jsonrpc", &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    strcmp(json_object_get_string(v), "2.0") != 0)
+		return rpc_invalid(m, RPC_INVALID_REQUEST,
+		    "Invalid Request: jsonrpc must be \"2.0\"");
+	if (has_id && m->id == NULL)
+		return rpc_invalid(m, RPC_INVALID_REQUEST, sc->id_lossy ?
+		    "Invalid Request: id cannot be echoed exactly (a lone "
+		    "surrogate, or an integer out of range)" :
+		    "Invalid Request: id must be a string or an integer");
+	if (!json_object_object_get_ex(m->root, "method", &v))
+		return rpc_invalid(m, RPC_INVALID_REQUEST,
+		    "Invalid Request: no method");
+	if (!json_object_is_type(v, json_type_string))
+		return rpc_invalid(m, RPC_INVALID_REQUEST,
+		    "Invalid Request: method must be a string");
+	m->method = rpc_method(v);
+	if (sc->lossy)
+		return rpc_invalid(m, RPC_INVALID_REQUEST, "Invalid Request: "
+		    "holds a lone surrogate escape, a number out of range or "
+		    "a key with \\u0000");
+	if (json_object_object_get_ex(m->root, "params", &m->params) &&
+	    !json_object_is_type(m->params, json_type_object))
+		return rpc_invalid(m, RPC_INVALID_PARAMS,
+		    "Invalid params: params must be an object");
+	m->kind = has_id ? RPC_REQUEST : RPC_NOTIFICATION;
+	return 0;
+}
+
 int
 rpc_parse(const char *line, size_t len, struct rpc_msg *m)
 {
-	struct json_object	*v, *id;
-	struct rpc_scan		 sc;
-	bool			 has_id;
+	struct rpc_scan	sc;
 
 	memset(m, 0, sizeof *m);
 	if (len > INT32_MAX - 1 || rpc_scan(line, len, &sc) == -1)
@@ -493,36 +530,7 @@ rpc_parse(const char *line, size_t len, struct rpc_msg *m)
 		m->kind = RPC_RESPONSE;
 		return 0;
 	}
-	has_id = json_object_object_get_ex(m->root, "id", &id);
-	if (has_id && rpc_id_valid(id) && !sc.id_lossy)
-		m->id = id;
-	if (!json_object_object_get_ex(m->root, "jsonrpc", &v) ||
-	    !json_object_is_type(v, json_type_string) ||
-	    strcmp(json_object_get_string(v), "2.0") != 0)
-		return rpc_invalid(m, RPC_INVALID_REQUEST,
-		    "Invalid Request: jsonrpc must be \"2.0\"");
-	if (has_id && m->id == NULL)
-		return rpc_invalid(m, RPC_INVALID_REQUEST, sc.id_lossy ?
-		    "Invalid Request: id cannot be echoed exactly (a lone "
-		    "surrogate, or an integer out of range)" :
-		    "Invalid Request: id must be a string or an integer");
-	if (!json_object_object_get_ex(m->root, "method", &v))
-		return rpc_invalid(m, RPC_INVALID_REQUEST,
-		    "Invalid Request: no method");
-	if (!json_object_is_type(v, json_type_string))
-		return rpc_invalid(m, RPC_INVALID_REQUEST,
-		    "Invalid Request: method must be a string");
-	m->method = rpc_method(v);
-	if (sc.lossy)
-		return rpc_invalid(m, RPC_INVALID_REQUEST, "Invalid Request: "
-		    "holds a lone surrogate escape, a number out of range or "
-		    "a key with \\u0000");
-	if (json_object_object_get_ex(m->root, "params", &m->params) &&
-	    !json_object_is_type(m->params, json_type_object))
-		return rpc_invalid(m, RPC_INVALID_PARAMS,
-		    "Invalid params: params must be an object");
-	m->kind = has_id ? RPC_REQUEST : RPC_NOTIFICATION;
-	return 0;
+	return rpc_request(m, &sc);
 }
 
 void
