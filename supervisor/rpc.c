@@ -496,6 +496,10 @@ rpc_request(struct rpc_msg *m, const struct rpc_scan *sc)
 		return rpc_invalid(m, RPC_INVALID_REQUEST,
 		    "Invalid Request: method must be a string");
 	m->method = rpc_method(v);
+	if (sc->lossy && !has_id) {	/* never answered, and unsafe to act on */
+		m->kind = RPC_DROPPED;
+		return 0;
+	}
 	if (sc->lossy)
 		return rpc_invalid(m, RPC_INVALID_REQUEST, "Invalid Request: "
 		    "holds a lone surrogate escape, a number out of range or "

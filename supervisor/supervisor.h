@@ -265,7 +265,9 @@ struct json_object *tool_error_result(const char *text);
 /* json-c's nesting limit, raised from 32; deeper is refused under its id. */
 #define RPC_MAX_DEPTH		256
 #define RPC_MAX_DEPTH_TEXT	"256"
-enum rpc_kind { RPC_REQUEST, RPC_NOTIFICATION, RPC_RESPONSE, RPC_INVALID };
+/* RPC_DROPPED: a notification json-c cannot hold exactly, not acted on. */
+enum rpc_kind { RPC_REQUEST, RPC_NOTIFICATION, RPC_RESPONSE, RPC_DROPPED,
+	RPC_INVALID };
 struct rpc_msg {
 	enum rpc_kind		 kind;
 	struct json_object	*root;		/* owned */

@@ -295,3 +295,23 @@ test('EOF during tasks/result for a task another heavyd runs: it is answered',
 	expectError(JSON.parse(b.lines[0]), 'r', -32603, 'tasks/result at shutdown');
 	await closeAndCheck(a);
 });
+
+test('a cancellation whose requestId json-c would clamp cancels nothing', { timeout: 120000 }, async (t) => {
+	const mock = await startMock();
+	t.after(() => mock.stop());
+	const raw = rawServer(t, { HEAVY_BASE_URL: mock.baseUrl, HEAVY_WORKER: WORKER });
+	await init(raw);
+	raw.send('{"jsonrpc":"2.0","id":18446744073709551615,"method":"tools/call","params":' +
+	    '{"name":"heavy_orchestrate","arguments":{"query":"Hang [[agent:hang]]",' +
+	    '"num_agents":1,"timeout":600}}}');
+	await waitFor(async () => (await mock.stats()).hangs >= 1, 60000, 'the agent to hang');
+	raw.send('{"jsonrpc":"2.0","method":"notifications/cancelled","params":' +
+	    '{"requestId":18446744073709551616}}');
+	assert.deepEqual(await raw.call({ jsonrpc: '2.0', id: 'p', method: 'ping' }, 30000),
+	    { jsonrpc: '2.0', id: 'p', result: {} }, 'nothing answers the notification');
+	await closeAndCheck(raw);
+	// Still running at EOF, so answered as interrupted, under its exact id.
+	assert.equal(raw.lines.length, 1, raw.lines.join('\n'));
+	assert.match(raw.lines[0], /^\{"jsonrpc":"2\.0","id":18446744073709551615,"result":\{/);
+	assert.match(raw.lines[0], /interrupted by shutdown/);
+});

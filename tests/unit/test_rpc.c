@@ -325,3 +325,14 @@ Test(rpc, id_keys_stay_apart)
 	rpc_msg_clear(&a);
 	rpc_msg_clear(&b);
 }
+
+Test(rpc, a_lossy_notification_is_dropped)
+{
+	struct rpc_msg	m;
+
+	cr_assert_eq(parse("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/"
+	    "cancelled\",\"params\":{\"requestId\":18446744073709551616}}", &m),
+	    0);
+	cr_assert_eq(m.kind, RPC_DROPPED);
+	rpc_msg_clear(&m);
+}
