@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #define MCP_TASKS_SINCE	"2025-11-25"	/* MCP Tasks came with it */
 #define MCP_RELATED_TASK	"io.modelcontextprotocol/related-task"
 #define MCP_MIN_TTL_MS		1000	/* a task must live to be polled */
+#define MCP_FLUSH_STALL_MS	10000	/* a reader this slow at exit is gone */
 
 /*
  * One orchestration of the session: a blocking call (id set: answered at
@@ -47,12 +49,36 @@ struct mcp_call {
 
 static struct mcp_session	*mcp_stdio;	/* the one stdio session */
 
-static void	mcp_call_abandon(struct mcp_call *, const char *, bool);
 
 static const char *mcp_versions[] = { MCP_LATEST, "2025-06-18",
     "2025-03-26" };
 
-/* Writes one message; stdout is ours alone. */
+/*
+ * Adds text to out with every byte that is not part of a UTF-8 character
+ * replaced by U+FFFD.  json-c writes its structure in ASCII and copies
+ * string bytes as they are, so a bad byte (a message cut by %.100s, a
+ * worker's text) can only be inside a string, where U+FFFD is fine.
+ */
+static void
+mcp_add_utf8(struct evbuffer *out, const char *text, size_t len)
+{
+	size_t	n, good;
+
+	while (len > 0) {
+		for (good = 0; good < len; good += n)	/* ASCII at once */
+			if ((n = (unsigned char)text[good] < 0x80 ? 1 :
+			    rpc_utf8_char(text + good, len - good)) == 0)
+				break;
+		evbuffer_add(out, text, good);
+		if (good == len)
+			return;
+		evbuffer_add(out, "\xef\xbf\xbd", 3);
+		text += good + 1;
+		len -= good + 1;
+	}
+}
+
+/* Writes one message; stdout is ours alone, and always UTF-8. */
 static void
 mcp_send(struct mcp_session *s, struct json_object *msg)
 {
@@ -62,7 +88,7 @@ mcp_send(struct mcp_session *s, struct json_object *msg)
 
 	text = json_object_to_json_string_length(msg, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-	evbuffer_add(out, text, len);
+	mcp_add_utf8(out, text, len);
 	evbuffer_add(out, "\n", 1);
 	json_object_put(msg);
 }
@@ -75,11 +101,22 @@ mcp_reply(struct mcp_session *s, struct json_object *id,
 	mcp_send(s, rpc_result(id, result));
 }
 
+/*
+ * An error with no id to give (a parse error) has "id": null in JSON-RPC
+ * 2.0 and in the MCP revisions before 2025-11-25 (whose schemas require
+ * an id, and none fits); from 2025-11-25 the schema makes the id optional
+ * and forbids null, so it is left out, also before initialize.
+ */
 void
 mcp_error(struct mcp_session *s, struct json_object *id, int code,
     const char *message)
 {
-	mcp_send(s, rpc_error(id, code, message));
+	struct json_object	*e = rpc_error(id, code, message);
+
+	if (id == NULL && (s->version == NULL ||
+	    strcmp(s->version, "2025-11-25") >= 0))
+		json_object_object_del(e, "id");
+	mcp_send(s, e);
 }
 
 void
@@ -201,10 +238,27 @@ mcp_ping(struct mcp_session *s, struct rpc_msg *m)
 	mcp_send(s, rpc_result(m->id, json_object_new_object()));
 }
 
+/*
+ * A list that is never paginated hands out no cursor, so any cursor is
+ * bogus: -32602, as MCP says a server SHOULD.  A null one is no cursor.
+ */
+bool
+mcp_bad_cursor(struct mcp_session *s, struct rpc_msg *m)
+{
+	struct json_object	*v;
+
+	if (!json_object_object_get_ex(m->params, "cursor", &v) || v == NULL)
+		return false;
+	mcp_error(s, m->id, RPC_INVALID_PARAMS, "Invalid params: cursor is "
+	    "not one this server gave (this list has a single page)");
+	return true;
+}
+
 static void
 mcp_tools_list(struct mcp_session *s, struct rpc_msg *m)
 {
-	mcp_send(s, rpc_result(m->id, tool_list(s->cfg)));
+	if (!mcp_bad_cursor(s, m))
+		mcp_send(s, rpc_result(m->id, tool_list(s->cfg)));
 }
 
 /* MCP's syslog levels, mapped onto ours. */
@@ -492,7 +546,9 @@ mcp_call_stored(struct mcp_call *c, struct json_object **error)
 	c->rec->mcp_task = false;	/* no status notice for it */
 	if (c->id != NULL)
 		lh_table_delete(c->s->calls, c->key);
-	mcp_call_abandon(c, msg, true);
+	c->rec->cancelled = NULL;	/* the caller answers, with *error */
+	registry_interrupt(c->rec, msg, now_ms());
+	mcp_call_free(c);
 	*error = tool_error_result(msg);
 	return -1;
 }
@@ -605,20 +661,63 @@ mcp_orchestrate(struct mcp_session *s, struct rpc_msg *m,
 	json_object_put(run.progress_token);
 }
 
+/* An unknown tool, named up to 100 bytes cut on a character boundary. */
+static void
+mcp_unknown_tool(struct mcp_session *s, struct rpc_msg *m,
+    struct json_object *name)
+{
+	const char	*text = json_object_get_string(name);
+	char		 msg[160];
+	size_t		 len = strlen(text);
+
+	if (len != (size_t)json_object_get_string_len(name)) {
+		mcp_error(s, m->id, RPC_INVALID_PARAMS,
+		    "Unknown tool: a name with a NUL character");
+		return;
+	}
+	if (len > 100)		/* back to the start of a character */
+		for (len = 100; len > 0 &&
+		    ((unsigned char)text[len] & 0xc0) == 0x80; len--)
+			;
+	snprintf(msg, sizeof msg, "Unknown tool: %.*s", (int)len, text);
+	mcp_error(s, m->id, RPC_INVALID_PARAMS, msg);
+}
+
+/* name, a string without a NUL (else no tool's), and arguments, an object. */
+static int
+mcp_call_params(struct mcp_session *s, struct rpc_msg *m,
+    struct json_object **name, struct json_object **args)
+{
+	*args = NULL;
+	if (!json_object_object_get_ex(m->params, "name", name) ||
+	    !json_object_is_type(*name, json_type_string)) {
+		mcp_error(s, m->id, RPC_INVALID_PARAMS,
+		    "Invalid params: name (string) is required");
+		return -1;
+	}
+	if (json_object_object_get_ex(m->params, "arguments", args) &&
+	    !json_object_is_type(*args, json_type_object)) {
+		mcp_error(s, m->id, RPC_INVALID_PARAMS,
+		    "Invalid params: arguments must be an object");
+		return -1;
+	}
+	if (strlen(json_object_get_string(*name)) !=
+	    (size_t)json_object_get_string_len(*name)) {
+		mcp_unknown_tool(s, m, *name);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 {
-	struct json_object	*name, *args = NULL, *res, *task = NULL;
-	char			*key, msg[160];
+	struct json_object	*name, *args, *res, *task = NULL;
+	char			*key;
 	bool			 dup;
 
-	if (!json_object_object_get_ex(m->params, "name", &name) ||
-	    !json_object_is_type(name, json_type_string)) {
-		mcp_error(s, m->id, RPC_INVALID_PARAMS,
-		    "Invalid params: name (string) is required");
+	if (mcp_call_params(s, m, &name, &args) == -1)
 		return;
-	}
-	json_object_object_get_ex(m->params, "arguments", &args);
 	if (json_object_object_get_ex(m->params, "task", &task) &&
 	    task != NULL && mcp_has_tasks(s)) {
 		mcptasks_call(s, m, json_object_get_string(name), args, task);
@@ -630,9 +729,7 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 			mcp_send(s, rpc_result(m->id, res));
 			return;
 		}
-		snprintf(msg, sizeof msg, "Unknown tool: %.100s",
-		    json_object_get_string(name));
-		mcp_error(s, m->id, RPC_INVALID_PARAMS, msg);
+		mcp_unknown_tool(s, m, name);
 		return;
 	}
 	key = rpc_id_key(m->id);
@@ -646,15 +743,12 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 	mcp_orchestrate(s, m, args);
 }
 
-/* A call the server will not answer: its task is stopped, no hook. */
+/* A call the client cancelled, never answered: its task is stopped. */
 static void
-mcp_call_abandon(struct mcp_call *c, const char *why, bool shutdown)
+mcp_call_abandon(struct mcp_call *c, const char *why)
 {
 	c->rec->cancelled = NULL;
-	if (shutdown)
-		registry_interrupt(c->rec, why, now_ms());
-	else
-		registry_cancel(c->rec, why, now_ms());
+	registry_cancel(c->rec, why, now_ms());
 	mcp_call_free(c);
 }
 
@@ -682,7 +776,7 @@ mcp_cancelled(struct mcp_session *s, struct rpc_msg *m)
 	c = (struct mcp_call *)lh_entry_v(e);
 	lh_table_delete_entry(s->calls, e);
 	log_info("request %s cancelled by the client", c->key);
-	mcp_call_abandon(c, "cancelled by the client", false);
+	mcp_call_abandon(c, "cancelled by the client");
 }
 
 static const struct {
@@ -756,26 +850,6 @@ mcp_too_long(struct mcp_session *s)
 	mcp_error(s, NULL, RPC_INVALID_REQUEST, msg);
 }
 
-/* A final line that ended at EOF without its newline still counts. */
-static void
-mcp_line_tail(struct mcp_session *s, struct evbuffer *in)
-{
-	size_t	 len = evbuffer_get_length(in);
-	char	*line;
-
-	if (len > s->cfg->max_line_bytes) {
-		mcp_too_long(s);
-		evbuffer_drain(in, len);
-		return;
-	}
-	line = xmalloc(len + 1);
-	evbuffer_remove(in, line, len);
-	line[len] = '\0';
-	if (!s->discarding)
-		mcp_line(s, line, len);
-	free(line);
-}
-
 /* Stops reading while the client is slow to read what we wrote. */
 static bool
 mcp_output_full(struct mcp_session *s)
@@ -784,43 +858,63 @@ mcp_output_full(struct mcp_session *s)
 	    4 * s->cfg->max_line_bytes;
 }
 
+/* Takes a line of len bytes and eol_len more; a CR before the LF goes. */
+static void
+mcp_take_line(struct mcp_session *s, struct evbuffer *in, size_t len,
+    size_t eol_len)
+{
+	char	*line = xmalloc(len + 1);
+
+	evbuffer_remove(in, line, len);
+	evbuffer_drain(in, eol_len);
+	line[len] = '\0';
+	if (len > 0 && line[len - 1] == '\r')
+		line[--len] = '\0';
+	mcp_line(s, line, len);
+	free(line);
+}
+
+/*
+ * Handles the next complete line of the input; false when there is none.
+ * An over-long line is refused once, and dropped up to its newline.
+ */
+static bool
+mcp_next_line(struct mcp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_ptr	 eol;
+	size_t			 eol_len, len;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	if (eol.pos == -1) {
+		if (evbuffer_get_length(in) > s->cfg->max_line_bytes) {
+			if (!s->discarding)
+				mcp_too_long(s);
+			s->discarding = true;
+			evbuffer_drain(in, evbuffer_get_length(in));
+		}
+		return false;
+	}
+	len = (size_t)eol.pos;
+	if (s->discarding || len > s->cfg->max_line_bytes) {
+		if (!s->discarding)
+			mcp_too_long(s);
+		s->discarding = false;
+		evbuffer_drain(in, len + eol_len);
+		return true;
+	}
+	mcp_take_line(s, in, len, eol_len);
+	return true;
+}
+
 static void
 mcp_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct mcp_session	*s = arg;
 	struct evbuffer		*in = bufferevent_get_input(bev);
-	struct evbuffer_ptr	 eol;
-	size_t			 eol_len, len;
-	char			*line;
 
-	while (!mcp_output_full(s)) {
-		eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-		if (eol.pos == -1) {
-			if (evbuffer_get_length(in) > s->cfg->max_line_bytes) {
-				if (!s->discarding)
-					mcp_too_long(s);
-				s->discarding = true;
-				evbuffer_drain(in, evbuffer_get_length(in));
-			}
+	while (!mcp_output_full(s))
+		if (!mcp_next_line(s, in))
 			return;
-		}
-		len = (size_t)eol.pos;
-		if (s->discarding || len > s->cfg->max_line_bytes) {
-			if (!s->discarding)
-				mcp_too_long(s);
-			s->discarding = false;
-			evbuffer_drain(in, len + eol_len);
-			continue;
-		}
-		line = xmalloc(len + 1);
-		evbuffer_remove(in, line, len);
-		evbuffer_drain(in, eol_len);
-		line[len] = '\0';
-		if (len > 0 && line[len - 1] == '\r')
-			line[--len] = '\0';
-		mcp_line(s, line, len);
-		free(line);
-	}
 	bufferevent_disable(s->in, EV_READ);
 }
 
@@ -836,6 +930,58 @@ mcp_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/*
+ * Writes what is left for the client: we are about to exit.  A socket
+ * bufferevent keeps the front of its output frozen (only its own write
+ * callback drains it), so evbuffer_write would fail here and the tail be
+ * lost: its writing is stopped and the front thawed.  A write or wait cut
+ * by a signal is retried; a reader that takes nothing for
+ * MCP_FLUSH_STALL_MS, or is gone, gets nothing more.
+ */
+static void
+mcp_flush(struct mcp_session *s)
+{
+	static bool	 gone;	/* once, then every later flush drops */
+	struct evbuffer	*out = bufferevent_get_output(s->out);
+	struct pollfd	 pfd = { .fd = STDOUT_FILENO, .events = POLLOUT };
+	int		 n;
+
+	bufferevent_disable(s->out, EV_WRITE);
+	evbuffer_unfreeze(out, 1);
+	while (!gone && evbuffer_get_length(out) > 0) {
+		errno = 0;
+		if ((n = evbuffer_write(out, STDOUT_FILENO)) > 0 ||
+		    (n == -1 && errno == EINTR))
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+		    ((n = poll(&pfd, 1, MCP_FLUSH_STALL_MS)) > 0 ||
+		    (n == -1 && errno == EINTR)))
+			continue;
+		gone = true;
+	}
+	evbuffer_drain(out, evbuffer_get_length(out));
+}
+
+/*
+ * stdin ended: every line left is answered, the last one even without
+ * its newline, the output written out whenever it fills.
+ */
+static void
+mcp_eof(struct mcp_session *s)
+{
+	struct evbuffer	*in = bufferevent_get_input(s->in);
+	size_t		 len;
+
+	while (mcp_next_line(s, in))
+		if (mcp_output_full(s))
+			mcp_flush(s);
+	len = evbuffer_get_length(in);
+	if (s->discarding)	/* the end of an over-long line */
+		evbuffer_drain(in, len);
+	else if (len > 0)
+		mcp_take_line(s, in, len, 0);
+}
+
 static void
 mcp_event_cb(struct bufferevent *bev, short events, void *arg)
 {
@@ -844,9 +990,7 @@ mcp_event_cb(struct bufferevent *bev, short events, void *arg)
 	if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
 	if (bev == s->in) {
-		mcp_read_cb(bev, s);	/* a last line without a newline */
-		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-			mcp_line_tail(s, bufferevent_get_input(bev));
+		mcp_eof(s);
 		log_debug("stdin closed; shutting down");
 	} else
 		log_warnx("stdout closed; shutting down");
@@ -899,46 +1043,27 @@ mcp_start(const struct heavy_config *cfg)
 	return 0;
 }
 
-/* Writes what is left for the client, blocking: we are about to exit. */
-static void
-mcp_flush(struct mcp_session *s)
-{
-	struct evbuffer	*out = bufferevent_get_output(s->out);
-
-	bufferevent_disable(s->out, EV_WRITE);
-	fd_set_nonblock(STDOUT_FILENO, 0);
-	while (evbuffer_get_length(out) > 0)
-		if (evbuffer_write(out, STDOUT_FILENO) <= 0 && errno != EINTR)
-			break;
-}
-
 /*
- * Stops every call in flight and every task in the background (killing
- * their workers; the store records them interrupted), frees the registry,
- * closes the store, and flushes stdout.
+ * Stops every task (killing their workers; the store records them
+ * interrupted), frees the registry, closes the store, and writes out
+ * every reply.  The tasks end first: a blocking call is answered with
+ * the result that says why, and every watcher hears of the end while
+ * the session's tables (its calls, its subscriptions) still exist.
  */
 void
 mcp_stop(void)
 {
 	struct mcp_session	*s = mcp_stdio;
-	struct lh_entry		*e, *tmp;
-	struct mcp_call		*c;
 
 	if (s == NULL)
 		return;
-	lh_foreach_safe(s->calls, e, tmp) {
-		c = (struct mcp_call *)lh_entry_v(e);
-		lh_table_delete_entry(s->calls, e);
-		mcp_call_abandon(c, "interrupted by shutdown: the heavyd process "
-		    "that ran this task stopped before it ended", true);
-	}
-	lh_table_free(s->calls);
-	if (s->subs != NULL)
-		lh_table_free(s->subs);
 	registry_free();
 	mcptasks_stop();
 	durable_stop();
 	log_set_hook(NULL);
+	lh_table_free(s->calls);	/* emptied by registry_free */
+	if (s->subs != NULL)
+		lh_table_free(s->subs);
 	if (s->out != NULL) {
 		mcp_flush(s);
 		bufferevent_free(s->out);
@@ -946,6 +1071,7 @@ mcp_stop(void)
 	if (s->in != NULL)
 		bufferevent_free(s->in);
 	fd_set_nonblock(STDIN_FILENO, 0);
+	fd_set_nonblock(STDOUT_FILENO, 0);
 	config_free(s->cfg);
 	free(s->owner);
 	free(s);

@@ -352,11 +352,21 @@ mcptasks_request_cancelled(struct mcp_session *s, const char *key)
 	return false;
 }
 
+/*
+ * At shutdown, after every task of ours has ended (and answered its
+ * waiters): a tasks/result still waiting is for a task another heavyd
+ * runs.  It is answered all the same, so that no request goes unanswered.
+ */
 void
 mcptasks_stop(void)
 {
-	while (!TAILQ_EMPTY(&mt_waiters))
-		mt_waiter_free(TAILQ_FIRST(&mt_waiters));
+	struct mt_waiter	*w;
+
+	while ((w = TAILQ_FIRST(&mt_waiters)) != NULL) {
+		mcp_error(w->s, w->id, RPC_INTERNAL_ERROR, "heavyd is shutting "
+		    "down; ask for this task's result again");
+		mt_waiter_free(w);
+	}
 }
 
 /* task.ttl: absent (-1), or milliseconds; -1 after answering -32602. */

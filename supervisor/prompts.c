@@ -289,7 +289,8 @@ prompts_complete(const char *name, const char *arg, const char *typed)
 void
 prompts_rpc_list(struct mcp_session *s, struct rpc_msg *m)
 {
-	mcp_reply(s, m->id, prompts_list());
+	if (!mcp_bad_cursor(s, m))
+		mcp_reply(s, m->id, prompts_list());
 }
 
 void

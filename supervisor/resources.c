@@ -247,13 +247,15 @@ resources_read(struct mcp_session *s, const char *uri, char *msg,
 void
 resources_rpc_list(struct mcp_session *s, struct rpc_msg *m)
 {
-	mcp_reply(s, m->id, resources_list());
+	if (!mcp_bad_cursor(s, m))
+		mcp_reply(s, m->id, resources_list());
 }
 
 void
 resources_rpc_templates(struct mcp_session *s, struct rpc_msg *m)
 {
-	mcp_reply(s, m->id, resources_templates());
+	if (!mcp_bad_cursor(s, m))
+		mcp_reply(s, m->id, resources_templates());
 }
 
 /* The uri parameter, or NULL after answering -32602. */

@@ -267,7 +267,12 @@ struct json_object *tool_error_result(const char *text);
 #define RPC_INVALID_PARAMS	-32602
 #define RPC_INTERNAL_ERROR	-32603
 #define RPC_RESOURCE_NOT_FOUND	-32002	/* MCP's, for resources/read */
-enum rpc_kind { RPC_REQUEST, RPC_NOTIFICATION, RPC_RESPONSE, RPC_INVALID };
+/* json-c's nesting limit, raised from 32; deeper is refused under its id. */
+#define RPC_MAX_DEPTH		256
+#define RPC_MAX_DEPTH_TEXT	"256"
+/* RPC_DROPPED: a notification json-c cannot hold exactly, not acted on. */
+enum rpc_kind { RPC_REQUEST, RPC_NOTIFICATION, RPC_RESPONSE, RPC_DROPPED,
+	RPC_INVALID };
 struct rpc_msg {
 	enum rpc_kind		 kind;
 	struct json_object	*root;		/* owned */
@@ -284,6 +289,8 @@ struct json_object *rpc_error(struct json_object *id, int code,
 	    const char *message);
 struct json_object *rpc_notification(const char *method, struct json_object *);
 char	*rpc_id_key(struct json_object *id);
+size_t	 rpc_utf8_char(const char *, size_t);
+bool	 rpc_utf8_valid(const char *, size_t);
 
 /* prompts.c: MCP prompts that call heavy_orchestrate well. */
 struct json_object *prompts_list(void);
@@ -402,6 +409,7 @@ void	 mcp_error(struct mcp_session *, struct json_object *id, int code,
 	    const char *message);
 void	 mcp_notify(struct mcp_session *, const char *method,
 	    struct json_object *params);
+bool	 mcp_bad_cursor(struct mcp_session *, struct rpc_msg *);
 int	 mcp_start(const struct heavy_config *);
 void	 mcp_stop(void);
 int	 mcp_negotiate_version(const char *requested, const char **chosen);

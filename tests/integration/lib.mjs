@@ -466,16 +466,23 @@ export function spawnRaw(env) {
 		cwd: REPO,
 	});
 	track(proc);
-	let stderr = '', pending = '';
+	let stderr = '', pending = Buffer.alloc(0);
 	const lines = [];
+	const notUtf8 = []; // lines of stdout that are not UTF-8, as hex
+	const utf8 = new TextDecoder('utf-8', { fatal: true });
 	let wake = null;
-	proc.stdout.setEncoding('utf8');
 	proc.stdout.on('data', (d) => {
-		pending += d;
+		pending = Buffer.concat([pending, d]);
 		let i;
-		while ((i = pending.indexOf('\n')) >= 0) {
-			lines.push(pending.slice(0, i));
-			pending = pending.slice(i + 1);
+		while ((i = pending.indexOf(0x0a)) >= 0) {
+			const b = pending.subarray(0, i);
+			try {
+				lines.push(utf8.decode(b));
+			} catch {
+				notUtf8.push(b.toString('hex'));
+				lines.push(b.toString('latin1'));
+			}
+			pending = pending.subarray(i + 1);
 		}
 		wake?.();
 	});
@@ -494,6 +501,9 @@ export function spawnRaw(env) {
 		stderr: () => stderr,
 		exited,
 		lines,
+		notUtf8,
+		/* What stdout holds after its last newline: a cut line. */
+		tail: () => pending.toString('latin1'),
 		write(s) { proc.stdin.write(s); },
 		send(obj) { proc.stdin.write((typeof obj === 'string' ? obj : JSON.stringify(obj)) + '\n'); },
 		/* The next line on stdout, parsed. */
@@ -512,6 +522,8 @@ export function spawnRaw(env) {
 				wake = null;
 			}
 			const line = lines.shift();
+			if (notUtf8.length)
+				throw new Error(`heavyd wrote bytes that are not UTF-8: ${notUtf8[0]}`);
 			try {
 				return JSON.parse(line);
 			} catch {
