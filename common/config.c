@@ -98,6 +98,7 @@ config_defaults(struct heavy_config *c)
 	c->cache_ttl_s = 0;
 	c->tools_compat = 1;
 	c->sandbox_require = 1;
+	c->landlock_abi_max = -1;	/* the kernel's */
 }
 
 void
@@ -159,7 +160,7 @@ static const struct knob {
 	SIZE_KNOB("HEAVY_WORKER_FSIZE", worker_fsize, 4096, 1LL << 40),
 	INT_KNOB("HEAVY_WORKER_PIDS", worker_pids, 2, 4096),
 	INT_KNOB("HEAVY_WORKER_UID", worker_uid, 1, 2147483646),
-	INT_KNOB("HEAVY_LANDLOCK_ABI", landlock_abi_max, 0, 64),
+	INT_KNOB("HEAVY_LANDLOCK_ABI", landlock_abi_max, -1, 64),
 	INT_KNOB("HEAVY_WORKER_GID", worker_gid, 1, 2147483646),
 	INT_KNOB("HEAVY_MAX_TASK_TTL", max_task_ttl_s, 1, 31536000),
 	INT_KNOB("HEAVY_POLL_INTERVAL_MS", poll_interval_ms, 10, 3600000),
