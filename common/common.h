@@ -155,6 +155,9 @@ struct heavy_config {
 	int	 cache_ttl_s;		/* result cache; 0: off */
 
 	int	 tools_compat;		/* offer make-it-heavy's six tools */
+	int	 sandbox_require;	/* refuse to run workers unconfined */
+	int	 landlock_abi_max;	/* use at most this ABI; 0: none, -1:
+					 * the kernel's */
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"

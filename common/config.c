@@ -97,6 +97,8 @@ config_defaults(struct heavy_config *c)
 	c->store_busy_ms = 5000;
 	c->cache_ttl_s = 0;
 	c->tools_compat = 1;
+	c->sandbox_require = 1;
+	c->landlock_abi_max = -1;	/* the kernel's */
 }
 
 void
@@ -158,6 +160,7 @@ static const struct knob {
 	SIZE_KNOB("HEAVY_WORKER_FSIZE", worker_fsize, 4096, 1LL << 40),
 	INT_KNOB("HEAVY_WORKER_PIDS", worker_pids, 2, 4096),
 	INT_KNOB("HEAVY_WORKER_UID", worker_uid, 1, 2147483646),
+	INT_KNOB("HEAVY_LANDLOCK_ABI", landlock_abi_max, -1, 64),
 	INT_KNOB("HEAVY_WORKER_GID", worker_gid, 1, 2147483646),
 	INT_KNOB("HEAVY_MAX_TASK_TTL", max_task_ttl_s, 1, 31536000),
 	INT_KNOB("HEAVY_POLL_INTERVAL_MS", poll_interval_ms, 10, 3600000),
@@ -413,6 +416,8 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	    strlen(c->question_prompt), strlen(c->synthesis_prompt));
 	config_print_tools(c, f);
 	fprintf(f, "tools.compat: %s\n", c->tools_compat ? "true" : "false");
+	fprintf(f, "sandbox.require: %s\n", c->sandbox_require ? "true" :
+	    "false");
 }
 
 /* The strategy and the models per role; empty variables are unset. */
@@ -509,6 +514,12 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 	if ((v = getenv("HEAVY_TOOLS_COMPAT")) != NULL && *v != '\0' &&
 	    config_parse_bool(v, &c->tools_compat) == -1) {
 		snprintf(err, errlen, "HEAVY_TOOLS_COMPAT: expected 1 or 0 "
+		    "(true or false), got \"%.64s\"", v);
+		return -1;
+	}
+	if ((v = getenv("HEAVY_SANDBOX_REQUIRE")) != NULL && *v != '\0' &&
+	    config_parse_bool(v, &c->sandbox_require) == -1) {
+		snprintf(err, errlen, "HEAVY_SANDBOX_REQUIRE: expected 1 or 0 "
 		    "(true or false), got \"%.64s\"", v);
 		return -1;
 	}

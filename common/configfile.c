@@ -58,6 +58,8 @@ static const struct file_key {
 	  offsetof(struct heavy_config, search_allow_private), NULL },
 	{ "tools.compat", KEY_BOOL,
 	  offsetof(struct heavy_config, tools_compat), NULL },
+	{ "sandbox.require", KEY_BOOL,
+	  offsetof(struct heavy_config, sandbox_require), NULL },
 #undef STR
 #undef KNOB
 };

@@ -39,17 +39,75 @@ static struct {
 	char		 cgroup[PATH_MAX + 32];	/* workers' parent, or "" */
 	char		 cgroup_why[PATH_MAX + 256];
 	char		 cgroup_brief[64];
+	bool		 landlock_capped;	/* by HEAVY_LANDLOCK_ABI */
 	struct sandbox	 spec;			/* every worker's, but the workspace */
 } feat;
 
+/* The kernel's Landlock ABI, or max when that is lower (HEAVY_LANDLOCK_ABI:
+ * what an older kernel, or one without Landlock, would give). */
 static int
-features_landlock_abi(void)
+features_landlock_abi(int max)
 {
 	int	abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0,
 	    LANDLOCK_CREATE_RULESET_VERSION);
 
 	feat.landlock_errno = abi < 0 ? errno : 0;
-	return abi < 0 ? 0 : abi;
+	if (abi < 0)
+		return 0;
+	feat.landlock_capped = max >= 0 && abi > max;
+	return feat.landlock_capped ? max : abi;
+}
+
+/* What the workers' confinement lacks: the filesystem, the network (no
+ * TCP port rules), seccomp.  Returns how many; names them in out. */
+static int
+features_weaker(const char **out)
+{
+	int	n = 0;
+
+	if (feat.fs == SANDBOX_FS_NONE)
+		out[n++] = "filesystem";
+	if (feat.fs != SANDBOX_FS_LANDLOCK || feat.landlock_abi < 4)
+		out[n++] = "network";
+	if (!feat.seccomp)
+		out[n++] = "seccomp";
+	return n;
+}
+
+static void
+features_weaker_text(char *buf, size_t len)
+{
+	const char	*w[3];
+	int		 n = features_weaker(w);
+
+	buf[0] = '\0';
+	for (int i = 0; i < n; i++)
+		snprintf(buf + strlen(buf), len - strlen(buf), "%s%s",
+		    i ? ", " : "", w[i]);
+}
+
+/*
+ * Workers never run without a filesystem sandbox or the system call
+ * filter unless the configuration says so in so many words: the error
+ * names what is missing and the setting that accepts the risk.
+ */
+static int
+features_require(const struct heavy_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->sandbox_require ||
+	    (feat.fs != SANDBOX_FS_NONE && feat.seccomp))
+		return 0;
+	snprintf(err, errlen, "the worker sandbox is incomplete: %s%s%s; "
+	    "heavyd will not run workers that can read and write what it can. "
+	    "Run it where Landlock is enabled or with CAP_SYS_ADMIN, or accept "
+	    "the risk with sandbox.require: false (HEAVY_SANDBOX_REQUIRE=0)",
+	    feat.fs == SANDBOX_FS_NONE ? "no filesystem confinement (" : "",
+	    feat.fs == SANDBOX_FS_NONE ? feat.fs_why : "",
+	    feat.fs == SANDBOX_FS_NONE ? (feat.seccomp ? ", and no "
+	    "CAP_SYS_ADMIN for a mount namespace)" : ", and no CAP_SYS_ADMIN "
+	    "for a mount namespace); no seccomp filter in this kernel") :
+	    "no seccomp filter in this kernel");
+	return -1;
 }
 
 /* The filter mode with kill_process, which the allowlist needs (4.14). */
@@ -117,6 +175,7 @@ features_fs(bool sys_admin, char *err, size_t errlen)
 	}
 	snprintf(feat.fs_why, sizeof feat.fs_why, "%s",
 	    feat.landlock_abi > 0 ? "HEAVY_SANDBOX_FS=mount" :
+	    feat.landlock_capped ? "HEAVY_LANDLOCK_ABI=0" :
 	    feat.landlock_errno == EOPNOTSUPP ? "Landlock is disabled in this "
 	    "kernel: add it to the lsm= boot parameter" :
 	    "no Landlock in this kernel");
@@ -417,10 +476,11 @@ features_init(const struct heavy_config *cfg, bool setup, char *err,
 	bool		 sys_admin;
 
 	memset(&feat, 0, sizeof feat);
-	feat.landlock_abi = features_landlock_abi();
+	feat.landlock_abi = features_landlock_abi(cfg->landlock_abi_max);
 	feat.seccomp = features_seccomp();
 	feat.caps_held = features_caps_held(&sys_admin);
 	if (features_fs(sys_admin, err, errlen) == -1 ||
+	    features_require(cfg, err, errlen) == -1 ||
 	    features_ports(cfg, sb, err, errlen) == -1)
 		return -1;
 	unsetenv("HEAVY_CGROUP");	/* only ours reaches the zygote */
@@ -540,6 +600,8 @@ features_each(void (*fn)(void *, const char *, const char *), void *arg)
 	fn(arg, "oom_score_adj", "1000");
 	features_cgroup_text(text, sizeof text);
 	fn(arg, "cgroup", text);
+	features_weaker_text(text, sizeof text);
+	fn(arg, "weaker", text[0] ? text : "none");
 }
 
 static void
@@ -562,8 +624,16 @@ features_print(FILE *f)
  * At startup: one short line, the full report being --check-config's.
  * Workers without filesystem confinement are worth a warning.
  */
-void
-features_log(void)
+/* The Landlock ABI workers use: the kernel's, or HEAVY_LANDLOCK_ABI. */
+int
+features_landlock(void)
+{
+	return feat.landlock_abi;
+}
+
+/* The sandbox in a few words: what the startup line and results say. */
+static void
+features_brief(char *buf, size_t len)
 {
 	char	fs[160];
 
@@ -574,10 +644,41 @@ features_log(void)
 	else
 		snprintf(fs, sizeof fs, "filesystem NOT CONFINED (%s)",
 		    feat.fs_why);
-	(feat.fs == SANDBOX_FS_NONE ? log_warnx : log_info)("sandbox: %s%s, "
-	    "%s, rlimits; cgroup %s%s%s", fs, feat.fs == SANDBOX_FS_LANDLOCK &&
-	    feat.landlock_abi >= 4 ? "" : ", network NOT CONFINED",
-	    feat.seccomp ? "seccomp" : "no seccomp", feat.cgroup[0] ? "on" :
-	    "off (", feat.cgroup[0] ? "" : feat.cgroup_brief,
-	    feat.cgroup[0] ? "" : ")");
+	snprintf(buf, len, "%s%s, %s, rlimits; cgroup %s%s%s", fs,
+	    feat.fs == SANDBOX_FS_LANDLOCK && feat.landlock_abi >= 4 ? "" :
+	    ", network NOT CONFINED", feat.seccomp ? "seccomp" : "NO seccomp",
+	    feat.cgroup[0] ? "on" : "off (", feat.cgroup[0] ? "" :
+	    feat.cgroup_brief, feat.cgroup[0] ? "" : ")");
+}
+
+void
+features_log(void)
+{
+	const char	*w[3];
+	char		 line[512];
+
+	features_brief(line, sizeof line);
+	(features_weaker(w) > 0 ? log_warnx : log_info)("sandbox: %s", line);
+}
+
+/*
+ * For every result's structured content: the confinement its workers had,
+ * and what it lacked ([] when nothing), so a weaker sandbox is never a
+ * surprise to whoever reads the answer.
+ */
+struct json_object *
+features_json(void)
+{
+	struct json_object	*o = json_object_new_object(), *l;
+	const char		*w[3];
+	char			 line[512];
+	int			 n = features_weaker(w);
+
+	features_brief(line, sizeof line);
+	json_object_object_add(o, "confinement", json_object_new_string(line));
+	l = json_object_new_array();
+	for (int i = 0; i < n; i++)
+		json_object_array_add(l, json_object_new_string(w[i]));
+	json_object_object_add(o, "weaker", l);
+	return o;
 }

@@ -81,6 +81,7 @@ res_config_text(const struct heavy_config *cfg)
 	if (f == NULL)
 		fatal("open_memstream");
 	config_print(cfg, "as this server runs", f);
+	features_print(f);
 	fclose(f);
 	buf_init(&out, 0);
 	for (line = text; *line != '\0'; line = end) {

@@ -48,7 +48,7 @@ spawner_env(void)
 	    "HEAVY_DEBUG", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
 	    "HEAVY_CGROUP" };
 	size_t			 n = sizeof keep / sizeof keep[0], k = 0;
-	char			**env = xcalloc(n + 3, sizeof *env);
+	char			**env = xcalloc(n + 4, sizeof *env);
 	const char		*v;
 
 	for (size_t i = 0; i < n; i++) {
@@ -58,6 +58,8 @@ spawner_env(void)
 		sprintf(env[k++], "%s=%s", keep[i], v);
 	}
 	env[k++] = xasprintf("HEAVY_SPARES=%d", spawner_spares);	/* checked */
+	/* The ABI the report names, which may be below the kernel's. */
+	env[k++] = xasprintf("HEAVY_LANDLOCK_ABI=%d", features_landlock());
 	if (spawner_html)
 		env[k] = xstrdup("HEAVY_ZYGOTE_HTML=1");
 	return env;

@@ -46,6 +46,8 @@ int	 features_init(const struct heavy_config *, bool setup, char *err,
 void	 features_sandbox(struct sandbox *);
 void	 features_print(FILE *);
 void	 features_log(void);
+struct json_object *features_json(void);	/* a result's "sandbox" */
+int	 features_landlock(void);	/* the ABI workers use; 0: none */
 int	 features_ports(const struct heavy_config *, struct sandbox *,
 	    char *err, size_t errlen);
 int	 features_cgroup_path(const char *text, char *out, size_t outlen);

@@ -982,6 +982,7 @@ task_structured(struct task *t)
 	json_object_object_add(o, "budget", task_budget_json(t));
 	json_object_object_add(o, "workspace",
 	    json_object_new_string(t->workspace));
+	json_object_object_add(o, "sandbox", features_json());
 	return o;
 }
 

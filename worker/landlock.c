@@ -90,13 +90,24 @@ ll_restrict_self(int fd)
 }
 
 /* The kernel's Landlock ABI version, or 0 when it has none. */
+/* The ABI heavyd reported for its workers; 0: the kernel's. */
+static int	ll_max;
+
+void
+landlock_set_max(int max)
+{
+	ll_max = max > 0 ? max : 0;
+}
+
 int
 landlock_abi(void)
 {
 	int	abi = ll_create_ruleset(NULL, 0,
 	    LANDLOCK_CREATE_RULESET_VERSION);
 
-	return abi < 0 ? 0 : abi;
+	if (abi < 0)
+		return 0;
+	return ll_max > 0 && abi > ll_max ? ll_max : abi;
 }
 
 /* The filesystem rights an ABI version knows. */

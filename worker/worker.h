@@ -131,6 +131,7 @@ void	sandbox_oom_adj(void);
 
 /* landlock.c */
 int	landlock_abi(void);		/* 0: none */
+void	landlock_set_max(int);		/* use no newer ABI than this */
 void	landlock_prepare(void);
 void	landlock_release(void);
 int	landlock_enter(const struct sandbox *, int workspace_fd, char *err,

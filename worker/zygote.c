@@ -473,6 +473,8 @@ zygote_setup(int fd)
 	if (want_spares < 0 || want_spares > ZYGOTE_MAX_SPARES)
 		want_spares = 4;
 	cgroup_init(getenv("HEAVY_CGROUP"));	/* made by heavyd, or unset */
+	if (getenv("HEAVY_LANDLOCK_ABI") != NULL)
+		landlock_set_max(atoi(getenv("HEAVY_LANDLOCK_ABI")));
 	/* Opened once here, so the workers that search inherit it. */
 	if (getenv("HEAVY_ZYGOTE_HTML") != NULL && html_load() == -1)
 		log_warnx("zygote: cannot open libxml2: search_web pages "

@@ -7,7 +7,7 @@
 // EACCES, heavyd keeps serving, and the target sees nothing.
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -29,9 +29,13 @@ function fsMode(env) {
 	}
 }
 
+// Expected per mode: what the result's sandbox.weaker lists.  Signals,
+// unix sockets and UDP are seccomp's in every mode.
 const MODES = [
 	{ name: 'the default sandbox', env: {} },
-	{ name: 'the mount namespace fallback', env: { HEAVY_SANDBOX_FS: 'mount' } },
+	{ name: 'Landlock capped at ABI 2 (Debian 12\'s kernel)', env: { HEAVY_LANDLOCK_ABI: '2' },
+	  weaker: ['network'] },
+	{ name: 'the mount namespace fallback', env: { HEAVY_SANDBOX_FS: 'mount' }, weaker: ['network'] },
 ];
 
 for (const mode of MODES) {
@@ -69,6 +73,10 @@ for (const mode of MODES) {
 		    { timeout: 30000 });
 		const sc = checkShape(result, 1);
 		checkOk(sc.agents[0]);
+		if (mode.weaker)
+			assert.deepEqual(sc.sandbox.weaker, mode.weaker, sc.sandbox.confinement);
+		else
+			assert.ok(Array.isArray(sc.sandbox.weaker), JSON.stringify(sc.sandbox));
 		for (const pid of targets)
 			assert.ok(sc.answer.includes(`kill: EPERM`), `kill ${pid}: ${sc.answer}`);
 		assert.equal((sc.answer.match(/kill: EPERM/g) ?? []).length, targets.length, sc.answer);
@@ -105,5 +113,39 @@ test("a worker can neither forge nor flood heavyd's log: its stderr is labelled 
 	assert.doesNotMatch(said(), /\r/, 'a carriage return reached the log');
 	// 4 MiB written; the relay keeps 64 KiB of it, and a label per line.
 	assert.ok(said().length < 256 << 10, `the log grew by ${said().length} bytes`);
+	await srv.shutdown();
+});
+
+/* heavyd as root without CAP_SYS_ADMIN (no mount namespace), told that
+ * the kernel has no Landlock: what a host without either gives. */
+function unconfinedHost() {
+	return process.getuid() === 0 ? ['setpriv', '--inh-caps=-all', '--bounding-set=-all', HEAVYD] : [HEAVYD];
+}
+
+test('without a filesystem sandbox heavyd refuses to start, naming what is missing and the setting',
+    { timeout: 30000 }, async () => {
+	const [cmd, ...args] = unconfinedHost();
+	const r = spawnSync(cmd, [...args, '--check-config'], {
+		env: { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, OPENROUTER_API_KEY: 'k',
+		    HEAVY_LANDLOCK_ABI: '0' },
+		encoding: 'utf8',
+	});
+	assert.equal(r.status, 1, r.stderr);
+	assert.match(r.stderr, /the worker sandbox is incomplete: no filesystem confinement/);
+	assert.match(r.stderr, /sandbox\.require: false \(HEAVY_SANDBOX_REQUIRE=0\)/);
+});
+
+test('an unconfined sandbox accepted in so many words is a warning, in heavy://config and in every result',
+    { timeout: 60000 }, async (t) => {
+	const { srv } = await setup(t, { command: unconfinedHost(),
+	    env: { HEAVY_LANDLOCK_ABI: '0', HEAVY_SANDBOX_REQUIRE: '0' } });
+	assert.match(srv.stderr(), /warning: sandbox: filesystem NOT CONFINED/);
+	const config = await srv.client.readResource({ uri: 'heavy://config' });
+	assert.match(config.contents[0].text, /^sandbox\.weaker: filesystem, network$/m);
+	assert.match(config.contents[0].text, /^sandbox\.require: false$/m);
+	const { result } = await srv.orchestrate({ query: 'Unconfined', num_agents: 1 });
+	const sc = checkShape(result, 1);
+	assert.deepEqual(sc.sandbox.weaker, ['filesystem', 'network']);
+	assert.match(sc.sandbox.confinement, /filesystem NOT CONFINED/);
 	await srv.shutdown();
 });
