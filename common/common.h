@@ -49,6 +49,8 @@ void	 buf_free(struct buf *);
 void	 secret_add(const char *);	/* ignored when shorter than 8 */
 void	 secret_clear(void);
 void	 secret_redact(char **text);	/* may replace *text */
+void	 secret_add_url(const char *url);	/* its user:password@ */
+char	*secret_url(const char *url);	/* a copy, credentials masked */
 
 /* util.c: an allocation that fails exits with this status (a worker's
  * RLIMIT_AS reached), so its supervisor can say "out of memory". */

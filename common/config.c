@@ -349,6 +349,7 @@ static void
 config_print_tools(const struct heavy_config *c, FILE *f)
 {
 	const char	*env = getenv("HEAVY_SEARCH_API_KEY");
+	char		*url;
 
 	config_yaml_line(f, "state_dir", c->state_dir ? c->state_dir :
 	    "(unset)", NULL);
@@ -357,8 +358,9 @@ config_print_tools(const struct heavy_config *c, FILE *f)
 	    "search_web is not offered");
 	if (c->search_backend == NULL)
 		return;
-	config_yaml_line(f, "search.url", c->search_url ? c->search_url : "",
-	    NULL);
+	url = secret_url(c->search_url ? c->search_url : "");
+	config_yaml_line(f, "search.url", url, NULL);
+	free(url);
 	config_yaml_line(f, "search.api_key", env != NULL && *env != '\0' ?
 	    "(set in HEAVY_SEARCH_API_KEY, masked)" : c->search_api_key ?
 	    "(set in the file, masked)" : c->search_api_key_file ?
@@ -394,10 +396,13 @@ void
 config_print(const struct heavy_config *c, const char *source, FILE *f)
 {
 	const char	*env = getenv("OPENROUTER_API_KEY");
+	char		*url;
 
 	fprintf(f, "# effective configuration (file: %.*s)\n",
 	    (int)strcspn(source, "\r\n"), source);
-	config_yaml_line(f, "base_url", c->base_url, NULL);
+	url = secret_url(c->base_url);
+	config_yaml_line(f, "base_url", url, NULL);
+	free(url);
 	config_yaml_line(f, "model", c->model, NULL);
 	fprintf(f, "api_key: %s\n", env && *env ?
 	    "(set in OPENROUTER_API_KEY, masked)" : c->api_key && *c->api_key ?
@@ -483,11 +488,14 @@ int
 config_from_env(struct heavy_config *c, char *err, size_t errlen)
 {
 	const char	*v, *why;
+	char		*url;
 
 	if ((v = getenv("HEAVY_BASE_URL")) != NULL && *v != '\0') {
 		if ((why = config_url_error(v)) != NULL) {
+			url = secret_url(v);
 			snprintf(err, errlen, "HEAVY_BASE_URL: %s, got "
-			    "\"%.200s\"", why, v);
+			    "\"%.200s\"", why, url);
+			free(url);
 			return -1;
 		}
 		config_set_str(&c->base_url, v);

@@ -71,3 +71,55 @@ secret_redact(char **text)
 		*text = masked;
 	}
 }
+
+/*
+ * A URL's credentials ("https://user:pass@host/...") are a secret like a
+ * key: where url holds some, the span between "://" and the last "@"
+ * before the path, or NULL.
+ */
+static const char *
+secret_userinfo(const char *url, size_t *len)
+{
+	const char	*p = strstr(url, "://"), *end, *at;
+
+	if (p == NULL)
+		return NULL;
+	p += 3;
+	end = p + strcspn(p, "/?#");
+	at = memrchr(p, '@', (size_t)(end - p));
+	if (at == NULL || at == p)
+		return NULL;
+	*len = (size_t)(at - p);
+	return p;
+}
+
+/* The URL with its credentials, if any, masked: for logs and reports. */
+char *
+secret_url(const char *url)
+{
+	const char	*info;
+	size_t		 len;
+
+	if (url == NULL)
+		return NULL;
+	if ((info = secret_userinfo(url, &len)) == NULL)
+		return xstrdup(url);
+	return xasprintf("%.*s" SECRET_MASK "%s", (int)(info - url), url,
+	    info + len);
+}
+
+/* A URL's credentials become a secret, masked wherever they show up. */
+void
+secret_add_url(const char *url)
+{
+	const char	*info;
+	size_t		 len;
+	char		*s;
+
+	if (url == NULL || (info = secret_userinfo(url, &len)) == NULL)
+		return;
+	s = xstrndup(info, len);
+	secret_add(s);
+	explicit_bzero(s, len);
+	free(s);
+}

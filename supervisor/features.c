@@ -248,20 +248,25 @@ features_ports(const struct heavy_config *cfg, struct sandbox *sb, char *err,
     size_t errlen)
 {
 	const char	*env = getenv("HEAVY_BASE_URL");
+	char		*url;
 
 	sb->nports = 0;
 	if (features_url_ports(sb, cfg->base_url) == -1) {
 		/* Named as the user set it: the variable overrides the file. */
+		url = secret_url(cfg->base_url);
 		snprintf(err, errlen, "%s: \"%.200s\" is not an "
 		    "http(s)://host[:port]/... URL", env != NULL && *env != '\0' ?
-		    "HEAVY_BASE_URL" : "openrouter.base_url", cfg->base_url);
+		    "HEAVY_BASE_URL" : "openrouter.base_url", url);
+		free(url);
 		return -1;
 	}
 	if (cfg->search_backend == NULL)
 		return 0;
 	if (features_url_ports(sb, cfg->search_url) == -1) {
+		url = secret_url(cfg->search_url);
 		snprintf(err, errlen, "search.url: \"%.200s\" is not an "
-		    "http(s)://host[:port]/... URL", cfg->search_url);
+		    "http(s)://host[:port]/... URL", url);
+		free(url);
 		return -1;
 	}
 	/* search_web fetches result pages from the web's usual ports only. */

@@ -254,6 +254,8 @@ server_start(struct heavy_config *config, void (*stop)(void))
 	server_take_search_key(config);
 	secret_add(api_key);
 	secret_add(search_key);
+	secret_add_url(config->base_url);
+	secret_add_url(config->search_url);
 	worker_path = server_worker_path();
 	/* Before the zygote starts: it is placed in heavyd's cgroup leaf. */
 	if (features_init(config, true, err, sizeof err) == -1)
@@ -301,12 +303,15 @@ server_loop(void)
 int
 server_run(struct heavy_config *config)
 {
+	char	*url;
+
 	serving = true;
 	server_start(config, mcp_stop);
 	if (mcp_start(config) == -1)
 		fatal("stdio");
-	log_debug("serving MCP on stdio; model %s at %s", config->model,
-	    config->base_url);
+	url = secret_url(config->base_url);
+	log_debug("serving MCP on stdio; model %s at %s", config->model, url);
+	free(url);
 	server_loop();
 	return 0;
 }

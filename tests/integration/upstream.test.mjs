@@ -3,12 +3,13 @@
 // and a stalled LLM call is cut after HEAVY_STALL_TIMEOUT and retried
 // rather than holding its step until the deadline.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 
 import { checkShape } from './checks.mjs';
-import { setup, tmpdir } from './lib.mjs';
+import { HEAVYD, STATE_DIR, setup, startServer, tmpdir } from './lib.mjs';
 
 /* Every file of a state directory, as text: the store, its WAL. */
 function stateText(dir) {
@@ -48,4 +49,32 @@ test('a stalled LLM call is cut after HEAVY_STALL_TIMEOUT and retried', { timeou
 	assert.ok(sc.usage.retries >= 1, JSON.stringify(sc.usage));
 	assert.match(srv.stderr(), /stalled: no data from the LLM for 1 s/);
 	await srv.shutdown();
+});
+
+test('credentials in base_url never show: not in --check-config, heavy://config, the log or a result',
+    { timeout: 30000 }, async (t) => {
+	const { srv: probe, mock } = await setup(t);
+	await probe.shutdown();
+	const secret = 's3cret-passw0rd';
+	const withCreds = mock.baseUrl.replace('http://', `http://alice:${secret}@`);
+	const closed = 'http://alice:' + secret + '@127.0.0.1:9/v1';
+	const srv = await startServer({ mock, env: { HEAVY_BASE_URL: withCreds, HEAVY_DEBUG: '1' } });
+	t.after(() => srv.kill());
+	const config = await srv.client.readResource({ uri: 'heavy://config' });
+	assert.match(config.contents[0].text, /^base_url: http:\/\/\[redacted\]@127\.0\.0\.1:/m);
+	const { result } = await srv.orchestrate({ query: 'With credentials', num_agents: 1 });
+	assert.equal(result.isError, false, JSON.stringify(result));
+	await srv.shutdown();
+	const down = await startServer({ mock, env: { HEAVY_BASE_URL: closed, HEAVY_DEBUG: '1',
+	    HEAVY_MAX_RETRIES: '0' } });
+	t.after(() => down.kill());
+	const r2 = (await down.orchestrate({ query: 'Unreachable', num_agents: 1 })).result;
+	assert.equal(r2.isError, true);
+	assert.match(r2.content[0].text, /cannot connect to http:\/\/\[redacted\]@127\.0\.0\.1:9\//);
+	await down.shutdown();
+	const check = spawnSync(HEAVYD, ['--check-config'], { encoding: 'utf8', env: { PATH: process.env.PATH,
+	    HEAVY_STATE_DIR: STATE_DIR, OPENROUTER_API_KEY: 'k', HEAVY_BASE_URL: withCreds } });
+	for (const text of [JSON.stringify(result), JSON.stringify(r2), srv.stderr(), down.stderr(),
+	    config.contents[0].text, check.stdout, check.stderr])
+		assert.ok(!text.includes(secret), `the password shows in: ${text.slice(0, 300)}`);
 });

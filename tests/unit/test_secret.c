@@ -60,3 +60,19 @@ Test(secret, short_and_absent_secrets_are_not_registered)
 	cr_assert_str_eq(s, "a kind of key");
 	free(s);
 }
+
+Test(secret, url_credentials_masked_and_registered)
+{
+	char	*s;
+
+	s = secret_url("https://alice:pa55word@example.org:8443/v1?x=@y");
+	cr_assert_str_eq(s, "https://[redacted]@example.org:8443/v1?x=@y");
+	free(s);
+	s = secret_url("http://example.org/v1@x");	/* an @ in the path */
+	cr_assert_str_eq(s, "http://example.org/v1@x");
+	free(s);
+	secret_add_url("https://alice:pa55word@example.org/v1");
+	s = redact("cannot connect to https://alice:pa55word@example.org/v1");
+	cr_assert_str_eq(s, "cannot connect to https://[redacted]@example.org/v1");
+	free(s);
+}
