@@ -14,7 +14,7 @@ FUZZ_SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 FUZZ_CFLAGS	 = -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	-D_GNU_SOURCE -g -O1 \
 	$(FUZZ_SAN) -fsanitize=fuzzer-no-link $(SUP_CFLAGS) $(WRK_CFLAGS)
-FUZZ_NAMES	 = rpc calc plan review llm search html schema proto configfile
+FUZZ_NAMES	 = rpc calc plan review llm search html schema proto configfile mcp
 
 fuzz_obj = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(1))
 # The parsers under test, built with the fuzzer's instrumentation, in
@@ -30,6 +30,15 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 
 $(FUZZ_LIB): $(call fuzz_obj,$(FUZZ_LIB_SRC))
 	$(AR) rcs $@ $^
+
+# The supervisor, for the MCP harness: all of it but main().
+FUZZ_SUP	 = $(FUZZ_BUILD)/libsupervisor.a
+$(FUZZ_SUP): $(call fuzz_obj,$(filter-out supervisor/main.c supervisor/rpc.c,$(SUP_SRC)))
+	$(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_mcp: $(call fuzz_obj,tests/fuzz/fuzz_mcp.c) $(FUZZ_SUP) \
+    $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(SUP_LIBS) $(WRK_LIBS)
 
 $(FUZZ_BUILD)/fuzz_%: $(call fuzz_obj,tests/fuzz/fuzz_%.c) $(FUZZ_LIB)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(SUP_LIBS) $(WRK_LIBS)
