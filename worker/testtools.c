@@ -156,17 +156,26 @@ tool_test_exec_shell(struct json_object *args, struct buf *out, int *complete)
 	return tool_test_errno(out, "execl /bin/sh", errno);
 }
 
+/* 127.0.0.1 at the "port" argument. */
+static struct sockaddr_in
+tool_test_loopback(struct json_object *args)
+{
+	struct sockaddr_in	sin = { .sin_family = AF_INET };
+
+	sin.sin_port = htons((uint16_t)json_object_get_int(
+	    json_object_object_get(args, "port")));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return sin;
+}
+
 /* A TCP connection to a loopback port. */
 static int
 tool_test_connect(struct json_object *args, struct buf *out, int *complete)
 {
-	struct sockaddr_in	sin = { .sin_family = AF_INET };
-	int			fd, port;
+	struct sockaddr_in	sin = tool_test_loopback(args);
+	int			fd;
 
 	(void)complete;
-	port = json_object_get_int(json_object_object_get(args, "port"));
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		return tool_test_errno(out, "socket", errno);
 	if (connect(fd, (struct sockaddr *)&sin, sizeof sin) == -1) {
@@ -174,7 +183,7 @@ tool_test_connect(struct json_object *args, struct buf *out, int *complete)
 		return tool_test_errno(out, "connect", errno);
 	}
 	close(fd);
-	buf_printf(out, "connected to 127.0.0.1:%d", port);
+	buf_printf(out, "connected to 127.0.0.1:%d", ntohs(sin.sin_port));
 	return 0;
 }
 
@@ -196,13 +205,10 @@ tool_test_signal(struct json_object *args, struct buf *out, int *complete)
 static int
 tool_test_udp(struct json_object *args, struct buf *out, int *complete)
 {
-	struct sockaddr_in	sin = { .sin_family = AF_INET };
-	int			fd, port;
+	struct sockaddr_in	sin = tool_test_loopback(args);
+	int			fd;
 
 	(void)complete;
-	port = json_object_get_int(json_object_object_get(args, "port"));
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
 		return tool_test_errno(out, "socket", errno);
 	if (sendto(fd, "escaped", 7, 0, (struct sockaddr *)&sin,
@@ -211,7 +217,7 @@ tool_test_udp(struct json_object *args, struct buf *out, int *complete)
 		return tool_test_errno(out, "sendto", errno);
 	}
 	close(fd);
-	buf_printf(out, "sent to 127.0.0.1:%d", port);
+	buf_printf(out, "sent to 127.0.0.1:%d", ntohs(sin.sin_port));
 	return 0;
 }
 
