@@ -194,6 +194,7 @@ int	 config_agent_models_csv(struct heavy_config *, const char *csv,
 
 /* configfile.c: the YAML file, make-it-heavy's keys and heavyd's own. */
 const char *config_find_file(const char *explicit_path, char *buf, size_t);
+const char *config_file_key(size_t);	/* the i-th key a file may set */
 int	 config_load_file(struct heavy_config *, const char *path, char *err,
 	    size_t errlen);
 struct heavy_config *config_dup(const struct heavy_config *);

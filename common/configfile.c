@@ -64,6 +64,14 @@ static const struct file_key {
 #undef KNOB
 };
 
+/* File key i ("openrouter.model"); NULL past the last. */
+const char *
+config_file_key(size_t i)
+{
+	return i < sizeof file_keys / sizeof file_keys[0] ? file_keys[i].path :
+	    NULL;
+}
+
 struct loader {
 	struct heavy_config	*c;
 	const char		*file;
@@ -413,10 +421,14 @@ out:
 	return rc;
 }
 
+#ifndef HEAVY_SYSCONFDIR
+#define HEAVY_SYSCONFDIR	"/etc"
+#endif
+
 /*
  * The file to read: the one given (--config or HEAVY_CONFIG), else
  * $XDG_CONFIG_HOME/heavyd/config.yaml (~/.config), else
- * /etc/heavyd/config.yaml; NULL when there is none.
+ * SYSCONFDIR/heavyd/config.yaml (/etc); NULL when there is none.
  */
 const char *
 config_find_file(const char *explicit_path, char *buf, size_t len)
@@ -433,7 +445,7 @@ config_find_file(const char *explicit_path, char *buf, size_t len)
 		buf[0] = '\0';
 	if (buf[0] != '\0' && access(buf, F_OK) == 0)
 		return buf;
-	if (access("/etc/heavyd/config.yaml", F_OK) == 0)
-		return "/etc/heavyd/config.yaml";
+	if (access(HEAVY_SYSCONFDIR "/heavyd/config.yaml", F_OK) == 0)
+		return HEAVY_SYSCONFDIR "/heavyd/config.yaml";
 	return NULL;
 }

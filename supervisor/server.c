@@ -153,7 +153,14 @@ server_take_search_key(struct heavy_config *c)
 	c->search_api_key = NULL;
 }
 
-/* The worker binary: HEAVY_WORKER, else heavyd-worker beside heavyd. */
+#ifndef HEAVY_LIBEXECDIR
+#define HEAVY_LIBEXECDIR	"/usr/local/libexec/heavyd"
+#endif
+
+/*
+ * The worker binary: HEAVY_WORKER, else heavyd-worker beside heavyd (a
+ * build tree), else where make install put it.
+ */
 static char *
 server_worker_path(void)
 {
@@ -169,6 +176,10 @@ server_worker_path(void)
 		if ((slash = strrchr(self, '/')) != NULL)
 			*slash = '\0';
 		path = xasprintf("%s/heavyd-worker", self);
+		if (access(path, X_OK) == -1) {
+			free(path);
+			path = xstrdup(HEAVY_LIBEXECDIR "/heavyd-worker");
+		}
 	}
 	if (access(path, X_OK) == -1)
 		fatal("worker binary %s", path);
