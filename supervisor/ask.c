@@ -277,12 +277,12 @@ ask_shutdown_cb(evutil_socket_t fd, short events, void *arg)
 
 /* The task ended (it frees itself after this): keep the result, stop. */
 static void
-ask_done(void *arg, struct json_object *result)
+ask_done(void *arg, const struct task_outcome *o, struct json_object *result)
 {
 	struct task_view	v;
 	struct timeval		now = { 0, 0 };
 
-	(void)arg;
+	(void)arg; (void)o;
 	if (ask.live) {
 		task_snapshot(ask.task, &v);
 		ask_draw(&v, "done");

@@ -7,8 +7,8 @@
  * answer: the call's arguments, the models of every role, the prompts,
  * the limits the workers get, the search settings, the endpoint and
  * heavyd's version.  Lookups are by owner: nobody is served another
- * caller's answer.  Only clean answers are served again: every agent
- * answered, the synthesis did not fail, no budget stopped the task.
+ * caller's answer.  Only clean answers are served again (the task says
+ * which: task_outcome.cacheable).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,32 +146,4 @@ cache_lookup(const struct heavy_config *c, const char *owner,
 	log_debug("cache: answered from task %s", t.id);
 	store_task_clear(&t);
 	return res;
-}
-
-/* A clean answer, worth serving again. */
-bool
-cache_storable(struct json_object *result)
-{
-	struct json_object	*sc, *v, *agents, *budget;
-	const char		*st;
-
-	if (result == NULL ||
-	    (json_object_object_get_ex(result, "isError", &v) &&
-	    json_object_get_boolean(v)) ||
-	    !json_object_object_get_ex(result, "structuredContent", &sc) ||
-	    (json_object_object_get_ex(sc, "cached", &v) &&
-	    json_object_get_boolean(v)) ||
-	    (json_object_object_get_ex(sc, "synthesis_error", &v) &&
-	    v != NULL) ||
-	    (json_object_object_get_ex(sc, "budget", &budget) &&
-	    json_object_object_get_ex(budget, "stopped", &v) && v != NULL) ||
-	    !json_object_object_get_ex(sc, "agents", &agents))
-		return false;
-	for (size_t i = 0; i < json_object_array_length(agents); i++) {
-		st = json_object_get_string(json_object_object_get(
-		    json_object_array_get_idx(agents, i), "status"));
-		if (st == NULL || strcmp(st, "ok") != 0)
-			return false;
-	}
-	return true;
 }

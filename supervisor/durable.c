@@ -94,22 +94,21 @@ durable_doing(struct json_object *progress)
 	return xstrdup("finishing");
 }
 
-/* The task's usage: the result's once it ended, else the running sum. */
+/* The task's usage: its sum once it ended, else the running sum. */
 static char *
 durable_usage(const struct task_record *r)
 {
-	struct json_object	*sc, *u;
+	struct json_object	*u;
 	struct task_view	 v;
 	char			*s;
 
-	if (r->result != NULL &&
-	    json_object_object_get_ex(r->result, "structuredContent", &sc) &&
-	    json_object_object_get_ex(sc, "usage", &u))
-		return xstrdup(json_text(u));
-	if (r->task == NULL)
+	if (r->finished)
+		u = task_usage_json(&r->usage);
+	else if (r->task != NULL) {
+		task_snapshot(r->task, &v);
+		u = task_usage_json(&v.usage);
+	} else
 		return NULL;
-	task_snapshot(r->task, &v);
-	u = task_usage_json(&v.usage);
 	s = xstrdup(json_text(u));
 	json_object_put(u);
 	return s;
@@ -136,8 +135,7 @@ durable_row(const struct task_record *r, struct store_task *t)
 	if (r->finished && r->result != NULL)
 		t->result = xstrdup(json_text(r->result));
 	t->usage = durable_usage(r);
-	if (r->cache_key != NULL && (!r->finished ||
-	    cache_storable(r->result)))
+	if (r->cache_key != NULL && (!r->finished || r->cacheable))
 		t->cache_key = xstrdup(r->cache_key);
 	t->created_ms = r->start_time_ms;
 	t->updated_ms = r->updated_ms;

@@ -42,9 +42,9 @@ struct mcp_call {
 	struct json_object	*id;
 	struct json_object	*progress_token;
 	struct task_record	*rec;
-	bool			 cached;	/* answered from the cache */
-	struct event		*instant;
+	struct event		*instant;	/* it has its result already: */
 	struct json_object	*instant_result;
+	char			*instant_why;	/* ... an error, or the cache's */
 };
 
 static struct mcp_session	*mcp_stdio;	/* the one stdio session */
@@ -320,6 +320,7 @@ mcp_call_free(struct mcp_call *c)
 	if (c->instant != NULL)
 		event_free(c->instant);
 	json_object_put(c->instant_result);
+	free(c->instant_why);
 	json_object_put(c->id);
 	json_object_put(c->progress_token);
 	free(c->key);
@@ -353,42 +354,22 @@ mcp_call_progress(void *arg, double progress, double total, const char *msg)
 	mcp_send(c->s, rpc_notification("notifications/progress", params));
 }
 
-/* A usage object of a result, back into numbers. */
-static void
-mcp_usage_parse(struct json_object *o, struct usage *u)
-{
-	memset(u, 0, sizeof *u);
-	u->prompt_tokens = (uint64_t)json_object_get_int64(
-	    json_object_object_get(o, "prompt_tokens"));
-	u->completion_tokens = (uint64_t)json_object_get_int64(
-	    json_object_object_get(o, "completion_tokens"));
-	u->total_tokens = (uint64_t)json_object_get_int64(
-	    json_object_object_get(o, "total_tokens"));
-	u->llm_calls = (uint32_t)json_object_get_int64(
-	    json_object_object_get(o, "llm_calls"));
-	u->retries = (uint32_t)json_object_get_int64(
-	    json_object_object_get(o, "retries"));
-	u->cost_micro_usd = (uint64_t)(json_object_get_double(
-	    json_object_object_get(o, "cost_usd")) * 1e6 + 0.5);
-}
-
 /*
  * Every result also reports session_usage: the usage of this session's
- * tasks that have ended so far, this one included (an answer from the
- * cache costs nothing, so it adds nothing), and whether it was cached.
+ * tasks that have ended so far, this one included (add: NULL for an
+ * answer from the cache, which costs nothing, or a call refused before it
+ * ran), and whether it was cached.
  */
 static void
 mcp_session_usage(struct mcp_session *s, struct json_object *result,
-    bool count)
+    const struct usage *add)
 {
-	struct json_object	*sc, *u, *su;
-	struct usage		 add;
+	struct json_object	*sc, *su;
 
 	if (!json_object_object_get_ex(result, "structuredContent", &sc))
 		return;
-	if (count && json_object_object_get_ex(sc, "usage", &u)) {
-		mcp_usage_parse(u, &add);
-		usage_add(&s->usage, &add);
+	if (add != NULL) {
+		usage_add(&s->usage, add);
 		s->usage_tasks++;
 	}
 	if (!json_object_object_get_ex(sc, "cached", NULL)) {
@@ -405,16 +386,17 @@ mcp_session_usage(struct mcp_session *s, struct json_object *result,
 /* The task ended: answer a blocking call, record the end (every watcher
  * hears of it), and forget the call (the task frees itself). */
 static void
-mcp_call_done(void *arg, struct json_object *result)
+mcp_call_done(void *arg, const struct task_outcome *o,
+    struct json_object *result)
 {
 	struct mcp_call	*c = arg;
 
-	mcp_session_usage(c->s, result, !c->cached);
+	mcp_session_usage(c->s, result, c->instant == NULL ? &o->usage : NULL);
 	if (c->id != NULL) {
 		mcp_send(c->s, rpc_result(c->id, json_object_get(result)));
 		lh_table_delete(c->s->calls, c->key);
 	}
-	registry_finish(c->rec, result, now_ms());
+	registry_finish(c->rec, o, result, now_ms());
 	mcp_call_free(c);
 }
 
@@ -432,15 +414,18 @@ mcp_call_stopped(void *arg, struct json_object *result)
 	mcp_call_free(c);
 }
 
+/* An instant call's end: its answer from the cache, or why it failed. */
 static void
 mcp_call_instant_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct mcp_call		*c = arg;
 	struct json_object	*result = c->instant_result;
+	struct task_outcome	 o = { .failed = c->instant_why != NULL,
+	    .error = c->instant_why };
 
 	(void)fd; (void)events;
 	c->instant_result = NULL;
-	mcp_call_done(c, result);
+	mcp_call_done(c, &o, result);
 }
 
 static struct json_object *
@@ -553,19 +538,22 @@ mcp_call_stored(struct mcp_call *c, struct json_object **error)
 	return -1;
 }
 
-/* A task that already has its result; it ends on the next turn.  NULL
- * and *error when the store cannot take it. */
+/*
+ * A task that already has its result (from the cache; or an error, and
+ * why: the result's text); it ends on the next turn.  NULL and *error when
+ * the store cannot take it.
+ */
 static struct task_record *
 mcp_call_instant(struct mcp_session *s, const struct mcp_run *run,
     struct json_object *params, int64_t ttl_ms, struct json_object *result,
-    bool cached, struct json_object **error)
+    const char *why, struct json_object **error)
 {
 	struct mcp_call	*c = mcp_call_new(s, run, params, ttl_ms);
 	struct timeval	 now = { 0, 0 };
 	char		 id[33];
 
-	c->cached = cached;
 	c->instant_result = result;
+	c->instant_why = why != NULL ? xstrdup(why) : NULL;
 	c->instant = evtimer_new(ev_base, mcp_call_instant_cb, c);
 	task_new_id(id);
 	mcp_call_add(c, NULL, id);
@@ -579,12 +567,11 @@ mcp_call_instant(struct mcp_session *s, const struct mcp_run *run,
  * failed with the result the blocking call would have given. */
 struct task_record *
 mcp_run_result(struct mcp_session *s, const struct mcp_run *run,
-    struct json_object *params, struct json_object *result,
-    struct json_object **error)
+    struct json_object *params, const char *why, struct json_object **error)
 {
 	return mcp_call_instant(s, run, params, run->ttl_ms ? run->ttl_ms :
-	    mcp_ttl_ms(s->cfg, s->cfg->task_timeout_s, -1), result, false,
-	    error);
+	    mcp_ttl_ms(s->cfg, s->cfg->task_timeout_s, -1),
+	    tool_error_result(why), why, error);
 }
 
 /*
@@ -602,19 +589,20 @@ mcp_run(struct mcp_session *s, const struct mcp_run *run,
 	int64_t			 ttl = run->ttl_ms ? run->ttl_ms :
 	    mcp_ttl_ms(s->cfg, p->timeout_s, -1);
 	char			*key = cache_key(s->cfg, p), msg[256];
+	const char		*why = msg;
 	struct mcp_call		*c;
 	struct task		*t;
 
 	*error = NULL;
 	if (server_key_error() != NULL)
-		*error = tool_error_result(server_key_error());
+		why = server_key_error();
 	else if ((hit = cache_lookup(s->cfg, s->owner, key)) != NULL) {
 		free(key);
 		task_params_clear(p);
-		return mcp_call_instant(s, run, params, ttl, hit, true, error);
+		return mcp_call_instant(s, run, params, ttl, hit, NULL, error);
 	} else if (registry_admit(s->cfg, s->owner, workers_queued(), msg,
 	    sizeof msg) == -1)
-		*error = tool_error_result(msg);
+		;
 	else {
 		c = mcp_call_new(s, run, params, ttl);
 		c->rec->cache_key = key;
@@ -627,18 +615,17 @@ mcp_run(struct mcp_session *s, const struct mcp_run *run,
 		registry_discard(c->rec);
 		mcp_call_free(c);
 		key = NULL;
-		*error = tool_error_result("invalid argument 'query': too long "
-		    "for max_frame_bytes");
+		why = "invalid argument 'query': too long for max_frame_bytes";
 	}
 	free(key);
 	task_params_clear(p);
 	if (!run->mcp_task) {
 		json_object_put(params);
+		*error = tool_error_result(why);
 		return NULL;
 	}
-	hit = *error;	/* the task's result now */
-	*error = NULL;
-	return mcp_call_instant(s, run, params, ttl, hit, false, error);
+	return mcp_call_instant(s, run, params, ttl, tool_error_result(why),
+	    why, error);
 }
 
 static void

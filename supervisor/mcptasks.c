@@ -456,8 +456,8 @@ mcptasks_call(struct mcp_session *s, struct rpc_msg *m, const char *name,
 		run.progress_token = err;
 	if (tool_orchestrate_args(s->cfg, args, &p, msg, sizeof msg) == -1) {
 		run.ttl_ms = mcp_ttl_ms(s->cfg, s->cfg->task_timeout_s, ttl);
-		r = mcp_run_result(s, &run, json_object_new_object(),
-		    tool_error_result(msg), &err);
+		r = mcp_run_result(s, &run, json_object_new_object(), msg,
+		    &err);
 	} else {
 		run.ttl_ms = mcp_ttl_ms(s->cfg, p.timeout_s, ttl);
 		r = mcp_run(s, &run, &p, &err);

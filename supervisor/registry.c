@@ -176,34 +176,18 @@ registry_retire(struct task_record *r, enum task_status status, int64_t now)
 	registry_touch(r);
 }
 
-/* The error of a failed result: the text it gives. */
-static char *
-registry_result_error(struct json_object *result)
-{
-	struct json_object	*v, *c;
-
-	if (!json_object_object_get_ex(result, "isError", &v) ||
-	    !json_object_get_boolean(v))
-		return NULL;
-	if (!json_object_object_get_ex(result, "content", &c) ||
-	    json_object_array_length(c) == 0)
-		return xstrdup("failed");
-	c = json_object_array_get_idx(c, 0);
-	return xstrdup(json_object_get_string(json_object_object_get(c,
-	    "text")) ?: "failed");
-}
-
 /* The task ended with this CallToolResult (the registry takes it). */
 void
-registry_finish(struct task_record *r, struct json_object *result,
-    int64_t now)
+registry_finish(struct task_record *r, const struct task_outcome *o,
+    struct json_object *result, int64_t now)
 {
 	if (r->task != NULL)
 		r->progress = registry_progress(r, now);
 	r->result = result;
-	r->error = registry_result_error(result);
-	registry_retire(r, r->error != NULL ? TASK_FAILED : TASK_COMPLETED,
-	    now);
+	r->error = o->failed ? xstrdup(o->error ? o->error : "failed") : NULL;
+	r->usage = o->usage;
+	r->cacheable = o->cacheable;
+	registry_retire(r, o->failed ? TASK_FAILED : TASK_COMPLETED, now);
 	registry_record_free(r);
 }
 
@@ -239,6 +223,7 @@ registry_stop(struct task_record *r, enum task_status status,
 {
 	record_cancel_fn	 fn = r->cancelled;
 	void			*arg = r->arg;
+	struct task_view	 v;
 
 	if (r->finished)
 		return;
@@ -246,6 +231,8 @@ registry_stop(struct task_record *r, enum task_status status,
 		r->progress = registry_progress(r, now);
 		registry_mark_stopped(r->progress, status == TASK_CANCELLED ?
 		    "cancelled" : "interrupted");
+		task_snapshot(r->task, &v);
+		r->usage = v.usage;	/* what it spent before it stopped */
 		task_cancel(r->task);
 	}
 	r->error = xstrdup(why);

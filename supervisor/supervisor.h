@@ -155,7 +155,16 @@ struct task_params {
 struct task;
 typedef void (*task_progress_fn)(void *arg, double progress, double total,
 	    const char *message);
-typedef void (*task_done_fn)(void *arg, struct json_object *result);
+/* What a finished task amounts to, for whoever keeps or counts it: typed,
+ * so that nobody reads it back out of the result's JSON. */
+struct task_outcome {
+	bool		 failed;	/* the result is an error */
+	const char	*error;		/* then its text, else NULL */
+	bool		 cacheable;	/* a clean answer, worth serving again */
+	struct usage	 usage;		/* every LLM call's, as reported */
+};
+typedef void (*task_done_fn)(void *arg, const struct task_outcome *,
+	    struct json_object *result);
 struct task *task_start(const struct heavy_config *, struct task_params *,
 	    task_progress_fn, task_done_fn, void *arg);
 const char *task_id(const struct task *);	/* 32 hex digits, 128 random bits */
@@ -213,6 +222,8 @@ struct task_record {
 	struct json_object	*result;	/* the CallToolResult */
 	struct json_object	*progress;	/* the last progress, once over */
 	char			*error;
+	struct usage		 usage;		/* once finished */
+	bool			 cacheable;	/* once finished: a clean answer */
 	record_cancel_fn	 cancelled;	/* tells the starter of a stop */
 	void			*arg;
 	struct registry_owner	*own;
@@ -228,7 +239,8 @@ void	 registry_discard(struct task_record *);
 void	 registry_add(struct task_record *, struct task *, const char *id,
 	    int64_t now);
 struct task_record *registry_find(const char *id, const char *owner);
-void	 registry_finish(struct task_record *, struct json_object *result,
+void	 registry_finish(struct task_record *, const struct task_outcome *,
+	    struct json_object *result,
 	    int64_t now);
 void	 registry_cancel(struct task_record *, const char *why, int64_t now);
 void	 registry_interrupt(struct task_record *, const char *why,
@@ -370,7 +382,6 @@ char	*cache_canonical(const struct heavy_config *,
 char	*cache_key(const struct heavy_config *, const struct task_params *);
 struct json_object *cache_lookup(const struct heavy_config *,
 	    const char *owner, const char *key);
-bool	 cache_storable(struct json_object *result);
 
 /*
  * mcp.c: one MCP session.  owner is who calls: the local user over stdio
@@ -402,7 +413,7 @@ struct task_record *mcp_run(struct mcp_session *, const struct mcp_run *,
 	    struct task_params *, struct json_object **error);
 struct task_record *mcp_run_result(struct mcp_session *,
 	    const struct mcp_run *, struct json_object *params,
-	    struct json_object *result, struct json_object **error);
+	    const char *why, struct json_object **error);
 int64_t	 mcp_ttl_ms(const struct heavy_config *, double timeout_s,
 	    int64_t requested);
 void	 mcp_reply(struct mcp_session *, struct json_object *id,

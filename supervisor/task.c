@@ -1042,17 +1042,36 @@ task_free(struct task *t)
 	free(t);
 }
 
+/* A clean answer: every agent answered, the synthesis did not fail and
+ * no budget stopped the task.  Only such an answer is served again. */
+static bool
+task_cacheable(const struct task *t)
+{
+	if (t->failed || t->synthesis_error != NULL || t->budget_stop != NULL ||
+	    t->p.num_agents == 0)
+		return false;
+	for (int i = 0; i < t->p.num_agents; i++)
+		if (t->agents[i].status != AGENT_OK)
+			return false;
+	return true;
+}
+
 static void
 task_finish(struct task *t)
 {
 	struct json_object	*result;
+	struct task_outcome	 o;
 
 	t->state = TASK_DONE;
 	event_del(t->heartbeat);
 	t->step = t->p.num_agents + 1;
 	task_step(t, t->failed ? "failed" : "done");
 	result = task_result(t);
-	t->done(t->arg, result);
+	o.failed = t->failed;
+	o.error = t->failed ? t->answer : NULL;
+	o.cacheable = task_cacheable(t);
+	o.usage = t->usage;
+	t->done(t->arg, &o, result);
 	task_free(t);
 }
 

@@ -225,6 +225,9 @@ test('the result cache answers the same call from the store, flagged, without an
 	const partial = 'Partial [[a1:status:400]]';
 	assert.equal((await srv.orchestrate({ query: partial, num_agents: 2 })).sc.agents[0].status, 'failed');
 	assert.equal((await srv.orchestrate({ query: partial, num_agents: 2 })).sc.cached, false);
+	const unsynthesized = 'Unsynthesized [[synth:status:400]]';
+	assert.notEqual((await srv.orchestrate({ query: unsynthesized, num_agents: 2 })).sc.synthesis_error, null);
+	assert.equal((await srv.orchestrate({ query: unsynthesized, num_agents: 2 })).sc.cached, false);
 	assert.ok(await llmRequests(mock) > n);
 	await srv.shutdown();
 });

@@ -114,47 +114,6 @@ Test(cache, the_default_strategy_named_is_the_same_call)
 	free(b);
 }
 
-static struct json_object *
-res(const char *sc)
-{
-	struct json_object	*r = json_object_new_object();
-
-	json_object_object_add(r, "content", json_tokener_parse(
-	    "[{\"type\":\"text\",\"text\":\"A\"}]"));
-	json_object_object_add(r, "structuredContent", json_tokener_parse(sc));
-	json_object_object_add(r, "isError", json_object_new_boolean(0));
-	return r;
-}
-
-Test(cache, only_clean_answers_are_served_again)
-{
-	const char	*cases[][2] = {
-		{ "{\"agents\":[{\"status\":\"ok\"}],\"synthesis_error\":null,"
-		  "\"budget\":{\"stopped\":null}}", "1" },
-		{ "{\"agents\":[{\"status\":\"ok\"},{\"status\":\"timed_out\"}]}",
-		  "0" },
-		{ "{\"agents\":[{\"status\":\"ok\"}],\"synthesis_error\":\"x\"}",
-		  "0" },
-		{ "{\"agents\":[{\"status\":\"ok\"}],\"budget\":{\"stopped\":"
-		  "\"token budget reached\"}}", "0" },
-		{ "{\"agents\":[{\"status\":\"ok\"}],\"cached\":true}", "0" },
-		{ "{\"answer\":\"no agents\"}", "0" },
-	};
-	struct json_object	*r;
-
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		r = res(cases[i][0]);
-		cr_assert_eq(cache_storable(r), cases[i][1][0] == '1', "%s",
-		    cases[i][0]);
-		json_object_put(r);
-	}
-	r = res("{\"agents\":[]}");
-	json_object_object_add(r, "isError", json_object_new_boolean(1));
-	cr_assert_not(cache_storable(r));
-	json_object_put(r);
-	cr_assert_not(cache_storable(NULL));
-}
-
 Test(cache, lookups_are_the_owners_and_within_the_ttl)
 {
 	struct store_task	 t = { 0 };

@@ -46,6 +46,16 @@ result(bool failed, const char *text)
 	return r;
 }
 
+/* The end of a task as task.c reports it: its outcome, and the result. */
+static void
+finish(struct task_record *r, bool failed, const char *text, int64_t now)
+{
+	struct task_outcome	o = { .failed = failed,
+	    .error = failed ? text : NULL };
+
+	registry_finish(r, &o, result(failed, text), now);
+}
+
 /* What a watcher saw: every touch, and the last end. */
 static int		 seen_touches, seen_ends;
 static enum task_status	 seen_status;
@@ -129,7 +139,7 @@ Test(registry, watchers_hear_the_start_each_step_and_the_end,
 	cr_assert(r->updated_ms > 0 && r->start_time_ms > 0);
 	registry_touch(r);
 	cr_assert_eq(seen_touches, 2);
-	registry_finish(r, result(false, "answer"), 5);
+	finish(r, false, "answer", 5);
 	cr_assert_eq(seen_ends, 1);
 	cr_assert_eq(seen_status, TASK_COMPLETED);
 	/* Once the watchers have it, the record is gone from the cache. */
@@ -142,7 +152,7 @@ Test(registry, failed_result_keeps_its_error, .init = wsetup,
 {
 	struct task_record	*r = add(1, "uid:1", 1000);
 
-	registry_finish(r, result(true, "All 4 agents failed"), 3500);
+	finish(r, true, "All 4 agents failed", 3500);
 	cr_assert_eq(seen_status, TASK_FAILED);
 	cr_assert_str_eq(seen_error, "All 4 agents failed");
 	cr_assert(strstr(seen_result, "All 4 agents failed") != NULL);
@@ -203,7 +213,7 @@ Test(registry, admission_counts_running_tasks, .init = setup,
 	cr_assert_eq(registry_admit(&c, "uid:1", 0, err, sizeof err), -1);
 	cr_assert(strstr(err, "busy") && strstr(err, "(max_tasks); retry later"),
 	    "%s", err);
-	registry_finish(a, result(false, "x"), 1);
+	finish(a, false, "x", 1);
 	cr_assert_eq(registry_admit(&c, "uid:1", 0, err, sizeof err), 0);
 	config_clear(&c);
 }
@@ -408,7 +418,7 @@ Test(mkh, progress_of_a_finished_task, .init = msetup, .fini = mteardown)
 
 	/* Finished, it lives on in the store alone. */
 	usleep(300000);
-	registry_finish(t, result(false, "fine"), now_ms());
+	finish(t, false, "fine", now_ms());
 	cr_assert_null(registry_find(id(9), "uid:1000"));
 	snprintf(a, sizeof a, "{\"task_id\":\"%s\"}", id(9));
 	r = tcall("get_task_progress", a, &text);

@@ -16,6 +16,10 @@
 
 #include "../../supervisor/supervisor.h"
 
+/* Ends as task.c reports them. */
+static const struct task_outcome	clean = { .failed = false };
+static const struct task_outcome	over = { .failed = true, .error = "over" };
+
 static char	dir[64];
 
 static void
@@ -580,7 +584,7 @@ Test(durable, a_final_write_that_fails_is_kept_served_and_retried)
 	cr_assert_eq(sqlite3_open(path, &other), SQLITE_OK);
 	cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL),
 	    SQLITE_OK);	/* another heavyd holds the write lock */
-	registry_finish(r, res, now_ms());
+	registry_finish(r, &clean, res, now_ms());
 	cr_assert_eq(durable_get(hexid(2), "o", &t, &live), 0);
 	cr_assert_null(live);
 	cr_assert_str_eq(t.status, "completed", "the end was lost");
@@ -607,7 +611,7 @@ Test(durable, writes_due_in_one_turn_share_a_flush_even_when_one_ends_first)
 	for (int i = 0; i < 3; i++)
 		registry_touch(r[i]);	/* due this turn */
 	/* The first ends before the flush: its end is written at once. */
-	registry_finish(r[0], tool_error_result("over"), now_ms());
+	registry_finish(r[0], &over, tool_error_result("over"), now_ms());
 	cr_assert_eq(store_get(hexid(10), "o", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
 	store_task_clear(&t);
@@ -617,13 +621,13 @@ Test(durable, writes_due_in_one_turn_share_a_flush_even_when_one_ends_first)
 		cr_assert_str_eq(t.status, "working");
 		store_task_clear(&t);
 	}
-	registry_finish(r[1], tool_error_result("over"), now_ms());
-	registry_finish(r[2], tool_error_result("over"), now_ms());
+	registry_finish(r[1], &over, tool_error_result("over"), now_ms());
+	registry_finish(r[2], &over, tool_error_result("over"), now_ms());
 	/* Due and ended in one turn, alone: the flush finds nothing. */
 	r[0] = dadd(13);
 	usleep(250000);
 	registry_touch(r[0]);
-	registry_finish(r[0], tool_error_result("over"), now_ms());
+	registry_finish(r[0], &over, tool_error_result("over"), now_ms());
 	run_loop_ms(5);
 	cr_assert_eq(store_get(hexid(13), "o", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
