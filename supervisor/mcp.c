@@ -401,14 +401,14 @@ mcp_call_done(void *arg, const struct task_outcome *o,
 }
 
 /* The task was stopped (cancel_task, tasks/cancel, shutdown): a blocking
- * call answers with the result that says why. */
+ * call answers with an error result that says why. */
 static void
-mcp_call_stopped(void *arg, struct json_object *result)
+mcp_call_stopped(void *arg, const char *why)
 {
 	struct mcp_call	*c = arg;
 
 	if (c->id != NULL) {
-		mcp_send(c->s, rpc_result(c->id, json_object_get(result)));
+		mcp_send(c->s, rpc_result(c->id, tool_error_result(why)));
 		lh_table_delete(c->s->calls, c->key);
 	}
 	mcp_call_free(c);
@@ -594,8 +594,8 @@ mcp_run(struct mcp_session *s, const struct mcp_run *run,
 	struct task		*t;
 
 	*error = NULL;
-	if (server_key_error() != NULL)
-		why = server_key_error();
+	if (task_no_key() != NULL)
+		why = task_no_key();
 	else if ((hit = cache_lookup(s->cfg, s->owner, key)) != NULL) {
 		free(key);
 		task_params_clear(p);

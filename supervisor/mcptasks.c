@@ -102,14 +102,16 @@ mt_lookup(struct mcp_session *s, struct rpc_msg *m, struct store_task *t,
 	return -1;
 }
 
-/* The task's CallToolResult, marked as related to it. */
+/* The task's CallToolResult, marked as related to it; a task stopped
+ * before it had one (cancelled, interrupted) gets an error saying why. */
 static struct json_object *
-mt_result(struct json_object *result, const char *id)
+mt_result(struct json_object *result, const char *why, const char *id)
 {
 	struct json_object	*copy = NULL, *meta, *rel;
 
 	if (result == NULL || json_object_deep_copy(result, &copy, NULL) != 0)
-		copy = tool_error_result("the task ended without a result");
+		copy = tool_error_result(why != NULL ? why :
+		    "the task ended without a result");
 	if (!json_object_object_get_ex(copy, "_meta", &meta)) {
 		meta = json_object_new_object();
 		json_object_object_add(copy, "_meta", meta);
@@ -125,7 +127,7 @@ mt_row_result(const struct store_task *t)
 {
 	struct json_object	*res = durable_json(t->result), *out;
 
-	out = mt_result(res, t->id);
+	out = mt_result(res, durable_error(t), t->id);
 	json_object_put(res);
 	return out;
 }
@@ -327,7 +329,7 @@ mcptasks_changed(struct mcp_session *s, struct task_record *r)
 		tmp = TAILQ_NEXT(w, entry);
 		if (w->s != s || strcmp(w->task_id, r->id) != 0)
 			continue;
-		mcp_reply(s, w->id, mt_result(r->result, r->id));
+		mcp_reply(s, w->id, mt_result(r->result, r->error, r->id));
 		mt_waiter_free(w);
 	}
 	if (!r->mcp_task)

@@ -213,9 +213,9 @@ registry_mark_stopped(struct json_object *progress, const char *how)
 }
 
 /*
- * Kills the task's workers (task_cancel), records why (its result is an
- * error saying so), and tells whoever started it: a blocking
- * heavy_orchestrate answers with that result.
+ * Kills the task's workers (task_cancel), records why (it has no result:
+ * those who answer for it render why as an error), and tells whoever
+ * started it: a blocking heavy_orchestrate answers so.
  */
 static void
 registry_stop(struct task_record *r, enum task_status status,
@@ -235,11 +235,10 @@ registry_stop(struct task_record *r, enum task_status status,
 		r->usage = v.usage;	/* what it spent before it stopped */
 		task_cancel(r->task);
 	}
-	r->error = xstrdup(why);
-	r->result = tool_error_result(why);
+	r->error = xstrdup(why);	/* no result: the edge renders why */
 	registry_retire(r, status, now);
 	if (fn != NULL)
-		fn(arg, r->result);
+		fn(arg, why);
 	registry_record_free(r);
 }
 

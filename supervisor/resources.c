@@ -88,7 +88,7 @@ res_config_text(const struct heavy_config *cfg)
 		end = strchr(line, '\n');
 		end = end ? end + 1 : line + strlen(line);
 		if (strncmp(line, "api_key:", 8) == 0)
-			buf_addstr(&out, server_key_error() == NULL ?
+			buf_addstr(&out, task_no_key() == NULL ?
 			    "api_key: (set, masked)\n" :
 			    "api_key: (not set)\n");
 		else

@@ -24,18 +24,6 @@ static struct event		*server_sigterm, *server_sigint;
 static struct event		*server_sighup;
 static int			 server_sig;
 
-const char *
-server_api_key(void)
-{
-	return api_key;
-}
-
-const char *
-server_search_key(void)
-{
-	return search_key;
-}
-
 /* The first line of a key file, without its newline; NULL and why. */
 static char *
 server_read_key_file(const char *what, const char *path, char *why,
@@ -95,7 +83,7 @@ server_key_check(const struct heavy_config *c, char **key, char *why,
 }
 
 /* Why orchestrations are refused (no key), or NULL. */
-const char *
+static const char *
 server_key_error(void)
 {
 	return api_key == NULL ? key_why : NULL;
@@ -265,6 +253,7 @@ server_start(struct heavy_config *config, void (*stop)(void))
 	server_take_search_key(config);
 	secret_add(api_key);
 	secret_add(search_key);
+	task_keys(api_key, search_key, server_key_error());
 	secret_add_url(config->base_url);
 	secret_add_url(config->search_url);
 	worker_path = server_worker_path();

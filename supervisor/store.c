@@ -530,20 +530,15 @@ store_interrupted_agents(const char *agents)
 	return out;
 }
 
-/* A row whose process died mid-task: now failed, with that reason. */
+/* A row whose process died mid-task: now failed, with that reason (and
+ * no result; the reason is what a reader is told). */
 static void
 store_settle_orphan(struct store_task *t)
 {
-	struct json_object	*res;
-	char			*agents;
+	char	*agents;
 
 	if (!t->orphaned)
 		return;
-	res = tool_error_result(store_interrupted);
-	free(t->result);
-	t->result = xstrdup(json_object_to_json_string_ext(res,
-	    JSON_C_TO_STRING_PLAIN));
-	json_object_put(res);
 	if ((agents = store_interrupted_agents(t->agents)) != NULL) {
 		free(t->agents);
 		t->agents = agents;

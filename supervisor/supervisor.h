@@ -18,11 +18,8 @@ extern struct event_base	*ev_base;
 
 /* server.c */
 int		 server_run(struct heavy_config *);
-const char	*server_api_key(void);
 int		 server_key_check(const struct heavy_config *, char **key,
 		    char *why, size_t len);
-const char	*server_key_error(void);	/* NULL, or why no key */
-const char	*server_search_key(void);
 void		 server_shutdown(void);
 /* The same setup without MCP (heavyd ask): stop() runs at shutdown. */
 void		 server_start(struct heavy_config *, void (*stop)(void));
@@ -192,6 +189,9 @@ struct task_view {
 void	 task_snapshot(const struct task *, struct task_view *);
 uint32_t task_tool_features(const struct heavy_config *);
 void	 task_new_id(char id[33]);	/* 128 random bits, in hex */
+void	 task_keys(const char *api_key, const char *search_key,
+	    const char *no_key);
+const char *task_no_key(void);	/* NULL, or why there is no API key */
 struct json_object *task_usage_json(const struct usage *);
 
 /* registry.c: this process's running orchestrations, for their owners. */
@@ -203,8 +203,8 @@ enum task_status {
 	TASK_CANCELLED,
 };
 struct registry_owner;
-/* The record ended without its task's result: result says why. */
-typedef void (*record_cancel_fn)(void *arg, struct json_object *result);
+/* The record ended without its task's result: why says why. */
+typedef void (*record_cancel_fn)(void *arg, const char *why);
 struct task_record {
 	char			 id[33];
 	char			*owner;

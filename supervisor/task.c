@@ -86,6 +86,10 @@ struct task {
 	struct ranking_tally	 tally[HEAVY_MAX_AGENTS];
 };
 
+/* The keys the jobs carry: heavyd's own, handed down once at startup;
+ * without an API key, why (and how to give one). */
+static const char	*task_api_key, *task_search_key, *task_why_no_key;
+
 static void	task_after_agents(struct task *);
 static void	task_finish(struct task *);
 static void	task_usage(void *, const struct usage *);
@@ -189,7 +193,7 @@ task_job_tools(struct task *t, struct job *job)
 	job->max_page_bytes = t->cfg->max_page_bytes;
 	job->max_extract_bytes = t->cfg->max_extract_bytes;
 	job->search_url = t->cfg->search_url;
-	job->search_api_key = (char *)server_search_key();
+	job->search_api_key = (char *)task_search_key;
 	job->search_user_agent = t->cfg->search_user_agent;
 }
 
@@ -221,7 +225,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.max_transcript_bytes = t->cfg->max_transcript_bytes;
 	job.max_tool_output_bytes = t->cfg->max_tool_output_bytes;
 	job.max_answer_bytes = t->cfg->max_answer_bytes;
-	job.api_key = (char *)server_api_key();
+	job.api_key = (char *)task_api_key;
 	job.base_url = t->cfg->base_url;
 	job.model = (char *)task_model(t, role, index);
 	job.system_prompt = system;
@@ -1073,6 +1077,22 @@ task_finish(struct task *t)
 	o.usage = t->usage;
 	t->done(t->arg, &o, result);
 	task_free(t);
+}
+
+/* The server hands down its keys (NULL: none) before any task starts. */
+void
+task_keys(const char *api_key, const char *search_key, const char *no_key)
+{
+	task_api_key = api_key;
+	task_search_key = search_key;
+	task_why_no_key = api_key == NULL ? no_key : NULL;
+}
+
+/* Why no orchestration can run, when the server has no API key. */
+const char *
+task_no_key(void)
+{
+	return task_why_no_key;
 }
 
 /* 128 random bits, in hex: unguessable, so an id is no way into a task. */
