@@ -155,6 +155,8 @@ struct heavy_config {
 	int	 store_sweep_s;		/* expired rows swept this often */
 	int	 store_busy_ms;		/* wait for another heavyd's write */
 	int	 cache_ttl_s;		/* result cache; 0: off */
+	char	*store_synchronous;	/* "normal": a crash loses nothing
+					 * written; "full": a power cut neither */
 
 	int	 tools_compat;		/* offer make-it-heavy's six tools */
 	int	 sandbox_require;	/* refuse to run workers unconfined */

@@ -96,6 +96,7 @@ config_defaults(struct heavy_config *c)
 	c->store_sweep_s = 60;
 	c->store_busy_ms = 5000;
 	c->cache_ttl_s = 0;
+	c->store_synchronous = xstrdup("normal");
 	c->tools_compat = 1;
 	c->sandbox_require = 1;
 	c->landlock_abi_max = -1;	/* the kernel's */
@@ -423,6 +424,7 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	fprintf(f, "tools.compat: %s\n", c->tools_compat ? "true" : "false");
 	fprintf(f, "sandbox.require: %s\n", c->sandbox_require ? "true" :
 	    "false");
+	config_yaml_line(f, "store.synchronous", c->store_synchronous, NULL);
 }
 
 /* The strategy and the models per role; empty variables are unset. */
@@ -525,6 +527,8 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 		    "(true or false), got \"%.64s\"", v);
 		return -1;
 	}
+	if ((v = getenv("HEAVY_STORE_SYNCHRONOUS")) != NULL && *v != '\0')
+		config_set_str(&c->store_synchronous, v);
 	if ((v = getenv("HEAVY_SANDBOX_REQUIRE")) != NULL && *v != '\0' &&
 	    config_parse_bool(v, &c->sandbox_require) == -1) {
 		snprintf(err, errlen, "HEAVY_SANDBOX_REQUIRE: expected 1 or 0 "
@@ -571,6 +575,7 @@ config_dup(const struct heavy_config *c)
 	d->search_backend = c->search_backend ? xstrdup(c->search_backend) :
 	    NULL;
 	d->search_url = c->search_url ? xstrdup(c->search_url) : NULL;
+	d->store_synchronous = xstrdup(c->store_synchronous);
 	d->search_api_key = NULL;	/* the server holds it, as api_key */
 	d->search_api_key_file = NULL;
 	return d;
@@ -596,6 +601,7 @@ config_clear(struct heavy_config *c)
 	free(c->state_dir);
 	free(c->search_backend);
 	free(c->search_url);
+	free(c->store_synchronous);
 	if (c->search_api_key != NULL)
 		explicit_bzero(c->search_api_key, strlen(c->search_api_key));
 	free(c->search_api_key);
@@ -715,6 +721,14 @@ config_check(struct heavy_config *c, char *err, size_t errlen)
 {
 	const char	*b, *env;
 
+	if (strcmp(c->store_synchronous, "normal") != 0 &&
+	    strcmp(c->store_synchronous, "full") != 0) {
+		snprintf(err, errlen, "%s: expected normal or full, got "
+		    "\"%.64s\"", getenv("HEAVY_STORE_SYNCHRONOUS") ?
+		    "HEAVY_STORE_SYNCHRONOUS" : "store.synchronous",
+		    c->store_synchronous);
+		return -1;
+	}
 	if (c->search_backend != NULL && strcmp(c->search_backend, "none") == 0) {
 		free(c->search_backend);
 		c->search_backend = NULL;

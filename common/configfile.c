@@ -60,6 +60,7 @@ static const struct file_key {
 	  offsetof(struct heavy_config, tools_compat), NULL },
 	{ "sandbox.require", KEY_BOOL,
 	  offsetof(struct heavy_config, sandbox_require), NULL },
+	STR("store.synchronous", store_synchronous),
 #undef STR
 #undef KNOB
 };

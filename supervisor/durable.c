@@ -394,7 +394,8 @@ durable_init(const struct heavy_config *cfg)
 	struct timeval	tv = { cfg->store_sweep_s, 0 };
 	char		err[512];
 
-	if (store_open(cfg->state_dir, cfg->store_busy_ms, false, err,
+	if (store_open(cfg->state_dir, cfg->store_busy_ms,
+	    strcmp(cfg->store_synchronous, "full") == 0, err,
 	    sizeof err) == -1)
 		fatalx("%s", err);
 	dur_write_ms = cfg->store_write_ms;

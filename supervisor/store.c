@@ -304,6 +304,16 @@ store_open(const char *state_dir, int busy_ms, bool sync_full, char *err,
 	return -1;
 }
 
+/* SQLite's synchronous level on our connection: 1 NORMAL, 2 FULL. */
+int
+store_synchronous(void)
+{
+	char	v[16];
+
+	return db != NULL && store_pragma("PRAGMA synchronous", v,
+	    sizeof v) == SQLITE_OK ? atoi(v) : -1;
+}
+
 void
 store_close(void)
 {

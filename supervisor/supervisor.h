@@ -338,6 +338,7 @@ int	 store_open(const char *state_dir, int busy_ms, bool sync_full,
 	    size_t errlen);
 void	 store_close(void);
 const char *store_error(void);
+int	 store_synchronous(void);	/* 1 NORMAL, 2 FULL */
 int	 store_insert(const struct store_task *);
 int	 store_put(const struct store_task *);
 int	 store_begin(void);

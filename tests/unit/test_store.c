@@ -663,3 +663,22 @@ Test(store_start, concurrent_creation)
 	}
 	cr_assert_eq(failed, 0, "%d of 60 starts failed", failed);
 }
+
+/* store.synchronous: full makes every commit wait for the disk. */
+Test(store_start, synchronous_as_configured)
+{
+	char	fresh[64], err[256], cmd[128];
+
+	snprintf(fresh, sizeof fresh, "/tmp/heavyd-store-XXXXXX");
+	cr_assert_not_null(mkdtemp(fresh));
+	cr_assert_eq(store_open(fresh, 1000, true, err, sizeof err), 0, "%s",
+	    err);
+	cr_assert_eq(store_synchronous(), 2, "FULL");
+	store_close();
+	cr_assert_eq(store_open(fresh, 1000, false, err, sizeof err), 0, "%s",
+	    err);
+	cr_assert_eq(store_synchronous(), 1, "NORMAL");
+	store_close();
+	snprintf(cmd, sizeof cmd, "rm -rf %s", fresh);
+	cr_assert_eq(system(cmd), 0);
+}
