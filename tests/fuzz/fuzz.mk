@@ -12,7 +12,7 @@ FUZZ_BUILD	 = $(BUILD)/fuzz
 FUZZ_SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 FUZZ_CFLAGS	 = -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
-	-D_GNU_SOURCE -g -O1 \
+	-D_GNU_SOURCE -g -O1 -MMD -MP \
 	$(FUZZ_SAN) -fsanitize=fuzzer-no-link $(SUP_CFLAGS) $(WRK_CFLAGS)
 FUZZ_NAMES	 = rpc calc plan review llm search html schema proto configfile mcp
 
