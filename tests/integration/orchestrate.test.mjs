@@ -6,8 +6,9 @@ import { test } from 'node:test';
 
 import { checkOk, checkProgress, checkShape, progressIndex } from './checks.mjs';
 import { describe, setup, sleep } from './lib.mjs';
+import { TEST_TIMEOUT } from './lib.mjs';
 
-test('four agents are planned, run and synthesized', { timeout: 30000 }, async (t) => {
+test('four agents are planned, run and synthesized', { timeout: TEST_TIMEOUT }, async (t) => {
 	// HEAVY_WORKER unset: heavyd must find its worker itself.
 	const { srv, mock } = await setup(t, { worker: null });
 	const { result, progress } = await srv.orchestrate({ query: 'Why is the sky blue?', num_agents: 4 });
@@ -36,11 +37,12 @@ test('four agents are planned, run and synthesized', { timeout: 30000 }, async (
 		const i = progressIndex(progress, new RegExp(`agent ${k} done`, 'i'));
 		assert.ok(q < i && i < s, `agent ${k} done out of order: ${JSON.stringify(progress)}`);
 	}
-	await sleep(300); // anything sent after the response shows up as a client error
+	// Anything sent after the response shows up as a client error:
+	// shutdown() sees it, after a last round trip.
 	await srv.shutdown();
 });
 
-test('429 answers are retried; a 401 fails at once naming the key', { timeout: 30000 }, async (t) => {
+test('429 answers are retried; a 401 fails at once naming the key', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t, { env: { HEAVY_RETRY_BASE_MS: '50' } });
 	const a = await srv.orchestrate({ query: 'Retry me [[agent:flaky:429:1]]', num_agents: 4 });
 	assert.notEqual(a.result.isError, true, JSON.stringify(a.result));
@@ -62,7 +64,7 @@ test('429 answers are retried; a 401 fails at once naming the key', { timeout: 3
 });
 
 test('planner garbage falls back to generated questions; garbage once is retried',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t);
 	const a = await srv.orchestrate({ query: 'Plan badly [[planner:garbage]]', num_agents: 3 });
 	assert.notEqual(a.result.isError, true, JSON.stringify(a.result));
@@ -82,7 +84,7 @@ test('planner garbage falls back to generated questions; garbage once is retried
 	await srv.shutdown();
 });
 
-test('the API key is in no child process environment or command line', { timeout: 30000 }, async (t) => {
+test('the API key is in no child process environment or command line', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	const key = srv.key;
 	let done = false, checked = 0;
