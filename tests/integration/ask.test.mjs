@@ -74,7 +74,9 @@ test('on a pseudo-terminal, one line per agent is redrawn in place', { timeout: 
 	}
 	const mock = await startMock();
 	t.after(() => mock.stop());
-	const q = 'Slow [[agent:latency:500]] [[a2:tool:calculate:{"expression":"6*7"}]]';
+	// The lines are redrawn every 100 ms: each state below lasts 1.5 s,
+	// fifteen redraws, so a busy machine still shows every one.
+	const q = 'Slow [[agent:latency:1500]] [[a2:tool:calculate:{"expression":"6*7"}]]';
 	const r = askPty(['--num-agents', '3', q], askEnv(mock));
 	assert.equal(r.code, 0, r.out);
 	const out = r.out;

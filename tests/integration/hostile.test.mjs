@@ -43,8 +43,9 @@ function whyNot(what, detail) {
 	if (!IS_VALGRIND || REAL_HEAVYD === HEAVYD)
 		return `no ${what} here: ${detail}`;
 	const kernel = features({}, REAL_HEAVYD).filesystem;
-	return `heavyd runs under valgrind, which does not know the Landlock system calls, ` +
-	    `so it falls back to "${detail}" (without valgrind: ${kernel}); tested in the other stages`;
+	const abi = /^(Landlock ABI \d+)/.exec(kernel)?.[1] ?? `no Landlock either: ${kernel}`;
+	return `heavyd runs under valgrind, which does not know the Landlock system calls, so heavyd ` +
+	    `falls back ("${detail}"); without valgrind: ${abi} (tested in the other stages)`;
 }
 const NO_LANDLOCK = LANDLOCK ? false : whyNot('Landlock', FEATURES.filesystem);
 const NO_TCP_RULES = TCP_RULES ? false : whyNot('TCP port rules', FEATURES.network);
