@@ -58,8 +58,9 @@ test("two heavyd processes on one state directory run tasks at once and see each
 	const b = await startServer({ mock, env });
 	t.after(() => b.kill());
 
-	const ta = await startTask(a, { query: 'From A [[agent:latency:1500]]', num_agents: 2 });
-	const tb = await startTask(b, { query: 'From B [[agent:latency:1500]] ' +
+	// Both run until the test opens the mock's gate, however slow the machine.
+	const ta = await startTask(a, { query: 'From A [[agent:gate]]', num_agents: 2 });
+	const tb = await startTask(b, { query: 'From B [[a1:gate]] ' +
 	    '[[a2:tool:calculate:{"expression":"6*7"}]]', num_agents: 2 });
 	for (const s of [a, b]) {
 		const listed = (await tasks(s).listTasks()).tasks;
@@ -84,7 +85,9 @@ test("two heavyd processes on one state directory run tasks at once and see each
 	assert.match(m.text, new RegExp(`runs in another heavyd process \\(pid ${b.pid}\\)`));
 
 	// A waits for B's task through the store, and gets what B returns.
-	const [ra, rbA, rbB] = await Promise.all([result(a, ta), result(a, tb), result(b, tb)]);
+	const waits = Promise.all([result(a, ta), result(a, tb), result(b, tb)]);
+	await mock.open();
+	const [ra, rbA, rbB] = await waits;
 	checkShape(ra, 2);
 	assert.deepEqual(rbA, rbB);
 	assert.match(rbA.structuredContent.answer, /^Synthesized answer over 2 responses/);

@@ -206,6 +206,15 @@ process.on('exit', () => {
 	}
 });
 
+/*
+ * Those of the given workers (from workers()) still running a job: a spare
+ * of the zygote is named heavyd-worker for an instant after its fork, and
+ * one renamed since ran no job (it stays, for the next one).
+ */
+export function jobsAlive(procs) {
+	return stillAlive(procs).filter((p) => readStat(p.pid)?.comm === 'heavyd-worker');
+}
+
 export function describe(procs) {
 	return procs.map((p) => `${p.pid}(${p.comm},${p.state},ppid ${p.ppid})`).join(' ');
 }
@@ -267,6 +276,11 @@ export async function startMock(tag = 'mock') {
 			const r = await fetch(`${base}/stats`);
 			assert.equal(r.status, 200, 'GET /stats');
 			return r.json();
+		},
+		/* Lets the replies held by [[gate]] go (and later ones through). */
+		async open() {
+			const r = await fetch(`${base}/open`, { method: 'POST' });
+			assert.equal(r.status, 200, 'POST /open');
 		},
 		async stop() {
 			if (!exit) {

@@ -17,7 +17,7 @@ import {
 	BUILD, HEAVYD, TOOL, describe, setup, sleep, startMock, startServer, stillAlive, tmpdir,
 	waitFor,
 } from './lib.mjs';
-import { HANG, SOON, TEST_TIMEOUT } from './lib.mjs';
+import { HANG, SOON, TEST_TIMEOUT, jobsAlive } from './lib.mjs';
 
 const RELATED = 'io.modelcontextprotocol/related-task';
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -87,10 +87,11 @@ test('the tasks capability; taskSupport on heavy_orchestrate only; the others ar
 
 test('a task-augmented call answers at once; tasks/get, tasks/result, status and progress follow',
     { timeout: TEST_TIMEOUT }, async (t) => {
-	const { srv } = await setup(t, { env: ENV });
+	const { srv, mock } = await setup(t, { env: ENV });
 	const statuses = watchStatus(srv);
 	const progress = [];
-	const q = 'Tasked [[agent:latency:800]] [[a2:tool:calculate:{"expression":"6*7"}]]';
+	// The agents wait for the mock's gate: the task runs until the test opens it.
+	const q = 'Tasked [[agent:gate]] [[agent:latency:800]] [[a2:tool:calculate:{"expression":"6*7"}]]';
 	const { task, took, _meta } = await startTask(srv, { query: q, num_agents: 3, timeout: 60 },
 	    { onprogress: (p) => progress.push(p) });
 	// At once: before any agent of the task has answered (on the wire,
@@ -116,7 +117,11 @@ test('a task-augmented call answers at once; tasks/get, tasks/result, status and
 	// tasks/result blocks until the task ends: its answer is the whole
 	// result (below), after every progress notification of the task.
 	const asked = srv.wire.length;
-	const r = await result(srv, task.taskId);
+	const waiting = result(srv, task.taskId);
+	await waitFor(() => srv.wire.slice(asked).some((w) => w.dir === 'out' && w.m.method === 'tasks/result'),
+	    undefined, 'tasks/result sent');
+	await mock.open();
+	const r = await waiting;
 	const req = srv.wire.slice(asked).find((w) => w.dir === 'out' && w.m.method === 'tasks/result');
 	const answered = srv.wire.findIndex((w) => w.dir === 'in' && w.m.id === req.m.id && w.m.method === undefined);
 	const lastProgress = srv.wire.findLastIndex((w) => w.dir === 'in' && w.m.method === 'notifications/progress' &&
@@ -190,7 +195,7 @@ test('tasks/cancel kills the workers and the task stays cancelled; cancelling ag
 	assert.match(c.statusMessage, /cancelled by tasks\/cancel/);
 	let left = procs;
 	try {
-		await waitFor(() => (left = stillAlive(procs)).length === 0, SOON, 'the workers to die');
+		await waitFor(() => (left = jobsAlive(procs)).length === 0, SOON, 'the workers to die');
 	} catch {
 		assert.fail(`workers outlived tasks/cancel: ${describe(left)}`);
 	}

@@ -42,11 +42,11 @@ test('config and tools resources; the key never shows', { timeout: TEST_TIMEOUT 
 });
 
 test('a task resource is subscribed to, updated as agents finish, and read as Markdown', { timeout: TEST_TIMEOUT }, async (t) => {
-	const { srv } = await setup(t);
+	const { srv, mock } = await setup(t);
 	const updates = [];
 	srv.client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => updates.push(n.params.uri));
 	const started = await srv.client.callTool({ name: 'grok_heavy_orchestrate',
-	    arguments: { query: 'Slow enough [[agent:latency:2000]]', num_agents: 3 } });
+	    arguments: { query: 'Held [[agent:gate]] [[agent:latency:700]]', num_agents: 3 } });
 	const id = started.structuredContent.task_id;
 	const status = `heavy://tasks/${id}`, result = `${status}/result`;
 	await srv.client.subscribeResource({ uri: status });
@@ -58,6 +58,7 @@ test('a task resource is subscribed to, updated as agents finish, and read as Ma
 	assert.equal(running.task_id, id);
 	assert.ok(['INITIALIZED', 'RUNNING'].includes(running.status), running.status);
 
+	await mock.open(); // the agents answer now
 	await waitFor(() => updates.includes(result), undefined, 'the result resource to be updated');
 	assert.ok(updates.filter((u) => u === status).length >= 2, `status updates: ${updates}`);
 	const done = JSON.parse(text(await srv.client.readResource({ uri: status })));

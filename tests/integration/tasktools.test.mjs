@@ -8,7 +8,7 @@ import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import { checkShape } from './checks.mjs';
 import { describe, setup, sleep, startServer, stillAlive, waitFor } from './lib.mjs';
-import { GRACE, HANG, SOON, TEST_TIMEOUT } from './lib.mjs';
+import { GRACE, HANG, SOON, TEST_TIMEOUT, jobsAlive } from './lib.mjs';
 
 const ID = /^[0-9a-f]{32}$/;
 
@@ -68,7 +68,8 @@ test('tools/list has every make-it-heavy tool with closed schemas', { timeout: T
 test('grok_heavy_orchestrate returns at once; get_task_progress follows it to COMPLETED',
     { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t);
-	const q = 'Slow agents [[agent:latency:700]] [[a2:tool:calculate:{"expression":"6*7"}]]';
+	// Agent 1 waits for the mock's gate: the task runs until the test has seen it.
+	const q = 'Slow agents [[agent:latency:700]] [[a1:gate]] [[a2:tool:calculate:{"expression":"6*7"}]]';
 	const t0 = Date.now();
 	const s = await start(srv, { query: q, num_agents: 3, timeout: 60, aggregation_strategy: 'consensus' });
 	// At once: the task had not ended when it answered (and below: it
@@ -95,6 +96,7 @@ test('grok_heavy_orchestrate returns at once; get_task_progress follows it to CO
 		return p.progress.agents[1].step === 'calculate' ? p : p.status === 'COMPLETED' ? 'late' : null;
 	}, undefined, "agent 2's step", 50);
 	assert.notEqual(step, 'late', 'never saw agent 2 at its calculate step');
+	await mock.open();
 
 	const done = await until(srv, s.task_id, ['COMPLETED', 'FAILED']);
 	assert.equal(done.status, 'COMPLETED', JSON.stringify(done));
@@ -128,7 +130,7 @@ test('cancel_task kills the workers and the task is CANCELLED', { timeout: TEST_
 	assert.deepEqual({ status: c.sc.status, cancelled: c.sc.cancelled }, { status: 'CANCELLED', cancelled: true });
 	let left = procs;
 	try {
-		await waitFor(() => (left = stillAlive(procs)).length === 0, SOON, 'the workers to die');
+		await waitFor(() => (left = jobsAlive(procs)).length === 0, SOON, 'the workers to die');
 	} catch {
 		assert.fail(`workers outlived cancel_task: ${describe(left)}`);
 	}
@@ -162,7 +164,7 @@ test('heavy_orchestrate calls are registered: listed, and cancel_task ends the b
 	const { result } = await call1;
 	assert.equal(result.isError, true, JSON.stringify(result));
 	assert.match(result.content[0].text, /cancelled/i);
-	await waitFor(() => stillAlive(procs).length === 0, SOON, 'the workers to die');
+	await waitFor(() => jobsAlive(procs).length === 0, SOON, 'the workers to die');
 
 	// notifications/cancelled marks the record CANCELLED too.
 	const ac = new AbortController();
