@@ -94,7 +94,7 @@ export async function waitFor(fn, ms = HANG, what = 'condition', every = 25) {
 const RUN_DIR = fs.mkdtempSync(path.join(os.tmpdir(), `heavyd-it-${process.pid}-`));
 // Others may pass (not list): one test runs a heavyd as another user.
 fs.chmodSync(RUN_DIR, 0o711);
-process.on('exit', () => fs.rmSync(RUN_DIR, { recursive: true, force: true }));
+// (Removed after the children are killed: see track() below.)
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'])
 	process.once(sig, () => process.exit(128 + os.constants.signals[sig]));
 process.env.HOME = path.join(RUN_DIR, 'home');
@@ -204,6 +204,7 @@ process.on('exit', () => {
 	for (const c of children) {
 		try { c.kill('SIGKILL'); } catch { /* gone */ }
 	}
+	fs.rmSync(RUN_DIR, { recursive: true, force: true });
 });
 
 /*
