@@ -1,6 +1,9 @@
-# heavyd: `make` builds build/heavyd and what it runs beside it; `make check`
-# runs every test: unit, integration, integration with the supervisor under
-# valgrind, and unit + integration again under ASan+UBSan.
+# heavyd: `make` builds what is shipped: build/heavyd and the worker it runs
+# beside it.  `make test-programs` builds the test programs (the worker with
+# test tools, the mock LLM, the bench, the unit tests).  `make check` runs
+# every test through scripts/check: unit, integration, integration with the
+# supervisor under valgrind, and unit + integration again under ASan+UBSan;
+# a failed stage does not stop the later ones, and one summary ends the run.
 
 BUILD	?= build
 CC	?= cc
@@ -36,12 +39,15 @@ HOOK_OBJ   = $(patsubst %.c,$(BUILD)/obj-hooks/%.o,$(WRK_SRC))
 UNIT_OBJ   = $(call obj,$(UNIT_SRC))
 NOMAIN     = $(filter-out %/main.o,$(1))
 
-PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker $(BUILD)/test/heavyd-worker \
-	$(BUILD)/mockllm $(BUILD)/bench
+PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker
+TEST_PROGS = $(BUILD)/test/heavyd-worker $(BUILD)/mockllm $(BUILD)/bench \
+	$(BUILD)/unit-tests
 
-.PHONY: all unit check check-unit check-integration check-valgrind check-asan \
-	bench demo clean
+.PHONY: all unit test-programs check check-unit check-integration \
+	check-valgrind check-asan asan-programs bench demo clean
 all: $(PROGS)
+
+test-programs: $(TEST_PROGS)
 
 $(COMMON_LIB): $(COMMON_OBJ)
 	$(AR) rcs $@ $^
@@ -85,30 +91,29 @@ unit: $(BUILD)/unit-tests
 check-unit: unit
 	$(BUILD)/unit-tests --jobs 2
 
-check-integration: all
+# One stage each, stopping at the first failure; `make check` runs them all.
+check-integration: all test-programs
 	HEAVYD_BUILD=$(BUILD) scripts/integration
 
-check-valgrind: all
+check-valgrind: all test-programs
 	HEAVYD_BUILD=$(BUILD) scripts/valgrind-integration
 
 ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
 	SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
-check-asan:
-	$(ASAN_MAKE) all unit
+asan-programs:
+	$(ASAN_MAKE) all test-programs
+check-asan: asan-programs
 	$(ASAN_MAKE) check-unit check-integration
 
 # Installs missing packages first, so a fresh Debian 12 machine can build.
+# Every stage runs; the last line is "N passed, N failed, N skipped".
 check:
-	scripts/install-deps
-	$(MAKE) --no-print-directory all unit
-	$(MAKE) --no-print-directory check-unit check-integration
-	$(MAKE) --no-print-directory check-valgrind
-	$(MAKE) --no-print-directory check-asan
+	scripts/check
 
-bench: all
+bench:
 	scripts/bench
 
-demo: all
+demo:
 	scripts/demo
 
 clean:

@@ -10,6 +10,7 @@ import { test } from 'node:test';
 
 import { HEAVYD, IS_ASAN, WORKER, apiKey, assertNoSanitizerReport, describe, descendants,
 	STATE_DIR, sanitizerEnv, startMock, stillAlive, tmpdir, waitFor } from './lib.mjs';
+import { HANG, SOON, TEST_TIMEOUT } from './lib.mjs';
 
 const HAVE_SCRIPT = spawnSync('script', ['--version']).status === 0;
 const ESC = '\x1b';
@@ -41,7 +42,7 @@ function ask(args, env, o = {}) {
 	const done = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({
 		code, signal, stdout, stderr, elapsed: Date.now() - t0,
 	})));
-	const timer = setTimeout(() => proc.kill('SIGKILL'), o.limit ?? 30000);
+	const timer = setTimeout(() => proc.kill('SIGKILL'), o.limit ?? HANG);
 	done.finally(() => clearTimeout(timer));
 	return { proc, done: done.then(async (r) => {
 		await new Promise((res) => setImmediate(res)); // last data events
@@ -55,7 +56,7 @@ const sh = (s) => `'${s.replace(/'/g, "'\\''")}'`;
 function askPty(args, env) {
 	const cmd = [HEAVYD, 'ask', ...args].map(sh).join(' ');
 	const r = spawnSync('script', ['-qfec', cmd, '/dev/null'], {
-		env: { ...env, TERM: 'xterm' }, encoding: 'utf8', timeout: 30000,
+		env: { ...env, TERM: 'xterm' }, encoding: 'utf8', timeout: HANG,
 		stdio: ['pipe', 'pipe', 'pipe'], input: '',
 	});
 	return { code: r.status, out: r.stdout, err: r.stderr };
@@ -66,14 +67,16 @@ function noSanitizer(r) {
 		assertNoSanitizerReport(r.stderr ?? r.out, 'heavyd ask');
 }
 
-test('on a pseudo-terminal, one line per agent is redrawn in place', { timeout: 40000 }, async (t) => {
+test('on a pseudo-terminal, one line per agent is redrawn in place', { timeout: TEST_TIMEOUT }, async (t) => {
 	if (!HAVE_SCRIPT) {
 		t.skip('util-linux script (bsdutils) is not installed: no pseudo-terminal to test with');
 		return;
 	}
 	const mock = await startMock();
 	t.after(() => mock.stop());
-	const q = 'Slow [[agent:latency:500]] [[a2:tool:calculate:{"expression":"6*7"}]]';
+	// The lines are redrawn every 100 ms: each state below lasts 1.5 s,
+	// fifteen redraws, so a busy machine still shows every one.
+	const q = 'Slow [[agent:latency:1500]] [[a2:tool:calculate:{"expression":"6*7"}]]';
 	const r = askPty(['--num-agents', '3', q], askEnv(mock));
 	assert.equal(r.code, 0, r.out);
 	const out = r.out;
@@ -93,7 +96,7 @@ test('on a pseudo-terminal, one line per agent is redrawn in place', { timeout: 
 	noSanitizer(r);
 });
 
-test('on a pseudo-terminal, a failed agent shows as failed with its reason', { timeout: 40000 }, async (t) => {
+test('on a pseudo-terminal, a failed agent shows as failed with its reason', { timeout: TEST_TIMEOUT }, async (t) => {
 	if (!HAVE_SCRIPT) {
 		t.skip('util-linux script (bsdutils) is not installed: no pseudo-terminal to test with');
 		return;
@@ -107,7 +110,7 @@ test('on a pseudo-terminal, a failed agent shows as failed with its reason', { t
 	assert.match(plain, /agent 2\s+done/);
 });
 
-test('on a pipe: the answer on stdout, short progress on stderr, no escape codes', { timeout: 30000 }, async (t) => {
+test('on a pipe: the answer on stdout, short progress on stderr, no escape codes', { timeout: TEST_TIMEOUT }, async (t) => {
 	const mock = await startMock();
 	t.after(() => mock.stop());
 	const r = await ask(['--num-agents', '3', 'Why is the sky blue?'], askEnv(mock)).done;
@@ -129,7 +132,7 @@ test('on a pipe: the answer on stdout, short progress on stderr, no escape codes
 	assert.equal(sc.synthesized, true);
 });
 
-test('exit codes: usage 2, all agents failed 1, a 401 1, no key 1, timeout 124', { timeout: 60000 }, async (t) => {
+test('exit codes: usage 2, all agents failed 1, a 401 1, no key 1, timeout 124', { timeout: TEST_TIMEOUT }, async (t) => {
 	const mock = await startMock();
 	t.after(() => mock.stop());
 	const env = askEnv(mock);
@@ -165,7 +168,7 @@ test('exit codes: usage 2, all agents failed 1, a 401 1, no key 1, timeout 124',
 	noSanitizer(slow);
 });
 
-test('--config is honoured after ask too', { timeout: 30000 }, async (t) => {
+test('--config is honoured after ask too', { timeout: TEST_TIMEOUT }, async (t) => {
 	const mock = await startMock();
 	t.after(() => mock.stop());
 	const dir = tmpdir('ask-config');
@@ -182,7 +185,7 @@ test('--config is honoured after ask too', { timeout: 30000 }, async (t) => {
 });
 
 for (const sig of ['SIGINT', 'SIGTERM']) {
-	test(`${sig} kills the workers and exits 128+N`, { timeout: 30000 }, async (t) => {
+	test(`${sig} kills the workers and exits 128+N`, { timeout: TEST_TIMEOUT }, async (t) => {
 		const mock = await startMock();
 		t.after(() => mock.stop());
 		let ready;
@@ -191,7 +194,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 		    { onStderr: (s) => { if (/questions ready/.test(s)) ready(); } });
 		await questions;
 		await waitFor(() => descendants(run.proc.pid).filter((p) => p.comm === 'heavyd-worker').length >= 3,
-		    5000, 'three agent workers');
+		    undefined, 'three agent workers');
 		const procs = descendants(run.proc.pid);
 		run.proc.kill(sig);
 		const r = await run.done;
@@ -199,7 +202,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 		assert.match(r.stderr, new RegExp(`interrupted by ${sig}`));
 		let left = procs;
 		try {
-			await waitFor(() => (left = stillAlive(procs)).length === 0, 2000, 'children to exit');
+			await waitFor(() => (left = stillAlive(procs)).length === 0, SOON, 'children to exit');
 		} catch {
 			assert.fail(`left behind after ${sig}: ${describe(left)}`);
 		}

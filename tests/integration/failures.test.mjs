@@ -4,8 +4,9 @@ import { test } from 'node:test';
 
 import { checkOk, checkShape } from './checks.mjs';
 import { IS_ASAN, describe, setup, sleep, stillAlive, waitFor } from './lib.mjs';
+import { HANG, SOON, TEST_TIMEOUT, expire } from './lib.mjs';
 
-const HANG = { query: 'Everyone hangs [[agent:hang]]', num_agents: 3, timeout: 60 };
+const HANGING = { query: 'Everyone hangs [[agent:hang]]', num_agents: 3, timeout: 60 };
 
 /*
  * Starts a call whose agents all hang; resolves once its workers run, to
@@ -14,7 +15,7 @@ const HANG = { query: 'Everyone hangs [[agent:hang]]', num_agents: 3, timeout: 6
 async function startHangingCall(srv, signal) {
 	let ready;
 	const questionsReady = new Promise((r) => { ready = r; });
-	const call = srv.orchestrate(HANG, {
+	const call = srv.orchestrate(HANGING, {
 		signal, timeout: 90000,
 		onprogress: (p) => { if (/questions ready/i.test(p.message ?? '')) ready(); },
 	});
@@ -26,12 +27,12 @@ async function startHangingCall(srv, signal) {
 	early.catch(() => {});
 	try {
 		await Promise.race([questionsReady, early, new Promise((_, rej) => {
-			timer = setTimeout(() => rej(new Error('no "questions ready" progress in 10 s')), 10000);
+			timer = setTimeout(() => rej(new Error(`no "questions ready" progress in ${HANG / 1000} s`)), HANG);
 		})]);
 	} finally {
 		clearTimeout(timer);
 	}
-	await waitFor(() => srv.workers().length >= 3, 3000, 'three agent workers');
+	await waitFor(() => srv.workers().length >= 3, undefined, 'three agent workers');
 	return { call };
 }
 
@@ -43,21 +44,21 @@ async function normalCallWorks(srv) {
 	assert.equal(sc.synthesized, true);
 }
 
-test('cancelling a call kills its workers at once and sends no response', { timeout: 30000 }, async (t) => {
+test('cancelling a call kills its workers at once and sends no response', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	const ac = new AbortController();
 	const { call } = await startHangingCall(srv, ac.signal);
 	ac.abort('test cancels');
 	await assert.rejects(call);
-	await waitFor(() => srv.workers().length === 0, 1000,
+	await waitFor(() => srv.workers().length === 0, SOON,
 	    `workers to go after the cancellation (left: ${describe(srv.workers())})`);
 	assert.deepEqual(await srv.client.ping(), {});
 	await normalCallWorks(srv);
-	await sleep(500); // a response to the cancelled call would come by now
+	await sleep(500); // a grace period for a response to the cancelled call (it must not come)
 	await srv.shutdown(); // checks: no response to it, no progress long after
 });
 
-test('a crashing worker is contained and reported', { timeout: 30000 }, async (t) => {
+test('a crashing worker is contained and reported', { timeout: TEST_TIMEOUT }, async (t) => {
 	// ASan would turn the SIGSEGV into a report and exit(1); let it die.
 	const { srv } = await setup(t, { worker: 'test', extraAsan: ':handle_segv=0' });
 	const { result } = await srv.orchestrate({ query: 'Crash one [[a1:tool:test_crash:{}]]', num_agents: 3 });
@@ -76,7 +77,7 @@ test('a crashing worker is contained and reported', { timeout: 30000 }, async (t
 	await srv.shutdown();
 });
 
-test('SIGKILL of the supervisor mid-task leaves no process behind', { timeout: 30000 }, async (t) => {
+test('SIGKILL of the supervisor mid-task leaves no process behind', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	await startHangingCall(srv);
 	const procs = srv.descendants();
@@ -86,23 +87,23 @@ test('SIGKILL of the supervisor mid-task leaves no process behind', { timeout: 3
 	await srv.exited;
 	let left = procs;
 	try {
-		await waitFor(() => (left = stillAlive(procs)).length === 0, 2000, 'orphans to exit');
+		await waitFor(() => (left = stillAlive(procs)).length === 0, SOON, 'orphans to exit');
 	} catch {
 		assert.fail(`left behind after SIGKILL of heavyd: ${describe(left)}`);
 	}
 });
 
-test('SIGTERM mid-task shuts down cleanly', { timeout: 30000 }, async (t) => {
+test('SIGTERM mid-task shuts down cleanly', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	await startHangingCall(srv);
 	const procs = srv.seen();
 	process.kill(srv.pid, 'SIGTERM');
-	const ex = await Promise.race([srv.exited, sleep(3000).then(() => null)]);
-	assert.ok(ex, 'heavyd did not exit within 3 s of SIGTERM');
+	const ex = await Promise.race([srv.exited, expire(SOON)]);
+	assert.ok(ex, `heavyd did not exit within ${SOON / 1000} s of SIGTERM`);
 	assert.deepEqual(ex, { code: 0, signal: null }, `exit status; stderr:\n${srv.stderr()}`);
 	let left = procs;
 	try {
-		await waitFor(() => (left = stillAlive(procs)).length === 0, 2000, 'children to exit');
+		await waitFor(() => (left = stillAlive(procs)).length === 0, SOON, 'children to exit');
 	} catch {
 		assert.fail(`left behind after SIGTERM: ${describe(left)}`);
 	}
@@ -110,7 +111,7 @@ test('SIGTERM mid-task shuts down cleanly', { timeout: 30000 }, async (t) => {
 		assert.doesNotMatch(srv.stderr(), /Sanitizer/);
 });
 
-test('stdin EOF mid-task kills the workers and exits 0', { timeout: 30000 }, async (t) => {
+test('stdin EOF mid-task kills the workers and exits 0', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	await startHangingCall(srv);
 	await srv.shutdown(); // closes stdin; asserts exit 0 and no process left

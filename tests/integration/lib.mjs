@@ -21,12 +21,58 @@ export const WORKER = path.join(BUILD, 'heavyd-worker');
 export const TEST_WORKER = path.join(BUILD, 'test', 'heavyd-worker');
 export const MOCKLLM = path.join(BUILD, 'mockllm');
 export const IS_ASAN = BUILD.includes('asan');
+/*
+ * heavyd runs under valgrind (scripts/valgrind-integration sets
+ * HEAVYD_VALGRIND=1; its heavyd is a shell script that execs valgrind).
+ */
+export const IS_VALGRIND = process.env.HEAVYD_VALGRIND === '1' || (() => {
+	try {
+		return /^#!.*\n[\s\S]*\bvalgrind\b/.test(fs.readFileSync(HEAVYD, 'latin1').slice(0, 4096));
+	} catch {
+		return false;
+	}
+})();
+/* The heavyd binary itself (under valgrind, the one the wrapper runs). */
+export const REAL_HEAVYD = (IS_VALGRIND && (() => {
+	try {
+		return /"([^"]*\/heavyd)"/.exec(fs.readFileSync(HEAVYD, 'latin1'))?.[1];
+	} catch {
+		return undefined;
+	}
+})()) || HEAVYD;
 export const TOOL = 'heavy_orchestrate';
 
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/*
+ * No test depends on how fast the machine is: it waits for the event
+ * itself.  HANG bounds a wait only to catch a hang (a call, a poll, a
+ * process that should exit); TEST_TIMEOUT, larger, bounds a whole test.
+ * Both are far above what any test needs under valgrind or ASan on a loaded
+ * machine, so they only ever fire on a real hang.
+ */
+export const HANG = 60000;
+export const TEST_TIMEOUT = 300000;
+/*
+ * "At once" (workers gone after a cancel, a kill, a budget): sooner than
+ * the deadline that would otherwise end them (45 s for a 60 s task), with
+ * room for any slow machine.
+ */
+export const SOON = 20000;
+/*
+ * A check that something does NOT happen waits this long (a grace period:
+ * on a slow machine it proves less, but never fails wrongly).
+ */
+export const GRACE = 300;
 
-/* Polls fn until it returns a truthy value; returns it, or throws after ms. */
-export async function waitFor(fn, ms, what = 'condition', every = 25) {
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/* Resolves to null after ms, for Promise.race; does not hold the process up. */
+export const expire = (ms) => new Promise((r) => setTimeout(r, ms, null).unref());
+
+/*
+ * Polls fn until it returns a truthy value; returns it, or throws after ms
+ * (default HANG: pass a shorter ms only where a later event would prove
+ * the test wrong, never as a guess of how fast the machine is).
+ */
+export async function waitFor(fn, ms = HANG, what = 'condition', every = 25) {
 	const end = Date.now() + ms;
 	let last;
 	for (;;) {
@@ -39,13 +85,32 @@ export async function waitFor(fn, ms, what = 'condition', every = 25) {
 	}
 }
 
+/*
+ * Everything a test file writes is under one directory of its own, removed
+ * when the process exits, whatever the tests' outcome: folders from
+ * tmpdir(), the state directory, the mock's port files, and HOME and
+ * XDG_* of every process it starts (nothing reaches the user's home).
+ */
+const RUN_DIR = fs.mkdtempSync(path.join(os.tmpdir(), `heavyd-it-${process.pid}-`));
+// Others may pass (not list): one test runs a heavyd as another user.
+fs.chmodSync(RUN_DIR, 0o711);
+// (Removed after the children are killed: see track() below.)
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'])
+	process.once(sig, () => process.exit(128 + os.constants.signals[sig]));
+process.env.HOME = path.join(RUN_DIR, 'home');
+process.env.XDG_CONFIG_HOME = path.join(RUN_DIR, 'home', '.config');
+process.env.XDG_STATE_HOME = path.join(RUN_DIR, 'home', '.local', 'state');
+process.env.XDG_CACHE_HOME = path.join(RUN_DIR, 'home', '.cache');
+process.env.XDG_DATA_HOME = path.join(RUN_DIR, 'home', '.local', 'share');
+delete process.env.XDG_RUNTIME_DIR;
+fs.mkdirSync(process.env.HOME, { mode: 0o700 });
+
 export function tmpdir(tag) {
-	return fs.mkdtempSync(path.join(os.tmpdir(), `heavyd-it-${tag}-`));
+	return fs.mkdtempSync(path.join(RUN_DIR, `${tag}-`));
 }
 
 /* Servers keep their task workspaces here, not in the user's ~/.local/state. */
 export const STATE_DIR = tmpdir('state');
-process.on('exit', () => fs.rmSync(STATE_DIR, { recursive: true, force: true }));
 
 /* Environment for the sanitizers, when the binaries are an ASan build. */
 export function sanitizerEnv(extra = '') {
@@ -139,7 +204,17 @@ process.on('exit', () => {
 	for (const c of children) {
 		try { c.kill('SIGKILL'); } catch { /* gone */ }
 	}
+	fs.rmSync(RUN_DIR, { recursive: true, force: true });
 });
+
+/*
+ * Those of the given workers (from workers()) still running a job: a spare
+ * of the zygote is named heavyd-worker for an instant after its fork, and
+ * one renamed since ran no job (it stays, for the next one).
+ */
+export function jobsAlive(procs) {
+	return stillAlive(procs).filter((p) => readStat(p.pid)?.comm === 'heavyd-worker');
+}
 
 export function describe(procs) {
 	return procs.map((p) => `${p.pid}(${p.comm},${p.state},ppid ${p.ppid})`).join(' ');
@@ -186,7 +261,7 @@ export async function startMock(tag = 'mock') {
 			} catch {
 				return null;
 			}
-		}, 5000, 'the mock port file');
+		}, HANG, 'the mock port file');
 	} catch (e) {
 		proc.kill('SIGKILL');
 		fs.rmSync(dir, { recursive: true, force: true });
@@ -203,10 +278,15 @@ export async function startMock(tag = 'mock') {
 			assert.equal(r.status, 200, 'GET /stats');
 			return r.json();
 		},
+		/* Lets the replies held by [[gate]] go (and later ones through). */
+		async open() {
+			const r = await fetch(`${base}/open`, { method: 'POST' });
+			assert.equal(r.status, 200, 'POST /open');
+		},
 		async stop() {
 			if (!exit) {
 				proc.kill('SIGTERM');
-				const t = setTimeout(() => proc.kill('SIGKILL'), 2000);
+				const t = setTimeout(() => proc.kill('SIGKILL'), HANG);
 				await exited;
 				clearTimeout(t);
 			}
@@ -255,15 +335,16 @@ export async function startServer(opts = {}) {
 	let stderr = '';
 	transport.stderr.setEncoding('utf8');
 	transport.stderr.on('data', (d) => { stderr += d; });
+	const stderrEnd = new Promise((r) => transport.stderr.once('end', r));
 
 	const client = new Client({ name: 'heavyd-integration', version: '1.0.0' }, { capabilities: {} });
 	const errors = []; // { error, at }: protocol errors the client noticed
 	client.onerror = (e) => errors.push({ error: e, at: Date.now() });
 
 	try {
-		await client.connect(transport, { timeout: 10000 });
+		await client.connect(transport, { timeout: HANG });
 	} catch (e) {
-		await sleep(100); // let the last of stderr arrive
+		await Promise.race([new Promise((r) => transport.stderr.once('end', r)), expire(1000)]);
 		e.message += `\n--- heavyd stderr:\n${stderr.slice(-3000)}`;
 		await client.close().catch(() => {});
 		throw e;
@@ -331,7 +412,7 @@ export async function startServer(opts = {}) {
 			try {
 				result = await client.callTool({ name: TOOL, arguments: args },
 				    CallToolResultSchema, {
-					timeout: o.timeout ?? 15000,
+					timeout: o.timeout ?? HANG,
 					signal: o.signal,
 					onprogress: (p) => o.onprogress?.(p),
 				});
@@ -362,18 +443,22 @@ export async function startServer(opts = {}) {
 		async shutdown() {
 			sample();
 			clearInterval(sampler);
+			// A last round trip: whatever heavyd sends after its answer
+			// was sent after it had read every earlier message (checkWire).
+			await client.ping({ timeout: HANG });
 			await client.close();
-			const ex = await Promise.race([exited, sleep(5000).then(() => null)]);
-			assert.ok(ex, 'server did not exit within 5 s of stdin EOF');
+			const ex = await Promise.race([exited, expire(HANG)]);
+			assert.ok(ex, `server did not exit within ${HANG / 1000} s of stdin EOF`);
 			const procs = [...seen.values()];
 			let left = [];
 			try {
-				await waitFor(() => (left = stillAlive(procs)).length === 0, 2000,
+				await waitFor(() => (left = stillAlive(procs)).length === 0, HANG,
 				    'descendants to exit');
 			} catch {
 				killAll(left);
 				assert.fail(`processes outlived the server: ${describe(left)}`);
 			}
+			await Promise.race([stderrEnd, expire(HANG)]); // all of it
 			assert.deepEqual(ex, { code: 0, signal: null },
 			    `server exit status on stdin EOF; stderr:\n${stderr}`);
 			if (IS_ASAN)
@@ -390,7 +475,7 @@ export async function startServer(opts = {}) {
 			if (child.exitCode === null && child.signalCode === null) {
 				try { child.kill('SIGKILL'); } catch { /* gone */ }
 			}
-			await Promise.race([exited, sleep(2000)]);
+			await Promise.race([exited, expire(HANG)]);
 			killAll([...seen.values()]);
 			try { await client.close(); } catch { /* closed */ }
 		},
@@ -401,7 +486,10 @@ export async function startServer(opts = {}) {
 /*
  * For every request sent with a progress token: no progress notification
  * after its response; if it was cancelled, no response at all and no
- * progress later than 300 ms after the cancellation was sent.  A
+ * progress after heavyd has read the cancellation, that is after the
+ * response to any request sent after it (srv.shutdown() ends with a ping;
+ * heavyd reads its input in order and writes its output in order, so this
+ * does not depend on how fast either side is).  A
  * task-augmented request (its response a CreateTaskResult) keeps its token
  * until its task's terminal notifications/tasks/status, as MCP Tasks say.
  */
@@ -421,7 +509,12 @@ export function checkWire(wire) {
 		    w2.m.method === 'notifications/cancelled' && w2.m.params?.requestId === w.m.id);
 		if (c) {
 			assert.ok(r < 0, `a response to cancelled request ${w.m.id}: ${r >= 0 && show(later[r])}`);
-			const late = later.filter((w2) => progressAt(w2) && w2.at - c.at > 300);
+			const ci = later.indexOf(c);
+			const acked = later.findIndex((w2, k) => k > ci && w2.dir === 'in' &&
+			    w2.m.method === undefined && later.slice(ci + 1, k).some((w3) =>
+			    w3.dir === 'out' && w3.m.id !== undefined && w3.m.id === w2.m.id &&
+			    w3.m.method !== undefined));
+			const late = acked < 0 ? [] : later.slice(acked + 1).filter(progressAt);
 			assert.deepEqual(late.map(show), [], `progress long after cancelling request ${w.m.id}`);
 		} else if (r >= 0) {
 			let rest = later.slice(r + 1);
@@ -489,8 +582,9 @@ export function spawnRaw(env) {
 	proc.stderr.setEncoding('utf8');
 	proc.stderr.on('data', (d) => { stderr += d; });
 	proc.stdin.on('error', () => {});
+	// 'close': exited, and everything it wrote to stdout and stderr read.
 	const exited = new Promise((r) => {
-		proc.once('exit', (code, signal) => r({ code, signal }));
+		proc.once('close', (code, signal) => r({ code, signal }));
 		proc.once('error', (e) => { stderr += `spawn failed: ${e.message}\n`; r({ code: null, signal: null, error: e.message }); });
 	});
 	let exit = null;
@@ -507,7 +601,7 @@ export function spawnRaw(env) {
 		write(s) { proc.stdin.write(s); },
 		send(obj) { proc.stdin.write((typeof obj === 'string' ? obj : JSON.stringify(obj)) + '\n'); },
 		/* The next line on stdout, parsed. */
-		async next(ms = 5000) {
+		async next(ms = HANG) {
 			const end = Date.now() + ms;
 			while (!lines.length) {
 				if (exit)

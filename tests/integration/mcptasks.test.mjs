@@ -17,6 +17,7 @@ import {
 	BUILD, HEAVYD, TOOL, describe, setup, sleep, startMock, startServer, stillAlive, tmpdir,
 	waitFor,
 } from './lib.mjs';
+import { HANG, SOON, TEST_TIMEOUT, jobsAlive } from './lib.mjs';
 
 const RELATED = 'io.modelcontextprotocol/related-task';
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -27,7 +28,7 @@ const ENV = { HEAVY_POLL_INTERVAL_MS: String(POLL) };
 export async function startTask(srv, args, o = {}) {
 	const t0 = Date.now();
 	const res = await srv.client.request({ method: 'tools/call', params: { name: TOOL, arguments: args } },
-	    CreateTaskResultSchema, { task: o.task ?? { ttl: 60000 }, onprogress: o.onprogress, timeout: 10000 });
+	    CreateTaskResultSchema, { task: o.task ?? { ttl: 60000 }, onprogress: o.onprogress, timeout: HANG });
 	return { ...res, took: Date.now() - t0 };
 }
 
@@ -52,12 +53,12 @@ async function rpcError(p) {
 }
 
 async function callTool(srv, name, args = {}) {
-	const r = await srv.client.callTool({ name, arguments: args }, CallToolResultSchema, { timeout: 10000 });
+	const r = await srv.client.callTool({ name, arguments: args }, CallToolResultSchema, { timeout: HANG });
 	return { r, sc: r.structuredContent, text: r.content?.[0]?.text ?? '' };
 }
 
 test('the tasks capability; taskSupport on heavy_orchestrate only; the others are -32601',
-    { timeout: 15000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	assert.deepEqual(srv.client.getServerCapabilities().tasks,
 	    { list: {}, cancel: {}, requests: { tools: { call: {} } } });
@@ -85,14 +86,21 @@ test('the tasks capability; taskSupport on heavy_orchestrate only; the others ar
 });
 
 test('a task-augmented call answers at once; tasks/get, tasks/result, status and progress follow',
-    { timeout: 30000 }, async (t) => {
-	const { srv } = await setup(t, { env: ENV });
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv, mock } = await setup(t, { env: ENV });
 	const statuses = watchStatus(srv);
 	const progress = [];
-	const q = 'Tasked [[agent:latency:800]] [[a2:tool:calculate:{"expression":"6*7"}]]';
+	// The agents wait for the mock's gate: the task runs until the test opens it.
+	const q = 'Tasked [[agent:gate]] [[agent:latency:800]] [[a2:tool:calculate:{"expression":"6*7"}]]';
 	const { task, took, _meta } = await startTask(srv, { query: q, num_agents: 3, timeout: 60 },
 	    { onprogress: (p) => progress.push(p) });
-	assert.ok(took < 1000, `CreateTaskResult took ${took} ms`);
+	// At once: before any agent of the task has answered (on the wire,
+	// whatever the machine's speed).
+	const created = srv.wire.findIndex((w) => w.dir === 'in' && w.m.result?.task?.taskId === task.taskId);
+	const agentDone = srv.wire.findIndex((w) => w.dir === 'in' && w.m.method === 'notifications/progress' &&
+	    /agent \d+ done/i.test(w.m.params?.message ?? ''));
+	assert.ok(created >= 0 && (agentDone < 0 || created < agentDone),
+	    `CreateTaskResult (after ${took} ms) came after an agent answered`);
 	assert.equal(task.status, 'working');
 	assert.match(task.taskId, /^[0-9a-f]{32}$/);
 	assert.match(task.createdAt, ISO);
@@ -106,10 +114,19 @@ test('a task-augmented call answers at once; tasks/get, tasks/result, status and
 	assert.match(working.statusMessage, /^(planning|agents)/);
 	assert.equal(working.createdAt, task.createdAt);
 
-	// tasks/result blocks until the task ends.
-	const t0 = Date.now();
-	const r = await result(srv, task.taskId);
-	assert.ok(Date.now() - t0 >= 400, `tasks/result came after ${Date.now() - t0} ms, before the end`);
+	// tasks/result blocks until the task ends: its answer is the whole
+	// result (below), after every progress notification of the task.
+	const asked = srv.wire.length;
+	const waiting = result(srv, task.taskId);
+	await waitFor(() => srv.wire.slice(asked).some((w) => w.dir === 'out' && w.m.method === 'tasks/result'),
+	    undefined, 'tasks/result sent');
+	await mock.open();
+	const r = await waiting;
+	const req = srv.wire.slice(asked).find((w) => w.dir === 'out' && w.m.method === 'tasks/result');
+	const answered = srv.wire.findIndex((w) => w.dir === 'in' && w.m.id === req.m.id && w.m.method === undefined);
+	const lastProgress = srv.wire.findLastIndex((w) => w.dir === 'in' && w.m.method === 'notifications/progress' &&
+	    w.m.params?._meta?.[RELATED]?.taskId === task.taskId);
+	assert.ok(answered > lastProgress, 'tasks/result answered before the task ended');
 	assert.deepEqual(r._meta?.[RELATED], { taskId: task.taskId });
 	assert.notEqual(r.isError, true, JSON.stringify(r));
 	const sc = checkShape(r, 3);
@@ -120,7 +137,7 @@ test('a task-augmented call answers at once; tasks/get, tasks/result, status and
 	assert.equal(done.pollInterval, undefined);
 	assert.ok(Date.parse(done.lastUpdatedAt) >= Date.parse(done.createdAt));
 	await waitFor(() => statuses.find((s) => s.taskId === task.taskId && s.status === 'completed'),
-	    2000, 'the completed status notification');
+	    undefined, 'the completed status notification');
 	assert.equal(statuses.filter((s) => s.taskId === task.taskId).length, 1, JSON.stringify(statuses));
 
 	// The request's progress token kept working, each notice tagged with the task.
@@ -143,13 +160,13 @@ test('a task-augmented call answers at once; tasks/get, tasks/result, status and
 	await srv.shutdown();
 });
 
-test("the SDK's own task stream runs heavy_orchestrate to its result", { timeout: 20000 }, async (t) => {
+test("the SDK's own task stream runs heavy_orchestrate to its result", { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t, { env: ENV });
 	const types = [];
 	let final = null;
 	for await (const m of tasks(srv).callToolStream({ name: TOOL,
 	    arguments: { query: 'Streamed [[agent:latency:300]]', num_agents: 2 } }, CallToolResultSchema,
-	    { task: { ttl: 30000 }, timeout: 10000 })) {
+	    { task: { ttl: 30000 }, timeout: HANG })) {
 		types.push(m.type);
 		if (m.type === 'error')
 			throw m.error;
@@ -164,11 +181,11 @@ test("the SDK's own task stream runs heavy_orchestrate to its result", { timeout
 });
 
 test('tasks/cancel kills the workers and the task stays cancelled; cancelling again is -32602',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t, { env: ENV });
 	const statuses = watchStatus(srv);
 	const { task } = await startTask(srv, { query: 'Hang [[agent:hang]]', num_agents: 3, timeout: 60 });
-	await waitFor(() => srv.workers().length >= 3, 3000, 'three agent workers');
+	await waitFor(() => srv.workers().length >= 3, undefined, 'three agent workers');
 	const procs = srv.workers();
 	const waiting = result(srv, task.taskId);
 
@@ -178,7 +195,7 @@ test('tasks/cancel kills the workers and the task stays cancelled; cancelling ag
 	assert.match(c.statusMessage, /cancelled by tasks\/cancel/);
 	let left = procs;
 	try {
-		await waitFor(() => (left = stillAlive(procs)).length === 0, 1000, 'the workers to die');
+		await waitFor(() => (left = jobsAlive(procs)).length === 0, SOON, 'the workers to die');
 	} catch {
 		assert.fail(`workers outlived tasks/cancel: ${describe(left)}`);
 	}
@@ -207,7 +224,7 @@ test('tasks/cancel kills the workers and the task stays cancelled; cancelling ag
 	await srv.shutdown();
 });
 
-test('bad arguments make a task that fails with the blocking call\'s result', { timeout: 15000 }, async (t) => {
+test('bad arguments make a task that fails with the blocking call\'s result', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t, { env: ENV });
 	const statuses = watchStatus(srv);
 	const { task } = await startTask(srv, { query: 'q', num_agents: 0 });
@@ -220,12 +237,12 @@ test('bad arguments make a task that fails with the blocking call\'s result', { 
 	const got = await tasks(srv).getTask(task.taskId);
 	assert.equal(got.status, 'failed');
 	assert.match(got.statusMessage, /num_agents/);
-	await waitFor(() => statuses.some((s) => s.taskId === task.taskId && s.status === 'failed'), 2000,
+	await waitFor(() => statuses.some((s) => s.taskId === task.taskId && s.status === 'failed'), undefined,
 	    'the failed status notification');
 	await srv.shutdown();
 });
 
-test('tasks/list pages through the tasks, newest first; a bad cursor is -32602', { timeout: 30000 }, async (t) => {
+test('tasks/list pages through the tasks, newest first; a bad cursor is -32602', { timeout: TEST_TIMEOUT }, async (t) => {
 	const dir = tmpdir('list');
 	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 	const { srv } = await setup(t, { env: { ...ENV, HEAVY_TASKS_PAGE_SIZE: '2', HEAVY_STATE_DIR: dir } });
@@ -255,13 +272,21 @@ test('tasks/list pages through the tasks, newest first; a bad cursor is -32602',
 });
 
 test('ttl: a short one expires the task; a long one is capped; none is the timeout plus HEAVY_TASK_TTL',
-    { timeout: 20000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t, { env: { ...ENV, HEAVY_MAX_TASK_TTL: '3600', HEAVY_TASK_TTL: '120' } });
 	const short = (await startTask(srv, { query: 'Short-lived', num_agents: 1 }, { task: { ttl: 1200 } })).task;
 	assert.equal(short.ttl, 1200);
+	const created = Date.parse(short.createdAt);
 	await result(srv, short.taskId);
-	assert.equal((await tasks(srv).getTask(short.taskId)).status, 'completed');
-	await sleep(Date.parse(short.createdAt) + 1200 + 100 - Date.now());
+	// Within its ttl it is there (asked in time only on a fast enough machine);
+	// past it, it expires.
+	const asked = Date.now();
+	const got = await tasks(srv).getTask(short.taskId).catch((e) => e);
+	if (asked < created + 1000)
+		assert.equal(got.status, 'completed', String(got));
+	await waitFor(() => tasks(srv).getTask(short.taskId).then(() => false, (e) => e.code === -32602),
+	    undefined, 'the task to expire');
+	assert.ok(Date.now() >= created + 1200, 'expired before its ttl');
 	for (const call of [tasks(srv).getTask(short.taskId), result(srv, short.taskId)]) {
 		const e = await rpcError(call);
 		assert.equal(e.code, -32602);
@@ -285,7 +310,7 @@ const otherUid = 65534;
 const canSwitch = process.getuid?.() === 0 && fs.existsSync('/usr/bin/setpriv');
 
 test("tasks of another owner on the same state directory are neither listed nor found",
-    { timeout: 30000, skip: canSwitch ? false : 'needs root and setpriv to run a heavyd as another uid' },
+    { timeout: TEST_TIMEOUT, skip: canSwitch ? false : 'needs root and setpriv to run a heavyd as another uid' },
     async (t) => {
 	const dir = tmpdir('owners');
 	fs.chownSync(dir, otherUid, otherUid);

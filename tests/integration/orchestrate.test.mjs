@@ -6,9 +6,9 @@ import net from 'node:net';
 import { test } from 'node:test';
 
 import { checkOk, checkProgress, checkShape, progressIndex } from './checks.mjs';
-import { describe, setup, sleep, waitFor } from './lib.mjs';
+import { TEST_TIMEOUT, describe, setup, sleep, waitFor } from './lib.mjs';
 
-test('four agents are planned, run and synthesized', { timeout: 30000 }, async (t) => {
+test('four agents are planned, run and synthesized', { timeout: TEST_TIMEOUT }, async (t) => {
 	// HEAVY_WORKER unset: heavyd must find its worker itself.
 	const { srv, mock } = await setup(t, { worker: null });
 	const { result, progress } = await srv.orchestrate({ query: 'Why is the sky blue?', num_agents: 4 });
@@ -37,11 +37,12 @@ test('four agents are planned, run and synthesized', { timeout: 30000 }, async (
 		const i = progressIndex(progress, new RegExp(`agent ${k} done`, 'i'));
 		assert.ok(q < i && i < s, `agent ${k} done out of order: ${JSON.stringify(progress)}`);
 	}
-	await sleep(300); // anything sent after the response shows up as a client error
+	// Anything sent after the response shows up as a client error:
+	// shutdown() sees it, after a last round trip.
 	await srv.shutdown();
 });
 
-test('429 answers are retried; a 401 fails at once naming the key', { timeout: 30000 }, async (t) => {
+test('429 answers are retried; a 401 fails at once naming the key', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t, { env: { HEAVY_RETRY_BASE_MS: '50' } });
 	const a = await srv.orchestrate({ query: 'Retry me [[agent:flaky:429:1]]', num_agents: 4 });
 	assert.notEqual(a.result.isError, true, JSON.stringify(a.result));
@@ -72,7 +73,7 @@ async function closedPort() {
 }
 
 test('an unreachable endpoint stops the task after the planner\'s retries; no agent runs',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const port = await closedPort();
 	const base = `http://127.0.0.1:${port}/v1`;
 	const url = `${base}/chat/completions`;
@@ -99,13 +100,13 @@ test('an unreachable endpoint stops the task after the planner\'s retries; no ag
 	// The log says it too (stderr is another pipe: wait for it, not for a time).
 	const logged = () => new RegExp(`info: task [0-9a-f]{32}: ${retry}\n`).test(srv.stderr()) &&
 	    /warning: task [0-9a-f]{32} stopped: the planner failed: cannot connect to /.test(srv.stderr());
-	await waitFor(logged, 10000).catch(() =>
+	await waitFor(logged).catch(() =>
 	    assert.fail(`no retry and stop lines in the log:\n${srv.stderr()}`));
 	await srv.shutdown();
 });
 
 test('planner garbage falls back to generated questions; garbage once is retried',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t);
 	const a = await srv.orchestrate({ query: 'Plan badly [[planner:garbage]]', num_agents: 3 });
 	assert.notEqual(a.result.isError, true, JSON.stringify(a.result));
@@ -125,7 +126,7 @@ test('planner garbage falls back to generated questions; garbage once is retried
 	await srv.shutdown();
 });
 
-test('the API key is in no child process environment or command line', { timeout: 30000 }, async (t) => {
+test('the API key is in no child process environment or command line', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	const key = srv.key;
 	let done = false, checked = 0;

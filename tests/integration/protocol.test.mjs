@@ -7,10 +7,11 @@ import { McpError } from '@modelcontextprotocol/sdk/types.js';
 
 import {
 	IS_ASAN, TOOL, apiKey, assertNoSanitizerReport, descendants, setup,
-	sleep, spawnRaw, stillAlive, waitFor, describe,
+	spawnRaw, stillAlive, waitFor, describe,
 } from './lib.mjs';
+import { HANG, SOON, TEST_TIMEOUT, expire } from './lib.mjs';
 
-test('lifecycle: initialize, ping, logging, tools/list', { timeout: 20000 }, async (t) => {
+test('lifecycle: initialize, ping, logging, tools/list', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t, { listTools: false, noMock: true });
 	const { client } = srv;
 
@@ -55,7 +56,7 @@ test('lifecycle: initialize, ping, logging, tools/list', { timeout: 20000 }, asy
 });
 
 test('malformed JSON-RPC lines get the right errors and the server keeps serving',
-    { timeout: 20000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = spawnRaw({
 		OPENROUTER_API_KEY: apiKey(),
 		HEAVY_BASE_URL: 'http://127.0.0.1:9/v1',
@@ -121,17 +122,17 @@ test('malformed JSON-RPC lines get the right errors and the server keeps serving
 
 	const kids = descendants(raw.pid);
 	raw.proc.stdin.end();
-	const ex = await Promise.race([raw.exited, sleep(5000).then(() => null)]);
-	assert.ok(ex, 'heavyd did not exit within 5 s of stdin EOF');
+	const ex = await Promise.race([raw.exited, expire(HANG)]);
+	assert.ok(ex, `heavyd did not exit within ${HANG / 1000} s of stdin EOF`);
 	assert.deepEqual(ex, { code: 0, signal: null }, `exit status; stderr:\n${raw.stderr()}`);
 	assert.equal(raw.lines.length, 0, `unexpected output: ${raw.lines.join('\n')}`);
-	await waitFor(() => stillAlive(kids).length === 0, 2000,
+	await waitFor(() => stillAlive(kids).length === 0, SOON,
 	    `descendants to exit: ${describe(stillAlive(kids))}`);
 	if (IS_ASAN)
 		assertNoSanitizerReport(raw.stderr(), 'heavyd');
 });
 
-test('a supported older protocol version is echoed', { timeout: 15000 }, async (t) => {
+test('a supported older protocol version is echoed', { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = spawnRaw({ OPENROUTER_API_KEY: apiKey(), HEAVY_BASE_URL: 'http://127.0.0.1:9/v1' });
 	t.after(() => raw.kill());
 	const init = await raw.call({
@@ -148,7 +149,7 @@ test('a supported older protocol version is echoed', { timeout: 15000 }, async (
 		assertNoSanitizerReport(raw.stderr(), 'heavyd');
 });
 
-test('invalid tool arguments give isError naming the argument', { timeout: 20000 }, async (t) => {
+test('invalid tool arguments give isError naming the argument', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t);
 	const cases = [
 		[{ query: 'q', num_agents: 0 }, 'num_agents'],
@@ -177,7 +178,7 @@ test('invalid tool arguments give isError naming the argument', { timeout: 20000
 	await srv.shutdown();
 });
 
-test('without OPENROUTER_API_KEY heavyd serves, says why once, and refuses orchestrations', { timeout: 15000 }, async (t) => {
+test('without OPENROUTER_API_KEY heavyd serves, says why once, and refuses orchestrations', { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = spawnRaw({ HEAVY_BASE_URL: 'http://127.0.0.1:9/v1' });
 	t.after(() => raw.kill());
 	const init = await raw.call({ jsonrpc: '2.0', id: 1, method: 'initialize', params: {

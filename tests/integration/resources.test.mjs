@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import { setup, waitFor } from './lib.mjs';
+import { TEST_TIMEOUT } from './lib.mjs';
 
 const text = (r) => r.contents[0].text;
 
@@ -18,7 +19,7 @@ async function rpcError(p) {
 	assert.fail('expected a JSON-RPC error');
 }
 
-test('config and tools resources; the key never shows', { timeout: 10000 }, async (t) => {
+test('config and tools resources; the key never shows', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	const caps = srv.client.getServerCapabilities();
 	assert.deepEqual(caps.resources, { subscribe: true, listChanged: false });
@@ -40,12 +41,12 @@ test('config and tools resources; the key never shows', { timeout: 10000 }, asyn
 	await srv.shutdown();
 });
 
-test('a task resource is subscribed to, updated as agents finish, and read as Markdown', { timeout: 20000 }, async (t) => {
-	const { srv } = await setup(t);
+test('a task resource is subscribed to, updated as agents finish, and read as Markdown', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv, mock } = await setup(t);
 	const updates = [];
 	srv.client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => updates.push(n.params.uri));
 	const started = await srv.client.callTool({ name: 'grok_heavy_orchestrate',
-	    arguments: { query: 'Slow enough [[agent:latency:700]]', num_agents: 3 } });
+	    arguments: { query: 'Held [[agent:gate]] [[agent:latency:700]]', num_agents: 3 } });
 	const id = started.structuredContent.task_id;
 	const status = `heavy://tasks/${id}`, result = `${status}/result`;
 	await srv.client.subscribeResource({ uri: status });
@@ -57,7 +58,8 @@ test('a task resource is subscribed to, updated as agents finish, and read as Ma
 	assert.equal(running.task_id, id);
 	assert.ok(['INITIALIZED', 'RUNNING'].includes(running.status), running.status);
 
-	await waitFor(() => updates.includes(result), 10000, 'the result resource to be updated');
+	await mock.open(); // the agents answer now
+	await waitFor(() => updates.includes(result), undefined, 'the result resource to be updated');
 	assert.ok(updates.filter((u) => u === status).length >= 2, `status updates: ${updates}`);
 	const done = JSON.parse(text(await srv.client.readResource({ uri: status })));
 	assert.equal(done.status, 'COMPLETED');
@@ -72,7 +74,7 @@ test('a task resource is subscribed to, updated as agents finish, and read as Ma
 	await srv.shutdown();
 });
 
-test('prompts list, fill in and refuse bad arguments; completion offers values', { timeout: 10000 }, async (t) => {
+test('prompts list, fill in and refuse bad arguments; completion offers values', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	const { prompts } = await srv.client.listPrompts();
 	assert.deepEqual(prompts.map((p) => p.name), ['deep_analysis', 'compare_options', 'fact_check']);

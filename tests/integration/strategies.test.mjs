@@ -9,8 +9,13 @@ import { test } from 'node:test';
 
 import { checkOk, checkProgress, checkShape, progressIndex } from './checks.mjs';
 import { HEAVYD, IS_ASAN, STATE_DIR, describe, setup, tmpdir, waitFor } from './lib.mjs';
+import { SOON, TEST_TIMEOUT } from './lib.mjs';
 
-const SLACK = IS_ASAN ? 500 : 0;
+/*
+ * Deadlines are checked on the server's clock (elapsed_ms) against the
+ * task's own timeout, the event that would end a review not killed at its
+ * deadline; the client's clock only gives lower bounds.
+ */
 const show = (x) => JSON.stringify(x);
 
 async function resetMock(mock) {
@@ -29,7 +34,7 @@ function checkStrategy(sc, strategy) {
 	}
 }
 
-test('ranked: peer reviews rank the answers; the synthesis is told the ranking', { timeout: 30000 }, async (t) => {
+test('ranked: peer reviews rank the answers; the synthesis is told the ranking', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t);
 	// Reviewers put the answer with "Answer 3:" first, the rest by number.
 	const { result, progress } = await srv.orchestrate({
@@ -69,7 +74,7 @@ test('ranked: peer reviews rank the answers; the synthesis is told the ranking',
 	await srv.shutdown();
 });
 
-test('best: the top-ranked answer comes back unsynthesized', { timeout: 30000 }, async (t) => {
+test('best: the top-ranked answer comes back unsynthesized', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t);
 	const { result, progress } = await srv.orchestrate({
 		query: 'Pick one [[review:prefer:Answer 2:]]', num_agents: 3, aggregation_strategy: 'best',
@@ -104,7 +109,7 @@ test('best: the top-ranked answer comes back unsynthesized', { timeout: 30000 },
 });
 
 test('an invalid ranking is asked again once; a reviewer that stays invalid is left out and reported',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t, { env: { HEAVY_AGENT_MODELS: 'm-a,m-b,m-c' } });
 	const { result } = await srv.orchestrate({
 		query: 'Judge [[review:invalid-once]] [[review:invalid-model:m-b]]', num_agents: 3,
@@ -129,7 +134,7 @@ test('an invalid ranking is asked again once; a reviewer that stays invalid is l
 	await srv.shutdown();
 });
 
-test('a hanging review is killed at its deadline and the task completes', { timeout: 30000 }, async (t) => {
+test('a hanging review is killed at its deadline and the task completes', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t, { env: { HEAVY_AGENT_MODELS: 'm-a,m-b,m-c' } });
 	// ranked: the reviews get half the ~6 s the agents left.
 	const a = await srv.orchestrate({
@@ -138,7 +143,8 @@ test('a hanging review is killed at its deadline and the task completes', { time
 	});
 	assert.notEqual(a.result.isError, true, show(a.result));
 	const sa = checkShape(a.result, 3);
-	assert.ok(a.elapsed >= 2500 && a.elapsed < 4500 + SLACK, `ranked took ${a.elapsed} ms, expected about 3 s`);
+	assert.ok(a.elapsed >= 2500 && sa.elapsed_ms < 5500,
+	    `ranked took ${a.elapsed} ms (${sa.elapsed_ms} ms on the server), expected about 3 s, before the 6 s timeout`);
 	assert.equal(sa.review_errors.length, 1, show(sa.review_errors));
 	assert.deepEqual([sa.review_errors[0].reviewer, sa.review_errors[0].status], [2, 'timed_out']);
 	assert.match(sa.review_errors[0].error, /SIGKILL/);
@@ -147,7 +153,7 @@ test('a hanging review is killed at its deadline and the task completes', { time
 	checkProgress(a.progress, 5);
 	assert.ok(a.progress.some((p) => /working: reviewing, 2 of 3 rankings in/.test(p.message ?? '')),
 	    `no heartbeat while reviewing: ${show(a.progress.map((p) => p.message))}`);
-	await waitFor(() => srv.workers().length === 0, 500,
+	await waitFor(() => srv.workers().length === 0, SOON,
 	    `no worker after the call (left: ${describe(srv.workers())})`);
 
 	// best: every review hangs; all but a small margin of the time goes to
@@ -158,7 +164,8 @@ test('a hanging review is killed at its deadline and the task completes', { time
 	});
 	assert.notEqual(b.result.isError, true, show(b.result));
 	const sb = checkShape(b.result, 3);
-	assert.ok(b.elapsed >= 2500 && b.elapsed < 3200 + SLACK, `best took ${b.elapsed} ms, deadline 3 s`);
+	assert.ok(b.elapsed >= 2500 && sb.elapsed_ms < 4000,
+	    `best took ${b.elapsed} ms (${sb.elapsed_ms} ms on the server), deadline 3 s`);
 	assert.equal(sb.ranking, null);
 	assert.equal(sb.synthesized, false);
 	assert.match(sb.strategy_fallback, /every review failed/);
@@ -166,13 +173,13 @@ test('a hanging review is killed at its deadline and the task completes', { time
 	assert.match(sb.answer, /^## Agent 1\n\nAnswer 1:[^]*## Agent 3\n\nAnswer 3:/);
 	assert.deepEqual(sb.agents.map((x) => x.rank), [null, null, null]);
 	assert.equal((await mock.stats()).synthesis, 0);
-	await waitFor(() => srv.workers().length === 0, 500,
+	await waitFor(() => srv.workers().length === 0, SOON,
 	    `no worker after the call (left: ${describe(srv.workers())})`);
 	await srv.shutdown();
 });
 
 test('every review failing: ranked falls back to plain synthesis; one answer is not ranked',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t);
 	const a = await srv.orchestrate({
 		query: 'No judges [[review:status:400]]', num_agents: 3, aggregation_strategy: 'ranked',
@@ -203,7 +210,7 @@ test('every review failing: ranked falls back to plain synthesis; one answer is 
 	await srv.shutdown();
 });
 
-test('models per role reach the LLM; the model argument overrides them all', { timeout: 30000 }, async (t) => {
+test('models per role reach the LLM; the model argument overrides them all', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t, {
 		env: {
 			HEAVY_PLANNER_MODEL: 'p/planner', HEAVY_SYNTHESIS_MODEL: 's/synth',
@@ -236,7 +243,7 @@ test('models per role reach the LLM; the model argument overrides them all', { t
 });
 
 test('the config file sets the strategy and the models per role; bad values name file:line:key',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const dir = tmpdir('strategies');
 	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 	const file = path.join(dir, 'config.yaml');

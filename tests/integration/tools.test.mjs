@@ -8,10 +8,11 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { HEAVYD, STATE_DIR, readStat, setup, tmpdir } from './lib.mjs';
+import { TEST_TIMEOUT } from './lib.mjs';
 
 const marker = (tool, args) => `[[agent:tool:${tool}:${JSON.stringify(args)}]]`;
 
-test('an agent writes a file and reads it back, in the workspace structuredContent names; search_web is not offered without a backend', { timeout: 30000 }, async (t) => {
+test('an agent writes a file and reads it back, in the workspace structuredContent names; search_web is not offered without a backend', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t);
 	const text = 'hello from the agent, caf\u00e9';
 	const { result } = await srv.orchestrate({
@@ -42,7 +43,7 @@ test('an agent writes a file and reads it back, in the workspace structuredConte
 	await srv.shutdown();
 });
 
-test('paths that leave the workspace are refused by the kernel; the task still completes', { timeout: 30000 }, async (t) => {
+test('paths that leave the workspace are refused by the kernel; the task still completes', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t);
 	const { result } = await srv.orchestrate({
 		query: 'Escape ' + marker('read_file', { path: '../../etc/passwd' }) +
@@ -74,7 +75,7 @@ test('paths that leave the workspace are refused by the kernel; the task still c
 	await srv.shutdown();
 });
 
-test('a task whose workspace cannot be created fails clearly and calls no LLM', { timeout: 30000 }, async (t) => {
+test('a task whose workspace cannot be created fails clearly and calls no LLM', { timeout: TEST_TIMEOUT }, async (t) => {
 	const state = tmpdir('state-gone');
 	t.after(() => fs.rmSync(state, { recursive: true, force: true }));
 	const { srv, mock } = await setup(t, { env: { HEAVY_STATE_DIR: state } });
@@ -90,7 +91,7 @@ test('a task whose workspace cannot be created fails clearly and calls no LLM', 
 	await srv.shutdown();
 });
 
-test('search_web over the mock SearXNG: title, URL, snippet and the page text reach the model', { timeout: 30000 }, async (t) => {
+test('search_web over the mock SearXNG: title, URL, snippet and the page text reach the model', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { startMock } = await import('./lib.mjs');
 	const site = await startMock('site');
 	t.after(() => site.stop());
@@ -107,7 +108,9 @@ test('search_web over the mock SearXNG: title, URL, snippet and the page text re
 		    marker('search_web', { query: 'paths=/redirect/2,/redirect/5,/big,/binary,/hang' }),
 		num_agents: 1 });
 	// The agent's own deadline is minutes away: only the search's limit ends the wait.
-	assert.ok(elapsed < 8000, `a page that never answers held the search for ${elapsed} ms`);
+	// (4 minutes; the search's limit is 2 s a fetch; on the server's clock.)
+	const took = result.structuredContent?.elapsed_ms;
+	assert.ok(took < 30000, `a page that never answers held the search for ${took} ms (${elapsed} ms for the client)`);
 	assert.notEqual(result.isError, true, JSON.stringify(result));
 	const stats = await mock.stats();
 	assert.ok(stats.offered.search_web > 0, JSON.stringify(stats.offered));
@@ -131,7 +134,7 @@ test('search_web over the mock SearXNG: title, URL, snippet and the page text re
 	await srv.shutdown();
 });
 
-test('Brave: the key (from the environment or a key file) goes only to the backend, is masked by --check-config; loopback pages are refused by default', { timeout: 30000 }, async (t) => {
+test('Brave: the key (from the environment or a key file) goes only to the backend, is masked by --check-config; loopback pages are refused by default', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { startMock } = await import('./lib.mjs');
 	const site = await startMock('site');
 	t.after(() => site.stop());
@@ -176,7 +179,7 @@ test('Brave: the key (from the environment or a key file) goes only to the backe
 	await srv.shutdown();
 });
 
-test('a bad search backend or state directory stops heavyd at startup, naming it', { timeout: 15000 }, () => {
+test('a bad search backend or state directory stops heavyd at startup, naming it', { timeout: TEST_TIMEOUT }, () => {
 	const run = (env, args = ['--check-config']) => {
 		try {
 			execFileSync(HEAVYD, args, {

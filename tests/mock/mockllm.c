@@ -24,6 +24,11 @@
  * [[tool:NAME:ARGS]] makes an agent call NAME with the JSON ARGS (one call
  * per marker, in order), e.g. [[a1:tool:read_file:{"path":"a.txt"}]].
  *
+ * [[gate]] holds a reply until POST /open (then it goes, after any
+ * latency, and later gated calls answer at once until POST /reset): a test
+ * sees a task running for as long as it needs, on any machine.  /stats
+ * counts the replies "held" now.
+ *
  * It is also a search backend for search_web: GET /search?q=..&format=json
  * (SearXNG) and GET /brave/search?q=.. (Brave; needs X-Subscription-Token)
  * answer with results pointing at pages it serves: /page/N (HTML with a
@@ -91,9 +96,15 @@ struct reply {
 	const char			*type;	/* NULL: application/json */
 	char				 retry_after[32];
 	char				 reset[32];
+	int				 latency;	/* once let through a gate */
 };
 
 static struct event_base	*base;
+
+/* [[gate]]: the replies held until POST /open. */
+static struct reply	**held;
+static size_t		  nheld, held_cap;
+static bool		  gate_open;
 static struct lh_table		*flaky;		/* text key -> times failed */
 static int			 default_latency;
 static unsigned long long	 seq;
@@ -916,6 +927,47 @@ models_count(const struct chat *c)
 	    (n ? json_object_get_int64(n) : 0) + 1));
 }
 
+/* A held reply's client went away: forget it. */
+static void
+held_conn_closed(struct evhttp_connection *conn, void *arg)
+{
+	struct reply	*r = arg;
+
+	(void)conn;
+	for (size_t i = 0; i < nheld; i++)
+		if (held[i] == r) {
+			held[i] = held[--nheld];
+			break;
+		}
+	reply_free(r);
+}
+
+static void
+hold(struct reply *r, int latency)
+{
+	if (nheld == held_cap) {
+		held_cap = held_cap ? 2 * held_cap : 16;
+		held = xrealloc(held, held_cap * sizeof *held);
+	}
+	r->latency = latency;
+	r->conn = evhttp_request_get_connection(r->req);
+	evhttp_connection_set_closecb(r->conn, held_conn_closed, r);
+	held[nheld++] = r;
+}
+
+/* POST /open: every held reply goes; gated calls no longer wait. */
+static void
+gate_release(void)
+{
+	gate_open = true;
+	while (nheld > 0) {
+		struct reply	*r = held[--nheld];
+
+		evhttp_connection_set_closecb(r->conn, NULL, NULL);
+		reply_finish(r, r->latency);
+	}
+}
+
 static void
 handle_chat(struct evhttp_request *req)
 {
@@ -943,8 +995,13 @@ handle_chat(struct evhttp_request *req)
 			stats.hangs++;	/* evhttp frees it when the client goes */
 			free(r);
 			r = NULL;
-		} else
+		} else {
 			chat_respond(&c, r);
+			if (!gate_open && chat_action(&c, "gate") != NULL) {
+				hold(r, latency);
+				r = NULL;
+			}
+		}
 	}
 	if (r != NULL)
 		reply_finish(r, latency);
@@ -963,6 +1020,7 @@ handle_stats(struct evhttp_request *req)
 		{ "errors", stats.errors }, { "hangs", stats.hangs },
 		{ "searches", stats.searches }, { "pages", stats.pages },
 		{ "search_auth", stats.search_auth }, { "review", stats.review },
+		{ "held", (long long)nheld },
 	};
 
 	for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
@@ -1147,7 +1205,11 @@ handle(struct evhttp_request *req, void *arg)
 	    strcmp(path, "/binary") == 0))
 		handle_page(req, evhttp_uri_get_path(
 		    evhttp_request_get_evhttp_uri(req)));
-	else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/reset") == 0) {
+	else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/open") == 0) {
+		gate_release();
+		evhttp_send_reply(req, 200, "OK", NULL);
+	} else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/reset") == 0) {
+		gate_open = false;
 		memset(&stats, 0, sizeof stats);
 		json_object_put(models);
 		models = json_object_new_object();

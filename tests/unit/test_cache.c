@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../../supervisor/supervisor.h"
+#include "tmpdir.h"
 
 static struct heavy_config	cfg;
 static struct task_params	p;
@@ -45,13 +46,13 @@ Test(cache, off_means_no_key)
 
 Test(cache, the_key_is_the_sha256_of_the_canonical_text)
 {
-	char	*k = key(), *text = cache_canonical(&cfg, &p), path[64],
-		 cmd[128], out[80] = "";
+	char	*k = key(), *text = cache_canonical(&cfg, &p), path[256],
+		 cmd[320], out[80] = "";
 	FILE	*f;
 	int	 fd;
 
 	cr_assert_eq(strlen(k), 64);
-	snprintf(path, sizeof path, "/tmp/heavyd-cache-XXXXXX");
+	unit_tmp(path, sizeof path, "heavyd-cache");
 	cr_assert_neq(fd = mkstemp(path), -1);
 	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
@@ -118,9 +119,9 @@ Test(cache, lookups_are_the_owners_and_within_the_ttl)
 {
 	struct store_task	 t = { 0 };
 	struct json_object	*hit, *sc;
-	char			 dir[64], err[256], cmd[96], *k = key();
+	char			 dir[256], err[256], cmd[320], *k = key();
 
-	snprintf(dir, sizeof dir, "/tmp/heavyd-cachedb-XXXXXX");
+	unit_tmp(dir, sizeof dir, "heavyd-cachedb");
 	cr_assert_not_null(mkdtemp(dir));
 	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s", err);
 	snprintf(t.id, sizeof t.id, "%032x", 7);

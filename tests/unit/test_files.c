@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../../worker/worker.h"
+#include "tmpdir.h"
 
 static char	top[PATH_MAX], ws[PATH_MAX + 16], outside[PATH_MAX + 16];
 static int	root = -1;
@@ -55,7 +56,7 @@ setup(void)
 {
 	char	p[PATH_MAX * 2];
 
-	snprintf(top, sizeof top, "/tmp/heavyd-files-XXXXXX");
+	unit_tmp(top, sizeof top, "heavyd-files");
 	cr_assert_not_null(mkdtemp(top));
 	snprintf(ws, sizeof ws, "%s/ws", top);
 	snprintf(outside, sizeof outside, "%s/outside", top);

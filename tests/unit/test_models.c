@@ -7,15 +7,16 @@
 #include <unistd.h>
 
 #include "../../common/common.h"
+#include "tmpdir.h"
 
-static char	path[64];
+static char	path[256];
 
 static int
 load(const char *text, struct heavy_config *c, char *err)
 {
 	int	fd, rc;
 
-	snprintf(path, sizeof path, "/tmp/heavyd-models-XXXXXX");
+	unit_tmp(path, sizeof path, "heavyd-models");
 	cr_assert_neq(fd = mkstemp(path), -1);
 	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
@@ -123,7 +124,7 @@ Test(models, file_mistakes_name_line_and_key)
 		    cases[i].yaml);
 		cr_assert(strstr(err, cases[i].needle) != NULL,
 		    "\"%s\" lacks \"%s\"", err, cases[i].needle);
-		cr_assert(strncmp(err, "/tmp/heavyd-models-", 19) == 0,
+		cr_assert(strncmp(err, path, strlen(path)) == 0,
 		    "the file is named: %s", err);
 		config_clear(&c);
 	}

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../../supervisor/supervisor.h"
+#include "tmpdir.h"
 
 static void setup(void) { registry_init(); }
 static void teardown(void) { registry_free(); }
@@ -257,14 +258,14 @@ Test(registry, free_interrupts_what_still_runs, .init = wsetup)
 
 static struct heavy_config	mcfg;
 static struct mcp_session	sess;
-static char			mdir[64];
+static char			mdir[256];
 
 static void
 msetup(void)
 {
 	setup();
 	config_defaults(&mcfg);
-	snprintf(mdir, sizeof mdir, "/tmp/heavyd-mkh-XXXXXX");
+	unit_tmp(mdir, sizeof mdir, "heavyd-mkh");
 	cr_assert_not_null(mkdtemp(mdir));
 	config_set_str(&mcfg.state_dir, mdir);
 	ev_base = event_base_new();
@@ -276,7 +277,7 @@ msetup(void)
 static void
 mteardown(void)
 {
-	char	cmd[128];
+	char	cmd[320];
 
 	teardown();
 	durable_stop();

@@ -15,19 +15,20 @@
 #include <sqlite3.h>
 
 #include "../../supervisor/supervisor.h"
+#include "tmpdir.h"
 
 /* Ends as task.c reports them. */
 static const struct task_outcome	clean = { .failed = false };
 static const struct task_outcome	over = { .failed = true, .error = "over" };
 
-static char	dir[64];
+static char	dir[256];
 
 static void
 setup(void)
 {
 	char	err[256];
 
-	snprintf(dir, sizeof dir, "/tmp/heavyd-store-XXXXXX");
+	unit_tmp(dir, sizeof dir, "heavyd-store");
 	cr_assert_not_null(mkdtemp(dir));
 	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s", err);
 }
@@ -35,7 +36,7 @@ setup(void)
 static void
 teardown(void)
 {
-	char	cmd[128];
+	char	cmd[320];
 
 	store_close();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -240,7 +241,7 @@ Test(store, cache_finds_only_completed_young_and_own)
 Test(store, a_corrupt_file_is_moved_aside_and_replaced)
 {
 	struct store_task	 t;
-	char			 path[128], err[256], junk[8192];
+	char			 path[320], err[256], junk[8192];
 	struct dirent		*e;
 	DIR			*d;
 	int			 fd, aside = 0;
@@ -452,7 +453,7 @@ Test(store, an_interrupted_task_shows_where_it_stopped)
 
 Test(store, a_newer_schema_is_left_alone)
 {
-	char	path[128], cmd[256], err[256];
+	char	path[300], cmd[400], err[256];
 
 	store_close();
 	snprintf(path, sizeof path, "%s/tasks.db", dir);
@@ -473,7 +474,7 @@ Test(store, a_newer_schema_is_left_alone)
 
 Test(store, the_file_is_the_users_alone)
 {
-	char		path[128];
+	char		path[320];
 	struct stat	st;
 
 	snprintf(path, sizeof path, "%s/tasks.db", dir);
@@ -488,7 +489,7 @@ static struct heavy_config	dcfg;
 static void
 dsetup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/heavyd-durable-XXXXXX");
+	unit_tmp(dir, sizeof dir, "heavyd-durable");
 	cr_assert_not_null(mkdtemp(dir));
 	config_defaults(&dcfg);
 	config_set_str(&dcfg.state_dir, dir);
@@ -503,7 +504,7 @@ dsetup(void)
 static void
 dteardown(void)
 {
-	char	cmd[128];
+	char	cmd[320];
 
 	registry_free();
 	durable_stop();
@@ -577,7 +578,7 @@ Test(durable, a_final_write_that_fails_is_kept_served_and_retried)
 	struct task_record	*r = dadd(2), *live;
 	struct json_object	*res = tool_error_result("x");
 	sqlite3			*other;
-	char			 path[128];
+	char			 path[320];
 
 	json_object_object_add(res, "isError", json_object_new_boolean(0));
 	snprintf(path, sizeof path, "%s/tasks.db", dir);
@@ -642,12 +643,12 @@ Test(durable, writes_due_in_one_turn_share_a_flush_even_when_one_ends_first)
  */
 Test(store_start, concurrent_creation)
 {
-	char	fresh[64], err[256], cmd[128];
+	char	fresh[256], err[256], cmd[320];
 	int	status, failed = 0;
 	pid_t	pids[6];
 
 	for (int round = 0; round < 10; round++) {
-		snprintf(fresh, sizeof fresh, "/tmp/heavyd-store-XXXXXX");
+		unit_tmp(fresh, sizeof fresh, "heavyd-store");
 		cr_assert_not_null(mkdtemp(fresh));
 		for (int i = 0; i < 6; i++)
 			if ((pids[i] = fork()) == 0)
@@ -667,9 +668,9 @@ Test(store_start, concurrent_creation)
 /* store.synchronous: full makes every commit wait for the disk. */
 Test(store_start, synchronous_as_configured)
 {
-	char	fresh[64], err[256], cmd[128];
+	char	fresh[256], err[256], cmd[320];
 
-	snprintf(fresh, sizeof fresh, "/tmp/heavyd-store-XXXXXX");
+	unit_tmp(fresh, sizeof fresh, "heavyd-store");
 	cr_assert_not_null(mkdtemp(fresh));
 	cr_assert_eq(store_open(fresh, 1000, true, err, sizeof err), 0, "%s",
 	    err);

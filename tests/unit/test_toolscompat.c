@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../../common/common.h"
+#include "tmpdir.h"
 
 Test(toolscompat, on_by_default_and_off_from_the_environment)
 {
@@ -27,13 +28,14 @@ Test(toolscompat, on_by_default_and_off_from_the_environment)
 Test(toolscompat, off_from_the_file_and_shown)
 {
 	struct heavy_config	c;
-	char			path[] = "/tmp/heavyd-compat-XXXXXX", err[512];
+	char			path[256], err[512];
 	char			*out = NULL;
 	const char		*yaml = "tools:\n  compat: false\n";
 	size_t			 len = 0;
 	FILE			*f;
 	int			 fd;
 
+	unit_tmp(path, sizeof path, "heavyd-compat");
 	cr_assert_neq(fd = mkstemp(path), -1);
 	cr_assert_eq(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
 	close(fd);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../../supervisor/supervisor.h"
+#include "tmpdir.h"
 
 #define ID_A	"0123456789abcdef0123456789abcdef"
 #define ID_B	"fedcba9876543210fedcba9876543210"
@@ -24,7 +25,7 @@ static char	top[256], state[PATH_MAX];
 static void
 setup(void)
 {
-	snprintf(top, sizeof top, "/tmp/heavyd-ws-XXXXXX");
+	unit_tmp(top, sizeof top, "heavyd-ws");
 	cr_assert_not_null(mkdtemp(top));
 	snprintf(state, sizeof state, "%s/a/b/state", top);
 }
@@ -263,10 +264,10 @@ Test(workspace, where_the_state_directory_comes_from)
 static int
 load(const char *yaml, struct heavy_config *c, char *err)
 {
-	char	path[64];
+	char	path[256];
 	int	fd, rc;
 
-	snprintf(path, sizeof path, "/tmp/heavyd-wsconf-XXXXXX");
+	unit_tmp(path, sizeof path, "heavyd-wsconf");
 	cr_assert_neq(fd = mkstemp(path), -1);
 	cr_assert_eq(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
 	close(fd);
