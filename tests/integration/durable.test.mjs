@@ -12,7 +12,7 @@ import {
 
 import { checkShape } from './checks.mjs';
 import {
-	TOOL, describe, expire, setup, spawnRaw, startServer, stillAlive, tmpdir, waitFor,
+	TOOL, describe, expire, rpcError, setup, spawnRaw, startServer, stillAlive, tmpdir, waitFor,
 } from './lib.mjs';
 import { HANG, SOON, TEST_TIMEOUT } from './lib.mjs';
 
@@ -30,15 +30,6 @@ const result = (srv, id, timeout = HANG) =>
 async function callTool(srv, name, args = {}) {
 	const r = await srv.client.callTool({ name, arguments: args }, CallToolResultSchema, { timeout: HANG });
 	return { r, sc: r.structuredContent, text: r.content?.[0]?.text ?? '' };
-}
-
-async function rpcError(p) {
-	try {
-		await p;
-	} catch (e) {
-		return e;
-	}
-	assert.fail('expected a JSON-RPC error');
 }
 
 /* A state directory of the test's own, removed afterwards. */

@@ -67,6 +67,16 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /* Resolves to null after ms, for Promise.race; does not hold the process up. */
 export const expire = (ms) => new Promise((r) => setTimeout(r, ms, null).unref());
 
+/* The JSON-RPC error a request ends with; fails the test if it succeeds. */
+export async function rpcError(p) {
+	try {
+		await p;
+	} catch (e) {
+		return e;
+	}
+	assert.fail('expected a JSON-RPC error');
+}
+
 /*
  * Polls fn until it returns a truthy value; returns it, or throws after ms
  * (default HANG: pass a shorter ms only where a later event would prove

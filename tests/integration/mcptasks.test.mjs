@@ -14,8 +14,7 @@ import {
 
 import { checkProgress, checkShape } from './checks.mjs';
 import {
-	BUILD, HEAVYD, TOOL, describe, setup, sleep, startMock, startServer, stillAlive, tmpdir,
-	waitFor,
+	BUILD, HEAVYD, TOOL, describe, rpcError, setup, sleep, startMock, startServer, stillAlive, tmpdir, waitFor,
 } from './lib.mjs';
 import { HANG, SOON, TEST_TIMEOUT, jobsAlive } from './lib.mjs';
 
@@ -41,15 +40,6 @@ function watchStatus(srv) {
 	const seen = [];
 	srv.client.setNotificationHandler(TaskStatusNotificationSchema, (n) => seen.push(n.params));
 	return seen;
-}
-
-async function rpcError(p) {
-	try {
-		await p;
-	} catch (e) {
-		return e;
-	}
-	assert.fail('expected a JSON-RPC error');
 }
 
 async function callTool(srv, name, args = {}) {

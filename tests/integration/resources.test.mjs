@@ -5,19 +5,10 @@ import { test } from 'node:test';
 
 import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
-import { setup, waitFor } from './lib.mjs';
+import { rpcError, setup, waitFor } from './lib.mjs';
 import { TEST_TIMEOUT } from './lib.mjs';
 
 const text = (r) => r.contents[0].text;
-
-async function rpcError(p) {
-	try {
-		await p;
-	} catch (e) {
-		return e;
-	}
-	assert.fail('expected a JSON-RPC error');
-}
 
 test('config and tools resources; the key never shows', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { CallToolResultSchema, CreateTaskResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	IS_ASAN, TOOL, WORKER, apiKey, assertNoSanitizerReport, setup, spawnRaw, startMock, tmpdir,
+	IS_ASAN, TOOL, WORKER, apiKey, assertNoSanitizerReport, rpcError, setup, spawnRaw, startMock, tmpdir,
 } from './lib.mjs';
 
 const MKH = ['grok_heavy_orchestrate', 'get_task_progress', 'list_active_tasks',
@@ -25,15 +25,6 @@ const HINTS = {
 	configure_orchestrator: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
 	cancel_task: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
 };
-
-async function rpcError(p) {
-	try {
-		await p;
-	} catch (e) {
-		return e;
-	}
-	assert.fail('expected a JSON-RPC error');
-}
 
 test('initialize has instructions; every tool has its annotations', { timeout: 20000 }, async (t) => {
 	const { srv } = await setup(t, { noMock: true });
