@@ -24,12 +24,12 @@
 int	LLVMFuzzerInitialize(int *, char ***);
 
 static int	fz_in = -1, fz_out = -1;	/* our ends of stdin, stdout */
-static char	fz_dir[64];
+static char	fz_dir[4096];
 
 static void
 fz_cleanup(void)
 {
-	char	cmd[128];
+	char	cmd[4200];
 
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", fz_dir);
 	if (fz_dir[0] != '\0' && system(cmd) != 0)
@@ -57,10 +57,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	static struct heavy_config	cfg;
 	char				err[512];
+	const char			*tmp;
 
 	(void)argc; (void)argv;
 	log_init("heavyd-fuzz", LOG_LVL_ERROR);
-	snprintf(fz_dir, sizeof fz_dir, "/tmp/heavyd-fuzz-XXXXXX");
+	tmp = getenv("TMPDIR");
+	snprintf(fz_dir, sizeof fz_dir, "%s/heavyd-fuzz-XXXXXX",
+	    tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
 	if (mkdtemp(fz_dir) == NULL)
 		abort();
 	atexit(fz_cleanup);
