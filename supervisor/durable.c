@@ -385,8 +385,9 @@ durable_watch(struct task_record *r)
 /*
  * Opens <state_dir>/tasks.db (fatal if it cannot be opened or created; a
  * corrupt one is moved aside), marks the tasks of dead processes failed,
- * sweeps, and watches the registry.  Call before any other watcher is
- * registered, so the store has a task's end before anyone hears of it.
+ * sweeps, and watches the registry as its first watcher
+ * (REGISTRY_WATCH_STORE), so the store has a task's end before anyone
+ * hears of it.
  */
 void
 durable_init(const struct heavy_config *cfg)
@@ -407,7 +408,7 @@ durable_init(const struct heavy_config *cfg)
 	dur_sweep = event_new(ev_base, -1, EV_PERSIST, durable_sweep_cb, NULL);
 	event_add(dur_sweep, &tv);
 	dur_flush = evtimer_new(ev_base, durable_flush_cb, NULL);
-	registry_watch(durable_watch);
+	registry_watch(REGISTRY_WATCH_STORE, durable_watch);
 }
 
 /*

@@ -1012,8 +1012,8 @@ mcp_start(const struct heavy_config *cfg)
 	s->calls = lh_kchar_table_new(64, NULL);
 	s->log_level = -1;
 	registry_init();
-	durable_init(cfg);	/* first: the store has an end before anyone */
-	registry_watch(mcp_watch);
+	durable_init(cfg);
+	registry_watch(REGISTRY_WATCH_SESSIONS, mcp_watch);
 	if (fd_set_nonblock(STDIN_FILENO, 1) == -1 ||
 	    fd_set_nonblock(STDOUT_FILENO, 1) == -1)
 		return -1;

@@ -34,17 +34,16 @@ static const char *status_names[] = {
 	"INITIALIZED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
 };
 
-/* Who hears of every change of a record: the store, subscriptions. */
-#define REGISTRY_MAX_WATCHERS	4
-static registry_watch_fn	 reg_watchers[REGISTRY_MAX_WATCHERS];
-static int			 reg_nwatchers;
+/* Who hears of every change of a record, one per place, called in the
+ * order of enum registry_watcher (see supervisor.h). */
+static registry_watch_fn	 reg_watchers[REGISTRY_NWATCHERS];
 
 void
-registry_watch(registry_watch_fn fn)
+registry_watch(enum registry_watcher place, registry_watch_fn fn)
 {
-	if (reg_nwatchers == REGISTRY_MAX_WATCHERS)
-		fatalx("registry: too many watchers");
-	reg_watchers[reg_nwatchers++] = fn;
+	if (reg_watchers[place] != NULL && reg_watchers[place] != fn)
+		fatalx("registry: watcher %d is taken", (int)place);
+	reg_watchers[place] = fn;
 }
 
 /* The task started, moved on (a step, a note) or, when finished, ended. */
@@ -52,8 +51,9 @@ void
 registry_touch(struct task_record *r)
 {
 	r->updated_ms = wall_ms();
-	for (int i = 0; i < reg_nwatchers; i++)
-		reg_watchers[i](r);
+	for (int i = 0; i < REGISTRY_NWATCHERS; i++)
+		if (reg_watchers[i] != NULL)
+			reg_watchers[i](r);
 }
 
 const char *

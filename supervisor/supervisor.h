@@ -230,7 +230,18 @@ struct task_record {
 	TAILQ_ENTRY(task_record) active_entry;	/* its owner's running ones */
 };
 typedef void (*registry_watch_fn)(struct task_record *);
-void	 registry_watch(registry_watch_fn);
+/*
+ * The watchers, in the order they hear of a change: the store first, so
+ * that a task's end is written before a reply, a notification or a waiter
+ * hears of it; then the sessions (subscriptions, MCP Tasks).
+ */
+enum registry_watcher {
+	REGISTRY_WATCH_STORE,
+	REGISTRY_WATCH_SESSIONS,
+	REGISTRY_WATCH_OTHER,		/* tests */
+	REGISTRY_NWATCHERS
+};
+void	 registry_watch(enum registry_watcher, registry_watch_fn);
 void	 registry_touch(struct task_record *);
 void	 registry_init(void);
 void	 registry_free(void);

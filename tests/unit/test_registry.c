@@ -78,12 +78,8 @@ watcher(struct task_record *r)
 static void
 wsetup(void)
 {
-	static bool	watching;
-
 	setup();
-	if (!watching)
-		registry_watch(watcher);	/* once per test process */
-	watching = true;
+	registry_watch(REGISTRY_WATCH_OTHER, watcher);
 	seen_touches = seen_ends = 0;
 }
 
