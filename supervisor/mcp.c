@@ -27,14 +27,13 @@
 #define MCP_LATEST	"2025-11-25"
 #define MCP_TASKS_SINCE	"2025-11-25"	/* MCP Tasks came with it */
 #define MCP_RELATED_TASK	"io.modelcontextprotocol/related-task"
-#define MCP_MIN_TTL_MS		1000	/* a task must live to be polled */
 #define MCP_FLUSH_STALL_MS	10000	/* a reader this slow at exit is gone */
 
 /*
- * One orchestration of the session: a blocking call (id set: answered at
- * its end), a task-augmented call or a background task.  An instant one
- * already has its result (from the cache, or an error) and ends on the
- * next turn of the loop, once its creation has been answered.
+ * One orchestration of the session, which the task service runs
+ * (service.c): a blocking call (id set: answered at its end), a
+ * task-augmented call or a background task; where its progress goes, and
+ * whose usage it adds to.
  */
 struct mcp_call {
 	struct mcp_session	*s;
@@ -42,9 +41,6 @@ struct mcp_call {
 	struct json_object	*id;
 	struct json_object	*progress_token;
 	struct task_record	*rec;
-	struct event		*instant;	/* it has its result already: */
-	struct json_object	*instant_result;
-	char			*instant_why;	/* ... an error, or the cache's */
 };
 
 static struct mcp_session	*mcp_stdio;	/* the one stdio session */
@@ -317,10 +313,6 @@ mcp_set_level(struct mcp_session *s, struct rpc_msg *m)
 static void
 mcp_call_free(struct mcp_call *c)
 {
-	if (c->instant != NULL)
-		event_free(c->instant);
-	json_object_put(c->instant_result);
-	free(c->instant_why);
 	json_object_put(c->id);
 	json_object_put(c->progress_token);
 	free(c->key);
@@ -328,12 +320,12 @@ mcp_call_free(struct mcp_call *c)
 }
 
 static void
-mcp_call_progress(void *arg, double progress, double total, const char *msg)
+mcp_call_progress(void *arg, struct task_record *r, double progress,
+    double total, const char *msg)
 {
 	struct mcp_call		*c = arg;
 	struct json_object	*params, *meta, *rel;
 
-	registry_touch(c->rec);
 	if (c->progress_token == NULL)
 		return;
 	params = json_object_new_object();
@@ -343,10 +335,10 @@ mcp_call_progress(void *arg, double progress, double total, const char *msg)
 	    json_object_new_double(progress));
 	json_object_object_add(params, "total", json_object_new_double(total));
 	json_object_object_add(params, "message", json_object_new_string(msg));
-	if (c->rec->mcp_task) {
+	if (r->mcp_task) {
 		rel = json_object_new_object();
 		json_object_object_add(rel, "taskId",
-		    json_object_new_string(c->rec->id));
+		    json_object_new_string(r->id));
 		meta = json_object_new_object();
 		json_object_object_add(meta, MCP_RELATED_TASK, rel);
 		json_object_object_add(params, "_meta", meta);
@@ -383,20 +375,22 @@ mcp_session_usage(struct mcp_session *s, struct json_object *result,
 	json_object_object_add(sc, "session_usage", su);
 }
 
-/* The task ended: answer a blocking call, record the end (every watcher
- * hears of it), and forget the call (the task frees itself). */
+/* The task ended: count its usage, answer a blocking call (a refusal has
+ * no result: its reason is the answer), and forget the call. */
 static void
-mcp_call_done(void *arg, const struct task_outcome *o,
-    struct json_object *result)
+mcp_call_done(void *arg, struct task_record *r, const struct task_outcome *o,
+    struct json_object *result, bool ran)
 {
 	struct mcp_call	*c = arg;
 
-	mcp_session_usage(c->s, result, c->instant == NULL ? &o->usage : NULL);
+	(void)r;
+	if (result != NULL)
+		mcp_session_usage(c->s, result, ran ? &o->usage : NULL);
 	if (c->id != NULL) {
-		mcp_send(c->s, rpc_result(c->id, json_object_get(result)));
+		mcp_send(c->s, rpc_result(c->id, result != NULL ?
+		    json_object_get(result) : tool_error_result(o->error)));
 		lh_table_delete(c->s->calls, c->key);
 	}
-	registry_finish(c->rec, o, result, now_ms());
 	mcp_call_free(c);
 }
 
@@ -414,19 +408,9 @@ mcp_call_stopped(void *arg, const char *why)
 	mcp_call_free(c);
 }
 
-/* An instant call's end: its answer from the cache, or why it failed. */
-static void
-mcp_call_instant_cb(evutil_socket_t fd, short events, void *arg)
-{
-	struct mcp_call		*c = arg;
-	struct json_object	*result = c->instant_result;
-	struct task_outcome	 o = { .failed = c->instant_why != NULL,
-	    .error = c->instant_why };
-
-	(void)fd; (void)events;
-	c->instant_result = NULL;
-	mcp_call_done(c, &o, result);
-}
+static const struct service_hooks mcp_call_hooks = {
+	mcp_call_progress, mcp_call_done, mcp_call_stopped,
+};
 
 static struct json_object *
 mcp_progress_token(struct json_object *params)
@@ -442,49 +426,8 @@ mcp_progress_token(struct json_object *params)
 	return json_object_get(tok);
 }
 
-/* The effective arguments of a task, as the store keeps them. */
-static struct json_object *
-mcp_params_json(const struct heavy_config *cfg, const struct task_params *p)
-{
-	struct json_object	*o = json_object_new_object();
-
-	json_object_object_add(o, "query", json_object_new_string(p->query));
-	json_object_object_add(o, "num_agents",
-	    json_object_new_int(p->num_agents));
-	json_object_object_add(o, "timeout", json_object_new_double(p->timeout_s));
-	json_object_object_add(o, "model", p->model ?
-	    json_object_new_string(p->model) : NULL);
-	json_object_object_add(o, "aggregation_strategy",
-	    json_object_new_string(p->strategy ? p->strategy :
-	    cfg->aggregation_strategy));
-	json_object_object_add(o, "max_total_tokens", p->max_total_tokens ?
-	    json_object_new_int64((int64_t)p->max_total_tokens) : NULL);
-	json_object_object_add(o, "max_cost_usd", p->max_cost_usd > 0 ?
-	    json_object_new_double(p->max_cost_usd) : NULL);
-	return o;
-}
-
-/*
- * How long a task is kept, from its creation.  Asked for (milliseconds):
- * within [1 s, max_task_ttl].  Else its timeout plus task_ttl, so a
- * finished task is kept at least task_ttl after it ends.
- */
-int64_t
-mcp_ttl_ms(const struct heavy_config *cfg, double timeout_s,
-    int64_t requested)
-{
-	int64_t	max = (int64_t)cfg->max_task_ttl_s * 1000;
-
-	if (requested < 0)
-		return (int64_t)(timeout_s * 1000) + (int64_t)cfg->task_ttl_s *
-		    1000;
-	return requested < MCP_MIN_TTL_MS ? MCP_MIN_TTL_MS :
-	    requested > max ? max : requested;
-}
-
 static struct mcp_call *
-mcp_call_new(struct mcp_session *s, const struct mcp_run *run,
-    struct json_object *params, int64_t ttl_ms)
+mcp_call_new(struct mcp_session *s, const struct mcp_run *run)
 {
 	struct mcp_call	*c = xcalloc(1, sizeof *c);
 
@@ -494,137 +437,72 @@ mcp_call_new(struct mcp_session *s, const struct mcp_run *run,
 		c->key = rpc_id_key(run->id);
 	}
 	c->progress_token = json_object_get(run->progress_token);
-	c->rec = registry_new(s->owner, run->tool);
-	c->rec->mcp_task = run->mcp_task;
-	c->rec->params = params;
-	c->rec->ttl_ms = ttl_ms;
-	c->rec->cancelled = mcp_call_stopped;
-	c->rec->arg = c;
 	return c;
 }
 
-/* Registered under id; a blocking call is also in flight. */
+/* The task service's request for a call of this session. */
 static void
-mcp_call_add(struct mcp_call *c, struct task *t, const char *id)
+mcp_service_req(struct mcp_session *s, const struct mcp_run *run,
+    struct mcp_call *c, struct service_req *req)
 {
-	registry_add(c->rec, t, id, now_ms());
-	if (c->id != NULL)
-		lh_table_insert(c->s->calls, c->key, c);
+	req->owner = s->owner;
+	req->cfg = s->cfg;
+	req->tool = run->tool;
+	req->mcp_task = run->mcp_task;
+	req->ttl_ms = run->ttl_ms;
+	req->hooks = &mcp_call_hooks;
+	req->arg = c;
 }
 
-/*
- * A task is announced only once its row is in the store, so that an id a
- * client holds, or a result it was given, outlives this process.  A call
- * whose first write failed (a full disk) is stopped before anyone hears
- * of it, and refused with the store's reason.
- */
-static int
-mcp_call_stored(struct mcp_call *c, struct json_object **error)
-{
-	char	msg[384];
-
-	if (durable_stored(c->rec->id))
-		return 0;
-	snprintf(msg, sizeof msg, "the task store cannot write: %s; retry "
-	    "later", store_error());
-	log_warnx("task %s refused: %s", c->rec->id, msg);
-	c->rec->mcp_task = false;	/* no status notice for it */
-	if (c->id != NULL)
-		lh_table_delete(c->s->calls, c->key);
-	c->rec->cancelled = NULL;	/* the caller answers, with *error */
-	registry_interrupt(c->rec, msg, now_ms());
-	mcp_call_free(c);
-	*error = tool_error_result(msg);
-	return -1;
-}
-
-/*
- * A task that already has its result (from the cache; or an error, and
- * why: the result's text); it ends on the next turn.  NULL and *error when
- * the store cannot take it.
- */
+/* The record, or NULL and *error, the isError result of why not. */
 static struct task_record *
-mcp_call_instant(struct mcp_session *s, const struct mcp_run *run,
-    struct json_object *params, int64_t ttl_ms, struct json_object *result,
-    const char *why, struct json_object **error)
+mcp_call_started(struct mcp_call *c, struct task_record *r, const char *why,
+    struct json_object **error)
 {
-	struct mcp_call	*c = mcp_call_new(s, run, params, ttl_ms);
-	struct timeval	 now = { 0, 0 };
-	char		 id[33];
-
-	c->instant_result = result;
-	c->instant_why = why != NULL ? xstrdup(why) : NULL;
-	c->instant = evtimer_new(ev_base, mcp_call_instant_cb, c);
-	task_new_id(id);
-	mcp_call_add(c, NULL, id);
-	if (mcp_call_stored(c, error) == -1)
+	if ((c->rec = r) == NULL) {
+		mcp_call_free(c);
+		*error = tool_error_result(why);
 		return NULL;
-	evtimer_add(c->instant, &now);
-	return c->rec;
+	}
+	if (c->id != NULL)	/* a blocking call, answered at its end */
+		lh_table_insert(c->s->calls, c->key, c);
+	return r;
 }
 
-/* A task-augmented call that failed before it ran: a task all the same,
- * failed with the result the blocking call would have given. */
+/* A task-augmented call refused before it ran: a task all the same,
+ * failed with the reason the blocking call would have been given. */
 struct task_record *
 mcp_run_result(struct mcp_session *s, const struct mcp_run *run,
-    struct json_object *params, const char *why, struct json_object **error)
+    const char *failed, struct json_object **error)
 {
-	return mcp_call_instant(s, run, params, run->ttl_ms ? run->ttl_ms :
-	    mcp_ttl_ms(s->cfg, s->cfg->task_timeout_s, -1),
-	    tool_error_result(why), why, error);
+	struct mcp_call		*c = mcp_call_new(s, run);
+	struct service_req	 req;
+	char			 why[512];
+
+	mcp_service_req(s, run, c, &req);
+	*error = NULL;
+	return mcp_call_started(c, service_refused(&req, failed, why,
+	    sizeof why), why, error);
 }
 
 /*
- * Runs an orchestration for the session; takes the params.  From the
- * cache when it can, else admitted and started.  Returns the record, or
- * NULL and *error, the isError result (no API key; busy; a query too
- * long; the store cannot write) -- a task-augmented call that is refused
- * for any reason but the store becomes a failed task instead.
+ * Runs an orchestration for the session through the task service; takes
+ * the params.  Returns the record, or NULL and *error, the isError result
+ * (no API key; busy; a query too long; the store cannot write) -- a
+ * task-augmented call that is refused for any reason but the store
+ * becomes a failed task instead.
  */
 struct task_record *
 mcp_run(struct mcp_session *s, const struct mcp_run *run,
     struct task_params *p, struct json_object **error)
 {
-	struct json_object	*params = mcp_params_json(s->cfg, p), *hit;
-	int64_t			 ttl = run->ttl_ms ? run->ttl_ms :
-	    mcp_ttl_ms(s->cfg, p->timeout_s, -1);
-	char			*key = cache_key(s->cfg, p), msg[256];
-	const char		*why = msg;
-	struct mcp_call		*c;
-	struct task		*t;
+	struct mcp_call		*c = mcp_call_new(s, run);
+	struct service_req	 req;
+	char			 why[512];
 
+	mcp_service_req(s, run, c, &req);
 	*error = NULL;
-	if (task_no_key() != NULL)
-		why = task_no_key();
-	else if ((hit = cache_lookup(s->cfg, s->owner, key)) != NULL) {
-		free(key);
-		task_params_clear(p);
-		return mcp_call_instant(s, run, params, ttl, hit, NULL, error);
-	} else if (registry_admit(s->cfg, s->owner, workers_queued(), msg,
-	    sizeof msg) == -1)
-		;
-	else {
-		c = mcp_call_new(s, run, params, ttl);
-		c->rec->cache_key = key;
-		if ((t = task_start(s->cfg, p, mcp_call_progress, mcp_call_done,
-		    c)) != NULL) {
-			mcp_call_add(c, t, task_id(t));
-			return mcp_call_stored(c, error) == 0 ? c->rec : NULL;
-		}
-		c->rec->params = NULL;	/* still ours, below */
-		registry_discard(c->rec);
-		mcp_call_free(c);
-		key = NULL;
-		why = "invalid argument 'query': too long for max_frame_bytes";
-	}
-	free(key);
-	task_params_clear(p);
-	if (!run->mcp_task) {
-		json_object_put(params);
-		*error = tool_error_result(why);
-		return NULL;
-	}
-	return mcp_call_instant(s, run, params, ttl, tool_error_result(why),
+	return mcp_call_started(c, service_start(&req, p, why, sizeof why),
 	    why, error);
 }
 
@@ -734,8 +612,7 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 static void
 mcp_call_abandon(struct mcp_call *c, const char *why)
 {
-	c->rec->cancelled = NULL;
-	registry_cancel(c->rec, why, now_ms());
+	service_abandon(c->rec, why);
 	mcp_call_free(c);
 }
 

@@ -457,11 +457,10 @@ mcptasks_call(struct mcp_session *s, struct rpc_msg *m, const char *name,
 	    json_object_is_type(err, json_type_int)))
 		run.progress_token = err;
 	if (tool_orchestrate_args(s->cfg, args, &p, msg, sizeof msg) == -1) {
-		run.ttl_ms = mcp_ttl_ms(s->cfg, s->cfg->task_timeout_s, ttl);
-		r = mcp_run_result(s, &run, json_object_new_object(), msg,
-		    &err);
+		run.ttl_ms = service_ttl_ms(s->cfg, s->cfg->task_timeout_s, ttl);
+		r = mcp_run_result(s, &run, msg, &err);
 	} else {
-		run.ttl_ms = mcp_ttl_ms(s->cfg, p.timeout_s, ttl);
+		run.ttl_ms = service_ttl_ms(s->cfg, p.timeout_s, ttl);
 		r = mcp_run(s, &run, &p, &err);
 	}
 	if (r == NULL) {	/* not stored, so never announced */

@@ -264,6 +264,36 @@ const char *registry_status_name(enum task_status);
 struct json_object *registry_progress(const struct task_record *, int64_t now);
 struct json_object *registry_ids(const char *owner, const char *prefix);
 
+/* service.c: how an orchestration starts, for whoever asks. */
+struct service_hooks {
+	/* The task moved on (may be NULL). */
+	void	(*progress)(void *arg, struct task_record *, double progress,
+		    double total, const char *message);
+	/* It ended; ran is false for an answer from the cache or a refusal
+	 * (result NULL: render outcome->error).  The record ends after. */
+	void	(*done)(void *arg, struct task_record *,
+		    const struct task_outcome *, struct json_object *result,
+		    bool ran);
+	/* It was stopped before it had a result (may be NULL). */
+	void	(*stopped)(void *arg, const char *why);
+};
+struct service_req {
+	const char			*owner;
+	const struct heavy_config	*cfg;	/* the caller's defaults */
+	const char			*tool;	/* the tool that starts it */
+	bool				 mcp_task;	/* refusals become tasks */
+	int64_t				 ttl_ms;	/* 0: the default */
+	const struct service_hooks	*hooks;
+	void				*arg;
+};
+struct task_record *service_start(const struct service_req *,
+	    struct task_params *, char *why, size_t len);
+struct task_record *service_refused(const struct service_req *,
+	    const char *failed, char *why, size_t len);
+void	 service_abandon(struct task_record *, const char *why);
+int64_t	 service_ttl_ms(const struct heavy_config *, double timeout_s,
+	    int64_t requested);
+
 /* resources.c: heavy:// resources and their subscriptions. */
 struct mcp_session;
 struct json_object *resources_list(void);
@@ -424,10 +454,8 @@ struct mcp_run {
 struct task_record *mcp_run(struct mcp_session *, const struct mcp_run *,
 	    struct task_params *, struct json_object **error);
 struct task_record *mcp_run_result(struct mcp_session *,
-	    const struct mcp_run *, struct json_object *params,
-	    const char *why, struct json_object **error);
-int64_t	 mcp_ttl_ms(const struct heavy_config *, double timeout_s,
-	    int64_t requested);
+	    const struct mcp_run *, const char *failed,
+	    struct json_object **error);
 void	 mcp_reply(struct mcp_session *, struct json_object *id,
 	    struct json_object *result);
 void	 mcp_error(struct mcp_session *, struct json_object *id, int code,
