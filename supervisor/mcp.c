@@ -375,8 +375,7 @@ mcp_session_usage(struct mcp_session *s, struct json_object *result,
 	json_object_object_add(sc, "session_usage", su);
 }
 
-/* The task ended: count its usage, answer a blocking call (a refusal has
- * no result: its reason is the answer), and forget the call. */
+/* The task ended: its usage counts for the session (the result says so). */
 static void
 mcp_call_done(void *arg, struct task_record *r, const struct task_outcome *o,
     struct json_object *result, bool ran)
@@ -386,6 +385,16 @@ mcp_call_done(void *arg, struct task_record *r, const struct task_outcome *o,
 	(void)r;
 	if (result != NULL)
 		mcp_session_usage(c->s, result, ran ? &o->usage : NULL);
+}
+
+/* The store has the end: a blocking call is answered (a refusal has no
+ * result: its reason is the answer), and the call is forgotten. */
+static void
+mcp_call_answer(void *arg, const struct task_outcome *o,
+    struct json_object *result)
+{
+	struct mcp_call	*c = arg;
+
 	if (c->id != NULL) {
 		mcp_send(c->s, rpc_result(c->id, result != NULL ?
 		    json_object_get(result) : tool_error_result(o->error)));
@@ -409,7 +418,7 @@ mcp_call_stopped(void *arg, const char *why)
 }
 
 static const struct service_hooks mcp_call_hooks = {
-	mcp_call_progress, mcp_call_done, mcp_call_stopped,
+	mcp_call_progress, mcp_call_done, mcp_call_answer, mcp_call_stopped,
 };
 
 static struct json_object *

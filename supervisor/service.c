@@ -46,8 +46,11 @@ service_progress(void *arg, double progress, double total, const char *msg)
 		c->hooks->progress(c->arg, c->rec, progress, total, msg);
 }
 
-/* The task ended: whoever asked hears first, then the record ends (every
- * watcher, the store first, hears of it), and the call is forgotten. */
+/*
+ * The task ended.  Whoever asked adds what it must to the result; then the
+ * record ends, so the store has the end (its watcher is the first) before
+ * any answer or notification about it is queued; then the answer goes.
+ */
 static void
 service_done(void *arg, const struct task_outcome *o,
     struct json_object *result)
@@ -55,7 +58,10 @@ service_done(void *arg, const struct task_outcome *o,
 	struct service_call	*c = arg;
 
 	c->hooks->done(c->arg, c->rec, o, result, c->instant == NULL);
+	json_object_get(result);	/* the record takes one reference */
 	registry_finish(c->rec, o, result, now_ms());
+	c->hooks->answer(c->arg, o, result);
+	json_object_put(result);
 	service_call_free(c);
 }
 

@@ -270,10 +270,15 @@ struct service_hooks {
 	void	(*progress)(void *arg, struct task_record *, double progress,
 		    double total, const char *message);
 	/* It ended; ran is false for an answer from the cache or a refusal
-	 * (result NULL: render outcome->error).  The record ends after. */
+	 * (result NULL: render outcome->error).  Called before the store
+	 * and the watchers hear of the end: the result may still be added
+	 * to, nothing may be sent yet. */
 	void	(*done)(void *arg, struct task_record *,
 		    const struct task_outcome *, struct json_object *result,
 		    bool ran);
+	/* Then, once the store has the end: the answer may go out. */
+	void	(*answer)(void *arg, const struct task_outcome *,
+		    struct json_object *result);
 	/* It was stopped before it had a result (may be NULL). */
 	void	(*stopped)(void *arg, const char *why);
 };
