@@ -58,8 +58,9 @@ for (const mode of MODES) {
 		t.after(() => listener.close());
 
 		const { srv } = await setup(t, { worker: 'test', env: mode.env });
-		const zygote = srv.descendants().find((p) => p.comm === 'heavyd-zygote');
-		assert.ok(zygote, 'no zygote under heavyd');
+		// The zygote is named heavyd-worker until it has renamed itself.
+		const zygote = await waitFor(() => srv.descendants().find((p) => p.comm === 'heavyd-zygote'),
+		    30000, 'the zygote under heavyd');
 		const spare = srv.descendants().find((p) => p.comm === 'heavyd-spare');
 		const targets = [srv.pid, zygote.pid, ...(spare ? [spare.pid] : []), -1];
 		const marks = [
