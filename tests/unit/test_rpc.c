@@ -297,33 +297,30 @@ Test(rpc, responses_without_an_id_are_responses)
 	rpc_msg_clear(&m);
 }
 
-Test(rpc, id_keys_stay_apart)
+/* Two requests whose ids differ must never share a key (and so a call). */
+static void
+keys_differ(const char *line1, const char *line2)
 {
 	struct rpc_msg	a, b;
 	char		*ka, *kb;
 
-	cr_assert_eq(parse("{\"jsonrpc\":\"2.0\",\"id\":9223372036854775808,"
-	    "\"method\":\"x\"}", &a), 0);
-	cr_assert_eq(parse("{\"jsonrpc\":\"2.0\",\"id\":9223372036854775809,"
-	    "\"method\":\"x\"}", &b), 0);
+	cr_assert_eq(parse(line1, &a), 0, "%s", line1);
+	cr_assert_eq(parse(line2, &b), 0, "%s", line2);
 	ka = rpc_id_key(a.id);
 	kb = rpc_id_key(b.id);
-	cr_assert_str_neq(ka, kb);
+	cr_assert_str_neq(ka, kb, "%s and %s share a key", line1, line2);
 	free(ka);
 	free(kb);
 	rpc_msg_clear(&a);
 	rpc_msg_clear(&b);
-	cr_assert_eq(parse("{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0000b\","
-	    "\"method\":\"x\"}", &a), 0);
-	cr_assert_eq(parse("{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"x\"}",
-	    &b), 0);
-	ka = rpc_id_key(a.id);
-	kb = rpc_id_key(b.id);
-	cr_assert_str_neq(ka, kb);
-	free(ka);
-	free(kb);
-	rpc_msg_clear(&a);
-	rpc_msg_clear(&b);
+}
+
+Test(rpc, id_keys_stay_apart)
+{
+	keys_differ("{\"jsonrpc\":\"2.0\",\"id\":9223372036854775808,\"method\":\"x\"}",
+	    "{\"jsonrpc\":\"2.0\",\"id\":9223372036854775809,\"method\":\"x\"}");
+	keys_differ("{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0000b\",\"method\":\"x\"}",
+	    "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"x\"}");
 }
 
 Test(rpc, a_lossy_notification_is_dropped)
