@@ -382,7 +382,7 @@ ask_run(struct heavy_config *cfg)
 		free(ask.query);
 		return ASK_EXIT_FAILED;
 	}
-	server_start(cfg, ask_stop);
+	server_start(cfg, ask_stop, false);
 	ask.live = isatty(STDERR_FILENO) && getenv("TERM") != NULL &&
 	    strcmp(getenv("TERM"), "dumb") != 0;
 	ask.start_ms = now_ms();

@@ -144,7 +144,7 @@ main(int argc, char **argv)
 		ask_options(argc - opt_ask, argv + opt_ask, &opt_config);
 	signal(SIGPIPE, SIG_IGN);
 	main_config(&config);
-	rc = opt_ask ? ask_run(&config) : server_run(&config);
+	rc = opt_ask ? ask_run(&config) : serve_run(&config);
 	config_clear(&config);
 	return rc;
 }

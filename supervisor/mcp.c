@@ -1,6 +1,6 @@
 /*
- * The MCP session over stdio: newline-delimited JSON-RPC on stdin and
- * stdout.  stdout carries MCP messages and nothing else.  Every
+ * MCP sessions, whatever transport carries them (stdio.c, http.c), and the
+ * dispatch of their messages to the methods.  Every
  * orchestration becomes a task, registered and stored whichever way it
  * was asked for: a blocking tools/call of heavy_orchestrate (answered at
  * its end; notifications/cancelled or cancel_task kills it), a
@@ -43,7 +43,10 @@ struct mcp_call {
 	struct task_record	*rec;
 };
 
-static struct mcp_session	*mcp_stdio;	/* the one stdio session */
+static TAILQ_HEAD(, mcp_session) mcp_sessions =
+    TAILQ_HEAD_INITIALIZER(mcp_sessions);
+static int			 mcp_nsessions;
+static struct heavy_config	*mcp_config;	/* new sessions copy it */
 
 
 static const char *mcp_versions[] = { MCP_LATEST, "2025-06-18",
@@ -74,19 +77,45 @@ mcp_add_utf8(struct evbuffer *out, const char *text, size_t len)
 	}
 }
 
-/* Writes one message; stdout is ours alone, and always UTF-8. */
+/*
+ * Hands one message, always UTF-8, to the session's transport; takes msg.
+ * related is the request it belongs to (NULL: the session's), final marks
+ * that request's reply.  A closed session's messages go nowhere.
+ */
 static void
-mcp_send(struct mcp_session *s, struct json_object *msg)
+mcp_send_related(struct mcp_session *s, const char *related, bool final,
+    struct json_object *msg)
 {
-	struct evbuffer	*out = bufferevent_get_output(s->out);
+	struct evbuffer	*out;
 	size_t		 len;
 	const char	*text;
 
-	text = json_object_to_json_string_length(msg, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-	mcp_add_utf8(out, text, len);
-	evbuffer_add(out, "\n", 1);
+	if (!s->closed) {
+		out = evbuffer_new();
+		text = json_object_to_json_string_length(msg,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+		    &len);
+		mcp_add_utf8(out, text, len);
+		s->tp->send(s->tp_arg, related, final, out);
+		evbuffer_free(out);
+	}
 	json_object_put(msg);
+}
+
+/* The reply (a result or an error) to the request id; takes msg. */
+static void
+mcp_send(struct mcp_session *s, struct json_object *msg)
+{
+	struct json_object	*id = NULL;
+	char			*key;
+
+	if (!json_object_object_get_ex(msg, "id", &id) || id == NULL) {
+		mcp_send_related(s, NULL, true, msg);
+		return;
+	}
+	key = rpc_id_key(id);
+	mcp_send_related(s, key, true, msg);
+	free(key);
 }
 
 /* For the methods served in other files: a result, an error, a notice. */
@@ -119,7 +148,7 @@ void
 mcp_notify(struct mcp_session *s, const char *method,
     struct json_object *params)
 {
-	mcp_send(s, rpc_notification(method, params));
+	mcp_send_related(s, NULL, false, rpc_notification(method, params));
 }
 
 int
@@ -275,22 +304,31 @@ mcp_level(const char *name)
 	return -1;
 }
 
+/*
+ * A log line goes to the sessions that asked for its level and may read
+ * it: the local user's, who runs this heavyd and reads its stderr anyway.
+ * A remote session is told nothing of the server's, or another owner's,
+ * affairs.
+ */
 static void
 mcp_log_hook(enum log_level level, const char *msg)
 {
 	static const char	*names[] = { "error", "warning", "info", "debug" };
-	struct mcp_session	*s = mcp_stdio;
+	struct mcp_session	*s;
 	struct json_object	*params;
 
-	if (s == NULL || s->out == NULL || (int)level > s->log_level)
-		return;
-	params = json_object_new_object();
-	json_object_object_add(params, "level",
-	    json_object_new_string(names[level]));
-	json_object_object_add(params, "logger",
-	    json_object_new_string(HEAVY_NAME));
-	json_object_object_add(params, "data", json_object_new_string(msg));
-	mcp_send(s, rpc_notification("notifications/message", params));
+	TAILQ_FOREACH(s, &mcp_sessions, entry) {
+		if (!s->local || s->closed || (int)level > s->log_level)
+			continue;
+		params = json_object_new_object();
+		json_object_object_add(params, "level",
+		    json_object_new_string(names[level]));
+		json_object_object_add(params, "logger",
+		    json_object_new_string(HEAVY_NAME));
+		json_object_object_add(params, "data",
+		    json_object_new_string(msg));
+		mcp_notify(s, "notifications/message", params);
+	}
 }
 
 static void
@@ -313,6 +351,7 @@ mcp_set_level(struct mcp_session *s, struct rpc_msg *m)
 static void
 mcp_call_free(struct mcp_call *c)
 {
+	mcp_session_unref(c->s);
 	json_object_put(c->id);
 	json_object_put(c->progress_token);
 	free(c->key);
@@ -343,7 +382,9 @@ mcp_call_progress(void *arg, struct task_record *r, double progress,
 		json_object_object_add(meta, MCP_RELATED_TASK, rel);
 		json_object_object_add(params, "_meta", meta);
 	}
-	mcp_send(c->s, rpc_notification("notifications/progress", params));
+	/* A blocking call's progress belongs to its request. */
+	mcp_send_related(c->s, c->id != NULL ? c->key : NULL, false,
+	    rpc_notification("notifications/progress", params));
 }
 
 /*
@@ -441,6 +482,7 @@ mcp_call_new(struct mcp_session *s, const struct mcp_run *run)
 	struct mcp_call	*c = xcalloc(1, sizeof *c);
 
 	c->s = s;
+	mcp_session_ref(s);
 	if (run->id != NULL) {
 		c->id = json_object_get(run->id);
 		c->key = rpc_id_key(run->id);
@@ -695,258 +737,138 @@ mcp_request(struct mcp_session *s, struct rpc_msg *m)
 	mcp_error(s, m->id, RPC_METHOD_NOT_FOUND, "Method not found");
 }
 
-static void
-mcp_line(struct mcp_session *s, const char *line, size_t len)
+/* One message the transport parsed (HTTP looks at it first). */
+void
+mcp_session_dispatch(struct mcp_session *s, struct rpc_msg *m)
+{
+	if (m->kind == RPC_REQUEST)
+		mcp_request(s, m);
+	else if (m->kind == RPC_NOTIFICATION &&
+	    strcmp(m->method, "notifications/cancelled") == 0)
+		mcp_cancelled(s, m);
+	/* responses to us and other notices: ignored */
+}
+
+/* One line of newline-delimited JSON-RPC (stdio). */
+void
+mcp_session_line(struct mcp_session *s, const char *line, size_t len)
 {
 	struct rpc_msg	m;
 
 	if (len == 0)
 		return;
-	if (rpc_parse(line, len, &m) == -1) {
+	if (rpc_parse(line, len, &m) == -1)
 		mcp_error(s, m.id, m.error_code, m.error);
-	} else if (m.kind == RPC_REQUEST) {
-		mcp_request(s, &m);
-	} else if (m.kind == RPC_NOTIFICATION) {
-		if (strcmp(m.method, "notifications/cancelled") == 0)
-			mcp_cancelled(s, &m);
-	}
-	rpc_msg_clear(&m);	/* responses to us and other notices: ignored */
+	else
+		mcp_session_dispatch(s, &m);
+	rpc_msg_clear(&m);
 }
 
-static void
-mcp_too_long(struct mcp_session *s)
-{
-	char	msg[128];
-
-	snprintf(msg, sizeof msg, "Invalid Request: message exceeds "
-	    "max_line_bytes (%zu bytes)", s->cfg->max_line_bytes);
-	mcp_error(s, NULL, RPC_INVALID_REQUEST, msg);
-}
-
-/* Stops reading while the client is slow to read what we wrote. */
-static bool
-mcp_output_full(struct mcp_session *s)
-{
-	return evbuffer_get_length(bufferevent_get_output(s->out)) >
-	    4 * s->cfg->max_line_bytes;
-}
-
-/* Takes a line of len bytes and eol_len more; a CR before the LF goes. */
-static void
-mcp_take_line(struct mcp_session *s, struct evbuffer *in, size_t len,
-    size_t eol_len)
-{
-	char	*line = xmalloc(len + 1);
-
-	evbuffer_remove(in, line, len);
-	evbuffer_drain(in, eol_len);
-	line[len] = '\0';
-	if (len > 0 && line[len - 1] == '\r')
-		line[--len] = '\0';
-	mcp_line(s, line, len);
-	free(line);
-}
-
-/*
- * Handles the next complete line of the input; false when there is none.
- * An over-long line is refused once, and dropped up to its newline.
- */
-static bool
-mcp_next_line(struct mcp_session *s, struct evbuffer *in)
-{
-	struct evbuffer_ptr	 eol;
-	size_t			 eol_len, len;
-
-	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-	if (eol.pos == -1) {
-		if (evbuffer_get_length(in) > s->cfg->max_line_bytes) {
-			if (!s->discarding)
-				mcp_too_long(s);
-			s->discarding = true;
-			evbuffer_drain(in, evbuffer_get_length(in));
-		}
-		return false;
-	}
-	len = (size_t)eol.pos;
-	if (s->discarding || len > s->cfg->max_line_bytes) {
-		if (!s->discarding)
-			mcp_too_long(s);
-		s->discarding = false;
-		evbuffer_drain(in, len + eol_len);
-		return true;
-	}
-	mcp_take_line(s, in, len, eol_len);
-	return true;
-}
-
-static void
-mcp_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct mcp_session	*s = arg;
-	struct evbuffer		*in = bufferevent_get_input(bev);
-
-	while (!mcp_output_full(s))
-		if (!mcp_next_line(s, in))
-			return;
-	bufferevent_disable(s->in, EV_READ);
-}
-
-static void
-mcp_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct mcp_session	*s = arg;
-
-	(void)bev;
-	if (!(bufferevent_get_enabled(s->in) & EV_READ)) {
-		bufferevent_enable(s->in, EV_READ);
-		mcp_read_cb(s->in, s);	/* lines already buffered */
-	}
-}
-
-/*
- * Writes what is left for the client: we are about to exit.  A socket
- * bufferevent keeps the front of its output frozen (only its own write
- * callback drains it), so evbuffer_write would fail here and the tail be
- * lost: its writing is stopped and the front thawed.  A write or wait cut
- * by a signal is retried; a reader that takes nothing for
- * MCP_FLUSH_STALL_MS, or is gone, gets nothing more.
- */
-static void
-mcp_flush(struct mcp_session *s)
-{
-	static bool	 gone;	/* once, then every later flush drops */
-	struct evbuffer	*out = bufferevent_get_output(s->out);
-	struct pollfd	 pfd = { .fd = STDOUT_FILENO, .events = POLLOUT };
-	int		 n;
-
-	bufferevent_disable(s->out, EV_WRITE);
-	evbuffer_unfreeze(out, 1);
-	while (!gone && evbuffer_get_length(out) > 0) {
-		errno = 0;
-		if ((n = evbuffer_write(out, STDOUT_FILENO)) > 0 ||
-		    (n == -1 && errno == EINTR))
-			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    ((n = poll(&pfd, 1, MCP_FLUSH_STALL_MS)) > 0 ||
-		    (n == -1 && errno == EINTR)))
-			continue;
-		gone = true;
-	}
-	evbuffer_drain(out, evbuffer_get_length(out));
-}
-
-/*
- * stdin ended: every line left is answered, the last one even without
- * its newline, the output written out whenever it fills.
- */
-static void
-mcp_eof(struct mcp_session *s)
-{
-	struct evbuffer	*in = bufferevent_get_input(s->in);
-	size_t		 len;
-
-	while (mcp_next_line(s, in))
-		if (mcp_output_full(s))
-			mcp_flush(s);
-	len = evbuffer_get_length(in);
-	if (s->discarding)	/* the end of an over-long line */
-		evbuffer_drain(in, len);
-	else if (len > 0)
-		mcp_take_line(s, in, len, 0);
-}
-
-static void
-mcp_event_cb(struct bufferevent *bev, short events, void *arg)
-{
-	struct mcp_session	*s = arg;
-
-	if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
-		return;
-	if (bev == s->in) {
-		mcp_eof(s);
-		log_debug("stdin closed; shutting down");
-	} else
-		log_warnx("stdout closed; shutting down");
-	server_shutdown();
-}
-
-/* A record changed: the session's subscriptions and tasks hear of it. */
+/* A record changed: the sessions' subscriptions and tasks hear of it. */
 static void
 mcp_watch(struct task_record *r)
 {
-	if (mcp_stdio == NULL || !mcp_stdio->initialized)
-		return;
-	resources_changed(mcp_stdio, r);
-	mcptasks_changed(mcp_stdio, r);
+	struct mcp_session	*s;
+
+	TAILQ_FOREACH(s, &mcp_sessions, entry) {
+		if (!s->initialized)
+			continue;
+		resources_changed(s, r);
+		mcptasks_changed(s, r);
+	}
 }
 
-/* Over stdio the caller is the local user. */
-static char *
-mcp_local_owner(void)
-{
-	return xasprintf("uid:%u", (unsigned)getuid());
-}
-
-int
-mcp_start(const struct heavy_config *cfg)
+struct mcp_session *
+mcp_session_new(const struct mcp_transport *tp, void *arg, const char *owner,
+    bool local)
 {
 	struct mcp_session	*s = xcalloc(1, sizeof *s);
 
-	mcp_stdio = s;
-	s->owner = mcp_local_owner();
-	s->cfg = config_dup(cfg);
+	s->owner = xstrdup(owner);
+	s->cfg = config_dup(mcp_config);
 	s->calls = lh_kchar_table_new(64, NULL);
 	s->log_level = -1;
+	s->tp = tp;
+	s->tp_arg = arg;
+	s->local = local;
+	s->refs = 1;		/* the transport's */
+	TAILQ_INSERT_TAIL(&mcp_sessions, s, entry);
+	mcp_nsessions++;
+	return s;
+}
+
+void
+mcp_session_ref(struct mcp_session *s)
+{
+	s->refs++;
+}
+
+void
+mcp_session_unref(struct mcp_session *s)
+{
+	if (--s->refs > 0)
+		return;
+	lh_table_free(s->calls);	/* each call held a reference */
+	if (s->subs != NULL)
+		lh_table_free(s->subs);
+	config_free(s->cfg);
+	free(s->owner);
+	free(s);
+}
+
+/*
+ * The transport is gone (stdin closed, DELETE, the session expired).
+ * Nothing is sent to the session any more; its tasks run on (a
+ * disconnect is not a cancellation: their results stay in the store),
+ * its tasks/result waiters are dropped, and it is freed once its last
+ * running call ends.
+ */
+void
+mcp_session_close(struct mcp_session *s)
+{
+	if (s->closed)
+		return;
+	s->closed = true;
+	TAILQ_REMOVE(&mcp_sessions, s, entry);
+	mcp_nsessions--;
+	mcptasks_session_closed(s);
+	mcp_session_unref(s);
+}
+
+int
+mcp_session_count(void)
+{
+	return mcp_nsessions;
+}
+
+/* What every session shares: the registry, the store, the log hook. */
+void
+mcp_init(const struct heavy_config *cfg)
+{
+	mcp_config = config_dup(cfg);
 	registry_init();
 	durable_init(cfg);
 	registry_watch(REGISTRY_WATCH_SESSIONS, mcp_watch);
-	if (fd_set_nonblock(STDIN_FILENO, 1) == -1 ||
-	    fd_set_nonblock(STDOUT_FILENO, 1) == -1)
-		return -1;
-	s->in = bufferevent_socket_new(ev_base, STDIN_FILENO, 0);
-	s->out = bufferevent_socket_new(ev_base, STDOUT_FILENO, 0);
-	if (s->in == NULL || s->out == NULL)
-		return -1;
-	bufferevent_setcb(s->in, mcp_read_cb, NULL, mcp_event_cb, s);
-	bufferevent_setcb(s->out, NULL, mcp_write_cb, mcp_event_cb, s);
-	bufferevent_setwatermark(s->out, EV_WRITE, cfg->max_line_bytes, 0);
-	bufferevent_enable(s->in, EV_READ);
-	bufferevent_enable(s->out, EV_WRITE);
 	log_set_hook(mcp_log_hook);
-	return 0;
 }
 
 /*
  * Stops every task (killing their workers; the store records them
- * interrupted), frees the registry, closes the store, and writes out
- * every reply.  The tasks end first: a blocking call is answered with
- * the result that says why, and every watcher hears of the end while
- * the session's tables (its calls, its subscriptions) still exist.
+ * interrupted), frees the registry and closes the store.  The tasks end
+ * first: a blocking call is answered with the result that says why, and
+ * every watcher hears of the end while the sessions' tables (their
+ * calls, their subscriptions) still exist.  The transports then write
+ * out what they were given, and close their sessions.
  */
 void
-mcp_stop(void)
+mcp_fini(void)
 {
-	struct mcp_session	*s = mcp_stdio;
-
-	if (s == NULL)
+	if (mcp_config == NULL)
 		return;
 	registry_free();
 	mcptasks_stop();
 	durable_stop();
 	log_set_hook(NULL);
-	lh_table_free(s->calls);	/* emptied by registry_free */
-	if (s->subs != NULL)
-		lh_table_free(s->subs);
-	if (s->out != NULL) {
-		mcp_flush(s);
-		bufferevent_free(s->out);
-	}
-	if (s->in != NULL)
-		bufferevent_free(s->in);
-	fd_set_nonblock(STDIN_FILENO, 0);
-	fd_set_nonblock(STDOUT_FILENO, 0);
-	config_free(s->cfg);
-	free(s->owner);
-	free(s);
-	mcp_stdio = NULL;
+	config_free(mcp_config);
+	mcp_config = NULL;
 }

@@ -354,6 +354,19 @@ mcptasks_request_cancelled(struct mcp_session *s, const char *key)
 	return false;
 }
 
+/* The session is gone: its tasks/result requests wait no more. */
+void
+mcptasks_session_closed(struct mcp_session *s)
+{
+	struct mt_waiter	*w, *next;
+
+	for (w = TAILQ_FIRST(&mt_waiters); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->s == s)
+			mt_waiter_free(w);
+	}
+}
+
 /*
  * At shutdown, after every task of ours has ended (and answered its
  * waiters): a tasks/result still waiting is for a task another heavyd

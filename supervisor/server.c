@@ -244,10 +244,11 @@ server_shutdown(void)
  * and heavyd ask share.  stop() runs first at shutdown, to cancel tasks.
  */
 void
-server_start(struct heavy_config *config, void (*stop)(void))
+server_start(struct heavy_config *config, void (*stop)(void), bool mcp)
 {
 	char	*worker_path, err[512];
 
+	serving = mcp;
 	server_stop = stop;
 	server_take_key(config);
 	server_take_search_key(config);
@@ -297,21 +298,4 @@ server_loop(void)
 	if (search_key != NULL)
 		explicit_bzero(search_key, strlen(search_key));
 	free(search_key);
-}
-
-/* Runs until stdin closes or a signal asks us to stop. */
-int
-server_run(struct heavy_config *config)
-{
-	char	*url;
-
-	serving = true;
-	server_start(config, mcp_stop);
-	if (mcp_start(config) == -1)
-		fatal("stdio");
-	url = secret_url(config->base_url);
-	log_debug("serving MCP on stdio; model %s at %s", config->model, url);
-	free(url);
-	server_loop();
-	return 0;
 }

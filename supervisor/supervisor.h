@@ -17,12 +17,11 @@
 extern struct event_base	*ev_base;
 
 /* server.c */
-int		 server_run(struct heavy_config *);
 int		 server_key_check(const struct heavy_config *, char **key,
 		    char *why, size_t len);
 void		 server_shutdown(void);
 /* The same setup without MCP (heavyd ask): stop() runs at shutdown. */
-void		 server_start(struct heavy_config *, void (*stop)(void));
+void		 server_start(struct heavy_config *, void (*stop)(void), bool mcp);
 void		 server_loop(void);
 int		 server_signal(void);	/* the signal that stopped us, or 0 */
 
@@ -431,22 +430,42 @@ struct json_object *cache_lookup(const struct heavy_config *,
 	    const char *owner, const char *key);
 
 /*
- * mcp.c: one MCP session.  owner is who calls: the local user over stdio
- * ("uid:1000"); a transport with authentication puts that identity here.
- * cfg is the session's own copy: its defaults, which only
- * configure_orchestrator changes and every task copies when it starts.
+ * mcp.c: MCP sessions and the dispatch of their messages, whatever
+ * carries them.  A transport (stdio.c, http.c) makes a session, hands it
+ * each message it reads, and is handed back every message for it: a reply
+ * or a notification that belongs to a request names that request (its
+ * id, as rpc_id_key makes it), so HTTP can write it on that request's
+ * stream; final marks the reply that ends it.  Session-wide news (a
+ * resource updated, a task's status) names none.  owner is who calls:
+ * the local user over stdio ("uid:1000"), an identity over HTTP.  cfg is
+ * the session's own copy: its defaults, which only configure_orchestrator
+ * changes and every task copies when it starts.  A session is counted:
+ * its calls and waiters hold it, and closing it (the transport is gone)
+ * stops every message for it but frees it only when the last lets go.
  */
+struct mcp_session;
+struct evbuffer;
+struct mcp_transport {
+	const char	*name;
+	/* Moves msg (one serialized JSON-RPC message) out to the client. */
+	void		(*send)(void *arg, const char *related, bool final,
+			    struct evbuffer *msg);
+};
 struct mcp_session {
 	char			*owner;
 	struct heavy_config	*cfg;
 	struct lh_table		*calls;		/* heavy_orchestrate in flight */
-	struct bufferevent	*in, *out;
+	const struct mcp_transport *tp;
+	void			*tp_arg;
 	const char		*version;	/* negotiated; NULL before */
-	bool			 initialized, discarding;
+	bool			 initialized, closed;
+	bool			 local;		/* the local user: all logs */
+	int			 refs;
 	int			 log_level;	/* -1: no log messages */
 	struct lh_table		*subs;		/* subscribed uri -> last update */
 	struct usage		 usage;		/* its tasks' usage, summed */
 	int			 usage_tasks;	/* ... over this many tasks */
+	TAILQ_ENTRY(mcp_session) entry;
 };
 /* How mcp_run runs an orchestration for a session. */
 struct mcp_run {
@@ -468,10 +487,23 @@ void	 mcp_error(struct mcp_session *, struct json_object *id, int code,
 void	 mcp_notify(struct mcp_session *, const char *method,
 	    struct json_object *params);
 bool	 mcp_bad_cursor(struct mcp_session *, struct rpc_msg *);
-int	 mcp_start(const struct heavy_config *);
-void	 mcp_stop(void);
+void	 mcp_init(const struct heavy_config *);
+void	 mcp_fini(void);
+struct mcp_session *mcp_session_new(const struct mcp_transport *, void *arg,
+	    const char *owner, bool local);
+void	 mcp_session_ref(struct mcp_session *);
+void	 mcp_session_unref(struct mcp_session *);
+void	 mcp_session_close(struct mcp_session *);
+void	 mcp_session_line(struct mcp_session *, const char *, size_t);
+void	 mcp_session_dispatch(struct mcp_session *, struct rpc_msg *);
+int	 mcp_session_count(void);
 int	 mcp_negotiate_version(const char *requested, const char **chosen);
 bool	 mcp_has_tasks(const struct mcp_session *);
+
+/* stdio.c, http.c: the transports; serve.c: serving MCP over them. */
+int	 stdio_start(const struct heavy_config *);
+void	 stdio_stop(void);
+int	 serve_run(struct heavy_config *);
 
 /* mcptasks.c: MCP Tasks: task-augmented tools/call, the tasks methods. */
 void	 mcptasks_call(struct mcp_session *, struct rpc_msg *,
@@ -482,6 +514,7 @@ void	 mcptasks_rpc_list(struct mcp_session *, struct rpc_msg *);
 void	 mcptasks_rpc_cancel(struct mcp_session *, struct rpc_msg *);
 void	 mcptasks_changed(struct mcp_session *, struct task_record *);
 bool	 mcptasks_request_cancelled(struct mcp_session *, const char *key);
+void	 mcptasks_session_closed(struct mcp_session *);
 void	 mcptasks_stop(void);
 
 /* mkh.c: make-it-heavy's task-id tools, over the registry and the store. */

@@ -75,11 +75,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	workspace_init(&cfg);
 	workers_init(&cfg);
-	if (features_init(&cfg, false, err, sizeof err) == -1 ||
-	    mcp_start(&cfg) == -1) {
+	if (features_init(&cfg, false, err, sizeof err) == -1) {
 		fprintf(stderr, "fuzz_mcp: %s\n", err);
 		abort();
 	}
+	mcp_init(&cfg);
+	if (stdio_start(&cfg) == -1)
+		abort();
 	return 0;
 }
 
