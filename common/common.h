@@ -162,6 +162,23 @@ struct heavy_config {
 	int	 sandbox_require;	/* refuse to run workers unconfined */
 	int	 landlock_abi_max;	/* use at most this ABI; 0: none, -1:
 					 * the kernel's */
+
+	/* Streamable HTTP: where it listens (none: stdio), and its bounds.
+	 * The lists stay in the server's config: config_dup leaves them. */
+	char	**http_listen;		/* "127.0.0.1:8080", "unix:/path" */
+	int	 nhttp_listen;
+	char	*http_path;		/* the MCP endpoint */
+	char	**http_origins;		/* Origin values let in */
+	int	 nhttp_origins;
+	int	 http_max_connections;	/* with a request in progress */
+	int	 http_max_sessions;
+	int	 http_session_idle_s;	/* an unused session ends */
+	size_t	 http_max_header_bytes;
+	int	 http_request_timeout_s;	/* to read a request */
+	int	 http_max_streams;	/* open streams of one session */
+	int	 http_resume_events;	/* kept per session for Last-Event-ID */
+	int	 sse_keepalive_s;	/* a comment on a quiet stream */
+	size_t	 http_max_output_bytes;	/* a slow reader's backlog */
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"
@@ -182,6 +199,8 @@ int	 config_check(struct heavy_config *, char *err, size_t errlen);
 int	 config_resolve_state_dir(struct heavy_config *, char *err,
 	    size_t errlen);
 int	 config_parse_bool(const char *, int *);
+void	 config_strv_add(char ***, int *, const char *);
+void	 config_strv_free(char ***, int *);
 
 /* config.c: aggregation strategies and model ids, checked. */
 enum aggregation { AGG_CONSENSUS, AGG_RANKED, AGG_BEST };

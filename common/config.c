@@ -63,6 +63,16 @@ config_defaults(struct heavy_config *c)
 	c->retry_base_ms = 500;
 	c->retry_max_ms = 20000;
 	c->max_line_bytes = 4 << 20;
+	c->http_path = xstrdup("/mcp");
+	c->http_max_connections = 1024;
+	c->http_max_sessions = 1024;
+	c->http_session_idle_s = 3600;
+	c->http_max_header_bytes = 16 << 10;
+	c->http_request_timeout_s = 30;
+	c->http_max_streams = 32;
+	c->http_resume_events = 256;
+	c->sse_keepalive_s = 15;
+	c->http_max_output_bytes = 16 << 20;
 	c->max_frame_bytes = 8 << 20;
 	c->max_response_bytes = 4 << 20;
 	c->max_transcript_bytes = 1 << 20;
@@ -170,6 +180,18 @@ static const struct knob {
 	INT_KNOB("HEAVY_STORE_SWEEP", store_sweep_s, 1, 86400),
 	INT_KNOB("HEAVY_STORE_BUSY_MS", store_busy_ms, 1, 600000),
 	INT_KNOB("HEAVY_CACHE_TTL", cache_ttl_s, 0, 2592000),
+	INT_KNOB("HEAVY_HTTP_MAX_CONNECTIONS", http_max_connections, 1,
+	    1 << 20),
+	INT_KNOB("HEAVY_HTTP_MAX_SESSIONS", http_max_sessions, 1, 1 << 20),
+	INT_KNOB("HEAVY_HTTP_SESSION_IDLE", http_session_idle_s, 1, 2592000),
+	SIZE_KNOB("HEAVY_HTTP_MAX_HEADER_BYTES", http_max_header_bytes, 1024,
+	    1 << 20),
+	INT_KNOB("HEAVY_HTTP_REQUEST_TIMEOUT", http_request_timeout_s, 1, 3600),
+	INT_KNOB("HEAVY_HTTP_MAX_STREAMS", http_max_streams, 1, 1 << 16),
+	INT_KNOB("HEAVY_HTTP_RESUME_EVENTS", http_resume_events, 0, 1 << 20),
+	INT_KNOB("HEAVY_SSE_KEEPALIVE", sse_keepalive_s, 1, 3600),
+	SIZE_KNOB("HEAVY_HTTP_MAX_OUTPUT_BYTES", http_max_output_bytes, 65536,
+	    1LL << 32),
 };
 
 /* Whether a number's text starts as one: a digit or a sign, no space. */
@@ -373,6 +395,30 @@ config_print_tools(const struct heavy_config *c, FILE *f)
 	    "true" : "false");
 }
 
+/* A list as a YAML flow sequence. */
+static void
+config_print_strv(FILE *f, const char *key, char **v, int n,
+    const char *comment)
+{
+	fprintf(f, "%s: [", key);
+	for (int i = 0; i < n; i++) {
+		fprintf(f, "%s", i ? ", " : "");
+		config_yaml_scalar(f, v[i], true);
+	}
+	fprintf(f, "]%s%s\n", comment ? "  # " : "", comment ? comment : "");
+}
+
+/* Where heavyd serves MCP. */
+static void
+config_print_http(const struct heavy_config *c, FILE *f)
+{
+	config_print_strv(f, "http.listen", c->http_listen, c->nhttp_listen,
+	    c->nhttp_listen ? NULL : "none: MCP on stdin/stdout");
+	config_yaml_line(f, "http.path", c->http_path, NULL);
+	config_print_strv(f, "http.allowed_origins", c->http_origins,
+	    c->nhttp_origins, "and same-origin loopback");
+}
+
 /* The knobs, as limits.NAME: N. */
 static void
 config_print_limits(const struct heavy_config *c, FILE *f)
@@ -421,6 +467,7 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	    "bytes\nsynthesis_prompt: %zu bytes\n", strlen(c->system_prompt),
 	    strlen(c->question_prompt), strlen(c->synthesis_prompt));
 	config_print_tools(c, f);
+	config_print_http(c, f);
 	fprintf(f, "tools.compat: %s\n", c->tools_compat ? "true" : "false");
 	fprintf(f, "sandbox.require: %s\n", c->sandbox_require ? "true" :
 	    "false");
@@ -578,6 +625,9 @@ config_dup(const struct heavy_config *c)
 	d->store_synchronous = xstrdup(c->store_synchronous);
 	d->search_api_key = NULL;	/* the server holds it, as api_key */
 	d->search_api_key_file = NULL;
+	d->http_listen = d->http_origins = NULL;	/* the server's */
+	d->nhttp_listen = d->nhttp_origins = 0;
+	d->http_path = xstrdup(c->http_path);
 	return d;
 }
 
@@ -606,6 +656,9 @@ config_clear(struct heavy_config *c)
 		explicit_bzero(c->search_api_key, strlen(c->search_api_key));
 	free(c->search_api_key);
 	free(c->search_api_key_file);
+	config_strv_free(&c->http_listen, &c->nhttp_listen);
+	config_strv_free(&c->http_origins, &c->nhttp_origins);
+	free(c->http_path);
 	memset(c, 0, sizeof *c);
 }
 
@@ -648,6 +701,24 @@ config_model_error(const char *s)
 		if (iscntrl((unsigned char)*s) || *s == ' ')
 			return "a model id has no spaces or control characters";
 	return NULL;
+}
+
+/* A list of strings (listen addresses, origins): one more, copied. */
+void
+config_strv_add(char ***v, int *n, const char *s)
+{
+	*v = xrealloc(*v, ((size_t)*n + 1) * sizeof **v);
+	(*v)[(*n)++] = xstrdup(s);
+}
+
+void
+config_strv_free(char ***v, int *n)
+{
+	for (int i = 0; i < *n; i++)
+		free((*v)[i]);
+	free(*v);
+	*v = NULL;
+	*n = 0;
 }
 
 /* Replaces the agents' models by the n given ones, which it takes. */
@@ -727,6 +798,11 @@ config_check(struct heavy_config *c, char *err, size_t errlen)
 		    "\"%.64s\"", getenv("HEAVY_STORE_SYNCHRONOUS") ?
 		    "HEAVY_STORE_SYNCHRONOUS" : "store.synchronous",
 		    c->store_synchronous);
+		return -1;
+	}
+	if (c->http_path[0] != '/' || strpbrk(c->http_path, "?# ") != NULL) {
+		snprintf(err, errlen, "http.path: expected a path such as "
+		    "/mcp, got \"%.64s\"", c->http_path);
 		return -1;
 	}
 	if (c->search_backend != NULL && strcmp(c->search_backend, "none") == 0) {

@@ -17,18 +17,19 @@
 #include "common.h"
 
 enum key_kind { KEY_STR, KEY_KNOB, KEY_INT, KEY_STRATEGY, KEY_MODEL,
-    KEY_MODELS, KEY_BOOL, KEY_BACKEND, KEY_URL };
+    KEY_MODELS, KEY_BOOL, KEY_BACKEND, KEY_URL, KEY_STRV };
 
 static const struct file_key {
 	const char	*path;
 	enum key_kind	 kind;
 	size_t		 offset;	/* KEY_STR, KEY_INT, KEY_STRATEGY */
 	const char	*knob;		/* KEY_KNOB */
+	size_t		 count;		/* KEY_STRV: its count's offset */
 } file_keys[] = {
-#define STR(p, f)	{ p, KEY_STR, offsetof(struct heavy_config, f), NULL }
-#define KNOB(p, k)	{ p, KEY_KNOB, 0, k }
+#define STR(p, f)	{ p, KEY_STR, offsetof(struct heavy_config, f), NULL, 0 }
+#define KNOB(p, k)	{ p, KEY_KNOB, 0, k, 0 }
 	{ "openrouter.base_url", KEY_URL,
-	  offsetof(struct heavy_config, base_url), NULL },
+	  offsetof(struct heavy_config, base_url), NULL, 0 },
 	STR("openrouter.model", model),
 	STR("openrouter.api_key", api_key),
 	STR("api_key_file", api_key_file),
@@ -37,30 +38,36 @@ static const struct file_key {
 	KNOB("orchestrator.parallel_agents", "num_agents"),
 	KNOB("orchestrator.task_timeout", "task_timeout"),
 	{ "orchestrator.aggregation_strategy", KEY_STRATEGY,
-	  offsetof(struct heavy_config, aggregation_strategy), NULL },
+	  offsetof(struct heavy_config, aggregation_strategy), NULL, 0 },
 	STR("orchestrator.question_generation_prompt", question_prompt),
 	STR("orchestrator.synthesis_prompt", synthesis_prompt),
 	{ "search.max_results", KEY_INT,
-	  offsetof(struct heavy_config, search_max_results), NULL },
+	  offsetof(struct heavy_config, search_max_results), NULL, 0 },
 	STR("search.user_agent", search_user_agent),
 	{ "orchestrator.planner_model", KEY_MODEL,
-	  offsetof(struct heavy_config, planner_model), NULL },
+	  offsetof(struct heavy_config, planner_model), NULL, 0 },
 	{ "orchestrator.synthesis_model", KEY_MODEL,
-	  offsetof(struct heavy_config, synthesis_model), NULL },
-	{ "orchestrator.agent_models", KEY_MODELS, 0, NULL },
+	  offsetof(struct heavy_config, synthesis_model), NULL, 0 },
+	{ "orchestrator.agent_models", KEY_MODELS, 0, NULL, 0 },
 	STR("state_dir", state_dir),
 	{ "search.backend", KEY_BACKEND,
-	  offsetof(struct heavy_config, search_backend), NULL },
+	  offsetof(struct heavy_config, search_backend), NULL, 0 },
 	STR("search.url", search_url),
 	STR("search.api_key", search_api_key),
 	STR("search.api_key_file", search_api_key_file),
 	{ "search.allow_private", KEY_BOOL,
-	  offsetof(struct heavy_config, search_allow_private), NULL },
+	  offsetof(struct heavy_config, search_allow_private), NULL, 0 },
 	{ "tools.compat", KEY_BOOL,
-	  offsetof(struct heavy_config, tools_compat), NULL },
+	  offsetof(struct heavy_config, tools_compat), NULL, 0 },
 	{ "sandbox.require", KEY_BOOL,
-	  offsetof(struct heavy_config, sandbox_require), NULL },
+	  offsetof(struct heavy_config, sandbox_require), NULL, 0 },
 	STR("store.synchronous", store_synchronous),
+	{ "http.listen", KEY_STRV, offsetof(struct heavy_config, http_listen),
+	  NULL, offsetof(struct heavy_config, nhttp_listen) },
+	STR("http.path", http_path),
+	{ "http.allowed_origins", KEY_STRV,
+	  offsetof(struct heavy_config, http_origins), NULL,
+	  offsetof(struct heavy_config, nhttp_origins) },
 #undef STR
 #undef KNOB
 };
@@ -133,6 +140,37 @@ load_model(struct loader *l, yaml_node_t *n, const char *path)
 	return 0;
 }
 
+/* http.listen, http.allowed_origins: a string, or a list of them; the
+ * file's list replaces the defaults' (a flag adds to it later). */
+static int
+load_strv(struct loader *l, const struct file_key *k, yaml_node_t *v,
+    const char *path)
+{
+	char			***strv = (char ***)((char *)l->c + k->offset);
+	int			*n = (int *)((char *)l->c + k->count);
+	yaml_node_item_t	*it;
+	yaml_node_t		*item;
+
+	config_strv_free(strv, n);
+	if (v->type == YAML_SCALAR_NODE && load_is_string(v)) {
+		config_strv_add(strv, n, (const char *)v->data.scalar.value);
+		return 0;
+	}
+	if (v->type != YAML_SEQUENCE_NODE)
+		return load_fail(l, v, path, "expected a string or a list of "
+		    "strings");
+	for (it = v->data.sequence.items.start;
+	    it < v->data.sequence.items.top; it++) {
+		item = yaml_document_get_node(&l->doc, *it);
+		if (item == NULL || item->type != YAML_SCALAR_NODE ||
+		    !load_is_string(item))
+			return load_fail(l, item ? item : v, path,
+			    "expected a list of strings");
+		config_strv_add(strv, n, (const char *)item->data.scalar.value);
+	}
+	return 0;
+}
+
 /* orchestrator.agent_models: a non-empty sequence of model ids. */
 static int
 load_models(struct loader *l, yaml_node_t *seq, const char *path)
@@ -193,6 +231,8 @@ load_scalar(struct loader *l, const struct file_key *k, yaml_node_t *n,
 		return 0;
 	case KEY_MODELS:
 		return load_fail(l, n, path, "expected a list of model ids");
+	case KEY_STRV:
+		break;		/* load_strv */
 	case KEY_URL:
 		if (config_url_error(v) != NULL)
 			return load_fail(l, n, path, config_url_error(v));
@@ -328,6 +368,8 @@ load_value(struct loader *l, yaml_node_t *key, yaml_node_t *v,
 		if (strcmp(file_keys[i].path, path) == 0)
 			return file_keys[i].kind == KEY_MODELS ?
 			    load_models(l, v, path) :
+			    file_keys[i].kind == KEY_STRV ?
+			    load_strv(l, &file_keys[i], v, path) :
 			    load_scalar(l, &file_keys[i], v, path);
 	/* A section (openrouter, agent, ..., limits) holds keys. */
 	for (i = 0; i < sizeof file_keys / sizeof file_keys[0]; i++)

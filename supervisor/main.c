@@ -15,16 +15,19 @@ static const char	*opt_config;
 static const char	*opt_state_dir;
 static bool		 opt_check_config;
 static int		 opt_ask;	/* argv index of "ask", or 0 */
+static char		**opt_listen;	/* --listen, in order */
+static int		 opt_nlisten;
 
 static void __attribute__((noreturn))
 usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-	    "usage: heavyd [--config FILE] [--state-dir DIR] [--check-config] "
-	    "[-V] [--help]\n"
+	    "usage: heavyd [--config FILE] [--state-dir DIR] [--listen ADDR]... "
+	    "[--check-config]\n              [-V] [--help]\n"
 	    "       heavyd [--config FILE] ask [options] \"query\"   "
 	    "(heavyd ask --help)\n"
-	    "Serves MCP over stdin/stdout; MCP clients start it.\n"
+	    "Serves MCP over stdin/stdout (MCP clients start it), or with "
+	    "--listen over\nStreamable HTTP.\n"
 	    "  --config FILE   read FILE (else HEAVY_CONFIG, "
 	    "$XDG_CONFIG_HOME/heavyd/config.yaml,\n"
 	    "                  /etc/heavyd/config.yaml)\n"
@@ -32,6 +35,10 @@ usage(int status)
 	    "HEAVY_STATE_DIR,\n"
 	    "                  state_dir, $STATE_DIRECTORY, "
 	    "~/.local/state/heavyd)\n"
+	    "  --listen ADDR   serve HTTP on ADDR: 127.0.0.1:PORT, [::1]:PORT "
+	    "or unix:/PATH\n"
+	    "                  (repeatable; else http.listen); stdin is not "
+	    "read\n"
 	    "  --check-config  validate, print the effective configuration "
 	    "(YAML, secrets\n"
 	    "                  masked); exit 1 if the server could not work "
@@ -59,6 +66,9 @@ main_options(int argc, char **argv)
 			opt_check_config = true;
 		else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
 			opt_config = argv[++i];
+		else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc &&
+		    argv[i + 1][0] != '\0')
+			config_strv_add(&opt_listen, &opt_nlisten, argv[++i]);
 		else if (strcmp(argv[i], "--state-dir") == 0 && i + 1 < argc &&
 		    argv[i + 1][0] != '\0')
 			opt_state_dir = argv[++i];
@@ -69,7 +79,8 @@ main_options(int argc, char **argv)
 			fprintf(stderr, "heavyd: %s: %s\n", strcmp(argv[i],
 			    "--config") == 0 ? "missing FILE after" :
 			    strcmp(argv[i], "--state-dir") == 0 ?
-			    "missing DIR after" : "unknown option", argv[i]);
+			    "missing DIR after" : strcmp(argv[i], "--listen") ==
+			    0 ? "missing ADDR after" : "unknown option", argv[i]);
 			usage(2);
 		}
 	}
@@ -122,6 +133,13 @@ main_config(struct heavy_config *c)
 		fatalx("%s", err);
 	if (opt_state_dir != NULL)
 		config_set_str(&c->state_dir, opt_state_dir);
+	if (opt_nlisten > 0) {		/* the flags replace the file's */
+		config_strv_free(&c->http_listen, &c->nhttp_listen);
+		c->http_listen = opt_listen;
+		c->nhttp_listen = opt_nlisten;
+		opt_listen = NULL;
+		opt_nlisten = 0;
+	}
 	if (config_check(c, err, sizeof err) == -1 ||
 	    config_resolve_state_dir(c, err, sizeof err) == -1)
 		fatalx("%s", err);

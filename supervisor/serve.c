@@ -8,25 +8,43 @@
 
 #include "supervisor.h"
 
+static bool	serve_stopping;
+
 static void
 serve_stop(void)
 {
+	serve_stopping = true;
 	mcp_fini();
 	stdio_stop();
+	http_stop();
 }
 
-/* Runs until stdin closes or a signal asks us to stop. */
+/* /readyz: the store is open, the zygote is up: until we stop. */
+static bool
+serve_ready(void)
+{
+	return !serve_stopping;
+}
+
+/*
+ * Serves stdio, or with listen addresses HTTP (and never reads stdin);
+ * runs until stdin closes or a signal asks us to stop.
+ */
 int
 serve_run(struct heavy_config *config)
 {
-	char	*url;
+	char	*url, err[512];
 
 	server_start(config, serve_stop, true);
 	mcp_init(config);
-	if (stdio_start(config) == -1)
-		fatal("stdio");
+	if (config->nhttp_listen == 0) {
+		if (stdio_start(config) == -1)
+			fatal("stdio");
+	} else if (http_start(config, serve_ready, err, sizeof err) == -1)
+		fatalx("http.listen %s", err);
 	url = secret_url(config->base_url);
-	log_debug("serving MCP on stdio; model %s at %s", config->model, url);
+	log_debug("serving MCP on %s; model %s at %s", config->nhttp_listen ?
+	    "HTTP" : "stdio", config->model, url);
 	free(url);
 	server_loop();
 	return 0;

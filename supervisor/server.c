@@ -175,15 +175,16 @@ server_worker_path(void)
 }
 
 /* epoll watches only pipes, sockets and some devices (not files, not
- * /dev/null); use poll unless stdin and stdout are pipes or sockets. */
+ * /dev/null); serving stdio, use poll unless stdin and stdout are pipes or
+ * sockets.  Over HTTP stdin is not read, and epoll sees hang-ups early. */
 static struct event_base *
-server_event_base(void)
+server_event_base(bool stdio)
 {
 	struct event_config	*ec = event_config_new();
 	struct event_base	*base;
 	struct stat		 st;
 
-	for (int fd = 0; fd <= 1; fd++)
+	for (int fd = 0; stdio && fd <= 1; fd++)
 		if (fstat(fd, &st) == 0 && !S_ISFIFO(st.st_mode) &&
 		    !S_ISSOCK(st.st_mode))
 			event_config_avoid_method(ec, "epoll");
@@ -262,7 +263,7 @@ server_start(struct heavy_config *config, void (*stop)(void), bool mcp)
 	if (features_init(config, true, err, sizeof err) == -1)
 		fatalx("%s", err);
 	features_log();
-	ev_base = server_event_base();
+	ev_base = server_event_base(!mcp || config->nhttp_listen == 0);
 	workspace_init(config);
 	workers_init(config);
 	/* Pages are turned into text only for search_web. */

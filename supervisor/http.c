@@ -1,0 +1,1102 @@
+/*
+ * The Streamable HTTP transport (MCP 2025-03-26, 2025-06-18, 2025-11-25)
+ * on libevent's evhttp: one endpoint (http.path, "/mcp") where a POST
+ * carries one JSON-RPC message, a GET opens the session's stream of
+ * server-initiated messages, and a DELETE ends the session.
+ *
+ * A request's reply goes back as application/json when nothing else
+ * comes first, or as an SSE stream when a notification of that request
+ * (progress, a log line) does, or when it has been quiet for a keep-alive
+ * interval (so that no proxy cuts a long orchestration).  Every SSE event
+ * has an id, "<stream>-<seq>"; the last http.resume_events of a session
+ * are kept, so that a client whose stream dropped can ask for the rest
+ * with Last-Event-ID, and go on reading that stream where it left off.
+ * A dropped stream is not a cancellation: the call runs on as a task.
+ *
+ * evhttp's traps, and what is done about them: sizes and the time to
+ * read a request are bounded (http.max_header_bytes, max_line_bytes,
+ * http.request_timeout); a client that hangs up while its request waits
+ * is seen by an EV_CLOSED watch on the socket; a started stream gets no
+ * connection timeout; a hang-up mid-stream ends the request, or it
+ * would leak; a slow reader whose backlog passes http.max_output_bytes is
+ * disconnected.
+ */
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <json-c/linkhash.h>
+
+#include "supervisor.h"
+
+#define HTTP_OWNER		"http:anonymous"	/* until identities */
+#define HTTP_STREAM_TIMEOUT	(365 * 86400)	/* a started stream: none */
+#define HTTP_RETRY_MS		2000	/* SSE retry: a reconnect's wait */
+#define HTTP_BUSY_RETRY_S	"5"	/* Retry-After when at a bound */
+#define RPC_SESSION_GONE	-32001	/* as the SDKs say it */
+
+/* One event kept for Last-Event-ID: the stream and place it had. */
+struct http_event {
+	uint32_t		 stream;
+	uint64_t		 seq;
+	char			*data;		/* the SSE event, whole */
+	size_t			 len;
+	TAILQ_ENTRY(http_event)	 entry;
+};
+
+/* A TCP connection that has sent a request, and its request in wait. */
+struct http_conn {
+	struct evhttp_connection *evcon;
+	struct http_stream	*stream;
+};
+
+/*
+ * A response in progress: a POST's (related: its request's id key) or
+ * the session's GET stream.  Once its connection drops mid-stream, a
+ * POST's stream lives on without one (req NULL) until its reply, so that
+ * what it would have carried is kept for Last-Event-ID.
+ */
+struct http_stream {
+	struct http_session	*hs;
+	struct evhttp_request	*req;		/* NULL: dropped, resumable */
+	struct http_conn	*conn;
+	struct event		*closed;	/* the client hung up */
+	struct event		*keepalive;
+	char			*related;	/* NULL: the GET stream */
+	uint32_t		 id;
+	uint64_t		 seq;		/* its last event's */
+	bool			 sse, accepts_sse, accepts_json;
+	bool			 done;		/* its reply has been sent */
+	TAILQ_ENTRY(http_stream) entry;
+};
+
+struct http_session {
+	char			 id[33];	/* Mcp-Session-Id */
+	struct mcp_session	*s;
+	TAILQ_HEAD(, http_stream) streams;
+	int			 live;		/* streams with a connection */
+	struct http_stream	*get;		/* the GET stream, if open */
+	uint32_t		 next_stream;
+	TAILQ_HEAD(, http_event) events;	/* kept for Last-Event-ID */
+	int			 nevents;
+	struct event		*idle;
+};
+
+static struct {
+	const struct heavy_config *cfg;
+	struct evhttp		*http;
+	struct lh_table		*sessions;	/* id -> struct http_session */
+	struct lh_table		*conns;		/* evcon -> struct http_conn */
+	int			 nsessions;
+	char			**unix_paths;	/* to unlink at exit */
+	int			 nunix;
+	bool			 early_close;	/* EV_CLOSED works */
+	bool			(*ready)(void);	/* for /readyz */
+} http;
+
+/* What table t holds under key, or NULL. */
+static void *
+http_lookup(struct lh_table *t, const void *key)
+{
+	void	*v;
+
+	return lh_table_lookup_ex(t, key, &v) ? v : NULL;
+}
+
+static void	http_stream_free(struct http_stream *);
+static void	http_stream_orphan(struct http_stream *);
+static void	http_session_end(struct http_session *);
+
+/* --- replies that are not MCP messages -------------------------------- */
+
+/* An HTTP error with a JSON-RPC error body, as the SDKs send them. */
+static void
+http_fail(struct evhttp_request *req, int status, int code, const char *msg)
+{
+	struct json_object	*e = rpc_error(NULL, code, msg);
+	struct evbuffer		*body = evbuffer_new();
+	const char		*reason;
+
+	reason = status == 400 ? "Bad Request" : status == 403 ? "Forbidden" :
+	    status == 404 ? "Not Found" : status == 405 ?
+	    "Method Not Allowed" : status == 406 ? "Not Acceptable" :
+	    status == 409 ? "Conflict" : status == 413 ? "Payload Too Large" :
+	    status == 415 ? "Unsupported Media Type" : status == 429 ?
+	    "Too Many Requests" : status == 503 ? "Service Unavailable" :
+	    "Error";
+	evbuffer_add_printf(body, "%s", json_object_to_json_string_ext(e,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(e);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/json");
+	if (status == 503 || status == 429)
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Retry-After", HTTP_BUSY_RETRY_S);
+	if (status == 405)
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Allow", "GET, POST, DELETE");
+	evhttp_send_reply(req, status, reason, body);
+	evbuffer_free(body);
+}
+
+static void
+http_plain(struct evhttp_request *req, int status, const char *reason,
+    const char *text)
+{
+	struct evbuffer	*body = evbuffer_new();
+
+	evbuffer_add_printf(body, "%s\n", text);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; charset=utf-8");
+	evhttp_send_reply(req, status, reason, body);
+	evbuffer_free(body);
+}
+
+/* --- the request's headers -------------------------------------------- */
+
+static const char *
+http_header(struct evhttp_request *req, const char *name)
+{
+	return evhttp_find_header(evhttp_request_get_input_headers(req), name);
+}
+
+/* Whether Accept lets in type ("text/event-stream"); none lets in all. */
+static bool
+http_accepts(struct evhttp_request *req, const char *type)
+{
+	const char	*a = http_header(req, "Accept");
+	char		 major[32];
+
+	if (a == NULL || strstr(a, "*/*") != NULL || strcasestr(a, type))
+		return true;
+	snprintf(major, sizeof major, "%.*s/*", (int)strcspn(type, "/"), type);
+	return strcasestr(a, major) != NULL;
+}
+
+/* An Origin of a loopback host on the port asked for, or a listed one. */
+static bool
+http_origin_ok(struct evhttp_request *req)
+{
+	const char	*o = http_header(req, "Origin"), *host;
+	static const char *loops[] = { "http://127.0.0.1", "http://localhost",
+	    "http://[::1]" };
+	char		 want[300];
+
+	if (o == NULL)
+		return true;		/* not a browser's request */
+	for (int i = 0; i < http.cfg->nhttp_origins; i++)
+		if (strcmp(o, http.cfg->http_origins[i]) == 0)
+			return true;
+	if ((host = http_header(req, "Host")) == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof loops / sizeof *loops; i++) {
+		if (strncmp(host, loops[i] + 7, strlen(loops[i]) - 7) != 0)
+			continue;
+		snprintf(want, sizeof want, "http://%s", host);
+		if (strcmp(o, want) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* MCP-Protocol-Version: absent (2025-03-26), or one heavyd speaks. */
+static bool
+http_version_ok(struct evhttp_request *req)
+{
+	const char	*v = http_header(req, "MCP-Protocol-Version"), *chosen;
+
+	return v == NULL || mcp_negotiate_version(v, &chosen) == 0;
+}
+
+static bool
+http_is_json(struct evhttp_request *req)
+{
+	const char	*t = http_header(req, "Content-Type");
+
+	return t != NULL && strncasecmp(t, "application/json", 16) == 0 &&
+	    (t[16] == '\0' || t[16] == ';' || t[16] == ' ');
+}
+
+/* --- connections ------------------------------------------------------ */
+
+/*
+ * The connection is going (the client hung up, a timeout, or we drop
+ * it).  A request it was waiting on is let go: evhttp frees one still on
+ * the connection; one it already let go (mid-stream) we must end.
+ */
+static void
+http_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct http_conn	*c = arg;
+	struct http_stream	*st = c->stream;
+	struct evhttp_request	*req;
+
+	if (st != NULL) {
+		req = st->req;
+		st->req = NULL;
+		if (req != NULL && evhttp_request_get_connection(req) == NULL)
+			evhttp_send_reply_end(req);	/* frees it */
+		if (st->sse && !st->done)
+			http_stream_orphan(st);	/* kept for Last-Event-ID */
+		else
+			http_stream_free(st);
+	}
+	lh_table_delete(http.conns, evcon);
+	free(c);
+}
+
+static struct http_conn *
+http_conn_get(struct evhttp_request *req)
+{
+	struct evhttp_connection	*evcon = evhttp_request_get_connection(req);
+	struct http_conn		*c;
+
+	if ((c = http_lookup(http.conns, evcon)) != NULL)
+		return c;
+	c = xcalloc(1, sizeof *c);
+	c->evcon = evcon;
+	lh_table_insert(http.conns, evcon, c);
+	evhttp_connection_set_closecb(evcon, http_conn_closed, c);
+	return c;
+}
+
+/* Drops the stream's connection, outside whatever called us. */
+static void
+http_stream_drop(struct http_stream *st)
+{
+	if (st->conn != NULL)
+		event_active(st->closed, EV_CLOSED, 0);
+}
+
+static void
+http_closed_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct http_stream	*st = arg;
+
+	(void)fd; (void)events;
+	if (st->conn != NULL)
+		evhttp_connection_free(st->conn->evcon);	/* closed cb */
+}
+
+/* --- streams ---------------------------------------------------------- */
+
+static struct http_stream *
+http_stream_find(struct http_session *hs, const char *related)
+{
+	struct http_stream	*st;
+
+	TAILQ_FOREACH(st, &hs->streams, entry)
+		if (st->related != NULL && strcmp(st->related, related) == 0)
+			return st;
+	return NULL;
+}
+
+/* A session with no stream open is ended after http.session_idle. */
+static void
+http_session_idle_arm(struct http_session *hs)
+{
+	struct timeval	tv = { http.cfg->http_session_idle_s, 0 };
+
+	if (hs->live == 0)
+		evtimer_add(hs->idle, &tv);
+}
+
+/* Its connection dropped mid-stream: what it would carry is kept. */
+static void
+http_stream_orphan(struct http_stream *st)
+{
+	st->conn->stream = NULL;
+	st->conn = NULL;
+	event_del(st->keepalive);
+	event_del(st->closed);
+	st->hs->live--;
+	http_session_idle_arm(st->hs);
+}
+
+static void
+http_stream_free(struct http_stream *st)
+{
+	struct http_session	*hs = st->hs;
+
+	if (st->conn != NULL) {
+		st->conn->stream = NULL;
+		hs->live--;
+	}
+	if (hs->get == st)
+		hs->get = NULL;
+	TAILQ_REMOVE(&hs->streams, st, entry);
+	event_free(st->closed);
+	event_free(st->keepalive);
+	free(st->related);
+	free(st);
+	http_session_idle_arm(hs);
+}
+
+/* The stream's reply is complete: its connection serves the next. */
+static void
+http_stream_end(struct http_stream *st)
+{
+	struct evhttp_request	*req = st->req;
+
+	st->done = true;
+	if (req != NULL) {
+		evhttp_connection_set_timeout(st->conn->evcon,
+		    http.cfg->http_request_timeout_s);
+		st->req = NULL;
+		evhttp_send_reply_end(req);
+	}
+	http_stream_free(st);
+}
+
+/* Keeps an event for Last-Event-ID, dropping the oldest past the bound. */
+static void
+http_keep(struct http_session *hs, struct http_stream *st, struct evbuffer *ev)
+{
+	struct http_event	*e;
+
+	if (http.cfg->http_resume_events == 0)
+		return;
+	e = xcalloc(1, sizeof *e);
+	e->stream = st->id;
+	e->seq = st->seq;
+	e->len = evbuffer_get_length(ev);
+	e->data = xmalloc(e->len);
+	evbuffer_copyout(ev, e->data, e->len);
+	TAILQ_INSERT_TAIL(&hs->events, e, entry);
+	if (++hs->nevents > http.cfg->http_resume_events) {
+		e = TAILQ_FIRST(&hs->events);
+		TAILQ_REMOVE(&hs->events, e, entry);
+		free(e->data);
+		free(e);
+		hs->nevents--;
+	}
+}
+
+/* Writes out, unless the reader is too far behind: then it is dropped. */
+static void
+http_stream_write(struct http_stream *st, struct evbuffer *buf)
+{
+	struct bufferevent	*bev;
+
+	if (st->req == NULL)
+		return;
+	evhttp_send_reply_chunk(st->req, buf);
+	bev = evhttp_connection_get_bufferevent(st->conn->evcon);
+	if (evbuffer_get_length(bufferevent_get_output(bev)) >
+	    http.cfg->http_max_output_bytes) {
+		log_warnx("http: a client reads too slowly (over %zu bytes "
+		    "behind); dropping its stream",
+		    http.cfg->http_max_output_bytes);
+		http_stream_drop(st);
+	}
+}
+
+/* One SSE event: "id: S-N", the message as its data, kept for resuming. */
+static void
+http_sse_event(struct http_stream *st, struct evbuffer *msg)
+{
+	struct evbuffer	*ev = evbuffer_new();
+
+	st->seq++;
+	evbuffer_add_printf(ev, "id: %" PRIu32 "-%" PRIu64 "\ndata: ",
+	    st->id, st->seq);
+	evbuffer_add_buffer(ev, msg);
+	evbuffer_add(ev, "\n\n", 2);
+	http_keep(st->hs, st, ev);
+	http_stream_write(st, ev);
+	evbuffer_free(ev);
+}
+
+/* The SSE headers, and (2025-11-25) an id with empty data at once. */
+static void
+http_sse_start(struct http_stream *st, bool prime)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(st->req);
+	struct evbuffer		*ev = evbuffer_new();
+	struct timeval		 tv = { http.cfg->sse_keepalive_s, 0 };
+	const char		*v = st->hs->s->version;
+
+	st->sse = true;
+	evhttp_add_header(h, "Content-Type", "text/event-stream");
+	evhttp_add_header(h, "Cache-Control", "no-cache, no-transform");
+	evhttp_add_header(h, "X-Accel-Buffering", "no");
+	evhttp_send_reply_start(st->req, 200, "OK");
+	evhttp_connection_set_timeout(st->conn->evcon, HTTP_STREAM_TIMEOUT);
+	if (prime && v != NULL && strcmp(v, "2025-11-25") >= 0) {
+		evbuffer_add_printf(ev, "id: %" PRIu32 "-%" PRIu64 "\nretry: "
+		    "%d\ndata: \n\n", st->id, st->seq, HTTP_RETRY_MS);
+		http_stream_write(st, ev);
+	}
+	evbuffer_free(ev);
+	event_add(st->keepalive, &tv);
+}
+
+/*
+ * A quiet stream gets a comment every sse_keepalive seconds; a request
+ * still waiting for its reply becomes a stream then, if it may.
+ */
+static void
+http_keepalive_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct http_stream	*st = arg;
+	struct evbuffer		*ev;
+	struct timeval		 tv = { http.cfg->sse_keepalive_s, 0 };
+
+	(void)fd; (void)events;
+	if (st->req == NULL)
+		return;
+	if (!st->sse) {
+		if (st->accepts_sse)
+			http_sse_start(st, true);
+		else
+			event_add(st->keepalive, &tv);
+		return;
+	}
+	ev = evbuffer_new();
+	evbuffer_add_printf(ev, ": keep-alive\n\n");
+	http_stream_write(st, ev);
+	evbuffer_free(ev);
+	event_add(st->keepalive, &tv);
+}
+
+static struct http_stream *
+http_stream_new(struct http_session *hs, struct evhttp_request *req,
+    const char *related)
+{
+	struct http_stream	*st = xcalloc(1, sizeof *st);
+	struct bufferevent	*bev;
+	struct timeval		 tv = { http.cfg->sse_keepalive_s, 0 };
+
+	st->hs = hs;
+	st->req = req;
+	st->conn = http_conn_get(req);
+	st->conn->stream = st;
+	st->related = related != NULL ? xstrdup(related) : NULL;
+	st->id = ++hs->next_stream;
+	st->accepts_sse = http_accepts(req, "text/event-stream");
+	st->accepts_json = http_accepts(req, "application/json");
+	bev = evhttp_connection_get_bufferevent(st->conn->evcon);
+	st->closed = event_new(ev_base, bufferevent_getfd(bev),
+	    http.early_close ? EV_CLOSED : 0, http_closed_cb, st);
+	if (http.early_close)
+		event_add(st->closed, NULL);
+	st->keepalive = evtimer_new(ev_base, http_keepalive_cb, st);
+	evtimer_add(st->keepalive, &tv);
+	TAILQ_INSERT_TAIL(&hs->streams, st, entry);
+	hs->live++;
+	evtimer_del(hs->idle);
+	return st;
+}
+
+/* --- what the MCP layer sends ----------------------------------------- */
+
+/* The whole reply, as application/json: nothing came before it. */
+static void
+http_json_reply(struct http_stream *st, struct evbuffer *msg)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(st->req),
+	    "Content-Type", "application/json");
+	st->done = true;
+	evhttp_send_reply(st->req, 200, "OK", msg);
+	st->req = NULL;
+	http_stream_free(st);
+}
+
+static void
+http_send(void *arg, const char *related, bool final, struct evbuffer *msg)
+{
+	struct http_session	*hs = arg;
+	struct http_stream	*st;
+
+	st = related != NULL ? http_stream_find(hs, related) : hs->get;
+	if (st == NULL)
+		return;		/* no GET stream, or the client is gone */
+	if (!st->sse && st->req != NULL) {
+		if (final && st->accepts_json) {
+			http_json_reply(st, msg);
+			return;
+		}
+		if (!st->accepts_sse)
+			return;		/* it cannot have notifications */
+		http_sse_start(st, true);
+	}
+	http_sse_event(st, msg);
+	if (final)
+		http_stream_end(st);
+}
+
+static const struct mcp_transport http_transport = { "http", http_send };
+
+/* --- sessions --------------------------------------------------------- */
+
+static void
+http_idle_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct http_session	*hs = arg;
+
+	(void)fd; (void)events;
+	if (hs->live > 0)
+		return;
+	log_info("http: session %.8s... unused for %d s; ended", hs->id,
+	    http.cfg->http_session_idle_s);
+	http_session_end(hs);
+}
+
+static struct http_session *
+http_session_new(void)
+{
+	struct http_session	*hs = xcalloc(1, sizeof *hs);
+	unsigned char		 raw[16];
+
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+		fatal("getrandom");
+	for (size_t i = 0; i < sizeof raw; i++)
+		snprintf(hs->id + 2 * i, 3, "%02x", raw[i]);
+	TAILQ_INIT(&hs->streams);
+	TAILQ_INIT(&hs->events);
+	hs->idle = evtimer_new(ev_base, http_idle_cb, hs);
+	hs->s = mcp_session_new(&http_transport, hs, HTTP_OWNER, false);
+	lh_table_insert(http.sessions, hs->id, hs);
+	http.nsessions++;
+	http_session_idle_arm(hs);
+	return hs;
+}
+
+/*
+ * DELETE, idle, or shutdown: its streams end (a request still waiting is
+ * told the session is gone), its kept events go, and the MCP session is
+ * closed; its tasks run on.
+ */
+static void
+http_session_end(struct http_session *hs)
+{
+	struct http_stream	*st;
+	struct http_event	*e;
+
+	while ((st = TAILQ_FIRST(&hs->streams)) != NULL) {
+		if (st->req != NULL && !st->sse) {
+			http_fail(st->req, 404, RPC_SESSION_GONE,
+			    "Session ended before the reply");
+			st->req = NULL;
+			http_stream_free(st);
+		} else
+			http_stream_end(st);
+	}
+	while ((e = TAILQ_FIRST(&hs->events)) != NULL) {
+		TAILQ_REMOVE(&hs->events, e, entry);
+		free(e->data);
+		free(e);
+	}
+	lh_table_delete(http.sessions, hs->id);
+	http.nsessions--;
+	event_free(hs->idle);
+	mcp_session_close(hs->s);
+	free(hs);
+}
+
+/* The session a request names: 400 without one, 404 for an unknown one. */
+static struct http_session *
+http_session_of(struct evhttp_request *req)
+{
+	const char		*sid = http_header(req, "Mcp-Session-Id");
+	struct http_session	*hs;
+
+	if (sid == NULL) {
+		http_fail(req, 400, RPC_INVALID_REQUEST,
+		    "Bad Request: Mcp-Session-Id header is required");
+		return NULL;
+	}
+	if ((hs = http_lookup(http.sessions, sid)) == NULL)
+		http_fail(req, 404, RPC_SESSION_GONE, "Session not found");
+	return hs;
+}
+
+/* --- POST, GET, DELETE ------------------------------------------------ */
+
+/* initialize makes a session; it names it in Mcp-Session-Id. */
+static struct http_session *
+http_post_session(struct evhttp_request *req, const struct rpc_msg *m)
+{
+	struct http_session	*hs;
+
+	if (m->kind != RPC_REQUEST || strcmp(m->method, "initialize") != 0)
+		return http_session_of(req);
+	if (http_header(req, "Mcp-Session-Id") != NULL) {
+		http_fail(req, 400, RPC_INVALID_REQUEST, "Bad Request: "
+		    "initialize starts a session; send it without "
+		    "Mcp-Session-Id");
+		return NULL;
+	}
+	if (http.nsessions >= http.cfg->http_max_sessions) {
+		http_fail(req, 503, RPC_INTERNAL_ERROR, "Service Unavailable: "
+		    "too many sessions (http.max_sessions); retry later");
+		return NULL;
+	}
+	hs = http_session_new();
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Mcp-Session-Id", hs->id);
+	return hs;
+}
+
+/* A request: its reply (and what comes before it) on its own stream. */
+static void
+http_post_request(struct evhttp_request *req, struct http_session *hs,
+    struct rpc_msg *m)
+{
+	char	*key = rpc_id_key(m->id);
+	bool	 init = strcmp(m->method, "initialize") == 0;
+
+	if (http_stream_find(hs, key) != NULL)
+		http_fail(req, 409, RPC_INVALID_REQUEST, "Conflict: a request "
+		    "with this id is in progress in this session");
+	else if (hs->live >= http.cfg->http_max_streams)
+		http_fail(req, 429, RPC_INTERNAL_ERROR, "Too Many Requests: "
+		    "the session has http.max_streams streams open");
+	else {
+		http_stream_new(hs, req, key);
+		mcp_session_dispatch(hs->s, m);
+		if (init && !hs->s->initialized)
+			http_session_end(hs);	/* refused: no session */
+	}
+	free(key);
+}
+
+static void
+http_post(struct evhttp_request *req)
+{
+	struct evbuffer		*in = evhttp_request_get_input_buffer(req);
+	size_t			 len = evbuffer_get_length(in);
+	struct http_session	*hs;
+	struct rpc_msg		 m;
+	char			*body;
+
+	if (!http_is_json(req)) {
+		http_fail(req, 415, RPC_INVALID_REQUEST, "Unsupported Media "
+		    "Type: Content-Type must be application/json");
+		return;
+	}
+	if (!http_accepts(req, "application/json") &&
+	    !http_accepts(req, "text/event-stream")) {
+		http_fail(req, 406, RPC_INVALID_REQUEST, "Not Acceptable: "
+		    "Accept must allow application/json and text/event-stream");
+		return;
+	}
+	body = xmalloc(len + 1);	/* rpc_parse reads a NUL after it */
+	evbuffer_remove(in, body, len);
+	body[len] = '\0';
+	if (rpc_parse(body, len, &m) == -1)
+		http_fail(req, 400, m.error_code, m.error);
+	else if ((hs = http_post_session(req, &m)) == NULL)
+		;			/* answered */
+	else if (m.kind == RPC_REQUEST)
+		http_post_request(req, hs, &m);
+	else {
+		mcp_session_dispatch(hs->s, &m);
+		evhttp_send_reply(req, 202, "Accepted", NULL);
+	}
+	rpc_msg_clear(&m);
+	free(body);
+}
+
+/* Replays the kept events of stream id after seq. */
+static void
+http_replay(struct http_session *hs, struct http_stream *to, uint32_t id,
+    uint64_t seq)
+{
+	struct http_event	*e;
+	struct evbuffer		*buf = evbuffer_new();
+
+	TAILQ_FOREACH(e, &hs->events, entry)
+		if (e->stream == id && e->seq > seq)
+			evbuffer_add(buf, e->data, e->len);
+	http_stream_write(to, buf);
+	evbuffer_free(buf);
+}
+
+/* Takes up a dropped stream on a new connection. */
+static void
+http_stream_attach(struct http_stream *st, struct evhttp_request *req)
+{
+	struct bufferevent	*bev;
+	struct timeval		 tv = { http.cfg->sse_keepalive_s, 0 };
+
+	st->req = req;
+	st->conn = http_conn_get(req);
+	st->conn->stream = st;
+	st->hs->live++;
+	evtimer_del(st->hs->idle);
+	bev = evhttp_connection_get_bufferevent(st->conn->evcon);
+	event_free(st->closed);
+	st->closed = event_new(ev_base, bufferevent_getfd(bev),
+	    http.early_close ? EV_CLOSED : 0, http_closed_cb, st);
+	if (http.early_close)
+		event_add(st->closed, NULL);
+	evtimer_add(st->keepalive, &tv);
+}
+
+/*
+ * GET with Last-Event-ID "S-N": what stream S carried after event N, and
+ * then, if S is still to get its reply, the rest of it as it comes.
+ */
+static void
+http_resume(struct evhttp_request *req, struct http_session *hs,
+    const char *last)
+{
+	struct http_stream	*st;
+	uint32_t		 id;
+	uint64_t		 seq;
+	int			 n = 0;
+
+	if (sscanf(last, "%" SCNu32 "-%" SCNu64 "%n", &id, &seq, &n) != 2 ||
+	    last[n] != '\0') {
+		http_fail(req, 400, RPC_INVALID_REQUEST, "Bad Request: "
+		    "Last-Event-ID is not one this server gave");
+		return;
+	}
+	TAILQ_FOREACH(st, &hs->streams, entry)
+		if (st->id == id)
+			break;
+	if (st != NULL && st->req != NULL) {
+		http_fail(req, 409, RPC_INVALID_REQUEST,
+		    "Conflict: that stream is still open");
+		return;
+	}
+	if (st == NULL) {	/* it ended: what is kept of it, then the end */
+		st = http_stream_new(hs, req, NULL);
+		http_sse_start(st, false);
+		http_replay(hs, st, id, seq);
+		http_stream_end(st);
+		return;
+	}
+	http_stream_attach(st, req);
+	http_sse_start(st, false);
+	http_replay(hs, st, id, seq);
+}
+
+static void
+http_get(struct evhttp_request *req)
+{
+	struct http_session	*hs;
+	const char		*last = http_header(req, "Last-Event-ID");
+
+	if ((hs = http_session_of(req)) == NULL)
+		return;
+	if (!http_accepts(req, "text/event-stream"))
+		http_fail(req, 406, RPC_INVALID_REQUEST, "Not Acceptable: "
+		    "Accept must allow text/event-stream");
+	else if (hs->live >= http.cfg->http_max_streams)
+		http_fail(req, 429, RPC_INTERNAL_ERROR, "Too Many Requests: "
+		    "the session has http.max_streams streams open");
+	else if (last != NULL)
+		http_resume(req, hs, last);
+	else if (hs->get != NULL && hs->get->req != NULL)
+		http_fail(req, 409, RPC_INVALID_REQUEST, "Conflict: this "
+		    "session already has a GET stream open");
+	else {
+		if (hs->get != NULL)	/* dropped, and not resumed */
+			http_stream_free(hs->get);
+		hs->get = http_stream_new(hs, req, NULL);
+		http_sse_start(hs->get, true);
+	}
+}
+
+static void
+http_delete(struct evhttp_request *req)
+{
+	struct http_session	*hs;
+
+	if ((hs = http_session_of(req)) == NULL)
+		return;
+	log_info("http: session %.8s... ended by its client", hs->id);
+	http_session_end(hs);
+	evhttp_send_reply(req, 200, "OK", NULL);
+}
+
+/* --- the endpoint ----------------------------------------------------- */
+
+static bool
+http_probe(struct evhttp_request *req, const char *path)
+{
+	if (strcmp(path, "/healthz") == 0)
+		http_plain(req, 200, "OK", "ok");
+	else if (strcmp(path, "/readyz") == 0) {
+		if (http.ready())
+			http_plain(req, 200, "OK", "ready");
+		else
+			http_plain(req, 503, "Service Unavailable",
+			    "not ready");
+	} else
+		return false;
+	return true;
+}
+
+static void
+http_request_cb(struct evhttp_request *req, void *arg)
+{
+	const char	*path;
+
+	(void)arg;
+	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	if (path == NULL)
+		path = "";
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET &&
+	    http_probe(req, path))
+		return;
+	if (strcmp(path, http.cfg->http_path) != 0)
+		http_plain(req, 404, "Not Found", "no such endpoint");
+	else if (!http_origin_ok(req))
+		http_fail(req, 403, RPC_INVALID_REQUEST,
+		    "Forbidden: this Origin is not allowed (http.allowed_origins)");
+	else if (!http_version_ok(req))
+		http_fail(req, 400, RPC_INVALID_REQUEST, "Bad Request: "
+		    "unsupported MCP-Protocol-Version (supported: 2025-11-25, "
+		    "2025-06-18, 2025-03-26)");
+	else if (http_lookup(http.conns,
+	    evhttp_request_get_connection(req)) == NULL &&
+	    http.conns->count >= http.cfg->http_max_connections)
+		http_fail(req, 503, RPC_INTERNAL_ERROR, "Service Unavailable: "
+		    "too many connections (http.max_connections); retry later");
+	else if (evhttp_request_get_command(req) == EVHTTP_REQ_POST)
+		http_post(req);
+	else if (evhttp_request_get_command(req) == EVHTTP_REQ_GET)
+		http_get(req);
+	else if (evhttp_request_get_command(req) == EVHTTP_REQ_DELETE)
+		http_delete(req);
+	else
+		http_fail(req, 405, RPC_INVALID_REQUEST,
+		    "Method Not Allowed: use POST, GET or DELETE");
+}
+
+/* --- listeners -------------------------------------------------------- */
+
+/* Binds and listens on a new non-blocking socket; -1 and why. */
+static int
+http_socket(const struct sockaddr *sa, socklen_t salen, char *err, size_t len)
+{
+	int	fd, on = 1;
+
+	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1) {
+		snprintf(err, len, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (sa->sa_family != AF_UNIX)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+	if (sa->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+	if (bind(fd, sa, salen) == -1 || listen(fd, 511) == -1) {
+		snprintf(err, len, "%s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* unix:/path -- a stale socket file is replaced, a live one is not. */
+static int
+http_listen_unix(const char *path, char *err, size_t len)
+{
+	struct sockaddr_un	sun = { .sun_family = AF_UNIX };
+	struct stat		st;
+	int			fd;
+
+	if (path[0] != '/' || strlen(path) >= sizeof sun.sun_path) {
+		snprintf(err, len, "unix:%s: expected an absolute path of at "
+		    "most %zu bytes", path, sizeof sun.sun_path - 1);
+		return -1;
+	}
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd != -1 && connect(fd, (struct sockaddr *)&sun,
+		    sizeof sun) == 0) {
+			close(fd);
+			snprintf(err, len, "unix:%s: another server listens "
+			    "there", path);
+			return -1;
+		}
+		if (fd != -1)
+			close(fd);
+		unlink(path);
+	}
+	if ((fd = http_socket((struct sockaddr *)&sun, sizeof sun, err,
+	    len)) == -1)
+		return -1;
+	config_strv_add(&http.unix_paths, &http.nunix, path);
+	return fd;
+}
+
+/*
+ * HOST:PORT or [HOST]:PORT, a numeric loopback address: until heavyd can
+ * tell its callers apart (authentication), it serves this machine only.
+ */
+static int
+http_listen_inet(const char *addr, struct sockaddr_storage *ss,
+    socklen_t *sslen, char *err, size_t len)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	const char		*colon = strrchr(addr, ':');
+	char			 host[64], *end;
+	long			 port;
+	size_t			 hlen;
+
+	if (colon == NULL || (hlen = (size_t)(colon - addr)) == 0 ||
+	    hlen >= sizeof host)
+		goto bad;
+	port = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535)
+		goto bad;
+	memset(ss, 0, sizeof *ss);
+	if (addr[0] == '[' && colon[-1] == ']') {
+		snprintf(host, sizeof host, "%.*s", (int)hlen - 2, addr + 1);
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		*sslen = sizeof *sin6;
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			goto bad;
+		if (!IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
+			goto remote;
+		return 0;
+	}
+	snprintf(host, sizeof host, "%.*s", (int)hlen, addr);
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((uint16_t)port);
+	*sslen = sizeof *sin;
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		goto bad;
+	if ((ntohl(sin->sin_addr.s_addr) >> 24) != 127)
+		goto remote;
+	return 0;
+bad:
+	snprintf(err, len, "%s: expected 127.0.0.1:PORT, [::1]:PORT or "
+	    "unix:/PATH", addr);
+	return -1;
+remote:
+	snprintf(err, len, "%s: not a loopback address; serving other "
+	    "machines needs authentication, which this heavyd does not have "
+	    "yet: listen on 127.0.0.1, [::1] or a unix socket (and put a "
+	    "reverse proxy that authenticates in front)", addr);
+	return -1;
+}
+
+/* The address a socket got (its port, when 0 was asked), for the log. */
+static void
+http_log_listening(int fd, const char *addr)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		len = sizeof ss;
+	char			host[INET6_ADDRSTRLEN];
+	int			port;
+
+	if (strncmp(addr, "unix:", 5) == 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) == -1) {
+		log_info("listening on %s (MCP at %s)", addr,
+		    http.cfg->http_path);
+		return;
+	}
+	if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
+		    host, sizeof host);
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		log_info("listening on http://[%s]:%d%s", host, port,
+		    http.cfg->http_path);
+	} else {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
+		    host, sizeof host);
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		log_info("listening on http://%s:%d%s", host, port,
+		    http.cfg->http_path);
+	}
+}
+
+static int
+http_listen(const char *addr, char *err, size_t len)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		sslen;
+	char			why[256];
+	int			fd;
+
+	if (strncmp(addr, "unix:", 5) == 0)
+		fd = http_listen_unix(addr + 5, err, len);
+	else if (http_listen_inet(addr, &ss, &sslen, err, len) == -1)
+		return -1;
+	else if ((fd = http_socket((struct sockaddr *)&ss, sslen, why,
+	    sizeof why)) == -1)
+		snprintf(err, len, "%s: %s", addr, why);
+	if (fd == -1)
+		return -1;
+	if (evhttp_accept_socket_with_handle(http.http, fd) == NULL) {
+		snprintf(err, len, "%s: evhttp cannot accept on it", addr);
+		close(fd);
+		return -1;
+	}
+	http_log_listening(fd, addr);
+	return 0;
+}
+
+/* Serves MCP on every address of http.listen; -1 and why. */
+int
+http_start(const struct heavy_config *cfg, bool (*ready)(void), char *err,
+    size_t len)
+{
+	http.cfg = cfg;
+	http.ready = ready;
+	http.sessions = lh_kchar_table_new(64, NULL);
+	http.conns = lh_kptr_table_new(64, NULL);
+	http.http = evhttp_new(ev_base);
+	evhttp_set_max_headers_size(http.http,
+	    (ev_ssize_t)cfg->http_max_header_bytes);
+	evhttp_set_max_body_size(http.http, (ev_ssize_t)cfg->max_line_bytes);
+	evhttp_set_timeout(http.http, cfg->http_request_timeout_s);
+	evhttp_set_allowed_methods(http.http, EVHTTP_REQ_GET |
+	    EVHTTP_REQ_POST | EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
+	    EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD);
+	evhttp_set_gencb(http.http, http_request_cb, NULL);
+	http.early_close = (event_base_get_features(ev_base) &
+	    EV_FEATURE_EARLY_CLOSE) != 0;
+	if (!http.early_close)
+		log_warnx("http: this event backend cannot see a client hang "
+		    "up before its reply starts");
+	for (int i = 0; i < cfg->nhttp_listen; i++)
+		if (http_listen(cfg->http_listen[i], err, len) == -1)
+			return -1;
+	return 0;
+}
+
+/* After mcp_fini: every session ends, every connection closes. */
+void
+http_stop(void)
+{
+	struct lh_entry	*e;
+
+	if (http.http == NULL)
+		return;
+	while ((e = http.sessions->head) != NULL)
+		http_session_end((struct http_session *)lh_entry_v(e));
+	evhttp_free(http.http);
+	http.http = NULL;
+	lh_table_free(http.sessions);
+	lh_table_free(http.conns);
+	for (int i = 0; i < http.nunix; i++)
+		unlink(http.unix_paths[i]);
+	config_strv_free(&http.unix_paths, &http.nunix);
+}
