@@ -43,6 +43,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <json-c/linkhash.h>
+#include <nettle/base64.h>
 
 #include "supervisor.h"
 
@@ -90,6 +91,9 @@ struct http_stream {
 struct http_session {
 	char			 id[33];	/* Mcp-Session-Id */
 	struct mcp_session	*s;
+	bool			 stateless;	/* 2026-07-28: one request */
+	bool			 cancelled;	/* ... whose stream closed */
+	bool			 ending;
 	TAILQ_HEAD(, http_stream) streams;
 	int			 live;		/* streams with a connection */
 	struct http_stream	*get;		/* the GET stream, if open */
@@ -222,7 +226,17 @@ http_version_ok(struct evhttp_request *req)
 {
 	const char	*v = http_header(req, "MCP-Protocol-Version"), *chosen;
 
-	return v == NULL || mcp_negotiate_version(v, &chosen) == 0;
+	return v == NULL || mcp_negotiate_version(v, &chosen) == 0 ||
+	    strcmp(v, MODERN_VERSION) == 0;
+}
+
+/* A request of the stateless revision, by its header. */
+static bool
+http_is_modern(struct evhttp_request *req)
+{
+	const char	*v = http_header(req, "MCP-Protocol-Version");
+
+	return v != NULL && strcmp(v, MODERN_VERSION) == 0;
 }
 
 static bool
@@ -253,7 +267,9 @@ http_conn_closed(struct evhttp_connection *evcon, void *arg)
 		st->req = NULL;
 		if (req != NULL && evhttp_request_get_connection(req) == NULL)
 			evhttp_send_reply_end(req);	/* frees it */
-		if (st->sse && !st->done)
+		if (st->hs->stateless)
+			st->hs->cancelled = !st->done;	/* 2026-07-28 */
+		if (st->sse && !st->done && !st->hs->stateless)
 			http_stream_orphan(st);	/* kept for Last-Event-ID */
 		else
 			http_stream_free(st);
@@ -346,7 +362,10 @@ http_stream_free(struct http_stream *st)
 	event_free(st->keepalive);
 	free(st->related);
 	free(st);
-	http_session_idle_arm(hs);
+	if (hs->stateless && !hs->ending)
+		http_session_end(hs);	/* its one request is over */
+	else
+		http_session_idle_arm(hs);
 }
 
 /* The stream's reply is complete: its connection serves the next. */
@@ -415,11 +434,14 @@ http_sse_event(struct http_stream *st, struct evbuffer *msg)
 	struct evbuffer	*ev = evbuffer_new();
 
 	st->seq++;
-	evbuffer_add_printf(ev, "id: %" PRIu32 "-%" PRIu64 "\ndata: ",
-	    st->id, st->seq);
+	if (!st->hs->stateless)	/* 2026-07-28 has no resumption */
+		evbuffer_add_printf(ev, "id: %" PRIu32 "-%" PRIu64 "\n",
+		    st->id, st->seq);
+	evbuffer_add(ev, "data: ", 6);
 	evbuffer_add_buffer(ev, msg);
 	evbuffer_add(ev, "\n\n", 2);
-	http_keep(st->hs, st, ev);
+	if (!st->hs->stateless)
+		http_keep(st->hs, st, ev);
 	http_stream_write(st, ev);
 	evbuffer_free(ev);
 }
@@ -590,6 +612,7 @@ http_session_end(struct http_session *hs)
 	struct http_stream	*st;
 	struct http_event	*e;
 
+	hs->ending = true;
 	while ((st = TAILQ_FIRST(&hs->streams)) != NULL) {
 		if (st->req != NULL && !st->sse) {
 			http_fail(st->req, 404, RPC_SESSION_GONE,
@@ -604,10 +627,15 @@ http_session_end(struct http_session *hs)
 		free(e->data);
 		free(e);
 	}
-	lh_table_delete(http.sessions, hs->id);
-	http.nsessions--;
+	if (!hs->stateless) {
+		lh_table_delete(http.sessions, hs->id);
+		http.nsessions--;
+	}
 	event_free(hs->idle);
-	mcp_session_close(hs->s);
+	if (hs->cancelled)
+		mcp_session_abort(hs->s);	/* its workers are killed */
+	else
+		mcp_session_close(hs->s);
 	free(hs);
 }
 
@@ -678,6 +706,143 @@ http_post_request(struct evhttp_request *req, struct http_session *hs,
 	free(key);
 }
 
+/* Mcp-Name, decoded from its =?base64?...?= form when it has one. */
+static char *
+http_name_header(struct evhttp_request *req)
+{
+	const char			*v = http_header(req, "Mcp-Name");
+	struct base64_decode_ctx	 ctx;
+	size_t				 len, n;
+	char				*out;
+
+	if (v == NULL)
+		return NULL;
+	len = strlen(v);
+	if (len < 11 || strncmp(v, "=?base64?", 9) != 0 ||
+	    strcmp(v + len - 2, "?=") != 0)
+		return xstrdup(v);
+	out = xmalloc(BASE64_DECODE_LENGTH(len) + 1);
+	base64_decode_init(&ctx);
+	if (!base64_decode_update(&ctx, &n, (uint8_t *)out, len - 11,
+	    v + 9) || !base64_decode_final(&ctx) || memchr(out, '\0', n)) {
+		free(out);
+		return xstrdup("");	/* matches no name */
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/*
+ * The headers of a 2026-07-28 request against its body: MCP-Protocol-
+ * Version, Mcp-Method always, Mcp-Name for a call, a read or a prompt.
+ * NULL, or what does not match (for -32020).
+ */
+static const char *
+http_modern_headers(struct evhttp_request *req, const struct rpc_msg *m)
+{
+	const char		*method = http_header(req, "Mcp-Method");
+	struct json_object	*meta, *v;
+	const char		*key = NULL;
+	char			*name;
+	bool			 ok;
+
+	if (!http_is_modern(req))
+		return "MCP-Protocol-Version must be " MODERN_VERSION;
+	if (json_object_object_get_ex(m->params, "_meta", &meta) &&
+	    json_object_object_get_ex(meta, "io.modelcontextprotocol/"
+	    "protocolVersion", &v) && strcmp(json_object_get_string(v),
+	    MODERN_VERSION) != 0)
+		return "MCP-Protocol-Version does not match the body's";
+	if (method == NULL || strcmp(method, m->method) != 0)
+		return "Mcp-Method is missing or does not match the method";
+	if (strcmp(m->method, "tools/call") == 0 ||
+	    strcmp(m->method, "prompts/get") == 0)
+		key = "name";
+	else if (strcmp(m->method, "resources/read") == 0)
+		key = "uri";
+	if (key == NULL)
+		return NULL;
+	if ((name = http_name_header(req)) == NULL)
+		return "Mcp-Name is required for this method";
+	ok = json_object_object_get_ex(m->params, key, &v) &&
+	    json_object_is_type(v, json_type_string) &&
+	    strcmp(json_object_get_string(v), name) == 0;
+	free(name);
+	return ok ? NULL : "Mcp-Name does not match the body's";
+}
+
+/* An error response that is already a whole JSON-RPC message. */
+static void
+http_fail_msg(struct evhttp_request *req, int status, struct json_object *e)
+{
+	struct json_object	*err;
+	const char		*msg = "error";
+	int			 code = RPC_INVALID_REQUEST;
+
+	if (json_object_object_get_ex(e, "error", &err)) {
+		code = json_object_get_int(json_object_object_get(err, "code"));
+		msg = json_object_get_string(json_object_object_get(err,
+		    "message"));
+	}
+	if (code == RPC_UNSUPPORTED_VERSION) {	/* with its data */
+		struct evbuffer	*body = evbuffer_new();
+
+		evbuffer_add_printf(body, "%s", json_object_to_json_string_ext(e,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", "application/json");
+		evhttp_send_reply(req, status, "Bad Request", body);
+		evbuffer_free(body);
+	} else
+		http_fail(req, status, code, msg);
+	json_object_put(e);
+}
+
+/*
+ * 2026-07-28: no session.  The request is served on a session of its own,
+ * which ends with its reply; closing its stream cancels it.
+ */
+static void
+http_post_modern(struct evhttp_request *req, struct rpc_msg *m)
+{
+	struct http_session	*hs;
+	struct mcp_session	*s;
+	struct json_object	*e;
+	const char		*why;
+	char			*key, msg[160];
+
+	if (m->kind != RPC_REQUEST) {
+		evhttp_send_reply(req, 202, "Accepted", NULL);
+		return;
+	}
+	if ((why = http_modern_headers(req, m)) != NULL) {
+		snprintf(msg, sizeof msg, "Header mismatch: %s", why);
+		http_fail(req, 400, RPC_HEADER_MISMATCH, msg);
+		return;
+	}
+	if (modern_check(m, &e) == -1) {
+		http_fail_msg(req, 400, e);
+		return;
+	}
+	if (!modern_known(m->method)) {
+		http_fail(req, 404, RPC_METHOD_NOT_FOUND, "Method not found");
+		return;
+	}
+	hs = xcalloc(1, sizeof *hs);
+	hs->stateless = true;
+	TAILQ_INIT(&hs->streams);
+	TAILQ_INIT(&hs->events);
+	hs->idle = evtimer_new(ev_base, http_idle_cb, hs);
+	hs->s = mcp_session_new(&http_transport, hs, HTTP_OWNER, false);
+	key = rpc_id_key(m->id);
+	http_stream_new(hs, req, key);
+	free(key);
+	s = hs->s;
+	mcp_session_ref(s);	/* a reply made at once ends hs, not s */
+	mcp_session_dispatch(s, m);
+	mcp_session_unref(s);
+}
+
 static void
 http_post(struct evhttp_request *req)
 {
@@ -703,6 +868,9 @@ http_post(struct evhttp_request *req)
 	body[len] = '\0';
 	if (rpc_parse(body, len, &m) == -1)
 		http_fail(req, 400, m.error_code, m.error);
+	else if (http_is_modern(req) || (m.kind == RPC_REQUEST &&
+	    modern_is(&m)))
+		http_post_modern(req, &m);
 	else if ((hs = http_post_session(req, &m)) == NULL)
 		;			/* answered */
 	else if (m.kind == RPC_REQUEST)
@@ -864,10 +1032,9 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	else if (!http_origin_ok(req))
 		http_fail(req, 403, RPC_INVALID_REQUEST,
 		    "Forbidden: this Origin is not allowed (http.allowed_origins)");
-	else if (!http_version_ok(req))
-		http_fail(req, 400, RPC_INVALID_REQUEST, "Bad Request: "
-		    "unsupported MCP-Protocol-Version (supported: 2025-11-25, "
-		    "2025-06-18, 2025-03-26)");
+	else if (!http_version_ok(req))		/* with the versions */
+		http_fail_msg(req, 400, modern_unsupported(NULL,
+		    http_header(req, "MCP-Protocol-Version")));
 	else if (http_lookup(http.conns,
 	    evhttp_request_get_connection(req)) == NULL &&
 	    http.conns->count >= http.cfg->http_max_connections)
@@ -875,6 +1042,9 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		    "too many connections (http.max_connections); retry later");
 	else if (evhttp_request_get_command(req) == EVHTTP_REQ_POST)
 		http_post(req);
+	else if (http_is_modern(req))
+		http_fail(req, 405, RPC_INVALID_REQUEST, "Method Not Allowed: "
+		    MODERN_VERSION " is POST only");
 	else if (evhttp_request_get_command(req) == EVHTTP_REQ_GET)
 		http_get(req);
 	else if (evhttp_request_get_command(req) == EVHTTP_REQ_DELETE)

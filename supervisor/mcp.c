@@ -106,9 +106,11 @@ mcp_send_related(struct mcp_session *s, const char *related, bool final,
 static void
 mcp_send(struct mcp_session *s, struct json_object *msg)
 {
-	struct json_object	*id = NULL;
+	struct json_object	*id = NULL, *res;
 	char			*key;
 
+	if (s->modern && json_object_object_get_ex(msg, "result", &res))
+		modern_decorate(s, res);
 	if (!json_object_object_get_ex(msg, "id", &id) || id == NULL) {
 		mcp_send_related(s, NULL, true, msg);
 		return;
@@ -144,6 +146,21 @@ mcp_error(struct mcp_session *s, struct json_object *id, int code,
 	mcp_send(s, e);
 }
 
+/* A notification that belongs to a request (its id key): its stream. */
+void
+mcp_notify_related(struct mcp_session *s, const char *key, const char *method,
+    struct json_object *params)
+{
+	mcp_send_related(s, key, false, rpc_notification(method, params));
+}
+
+/* A whole error response, made elsewhere; takes it. */
+void
+mcp_reply_error(struct mcp_session *s, struct json_object *error)
+{
+	mcp_send(s, error);
+}
+
 void
 mcp_notify(struct mcp_session *s, const char *method,
     struct json_object *params)
@@ -172,11 +189,12 @@ mcp_negotiate_version(const char *requested, const char **chosen)
 bool
 mcp_has_tasks(const struct mcp_session *s)
 {
-	return s->version != NULL && strcmp(s->version, MCP_TASKS_SINCE) >= 0;
+	return !s->modern && s->version != NULL &&
+	    strcmp(s->version, MCP_TASKS_SINCE) >= 0;
 }
 
 /* What a model reads about the server: when to call it, and how. */
-static struct json_object *
+struct json_object *
 mcp_instructions(const struct mcp_session *s)
 {
 	struct json_object	*o;
@@ -195,6 +213,9 @@ mcp_instructions(const struct mcp_session *s)
 	if (mcp_has_tasks(s))
 		buf_printf(&b, " It can also run as an MCP task (tasks/get, "
 		    "tasks/result, tasks/cancel).");
+	else if (s->modern)
+		buf_printf(&b, " To a client that declares the tasks extension "
+		    "it answers with a task (tasks/get, tasks/cancel).");
 	if (s->cfg->tools_compat)
 		buf_printf(&b, " If your client cuts calls short, start it "
 		    "with grok_heavy_orchestrate, which returns a task_id at "
@@ -206,7 +227,7 @@ mcp_instructions(const struct mcp_session *s)
 	return o;
 }
 
-static struct json_object *
+struct json_object *
 mcp_capabilities(const struct mcp_session *s)
 {
 	struct json_object	*caps = json_object_new_object();
@@ -226,10 +247,24 @@ mcp_capabilities(const struct mcp_session *s)
 	return caps;
 }
 
+struct json_object *
+mcp_server_info(void)
+{
+	struct json_object	*info = json_object_new_object();
+
+	json_object_object_add(info, "name", json_object_new_string(HEAVY_NAME));
+	json_object_object_add(info, "version",
+	    json_object_new_string(HEAVY_VERSION));
+	json_object_object_add(info, "description", json_object_new_string(
+	    "Multi-agent heavy analysis: parallel agents in killable, "
+	    "isolated worker processes"));
+	return info;
+}
+
 static void
 mcp_initialize(struct mcp_session *s, struct rpc_msg *m)
 {
-	struct json_object	*v, *res, *info;
+	struct json_object	*v, *res;
 	const char		*version;
 
 	if (!json_object_object_get_ex(m->params, "protocolVersion", &v) ||
@@ -240,18 +275,11 @@ mcp_initialize(struct mcp_session *s, struct rpc_msg *m)
 	}
 	mcp_negotiate_version(json_object_get_string(v), &version);
 	s->version = version;
-	info = json_object_new_object();
-	json_object_object_add(info, "name", json_object_new_string(HEAVY_NAME));
-	json_object_object_add(info, "version",
-	    json_object_new_string(HEAVY_VERSION));
-	json_object_object_add(info, "description", json_object_new_string(
-	    "Multi-agent heavy analysis: parallel agents in killable, "
-	    "isolated worker processes"));
 	res = json_object_new_object();
 	json_object_object_add(res, "protocolVersion",
 	    json_object_new_string(version));
 	json_object_object_add(res, "capabilities", mcp_capabilities(s));
-	json_object_object_add(res, "serverInfo", info);
+	json_object_object_add(res, "serverInfo", mcp_server_info());
 	json_object_object_add(res, "instructions", mcp_instructions(s));
 	s->initialized = true;
 	mcp_send(s, rpc_result(m->id, res));
@@ -279,7 +307,7 @@ mcp_bad_cursor(struct mcp_session *s, struct rpc_msg *m)
 	return true;
 }
 
-static void
+void
 mcp_tools_list(struct mcp_session *s, struct rpc_msg *m)
 {
 	if (!mcp_bad_cursor(s, m))
@@ -625,7 +653,7 @@ mcp_call_params(struct mcp_session *s, struct rpc_msg *m,
 	return 0;
 }
 
-static void
+void
 mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 {
 	struct json_object	*name, *args, *res, *task = NULL;
@@ -683,7 +711,8 @@ mcp_cancelled(struct mcp_session *s, struct rpc_msg *m)
 	key = rpc_id_key(id);
 	e = lh_table_lookup_entry(s->calls, key);
 	if (e == NULL) {
-		mcptasks_request_cancelled(s, key);	/* a tasks/result */
+		if (!modern_cancelled(s, key))	/* subscriptions/listen */
+			mcptasks_request_cancelled(s, key); /* tasks/result */
 		free(key);
 		return;		/* finished already, or never ours */
 	}
@@ -721,6 +750,10 @@ static const struct {
 static void
 mcp_request(struct mcp_session *s, struct rpc_msg *m)
 {
+	if (modern_is(m)) {
+		modern_request(s, m);
+		return;
+	}
 	for (size_t i = 0; i < sizeof mcp_methods / sizeof *mcp_methods; i++) {
 		if (strcmp(m->method, mcp_methods[i].method) != 0)
 			continue;
@@ -771,6 +804,8 @@ mcp_watch(struct task_record *r)
 	struct mcp_session	*s;
 
 	TAILQ_FOREACH(s, &mcp_sessions, entry) {
+		if (s->modern)
+			modern_changed(s, r);
 		if (!s->initialized)
 			continue;
 		resources_changed(s, r);
@@ -832,7 +867,29 @@ mcp_session_close(struct mcp_session *s)
 	TAILQ_REMOVE(&mcp_sessions, s, entry);
 	mcp_nsessions--;
 	mcptasks_session_closed(s);
+	modern_session_closed(s);
 	mcp_session_unref(s);
+}
+
+/*
+ * 2026-07-28 over HTTP: the stream of the session's one request closed,
+ * which cancels it.  Its calls are stopped (their workers killed), then
+ * the session is closed.
+ */
+void
+mcp_session_abort(struct mcp_session *s)
+{
+	struct lh_entry		*e;
+	struct mcp_call		*c;
+
+	while ((e = s->calls->head) != NULL) {
+		c = (struct mcp_call *)lh_entry_v(e);
+		lh_table_delete_entry(s->calls, e);
+		log_info("request %s cancelled: its client closed the stream",
+		    c->key);
+		mcp_call_abandon(c, "cancelled: the client closed the stream");
+	}
+	mcp_session_close(s);
 }
 
 int
@@ -867,6 +924,7 @@ mcp_fini(void)
 		return;
 	registry_free();
 	mcptasks_stop();
+	modern_stop();
 	durable_stop();
 	log_set_hook(NULL);
 	config_free(mcp_config);

@@ -42,7 +42,7 @@ static TAILQ_HEAD(, mt_waiter) mt_waiters = TAILQ_HEAD_INITIALIZER(mt_waiters);
 static bool
 mt_refused(struct mcp_session *s, struct rpc_msg *m)
 {
-	if (mcp_has_tasks(s))
+	if (mcp_has_tasks(s) || s->modern)
 		return false;
 	mcp_error(s, m->id, RPC_METHOD_NOT_FOUND, "Method not found");
 	return true;
@@ -132,6 +132,55 @@ mt_row_result(const struct store_task *t)
 	return out;
 }
 
+/*
+ * The task as the tasks extension of 2026-07-28 has it: ttlMs and
+ * pollIntervalMs, and (tasks/get, notifications/tasks) once it has ended
+ * its result inline, or the error that failed it.
+ */
+static struct json_object *
+mt_modern(const struct store_task *t, int poll_ms, bool detailed)
+{
+	struct json_object	*o = durable_task_json(t, poll_ms), *v, *e;
+	const char		*why;
+
+	if (json_object_object_get_ex(o, "ttl", &v)) {
+		json_object_object_add(o, "ttlMs", json_object_get(v));
+		json_object_object_del(o, "ttl");
+	}
+	if (json_object_object_get_ex(o, "pollInterval", &v)) {
+		json_object_object_add(o, "pollIntervalMs", json_object_get(v));
+		json_object_object_del(o, "pollInterval");
+	}
+	if (!detailed || !durable_terminal(t))
+		return o;
+	if (strcmp(t->status, "completed") == 0)
+		json_object_object_add(o, "result", mt_row_result(t));
+	else if (strcmp(t->status, "failed") == 0) {
+		why = durable_error(t);
+		e = json_object_new_object();
+		json_object_object_add(e, "code",
+		    json_object_new_int(RPC_INTERNAL_ERROR));
+		json_object_object_add(e, "message", json_object_new_string(
+		    why != NULL ? why : "the orchestration failed"));
+		json_object_object_add(e, "data", mt_row_result(t));
+		json_object_object_add(o, "error", e);
+	}
+	return o;
+}
+
+/* notifications/tasks for a subscriptions/listen of 2026-07-28. */
+struct json_object *
+mcptasks_modern_status(struct mcp_session *s, struct task_record *r)
+{
+	struct store_task	 t;
+	struct json_object	*o;
+
+	durable_row(r, &t);
+	o = mt_modern(&t, s->cfg->poll_interval_ms, true);
+	store_task_clear(&t);
+	return o;
+}
+
 void
 mcptasks_rpc_get(struct mcp_session *s, struct rpc_msg *m)
 {
@@ -142,8 +191,35 @@ mcptasks_rpc_get(struct mcp_session *s, struct rpc_msg *m)
 		return;
 	if (mt_lookup(s, m, &t, &live) == -1)
 		return;
-	mcp_reply(s, m->id, durable_task_json(&t, s->cfg->poll_interval_ms));
+	mcp_reply(s, m->id, s->modern ? mt_modern(&t,
+	    s->cfg->poll_interval_ms, true) :
+	    durable_task_json(&t, s->cfg->poll_interval_ms));
 	store_task_clear(&t);
+}
+
+/*
+ * tasks/update (2026-07-28): input for a task that asked for some.  A
+ * heavyd task never does (it is never input_required), so a known task's
+ * update is acknowledged and ignored, as the extension says of responses
+ * to requests that are not outstanding.
+ */
+void
+mcptasks_rpc_update(struct mcp_session *s, struct rpc_msg *m)
+{
+	struct store_task	 t;
+	struct task_record	*live;
+	struct json_object	*v;
+
+	if (!json_object_object_get_ex(m->params, "inputResponses", &v) ||
+	    !json_object_is_type(v, json_type_object)) {
+		mcp_error(s, m->id, RPC_INVALID_PARAMS, "Invalid params: "
+		    "inputResponses (object) is required");
+		return;
+	}
+	if (mt_lookup(s, m, &t, &live) == -1)
+		return;
+	store_task_clear(&t);
+	mcp_reply(s, m->id, json_object_new_object());
 }
 
 static void
@@ -307,6 +383,10 @@ mcptasks_rpc_cancel(struct mcp_session *s, struct rpc_msg *m)
 	log_info("task %s cancelled by tasks/cancel", id);
 	registry_cancel(live, "cancelled by tasks/cancel: its workers were "
 	    "killed", now_ms());
+	if (s->modern) {	/* 2026-07-28: an empty acknowledgement */
+		mcp_reply(s, m->id, json_object_new_object());
+		return;
+	}
 	if (durable_get(id, s->owner, &t, &live) != 0) {
 		mcp_error(s, m->id, RPC_INTERNAL_ERROR, "Internal error: the "
 		    "task was cancelled but cannot be read back");
@@ -421,6 +501,14 @@ mt_created(struct mcp_session *s, struct task_record *r)
 	char			 line[256];
 
 	durable_row(r, &t);
+	if (s->modern) {	/* 2026-07-28: the task itself, flat */
+		json_object_put(res);
+		res = mt_modern(&t, s->cfg->poll_interval_ms, false);
+		json_object_object_add(res, "resultType",
+		    json_object_new_string("task"));
+		store_task_clear(&t);
+		return res;
+	}
 	json_object_object_add(res, "task", durable_task_json(&t,
 	    s->cfg->poll_interval_ms));
 	store_task_clear(&t);

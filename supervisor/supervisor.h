@@ -460,6 +460,8 @@ struct mcp_session {
 	const char		*version;	/* negotiated; NULL before */
 	bool			 initialized, closed;
 	bool			 local;		/* the local user: all logs */
+	bool			 modern;	/* 2026-07-28: no handshake */
+	const char		*cacheable;	/* the result's cacheScope */
 	int			 refs;
 	int			 log_level;	/* -1: no log messages */
 	struct lh_table		*subs;		/* subscribed uri -> last update */
@@ -486,6 +488,9 @@ void	 mcp_error(struct mcp_session *, struct json_object *id, int code,
 	    const char *message);
 void	 mcp_notify(struct mcp_session *, const char *method,
 	    struct json_object *params);
+void	 mcp_notify_related(struct mcp_session *, const char *key,
+	    const char *method, struct json_object *params);
+void	 mcp_reply_error(struct mcp_session *, struct json_object *error);
 bool	 mcp_bad_cursor(struct mcp_session *, struct rpc_msg *);
 void	 mcp_init(const struct heavy_config *);
 void	 mcp_fini(void);
@@ -497,6 +502,33 @@ void	 mcp_session_close(struct mcp_session *);
 void	 mcp_session_line(struct mcp_session *, const char *, size_t);
 void	 mcp_session_dispatch(struct mcp_session *, struct rpc_msg *);
 int	 mcp_session_count(void);
+void	 mcp_session_abort(struct mcp_session *);
+struct json_object *mcp_instructions(const struct mcp_session *);
+struct json_object *mcp_capabilities(const struct mcp_session *);
+struct json_object *mcp_server_info(void);
+void	 mcp_tools_list(struct mcp_session *, struct rpc_msg *);
+void	 mcp_tools_call(struct mcp_session *, struct rpc_msg *);
+
+/*
+ * modern.c: MCP 2026-07-28, stateless: no handshake, every request says
+ * its version and the client's capabilities in _meta; server/discover,
+ * subscriptions/listen, the tasks extension.  Both transports serve it
+ * beside the handshake era.
+ */
+#define MODERN_VERSION	"2026-07-28"
+#define RPC_HEADER_MISMATCH	-32020
+#define RPC_UNSUPPORTED_VERSION	-32022
+bool	 modern_is(const struct rpc_msg *);
+int	 modern_check(const struct rpc_msg *, struct json_object **error);
+struct json_object *modern_unsupported(struct json_object *id,
+	    const char *requested);
+bool	 modern_known(const char *method);
+void	 modern_request(struct mcp_session *, struct rpc_msg *);
+void	 modern_decorate(struct mcp_session *, struct json_object *result);
+void	 modern_changed(struct mcp_session *, struct task_record *);
+bool	 modern_cancelled(struct mcp_session *, const char *key);
+void	 modern_session_closed(struct mcp_session *);
+void	 modern_stop(void);
 int	 mcp_negotiate_version(const char *requested, const char **chosen);
 bool	 mcp_has_tasks(const struct mcp_session *);
 
@@ -518,6 +550,9 @@ void	 mcptasks_rpc_cancel(struct mcp_session *, struct rpc_msg *);
 void	 mcptasks_changed(struct mcp_session *, struct task_record *);
 bool	 mcptasks_request_cancelled(struct mcp_session *, const char *key);
 void	 mcptasks_session_closed(struct mcp_session *);
+void	 mcptasks_rpc_update(struct mcp_session *, struct rpc_msg *);
+struct json_object *mcptasks_modern_status(struct mcp_session *,
+	    struct task_record *);
 void	 mcptasks_stop(void);
 
 /* mkh.c: make-it-heavy's task-id tools, over the registry and the store. */

@@ -17,9 +17,9 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	HANG, HEAVYD, IS_ASAN, REPO, STATE_DIR, TEST_TIMEOUT, WORKER, apiKey,
-	assertNoSanitizerReport, describe, descendants, expire, sanitizerEnv,
-	startMock, stillAlive, tmpdir, waitFor,
+	HANG, HEAVYD, IS_ASAN, REPO, SOON, STATE_DIR, TEST_TIMEOUT, WORKER, apiKey,
+	assertNoSanitizerReport, describe, descendants, expire, jobsAlive, sanitizerEnv,
+	spawnRaw, startMock, stillAlive, tmpdir, waitFor, workersOf,
 } from './lib.mjs';
 import { checkProgress, checkShape } from './checks.mjs';
 
@@ -132,19 +132,14 @@ async function rawSession(srv) {
 
 /* Reads SSE events from a fetch response until stop(event) says so. */
 async function readEvents(res, stop) {
-	const reader = res.body.getReader();
-	const dec = new TextDecoder();
+	const st = res.sse ??= { reader: res.body.getReader(), dec: new TextDecoder(), buf: '' };
+	const { reader, dec } = st;
 	const events = [];
-	let buf = '';
 	for (;;) {
-		const { value, done } = await reader.read();
-		if (done)
-			return { events, reader, done: true };
-		buf += dec.decode(value, { stream: true });
 		let i;
-		while ((i = buf.indexOf('\n\n')) >= 0) {
-			const block = buf.slice(0, i);
-			buf = buf.slice(i + 2);
+		while ((i = st.buf.indexOf('\n\n')) >= 0) {
+			const block = st.buf.slice(0, i);
+			st.buf = st.buf.slice(i + 2);
 			const ev = {};
 			for (const line of block.split('\n')) {
 				const m = /^([a-z]+): ?(.*)$/.exec(line);
@@ -157,6 +152,10 @@ async function readEvents(res, stop) {
 			if (stop(ev, events))
 				return { events, reader, done: false };
 		}
+		const { value, done } = await reader.read();
+		if (done)
+			return { events, reader, done: true };
+		st.buf += dec.decode(value, { stream: true });
 	}
 }
 
@@ -210,7 +209,7 @@ test('bad requests get a clear status and a JSON-RPC error', { timeout: TEST_TIM
 		['an unknown session', () => post(srv, ping, { 'Mcp-Session-Id': 'f'.repeat(32) }), 404, /Session not found/],
 		['not JSON', () => post(srv, ping, { ...h, 'Content-Type': 'text/plain' }), 415, /Content-Type/],
 		['an Accept that allows neither', () => post(srv, ping, { ...h, Accept: 'text/html' }), 406, /Accept/],
-		['an unknown protocol version', () => post(srv, ping, { ...h, 'MCP-Protocol-Version': '1999-01-01' }), 400, /MCP-Protocol-Version/],
+		['an unknown protocol version', () => post(srv, ping, { ...h, 'MCP-Protocol-Version': '1999-01-01' }), 400, /Unsupported protocol version/],
 		['another site\'s Origin', () => post(srv, ping, { ...h, Origin: 'http://evil.example' }), 403, /Origin/],
 		['malformed JSON', () => post(srv, '{"jsonrpc":', h), 400, /Parse error/],
 		['a batch', () => post(srv, [ping], h), 400, /batches/],
@@ -396,4 +395,207 @@ test('a unix socket listener', { timeout: TEST_TIMEOUT }, async (t) => {
 	assert.equal(status, 200);
 	await srv.stop();
 	assert.ok(!fs.existsSync(sock), 'the socket file is removed at exit');
+});
+
+/* ------------------------------------------- the stateless revision */
+
+const MODERN = '2026-07-28';
+const meta = (caps = {}) => ({
+	'io.modelcontextprotocol/protocolVersion': MODERN,
+	'io.modelcontextprotocol/clientCapabilities': caps,
+	'io.modelcontextprotocol/clientInfo': { name: 'modern-test', version: '1' },
+});
+const TASKS = { extensions: { 'io.modelcontextprotocol/tasks': {} } };
+let nextId = 100;
+
+/* A 2026-07-28 POST with its standard headers; extra overrides them. */
+function modern(srv, method, params = {}, extra = {}, o = {}) {
+	const body = { jsonrpc: '2.0', id: nextId++, method, params: { ...params, _meta: { ...meta(o.caps), ...(params._meta ?? {}) } } };
+	const name = params.name ?? params.uri;
+	return fetch(srv.url, {
+		method: 'POST', signal: o.signal,
+		headers: {
+			'Content-Type': 'application/json', Accept: 'application/json, text/event-stream',
+			'MCP-Protocol-Version': MODERN, 'Mcp-Method': method,
+			...(name !== undefined ? { 'Mcp-Name': name } : {}), ...extra,
+		},
+		body: JSON.stringify(o.raw ?? body),
+	});
+}
+
+/* The final response of a POST, JSON or SSE; with the notifications before it. */
+async function answer(res) {
+	if (res.headers.get('content-type') === 'application/json')
+		return { msg: await res.json(), notes: [] };
+	const { events } = await readEvents(res, (ev) => ev.msg && ev.msg.method === undefined);
+	const msgs = events.filter((e) => e.msg).map((e) => e.msg);
+	return { msg: msgs.at(-1), notes: msgs.slice(0, -1), events };
+}
+
+test('2026-07-28 over HTTP: server/discover, results that say what they are, every bad request',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const srv = await startHttp(t, { mock: null });
+	const d = await modern(srv, 'server/discover');
+	assert.equal(d.status, 200);
+	assert.equal(d.headers.get('mcp-session-id'), null, 'no session');
+	const dr = (await d.json()).result;
+	assert.deepEqual(dr.supportedVersions, [MODERN, '2025-11-25', '2025-06-18', '2025-03-26']);
+	assert.equal(dr.resultType, 'complete');
+	assert.equal(dr._meta['io.modelcontextprotocol/serverInfo'].name, 'heavyd');
+	assert.ok(dr.capabilities.tools && dr.capabilities.extensions['io.modelcontextprotocol/tasks']);
+	assert.equal(dr.capabilities.logging, undefined, 'no logging in this revision');
+	assert.ok(dr.ttlMs > 0 && dr.cacheScope === 'public');
+	assert.match(dr.instructions, /heavy_orchestrate/);
+
+	const a = (await (await modern(srv, 'tools/list')).json()).result;
+	const b = (await (await modern(srv, 'tools/list')).json()).result;
+	assert.deepEqual(a.tools.map((x) => x.name), b.tools.map((x) => x.name), 'a deterministic order');
+	assert.equal(a.resultType, 'complete');
+	assert.ok(Number.isInteger(a.ttlMs) && ['public', 'private'].includes(a.cacheScope));
+	const rr = (await (await modern(srv, 'resources/read', { uri: 'heavy://config' })).json()).result;
+	assert.equal(rr.cacheScope, 'private');
+	assert.equal(rr.ttlMs, 0);
+	// Mcp-Name in its base64 form is the same name.
+	const b64 = `=?base64?${Buffer.from('heavy://config').toString('base64')}?=`;
+	assert.equal((await modern(srv, 'resources/read', { uri: 'heavy://config' }, { 'Mcp-Name': b64 })).status, 200);
+	// The session header of the handshake era is ignored.
+	assert.equal((await modern(srv, 'tools/list', {}, { 'Mcp-Session-Id': 'f'.repeat(32) })).status, 200);
+
+	const bad = [
+		['an unsupported version', () => modern(srv, 'tools/list', { _meta: { 'io.modelcontextprotocol/protocolVersion': '2030-01-01' } }, { 'MCP-Protocol-Version': '2030-01-01' }), 400, -32022],
+		['a header that disagrees with _meta', () => modern(srv, 'tools/list', { _meta: { 'io.modelcontextprotocol/protocolVersion': '2025-11-25' } }), 400, -32020],
+		['no Mcp-Method', () => modern(srv, 'tools/list', {}, { 'Mcp-Method': '' }), 400, -32020],
+		['a wrong Mcp-Method', () => modern(srv, 'tools/list', {}, { 'Mcp-Method': 'prompts/list' }), 400, -32020],
+		['a wrong Mcp-Name', () => modern(srv, 'tools/call', { name: 'heavy_orchestrate', arguments: {} }, { 'Mcp-Name': 'cancel_task' }), 400, -32020],
+		['no Mcp-Name', () => modern(srv, 'prompts/get', { name: 'x' }, { 'Mcp-Name': '' }), 400, -32020],
+		['no client capabilities', () => modern(srv, 'tools/list', {}, {}, { raw: { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN } } } }), 400, -32602],
+		['ping, gone in this revision', () => modern(srv, 'ping'), 404, -32601],
+		['logging/setLevel, gone', () => modern(srv, 'logging/setLevel', { level: 'info' }), 404, -32601],
+		['an unknown method', () => modern(srv, 'nope/nope'), 404, -32601],
+	];
+	for (const [what, send, status, code] of bad) {
+		const r = await send();
+		assert.equal(r.status, status, what);
+		const e = (await r.json()).error;
+		assert.equal(e.code, code, `${what}: ${e.message}`);
+		if (code === -32022) {
+			assert.ok(e.data.supported.includes(MODERN), what);
+			assert.equal(e.data.requested, '2030-01-01', what);
+		}
+	}
+	for (const method of ['GET', 'DELETE']) {
+		const r = await fetch(srv.url, { method, headers: { 'MCP-Protocol-Version': MODERN, Accept: 'text/event-stream' } });
+		assert.equal(r.status, 405, `${method} in ${MODERN}`);
+		await r.arrayBuffer();
+	}
+	await srv.stop();
+});
+
+test('2026-07-28 over HTTP: a blocking orchestration streams progress, then its result',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const srv = await startHttp(t);
+	const res = await modern(srv, 'tools/call', { name: 'heavy_orchestrate',
+	    arguments: { query: 'Modern', num_agents: 2 }, _meta: { progressToken: 'm1' } });
+	assert.equal(res.status, 200);
+	const { msg, notes, events } = await answer(res);
+	assert.notEqual(msg.result.isError, true, JSON.stringify(msg).slice(0, 400));
+	assert.equal(msg.result.resultType, 'complete');
+	checkShape(msg.result, 2);
+	assert.ok(notes.filter((n) => n.method === 'notifications/progress').length >= 3);
+	assert.ok(notes.every((n) => n.method !== 'notifications/message'), 'no log lines unasked');
+	assert.ok(events.every((e) => e.id === undefined), 'no event ids in this revision');
+	await srv.stop();
+});
+
+test('2026-07-28 over HTTP: closing the stream cancels the call and kills its workers',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const srv = await startHttp(t);
+	const ac = new AbortController();
+	const res = await modern(srv, 'tools/call', { name: 'heavy_orchestrate',
+	    arguments: { query: 'Cancel by closing [[gate]]', num_agents: 3 }, _meta: { progressToken: 'c1' } },
+	    {}, { signal: ac.signal });
+	// Wait until agents run (their progress says so), then hang up.
+	await readEvents(res, (ev) => /agent/i.test(ev.msg?.params?.message ?? ''));
+	const workers = workersOf(srv.proc.pid);
+	assert.ok(workers.length > 0, 'workers ran');
+	ac.abort();
+	await waitFor(() => jobsAlive(workers).length === 0, SOON, 'the workers to die')
+	    .catch(() => assert.fail(`still running: ${describe(jobsAlive(workers))}`));
+	await waitFor(() => /cancelled: its client closed the stream/.test(srv.stderr()), HANG, 'the log line');
+	await srv.mock.open();
+	await srv.stop();
+});
+
+test('2026-07-28 over HTTP: the tasks extension, and subscriptions/listen for a task',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const srv = await startHttp(t);
+	// Without the extension declared, the call blocks; with it, a task.
+	const created = (await (await modern(srv, 'tools/call', { name: 'heavy_orchestrate',
+	    arguments: { query: 'As a task [[gate]]', num_agents: 1 } }, {}, { caps: TASKS })).json()).result;
+	assert.equal(created.resultType, 'task', JSON.stringify(created));
+	assert.match(created.taskId, /^[0-9a-f]{32}$/);
+	assert.equal(created.status, 'working');
+	assert.ok(Number.isInteger(created.ttlMs) && Number.isInteger(created.pollIntervalMs));
+	const id = created.taskId;
+	// A listen for it: acknowledged first, then the task's news, tagged.
+	const ac = new AbortController();
+	const listen = await modern(srv, 'subscriptions/listen', { notifications: { taskIds: [id] } }, {}, { signal: ac.signal });
+	assert.equal(listen.headers.get('content-type'), 'text/event-stream');
+	const first = await readEvents(listen, (ev) => ev.msg !== undefined);
+	const ack = first.events.find((e) => e.msg).msg;
+	assert.equal(ack.method, 'notifications/subscriptions/acknowledged');
+	assert.deepEqual(ack.params.notifications.taskIds, [id]);
+	const sub = ack.params._meta['io.modelcontextprotocol/subscriptionId'];
+	const got = (await (await modern(srv, 'tasks/get', { taskId: id }, {}, { caps: TASKS })).json()).result;
+	assert.equal(got.status, 'working');
+	assert.equal(got.resultType, 'complete');
+	const upd = await modern(srv, 'tasks/update', { taskId: id, inputResponses: {} }, {}, { caps: TASKS });
+	assert.equal((await upd.json()).result.resultType, 'complete');
+	await srv.mock.open();
+	const { events } = await readEvents(listen, (ev) => ev.msg?.method === 'notifications/tasks' &&
+	    ev.msg.params.status === 'completed');
+	const done = events.at(-1).msg.params;
+	assert.equal(done._meta['io.modelcontextprotocol/subscriptionId'], sub);
+	assert.equal(done.taskId, id);
+	assert.equal(done.result.structuredContent.agents.length, 1, 'the result inline');
+	ac.abort();
+	const final = (await (await modern(srv, 'tasks/get', { taskId: id }, {}, { caps: TASKS })).json()).result;
+	assert.equal(final.status, 'completed');
+	assert.equal(final.result.structuredContent.agents.length, 1);
+	// tasks/cancel of a running task: an empty acknowledgement, then cancelled.
+	const c = (await (await modern(srv, 'tools/call', { name: 'heavy_orchestrate',
+	    arguments: { query: 'Cancel me [[gate]]', num_agents: 1 } }, {}, { caps: TASKS })).json()).result;
+	const ack2 = (await (await modern(srv, 'tasks/cancel', { taskId: c.taskId }, {}, { caps: TASKS })).json()).result;
+	assert.deepEqual(Object.keys(ack2).sort(), ['_meta', 'resultType']);
+	const after = (await (await modern(srv, 'tasks/get', { taskId: c.taskId }, {}, { caps: TASKS })).json()).result;
+	assert.equal(after.status, 'cancelled');
+	await srv.mock.open();
+	await srv.stop();
+});
+
+test('2026-07-28 on stdio: server/discover as the probe, then requests without a handshake',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const h = spawnRaw({ OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER });
+	t.after(() => h.kill());
+	const d = await h.call({ jsonrpc: '2.0', id: 1, method: 'server/discover', params: { _meta: meta() } });
+	assert.ok(d.result.supportedVersions.includes(MODERN));
+	assert.equal(d.result.resultType, 'complete');
+	const l = await h.call({ jsonrpc: '2.0', id: 2, method: 'tools/list', params: { _meta: meta() } });
+	assert.ok(l.result.tools.length > 0);
+	assert.equal(l.result.cacheScope, 'public');
+	const p = await h.call({ jsonrpc: '2.0', id: 3, method: 'ping', params: { _meta: meta() } });
+	assert.equal(p.error.code, -32601);
+	const v = await h.call({ jsonrpc: '2.0', id: 4, method: 'tools/list', params: { _meta: { ...meta(), 'io.modelcontextprotocol/protocolVersion': '1999-01-01' } } });
+	assert.equal(v.error.code, -32022);
+	assert.ok(v.error.data.supported.includes(MODERN));
+	// A listen, then its cancellation by notification (stdio has no stream to close).
+	const ack = await h.call({ jsonrpc: '2.0', id: 5, method: 'subscriptions/listen', params: { _meta: meta(), notifications: { resourceSubscriptions: ['heavy://tasks/00000000000000000000000000000000'] } } });
+	assert.equal(ack.method, 'notifications/subscriptions/acknowledged');
+	h.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 5 } });
+	const after = await h.call({ jsonrpc: '2.0', id: 6, method: 'tools/list', params: { _meta: meta() } });
+	assert.equal(after.id, 6, 'the cancelled listen is never answered');
+	h.proc.stdin.end();
+	const ex = await Promise.race([h.exited, expire(HANG)]);
+	assert.deepEqual(ex, { code: 0, signal: null }, h.stderr());
+	assert.deepEqual(h.lines, [], 'nothing more, not even the listen\'s answer');
 });
