@@ -28,6 +28,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -283,6 +284,7 @@ http_conn_get(struct evhttp_request *req)
 {
 	struct evhttp_connection	*evcon = evhttp_request_get_connection(req);
 	struct http_conn		*c;
+	int				 one = 1;
 
 	if ((c = http_lookup(http.conns, evcon)) != NULL)
 		return c;
@@ -290,6 +292,10 @@ http_conn_get(struct evhttp_request *req)
 	c->evcon = evcon;
 	lh_table_insert(http.conns, evcon, c);
 	evhttp_connection_set_closecb(evcon, http_conn_closed, c);
+	/* A reply is written in a few pieces (head, chunks): without this,
+	 * Nagle holds the last one for the client's delayed ACK (40 ms). */
+	(void)setsockopt(bufferevent_getfd(evhttp_connection_get_bufferevent(
+	    evcon)), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	return c;
 }
 

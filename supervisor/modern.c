@@ -23,10 +23,8 @@
 
 #define META_VERSION	"io.modelcontextprotocol/protocolVersion"
 #define META_CAPS	"io.modelcontextprotocol/clientCapabilities"
-#define META_SERVER	"io.modelcontextprotocol/serverInfo"
 #define META_SUB	"io.modelcontextprotocol/subscriptionId"
 #define EXT_TASKS	"io.modelcontextprotocol/tasks"
-#define MODERN_TTL_MS	300000	/* lists change only with the config */
 
 /* A subscriptions/listen in progress: what it asked for, where it goes. */
 struct modern_listen {
@@ -141,30 +139,6 @@ modern_client_tasks(const struct rpc_msg *m)
 	    json_object_object_get_ex(ext, EXT_TASKS, NULL);
 }
 
-/* Every result: its resultType, who answered, and how long it keeps. */
-void
-modern_decorate(struct mcp_session *s, struct json_object *result)
-{
-	struct json_object	*meta;
-
-	if (!json_object_is_type(result, json_type_object))
-		return;
-	if (!json_object_object_get_ex(result, "resultType", NULL))
-		json_object_object_add(result, "resultType",
-		    json_object_new_string("complete"));
-	if (!json_object_object_get_ex(result, "_meta", &meta)) {
-		meta = json_object_new_object();
-		json_object_object_add(result, "_meta", meta);
-	}
-	json_object_object_add(meta, META_SERVER, mcp_server_info());
-	if (s->cacheable == NULL)
-		return;
-	json_object_object_add(result, "ttlMs", json_object_new_int(
-	    strcmp(s->cacheable, "public") == 0 ? MODERN_TTL_MS : 0));
-	json_object_object_add(result, "cacheScope",
-	    json_object_new_string(s->cacheable));
-}
-
 static void
 modern_discover(struct mcp_session *s, struct rpc_msg *m)
 {
@@ -178,31 +152,6 @@ modern_discover(struct mcp_session *s, struct rpc_msg *m)
 	json_object_object_add(res, "capabilities", caps);
 	json_object_object_add(res, "instructions", mcp_instructions(s));
 	mcp_reply(s, m->id, res);
-}
-
-/* tools/call: heavy_orchestrate is a task for a client that takes one. */
-static void
-modern_tools_call(struct mcp_session *s, struct rpc_msg *m)
-{
-	struct json_object	*name, *args = NULL, *task;
-
-	if (m->params != NULL && json_object_object_get_ex(m->params, "name",
-	    &name) && json_object_is_type(name, json_type_string) &&
-	    strcmp(json_object_get_string(name), "heavy_orchestrate") == 0 &&
-	    modern_client_tasks(m)) {
-		json_object_object_get_ex(m->params, "arguments", &args);
-		if (args != NULL && !json_object_is_type(args,
-		    json_type_object)) {
-			mcp_error(s, m->id, RPC_INVALID_PARAMS,
-			    "Invalid params: arguments must be an object");
-			return;
-		}
-		task = json_object_new_object();
-		mcptasks_call(s, m, "heavy_orchestrate", args, task);
-		json_object_put(task);
-		return;
-	}
-	mcp_tools_call(s, m);
 }
 
 static void
@@ -398,7 +347,7 @@ static const struct {
 } modern_methods[] = {
 	{ "server/discover", modern_discover, "public" },
 	{ "tools/list", mcp_tools_list, "public" },
-	{ "tools/call", modern_tools_call, NULL },
+	{ "tools/call", mcp_tools_call, NULL },
 	{ "resources/list", resources_rpc_list, "public" },
 	{ "resources/templates/list", resources_rpc_templates, "public" },
 	{ "resources/read", resources_rpc_read, "private" },
@@ -436,8 +385,10 @@ modern_request(struct mcp_session *s, struct rpc_msg *m)
 		if (strcmp(m->method, modern_methods[i].method) != 0)
 			continue;
 		s->cacheable = modern_methods[i].cache;
+		s->task_ext = modern_client_tasks(m);
 		modern_methods[i].fn(s, m);
 		s->cacheable = NULL;
+		s->task_ext = false;
 		return;
 	}
 	mcp_error(s, m->id, RPC_METHOD_NOT_FOUND, "Method not found");

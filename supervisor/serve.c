@@ -38,7 +38,7 @@ serve_run(struct heavy_config *config)
 	server_start(config, serve_stop, true);
 	mcp_init(config);
 	if (config->nhttp_listen == 0) {
-		if (stdio_start(config) == -1)
+		if (stdio_start(config, server_shutdown) == -1)
 			fatal("stdio");
 	} else if (http_start(config, serve_ready, err, sizeof err) == -1)
 		fatalx("http.listen %s", err);

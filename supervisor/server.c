@@ -13,7 +13,6 @@
 
 #include "supervisor.h"
 
-struct event_base		*ev_base;
 static char			*api_key;	/* NULL: see key_why */
 static char			 key_why[PATH_MAX + 512];
 static char			*search_key;	/* NULL: no key */

@@ -24,6 +24,7 @@ struct stdio_peer {
 	struct bufferevent	*in, *out;
 	size_t			 max_line;
 	bool			 discarding;	/* the rest of a long line */
+	void			(*gone)(void);	/* the client went away */
 };
 static struct stdio_peer	*stdio_peer;
 
@@ -195,18 +196,19 @@ stdio_event_cb(struct bufferevent *bev, short events, void *arg)
 		log_debug("stdin closed; shutting down");
 	} else
 		log_warnx("stdout closed; shutting down");
-	server_shutdown();
+	p->gone();
 }
 
-/* Over stdio the caller is the local user. */
+/* Over stdio the caller is the local user; gone() runs when it leaves. */
 int
-stdio_start(const struct heavy_config *cfg)
+stdio_start(const struct heavy_config *cfg, void (*gone)(void))
 {
 	struct stdio_peer	*p = xcalloc(1, sizeof *p);
 	char			*owner;
 
 	stdio_peer = p;
 	p->max_line = cfg->max_line_bytes;
+	p->gone = gone;
 	owner = xasprintf("uid:%u", (unsigned)getuid());
 	p->s = mcp_session_new(&stdio_transport, p, owner, true);
 	free(owner);

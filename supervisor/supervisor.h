@@ -314,7 +314,7 @@ void	 resources_changed(struct mcp_session *, struct task_record *);
 void	 complete_rpc(struct mcp_session *, struct rpc_msg *);
 
 /* tool.c: the MCP tools and their arguments. */
-struct json_object *tool_list(const struct heavy_config *);
+struct json_object *tool_list(void);
 int	 tool_orchestrate_args(const struct heavy_config *, struct json_object *,
 	    struct task_params *, char *err, size_t errlen);
 struct json_object *tool_error_result(const char *text);
@@ -461,7 +461,9 @@ struct mcp_session {
 	bool			 initialized, closed;
 	bool			 local;		/* the local user: all logs */
 	bool			 modern;	/* 2026-07-28: no handshake */
-	const char		*cacheable;	/* the result's cacheScope */
+	/* What the request being dispatched asked for (2026-07-28). */
+	const char		*cacheable;	/* its result's cacheScope */
+	bool			 task_ext;	/* tasks extension declared */
 	int			 refs;
 	int			 log_level;	/* -1: no log messages */
 	struct lh_table		*subs;		/* subscribed uri -> last update */
@@ -492,22 +494,39 @@ void	 mcp_notify_related(struct mcp_session *, const char *key,
 	    const char *method, struct json_object *params);
 void	 mcp_reply_error(struct mcp_session *, struct json_object *error);
 bool	 mcp_bad_cursor(struct mcp_session *, struct rpc_msg *);
-void	 mcp_init(const struct heavy_config *);
-void	 mcp_fini(void);
+/* session.c: the session object, and how anything is sent to it. */
 struct mcp_session *mcp_session_new(const struct mcp_transport *, void *arg,
 	    const char *owner, bool local);
 void	 mcp_session_ref(struct mcp_session *);
 void	 mcp_session_unref(struct mcp_session *);
-void	 mcp_session_close(struct mcp_session *);
-void	 mcp_session_line(struct mcp_session *, const char *, size_t);
-void	 mcp_session_dispatch(struct mcp_session *, struct rpc_msg *);
+void	 mcp_session_unlink(struct mcp_session *);
+struct mcp_session *mcp_session_first(void);
+struct mcp_session *mcp_session_next(struct mcp_session *);
 int	 mcp_session_count(void);
-void	 mcp_session_abort(struct mcp_session *);
+void	 mcp_session_defaults(const struct heavy_config *);
 struct json_object *mcp_instructions(const struct mcp_session *);
 struct json_object *mcp_capabilities(const struct mcp_session *);
 struct json_object *mcp_server_info(void);
+
+/* mcp.c: the dispatch; what the transports call. */
+void	 mcp_init(const struct heavy_config *);
+void	 mcp_fini(void);
+void	 mcp_session_close(struct mcp_session *);
+void	 mcp_session_abort(struct mcp_session *);
+void	 mcp_session_line(struct mcp_session *, const char *, size_t);
+void	 mcp_session_dispatch(struct mcp_session *, struct rpc_msg *);
+
+/* toolcall.c: tools/list and tools/call. */
+struct json_object *toolcall_list(const struct heavy_config *);
 void	 mcp_tools_list(struct mcp_session *, struct rpc_msg *);
 void	 mcp_tools_call(struct mcp_session *, struct rpc_msg *);
+
+/* calls.c: a session's orchestrations, run by the task service. */
+void	 mcp_calls_orchestrate(struct mcp_session *, struct rpc_msg *,
+	    struct json_object *args);
+bool	 mcp_calls_cancel(struct mcp_session *, const char *key,
+	    const char *why);
+void	 mcp_calls_abort(struct mcp_session *, const char *why);
 
 /*
  * modern.c: MCP 2026-07-28, stateless: no handshake, every request says
@@ -524,7 +543,6 @@ struct json_object *modern_unsupported(struct json_object *id,
 	    const char *requested);
 bool	 modern_known(const char *method);
 void	 modern_request(struct mcp_session *, struct rpc_msg *);
-void	 modern_decorate(struct mcp_session *, struct json_object *result);
 void	 modern_changed(struct mcp_session *, struct task_record *);
 bool	 modern_cancelled(struct mcp_session *, const char *key);
 void	 modern_session_closed(struct mcp_session *);
@@ -533,7 +551,7 @@ int	 mcp_negotiate_version(const char *requested, const char **chosen);
 bool	 mcp_has_tasks(const struct mcp_session *);
 
 /* stdio.c, http.c: the transports; serve.c: serving MCP over them. */
-int	 stdio_start(const struct heavy_config *);
+int	 stdio_start(const struct heavy_config *, void (*gone)(void));
 void	 stdio_stop(void);
 int	 http_start(const struct heavy_config *, bool (*ready)(void),
 	    char *err, size_t len);

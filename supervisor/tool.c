@@ -116,9 +116,9 @@ static const char *tool_annotations =
 "\"destructiveHint\":false,\"idempotentHint\":false,"
 "\"openWorldHint\":true}";
 
-/* tools/list; make-it-heavy's tools only when tools.compat is on. */
+/* tools/list's heavy_orchestrate (toolcall.c adds make-it-heavy's). */
 struct json_object *
-tool_list(const struct heavy_config *cfg)
+tool_list(void)
 {
 	struct json_object	*res = json_object_new_object(), *tools, *t;
 
@@ -143,8 +143,6 @@ tool_list(const struct heavy_config *cfg)
 	    json_tokener_parse(tool_annotations));
 	tools = json_object_new_array();
 	json_object_array_add(tools, t);
-	if (cfg->tools_compat)
-		mkh_tools(tools);
 	json_object_object_add(res, "tools", tools);
 	return res;
 }

@@ -80,7 +80,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	}
 	mcp_init(&cfg);
-	if (stdio_start(&cfg) == -1)
+	if (stdio_start(&cfg, server_shutdown) == -1)
 		abort();
 	return 0;
 }

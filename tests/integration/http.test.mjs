@@ -512,7 +512,7 @@ test('2026-07-28 over HTTP: closing the stream cancels the call and kills its wo
 	const srv = await startHttp(t);
 	const ac = new AbortController();
 	const res = await modern(srv, 'tools/call', { name: 'heavy_orchestrate',
-	    arguments: { query: 'Cancel by closing [[gate]]', num_agents: 3 }, _meta: { progressToken: 'c1' } },
+	    arguments: { query: 'Cancel by closing [[agent:gate]]', num_agents: 3 }, _meta: { progressToken: 'c1' } },
 	    {}, { signal: ac.signal });
 	// Wait until agents run (their progress says so), then hang up.
 	await readEvents(res, (ev) => /agent/i.test(ev.msg?.params?.message ?? ''));
@@ -521,7 +521,8 @@ test('2026-07-28 over HTTP: closing the stream cancels the call and kills its wo
 	ac.abort();
 	await waitFor(() => jobsAlive(workers).length === 0, SOON, 'the workers to die')
 	    .catch(() => assert.fail(`still running: ${describe(jobsAlive(workers))}`));
-	await waitFor(() => /cancelled: its client closed the stream/.test(srv.stderr()), HANG, 'the log line');
+	await waitFor(() => /cancelled: its client closed the stream/.test(srv.stderr()), HANG, 'the log line')
+	    .catch((e) => assert.fail(`${e.message}\n--- stderr:\n${srv.stderr()}`));
 	await srv.mock.open();
 	await srv.stop();
 });

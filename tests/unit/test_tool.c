@@ -80,7 +80,7 @@ Test(tool, bad_arguments_name_the_argument, .init = setup, .fini = teardown)
 
 Test(tool, list_has_both_schemas, .init = setup, .fini = teardown)
 {
-	struct json_object	*l = tool_list(&cfg), *t, *v;
+	struct json_object	*l = toolcall_list(&cfg), *t, *v;
 
 	t = json_object_array_get_idx(json_object_object_get(l, "tools"), 0);
 	cr_assert_str_eq(json_object_get_string(json_object_object_get(t,
@@ -95,7 +95,7 @@ Test(tool, list_has_both_schemas, .init = setup, .fini = teardown)
 /* Every tool's annotations parse (they are C string literals). */
 Test(tool, every_tool_has_annotations, .init = setup, .fini = teardown)
 {
-	struct json_object	*l = tool_list(&cfg), *tools, *t, *a;
+	struct json_object	*l = toolcall_list(&cfg), *tools, *t, *a;
 
 	tools = json_object_object_get(l, "tools");
 	cr_assert_eq(json_object_array_length(tools), 7);
@@ -114,7 +114,7 @@ Test(tool, compat_off_lists_heavy_orchestrate_alone, .init = setup,
 	struct json_object	*l;
 
 	cfg.tools_compat = 0;
-	l = tool_list(&cfg);
+	l = toolcall_list(&cfg);
 	cr_assert_eq(json_object_array_length(json_object_object_get(l,
 	    "tools")), 1);
 	cr_assert(!mkh_has(&cfg, "get_task_progress"));

@@ -1,0 +1,299 @@
+/*
+ * The orchestrations of a session.  Each runs through the task service
+ * (service.c) as an mcp_call: a blocking call (answered at its
+ * end; notifications/cancelled, cancel_task or, in 2026-07-28 over HTTP, a
+ * closed stream stop it), a task-augmented one (mcptasks.c) or
+ * grok_heavy_orchestrate's background task.  Its hooks send its progress
+ * and its answer, and add its usage to the session's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/linkhash.h>
+
+#include "supervisor.h"
+
+#define MCP_RELATED_TASK	"io.modelcontextprotocol/related-task"
+
+/*
+ * One orchestration of the session, which the task service runs
+ * (service.c): a blocking call (id set: answered at its end), a
+ * task-augmented call or a background task; where its progress goes, and
+ * whose usage it adds to.
+ */
+struct mcp_call {
+	struct mcp_session	*s;
+	char			*key;		/* blocking: its id, as a key */
+	struct json_object	*id;
+	struct json_object	*progress_token;
+	struct task_record	*rec;
+};
+
+
+static void
+mcp_call_free(struct mcp_call *c)
+{
+	mcp_session_unref(c->s);
+	json_object_put(c->id);
+	json_object_put(c->progress_token);
+	free(c->key);
+	free(c);
+}
+
+static void
+mcp_call_progress(void *arg, struct task_record *r, double progress,
+    double total, const char *msg)
+{
+	struct mcp_call		*c = arg;
+	struct json_object	*params, *meta, *rel;
+
+	if (c->progress_token == NULL)
+		return;
+	params = json_object_new_object();
+	json_object_object_add(params, "progressToken",
+	    json_object_get(c->progress_token));
+	json_object_object_add(params, "progress",
+	    json_object_new_double(progress));
+	json_object_object_add(params, "total", json_object_new_double(total));
+	json_object_object_add(params, "message", json_object_new_string(msg));
+	if (r->mcp_task) {
+		rel = json_object_new_object();
+		json_object_object_add(rel, "taskId",
+		    json_object_new_string(r->id));
+		meta = json_object_new_object();
+		json_object_object_add(meta, MCP_RELATED_TASK, rel);
+		json_object_object_add(params, "_meta", meta);
+	}
+	/* A blocking call's progress belongs to its request. */
+	mcp_notify_related(c->s, c->id != NULL ? c->key : NULL,
+	    "notifications/progress", params);
+}
+
+/*
+ * Every result also reports session_usage: the usage of this session's
+ * tasks that have ended so far, this one included (add: NULL for an
+ * answer from the cache, which costs nothing, or a call refused before it
+ * ran), and whether it was cached.
+ */
+static void
+mcp_session_usage(struct mcp_session *s, struct json_object *result,
+    const struct usage *add)
+{
+	struct json_object	*sc, *su;
+
+	if (!json_object_object_get_ex(result, "structuredContent", &sc))
+		return;
+	if (add != NULL) {
+		usage_add(&s->usage, add);
+		s->usage_tasks++;
+	}
+	if (!json_object_object_get_ex(sc, "cached", NULL)) {
+		json_object_object_add(sc, "cached",
+		    json_object_new_boolean(0));
+		json_object_object_add(sc, "cached_from", NULL);
+	}
+	su = task_usage_json(&s->usage);
+	json_object_object_add(su, "tasks",
+	    json_object_new_int(s->usage_tasks));
+	json_object_object_add(sc, "session_usage", su);
+}
+
+/* The task ended: its usage counts for the session (the result says so). */
+static void
+mcp_call_done(void *arg, struct task_record *r, const struct task_outcome *o,
+    struct json_object *result, bool ran)
+{
+	struct mcp_call	*c = arg;
+
+	(void)r;
+	if (result != NULL)
+		mcp_session_usage(c->s, result, ran ? &o->usage : NULL);
+}
+
+/* The store has the end: a blocking call is answered (a refusal has no
+ * result: its reason is the answer), and the call is forgotten. */
+static void
+mcp_call_answer(void *arg, const struct task_outcome *o,
+    struct json_object *result)
+{
+	struct mcp_call	*c = arg;
+
+	if (c->id != NULL) {
+		mcp_reply(c->s, c->id, result != NULL ?
+		    json_object_get(result) : tool_error_result(o->error));
+		lh_table_delete(c->s->calls, c->key);
+	}
+	mcp_call_free(c);
+}
+
+/* The task was stopped (cancel_task, tasks/cancel, shutdown): a blocking
+ * call answers with an error result that says why. */
+static void
+mcp_call_stopped(void *arg, const char *why)
+{
+	struct mcp_call	*c = arg;
+
+	if (c->id != NULL) {
+		mcp_reply(c->s, c->id, tool_error_result(why));
+		lh_table_delete(c->s->calls, c->key);
+	}
+	mcp_call_free(c);
+}
+
+static const struct service_hooks mcp_call_hooks = {
+	mcp_call_progress, mcp_call_done, mcp_call_answer, mcp_call_stopped,
+};
+
+static struct json_object *
+mcp_progress_token(struct json_object *params)
+{
+	struct json_object	*meta, *tok;
+
+	if (!json_object_object_get_ex(params, "_meta", &meta) ||
+	    !json_object_object_get_ex(meta, "progressToken", &tok))
+		return NULL;
+	if (!json_object_is_type(tok, json_type_string) &&
+	    !json_object_is_type(tok, json_type_int))
+		return NULL;
+	return json_object_get(tok);
+}
+
+static struct mcp_call *
+mcp_call_new(struct mcp_session *s, const struct mcp_run *run)
+{
+	struct mcp_call	*c = xcalloc(1, sizeof *c);
+
+	c->s = s;
+	mcp_session_ref(s);
+	if (run->id != NULL) {
+		c->id = json_object_get(run->id);
+		c->key = rpc_id_key(run->id);
+	}
+	c->progress_token = json_object_get(run->progress_token);
+	return c;
+}
+
+/* The task service's request for a call of this session. */
+static void
+mcp_service_req(struct mcp_session *s, const struct mcp_run *run,
+    struct mcp_call *c, struct service_req *req)
+{
+	req->owner = s->owner;
+	req->cfg = s->cfg;
+	req->tool = run->tool;
+	req->mcp_task = run->mcp_task;
+	req->ttl_ms = run->ttl_ms;
+	req->hooks = &mcp_call_hooks;
+	req->arg = c;
+}
+
+/* The record, or NULL and *error, the isError result of why not. */
+static struct task_record *
+mcp_call_started(struct mcp_call *c, struct task_record *r, const char *why,
+    struct json_object **error)
+{
+	if ((c->rec = r) == NULL) {
+		mcp_call_free(c);
+		*error = tool_error_result(why);
+		return NULL;
+	}
+	if (c->id != NULL)	/* a blocking call, answered at its end */
+		lh_table_insert(c->s->calls, c->key, c);
+	return r;
+}
+
+/* A task-augmented call refused before it ran: a task all the same,
+ * failed with the reason the blocking call would have been given. */
+struct task_record *
+mcp_run_result(struct mcp_session *s, const struct mcp_run *run,
+    const char *failed, struct json_object **error)
+{
+	struct mcp_call		*c = mcp_call_new(s, run);
+	struct service_req	 req;
+	char			 why[512];
+
+	mcp_service_req(s, run, c, &req);
+	*error = NULL;
+	return mcp_call_started(c, service_refused(&req, failed, why,
+	    sizeof why), why, error);
+}
+
+/*
+ * Runs an orchestration for the session through the task service; takes
+ * the params.  Returns the record, or NULL and *error, the isError result
+ * (no API key; busy; a query too long; the store cannot write) -- a
+ * task-augmented call that is refused for any reason but the store
+ * becomes a failed task instead.
+ */
+struct task_record *
+mcp_run(struct mcp_session *s, const struct mcp_run *run,
+    struct task_params *p, struct json_object **error)
+{
+	struct mcp_call		*c = mcp_call_new(s, run);
+	struct service_req	 req;
+	char			 why[512];
+
+	mcp_service_req(s, run, c, &req);
+	*error = NULL;
+	return mcp_call_started(c, service_start(&req, p, why, sizeof why),
+	    why, error);
+}
+
+void
+mcp_calls_orchestrate(struct mcp_session *s, struct rpc_msg *m,
+    struct json_object *args)
+{
+	struct mcp_run		 run = { .tool = "heavy_orchestrate" };
+	struct task_params	 p;
+	struct json_object	*err;
+	char			 msg[256];
+
+	if (tool_orchestrate_args(s->cfg, args, &p, msg, sizeof msg) == -1) {
+		mcp_reply(s, m->id, tool_error_result(msg));
+		return;
+	}
+	run.id = m->id;
+	run.progress_token = mcp_progress_token(m->params);
+	if (mcp_run(s, &run, &p, &err) == NULL)
+		mcp_reply(s, m->id, err);
+	json_object_put(run.progress_token);
+}
+
+
+
+
+/* A call the client cancelled, never answered: its task is stopped. */
+static void
+mcp_call_abandon(struct mcp_call *c, const char *why)
+{
+	service_abandon(c->rec, why);
+	mcp_call_free(c);
+}
+
+/* notifications/cancelled of a blocking call: its task is stopped, and
+ * the call never answered.  false: no such call (ended, or not one). */
+bool
+mcp_calls_cancel(struct mcp_session *s, const char *key, const char *why)
+{
+	struct lh_entry	*e;
+	struct mcp_call	*c;
+
+	if ((e = lh_table_lookup_entry(s->calls, key)) == NULL)
+		return false;
+	c = (struct mcp_call *)lh_entry_v(e);
+	lh_table_delete_entry(s->calls, e);
+	log_info("request %s %s", c->key, why);
+	mcp_call_abandon(c, why);
+	return true;
+}
+
+/* Every blocking call of the session is stopped, unanswered. */
+void
+mcp_calls_abort(struct mcp_session *s, const char *why)
+{
+	struct lh_entry	*e;
+
+	while ((e = s->calls->head) != NULL)
+		mcp_calls_cancel(s, (const char *)lh_entry_k(e), why);
+}
