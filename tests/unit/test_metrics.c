@@ -1,0 +1,428 @@
+/*
+ * The metrics registry: the text format 0.0.4 as rendered (HELP, TYPE,
+ * samples, histograms), label escaping, the cap on an open label's values,
+ * and heavyd's families.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "../../common/common.h"
+#include "../../supervisor/metrics.h"
+
+#define V(...)	((const char *const []){ __VA_ARGS__ })
+
+static void teardown(void) { metrics_free(); }
+
+TestSuite(metrics, .fini = teardown);
+
+/* The whole scrape, as a string the caller frees. */
+static char *
+scrape(void)
+{
+	struct evbuffer	*evb = evbuffer_new();
+	size_t		 len;
+	char		*text;
+
+	metrics_render(evb);
+	len = evbuffer_get_length(evb);
+	text = xmalloc(len + 1);
+	evbuffer_remove(evb, text, len);
+	text[len] = '\0';
+	evbuffer_free(evb);
+	return text;
+}
+
+static void
+assert_has(const char *text, const char *line)
+{
+	cr_assert_not_null(strstr(text, line), "missing:\n%s\nin:\n%s", line,
+	    text);
+}
+
+static void
+assert_lacks(const char *text, const char *line)
+{
+	cr_assert_null(strstr(text, line), "unexpected:\n%s\nin:\n%s", line,
+	    text);
+}
+
+Test(metrics, counter_and_gauge_exactly)
+{
+	struct metric_spec	 c = { "t_requests_total", "Requests.",
+	    METRIC_COUNTER, 0, { "a", "b" }, 0, { 0 } };
+	struct metric_spec	 g = { "t_open", "Open now.", METRIC_GAUGE, 0,
+	    { NULL }, 0, { 0 } };
+	struct metric_family	*fc = metrics_family(&c), *fg = metrics_family(&g);
+	char			*text;
+
+	cr_assert_not_null(fc);
+	cr_assert_not_null(fg);
+	metrics_add(fc, V("x", "1"), 2);
+	metrics_add(fc, V("y", "1"), 1);
+	metrics_add(fc, V("x", "1"), 3);
+	metrics_set(fg, NULL, 7);
+	metrics_add(fg, NULL, -9);
+	text = scrape();
+	cr_assert_str_eq(text,
+	    "# HELP t_requests_total Requests.\n"
+	    "# TYPE t_requests_total counter\n"
+	    "t_requests_total{a=\"x\",b=\"1\"} 5\n"
+	    "t_requests_total{a=\"y\",b=\"1\"} 1\n"
+	    "# HELP t_open Open now.\n"
+	    "# TYPE t_open gauge\n"
+	    "t_open -2\n");
+	cr_assert_eq(metrics_value(fc, V("x", "1")), 5);
+	cr_assert_eq(metrics_value(fc, V("z", "1")), 0);
+	cr_assert_eq(metrics_samples(), 3);
+	free(text);
+}
+
+Test(metrics, histogram_buckets_sum_and_count)
+{
+	struct metric_spec	 h = { "t_wait_seconds", "Waits.",
+	    METRIC_HISTOGRAM, 6, { "op" }, 0, { 1000, 250000, 1000000 } };
+	struct metric_family	*f = metrics_family(&h);
+	char			*text;
+
+	cr_assert_not_null(f);
+	metrics_observe(f, V("put"), 1000);	/* on a bound: that bucket */
+	metrics_observe(f, V("put"), 1001);
+	metrics_observe(f, V("put"), 0);
+	metrics_observe(f, V("put"), 2500000);	/* past every bound */
+	metrics_observe(f, V("sweep"), 1);
+	text = scrape();
+	cr_assert_str_eq(text,
+	    "# HELP t_wait_seconds Waits.\n"
+	    "# TYPE t_wait_seconds histogram\n"
+	    "t_wait_seconds_bucket{op=\"put\",le=\"0.001\"} 2\n"
+	    "t_wait_seconds_bucket{op=\"put\",le=\"0.25\"} 3\n"
+	    "t_wait_seconds_bucket{op=\"put\",le=\"1\"} 3\n"
+	    "t_wait_seconds_bucket{op=\"put\",le=\"+Inf\"} 4\n"
+	    "t_wait_seconds_sum{op=\"put\"} 2.502001\n"
+	    "t_wait_seconds_count{op=\"put\"} 4\n"
+	    "t_wait_seconds_bucket{op=\"sweep\",le=\"0.001\"} 1\n"
+	    "t_wait_seconds_bucket{op=\"sweep\",le=\"0.25\"} 1\n"
+	    "t_wait_seconds_bucket{op=\"sweep\",le=\"1\"} 1\n"
+	    "t_wait_seconds_bucket{op=\"sweep\",le=\"+Inf\"} 1\n"
+	    "t_wait_seconds_sum{op=\"sweep\"} 0.000001\n"
+	    "t_wait_seconds_count{op=\"sweep\"} 1\n");
+	cr_assert_eq(metrics_value(f, V("put")), 4);
+	cr_assert_eq(metrics_samples(), 12);
+	free(text);
+}
+
+Test(metrics, unlabelled_histogram)
+{
+	struct metric_spec	 h = { "t_size", "Sizes.", METRIC_HISTOGRAM, 0,
+	    { NULL }, 0, { 10 } };
+	char			*text;
+
+	metrics_observe(metrics_family(&h), NULL, 11);
+	text = scrape();
+	assert_has(text, "\nt_size_bucket{le=\"10\"} 0\n"
+	    "t_size_bucket{le=\"+Inf\"} 1\nt_size_sum 11\nt_size_count 1\n");
+	free(text);
+}
+
+Test(metrics, fixed_point_values)
+{
+	struct metric_spec	 s = { "t_usd_total", "Dollars.",
+	    METRIC_COUNTER, 6, { "k" }, 0, { 0 } };
+	struct metric_family	*f = metrics_family(&s);
+	char			*text;
+
+	metrics_add(f, V("a"), 1500000);
+	metrics_add(f, V("b"), 1);
+	metrics_add(f, V("c"), 0);
+	metrics_add(f, V("d"), 12000000);
+	metrics_add(f, V("e"), -250000);
+	metrics_add(f, V("f"), INT64_MAX);
+	text = scrape();
+	assert_has(text, "t_usd_total{k=\"a\"} 1.5\n");
+	assert_has(text, "t_usd_total{k=\"b\"} 0.000001\n");
+	assert_has(text, "t_usd_total{k=\"c\"} 0\n");
+	assert_has(text, "t_usd_total{k=\"d\"} 12\n");
+	assert_has(text, "t_usd_total{k=\"e\"} -0.25\n");
+	assert_has(text, "t_usd_total{k=\"f\"} 9223372036854.775807\n");
+	free(text);
+}
+
+Test(metrics, escaping)
+{
+	struct metric_spec	 s = { "t_esc_total", "Back\\slash and\nnewline "
+	    "\"quoted\".", METRIC_COUNTER, 0, { "v" }, 0, { 0 } };
+	struct metric_family	*f = metrics_family(&s);
+	char			*text;
+
+	metrics_add(f, V("a\\b\"c\nd"), 1);
+	metrics_add(f, V("bad\xff\xc3x-utf8\xe2\x82"), 1);
+	metrics_add(f, V("caf\xc3\xa9 \xe2\x82\xac"), 1);
+	metrics_add(f, V("\xed\xa0\x80 \xc0\xaf"), 1);	/* surrogate, overlong */
+	metrics_add(f, V(NULL), 1);
+	text = scrape();
+	assert_has(text, "# HELP t_esc_total Back\\\\slash and\\nnewline "
+	    "\"quoted\".\n");
+	assert_has(text, "t_esc_total{v=\"a\\\\b\\\"c\\nd\"} 1\n");
+	assert_has(text, "t_esc_total{v=\"bad??x-utf8??\"} 1\n");
+	assert_has(text, "t_esc_total{v=\"caf\xc3\xa9 \xe2\x82\xac\"} 1\n");
+	assert_has(text, "t_esc_total{v=\"??? ??\"} 1\n");
+	assert_has(text, "t_esc_total{v=\"\"} 1\n");
+	free(text);
+}
+
+/* A long value is cut at a character boundary, and cut values that
+ * agree count as one. */
+Test(metrics, long_values_cut)
+{
+	struct metric_spec	 s = { "t_long_total", "Long.",
+	    METRIC_COUNTER, 0, { "v" }, 0, { 0 } };
+	struct metric_family	*f = metrics_family(&s);
+	char			 v[600], want[METRICS_MAX_LABEL_BYTES + 64];
+	char			*text;
+
+	memset(v, 'x', sizeof v);
+	v[0] = 'a';
+	memcpy(v + METRICS_MAX_LABEL_BYTES - 1, "\xc3\xa9", 2);	/* é across */
+	v[sizeof v - 1] = '\0';
+	metrics_add(f, V(v), 1);
+	v[500] = '\0';
+	metrics_add(f, V(v), 1);
+	text = scrape();
+	snprintf(want, sizeof want, "t_long_total{v=\"a%.*s\"} 2\n",
+	    METRICS_MAX_LABEL_BYTES - 2, v + 1);
+	assert_has(text, want);
+	cr_assert_eq(metrics_samples(), 1);
+	free(text);
+}
+
+Test(metrics, bad_families_refused)
+{
+	struct metric_spec	 ok = { "t_ok_total", "", METRIC_COUNTER, 0,
+	    { NULL }, 0, { 0 } };
+	struct metric_spec	 s;
+
+	cr_assert_not_null(metrics_family(&ok));
+	cr_assert_null(metrics_family(&ok), "a name taken twice");
+	s = ok;
+	s.name = "t-dash";
+	cr_assert_null(metrics_family(&s));
+	s.name = "9lives";
+	cr_assert_null(metrics_family(&s));
+	s = ok;
+	s.name = "t_le";
+	s.labels[0] = "le";
+	cr_assert_null(metrics_family(&s), "le is the histograms'");
+	s.labels[0] = "__x";
+	cr_assert_null(metrics_family(&s), "__ is reserved");
+	s = ok;
+	s.name = "t_h";
+	s.type = METRIC_HISTOGRAM;
+	s.buckets[0] = 5;
+	s.buckets[1] = 5;
+	cr_assert_null(metrics_family(&s), "bounds must rise");
+	cr_assert_not_null(metrics_find("t_ok_total"));
+	cr_assert_null(metrics_find("t_h"));
+}
+
+/* An open label keeps max_label_values values; the rest are "other",
+ * summed there.  Closed labels keep every value. */
+Test(metrics, open_label_capped)
+{
+	const char	*models[] = { "m1", "m2", "m3", "m4", "m5", "m2" };
+	struct metrics_llm m = { .outcome = "2xx", .duration_us = 1000,
+	    .prompt_tokens = 10, .completion_tokens = 1 };
+	char		*text;
+
+	metrics_init(3, "abc1234");
+	for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+		m.model = models[i];
+		metrics_llm_request(&m);
+	}
+	for (int i = 0; i < 12; i++)	/* more causes than the cap */
+		metrics_worker_exit("crash");
+	text = scrape();
+	assert_has(text, "heavyd_llm_requests_total{model=\"m1\",outcome=\"2xx\","
+	    "retry=\"false\"} 1\n");
+	assert_has(text, "heavyd_llm_requests_total{model=\"m2\",outcome=\"2xx\","
+	    "retry=\"false\"} 2\n");
+	assert_has(text, "heavyd_llm_requests_total{model=\"other\","
+	    "outcome=\"2xx\",retry=\"false\"} 2\n");
+	assert_has(text, "heavyd_llm_tokens_total{model=\"other\","
+	    "kind=\"prompt\"} 20\n");
+	assert_has(text, "heavyd_llm_request_duration_seconds_count"
+	    "{model=\"other\"} 2\n");
+	assert_lacks(text, "m4");
+	assert_lacks(text, "m5");
+	assert_has(text, "heavyd_worker_exits_total{cause=\"lost\"} 0\n");
+	assert_has(text, "heavyd_worker_exits_total{cause=\"crash\"} 12\n");
+	free(text);
+}
+
+/* A model named "other" is one of the kept values, and the overflow joins
+ * it rather than making a second series. */
+Test(metrics, other_is_one_series)
+{
+	struct metric_spec	 s = { "t_o_total", "O.", METRIC_COUNTER, 0,
+	    { "m" }, 0x1, { 0 } };
+	struct metric_family	*f;
+
+	metrics_init(2, NULL);
+	f = metrics_family(&s);
+	metrics_add(f, V("other"), 1);
+	metrics_add(f, V("a"), 1);
+	metrics_add(f, V("b"), 1);
+	metrics_add(f, V("c"), 1);
+	cr_assert_eq(metrics_value(f, V("a")), 1);
+	cr_assert_eq(metrics_value(f, V("b")), 1);
+	cr_assert_eq(metrics_value(f, V("other")), 2);
+	cr_assert_eq(metrics_value(f, V("c")), 2, "c is counted as other");
+}
+
+/* Many series of one family: each keeps its own value (the hash grows). */
+Test(metrics, many_series)
+{
+	struct metric_spec	 s = { "t_many_total", "M.", METRIC_COUNTER, 0,
+	    { "a", "b" }, 0, { 0 } };
+	struct metric_family	*f = metrics_family(&s);
+	char			 a[16], b[16];
+
+	for (int round = 1; round <= 2; round++)
+		for (int i = 0; i < 40; i++)
+			for (int k = 0; k < 30; k++) {
+				snprintf(a, sizeof a, "a%d", i);
+				snprintf(b, sizeof b, "b%d", k);
+				metrics_add(f, V(a, b), i * 100 + k);
+			}
+	cr_assert_eq(metrics_samples(), 1200);
+	for (int i = 0; i < 40; i++)
+		for (int k = 0; k < 30; k++) {
+			snprintf(a, sizeof a, "a%d", i);
+			snprintf(b, sizeof b, "b%d", k);
+			cr_assert_eq(metrics_value(f, V(a, b)), 2 * (i * 100 + k));
+		}
+}
+
+Test(metrics, heavyd_families_at_start)
+{
+	char	*text;
+
+	metrics_init(0, "abc1234");
+	text = scrape();
+	assert_has(text, "# TYPE heavyd_build_info gauge\nheavyd_build_info{"
+	    "version=\"" HEAVY_VERSION "\",commit=\"abc1234\"} 1\n");
+	assert_has(text, "heavyd_workers{state=\"queued\"} 0\n");
+	assert_has(text, "heavyd_workers{state=\"finishing\"} 0\n");
+	assert_has(text, "heavyd_tasks_running 0\n");
+	assert_has(text, "heavyd_zygote_up 0\n");
+	assert_has(text, "# TYPE heavyd_llm_request_duration_seconds "
+	    "histogram\n");
+	assert_has(text, "# TYPE heavyd_http_requests_total counter\n");
+	free(text);
+}
+
+Test(metrics, heavyd_families_count)
+{
+	struct metrics_llm	 m = { .model = "openai/gpt-4o", .outcome = "5xx",
+	    .retry = true, .duration_us = 1750000, .prompt_tokens = 100,
+	    .completion_tokens = 20, .cost_micro_usd = 1234, .retries = 1 };
+	char			*text;
+
+	metrics_init(0, "abc1234");
+	metrics_task_started("heavy_orchestrate");
+	metrics_task_ended("heavy_orchestrate", "completed");
+	metrics_tasks_running(3);
+	metrics_budget_stop("cost");
+	metrics_worker_move(NULL, "queued");
+	metrics_worker_move("queued", "spawning");
+	metrics_worker_move(NULL, "queued");
+	metrics_llm_request(&m);
+	metrics_store_write("put", 700, true);
+	metrics_store_write("commit", 30, false);
+	metrics_zygote_spares(4);
+	metrics_zygote_up(true);
+	metrics_zygote_restart();
+	metrics_http_request("POST", 200);
+	metrics_http_request("GET", 404);
+	metrics_sessions(2);
+	metrics_sse_streams(1);
+	metrics_log_dropped(17);
+	text = scrape();
+	assert_has(text, "heavyd_tasks_started_total{tool=\"heavy_orchestrate\"}"
+	    " 1\n");
+	assert_has(text, "heavyd_tasks_ended_total{tool=\"heavy_orchestrate\","
+	    "status=\"completed\"} 1\n");
+	assert_has(text, "heavyd_tasks_running 3\n");
+	assert_has(text, "heavyd_budget_stops_total{budget=\"cost\"} 1\n");
+	assert_has(text, "heavyd_budget_stops_total{budget=\"tokens\"} 0\n");
+	assert_has(text, "heavyd_workers{state=\"queued\"} 1\n");
+	assert_has(text, "heavyd_workers{state=\"spawning\"} 1\n");
+	assert_has(text, "heavyd_llm_requests_total{model=\"openai/gpt-4o\","
+	    "outcome=\"5xx\",retry=\"true\"} 1\n");
+	assert_has(text, "heavyd_llm_request_duration_seconds_bucket{model="
+	    "\"openai/gpt-4o\",le=\"1\"} 0\n");
+	assert_has(text, "heavyd_llm_request_duration_seconds_bucket{model="
+	    "\"openai/gpt-4o\",le=\"2.5\"} 1\n");
+	assert_has(text, "heavyd_llm_request_duration_seconds_sum{model="
+	    "\"openai/gpt-4o\"} 1.75\n");
+	assert_has(text, "heavyd_llm_tokens_total{model=\"openai/gpt-4o\","
+	    "kind=\"completion\"} 20\n");
+	assert_has(text, "heavyd_llm_cost_usd_total{model=\"openai/gpt-4o\"} "
+	    "0.001234\n");
+	assert_has(text, "heavyd_llm_retries_total{model=\"openai/gpt-4o\"} 1\n");
+	assert_has(text, "heavyd_store_write_duration_seconds_bucket{op=\"put\","
+	    "le=\"0.001\"} 1\n");
+	assert_has(text, "heavyd_store_write_errors_total{op=\"commit\"} 1\n");
+	assert_has(text, "heavyd_zygote_spares 4\n");
+	assert_has(text, "heavyd_zygote_up 1\n");
+	assert_has(text, "heavyd_zygote_restarts_total 1\n");
+	assert_has(text, "heavyd_http_requests_total{method=\"POST\","
+	    "code=\"200\"} 1\n");
+	assert_has(text, "heavyd_http_requests_total{method=\"GET\","
+	    "code=\"404\"} 1\n");
+	assert_has(text, "heavyd_sessions 2\n");
+	assert_has(text, "heavyd_sse_streams 1\n");
+	assert_has(text, "heavyd_log_lines_dropped_total 17\n");
+	free(text);
+}
+
+/* Before metrics_init (a unit test of another module, heavyd ask before
+ * its start) every event is ignored, and nothing is allocated. */
+Test(metrics, quiet_before_init)
+{
+	char	*text;
+
+	metrics_task_started("heavy_orchestrate");
+	metrics_worker_exit("ok");
+	metrics_http_request("GET", 200);
+	cr_assert(!metrics_enabled());
+	text = scrape();
+	cr_assert_str_eq(text, "");
+	free(text);
+}
+
+/* A scrape larger than the render buffer arrives whole and in order. */
+Test(metrics, large_scrape)
+{
+	struct metric_spec	 s = { "t_big_total", "Big.", METRIC_COUNTER, 0,
+	    { "v" }, 0, { 0 } };
+	struct metric_family	*f = metrics_family(&s);
+	char			 v[METRICS_MAX_LABEL_BYTES + 1], line[400];
+	char			*text, *p;
+
+	for (int i = 0; i < 1000; i++) {
+		snprintf(v, sizeof v, "%0200d", i);
+		metrics_add(f, V(v), i);
+	}
+	text = scrape();
+	cr_assert_gt(strlen(text), 200000);
+	p = text;
+	for (int i = 0; i < 1000; i++) {
+		snprintf(line, sizeof line, "t_big_total{v=\"%0200d\"} %d\n", i,
+		    i);
+		cr_assert_not_null(p = strstr(p, line), "line %d", i);
+	}
+	free(text);
+}
