@@ -628,7 +628,8 @@ static const struct {
 	{ &f_sse, { "heavyd_sse_streams", "Server-sent event streams open "
 	    "now.", METRIC_GAUGE, 0, { NULL }, 0, { 0 } } },
 	{ &f_store_duration, { "heavyd_store_write_duration_seconds", "Task "
-	    "store writes, by operation (insert, put, update, commit, sweep).",
+	    "store writes, by operation (insert, put, update, begin, commit, "
+	    "sweep).",
 	    METRIC_HISTOGRAM, SECONDS, { "op" }, 0, { 50, 100, 250, 500, 1000,
 	    2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000 } } },
 	{ &f_store_errors, { "heavyd_store_write_errors_total", "Task store "

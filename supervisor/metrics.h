@@ -95,7 +95,7 @@ struct metrics_llm {
 };
 void	 metrics_llm_request(const struct metrics_llm *);
 
-/* store.c: one write (insert, put, update, commit, sweep). */
+/* store.c: one write (insert, put, update, begin, commit, sweep). */
 void	 metrics_store_write(const char *op, int64_t duration_us, bool ok);
 
 /* spawner.c */

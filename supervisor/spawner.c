@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 #include "../worker/worker.h"
 
 struct spawn_req {
@@ -254,6 +255,9 @@ spawner_lost(void)
 	if (spawner_fd == -1)
 		return;
 	log_warnx("zygote lost; failing its workers and restarting it");
+	metrics_zygote_up(false);
+	metrics_zygote_spares(0);
+	metrics_zygote_restart();
 	if (spawner_pid > 0)
 		kill(spawner_pid, SIGKILL);
 	event_free(spawner_rev);
@@ -325,8 +329,16 @@ spawner_start(const char *worker_path, int spares, bool html)
 	spawner_wev = event_new(ev_base, spawner_fd, EV_WRITE,
 	    spawner_write_cb, NULL);
 	event_add(spawner_rev, NULL);
+	metrics_zygote_up(true);
 	log_debug("zygote started, pid %d", (int)spawner_pid);
 	return 0;
+}
+
+/* Whether the zygote is there to fork workers (for readiness). */
+bool
+spawner_up(void)
+{
+	return spawner_fd != -1;
 }
 
 /* Gives the zygote 2 s to kill and reap its workers, then kills it. */
@@ -365,6 +377,8 @@ spawner_stop(void)
 		close(spawner_fd);
 		spawner_fd = -1;
 	}
+	metrics_zygote_up(false);
+	metrics_zygote_spares(0);
 	if (spawner_pid > 0)
 		spawner_wait_exit();
 	if (spawner_chld != NULL)
