@@ -393,11 +393,32 @@ series_get(struct metric_family *f, const char *const *values, bool create)
 	return create ? series_new(f, idx) : NULL;
 }
 
+/* a + b, held at the ends of int64_t: a worker's figures are untrusted. */
+static int64_t
+sat_add(int64_t a, int64_t b)
+{
+	int64_t	r;
+
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+static int64_t
+sat_u64(uint64_t v)
+{
+	return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
 void
 metrics_add(struct metric_family *f, const char *const *values, int64_t d)
 {
-	if (f != NULL && f->type != METRIC_HISTOGRAM)
-		series_get(f, values, true)->value += d;
+	struct metric_series	*s;
+
+	if (f == NULL || f->type == METRIC_HISTOGRAM)
+		return;
+	s = series_get(f, values, true);
+	s->value = sat_add(s->value, d);
 }
 
 void
@@ -421,7 +442,7 @@ metrics_observe(struct metric_family *f, const char *const *values,
 		;
 	s->counts[i]++;
 	s->count++;
-	s->value += v;
+	s->value = sat_add(s->value, v);
 }
 
 int64_t
@@ -764,10 +785,10 @@ metrics_llm_request(const struct metrics_llm *m)
 	    "false"), 1);
 	metrics_observe(f_llm_duration, V(m->model), m->duration_us);
 	metrics_add(f_llm_tokens, V(m->model, "prompt"),
-	    (int64_t)m->prompt_tokens);
+	    sat_u64(m->prompt_tokens));
 	metrics_add(f_llm_tokens, V(m->model, "completion"),
-	    (int64_t)m->completion_tokens);
-	metrics_add(f_llm_cost, V(m->model), (int64_t)m->cost_micro_usd);
+	    sat_u64(m->completion_tokens));
+	metrics_add(f_llm_cost, V(m->model), sat_u64(m->cost_micro_usd));
 	if (m->retries > 0)
 		metrics_add(f_llm_retries, V(m->model), m->retries);
 }
@@ -824,5 +845,5 @@ metrics_sse_streams(int n)
 void
 metrics_log_dropped(uint64_t total)
 {
-	metrics_set(f_log_dropped, NULL, (int64_t)total);
+	metrics_set(f_log_dropped, NULL, sat_u64(total));
 }

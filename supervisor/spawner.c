@@ -170,7 +170,21 @@ spawner_write_cb(evutil_socket_t fd, short events, void *arg)
 	spawner_flush();
 }
 
-/* Takes one SPAWNED or EXITED frame, and the pidfd that may come with it. */
+/* The zygote's spares, as it counts them: a metric. */
+static int
+spawner_spares_report(struct mreader *r, int passed_fd)
+{
+	uint32_t	n;
+
+	if (m_get_u32(r, &n) == -1 || m_end(r) == -1 || passed_fd != -1 ||
+	    n > ZYGOTE_MAX_SPARES)
+		return -1;
+	metrics_zygote_spares((int)n);
+	return 0;
+}
+
+/* Takes one SPAWNED, EXITED or SPARES frame, and the pidfd that may come
+ * with it. */
 static int
 spawner_dispatch(const uint8_t *data, ssize_t n, int passed_fd)
 {
@@ -182,6 +196,8 @@ spawner_dispatch(const uint8_t *data, ssize_t n, int passed_fd)
 	    (size_t)n != PROTO_HDR_LEN + hdr.len)
 		return -1;
 	m_reader_init(&r, data + PROTO_HDR_LEN, hdr.len);
+	if (hdr.type == MSG_ZYGOTE_SPARES)
+		return spawner_spares_report(&r, passed_fd);
 	m_get_u32(&r, &id);
 	m_get_u32(&r, &pid);
 	m_get_u32(&r, &v);

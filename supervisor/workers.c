@@ -43,6 +43,7 @@ struct worker {
 	uint32_t		 exit_flags;	/* EXITED_* from the zygote */
 	char			*problem;	/* why it ended without a result */
 	char			*label;		/* prefixes its stderr lines */
+	char			*model;		/* its job's, for its metrics */
 	struct worker_result	 result;
 	TAILQ_ENTRY(worker)	 entry;
 };
@@ -164,6 +165,47 @@ worker_take_result(struct worker *w, struct job_report *rep)
 	rep->error = NULL;
 }
 
+/* heavyd_llm_requests_total's outcome: the status class, or why none. */
+static const char *
+worker_llm_outcome(const struct job_call *c)
+{
+	static const char	*classes[] = { "1xx", "2xx", "3xx", "4xx",
+	    "5xx", "6xx", "7xx", "8xx", "9xx" };
+
+	switch (c->error_kind) {
+	case 0:
+	case JOB_ERR_HTTP:	/* job_call_decode: 100 to 999 */
+		return classes[c->http_status / 100 - 1];
+	case JOB_ERR_API:
+		return "api_error";
+	case JOB_ERR_RESPONSE:
+		return "invalid_response";
+	case JOB_ERR_TRANSPORT:
+		return "transport_error";
+	case JOB_ERR_CONNECT:
+		return "connect_error";
+	default:
+		return "timeout";
+	}
+}
+
+/* One LLM request the worker made, with the usage it reported after it. */
+static void
+worker_llm_metrics(const struct worker *w, const struct job_report *rep)
+{
+	struct metrics_llm	m;
+
+	m.model = w->model;
+	m.outcome = worker_llm_outcome(&rep->call);
+	m.retry = rep->call.attempt > 0;
+	m.duration_us = (int64_t)rep->call.duration_us;
+	m.prompt_tokens = rep->usage.prompt_tokens;
+	m.completion_tokens = rep->usage.completion_tokens;
+	m.cost_micro_usd = rep->usage.cost_micro_usd;
+	m.retries = rep->usage.retries;
+	metrics_llm_request(&m);
+}
+
 /* Handles one frame; -1 when it is anything but what its type says. */
 static int
 worker_dispatch(struct worker *w, const struct msg_hdr *hdr,
@@ -186,6 +228,7 @@ worker_dispatch(struct worker *w, const struct msg_hdr *hdr,
 			w->step(w->arg, rep.note);
 		break;
 	case MSG_JOB_USAGE:
+		worker_llm_metrics(w, &rep);
 		if (w->usage != NULL)
 			w->usage(w->usage_arg, &rep.usage);
 		break;
@@ -297,6 +340,7 @@ worker_start(const struct worker_req *req)
 	}
 	w->pidfd = -1;
 	w->label = xstrdup(req->label ? req->label : "worker");
+	w->model = xstrdup(req->job->model ? req->job->model : "");
 	w->done = req->done;
 	w->step = req->step;
 	w->usage = req->usage;
@@ -535,6 +579,7 @@ worker_free(struct worker *w)
 	buf_free(&w->confine);
 	free(w->problem);
 	free(w->label);
+	free(w->model);
 	free(w);
 }
 

@@ -426,3 +426,24 @@ Test(metrics, large_scrape)
 	}
 	free(text);
 }
+
+/* A worker's figures are untrusted: sums stop at the largest value rather
+ * than wrap. */
+Test(metrics, sums_saturate)
+{
+	struct metrics_llm	m = { .model = "m", .outcome = "2xx",
+	    .duration_us = INT64_MAX, .prompt_tokens = UINT64_MAX };
+	char			*text;
+
+	metrics_init(0, NULL);
+	metrics_llm_request(&m);
+	metrics_llm_request(&m);
+	text = scrape();
+	assert_has(text, "heavyd_llm_tokens_total{model=\"m\",kind=\"prompt\"} "
+	    "9223372036854775807\n");
+	assert_has(text, "heavyd_llm_request_duration_seconds_sum{model=\"m\"} "
+	    "9223372036854.775807\n");
+	assert_has(text, "heavyd_llm_request_duration_seconds_count{model="
+	    "\"m\"} 2\n");
+	free(text);
+}
