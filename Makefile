@@ -86,7 +86,8 @@ $(shell mkdir -p $(BUILD) && echo $(HEAVY_COMMIT) | cmp -s - $(BUILD)/commit || 
 $(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o $(BUILD)/obj-hooks/worker/main.o: $(BUILD)/commit
 $(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o $(BUILD)/obj-hooks/worker/main.o: CFLAGS_ALL += -DHEAVY_COMMIT='"$(HEAVY_COMMIT)"'
 
-unit: $(BUILD)/unit-tests
+# The worker too: the worker table's tests run it.
+unit: $(BUILD)/unit-tests $(BUILD)/heavyd-worker
 
 check-unit: unit
 	$(BUILD)/unit-tests --jobs 2
