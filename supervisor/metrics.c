@@ -289,9 +289,12 @@ labelset_add(struct metric_labelset *ls, const char *v)
 	return ls->n++;
 }
 
-/* The index of label i's value; a new value past the cap is "other". */
+/*
+ * The index of label i's value; a new value past the cap is "other".  -1
+ * when it has none yet and create is false.
+ */
 static int
-family_intern(struct metric_family *f, int i, const char *raw)
+family_intern(struct metric_family *f, int i, const char *raw, bool create)
 {
 	struct metric_labelset	*ls = &f->values[i];
 	char			 clean[METRICS_MAX_LABEL_BYTES + 1];
@@ -307,7 +310,7 @@ family_intern(struct metric_family *f, int i, const char *raw)
 				return k;
 		v = METRICS_OTHER;
 	}
-	return labelset_add(ls, v);
+	return create ? labelset_add(ls, v) : -1;
 }
 
 static uint64_t
@@ -382,9 +385,13 @@ series_get(struct metric_family *f, const char *const *values, bool create)
 	uint16_t	idx[METRICS_MAX_LABELS] = { 0, 0, 0 };
 	size_t		h;
 	uint32_t	k;
+	int		v;
 
-	for (int i = 0; i < f->nlabels; i++)
-		idx[i] = (uint16_t)family_intern(f, i, values[i]);
+	for (int i = 0; i < f->nlabels; i++) {
+		if ((v = family_intern(f, i, values[i], create)) == -1)
+			return NULL;
+		idx[i] = (uint16_t)v;
+	}
 	if (f->hashsize > 0)
 		for (h = hash_slot(f, series_key(idx)); (k = f->hash[h]) != 0;
 		    h = (h + 1) & (f->hashsize - 1))

@@ -9,8 +9,9 @@
 
 #include <event2/buffer.h>
 
-#include "../../common/common.h"
+#include "../../supervisor/supervisor.h"
 #include "../../supervisor/metrics.h"
+#include "tmpdir.h"
 
 #define V(...)	((const char *const []){ __VA_ARGS__ })
 
@@ -446,4 +447,123 @@ Test(metrics, sums_saturate)
 	assert_has(text, "heavyd_llm_request_duration_seconds_count{model="
 	    "\"m\"} 2\n");
 	free(text);
+}
+
+/* ---- heavyd's own modules, counted ---- */
+
+static int64_t
+value(const char *family, const char *const *labels)
+{
+	return metrics_value(metrics_find(family), labels);
+}
+
+static void
+rsetup(void)
+{
+	metrics_init(0, NULL);
+	registry_init();
+}
+
+static void
+rteardown(void)
+{
+	registry_free();
+	metrics_free();
+}
+
+TestSuite(metrics_registry, .init = rsetup, .fini = rteardown);
+
+static struct task_record *
+record(int n, const char *tool)
+{
+	struct task_record	*r = registry_new("uid:1000", tool);
+	char			 id[33];
+
+	snprintf(id, sizeof id, "%032x", n);
+	registry_add(r, NULL, id, now_ms());
+	return r;
+}
+
+/* Started, running and ended by tool and status, as the registry sees
+ * each task; what is left at shutdown ends as failed. */
+Test(metrics_registry, tasks_counted)
+{
+	struct task_outcome	 ok = { .failed = false };
+	struct task_outcome	 bad = { .failed = true, .error = "no" };
+	const char		*mkh = "grok_heavy_orchestrate";
+
+	record(1, "heavy_orchestrate");
+	record(2, "heavy_orchestrate");
+	record(3, mkh);
+	record(4, mkh);
+	cr_assert_eq(value("heavyd_tasks_running", NULL), 4);
+	cr_assert_eq(value("heavyd_tasks_started_total",
+	    V("heavy_orchestrate")), 2);
+	registry_finish(registry_find("00000000000000000000000000000001",
+	    "uid:1000"), &ok, tool_error_result("x"), now_ms());
+	registry_finish(registry_find("00000000000000000000000000000002",
+	    "uid:1000"), &bad, tool_error_result("x"), now_ms());
+	registry_cancel(registry_find("00000000000000000000000000000003",
+	    "uid:1000"), "asked", now_ms());
+	cr_assert_eq(value("heavyd_tasks_running", NULL), 1);
+	cr_assert_eq(value("heavyd_tasks_ended_total", V("heavy_orchestrate",
+	    "completed")), 1);
+	cr_assert_eq(value("heavyd_tasks_ended_total", V("heavy_orchestrate",
+	    "failed")), 1);
+	cr_assert_eq(value("heavyd_tasks_ended_total", V(mkh, "cancelled")), 1);
+	registry_free();
+	cr_assert_eq(value("heavyd_tasks_running", NULL), 0);
+	cr_assert_eq(value("heavyd_tasks_ended_total", V(mkh, "failed")), 1);
+	registry_init();	/* for the teardown */
+}
+
+/* Every write to the store is timed, and one that fails is counted. */
+Test(metrics_registry, store_writes_timed)
+{
+	struct store_task	 t = { .owner = (char *)"o",
+	    .status = (char *)"working", .ttl_ms = 60000 };
+	char			 dir[256], err[256], cmd[320];
+
+	unit_tmp(dir, sizeof dir, "heavyd-metrics");
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s",
+	    err);
+	snprintf(t.id, sizeof t.id, "%032x", 1);
+	t.created_ms = t.updated_ms = wall_ms();
+	cr_assert_eq(store_insert(&t), 0);
+	cr_assert_eq(store_insert(&t), -1, "the same id twice");
+	cr_assert_eq(store_put(&t), 0);
+	cr_assert_eq(store_update(t.id, "completed", NULL, NULL, NULL, NULL), 0);
+	cr_assert_eq(store_begin(), 0);
+	cr_assert_eq(store_commit(), 0);
+	cr_assert(store_sweep(10) >= 0);
+	store_close();
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(value("heavyd_store_write_duration_seconds", V("insert")),
+	    2);
+	cr_assert_eq(value("heavyd_store_write_errors_total", V("insert")), 1);
+	cr_assert_eq(value("heavyd_store_write_errors_total", V("put")), 0);
+	for (const char *const *op = V("put", "update", "begin", "commit",
+	    "sweep", NULL); *op != NULL; op++)
+		cr_assert_eq(value("heavyd_store_write_duration_seconds",
+		    V(*op)), 1, "%s", *op);
+}
+
+/* Asking for a value adds no label value: it cannot use up the cap. */
+Test(metrics, lookups_take_no_room)
+{
+	struct metric_spec	 s = { "t_l_total", "L.", METRIC_COUNTER, 0,
+	    { "m" }, 0x1, { 0 } };
+	struct metric_family	*f;
+
+	metrics_init(2, NULL);
+	f = metrics_family(&s);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(metrics_value(f, V("nobody")), 0);
+	metrics_add(f, V("a"), 1);
+	metrics_add(f, V("b"), 1);
+	cr_assert_eq(metrics_value(f, V("a")), 1);
+	cr_assert_eq(metrics_value(f, V("b")), 1);
+	cr_assert_eq(metrics_value(f, V("other")), 0);
 }
