@@ -66,7 +66,8 @@ $(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_LIB)
 $(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
-$(BUILD)/bench: $(call obj,tests/bench/bench.c) $(COMMON_LIB)
+$(BUILD)/bench: $(call obj,tests/bench/bench.c supervisor/metrics.c) \
+    $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(call NOMAIN,$(SUP_OBJ) $(WRK_OBJ)) $(COMMON_LIB)
