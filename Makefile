@@ -66,7 +66,8 @@ $(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_LIB)
 $(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
-$(BUILD)/bench: $(call obj,tests/bench/bench.c) $(COMMON_LIB)
+$(BUILD)/bench: $(call obj,tests/bench/bench.c supervisor/metrics.c) \
+    $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(call NOMAIN,$(SUP_OBJ) $(WRK_OBJ)) $(COMMON_LIB)
@@ -86,7 +87,8 @@ $(shell mkdir -p $(BUILD) && echo $(HEAVY_COMMIT) | cmp -s - $(BUILD)/commit || 
 $(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o $(BUILD)/obj-hooks/worker/main.o: $(BUILD)/commit
 $(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o $(BUILD)/obj-hooks/worker/main.o: CFLAGS_ALL += -DHEAVY_COMMIT='"$(HEAVY_COMMIT)"'
 
-unit: $(BUILD)/unit-tests
+# The worker too: the worker table's tests run it.
+unit: $(BUILD)/unit-tests $(BUILD)/heavyd-worker
 
 check-unit: unit
 	$(BUILD)/unit-tests --jobs 2

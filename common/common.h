@@ -179,6 +179,7 @@ struct heavy_config {
 	int	 http_resume_events;	/* kept per session for Last-Event-ID */
 	int	 sse_keepalive_s;	/* a comment on a quiet stream */
 	size_t	 http_max_output_bytes;	/* a slow reader's backlog */
+	int	 metrics_max_label_values;	/* per open label (models) */
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"

@@ -110,6 +110,7 @@ config_defaults(struct heavy_config *c)
 	c->tools_compat = 1;
 	c->sandbox_require = 1;
 	c->landlock_abi_max = -1;	/* the kernel's */
+	c->metrics_max_label_values = 32;
 }
 
 void
@@ -192,6 +193,8 @@ static const struct knob {
 	INT_KNOB("HEAVY_SSE_KEEPALIVE", sse_keepalive_s, 1, 3600),
 	SIZE_KNOB("HEAVY_HTTP_MAX_OUTPUT_BYTES", http_max_output_bytes, 65536,
 	    1LL << 32),
+	INT_KNOB("HEAVY_METRICS_MAX_LABEL_VALUES", metrics_max_label_values, 1,
+	    10000),
 };
 
 /* Whether a number's text starts as one: a digit or a sign, no space. */

@@ -68,6 +68,7 @@ static const struct file_key {
 	{ "http.allowed_origins", KEY_STRV,
 	  offsetof(struct heavy_config, http_origins), NULL,
 	  offsetof(struct heavy_config, nhttp_origins) },
+	KNOB("metrics.max_label_values", "metrics_max_label_values"),
 #undef STR
 #undef KNOB
 };

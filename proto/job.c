@@ -1,4 +1,5 @@
 /* The job a worker runs and the usage it reports, in wire form. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,6 +146,56 @@ usage_add(struct usage *to, const struct usage *u)
 }
 
 void
+job_call_encode(struct buf *b, const struct job_call *c)
+{
+	m_add_u32(b, c->error_kind);
+	m_add_u32(b, c->http_status);
+	m_add_u64(b, c->duration_us);
+	m_add_u32(b, c->attempt);
+}
+
+/* Whether an attempt's error and status agree, as llm.c sends them. */
+static int
+job_call_valid(const struct job_call *c)
+{
+	uint32_t	st = c->http_status;
+	bool		ok2xx = st >= 200 && st <= 299;
+
+	switch (c->error_kind) {
+	case 0:
+	case JOB_ERR_API:	/* an error object in a 2xx body */
+		return ok2xx;
+	case JOB_ERR_HTTP:
+		return st >= 100 && st <= 999 && !ok2xx;
+	case JOB_ERR_RESPONSE:	/* a bad 2xx body, or one cut at its cap */
+		return st == 0 || ok2xx;
+	case JOB_ERR_TRANSPORT:
+	case JOB_ERR_TIMEOUT:
+	case JOB_ERR_CONNECT:
+		return st == 0;
+	default:		/* not an attempt's */
+		return 0;
+	}
+}
+
+/* Decodes and checks one LLM request; the reader is left for m_end(). */
+int
+job_call_decode(struct mreader *r, struct job_call *c)
+{
+	memset(c, 0, sizeof *c);
+	m_get_u32(r, &c->error_kind);
+	m_get_u32(r, &c->http_status);
+	m_get_u64(r, &c->duration_us);
+	if (m_get_u32(r, &c->attempt) == -1 || !job_call_valid(c) ||
+	    c->duration_us > JOB_CALL_MAX_US ||
+	    c->attempt > JOB_CALL_MAX_ATTEMPT) {
+		r->bad = 1;
+		return -1;
+	}
+	return 0;
+}
+
+void
 sandbox_encode(struct buf *b, const struct sandbox *s)
 {
 	m_add_str(b, s->workspace);
@@ -227,6 +278,7 @@ job_report_decode(uint16_t type, const void *payload, size_t len,
 		break;
 	case MSG_JOB_USAGE:
 		usage_decode(&r, &rep->usage);
+		job_call_decode(&r, &rep->call);
 		break;
 	case MSG_JOB_DONE:
 		m_get_u32(&r, &rep->flags);

@@ -20,10 +20,11 @@
 struct json_object;
 
 /* 2: JOB_ERR_CONNECT in MSG_JOB_FAILED; 3: stall_s in MSG_JOB_RUN; 4: uid
- * and gid in MSG_JOB_SANDBOX; 5: a label in MSG_ZYGOTE_SPAWN.  The
- * supervisor and its workers come from one build; a mismatch is refused
- * at the first header. */
-#define PROTO_VERSION		5
+ * and gid in MSG_JOB_SANDBOX; 5: a label in MSG_ZYGOTE_SPAWN; 6: the LLM
+ * request in MSG_JOB_USAGE, MSG_ZYGOTE_SPARES.  The supervisor and its
+ * workers come from one build; a mismatch is refused at the first
+ * header. */
+#define PROTO_VERSION		6
 #define PROTO_HDR_LEN		8
 
 enum msg_type {
@@ -38,9 +39,12 @@ enum msg_type {
 				   and EXITED_* flags */
 	MSG_JOB_SANDBOX,	/* supervisor -> worker, first: the confinement
 				   it enters before it reads its job */
-	MSG_JOB_USAGE,		/* worker -> supervisor: the usage of its LLM
-				   calls since the last report, after every
-				   call, so budgets bind mid-job */
+	MSG_JOB_USAGE,		/* worker -> supervisor: after every LLM HTTP
+				   request, the usage since the last report
+				   (so budgets bind mid-job) and how that
+				   request went */
+	MSG_ZYGOTE_SPARES,	/* zygote -> supervisor: the spares it holds,
+				   when that changes */
 	MSG_TYPE_MAX
 };
 
@@ -82,6 +86,19 @@ enum job_error {
 #define JOB_DONE_REASKED	0x1	/* the planner needed its one re-ask */
 #define JOB_DONE_MAXITER	0x2	/* the agent ran out of iterations */
 #define JOB_DONE_COMPLETED	0x4	/* the agent called mark_task_complete */
+
+/* One LLM HTTP request (an attempt), in MSG_JOB_USAGE. */
+struct job_call {
+	uint32_t	error_kind;	/* 0: a 2xx with a usable body; else
+					   enum job_error, the ones an attempt
+					   can have */
+	uint32_t	http_status;	/* 0 when none came */
+	uint64_t	duration_us;
+	uint32_t	attempt;	/* 0; n: the nth retry */
+};
+#define JOB_CALL_MAX_US		(86400ull * 1000000)	/* a day: no step
+							   lives longer */
+#define JOB_CALL_MAX_ATTEMPT	64
 
 struct usage {
 	uint64_t	prompt_tokens;
@@ -197,6 +214,8 @@ void	job_clear(struct job *);
 void	usage_encode(struct buf *, const struct usage *);
 int	usage_decode(struct mreader *, struct usage *);
 void	usage_add(struct usage *, const struct usage *);
+void	job_call_encode(struct buf *, const struct job_call *);
+int	job_call_decode(struct mreader *, struct job_call *);
 void	sandbox_encode(struct buf *, const struct sandbox *);
 int	sandbox_decode(struct mreader *, struct sandbox *);
 void	sandbox_clear(struct sandbox *);
@@ -211,6 +230,7 @@ struct job_report {
 	uint32_t	 http_status;	/* FAILED */
 	char		*error;		/* FAILED */
 	struct usage	 usage;		/* USAGE, DONE, FAILED */
+	struct job_call	 call;		/* USAGE */
 };
 int	job_report_decode(uint16_t type, const void *payload, size_t len,
 	    struct job_report *);

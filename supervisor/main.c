@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 
 static const char	*opt_config;
 static const char	*opt_state_dir;
@@ -162,7 +163,9 @@ main(int argc, char **argv)
 		ask_options(argc - opt_ask, argv + opt_ask, &opt_config);
 	signal(SIGPIPE, SIG_IGN);
 	main_config(&config);
+	metrics_init(config.metrics_max_label_values, HEAVY_COMMIT);
 	rc = opt_ask ? ask_run(&config) : serve_run(&config);
+	metrics_free();
 	config_clear(&config);
 	return rc;
 }

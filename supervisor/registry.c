@@ -19,6 +19,7 @@
 #include <json-c/linkhash.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 
 struct registry_owner {
 	char				*name;
@@ -32,6 +33,10 @@ static int			 reg_nactive;
 
 static const char *status_names[] = {
 	"INITIALIZED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
+};
+/* The same, as heavyd_tasks_ended_total's status label. */
+static const char *status_labels[] = {
+	"initialized", "running", "completed", "failed", "cancelled",
 };
 
 /* Who hears of every change of a record, one per place, called in the
@@ -146,6 +151,8 @@ registry_add(struct task_record *r, struct task *t, const char *id,
 	r->own->nactive++;
 	reg_nactive++;
 	lh_table_insert(reg_ids, r->id, r);
+	metrics_task_started(r->tool);
+	metrics_tasks_running(reg_nactive);
 	registry_touch(r);
 }
 
@@ -173,6 +180,8 @@ registry_retire(struct task_record *r, enum task_status status, int64_t now)
 	r->cancelled = NULL;
 	r->arg = NULL;
 	registry_unlink_active(r);
+	metrics_task_ended(r->tool, status_labels[status]);
+	metrics_tasks_running(reg_nactive);
 	registry_touch(r);
 }
 

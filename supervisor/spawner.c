@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 #include "../worker/worker.h"
 
 struct spawn_req {
@@ -169,7 +170,21 @@ spawner_write_cb(evutil_socket_t fd, short events, void *arg)
 	spawner_flush();
 }
 
-/* Takes one SPAWNED or EXITED frame, and the pidfd that may come with it. */
+/* The zygote's spares, as it counts them: a metric. */
+static int
+spawner_spares_report(struct mreader *r, int passed_fd)
+{
+	uint32_t	n;
+
+	if (m_get_u32(r, &n) == -1 || m_end(r) == -1 || passed_fd != -1 ||
+	    n > ZYGOTE_MAX_SPARES)
+		return -1;
+	metrics_zygote_spares((int)n);
+	return 0;
+}
+
+/* Takes one SPAWNED, EXITED or SPARES frame, and the pidfd that may come
+ * with it. */
 static int
 spawner_dispatch(const uint8_t *data, ssize_t n, int passed_fd)
 {
@@ -181,6 +196,8 @@ spawner_dispatch(const uint8_t *data, ssize_t n, int passed_fd)
 	    (size_t)n != PROTO_HDR_LEN + hdr.len)
 		return -1;
 	m_reader_init(&r, data + PROTO_HDR_LEN, hdr.len);
+	if (hdr.type == MSG_ZYGOTE_SPARES)
+		return spawner_spares_report(&r, passed_fd);
 	m_get_u32(&r, &id);
 	m_get_u32(&r, &pid);
 	m_get_u32(&r, &v);
@@ -254,6 +271,9 @@ spawner_lost(void)
 	if (spawner_fd == -1)
 		return;
 	log_warnx("zygote lost; failing its workers and restarting it");
+	metrics_zygote_up(false);
+	metrics_zygote_spares(0);
+	metrics_zygote_restart();
 	if (spawner_pid > 0)
 		kill(spawner_pid, SIGKILL);
 	event_free(spawner_rev);
@@ -325,8 +345,16 @@ spawner_start(const char *worker_path, int spares, bool html)
 	spawner_wev = event_new(ev_base, spawner_fd, EV_WRITE,
 	    spawner_write_cb, NULL);
 	event_add(spawner_rev, NULL);
+	metrics_zygote_up(true);
 	log_debug("zygote started, pid %d", (int)spawner_pid);
 	return 0;
+}
+
+/* Whether the zygote is there to fork workers (for readiness). */
+bool
+spawner_up(void)
+{
+	return spawner_fd != -1;
 }
 
 /* Gives the zygote 2 s to kill and reap its workers, then kills it. */
@@ -365,6 +393,8 @@ spawner_stop(void)
 		close(spawner_fd);
 		spawner_fd = -1;
 	}
+	metrics_zygote_up(false);
+	metrics_zygote_spares(0);
 	if (spawner_pid > 0)
 		spawner_wait_exit();
 	if (spawner_chld != NULL)

@@ -24,6 +24,7 @@
 #include <sqlite3.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 
 #define STORE_FILE		"tasks.db"
 #define STORE_SCHEMA_VERSION	1
@@ -382,20 +383,34 @@ store_bind_task(sqlite3_stmt *st, const struct store_task *t)
 	bind_text(st, 16, self_start);
 }
 
+/* A write took this long since t0 and returned rc (-1: failed). */
+static int
+store_timed(const char *op, int64_t t0, int rc)
+{
+	metrics_store_write(op, metrics_now_us() - t0, rc != -1);
+	return rc;
+}
+
 /* One transaction around several writes; -1 if it cannot start. */
 int
 store_begin(void)
 {
-	return db == NULL ? -1 : store_exec("BEGIN IMMEDIATE");
+	int64_t	t0 = metrics_now_us();
+
+	if (db == NULL)
+		return -1;
+	return store_timed("begin", t0, store_exec("BEGIN IMMEDIATE"));
 }
 
 int
 store_commit(void)
 {
+	int64_t	t0 = metrics_now_us();
+
 	if (store_exec("COMMIT") == 0)
-		return 0;
+		return store_timed("commit", t0, 0);
 	store_exec("ROLLBACK");	/* the rows are written again later */
-	return -1;
+	return store_timed("commit", t0, -1);
 }
 
 /* A new task, as this process runs it. */
@@ -403,11 +418,12 @@ int
 store_insert(const struct store_task *t)
 {
 	sqlite3_stmt	*st;
+	int64_t		 t0 = metrics_now_us();
 
 	if (db == NULL || (st = store_prepare(STORE_INSERT)) == NULL)
 		return -1;
 	store_bind_task(st, t);
-	return store_step_done(st);
+	return store_timed("insert", t0, store_step_done(st));
 }
 
 /*
@@ -419,6 +435,7 @@ store_insert(const struct store_task *t)
 int
 store_put(const struct store_task *t)
 {
+	int64_t	t0 = metrics_now_us();
 	int	rc;
 
 	if (db == NULL || (st_put == NULL && (st_put = store_prepare(
@@ -436,8 +453,8 @@ store_put(const struct store_task *t)
 	sqlite3_reset(st_put);
 	sqlite3_clear_bindings(st_put);
 	if (rc != SQLITE_DONE)
-		return -1;
-	return sqlite3_changes(db) == 0 ? 1 : 0;
+		return store_timed("put", t0, -1);
+	return store_timed("put", t0, sqlite3_changes(db) == 0 ? 1 : 0);
 }
 
 /*
@@ -450,6 +467,7 @@ store_update(const char *id, const char *status, const char *message,
     const char *agents, const char *result, const char *usage)
 {
 	sqlite3_stmt	*st;
+	int64_t		 t0 = metrics_now_us();
 
 	if (db == NULL || (st = store_prepare("UPDATE tasks SET "
 	    "status = coalesce(?2, status), "
@@ -466,8 +484,8 @@ store_update(const char *id, const char *status, const char *message,
 	bind_text(st, 6, usage);
 	sqlite3_bind_int64(st, 7, wall_ms());
 	if (store_step_done(st) == -1)
-		return -1;
-	return sqlite3_changes(db) == 0 ? 1 : 0;
+		return store_timed("update", t0, -1);
+	return store_timed("update", t0, sqlite3_changes(db) == 0 ? 1 : 0);
 }
 
 static char *
@@ -789,6 +807,7 @@ int
 store_sweep(int max_rows)
 {
 	sqlite3_stmt	*st;
+	int64_t		 t0 = metrics_now_us();
 	int		 deleted;
 
 	if (db == NULL || (st = store_prepare("DELETE FROM tasks WHERE "
@@ -796,16 +815,16 @@ store_sweep(int max_rows)
 		return -1;
 	sqlite3_bind_int64(st, 1, wall_ms());
 	if (store_step_done(st) == -1)
-		return -1;
+		return store_timed("sweep", t0, -1);
 	deleted = sqlite3_changes(db);
 	if ((st = store_prepare("DELETE FROM tasks WHERE status != 'working' "
 	    "AND id IN (SELECT id FROM tasks WHERE status != 'working' "
 	    "ORDER BY created_ms DESC LIMIT -1 OFFSET ?1)")) == NULL)
-		return -1;
+		return store_timed("sweep", t0, -1);
 	sqlite3_bind_int(st, 1, max_rows);
 	if (store_step_done(st) == -1)
-		return -1;
-	return deleted + sqlite3_changes(db);
+		return store_timed("sweep", t0, -1);
+	return store_timed("sweep", t0, deleted + sqlite3_changes(db));
 }
 
 /* The newest completed, unexpired task with this cache key, younger than

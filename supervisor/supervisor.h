@@ -54,6 +54,7 @@ bool	 features_has_controllers(const char *line, const char *need);
 int	 spawner_start(const char *worker_path, int spares, bool html);
 int	 spawner_spawn(uint32_t id, int fd, const char *label);
 void	 spawner_stop(void);
+bool	 spawner_up(void);
 
 /* workers.c: every worker process, in one table. */
 enum worker_state {

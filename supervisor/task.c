@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 
 enum task_state { TASK_PLANNING, TASK_AGENTS, TASK_SYNTHESIS, TASK_DONE,
     TASK_REVIEW };
@@ -729,17 +730,20 @@ task_after_agents(struct task *t)
 	task_finish(t);
 }
 
-/* The first budget the task's usage has reached, as a reason, or NULL. */
+/* The first budget the task's usage has reached, as a reason, or NULL;
+ * *which is "tokens" or "cost". */
 static char *
-task_budget_reached(const struct task *t)
+task_budget_reached(const struct task *t, const char **which)
 {
 	const struct usage	*u = &t->usage;
 
+	*which = "tokens";
 	if (t->p.max_total_tokens > 0 &&
 	    u->total_tokens >= t->p.max_total_tokens)
 		return xasprintf("token budget reached: %llu tokens used of "
 		    "max_total_tokens %llu", (unsigned long long)u->total_tokens,
 		    (unsigned long long)t->p.max_total_tokens);
+	*which = "cost";
 	if (t->p.max_cost_usd > 0 &&
 	    (double)u->cost_micro_usd >= t->p.max_cost_usd * 1e6)
 		return xasprintf("cost budget reached: $%.6f spent of "
@@ -822,11 +826,14 @@ static void
 task_usage(void *arg, const struct usage *delta)
 {
 	struct task	*t = arg;
+	const char	*which;
 
 	usage_add(&t->usage, delta);
 	if (t->budget_stop == NULL && t->state != TASK_DONE &&
-	    (t->budget_stop = task_budget_reached(t)) != NULL)
+	    (t->budget_stop = task_budget_reached(t, &which)) != NULL) {
+		metrics_budget_stop(which);
 		task_over_budget(t);
+	}
 }
 
 static void

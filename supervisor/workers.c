@@ -19,6 +19,7 @@
 #include <event2/bufferevent.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 
 struct worker {
 	uint32_t		 id;		/* generation << 16 | slot */
@@ -36,10 +37,13 @@ struct worker {
 	void			*arg, *usage_arg;
 	bool			 io_done, exit_done, got_result;
 	bool			 kill_pending, timed_out, launch_failed;
+	bool			 result_failed;	/* the result was FAILED */
+	bool			 cancelled, violated, spawn_failed, lost;
 	int			 status;
 	uint32_t		 exit_flags;	/* EXITED_* from the zygote */
 	char			*problem;	/* why it ended without a result */
 	char			*label;		/* prefixes its stderr lines */
+	char			*model;		/* its job's, for its metrics */
 	struct worker_result	 result;
 	TAILQ_ENTRY(worker)	 entry;
 };
@@ -55,6 +59,19 @@ static const struct heavy_config *limits;	/* for the causes of deaths */
 static void	worker_launch(struct worker *);
 static void	worker_finish(struct worker *);
 static void	worker_deliver(struct worker *);
+
+/* heavyd_workers' state label, for each enum worker_state. */
+static const char *const worker_state_names[] = {
+	"queued", "spawning", "running", "finishing",
+};
+
+static void
+worker_set_state(struct worker *w, enum worker_state state)
+{
+	metrics_worker_move(worker_state_names[w->state],
+	    worker_state_names[state]);
+	w->state = state;
+}
 
 void
 workers_init(const struct heavy_config *cfg)
@@ -115,13 +132,14 @@ worker_violation(struct worker *w, const char *why)
 		log_warnx("worker %d: %s; killing it", (int)w->pid, why);
 		w->problem = xasprintf("protocol violation: %s", why);
 	}
+	w->violated = true;
 	w->got_result = false;
 	worker_kill(w);
 	/* Nothing it sends now matters: close, and finish from the loop. */
 	bufferevent_free(w->bev);
 	w->bev = NULL;
 	w->io_done = true;
-	w->state = WORKER_FINISHING;
+	worker_set_state(w, WORKER_FINISHING);
 	if (w->exit_done)
 		event_active(w->deadline_ev, EV_TIMEOUT, 0);
 }
@@ -141,9 +159,51 @@ worker_take_result(struct worker *w, struct job_report *rep)
 	res->usage = rep->usage;
 	if (rep->type == MSG_JOB_FAILED)
 		res->outcome = OUTCOME_FAILED;
+	w->result_failed = rep->type == MSG_JOB_FAILED;
 	rep->texts = NULL;
 	rep->ntexts = 0;
 	rep->error = NULL;
+}
+
+/* heavyd_llm_requests_total's outcome: the status class, or why none. */
+static const char *
+worker_llm_outcome(const struct job_call *c)
+{
+	static const char	*classes[] = { "1xx", "2xx", "3xx", "4xx",
+	    "5xx", "6xx", "7xx", "8xx", "9xx" };
+
+	switch (c->error_kind) {
+	case 0:
+	case JOB_ERR_HTTP:	/* job_call_decode: 100 to 999 */
+		return classes[c->http_status / 100 - 1];
+	case JOB_ERR_API:
+		return "api_error";
+	case JOB_ERR_RESPONSE:
+		return "invalid_response";
+	case JOB_ERR_TRANSPORT:
+		return "transport_error";
+	case JOB_ERR_CONNECT:
+		return "connect_error";
+	default:
+		return "timeout";
+	}
+}
+
+/* One LLM request the worker made, with the usage it reported after it. */
+static void
+worker_llm_metrics(const struct worker *w, const struct job_report *rep)
+{
+	struct metrics_llm	m;
+
+	m.model = w->model;
+	m.outcome = worker_llm_outcome(&rep->call);
+	m.retry = rep->call.attempt > 0;
+	m.duration_us = (int64_t)rep->call.duration_us;
+	m.prompt_tokens = rep->usage.prompt_tokens;
+	m.completion_tokens = rep->usage.completion_tokens;
+	m.cost_micro_usd = rep->usage.cost_micro_usd;
+	m.retries = rep->usage.retries;
+	metrics_llm_request(&m);
 }
 
 /* Handles one frame; -1 when it is anything but what its type says. */
@@ -168,6 +228,7 @@ worker_dispatch(struct worker *w, const struct msg_hdr *hdr,
 			w->step(w->arg, rep.note);
 		break;
 	case MSG_JOB_USAGE:
+		worker_llm_metrics(w, &rep);
 		if (w->usage != NULL)
 			w->usage(w->usage_arg, &rep.usage);
 		break;
@@ -228,7 +289,7 @@ worker_event_cb(struct bufferevent *bev, short events, void *arg)
 	bufferevent_free(w->bev);
 	w->bev = NULL;
 	w->io_done = true;
-	w->state = WORKER_FINISHING;
+	worker_set_state(w, WORKER_FINISHING);
 	if (w->exit_done)
 		worker_finish(w);
 }
@@ -279,6 +340,7 @@ worker_start(const struct worker_req *req)
 	}
 	w->pidfd = -1;
 	w->label = xstrdup(req->label ? req->label : "worker");
+	w->model = xstrdup(req->job->model ? req->job->model : "");
 	w->done = req->done;
 	w->step = req->step;
 	w->usage = req->usage;
@@ -290,6 +352,7 @@ worker_start(const struct worker_req *req)
 	tv.tv_usec = left > 0 ? (left % 1000) * 1000 : 0;
 	evtimer_add(w->deadline_ev, &tv);
 	w->state = WORKER_QUEUED;
+	metrics_worker_move(NULL, worker_state_names[w->state]);
 	if (nfree > 0) {
 		worker_launch(w);
 	} else {
@@ -316,7 +379,7 @@ worker_launch(struct worker *w)
 
 	w->id = (++generation & 0xffff) << 16 | slot;
 	table[slot] = w;
-	w->state = WORKER_SPAWNING;
+	worker_set_state(w, WORKER_SPAWNING);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		worker_fail_launch(w, "could not create the worker's socket");
 		return;
@@ -357,6 +420,7 @@ workers_spawned(uint32_t id, pid_t pid, int pidfd, int err)
 		w->problem = xstrdup(err == EAGAIN ?
 		    "could not fork a worker: process limit reached" :
 		    "could not fork a worker");
+		w->spawn_failed = true;
 		w->exit_done = true;	/* there is no process to wait for */
 		if (pidfd != -1)
 			close(pidfd);
@@ -365,7 +429,7 @@ workers_spawned(uint32_t id, pid_t pid, int pidfd, int err)
 	w->pid = pid;
 	w->pidfd = pidfd;
 	if (w->state == WORKER_SPAWNING)
-		w->state = WORKER_RUNNING;
+		worker_set_state(w, WORKER_RUNNING);
 	if (w->kill_pending)
 		worker_kill(w);
 }
@@ -380,7 +444,7 @@ workers_exited(uint32_t id, pid_t pid, int status, uint32_t flags)
 	w->exit_done = true;
 	w->status = status;
 	w->exit_flags = flags;
-	w->state = WORKER_FINISHING;
+	worker_set_state(w, WORKER_FINISHING);
 	if (w->io_done)
 		worker_finish(w);
 }
@@ -395,6 +459,7 @@ workers_lost(void)
 		if (w == NULL || w->exit_done || w->launch_failed)
 			continue;
 		w->exit_done = true;
+		w->lost = true;
 		if (w->problem == NULL)
 			w->problem = xstrdup("worker lost: its zygote died");
 		if (w->io_done)
@@ -460,9 +525,50 @@ worker_outcome(struct worker *w)
 	}
 }
 
+/*
+ * How a worker ended, for heavyd_worker_exits_total: the result it sent,
+ * else why it has none (the order of worker_outcome's causes), else how
+ * its process died.
+ */
+static const char *
+worker_exit_cause(const struct worker *w)
+{
+	int	st = w->status;
+
+	if (w->got_result)
+		return w->result_failed ? "failed" : "ok";
+	if (w->cancelled)
+		return "cancel";
+	if (w->violated)
+		return "protocol_violation";
+	if (w->timed_out)
+		return "deadline";
+	if (w->launch_failed || w->spawn_failed)
+		return "spawn_failed";
+	if (w->lost)
+		return "lost";
+	if (WIFSIGNALED(st)) {
+		switch (WTERMSIG(st)) {
+		case SIGSYS:
+			return "sigsys";
+		case SIGXCPU:
+			return "cpu_limit";
+		case SIGXFSZ:
+			return "file_size_limit";
+		case SIGKILL:
+			if (w->exit_flags & EXITED_OOM)
+				return "oom";
+			break;
+		}
+	} else if (WIFEXITED(st) && WEXITSTATUS(st) == HEAVY_EXIT_NOMEM)
+		return "oom";
+	return "crash";
+}
+
 static void
 worker_free(struct worker *w)
 {
+	metrics_worker_move(worker_state_names[w->state], NULL);
 	if (w->bev != NULL)
 		bufferevent_free(w->bev);
 	if (w->pidfd != -1)
@@ -473,6 +579,7 @@ worker_free(struct worker *w)
 	buf_free(&w->confine);
 	free(w->problem);
 	free(w->label);
+	free(w->model);
 	free(w);
 }
 
@@ -509,6 +616,7 @@ worker_deliver(struct worker *w)
 static void
 worker_finish(struct worker *w)
 {
+	metrics_worker_exit(worker_exit_cause(w));
 	if (w->state != WORKER_QUEUED) {
 		table[w->id & 0xffff] = NULL;
 		free_slots[nfree++] = w->id & 0xffff;
@@ -527,10 +635,12 @@ worker_cancel(struct worker *w)
 	w->done = NULL;
 	w->step = NULL;
 	w->usage = NULL;
+	w->cancelled = true;
 	if (w->state == WORKER_QUEUED && !w->launch_failed) {
 		TAILQ_REMOVE(&queue, w, entry);
 		nqueued--;
 		explicit_bzero(w->frame.data, w->frame.len);
+		metrics_worker_exit("cancel");
 		worker_free(w);
 		return;
 	}

@@ -28,6 +28,7 @@
 struct llm_xfer {
 	struct buf	body;
 	bool		over;
+	long		status;		/* the HTTP status; 0: none came */
 	char		retry_after[64];
 	char		reset[64];
 };
@@ -314,7 +315,7 @@ llm_unreachable(CURLcode rc, const char *errbuf, struct llm_error *e)
 /* One HTTP attempt; -1 with e set when no status came back. */
 static int
 llm_attempt(const struct job *job, int64_t deadline, const char *url,
-    const char *body, struct llm_xfer *x, long *status, struct llm_error *e)
+    const char *body, struct llm_xfer *x, struct llm_error *e)
 {
 	struct curl_slist	*headers = llm_headers(job);
 	int64_t			 t0 = now_ms(), left = deadline - t0;
@@ -350,7 +351,7 @@ llm_attempt(const struct job *job, int64_t deadline, const char *url,
 	curl_easy_setopt(llm_curl, CURLOPT_ERRORBUFFER, NULL);
 	curl_slist_free_all(headers);
 	if (rc == CURLE_OK) {
-		curl_easy_getinfo(llm_curl, CURLINFO_RESPONSE_CODE, status);
+		curl_easy_getinfo(llm_curl, CURLINFO_RESPONSE_CODE, &x->status);
 		return 0;
 	}
 	if (x->over)
@@ -434,13 +435,14 @@ llm_try(const struct job *job, int64_t deadline, const char *url,
     const char *body, struct llm_xfer *x, struct llm_reply *reply,
     struct usage *u, struct llm_error *e)
 {
-	long	status = 0;
+	long	status;
 
 	u->llm_calls++;
 	/* A refusal may heal (a proxy restarting): retried like the rest. */
-	if (llm_attempt(job, deadline, url, body, x, &status, e) == -1)
+	if (llm_attempt(job, deadline, url, body, x, e) == -1)
 		return e->kind == JOB_ERR_TRANSPORT ||
 		    e->kind == JOB_ERR_CONNECT ? 1 : -1;
+	status = x->status;
 	if (status / 100 == 2) {
 		if (llm_parse_body(x->body.data ? x->body.data : "",
 		    x->body.len, reply, u, e) == 0)
@@ -450,6 +452,38 @@ llm_try(const struct job *job, int64_t deadline, const char *url,
 	}
 	llm_http_error(status, x, e);
 	return backoff_retryable_status(status) ? 1 : -1;
+}
+
+static int64_t
+llm_now_us(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * How one attempt went, reported with its usage: its error (0: none), its
+ * status, how long it took.  Kept within what the supervisor's decoder
+ * accepts, whatever the server sent.
+ */
+static void
+llm_report(const struct usage *u, int rc, const struct llm_error *e,
+    const struct llm_xfer *x, int64_t us, uint32_t attempt)
+{
+	struct job_call	c = { 0 };
+
+	c.error_kind = rc == 0 ? 0 : e->kind;
+	c.http_status = x->status >= 100 && x->status <= 999 ?
+	    (uint32_t)x->status : 0;
+	if (c.error_kind == JOB_ERR_HTTP && c.http_status == 0)
+		c.error_kind = JOB_ERR_RESPONSE;	/* a status curl took */
+	c.duration_us = us < 0 ? 0 : (uint64_t)us > JOB_CALL_MAX_US ?
+	    JOB_CALL_MAX_US : (uint64_t)us;
+	c.attempt = attempt < JOB_CALL_MAX_ATTEMPT ? attempt :
+	    JOB_CALL_MAX_ATTEMPT;
+	worker_report_usage(u, &c);
 }
 
 /* The retry note: "retrying in 0.5 s after: <cause> (<URL>)". */
@@ -481,7 +515,7 @@ llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
 	struct llm_xfer	 x;
 	char		*body = llm_request_body(job, messages, tools);
 	char		*url = llm_url(job);
-	int64_t		 t0, took, delay;
+	int64_t		 t0, took_us, took, delay;
 	int		 rc = -1;
 
 	for (uint32_t attempt = 0;; attempt++) {
@@ -492,10 +526,11 @@ llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
 		memset(&x, 0, sizeof x);
 		buf_init(&x.body, job->max_response_bytes ?
 		    job->max_response_bytes : LLM_DEFAULT_CAP);
-		t0 = now_ms();
+		t0 = llm_now_us();
 		rc = llm_try(job, deadline, url, body, &x, reply, u, e);
-		took = now_ms() - t0;
-		worker_report_usage(u);
+		took_us = llm_now_us() - t0;
+		llm_report(u, rc, e, &x, took_us, attempt);
+		took = took_us / 1000;
 		if (rc != 1 || attempt >= job->max_retries) {
 			buf_free(&x.body);
 			if (rc != 0)

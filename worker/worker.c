@@ -85,11 +85,12 @@ worker_step(const char *fmt, ...)
 }
 
 /*
- * The usage of the calls made since the last report (u is this job's
- * running total): the supervisor holds the task's budgets against it.
+ * After an LLM request: the usage of the calls made since the last report
+ * (u is this job's running total), which the supervisor holds the task's
+ * budgets against, and how the request went, for its metrics.
  */
 void
-worker_report_usage(const struct usage *u)
+worker_report_usage(const struct usage *u, const struct job_call *call)
 {
 	static struct usage	reported;
 	struct usage		delta;
@@ -107,6 +108,7 @@ worker_report_usage(const struct usage *u)
 	reported = *u;
 	m_create(&frame, MSG_JOB_USAGE);
 	usage_encode(&frame, &delta);
+	job_call_encode(&frame, call);
 	worker_send(&frame);
 }
 

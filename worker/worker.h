@@ -15,6 +15,7 @@
 
 /* The fd the supervisor passes to the zygote it executes. */
 #define ZYGOTE_FD	3
+#define ZYGOTE_MAX_SPARES	64	/* HEAVY_SPARES' upper bound */
 
 /* zygote.c */
 int	zygote_main(int fd);
@@ -22,7 +23,7 @@ int	zygote_main(int fd);
 /* worker.c: run one job on fd and exit. */
 void	worker_main(int fd) __attribute__((noreturn));
 void	worker_step(const char *fmt, ...) PRINTF(1, 2);
-void	worker_report_usage(const struct usage *);
+void	worker_report_usage(const struct usage *, const struct job_call *);
 int	worker_workspace(void);	/* O_PATH fd of the task's directory, or -1 */
 #ifdef HEAVY_TEST_HOOKS
 void	worker_send_raw(const void *, size_t);

@@ -36,7 +36,6 @@ static int		 zygote_sigfd;
 static pid_t		 zygote_pid;
 static struct lh_table	*zygote_children;	/* pid -> worker id */
 /* Workers forked ahead of need, each waiting for its job's fd. */
-#define ZYGOTE_MAX_SPARES	64
 static pid_t		 spare_pid[ZYGOTE_MAX_SPARES];
 static int		 spare_sock[ZYGOTE_MAX_SPARES];
 static int		 nspares, want_spares = 4;	/* HEAVY_SPARES */
@@ -324,6 +323,22 @@ zygote_fork(uint32_t id, int fd, const char *label)
 		close(pidfd);
 }
 
+/* The spares held, told to the supervisor when that changed (its metrics). */
+static void
+zygote_report_spares(void)
+{
+	static int	reported = -1;
+	struct buf	frame;
+
+	if (nspares == reported)
+		return;
+	m_create(&frame, MSG_ZYGOTE_SPARES);
+	m_add_u32(&frame, (uint32_t)nspares);
+	m_close(&frame, SIZE_MAX);
+	zygote_send(&frame, -1);
+	reported = nspares;
+}
+
 /* Reads one spawn request; anything malformed means a broken supervisor. */
 static int
 zygote_read(void)
@@ -525,6 +540,7 @@ zygote_main(int fd)
 	zygote_setup(fd);
 	zlogs = xcalloc(ZYGOTE_MAX_LOGS, sizeof *zlogs);
 	for (;;) {
+		zygote_report_spares();
 		pfd[0].fd = zygote_fd;
 		pfd[0].events = POLLIN;
 		pfd[1].fd = zygote_sigfd;

@@ -8,6 +8,9 @@
  *   bench deadline N           tool result time for all-hanging agents
  *   bench soak N CONC          N calls on one server, CONC at a time: its
  *                              RSS, fds and zombies at the start and end
+ *   bench metrics N [SAMPLES]  N scrapes of a registry of SAMPLES series
+ *                              (default 1000), in this process
+ *   bench metrics-sample       such a scrape, on stdout (for promtool)
  */
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -25,9 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <json-c/json.h>
 
 #include "../../common/common.h"
+#include "../../supervisor/metrics.h"
 
 extern char	**environ;
 
@@ -504,6 +509,103 @@ bench_soak(int n, int conc)
 	    zombies == 0 ? 0 : 1;
 }
 
+/*
+ * A registry as a busy heavyd has it, through the calls heavyd makes:
+ * tasks of both tools, workers in every state, requests to many models
+ * (one with a quote and a backslash in its id) with every outcome, HTTP
+ * requests, store writes; models are added until it has `samples` series
+ * (each histogram bucket is one).
+ */
+static void
+metrics_fill(size_t samples)
+{
+	static const char	*outcomes[] = { "2xx", "4xx", "5xx",
+	    "transport_error", "connect_error", "invalid_response" };
+	static const char	*causes[] = { "ok", "failed", "deadline",
+	    "cancel", "crash" };
+	static const char	*ops[] = { "insert", "put", "update", "begin",
+	    "commit", "sweep" };
+	static const char	*methods[] = { "GET", "POST", "DELETE" };
+	static const int	 codes[] = { 200, 202, 400, 401, 404, 429, 503 };
+	struct metrics_llm	 m = { 0 };
+	char			 model[64];
+
+	metrics_init(4096, "bench");
+	for (int i = 0; i < 50; i++) {
+		metrics_task_started(i % 3 ? "heavy_orchestrate" :
+		    "grok_heavy_orchestrate");
+		metrics_task_ended(i % 3 ? "heavy_orchestrate" :
+		    "grok_heavy_orchestrate", i % 5 ? "completed" : "failed");
+		metrics_worker_exit(causes[i % 5]);
+		metrics_store_write(ops[i % 6], 40 + i * 97, i % 17 != 0);
+		metrics_http_request(methods[i % 3], codes[i % 7]);
+	}
+	metrics_tasks_running(12);
+	metrics_worker_move(NULL, "running");
+	metrics_budget_stop("tokens");
+	metrics_zygote_up(true);
+	metrics_zygote_spares(4);
+	metrics_sessions(3);
+	metrics_sse_streams(2);
+	for (int k = 0; metrics_samples() < samples; k++) {
+		if (k == 0)
+			snprintf(model, sizeof model, "vendor/\"odd\\model\"");
+		else
+			snprintf(model, sizeof model, "vendor-%d/model-%d-instruct",
+			    k % 7, k);
+		m.model = model;
+		for (int i = 0; i < 12 && metrics_samples() < samples; i++) {
+			m.outcome = outcomes[i % 6];
+			m.retry = i >= 6;
+			m.duration_us = 30000 + (int64_t)i * 700000 + k;
+			m.prompt_tokens = 900 + (uint64_t)i;
+			m.completion_tokens = 300;
+			m.cost_micro_usd = 1234;
+			m.retries = m.retry;
+			metrics_llm_request(&m);
+		}
+	}
+}
+
+/* The time of one scrape into a fresh evbuffer, as a server would. */
+static void
+bench_metrics(int n, size_t samples)
+{
+	int64_t		*us = xcalloc((size_t)n, sizeof *us), t0;
+	struct evbuffer	*evb;
+	size_t		 bytes = 0;
+	char		 what[128];
+
+	metrics_fill(samples);
+	for (int i = 0; i < n; i++) {
+		t0 = now_us();
+		evb = evbuffer_new();
+		metrics_render(evb);
+		bytes = evbuffer_get_length(evb);
+		evbuffer_free(evb);
+		us[i] = now_us() - t0;
+	}
+	snprintf(what, sizeof what, "metrics scrape, %zu series, %zu bytes",
+	    metrics_samples(), bytes);
+	report(what, us, n);
+	metrics_free();
+	free(us);
+}
+
+static void
+bench_metrics_sample(void)
+{
+	struct evbuffer	*evb = evbuffer_new();
+
+	metrics_fill(1000);
+	metrics_render(evb);
+	while (evbuffer_get_length(evb) > 0)
+		if (evbuffer_write(evb, STDOUT_FILENO) == -1)
+			fatal("stdout");
+	evbuffer_free(evb);
+	metrics_free();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -515,7 +617,7 @@ main(int argc, char **argv)
 		heavyd = getenv("HEAVYD");
 	if (argc < 2)
 		fatalx("usage: bench startup|ping|orchestrate|sequential|deadline|"
-		    "soak [N ...]");
+		    "soak|metrics|metrics-sample [N ...]");
 	if (strcmp(argv[1], "startup") == 0)
 		bench_startup(n);
 	else if (strcmp(argv[1], "ping") == 0)
@@ -529,6 +631,10 @@ main(int argc, char **argv)
 		bench_deadline(n);
 	else if (strcmp(argv[1], "soak") == 0)
 		return bench_soak(n, argc > 3 ? atoi(argv[3]) : 50);
+	else if (strcmp(argv[1], "metrics") == 0)
+		bench_metrics(n, argc > 3 ? (size_t)atoi(argv[3]) : 1000);
+	else if (strcmp(argv[1], "metrics-sample") == 0)
+		bench_metrics_sample();
 	else
 		fatalx("unknown scenario %s", argv[1]);
 	return 0;

@@ -173,3 +173,112 @@ Test(proto, truncated_job_rejected_at_every_length)
 	}
 	buf_free(&b);
 }
+
+/* A MSG_JOB_USAGE payload: the usage delta and one LLM request. */
+static struct buf
+usage_frame(const struct job_call *c)
+{
+	struct usage	u = { .prompt_tokens = 7, .completion_tokens = 5,
+	    .total_tokens = 12, .llm_calls = 1, .retries = 1,
+	    .cost_micro_usd = 900 };
+	struct buf	b;
+
+	buf_init(&b, 0);
+	usage_encode(&b, &u);
+	job_call_encode(&b, c);
+	return b;
+}
+
+static int
+usage_decodes(const struct job_call *c, struct job_report *rep)
+{
+	struct buf	b = usage_frame(c);
+	int		rc = job_report_decode(MSG_JOB_USAGE, b.data, b.len, rep);
+
+	buf_free(&b);
+	return rc;
+}
+
+Test(proto, usage_report_carries_the_request)
+{
+	struct job_call		c = { 0, 200, 1234567, 2 };
+	struct job_report	rep;
+
+	cr_assert_eq(usage_decodes(&c, &rep), 0);
+	cr_assert_eq(rep.usage.prompt_tokens, 7);
+	cr_assert_eq(rep.usage.cost_micro_usd, 900);
+	cr_assert_eq(rep.call.error_kind, 0);
+	cr_assert_eq(rep.call.http_status, 200);
+	cr_assert_eq(rep.call.duration_us, 1234567);
+	cr_assert_eq(rep.call.attempt, 2);
+	job_report_clear(&rep);
+}
+
+/* Each kind of attempt with the status it comes with is taken. */
+Test(proto, usage_report_kinds_accepted)
+{
+	const struct job_call	ok[] = {
+		{ 0, 204, 0, 0 },
+		{ JOB_ERR_HTTP, 429, 10, 1 },
+		{ JOB_ERR_HTTP, 503, 10, 0 },
+		{ JOB_ERR_HTTP, 101, 10, 0 },
+		{ JOB_ERR_HTTP, 999, 10, 0 },
+		{ JOB_ERR_API, 200, 10, 0 },
+		{ JOB_ERR_RESPONSE, 200, 10, 0 },
+		{ JOB_ERR_RESPONSE, 0, 10, 0 },
+		{ JOB_ERR_TRANSPORT, 0, 10, 0 },
+		{ JOB_ERR_TIMEOUT, 0, 10, 0 },
+		{ JOB_ERR_CONNECT, 0, JOB_CALL_MAX_US, JOB_CALL_MAX_ATTEMPT },
+	};
+	struct job_report	rep;
+
+	for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+		cr_assert_eq(usage_decodes(&ok[i], &rep), 0, "case %zu", i);
+		job_report_clear(&rep);
+	}
+}
+
+/* A request whose error and status disagree, or out of range, is a
+ * malformed frame (and its worker is killed). */
+Test(proto, usage_report_bad_requests_rejected)
+{
+	const struct job_call	bad[] = {
+		{ 0, 500, 10, 0 },		/* no error, not a 2xx */
+		{ 0, 0, 10, 0 },
+		{ JOB_ERR_HTTP, 200, 10, 0 },	/* an HTTP error that is 2xx */
+		{ JOB_ERR_HTTP, 0, 10, 0 },
+		{ JOB_ERR_HTTP, 1000, 10, 0 },
+		{ JOB_ERR_HTTP, 99, 10, 0 },
+		{ JOB_ERR_API, 500, 10, 0 },
+		{ JOB_ERR_RESPONSE, 404, 10, 0 },
+		{ JOB_ERR_TRANSPORT, 200, 10, 0 },
+		{ JOB_ERR_CONNECT, 502, 10, 0 },
+		{ JOB_ERR_TIMEOUT, 408, 10, 0 },
+		{ JOB_ERR_PARSE, 0, 10, 0 },	/* not an attempt's errors */
+		{ JOB_ERR_LIMIT, 0, 10, 0 },
+		{ JOB_ERR_INTERNAL, 0, 10, 0 },
+		{ JOB_ERR_LAST + 1, 0, 10, 0 },
+		{ 0, 200, JOB_CALL_MAX_US + 1, 0 },
+		{ 0, 200, 10, JOB_CALL_MAX_ATTEMPT + 1 },
+	};
+	struct job_report	rep;
+
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		cr_assert_eq(usage_decodes(&bad[i], &rep), -1, "case %zu", i);
+}
+
+/* Version 5's usage report (no request) and every cut of version 6's are
+ * refused; so is one with a field more. */
+Test(proto, usage_report_exact)
+{
+	struct job_call		c = { JOB_ERR_HTTP, 503, 10, 0 };
+	struct buf		b = usage_frame(&c);
+	struct job_report	rep;
+
+	for (size_t n = 0; n < b.len; n++)
+		cr_assert_eq(job_report_decode(MSG_JOB_USAGE, b.data, n, &rep),
+		    -1, "cut at %zu", n);
+	m_add_u32(&b, 0);
+	cr_assert_eq(job_report_decode(MSG_JOB_USAGE, b.data, b.len, &rep), -1);
+	buf_free(&b);
+}
