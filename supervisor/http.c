@@ -47,6 +47,7 @@
 #include <nettle/base64.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 
 #define HTTP_OWNER		"http:anonymous"	/* until identities */
 #define HTTP_STREAM_TIMEOUT	(365 * 86400)	/* a started stream: none */
@@ -110,6 +111,7 @@ static struct {
 	struct lh_table		*sessions;	/* id -> struct http_session */
 	struct lh_table		*conns;		/* evcon -> struct http_conn */
 	int			 nsessions;
+	int			 nsse;		/* SSE streams with a client */
 	char			**unix_paths;	/* to unlink at exit */
 	int			 nunix;
 	bool			 early_close;	/* EV_CLOSED works */
@@ -344,6 +346,7 @@ http_session_idle_arm(struct http_session *hs)
 static void
 http_stream_orphan(struct http_stream *st)
 {
+	metrics_sse_streams(--http.nsse);
 	st->conn->stream = NULL;
 	st->conn = NULL;
 	event_del(st->keepalive);
@@ -360,6 +363,8 @@ http_stream_free(struct http_stream *st)
 	if (st->conn != NULL) {
 		st->conn->stream = NULL;
 		hs->live--;
+		if (st->sse)
+			metrics_sse_streams(--http.nsse);
 	}
 	if (hs->get == st)
 		hs->get = NULL;
@@ -462,6 +467,7 @@ http_sse_start(struct http_stream *st, bool prime)
 	const char		*v = st->hs->s->version;
 
 	st->sse = true;
+	metrics_sse_streams(++http.nsse);
 	evhttp_add_header(h, "Content-Type", "text/event-stream");
 	evhttp_add_header(h, "Cache-Control", "no-cache, no-transform");
 	evhttp_add_header(h, "X-Accel-Buffering", "no");
@@ -1005,10 +1011,25 @@ http_delete(struct evhttp_request *req)
 
 /* --- the endpoint ----------------------------------------------------- */
 
+/* Prometheus's text format 0.0.4. */
+static void
+http_metrics(struct evhttp_request *req)
+{
+	struct evbuffer	*body = evbuffer_new();
+
+	metrics_render(body);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, 200, "OK", body);
+	evbuffer_free(body);
+}
+
 static bool
 http_probe(struct evhttp_request *req, const char *path)
 {
-	if (strcmp(path, "/healthz") == 0)
+	if (strcmp(path, "/metrics") == 0)
+		http_metrics(req);
+	else if (strcmp(path, "/healthz") == 0)
 		http_plain(req, 200, "OK", "ok");
 	else if (strcmp(path, "/readyz") == 0) {
 		if (http.ready())
@@ -1021,12 +1042,31 @@ http_probe(struct evhttp_request *req, const char *path)
 	return true;
 }
 
+/* Every answered request counts, by method and status. */
+static void
+http_complete_cb(struct evhttp_request *req, void *arg)
+{
+	static const struct { enum evhttp_cmd_type cmd; const char *name; }
+	    names[] = { { EVHTTP_REQ_GET, "GET" }, { EVHTTP_REQ_POST, "POST" },
+	    { EVHTTP_REQ_DELETE, "DELETE" }, { EVHTTP_REQ_PUT, "PUT" },
+	    { EVHTTP_REQ_PATCH, "PATCH" }, { EVHTTP_REQ_HEAD, "HEAD" },
+	    { EVHTTP_REQ_OPTIONS, "OPTIONS" } };
+	const char	*method = "other";
+
+	(void)arg;
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+		if (evhttp_request_get_command(req) == names[i].cmd)
+			method = names[i].name;
+	metrics_http_request(method, evhttp_request_get_response_code(req));
+}
+
 static void
 http_request_cb(struct evhttp_request *req, void *arg)
 {
 	const char	*path;
 
 	(void)arg;
+	evhttp_request_set_on_complete_cb(req, http_complete_cb, NULL);
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path == NULL)
 		path = "";

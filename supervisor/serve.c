@@ -19,11 +19,12 @@ serve_stop(void)
 	http_stop();
 }
 
-/* /readyz: the store is open, the zygote is up: until we stop. */
+/* /readyz: the zygote is up (the store opened before we served), and
+ * we are not stopping. */
 static bool
 serve_ready(void)
 {
-	return !serve_stopping;
+	return !serve_stopping && spawner_up();
 }
 
 /*

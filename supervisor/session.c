@@ -15,6 +15,7 @@
 #include <json-c/linkhash.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 
 #define MCP_LATEST	"2025-11-25"
 #define MCP_TASKS_SINCE	"2025-11-25"	/* MCP Tasks came with it */
@@ -271,7 +272,7 @@ mcp_session_new(const struct mcp_transport *tp, void *arg, const char *owner,
 	s->local = local;
 	s->refs = 1;		/* the transport's */
 	TAILQ_INSERT_TAIL(&mcp_sessions, s, entry);
-	mcp_nsessions++;
+	metrics_sessions(++mcp_nsessions);
 	return s;
 }
 
@@ -333,7 +334,7 @@ mcp_session_unlink(struct mcp_session *s)
 {
 	s->closed = true;
 	TAILQ_REMOVE(&mcp_sessions, s, entry);
-	mcp_nsessions--;
+	metrics_sessions(--mcp_nsessions);
 }
 
 struct mcp_session *

@@ -6,7 +6,7 @@
 // of every kind, each with its status and a JSON-RPC error body.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -174,6 +174,35 @@ test('an orchestration over HTTP streams its progress over SSE, then its result'
 	checkShape(result, 2);
 	assert.ok(progress.length >= 3, `progress as it came: ${JSON.stringify(progress)}`);
 	checkProgress(progress.map((p) => ({ ...p, t: 0 })), progress[0].total);
+	await client.close();
+	await srv.stop();
+});
+
+test('GET /metrics counts what happened, in a format promtool accepts; /readyz and /healthz',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const srv = await startHttp(t);
+	const { client } = await connect(srv);
+	const r = await client.callTool({ name: 'heavy_orchestrate', arguments: { query: 'Count me', num_agents: 2 } },
+	    CallToolResultSchema, { timeout: HANG });
+	assert.notEqual(r.isError, true);
+	const res = await fetch(`${srv.base}/metrics`);
+	assert.equal(res.status, 200);
+	assert.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+	const text = await res.text();
+	const value = (re) => Number((re.exec(text) ?? [])[1]);
+	assert.equal(value(/^heavyd_tasks_started_total\{tool="heavy_orchestrate"\} (\d+)/m), 1, text.slice(0, 2000));
+	assert.equal(value(/^heavyd_tasks_ended_total\{tool="heavy_orchestrate",status="completed"\} (\d+)/m), 1);
+	// initialize and the call (its SSE stream ended); initialized got 202.
+	assert.equal(value(/^heavyd_http_requests_total\{method="POST",code="200"\} (\d+)/m), 2, text);
+	assert.equal(value(/^heavyd_http_requests_total\{method="POST",code="202"\} (\d+)/m), 1);
+	assert.equal(value(/^heavyd_sessions (\d+)/m), 1, 'the one open session');
+	assert.ok(value(/^heavyd_llm_requests_total\{[^}]*\} (\d+)/m) >= 1);
+	assert.equal(value(/^heavyd_zygote_up (\d+)/m), 1);
+	const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+	assert.equal(check.error, undefined, 'promtool runs (scripts/install-deps installs it)');
+	assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
+	assert.equal((await fetch(`${srv.base}/readyz`)).status, 200);
+	assert.equal((await fetch(`${srv.base}/healthz`)).status, 200);
 	await client.close();
 	await srv.stop();
 });
