@@ -44,7 +44,7 @@ TEST_PROGS = $(BUILD)/test/heavyd-worker $(BUILD)/mockllm $(BUILD)/bench \
 	$(BUILD)/unit-tests
 
 .PHONY: all unit test-programs check check-unit check-integration \
-	check-valgrind check-asan asan-programs bench demo clean
+	check-valgrind check-asan check-vm asan-programs bench demo clean
 all: $(PROGS)
 
 test-programs: $(TEST_PROGS)
@@ -107,6 +107,11 @@ asan-programs:
 check-asan: asan-programs
 	$(ASAN_MAKE) check-unit check-integration
 
+# The jobs of tests/vm in a Debian 12 guest under qemu (cached in build/vm);
+# results, logs and the guest's console in build/vm-check.
+check-vm: all test-programs
+	scripts/vm-check build/vm-check
+
 # Installs missing packages first, so a fresh Debian 12 machine can build.
 # Every stage runs; the last line is "N passed, N failed, N skipped".
 check:
@@ -121,6 +126,8 @@ demo:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# (build/vm holds the test guest's Debian tree, whose /etc/rc?.d are no
+# dependency files.)
+-include $(shell find $(BUILD) -path $(BUILD)/vm -prune -o -name '*.d' -type f -print 2>/dev/null)
 include tests/fuzz/fuzz.mk
 include scripts/install.mk

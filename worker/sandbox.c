@@ -231,11 +231,13 @@ sandbox_enter(const struct sandbox *sb, int workspace_fd, char *err,
 	if (!sandbox_nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 		return sandbox_fail(err, errlen, "PR_SET_NO_NEW_PRIVS");
 	sandbox_nnp = true;
+	/* The cgroup's files first: past pivot_root they are out of reach. */
+	if (cgroup_limits(sb, err, errlen) == -1)
+		return -1;
 	if (sb->fs == SANDBOX_FS_MOUNT &&
 	    mountns_enter(sb, workspace_fd, err, errlen) == -1)
 		return -1;
-	if (cgroup_limits(sb, err, errlen) == -1 ||
-	    sandbox_drop_caps(sb, err, errlen) == -1 ||
+	if (sandbox_drop_caps(sb, err, errlen) == -1 ||
 	    sandbox_rlimits(sb, err, errlen) == -1)
 		return -1;
 	if (sb->fs == SANDBOX_FS_LANDLOCK &&

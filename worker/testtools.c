@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -107,6 +108,97 @@ tool_test_memory_hog(struct json_object *args, struct buf *out, int *complete)
 	}
 	buf_printf(out, "allocated %zu MiB without reaching a limit", mib);
 	return 0;
+}
+
+/* One file of 16 MiB in the workspace; mib counts what was written. */
+static int
+tool_test_fill_file(int i, int *mib)
+{
+	static char	chunk[1 << 20];
+	char		name[32];
+	int		fd, err = 0;
+
+	memset(chunk, 0xa5, sizeof chunk);
+	snprintf(name, sizeof name, "fill-%d", i);
+	if ((fd = openat(worker_workspace(), name, O_WRONLY | O_CREAT |
+	    O_TRUNC | O_CLOEXEC, 0600)) == -1)
+		return -1;
+	for (int j = 0; j < 16 && err == 0; j++) {
+		errno = 0;
+		if (write(fd, chunk, sizeof chunk) == (ssize_t)sizeof chunk)
+			(*mib)++;
+		else
+			err = errno ? errno : ENOSPC;	/* short: full */
+	}
+	close(fd);
+	errno = err;
+	return err ? -1 : 0;
+}
+
+/*
+ * Writes 16 MiB files into its workspace, up to 4 GiB.  Where the workspace
+ * is a tmpfs, their pages are memory that RLIMIT_AS never sees: only the
+ * cgroup's memory.max stops it.
+ */
+static int
+tool_test_fill_workspace(struct json_object *args, struct buf *out,
+    int *complete)
+{
+	int	mib = 0;
+
+	(void)args; (void)complete;
+	for (int i = 0; i < 256; i++)
+		if (tool_test_fill_file(i, &mib) == -1) {
+			buf_printf(out, "wrote %d MiB; ", mib);
+			return tool_test_errno(out, "write", errno);
+		}
+	buf_printf(out, "wrote %d MiB without reaching a limit", mib);
+	return 0;
+}
+
+/* A thread of the bomb: blocks in read on a pipe no one writes to (pause
+ * is not in the workers' allowlist). */
+static void *
+tool_test_thread_wait(void *arg)
+{
+	int	fd = *(int *)arg;
+	char	c;
+
+	for (;;)
+		(void)read(fd, &c, 1);
+	return NULL;
+}
+
+/*
+ * Starts threads until refused, at most 256, on small stacks so that
+ * RLIMIT_AS is not what stops them.  seccomp kills a fork at once, but
+ * threads it allows: the cgroup's pids.max, which counts them, is their
+ * limit.  They wait until the worker exits.
+ */
+static int
+tool_test_thread_bomb(struct json_object *args, struct buf *out,
+    int *complete)
+{
+	static int	fds[2];
+	pthread_attr_t	attr;
+	pthread_t	t;
+	int		n, rc = 0;
+
+	(void)args; (void)complete;
+	if (pipe2(fds, O_CLOEXEC) == -1)
+		return tool_test_errno(out, "pipe2", errno);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 << 10);
+	for (n = 0; n < 256; n++)
+		if ((rc = pthread_create(&t, &attr, tool_test_thread_wait,
+		    &fds[0])) != 0)
+			break;
+	pthread_attr_destroy(&attr);
+	buf_printf(out, "started %d threads", n);
+	if (rc == 0)
+		return 0;
+	buf_printf(out, "; ");
+	return tool_test_errno(out, "pthread_create", rc);
 }
 
 /* Opens descriptors until the kernel refuses; keeps them. */
@@ -303,6 +395,10 @@ const struct tool testtools[] = {
 	  NO_ARGS, tool_test_memory_hog },
 	{ "test_fd_hog", "Test only: open descriptors until refused.",
 	  NO_ARGS, tool_test_fd_hog },
+	{ "test_fill_workspace", "Test only: fill the workspace with files.",
+	  NO_ARGS, tool_test_fill_workspace },
+	{ "test_thread_bomb", "Test only: start threads until refused.",
+	  NO_ARGS, tool_test_thread_bomb },
 	{ "test_write_outside", "Test only: open(2) a path for writing.",
 	  PATH_ARG, tool_test_write_outside },
 	{ "test_exec_shell", "Test only: exec a shell that writes path.",

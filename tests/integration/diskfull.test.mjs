@@ -9,30 +9,13 @@ import { test } from 'node:test';
 
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
-import { TOOL, setup, startServer, tmpdir } from './lib.mjs';
-
-/* A tmpfs of `size` at a fresh folder, or null (and why) when we cannot. */
-function smallDisk(t, size) {
-	const dir = tmpdir('diskfull');
-	try {
-		execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir],
-		    { stdio: 'pipe' });
-	} catch (e) {
-		fs.rmSync(dir, { recursive: true, force: true });
-		return { why: `cannot mount a tmpfs (it needs root): ${String(e.stderr || e.message).trim()}` };
-	}
-	t.after(() => {
-		try { execFileSync('umount', ['-l', dir], { stdio: 'pipe' }); } catch { /* gone */ }
-		fs.rmSync(dir, { recursive: true, force: true });
-	});
-	return { dir };
-}
+import { TOOL, mountTmpfs, setup, startServer } from './lib.mjs';
 
 const STORE_FULL = /the task store cannot write: .*(full|disk)/;
 
 test('a full disk: ids announced only once stored, new work refused with the cause, nothing acknowledged lost',
     { timeout: 120000 }, async (t) => {
-	const disk = smallDisk(t, '2m');
+	const disk = mountTmpfs(t, 'diskfull', '2m');
 	if (disk.why) {
 		t.skip(disk.why);
 		return;

@@ -12,8 +12,8 @@ import { test } from 'node:test';
 
 import { checkOk, checkShape } from './checks.mjs';
 import {
-	HEAVYD, IS_ASAN, IS_VALGRIND, REAL_HEAVYD, STATE_DIR, describe, readStat, setup, stillAlive, tmpdir,
-	waitFor,
+	HEAVYD, IS_ASAN, IS_VALGRIND, REAL_HEAVYD, STATE_DIR, describe, mountTmpfs, readStat, setup, stillAlive,
+	tmpdir, waitFor,
 } from './lib.mjs';
 import { HANG, SOON, TEST_TIMEOUT } from './lib.mjs';
 
@@ -283,12 +283,53 @@ test('per-worker cgroup v2: memory.max, pids.max, memory.oom.group', {
 	const { pid, cancel } = await blockedWorker(srv, t);
 	const rel = /^0::(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'))[1];
 	assert.ok(rel.endsWith(`/workers/w${pid}`), rel);
-	const dir = FEATURES.cgroup.split('/w<pid>')[0] + `/w${pid}`;
+	// (Not FEATURES.cgroup's: each heavyd may have a cgroup of its own.)
+	const mnt = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+	    .find((l) => / - cgroup2 /.test(l))?.split(' ')[4];
+	assert.ok(mnt, 'no cgroup2 mount');
+	const dir = `${mnt}${rel}`;
 	assert.equal(fs.readFileSync(`${dir}/memory.max`, 'utf8').trim(), String(MEMORY));
 	assert.equal(fs.readFileSync(`${dir}/pids.max`, 'utf8').trim(), '32');
 	assert.equal(fs.readFileSync(`${dir}/memory.oom.group`, 'utf8').trim(), '1');
 	cancel();
 	await waitFor(() => !fs.existsSync(dir), SOON, 'the worker cgroup to be removed');
+	await srv.shutdown();
+});
+
+/*
+ * The cgroup's limits reach what the rlimits cannot.  Pages of a tmpfs are
+ * memory that RLIMIT_AS never counts (an allocation reaches RLIMIT_AS, the
+ * same size, before memory.max): a worker filling a workspace on a tmpfs
+ * is stopped by memory.max alone, and its cause must say so.
+ */
+test("memory.max: a worker filling its workspace on a tmpfs is killed by its cgroup's OOM killer", {
+	timeout: TEST_TIMEOUT, skip: NO_CGROUP,
+}, async (t) => {
+	const disk = mountTmpfs(t, 'oom', '1g');
+	if (disk.why) {
+		t.skip(disk.why);
+		return;
+	}
+	const { srv } = await setup(t, { worker: 'test', env: { ...LIMITS, HEAVY_STATE_DIR: disk.dir } });
+	const { a1 } = await hostile(srv, 'test_fill_workspace');
+	assert.equal(a1.status, 'killed', JSON.stringify(a1));
+	assert.equal(a1.signal, 'SIGKILL', JSON.stringify(a1));
+	assert.equal(a1.error, "out of memory: killed by SIGKILL from its cgroup's OOM killer " +
+	    '(memory.max 256 MiB)');
+	await srv.shutdown();
+});
+
+/* seccomp kills a fork at once (above); threads it allows, and pids.max,
+ * which counts them, is what stops a bomb of them. */
+test('pids.max: a thread bomb is refused with EAGAIN at its limit', {
+	timeout: TEST_TIMEOUT, skip: NO_CGROUP,
+}, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: { ...LIMITS, HEAVY_WORKER_PIDS: '16' } });
+	const { a1, sc } = await hostile(srv, 'test_thread_bomb', {}, { alone: true });
+	const text = `${sc.answer} ${a1.error}`;
+	assert.match(text, /pthread_create: EAGAIN/, JSON.stringify(sc));
+	const n = Number(/started (\d+) threads/.exec(text)?.[1]);
+	assert.ok(n > 0 && n < 16, `started ${n} threads under pids.max 16: ${text}`);
 	await srv.shutdown();
 });
 

@@ -2,7 +2,7 @@
 // connected to a fresh server, a raw JSON-RPC line client, /proc process
 // trees, and polling.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -117,6 +117,26 @@ fs.mkdirSync(process.env.HOME, { mode: 0o700 });
 
 export function tmpdir(tag) {
 	return fs.mkdtempSync(path.join(RUN_DIR, `${tag}-`));
+}
+
+/*
+ * A tmpfs of `size` (mount's size=) at a fresh folder, unmounted after the
+ * test: { dir }, or { why } when it cannot be mounted (it needs root).
+ */
+export function mountTmpfs(t, tag, size) {
+	const dir = tmpdir(tag);
+	try {
+		execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0711`, 'tmpfs', dir],
+		    { stdio: 'pipe' });
+	} catch (e) {
+		fs.rmSync(dir, { recursive: true, force: true });
+		return { why: `cannot mount a tmpfs (it needs root): ${String(e.stderr || e.message).trim()}` };
+	}
+	t.after(() => {
+		try { execFileSync('umount', ['-l', dir], { stdio: 'pipe' }); } catch { /* gone */ }
+		fs.rmSync(dir, { recursive: true, force: true });
+	});
+	return { dir };
 }
 
 /* Servers keep their task workspaces here, not in the user's ~/.local/state. */
