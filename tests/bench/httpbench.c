@@ -761,19 +761,36 @@ bench_idle(int n, int secs, pid_t pid)
 
 /* ----------------------------------------------------------- hang-up */
 
-/* Waits until want workers run under pid; their pids in out. */
+/*
+ * Waits until want workers run under pid; their pids in out.  An answer
+ * arriving on fd first (an error: a call with hanging agents cannot end)
+ * is fatal, and says what it was.
+ */
 static int
-workers_wait(pid_t pid, int want, pid_t *out, int max)
+workers_wait(pid_t pid, int want, int fd, pid_t *out, int max)
 {
-	int64_t	t0 = now_ms();
-	int	n;
+	struct pollfd	pfd = { .fd = fd, .events = POLLIN };
+	struct resp	r;
+	char		b[4096];
+	ssize_t		k;
+	int64_t		t0 = now_ms();
+	int		n;
 
+	resp_init(&r);
 	while ((n = proc_descendants(pid, "heavyd-worker", out, max)) < want) {
 		if (now_ms() - t0 > HANG_MS)
 			fatalx("hangup: %d of %d workers after %d ms", n, want,
 			    HANG_MS);
-		usleep(1000);
+		if (poll(&pfd, 1, 1) == 1) {
+			if ((k = read(fd, b, sizeof b)) <= 0)
+				fatalx("hangup: the server closed the connection");
+			resp_feed(&r, b, (size_t)k);
+			if (r.state == R_DONE || (r.status >= 300 && r.body.len))
+				fatalx("hangup: answered before the workers ran: "
+				    "HTTP %d %.300s", r.status, buf_cstr(&r.body));
+		}
 	}
+	resp_free(&r);
 	return n;
 }
 
@@ -814,7 +831,7 @@ bench_hangup(int runs, int agents, pid_t pid)
 		fd = conn_open();
 		write_all(fd, req, strlen(req));
 		free(req);
-		n = workers_wait(pid, agents, ws, 64);
+		n = workers_wait(pid, agents, fd, ws, 64);
 		t0 = now_us();
 		close(fd);			/* the hang-up */
 		workers_gone(ws, n);
