@@ -127,6 +127,7 @@ struct resp {
 	struct buf	 body;
 	int		 status;
 	long long	 left;		/* of the body or of this chunk */
+	int		 crlf;		/* of the \r\n\r\n ending the head */
 	char		 session[160];
 	bool		 sse;
 	int64_t		 t_head, t_body;	/* when they began, us */
@@ -224,12 +225,13 @@ resp_feed(struct resp *r, const char *p, size_t n)
 		size_t		 m = n - used;
 
 		switch (r->state) {
-		case R_HEAD:
-			buf_add(&r->head, q, 1);
-			used++;
-			k = strlen(buf_cstr(&r->head));
-			if (k >= 4 && strcmp(buf_cstr(&r->head) + k - 4,
-			    "\r\n\r\n") == 0)
+		case R_HEAD:		/* up to the blank line */
+			for (k = 0; k < m && r->crlf < 4; k++)
+				r->crlf = q[k] == "\r\n\r\n"[r->crlf] ?
+				    r->crlf + 1 : q[k] == '\r';
+			buf_add(&r->head, q, k);
+			used += k;
+			if (r->crlf == 4)
 				resp_head_done(r);
 			break;
 		case R_BODY_LEN:
