@@ -16,8 +16,9 @@
 // under the output directory.  A scenario passes when none of its checks
 // is a FAILURE; warnings are counted, not failed.  A failed check is
 // excused only by an entry of the expectation file that names it (or its
-// whole scenario), for that revision, with a reason; an entry that excuses
-// nothing any more is stale and fails the run, so the file stays true.
+// whole scenario), for that revision, with a reason; a scenario an entry
+// names that ran and no longer fails is stale and fails the run, so the
+// file stays true.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -182,7 +183,7 @@ function loadExpectations(file) {
 				die(`${file}: entry ${i + 1}: unknown revision ${r}`);
 		return { scenarios: names, reason: e.reason.trim(),
 		    revisions: e.revisions?.map(String) ?? null,
-		    checks: e.checks ?? null, used: false, applied: false };
+		    checks: e.checks ?? null, ran: new Set(), used: new Set() };
 	});
 }
 
@@ -205,11 +206,11 @@ function judge(result, expectations) {
 	const unexcused = [], reasons = new Set();
 	for (const e of expectations)
 		if (covers(e, result.revision, result.scenario))
-			e.applied = true;
+			e.ran.add(result.scenario);
 	for (const c of failed) {
 		const e = excuse(expectations, result.revision, result.scenario, c.id);
 		if (e) {
-			e.used = true;
+			e.used.add(result.scenario);
 			reasons.add(e.reason);
 		} else
 			unexcused.push(c);
@@ -265,15 +266,21 @@ async function main() {
 			tap.push('  ...');
 		}
 	}
-	// An entry that excused nothing, where its scenario ran, is stale.
-	for (const e of expectations.filter((x) => x.applied && !x.used)) {
-		fail++;
-		n++;
-		const name = `expectation ${e.scenarios.join(',')}` +
-		    (e.checks ? `:${e.checks.join(',')}` : '') +
-		    (e.revisions ? ` [${e.revisions.join(',')}]` : '');
-		console.log(`STALE     ${name}: nothing failed that it excuses; remove it`);
-		tap.push(`not ok ${n} - ${name} is stale`);
+	// A scenario an entry names that ran and excused nothing is stale
+	// (for '*', the entry as a whole).
+	for (const e of expectations) {
+		const stale = e.scenarios.includes('*') ?
+		    (e.ran.size > 0 && e.used.size === 0 ? ['*'] : []) :
+		    [...e.ran].filter((x) => !e.used.has(x));
+		for (const x of stale) {
+			fail++;
+			n++;
+			const name = `expectation ${x}` +
+			    (e.checks ? `:${e.checks.join(',')}` : '') +
+			    (e.revisions ? ` [${e.revisions.join(',')}]` : '');
+			console.log(`STALE     ${name}: nothing failed that it excuses; remove it`);
+			tap.push(`not ok ${n} - ${name} is stale`);
+		}
 	}
 	tap[1] = `1..${n}`;
 	tap.push(`# tests ${n}`, `# pass ${pass}`, `# fail ${fail}`,
