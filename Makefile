@@ -41,6 +41,7 @@ NOMAIN     = $(filter-out %/main.o,$(1))
 
 PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker
 TEST_PROGS = $(BUILD)/test/heavyd-worker $(BUILD)/mockllm $(BUILD)/bench \
+	$(BUILD)/bench-http \
 	$(BUILD)/unit-tests
 
 .PHONY: all unit test-programs check check-unit check-integration \
@@ -68,6 +69,9 @@ $(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
 
 $(BUILD)/bench: $(call obj,tests/bench/bench.c supervisor/metrics.c) \
     $(COMMON_LIB)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
+
+$(BUILD)/bench-http: $(call obj,tests/bench/httpbench.c) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(call NOMAIN,$(SUP_OBJ) $(WRK_OBJ)) $(COMMON_LIB)
