@@ -133,11 +133,13 @@ static void	http_session_end(struct http_session *);
 
 /* --- replies that are not MCP messages -------------------------------- */
 
-/* An HTTP error with a JSON-RPC error body, as the SDKs send them. */
+/* An HTTP error with a JSON-RPC error body, under the request's id when
+ * it has one (2026-07-28 wants it), as the SDKs send them. */
 static void
-http_fail(struct evhttp_request *req, int status, int code, const char *msg)
+http_fail_id(struct evhttp_request *req, int status, struct json_object *id,
+    int code, const char *msg)
 {
-	struct json_object	*e = rpc_error(NULL, code, msg);
+	struct json_object	*e = rpc_error(id, code, msg);
 	struct evbuffer		*body = evbuffer_new();
 	const char		*reason;
 
@@ -161,6 +163,12 @@ http_fail(struct evhttp_request *req, int status, int code, const char *msg)
 		    "Allow", "GET, POST, DELETE");
 	evhttp_send_reply(req, status, reason, body);
 	evbuffer_free(body);
+}
+
+static void
+http_fail(struct evhttp_request *req, int status, int code, const char *msg)
+{
+	http_fail_id(req, status, NULL, code, msg);
 }
 
 static void
@@ -541,38 +549,55 @@ http_stream_new(struct http_session *hs, struct evhttp_request *req,
 
 /* --- what the MCP layer sends ----------------------------------------- */
 
-/* The whole reply, as application/json: nothing came before it. */
+/*
+ * The whole reply, as application/json: nothing came before it.  In
+ * 2026-07-28 some errors have their own status: an unknown method 404, a
+ * missing capability, a version or a header 400.
+ */
 static void
-http_json_reply(struct http_stream *st, struct evbuffer *msg)
+http_json_reply(struct http_stream *st, const struct mcp_out *out)
 {
+	int		 status = 200;
+	const char	*reason = "OK";
+
+	if (st->hs->stateless && out->error == RPC_METHOD_NOT_FOUND) {
+		status = 404;
+		reason = "Not Found";
+	} else if (st->hs->stateless && (out->error == RPC_MISSING_CAPABILITY ||
+	    out->error == RPC_UNSUPPORTED_VERSION ||
+	    out->error == RPC_HEADER_MISMATCH)) {
+		status = 400;
+		reason = "Bad Request";
+	}
 	evhttp_add_header(evhttp_request_get_output_headers(st->req),
 	    "Content-Type", "application/json");
 	st->done = true;
-	evhttp_send_reply(st->req, 200, "OK", msg);
+	evhttp_send_reply(st->req, status, reason, out->msg);
 	st->req = NULL;
 	http_stream_free(st);
 }
 
 static void
-http_send(void *arg, const char *related, bool final, struct evbuffer *msg)
+http_send(void *arg, const struct mcp_out *out)
 {
 	struct http_session	*hs = arg;
 	struct http_stream	*st;
 
-	st = related != NULL ? http_stream_find(hs, related) : hs->get;
+	st = out->related != NULL ? http_stream_find(hs, out->related) :
+	    hs->get;
 	if (st == NULL)
 		return;		/* no GET stream, or the client is gone */
 	if (!st->sse && st->req != NULL) {
-		if (final && st->accepts_json) {
-			http_json_reply(st, msg);
+		if (out->final && st->accepts_json) {
+			http_json_reply(st, out);
 			return;
 		}
 		if (!st->accepts_sse)
 			return;		/* it cannot have notifications */
 		http_sse_start(st, true);
 	}
-	http_sse_event(st, msg);
-	if (final)
+	http_sse_event(st, out->msg);
+	if (out->final)
 		http_stream_end(st);
 }
 
@@ -772,6 +797,8 @@ http_modern_headers(struct evhttp_request *req, const struct rpc_msg *m)
 		key = "name";
 	else if (strcmp(m->method, "resources/read") == 0)
 		key = "uri";
+	else if (strncmp(m->method, "tasks/", 6) == 0)
+		key = "taskId";
 	if (key == NULL)
 		return NULL;
 	if ((name = http_name_header(req)) == NULL)
@@ -783,31 +810,20 @@ http_modern_headers(struct evhttp_request *req, const struct rpc_msg *m)
 	return ok ? NULL : "Mcp-Name does not match the body's";
 }
 
-/* An error response that is already a whole JSON-RPC message. */
+/* An error response that is already a whole JSON-RPC message; takes e. */
 static void
 http_fail_msg(struct evhttp_request *req, int status, struct json_object *e)
 {
-	struct json_object	*err;
-	const char		*msg = "error";
-	int			 code = RPC_INVALID_REQUEST;
+	struct evbuffer	*body = evbuffer_new();
 
-	if (json_object_object_get_ex(e, "error", &err)) {
-		code = json_object_get_int(json_object_object_get(err, "code"));
-		msg = json_object_get_string(json_object_object_get(err,
-		    "message"));
-	}
-	if (code == RPC_UNSUPPORTED_VERSION) {	/* with its data */
-		struct evbuffer	*body = evbuffer_new();
-
-		evbuffer_add_printf(body, "%s", json_object_to_json_string_ext(e,
-		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Content-Type", "application/json");
-		evhttp_send_reply(req, status, "Bad Request", body);
-		evbuffer_free(body);
-	} else
-		http_fail(req, status, code, msg);
+	evbuffer_add_printf(body, "%s", json_object_to_json_string_ext(e,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(e);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/json");
+	evhttp_send_reply(req, status, status == 404 ? "Not Found" :
+	    "Bad Request", body);
+	evbuffer_free(body);
 }
 
 /*
@@ -829,15 +845,16 @@ http_post_modern(struct evhttp_request *req, struct rpc_msg *m)
 	}
 	if ((why = http_modern_headers(req, m)) != NULL) {
 		snprintf(msg, sizeof msg, "Header mismatch: %s", why);
-		http_fail(req, 400, RPC_HEADER_MISMATCH, msg);
+		http_fail_id(req, 400, m->id, RPC_HEADER_MISMATCH, msg);
+		return;
+	}
+	if (!modern_known(m->method)) {
+		http_fail_id(req, 404, m->id, RPC_METHOD_NOT_FOUND,
+		    "Method not found");
 		return;
 	}
 	if (modern_check(m, &e) == -1) {
 		http_fail_msg(req, 400, e);
-		return;
-	}
-	if (!modern_known(m->method)) {
-		http_fail(req, 404, RPC_METHOD_NOT_FOUND, "Method not found");
 		return;
 	}
 	hs = xcalloc(1, sizeof *hs);

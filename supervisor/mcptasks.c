@@ -153,7 +153,15 @@ mt_modern(const struct store_task *t, int poll_ms, bool detailed)
 	}
 	if (!detailed || !durable_terminal(t))
 		return o;
-	if (strcmp(t->status, "completed") == 0)
+	if (strcmp(t->status, "failed") == 0 && t->result != NULL) {
+		/* The orchestration answered, with isError: the tool's error
+		 * is a result; "failed" is for a task that has none. */
+		json_object_object_add(o, "status",
+		    json_object_new_string("completed"));
+		json_object_object_del(o, "statusMessage");
+	}
+	if (strcmp(json_object_get_string(json_object_object_get(o,
+	    "status")), "completed") == 0)
 		json_object_object_add(o, "result", mt_row_result(t));
 	else if (strcmp(t->status, "failed") == 0) {
 		why = durable_error(t);
@@ -365,6 +373,11 @@ mcptasks_rpc_cancel(struct mcp_session *s, struct rpc_msg *m)
 		return;
 	if (mt_lookup(s, m, &t, &live) == -1)
 		return;
+	if (live == NULL && s->modern && durable_terminal(&t)) {
+		store_task_clear(&t);	/* 2026-07-28: acknowledged all the same */
+		mcp_reply(s, m->id, json_object_new_object());
+		return;
+	}
 	if (live == NULL) {
 		if (durable_terminal(&t))
 			snprintf(msg, sizeof msg, "Cannot cancel task: already "

@@ -370,6 +370,24 @@ modern_known(const char *method)
 	return false;
 }
 
+/* The tasks methods are for a client that declared the extension. */
+static bool
+modern_needs_tasks(struct mcp_session *s, struct rpc_msg *m)
+{
+	struct json_object	*e, *data;
+
+	if (strncmp(m->method, "tasks/", 6) != 0 || modern_client_tasks(m))
+		return false;
+	e = rpc_error(m->id, RPC_MISSING_CAPABILITY, "Missing required client "
+	    "capability: declare the " EXT_TASKS " extension to use tasks");
+	data = json_tokener_parse("{\"requiredCapabilities\":{\"extensions\":"
+	    "{\"" EXT_TASKS "\":{}}}}");
+	json_object_object_add(json_object_object_get(e, "error"), "data",
+	    data);
+	mcp_reply_error(s, e);
+	return true;
+}
+
 void
 modern_request(struct mcp_session *s, struct rpc_msg *m)
 {
@@ -380,6 +398,8 @@ modern_request(struct mcp_session *s, struct rpc_msg *m)
 		return;
 	}
 	s->modern = true;
+	if (modern_needs_tasks(s, m))
+		return;
 	for (size_t i = 0; i < sizeof modern_methods / sizeof *modern_methods;
 	    i++) {
 		if (strcmp(m->method, modern_methods[i].method) != 0)

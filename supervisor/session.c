@@ -66,18 +66,22 @@ static void
 mcp_send_related(struct mcp_session *s, const char *related, bool final,
     struct json_object *msg)
 {
-	struct evbuffer	*out;
-	size_t		 len;
-	const char	*text;
+	struct mcp_out		 out = { related, final, 0, NULL };
+	struct json_object	*e;
+	size_t			 len;
+	const char		*text;
 
 	if (!s->closed) {
-		out = evbuffer_new();
+		if (final && json_object_object_get_ex(msg, "error", &e))
+			out.error = json_object_get_int(
+			    json_object_object_get(e, "code"));
+		out.msg = evbuffer_new();
 		text = json_object_to_json_string_length(msg,
 		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
 		    &len);
-		mcp_add_utf8(out, text, len);
-		s->tp->send(s->tp_arg, related, final, out);
-		evbuffer_free(out);
+		mcp_add_utf8(out.msg, text, len);
+		s->tp->send(s->tp_arg, &out);
+		evbuffer_free(out.msg);
 	}
 	json_object_put(msg);
 }

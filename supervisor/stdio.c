@@ -30,13 +30,12 @@ static struct stdio_peer	*stdio_peer;
 
 /* Every message is one line; which request it belongs to does not matter. */
 static void
-stdio_send(void *arg, const char *related, bool final, struct evbuffer *msg)
+stdio_send(void *arg, const struct mcp_out *m)
 {
 	struct stdio_peer	*p = arg;
 	struct evbuffer		*out = bufferevent_get_output(p->out);
 
-	(void)related; (void)final;
-	evbuffer_add_buffer(out, msg);
+	evbuffer_add_buffer(out, m->msg);
 	evbuffer_add(out, "\n", 1);
 }
 

@@ -446,11 +446,17 @@ struct json_object *cache_lookup(const struct heavy_config *,
  */
 struct mcp_session;
 struct evbuffer;
+/* One message for a client, as its transport gets it. */
+struct mcp_out {
+	const char	*related;	/* its request's id key; NULL: none */
+	bool		 final;		/* that request's reply */
+	int		 error;		/* the reply's error code, or 0 */
+	struct evbuffer	*msg;		/* serialized JSON-RPC, UTF-8 */
+};
 struct mcp_transport {
 	const char	*name;
-	/* Moves msg (one serialized JSON-RPC message) out to the client. */
-	void		(*send)(void *arg, const char *related, bool final,
-			    struct evbuffer *msg);
+	/* Moves out->msg out to the client. */
+	void		(*send)(void *arg, const struct mcp_out *out);
 };
 struct mcp_session {
 	char			*owner;
@@ -537,6 +543,7 @@ void	 mcp_calls_abort(struct mcp_session *, const char *why);
  */
 #define MODERN_VERSION	"2026-07-28"
 #define RPC_HEADER_MISMATCH	-32020
+#define RPC_MISSING_CAPABILITY	-32021
 #define RPC_UNSUPPORTED_VERSION	-32022
 bool	 modern_is(const struct rpc_msg *);
 int	 modern_check(const struct rpc_msg *, struct json_object **error);

@@ -440,7 +440,7 @@ let nextId = 100;
 /* A 2026-07-28 POST with its standard headers; extra overrides them. */
 function modern(srv, method, params = {}, extra = {}, o = {}) {
 	const body = { jsonrpc: '2.0', id: nextId++, method, params: { ...params, _meta: { ...meta(o.caps), ...(params._meta ?? {}) } } };
-	const name = params.name ?? params.uri;
+	const name = params.name ?? params.uri ?? params.taskId;
 	return fetch(srv.url, {
 		method: 'POST', signal: o.signal,
 		headers: {
@@ -499,6 +499,7 @@ test('2026-07-28 over HTTP: server/discover, results that say what they are, eve
 		['no Mcp-Name', () => modern(srv, 'prompts/get', { name: 'x' }, { 'Mcp-Name': '' }), 400, -32020],
 		['no client capabilities', () => modern(srv, 'tools/list', {}, {}, { raw: { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN } } } }), 400, -32602],
 		['ping, gone in this revision', () => modern(srv, 'ping'), 404, -32601],
+		['initialize, not in this revision', () => modern(srv, 'initialize', { protocolVersion: MODERN }), 404, -32601],
 		['logging/setLevel, gone', () => modern(srv, 'logging/setLevel', { level: 'info' }), 404, -32601],
 		['an unknown method', () => modern(srv, 'nope/nope'), 404, -32601],
 	];
@@ -589,6 +590,12 @@ test('2026-07-28 over HTTP: the tasks extension, and subscriptions/listen for a 
 	assert.equal(done.taskId, id);
 	assert.equal(done.result.structuredContent.agents.length, 1, 'the result inline');
 	ac.abort();
+	// Without the extension declared, the tasks methods are -32021 (400).
+	const gated = await modern(srv, 'tasks/get', { taskId: id });
+	assert.equal(gated.status, 400);
+	const ge = (await gated.json()).error;
+	assert.equal(ge.code, -32021);
+	assert.deepEqual(ge.data.requiredCapabilities, TASKS);
 	const final = (await (await modern(srv, 'tasks/get', { taskId: id }, {}, { caps: TASKS })).json()).result;
 	assert.equal(final.status, 'completed');
 	assert.equal(final.result.structuredContent.agents.length, 1);
@@ -599,6 +606,9 @@ test('2026-07-28 over HTTP: the tasks extension, and subscriptions/listen for a 
 	assert.deepEqual(Object.keys(ack2).sort(), ['_meta', 'resultType']);
 	const after = (await (await modern(srv, 'tasks/get', { taskId: c.taskId }, {}, { caps: TASKS })).json()).result;
 	assert.equal(after.status, 'cancelled');
+	// Cancelling a task that has ended is acknowledged all the same.
+	const again = (await (await modern(srv, 'tasks/cancel', { taskId: c.taskId }, {}, { caps: TASKS })).json()).result;
+	assert.deepEqual(Object.keys(again).sort(), ['_meta', 'resultType']);
 	await srv.mock.open();
 	await srv.stop();
 });
