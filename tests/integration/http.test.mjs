@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -424,6 +425,82 @@ test('a unix socket listener', { timeout: TEST_TIMEOUT }, async (t) => {
 	assert.equal(status, 200);
 	await srv.stop();
 	assert.ok(!fs.existsSync(sock), 'the socket file is removed at exit');
+});
+
+test('progress over SSE goes through nginx (proxy_buffering on, as stock) as it happens',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const srv = await startHttp(t);
+	const dir = tmpdir('nginx');
+	const port = await new Promise((resolve) => {	// a free port for nginx
+		const s = net.createServer().listen(0, '127.0.0.1', () => {
+			const p = s.address().port;
+			s.close(() => resolve(p));
+		});
+	});
+	const upstream = new URL(srv.url).host;
+	// proxy_buffering is on, as in a stock nginx: only heavyd's
+	// X-Accel-Buffering: no lets the stream through as it comes.
+	fs.writeFileSync(path.join(dir, 'nginx.conf'), `
+daemon off;
+master_process off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path ${dir}/body;
+	proxy_temp_path ${dir}/proxy;
+	fastcgi_temp_path ${dir}/fastcgi;
+	uwsgi_temp_path ${dir}/uwsgi;
+	scgi_temp_path ${dir}/scgi;
+	server {
+		listen 127.0.0.1:${port};
+		location / {
+			proxy_pass http://${upstream};
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_buffering on;
+			proxy_read_timeout 60s;
+		}
+	}
+}
+`);
+	const nginx = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+	let nginxErr = '';
+	nginx.stderr.on('data', (d) => { nginxErr += d; });
+	const nginxExit = new Promise((r) => nginx.once('exit', r));
+	nginx.once('error', (e) => { nginxErr += `cannot run nginx (scripts/install-deps installs it): ${e.message}`; });
+	t.after(async () => {
+		nginx.kill('SIGTERM');
+		await Promise.race([nginxExit, expire(HANG)]);
+		fs.rmSync(dir, { recursive: true, force: true });
+	});
+	const via = { url: `http://127.0.0.1:${port}/mcp` };
+	await waitFor(async () => {
+		if (nginx.exitCode !== null || nginxErr.includes('cannot run'))
+			throw new Error(`nginx: ${nginxErr}${fs.existsSync(path.join(dir, 'error.log')) ? fs.readFileSync(path.join(dir, 'error.log'), 'utf8') : ''}`);
+		try {
+			return (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200;
+		} catch {
+			return false;
+		}
+	}, HANG, 'nginx to proxy');
+	const sid = await rawSession(via);
+	// The agents wait at the mock's gate: the answer cannot have come, so
+	// a progress notification read now crossed the proxy as it was sent.
+	const res = await post(via, { jsonrpc: '2.0', id: 21, method: 'tools/call',
+	    params: { name: 'heavy_orchestrate', _meta: { progressToken: 'px' },
+	        arguments: { query: 'Through a proxy [[agent:gate]]', num_agents: 2 } } },
+	    { 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': V });
+	assert.equal(res.status, 200);
+	assert.equal(res.headers.get('content-type'), 'text/event-stream');
+	const seen = await readEvents(res, (ev) => ev.msg?.method === 'notifications/progress');
+	assert.ok(seen.events.some((e) => e.msg?.method === 'notifications/progress'));
+	assert.equal((await srv.mock.stats()).held > 0, true, 'the agents are still held');
+	await srv.mock.open();
+	const rest = await readEvents(res, (ev) => ev.msg?.id === 21);
+	assert.notEqual(rest.events.at(-1).msg.result.isError, true);
+	await srv.stop();
 });
 
 /* ------------------------------------------- the stateless revision */
