@@ -725,8 +725,9 @@ static void
 http_post_request(struct evhttp_request *req, struct http_session *hs,
     struct rpc_msg *m)
 {
-	char	*key = rpc_id_key(m->id);
-	bool	 init = strcmp(m->method, "initialize") == 0;
+	struct http_stream	*st;
+	char			*key = rpc_id_key(m->id);
+	bool			 init = strcmp(m->method, "initialize") == 0;
 
 	if (http_stream_find(hs, key) != NULL)
 		http_fail(req, 409, RPC_INVALID_REQUEST, "Conflict: a request "
@@ -735,7 +736,11 @@ http_post_request(struct evhttp_request *req, struct http_session *hs,
 		http_fail(req, 429, RPC_INTERNAL_ERROR, "Too Many Requests: "
 		    "the session has http.max_streams streams open");
 	else {
-		http_stream_new(hs, req, key);
+		st = http_stream_new(hs, req, key);
+		/* A call may run for minutes: its stream starts at once (the
+		 * client hears that it was taken, and a proxy sees bytes). */
+		if (strcmp(m->method, "tools/call") == 0 && st->accepts_sse)
+			http_sse_start(st, true);
 		mcp_session_dispatch(hs->s, m);
 		if (init && !hs->s->initialized)
 			http_session_end(hs);	/* refused: no session */

@@ -530,6 +530,7 @@ mkh_configure(struct mcp_session *s, struct json_object *args)
 	    (err = mkh_strategy_arg(args, "aggregation_strategy",
 	    &strategy)) != NULL)
 		return err;
+	mcp_session_own_cfg(s);
 	updates = json_object_new_object();
 	if (agents != 0) {
 		s->cfg->num_agents = agents;

@@ -22,15 +22,35 @@
 #define META_SERVER	"io.modelcontextprotocol/serverInfo"
 #define MCP_CACHE_TTL_MS	300000	/* lists change only with the config */
 
+/*
+ * The defaults every session starts from, shared (a session copies them
+ * only once configure_orchestrator changes its own): ten thousand idle
+ * sessions do not need ten thousand copies of the prompts.  A reload
+ * makes new ones; sessions keep those they started with.
+ */
+struct mcp_defaults {
+	int			 refs;
+	struct heavy_config	*cfg;
+};
+
 static TAILQ_HEAD(, mcp_session) mcp_sessions =
     TAILQ_HEAD_INITIALIZER(mcp_sessions);
 static int			 mcp_nsessions;
-static struct heavy_config	*mcp_defaults;	/* new sessions copy it */
+static struct mcp_defaults	*mcp_defaults;	/* new sessions take them */
 
 static const char *mcp_versions[] = { MCP_LATEST, "2025-06-18",
     "2025-03-26" };
 
 static void	mcp_decorate(struct mcp_session *, struct json_object *);
+
+static void
+mcp_defaults_unref(struct mcp_defaults *d)
+{
+	if (d == NULL || --d->refs > 0)
+		return;
+	config_free(d->cfg);
+	free(d);
+}
 
 /*
  * Adds text to out with every byte that is not part of a UTF-8 character
@@ -268,8 +288,10 @@ mcp_session_new(const struct mcp_transport *tp, void *arg, const char *owner,
 	struct mcp_session	*s = xcalloc(1, sizeof *s);
 
 	s->owner = xstrdup(owner);
-	s->cfg = config_dup(mcp_defaults);
-	s->calls = lh_kchar_table_new(64, NULL);
+	s->defaults = mcp_defaults;
+	s->defaults->refs++;
+	s->cfg = s->defaults->cfg;
+	s->calls = lh_kchar_table_new(8, NULL);
 	s->log_level = -1;
 	s->tp = tp;
 	s->tp_arg = arg;
@@ -294,9 +316,21 @@ mcp_session_unref(struct mcp_session *s)
 	lh_table_free(s->calls);	/* each call held a reference */
 	if (s->subs != NULL)
 		lh_table_free(s->subs);
-	config_free(s->cfg);
+	if (s->cfg_own)
+		config_free(s->cfg);
+	mcp_defaults_unref(s->defaults);
 	free(s->owner);
 	free(s);
+}
+
+/* Before a session changes its defaults: its own copy of them. */
+void
+mcp_session_own_cfg(struct mcp_session *s)
+{
+	if (s->cfg_own)
+		return;
+	s->cfg = config_dup(s->cfg);
+	s->cfg_own = true;
 }
 
 int
@@ -353,10 +387,17 @@ mcp_session_next(struct mcp_session *s)
 	return TAILQ_NEXT(s, entry);
 }
 
-/* The defaults a new session copies (at start, and after a reload). */
+/* The defaults a new session takes (at start, and after a reload). */
 void
 mcp_session_defaults(const struct heavy_config *cfg)
 {
-	config_free(mcp_defaults);
-	mcp_defaults = cfg != NULL ? config_dup(cfg) : NULL;
+	struct mcp_defaults	*d = NULL;
+
+	if (cfg != NULL) {
+		d = xcalloc(1, sizeof *d);
+		d->refs = 1;
+		d->cfg = config_dup(cfg);
+	}
+	mcp_defaults_unref(mcp_defaults);
+	mcp_defaults = d;
 }

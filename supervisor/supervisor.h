@@ -458,9 +458,12 @@ struct mcp_transport {
 	/* Moves out->msg out to the client. */
 	void		(*send)(void *arg, const struct mcp_out *out);
 };
+struct mcp_defaults;
 struct mcp_session {
 	char			*owner;
-	struct heavy_config	*cfg;
+	struct heavy_config	*cfg;		/* shared until written */
+	struct mcp_defaults	*defaults;	/* what it shares */
+	bool			 cfg_own;
 	struct lh_table		*calls;		/* heavy_orchestrate in flight */
 	const struct mcp_transport *tp;
 	void			*tp_arg;
@@ -511,6 +514,7 @@ struct mcp_session *mcp_session_first(void);
 struct mcp_session *mcp_session_next(struct mcp_session *);
 int	 mcp_session_count(void);
 void	 mcp_session_defaults(const struct heavy_config *);
+void	 mcp_session_own_cfg(struct mcp_session *);
 struct json_object *mcp_instructions(const struct mcp_session *);
 struct json_object *mcp_capabilities(const struct mcp_session *);
 struct json_object *mcp_server_info(void);

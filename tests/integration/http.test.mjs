@@ -392,7 +392,10 @@ test('a client that hangs up before its reply does not stop the task',
 	const r = await post(srv, { jsonrpc: '2.0', id: 4, method: 'tools/call',
 	    params: { name: 'list_active_tasks', arguments: {} } }, { 'Mcp-Session-Id': sid });
 	assert.equal(r.status, 200);
-	await r.json();
+	assert.equal(r.headers.get('content-type'), 'text/event-stream', 'a call streams at once');
+	const { msg } = await answer(r);
+	assert.equal(msg.id, 4);
+	assert.ok(msg.result, JSON.stringify(msg));
 	await srv.stop();
 });
 
@@ -494,7 +497,10 @@ http {
 	    { 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': V });
 	assert.equal(res.status, 200);
 	assert.equal(res.headers.get('content-type'), 'text/event-stream');
-	const seen = await readEvents(res, (ev) => ev.msg?.method === 'notifications/progress');
+	await waitFor(async () => (await srv.mock.stats()).held > 0, HANG, 'the agents to reach the gate');
+	// heavyd's heartbeat (HEAVY_HEARTBEAT 1) sends progress while they wait.
+	const seen = await readEvents(res, (ev) => ev.msg?.method === 'notifications/progress' &&
+	    /waiting|running|agent/i.test(ev.msg.params.message ?? ''));
 	assert.ok(seen.events.some((e) => e.msg?.method === 'notifications/progress'));
 	assert.equal((await srv.mock.stats()).held > 0, true, 'the agents are still held');
 	await srv.mock.open();

@@ -268,6 +268,7 @@ msetup(void)
 	durable_init(&mcfg);
 	sess.owner = "uid:1000";
 	sess.cfg = &mcfg;
+	sess.cfg_own = true;	/* the test's own: configure changes it */
 }
 
 static void
