@@ -14,7 +14,8 @@ FUZZ_SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 FUZZ_CFLAGS	 = -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	-D_GNU_SOURCE -g -O1 -MMD -MP \
 	$(FUZZ_SAN) -fsanitize=fuzzer-no-link $(SUP_CFLAGS) $(WRK_CFLAGS)
-FUZZ_NAMES	 = rpc calc plan review llm search html schema proto configfile mcp
+FUZZ_NAMES	 = rpc calc plan review llm search html schema proto configfile mcp \
+	http
 
 fuzz_obj = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(1))
 # The parsers under test, built with the fuzzer's instrumentation, in
@@ -37,6 +38,10 @@ $(FUZZ_SUP): $(call fuzz_obj,$(filter-out supervisor/main.c supervisor/rpc.c,$(S
 	$(AR) rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_mcp: $(call fuzz_obj,tests/fuzz/fuzz_mcp.c) $(FUZZ_SUP) \
+    $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(SUP_LIBS) $(WRK_LIBS)
+
+$(FUZZ_BUILD)/fuzz_http: $(call fuzz_obj,tests/fuzz/fuzz_http.c) $(FUZZ_SUP) \
     $(FUZZ_LIB)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(SUP_LIBS) $(WRK_LIBS)
 
