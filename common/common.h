@@ -29,6 +29,37 @@ void	log_warnx(const char *fmt, ...) PRINTF(1, 2);
 void	log_info(const char *fmt, ...) PRINTF(1, 2);
 void	log_debug(const char *fmt, ...) PRINTF(1, 2);
 
+/*
+ * sdnotify.c: systemd's notify protocol (READY=1, STATUS=, WATCHDOG=1...),
+ * one datagram to $NOTIFY_SOCKET; every call is a no-op when it is unset.
+ */
+int	 sdnotify_init(char *err, size_t errlen);
+void	 sdnotify_close(void);
+bool	 sdnotify_enabled(void);
+uint64_t sdnotify_watchdog_usec(void);	/* 0: no watchdog for us */
+int	 sdnotify_send(const char *fmt, ...) PRINTF(1, 2);
+int	 sdnotify_ready(const char *status);	/* status may be NULL */
+int	 sdnotify_status(const char *status);
+int	 sdnotify_reloading(void);	/* RELOADING=1, MONOTONIC_USEC= */
+int	 sdnotify_stopping(const char *status);	/* status may be NULL */
+int	 sdnotify_watchdog(void);
+
+/*
+ * listenfds.c: sockets handed over by systemd's socket activation
+ * (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES), from fd 3 on, each made
+ * non-blocking and close-on-exec, with its FileDescriptorName=.
+ */
+#define LISTENFDS_START		3
+#define LISTENFDS_MAX		1024
+struct listen_fd {
+	int	 fd;
+	char	*name;		/* "unknown" when systemd gave none */
+};
+int	 listenfds_take(struct listen_fd **, int *n, char *err, size_t errlen);
+int	 listenfds_take_at(int first, struct listen_fd **, int *n, char *err,
+	    size_t errlen);
+void	 listenfds_free(struct listen_fd *, int n);	/* does not close */
+
 /* buf.c: a growable byte buffer that refuses to grow past its cap. */
 struct buf {
 	char	*data;
