@@ -231,6 +231,9 @@ struct heavy_config {
 	int	 sse_keepalive_s;	/* a comment on a quiet stream */
 	size_t	 http_max_output_bytes;	/* a slow reader's backlog */
 	int	 metrics_max_label_values;	/* per open label (models) */
+
+	int	 drain_timeout_s;	/* SIGTERM: running tasks' time to end */
+	char	*log_format;		/* "text" or "json" */
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"
@@ -253,6 +256,10 @@ int	 config_resolve_state_dir(struct heavy_config *, char *err,
 int	 config_parse_bool(const char *, int *);
 void	 config_strv_add(char ***, int *, const char *);
 void	 config_strv_free(char ***, int *);
+/* systemd credentials (LoadCredential=) heavyd reads its keys from. */
+#define HEAVY_CRED_API_KEY	"openrouter_api_key"
+#define HEAVY_CRED_SEARCH_KEY	"search_api_key"
+const char *config_credential(const char *name, char *buf, size_t len);
 
 /* config.c: aggregation strategies and model ids, checked. */
 enum aggregation { AGG_CONSENSUS, AGG_RANKED, AGG_BEST };
