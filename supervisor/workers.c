@@ -653,6 +653,13 @@ workers_queued(void)
 	return nqueued;
 }
 
+/* Workers holding a slot: spawning, running or finishing. */
+int
+workers_running(void)
+{
+	return (int)(table_size - nfree);
+}
+
 void
 workers_kill_all(void)
 {
