@@ -576,7 +576,6 @@ server_drain(void)
 	log_info("SIGTERM received; draining: no new tasks, %d running, "
 	    "%d s at most (a second SIGTERM stops at once)", registry_nactive(),
 	    t);
-	server_stopping();
 	if (t == 0) {
 		server_shutdown();
 		return;
@@ -585,6 +584,7 @@ server_drain(void)
 	server_drain_ev = evtimer_new(ev_base, server_drain_timeout_cb, NULL);
 	evtimer_add(server_drain_ev, &tv);
 	service_drain(server_drain_idle);
+	server_stopping();	/* its status says "draining" */
 }
 
 /* ------------------------------------------------------------- signals */
