@@ -22,6 +22,7 @@
  */
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+#define LOG_FORMAT_ENV	"HEAVY_LOG_FORMAT"	/* heavyd tells its zygote */
 /* What an event is about: journal fields HEAVYD_TASK_ID, HEAVYD_WORKER_PID,
  * HEAVYD_IDENTITY (JSON: task_id, worker_pid, identity); NULL or 0: none. */
 struct log_fields {
@@ -34,6 +35,7 @@ void	log_init(const char *progname, enum log_level level);
 void	log_set_level(enum log_level level);
 void	log_set_format(enum log_format);
 int	log_format_parse(const char *, enum log_format *);
+const char *log_format_name(void);
 void	log_set_nonblocking(void);	/* the supervisor: drop, never block */
 void	log_set_hook(log_hook_fn hook);
 void	log_set_journal_path(const char *);	/* tests; NULL: the real one */
@@ -42,6 +44,8 @@ const char *log_destination(void);
 void	log_flush(int timeout_ms);
 void	log_with(enum log_level, const struct log_fields *, const char *fmt,
 	    ...) PRINTF(3, 4);
+void	log_relay(int pid, const char *label, const char *text);
+void	log_child(void);
 void	fatal(const char *fmt, ...) PRINTF(1, 2) __attribute__((noreturn));
 void	fatalx(const char *fmt, ...) PRINTF(1, 2) __attribute__((noreturn));
 void	log_warn(const char *fmt, ...) PRINTF(1, 2);

@@ -43,7 +43,8 @@ static log_hook_fn	 log_hook;
 static int		 log_in_hook;	/* a hook that logs must not recurse */
 
 static enum log_sink	 log_sink = LOG_SINK_TEXT;
-static const char	*log_journal_path = LOG_JOURNAL;
+static struct sockaddr_un log_journal_addr;	/* where the journal is */
+static const char	*log_journal_hook;	/* tests: log_set_journal_path */
 static int		 log_jfd = -1;	/* the journal's datagram socket */
 static bool		 log_nonblock;	/* never block: drop instead */
 static int		 log_fd = STDERR_FILENO;	/* or stderr reopened */
@@ -69,15 +70,26 @@ log_stderr_is_journal(void)
 	    (unsigned long long)st.st_ino == ino;
 }
 
-/* The journal's socket, when it exists: a datagram socket to reach it. */
+/*
+ * The journal's socket, when it exists: a datagram socket to reach it.
+ * Tests name another (log_set_journal_path, or HEAVY_JOURNAL_SOCKET for
+ * heavyd and its zygote as a whole).
+ */
 static int
 log_journal_open(void)
 {
-	struct stat	st;
+	const char	*env = getenv("HEAVY_JOURNAL_SOCKET"), *path;
+	struct stat	 st;
 
-	if (stat(log_journal_path, &st) == -1 || !S_ISSOCK(st.st_mode))
+	path = log_journal_hook != NULL ? log_journal_hook :
+	    env != NULL && *env == '/' ? env : LOG_JOURNAL;
+	log_journal_addr.sun_family = AF_UNIX;
+	if ((size_t)snprintf(log_journal_addr.sun_path,
+	    sizeof log_journal_addr.sun_path, "%s", path) >=
+	    sizeof log_journal_addr.sun_path ||
+	    stat(path, &st) == -1 || !S_ISSOCK(st.st_mode))
 		return -1;
-	return socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	return socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 }
 
 /* Chooses where lines go (see the top of this file). */
@@ -131,11 +143,17 @@ log_format_parse(const char *name, enum log_format *out)
 	return 0;
 }
 
+const char *
+log_format_name(void)
+{
+	return log_format == LOG_FORMAT_JSON ? "json" : "text";
+}
+
 /* Tests: another journal socket (NULL: the real one). */
 void
 log_set_journal_path(const char *path)
 {
-	log_journal_path = path != NULL ? path : LOG_JOURNAL;
+	log_journal_hook = path;
 	log_setup();
 }
 
@@ -347,22 +365,36 @@ log_json_str(struct buf *b, const char *s)
 	buf_addstr(b, "\"");
 }
 
+/* One event: heavyd's own, or a worker's line that the zygote relays. */
+struct log_event {
+	enum log_level			 level;
+	const char			*prog;
+	int				 pid;
+	const char			*label;	/* a relayed line's, else NULL */
+	const struct log_fields		*f;
+	const char			*msg;
+};
+
 static void
-log_json_line(struct buf *b, enum log_level level,
-    const struct log_fields *f, const char *msg)
+log_json_line(struct buf *b, const struct log_event *e)
 {
-	struct timespec	ts;
-	struct tm	tm;
-	char		when[64];
+	const struct log_fields	*f = e->f;
+	struct timespec		 ts;
+	struct tm		 tm;
+	char			 when[64];
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
 	buf_printf(b, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"prog\":",
-	    when, ts.tv_nsec / 1000000, log_level_name(level));
-	log_json_str(b, log_prog);
-	buf_printf(b, ",\"pid\":%d,\"msg\":", (int)getpid());
-	log_json_str(b, msg);
+	    when, ts.tv_nsec / 1000000, log_level_name(e->level));
+	log_json_str(b, e->prog);
+	buf_printf(b, ",\"pid\":%d,\"msg\":", e->pid);
+	log_json_str(b, e->msg);
+	if (e->label != NULL) {
+		buf_addstr(b, ",\"label\":");
+		log_json_str(b, e->label);
+	}
 	if (f != NULL && f->task_id != NULL) {
 		buf_addstr(b, ",\"task_id\":");
 		log_json_str(b, f->task_id);
@@ -395,32 +427,50 @@ log_journal_field(struct buf *b, const char *key, const char *value)
 	buf_addstr(b, "\n");
 }
 
-/* One datagram to the journal; -1 when it is gone (then a line instead). */
-static int
-log_journal_send(enum log_level level, const struct log_fields *f,
-    const char *msg)
+static void
+log_journal_fields(struct buf *b, const struct log_event *e)
 {
-	struct sockaddr_un	 sa = { .sun_family = AF_UNIX };
-	struct buf		 b;
+	const struct log_fields	*f = e->f;
 	char			 num[32];
-	ssize_t			 n;
 
-	buf_init(&b, 0);
-	snprintf(num, sizeof num, "%d", log_priority(level));
-	log_journal_field(&b, "PRIORITY", num);
-	log_journal_field(&b, "SYSLOG_IDENTIFIER", log_prog);
-	log_journal_field(&b, "MESSAGE", msg);
+	snprintf(num, sizeof num, "%d", log_priority(e->level));
+	log_journal_field(b, "PRIORITY", num);
+	log_journal_field(b, "SYSLOG_IDENTIFIER", e->prog);
+	if (e->label != NULL) {		/* journald's _PID is the zygote's */
+		snprintf(num, sizeof num, "%d", e->pid);
+		log_journal_field(b, "SYSLOG_PID", num);
+		log_journal_field(b, "HEAVYD_LABEL", e->label);
+	}
+	log_journal_field(b, "MESSAGE", e->msg);
 	if (f != NULL && f->task_id != NULL)
-		log_journal_field(&b, "HEAVYD_TASK_ID", f->task_id);
+		log_journal_field(b, "HEAVYD_TASK_ID", f->task_id);
 	if (f != NULL && f->worker_pid > 0) {
 		snprintf(num, sizeof num, "%d", f->worker_pid);
-		log_journal_field(&b, "HEAVYD_WORKER_PID", num);
+		log_journal_field(b, "HEAVYD_WORKER_PID", num);
 	}
 	if (f != NULL && f->identity != NULL)
-		log_journal_field(&b, "HEAVYD_IDENTITY", f->identity);
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", log_journal_path);
-	n = sendto(log_jfd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT,
-	    (struct sockaddr *)&sa, sizeof sa);
+		log_journal_field(b, "HEAVYD_IDENTITY", f->identity);
+}
+
+/*
+ * One datagram to the journal; -1 when it is gone (then a line instead).
+ * As with stderr, only the supervisor's never waits: the zygote's relay
+ * waits for journald as it would for a stream.
+ */
+static int
+log_journal_send(const struct log_event *e)
+{
+	struct buf	b;
+	ssize_t		n;
+
+	buf_init(&b, 0);
+	log_journal_fields(&b, e);
+	do
+		n = sendto(log_jfd, b.data, b.len, MSG_NOSIGNAL |
+		    (log_nonblock ? MSG_DONTWAIT : 0),
+		    (struct sockaddr *)&log_journal_addr,
+		    sizeof log_journal_addr);
+	while (n == -1 && errno == EINTR);
 	buf_free(&b);
 	if (n >= 0)
 		return 0;
@@ -431,35 +481,85 @@ log_journal_send(enum log_level level, const struct log_fields *f,
 	return -1;
 }
 
+/* A line of text: heavyd's "prog[pid]: level: msg"; a worker's, as the
+ * zygote always relayed it, "heavyd-worker[pid] label: msg". */
 static void
-log_line(enum log_level level, const struct log_fields *f, const char *msg)
+log_text_line(struct buf *b, const struct log_event *e)
+{
+	if (e->label != NULL)
+		buf_printf(b, "%s[%d] %s: %s\n", e->prog, e->pid, e->label,
+		    e->msg);
+	else
+		buf_printf(b, "%s[%d]: %s: %s\n", e->prog, e->pid,
+		    log_level_name(e->level), e->msg);
+}
+
+static void
+log_line(const struct log_event *e)
 {
 	struct buf	b;
 
 	buf_init(&b, LOG_LINE_MAX);
 	switch (log_sink) {
 	case LOG_SINK_JSON:
-		log_json_line(&b, level, f, msg);
+		log_json_line(&b, e);
 		break;
 	case LOG_SINK_JOURNAL:
-		if (log_journal_send(level, f, msg) == 0) {
+		if (log_journal_send(e) == 0) {
 			buf_free(&b);
 			return;
 		}
 		/* the journal has gone: its stream reads this */
 		__attribute__((fallthrough));
 	case LOG_SINK_PRIORITY:
-		buf_printf(&b, "<%d>%s\n", log_priority(level), msg);
+		buf_printf(&b, "<%d>", log_priority(e->level));
+		if (e->label != NULL)
+			log_text_line(&b, e);
+		else
+			buf_printf(&b, "%s\n", e->msg);
 		break;
 	case LOG_SINK_TEXT:
-		buf_printf(&b, "%s[%d]: %s: %s\n", log_prog, (int)getpid(),
-		    log_level_name(level), msg);
+		log_text_line(&b, e);
 		break;
 	}
 	if (b.len > 0 && b.data[b.len - 1] != '\n')	/* cut at the cap */
 		b.data[b.len - 1] = '\n';
 	log_write_line(b.data, b.len);
 	buf_free(&b);
+}
+
+/*
+ * A line a worker wrote on its stderr, relayed by the zygote (text made
+ * safe there): an event of the worker's own, with its pid and the label
+ * heavyd gave its job.
+ */
+void
+log_relay(int pid, const char *label, const char *text)
+{
+	struct log_event	e = { LOG_LVL_INFO, HEAVY_NAME "-worker", pid,
+	    label, &(struct log_fields){ .worker_pid = pid }, text };
+
+	log_line(&e);
+}
+
+/*
+ * A process forked from one that logs, about to be given another stderr
+ * (a worker): it must not keep the journal's socket, nor stderr reopened.
+ */
+void
+log_child(void)
+{
+	if (log_jfd != -1)
+		close(log_jfd);
+	log_jfd = -1;
+	if (log_fd != STDERR_FILENO)
+		close(log_fd);
+	log_fd = STDERR_FILENO;
+	log_fd_sock = false;
+	log_nonblock = false;
+	log_npending = 0;
+	log_format = LOG_FORMAT_TEXT;
+	log_sink = LOG_SINK_TEXT;
 }
 
 static void
@@ -473,7 +573,8 @@ log_emit(enum log_level level, const struct log_fields *f, int err,
 	if (n >= 0 && err != 0 && (size_t)n < sizeof msg)
 		snprintf(msg + n, sizeof msg - n, ": %s", strerror(err));
 	if (level <= log_level)
-		log_line(level, f, msg);
+		log_line(&(struct log_event){ level, log_prog, (int)getpid(),
+		    NULL, f, msg });
 	if (log_hook != NULL && !log_in_hook) {
 		log_in_hook = 1;
 		log_hook(level, msg);

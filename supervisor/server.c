@@ -354,12 +354,13 @@ server_on_reload(server_reload_fn fn, void *arg)
 
 /*
  * What this process set up once, at its start (the worker table, the
- * zygote, the sandbox, the store, the stdio buffers, the keys): a reload
- * names them when they change, and they keep the values in force until
- * heavyd restarts.
+ * zygote, the sandbox, the store, the stdio buffers, the keys, the log
+ * format the zygote shares): a reload names them when they change, and
+ * they keep the values in force until heavyd restarts.
  */
 static const char *server_restart_keys[] = {
 	"state_dir", "search.backend", "sandbox.require", "store.synchronous",
+	"log.format",
 	"api_key_file", "search.api_key_file", "limits.max_workers",
 	"limits.spares", "limits.max_frame_bytes", "limits.max_line_bytes",
 	"limits.worker_memory", "limits.worker_cpu", "limits.worker_nofile",
@@ -453,6 +454,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	server_keep_str(&c->state_dir, b->state_dir);
 	server_keep_str(&c->search_backend, b->search_backend);
 	server_keep_str(&c->store_synchronous, b->store_synchronous);
+	server_keep_str(&c->log_format, b->log_format);
 	c->sandbox_require = b->sandbox_require;
 	c->max_workers = b->max_workers;
 	c->spares = b->spares;
@@ -491,15 +493,11 @@ server_drop_keys(struct heavy_config *c)
 static void
 server_apply(struct heavy_config *c)
 {
-	enum log_format	format = LOG_FORMAT_TEXT;
-
 	server_drop_keys(c);
 	server_reload_diff(server_config(), c);
 	server_keep_boot(c, server_boot);
 	secret_add_url(c->base_url);
 	secret_add_url(c->search_url);
-	log_format_parse(c->log_format, &format);	/* checked by the loader */
-	log_set_format(format);
 	config_free(server_current);
 	server_current = c;
 	for (int i = 0; i < server_nhooks; i++)

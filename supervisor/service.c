@@ -175,7 +175,8 @@ service_stored(struct service_call *c, char *why, size_t len)
 	service_why = SERVICE_REFUSED_STORE;
 	snprintf(why, len, "the task store cannot write: %s; retry later",
 	    store_error());
-	log_warnx("task %s refused: %s", c->rec->id, why);
+	log_with(LOG_LVL_WARN, &(struct log_fields){ .task_id = c->rec->id },
+	    "task %s refused: %s", c->rec->id, why);
 	c->rec->mcp_task = false;	/* no status notice for it */
 	c->rec->cancelled = NULL;	/* the caller answers, with why */
 	registry_interrupt(c->rec, why, now_ms());

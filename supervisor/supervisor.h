@@ -103,6 +103,7 @@ typedef void (*worker_step_fn)(void *arg, const char *note);
 typedef void (*worker_usage_fn)(void *arg, const struct usage *delta);
 struct worker_req {
 	const char		*label;	/* "task <id> agent 2": its log lines */
+	const char		*task_id;	/* its task's, for the journal */
 	const struct sandbox	*sandbox;
 	const struct job	*job;
 	int64_t			 deadline_ms;

@@ -349,3 +349,64 @@ Test(log, a_full_socket_drops_lines_without_blocking_or_cutting_one)
 {
 	full_stderr(true);
 }
+
+Test(log, a_relayed_worker_line_is_the_workers_event)
+{
+	struct json_object	*o, *v;
+	char			 want[128];
+
+	stderr_to(false);
+	log_init("heavyd-zygote", LOG_LVL_INFO);
+	log_relay(4242, "task 0123abcd agent 2", "?forged");
+	snprintf(want, sizeof want, "heavyd-worker[4242] task 0123abcd agent 2: "
+	    "?forged\n");
+	cr_assert_str_eq(stderr_text(), want, "the relay's text line changed");
+	log_set_format(LOG_FORMAT_JSON);
+	log_relay(4242, "task 0123abcd agent 2", "?forged");
+	o = json_tokener_parse(stderr_text());
+	cr_assert_not_null(o);
+	cr_assert_str_eq(field(o, "prog"), "heavyd-worker");
+	cr_assert_str_eq(field(o, "label"), "task 0123abcd agent 2");
+	cr_assert_str_eq(field(o, "msg"), "?forged");
+	cr_assert(json_object_object_get_ex(o, "pid", &v));
+	cr_assert_eq(json_object_get_int(v), 4242);
+	cr_assert(json_object_object_get_ex(o, "worker_pid", &v));
+	cr_assert_eq(json_object_get_int(v), 4242);
+	json_object_put(o);
+}
+
+Test(log, a_relayed_line_in_the_journal_and_a_child_without_its_socket)
+{
+	struct json_object	*o;
+	bool			 open_before[256];
+	int			 jfd = -1;
+
+	stderr_to(true);
+	journal_stream(false);
+	for (int fd = 0; fd < 256; fd++)
+		open_before[fd] = fcntl(fd, F_GETFD) != -1;
+	journal_bind();
+	log_init("heavyd-zygote", LOG_LVL_INFO);
+	for (int fd = 0; fd < 256 && jfd == -1; fd++)
+		if (!open_before[fd] && fd != journal &&
+		    fcntl(fd, F_GETFD) != -1)
+			jfd = fd;
+	cr_assert_neq(jfd, -1, "no socket for the journal");
+	cr_assert(fcntl(jfd, F_GETFD) & FD_CLOEXEC);
+	log_relay(77, "task 0123abcd agent 1", "hello");
+	o = journal_next();
+	cr_assert_str_eq(field(o, "SYSLOG_IDENTIFIER"), "heavyd-worker");
+	cr_assert_str_eq(field(o, "SYSLOG_PID"), "77");
+	cr_assert_str_eq(field(o, "HEAVYD_WORKER_PID"), "77");
+	cr_assert_str_eq(field(o, "HEAVYD_LABEL"), "task 0123abcd agent 1");
+	cr_assert_str_eq(field(o, "MESSAGE"), "hello");
+	json_object_put(o);
+	/* A forked worker: its logging goes to its own stderr, as text. */
+	log_child();
+	cr_assert_eq(fcntl(jfd, F_GETFD), -1, "the child kept the socket");
+	cr_assert_str_eq(log_destination(), "stderr");
+	log_info("from the child");
+	cr_assert_eq(poll(&(struct pollfd){ .fd = journal, .events = POLLIN },
+	    1, 0), 0, "the child still reached the journal");
+	cr_assert(strstr(stderr_text(), "]: info: from the child\n") != NULL);
+}
