@@ -18,8 +18,9 @@ import {
 const QUERY = 'Logged [[a1:flaky:503:1]] [[a1:tool:test_stderr:{}]]';
 const FORGED = '?heavyd[1]: error: forged by a worker';
 
-/* Lines of stderr, valgrind's own left out. */
-const lines = (text) => text.split('\n').filter((l) => l !== '' && !(IS_VALGRIND && /^==\d+==/.test(l)));
+/* Lines of stderr, valgrind's own ("==PID==", "--PID--") left out. */
+const lines = (text) => text.split('\n').filter((l) => l !== '' &&
+    !(IS_VALGRIND && /^(==|--)\d+(==|--) /.test(l)));
 
 test('log.format json: every line of heavyd, its zygote and its workers is one JSON object',
     { timeout: TEST_TIMEOUT }, async (t) => {
