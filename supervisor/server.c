@@ -355,12 +355,12 @@ server_on_reload(server_reload_fn fn, void *arg)
 /*
  * What this process set up once, at its start (the worker table, the
  * zygote, the sandbox, the store, the stdio buffers, the keys, the log
- * format the zygote shares): a reload names them when they change, and
- * they keep the values in force until heavyd restarts.
+ * format the zygote shares, the listeners): a reload names them when they
+ * change, and they keep the values in force until heavyd restarts.
  */
 static const char *server_restart_keys[] = {
 	"state_dir", "search.backend", "sandbox.require", "store.synchronous",
-	"log.format",
+	"log.format", "http.listen", "http.path",
 	"api_key_file", "search.api_key_file", "limits.max_workers",
 	"limits.spares", "limits.max_frame_bytes", "limits.max_line_bytes",
 	"limits.worker_memory", "limits.worker_cpu", "limits.worker_nofile",
@@ -455,6 +455,11 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	server_keep_str(&c->search_backend, b->search_backend);
 	server_keep_str(&c->store_synchronous, b->store_synchronous);
 	server_keep_str(&c->log_format, b->log_format);
+	server_keep_str(&c->http_path, b->http_path);
+	config_strv_free(&c->http_listen, &c->nhttp_listen);
+	for (int i = 0; i < b->nhttp_listen; i++)
+		config_strv_add(&c->http_listen, &c->nhttp_listen,
+		    b->http_listen[i]);
 	c->sandbox_require = b->sandbox_require;
 	c->max_workers = b->max_workers;
 	c->spares = b->spares;
