@@ -280,6 +280,8 @@ server_notify_start(void)
 
 	if (!sdnotify_enabled())
 		return;
+	if (usec == 0 && sdnotify_watchdog_usec() > 0)
+		usec = 1;	/* WATCHDOG_USEC=1: as often as we can */
 	server_status_ev = event_new(ev_base, -1, EV_PERSIST,
 	    server_status_cb, NULL);
 	event_add(server_status_ev, &tv);
@@ -608,13 +610,20 @@ server_signal_cb(evutil_socket_t sig, short events, void *arg)
 	server_shutdown();
 }
 
-/* SIGHUP reloads the configuration; heavyd ask, whose terminal has gone,
- * stops as at ^C. */
+/*
+ * SIGHUP reloads the configuration, unless heavyd is stopping (systemd
+ * would take READY=1 for a service back up); heavyd ask, whose terminal
+ * has gone, stops as at ^C.
+ */
 static void
 server_sighup_cb(evutil_socket_t sig, short events, void *arg)
 {
 	if (!serving) {
 		server_signal_cb(sig, events, arg);
+		return;
+	}
+	if (server_drained_ev != NULL || shutting_down) {
+		log_info("SIGHUP received while stopping; not reloading");
 		return;
 	}
 	log_info("SIGHUP received; reloading the configuration");

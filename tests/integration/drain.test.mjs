@@ -56,6 +56,10 @@ test('SIGTERM drains: new calls refused, the running task finishes and is answer
 	assert.match(grok.content[0].text, /shutting down, retry later/);
 	assert.deepEqual(await srv.client.ping(), {});
 	assert.equal(await Promise.race([srv.exited, expire(GRACE)]), null, 'exited while a task ran');
+	// No reload while stopping: systemd would take its READY=1 for a restart.
+	process.kill(srv.pid, 'SIGHUP');
+	await waitFor(() => /info: SIGHUP received while stopping; not reloading/.test(srv.stderr()),
+	    HANG, 'the SIGHUP refused');
 
 	const procs = srv.seen();
 	await mock.open();
@@ -65,6 +69,8 @@ test('SIGTERM drains: new calls refused, the running task finishes and is answer
 	await exitsClean(srv, procs);
 	assert.match(srv.stderr(), /info: drained: every task has ended/);
 	assert.doesNotMatch(srv.stderr(), /drain timeout/);
+	assert.equal(sink.messages().filter((m) => /^(RELOADING|READY)=1/.test(m)).length, 1,
+	    `a reload while stopping: ${JSON.stringify(sink.messages())}`);
 	const stats = await mock.stats();
 	assert.equal(stats.planner, 1, `the refused calls reached the LLM: ${JSON.stringify(stats)}`);
 });
