@@ -454,8 +454,8 @@ log_journal_fields(struct buf *b, const struct log_event *e)
 
 /*
  * One datagram to the journal; -1 when it is gone (then a line instead).
- * As with stderr, only the supervisor's never waits: the zygote's relay
- * waits for journald as it would for a stream.
+ * As with stderr, only the supervisor's never waits (but for its last
+ * words): the zygote's relay waits for journald as it would for a stream.
  */
 static int
 log_journal_send(const struct log_event *e)
@@ -467,7 +467,7 @@ log_journal_send(const struct log_event *e)
 	log_journal_fields(&b, e);
 	do
 		n = sendto(log_jfd, b.data, b.len, MSG_NOSIGNAL |
-		    (log_nonblock ? MSG_DONTWAIT : 0),
+		    (log_nonblock && !log_last_words ? MSG_DONTWAIT : 0),
 		    (struct sockaddr *)&log_journal_addr,
 		    sizeof log_journal_addr);
 	while (n == -1 && errno == EINTR);
