@@ -40,6 +40,7 @@ void	log_set_nonblocking(void);	/* the supervisor: drop, never block */
 void	log_set_hook(log_hook_fn hook);
 void	log_set_journal_path(const char *);	/* tests; NULL: the real one */
 uint64_t log_dropped(void);		/* lines lost to a full stderr */
+void	log_set_drop_hook(void (*)(uint64_t total));
 const char *log_destination(void);
 void	log_flush(int timeout_ms);
 void	log_with(enum log_level, const struct log_fields *, const char *fmt,

@@ -53,6 +53,16 @@ static uint64_t		 log_ndropped;
 static char		 log_pending[LOG_LINE_MAX];	/* a line's tail */
 static size_t		 log_npending;
 static bool		 log_last_words;	/* fatal: wait a little */
+static void		(*log_drop_fn)(uint64_t total);	/* metrics */
+
+/* A line lost: counted, and whoever counts it told (the metrics). */
+static void
+log_drop(void)
+{
+	log_ndropped++;
+	if (log_drop_fn != NULL)
+		log_drop_fn(log_ndropped);
+}
 
 /* Whether stderr is the stream journald gave us ("dev:inode"). */
 static bool
@@ -169,6 +179,13 @@ log_dropped(void)
 	return log_ndropped;
 }
 
+/* fn(total) after each line lost (it must not log). */
+void
+log_set_drop_hook(void (*fn)(uint64_t total))
+{
+	log_drop_fn = fn;
+}
+
 /* Where lines go, for --check-config and tests. */
 const char *
 log_destination(void)
@@ -274,14 +291,14 @@ log_write_line(const char *line, size_t len)
 	ssize_t	n;
 
 	if (log_flush_pending() == -1) {
-		log_ndropped++;
+		log_drop();
 		return;
 	}
 	while (len > 0) {
 		if ((n = log_write_some(line, len)) == -1) {
 			if ((errno != EAGAIN && errno != EWOULDBLOCK) ||
 			    (log_nonblock && !log_wait_writable())) {
-				log_ndropped++;
+				log_drop();
 				return;
 			}
 			continue;
@@ -475,7 +492,7 @@ log_journal_send(const struct log_event *e)
 	if (n >= 0)
 		return 0;
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-		log_ndropped++;
+		log_drop();
 		return 0;
 	}
 	return -1;

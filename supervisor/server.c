@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 
 static char			*api_key;	/* NULL: see key_why */
 static char			 key_why[PATH_MAX + 512];
@@ -680,6 +681,7 @@ server_start(struct heavy_config *config, void (*stop)(void), bool mcp)
 	serving = mcp;
 	server_stop = stop;
 	server_boot = config;
+	log_set_drop_hook(metrics_log_dropped);	/* heavyd_log_lines_dropped */
 	if (mcp)
 		server_systemd_sockets();
 	/* Before any child: none may speak to systemd for us. */
@@ -752,5 +754,6 @@ server_loop(void)
 	server_lfds = NULL;
 	server_nlfds = 0;
 	sdnotify_close();
+	log_set_drop_hook(NULL);	/* the metrics go next */
 	log_flush(1000);
 }

@@ -307,8 +307,18 @@ whole_lines(const char *text)
 	return n;
 }
 
-/* A reader that reads nothing: the writes go on, the losses are counted,
- * and what did arrive is whole lines. */
+static uint64_t	hook_total;
+static int	hook_calls;
+
+static void
+drop_hook(uint64_t total)
+{
+	hook_total = total;
+	hook_calls++;
+}
+
+/* A reader that reads nothing: the writes go on, the losses are counted
+ * (and the metrics told of each), and what did arrive is whole lines. */
 static void
 full_stderr(bool socket_pair)
 {
@@ -321,10 +331,14 @@ full_stderr(bool socket_pair)
 	stderr_to(socket_pair);
 	log_init("unit", LOG_LVL_INFO);
 	log_set_nonblocking();
+	log_set_drop_hook(drop_hook);
 	before = log_dropped();
 	for (int i = 0; i < 20000; i++)
 		log_info("line %05d %s", i, pad);
 	cr_assert_gt(log_dropped(), before, "nothing was dropped");
+	cr_assert_eq(hook_total, log_dropped(), "the hook's total");
+	cr_assert_eq((uint64_t)hook_calls, log_dropped() - before,
+	    "the hook heard of every drop");
 	/* Read out; the tail of a cut line goes with the next one. */
 	text = xstrdup(stderr_text());
 	log_info("line %05d %s", 99999, pad);
