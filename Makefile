@@ -42,7 +42,7 @@ NOMAIN     = $(filter-out %/main.o,$(1))
 PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker
 TEST_PROGS = $(BUILD)/test/heavyd-worker $(BUILD)/mockllm $(BUILD)/bench \
 	$(BUILD)/bench-http \
-	$(BUILD)/unit-tests
+	$(BUILD)/unit-tests $(BUILD)/dgramsink
 
 .PHONY: all unit test-programs check check-unit check-integration \
 	check-valgrind check-asan check-vm asan-programs bench demo clean
@@ -66,6 +66,10 @@ $(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_LIB)
 
 $(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
+
+# A unix datagram socket for the tests: systemd's notify socket, journald's.
+$(BUILD)/dgramsink: $(call obj,tests/mock/dgramsink.c)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL)
 
 $(BUILD)/bench: $(call obj,tests/bench/bench.c supervisor/metrics.c) \
     $(COMMON_LIB)

@@ -16,18 +16,74 @@
 
 #define PRINTF(a, b)	__attribute__((format(printf, a, b)))
 
-/* log.c: everything goes to stderr; stdout of the supervisor belongs to MCP. */
+/*
+ * log.c: everything goes to stderr (or, under journald, to the journal);
+ * stdout of the supervisor belongs to MCP.
+ */
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+#define LOG_FORMAT_ENV	"HEAVY_LOG_FORMAT"	/* heavyd tells its zygote */
+/* What an event is about: journal fields HEAVYD_TASK_ID, HEAVYD_WORKER_PID,
+ * HEAVYD_IDENTITY (JSON: task_id, worker_pid, identity); NULL or 0: none. */
+struct log_fields {
+	const char	*task_id;
+	int		 worker_pid;
+	const char	*identity;
+};
 typedef void (*log_hook_fn)(enum log_level, const char *msg);
 void	log_init(const char *progname, enum log_level level);
 void	log_set_level(enum log_level level);
+void	log_set_format(enum log_format);
+int	log_format_parse(const char *, enum log_format *);
+const char *log_format_name(void);
+void	log_set_nonblocking(void);	/* the supervisor: drop, never block */
 void	log_set_hook(log_hook_fn hook);
+void	log_set_journal_path(const char *);	/* tests; NULL: the real one */
+uint64_t log_dropped(void);		/* lines lost to a full stderr */
+void	log_set_drop_hook(void (*)(uint64_t total));
+const char *log_destination(void);
+void	log_flush(int timeout_ms);
+void	log_with(enum log_level, const struct log_fields *, const char *fmt,
+	    ...) PRINTF(3, 4);
+void	log_relay(int pid, const char *label, const char *text);
+void	log_child(void);
 void	fatal(const char *fmt, ...) PRINTF(1, 2) __attribute__((noreturn));
 void	fatalx(const char *fmt, ...) PRINTF(1, 2) __attribute__((noreturn));
 void	log_warn(const char *fmt, ...) PRINTF(1, 2);
 void	log_warnx(const char *fmt, ...) PRINTF(1, 2);
 void	log_info(const char *fmt, ...) PRINTF(1, 2);
 void	log_debug(const char *fmt, ...) PRINTF(1, 2);
+
+/*
+ * sdnotify.c: systemd's notify protocol (READY=1, STATUS=, WATCHDOG=1...),
+ * one datagram to $NOTIFY_SOCKET; every call is a no-op when it is unset.
+ */
+int	 sdnotify_init(char *err, size_t errlen);
+void	 sdnotify_close(void);
+bool	 sdnotify_enabled(void);
+uint64_t sdnotify_watchdog_usec(void);	/* 0: no watchdog for us */
+int	 sdnotify_send(const char *fmt, ...) PRINTF(1, 2);
+int	 sdnotify_ready(const char *status);	/* status may be NULL */
+int	 sdnotify_status(const char *status);
+int	 sdnotify_reloading(void);	/* RELOADING=1, MONOTONIC_USEC= */
+int	 sdnotify_stopping(const char *status);	/* status may be NULL */
+int	 sdnotify_watchdog(void);
+
+/*
+ * listenfds.c: sockets handed over by systemd's socket activation
+ * (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES), from fd 3 on, each made
+ * non-blocking and close-on-exec, with its FileDescriptorName=.
+ */
+#define LISTENFDS_START		3
+#define LISTENFDS_MAX		1024
+struct listen_fd {
+	int	 fd;
+	char	*name;		/* "unknown" when systemd gave none */
+};
+int	 listenfds_take(struct listen_fd **, int *n, char *err, size_t errlen);
+int	 listenfds_take_at(int first, struct listen_fd **, int *n, char *err,
+	    size_t errlen);
+void	 listenfds_free(struct listen_fd *, int n);	/* does not close */
 
 /* buf.c: a growable byte buffer that refuses to grow past its cap. */
 struct buf {
@@ -180,6 +236,9 @@ struct heavy_config {
 	int	 sse_keepalive_s;	/* a comment on a quiet stream */
 	size_t	 http_max_output_bytes;	/* a slow reader's backlog */
 	int	 metrics_max_label_values;	/* per open label (models) */
+
+	int	 drain_timeout_s;	/* SIGTERM: running tasks' time to end */
+	char	*log_format;		/* "text" or "json" */
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"
@@ -202,6 +261,10 @@ int	 config_resolve_state_dir(struct heavy_config *, char *err,
 int	 config_parse_bool(const char *, int *);
 void	 config_strv_add(char ***, int *, const char *);
 void	 config_strv_free(char ***, int *);
+/* systemd credentials (LoadCredential=) heavyd reads its keys from. */
+#define HEAVY_CRED_API_KEY	"openrouter_api_key"
+#define HEAVY_CRED_SEARCH_KEY	"search_api_key"
+const char *config_credential(const char *name, char *buf, size_t len);
 
 /* config.c: aggregation strategies and model ids, checked. */
 enum aggregation { AGG_CONSENSUS, AGG_RANKED, AGG_BEST };

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -111,6 +112,8 @@ config_defaults(struct heavy_config *c)
 	c->sandbox_require = 1;
 	c->landlock_abi_max = -1;	/* the kernel's */
 	c->metrics_max_label_values = 32;
+	c->drain_timeout_s = 30;
+	c->log_format = xstrdup("text");
 }
 
 void
@@ -195,6 +198,7 @@ static const struct knob {
 	    1LL << 32),
 	INT_KNOB("HEAVY_METRICS_MAX_LABEL_VALUES", metrics_max_label_values, 1,
 	    10000),
+	INT_KNOB("HEAVY_DRAIN_TIMEOUT", drain_timeout_s, 0, 86400),
 };
 
 /* Whether a number's text starts as one: a digit or a sign, no space. */
@@ -375,7 +379,7 @@ static void
 config_print_tools(const struct heavy_config *c, FILE *f)
 {
 	const char	*env = getenv("HEAVY_SEARCH_API_KEY");
-	char		*url;
+	char		*url, cred[4096];
 
 	config_yaml_line(f, "state_dir", c->state_dir ? c->state_dir :
 	    "(unset)", NULL);
@@ -388,7 +392,10 @@ config_print_tools(const struct heavy_config *c, FILE *f)
 	config_yaml_line(f, "search.url", url, NULL);
 	free(url);
 	config_yaml_line(f, "search.api_key", env != NULL && *env != '\0' ?
-	    "(set in HEAVY_SEARCH_API_KEY, masked)" : c->search_api_key ?
+	    "(set in HEAVY_SEARCH_API_KEY, masked)" :
+	    config_credential(HEAVY_CRED_SEARCH_KEY, cred, sizeof cred) ?
+	    "(from the credential " HEAVY_CRED_SEARCH_KEY ", masked)" :
+	    c->search_api_key ?
 	    "(set in the file, masked)" : c->search_api_key_file ?
 	    "(from search.api_key_file, masked)" : "(not set)", NULL);
 	if (c->search_api_key_file != NULL)
@@ -446,7 +453,7 @@ void
 config_print(const struct heavy_config *c, const char *source, FILE *f)
 {
 	const char	*env = getenv("OPENROUTER_API_KEY");
-	char		*url;
+	char		*url, cred[4096];
 
 	fprintf(f, "# effective configuration (file: %.*s)\n",
 	    (int)strcspn(source, "\r\n"), source);
@@ -455,7 +462,10 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	free(url);
 	config_yaml_line(f, "model", c->model, NULL);
 	fprintf(f, "api_key: %s\n", env && *env ?
-	    "(set in OPENROUTER_API_KEY, masked)" : c->api_key && *c->api_key ?
+	    "(set in OPENROUTER_API_KEY, masked)" :
+	    config_credential(HEAVY_CRED_API_KEY, cred, sizeof cred) ?
+	    "(from the credential " HEAVY_CRED_API_KEY ", masked)" :
+	    c->api_key && *c->api_key ?
 	    "(set in the file, masked)" : c->api_key_file ?
 	    "(from api_key_file, masked)" : "(not set)");
 	if (c->api_key_file != NULL)
@@ -475,6 +485,23 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	fprintf(f, "sandbox.require: %s\n", c->sandbox_require ? "true" :
 	    "false");
 	config_yaml_line(f, "store.synchronous", c->store_synchronous, NULL);
+	config_yaml_line(f, "log.format", c->log_format, NULL);
+}
+
+/*
+ * A systemd credential (LoadCredential=): $CREDENTIALS_DIRECTORY/name in
+ * buf when it exists, else NULL.
+ */
+const char *
+config_credential(const char *name, char *buf, size_t len)
+{
+	const char	*dir = getenv("CREDENTIALS_DIRECTORY");
+
+	if (dir == NULL || *dir != '/' ||
+	    (size_t)snprintf(buf, len, "%s/%s", dir, name) >= len ||
+	    access(buf, F_OK) == -1)
+		return NULL;
+	return buf;
 }
 
 /* The strategy and the models per role; empty variables are unset. */
@@ -579,6 +606,8 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 	}
 	if ((v = getenv("HEAVY_STORE_SYNCHRONOUS")) != NULL && *v != '\0')
 		config_set_str(&c->store_synchronous, v);
+	if ((v = getenv("HEAVY_LOG_FORMAT")) != NULL && *v != '\0')
+		config_set_str(&c->log_format, v);
 	if ((v = getenv("HEAVY_SANDBOX_REQUIRE")) != NULL && *v != '\0' &&
 	    config_parse_bool(v, &c->sandbox_require) == -1) {
 		snprintf(err, errlen, "HEAVY_SANDBOX_REQUIRE: expected 1 or 0 "
@@ -626,6 +655,7 @@ config_dup(const struct heavy_config *c)
 	    NULL;
 	d->search_url = c->search_url ? xstrdup(c->search_url) : NULL;
 	d->store_synchronous = xstrdup(c->store_synchronous);
+	d->log_format = xstrdup(c->log_format);
 	d->search_api_key = NULL;	/* the server holds it, as api_key */
 	d->search_api_key_file = NULL;
 	d->http_listen = d->http_origins = NULL;	/* the server's */
@@ -655,6 +685,7 @@ config_clear(struct heavy_config *c)
 	free(c->search_backend);
 	free(c->search_url);
 	free(c->store_synchronous);
+	free(c->log_format);
 	if (c->search_api_key != NULL)
 		explicit_bzero(c->search_api_key, strlen(c->search_api_key));
 	free(c->search_api_key);
@@ -794,7 +825,15 @@ int
 config_check(struct heavy_config *c, char *err, size_t errlen)
 {
 	const char	*b, *env;
+	enum log_format	 format;
+	char		 cred[4096];
 
+	if (log_format_parse(c->log_format, &format) == -1) {
+		snprintf(err, errlen, "%s: expected text or json, got \"%.64s\"",
+		    getenv("HEAVY_LOG_FORMAT") && *getenv("HEAVY_LOG_FORMAT") ?
+		    "HEAVY_LOG_FORMAT" : "log.format", c->log_format);
+		return -1;
+	}
 	if (strcmp(c->store_synchronous, "normal") != 0 &&
 	    strcmp(c->store_synchronous, "full") != 0) {
 		snprintf(err, errlen, "%s: expected normal or full, got "
@@ -835,9 +874,12 @@ config_check(struct heavy_config *c, char *err, size_t errlen)
 	}
 	env = getenv("HEAVY_SEARCH_API_KEY");
 	if (strcmp(b, "brave") == 0 && (env == NULL || *env == '\0') &&
-	    c->search_api_key == NULL && c->search_api_key_file == NULL) {
+	    config_credential(HEAVY_CRED_SEARCH_KEY, cred, sizeof cred) ==
+	    NULL && c->search_api_key == NULL &&
+	    c->search_api_key_file == NULL) {
 		snprintf(err, errlen, "search.api_key: the brave backend needs "
-		    "a key (HEAVY_SEARCH_API_KEY, search.api_key or "
+		    "a key (HEAVY_SEARCH_API_KEY, the credential "
+		    HEAVY_CRED_SEARCH_KEY ", search.api_key or "
 		    "search.api_key_file)");
 		return -1;
 	}

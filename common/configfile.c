@@ -17,7 +17,7 @@
 #include "common.h"
 
 enum key_kind { KEY_STR, KEY_KNOB, KEY_INT, KEY_STRATEGY, KEY_MODEL,
-    KEY_MODELS, KEY_BOOL, KEY_BACKEND, KEY_URL, KEY_STRV };
+    KEY_MODELS, KEY_BOOL, KEY_BACKEND, KEY_URL, KEY_STRV, KEY_LOGFORMAT };
 
 static const struct file_key {
 	const char	*path;
@@ -69,6 +69,8 @@ static const struct file_key {
 	  offsetof(struct heavy_config, http_origins), NULL,
 	  offsetof(struct heavy_config, nhttp_origins) },
 	KNOB("metrics.max_label_values", "metrics_max_label_values"),
+	{ "log.format", KEY_LOGFORMAT,
+	  offsetof(struct heavy_config, log_format), NULL, 0 },
 #undef STR
 #undef KNOB
 };
@@ -255,6 +257,11 @@ load_scalar(struct loader *l, const struct file_key *k, yaml_node_t *n,
 		    strcmp(v, "none") != 0)
 			return load_fail(l, n, path, "expected searxng, brave "
 			    "or none");
+		config_set_str((char **)((char *)l->c + k->offset), v);
+		return 0;
+	case KEY_LOGFORMAT:
+		if (log_format_parse(v, &(enum log_format){ 0 }) == -1)
+			return load_fail(l, n, path, "expected text or json");
 		config_set_str((char **)((char *)l->c + k->offset), v);
 		return 0;
 	case KEY_KNOB:

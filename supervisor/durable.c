@@ -198,8 +198,9 @@ durable_write(struct durable_entry *e)
 	rc = store_put(&t);
 	store_task_clear(&t);
 	if (rc == -1 && !e->failing)
-		log_warnx("task store: cannot record task %s yet; retrying "
-		    "with its next change", e->id);
+		log_with(LOG_LVL_WARN, &(struct log_fields){ .task_id = e->id },
+		    "task store: cannot record task %s yet; retrying with its "
+		    "next change", e->id);
 	e->failing = rc == -1;
 	e->stored = e->stored || rc != -1;
 }
@@ -308,7 +309,8 @@ durable_retry(void)
 		t = lh_entry_v(le);
 		if (store_put(t) == -1)
 			continue;
-		log_info("task store: recorded the end of task %s", t->id);
+		log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = t->id },
+		    "task store: recorded the end of task %s", t->id);
 		lh_table_delete_entry(dur_pending, le);
 	}
 }
@@ -343,8 +345,9 @@ durable_end(struct durable_entry *e)
 	evtimer_del(e->timer);
 	durable_row(e->r, t);
 	if (store_put(t) == -1) {
-		log_warnx("task store: cannot record the end of task %s; "
-		    "keeping it in memory and retrying", t->id);
+		log_with(LOG_LVL_WARN, &(struct log_fields){ .task_id = t->id },
+		    "task store: cannot record the end of task %s; keeping it "
+		    "in memory and retrying", t->id);
 		lh_table_insert(dur_pending, xstrdup(t->id), t);
 	} else {
 		store_task_clear(t);
@@ -437,8 +440,9 @@ durable_stop(void)
 		return;
 	durable_retry();
 	lh_foreach(dur_pending, le)
-		log_warnx("task store: could not record the end of task %s "
-		    "before exiting (%s); its result is lost",
+		log_with(LOG_LVL_WARN, &(struct log_fields){
+		    .task_id = lh_entry_k(le) }, "task store: could not record "
+		    "the end of task %s before exiting (%s); its result is lost",
 		    (const char *)lh_entry_k(le), store_error());
 	lh_foreach_safe(dur_live, le, tmp)
 		durable_entry_free(lh_entry_v(le));

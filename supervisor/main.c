@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "supervisor.h"
 #include "metrics.h"
@@ -115,39 +116,56 @@ main_check_config(struct heavy_config *c, const char *file)
 	return rc;
 }
 
-/* Defaults, then the file, then the environment; flags chose the file. */
-static void
-main_config(struct heavy_config *c)
+/*
+ * Defaults, then the file, then the environment; flags chose the file.
+ * 0, or -1 and why (a file's FILE:LINE: key: why).  At the start and at
+ * each reload (SIGHUP); c->config_file points into buf, which every load
+ * fills alike (the flags and the environment do not change).
+ */
+static int
+main_load(struct heavy_config *c, char *err, size_t errlen)
 {
-	static char	 buf[4096];	/* c->config_file may be it */
+	static char	 buf[4096];
 	const char	*file, *given = opt_config;
-	char		 err[512];
 
 	if (given == NULL && getenv("HEAVY_CONFIG") && *getenv("HEAVY_CONFIG"))
 		given = getenv("HEAVY_CONFIG");
 	config_defaults(c);
 	file = config_find_file(given, buf, sizeof buf);
 	c->config_file = file ? file : buf[0] ? buf : "/etc/heavyd/config.yaml";
-	if (file != NULL && config_load_file(c, file, err, sizeof err) == -1)
-		fatalx("%s", err);
-	if (config_from_env(c, err, sizeof err) == -1)
-		fatalx("%s", err);
+	if ((file != NULL && config_load_file(c, file, err, errlen) == -1) ||
+	    config_from_env(c, err, errlen) == -1)
+		return -1;
 	if (opt_state_dir != NULL)
 		config_set_str(&c->state_dir, opt_state_dir);
 	if (opt_nlisten > 0) {		/* the flags replace the file's */
 		config_strv_free(&c->http_listen, &c->nhttp_listen);
-		c->http_listen = opt_listen;
-		c->nhttp_listen = opt_nlisten;
-		opt_listen = NULL;
-		opt_nlisten = 0;
+		for (int i = 0; i < opt_nlisten; i++)	/* kept for a reload */
+			config_strv_add(&c->http_listen, &c->nhttp_listen,
+			    opt_listen[i]);
 	}
-	if (config_check(c, err, sizeof err) == -1 ||
-	    config_resolve_state_dir(c, err, sizeof err) == -1)
-		fatalx("%s", err);
-	if (opt_check_config)
-		exit(main_check_config(c, file));
+	if (config_check(c, err, errlen) == -1 ||
+	    config_resolve_state_dir(c, err, errlen) == -1)
+		return -1;
 	if (file != NULL)
 		log_debug("configuration from %s", file);
+	return 0;
+}
+
+static void
+main_config(struct heavy_config *c)
+{
+	char		err[PATH_MAX + 512];
+	enum log_format	format;
+
+	if (main_load(c, err, sizeof err) == -1)
+		fatalx("%s", err);
+	if (log_format_parse(c->log_format, &format) == 0)
+		log_set_format(format);
+	if (opt_check_config)
+		exit(main_check_config(c, c->config_file != NULL &&
+		    access(c->config_file, F_OK) == 0 ? c->config_file : NULL));
+	server_set_loader(main_load);
 }
 
 int
@@ -167,5 +185,6 @@ main(int argc, char **argv)
 	rc = opt_ask ? ask_run(&config) : serve_run(&config);
 	metrics_free();
 	config_clear(&config);
+	config_strv_free(&opt_listen, &opt_nlisten);
 	return rc;
 }

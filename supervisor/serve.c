@@ -47,6 +47,7 @@ serve_run(struct heavy_config *config)
 	log_debug("serving MCP on %s; model %s at %s", config->nhttp_listen ?
 	    "HTTP" : "stdio", config->model, url);
 	free(url);
+	server_ready();		/* systemd: the store is open, the zygote up */
 	server_loop();
 	return 0;
 }

@@ -1,4 +1,8 @@
-/* The server: the event loop, the API key, and an orderly shutdown. */
+/*
+ * The server: the event loop, the API key, and an orderly shutdown; under
+ * systemd, its notices (READY, STATUS, WATCHDOG, RELOADING, STOPPING),
+ * the sockets it hands over, a reload on SIGHUP and a drain on SIGTERM.
+ */
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -12,6 +16,7 @@
 #include <event2/event.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 
 static char			*api_key;	/* NULL: see key_why */
 static char			 key_why[PATH_MAX + 512];
@@ -22,6 +27,24 @@ static void			(*server_stop)(void);
 static struct event		*server_sigterm, *server_sigint;
 static struct event		*server_sighup;
 static int			 server_sig;
+
+/* The configuration: as started, and as a reload made it (else NULL). */
+static struct heavy_config	*server_boot, *server_current;
+static server_load_fn		 server_loader;
+#define SERVER_MAX_HOOKS	8
+static struct {
+	server_reload_fn	 fn;
+	void			*arg;
+} server_hooks[SERVER_MAX_HOOKS];
+static int			 server_nhooks;
+
+/* systemd: the notices, the sockets it handed over, the drain. */
+static struct event		*server_watchdog_ev, *server_status_ev;
+static struct event		*server_drain_ev, *server_drained_ev;
+static char			 server_status_sent[256];
+static bool			 server_stopping_sent;
+static struct listen_fd		*server_lfds;
+static int			 server_nlfds;
 
 /* The first line of a key file, without its newline; NULL and why. */
 static char *
@@ -47,19 +70,26 @@ server_read_key_file(const char *what, const char *path, char *why,
 }
 
 /*
- * The LLM key: OPENROUTER_API_KEY, else openrouter.api_key, else
- * api_key_file; an empty one is none.  0 and the key in *key (when key is
- * not NULL), or -1 and why, with the fix, naming the config file.
+ * The LLM key: OPENROUTER_API_KEY, else the systemd credential
+ * openrouter_api_key ($CREDENTIALS_DIRECTORY, LoadCredential=), else
+ * openrouter.api_key, else api_key_file; an empty one is none.  0 and the
+ * key in *key (when key is not NULL), or -1 and why, with the fix, naming
+ * the config file.
  */
 int
 server_key_check(const struct heavy_config *c, char **key, char *why,
     size_t len)
 {
-	const char	*v = getenv("OPENROUTER_API_KEY");
+	const char	*v = getenv("OPENROUTER_API_KEY"), *cred;
 	char		 problem[PATH_MAX + 64] = "", *k = NULL;
+	char		 buf[PATH_MAX];
 
 	if (v != NULL && *v != '\0')
 		k = xstrdup(v);
+	else if ((cred = config_credential(HEAVY_CRED_API_KEY, buf,
+	    sizeof buf)) != NULL)
+		k = server_read_key_file("the credential", cred, problem,
+		    sizeof problem);
 	else if (c->api_key != NULL && *c->api_key != '\0')
 		k = xstrdup(c->api_key);
 	else if (c->api_key_file != NULL)
@@ -67,6 +97,7 @@ server_key_check(const struct heavy_config *c, char **key, char *why,
 		    problem, sizeof problem);
 	if (k == NULL) {
 		snprintf(why, len, "no API key%s%s%s: set OPENROUTER_API_KEY, "
+		    "the credential " HEAVY_CRED_API_KEY ", "
 		    "`openrouter.api_key` or `api_key_file` in %s",
 		    problem[0] ? " (" : "", problem, problem[0] ? ")" : "",
 		    c->config_file ? c->config_file : "the config file");
@@ -112,19 +143,27 @@ server_take_key(struct heavy_config *c)
 }
 
 /*
- * The search backend's key, the same way: HEAVY_SEARCH_API_KEY, else
- * search.api_key, else search.api_key_file; it too reaches a worker only
- * inside its job frame.  Without a backend there is no key to keep.
+ * The search backend's key, the same way: HEAVY_SEARCH_API_KEY, else the
+ * credential search_api_key, else search.api_key, else
+ * search.api_key_file; it too reaches a worker only inside its job frame.
+ * Without a backend there is no key to keep.
  */
 static void
 server_take_search_key(struct heavy_config *c)
 {
-	char	*v = getenv("HEAVY_SEARCH_API_KEY"), why[PATH_MAX + 64];
-	bool	 env = v != NULL && *v != '\0';
+	char		*v = getenv("HEAVY_SEARCH_API_KEY"), why[PATH_MAX + 64];
+	char		 buf[PATH_MAX];
+	const char	*cred = config_credential(HEAVY_CRED_SEARCH_KEY, buf,
+	    sizeof buf);
+	bool		 env = v != NULL && *v != '\0';
 
 	if (c->search_backend != NULL && env)
 		search_key = xstrdup(v);
-	else if (c->search_backend != NULL && c->search_api_key != NULL &&
+	else if (c->search_backend != NULL && cred != NULL) {
+		if ((search_key = server_read_key_file("the credential", cred,
+		    why, sizeof why)) == NULL)
+			fatalx("%s", why);
+	} else if (c->search_backend != NULL && c->search_api_key != NULL &&
 	    *c->search_api_key != '\0')
 		search_key = xstrdup(c->search_api_key);
 	else if (c->search_backend != NULL && c->search_api_key_file != NULL &&
@@ -194,20 +233,388 @@ server_event_base(bool stdio)
 	return base;
 }
 
+/* ------------------------------------------------------------ systemd */
+
+/* "3 tasks, 12 workers, 2 sessions", "draining: " first while draining. */
 static void
-server_signal_cb(evutil_socket_t sig, short events, void *arg)
+server_status_text(char *buf, size_t len)
 {
-	(void)events; (void)arg;
-	log_info("%s received; shutting down", signal_name((int)sig));
-	if (server_sig == 0)
-		server_sig = (int)sig;
+	int	t = registry_nactive(), w = workers_running();
+	int	s = mcp_session_count();
+
+	snprintf(buf, len, "%s%d task%s, %d worker%s, %d session%s",
+	    service_draining() ? "draining: " : "", t, t == 1 ? "" : "s", w,
+	    w == 1 ? "" : "s", s, s == 1 ? "" : "s");
+}
+
+/* The status line, when it changed (once a second at most). */
+static void
+server_status_cb(evutil_socket_t fd, short events, void *arg)
+{
+	char	text[sizeof server_status_sent];
+
+	(void)fd; (void)events; (void)arg;
+	server_status_text(text, sizeof text);
+	if (strcmp(text, server_status_sent) == 0)
+		return;
+	if (sdnotify_status(text) == 0)
+		snprintf(server_status_sent, sizeof server_status_sent, "%s",
+		    text);
+}
+
+/* The loop turns: systemd's watchdog is petted from inside it, so a
+ * stalled loop stops petting and gets the service restarted. */
+static void
+server_watchdog_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events; (void)arg;
+	sdnotify_watchdog();
+}
+
+/* The timers of the status line and of the watchdog (every half of
+ * WATCHDOG_USEC), when systemd listens. */
+static void
+server_notify_start(void)
+{
+	uint64_t	usec = sdnotify_watchdog_usec() / 2;
+	struct timeval	tv = { 1, 0 };
+
+	if (!sdnotify_enabled())
+		return;
+	if (usec == 0 && sdnotify_watchdog_usec() > 0)
+		usec = 1;	/* WATCHDOG_USEC=1: as often as we can */
+	server_status_ev = event_new(ev_base, -1, EV_PERSIST,
+	    server_status_cb, NULL);
+	event_add(server_status_ev, &tv);
+	if (usec == 0)
+		return;
+	tv.tv_sec = (time_t)(usec / 1000000);
+	tv.tv_usec = (suseconds_t)(usec % 1000000);
+	server_watchdog_ev = event_new(ev_base, -1, EV_PERSIST,
+	    server_watchdog_cb, NULL);
+	event_add(server_watchdog_ev, &tv);
+	sdnotify_watchdog();
+	log_debug("systemd watchdog: petted every %llu ms",
+	    (unsigned long long)usec / 1000);
+}
+
+/*
+ * READY=1, with the status line: the store is open, the zygote is up, and
+ * (once the transports bind theirs) the listeners take connections.  Also
+ * the end of a reload.
+ */
+void
+server_ready(void)
+{
+	server_status_text(server_status_sent, sizeof server_status_sent);
+	sdnotify_ready(server_status_sent);
+}
+
+static void
+server_stopping(void)
+{
+	char	text[sizeof server_status_sent];
+
+	if (server_stopping_sent)
+		return;
+	server_stopping_sent = true;
+	server_status_text(text, sizeof text);
+	sdnotify_stopping(text);
+}
+
+/* The sockets systemd handed over (heavyd.socket): the fds are the
+ * caller's to bind and close; the array stays the server's. */
+int
+server_listen_fds(const struct listen_fd **fds)
+{
+	*fds = server_lfds;
+	return server_nlfds;
+}
+
+/* -------------------------------------------------------------- reload */
+
+const struct heavy_config *
+server_config(void)
+{
+	return server_current != NULL ? server_current : server_boot;
+}
+
+void
+server_set_loader(server_load_fn load)
+{
+	server_loader = load;
+}
+
+/* fn(arg, config) after each successful reload, in registration order. */
+void
+server_on_reload(server_reload_fn fn, void *arg)
+{
+	if (server_nhooks == SERVER_MAX_HOOKS)
+		fatalx("server_on_reload: more than %d hooks", SERVER_MAX_HOOKS);
+	server_hooks[server_nhooks].fn = fn;
+	server_hooks[server_nhooks++].arg = arg;
+}
+
+/*
+ * What this process set up once, at its start (the worker table, the
+ * zygote, the sandbox, the store, the stdio buffers, the keys, the log
+ * format the zygote shares, the listeners): a reload names them when they
+ * change, and they keep the values in force until heavyd restarts.
+ */
+static const char *server_restart_keys[] = {
+	"state_dir", "search.backend", "sandbox.require", "store.synchronous",
+	"log.format", "http.listen", "http.path",
+	"api_key_file", "search.api_key_file", "limits.max_workers",
+	"limits.spares", "limits.max_frame_bytes", "limits.max_line_bytes",
+	"limits.worker_memory", "limits.worker_cpu", "limits.worker_nofile",
+	"limits.worker_fsize", "limits.worker_pids", "limits.worker_uid",
+	"limits.worker_gid", "limits.landlock_abi", "limits.store_write_ms",
+	"limits.store_sweep", "limits.store_busy_ms",
+	"limits.max_retained_tasks",
+};
+
+static bool
+server_restart_key(const char *line, size_t keylen)
+{
+	for (size_t i = 0; i < sizeof server_restart_keys /
+	    sizeof server_restart_keys[0]; i++)
+		if (strlen(server_restart_keys[i]) == keylen &&
+		    strncmp(line, server_restart_keys[i], keylen) == 0)
+			return true;
+	return false;
+}
+
+static char *
+server_config_text(const struct heavy_config *c)
+{
+	char	*text = NULL;
+	size_t	 len = 0;
+	FILE	*f = open_memstream(&text, &len);
+
+	if (f == NULL)
+		fatal("open_memstream");
+	config_print(c, "", f);
+	fclose(f);
+	return text;
+}
+
+/* Whether text has this line, whole. */
+static bool
+server_has_line(const char *text, const char *line, size_t len)
+{
+	for (const char *p = text; *p != '\0'; p += strcspn(p, "\n"),
+	    p += *p == '\n')
+		if (strncmp(p, line, len) == 0 &&
+		    (p[len] == '\n' || p[len] == '\0'))
+			return true;
+	return false;
+}
+
+/* Logs the keys that changed, as --check-config prints them, and which
+ * of them wait for a restart. */
+static void
+server_reload_diff(const struct heavy_config *old, const struct heavy_config *c)
+{
+	char		*was = server_config_text(old), *now = server_config_text(c);
+	struct buf	 changed, later, *b;
+	size_t		 len, key;
+
+	buf_init(&changed, 4096);
+	buf_init(&later, 4096);
+	for (const char *line = now; *line != '\0'; line += len,
+	    line += *line == '\n') {
+		len = strcspn(line, "\n");
+		key = strcspn(line, ":");
+		if (line[0] == '#' || key >= len ||
+		    server_has_line(was, line, len))
+			continue;
+		b = server_restart_key(line, key) ? &later : &changed;
+		buf_printf(b, "%s%.*s", b->len ? ", " : "", (int)key, line);
+	}
+	log_info("reload: %s%s", changed.len ? "changed: " : "nothing changed",
+	    buf_cstr(&changed));
+	if (later.len > 0)
+		log_warnx("reload: in force only after a restart: %s",
+		    buf_cstr(&later));
+	buf_free(&changed);
+	buf_free(&later);
+	free(was);
+	free(now);
+}
+
+static void
+server_keep_str(char **slot, const char *boot)
+{
+	free(*slot);
+	*slot = boot != NULL ? xstrdup(boot) : NULL;
+}
+
+/* The restart-only settings (server_restart_keys) stay as started, so
+ * that what tasks copy agrees with the process they run in. */
+static void
+server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
+{
+	server_keep_str(&c->state_dir, b->state_dir);
+	server_keep_str(&c->search_backend, b->search_backend);
+	server_keep_str(&c->store_synchronous, b->store_synchronous);
+	server_keep_str(&c->log_format, b->log_format);
+	server_keep_str(&c->http_path, b->http_path);
+	config_strv_free(&c->http_listen, &c->nhttp_listen);
+	for (int i = 0; i < b->nhttp_listen; i++)
+		config_strv_add(&c->http_listen, &c->nhttp_listen,
+		    b->http_listen[i]);
+	c->sandbox_require = b->sandbox_require;
+	c->max_workers = b->max_workers;
+	c->spares = b->spares;
+	c->max_frame_bytes = b->max_frame_bytes;
+	c->max_line_bytes = b->max_line_bytes;
+	c->worker_memory = b->worker_memory;
+	c->worker_cpu = b->worker_cpu;
+	c->worker_nofile = b->worker_nofile;
+	c->worker_fsize = b->worker_fsize;
+	c->worker_pids = b->worker_pids;
+	c->worker_uid = b->worker_uid;
+	c->worker_gid = b->worker_gid;
+	c->landlock_abi_max = b->landlock_abi_max;
+	c->store_write_ms = b->store_write_ms;
+	c->store_sweep_s = b->store_sweep_s;
+	c->store_busy_ms = b->store_busy_ms;
+	c->max_retained_tasks = b->max_retained_tasks;
+}
+
+/* Keys are read once, at the start: a reload does not hold them. */
+static void
+server_drop_keys(struct heavy_config *c)
+{
+	char	**keys[] = { &c->api_key, &c->search_api_key };
+
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		if (*keys[i] != NULL)
+			explicit_bzero(*keys[i], strlen(*keys[i]));
+		free(*keys[i]);
+		*keys[i] = NULL;
+	}
+}
+
+/* The new configuration is in force: for what this process reads live,
+ * for new tasks, and for every hook (the sessions' defaults). */
+static void
+server_apply(struct heavy_config *c)
+{
+	server_drop_keys(c);
+	server_reload_diff(server_config(), c);
+	server_keep_boot(c, server_boot);
+	secret_add_url(c->base_url);
+	secret_add_url(c->search_url);
+	config_free(server_current);
+	server_current = c;
+	for (int i = 0; i < server_nhooks; i++)
+		server_hooks[i].fn(server_hooks[i].arg, c);
+}
+
+/*
+ * SIGHUP: the configuration read again, as at the start (the file, then
+ * the environment, then the flags).  A file that does not load is logged
+ * with its FILE:LINE: key: why, and the configuration in force stays.
+ * Running tasks keep the settings they started with (each has its copy).
+ */
+void
+server_reload(void)
+{
+	struct heavy_config	*c;
+	char			 err[PATH_MAX + 512];
+
+	sdnotify_reloading();
+	if (server_loader == NULL) {
+		log_warnx("reload: nothing to reload from");
+		server_ready();
+		return;
+	}
+	c = xcalloc(1, sizeof *c);
+	if (server_loader(c, err, sizeof err) == -1) {
+		log_warnx("reload failed: %s; the configuration in force stays",
+		    err);
+		server_drop_keys(c);
+		config_free(c);
+	} else
+		server_apply(c);
+	server_ready();
+}
+
+/* --------------------------------------------------------------- drain */
+
+static void
+server_drained_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events; (void)arg;
+	log_info("drained: every task has ended");
+	server_shutdown();
+}
+
+/* The last call in flight ended (from inside it): stop on the next turn. */
+static void
+server_drain_idle(void)
+{
+	event_active(server_drained_ev, EV_TIMEOUT, 0);
+}
+
+static void
+server_drain_timeout_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events; (void)arg;
+	log_warnx("drain timeout (%d s): interrupting %d running task(s)",
+	    server_config()->drain_timeout_s, registry_nactive());
 	server_shutdown();
 }
 
 /*
- * Until reload exists, a hangup (an operator's "reload") must not kill the
- * server silently, as its default would.  heavyd ask, whose terminal has
- * gone, stops as at ^C.
+ * SIGTERM while serving: no new work ("shutting down, retry later"); the
+ * running tasks have drain_timeout seconds to end, then what is left is
+ * killed and recorded "interrupted by shutdown".  The sessions stay up
+ * meanwhile, to answer the calls that end.
+ */
+static void
+server_drain(void)
+{
+	int		t = server_config()->drain_timeout_s;
+	struct timeval	tv = { t, 0 };
+
+	log_info("SIGTERM received; draining: no new tasks, %d running, "
+	    "%d s at most (a second SIGTERM stops at once)", registry_nactive(),
+	    t);
+	if (t == 0) {
+		server_shutdown();
+		return;
+	}
+	server_drained_ev = evtimer_new(ev_base, server_drained_cb, NULL);
+	server_drain_ev = evtimer_new(ev_base, server_drain_timeout_cb, NULL);
+	evtimer_add(server_drain_ev, &tv);
+	service_drain(server_drain_idle);
+	server_stopping();	/* its status says "draining" */
+}
+
+/* ------------------------------------------------------------- signals */
+
+static void
+server_signal_cb(evutil_socket_t sig, short events, void *arg)
+{
+	(void)events; (void)arg;
+	if (server_sig == 0)
+		server_sig = (int)sig;
+	if (sig == SIGTERM && serving && server_drained_ev == NULL &&
+	    !shutting_down) {
+		server_drain();
+		return;
+	}
+	log_info("%s received; %s", signal_name((int)sig),
+	    server_drained_ev != NULL ? "stopping at once" : "shutting down");
+	server_shutdown();
+}
+
+/*
+ * SIGHUP reloads the configuration, unless heavyd is stopping (systemd
+ * would take READY=1 for a service back up); heavyd ask, whose terminal
+ * has gone, stops as at ^C.
  */
 static void
 server_sighup_cb(evutil_socket_t sig, short events, void *arg)
@@ -216,7 +623,12 @@ server_sighup_cb(evutil_socket_t sig, short events, void *arg)
 		server_signal_cb(sig, events, arg);
 		return;
 	}
-	log_info("SIGHUP received; reload is not supported yet, ignoring");
+	if (server_drained_ev != NULL || shutting_down) {
+		log_info("SIGHUP received while stopping; not reloading");
+		return;
+	}
+	log_info("SIGHUP received; reloading the configuration");
+	server_reload();
 }
 
 int
@@ -232,11 +644,29 @@ server_shutdown(void)
 	if (shutting_down)
 		return;
 	shutting_down = true;
+	server_stopping();
 	if (server_stop != NULL)
 		server_stop();
 	workers_kill_all();
 	spawner_stop();
 	event_base_loopbreak(ev_base);
+}
+
+/*
+ * Serving: the sockets of socket activation, taken before any child could
+ * inherit them; and stderr that never blocks the loop.
+ */
+static void
+server_systemd_sockets(void)
+{
+	char	err[512];
+
+	log_set_nonblocking();
+	if (listenfds_take(&server_lfds, &server_nlfds, err, sizeof err) == -1)
+		fatalx("socket activation: %s", err);
+	for (int i = 0; i < server_nlfds; i++)
+		log_info("socket activation: descriptor %d, named %s",
+		    server_lfds[i].fd, server_lfds[i].name);
 }
 
 /*
@@ -250,6 +680,13 @@ server_start(struct heavy_config *config, void (*stop)(void), bool mcp)
 
 	serving = mcp;
 	server_stop = stop;
+	server_boot = config;
+	log_set_drop_hook(metrics_log_dropped);	/* heavyd_log_lines_dropped */
+	if (mcp)
+		server_systemd_sockets();
+	/* Before any child: none may speak to systemd for us. */
+	if (sdnotify_init(err, sizeof err) == -1)
+		fatalx("%s", err);
 	server_take_key(config);
 	server_take_search_key(config);
 	secret_add(api_key);
@@ -276,6 +713,15 @@ server_start(struct heavy_config *config, void (*stop)(void), bool mcp)
 	evsignal_add(server_sigterm, NULL);
 	evsignal_add(server_sigint, NULL);
 	evsignal_add(server_sighup, NULL);
+	server_notify_start();
+}
+
+static void
+server_event_free(struct event **ev)
+{
+	if (*ev != NULL)
+		event_free(*ev);
+	*ev = NULL;
 }
 
 /* Runs until server_shutdown, then frees what server_start made. */
@@ -289,6 +735,10 @@ server_loop(void)
 	event_free(server_sigterm);
 	event_free(server_sigint);
 	event_free(server_sighup);
+	server_event_free(&server_status_ev);
+	server_event_free(&server_watchdog_ev);
+	server_event_free(&server_drain_ev);
+	server_event_free(&server_drained_ev);
 	event_base_free(ev_base);
 	libevent_global_shutdown();
 	secret_clear();
@@ -298,4 +748,12 @@ server_loop(void)
 	if (search_key != NULL)
 		explicit_bzero(search_key, strlen(search_key));
 	free(search_key);
+	config_free(server_current);
+	server_current = NULL;
+	listenfds_free(server_lfds, server_nlfds);
+	server_lfds = NULL;
+	server_nlfds = 0;
+	sdnotify_close();
+	log_set_drop_hook(NULL);	/* the metrics go next */
+	log_flush(1000);
 }

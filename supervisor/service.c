@@ -7,6 +7,10 @@
  * leads to that reason.  Those who asked hear of the task through typed
  * hooks: its progress, its end (its outcome and result), or why it was
  * stopped.  Nothing here knows of MCP.
+ *
+ * At shutdown the service drains: it takes no new work (every start is
+ * refused, "shutting down, retry later"), and says when the last call in
+ * flight has ended, so the server can stop before its drain timeout.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +19,12 @@
 #include "supervisor.h"
 
 #define SERVICE_MIN_TTL_MS	1000	/* a task must live to be polled */
+#define SERVICE_DRAINING	"shutting down, retry later"
+
+static int			 service_ncalls;	/* in flight */
+static bool			 service_closed;	/* draining */
+static void			(*service_idle)(void);
+static enum service_refusal	 service_why;	/* the last start's */
 
 /* One started orchestration; an instant one already has its end. */
 struct service_call {
@@ -34,6 +44,8 @@ service_call_free(struct service_call *c)
 	json_object_put(c->instant_result);
 	free(c->instant_why);
 	free(c);
+	if (--service_ncalls == 0 && service_closed && service_idle != NULL)
+		service_idle();
 }
 
 static void
@@ -137,6 +149,7 @@ service_call_new(const struct service_req *req, struct json_object *params,
 {
 	struct service_call	*c = xcalloc(1, sizeof *c);
 
+	service_ncalls++;
 	c->hooks = req->hooks;
 	c->arg = req->arg;
 	c->rec = registry_new(req->owner, req->tool);
@@ -159,9 +172,11 @@ service_stored(struct service_call *c, char *why, size_t len)
 {
 	if (durable_stored(c->rec->id))
 		return 0;
+	service_why = SERVICE_REFUSED_STORE;
 	snprintf(why, len, "the task store cannot write: %s; retry later",
 	    store_error());
-	log_warnx("task %s refused: %s", c->rec->id, why);
+	log_with(LOG_LVL_WARN, &(struct log_fields){ .task_id = c->rec->id },
+	    "task %s refused: %s", c->rec->id, why);
 	c->rec->mcp_task = false;	/* no status notice for it */
 	c->rec->cancelled = NULL;	/* the caller answers, with why */
 	registry_interrupt(c->rec, why, now_ms());
@@ -219,8 +234,10 @@ service_run(const struct service_req *req, struct task_params *p,
 	struct task		*t;
 
 	if (registry_admit(req->cfg, req->owner, workers_queued(), why,
-	    len) == -1)
+	    len) == -1) {
+		service_why = SERVICE_REFUSED_BUSY;
 		return 1;
+	}
 	c = service_call_new(req, params, ttl);
 	if ((t = task_start(req->cfg, p, service_progress, service_done,
 	    c)) == NULL) {
@@ -229,6 +246,7 @@ service_run(const struct service_req *req, struct task_params *p,
 		service_call_free(c);
 		snprintf(why, len, "invalid argument 'query': too long for "
 		    "max_frame_bytes");
+		service_why = SERVICE_REFUSED_TOO_LONG;
 		return 1;
 	}
 	c->rec->cache_key = *key;
@@ -257,9 +275,14 @@ service_start(const struct service_req *req, struct task_params *p,
 	struct task_record	*r = NULL;
 	int			 rc;
 
-	if (task_no_key() != NULL)
+	service_why = SERVICE_STARTED;
+	if (service_closed) {
+		service_why = SERVICE_REFUSED_DRAINING;
+		snprintf(why, len, "%s", SERVICE_DRAINING);
+	} else if (task_no_key() != NULL) {
+		service_why = SERVICE_REFUSED_NO_KEY;
 		snprintf(why, len, "%s", task_no_key());
-	else if ((hit = cache_lookup(req->cfg, req->owner, key)) != NULL) {
+	} else if ((hit = cache_lookup(req->cfg, req->owner, key)) != NULL) {
 		free(key);
 		task_params_clear(p);
 		return service_instant(req, params, ttl, hit, NULL, why, len);
@@ -284,4 +307,39 @@ service_abandon(struct task_record *r, const char *why)
 	r->cancelled = NULL;
 	registry_cancel(r, why, now_ms());
 	service_call_free(c);
+}
+
+/* Why the last service_start returned no running task (SERVICE_STARTED:
+ * it did; a task-augmented refusal is a failed task, and says why here). */
+enum service_refusal
+service_last_refusal(void)
+{
+	return service_why;
+}
+
+/*
+ * Shutdown: no new work from now on; idle runs once the calls in flight
+ * have all ended (at once when there are none).  It runs from inside the
+ * end of a call: it must only schedule what follows.
+ */
+void
+service_drain(void (*idle)(void))
+{
+	service_closed = true;
+	service_idle = idle;
+	if (service_ncalls == 0 && idle != NULL)
+		idle();
+}
+
+bool
+service_draining(void)
+{
+	return service_closed;
+}
+
+/* Calls in flight: started (or instant) and not yet ended. */
+int
+service_running(void)
+{
+	return service_ncalls;
 }

@@ -40,16 +40,19 @@ static TAILQ_HEAD(, spawn_req)	 spawner_queue =
 
 static void	spawner_lost(void);
 
-/* The zygote's environment: what libcurl may read, never a secret. */
+/*
+ * The zygote's environment: what libcurl may read, never a secret; and
+ * how to log, as heavyd does (JOURNAL_STREAM: its stderr is heavyd's).
+ */
 static char **
 spawner_env(void)
 {
 	static const char	*keep[] = { "PATH", "TZ", "LANG", "LC_ALL",
 	    "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "HOME",
 	    "HEAVY_DEBUG", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
-	    "HEAVY_CGROUP" };
+	    "HEAVY_CGROUP", "JOURNAL_STREAM", "HEAVY_JOURNAL_SOCKET" };
 	size_t			 n = sizeof keep / sizeof keep[0], k = 0;
-	char			**env = xcalloc(n + 4, sizeof *env);
+	char			**env = xcalloc(n + 5, sizeof *env);
 	const char		*v;
 
 	for (size_t i = 0; i < n; i++) {
@@ -61,6 +64,7 @@ spawner_env(void)
 	env[k++] = xasprintf("HEAVY_SPARES=%d", spawner_spares);	/* checked */
 	/* The ABI the report names, which may be below the kernel's. */
 	env[k++] = xasprintf("HEAVY_LANDLOCK_ABI=%d", features_landlock());
+	env[k++] = xasprintf("%s=%s", LOG_FORMAT_ENV, log_format_name());
 	if (spawner_html)
 		env[k] = xstrdup("HEAVY_ZYGOTE_HTML=1");
 	return env;

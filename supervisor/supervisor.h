@@ -24,6 +24,22 @@ void		 server_shutdown(void);
 void		 server_start(struct heavy_config *, void (*stop)(void), bool mcp);
 void		 server_loop(void);
 int		 server_signal(void);	/* the signal that stopped us, or 0 */
+/*
+ * systemd and reload.  server_ready: READY=1 (and the status line) once
+ * heavyd can serve.  server_listen_fds: the sockets of socket activation.
+ * server_config: the configuration in force (the started one, or the last
+ * reload's); server_on_reload: fn(arg, config) after each reload that
+ * loaded, config valid until the next one (config_dup what you keep).
+ */
+typedef int	(*server_load_fn)(struct heavy_config *, char *err,
+		    size_t errlen);
+typedef void	(*server_reload_fn)(void *arg, const struct heavy_config *);
+void		 server_ready(void);
+int		 server_listen_fds(const struct listen_fd **);
+const struct heavy_config *server_config(void);
+void		 server_set_loader(server_load_fn);
+void		 server_on_reload(server_reload_fn, void *arg);
+void		 server_reload(void);
 
 /* workspace.c: per-task directories under the state directory. */
 void	 workspace_init(const struct heavy_config *);
@@ -87,6 +103,7 @@ typedef void (*worker_step_fn)(void *arg, const char *note);
 typedef void (*worker_usage_fn)(void *arg, const struct usage *delta);
 struct worker_req {
 	const char		*label;	/* "task <id> agent 2": its log lines */
+	const char		*task_id;	/* its task's, for the journal */
 	const struct sandbox	*sandbox;
 	const struct job	*job;
 	int64_t			 deadline_ms;
@@ -101,6 +118,7 @@ struct worker *worker_start(const struct worker_req *);
 void	 worker_cancel(struct worker *);
 void	 workers_kill_all(void);
 int	 workers_queued(void);		/* waiting for a free slot */
+int	 workers_running(void);		/* holding a slot */
 void	 workers_free_all(void);
 void	 workers_spawned(uint32_t id, pid_t, int pidfd, int err);
 void	 workers_exited(uint32_t id, pid_t, int status, uint32_t flags);
@@ -293,6 +311,20 @@ struct service_req {
 };
 struct task_record *service_start(const struct service_req *,
 	    struct task_params *, char *why, size_t len);
+/* Why the last service_start gave no running task, for a transport that
+ * answers each differently (HTTP: 503 and Retry-After when draining). */
+enum service_refusal {
+	SERVICE_STARTED,		/* not refused (or a cache hit) */
+	SERVICE_REFUSED_NO_KEY,
+	SERVICE_REFUSED_BUSY,		/* admission: retry later */
+	SERVICE_REFUSED_TOO_LONG,	/* the query, for max_frame_bytes */
+	SERVICE_REFUSED_STORE,		/* the store cannot write */
+	SERVICE_REFUSED_DRAINING,	/* "shutting down, retry later" */
+};
+enum service_refusal service_last_refusal(void);
+void	 service_drain(void (*idle)(void));
+bool	 service_draining(void);
+int	 service_running(void);
 struct task_record *service_refused(const struct service_req *,
 	    const char *failed, char *why, size_t len);
 void	 service_abandon(struct task_record *, const char *why);

@@ -241,6 +241,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	    role == ROLE_PLANNER ? "planner" : role == ROLE_SYNTHESIS ?
 	    "synthesis" : role == ROLE_REVIEW ? "review" : "agent", index + 1);
 	req.label = label;
+	req.task_id = t->id;
 	req.sandbox = &sb;
 	req.job = &job;
 	req.deadline_ms = deadline;
@@ -272,7 +273,8 @@ task_worker_note(struct task *t, int64_t *last, const char *who,
 	int64_t	now = now_ms();
 
 	if (strncmp(note, JOB_RETRY_NOTE, strlen(JOB_RETRY_NOTE)) == 0)
-		log_info("task %s: %s: %s", t->id, who, note);
+		log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = t->id },
+		    "task %s: %s: %s", t->id, who, note);
 	if (now - *last < 50)
 		return;
 	*last = now;
@@ -424,8 +426,8 @@ task_planner_done(void *arg, struct worker_result *r)
 
 	t->planner = NULL;
 	if (task_fatal_cause(r)) {
-		log_warnx("task %s stopped: the planner failed: %s", t->id,
-		    r->error);
+		log_with(LOG_LVL_WARN, &(struct log_fields){ .task_id = t->id },
+		    "task %s stopped: the planner failed: %s", t->id, r->error);
 		task_stop_early(t, r->error, task_fatal_answer(r));
 		return;
 	}
@@ -794,7 +796,8 @@ task_stop_reviews(struct task *t)
 static void
 task_over_budget(struct task *t)
 {
-	log_info("task %s: %s; stopping it", t->id, t->budget_stop);
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = t->id },
+	    "task %s: %s; stopping it", t->id, t->budget_stop);
 	switch (t->state) {
 	case TASK_PLANNING:
 		worker_cancel(t->planner);

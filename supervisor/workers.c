@@ -44,6 +44,7 @@ struct worker {
 	char			*problem;	/* why it ended without a result */
 	char			*label;		/* prefixes its stderr lines */
 	char			*model;		/* its job's, for its metrics */
+	char			 task_id[33];	/* its task's, for the journal */
 	struct worker_result	 result;
 	TAILQ_ENTRY(worker)	 entry;
 };
@@ -129,7 +130,10 @@ static void
 worker_violation(struct worker *w, const char *why)
 {
 	if (w->problem == NULL) {
-		log_warnx("worker %d: %s; killing it", (int)w->pid, why);
+		log_with(LOG_LVL_WARN, &(struct log_fields){
+		    .task_id = w->task_id[0] ? w->task_id : NULL,
+		    .worker_pid = (int)w->pid }, "worker %d: %s; killing it",
+		    (int)w->pid, why);
 		w->problem = xasprintf("protocol violation: %s", why);
 	}
 	w->violated = true;
@@ -341,6 +345,8 @@ worker_start(const struct worker_req *req)
 	w->pidfd = -1;
 	w->label = xstrdup(req->label ? req->label : "worker");
 	w->model = xstrdup(req->job->model ? req->job->model : "");
+	snprintf(w->task_id, sizeof w->task_id, "%s",
+	    req->task_id ? req->task_id : "");
 	w->done = req->done;
 	w->step = req->step;
 	w->usage = req->usage;
@@ -651,6 +657,13 @@ int
 workers_queued(void)
 {
 	return nqueued;
+}
+
+/* Workers holding a slot: spawning, running or finishing. */
+int
+workers_running(void)
+{
+	return (int)(table_size - nfree);
 }
 
 void

@@ -86,12 +86,15 @@ zygote_send(struct buf *frame, int fd)
 	buf_free(frame);
 }
 
-/* One line of a worker's, as one write: its label, the text made safe. */
+/*
+ * One line of a worker's, as one event of its own (log_relay: a line
+ * "heavyd-worker[pid] label: text", or a journal entry or JSON object
+ * with its pid): the text made safe.
+ */
 static void
 zlog_emit(struct zlog *z)
 {
-	char	out[ZLOG_LINE + ZLOG_LABEL + 64];
-	int	n;
+	char	text[ZLOG_LINE + 1], more[64];
 
 	if (z->total >= ZLOG_MAX) {
 		z->len = 0;
@@ -100,15 +103,15 @@ zlog_emit(struct zlog *z)
 	for (size_t i = 0; i < z->len; i++)
 		if ((unsigned char)z->line[i] < 0x20 && z->line[i] != '\t')
 			z->line[i] = '?';	/* no \r, no escapes: no forgery */
-	n = snprintf(out, sizeof out, "heavyd-worker[%d] %s: %.*s\n",
-	    (int)z->pid, z->label, (int)z->len, z->line);
+	memcpy(text, z->line, z->len);
+	text[z->len] = '\0';
+	log_relay((int)z->pid, z->label, text);
 	z->total += z->len;
-	if (z->total >= ZLOG_MAX)
-		n += snprintf(out + n, sizeof out - (size_t)n, "heavyd-worker[%d] "
-		    "%s: (its further output is dropped: %d KiB said)\n",
-		    (int)z->pid, z->label, ZLOG_MAX >> 10);
-	(void)!write(STDERR_FILENO, out, (size_t)n < sizeof out ? (size_t)n :
-	    sizeof out - 1);
+	if (z->total >= ZLOG_MAX) {
+		snprintf(more, sizeof more, "(its further output is dropped: "
+		    "%d KiB said)", ZLOG_MAX >> 10);
+		log_relay((int)z->pid, z->label, more);
+	}
 	z->len = 0;
 }
 
@@ -195,6 +198,7 @@ zygote_child_setup(const int err[2])
 	if (errfd == -1 || dup2(errfd, STDERR_FILENO) == -1)
 		_exit(1);
 	close(errfd);
+	log_child();	/* not the journal's socket: only the relay */
 	if (err[0] != -1)
 		close(err[0]);
 	sigemptyset(&none);
@@ -535,8 +539,14 @@ zygote_main(int fd)
 	static struct pollfd	pfd[2 + ZYGOTE_MAX_LOGS];
 	int			n, nlogs;
 
+	enum log_format		format;
+	const char		*v = getenv(LOG_FORMAT_ENV);
+
+	/* As heavyd logs; before the scrub takes JOURNAL_STREAM away. */
 	log_init("heavyd-zygote", getenv("HEAVY_DEBUG") ? LOG_LVL_DEBUG :
 	    LOG_LVL_INFO);
+	if (v != NULL && log_format_parse(v, &format) == 0)
+		log_set_format(format);
 	zygote_setup(fd);
 	zlogs = xcalloc(ZYGOTE_MAX_LOGS, sizeof *zlogs);
 	for (;;) {

@@ -159,7 +159,7 @@ test('exit codes: usage 2, all agents failed 1, a 401 1, no key 1, timeout 124',
 
 	const nokey = await ask(['q'], { ...env, OPENROUTER_API_KEY: '' }).done;
 	assert.equal(nokey.code, 1, nokey.stderr);
-	assert.match(nokey.stderr, /^heavyd ask: no API key: set OPENROUTER_API_KEY, `openrouter\.api_key` or `api_key_file` in /m);
+	assert.match(nokey.stderr, /^heavyd ask: no API key: set OPENROUTER_API_KEY, the credential openrouter_api_key, `openrouter\.api_key` or `api_key_file` in /m);
 
 	const slow = await ask(['--timeout', '3', '--num-agents', '2', 'Hangs [[agent:hang]]'], env).done;
 	assert.equal(slow.code, 124, slow.stderr);

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 
 import { checkOk, checkShape } from './checks.mjs';
 import { IS_ASAN, describe, setup, sleep, stillAlive, waitFor } from './lib.mjs';
-import { HANG, SOON, TEST_TIMEOUT, expire } from './lib.mjs';
+import { GRACE, HANG, SOON, TEST_TIMEOUT, expire } from './lib.mjs';
 
 const HANGING = { query: 'Everyone hangs [[agent:hang]]', num_agents: 3, timeout: 60 };
 
@@ -93,13 +93,20 @@ test('SIGKILL of the supervisor mid-task leaves no process behind', { timeout: T
 	}
 });
 
-test('SIGTERM mid-task shuts down cleanly', { timeout: TEST_TIMEOUT }, async (t) => {
-	const { srv } = await setup(t);
-	await startHangingCall(srv);
+// SIGTERM drains (drain.test.mjs); hanging agents outlast the drain
+// timeout, and are killed at its end.
+test('SIGTERM mid-task drains, then kills hanging agents at the drain timeout and exits 0',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv } = await setup(t, { env: { HEAVY_DRAIN_TIMEOUT: '2' } });
+	const { call } = await startHangingCall(srv);
 	const procs = srv.seen();
 	process.kill(srv.pid, 'SIGTERM');
+	assert.equal(await Promise.race([srv.exited, expire(GRACE)]), null,
+	    'exited at once: no drain');
+	const { result } = await call;
+	assert.match(result.content[0].text, /^interrupted by shutdown/, JSON.stringify(result));
 	const ex = await Promise.race([srv.exited, expire(SOON)]);
-	assert.ok(ex, `heavyd did not exit within ${SOON / 1000} s of SIGTERM`);
+	assert.ok(ex, `heavyd did not exit within ${SOON / 1000} s of its drain timeout`);
 	assert.deepEqual(ex, { code: 0, signal: null }, `exit status; stderr:\n${srv.stderr()}`);
 	let left = procs;
 	try {

@@ -327,6 +327,55 @@ export async function startMock(tag = 'mock') {
 	};
 }
 
+/* -------------------------------------------- systemd's sockets, faked */
+
+export const DGRAMSINK = path.join(BUILD, 'dgramsink');
+
+/*
+ * A unix datagram socket standing for systemd's notify socket (or
+ * journald's): build/dgramsink, one line per datagram.  Returns { path,
+ * messages(), wait(re, from) }: wait resolves to the index of the first
+ * message from index `from` on that matches re.
+ */
+export async function startSink(t, tag = 'sink') {
+	const dir = tmpdir(tag);
+	const sock = path.join(dir, 'notify');
+	const proc = spawn(DGRAMSINK, [sock], { stdio: ['pipe', 'pipe', 'pipe'] });
+	track(proc);
+	const messages = [];
+	let pending = '', stderr = '';
+	proc.stdout.setEncoding('utf8');
+	proc.stdout.on('data', (d) => {
+		pending += d;
+		let i;
+		while ((i = pending.indexOf('\n')) >= 0) {
+			messages.push(JSON.parse(pending.slice(0, i)));
+			pending = pending.slice(i + 1);
+		}
+	});
+	proc.stderr.setEncoding('utf8');
+	proc.stderr.on('data', (d) => { stderr += d; });
+	const exited = new Promise((r) => proc.once('exit', r));
+	t.after(async () => {
+		proc.stdin.end();
+		await Promise.race([exited, expire(HANG)]);
+		fs.rmSync(dir, { recursive: true, force: true });
+	});
+	await waitFor(() => fs.existsSync(sock) || stderr, HANG, 'the sink\'s socket');
+	assert.equal(stderr, '', 'dgramsink');
+	return {
+		path: sock,
+		messages: () => messages,
+		async wait(re, from = 0, what = String(re)) {
+			const found = await waitFor(() => {
+				const i = messages.findIndex((m, k) => k >= from && re.test(m));
+				return i >= 0 ? i + 1 : 0;
+			}, HANG, `a datagram ${what}; got ${JSON.stringify(messages.slice(-5))}`);
+			return found - 1;
+		},
+	};
+}
+
 /* ------------------------------------------------------ the MCP server */
 
 export function apiKey() {
