@@ -31,6 +31,7 @@
 #include <netinet/tcp.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,7 @@
 #define HTTP_RETRY_MS		2000	/* SSE retry: a reconnect's wait */
 #define HTTP_BUSY_RETRY_S	"5"	/* Retry-After when at a bound */
 #define RPC_SESSION_GONE	-32001	/* as the SDKs say it */
+#define HTTP_FLUSH_MS		5000	/* to write out what is owed, at exit */
 
 /* One event kept for Last-Event-ID: the stream and place it had. */
 struct http_event {
@@ -1103,6 +1105,9 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	else if (!http_version_ok(req))		/* with the versions */
 		http_fail_msg(req, 400, modern_unsupported(NULL,
 		    http_header(req, "MCP-Protocol-Version")));
+	else if (service_draining())
+		http_fail(req, 503, RPC_INTERNAL_ERROR, "Service Unavailable: "
+		    "heavyd is shutting down; retry later");
 	else if (http_lookup(http.conns,
 	    evhttp_request_get_connection(req)) == NULL &&
 	    http.conns->count >= http.cfg->http_max_connections)
@@ -1291,10 +1296,48 @@ http_listen(const char *addr, char *err, size_t len)
 	return 0;
 }
 
-/* Serves MCP on every address of http.listen; -1 and why. */
+/*
+ * A socket systemd handed over (socket activation): its address is the
+ * socket unit's, held to the rule of http.listen (loopback or unix only).
+ * It is already non-blocking and close-on-exec.
+ */
+static int
+http_adopt(const struct listen_fd *l, char *err, size_t len)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		sslen = sizeof ss;
+	bool			local;
+
+	if (getsockname(l->fd, (struct sockaddr *)&ss, &sslen) == -1) {
+		snprintf(err, len, "socket activation (%s): %s", l->name,
+		    strerror(errno));
+		return -1;
+	}
+	local = ss.ss_family == AF_UNIX || (ss.ss_family == AF_INET &&
+	    (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) ==
+	    127) || (ss.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(
+	    &((struct sockaddr_in6 *)&ss)->sin6_addr));
+	if (!local) {
+		snprintf(err, len, "socket activation (%s): not a loopback "
+		    "address; serving other machines needs authentication, "
+		    "which this heavyd does not have yet", l->name);
+		return -1;
+	}
+	if (evhttp_accept_socket_with_handle(http.http, l->fd) == NULL) {
+		snprintf(err, len, "socket activation (%s): evhttp cannot "
+		    "accept on it", l->name);
+		return -1;
+	}
+	http_log_listening(l->fd, ss.ss_family == AF_UNIX ? "unix:" :
+	    "systemd");
+	return 0;
+}
+
+/* Serves MCP on every address of http.listen, and on the sockets systemd
+ * handed over; -1 and why. */
 int
-http_start(const struct heavy_config *cfg, bool (*ready)(void), char *err,
-    size_t len)
+http_start(const struct heavy_config *cfg, const struct listen_fd *fds,
+    int nfds, bool (*ready)(void), char *err, size_t len)
 {
 	http.cfg = cfg;
 	http.ready = ready;
@@ -1314,22 +1357,60 @@ http_start(const struct heavy_config *cfg, bool (*ready)(void), char *err,
 	if (!http.early_close)
 		log_warnx("http: this event backend cannot see a client hang "
 		    "up before its reply starts");
+	for (int i = 0; i < nfds; i++)
+		if (http_adopt(&fds[i], err, len) == -1)
+			return -1;
 	for (int i = 0; i < cfg->nhttp_listen; i++)
 		if (http_listen(cfg->http_listen[i], err, len) == -1)
 			return -1;
 	return 0;
 }
 
-/* After mcp_fini: every session ends, every connection closes. */
+/*
+ * Writes out what a connection still holds: we are about to exit, and the
+ * loop will not run again (the last replies of a drain are in there).  A
+ * bufferevent keeps the front of its output frozen while it writes, so it
+ * is stopped and thawed first.  All of them get HTTP_FLUSH_MS at most.
+ */
+static void
+http_flush(struct evhttp_connection *evcon, int64_t deadline)
+{
+	struct bufferevent	*bev = evhttp_connection_get_bufferevent(evcon);
+	struct evbuffer		*out = bufferevent_get_output(bev);
+	struct pollfd		 pfd = { .fd = bufferevent_getfd(bev),
+	    .events = POLLOUT };
+	int			 n;
+
+	bufferevent_disable(bev, EV_WRITE);
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0) {
+		errno = 0;
+		if ((n = evbuffer_write(out, pfd.fd)) > 0 ||
+		    (n == -1 && errno == EINTR))
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+		    now_ms() < deadline && ((n = poll(&pfd, 1,
+		    (int)(deadline - now_ms()))) > 0 ||
+		    (n == -1 && errno == EINTR)))
+			continue;
+		break;
+	}
+}
+
+/* After mcp_fini: every session ends, what is owed is written, every
+ * connection closes. */
 void
 http_stop(void)
 {
 	struct lh_entry	*e;
+	int64_t		 deadline = now_ms() + HTTP_FLUSH_MS;
 
 	if (http.http == NULL)
 		return;
 	while ((e = http.sessions->head) != NULL)
 		http_session_end((struct http_session *)lh_entry_v(e));
+	lh_foreach(http.conns, e)
+		http_flush(((struct http_conn *)lh_entry_v(e))->evcon, deadline);
 	evhttp_free(http.http);
 	http.http = NULL;
 	lh_table_free(http.sessions);

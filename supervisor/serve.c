@@ -20,11 +20,19 @@ serve_stop(void)
 }
 
 /* /readyz: the zygote is up (the store opened before we served), and
- * we are not stopping. */
+ * we are neither draining nor stopping. */
 static bool
 serve_ready(void)
 {
-	return !serve_stopping && spawner_up();
+	return !serve_stopping && !service_draining() && spawner_up();
+}
+
+/* A reload's defaults are those of the sessions that start after it. */
+static void
+serve_reload(void *arg, const struct heavy_config *cfg)
+{
+	(void)arg;
+	mcp_session_defaults(cfg);
 }
 
 /*
@@ -34,18 +42,23 @@ serve_ready(void)
 int
 serve_run(struct heavy_config *config)
 {
-	char	*url, err[512];
+	const struct listen_fd	*fds;
+	char			*url, err[512];
+	int			 nfds;
 
 	server_start(config, serve_stop, true);
+	nfds = server_listen_fds(&fds);		/* systemd's, if any */
 	mcp_init(config);
-	if (config->nhttp_listen == 0) {
+	server_on_reload(serve_reload, NULL);
+	if (config->nhttp_listen == 0 && nfds == 0) {
 		if (stdio_start(config, server_shutdown) == -1)
 			fatal("stdio");
-	} else if (http_start(config, serve_ready, err, sizeof err) == -1)
+	} else if (http_start(config, fds, nfds, serve_ready, err,
+	    sizeof err) == -1)
 		fatalx("http.listen %s", err);
 	url = secret_url(config->base_url);
-	log_debug("serving MCP on %s; model %s at %s", config->nhttp_listen ?
-	    "HTTP" : "stdio", config->model, url);
+	log_debug("serving MCP on %s; model %s at %s", config->nhttp_listen ||
+	    nfds ? "HTTP" : "stdio", config->model, url);
 	free(url);
 	server_ready();		/* systemd: the store is open, the zygote up */
 	server_loop();

@@ -699,7 +699,8 @@ server_start(struct heavy_config *config, void (*stop)(void), bool mcp)
 	if (features_init(config, true, err, sizeof err) == -1)
 		fatalx("%s", err);
 	features_log();
-	ev_base = server_event_base(!mcp || config->nhttp_listen == 0);
+	ev_base = server_event_base(!mcp ||
+	    (config->nhttp_listen == 0 && server_nlfds == 0));
 	workspace_init(config);
 	workers_init(config);
 	/* Pages are turned into text only for search_web. */

@@ -597,8 +597,8 @@ bool	 mcp_has_tasks(const struct mcp_session *);
 /* stdio.c, http.c: the transports; serve.c: serving MCP over them. */
 int	 stdio_start(const struct heavy_config *, void (*gone)(void));
 void	 stdio_stop(void);
-int	 http_start(const struct heavy_config *, bool (*ready)(void),
-	    char *err, size_t len);
+int	 http_start(const struct heavy_config *, const struct listen_fd *,
+	    int nfds, bool (*ready)(void), char *err, size_t len);
 void	 http_stop(void);
 int	 serve_run(struct heavy_config *);
 

@@ -77,7 +77,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	}
 	mcp_init(&cfg);
-	if (http_start(&cfg, fz_ready, err, sizeof err) == -1) {
+	if (http_start(&cfg, NULL, 0, fz_ready, err, sizeof err) == -1) {
 		fprintf(stderr, "fuzz_http: %s\n", err);
 		abort();
 	}

@@ -208,6 +208,28 @@ test('GET /metrics counts what happened, in a format promtool accepts; /readyz a
 	await srv.stop();
 });
 
+test('SIGTERM over HTTP: new requests get 503 with Retry-After, /readyz 503, the running call is answered, exit 0',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const srv = await startHttp(t);
+	const sid = await rawSession(srv);
+	const h = { 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': V };
+	const res = await post(srv, { jsonrpc: '2.0', id: 31, method: 'tools/call',
+	    params: { name: 'heavy_orchestrate', arguments: { query: 'Drain me [[agent:gate]]', num_agents: 1 } } }, h);
+	assert.equal(res.headers.get('content-type'), 'text/event-stream');
+	await waitFor(async () => (await srv.mock.stats()).held > 0, HANG, 'the agent to reach the gate');
+	srv.proc.kill('SIGTERM');
+	await waitFor(async () => (await fetch(`${srv.base}/readyz`)).status === 503, HANG, '/readyz to say draining');
+	const busy = await post(srv, { jsonrpc: '2.0', id: 32, method: 'ping' }, h);
+	assert.equal(busy.status, 503);
+	assert.ok(Number(busy.headers.get('retry-after')) > 0);
+	assert.match((await busy.json()).error.message, /shutting down; retry later/);
+	await srv.mock.open();
+	const { events } = await readEvents(res, (ev) => ev.msg?.id === 31);
+	const reply = events.at(-1).msg;
+	assert.notEqual(reply.result.isError, true, JSON.stringify(reply).slice(0, 300));
+	await srv.stop();	// exit 0, nothing left
+});
+
 test('many sessions at once, each its own', { timeout: TEST_TIMEOUT }, async (t) => {
 	const srv = await startHttp(t, { mock: null });
 	const n = 24;

@@ -64,11 +64,11 @@ function fdFlags(pid, fd) {
 	return parseInt(m[1], 8);
 }
 
-test('socket activation: the socket handed over at fd 3 is taken non-blocking and close-on-exec, no child has it',
+test('socket activation: the socket handed over at fd 3 is taken non-blocking and close-on-exec, no child has it, and heavyd serves MCP on it',
     { timeout: TEST_TIMEOUT }, async (t) => {
 	const server = net.createServer();
 	await new Promise((r) => server.listen(0, '127.0.0.1', r));
-	t.after(() => server.close());
+	t.after(() => server.listening && server.close());
 	const lfd = server._handle.fd;
 	assert.ok(lfd > 2, 'no descriptor for the listening socket');
 	// LISTEN_PID must be heavyd's own: the shell execs it, keeping its pid.
@@ -101,6 +101,19 @@ test('socket activation: the socket handed over at fd 3 is taken non-blocking an
 			try { target = fs.readlinkSync(`/proc/${p.pid}/fd/${fd}`); } catch { /* gone */ }
 			assert.notEqual(target, inode, `${p.comm} ${p.pid} has the listening socket`);
 		}
-	proc.stdin.end();
+	// It serves MCP over HTTP on it (and not on stdin): ours closed, a
+	// connection to the port can only be heavyd's.
+	const port = server.address().port;
+	await new Promise((r) => server.close(r));
+	const res = await fetch(`http://127.0.0.1:${port}/mcp`, {
+		method: 'POST',
+		headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+		body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: {
+			protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+	});
+	assert.equal(res.status, 200, stderr);
+	assert.match(res.headers.get('mcp-session-id'), /^[0-9a-f]{32}$/);
+	assert.equal((await res.json()).result.serverInfo.name, 'heavyd');
+	proc.kill('SIGTERM');		/* nothing runs: the drain ends at once */
 	assert.deepEqual(await Promise.race([exited, expire(HANG)]), { code: 0, signal: null }, stderr);
 });
