@@ -30,7 +30,9 @@ struct log_fields {
 	int		 worker_pid;
 	const char	*identity;
 };
-typedef void (*log_hook_fn)(enum log_level, const char *msg);
+struct log_fields;
+typedef void (*log_hook_fn)(enum log_level, const struct log_fields *,
+    const char *msg);
 void	log_init(const char *progname, enum log_level level);
 void	log_set_level(enum log_level level);
 void	log_set_format(enum log_format);

@@ -594,7 +594,7 @@ log_emit(enum log_level level, const struct log_fields *f, int err,
 		    NULL, f, msg });
 	if (log_hook != NULL && !log_in_hook) {
 		log_in_hook = 1;
-		log_hook(level, msg);
+		log_hook(level, f, msg);
 		log_in_hook = 0;
 	}
 }

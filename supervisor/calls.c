@@ -28,6 +28,7 @@ struct mcp_call {
 	struct json_object	*id;
 	struct json_object	*progress_token;
 	struct task_record	*rec;
+	int			 log_level;	/* -1: no log lines */
 };
 
 
@@ -171,6 +172,7 @@ mcp_call_new(struct mcp_session *s, const struct mcp_run *run)
 		c->key = rpc_id_key(run->id);
 	}
 	c->progress_token = json_object_get(run->progress_token);
+	c->log_level = run->log_level;
 	return c;
 }
 
@@ -240,6 +242,19 @@ mcp_run(struct mcp_session *s, const struct mcp_run *run,
 	    why, error);
 }
 
+/* 2026-07-28: the level a request asks for in _meta; -1: none. */
+static int
+mcp_calls_log_level(struct json_object *params)
+{
+	struct json_object	*meta, *v;
+
+	if (!json_object_object_get_ex(params, "_meta", &meta) ||
+	    !json_object_object_get_ex(meta, "io.modelcontextprotocol/logLevel",
+	    &v) || !json_object_is_type(v, json_type_string))
+		return -1;
+	return mcp_log_level(json_object_get_string(v));
+}
+
 void
 mcp_calls_orchestrate(struct mcp_session *s, struct rpc_msg *m,
     struct json_object *args)
@@ -255,6 +270,7 @@ mcp_calls_orchestrate(struct mcp_session *s, struct rpc_msg *m,
 	}
 	run.id = m->id;
 	run.progress_token = mcp_progress_token(m->params);
+	run.log_level = s->modern ? mcp_calls_log_level(m->params) : -1;
 	if (mcp_run(s, &run, &p, &err) == NULL)
 		mcp_reply(s, m->id, err);
 	json_object_put(run.progress_token);
@@ -269,6 +285,33 @@ mcp_call_abandon(struct mcp_call *c, const char *why)
 {
 	service_abandon(c->rec, why);
 	mcp_call_free(c);
+}
+
+/* A log line about a task: to the blocking call running it, on its
+ * stream, if its request asked for lines of that level. */
+void
+mcp_calls_log(struct mcp_session *s, enum log_level level, const char *task_id,
+    const char *msg)
+{
+	static const char	*names[] = { "error", "warning", "info", "debug" };
+	struct lh_entry		*e;
+	struct mcp_call		*c;
+	struct json_object	*params;
+
+	lh_foreach(s->calls, e) {
+		c = (struct mcp_call *)lh_entry_v(e);
+		if (c->rec == NULL || strcmp(c->rec->id, task_id) != 0 ||
+		    (int)level > c->log_level)
+			continue;
+		params = json_object_new_object();
+		json_object_object_add(params, "level",
+		    json_object_new_string(names[level]));
+		json_object_object_add(params, "logger",
+		    json_object_new_string(HEAVY_NAME));
+		json_object_object_add(params, "data",
+		    json_object_new_string(msg));
+		mcp_notify_related(s, c->key, "notifications/message", params);
+	}
 }
 
 /* notifications/cancelled of a blocking call: its task is stopped, and

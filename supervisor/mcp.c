@@ -53,39 +53,41 @@ mcp_ping(struct mcp_session *s, struct rpc_msg *m)
 	mcp_reply(s, m->id, json_object_new_object());
 }
 
-/* MCP's syslog levels, mapped onto ours. */
-static int
-mcp_level(const char *name)
+/*
+ * Whether a session may read a log line: the local user's reads them all
+ * (it runs this heavyd, and reads its stderr anyway); any other only the
+ * lines about a task of its own owner -- never the server's affairs, nor
+ * another owner's.
+ */
+static bool
+mcp_log_reader(struct mcp_session *s, const struct log_fields *f)
 {
-	static const struct { const char *name; int level; } levels[] = {
-		{ "debug", LOG_LVL_DEBUG }, { "info", LOG_LVL_INFO },
-		{ "notice", LOG_LVL_INFO }, { "warning", LOG_LVL_WARN },
-		{ "error", LOG_LVL_ERROR }, { "critical", LOG_LVL_ERROR },
-		{ "alert", LOG_LVL_ERROR }, { "emergency", LOG_LVL_ERROR },
-	};
-
-	for (size_t i = 0; name != NULL && i < sizeof levels / sizeof *levels;
-	    i++)
-		if (strcmp(name, levels[i].name) == 0)
-			return levels[i].level;
-	return -1;
+	if (s->local)
+		return true;
+	return f != NULL && f->task_id != NULL &&
+	    registry_find(f->task_id, s->owner) != NULL;
 }
 
-/*
- * A log line goes to the sessions that asked for its level and may read
- * it: the local user's, who runs this heavyd and reads its stderr anyway.
- * A remote session is told nothing of the server's, or another owner's,
- * affairs.
- */
+/* A log line goes to the handshake-era sessions that asked for its level
+ * (logging/setLevel) and may read it; in 2026-07-28, to the call whose
+ * request asked for it (_meta logLevel), on its stream. */
 static void
-mcp_log_hook(enum log_level level, const char *msg)
+mcp_log_hook(enum log_level level, const struct log_fields *f,
+    const char *msg)
 {
 	static const char	*names[] = { "error", "warning", "info", "debug" };
 	struct mcp_session	*s;
 	struct json_object	*params;
 
 	for (s = mcp_session_first(); s != NULL; s = mcp_session_next(s)) {
-		if (!s->local || s->closed || (int)level > s->log_level)
+		if (s->closed || !mcp_log_reader(s, f))
+			continue;
+		if (s->modern) {	/* 2026-07-28: per request, in _meta */
+			if (f != NULL && f->task_id != NULL)
+				mcp_calls_log(s, level, f->task_id, msg);
+			continue;
+		}
+		if ((int)level > s->log_level)
 			continue;
 		params = json_object_new_object();
 		json_object_object_add(params, "level",
@@ -105,7 +107,7 @@ mcp_set_level(struct mcp_session *s, struct rpc_msg *m)
 	int			 level;
 
 	json_object_object_get_ex(m->params, "level", &v);
-	if ((level = mcp_level(json_object_get_string(v))) == -1) {
+	if ((level = mcp_log_level(json_object_get_string(v))) == -1) {
 		mcp_error(s, m->id, RPC_INVALID_PARAMS, "Invalid params: "
 		    "level must be one of debug, info, notice, warning, error, "
 		    "critical, alert, emergency");

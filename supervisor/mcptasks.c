@@ -545,7 +545,7 @@ mcptasks_call(struct mcp_session *s, struct rpc_msg *m, const char *name,
     struct json_object *args, struct json_object *task)
 {
 	struct mcp_run		 run = { .tool = "heavy_orchestrate",
-	    .mcp_task = true };
+	    .mcp_task = true, .log_level = -1 };
 	struct task_params	 p;
 	struct task_record	*r;
 	struct json_object	*err;

@@ -313,7 +313,8 @@ mkh_orchestrate_params(struct mcp_session *s, struct json_object *args,
 static struct json_object *
 mkh_orchestrate(struct mcp_session *s, struct json_object *args)
 {
-	struct mcp_run		 run = { .tool = "grok_heavy_orchestrate" };
+	struct mcp_run		 run = { .tool = "grok_heavy_orchestrate",
+	    .log_level = -1 };
 	struct task_params	 p;
 	struct task_record	*rec;
 	struct json_object	*err, *sc;

@@ -366,6 +366,24 @@ mcp_decorate(struct mcp_session *s, struct json_object *result)
 	    json_object_new_string(s->cacheable));
 }
 
+/* MCP's syslog levels, mapped onto ours. */
+int
+mcp_log_level(const char *name)
+{
+	static const struct { const char *name; int level; } levels[] = {
+		{ "debug", LOG_LVL_DEBUG }, { "info", LOG_LVL_INFO },
+		{ "notice", LOG_LVL_INFO }, { "warning", LOG_LVL_WARN },
+		{ "error", LOG_LVL_ERROR }, { "critical", LOG_LVL_ERROR },
+		{ "alert", LOG_LVL_ERROR }, { "emergency", LOG_LVL_ERROR },
+	};
+
+	for (size_t i = 0; name != NULL && i < sizeof levels / sizeof *levels;
+	    i++)
+		if (strcmp(name, levels[i].name) == 0)
+			return levels[i].level;
+	return -1;
+}
+
 /* Unlinks a session whose transport is gone; nothing is sent to it. */
 void
 mcp_session_unlink(struct mcp_session *s)

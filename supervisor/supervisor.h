@@ -520,6 +520,7 @@ struct mcp_run {
 	struct json_object	*progress_token;	/* may be NULL */
 	bool			 mcp_task;	/* task-augmented tools/call */
 	int64_t			 ttl_ms;	/* 0: the default */
+	int			 log_level;	/* 2026-07-28 _meta; -1: none */
 };
 struct task_record *mcp_run(struct mcp_session *, const struct mcp_run *,
 	    struct task_params *, struct json_object **error);
@@ -547,6 +548,7 @@ struct mcp_session *mcp_session_next(struct mcp_session *);
 int	 mcp_session_count(void);
 void	 mcp_session_defaults(const struct heavy_config *);
 void	 mcp_session_own_cfg(struct mcp_session *);
+int	 mcp_log_level(const char *name);	/* MCP's name; -1: none */
 struct json_object *mcp_instructions(const struct mcp_session *);
 struct json_object *mcp_capabilities(const struct mcp_session *);
 struct json_object *mcp_server_info(void);
@@ -570,6 +572,8 @@ void	 mcp_calls_orchestrate(struct mcp_session *, struct rpc_msg *,
 bool	 mcp_calls_cancel(struct mcp_session *, const char *key,
 	    const char *why);
 void	 mcp_calls_abort(struct mcp_session *, const char *why);
+void	 mcp_calls_log(struct mcp_session *, enum log_level,
+	    const char *task_id, const char *msg);
 
 /*
  * modern.c: MCP 2026-07-28, stateless: no handshake, every request says

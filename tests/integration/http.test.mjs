@@ -14,7 +14,7 @@ import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
-	CallToolResultSchema, ResourceUpdatedNotificationSchema,
+	CallToolResultSchema, LoggingMessageNotificationSchema, ResourceUpdatedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 
 import {
@@ -532,6 +532,38 @@ http {
 });
 
 /* ------------------------------------------- the stateless revision */
+
+test('log lines over HTTP: a session reads those about its own tasks, and none of the server\'s',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const srv = await startHttp(t);
+	const a = await connect(srv, 'reader');
+	const lines = [];
+	a.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => lines.push(n.params));
+	await a.client.setLoggingLevel('info');
+	const b = await connect(srv, 'other');
+	// Agent 1 fails once with a 503: the retry is logged with the task's id.
+	const r = await a.client.callTool({ name: 'heavy_orchestrate',
+	    arguments: { query: 'Logged [[a1:flaky:503:1]]', num_agents: 2 } }, CallToolResultSchema, { timeout: HANG });
+	assert.notEqual(r.isError, true);
+	await b.transport.terminateSession();	// the server logs it: no task, no reader
+	await waitFor(() => /ended by its client/.test(srv.stderr()), HANG, 'the server\'s own line');
+	await waitFor(() => lines.some((l) => /^task [0-9a-f]{32}: agent 1: retry/.test(l.data)), HANG,
+	    `the retry line (got ${JSON.stringify(lines)})`);
+	await a.client.ping();	// anything sent before this has arrived
+	assert.deepEqual(lines.filter((l) => !/^task [0-9a-f]{32}: /.test(l.data)), [],
+	    'only lines about its own tasks');
+	// 2026-07-28: lines only for a request that asks, on its own stream.
+	const asked = await answer(await modern(srv, 'tools/call', { name: 'heavy_orchestrate',
+	    arguments: { query: 'Logged again [[a1:flaky:503:2]]', num_agents: 2 },  // the mock counts identical requests: the first call's failed once
+	    _meta: { 'io.modelcontextprotocol/logLevel': 'info' } }));
+	const logged = asked.notes.filter((n) => n.method === 'notifications/message');
+	assert.ok(logged.some((n) => /^task [0-9a-f]{32}: agent 1: retry/.test(n.params.data)),
+	    `${JSON.stringify(asked.notes)}\n${srv.stderr()}`);
+	await a.client.close();
+	await srv.stop();
+});
+
+
 
 const MODERN = '2026-07-28';
 const meta = (caps = {}) => ({
