@@ -131,6 +131,7 @@ http_lookup(struct lh_table *t, const void *key)
 
 static void	http_stream_free(struct http_stream *);
 static void	http_stream_orphan(struct http_stream *);
+static void	http_stream_arm(struct http_stream *);
 static void	http_session_end(struct http_session *);
 
 /* --- replies that are not MCP messages -------------------------------- */
@@ -315,8 +316,10 @@ http_conn_get(struct evhttp_request *req)
 static void
 http_stream_drop(struct http_stream *st)
 {
-	if (st->conn != NULL)
-		event_active(st->closed, EV_CLOSED, 0);
+	if (st->conn == NULL)
+		return;
+	http_stream_arm(st);
+	event_active(st->closed, EV_CLOSED, 0);
 }
 
 static void
@@ -359,8 +362,10 @@ http_stream_orphan(struct http_stream *st)
 	metrics_sse_streams(--http.nsse);
 	st->conn->stream = NULL;
 	st->conn = NULL;
-	event_del(st->keepalive);
-	event_del(st->closed);
+	if (st->keepalive != NULL)
+		event_del(st->keepalive);
+	if (st->closed != NULL)
+		event_del(st->closed);
 	st->hs->live--;
 	http_session_idle_arm(st->hs);
 }
@@ -379,8 +384,10 @@ http_stream_free(struct http_stream *st)
 	if (hs->get == st)
 		hs->get = NULL;
 	TAILQ_REMOVE(&hs->streams, st, entry);
-	event_free(st->closed);
-	event_free(st->keepalive);
+	if (st->closed != NULL)
+		event_free(st->closed);
+	if (st->keepalive != NULL)
+		event_free(st->keepalive);
 	free(st->related);
 	free(st);
 	if (hs->stateless && !hs->ending)
@@ -473,7 +480,6 @@ http_sse_start(struct http_stream *st, bool prime)
 {
 	struct evkeyvalq	*h = evhttp_request_get_output_headers(st->req);
 	struct evbuffer		*ev = evbuffer_new();
-	struct timeval		 tv = { http.cfg->sse_keepalive_s, 0 };
 	const char		*v = st->hs->s->version;
 
 	st->sse = true;
@@ -489,7 +495,7 @@ http_sse_start(struct http_stream *st, bool prime)
 		http_stream_write(st, ev);
 	}
 	evbuffer_free(ev);
-	event_add(st->keepalive, &tv);
+	http_stream_arm(st);
 }
 
 /*
@@ -525,8 +531,6 @@ http_stream_new(struct http_session *hs, struct evhttp_request *req,
     const char *related)
 {
 	struct http_stream	*st = xcalloc(1, sizeof *st);
-	struct bufferevent	*bev;
-	struct timeval		 tv = { http.cfg->sse_keepalive_s, 0 };
 
 	st->hs = hs;
 	st->req = req;
@@ -536,17 +540,47 @@ http_stream_new(struct http_session *hs, struct evhttp_request *req,
 	st->id = ++hs->next_stream;
 	st->accepts_sse = http_accepts(req, "text/event-stream");
 	st->accepts_json = http_accepts(req, "application/json");
-	bev = evhttp_connection_get_bufferevent(st->conn->evcon);
-	st->closed = event_new(ev_base, bufferevent_getfd(bev),
-	    http.early_close ? EV_CLOSED : 0, http_closed_cb, st);
-	if (http.early_close)
-		event_add(st->closed, NULL);
-	st->keepalive = evtimer_new(ev_base, http_keepalive_cb, st);
-	evtimer_add(st->keepalive, &tv);
 	TAILQ_INSERT_TAIL(&hs->streams, st, entry);
 	hs->live++;
 	evtimer_del(hs->idle);
 	return st;
+}
+
+/*
+ * A stream that waits: the client's hang-up is watched for, and a quiet
+ * stream gets its keep-alive.  A request answered at once (most are)
+ * never needs either, so they are made only here.
+ */
+static void
+http_stream_arm(struct http_stream *st)
+{
+	struct bufferevent	*bev;
+	struct timeval		 tv = { http.cfg->sse_keepalive_s, 0 };
+
+	if (st->conn == NULL)
+		return;
+	if (st->closed == NULL) {
+		bev = evhttp_connection_get_bufferevent(st->conn->evcon);
+		st->closed = event_new(ev_base, bufferevent_getfd(bev),
+		    http.early_close ? EV_CLOSED : 0, http_closed_cb, st);
+		if (http.early_close)
+			event_add(st->closed, NULL);
+	}
+	if (st->keepalive == NULL)
+		st->keepalive = evtimer_new(ev_base, http_keepalive_cb, st);
+	if (!evtimer_pending(st->keepalive, NULL))
+		evtimer_add(st->keepalive, &tv);
+}
+
+/* After a dispatch: a request not answered at once is armed. */
+static void
+http_stream_pending(struct mcp_session *s, struct http_session *hs,
+    const char *key)
+{
+	struct http_stream	*st;
+
+	if (!s->closed && (st = http_stream_find(hs, key)) != NULL)
+		http_stream_arm(st);
 }
 
 /* --- what the MCP layer sends ----------------------------------------- */
@@ -728,6 +762,7 @@ http_post_request(struct evhttp_request *req, struct http_session *hs,
     struct rpc_msg *m)
 {
 	struct http_stream	*st;
+	struct mcp_session	*s;
 	char			*key = rpc_id_key(m->id);
 	bool			 init = strcmp(m->method, "initialize") == 0;
 
@@ -743,9 +778,14 @@ http_post_request(struct evhttp_request *req, struct http_session *hs,
 		 * client hears that it was taken, and a proxy sees bytes). */
 		if (strcmp(m->method, "tools/call") == 0 && st->accepts_sse)
 			http_sse_start(st, true);
-		mcp_session_dispatch(hs->s, m);
-		if (init && !hs->s->initialized)
+		s = hs->s;
+		mcp_session_ref(s);
+		mcp_session_dispatch(s, m);
+		if (init && !s->initialized)
 			http_session_end(hs);	/* refused: no session */
+		else
+			http_stream_pending(s, hs, key);
+		mcp_session_unref(s);
 	}
 	free(key);
 }
@@ -872,11 +912,12 @@ http_post_modern(struct evhttp_request *req, struct rpc_msg *m)
 	hs->s = mcp_session_new(&http_transport, hs, HTTP_OWNER, false);
 	key = rpc_id_key(m->id);
 	http_stream_new(hs, req, key);
-	free(key);
 	s = hs->s;
 	mcp_session_ref(s);	/* a reply made at once ends hs, not s */
 	mcp_session_dispatch(s, m);
+	http_stream_pending(s, hs, key);
 	mcp_session_unref(s);
+	free(key);
 }
 
 static void
@@ -938,21 +979,15 @@ http_replay(struct http_session *hs, struct http_stream *to, uint32_t id,
 static void
 http_stream_attach(struct http_stream *st, struct evhttp_request *req)
 {
-	struct bufferevent	*bev;
-	struct timeval		 tv = { http.cfg->sse_keepalive_s, 0 };
-
 	st->req = req;
 	st->conn = http_conn_get(req);
 	st->conn->stream = st;
 	st->hs->live++;
 	evtimer_del(st->hs->idle);
-	bev = evhttp_connection_get_bufferevent(st->conn->evcon);
-	event_free(st->closed);
-	st->closed = event_new(ev_base, bufferevent_getfd(bev),
-	    http.early_close ? EV_CLOSED : 0, http_closed_cb, st);
-	if (http.early_close)
-		event_add(st->closed, NULL);
-	evtimer_add(st->keepalive, &tv);
+	if (st->closed != NULL)		/* the old connection's */
+		event_free(st->closed);
+	st->closed = NULL;
+	http_stream_arm(st);
 }
 
 /*

@@ -737,6 +737,8 @@ test('2026-07-28 over HTTP: the tasks extension, and subscriptions/listen for a 
 	assert.equal(final.status, 'completed');
 	assert.equal(final.result.structuredContent.agents.length, 1);
 	// tasks/cancel of a running task: an empty acknowledgement, then cancelled.
+	// The gate closes again, so the task runs until it is cancelled.
+	assert.equal((await fetch(srv.mock.baseUrl.replace(/\/v1$/, '/reset'), { method: 'POST' })).status, 200);
 	const c = (await (await modern(srv, 'tools/call', { name: 'heavy_orchestrate',
 	    arguments: { query: 'Cancel me [[gate]]', num_agents: 1 } }, {}, { caps: TASKS })).json()).result;
 	const ack2 = (await (await modern(srv, 'tasks/cancel', { taskId: c.taskId }, {}, { caps: TASKS })).json()).result;
