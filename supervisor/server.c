@@ -731,6 +731,10 @@ server_loop(void)
 {
 	event_base_dispatch(ev_base);
 
+	/* Stopping already: a late SIGTERM or SIGHUP (systemd's, a second
+	 * kill) must not turn a clean exit into death by signal. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	workers_free_all();
 	workspace_stop();
 	event_free(server_sigterm);
