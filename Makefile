@@ -24,7 +24,8 @@ TST_CFLAGS = $(shell $(PKG) --cflags criterion)
 TST_LIBS   = $(shell $(PKG) --libs criterion)
 
 COMMON_SRC = $(wildcard common/*.c) $(wildcard proto/*.c)
-SUP_SRC    = $(wildcard supervisor/*.c)
+# fixtures.c only goes into the test build, build/test/heavyd.
+SUP_SRC    = $(filter-out supervisor/fixtures.c,$(wildcard supervisor/*.c))
 WRK_SRC    = $(wildcard worker/*.c)
 UNIT_SRC   = $(wildcard tests/unit/*.c)
 
@@ -36,6 +37,8 @@ COMMON_LIB = $(BUILD)/libcommon.a
 SUP_OBJ    = $(call obj,$(SUP_SRC))
 WRK_OBJ    = $(call obj,$(WRK_SRC))
 HOOK_OBJ   = $(patsubst %.c,$(BUILD)/obj-hooks/%.o,$(WRK_SRC))
+FIX_OBJ    = $(patsubst %.c,$(BUILD)/obj-fixtures/%.o,$(SUP_SRC) \
+	supervisor/fixtures.c)
 UNIT_OBJ   = $(call obj,$(UNIT_SRC))
 NOMAIN     = $(filter-out %/main.o,$(1))
 
@@ -45,7 +48,8 @@ TEST_PROGS = $(BUILD)/test/heavyd-worker $(BUILD)/mockllm $(BUILD)/bench \
 	$(BUILD)/unit-tests $(BUILD)/dgramsink
 
 .PHONY: all unit test-programs check check-unit check-integration \
-	check-valgrind check-asan check-vm asan-programs bench demo clean
+	check-valgrind check-asan check-vm check-conformance asan-programs \
+	bench demo clean
 all: $(PROGS)
 
 test-programs: $(TEST_PROGS)
@@ -63,6 +67,12 @@ $(BUILD)/heavyd-worker: $(WRK_OBJ) $(COMMON_LIB)
 $(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_LIB)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LIBS)
+
+# heavyd with the MCP conformance suite's fixtures (supervisor/fixtures.c,
+# tests/conformance/FIXTURES.md); it runs the test worker beside it.
+$(BUILD)/test/heavyd: $(FIX_OBJ) $(COMMON_LIB) $(BUILD)/test/heavyd-worker
+	@mkdir -p $(@D)
+	$(CC) -o $@ $(FIX_OBJ) $(COMMON_LIB) $(LDFLAGS_ALL) $(SUP_LIBS)
 
 $(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
@@ -89,11 +99,17 @@ $(BUILD)/obj-hooks/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -DHEAVY_TEST_HOOKS $(WRK_CFLAGS) -c -o $@ $<
 
+$(BUILD)/obj-fixtures/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -DHEAVY_TEST_FIXTURES $(SUP_CFLAGS) -c -o $@ $<
+
 # --version names the commit; main.o is rebuilt when it changes.
 HEAVY_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 $(shell mkdir -p $(BUILD) && echo $(HEAVY_COMMIT) | cmp -s - $(BUILD)/commit || echo $(HEAVY_COMMIT) > $(BUILD)/commit)
-$(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o $(BUILD)/obj-hooks/worker/main.o: $(BUILD)/commit
-$(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o $(BUILD)/obj-hooks/worker/main.o: CFLAGS_ALL += -DHEAVY_COMMIT='"$(HEAVY_COMMIT)"'
+COMMIT_OBJ = $(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o \
+	$(BUILD)/obj-hooks/worker/main.o $(BUILD)/obj-fixtures/supervisor/main.o
+$(COMMIT_OBJ): $(BUILD)/commit
+$(COMMIT_OBJ): CFLAGS_ALL += -DHEAVY_COMMIT='"$(HEAVY_COMMIT)"'
 
 # The worker too: the worker table's tests run it.
 unit: $(BUILD)/unit-tests $(BUILD)/heavyd-worker
@@ -114,6 +130,11 @@ asan-programs:
 	$(ASAN_MAKE) all test-programs
 check-asan: asan-programs
 	$(ASAN_MAKE) check-unit check-integration
+
+# The official MCP conformance suite against the fixture build on loopback
+# (scripts/check's conformance stage; results in build/check/).
+check-conformance: all $(BUILD)/test/heavyd
+	HEAVYD_BUILD=$(BUILD) scripts/conformance heavyd
 
 # The jobs of tests/vm in a Debian 12 guest under qemu (cached in build/vm);
 # results, logs and the guest's console in build/vm-check.

@@ -58,6 +58,11 @@ complete_rpc(struct mcp_session *s, struct rpc_msg *m)
 	if (type != NULL && strcmp(type, "ref/prompt") == 0)
 		values = prompts_complete(json_object_get_string(
 		    json_object_object_get(ref, "name")), name, value);
+#ifdef HEAVY_TEST_FIXTURES
+	if (values == NULL && type != NULL && strcmp(type, "ref/prompt") == 0)
+		values = fixtures_complete(json_object_get_string(
+		    json_object_object_get(ref, "name")), name, value);
+#endif
 	else if (type != NULL && strcmp(type, "ref/resource") == 0)
 		values = complete_resource(s, json_object_get_string(
 		    json_object_object_get(ref, "uri")), name, value);

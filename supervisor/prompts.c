@@ -117,6 +117,9 @@ prompts_list(void)
 		json_object_object_add(p, "arguments", args);
 		json_object_array_add(list, p);
 	}
+#ifdef HEAVY_TEST_FIXTURES
+	fixtures_prompts(list);
+#endif
 	p = json_object_new_object();
 	json_object_object_add(p, "prompts", list);
 	return p;
@@ -306,6 +309,10 @@ prompts_rpc_get(struct mcp_session *s, struct rpc_msg *m)
 		    "Invalid params: name (string) is required");
 		return;
 	}
+#ifdef HEAVY_TEST_FIXTURES
+	if (fixtures_prompt(s, m, json_object_get_string(name), args))
+		return;
+#endif
 	if ((res = prompts_get(json_object_get_string(name), args, err,
 	    sizeof err)) == NULL)
 		mcp_error(s, m->id, RPC_INVALID_PARAMS, err);

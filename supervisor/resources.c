@@ -45,6 +45,9 @@ resources_list(void)
 	json_object_array_add(l, res_entry("heavy://tools", "tools",
 	    "Agent tools", "The tools the agents are offered, with their "
 	    "schemas", "application/json"));
+#ifdef HEAVY_TEST_FIXTURES
+	fixtures_resources(l);
+#endif
 	json_object_object_add(res, "resources", l);
 	return res;
 }
@@ -61,6 +64,9 @@ resources_templates(void)
 	json_object_array_add(l, res_entry(RES_TASKS "{id}/result",
 	    "task-result", "Task result", "A finished task's answer and "
 	    "its agents, in Markdown", "text/markdown"));
+#ifdef HEAVY_TEST_FIXTURES
+	fixtures_templates(l);
+#endif
 	json_object_object_add(res, "resourceTemplates", l);
 	return res;
 }
@@ -235,6 +241,12 @@ struct json_object *
 resources_read(struct mcp_session *s, const char *uri, char *msg,
     size_t msglen)
 {
+#ifdef HEAVY_TEST_FIXTURES
+	struct json_object	*fx;
+
+	if ((fx = fixtures_read(uri)) != NULL)
+		return fx;
+#endif
 	if (strcmp(uri, "heavy://config") == 0)
 		return res_contents(uri, "text/yaml", res_config_text(s->cfg));
 	if (strcmp(uri, "heavy://tools") == 0)
@@ -309,6 +321,10 @@ res_subscribable(struct mcp_session *s, const char *uri, char *msg,
 	if (strcmp(uri, "heavy://config") == 0 ||
 	    strcmp(uri, "heavy://tools") == 0)
 		return true;
+#ifdef HEAVY_TEST_FIXTURES
+	if (fixtures_subscribable(uri))
+		return true;
+#endif
 	if (res_task_uri(uri, id, &result) == -1 ||
 	    durable_get(id, s->owner, &t, &live) != 0) {
 		snprintf(msg, msglen, "Resource not found: %.200s", uri);

@@ -627,6 +627,23 @@ bool	 mkh_has(const struct heavy_config *, const char *name);
 struct json_object *mkh_call(struct mcp_session *, const char *name,
 	    struct json_object *args);
 
+#ifdef HEAVY_TEST_FIXTURES
+/* fixtures.c: the conformance suite's fixtures, in the test build only:
+ * what they add to the lists, and whether a call, read or get is theirs. */
+void	 fixtures_tools(struct json_object *tools);
+bool	 fixtures_call(struct mcp_session *, struct rpc_msg *,
+	    const char *name, struct json_object *args);
+void	 fixtures_resources(struct json_object *list);
+void	 fixtures_templates(struct json_object *list);
+struct json_object *fixtures_read(const char *uri);
+bool	 fixtures_subscribable(const char *uri);
+void	 fixtures_prompts(struct json_object *list);
+bool	 fixtures_prompt(struct mcp_session *, struct rpc_msg *,
+	    const char *name, struct json_object *args);
+struct json_object *fixtures_complete(const char *prompt, const char *arg,
+	    const char *typed);
+#endif
+
 /* ask.c: heavyd ask, one orchestration from the shell. */
 #define ASK_EXIT_OK		0
 #define ASK_EXIT_FAILED		1	/* the LLM calls or the configuration */

@@ -22,6 +22,10 @@ toolcall_list(const struct heavy_config *cfg)
 	if (cfg->tools_compat &&
 	    json_object_object_get_ex(res, "tools", &tools))
 		mkh_tools(tools);
+#ifdef HEAVY_TEST_FIXTURES
+	if (json_object_object_get_ex(res, "tools", &tools))
+		fixtures_tools(tools);
+#endif
 	return res;
 }
 
@@ -89,6 +93,10 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 
 	if (mcp_call_params(s, m, &name, &args) == -1)
 		return;
+#ifdef HEAVY_TEST_FIXTURES
+	if (fixtures_call(s, m, json_object_get_string(name), args))
+		return;
+#endif
 	if (json_object_object_get_ex(m->params, "task", &task) &&
 	    task != NULL && mcp_has_tasks(s)) {
 		mcptasks_call(s, m, json_object_get_string(name), args, task);
