@@ -233,8 +233,8 @@ static void
 fx_call_start(struct mcp_session *s, struct rpc_msg *m,
     struct json_object *result, fx_note_fn note, int nsteps, int gap_ms)
 {
-	struct fx_call	*c = xcalloc(1, sizeof *c);
-	struct json_object *token = fx_meta(m, "progressToken");
+	struct fx_call		*c = xcalloc(1, sizeof *c);
+	struct json_object	*token = fx_meta(m, "progressToken");
 
 	c->s = s;
 	mcp_session_ref(s);
@@ -1063,7 +1063,7 @@ static const struct fx_tool fx_tools[] = {
 void
 fixtures_tools(struct json_object *tools)
 {
-	struct json_object	*t;
+	struct json_object	*t, *e;
 
 	for (size_t i = 0; i < FX_NTOOLS; i++) {
 		t = json_object_new_object();
@@ -1074,8 +1074,7 @@ fixtures_tools(struct json_object *tools)
 		json_object_object_add(t, "inputSchema", json_tokener_parse(
 		    fx_tools[i].schema ? fx_tools[i].schema : FX_NO_ARGS));
 		if (fx_tools[i].task_support != NULL) {
-			struct json_object *e = json_object_new_object();
-
+			e = json_object_new_object();
 			json_object_object_add(e, "taskSupport",
 			    json_object_new_string(fx_tools[i].task_support));
 			json_object_object_add(t, "execution", e);
