@@ -135,21 +135,14 @@ fx_missing(struct mcp_session *s, struct rpc_msg *m, const char *caps)
 }
 
 /* Whether log messages at info may go to this request's client: the
- * session's level, or (2026-07-28) the request's own. */
+ * session's level, or (2026-07-28) the request's own, if it has one. */
 static bool
 fx_log_info(struct mcp_session *s, struct rpc_msg *m)
 {
-	static const char	*up_to_info[] = { "debug", "info", NULL };
-	const char		*level;
-
 	if (!s->modern)
 		return s->log_level >= LOG_LVL_INFO;
-	if ((level = json_object_get_string(fx_meta(m, FX_META_LEVEL))) == NULL)
-		return false;
-	for (size_t i = 0; up_to_info[i] != NULL; i++)
-		if (strcmp(level, up_to_info[i]) == 0)
-			return true;
-	return false;
+	return mcp_log_level(json_object_get_string(fx_meta(m,
+	    FX_META_LEVEL))) >= LOG_LVL_INFO;
 }
 
 static const char *
