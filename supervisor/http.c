@@ -890,14 +890,19 @@ http_post_modern(struct evhttp_request *req, struct rpc_msg *m)
 		evhttp_send_reply(req, 202, "Accepted", NULL);
 		return;
 	}
+	if (!modern_known(m->method)) {	/* removed ones too: first */
+		http_fail_id(req, 404, m->id, RPC_METHOD_NOT_FOUND,
+		    "Method not found");
+		return;
+	}
+	if (!http_version_ok(req)) {
+		http_fail_msg(req, 400, modern_unsupported(m->id,
+		    http_header(req, "MCP-Protocol-Version")));
+		return;
+	}
 	if ((why = http_modern_headers(req, m)) != NULL) {
 		snprintf(msg, sizeof msg, "Header mismatch: %s", why);
 		http_fail_id(req, 400, m->id, RPC_HEADER_MISMATCH, msg);
-		return;
-	}
-	if (!modern_known(m->method)) {
-		http_fail_id(req, 404, m->id, RPC_METHOD_NOT_FOUND,
-		    "Method not found");
 		return;
 	}
 	if (modern_check(m, &e) == -1) {
@@ -948,6 +953,9 @@ http_post(struct evhttp_request *req)
 	else if (http_is_modern(req) || (m.kind == RPC_REQUEST &&
 	    modern_is(&m)))
 		http_post_modern(req, &m);
+	else if (!http_version_ok(req))
+		http_fail_msg(req, 400, modern_unsupported(m.id,
+		    http_header(req, "MCP-Protocol-Version")));
 	else if ((hs = http_post_session(req, &m)) == NULL)
 		;			/* answered */
 	else if (m.kind == RPC_REQUEST)
@@ -1137,7 +1145,8 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	else if (!http_origin_ok(req))
 		http_fail(req, 403, RPC_INVALID_REQUEST,
 		    "Forbidden: this Origin is not allowed (http.allowed_origins)");
-	else if (!http_version_ok(req))		/* with the versions */
+	else if (!http_version_ok(req) &&	/* a POST: under its id */
+	    evhttp_request_get_command(req) != EVHTTP_REQ_POST)
 		http_fail_msg(req, 400, modern_unsupported(NULL,
 		    http_header(req, "MCP-Protocol-Version")));
 	else if (service_draining())

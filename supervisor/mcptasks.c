@@ -122,6 +122,18 @@ mt_result(struct json_object *result, const char *why, const char *id)
 	return copy;
 }
 
+/* The result as it is, for 2026-07-28's inline one: the task it belongs
+ * to is the object around it, so no related-task _meta. */
+static struct json_object *
+mt_row_plain(const struct store_task *t)
+{
+	struct json_object	*res = durable_json(t->result);
+	const char		*why = durable_error(t);
+
+	return res != NULL ? res : tool_error_result(why != NULL ? why :
+	    "the task ended without a result");
+}
+
 static struct json_object *
 mt_row_result(const struct store_task *t)
 {
@@ -162,7 +174,7 @@ mt_modern(const struct store_task *t, int poll_ms, bool detailed)
 	}
 	if (strcmp(json_object_get_string(json_object_object_get(o,
 	    "status")), "completed") == 0)
-		json_object_object_add(o, "result", mt_row_result(t));
+		json_object_object_add(o, "result", mt_row_plain(t));
 	else if (strcmp(t->status, "failed") == 0) {
 		why = durable_error(t);
 		e = json_object_new_object();
@@ -170,7 +182,7 @@ mt_modern(const struct store_task *t, int poll_ms, bool detailed)
 		    json_object_new_int(RPC_INTERNAL_ERROR));
 		json_object_object_add(e, "message", json_object_new_string(
 		    why != NULL ? why : "the orchestration failed"));
-		json_object_object_add(e, "data", mt_row_result(t));
+		json_object_object_add(e, "data", mt_row_plain(t));
 		json_object_object_add(o, "error", e);
 	}
 	return o;
