@@ -80,9 +80,15 @@ test('a crashing worker is contained and reported', { timeout: TEST_TIMEOUT }, a
 test('SIGKILL of the supervisor mid-task leaves no process behind', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	await startHangingCall(srv);
-	const procs = srv.descendants();
-	assert.ok(procs.some((p) => p.comm === 'heavyd-zygote'), `no zygote: ${describe(procs)}`);
-	assert.ok(procs.filter((p) => p.comm === 'heavyd-worker').length >= 3, describe(procs));
+	// The planner's worker may still be exiting when three workers are
+	// first seen: wait for the three hanging agents themselves.
+	let procs = [];
+	await waitFor(() => {
+		procs = srv.descendants();
+		return procs.some((p) => p.comm === 'heavyd-zygote') &&
+		    procs.filter((p) => p.comm === 'heavyd-worker').length >= 3;
+	}, HANG, 'the zygote and three agent workers')
+	    .catch(() => assert.fail(`no zygote and three workers: ${describe(procs)}`));
 	process.kill(srv.pid, 'SIGKILL');
 	await srv.exited;
 	let left = procs;
