@@ -293,24 +293,14 @@ void
 mcp_calls_log(struct mcp_session *s, enum log_level level, const char *task_id,
     const char *msg)
 {
-	static const char	*names[] = { "error", "warning", "info", "debug" };
 	struct lh_entry		*e;
 	struct mcp_call		*c;
-	struct json_object	*params;
 
 	lh_foreach(s->calls, e) {
 		c = (struct mcp_call *)lh_entry_v(e);
-		if (c->rec == NULL || strcmp(c->rec->id, task_id) != 0 ||
-		    (int)level > c->log_level)
-			continue;
-		params = json_object_new_object();
-		json_object_object_add(params, "level",
-		    json_object_new_string(names[level]));
-		json_object_object_add(params, "logger",
-		    json_object_new_string(HEAVY_NAME));
-		json_object_object_add(params, "data",
-		    json_object_new_string(msg));
-		mcp_notify_related(s, c->key, "notifications/message", params);
+		if (c->rec != NULL && strcmp(c->rec->id, task_id) == 0 &&
+		    (int)level <= c->log_level)
+			mcp_notify_log(s, c->key, level, msg);
 	}
 }
 

@@ -75,9 +75,7 @@ static void
 mcp_log_hook(enum log_level level, const struct log_fields *f,
     const char *msg)
 {
-	static const char	*names[] = { "error", "warning", "info", "debug" };
 	struct mcp_session	*s;
-	struct json_object	*params;
 
 	for (s = mcp_session_first(); s != NULL; s = mcp_session_next(s)) {
 		if (s->closed || !mcp_log_reader(s, f))
@@ -87,16 +85,8 @@ mcp_log_hook(enum log_level level, const struct log_fields *f,
 				mcp_calls_log(s, level, f->task_id, msg);
 			continue;
 		}
-		if ((int)level > s->log_level)
-			continue;
-		params = json_object_new_object();
-		json_object_object_add(params, "level",
-		    json_object_new_string(names[level]));
-		json_object_object_add(params, "logger",
-		    json_object_new_string(HEAVY_NAME));
-		json_object_object_add(params, "data",
-		    json_object_new_string(msg));
-		mcp_notify(s, "notifications/message", params);
+		if ((int)level <= s->log_level)
+			mcp_notify_log(s, NULL, level, msg);
 	}
 }
 

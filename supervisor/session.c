@@ -384,6 +384,23 @@ mcp_log_level(const char *name)
 	return -1;
 }
 
+/* A log line as notifications/message: related to a request (its key),
+ * or to the session (NULL). */
+void
+mcp_notify_log(struct mcp_session *s, const char *related,
+    enum log_level level, const char *msg)
+{
+	static const char	*names[] = { "error", "warning", "info", "debug" };
+	struct json_object	*params = json_object_new_object();
+
+	json_object_object_add(params, "level",
+	    json_object_new_string(names[level]));
+	json_object_object_add(params, "logger",
+	    json_object_new_string(HEAVY_NAME));
+	json_object_object_add(params, "data", json_object_new_string(msg));
+	mcp_notify_related(s, related, "notifications/message", params);
+}
+
 /* Unlinks a session whose transport is gone; nothing is sent to it. */
 void
 mcp_session_unlink(struct mcp_session *s)

@@ -549,6 +549,8 @@ int	 mcp_session_count(void);
 void	 mcp_session_defaults(const struct heavy_config *);
 void	 mcp_session_own_cfg(struct mcp_session *);
 int	 mcp_log_level(const char *name);	/* MCP's name; -1: none */
+void	 mcp_notify_log(struct mcp_session *, const char *related,
+	    enum log_level, const char *msg);
 struct json_object *mcp_instructions(const struct mcp_session *);
 struct json_object *mcp_capabilities(const struct mcp_session *);
 struct json_object *mcp_server_info(void);
