@@ -116,6 +116,7 @@ char	*secret_url(const char *url);	/* a copy, credentials masked */
 
 /* util.c */
 int64_t	 now_ms(void);			/* CLOCK_MONOTONIC */
+int64_t	 now_us(void);			/* CLOCK_MONOTONIC */
 void	*xmalloc(size_t);
 void	*xcalloc(size_t, size_t);
 void	*xrealloc(void *, size_t);

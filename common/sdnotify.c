@@ -209,12 +209,8 @@ sdnotify_status(const char *status)
 int
 sdnotify_reloading(void)
 {
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return sdnotify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
-	    (unsigned long long)ts.tv_sec * 1000000ULL +
-	    (unsigned long long)ts.tv_nsec / 1000);
+	return sdnotify_send("RELOADING=1\nMONOTONIC_USEC=%lld",
+	    (long long)now_us());
 }
 
 int

@@ -69,15 +69,6 @@ static struct metric_family	*f_build, *f_tasks_started, *f_tasks_ended,
 
 #define V(...)	((const char *const []){ __VA_ARGS__ })
 
-int64_t
-metrics_now_us(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- Text: numbers, escapes, UTF-8 ---- */
 
 static size_t

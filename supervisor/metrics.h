@@ -67,7 +67,6 @@ size_t	 metrics_samples(void);
 /* Appends the whole registry, as GET /metrics serves it (Content-Type:
  * text/plain; version=0.0.4; charset=utf-8). */
 void	 metrics_render(struct evbuffer *);
-int64_t	 metrics_now_us(void);		/* CLOCK_MONOTONIC */
 
 /* ---- What heavyd counts, where it happens ---- */
 

@@ -387,7 +387,7 @@ store_bind_task(sqlite3_stmt *st, const struct store_task *t)
 static int
 store_timed(const char *op, int64_t t0, int rc)
 {
-	metrics_store_write(op, metrics_now_us() - t0, rc != -1);
+	metrics_store_write(op, now_us() - t0, rc != -1);
 	return rc;
 }
 
@@ -395,7 +395,7 @@ store_timed(const char *op, int64_t t0, int rc)
 int
 store_begin(void)
 {
-	int64_t	t0 = metrics_now_us();
+	int64_t	t0 = now_us();
 
 	if (db == NULL)
 		return -1;
@@ -405,7 +405,7 @@ store_begin(void)
 int
 store_commit(void)
 {
-	int64_t	t0 = metrics_now_us();
+	int64_t	t0 = now_us();
 
 	if (store_exec("COMMIT") == 0)
 		return store_timed("commit", t0, 0);
@@ -418,7 +418,7 @@ int
 store_insert(const struct store_task *t)
 {
 	sqlite3_stmt	*st;
-	int64_t		 t0 = metrics_now_us();
+	int64_t		 t0 = now_us();
 
 	if (db == NULL || (st = store_prepare(STORE_INSERT)) == NULL)
 		return -1;
@@ -435,7 +435,7 @@ store_insert(const struct store_task *t)
 int
 store_put(const struct store_task *t)
 {
-	int64_t	t0 = metrics_now_us();
+	int64_t	t0 = now_us();
 	int	rc;
 
 	if (db == NULL || (st_put == NULL && (st_put = store_prepare(
@@ -467,7 +467,7 @@ store_update(const char *id, const char *status, const char *message,
     const char *agents, const char *result, const char *usage)
 {
 	sqlite3_stmt	*st;
-	int64_t		 t0 = metrics_now_us();
+	int64_t		 t0 = now_us();
 
 	if (db == NULL || (st = store_prepare("UPDATE tasks SET "
 	    "status = coalesce(?2, status), "
@@ -807,7 +807,7 @@ int
 store_sweep(int max_rows)
 {
 	sqlite3_stmt	*st;
-	int64_t		 t0 = metrics_now_us();
+	int64_t		 t0 = now_us();
 	int		 deleted;
 
 	if (db == NULL || (st = store_prepare("DELETE FROM tasks WHERE "

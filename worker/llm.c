@@ -454,15 +454,6 @@ llm_try(const struct job *job, int64_t deadline, const char *url,
 	return backoff_retryable_status(status) ? 1 : -1;
 }
 
-static int64_t
-llm_now_us(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*
  * How one attempt went, reported with its usage: its error (0: none), its
  * status, how long it took.  Kept within what the supervisor's decoder
@@ -526,9 +517,9 @@ llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
 		memset(&x, 0, sizeof x);
 		buf_init(&x.body, job->max_response_bytes ?
 		    job->max_response_bytes : LLM_DEFAULT_CAP);
-		t0 = llm_now_us();
+		t0 = now_us();
 		rc = llm_try(job, deadline, url, body, &x, reply, u, e);
-		took_us = llm_now_us() - t0;
+		took_us = now_us() - t0;
 		llm_report(u, rc, e, &x, took_us, attempt);
 		took = took_us / 1000;
 		if (rc != 1 || attempt >= job->max_retries) {
