@@ -122,28 +122,20 @@ cache_key(const struct heavy_config *c, const struct task_params *p)
 	return hex;
 }
 
-/* The owner's answer to the same call, flagged, or NULL. */
+/* The answer of a cached task, flagged as such, or NULL. */
 struct json_object *
-cache_lookup(const struct heavy_config *c, const char *owner,
-    const char *key)
+cache_result(const struct store_task *t)
 {
-	struct store_task	 t;
 	struct json_object	*res, *sc;
 
-	if (key == NULL || store_cache_find(owner, key,
-	    (int64_t)c->cache_ttl_s * 1000, &t) != 0)
-		return NULL;
-	res = durable_json(t.result);
+	res = durable_json(t->result);
 	if (res == NULL ||
 	    !json_object_object_get_ex(res, "structuredContent", &sc)) {
 		json_object_put(res);
-		store_task_clear(&t);
 		return NULL;
 	}
 	json_object_object_add(sc, "cached", json_object_new_boolean(1));
 	json_object_object_add(sc, "cached_from",
-	    json_object_new_string(t.id));
-	log_debug("cache: answered from task %s", t.id);
-	store_task_clear(&t);
+	    json_object_new_string(t->id));
 	return res;
 }

@@ -29,12 +29,18 @@ struct mcp_call {
 	struct json_object	*progress_token;
 	struct task_record	*rec;
 	int			 log_level;	/* -1: no log lines */
+	/* Until the task service says how the start went: */
+	struct mcp_req		*q;		/* the request that asked */
+	mcp_started_fn		 started;
+	void			*started_arg;
 };
 
 
 static void
 mcp_call_free(struct mcp_call *c)
 {
+	if (c->q != NULL)
+		mcp_req_end(c->q);
 	mcp_session_unref(c->s);
 	json_object_put(c->id);
 	json_object_put(c->progress_token);
@@ -142,8 +148,34 @@ mcp_call_stopped(void *arg, const char *why)
 	mcp_call_free(c);
 }
 
+/*
+ * The task service says how the start went: a blocking call is now
+ * answered at its end; whoever asked hears of the record, or of the
+ * refusal with its isError result (theirs to send).
+ */
+static void
+mcp_call_started(void *arg, struct task_record *r, enum service_refusal how,
+    const char *why)
+{
+	struct mcp_call		*c = arg;
+	struct mcp_req		*q = c->q;
+	mcp_started_fn		 fn = c->started;
+	void			*fn_arg = c->started_arg;
+
+	(void)how;
+	c->q = NULL;
+	if ((c->rec = r) == NULL)
+		mcp_call_free(c);
+	else if (c->id != NULL)	/* a blocking call, answered at its end */
+		lh_table_insert(c->s->calls, c->key, c);
+	mcp_req_begin(q);
+	fn(q, r, r == NULL ? tool_error_result(why) : NULL, fn_arg);
+	mcp_req_end(q);
+}
+
 static const struct service_hooks mcp_call_hooks = {
-	mcp_call_progress, mcp_call_done, mcp_call_answer, mcp_call_stopped,
+	mcp_call_started, mcp_call_progress, mcp_call_done, mcp_call_answer,
+	mcp_call_stopped,
 };
 
 static struct json_object *
@@ -161,18 +193,22 @@ mcp_progress_token(struct json_object *params)
 }
 
 static struct mcp_call *
-mcp_call_new(struct mcp_session *s, const struct mcp_run *run)
+mcp_call_new(struct mcp_session *s, struct rpc_msg *m,
+    const struct mcp_run *run)
 {
 	struct mcp_call	*c = xcalloc(1, sizeof *c);
 
 	c->s = s;
 	mcp_session_ref(s);
-	if (run->id != NULL) {
-		c->id = json_object_get(run->id);
-		c->key = rpc_id_key(run->id);
+	if (run->blocking) {
+		c->id = json_object_get(m->id);
+		c->key = rpc_id_key(m->id);
 	}
 	c->progress_token = json_object_get(run->progress_token);
 	c->log_level = run->log_level;
+	c->q = mcp_req_hold(s, m);
+	c->started = run->started;
+	c->started_arg = run->started_arg;
 	return c;
 }
 
@@ -190,56 +226,35 @@ mcp_service_req(struct mcp_session *s, const struct mcp_run *run,
 	req->arg = c;
 }
 
-/* The record, or NULL and *error, the isError result of why not. */
-static struct task_record *
-mcp_call_started(struct mcp_call *c, struct task_record *r, const char *why,
-    struct json_object **error)
-{
-	if ((c->rec = r) == NULL) {
-		mcp_call_free(c);
-		*error = tool_error_result(why);
-		return NULL;
-	}
-	if (c->id != NULL)	/* a blocking call, answered at its end */
-		lh_table_insert(c->s->calls, c->key, c);
-	return r;
-}
-
 /* A task-augmented call refused before it ran: a task all the same,
  * failed with the reason the blocking call would have been given. */
-struct task_record *
-mcp_run_result(struct mcp_session *s, const struct mcp_run *run,
-    const char *failed, struct json_object **error)
+void
+mcp_run_result(struct mcp_session *s, struct rpc_msg *m,
+    const struct mcp_run *run, const char *failed)
 {
-	struct mcp_call		*c = mcp_call_new(s, run);
+	struct mcp_call		*c = mcp_call_new(s, m, run);
 	struct service_req	 req;
-	char			 why[512];
 
 	mcp_service_req(s, run, c, &req);
-	*error = NULL;
-	return mcp_call_started(c, service_refused(&req, failed, why,
-	    sizeof why), why, error);
+	service_refused(&req, failed);
 }
 
 /*
- * Runs an orchestration for the session through the task service; takes
- * the params.  Returns the record, or NULL and *error, the isError result
- * (no API key; busy; a query too long; the store cannot write) -- a
- * task-augmented call that is refused for any reason but the store
- * becomes a failed task instead.
+ * Runs an orchestration for the request m through the task service; takes
+ * the params.  run->started hears how the start went, once: the record,
+ * or the isError result of why not (no API key; busy; a query too long;
+ * the store cannot write) -- a task-augmented call that is refused for
+ * any reason but the store becomes a failed task instead.
  */
-struct task_record *
-mcp_run(struct mcp_session *s, const struct mcp_run *run,
-    struct task_params *p, struct json_object **error)
+void
+mcp_run(struct mcp_session *s, struct rpc_msg *m, const struct mcp_run *run,
+    struct task_params *p)
 {
-	struct mcp_call		*c = mcp_call_new(s, run);
+	struct mcp_call		*c = mcp_call_new(s, m, run);
 	struct service_req	 req;
-	char			 why[512];
 
 	mcp_service_req(s, run, c, &req);
-	*error = NULL;
-	return mcp_call_started(c, service_start(&req, p, why, sizeof why),
-	    why, error);
+	service_start(&req, p);
 }
 
 /* 2026-07-28: the level a request asks for in _meta; -1: none. */
@@ -255,24 +270,32 @@ mcp_calls_log_level(struct json_object *params)
 	return mcp_log_level(json_object_get_string(v));
 }
 
+/* A blocking call that was refused is answered with why. */
+static void
+mcp_calls_started(struct mcp_req *q, struct task_record *r,
+    struct json_object *error, void *arg)
+{
+	(void)r; (void)arg;
+	if (error != NULL)
+		mcp_reply(q->s, q->m.id, error);
+}
+
 void
 mcp_calls_orchestrate(struct mcp_session *s, struct rpc_msg *m,
     struct json_object *args)
 {
-	struct mcp_run		 run = { .tool = "heavy_orchestrate" };
+	struct mcp_run		 run = { .tool = "heavy_orchestrate",
+	    .blocking = true, .started = mcp_calls_started };
 	struct task_params	 p;
-	struct json_object	*err;
 	char			 msg[256];
 
 	if (tool_orchestrate_args(s->cfg, args, &p, msg, sizeof msg) == -1) {
 		mcp_reply(s, m->id, tool_error_result(msg));
 		return;
 	}
-	run.id = m->id;
 	run.progress_token = mcp_progress_token(m->params);
 	run.log_level = s->modern ? mcp_calls_log_level(m->params) : -1;
-	if (mcp_run(s, &run, &p, &err) == NULL)
-		mcp_reply(s, m->id, err);
+	mcp_run(s, m, &run, &p);
 	json_object_put(run.progress_token);
 }
 

@@ -32,16 +32,28 @@ complete_result(struct json_object *values)
 	return res;
 }
 
-/* The values for ref/resource: only the task templates have an {id}. */
-static struct json_object *
-complete_resource(struct mcp_session *s, const char *uri, const char *arg,
-    const char *typed)
+static void
+complete_ids(void *arg, struct json_object *ids)
+{
+	struct mcp_req	*q = arg;
+
+	mcp_req_begin(q);
+	mcp_reply(q->s, q->m.id, complete_result(ids));
+	mcp_req_end(q);
+}
+
+/* For ref/resource: only the task templates have an {id}, answered once
+ * the store has said which ids there are.  false: nothing to complete. */
+static bool
+complete_resource(struct mcp_session *s, struct rpc_msg *m, const char *uri,
+    const char *arg, const char *typed)
 {
 	if (uri == NULL || arg == NULL || strcmp(arg, "id") != 0 ||
 	    (strcmp(uri, "heavy://tasks/{id}") != 0 &&
 	    strcmp(uri, "heavy://tasks/{id}/result") != 0))
-		return NULL;
-	return durable_ids(s->owner, typed);
+		return false;
+	durable_ids(s->owner, typed, complete_ids, mcp_req_hold(s, m));
+	return true;
 }
 
 void
@@ -63,9 +75,11 @@ complete_rpc(struct mcp_session *s, struct rpc_msg *m)
 		values = fixtures_complete(json_object_get_string(
 		    json_object_object_get(ref, "name")), name, value);
 #endif
-	else if (type != NULL && strcmp(type, "ref/resource") == 0)
-		values = complete_resource(s, json_object_get_string(
-		    json_object_object_get(ref, "uri")), name, value);
+	if (values == NULL && type != NULL &&
+	    strcmp(type, "ref/resource") == 0 && complete_resource(s, m,
+	    json_object_get_string(json_object_object_get(ref, "uri")), name,
+	    value))
+		return;
 	if (values == NULL) {
 		mcp_error(s, m->id, RPC_INVALID_PARAMS, "Invalid params: "
 		    "nothing to complete for that ref and argument (prompts: "

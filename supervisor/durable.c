@@ -39,6 +39,9 @@ struct durable_entry {
 	bool			 failing;	/* its last write failed */
 	bool			 stored;	/* a write of it succeeded */
 	bool			 dirty;		/* in the next flush */
+	/* Told once the first write is done (durable_when_stored). */
+	void			(*on_stored)(void *, bool);
+	void			*on_stored_arg;
 	TAILQ_ENTRY(durable_entry) dirty_entry;
 };
 static TAILQ_HEAD(, durable_entry) dur_dirty = TAILQ_HEAD_INITIALIZER(dur_dirty);
@@ -144,27 +147,6 @@ durable_row(const struct task_record *r, struct store_task *t)
 	t->ours = true;
 }
 
-static char *
-dup_or_null(const char *s)
-{
-	return s == NULL ? NULL : xstrdup(s);
-}
-
-static void
-durable_row_copy(struct store_task *to, const struct store_task *from)
-{
-	*to = *from;
-	to->owner = dup_or_null(from->owner);
-	to->tool = dup_or_null(from->tool);
-	to->status = dup_or_null(from->status);
-	to->status_message = dup_or_null(from->status_message);
-	to->params = dup_or_null(from->params);
-	to->agents = dup_or_null(from->agents);
-	to->result = dup_or_null(from->result);
-	to->usage = dup_or_null(from->usage);
-	to->cache_key = dup_or_null(from->cache_key);
-}
-
 /*
  * Each agent's status and whether it has its question yet: a change here
  * (the questions ready, an agent's end) is written at once.
@@ -188,41 +170,91 @@ durable_sig(const struct task_record *r, char *sig)
 	sig[2 * i] = '\0';
 }
 
+/* Whoever waits for the task's first write hears how it went. */
 static void
-durable_write(struct durable_entry *e)
+durable_tell_stored(struct durable_entry *e)
 {
-	struct store_task	t;
-	int			rc;
+	void	(*fn)(void *, bool) = e->on_stored;
 
-	durable_row(e->r, &t);
-	rc = store_put(&t);
-	store_task_clear(&t);
-	if (rc == -1 && !e->failing)
+	if (fn == NULL)
+		return;
+	e->on_stored = NULL;
+	fn(e->on_stored_arg, e->stored);
+}
+
+/* Entries are looked up by id when a write is done: the task may have
+ * ended meanwhile, when the store answers on a later turn. */
+static void
+durable_written(const char *id, int rc)
+{
+	struct durable_entry	*e;
+	struct lh_entry		*le;
+
+	if (dur_live == NULL || (le = lh_table_lookup_entry(dur_live,
+	    id)) == NULL)
+		return;
+	e = lh_entry_v(le);
+	if (rc == STORE_ERROR && !e->failing)
 		log_with(LOG_LVL_WARN, &(struct log_fields){ .task_id = e->id },
 		    "task store: cannot record task %s yet; retrying with its "
 		    "next change", e->id);
-	e->failing = rc == -1;
-	e->stored = e->stored || rc != -1;
+	e->failing = rc == STORE_ERROR;
+	e->stored = e->stored || rc != STORE_ERROR;
+	durable_tell_stored(e);
+}
+
+/* The ids of rows in one write. */
+struct durable_batch {
+	int	n;
+	char	ids[][33];
+};
+
+static void
+durable_batch_done(void *arg, int rc)
+{
+	struct durable_batch	*b = arg;
+
+	for (int i = 0; i < b->n; i++)
+		durable_written(b->ids[i], rc);
+	free(b);
+}
+
+/* The rows of these entries, as they are now, in one write. */
+static void
+durable_write(struct durable_entry **es, int n)
+{
+	struct store_task	*rows = xcalloc((size_t)n, sizeof *rows);
+	struct durable_batch	*b = xmalloc(sizeof *b + (size_t)n *
+	    sizeof b->ids[0]);
+
+	b->n = n;
+	for (int i = 0; i < n; i++) {
+		durable_row(es[i]->r, &rows[i]);
+		memcpy(b->ids[i], es[i]->id, sizeof b->ids[i]);
+	}
+	store_put(rows, n, durable_batch_done, b);
+	for (int i = 0; i < n; i++)
+		store_task_clear(&rows[i]);
+	free(rows);
 }
 
 /* Every task written since the last flush, in one transaction. */
 static void
 durable_flush_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct durable_entry	*e;
-	bool			 txn;
+	struct durable_entry	*e, **es = NULL;
+	int			 n = 0;
 
 	(void)fd; (void)events; (void)arg;
-	if ((e = TAILQ_FIRST(&dur_dirty)) == NULL)
-		return;		/* they ended first: written then */
-	txn = TAILQ_NEXT(e, dirty_entry) != NULL && store_begin() == 0;
 	while ((e = TAILQ_FIRST(&dur_dirty)) != NULL) {
 		TAILQ_REMOVE(&dur_dirty, e, dirty_entry);
 		e->dirty = false;
-		durable_write(e);
+		es = xrealloc(es, (size_t)(n + 1) * sizeof *es);
+		es[n++] = e;
 	}
-	if (txn)
-		store_commit();
+	if (n > 0)	/* none: they ended first, and were written then */
+		durable_write(es, n);
+	free(es);
 }
 
 /* Written now, ahead of anything a throttled write had due. */
@@ -234,7 +266,7 @@ durable_write_now(struct durable_entry *e)
 		TAILQ_REMOVE(&dur_dirty, e, dirty_entry);
 		e->dirty = false;
 	}
-	durable_write(e);
+	durable_write(&e, 1);
 	e->last_ms = now_ms();
 	durable_sig(e->r, e->sig);
 }
@@ -288,42 +320,93 @@ durable_entry_free(struct durable_entry *e)
 	free(e);
 }
 
+/*
+ * A task's final row, from its end until the store has it: lookups find
+ * it here meanwhile, and a write that failed is tried again.
+ */
+struct durable_final {
+	struct store_task	 row;
+	bool			 inflight;	/* a write of it is under way */
+	bool			 failed;	/* one did not succeed */
+	bool			 orphan;	/* durable_stop let go of it */
+};
+
+static void
+durable_final_free(struct durable_final *f)
+{
+	store_task_clear(&f->row);
+	free(f);
+}
+
 static void
 durable_pending_free(struct lh_entry *le)
 {
-	struct store_task	*t = lh_entry_v(le);
+	struct durable_final	*f = lh_entry_v(le);
 
 	free((void *)lh_entry_k(le));
-	store_task_clear(t);
-	free(t);
+	if (f->inflight)
+		f->orphan = true;	/* its write's callback frees it */
+	else
+		durable_final_free(f);
 }
 
-/* Final rows that could not be written: again, until they are. */
+/* A final row's write is done: kept (and retried) until it succeeds. */
+static void
+durable_final_done(void *arg, int rc)
+{
+	struct durable_final	*f = arg;
+	struct log_fields	 lf = { .task_id = f->row.id };
+
+	f->inflight = false;
+	if (f->orphan)
+		durable_final_free(f);
+	else if (rc == STORE_ERROR && !f->failed) {
+		f->failed = true;
+		log_with(LOG_LVL_WARN, &lf, "task store: cannot record the end "
+		    "of task %s; keeping it in memory and retrying", f->row.id);
+	} else if (rc != STORE_ERROR) {
+		if (f->failed)
+			log_with(LOG_LVL_INFO, &lf, "task store: recorded the "
+			    "end of task %s", f->row.id);
+		lh_table_delete(dur_pending, f->row.id);	/* frees f */
+	}
+}
+
+static void
+durable_final_write(struct durable_final *f)
+{
+	f->inflight = true;
+	store_put(&f->row, 1, durable_final_done, f);
+}
+
+/* Final rows whose write failed: again, until they are written. */
 static void
 durable_retry(void)
 {
 	struct lh_entry		*le, *tmp;
-	struct store_task	*t;
+	struct durable_final	*f;
 
 	lh_foreach_safe(dur_pending, le, tmp) {
-		t = lh_entry_v(le);
-		if (store_put(t) == -1)
-			continue;
-		log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = t->id },
-		    "task store: recorded the end of task %s", t->id);
-		lh_table_delete_entry(dur_pending, le);
+		f = lh_entry_v(le);
+		if (!f->inflight && f->failed)
+			durable_final_write(f);
 	}
+}
+
+static void
+durable_swept(void *arg, int n)
+{
+	(void)arg;
+	if (n > 0)
+		log_debug("task store: %d expired or excess task(s) deleted", n);
 }
 
 static void
 durable_sweep(void)
 {
-	int	n;
-
 	dur_ends = 0;
 	durable_retry();
-	if ((n = store_sweep(dur_max_rows)) > 0)
-		log_debug("task store: %d expired or excess task(s) deleted", n);
+	store_sweep(dur_max_rows, durable_swept, NULL);
 }
 
 static void
@@ -340,20 +423,13 @@ durable_sweep_cb(evutil_socket_t fd, short events, void *arg)
 static void
 durable_end(struct durable_entry *e)
 {
-	struct store_task	*t = xmalloc(sizeof *t);
+	struct durable_final	*f = xcalloc(1, sizeof *f);
 
 	evtimer_del(e->timer);
-	durable_row(e->r, t);
-	if (store_put(t) == -1) {
-		log_with(LOG_LVL_WARN, &(struct log_fields){ .task_id = t->id },
-		    "task store: cannot record the end of task %s; keeping it "
-		    "in memory and retrying", t->id);
-		lh_table_insert(dur_pending, xstrdup(t->id), t);
-	} else {
-		store_task_clear(t);
-		free(t);
-	}
+	durable_row(e->r, &f->row);
 	durable_entry_free(e);
+	lh_table_insert(dur_pending, xstrdup(f->row.id), f);
+	durable_final_write(f);
 	if (++dur_ends >= (dur_max_rows / 100 > 1 ? dur_max_rows / 100 : 1))
 		durable_sweep();
 }
@@ -385,6 +461,14 @@ durable_watch(struct task_record *r)
 	}
 }
 
+static void
+durable_settled(void *arg, int n)
+{
+	(void)arg;
+	if (n > 0)
+		log_info("task store: %d interrupted task(s) marked failed", n);
+}
+
 /*
  * Opens <state_dir>/tasks.db (fatal if it cannot be opened or created; a
  * corrupt one is moved aside), marks the tasks of dead processes failed,
@@ -395,18 +479,19 @@ durable_watch(struct task_record *r)
 void
 durable_init(const struct heavy_config *cfg)
 {
-	struct timeval	tv = { cfg->store_sweep_s, 0 };
-	char		err[512];
+	struct store_options	o = { .state_dir = cfg->state_dir,
+	    .busy_ms = cfg->store_busy_ms,
+	    .sync_full = strcmp(cfg->store_synchronous, "full") == 0 };
+	struct timeval		tv = { cfg->store_sweep_s, 0 };
+	char			err[512];
 
-	if (store_open(cfg->state_dir, cfg->store_busy_ms,
-	    strcmp(cfg->store_synchronous, "full") == 0, err,
-	    sizeof err) == -1)
+	if (store_open(&o, err, sizeof err) == -1)
 		fatalx("%s", err);
 	dur_write_ms = cfg->store_write_ms;
 	dur_max_rows = cfg->max_retained_tasks;
 	dur_live = lh_kchar_table_new(64, NULL);
 	dur_pending = lh_kchar_table_new(16, durable_pending_free);
-	store_settle_interrupted();
+	store_settle(durable_settled, NULL);
 	durable_sweep();
 	dur_sweep = event_new(ev_base, -1, EV_PERSIST, durable_sweep_cb, NULL);
 	event_add(dur_sweep, &tv);
@@ -415,16 +500,26 @@ durable_init(const struct heavy_config *cfg)
 }
 
 /*
- * Whether the task's row is in the store: a task is announced only once
- * it is, so that an id a client holds outlives this process.
+ * fn hears whether the task's row is in the store, once its first write
+ * is done: a task is announced only once it is, so that an id a client
+ * holds outlives this process.
  */
-bool
-durable_stored(const char *id)
+void
+durable_when_stored(const char *id, void (*fn)(void *, bool), void *arg)
 {
-	struct lh_entry	*le;
+	struct durable_entry	*e;
+	struct lh_entry		*le;
 
-	return dur_live != NULL && (le = lh_table_lookup_entry(dur_live,
-	    id)) != NULL && ((struct durable_entry *)lh_entry_v(le))->stored;
+	if (dur_live == NULL || (le = lh_table_lookup_entry(dur_live,
+	    id)) == NULL) {
+		fn(arg, false);
+		return;
+	}
+	e = lh_entry_v(le);
+	e->on_stored = fn;
+	e->on_stored_arg = arg;
+	if (e->stored || e->failing)
+		durable_tell_stored(e);
 }
 
 /*
@@ -455,46 +550,65 @@ durable_stop(void)
 	store_close();
 }
 
+/* A lookup that went to the store. */
+struct durable_lookup {
+	durable_get_cb	 cb;
+	void		*arg;
+};
+
+static void
+durable_got(void *arg, int rc, const struct store_task *t)
+{
+	struct durable_lookup	*l = arg;
+
+	l->cb(l->arg, rc, t, NULL);
+	free(l);
+}
+
 /*
  * A task by id, for its owner: live from the registry, else a final row
- * still waiting to be written, else the store.  0 found, 1 unknown (or
- * another owner's), 2 expired, -1 the store failed.  *live is the record
- * when the task runs in this process.
+ * still on its way to the store, else the store.  cb gets STORE_OK and the
+ * row (with the record when the task runs in this process), or
+ * STORE_NOT_FOUND (also another owner's), STORE_EXPIRED or STORE_ERROR.
  */
-int
-durable_get(const char *id, const char *owner, struct store_task *t,
-    struct task_record **live)
+void
+durable_get(const char *id, const char *owner, durable_get_cb cb, void *arg)
 {
+	struct durable_lookup	*l;
+	struct durable_final	*f;
 	struct task_record	*r;
+	struct store_task	 t;
 	struct lh_entry		*le;
 
-	*live = NULL;
 	if ((r = registry_find(id, owner)) != NULL) {
-		durable_row(r, t);
-		*live = r;
-		return 0;
+		durable_row(r, &t);
+		cb(arg, STORE_OK, &t, r);
+		store_task_clear(&t);
+		return;
 	}
 	if (dur_pending != NULL &&
 	    (le = lh_table_lookup_entry(dur_pending, id)) != NULL &&
-	    strcmp(((struct store_task *)lh_entry_v(le))->owner, owner) == 0) {
-		durable_row_copy(t, lh_entry_v(le));
-		return 0;
+	    strcmp((f = lh_entry_v(le))->row.owner, owner) == 0) {
+		cb(arg, STORE_OK, &f->row, NULL);
+		return;
 	}
-	return store_get(id, owner, t);
+	l = xmalloc(sizeof *l);
+	l->cb = cb;
+	l->arg = arg;
+	store_get(id, owner, durable_got, l);
 }
 
-/* Rows from the store, with this process's running tasks made live. */
+/* A row from the store, or this process's running task as it is now. */
 void
-durable_freshen(struct store_task *rows, int n, const char *owner)
+durable_fresh(const struct store_task *t, const char *owner,
+    struct store_task *out)
 {
 	struct task_record	*r;
 
-	for (int i = 0; i < n; i++) {
-		if ((r = registry_find(rows[i].id, owner)) == NULL)
-			continue;
-		store_task_clear(&rows[i]);
-		durable_row(r, &rows[i]);
-	}
+	if ((r = registry_find(t->id, owner)) != NULL)
+		durable_row(r, out);
+	else
+		store_task_copy(out, t);
 }
 
 bool
@@ -662,68 +776,117 @@ durable_entry_json(const struct store_task *t)
 	return o;
 }
 
-/*
- * The owner's running tasks, oldest first: those of this process and
- * those of every other live heavyd on the state directory.
- */
-struct json_object *
-durable_active(const char *owner)
-{
-	struct json_object	*list = json_object_new_array(), *live;
-	struct store_task	*rows, t;
-	struct task_record	*r;
-	int			 n;
-	bool			 seen;
+/* A list for its owner, once the store has answered. */
+struct durable_listing {
+	char		*owner;
+	char		*prefix;
+	durable_list_cb	 cb;
+	void		*arg;
+};
 
-	if (store_active(owner, &rows, &n) == -1)
+static struct durable_listing *
+durable_listing_new(const char *owner, const char *prefix, durable_list_cb cb,
+    void *arg)
+{
+	struct durable_listing	*l = xcalloc(1, sizeof *l);
+
+	l->owner = xstrdup(owner);
+	l->prefix = prefix != NULL ? xstrdup(prefix) : NULL;
+	l->cb = cb;
+	l->arg = arg;
+	return l;
+}
+
+static void
+durable_listing_done(struct durable_listing *l, struct json_object *list)
+{
+	l->cb(l->arg, list);
+	free(l->owner);
+	free(l->prefix);
+	free(l);
+}
+
+static bool
+durable_row_in(const char *id, const struct store_task *rows, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(rows[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+static void
+durable_active_rows(void *arg, int rc, const struct store_task *rows, int n,
+    int total, const char *next)
+{
+	struct durable_listing	*l = arg;
+	struct json_object	*list = json_object_new_array(), *live;
+	struct task_record	*r;
+	struct store_task	 t;
+	const char		*id;
+
+	(void)total; (void)next;
+	if (rc != STORE_OK)
 		n = 0;
-	durable_freshen(rows, n, owner);
 	for (int i = 0; i < n; i++) {
-		json_object_array_add(list, durable_entry_json(&rows[i]));
+		durable_fresh(&rows[i], l->owner, &t);
+		json_object_array_add(list, durable_entry_json(&t));
+		store_task_clear(&t);
 	}
 	/* Running here but not (yet) in the store: a write failed. */
-	live = registry_ids(owner, "");
+	live = registry_ids(l->owner, "");
 	for (size_t i = 0; i < json_object_array_length(live); i++) {
-		seen = false;
-		for (int k = 0; k < n && !seen; k++)
-			seen = strcmp(rows[k].id, json_object_get_string(
-			    json_object_array_get_idx(live, i))) == 0;
-		if (seen || (r = registry_find(json_object_get_string(
-		    json_object_array_get_idx(live, i)), owner)) == NULL)
+		id = json_object_get_string(json_object_array_get_idx(live, i));
+		if (durable_row_in(id, rows, n) ||
+		    (r = registry_find(id, l->owner)) == NULL)
 			continue;
 		durable_row(r, &t);
 		json_object_array_add(list, durable_entry_json(&t));
 		store_task_clear(&t);
 	}
 	json_object_put(live);
-	for (int i = 0; i < n; i++)
-		store_task_clear(&rows[i]);
-	free(rows);
-	return list;
+	durable_listing_done(l, list);
+}
+
+/*
+ * The owner's running tasks, oldest first: those of this process and
+ * those of every other live heavyd on the state directory.
+ */
+void
+durable_active(const char *owner, durable_list_cb cb, void *arg)
+{
+	store_active(owner, durable_active_rows, durable_listing_new(owner,
+	    NULL, cb, arg));
+}
+
+static void
+durable_ids_rows(void *arg, int rc, const struct store_task *rows, int n,
+    int total, const char *next)
+{
+	struct durable_listing	*l = arg;
+	struct json_object	*ids = registry_ids(l->owner, l->prefix);
+	bool			 dup;
+
+	(void)total; (void)next;
+	for (int i = 0; i < (rc == STORE_OK ? n : 0); i++) {
+		dup = false;
+		for (size_t k = 0; k < json_object_array_length(ids) && !dup;
+		    k++)
+			dup = strcmp(rows[i].id, json_object_get_string(
+			    json_object_array_get_idx(ids, k))) == 0;
+		if (!dup)
+			json_object_array_add(ids,
+			    json_object_new_string(rows[i].id));
+	}
+	durable_listing_done(l, ids);
 }
 
 /* The owner's task ids that start with prefix: running here first, then
  * the store's (running anywhere, then the newest). */
-struct json_object *
-durable_ids(const char *owner, const char *prefix)
+void
+durable_ids(const char *owner, const char *prefix, durable_list_cb cb,
+    void *arg)
 {
-	struct json_object	*ids = registry_ids(owner, prefix), *more;
-	const char		*id;
-	bool			 dup;
-	int			 total;
-
-	more = json_object_new_array();
-	store_ids(owner, prefix, 1000, more, &total);
-	for (size_t i = 0; i < json_object_array_length(more); i++) {
-		id = json_object_get_string(json_object_array_get_idx(more, i));
-		dup = false;
-		for (size_t k = 0; k < json_object_array_length(ids) && !dup;
-		    k++)
-			dup = strcmp(id, json_object_get_string(
-			    json_object_array_get_idx(ids, k))) == 0;
-		if (!dup)
-			json_object_array_add(ids, json_object_new_string(id));
-	}
-	json_object_put(more);
-	return ids;
+	store_ids(owner, prefix, 1000, durable_ids_rows, durable_listing_new(
+	    owner, prefix ? prefix : "", cb, arg));
 }

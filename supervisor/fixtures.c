@@ -286,6 +286,8 @@ struct fx_task {
 	struct event		*timer;
 	struct json_object	*result;
 	char			*why;
+	int64_t			 ms;	/* it ends this long after its start */
+	struct mcp_req		*q;	/* until the store has it */
 };
 
 static void
@@ -318,6 +320,31 @@ fx_task_stopped(void *arg, const char *why)
 	fx_task_free(arg);
 }
 
+static void
+fx_task_stored(void *arg, bool stored)
+{
+	struct fx_task		*t = arg;
+	struct mcp_req		*q = t->q;
+	struct task_record	*r = t->rec;
+	struct json_object	*res;
+
+	t->q = NULL;
+	mcp_req_begin(q);
+	if (!stored) {
+		r->mcp_task = false;
+		registry_interrupt(r, "the task store cannot write", now_ms());
+		mcp_error(q->s, q->m.id, RPC_INTERNAL_ERROR, "Internal error: "
+		    "the task store cannot write");
+	} else {
+		fx_after(t->timer, t->ms);
+		res = mcptasks_modern_status(q->s, r);
+		json_object_object_add(res, "resultType",
+		    json_object_new_string("task"));
+		mcp_reply(q->s, q->m.id, res);
+	}
+	mcp_req_end(q);
+}
+
 /*
  * Creates a task that ends after ms, and answers with its
  * CreateTaskResult once the store has it.  Takes result.
@@ -329,7 +356,6 @@ fx_task_start(struct mcp_session *s, struct rpc_msg *m, const char *tool,
 {
 	struct fx_task		*t = xcalloc(1, sizeof *t);
 	struct task_record	*r = registry_new(s->owner, tool);
-	struct json_object	*res;
 	char			 id[33];
 
 	r->mcp_task = true;
@@ -342,19 +368,11 @@ fx_task_start(struct mcp_session *s, struct rpc_msg *m, const char *tool,
 	t->result = result;
 	t->why = why != NULL ? xstrdup(why) : NULL;
 	t->timer = evtimer_new(ev_base, fx_task_cb, t);
+	t->ms = ms;
+	t->q = mcp_req_hold(s, m);
 	task_new_id(id);
 	registry_add(r, NULL, id, now_ms());
-	if (!durable_stored(r->id)) {
-		r->mcp_task = false;
-		registry_interrupt(r, "the task store cannot write", now_ms());
-		mcp_error(s, m->id, RPC_INTERNAL_ERROR, "Internal error: the "
-		    "task store cannot write");
-		return;
-	}
-	fx_after(t->timer, ms);
-	res = mcptasks_modern_status(s, r);
-	json_object_object_add(res, "resultType", json_object_new_string("task"));
-	mcp_reply(s, m->id, res);
+	durable_when_stored(r->id, fx_task_stored, t);
 }
 
 /* ---- multi-round-trip requests (SEP-2322) ----------------------------- */

@@ -31,6 +31,8 @@ struct mt_waiter {
 	char			*key;
 	char			 task_id[33];
 	struct event		*poll;		/* another heavyd runs it */
+	bool			 asking;	/* the store has yet to answer */
+	bool			 gone;		/* ... and nobody waits now */
 	TAILQ_ENTRY(mt_waiter)	 entry;
 };
 static TAILQ_HEAD(, mt_waiter) mt_waiters = TAILQ_HEAD_INITIALIZER(mt_waiters);
@@ -79,27 +81,60 @@ mt_task_id(struct mcp_session *s, struct rpc_msg *m, char id[33])
 	return -1;
 }
 
-/* The caller's task; -1 after answering with the error. */
-static int
-mt_lookup(struct mcp_session *s, struct rpc_msg *m, struct store_task *t,
-    struct task_record **live)
+/* What a lookup's request does with the task it found. */
+typedef void (*mt_found_fn)(struct mcp_req *, const struct store_task *,
+	    struct task_record *live);
+struct mt_lookup {
+	struct mcp_req	*q;
+	mt_found_fn	 fn;
+	char		 id[33];
+};
+
+/* The answer to a lookup that found nothing. */
+static void
+mt_lookup_failed(struct mcp_req *q, const char *id, int rc)
 {
-	char	id[33], msg[160];
-	int	rc;
+	char	msg[160];
+
+	if (rc == STORE_ERROR) {
+		mcp_error(q->s, q->m.id, RPC_INTERNAL_ERROR, "Internal error: "
+		    "the task store could not be read; see heavyd's log");
+		return;
+	}
+	snprintf(msg, sizeof msg, "Failed to retrieve task: %s (%s)",
+	    rc == STORE_EXPIRED ? "Task has expired" : "Task not found", id);
+	mcp_error(q->s, q->m.id, RPC_INVALID_PARAMS, msg);
+}
+
+static void
+mt_lookup_done(void *arg, int rc, const struct store_task *t,
+    struct task_record *live)
+{
+	struct mt_lookup	*l = arg;
+
+	mcp_req_begin(l->q);
+	if (rc == STORE_OK)
+		l->fn(l->q, t, live);
+	else
+		mt_lookup_failed(l->q, l->id, rc);
+	mcp_req_end(l->q);
+	free(l);
+}
+
+/* The caller's task, then fn; or the error, answered. */
+static void
+mt_lookup(struct mcp_session *s, struct rpc_msg *m, mt_found_fn fn)
+{
+	struct mt_lookup	*l;
+	char			 id[33];
 
 	if (mt_task_id(s, m, id) == -1)
-		return -1;
-	if ((rc = durable_get(id, s->owner, t, live)) == 0)
-		return 0;
-	if (rc == -1)
-		mcp_error(s, m->id, RPC_INTERNAL_ERROR, "Internal error: the "
-		    "task store could not be read; see heavyd's log");
-	else {
-		snprintf(msg, sizeof msg, "Failed to retrieve task: %s (%s)",
-		    rc == 2 ? "Task has expired" : "Task not found", id);
-		mcp_error(s, m->id, RPC_INVALID_PARAMS, msg);
-	}
-	return -1;
+		return;
+	l = xmalloc(sizeof *l);
+	l->q = mcp_req_hold(s, m);
+	l->fn = fn;
+	memcpy(l->id, id, sizeof l->id);
+	durable_get(id, s->owner, mt_lookup_done, l);
 }
 
 /* The task's CallToolResult, marked as related to it; a task stopped
@@ -201,20 +236,23 @@ mcptasks_modern_status(struct mcp_session *s, struct task_record *r)
 	return o;
 }
 
+static void
+mt_get_found(struct mcp_req *q, const struct store_task *t,
+    struct task_record *live)
+{
+	struct mcp_session	*s = q->s;
+
+	(void)live;
+	mcp_reply(s, q->m.id, s->modern ? mt_modern(t,
+	    s->cfg->poll_interval_ms, true) :
+	    durable_task_json(t, s->cfg->poll_interval_ms));
+}
+
 void
 mcptasks_rpc_get(struct mcp_session *s, struct rpc_msg *m)
 {
-	struct store_task	 t;
-	struct task_record	*live;
-
-	if (mt_refused(s, m))
-		return;
-	if (mt_lookup(s, m, &t, &live) == -1)
-		return;
-	mcp_reply(s, m->id, s->modern ? mt_modern(&t,
-	    s->cfg->poll_interval_ms, true) :
-	    durable_task_json(&t, s->cfg->poll_interval_ms));
-	store_task_clear(&t);
+	if (!mt_refused(s, m))
+		mt_lookup(s, m, mt_get_found);
 }
 
 /*
@@ -223,11 +261,17 @@ mcptasks_rpc_get(struct mcp_session *s, struct rpc_msg *m)
  * update is acknowledged and ignored, as the extension says of responses
  * to requests that are not outstanding.
  */
+static void
+mt_update_found(struct mcp_req *q, const struct store_task *t,
+    struct task_record *live)
+{
+	(void)t; (void)live;
+	mcp_reply(q->s, q->m.id, json_object_new_object());
+}
+
 void
 mcptasks_rpc_update(struct mcp_session *s, struct rpc_msg *m)
 {
-	struct store_task	 t;
-	struct task_record	*live;
 	struct json_object	*v;
 
 	if (!json_object_object_get_ex(m->params, "inputResponses", &v) ||
@@ -236,16 +280,18 @@ mcptasks_rpc_update(struct mcp_session *s, struct rpc_msg *m)
 		    "inputResponses (object) is required");
 		return;
 	}
-	if (mt_lookup(s, m, &t, &live) == -1)
-		return;
-	store_task_clear(&t);
-	mcp_reply(s, m->id, json_object_new_object());
+	mt_lookup(s, m, mt_update_found);
 }
 
 static void
 mt_waiter_free(struct mt_waiter *w)
 {
+	if (w->gone)
+		return;
 	TAILQ_REMOVE(&mt_waiters, w, entry);
+	w->gone = true;
+	if (w->asking)
+		return;		/* the store's answer frees it */
 	if (w->poll != NULL)
 		event_free(w->poll);
 	json_object_put(w->id);
@@ -262,75 +308,119 @@ mt_poll_arm(struct mt_waiter *w)
 	evtimer_add(w->poll, &tv);
 }
 
-/* Another heavyd runs the task: the store says when it has ended (or
- * that its process died, which ends it as interrupted). */
+/* The store on a task another heavyd runs: it ended (or its process died,
+ * which ends it as interrupted), or it is polled again. */
 static void
-mt_poll_cb(evutil_socket_t fd, short events, void *arg)
+mt_polled(void *arg, int rc, const struct store_task *t)
 {
 	struct mt_waiter	*w = arg;
-	struct store_task	 t;
 	char			 msg[160];
-	int			 rc;
 
-	(void)fd; (void)events;
-	if ((rc = store_get(w->task_id, w->s->owner, &t)) == 0 &&
-	    !durable_terminal(&t)) {
-		store_task_clear(&t);
+	w->asking = false;
+	if (w->gone) {
+		w->gone = false;
+		TAILQ_INSERT_TAIL(&mt_waiters, w, entry);
+		mt_waiter_free(w);
+		return;
+	}
+	if (rc == STORE_OK && !durable_terminal(t)) {
 		mt_poll_arm(w);
 		return;
 	}
-	if (rc == 0) {
-		mcp_reply(w->s, w->id, mt_row_result(&t));
-		store_task_clear(&t);
-	} else {
+	if (rc == STORE_OK)
+		mcp_reply(w->s, w->id, mt_row_result(t));
+	else {
 		snprintf(msg, sizeof msg, "Failed to retrieve task: %s (%s)",
-		    rc == 2 ? "Task has expired" : rc == 1 ? "Task not found" :
+		    rc == STORE_EXPIRED ? "Task has expired" :
+		    rc == STORE_NOT_FOUND ? "Task not found" :
 		    "the task store could not be read", w->task_id);
-		mcp_error(w->s, w->id, rc == -1 ? RPC_INTERNAL_ERROR :
+		mcp_error(w->s, w->id, rc == STORE_ERROR ? RPC_INTERNAL_ERROR :
 		    RPC_INVALID_PARAMS, msg);
 	}
 	mt_waiter_free(w);
 }
 
-/* tasks/result: at once for an ended task, else when it ends. */
-void
-mcptasks_rpc_result(struct mcp_session *s, struct rpc_msg *m)
+static void
+mt_poll_cb(evutil_socket_t fd, short events, void *arg)
 {
-	struct store_task	 t;
-	struct task_record	*live;
+	struct mt_waiter	*w = arg;
+
+	(void)fd; (void)events;
+	w->asking = true;
+	store_get(w->task_id, w->s->owner, mt_polled, w);
+}
+
+/* tasks/result: at once for an ended task, else when it ends. */
+static void
+mt_result_found(struct mcp_req *q, const struct store_task *t,
+    struct task_record *live)
+{
 	struct mt_waiter	*w;
 
-	if (mt_refused(s, m))
-		return;
-	if (mt_lookup(s, m, &t, &live) == -1)
-		return;
-	if (durable_terminal(&t)) {
-		mcp_reply(s, m->id, mt_row_result(&t));
-		store_task_clear(&t);
+	if (durable_terminal(t)) {
+		mcp_reply(q->s, q->m.id, mt_row_result(t));
 		return;
 	}
 	w = xcalloc(1, sizeof *w);
-	w->s = s;
-	w->id = json_object_get(m->id);
-	w->key = rpc_id_key(m->id);
-	snprintf(w->task_id, sizeof w->task_id, "%s", t.id);
+	w->s = q->s;
+	w->id = json_object_get(q->m.id);
+	w->key = rpc_id_key(q->m.id);
+	snprintf(w->task_id, sizeof w->task_id, "%s", t->id);
 	TAILQ_INSERT_TAIL(&mt_waiters, w, entry);
 	if (live == NULL) {
 		w->poll = evtimer_new(ev_base, mt_poll_cb, w);
 		mt_poll_arm(w);
 	}
-	store_task_clear(&t);
+}
+
+void
+mcptasks_rpc_result(struct mcp_session *s, struct rpc_msg *m)
+{
+	if (!mt_refused(s, m))
+		mt_lookup(s, m, mt_result_found);
+}
+
+static void
+mt_listed(void *arg, int rc, const struct store_task *rows, int n, int total,
+    const char *next)
+{
+	struct mcp_req		*q = arg;
+	struct mcp_session	*s = q->s;
+	struct json_object	*res, *list;
+	struct store_task	 t;
+
+	(void)total;
+	mcp_req_begin(q);
+	if (rc != STORE_OK)
+		mcp_error(s, q->m.id, rc == STORE_BAD_CURSOR ?
+		    RPC_INVALID_PARAMS : RPC_INTERNAL_ERROR, rc ==
+		    STORE_BAD_CURSOR ? "Invalid params: cursor is not one that "
+		    "tasks/list returned" : "Internal error: the task store "
+		    "could not be read; see heavyd's log");
+	else {
+		list = json_object_new_array();
+		for (int i = 0; i < n; i++) {
+			durable_fresh(&rows[i], s->owner, &t);
+			json_object_array_add(list, durable_task_json(&t,
+			    s->cfg->poll_interval_ms));
+			store_task_clear(&t);
+		}
+		res = json_object_new_object();
+		json_object_object_add(res, "tasks", list);
+		if (next != NULL)
+			json_object_object_add(res, "nextCursor",
+			    json_object_new_string(next));
+		mcp_reply(s, q->m.id, res);
+	}
+	mcp_req_end(q);
 }
 
 /* tasks/list: the caller's tasks, newest first, a page at a time. */
 void
 mcptasks_rpc_list(struct mcp_session *s, struct rpc_msg *m)
 {
-	struct json_object	*v = NULL, *res, *list;
-	struct store_task	*rows;
+	struct json_object	*v = NULL;
 	const char		*cursor = NULL;
-	char			*next;
-	int			 n, rc;
 
 	if (mt_refused(s, m))
 		return;
@@ -342,31 +432,51 @@ mcptasks_rpc_list(struct mcp_session *s, struct rpc_msg *m)
 		}
 		cursor = json_object_get_string(v);
 	}
-	rc = store_list(s->owner, cursor, s->cfg->tasks_page_size, &rows, &n,
-	    &next);
-	if (rc != 0) {
-		mcp_error(s, m->id, rc == -2 ? RPC_INVALID_PARAMS :
-		    RPC_INTERNAL_ERROR, rc == -2 ? "Invalid params: cursor is "
-		    "not one that tasks/list returned" : "Internal error: the "
-		    "task store could not be read; see heavyd's log");
-		free(rows);
+	store_list(s->owner, cursor, s->cfg->tasks_page_size, mt_listed,
+	    mcp_req_hold(s, m));
+}
+
+/* The cancelled task read back: 2025-11-25 answers with it. */
+static void
+mt_cancel_read(struct mcp_req *q, const struct store_task *t,
+    struct task_record *live)
+{
+	(void)live;
+	mcp_reply(q->s, q->m.id, durable_task_json(t,
+	    q->s->cfg->poll_interval_ms));
+}
+
+static void
+mt_cancel_found(struct mcp_req *q, const struct store_task *t,
+    struct task_record *live)
+{
+	struct mcp_session	*s = q->s;
+	char			 msg[256];
+
+	if (live == NULL && s->modern && durable_terminal(t)) {
+		/* 2026-07-28: acknowledged all the same */
+		mcp_reply(s, q->m.id, json_object_new_object());
 		return;
 	}
-	durable_freshen(rows, n, s->owner);
-	list = json_object_new_array();
-	for (int i = 0; i < n; i++) {
-		json_object_array_add(list, durable_task_json(&rows[i],
-		    s->cfg->poll_interval_ms));
-		store_task_clear(&rows[i]);
+	if (live == NULL) {
+		if (durable_terminal(t))
+			snprintf(msg, sizeof msg, "Cannot cancel task: already "
+			    "in terminal status '%s'", t->status);
+		else
+			snprintf(msg, sizeof msg, "Cannot cancel task: it runs in "
+			    "another heavyd process (pid %d) on this state "
+			    "directory; only that process can cancel it",
+			    (int)t->pid);
+		mcp_error(s, q->m.id, RPC_INVALID_PARAMS, msg);
+		return;
 	}
-	free(rows);
-	res = json_object_new_object();
-	json_object_object_add(res, "tasks", list);
-	if (next != NULL)
-		json_object_object_add(res, "nextCursor",
-		    json_object_new_string(next));
-	free(next);
-	mcp_reply(s, m->id, res);
+	log_info("task %s cancelled by tasks/cancel", t->id);
+	registry_cancel(live, "cancelled by tasks/cancel: its workers were "
+	    "killed", now_ms());
+	if (s->modern)	/* 2026-07-28: an empty acknowledgement */
+		mcp_reply(s, q->m.id, json_object_new_object());
+	else
+		mt_lookup(s, &q->m, mt_cancel_read);
 }
 
 /*
@@ -377,48 +487,8 @@ mcptasks_rpc_list(struct mcp_session *s, struct rpc_msg *m)
 void
 mcptasks_rpc_cancel(struct mcp_session *s, struct rpc_msg *m)
 {
-	struct store_task	 t;
-	struct task_record	*live;
-	char			 msg[256], id[33];
-
-	if (mt_refused(s, m))
-		return;
-	if (mt_lookup(s, m, &t, &live) == -1)
-		return;
-	if (live == NULL && s->modern && durable_terminal(&t)) {
-		store_task_clear(&t);	/* 2026-07-28: acknowledged all the same */
-		mcp_reply(s, m->id, json_object_new_object());
-		return;
-	}
-	if (live == NULL) {
-		if (durable_terminal(&t))
-			snprintf(msg, sizeof msg, "Cannot cancel task: already "
-			    "in terminal status '%s'", t.status);
-		else
-			snprintf(msg, sizeof msg, "Cannot cancel task: it runs in "
-			    "another heavyd process (pid %d) on this state "
-			    "directory; only that process can cancel it",
-			    (int)t.pid);
-		mcp_error(s, m->id, RPC_INVALID_PARAMS, msg);
-		store_task_clear(&t);
-		return;
-	}
-	snprintf(id, sizeof id, "%s", t.id);
-	store_task_clear(&t);
-	log_info("task %s cancelled by tasks/cancel", id);
-	registry_cancel(live, "cancelled by tasks/cancel: its workers were "
-	    "killed", now_ms());
-	if (s->modern) {	/* 2026-07-28: an empty acknowledgement */
-		mcp_reply(s, m->id, json_object_new_object());
-		return;
-	}
-	if (durable_get(id, s->owner, &t, &live) != 0) {
-		mcp_error(s, m->id, RPC_INTERNAL_ERROR, "Internal error: the "
-		    "task was cancelled but cannot be read back");
-		return;
-	}
-	mcp_reply(s, m->id, durable_task_json(&t, s->cfg->poll_interval_ms));
-	store_task_clear(&t);
+	if (!mt_refused(s, m))
+		mt_lookup(s, m, mt_cancel_found);
 }
 
 /* A record ended: its waiters get the result, its requestor the news. */
@@ -546,6 +616,26 @@ mt_created(struct mcp_session *s, struct task_record *r)
 	return res;
 }
 
+/* The task exists (in the store): CreateTaskResult.  Refused only when
+ * the store cannot write: then it was never announced. */
+static void
+mt_call_started(struct mcp_req *q, struct task_record *r,
+    struct json_object *error, void *arg)
+{
+	char	msg[512];
+
+	(void)arg;
+	if (r == NULL) {
+		json_object_put(error);
+		snprintf(msg, sizeof msg, "Internal error: the task store "
+		    "cannot write: %s; retry later", store_error());
+		mcp_error(q->s, q->m.id, RPC_INTERNAL_ERROR, msg);
+		return;
+	}
+	log_debug("task %s created by a task-augmented tools/call", r->id);
+	mcp_reply(q->s, q->m.id, mt_created(q->s, r));
+}
+
 /*
  * A task-augmented tools/call.  Only heavy_orchestrate takes one
  * (execution.taskSupport "optional"); the others are -32601, as the spec
@@ -557,10 +647,9 @@ mcptasks_call(struct mcp_session *s, struct rpc_msg *m, const char *name,
     struct json_object *args, struct json_object *task)
 {
 	struct mcp_run		 run = { .tool = "heavy_orchestrate",
-	    .mcp_task = true, .log_level = -1 };
+	    .mcp_task = true, .log_level = -1, .started = mt_call_started };
 	struct task_params	 p;
-	struct task_record	*r;
-	struct json_object	*err;
+	struct json_object	*v;
 	int64_t			 ttl;
 	char			 msg[256];
 	bool			 known;
@@ -577,25 +666,16 @@ mcptasks_call(struct mcp_session *s, struct rpc_msg *m, const char *name,
 	}
 	if (mt_requested_ttl(s, m, task, &ttl) == -1)
 		return;
-	if (json_object_object_get_ex(m->params, "_meta", &err) &&
-	    json_object_object_get_ex(err, "progressToken", &err) &&
-	    (json_object_is_type(err, json_type_string) ||
-	    json_object_is_type(err, json_type_int)))
-		run.progress_token = err;
+	if (json_object_object_get_ex(m->params, "_meta", &v) &&
+	    json_object_object_get_ex(v, "progressToken", &v) &&
+	    (json_object_is_type(v, json_type_string) ||
+	    json_object_is_type(v, json_type_int)))
+		run.progress_token = v;
 	if (tool_orchestrate_args(s->cfg, args, &p, msg, sizeof msg) == -1) {
 		run.ttl_ms = service_ttl_ms(s->cfg, s->cfg->task_timeout_s, ttl);
-		r = mcp_run_result(s, &run, msg, &err);
+		mcp_run_result(s, m, &run, msg);
 	} else {
 		run.ttl_ms = service_ttl_ms(s->cfg, p.timeout_s, ttl);
-		r = mcp_run(s, &run, &p, &err);
+		mcp_run(s, m, &run, &p);
 	}
-	if (r == NULL) {	/* not stored, so never announced */
-		json_object_put(err);
-		snprintf(msg, sizeof msg, "Internal error: the task store "
-		    "cannot write: %s; retry later", store_error());
-		mcp_error(s, m->id, RPC_INTERNAL_ERROR, msg);
-		return;
-	}
-	log_debug("task %s created by a task-augmented tools/call", r->id);
-	mcp_reply(s, m->id, mt_created(s, r));
 }

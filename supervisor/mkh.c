@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,22 +311,18 @@ mkh_orchestrate_params(struct mcp_session *s, struct json_object *args,
 	return NULL;
 }
 
-static struct json_object *
-mkh_orchestrate(struct mcp_session *s, struct json_object *args)
+/* The task is in the store (or it was refused): its id, or why not. */
+static void
+mkh_started(struct mcp_req *q, struct task_record *rec,
+    struct json_object *error, void *arg)
 {
-	struct mcp_run		 run = { .tool = "grok_heavy_orchestrate",
-	    .log_level = -1 };
-	struct task_params	 p;
-	struct task_record	*rec;
-	struct json_object	*err, *sc;
+	struct json_object	*sc;
 	char			 msg[256];
-	int			 n;
 
-	if ((err = mkh_orchestrate_params(s, args, &p)) != NULL)
-		return err;
-	n = p.num_agents;
-	if ((rec = mcp_run(s, &run, &p, &err)) == NULL)
-		return err;
+	if (rec == NULL) {
+		mcp_reply(q->s, q->m.id, error);
+		return;
+	}
 	sc = json_object_new_object();
 	json_object_object_add(sc, "task_id", json_object_new_string(rec->id));
 	json_object_object_add(sc, "status", json_object_new_string(
@@ -335,101 +332,133 @@ mkh_orchestrate(struct mcp_session *s, struct json_object *args)
 		    "(HEAVY_CACHE_TTL); get_task_progress has the result");
 	else
 		snprintf(msg, sizeof msg, "Started orchestration with %d "
-		    "agents; follow it with get_task_progress", n);
+		    "agents; follow it with get_task_progress",
+		    (int)(intptr_t)arg);
 	json_object_object_add(sc, "message", json_object_new_string(msg));
-	return mkh_result(sc);
+	mcp_reply(q->s, q->m.id, mkh_result(sc));
+}
+
+static struct json_object *
+mkh_orchestrate(struct mcp_req *q, struct json_object *args)
+{
+	struct mcp_run		 run = { .tool = "grok_heavy_orchestrate",
+	    .log_level = -1, .started = mkh_started };
+	struct task_params	 p;
+	struct json_object	*err;
+
+	if ((err = mkh_orchestrate_params(q->s, args, &p)) != NULL)
+		return err;
+	run.started_arg = (void *)(intptr_t)p.num_agents;
+	mcp_run(q->s, &q->m, &run, &p);
+	return NULL;
+}
+
+/* What a tool does with the task its task_id names. */
+typedef struct json_object *(*mkh_found_fn)(struct mcp_session *,
+	    const struct store_task *, struct task_record *live);
+struct mkh_lookup {
+	struct mcp_req	*q;
+	mkh_found_fn	 fn;
+	char		 id[33];
+};
+
+static void
+mkh_lookup_done(void *arg, int rc, const struct store_task *t,
+    struct task_record *live)
+{
+	struct mkh_lookup	*l = arg;
+	struct json_object	*res;
+
+	mcp_req_begin(l->q);
+	if (rc == STORE_OK)
+		res = l->fn(l->q->s, t, live);
+	else if (rc == STORE_EXPIRED)
+		res = mkh_error("unknown task_id %s: the task expired (it was "
+		    "kept for its ttl from its creation)", l->id);
+	else if (rc == STORE_NOT_FOUND)
+		res = mkh_error("unknown task_id %s: no such task, or it "
+		    "expired and was deleted", l->id);
+	else
+		res = mkh_error("task_id %s: the task store could not be "
+		    "read; see heavyd's log", l->id);
+	mcp_reply(l->q->s, l->q->m.id, res);
+	mcp_req_end(l->q);
+	free(l);
 }
 
 /*
- * The task of a task_id argument, live or stored: 0 and *t (clear it),
- * *live when it runs here; -1 and the error result.
+ * The task of a task_id argument, live or stored, then fn answers with it
+ * (NULL); or the error result, at once.
  */
-static int
-mkh_lookup(struct mcp_session *s, struct json_object *args,
-    struct store_task *t, struct task_record **live, struct json_object **err)
+static struct json_object *
+mkh_lookup(struct mcp_req *q, struct json_object *args, mkh_found_fn fn)
 {
 	static const char *const known[] = { "task_id" };
-	struct json_object	*v;
-	char			 id[33];
+	struct mkh_lookup	*l;
+	struct json_object	*v, *err;
 	const char		*str;
 	size_t			 len;
-	int			 rc;
 
-	if ((*err = mkh_check_keys(args, known, 1, "task_id")) != NULL)
-		return -1;
-	if (args == NULL || !json_object_object_get_ex(args, "task_id", &v)) {
-		*err = tool_error_result("invalid argument 'task_id': required");
-		return -1;
-	}
+	if ((err = mkh_check_keys(args, known, 1, "task_id")) != NULL)
+		return err;
+	if (args == NULL || !json_object_object_get_ex(args, "task_id", &v))
+		return tool_error_result("invalid argument 'task_id': "
+		    "required");
 	str = json_object_get_string(v);
 	len = json_object_is_type(v, json_type_string) ? strlen(str) : 0;
 	for (size_t i = 0; i < len && len == 32; i++)
 		if (!isxdigit((unsigned char)str[i]))
 			len = 0;
-	if (len != 32) {
-		*err = tool_error_result("invalid argument 'task_id': expected "
+	if (len != 32)
+		return tool_error_result("invalid argument 'task_id': expected "
 		    "the 32 hex digits grok_heavy_orchestrate returned");
-		return -1;
-	}
+	l = xmalloc(sizeof *l);
 	for (size_t i = 0; i <= 32; i++)
-		id[i] = (char)tolower((unsigned char)str[i]);
-	if ((rc = durable_get(id, s->owner, t, live)) == 0)
-		return 0;
-	if (rc == 2)
-		*err = mkh_error("unknown task_id %s: the task expired (it was "
-		    "kept for its ttl from its creation)", id);
-	else if (rc == 1)
-		*err = mkh_error("unknown task_id %s: no such task, or it "
-		    "expired and was deleted", id);
-	else
-		*err = mkh_error("task_id %s: the task store could not be "
-		    "read; see heavyd's log", id);
-	return -1;
+		l->id[i] = (char)tolower((unsigned char)str[i]);
+	l->q = q;
+	l->fn = fn;
+	durable_get(l->id, q->s->owner, mkh_lookup_done, l);
+	return NULL;
 }
 
 static struct json_object *
-mkh_progress(struct mcp_session *s, struct json_object *args)
+mkh_progress_found(struct mcp_session *s, const struct store_task *t,
+    struct task_record *live)
 {
-	struct store_task	 t;
-	struct task_record	*live;
-	struct json_object	*err, *sc;
-
-	if (mkh_lookup(s, args, &t, &live, &err) == -1)
-		return err;
-	sc = durable_status_json(&t);
-	store_task_clear(&t);
-	return mkh_result(sc);
+	(void)s; (void)live;
+	return mkh_result(durable_status_json(t));
 }
 
 static struct json_object *
-mkh_cancel(struct mcp_session *s, struct json_object *args)
+mkh_progress(struct mcp_req *q, struct json_object *args)
 {
-	struct store_task	 t;
-	struct task_record	*live;
-	struct json_object	*err, *sc;
+	return mkh_lookup(q, args, mkh_progress_found);
+}
+
+static struct json_object *
+mkh_cancel_found(struct mcp_session *s, const struct store_task *t,
+    struct task_record *live)
+{
+	struct json_object	*sc;
 	enum task_status	 st;
 	char			 msg[160];
 
-	if (mkh_lookup(s, args, &t, &live, &err) == -1)
-		return err;
-	if (live == NULL && !durable_terminal(&t)) {
-		err = mkh_error("task %s runs in another heavyd process (pid "
+	(void)s;
+	if (live == NULL && !durable_terminal(t))
+		return mkh_error("task %s runs in another heavyd process (pid "
 		    "%d) on this state directory; only that process can cancel "
 		    "it: call cancel_task through the client connected to it",
-		    t.id, (int)t.pid);
-		store_task_clear(&t);
-		return err;
-	}
+		    t->id, (int)t->pid);
 	sc = json_object_new_object();
-	json_object_object_add(sc, "task_id", json_object_new_string(t.id));
+	json_object_object_add(sc, "task_id", json_object_new_string(t->id));
 	if (live != NULL) {
-		log_info("task %s cancelled by cancel_task", t.id);
+		log_info("task %s cancelled by cancel_task", t->id);
 		registry_cancel(live, "cancelled by cancel_task: its workers "
 		    "were killed", now_ms());
 		st = TASK_CANCELLED;
 		snprintf(msg, sizeof msg, "cancelled; its workers were killed");
 	} else {
-		st = durable_mkh_status(&t);
+		st = durable_mkh_status(t);
 		snprintf(msg, sizeof msg, "the task had already finished (%s); "
 		    "nothing to cancel", registry_status_name(st));
 	}
@@ -438,28 +467,44 @@ mkh_cancel(struct mcp_session *s, struct json_object *args)
 	json_object_object_add(sc, "cancelled",
 	    json_object_new_boolean(live != NULL));
 	json_object_object_add(sc, "message", json_object_new_string(msg));
-	store_task_clear(&t);
 	return mkh_result(sc);
 }
 
 static struct json_object *
-mkh_list(struct mcp_session *s, struct json_object *args)
+mkh_cancel(struct mcp_req *q, struct json_object *args)
 {
-	struct json_object	*err, *sc, *list;
+	return mkh_lookup(q, args, mkh_cancel_found);
+}
 
-	if ((err = mkh_check_keys(args, NULL, 0, "no arguments")) != NULL)
-		return err;
-	list = durable_active(s->owner);
-	sc = json_object_new_object();
+static void
+mkh_listed(void *arg, struct json_object *list)
+{
+	struct mcp_req		*q = arg;
+	struct json_object	*sc = json_object_new_object();
+
 	json_object_object_add(sc, "total_active", json_object_new_int(
 	    (int)json_object_array_length(list)));
 	json_object_object_add(sc, "active_tasks", list);
-	return mkh_result(sc);
+	mcp_req_begin(q);
+	mcp_reply(q->s, q->m.id, mkh_result(sc));
+	mcp_req_end(q);
 }
 
 static struct json_object *
-mkh_agent_tools(struct mcp_session *s, struct json_object *args)
+mkh_list(struct mcp_req *q, struct json_object *args)
 {
+	struct json_object	*err;
+
+	if ((err = mkh_check_keys(args, NULL, 0, "no arguments")) != NULL)
+		return err;
+	durable_active(q->s->owner, mkh_listed, q);
+	return NULL;
+}
+
+static struct json_object *
+mkh_agent_tools(struct mcp_req *q, struct json_object *args)
+{
+	struct mcp_session	*s = q->s;
 	struct json_object	*err, *sc, *list;
 
 	if ((err = mkh_check_keys(args, NULL, 0, "no arguments")) != NULL)
@@ -514,8 +559,9 @@ mkh_config_json(const struct heavy_config *c)
 
 /* Checks every argument before it changes any: all or nothing. */
 static struct json_object *
-mkh_configure(struct mcp_session *s, struct json_object *args)
+mkh_configure(struct mcp_req *q, struct json_object *args)
 {
+	struct mcp_session	*s = q->s;
 	static const char *const known[] = { "parallel_agents",
 	    "task_timeout", "aggregation_strategy" };
 	struct json_object	*err, *sc, *updates;
@@ -560,7 +606,8 @@ mkh_configure(struct mcp_session *s, struct json_object *args)
 
 static const struct {
 	const char		*name;
-	struct json_object	*(*fn)(struct mcp_session *,
+	/* The result now, or NULL: it answers q later, and ends it. */
+	struct json_object	*(*fn)(struct mcp_req *q,
 				    struct json_object *);
 } mkh_calls[] = {
 	{ "grok_heavy_orchestrate", mkh_orchestrate },
@@ -583,14 +630,25 @@ mkh_has(const struct heavy_config *cfg, const char *name)
 	return false;
 }
 
-/* The tool's CallToolResult; NULL when name is not one of these tools. */
-struct json_object *
-mkh_call(struct mcp_session *s, const char *name, struct json_object *args)
+/* Answers a call of one of these tools; false when name is none of them. */
+bool
+mkh_call(struct mcp_session *s, struct rpc_msg *m, const char *name,
+    struct json_object *args)
 {
+	struct json_object	*res;
+	struct mcp_req		*q;
+
 	if (!mkh_has(s->cfg, name))
-		return NULL;
-	for (size_t i = 0; i < sizeof mkh_calls / sizeof mkh_calls[0]; i++)
-		if (strcmp(name, mkh_calls[i].name) == 0)
-			return mkh_calls[i].fn(s, args);
-	return NULL;
+		return false;
+	for (size_t i = 0; i < sizeof mkh_calls / sizeof mkh_calls[0]; i++) {
+		if (strcmp(name, mkh_calls[i].name) != 0)
+			continue;
+		q = mcp_req_hold(s, m);
+		if ((res = mkh_calls[i].fn(q, args)) != NULL) {
+			mcp_reply(s, m->id, res);
+			mcp_req_end(q);
+		}
+		return true;
+	}
+	return false;
 }

@@ -202,44 +202,95 @@ res_contents(const char *uri, const char *mime, char *text)
 	return res;
 }
 
-/* A task's resource, live or stored; NULL (not found) for an unknown,
- * expired or foreign task, and for the result of one still running. */
-static struct json_object *
-res_read_task(struct mcp_session *s, const char *uri, char *msg,
-    size_t msglen)
-{
-	struct json_object	*res = NULL;
-	struct task_record	*live;
-	struct store_task	 t;
-	char			 id[33];
-	bool			 result;
+/* A task's resource, read or subscribed to once the store has said. */
+struct res_lookup {
+	struct mcp_req	*q;
+	char		*uri;
+	char		 id[33];
+	bool		 result;	/* .../result */
+	bool		 subscribe;	/* else a read */
+};
 
-	if (res_task_uri(uri, id, &result) == -1) {
-		snprintf(msg, msglen, "Resource not found: expected "
-		    RES_TASKS "{id} or " RES_TASKS "{id}/result");
-		return NULL;
-	}
-	if (durable_get(id, s->owner, &t, &live) != 0) {
-		snprintf(msg, msglen, "Resource not found: no task %s (or it "
-		    "expired)", id);
-		return NULL;
-	}
-	if (!result)
-		res = res_contents(uri, "application/json", res_json_text(
-		    durable_status_json(&t)));
-	else if (!durable_terminal(&t))
-		snprintf(msg, msglen, "Resource not found: task %s has not "
-		    "finished; subscribe to " RES_TASKS "%s to hear when", id, id);
-	else
-		res = res_contents(uri, "text/markdown", res_result_markdown(&t));
-	store_task_clear(&t);
-	return res;
+static void	res_subscribed(struct mcp_session *, struct rpc_msg *,
+		    const char *uri);
+
+/* The contents of a task's resource; NULL (msg) for the result of one
+ * still running. */
+static struct json_object *
+res_task_contents(const struct res_lookup *l, const struct store_task *t,
+    char *msg, size_t msglen)
+{
+	if (!l->result)
+		return res_contents(l->uri, "application/json", res_json_text(
+		    durable_status_json(t)));
+	if (durable_terminal(t))
+		return res_contents(l->uri, "text/markdown",
+		    res_result_markdown(t));
+	snprintf(msg, msglen, "Resource not found: task %s has not finished; "
+	    "subscribe to " RES_TASKS "%s to hear when", l->id, l->id);
+	return NULL;
 }
 
-/* resources/read: the contents, or NULL with a -32002 message. */
-struct json_object *
-resources_read(struct mcp_session *s, const char *uri, char *msg,
-    size_t msglen)
+/* An unknown, expired or foreign task is not found, as one that never
+ * was. */
+static void
+res_task_found(void *arg, int rc, const struct store_task *t,
+    struct task_record *live)
+{
+	struct res_lookup	*l = arg;
+	struct mcp_session	*s = l->q->s;
+	struct json_object	*res = NULL;
+	char			 msg[256];
+
+	(void)live;
+	mcp_req_begin(l->q);
+	if (rc != STORE_OK)
+		snprintf(msg, sizeof msg, l->subscribe ? "Resource not found: "
+		    "%.200s" : "Resource not found: no task %.40s (or it "
+		    "expired)", l->subscribe ? l->uri : l->id);
+	else if (l->subscribe) {
+		res_subscribed(s, &l->q->m, l->uri);
+		goto done;
+	} else
+		res = res_task_contents(l, t, msg, sizeof msg);
+	if (res == NULL)
+		mcp_error(s, l->q->m.id, RPC_RESOURCE_NOT_FOUND, msg);
+	else
+		mcp_reply(s, l->q->m.id, res);
+done:
+	mcp_req_end(l->q);
+	free(l->uri);
+	free(l);
+}
+
+/* A task's resource: looked up, then answered. */
+static void
+res_task(struct mcp_session *s, struct rpc_msg *m, const char *uri,
+    bool subscribe)
+{
+	struct res_lookup	*l = xcalloc(1, sizeof *l);
+	char			 msg[256];
+
+	if (res_task_uri(uri, l->id, &l->result) == -1) {
+		free(l);
+		if (subscribe)
+			snprintf(msg, sizeof msg, "Resource not found: %.200s",
+			    uri);
+		else
+			snprintf(msg, sizeof msg, "Resource not found: expected "
+			    RES_TASKS "{id} or " RES_TASKS "{id}/result");
+		mcp_error(s, m->id, RPC_RESOURCE_NOT_FOUND, msg);
+		return;
+	}
+	l->q = mcp_req_hold(s, m);
+	l->uri = xstrdup(uri);
+	l->subscribe = subscribe;
+	durable_get(l->id, s->owner, res_task_found, l);
+}
+
+/* A fixed resource's contents, or NULL: not one of them. */
+static struct json_object *
+res_read_fixed(struct mcp_session *s, const char *uri)
 {
 #ifdef HEAVY_TEST_FIXTURES
 	struct json_object	*fx;
@@ -252,7 +303,7 @@ resources_read(struct mcp_session *s, const char *uri, char *msg,
 	if (strcmp(uri, "heavy://tools") == 0)
 		return res_contents(uri, "application/json", res_json_text(
 		    tooldefs_list(task_tool_features(s->cfg))));
-	return res_read_task(s, uri, msg, msglen);
+	return NULL;
 }
 
 /* ---- the methods ---- */
@@ -291,14 +342,13 @@ resources_rpc_read(struct mcp_session *s, struct rpc_msg *m)
 {
 	struct json_object	*res;
 	const char		*uri;
-	char			 msg[256];
 
 	if ((uri = res_uri_param(s, m)) == NULL)
 		return;
-	if ((res = resources_read(s, uri, msg, sizeof msg)) == NULL)
-		mcp_error(s, m->id, RPC_RESOURCE_NOT_FOUND, msg);
-	else
+	if ((res = res_read_fixed(s, uri)) != NULL)
 		mcp_reply(s, m->id, res);
+	else
+		res_task(s, m, uri, false);
 }
 
 static void
@@ -308,50 +358,34 @@ res_sub_free(struct lh_entry *e)
 	free(lh_entry_v(e));
 }
 
-/* Only a task's resources change; config and tools are fixed. */
-static bool
-res_subscribable(struct mcp_session *s, const char *uri, char *msg,
-    size_t msglen)
+static void
+res_subscribed(struct mcp_session *s, struct rpc_msg *m, const char *uri)
 {
-	struct task_record	*live;
-	struct store_task	 t;
-	char			 id[33];
-	bool			 result;
-
-	if (strcmp(uri, "heavy://config") == 0 ||
-	    strcmp(uri, "heavy://tools") == 0)
-		return true;
-#ifdef HEAVY_TEST_FIXTURES
-	if (fixtures_subscribable(uri))
-		return true;
-#endif
-	if (res_task_uri(uri, id, &result) == -1 ||
-	    durable_get(id, s->owner, &t, &live) != 0) {
-		snprintf(msg, msglen, "Resource not found: %.200s", uri);
-		return false;
-	}
-	store_task_clear(&t);
-	return true;
-}
-
-void
-resources_rpc_subscribe(struct mcp_session *s, struct rpc_msg *m)
-{
-	const char	*uri;
-	char		 msg[256];
-
-	if ((uri = res_uri_param(s, m)) == NULL)
-		return;
-	if (!res_subscribable(s, uri, msg, sizeof msg)) {
-		mcp_error(s, m->id, RPC_RESOURCE_NOT_FOUND, msg);
-		return;
-	}
 	if (s->subs == NULL)
 		s->subs = lh_kchar_table_new(16, res_sub_free);
 	if (lh_table_lookup_entry(s->subs, uri) == NULL)
 		lh_table_insert(s->subs, xstrdup(uri), xcalloc(1,
 		    sizeof(int64_t)));
 	mcp_reply(s, m->id, json_object_new_object());
+}
+
+/* Only a task's resources change; config and tools are fixed. */
+void
+resources_rpc_subscribe(struct mcp_session *s, struct rpc_msg *m)
+{
+	const char	*uri;
+
+	if ((uri = res_uri_param(s, m)) == NULL)
+		return;
+	if (strcmp(uri, "heavy://config") == 0 ||
+	    strcmp(uri, "heavy://tools") == 0
+#ifdef HEAVY_TEST_FIXTURES
+	    || fixtures_subscribable(uri)
+#endif
+	    )
+		res_subscribed(s, m, uri);
+	else
+		res_task(s, m, uri, true);
 }
 
 void

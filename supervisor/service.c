@@ -24,7 +24,6 @@
 static int			 service_ncalls;	/* in flight */
 static bool			 service_closed;	/* draining */
 static void			(*service_idle)(void);
-static enum service_refusal	 service_why;	/* the last start's */
 
 /* One started orchestration; an instant one already has its end. */
 struct service_call {
@@ -167,35 +166,42 @@ service_call_new(const struct service_req *req, struct json_object *params,
  * whose first write failed (a full disk) is stopped before anyone hears
  * of it, and refused with the store's reason.
  */
-static int
-service_stored(struct service_call *c, char *why, size_t len)
+static void
+service_stored(void *arg, bool stored)
 {
-	if (durable_stored(c->rec->id))
-		return 0;
-	service_why = SERVICE_REFUSED_STORE;
-	snprintf(why, len, "the task store cannot write: %s; retry later",
-	    store_error());
+	struct service_call		*c = arg;
+	const struct service_hooks	*hooks = c->hooks;
+	void				*harg = c->arg;
+	struct timeval			 now = { 0, 0 };
+	char				 why[512];
+
+	if (stored) {
+		if (c->instant != NULL)	/* it ends after this is answered */
+			evtimer_add(c->instant, &now);
+		hooks->started(harg, c->rec, SERVICE_STARTED, NULL);
+		return;
+	}
+	snprintf(why, sizeof why, "the task store cannot write: %s; retry "
+	    "later", store_error());
 	log_with(LOG_LVL_WARN, &(struct log_fields){ .task_id = c->rec->id },
 	    "task %s refused: %s", c->rec->id, why);
 	c->rec->mcp_task = false;	/* no status notice for it */
 	c->rec->cancelled = NULL;	/* the caller answers, with why */
 	registry_interrupt(c->rec, why, now_ms());
 	service_call_free(c);
-	return -1;
+	hooks->started(harg, NULL, SERVICE_REFUSED_STORE, why);
 }
 
 /*
  * A task that already has its end: the cache's answer (result), or an
- * error (failed: why); it ends on the next turn of the loop, once its
+ * error (failed: why); it ends on the next turn of the loop after its
  * creation has been answered.
  */
-static struct task_record *
+static void
 service_instant(const struct service_req *req, struct json_object *params,
-    int64_t ttl_ms, struct json_object *result, const char *failed,
-    char *why, size_t len)
+    int64_t ttl_ms, struct json_object *result, const char *failed)
 {
 	struct service_call	*c = service_call_new(req, params, ttl_ms);
-	struct timeval		 now = { 0, 0 };
 	char			 id[33];
 
 	c->instant_result = result;
@@ -203,99 +209,130 @@ service_instant(const struct service_req *req, struct json_object *params,
 	c->instant = evtimer_new(ev_base, service_instant_cb, c);
 	task_new_id(id);
 	registry_add(c->rec, NULL, id, now_ms());
-	if (service_stored(c, why, len) == -1)
-		return NULL;
-	evtimer_add(c->instant, &now);
-	return c->rec;
+	durable_when_stored(c->rec->id, service_stored, c);
 }
 
 /* A task-augmented call refused before it ran: a task all the same,
  * failed with the reason the blocking call would have been given. */
-struct task_record *
-service_refused(const struct service_req *req, const char *failed,
-    char *why, size_t len)
+void
+service_refused(const struct service_req *req, const char *failed)
 {
-	return service_instant(req, json_object_new_object(), req->ttl_ms ?
+	service_instant(req, json_object_new_object(), req->ttl_ms ?
 	    req->ttl_ms : service_ttl_ms(req->cfg, req->cfg->task_timeout_s,
-	    -1), NULL, failed, why, len);
+	    -1), NULL, failed);
 }
 
-/*
- * Admitted and started: 0 and *out; 1 and why when refused (busy, the
- * query too long: params and *key are still the caller's); -1 and why
- * when the store could not take it (both are gone with the record).
- */
-static int
-service_run(const struct service_req *req, struct task_params *p,
-    struct json_object *params, int64_t ttl, char **key,
-    struct task_record **out, char *why, size_t len)
+/* A start on its way: the cache is asked first. */
+struct service_start {
+	struct service_req	 req;
+	char			*owner;
+	struct task_params	 p;
+	struct json_object	*params;
+	int64_t			 ttl;
+	char			*key;
+};
+
+static void
+service_start_free(struct service_start *st)
+{
+	free(st->key);
+	free(st->owner);
+	task_params_clear(&st->p);
+	json_object_put(st->params);
+	free(st);
+}
+
+/* Refused (why): a task-augmented call still becomes a failed task. */
+static void
+service_refuse(struct service_start *st, enum service_refusal how,
+    const char *why)
+{
+	if (st->req.mcp_task && how != SERVICE_REFUSED_STORE) {
+		service_instant(&st->req, st->params, st->ttl, NULL, why);
+		st->params = NULL;
+	} else
+		st->req.hooks->started(st->req.arg, NULL, how, why);
+	service_start_free(st);
+}
+
+/* Admitted and started, or refused (busy, the query too long). */
+static void
+service_run(struct service_start *st)
 {
 	struct service_call	*c;
 	struct task		*t;
+	char			 why[512];
 
-	if (registry_admit(req->cfg, req->owner, workers_queued(), why,
-	    len) == -1) {
-		service_why = SERVICE_REFUSED_BUSY;
-		return 1;
+	if (registry_admit(st->req.cfg, st->owner, workers_queued(), why,
+	    sizeof why) == -1) {
+		service_refuse(st, SERVICE_REFUSED_BUSY, why);
+		return;
 	}
-	c = service_call_new(req, params, ttl);
-	if ((t = task_start(req->cfg, p, service_progress, service_done,
-	    c)) == NULL) {
-		c->rec->params = NULL;	/* still the caller's */
+	c = service_call_new(&st->req, st->params, st->ttl);
+	if ((t = task_start(st->req.cfg, &st->p, service_progress,
+	    service_done, c)) == NULL) {
+		c->rec->params = NULL;	/* still ours */
 		registry_discard(c->rec);
 		service_call_free(c);
-		snprintf(why, len, "invalid argument 'query': too long for "
-		    "max_frame_bytes");
-		service_why = SERVICE_REFUSED_TOO_LONG;
-		return 1;
+		service_refuse(st, SERVICE_REFUSED_TOO_LONG, "invalid argument "
+		    "'query': too long for max_frame_bytes");
+		return;
 	}
-	c->rec->cache_key = *key;
-	*key = NULL;
+	st->params = NULL;
+	c->rec->cache_key = st->key;
+	st->key = NULL;
 	registry_add(c->rec, t, task_id(t), now_ms());
-	if (service_stored(c, why, len) == -1)
-		return -1;
-	*out = c->rec;
-	return 0;
+	service_start_free(st);
+	durable_when_stored(c->rec->id, service_stored, c);
+}
+
+static void
+service_cache_found(void *arg, int rc, const struct store_task *t)
+{
+	struct service_start	*st = arg;
+	struct json_object	*hit;
+
+	if (rc != STORE_OK || (hit = cache_result(t)) == NULL) {
+		service_run(st);
+		return;
+	}
+	log_debug("cache: answered from task %s", t->id);
+	service_instant(&st->req, st->params, st->ttl, hit, NULL);
+	st->params = NULL;
+	service_start_free(st);
 }
 
 /*
  * Runs an orchestration; takes the params.  From the cache when it can,
- * else admitted and started.  Returns the record; or NULL and why (no API
- * key, busy, the query too long, the store cannot write).  A task-augmented
- * call refused for any reason but the store becomes a failed task instead.
+ * else admitted and started.  The hooks' started says how it went, once:
+ * the record, or why not (no API key, busy, the query too long, the store
+ * cannot write).  A task-augmented call refused for any reason but the
+ * store becomes a failed task instead.
  */
-struct task_record *
-service_start(const struct service_req *req, struct task_params *p,
-    char *why, size_t len)
+void
+service_start(const struct service_req *req, struct task_params *p)
 {
-	struct json_object	*params = service_params_json(req->cfg, p), *hit;
-	int64_t			 ttl = req->ttl_ms ? req->ttl_ms :
-	    service_ttl_ms(req->cfg, p->timeout_s, -1);
-	char			*key = cache_key(req->cfg, p);
-	struct task_record	*r = NULL;
-	int			 rc;
+	struct service_start	*st = xcalloc(1, sizeof *st);
 
-	service_why = SERVICE_STARTED;
-	if (service_closed) {
-		service_why = SERVICE_REFUSED_DRAINING;
-		snprintf(why, len, "%s", SERVICE_DRAINING);
-	} else if (task_no_key() != NULL) {
-		service_why = SERVICE_REFUSED_NO_KEY;
-		snprintf(why, len, "%s", task_no_key());
-	} else if ((hit = cache_lookup(req->cfg, req->owner, key)) != NULL) {
-		free(key);
-		task_params_clear(p);
-		return service_instant(req, params, ttl, hit, NULL, why, len);
-	} else if ((rc = service_run(req, p, params, ttl, &key, &r, why,
-	    len)) <= 0)
-		return r;	/* started, or not stored (NULL) */
-	free(key);
-	task_params_clear(p);
-	if (!req->mcp_task) {
-		json_object_put(params);
-		return NULL;
-	}
-	return service_instant(req, params, ttl, NULL, why, why, len);
+	st->req = *req;
+	st->owner = xstrdup(req->owner);
+	st->req.owner = st->owner;
+	st->p = *p;
+	memset(p, 0, sizeof *p);
+	st->params = service_params_json(req->cfg, &st->p);
+	st->ttl = req->ttl_ms ? req->ttl_ms : service_ttl_ms(req->cfg,
+	    st->p.timeout_s, -1);
+	st->key = cache_key(req->cfg, &st->p);
+	if (service_closed)
+		service_refuse(st, SERVICE_REFUSED_DRAINING, SERVICE_DRAINING);
+	else if (task_no_key() != NULL)
+		service_refuse(st, SERVICE_REFUSED_NO_KEY, task_no_key());
+	else if (st->key != NULL)
+		store_cache_find(st->owner, st->key,
+		    (int64_t)req->cfg->cache_ttl_s * 1000, service_cache_found,
+		    st);
+	else
+		service_run(st);
 }
 
 /* Whoever asked will not be told: the task stops (a client cancelled). */
@@ -307,14 +344,6 @@ service_abandon(struct task_record *r, const char *why)
 	r->cancelled = NULL;
 	registry_cancel(r, why, now_ms());
 	service_call_free(c);
-}
-
-/* Why the last service_start returned no running task (SERVICE_STARTED:
- * it did; a task-augmented refusal is a failed task, and says why here). */
-enum service_refusal
-service_last_refusal(void)
-{
-	return service_why;
 }
 
 /*

@@ -436,3 +436,43 @@ mcp_session_defaults(const struct heavy_config *cfg)
 	mcp_defaults_unref(mcp_defaults);
 	mcp_defaults = d;
 }
+
+/*
+ * A request whose answer waits (for the task store): it holds the session
+ * and the message, and what the dispatch had set for it, so that the reply
+ * comes out as it would have at once.
+ */
+struct mcp_req *
+mcp_req_hold(struct mcp_session *s, struct rpc_msg *m)
+{
+	struct mcp_req	*q = xcalloc(1, sizeof *q);
+
+	q->s = s;
+	mcp_session_ref(s);
+	q->m = *m;
+	json_object_get(m->root);
+	q->cacheable = s->cacheable;
+	q->task_ext = s->task_ext;
+	return q;
+}
+
+/* Its answer is being made: the session is as it was at dispatch. */
+void
+mcp_req_begin(struct mcp_req *q)
+{
+	q->was_cacheable = q->s->cacheable;
+	q->was_task_ext = q->s->task_ext;
+	q->s->cacheable = q->cacheable;
+	q->s->task_ext = q->task_ext;
+}
+
+/* Answered: the session as it was, and the request let go. */
+void
+mcp_req_end(struct mcp_req *q)
+{
+	q->s->cacheable = q->was_cacheable;
+	q->s->task_ext = q->was_task_ext;
+	json_object_put(q->m.root);
+	mcp_session_unref(q->s);
+	free(q);
+}

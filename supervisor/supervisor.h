@@ -283,7 +283,21 @@ struct json_object *registry_progress(const struct task_record *, int64_t now);
 struct json_object *registry_ids(const char *owner, const char *prefix);
 
 /* service.c: how an orchestration starts, for whoever asks. */
+/* Why a start gave no running task, for a transport that answers each
+ * differently (HTTP: 503 and Retry-After when draining). */
+enum service_refusal {
+	SERVICE_STARTED,		/* not refused (or a cache hit) */
+	SERVICE_REFUSED_NO_KEY,
+	SERVICE_REFUSED_BUSY,		/* admission: retry later */
+	SERVICE_REFUSED_TOO_LONG,	/* the query, for max_frame_bytes */
+	SERVICE_REFUSED_STORE,		/* the store cannot write */
+	SERVICE_REFUSED_DRAINING,	/* "shutting down, retry later" */
+};
 struct service_hooks {
+	/* How the start went, once: the record, in the store (r NULL:
+	 * refused, how and why).  A refused call hears nothing more. */
+	void	(*started)(void *arg, struct task_record *,
+		    enum service_refusal how, const char *why);
 	/* The task moved on (may be NULL). */
 	void	(*progress)(void *arg, struct task_record *, double progress,
 		    double total, const char *message);
@@ -309,24 +323,11 @@ struct service_req {
 	const struct service_hooks	*hooks;
 	void				*arg;
 };
-struct task_record *service_start(const struct service_req *,
-	    struct task_params *, char *why, size_t len);
-/* Why the last service_start gave no running task, for a transport that
- * answers each differently (HTTP: 503 and Retry-After when draining). */
-enum service_refusal {
-	SERVICE_STARTED,		/* not refused (or a cache hit) */
-	SERVICE_REFUSED_NO_KEY,
-	SERVICE_REFUSED_BUSY,		/* admission: retry later */
-	SERVICE_REFUSED_TOO_LONG,	/* the query, for max_frame_bytes */
-	SERVICE_REFUSED_STORE,		/* the store cannot write */
-	SERVICE_REFUSED_DRAINING,	/* "shutting down, retry later" */
-};
-enum service_refusal service_last_refusal(void);
+void	 service_start(const struct service_req *, struct task_params *);
 void	 service_drain(void (*idle)(void));
 bool	 service_draining(void);
 int	 service_running(void);
-struct task_record *service_refused(const struct service_req *,
-	    const char *failed, char *why, size_t len);
+void	 service_refused(const struct service_req *, const char *failed);
 void	 service_abandon(struct task_record *, const char *why);
 int64_t	 service_ttl_ms(const struct heavy_config *, double timeout_s,
 	    int64_t requested);
@@ -393,58 +394,24 @@ struct json_object *prompts_complete(const char *name, const char *arg,
 void	 prompts_rpc_list(struct mcp_session *, struct rpc_msg *);
 void	 prompts_rpc_get(struct mcp_session *, struct rpc_msg *);
 
-/* store.c: the SQLite task store, shared by every heavyd of a state dir. */
-struct store_task {
-	char		 id[33];
-	char		*owner;
-	char		*tool;		/* the tool that started it */
-	char		*status;	/* working, completed, failed, cancelled */
-	char		*status_message;
-	char		*params;	/* JSON: the call's effective arguments */
-	char		*agents;	/* JSON: the progress, agents' answers too */
-	char		*result;	/* JSON CallToolResult, once terminal */
-	char		*usage;		/* JSON */
-	char		*cache_key;
-	int64_t		 created_ms, updated_ms, ttl_ms;	/* wall clock */
-	pid_t		 pid;		/* the heavyd that ran it */
-	bool		 ours;		/* ... is this process */
-	bool		 orphaned;	/* ... is gone, mid-task */
-};
-int64_t	 wall_ms(void);
-int	 store_open(const char *state_dir, int busy_ms, bool sync_full,
-	    char *err,
-	    size_t errlen);
-void	 store_close(void);
-const char *store_error(void);
-int	 store_synchronous(void);	/* 1 NORMAL, 2 FULL */
-int	 store_insert(const struct store_task *);
-int	 store_put(const struct store_task *);
-int	 store_begin(void);
-int	 store_commit(void);
-int	 store_update(const char *id, const char *status, const char *message,
-	    const char *agents, const char *result, const char *usage);
-int	 store_get(const char *id, const char *owner, struct store_task *);
-int	 store_get_any(const char *id, struct store_task *);
-int	 store_list(const char *owner, const char *cursor, int limit,
-	    struct store_task **, int *n, char **next_cursor);
-int	 store_active(const char *owner, struct store_task **, int *n);
-int	 store_ids(const char *owner, const char *prefix, int limit,
-	    struct json_object *ids, int *total);
-int	 store_settle_interrupted(void);
-int	 store_sweep(int max_rows);
-int	 store_cache_find(const char *owner, const char *key,
-	    int64_t max_age_ms, struct store_task *);
-void	 store_task_clear(struct store_task *);
+/* store.c: the task store, behind its backends (store.h). */
+#include "store.h"
 
 /* durable.c: every task written through to the store; lookups fall back
  * to it. */
 void	 durable_init(const struct heavy_config *);
 void	 durable_stop(void);
-bool	 durable_stored(const char *id);
+void	 durable_when_stored(const char *id, void (*)(void *, bool stored),
+	    void *arg);
 void	 durable_row(const struct task_record *, struct store_task *);
-int	 durable_get(const char *id, const char *owner, struct store_task *,
-	    struct task_record **live);
-void	 durable_freshen(struct store_task *, int n, const char *owner);
+/* A task, or none (rc); live: its record when it runs in this process. */
+typedef void (*durable_get_cb)(void *arg, int rc, const struct store_task *,
+	    struct task_record *live);
+typedef void (*durable_list_cb)(void *arg, struct json_object *list);
+void	 durable_get(const char *id, const char *owner, durable_get_cb,
+	    void *arg);
+void	 durable_fresh(const struct store_task *, const char *owner,
+	    struct store_task *out);
 bool	 durable_terminal(const struct store_task *);
 enum task_status durable_mkh_status(const struct store_task *);
 double	 durable_execution_time(const struct store_task *);
@@ -452,15 +419,15 @@ const char *durable_error(const struct store_task *);
 struct json_object *durable_json(const char *text);
 struct json_object *durable_status_json(const struct store_task *);
 struct json_object *durable_task_json(const struct store_task *, int poll_ms);
-struct json_object *durable_active(const char *owner);
-struct json_object *durable_ids(const char *owner, const char *prefix);
+void	 durable_active(const char *owner, durable_list_cb, void *arg);
+void	 durable_ids(const char *owner, const char *prefix, durable_list_cb,
+	    void *arg);
 
 /* cache.c: the opt-in result cache (HEAVY_CACHE_TTL). */
 char	*cache_canonical(const struct heavy_config *,
 	    const struct task_params *);
 char	*cache_key(const struct heavy_config *, const struct task_params *);
-struct json_object *cache_lookup(const struct heavy_config *,
-	    const char *owner, const char *key);
+struct json_object *cache_result(const struct store_task *);
 
 /*
  * mcp.c: MCP sessions and the dispatch of their messages, whatever
@@ -513,20 +480,26 @@ struct mcp_session {
 	int			 usage_tasks;	/* ... over this many tasks */
 	TAILQ_ENTRY(mcp_session) entry;
 };
-/* How mcp_run runs an orchestration for a session. */
+/* How an orchestration's start went, for the request that asked: the
+ * record, or NULL and the isError result of why not (the callee's). */
+struct mcp_req;
+typedef void (*mcp_started_fn)(struct mcp_req *, struct task_record *,
+	    struct json_object *error, void *arg);
+/* How mcp_run runs an orchestration for a session's request. */
 struct mcp_run {
 	const char		*tool;		/* the tool that starts it */
-	struct json_object	*id;		/* blocking: answered at its end */
+	bool			 blocking;	/* answered at its end */
 	struct json_object	*progress_token;	/* may be NULL */
 	bool			 mcp_task;	/* task-augmented tools/call */
 	int64_t			 ttl_ms;	/* 0: the default */
 	int			 log_level;	/* 2026-07-28 _meta; -1: none */
+	mcp_started_fn		 started;
+	void			*started_arg;
 };
-struct task_record *mcp_run(struct mcp_session *, const struct mcp_run *,
-	    struct task_params *, struct json_object **error);
-struct task_record *mcp_run_result(struct mcp_session *,
-	    const struct mcp_run *, const char *failed,
-	    struct json_object **error);
+void	 mcp_run(struct mcp_session *, struct rpc_msg *, const struct mcp_run *,
+	    struct task_params *);
+void	 mcp_run_result(struct mcp_session *, struct rpc_msg *,
+	    const struct mcp_run *, const char *failed);
 void	 mcp_reply(struct mcp_session *, struct json_object *id,
 	    struct json_object *result);
 void	 mcp_error(struct mcp_session *, struct json_object *id, int code,
@@ -537,6 +510,17 @@ void	 mcp_notify_related(struct mcp_session *, const char *key,
 	    const char *method, struct json_object *params);
 void	 mcp_reply_error(struct mcp_session *, struct json_object *error);
 bool	 mcp_bad_cursor(struct mcp_session *, struct rpc_msg *);
+/* A request answered later: mcp_req_begin() before the answer, then
+ * mcp_req_end(); q->s and q->m are as the handler had them. */
+struct mcp_req {
+	struct mcp_session	*s;
+	struct rpc_msg		 m;
+	const char		*cacheable, *was_cacheable;
+	bool			 task_ext, was_task_ext;
+};
+struct mcp_req *mcp_req_hold(struct mcp_session *, struct rpc_msg *);
+void	 mcp_req_begin(struct mcp_req *);
+void	 mcp_req_end(struct mcp_req *);
 /* session.c: the session object, and how anything is sent to it. */
 struct mcp_session *mcp_session_new(const struct mcp_transport *, void *arg,
 	    const char *owner, bool local);
@@ -626,7 +610,7 @@ void	 mcptasks_stop(void);
 /* mkh.c: make-it-heavy's task-id tools, over the registry and the store. */
 void	 mkh_tools(struct json_object *tools);
 bool	 mkh_has(const struct heavy_config *, const char *name);
-struct json_object *mkh_call(struct mcp_session *, const char *name,
+bool	 mkh_call(struct mcp_session *, struct rpc_msg *, const char *name,
 	    struct json_object *args);
 
 #ifdef HEAVY_TEST_FIXTURES

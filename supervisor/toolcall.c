@@ -87,7 +87,7 @@ mcp_call_params(struct mcp_session *s, struct rpc_msg *m,
 void
 mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 {
-	struct json_object	*name, *args, *res, *task = NULL;
+	struct json_object	*name, *args, *task = NULL;
 	char			*key;
 	bool			 dup;
 
@@ -110,11 +110,8 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 		return;
 	}
 	if (strcmp(json_object_get_string(name), "heavy_orchestrate") != 0) {
-		if ((res = mkh_call(s, json_object_get_string(name),
-		    args)) != NULL) {
-			mcp_reply(s, m->id, res);
+		if (mkh_call(s, m, json_object_get_string(name), args))
 			return;
-		}
 		mcp_unknown_tool(s, m, name);
 		return;
 	}

@@ -8,6 +8,7 @@
 
 #include "../../supervisor/supervisor.h"
 #include "tmpdir.h"
+#include "store_sync.h"
 
 static struct heavy_config	cfg;
 static struct task_params	p;
@@ -115,6 +116,22 @@ Test(cache, the_default_strategy_named_is_the_same_call)
 	free(b);
 }
 
+/* What the task service does with a call's key: the store's newest
+ * answer, flagged as cached. */
+static struct json_object *
+lookup(const struct heavy_config *c, const char *owner, const char *k)
+{
+	struct store_task	 t;
+	struct json_object	*res;
+
+	if (sync_cache_find(owner, k, (int64_t)c->cache_ttl_s * 1000, &t) !=
+	    STORE_OK)
+		return NULL;
+	res = cache_result(&t);
+	store_task_clear(&t);
+	return res;
+}
+
 Test(cache, lookups_are_the_owners_and_within_the_ttl)
 {
 	struct store_task	 t = { 0 };
@@ -123,7 +140,7 @@ Test(cache, lookups_are_the_owners_and_within_the_ttl)
 
 	unit_tmp(dir, sizeof dir, "heavyd-cachedb");
 	cr_assert_not_null(mkdtemp(dir));
-	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
 	snprintf(t.id, sizeof t.id, "%032x", 7);
 	t.owner = (char *)"uid:1";
 	t.status = (char *)"completed";
@@ -133,16 +150,16 @@ Test(cache, lookups_are_the_owners_and_within_the_ttl)
 	t.cache_key = k;
 	t.created_ms = t.updated_ms = wall_ms() - 5000;
 	t.ttl_ms = 3600000;
-	cr_assert_eq(store_put(&t), 0);
-	cr_assert_not_null(hit = cache_lookup(&cfg, "uid:1", k));
+	cr_assert_eq(sync_put(&t), 0);
+	cr_assert_not_null(hit = lookup(&cfg, "uid:1", k));
 	sc = json_object_object_get(hit, "structuredContent");
 	cr_assert(json_object_get_boolean(json_object_object_get(sc, "cached")));
 	cr_assert_str_eq(json_object_get_string(json_object_object_get(sc,
 	    "cached_from")), t.id);
 	json_object_put(hit);
-	cr_assert_null(cache_lookup(&cfg, "uid:2", k), "another owner's");
+	cr_assert_null(lookup(&cfg, "uid:2", k), "another owner's");
 	cfg.cache_ttl_s = 4;	/* the answer is 5 s old */
-	cr_assert_null(cache_lookup(&cfg, "uid:1", k));
+	cr_assert_null(lookup(&cfg, "uid:1", k));
 	store_close();
 	free(k);
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

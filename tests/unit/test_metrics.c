@@ -12,6 +12,7 @@
 #include "../../supervisor/supervisor.h"
 #include "../../supervisor/metrics.h"
 #include "tmpdir.h"
+#include "store_sync.h"
 
 #define V(...)	((const char *const []){ __VA_ARGS__ })
 
@@ -526,28 +527,43 @@ Test(metrics_registry, store_writes_timed)
 
 	unit_tmp(dir, sizeof dir, "heavyd-metrics");
 	cr_assert_not_null(mkdtemp(dir));
-	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s",
-	    err);
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
 	snprintf(t.id, sizeof t.id, "%032x", 1);
 	t.created_ms = t.updated_ms = wall_ms();
-	cr_assert_eq(store_insert(&t), 0);
-	cr_assert_eq(store_insert(&t), -1, "the same id twice");
-	cr_assert_eq(store_put(&t), 0);
-	cr_assert_eq(store_update(t.id, "completed", NULL, NULL, NULL, NULL), 0);
-	cr_assert_eq(store_begin(), 0);
-	cr_assert_eq(store_commit(), 0);
-	cr_assert(store_sweep(10) >= 0);
+	cr_assert_eq(sync_put(&t), STORE_OK);
+	t.status = (char *)"completed";
+	cr_assert_eq(sync_put(&t), STORE_OK);
+	cr_assert_eq(sync_put(&t), STORE_TERMINAL, "ended: it stays so");
+	cr_assert(sync_sweep(10) >= 0);
 	store_close();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	cr_assert_eq(system(cmd), 0);
-	cr_assert_eq(value("heavyd_store_write_duration_seconds", V("insert")),
-	    2);
-	cr_assert_eq(value("heavyd_store_write_errors_total", V("insert")), 1);
+	cr_assert_eq(value("heavyd_store_write_duration_seconds", V("put")),
+	    3);
 	cr_assert_eq(value("heavyd_store_write_errors_total", V("put")), 0);
-	for (const char *const *op = V("put", "update", "begin", "commit",
-	    "sweep", NULL); *op != NULL; op++)
-		cr_assert_eq(value("heavyd_store_write_duration_seconds",
-		    V(*op)), 1, "%s", *op);
+	cr_assert_eq(value("heavyd_store_write_duration_seconds",
+	    V("sweep")), 1);
+}
+
+/* A write the store refuses is counted as an error of its kind. */
+Test(metrics_registry, store_write_errors_counted)
+{
+	struct store_task	 t = { .owner = NULL,
+	    .status = (char *)"working", .ttl_ms = 60000 };
+	char			 dir[256], err[256], cmd[320];
+
+	unit_tmp(dir, sizeof dir, "heavyd-metrics");
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
+	snprintf(t.id, sizeof t.id, "%032x", 1);
+	t.created_ms = t.updated_ms = wall_ms();
+	cr_assert_eq(sync_put(&t), STORE_ERROR, "owner is NOT NULL");
+	store_close();
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(value("heavyd_store_write_errors_total", V("put")), 1);
+	cr_assert_eq(value("heavyd_store_write_duration_seconds", V("put")),
+	    1);
 }
 
 /* Asking for a value adds no label value: it cannot use up the cap. */

@@ -16,6 +16,7 @@
 
 #include "../../supervisor/supervisor.h"
 #include "tmpdir.h"
+#include "store_sync.h"
 
 /* Ends as task.c reports them. */
 static const struct task_outcome	clean = { .failed = false };
@@ -30,7 +31,7 @@ setup(void)
 
 	unit_tmp(dir, sizeof dir, "heavyd-store");
 	cr_assert_not_null(mkdtemp(dir));
-	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
 }
 
 static void
@@ -57,7 +58,46 @@ put(const char *id, const char *owner, const char *status, int64_t created,
 	t.params = (char *)"{\"query\":\"q\"}";
 	t.created_ms = t.updated_ms = created;
 	t.ttl_ms = ttl;
-	cr_assert_eq(store_insert(&t), 0);
+	cr_assert_eq(sync_put(&t), 0);
+}
+
+/* This process's task moves on: its row, read and written again. */
+static int
+update(const char *id, const char *status, const char *message,
+    const char *result)
+{
+	struct store_task	t;
+	int			rc;
+
+	cr_assert_eq(sync_get(id, NULL, &t), STORE_OK);
+	free(t.status);
+	t.status = strdup(status);
+	if (message != NULL) {
+		free(t.status_message);
+		t.status_message = strdup(message);
+	}
+	free(t.result);
+	t.result = strdup(result);
+	rc = sync_put(&t);
+	store_task_clear(&t);
+	return rc;
+}
+
+/* Another process's row, changed behind the store's back. */
+static void
+raw_agents(const char *id, const char *agents)
+{
+	char		 path[300], *sql;
+	sqlite3		*db;
+
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	sql = sqlite3_mprintf("UPDATE tasks SET agents = %Q WHERE id = %Q",
+	    agents, id);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_changes(db), 1);
+	sqlite3_free(sql);
+	sqlite3_close(db);
 }
 
 static const char *
@@ -74,12 +114,12 @@ Test(store, another_owners_task_is_not_found)
 	struct store_task	t;
 
 	put(hexid(1), "uid:1", "working", wall_ms(), 60000);
-	cr_assert_eq(store_get(hexid(1), "uid:1", &t), 0);
+	cr_assert_eq(sync_get(hexid(1), "uid:1", &t), 0);
 	cr_assert_str_eq(t.status, "working");
 	cr_assert(t.ours);
 	store_task_clear(&t);
-	cr_assert_eq(store_get(hexid(1), "uid:2", &t), 1);
-	cr_assert_eq(store_get(hexid(2), "uid:1", &t), 1);
+	cr_assert_eq(sync_get(hexid(1), "uid:2", &t), 1);
+	cr_assert_eq(sync_get(hexid(2), "uid:1", &t), 1);
 }
 
 Test(store, a_terminal_task_never_changes_again)
@@ -87,11 +127,11 @@ Test(store, a_terminal_task_never_changes_again)
 	struct store_task	t;
 
 	put(hexid(1), "o", "working", wall_ms(), 60000);
-	cr_assert_eq(store_update(hexid(1), "cancelled", "by request", NULL,
-	    "{\"isError\":true}", NULL), 0);
-	cr_assert_eq(store_update(hexid(1), "completed", NULL, NULL,
-	    "{\"late\":1}", NULL), 1);
-	cr_assert_eq(store_get(hexid(1), "o", &t), 0);
+	cr_assert_eq(update(hexid(1), "cancelled", "by request",
+	    "{\"isError\":true}"), STORE_OK);
+	cr_assert_eq(update(hexid(1), "completed", NULL, "{\"late\":1}"),
+	    STORE_TERMINAL);
+	cr_assert_eq(sync_get(hexid(1), "o", &t), 0);
 	cr_assert_str_eq(t.status, "cancelled");
 	cr_assert_str_eq(t.result, "{\"isError\":true}");
 	store_task_clear(&t);
@@ -107,7 +147,7 @@ Test(store, list_pages_newest_first_and_only_the_owners)
 		put(hexid(i), "me", "completed", 1000 + i, 1LL << 50);
 	put(hexid(99), "other", "completed", 2000, 1LL << 50);
 	for (;;) {
-		cr_assert_eq(store_list("me", cursor, 2, &rows, &n, &next), 0);
+		cr_assert_eq(sync_list("me", cursor, 2, &rows, &n, &next), 0);
 		for (int i = 0; i < n; i++) {
 			cr_assert_str_eq(rows[i].id, hexid(--expect));
 			store_task_clear(&rows[i]);
@@ -120,7 +160,7 @@ Test(store, list_pages_newest_first_and_only_the_owners)
 		cr_assert_eq(n, 2);
 	}
 	cr_assert_eq(seen, 5);
-	cr_assert_eq(store_list("me", "garbage", 2, &rows, &n, &next), -2);
+	cr_assert_eq(sync_list("me", "garbage", 2, &rows, &n, &next), -2);
 }
 
 /* A child heavyd that records a running task and waits on a pipe. */
@@ -135,7 +175,7 @@ child_with_task(const char *id, int *hold)
 	if ((pid = fork()) == 0) {
 		store_close();
 		close(fds[1]);
-		if (store_open(dir, 5000, false, err, sizeof err) != 0)
+		if (sync_open(dir, false, err, sizeof err) != 0)
 			_exit(1);
 		put(id, "me", "working", wall_ms(), 60000);
 		store_close();
@@ -153,7 +193,7 @@ wait_row(const char *id)
 	struct store_task	t;
 
 	for (int i = 0; i < 500; i++) {
-		if (store_get_any(id, &t) == 0) {
+		if (sync_get(id, NULL, &t) == 0) {
 			store_task_clear(&t);
 			return;
 		}
@@ -169,14 +209,14 @@ Test(store, running_in_a_live_process_is_not_interrupted)
 	pid_t			pid = child_with_task(hexid(7), &hold);
 
 	wait_row(hexid(7));
-	cr_assert_eq(store_settle_interrupted(), 0);
-	cr_assert_eq(store_get(hexid(7), "me", &t), 0);
+	cr_assert_eq(sync_settle(), 0);
+	cr_assert_eq(sync_get(hexid(7), "me", &t), 0);
 	cr_assert_str_eq(t.status, "working");
 	cr_assert_not(t.ours);
 	store_task_clear(&t);
 	close(hold);
 	waitpid(pid, &status, 0);
-	cr_assert_eq(store_get(hexid(7), "me", &t), 0);
+	cr_assert_eq(sync_get(hexid(7), "me", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
 	cr_assert(strstr(t.status_message, "interrupted by restart") != NULL);
 	cr_assert_null(t.result, "a stopped task has no result; its reason "
@@ -192,8 +232,8 @@ Test(store, startup_settles_tasks_of_dead_processes)
 	wait_row(hexid(8));
 	close(hold);
 	waitpid(pid, &status, 0);
-	cr_assert_eq(store_settle_interrupted(), 1);
-	cr_assert_eq(store_settle_interrupted(), 0);
+	cr_assert_eq(sync_settle(), 1);
+	cr_assert_eq(sync_settle(), 0);
 }
 
 Test(store, sweep_drops_expired_and_excess_but_not_running)
@@ -205,13 +245,13 @@ Test(store, sweep_drops_expired_and_excess_but_not_running)
 	put(hexid(2), "o", "working", now - 10000, 5000);	/* running */
 	for (int i = 3; i < 8; i++)
 		put(hexid(i), "o", "completed", now - 100 + i, 60000);
-	cr_assert_eq(store_sweep(3), 3);
-	cr_assert_eq(store_get(hexid(1), "o", &t), 1);
-	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	cr_assert_eq(sync_sweep(3), 3);
+	cr_assert_eq(sync_get(hexid(1), "o", &t), 1);
+	cr_assert_eq(sync_get(hexid(2), "o", &t), 0);
 	store_task_clear(&t);
-	cr_assert_eq(store_get(hexid(3), "o", &t), 1);
-	cr_assert_eq(store_get(hexid(4), "o", &t), 1);
-	cr_assert_eq(store_get(hexid(7), "o", &t), 0);
+	cr_assert_eq(sync_get(hexid(3), "o", &t), 1);
+	cr_assert_eq(sync_get(hexid(4), "o", &t), 1);
+	cr_assert_eq(sync_get(hexid(7), "o", &t), 0);
 	store_task_clear(&t);
 }
 
@@ -227,15 +267,14 @@ Test(store, cache_finds_only_completed_young_and_own)
 	t.cache_key = (char *)"k1";
 	t.created_ms = t.updated_ms = now;
 	t.ttl_ms = 60000;
-	cr_assert_eq(store_insert(&t), 0);
-	cr_assert_eq(store_cache_find("o", "k1", 60000, &t), 1);
-	cr_assert_eq(store_update(hexid(1), "completed", NULL, NULL, "{}",
-	    NULL), 0);
-	cr_assert_eq(store_cache_find("o", "k1", 60000, &t), 0);
+	cr_assert_eq(sync_put(&t), 0);
+	cr_assert_eq(sync_cache_find("o", "k1", 60000, &t), 1);
+	cr_assert_eq(update(hexid(1), "completed", NULL, "{}"), STORE_OK);
+	cr_assert_eq(sync_cache_find("o", "k1", 60000, &t), 0);
 	cr_assert_str_eq(t.id, hexid(1));
 	store_task_clear(&t);
-	cr_assert_eq(store_cache_find("other", "k1", 60000, &t), 1);
-	cr_assert_eq(store_cache_find("o", "k2", 60000, &t), 1);
+	cr_assert_eq(sync_cache_find("other", "k1", 60000, &t), 1);
+	cr_assert_eq(sync_cache_find("o", "k2", 60000, &t), 1);
 }
 
 Test(store, a_corrupt_file_is_moved_aside_and_replaced)
@@ -254,10 +293,10 @@ Test(store, a_corrupt_file_is_moved_aside_and_replaced)
 	cr_assert_neq(fd, -1);
 	cr_assert_eq(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
 	close(fd);
-	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s", err);
-	cr_assert_eq(store_get(hexid(1), "o", &t), 1);
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(sync_get(hexid(1), "o", &t), 1);
 	put(hexid(2), "o", "completed", wall_ms(), 60000);
-	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	cr_assert_eq(sync_get(hexid(2), "o", &t), 0);
 	store_task_clear(&t);
 	cr_assert_not_null(d = opendir(dir));
 	while ((e = readdir(d)) != NULL)
@@ -286,20 +325,20 @@ Test(store, put_inserts_then_updates_and_never_touches_a_terminal_row)
 
 	row(&t, hexid(1), "working", 60000);
 	t.agents = (char *)"{\"phase\":\"planning\"}";
-	cr_assert_eq(store_put(&t), 0, "inserted");
+	cr_assert_eq(sync_put(&t), 0, "inserted");
 	t.agents = (char *)"{\"phase\":\"agents\"}";
-	cr_assert_eq(store_put(&t), 0, "updated");
-	cr_assert_eq(store_get(hexid(1), "o", &got), 0);
+	cr_assert_eq(sync_put(&t), 0, "updated");
+	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
 	cr_assert_str_eq(got.agents, "{\"phase\":\"agents\"}");
 	cr_assert_str_eq(got.tool, "heavy_orchestrate");
 	store_task_clear(&got);
 	t.status = (char *)"cancelled";
 	t.result = (char *)"{\"isError\":true}";
-	cr_assert_eq(store_put(&t), 0);
+	cr_assert_eq(sync_put(&t), 0);
 	t.status = (char *)"completed";	/* a late finish */
 	t.result = (char *)"{}";
-	cr_assert_eq(store_put(&t), 1);
-	cr_assert_eq(store_get(hexid(1), "o", &got), 0);
+	cr_assert_eq(sync_put(&t), 1);
+	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
 	cr_assert_str_eq(got.status, "cancelled");
 	cr_assert_str_eq(got.result, "{\"isError\":true}");
 	store_task_clear(&got);
@@ -314,8 +353,8 @@ Test(store, put_never_changes_another_processs_row)
 	wait_row(hexid(3));
 	row(&t, hexid(3), "completed", 60000);
 	t.owner = (char *)"me";
-	cr_assert_eq(store_put(&t), 1, "wrote over a live process's task");
-	cr_assert_eq(store_get(hexid(3), "me", &got), 0);
+	cr_assert_eq(sync_put(&t), 1, "wrote over a live process's task");
+	cr_assert_eq(sync_get(hexid(3), "me", &got), 0);
 	cr_assert_str_eq(got.status, "working");
 	store_task_clear(&got);
 	close(hold);
@@ -330,20 +369,20 @@ Test(store, an_expired_row_is_gone_before_the_sweep)
 
 	row(&t, hexid(1), "completed", 1);	/* 1 ms */
 	t.created_ms -= 10;
-	cr_assert_eq(store_put(&t), 0);
+	cr_assert_eq(sync_put(&t), 0);
 	row(&t, hexid(2), "working", 1);	/* running: never expires */
 	t.created_ms -= 10;
-	cr_assert_eq(store_put(&t), 0);
-	cr_assert_eq(store_get(hexid(1), "o", &t), 2);
-	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	cr_assert_eq(sync_put(&t), 0);
+	cr_assert_eq(sync_get(hexid(1), "o", &t), 2);
+	cr_assert_eq(sync_get(hexid(2), "o", &t), 0);
 	store_task_clear(&t);
-	cr_assert_eq(store_list("o", NULL, 10, &rows, &n, &next), 0);
+	cr_assert_eq(sync_list("o", NULL, 10, &rows, &n, &next), 0);
 	cr_assert_eq(n, 1);
 	cr_assert_str_eq(rows[0].id, hexid(2));
 	store_task_clear(&rows[0]);
 	free(rows);
-	cr_assert_eq(store_sweep(100), 1);
-	cr_assert_eq(store_get(hexid(1), "o", &t), 1);
+	cr_assert_eq(sync_sweep(100), 1);
+	cr_assert_eq(sync_get(hexid(1), "o", &t), 1);
 }
 
 Test(store, active_lists_running_tasks_of_live_processes_only)
@@ -356,14 +395,14 @@ Test(store, active_lists_running_tasks_of_live_processes_only)
 	put(hexid(6), "me", "working", wall_ms(), 60000);
 	put(hexid(7), "me", "completed", wall_ms(), 60000);
 	put(hexid(8), "other", "working", wall_ms(), 60000);
-	cr_assert_eq(store_active("me", &rows, &n), 0);
+	cr_assert_eq(sync_active("me", &rows, &n), 0);
 	cr_assert_eq(n, 2);
 	for (int i = 0; i < n; i++)
 		store_task_clear(&rows[i]);
 	free(rows);
 	close(hold);
 	waitpid(pid, &status, 0);
-	cr_assert_eq(store_active("me", &rows, &n), 0);
+	cr_assert_eq(sync_active("me", &rows, &n), 0);
 	cr_assert_eq(n, 1, "the dead child's task is no longer active");
 	cr_assert_str_eq(rows[0].id, hexid(6));
 	store_task_clear(&rows[0]);
@@ -397,7 +436,7 @@ Test(store, a_zombie_counts_as_gone)
 		}
 		usleep(10000);
 	}
-	cr_assert_eq(store_get(hexid(9), "me", &t), 0);
+	cr_assert_eq(sync_get(hexid(9), "me", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
 	store_task_clear(&t);
 	waitpid(pid, &status, 0);
@@ -416,13 +455,13 @@ Test(store, ids_by_prefix_running_first)
 	    60000);
 	put("abc00000000000000000000000000004", "x", "completed", wall_ms(),
 	    60000);
-	cr_assert_eq(store_ids("o", "ABC", 10, ids, &total), 0);
+	cr_assert_eq(sync_ids("o", "ABC", 10, ids, &total), 0);
 	cr_assert_eq(total, 2);
 	cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(ids,
 	    0)), "abc00000000000000000000000000002");
 	json_object_put(ids);
 	ids = json_object_new_array();
-	cr_assert_eq(store_ids("o", "", 1, ids, &total), 0);
+	cr_assert_eq(sync_ids("o", "", 1, ids, &total), 0);
 	cr_assert_eq(total, 3);
 	cr_assert_eq(json_object_array_length(ids), 1);
 	json_object_put(ids);
@@ -437,10 +476,10 @@ Test(store, an_interrupted_task_shows_where_it_stopped)
 	wait_row(hexid(4));
 	close(hold);
 	waitpid(pid, &status, 0);
-	cr_assert_eq(store_update(hexid(4), NULL, NULL, "{\"phase\":\"agents\","
+	raw_agents(hexid(4), "{\"phase\":\"agents\","
 	    "\"agents\":[{\"index\":1,\"status\":\"ok\"},{\"index\":2,"
-	    "\"status\":\"running\"}]}", NULL, NULL), 0);
-	cr_assert_eq(store_get(hexid(4), "me", &t), 0);
+	    "\"status\":\"running\"}]}");
+	cr_assert_eq(sync_get(hexid(4), "me", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
 	cr_assert(strstr(t.agents, "\"phase\":\"interrupted\"") != NULL, "%s",
 	    t.agents);
@@ -457,19 +496,19 @@ Test(store, a_newer_schema_is_left_alone)
 
 	store_close();
 	snprintf(path, sizeof path, "%s/tasks.db", dir);
-	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0);
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0);
 	store_close();
 	/* Written by a future heavyd: user_version 99. */
 	snprintf(cmd, sizeof cmd, "printf '\\143' | dd of=%s bs=1 seek=63 "
 	    "conv=notrunc status=none", path);
 	cr_assert_eq(system(cmd), 0);
-	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), -1);
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), -1);
 	cr_assert(strstr(err, "schema version 99") != NULL, "%s", err);
-	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), -1, "moved aside");
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), -1, "moved aside");
 	snprintf(cmd, sizeof cmd, "printf '\\000' | dd of=%s bs=1 seek=63 "
 	    "conv=notrunc status=none", path);
 	cr_assert_eq(system(cmd), 0);
-	cr_assert_eq(store_open(dir, 5000, false, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
 }
 
 Test(store, the_file_is_the_users_alone)
@@ -526,6 +565,40 @@ run_loop_ms(int ms)
 	event_base_dispatch(ev_base);
 }
 
+/* durable_get, answered before it returns (SQLite). */
+struct dget_answer {
+	bool			 done;
+	int			 rc;
+	struct store_task	 t;
+	struct task_record	*live;
+};
+
+static void
+dget_cb(void *arg, int rc, const struct store_task *t,
+    struct task_record *live)
+{
+	struct dget_answer	*a = arg;
+
+	a->done = true;
+	a->rc = rc;
+	a->live = live;
+	if (t != NULL)
+		store_task_copy(&a->t, t);
+}
+
+static int
+dget(const char *id, const char *owner, struct store_task *t,
+    struct task_record **live)
+{
+	struct dget_answer	a = { 0 };
+
+	durable_get(id, owner, dget_cb, &a);
+	cr_assert(a.done, "answered");
+	*t = a.t;
+	*live = a.live;
+	return a.rc;
+}
+
 /* A task started: its row is written at once. */
 static struct task_record *
 dadd(int n)
@@ -535,7 +608,7 @@ dadd(int n)
 
 	r->ttl_ms = 60000;
 	registry_add(r, NULL, hexid(n), now_ms());
-	cr_assert_eq(store_get(hexid(n), "o", &t), 0, "not written at once");
+	cr_assert_eq(sync_get(hexid(n), "o", &t), 0, "not written at once");
 	store_task_clear(&t);
 	return r;
 }
@@ -546,7 +619,7 @@ stored_update(int n)
 	struct store_task	t;
 	int64_t			u;
 
-	cr_assert_eq(store_get(hexid(n), "o", &t), 0);
+	cr_assert_eq(sync_get(hexid(n), "o", &t), 0);
 	u = t.updated_ms;
 	store_task_clear(&t);
 	return u;
@@ -586,17 +659,17 @@ Test(durable, a_final_write_that_fails_is_kept_served_and_retried)
 	cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL),
 	    SQLITE_OK);	/* another heavyd holds the write lock */
 	registry_finish(r, &clean, res, now_ms());
-	cr_assert_eq(durable_get(hexid(2), "o", &t, &live), 0);
+	cr_assert_eq(dget(hexid(2), "o", &t, &live), STORE_OK);
 	cr_assert_null(live);
 	cr_assert_str_eq(t.status, "completed", "the end was lost");
 	store_task_clear(&t);
-	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	cr_assert_eq(sync_get(hexid(2), "o", &t), 0);
 	cr_assert_str_eq(t.status, "working", "the write went through");
 	store_task_clear(&t);
 	cr_assert_eq(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(other);
 	run_loop_ms(1300);	/* a sweep retries */
-	cr_assert_eq(store_get(hexid(2), "o", &t), 0);
+	cr_assert_eq(sync_get(hexid(2), "o", &t), 0);
 	cr_assert_str_eq(t.status, "completed");
 	store_task_clear(&t);
 }
@@ -613,12 +686,12 @@ Test(durable, writes_due_in_one_turn_share_a_flush_even_when_one_ends_first)
 		registry_touch(r[i]);	/* due this turn */
 	/* The first ends before the flush: its end is written at once. */
 	registry_finish(r[0], &over, tool_error_result("over"), now_ms());
-	cr_assert_eq(store_get(hexid(10), "o", &t), 0);
+	cr_assert_eq(sync_get(hexid(10), "o", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
 	store_task_clear(&t);
 	run_loop_ms(5);
 	for (int i = 1; i < 3; i++) {
-		cr_assert_eq(store_get(hexid(10 + i), "o", &t), 0);
+		cr_assert_eq(sync_get(hexid(10 + i), "o", &t), 0);
 		cr_assert_str_eq(t.status, "working");
 		store_task_clear(&t);
 	}
@@ -630,7 +703,7 @@ Test(durable, writes_due_in_one_turn_share_a_flush_even_when_one_ends_first)
 	registry_touch(r[0]);
 	registry_finish(r[0], &over, tool_error_result("over"), now_ms());
 	run_loop_ms(5);
-	cr_assert_eq(store_get(hexid(13), "o", &t), 0);
+	cr_assert_eq(sync_get(hexid(13), "o", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
 	store_task_clear(&t);
 }
@@ -652,8 +725,7 @@ Test(store_start, concurrent_creation)
 		cr_assert_not_null(mkdtemp(fresh));
 		for (int i = 0; i < 6; i++)
 			if ((pids[i] = fork()) == 0)
-				_exit(store_open(fresh, 1000, false, err,
-				    sizeof err) == 0 ? 0 : (fprintf(stderr,
+				_exit(sync_open(fresh, false, err, sizeof err) == 0 ? 0 : (fprintf(stderr,
 				    "%s\n", err), 1));
 		for (int i = 0; i < 6; i++) {
 			cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
@@ -672,13 +744,13 @@ Test(store_start, synchronous_as_configured)
 
 	unit_tmp(fresh, sizeof fresh, "heavyd-store");
 	cr_assert_not_null(mkdtemp(fresh));
-	cr_assert_eq(store_open(fresh, 1000, true, err, sizeof err), 0, "%s",
+	cr_assert_eq(sync_open(fresh, true, err, sizeof err), 0, "%s",
 	    err);
-	cr_assert_eq(store_synchronous(), 2, "FULL");
+	cr_assert_eq(store_durability(), 2, "FULL");
 	store_close();
-	cr_assert_eq(store_open(fresh, 1000, false, err, sizeof err), 0, "%s",
+	cr_assert_eq(sync_open(fresh, false, err, sizeof err), 0, "%s",
 	    err);
-	cr_assert_eq(store_synchronous(), 1, "NORMAL");
+	cr_assert_eq(store_durability(), 1, "NORMAL");
 	store_close();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", fresh);
 	cr_assert_eq(system(cmd), 0);

@@ -1,0 +1,135 @@
+/*
+ * The task store, behind a backend chosen by name (smtpd's queue_backend
+ * is the model): store.c is the front every caller uses, a backend is one
+ * file that fills in struct store_backend.  SQLite (store_sqlite.c) is the
+ * embedded default.
+ *
+ * Every call answers through a callback, because a backend may have to
+ * wait for its server: a caller must be correct whether the callback runs
+ * before the call returns (SQLite does) or on a later turn of the loop.
+ * A row handed to a callback is the backend's: it is valid during the
+ * callback only (store_task_copy keeps one).
+ */
+#ifndef HEAVY_STORE_H
+#define HEAVY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* One task, as the store keeps it. */
+struct store_task {
+	char		 id[33];
+	char		*owner;
+	char		*tool;		/* the tool that started it */
+	char		*status;	/* working, completed, failed, cancelled */
+	char		*status_message;
+	char		*params;	/* JSON: the call's effective arguments */
+	char		*agents;	/* JSON: the progress, agents' answers too */
+	char		*result;	/* JSON CallToolResult, once terminal */
+	char		*usage;		/* JSON */
+	char		*cache_key;
+	int64_t		 created_ms, updated_ms, ttl_ms;	/* wall clock */
+	pid_t		 pid;		/* the heavyd that ran it */
+	bool		 ours;		/* ... is this process */
+	bool		 orphaned;	/* ... is gone, mid-task */
+};
+
+/* What a call found or did. */
+enum store_rc {
+	STORE_OK = 0,
+	STORE_NOT_FOUND = 1,	/* also: another owner's row */
+	STORE_TERMINAL = 1,	/* put: the row had ended; it stays so */
+	STORE_EXPIRED = 2,
+	STORE_ERROR = -1,	/* store_error() says why */
+	STORE_BAD_CURSOR = -2,
+};
+
+/* A write (or several, in one transaction) is done. */
+typedef void (*store_done_cb)(void *arg, int rc);
+/* One row, or none (rc). */
+typedef void (*store_row_cb)(void *arg, int rc, const struct store_task *);
+/* A page of rows; next is the cursor of the page after it, or NULL.  For
+ * store_ids, n rows of which only the id is set, of total matches. */
+typedef void (*store_rows_cb)(void *arg, int rc, const struct store_task *,
+	    int n, int total, const char *next);
+
+struct store_options {
+	const char	*state_dir;
+	const char	*url;		/* NULL: the embedded default */
+	int		 busy_ms;	/* how long to wait for a lock */
+	bool		 sync_full;	/* survive a power cut, not just a crash */
+};
+
+struct store_backend {
+	const char	*name;
+	/* Whether it serves this URL (the embedded one: NULL). */
+	bool		(*serves)(const char *url);
+	int		(*open)(const struct store_options *, char *err,
+			    size_t errlen);
+	void		(*close)(void);
+	const char	*(*error)(void);
+	/* Rows of this process's tasks, as they are now, in one transaction:
+	 * each inserted, or updated unless its stored row has ended.  rc:
+	 * STORE_OK, STORE_TERMINAL (every row had ended) or STORE_ERROR. */
+	void		(*put)(const struct store_task *, int n, store_done_cb,
+			    void *);
+	/* By id for its owner (owner NULL: any, for our own bookkeeping). */
+	void		(*get)(const char *id, const char *owner, store_row_cb,
+			    void *);
+	/* The owner's tasks newest first, a page of limit after cursor. */
+	void		(*list)(const char *owner, const char *cursor, int limit,
+			    store_rows_cb, void *);
+	/* The owner's running tasks, in any live process, oldest first. */
+	void		(*active)(const char *owner, store_rows_cb, void *);
+	/* The owner's ids starting with prefix: running first, then newest. */
+	void		(*ids)(const char *owner, const char *prefix, int limit,
+			    store_rows_cb, void *);
+	/* The newest completed row with this cache key, under max_age. */
+	void		(*cache_find)(const char *owner, const char *key,
+			    int64_t max_age_ms, store_row_cb, void *);
+	/* Rows whose process is gone: failed, with the reason (rc: how
+	 * many). */
+	void		(*settle)(store_done_cb, void *);
+	/* Expired rows, then the oldest ended ones beyond max_rows (rc: how
+	 * many went). */
+	void		(*sweep)(int max_rows, store_done_cb, void *);
+	/* How durable a write is: 1 a crash, 2 also a power cut. */
+	int		(*durability)(void);
+};
+
+extern const struct store_backend store_sqlite;
+
+/* store.c: the front. */
+int	 store_open(const struct store_options *, char *err, size_t errlen);
+void	 store_close(void);
+const char *store_backend_name(void);
+const char *store_error(void);
+int	 store_durability(void);
+void	 store_put(const struct store_task *, int n, store_done_cb, void *);
+void	 store_get(const char *id, const char *owner, store_row_cb, void *);
+void	 store_list(const char *owner, const char *cursor, int limit,
+	    store_rows_cb, void *);
+void	 store_active(const char *owner, store_rows_cb, void *);
+void	 store_ids(const char *owner, const char *prefix, int limit,
+	    store_rows_cb, void *);
+void	 store_cache_find(const char *owner, const char *key,
+	    int64_t max_age_ms, store_row_cb, void *);
+void	 store_settle(store_done_cb, void *);
+void	 store_sweep(int max_rows, store_done_cb, void *);
+
+/* store_row.c: what the backends share.  "starttime@boot_id" of a process
+ * ("" when it is gone), and whether the process a row names still runs
+ * it. */
+int64_t	 wall_ms(void);
+void	 store_task_copy(struct store_task *, const struct store_task *);
+void	 store_task_clear(struct store_task *);
+void	 store_self_init(void);
+void	 store_proc_start(pid_t, char *out, size_t len);
+const char *store_self_start(void);
+bool	 store_proc_alive(pid_t, const char *start);
+extern const char store_interrupted[];
+void	 store_task_interrupt(struct store_task *);
+
+#endif

@@ -1,0 +1,742 @@
+/*
+ * The embedded task store backend: one SQLite database (WAL) in the state
+ * directory, shared by every heavyd that uses that directory (each stdio
+ * client starts its own).  A row holds a task's parameters, owner,
+ * per-agent state, result, usage and timestamps; it outlives the process
+ * that ran the task (store.c says what a row promises).  Every statement
+ * is one short transaction, or a few writes share one; a busy timeout
+ * absorbs the other processes' writes.  SQLite answers at once, so every
+ * callback runs before the call returns.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "supervisor.h"
+
+#define STORE_FILE		"tasks.db"
+#define STORE_SCHEMA_VERSION	1
+
+static sqlite3		*db;
+static sqlite3_stmt	*st_put;	/* the hot statement, prepared once */
+static char		 last_error[256];	/* why the last write failed */
+
+static const char *sq_schema =
+"CREATE TABLE IF NOT EXISTS tasks ("
+"  id TEXT PRIMARY KEY,"
+"  owner TEXT NOT NULL,"
+"  tool TEXT NOT NULL,"			/* the tool that started it */
+"  status TEXT NOT NULL,"		/* working, completed, failed, cancelled */
+"  status_message TEXT,"
+"  params TEXT NOT NULL,"		/* JSON: the call's arguments */
+"  agents TEXT,"			/* JSON: questions, statuses, answers */
+"  result TEXT,"			/* JSON: the CallToolResult, once terminal */
+"  usage TEXT,"				/* JSON */
+"  cache_key TEXT,"
+"  created_ms INTEGER NOT NULL,"	/* wall clock, ms since the epoch */
+"  updated_ms INTEGER NOT NULL,"
+"  ttl_ms INTEGER NOT NULL,"
+"  expires_ms INTEGER NOT NULL,"	/* created + ttl, indexed for the sweep */
+"  pid INTEGER NOT NULL,"
+"  proc_start TEXT NOT NULL"
+");"
+"CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks(owner, created_ms, id);"
+"CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks(created_ms);"
+"CREATE INDEX IF NOT EXISTS tasks_by_expiry ON tasks(expires_ms);"
+"CREATE INDEX IF NOT EXISTS tasks_by_cache ON tasks(cache_key) "
+"  WHERE cache_key IS NOT NULL;"
+"CREATE INDEX IF NOT EXISTS tasks_running ON tasks(status) "
+"  WHERE status = 'working';";
+
+/* Logs a failed statement and keeps its cause for store_error(). */
+static void
+sq_failed(const char *msg)
+{
+	snprintf(last_error, sizeof last_error, "%s", msg);
+	log_warnx("task store: %s", msg);
+}
+
+/* Why the last statement that failed did (SQLite's words). */
+static const char *
+sq_error(void)
+{
+	return last_error[0] != '\0' ? last_error : "unknown error";
+}
+
+static int
+sq_exec(const char *sql)
+{
+	char	*msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	sq_failed(msg ? msg : sqlite3_errmsg(db));
+	sqlite3_free(msg);
+	return -1;
+}
+
+/* The first column of a one-row statement, as text; an SQLite code. */
+static int
+sq_pragma(const char *sql, char *out, size_t len)
+{
+	sqlite3_stmt		*st;
+	const unsigned char	*v;
+	int			 rc;
+
+	if ((rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL)) != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(st);
+	v = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+	snprintf(out, len, "%s", v ? (const char *)v : "");
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/*
+ * The schema, once, in one immediate transaction: of several heavyds
+ * starting at once on a fresh file, one creates it and the others, waiting
+ * their turn, find it current.  A file of a newer heavyd is left alone.
+ */
+static int
+sq_schema_check(const char *path, char *err, size_t errlen)
+{
+	char	v[32], sql[64];
+	int	rc;
+
+	if ((rc = sq_pragma("PRAGMA user_version", v, sizeof v)) != SQLITE_OK)
+		return rc;
+	if (atoi(v) > STORE_SCHEMA_VERSION) {
+		snprintf(err, errlen, "task store %s has schema version %s; this "
+		    "heavyd knows version %d (a newer heavyd wrote it)", path, v,
+		    STORE_SCHEMA_VERSION);
+		return SQLITE_ERROR;
+	}
+	if (atoi(v) == STORE_SCHEMA_VERSION)
+		return SQLITE_OK;	/* no write: several heavyds start at once */
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %d;",
+	    STORE_SCHEMA_VERSION);
+	if (sq_exec("BEGIN IMMEDIATE") == -1)
+		return sqlite3_errcode(db);
+	if (sq_exec(sq_schema) == -1 || sq_exec(sql) == -1 ||
+	    sq_exec("COMMIT") == -1) {
+		rc = sqlite3_errcode(db);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	return SQLITE_OK;
+}
+
+/*
+ * Opens and checks the file.  Returns an SQLite code: SQLITE_CORRUPT or
+ * SQLITE_NOTADB for a damaged file; err says what went wrong.
+ */
+static int
+sq_try_open(const char *path, int busy_ms, bool sync_full, char *err,
+    size_t errlen)
+{
+	char	check[64];
+	int	rc, fd;
+
+	err[0] = '\0';
+	/* Ours alone (SQLite would make it 0644); -wal and -shm copy it. */
+	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0600)) == -1) {
+		snprintf(err, errlen, "task store %s: %s", path,
+		    strerror(errno));
+		return SQLITE_CANTOPEN;
+	}
+	close(fd);
+	if ((rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOMUTEX, NULL)) == SQLITE_OK) {
+		sqlite3_busy_timeout(db, busy_ms);
+		rc = sq_pragma("PRAGMA quick_check", check, sizeof check);
+		if (rc == SQLITE_OK && strcmp(check, "ok") != 0)
+			rc = SQLITE_CORRUPT;
+	}
+	/* NORMAL survives a crash of heavyd; FULL also a power cut. */
+	if (rc == SQLITE_OK && (sq_exec("PRAGMA journal_mode=WAL") == -1 ||
+	    sq_exec(sync_full ? "PRAGMA synchronous=FULL" :
+	    "PRAGMA synchronous=NORMAL") == -1))
+		rc = sqlite3_errcode(db);
+	if (rc == SQLITE_OK)
+		rc = sq_schema_check(path, err, errlen);
+	if (rc != SQLITE_OK && err[0] == '\0')
+		snprintf(err, errlen, "task store %s: %s", path,
+		    sqlite3_errstr(rc));
+	return rc;
+}
+
+/* A damaged file is moved aside, never deleted: it may still be read. */
+static void
+sq_move_aside(const char *path)
+{
+	char	aside[4200], side[4200];
+
+	snprintf(aside, sizeof aside, "%s.corrupt-%lld", path,
+	    (long long)time(NULL));
+	if (rename(path, aside) == -1)
+		fatal("task store %s is corrupt and cannot be moved aside", path);
+	for (const char *ext = "-wal"; ext != NULL;
+	    ext = strcmp(ext, "-wal") == 0 ? "-shm" : NULL) {
+		snprintf(side, sizeof side, "%s%s", path, ext);
+		unlink(side);
+	}
+	log_warnx("task store %s was corrupt; moved it to %s and started a "
+	    "fresh one", path, aside);
+}
+
+/* A lock another heavyd holds; it lets go within the busy timeout. */
+static bool
+sq_busy(int rc)
+{
+	return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
+/*
+ * Opens the file, again while another heavyd holds a lock that SQLite
+ * does not wait for by itself (switching a fresh file to WAL, recovering
+ * a WAL), until busy_ms have passed, as any other write waits.
+ */
+static int
+sq_open_path(const char *path, int busy_ms, bool sync_full, char *err,
+    size_t errlen)
+{
+	int64_t	deadline = now_ms() + busy_ms;
+	int	rc, pause_ms = 1;
+
+	for (;;) {
+		rc = sq_try_open(path, busy_ms, sync_full, err, errlen);
+		if (rc == SQLITE_OK || !sq_busy(rc) || now_ms() >= deadline)
+			return rc;
+		sqlite3_close(db);
+		db = NULL;
+		usleep((useconds_t)pause_ms * 1000);
+		pause_ms = pause_ms < 32 ? pause_ms * 2 : 32;
+	}
+}
+
+
+/* <state_dir>/tasks.db; a damaged one is moved aside and replaced. */
+static int
+sq_open(const struct store_options *o, char *err, size_t errlen)
+{
+	char	path[4096];
+	int	rc;
+
+	snprintf(path, sizeof path, "%s/%s", o->state_dir, STORE_FILE);
+	rc = sq_open_path(path, o->busy_ms, o->sync_full, err, errlen);
+	if (rc == SQLITE_OK)
+		return 0;
+	sqlite3_close(db);
+	db = NULL;
+	if (rc != SQLITE_CORRUPT && rc != SQLITE_NOTADB)
+		return -1;
+	sq_move_aside(path);
+	if (sq_open_path(path, o->busy_ms, o->sync_full, err, errlen) ==
+	    SQLITE_OK)
+		return 0;
+	sqlite3_close(db);
+	db = NULL;
+	return -1;
+}
+
+static bool
+sq_serves(const char *url)
+{
+	return url == NULL || *url == '\0' || strncmp(url, "sqlite:", 7) == 0;
+}
+
+/* SQLite's synchronous level on our connection: 1 NORMAL, 2 FULL. */
+static int
+sq_durability(void)
+{
+	char	v[16];
+
+	return db != NULL && sq_pragma("PRAGMA synchronous", v,
+	    sizeof v) == SQLITE_OK ? atoi(v) : -1;
+}
+
+static void
+sq_close(void)
+{
+	sqlite3_finalize(st_put);
+	st_put = NULL;
+	sqlite3_close(db);
+	db = NULL;
+}
+
+static sqlite3_stmt *
+sq_prepare(const char *sql)
+{
+	sqlite3_stmt	*st;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		sq_failed(sqlite3_errmsg(db));
+		return NULL;
+	}
+	return st;
+}
+
+static void
+bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s == NULL)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+}
+
+/* Runs a statement that returns no rows; -1 (and a log line) on error. */
+static int
+sq_step_done(sqlite3_stmt *st)
+{
+	int	rc = sqlite3_step(st);
+
+	if (rc != SQLITE_DONE)
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+#define STORE_INSERT "INSERT INTO tasks (id, owner, tool, status, " \
+	"status_message, params, agents, result, usage, cache_key, " \
+	"created_ms, updated_ms, ttl_ms, expires_ms, pid, proc_start) " \
+	"VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+
+static void
+sq_bind_task(sqlite3_stmt *st, const struct store_task *t)
+{
+	bind_text(st, 1, t->id);
+	bind_text(st, 2, t->owner);
+	bind_text(st, 3, t->tool ? t->tool : "heavy_orchestrate");
+	bind_text(st, 4, t->status);
+	bind_text(st, 5, t->status_message);
+	bind_text(st, 6, t->params ? t->params : "{}");
+	bind_text(st, 7, t->agents);
+	bind_text(st, 8, t->result);
+	bind_text(st, 9, t->usage);
+	bind_text(st, 10, t->cache_key);
+	sqlite3_bind_int64(st, 11, t->created_ms);
+	sqlite3_bind_int64(st, 12, t->updated_ms);
+	sqlite3_bind_int64(st, 13, t->ttl_ms);
+	sqlite3_bind_int64(st, 14, t->created_ms + t->ttl_ms);
+	sqlite3_bind_int(st, 15, (int)getpid());
+	bind_text(st, 16, store_self_start());
+}
+
+
+/*
+ * One row of this process: inserted the first time (so a failed insert
+ * heals on the next write), else updated, unless the stored row has ended
+ * (a terminal row never changes again).  0 written, 1 terminal, -1 error.
+ */
+static int
+sq_put_one(const struct store_task *t)
+{
+	int	rc;
+
+	if (st_put == NULL && (st_put = sq_prepare(
+	    STORE_INSERT " ON CONFLICT(id) DO UPDATE SET status = "
+	    "excluded.status, status_message = excluded.status_message, "
+	    "agents = excluded.agents, result = excluded.result, usage = "
+	    "excluded.usage, cache_key = excluded.cache_key, updated_ms = "
+	    "excluded.updated_ms WHERE tasks.status = 'working' AND "
+	    "tasks.pid = excluded.pid AND tasks.proc_start = "
+	    "excluded.proc_start")) == NULL)
+		return -1;
+	sq_bind_task(st_put, t);
+	if ((rc = sqlite3_step(st_put)) != SQLITE_DONE)
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_reset(st_put);
+	sqlite3_clear_bindings(st_put);
+	if (rc != SQLITE_DONE)
+		return -1;
+	return sqlite3_changes(db) == 0 ? 1 : 0;
+}
+
+/* Several rows share one transaction; a failed one rolls them all back. */
+static void
+sq_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
+{
+	bool	txn = n > 1;
+	int	rc = STORE_TERMINAL, one;
+
+	if (db == NULL || (txn && sq_exec("BEGIN IMMEDIATE") == -1)) {
+		cb(arg, STORE_ERROR);
+		return;
+	}
+	for (int i = 0; i < n && rc != STORE_ERROR; i++)
+		if ((one = sq_put_one(&t[i])) != 1)
+			rc = one;
+	if (txn && rc != STORE_ERROR && sq_exec("COMMIT") == -1)
+		rc = STORE_ERROR;
+	if (txn && rc == STORE_ERROR)
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	cb(arg, rc);
+}
+
+static char *
+column_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char	*s = sqlite3_column_text(st, i);
+
+	return s == NULL ? NULL : xstrdup((const char *)s);
+}
+
+#define STORE_COLUMNS "id, owner, tool, status, status_message, params, " \
+	"agents, result, usage, cache_key, created_ms, updated_ms, ttl_ms, " \
+	"pid, proc_start"
+
+static void
+sq_row(sqlite3_stmt *st, struct store_task *t)
+{
+	const unsigned char	*id = sqlite3_column_text(st, 0);
+	const char		*start = (const char *)sqlite3_column_text(st, 14);
+
+	memset(t, 0, sizeof *t);
+	snprintf(t->id, sizeof t->id, "%s", id ? (const char *)id : "");
+	t->owner = column_dup(st, 1);
+	t->tool = column_dup(st, 2);
+	t->status = column_dup(st, 3);
+	t->status_message = column_dup(st, 4);
+	t->params = column_dup(st, 5);
+	t->agents = column_dup(st, 6);
+	t->result = column_dup(st, 7);
+	t->usage = column_dup(st, 8);
+	t->cache_key = column_dup(st, 9);
+	t->created_ms = sqlite3_column_int64(st, 10);
+	t->updated_ms = sqlite3_column_int64(st, 11);
+	t->ttl_ms = sqlite3_column_int64(st, 12);
+	t->pid = (pid_t)sqlite3_column_int(st, 13);
+	t->ours = t->pid == getpid() && strcmp(start, store_self_start()) == 0;
+	t->orphaned = strcmp(t->status, "working") == 0 && !t->ours &&
+	    !store_proc_alive(t->pid, start);
+}
+
+/* A finished row past its ttl: gone, even before the sweep deletes it. */
+static bool
+sq_expired(const struct store_task *t, int64_t now)
+{
+	return strcmp(t->status, "working") != 0 &&
+	    t->created_ms + t->ttl_ms < now;
+}
+
+
+/*
+ * A row whose process died mid-task: now failed, with that reason (and no
+ * result; the reason is what a reader is told).  The row is written as a
+ * plain update: it is not ours, so the put's guard would refuse it.
+ */
+static void
+sq_settle_orphan(struct store_task *t)
+{
+	sqlite3_stmt	*st;
+
+	if (!t->orphaned)
+		return;
+	store_task_interrupt(t);
+	if ((st = sq_prepare("UPDATE tasks SET status = ?2, "
+	    "status_message = ?3, agents = coalesce(?4, agents), "
+	    "updated_ms = ?5 WHERE id = ?1 AND status = 'working'")) == NULL)
+		return;
+	bind_text(st, 1, t->id);
+	bind_text(st, 2, t->status);
+	bind_text(st, 3, t->status_message);
+	bind_text(st, 4, t->agents);
+	sqlite3_bind_int64(st, 5, t->updated_ms);
+	sq_step_done(st);
+}
+
+/* One row by id; STORE_OK, STORE_NOT_FOUND, STORE_EXPIRED, STORE_ERROR. */
+static void
+sq_get(const char *id, const char *owner, store_row_cb cb, void *arg)
+{
+	struct store_task	 t;
+	sqlite3_stmt		*st;
+	int			 rc;
+
+	if (db == NULL || (st = sq_prepare("SELECT " STORE_COLUMNS " FROM "
+	    "tasks WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)")) == NULL) {
+		cb(arg, STORE_ERROR, NULL);
+		return;
+	}
+	bind_text(st, 1, id);
+	bind_text(st, 2, owner);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		sq_row(st, &t);
+	else if (rc != SQLITE_DONE)
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		cb(arg, rc == SQLITE_DONE ? STORE_NOT_FOUND : STORE_ERROR, NULL);
+		return;
+	}
+	sq_settle_orphan(&t);
+	if (sq_expired(&t, wall_ms()))
+		cb(arg, STORE_EXPIRED, NULL);
+	else
+		cb(arg, STORE_OK, &t);
+	store_task_clear(&t);
+}
+
+static void	 sq_rows_free(struct store_task *, int);
+
+/* Every row of a statement; -1 on error (rows freed). */
+static int
+sq_rows(sqlite3_stmt *st, int max, struct store_task **out, int *n)
+{
+	int	rc;
+
+	*out = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+		*out = xrealloc(*out, (size_t)(*n + 1) * sizeof **out);
+		sq_row(st, &(*out)[(*n)++]);
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+		return 0;
+	sq_rows_free(*out, *n);
+	*out = NULL;
+	*n = 0;
+	return -1;
+}
+
+static void
+sq_rows_free(struct store_task *rows, int n)
+{
+	for (int i = 0; i < n; i++)
+		store_task_clear(&rows[i]);
+	free(rows);
+}
+
+/*
+ * One page of an owner's tasks, newest first, expired ones left out.  The
+ * cursor is the last row's "created_ms.id"; callers treat it as opaque.
+ */
+static void
+sq_list(const char *owner, const char *cursor, int limit, store_rows_cb cb,
+    void *arg)
+{
+	struct store_task	*rows;
+	sqlite3_stmt		*st;
+	long long		 c_ms = INT64_MAX;
+	char			 c_id[33] = "~", *next = NULL;	/* "~": after
+								 * every id */
+	int			 n;
+
+	if (cursor != NULL && (sscanf(cursor, "%lld.%32[0-9a-f]", &c_ms,
+	    c_id) != 2 || strlen(c_id) != 32)) {
+		cb(arg, STORE_BAD_CURSOR, NULL, 0, 0, NULL);
+		return;
+	}
+	if (db == NULL || (st = sq_prepare("SELECT " STORE_COLUMNS
+	    " FROM tasks WHERE owner = ?1 AND (created_ms < ?2 OR "
+	    "(created_ms = ?2 AND id < ?3)) AND (status = 'working' OR "
+	    "expires_ms >= ?5) ORDER BY created_ms DESC, id DESC "
+	    "LIMIT ?4")) == NULL) {
+		cb(arg, STORE_ERROR, NULL, 0, 0, NULL);
+		return;
+	}
+	bind_text(st, 1, owner);
+	sqlite3_bind_int64(st, 2, c_ms);
+	bind_text(st, 3, c_id);
+	sqlite3_bind_int(st, 4, limit + 1);
+	sqlite3_bind_int64(st, 5, wall_ms());
+	if (sq_rows(st, limit + 1, &rows, &n) == -1) {
+		cb(arg, STORE_ERROR, NULL, 0, 0, NULL);
+		return;
+	}
+	if (n > limit) {
+		store_task_clear(&rows[--n]);
+		next = xasprintf("%lld.%s", (long long)rows[n - 1].created_ms,
+		    rows[n - 1].id);
+	}
+	for (int i = 0; i < n; i++)
+		sq_settle_orphan(&rows[i]);
+	cb(arg, STORE_OK, rows, n, n, next);
+	free(next);
+	sq_rows_free(rows, n);
+}
+
+/* An owner's running tasks, in any live heavyd, oldest first. */
+static void
+sq_active(const char *owner, store_rows_cb cb, void *arg)
+{
+	struct store_task	*rows;
+	sqlite3_stmt		*st;
+	int			 n, kept = 0;
+
+	if (db == NULL || (st = sq_prepare("SELECT " STORE_COLUMNS
+	    " FROM tasks WHERE owner = ?1 AND status = 'working' "
+	    "ORDER BY created_ms, id")) == NULL) {
+		cb(arg, STORE_ERROR, NULL, 0, 0, NULL);
+		return;
+	}
+	bind_text(st, 1, owner);
+	if (sq_rows(st, INT32_MAX, &rows, &n) == -1) {
+		cb(arg, STORE_ERROR, NULL, 0, 0, NULL);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		sq_settle_orphan(&rows[i]);
+		if (strcmp(rows[i].status, "working") != 0)
+			store_task_clear(&rows[i]);	/* interrupted */
+		else
+			rows[kept++] = rows[i];
+	}
+	cb(arg, STORE_OK, rows, kept, kept, NULL);
+	sq_rows_free(rows, kept);
+}
+
+/* The owner's task ids that start with prefix (any case), running ones
+ * first, then the newest; at most limit, all of them counted. */
+static void
+sq_ids(const char *owner, const char *prefix, int limit, store_rows_cb cb,
+    void *arg)
+{
+	struct store_task	*rows = NULL;
+	sqlite3_stmt		*st;
+	char			*low = xstrdup(prefix ? prefix : "");
+	int			 rc, n = 0, total = 0;
+
+	for (char *p = low; *p != '\0'; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+	if (db == NULL || (st = sq_prepare("SELECT id FROM tasks WHERE "
+	    "owner = ?1 AND substr(id, 1, length(?2)) = ?2 AND "
+	    "(status = 'working' OR expires_ms >= ?3) "
+	    "ORDER BY status = 'working' DESC, created_ms DESC")) == NULL) {
+		free(low);
+		cb(arg, STORE_ERROR, NULL, 0, 0, NULL);
+		return;
+	}
+	bind_text(st, 1, owner);
+	bind_text(st, 2, low);
+	sqlite3_bind_int64(st, 3, wall_ms());
+	rows = xcalloc((size_t)limit + 1, sizeof *rows);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (total++ < limit)
+			snprintf(rows[n++].id, sizeof rows->id, "%s",
+			    (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	free(low);
+	cb(arg, rc == SQLITE_DONE ? STORE_OK : STORE_ERROR, rows, n, total,
+	    NULL);
+	free(rows);
+}
+
+/* Rows whose process is gone, found at startup: failed, with the reason.
+ * rc: how many. */
+static void
+sq_settle(store_done_cb cb, void *arg)
+{
+	struct store_task	*rows;
+	sqlite3_stmt		*st;
+	int			 n, settled = 0;
+
+	if (db == NULL || (st = sq_prepare("SELECT " STORE_COLUMNS
+	    " FROM tasks WHERE status = 'working'")) == NULL ||
+	    sq_rows(st, INT32_MAX, &rows, &n) == -1) {
+		cb(arg, STORE_ERROR);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		settled += rows[i].orphaned;
+		sq_settle_orphan(&rows[i]);
+	}
+	sq_rows_free(rows, n);
+	cb(arg, settled);
+}
+
+/*
+ * Expired rows go (past created + ttl, unless still running in a live
+ * process), then the oldest finished ones beyond max_rows.  rc: the rows
+ * deleted.
+ */
+static void
+sq_sweep(int max_rows, store_done_cb cb, void *arg)
+{
+	sqlite3_stmt	*st;
+	int		 deleted;
+
+	if (db == NULL || (st = sq_prepare("DELETE FROM tasks WHERE "
+	    "expires_ms < ?1 AND status != 'working'")) == NULL)
+		goto fail;
+	sqlite3_bind_int64(st, 1, wall_ms());
+	if (sq_step_done(st) == -1)
+		goto fail;
+	deleted = sqlite3_changes(db);
+	if ((st = sq_prepare("DELETE FROM tasks WHERE status != 'working' "
+	    "AND id IN (SELECT id FROM tasks WHERE status != 'working' "
+	    "ORDER BY created_ms DESC LIMIT -1 OFFSET ?1)")) == NULL)
+		goto fail;
+	sqlite3_bind_int(st, 1, max_rows);
+	if (sq_step_done(st) == -1)
+		goto fail;
+	cb(arg, deleted + sqlite3_changes(db));
+	return;
+fail:
+	cb(arg, STORE_ERROR);
+}
+
+/* The newest completed, unexpired task with this cache key, younger than
+ * max_age. */
+static void
+sq_cache_find(const char *owner, const char *key, int64_t max_age_ms,
+    store_row_cb cb, void *arg)
+{
+	struct store_task	 t;
+	sqlite3_stmt		*st;
+	int64_t			 now = wall_ms();
+	int			 rc;
+
+	if (db == NULL || (st = sq_prepare("SELECT " STORE_COLUMNS
+	    " FROM tasks WHERE cache_key = ?1 AND owner = ?2 AND "
+	    "status = 'completed' AND created_ms >= ?3 AND expires_ms >= ?4 "
+	    "ORDER BY created_ms DESC LIMIT 1")) == NULL) {
+		cb(arg, STORE_ERROR, NULL);
+		return;
+	}
+	bind_text(st, 1, key);
+	bind_text(st, 2, owner);
+	sqlite3_bind_int64(st, 3, now - max_age_ms);
+	sqlite3_bind_int64(st, 4, now);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		sq_row(st, &t);
+	else if (rc != SQLITE_DONE)
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		cb(arg, rc == SQLITE_DONE ? STORE_NOT_FOUND : STORE_ERROR, NULL);
+		return;
+	}
+	cb(arg, STORE_OK, &t);
+	store_task_clear(&t);
+}
+
+const struct store_backend store_sqlite = {
+	.name = "sqlite",
+	.serves = sq_serves,
+	.open = sq_open,
+	.close = sq_close,
+	.error = sq_error,
+	.put = sq_put,
+	.get = sq_get,
+	.list = sq_list,
+	.active = sq_active,
+	.ids = sq_ids,
+	.cache_find = sq_cache_find,
+	.settle = sq_settle,
+	.sweep = sq_sweep,
+	.durability = sq_durability,
+};
