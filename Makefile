@@ -44,7 +44,7 @@ NOMAIN     = $(filter-out %/main.o,$(1))
 
 PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker
 TEST_PROGS = $(BUILD)/test/heavyd-worker $(BUILD)/mockllm $(BUILD)/bench \
-	$(BUILD)/bench-http \
+	$(BUILD)/bench-http $(BUILD)/defer/heavyd \
 	$(BUILD)/unit-tests $(BUILD)/dgramsink
 
 .PHONY: all unit test-programs check check-unit check-integration \
@@ -73,6 +73,18 @@ $(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_LIB)
 $(BUILD)/test/heavyd: $(FIX_OBJ) $(COMMON_LIB) $(BUILD)/test/heavyd-worker
 	@mkdir -p $(@D)
 	$(CC) -o $@ $(FIX_OBJ) $(COMMON_LIB) $(LDFLAGS_ALL) $(SUP_LIBS)
+
+# heavyd whose task store answers every call on a later turn of the loop,
+# as a backend that waits for its server does (scripts/deferred-integration).
+DEFER_OBJ = $(filter-out $(BUILD)/obj/supervisor/store.o,$(SUP_OBJ)) \
+	$(BUILD)/obj-defer/supervisor/store.o
+$(BUILD)/defer/heavyd: $(DEFER_OBJ) $(COMMON_LIB)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
+
+$(BUILD)/obj-defer/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -DHEAVY_TEST_STORE_DEFER $(SUP_CFLAGS) -c -o $@ $<
 
 $(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)

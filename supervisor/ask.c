@@ -394,7 +394,7 @@ ask_run(struct heavy_config *cfg)
 		    "max_frame_bytes\n");
 		event_base_once(ev_base, -1, EV_TIMEOUT, ask_shutdown_cb, NULL,
 		    &tv);
-		server_loop();
+		server_loop(NULL);
 		return ASK_EXIT_USAGE;
 	}
 	if (ask.live) {
@@ -403,7 +403,7 @@ ask_run(struct heavy_config *cfg)
 		event_add(ask.redraw, &tv);
 		ask_redraw_cb(-1, 0, NULL);
 	}
-	server_loop();
+	server_loop(NULL);
 	free(ask.query);
 	if (ask.result == NULL) {
 		fprintf(stderr, "heavyd ask: interrupted by %s; the workers "

@@ -50,7 +50,7 @@ static struct event	*dur_flush;	/* at the end of this turn */
 static struct lh_table	*dur_live;	/* id -> entry */
 static struct lh_table	*dur_pending;	/* id -> final row not yet stored */
 static struct event	*dur_sweep;
-static int		 dur_write_ms, dur_max_rows, dur_ends;
+static int		 dur_write_ms, dur_max_rows, dur_ends, dur_busy_ms;
 
 static const char *
 json_text(struct json_object *o)
@@ -488,6 +488,7 @@ durable_init(const struct heavy_config *cfg)
 	if (store_open(&o, err, sizeof err) == -1)
 		fatalx("%s", err);
 	dur_write_ms = cfg->store_write_ms;
+	dur_busy_ms = cfg->store_busy_ms;
 	dur_max_rows = cfg->max_retained_tasks;
 	dur_live = lh_kchar_table_new(64, NULL);
 	dur_pending = lh_kchar_table_new(16, durable_pending_free);
@@ -522,18 +523,73 @@ durable_when_stored(const char *id, void (*fn)(void *, bool), void *arg)
 		durable_tell_stored(e);
 }
 
+/* Final rows whose write has yet to be answered. */
+static bool
+durable_inflight(void)
+{
+	struct lh_entry	*le;
+
+	lh_foreach(dur_pending, le)
+		if (((struct durable_final *)lh_entry_v(le))->inflight)
+			return true;
+	return false;
+}
+
+static void
+durable_drain_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events;
+	*(bool *)arg = true;
+}
+
+/*
+ * The loop turns until the store has answered every final write in
+ * flight, or for the store's busy timeout at most: a backend that waits
+ * for its server answers on a later turn.
+ */
+static void
+durable_drain(void)
+{
+	struct timeval	 tv = { dur_busy_ms / 1000, (dur_busy_ms % 1000) * 1000 };
+	struct event	*limit;
+	bool		 over = false;
+
+	if (!durable_inflight())
+		return;
+	limit = evtimer_new(ev_base, durable_drain_cb, &over);
+	evtimer_add(limit, &tv);
+	while (!over && durable_inflight())
+		event_base_loop(ev_base, EVLOOP_ONCE);
+	event_free(limit);
+}
+
 /*
  * At shutdown, after the registry has ended every task: the ends still
- * held in memory get a last try, and the exit says which were lost.
+ * held in memory get a last try; durable_close() waits for the answers.
  */
 void
 durable_stop(void)
+{
+	if (dur_live == NULL)
+		return;
+	durable_retry();
+	evtimer_del(dur_sweep);
+}
+
+/*
+ * After the loop, the last thing before the exit: the store answers the
+ * writes still in flight (on turns of the loop run here, within the
+ * store's busy timeout), the exit says which ends were lost, and the
+ * store closes.
+ */
+void
+durable_close(void)
 {
 	struct lh_entry	*le, *tmp;
 
 	if (dur_live == NULL)
 		return;
-	durable_retry();
+	durable_drain();
 	lh_foreach(dur_pending, le)
 		log_with(LOG_LVL_WARN, &(struct log_fields){
 		    .task_id = lh_entry_k(le) }, "task store: could not record "

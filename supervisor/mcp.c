@@ -265,6 +265,13 @@ mcp_init(const struct heavy_config *cfg)
  * calls, their subscriptions) still exist.  The transports then write
  * out what they were given, and close their sessions.
  */
+/* After the loop: the store has the last writes, and closes. */
+void
+mcp_close(void)
+{
+	durable_close();
+}
+
 void
 mcp_fini(void)
 {

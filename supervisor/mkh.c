@@ -349,7 +349,8 @@ mkh_orchestrate(struct mcp_req *q, struct json_object *args)
 	if ((err = mkh_orchestrate_params(q->s, args, &p)) != NULL)
 		return err;
 	run.started_arg = (void *)(intptr_t)p.num_agents;
-	mcp_run(q->s, &q->m, &run, &p);
+	mcp_run(q->s, &q->m, &run, &p);	/* holds the request itself */
+	mcp_req_end(q);
 	return NULL;
 }
 

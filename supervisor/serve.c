@@ -61,6 +61,6 @@ serve_run(struct heavy_config *config)
 	    nfds ? "HTTP" : "stdio", config->model, url);
 	free(url);
 	server_ready();		/* systemd: the store is open, the zygote up */
-	server_loop();
+	server_loop(mcp_close);
 	return 0;
 }

@@ -727,9 +727,11 @@ server_event_free(struct event **ev)
 
 /* Runs until server_shutdown, then frees what server_start made. */
 void
-server_loop(void)
+server_loop(void (*after)(void))
 {
 	event_base_dispatch(ev_base);
+	if (after != NULL)
+		after();	/* the loop may turn again, for the store */
 
 	/* Stopping already: a late SIGTERM or SIGHUP (systemd's, a second
 	 * kill) must not turn a clean exit into death by signal. */

@@ -22,7 +22,7 @@ int		 server_key_check(const struct heavy_config *, char **key,
 void		 server_shutdown(void);
 /* The same setup without MCP (heavyd ask): stop() runs at shutdown. */
 void		 server_start(struct heavy_config *, void (*stop)(void), bool mcp);
-void		 server_loop(void);
+void		 server_loop(void (*after)(void));
 int		 server_signal(void);	/* the signal that stopped us, or 0 */
 /*
  * systemd and reload.  server_ready: READY=1 (and the status line) once
@@ -401,6 +401,7 @@ void	 prompts_rpc_get(struct mcp_session *, struct rpc_msg *);
  * to it. */
 void	 durable_init(const struct heavy_config *);
 void	 durable_stop(void);
+void	 durable_close(void);
 void	 durable_when_stored(const char *id, void (*)(void *, bool stored),
 	    void *arg);
 void	 durable_row(const struct task_record *, struct store_task *);
@@ -542,6 +543,7 @@ struct json_object *mcp_server_info(void);
 /* mcp.c: the dispatch; what the transports call. */
 void	 mcp_init(const struct heavy_config *);
 void	 mcp_fini(void);
+void	 mcp_close(void);
 void	 mcp_session_close(struct mcp_session *);
 void	 mcp_session_abort(struct mcp_session *);
 void	 mcp_session_line(struct mcp_session *, const char *, size_t);

@@ -301,6 +301,7 @@ mteardown(void)
 
 	teardown();
 	durable_stop();
+	durable_close();
 	event_base_free(ev_base);
 	ev_base = NULL;
 	config_clear(&mcfg);

@@ -547,6 +547,7 @@ dteardown(void)
 
 	registry_free();
 	durable_stop();
+	durable_close();
 	event_base_free(ev_base);
 	ev_base = NULL;
 	config_clear(&dcfg);
