@@ -75,7 +75,7 @@ $(BUILD)/test/heavyd: $(FIX_OBJ) $(COMMON_LIB) $(BUILD)/test/heavyd-worker
 	$(CC) -o $@ $(FIX_OBJ) $(COMMON_LIB) $(LDFLAGS_ALL) $(SUP_LIBS)
 
 $(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS) -lm
 
 # A unix datagram socket for the tests: systemd's notify socket, journald's.
 $(BUILD)/dgramsink: $(call obj,tests/mock/dgramsink.c)

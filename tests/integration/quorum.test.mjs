@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { checkOk, checkShape } from './checks.mjs';
-import { setup, waitFor, describe, jobsAlive } from './lib.mjs';
+import { setup, startMock, waitFor, describe, jobsAlive } from './lib.mjs';
 import { TEST_TIMEOUT } from './lib.mjs';
 
 function checkCut(a) {
@@ -130,4 +130,33 @@ test('the configured quorum applies to calls that do not say', { timeout: TEST_T
 	assert.match(small.sc.answer, /^Synthesized answer over 2 responses\./);
 	await checkNoWorkerLeft(srv);
 	await srv.shutdown();
+});
+
+/* The mock's heavy-tailed mode, which the benchmark of the quorum uses:
+ * one call always draws one latency (in any process, in any order), and
+ * the draws are lognormal around the median asked for. */
+test('the mock draws lognormal latencies, repeatably', { timeout: TEST_TIMEOUT }, async (t) => {
+	const mocks = [await startMock('ln1'), await startMock('ln2')];
+	t.after(() => Promise.all(mocks.map((m) => m.stop())));
+	const draw = async (mock, text) => {
+		const r = await fetch(`${mock.baseUrl}/chat/completions`, {
+			method: 'POST',
+			headers: { Authorization: 'Bearer k', 'Content-Type': 'application/json' },
+			body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: text }] }),
+		});
+		assert.equal(r.status, 200);
+		await r.text();
+		const v = r.headers.get('x-mock-latency-ms');
+		return v === null ? null : Number(v);
+	};
+	const texts = Array.from({ length: 200 }, (_, i) => `call ${i} [[lognormal:40:1]]`);
+	const a = await Promise.all(texts.map((x) => draw(mocks[0], x)));
+	const b = await Promise.all(texts.slice().reverse().map((x) => draw(mocks[1], x)));
+	assert.deepEqual(b.reverse(), a, 'the same calls, in another order and process');
+	const sorted = a.slice().sort((x, y) => x - y);
+	const p50 = sorted[100], p95 = sorted[190];
+	assert.ok(p50 >= 26 && p50 <= 54, `median ${p50} ms, asked for 40`);
+	// exp(1.645 sigma): a p95 about 5 times the median.
+	assert.ok(p95 / p50 >= 3 && p95 / p50 <= 9, `p95 ${p95} ms over median ${p50} ms`);
+	assert.equal(await draw(mocks[0], 'no marker'), null, 'no header without the mode');
 });
