@@ -28,8 +28,8 @@
  * (or MOCKLLM_LOGNORMAL, or [[lognormal:MEDIAN:SIGMA]] per call) draws
  * each chat call's latency from a lognormal distribution with that median
  * (ms) and sigma, capped at 10 minutes.  The draw is a function of the seed
- * (-S, MOCKLLM_SEED; default 1) and of the call (its kind, its last user
- * message, how many turns it has), not of the order calls arrive in: the
+ * (-S, MOCKLLM_SEED; default 1) and of the call (its kind and its
+ * messages' text), not of the order calls arrive in: the
  * same orchestration meets the same latencies in every run, whatever runs
  * beside it.  The reply's X-Mock-Latency-Ms header says what was drawn.
  *
@@ -1016,28 +1016,16 @@ lognormal_parse(const char *v, double *median, double *sigma)
 	return 0;
 }
 
-/* What identifies a call across runs: its kind, its turns and its last
- * user message (the system prompt may name the task's workspace). */
+/* What identifies a call across runs: its kind and every message's text
+ * (heavyd's prompts hold no task id, and the mock's answers no counter). */
 static uint64_t
 chat_key(const struct chat *c)
 {
 	uint64_t	 h = 1469598103934665603ULL ^ ln_seed;
-	const char	*user = "", *role;
-	struct json_object *m, *v;
 
-	for (size_t i = 0; i < json_object_array_length(c->messages); i++) {
-		m = json_object_array_get_idx(c->messages, i);
-		role = json_object_get_string(json_object_object_get(m, "role"));
-		if (role != NULL && strcmp(role, "user") == 0 &&
-		    json_object_object_get_ex(m, "content", &v) &&
-		    json_object_is_type(v, json_type_string))
-			user = json_object_get_string(v);
-	}
-	for (const char *p = user; *p != '\0'; p++)
+	for (const char *p = buf_cstr(&c->text); *p != '\0'; p++)
 		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	h = (h ^ (uint64_t)c->kind) * 1099511628211ULL;
-	h = (h ^ (uint64_t)c->tool_msgs) * 1099511628211ULL;
-	return (h ^ (uint64_t)c->assistant_msgs) * 1099511628211ULL;
+	return (h ^ (uint64_t)c->kind) * 1099511628211ULL;
 }
 
 /* A lognormal latency (Box-Muller from two uniforms of the call's key),
