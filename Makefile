@@ -87,7 +87,7 @@ $(BUILD)/obj-defer/%.o: %.c
 	$(CC) $(CFLAGS_ALL) -DHEAVY_TEST_STORE_DEFER $(SUP_CFLAGS) -c -o $@ $<
 
 $(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS) -lm
 
 # A unix datagram socket for the tests: systemd's notify socket, journald's.
 $(BUILD)/dgramsink: $(call obj,tests/mock/dgramsink.c)

@@ -154,6 +154,8 @@ struct heavy_config {
 	int	 planner_timeout_s;	/* cap on the planner's share */
 	int	 synthesis_reserve_s;	/* time kept back for synthesis */
 	int	 heartbeat_s;		/* progress heartbeat interval */
+	int	 min_agents;		/* quorum: 0 waits for every agent */
+	double	 straggler_grace_s;	/* after the quorum, before the cut */
 
 	int	 max_retries;		/* per LLM call */
 	int	 stall_timeout_s;	/* an LLM call silent this long is retried */
@@ -167,7 +169,9 @@ struct heavy_config {
 	size_t	 max_tool_output_bytes;	/* one tool result */
 	size_t	 max_answer_bytes;	/* one agent answer kept */
 	size_t	 max_synthesis_input_bytes;
-	int	 max_workers;		/* live worker processes */
+	int	 max_workers;		/* live worker processes; 0: auto */
+	char	 max_workers_why[192];	/* auto: how it was sized, else "" */
+	size_t	 worker_cost;		/* bytes a live worker is counted for auto */
 	int	 max_tasks;		/* concurrent orchestrations */
 	int	 spares;		/* pre-forked workers the zygote keeps */
 	int	 ask_cost;		/* 0 never, 1 always, 2 for openrouter.ai */
@@ -279,6 +283,21 @@ const char *config_model_error(const char *);	/* NULL when usable */
 void	 config_set_agent_models(struct heavy_config *, char **, int);
 int	 config_agent_models_csv(struct heavy_config *, const char *csv,
 	    char *err, size_t errlen);
+
+/* capacity.c: max_workers auto, sized to the host. */
+struct capacity_host {
+	uint64_t	 mem_bytes;	/* 0: unknown */
+	const char	*mem_from;	/* "physical memory", "cgroup memory.max" */
+	uint64_t	 pids;		/* 0: unknown */
+	const char	*pids_from;
+};
+uint64_t capacity_parse_limit(const char *);	/* "max": UINT64_MAX */
+const char *capacity_cgroup_path(const char *proc_self_cgroup, char *buf,
+	    size_t len);
+void	 capacity_probe(struct capacity_host *);
+int	 capacity_workers(const struct capacity_host *, size_t cost,
+	    char *why, size_t len);
+void	 config_resolve_workers(struct heavy_config *);
 
 /* configfile.c: the YAML file, make-it-heavy's keys and heavyd's own. */
 const char *config_find_file(const char *explicit_path, char *buf, size_t);

@@ -80,7 +80,8 @@ config_defaults(struct heavy_config *c)
 	c->max_tool_output_bytes = 64 << 10;
 	c->max_answer_bytes = 256 << 10;
 	c->max_synthesis_input_bytes = 512 << 10;
-	c->max_workers = 256;
+	c->max_workers = 0;		/* auto: sized to the host */
+	c->worker_cost = 1 << 20;	/* 5x a waiting worker's PSS */
 	c->max_tasks = 1024;
 	c->spares = 4;
 	c->ask_cost = 2;
@@ -140,6 +141,7 @@ static const struct knob {
 	INT_KNOB("HEAVY_PLANNER_TIMEOUT", planner_timeout_s, 1, 86400),
 	INT_KNOB("HEAVY_SYNTHESIS_RESERVE", synthesis_reserve_s, 0, 86400),
 	INT_KNOB("HEAVY_HEARTBEAT", heartbeat_s, 1, 3600),
+	INT_KNOB("HEAVY_MIN_AGENTS", min_agents, 0, HEAVY_MAX_AGENTS),
 	INT_KNOB("HEAVY_MAX_RETRIES", max_retries, 0, 20),
 	INT_KNOB("HEAVY_STALL_TIMEOUT", stall_timeout_s, 0, 86400),
 	INT_KNOB("HEAVY_RETRY_BASE_MS", retry_base_ms, 1, 600000),
@@ -155,7 +157,8 @@ static const struct knob {
 	SIZE_KNOB("HEAVY_MAX_ANSWER_BYTES", max_answer_bytes, 256, 1LL << 30),
 	SIZE_KNOB("HEAVY_MAX_SYNTHESIS_INPUT_BYTES", max_synthesis_input_bytes,
 	    1024, 1LL << 30),
-	INT_KNOB("HEAVY_MAX_WORKERS", max_workers, 1, 65535),
+	INT_KNOB("HEAVY_MAX_WORKERS", max_workers, 0, 65535),	/* 0: auto */
+	SIZE_KNOB("HEAVY_WORKER_COST", worker_cost, 16 << 10, 1LL << 30),
 	INT_KNOB("HEAVY_MAX_TASKS", max_tasks, 1, 1 << 20),
 	INT_KNOB("HEAVY_SPARES", spares, 0, 64),
 	INT_KNOB("HEAVY_ASK_COST", ask_cost, 0, 2),
@@ -233,10 +236,24 @@ config_set_knob(struct heavy_config *c, const struct knob *k, const char *v,
 	return 0;
 }
 
-/* The one knob in dollars: a decimal, not an integer. */
+/* The knobs that are decimals, not integers: dollars and seconds. */
+static const struct decimal_knob {
+	const char	*env;
+	size_t		 offset;
+	double		 max;
+	const char	*what;		/* "expected WHAT from 0 ..." */
+} decimal_knobs[] = {
+	{ "HEAVY_MAX_COST_USD", offsetof(struct heavy_config, max_cost_usd),
+	  1e6, "US dollars from 0 (no budget) to 1000000" },
+	{ "HEAVY_STRAGGLER_GRACE",
+	  offsetof(struct heavy_config, straggler_grace_s), 86400,
+	  "seconds from 0 to 86400" },
+};
+#define NDECIMAL	(sizeof decimal_knobs / sizeof decimal_knobs[0])
+
 static int
-config_set_cost(struct heavy_config *c, const char *v, char *err,
-    size_t errlen)
+config_set_decimal(struct heavy_config *c, const struct decimal_knob *k,
+    const char *v, char *err, size_t errlen)
 {
 	char	*end;
 	double	 d;
@@ -244,30 +261,67 @@ config_set_cost(struct heavy_config *c, const char *v, char *err,
 	errno = 0;
 	d = strtod(v, &end);
 	if (errno != 0 || end == v || *end != '\0' || !config_number_start(v) ||
-	    !(d >= 0) || d > 1e6) {
-		snprintf(err, errlen, "HEAVY_MAX_COST_USD: expected US dollars "
-		    "from 0 (no budget) to 1000000, got \"%.64s\"", v);
+	    !(d >= 0) || d > k->max) {
+		snprintf(err, errlen, "%s: expected %s, got \"%.64s\"", k->env,
+		    k->what, v);
 		return -1;
 	}
-	c->max_cost_usd = d;
+	*(double *)((char *)c + k->offset) = d;
+	return 0;
+}
+
+/* HEAVY_MAX_WORKERS also takes "auto": sized to the host at startup. */
+static int
+config_set_workers(struct heavy_config *c, const struct knob *k,
+    const char *v, char *err, size_t errlen)
+{
+	if (strcmp(v, "auto") == 0) {
+		c->max_workers = 0;
+		return 0;
+	}
+	if (config_set_knob(c, k, v, err, errlen) == -1 ||
+	    c->max_workers == 0) {
+		snprintf(err, errlen, "%s: expected an integer from 1 to %lld "
+		    "or auto, got \"%.64s\"", k->env, k->max, v);
+		return -1;
+	}
 	return 0;
 }
 
 /* Knob i's name under "limits:" (HEAVY_MAX_LINE_BYTES: max_line_bytes),
- * max_cost_usd after the integers; NULL past the last. */
+ * the decimal ones after the integers; NULL past the last. */
 const char *
 config_knob_name(size_t i, char *buf, size_t len)
 {
-	size_t	j;
+	size_t		 j, n = sizeof knobs / sizeof knobs[0];
+	const char	*env;
 
-	if (i == sizeof knobs / sizeof knobs[0])
-		return "max_cost_usd";
-	if (i > sizeof knobs / sizeof knobs[0] || len == 0)
+	if (i >= n + NDECIMAL || len == 0)
 		return NULL;
-	for (j = 0; knobs[i].env[6 + j] != '\0' && j < len - 1; j++)
-		buf[j] = (char)tolower((unsigned char)knobs[i].env[6 + j]);
+	env = i < n ? knobs[i].env : decimal_knobs[i - n].env;
+	for (j = 0; env[6 + j] != '\0' && j < len - 1; j++)
+		buf[j] = (char)tolower((unsigned char)env[6 + j]);
 	buf[j] = '\0';
 	return buf;
+}
+
+static int
+config_set_env_knob(struct heavy_config *c, const char *env, const char *v,
+    char *err, size_t errlen)
+{
+	for (size_t i = 0; i < NDECIMAL; i++)
+		if (strcmp(decimal_knobs[i].env, env) == 0)
+			return config_set_decimal(c, &decimal_knobs[i], v, err,
+			    errlen);
+	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
+		if (strcmp(knobs[i].env, env) != 0)
+			continue;
+		if (knobs[i].offset == offsetof(struct heavy_config,
+		    max_workers))
+			return config_set_workers(c, &knobs[i], v, err, errlen);
+		return config_set_knob(c, &knobs[i], v, err, errlen);
+	}
+	return -2;	/* no such knob */
 }
 
 /* A knob by its file name: HEAVY_MAX_LINE_BYTES is max_line_bytes. */
@@ -282,12 +336,7 @@ config_set_knob_named(struct heavy_config *c, const char *name,
 		return -2;
 	for (i = 6; env[i] != '\0'; i++)
 		env[i] = (char)toupper((unsigned char)env[i]);
-	if (strcmp(env, "HEAVY_MAX_COST_USD") == 0)
-		return config_set_cost(c, value, err, errlen);
-	for (i = 0; i < sizeof knobs / sizeof knobs[0]; i++)
-		if (strcmp(knobs[i].env, env) == 0)
-			return config_set_knob(c, &knobs[i], value, err, errlen);
-	return -2;	/* no such knob */
+	return config_set_env_knob(c, env, value, err, errlen);
 }
 
 /*
@@ -429,20 +478,43 @@ config_print_http(const struct heavy_config *c, FILE *f)
 	    c->nhttp_origins, "and same-origin loopback");
 }
 
+/* max_workers: a number, or auto and what it came to on this host. */
+static void
+config_print_workers(const struct heavy_config *c, FILE *f)
+{
+	if (c->max_workers_why[0] != '\0')
+		fprintf(f, "limits.max_workers: %d  # auto: %s\n",
+		    c->max_workers, c->max_workers_why);
+	else if (c->max_workers == 0)
+		fprintf(f, "limits.max_workers: auto\n");
+	else
+		fprintf(f, "limits.max_workers: %d\n", c->max_workers);
+}
+
 /* The knobs, as limits.NAME: N. */
 static void
 config_print_limits(const struct heavy_config *c, FILE *f)
 {
+	char	name[64];
+
 	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
 		const char	*p = (const char *)c + knobs[i].offset;
 		long long	 v = knobs[i].size == sizeof(int) ?
 		    *(const int *)p : (long long)*(const size_t *)p;
-		char		 name[64];
 
+		if (knobs[i].offset == offsetof(struct heavy_config,
+		    max_workers)) {
+			config_print_workers(c, f);
+			continue;
+		}
 		fprintf(f, "limits.%s: %lld\n", config_knob_name(i, name,
 		    sizeof name), v);
 	}
-	fprintf(f, "limits.max_cost_usd: %g\n", c->max_cost_usd);
+	for (size_t i = 0; i < NDECIMAL; i++)
+		fprintf(f, "limits.%s: %g\n", config_knob_name(i +
+		    sizeof knobs / sizeof knobs[0], name, sizeof name),
+		    *(const double *)((const char *)c +
+		    decimal_knobs[i].offset));
 }
 
 /*
@@ -583,9 +655,11 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 		config_set_str(&c->model, v);
 	if (config_roles_from_env(c, err, errlen) == -1)
 		return -1;
-	if ((v = getenv("HEAVY_MAX_COST_USD")) != NULL && *v != '\0' &&
-	    config_set_cost(c, v, err, errlen) == -1)
-		return -1;
+	for (size_t i = 0; i < NDECIMAL; i++)
+		if ((v = getenv(decimal_knobs[i].env)) != NULL && *v != '\0' &&
+		    config_set_decimal(c, &decimal_knobs[i], v, err,
+		    errlen) == -1)
+			return -1;
 	if ((v = getenv("HEAVY_STATE_DIR")) != NULL && *v != '\0')
 		config_set_str(&c->state_dir, v);
 	if ((v = getenv("HEAVY_SEARCH_BACKEND")) != NULL && *v != '\0')
@@ -617,7 +691,7 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 	for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
 		if ((v = getenv(knobs[i].env)) == NULL || *v == '\0')
 			continue;
-		if (config_set_knob(c, &knobs[i], v, err, errlen) == -1)
+		if (config_set_env_knob(c, knobs[i].env, v, err, errlen) == -1)
 			return -1;
 	}
 	return 0;

@@ -37,6 +37,8 @@ static const struct file_key {
 	KNOB("agent.max_iterations", "max_iterations"),
 	KNOB("orchestrator.parallel_agents", "num_agents"),
 	KNOB("orchestrator.task_timeout", "task_timeout"),
+	KNOB("orchestrator.min_agents", "min_agents"),
+	KNOB("orchestrator.straggler_grace", "straggler_grace"),
 	{ "orchestrator.aggregation_strategy", KEY_STRATEGY,
 	  offsetof(struct heavy_config, aggregation_strategy), NULL, 0 },
 	STR("orchestrator.question_generation_prompt", question_prompt),

@@ -212,7 +212,8 @@ ask_agent_line(struct buf *out, const struct task_agent_view *a, int cols)
 		snprintf(head, sizeof head, "  agent %-2d %-9s ", a->index, st);
 	else
 		snprintf(head, sizeof head, "  agent %-2d %-9s %5.1fs ",
-		    a->index, strcmp(st, "timed_out") ? st : "timed out",
+		    a->index, strcmp(st, "timed_out") == 0 ? "timed out" :
+		    strcmp(st, "cut_for_latency") == 0 ? "cut" : st,
 		    a->elapsed_ms / 1000.0);
 	buf_init(&line, 0);
 	ask_add_fit(&line, head, cols, &used);

@@ -147,6 +147,7 @@ main_load(struct heavy_config *c, char *err, size_t errlen)
 	if (config_check(c, err, errlen) == -1 ||
 	    config_resolve_state_dir(c, err, errlen) == -1)
 		return -1;
+	config_resolve_workers(c);
 	if (file != NULL)
 		log_debug("configuration from %s", file);
 	return 0;

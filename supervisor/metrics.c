@@ -671,7 +671,7 @@ static const char *const worker_states[] = { "queued", "spawning", "running",
 	"finishing" };
 static const char *const exit_causes[] = { "ok", "failed", "deadline",
 	"cancel", "sigsys", "oom", "cpu_limit", "file_size_limit", "crash",
-	"protocol_violation", "spawn_failed", "lost" };
+	"protocol_violation", "spawn_failed", "lost", "cut_for_latency" };
 
 /* The series every scrape shows, at 0 until something happens. */
 static void

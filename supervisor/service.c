@@ -121,6 +121,10 @@ service_params_json(const struct heavy_config *cfg,
 	    json_object_new_int64((int64_t)p->max_total_tokens) : NULL);
 	json_object_object_add(o, "max_cost_usd", p->max_cost_usd > 0 ?
 	    json_object_new_double(p->max_cost_usd) : NULL);
+	json_object_object_add(o, "min_agents", p->min_agents > 0 ?
+	    json_object_new_int(p->min_agents) : NULL);
+	json_object_object_add(o, "straggler_grace", p->min_agents > 0 ?
+	    json_object_new_double(p->straggler_grace_s) : NULL);
 	return o;
 }
 

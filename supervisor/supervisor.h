@@ -116,6 +116,7 @@ struct worker_req {
 void	 workers_init(const struct heavy_config *);
 struct worker *worker_start(const struct worker_req *);
 void	 worker_cancel(struct worker *);
+void	 worker_cut(struct worker *);	/* cancel, counted as cut_for_latency */
 void	 workers_kill_all(void);
 int	 workers_queued(void);		/* waiting for a free slot */
 int	 workers_running(void);		/* holding a slot */
@@ -166,6 +167,8 @@ struct task_params {
 	char	*strategy;	/* NULL: the configured aggregation_strategy */
 	uint64_t max_total_tokens;	/* 0: no token budget */
 	double	 max_cost_usd;		/* 0: no cost budget */
+	int	 min_agents;		/* quorum; 0: wait for every agent */
+	double	 straggler_grace_s;	/* after the quorum, before the cut */
 };
 struct task;
 typedef void (*task_progress_fn)(void *arg, double progress, double total,
@@ -190,7 +193,8 @@ void	 task_params_clear(struct task_params *);
 struct task_agent_view {
 	int		 index;		/* 1-based */
 	const char	*question;	/* NULL until the planner is done */
-	const char	*status;	/* pending running ok failed timed_out killed */
+	const char	*status;	/* pending running ok failed timed_out killed
+					   cut_for_latency */
 	const char	*step;		/* its last worker note ("search_web") */
 	const char	*error;
 	const char	*answer;	/* once it has one */

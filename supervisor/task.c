@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +20,11 @@ enum task_state { TASK_PLANNING, TASK_AGENTS, TASK_SYNTHESIS, TASK_DONE,
     TASK_REVIEW };
 enum agent_status {
 	AGENT_PENDING, AGENT_RUNNING, AGENT_OK, AGENT_FAILED, AGENT_TIMED_OUT,
-	AGENT_KILLED,
+	AGENT_KILLED, AGENT_CUT,
 };
 static const char *agent_status_names[] = {
 	"pending", "running", "ok", "failed", "timed_out", "killed",
+	"cut_for_latency",
 };
 
 struct agent {
@@ -75,6 +77,9 @@ struct task {
 	int			 step, substep;
 	struct event		*heartbeat;
 	struct event		*fail_ev;	/* a task that cannot start */
+	struct event		*grace_ev;	/* the quorum's straggler grace */
+	int64_t			 agents_start_ms;
+	int			 ncut;		/* agents cut for latency */
 	task_progress_fn	 progress;
 	task_done_fn		 done;
 	void			*arg;
@@ -95,6 +100,7 @@ static void	task_after_agents(struct task *);
 static void	task_finish(struct task *);
 static void	task_usage(void *, const struct usage *);
 static void	task_agent_usage(void *, const struct usage *);
+static void	task_check_quorum(struct task *);
 
 static void
 task_report(struct task *t, const char *msg)
@@ -338,6 +344,8 @@ task_agent_done(void *arg, struct worker_result *r)
 	task_step(t, msg);
 	if (t->running == 0)
 		task_after_agents(t);
+	else if (a->status == AGENT_OK)
+		task_check_quorum(t);
 }
 
 /* Agents must end early enough to leave the synthesis its share. */
@@ -352,6 +360,78 @@ task_agents_deadline(struct task *t)
 	return t->deadline_ms - reserve;
 }
 
+/*
+ * The quorum is in: every agent still running is a straggler.  Its worker
+ * is killed through the worker table (SIGKILL to its process group, as at
+ * a deadline) and the answers in go on to the synthesis.
+ */
+static void
+task_cut_stragglers(struct task *t)
+{
+	struct agent	*a;
+	char		 msg[160];
+	int		 ok = t->p.num_agents - t->running;
+
+	for (int i = 0; i < t->p.num_agents; i++) {
+		a = &t->agents[i];
+		if (a->worker == NULL)
+			continue;
+		worker_cut(a->worker);
+		a->worker = NULL;
+		a->status = AGENT_CUT;
+		a->signal = SIGKILL;
+		a->elapsed_ms = now_ms() - t->agents_start_ms;
+		a->error = xasprintf("cut for latency: %d of %d agents had "
+		    "finished (min_agents %d) and the straggler grace of %g s "
+		    "had passed; killed with SIGKILL", ok, t->p.num_agents,
+		    t->p.min_agents, t->p.straggler_grace_s);
+		t->running--;
+		t->ncut++;
+	}
+	snprintf(msg, sizeof msg, "quorum: %d agent%s cut for latency",
+	    t->ncut, t->ncut == 1 ? "" : "s");
+	task_note(t, msg);
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = t->id },
+	    "task %s: %s", t->id, msg);
+	task_after_agents(t);
+}
+
+static void
+task_grace_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events;
+	task_cut_stragglers(arg);
+}
+
+/* After each answer: min_agents answers in starts the straggler grace
+ * (once); a straggler that answers within it is kept. */
+static void
+task_check_quorum(struct task *t)
+{
+	int64_t		grace_us = (int64_t)(t->p.straggler_grace_s * 1e6);
+	struct timeval	tv = { grace_us / 1000000, grace_us % 1000000 };
+	char		msg[160];
+	int		ok = 0;
+
+	if (t->p.min_agents == 0 || t->state != TASK_AGENTS ||
+	    t->grace_ev != NULL)
+		return;
+	for (int i = 0; i < t->p.num_agents; i++)
+		ok += t->agents[i].status == AGENT_OK;
+	if (ok < t->p.min_agents)
+		return;
+	if (grace_us <= 0) {
+		task_cut_stragglers(t);
+		return;
+	}
+	snprintf(msg, sizeof msg, "quorum: %d of %d answers in; the "
+	    "stragglers have %g s", ok, t->p.num_agents,
+	    t->p.straggler_grace_s);
+	task_note(t, msg);
+	t->grace_ev = evtimer_new(ev_base, task_grace_cb, t);
+	evtimer_add(t->grace_ev, &tv);
+}
+
 static void
 task_start_agents(struct task *t)
 {
@@ -359,6 +439,7 @@ task_start_agents(struct task *t)
 	struct agent	*a;
 
 	t->state = TASK_AGENTS;
+	t->agents_start_ms = now_ms();
 	for (int i = 0; i < t->p.num_agents; i++) {
 		a = &t->agents[i];
 		a->worker = task_spawn(t, ROLE_AGENT, i, t->cfg->system_prompt,
@@ -707,6 +788,9 @@ task_after_agents(struct task *t)
 {
 	int	ok = 0, last = -1;
 
+	if (t->grace_ev != NULL)
+		event_del(t->grace_ev);	/* every agent is in, or stopped */
+
 	for (int i = 0; i < t->p.num_agents; i++)
 		if (t->agents[i].status == AGENT_OK) {
 			ok++;
@@ -962,6 +1046,26 @@ task_budget_json(struct task *t)
 	return o;
 }
 
+/* The agents cut for latency (1-based), and the quorum asked for. */
+static void
+task_quorum_json(struct task *t, struct json_object *o)
+{
+	struct json_object	*cut = json_object_new_array(), *q = NULL;
+
+	for (int i = 0; i < t->p.num_agents; i++)
+		if (t->agents[i].status == AGENT_CUT)
+			json_object_array_add(cut, json_object_new_int(i + 1));
+	json_object_object_add(o, "cut_for_latency", cut);
+	if (t->p.min_agents > 0) {
+		q = json_object_new_object();
+		json_object_object_add(q, "min_agents",
+		    json_object_new_int(t->p.min_agents));
+		json_object_object_add(q, "straggler_grace",
+		    json_object_new_double(t->p.straggler_grace_s));
+	}
+	json_object_object_add(o, "quorum", q);
+}
+
 static struct json_object *
 task_structured(struct task *t)
 {
@@ -994,6 +1098,7 @@ task_structured(struct task *t)
 	json_object_object_add(o, "ranking", task_ranking_json(t));
 	json_object_object_add(o, "review_errors", task_review_errors_json(t));
 	json_object_object_add(o, "budget", task_budget_json(t));
+	task_quorum_json(t, o);
 	json_object_object_add(o, "workspace",
 	    json_object_new_string(t->workspace));
 	json_object_object_add(o, "sandbox", features_json());
@@ -1044,6 +1149,8 @@ task_free(struct task *t)
 		event_free(t->heartbeat);
 	if (t->fail_ev != NULL)
 		event_free(t->fail_ev);
+	if (t->grace_ev != NULL)
+		event_free(t->grace_ev);
 	if (t->workspace[0] != '\0')
 		workspace_release(t->id);
 	free(t->planner_error);

@@ -32,7 +32,17 @@ static const char *tool_input_schema =
 "answers become one: consensus (one synthesis call), ranked (the agents "
 "rank each other's answers anonymously, then a synthesis told the "
 "ranking), best (the same ranking, then the top answer unsynthesized). "
-"Default: the configured strategy.\"}},"
+"Default: the configured strategy.\"},"
+"\"min_agents\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":16,"
+"\"description\":\"Quorum: once this many agents have answered and "
+"straggler_grace has passed, the agents still running are killed and "
+"the answers in are synthesized (they are listed as cut_for_latency). "
+"At most num_agents; 0 waits for every agent. Default: the configured "
+"min_agents (0).\"},"
+"\"straggler_grace\":{\"type\":\"number\",\"minimum\":0,"
+"\"maximum\":86400,\"description\":\"Seconds the stragglers get once "
+"min_agents answers are in; one that answers within it is kept. "
+"Default: the configured straggler_grace (0).\"}},"
 "\"required\":[\"query\"],\"additionalProperties\":false}";
 
 #define USAGE_SCHEMA \
@@ -57,7 +67,7 @@ static const char *tool_output_schema =
 "\"properties\":{\"index\":{\"type\":\"integer\"},"
 "\"question\":{\"type\":\"string\"},"
 "\"status\":{\"type\":\"string\",\"enum\":[\"ok\",\"failed\",\"timed_out\","
-"\"killed\",\"pending\",\"running\"]},"
+"\"killed\",\"cut_for_latency\",\"pending\",\"running\"]},"
 "\"elapsed_ms\":{\"type\":\"integer\"},"
 "\"error\":{\"type\":[\"string\",\"null\"]},"
 "\"signal\":{\"type\":[\"string\",\"null\"]},"
@@ -67,6 +77,13 @@ static const char *tool_output_schema =
 "\"required\":[\"index\",\"question\",\"status\",\"elapsed_ms\",\"error\"]}},"
 "\"usage\":" USAGE_SCHEMA ","
 "\"elapsed_ms\":{\"type\":\"integer\"},"
+"\"cut_for_latency\":{\"type\":\"array\",\"items\":{\"type\":"
+"\"integer\"},\"description\":\"the agents (1-based) killed once the "
+"quorum was in and the straggler grace had passed\"},"
+"\"quorum\":{\"type\":[\"object\",\"null\"],\"description\":\"null "
+"when the task waited for every agent\",\"properties\":{"
+"\"min_agents\":{\"type\":\"integer\"},"
+"\"straggler_grace\":{\"type\":\"number\"}}},"
 "\"strategy\":{\"type\":\"string\",\"enum\":[\"consensus\",\"ranked\","
 "\"best\"]},"
 "\"strategy_fallback\":{\"type\":[\"string\",\"null\"]},"
@@ -193,7 +210,7 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 {
 	static const char	*known[] = { "query", "num_agents", "timeout",
 	    "model", "aggregation_strategy", "max_total_tokens",
-	    "max_cost_usd" };
+	    "max_cost_usd", "min_agents", "straggler_grace" };
 	bool			 ok;
 
 	json_object_object_foreach(args, key, val) {
@@ -204,7 +221,8 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 		if (!ok)
 			return tool_bad(err, errlen, key, "unknown argument; "
 			    "expected query, num_agents, timeout, model, "
-			    "aggregation_strategy");
+			    "aggregation_strategy, max_total_tokens, "
+			    "max_cost_usd, min_agents, straggler_grace");
 	}
 	return 0;
 }
@@ -322,6 +340,46 @@ tool_budgets(struct json_object *args, struct task_params *p, char *err,
 	return 0;
 }
 
+/*
+ * The quorum.  An explicit min_agents above num_agents is an error; the
+ * configured one is a default for every call, so a call with fewer agents
+ * than it simply waits for all of them.
+ */
+static int
+tool_quorum(struct json_object *args, struct task_params *p, char *err,
+    size_t errlen)
+{
+	struct json_object	*v;
+	int64_t			 n;
+	char			 why[128];
+
+	if (json_object_object_get_ex(args, "straggler_grace", &v)) {
+		if ((!json_object_is_type(v, json_type_int) &&
+		    !json_object_is_type(v, json_type_double)) ||
+		    !(json_object_get_double(v) >= 0) ||
+		    json_object_get_double(v) > TOOL_MAX_TIMEOUT)
+			return tool_bad(err, errlen, "straggler_grace",
+			    "expected a number of seconds from 0 to 86400");
+		p->straggler_grace_s = json_object_get_double(v);
+	}
+	if (!json_object_object_get_ex(args, "min_agents", &v)) {
+		if (p->min_agents > p->num_agents)
+			p->min_agents = 0;
+		return 0;
+	}
+	if (!tool_integer(v, &n) || n < 0 || n > HEAVY_MAX_AGENTS)
+		return tool_bad(err, errlen, "min_agents",
+		    "expected an integer from 0 (wait for every agent) to 16");
+	if (n > p->num_agents) {
+		snprintf(why, sizeof why, "%lld is larger than num_agents (%d): "
+		    "the quorum could never be reached", (long long)n,
+		    p->num_agents);
+		return tool_bad(err, errlen, "min_agents", why);
+	}
+	p->min_agents = (int)n;
+	return 0;
+}
+
 int
 tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
     struct task_params *p, char *err, size_t errlen)
@@ -331,6 +389,8 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	p->timeout_s = cfg->task_timeout_s;
 	p->max_total_tokens = cfg->max_total_tokens;
 	p->max_cost_usd = cfg->max_cost_usd;
+	p->min_agents = cfg->min_agents;
+	p->straggler_grace_s = cfg->straggler_grace_s;
 	if (args == NULL)
 		return tool_bad(err, errlen, "query", "required");
 	if (!json_object_is_type(args, json_type_object))
@@ -340,7 +400,8 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	    tool_numbers(args, p, err, errlen) == -1 ||
 	    tool_model(args, p, err, errlen) == -1 ||
 	    tool_strategy(args, p, err, errlen) == -1 ||
-	    tool_budgets(args, p, err, errlen) == -1) {
+	    tool_budgets(args, p, err, errlen) == -1 ||
+	    tool_quorum(args, p, err, errlen) == -1) {
 		task_params_clear(p);
 		return -1;
 	}

@@ -39,6 +39,7 @@ struct worker {
 	bool			 kill_pending, timed_out, launch_failed;
 	bool			 result_failed;	/* the result was FAILED */
 	bool			 cancelled, violated, spawn_failed, lost;
+	bool			 cut;		/* by its task's quorum */
 	int			 status;
 	uint32_t		 exit_flags;	/* EXITED_* from the zygote */
 	char			*problem;	/* why it ended without a result */
@@ -77,7 +78,15 @@ worker_set_state(struct worker *w, enum worker_state state)
 void
 workers_init(const struct heavy_config *cfg)
 {
+	struct capacity_host	h;
+	char			why[192];
+
 	table_size = (uint32_t)cfg->max_workers;
+	if (table_size == 0) {	/* auto, not resolved by the caller */
+		capacity_probe(&h);
+		table_size = (uint32_t)capacity_workers(&h, cfg->worker_cost,
+		    why, sizeof why);
+	}
 	if (table_size > 0xffff)
 		table_size = 0xffff;
 	table = xcalloc(table_size, sizeof *table);
@@ -86,6 +95,9 @@ workers_init(const struct heavy_config *cfg)
 		free_slots[nfree] = table_size - 1 - nfree;
 	max_frame = cfg->max_frame_bytes;
 	limits = cfg;
+	if (cfg->max_workers_why[0] != '\0')
+		log_info("max_workers: auto, %u (%s)", table_size,
+		    cfg->max_workers_why);
 }
 
 const char *
@@ -543,6 +555,8 @@ worker_exit_cause(const struct worker *w)
 
 	if (w->got_result)
 		return w->result_failed ? "failed" : "ok";
+	if (w->cut)
+		return "cut_for_latency";
 	if (w->cancelled)
 		return "cancel";
 	if (w->violated)
@@ -646,11 +660,25 @@ worker_cancel(struct worker *w)
 		TAILQ_REMOVE(&queue, w, entry);
 		nqueued--;
 		explicit_bzero(w->frame.data, w->frame.len);
-		metrics_worker_exit("cancel");
+		metrics_worker_exit(w->cut ? "cut_for_latency" : "cancel");
 		worker_free(w);
 		return;
 	}
 	worker_kill(w);
+}
+
+/*
+ * Its task's quorum is in and it is a straggler: killed like a cancelled
+ * worker (SIGKILL to its process group, the slot freed once the zygote
+ * has reaped it), but counted apart, as the latency it saved.
+ */
+void
+worker_cut(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	w->cut = true;
+	worker_cancel(w);
 }
 
 int

@@ -6,6 +6,11 @@
  *   bench orchestrate N CALLS  N calls of 4 agents, CALLS at once, timed
  *   bench sequential N CRIT_US N calls one after another on one server
  *   bench deadline N           tool result time for all-hanging agents
+ *   bench quorum N CONC MIN [MARK]
+ *                              N 4-agent calls, CONC at a time, with
+ *                              min_agents MIN (0: wait for all): p50 and
+ *                              p95 of each call's time, and the tokens;
+ *                              MARK ends each query (a mock marker)
  *   bench soak N CONC          N calls on one server, CONC at a time: its
  *                              RSS, fds and zombies at the start and end
  *   bench metrics N [SAMPLES]  N scrapes of a registry of SAMPLES series
@@ -303,6 +308,89 @@ bench_orchestrate(int runs, int calls, int critical_ms)
 	report(critical_ms ? "  first call, over the critical path" :
 	    "  wall time", us, runs);
 	free(us);
+}
+
+/* Sends call i (1-based) of the quorum run.  Its number rides in a marker
+ * that the mock copies into every step's text, so each call meets its own
+ * latencies, the same ones in every run of one seed. */
+static const char	*quorum_mark = "";
+
+static void
+send_quorum_call(struct server *s, int i, int min_agents)
+{
+	char	line[1024];
+
+	snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":"
+	    "\"tools/call\",\"params\":{\"name\":\"heavy_orchestrate\","
+	    "\"arguments\":{\"query\":\"tail query [[call-%d]]%s\","
+	    "\"num_agents\":4,"
+	    "\"timeout\":600,\"min_agents\":%d,\"straggler_grace\":0}}}\n",
+	    i, i, quorum_mark, min_agents);
+	server_write(s, line);
+}
+
+/* One response of the quorum run: its failure, tokens and cut agents. */
+static int
+quorum_result(struct json_object *msg, int64_t *tokens, int *cut)
+{
+	struct json_object	*res, *v, *sc, *u;
+
+	if (!json_object_object_get_ex(msg, "result", &res))
+		return 1;
+	if (json_object_object_get_ex(res, "structuredContent", &sc)) {
+		if (json_object_object_get_ex(sc, "usage", &u) &&
+		    json_object_object_get_ex(u, "total_tokens", &v))
+			*tokens += json_object_get_int64(v);
+		if (json_object_object_get_ex(sc, "cut_for_latency", &v))
+			*cut += (int)json_object_array_length(v);
+	}
+	return !json_object_object_get_ex(res, "isError", &v) ||
+	    json_object_get_boolean(v);
+}
+
+/*
+ * n calls on one server, conc at a time, against a heavy-tailed mock:
+ * each call's time from its request to its response, on this clock.
+ */
+static void
+bench_quorum(int n, int conc, int min_agents)
+{
+	struct server		 s;
+	struct json_object	*msg, *v;
+	int64_t			*us = xcalloc((size_t)n, sizeof *us);
+	int64_t			*t0 = xcalloc((size_t)n + 1, sizeof *t0);
+	int64_t			 tokens = 0, start;
+	int			 sent = 0, got = 0, failed = 0, cut = 0, id;
+	char			*line;
+
+	server_start(&s);
+	server_initialize(&s);
+	start = now_us();
+	while (got < n) {
+		while (sent < n && sent - got < conc) {
+			t0[++sent] = now_us();
+			send_quorum_call(&s, sent, min_agents);
+		}
+		if ((line = server_read_line(&s)) == NULL)
+			fatalx("server closed its stdout");
+		msg = json_tokener_parse(line);
+		free(line);
+		if (json_object_object_get_ex(msg, "id", &v) &&
+		    (id = json_object_get_int(v)) >= 1 && id <= n) {
+			us[got++] = now_us() - t0[id];
+			failed += quorum_result(msg, &tokens, &cut);
+		}
+		json_object_put(msg);
+	}
+	printf("%d 4-agent calls, %d at a time, min_agents %d: failed=%d "
+	    "cut=%d tokens=%lld wall=%.1f s\n", n, conc, min_agents, failed,
+	    cut, (long long)tokens, (now_us() - start) / 1e6);
+	qsort(us, (size_t)n, sizeof *us, cmp_i64);
+	printf("  call time: p50=%.0f ms p95=%.0f ms max=%.0f ms\n",
+	    us[n / 2] / 1000.0, us[n * 95 / 100] / 1000.0, us[n - 1] / 1000.0);
+	server_stop(&s);
+	free(us);
+	free(t0);
 }
 
 /* One server, one call after another: the steady state a client sees.
@@ -608,7 +696,7 @@ main(int argc, char **argv)
 		heavyd = getenv("HEAVYD");
 	if (argc < 2)
 		fatalx("usage: bench startup|ping|orchestrate|sequential|deadline|"
-		    "soak|metrics|metrics-sample [N ...]");
+		    "soak|metrics|metrics-sample|quorum [N ...]");
 	if (strcmp(argv[1], "startup") == 0)
 		bench_startup(n);
 	else if (strcmp(argv[1], "ping") == 0)
@@ -620,6 +708,10 @@ main(int argc, char **argv)
 		bench_sequential(n, argc > 3 ? atoll(argv[3]) : 0);
 	else if (strcmp(argv[1], "deadline") == 0)
 		bench_deadline(n);
+	else if (strcmp(argv[1], "quorum") == 0 && (quorum_mark = argc > 5 ?
+	    argv[5] : "") != NULL)
+		bench_quorum(n, argc > 3 ? atoi(argv[3]) : 10,
+		    argc > 4 ? atoi(argv[4]) : 0);
 	else if (strcmp(argv[1], "soak") == 0)
 		return bench_soak(n, argc > 3 ? atoi(argv[3]) : 50);
 	else if (strcmp(argv[1], "metrics") == 0)

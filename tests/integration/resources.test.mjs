@@ -23,8 +23,10 @@ test('config and tools resources; the key never shows', { timeout: TEST_TIMEOUT 
 	const cfg = await srv.client.readResource({ uri: 'heavy://config' });
 	assert.equal(cfg.contents[0].mimeType, 'text/yaml');
 	assert.match(text(cfg), /^api_key: \(set, masked\)$/m);
-	assert.match(text(cfg), /^limits\.max_workers: 256$/m);
+	// max_workers auto, sized to this host at startup, says how.
+	assert.match(text(cfg), /^limits\.max_workers: \d+  # auto: half of \d+ MiB \((physical memory|cgroup memory\.max)\) at 1024 KiB a worker: \d+/m);
 	assert.ok(!text(cfg).includes(srv.key), 'the key is in heavy://config');
+	assert.match(srv.stderr(), /info: max_workers: auto, \d+ \(half of \d+ MiB/, 'logged at startup');
 	const tools = JSON.parse(text(await srv.client.readResource({ uri: 'heavy://tools' })));
 	assert.ok(tools.some((x) => x.name === 'calculate' && x.inputSchema.type === 'object'));
 	const e = await rpcError(srv.client.readResource({ uri: 'heavy://nope' }));

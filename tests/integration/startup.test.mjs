@@ -80,6 +80,11 @@ test('--check-config: 0 when the server can work; else 1 and why; its output is 
 	assert.doesNotMatch(ok.stderr, /^heavyd/m);	// (valgrind may say its own things)
 	assert.match(ok.stdout, /^api_key: \(set in OPENROUTER_API_KEY, masked\)$/m);
 	assert.match(ok.stdout, /^sandbox\.filesystem: /m);
+	// max_workers: auto by default, sized to this host, with how; a
+	// number stays that number.
+	assert.match(ok.stdout, /^limits\.max_workers: \d+  # auto: half of \d+ MiB .* a worker: \d+/m);
+	const fixed = check({ OPENROUTER_API_KEY: 'sk-x', HEAVY_MAX_WORKERS: '300' });
+	assert.match(fixed.stdout, /^limits\.max_workers: 300$/m);
 
 	for (const env of [{}, { OPENROUTER_API_KEY: '' }]) {
 		const r = check(env);

@@ -24,6 +24,15 @@
  * [[tool:NAME:ARGS]] makes an agent call NAME with the JSON ARGS (one call
  * per marker, in order), e.g. [[a1:tool:read_file:{"path":"a.txt"}]].
  *
+ * Heavy-tailed latency, for the benchmarks of tail latency: -L MEDIAN:SIGMA
+ * (or MOCKLLM_LOGNORMAL, or [[lognormal:MEDIAN:SIGMA]] per call) draws
+ * each chat call's latency from a lognormal distribution with that median
+ * (ms) and sigma, capped at 10 minutes.  The draw is a function of the seed
+ * (-S, MOCKLLM_SEED; default 1) and of the call (its kind and its
+ * messages' text), not of the order calls arrive in: the
+ * same orchestration meets the same latencies in every run, whatever runs
+ * beside it.  The reply's X-Mock-Latency-Ms header says what was drawn.
+ *
  * [[gate]] holds a reply until POST /open (then it goes, after any
  * latency, and later gated calls answer at once until POST /reset): a test
  * sees a task running for as long as it needs, on any machine.  /stats
@@ -43,6 +52,7 @@
 #include <ctype.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
@@ -97,6 +107,7 @@ struct reply {
 	char				 retry_after[32];
 	char				 reset[32];
 	int				 latency;	/* once let through a gate */
+	int				 drawn;		/* lognormal, or -1 */
 };
 
 static struct event_base	*base;
@@ -107,6 +118,8 @@ static size_t		  nheld, held_cap;
 static bool		  gate_open;
 static struct lh_table		*flaky;		/* text key -> times failed */
 static int			 default_latency;
+static double			 ln_median, ln_sigma;	/* ms; 0: off */
+static uint64_t			 ln_seed = 1;
 static unsigned long long	 seq;
 static struct {
 	long long	requests, planner, agent, synthesis, errors, hangs;
@@ -222,6 +235,12 @@ reply_send(struct reply *r)
 		evhttp_add_header(h, "Retry-After", r->retry_after);
 	if (r->reset[0] != '\0')
 		evhttp_add_header(h, "X-RateLimit-Reset", r->reset);
+	if (r->drawn >= 0) {
+		char	v[32];
+
+		snprintf(v, sizeof v, "%d", r->drawn);
+		evhttp_add_header(h, "X-Mock-Latency-Ms", v);
+	}
 	evbuffer_add(out, r->body, strlen(r->body));
 	evhttp_send_reply(r->req, r->code, r->code == 200 ? "OK" : "Error", out);
 	evbuffer_free(out);
@@ -968,6 +987,67 @@ gate_release(void)
 	}
 }
 
+/* ---- heavy-tailed latency ---- */
+
+#define LN_CAP_MS	600000
+
+static uint64_t
+splitmix64(uint64_t *x)
+{
+	uint64_t	z = (*x += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* "MEDIAN:SIGMA" in ms; -1 when it is not that. */
+static int
+lognormal_parse(const char *v, double *median, double *sigma)
+{
+	char	*end;
+
+	*median = strtod(v, &end);
+	if (end == v || *end != ':' || !(*median >= 0))
+		return -1;
+	*sigma = strtod(end + 1, &end);
+	if (*end != '\0' || !(*sigma >= 0) || *sigma > 10)
+		return -1;
+	return 0;
+}
+
+/* What identifies a call across runs: its kind and every message's text
+ * (heavyd's prompts hold no task id, and the mock's answers no counter). */
+static uint64_t
+chat_key(const struct chat *c)
+{
+	uint64_t	 h = 1469598103934665603ULL ^ ln_seed;
+
+	for (const char *p = buf_cstr(&c->text); *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return (h ^ (uint64_t)c->kind) * 1099511628211ULL;
+}
+
+/* A lognormal latency (Box-Muller from two uniforms of the call's key),
+ * or -1 when neither -L nor a [[lognormal]] marker asks for one. */
+static int
+lognormal_draw(const struct chat *c)
+{
+	double		 median = ln_median, sigma = ln_sigma, u1, u2, z, ms;
+	const char	*v = chat_action(c, "lognormal");
+	uint64_t	 x = chat_key(c);
+
+	if (v != NULL && lognormal_parse(v, &median, &sigma) == -1)
+		return -1;
+	if (v == NULL && median == 0)
+		return -1;
+	u1 = ((double)(splitmix64(&x) >> 11) + 1) / 9007199254740993.0;
+	u2 = (double)(splitmix64(&x) >> 11) / 9007199254740992.0;
+	z = sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+	ms = median * exp(sigma * z);
+	return ms > LN_CAP_MS ? LN_CAP_MS : (int)(ms + 0.5);
+}
+
 static void
 handle_chat(struct evhttp_request *req)
 {
@@ -978,6 +1058,7 @@ handle_chat(struct evhttp_request *req)
 
 	memset(&c, 0, sizeof c);
 	r->req = req;
+	r->drawn = -1;
 	stats.requests++;
 	if ((bad = chat_parse(&c, req)) != NULL) {
 		r->code = atoi(bad);
@@ -987,6 +1068,8 @@ handle_chat(struct evhttp_request *req)
 		models_count(&c);
 		if ((lat = chat_action(&c, "latency")) != NULL)
 			latency = atoi(lat);
+		else if ((r->drawn = lognormal_draw(&c)) >= 0)
+			latency = r->drawn;
 		/* stall-once: the first call of this text never answers. */
 		if (chat_action(&c, "hang") != NULL ||
 		    chat_action_is(&c, "hang-model", c.model) ||
@@ -1254,6 +1337,7 @@ usage(FILE *f, int status)
 {
 	fputs(
 "usage: mockllm [-p port] [-f portfile] [-l latency_ms]\n"
+"               [-L median_ms:sigma] [-S seed]\n"
 "       mockllm -h | --help\n"
 "An OpenAI-compatible chat-completions mock for tests, the demo and\n"
 "benchmarks, bound to 127.0.0.1 only. Point heavyd at it with\n"
@@ -1263,11 +1347,18 @@ usage(FILE *f, int status)
 "                 the port is logged on stderr)\n"
 "  -f portfile    write the port to this file once listening\n"
 "  -l latency_ms  answer each chat call after this many ms (default 0)\n"
+"  -L median_ms:sigma\n"
+"                 heavy-tailed: a lognormal latency for each chat call\n"
+"                 (also MOCKLLM_LOGNORMAL); the reply's X-Mock-Latency-Ms\n"
+"                 says what was drawn\n"
+"  -S seed        the draws' seed (also MOCKLLM_SEED; default 1): one seed\n"
+"                 and one call always give one latency\n"
 "  -h, --help     print this and exit\n"
 "\n"
 "Markers in a query steer it: [[scope:action]], or [[action]] for every\n"
 "step. Scopes: planner, agent, aN (agent N only), synth, review, all.\n"
 "  latency:MS             answer after MS ms instead of -l\n"
+"  lognormal:MEDIAN:SIGMA a lognormal latency instead of -l or -L\n"
 "  hang, hang-model:M     never answer (only for model M)\n"
 "  stall-once             the first identical request never answers\n"
 "  status:CODE[:retry-after=S][:reset=MS]\n"
@@ -1301,13 +1392,18 @@ main(int argc, char **argv)
 	struct evhttp_bound_socket	*sock;
 	struct event			*sigterm, *sigint;
 	struct event_config		*ec;
-	const char			*portfile = NULL;
+	const char			*portfile = NULL, *v;
 	int				 ch, port = 0;
 	struct sockaddr_storage		 ss;
 	socklen_t			 sslen = sizeof ss;
 
 	log_init("mockllm", LOG_LVL_INFO);
-	while ((ch = getopt_long(argc, argv, "p:f:l:h", long_opts,
+	if ((v = getenv("MOCKLLM_LOGNORMAL")) != NULL && *v != '\0' &&
+	    lognormal_parse(v, &ln_median, &ln_sigma) == -1)
+		fatalx("MOCKLLM_LOGNORMAL: expected MEDIAN_MS:SIGMA");
+	if ((v = getenv("MOCKLLM_SEED")) != NULL && *v != '\0')
+		ln_seed = strtoull(v, NULL, 10);
+	while ((ch = getopt_long(argc, argv, "p:f:l:L:S:h", long_opts,
 	    NULL)) != -1) {
 		if (ch == 'p')
 			port = atoi(optarg);
@@ -1315,6 +1411,11 @@ main(int argc, char **argv)
 			portfile = optarg;
 		else if (ch == 'l')
 			default_latency = atoi(optarg);
+		else if (ch == 'L') {
+			if (lognormal_parse(optarg, &ln_median, &ln_sigma) == -1)
+				fatalx("-L: expected MEDIAN_MS:SIGMA");
+		} else if (ch == 'S')
+			ln_seed = strtoull(optarg, NULL, 10);
 		else if (ch == 'h')
 			usage(stdout, 0);
 		else

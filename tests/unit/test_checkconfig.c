@@ -80,7 +80,7 @@ Test(checkconfig, output_parses_back_as_yaml)
 	cr_assert_str_eq(scalar(&doc, "model"), odd);
 	cr_assert_str_eq(scalar(&doc, "search.user_agent"), "yes");
 	cr_assert_str_eq(scalar(&doc, "state_dir"), "/tmp/two\nlines");
-	cr_assert_str_eq(scalar(&doc, "limits.max_workers"), "256");
+	cr_assert_str_eq(scalar(&doc, "limits.max_workers"), "auto");
 	cr_assert_str_eq(scalar(&doc, "base_url"),
 	    "https://openrouter.ai/api/v1");
 	cr_assert_str_eq(scalar(&doc, "planner_model"), odd);
