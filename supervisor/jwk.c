@@ -297,6 +297,7 @@ jwk_json(const char *json, size_t len, char *err, size_t errlen)
 {
 	struct json_tokener	*tok;
 	struct json_object	*o;
+	size_t			 end;
 
 	if (len > INT32_MAX || memchr(json, '\0', len) != NULL) {
 		snprintf(err, errlen, "the JWKS is no JSON text");
@@ -306,9 +307,12 @@ jwk_json(const char *json, size_t len, char *err, size_t errlen)
 		fatalx("out of memory");
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	o = json_tokener_parse_ex(tok, json, (int)len);
+	end = o != NULL ? json_tokener_get_parse_end(tok) : 0;
+	/* A file may end in a newline; nothing else may follow. */
+	while (end < len && strchr(" \t\r\n", json[end]) != NULL)
+		end++;
 	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len ||
-	    !json_object_is_type(o, json_type_object)) {
+	    end != len || !json_object_is_type(o, json_type_object)) {
 		snprintf(err, errlen, "the JWKS is no JSON object");
 		json_object_put(o);
 		o = NULL;

@@ -541,10 +541,9 @@ oauth_metadata_url(const char *resource, bool path_only)
 	path = host + strcspn(host, "/?#");
 	if (path == host || *path == '#' || strchr(path, '#') != NULL)
 		return NULL;
-	if (strcmp(path, "/") == 0)
-		path = "";
 	return xasprintf("%.*s/.well-known/oauth-protected-resource%s",
-	    path_only ? 0 : (int)(path - resource), resource, path);
+	    path_only ? 0 : (int)(path - resource), resource,
+	    strcmp(path, "/") == 0 ? "" : path);
 }
 
 /* Keys from the file, or fetched from the URL now. */
