@@ -573,6 +573,40 @@ oauth_load(struct oauth *o, time_t now, char *err, size_t errlen)
 	return k;
 }
 
+/* The settings, their strings copied: a reload frees the configuration
+ * they came from. */
+static void
+oauth_cfg_copy(struct oauth_config *d, const struct oauth_config *s)
+{
+	char	**scopes = xcalloc((size_t)s->nscopes + 1, sizeof *scopes);
+
+	*d = *s;
+#define DUP(f)	d->f = s->f != NULL ? xstrdup(s->f) : NULL
+	DUP(issuer);
+	DUP(audience);
+	DUP(identity_claim);
+	DUP(jwks_file);
+	DUP(jwks_url);
+#undef DUP
+	for (int i = 0; i < s->nscopes; i++)
+		scopes[i] = xstrdup(s->scopes[i]);
+	d->scopes = scopes;
+}
+
+static void
+oauth_cfg_free(struct oauth_config *c)
+{
+	free((char *)c->issuer);
+	free((char *)c->audience);
+	free((char *)c->identity_claim);
+	free((char *)c->jwks_file);
+	free((char *)c->jwks_url);
+	for (int i = 0; i < c->nscopes; i++)
+		free(c->scopes[i]);
+	free((char **)c->scopes);
+	memset(c, 0, sizeof *c);
+}
+
 /*
  * Fails when the JWKS file cannot be used (a mistake to fix before
  * serving).  An issuer that does not answer yet is no mistake: heavyd
@@ -583,7 +617,7 @@ oauth_new(const struct oauth_config *cfg, char *err, size_t errlen)
 {
 	struct oauth	*o = xcalloc(1, sizeof *o);
 
-	o->cfg = *cfg;
+	oauth_cfg_copy(&o->cfg, cfg);
 	if ((o->jwks = oauth_load(o, time(NULL), err, errlen)) != NULL)
 		return o;
 	if (cfg->jwks_file != NULL || cfg->jwks_url == NULL) {
@@ -600,7 +634,30 @@ oauth_free(struct oauth *o)
 	if (o == NULL)
 		return;
 	oauth_jwks_free(o->jwks);
+	oauth_cfg_free(&o->cfg);
 	free(o);
+}
+
+/* SIGHUP with a new configuration: its settings, and the keys read again
+ * from where it says (with the old settings and keys kept on failure). */
+int
+oauth_update(struct oauth *o, const struct oauth_config *cfg, char *err,
+    size_t errlen)
+{
+	struct oauth	*n = xcalloc(1, sizeof *n);
+
+	oauth_cfg_copy(&n->cfg, cfg);
+	if ((n->jwks = oauth_load(n, time(NULL), err, errlen)) == NULL) {
+		oauth_free(n);
+		return -1;
+	}
+	oauth_jwks_free(o->jwks);
+	oauth_cfg_free(&o->cfg);
+	*o = *n;
+	free(n);
+	log_info("oauth: %d key(s) from %s", oauth_jwks_count(o->jwks),
+	    o->cfg.jwks_file ? "auth.jwks_file" : "auth.jwks_url");
+	return 0;
 }
 
 int

@@ -8,8 +8,11 @@
  *
  * How the HTTP transport uses it:
  *
- *	struct oauth *o = oauth_new(&cfg, err, sizeof err);   at startup
- *	oauth_reload(o, err, sizeof err);                      on SIGHUP
+ *	struct oauth_config cfg;
+ *	oauth_config_from(&cfg, config);		at startup, auth.mode oauth
+ *	struct oauth *o = oauth_new(&cfg, err, sizeof err);	(copies cfg)
+ *	oauth_config_from(&cfg, new_config);		on SIGHUP
+ *	oauth_update(o, &cfg, err, sizeof err);
  *
  *	per request with "Authorization: Bearer TOKEN":
  *	struct oauth_identity id;
@@ -122,7 +125,8 @@ enum oauth_result oauth_verify(const struct oauth_config *,
 	    const struct oauth_jwks *, const char *token, time_t now,
 	    struct oauth_identity *out, char *err, size_t errlen);
 
-/* The resource server's state: its settings, keys and their age. */
+/* The resource server's state: its settings (their strings its own
+ * copies), keys and their age. */
 struct oauth {
 	struct oauth_config	 cfg;
 	struct oauth_jwks	*jwks;
@@ -134,6 +138,10 @@ void	 oauth_free(struct oauth *);
 /* Re-reads the JWKS file or fetches the URL again (SIGHUP); on failure the
  * keys in use stay. */
 int	 oauth_reload(struct oauth *, char *err, size_t errlen);
+/* The same with new settings (SIGHUP's new configuration: oauth_config_from
+ * it); on failure the settings and keys in use stay. */
+int	 oauth_update(struct oauth *, const struct oauth_config *, char *err,
+	    size_t errlen);
 /* The keys from a body fetched at now (what oauth_reload does with the
  * URL's answer; the tests give it their own). */
 int	 oauth_set_jwks(struct oauth *, const char *body, size_t len,

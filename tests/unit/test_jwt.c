@@ -798,6 +798,45 @@ Test(jwt, jwks_file_and_reload)
 	oauth_free(o);
 }
 
+/* SIGHUP's new configuration: its settings are copied (the old
+ * configuration is freed), a file that does not load keeps the old ones. */
+Test(jwt, update_with_new_settings)
+{
+	struct oauth_identity	 id;
+	struct oauth_config	 c = cfg;
+	struct oauth		*o;
+	char			 err[256], *json = test_jwks_json(), *t;
+	char			*aud = xstrdup(AUDIENCE), *file;
+	int			 fd;
+
+	unit_tmp(jwks_path, sizeof jwks_path, "heavyd-jwks");
+	cr_assert_neq(fd = mkstemp(jwks_path), -1);
+	close(fd);
+	write_jwks(json);
+	file = xstrdup(jwks_path);
+	c.jwks_file = file;
+	c.audience = aud;
+	cr_assert_not_null(o = oauth_new(&c, err, sizeof err), "%s", err);
+	free(aud);	/* as a reload frees the configuration */
+	free(file);
+	t = mint("ES256", NULL);
+	cr_assert_eq(oauth_check(o, t, NOW, &id, err, sizeof err), OAUTH_OK,
+	    "%s", err);
+	c.jwks_file = jwks_path;
+	c.audience = "https://elsewhere.example/mcp";
+	cr_assert_eq(oauth_update(o, &c, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(oauth_check(o, t, NOW, &id, err, sizeof err),
+	    OAUTH_WRONG_AUDIENCE);
+	c.audience = AUDIENCE;
+	c.jwks_file = "/nonexistent/jwks.json";
+	cr_assert_eq(oauth_update(o, &c, err, sizeof err), -1);
+	cr_assert_eq(oauth_check(o, t, NOW, &id, err, sizeof err),
+	    OAUTH_WRONG_AUDIENCE, "the settings in force stay");
+	unlink(jwks_path);
+	free(t), free(json);
+	oauth_free(o);
+}
+
 /* A loopback HTTP server in a thread: each connection gets body. */
 static int	 srv_fd, srv_count;
 static char	*srv_body;
