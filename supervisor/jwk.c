@@ -141,7 +141,9 @@ jwk_str(struct json_object *o, const char *name)
 	struct json_object	*v;
 
 	if (!json_object_object_get_ex(o, name, &v) ||
-	    !json_object_is_type(v, json_type_string))
+	    !json_object_is_type(v, json_type_string) ||
+	    strlen(json_object_get_string(v)) !=
+	    (size_t)json_object_get_string_len(v))	/* a NUL inside */
 		return NULL;
 	return json_object_get_string(v);
 }
@@ -305,7 +307,8 @@ jwk_json(const char *json, size_t len, char *err, size_t errlen)
 	}
 	if ((tok = json_tokener_new_ex(JWK_JSON_DEPTH)) == NULL)
 		fatalx("out of memory");
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+	    JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(tok, json, (int)len);
 	end = o != NULL ? json_tokener_get_parse_end(tok) : 0;
 	/* A file may end in a newline; nothing else may follow. */

@@ -54,7 +54,8 @@ oauth_json_part(struct jwt *t, const char *b64, size_t len)
 		return NULL;
 	if ((tok = json_tokener_new_ex(OAUTH_JSON_DEPTH)) == NULL)
 		fatalx("out of memory");
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+	    JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(tok, (const char *)t->scratch, (int)n);
 	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
 	    json_tokener_get_parse_end(tok) != (size_t)n ||
@@ -108,15 +109,27 @@ oauth_jwt_clear(struct jwt *t)
 	memset(t, 0, sizeof *t);
 }
 
+/* A JSON string as a C string; NULL when it is none, or holds a NUL
+ * ("alice\u0000x" must not pass for "alice"). */
+static const char *
+oauth_cstr(struct json_object *v)
+{
+	const char	*s;
+
+	if (!json_object_is_type(v, json_type_string))
+		return NULL;
+	s = json_object_get_string(v);
+	return strlen(s) == (size_t)json_object_get_string_len(v) ? s : NULL;
+}
+
 static const char *
 oauth_str(struct json_object *o, const char *name)
 {
 	struct json_object	*v;
 
-	if (!json_object_object_get_ex(o, name, &v) ||
-	    !json_object_is_type(v, json_type_string))
+	if (!json_object_object_get_ex(o, name, &v))
 		return NULL;
-	return json_object_get_string(v);
+	return oauth_cstr(v);
 }
 
 /* An access token's typ, when it has one (RFC 9068 2.1; "JWT" too, which
@@ -255,16 +268,17 @@ oauth_audience_ok(struct json_object *claims, const char *want)
 {
 	struct json_object	*aud, *a;
 
+	const char		*s;
+
 	if (!json_object_object_get_ex(claims, "aud", &aud))
 		return false;
-	if (json_object_is_type(aud, json_type_string))
-		return strcmp(json_object_get_string(aud), want) == 0;
+	if ((s = oauth_cstr(aud)) != NULL)
+		return strcmp(s, want) == 0;
 	if (!json_object_is_type(aud, json_type_array))
 		return false;
 	for (size_t i = 0; i < json_object_array_length(aud); i++) {
 		a = json_object_array_get_idx(aud, i);
-		if (json_object_is_type(a, json_type_string) &&
-		    strcmp(json_object_get_string(a), want) == 0)
+		if ((s = oauth_cstr(a)) != NULL && strcmp(s, want) == 0)
 			return true;
 	}
 	return false;
@@ -291,20 +305,19 @@ static bool
 oauth_has_scope(struct json_object *claims, const char *want)
 {
 	struct json_object	*scp, *s;
-	const char		*scope = oauth_str(claims, "scope");
+	const char		*scope = oauth_str(claims, "scope"), *v;
 
 	if (scope != NULL && oauth_word_in(scope, want))
 		return true;
 	if (!json_object_object_get_ex(claims, "scp", &scp))
 		return false;
-	if (json_object_is_type(scp, json_type_string))
-		return oauth_word_in(json_object_get_string(scp), want);
+	if ((v = oauth_cstr(scp)) != NULL)
+		return oauth_word_in(v, want);
 	if (!json_object_is_type(scp, json_type_array))
 		return false;
 	for (size_t i = 0; i < json_object_array_length(scp); i++) {
 		s = json_object_array_get_idx(scp, i);
-		if (json_object_is_type(s, json_type_string) &&
-		    strcmp(json_object_get_string(s), want) == 0)
+		if ((v = oauth_cstr(s)) != NULL && strcmp(v, want) == 0)
 			return true;
 	}
 	return false;

@@ -427,6 +427,8 @@ Test(jwt, wrong_audience)
 	    OAUTH_WRONG_AUDIENCE);
 	cr_assert_eq(verify_claims("RS256", "\"aud\":null"),
 	    OAUTH_WRONG_AUDIENCE);
+	cr_assert_eq(verify_claims("RS256", "\"aud\":[\"" AUDIENCE "\\u0000\"]"),
+	    OAUTH_WRONG_AUDIENCE);
 }
 
 Test(jwt, wrong_issuer)
@@ -436,6 +438,8 @@ Test(jwt, wrong_issuer)
 	cr_assert_eq(verify_claims("ES256", "\"iss\":\"" ISSUER "/\""),
 	    OAUTH_WRONG_ISSUER);
 	cr_assert_eq(verify_claims("ES256", "\"iss\":7"), OAUTH_WRONG_ISSUER);
+	cr_assert_eq(verify_claims("ES256", "\"iss\":\"" ISSUER "\\u0000x\""),
+	    OAUTH_WRONG_ISSUER, "equal up to a NUL is not equal");
 }
 
 /* One bit flipped anywhere: in the signature, the claims, the header. */
@@ -680,6 +684,10 @@ Test(jwt, identity_claim)
 	cr_assert_eq(verify_claims("ES256", "\"sub\":\"a\\nb\""),
 	    OAUTH_NO_IDENTITY, "no control bytes: it goes into logs");
 	cr_assert_eq(verify_claims("ES256", "\"sub\":12"), OAUTH_NO_IDENTITY);
+	cr_assert_eq(verify_claims("ES256", "\"sub\":\"alice\\u0000x\""),
+	    OAUTH_NO_IDENTITY, "a NUL would cut the name short");
+	cr_assert_eq(verify_claims("ES256", "\"sub\":\"\xff\xfe\""),
+	    OAUTH_MALFORMED, "no UTF-8");
 	cfg.identity_claim = "email";
 	cr_assert_eq(verify_claims("ES256", NULL), OAUTH_NO_IDENTITY);
 	t = mint("ES256", "\"email\":\"alice@example.com\"");
