@@ -102,6 +102,28 @@ config_auth_split_scopes(struct heavy_config *c)
 	c->nauth_scopes = n;
 }
 
+/* The keys decide who gets in: fetched over https, or plain http only
+ * from this machine (a test's issuer, a local sidecar). */
+static bool
+config_jwks_url_ok(const char *url)
+{
+	static const char	*local[] = { "http://127.0.0.1", "http://localhost",
+	    "http://[::1]" };
+	size_t			 n;
+
+	if (config_url_error(url) != NULL)
+		return false;
+	if (strncasecmp(url, "https://", 8) == 0)
+		return true;
+	for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
+		n = strlen(local[i]);
+		if (strncasecmp(url, local[i], n) == 0 &&
+		    strchr(":/", url[n]) != NULL)	/* or the end: "" */
+			return true;
+	}
+	return false;
+}
+
 /* What oauth mode needs: who issues, for whom, and where the keys are. */
 static int
 config_auth_check(struct heavy_config *c, char *err, size_t errlen)
@@ -138,11 +160,15 @@ config_auth_check(struct heavy_config *c, char *err, size_t errlen)
 		    "URL)");
 		return -1;
 	}
-	if ((c->auth_jwks_file == NULL) == (c->auth_jwks_url == NULL) ||
-	    (c->auth_jwks_url != NULL &&
-	    config_url_error(c->auth_jwks_url) != NULL)) {
+	if ((c->auth_jwks_file == NULL) == (c->auth_jwks_url == NULL)) {
 		snprintf(err, errlen, "auth.mode oauth needs one of "
-		    "auth.jwks_file or auth.jwks_url (an http(s) URL)");
+		    "auth.jwks_file or auth.jwks_url");
+		return -1;
+	}
+	if (c->auth_jwks_url != NULL && !config_jwks_url_ok(c->auth_jwks_url)) {
+		snprintf(err, errlen, "auth.jwks_url: expected an https:// URL "
+		    "(http:// only on loopback), got \"%.64s\"",
+		    c->auth_jwks_url);
 		return -1;
 	}
 	return 0;

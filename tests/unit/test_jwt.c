@@ -1149,6 +1149,21 @@ Test(jwt, auth_config_mistakes)
 	    "  audience: not-a-url\n  jwks_file: /x\n", &c, err, sizeof err),
 	    -1);
 	config_clear(&c);
+	/* Keys over plain http from elsewhere: anyone on the path could
+	 * hand heavyd their own. */
+	cr_assert_eq(load_config("auth:\n  mode: oauth\n  issuer: x\n"
+	    "  audience: https://h/mcp\n  jwks_url: http://as.example/jwks\n",
+	    &c, err, sizeof err), -1);
+	cr_assert(strstr(err, "https") != NULL, "%s", err);
+	config_clear(&c);
+	cr_assert_eq(load_config("auth:\n  mode: oauth\n  issuer: x\n"
+	    "  audience: https://h/mcp\n  jwks_url: http://127.0.0.1.evil/j\n",
+	    &c, err, sizeof err), -1);
+	config_clear(&c);
+	cr_assert_eq(load_config("auth:\n  mode: oauth\n  issuer: x\n"
+	    "  audience: https://h/mcp\n  jwks_url: http://127.0.0.1:9/jwks\n",
+	    &c, err, sizeof err), 0, "%s", err);
+	config_clear(&c);
 	cr_assert_eq(load_config("auth:\n  mode: magic\n", &c, err, sizeof err),
 	    -1);
 	cr_assert(strstr(err, "auth.mode") != NULL, "%s", err);
