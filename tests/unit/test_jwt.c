@@ -696,6 +696,70 @@ Test(jwt, identity_claim)
 	free(t);
 }
 
+/* Whether text holds any 12 bytes of the token in a row. */
+static bool
+holds_part_of(const char *text, const char *token)
+{
+	for (size_t i = 0; i + 12 <= strlen(token); i++)
+		if (memmem(text, strlen(text), token + i, 12) != NULL)
+			return true;
+	return false;
+}
+
+static struct buf	logged;
+
+static void
+log_capture(enum log_level level, const struct log_fields *f,
+    const char *msg)
+{
+	(void)level;
+	(void)f;
+	buf_printf(&logged, "%s\n", msg);
+}
+
+/* Neither a refusal's reason nor the log (the JWKS fetch's included)
+ * carries any part of a token. */
+Test(jwt, no_token_in_errors_or_logs)
+{
+	const char		*extras[] = { NULL, "\"exp\":1", "\"nbf\":4000000000",
+	    "\"aud\":\"x\"", "\"iss\":\"y\"", "\"sub\":\"\"",
+	    "\"scope\":\"none\"" };
+	struct oauth_identity	 id;
+	struct oauth		*o;
+	char			 err[512], *t, *bad;
+
+	cfg.scopes = scopes_req;
+	cfg.nscopes = 1;
+	buf_init(&logged, 0);
+	log_set_hook(log_capture);
+	cfg.jwks_url = "http://127.0.0.1:1/jwks";	/* nothing listens */
+	cfg.jwks_min_refetch_s = 0;
+	o = oauth_new(&cfg, err, sizeof err);
+	cr_assert_not_null(o, "%s", err);
+	for (size_t i = 0; i < sizeof extras / sizeof extras[0]; i++) {
+		t = mint(algs[i % 3], extras[i]);
+		bad = flip_signature(t);
+		cr_assert_neq(oauth_verify(&cfg, jwks, bad, NOW, &id, err,
+		    sizeof err), OAUTH_OK);
+		cr_assert_not(holds_part_of(err, bad), "%s", err);
+		oauth_verify(&cfg, jwks, t, NOW, &id, err, sizeof err);
+		cr_assert_not(holds_part_of(err, t), "%s", err);
+		/* Through the state, which fetches (and fails, and logs). */
+		cr_assert_neq(oauth_check(o, t, NOW, &id, err, sizeof err),
+		    OAUTH_OK);
+		cr_assert_not(holds_part_of(err, t), "%s", err);
+		cr_assert_not(holds_part_of(buf_cstr(&logged), t), "%s",
+		    buf_cstr(&logged));
+		cr_assert_not(holds_part_of(buf_cstr(&logged), bad));
+		free(t), free(bad);
+	}
+	log_set_hook(NULL);
+	cr_assert(strstr(buf_cstr(&logged), "jwks_url") != NULL,
+	    "the failed fetches were logged: %s", buf_cstr(&logged));
+	buf_free(&logged);
+	oauth_free(o);
+}
+
 /* ---- the JWKS ---- */
 
 static const char *
