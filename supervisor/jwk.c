@@ -25,7 +25,7 @@
 #include <nettle/rsa.h>
 #include <nettle/sha2.h>
 
-#include "../common/common.h"
+#include "supervisor.h"
 #include "oauth.h"
 
 #define JWK_MAX_RSA_BYTES	1024	/* an 8192-bit modulus */
@@ -509,47 +509,238 @@ jwk_fetch_write(char *data, size_t size, size_t n, void *arg)
 }
 
 /*
- * The JWKS at url, over http(s) only, no redirect followed (the issuer's
- * jwks_uri is where its keys are), at most max bytes, within timeout_s.
- * Blocking: called at startup, on SIGHUP and, rarely, when the keys age
- * out or a token names a key not seen yet (see oauth_check).
+ * One GET of the JWKS into b: over http(s) only, no redirect followed (the
+ * issuer's jwks_uri is where its keys are), within timeout_s.
  */
-char *
-oauth_jwks_fetch(const char *url, int timeout_s, size_t max, size_t *len,
-    char *err, size_t errlen)
+static CURL *
+jwk_easy(const char *url, int timeout_s, struct buf *b)
 {
 	static bool	 ready;
-	struct buf	 b;
 	CURL		*c;
-	CURLcode	 rc;
-	long		 status = 0;
 
 	if (!ready && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatalx("curl_global_init failed");
 	ready = true;
 	if ((c = curl_easy_init()) == NULL)
 		fatalx("curl_easy_init failed");
-	buf_init(&b, max);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)timeout_s);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, HEAVY_NAME "/" HEAVY_VERSION);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, jwk_fetch_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	rc = curl_easy_perform(c);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+	return c;
+}
+
+/* What went wrong with a fetch, or "" when it brought a 200. */
+static void
+jwk_fetch_error(CURL *c, CURLcode rc, char *err, size_t errlen)
+{
+	long	status = 0;
+
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (rc == CURLE_OK && status == 200)
+		err[0] = '\0';
+	else if (rc == CURLE_OK)
+		snprintf(err, errlen, "jwks_url: HTTP status %ld", status);
+	else
+		snprintf(err, errlen, "jwks_url: %s", rc == CURLE_WRITE_ERROR ?
+		    "larger than the JWKS limit" : curl_easy_strerror(rc));
+}
+
+/*
+ * The JWKS at url, at most max bytes, within timeout_s, blocking: for the
+ * start (nothing is served yet), SIGHUP, and where there is no event loop.
+ */
+char *
+oauth_jwks_fetch(const char *url, int timeout_s, size_t max, size_t *len,
+    char *err, size_t errlen)
+{
+	struct buf	 b;
+	CURL		*c;
+
+	buf_init(&b, max);
+	c = jwk_easy(url, timeout_s, &b);
+	jwk_fetch_error(c, curl_easy_perform(c), err, errlen);
 	curl_easy_cleanup(c);
-	if (rc != CURLE_OK || status != 200) {
-		if (rc == CURLE_OK)
-			snprintf(err, errlen, "jwks_url: HTTP status %ld", status);
-		else
-			snprintf(err, errlen, "jwks_url: %s", rc ==
-			    CURLE_WRITE_ERROR ? "larger than the JWKS limit" :
-			    curl_easy_strerror(rc));
+	if (err[0] != '\0') {
 		buf_free(&b);
 		return NULL;
 	}
 	*len = b.len;
 	return buf_release(&b);
+}
+
+/*
+ * The same on the event loop (ev_base), for the fetches a request brings
+ * about: libcurl's multi interface on libevent, so that a slow issuer
+ * never holds up heavyd.  One transfer per fetch; done is called once, on
+ * a turn of the loop of its own, unless the fetch is cancelled first.
+ */
+#define JWK_FETCH_SOCKETS	8	/* happy eyeballs needs two */
+
+struct oauth_fetch {
+	CURLM			*multi;
+	CURL			*easy;
+	struct event		*timer;		/* libcurl's */
+	struct event		*finish;	/* ours: the transfer is over */
+	struct event		*watch[JWK_FETCH_SOCKETS];	/* or NULL */
+	struct buf		 body;
+	CURLcode		 rc;
+	bool			 over;
+	oauth_fetch_cb		 done;
+	void			*arg;
+};
+
+static void	jwk_fetch_check(struct oauth_fetch *);
+
+static void
+jwk_socket_cb(evutil_socket_t fd, short kind, void *arg)
+{
+	struct oauth_fetch	*f = arg;
+	int			 running;
+
+	curl_multi_socket_action(f->multi, fd, ((kind & EV_READ) ?
+	    CURL_CSELECT_IN : 0) | ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0),
+	    &running);
+	jwk_fetch_check(f);
+}
+
+static void
+jwk_timeout_cb(evutil_socket_t fd, short kind, void *arg)
+{
+	struct oauth_fetch	*f = arg;
+	int			 running;
+
+	(void)fd;
+	(void)kind;
+	curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	jwk_fetch_check(f);
+}
+
+/* Forgets a socket's event; kept in f too, so that none outlives f. */
+static void
+jwk_unwatch(struct oauth_fetch *f, struct event *ev)
+{
+	for (int i = 0; ev != NULL && i < JWK_FETCH_SOCKETS; i++)
+		if (f->watch[i] == ev) {
+			event_free(ev);
+			f->watch[i] = NULL;
+		}
+}
+
+/* libcurl says which sockets to watch, and for what. */
+static int
+jwk_watch(CURL *e, curl_socket_t s, int what, void *arg, void *sockp)
+{
+	struct oauth_fetch	*f = arg;
+	struct event		*ev = NULL;
+	int			 i;
+
+	(void)e;
+	jwk_unwatch(f, sockp);
+	if (what != CURL_POLL_REMOVE) {
+		for (i = 0; i < JWK_FETCH_SOCKETS && f->watch[i] != NULL; i++)
+			;
+		if (i == JWK_FETCH_SOCKETS)
+			return -1;	/* the transfer fails */
+		ev = f->watch[i] = event_new(ev_base, s, EV_PERSIST |
+		    ((what & CURL_POLL_IN) ? EV_READ : 0) |
+		    ((what & CURL_POLL_OUT) ? EV_WRITE : 0), jwk_socket_cb, f);
+		event_add(ev, NULL);
+	}
+	curl_multi_assign(f->multi, s, ev);
+	return 0;
+}
+
+static int
+jwk_timer(CURLM *m, long ms, void *arg)
+{
+	struct oauth_fetch	*f = arg;
+	struct timeval		 tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	(void)m;
+	if (ms < 0)
+		evtimer_del(f->timer);
+	else
+		evtimer_add(f->timer, &tv);
+	return 0;
+}
+
+/* Stops the transfer and frees it all (done is not called). */
+void
+oauth_jwks_fetch_cancel(struct oauth_fetch *f)
+{
+	if (f == NULL)
+		return;
+	curl_multi_remove_handle(f->multi, f->easy);
+	curl_easy_cleanup(f->easy);
+	curl_multi_cleanup(f->multi);
+	for (int i = 0; i < JWK_FETCH_SOCKETS; i++)
+		if (f->watch[i] != NULL)
+			event_free(f->watch[i]);
+	event_free(f->timer);
+	event_free(f->finish);
+	buf_free(&f->body);
+	free(f);
+}
+
+/* After the transfer, outside libcurl's and the socket's callbacks. */
+static void
+jwk_fetch_finish(evutil_socket_t fd, short kind, void *arg)
+{
+	struct oauth_fetch	*f = arg;
+	oauth_fetch_cb		 done = f->done;
+	void			*done_arg = f->arg;
+	char			 err[256], *body;
+	size_t			 len = f->body.len;
+
+	(void)fd;
+	(void)kind;
+	jwk_fetch_error(f->easy, f->rc, err, sizeof err);
+	body = err[0] == '\0' ? buf_release(&f->body) : NULL;
+	oauth_jwks_fetch_cancel(f);
+	done(done_arg, body, len, err);
+	free(body);
+}
+
+static void
+jwk_fetch_check(struct oauth_fetch *f)
+{
+	struct timeval	 now = { 0, 0 };
+	CURLMsg		*m;
+	int		 left;
+
+	while (!f->over && (m = curl_multi_info_read(f->multi, &left)) !=
+	    NULL) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		f->rc = m->data.result;
+		f->over = true;
+		evtimer_add(f->finish, &now);
+	}
+}
+
+struct oauth_fetch *
+oauth_jwks_fetch_start(const char *url, int timeout_s, size_t max,
+    oauth_fetch_cb done, void *arg)
+{
+	struct oauth_fetch	*f = xcalloc(1, sizeof *f);
+
+	buf_init(&f->body, max);
+	f->done = done;
+	f->arg = arg;
+	f->easy = jwk_easy(url, timeout_s, &f->body);
+	curl_easy_setopt(f->easy, CURLOPT_FORBID_REUSE, 1L);
+	if ((f->multi = curl_multi_init()) == NULL ||
+	    (f->timer = evtimer_new(ev_base, jwk_timeout_cb, f)) == NULL ||
+	    (f->finish = evtimer_new(ev_base, jwk_fetch_finish, f)) == NULL)
+		fatalx("oauth: cannot start a JWKS fetch");
+	curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, jwk_watch);
+	curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
+	curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, jwk_timer);
+	curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
+	curl_multi_add_handle(f->multi, f->easy);	/* sets a timer */
+	return f;
 }

@@ -15,7 +15,7 @@
 
 #include <json-c/json.h>
 
-#include "../common/common.h"
+#include "supervisor.h"
 #include "oauth.h"
 
 #define OAUTH_JSON_DEPTH	8	/* a JOSE header or a claims set */
@@ -646,9 +646,55 @@ oauth_free(struct oauth *o)
 {
 	if (o == NULL)
 		return;
+	oauth_jwks_fetch_cancel(o->fetch);
+	free(o->waiters);
 	oauth_jwks_free(o->jwks);
 	oauth_cfg_free(&o->cfg);
 	free(o);
+}
+
+bool
+oauth_fetching(const struct oauth *o)
+{
+	return o->fetch != NULL;
+}
+
+int
+oauth_wait(struct oauth *o, void (*fn)(void *), void *arg)
+{
+	if (o->fetch == NULL)
+		return -1;
+	o->waiters = xrealloc(o->waiters, ((size_t)o->nwaiters + 1) *
+	    sizeof *o->waiters);
+	o->waiters[o->nwaiters++] = (struct oauth_waiter){ fn, arg };
+	return 0;
+}
+
+void
+oauth_unwait(struct oauth *o, void (*fn)(void *), void *arg)
+{
+	for (int i = 0; i < o->nwaiters; i++)
+		if (o->waiters[i].fn == fn && o->waiters[i].arg == arg) {
+			o->waiters[i] = o->waiters[--o->nwaiters];
+			return;
+		}
+}
+
+/* The fetch on the loop has ended, or given way to newer keys: whoever
+ * waits tries again (a waiter may wait anew: the list is taken first). */
+static void
+oauth_fetch_ended(struct oauth *o)
+{
+	struct oauth_waiter	*w = o->waiters;
+	int			 n = o->nwaiters;
+
+	oauth_jwks_fetch_cancel(o->fetch);
+	o->fetch = NULL;
+	o->waiters = NULL;
+	o->nwaiters = 0;
+	for (int i = 0; i < n; i++)
+		w[i].fn(w[i].arg);
+	free(w);
 }
 
 /* SIGHUP with a new configuration: its settings, and the keys read again
@@ -666,10 +712,15 @@ oauth_update(struct oauth *o, const struct oauth_config *cfg, char *err,
 	}
 	oauth_jwks_free(o->jwks);
 	oauth_cfg_free(&o->cfg);
-	*o = *n;
+	o->cfg = n->cfg;
+	o->jwks = n->jwks;
+	o->fetched = n->fetched;
+	o->tried = n->tried;
 	free(n);
 	log_info("oauth: %d key(s) from %s", oauth_jwks_count(o->jwks),
 	    o->cfg.jwks_file ? "auth.jwks_file" : "auth.jwks_url");
+	if (o->fetch != NULL)
+		oauth_fetch_ended(o);	/* the old settings' */
 	return 0;
 }
 
@@ -684,6 +735,8 @@ oauth_reload(struct oauth *o, char *err, size_t errlen)
 	o->jwks = k;
 	log_info("oauth: %d key(s) from %s", oauth_jwks_count(k),
 	    o->cfg.jwks_file ? "auth.jwks_file" : "auth.jwks_url");
+	if (o->fetch != NULL)
+		oauth_fetch_ended(o);	/* these keys are newer */
 	return 0;
 }
 
@@ -701,17 +754,48 @@ oauth_set_jwks(struct oauth *o, const char *body, size_t len, time_t now,
 	return 0;
 }
 
-/* A fetch from the URL, unless one was tried too recently; the old keys
- * stay when it fails. */
+/* The end of a fetch on the loop: the keys it brought, or the old ones. */
+static void
+oauth_fetched(void *arg, const char *body, size_t len, const char *err)
+{
+	struct oauth		*o = arg;
+	struct oauth_jwks	*k = NULL;
+	char			 perr[256];
+
+	o->fetch = NULL;	/* it freed itself */
+	if (body == NULL)
+		log_warnx("oauth: fetching the keys: %s", err);
+	else if ((k = oauth_jwks_parse(body, len, perr, sizeof perr)) == NULL)
+		log_warnx("oauth: the keys fetched: %s", perr);
+	else {
+		oauth_jwks_free(o->jwks);
+		o->jwks = k;
+		o->fetched = o->tried;
+		log_info("oauth: %d key(s) fetched", oauth_jwks_count(k));
+	}
+	oauth_fetch_ended(o);
+}
+
+/* A fetch from the URL, unless one runs or one was tried too recently; the
+ * old keys stay when it fails.  On the event loop when there is one. */
 static void
 oauth_refetch(struct oauth *o, time_t now, const char *why)
 {
 	struct oauth_jwks	*k;
 	char			 err[256];
 
-	if (o->cfg.jwks_url == NULL || (o->tried != 0 &&
+	if (o->cfg.jwks_url == NULL || o->fetch != NULL || (o->tried != 0 &&
 	    now - o->tried < o->cfg.jwks_min_refetch_s))
 		return;
+	if (ev_base != NULL) {
+		o->tried = now;
+		o->fetch = oauth_jwks_fetch_start(o->cfg.jwks_url,
+		    o->cfg.jwks_timeout_s > 0 ? o->cfg.jwks_timeout_s : 10,
+		    o->cfg.max_jwks_bytes ? o->cfg.max_jwks_bytes : 1 << 20,
+		    oauth_fetched, o);
+		log_info("oauth: fetching the keys (%s)", why);
+		return;
+	}
 	if ((k = oauth_load(o, now, err, sizeof err)) == NULL) {
 		log_warnx("oauth: fetching the keys (%s): %s", why, err);
 		return;

@@ -113,6 +113,14 @@ bool	 oauth_key_verify(const struct oauth_key *, unsigned alg,
  * the body, NUL-terminated, or NULL with err. */
 char	*oauth_jwks_fetch(const char *url, int timeout_s, size_t max,
 	    size_t *len, char *err, size_t errlen);
+/* The same on the event loop (ev_base): done(arg, body or NULL, len, err)
+ * on a later turn of the loop, unless cancelled first. */
+struct oauth_fetch;
+typedef void (*oauth_fetch_cb)(void *arg, const char *body, size_t len,
+	    const char *err);
+struct oauth_fetch *oauth_jwks_fetch_start(const char *url, int timeout_s,
+	    size_t max, oauth_fetch_cb done, void *arg);
+void	 oauth_jwks_fetch_cancel(struct oauth_fetch *);
 
 /* oauth.c: strict base64url (RFC 7515 2: no padding, no other byte, the
  * unused bits zero); the decoded length, or -1.  out has room for
@@ -126,12 +134,19 @@ enum oauth_result oauth_verify(const struct oauth_config *,
 	    struct oauth_identity *out, char *err, size_t errlen);
 
 /* The resource server's state: its settings (their strings its own
- * copies), keys and their age. */
+ * copies), keys and their age, the fetch on the event loop if one runs. */
+struct oauth_waiter {
+	void	(*fn)(void *);
+	void	*arg;
+};
 struct oauth {
 	struct oauth_config	 cfg;
 	struct oauth_jwks	*jwks;
 	time_t			 fetched;	/* the URL's keys, when */
 	time_t			 tried;		/* the last fetch, done or not */
+	struct oauth_fetch	*fetch;		/* on the event loop, or NULL */
+	struct oauth_waiter	*waiters;	/* told when it ends */
+	int			 nwaiters;
 };
 struct oauth *oauth_new(const struct oauth_config *, char *err, size_t);
 void	 oauth_free(struct oauth *);
@@ -146,11 +161,23 @@ int	 oauth_update(struct oauth *, const struct oauth_config *, char *err,
  * URL's answer; the tests give it their own). */
 int	 oauth_set_jwks(struct oauth *, const char *body, size_t len,
 	    time_t now, char *err, size_t errlen);
-/* oauth_verify with the keys kept fresh: a fetched JWKS older than its max
+/*
+ * oauth_verify with the keys kept fresh: a fetched JWKS older than its max
  * age is fetched again, and an unknown kid fetches it once more (at most
- * every jwks_min_refetch_s). */
+ * every jwks_min_refetch_s).  With an event loop (ev_base) those fetches
+ * run on it and oauth_check answers at once, with the keys it has: a token
+ * signed by a key the fetch brings is OAUTH_UNKNOWN_KEY (or OAUTH_NO_KEYS
+ * before the first keys) until the fetch ends.  A transport that would
+ * rather hold such a request asks oauth_fetching(), waits with
+ * oauth_wait(fn, arg) (fn(arg) once, when the fetch has ended, either way)
+ * and calls oauth_check again; a request that goes away first calls
+ * oauth_unwait.  Without an event loop the fetch blocks, as at the start.
+ */
 enum oauth_result oauth_check(struct oauth *, const char *token, time_t now,
 	    struct oauth_identity *out, char *err, size_t errlen);
+bool	 oauth_fetching(const struct oauth *);
+int	 oauth_wait(struct oauth *, void (*fn)(void *), void *arg); /* -1: none */
+void	 oauth_unwait(struct oauth *, void (*fn)(void *), void *arg);
 
 /* From the configuration (auth.*): the settings, borrowing its strings. */
 void	 oauth_config_from(struct oauth_config *, const struct heavy_config *);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <json-c/json.h>
 #include <nettle/bignum.h>
 #include <nettle/ecc-curve.h>
@@ -30,7 +31,7 @@
 #include <nettle/rsa.h>
 #include <nettle/sha2.h>
 
-#include "../../common/common.h"
+#include "../../supervisor/supervisor.h"
 #include "../../supervisor/oauth.h"
 #include "tmpdir.h"
 
@@ -966,6 +967,36 @@ srv_fetches(void)
 	return n;
 }
 
+static pthread_t	srv_thread;
+
+/* The server, listening on a free loopback port: its JWKS URL in url. */
+static void
+srv_start(const char *body, char *url, size_t len)
+{
+	struct sockaddr_in	sin = { .sin_family = AF_INET };
+	socklen_t		slen = sizeof sin;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_neq(srv_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
+	    -1);
+	cr_assert_eq(bind(srv_fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	cr_assert_eq(listen(srv_fd, 8), 0);
+	cr_assert_eq(getsockname(srv_fd, (struct sockaddr *)&sin, &slen), 0);
+	snprintf(url, len, "http://127.0.0.1:%d/jwks", ntohs(sin.sin_port));
+	srv_set(body);
+	cr_assert_eq(pthread_create(&srv_thread, NULL, srv_main, NULL), 0);
+}
+
+static void
+srv_stop(void)
+{
+	shutdown(srv_fd, SHUT_RDWR);	/* accept() returns */
+	close(srv_fd);
+	pthread_join(srv_thread, NULL);
+	free(srv_body);
+	srv_body = NULL;
+}
+
 /*
  * The URL: fetched at the start; a token naming a key not seen yet fetches
  * again (the issuer rotated), but not more than every jwks_min_refetch_s;
@@ -973,25 +1004,12 @@ srv_fetches(void)
  */
 Test(jwt, jwks_url_refetch_on_unknown_kid)
 {
-	struct sockaddr_in	 sin = { .sin_family = AF_INET };
-	socklen_t		 len = sizeof sin;
 	struct oauth_identity	 id;
 	struct oauth		*o;
-	pthread_t		 th;
 	char			 err[256], url[64], *json = test_jwks_json(), *t;
 	time_t			 now = time(NULL);
 
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert_neq(srv_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
-	    -1);
-	cr_assert_eq(bind(srv_fd, (struct sockaddr *)&sin, sizeof sin), 0);
-	cr_assert_eq(listen(srv_fd, 8), 0);
-	cr_assert_eq(getsockname(srv_fd, (struct sockaddr *)&sin, &len), 0);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d/jwks",
-	    ntohs(sin.sin_port));
-	srv_set(A3_JWKS);
-	cr_assert_eq(pthread_create(&th, NULL, srv_main, NULL), 0);
-
+	srv_start(A3_JWKS, url, sizeof url);
 	cfg.jwks_url = url;
 	cfg.jwks_max_age_s = 3600;
 	cfg.jwks_min_refetch_s = 60;
@@ -1021,17 +1039,130 @@ Test(jwt, jwks_url_refetch_on_unknown_kid)
 	    OAUTH_OK);
 	cr_assert_eq(srv_fetches(), 3, "aged out");
 
-	shutdown(srv_fd, SHUT_RDWR);
-	close(srv_fd);
-	pthread_join(th, NULL);
+	srv_stop();
 	/* The server gone: the keys in use stay, and the fetch error shows. */
 	cr_assert_eq(oauth_reload(o, err, sizeof err), -1);
 	cr_assert_eq(oauth_check(o, t, now + 61 + 3600, &id, err, sizeof err),
 	    OAUTH_OK);
 	free(t), free(json);
-	free(srv_body);
-	srv_body = NULL;
 	oauth_free(o);
+}
+
+static bool	woke, hung;
+
+static void
+wake(void *arg)
+{
+	(void)arg;
+	woke = true;
+	event_base_loopbreak(ev_base);
+}
+
+/* A waiter that must never be called. */
+static void
+never(void *arg)
+{
+	(void)arg;
+	hung = true;
+}
+
+static void
+hang_cb(evutil_socket_t fd, short kind, void *arg)
+{
+	(void)fd, (void)kind, (void)arg;
+	hung = true;
+	event_base_loopbreak(ev_base);
+}
+
+/* The loop, until a waiter is woken (the 60 s only catch a hang). */
+static void
+run_until_woken(void)
+{
+	struct event	*guard = evtimer_new(ev_base, hang_cb, NULL);
+	struct timeval	 limit = { 60, 0 };
+
+	hung = false;
+	evtimer_add(guard, &limit);
+	while (!woke && !hung)
+		event_base_loop(ev_base, EVLOOP_ONCE);
+	event_free(guard);
+	cr_assert(woke, "the fetch never ended");
+	woke = false;
+}
+
+/*
+ * On the event loop, a fetch never holds up a request: oauth_check answers
+ * with the keys it has, and who waits for the fetch is told when it ends.
+ */
+Test(jwt, jwks_url_fetch_on_the_event_loop)
+{
+	struct oauth_identity	 id;
+	struct oauth		*o;
+	char			 err[256], url[64], *json = test_jwks_json(), *t;
+	char			*t9;
+	time_t			 now = time(NULL);
+
+	srv_start(A3_JWKS, url, sizeof url);
+	cfg.jwks_url = url;
+	cfg.jwks_max_age_s = 3600;
+	cfg.jwks_min_refetch_s = 60;
+	cfg.jwks_timeout_s = 30;
+	o = oauth_new(&cfg, err, sizeof err);	/* at the start: blocking */
+	cr_assert_not_null(o, "%s", err);
+	cr_assert_eq(srv_fetches(), 1);
+	cr_assert_not_null(ev_base = event_base_new());
+
+	srv_set(json);
+	t = mint("EdDSA", NULL);
+	cr_assert_eq(oauth_check(o, t, now + 61, &id, err, sizeof err),
+	    OAUTH_UNKNOWN_KEY, "answered before the fetch");
+	cr_assert(oauth_fetching(o));
+	cr_assert_eq(oauth_wait(o, wake, NULL), 0);
+	run_until_woken();
+	cr_assert_not(oauth_fetching(o));
+	cr_assert_eq(srv_fetches(), 2);
+	cr_assert_eq(oauth_check(o, t, now + 61, &id, err, sizeof err),
+	    OAUTH_OK, "%s", err);
+
+	/* Another unknown kid, too soon: no fetch, nothing to wait for. */
+	t9 = mint_raw("{\"alg\":\"EdDSA\",\"kid\":\"ed9\"}", "{}", "EdDSA");
+	cr_assert_eq(oauth_check(o, t9, now + 62, &id, err, sizeof err),
+	    OAUTH_UNKNOWN_KEY);
+	cr_assert_not(oauth_fetching(o));
+	cr_assert_eq(oauth_wait(o, wake, NULL), -1);
+
+	/* Aged out: the token passes at once, and the keys are renewed. */
+	cr_assert_eq(oauth_check(o, t, now + 61 + 3600, &id, err, sizeof err),
+	    OAUTH_OK);
+	cr_assert(oauth_fetching(o));
+	cr_assert_eq(oauth_wait(o, wake, NULL), 0);
+	cr_assert_eq(oauth_wait(o, never, NULL), 0);
+	oauth_unwait(o, never, NULL);		/* its request went away */
+	run_until_woken();
+	cr_assert_not(hung, "a waiter that left was called");
+	cr_assert_eq(srv_fetches(), 3);
+
+	/* A fetch that fails keeps the keys. */
+	srv_stop();
+	cr_assert_eq(oauth_check(o, t, now + 61 + 7200, &id, err, sizeof err),
+	    OAUTH_OK);
+	cr_assert_eq(oauth_wait(o, wake, NULL), 0);
+	run_until_woken();
+	cr_assert_eq(oauth_check(o, t, now + 61 + 7201, &id, err, sizeof err),
+	    OAUTH_OK);
+
+	/* Freed while a fetch runs: it is cancelled, never called back. */
+	cr_assert_eq(oauth_check(o, t, now + 61 + 10800, &id, err, sizeof err),
+	    OAUTH_OK);
+	cr_assert(oauth_fetching(o));
+	cr_assert_eq(oauth_wait(o, never, NULL), 0);
+	oauth_free(o);
+	cr_assert_eq(event_base_loop(ev_base, EVLOOP_NONBLOCK), 1,
+	    "no event is left");
+	cr_assert_not(hung);
+	event_base_free(ev_base);
+	ev_base = NULL;
+	free(t), free(t9), free(json);
 }
 
 Test(jwt, jwks_fetch_size_cap_and_status)
