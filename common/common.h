@@ -246,6 +246,23 @@ struct heavy_config {
 
 	int	 drain_timeout_s;	/* SIGTERM: running tasks' time to end */
 	char	*log_format;		/* "text" or "json" */
+
+	/* auth.mode: oauth, the resource server (supervisor/oauth.h); the
+	 * server's, like the lists above: config_dup leaves them. */
+	char	*auth_mode;		/* "none", "tokens", "oauth"; NULL: none */
+	char	*auth_issuer;		/* iss, exactly */
+	char	*auth_audience;		/* aud: this server's resource URI */
+	char	*auth_jwks_file;	/* the issuer's keys: a file, */
+	char	*auth_jwks_url;		/* ... or its jwks_uri */
+	char	*auth_identity_claim;	/* NULL: "sub" */
+	char	**auth_scopes;		/* each one required */
+	int	 nauth_scopes;
+	int	 auth_clock_skew_s;	/* leeway on exp and nbf */
+	size_t	 auth_max_token_bytes;
+	int	 auth_jwks_max_age_s;	/* a fetched JWKS is fetched again */
+	int	 auth_jwks_min_refetch_s;	/* least gap between fetches */
+	int	 auth_jwks_timeout_s;	/* one fetch */
+	size_t	 auth_max_jwks_bytes;
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"

@@ -41,6 +41,161 @@
 "synthesizing multiple responses.\nSimply provide the final synthesized " \
 "answer directly as your response."
 
+/*
+ * auth.mode: oauth (supervisor/oauth.c): the resource server's settings,
+ * kept together so that the other modes' keys merge beside them.
+ */
+static void
+config_auth_defaults(struct heavy_config *c)
+{
+	c->auth_clock_skew_s = 60;
+	c->auth_max_token_bytes = 8192;
+	c->auth_jwks_max_age_s = 3600;
+	c->auth_jwks_min_refetch_s = 60;
+	c->auth_jwks_timeout_s = 10;
+	c->auth_max_jwks_bytes = 1 << 20;
+}
+
+static void
+config_auth_clear(struct heavy_config *c)
+{
+	free(c->auth_mode);
+	free(c->auth_issuer);
+	free(c->auth_audience);
+	free(c->auth_jwks_file);
+	free(c->auth_jwks_url);
+	free(c->auth_identity_claim);
+	config_strv_free(&c->auth_scopes, &c->nauth_scopes);
+}
+
+/* A scope token of RFC 6749 3.3: printable ASCII but space, '"' and '\'. */
+static bool
+config_scope_ok(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (*s <= 0x20 || *s >= 0x7f || *s == '"' || *s == '\\')
+			return false;
+	return true;
+}
+
+/* auth.scopes: "a b" is two scopes, as in a token's scope claim. */
+static void
+config_auth_split_scopes(struct heavy_config *c)
+{
+	char	**v = NULL, *item;
+	int	  n = 0;
+
+	for (int i = 0; i < c->nauth_scopes; i++)
+		for (const char *p = c->auth_scopes[i]; *p != '\0';) {
+			p += strspn(p, " ");
+			if (*p == '\0')
+				break;
+			item = xstrndup(p, strcspn(p, " "));
+			config_strv_add(&v, &n, item);
+			p += strlen(item);
+			free(item);
+		}
+	config_strv_free(&c->auth_scopes, &c->nauth_scopes);
+	c->auth_scopes = v;
+	c->nauth_scopes = n;
+}
+
+/* The keys decide who gets in: fetched over https, or plain http only
+ * from this machine (a test's issuer, a local sidecar). */
+static bool
+config_jwks_url_ok(const char *url)
+{
+	static const char	*local[] = { "http://127.0.0.1", "http://localhost",
+	    "http://[::1]" };
+	size_t			 n;
+
+	if (config_url_error(url) != NULL)
+		return false;
+	if (strncasecmp(url, "https://", 8) == 0)
+		return true;
+	for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
+		n = strlen(local[i]);
+		if (strncasecmp(url, local[i], n) == 0 &&
+		    strchr(":/", url[n]) != NULL)	/* or the end: "" */
+			return true;
+	}
+	return false;
+}
+
+/* What oauth mode needs: who issues, for whom, and where the keys are. */
+static int
+config_auth_check(struct heavy_config *c, char *err, size_t errlen)
+{
+	const char	*m = c->auth_mode;
+
+	config_auth_split_scopes(c);
+
+	if (m != NULL && strcmp(m, "none") != 0 && strcmp(m, "tokens") != 0 &&
+	    strcmp(m, "oauth") != 0) {
+		snprintf(err, errlen, "auth.mode: expected none, tokens or "
+		    "oauth, got \"%.64s\"", m);
+		return -1;
+	}
+	for (int i = 0; i < c->nauth_scopes; i++)
+		if (!config_scope_ok(c->auth_scopes[i])) {
+			snprintf(err, errlen, "auth.scopes: \"%.64s\" is no "
+			    "scope (printable, no space, no quote)",
+			    c->auth_scopes[i]);
+			return -1;
+		}
+	if (m == NULL || strcmp(m, "oauth") != 0)
+		return 0;
+	if (c->auth_identity_claim != NULL && *c->auth_identity_claim == '\0') {
+		snprintf(err, errlen, "auth.identity_claim: expected a claim "
+		    "name such as sub");
+		return -1;
+	}
+	if (c->auth_issuer == NULL || *c->auth_issuer == '\0' ||
+	    c->auth_audience == NULL ||
+	    config_url_error(c->auth_audience) != NULL) {
+		snprintf(err, errlen, "auth.mode oauth needs auth.issuer and "
+		    "auth.audience (this server's resource URI, an http(s) "
+		    "URL)");
+		return -1;
+	}
+	if ((c->auth_jwks_file == NULL) == (c->auth_jwks_url == NULL)) {
+		snprintf(err, errlen, "auth.mode oauth needs one of "
+		    "auth.jwks_file or auth.jwks_url");
+		return -1;
+	}
+	if (c->auth_jwks_url != NULL && !config_jwks_url_ok(c->auth_jwks_url)) {
+		snprintf(err, errlen, "auth.jwks_url: expected an https:// URL "
+		    "(http:// only on loopback), got \"%.64s\"",
+		    c->auth_jwks_url);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+config_print_strv(FILE *, const char *, char **, int, const char *);
+
+static void
+config_auth_print(const struct heavy_config *c, FILE *f)
+{
+	config_yaml_line(f, "auth.mode", c->auth_mode ? c->auth_mode : "none",
+	    NULL);
+	if (c->auth_mode == NULL || strcmp(c->auth_mode, "oauth") != 0)
+		return;
+	config_yaml_line(f, "auth.issuer", c->auth_issuer, NULL);
+	config_yaml_line(f, "auth.audience", c->auth_audience, NULL);
+	if (c->auth_jwks_file != NULL)
+		config_yaml_line(f, "auth.jwks_file", c->auth_jwks_file, NULL);
+	if (c->auth_jwks_url != NULL)
+		config_yaml_line(f, "auth.jwks_url", c->auth_jwks_url, NULL);
+	config_yaml_line(f, "auth.identity_claim", c->auth_identity_claim ?
+	    c->auth_identity_claim : "sub", NULL);
+	config_print_strv(f, "auth.scopes", c->auth_scopes, c->nauth_scopes,
+	    c->nauth_scopes ? NULL : "none required");
+}
+
 void
 config_defaults(struct heavy_config *c)
 {
@@ -115,6 +270,7 @@ config_defaults(struct heavy_config *c)
 	c->metrics_max_label_values = 32;
 	c->drain_timeout_s = 30;
 	c->log_format = xstrdup("text");
+	config_auth_defaults(c);
 }
 
 void
@@ -202,6 +358,16 @@ static const struct knob {
 	INT_KNOB("HEAVY_METRICS_MAX_LABEL_VALUES", metrics_max_label_values, 1,
 	    10000),
 	INT_KNOB("HEAVY_DRAIN_TIMEOUT", drain_timeout_s, 0, 86400),
+	/* auth.mode: oauth */
+	INT_KNOB("HEAVY_AUTH_CLOCK_SKEW", auth_clock_skew_s, 0, 3600),
+	SIZE_KNOB("HEAVY_AUTH_MAX_TOKEN_BYTES", auth_max_token_bytes, 256,
+	    1 << 20),
+	INT_KNOB("HEAVY_AUTH_JWKS_MAX_AGE", auth_jwks_max_age_s, 1, 604800),
+	INT_KNOB("HEAVY_AUTH_JWKS_MIN_REFETCH", auth_jwks_min_refetch_s, 0,
+	    86400),
+	INT_KNOB("HEAVY_AUTH_JWKS_TIMEOUT", auth_jwks_timeout_s, 1, 300),
+	SIZE_KNOB("HEAVY_AUTH_MAX_JWKS_BYTES", auth_max_jwks_bytes, 1024,
+	    64 << 20),
 };
 
 /* Whether a number's text starts as one: a digit or a sign, no space. */
@@ -558,6 +724,7 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	    "false");
 	config_yaml_line(f, "store.synchronous", c->store_synchronous, NULL);
 	config_yaml_line(f, "log.format", c->log_format, NULL);
+	config_auth_print(c, f);
 }
 
 /*
@@ -735,6 +902,11 @@ config_dup(const struct heavy_config *c)
 	d->http_listen = d->http_origins = NULL;	/* the server's */
 	d->nhttp_listen = d->nhttp_origins = 0;
 	d->http_path = xstrdup(c->http_path);
+	d->auth_mode = d->auth_issuer = d->auth_audience = NULL;  /* the */
+	d->auth_jwks_file = d->auth_jwks_url = NULL;		  /* server's */
+	d->auth_identity_claim = NULL;
+	d->auth_scopes = NULL;
+	d->nauth_scopes = 0;
 	return d;
 }
 
@@ -767,6 +939,7 @@ config_clear(struct heavy_config *c)
 	config_strv_free(&c->http_listen, &c->nhttp_listen);
 	config_strv_free(&c->http_origins, &c->nhttp_origins);
 	free(c->http_path);
+	config_auth_clear(c);
 	memset(c, 0, sizeof *c);
 }
 
@@ -921,6 +1094,8 @@ config_check(struct heavy_config *c, char *err, size_t errlen)
 		    "/mcp, got \"%.64s\"", c->http_path);
 		return -1;
 	}
+	if (config_auth_check(c, err, errlen) == -1)
+		return -1;
 	if (c->search_backend != NULL && strcmp(c->search_backend, "none") == 0) {
 		free(c->search_backend);
 		c->search_backend = NULL;

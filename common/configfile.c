@@ -73,6 +73,22 @@ static const struct file_key {
 	KNOB("metrics.max_label_values", "metrics_max_label_values"),
 	{ "log.format", KEY_LOGFORMAT,
 	  offsetof(struct heavy_config, log_format), NULL, 0 },
+	/* auth.mode: oauth (config_auth_check checks them together) */
+	STR("auth.mode", auth_mode),
+	STR("auth.issuer", auth_issuer),
+	STR("auth.audience", auth_audience),
+	STR("auth.jwks_file", auth_jwks_file),
+	{ "auth.jwks_url", KEY_URL, offsetof(struct heavy_config, auth_jwks_url),
+	  NULL, 0 },
+	STR("auth.identity_claim", auth_identity_claim),
+	{ "auth.scopes", KEY_STRV, offsetof(struct heavy_config, auth_scopes),
+	  NULL, offsetof(struct heavy_config, nauth_scopes) },
+	KNOB("auth.clock_skew", "auth_clock_skew"),
+	KNOB("auth.max_token_bytes", "auth_max_token_bytes"),
+	KNOB("auth.jwks_max_age", "auth_jwks_max_age"),
+	KNOB("auth.jwks_min_refetch", "auth_jwks_min_refetch"),
+	KNOB("auth.jwks_timeout", "auth_jwks_timeout"),
+	KNOB("auth.max_jwks_bytes", "auth_max_jwks_bytes"),
 #undef STR
 #undef KNOB
 };
