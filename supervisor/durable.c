@@ -51,6 +51,8 @@ static struct lh_table	*dur_live;	/* id -> entry */
 static struct lh_table	*dur_pending;	/* id -> final row not yet stored */
 static struct event	*dur_sweep;
 static int		 dur_write_ms, dur_max_rows, dur_ends, dur_busy_ms;
+static void		(*dur_idle)(void);	/* at shutdown: no write in flight */
+static struct event	*dur_idle_limit;
 
 static const char *
 json_text(struct json_object *o)
@@ -329,6 +331,7 @@ struct durable_final {
 	bool			 inflight;	/* a write of it is under way */
 	bool			 failed;	/* one did not succeed */
 	bool			 orphan;	/* durable_stop let go of it */
+	struct task_record	*held;		/* until its first write is done */
 };
 
 static void
@@ -350,14 +353,18 @@ durable_pending_free(struct lh_entry *le)
 		durable_final_free(f);
 }
 
+static void	durable_check_idle(void);
+
 /* A final row's write is done: kept (and retried) until it succeeds. */
 static void
 durable_final_done(void *arg, int rc)
 {
 	struct durable_final	*f = arg;
+	struct task_record	*held = f->held;
 	struct log_fields	 lf = { .task_id = f->row.id };
 
 	f->inflight = false;
+	f->held = NULL;
 	if (f->orphan)
 		durable_final_free(f);
 	else if (rc == STORE_ERROR && !f->failed) {
@@ -370,6 +377,9 @@ durable_final_done(void *arg, int rc)
 			    "end of task %s", f->row.id);
 		lh_table_delete(dur_pending, f->row.id);	/* frees f */
 	}
+	if (held != NULL)	/* written, or kept here: the others hear */
+		registry_release(held);
+	durable_check_idle();
 }
 
 static void
@@ -417,8 +427,10 @@ durable_sweep_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 /*
- * The task ended: its final row, now.  The row cap is applied every
- * max_rows/100 ends (and at every sweep), so it costs little per task.
+ * The task ended: its final row, now, and nobody else hears of the end
+ * until the store has answered (written, or failed: then the row stays
+ * here, served and retried).  The row cap is applied every max_rows/100
+ * ends (and at every sweep), so it costs little per task.
  */
 static void
 durable_end(struct durable_entry *e)
@@ -427,6 +439,8 @@ durable_end(struct durable_entry *e)
 
 	evtimer_del(e->timer);
 	durable_row(e->r, &f->row);
+	f->held = e->r;
+	registry_hold(e->r);
 	durable_entry_free(e);
 	lh_table_insert(dur_pending, xstrdup(f->row.id), f);
 	durable_final_write(f);
@@ -561,6 +575,56 @@ durable_drain(void)
 	while (!over && durable_inflight())
 		event_base_loop(ev_base, EVLOOP_ONCE);
 	event_free(limit);
+}
+
+/* Whoever waits for no write in flight hears, once. */
+static void
+durable_idle_now(void)
+{
+	void	(*fn)(void) = dur_idle;
+
+	dur_idle = NULL;
+	if (dur_idle_limit != NULL) {
+		event_free(dur_idle_limit);
+		dur_idle_limit = NULL;
+	}
+	if (fn != NULL)
+		fn();
+}
+
+static void
+durable_check_idle(void)
+{
+	if (dur_idle != NULL && !durable_inflight())
+		durable_idle_now();
+}
+
+static void
+durable_idle_limit_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events; (void)arg;
+	log_warnx("task store: writes still unanswered after %d ms; going on",
+	    dur_busy_ms);
+	durable_idle_now();
+}
+
+/*
+ * At shutdown, once the tasks have ended: fn runs when the store has
+ * answered every final write in flight (their replies and notices have
+ * then gone to the transports), or after the store's busy timeout.
+ */
+void
+durable_when_idle(void (*fn)(void))
+{
+	struct timeval	tv = { dur_busy_ms / 1000, (dur_busy_ms % 1000) * 1000 };
+
+	dur_idle = fn;
+	if (dur_pending == NULL || !durable_inflight()) {
+		durable_idle_now();
+		return;
+	}
+	dur_idle_limit = evtimer_new(ev_base, durable_idle_limit_cb, NULL);
+	evtimer_add(dur_idle_limit, &tv);
 }
 
 /*

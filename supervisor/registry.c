@@ -51,14 +51,32 @@ registry_watch(enum registry_watcher place, registry_watch_fn fn)
 	reg_watchers[place] = fn;
 }
 
+/*
+ * The watchers from the one at from on, in their order; false when one
+ * held the record (registry_hold): the others hear when it lets go.
+ */
+static bool
+registry_run_watchers(struct task_record *r, int from)
+{
+	for (int i = from; i < REGISTRY_NWATCHERS; i++) {
+		r->watching = true;
+		if (reg_watchers[i] != NULL)
+			reg_watchers[i](r);
+		r->watching = false;
+		if (r->holds > 0) {
+			r->next_watcher = i + 1;
+			return false;
+		}
+	}
+	return true;
+}
+
 /* The task started, moved on (a step, a note) or, when finished, ended. */
 void
 registry_touch(struct task_record *r)
 {
 	r->updated_ms = wall_ms();
-	for (int i = 0; i < REGISTRY_NWATCHERS; i++)
-		if (reg_watchers[i] != NULL)
-			reg_watchers[i](r);
+	registry_run_watchers(r, 0);
 }
 
 const char *
@@ -169,7 +187,49 @@ registry_find(const char *id, const char *owner)
 	return strcmp(r->owner, owner) == 0 ? r : NULL;
 }
 
-/* A record has ended: out of the registry, and every watcher hears. */
+/*
+ * Every watcher has heard of the end: whoever started the task is told
+ * (a stop: why; an end: the service's answer), and the record goes.
+ */
+static void
+registry_settled(struct task_record *r)
+{
+	record_cancel_fn	 stopped = r->stopped;
+	void			*arg = r->stopped_arg;
+
+	if (stopped != NULL)
+		stopped(arg, r->error);
+	if (r->ended != NULL)
+		r->ended(r->ended_arg, r);
+	registry_record_free(r);
+}
+
+/*
+ * A watcher (the store's) keeps the rest from hearing of a record's end
+ * until it lets go: the store has a task's end before any reply or
+ * notification about it is queued, however long its write takes.
+ */
+void
+registry_hold(struct task_record *r)
+{
+	if (!r->finished)
+		fatalx("registry: only an end is held");
+	r->holds++;
+}
+
+void
+registry_release(struct task_record *r)
+{
+	/* Let go by the watcher that held it, before it returned (a store
+	 * that answered at once): the loop over the watchers goes on. */
+	if (--r->holds > 0 || r->watching)
+		return;
+	if (registry_run_watchers(r, r->next_watcher))
+		registry_settled(r);
+}
+
+/* A record has ended: out of the registry, and every watcher hears; then
+ * it goes (registry_settled), at once or once the store has the end. */
 static void
 registry_retire(struct task_record *r, enum task_status status, int64_t now)
 {
@@ -182,7 +242,9 @@ registry_retire(struct task_record *r, enum task_status status, int64_t now)
 	registry_unlink_active(r);
 	metrics_task_ended(r->tool, status_labels[status]);
 	metrics_tasks_running(reg_nactive);
-	registry_touch(r);
+	r->updated_ms = wall_ms();
+	if (registry_run_watchers(r, 0))
+		registry_settled(r);
 }
 
 /* The task ended with this CallToolResult (the registry takes it). */
@@ -197,7 +259,6 @@ registry_finish(struct task_record *r, const struct task_outcome *o,
 	r->usage = o->usage;
 	r->cacheable = o->cacheable;
 	registry_retire(r, o->failed ? TASK_FAILED : TASK_COMPLETED, now);
-	registry_record_free(r);
 }
 
 /* Marks the agents that had not finished as cancelled or interrupted. */
@@ -245,10 +306,9 @@ registry_stop(struct task_record *r, enum task_status status,
 		task_cancel(r->task);
 	}
 	r->error = xstrdup(why);	/* no result: the edge renders why */
+	r->stopped = fn;		/* told once every watcher has heard */
+	r->stopped_arg = arg;
 	registry_retire(r, status, now);
-	if (fn != NULL)
-		fn(arg, why);
-	registry_record_free(r);
 }
 
 void

@@ -10,13 +10,22 @@
 
 static bool	serve_stopping;
 
+/* The store has every end: the transports write out and close. */
+static void
+serve_stop_transports(void)
+{
+	stdio_stop();
+	http_stop();
+	server_exit_release();
+}
+
 static void
 serve_stop(void)
 {
 	serve_stopping = true;
 	mcp_fini();
-	stdio_stop();
-	http_stop();
+	server_exit_hold();
+	durable_when_idle(serve_stop_transports);
 }
 
 /* /readyz: the zygote is up (the store opened before we served), and

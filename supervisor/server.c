@@ -24,6 +24,9 @@ static char			*search_key;	/* NULL: no key */
 static bool			 shutting_down;
 static bool			 serving;	/* MCP, not heavyd ask */
 static void			(*server_stop)(void);
+static int			 server_exit_holds;	/* stop has yet to finish */
+static bool			 server_exited;
+static void			 server_exit(void);
 static struct event		*server_sigterm, *server_sigint;
 static struct event		*server_sighup;
 static int			 server_sig;
@@ -647,9 +650,34 @@ server_shutdown(void)
 	server_stopping();
 	if (server_stop != NULL)
 		server_stop();
+	if (server_exit_holds == 0)
+		server_exit();
+}
+/* The stop callback has finished: the workers go, and the loop ends. */
+static void
+server_exit(void)
+{
+	if (server_exited)
+		return;
+	server_exited = true;
 	workers_kill_all();
 	spawner_stop();
 	event_base_loopbreak(ev_base);
+}
+
+/* A stop that takes turns of the loop (the store answers its last
+ * writes) holds the exit until it lets go. */
+void
+server_exit_hold(void)
+{
+	server_exit_holds++;
+}
+
+void
+server_exit_release(void)
+{
+	if (--server_exit_holds == 0 && shutting_down)
+		server_exit();
 }
 
 /*

@@ -57,10 +57,22 @@ service_progress(void *arg, double progress, double total, const char *msg)
 		c->hooks->progress(c->arg, c->rec, progress, total, msg);
 }
 
+/* The store has the end, and every watcher has heard: the answer goes. */
+static void
+service_answer(void *arg, struct task_record *r)
+{
+	struct service_call	*c = arg;
+	struct task_outcome	 o = { .failed = r->status != TASK_COMPLETED,
+	    .error = r->error, .usage = r->usage, .cacheable = r->cacheable };
+
+	c->hooks->answer(c->arg, &o, r->result);
+	service_call_free(c);
+}
+
 /*
  * The task ended.  Whoever asked adds what it must to the result; then the
- * record ends, so the store has the end (its watcher is the first) before
- * any answer or notification about it is queued; then the answer goes.
+ * record ends, and once the store has the end (its watcher is the first,
+ * and holds the others until its write is done) the answer goes.
  */
 static void
 service_done(void *arg, const struct task_outcome *o,
@@ -69,11 +81,10 @@ service_done(void *arg, const struct task_outcome *o,
 	struct service_call	*c = arg;
 
 	c->hooks->done(c->arg, c->rec, o, result, c->instant == NULL);
-	json_object_get(result);	/* the record takes one reference */
-	registry_finish(c->rec, o, result, now_ms());
-	c->hooks->answer(c->arg, o, result);
+	c->rec->ended = service_answer;
+	c->rec->ended_arg = c;
+	registry_finish(c->rec, o, json_object_get(result), now_ms());
 	json_object_put(result);
-	service_call_free(c);
 }
 
 /* Stopped before it had a result (cancelled, interrupted): why. */

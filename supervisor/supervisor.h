@@ -23,6 +23,8 @@ void		 server_shutdown(void);
 /* The same setup without MCP (heavyd ask): stop() runs at shutdown. */
 void		 server_start(struct heavy_config *, void (*stop)(void), bool mcp);
 void		 server_loop(void (*after)(void));
+void		 server_exit_hold(void);
+void		 server_exit_release(void);
 int		 server_signal(void);	/* the signal that stopped us, or 0 */
 /*
  * systemd and reload.  server_ready: READY=1 (and the status line) once
@@ -248,6 +250,14 @@ struct task_record {
 	bool			 cacheable;	/* once finished: a clean answer */
 	record_cancel_fn	 cancelled;	/* tells the starter of a stop */
 	void			*arg;
+	/* Once every watcher has heard of its end (the store first, which
+	 * may hold the rest until its write is done): */
+	record_cancel_fn	 stopped;	/* a stop, told why */
+	void			*stopped_arg;
+	void			(*ended)(void *, struct task_record *);
+	void			*ended_arg;
+	int			 holds, next_watcher;
+	bool			 watching;	/* a watcher runs */
 	struct registry_owner	*own;
 	TAILQ_ENTRY(task_record) active_entry;	/* its owner's running ones */
 };
@@ -265,6 +275,8 @@ enum registry_watcher {
 };
 void	 registry_watch(enum registry_watcher, registry_watch_fn);
 void	 registry_touch(struct task_record *);
+void	 registry_hold(struct task_record *);
+void	 registry_release(struct task_record *);
 void	 registry_init(void);
 void	 registry_free(void);
 struct task_record *registry_new(const char *owner, const char *tool);
@@ -406,6 +418,7 @@ void	 prompts_rpc_get(struct mcp_session *, struct rpc_msg *);
 void	 durable_init(const struct heavy_config *);
 void	 durable_stop(void);
 void	 durable_close(void);
+void	 durable_when_idle(void (*)(void));
 void	 durable_when_stored(const char *id, void (*)(void *, bool stored),
 	    void *arg);
 void	 durable_row(const struct task_record *, struct store_task *);
