@@ -270,6 +270,15 @@ registry_interrupt(struct task_record *r, const char *why, int64_t now)
  * client cannot starve the others) and the workers already waiting for a
  * slot are each capped.
  */
+/* How many orchestrations owner runs in this process now. */
+int
+registry_owner_active(const char *owner)
+{
+	struct lh_entry	*e = lh_table_lookup_entry(reg_owners, owner);
+
+	return e ? ((struct registry_owner *)lh_entry_v(e))->nactive : 0;
+}
+
 int
 registry_admit(const struct heavy_config *cfg, const char *owner,
     int queued_workers, char *err, size_t errlen)

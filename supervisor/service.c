@@ -12,6 +12,7 @@
  * refused, "shutting down, retry later"), and says when the last call in
  * flight has ended, so the server can stop before its drain timeout.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,29 @@ service_progress(void *arg, double progress, double total, const char *msg)
 }
 
 /*
+ * The audit log's line for a task's end: who, which task and tool, its
+ * models, tokens and cost, how it ended and how long it took.  Never the
+ * query (that is the tool call's line, and only with log.queries).
+ */
+static void
+service_audit(const struct task_record *r, const char *outcome,
+    const struct usage *u)
+{
+	struct json_object	*m = NULL;
+	const char		*model = "default";
+
+	if (r->params != NULL && json_object_object_get_ex(r->params, "model",
+	    &m) && json_object_is_type(m, json_type_string))
+		model = json_object_get_string(m);
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = r->id,
+	    .identity = r->owner }, "audit: task end: identity=%s task=%s "
+	    "tool=%s model=%s tokens=%" PRIu64 " cost_usd=%.6f outcome=%s "
+	    "duration_ms=%" PRId64, r->owner, r->id, r->tool ? r->tool : "-",
+	    model, u->total_tokens, (double)u->cost_micro_usd / 1e6, outcome,
+	    now_ms() - r->created_ms);
+}
+
+/*
  * The task ended.  Whoever asked adds what it must to the result; then the
  * record ends, so the store has the end (its watcher is the first) before
  * any answer or notification about it is queued; then the answer goes.
@@ -69,6 +93,8 @@ service_done(void *arg, const struct task_outcome *o,
 	struct service_call	*c = arg;
 
 	c->hooks->done(c->arg, c->rec, o, result, c->instant == NULL);
+	service_audit(c->rec, o->failed ? "failed" : c->instant != NULL &&
+	    c->instant_why == NULL ? "cached" : "completed", &o->usage);
 	json_object_get(result);	/* the record takes one reference */
 	registry_finish(c->rec, o, result, now_ms());
 	c->hooks->answer(c->arg, o, result);
@@ -82,6 +108,7 @@ service_stopped(void *arg, const char *why)
 {
 	struct service_call	*c = arg;
 
+	service_audit(c->rec, "cancelled", &c->rec->usage);
 	if (c->hooks->stopped != NULL)
 		c->hooks->stopped(c->arg, why);
 	service_call_free(c);
@@ -268,6 +295,8 @@ service_run(struct service_start *st)
 	char			 why[512];
 
 	if (registry_admit(st->req.cfg, st->owner, workers_queued(), why,
+	    sizeof why) == -1 || auth_admit(st->owner, st->p.num_agents,
+	    st->p.timeout_s, registry_owner_active(st->owner), why,
 	    sizeof why) == -1) {
 		service_refuse(st, SERVICE_REFUSED_BUSY, why);
 		return;
