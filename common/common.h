@@ -382,6 +382,7 @@ int	 tokens_load(const char *path, struct tokens *, char *err,
 	    size_t errlen);
 void	 tokens_free(struct tokens *);
 void	 token_format(const struct token_ident *, struct buf *);
+void	 token_limit_text(int, double, char *buf, size_t len);
 const char *tokens_path(const struct heavy_config *, char *buf, size_t len);
 
 #endif

@@ -336,22 +336,38 @@ tokens_free(struct tokens *t)
 	memset(t, 0, sizeof *t);
 }
 
+/* A limit's value as the file has it: never an exponent. */
+void
+token_limit_text(int k, double v, char *buf, size_t len)
+{
+	size_t	n;
+
+	if (k != TOKEN_USD_PER_DAY) {
+		snprintf(buf, len, "%lld", (long long)v);
+		return;
+	}
+	snprintf(buf, len, "%.9f", v);
+	n = strlen(buf);
+	while (n > 1 && buf[n - 1] == '0')
+		buf[--n] = '\0';
+	if (n > 1 && buf[n - 1] == '.')
+		buf[--n] = '\0';
+}
+
 /* id's line, as tokens_parse reads it back, into b. */
 void
 token_format(const struct token_ident *id, struct buf *b)
 {
+	char	v[64];
+
 	buf_printf(b, "%s ", id->name);
 	for (size_t i = 0; i < TOKEN_DIGEST_LEN; i++)
 		buf_printf(b, "%02x", id->digest[i]);
 	for (int k = 0; k < TOKEN_NLIMITS; k++) {
 		if (!id->lim.set[k])
 			continue;
-		if (k == TOKEN_USD_PER_DAY)
-			buf_printf(b, " %s=%.10g", token_limit_keys[k].key,
-			    id->lim.v[k]);
-		else
-			buf_printf(b, " %s=%lld", token_limit_keys[k].key,
-			    (long long)id->lim.v[k]);
+		token_limit_text(k, id->lim.v[k], v, sizeof v);
+		buf_printf(b, " %s=%s", token_limit_keys[k].key, v);
 	}
 	buf_addstr(b, "\n");
 }

@@ -216,16 +216,18 @@ token_list(const char *path)
 {
 	struct tokens	t;
 	struct buf	b;
-	char		*text;
+	char		*text, v[64];
 
 	if ((text = token_read(path, &t)) == NULL)
 		return TOKEN_EXIT_FAILED;
 	for (int i = 0; i < t.n; i++) {
 		buf_init(&b, 0);
-		for (int k = 0; k < TOKEN_NLIMITS; k++)
-			if (t.v[i].lim.set[k])
-				buf_printf(&b, " %s=%.10g", token_limit_name(k),
-				    t.v[i].lim.v[k]);
+		for (int k = 0; k < TOKEN_NLIMITS; k++) {
+			if (!t.v[i].lim.set[k])
+				continue;
+			token_limit_text(k, t.v[i].lim.v[k], v, sizeof v);
+			buf_printf(&b, " %s=%s", token_limit_name(k), v);
+		}
 		printf("%s%s\n", t.v[i].name, buf_cstr(&b));
 		buf_free(&b);
 	}
