@@ -517,6 +517,27 @@ auth_request(const char *authorization, const char *addr, int64_t now,
 /* --- admission -------------------------------------------------------- */
 
 /*
+ * A call that left num_agents or timeout to the defaults is not refused
+ * for them: an identity whose maxima are below the configured defaults
+ * gets its maxima instead.  A value asked for is held to them (below).
+ */
+void
+auth_fit_defaults(const char *owner, const struct heavy_config *cfg,
+    int *num_agents, double *timeout_s)
+{
+	const struct token_limits	*l = auth_limits(owner);
+
+	if (l == NULL)
+		return;
+	if (l->set[TOKEN_MAX_NUM_AGENTS] && *num_agents == cfg->num_agents &&
+	    *num_agents > l->v[TOKEN_MAX_NUM_AGENTS])
+		*num_agents = (int)l->v[TOKEN_MAX_NUM_AGENTS];
+	if (l->set[TOKEN_MAX_TIMEOUT] && *timeout_s == cfg->task_timeout_s &&
+	    *timeout_s > l->v[TOKEN_MAX_TIMEOUT])
+		*timeout_s = l->v[TOKEN_MAX_TIMEOUT];
+}
+
+/*
  * Whether an identity may start this orchestration: its num_agents and
  * timeout maxima, its concurrent tasks (active: those it runs now).  0,
  * or -1 and a tool error's text naming the limit.

@@ -352,6 +352,8 @@ service_start(const struct service_req *req, struct task_params *p)
 	st->req.owner = st->owner;
 	st->p = *p;
 	memset(p, 0, sizeof *p);
+	auth_fit_defaults(st->owner, req->cfg, &st->p.num_agents,
+	    &st->p.timeout_s);
 	st->params = service_params_json(req->cfg, &st->p);
 	st->ttl = req->ttl_ms ? req->ttl_ms : service_ttl_ms(req->cfg,
 	    st->p.timeout_s, -1);

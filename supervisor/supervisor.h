@@ -374,6 +374,8 @@ int	 auth_request(const char *authorization, const char *addr,
 	    int64_t now, char *owner, size_t ownerlen, struct auth_denial *);
 int	 auth_admit(const char *owner, int num_agents, double timeout_s,
 	    int active, char *why, size_t len);
+void	 auth_fit_defaults(const char *owner, const struct heavy_config *,
+	    int *num_agents, double *timeout_s);
 
 /* resources.c: heavy:// resources and their subscriptions. */
 struct mcp_session;

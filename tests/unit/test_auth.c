@@ -358,6 +358,28 @@ Test(auth, admission_limits)
 	cr_assert_null(auth_limits("id:nobody"));
 }
 
+/* The defaults a call did not override fit under the maxima; a value
+ * asked for is left as asked, for auth_admit to refuse. */
+Test(auth, defaults_fit_the_maxima)
+{
+	int	n = cfg.num_agents;		/* 4 */
+	double	timeout = cfg.task_timeout_s;	/* 300 */
+
+	auth_fit_defaults("id:bob", &cfg, &n, &timeout);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(timeout, 60);
+	n = 3;
+	timeout = 61;
+	auth_fit_defaults("id:bob", &cfg, &n, &timeout);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(timeout, 61);
+	n = cfg.num_agents;
+	timeout = cfg.task_timeout_s;
+	auth_fit_defaults("id:alice", &cfg, &n, &timeout);
+	cr_assert_eq(n, 4);
+	cr_assert_eq(timeout, 300);
+}
+
 /* Without a tokens file, every HTTP caller is the one anonymous owner. */
 Test(auth_off, anonymous)
 {
