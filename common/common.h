@@ -29,6 +29,7 @@ struct log_fields {
 	const char	*task_id;
 	int		 worker_pid;
 	const char	*identity;
+	bool		 audit;		/* the operator's: never sent to a client */
 };
 struct log_fields;
 typedef void (*log_hook_fn)(enum log_level, const struct log_fields *,

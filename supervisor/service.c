@@ -74,7 +74,7 @@ service_audit(const struct task_record *r, const char *outcome,
 	    &m) && json_object_is_type(m, json_type_string))
 		model = json_object_get_string(m);
 	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = r->id,
-	    .identity = r->owner }, "audit: task end: identity=%s task=%s "
+	    .identity = r->owner, .audit = true }, "audit: task end: identity=%s task=%s "
 	    "tool=%s model=%s tokens=%" PRIu64 " cost_usd=%.6f outcome=%s "
 	    "duration_ms=%" PRId64, r->owner, r->id, r->tool ? r->tool : "-",
 	    model, u->total_tokens, (double)u->cost_micro_usd / 1e6, outcome,

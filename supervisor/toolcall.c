@@ -106,7 +106,7 @@ toolcall_audit(struct mcp_session *s, const char *tool,
 	    &v) && json_object_is_type(v, json_type_string))
 		query = json_object_get_string(v);
 	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = task,
-	    .identity = s->owner }, "audit: tool call: identity=%s tool=%.64s "
+	    .identity = s->owner, .audit = true }, "audit: tool call: identity=%s tool=%.64s "
 	    "task=%.64s model=%.256s%s%.4096s%s", s->owner, tool,
 	    task ? task : "-", model ? model : "default", query ?
 	    " query=\"" : "", query ? query : "", query ? "\"" : "");
