@@ -269,6 +269,7 @@ struct heavy_config {
 
 	/* Who may call over HTTP (tokens.c; supervisor/auth.c). */
 	char	*auth_tokens_file;
+	char	*auth_defaults;		/* limits of an identity that sets none */
 	int	 auth_fail_max;		/* failed attempts per address ... */
 	int	 auth_fail_window_s;	/* ... in this window, then 429 */
 	int	 auth_max_clients;	/* addresses whose failures are kept */
@@ -384,6 +385,8 @@ int	 tokens_load(const char *path, struct tokens *, char *err,
 void	 tokens_free(struct tokens *);
 void	 token_format(const struct token_ident *, struct buf *);
 void	 token_limit_text(int, double, char *buf, size_t len);
+int	 token_limits_parse(const char *, struct token_limits *, char *err,
+	    size_t errlen);
 const char *tokens_path(const struct heavy_config *, char *buf, size_t len);
 
 #endif

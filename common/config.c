@@ -671,6 +671,8 @@ config_print_auth(const struct heavy_config *c, FILE *f)
 	config_yaml_line(f, "auth.mode", c->auth_mode ? c->auth_mode :
 	    file ? "tokens" : "none", NULL);
 	config_yaml_line(f, "auth.tokens_file", file ? file : "(none)", NULL);
+	config_yaml_line(f, "auth.defaults", c->auth_defaults ?
+	    c->auth_defaults : "", c->auth_defaults ? NULL : "no limits");
 }
 
 /* The knobs, as limits.NAME: N. */
@@ -871,6 +873,8 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 		config_set_str(&c->auth_mode, v);
 	if ((v = getenv("HEAVY_AUTH_TOKENS_FILE")) != NULL && *v != '\0')
 		config_set_str(&c->auth_tokens_file, v);
+	if ((v = getenv("HEAVY_AUTH_DEFAULTS")) != NULL && *v != '\0')
+		config_set_str(&c->auth_defaults, v);
 	if ((v = getenv("HEAVY_LOG_QUERIES")) != NULL && *v != '\0' &&
 	    config_parse_bool(v, &c->log_queries) == -1) {
 		snprintf(err, errlen, "HEAVY_LOG_QUERIES: expected 1 or 0 "
@@ -936,6 +940,7 @@ config_dup(const struct heavy_config *c)
 	d->auth_scopes = NULL;
 	d->nauth_scopes = 0;
 	d->auth_tokens_file = NULL;
+	d->auth_defaults = NULL;
 	return d;
 }
 
@@ -970,6 +975,7 @@ config_clear(struct heavy_config *c)
 	free(c->http_path);
 	config_auth_clear(c);
 	free(c->auth_tokens_file);
+	free(c->auth_defaults);
 	memset(c, 0, sizeof *c);
 }
 
@@ -1102,8 +1108,14 @@ static int
 config_check_auth(struct heavy_config *c, char *err, size_t errlen)
 {
 	const char	*m = c->auth_mode;
-	char		 cred[4096];
+	char		 cred[4096], why[256];
+	struct token_limits lim;
 
+	if (c->auth_defaults != NULL &&
+	    token_limits_parse(c->auth_defaults, &lim, why, sizeof why) == -1) {
+		snprintf(err, errlen, "auth.defaults: %s", why);
+		return -1;
+	}
 	if (m == NULL || strcmp(m, "none") == 0 || strcmp(m, "oauth") == 0)
 		return 0;
 	if (strcmp(m, "tokens") != 0) {

@@ -92,6 +92,7 @@ static const struct file_key {
 	KNOB("auth.jwks_timeout", "auth_jwks_timeout"),
 	KNOB("auth.max_jwks_bytes", "auth_max_jwks_bytes"),
 	STR("auth.tokens_file", auth_tokens_file),
+	STR("auth.defaults", auth_defaults),
 	KNOB("auth.fail_max", "auth_fail_max"),
 	KNOB("auth.fail_window", "auth_fail_window"),
 	KNOB("auth.max_clients", "auth_max_clients"),

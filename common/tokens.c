@@ -158,6 +158,24 @@ token_limit_parse(const char *kv, size_t len, struct token_limits *lim,
 }
 
 /* The next whitespace-separated field of [*p, end): its start and length. */
+static size_t	token_field(const char **, const char *, const char **);
+
+/* "KEY=VALUE KEY=VALUE" (auth.defaults) into lim; -1 and why. */
+int
+token_limits_parse(const char *text, struct token_limits *lim, char *err,
+    size_t errlen)
+{
+	const char	*p = text, *end = text + strlen(text), *f;
+	size_t		 n;
+
+	memset(lim, 0, sizeof *lim);
+	while ((n = token_field(&p, end, &f)) > 0)
+		if (token_limit_parse(f, n, lim, err, errlen) == -1)
+			return -1;
+	return 0;
+}
+
+
 static size_t
 token_field(const char **p, const char *end, const char **start)
 {

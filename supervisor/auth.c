@@ -151,6 +151,7 @@ static int
 auth_load(const struct heavy_config *cfg, char *err, size_t errlen)
 {
 	struct tokens		 t;
+	struct token_limits	 def = { 0 };
 	struct auth_ident	*ids;
 	const char		*path;
 	char			 cred[4096];
@@ -159,11 +160,19 @@ auth_load(const struct heavy_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "no tokens file (auth.tokens_file)");
 		return -1;
 	}
+	if (cfg->auth_defaults != NULL && token_limits_parse(
+	    cfg->auth_defaults, &def, err, errlen) == -1)
+		return -1;
 	if (tokens_load(path, &t, err, errlen) == -1)
 		return -1;
 	ids = xcalloc((size_t)t.n + 1, sizeof *ids);
 	for (int i = 0; i < t.n; i++) {
 		ids[i].t = t.v[i];
+		for (int k = 0; k < TOKEN_NLIMITS; k++)
+			if (!ids[i].t.lim.set[k] && def.set[k]) {
+				ids[i].t.lim.set[k] = true;
+				ids[i].t.lim.v[k] = def.v[k];
+			}
 		auth_ident_window(&ids[i]);
 	}
 	auth_ids_free(auth.ids, auth.nids);

@@ -212,6 +212,8 @@ test('SIGHUP re-reads the tokens file: a revoked token is refused from the next 
 	const a = await connect(srv, tokens.alice);
 	const b = await connect(srv, tokens.bob);
 	await a.client.ping();
+	// A task of alice's that outlives her token: it runs to its end.
+	const slow = await startTask(a, { query: 'Slow [[agent:latency:1500]]', num_agents: 1 });
 	assert.equal(tokenCmd(dir, 'revoke', 'alice').code, 0);
 	await a.client.ping();		// not yet: heavyd has not re-read it
 	const carol = tokenCmd(dir, 'add', 'carol');
@@ -223,6 +225,10 @@ test('SIGHUP re-reads the tokens file: a revoked token is refused from the next 
 	await assert401(await post(srv, { jsonrpc: '2.0', id: 7, method: 'ping' },
 	    { ...bearer(tokens.alice), 'Mcp-Session-Id': a.sid, 'MCP-Protocol-Version': V }), 'revoked');
 	await b.client.ping();
+	assert.equal((await rpcError(b.client.experimental.tasks.getTask(slow))).message.includes('Task not found'),
+	    true, 'nobody else sees it');
+	await waitFor(() => new RegExp(`audit: task end: identity=id:alice task=${slow} .*outcome=completed`)
+	    .test(srv.stderr()), HANG, 'the revoked identity\'s task to end');
 	const c = await connect(srv, carol.out.trim());
 	await c.client.ping();
 	fs.writeFileSync(file, 'broken\n');

@@ -358,6 +358,31 @@ Test(auth, admission_limits)
 	cr_assert_null(auth_limits("id:nobody"));
 }
 
+/* auth.defaults: the limits of an identity whose line sets none; a
+ * line's own value wins.  A bad one keeps the identities in force. */
+Test(auth, config_defaults)
+{
+	struct auth_denial	d;
+	char			owner[96], why[256];
+
+	cfg.auth_defaults = xstrdup("requests_per_minute=1 max_timeout=5");
+	auth_reload(NULL, &cfg);
+	cr_assert_eq(auth_admit("id:bob", 1, 60, 0, why, sizeof why), 0,
+	    "bob's own max_timeout=60 wins over the default 5");
+	cr_assert_eq(auth_admit("id:alice", 1, 6, 0, why, sizeof why), -1);
+	cr_assert_str_eq(why, "timeout 6 s is over this identity's limit "
+	    "(max_timeout=5)");
+	cr_assert_eq(req("Bearer hvd_bob", "a", 0, owner, &d), 0);
+	cr_assert_eq(req("Bearer hvd_bob", "a", 1, owner, &d), -1);
+	cr_assert_eq(d.status, 429);
+	cr_assert_eq(req("Bearer hvd_alice", "a", 1, owner, &d), 0);
+	cr_assert_eq(req("Bearer hvd_alice", "a", 2, owner, &d), 0);
+	free(cfg.auth_defaults);
+	cfg.auth_defaults = xstrdup("colour=blue");
+	auth_reload(NULL, &cfg);
+	cr_assert_eq(auth_admit("id:alice", 1, 6, 0, why, sizeof why), -1);
+}
+
 /* The defaults a call did not override fit under the maxima; a value
  * asked for is left as asked, for auth_admit to refuse. */
 Test(auth, defaults_fit_the_maxima)
