@@ -400,9 +400,10 @@ test('an identity\'s concurrent_tasks, max_num_agents and max_timeout: a tool er
 	const slow = await callTool(e, TOOL, { query: 'Long', num_agents: 1, timeout: 200 });
 	assert.equal(slow.r.isError, true);
 	assert.match(slow.text, /max_timeout=100/);
-	const running = await startTask(e, { query: 'Hang [[agent:hang]]', num_agents: 1 });
-	const fitted = await e.client.experimental.tasks.getTask(running);
-	assert.equal(fitted.status, 'working');
+	// Neither num_agents (default 4) nor timeout (300) given: fitted to 2 and 100, not refused.
+	const running = await startTask(e, { query: 'Hang [[agent:hang]]' });
+	const listed = await callTool(e, 'list_active_tasks');
+	assert.deepEqual(listed.sc.active_tasks.map((x) => [x.task_id, x.agent_count]), [[running, 2]]);
 	const second = await callTool(e, TOOL, { query: 'Another', num_agents: 1 });
 	assert.equal(second.r.isError, true);
 	assert.match(second.text, /this identity already runs 1 orchestrations \(concurrent_tasks=1\)/);
