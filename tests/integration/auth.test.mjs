@@ -430,3 +430,45 @@ test('with a tokens file heavyd listens beyond loopback, and still asks for the 
 	await a.client.close();
 	await srv.stop();
 });
+
+/* 2026-07-28: every request on its own, still under its token's identity. */
+const MODERN = '2026-07-28';
+const TASKS = { extensions: { 'io.modelcontextprotocol/tasks': {} } };
+let nextId = 100;
+function modern(srv, token, method, params = {}) {
+	const name = params.name ?? params.uri ?? params.taskId;
+	return fetch(srv.url, {
+		method: 'POST',
+		headers: {
+			'Content-Type': 'application/json', Accept: 'application/json, text/event-stream',
+			'MCP-Protocol-Version': MODERN, 'Mcp-Method': method,
+			...(name !== undefined ? { 'Mcp-Name': name } : {}),
+			...(token ? bearer(token) : {}),
+		},
+		body: JSON.stringify({ jsonrpc: '2.0', id: nextId++, method, params: { ...params, _meta: {
+			'io.modelcontextprotocol/protocolVersion': MODERN,
+			'io.modelcontextprotocol/clientCapabilities': TASKS,
+			'io.modelcontextprotocol/clientInfo': { name: 'modern', version: '1' },
+		} } }),
+	});
+}
+
+test('2026-07-28 stateless requests carry the identity too: 401 without a token, no other identity\'s task',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const { file, tokens } = makeTokens(t, { alice: [], bob: [] });
+	const srv = await startAuth(t, file);
+	await assert401(await modern(srv, null, 'server/discover'), 'no token');
+	const a = await connect(srv, tokens.alice);
+	const id = await startTask(a, { query: 'Hang [[agent:hang]]', num_agents: 1 });
+	const mine = await (await modern(srv, tokens.alice, 'tasks/get', { taskId: id })).json();
+	assert.equal(mine.result?.taskId ?? mine.result?.task?.taskId ?? id, id, JSON.stringify(mine));
+	assert.equal(mine.error, undefined, JSON.stringify(mine));
+	const theirs = await (await modern(srv, tokens.bob, 'tasks/get', { taskId: id })).json();
+	const none = await (await modern(srv, tokens.bob, 'tasks/get', { taskId: 'e'.repeat(32) })).json();
+	assert.ok(theirs.error, JSON.stringify(theirs));
+	assert.equal(theirs.error.code, none.error.code);
+	assert.equal(theirs.error.message.replaceAll(id, 'ID'), none.error.message.replaceAll('e'.repeat(32), 'ID'));
+	await a.client.experimental.tasks.cancelTask(id);
+	await a.client.close();
+	await srv.stop();
+});
