@@ -28,6 +28,7 @@
 
 #define AUTH_REALM	"Bearer realm=\"heavyd\""
 #define AUTH_MINUTE_MS	60000
+#define AUTH_NO_TOKEN	"no bearer token"
 
 /* An identity and its request window. */
 struct auth_ident {
@@ -383,9 +384,9 @@ auth_failed(const char *addr, const char *why, int64_t now,
 	log_warnx("auth: %s from %s: failure %d in %d s%s", why, addr, n,
 	    (int)(auth.fail_window_ms / 1000), n >= auth.fail_max ?
 	    "; further requests from it are refused (auth.fail_max)" : "");
-	auth_deny(d, 401, 0, why[0] == 'n' ? "Unauthorized: an "
-	    "Authorization: Bearer token is required" : "Unauthorized: "
-	    "the token is not valid");
+	auth_deny(d, 401, 0, strcmp(why, AUTH_NO_TOKEN) == 0 ?
+	    "Unauthorized: an Authorization: Bearer token is required" :
+	    "Unauthorized: the token is not valid");
 }
 
 /* An address at auth.fail_max: 429 until its oldest failure leaves. */
@@ -482,7 +483,7 @@ auth_oauth(const char *authorization, const char *addr, int64_t now,
 		return 0;
 	}
 	if (d->status == 401)
-		auth_failed(addr, tok == NULL ? "no bearer token" :
+		auth_failed(addr, tok == NULL ? AUTH_NO_TOKEN :
 		    "a token the verifier refused", now, &mine);
 	return -1;
 }
@@ -509,7 +510,7 @@ auth_request(const char *authorization, const char *addr, int64_t now,
 	if (auth.oauth)
 		return auth_oauth(authorization, addr, now, owner, ownerlen, d);
 	if (auth_bearer(authorization, &tok, &len) == -1) {
-		auth_failed(addr, authorization == NULL ? "no bearer token" :
+		auth_failed(addr, authorization == NULL ? AUTH_NO_TOKEN :
 		    "a malformed Authorization header", now, d);
 		return -1;
 	}
