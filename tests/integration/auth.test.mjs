@@ -472,3 +472,26 @@ test('2026-07-28 stateless requests carry the identity too: 401 without a token,
 	await a.client.close();
 	await srv.stop();
 });
+
+test('a tokens file that does not parse: heavyd does not start, --check-config says why and where',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const dir = tmpdir('auth-bad');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const file = path.join(dir, 'tokens');
+	fs.writeFileSync(file, '# ok\nalice 00 requests_per_minute=5\n');
+	const env = { PATH: process.env.PATH, OPENROUTER_API_KEY: apiKey(), HEAVY_STATE_DIR: path.join(dir, 'state'),
+	    HEAVY_WORKER: WORKER, HEAVY_AUTH_TOKENS_FILE: file, ...sanitizerEnv() };
+	const why = /tokens:2: alice: expected the token's SHA-256 in 64 lowercase hex digits/;
+	const check = spawnSync(HEAVYD, ['--check-config'], { encoding: 'utf8', cwd: REPO, env });
+	assert.equal(check.status, 1, check.stderr);
+	assert.match(check.stdout, /^auth\.mode: tokens {2}# a tokens file is set$/m);
+	assert.match(check.stderr, why);
+	const run = spawnSync(HEAVYD, ['--listen', '127.0.0.1:0'], { encoding: 'utf8', cwd: REPO, env,
+	    timeout: HANG });
+	assert.equal(run.status, 1, run.stderr);
+	assert.match(run.stderr, why);
+	const none = spawnSync(HEAVYD, ['--check-config'], { encoding: 'utf8', cwd: REPO,
+	    env: { ...env, HEAVY_AUTH_TOKENS_FILE: undefined, HEAVY_AUTH_MODE: 'tokens' } });
+	assert.equal(none.status, 1);
+	assert.match(none.stderr, /auth\.mode: tokens needs auth\.tokens_file/);
+});
