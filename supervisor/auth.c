@@ -185,9 +185,28 @@ auth_load(const struct heavy_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* Every address's failures forgotten. */
+static void
+auth_clients_clear(void)
+{
+	struct lh_entry		*e;
+	struct auth_client	*c;
+
+	while (auth.clients != NULL && (e = auth.clients->head) != NULL) {
+		c = (struct auth_client *)lh_entry_v(e);
+		lh_table_delete_entry(auth.clients, e);
+		auth_window_free(&c->fails);
+		free(c);
+	}
+}
+
+/* The knobs; a new auth.fail_max starts every address's count afresh
+ * (each window holds at most that many). */
 static void
 auth_knobs(const struct heavy_config *cfg)
 {
+	if (auth.fail_max != cfg->auth_fail_max)
+		auth_clients_clear();
 	auth.fail_max = cfg->auth_fail_max;
 	auth.fail_window_ms = (int64_t)cfg->auth_fail_window_s * 1000;
 	auth.max_clients = cfg->auth_max_clients;
@@ -257,21 +276,14 @@ auth_set_verifier(auth_verify_fn fn)
 void
 auth_stop(void)
 {
-	struct lh_entry	*e;
-
 	auth_ids_free(auth.ids, auth.nids);
 	auth.ids = NULL;
 	auth.nids = 0;
-	if (auth.clients == NULL)
-		return;
-	lh_foreach(auth.clients, e) {
-		struct auth_client	*c = (struct auth_client *)lh_entry_v(e);
-
-		auth_window_free(&c->fails);
-		free(c);
-	}
-	lh_table_free(auth.clients);
+	auth_clients_clear();
+	if (auth.clients != NULL)
+		lh_table_free(auth.clients);
 	auth.clients = NULL;
+	auth.fail_max = 0;
 }
 
 /* --- lookups ---------------------------------------------------------- */

@@ -291,6 +291,24 @@ Test(auth, failures_per_address)
 	cr_assert_eq(req("Bearer hvd_bob", "10.0.0.9", 11000, owner, &d), 0);
 }
 
+/* A reload with a larger auth.fail_max holds addresses to it at once. */
+Test(auth, fail_max_reloaded)
+{
+	struct auth_denial	d;
+	char			owner[96];
+
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(req("Bearer nope", "x", i, owner, &d), -1);
+	cfg.auth_fail_max = 4;
+	auth_reload(NULL, &cfg);
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(req("Bearer nope", "x", 10 + i, owner, &d), -1);
+		cr_assert_eq(d.status, 401, "failure %d", i + 1);
+	}
+	cr_assert_eq(req("Bearer hvd_bob", "x", 20, owner, &d), -1);
+	cr_assert_eq(d.status, 429);
+}
+
 Test(auth, requests_per_minute)
 {
 	struct auth_denial	d;
