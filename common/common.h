@@ -339,8 +339,8 @@ void	 config_clear(struct heavy_config *);
 /*
  * tokens.c: the tokens file, one identity a line: its name, the SHA-256
  * of its bearer token, its limits.  Enforced in memory today: concurrent
- * tasks, requests per minute, num_agents and timeout maxima; parsed and
- * kept for the quotas to come: live_workers, orchestrations_per_hour,
+ * tasks, live workers, requests per minute, num_agents and timeout maxima;
+ * parsed and kept for the quotas to come: orchestrations_per_hour,
  * tokens_per_day, usd_per_day.
  */
 #define TOKEN_PREFIX		"hvd_"

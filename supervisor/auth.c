@@ -561,12 +561,13 @@ auth_fit_defaults(const char *owner, const struct heavy_config *cfg,
 
 /*
  * Whether an identity may start this orchestration: its num_agents and
- * timeout maxima, its concurrent tasks (active: those it runs now).  0,
- * or -1 and a tool error's text naming the limit.
+ * timeout maxima, its concurrent tasks (active: those it runs now), its
+ * live workers (agents: the most its running ones hold at once).  0, or
+ * -1 and a tool error's text naming the limit.
  */
 int
 auth_admit(const char *owner, int num_agents, double timeout_s, int active,
-    char *why, size_t len)
+    int agents, char *why, size_t len)
 {
 	const struct token_limits	*l = auth_limits(owner);
 
@@ -586,6 +587,12 @@ auth_admit(const char *owner, int num_agents, double timeout_s, int active,
 		snprintf(why, len, "busy: this identity already runs %d "
 		    "orchestrations (concurrent_tasks=%.0f); retry later",
 		    active, l->v[TOKEN_CONCURRENT_TASKS]);
+	else if (l->set[TOKEN_LIVE_WORKERS] &&
+	    agents + num_agents > l->v[TOKEN_LIVE_WORKERS])
+		snprintf(why, len, "busy: this identity's orchestrations would "
+		    "run %d workers at once, over its limit (live_workers=%.0f); "
+		    "retry later or ask for fewer agents", agents + num_agents,
+		    l->v[TOKEN_LIVE_WORKERS]);
 	else
 		return 0;
 	return -1;

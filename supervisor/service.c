@@ -296,8 +296,8 @@ service_run(struct service_start *st)
 
 	if (registry_admit(st->req.cfg, st->owner, workers_queued(), why,
 	    sizeof why) == -1 || auth_admit(st->owner, st->p.num_agents,
-	    st->p.timeout_s, registry_owner_active(st->owner), why,
-	    sizeof why) == -1) {
+	    st->p.timeout_s, registry_owner_active(st->owner),
+	    registry_owner_agents(st->owner), why, sizeof why) == -1) {
 		service_refuse(st, SERVICE_REFUSED_BUSY, why);
 		return;
 	}

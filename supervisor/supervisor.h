@@ -282,6 +282,7 @@ int	 registry_admit(const struct heavy_config *, const char *owner,
 	    int queued_workers, char *err, size_t errlen);
 int	 registry_nactive(void);
 int	 registry_owner_active(const char *owner);
+int	 registry_owner_agents(const char *owner);
 enum task_status registry_status(const struct task_record *);
 const char *registry_status_name(enum task_status);
 struct json_object *registry_progress(const struct task_record *, int64_t now);
@@ -373,7 +374,7 @@ const struct token_limits *auth_limits(const char *owner);
 int	 auth_request(const char *authorization, const char *addr,
 	    int64_t now, char *owner, size_t ownerlen, struct auth_denial *);
 int	 auth_admit(const char *owner, int num_agents, double timeout_s,
-	    int active, char *why, size_t len);
+	    int active, int agents, char *why, size_t len);
 void	 auth_fit_defaults(const char *owner, const struct heavy_config *,
 	    int *num_agents, double *timeout_s);
 

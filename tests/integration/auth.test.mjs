@@ -390,6 +390,7 @@ test('an identity\'s concurrent_tasks, max_num_agents and max_timeout: a tool er
     { timeout: TEST_TIMEOUT }, async (t) => {
 	const { file, tokens } = makeTokens(t, {
 		erin: ['concurrent_tasks=1', 'max_num_agents=2', 'max_timeout=100'], frank: [],
+		gina: ['live_workers=3'],
 	});
 	const srv = await startAuth(t, file);
 	const e = await connect(srv, tokens.erin);
@@ -414,6 +415,18 @@ test('an identity\'s concurrent_tasks, max_num_agents and max_timeout: a tool er
 	    HANG, 'the cancel');
 	const after = await callTool(e, TOOL, { query: 'Now it fits', num_agents: 2 });
 	assert.notEqual(after.r.isError, true, after.text);
+	// live_workers: the agents of her running orchestrations, and the new one's.
+	const g = await connect(srv, tokens.gina);
+	const two = await startTask(g, { query: 'Hang two [[agent:hang]]', num_agents: 2 });
+	const over = await callTool(g, TOOL, { query: 'Two more', num_agents: 2 });
+	assert.equal(over.r.isError, true);
+	assert.match(over.text, /would run 4 workers at once, over its limit \(live_workers=3\)/);
+	const one = await startTask(g, { query: 'Hang one [[agent:hang]]', num_agents: 1 });
+	for (const id of [two, one])
+		assert.equal((await g.client.experimental.tasks.getTask(id)).status, 'working', 'admitted');
+	for (const id of [two, one])
+		await g.client.experimental.tasks.cancelTask(id);
+	await g.client.close();
 	await e.client.close();
 	await f.client.close();
 	await srv.stop();

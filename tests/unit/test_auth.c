@@ -199,11 +199,13 @@ write_file(const char *text)
 	fclose(f);
 }
 
-/* alice: "hvd_alice", 2 requests a minute; bob: "hvd_bob", limits. */
+/* alice: "hvd_alice", 2 requests a minute; bob: "hvd_bob", limits;
+ * carol: live_workers. */
 static void
 setup(void)
 {
 	struct token_ident	a = { .name = "alice" }, b = { .name = "bob" };
+	struct token_ident	c = { .name = "carol" };
 	struct buf		text;
 	char			err[512];
 
@@ -218,9 +220,13 @@ setup(void)
 	b.lim.v[TOKEN_MAX_NUM_AGENTS] = 2;
 	b.lim.v[TOKEN_MAX_TIMEOUT] = 60;
 	b.lim.v[TOKEN_CONCURRENT_TASKS] = 1;
+	token_digest("hvd_carol", 9, c.digest);
+	c.lim.set[TOKEN_LIVE_WORKERS] = true;
+	c.lim.v[TOKEN_LIVE_WORKERS] = 5;
 	buf_init(&text, 0);
 	token_format(&a, &text);
 	token_format(&b, &text);
+	token_format(&c, &text);
 	write_file(buf_cstr(&text));
 	buf_free(&text);
 	config_defaults(&cfg);
@@ -358,21 +364,27 @@ Test(auth, admission_limits)
 {
 	char	why[256];
 
-	cr_assert_eq(auth_admit("id:bob", 2, 60, 0, why, sizeof why), 0);
-	cr_assert_eq(auth_admit("id:bob", 3, 60, 0, why, sizeof why), -1);
+	cr_assert_eq(auth_admit("id:bob", 2, 60, 0, 0, why, sizeof why), 0);
+	cr_assert_eq(auth_admit("id:bob", 3, 60, 0, 0, why, sizeof why), -1);
 	cr_assert_str_eq(why, "num_agents 3 is over this identity's limit "
 	    "(max_num_agents=2)");
-	cr_assert_eq(auth_admit("id:bob", 2, 61, 0, why, sizeof why), -1);
+	cr_assert_eq(auth_admit("id:bob", 2, 61, 0, 0, why, sizeof why), -1);
 	cr_assert_str_eq(why, "timeout 61 s is over this identity's limit "
 	    "(max_timeout=60)");
-	cr_assert_eq(auth_admit("id:bob", 1, 10, 1, why, sizeof why), -1);
+	cr_assert_eq(auth_admit("id:bob", 1, 10, 1, 0, why, sizeof why), -1);
 	cr_assert_str_eq(why, "busy: this identity already runs 1 "
 	    "orchestrations (concurrent_tasks=1); retry later");
-	cr_assert_eq(auth_admit("id:alice", 16, 86400, 100, why, sizeof why),
+	cr_assert_eq(auth_admit("id:alice", 16, 86400, 100, 0, why, sizeof why),
 	    0);
-	cr_assert_eq(auth_admit("uid:1000", 16, 86400, 100, why, sizeof why),
+	cr_assert_eq(auth_admit("uid:1000", 16, 86400, 100, 0, why, sizeof why),
 	    0);
 	cr_assert_null(auth_limits("uid:1000"));
+	/* carol: live_workers=5, counted as her running tasks' agents. */
+	cr_assert_eq(auth_admit("id:carol", 2, 10, 3, 3, why, sizeof why), 0);
+	cr_assert_eq(auth_admit("id:carol", 3, 10, 3, 3, why, sizeof why), -1);
+	cr_assert_str_eq(why, "busy: this identity's orchestrations would run "
+	    "6 workers at once, over its limit (live_workers=5); retry later "
+	    "or ask for fewer agents");
 	cr_assert_null(auth_limits("id:nobody"));
 }
 
@@ -385,9 +397,9 @@ Test(auth, config_defaults)
 
 	cfg.auth_defaults = xstrdup("requests_per_minute=1 max_timeout=5");
 	auth_reload(NULL, &cfg);
-	cr_assert_eq(auth_admit("id:bob", 1, 60, 0, why, sizeof why), 0,
+	cr_assert_eq(auth_admit("id:bob", 1, 60, 0, 0, why, sizeof why), 0,
 	    "bob's own max_timeout=60 wins over the default 5");
-	cr_assert_eq(auth_admit("id:alice", 1, 6, 0, why, sizeof why), -1);
+	cr_assert_eq(auth_admit("id:alice", 1, 6, 0, 0, why, sizeof why), -1);
 	cr_assert_str_eq(why, "timeout 6 s is over this identity's limit "
 	    "(max_timeout=5)");
 	cr_assert_eq(req("Bearer hvd_bob", "a", 0, owner, &d), 0);
@@ -398,7 +410,7 @@ Test(auth, config_defaults)
 	free(cfg.auth_defaults);
 	cfg.auth_defaults = xstrdup("colour=blue");
 	auth_reload(NULL, &cfg);
-	cr_assert_eq(auth_admit("id:alice", 1, 6, 0, why, sizeof why), -1);
+	cr_assert_eq(auth_admit("id:alice", 1, 6, 0, 0, why, sizeof why), -1);
 }
 
 /* The defaults a call did not override fit under the maxima; a value
