@@ -13,6 +13,10 @@
  * with Last-Event-ID, and go on reading that stream where it left off.
  * A dropped stream is not a cancellation: the call runs on as a task.
  *
+ * With identities (auth.c) every request to the endpoint is authenticated
+ * once its path and Origin are let in: 401 or 429 otherwise.  Its identity
+ * owns the sessions it makes; another identity naming one gets 404.
+ *
  * evhttp's traps, and what is done about them: sizes and the time to
  * read a request are bounded (http.max_header_bytes, max_line_bytes,
  * http.request_timeout); a client that hangs up while its request waits
