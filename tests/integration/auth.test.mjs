@@ -497,7 +497,7 @@ test('a tokens file that does not parse: heavyd does not start, --check-config s
 	const why = /tokens:2: alice: expected the token's SHA-256 in 64 lowercase hex digits/;
 	const check = spawnSync(HEAVYD, ['--check-config'], { encoding: 'utf8', cwd: REPO, env });
 	assert.equal(check.status, 1, check.stderr);
-	assert.match(check.stdout, /^auth\.mode: tokens {2}# a tokens file is set$/m);
+	assert.match(check.stdout, /^auth\.mode: tokens$/m);
 	assert.match(check.stderr, why);
 	const run = spawnSync(HEAVYD, ['--listen', '127.0.0.1:0'], { encoding: 'utf8', cwd: REPO, env,
 	    timeout: HANG });
