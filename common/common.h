@@ -29,6 +29,7 @@ struct log_fields {
 	const char	*task_id;
 	int		 worker_pid;
 	const char	*identity;
+	bool		 audit;		/* the operator's: never sent to a client */
 };
 struct log_fields;
 typedef void (*log_hook_fn)(enum log_level, const struct log_fields *,
@@ -246,10 +247,12 @@ struct heavy_config {
 
 	int	 drain_timeout_s;	/* SIGTERM: running tasks' time to end */
 	char	*log_format;		/* "text" or "json" */
+	int	 log_queries;		/* the audit log shows queries */
 
 	/* auth.mode: oauth, the resource server (supervisor/oauth.h); the
 	 * server's, like the lists above: config_dup leaves them. */
-	char	*auth_mode;		/* "none", "tokens", "oauth"; NULL: none */
+	char	*auth_mode;		/* none, tokens, oauth; NULL: tokens
+					   when a tokens file is found */
 	char	*auth_issuer;		/* iss, exactly */
 	char	*auth_audience;		/* aud: this server's resource URI */
 	char	*auth_jwks_file;	/* the issuer's keys: a file, */
@@ -263,6 +266,13 @@ struct heavy_config {
 	int	 auth_jwks_min_refetch_s;	/* least gap between fetches */
 	int	 auth_jwks_timeout_s;	/* one fetch */
 	size_t	 auth_max_jwks_bytes;
+
+	/* Who may call over HTTP (tokens.c; supervisor/auth.c). */
+	char	*auth_tokens_file;
+	char	*auth_defaults;		/* limits of an identity that sets none */
+	int	 auth_fail_max;		/* failed attempts per address ... */
+	int	 auth_fail_window_s;	/* ... in this window, then 429 */
+	int	 auth_max_clients;	/* addresses whose failures are kept */
 };
 
 #define HEAVY_DEFAULT_BRAVE_URL	"https://api.search.brave.com/res/v1/web/search"
@@ -288,6 +298,7 @@ void	 config_strv_free(char ***, int *);
 /* systemd credentials (LoadCredential=) heavyd reads its keys from. */
 #define HEAVY_CRED_API_KEY	"openrouter_api_key"
 #define HEAVY_CRED_SEARCH_KEY	"search_api_key"
+#define HEAVY_CRED_TOKENS	"tokens"
 const char *config_credential(const char *name, char *buf, size_t len);
 
 /* config.c: aggregation strategies and model ids, checked. */
@@ -324,5 +335,58 @@ int	 config_load_file(struct heavy_config *, const char *path, char *err,
 struct heavy_config *config_dup(const struct heavy_config *);
 void	 config_free(struct heavy_config *);
 void	 config_clear(struct heavy_config *);
+
+/*
+ * tokens.c: the tokens file, one identity a line: its name, the SHA-256
+ * of its bearer token, its limits.  Enforced in memory today: concurrent
+ * tasks, live workers, requests per minute, num_agents and timeout maxima;
+ * parsed and kept for the quotas to come: orchestrations_per_hour,
+ * tokens_per_day, usd_per_day.
+ */
+#define TOKEN_PREFIX		"hvd_"
+#define TOKEN_NAME_MAX		64
+#define TOKEN_DIGEST_LEN	32
+#define TOKEN_RANDOM_BYTES	32		/* 256 bits */
+#define TOKEN_MAX_RATE		100000		/* requests_per_minute */
+enum token_limit {
+	TOKEN_CONCURRENT_TASKS,
+	TOKEN_LIVE_WORKERS,
+	TOKEN_REQUESTS_PER_MINUTE,
+	TOKEN_MAX_NUM_AGENTS,
+	TOKEN_MAX_TIMEOUT,		/* seconds */
+	TOKEN_ORCHESTRATIONS_PER_HOUR,
+	TOKEN_TOKENS_PER_DAY,
+	TOKEN_USD_PER_DAY,
+	TOKEN_NLIMITS
+};
+struct token_limits {
+	bool	 set[TOKEN_NLIMITS];	/* unset: no limit of that kind */
+	double	 v[TOKEN_NLIMITS];
+};
+struct token_ident {
+	char			name[TOKEN_NAME_MAX + 1];
+	uint8_t			digest[TOKEN_DIGEST_LEN];
+	struct token_limits	lim;
+};
+struct tokens {
+	struct token_ident	*v;
+	int			 n;
+};
+const char *token_limit_name(int);
+bool	 token_name_valid(const char *, size_t);
+void	 token_digest(const char *token, size_t len,
+	    uint8_t out[TOKEN_DIGEST_LEN]);
+int	 token_limit_parse(const char *kv, size_t len, struct token_limits *,
+	    char *err, size_t errlen);
+int	 tokens_parse(const char *text, size_t len, const char *file,
+	    struct tokens *, char *err, size_t errlen);
+int	 tokens_load(const char *path, struct tokens *, char *err,
+	    size_t errlen);
+void	 tokens_free(struct tokens *);
+void	 token_format(const struct token_ident *, struct buf *);
+void	 token_limit_text(int, double, char *buf, size_t len);
+int	 token_limits_parse(const char *, struct token_limits *, char *err,
+	    size_t errlen);
+const char *tokens_path(const struct heavy_config *, char *buf, size_t len);
 
 #endif

@@ -180,8 +180,6 @@ config_print_strv(FILE *, const char *, char **, int, const char *);
 static void
 config_auth_print(const struct heavy_config *c, FILE *f)
 {
-	config_yaml_line(f, "auth.mode", c->auth_mode ? c->auth_mode : "none",
-	    NULL);
 	if (c->auth_mode == NULL || strcmp(c->auth_mode, "oauth") != 0)
 		return;
 	config_yaml_line(f, "auth.issuer", c->auth_issuer, NULL);
@@ -271,6 +269,9 @@ config_defaults(struct heavy_config *c)
 	c->drain_timeout_s = 30;
 	c->log_format = xstrdup("text");
 	config_auth_defaults(c);
+	c->auth_fail_max = 10;
+	c->auth_fail_window_s = 60;
+	c->auth_max_clients = 4096;
 }
 
 void
@@ -368,6 +369,9 @@ static const struct knob {
 	INT_KNOB("HEAVY_AUTH_JWKS_TIMEOUT", auth_jwks_timeout_s, 1, 300),
 	SIZE_KNOB("HEAVY_AUTH_MAX_JWKS_BYTES", auth_max_jwks_bytes, 1024,
 	    64 << 20),
+	INT_KNOB("HEAVY_AUTH_FAIL_MAX", auth_fail_max, 1, 1 << 20),
+	INT_KNOB("HEAVY_AUTH_FAIL_WINDOW", auth_fail_window_s, 1, 86400),
+	INT_KNOB("HEAVY_AUTH_MAX_CLIENTS", auth_max_clients, 16, 1 << 20),
 };
 
 /* Whether a number's text starts as one: a digit or a sign, no space. */
@@ -657,6 +661,20 @@ config_print_workers(const struct heavy_config *c, FILE *f)
 		fprintf(f, "limits.max_workers: %d\n", c->max_workers);
 }
 
+/* Who may call over HTTP. */
+static void
+config_print_auth(const struct heavy_config *c, FILE *f)
+{
+	char		 cred[4096];
+	const char	*file = tokens_path(c, cred, sizeof cred);
+
+	config_yaml_line(f, "auth.mode", c->auth_mode ? c->auth_mode :
+	    file ? "tokens" : "none", NULL);
+	config_yaml_line(f, "auth.tokens_file", file ? file : "(none)", NULL);
+	config_yaml_line(f, "auth.defaults", c->auth_defaults ?
+	    c->auth_defaults : "", c->auth_defaults ? NULL : "no limits");
+}
+
 /* The knobs, as limits.NAME: N. */
 static void
 config_print_limits(const struct heavy_config *c, FILE *f)
@@ -724,6 +742,8 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	    "false");
 	config_yaml_line(f, "store.synchronous", c->store_synchronous, NULL);
 	config_yaml_line(f, "log.format", c->log_format, NULL);
+	fprintf(f, "log.queries: %s\n", c->log_queries ? "true" : "false");
+	config_print_auth(c, f);
 	config_auth_print(c, f);
 }
 
@@ -849,6 +869,18 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 		config_set_str(&c->store_synchronous, v);
 	if ((v = getenv("HEAVY_LOG_FORMAT")) != NULL && *v != '\0')
 		config_set_str(&c->log_format, v);
+	if ((v = getenv("HEAVY_AUTH_MODE")) != NULL && *v != '\0')
+		config_set_str(&c->auth_mode, v);
+	if ((v = getenv("HEAVY_AUTH_TOKENS_FILE")) != NULL && *v != '\0')
+		config_set_str(&c->auth_tokens_file, v);
+	if ((v = getenv("HEAVY_AUTH_DEFAULTS")) != NULL && *v != '\0')
+		config_set_str(&c->auth_defaults, v);
+	if ((v = getenv("HEAVY_LOG_QUERIES")) != NULL && *v != '\0' &&
+	    config_parse_bool(v, &c->log_queries) == -1) {
+		snprintf(err, errlen, "HEAVY_LOG_QUERIES: expected 1 or 0 "
+		    "(true or false), got \"%.64s\"", v);
+		return -1;
+	}
 	if ((v = getenv("HEAVY_SANDBOX_REQUIRE")) != NULL && *v != '\0' &&
 	    config_parse_bool(v, &c->sandbox_require) == -1) {
 		snprintf(err, errlen, "HEAVY_SANDBOX_REQUIRE: expected 1 or 0 "
@@ -907,6 +939,8 @@ config_dup(const struct heavy_config *c)
 	d->auth_identity_claim = NULL;
 	d->auth_scopes = NULL;
 	d->nauth_scopes = 0;
+	d->auth_tokens_file = NULL;
+	d->auth_defaults = NULL;
 	return d;
 }
 
@@ -940,6 +974,8 @@ config_clear(struct heavy_config *c)
 	config_strv_free(&c->http_origins, &c->nhttp_origins);
 	free(c->http_path);
 	config_auth_clear(c);
+	free(c->auth_tokens_file);
+	free(c->auth_defaults);
 	memset(c, 0, sizeof *c);
 }
 
@@ -1067,6 +1103,34 @@ config_parse_bool(const char *v, int *out)
 	return -1;
 }
 
+/* auth.mode: none, tokens (with a tokens file) or oauth. */
+static int
+config_check_auth(struct heavy_config *c, char *err, size_t errlen)
+{
+	const char	*m = c->auth_mode;
+	char		 cred[4096], why[256];
+	struct token_limits lim;
+
+	if (c->auth_defaults != NULL &&
+	    token_limits_parse(c->auth_defaults, &lim, why, sizeof why) == -1) {
+		snprintf(err, errlen, "auth.defaults: %s", why);
+		return -1;
+	}
+	if (m == NULL || strcmp(m, "none") == 0 || strcmp(m, "oauth") == 0)
+		return 0;
+	if (strcmp(m, "tokens") != 0) {
+		snprintf(err, errlen, "auth.mode: expected none, tokens or "
+		    "oauth, got \"%.64s\"", m);
+		return -1;
+	}
+	if (tokens_path(c, cred, sizeof cred) == NULL) {
+		snprintf(err, errlen, "auth.mode: tokens needs auth.tokens_file "
+		    "(or the systemd credential " HEAVY_CRED_TOKENS ")");
+		return -1;
+	}
+	return 0;
+}
+
 /* What only makes sense together: the search backend, its URL, its key. */
 int
 config_check(struct heavy_config *c, char *err, size_t errlen)
@@ -1094,7 +1158,8 @@ config_check(struct heavy_config *c, char *err, size_t errlen)
 		    "/mcp, got \"%.64s\"", c->http_path);
 		return -1;
 	}
-	if (config_auth_check(c, err, errlen) == -1)
+	if (config_auth_check(c, err, errlen) == -1 ||
+	    config_check_auth(c, err, errlen) == -1)
 		return -1;
 	if (c->search_backend != NULL && strcmp(c->search_backend, "none") == 0) {
 		free(c->search_backend);

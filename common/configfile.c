@@ -73,6 +73,8 @@ static const struct file_key {
 	KNOB("metrics.max_label_values", "metrics_max_label_values"),
 	{ "log.format", KEY_LOGFORMAT,
 	  offsetof(struct heavy_config, log_format), NULL, 0 },
+	{ "log.queries", KEY_BOOL,
+	  offsetof(struct heavy_config, log_queries), NULL, 0 },
 	/* auth.mode: oauth (config_auth_check checks them together) */
 	STR("auth.mode", auth_mode),
 	STR("auth.issuer", auth_issuer),
@@ -89,6 +91,11 @@ static const struct file_key {
 	KNOB("auth.jwks_min_refetch", "auth_jwks_min_refetch"),
 	KNOB("auth.jwks_timeout", "auth_jwks_timeout"),
 	KNOB("auth.max_jwks_bytes", "auth_max_jwks_bytes"),
+	STR("auth.tokens_file", auth_tokens_file),
+	STR("auth.defaults", auth_defaults),
+	KNOB("auth.fail_max", "auth_fail_max"),
+	KNOB("auth.fail_window", "auth_fail_window"),
+	KNOB("auth.max_clients", "auth_max_clients"),
 #undef STR
 #undef KNOB
 };

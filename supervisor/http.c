@@ -13,6 +13,10 @@
  * with Last-Event-ID, and go on reading that stream where it left off.
  * A dropped stream is not a cancellation: the call runs on as a task.
  *
+ * With identities (auth.c) every request to the endpoint is authenticated
+ * once its path and Origin are let in: 401 or 429 otherwise.  Its identity
+ * owns the sessions it makes; another identity naming one gets 404.
+ *
  * evhttp's traps, and what is done about them: sizes and the time to
  * read a request are bounded (http.max_header_bytes, max_line_bytes,
  * http.request_timeout); a client that hangs up while its request waits
@@ -50,7 +54,6 @@
 #include "supervisor.h"
 #include "metrics.h"
 
-#define HTTP_OWNER		"http:anonymous"	/* until identities */
 #define HTTP_STREAM_TIMEOUT	(365 * 86400)	/* a started stream: none */
 #define HTTP_RETRY_MS		2000	/* SSE retry: a reconnect's wait */
 #define HTTP_BUSY_RETRY_S	"5"	/* Retry-After when at a bound */
@@ -146,7 +149,8 @@ http_fail_id(struct evhttp_request *req, int status, struct json_object *id,
 	struct evbuffer		*body = evbuffer_new();
 	const char		*reason;
 
-	reason = status == 400 ? "Bad Request" : status == 403 ? "Forbidden" :
+	reason = status == 400 ? "Bad Request" : status == 401 ?
+	    "Unauthorized" : status == 403 ? "Forbidden" :
 	    status == 404 ? "Not Found" : status == 405 ?
 	    "Method Not Allowed" : status == 406 ? "Not Acceptable" :
 	    status == 409 ? "Conflict" : status == 413 ? "Payload Too Large" :
@@ -158,7 +162,8 @@ http_fail_id(struct evhttp_request *req, int status, struct json_object *id,
 	json_object_put(e);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/json");
-	if (status == 503 || status == 429)
+	if ((status == 503 || status == 429) && evhttp_find_header(
+	    evhttp_request_get_output_headers(req), "Retry-After") == NULL)
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Retry-After", HTTP_BUSY_RETRY_S);
 	if (status == 405)
@@ -655,7 +660,7 @@ http_idle_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 static struct http_session *
-http_session_new(void)
+http_session_new(const char *owner)
 {
 	struct http_session	*hs = xcalloc(1, sizeof *hs);
 	unsigned char		 raw[16];
@@ -667,7 +672,7 @@ http_session_new(void)
 	TAILQ_INIT(&hs->streams);
 	TAILQ_INIT(&hs->events);
 	hs->idle = evtimer_new(ev_base, http_idle_cb, hs);
-	hs->s = mcp_session_new(&http_transport, hs, HTTP_OWNER, false);
+	hs->s = mcp_session_new(&http_transport, hs, owner, false);
 	lh_table_insert(http.sessions, hs->id, hs);
 	http.nsessions++;
 	http_session_idle_arm(hs);
@@ -712,9 +717,12 @@ http_session_end(struct http_session *hs)
 	free(hs);
 }
 
-/* The session a request names: 400 without one, 404 for an unknown one. */
+/*
+ * The session a request names: 400 without one, 404 for an unknown one,
+ * or one another identity made (it is not told the session exists).
+ */
 static struct http_session *
-http_session_of(struct evhttp_request *req)
+http_session_of(struct evhttp_request *req, const char *owner)
 {
 	const char		*sid = http_header(req, "Mcp-Session-Id");
 	struct http_session	*hs;
@@ -724,8 +732,11 @@ http_session_of(struct evhttp_request *req)
 		    "Bad Request: Mcp-Session-Id header is required");
 		return NULL;
 	}
-	if ((hs = http_lookup(http.sessions, sid)) == NULL)
+	if ((hs = http_lookup(http.sessions, sid)) == NULL ||
+	    strcmp(hs->s->owner, owner) != 0) {
 		http_fail(req, 404, RPC_SESSION_GONE, "Session not found");
+		return NULL;
+	}
 	return hs;
 }
 
@@ -733,12 +744,13 @@ http_session_of(struct evhttp_request *req)
 
 /* initialize makes a session; it names it in Mcp-Session-Id. */
 static struct http_session *
-http_post_session(struct evhttp_request *req, const struct rpc_msg *m)
+http_post_session(struct evhttp_request *req, const struct rpc_msg *m,
+    const char *owner)
 {
 	struct http_session	*hs;
 
 	if (m->kind != RPC_REQUEST || strcmp(m->method, "initialize") != 0)
-		return http_session_of(req);
+		return http_session_of(req, owner);
 	if (http_header(req, "Mcp-Session-Id") != NULL) {
 		http_fail(req, 400, RPC_INVALID_REQUEST, "Bad Request: "
 		    "initialize starts a session; send it without "
@@ -750,7 +762,7 @@ http_post_session(struct evhttp_request *req, const struct rpc_msg *m)
 		    "too many sessions (http.max_sessions); retry later");
 		return NULL;
 	}
-	hs = http_session_new();
+	hs = http_session_new(owner);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Mcp-Session-Id", hs->id);
 	return hs;
@@ -878,7 +890,8 @@ http_fail_msg(struct evhttp_request *req, int status, struct json_object *e)
  * which ends with its reply; closing its stream cancels it.
  */
 static void
-http_post_modern(struct evhttp_request *req, struct rpc_msg *m)
+http_post_modern(struct evhttp_request *req, struct rpc_msg *m,
+    const char *owner)
 {
 	struct http_session	*hs;
 	struct mcp_session	*s;
@@ -914,7 +927,7 @@ http_post_modern(struct evhttp_request *req, struct rpc_msg *m)
 	TAILQ_INIT(&hs->streams);
 	TAILQ_INIT(&hs->events);
 	hs->idle = evtimer_new(ev_base, http_idle_cb, hs);
-	hs->s = mcp_session_new(&http_transport, hs, HTTP_OWNER, false);
+	hs->s = mcp_session_new(&http_transport, hs, owner, false);
 	key = rpc_id_key(m->id);
 	http_stream_new(hs, req, key);
 	s = hs->s;
@@ -926,7 +939,7 @@ http_post_modern(struct evhttp_request *req, struct rpc_msg *m)
 }
 
 static void
-http_post(struct evhttp_request *req)
+http_post(struct evhttp_request *req, const char *owner)
 {
 	struct evbuffer		*in = evhttp_request_get_input_buffer(req);
 	size_t			 len = evbuffer_get_length(in);
@@ -952,11 +965,11 @@ http_post(struct evhttp_request *req)
 		http_fail(req, 400, m.error_code, m.error);
 	else if (http_is_modern(req) || (m.kind == RPC_REQUEST &&
 	    modern_is(&m)))
-		http_post_modern(req, &m);
+		http_post_modern(req, &m, owner);
 	else if (!http_version_ok(req))
 		http_fail_msg(req, 400, modern_unsupported(m.id,
 		    http_header(req, "MCP-Protocol-Version")));
-	else if ((hs = http_post_session(req, &m)) == NULL)
+	else if ((hs = http_post_session(req, &m, owner)) == NULL)
 		;			/* answered */
 	else if (m.kind == RPC_REQUEST)
 		http_post_request(req, hs, &m);
@@ -1038,12 +1051,12 @@ http_resume(struct evhttp_request *req, struct http_session *hs,
 }
 
 static void
-http_get(struct evhttp_request *req)
+http_get(struct evhttp_request *req, const char *owner)
 {
 	struct http_session	*hs;
 	const char		*last = http_header(req, "Last-Event-ID");
 
-	if ((hs = http_session_of(req)) == NULL)
+	if ((hs = http_session_of(req, owner)) == NULL)
 		return;
 	if (!http_accepts(req, "text/event-stream"))
 		http_fail(req, 406, RPC_INVALID_REQUEST, "Not Acceptable: "
@@ -1065,11 +1078,11 @@ http_get(struct evhttp_request *req)
 }
 
 static void
-http_delete(struct evhttp_request *req)
+http_delete(struct evhttp_request *req, const char *owner)
 {
 	struct http_session	*hs;
 
-	if ((hs = http_session_of(req)) == NULL)
+	if ((hs = http_session_of(req, owner)) == NULL)
 		return;
 	log_info("http: session %.8s... ended by its client", hs->id);
 	http_session_end(hs);
@@ -1127,10 +1140,54 @@ http_complete_cb(struct evhttp_request *req, void *arg)
 	metrics_http_request(method, evhttp_request_get_response_code(req));
 }
 
+/* A refused authentication: 401 with its challenge, or 429. */
+static void
+http_deny(struct evhttp_request *req, const struct auth_denial *d)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+	char			 retry[16];
+
+	if (d->www_authenticate[0] != '\0')
+		evhttp_add_header(h, "WWW-Authenticate", d->www_authenticate);
+	if (d->status == 429) {
+		snprintf(retry, sizeof retry, "%d", d->retry_after_s);
+		evhttp_add_header(h, "Retry-After", retry);
+	}
+	http_fail(req, d->status, RPC_INVALID_REQUEST, d->message);
+}
+
+/*
+ * Who sends the request (auth.c): owner, or a refusal sent.  The token is
+ * wiped from the request's headers as soon as it has been looked at.
+ */
+static bool
+http_auth(struct evhttp_request *req, char *owner, size_t len)
+{
+	struct evkeyvalq	*in = evhttp_request_get_input_headers(req);
+	char			*a = (char *)(uintptr_t)evhttp_find_header(in,
+	    "Authorization"), *peer = NULL;
+	struct auth_denial	 d;
+	ev_uint16_t		 port;
+	int			 rc;
+
+	evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer,
+	    &port);
+	rc = auth_request(a, peer != NULL && *peer != '\0' ? peer : "unix",
+	    now_ms(), owner, len, &d);
+	if (a != NULL) {
+		explicit_bzero(a, strlen(a));
+		evhttp_remove_header(in, "Authorization");
+	}
+	if (rc == -1)
+		http_deny(req, &d);
+	return rc == 0;
+}
+
 static void
 http_request_cb(struct evhttp_request *req, void *arg)
 {
 	const char	*path;
+	char		 owner[TOKEN_NAME_MAX + 16];
 
 	(void)arg;
 	evhttp_request_set_on_complete_cb(req, http_complete_cb, NULL);
@@ -1145,6 +1202,8 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	else if (!http_origin_ok(req))
 		http_fail(req, 403, RPC_INVALID_REQUEST,
 		    "Forbidden: this Origin is not allowed (http.allowed_origins)");
+	else if (!http_auth(req, owner, sizeof owner))
+		;			/* answered: 401 or 429 */
 	else if (!http_version_ok(req) &&	/* a POST: under its id */
 	    evhttp_request_get_command(req) != EVHTTP_REQ_POST)
 		http_fail_msg(req, 400, modern_unsupported(NULL,
@@ -1158,14 +1217,14 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		http_fail(req, 503, RPC_INTERNAL_ERROR, "Service Unavailable: "
 		    "too many connections (http.max_connections); retry later");
 	else if (evhttp_request_get_command(req) == EVHTTP_REQ_POST)
-		http_post(req);
+		http_post(req, owner);
 	else if (http_is_modern(req))
 		http_fail(req, 405, RPC_INVALID_REQUEST, "Method Not Allowed: "
 		    MODERN_VERSION " is POST only");
 	else if (evhttp_request_get_command(req) == EVHTTP_REQ_GET)
-		http_get(req);
+		http_get(req, owner);
 	else if (evhttp_request_get_command(req) == EVHTTP_REQ_DELETE)
-		http_delete(req);
+		http_delete(req, owner);
 	else
 		http_fail(req, 405, RPC_INVALID_REQUEST,
 		    "Method Not Allowed: use POST, GET or DELETE");
@@ -1231,8 +1290,9 @@ http_listen_unix(const char *path, char *err, size_t len)
 }
 
 /*
- * HOST:PORT or [HOST]:PORT, a numeric loopback address: until heavyd can
- * tell its callers apart (authentication), it serves this machine only.
+ * HOST:PORT or [HOST]:PORT, a numeric address: a loopback one, unless
+ * heavyd tells its callers apart (auth.c); without that it serves this
+ * machine only.
  */
 static int
 http_listen_inet(const char *addr, struct sockaddr_storage *ss,
@@ -1259,7 +1319,7 @@ http_listen_inet(const char *addr, struct sockaddr_storage *ss,
 		*sslen = sizeof *sin6;
 		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
 			goto bad;
-		if (!IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
+		if (!IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) && !auth_enabled())
 			goto remote;
 		return 0;
 	}
@@ -1269,7 +1329,7 @@ http_listen_inet(const char *addr, struct sockaddr_storage *ss,
 	*sslen = sizeof *sin;
 	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
 		goto bad;
-	if ((ntohl(sin->sin_addr.s_addr) >> 24) != 127)
+	if ((ntohl(sin->sin_addr.s_addr) >> 24) != 127 && !auth_enabled())
 		goto remote;
 	return 0;
 bad:
@@ -1278,9 +1338,9 @@ bad:
 	return -1;
 remote:
 	snprintf(err, len, "%s: not a loopback address; serving other "
-	    "machines needs authentication, which this heavyd does not have "
-	    "yet: listen on 127.0.0.1, [::1] or a unix socket (and put a "
-	    "reverse proxy that authenticates in front)", addr);
+	    "machines needs authentication: give heavyd a tokens file "
+	    "(auth.tokens_file; heavyd token add NAME), or listen on "
+	    "127.0.0.1, [::1] or a unix socket", addr);
 	return -1;
 }
 
@@ -1361,10 +1421,10 @@ http_adopt(const struct listen_fd *l, char *err, size_t len)
 	    (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) ==
 	    127) || (ss.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(
 	    &((struct sockaddr_in6 *)&ss)->sin6_addr));
-	if (!local) {
+	if (!local && !auth_enabled()) {
 		snprintf(err, len, "socket activation (%s): not a loopback "
-		    "address; serving other machines needs authentication, "
-		    "which this heavyd does not have yet", l->name);
+		    "address; serving other machines needs authentication "
+		    "(auth.tokens_file)", l->name);
 		return -1;
 	}
 	if (evhttp_accept_socket_with_handle(http.http, l->fd) == NULL) {

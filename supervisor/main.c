@@ -17,6 +17,7 @@ static const char	*opt_config;
 static const char	*opt_state_dir;
 static bool		 opt_check_config;
 static int		 opt_ask;	/* argv index of "ask", or 0 */
+static int		 opt_token;	/* argv index of "token", or 0 */
 static char		**opt_listen;	/* --listen, in order */
 static int		 opt_nlisten;
 
@@ -28,6 +29,8 @@ usage(int status)
 	    "[--check-config]\n              [-V] [--help]\n"
 	    "       heavyd [--config FILE] ask [options] \"query\"   "
 	    "(heavyd ask --help)\n"
+	    "       heavyd [--config FILE] token add NAME [KEY=VALUE...] | "
+	    "list | revoke NAME\n"
 	    "Serves MCP over stdin/stdout (MCP clients start it), or with "
 	    "--listen over\nStreamable HTTP.\n"
 	    "  --config FILE   read FILE (else HEAVY_CONFIG, "
@@ -77,6 +80,9 @@ main_options(int argc, char **argv)
 		else if (strcmp(argv[i], "ask") == 0) {
 			opt_ask = i;
 			break;
+		} else if (strcmp(argv[i], "token") == 0) {
+			opt_token = i;
+			break;
 		} else {
 			fprintf(stderr, "heavyd: %s: %s\n", strcmp(argv[i],
 			    "--config") == 0 ? "missing FILE after" :
@@ -86,6 +92,27 @@ main_options(int argc, char **argv)
 			usage(2);
 		}
 	}
+}
+
+/* The tokens file, when auth.mode is tokens, reads without an error. */
+static int
+main_check_tokens(const struct heavy_config *c, char *err, size_t len)
+{
+	struct tokens	 t;
+	char		 cred[4096];
+	const char	*path = tokens_path(c, cred, sizeof cred);
+
+	if (!auth_configured(c) || (c->auth_mode != NULL &&
+	    strcmp(c->auth_mode, "tokens") != 0))
+		return 0;
+	if (path == NULL) {
+		snprintf(err, len, "auth.mode: tokens needs auth.tokens_file");
+		return -1;
+	}
+	if (tokens_load(path, &t, err, len) == -1)
+		return -1;
+	tokens_free(&t);
+	return 0;
 }
 
 /*
@@ -111,6 +138,10 @@ main_check_config(struct heavy_config *c, const char *file)
 	if (workspace_check(c->state_dir, err, sizeof err) == -1) {
 		fprintf(stderr, "%s: %s (set --state-dir DIR or "
 		    "HEAVY_STATE_DIR)\n", HEAVY_NAME, err);
+		rc = 1;
+	}
+	if (main_check_tokens(c, err, sizeof err) == -1) {
+		fprintf(stderr, "%s: %s\n", HEAVY_NAME, err);
 		rc = 1;
 	}
 	return rc;
@@ -182,6 +213,8 @@ main(int argc, char **argv)
 		ask_options(argc - opt_ask, argv + opt_ask, &opt_config);
 	signal(SIGPIPE, SIG_IGN);
 	main_config(&config);
+	if (opt_token)
+		exit(token_run(&config, argc - opt_token, argv + opt_token));
 	metrics_init(config.metrics_max_label_values, HEAVY_COMMIT);
 	rc = opt_ask ? ask_run(&config) : serve_run(&config);
 	metrics_free();

@@ -56,14 +56,16 @@ mcp_ping(struct mcp_session *s, struct rpc_msg *m)
 /*
  * Whether a session may read a log line: the local user's reads them all
  * (it runs this heavyd, and reads its stderr anyway); any other only the
- * lines about a task of its own owner -- never the server's affairs, nor
- * another owner's.
+ * lines about a task of its own owner -- never the server's affairs (the
+ * audit lines among them), nor another owner's.
  */
 static bool
 mcp_log_reader(struct mcp_session *s, const struct log_fields *f)
 {
 	if (s->local)
 		return true;
+	if (f != NULL && f->audit)
+		return false;	/* the operator's */
 	return f != NULL && f->task_id != NULL &&
 	    registry_find(f->task_id, s->owner) != NULL;
 }

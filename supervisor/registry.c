@@ -330,6 +330,34 @@ registry_interrupt(struct task_record *r, const char *why, int64_t now)
  * client cannot starve the others) and the workers already waiting for a
  * slot are each capped.
  */
+/* How many orchestrations owner runs in this process now. */
+int
+registry_owner_active(const char *owner)
+{
+	struct lh_entry	*e = lh_table_lookup_entry(reg_owners, owner);
+
+	return e ? ((struct registry_owner *)lh_entry_v(e))->nactive : 0;
+}
+
+/* The workers owner's running orchestrations may hold at once: each
+ * runs at most its num_agents (agents, reviewers) together. */
+int
+registry_owner_agents(const char *owner)
+{
+	struct lh_entry		*e = lh_table_lookup_entry(reg_owners, owner);
+	struct task_record	*r;
+	struct json_object	*n;
+	int			 sum = 0;
+
+	if (e == NULL)
+		return 0;
+	TAILQ_FOREACH(r, &((struct registry_owner *)lh_entry_v(e))->active,
+	    active_entry)
+		if (json_object_object_get_ex(r->params, "num_agents", &n))
+			sum += json_object_get_int(n);
+	return sum;
+}
+
 int
 registry_admit(const struct heavy_config *cfg, const char *owner,
     int queued_workers, char *err, size_t errlen)

@@ -366,7 +366,7 @@ server_on_reload(server_reload_fn fn, void *arg)
  */
 static const char *server_restart_keys[] = {
 	"state_dir", "search.backend", "sandbox.require", "store.synchronous",
-	"log.format", "http.listen", "http.path",
+	"log.format", "http.listen", "http.path", "auth.mode",
 	"api_key_file", "search.api_key_file", "limits.max_workers",
 	"limits.spares", "limits.max_frame_bytes", "limits.max_line_bytes",
 	"limits.worker_memory", "limits.worker_cpu", "limits.worker_nofile",
@@ -462,6 +462,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	server_keep_str(&c->store_synchronous, b->store_synchronous);
 	server_keep_str(&c->log_format, b->log_format);
 	server_keep_str(&c->http_path, b->http_path);
+	server_keep_str(&c->auth_mode, b->auth_mode);
 	config_strv_free(&c->http_listen, &c->nhttp_listen);
 	for (int i = 0; i < b->nhttp_listen; i++)
 		config_strv_add(&c->http_listen, &c->nhttp_listen,

@@ -12,6 +12,7 @@
  * refused, "shutting down, retry later"), and says when the last call in
  * flight has ended, so the server can stop before its drain timeout.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,29 @@ service_answer(void *arg, struct task_record *r)
 }
 
 /*
+ * The audit log's line for a task's end: who, which task and tool, its
+ * models, tokens and cost, how it ended and how long it took.  Never the
+ * query (that is the tool call's line, and only with log.queries).
+ */
+static void
+service_audit(const struct task_record *r, const char *outcome,
+    const struct usage *u)
+{
+	struct json_object	*m = NULL;
+	const char		*model = "default";
+
+	if (r->params != NULL && json_object_object_get_ex(r->params, "model",
+	    &m) && json_object_is_type(m, json_type_string))
+		model = json_object_get_string(m);
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = r->id,
+	    .identity = r->owner, .audit = true }, "audit: task end: identity=%s task=%s "
+	    "tool=%s model=%s tokens=%" PRIu64 " cost_usd=%.6f outcome=%s "
+	    "duration_ms=%" PRId64, r->owner, r->id, r->tool ? r->tool : "-",
+	    model, u->total_tokens, (double)u->cost_micro_usd / 1e6, outcome,
+	    now_ms() - r->created_ms);
+}
+
+/*
  * The task ended.  Whoever asked adds what it must to the result; then the
  * record ends, and once the store has the end (its watcher is the first,
  * and holds the others until its write is done) the answer goes.
@@ -81,6 +105,8 @@ service_done(void *arg, const struct task_outcome *o,
 	struct service_call	*c = arg;
 
 	c->hooks->done(c->arg, c->rec, o, result, c->instant == NULL);
+	service_audit(c->rec, o->failed ? "failed" : c->instant != NULL &&
+	    c->instant_why == NULL ? "cached" : "completed", &o->usage);
 	c->rec->ended = service_answer;
 	c->rec->ended_arg = c;
 	registry_finish(c->rec, o, json_object_get(result), now_ms());
@@ -93,6 +119,7 @@ service_stopped(void *arg, const char *why)
 {
 	struct service_call	*c = arg;
 
+	service_audit(c->rec, "cancelled", &c->rec->usage);
 	if (c->hooks->stopped != NULL)
 		c->hooks->stopped(c->arg, why);
 	service_call_free(c);
@@ -279,7 +306,9 @@ service_run(struct service_start *st)
 	char			 why[512];
 
 	if (registry_admit(st->req.cfg, st->owner, workers_queued(), why,
-	    sizeof why) == -1) {
+	    sizeof why) == -1 || auth_admit(st->owner, st->p.num_agents,
+	    st->p.timeout_s, registry_owner_active(st->owner),
+	    registry_owner_agents(st->owner), why, sizeof why) == -1) {
 		service_refuse(st, SERVICE_REFUSED_BUSY, why);
 		return;
 	}
@@ -334,6 +363,8 @@ service_start(const struct service_req *req, struct task_params *p)
 	st->req.owner = st->owner;
 	st->p = *p;
 	memset(p, 0, sizeof *p);
+	auth_fit_defaults(st->owner, req->cfg, &st->p.num_agents,
+	    &st->p.timeout_s);
 	st->params = service_params_json(req->cfg, &st->p);
 	st->ttl = req->ttl_ms ? req->ttl_ms : service_ttl_ms(req->cfg,
 	    st->p.timeout_s, -1);

@@ -293,6 +293,8 @@ void	 registry_interrupt(struct task_record *, const char *why,
 int	 registry_admit(const struct heavy_config *, const char *owner,
 	    int queued_workers, char *err, size_t errlen);
 int	 registry_nactive(void);
+int	 registry_owner_active(const char *owner);
+int	 registry_owner_agents(const char *owner);
 enum task_status registry_status(const struct task_record *);
 const char *registry_status_name(enum task_status);
 struct json_object *registry_progress(const struct task_record *, int64_t now);
@@ -347,6 +349,46 @@ void	 service_refused(const struct service_req *, const char *failed);
 void	 service_abandon(struct task_record *, const char *why);
 int64_t	 service_ttl_ms(const struct heavy_config *, double timeout_s,
 	    int64_t requested);
+
+/*
+ * auth.c: who calls over HTTP (the tokens file's identities, or OAuth's
+ * verifier), their limits, and the sliding windows that rate them.
+ */
+#define AUTH_OWNER_PREFIX	"id:"
+#define AUTH_ANONYMOUS		"http:anonymous"	/* auth off */
+struct auth_window {
+	int64_t	*stamps;	/* a ring of the hits in the window */
+	int	 cap, head, n;
+};
+/* What to answer a request that is refused: 401 or 429. */
+struct auth_denial {
+	int	 status;
+	int	 retry_after_s;		/* 429: Retry-After */
+	char	 www_authenticate[256];	/* 401: WWW-Authenticate */
+	char	 message[192];
+};
+/* auth.mode: oauth's verifier: 0 and the identity's name, or -1 and the
+ * denial (its WWW-Authenticate with resource_metadata and scope). */
+typedef int	(*auth_verify_fn)(const char *token, size_t len, char *name,
+		    size_t namelen, struct auth_denial *);
+void	 auth_window_init(struct auth_window *, int cap);
+void	 auth_window_free(struct auth_window *);
+int	 auth_window_count(struct auth_window *, int64_t now, int64_t width);
+int64_t	 auth_window_hit(struct auth_window *, int64_t now, int64_t width);
+int	 auth_retry_after_s(int64_t ms);
+bool	 auth_configured(const struct heavy_config *);
+int	 auth_init(const struct heavy_config *, char *err, size_t errlen);
+void	 auth_reload(void *arg, const struct heavy_config *);
+bool	 auth_enabled(void);
+void	 auth_set_verifier(auth_verify_fn);
+void	 auth_stop(void);
+const struct token_limits *auth_limits(const char *owner);
+int	 auth_request(const char *authorization, const char *addr,
+	    int64_t now, char *owner, size_t ownerlen, struct auth_denial *);
+int	 auth_admit(const char *owner, int num_agents, double timeout_s,
+	    int active, int agents, char *why, size_t len);
+void	 auth_fit_defaults(const char *owner, const struct heavy_config *,
+	    int *num_agents, double *timeout_s);
 
 /* resources.c: heavy:// resources and their subscriptions. */
 struct mcp_session;
@@ -648,6 +690,9 @@ bool	 fixtures_prompt(struct mcp_session *, struct rpc_msg *,
 struct json_object *fixtures_complete(const char *prompt, const char *arg,
 	    const char *typed);
 #endif
+
+/* token.c: heavyd token add|list|revoke; argv[0] is "token". */
+int	 token_run(const struct heavy_config *, int argc, char **argv);
 
 /* ask.c: heavyd ask, one orchestration from the shell. */
 #define ASK_EXIT_OK		0

@@ -84,6 +84,34 @@ mcp_call_params(struct mcp_session *s, struct rpc_msg *m,
 	return 0;
 }
 
+/*
+ * The audit log's line for a tool call: who, which tool, the task it
+ * names (the make-it-heavy tools), its models; its query only with
+ * log.queries (a query may be private, the log is not).
+ */
+static void
+toolcall_audit(struct mcp_session *s, const char *tool,
+    struct json_object *args)
+{
+	struct json_object	*v;
+	const char		*task = NULL, *model = NULL, *query = NULL;
+
+	if (json_object_object_get_ex(args, "task_id", &v) &&
+	    json_object_is_type(v, json_type_string))
+		task = json_object_get_string(v);
+	if (json_object_object_get_ex(args, "model", &v) &&
+	    json_object_is_type(v, json_type_string))
+		model = json_object_get_string(v);
+	if (s->cfg->log_queries && json_object_object_get_ex(args, "query",
+	    &v) && json_object_is_type(v, json_type_string))
+		query = json_object_get_string(v);
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = task,
+	    .identity = s->owner, .audit = true }, "audit: tool call: identity=%s tool=%.64s "
+	    "task=%.64s model=%.256s%s%.4096s%s", s->owner, tool,
+	    task ? task : "-", model ? model : "default", query ?
+	    " query=\"" : "", query ? query : "", query ? "\"" : "");
+}
+
 void
 mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 {
@@ -93,6 +121,7 @@ mcp_tools_call(struct mcp_session *s, struct rpc_msg *m)
 
 	if (mcp_call_params(s, m, &name, &args) == -1)
 		return;
+	toolcall_audit(s, json_object_get_string(name), args);
 #ifdef HEAVY_TEST_FIXTURES
 	if (fixtures_call(s, m, json_object_get_string(name), args))
 		return;
