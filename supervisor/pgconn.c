@@ -152,7 +152,7 @@ pgconn_set_error(struct pgconn *pc, const char *why)
 	snprintf(pc->error, sizeof pc->error, "%s", why && *why ? why :
 	    "unknown error");
 	for (char *p = pc->error; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r')
+		if (*p == '\n' || *p == '\r' || *p == '\t')
 			*p = *(p + 1) == '\0' ? '\0' : ' ';
 }
 
@@ -205,8 +205,8 @@ pgconn_retry(struct pgconn *pc, const char *why)
 	int64_t		delay = pc->backoff_min_ms;
 	struct timeval	tv;
 
+	pgconn_set_error(pc, why);	/* why may be libpq's, freed below */
 	pgconn_teardown(pc);
-	pgconn_set_error(pc, why);
 	for (unsigned i = 0; i < pc->failures && delay < pc->backoff_max_ms; i++)
 		delay *= 2;
 	if (delay > pc->backoff_max_ms)
@@ -335,6 +335,17 @@ pgconn_poll_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* The server's notices (NOTICE: ... already exists, skipping; the FATAL
+ * that ends an idle connection) go to the log, not to stderr. */
+static void
+pgconn_notice(void *arg, const char *message)
+{
+	struct pgconn	*pc = arg;
+
+	log_debug("task store: PostgreSQL at %s: %.*s", pc->shown,
+	    (int)strcspn(message, "\n"), message);
+}
+
 /* A new connection, bounded by connect_timeout_ms. */
 static void
 pgconn_connect(struct pgconn *pc)
@@ -347,6 +358,7 @@ pgconn_connect(struct pgconn *pc)
 	pc->conn = PQconnectStartParams(keys, values, 1);
 	if (pc->conn == NULL)
 		fatalx("pgconn: out of memory");
+	PQsetNoticeProcessor(pc->conn, pgconn_notice, pc);
 	if (PQstatus(pc->conn) == CONNECTION_BAD) {
 		pgconn_retry(pc, PQerrorMessage(pc->conn));
 		return;
