@@ -220,6 +220,8 @@ struct heavy_config {
 	int	 cache_ttl_s;		/* result cache; 0: off */
 	char	*store_synchronous;	/* "normal": a crash loses nothing
 					 * written; "full": a power cut neither */
+	char	*store_url;		/* postgresql://...: the PostgreSQL store;
+					 * NULL: SQLite in the state directory */
 
 	int	 tools_compat;		/* offer make-it-heavy's six tools */
 	int	 sandbox_require;	/* refuse to run workers unconfined */

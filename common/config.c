@@ -723,6 +723,10 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	fprintf(f, "sandbox.require: %s\n", c->sandbox_require ? "true" :
 	    "false");
 	config_yaml_line(f, "store.synchronous", c->store_synchronous, NULL);
+	url = c->store_url ? secret_url(c->store_url) : NULL;
+	config_yaml_line(f, "store.url", url ? url : "(none)", url ? NULL :
+	    "SQLite in the state directory");
+	free(url);
 	config_yaml_line(f, "log.format", c->log_format, NULL);
 	config_auth_print(c, f);
 }
@@ -847,6 +851,8 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 	}
 	if ((v = getenv("HEAVY_STORE_SYNCHRONOUS")) != NULL && *v != '\0')
 		config_set_str(&c->store_synchronous, v);
+	if ((v = getenv("HEAVY_STORE_URL")) != NULL && *v != '\0')
+		config_set_str(&c->store_url, v);
 	if ((v = getenv("HEAVY_LOG_FORMAT")) != NULL && *v != '\0')
 		config_set_str(&c->log_format, v);
 	if ((v = getenv("HEAVY_SANDBOX_REQUIRE")) != NULL && *v != '\0' &&
@@ -896,6 +902,7 @@ config_dup(const struct heavy_config *c)
 	    NULL;
 	d->search_url = c->search_url ? xstrdup(c->search_url) : NULL;
 	d->store_synchronous = xstrdup(c->store_synchronous);
+	d->store_url = c->store_url ? xstrdup(c->store_url) : NULL;
 	d->log_format = xstrdup(c->log_format);
 	d->search_api_key = NULL;	/* the server holds it, as api_key */
 	d->search_api_key_file = NULL;
@@ -931,6 +938,9 @@ config_clear(struct heavy_config *c)
 	free(c->search_backend);
 	free(c->search_url);
 	free(c->store_synchronous);
+	if (c->store_url != NULL)
+		explicit_bzero(c->store_url, strlen(c->store_url));
+	free(c->store_url);
 	free(c->log_format);
 	if (c->search_api_key != NULL)
 		explicit_bzero(c->search_api_key, strlen(c->search_api_key));
@@ -1067,6 +1077,41 @@ config_parse_bool(const char *v, int *out)
 	return -1;
 }
 
+/*
+ * store.url: a libpq URI.  Its password goes in user:password@, which
+ * secret_url masks wherever it is shown, or in a password file
+ * (PGPASSFILE); a password= parameter would be shown as it is.
+ */
+static int
+config_store_url_check(const char *url, char *err, size_t errlen)
+{
+	const char	*name = getenv("HEAVY_STORE_URL") &&
+	    *getenv("HEAVY_STORE_URL") ? "HEAVY_STORE_URL" : "store.url";
+	const char	*q;
+
+	if (url == NULL)
+		return 0;
+	if (strncmp(url, "postgresql://", 13) != 0 &&
+	    strncmp(url, "postgres://", 11) != 0) {
+		snprintf(err, errlen, "%s: expected a postgresql:// URL", name);
+		return -1;
+	}
+	for (const char *p = url; *p != '\0'; p++)
+		if (iscntrl((unsigned char)*p) || *p == ' ') {
+			snprintf(err, errlen, "%s: a URL has no spaces or "
+			    "control characters", name);
+			return -1;
+		}
+	if ((q = strchr(url, '?')) != NULL && (strncmp(q + 1, "password=", 9) ==
+	    0 || strstr(q, "&password=") != NULL)) {
+		snprintf(err, errlen, "%s: put the password in "
+		    "postgresql://user:password@host/..., or in a password file "
+		    "(PGPASSFILE), not in a password= parameter", name);
+		return -1;
+	}
+	return 0;
+}
+
 /* What only makes sense together: the search backend, its URL, its key. */
 int
 config_check(struct heavy_config *c, char *err, size_t errlen)
@@ -1089,6 +1134,8 @@ config_check(struct heavy_config *c, char *err, size_t errlen)
 		    c->store_synchronous);
 		return -1;
 	}
+	if (config_store_url_check(c->store_url, err, errlen) == -1)
+		return -1;
 	if (c->http_path[0] != '/' || strpbrk(c->http_path, "?# ") != NULL) {
 		snprintf(err, errlen, "http.path: expected a path such as "
 		    "/mcp, got \"%.64s\"", c->http_path);

@@ -363,6 +363,7 @@ server_on_reload(server_reload_fn fn, void *arg)
  */
 static const char *server_restart_keys[] = {
 	"state_dir", "search.backend", "sandbox.require", "store.synchronous",
+	"store.url",
 	"log.format", "http.listen", "http.path",
 	"api_key_file", "search.api_key_file", "limits.max_workers",
 	"limits.spares", "limits.max_frame_bytes", "limits.max_line_bytes",
@@ -457,6 +458,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	server_keep_str(&c->state_dir, b->state_dir);
 	server_keep_str(&c->search_backend, b->search_backend);
 	server_keep_str(&c->store_synchronous, b->store_synchronous);
+	server_keep_str(&c->store_url, b->store_url);
 	server_keep_str(&c->log_format, b->log_format);
 	server_keep_str(&c->http_path, b->http_path);
 	config_strv_free(&c->http_listen, &c->nhttp_listen);
