@@ -9,6 +9,10 @@
  */
 #include <criterion/criterion.h>
 
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,4 +413,94 @@ Test(pgconn_url, password_masked)
 	s = pgconn_url_display("postgresql://db/h");
 	cr_assert_str_eq(s, "postgresql://db/h");
 	free(s);
+}
+
+/* The pid of a backend that waits for advisory lock 1, other than the
+ * pid not (a killed backend shows until it has exited), polled from b
+ * (each poll is one query answered: no clock involved). */
+static void
+await_lock_waiter(struct pgconn *b, const char *not, char *pid, size_t len)
+{
+	struct answer	a;
+	int64_t		deadline = now_ms() + HANG_MS;
+	const char	*params[] = { not };
+
+	do {
+		query(b, "SELECT pid FROM pg_stat_activity WHERE "
+		    "wait_event_type = 'Lock' AND query LIKE "
+		    "'%pg_advisory_lock(1)%' AND pid <> pg_backend_pid() "
+		    "AND pid::text <> $1", 1, params, &a);
+		cr_assert(a.ok, "%s", a.error);
+	} while (a.value[0] == '\0' && now_ms() < deadline);
+	cr_assert(a.value[0] != '\0', "no backend waits for the lock");
+	snprintf(pid, len, "%s", a.value);
+}
+
+/*
+ * A query in flight when its connection dies is sent again on the next
+ * one, and answered once: a waits for a lock b holds, b kills a's
+ * backend, a reconnects and waits again, b lets go.
+ */
+Test(pgconn, in_flight_query_replayed_once)
+{
+	struct pgconn		*a = connect_pg(0), *b = connect_pg(0);
+	struct pgconn_status	 st;
+	struct answer		 r, x;
+	char			 pid[256], again[256], sql[320];
+
+	query_ok(b, "SELECT pg_advisory_lock(1)", &x);
+	memset(&r, 0, sizeof r);
+	cr_assert_eq(pgconn_query(a, "SELECT pg_advisory_lock(1), 'mine'", 0,
+	    NULL, answer_cb, &r, NULL, 0), 0);
+	await_lock_waiter(b, "", pid, sizeof pid);
+	snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%s)", pid);
+	query_ok(b, sql, &x);
+	cr_assert_str_eq(x.value, "t");
+	await_lock_waiter(b, pid, again, sizeof again);
+	cr_assert_str_neq(again, pid, "a new backend, the same query");
+	pgconn_status(a, &st);
+	cr_assert_eq(st.connects, 2);
+	cr_assert_eq(st.queued, 1);
+	cr_assert_eq(r.calls, 0, "no answer for the query the server lost");
+	query_ok(b, "SELECT pg_advisory_unlock(1)", &x);
+	WAIT_FOR(r.calls > 0, "the replayed query");
+	cr_assert_eq(r.calls, 1);
+	cr_assert(r.ok, "%s", r.error);
+	pgconn_free(a);
+	pgconn_free(b);
+}
+
+/* A server that accepts but never speaks: the attempt is given up at the
+ * connect timeout, and the queue keeps its query for the next one. */
+Test(pgconn, connect_timeout)
+{
+	struct pgconn_config	 cfg = { .connect_timeout_ms = 200,
+	    .backoff_min_ms = 20, .backoff_max_ms = 50 };
+	struct sockaddr_in	 sin = { .sin_family = AF_INET };
+	struct pgconn		*pc;
+	struct pgconn_status	 st;
+	struct answer		 a = { 0 };
+	socklen_t		 len = sizeof sin;
+	char			 url[128];
+	int			 fd;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_neq(fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), -1);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	cr_assert_eq(listen(fd, 16), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	snprintf(url, sizeof url, "postgresql://heavyd@127.0.0.1:%d/heavyd",
+	    ntohs(sin.sin_port));
+	cfg.url = url;
+	pc = pgconn_new(base, &cfg);
+	cr_assert_eq(pgconn_query(pc, "SELECT 1", 0, NULL, answer_cb, &a,
+	    NULL, 0), 0);
+	WAIT_FOR((pgconn_status(pc, &st), strstr(st.error, "timed out") !=
+	    NULL), "the connect timeout");
+	cr_assert_neq(st.state, PGCONN_CONNECTED);
+	cr_assert_eq(st.queued, 1);
+	cr_assert_eq(a.calls, 0);
+	pgconn_free(pc);
+	cr_assert_eq(a.calls, 1);
+	close(fd);
 }
