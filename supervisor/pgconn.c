@@ -8,6 +8,9 @@
  * are sent again, in order, once a new connection is up (after a backoff
  * that doubles up to a cap).  LISTEN channels are listened to again on
  * every new connection.  See pgconn.h for the contract.
+ *
+ * libpq resolves a host name in PQconnectPoll, synchronously: a URL with
+ * an address (or hostaddr=) keeps a slow resolver off the loop.
  */
 #include <sys/queue.h>
 
@@ -350,8 +353,16 @@ pgconn_notice(void *arg, const char *message)
 static void
 pgconn_connect(struct pgconn *pc)
 {
-	const char *const	 keys[] = { "dbname", "application_name", NULL };
-	const char *const	 values[] = { pc->url, "heavyd", NULL };
+	/*
+	 * Before dbname (the URL), so that the URL may say otherwise: a peer
+	 * that vanished without a word (a partition, a power cut) is found
+	 * by TCP keepalives in about 25 s, not the kernel's two hours.
+	 */
+	const char *const	 keys[] = { "application_name", "keepalives_idle",
+	    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+	    "dbname", NULL };
+	const char *const	 values[] = { "heavyd", "10", "5", "3", "30000",
+	    pc->url, NULL };
 	struct timeval		 tv;
 
 	pgconn_set_state(pc, PGCONN_CONNECTING);
@@ -475,7 +486,8 @@ pgconn_results(struct pgconn *pc)
 			PQclear(res);
 			return -1;
 		}
-		if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
+		if ((PQresultStatus(res) == PGRES_FATAL_ERROR ||
+		    PQresultStatus(res) == PGRES_BAD_RESPONSE) &&
 		    pc->first_error == NULL) {
 			pc->first_error = xstrdup(PQresultErrorMessage(res));
 			pc->first_error[strcspn(pc->first_error, "\n")] = '\0';
