@@ -262,6 +262,9 @@ config_defaults(struct heavy_config *c)
 	c->store_write_ms = 500;
 	c->store_sweep_s = 60;
 	c->store_busy_ms = 5000;
+	c->store_max_queue = 1024;
+	c->store_connect_timeout_s = 10;
+	c->store_retry_max_ms = 10000;
 	c->cache_ttl_s = 0;
 	c->store_synchronous = xstrdup("normal");
 	c->tools_compat = 1;
@@ -342,6 +345,9 @@ static const struct knob {
 	INT_KNOB("HEAVY_STORE_WRITE_MS", store_write_ms, 0, 60000),
 	INT_KNOB("HEAVY_STORE_SWEEP", store_sweep_s, 1, 86400),
 	INT_KNOB("HEAVY_STORE_BUSY_MS", store_busy_ms, 1, 600000),
+	INT_KNOB("HEAVY_STORE_MAX_QUEUE", store_max_queue, 1, 1 << 20),
+	INT_KNOB("HEAVY_STORE_CONNECT_TIMEOUT", store_connect_timeout_s, 1, 600),
+	INT_KNOB("HEAVY_STORE_RETRY_MAX_MS", store_retry_max_ms, 100, 600000),
 	INT_KNOB("HEAVY_CACHE_TTL", cache_ttl_s, 0, 2592000),
 	INT_KNOB("HEAVY_HTTP_MAX_CONNECTIONS", http_max_connections, 1,
 	    1 << 20),

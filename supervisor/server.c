@@ -371,6 +371,8 @@ static const char *server_restart_keys[] = {
 	"limits.worker_fsize", "limits.worker_pids", "limits.worker_uid",
 	"limits.worker_gid", "limits.landlock_abi", "limits.store_write_ms",
 	"limits.store_sweep", "limits.store_busy_ms",
+	"limits.store_max_queue", "limits.store_connect_timeout",
+	"limits.store_retry_max_ms",
 	"limits.max_retained_tasks",
 };
 
@@ -481,6 +483,9 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	c->store_write_ms = b->store_write_ms;
 	c->store_sweep_s = b->store_sweep_s;
 	c->store_busy_ms = b->store_busy_ms;
+	c->store_max_queue = b->store_max_queue;
+	c->store_connect_timeout_s = b->store_connect_timeout_s;
+	c->store_retry_max_ms = b->store_retry_max_ms;
 	c->max_retained_tasks = b->max_retained_tasks;
 }
 
