@@ -94,4 +94,16 @@ typedef void	(*pgschema_done_fn)(void *arg, int version, const char *error);
 int	 pgschema_migrate(struct pgconn *, pgschema_done_fn, void *arg,
 	    char *err, size_t errlen);
 
+/*
+ * store_pg.c: the task store backend on PostgreSQL (struct store_backend,
+ * store.h), for store.url postgresql://...  store_pg_limits before it
+ * opens: the bounds of its link (0: pgconn's defaults).  store_pg_conn:
+ * its link while open (for /readyz and LISTEN), else NULL.
+ */
+struct store_backend;
+extern const struct store_backend store_pg;
+void	 store_pg_limits(int max_queue, int connect_timeout_ms,
+	    int retry_max_ms);
+struct pgconn *store_pg_conn(void);
+
 #endif
