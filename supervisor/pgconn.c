@@ -50,6 +50,7 @@ struct pgconn {
 	int			 backoff_min_ms;
 	int			 backoff_max_ms;
 	int			 connect_timeout_ms;
+	bool			 metrics;
 
 	PGconn			*conn;
 	enum pgconn_state	 state;
@@ -132,7 +133,8 @@ pgconn_changed(struct pgconn *pc)
 {
 	struct pgconn_status	st;
 
-	metrics_store_link(pc->state == PGCONN_CONNECTED, pc->queued);
+	if (pc->metrics)
+		metrics_store_link(pc->state == PGCONN_CONNECTED, pc->queued);
 	if (pc->on_state == NULL)
 		return;
 	pgconn_status(pc, &st);
@@ -644,6 +646,7 @@ pgconn_new(struct event_base *base, const struct pgconn_config *cfg)
 		pc->backoff_max_ms = pc->backoff_min_ms;
 	pc->connect_timeout_ms = cfg->connect_timeout_ms > 0 ?
 	    cfg->connect_timeout_ms : PGCONN_CONNECT_MS;
+	pc->metrics = cfg->metrics;
 	TAILQ_INIT(&pc->queue);
 	if ((pc->ev_timer = evtimer_new(base, pgconn_timer_cb, pc)) == NULL)
 		fatalx("pgconn: evtimer_new");
@@ -672,7 +675,8 @@ pgconn_free(struct pgconn *pc)
 		free(pc->channels[i]);
 	pc->state = PGCONN_DOWN;
 	pc->queued = 0;
-	metrics_store_link(false, 0);
+	if (pc->metrics)
+		metrics_store_link(false, 0);
 	explicit_bzero(pc->url, strlen(pc->url));
 	free(pc->url);
 	free(pc->shown);

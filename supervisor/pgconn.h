@@ -34,6 +34,7 @@ struct pgconn_config {
 	int		 backoff_max_ms;	/* retries at most this far apart;
 					 * <= 0: 10000 */
 	int		 connect_timeout_ms;	/* <= 0: 10000 */
+	bool		 metrics;	/* the store's link: heavyd_store_* */
 };
 
 struct pgconn_status {

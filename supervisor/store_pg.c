@@ -196,6 +196,7 @@ pg_open(const struct store_options *o, char *err, size_t errlen)
 	cfg.url = o->url;
 	if (pg_migrate(&cfg, err, errlen) == -1)
 		return -1;
+	cfg.metrics = true;
 	pg = pgconn_new(ev_base, &cfg);
 	pg_last_error[0] = '\0';
 	return 0;

@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "../../supervisor/supervisor.h"
+#include "../../supervisor/metrics.h"
 #include "../../supervisor/pgconn.h"
 #include "pgtest.h"
 #include "store_sync.h"
@@ -386,6 +387,7 @@ Test(store_pg, writes_held_while_the_server_is_away)
 	int64_t			now = wall_ms();
 	struct pgconn_status	st;
 
+	metrics_init(0, "test");
 	pgtest_stop(&pg);
 	for (int i = 0; i < 10; i++) {
 		snprintf(ids[i], sizeof ids[i], "%032d", 500 + i);
@@ -395,6 +397,10 @@ Test(store_pg, writes_held_while_the_server_is_away)
 	WAIT_FOR((pgconn_status(store_pg_conn(), &st), st.state ==
 	    PGCONN_DOWN && st.error[0] != '\0'), "the link down");
 	cr_assert_eq(st.queued, 10);
+	cr_assert_eq(metrics_value(metrics_find("heavyd_store_connected"), NULL),
+	    0);
+	cr_assert_eq(metrics_value(metrics_find("heavyd_store_queued"), NULL),
+	    10);
 	for (int i = 0; i < 10; i++)
 		cr_assert_not(a[i].done, "no answer while the server is away");
 	pgtest_start(&pg);
@@ -404,6 +410,11 @@ Test(store_pg, writes_held_while_the_server_is_away)
 		    a[i].rc);
 	cr_assert_eq(get(ids[9], "o", &got), STORE_OK);
 	store_task_clear(&got);
+	cr_assert_eq(metrics_value(metrics_find("heavyd_store_connected"), NULL),
+	    1);
+	cr_assert_eq(metrics_value(metrics_find("heavyd_store_queued"), NULL),
+	    0);
+	metrics_free();
 	cr_assert_eq(store_pg.durability(), 1,
 	    "the test cluster runs with synchronous_commit off");
 }
