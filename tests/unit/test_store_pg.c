@@ -281,6 +281,7 @@ Test(store_pg, pages_expiry_and_sweep)
 	cr_assert_null(a.next);
 	answer_clear(&a);
 	cr_assert_eq(list("o", "garbage", 4, &a), STORE_BAD_CURSOR);
+	answer_clear(&a);
 
 	/* The expired row, then the oldest ended beyond 3. */
 	cr_assert_eq(sweep(3), 3);
