@@ -14,6 +14,8 @@
  */
 #include <sys/queue.h>
 
+#include <poll.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -681,4 +683,35 @@ pgconn_free(struct pgconn *pc)
 	free(pc->url);
 	free(pc->shown);
 	free(pc);
+}
+
+/*
+ * At exit, with the loop no longer running: what is held goes out and is
+ * answered, driven by poll(2), for at most timeout_ms.  Only a link that
+ * is up is used (no new connection); what is left then is answered with
+ * an error by pgconn_free.  0 when the queue emptied.
+ */
+int
+pgconn_finish(struct pgconn *pc, int timeout_ms)
+{
+	int64_t		deadline = now_ms() + timeout_ms;
+	struct pollfd	pfd;
+	int		wait;
+
+	while (pc->state == PGCONN_CONNECTED && !TAILQ_EMPTY(&pc->queue) &&
+	    (wait = (int)(deadline - now_ms())) > 0) {
+		pgconn_kick(pc);
+		if (pc->state != PGCONN_CONNECTED)
+			break;
+		pfd.fd = PQsocket(pc->conn);
+		pfd.events = POLLIN | (event_pending(pc->ev_write, EV_WRITE,
+		    NULL) ? POLLOUT : 0);
+		if (poll(&pfd, 1, wait) <= 0)
+			continue;
+		if ((pfd.revents & POLLOUT) && pgconn_flush(pc) == -1)
+			break;
+		if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+			pgconn_read_cb(pfd.fd, EV_READ, pc);
+	}
+	return TAILQ_EMPTY(&pc->queue) ? 0 : -1;
 }

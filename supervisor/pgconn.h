@@ -75,6 +75,9 @@ int	 pgconn_query(struct pgconn *, const char *sql, int nparams,
  * the last statement's result or the first error. */
 int	 pgconn_exec(struct pgconn *, const char *sql, pgconn_result_fn,
 	    void *arg, char *err, size_t errlen);
+/* At exit, the loop stopped: sends and answers what is held, for at most
+ * timeout_ms, on the link that is up.  0 when nothing is left. */
+int	 pgconn_finish(struct pgconn *, int timeout_ms);
 /* LISTEN on channel now and after every reconnect. */
 int	 pgconn_listen(struct pgconn *, const char *channel, char *err,
 	    size_t errlen);

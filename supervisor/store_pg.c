@@ -27,6 +27,7 @@
 #include "pgconn.h"
 
 #define PG_OPEN_MS	30000	/* for the server at startup */
+#define PG_CLOSE_MS	10000	/* for the last writes, at exit */
 
 static struct pgconn		*pg;
 static struct pgconn_config	 pg_limits;
@@ -205,6 +206,10 @@ pg_open(const struct store_options *o, char *err, size_t errlen)
 static void
 pg_close(void)
 {
+	/* The last writes (durable_stop's) land before we exit. */
+	if (pg != NULL && pgconn_finish(pg, PG_CLOSE_MS) == -1)
+		log_warnx("task store: PostgreSQL did not take every write "
+		    "before exit");
 	pgconn_free(pg);
 	pg = NULL;
 }

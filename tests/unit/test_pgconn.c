@@ -504,3 +504,32 @@ Test(pgconn, connect_timeout)
 	cr_assert_eq(a.calls, 1);
 	close(fd);
 }
+
+/* At exit, with no loop: pgconn_finish sends and answers what is held. */
+Test(pgconn, finish_without_the_loop)
+{
+	struct pgconn		*pc = connect_pg(0);
+	struct answer		 a, got[20];
+	char			 v[20][16];
+	const char		*params[1];
+
+	query_ok(pc, "CREATE TABLE f (n int PRIMARY KEY)", &a);
+	memset(got, 0, sizeof got);
+	for (int i = 0; i < 20; i++) {
+		snprintf(v[i], sizeof v[i], "%d", i);
+		params[0] = v[i];
+		cr_assert_eq(pgconn_query(pc, "INSERT INTO f VALUES ($1) "
+		    "ON CONFLICT DO NOTHING RETURNING n", 1, params, answer_cb,
+		    &got[i], NULL, 0), 0);
+	}
+	cr_assert_eq(got[0].calls, 0, "nothing is answered before the loop");
+	cr_assert_eq(pgconn_finish(pc, HANG_MS), 0);
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(got[i].calls, 1);
+		cr_assert(got[i].ok, "%s", got[i].error);
+		cr_assert_str_eq(got[i].value, v[i]);
+	}
+	query_ok(pc, "SELECT count(*) FROM f", &a);
+	cr_assert_str_eq(a.value, "20");
+	pgconn_free(pc);
+}
