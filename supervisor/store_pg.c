@@ -185,6 +185,28 @@ pg_migrate(const struct pgconn_config *cfg, char *err, size_t errlen)
 	return o.durable != 0 && o.version > 0 ? 0 : -1;
 }
 
+/* A URL libpq cannot read is refused at once, not retried for 30 s. */
+static int
+pg_url_check(const char *url, char *err, size_t errlen)
+{
+	PQconninfoOption	*opts;
+	char			*why = NULL, *shown;
+
+	secret_add_url(url);
+	if ((opts = PQconninfoParse(url, &why)) != NULL) {
+		PQconninfoFree(opts);
+		return 0;
+	}
+	shown = pgconn_url_display(url);
+	if (why != NULL)
+		why[strcspn(why, "\n")] = '\0';
+	snprintf(err, errlen, "task store: %s: %s", shown, why ? why :
+	    "out of memory");
+	free(shown);
+	PQfreemem(why);
+	return -1;
+}
+
 static int
 pg_open(const struct store_options *o, char *err, size_t errlen)
 {
@@ -194,6 +216,8 @@ pg_open(const struct store_options *o, char *err, size_t errlen)
 		snprintf(err, errlen, "task store: no event loop yet");
 		return -1;
 	}
+	if (pg_url_check(o->url, err, errlen) == -1)
+		return -1;
 	cfg.url = o->url;
 	if (pg_migrate(&cfg, err, errlen) == -1)
 		return -1;

@@ -440,3 +440,17 @@ Test(store_pg, serves_postgresql_urls_only)
 	cr_assert_not(store_pg.serves(NULL));
 	cr_assert_not(store_pg.serves("sqlite:"));
 }
+
+/* A URL libpq cannot read fails the open at once, its password masked. */
+Test(store_pg, a_bad_url_is_refused_at_once)
+{
+	char	err[512];
+
+	cr_assert_eq(pg_open_url("postgresql://heavyd:s3cretpass@127.0.0.1:"
+	    "notaport/heavyd?nosuchoption=1", err, sizeof err), -1);
+	cr_assert(strstr(err, "nosuchoption") != NULL ||
+	    strstr(err, "port") != NULL, "%s", err);
+	cr_assert(strstr(err, "s3cretpass") == NULL, "%s", err);
+	cr_assert(strstr(err, "did not answer") == NULL, "refused by its "
+	    "parse, not after retries: %s", err);
+}
