@@ -16,11 +16,12 @@ CFLAGS_ALL = -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
 # hogweed, gmp, libcurl: the OAuth resource server's signatures and JWKS
-# fetch (supervisor/oauth.c, jwk.c).
+# fetch (supervisor/oauth.c, jwk.c).  libpq: the PostgreSQL task store
+# (supervisor/pgconn.c, store_pg.c).
 SUP_CFLAGS = $(shell $(PKG) --cflags libevent json-c yaml-0.1 sqlite3 libcap nettle \
-	hogweed libcurl)
+	hogweed libcurl libpq)
 SUP_LIBS   = $(shell $(PKG) --libs libevent json-c yaml-0.1 sqlite3 libcap nettle \
-	hogweed libcurl) -lgmp
+	hogweed libcurl libpq) -lgmp
 WRK_CFLAGS = $(shell $(PKG) --cflags libcurl json-c libxml-2.0 libseccomp libcap)
 # libxml2: headers only; html.c opens it at run time.
 WRK_LIBS   = $(shell $(PKG) --libs libcurl json-c libseccomp libcap) -lm

@@ -218,9 +218,14 @@ struct heavy_config {
 	int	 store_write_ms;	/* least gap between a task's writes */
 	int	 store_sweep_s;		/* expired rows swept this often */
 	int	 store_busy_ms;		/* wait for another heavyd's write */
+	int	 store_max_queue;	/* PostgreSQL: queries held while it is away */
+	int	 store_connect_timeout_s;	/* PostgreSQL: one connection attempt */
+	int	 store_retry_max_ms;	/* PostgreSQL: the backoff's cap */
 	int	 cache_ttl_s;		/* result cache; 0: off */
 	char	*store_synchronous;	/* "normal": a crash loses nothing
 					 * written; "full": a power cut neither */
+	char	*store_url;		/* postgresql://...: the PostgreSQL store;
+					 * NULL: SQLite in the state directory */
 
 	int	 tools_compat;		/* offer make-it-heavy's six tools */
 	int	 sandbox_require;	/* refuse to run workers unconfined */

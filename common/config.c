@@ -260,6 +260,9 @@ config_defaults(struct heavy_config *c)
 	c->store_write_ms = 500;
 	c->store_sweep_s = 60;
 	c->store_busy_ms = 5000;
+	c->store_max_queue = 1024;
+	c->store_connect_timeout_s = 10;
+	c->store_retry_max_ms = 10000;
 	c->cache_ttl_s = 0;
 	c->store_synchronous = xstrdup("normal");
 	c->tools_compat = 1;
@@ -343,6 +346,9 @@ static const struct knob {
 	INT_KNOB("HEAVY_STORE_WRITE_MS", store_write_ms, 0, 60000),
 	INT_KNOB("HEAVY_STORE_SWEEP", store_sweep_s, 1, 86400),
 	INT_KNOB("HEAVY_STORE_BUSY_MS", store_busy_ms, 1, 600000),
+	INT_KNOB("HEAVY_STORE_MAX_QUEUE", store_max_queue, 1, 1 << 20),
+	INT_KNOB("HEAVY_STORE_CONNECT_TIMEOUT", store_connect_timeout_s, 1, 600),
+	INT_KNOB("HEAVY_STORE_RETRY_MAX_MS", store_retry_max_ms, 100, 600000),
 	INT_KNOB("HEAVY_CACHE_TTL", cache_ttl_s, 0, 2592000),
 	INT_KNOB("HEAVY_HTTP_MAX_CONNECTIONS", http_max_connections, 1,
 	    1 << 20),
@@ -741,6 +747,10 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	fprintf(f, "sandbox.require: %s\n", c->sandbox_require ? "true" :
 	    "false");
 	config_yaml_line(f, "store.synchronous", c->store_synchronous, NULL);
+	url = c->store_url ? secret_url(c->store_url) : NULL;
+	config_yaml_line(f, "store.url", url ? url : "(none)", url ? NULL :
+	    "SQLite in the state directory");
+	free(url);
 	config_yaml_line(f, "log.format", c->log_format, NULL);
 	fprintf(f, "log.queries: %s\n", c->log_queries ? "true" : "false");
 	config_print_auth(c, f);
@@ -867,6 +877,8 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 	}
 	if ((v = getenv("HEAVY_STORE_SYNCHRONOUS")) != NULL && *v != '\0')
 		config_set_str(&c->store_synchronous, v);
+	if ((v = getenv("HEAVY_STORE_URL")) != NULL && *v != '\0')
+		config_set_str(&c->store_url, v);
 	if ((v = getenv("HEAVY_LOG_FORMAT")) != NULL && *v != '\0')
 		config_set_str(&c->log_format, v);
 	if ((v = getenv("HEAVY_AUTH_MODE")) != NULL && *v != '\0')
@@ -928,6 +940,7 @@ config_dup(const struct heavy_config *c)
 	    NULL;
 	d->search_url = c->search_url ? xstrdup(c->search_url) : NULL;
 	d->store_synchronous = xstrdup(c->store_synchronous);
+	d->store_url = c->store_url ? xstrdup(c->store_url) : NULL;
 	d->log_format = xstrdup(c->log_format);
 	d->search_api_key = NULL;	/* the server holds it, as api_key */
 	d->search_api_key_file = NULL;
@@ -965,6 +978,9 @@ config_clear(struct heavy_config *c)
 	free(c->search_backend);
 	free(c->search_url);
 	free(c->store_synchronous);
+	if (c->store_url != NULL)
+		explicit_bzero(c->store_url, strlen(c->store_url));
+	free(c->store_url);
 	free(c->log_format);
 	if (c->search_api_key != NULL)
 		explicit_bzero(c->search_api_key, strlen(c->search_api_key));
@@ -1131,6 +1147,41 @@ config_check_auth(struct heavy_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * store.url: a libpq URI.  Its password goes in user:password@, which
+ * secret_url masks wherever it is shown, or in a password file
+ * (PGPASSFILE); a password= parameter would be shown as it is.
+ */
+static int
+config_store_url_check(const char *url, char *err, size_t errlen)
+{
+	const char	*name = getenv("HEAVY_STORE_URL") &&
+	    *getenv("HEAVY_STORE_URL") ? "HEAVY_STORE_URL" : "store.url";
+	const char	*q;
+
+	if (url == NULL)
+		return 0;
+	if (strncmp(url, "postgresql://", 13) != 0 &&
+	    strncmp(url, "postgres://", 11) != 0) {
+		snprintf(err, errlen, "%s: expected a postgresql:// URL", name);
+		return -1;
+	}
+	for (const char *p = url; *p != '\0'; p++)
+		if (iscntrl((unsigned char)*p) || *p == ' ') {
+			snprintf(err, errlen, "%s: a URL has no spaces or "
+			    "control characters", name);
+			return -1;
+		}
+	if ((q = strchr(url, '?')) != NULL && (strncmp(q + 1, "password=", 9) ==
+	    0 || strstr(q, "&password=") != NULL)) {
+		snprintf(err, errlen, "%s: put the password in "
+		    "postgresql://user:password@host/..., or in a password file "
+		    "(PGPASSFILE), not in a password= parameter", name);
+		return -1;
+	}
+	return 0;
+}
+
 /* What only makes sense together: the search backend, its URL, its key. */
 int
 config_check(struct heavy_config *c, char *err, size_t errlen)
@@ -1153,6 +1204,8 @@ config_check(struct heavy_config *c, char *err, size_t errlen)
 		    c->store_synchronous);
 		return -1;
 	}
+	if (config_store_url_check(c->store_url, err, errlen) == -1)
+		return -1;
 	if (c->http_path[0] != '/' || strpbrk(c->http_path, "?# ") != NULL) {
 		snprintf(err, errlen, "http.path: expected a path such as "
 		    "/mcp, got \"%.64s\"", c->http_path);

@@ -494,8 +494,11 @@ void
 durable_init(const struct heavy_config *cfg)
 {
 	struct store_options	o = { .state_dir = cfg->state_dir,
-	    .busy_ms = cfg->store_busy_ms,
-	    .sync_full = strcmp(cfg->store_synchronous, "full") == 0 };
+	    .url = cfg->store_url, .busy_ms = cfg->store_busy_ms,
+	    .sync_full = strcmp(cfg->store_synchronous, "full") == 0,
+	    .max_queue = cfg->store_max_queue,
+	    .connect_timeout_ms = cfg->store_connect_timeout_s * 1000,
+	    .retry_max_ms = cfg->store_retry_max_ms };
 	struct timeval		tv = { cfg->store_sweep_s, 0 };
 	char			err[512];
 

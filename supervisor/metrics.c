@@ -65,7 +65,8 @@ static struct metric_family	*f_build, *f_tasks_started, *f_tasks_ended,
 				*f_llm_tokens, *f_llm_cost, *f_llm_retries,
 				*f_http, *f_sessions, *f_sse, *f_store_duration,
 				*f_store_errors, *f_spares, *f_zygote_up,
-				*f_zygote_restarts, *f_log_dropped;
+				*f_zygote_restarts, *f_log_dropped,
+				*f_store_connected, *f_store_queued;
 
 #define V(...)	((const char *const []){ __VA_ARGS__ })
 
@@ -665,6 +666,12 @@ static const struct {
 	{ &f_log_dropped, { "heavyd_log_lines_dropped_total", "Log lines "
 	    "dropped rather than block the event loop.", METRIC_COUNTER, 0,
 	    { NULL }, 0, { 0 } } },
+	{ &f_store_connected, { "heavyd_store_connected", "1 while the "
+	    "PostgreSQL task store is connected (absent with SQLite).",
+	    METRIC_GAUGE, 0, { NULL }, 0, { 0 } } },
+	{ &f_store_queued, { "heavyd_store_queued", "Queries held for the "
+	    "PostgreSQL task store, sent or not, awaiting its answer.",
+	    METRIC_GAUGE, 0, { NULL }, 0, { 0 } } },
 };
 
 static const char *const worker_states[] = { "queued", "spawning", "running",
@@ -797,6 +804,14 @@ metrics_store_write(const char *op, int64_t us, bool ok)
 	metrics_observe(f_store_duration, V(op), us);
 	if (!ok)
 		metrics_add(f_store_errors, V(op), 1);
+}
+
+/* pgconn.c: the PostgreSQL store's link and the queries it holds. */
+void
+metrics_store_link(bool connected, int queued)
+{
+	metrics_set(f_store_connected, NULL, connected);
+	metrics_set(f_store_queued, NULL, queued);
 }
 
 void

@@ -96,6 +96,8 @@ void	 metrics_llm_request(const struct metrics_llm *);
 
 /* store.c: one write (insert, put, update, begin, commit, sweep). */
 void	 metrics_store_write(const char *op, int64_t duration_us, bool ok);
+/* pgconn.c: the PostgreSQL store is connected; queries it holds. */
+void	 metrics_store_link(bool connected, int queued);
 
 /* spawner.c */
 void	 metrics_zygote_spares(int);

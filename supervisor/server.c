@@ -366,6 +366,7 @@ server_on_reload(server_reload_fn fn, void *arg)
  */
 static const char *server_restart_keys[] = {
 	"state_dir", "search.backend", "sandbox.require", "store.synchronous",
+	"store.url",
 	"log.format", "http.listen", "http.path", "auth.mode",
 	"api_key_file", "search.api_key_file", "limits.max_workers",
 	"limits.spares", "limits.max_frame_bytes", "limits.max_line_bytes",
@@ -373,6 +374,8 @@ static const char *server_restart_keys[] = {
 	"limits.worker_fsize", "limits.worker_pids", "limits.worker_uid",
 	"limits.worker_gid", "limits.landlock_abi", "limits.store_write_ms",
 	"limits.store_sweep", "limits.store_busy_ms",
+	"limits.store_max_queue", "limits.store_connect_timeout",
+	"limits.store_retry_max_ms",
 	"limits.max_retained_tasks",
 };
 
@@ -460,6 +463,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	server_keep_str(&c->state_dir, b->state_dir);
 	server_keep_str(&c->search_backend, b->search_backend);
 	server_keep_str(&c->store_synchronous, b->store_synchronous);
+	server_keep_str(&c->store_url, b->store_url);
 	server_keep_str(&c->log_format, b->log_format);
 	server_keep_str(&c->http_path, b->http_path);
 	server_keep_str(&c->auth_mode, b->auth_mode);
@@ -483,6 +487,9 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	c->store_write_ms = b->store_write_ms;
 	c->store_sweep_s = b->store_sweep_s;
 	c->store_busy_ms = b->store_busy_ms;
+	c->store_max_queue = b->store_max_queue;
+	c->store_connect_timeout_s = b->store_connect_timeout_s;
+	c->store_retry_max_ms = b->store_retry_max_ms;
 	c->max_retained_tasks = b->max_retained_tasks;
 }
 

@@ -18,6 +18,7 @@
 
 static const struct store_backend *const store_backends[] = {
 	&store_sqlite,
+	&store_pg,
 };
 static const struct store_backend *sb;	/* the one open */
 
@@ -54,7 +55,7 @@ store_open(const struct store_options *o, char *err, size_t errlen)
 	store_self_init();
 	if ((b = store_backend_for(o->url)) == NULL) {
 		snprintf(err, errlen, "task store: no backend in this heavyd "
-		    "serves %.*s (known: sqlite, the default)",
+		    "serves %.*s (known: sqlite, the default; postgresql)",
 		    (int)strcspn(o->url, ":"), o->url);
 		return -1;
 	}

@@ -60,6 +60,10 @@ struct store_options {
 	const char	*url;		/* NULL: the embedded default */
 	int		 busy_ms;	/* how long to wait for a lock */
 	bool		 sync_full;	/* survive a power cut, not just a crash */
+	/* A server's link (0: the backend's defaults): */
+	int		 max_queue;	/* writes held while it is away */
+	int		 connect_timeout_ms;
+	int		 retry_max_ms;	/* the longest pause between tries */
 };
 
 struct store_backend {
@@ -100,6 +104,7 @@ struct store_backend {
 };
 
 extern const struct store_backend store_sqlite;
+extern const struct store_backend store_pg;
 
 /* store.c: the front. */
 int	 store_open(const struct store_options *, char *err, size_t errlen);

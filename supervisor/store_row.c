@@ -129,11 +129,18 @@ store_interrupted_agents(const char *agents)
 
 	if (agents == NULL || (o = json_tokener_parse(agents)) == NULL)
 		return NULL;
+	if (!json_object_is_type(o, json_type_object)) {	/* damaged */
+		json_object_put(o);
+		return NULL;
+	}
 	json_object_object_add(o, "phase", json_object_new_string(
 	    "interrupted"));
-	if (json_object_object_get_ex(o, "agents", &list))
+	if (json_object_object_get_ex(o, "agents", &list) &&
+	    json_object_is_type(list, json_type_array))
 		for (size_t i = 0; i < json_object_array_length(list); i++) {
 			a = json_object_array_get_idx(list, i);
+			if (!json_object_is_type(a, json_type_object))
+				continue;
 			st = json_object_get_string(json_object_object_get(a,
 			    "status"));
 			if (st != NULL && (strcmp(st, "pending") == 0 ||

@@ -108,3 +108,37 @@ Test(config, dup_is_independent)
 	config_free(d);
 	config_clear(&c);
 }
+
+/* store.url: a postgresql:// URL, its password never shown. */
+Test(config, store_url_checked_and_masked)
+{
+	static const char	*bad[] = { "mysql://db/h", "postgresql://db/h x",
+	    "postgresql://db/h?sslmode=require&password=s3cretpass" };
+	struct heavy_config	c;
+	char			err[256], *text = NULL;
+	size_t			len = 0;
+	FILE			*f;
+
+	config_defaults(&c);
+	cr_assert_null(c.store_url, "SQLite is the default");
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		setenv("HEAVY_STORE_URL", bad[i], 1);
+		cr_assert_eq(config_from_env(&c, err, sizeof err), 0, "%s", err);
+		cr_assert_eq(config_check(&c, err, sizeof err), -1, "%s", bad[i]);
+		cr_assert(strncmp(err, "HEAVY_STORE_URL: ", 17) == 0, "%s", err);
+		cr_assert(strstr(err, "s3cretpass") == NULL, "%s", err);
+	}
+	setenv("HEAVY_STORE_URL", "postgresql://heavyd:s3cretpass@db:5432/h", 1);
+	cr_assert_eq(config_from_env(&c, err, sizeof err), 0, "%s", err);
+	unsetenv("HEAVY_STORE_URL");
+	cr_assert_eq(config_check(&c, err, sizeof err), 0, "%s", err);
+	cr_assert_str_eq(c.store_url, "postgresql://heavyd:s3cretpass@db:5432/h");
+	cr_assert_not_null(f = open_memstream(&text, &len));
+	config_print(&c, "test", f);
+	fclose(f);
+	cr_assert(strstr(text, "s3cretpass") == NULL, "%s", text);
+	cr_assert(strstr(text, "\nstore.url: postgresql://[redacted]@db:5432/h\n")
+	    != NULL, "%s", text);
+	free(text);
+	config_clear(&c);
+}

@@ -161,6 +161,8 @@ Test(store, list_pages_newest_first_and_only_the_owners)
 	}
 	cr_assert_eq(seen, 5);
 	cr_assert_eq(sync_list("me", "garbage", 2, &rows, &n, &next), -2);
+	cr_assert_eq(n, 0);
+	free(rows);
 }
 
 /* A child heavyd that records a running task and waits on a pipe. */
@@ -488,6 +490,28 @@ Test(store, an_interrupted_task_shows_where_it_stopped)
 	cr_assert(strstr(t.agents, "{\"index\":2,\"status\":\"interrupted\"}") !=
 	    NULL, "%s", t.agents);
 	store_task_clear(&t);
+}
+
+/* A damaged progress (valid JSON of the wrong shape) is settled all the
+ * same, and left as it was: it never stops heavyd. */
+Test(store, a_damaged_progress_is_settled_without_harm)
+{
+	static const char *const damaged[] = { "[1,2]", "7", "{\"agents\":3}",
+	    "{\"agents\":[1,\"x\",null]}" };
+	struct store_task	t;
+	int			hold, status;
+	pid_t			pid;
+
+	for (size_t i = 0; i < sizeof damaged / sizeof damaged[0]; i++) {
+		pid = child_with_task(hexid(40 + (int)i), &hold);
+		wait_row(hexid(40 + (int)i));
+		close(hold);
+		waitpid(pid, &status, 0);
+		raw_agents(hexid(40 + (int)i), damaged[i]);
+		cr_assert_eq(sync_get(hexid(40 + (int)i), "me", &t), 0);
+		cr_assert_str_eq(t.status, "failed");
+		store_task_clear(&t);
+	}
 }
 
 Test(store, a_newer_schema_is_left_alone)

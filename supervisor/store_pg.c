@@ -1,0 +1,728 @@
+/*
+ * The PostgreSQL task store backend (store.url: postgresql://...), on one
+ * asynchronous connection (pgconn.c): every call is one statement queued
+ * there, and answers on a later turn of the loop.  While the server is
+ * away, writes wait in pgconn's bounded queue and are sent again once it
+ * is back; past the queue's bound a call fails at once with the reason.
+ * Every statement is idempotent, as pgconn asks: a put is an upsert that
+ * never touches an ended row, a settle only ends a running one.
+ *
+ * Opening migrates the schema (pgschema.c) on a connection of its own,
+ * waited for, so that heavyd does not start on a database it cannot use.
+ *
+ * A row names the process that ran it, as with SQLite.  Only a row of
+ * this host (its boot id) whose process is gone counts as interrupted:
+ * the rows of other nodes wait for the leases of issue 12.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "supervisor.h"
+#include "pgconn.h"
+
+#define PG_OPEN_MS	30000	/* for the server at startup */
+#define PG_CLOSE_MS	10000	/* for the last writes, at exit */
+
+static struct pgconn		*pg;
+static char			 pg_last_error[512];
+static int			 pg_durable = -1;
+
+/* One call under way: whom to answer, and what it needs then. */
+struct pg_op {
+	store_done_cb	 done;
+	store_row_cb	 row;
+	store_rows_cb	 rows;
+	void		*arg;
+	int		 limit;
+};
+
+struct pgconn *
+store_pg_conn(void)
+{
+	return pg;
+}
+
+static void
+pg_failed(const char *why)
+{
+	snprintf(pg_last_error, sizeof pg_last_error, "%s", why);
+	log_warnx("task store: %s", why);
+}
+
+static const char *
+pg_error(void)
+{
+	return pg_last_error[0] != '\0' ? pg_last_error : "unknown error";
+}
+
+static bool
+pg_serves(const char *url)
+{
+	return url != NULL && (strncmp(url, "postgresql://", 13) == 0 ||
+	    strncmp(url, "postgres://", 11) == 0);
+}
+
+static int
+pg_durability(void)
+{
+	return pg != NULL ? pg_durable : -1;
+}
+
+static struct pg_op *
+pg_op_new(void *arg)
+{
+	struct pg_op	*op = xcalloc(1, sizeof *op);
+
+	op->arg = arg;
+	return op;
+}
+
+/* Queues a statement; when the queue refuses it, the call fails now. */
+static void
+pg_send(const char *sql, int n, const char *const *params,
+    pgconn_result_fn fn, struct pg_op *op)
+{
+	char	err[256];
+
+	if (pg != NULL && pgconn_query(pg, sql, n, params, fn, op, err,
+	    sizeof err) == 0)
+		return;
+	fn(op, NULL, pg != NULL ? err : "the task store is not open");
+}
+
+/* ---- Opening: the schema, waited for on a loop of its own ---- */
+
+struct pg_opening {
+	int	version;	/* 0: not yet answered */
+	char	error[512];
+	int	durable;
+};
+
+static void
+pg_migrated(void *arg, int version, const char *error)
+{
+	struct pg_opening	*o = arg;
+
+	o->version = version;
+	if (error != NULL)
+		snprintf(o->error, sizeof o->error, "%s", error);
+}
+
+static void
+pg_sync_setting(void *arg, PGresult *res, const char *error)
+{
+	struct pg_opening	*o = arg;
+
+	/* synchronous_commit off: a crash of the server may lose the last
+	 * commits; on (or remote_*): not even a power cut. */
+	o->durable = error == NULL && PQntuples(res) == 1 &&
+	    strcmp(PQgetvalue(res, 0, 0), "off") == 0 ? 1 : 2;
+}
+
+static void
+pg_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/* The migrations and the durability, on a connection we wait for. */
+static int
+pg_migrate(const struct pgconn_config *cfg, char *err, size_t errlen)
+{
+	struct event_base	*base = event_base_new();
+	struct event		*tick;
+	struct pgconn		*c;
+	struct pg_opening	 o = { 0 };
+	struct pgconn_status	 st;
+	struct timeval		 tv = { 0, 100000 };
+	int64_t			 deadline = now_ms() + PG_OPEN_MS;
+
+	if (base == NULL)
+		fatalx("event_base_new");
+	/* Wakes the wait now and then, so that its limit is checked. */
+	if ((tick = event_new(base, -1, EV_PERSIST, pg_tick, NULL)) == NULL ||
+	    event_add(tick, &tv) == -1)
+		fatalx("event_new");
+	c = pgconn_new(base, cfg);
+	if (pgschema_migrate(c, pg_migrated, &o, err, errlen) == -1 ||
+	    pgconn_query(c, "SELECT current_setting('synchronous_commit')", 0,
+	    NULL, pg_sync_setting, &o, err, errlen) == -1) {
+		pgconn_free(c);
+		event_free(tick);
+		event_base_free(base);
+		return -1;
+	}
+	while (o.durable == 0 && o.version != -1 && now_ms() < deadline)
+		event_base_loop(base, EVLOOP_ONCE);
+	pgconn_status(c, &st);
+	pgconn_free(c);
+	event_free(tick);
+	event_base_free(base);
+	pg_durable = o.durable;
+	if (o.version == -1)
+		snprintf(err, errlen, "%s", o.error);
+	else if (o.durable == 0)
+		snprintf(err, errlen, "task store: PostgreSQL did not answer "
+		    "in %d s (%s)", PG_OPEN_MS / 1000, st.error[0] ? st.error :
+		    pgconn_state_name(st.state));
+	return o.durable != 0 && o.version > 0 ? 0 : -1;
+}
+
+/* A URL libpq cannot read is refused at once, not retried for 30 s. */
+static int
+pg_url_check(const char *url, char *err, size_t errlen)
+{
+	PQconninfoOption	*opts;
+	char			*why = NULL, *shown;
+
+	secret_add_url(url);
+	if ((opts = PQconninfoParse(url, &why)) != NULL) {
+		PQconninfoFree(opts);
+		return 0;
+	}
+	shown = pgconn_url_display(url);
+	if (why != NULL)
+		why[strcspn(why, "\n")] = '\0';
+	snprintf(err, errlen, "task store: %s: %s", shown, why ? why :
+	    "out of memory");
+	free(shown);
+	PQfreemem(why);
+	return -1;
+}
+
+static int
+pg_open(const struct store_options *o, char *err, size_t errlen)
+{
+	struct pgconn_config	cfg = { .max_queue = o->max_queue,
+	    .connect_timeout_ms = o->connect_timeout_ms,
+	    .backoff_max_ms = o->retry_max_ms };
+
+	if (ev_base == NULL) {
+		snprintf(err, errlen, "task store: no event loop yet");
+		return -1;
+	}
+	if (pg_url_check(o->url, err, errlen) == -1)
+		return -1;
+	cfg.url = o->url;
+	if (pg_migrate(&cfg, err, errlen) == -1)
+		return -1;
+	cfg.metrics = true;
+	pg = pgconn_new(ev_base, &cfg);
+	pg_last_error[0] = '\0';
+	return 0;
+}
+
+static void
+pg_close(void)
+{
+	/* The last writes (durable_stop's) land before we exit. */
+	if (pg != NULL && pgconn_finish(pg, PG_CLOSE_MS) == -1)
+		log_warnx("task store: PostgreSQL did not take every write "
+		    "before exit");
+	pgconn_free(pg);
+	pg = NULL;
+}
+
+/* ---- Rows ---- */
+
+#define PG_COLUMNS "id, owner, tool, status, status_message, params::text, " \
+	"agents::text, result::text, usage::text, cache_key, created_ms, " \
+	"updated_ms, ttl_ms, pid, proc_start"
+
+static char *
+pg_value(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL :
+	    xstrdup(PQgetvalue(res, row, col));
+}
+
+/* Another host's process is not ours to judge: its row waits for the
+ * leases (issue 12).  "starttime@boot_id": the same boot id, this host. */
+static bool
+pg_this_host(const char *start)
+{
+	const char	*a = strchr(start, '@'), *b = strchr(store_self_start(),
+	    '@');
+
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+static void
+pg_row(const PGresult *res, int i, struct store_task *t)
+{
+	const char	*start = PQgetvalue(res, i, 14);
+
+	memset(t, 0, sizeof *t);
+	snprintf(t->id, sizeof t->id, "%s", PQgetvalue(res, i, 0));
+	t->owner = pg_value(res, i, 1);
+	t->tool = pg_value(res, i, 2);
+	t->status = pg_value(res, i, 3);
+	t->status_message = pg_value(res, i, 4);
+	t->params = pg_value(res, i, 5);
+	t->agents = pg_value(res, i, 6);
+	t->result = pg_value(res, i, 7);
+	t->usage = pg_value(res, i, 8);
+	t->cache_key = pg_value(res, i, 9);
+	t->created_ms = strtoll(PQgetvalue(res, i, 10), NULL, 10);
+	t->updated_ms = strtoll(PQgetvalue(res, i, 11), NULL, 10);
+	t->ttl_ms = strtoll(PQgetvalue(res, i, 12), NULL, 10);
+	t->pid = (pid_t)atoi(PQgetvalue(res, i, 13));
+	t->ours = t->pid == getpid() && strcmp(start, store_self_start()) == 0;
+	t->orphaned = strcmp(t->status, "working") == 0 && !t->ours &&
+	    pg_this_host(start) && !store_proc_alive(t->pid, start);
+}
+
+static void
+pg_rows_free(struct store_task *rows, int n)
+{
+	for (int i = 0; i < n; i++)
+		store_task_clear(&rows[i]);
+	free(rows);
+}
+
+static struct store_task *
+pg_rows(const PGresult *res, int max, int *n)
+{
+	struct store_task	*rows;
+
+	*n = PQntuples(res) < max ? PQntuples(res) : max;
+	rows = xcalloc((size_t)*n + 1, sizeof *rows);
+	for (int i = 0; i < *n; i++)
+		pg_row(res, i, &rows[i]);
+	return rows;
+}
+
+static bool
+pg_expired(const struct store_task *t, int64_t now)
+{
+	return strcmp(t->status, "working") != 0 &&
+	    t->created_ms + t->ttl_ms < now;
+}
+
+static void
+pg_settled(void *arg, PGresult *res, const char *error)
+{
+	(void)arg;
+	(void)res;
+	if (error != NULL)
+		pg_failed(error);
+}
+
+/* A row whose process died mid-task: failed, with that reason; queued
+ * before anything read after it. */
+static void
+pg_settle_orphan(struct store_task *t)
+{
+	char		 updated[32], err[256];
+	const char	*p[5];
+
+	if (!t->orphaned)
+		return;
+	store_task_interrupt(t);
+	snprintf(updated, sizeof updated, "%lld", (long long)t->updated_ms);
+	p[0] = t->id;
+	p[1] = t->status;
+	p[2] = t->status_message;
+	p[3] = t->agents;
+	p[4] = updated;
+	if (pgconn_query(pg, "UPDATE tasks SET status = $2, status_message = "
+	    "$3, agents = coalesce($4::jsonb, agents), updated_ms = $5 "
+	    "WHERE id = $1 AND status = 'working'", 5, p, pg_settled, NULL,
+	    err, sizeof err) == -1)
+		pg_failed(err);
+}
+
+/* ---- Writes ---- */
+
+static void
+pg_put_answer(void *arg, PGresult *res, const char *error)
+{
+	struct pg_op	*op = arg;
+
+	if (error != NULL)
+		pg_failed(error);
+	op->done(op->arg, error != NULL ? STORE_ERROR :
+	    PQntuples(res) == 0 ? STORE_TERMINAL : STORE_OK);
+	free(op);
+}
+
+static void
+pg_json_str(struct json_object *o, const char *k, const char *v)
+{
+	json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
+/* The rows as one JSON array, the last of each id only. */
+static char *
+pg_put_json(const struct store_task *t, int n)
+{
+	struct json_object	*a = json_object_new_array(), *o;
+	char			*s;
+	bool			 later;
+
+	for (int i = 0; i < n; i++) {
+		later = false;
+		for (int j = i + 1; j < n && !later; j++)
+			later = strcmp(t[i].id, t[j].id) == 0;
+		if (later)
+			continue;
+		o = json_object_new_object();
+		pg_json_str(o, "id", t[i].id);
+		pg_json_str(o, "owner", t[i].owner);
+		pg_json_str(o, "tool", t[i].tool ? t[i].tool :
+		    "heavy_orchestrate");
+		pg_json_str(o, "status", t[i].status);
+		pg_json_str(o, "status_message", t[i].status_message);
+		pg_json_str(o, "params", t[i].params ? t[i].params : "{}");
+		pg_json_str(o, "agents", t[i].agents);
+		pg_json_str(o, "result", t[i].result);
+		pg_json_str(o, "usage", t[i].usage);
+		pg_json_str(o, "cache_key", t[i].cache_key);
+		json_object_object_add(o, "created_ms",
+		    json_object_new_int64(t[i].created_ms));
+		json_object_object_add(o, "updated_ms",
+		    json_object_new_int64(t[i].updated_ms));
+		json_object_object_add(o, "ttl_ms",
+		    json_object_new_int64(t[i].ttl_ms));
+		json_object_object_add(o, "expires_ms",
+		    json_object_new_int64(t[i].created_ms + t[i].ttl_ms));
+		json_object_object_add(o, "pid",
+		    json_object_new_int((int)getpid()));
+		pg_json_str(o, "proc_start", store_self_start());
+		json_object_array_add(a, o);
+	}
+	s = xstrdup(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN));
+	json_object_put(a);
+	return s;
+}
+
+/*
+ * Rows of this process in one statement (so one transaction): each
+ * inserted, or updated while its stored row runs in this process.  The
+ * same write again (pgconn resends one whose answer was lost) finds its
+ * own values and counts as written, not as an ended row.
+ */
+static void
+pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
+{
+	struct pg_op	*op;
+	const char	*p[1];
+	char		*rows;
+
+	if (n == 0) {
+		cb(arg, STORE_TERMINAL);
+		return;
+	}
+	op = pg_op_new(arg);
+	op->done = cb;
+	p[0] = rows = pg_put_json(t, n);
+	pg_send("INSERT INTO tasks (id, owner, tool, status, status_message, "
+	    "params, agents, result, usage, cache_key, created_ms, updated_ms, "
+	    "ttl_ms, expires_ms, pid, proc_start) SELECT id, owner, tool, "
+	    "status, status_message, params::jsonb, agents::jsonb, "
+	    "result::jsonb, usage::jsonb, cache_key, created_ms, updated_ms, "
+	    "ttl_ms, expires_ms, pid, proc_start FROM jsonb_to_recordset($1) "
+	    "AS r(id text, owner text, tool text, status text, status_message "
+	    "text, params text, agents text, result text, usage text, "
+	    "cache_key text, created_ms bigint, updated_ms bigint, ttl_ms "
+	    "bigint, expires_ms bigint, pid integer, proc_start text) "
+	    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+	    "status_message = excluded.status_message, agents = "
+	    "excluded.agents, result = excluded.result, usage = "
+	    "excluded.usage, cache_key = excluded.cache_key, updated_ms = "
+	    "excluded.updated_ms WHERE tasks.pid = excluded.pid AND "
+	    "tasks.proc_start = excluded.proc_start AND (tasks.status = "
+	    "'working' OR (tasks.status = excluded.status AND "
+	    "tasks.updated_ms = excluded.updated_ms)) RETURNING id", 1, p,
+	    pg_put_answer, op);
+	free(rows);
+}
+
+/* ---- Reads ---- */
+
+/* One row or none, expired rows as none, orphans settled first. */
+static void
+pg_row_answer(void *arg, PGresult *res, const char *error)
+{
+	struct pg_op		*op = arg;
+	struct store_task	 t;
+
+	if (error != NULL) {
+		pg_failed(error);
+		op->row(op->arg, STORE_ERROR, NULL);
+	} else if (PQntuples(res) == 0)
+		op->row(op->arg, STORE_NOT_FOUND, NULL);
+	else {
+		pg_row(res, 0, &t);
+		pg_settle_orphan(&t);
+		if (pg_expired(&t, wall_ms()))
+			op->row(op->arg, STORE_EXPIRED, NULL);
+		else
+			op->row(op->arg, STORE_OK, &t);
+		store_task_clear(&t);
+	}
+	free(op);
+}
+
+static void
+pg_get(const char *id, const char *owner, store_row_cb cb, void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+	const char	*p[] = { id, owner };
+
+	op->row = cb;
+	pg_send("SELECT " PG_COLUMNS " FROM tasks WHERE id = $1 AND "
+	    "($2::text IS NULL OR owner = $2)", 2, p, pg_row_answer, op);
+}
+
+static void
+pg_cache_find(const char *owner, const char *key, int64_t max_age_ms,
+    store_row_cb cb, void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+	int64_t		 now = wall_ms();
+	char		 since[32], at[32];
+	const char	*p[] = { key, owner, since, at };
+
+	op->row = cb;
+	snprintf(since, sizeof since, "%lld", (long long)(now - max_age_ms));
+	snprintf(at, sizeof at, "%lld", (long long)now);
+	pg_send("SELECT " PG_COLUMNS " FROM tasks WHERE cache_key = $1 AND "
+	    "owner = $2 AND status = 'completed' AND created_ms >= $3 AND "
+	    "expires_ms >= $4 ORDER BY created_ms DESC LIMIT 1", 4, p,
+	    pg_row_answer, op);
+}
+
+/* A page: limit + 1 rows were asked for; the extra one makes a cursor. */
+static void
+pg_list_answer(void *arg, PGresult *res, const char *error)
+{
+	struct pg_op		*op = arg;
+	struct store_task	*rows;
+	char			*next = NULL;
+	int			 n;
+
+	if (error != NULL) {
+		pg_failed(error);
+		op->rows(op->arg, STORE_ERROR, NULL, 0, 0, NULL);
+		free(op);
+		return;
+	}
+	rows = pg_rows(res, op->limit + 1, &n);
+	if (n > op->limit) {
+		store_task_clear(&rows[--n]);
+		next = xasprintf("%lld.%s", (long long)rows[n - 1].created_ms,
+		    rows[n - 1].id);
+	}
+	for (int i = 0; i < n; i++)
+		pg_settle_orphan(&rows[i]);
+	op->rows(op->arg, STORE_OK, rows, n, n, next);
+	free(next);
+	pg_rows_free(rows, n);
+	free(op);
+}
+
+/* The cursor is the last row's "created_ms.id", as with SQLite; ids
+ * compare byte by byte (COLLATE "C"), whatever the database's locale. */
+static void
+pg_list(const char *owner, const char *cursor, int limit, store_rows_cb cb,
+    void *arg)
+{
+	struct pg_op	*op;
+	long long	 c_ms = INT64_MAX;
+	char		 c_id[33] = "~", ms[32], lim[16], now[32];
+	const char	*p[] = { owner, ms, c_id, lim, now };
+
+	if (cursor != NULL && (sscanf(cursor, "%lld.%32[0-9a-f]", &c_ms,
+	    c_id) != 2 || strlen(c_id) != 32)) {
+		cb(arg, STORE_BAD_CURSOR, NULL, 0, 0, NULL);
+		return;
+	}
+	op = pg_op_new(arg);
+	op->rows = cb;
+	op->limit = limit;
+	snprintf(ms, sizeof ms, "%lld", c_ms);
+	snprintf(lim, sizeof lim, "%d", limit + 1);
+	snprintf(now, sizeof now, "%lld", (long long)wall_ms());
+	pg_send("SELECT " PG_COLUMNS " FROM tasks WHERE owner = $1 AND "
+	    "(created_ms < $2 OR (created_ms = $2 AND id COLLATE \"C\" < $3)) "
+	    "AND (status = 'working' OR expires_ms >= $5) ORDER BY "
+	    "created_ms DESC, id COLLATE \"C\" DESC LIMIT $4", 5, p,
+	    pg_list_answer, op);
+}
+
+static void
+pg_active_answer(void *arg, PGresult *res, const char *error)
+{
+	struct pg_op		*op = arg;
+	struct store_task	*rows;
+	int			 n, kept = 0;
+
+	if (error != NULL) {
+		pg_failed(error);
+		op->rows(op->arg, STORE_ERROR, NULL, 0, 0, NULL);
+		free(op);
+		return;
+	}
+	rows = pg_rows(res, INT32_MAX, &n);
+	for (int i = 0; i < n; i++) {
+		pg_settle_orphan(&rows[i]);
+		if (strcmp(rows[i].status, "working") != 0)
+			store_task_clear(&rows[i]);	/* interrupted */
+		else
+			rows[kept++] = rows[i];
+	}
+	op->rows(op->arg, STORE_OK, rows, kept, kept, NULL);
+	pg_rows_free(rows, kept);
+	free(op);
+}
+
+static void
+pg_active(const char *owner, store_rows_cb cb, void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+	const char	*p[] = { owner };
+
+	op->rows = cb;
+	pg_send("SELECT " PG_COLUMNS " FROM tasks WHERE owner = $1 AND "
+	    "status = 'working' ORDER BY created_ms, id COLLATE \"C\"", 1, p,
+	    pg_active_answer, op);
+}
+
+static void
+pg_ids_answer(void *arg, PGresult *res, const char *error)
+{
+	struct pg_op		*op = arg;
+	struct store_task	*rows;
+	int			 n, total;
+
+	if (error != NULL) {
+		pg_failed(error);
+		op->rows(op->arg, STORE_ERROR, NULL, 0, 0, NULL);
+		free(op);
+		return;
+	}
+	n = PQntuples(res);
+	total = n > 0 ? atoi(PQgetvalue(res, 0, 1)) : 0;
+	rows = xcalloc((size_t)n + 1, sizeof *rows);
+	for (int i = 0; i < n; i++)
+		snprintf(rows[i].id, sizeof rows[i].id, "%s",
+		    PQgetvalue(res, i, 0));
+	op->rows(op->arg, STORE_OK, rows, n, total, NULL);
+	free(rows);
+	free(op);
+}
+
+/* The owner's ids that start with prefix (any case): running first, then
+ * the newest; at most limit, all of them counted. */
+static void
+pg_ids(const char *owner, const char *prefix, int limit, store_rows_cb cb,
+    void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+	char		*low = xstrdup(prefix ? prefix : ""), lim[16], now[32];
+	const char	*p[] = { owner, low, now, lim };
+
+	for (char *c = low; *c != '\0'; c++)
+		*c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+	op->rows = cb;
+	snprintf(lim, sizeof lim, "%d", limit);
+	snprintf(now, sizeof now, "%lld", (long long)wall_ms());
+	pg_send("SELECT id, count(*) OVER () FROM tasks WHERE owner = $1 AND "
+	    "left(id, length($2)) = $2 AND (status = 'working' OR "
+	    "expires_ms >= $3) ORDER BY status = 'working' DESC, "
+	    "created_ms DESC LIMIT $4", 4, p, pg_ids_answer, op);
+	free(low);
+}
+
+static void
+pg_settle_answer(void *arg, PGresult *res, const char *error)
+{
+	struct pg_op		*op = arg;
+	struct store_task	*rows;
+	int			 n, settled = 0;
+
+	if (error != NULL) {
+		pg_failed(error);
+		op->done(op->arg, STORE_ERROR);
+		free(op);
+		return;
+	}
+	rows = pg_rows(res, INT32_MAX, &n);
+	for (int i = 0; i < n; i++) {
+		settled += rows[i].orphaned;
+		pg_settle_orphan(&rows[i]);
+	}
+	pg_rows_free(rows, n);
+	op->done(op->arg, settled);
+	free(op);
+}
+
+/* Running rows of this host whose process is gone: failed, with the
+ * reason.  rc: how many. */
+static void
+pg_settle(store_done_cb cb, void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+
+	op->done = cb;
+	pg_send("SELECT " PG_COLUMNS " FROM tasks WHERE status = 'working'",
+	    0, NULL, pg_settle_answer, op);
+}
+
+static void
+pg_count_answer(void *arg, PGresult *res, const char *error)
+{
+	struct pg_op	*op = arg;
+
+	if (error != NULL)
+		pg_failed(error);
+	op->done(op->arg, error != NULL ? STORE_ERROR :
+	    atoi(PQgetvalue(res, 0, 0)));
+	free(op);
+}
+
+/* Expired rows, then the oldest ended ones beyond max_rows, in one
+ * statement (the two sets are apart).  rc: the rows deleted. */
+static void
+pg_sweep(int max_rows, store_done_cb cb, void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+	char		 now[32], max[16];
+	const char	*p[] = { now, max };
+
+	op->done = cb;
+	snprintf(now, sizeof now, "%lld", (long long)wall_ms());
+	snprintf(max, sizeof max, "%d", max_rows);
+	pg_send("WITH expired AS (DELETE FROM tasks WHERE expires_ms < $1 AND "
+	    "status <> 'working' RETURNING id), beyond AS (DELETE FROM tasks "
+	    "WHERE id IN (SELECT id FROM tasks WHERE status <> 'working' AND "
+	    "expires_ms >= $1 ORDER BY created_ms DESC OFFSET $2) RETURNING "
+	    "id) SELECT (SELECT count(*) FROM expired) + (SELECT count(*) "
+	    "FROM beyond)", 2, p, pg_count_answer, op);
+}
+
+const struct store_backend store_pg = {
+	.name = "postgresql",
+	.serves = pg_serves,
+	.open = pg_open,
+	.close = pg_close,
+	.error = pg_error,
+	.put = pg_put,
+	.get = pg_get,
+	.list = pg_list,
+	.active = pg_active,
+	.ids = pg_ids,
+	.cache_find = pg_cache_find,
+	.settle = pg_settle,
+	.sweep = pg_sweep,
+	.durability = pg_durability,
+};

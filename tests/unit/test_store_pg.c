@@ -1,0 +1,455 @@
+/*
+ * The PostgreSQL task store backend (supervisor/store_pg.c) against a
+ * throw-away cluster each test starts and removes: the SQLite store's
+ * promises (owners, pages, expiry, terminal rows, the row cap, the cache,
+ * interrupted rows) answered on later turns of the loop, a write resent
+ * after a lost answer counted once, writes held while the server is
+ * away, and the schema's version checked at open.
+ */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <json-c/json.h>
+
+#include "../../supervisor/supervisor.h"
+#include "../../supervisor/metrics.h"
+#include "../../supervisor/pgconn.h"
+#include "pgtest.h"
+#include "store_sync.h"
+
+#define HANG_MS		60000
+
+static struct pgtest	 pg;
+static struct event	*tick;
+static struct pgconn	*raw;	/* the test's own connection */
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+#define WAIT_FOR(cond, what) do {					\
+	int64_t	deadline_ = now_ms() + HANG_MS;				\
+	while (!(cond) && now_ms() < deadline_)				\
+		event_base_loop(ev_base, EVLOOP_ONCE);			\
+	cr_assert((cond), "waited %d ms for %s", HANG_MS, what);	\
+} while (0)
+
+static int
+pg_open_url(const char *url, char *err, size_t errlen)
+{
+	struct store_options	o = { .url = url, .retry_max_ms = 200 };
+
+	store_self_init();
+	return store_pg.open(&o, err, errlen);
+}
+
+static void
+setup(void)
+{
+	struct timeval		tv = { 0, 100000 };
+	struct pgconn_config	cfg = { 0 };
+	char			err[512];
+
+	ev_base = event_base_new();
+	tick = event_new(ev_base, -1, EV_PERSIST, tick_cb, NULL);
+	event_add(tick, &tv);
+	pgtest_init(&pg);
+	cr_assert_eq(pg_open_url(pg.url, err, sizeof err), 0, "%s", err);
+	cfg.url = pg.url;
+	raw = pgconn_new(ev_base, &cfg);
+}
+
+static void
+teardown(void)
+{
+	if (raw != NULL)
+		pgconn_free(raw);
+	store_pg.close();
+	pgtest_destroy(&pg);
+	if (tick != NULL)
+		event_free(tick);
+	if (ev_base != NULL)
+		event_base_free(ev_base);
+	ev_base = NULL;
+}
+
+TestSuite(store_pg, .init = setup, .fini = teardown, .timeout = 300);
+
+/* ---- The calls, waited for ---- */
+
+static int
+put_rows(const struct store_task *t, int n)
+{
+	struct sync_answer	a = { 0 };
+
+	store_pg.put(t, n, sync_done_cb, &a);
+	WAIT_FOR(a.done, "put");
+	return a.rc;
+}
+
+static int
+get(const char *id, const char *owner, struct store_task *t)
+{
+	struct sync_answer	a = { 0 };
+
+	store_pg.get(id, owner, sync_row_cb, &a);
+	WAIT_FOR(a.done, "get");
+	*t = a.row;
+	return a.rc;
+}
+
+static int
+list(const char *owner, const char *cursor, int limit,
+    struct sync_answer *a)
+{
+	memset(a, 0, sizeof *a);
+	store_pg.list(owner, cursor, limit, sync_rows_cb, a);
+	WAIT_FOR(a->done, "list");
+	return a->rc;
+}
+
+static void
+answer_clear(struct sync_answer *a)
+{
+	for (int i = 0; i < a->n; i++)
+		store_task_clear(&a->rows[i]);
+	free(a->rows);
+	free(a->next);
+	memset(a, 0, sizeof *a);
+}
+
+static int
+done_call(void (*fn)(store_done_cb, void *))
+{
+	struct sync_answer	a = { 0 };
+
+	fn(sync_done_cb, &a);
+	WAIT_FOR(a.done, "the call");
+	return a.rc;
+}
+
+static int
+sweep(int max_rows)
+{
+	struct sync_answer	a = { 0 };
+
+	store_pg.sweep(max_rows, sync_done_cb, &a);
+	WAIT_FOR(a.done, "sweep");
+	return a.rc;
+}
+
+/* SQL of the test's own, for what heavyd never writes itself. */
+static void
+raw_cb(void *arg, PGresult *res, const char *error)
+{
+	int	*done = arg;
+
+	(void)res;
+	cr_assert_null(error, "%s", error);
+	*done = 1;
+}
+
+static void
+sql(const char *text)
+{
+	int	done = 0;
+
+	cr_assert_eq(pgconn_exec(raw, text, raw_cb, &done, NULL, 0), 0);
+	WAIT_FOR(done, text);
+}
+
+static void
+row(struct store_task *t, const char *id, const char *owner,
+    const char *status, int64_t created, int64_t ttl)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->id, sizeof t->id, "%.32s", id);
+	t->owner = (char *)owner;
+	t->status = (char *)status;
+	t->params = (char *)"{\"query\":\"q\"}";
+	t->created_ms = t->updated_ms = created;
+	t->ttl_ms = ttl;
+}
+
+#define ID(n)	"000000000000000000000000000000" #n
+
+Test(store_pg, put_get_owners_and_terminal_rows)
+{
+	struct store_task	t, got;
+	int64_t			now = wall_ms();
+
+	row(&t, ID(01), "alice", "working", now, 3600000);
+	t.agents = (char *)"{\"phase\":\"agents\",\"agents\":"
+	    "[{\"index\":1,\"status\":\"running\"}]}";
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	cr_assert_eq(get(ID(01), "alice", &got), STORE_OK);
+	cr_assert_str_eq(got.status, "working");
+	cr_assert(got.ours && !got.orphaned);
+	cr_assert_eq(got.created_ms, now);
+	cr_assert_eq(got.ttl_ms, 3600000);
+	cr_assert_str_eq(got.tool, "heavy_orchestrate");
+	cr_assert_not_null(strstr(got.agents, "running"));
+	store_task_clear(&got);
+	cr_assert_eq(get(ID(01), "mallory", &got), STORE_NOT_FOUND,
+	    "another owner's row is not there");
+	cr_assert_eq(get(ID(01), NULL, &got), STORE_OK, "any owner: ours");
+	store_task_clear(&got);
+
+	/* The end, then a late progress write: the end stays. */
+	t.status = (char *)"completed";
+	t.result = (char *)"{\"content\":[]}";
+	t.updated_ms = now + 1;
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	cr_assert_eq(put_rows(&t, 1), STORE_OK, "the same write again is "
+	    "written, not an ended row (a resent write)");
+	t.status = (char *)"working";
+	t.result = NULL;
+	t.updated_ms = now + 2;
+	cr_assert_eq(put_rows(&t, 1), STORE_TERMINAL);
+	cr_assert_eq(get(ID(01), "alice", &got), STORE_OK);
+	cr_assert_str_eq(got.status, "completed");
+	cr_assert_not_null(got.result);
+	store_task_clear(&got);
+}
+
+Test(store_pg, several_rows_in_one_transaction)
+{
+	struct store_task	t[3];
+	struct store_task	got;
+	int64_t			now = wall_ms();
+
+	row(&t[0], ID(01), "o", "working", now, 60000);
+	row(&t[1], ID(02), "o", "working", now, 60000);
+	row(&t[2], ID(01), "o", "failed", now, 60000);	/* the last wins */
+	t[2].updated_ms = now + 5;
+	cr_assert_eq(put_rows(t, 3), STORE_OK);
+	cr_assert_eq(get(ID(01), "o", &got), STORE_OK);
+	cr_assert_str_eq(got.status, "failed");
+	store_task_clear(&got);
+	/* One bad row (params that are no JSON): none of them is written. */
+	row(&t[0], ID(03), "o", "working", now, 60000);
+	row(&t[1], ID(04), "o", "working", now, 60000);
+	t[1].params = (char *)"{not json";
+	cr_assert_eq(put_rows(t, 2), STORE_ERROR);
+	cr_assert(strstr(store_pg.error(), "json") != NULL, "%s",
+	    store_pg.error());
+	cr_assert_eq(get(ID(03), "o", &got), STORE_NOT_FOUND);
+}
+
+Test(store_pg, pages_expiry_and_sweep)
+{
+	struct store_task	t, got;
+	struct sync_answer	a;
+	int64_t			now = wall_ms();
+	char			id[33];
+
+	/* Five rows a millisecond apart, one long expired, one running. */
+	for (int i = 0; i < 5; i++) {
+		snprintf(id, sizeof id, "%032d", i + 1);
+		row(&t, id, "o", "completed", now - 10 + i, 3600000);
+		cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	}
+	row(&t, ID(90), "o", "completed", now - 7200000, 60000);
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	row(&t, ID(91), "o", "working", now - 7200000, 60000);
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	cr_assert_eq(get(ID(90), "o", &got), STORE_EXPIRED);
+
+	cr_assert_eq(list("o", NULL, 4, &a), STORE_OK);
+	cr_assert_eq(a.n, 4);
+	cr_assert_str_eq(a.rows[0].id, "00000000000000000000000000000005");
+	cr_assert_str_eq(a.rows[3].id, "00000000000000000000000000000002");
+	cr_assert_not_null(a.next);
+	char *next = xstrdup(a.next);
+	answer_clear(&a);
+	cr_assert_eq(list("o", next, 4, &a), STORE_OK);
+	free(next);
+	cr_assert_eq(a.n, 2, "the first row and the running one; not the "
+	    "expired one");
+	cr_assert_str_eq(a.rows[0].id, "00000000000000000000000000000001");
+	cr_assert_str_eq(a.rows[1].id, ID(91));
+	cr_assert_null(a.next);
+	answer_clear(&a);
+	cr_assert_eq(list("o", "garbage", 4, &a), STORE_BAD_CURSOR);
+	answer_clear(&a);
+
+	/* The expired row, then the oldest ended beyond 3. */
+	cr_assert_eq(sweep(3), 3);
+	cr_assert_eq(list("o", NULL, 10, &a), STORE_OK);
+	cr_assert_eq(a.n, 4, "three ended rows and the running one");
+	answer_clear(&a);
+	cr_assert_eq(get(ID(91), "o", &got), STORE_OK, "running: kept");
+	store_task_clear(&got);
+}
+
+Test(store_pg, active_ids_and_cache)
+{
+	struct store_task	t, got;
+	struct sync_answer	a = { 0 };
+	int64_t			now = wall_ms();
+
+	row(&t, "abc00000000000000000000000000001", "o", "working", now - 2,
+	    60000);
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	row(&t, "abc00000000000000000000000000002", "o", "completed", now - 1,
+	    60000);
+	t.cache_key = (char *)"k1";
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	row(&t, "abd00000000000000000000000000003", "o", "working", now,
+	    60000);
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+
+	store_pg.active("o", sync_rows_cb, &a);
+	WAIT_FOR(a.done, "active");
+	cr_assert_eq(a.n, 2);
+	cr_assert_str_eq(a.rows[0].id, "abc00000000000000000000000000001",
+	    "oldest first");
+	answer_clear(&a);
+
+	store_pg.ids("o", "ABC", 1, sync_rows_cb, &a);
+	WAIT_FOR(a.done, "ids");
+	cr_assert_eq(a.rc, STORE_OK);
+	cr_assert_eq(a.n, 1);
+	cr_assert_eq(a.total, 2, "every match counted");
+	cr_assert_str_eq(a.rows[0].id, "abc00000000000000000000000000001",
+	    "running first");
+	answer_clear(&a);
+
+	store_pg.cache_find("o", "k1", 60000, sync_row_cb, &a);
+	WAIT_FOR(a.done, "cache_find");
+	cr_assert_eq(a.rc, STORE_OK);
+	cr_assert_str_eq(a.row.id, "abc00000000000000000000000000002");
+	store_task_clear(&a.row);
+	memset(&a, 0, sizeof a);
+	store_pg.cache_find("other", "k1", 60000, sync_row_cb, &a);
+	WAIT_FOR(a.done, "cache_find");
+	cr_assert_eq(a.rc, STORE_NOT_FOUND, "another owner's answer");
+	(void)got;
+}
+
+/* A row of a process of this host that is gone is settled; one of
+ * another host (another boot id) is left to its node. */
+Test(store_pg, interrupted_rows_of_this_host_only)
+{
+	struct store_task	got;
+	char			stmt[1024], boot[64];
+	const char		*at = strchr(store_self_start(), '@');
+	pid_t			child;
+
+	if ((child = fork()) == 0)
+		_exit(0);
+	cr_assert_gt(child, 0);
+	waitpid(child, NULL, 0);
+	cr_assert_not_null(at);
+	snprintf(boot, sizeof boot, "%s", at);
+	snprintf(stmt, sizeof stmt, "INSERT INTO tasks (id, owner, tool, "
+	    "status, params, agents, created_ms, updated_ms, ttl_ms, expires_ms, "
+	    "pid, proc_start) VALUES ('%s', 'o', 'heavy_orchestrate', "
+	    "'working', '{}', '{\"phase\":\"agents\",\"agents\":"
+	    "[{\"index\":1,\"status\":\"running\"}]}', 1, 1, "
+	    "%d, %d, %d, '12345%s'), ('%s', 'o', 'heavy_orchestrate', "
+	    "'working', '{}', NULL, 1, 1, %d, %d, %d, '12345@another-host')",
+	    ID(71), 3600000, 3600001, (int)child, boot, ID(72), 3600000,
+	    3600001, (int)child);
+	sql(stmt);
+	cr_assert_eq(done_call(store_pg.settle), 1);
+	cr_assert_eq(get(ID(71), "o", &got), STORE_EXPIRED,
+	    "settled, hence ended, and created in 1970");
+	sql("UPDATE tasks SET created_ms = 0, expires_ms = 9000000000000, "
+	    "ttl_ms = 9000000000000");
+	cr_assert_eq(get(ID(71), "o", &got), STORE_OK);
+	cr_assert_str_eq(got.status, "failed");
+	cr_assert_str_eq(got.status_message, store_interrupted);
+	cr_assert_not_null(strstr(got.agents, "interrupted"), "%s", got.agents);
+	store_task_clear(&got);
+	cr_assert_eq(get(ID(72), "o", &got), STORE_OK);
+	cr_assert_str_eq(got.status, "working", "another host's row");
+	cr_assert_not(got.orphaned);
+	store_task_clear(&got);
+}
+
+/* The server stops with writes queued; they land once it is back, each
+ * answered once. */
+Test(store_pg, writes_held_while_the_server_is_away)
+{
+	struct store_task	t[10], got;
+	struct sync_answer	a[10] = { 0 };
+	char			ids[10][33];
+	int64_t			now = wall_ms();
+	struct pgconn_status	st;
+
+	metrics_init(0, "test");
+	pgtest_stop(&pg);
+	for (int i = 0; i < 10; i++) {
+		snprintf(ids[i], sizeof ids[i], "%032d", 500 + i);
+		row(&t[i], ids[i], "o", "working", now, 60000);
+		store_pg.put(&t[i], 1, sync_done_cb, &a[i]);
+	}
+	WAIT_FOR((pgconn_status(store_pg_conn(), &st), st.state ==
+	    PGCONN_DOWN && st.error[0] != '\0'), "the link down");
+	cr_assert_eq(st.queued, 10);
+	cr_assert_eq(metrics_value(metrics_find("heavyd_store_connected"), NULL),
+	    0);
+	cr_assert_eq(metrics_value(metrics_find("heavyd_store_queued"), NULL),
+	    10);
+	for (int i = 0; i < 10; i++)
+		cr_assert_not(a[i].done, "no answer while the server is away");
+	pgtest_start(&pg);
+	WAIT_FOR(a[9].done, "the held writes");
+	for (int i = 0; i < 10; i++)
+		cr_assert(a[i].done && a[i].rc == STORE_OK, "put %d: %d", i,
+		    a[i].rc);
+	cr_assert_eq(get(ids[9], "o", &got), STORE_OK);
+	store_task_clear(&got);
+	cr_assert_eq(metrics_value(metrics_find("heavyd_store_connected"), NULL),
+	    1);
+	cr_assert_eq(metrics_value(metrics_find("heavyd_store_queued"), NULL),
+	    0);
+	metrics_free();
+	cr_assert_eq(store_pg.durability(), 1,
+	    "the test cluster runs with synchronous_commit off");
+}
+
+/* Opening migrates; a database of a newer heavyd is refused. */
+Test(store_pg, open_refuses_a_newer_schema)
+{
+	char	err[512];
+
+	sql("INSERT INTO schema_version (version) VALUES (7)");
+	store_pg.close();
+	cr_assert_eq(pg_open_url(pg.url, err, sizeof err), -1);
+	cr_assert(strstr(err, "schema version 7") != NULL, "%s", err);
+	sql("DELETE FROM schema_version WHERE version = 7");
+	cr_assert_eq(pg_open_url(pg.url, err, sizeof err), 0, "%s", err);
+}
+
+Test(store_pg, serves_postgresql_urls_only)
+{
+	cr_assert(store_pg.serves("postgresql://h/db"));
+	cr_assert(store_pg.serves("postgres://h/db"));
+	cr_assert_not(store_pg.serves(NULL));
+	cr_assert_not(store_pg.serves("sqlite:"));
+}
+
+/* A URL libpq cannot read fails the open at once, its password masked. */
+Test(store_pg, a_bad_url_is_refused_at_once)
+{
+	char	err[512];
+
+	cr_assert_eq(pg_open_url("postgresql://heavyd:s3cretpass@127.0.0.1:"
+	    "notaport/heavyd?nosuchoption=1", err, sizeof err), -1);
+	cr_assert(strstr(err, "nosuchoption") != NULL ||
+	    strstr(err, "port") != NULL, "%s", err);
+	cr_assert(strstr(err, "s3cretpass") == NULL, "%s", err);
+	cr_assert(strstr(err, "did not answer") == NULL, "refused by its "
+	    "parse, not after retries: %s", err);
+}
