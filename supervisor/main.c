@@ -2,6 +2,8 @@
  * heavyd: an MCP server over stdio that runs heavy multi-agent analysis,
  * one killable worker process per LLM-calling step.
  */
+#include <sys/prctl.h>
+
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -208,6 +210,11 @@ main(int argc, char **argv)
 
 	log_init(HEAVY_NAME, getenv("HEAVY_DEBUG") ? LOG_LVL_DEBUG :
 	    LOG_LVL_INFO);
+	/* The API keys and the clients' bearer tokens pass through this
+	 * process's memory: no core dump, and no ptrace by another process
+	 * of the same user. */
+	if (prctl(PR_SET_DUMPABLE, 0) == -1)
+		fatal("prctl PR_SET_DUMPABLE");
 	main_options(argc, argv);
 	if (opt_ask)
 		ask_options(argc - opt_ask, argv + opt_ask, &opt_config);

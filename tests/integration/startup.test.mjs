@@ -194,3 +194,29 @@ test('--version and -V: the version and the commit built from', () => {
 	assert.equal(w.stdout, v.stdout.replace(/^heavyd /, 'heavyd-worker '));
 	assert.equal(run(WORKER, '-V').stdout, w.stdout);
 });
+
+// The API keys and the clients' bearer tokens pass through heavyd's
+// memory: it is not dumpable (no core file, no ptrace by a process of its
+// own user).  The kernel shows it: a non-dumpable process's /proc files
+// belong to root even when it runs as another user.
+test('heavyd is not dumpable: its /proc files are root\'s while it runs as nobody',
+    { timeout: 30000, skip: process.getuid() !== 0 && 'needs root, to run heavyd as nobody' },
+    async (t) => {
+	const dir = tmpdir('nodump');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	fs.chownSync(dir, 65534, 65534);
+	const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups',
+	    'env', `HOME=${dir}`, `XDG_CONFIG_HOME=${dir}`, `HEAVY_STATE_DIR=${dir}`,
+	    'OPENROUTER_API_KEY=sk-not-used', HEAVYD], { stdio: ['pipe', 'ignore', 'pipe'] });
+	let stderr = '';
+	child.stderr.on('data', (d) => { stderr += d; });
+	const exited = new Promise((resolve) => child.on('exit', resolve));
+	t.after(() => child.kill('SIGKILL'));
+	// It has read its configuration and started serving once it logs the sandbox.
+	await waitFor(() => /sandbox: /.test(stderr), undefined, `heavyd to start: ${stderr}`);
+	assert.match(fs.readFileSync(`/proc/${child.pid}/status`, 'latin1'),
+	    /^Uid:\t65534\t65534\t/m, 'it runs as nobody');
+	assert.equal(fs.statSync(`/proc/${child.pid}/environ`).uid, 0, 'not dumpable');
+	child.stdin.end();
+	assert.equal(await exited, 0, stderr);
+});
