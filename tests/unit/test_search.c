@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../../worker/worker.h"
+#include "../../worker/egress.h"
 
 static int
 parse(uint32_t backend, const char *body, unsigned max,
@@ -99,9 +100,9 @@ inward(const char *text)
 	struct sockaddr_in	a4 = { .sin_family = AF_INET };
 
 	if (inet_pton(AF_INET, text, &a4.sin_addr) == 1)
-		return search_addr_inward((struct sockaddr *)&a4);
+		return egress_addr_inward((struct sockaddr *)&a4);
 	cr_assert_eq(inet_pton(AF_INET6, text, &a6.sin6_addr), 1, "%s", text);
-	return search_addr_inward((struct sockaddr *)&a6);
+	return egress_addr_inward((struct sockaddr *)&a6);
 }
 
 Test(search, inward_addresses)
