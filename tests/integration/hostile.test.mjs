@@ -175,18 +175,30 @@ test('a write outside the workspace is refused by Landlock (EACCES)', {
 	await srv.shutdown();
 });
 
-test('a connection to a port no endpoint uses is refused (EACCES)', {
-	timeout: TEST_TIMEOUT, skip: NO_TCP_RULES,
+/*
+ * A worker has no network of its own: heavyd-egress makes its requests.
+ * socket() fails with EACCES (seccomp), whatever the port: one no endpoint
+ * uses, and the LLM endpoint's own, which workers reached directly before.
+ */
+test('a worker can open no socket and connect nowhere, not even to the LLM endpoint (EACCES)', {
+	timeout: TEST_TIMEOUT,
 }, async (t) => {
 	const accepted = [];
 	const listener = net.createServer((s) => { accepted.push(s.remotePort); s.destroy(); });
 	await new Promise((r) => listener.listen(0, '127.0.0.1', r));
 	t.after(() => listener.close());
 	const { port } = listener.address();
-	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
-	const { a1, sc } = await hostile(srv, 'test_connect', { port }, { alone: true });
-	checkOk(a1);
-	assert.match(sc.answer, /connect: EACCES/);
+	const { srv, mock } = await setup(t, { worker: 'test', env: LIMITS });
+	const q = `Misbehave [[a1:tool:test_connect:${JSON.stringify({ port })}]]` +
+	    ` [[a1:tool:test_connect:${JSON.stringify({ port: mock.port })}]]` +
+	    ' [[a1:tool:test_unix:{"path":"/run/heavyd-none.sock"}]]';
+	const { result } = await srv.orchestrate({ query: q, num_agents: 1, timeout: 60 },
+	    { timeout: HANG });
+	const sc = checkShape(result, 1);
+	checkOk(sc.agents[0]);
+	const denied = sc.answer.match(/socket: EACCES/g) ?? [];
+	assert.equal(denied.length, 3, `three sockets refused: ${sc.answer}`);
+	assert.doesNotMatch(sc.answer, /connected to/);
 	assert.deepEqual(accepted, [], 'the worker reached the listener');
 	await srv.shutdown();
 });
@@ -249,6 +261,52 @@ test('a worker sees only the environment the LLM client may read', { timeout: TE
 	const allowed = ['PATH', 'TZ', 'LANG', 'LC_ALL', 'SSL_CERT_FILE', 'SSL_CERT_DIR',
 	    'CURL_CA_BUNDLE', 'HOME'];
 	assert.deepEqual(names.filter((n) => !allowed.includes(n)), [], sc.answer);
+	await srv.shutdown();
+});
+
+/* Every readable mapping of pid, as /proc/PID/mem gives it (a core's view). */
+function memoryOf(pid) {
+	const chunks = [];
+	const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
+	try {
+		for (const line of fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+			const m = /^([0-9a-f]+)-([0-9a-f]+) r/.exec(line);
+			if (!m || /\[vvar\]|\[vsyscall\]/.test(line))
+				continue;
+			const from = BigInt(`0x${m[1]}`), to = BigInt(`0x${m[2]}`);
+			const len = Number(to - from);
+			if (len > 256 << 20)
+				continue;	// ASan's shadow, never a key
+			const b = Buffer.alloc(len);
+			try {
+				const n = fs.readSync(fd, b, 0, len, from);
+				chunks.push(b.subarray(0, n));
+			} catch { /* a guard page */ }
+		}
+	} finally {
+		fs.closeSync(fd);
+	}
+	return chunks;
+}
+
+/*
+ * heavyd-egress holds the key and adds it to each request: a worker that
+ * has made its LLM calls has it nowhere in its memory, nor in its
+ * environment; egress itself has it (which proves the scan can find it).
+ */
+test('the API key is in no worker\'s memory, only in heavyd-egress\'s', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const { pid, cancel } = await blockedWorker(srv, t);
+	const key = Buffer.from(srv.key);
+	const mem = memoryOf(pid);
+	assert.ok(mem.reduce((n, c) => n + c.length, 0) > 1 << 20, 'the scan read the worker');
+	assert.ok(mem.every((c) => c.indexOf(key) === -1), 'the key is in the worker\'s memory');
+	assert.equal(fs.readFileSync(`/proc/${pid}/environ`).indexOf(key), -1);
+	const egress = srv.descendants().filter((p) => readStat(p.pid)?.comm === 'heavyd-egress');
+	assert.equal(egress.length, 1, describe(srv.descendants()));
+	assert.ok(memoryOf(egress[0].pid).some((c) => c.indexOf(key) !== -1),
+	    'the scan finds the key where it is');
+	cancel();
 	await srv.shutdown();
 });
 
