@@ -1,0 +1,63 @@
+// heavyd-egress, the one process that talks to the upstream: a worker
+// killed at its deadline leaves no transfer behind in it, and its own death
+// fails the calls in flight with a clear cause while heavyd restarts it.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { checkOk, checkShape } from './checks.mjs';
+import { describe, readStat, setup, waitFor } from './lib.mjs';
+import { TEST_TIMEOUT } from './lib.mjs';
+
+const CANCELLED = /heavyd-egress\[\d+\]: info: worker \d+ went away: (\d+) transfers? cancelled/;
+
+function egressOf(srv) {
+	return srv.descendants().filter((p) => readStat(p.pid)?.comm === 'heavyd-egress');
+}
+
+/*
+ * The hanging agent's worker is killed at its deadline; its socket to
+ * egress closes, and egress removes the transfer at once, saying so.  The
+ * workers that answered leave nothing to cancel.
+ */
+test('a worker killed mid-call at its deadline has its transfer cancelled by egress', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv } = await setup(t);
+	const { result } = await srv.orchestrate(
+	    { query: 'One agent hangs [[a2:hang]]', num_agents: 2, timeout: 8 });
+	const sc = checkShape(result, 2);
+	checkOk(sc.agents[0]);
+	assert.equal(sc.agents[1].status, 'timed_out', JSON.stringify(sc.agents[1]));
+	await waitFor(() => CANCELLED.test(srv.stderr()), undefined,
+	    'egress to cancel the killed worker\'s transfer');
+	const lines = [...srv.stderr().matchAll(new RegExp(CANCELLED, 'g'))];
+	assert.equal(lines.length, 1, srv.stderr());
+	assert.equal(lines[0][1], '1');
+	await srv.shutdown();
+});
+
+/*
+ * An LLM call held by the mock's gate when egress is killed fails at once,
+ * naming egress; heavyd starts another, and the next call succeeds.
+ */
+test('egress killed mid-call fails that call with its cause and is restarted', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv, mock } = await setup(t);
+	const [first] = egressOf(srv);
+	assert.ok(first, describe(srv.descendants()));
+	const call = srv.orchestrate({ query: 'Held [[a1:gate]]', num_agents: 1, timeout: 60 });
+	await waitFor(async () => (await mock.stats()).held === 1, undefined,
+	    'agent 1\'s call held by the mock');
+	process.kill(first.pid, 'SIGKILL');
+	const { result } = await call;
+	const sc = checkShape(result, 1);
+	assert.equal(sc.agents[0].status, 'failed', JSON.stringify(sc.agents[0]));
+	assert.match(sc.agents[0].error, /heavyd-egress.*went away during the call/);
+	await waitFor(() => /warning: heavyd-egress .*restarting it/.test(srv.stderr()),
+	    undefined, 'heavyd to say egress is lost');
+	let next;
+	await waitFor(() => (next = egressOf(srv).find((p) => p.pid !== first.pid)) !== undefined,
+	    undefined, 'a new heavyd-egress');
+	const again = await srv.orchestrate({ query: 'After the restart', num_agents: 2 });
+	const sc2 = checkShape(again.result, 2);
+	sc2.agents.forEach(checkOk);
+	assert.ok(egressOf(srv).some((p) => p.pid === next.pid), 'the new egress served it');
+	await srv.shutdown();
+});
