@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "supervisor.h"
+#include "metrics.h"
 #include "../worker/worker.h"
 
 struct egress_pending {
@@ -153,6 +154,8 @@ egressctl_lost(const char *why)
 		return;
 	log_warnx("heavyd-egress %s; the upstream calls in flight fail; "
 	    "restarting it", why);
+	metrics_egress_up(false);
+	metrics_egress_restart();
 	if (egressctl_pid > 0)
 		kill(egressctl_pid, SIGKILL);
 	event_free(egressctl_rev);
@@ -181,8 +184,10 @@ egressctl_dispatch(const uint8_t *data, ssize_t n, int fd)
 	m_reader_init(&r, data + PROTO_HDR_LEN, hdr.len);
 	if (m_get_u64(&r, &total) == -1 || m_end(&r) == -1)
 		return -1;
+	/* A total per egress process; one that restarted counts from 0. */
 	if (total > egressctl_cancelled)
-		egressctl_cancelled = total;
+		metrics_egress_cancelled(total - egressctl_cancelled);
+	egressctl_cancelled = total;
 	return 0;
 }
 
@@ -276,6 +281,8 @@ egressctl_spawn(void)
 	egressctl_wev = event_new(ev_base, egressctl_fd, EV_WRITE,
 	    egressctl_write_cb, NULL);
 	event_add(egressctl_rev, NULL);
+	egressctl_cancelled = 0;	/* the new process counts from 0 */
+	metrics_egress_up(true);
 	log_debug("heavyd-egress started, pid %d", (int)egressctl_pid);
 	return 0;
 }
@@ -300,12 +307,6 @@ egressctl_up(void)
 	return egressctl_fd != -1;
 }
 
-uint64_t
-egressctl_cancelled_total(void)
-{
-	return egressctl_cancelled;
-}
-
 /* Closing its socket makes egress exit; then it is reaped. */
 void
 egressctl_stop(void)
@@ -322,6 +323,7 @@ egressctl_stop(void)
 		close(egressctl_fd);
 		egressctl_fd = -1;
 	}
+	metrics_egress_up(false);
 	if (egressctl_pid > 0) {
 		kill(egressctl_pid, SIGKILL);
 		waitpid(egressctl_pid, NULL, 0);

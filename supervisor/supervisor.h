@@ -81,7 +81,6 @@ int	 egressctl_start(const char *worker_path, const char *api_key,
 int	 egressctl_attach(const struct egress_attach *);
 bool	 egressctl_exited(pid_t, int status);
 bool	 egressctl_up(void);
-uint64_t egressctl_cancelled_total(void);
 void	 egressctl_stop(void);
 
 /* workers.c: every worker process, in one table. */
