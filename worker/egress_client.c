@@ -43,16 +43,22 @@ egress_write_all(const char *p, size_t len)
 	return 0;
 }
 
-/* Reads len bytes by deadline: 0, 1 at the deadline, -1 at EOF/error. */
+/*
+ * Reads len bytes: 0, -1 at EOF or an error, 1 when the deadline passed
+ * before the first byte.  Once a byte has come the rest is waited for
+ * without a deadline (egress writes whole frames), so the stream stays in
+ * step for the next call.
+ */
 static int
 egress_read_all(void *p, size_t len, int64_t deadline)
 {
 	struct pollfd	pfd = { .fd = egress_fd, .events = POLLIN };
 	int64_t		left;
+	bool		begun = false;
 	ssize_t		n;
 
 	while (len > 0) {
-		left = deadline - now_ms();
+		left = begun ? 60000 : deadline - now_ms();
 		if (left <= 0)
 			return 1;
 		if (poll(&pfd, 1, left > 60000 ? 60000 : (int)left) <= 0)
@@ -62,6 +68,7 @@ egress_read_all(void *p, size_t len, int64_t deadline)
 			continue;
 		if (n <= 0)
 			return -1;
+		begun = true;
 		p = (char *)p + n;
 		len -= (size_t)n;
 	}
@@ -84,7 +91,7 @@ egress_read_resp(struct egress_resp *s, int64_t deadline)
 		return -1;
 	payload = xmalloc(hdr.len + 1);
 	/* A frame begun is read whole: the stream stays in step. */
-	rc = egress_read_all(payload, hdr.len, INT64_MAX);
+	rc = hdr.len == 0 ? 0 : egress_read_all(payload, hdr.len, INT64_MAX);
 	if (rc == 0 && egress_resp_decode(payload, hdr.len, s) == -1)
 		rc = -1;
 	free(payload);

@@ -153,6 +153,13 @@ egress_page(CURL *c, const struct egress_attach *a,
 	f->allow_private = a->allow_private != 0;
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, egress_opensocket);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, f);
+	/*
+	 * The fence sees only new connections: a page must not ride on a
+	 * pooled one to the LLM or the search backend (loopback, private),
+	 * nor leave its own for a request fenced otherwise.
+	 */
+	curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+	curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
 	return 0;
 }
 

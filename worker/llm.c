@@ -32,13 +32,6 @@ struct llm_xfer {
 	char		reset[64];
 };
 
-/* Nothing to load: the network is heavyd-egress's (egress_client.c). */
-int
-llm_init(void)
-{
-	return 0;
-}
-
 static void
 llm_fail(struct llm_error *e, enum job_error kind, long status,
     const char *fmt, ...) PRINTF(4, 5);

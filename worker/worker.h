@@ -44,7 +44,6 @@ struct llm_error {
 	long		http_status;
 	char		msg[512];
 };
-int	llm_init(void);
 int	llm_chat(const struct job *, int64_t deadline_ms,
 	    struct json_object *messages, struct json_object *tools,
 	    struct llm_reply *, struct usage *, struct llm_error *);
