@@ -63,6 +63,7 @@ struct econn {
 	size_t			 out_off;
 	bool			 writing;
 	TAILQ_HEAD(, exfer)	 xfers;
+	TAILQ_ENTRY(econn)	 entry;
 };
 
 static int			 egress_epfd = -1;
@@ -71,6 +72,9 @@ static CURLM			*egress_multi;
 static struct egress_config	 egress_cfg;
 static int64_t			 egress_timer_at = -1;	/* ms; -1: none */
 static uint64_t			 egress_cancelled;
+/* Every worker's socket: epoll holds them too, but only we can free them. */
+static TAILQ_HEAD(, econn)	 egress_conns =
+    TAILQ_HEAD_INITIALIZER(egress_conns);
 /* What an event of this epoll batch may still point to is freed after it. */
 static void			**egress_dead;
 static size_t			 egress_ndead, egress_dead_cap;
@@ -344,6 +348,7 @@ egress_conn_close(struct econn *c)
 	egress_epoll(EPOLL_CTL_DEL, &c->w, 0);
 	close(c->w.fd);
 	c->w.fd = -1;
+	TAILQ_REMOVE(&egress_conns, c, entry);
 	egress_attach_clear(&c->policy);
 	buf_free(&c->in);
 	buf_free(&c->out);
@@ -420,6 +425,7 @@ egress_attach(const void *p, size_t len, int fd)
 	buf_init(&c->in, EGRESS_MAX_REQ_FRAME + EGRESS_READ_CHUNK);
 	buf_init(&c->out, 0);
 	TAILQ_INIT(&c->xfers);
+	TAILQ_INSERT_TAIL(&egress_conns, c, entry);
 	egress_epoll(EPOLL_CTL_ADD, &c->w, EPOLLIN);
 }
 
