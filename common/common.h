@@ -211,6 +211,7 @@ struct heavy_config {
 	int	 worker_pids;		/* pids.max of a worker's cgroup */
 	size_t	 egress_max_body;	/* heavyd-egress: any response body */
 	int	 egress_max_host_conns;	/* heavyd-egress: per host; 0 no cap */
+	int	 egress_max_calls;	/* LLM calls in flight per upstream */
 	int	 worker_uid;		/* workers' uid and gid when heavyd */
 	int	 worker_gid;		/* ... runs as root */
 

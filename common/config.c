@@ -325,6 +325,7 @@ static const struct knob {
 	INT_KNOB("HEAVY_SPARES", spares, 0, 64),
 	SIZE_KNOB("HEAVY_EGRESS_MAX_BODY", egress_max_body, 1024, 256 << 20),
 	INT_KNOB("HEAVY_EGRESS_MAX_HOST_CONNS", egress_max_host_conns, 0, 65535),
+	INT_KNOB("HEAVY_EGRESS_MAX_CALLS", egress_max_calls, 0, 65535),
 	INT_KNOB("HEAVY_ASK_COST", ask_cost, 0, 2),
 	SIZE_KNOB("HEAVY_MAX_TOTAL_TOKENS", max_total_tokens, 0, 1LL << 40),
 	INT_KNOB("HEAVY_TASK_TTL", task_ttl_s, 60, 2592000),

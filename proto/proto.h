@@ -294,6 +294,8 @@ struct egress_config {
 	char		*search_api_key;
 	uint64_t	 max_body;	/* every response body, whatever asked */
 	uint32_t	 max_host_conns;	/* per upstream host; 0: no cap */
+	uint32_t	 max_calls;	/* LLM calls in flight per upstream; 0:
+					   no cap */
 };
 /* MSG_EGRESS_ATTACH: what one worker may reach, from its job. */
 struct egress_attach {

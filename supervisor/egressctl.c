@@ -296,6 +296,7 @@ egressctl_start(const char *worker_path, const char *api_key,
 	egressctl_cfg.search_api_key = xstrdup(search_key ? search_key : "");
 	egressctl_cfg.max_body = cfg->egress_max_body;
 	egressctl_cfg.max_host_conns = (uint32_t)cfg->egress_max_host_conns;
+	egressctl_cfg.max_calls = (uint32_t)cfg->egress_max_calls;
 	egressctl_retry = evtimer_new(ev_base, egressctl_retry_cb, NULL);
 	return egressctl_spawn();
 }

@@ -377,7 +377,7 @@ static const char *server_restart_keys[] = {
 	"limits.store_max_queue", "limits.store_connect_timeout",
 	"limits.store_retry_max_ms",
 	"limits.max_retained_tasks", "limits.egress_max_body",
-	"limits.egress_max_host_conns",
+	"limits.egress_max_host_conns", "limits.egress_max_calls",
 };
 
 static bool
@@ -484,6 +484,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	c->worker_pids = b->worker_pids;
 	c->egress_max_body = b->egress_max_body;
 	c->egress_max_host_conns = b->egress_max_host_conns;
+	c->egress_max_calls = b->egress_max_calls;
 	c->worker_uid = b->worker_uid;
 	c->worker_gid = b->worker_gid;
 	c->landlock_abi_max = b->landlock_abi_max;

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +53,11 @@ struct exfer {
 	struct curl_slist	*headers;
 	char			*url;
 	char			 errbuf[CURL_ERROR_SIZE];
+	struct gov_wait		 gov;		/* LLM calls: the governor's */
 	TAILQ_ENTRY(exfer)	 entry;
 };
+#define GOV_XFER(w)	((struct exfer *)(void *)((char *)(w) - \
+			    offsetof(struct exfer, gov)))
 
 struct econn {
 	struct watch		 w;
@@ -80,6 +84,7 @@ static void			**egress_dead;
 static size_t			 egress_ndead, egress_dead_cap;
 
 static void	egress_conn_close(struct econn *);
+static void	egress_add(struct exfer *);
 
 static void
 egress_bury(struct watch *w, void *p)
@@ -228,6 +233,7 @@ egress_report_cancelled(void)
 static void
 egress_xfer_free(struct exfer *x)
 {
+	gov_cancel(&x->gov);
 	if (x->easy != NULL) {
 		curl_multi_remove_handle(egress_multi, x->easy);
 		curl_easy_cleanup(x->easy);
@@ -285,6 +291,7 @@ egress_done(void)
 	CURLMsg		*msg;
 	struct exfer	*x;
 	struct econn	*c;
+	long		 status;
 	int		 left;
 
 	while ((msg = curl_multi_info_read(egress_multi, &left)) != NULL) {
@@ -293,6 +300,9 @@ egress_done(void)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &x);
 		c = x->conn;
 		TAILQ_REMOVE(&c->xfers, x, entry);
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+		gov_finished(&x->gov, status, x->sink.retry_after,
+		    x->sink.reset);
 		egress_answer(x, msg->data.result);	/* may close c */
 		egress_xfer_free(x);
 	}
@@ -319,11 +329,54 @@ egress_start(struct econn *c, struct egress_req *q)
 	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
 	TAILQ_INSERT_TAIL(&c->xfers, x, entry);
+	/* An LLM call waits for its upstream's permit (egress_gov.c). */
+	if (x->req.kind == EGRESS_LLM) {
+		gov_submit(&x->gov, gov_upstream(c->policy.base_url),
+		    now_ms() + (x->req.timeout_ms > 0 ? x->req.timeout_ms :
+		    600000));
+		return;
+	}
+	egress_add(x);
+}
+
+/* Into the multi handle: the transfer begins. */
+static void
+egress_add(struct exfer *x)
+{
 	if (curl_multi_add_handle(egress_multi, x->easy) != CURLM_OK) {
-		TAILQ_REMOVE(&c->xfers, x, entry);
-		egress_deny(c, x->id, "egress could not start the transfer");
+		TAILQ_REMOVE(&x->conn->xfers, x, entry);
+		egress_deny(x->conn, x->id, "egress could not start the "
+		    "transfer");
 		egress_xfer_free(x);
 	}
+}
+
+/* The governor's permit: the time spent waiting counts against the
+ * request's own. */
+static void
+egress_gov_start(struct gov_wait *w)
+{
+	struct exfer	*x = GOV_XFER(w);
+	int64_t		 left = w->expires - now_ms();
+
+	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(left > 1 ?
+	    left : 1));
+	egress_add(x);
+}
+
+/* Its time ran out in the governor's line. */
+static void
+egress_gov_expire(struct gov_wait *w)
+{
+	struct exfer		*x = GOV_XFER(w);
+	struct egress_resp	 s = { .id = x->id, .result = EGRESS_TIMEOUT };
+
+	s.error = "the request's time ran out waiting for the upstream's "
+	    "governor (its rate limit or its cap on calls)";
+	s.retry_after = s.reset = s.content_type = s.body = "";
+	TAILQ_REMOVE(&x->conn->xfers, x, entry);
+	egress_conn_send(x->conn, &s);
+	egress_xfer_free(x);
 }
 
 /* ---- a worker's socket ---- */
@@ -500,6 +553,7 @@ egress_setup_process(int fd)
 	curl_multi_setopt(egress_multi, CURLMOPT_TIMERFUNCTION, egress_timer_cb);
 	curl_multi_setopt(egress_multi, CURLMOPT_PIPELINING,
 	    (long)CURLPIPE_MULTIPLEX);
+	gov_init(egress_cfg.max_calls);
 	if (egress_cfg.max_host_conns > 0)
 		curl_multi_setopt(egress_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 		    (long)egress_cfg.max_host_conns);
@@ -511,11 +565,13 @@ egress_setup_process(int fd)
 static int
 egress_wait_ms(void)
 {
-	int64_t	left;
+	int64_t	left, at = egress_timer_at, gov = gov_next();
 
-	if (egress_timer_at < 0)
+	if (gov >= 0 && (at < 0 || gov < at))
+		at = gov;
+	if (at < 0)
 		return -1;
-	left = egress_timer_at - now_ms();
+	left = at - now_ms();
 	return left <= 0 ? 0 : left > 60000 ? 60000 : (int)left;
 }
 
@@ -578,5 +634,7 @@ egress_main(int fd)
 			egress_done();
 			egress_bury_flush();
 		}
+		gov_pump(egress_gov_start, egress_gov_expire);
+		egress_bury_flush();
 	}
 }

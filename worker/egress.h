@@ -2,6 +2,8 @@
 #ifndef HEAVY_EGRESS_H
 #define HEAVY_EGRESS_H
 
+#include <sys/queue.h>
+
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -22,6 +24,26 @@ struct egress_sink {
 	char		retry_after[EGRESS_MAX_HEADER];
 	char		reset[EGRESS_MAX_HEADER];
 };
+
+/* egress_gov.c: a call waiting for, or holding, its upstream's permit. */
+struct egress_upstream;
+enum gov_state { GOV_NONE, GOV_QUEUED, GOV_RUNNING };
+struct gov_wait {
+	struct egress_upstream	*up;
+	int64_t			 expires;	/* ms: given up waiting then */
+	enum gov_state		 state;
+	TAILQ_ENTRY(gov_wait)	 entry;
+};
+void	gov_init(uint32_t max_calls);
+struct egress_upstream *gov_upstream(const char *base_url);
+void	gov_submit(struct gov_wait *, struct egress_upstream *,
+	    int64_t expires);
+void	gov_cancel(struct gov_wait *);
+void	gov_finished(struct gov_wait *, long status, const char *retry_after,
+	    const char *reset);
+void	gov_pump(void (*start)(struct gov_wait *),
+	    void (*expire)(struct gov_wait *));
+int64_t	gov_next(void);
 
 /* egress.c */
 int	egress_main(int fd);

@@ -61,3 +61,44 @@ test('egress killed mid-call fails that call with its cause and is restarted', {
 	assert.ok(egressOf(srv).some((p) => p.pid === next.pid), 'the new egress served it');
 	await srv.shutdown();
 });
+
+/*
+ * The governor: one 429 with Retry-After pauses every call to that
+ * upstream, from every worker of every task.  Task A's planner gets the
+ * 429; task B starts only once egress has paused, and none of its calls
+ * reaches the mock: they wait in egress's line until their deadlines.
+ */
+test('one 429 with Retry-After pauses every call to that upstream, from every task', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv, mock } = await setup(t);
+	const a = srv.orchestrate({ query: 'Limited [[planner:status:429:retry-after=600]]',
+	    num_agents: 2, timeout: 10 });
+	await waitFor(() => /info: upstream \S+ answered 429: every call to it waits 600\.0 s/.test(srv.stderr()),
+	    undefined, 'egress to pause the upstream');
+	assert.equal((await mock.stats()).requests, 1);
+	const b = srv.orchestrate({ query: 'Another task, later', num_agents: 2, timeout: 10 });
+	const [ra, rb] = await Promise.all([a, b]);
+	assert.equal((await mock.stats()).requests, 1, 'a call went out during the pause');
+	for (const r of [ra, rb])
+		assert.doesNotMatch(JSON.stringify(r.result), /Synthesized answer/);
+	await srv.shutdown();
+});
+
+/*
+ * limits.egress_max_calls: with 1, the second agent's call waits in
+ * egress while the first is held by the mock, and goes once it is answered.
+ */
+test('egress_max_calls caps the calls in flight to one upstream', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv, mock } = await setup(t, { env: { HEAVY_EGRESS_MAX_CALLS: '1', HEAVY_DEBUG: '1' } });
+	const call = srv.orchestrate({ query: 'One at a time [[agent:gate]]', num_agents: 2, timeout: 60 });
+	await waitFor(async () => (await mock.stats()).held === 1, undefined, 'one agent call held');
+	await waitFor(() => /heavyd-egress\[\d+\]: debug: an LLM call to \S+ waits: the cap on calls in flight/.test(srv.stderr()),
+	    undefined, 'the other call to wait in egress');
+	const st = await mock.stats();
+	assert.equal(st.agent, 1, 'a second agent call went out past the cap');
+	await mock.open();
+	const { result } = await call;
+	const sc = checkShape(result, 2);
+	sc.agents.forEach(checkOk);
+	assert.equal((await mock.stats()).agent, 2);
+	await srv.shutdown();
+});
