@@ -212,6 +212,8 @@ struct heavy_config {
 	size_t	 egress_max_body;	/* heavyd-egress: any response body */
 	int	 egress_max_host_conns;	/* heavyd-egress: per host; 0 no cap */
 	int	 egress_max_calls;	/* LLM calls in flight per upstream */
+	int	 egress_breaker_failures;	/* in a row opens it; 0 off */
+	int	 egress_breaker_cooldown_s;	/* open this long, then a probe */
 	int	 worker_uid;		/* workers' uid and gid when heavyd */
 	int	 worker_gid;		/* ... runs as root */
 

@@ -25,6 +25,8 @@ egress_config_encode(struct buf *b, const struct egress_config *c)
 	m_add_u64(b, c->max_body);
 	m_add_u32(b, c->max_host_conns);
 	m_add_u32(b, c->max_calls);
+	m_add_u32(b, c->breaker_failures);
+	m_add_u32(b, c->breaker_cooldown_s);
 }
 
 int
@@ -39,6 +41,8 @@ egress_config_decode(const void *p, size_t len, struct egress_config *c)
 	m_get_u64(&r, &c->max_body);
 	m_get_u32(&r, &c->max_host_conns);
 	m_get_u32(&r, &c->max_calls);
+	m_get_u32(&r, &c->breaker_failures);
+	m_get_u32(&r, &c->breaker_cooldown_s);
 	if (m_end(&r) == 0 && c->max_body > 0 &&
 	    c->max_body <= EGRESS_MAX_BODY)
 		return 0;

@@ -282,8 +282,10 @@ enum egress_result {
 	EGRESS_REDIRECTS,	/* too many redirects */
 	EGRESS_TRANSPORT,	/* TLS, reset, ... */
 	EGRESS_DENIED,		/* not allowed: no such upstream, bad URL */
+	EGRESS_OPEN,		/* the upstream's circuit breaker is open:
+				   failed fast, not sent */
 };
-#define EGRESS_RESULT_LAST	EGRESS_DENIED
+#define EGRESS_RESULT_LAST	EGRESS_OPEN
 #define EGRESS_MAX_TARGET	8192		/* a URL or a query */
 #define EGRESS_MAX_BODY		(256u << 20)
 #define EGRESS_MAX_HEADER	256		/* a header's value kept */
@@ -296,6 +298,8 @@ struct egress_config {
 	uint32_t	 max_host_conns;	/* per upstream host; 0: no cap */
 	uint32_t	 max_calls;	/* LLM calls in flight per upstream; 0:
 					   no cap */
+	uint32_t	 breaker_failures;	/* in a row, to open; 0: off */
+	uint32_t	 breaker_cooldown_s;	/* open this long, then a probe */
 };
 /* MSG_EGRESS_ATTACH: what one worker may reach, from its job. */
 struct egress_attach {

@@ -297,6 +297,9 @@ egressctl_start(const char *worker_path, const char *api_key,
 	egressctl_cfg.max_body = cfg->egress_max_body;
 	egressctl_cfg.max_host_conns = (uint32_t)cfg->egress_max_host_conns;
 	egressctl_cfg.max_calls = (uint32_t)cfg->egress_max_calls;
+	egressctl_cfg.breaker_failures = (uint32_t)cfg->egress_breaker_failures;
+	egressctl_cfg.breaker_cooldown_s =
+	    (uint32_t)cfg->egress_breaker_cooldown_s;
 	egressctl_retry = evtimer_new(ev_base, egressctl_retry_cb, NULL);
 	return egressctl_spawn();
 }

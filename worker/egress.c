@@ -85,6 +85,7 @@ static size_t			 egress_ndead, egress_dead_cap;
 
 static void	egress_conn_close(struct econn *);
 static void	egress_add(struct exfer *);
+static void	egress_govern(struct exfer *, struct egress_upstream *);
 
 static void
 egress_bury(struct watch *w, void *p)
@@ -301,8 +302,8 @@ egress_done(void)
 		c = x->conn;
 		TAILQ_REMOVE(&c->xfers, x, entry);
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-		gov_finished(&x->gov, status, x->sink.retry_after,
-		    x->sink.reset);
+		gov_finished(&x->gov, status, msg->data.result == CURLE_OK ||
+		    x->sink.over, x->sink.retry_after, x->sink.reset);
 		egress_answer(x, msg->data.result);	/* may close c */
 		egress_xfer_free(x);
 	}
@@ -331,12 +332,29 @@ egress_start(struct econn *c, struct egress_req *q)
 	TAILQ_INSERT_TAIL(&c->xfers, x, entry);
 	/* An LLM call waits for its upstream's permit (egress_gov.c). */
 	if (x->req.kind == EGRESS_LLM) {
-		gov_submit(&x->gov, gov_upstream(c->policy.base_url),
-		    now_ms() + (x->req.timeout_ms > 0 ? x->req.timeout_ms :
-		    600000));
+		egress_govern(x, gov_upstream(c->policy.base_url));
 		return;
 	}
 	egress_add(x);
+}
+
+/* Into the governor's line, or failed fast by its breaker. */
+static void
+egress_govern(struct exfer *x, struct egress_upstream *u)
+{
+	struct egress_resp	s = { .id = x->id, .result = EGRESS_OPEN };
+	char			why[512];
+
+	if (gov_admit(u, &x->gov.probe, why, sizeof why) == -1) {
+		s.error = why;
+		s.retry_after = s.reset = s.content_type = s.body = "";
+		TAILQ_REMOVE(&x->conn->xfers, x, entry);
+		egress_conn_send(x->conn, &s);
+		egress_xfer_free(x);
+		return;
+	}
+	gov_submit(&x->gov, u, now_ms() + (x->req.timeout_ms > 0 ?
+	    x->req.timeout_ms : 600000));
 }
 
 /* Into the multi handle: the transfer begins. */
@@ -553,7 +571,8 @@ egress_setup_process(int fd)
 	curl_multi_setopt(egress_multi, CURLMOPT_TIMERFUNCTION, egress_timer_cb);
 	curl_multi_setopt(egress_multi, CURLMOPT_PIPELINING,
 	    (long)CURLPIPE_MULTIPLEX);
-	gov_init(egress_cfg.max_calls);
+	gov_init(egress_cfg.max_calls, egress_cfg.breaker_failures,
+	    egress_cfg.breaker_cooldown_s);
 	if (egress_cfg.max_host_conns > 0)
 		curl_multi_setopt(egress_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 		    (long)egress_cfg.max_host_conns);

@@ -32,15 +32,19 @@ struct gov_wait {
 	struct egress_upstream	*up;
 	int64_t			 expires;	/* ms: given up waiting then */
 	enum gov_state		 state;
+	bool			 probe;		/* the half-open breaker's */
 	TAILQ_ENTRY(gov_wait)	 entry;
 };
-void	gov_init(uint32_t max_calls);
+void	gov_init(uint32_t max_calls, uint32_t breaker_failures,
+	    uint32_t cooldown_s);
+int	gov_admit(struct egress_upstream *, bool *probe, char *why,
+	    size_t len);
 struct egress_upstream *gov_upstream(const char *base_url);
 void	gov_submit(struct gov_wait *, struct egress_upstream *,
 	    int64_t expires);
 void	gov_cancel(struct gov_wait *);
-void	gov_finished(struct gov_wait *, long status, const char *retry_after,
-	    const char *reset);
+void	gov_finished(struct gov_wait *, long status, bool answered,
+	    const char *retry_after, const char *reset);
 void	gov_pump(void (*start)(struct gov_wait *),
 	    void (*expire)(struct gov_wait *));
 int64_t	gov_next(void);

@@ -258,6 +258,10 @@ llm_egress_result(const struct job *job, int64_t t0, int64_t deadline,
 		llm_fail(e, JOB_ERR_CONNECT, 0, "%s", s->os_errno != 0 ?
 		    strerror((int)s->os_errno) : s->error);
 		break;
+	case EGRESS_OPEN:
+		x->final = true;	/* failed fast: a retry would too */
+		llm_fail(e, JOB_ERR_TRANSPORT, 0, "not sent: %s", s->error);
+		break;
 	case EGRESS_DENIED:
 		x->final = true;
 		llm_fail(e, JOB_ERR_INTERNAL, 0, "heavyd-egress refused the "

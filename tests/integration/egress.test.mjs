@@ -102,3 +102,45 @@ test('egress_max_calls caps the calls in flight to one upstream', { timeout: TES
 	assert.equal((await mock.stats()).agent, 2);
 	await srv.shutdown();
 });
+
+/*
+ * The circuit breaker (limits.egress_breaker_failures): two 503s in a row
+ * open it; every later call, of this task and the next, fails fast naming
+ * it and never reaches the upstream.
+ */
+test('the circuit breaker opens after failures in a row and fails calls fast, unsent', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv, mock } = await setup(t, { env: { HEAVY_EGRESS_BREAKER_FAILURES: '2',
+	    HEAVY_EGRESS_BREAKER_COOLDOWN: '600', HEAVY_MAX_RETRIES: '5' } });
+	const a = await srv.orchestrate({ query: 'Down [[planner:status:503]]', num_agents: 1, timeout: 30 });
+	// stderr is another pipe than the answers: wait for the line itself.
+	await waitFor(() => /info: upstream \S+: circuit breaker open after failures in a row/.test(srv.stderr()),
+	    undefined, 'the breaker to open');
+	assert.equal((await mock.stats()).requests, 2, 'calls went out past the open breaker');
+	assert.match(JSON.stringify(a.result), /circuit breaker of \S+ is open after 2 failures in a row/);
+	const b = await srv.orchestrate({ query: 'Another task', num_agents: 1, timeout: 30 });
+	assert.match(JSON.stringify(b.result), /circuit breaker of \S+ is open/);
+	assert.equal((await mock.stats()).requests, 2, 'the next task reached the upstream');
+	await srv.shutdown();
+});
+
+/*
+ * After its cooldown the breaker lets one call through as a probe
+ * (half-open); the probe's success closes it, and tasks succeed again.
+ */
+test('after its cooldown the breaker sends one probe, whose success closes it', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv } = await setup(t, { env: { HEAVY_EGRESS_BREAKER_FAILURES: '2',
+	    HEAVY_EGRESS_BREAKER_COOLDOWN: '1', HEAVY_MAX_RETRIES: '1' } });
+	await srv.orchestrate({ query: 'Down [[planner:status:503]]', num_agents: 1, timeout: 30 });
+	await waitFor(() => /circuit breaker open/.test(srv.stderr()), undefined, 'the breaker to open');
+	await waitFor(async () => {
+		const { result } = await srv.orchestrate({ query: 'Up again', num_agents: 1, timeout: 30 });
+		return result.structuredContent?.agents?.[0]?.status === 'ok' &&
+		    result.structuredContent.planner_error === null;
+	}, undefined, 'a task to succeed once the breaker closed', 200);
+	await waitFor(() => /circuit breaker closed/.test(srv.stderr()), undefined, 'the breaker to close');
+	const log = srv.stderr();
+	const at = (re) => log.search(re);
+	assert.ok(at(/circuit breaker open/) < at(/circuit breaker half-open/), log);
+	assert.ok(at(/circuit breaker half-open/) < at(/circuit breaker closed/), log);
+	await srv.shutdown();
+});
