@@ -426,13 +426,14 @@ egress_conn_close(struct econn *c)
 	egress_bury(&c->w, c);
 }
 
-/* Every whole frame in c->in; -1 when one is invalid. */
+/* Every whole frame in c->in: 0, 1 when c was closed meanwhile (an answer
+ * it could not take), -1 when a frame is invalid. */
 static int
 egress_conn_frames(struct econn *c)
 {
 	struct msg_hdr		hdr;
 	struct egress_req	q;
-	size_t			off = 0, whole;
+	size_t			off = 0;
 
 	for (;;) {
 		switch (m_frame_check(c->in.data + off, c->in.len - off,
@@ -445,13 +446,14 @@ egress_conn_frames(struct econn *c)
 		case FRAME_OK:
 			break;
 		}
-		whole = PROTO_HDR_LEN + hdr.len;
 		if (hdr.type != MSG_EGRESS_REQUEST ||
 		    egress_req_decode(c->in.data + off + PROTO_HDR_LEN, hdr.len,
 		    &q) == -1)
 			return -1;
-		off += whole;
+		off += PROTO_HDR_LEN + hdr.len;
 		egress_start(c, &q);
+		if (c->w.type == WATCH_DEAD)
+			return 1;
 	}
 }
 
@@ -460,6 +462,7 @@ egress_conn_read(struct econn *c)
 {
 	char	chunk[EGRESS_READ_CHUNK];
 	ssize_t	n;
+	int	rc;
 
 	for (;;) {
 		n = recv(c->w.fd, chunk, sizeof chunk, MSG_DONTWAIT);
@@ -471,8 +474,11 @@ egress_conn_read(struct econn *c)
 			egress_conn_close(c);
 			return;
 		}
-		if (buf_add(&c->in, chunk, (size_t)n) == -1 ||
-		    egress_conn_frames(c) == -1) {
+		rc = buf_add(&c->in, chunk, (size_t)n) == -1 ? -1 :
+		    egress_conn_frames(c);
+		if (rc == 1)
+			return;		/* closed already */
+		if (rc == -1) {
 			log_warnx("worker %u sent an invalid frame; its socket "
 			    "is closed", c->policy.worker_id);
 			egress_conn_close(c);

@@ -190,19 +190,32 @@ gov_may_start(const struct egress_upstream *u, int64_t now)
 	    (gov_max_calls == 0 || u->running < gov_max_calls);
 }
 
-/* Starts what may start, and expires what waited too long. */
+/* The first call in u's line whose time ran out, or NULL. */
+static struct gov_wait *
+gov_expired(struct egress_upstream *u, int64_t now)
+{
+	struct gov_wait	*w;
+
+	TAILQ_FOREACH(w, &u->queue, entry)
+		if (now >= w->expires)
+			return w;
+	return NULL;
+}
+
+/*
+ * Starts what may start, and expires what waited too long.  Either may
+ * close a worker's socket and so free its other calls: each step looks
+ * at the line afresh.
+ */
 void
 gov_pump(void (*start)(struct gov_wait *), void (*expire)(struct gov_wait *))
 {
 	struct egress_upstream	*u;
-	struct gov_wait		*w, *next;
+	struct gov_wait		*w;
 	int64_t			 now = now_ms();
 
 	TAILQ_FOREACH(u, &gov_upstreams, entry) {
-		for (w = TAILQ_FIRST(&u->queue); w != NULL; w = next) {
-			next = TAILQ_NEXT(w, entry);
-			if (now < w->expires)
-				continue;
+		while ((w = gov_expired(u, now)) != NULL) {
 			TAILQ_REMOVE(&u->queue, w, entry);
 			w->state = GOV_NONE;
 			expire(w);
