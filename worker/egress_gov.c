@@ -135,10 +135,10 @@ gov_submit(struct gov_wait *w, struct egress_upstream *u, int64_t expires)
 	int64_t	now = now_ms();
 
 	if (!TAILQ_EMPTY(&u->queue) || !gov_may_start(u, now))
-		log_debug("an LLM call to %s waits: %s", u->base_url,
-		    now < u->paused_until ? "paused after a 429" :
-		    !TAILQ_EMPTY(&u->queue) ? "others wait before it" :
-		    "the cap on calls in flight (limits.egress_max_calls)");
+		log_debug("an LLM call to %s waits for a permit: %u in flight "
+		    "(limits.egress_max_calls %u)%s", u->base_url, u->running,
+		    gov_max_calls, now < u->paused_until ? ", paused after a "
+		    "429" : "");
 	w->up = u;
 	w->expires = expires;
 	w->state = GOV_QUEUED;

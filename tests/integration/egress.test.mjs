@@ -91,7 +91,9 @@ test('egress_max_calls caps the calls in flight to one upstream', { timeout: TES
 	const { srv, mock } = await setup(t, { env: { HEAVY_EGRESS_MAX_CALLS: '1', HEAVY_DEBUG: '1' } });
 	const call = srv.orchestrate({ query: 'One at a time [[agent:gate]]', num_agents: 2, timeout: 60 });
 	await waitFor(async () => (await mock.stats()).held === 1, undefined, 'one agent call held');
-	await waitFor(() => /heavyd-egress\[\d+\]: debug: an LLM call to \S+ waits: the cap on calls in flight/.test(srv.stderr()),
+	// Logged when it joins the line, whether the first is out yet or not:
+	// only the cap keeps it there while the first is held.
+	await waitFor(() => /heavyd-egress\[\d+\]: debug: an LLM call to \S+ waits for a permit: \d in flight \(limits\.egress_max_calls 1\)/.test(srv.stderr()),
 	    undefined, 'the other call to wait in egress');
 	const st = await mock.stats();
 	assert.equal(st.agent, 1, 'a second agent call went out past the cap');
