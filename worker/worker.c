@@ -146,7 +146,7 @@ worker_read_job(struct job *job)
 	rc = job_decode(&r, job) == -1 || m_end(&r) == -1 ? -1 : 0;
 	if (rc == -1)
 		job_clear(job);
-	explicit_bzero(payload, len);	/* it held the API key */
+	explicit_bzero(payload, len);	/* the prompts */
 	free(payload);
 	return rc;
 }
