@@ -108,6 +108,7 @@ void	 buf_free(struct buf *);
 void	 secret_add(const char *);	/* ignored when shorter than 8 */
 void	 secret_clear(void);
 void	 secret_redact(char **text);	/* may replace *text */
+void	 secret_mask_bytes(char *, size_t);	/* in place, NULs allowed */
 void	 secret_add_url(const char *url);	/* its user:password@ */
 char	*secret_url(const char *url);	/* a copy, credentials masked */
 
@@ -208,6 +209,11 @@ struct heavy_config {
 	int	 worker_nofile;		/* RLIMIT_NOFILE of a worker */
 	size_t	 worker_fsize;		/* RLIMIT_FSIZE of a worker */
 	int	 worker_pids;		/* pids.max of a worker's cgroup */
+	size_t	 egress_max_body;	/* heavyd-egress: any response body */
+	int	 egress_max_host_conns;	/* heavyd-egress: per host; 0 no cap */
+	int	 egress_max_calls;	/* LLM calls in flight per upstream */
+	int	 egress_breaker_failures;	/* in a row opens it; 0 off */
+	int	 egress_breaker_cooldown_s;	/* open this long, then a probe */
 	int	 worker_uid;		/* workers' uid and gid when heavyd */
 	int	 worker_gid;		/* ... runs as root */
 

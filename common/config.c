@@ -237,6 +237,9 @@ config_defaults(struct heavy_config *c)
 	c->worker_cost = 1 << 20;	/* 5x a waiting worker's PSS */
 	c->max_tasks = 1024;
 	c->spares = 4;
+	c->egress_max_body = 64 << 20;
+	c->egress_max_host_conns = 0;
+	c->egress_breaker_cooldown_s = 30;
 	c->ask_cost = 2;
 	c->task_ttl_s = 3600;
 	c->max_retained_tasks = 10000;
@@ -321,6 +324,13 @@ static const struct knob {
 	SIZE_KNOB("HEAVY_WORKER_COST", worker_cost, 16 << 10, 1LL << 30),
 	INT_KNOB("HEAVY_MAX_TASKS", max_tasks, 1, 1 << 20),
 	INT_KNOB("HEAVY_SPARES", spares, 0, 64),
+	SIZE_KNOB("HEAVY_EGRESS_MAX_BODY", egress_max_body, 1024, 256 << 20),
+	INT_KNOB("HEAVY_EGRESS_MAX_HOST_CONNS", egress_max_host_conns, 0, 65535),
+	INT_KNOB("HEAVY_EGRESS_MAX_CALLS", egress_max_calls, 0, 65535),
+	INT_KNOB("HEAVY_EGRESS_BREAKER_FAILURES", egress_breaker_failures, 0,
+	    1000),
+	INT_KNOB("HEAVY_EGRESS_BREAKER_COOLDOWN", egress_breaker_cooldown_s, 1,
+	    3600),
 	INT_KNOB("HEAVY_ASK_COST", ask_cost, 0, 2),
 	SIZE_KNOB("HEAVY_MAX_TOTAL_TOKENS", max_total_tokens, 0, 1LL << 40),
 	INT_KNOB("HEAVY_TASK_TTL", task_ttl_s, 60, 2592000),

@@ -72,6 +72,24 @@ secret_redact(char **text)
 	}
 }
 
+/* Bytes that may hold NULs: each secret overwritten with '*' in place. */
+void
+secret_mask_bytes(char *p, size_t len)
+{
+	char	*at;
+	size_t	 n;
+
+	for (int i = 0; i < nsecrets; i++) {
+		n = strlen(secrets[i]);
+		for (size_t off = 0; off + n <= len; off = (size_t)(at - p) + n) {
+			if ((at = memmem(p + off, len - off, secrets[i], n)) ==
+			    NULL)
+				break;
+			memset(at, '*', n);
+		}
+	}
+}
+
 /*
  * A URL's credentials ("https://user:pass@host/...") are a secret like a
  * key: where url holds some, the span between "://" and the last "@"

@@ -8,6 +8,7 @@
 void
 job_encode(struct buf *b, const struct job *j)
 {
+	/* No key goes on the wire: heavyd-egress adds it to the requests. */
 	m_add_u32(b, j->role);
 	m_add_u32(b, j->index);
 	m_add_u32(b, j->num_questions);
@@ -21,7 +22,6 @@ job_encode(struct buf *b, const struct job *j)
 	m_add_u64(b, j->max_tool_output_bytes);
 	m_add_u64(b, j->max_answer_bytes);
 	m_add_u32(b, j->stall_s);
-	m_add_str(b, j->api_key);
 	m_add_str(b, j->base_url);
 	m_add_str(b, j->model);
 	m_add_str(b, j->system_prompt);
@@ -37,7 +37,6 @@ job_encode(struct buf *b, const struct job *j)
 	m_add_u64(b, j->max_page_bytes);
 	m_add_u64(b, j->max_extract_bytes);
 	m_add_str(b, j->search_url);
-	m_add_str(b, j->search_api_key);
 	m_add_str(b, j->search_user_agent);
 }
 
@@ -59,8 +58,7 @@ job_decode(struct mreader *r, struct job *j)
 	m_get_u64(r, &j->max_tool_output_bytes);
 	m_get_u64(r, &j->max_answer_bytes);
 	m_get_u32(r, &j->stall_s);
-	if (m_get_str(r, &j->api_key) == -1 ||
-	    m_get_str(r, &j->base_url) == -1 ||
+	if (m_get_str(r, &j->base_url) == -1 ||
 	    m_get_str(r, &j->model) == -1 ||
 	    m_get_str(r, &j->system_prompt) == -1 ||
 	    m_get_str(r, &j->prompt) == -1 ||
@@ -76,7 +74,6 @@ job_decode(struct mreader *r, struct job *j)
 	m_get_u64(r, &j->max_page_bytes);
 	m_get_u64(r, &j->max_extract_bytes);
 	if (m_get_str(r, &j->search_url) == -1 ||
-	    m_get_str(r, &j->search_api_key) == -1 ||
 	    m_get_str(r, &j->search_user_agent) == -1)
 		goto fail;
 	if (j->search_backend > SEARCH_BACKEND_BRAVE)

@@ -4,7 +4,7 @@
 
 #include "proto.h"
 
-enum field_tag { TAG_U32 = 1, TAG_U64, TAG_STR };
+enum field_tag { TAG_U32 = 1, TAG_U64, TAG_STR, TAG_DATA };
 
 static void
 put_le(uint8_t *p, uint64_t v, int n)
@@ -32,7 +32,7 @@ m_put(struct buf *b, const void *p, size_t len)
 }
 
 void
-m_create(struct buf *b, enum msg_type type)
+m_create(struct buf *b, int type)
 {
 	uint8_t	hdr[PROTO_HDR_LEN];
 
@@ -80,6 +80,12 @@ m_add_str(struct buf *b, const char *s)
 	m_add_bytes(b, TAG_STR, s, s == NULL ? 0 : strlen(s));
 }
 
+void
+m_add_data(struct buf *b, const void *p, size_t len)
+{
+	m_add_bytes(b, TAG_DATA, p, len);
+}
+
 int
 m_close(struct buf *b, size_t max)
 {
@@ -102,7 +108,8 @@ m_frame_check(const void *data, size_t len, size_t max, struct msg_hdr *hdr)
 	hdr->type = (uint16_t)get_le(p + 2, 2);
 	hdr->len = (uint32_t)get_le(p + 4, 4);
 	if (hdr->version != PROTO_VERSION || hdr->type == 0 ||
-	    hdr->type >= MSG_TYPE_MAX || hdr->len > max - PROTO_HDR_LEN)
+	    (hdr->type >= MSG_TYPE_MAX && (hdr->type < MSG_EGRESS_FIRST ||
+	    hdr->type >= MSG_EGRESS_MAX)) || hdr->len > max - PROTO_HDR_LEN)
 		return FRAME_INVALID;
 	if (len - PROTO_HDR_LEN < hdr->len)
 		return FRAME_INCOMPLETE;
@@ -160,6 +167,26 @@ m_get_str(struct mreader *r, char **out)
 		return -1;
 	}
 	*out = xstrndup((const char *)r->p, len);
+	r->p += len;
+	r->left -= len;
+	return 0;
+}
+
+int
+m_get_data(struct mreader *r, char **out, size_t *outlen, size_t max)
+{
+	uint64_t	len;
+
+	if (m_take(r, TAG_DATA, 4, &len) == -1)
+		return -1;
+	if (len > r->left || len > max) {
+		r->bad = 1;
+		return -1;
+	}
+	*out = xmalloc(len + 1);
+	memcpy(*out, r->p, len);
+	(*out)[len] = '\0';
+	*outlen = len;
 	r->p += len;
 	r->left -= len;
 	return 0;

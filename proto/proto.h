@@ -21,14 +21,15 @@ struct json_object;
 
 /* 2: JOB_ERR_CONNECT in MSG_JOB_FAILED; 3: stall_s in MSG_JOB_RUN; 4: uid
  * and gid in MSG_JOB_SANDBOX; 5: a label in MSG_ZYGOTE_SPAWN; 6: the LLM
- * request in MSG_JOB_USAGE, MSG_ZYGOTE_SPARES.  The supervisor and its
- * workers come from one build; a mismatch is refused at the first
- * header. */
-#define PROTO_VERSION		6
+ * request in MSG_JOB_USAGE, MSG_ZYGOTE_SPARES; 7: heavyd-egress (the
+ * MSG_EGRESS_* band, MSG_JOB_EGRESS), no key in MSG_JOB_RUN.  The
+ * supervisor and its workers come from one build; a mismatch is refused
+ * at the first header. */
+#define PROTO_VERSION		7
 #define PROTO_HDR_LEN		8
 
 enum msg_type {
-	MSG_JOB_RUN = 1,	/* supervisor -> worker: the job, API key included */
+	MSG_JOB_RUN = 1,	/* supervisor -> worker: the job (no key) */
 	MSG_JOB_STEP,		/* worker -> supervisor: a progress note */
 	MSG_JOB_DONE,		/* worker -> supervisor: answer(s) and usage */
 	MSG_JOB_FAILED,		/* worker -> supervisor: why the job failed */
@@ -45,7 +46,29 @@ enum msg_type {
 				   request went */
 	MSG_ZYGOTE_SPARES,	/* zygote -> supervisor: the spares it holds,
 				   when that changes */
+	MSG_JOB_EGRESS,		/* supervisor -> worker, before all else: no
+				   payload, its socket to heavyd-egress passed
+				   (none: egress is down) */
 	MSG_TYPE_MAX
+};
+
+/*
+ * The egress band: frames to and from heavyd-egress, the one process that
+ * holds the keys and talks to the network.  Numbered apart from the
+ * job's, so a frame sent on the wrong socket is never taken for another.
+ */
+enum egress_msg_type {
+	MSG_EGRESS_FIRST = 64,
+	MSG_EGRESS_CONFIG = MSG_EGRESS_FIRST,	/* supervisor -> egress, first
+				   and only once: the keys, the caps */
+	MSG_EGRESS_ATTACH,	/* supervisor -> egress: a worker's socket
+				   (passed) and the upstreams it may use */
+	MSG_EGRESS_REQUEST,	/* worker -> egress: one HTTP request */
+	MSG_EGRESS_RESPONSE,	/* egress -> worker: how it went, the body */
+	MSG_EGRESS_CANCELLED,	/* egress -> supervisor: transfers it
+				   cancelled because their worker's socket
+				   closed, the total so far */
+	MSG_EGRESS_MAX
 };
 
 /* Flags in MSG_ZYGOTE_EXITED, after the wait status. */
@@ -176,11 +199,13 @@ struct sandbox {
 	uint16_t	 ports[SANDBOX_MAX_PORTS];
 };
 
-/* msg.c: builders.  m_close() returns -1 if the frame passed max bytes. */
-void	m_create(struct buf *, enum msg_type);
+/* msg.c: builders.  m_close() returns -1 if the frame passed max bytes.
+ * m_create takes an enum msg_type or an enum egress_msg_type. */
+void	m_create(struct buf *, int type);
 void	m_add_u32(struct buf *, uint32_t);
 void	m_add_u64(struct buf *, uint64_t);
 void	m_add_str(struct buf *, const char *);
+void	m_add_data(struct buf *, const void *, size_t);	/* any bytes */
 int	m_close(struct buf *, size_t max);
 
 /* msg.c: readers.  Each returns -1 and poisons the reader on any mismatch. */
@@ -201,6 +226,8 @@ void	m_reader_init(struct mreader *, const void *payload, size_t len);
 int	m_get_u32(struct mreader *, uint32_t *);
 int	m_get_u64(struct mreader *, uint64_t *);
 int	m_get_str(struct mreader *, char **);	/* malloc'd, NUL-free text */
+/* Any bytes, malloc'd with a NUL after them; at most max. */
+int	m_get_data(struct mreader *, char **, size_t *len, size_t max);
 int	m_end(struct mreader *);
 
 /* fdpass.c: one message and at most one fd over a unix socket. */
@@ -235,6 +262,93 @@ struct job_report {
 int	job_report_decode(uint16_t type, const void *payload, size_t len,
 	    struct job_report *);
 void	job_report_clear(struct job_report *);
+
+/* egress.c: the requests workers send heavyd-egress and its answers. */
+enum egress_kind {
+	EGRESS_LLM = 1,		/* POST {base_url}/chat/completions, the key
+				   added by egress; target unused */
+	EGRESS_SEARCH,		/* the search backend: target is the query,
+				   count the results wanted; its key added */
+	EGRESS_PAGE,		/* GET target, a result page: fenced (no
+				   inward address unless allowed), redirects */
+};
+enum egress_result {
+	EGRESS_OK = 1,		/* a status came; the body is whole */
+	EGRESS_CONNECT,		/* never connected: refused, no such host */
+	EGRESS_TIMEOUT,		/* the request's time ran out */
+	EGRESS_PARTIAL,		/* the connection closed mid-body */
+	EGRESS_OVER,		/* the body passed its cap */
+	EGRESS_REFUSED,		/* an inward address (SSRF fence) */
+	EGRESS_REDIRECTS,	/* too many redirects */
+	EGRESS_TRANSPORT,	/* TLS, reset, ... */
+	EGRESS_DENIED,		/* not allowed: no such upstream, bad URL */
+	EGRESS_OPEN,		/* the upstream's circuit breaker is open:
+				   failed fast, not sent */
+};
+#define EGRESS_RESULT_LAST	EGRESS_OPEN
+#define EGRESS_MAX_TARGET	8192		/* a URL or a query */
+#define EGRESS_MAX_BODY		(256u << 20)
+#define EGRESS_MAX_HEADER	256		/* a header's value kept */
+
+/* MSG_EGRESS_CONFIG: what egress holds for every worker. */
+struct egress_config {
+	char		*api_key;	/* "" for none */
+	char		*search_api_key;
+	uint64_t	 max_body;	/* every response body, whatever asked */
+	uint32_t	 max_host_conns;	/* per upstream host; 0: no cap */
+	uint32_t	 max_calls;	/* LLM calls in flight per upstream; 0:
+					   no cap */
+	uint32_t	 breaker_failures;	/* in a row, to open; 0: off */
+	uint32_t	 breaker_cooldown_s;	/* open this long, then a probe */
+};
+/* MSG_EGRESS_ATTACH: what one worker may reach, from its job. */
+struct egress_attach {
+	uint32_t	 worker_id;
+	uint32_t	 search_backend;	/* SEARCH_BACKEND_* */
+	uint32_t	 allow_private;	/* pages on inward addresses */
+	char		*base_url;
+	char		*search_url;
+	char		*user_agent;
+};
+/* MSG_EGRESS_REQUEST */
+struct egress_req {
+	uint32_t	 id;		/* the worker's, echoed back */
+	uint32_t	 kind;		/* enum egress_kind */
+	char		*target;
+	char		*body;		/* EGRESS_LLM's JSON; else "" */
+	size_t		 body_len;
+	uint32_t	 count;		/* EGRESS_SEARCH */
+	uint32_t	 timeout_ms;	/* the whole transfer */
+	uint32_t	 connect_ms;
+	uint32_t	 stall_s;	/* no byte this long: cut; 0 never */
+	uint64_t	 max_body;	/* 0: egress's own cap */
+};
+/* MSG_EGRESS_RESPONSE */
+struct egress_resp {
+	uint32_t	 id;
+	uint32_t	 result;	/* enum egress_result */
+	uint32_t	 os_errno;	/* EGRESS_CONNECT: why, when known */
+	uint32_t	 status;	/* the HTTP status; 0: none */
+	char		*error;		/* libcurl's words, or the address
+					   refused; "" */
+	char		*retry_after;	/* Retry-After; "" */
+	char		*reset;		/* X-RateLimit-Reset; "" */
+	char		*content_type;	/* "" */
+	char		*body;		/* NUL after body_len bytes */
+	size_t		 body_len;
+};
+void	egress_config_encode(struct buf *, const struct egress_config *);
+int	egress_config_decode(const void *, size_t, struct egress_config *);
+void	egress_config_clear(struct egress_config *);
+void	egress_attach_encode(struct buf *, const struct egress_attach *);
+int	egress_attach_decode(const void *, size_t, struct egress_attach *);
+void	egress_attach_clear(struct egress_attach *);
+void	egress_req_encode(struct buf *, const struct egress_req *);
+int	egress_req_decode(const void *, size_t, struct egress_req *);
+void	egress_req_clear(struct egress_req *);
+void	egress_resp_encode(struct buf *, const struct egress_resp *);
+int	egress_resp_decode(const void *, size_t, struct egress_resp *);
+void	egress_resp_clear(struct egress_resp *);
 
 /* tooldefs.c: the agent tools, known to both sides. */
 #define TOOL_NEEDS_WORKSPACE	0x1	/* a per-task directory */

@@ -535,25 +535,23 @@ features_fs_text(char *buf, size_t len)
 		    "can", feat.fs_why);
 }
 
+/*
+ * Workers have no socket() (seccomp) and, with Landlock ABI 4, no TCP
+ * connect or bind either: their requests go through heavyd-egress.
+ * Without ABI 4 the second fence is missing, which still counts as weaker.
+ */
 static void
 features_net_text(char *buf, size_t len)
 {
-	size_t	n;
-
 	if (feat.fs != SANDBOX_FS_LANDLOCK || feat.landlock_abi < 4) {
 		snprintf(buf, len, "NOT CONFINED: TCP port rules need Landlock "
-		    "ABI 4 (this kernel: %d)", feat.landlock_abi);
+		    "ABI 4 (this kernel: %d); seccomp still refuses socket(), "
+		    "requests go through heavyd-egress", feat.landlock_abi);
 		return;
 	}
-	n = (size_t)snprintf(buf, len, "TCP connect only to port");
-	for (uint32_t i = 0; i < feat.spec.nports && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, "%s %u",
-		    i ? "," : feat.spec.nports > 1 ? "s" : "",
-		    feat.spec.ports[i]);
-	if (n < len)
-		snprintf(buf + n, len - n, "; TCP bind denied%s",
-		    feat.landlock_abi >= 6 ? "; signals and abstract unix "
-		    "sockets scoped to the worker" : "");
+	snprintf(buf, len, "no TCP connect or bind, no socket(): requests go "
+	    "through heavyd-egress%s", feat.landlock_abi >= 6 ? "; signals and "
+	    "abstract unix sockets scoped to the worker" : "");
 }
 
 static void

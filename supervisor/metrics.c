@@ -66,7 +66,9 @@ static struct metric_family	*f_build, *f_tasks_started, *f_tasks_ended,
 				*f_http, *f_sessions, *f_sse, *f_store_duration,
 				*f_store_errors, *f_spares, *f_zygote_up,
 				*f_zygote_restarts, *f_log_dropped,
-				*f_store_connected, *f_store_queued;
+				*f_store_connected, *f_store_queued,
+				*f_egress_up, *f_egress_restarts,
+				*f_egress_cancelled;
 
 #define V(...)	((const char *const []){ __VA_ARGS__ })
 
@@ -672,6 +674,16 @@ static const struct {
 	{ &f_store_queued, { "heavyd_store_queued", "Queries held for the "
 	    "PostgreSQL task store, sent or not, awaiting its answer.",
 	    METRIC_GAUGE, 0, { NULL }, 0, { 0 } } },
+	{ &f_egress_up, { "heavyd_egress_up", "1 while heavyd-egress, which "
+	    "makes every upstream request, is connected.", METRIC_GAUGE, 0,
+	    { NULL }, 0, { 0 } } },
+	{ &f_egress_restarts, { "heavyd_egress_restarts_total", "Times "
+	    "heavyd-egress was lost and started again.", METRIC_COUNTER, 0,
+	    { NULL }, 0, { 0 } } },
+	{ &f_egress_cancelled, { "heavyd_egress_cancelled_total", "Upstream "
+	    "transfers heavyd-egress cancelled because their worker went away "
+	    "(killed at its deadline, cancelled).", METRIC_COUNTER, 0,
+	    { NULL }, 0, { 0 } } },
 };
 
 static const char *const worker_states[] = { "queued", "spawning", "running",
@@ -697,6 +709,9 @@ metrics_zeros(void)
 	metrics_add(f_zygote_up, NULL, 0);
 	metrics_add(f_zygote_restarts, NULL, 0);
 	metrics_add(f_log_dropped, NULL, 0);
+	metrics_add(f_egress_up, NULL, 0);
+	metrics_add(f_egress_restarts, NULL, 0);
+	metrics_add(f_egress_cancelled, NULL, 0);
 }
 
 void
@@ -830,6 +845,24 @@ void
 metrics_zygote_restart(void)
 {
 	metrics_add(f_zygote_restarts, NULL, 1);
+}
+
+void
+metrics_egress_up(bool up)
+{
+	metrics_set(f_egress_up, NULL, up);
+}
+
+void
+metrics_egress_restart(void)
+{
+	metrics_add(f_egress_restarts, NULL, 1);
+}
+
+void
+metrics_egress_cancelled(uint64_t n)
+{
+	metrics_add(f_egress_cancelled, NULL, (int64_t)n);
 }
 
 void

@@ -103,6 +103,9 @@ void	 metrics_store_link(bool connected, int queued);
 void	 metrics_zygote_spares(int);
 void	 metrics_zygote_up(bool);
 void	 metrics_zygote_restart(void);
+void	 metrics_egress_up(bool);
+void	 metrics_egress_restart(void);
+void	 metrics_egress_cancelled(uint64_t);	/* more since the last */
 
 /* For the HTTP transport. */
 void	 metrics_http_request(const char *method, int code);

@@ -376,7 +376,9 @@ static const char *server_restart_keys[] = {
 	"limits.store_sweep", "limits.store_busy_ms",
 	"limits.store_max_queue", "limits.store_connect_timeout",
 	"limits.store_retry_max_ms",
-	"limits.max_retained_tasks",
+	"limits.max_retained_tasks", "limits.egress_max_body",
+	"limits.egress_max_host_conns", "limits.egress_max_calls",
+	"limits.egress_breaker_failures", "limits.egress_breaker_cooldown",
 };
 
 static bool
@@ -481,6 +483,11 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	c->worker_nofile = b->worker_nofile;
 	c->worker_fsize = b->worker_fsize;
 	c->worker_pids = b->worker_pids;
+	c->egress_max_body = b->egress_max_body;
+	c->egress_max_host_conns = b->egress_max_host_conns;
+	c->egress_max_calls = b->egress_max_calls;
+	c->egress_breaker_failures = b->egress_breaker_failures;
+	c->egress_breaker_cooldown_s = b->egress_breaker_cooldown_s;
 	c->worker_uid = b->worker_uid;
 	c->worker_gid = b->worker_gid;
 	c->landlock_abi_max = b->landlock_abi_max;
@@ -670,6 +677,7 @@ server_exit(void)
 	server_exited = true;
 	workers_kill_all();
 	spawner_stop();
+	egressctl_stop();
 	event_base_loopbreak(ev_base);
 }
 
@@ -743,6 +751,9 @@ server_start(struct heavy_config *config, void (*stop)(void), bool mcp)
 	if (spawner_start(worker_path, config->spares,
 	    config->search_backend != NULL) == -1)
 		fatal("cannot start %s", worker_path);
+	/* The keys go to egress, the only process that uses them. */
+	if (egressctl_start(worker_path, api_key, search_key, config) == -1)
+		fatal("cannot start %s --egress", worker_path);
 	free(worker_path);
 	server_sigterm = evsignal_new(ev_base, SIGTERM, server_signal_cb, NULL);
 	server_sigint = evsignal_new(ev_base, SIGINT, server_signal_cb, NULL);

@@ -294,7 +294,7 @@ spawner_lost(void)
 	event_add(spawner_retry, &one);
 }
 
-/* Reaps the zygote; it is our only direct child. */
+/* Reaps the zygote and heavyd-egress, our only direct children. */
 static void
 spawner_chld_cb(evutil_socket_t sig, short events, void *arg)
 {
@@ -303,8 +303,10 @@ spawner_chld_cb(evutil_socket_t sig, short events, void *arg)
 
 	(void)sig; (void)events; (void)arg;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (pid != spawner_pid)
+		if (pid != spawner_pid) {
+			egressctl_exited(pid, status);
 			continue;
+		}
 		spawner_pid = -1;
 		if (spawner_fd != -1) {
 			log_warnx("zygote exited (status %d)", status);

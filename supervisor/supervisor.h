@@ -74,6 +74,15 @@ int	 spawner_spawn(uint32_t id, int fd, const char *label);
 void	 spawner_stop(void);
 bool	 spawner_up(void);
 
+/* egressctl.c: our handle on heavyd-egress. */
+struct egress_attach;
+int	 egressctl_start(const char *worker_path, const char *api_key,
+	    const char *search_key, const struct heavy_config *);
+int	 egressctl_attach(const struct egress_attach *);
+bool	 egressctl_exited(pid_t, int status);
+bool	 egressctl_up(void);
+void	 egressctl_stop(void);
+
 /* workers.c: every worker process, in one table. */
 enum worker_state {
 	WORKER_QUEUED,		/* waiting for a free slot */

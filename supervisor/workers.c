@@ -30,6 +30,7 @@ struct worker {
 	struct event		*deadline_ev;
 	struct buf		 confine;	/* MSG_JOB_SANDBOX, until launched */
 	struct buf		 frame;		/* the job, until launched */
+	struct egress_attach	 egress;	/* what egress may do for it */
 	int64_t			 start_ms;
 	worker_done_fn		 done;
 	worker_step_fn		 step;
@@ -334,6 +335,41 @@ worker_deadline_cb(evutil_socket_t fd, short events, void *arg)
 	worker_kill(w);		/* also one that answered but never exits */
 }
 
+/* The upstreams its job may use, which egress holds it to. */
+static void
+worker_egress_policy(struct worker *w, const struct job *job)
+{
+	w->egress.search_backend = job->search_backend;
+	w->egress.allow_private = job->search_allow_private != 0;
+	w->egress.base_url = xstrdup(job->base_url ? job->base_url : "");
+	w->egress.search_url = xstrdup(job->search_url ? job->search_url : "");
+	w->egress.user_agent = xstrdup(job->search_user_agent ?
+	    job->search_user_agent : "");
+}
+
+/*
+ * The first frame, MSG_JOB_EGRESS, with the worker's socket to egress
+ * (none when egress is down: its calls will say so).  The socket is new
+ * and empty, so this send does not block.
+ */
+static void
+worker_send_egress(struct worker *w, int sock)
+{
+	struct buf	frame;
+	int		efd;
+
+	w->egress.worker_id = w->id;
+	efd = egressctl_attach(&w->egress);
+	m_create(&frame, MSG_JOB_EGRESS);
+	m_close(&frame, SIZE_MAX);
+	if (fd_send(sock, frame.data, frame.len, efd, 0) == -1)
+		log_warn("worker %u: cannot pass its egress socket", w->id);
+	buf_free(&frame);
+	if (efd != -1)
+		close(efd);
+	egress_attach_clear(&w->egress);
+}
+
 struct worker *
 worker_start(const struct worker_req *req)
 {
@@ -355,6 +391,7 @@ worker_start(const struct worker_req *req)
 		return NULL;
 	}
 	w->pidfd = -1;
+	worker_egress_policy(w, req->job);
 	w->label = xstrdup(req->label ? req->label : "worker");
 	w->model = xstrdup(req->job->model ? req->job->model : "");
 	snprintf(w->task_id, sizeof w->task_id, "%s",
@@ -402,6 +439,7 @@ worker_launch(struct worker *w)
 		worker_fail_launch(w, "could not create the worker's socket");
 		return;
 	}
+	worker_send_egress(w, sv[0]);
 	if (spawner_spawn(w->id, sv[1], w->label) == -1) {
 		close(sv[0]);
 		close(sv[1]);
@@ -417,7 +455,7 @@ worker_launch(struct worker *w)
 	bufferevent_write(w->bev, w->frame.data, w->frame.len);
 	/* Now, not at the next turn of the loop: a spare is up already. */
 	evbuffer_write(bufferevent_get_output(w->bev), sv[0]);
-	explicit_bzero(w->frame.data, w->frame.len);	/* it holds the key */
+	explicit_bzero(w->frame.data, w->frame.len);	/* the prompts */
 	buf_free(&w->frame);
 	buf_free(&w->confine);
 }
@@ -597,6 +635,7 @@ worker_free(struct worker *w)
 	worker_result_clear(&w->result);
 	buf_free(&w->frame);
 	buf_free(&w->confine);
+	egress_attach_clear(&w->egress);
 	free(w->problem);
 	free(w->label);
 	free(w->model);

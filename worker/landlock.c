@@ -1,8 +1,8 @@
 /*
  * Landlock: the worker's filesystem is its workspace (read-write) and, read
  * only, what the LLM client must read (CA certificates, resolver and NSS
- * files, shared libraries); TCP connect only to the configured endpoints'
- * ports, TCP bind never; no signals to processes outside the sandbox.
+ * files, shared libraries); no TCP connect or bind at all (the network is
+ * heavyd-egress's); no signals to processes outside the sandbox.
  * Every right this kernel's ABI knows is handled, so anything not granted
  * here is denied (EACCES), not killed.
  */
@@ -277,20 +277,6 @@ ll_add_reads(int rfd, uint64_t handled)
 }
 
 static int
-ll_add_ports(int rfd, const struct sandbox *sb)
-{
-	struct landlock_net_port_attr	np;
-
-	for (uint32_t i = 0; i < sb->nports; i++) {
-		np.allowed_access = LANDLOCK_ACCESS_NET_CONNECT_TCP;
-		np.port = sb->ports[i];
-		if (ll_add_rule(rfd, LANDLOCK_RULE_NET_PORT, &np) == -1)
-			return -1;
-	}
-	return 0;
-}
-
-static int
 ll_fail(char *err, size_t errlen, const char *what, int rfd)
 {
 	snprintf(err, errlen, "landlock: %s: %s", what, strerror(errno));
@@ -325,8 +311,9 @@ landlock_enter(const struct sandbox *sb, int workspace_fd, char *err,
 	    ll_rights_for(workspace_fd, FS_READ | FS_WRITE),
 	    attr.handled_access_fs) == -1)
 		return ll_fail(err, errlen, "workspace rule", rfd);
-	if (abi >= 4 && ll_add_ports(rfd, sb) == -1)
-		return ll_fail(err, errlen, "port rules", rfd);
+	/* No TCP port rule: with ABI 4 every connect and bind is denied;
+	 * the network is heavyd-egress's. */
+	(void)sb;
 	if (ll_restrict_self(rfd) == -1)
 		return ll_fail(err, errlen, "restrict_self", rfd);
 	close(rfd);

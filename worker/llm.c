@@ -1,5 +1,6 @@
 /*
- * The LLM client: OpenAI-compatible chat completions over libcurl.  A call
+ * The LLM client: OpenAI-compatible chat completions, made by heavyd-egress
+ * (egress_client.c), which holds the key.  A call
  * is retried only where a retry can help (408/429/5xx, transport errors,
  * a retryable error object in a 200), with full-jitter backoff that honours
  * the server's hints, and never when it could not finish by the deadline.
@@ -16,8 +17,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include <curl/curl.h>
-
 #include "worker.h"
 
 #define LLM_DEFAULT_CAP		(4u << 20)
@@ -27,22 +26,11 @@
 
 struct llm_xfer {
 	struct buf	body;
-	bool		over;
+	bool		final;		/* egress is gone: no retry can help */
 	long		status;		/* the HTTP status; 0: none came */
 	char		retry_after[64];
 	char		reset[64];
 };
-
-static CURL	*llm_curl;
-
-/* In the zygote: every forked worker inherits a ready handle. */
-int
-llm_init(void)
-{
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return -1;
-	return (llm_curl = curl_easy_init()) == NULL ? -1 : 0;
-}
 
 static void
 llm_fail(struct llm_error *e, enum job_error kind, long status,
@@ -59,46 +47,6 @@ llm_fail(struct llm_error *e, enum job_error kind, long status,
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
 	va_end(ap);
-}
-
-static size_t
-llm_write_cb(char *p, size_t size, size_t n, void *arg)
-{
-	struct llm_xfer	*x = arg;
-
-	if (buf_add(&x->body, p, size * n) == -1) {
-		x->over = true;
-		return 0;	/* fails the transfer */
-	}
-	return size * n;
-}
-
-/* Keeps the value of a header we care about, trimmed. */
-static void
-llm_header_value(const char *line, size_t len, size_t skip, char *out,
-    size_t outlen)
-{
-	size_t	i = skip, n = 0;
-
-	while (i < len && isspace((unsigned char)line[i]))
-		i++;
-	while (i < len && line[i] != '\r' && line[i] != '\n' && n < outlen - 1)
-		out[n++] = line[i++];
-	out[n] = '\0';
-}
-
-static size_t
-llm_header_cb(char *p, size_t size, size_t n, void *arg)
-{
-	struct llm_xfer	*x = arg;
-	size_t		 len = size * n;
-
-	if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0)
-		llm_header_value(p, len, 12, x->retry_after,
-		    sizeof x->retry_after);
-	else if (len > 18 && strncasecmp(p, "X-RateLimit-Reset:", 18) == 0)
-		llm_header_value(p, len, 18, x->reset, sizeof x->reset);
-	return len;
 }
 
 /* Copies a provider's message, cut short and with control bytes replaced. */
@@ -275,103 +223,91 @@ llm_http_error(long status, struct llm_xfer *x, struct llm_error *e)
 	json_object_put(root);
 }
 
-static struct curl_slist *
-llm_headers(const struct job *job)
+/* How egress's answer ended, as an error; -1 when no status came. */
+static int
+llm_egress_result(const struct job *job, int64_t t0, int64_t deadline,
+    const struct egress_resp *s, struct llm_xfer *x, struct llm_error *e)
 {
-	struct curl_slist	*h = NULL;
-	char			*auth = xasprintf("Authorization: Bearer %s",
-	    job->api_key);
-
-	h = curl_slist_append(h, "Content-Type: application/json");
-	h = curl_slist_append(h, auth);
-	h = curl_slist_append(h, "X-Title: heavyd");
-	explicit_bzero(auth, strlen(auth));
-	free(auth);
-	return h;
+	switch (s->result) {
+	case EGRESS_OK:
+		x->status = s->status;
+		return 0;
+	case EGRESS_OVER:
+		llm_fail(e, JOB_ERR_RESPONSE, 0, "response body exceeds %zu "
+		    "bytes", x->body.max);
+		break;
+	case 0:			/* no answer by our own deadline */
+	case EGRESS_TIMEOUT:
+		if (now_ms() >= deadline)
+			llm_fail(e, JOB_ERR_TIMEOUT, 0, "deadline reached "
+			    "waiting for the LLM");
+		else if (job->stall_s > 0 &&
+		    now_ms() - t0 >= (int64_t)job->stall_s * 1000)
+			llm_fail(e, JOB_ERR_TRANSPORT, 0, "stalled: no data "
+			    "from the LLM for %u s (stall_timeout)", job->stall_s);
+		else
+			llm_fail(e, JOB_ERR_TRANSPORT, 0, "transport error: %s",
+			    s->error ? s->error : "timed out");
+		break;
+	case EGRESS_PARTIAL:
+		llm_fail(e, JOB_ERR_TRANSPORT, 0, "truncated response: the "
+		    "connection closed after %zu bytes of a longer body",
+		    s->body_len);
+		break;
+	case EGRESS_CONNECT:
+		llm_fail(e, JOB_ERR_CONNECT, 0, "%s", s->os_errno != 0 ?
+		    strerror((int)s->os_errno) : s->error);
+		break;
+	case EGRESS_OPEN:
+		x->final = true;	/* failed fast: a retry would too */
+		llm_fail(e, JOB_ERR_TRANSPORT, 0, "not sent: %s", s->error);
+		break;
+	case EGRESS_DENIED:
+		x->final = true;
+		llm_fail(e, JOB_ERR_INTERNAL, 0, "heavyd-egress refused the "
+		    "request: %s", s->error);
+		break;
+	default:
+		llm_fail(e, JOB_ERR_TRANSPORT, 0, "transport error: %s",
+		    s->error);
+	}
+	return -1;
 }
 
 /*
- * The endpoint could not be reached at all: no connection was ever made,
- * so every other call to it would fail the same way.  e->msg holds only
- * why ("Connection refused"); llm_chat names the URL once it gives up.
+ * One HTTP attempt, made by heavyd-egress (which adds the key); -1 with e
+ * set when no status came back.
  */
-static bool
-llm_unreachable(CURLcode rc, const char *errbuf, struct llm_error *e)
-{
-	long	oserr = 0;
-
-	if (rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
-	    rc != CURLE_COULDNT_RESOLVE_PROXY)
-		return false;
-	curl_easy_getinfo(llm_curl, CURLINFO_OS_ERRNO, &oserr);
-	if (oserr != 0)
-		llm_fail(e, JOB_ERR_CONNECT, 0, "%s", strerror((int)oserr));
-	else
-		llm_fail(e, JOB_ERR_CONNECT, 0, "%s", errbuf[0] != '\0' ?
-		    errbuf : curl_easy_strerror(rc));
-	return true;
-}
-
-/* One HTTP attempt; -1 with e set when no status came back. */
 static int
-llm_attempt(const struct job *job, int64_t deadline, const char *url,
-    const char *body, struct llm_xfer *x, struct llm_error *e)
+llm_attempt(const struct job *job, int64_t deadline, const char *body,
+    struct llm_xfer *x, struct llm_error *e)
 {
-	struct curl_slist	*headers = llm_headers(job);
-	int64_t			 t0 = now_ms(), left = deadline - t0;
-	char			 errbuf[CURL_ERROR_SIZE] = "";
-	CURLcode		 rc;
+	struct egress_req	q = { .kind = EGRESS_LLM, .target = "" };
+	struct egress_resp	s;
+	int64_t			t0 = now_ms(), left = deadline - t0;
+	char			err[400];
+	int			rc;
 
-	if (llm_curl == NULL && (llm_curl = curl_easy_init()) == NULL)
-		fatalx("curl_easy_init");
-	curl_easy_reset(llm_curl);
-	curl_easy_setopt(llm_curl, CURLOPT_URL, url);
-	curl_easy_setopt(llm_curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(llm_curl, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(llm_curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(llm_curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(llm_curl, CURLOPT_TIMEOUT_MS,
-	    (long)(left + LLM_BACKSTOP_MS));
-	curl_easy_setopt(llm_curl, CURLOPT_CONNECTTIMEOUT_MS,
-	    (long)(left < LLM_CONNECT_MS ? left : LLM_CONNECT_MS));
-	/* A stalled connection (no byte for stall_s) is cut and retried, not
-	 * left to hold the step until its deadline. */
-	if (job->stall_s > 0) {
-		curl_easy_setopt(llm_curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(llm_curl, CURLOPT_LOW_SPEED_TIME,
-		    (long)job->stall_s);
+	q.body = (char *)body;
+	q.body_len = strlen(body);
+	q.timeout_ms = (uint32_t)(left + LLM_BACKSTOP_MS);
+	q.connect_ms = (uint32_t)(left < LLM_CONNECT_MS ? left : LLM_CONNECT_MS);
+	q.stall_s = job->stall_s;
+	q.max_body = x->body.max;
+	if (egress_calls(&q, &s, 1, deadline + LLM_BACKSTOP_MS, err,
+	    sizeof err) == -1) {
+		x->final = true;
+		llm_fail(e, JOB_ERR_TRANSPORT, 0, "%s", err);
+		return -1;
 	}
-	curl_easy_setopt(llm_curl, CURLOPT_WRITEFUNCTION, llm_write_cb);
-	curl_easy_setopt(llm_curl, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(llm_curl, CURLOPT_HEADERFUNCTION, llm_header_cb);
-	curl_easy_setopt(llm_curl, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(llm_curl, CURLOPT_ERRORBUFFER, errbuf);
-	rc = curl_easy_perform(llm_curl);
-	/* errbuf lives on this stack; the handle outlives it. */
-	curl_easy_setopt(llm_curl, CURLOPT_ERRORBUFFER, NULL);
-	curl_slist_free_all(headers);
-	if (rc == CURLE_OK) {
-		curl_easy_getinfo(llm_curl, CURLINFO_RESPONSE_CODE, &x->status);
-		return 0;
-	}
-	if (x->over)
-		llm_fail(e, JOB_ERR_RESPONSE, 0, "response body exceeds %zu "
-		    "bytes", x->body.max);
-	else if (rc == CURLE_OPERATION_TIMEDOUT && now_ms() >= deadline)
-		llm_fail(e, JOB_ERR_TIMEOUT, 0, "deadline reached waiting for "
-		    "the LLM");
-	else if (rc == CURLE_OPERATION_TIMEDOUT && job->stall_s > 0 &&
-	    now_ms() - t0 >= (int64_t)job->stall_s * 1000)
-		llm_fail(e, JOB_ERR_TRANSPORT, 0, "stalled: no data from the "
-		    "LLM for %u s (stall_timeout)", job->stall_s);
-	else if (rc == CURLE_PARTIAL_FILE)
-		llm_fail(e, JOB_ERR_TRANSPORT, 0, "truncated response: the "
-		    "connection closed after %zu bytes of a longer body",
-		    x->body.len);
-	else if (!llm_unreachable(rc, errbuf, e))
-		llm_fail(e, JOB_ERR_TRANSPORT, 0, "transport error: %s",
-		    curl_easy_strerror(rc));
-	return -1;
+	if (s.body_len > 0 && buf_add(&x->body, s.body, s.body_len) == -1)
+		s.result = EGRESS_OVER;
+	snprintf(x->retry_after, sizeof x->retry_after, "%s",
+	    s.retry_after ? s.retry_after : "");
+	snprintf(x->reset, sizeof x->reset, "%s", s.reset ? s.reset : "");
+	rc = llm_egress_result(job, t0, deadline, &s, x, e);
+	egress_resp_clear(&s);
+	return rc;
 }
 
 static char *
@@ -438,10 +374,12 @@ llm_try(const struct job *job, int64_t deadline, const char *url,
 	long	status;
 
 	u->llm_calls++;
-	/* A refusal may heal (a proxy restarting): retried like the rest. */
-	if (llm_attempt(job, deadline, url, body, x, e) == -1)
-		return e->kind == JOB_ERR_TRANSPORT ||
-		    e->kind == JOB_ERR_CONNECT ? 1 : -1;
+	/* A refusal may heal (a proxy restarting): retried like the rest;
+	 * a gone egress does not. */
+	(void)url;
+	if (llm_attempt(job, deadline, body, x, e) == -1)
+		return !x->final && (e->kind == JOB_ERR_TRANSPORT ||
+		    e->kind == JOB_ERR_CONNECT) ? 1 : -1;
 	status = x->status;
 	if (status / 100 == 2) {
 		if (llm_parse_body(x->body.data ? x->body.data : "",

@@ -1,29 +1,18 @@
 /*
  * search_web: one query to the configured backend (SearXNG's JSON API or
- * the Brave Search API), then every result's page fetched in parallel
- * over one curl multi handle and turned into a capped plain-text extract.
- *
- * Pages come from anywhere on the web, so their fetches are fenced: http
- * and https only (redirects too), at most 3 redirects, a size cap, the
- * search's deadline, no proxy, and no connection to a loopback, private,
- * link-local or otherwise internal address, checked on the address curl
- * is about to connect to (after DNS, so a name that resolves inward is
- * caught) unless the operator allows it.  The search backend itself is
- * the operator's choice and is not fenced; its key goes only to it, and
- * the LLM key never reaches this file.
+ * the Brave Search API), then every result's page fetched in parallel,
+ * each turned into a capped plain-text extract.  heavyd-egress makes the
+ * requests: it builds the backend's URL and adds its key, and it fences
+ * the pages (http and https only, redirects too, at most 3 redirects, no
+ * proxy, no loopback, private, link-local or otherwise internal address
+ * unless the operator allows it: egress_fence.c).  Here: the size cap,
+ * the search's deadline, and the text.
  */
-#include <sys/socket.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <curl/curl.h>
 
 #include "worker.h"
 
@@ -32,292 +21,74 @@
 #define SEARCH_SNIPPET_BYTES	1024
 #define SEARCH_TITLE_BYTES	300
 
-struct fetch {
-	CURL		*easy;
-	struct buf	 body;
-	bool		 over;		/* the body passed its cap */
-	bool		 allow_private;
-	char		 refused[INET6_ADDRSTRLEN];	/* an address we refused */
-	CURLcode	 rc;
-	bool		 done;
-};
 
-/* ---- addresses ---- */
-
-struct prefix {
-	int		family;
-	uint8_t		addr[16];
-	unsigned	bits;
-};
-
-/* Where a page may not be: not public, or not really an address at all. */
-static const struct prefix search_inward[] = {
-	{ AF_INET, { 0 }, 8 },				/* "this network" */
-	{ AF_INET, { 10 }, 8 },
-	{ AF_INET, { 100, 64 }, 10 },			/* carrier-grade NAT */
-	{ AF_INET, { 127 }, 8 },
-	{ AF_INET, { 169, 254 }, 16 },
-	{ AF_INET, { 172, 16 }, 12 },
-	{ AF_INET, { 192, 0, 0 }, 24 },
-	{ AF_INET, { 192, 168 }, 16 },
-	{ AF_INET, { 198, 18 }, 15 },			/* benchmarking */
-	{ AF_INET, { 224 }, 3 },			/* multicast, reserved */
-	{ AF_INET6, { 0 }, 127 },			/* :: and ::1 */
-	{ AF_INET6, { 0xfc }, 7 },			/* unique local */
-	{ AF_INET6, { 0xfe, 0x80 }, 10 },		/* link-local */
-	{ AF_INET6, { 0xfe, 0xc0 }, 10 },		/* site-local */
-	{ AF_INET6, { 0xff }, 8 },			/* multicast */
-};
-
-static bool
-search_prefix_has(const struct prefix *p, const uint8_t *a)
-{
-	unsigned	whole = p->bits / 8, rest = p->bits % 8;
-
-	if (memcmp(p->addr, a, whole) != 0)
-		return false;
-	return rest == 0 ||
-	    ((p->addr[whole] ^ a[whole]) & (0xff << (8 - rest))) == 0;
-}
-
-static bool
-search_inward4(const uint8_t *a)
-{
-	for (size_t i = 0; i < sizeof search_inward / sizeof search_inward[0];
-	    i++)
-		if (search_inward[i].family == AF_INET &&
-		    search_prefix_has(&search_inward[i], a))
-			return true;
-	return false;
-}
-
-/* Whether a connection to sa would reach inward: loopback, private,
- * link-local, multicast, or an IPv4 one of those inside IPv6. */
-bool
-search_addr_inward(const struct sockaddr *sa)
-{
-	static const uint8_t	mapped[12] = { [10] = 0xff, [11] = 0xff };
-	static const uint8_t	nat64[12] = { 0, 0x64, 0xff, 0x9b };
-	const uint8_t		*a;
-
-	if (sa->sa_family == AF_INET)
-		return search_inward4((const uint8_t *)
-		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr);
-	if (sa->sa_family != AF_INET6)
-		return true;
-	a = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
-	if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0)
-		return search_inward4(a + 12);
-	if (a[0] == 0x20 && a[1] == 0x02)		/* 6to4 */
-		return search_inward4(a + 2);
-	for (size_t i = 0; i < sizeof search_inward / sizeof search_inward[0];
-	    i++)
-		if (search_inward[i].family == AF_INET6 &&
-		    search_prefix_has(&search_inward[i], a))
-			return true;
-	return false;
-}
-
-/* curl asks us for each socket it would connect: the fence is here. */
-static curl_socket_t
-search_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	struct fetch	*f = arg;
-	const void	*in;
-
-	if (purpose != CURLSOCKTYPE_IPCXN)
-		return CURL_SOCKET_BAD;
-	if (!f->allow_private && search_addr_inward(&a->addr)) {
-		in = a->family == AF_INET6 ?
-		    (const void *)&((struct sockaddr_in6 *)(void *)
-		    &a->addr)->sin6_addr :
-		    (const void *)&((struct sockaddr_in *)(void *)
-		    &a->addr)->sin_addr;
-		if (inet_ntop(a->family, in, f->refused, sizeof f->refused) ==
-		    NULL)
-			snprintf(f->refused, sizeof f->refused, "?");
-		return CURL_SOCKET_BAD;
-	}
-	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-}
-
-/* ---- transfers ---- */
-
-static size_t
-search_write_cb(char *p, size_t size, size_t n, void *arg)
-{
-	struct fetch	*f = arg;
-
-	if (buf_add(&f->body, p, size * n) == -1) {
-		f->over = true;
-		return 0;
-	}
-	return size * n;
-}
-
-/* A GET with our limits; the caller adds what is particular to it. */
-static CURL *
-search_easy(struct fetch *f, const struct job *job, const char *url,
-    int64_t deadline, size_t max)
-{
-	int64_t	left = deadline - now_ms();
-	CURL	*c;
-
-	if ((c = curl_easy_init()) == NULL)
-		fatalx("curl_easy_init");
-	buf_init(&f->body, max);
-	f->easy = c;
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_PROXY, "");
-	curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
-	curl_easy_setopt(c, CURLOPT_USERAGENT, job->search_user_agent);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(left > 1 ? left : 1));
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-	    (long)(left < SEARCH_CONNECT_MS ? (left > 1 ? left : 1) :
-	    SEARCH_CONNECT_MS));
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, search_write_cb);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
-	curl_easy_setopt(c, CURLOPT_PRIVATE, f);
-	return c;
-}
-
-static void
-search_fetch_clear(struct fetch *f)
-{
-	if (f->easy != NULL)
-		curl_easy_cleanup(f->easy);
-	buf_free(&f->body);
-	memset(f, 0, sizeof *f);
-}
+/* ---- answers ---- */
 
 /* Why a fetch has no usable body, in words for the model. */
 static void
-search_fetch_error(const struct fetch *f, size_t max, char *out, size_t len)
+search_fetch_error(const struct egress_resp *f, size_t max, char *out,
+    size_t len)
 {
-	long	status = 0;
-
-	if (f->refused[0] != '\0')
+	switch (f->result) {
+	case EGRESS_REFUSED:
 		snprintf(out, len, "refused: the page's address %s is "
-		    "loopback, private or link-local", f->refused);
-	else if (f->over)
+		    "loopback, private or link-local", f->error);
+		break;
+	case EGRESS_OVER:
 		snprintf(out, len, "larger than %zu bytes", max);
-	else if (f->rc == CURLE_TOO_MANY_REDIRECTS)
+		break;
+	case EGRESS_REDIRECTS:
 		snprintf(out, len, "more than %ld redirects", SEARCH_MAX_REDIRS);
-	else if (f->rc == CURLE_OPERATION_TIMEDOUT || !f->done)
+		break;
+	case 0:
+	case EGRESS_TIMEOUT:
 		snprintf(out, len, "no answer within the search's time limit");
-	else if (f->rc != CURLE_OK)
-		snprintf(out, len, "%s", curl_easy_strerror(f->rc));
-	else {
-		curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
-		snprintf(out, len, "HTTP %ld", status);
+		break;
+	case EGRESS_OK:
+		snprintf(out, len, "HTTP %u", f->status);
+		break;
+	default:
+		snprintf(out, len, "%s", f->error);
 	}
 }
 
 static bool
-search_fetch_ok(const struct fetch *f)
+search_fetch_ok(const struct egress_resp *f)
 {
-	long	status = 0;
-
-	if (!f->done || f->rc != CURLE_OK)
-		return false;
-	curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
-	return status / 100 == 2;
+	return f->result == EGRESS_OK && f->status / 100 == 2;
 }
 
-/* How long to wait for activity: until the deadline, 200 ms at most. */
-static int
-search_wait_ms(int64_t deadline)
+/* A request with the search's limits, sent by heavyd-egress. */
+static void
+search_req(struct egress_req *q, uint32_t kind, const char *target,
+    int64_t deadline, size_t max)
 {
 	int64_t	left = deadline - now_ms();
 
-	return left <= 0 ? 0 : left > 200 ? 200 : (int)left;
-}
-
-/* Runs every transfer at once until all are done or the deadline. */
-static void
-search_run(struct fetch *fs, size_t n, int64_t deadline)
-{
-	CURLM		*m = curl_multi_init();
-	CURLMsg		*msg;
-	struct fetch	*f;
-	int		 running = 1, left;
-
-	for (size_t i = 0; i < n; i++)
-		if (fs[i].easy != NULL)
-			curl_multi_add_handle(m, fs[i].easy);
-	while (running > 0 && now_ms() < deadline) {
-		if (curl_multi_perform(m, &running) != CURLM_OK)
-			break;
-		while ((msg = curl_multi_info_read(m, &left)) != NULL) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &f);
-			f->rc = msg->data.result;
-			f->done = true;
-		}
-		if (running > 0)
-			curl_multi_poll(m, NULL, 0, search_wait_ms(deadline),
-			    NULL);
-	}
-	for (size_t i = 0; i < n; i++)
-		if (fs[i].easy != NULL)
-			curl_multi_remove_handle(m, fs[i].easy);
-	curl_multi_cleanup(m);
+	memset(q, 0, sizeof *q);
+	q->kind = kind;
+	q->target = (char *)target;
+	q->body = "";
+	q->timeout_ms = (uint32_t)(left > 1 ? left : 1);
+	q->connect_ms = (uint32_t)(left < SEARCH_CONNECT_MS ?
+	    (left > 1 ? left : 1) : SEARCH_CONNECT_MS);
+	q->max_body = max;
 }
 
 /* ---- the backend ---- */
 
-static char *
-search_backend_url(const struct job *job, CURL *c, const char *query,
-    unsigned n)
-{
-	char	*q = curl_easy_escape(c, query, 0), *url;
-	size_t	 len = strlen(job->search_url);
-
-	while (len > 0 && job->search_url[len - 1] == '/')
-		len--;
-	if (job->search_backend == SEARCH_BACKEND_BRAVE)
-		url = xasprintf("%.*s?q=%s&count=%u", (int)len, job->search_url,
-		    q, n);
-	else
-		url = xasprintf("%.*s/search?q=%s&format=json", (int)len,
-		    job->search_url, q);
-	curl_free(q);
-	return url;
-}
-
-/* The backend's answer, body in f; -1 with a message in err. */
+/* The backend's answer, in f; -1 with a message in err.  egress builds
+ * its URL and adds its key: neither is the worker's to choose or see. */
 static int
 search_ask(const struct job *job, const char *query, unsigned n,
-    int64_t deadline, struct fetch *f, char *err, size_t errlen)
+    int64_t deadline, struct egress_resp *f, char *err, size_t errlen)
 {
-	struct curl_slist	*h = NULL;
-	char			*url, *token = NULL;
-	CURL			*c;
+	struct egress_req	q;
 
-	c = search_easy(f, job, "", deadline, job->max_page_bytes);
-	url = search_backend_url(job, c, query, n);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	/* No redirects: a header with the key must not follow one. */
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	h = curl_slist_append(h, "Accept: application/json");
-	if (job->search_backend == SEARCH_BACKEND_BRAVE) {
-		token = xasprintf("X-Subscription-Token: %s",
-		    job->search_api_key);
-		h = curl_slist_append(h, token);
-		explicit_bzero(token, strlen(token));
-		free(token);
-	}
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	f->allow_private = true;	/* the operator's own backend */
-	search_run(f, 1, deadline);
-	for (struct curl_slist *l = h; l != NULL; l = l->next)
-		explicit_bzero(l->data, strlen(l->data));	/* the key */
-	curl_slist_free_all(h);		/* the transfer is over */
-	free(url);
+	search_req(&q, EGRESS_SEARCH, query, deadline, job->max_page_bytes);
+	q.count = n;
+	if (egress_calls(&q, f, 1, deadline, err, errlen) == -1)
+		return -1;
 	if (search_fetch_ok(f))
 		return 0;
 	search_fetch_error(f, job->max_page_bytes, err, errlen);
@@ -414,17 +185,17 @@ search_charset(const char *type, char *cs, size_t len)
 
 /* A fetched page as text: HTML parsed, plain text checked, else named. */
 static void
-search_page_text(const struct job *job, struct fetch *f, struct buf *out)
+search_page_text(const struct job *job, struct egress_resp *f,
+    struct buf *out)
 {
-	const char	*type = NULL, *cs;
+	const char	*type = f->content_type[0] ? f->content_type : NULL, *cs;
 	char		 csbuf[64];
 	size_t		 whole, n;
 
-	curl_easy_getinfo(f->easy, CURLINFO_CONTENT_TYPE, &type);
 	cs = search_charset(type, csbuf, sizeof csbuf);
 	if (type == NULL || strncasecmp(type, "text/html", 9) == 0 ||
 	    strncasecmp(type, "application/xhtml", 17) == 0) {
-		switch (html_to_text(buf_cstr(&f->body), f->body.len, cs,
+		switch (html_to_text(f->body, f->body_len, cs,
 		    job->max_extract_bytes, out)) {
 		case 1:
 			buf_addstr(out, " [extract cut]");
@@ -434,10 +205,10 @@ search_page_text(const struct job *job, struct fetch *f, struct buf *out)
 			break;
 		}
 	} else if (strncasecmp(type, "text/plain", 10) == 0 &&
-	    text_utf8(buf_cstr(&f->body), f->body.len, &whole)) {
-		n = text_fit(buf_cstr(&f->body), whole, job->max_extract_bytes);
-		buf_add(out, buf_cstr(&f->body), n);
-		if (n < f->body.len)
+	    text_utf8(f->body, f->body_len, &whole)) {
+		n = text_fit(f->body, whole, job->max_extract_bytes);
+		buf_add(out, f->body, n);
+		if (n < f->body_len)
 			buf_addstr(out, " [extract cut]");
 	} else
 		buf_printf(out, "(not a text page: %.64s)", type);
@@ -453,7 +224,8 @@ search_clean(const char *s, size_t max, struct buf *out)
 
 static void
 search_format(const struct job *job, const char *query,
-    struct search_result *rs, struct fetch *fs, unsigned n, struct buf *out)
+    struct search_result *rs, struct egress_resp *fs, unsigned n,
+    struct buf *out)
 {
 	struct buf	one;
 	char		why[256];
@@ -484,24 +256,23 @@ search_format(const struct job *job, const char *query,
 }
 
 /* Every result's page, fetched in parallel within the deadline. */
-static struct fetch *
+static struct egress_resp *
 search_pages(const struct job *job, struct search_result *rs, unsigned n,
     int64_t deadline)
 {
-	struct fetch	*fs = xcalloc(n, sizeof *fs);
-	CURL		*c;
+	struct egress_req	*qs = xcalloc(n, sizeof *qs);
+	struct egress_resp	*fs = xcalloc(n, sizeof *fs);
+	char			 err[400];
 
-	for (unsigned i = 0; i < n; i++) {
-		c = search_easy(&fs[i], job, rs[i].url, deadline,
+	for (unsigned i = 0; i < n; i++)
+		search_req(&qs[i], EGRESS_PAGE, rs[i].url, deadline,
 		    job->max_page_bytes);
-		curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-		curl_easy_setopt(c, CURLOPT_MAXREDIRS, SEARCH_MAX_REDIRS);
-		curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION,
-		    search_opensocket);
-		curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &fs[i]);
-		fs[i].allow_private = job->search_allow_private != 0;
-	}
-	search_run(fs, n, deadline);
+	if (egress_calls(qs, fs, n, deadline, err, sizeof err) == -1)
+		for (unsigned i = 0; i < n; i++) {
+			fs[i].result = EGRESS_TRANSPORT;
+			fs[i].error = xstrdup(err);
+		}
+	free(qs);
 	return fs;
 }
 
@@ -511,7 +282,7 @@ search_web(const struct job *job, int64_t deadline, const char *query,
     unsigned want, struct buf *out)
 {
 	struct search_result	*rs;
-	struct fetch		 api, *fs;
+	struct egress_resp	 api, *fs;
 	unsigned		 n, max = job->search_max_results;
 	char			 err[256];
 
@@ -523,13 +294,13 @@ search_web(const struct job *job, int64_t deadline, const char *query,
 		want = max;
 	memset(&api, 0, sizeof api);
 	if (search_ask(job, query, want, deadline, &api, err, sizeof err) == -1 ||
-	    search_parse(job->search_backend, buf_cstr(&api.body), api.body.len,
-	    want, &rs, &n, err, sizeof err) == -1) {
-		search_fetch_clear(&api);
+	    search_parse(job->search_backend, api.body ? api.body : "",
+	    api.body_len, want, &rs, &n, err, sizeof err) == -1) {
+		egress_resp_clear(&api);
 		buf_printf(out, "error: search failed: %s", err);
 		return -1;
 	}
-	search_fetch_clear(&api);
+	egress_resp_clear(&api);
 	if (n == 0) {
 		free(rs);
 		buf_printf(out, "No results for \"%.200s\".", query);
@@ -538,7 +309,7 @@ search_web(const struct job *job, int64_t deadline, const char *query,
 	fs = search_pages(job, rs, n, deadline);
 	search_format(job, query, rs, fs, n, out);
 	for (unsigned i = 0; i < n; i++)
-		search_fetch_clear(&fs[i]);
+		egress_resp_clear(&fs[i]);
 	free(fs);
 	search_results_free(rs, n);
 	return 0;

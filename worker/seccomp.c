@@ -12,9 +12,9 @@
  *
  * The second filter also confines what the first allows broadly, by
  * argument: signals reach only the worker itself (on kernels without
- * Landlock's signal scoping a worker could otherwise kill heavyd), no unix
- * socket can be made (so none can be connected to a path: docker.sock,
- * D-Bus), and UDP exists only for a resolver the endpoints need.  Its own
+ * Landlock's signal scoping a worker could otherwise kill heavyd), and no
+ * socket of any family can be made: no TCP, no UDP, no unix socket path
+ * (docker.sock, D-Bus); a worker's requests go to heavyd-egress.  Its own
  * pid is not known when the zygote compiles it, so the program carries a
  * placeholder that each worker replaces with its pid before installing it.
  */
@@ -217,22 +217,18 @@ seccomp_rules_signals(scmp_filter_ctx ctx)
 	    0);
 }
 
-/* No unix socket (socketpair still makes a connected pair); UDP only when
- * the resolver needs it.  EACCES: libraries take it as "not here". */
+/*
+ * No new socket of any family (socketpair still makes a connected pair):
+ * a worker's only way out is the socket to heavyd-egress it was handed.
+ * EACCES: libraries take it as "not here".  (udp is no longer used: the
+ * two variants are the same program.)
+ */
 static int
 seccomp_rules_sockets(scmp_filter_ctx ctx, bool udp)
 {
-	static const int	inet[] = { AF_INET, AF_INET6 };
-
-	if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1,
-	    SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) != 0)
-		return -1;
-	for (size_t i = 0; !udp && i < sizeof inet / sizeof *inet; i++)
-		if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES),
-		    SCMP_SYS(socket), 2, SCMP_A0(SCMP_CMP_EQ, inet[i]),
-		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM)) != 0)
-			return -1;
-	return 0;
+	(void)udp;
+	return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket),
+	    0) != 0 ? -1 : 0;
 }
 
 /* The second filter: the way in, closed behind the worker.  Threads,

@@ -146,13 +146,42 @@ worker_read_job(struct job *job)
 	rc = job_decode(&r, job) == -1 || m_end(&r) == -1 ? -1 : 0;
 	if (rc == -1)
 		job_clear(job);
-	explicit_bzero(payload, len);	/* it held the API key */
+	explicit_bzero(payload, len);	/* the prompts */
 	free(payload);
 	return rc;
 }
 
 static void	worker_send_failed(const struct llm_error *,
 		    const struct usage *);
+
+/*
+ * The first frame: no payload, and the worker's socket to heavyd-egress
+ * passed with it (none when egress is down: the calls then fail, saying
+ * so).  The only way out of the sandbox to the network.
+ */
+static int
+worker_read_egress(void)
+{
+	uint8_t		hdrbuf[PROTO_HDR_LEN];
+	struct msg_hdr	hdr;
+	ssize_t		n;
+	int		fd;
+
+	n = fd_recv(worker_fd, hdrbuf, sizeof hdrbuf, &fd, 0);
+	if (n > 0 && (size_t)n < sizeof hdrbuf &&
+	    worker_read_full(hdrbuf + n, sizeof hdrbuf - (size_t)n) == 0)
+		n = sizeof hdrbuf;
+	if (n != sizeof hdrbuf || m_frame_check(hdrbuf, sizeof hdrbuf,
+	    PROTO_HDR_LEN, &hdr) != FRAME_OK || hdr.type != MSG_JOB_EGRESS) {
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if (fd != -1)
+		fd_set_nonblock(fd, 0);
+	egress_client_set(fd);
+	return 0;
+}
 
 /*
  * The confinement comes first, so nothing of the job is read outside it.
@@ -363,7 +392,8 @@ worker_main(int fd)
 
 	worker_fd = fd;
 	fd_set_nonblock(fd, 0);
-	if (worker_enter_sandbox() == -1 || worker_read_job(&job) == -1)
+	if (worker_read_egress() == -1 || worker_enter_sandbox() == -1 ||
+	    worker_read_job(&job) == -1)
 		_exit(2);
 	deadline = now_ms() + job.budget_ms;
 	switch (job.role) {

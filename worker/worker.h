@@ -44,13 +44,17 @@ struct llm_error {
 	long		http_status;
 	char		msg[512];
 };
-int	llm_init(void);
 int	llm_chat(const struct job *, int64_t deadline_ms,
 	    struct json_object *messages, struct json_object *tools,
 	    struct llm_reply *, struct usage *, struct llm_error *);
 void	llm_reply_clear(struct llm_reply *);
 int	llm_parse_body(const char *body, size_t len, struct llm_reply *,
 	    struct usage *, struct llm_error *);
+
+/* egress_client.c: requests through heavyd-egress. */
+void	egress_client_set(int fd);
+int	egress_calls(struct egress_req *, struct egress_resp *, size_t n,
+	    int64_t deadline_ms, char *err, size_t errlen);
 
 /* backoff.c: when and whether to retry. */
 int	backoff_retryable_status(long status);
@@ -103,7 +107,6 @@ int	search_parse(uint32_t backend, const char *body, size_t len,
 	    unsigned max, struct search_result **, unsigned *n, char *err,
 	    size_t errlen);
 void	search_results_free(struct search_result *, unsigned n);
-bool	search_addr_inward(const struct sockaddr *);
 
 /* tools.c: the agent's tools. */
 struct tool {

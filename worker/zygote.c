@@ -1,7 +1,8 @@
 /*
  * The zygote: a pre-initialised template process that holds no task data.
- * heavyd executes it once; it loads libcurl, then forks one worker per
- * MSG_ZYGOTE_SPAWN, passes the worker's pidfd back, and reaps every child,
+ * heavyd executes it once; it sets up what workers share (no network: that
+ * is heavyd-egress's), then forks one worker per MSG_ZYGOTE_SPAWN, passes
+ * the worker's pidfd back, and reaps every child,
  * reporting each wait status.  Forking this small process costs a fraction
  * of a fork+exec of a binary that loads 34 shared libraries.
  *
@@ -501,8 +502,6 @@ zygote_setup(int fd)
 	zygote_scrub_env();
 	if (seccomp_allowlist_build(err, sizeof err) == -1)
 		fatalx("zygote: %s", err);
-	if (llm_init() == -1)
-		fatalx("zygote: libcurl initialisation failed");
 	sandbox_zygote();	/* what every worker inherits */
 }
 

@@ -14,7 +14,7 @@ FUZZ_SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 FUZZ_CFLAGS	 = -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	-D_GNU_SOURCE -g -O1 -MMD -MP \
 	$(FUZZ_SAN) -fsanitize=fuzzer-no-link $(SUP_CFLAGS) $(WRK_CFLAGS)
-FUZZ_NAMES	 = rpc calc plan review llm search html schema proto configfile mcp http jwt tokens
+FUZZ_NAMES	 = rpc calc plan review llm search html schema proto egress configfile mcp http jwt tokens
 
 fuzz_obj = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(1))
 # The parsers under test, built with the fuzzer's instrumentation, in

@@ -32,7 +32,7 @@ function features(env = {}, heavyd = HEAVYD) {
 }
 const FEATURES = features();
 const LANDLOCK = /^Landlock ABI (\d+)/.exec(FEATURES.filesystem);
-const TCP_RULES = /^TCP connect only/.test(FEATURES.network);
+const TCP_RULES = /^no TCP connect or bind/.test(FEATURES.network);
 /*
  * Under valgrind heavyd sees no Landlock even when the kernel has it:
  * valgrind does not know the Landlock system calls, so they fail and heavyd
@@ -48,7 +48,6 @@ function whyNot(what, detail) {
 	    `falls back ("${detail}"); without valgrind: ${abi} (tested in the other stages)`;
 }
 const NO_LANDLOCK = LANDLOCK ? false : whyNot('Landlock', FEATURES.filesystem);
-const NO_TCP_RULES = TCP_RULES ? false : whyNot('TCP port rules', FEATURES.network);
 const NO_CGROUP = /^off/.test(FEATURES.cgroup) ? FEATURES.cgroup : false;
 
 async function normalCall(srv) {
@@ -175,18 +174,30 @@ test('a write outside the workspace is refused by Landlock (EACCES)', {
 	await srv.shutdown();
 });
 
-test('a connection to a port no endpoint uses is refused (EACCES)', {
-	timeout: TEST_TIMEOUT, skip: NO_TCP_RULES,
+/*
+ * A worker has no network of its own: heavyd-egress makes its requests.
+ * socket() fails with EACCES (seccomp), whatever the port: one no endpoint
+ * uses, and the LLM endpoint's own, which workers reached directly before.
+ */
+test('a worker can open no socket and connect nowhere, not even to the LLM endpoint (EACCES)', {
+	timeout: TEST_TIMEOUT,
 }, async (t) => {
 	const accepted = [];
 	const listener = net.createServer((s) => { accepted.push(s.remotePort); s.destroy(); });
 	await new Promise((r) => listener.listen(0, '127.0.0.1', r));
 	t.after(() => listener.close());
 	const { port } = listener.address();
-	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
-	const { a1, sc } = await hostile(srv, 'test_connect', { port }, { alone: true });
-	checkOk(a1);
-	assert.match(sc.answer, /connect: EACCES/);
+	const { srv, mock } = await setup(t, { worker: 'test', env: LIMITS });
+	const q = `Misbehave [[a1:tool:test_connect:${JSON.stringify({ port })}]]` +
+	    ` [[a1:tool:test_connect:${JSON.stringify({ port: mock.port })}]]` +
+	    ' [[a1:tool:test_unix:{"path":"/run/heavyd-none.sock"}]]';
+	const { result } = await srv.orchestrate({ query: q, num_agents: 1, timeout: 60 },
+	    { timeout: HANG });
+	const sc = checkShape(result, 1);
+	checkOk(sc.agents[0]);
+	const denied = sc.answer.match(/socket: EACCES/g) ?? [];
+	assert.equal(denied.length, 3, `three sockets refused: ${sc.answer}`);
+	assert.doesNotMatch(sc.answer, /connected to/);
 	assert.deepEqual(accepted, [], 'the worker reached the listener');
 	await srv.shutdown();
 });
@@ -252,6 +263,52 @@ test('a worker sees only the environment the LLM client may read', { timeout: TE
 	await srv.shutdown();
 });
 
+/* Every readable mapping of pid, as /proc/PID/mem gives it (a core's view). */
+function memoryOf(pid) {
+	const chunks = [];
+	const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
+	try {
+		for (const line of fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+			const m = /^([0-9a-f]+)-([0-9a-f]+) r/.exec(line);
+			if (!m || /\[vvar\]|\[vsyscall\]/.test(line))
+				continue;
+			const from = BigInt(`0x${m[1]}`), to = BigInt(`0x${m[2]}`);
+			const len = Number(to - from);
+			if (len > 256 << 20)
+				continue;	// ASan's shadow, never a key
+			const b = Buffer.alloc(len);
+			try {
+				const n = fs.readSync(fd, b, 0, len, from);
+				chunks.push(b.subarray(0, n));
+			} catch { /* a guard page */ }
+		}
+	} finally {
+		fs.closeSync(fd);
+	}
+	return chunks;
+}
+
+/*
+ * heavyd-egress holds the key and adds it to each request: a worker that
+ * has made its LLM calls has it nowhere in its memory, nor in its
+ * environment; egress itself has it (which proves the scan can find it).
+ */
+test('the API key is in no worker\'s memory, only in heavyd-egress\'s', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
+	const { pid, cancel } = await blockedWorker(srv, t);
+	const key = Buffer.from(srv.key);
+	const mem = memoryOf(pid);
+	assert.ok(mem.reduce((n, c) => n + c.length, 0) > 1 << 20, 'the scan read the worker');
+	assert.ok(mem.every((c) => c.indexOf(key) === -1), 'the key is in the worker\'s memory');
+	assert.equal(fs.readFileSync(`/proc/${pid}/environ`).indexOf(key), -1);
+	const egress = srv.descendants().filter((p) => readStat(p.pid)?.comm === 'heavyd-egress');
+	assert.equal(egress.length, 1, describe(srv.descendants()));
+	assert.ok(memoryOf(egress[0].pid).some((c) => c.indexOf(key) !== -1),
+	    'the scan finds the key where it is');
+	cancel();
+	await srv.shutdown();
+});
+
 test('the startup log sums up the sandbox in one line; --check-config names every feature', { timeout: TEST_TIMEOUT }, async (t) => {
 	const keys = ['filesystem', 'network', 'seccomp', 'no_new_privs', 'capabilities', 'rlimits',
 	    'oom_score_adj', 'cgroup', 'weaker'];
@@ -270,9 +327,10 @@ test('the startup log sums up the sandbox in one line; --check-config names ever
 	if (LANDLOCK)
 		assert.match(line[0], new RegExp(`${TCP_RULES ? 'info' : 'warning'}: sandbox: Landlock ABI ${LANDLOCK[1]}, `));
 	assert.match(line[0], NO_CGROUP ? /; cgroup off \(/ : /; cgroup on$/);
+	// No port of the endpoint's is granted: workers reach it through egress.
 	if (TCP_RULES)
 		assert.match(features({ HEAVY_BASE_URL: mock.baseUrl }).network,
-		    new RegExp(`^TCP connect only to port ${mock.port}; TCP bind denied`));
+		    /^no TCP connect or bind, no socket\(\): requests go through heavyd-egress/);
 	await srv.shutdown();
 });
 

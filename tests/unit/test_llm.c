@@ -1,10 +1,15 @@
 /* The LLM client's parsing and its retry policy. */
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <netinet/in.h>
 
 #include <criterion/criterion.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -181,6 +186,64 @@ closed_port(void)
 	return ntohs(sin.sin_port);
 }
 
+/*
+ * A real heavyd-egress (the heavyd-worker built beside these tests, run
+ * with --egress), configured and attached as heavyd does it, for a worker
+ * whose job uses base_url: this process's calls go through it.
+ */
+static pid_t
+egress_spawn(const char *base_url, int *ctl)
+{
+	struct egress_config	 c = { .api_key = "test-key-123456",
+	    .search_api_key = "", .max_body = 1 << 20 };
+	struct egress_attach	 a = { .worker_id = 1, .base_url =
+	    (char *)base_url, .search_url = "", .user_agent = "t" };
+	struct buf		 f;
+	char			 self[PATH_MAX], path[PATH_MAX + 32];
+	ssize_t			 n = readlink("/proc/self/exe", self,
+	    sizeof self - 1);
+	int			 sv[2], wp[2];
+	pid_t			 pid;
+
+	cr_assert_gt(n, 0);
+	self[n] = '\0';
+	snprintf(path, sizeof path, "%s/heavyd-worker", dirname(self));
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv),
+	    0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, wp), 0);
+	if ((pid = fork()) == 0) {
+		dup2(sv[1], 3);
+		execl(path, "heavyd-egress", "--egress", (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	m_create(&f, MSG_EGRESS_CONFIG);
+	egress_config_encode(&f, &c);
+	m_close(&f, SIZE_MAX);
+	cr_assert_eq(fd_send(sv[0], f.data, f.len, -1, 0), 0);
+	buf_free(&f);
+	m_create(&f, MSG_EGRESS_ATTACH);
+	egress_attach_encode(&f, &a);
+	m_close(&f, SIZE_MAX);
+	cr_assert_eq(fd_send(sv[0], f.data, f.len, wp[1], 0), 0);
+	buf_free(&f);
+	close(wp[1]);
+	egress_client_set(wp[0]);
+	*ctl = sv[0];
+	return pid;
+}
+
+static void
+egress_reap(pid_t pid, int ctl)
+{
+	int	status;
+
+	close(ctl);		/* egress exits when heavyd's socket closes */
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "egress ended with status %#x", status);
+}
+
 Test(llm, unreachable_endpoint_is_a_connect_error_after_retries)
 {
 	struct job		 job = { .role = ROLE_PLANNER, .max_retries = 2,
@@ -192,15 +255,40 @@ Test(llm, unreachable_endpoint_is_a_connect_error_after_retries)
 	struct llm_error	 e = { 0 };
 	char			 url[64], want[128];
 
+	int			 ctl;
+	pid_t			 pid;
+
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", closed_port());
 	job.base_url = url;
+	pid = egress_spawn(url, &ctl);
 	cr_assert_eq(llm_chat(&job, now_ms() + 30000, msgs, NULL, &r, &u, &e),
 	    -1);
+	egress_reap(pid, ctl);
 	cr_assert_eq(e.kind, JOB_ERR_CONNECT, "%d: %s", e.kind, e.msg);
 	snprintf(want, sizeof want, "cannot connect to %s/chat/completions: "
 	    "Connection refused", url);
 	cr_assert_str_eq(e.msg, want);
 	cr_assert_eq(u.retries, 2, "a refusal is retried like the rest");
 	cr_assert_eq(u.llm_calls, 3);
+	json_object_put(msgs);
+}
+
+/* Without egress a worker has no way out, and says so, without retrying. */
+Test(llm, no_egress_fails_at_once_naming_it)
+{
+	struct job		 job = { .role = ROLE_PLANNER, .max_retries = 5,
+	    .retry_base_ms = 1, .retry_max_ms = 1, .model = "m",
+	    .base_url = "http://127.0.0.1:9/v1" };
+	struct json_object	*msgs = json_object_new_array();
+	struct llm_reply	 r;
+	struct usage		 u = { 0 };
+	struct llm_error	 e = { 0 };
+
+	egress_client_set(-1);
+	cr_assert_eq(llm_chat(&job, now_ms() + 30000, msgs, NULL, &r, &u, &e),
+	    -1);
+	cr_assert_eq(e.kind, JOB_ERR_TRANSPORT, "%d: %s", e.kind, e.msg);
+	cr_assert(strstr(e.msg, "heavyd-egress") != NULL, "%s", e.msg);
+	cr_assert_eq(u.retries, 0);
 	json_object_put(msgs);
 }

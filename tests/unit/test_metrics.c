@@ -319,6 +319,8 @@ Test(metrics, heavyd_families_at_start)
 	assert_has(text, "heavyd_workers{state=\"finishing\"} 0\n");
 	assert_has(text, "heavyd_tasks_running 0\n");
 	assert_has(text, "heavyd_zygote_up 0\n");
+	assert_has(text, "heavyd_egress_up 0\n");
+	assert_has(text, "heavyd_egress_cancelled_total 0\n");
 	assert_has(text, "# TYPE heavyd_llm_request_duration_seconds "
 	    "histogram\n");
 	assert_has(text, "# TYPE heavyd_http_requests_total counter\n");
@@ -346,6 +348,10 @@ Test(metrics, heavyd_families_count)
 	metrics_zygote_spares(4);
 	metrics_zygote_up(true);
 	metrics_zygote_restart();
+	metrics_egress_up(true);
+	metrics_egress_restart();
+	metrics_egress_cancelled(2);
+	metrics_egress_cancelled(1);
 	metrics_http_request("POST", 200);
 	metrics_http_request("GET", 404);
 	metrics_sessions(2);
@@ -380,6 +386,9 @@ Test(metrics, heavyd_families_count)
 	assert_has(text, "heavyd_zygote_spares 4\n");
 	assert_has(text, "heavyd_zygote_up 1\n");
 	assert_has(text, "heavyd_zygote_restarts_total 1\n");
+	assert_has(text, "heavyd_egress_up 1\n");
+	assert_has(text, "heavyd_egress_restarts_total 1\n");
+	assert_has(text, "heavyd_egress_cancelled_total 3\n");
 	assert_has(text, "heavyd_http_requests_total{method=\"POST\","
 	    "code=\"200\"} 1\n");
 	assert_has(text, "heavyd_http_requests_total{method=\"GET\","

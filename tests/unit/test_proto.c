@@ -49,7 +49,9 @@ Test(proto, job_round_trip)
 	cr_assert_eq(m_end(&r), 0);
 	cr_assert_eq(out.index, 3);
 	cr_assert_eq(out.budget_ms, 1234);
-	cr_assert_str_eq(out.api_key, "sk-secret");
+	cr_assert_null(out.api_key, "the key stays with heavyd-egress");
+	cr_assert_null(memmem(b.data, b.len, "sk-secret", 9),
+	    "the key is not in the MSG_JOB_RUN frame");
 	cr_assert_str_eq(out.prompt, "why?");
 	cr_assert_str_eq(out.system_prompt, "");
 	job_clear(&out);

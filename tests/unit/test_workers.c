@@ -89,6 +89,7 @@ setup(void)
 	port = ntohs(sin.sin_port);
 	worker_path(path, sizeof path);
 	cr_assert_eq(spawner_start(path, 1, false), 0);
+	cr_assert_eq(egressctl_start(path, "test-key-123456", NULL, &cfg), 0);
 	requests = nanswers = 0;
 	hung = got_result = false;
 }
@@ -97,6 +98,7 @@ static void
 teardown(void)
 {
 	spawner_stop();
+	egressctl_stop();
 	workers_free_all();
 	evhttp_free(http);
 	event_base_free(ev_base);

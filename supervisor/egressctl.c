@@ -1,0 +1,342 @@
+/*
+ * Our handle on heavyd-egress: heavyd-worker executed with --egress, the
+ * one process that holds the keys and talks to the network.  Its first
+ * frame is MSG_EGRESS_CONFIG (the keys, the caps); then each worker gets
+ * a socket pair, one end attached here (MSG_EGRESS_ATTACH, with the
+ * upstreams the worker's job may use), the other passed to the worker.
+ * If egress dies, the workers' calls in flight fail (their sockets close,
+ * and they say why); we start another at once for the workers after.
+ */
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+#include "metrics.h"
+#include "../worker/worker.h"
+
+struct egress_pending {
+	struct buf			frame;
+	int				fd;
+	TAILQ_ENTRY(egress_pending)	entry;
+};
+
+static char			*egressctl_path;
+static struct egress_config	 egressctl_cfg;
+static int			 egressctl_fd = -1;
+static pid_t			 egressctl_pid = -1;
+static struct event		*egressctl_rev, *egressctl_wev, *egressctl_retry;
+static uint64_t			 egressctl_cancelled;
+static TAILQ_HEAD(, egress_pending) egressctl_queue =
+    TAILQ_HEAD_INITIALIZER(egressctl_queue);
+
+static int	egressctl_spawn(void);
+
+/* What libcurl may read and how to log; never a secret. */
+static char **
+egressctl_env(void)
+{
+	static const char	*keep[] = { "PATH", "TZ", "LANG", "LC_ALL",
+	    "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "HOME",
+	    "HEAVY_DEBUG", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+	    "JOURNAL_STREAM", "HEAVY_JOURNAL_SOCKET" };
+	size_t			 n = sizeof keep / sizeof keep[0], k = 0;
+	char			**env = xcalloc(n + 2, sizeof *env);
+	const char		*v;
+
+	for (size_t i = 0; i < n; i++)
+		if ((v = getenv(keep[i])) != NULL)
+			env[k++] = xasprintf("%s=%s", keep[i], v);
+	env[k] = xasprintf("%s=%s", LOG_FORMAT_ENV, log_format_name());
+	return env;
+}
+
+static pid_t
+egressctl_exec(int fd)
+{
+	posix_spawn_file_actions_t	 fa;
+	char				*argv[] = { "heavyd-egress", "--egress",
+	    NULL };
+	char				**env = egressctl_env();
+	pid_t				 pid;
+	int				 rc;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, fd, ZYGOTE_FD);
+	rc = posix_spawn(&pid, egressctl_path, &fa, NULL, argv, env);
+	posix_spawn_file_actions_destroy(&fa);
+	for (size_t i = 0; env[i] != NULL; i++)
+		free(env[i]);
+	free(env);
+	if (rc != 0) {
+		errno = rc;
+		return -1;
+	}
+	return pid;
+}
+
+static void
+egressctl_pending_free(struct egress_pending *p)
+{
+	close(p->fd);
+	buf_free(&p->frame);
+	free(p);
+}
+
+/* Attaches what waited for room in the socket, in order. */
+static void
+egressctl_flush(void)
+{
+	struct egress_pending	*p;
+
+	while ((p = TAILQ_FIRST(&egressctl_queue)) != NULL) {
+		if (fd_send(egressctl_fd, p->frame.data, p->frame.len, p->fd,
+		    MSG_DONTWAIT) == -1) {
+			if (errno == EAGAIN || errno == ENOBUFS)
+				event_add(egressctl_wev, NULL);
+			return;		/* else the read side sees it die */
+		}
+		TAILQ_REMOVE(&egressctl_queue, p, entry);
+		egressctl_pending_free(p);
+	}
+}
+
+/*
+ * A socket to egress for one worker, whose job may use the upstreams in
+ * a: the worker's end, or -1 when egress is down (the worker's calls then
+ * fail, saying so).
+ */
+int
+egressctl_attach(const struct egress_attach *a)
+{
+	struct egress_pending	*p;
+	int			 sv[2];
+
+	if (egressctl_fd == -1 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+		return -1;
+	p = xcalloc(1, sizeof *p);
+	m_create(&p->frame, MSG_EGRESS_ATTACH);
+	egress_attach_encode(&p->frame, a);
+	m_close(&p->frame, SIZE_MAX);
+	p->fd = sv[1];
+	TAILQ_INSERT_TAIL(&egressctl_queue, p, entry);
+	egressctl_flush();
+	return sv[0];
+}
+
+static void
+egressctl_write_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events; (void)arg;
+	egressctl_flush();
+}
+
+/* egress died or broke: its workers' calls fail by themselves. */
+static void
+egressctl_lost(const char *why)
+{
+	struct egress_pending	*p;
+
+	if (egressctl_fd == -1)
+		return;
+	log_warnx("heavyd-egress %s; the upstream calls in flight fail; "
+	    "restarting it", why);
+	metrics_egress_up(false);
+	metrics_egress_restart();
+	if (egressctl_pid > 0)
+		kill(egressctl_pid, SIGKILL);
+	event_free(egressctl_rev);
+	event_free(egressctl_wev);
+	close(egressctl_fd);
+	egressctl_fd = -1;
+	while ((p = TAILQ_FIRST(&egressctl_queue)) != NULL) {
+		TAILQ_REMOVE(&egressctl_queue, p, entry);
+		egressctl_pending_free(p);
+	}
+	event_active(egressctl_retry, EV_TIMEOUT, 0);
+}
+
+/* MSG_EGRESS_CANCELLED: the total of transfers cut for a gone worker. */
+static int
+egressctl_dispatch(const uint8_t *data, ssize_t n, int fd)
+{
+	struct msg_hdr	hdr;
+	struct mreader	r;
+	uint64_t	total;
+
+	if (fd != -1 || m_frame_check(data, (size_t)n, (size_t)n, &hdr) !=
+	    FRAME_OK || (size_t)n != PROTO_HDR_LEN + hdr.len ||
+	    hdr.type != MSG_EGRESS_CANCELLED)
+		return -1;
+	m_reader_init(&r, data + PROTO_HDR_LEN, hdr.len);
+	if (m_get_u64(&r, &total) == -1 || m_end(&r) == -1)
+		return -1;
+	/* A total per egress process; one that restarted counts from 0. */
+	if (total > egressctl_cancelled)
+		metrics_egress_cancelled(total - egressctl_cancelled);
+	egressctl_cancelled = total;
+	return 0;
+}
+
+static void
+egressctl_read_cb(evutil_socket_t sock, short events, void *arg)
+{
+	uint8_t	data[64];
+	ssize_t	n;
+	int	fd;
+
+	(void)sock; (void)events; (void)arg;
+	for (int i = 0; i < 64; i++) {
+		n = fd_recv(egressctl_fd, data, sizeof data, &fd, MSG_DONTWAIT);
+		if (n == -1 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			egressctl_lost("went away");
+			return;
+		}
+		if (egressctl_dispatch(data, n, fd) == -1) {
+			if (fd != -1)
+				close(fd);
+			egressctl_lost("sent an invalid frame");
+			return;
+		}
+	}
+}
+
+static void
+egressctl_retry_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd; (void)events; (void)arg;
+	if (egressctl_fd == -1 && egressctl_spawn() == -1) {
+		log_warnx("heavyd-egress restart failed; retrying in 1 s");
+		event_add(egressctl_retry, &(struct timeval){ 1, 0 });
+	}
+}
+
+/* Whether pid was egress: reaped by the SIGCHLD handler in spawner.c. */
+bool
+egressctl_exited(pid_t pid, int status)
+{
+	char	why[64];
+
+	if (pid != egressctl_pid)
+		return false;
+	egressctl_pid = -1;
+	snprintf(why, sizeof why, "exited (status %d)", status);
+	egressctl_lost(why);
+	return true;
+}
+
+/* The keys go in the first frame, blocking: nothing else is queued. */
+static int
+egressctl_send_config(int fd)
+{
+	struct buf	frame;
+	int		rc;
+
+	m_create(&frame, MSG_EGRESS_CONFIG);
+	egress_config_encode(&frame, &egressctl_cfg);
+	m_close(&frame, SIZE_MAX);
+	rc = fd_send(fd, frame.data, frame.len, -1, 0);
+	explicit_bzero(frame.data, frame.len);
+	buf_free(&frame);
+	return rc;
+}
+
+static int
+egressctl_spawn(void)
+{
+	int	sv[2], fd;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		return -1;
+	fd = sv[1];
+	if (fd == ZYGOTE_FD) {	/* dup2 onto itself would keep FD_CLOEXEC */
+		fd = fcntl(sv[1], F_DUPFD_CLOEXEC, ZYGOTE_FD + 1);
+		close(sv[1]);
+	}
+	egressctl_pid = egressctl_exec(fd);
+	close(fd);
+	if (egressctl_pid == -1 || egressctl_send_config(sv[0]) == -1) {
+		close(sv[0]);
+		return -1;
+	}
+	egressctl_fd = sv[0];
+	fd_set_nonblock(egressctl_fd, 1);
+	egressctl_rev = event_new(ev_base, egressctl_fd, EV_READ | EV_PERSIST,
+	    egressctl_read_cb, NULL);
+	egressctl_wev = event_new(ev_base, egressctl_fd, EV_WRITE,
+	    egressctl_write_cb, NULL);
+	event_add(egressctl_rev, NULL);
+	egressctl_cancelled = 0;	/* the new process counts from 0 */
+	metrics_egress_up(true);
+	log_debug("heavyd-egress started, pid %d", (int)egressctl_pid);
+	return 0;
+}
+
+int
+egressctl_start(const char *worker_path, const char *api_key,
+    const char *search_key, const struct heavy_config *cfg)
+{
+	egressctl_path = xstrdup(worker_path);
+	egressctl_cfg.api_key = xstrdup(api_key ? api_key : "");
+	egressctl_cfg.search_api_key = xstrdup(search_key ? search_key : "");
+	egressctl_cfg.max_body = cfg->egress_max_body;
+	egressctl_cfg.max_host_conns = (uint32_t)cfg->egress_max_host_conns;
+	egressctl_cfg.max_calls = (uint32_t)cfg->egress_max_calls;
+	egressctl_cfg.breaker_failures = (uint32_t)cfg->egress_breaker_failures;
+	egressctl_cfg.breaker_cooldown_s =
+	    (uint32_t)cfg->egress_breaker_cooldown_s;
+	egressctl_retry = evtimer_new(ev_base, egressctl_retry_cb, NULL);
+	return egressctl_spawn();
+}
+
+/* Whether egress is there (for readiness, and tests). */
+bool
+egressctl_up(void)
+{
+	return egressctl_fd != -1;
+}
+
+/* Closing its socket makes egress exit; then it is reaped. */
+void
+egressctl_stop(void)
+{
+	struct egress_pending	*p;
+
+	while ((p = TAILQ_FIRST(&egressctl_queue)) != NULL) {
+		TAILQ_REMOVE(&egressctl_queue, p, entry);
+		egressctl_pending_free(p);
+	}
+	if (egressctl_fd != -1) {
+		event_free(egressctl_rev);
+		event_free(egressctl_wev);
+		close(egressctl_fd);
+		egressctl_fd = -1;
+	}
+	metrics_egress_up(false);
+	if (egressctl_pid > 0) {
+		kill(egressctl_pid, SIGKILL);
+		waitpid(egressctl_pid, NULL, 0);
+		egressctl_pid = -1;
+	}
+	if (egressctl_retry != NULL)
+		event_free(egressctl_retry);
+	egressctl_retry = NULL;
+	egress_config_clear(&egressctl_cfg);
+	free(egressctl_path);
+	egressctl_path = NULL;
+}

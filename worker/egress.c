@@ -1,0 +1,665 @@
+/*
+ * heavyd-egress: the one process that talks to the network (OpenBSD's
+ * privilege separation, for the upstream).  heavyd executes it beside the
+ * zygote with a SOCK_SEQPACKET pair on fd 3: MSG_EGRESS_CONFIG (the keys)
+ * first, then a MSG_EGRESS_ATTACH per worker with that worker's socket.
+ * Workers send MSG_EGRESS_REQUEST frames and get MSG_EGRESS_RESPONSE back.
+ *
+ * Every transfer runs on one libcurl multi handle driven by epoll, so the
+ * connections to each upstream are pooled and kept alive (HTTP/2
+ * multiplexed where offered).  The keys are added here, and only to their
+ * own upstream; secrets are masked out of what comes back here; result
+ * pages are fenced here (egress_fence.c).  A worker's socket that closes
+ * (it exited, or was killed at its deadline) cancels its transfers at once.
+ */
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "worker.h"
+#include "egress.h"
+
+#define EGRESS_MAX_REQ_FRAME	(64u << 20)	/* a transcript, at most */
+#define EGRESS_READ_CHUNK	(64u << 10)
+
+enum watch_type { WATCH_CONTROL, WATCH_CONN, WATCH_CURL, WATCH_DEAD };
+struct watch {
+	enum watch_type	 type;
+	int		 fd;
+	void		*p;
+	uint32_t	 events;	/* WATCH_CURL: what epoll has now */
+};
+
+struct econn;
+struct exfer {
+	CURL			*easy;
+	struct econn		*conn;
+	uint32_t		 id;
+	struct egress_req	 req;
+	struct egress_sink	 sink;
+	struct egress_fence	 fence;
+	struct curl_slist	*headers;
+	char			*url;
+	char			 errbuf[CURL_ERROR_SIZE];
+	struct gov_wait		 gov;		/* LLM calls: the governor's */
+	TAILQ_ENTRY(exfer)	 entry;
+};
+#define GOV_XFER(w)	((struct exfer *)(void *)((char *)(w) - \
+			    offsetof(struct exfer, gov)))
+
+struct econn {
+	struct watch		 w;
+	struct egress_attach	 policy;
+	struct buf		 in;
+	struct buf		 out;
+	size_t			 out_off;
+	bool			 writing;
+	TAILQ_HEAD(, exfer)	 xfers;
+	TAILQ_ENTRY(econn)	 entry;
+};
+
+static int			 egress_epfd = -1;
+static struct watch		 egress_control = { WATCH_CONTROL, -1, NULL, 0 };
+static CURLM			*egress_multi;
+static struct egress_config	 egress_cfg;
+static int64_t			 egress_timer_at = -1;	/* ms; -1: none */
+static uint64_t			 egress_cancelled;
+/* Every worker's socket: epoll holds them too, but only we can free them. */
+static TAILQ_HEAD(, econn)	 egress_conns =
+    TAILQ_HEAD_INITIALIZER(egress_conns);
+/* What an event of this epoll batch may still point to is freed after it. */
+static void			**egress_dead;
+static size_t			 egress_ndead, egress_dead_cap;
+
+static void	egress_conn_close(struct econn *);
+static void	egress_add(struct exfer *);
+static void	egress_govern(struct exfer *, struct egress_upstream *);
+
+static void
+egress_bury(struct watch *w, void *p)
+{
+	w->type = WATCH_DEAD;
+	if (egress_ndead == egress_dead_cap) {
+		egress_dead_cap = egress_dead_cap ? 2 * egress_dead_cap : 16;
+		egress_dead = xrealloc(egress_dead, egress_dead_cap *
+		    sizeof *egress_dead);
+	}
+	egress_dead[egress_ndead++] = p;
+}
+
+static void
+egress_bury_flush(void)
+{
+	for (size_t i = 0; i < egress_ndead; i++)
+		free(egress_dead[i]);
+	egress_ndead = 0;
+}
+
+/* Drops the first n bytes of b. */
+static void
+egress_consume(struct buf *b, size_t n)
+{
+	if (n == 0)
+		return;
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+}
+
+static void
+egress_epoll(int op, struct watch *w, uint32_t events)
+{
+	struct epoll_event	ev = { .events = events, .data.ptr = w };
+
+	if (epoll_ctl(egress_epfd, op, w->fd, &ev) == -1 && op != EPOLL_CTL_DEL)
+		fatal("egress: epoll_ctl");
+}
+
+/* ---- curl's sockets and timer ---- */
+
+static int
+egress_socket_cb(CURL *e, curl_socket_t s, int what, void *arg, void *sp)
+{
+	struct watch	*w = sp;
+	uint32_t	 ev = 0;
+
+	(void)e; (void)arg;
+	if (what == CURL_POLL_REMOVE) {
+		if (w != NULL) {
+			egress_epoll(EPOLL_CTL_DEL, w, 0);
+			curl_multi_assign(egress_multi, s, NULL);
+			egress_bury(w, w);
+		}
+		return 0;
+	}
+	if (what & CURL_POLL_IN)
+		ev |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev |= EPOLLOUT;
+	if (w == NULL) {
+		w = xcalloc(1, sizeof *w);
+		w->type = WATCH_CURL;
+		w->fd = s;
+		w->events = ev;
+		curl_multi_assign(egress_multi, s, w);
+		egress_epoll(EPOLL_CTL_ADD, w, ev);
+	} else if (w->events != ev) {
+		w->events = ev;
+		egress_epoll(EPOLL_CTL_MOD, w, ev);
+	}
+	return 0;
+}
+
+static int
+egress_timer_cb(CURLM *m, long ms, void *arg)
+{
+	(void)m; (void)arg;
+	egress_timer_at = ms < 0 ? -1 : now_ms() + ms;
+	return 0;
+}
+
+/* ---- frames to a worker ---- */
+
+static void
+egress_conn_flush(struct econn *c)
+{
+	ssize_t	n;
+
+	while (c->out_off < c->out.len) {
+		n = send(c->w.fd, c->out.data + c->out_off,
+		    c->out.len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			egress_conn_close(c);
+			return;
+		}
+		c->out_off += (size_t)n;
+	}
+	if (c->out_off == c->out.len) {
+		buf_reset(&c->out);
+		c->out_off = 0;
+	}
+	if (c->writing != (c->out.len > 0)) {
+		c->writing = c->out.len > 0;
+		egress_epoll(EPOLL_CTL_MOD, &c->w, EPOLLIN |
+		    (c->writing ? EPOLLOUT : 0));
+	}
+}
+
+static void
+egress_conn_send(struct econn *c, const struct egress_resp *s)
+{
+	struct buf	frame;
+
+	m_create(&frame, MSG_EGRESS_RESPONSE);
+	egress_resp_encode(&frame, s);
+	m_close(&frame, SIZE_MAX);
+	if (buf_add(&c->out, frame.data, frame.len) == -1)
+		fatalx("egress: output buffer");
+	buf_free(&frame);
+	egress_conn_flush(c);
+}
+
+/* The total of cancelled transfers, for heavyd's metrics and tests; a
+ * lost report is made good by the next, which carries the total. */
+static void
+egress_report_cancelled(void)
+{
+	struct buf	frame;
+
+	m_create(&frame, MSG_EGRESS_CANCELLED);
+	m_add_u64(&frame, egress_cancelled);
+	m_close(&frame, SIZE_MAX);
+	(void)send(egress_control.fd, frame.data, frame.len,
+	    MSG_NOSIGNAL | MSG_DONTWAIT);
+	buf_free(&frame);
+}
+
+/* ---- transfers ---- */
+
+static void
+egress_xfer_free(struct exfer *x)
+{
+	gov_cancel(&x->gov);
+	if (x->easy != NULL) {
+		curl_multi_remove_handle(egress_multi, x->easy);
+		curl_easy_cleanup(x->easy);
+	}
+	curl_slist_free_all(x->headers);
+	free(x->url);
+	buf_free(&x->sink.body);
+	egress_req_clear(&x->req);
+	free(x);
+}
+
+/* A denial, answered at once without a transfer. */
+static void
+egress_deny(struct econn *c, uint32_t id, const char *why)
+{
+	struct egress_resp	s = { .id = id, .result = EGRESS_DENIED };
+
+	s.error = (char *)why;
+	s.retry_after = s.reset = s.content_type = s.body = "";
+	egress_conn_send(c, &s);
+}
+
+static void
+egress_answer(struct exfer *x, CURLcode rc)
+{
+	struct egress_resp	 s = { .id = x->id };
+	long			 status = 0, oserr = 0;
+	const char		*type = NULL;
+	char			*body;
+
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &type);
+	s.status = status >= 100 && status <= 999 ? (uint32_t)status : 0;
+	s.result = egress_classify(rc, x->sink.over,
+	    x->fence.refused[0] != '\0');
+	if (s.result == EGRESS_CONNECT &&
+	    curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr) == CURLE_OK &&
+	    oserr > 0 && oserr < 4096)
+		s.os_errno = (uint32_t)oserr;
+	s.error = s.result == EGRESS_REFUSED ? x->fence.refused :
+	    x->errbuf[0] != '\0' ? x->errbuf : (char *)curl_easy_strerror(rc);
+	s.retry_after = x->sink.retry_after;
+	s.reset = x->sink.reset;
+	s.content_type = type != NULL && strlen(type) < 1024 ? (char *)type : "";
+	s.body_len = x->sink.body.len;
+	body = egress_redact(buf_cstr(&x->sink.body), &s.body_len);
+	s.body = body;
+	egress_conn_send(x->conn, &s);
+	free(body);
+}
+
+static void
+egress_done(void)
+{
+	CURLMsg		*msg;
+	struct exfer	*x;
+	struct econn	*c;
+	long		 status;
+	int		 left;
+
+	while ((msg = curl_multi_info_read(egress_multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &x);
+		c = x->conn;
+		TAILQ_REMOVE(&c->xfers, x, entry);
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+		gov_finished(&x->gov, status, msg->data.result == CURLE_OK ||
+		    x->sink.over, x->sink.retry_after, x->sink.reset);
+		egress_answer(x, msg->data.result);	/* may close c */
+		egress_xfer_free(x);
+	}
+}
+
+static void
+egress_start(struct econn *c, struct egress_req *q)
+{
+	struct exfer	*x = xcalloc(1, sizeof *x);
+	char		 why[256];
+
+	x->conn = c;
+	x->id = q->id;
+	x->req = *q;
+	memset(q, 0, sizeof *q);
+	if ((x->easy = curl_easy_init()) == NULL)
+		fatalx("egress: curl_easy_init");
+	if (egress_setup(x->easy, &c->policy, &egress_cfg, &x->req, &x->sink,
+	    &x->fence, &x->headers, &x->url, why, sizeof why) == -1) {
+		egress_deny(c, x->id, why);
+		egress_xfer_free(x);
+		return;
+	}
+	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+	TAILQ_INSERT_TAIL(&c->xfers, x, entry);
+	/* An LLM call waits for its upstream's permit (egress_gov.c). */
+	if (x->req.kind == EGRESS_LLM) {
+		egress_govern(x, gov_upstream(c->policy.base_url));
+		return;
+	}
+	egress_add(x);
+}
+
+/* Into the governor's line, or failed fast by its breaker. */
+static void
+egress_govern(struct exfer *x, struct egress_upstream *u)
+{
+	struct egress_resp	s = { .id = x->id, .result = EGRESS_OPEN };
+	char			why[512];
+
+	if (gov_admit(u, &x->gov.probe, why, sizeof why) == -1) {
+		s.error = why;
+		s.retry_after = s.reset = s.content_type = s.body = "";
+		TAILQ_REMOVE(&x->conn->xfers, x, entry);
+		egress_conn_send(x->conn, &s);
+		egress_xfer_free(x);
+		return;
+	}
+	gov_submit(&x->gov, u, now_ms() + (x->req.timeout_ms > 0 ?
+	    x->req.timeout_ms : 600000));
+}
+
+/* Into the multi handle: the transfer begins. */
+static void
+egress_add(struct exfer *x)
+{
+	if (curl_multi_add_handle(egress_multi, x->easy) != CURLM_OK) {
+		TAILQ_REMOVE(&x->conn->xfers, x, entry);
+		egress_deny(x->conn, x->id, "egress could not start the "
+		    "transfer");
+		egress_xfer_free(x);
+	}
+}
+
+/* The governor's permit: the time spent waiting counts against the
+ * request's own. */
+static void
+egress_gov_start(struct gov_wait *w)
+{
+	struct exfer	*x = GOV_XFER(w);
+	int64_t		 left = w->expires - now_ms();
+
+	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(left > 1 ?
+	    left : 1));
+	egress_add(x);
+}
+
+/* Its time ran out in the governor's line. */
+static void
+egress_gov_expire(struct gov_wait *w)
+{
+	struct exfer		*x = GOV_XFER(w);
+	struct egress_resp	 s = { .id = x->id, .result = EGRESS_TIMEOUT };
+
+	s.error = "the request's time ran out waiting for the upstream's "
+	    "governor (its rate limit or its cap on calls)";
+	s.retry_after = s.reset = s.content_type = s.body = "";
+	TAILQ_REMOVE(&x->conn->xfers, x, entry);
+	egress_conn_send(x->conn, &s);
+	egress_xfer_free(x);
+}
+
+/* ---- a worker's socket ---- */
+
+static void
+egress_conn_close(struct econn *c)
+{
+	struct exfer	*x;
+	unsigned	 n = 0;
+
+	while ((x = TAILQ_FIRST(&c->xfers)) != NULL) {
+		TAILQ_REMOVE(&c->xfers, x, entry);
+		egress_xfer_free(x);
+		n++;
+	}
+	if (n > 0) {
+		egress_cancelled += n;
+		log_info("worker %u went away: %u transfer%s cancelled",
+		    c->policy.worker_id, n, n == 1 ? "" : "s");
+		egress_report_cancelled();
+	}
+	egress_epoll(EPOLL_CTL_DEL, &c->w, 0);
+	close(c->w.fd);
+	c->w.fd = -1;
+	TAILQ_REMOVE(&egress_conns, c, entry);
+	egress_attach_clear(&c->policy);
+	buf_free(&c->in);
+	buf_free(&c->out);
+	egress_bury(&c->w, c);
+}
+
+/* Every whole frame in c->in: 0, 1 when c was closed meanwhile (an answer
+ * it could not take), -1 when a frame is invalid. */
+static int
+egress_conn_frames(struct econn *c)
+{
+	struct msg_hdr		hdr;
+	struct egress_req	q;
+	size_t			off = 0;
+
+	for (;;) {
+		switch (m_frame_check(c->in.data + off, c->in.len - off,
+		    EGRESS_MAX_REQ_FRAME, &hdr)) {
+		case FRAME_INVALID:
+			return -1;
+		case FRAME_INCOMPLETE:
+			egress_consume(&c->in, off);
+			return 0;
+		case FRAME_OK:
+			break;
+		}
+		if (hdr.type != MSG_EGRESS_REQUEST ||
+		    egress_req_decode(c->in.data + off + PROTO_HDR_LEN, hdr.len,
+		    &q) == -1)
+			return -1;
+		off += PROTO_HDR_LEN + hdr.len;
+		egress_start(c, &q);
+		if (c->w.type == WATCH_DEAD)
+			return 1;
+	}
+}
+
+static void
+egress_conn_read(struct econn *c)
+{
+	char	chunk[EGRESS_READ_CHUNK];
+	ssize_t	n;
+	int	rc;
+
+	for (;;) {
+		n = recv(c->w.fd, chunk, sizeof chunk, MSG_DONTWAIT);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			egress_conn_close(c);
+			return;
+		}
+		rc = buf_add(&c->in, chunk, (size_t)n) == -1 ? -1 :
+		    egress_conn_frames(c);
+		if (rc == 1)
+			return;		/* closed already */
+		if (rc == -1) {
+			log_warnx("worker %u sent an invalid frame; its socket "
+			    "is closed", c->policy.worker_id);
+			egress_conn_close(c);
+			return;
+		}
+	}
+}
+
+/* ---- heavyd's socket ---- */
+
+static void
+egress_attach(const void *p, size_t len, int fd)
+{
+	struct econn	*c = xcalloc(1, sizeof *c);
+
+	if (fd == -1 || egress_attach_decode(p, len, &c->policy) == -1)
+		fatalx("egress: heavyd sent an invalid attach frame");
+	c->w.type = WATCH_CONN;
+	c->w.fd = fd;
+	c->w.p = c;
+	buf_init(&c->in, EGRESS_MAX_REQ_FRAME + EGRESS_READ_CHUNK);
+	buf_init(&c->out, 0);
+	TAILQ_INIT(&c->xfers);
+	TAILQ_INSERT_TAIL(&egress_conns, c, entry);
+	egress_epoll(EPOLL_CTL_ADD, &c->w, EPOLLIN);
+}
+
+/* heavyd's frames; its socket closing means heavyd is gone: so are we. */
+static void
+egress_control_read(void)
+{
+	static uint8_t	 data[64 << 10];
+	struct msg_hdr	 hdr;
+	ssize_t		 n;
+	int		 fd;
+
+	for (;;) {
+		n = fd_recv(egress_control.fd, data, sizeof data, &fd,
+		    MSG_DONTWAIT);
+		if (n == -1 && errno == EAGAIN)
+			return;
+		if (n <= 0)
+			exit(0);
+		if (m_frame_check(data, (size_t)n, (size_t)n, &hdr) != FRAME_OK ||
+		    (size_t)n != PROTO_HDR_LEN + hdr.len ||
+		    hdr.type != MSG_EGRESS_ATTACH)
+			fatalx("egress: heavyd sent an invalid frame");
+		egress_attach(data + PROTO_HDR_LEN, hdr.len, fd);
+	}
+}
+
+/* The first frame, blocking: the keys and caps. */
+static void
+egress_read_config(void)
+{
+	static uint8_t	 data[64 << 10];
+	struct msg_hdr	 hdr;
+	ssize_t		 n;
+	int		 fd;
+
+	n = fd_recv(egress_control.fd, data, sizeof data, &fd, 0);
+	if (n <= 0 || fd != -1 ||
+	    m_frame_check(data, (size_t)n, (size_t)n, &hdr) != FRAME_OK ||
+	    (size_t)n != PROTO_HDR_LEN + hdr.len ||
+	    hdr.type != MSG_EGRESS_CONFIG ||
+	    egress_config_decode(data + PROTO_HDR_LEN, hdr.len,
+	    &egress_cfg) == -1)
+		fatalx("egress: heavyd sent no valid configuration");
+	explicit_bzero(data, (size_t)n);
+	secret_add(egress_cfg.api_key);
+	secret_add(egress_cfg.search_api_key);
+}
+
+static void
+egress_setup_process(int fd)
+{
+	int		type;
+	socklen_t	len = sizeof type;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
+	    type != SOCK_SEQPACKET)
+		fatalx("heavyd-egress: started by heavyd, not by hand");
+	prctl(PR_SET_NAME, "heavyd-egress");
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+		fatal("egress: PR_SET_PDEATHSIG");
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);	/* heavyd decides; see the zygote */
+	signal(SIGHUP, SIG_IGN);
+	egress_control.fd = fd;
+	egress_read_config();
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    (egress_multi = curl_multi_init()) == NULL)
+		fatalx("egress: libcurl initialisation failed");
+	curl_multi_setopt(egress_multi, CURLMOPT_SOCKETFUNCTION,
+	    egress_socket_cb);
+	curl_multi_setopt(egress_multi, CURLMOPT_TIMERFUNCTION, egress_timer_cb);
+	curl_multi_setopt(egress_multi, CURLMOPT_PIPELINING,
+	    (long)CURLPIPE_MULTIPLEX);
+	gov_init(egress_cfg.max_calls, egress_cfg.breaker_failures,
+	    egress_cfg.breaker_cooldown_s);
+	if (egress_cfg.max_host_conns > 0)
+		curl_multi_setopt(egress_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+		    (long)egress_cfg.max_host_conns);
+	if ((egress_epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("egress: epoll_create1");
+	egress_epoll(EPOLL_CTL_ADD, &egress_control, EPOLLIN);
+}
+
+static int
+egress_wait_ms(void)
+{
+	int64_t	left, at = egress_timer_at, gov = gov_next();
+
+	if (gov >= 0 && (at < 0 || gov < at))
+		at = gov;
+	if (at < 0)
+		return -1;
+	left = at - now_ms();
+	return left <= 0 ? 0 : left > 60000 ? 60000 : (int)left;
+}
+
+static void
+egress_event(struct watch *w, uint32_t ev)
+{
+	int	running, what = 0;
+
+	switch (w->type) {
+	case WATCH_CONTROL:
+		if (w == &egress_control)
+			egress_control_read();
+		break;
+	case WATCH_CONN:
+		if (ev & EPOLLOUT)
+			egress_conn_flush(w->p);
+		if (w->type == WATCH_CONN && (ev & ~EPOLLOUT))
+			egress_conn_read(w->p);
+		break;
+	case WATCH_DEAD:
+		break;
+	case WATCH_CURL:
+		if (ev & EPOLLIN)
+			what |= CURL_CSELECT_IN;
+		if (ev & EPOLLOUT)
+			what |= CURL_CSELECT_OUT;
+		if (ev & (EPOLLERR | EPOLLHUP))
+			what |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(egress_multi, w->fd, what, &running);
+		egress_done();
+		break;
+	}
+}
+
+int
+egress_main(int fd)
+{
+	struct epoll_event	evs[64];
+	int			n, running;
+
+	log_init("heavyd-egress", getenv("HEAVY_DEBUG") ? LOG_LVL_DEBUG :
+	    LOG_LVL_INFO);
+	egress_log_format();
+	egress_setup_process(fd);
+	for (;;) {
+		n = epoll_wait(egress_epfd, evs, 64, egress_wait_ms());
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			fatal("egress: epoll_wait");
+		/* One event's handling may end another's watch: it is
+		 * marked dead, and freed after the batch. */
+		for (int i = 0; i < n; i++)
+			egress_event(evs[i].data.ptr, evs[i].events);
+		egress_bury_flush();
+		if (egress_timer_at >= 0 && now_ms() >= egress_timer_at) {
+			egress_timer_at = -1;
+			curl_multi_socket_action(egress_multi,
+			    CURL_SOCKET_TIMEOUT, 0, &running);
+			egress_done();
+			egress_bury_flush();
+		}
+		gov_pump(egress_gov_start, egress_gov_expire);
+		egress_bury_flush();
+	}
+}

@@ -1,0 +1,68 @@
+/* worker/egress*.c: heavyd-egress's parts (see egress.c). */
+#ifndef HEAVY_EGRESS_H
+#define HEAVY_EGRESS_H
+
+#include <sys/queue.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <curl/curl.h>
+
+#include "../proto/proto.h"
+
+/* A page's fence: whether it may reach inward, what it was refused. */
+struct egress_fence {
+	bool	allow_private;
+	char	refused[INET6_ADDRSTRLEN];
+};
+
+/* What a transfer's callbacks fill. */
+struct egress_sink {
+	struct buf	body;
+	bool		over;		/* the body passed its cap */
+	char		retry_after[EGRESS_MAX_HEADER];
+	char		reset[EGRESS_MAX_HEADER];
+};
+
+/* egress_gov.c: a call waiting for, or holding, its upstream's permit. */
+struct egress_upstream;
+enum gov_state { GOV_NONE, GOV_QUEUED, GOV_RUNNING };
+struct gov_wait {
+	struct egress_upstream	*up;
+	int64_t			 expires;	/* ms: given up waiting then */
+	enum gov_state		 state;
+	bool			 probe;		/* the half-open breaker's */
+	TAILQ_ENTRY(gov_wait)	 entry;
+};
+void	gov_init(uint32_t max_calls, uint32_t breaker_failures,
+	    uint32_t cooldown_s);
+int	gov_admit(struct egress_upstream *, bool *probe, char *why,
+	    size_t len);
+struct egress_upstream *gov_upstream(const char *base_url);
+void	gov_submit(struct gov_wait *, struct egress_upstream *,
+	    int64_t expires);
+void	gov_cancel(struct gov_wait *);
+void	gov_finished(struct gov_wait *, long status, bool answered,
+	    const char *retry_after, const char *reset);
+void	gov_pump(void (*start)(struct gov_wait *),
+	    void (*expire)(struct gov_wait *));
+int64_t	gov_next(void);
+
+/* egress.c */
+int	egress_main(int fd);
+
+/* egress_curl.c: one request as a libcurl easy handle, and its end. */
+int	egress_setup(CURL *, const struct egress_attach *,
+	    const struct egress_config *, const struct egress_req *,
+	    struct egress_sink *, struct egress_fence *,
+	    struct curl_slist **headers, char **url, char *why, size_t whylen);
+enum egress_result egress_classify(CURLcode, bool over, bool refused);
+char	*egress_redact(const char *body, size_t *len);
+void	egress_log_format(void);
+
+/* egress_fence.c: the inward-address check (SSRF). */
+bool	egress_addr_inward(const struct sockaddr *);
+curl_socket_t egress_opensocket(void *, curlsocktype, struct curl_sockaddr *);
+
+#endif
