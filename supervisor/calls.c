@@ -33,6 +33,7 @@ struct mcp_call {
 	struct mcp_req		*q;		/* the request that asked */
 	mcp_started_fn		 started;
 	void			*started_arg;
+	char			*abandoned;	/* cancelled meanwhile: why */
 };
 
 
@@ -44,6 +45,7 @@ mcp_call_free(struct mcp_call *c)
 	mcp_session_unref(c->s);
 	json_object_put(c->id);
 	json_object_put(c->progress_token);
+	free(c->abandoned);
 	free(c->key);
 	free(c);
 }
@@ -164,10 +166,18 @@ mcp_call_started(void *arg, struct task_record *r, enum service_refusal how,
 
 	(void)how;
 	c->q = NULL;
-	if ((c->rec = r) == NULL)
+	if (c->abandoned != NULL) {	/* cancelled while it started */
+		if (r != NULL)
+			service_abandon(r, c->abandoned);
+		mcp_req_end(q);
 		mcp_call_free(c);
-	else if (c->id != NULL)	/* a blocking call, answered at its end */
-		lh_table_insert(c->s->calls, c->key, c);
+		return;
+	}
+	if ((c->rec = r) == NULL) {
+		if (c->id != NULL)
+			lh_table_delete(c->s->calls, c->key);
+		mcp_call_free(c);
+	}
 	mcp_req_begin(q);
 	fn(q, r, r == NULL ? tool_error_result(why) : NULL, fn_arg);
 	mcp_req_end(q);
@@ -209,6 +219,8 @@ mcp_call_new(struct mcp_session *s, struct rpc_msg *m,
 	c->q = mcp_req_hold(s, m);
 	c->started = run->started;
 	c->started_arg = run->started_arg;
+	if (c->id != NULL)	/* cancellable from now on, answered at its end */
+		lh_table_insert(s->calls, c->key, c);
 	return c;
 }
 
@@ -340,7 +352,10 @@ mcp_calls_cancel(struct mcp_session *s, const char *key, const char *why)
 	c = (struct mcp_call *)lh_entry_v(e);
 	lh_table_delete_entry(s->calls, e);
 	log_info("request %s %s", c->key, why);
-	mcp_call_abandon(c, why);
+	if (c->rec == NULL)	/* still starting: its start stops it */
+		c->abandoned = xstrdup(why);
+	else
+		mcp_call_abandon(c, why);
 	return true;
 }
 
