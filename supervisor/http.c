@@ -14,7 +14,9 @@
  * A dropped stream is not a cancellation: the call runs on as a task.
  *
  * With identities (auth.c) every request to the endpoint is authenticated
- * once its path and Origin are let in: 401 or 429 otherwise.  Its identity
+ * once its path and Origin are let in: 401 or 429 otherwise (in OAuth
+ * mode 403 for a scope missing, 503 without keys; its RFC 9728 metadata is
+ * served without authentication).  Its identity
  * owns the sessions it makes; another identity naming one gets 404.
  *
  * evhttp's traps, and what is done about them: sizes and the time to
@@ -1122,6 +1124,34 @@ http_probe(struct evhttp_request *req, const char *path)
 	return true;
 }
 
+/*
+ * RFC 9728: auth.mode oauth's protected-resource metadata, where an MCP
+ * client learns which authorization server issues tokens for heavyd.
+ * Open to all (it is how a client without a token finds its way), GET
+ * only.
+ */
+static void
+http_metadata(struct evhttp_request *req)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+	struct evbuffer		*body;
+	char			*json;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_add_header(h, "Allow", "GET");
+		http_plain(req, 405, "Method Not Allowed", "GET only");
+		return;
+	}
+	json = auth_oauth_metadata();
+	body = evbuffer_new();
+	evbuffer_add(body, json, strlen(json));
+	free(json);
+	evhttp_add_header(h, "Content-Type", "application/json");
+	evhttp_add_header(h, "Cache-Control", "max-age=300");
+	evhttp_send_reply(req, 200, "OK", body);
+	evbuffer_free(body);
+}
+
 /* Every answered request counts, by method and status. */
 static void
 http_complete_cb(struct evhttp_request *req, void *arg)
@@ -1140,7 +1170,8 @@ http_complete_cb(struct evhttp_request *req, void *arg)
 	metrics_http_request(method, evhttp_request_get_response_code(req));
 }
 
-/* A refused authentication: 401 with its challenge, or 429. */
+/* A refused authentication: 401 or 403 with its challenge, 429 or 503
+ * with Retry-After. */
 static void
 http_deny(struct evhttp_request *req, const struct auth_denial *d)
 {
@@ -1149,7 +1180,7 @@ http_deny(struct evhttp_request *req, const struct auth_denial *d)
 
 	if (d->www_authenticate[0] != '\0')
 		evhttp_add_header(h, "WWW-Authenticate", d->www_authenticate);
-	if (d->status == 429) {
+	if (d->retry_after_s > 0) {
 		snprintf(retry, sizeof retry, "%d", d->retry_after_s);
 		evhttp_add_header(h, "Retry-After", retry);
 	}
@@ -1187,7 +1218,7 @@ static void
 http_request_cb(struct evhttp_request *req, void *arg)
 {
 	const char	*path;
-	char		 owner[TOKEN_NAME_MAX + 16];
+	char		 owner[AUTH_OWNER_MAX];
 
 	(void)arg;
 	evhttp_request_set_on_complete_cb(req, http_complete_cb, NULL);
@@ -1197,13 +1228,15 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET &&
 	    http_probe(req, path))
 		return;
-	if (strcmp(path, http.cfg->http_path) != 0)
+	if (auth_oauth_metadata_path(path))
+		http_metadata(req);
+	else if (strcmp(path, http.cfg->http_path) != 0)
 		http_plain(req, 404, "Not Found", "no such endpoint");
 	else if (!http_origin_ok(req))
 		http_fail(req, 403, RPC_INVALID_REQUEST,
 		    "Forbidden: this Origin is not allowed (http.allowed_origins)");
 	else if (!http_auth(req, owner, sizeof owner))
-		;			/* answered: 401 or 429 */
+		;			/* answered: 401, 403, 429, 503 */
 	else if (!http_version_ok(req) &&	/* a POST: under its id */
 	    evhttp_request_get_command(req) != EVHTTP_REQ_POST)
 		http_fail_msg(req, 400, modern_unsupported(NULL,
