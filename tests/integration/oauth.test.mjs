@@ -10,7 +10,7 @@
 // passed on to the provider.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHmac, generateKeyPairSync, sign } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -338,4 +338,22 @@ test('auth.defaults holds an OAuth identity to its requests_per_minute; failed a
 	assert.match(srv.stderr(), /further requests from it are refused \(auth\.fail_max\)/);
 	assert.ok(!srv.stderr().includes(forged.split('.')[2]), 'the token is in the log');
 	await srv.stop();
+});
+
+test('a JWKS file that does not load: heavyd does not start, --check-config says why',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const s = makeSetup(t);
+	fs.writeFileSync(s.jwks, JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 'h' }] }));
+	const env = { PATH: process.env.PATH, OPENROUTER_API_KEY: apiKey(), HEAVY_CONFIG: s.config,
+	    HEAVY_STATE_DIR: path.join(s.dir, 'state'), ...sanitizerEnv() };
+	const check = spawnSync(HEAVYD, ['--check-config'], { encoding: 'utf8', cwd: REPO, env });
+	assert.equal(check.status, 1, check.stderr);
+	assert.match(check.stdout, /^auth\.mode: oauth$/m);
+	assert.match(check.stderr, new RegExp(`${s.jwks}: .*no usable key`));
+	const run = spawnSync(HEAVYD, ['--listen', '127.0.0.1:0'], { encoding: 'utf8', cwd: REPO, env,
+	    timeout: HANG });
+	assert.equal(run.status, 1, run.stderr);
+	assert.match(run.stderr, /error: oauth: .*no usable key/);
+	if (IS_ASAN)
+		assertNoSanitizerReport(run.stderr, 'heavyd');
 });
