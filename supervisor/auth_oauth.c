@@ -8,8 +8,9 @@
  * A token is copied out of its header only to be checked, then wiped; the
  * name of the identity it speaks for (its sub, or auth.identity_claim) is
  * all that leaves here.  A token whose key the issuer's JWKS URL is being
- * fetched for is answered 503 with Retry-After: the request is not held,
- * so that nothing of it (nor its token) waits in memory on an issuer.
+ * fetched for is a pending denial (503, Retry-After): the HTTP transport
+ * holds the request with auth_oauth_wait and asks again when the fetch has
+ * ended, once; a request it cannot hold gets the 503.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ auth_oauth_deny(enum oauth_result r, const char *why, struct auth_denial *d)
 	if ((r == OAUTH_UNKNOWN_KEY || r == OAUTH_NO_KEYS) &&
 	    oauth_fetching(ao.o)) {
 		d->status = 503;
+		d->pending = true;
 		d->retry_after_s = AUTH_OAUTH_FETCH_RETRY_S;
 		snprintf(d->message, sizeof d->message, "Service Unavailable: "
 		    "the authorization server's keys are being fetched; retry "
@@ -171,4 +173,19 @@ char *
 auth_oauth_metadata(void)
 {
 	return oauth_metadata_json(&ao.o->cfg);
+}
+
+/* fn(arg) once the fetch of the keys in flight has ended; -1 when none
+ * is. */
+int
+auth_oauth_wait(void (*fn)(void *), void *arg)
+{
+	return ao.o != NULL ? oauth_wait(ao.o, fn, arg) : -1;
+}
+
+void
+auth_oauth_unwait(void (*fn)(void *), void *arg)
+{
+	if (ao.o != NULL)
+		oauth_unwait(ao.o, fn, arg);
 }

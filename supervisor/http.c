@@ -75,6 +75,20 @@ struct http_event {
 struct http_conn {
 	struct evhttp_connection *evcon;
 	struct http_stream	*stream;
+	struct http_held	*held;
+};
+
+/*
+ * A request held before it is let in: its token names a key the
+ * authorization server's JWKS URL is being fetched for (auth.mode oauth).
+ * It is routed again when the fetch ends; a copy of its Authorization
+ * header (the request's own is wiped at once) is wiped when it goes.
+ */
+struct http_held {
+	struct evhttp_request	*req;
+	struct http_conn	*conn;
+	struct event		*closed;	/* the client hung up */
+	char			*authorization;
 };
 
 /*
@@ -138,6 +152,9 @@ static void	http_stream_free(struct http_stream *);
 static void	http_stream_orphan(struct http_stream *);
 static void	http_stream_arm(struct http_stream *);
 static void	http_session_end(struct http_session *);
+static void	http_held_free(struct http_held *);
+static void	http_held_cb(void *);
+static void	http_route(struct evhttp_request *, struct http_held *);
 
 /* --- replies that are not MCP messages -------------------------------- */
 
@@ -283,6 +300,13 @@ http_conn_closed(struct evhttp_connection *evcon, void *arg)
 	struct http_stream	*st = c->stream;
 	struct evhttp_request	*req;
 
+	if (c->held != NULL) {
+		req = c->held->req;
+		if (evhttp_request_get_connection(req) == NULL)
+			evhttp_send_reply_end(req);	/* frees it */
+		http_held_free(c->held);
+		c->held = NULL;
+	}
 	if (st != NULL) {
 		req = st->req;
 		st->req = NULL;
@@ -1187,12 +1211,82 @@ http_deny(struct evhttp_request *req, const struct auth_denial *d)
 	http_fail(req, d->status, RPC_INVALID_REQUEST, d->message);
 }
 
+/* --- a request held for the verifier ---------------------------------- */
+
+/* (Its connection forgets it first.) */
+static void
+http_held_free(struct http_held *h)
+{
+	auth_oauth_unwait(http_held_cb, h);
+	if (h->closed != NULL)
+		event_free(h->closed);
+	if (h->authorization != NULL) {
+		explicit_bzero(h->authorization, strlen(h->authorization));
+		free(h->authorization);
+	}
+	free(h);
+}
+
+/* The fetch has ended: the request is routed again, once (its
+ * connection may go meanwhile: it is let go of first). */
+static void
+http_held_cb(void *arg)
+{
+	struct http_held	*h = arg;
+
+	h->conn->held = NULL;
+	if (h->closed != NULL)
+		event_del(h->closed);
+	http_route(h->req, h);
+	http_held_free(h);
+}
+
+static void
+http_held_closed_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct http_held	*h = arg;
+
+	(void)fd; (void)events;
+	evhttp_connection_free(h->conn->evcon);	/* closed cb: freed */
+}
+
 /*
- * Who sends the request (auth.c): owner, or a refusal sent.  The token is
- * wiped from the request's headers as soon as it has been looked at.
+ * Holds req until the verifier's fetch ends, watching for its client's
+ * hang-up; false when there is no fetch to wait for.
  */
 static bool
-http_auth(struct evhttp_request *req, char *owner, size_t len)
+http_hold(struct evhttp_request *req, const char *authorization)
+{
+	struct http_held	*h = xcalloc(1, sizeof *h);
+	struct bufferevent	*bev;
+
+	if (auth_oauth_wait(http_held_cb, h) == -1) {
+		free(h);
+		return false;
+	}
+	h->req = req;
+	h->conn = http_conn_get(req);
+	h->conn->held = h;
+	h->authorization = authorization != NULL ? xstrdup(authorization) :
+	    NULL;
+	if (http.early_close) {
+		bev = evhttp_connection_get_bufferevent(h->conn->evcon);
+		h->closed = event_new(ev_base, bufferevent_getfd(bev),
+		    EV_CLOSED, http_held_closed_cb, h);
+		event_add(h->closed, NULL);
+	}
+	return true;
+}
+
+/*
+ * Who sends the request (auth.c): owner, or a refusal sent, or the
+ * request held (false, and nothing sent).  The token is wiped from the
+ * request's headers as soon as it has been looked at; a held request is
+ * asked about again with its copy (held).
+ */
+static bool
+http_auth(struct evhttp_request *req, struct http_held *held, char *owner,
+    size_t len)
 {
 	struct evkeyvalq	*in = evhttp_request_get_input_headers(req);
 	char			*a = (char *)(uintptr_t)evhttp_find_header(in,
@@ -1200,28 +1294,32 @@ http_auth(struct evhttp_request *req, char *owner, size_t len)
 	struct auth_denial	 d;
 	ev_uint16_t		 port;
 	int			 rc;
+	bool			 hold;
 
+	if (held != NULL)
+		a = held->authorization;
 	evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer,
 	    &port);
 	rc = auth_request(a, peer != NULL && *peer != '\0' ? peer : "unix",
 	    now_ms(), owner, len, &d);
-	if (a != NULL) {
+	hold = rc == -1 && d.pending && held == NULL && http_hold(req, a);
+	if (a != NULL && held == NULL) {
 		explicit_bzero(a, strlen(a));
 		evhttp_remove_header(in, "Authorization");
 	}
-	if (rc == -1)
+	if (rc == -1 && !hold)
 		http_deny(req, &d);
+	explicit_bzero(&d, sizeof d);
 	return rc == 0;
 }
 
+/* A request, new or held (then asked about again with its copy). */
 static void
-http_request_cb(struct evhttp_request *req, void *arg)
+http_route(struct evhttp_request *req, struct http_held *held)
 {
 	const char	*path;
 	char		 owner[AUTH_OWNER_MAX];
 
-	(void)arg;
-	evhttp_request_set_on_complete_cb(req, http_complete_cb, NULL);
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path == NULL)
 		path = "";
@@ -1235,8 +1333,8 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	else if (!http_origin_ok(req))
 		http_fail(req, 403, RPC_INVALID_REQUEST,
 		    "Forbidden: this Origin is not allowed (http.allowed_origins)");
-	else if (!http_auth(req, owner, sizeof owner))
-		;			/* answered: 401, 403, 429, 503 */
+	else if (!http_auth(req, held, owner, sizeof owner))
+		;		/* answered (401, 403, 429, 503), or held */
 	else if (!http_version_ok(req) &&	/* a POST: under its id */
 	    evhttp_request_get_command(req) != EVHTTP_REQ_POST)
 		http_fail_msg(req, 400, modern_unsupported(NULL,
@@ -1261,6 +1359,14 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	else
 		http_fail(req, 405, RPC_INVALID_REQUEST,
 		    "Method Not Allowed: use POST, GET or DELETE");
+}
+
+static void
+http_request_cb(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	evhttp_request_set_on_complete_cb(req, http_complete_cb, NULL);
+	http_route(req, NULL);
 }
 
 /* --- listeners -------------------------------------------------------- */

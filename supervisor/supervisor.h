@@ -379,6 +379,8 @@ struct auth_denial {
 	int	 retry_after_s;		/* 429, 503: Retry-After */
 	char	 www_authenticate[1024]; /* 401, 403: WWW-Authenticate */
 	char	 message[192];
+	bool	 pending;	/* 503 unless the transport waits for the
+				   verifier (auth_oauth_wait) and asks again */
 };
 /* auth.mode: oauth's verifier: 0 and the identity's name (namelen is
  * AUTH_NAME_MAX + 1), or -1 and the denial (its WWW-Authenticate with
@@ -414,6 +416,8 @@ void	 auth_oauth_reload(void *arg, const struct heavy_config *);
 void	 auth_oauth_stop(void);
 bool	 auth_oauth_metadata_path(const char *path);
 char	*auth_oauth_metadata(void);
+int	 auth_oauth_wait(void (*fn)(void *), void *arg);
+void	 auth_oauth_unwait(void (*fn)(void *), void *arg);
 
 /* resources.c: heavy:// resources and their subscriptions. */
 struct mcp_session;

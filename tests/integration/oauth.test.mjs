@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac, generateKeyPairSync, sign } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -20,7 +21,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	HANG, HEAVYD, IS_ASAN, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, assertNoSanitizerReport,
+	GRACE, HANG, HEAVYD, IS_ASAN, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, assertNoSanitizerReport,
 	expire, rpcError, sanitizerEnv, startMock, tmpdir, waitFor,
 } from './lib.mjs';
 
@@ -138,9 +139,9 @@ async function connect(srv, token, name = 'oauth-test') {
 	return { client, transport };
 }
 
-function post(srv, body, token) {
+function post(srv, body, token, signal) {
 	return fetch(srv.url, {
-		method: 'POST',
+		method: 'POST', signal,
 		headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream',
 		    ...(token === undefined ? {} : { Authorization: `Bearer ${token}` }) },
 		body: JSON.stringify(body),
@@ -356,4 +357,76 @@ test('a JWKS file that does not load: heavyd does not start, --check-config says
 	assert.match(run.stderr, /error: oauth: .*no usable key/);
 	if (IS_ASAN)
 		assertNoSanitizerReport(run.stderr, 'heavyd');
+});
+
+/* The authorization server's jwks_uri: what it serves, the GETs it had,
+ * and a gate that holds its answers until opened. */
+async function startJwks(t) {
+	let body = JSON.stringify({ keys: [] }), gate = null, gets = 0;
+	const server = http.createServer((req, res) => {
+		gets++;
+		const send = () => {
+			res.writeHead(200, { 'Content-Type': 'application/json' });
+			res.end(body);
+		};
+		if (gate)
+			gate.then(send);
+		else
+			send();
+	});
+	await new Promise((r) => server.listen(0, '127.0.0.1', r));
+	t.after(() => {
+		server.closeAllConnections();
+		server.close();
+	});
+	return {
+		url: `http://127.0.0.1:${server.address().port}/jwks.json`,
+		serve(keys) { body = JSON.stringify({ keys: keys.map((k) => k.jwk) }); },
+		gets: () => gets,
+		hold() {
+			let open;
+			gate = new Promise((r) => { open = r; });
+			return () => { gate = null; open(); };
+		},
+	};
+}
+
+test('auth.jwks_url: a token of a key the issuer has just added is held while the keys are fetched, then served',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const dir = tmpdir('oauth-url');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const jwks = await startJwks(t);
+	const k1 = makeKey('RS256', 'k1'), k2 = makeKey('ES256', 'k2'), k3 = makeKey('EdDSA', 'k3');
+	jwks.serve([k1]);
+	const config = path.join(dir, 'heavyd.yaml');
+	fs.writeFileSync(config, `auth:\n  mode: oauth\n  issuer: ${ISSUER}\n  audience: ${AUDIENCE}\n` +
+	    `  jwks_url: ${jwks.url}\n  jwks_min_refetch: 0\n  scopes: ${SCOPE}\n`);
+	const srv = await startOAuth(t, config);
+	assert.equal(jwks.gets(), 1, 'fetched once at the start');
+	assert.equal((await post(srv, INIT, jwt(k1, claims('alice')))).status, 200);
+
+	// The issuer rotates in k2; a token signed with it waits for the fetch.
+	jwks.serve([k1, k2]);
+	let open = jwks.hold();
+	let answered = false;
+	const held = post(srv, INIT, jwt(k2, claims('alice'))).then((r) => { answered = true; return r; });
+	await waitFor(() => jwks.gets() === 2, HANG, 'the fetch for the unknown key');
+	await new Promise((r) => setTimeout(r, GRACE));
+	assert.equal(answered, false, 'answered before the keys came');
+	open();
+	const res = await held;
+	assert.equal(res.status, 200, await res.clone().text());
+	assert.ok(res.headers.get('mcp-session-id'));
+
+	// A client that hangs up while it is held: nothing is left behind.
+	open = jwks.hold();
+	const ac = new AbortController();
+	const gone = post(srv, INIT, jwt(k3, claims('alice')), ac.signal).catch((e) => e);
+	await waitFor(() => jwks.gets() === 3, HANG, 'the fetch for another unknown key');
+	ac.abort();
+	assert.equal((await gone).name, 'AbortError');
+	open();
+	assert.equal((await post(srv, INIT, jwt(k2, claims('bob')))).status, 200, 'still serving');
+	await srv.stop();
+	assert.match(srv.stderr(), /oauth: 2 key\(s\) fetched/);
 });
