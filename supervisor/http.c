@@ -1247,6 +1247,8 @@ http_held_closed_cb(evutil_socket_t fd, short events, void *arg)
 	struct http_held	*h = arg;
 
 	(void)fd; (void)events;
+	log_info("http: a client hung up while its request waited for the "
+	    "authorization server's keys");
 	evhttp_connection_free(h->conn->evcon);	/* closed cb: freed */
 }
 

@@ -425,6 +425,8 @@ test('auth.jwks_url: a token of a key the issuer has just added is held while th
 	await waitFor(() => jwks.gets() === 3, HANG, 'the fetch for another unknown key');
 	ac.abort();
 	assert.equal((await gone).name, 'AbortError');
+	await waitFor(() => /http: a client hung up while its request waited/.test(srv.stderr()),
+	    HANG, 'heavyd to see the hang-up');
 	open();
 	assert.equal((await post(srv, INIT, jwt(k2, claims('bob')))).status, 200, 'still serving');
 	await srv.stop();
