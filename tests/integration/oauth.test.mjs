@@ -110,6 +110,16 @@ async function startOAuth(t, config, env = {}) {
 	const base = `http://127.0.0.1:${m[2]}`;
 	return {
 		proc, mock, base, url: `${base}${m[3]}`, stderr: () => stderr,
+		/* Every byte of the state directory (the task store, workspaces). */
+		stateText() {
+			let all = '';
+			for (const name of fs.readdirSync(state, { recursive: true })) {
+				const p = path.join(state, name);
+				if (fs.statSync(p).isFile())
+					all += fs.readFileSync(p, 'latin1');
+			}
+			return all;
+		},
 		async stop() {
 			proc.kill('SIGTERM');
 			const ex = await Promise.race([exited, expire(HANG)]);
@@ -232,10 +242,13 @@ test('good RS256, ES256 and EdDSA tokens work; expired, wrong audience or issuer
 	assert.match(srv.stderr(), /audit: task end: identity=id:alice /);
 
 	await srv.stop();
-	const log = srv.stderr();
+	const log = srv.stderr(), stored = srv.stateText();
+	assert.match(stored, /Who am I\?/, 'the task store is where it is looked for');
 	for (const tok of [...Object.values(good), ...Object.values(bad), noScope, scp]) {
 		const sig = tok.split('.').at(-1);
 		assert.ok(!log.includes(tok) && (sig.length < 40 || !log.includes(sig)), 'a token is in the log');
+		assert.ok(!stored.includes(tok) && (sig.length < 40 || !stored.includes(sig)),
+		    'a token is in the task store');
 	}
 	assert.match(log, /auth: Unauthorized: expired: exp has passed from 127\.0\.0\.1/);
 });
