@@ -36,6 +36,13 @@ struct auth_ident {
 	struct auth_window	rate;
 };
 
+/* An OAuth identity seen lately: its request window.  Its limits are
+ * auth.defaults' (auth.oauth_lim), as for a token of no limits of its own. */
+struct auth_seen {
+	char			name[AUTH_NAME_MAX + 1];
+	struct auth_window	rate;
+};
+
 /* A client address with failed attempts. */
 struct auth_client {
 	char			addr[64];
@@ -49,6 +56,8 @@ static struct {
 	struct auth_ident	*ids;
 	int			 nids;
 	struct lh_table		*clients;	/* addr -> struct auth_client */
+	struct token_limits	 oauth_lim;	/* an OAuth identity's */
+	struct lh_table		*seen;		/* name -> struct auth_seen */
 	int			 fail_max;
 	int64_t			 fail_window_ms;
 	int			 max_clients;
@@ -223,6 +232,41 @@ auth_configured(const struct heavy_config *cfg)
 	return tokens_path(cfg, cred, sizeof cred) != NULL;
 }
 
+static void
+auth_seen_drop(struct lh_entry *e)
+{
+	struct auth_seen	*n = (struct auth_seen *)lh_entry_v(e);
+
+	lh_table_delete_entry(auth.seen, e);
+	auth_window_free(&n->rate);
+	free(n);
+}
+
+/* Every OAuth identity's request window forgotten. */
+static void
+auth_seen_clear(void)
+{
+	while (auth.seen != NULL && auth.seen->head != NULL)
+		auth_seen_drop(auth.seen->head);
+}
+
+/* auth.mode oauth: every identity's limits are auth.defaults; a new
+ * requests_per_minute starts the windows afresh. */
+static int
+auth_oauth_limits(const struct heavy_config *cfg, char *err, size_t errlen)
+{
+	struct token_limits	l = { 0 };
+	int			k = TOKEN_REQUESTS_PER_MINUTE;
+
+	if (cfg->auth_defaults != NULL && token_limits_parse(
+	    cfg->auth_defaults, &l, err, errlen) == -1)
+		return -1;
+	if (l.set[k] != auth.oauth_lim.set[k] || l.v[k] != auth.oauth_lim.v[k])
+		auth_seen_clear();
+	auth.oauth_lim = l;
+	return 0;
+}
+
 /* At the start: the mode is fixed from now on; the table loaded. */
 int
 auth_init(const struct heavy_config *cfg, char *err, size_t errlen)
@@ -240,7 +284,8 @@ auth_init(const struct heavy_config *cfg, char *err, size_t errlen)
 			    "has no OAuth verifier");
 			return -1;
 		}
-		return 0;
+		auth.seen = lh_kchar_table_new(64, NULL);
+		return auth_oauth_limits(cfg, err, errlen);
 	}
 	return auth_load(cfg, err, errlen);
 }
@@ -254,6 +299,9 @@ auth_reload(void *arg, const struct heavy_config *cfg)
 
 	(void)arg;
 	auth_knobs(cfg);
+	if (auth.on && auth.oauth && auth_oauth_limits(cfg, err,
+	    sizeof err) == -1)
+		log_warnx("auth: reload: %s; the limits in force stay", err);
 	if (!auth.on || auth.oauth)
 		return;
 	if (auth_load(cfg, err, sizeof err) == -1)
@@ -283,6 +331,11 @@ auth_stop(void)
 	if (auth.clients != NULL)
 		lh_table_free(auth.clients);
 	auth.clients = NULL;
+	auth_seen_clear();
+	if (auth.seen != NULL)
+		lh_table_free(auth.seen);
+	auth.seen = NULL;
+	memset(&auth.oauth_lim, 0, sizeof auth.oauth_lim);
 	auth.fail_max = 0;
 }
 
@@ -314,12 +367,17 @@ auth_by_owner(const char *owner)
 	return NULL;
 }
 
-/* An identity's limits; NULL for an owner that is none (stdio's). */
+/* An identity's limits; NULL for an owner that is none (stdio's).  An
+ * OAuth identity has auth.defaults'. */
 const struct token_limits *
 auth_limits(const char *owner)
 {
-	struct auth_ident	*id = auth_by_owner(owner);
+	struct auth_ident	*id;
 
+	if (auth.oauth)
+		return owner != NULL && strncmp(owner, AUTH_OWNER_PREFIX,
+		    strlen(AUTH_OWNER_PREFIX)) == 0 ? &auth.oauth_lim : NULL;
+	id = auth_by_owner(owner);
 	return id != NULL ? &id->t.lim : NULL;
 }
 
@@ -458,27 +516,59 @@ auth_token_ident(const char *tok, size_t len)
 
 /* The identity's requests_per_minute: 429 when it is over. */
 static bool
-auth_over_rate(struct auth_ident *id, int64_t now, struct auth_denial *d)
+auth_over_rate(struct auth_window *rate, const char *name, int64_t now,
+    struct auth_denial *d)
 {
 	char	msg[160];
 	int64_t	wait;
 
-	if ((wait = auth_window_hit(&id->rate, now, AUTH_MINUTE_MS)) == 0)
+	if ((wait = auth_window_hit(rate, now, AUTH_MINUTE_MS)) == 0)
 		return false;
 	snprintf(msg, sizeof msg, "Too Many Requests: over this identity's "
-	    "requests_per_minute (%d); retry in %d s", id->rate.cap,
+	    "requests_per_minute (%d); retry in %d s", rate->cap,
 	    auth_retry_after_s(wait));
 	auth_deny(d, 429, auth_retry_after_s(wait), msg);
-	log_with(LOG_LVL_INFO, &(struct log_fields){ .identity = id->t.name },
-	    "auth: %s is over its requests_per_minute (%d)", id->t.name,
-	    id->rate.cap);
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .identity = name },
+	    "auth: %s is over its requests_per_minute (%d)", name, rate->cap);
 	return true;
+}
+
+/*
+ * An OAuth identity's request window, made on its first request.  At most
+ * auth.max_clients are kept: those with no request left in the window go
+ * first (they lose nothing), then the oldest.
+ */
+static struct auth_window *
+auth_seen_rate(const char *name, int64_t now)
+{
+	struct lh_entry		*e, *next;
+	struct auth_seen	*n;
+	void			*v;
+
+	if (lh_table_lookup_ex(auth.seen, name, &v))
+		return &((struct auth_seen *)v)->rate;
+	for (e = auth.seen->head; e != NULL &&
+	    auth.seen->count >= auth.max_clients; e = next) {
+		next = e->next;
+		n = (struct auth_seen *)lh_entry_v(e);
+		if (auth_window_count(&n->rate, now, AUTH_MINUTE_MS) == 0)
+			auth_seen_drop(e);
+	}
+	if (auth.seen->count >= auth.max_clients && auth.seen->head != NULL)
+		auth_seen_drop(auth.seen->head);
+	n = xcalloc(1, sizeof *n);
+	snprintf(n->name, sizeof n->name, "%s", name);
+	auth_window_init(&n->rate, (int)auth.oauth_lim.v[
+	    TOKEN_REQUESTS_PER_MINUTE]);
+	lh_table_insert(auth.seen, n->name, n);
+	return &n->rate;
 }
 
 /*
  * auth.mode: oauth: the verifier says who the token is, or how to refuse
  * (given no token, it makes its own challenge); a 401 counts as a failure
- * of the address all the same.
+ * of the address all the same.  The identity is held to auth.defaults'
+ * requests_per_minute.
  */
 static int
 auth_oauth(const char *authorization, const char *addr, int64_t now,
@@ -486,17 +576,25 @@ auth_oauth(const char *authorization, const char *addr, int64_t now,
 {
 	struct auth_denial	 mine;
 	const char		*tok = NULL;
-	char			 name[TOKEN_NAME_MAX + 1];
+	char			 name[AUTH_NAME_MAX + 1];
 	size_t			 len = 0;
 
 	(void)auth_bearer(authorization, &tok, &len);
 	if (auth.verify(tok, len, name, sizeof name, d) == 0) {
-		snprintf(owner, ownerlen, AUTH_OWNER_PREFIX "%s", name);
+		if (auth.oauth_lim.set[TOKEN_REQUESTS_PER_MINUTE] &&
+		    auth_over_rate(auth_seen_rate(name, now), name, now, d))
+			return -1;
+		if ((size_t)snprintf(owner, ownerlen, AUTH_OWNER_PREFIX "%s",
+		    name) >= ownerlen)
+			fatalx("auth: an owner buffer shorter than "
+			    "AUTH_OWNER_MAX");
 		return 0;
 	}
 	if (d->status == 401)
-		auth_failed(addr, tok == NULL ? AUTH_NO_TOKEN :
-		    "a token the verifier refused", now, &mine);
+		auth_failed(addr, tok == NULL ? AUTH_NO_TOKEN : d->message,
+		    now, &mine);
+	else if (d->status == 403)
+		log_warnx("auth: %s from %s", d->message, addr);
 	return -1;
 }
 
@@ -530,7 +628,7 @@ auth_request(const char *authorization, const char *addr, int64_t now,
 		auth_failed(addr, "an unknown or revoked token", now, d);
 		return -1;
 	}
-	if (auth_over_rate(id, now, d))
+	if (auth_over_rate(&id->rate, id->t.name, now, d))
 		return -1;
 	snprintf(owner, ownerlen, AUTH_OWNER_PREFIX "%s", id->t.name);
 	return 0;

@@ -14,7 +14,9 @@
  * A dropped stream is not a cancellation: the call runs on as a task.
  *
  * With identities (auth.c) every request to the endpoint is authenticated
- * once its path and Origin are let in: 401 or 429 otherwise.  Its identity
+ * once its path and Origin are let in: 401 or 429 otherwise (in OAuth
+ * mode 403 for a scope missing, 503 without keys; its RFC 9728 metadata is
+ * served without authentication).  Its identity
  * owns the sessions it makes; another identity naming one gets 404.
  *
  * evhttp's traps, and what is done about them: sizes and the time to
@@ -73,6 +75,20 @@ struct http_event {
 struct http_conn {
 	struct evhttp_connection *evcon;
 	struct http_stream	*stream;
+	struct http_held	*held;
+};
+
+/*
+ * A request held before it is let in: its token names a key the
+ * authorization server's JWKS URL is being fetched for (auth.mode oauth).
+ * It is routed again when the fetch ends; a copy of its Authorization
+ * header (the request's own is wiped at once) is wiped when it goes.
+ */
+struct http_held {
+	struct evhttp_request	*req;
+	struct http_conn	*conn;
+	struct event		*closed;	/* the client hung up */
+	char			*authorization;
 };
 
 /*
@@ -136,6 +152,9 @@ static void	http_stream_free(struct http_stream *);
 static void	http_stream_orphan(struct http_stream *);
 static void	http_stream_arm(struct http_stream *);
 static void	http_session_end(struct http_session *);
+static void	http_held_free(struct http_held *);
+static void	http_held_cb(void *);
+static void	http_route(struct evhttp_request *, struct http_held *);
 
 /* --- replies that are not MCP messages -------------------------------- */
 
@@ -281,6 +300,13 @@ http_conn_closed(struct evhttp_connection *evcon, void *arg)
 	struct http_stream	*st = c->stream;
 	struct evhttp_request	*req;
 
+	if (c->held != NULL) {
+		req = c->held->req;
+		if (evhttp_request_get_connection(req) == NULL)
+			evhttp_send_reply_end(req);	/* frees it */
+		http_held_free(c->held);
+		c->held = NULL;
+	}
 	if (st != NULL) {
 		req = st->req;
 		st->req = NULL;
@@ -1122,6 +1148,34 @@ http_probe(struct evhttp_request *req, const char *path)
 	return true;
 }
 
+/*
+ * RFC 9728: auth.mode oauth's protected-resource metadata, where an MCP
+ * client learns which authorization server issues tokens for heavyd.
+ * Open to all (it is how a client without a token finds its way), GET
+ * only.
+ */
+static void
+http_metadata(struct evhttp_request *req)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+	struct evbuffer		*body;
+	char			*json;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_add_header(h, "Allow", "GET");
+		http_plain(req, 405, "Method Not Allowed", "GET only");
+		return;
+	}
+	json = auth_oauth_metadata();
+	body = evbuffer_new();
+	evbuffer_add(body, json, strlen(json));
+	free(json);
+	evhttp_add_header(h, "Content-Type", "application/json");
+	evhttp_add_header(h, "Cache-Control", "max-age=300");
+	evhttp_send_reply(req, 200, "OK", body);
+	evbuffer_free(body);
+}
+
 /* Every answered request counts, by method and status. */
 static void
 http_complete_cb(struct evhttp_request *req, void *arg)
@@ -1140,7 +1194,8 @@ http_complete_cb(struct evhttp_request *req, void *arg)
 	metrics_http_request(method, evhttp_request_get_response_code(req));
 }
 
-/* A refused authentication: 401 with its challenge, or 429. */
+/* A refused authentication: 401 or 403 with its challenge, 429 or 503
+ * with Retry-After. */
 static void
 http_deny(struct evhttp_request *req, const struct auth_denial *d)
 {
@@ -1149,19 +1204,91 @@ http_deny(struct evhttp_request *req, const struct auth_denial *d)
 
 	if (d->www_authenticate[0] != '\0')
 		evhttp_add_header(h, "WWW-Authenticate", d->www_authenticate);
-	if (d->status == 429) {
+	if (d->retry_after_s > 0) {
 		snprintf(retry, sizeof retry, "%d", d->retry_after_s);
 		evhttp_add_header(h, "Retry-After", retry);
 	}
 	http_fail(req, d->status, RPC_INVALID_REQUEST, d->message);
 }
 
+/* --- a request held for the verifier ---------------------------------- */
+
+/* (Its connection forgets it first.) */
+static void
+http_held_free(struct http_held *h)
+{
+	auth_oauth_unwait(http_held_cb, h);
+	if (h->closed != NULL)
+		event_free(h->closed);
+	if (h->authorization != NULL) {
+		explicit_bzero(h->authorization, strlen(h->authorization));
+		free(h->authorization);
+	}
+	free(h);
+}
+
+/* The fetch has ended: the request is routed again, once (its
+ * connection may go meanwhile: it is let go of first). */
+static void
+http_held_cb(void *arg)
+{
+	struct http_held	*h = arg;
+
+	h->conn->held = NULL;
+	if (h->closed != NULL)
+		event_del(h->closed);
+	http_route(h->req, h);
+	http_held_free(h);
+}
+
+static void
+http_held_closed_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct http_held	*h = arg;
+
+	(void)fd; (void)events;
+	log_info("http: a client hung up while its request waited for the "
+	    "authorization server's keys");
+	evhttp_connection_free(h->conn->evcon);	/* closed cb: freed */
+}
+
 /*
- * Who sends the request (auth.c): owner, or a refusal sent.  The token is
- * wiped from the request's headers as soon as it has been looked at.
+ * Holds req until the verifier's fetch ends, watching for its client's
+ * hang-up; false when there is no fetch to wait for.
  */
 static bool
-http_auth(struct evhttp_request *req, char *owner, size_t len)
+http_hold(struct evhttp_request *req, const char *authorization)
+{
+	struct http_held	*h = xcalloc(1, sizeof *h);
+	struct bufferevent	*bev;
+
+	if (auth_oauth_wait(http_held_cb, h) == -1) {
+		free(h);
+		return false;
+	}
+	h->req = req;
+	h->conn = http_conn_get(req);
+	h->conn->held = h;
+	h->authorization = authorization != NULL ? xstrdup(authorization) :
+	    NULL;
+	if (http.early_close) {
+		bev = evhttp_connection_get_bufferevent(h->conn->evcon);
+		h->closed = event_new(ev_base, bufferevent_getfd(bev),
+		    EV_CLOSED, http_held_closed_cb, h);
+		event_add(h->closed, NULL);
+	}
+	return true;
+}
+
+/*
+ * Who sends the request (auth.c): owner, or a refusal sent, or the
+ * request held (false, and nothing sent).  The token is wiped from the
+ * request's headers as soon as it has been looked at; a held request is
+ * asked about again with its copy (held).
+ */
+static bool
+http_auth(struct evhttp_request *req, struct http_held *held, char *owner,
+    size_t len)
 {
 	struct evkeyvalq	*in = evhttp_request_get_input_headers(req);
 	char			*a = (char *)(uintptr_t)evhttp_find_header(in,
@@ -1169,41 +1296,47 @@ http_auth(struct evhttp_request *req, char *owner, size_t len)
 	struct auth_denial	 d;
 	ev_uint16_t		 port;
 	int			 rc;
+	bool			 hold;
 
+	if (held != NULL)
+		a = held->authorization;
 	evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer,
 	    &port);
 	rc = auth_request(a, peer != NULL && *peer != '\0' ? peer : "unix",
 	    now_ms(), owner, len, &d);
-	if (a != NULL) {
+	hold = rc == -1 && d.pending && held == NULL && http_hold(req, a);
+	if (a != NULL && held == NULL) {
 		explicit_bzero(a, strlen(a));
 		evhttp_remove_header(in, "Authorization");
 	}
-	if (rc == -1)
+	if (rc == -1 && !hold)
 		http_deny(req, &d);
+	explicit_bzero(&d, sizeof d);
 	return rc == 0;
 }
 
+/* A request, new or held (then asked about again with its copy). */
 static void
-http_request_cb(struct evhttp_request *req, void *arg)
+http_route(struct evhttp_request *req, struct http_held *held)
 {
 	const char	*path;
-	char		 owner[TOKEN_NAME_MAX + 16];
+	char		 owner[AUTH_OWNER_MAX];
 
-	(void)arg;
-	evhttp_request_set_on_complete_cb(req, http_complete_cb, NULL);
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path == NULL)
 		path = "";
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET &&
 	    http_probe(req, path))
 		return;
-	if (strcmp(path, http.cfg->http_path) != 0)
+	if (auth_oauth_metadata_path(path))
+		http_metadata(req);
+	else if (strcmp(path, http.cfg->http_path) != 0)
 		http_plain(req, 404, "Not Found", "no such endpoint");
 	else if (!http_origin_ok(req))
 		http_fail(req, 403, RPC_INVALID_REQUEST,
 		    "Forbidden: this Origin is not allowed (http.allowed_origins)");
-	else if (!http_auth(req, owner, sizeof owner))
-		;			/* answered: 401 or 429 */
+	else if (!http_auth(req, held, owner, sizeof owner))
+		;		/* answered (401, 403, 429, 503), or held */
 	else if (!http_version_ok(req) &&	/* a POST: under its id */
 	    evhttp_request_get_command(req) != EVHTTP_REQ_POST)
 		http_fail_msg(req, 400, modern_unsupported(NULL,
@@ -1228,6 +1361,14 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	else
 		http_fail(req, 405, RPC_INVALID_REQUEST,
 		    "Method Not Allowed: use POST, GET or DELETE");
+}
+
+static void
+http_request_cb(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	evhttp_request_set_on_complete_cb(req, http_complete_cb, NULL);
+	http_route(req, NULL);
 }
 
 /* --- listeners -------------------------------------------------------- */

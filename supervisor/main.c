@@ -14,6 +14,7 @@
 
 #include "supervisor.h"
 #include "metrics.h"
+#include "oauth.h"
 
 static const char	*opt_config;
 static const char	*opt_state_dir;
@@ -117,6 +118,23 @@ main_check_tokens(const struct heavy_config *c, char *err, size_t len)
 	return 0;
 }
 
+/* auth.mode oauth: the JWKS file loads, as heavyd would at its start (a
+ * JWKS URL is not fetched here). */
+static int
+main_check_oauth(const struct heavy_config *c, char *err, size_t len)
+{
+	struct oauth_jwks	*k;
+
+	if (c->auth_mode == NULL || strcmp(c->auth_mode, "oauth") != 0 ||
+	    c->auth_jwks_file == NULL)
+		return 0;
+	if ((k = oauth_jwks_load_file(c->auth_jwks_file,
+	    c->auth_max_jwks_bytes, err, len)) == NULL)
+		return -1;
+	oauth_jwks_free(k);
+	return 0;
+}
+
 /*
  * --check-config: the configuration as YAML on stdout, then 1 and why on
  * stderr when the server could not do its job (it would start, but every
@@ -142,7 +160,8 @@ main_check_config(struct heavy_config *c, const char *file)
 		    "HEAVY_STATE_DIR)\n", HEAVY_NAME, err);
 		rc = 1;
 	}
-	if (main_check_tokens(c, err, sizeof err) == -1) {
+	if (main_check_tokens(c, err, sizeof err) == -1 ||
+	    main_check_oauth(c, err, sizeof err) == -1) {
 		fprintf(stderr, "%s: %s\n", HEAVY_NAME, err);
 		rc = 1;
 	}

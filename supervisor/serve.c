@@ -17,6 +17,7 @@ serve_stop_transports(void)
 	stdio_stop();
 	http_stop();
 	auth_stop();
+	auth_oauth_stop();
 	server_exit_release();
 }
 
@@ -63,12 +64,15 @@ serve_run(struct heavy_config *config)
 	if (config->nhttp_listen == 0 && nfds == 0) {
 		if (stdio_start(config, server_shutdown) == -1)
 			fatal("stdio");
-	} else if (auth_init(config, err, sizeof err) == -1)
+	} else if (auth_oauth_start(config, err, sizeof err) == -1)
+		fatalx("oauth: %s", err);
+	else if (auth_init(config, err, sizeof err) == -1)
 		fatalx("auth: %s", err);
 	else if (http_start(config, fds, nfds, serve_ready, err,
 	    sizeof err) == -1)
 		fatalx("http.listen %s", err);
 	server_on_reload(auth_reload, NULL);
+	server_on_reload(auth_oauth_reload, NULL);
 	url = secret_url(config->base_url);
 	log_debug("serving MCP on %s; model %s at %s", config->nhttp_listen ||
 	    nfds ? "HTTP" : "stdio", config->model, url);

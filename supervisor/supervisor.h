@@ -365,19 +365,26 @@ int64_t	 service_ttl_ms(const struct heavy_config *, double timeout_s,
  */
 #define AUTH_OWNER_PREFIX	"id:"
 #define AUTH_ANONYMOUS		"http:anonymous"	/* auth off */
+/* An identity's name: a tokens file's (TOKEN_NAME_MAX), or the claim of a
+ * verified OAuth token (OAUTH_MAX_IDENTITY); an owner is it, prefixed. */
+#define AUTH_NAME_MAX		256
+#define AUTH_OWNER_MAX		(sizeof AUTH_OWNER_PREFIX + AUTH_NAME_MAX)
 struct auth_window {
 	int64_t	*stamps;	/* a ring of the hits in the window */
 	int	 cap, head, n;
 };
-/* What to answer a request that is refused: 401 or 429. */
+/* What to answer a request that is refused: 401, 403, 429 or 503. */
 struct auth_denial {
 	int	 status;
-	int	 retry_after_s;		/* 429: Retry-After */
-	char	 www_authenticate[256];	/* 401: WWW-Authenticate */
+	int	 retry_after_s;		/* 429, 503: Retry-After */
+	char	 www_authenticate[1024]; /* 401, 403: WWW-Authenticate */
 	char	 message[192];
+	bool	 pending;	/* 503 unless the transport waits for the
+				   verifier (auth_oauth_wait) and asks again */
 };
-/* auth.mode: oauth's verifier: 0 and the identity's name, or -1 and the
- * denial (its WWW-Authenticate with resource_metadata and scope). */
+/* auth.mode: oauth's verifier: 0 and the identity's name (namelen is
+ * AUTH_NAME_MAX + 1), or -1 and the denial (its WWW-Authenticate with
+ * resource_metadata and scope).  token is NULL when none came. */
 typedef int	(*auth_verify_fn)(const char *token, size_t len, char *name,
 		    size_t namelen, struct auth_denial *);
 void	 auth_window_init(struct auth_window *, int cap);
@@ -398,6 +405,19 @@ int	 auth_admit(const char *owner, int num_agents, double timeout_s,
 	    int active, int agents, char *why, size_t len);
 void	 auth_fit_defaults(const char *owner, const struct heavy_config *,
 	    int *num_agents, double *timeout_s);
+
+/*
+ * auth_oauth.c: auth.mode oauth wired in -- the resource server's state
+ * (oauth.h), the verifier auth.c calls, SIGHUP's new keys and settings,
+ * and the RFC 9728 metadata the HTTP transport serves.
+ */
+int	 auth_oauth_start(const struct heavy_config *, char *err, size_t len);
+void	 auth_oauth_reload(void *arg, const struct heavy_config *);
+void	 auth_oauth_stop(void);
+bool	 auth_oauth_metadata_path(const char *path);
+char	*auth_oauth_metadata(void);
+int	 auth_oauth_wait(void (*fn)(void *), void *arg);
+void	 auth_oauth_unwait(void (*fn)(void *), void *arg);
 
 /* resources.c: heavy:// resources and their subscriptions. */
 struct mcp_session;

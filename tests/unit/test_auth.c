@@ -2,7 +2,8 @@
  * The tokens file's strict parser (common/tokens.c), the sliding windows
  * of auth.c at their edges on a clock of our own, and auth_request: 401
  * with its challenge, the brute-force limit per address, an identity's
- * requests_per_minute, a reload that revokes, and the admission limits.
+ * requests_per_minute, a reload that revokes, and the admission limits;
+ * auth.mode oauth through the verifier seam.
  */
 #include <criterion/criterion.h>
 
@@ -451,4 +452,156 @@ Test(auth_off, anonymous)
 	cr_assert_str_eq(owner, AUTH_ANONYMOUS);
 	auth_stop();
 	config_clear(&c);
+}
+
+/*
+ * auth.mode oauth through the verifier seam, with a verifier of our own:
+ * "ok.NAME" is NAME, "scope" a 403, "fetching" a pending 503, anything
+ * else (or none) a 401 with the verifier's challenge.
+ */
+static int
+fake_verify(const char *token, size_t len, char *name, size_t namelen,
+    struct auth_denial *d)
+{
+	memset(d, 0, sizeof *d);
+	if (token != NULL && len > 3 && strncmp(token, "ok.", 3) == 0) {
+		snprintf(name, namelen, "%.*s", (int)len - 3, token + 3);
+		return 0;
+	}
+	if (token != NULL && len == 5 && strncmp(token, "scope", 5) == 0) {
+		d->status = 403;
+		snprintf(d->www_authenticate, sizeof d->www_authenticate,
+		    "Bearer error=\"insufficient_scope\"");
+	} else if (token != NULL && len == 8 &&
+	    strncmp(token, "fetching", 8) == 0) {
+		d->status = 503;
+		d->pending = true;
+		d->retry_after_s = 2;
+	} else {
+		d->status = 401;
+		snprintf(d->www_authenticate, sizeof d->www_authenticate,
+		    "Bearer error=\"invalid_token\"");
+	}
+	snprintf(d->message, sizeof d->message, "refused");
+	return -1;
+}
+
+static void
+oauth_setup(void)
+{
+	char	err[512];
+
+	config_defaults(&cfg);
+	cfg.auth_mode = xstrdup("oauth");
+	cfg.auth_defaults = xstrdup("requests_per_minute=2 concurrent_tasks=1");
+	cfg.auth_fail_max = 3;
+	cfg.auth_fail_window_s = 10;
+	cfg.auth_max_clients = 16;
+	auth_set_verifier(fake_verify);
+	cr_assert_eq(auth_init(&cfg, err, sizeof err), 0, "%s", err);
+}
+
+static void
+oauth_teardown(void)
+{
+	auth_stop();
+	config_clear(&cfg);
+}
+
+static int
+oreq(const char *h, const char *addr, int64_t now, char *owner,
+    struct auth_denial *d)
+{
+	return auth_request(h, addr, now, owner, AUTH_OWNER_MAX, d);
+}
+
+TestSuite(auth_oauth, .init = oauth_setup, .fini = oauth_teardown);
+
+/* The verified name, whole (longer than a tokens file's), is the owner;
+ * the verifier's 401 counts as a failure of the address, its 403 and 503
+ * do not, and pass through as they are. */
+Test(auth_oauth, owners_and_refusals)
+{
+	struct auth_denial	d;
+	char			owner[AUTH_OWNER_MAX], h[300], want[201];
+
+	memset(want, 'x', 200);
+	want[200] = '\0';
+	snprintf(h, sizeof h, "Bearer ok.%s", want);
+	cr_assert_eq(oreq(h, "a", 0, owner, &d), 0);
+	cr_assert_eq(strncmp(owner, "id:", 3), 0);
+	cr_assert_str_eq(owner + 3, want);
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(oreq("Bearer scope", "a", 1, owner, &d), -1);
+		cr_assert_eq(d.status, 403);
+		cr_assert_str_eq(d.www_authenticate,
+		    "Bearer error=\"insufficient_scope\"");
+		cr_assert_eq(oreq("Bearer fetching", "a", 1, owner, &d), -1);
+		cr_assert_eq(d.status, 503);
+		cr_assert(d.pending);
+	}
+	cr_assert_eq(oreq(NULL, "a", 2, owner, &d), -1);
+	cr_assert_eq(d.status, 401);
+	cr_assert_str_eq(d.www_authenticate, "Bearer error=\"invalid_token\"");
+	cr_assert_eq(oreq("Bearer forged", "a", 3, owner, &d), -1);
+	cr_assert_eq(oreq("Basic x", "a", 4, owner, &d), -1);
+	cr_assert_eq(d.status, 401);
+	cr_assert_eq(oreq("Bearer ok.bob", "a", 5, owner, &d), -1);
+	cr_assert_eq(d.status, 429, "the third failure blocks the address");
+	cr_assert_eq(oreq("Bearer ok.bob", "b", 5, owner, &d), 0);
+}
+
+/* Every OAuth identity has auth.defaults: its limits, and a request
+ * window of its own; a reload with another rate starts them afresh. */
+Test(auth_oauth, defaults_are_every_identitys_limits)
+{
+	const struct token_limits	*l = auth_limits("id:anyone");
+	struct auth_denial		 d;
+	char				 owner[AUTH_OWNER_MAX];
+
+	cr_assert_not_null(l);
+	cr_assert(l->set[TOKEN_CONCURRENT_TASKS]);
+	cr_assert_eq(l->v[TOKEN_CONCURRENT_TASKS], 1);
+	cr_assert_null(auth_limits("uid:1000"));
+	cr_assert_eq(oreq("Bearer ok.alice", "a", 0, owner, &d), 0);
+	cr_assert_eq(oreq("Bearer ok.alice", "a", 1, owner, &d), 0);
+	cr_assert_eq(oreq("Bearer ok.alice", "a", 2, owner, &d), -1);
+	cr_assert_eq(d.status, 429);
+	cr_assert_eq(d.retry_after_s, 60);
+	cr_assert_eq(oreq("Bearer ok.bob", "a", 2, owner, &d), 0);
+	cr_assert_eq(oreq("Bearer ok.alice", "a", 60000, owner, &d), 0);
+	free(cfg.auth_defaults);
+	cfg.auth_defaults = xstrdup("requests_per_minute=1");
+	auth_reload(NULL, &cfg);
+	cr_assert_not(auth_limits("id:x")->set[TOKEN_CONCURRENT_TASKS]);
+	cr_assert_eq(oreq("Bearer ok.alice", "a", 60001, owner, &d), 0);
+	cr_assert_eq(oreq("Bearer ok.alice", "a", 60002, owner, &d), -1);
+	free(cfg.auth_defaults);
+	cfg.auth_defaults = NULL;
+	auth_reload(NULL, &cfg);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(oreq("Bearer ok.alice", "a", 60003, owner, &d), 0);
+}
+
+/* At most auth.max_clients windows: one with no request left in the
+ * minute goes first, else the oldest (whose count starts afresh). */
+Test(auth_oauth, windows_bounded)
+{
+	struct auth_denial	d;
+	char			owner[AUTH_OWNER_MAX], h[64];
+
+	for (int i = 0; i < 16; i++) {
+		snprintf(h, sizeof h, "Bearer ok.u%d", i);
+		cr_assert_eq(oreq(h, "a", i * 1000, owner, &d), 0);
+		cr_assert_eq(oreq(h, "a", i * 1000, owner, &d), 0);
+		cr_assert_eq(oreq(h, "a", i * 1000, owner, &d), -1);
+	}
+	cr_assert_eq(oreq("Bearer ok.new", "a", 30000, owner, &d), 0);
+	cr_assert_eq(oreq("Bearer ok.u0", "a", 30000, owner, &d), 0,
+	    "u0, the oldest, was forgotten (and u1 goes for it)");
+	cr_assert_eq(oreq("Bearer ok.u2", "a", 30000, owner, &d), -1);
+	/* u2's requests have left the minute: it goes; u3's have not. */
+	cr_assert_eq(oreq("Bearer ok.late", "a", 62000, owner, &d), 0);
+	cr_assert_eq(oreq("Bearer ok.u3", "a", 62000, owner, &d), -1);
+	cr_assert_eq(d.status, 429);
 }
