@@ -593,17 +593,26 @@ http_stream_pending(struct mcp_session *s, struct http_session *hs,
 /*
  * The whole reply, as application/json: nothing came before it.  In
  * 2026-07-28 some errors have their own status: an unknown method 404, a
- * missing capability, a version or a header 400.
+ * missing capability, a version or a header 400; in every era a rate
+ * quota reached is 429 with Retry-After.
  */
 static void
 http_json_reply(struct http_stream *st, const struct mcp_out *out)
 {
 	int		 status = 200;
 	const char	*reason = "OK";
+	char		 retry[16];
 
 	if (st->hs->stateless && out->error == RPC_METHOD_NOT_FOUND) {
 		status = 404;
 		reason = "Not Found";
+	} else if (out->error == RPC_RATE_LIMITED) {	/* a rate quota */
+		status = 429;
+		reason = "Too Many Requests";
+		snprintf(retry, sizeof retry, "%d", out->retry_after_s > 0 ?
+		    out->retry_after_s : 1);
+		evhttp_add_header(evhttp_request_get_output_headers(st->req),
+		    "Retry-After", retry);
 	} else if (st->hs->stateless && (out->error == RPC_MISSING_CAPABILITY ||
 	    out->error == RPC_UNSUPPORTED_VERSION ||
 	    out->error == RPC_HEADER_MISMATCH)) {
