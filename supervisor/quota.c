@@ -122,6 +122,15 @@ quota_limit(const struct token_limits *l, enum quota_kind k, int64_t *limit)
 	return true;
 }
 
+/* A USD quota counts only what the provider reports: its tasks ask. */
+bool
+quota_wants_cost(const char *owner)
+{
+	int64_t	limit;
+
+	return quota_limit(auth_limits(owner), QUOTA_USD, &limit);
+}
+
 /*
  * Whether a start may go, given what each window has used: the first
  * quota reached (used at its limit or over), the rate first.

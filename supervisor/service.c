@@ -433,6 +433,7 @@ service_start(const struct service_req *req, struct task_params *p)
 	memset(p, 0, sizeof *p);
 	auth_fit_defaults(st->owner, req->cfg, &st->p.num_agents,
 	    &st->p.timeout_s);
+	st->p.ask_cost = quota_wants_cost(st->owner);
 	st->params = service_params_json(req->cfg, &st->p);
 	st->ttl = req->ttl_ms ? req->ttl_ms : service_ttl_ms(req->cfg,
 	    st->p.timeout_s, -1);

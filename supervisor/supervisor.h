@@ -180,6 +180,8 @@ struct task_params {
 	double	 max_cost_usd;		/* 0: no cost budget */
 	int	 min_agents;		/* quorum; 0: wait for every agent */
 	double	 straggler_grace_s;	/* after the quorum, before the cut */
+	bool	 ask_cost;		/* the provider's cost, whatever
+					 * ask_cost says (a USD quota) */
 };
 struct task;
 typedef void (*task_progress_fn)(void *arg, double progress, double total,
@@ -442,6 +444,7 @@ int64_t	 quota_window(enum quota_kind, int64_t now_ms);
 int64_t	 quota_window_end(enum quota_kind, int64_t now_ms);
 int	 quota_retry_after_s(enum quota_kind, int64_t now_ms);
 bool	 quota_limit(const struct token_limits *, enum quota_kind, int64_t *);
+bool	 quota_wants_cost(const char *owner);
 void	 quota_decide(const struct token_limits *,
 	    const int64_t used[QUOTA_NKINDS], int64_t now_ms,
 	    struct quota_decision *);
@@ -452,6 +455,8 @@ struct quota_run *quota_run_start(const char *owner, const char *task_id,
 	    quota_stop_fn, void *arg);
 void	 quota_run_usage(struct quota_run *, const struct usage *);
 void	 quota_run_end(struct quota_run *, const struct usage *);
+/* quotacmd.c: heavyd quota NAME. */
+int	 quotacmd_run(const struct heavy_config *, int argc, char **argv);
 
 /* resources.c: heavy:// resources and their subscriptions. */
 struct mcp_session;

@@ -239,7 +239,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.model = (char *)task_model(t, role, index);
 	job.system_prompt = system;
 	job.prompt = prompt;
-	if (t->cfg->ask_cost == 1 || t->p.max_cost_usd > 0 ||
+	if (t->cfg->ask_cost == 1 || t->p.max_cost_usd > 0 || t->p.ask_cost ||
 	    (t->cfg->ask_cost == 2 &&
 	    strstr(t->cfg->base_url, "://openrouter.ai/") != NULL))
 		job.flags |= JOB_ASK_COST;
