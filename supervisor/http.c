@@ -777,6 +777,22 @@ http_post_session(struct evhttp_request *req, const struct rpc_msg *m,
 	return hs;
 }
 
+/* A tools/call of a tool that starts an orchestration (and may meet its
+ * identity's quotas). */
+static bool
+http_starts_task(const struct rpc_msg *m)
+{
+	struct json_object	*name;
+	const char		*n;
+
+	if (strcmp(m->method, "tools/call") != 0 || m->params == NULL ||
+	    !json_object_object_get_ex(m->params, "name", &name) ||
+	    (n = json_object_get_string(name)) == NULL)
+		return false;
+	return strcmp(n, "heavy_orchestrate") == 0 ||
+	    strcmp(n, "grok_heavy_orchestrate") == 0;
+}
+
 /* A request: its reply (and what comes before it) on its own stream. */
 static void
 http_post_request(struct evhttp_request *req, struct http_session *hs,
@@ -786,6 +802,7 @@ http_post_request(struct evhttp_request *req, struct http_session *hs,
 	struct mcp_session	*s;
 	char			*key = rpc_id_key(m->id);
 	bool			 init = strcmp(m->method, "initialize") == 0;
+	bool			 starts;
 
 	if (http_stream_find(hs, key) != NULL)
 		http_fail(req, 409, RPC_INVALID_REQUEST, "Conflict: a request "
@@ -796,12 +813,19 @@ http_post_request(struct evhttp_request *req, struct http_session *hs,
 	else {
 		st = http_stream_new(hs, req, key);
 		/* A call may run for minutes: its stream starts at once (the
-		 * client hears that it was taken, and a proxy sees bytes). */
-		if (strcmp(m->method, "tools/call") == 0 && st->accepts_sse)
+		 * client hears that it was taken, and a proxy sees bytes); an
+		 * orchestration's after its dispatch, on this same turn, so
+		 * that a rate quota's refusal can still be a 429. */
+		starts = http_starts_task(m);
+		if (strcmp(m->method, "tools/call") == 0 && st->accepts_sse &&
+		    !starts)
 			http_sse_start(st, true);
 		s = hs->s;
 		mcp_session_ref(s);
 		mcp_session_dispatch(s, m);
+		if (starts && !s->closed && (st = http_stream_find(hs, key)) !=
+		    NULL && !st->sse && st->req != NULL && st->accepts_sse)
+			http_sse_start(st, true);
 		if (init && !s->initialized)
 			http_session_end(hs);	/* refused: no session */
 		else
