@@ -192,8 +192,10 @@ mcp_call_started(void *arg, struct task_record *r, enum service_refusal how,
 	}
 	if ((c->rec = r) == NULL)
 		mcp_call_free(c);
-	else if (c->id != NULL)	/* a blocking call, answered at its end */
+	else if (c->id != NULL) {	/* a blocking call, answered at its end */
 		lh_table_insert(c->s->calls, c->key, c);
+		mcp_taken(c->s, c->key);
+	}
 	mcp_req_begin(q);
 	fn(q, r, r == NULL ? tool_error_result(why) : NULL, fn_arg);
 	mcp_req_end(q);

@@ -651,7 +651,21 @@ http_send(void *arg, const struct mcp_out *out)
 		http_stream_end(st);
 }
 
-static const struct mcp_transport http_transport = { "http", http_send };
+/* An orchestration started: its stream starts (it was held back, so that
+ * a refusal could have its own status). */
+static void
+http_taken(void *arg, const char *related)
+{
+	struct http_session	*hs = arg;
+	struct http_stream	*st;
+
+	if (related != NULL && (st = http_stream_find(hs, related)) != NULL &&
+	    !st->sse && st->req != NULL && st->accepts_sse)
+		http_sse_start(st, true);
+}
+
+static const struct mcp_transport http_transport = { "http", http_send,
+    http_taken };
 
 /* --- sessions --------------------------------------------------------- */
 
@@ -802,7 +816,6 @@ http_post_request(struct evhttp_request *req, struct http_session *hs,
 	struct mcp_session	*s;
 	char			*key = rpc_id_key(m->id);
 	bool			 init = strcmp(m->method, "initialize") == 0;
-	bool			 starts;
 
 	if (http_stream_find(hs, key) != NULL)
 		http_fail(req, 409, RPC_INVALID_REQUEST, "Conflict: a request "
@@ -814,18 +827,14 @@ http_post_request(struct evhttp_request *req, struct http_session *hs,
 		st = http_stream_new(hs, req, key);
 		/* A call may run for minutes: its stream starts at once (the
 		 * client hears that it was taken, and a proxy sees bytes); an
-		 * orchestration's after its dispatch, on this same turn, so
-		 * that a rate quota's refusal can still be a 429. */
-		starts = http_starts_task(m);
+		 * orchestration's once it has started (http_taken), so that
+		 * a rate quota's refusal can still be a 429. */
 		if (strcmp(m->method, "tools/call") == 0 && st->accepts_sse &&
-		    !starts)
+		    !http_starts_task(m))
 			http_sse_start(st, true);
 		s = hs->s;
 		mcp_session_ref(s);
 		mcp_session_dispatch(s, m);
-		if (starts && !s->closed && (st = http_stream_find(hs, key)) !=
-		    NULL && !st->sse && st->req != NULL && st->accepts_sse)
-			http_sse_start(st, true);
 		if (init && !s->initialized)
 			http_session_end(hs);	/* refused: no session */
 		else

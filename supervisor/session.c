@@ -162,6 +162,14 @@ mcp_notify_related(struct mcp_session *s, const char *key, const char *method,
 	mcp_send_related(s, key, false, rpc_notification(method, params));
 }
 
+/* The request of this id key was taken; its reply comes later. */
+void
+mcp_taken(struct mcp_session *s, const char *related)
+{
+	if (!s->closed && s->tp->taken != NULL)
+		s->tp->taken(s->tp_arg, related);
+}
+
 /* A whole error response, made elsewhere; takes it. */
 void
 mcp_reply_error(struct mcp_session *s, struct json_object *error)

@@ -587,6 +587,9 @@ struct mcp_transport {
 	const char	*name;
 	/* Moves out->msg out to the client. */
 	void		(*send)(void *arg, const struct mcp_out *out);
+	/* May be NULL: the request (its id key) was taken and its reply
+	 * will be a while (HTTP starts its stream). */
+	void		(*taken)(void *arg, const char *related);
 };
 struct mcp_defaults;
 struct mcp_session {
@@ -639,6 +642,7 @@ void	 mcp_notify(struct mcp_session *, const char *method,
 	    struct json_object *params);
 void	 mcp_notify_related(struct mcp_session *, const char *key,
 	    const char *method, struct json_object *params);
+void	 mcp_taken(struct mcp_session *, const char *related);
 void	 mcp_reply_error(struct mcp_session *, struct json_object *error);
 bool	 mcp_bad_cursor(struct mcp_session *, struct rpc_msg *);
 /* A request answered later: mcp_req_begin() before the answer, then
