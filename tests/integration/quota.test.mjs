@@ -23,6 +23,7 @@ import {
 	HANG, HEAVYD, IS_ASAN, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, assertNoSanitizerReport,
 	expire, sanitizerEnv, sleep, startMock, tmpdir, waitFor,
 } from './lib.mjs';
+import { startPg } from './pg.mjs';
 
 const V = '2025-11-25';
 const QUIET = 120;	/* seconds a test needs within one window */
@@ -42,7 +43,8 @@ function env(dir, extra = {}) {
 }
 
 function heavydCmd(dir, ...args) {
-	const r = spawnSync(HEAVYD, args, { encoding: 'utf8', cwd: REPO, env: env(dir) });
+	const extra = typeof args[args.length - 1] === 'object' ? args.pop() : {};
+	const r = spawnSync(HEAVYD, args, { encoding: 'utf8', cwd: REPO, env: env(dir, extra) });
 	return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -61,11 +63,11 @@ function makeIds(t, ids) {
 }
 
 /* heavyd --listen on dir's tokens and state; stop() asserts a clean exit. */
-async function start(t, dir, mock) {
+async function start(t, dir, mock, extra = {}) {
 	const proc = spawn(HEAVYD, ['--listen', '127.0.0.1:0'], {
 		stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
 		env: env(dir, { OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER,
-		    HEAVY_BASE_URL: mock.baseUrl, HEAVY_CACHE_TTL: '0' }),
+		    HEAVY_BASE_URL: mock.baseUrl, HEAVY_CACHE_TTL: '0', ...extra }),
 	});
 	let stderr = '';
 	proc.stderr.setEncoding('utf8');
@@ -130,7 +132,7 @@ async function rawCall(srv, token, args) {
 }
 
 /* The 429 of a rate quota: its Retry-After is the hour's rest. */
-async function assert429(res, what) {
+async function assert429(res, what, limit = 2) {
 	assert.equal(res.status, 429, `${what}: ${res.status} ${res.status === 429 ? '' : await res.text()}`);
 	const retry = Number(res.headers.get('retry-after'));
 	const left = 3600 - Math.floor(Date.now() / 1000) % 3600;
@@ -139,12 +141,13 @@ async function assert429(res, what) {
 	const body = await res.json();
 	assert.equal(body.error.code, -32029, what);
 	assert.equal(body.error.data.retryAfter, retry, what);
-	assert.match(body.error.message, /^quota orchestrations_per_hour reached: 2 of 2 orchestrations this hour \(UTC\); it resets at \d{4}-\d\d-\d\dT\d\d:00:00Z, in \d+ s$/, what);
+	assert.match(body.error.message, new RegExp(`^quota orchestrations_per_hour reached: ${limit} of ${limit} orchestrations`
+	    + ' this hour \\(UTC\\); it resets at \\d{4}-\\d\\d-\\d\\dT\\d\\d:00:00Z, in \\d+ s$'), what);
 }
 
 /* heavyd quota NAME: the line of one quota, as [used, limit]. */
-function quotaLine(dir, name, key) {
-	const r = heavydCmd(dir, 'quota', name);
+function quotaLine(dir, name, key, extra = {}) {
+	const r = heavydCmd(dir, 'quota', name, extra);
 	assert.equal(r.code, 0, r.err);
 	const m = new RegExp(`^${key}\\s+(\\S+)\\s+(\\S+)\\s+\\S+\\s+\\S+$`, 'm').exec(r.out);
 	assert.ok(m, r.out);
@@ -232,4 +235,33 @@ test('usd_per_day: the provider\'s reported cost counts; reached mid-task it sto
 	assert.ok(!ok.r.isError && ok.sc.usage.cost_usd > 0, 'a USD quota asks for the cost');
 	assert.equal(Number(quotaLine(dir, 'erin', 'usd_per_day')[0]), ok.sc.usage.cost_usd);
 	await srv.stop();
+});
+
+test('on PostgreSQL (store.url): the store answers later, and the rate is still a 429, a budget still stops a task, across a restart',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	await awayFromWindowEnd();
+	const pg = await startPg(t, 'quota-pg');
+	const store = { HEAVY_STORE_URL: pg.url };
+	const { dir, tokens } = makeIds(t, { alice: ['orchestrations_per_hour=1'], carol: ['tokens_per_day=1000'] });
+	const mock = await startMock();
+	t.after(() => mock.stop());
+	let srv = await start(t, dir, mock, store);
+	const alice = await connect(t, srv, tokens.alice);
+	assert.ok(!(await orchestrate(alice, { query: 'Once', num_agents: 1 })).r.isError);
+	await assert429(await rawCall(srv, tokens.alice, { query: 'Twice', num_agents: 1 }), 'pg', 1);
+	const carol = await connect(t, srv, tokens.carol);
+	const { sc } = await orchestrate(carol, {
+		query: 'Long [[a1:usage:1000]] [[a2:hang]]', num_agents: 2, timeout: 60,
+	});
+	assert.match(sc.budget.stopped, /^quota tokens_per_day reached: \d+ of 1000 tokens today/, JSON.stringify(sc));
+	await srv.stop();
+
+	srv = await start(t, dir, mock, store);
+	await assert429(await rawCall(srv, tokens.alice, { query: 'Thrice', num_agents: 1 }), 'pg restarted', 1);
+	const again = await orchestrate(await connect(t, srv, tokens.carol), { query: 'More', num_agents: 1 });
+	assert.equal(again.r.isError, true);
+	assert.match(again.text, /^quota tokens_per_day reached/);
+	await srv.stop();
+	assert.deepEqual(quotaLine(dir, 'alice', 'orchestrations_per_hour', store), ['1', '1']);
+	assert.equal(Number(quotaLine(dir, 'carol', 'tokens_per_day', store)[0]), sc.usage.total_tokens);
 });
