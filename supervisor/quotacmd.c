@@ -38,7 +38,28 @@ quotacmd_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd; (void)what; (void)arg;
 }
 
-/* The identity's limits from the tokens file; NULL (said why) if none. */
+/* What its line leaves unset comes from auth.defaults, as in auth.c. */
+static int
+quotacmd_defaults(const struct heavy_config *cfg, struct token_limits *lim)
+{
+	struct token_limits	def = { 0 };
+	char			err[512];
+
+	if (cfg->auth_defaults != NULL && token_limits_parse(
+	    cfg->auth_defaults, &def, err, sizeof err) == -1) {
+		fprintf(stderr, "%s: auth.defaults: %s\n", HEAVY_NAME, err);
+		return -1;
+	}
+	for (int k = 0; k < TOKEN_NLIMITS; k++)
+		if (!lim->set[k] && def.set[k]) {
+			lim->set[k] = true;
+			lim->v[k] = def.v[k];
+		}
+	return 0;
+}
+
+/* The identity's limits from the tokens file (and auth.defaults); -1
+ * (said why) when the file cannot be read. */
 static int
 quotacmd_limits(const struct heavy_config *cfg, const char *name,
     struct token_limits *lim)
@@ -64,10 +85,12 @@ quotacmd_limits(const struct heavy_config *cfg, const char *name,
 			found = 1;
 		}
 	tokens_free(&t);
-	if (!found)
+	if (!found) {
 		fprintf(stderr, "%s: quota: %s is not in %s; its counters "
 		    "are shown without limits\n", HEAVY_NAME, name, path);
-	return 0;
+		return 0;
+	}
+	return quotacmd_defaults(cfg, lim);
 }
 
 /* Every window's total, waited for (a server answers on the loop). */

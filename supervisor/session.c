@@ -87,7 +87,7 @@ mcp_send_related(struct mcp_session *s, const char *related, bool final,
     struct json_object *msg)
 {
 	struct mcp_out		 out = { related, final, 0, NULL, 0 };
-	struct json_object	*e, *data, *after;
+	struct json_object	*e = NULL, *data, *after;
 	size_t			 len;
 	const char		*text;
 

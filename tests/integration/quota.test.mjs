@@ -174,6 +174,8 @@ test('orchestrations_per_hour: the third start in the hour is a 429 with Retry-A
 	assert.match(srv.stderr(), /quota: id:alice refused: quota orchestrations_per_hour reached/);
 	assert.deepEqual(quotaLine(dir, 'alice', 'orchestrations_per_hour'), ['2', '2']);
 	assert.deepEqual(quotaLine(dir, 'bob', 'orchestrations_per_hour'), ['1', '-']);
+	assert.deepEqual(quotaLine(dir, 'bob', 'orchestrations_per_hour',
+	    { HEAVY_AUTH_DEFAULTS: 'orchestrations_per_hour=5' }), ['1', '5'], 'auth.defaults fills in');
 	await srv.stop();
 
 	srv = await start(t, dir, mock);
