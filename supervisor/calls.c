@@ -150,21 +150,39 @@ mcp_call_stopped(void *arg, const char *why)
 	mcp_call_free(c);
 }
 
+/* A rate quota reached: not a tool's error but the request's, which HTTP
+ * answers 429 with Retry-After (http.c). */
+static struct json_object *
+mcp_calls_rate_error(struct json_object *id, const char *why,
+    int retry_after_s)
+{
+	struct json_object	*e = rpc_error(id, RPC_RATE_LIMITED, why);
+	struct json_object	*data = json_object_new_object(), *err;
+
+	json_object_object_add(data, "retryAfter",
+	    json_object_new_int(retry_after_s));
+	if (json_object_object_get_ex(e, "error", &err))
+		json_object_object_add(err, "data", data);
+	else
+		json_object_put(data);
+	return e;
+}
+
 /*
  * The task service says how the start went: a blocking call is now
  * answered at its end; whoever asked hears of the record, or of the
- * refusal with its isError result (theirs to send).
+ * refusal with its isError result (theirs to send), but for a rate quota,
+ * answered here as a JSON-RPC error.
  */
 static void
 mcp_call_started(void *arg, struct task_record *r, enum service_refusal how,
-    const char *why)
+    const char *why, int retry_after_s)
 {
 	struct mcp_call		*c = arg;
 	struct mcp_req		*q = c->q;
 	mcp_started_fn		 fn = c->started;
 	void			*fn_arg = c->started_arg;
 
-	(void)how;
 	c->q = NULL;
 	if (c->abandoned != NULL) {	/* cancelled while it started */
 		if (r != NULL)
@@ -173,11 +191,20 @@ mcp_call_started(void *arg, struct task_record *r, enum service_refusal how,
 		mcp_call_free(c);
 		return;
 	}
-	if ((c->rec = r) == NULL) {
-		if (c->id != NULL)
-			lh_table_delete(c->s->calls, c->key);
+	if (r == NULL && c->id != NULL)
+		lh_table_delete(c->s->calls, c->key);
+	if (r == NULL && how == SERVICE_REFUSED_RATE) {
 		mcp_call_free(c);
+		mcp_req_begin(q);
+		mcp_reply_error(q->s, mcp_calls_rate_error(q->m.id, why,
+		    retry_after_s));
+		mcp_req_end(q);
+		return;
 	}
+	if ((c->rec = r) == NULL)
+		mcp_call_free(c);
+	else if (c->id != NULL)	/* its stream may start: it runs */
+		mcp_taken(c->s, c->key);
 	mcp_req_begin(q);
 	fn(q, r, r == NULL ? tool_error_result(why) : NULL, fn_arg);
 	mcp_req_end(q);

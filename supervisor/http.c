@@ -619,17 +619,26 @@ http_stream_pending(struct mcp_session *s, struct http_session *hs,
 /*
  * The whole reply, as application/json: nothing came before it.  In
  * 2026-07-28 some errors have their own status: an unknown method 404, a
- * missing capability, a version or a header 400.
+ * missing capability, a version or a header 400; in every era a rate
+ * quota reached is 429 with Retry-After.
  */
 static void
 http_json_reply(struct http_stream *st, const struct mcp_out *out)
 {
 	int		 status = 200;
 	const char	*reason = "OK";
+	char		 retry[16];
 
 	if (st->hs->stateless && out->error == RPC_METHOD_NOT_FOUND) {
 		status = 404;
 		reason = "Not Found";
+	} else if (out->error == RPC_RATE_LIMITED) {	/* a rate quota */
+		status = 429;
+		reason = "Too Many Requests";
+		snprintf(retry, sizeof retry, "%d", out->retry_after_s > 0 ?
+		    out->retry_after_s : 1);
+		evhttp_add_header(evhttp_request_get_output_headers(st->req),
+		    "Retry-After", retry);
 	} else if (st->hs->stateless && (out->error == RPC_MISSING_CAPABILITY ||
 	    out->error == RPC_UNSUPPORTED_VERSION ||
 	    out->error == RPC_HEADER_MISMATCH)) {
@@ -668,7 +677,21 @@ http_send(void *arg, const struct mcp_out *out)
 		http_stream_end(st);
 }
 
-static const struct mcp_transport http_transport = { "http", http_send };
+/* An orchestration started: its stream starts (it was held back, so that
+ * a refusal could have its own status). */
+static void
+http_taken(void *arg, const char *related)
+{
+	struct http_session	*hs = arg;
+	struct http_stream	*st;
+
+	if (related != NULL && (st = http_stream_find(hs, related)) != NULL &&
+	    !st->sse && st->req != NULL && st->accepts_sse)
+		http_sse_start(st, true);
+}
+
+static const struct mcp_transport http_transport = { "http", http_send,
+    http_taken };
 
 /* --- sessions --------------------------------------------------------- */
 
@@ -794,6 +817,22 @@ http_post_session(struct evhttp_request *req, const struct rpc_msg *m,
 	return hs;
 }
 
+/* A tools/call of a tool that starts an orchestration (and may meet its
+ * identity's quotas). */
+static bool
+http_starts_task(const struct rpc_msg *m)
+{
+	struct json_object	*name;
+	const char		*n;
+
+	if (strcmp(m->method, "tools/call") != 0 || m->params == NULL ||
+	    !json_object_object_get_ex(m->params, "name", &name) ||
+	    (n = json_object_get_string(name)) == NULL)
+		return false;
+	return strcmp(n, "heavy_orchestrate") == 0 ||
+	    strcmp(n, "grok_heavy_orchestrate") == 0;
+}
+
 /* A request: its reply (and what comes before it) on its own stream. */
 static void
 http_post_request(struct evhttp_request *req, struct http_session *hs,
@@ -813,8 +852,11 @@ http_post_request(struct evhttp_request *req, struct http_session *hs,
 	else {
 		st = http_stream_new(hs, req, key);
 		/* A call may run for minutes: its stream starts at once (the
-		 * client hears that it was taken, and a proxy sees bytes). */
-		if (strcmp(m->method, "tools/call") == 0 && st->accepts_sse)
+		 * client hears that it was taken, and a proxy sees bytes); an
+		 * orchestration's once it has started (http_taken), so that
+		 * a rate quota's refusal can still be a 429. */
+		if (strcmp(m->method, "tools/call") == 0 && st->accepts_sse &&
+		    !http_starts_task(m))
 			http_sse_start(st, true);
 		s = hs->s;
 		mcp_session_ref(s);

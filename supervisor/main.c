@@ -21,6 +21,7 @@ static const char	*opt_state_dir;
 static bool		 opt_check_config;
 static int		 opt_ask;	/* argv index of "ask", or 0 */
 static int		 opt_token;	/* argv index of "token", or 0 */
+static int		 opt_quota;	/* argv index of "quota", or 0 */
 static char		**opt_listen;	/* --listen, in order */
 static int		 opt_nlisten;
 
@@ -34,6 +35,7 @@ usage(int status)
 	    "(heavyd ask --help)\n"
 	    "       heavyd [--config FILE] token add NAME [KEY=VALUE...] | "
 	    "list | revoke NAME\n"
+	    "       heavyd [--config FILE] [--state-dir DIR] quota NAME\n"
 	    "Serves MCP over stdin/stdout (MCP clients start it), or with "
 	    "--listen over\nStreamable HTTP.\n"
 	    "  --config FILE   read FILE (else HEAVY_CONFIG, "
@@ -85,6 +87,9 @@ main_options(int argc, char **argv)
 			break;
 		} else if (strcmp(argv[i], "token") == 0) {
 			opt_token = i;
+			break;
+		} else if (strcmp(argv[i], "quota") == 0) {
+			opt_quota = i;
 			break;
 		} else {
 			fprintf(stderr, "heavyd: %s: %s\n", strcmp(argv[i],
@@ -241,6 +246,8 @@ main(int argc, char **argv)
 	main_config(&config);
 	if (opt_token)
 		exit(token_run(&config, argc - opt_token, argv + opt_token));
+	if (opt_quota)
+		exit(quotacmd_run(&config, argc - opt_quota, argv + opt_quota));
 	metrics_init(config.metrics_max_label_values, HEAVY_COMMIT);
 	rc = opt_ask ? ask_run(&config) : serve_run(&config);
 	metrics_free();

@@ -12,7 +12,8 @@
  * Migration 1 is the SQLite store's schema (store.c) in PostgreSQL's
  * types, plus what several nodes need: a running task's lease (node_id,
  * lease_epoch, lease_expires_at, on the database's clock) and the quota
- * counters per identity and window.
+ * counters per identity and window.  Migration 2: the quota charges that
+ * the store's quota calls keep (store_pg.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,18 @@ static const char *const migrations[] = {
 "  window_start timestamptz NOT NULL,"
 "  count bigint NOT NULL DEFAULT 0 CHECK (count >= 0),"
 "  PRIMARY KEY (identity, window_kind, window_start)"
+");",
+/* 2: the quota charges, one a source (a task) and window, so that a
+ * charge sent twice (pgconn resends one whose answer was lost) counts
+ * once: a window's total is their sum.  Migration 1's quota_counters,
+ * one count a window, could not tell a resent charge from a new one. */
+"CREATE TABLE quota_charges ("
+"  identity text NOT NULL,"		/* the owner: id:NAME */
+"  kind text NOT NULL,"			/* orchestrations, tokens, micro_usd */
+"  window_start bigint NOT NULL,"	/* seconds since the epoch, UTC */
+"  source text NOT NULL,"
+"  amount bigint NOT NULL CHECK (amount >= 0),"
+"  PRIMARY KEY (identity, kind, window_start, source)"
 ");",
 };
 #define PGSCHEMA_KNOWN	((int)(sizeof migrations / sizeof migrations[0]))

@@ -34,11 +34,13 @@ struct service_call {
 	struct event			*instant;
 	struct json_object		*instant_result;	/* the cache's */
 	char				*instant_why;	/* else why it failed */
+	struct quota_run		*quota;	/* its identity's charges */
 };
 
 static void
 service_call_free(struct service_call *c)
 {
+	quota_run_end(c->quota, NULL);
 	if (c->instant != NULL)
 		event_free(c->instant);
 	json_object_put(c->instant_result);
@@ -104,6 +106,8 @@ service_done(void *arg, const struct task_outcome *o,
 {
 	struct service_call	*c = arg;
 
+	quota_run_end(c->quota, &o->usage);
+	c->quota = NULL;
 	c->hooks->done(c->arg, c->rec, o, result, c->instant == NULL);
 	service_audit(c->rec, o->failed ? "failed" : c->instant != NULL &&
 	    c->instant_why == NULL ? "cached" : "completed", &o->usage);
@@ -119,6 +123,8 @@ service_stopped(void *arg, const char *why)
 {
 	struct service_call	*c = arg;
 
+	quota_run_end(c->quota, &c->rec->usage);
+	c->quota = NULL;
 	service_audit(c->rec, "cancelled", &c->rec->usage);
 	if (c->hooks->stopped != NULL)
 		c->hooks->stopped(c->arg, why);
@@ -220,18 +226,20 @@ service_stored(void *arg, bool stored)
 	if (stored) {
 		if (c->instant != NULL)	/* it ends after this is answered */
 			evtimer_add(c->instant, &now);
-		hooks->started(harg, c->rec, SERVICE_STARTED, NULL);
+		hooks->started(harg, c->rec, SERVICE_STARTED, NULL, 0);
 		return;
 	}
 	snprintf(why, sizeof why, "the task store cannot write: %s; retry "
 	    "later", store_error());
 	log_with(LOG_LVL_WARN, &(struct log_fields){ .task_id = c->rec->id },
 	    "task %s refused: %s", c->rec->id, why);
+	quota_run_end(c->quota, NULL);
+	c->quota = NULL;
 	c->rec->mcp_task = false;	/* no status notice for it */
 	c->rec->cancelled = NULL;	/* the caller answers, with why */
 	registry_interrupt(c->rec, why, now_ms());
 	service_call_free(c);
-	hooks->started(harg, NULL, SERVICE_REFUSED_STORE, why);
+	hooks->started(harg, NULL, SERVICE_REFUSED_STORE, why, 0);
 }
 
 /*
@@ -284,22 +292,51 @@ service_start_free(struct service_start *st)
 	free(st);
 }
 
-/* Refused (why): a task-augmented call still becomes a failed task. */
+/* Refused (why; a rate: retry after seconds): a task-augmented call
+ * still becomes a failed task. */
 static void
-service_refuse(struct service_start *st, enum service_refusal how,
-    const char *why)
+service_refuse_after(struct service_start *st, enum service_refusal how,
+    const char *why, int retry_after_s)
 {
 	if (st->req.mcp_task && how != SERVICE_REFUSED_STORE) {
 		service_instant(&st->req, st->params, st->ttl, NULL, why);
 		st->params = NULL;
 	} else
-		st->req.hooks->started(st->req.arg, NULL, how, why);
+		st->req.hooks->started(st->req.arg, NULL, how, why,
+		    retry_after_s);
 	service_start_free(st);
+}
+
+static void
+service_refuse(struct service_start *st, enum service_refusal how,
+    const char *why)
+{
+	service_refuse_after(st, how, why, 0);
+}
+
+/* The usage of a task so far: its identity's daily budgets are charged. */
+static void
+service_usage(void *arg, const struct usage *u)
+{
+	struct service_call	*c = arg;
+
+	quota_run_usage(c->quota, u);
+}
+
+/* A daily budget of its identity was reached mid-task: it stops, as at
+ * its own max_cost_usd, with why. */
+static void
+service_quota_stop(void *arg, const char *why)
+{
+	struct service_call	*c = arg;
+
+	if (c->rec->task != NULL && !c->rec->finished)
+		task_budget_stop(c->rec->task, why);
 }
 
 /* Admitted and started, or refused (busy, the query too long). */
 static void
-service_run(struct service_start *st)
+service_admit(struct service_start *st)
 {
 	struct service_call	*c;
 	struct task		*t;
@@ -326,8 +363,39 @@ service_run(struct service_start *st)
 	c->rec->cache_key = st->key;
 	st->key = NULL;
 	registry_add(c->rec, t, task_id(t), now_ms());
+	c->quota = quota_run_start(st->owner, task_id(t), service_quota_stop,
+	    c);
+	task_on_usage(t, service_usage, c);
 	service_start_free(st);
 	durable_when_stored(c->rec->id, service_stored, c);
+}
+
+/* The identity's quotas, as the store counts them: a rate reached is a
+ * refusal with when to retry, a daily budget one with when it resets. */
+static void
+service_quota_checked(void *arg, const struct quota_decision *d)
+{
+	struct service_start	*st = arg;
+	char			 why[512];
+
+	if (d->verdict == QUOTA_OK) {
+		service_admit(st);
+		return;
+	}
+	quota_text(d, why, sizeof why);
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .identity = st->owner },
+	    "quota: %s refused: %s", st->owner, why);
+	service_refuse_after(st, d->verdict == QUOTA_RATE ?
+	    SERVICE_REFUSED_RATE : d->verdict == QUOTA_BUDGET ?
+	    SERVICE_REFUSED_QUOTA : SERVICE_REFUSED_BUSY, why,
+	    d->retry_after_s);
+}
+
+/* The quotas first (they may wait for the store), then admission. */
+static void
+service_run(struct service_start *st)
+{
+	quota_check(st->owner, service_quota_checked, st);
 }
 
 static void
@@ -365,6 +433,7 @@ service_start(const struct service_req *req, struct task_params *p)
 	memset(p, 0, sizeof *p);
 	auth_fit_defaults(st->owner, req->cfg, &st->p.num_agents,
 	    &st->p.timeout_s);
+	st->p.ask_cost = quota_wants_cost(st->owner);
 	st->params = service_params_json(req->cfg, &st->p);
 	st->ttl = req->ttl_ms ? req->ttl_ms : service_ttl_ms(req->cfg,
 	    st->p.timeout_s, -1);
@@ -389,6 +458,8 @@ service_abandon(struct task_record *r, const char *why)
 
 	r->cancelled = NULL;
 	registry_cancel(r, why, now_ms());
+	quota_run_end(c->quota, &r->usage);	/* what it spent */
+	c->quota = NULL;
 	service_call_free(c);
 }
 

@@ -86,8 +86,8 @@ static void
 mcp_send_related(struct mcp_session *s, const char *related, bool final,
     struct json_object *msg)
 {
-	struct mcp_out		 out = { related, final, 0, NULL };
-	struct json_object	*e;
+	struct mcp_out		 out = { related, final, 0, NULL, 0 };
+	struct json_object	*e = NULL, *data, *after;
 	size_t			 len;
 	const char		*text;
 
@@ -95,6 +95,10 @@ mcp_send_related(struct mcp_session *s, const char *related, bool final,
 		if (final && json_object_object_get_ex(msg, "error", &e))
 			out.error = json_object_get_int(
 			    json_object_object_get(e, "code"));
+		if (out.error == RPC_RATE_LIMITED &&
+		    json_object_object_get_ex(e, "data", &data) &&
+		    json_object_object_get_ex(data, "retryAfter", &after))
+			out.retry_after_s = json_object_get_int(after);
 		out.msg = evbuffer_new();
 		text = json_object_to_json_string_length(msg,
 		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
@@ -156,6 +160,14 @@ mcp_notify_related(struct mcp_session *s, const char *key, const char *method,
     struct json_object *params)
 {
 	mcp_send_related(s, key, false, rpc_notification(method, params));
+}
+
+/* The request of this id key was taken; its reply comes later. */
+void
+mcp_taken(struct mcp_session *s, const char *related)
+{
+	if (!s->closed && s->tp->taken != NULL)
+		s->tp->taken(s->tp_arg, related);
 }
 
 /* A whole error response, made elsewhere; takes it. */

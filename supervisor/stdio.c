@@ -39,7 +39,8 @@ stdio_send(void *arg, const struct mcp_out *m)
 	evbuffer_add(out, "\n", 1);
 }
 
-static const struct mcp_transport stdio_transport = { "stdio", stdio_send };
+static const struct mcp_transport stdio_transport = { "stdio", stdio_send,
+    NULL };
 
 static void
 stdio_too_long(struct stdio_peer *p)

@@ -34,6 +34,7 @@ static const struct store_backend *sb;	/* the one open */
 #define STORE_DEFER_DONE(cb, arg)	do { } while (0)
 #define STORE_DEFER_ROW(cb, arg)	do { } while (0)
 #define STORE_DEFER_ROWS(cb, arg)	do { } while (0)
+#define STORE_DEFER_TOTAL(cb, arg)	do { } while (0)
 #endif
 
 /* The backend that serves url (NULL: the embedded one), or NULL. */
@@ -209,3 +210,60 @@ store_cache_find(const char *owner, const char *key, int64_t max_age_ms,
 		sb->cache_find(owner, key, max_age_ms, cb, arg);
 }
 
+
+/* A charge is a write: timed as one. */
+struct store_charge {
+	int64_t		 t0;
+	store_total_cb	 cb;
+	void		*arg;
+};
+
+static void
+store_charge_done(void *arg, int rc, int64_t total)
+{
+	struct store_charge	*w = arg;
+
+	metrics_store_write("quota", now_us() - w->t0, rc != STORE_ERROR);
+	w->cb(w->arg, rc, total);
+	free(w);
+}
+
+void
+store_quota_charge(const char *identity, const char *kind, int64_t window,
+    const char *source, int64_t amount, store_total_cb cb, void *arg)
+{
+	struct store_charge	*w;
+
+	STORE_DEFER_TOTAL(cb, arg);
+	if (sb == NULL) {
+		cb(arg, STORE_ERROR, 0);
+		return;
+	}
+	w = xmalloc(sizeof *w);
+	w->t0 = now_us();
+	w->cb = cb;
+	w->arg = arg;
+	sb->quota_charge(identity, kind, window, source, amount,
+	    store_charge_done, w);
+}
+
+void
+store_quota_total(const char *identity, const char *kind, int64_t window,
+    store_total_cb cb, void *arg)
+{
+	STORE_DEFER_TOTAL(cb, arg);
+	if (sb == NULL)
+		cb(arg, STORE_ERROR, 0);
+	else
+		sb->quota_total(identity, kind, window, cb, arg);
+}
+
+void
+store_quota_sweep(int64_t before, store_done_cb cb, void *arg)
+{
+	STORE_DEFER_DONE(cb, arg);
+	if (sb == NULL)
+		cb(arg, STORE_ERROR);
+	else
+		sb->quota_sweep(before, cb, arg);
+}

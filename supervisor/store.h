@@ -54,6 +54,8 @@ typedef void (*store_row_cb)(void *arg, int rc, const struct store_task *);
  * store_ids, n rows of which only the id is set, of total matches. */
 typedef void (*store_rows_cb)(void *arg, int rc, const struct store_task *,
 	    int n, int total, const char *next);
+/* A quota counter's total (rc STORE_OK), or STORE_ERROR. */
+typedef void (*store_total_cb)(void *arg, int rc, int64_t total);
 
 struct store_options {
 	const char	*state_dir;
@@ -101,6 +103,20 @@ struct store_backend {
 	void		(*sweep)(int max_rows, store_done_cb, void *);
 	/* How durable a write is: 1 a crash, 2 also a power cut. */
 	int		(*durability)(void);
+	/*
+	 * Quota counters, per identity, kind and window (its start, seconds
+	 * since the epoch).  A window's total is the sum of its charges,
+	 * one per source (a task): a charge sets its source's amount, which
+	 * only grows, so the same charge twice counts once.  Answers the
+	 * window's total after the charge.
+	 */
+	void		(*quota_charge)(const char *identity, const char *kind,
+			    int64_t window, const char *source, int64_t amount,
+			    store_total_cb, void *);
+	void		(*quota_total)(const char *identity, const char *kind,
+			    int64_t window, store_total_cb, void *);
+	/* Windows that started before this (rc: the charges deleted). */
+	void		(*quota_sweep)(int64_t before, store_done_cb, void *);
 };
 
 extern const struct store_backend store_sqlite;
@@ -123,6 +139,12 @@ void	 store_cache_find(const char *owner, const char *key,
 	    int64_t max_age_ms, store_row_cb, void *);
 void	 store_settle(store_done_cb, void *);
 void	 store_sweep(int max_rows, store_done_cb, void *);
+void	 store_quota_charge(const char *identity, const char *kind,
+	    int64_t window, const char *source, int64_t amount,
+	    store_total_cb, void *);
+void	 store_quota_total(const char *identity, const char *kind,
+	    int64_t window, store_total_cb, void *);
+void	 store_quota_sweep(int64_t before, store_done_cb, void *);
 
 /* store_row.c: what the backends share.  "starttime@boot_id" of a process
  * ("" when it is gone), and whether the process a row names still runs

@@ -10,6 +10,8 @@ struct store_later {
 	store_done_cb		 done;
 	store_row_cb		 row;
 	store_rows_cb		 rows;
+	store_total_cb		 total_cb;
+	int64_t			 sum;
 	void			*arg;
 	int			 rc, n, total;
 	struct store_task	 one, *many;
@@ -31,7 +33,9 @@ store_later_cb(evutil_socket_t fd, short events, void *arg)
 	struct store_later	*l = arg;
 
 	(void)fd; (void)events;
-	if (l->done != NULL)
+	if (l->total_cb != NULL)
+		l->total_cb(l->arg, l->rc, l->sum);
+	else if (l->done != NULL)
 		l->done(l->arg, l->rc);
 	else if (l->row != NULL)
 		l->row(l->arg, l->rc, l->has_one ? &l->one : NULL);
@@ -100,6 +104,16 @@ store_later_rows(void *arg, int rc, const struct store_task *rows, int n,
 	store_later_add(l);
 }
 
+static void
+store_later_total(void *arg, int rc, int64_t sum)
+{
+	struct store_later	*l = arg;
+
+	l->rc = rc;
+	l->sum = sum;
+	store_later_add(l);
+}
+
 /* The callback and its argument, held back when the test asks. */
 #define STORE_DEFER_DONE(cb, arg) do {					\
 	if (store_deferred()) {						\
@@ -122,6 +136,14 @@ store_later_rows(void *arg, int rc, const struct store_task *rows, int n,
 		struct store_later *l_ = store_later_new(arg);		\
 		l_->rows = (cb);					\
 		(cb) = store_later_rows;				\
+		(arg) = l_;						\
+	}								\
+} while (0)
+#define STORE_DEFER_TOTAL(cb, arg) do {					\
+	if (store_deferred()) {						\
+		struct store_later *l_ = store_later_new(arg);		\
+		l_->total_cb = (cb);					\
+		(cb) = store_later_total;				\
 		(arg) = l_;						\
 	}								\
 } while (0)

@@ -38,6 +38,7 @@ struct pg_op {
 	store_done_cb	 done;
 	store_row_cb	 row;
 	store_rows_cb	 rows;
+	store_total_cb	 total;
 	void		*arg;
 	int		 limit;
 };
@@ -710,6 +711,79 @@ pg_sweep(int max_rows, store_done_cb cb, void *arg)
 	    "FROM beyond)", 2, p, pg_count_answer, op);
 }
 
+/* ---- Quota counters ---- */
+
+static void
+pg_total_answer(void *arg, PGresult *res, const char *error)
+{
+	struct pg_op	*op = arg;
+
+	if (error != NULL)
+		pg_failed(error);
+	if (error != NULL || PQntuples(res) != 1)
+		op->total(op->arg, STORE_ERROR, 0);
+	else
+		op->total(op->arg, STORE_OK, strtoll(PQgetvalue(res, 0, 0),
+		    NULL, 10));
+	free(op);
+}
+
+/*
+ * The source's charge becomes amount unless it was more (so the same
+ * charge resent counts once), and the window's total with it: the
+ * others' charges as the statement found them, plus this one as written
+ * (a statement does not see its own CTE's rows).
+ */
+static void
+pg_quota_charge(const char *identity, const char *kind, int64_t window,
+    const char *source, int64_t amount, store_total_cb cb, void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+	char		 w[32], a[32];
+	const char	*p[] = { identity, kind, w, source, a };
+
+	op->total = cb;
+	snprintf(w, sizeof w, "%lld", (long long)window);
+	snprintf(a, sizeof a, "%lld", (long long)(amount < 0 ? 0 : amount));
+	pg_send("WITH up AS (INSERT INTO quota_charges (identity, kind, "
+	    "window_start, source, amount) VALUES ($1, $2, $3, $4, $5) "
+	    "ON CONFLICT (identity, kind, window_start, source) DO UPDATE SET "
+	    "amount = greatest(quota_charges.amount, excluded.amount) "
+	    "RETURNING amount) SELECT (SELECT amount FROM up) + coalesce(("
+	    "SELECT sum(amount) FROM quota_charges WHERE identity = $1 AND "
+	    "kind = $2 AND window_start = $3 AND source <> $4), 0)", 5, p,
+	    pg_total_answer, op);
+}
+
+static void
+pg_quota_total(const char *identity, const char *kind, int64_t window,
+    store_total_cb cb, void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+	char		 w[32];
+	const char	*p[] = { identity, kind, w };
+
+	op->total = cb;
+	snprintf(w, sizeof w, "%lld", (long long)window);
+	pg_send("SELECT coalesce(sum(amount), 0) FROM quota_charges WHERE "
+	    "identity = $1 AND kind = $2 AND window_start = $3", 3, p,
+	    pg_total_answer, op);
+}
+
+static void
+pg_quota_sweep(int64_t before, store_done_cb cb, void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+	char		 b[32];
+	const char	*p[] = { b };
+
+	op->done = cb;
+	snprintf(b, sizeof b, "%lld", (long long)before);
+	pg_send("WITH gone AS (DELETE FROM quota_charges WHERE window_start "
+	    "< $1 RETURNING 1) SELECT count(*) FROM gone", 1, p,
+	    pg_count_answer, op);
+}
+
 const struct store_backend store_pg = {
 	.name = "postgresql",
 	.serves = pg_serves,
@@ -725,4 +799,7 @@ const struct store_backend store_pg = {
 	.settle = pg_settle,
 	.sweep = pg_sweep,
 	.durability = pg_durability,
+	.quota_charge = pg_quota_charge,
+	.quota_total = pg_quota_total,
+	.quota_sweep = pg_quota_sweep,
 };

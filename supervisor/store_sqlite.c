@@ -23,7 +23,7 @@
 #include "supervisor.h"
 
 #define STORE_FILE		"tasks.db"
-#define STORE_SCHEMA_VERSION	1
+#define STORE_SCHEMA_VERSION	2	/* 2: the quota charges */
 
 static sqlite3		*db;
 static sqlite3_stmt	*st_put;	/* the hot statement, prepared once */
@@ -54,7 +54,16 @@ static const char *sq_schema =
 "CREATE INDEX IF NOT EXISTS tasks_by_cache ON tasks(cache_key) "
 "  WHERE cache_key IS NOT NULL;"
 "CREATE INDEX IF NOT EXISTS tasks_running ON tasks(status) "
-"  WHERE status = 'working';";
+"  WHERE status = 'working';"
+/* 2: a quota window's charges, one per source (a task), each only grows. */
+"CREATE TABLE IF NOT EXISTS quota_charges ("
+"  identity TEXT NOT NULL,"		/* the owner: id:NAME */
+"  kind TEXT NOT NULL,"			/* orchestrations, tokens, micro_usd */
+"  window_start INTEGER NOT NULL,"	/* seconds since the epoch, UTC */
+"  source TEXT NOT NULL,"		/* the task charged */
+"  amount INTEGER NOT NULL CHECK (amount >= 0),"
+"  PRIMARY KEY (identity, kind, window_start, source)"
+") WITHOUT ROWID;";
 
 /* Logs a failed statement and keeps its cause for store_error(). */
 static void
@@ -103,7 +112,9 @@ sq_pragma(const char *sql, char *out, size_t len)
 /*
  * The schema, once, in one immediate transaction: of several heavyds
  * starting at once on a fresh file, one creates it and the others, waiting
- * their turn, find it current.  A file of a newer heavyd is left alone.
+ * their turn, find it current.  Every statement of it is IF NOT EXISTS, so
+ * an older file (version 1: the tasks alone) gets what it lacks in place,
+ * its rows untouched.  A file of a newer heavyd is left alone.
  */
 static int
 sq_schema_check(const char *path, char *err, size_t errlen)
@@ -724,6 +735,92 @@ sq_cache_find(const char *owner, const char *key, int64_t max_age_ms,
 	store_task_clear(&t);
 }
 
+/* ---- Quota counters ---- */
+
+/* The window's total: the sum of its charges.  -1 on error. */
+static int64_t
+sq_quota_sum(const char *identity, const char *kind, int64_t window)
+{
+	sqlite3_stmt	*st;
+	int64_t		 sum = -1;
+
+	if (db == NULL || (st = sq_prepare("SELECT coalesce(sum(amount), 0) "
+	    "FROM quota_charges WHERE identity = ?1 AND kind = ?2 AND "
+	    "window_start = ?3")) == NULL)
+		return -1;
+	bind_text(st, 1, identity);
+	bind_text(st, 2, kind);
+	sqlite3_bind_int64(st, 3, window);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		sum = sqlite3_column_int64(st, 0);
+	else
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return sum;
+}
+
+static void
+sq_quota_total(const char *identity, const char *kind, int64_t window,
+    store_total_cb cb, void *arg)
+{
+	int64_t	sum = sq_quota_sum(identity, kind, window);
+
+	cb(arg, sum < 0 ? STORE_ERROR : STORE_OK, sum < 0 ? 0 : sum);
+}
+
+/*
+ * The source's charge in the window becomes amount, unless it was more
+ * already; then the window's total, read in the same transaction, so two
+ * heavyds charging at once each see the other's charge or not at all.
+ */
+static void
+sq_quota_charge(const char *identity, const char *kind, int64_t window,
+    const char *source, int64_t amount, store_total_cb cb, void *arg)
+{
+	sqlite3_stmt	*st;
+	int64_t		 sum = -1;
+
+	if (db == NULL || sq_exec("BEGIN IMMEDIATE") == -1) {
+		cb(arg, STORE_ERROR, 0);
+		return;
+	}
+	if ((st = sq_prepare("INSERT INTO quota_charges (identity, kind, "
+	    "window_start, source, amount) VALUES (?1, ?2, ?3, ?4, ?5) "
+	    "ON CONFLICT DO UPDATE SET amount = max(amount, excluded.amount)"))
+	    != NULL) {
+		bind_text(st, 1, identity);
+		bind_text(st, 2, kind);
+		sqlite3_bind_int64(st, 3, window);
+		bind_text(st, 4, source);
+		sqlite3_bind_int64(st, 5, amount < 0 ? 0 : amount);
+		if (sq_step_done(st) == 0)
+			sum = sq_quota_sum(identity, kind, window);
+	}
+	if (sum < 0 || sq_exec("COMMIT") == -1) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		cb(arg, STORE_ERROR, 0);
+		return;
+	}
+	cb(arg, STORE_OK, sum);
+}
+
+static void
+sq_quota_sweep(int64_t before, store_done_cb cb, void *arg)
+{
+	sqlite3_stmt	*st;
+
+	if (db == NULL || (st = sq_prepare("DELETE FROM quota_charges WHERE "
+	    "window_start < ?1")) == NULL) {
+		cb(arg, STORE_ERROR);
+		return;
+	}
+	sqlite3_bind_int64(st, 1, before);
+	if (sq_step_done(st) == -1)
+		cb(arg, STORE_ERROR);
+	else
+		cb(arg, sqlite3_changes(db));
+}
+
 const struct store_backend store_sqlite = {
 	.name = "sqlite",
 	.serves = sq_serves,
@@ -739,4 +836,7 @@ const struct store_backend store_sqlite = {
 	.settle = sq_settle,
 	.sweep = sq_sweep,
 	.durability = sq_durability,
+	.quota_charge = sq_quota_charge,
+	.quota_total = sq_quota_total,
+	.quota_sweep = sq_quota_sweep,
 };

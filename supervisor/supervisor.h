@@ -180,6 +180,8 @@ struct task_params {
 	double	 max_cost_usd;		/* 0: no cost budget */
 	int	 min_agents;		/* quorum; 0: wait for every agent */
 	double	 straggler_grace_s;	/* after the quorum, before the cut */
+	bool	 ask_cost;		/* the provider's cost, whatever
+					 * ask_cost says (a USD quota) */
 };
 struct task;
 typedef void (*task_progress_fn)(void *arg, double progress, double total,
@@ -198,6 +200,9 @@ struct task *task_start(const struct heavy_config *, struct task_params *,
 	    task_progress_fn, task_done_fn, void *arg);
 const char *task_id(const struct task *);	/* 32 hex digits, 128 random bits */
 void	 task_cancel(struct task *);
+typedef void (*task_usage_fn)(void *arg, const struct usage *total);
+void	 task_on_usage(struct task *, task_usage_fn, void *arg);
+void	 task_budget_stop(struct task *, const char *why);
 void	 task_params_clear(struct task_params *);
 /* What a task is doing now; the strings are the task's, valid until the
  * event loop runs again. */
@@ -319,12 +324,16 @@ enum service_refusal {
 	SERVICE_REFUSED_TOO_LONG,	/* the query, for max_frame_bytes */
 	SERVICE_REFUSED_STORE,		/* the store cannot write */
 	SERVICE_REFUSED_DRAINING,	/* "shutting down, retry later" */
+	SERVICE_REFUSED_RATE,		/* a rate quota: retry after */
+	SERVICE_REFUSED_QUOTA,		/* a daily budget quota reached */
 };
 struct service_hooks {
 	/* How the start went, once: the record, in the store (r NULL:
-	 * refused, how and why).  A refused call hears nothing more. */
+	 * refused, how and why; a rate says when to retry, in seconds).
+	 * A refused call hears nothing more. */
 	void	(*started)(void *arg, struct task_record *,
-		    enum service_refusal how, const char *why);
+		    enum service_refusal how, const char *why,
+		    int retry_after_s);
 	/* The task moved on (may be NULL). */
 	void	(*progress)(void *arg, struct task_record *, double progress,
 		    double total, const char *message);
@@ -419,6 +428,56 @@ char	*auth_oauth_metadata(void);
 int	 auth_oauth_wait(void (*fn)(void *), void *arg);
 void	 auth_oauth_unwait(void (*fn)(void *), void *arg);
 
+/*
+ * quota.c: the persistent per-identity quotas (the tokens file's
+ * orchestrations_per_hour, tokens_per_day, usd_per_day), counted in the
+ * task store per fixed UTC window.
+ */
+enum quota_kind {
+	QUOTA_ORCHESTRATIONS,		/* per hour: a rate */
+	QUOTA_TOKENS,			/* per day: a budget */
+	QUOTA_USD,			/* per day, in micro-USD: a budget */
+	QUOTA_NKINDS
+};
+enum quota_verdict {
+	QUOTA_OK,
+	QUOTA_RATE,		/* 429 and Retry-After over HTTP */
+	QUOTA_BUDGET,		/* a tool error naming the quota */
+	QUOTA_ERROR,		/* the store could not say */
+};
+struct quota_decision {
+	enum quota_verdict	 verdict;
+	enum quota_kind		 kind;		/* the quota reached */
+	int64_t			 used, limit;	/* in the counters' unit */
+	int64_t			 resets_s;	/* its window's end (epoch) */
+	int			 retry_after_s;
+};
+typedef void	(*quota_checked_fn)(void *arg, const struct quota_decision *);
+typedef void	(*quota_stop_fn)(void *arg, const char *why);
+struct quota_run;
+struct usage;
+void	 quota_set_clock(int64_t (*)(void));
+int64_t	 quota_now_ms(void);
+const char *quota_kind_name(enum quota_kind);
+const char *quota_limit_name(enum quota_kind);
+int64_t	 quota_window(enum quota_kind, int64_t now_ms);
+int64_t	 quota_window_end(enum quota_kind, int64_t now_ms);
+int	 quota_retry_after_s(enum quota_kind, int64_t now_ms);
+bool	 quota_limit(const struct token_limits *, enum quota_kind, int64_t *);
+bool	 quota_wants_cost(const char *owner);
+void	 quota_decide(const struct token_limits *,
+	    const int64_t used[QUOTA_NKINDS], int64_t now_ms,
+	    struct quota_decision *);
+void	 quota_time_text(int64_t s, char *buf, size_t len);
+void	 quota_text(const struct quota_decision *, char *buf, size_t len);
+void	 quota_check(const char *owner, quota_checked_fn, void *arg);
+struct quota_run *quota_run_start(const char *owner, const char *task_id,
+	    quota_stop_fn, void *arg);
+void	 quota_run_usage(struct quota_run *, const struct usage *);
+void	 quota_run_end(struct quota_run *, const struct usage *);
+/* quotacmd.c: heavyd quota NAME. */
+int	 quotacmd_run(const struct heavy_config *, int argc, char **argv);
+
 /* resources.c: heavy:// resources and their subscriptions. */
 struct mcp_session;
 struct json_object *resources_list(void);
@@ -447,6 +506,8 @@ struct json_object *tool_error_result(const char *text);
 #define RPC_INVALID_PARAMS	-32602
 #define RPC_INTERNAL_ERROR	-32603
 #define RPC_RESOURCE_NOT_FOUND	-32002	/* MCP's, for resources/read */
+#define RPC_RATE_LIMITED	-32029	/* heavyd's: a rate quota reached;
+					 * data.retryAfter, HTTP 429 */
 /* json-c's nesting limit, raised from 32; deeper is refused under its id. */
 #define RPC_MAX_DEPTH		256
 #define RPC_MAX_DEPTH_TEXT	"256"
@@ -540,11 +601,15 @@ struct mcp_out {
 	bool		 final;		/* that request's reply */
 	int		 error;		/* the reply's error code, or 0 */
 	struct evbuffer	*msg;		/* serialized JSON-RPC, UTF-8 */
+	int		 retry_after_s;	/* RPC_RATE_LIMITED: data.retryAfter */
 };
 struct mcp_transport {
 	const char	*name;
 	/* Moves out->msg out to the client. */
 	void		(*send)(void *arg, const struct mcp_out *out);
+	/* May be NULL: the request (its id key) was taken and its reply
+	 * will be a while (HTTP starts its stream). */
+	void		(*taken)(void *arg, const char *related);
 };
 struct mcp_defaults;
 struct mcp_session {
@@ -597,6 +662,7 @@ void	 mcp_notify(struct mcp_session *, const char *method,
 	    struct json_object *params);
 void	 mcp_notify_related(struct mcp_session *, const char *key,
 	    const char *method, struct json_object *params);
+void	 mcp_taken(struct mcp_session *, const char *related);
 void	 mcp_reply_error(struct mcp_session *, struct json_object *error);
 bool	 mcp_bad_cursor(struct mcp_session *, struct rpc_msg *);
 /* A request answered later: mcp_req_begin() before the answer, then

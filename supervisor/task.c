@@ -83,6 +83,8 @@ struct task {
 	task_progress_fn	 progress;
 	task_done_fn		 done;
 	void			*arg;
+	task_usage_fn		 usage_fn;	/* hears the usage as it grows */
+	void			*usage_arg;
 
 	/* The post-agent stage: peer review, when the strategy asks for it. */
 	char			*strategy_fallback;	/* why it was not applied */
@@ -237,7 +239,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.model = (char *)task_model(t, role, index);
 	job.system_prompt = system;
 	job.prompt = prompt;
-	if (t->cfg->ask_cost == 1 || t->p.max_cost_usd > 0 ||
+	if (t->cfg->ask_cost == 1 || t->p.max_cost_usd > 0 || t->p.ask_cost ||
 	    (t->cfg->ask_cost == 2 &&
 	    strstr(t->cfg->base_url, "://openrouter.ai/") != NULL))
 		job.flags |= JOB_ASK_COST;
@@ -916,11 +918,36 @@ task_usage(void *arg, const struct usage *delta)
 	const char	*which;
 
 	usage_add(&t->usage, delta);
+	if (t->usage_fn != NULL && t->state != TASK_DONE)
+		t->usage_fn(t->usage_arg, &t->usage);
 	if (t->budget_stop == NULL && t->state != TASK_DONE &&
 	    (t->budget_stop = task_budget_reached(t, &which)) != NULL) {
 		metrics_budget_stop(which);
 		task_over_budget(t);
 	}
+}
+
+/* fn hears the task's usage after every LLM call; it must not stop the
+ * task from inside (task_budget_stop, on a later turn, does). */
+void
+task_on_usage(struct task *t, task_usage_fn fn, void *arg)
+{
+	t->usage_fn = fn;
+	t->usage_arg = arg;
+}
+
+/*
+ * A budget kept outside the task (an identity's daily quota) is reached:
+ * the task stops as at its own max_cost_usd, why in its result.
+ */
+void
+task_budget_stop(struct task *t, const char *why)
+{
+	if (t->budget_stop != NULL || t->state == TASK_DONE)
+		return;
+	t->budget_stop = xstrdup(why);
+	metrics_budget_stop("quota");
+	task_over_budget(t);
 }
 
 static void

@@ -275,7 +275,8 @@ capture_send(void *arg, const struct mcp_out *out)
 	free(text);
 }
 
-static const struct mcp_transport capture_tp = { "test", capture_send };
+static const struct mcp_transport capture_tp = { "test", capture_send,
+    NULL };
 
 static void
 msetup(void)

@@ -4,7 +4,7 @@
  * promises (owners, pages, expiry, terminal rows, the row cap, the cache,
  * interrupted rows) answered on later turns of the loop, a write resent
  * after a lost answer counted once, writes held while the server is
- * away, and the schema's version checked at open.
+ * away, the schema's version checked at open, and the quota counters.
  */
 #include <criterion/criterion.h>
 
@@ -417,6 +417,74 @@ Test(store_pg, writes_held_while_the_server_is_away)
 	metrics_free();
 	cr_assert_eq(store_pg.durability(), 1,
 	    "the test cluster runs with synchronous_commit off");
+}
+
+/* ---- Quota counters ---- */
+
+struct pg_total {
+	bool	done;
+	int	rc;
+	int64_t	v;
+};
+
+static void
+pg_total_cb(void *arg, int rc, int64_t v)
+{
+	struct pg_total	*t = arg;
+
+	t->done = true;
+	t->rc = rc;
+	t->v = v;
+}
+
+static int64_t
+qcharge(const char *who, int64_t w, const char *src, int64_t amount)
+{
+	struct pg_total	t = { 0 };
+
+	store_pg.quota_charge(who, "tokens", w, src, amount, pg_total_cb, &t);
+	WAIT_FOR(t.done, "quota_charge");
+	cr_assert_eq(t.rc, STORE_OK);
+	return t.v;
+}
+
+static int64_t
+qtotal(const char *who, int64_t w)
+{
+	struct pg_total	t = { 0 };
+
+	store_pg.quota_total(who, "tokens", w, pg_total_cb, &t);
+	WAIT_FOR(t.done, "quota_total");
+	cr_assert_eq(t.rc, STORE_OK);
+	return t.v;
+}
+
+/*
+ * A charge sets its source's amount (only upward), so one resent after a
+ * lost answer counts once; a window's total is the sum; the counters
+ * outlive the connection; old windows are swept.
+ */
+Test(store_pg, quota_charges_once_each_across_a_reopen)
+{
+	struct sync_answer	a = { 0 };
+	char			err[512];
+
+	cr_assert_eq(qcharge("id:a", 3600, "t1", 100), 100);
+	cr_assert_eq(qcharge("id:a", 3600, "t1", 100), 100, "sent twice");
+	cr_assert_eq(qcharge("id:a", 3600, "t2", 50), 150);
+	cr_assert_eq(qcharge("id:a", 3600, "t1", 40), 150, "never less");
+	cr_assert_eq(qcharge("id:a", 3600, "t1", 130), 180);
+	cr_assert_eq(qcharge("id:a", 7200, "t1", 5), 5, "another window");
+	cr_assert_eq(qcharge("id:b", 3600, "t3", 9), 9, "another identity");
+	store_pg.close();
+	cr_assert_eq(pg_open_url(pg.url, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(qtotal("id:a", 3600), 180);
+	cr_assert_eq(qtotal("id:a", 0), 0, "an empty window");
+	store_pg.quota_sweep(7200, sync_done_cb, &a);
+	WAIT_FOR(a.done, "quota_sweep");
+	cr_assert_eq(a.rc, 3, "the charges of the windows before 7200");
+	cr_assert_eq(qtotal("id:a", 3600), 0);
+	cr_assert_eq(qtotal("id:a", 7200), 5);
 }
 
 /* Opening migrates; a database of a newer heavyd is refused. */
