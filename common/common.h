@@ -119,6 +119,7 @@ char	*secret_url(const char *url);	/* a copy, credentials masked */
 /* util.c */
 int64_t	 now_ms(void);			/* CLOCK_MONOTONIC */
 int64_t	 now_us(void);			/* CLOCK_MONOTONIC */
+int64_t	 wall_ms(void);			/* CLOCK_REALTIME */
 void	*xmalloc(size_t);
 void	*xcalloc(size_t, size_t);
 void	*xrealloc(void *, size_t);

@@ -26,6 +26,16 @@ now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The wall clock, for what outlives the process: a task's timestamps. */
+int64_t
+wall_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* The process is out of memory: exit with a status that says so. */
 static void __attribute__((noreturn))
 nomem(const char *what, size_t n)

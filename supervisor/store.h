@@ -149,7 +149,6 @@ void	 store_quota_sweep(int64_t before, store_done_cb, void *);
 /* store_row.c: what the backends share.  "starttime@boot_id" of a process
  * ("" when it is gone), and whether the process a row names still runs
  * it. */
-int64_t	 wall_ms(void);
 void	 store_task_copy(struct store_task *, const struct store_task *);
 void	 store_task_clear(struct store_task *);
 void	 store_self_init(void);

@@ -16,15 +16,6 @@ static char	 self_start[96];	/* starttime@boot_id of this process */
 const char store_interrupted[] = "interrupted by restart: the heavyd "
 	"process that ran this task is gone";
 
-int64_t
-wall_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* "starttime@boot_id" of a process, or "" when it is gone (a zombie is
  * gone: it runs nothing, and its parent has yet to reap it). */
 void

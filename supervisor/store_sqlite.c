@@ -466,6 +466,22 @@ sq_settle_orphan(struct store_task *t)
 	sq_step_done(st);
 }
 
+/* The row a statement finds, if any (finalized): STORE_OK and *t,
+ * STORE_NOT_FOUND or STORE_ERROR. */
+static int
+sq_one_row(sqlite3_stmt *st, struct store_task *t)
+{
+	int	rc;
+
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		sq_row(st, t);
+	else if (rc != SQLITE_DONE)
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? STORE_OK : rc == SQLITE_DONE ?
+	    STORE_NOT_FOUND : STORE_ERROR;
+}
+
 /* One row by id; STORE_OK, STORE_NOT_FOUND, STORE_EXPIRED, STORE_ERROR. */
 static void
 sq_get(const char *id, const char *owner, store_row_cb cb, void *arg)
@@ -481,13 +497,8 @@ sq_get(const char *id, const char *owner, store_row_cb cb, void *arg)
 	}
 	bind_text(st, 1, id);
 	bind_text(st, 2, owner);
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		sq_row(st, &t);
-	else if (rc != SQLITE_DONE)
-		sq_failed(sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW) {
-		cb(arg, rc == SQLITE_DONE ? STORE_NOT_FOUND : STORE_ERROR, NULL);
+	if ((rc = sq_one_row(st, &t)) != STORE_OK) {
+		cb(arg, rc, NULL);
 		return;
 	}
 	sq_settle_orphan(&t);
@@ -722,13 +733,8 @@ sq_cache_find(const char *owner, const char *key, int64_t max_age_ms,
 	bind_text(st, 2, owner);
 	sqlite3_bind_int64(st, 3, now - max_age_ms);
 	sqlite3_bind_int64(st, 4, now);
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		sq_row(st, &t);
-	else if (rc != SQLITE_DONE)
-		sq_failed(sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW) {
-		cb(arg, rc == SQLITE_DONE ? STORE_NOT_FOUND : STORE_ERROR, NULL);
+	if ((rc = sq_one_row(st, &t)) != STORE_OK) {
+		cb(arg, rc, NULL);
 		return;
 	}
 	cb(arg, STORE_OK, &t);
