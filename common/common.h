@@ -120,6 +120,9 @@ char	*secret_url(const char *url);	/* a copy, credentials masked */
 int64_t	 now_ms(void);			/* CLOCK_MONOTONIC */
 int64_t	 now_us(void);			/* CLOCK_MONOTONIC */
 int64_t	 wall_ms(void);			/* CLOCK_REALTIME */
+char	**env_keep(const char *const *keep, size_t nkeep, size_t room,
+	    size_t *n);
+void	 env_free(char **);
 void	*xmalloc(size_t);
 void	*xcalloc(size_t, size_t);
 void	*xrealloc(void *, size_t);

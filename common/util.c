@@ -121,3 +121,29 @@ xasprintf(const char *fmt, ...)
 	va_end(ap);
 	return s;
 }
+
+/*
+ * An environment for a child we exec: the variables of keep that are set
+ * here, and room for `room` more entries after them (*n: the first free
+ * one); NULL-terminated.  Nothing else of ours (a key) goes along.
+ */
+char **
+env_keep(const char *const *keep, size_t nkeep, size_t room, size_t *n)
+{
+	char		**env = xcalloc(nkeep + room + 1, sizeof *env);
+	const char	 *v;
+
+	*n = 0;
+	for (size_t i = 0; i < nkeep; i++)
+		if ((v = getenv(keep[i])) != NULL)
+			env[(*n)++] = xasprintf("%s=%s", keep[i], v);
+	return env;
+}
+
+void
+env_free(char **env)
+{
+	for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+		free(env[i]);
+	free(env);
+}

@@ -46,17 +46,14 @@ static int	egressctl_spawn(void);
 static char **
 egressctl_env(void)
 {
-	static const char	*keep[] = { "PATH", "TZ", "LANG", "LC_ALL",
+	static const char *const keep[] = { "PATH", "TZ", "LANG", "LC_ALL",
 	    "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "HOME",
 	    "HEAVY_DEBUG", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
 	    "JOURNAL_STREAM", "HEAVY_JOURNAL_SOCKET" };
-	size_t			 n = sizeof keep / sizeof keep[0], k = 0;
-	char			**env = xcalloc(n + 2, sizeof *env);
-	const char		*v;
+	size_t			 k;
+	char			**env = env_keep(keep, sizeof keep / sizeof keep[0],
+	    1, &k);
 
-	for (size_t i = 0; i < n; i++)
-		if ((v = getenv(keep[i])) != NULL)
-			env[k++] = xasprintf("%s=%s", keep[i], v);
 	env[k] = xasprintf("%s=%s", LOG_FORMAT_ENV, log_format_name());
 	return env;
 }
@@ -77,9 +74,7 @@ egressctl_exec(int fd)
 	posix_spawn_file_actions_adddup2(&fa, fd, ZYGOTE_FD);
 	rc = posix_spawn(&pid, egressctl_path, &fa, NULL, argv, env);
 	posix_spawn_file_actions_destroy(&fa);
-	for (size_t i = 0; env[i] != NULL; i++)
-		free(env[i]);
-	free(env);
+	env_free(env);
 	if (rc != 0) {
 		errno = rc;
 		return -1;

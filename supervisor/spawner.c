@@ -47,20 +47,14 @@ static void	spawner_lost(void);
 static char **
 spawner_env(void)
 {
-	static const char	*keep[] = { "PATH", "TZ", "LANG", "LC_ALL",
+	static const char *const keep[] = { "PATH", "TZ", "LANG", "LC_ALL",
 	    "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "HOME",
 	    "HEAVY_DEBUG", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
 	    "HEAVY_CGROUP", "JOURNAL_STREAM", "HEAVY_JOURNAL_SOCKET" };
-	size_t			 n = sizeof keep / sizeof keep[0], k = 0;
-	char			**env = xcalloc(n + 5, sizeof *env);
-	const char		*v;
+	size_t			 k;
+	char			**env = env_keep(keep, sizeof keep / sizeof keep[0],
+	    4, &k);
 
-	for (size_t i = 0; i < n; i++) {
-		if ((v = getenv(keep[i])) == NULL)
-			continue;
-		env[k] = xmalloc(strlen(keep[i]) + strlen(v) + 2);
-		sprintf(env[k++], "%s=%s", keep[i], v);
-	}
 	env[k++] = xasprintf("HEAVY_SPARES=%d", spawner_spares);	/* checked */
 	/* The ABI the report names, which may be below the kernel's. */
 	env[k++] = xasprintf("HEAVY_LANDLOCK_ABI=%d", features_landlock());
@@ -68,14 +62,6 @@ spawner_env(void)
 	if (spawner_html)
 		env[k] = xstrdup("HEAVY_ZYGOTE_HTML=1");
 	return env;
-}
-
-static void
-spawner_env_free(char **env)
-{
-	for (size_t i = 0; env[i] != NULL; i++)
-		free(env[i]);
-	free(env);
 }
 
 /* posix_spawn (vfork-fast) with the zygote's socket on fd 3, stdio on null. */
@@ -95,7 +81,7 @@ spawner_exec(int fd)
 	argv[0] = "heavyd-worker";
 	rc = posix_spawn(&pid, spawner_path, &fa, NULL, argv, env);
 	posix_spawn_file_actions_destroy(&fa);
-	spawner_env_free(env);
+	env_free(env);
 	if (rc != 0) {
 		errno = rc;
 		return -1;
