@@ -273,6 +273,7 @@ struct heavy_config {
 	char	*auth_jwks_file;	/* the issuer's keys: a file, */
 	char	*auth_jwks_url;		/* ... or its jwks_uri */
 	char	*auth_identity_claim;	/* NULL: "sub" */
+	char	*auth_limits_claim;	/* NULL: limits from auth.defaults only */
 	char	**auth_scopes;		/* each one required */
 	int	 nauth_scopes;
 	int	 auth_clock_skew_s;	/* leeway on exp and nbf */

@@ -65,6 +65,7 @@ config_auth_clear(struct heavy_config *c)
 	free(c->auth_jwks_file);
 	free(c->auth_jwks_url);
 	free(c->auth_identity_claim);
+	free(c->auth_limits_claim);
 	config_strv_free(&c->auth_scopes, &c->nauth_scopes);
 }
 
@@ -152,6 +153,11 @@ config_auth_check(struct heavy_config *c, char *err, size_t errlen)
 		    "name such as sub");
 		return -1;
 	}
+	if (c->auth_limits_claim != NULL && *c->auth_limits_claim == '\0') {
+		snprintf(err, errlen, "auth.limits_claim: expected a claim "
+		    "name such as heavyd_limits");
+		return -1;
+	}
 	if (c->auth_issuer == NULL || *c->auth_issuer == '\0' ||
 	    c->auth_audience == NULL ||
 	    config_url_error(c->auth_audience) != NULL) {
@@ -190,6 +196,9 @@ config_auth_print(const struct heavy_config *c, FILE *f)
 		config_yaml_line(f, "auth.jwks_url", c->auth_jwks_url, NULL);
 	config_yaml_line(f, "auth.identity_claim", c->auth_identity_claim ?
 	    c->auth_identity_claim : "sub", NULL);
+	config_yaml_line(f, "auth.limits_claim", c->auth_limits_claim ?
+	    c->auth_limits_claim : "none", c->auth_limits_claim ? NULL :
+	    "auth.defaults for every identity");
 	config_print_strv(f, "auth.scopes", c->auth_scopes, c->nauth_scopes,
 	    c->nauth_scopes ? NULL : "none required");
 }
@@ -960,6 +969,7 @@ config_dup(const struct heavy_config *c)
 	d->auth_mode = d->auth_issuer = d->auth_audience = NULL;  /* the */
 	d->auth_jwks_file = d->auth_jwks_url = NULL;		  /* server's */
 	d->auth_identity_claim = NULL;
+	d->auth_limits_claim = NULL;
 	d->auth_scopes = NULL;
 	d->nauth_scopes = 0;
 	d->auth_tokens_file = NULL;

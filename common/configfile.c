@@ -84,6 +84,7 @@ static const struct file_key {
 	{ "auth.jwks_url", KEY_URL, offsetof(struct heavy_config, auth_jwks_url),
 	  NULL, 0 },
 	STR("auth.identity_claim", auth_identity_claim),
+	STR("auth.limits_claim", auth_limits_claim),
 	{ "auth.scopes", KEY_STRV, offsetof(struct heavy_config, auth_scopes),
 	  NULL, offsetof(struct heavy_config, nauth_scopes) },
 	KNOB("auth.clock_skew", "auth_clock_skew"),

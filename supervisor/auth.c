@@ -41,6 +41,7 @@ struct auth_ident {
 struct auth_seen {
 	char			name[AUTH_NAME_MAX + 1];
 	struct auth_window	rate;
+	struct token_limits	lim;	/* auth.defaults, then its claim's */
 };
 
 /* A client address with failed attempts. */
@@ -369,14 +370,29 @@ auth_by_owner(const char *owner)
 
 /* An identity's limits; NULL for an owner that is none (stdio's).  An
  * OAuth identity has auth.defaults'. */
+/* An OAuth owner's limits: its claim's when it stated some, else
+ * auth.defaults'. */
+static const struct token_limits *
+auth_oauth_owner_limits(const char *owner)
+{
+	size_t	plen = strlen(AUTH_OWNER_PREFIX);
+	void	*v;
+
+	if (owner == NULL || strncmp(owner, AUTH_OWNER_PREFIX, plen) != 0)
+		return NULL;
+	if (auth.seen != NULL && lh_table_lookup_ex(auth.seen, owner + plen,
+	    &v))
+		return &((struct auth_seen *)v)->lim;
+	return &auth.oauth_lim;
+}
+
 const struct token_limits *
 auth_limits(const char *owner)
 {
 	struct auth_ident	*id;
 
 	if (auth.oauth)
-		return owner != NULL && strncmp(owner, AUTH_OWNER_PREFIX,
-		    strlen(AUTH_OWNER_PREFIX)) == 0 ? &auth.oauth_lim : NULL;
+		return auth_oauth_owner_limits(owner);
 	id = auth_by_owner(owner);
 	return id != NULL ? &id->t.lim : NULL;
 }
@@ -538,15 +554,15 @@ auth_over_rate(struct auth_window *rate, const char *name, int64_t now,
  * auth.max_clients are kept: those with no request left in the window go
  * first (they lose nothing), then the oldest.
  */
-static struct auth_window *
-auth_seen_rate(const char *name, int64_t now)
+static struct auth_seen *
+auth_seen(const char *name, int64_t now)
 {
 	struct lh_entry		*e, *next;
 	struct auth_seen	*n;
 	void			*v;
 
 	if (lh_table_lookup_ex(auth.seen, name, &v))
-		return &((struct auth_seen *)v)->rate;
+		return v;
 	for (e = auth.seen->head; e != NULL &&
 	    auth.seen->count >= auth.max_clients; e = next) {
 		next = e->next;
@@ -558,10 +574,39 @@ auth_seen_rate(const char *name, int64_t now)
 		auth_seen_drop(auth.seen->head);
 	n = xcalloc(1, sizeof *n);
 	snprintf(n->name, sizeof n->name, "%s", name);
-	auth_window_init(&n->rate, (int)auth.oauth_lim.v[
-	    TOKEN_REQUESTS_PER_MINUTE]);
+	n->lim = auth.oauth_lim;
+	auth_window_init(&n->rate, (int)n->lim.v[TOKEN_REQUESTS_PER_MINUTE]);
 	lh_table_insert(auth.seen, n->name, n);
-	return &n->rate;
+	return n;
+}
+
+/*
+ * An OAuth identity's limits: auth.defaults, each overridden by the one
+ * its token's limits claim states (checked by the verifier), as its last
+ * request said.  A changed requests_per_minute starts its window afresh.
+ */
+static void
+auth_seen_limits(struct auth_seen *n, const char *claim)
+{
+	struct token_limits	lim = auth.oauth_lim, c;
+	char			why[160];
+
+	if (claim[0] != '\0' && token_limits_parse(claim, &c, why,
+	    sizeof why) == 0)
+		for (int k = 0; k < TOKEN_NLIMITS; k++)
+			if (c.set[k]) {
+				lim.set[k] = true;
+				lim.v[k] = c.v[k];
+			}
+	if (lim.set[TOKEN_REQUESTS_PER_MINUTE] !=
+	    n->lim.set[TOKEN_REQUESTS_PER_MINUTE] ||
+	    lim.v[TOKEN_REQUESTS_PER_MINUTE] !=
+	    n->lim.v[TOKEN_REQUESTS_PER_MINUTE]) {
+		auth_window_free(&n->rate);
+		auth_window_init(&n->rate,
+		    (int)lim.v[TOKEN_REQUESTS_PER_MINUTE]);
+	}
+	n->lim = lim;
 }
 
 /*
@@ -575,14 +620,18 @@ auth_oauth(const char *authorization, const char *addr, int64_t now,
     char *owner, size_t ownerlen, struct auth_denial *d)
 {
 	struct auth_denial	 mine;
+	struct auth_seen	*n;
 	const char		*tok = NULL;
-	char			 name[AUTH_NAME_MAX + 1];
+	char			 name[AUTH_NAME_MAX + 1], limits[AUTH_LIMITS_MAX + 1];
 	size_t			 len = 0;
 
 	(void)auth_bearer(authorization, &tok, &len);
-	if (auth.verify(tok, len, name, sizeof name, d) == 0) {
-		if (auth.oauth_lim.set[TOKEN_REQUESTS_PER_MINUTE] &&
-		    auth_over_rate(auth_seen_rate(name, now), name, now, d))
+	if (auth.verify(tok, len, name, sizeof name, limits, sizeof limits,
+	    d) == 0) {
+		n = auth_seen(name, now);
+		auth_seen_limits(n, limits);
+		if (n->lim.set[TOKEN_REQUESTS_PER_MINUTE] &&
+		    auth_over_rate(&n->rate, name, now, d))
 			return -1;
 		if ((size_t)snprintf(owner, ownerlen, AUTH_OWNER_PREFIX "%s",
 		    name) >= ownerlen)

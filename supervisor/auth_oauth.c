@@ -77,7 +77,7 @@ auth_oauth_deny(enum oauth_result r, const char *why, struct auth_denial *d)
 /* auth.c's verifier: the token (len bytes, NULL for none) to a name. */
 static int
 auth_oauth_verify(const char *token, size_t len, char *name, size_t namelen,
-    struct auth_denial *d)
+    char *limits, size_t limitslen, struct auth_denial *d)
 {
 	struct oauth_identity	 id;
 	enum oauth_result	 r;
@@ -93,10 +93,13 @@ auth_oauth_verify(const char *token, size_t len, char *name, size_t namelen,
 		explicit_bzero(tok, len);
 		free(tok);
 	}
-	if (r == OAUTH_OK && strlen(id.name) >= namelen)
+	if (r == OAUTH_OK && (strlen(id.name) >= namelen ||
+	    strlen(id.limits) >= limitslen))
 		r = OAUTH_NO_IDENTITY;		/* cannot be: the sizes agree */
-	if (r == OAUTH_OK)
+	if (r == OAUTH_OK) {
 		snprintf(name, namelen, "%s", id.name);
+		snprintf(limits, limitslen, "%s", id.limits);
+	}
 	else
 		auth_oauth_deny(r, why, d);
 	explicit_bzero(&id, sizeof id);

@@ -337,6 +337,32 @@ oauth_name_ok(const char *s)
 	return true;
 }
 
+/*
+ * The identity's limits, when the issuer states them in a claim
+ * (auth.limits_claim): a string as a tokens file's limits.  A token whose
+ * claim is there but unusable is refused: its limits cannot be known.
+ */
+static enum oauth_result
+oauth_limits(struct json_object *claims, const struct oauth_config *cfg,
+    struct oauth_identity *id, char *err, size_t errlen)
+{
+	struct token_limits	 lim;
+	struct json_object	*v;
+	const char		*text;
+	char			 why[160];
+
+	id->limits[0] = '\0';
+	if (cfg->limits_claim == NULL ||
+	    !json_object_object_get_ex(claims, cfg->limits_claim, &v))
+		return OAUTH_OK;
+	if ((text = oauth_cstr(v)) == NULL || strlen(text) > OAUTH_MAX_LIMITS ||
+	    token_limits_parse(text, &lim, why, sizeof why) == -1)
+		return oauth_fail(OAUTH_MALFORMED, err, errlen, "the limits "
+		    "claim is no list of KEY=VALUE limits");
+	snprintf(id->limits, sizeof id->limits, "%s", text);
+	return OAUTH_OK;
+}
+
 /* Who the token is: the identity claim (sub by default), its client. */
 static enum oauth_result
 oauth_identity(struct json_object *claims, const struct oauth_config *cfg,
@@ -354,7 +380,7 @@ oauth_identity(struct json_object *claims, const struct oauth_config *cfg,
 	snprintf(id->name, sizeof id->name, "%s", name);
 	if (client != NULL && oauth_name_ok(client))
 		snprintf(id->client_id, sizeof id->client_id, "%s", client);
-	return OAUTH_OK;
+	return oauth_limits(claims, cfg, id, err, errlen);
 }
 
 /* The claims of a token whose signature verified. */
@@ -598,6 +624,7 @@ oauth_cfg_copy(struct oauth_config *d, const struct oauth_config *s)
 	DUP(issuer);
 	DUP(audience);
 	DUP(identity_claim);
+	DUP(limits_claim);
 	DUP(jwks_file);
 	DUP(jwks_url);
 #undef DUP
@@ -612,6 +639,7 @@ oauth_cfg_free(struct oauth_config *c)
 	free((char *)c->issuer);
 	free((char *)c->audience);
 	free((char *)c->identity_claim);
+	free((char *)c->limits_claim);
 	free((char *)c->jwks_file);
 	free((char *)c->jwks_url);
 	for (int i = 0; i < c->nscopes; i++)
@@ -831,6 +859,7 @@ oauth_config_from(struct oauth_config *o, const struct heavy_config *c)
 	o->issuer = c->auth_issuer;
 	o->audience = c->auth_audience;
 	o->identity_claim = c->auth_identity_claim;
+	o->limits_claim = c->auth_limits_claim;
 	o->scopes = c->auth_scopes;
 	o->nscopes = c->nauth_scopes;
 	o->clock_skew_s = c->auth_clock_skew_s;

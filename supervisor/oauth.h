@@ -65,6 +65,7 @@ enum oauth_result {
 				 OAUTH_ALG_EDDSA)
 
 #define OAUTH_MAX_IDENTITY	256	/* bytes of an identity's name */
+#define OAUTH_MAX_LIMITS	512	/* bytes of a limits claim */
 #define OAUTH_RSA_MIN_BITS	2048	/* RFC 7518 3.3 */
 
 /* What a token must be; the strings are borrowed (from heavy_config). */
@@ -72,6 +73,7 @@ struct oauth_config {
 	const char	*issuer;	/* iss, exactly */
 	const char	*audience;	/* in aud; this server's resource URI */
 	const char	*identity_claim;	/* "sub" when NULL */
+	const char	*limits_claim;	/* NULL: none read */
 	char * const	*scopes;	/* all required */
 	int		 nscopes;
 	int		 clock_skew_s;	/* leeway on exp and nbf */
@@ -90,6 +92,9 @@ struct oauth_identity {
 	char	name[OAUTH_MAX_IDENTITY + 1];	/* the identity claim */
 	char	client_id[OAUTH_MAX_IDENTITY + 1];	/* "" when absent */
 	time_t	expires;			/* exp */
+	/* The limits claim, checked: "KEY=VALUE ..." as in a tokens file
+	 * ("" when none). */
+	char	limits[OAUTH_MAX_LIMITS + 1];
 };
 
 /* jwk.c: a parsed JWKS, its keys by kid. */

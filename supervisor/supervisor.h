@@ -377,6 +377,7 @@ int64_t	 service_ttl_ms(const struct heavy_config *, double timeout_s,
 /* An identity's name: a tokens file's (TOKEN_NAME_MAX), or the claim of a
  * verified OAuth token (OAUTH_MAX_IDENTITY); an owner is it, prefixed. */
 #define AUTH_NAME_MAX		256
+#define AUTH_LIMITS_MAX		512	/* an OAuth limits claim */
 #define AUTH_OWNER_MAX		(sizeof AUTH_OWNER_PREFIX + AUTH_NAME_MAX)
 struct auth_window {
 	int64_t	*stamps;	/* a ring of the hits in the window */
@@ -395,7 +396,8 @@ struct auth_denial {
  * AUTH_NAME_MAX + 1), or -1 and the denial (its WWW-Authenticate with
  * resource_metadata and scope).  token is NULL when none came. */
 typedef int	(*auth_verify_fn)(const char *token, size_t len, char *name,
-		    size_t namelen, struct auth_denial *);
+		    size_t namelen, char *limits, size_t limitslen,
+		    struct auth_denial *);
 void	 auth_window_init(struct auth_window *, int cap);
 void	 auth_window_free(struct auth_window *);
 int	 auth_window_count(struct auth_window *, int64_t now, int64_t width);

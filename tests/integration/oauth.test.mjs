@@ -354,6 +354,29 @@ test('auth.defaults holds an OAuth identity to its requests_per_minute; failed a
 	await srv.stop();
 });
 
+test('auth.limits_claim: the issuer states an identity\'s limits in its token, over auth.defaults; a bad claim is 401',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const s = makeSetup(t, '  limits_claim: heavyd_limits\n  defaults: max_num_agents=3\n');
+	const srv = await startOAuth(t, s.config);
+	const carol = await connect(srv, jwt(s.keys.es, claims('carol', { heavyd_limits: 'max_num_agents=1' })), 'carol');
+	const dave = await connect(srv, jwt(s.keys.es, claims('dave')), 'dave');
+	const call = (c, n) => c.client.callTool({ name: TOOL, arguments: { query: 'Limits', num_agents: n } },
+	    CallToolResultSchema, { timeout: HANG });
+	const refused = await call(carol, 3);
+	assert.equal(refused.isError, true);
+	assert.match(refused.content[0].text, /max_num_agents/);
+	assert.notEqual((await call(carol, 1)).isError, true, 'within the claim\'s limit');
+	assert.notEqual((await call(dave, 2)).isError, true, 'dave has auth.defaults (3)');
+	const refused4 = await call(dave, 5);	// 4 is the default: fitted to 3
+	assert.equal(refused4.isError, true);
+	assert.match(refused4.content[0].text, /max_num_agents/);
+	await assertRefused(await post(srv, INIT, jwt(s.keys.es, claims('erin', { heavyd_limits: 'cores=9' }))),
+	    401, INVALID, 'a limits claim that does not parse');
+	await carol.client.close();
+	await dave.client.close();
+	await srv.stop();
+});
+
 test('a JWKS file that does not load: heavyd does not start, --check-config says why',
     { timeout: TEST_TIMEOUT }, async (t) => {
 	const s = makeSetup(t);

@@ -461,11 +461,26 @@ Test(auth_off, anonymous)
  */
 static int
 fake_verify(const char *token, size_t len, char *name, size_t namelen,
-    struct auth_denial *d)
+    char *limits, size_t limitslen, struct auth_denial *d)
 {
+	const char	*plus;
+
 	memset(d, 0, sizeof *d);
+	limits[0] = '\0';
 	if (token != NULL && len > 3 && strncmp(token, "ok.", 3) == 0) {
 		snprintf(name, namelen, "%.*s", (int)len - 3, token + 3);
+		return 0;
+	}
+	/* "lim.NAME+KEY=VALUE+...": a token whose claim states limits. */
+	if (token != NULL && len > 4 && strncmp(token, "lim.", 4) == 0 &&
+	    (plus = memchr(token, '+', len)) != NULL) {
+		snprintf(name, namelen, "%.*s", (int)(plus - token - 4),
+		    token + 4);
+		snprintf(limits, limitslen, "%.*s", (int)(token + len - plus -
+		    1), plus + 1);
+		for (char *p = limits; *p != '\0'; p++)
+			if (*p == '+')
+				*p = ' ';
 		return 0;
 	}
 	if (token != NULL && len == 5 && strncmp(token, "scope", 5) == 0) {
@@ -581,6 +596,33 @@ Test(auth_oauth, defaults_are_every_identitys_limits)
 	auth_reload(NULL, &cfg);
 	for (int i = 0; i < 10; i++)
 		cr_assert_eq(oreq("Bearer ok.alice", "a", 60003, owner, &d), 0);
+}
+
+/* A token's limits claim overrides auth.defaults key by key, for that
+ * identity alone, as its latest request states them. */
+Test(auth_oauth, a_claims_limits_override_the_defaults)
+{
+	const struct token_limits	*l;
+	struct auth_denial		 d;
+	char				 owner[AUTH_OWNER_MAX];
+
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(oreq("Bearer lim.carol+max_num_agents=1+"
+		    "requests_per_minute=3", "a", i, owner, &d), 0, "%d", i);
+	cr_assert_str_eq(owner, "id:carol");
+	cr_assert_eq(oreq("Bearer lim.carol+max_num_agents=1+"
+	    "requests_per_minute=3", "a", 3, owner, &d), -1);
+	cr_assert_eq(d.status, 429, "the claim's rate, not the default 2");
+	l = auth_limits("id:carol");
+	cr_assert(l->set[TOKEN_MAX_NUM_AGENTS]);
+	cr_assert_eq(l->v[TOKEN_MAX_NUM_AGENTS], 1);
+	cr_assert(l->set[TOKEN_CONCURRENT_TASKS], "a default it kept");
+	cr_assert_eq(l->v[TOKEN_CONCURRENT_TASKS], 1);
+	cr_assert_not(auth_limits("id:dave")->set[TOKEN_MAX_NUM_AGENTS],
+	    "another identity has the defaults");
+	cr_assert_eq(oreq("Bearer ok.carol", "a", 60000, owner, &d), 0);
+	cr_assert_not(auth_limits("id:carol")->set[TOKEN_MAX_NUM_AGENTS],
+	    "a token without the claim: the defaults again");
 }
 
 /* At most auth.max_clients windows: one with no request left in the

@@ -697,6 +697,33 @@ Test(jwt, identity_claim)
 	free(t);
 }
 
+/* auth.limits_claim: the issuer's limits for the identity, checked as a
+ * tokens file's; unusable ones refuse the token. */
+Test(jwt, limits_claim)
+{
+	struct oauth_identity	id;
+	char			*t;
+
+	t = mint("ES256", "\"heavyd_limits\":\"max_num_agents=2\"");
+	cr_assert_eq(verify(t, &id), OAUTH_OK);
+	cr_assert_str_eq(id.limits, "", "read only when configured");
+	free(t);
+	cfg.limits_claim = "heavyd_limits";
+	t = mint("ES256", "\"heavyd_limits\":\"max_num_agents=2 "
+	    "tokens_per_day=5000\"");
+	cr_assert_eq(verify(t, &id), OAUTH_OK);
+	cr_assert_str_eq(id.limits, "max_num_agents=2 tokens_per_day=5000");
+	free(t);
+	cr_assert_eq(verify_claims("ES256", NULL), OAUTH_OK, "none: fine");
+	cr_assert_eq(verify_claims("ES256", "\"heavyd_limits\":\"cores=9\""),
+	    OAUTH_MALFORMED, "an unknown limit");
+	cr_assert_eq(verify_claims("ES256", "\"heavyd_limits\":\"max_num_"
+	    "agents=-1\""), OAUTH_MALFORMED);
+	cr_assert_eq(verify_claims("ES256", "\"heavyd_limits\":7"),
+	    OAUTH_MALFORMED, "not a string");
+	cfg.limits_claim = NULL;
+}
+
 /* Whether text holds any 12 bytes of the token in a row. */
 static bool
 holds_part_of(const char *text, const char *token)
