@@ -332,6 +332,10 @@ struct durable_final {
 	bool			 failed;	/* one did not succeed */
 	bool			 orphan;	/* durable_stop let go of it */
 	struct task_record	*held;		/* until its first write is done */
+	/* The task ended before its first write was answered: whoever
+	 * waited for that hears once the end is written or kept here. */
+	void			(*on_stored)(void *, bool);
+	void			*on_stored_arg;
 };
 
 static void
@@ -362,9 +366,15 @@ durable_final_done(void *arg, int rc)
 	struct durable_final	*f = arg;
 	struct task_record	*held = f->held;
 	struct log_fields	 lf = { .task_id = f->row.id };
+	void			(*stored)(void *, bool) = f->on_stored;
 
 	f->inflight = false;
 	f->held = NULL;
+	f->on_stored = NULL;
+	/* Announced before the end goes out; served from here if the
+	 * write failed, so the task is there either way. */
+	if (stored != NULL)
+		stored(f->on_stored_arg, true);
 	if (f->orphan)
 		durable_final_free(f);
 	else if (rc == STORE_ERROR && !f->failed) {
@@ -440,6 +450,8 @@ durable_end(struct durable_entry *e)
 	evtimer_del(e->timer);
 	durable_row(e->r, &f->row);
 	f->held = e->r;
+	f->on_stored = e->on_stored;	/* NULL once told */
+	f->on_stored_arg = e->on_stored_arg;
 	registry_hold(e->r);
 	durable_entry_free(e);
 	lh_table_insert(dur_pending, xstrdup(f->row.id), f);
