@@ -93,6 +93,20 @@ store_durability(void)
 	return sb != NULL ? sb->durability() : -1;
 }
 
+/*
+ * For /readyz: a backend whose server is away, or whose queue of writes
+ * is full, takes no new work (why says which).
+ */
+bool
+store_ready(char *why, size_t len)
+{
+	if (sb == NULL) {
+		snprintf(why, len, "the task store is not open");
+		return false;
+	}
+	return sb->ready == NULL || sb->ready(why, len);
+}
+
 /* A write in flight: timed from its start to its callback. */
 struct store_write {
 	const char	*op;

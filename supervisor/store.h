@@ -117,6 +117,9 @@ struct store_backend {
 			    int64_t window, store_total_cb, void *);
 	/* Windows that started before this (rc: the charges deleted). */
 	void		(*quota_sweep)(int64_t before, store_done_cb, void *);
+	/* Whether its server is there and its queue has room, and why not
+	 * (NULL: an embedded store, always). */
+	bool		(*ready)(char *why, size_t len);
 };
 
 extern const struct store_backend store_sqlite;
@@ -128,6 +131,7 @@ void	 store_close(void);
 const char *store_backend_name(void);
 const char *store_error(void);
 int	 store_durability(void);
+bool	 store_ready(char *why, size_t len);
 void	 store_put(const struct store_task *, int n, store_done_cb, void *);
 void	 store_get(const char *id, const char *owner, store_row_cb, void *);
 void	 store_list(const char *owner, const char *cursor, int limit,

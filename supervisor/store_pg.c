@@ -75,6 +75,32 @@ pg_durability(void)
 	return pg != NULL ? pg_durable : -1;
 }
 
+/* Not while the server is away or the queue is full: writes would wait,
+ * or be refused. */
+static bool
+pg_ready(char *why, size_t len)
+{
+	struct pgconn_status	st;
+
+	if (pg == NULL) {
+		snprintf(why, len, "the task store is not open");
+		return false;
+	}
+	pgconn_status(pg, &st);
+	if (st.state != PGCONN_CONNECTED) {
+		snprintf(why, len, "PostgreSQL is %s%s%s (%d queries wait)",
+		    pgconn_state_name(st.state), st.error[0] ? ": " : "",
+		    st.error, st.queued);
+		return false;
+	}
+	if (st.queued >= st.max_queue) {
+		snprintf(why, len, "the task store's queue is full (%d queries)",
+		    st.queued);
+		return false;
+	}
+	return true;
+}
+
 static struct pg_op *
 pg_op_new(void *arg)
 {
@@ -802,4 +828,5 @@ const struct store_backend store_pg = {
 	.quota_charge = pg_quota_charge,
 	.quota_total = pg_quota_total,
 	.quota_sweep = pg_quota_sweep,
+	.ready = pg_ready,
 };
