@@ -487,6 +487,24 @@ durable_watch(struct task_record *r)
 	}
 }
 
+/* A cancel asked for on another node, for a task of this process: as a
+ * tasks/cancel here would do. */
+static void
+durable_store_event(enum store_event ev, const char *id)
+{
+	struct durable_entry	*e;
+	struct lh_entry		*le;
+
+	if (ev != STORE_EVENT_CANCEL || dur_live == NULL ||
+	    (le = lh_table_lookup_entry(dur_live, id)) == NULL)
+		return;
+	e = lh_entry_v(le);
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = e->id },
+	    "task %s cancelled from another node", e->id);
+	registry_cancel(e->r, "cancelled from another node: its workers were "
+	    "killed", now_ms());
+}
+
 static void
 durable_settled(void *arg, int n)
 {
@@ -527,6 +545,7 @@ durable_init(const struct heavy_config *cfg)
 	event_add(dur_sweep, &tv);
 	dur_flush = evtimer_new(ev_base, durable_flush_cb, NULL);
 	registry_watch(REGISTRY_WATCH_STORE, durable_watch);
+	store_watch(durable_store_event);
 }
 
 /*

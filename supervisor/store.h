@@ -46,6 +46,13 @@ enum store_rc {
 	STORE_BAD_CURSOR = -2,
 };
 
+/* What happened to a task in some process (store_watch). */
+enum store_event {
+	STORE_EVENT_END,	/* its row became terminal */
+	STORE_EVENT_CANCEL,	/* a cancel was asked for (store_cancel) */
+};
+typedef void (*store_event_fn)(enum store_event, const char *id);
+
 /* A write (or several, in one transaction) is done. */
 typedef void (*store_done_cb)(void *arg, int rc);
 /* One row, or none (rc). */
@@ -120,6 +127,13 @@ struct store_backend {
 	/* Whether its server is there and its queue has room, and why not
 	 * (NULL: an embedded store, always). */
 	bool		(*ready)(char *why, size_t len);
+	/* Tells fn of every row that ends and every cancel asked for, in
+	 * any process on the store, soon after (NULL: no such news). */
+	void		(*watch)(store_event_fn fn);
+	/* Asks the process that runs a task to cancel it (rc: STORE_OK, or
+	 * STORE_TERMINAL when it is not running; NULL: not possible). */
+	void		(*cancel)(const char *id, const char *owner,
+			    store_done_cb, void *);
 };
 
 extern const struct store_backend store_sqlite;
@@ -132,6 +146,8 @@ const char *store_backend_name(void);
 const char *store_error(void);
 int	 store_durability(void);
 bool	 store_ready(char *why, size_t len);
+void	 store_watch(store_event_fn);
+bool	 store_cancel(const char *id, const char *owner);
 void	 store_put(const struct store_task *, int n, store_done_cb, void *);
 void	 store_get(const char *id, const char *owner, store_row_cb, void *);
 void	 store_list(const char *owner, const char *cursor, int limit,

@@ -28,10 +28,14 @@
 
 #define PG_OPEN_MS	30000	/* for the server at startup */
 #define PG_CLOSE_MS	10000	/* for the last writes, at exit */
+/* "end ID" when a row becomes terminal, "cancel ID" when a cancel is
+ * asked for: every node LISTENs. */
+#define PG_CHANNEL	"heavyd_tasks"
 
 static struct pgconn		*pg;
 static char			 pg_last_error[512];
 static int			 pg_durable = -1;
+static store_event_fn		 pg_watcher;
 
 /* One call under way: whom to answer, and what it needs then. */
 struct pg_op {
@@ -225,6 +229,28 @@ pg_url_check(const char *url, char *err, size_t errlen)
 	return -1;
 }
 
+/* A node's news of a task: a row that ended, a cancel asked for. */
+static void
+pg_notified(void *arg, const char *channel, const char *payload)
+{
+	const char	*id;
+
+	(void)arg;
+	if (pg_watcher == NULL || strcmp(channel, PG_CHANNEL) != 0 ||
+	    (id = strchr(payload, ' ')) == NULL || strlen(++id) != 32)
+		return;
+	if (strncmp(payload, "end ", 4) == 0)
+		pg_watcher(STORE_EVENT_END, id);
+	else if (strncmp(payload, "cancel ", 7) == 0)
+		pg_watcher(STORE_EVENT_CANCEL, id);
+}
+
+static void
+pg_watch(store_event_fn fn)
+{
+	pg_watcher = fn;
+}
+
 static int
 pg_open(const struct store_options *o, char *err, size_t errlen)
 {
@@ -244,6 +270,9 @@ pg_open(const struct store_options *o, char *err, size_t errlen)
 	cfg.metrics = true;
 	pg = pgconn_new(ev_base, &cfg);
 	pg_last_error[0] = '\0';
+	pgconn_on_notify(pg, pg_notified, NULL);
+	if (pgconn_listen(pg, PG_CHANNEL, err, errlen) == -1)
+		fatalx("task store: LISTEN %s: %s", PG_CHANNEL, err);
 	return 0;
 }
 
@@ -451,8 +480,9 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	op = pg_op_new(arg);
 	op->done = cb;
 	p[0] = rows = pg_put_json(t, n);
-	pg_send("INSERT INTO tasks (id, owner, tool, status, status_message, "
-	    "params, agents, result, usage, cache_key, created_ms, updated_ms, "
+	pg_send("WITH up AS (INSERT INTO tasks (id, owner, tool, status, "
+	    "status_message, params, agents, result, usage, cache_key, "
+	    "created_ms, updated_ms, "
 	    "ttl_ms, expires_ms, pid, proc_start) SELECT id, owner, tool, "
 	    "status, status_message, params::jsonb, agents::jsonb, "
 	    "result::jsonb, usage::jsonb, cache_key, created_ms, updated_ms, "
@@ -468,8 +498,11 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	    "excluded.updated_ms WHERE tasks.pid = excluded.pid AND "
 	    "tasks.proc_start = excluded.proc_start AND (tasks.status = "
 	    "'working' OR (tasks.status = excluded.status AND "
-	    "tasks.updated_ms = excluded.updated_ms)) RETURNING id", 1, p,
-	    pg_put_answer, op);
+	    "tasks.updated_ms = excluded.updated_ms)) RETURNING id, status) "
+	    /* every node hears of an end (at commit): tasks/result wakes */
+	    "SELECT up.id FROM up LEFT JOIN LATERAL (SELECT pg_notify('"
+	    PG_CHANNEL "', 'end ' || up.id) WHERE up.status <> 'working') n "
+	    "ON true", 1, p, pg_put_answer, op);
 	free(rows);
 }
 
@@ -810,6 +843,24 @@ pg_quota_sweep(int64_t before, store_done_cb cb, void *arg)
 	    pg_count_answer, op);
 }
 
+/* A cancel for a task another node runs: recorded in its row (for a node
+ * that missed the notification: pg_sweep) and that node notified. */
+static void
+pg_cancel(const char *id, const char *owner, store_done_cb cb, void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+	char		 now[32];
+	const char	*p[] = { id, owner, now };
+
+	op->done = cb;
+	snprintf(now, sizeof now, "%lld", (long long)wall_ms());
+	pg_send("WITH c AS (UPDATE tasks SET cancel_requested_ms = "
+	    "coalesce(cancel_requested_ms, $3) WHERE id = $1 AND owner = $2 "
+	    "AND status = 'working' RETURNING id) SELECT c.id, pg_notify('"
+	    PG_CHANNEL "', 'cancel ' || c.id) FROM c", 3, p, pg_put_answer,
+	    op);
+}
+
 const struct store_backend store_pg = {
 	.name = "postgresql",
 	.serves = pg_serves,
@@ -829,4 +880,6 @@ const struct store_backend store_pg = {
 	.quota_total = pg_quota_total,
 	.quota_sweep = pg_quota_sweep,
 	.ready = pg_ready,
+	.watch = pg_watch,
+	.cancel = pg_cancel,
 };

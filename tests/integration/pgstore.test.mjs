@@ -1,8 +1,10 @@
-// heavyd on a PostgreSQL task store that goes away mid-run (its own
-// throw-away cluster, tests/integration/pg.mjs): /readyz says 503 and the
-// metrics say why while the server is away, new work is refused with the
-// store's reason once the queue of writes is full, and once the server is
-// back every task a client was given is there with its end.
+// heavyd on a PostgreSQL task store (its own throw-away cluster,
+// tests/integration/pg.mjs).  The server goes away mid-run: /readyz says
+// 503 and the metrics say why, new work is refused with the store's reason
+// once the queue of writes is full, and once the server is back every task
+// a client was given is there with its end.  Two nodes on one database: a
+// tasks/result on one wakes on the database's notification when the other
+// ends the task, and a cancel from one kills the other's workers.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { test } from 'node:test';
@@ -13,9 +15,11 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	GRACE, HANG, HEAVYD, IS_ASAN, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey,
-	assertNoSanitizerReport, expire, sanitizerEnv, sleep, startMock, tmpdir, waitFor,
+	GRACE, HANG, HEAVYD, IS_ASAN, REPO, SOON, TEST_TIMEOUT, TOOL, WORKER, apiKey,
+	assertNoSanitizerReport, describe, expire, jobsAlive, sanitizerEnv, sleep, startMock,
+	startServer, tmpdir, waitFor,
 } from './lib.mjs';
+import { checkShape } from './checks.mjs';
 import { startPg } from './pg.mjs';
 
 const run = promisify(execFile);
@@ -146,4 +150,78 @@ test('the database goes away: /readyz 503, new work refused once the queue is fu
 	assert.deepEqual(ex, { code: 0, signal: null }, srv.stderr());
 	if (IS_ASAN)
 		assertNoSanitizerReport(srv.stderr(), 'heavyd');
+});
+
+/* Two heavyd nodes (stdio) on one database, each with a state directory
+ * of its own; b polls the store only every 10 minutes, so that only the
+ * database's notifications can wake it in time. */
+async function twoNodes(t) {
+	const pg = await startPg(t);
+	const mock = await startMock();
+	const nodes = [];
+	t.after(async () => {
+		for (const n of nodes)
+			await n.kill();
+		await mock.stop();
+	});
+	for (const [tag, poll] of [['a', '100'], ['b', '600000']])
+		nodes.push(await startServer({ mock, env: {
+			HEAVY_STORE_URL: pg.url, HEAVY_STATE_DIR: tmpdir(tag), HEAVY_POLL_INTERVAL_MS: poll,
+		} }));
+	return { pg, mock, a: nodes[0], b: nodes[1] };
+}
+
+const tasksOf = (srv) => srv.client.experimental.tasks;
+
+async function startOn(srv, args) {
+	return (await srv.client.request({ method: 'tools/call', params: { name: TOOL, arguments: args } },
+	    CreateTaskResultSchema, { task: { ttl: 600000 }, timeout: HANG })).task.taskId;
+}
+
+test('tasks/result on another node wakes on the notification of the end; a cancel from another node kills the workers',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const { mock, a, b } = await twoNodes(t);
+
+	const id = await startOn(a, { query: 'Ends on node a [[gate]]', num_agents: 1 });
+	let answered = null;
+	const waiting = tasksOf(b).getTaskResult(id, CallToolResultSchema, { timeout: HANG })
+	    .then((r) => (answered = r));
+	assert.equal((await tasksOf(b).getTask(id)).status, 'working');
+	await sleep(GRACE);
+	assert.equal(answered, null, 'b answered before the task ended');
+	await mock.open();
+	const r = await waiting;
+	checkShape(r, 1);
+	assert.equal((await tasksOf(b).getTask(id)).status, 'completed');
+
+	const hung = await startOn(a, { query: 'Hang [[agent:hang]]', num_agents: 2, timeout: 60 });
+	await waitFor(() => a.workers().length >= 2, HANG, 'two agent workers on node a');
+	const procs = a.workers();
+	const result = tasksOf(b).getTaskResult(hung, CallToolResultSchema, { timeout: HANG });
+	const c = await tasksOf(b).cancelTask(hung);
+	assert.equal(c.status, 'cancelled');
+	assert.match(c.statusMessage, /cancelled from another node/);
+	let left = procs;
+	await waitFor(() => (left = jobsAlive(procs)).length === 0, SOON, 'the workers on node a to die')
+	    .catch(() => assert.fail(`workers outlived the cancel from node b: ${describe(left)}`));
+	const rc = await result;
+	assert.equal(rc.isError, true);
+	assert.match(rc.content[0].text, /cancelled from another node/);
+	assert.equal((await tasksOf(a).getTask(hung)).status, 'cancelled');
+	assert.match(a.stderr(), /task \w+ cancelled from another node/);
+
+	// make-it-heavy's cancel_task passes on the same way.
+	const other = await startOn(a, { query: 'Hang too [[agent:hang]]', num_agents: 1, timeout: 60 });
+	await waitFor(async () => (await tasksOf(b).getTask(other)).statusMessage?.startsWith('agents'),
+	    HANG, 'the agent step, seen from node b');
+	const mine = a.workers();
+	const m = await b.client.callTool({ name: 'cancel_task', arguments: { task_id: other } },
+	    CallToolResultSchema, { timeout: HANG });
+	assert.notEqual(m.isError, true, JSON.stringify(m.content));
+	assert.equal(m.structuredContent.cancelled, true);
+	await waitFor(async () => (await tasksOf(b).getTask(other)).status === 'cancelled', HANG,
+	    'the cancel, seen from node b');
+	assert.deepEqual(jobsAlive(mine), []);
+	await b.shutdown();
+	await a.shutdown();
 });
