@@ -382,6 +382,10 @@ durable_final_done(void *arg, int rc)
 		log_with(LOG_LVL_WARN, &lf, "task store: cannot record the end "
 		    "of task %s; keeping it in memory and retrying", f->row.id);
 	} else if (rc != STORE_ERROR) {
+		if (rc == STORE_TERMINAL)
+			log_with(LOG_LVL_INFO, &lf, "task store: the end of task "
+			    "%s was refused: its row had already ended (another "
+			    "node took it over)", f->row.id);
 		if (f->failed)
 			log_with(LOG_LVL_INFO, &lf, "task store: recorded the "
 			    "end of task %s", f->row.id);
@@ -487,18 +491,27 @@ durable_watch(struct task_record *r)
 	}
 }
 
-/* A cancel asked for on another node, for a task of this process: as a
- * tasks/cancel here would do. */
+/*
+ * News from the store about a task of this process: a cancel asked for on
+ * another node (as a tasks/cancel here would do), or the lease on it lost
+ * (another node took it over: its workers stop at once, and its end is
+ * refused by the store's fence).
+ */
 static void
 durable_store_event(enum store_event ev, const char *id)
 {
 	struct durable_entry	*e;
 	struct lh_entry		*le;
 
-	if (ev != STORE_EVENT_CANCEL || dur_live == NULL ||
+	if (ev == STORE_EVENT_END || dur_live == NULL ||
 	    (le = lh_table_lookup_entry(dur_live, id)) == NULL)
 		return;
 	e = lh_entry_v(le);
+	if (ev == STORE_EVENT_LOST) {
+		registry_interrupt(e->r, "interrupted: this node lost its lease "
+		    "on the task", now_ms());
+		return;
+	}
 	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = e->id },
 	    "task %s cancelled from another node", e->id);
 	registry_cancel(e->r, "cancelled from another node: its workers were "
@@ -528,7 +541,8 @@ durable_init(const struct heavy_config *cfg)
 	    .sync_full = strcmp(cfg->store_synchronous, "full") == 0,
 	    .max_queue = cfg->store_max_queue,
 	    .connect_timeout_ms = cfg->store_connect_timeout_s * 1000,
-	    .retry_max_ms = cfg->store_retry_max_ms };
+	    .retry_max_ms = cfg->store_retry_max_ms,
+	    .node_id = cfg->node_id, .lease_ttl_ms = cfg->store_lease_ttl_ms };
 	struct timeval		tv = { cfg->store_sweep_s, 0 };
 	char			err[512];
 

@@ -50,6 +50,7 @@ enum store_rc {
 enum store_event {
 	STORE_EVENT_END,	/* its row became terminal */
 	STORE_EVENT_CANCEL,	/* a cancel was asked for (store_cancel) */
+	STORE_EVENT_LOST,	/* this process's lease on it was lost */
 };
 typedef void (*store_event_fn)(enum store_event, const char *id);
 
@@ -73,6 +74,9 @@ struct store_options {
 	int		 max_queue;	/* writes held while it is away */
 	int		 connect_timeout_ms;
 	int		 retry_max_ms;	/* the longest pause between tries */
+	/* Several nodes on one server: */
+	const char	*node_id;	/* NULL: hostname:pid-starttime */
+	int		 lease_ttl_ms;	/* a running task's lease (0: 30 s) */
 };
 
 struct store_backend {

@@ -225,3 +225,62 @@ test('tasks/result on another node wakes on the notification of the end; a cance
 	await b.shutdown();
 	await a.shutdown();
 });
+
+test('leases: a paused node loses its task to the other, stops its workers and its late end is fenced off; a killed one is marked interrupted',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const pg = await startPg(t);
+	const mock = await startMock();
+	const nodes = [];
+	t.after(async () => {
+		for (const n of nodes) {
+			try { process.kill(n.pid, 'SIGCONT'); } catch { /* gone */ }
+			await n.kill();
+		}
+		await mock.stop();
+	});
+	// Short leases (the default is 30 s); b wakes only on notifications.
+	const start = async (node, poll) => {
+		const s = await startServer({ mock, env: {
+			HEAVY_STORE_URL: pg.url, HEAVY_STATE_DIR: tmpdir(node), HEAVY_POLL_INTERVAL_MS: poll,
+			HEAVY_NODE_ID: node, HEAVY_STORE_LEASE_TTL_MS: '1500',
+		} });
+		nodes.push(s);
+		return s;
+	};
+	const a = await start('node-a', '100');
+	const b = await start('node-b', '600000');
+	const row = async (id) => (await psql(pg.url, 'SELECT status, node_id, lease_epoch, ' +
+	    `status_message FROM tasks WHERE id = '${id}'`)).split('|');
+	const TAKEN = /^interrupted: its node stopped renewing its lease$/;
+
+	// Paused: it cannot renew; b takes the task over, and says so.
+	const paused = await startOn(a, { query: 'Hang [[agent:hang]]', num_agents: 2, timeout: 60 });
+	await waitFor(() => a.workers().length >= 2, HANG, 'two agent workers on node a');
+	const procs = a.workers();
+	assert.deepEqual((await row(paused)).slice(0, 3), ['working', 'node-a', '0']);
+	const seen = tasksOf(b).getTaskResult(paused, CallToolResultSchema, { timeout: HANG });
+	process.kill(a.pid, 'SIGSTOP');
+	const r = await seen;
+	assert.equal(r.isError, true);
+	assert.match(r.content[0].text, /interrupted: its node stopped renewing its lease/);
+	assert.deepEqual(await row(paused), ['failed', 'node-b', '1', TAKEN.source.slice(1, -1)]);
+	// Back: its renewal misses the task; its workers stop, and its end
+	// (written late) is refused by the fence.
+	process.kill(a.pid, 'SIGCONT');
+	let left = procs;
+	await waitFor(() => (left = jobsAlive(procs)).length === 0, SOON, "node a's workers to stop")
+	    .catch(() => assert.fail(`workers outlived the lost lease: ${describe(left)}`));
+	await waitFor(() => /the end of task \w+ was refused: its row had already ended/.test(a.stderr()),
+	    HANG, "node a's late end, refused").catch((e) => assert.fail(`${e.message}\n${a.stderr()}`));
+	assert.match(a.stderr(), new RegExp(`lost the lease on task ${paused} \\(another node took it over\\)`));
+	assert.deepEqual(await row(paused), ['failed', 'node-b', '1', TAKEN.source.slice(1, -1)]);
+
+	// Killed: b marks its task interrupted once the lease runs out.
+	const killed = await startOn(a, { query: 'Hang again [[agent:hang]]', num_agents: 1, timeout: 60 });
+	const seen2 = tasksOf(b).getTaskResult(killed, CallToolResultSchema, { timeout: HANG });
+	process.kill(a.pid, 'SIGKILL');
+	const r2 = await seen2;
+	assert.match(r2.content[0].text, /interrupted: its node stopped renewing its lease/);
+	assert.deepEqual((await row(killed)).slice(0, 3), ['failed', 'node-b', '1']);
+	await b.shutdown();
+});
