@@ -15,7 +15,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	GRACE, HANG, HEAVYD, IS_ASAN, REPO, SOON, TEST_TIMEOUT, TOOL, WORKER, apiKey,
+	GRACE, HANG, HEAVYD, IS_ASAN, IS_VALGRIND, REPO, SOON, TEST_TIMEOUT, TOOL, WORKER, apiKey,
 	assertNoSanitizerReport, describe, expire, jobsAlive, sanitizerEnv, sleep, startMock,
 	startServer, tmpdir, waitFor,
 } from './lib.mjs';
@@ -238,11 +238,12 @@ test('leases: a paused node loses its task to the other, stops its workers and i
 		}
 		await mock.stop();
 	});
-	// Short leases (the default is 30 s); b wakes only on notifications.
+	// Short leases (the default is 30 s; longer under valgrind, which slows
+	// the renewals); b wakes only on notifications.
 	const start = async (node, poll) => {
 		const s = await startServer({ mock, env: {
 			HEAVY_STORE_URL: pg.url, HEAVY_STATE_DIR: tmpdir(node), HEAVY_POLL_INTERVAL_MS: poll,
-			HEAVY_NODE_ID: node, HEAVY_STORE_LEASE_TTL_MS: '1500',
+			HEAVY_NODE_ID: node, HEAVY_STORE_LEASE_TTL_MS: IS_VALGRIND ? '6000' : '1500',
 		} });
 		nodes.push(s);
 		return s;
