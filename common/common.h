@@ -231,11 +231,14 @@ struct heavy_config {
 	int	 store_max_queue;	/* PostgreSQL: queries held while it is away */
 	int	 store_connect_timeout_s;	/* PostgreSQL: one connection attempt */
 	int	 store_retry_max_ms;	/* PostgreSQL: the backoff's cap */
+	int	 store_lease_ttl_ms;	/* PostgreSQL: a running task's lease */
 	int	 cache_ttl_s;		/* result cache; 0: off */
 	char	*store_synchronous;	/* "normal": a crash loses nothing
 					 * written; "full": a power cut neither */
 	char	*store_url;		/* postgresql://...: the PostgreSQL store;
 					 * NULL: SQLite in the state directory */
+	char	*node_id;		/* this node, in leases; NULL:
+					 * hostname:pid-starttime */
 
 	int	 tools_compat;		/* offer make-it-heavy's six tools */
 	int	 sandbox_require;	/* refuse to run workers unconfined */

@@ -275,6 +275,7 @@ config_defaults(struct heavy_config *c)
 	c->store_max_queue = 1024;
 	c->store_connect_timeout_s = 10;
 	c->store_retry_max_ms = 10000;
+	c->store_lease_ttl_ms = 30000;
 	c->cache_ttl_s = 0;
 	c->store_synchronous = xstrdup("normal");
 	c->tools_compat = 1;
@@ -368,6 +369,7 @@ static const struct knob {
 	INT_KNOB("HEAVY_STORE_MAX_QUEUE", store_max_queue, 1, 1 << 20),
 	INT_KNOB("HEAVY_STORE_CONNECT_TIMEOUT", store_connect_timeout_s, 1, 600),
 	INT_KNOB("HEAVY_STORE_RETRY_MAX_MS", store_retry_max_ms, 100, 600000),
+	INT_KNOB("HEAVY_STORE_LEASE_TTL_MS", store_lease_ttl_ms, 1000, 3600000),
 	INT_KNOB("HEAVY_CACHE_TTL", cache_ttl_s, 0, 2592000),
 	INT_KNOB("HEAVY_HTTP_MAX_CONNECTIONS", http_max_connections, 1,
 	    1 << 20),
@@ -898,6 +900,8 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 		config_set_str(&c->store_synchronous, v);
 	if ((v = getenv("HEAVY_STORE_URL")) != NULL && *v != '\0')
 		config_set_str(&c->store_url, v);
+	if ((v = getenv("HEAVY_NODE_ID")) != NULL && *v != '\0')
+		config_set_str(&c->node_id, v);
 	if ((v = getenv("HEAVY_LOG_FORMAT")) != NULL && *v != '\0')
 		config_set_str(&c->log_format, v);
 	if ((v = getenv("HEAVY_AUTH_MODE")) != NULL && *v != '\0')
@@ -960,6 +964,7 @@ config_dup(const struct heavy_config *c)
 	d->search_url = c->search_url ? xstrdup(c->search_url) : NULL;
 	d->store_synchronous = xstrdup(c->store_synchronous);
 	d->store_url = c->store_url ? xstrdup(c->store_url) : NULL;
+	d->node_id = c->node_id ? xstrdup(c->node_id) : NULL;
 	d->log_format = xstrdup(c->log_format);
 	d->search_api_key = NULL;	/* the server holds it, as api_key */
 	d->search_api_key_file = NULL;
@@ -1001,6 +1006,7 @@ config_clear(struct heavy_config *c)
 	if (c->store_url != NULL)
 		explicit_bzero(c->store_url, strlen(c->store_url));
 	free(c->store_url);
+	free(c->node_id);
 	free(c->log_format);
 	if (c->search_api_key != NULL)
 		explicit_bzero(c->search_api_key, strlen(c->search_api_key));

@@ -65,6 +65,7 @@ static const struct file_key {
 	  offsetof(struct heavy_config, sandbox_require), NULL, 0 },
 	STR("store.synchronous", store_synchronous),
 	STR("store.url", store_url),
+	STR("node_id", node_id),
 	{ "http.listen", KEY_STRV, offsetof(struct heavy_config, http_listen),
 	  NULL, offsetof(struct heavy_config, nhttp_listen) },
 	STR("http.path", http_path),

@@ -332,6 +332,10 @@ struct durable_final {
 	bool			 failed;	/* one did not succeed */
 	bool			 orphan;	/* durable_stop let go of it */
 	struct task_record	*held;		/* until its first write is done */
+	/* The task ended before its first write was answered: whoever
+	 * waited for that hears once the end is written or kept here. */
+	void			(*on_stored)(void *, bool);
+	void			*on_stored_arg;
 };
 
 static void
@@ -362,9 +366,15 @@ durable_final_done(void *arg, int rc)
 	struct durable_final	*f = arg;
 	struct task_record	*held = f->held;
 	struct log_fields	 lf = { .task_id = f->row.id };
+	void			(*stored)(void *, bool) = f->on_stored;
 
 	f->inflight = false;
 	f->held = NULL;
+	f->on_stored = NULL;
+	/* Announced before the end goes out; served from here if the
+	 * write failed, so the task is there either way. */
+	if (stored != NULL)
+		stored(f->on_stored_arg, true);
 	if (f->orphan)
 		durable_final_free(f);
 	else if (rc == STORE_ERROR && !f->failed) {
@@ -372,6 +382,10 @@ durable_final_done(void *arg, int rc)
 		log_with(LOG_LVL_WARN, &lf, "task store: cannot record the end "
 		    "of task %s; keeping it in memory and retrying", f->row.id);
 	} else if (rc != STORE_ERROR) {
+		if (rc == STORE_TERMINAL)
+			log_with(LOG_LVL_INFO, &lf, "task store: the end of task "
+			    "%s was refused: its row had already ended (another "
+			    "node took it over)", f->row.id);
 		if (f->failed)
 			log_with(LOG_LVL_INFO, &lf, "task store: recorded the "
 			    "end of task %s", f->row.id);
@@ -440,6 +454,8 @@ durable_end(struct durable_entry *e)
 	evtimer_del(e->timer);
 	durable_row(e->r, &f->row);
 	f->held = e->r;
+	f->on_stored = e->on_stored;	/* NULL once told */
+	f->on_stored_arg = e->on_stored_arg;
 	registry_hold(e->r);
 	durable_entry_free(e);
 	lh_table_insert(dur_pending, xstrdup(f->row.id), f);
@@ -475,6 +491,33 @@ durable_watch(struct task_record *r)
 	}
 }
 
+/*
+ * News from the store about a task of this process: a cancel asked for on
+ * another node (as a tasks/cancel here would do), or the lease on it lost
+ * (another node took it over: its workers stop at once, and its end is
+ * refused by the store's fence).
+ */
+static void
+durable_store_event(enum store_event ev, const char *id)
+{
+	struct durable_entry	*e;
+	struct lh_entry		*le;
+
+	if (ev == STORE_EVENT_END || dur_live == NULL ||
+	    (le = lh_table_lookup_entry(dur_live, id)) == NULL)
+		return;
+	e = lh_entry_v(le);
+	if (ev == STORE_EVENT_LOST) {
+		registry_interrupt(e->r, "interrupted: this node lost its lease "
+		    "on the task", now_ms());
+		return;
+	}
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = e->id },
+	    "task %s cancelled from another node", e->id);
+	registry_cancel(e->r, "cancelled from another node: its workers were "
+	    "killed", now_ms());
+}
+
 static void
 durable_settled(void *arg, int n)
 {
@@ -498,7 +541,8 @@ durable_init(const struct heavy_config *cfg)
 	    .sync_full = strcmp(cfg->store_synchronous, "full") == 0,
 	    .max_queue = cfg->store_max_queue,
 	    .connect_timeout_ms = cfg->store_connect_timeout_s * 1000,
-	    .retry_max_ms = cfg->store_retry_max_ms };
+	    .retry_max_ms = cfg->store_retry_max_ms,
+	    .node_id = cfg->node_id, .lease_ttl_ms = cfg->store_lease_ttl_ms };
 	struct timeval		tv = { cfg->store_sweep_s, 0 };
 	char			err[512];
 
@@ -515,6 +559,7 @@ durable_init(const struct heavy_config *cfg)
 	event_add(dur_sweep, &tv);
 	dur_flush = evtimer_new(ev_base, durable_flush_cb, NULL);
 	registry_watch(REGISTRY_WATCH_STORE, durable_watch);
+	store_watch(durable_store_event);
 }
 
 /*

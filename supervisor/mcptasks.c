@@ -31,6 +31,7 @@ struct mt_waiter {
 	char			*key;
 	char			 task_id[33];
 	struct event		*poll;		/* another heavyd runs it */
+	bool			 cancel;	/* tasks/cancel: the task, ended */
 	bool			 asking;	/* the store has yet to answer */
 	bool			 gone;		/* ... and nobody waits now */
 	TAILQ_ENTRY(mt_waiter)	 entry;
@@ -327,7 +328,10 @@ mt_polled(void *arg, int rc, const struct store_task *t)
 		mt_poll_arm(w);
 		return;
 	}
-	if (rc == STORE_OK)
+	if (rc == STORE_OK && w->cancel)
+		mcp_reply(w->s, w->id, durable_task_json(t,
+		    w->s->cfg->poll_interval_ms));
+	else if (rc == STORE_OK)
 		mcp_reply(w->s, w->id, mt_row_result(t));
 	else {
 		snprintf(msg, sizeof msg, "Failed to retrieve task: %s (%s)",
@@ -350,27 +354,58 @@ mt_poll_cb(evutil_socket_t fd, short events, void *arg)
 	store_get(w->task_id, w->s->owner, mt_polled, w);
 }
 
+/*
+ * A task of another heavyd ended (the store's news, when it has any):
+ * whoever waits for it asks the store now rather than at the next poll,
+ * which stays as the backstop.
+ */
+static void
+mt_store_event(enum store_event ev, const char *id)
+{
+	struct mt_waiter	*w, *tmp;
+
+	if (ev != STORE_EVENT_END)
+		return;
+	for (w = TAILQ_FIRST(&mt_waiters); w != NULL; w = tmp) {
+		tmp = TAILQ_NEXT(w, entry);
+		if (w->poll == NULL || w->asking || strcmp(w->task_id, id) != 0)
+			continue;
+		evtimer_del(w->poll);
+		mt_poll_cb(-1, 0, w);
+	}
+}
+
+/* A request that waits for the end of a task (live: of this process;
+ * else the store is polled, and its news heard). */
+static struct mt_waiter *
+mt_waiter_new(struct mcp_req *q, const char *task_id,
+    struct task_record *live)
+{
+	struct mt_waiter	*w = xcalloc(1, sizeof *w);
+
+	w->s = q->s;
+	w->id = json_object_get(q->m.id);
+	w->key = rpc_id_key(q->m.id);
+	snprintf(w->task_id, sizeof w->task_id, "%s", task_id);
+	TAILQ_INSERT_TAIL(&mt_waiters, w, entry);
+	if (live == NULL) {
+		store_watch(mt_store_event);
+		w->poll = evtimer_new(ev_base, mt_poll_cb, w);
+		mt_poll_arm(w);
+	}
+	return w;
+}
+
 /* tasks/result: at once for an ended task, else when it ends. */
 static void
 mt_result_found(struct mcp_req *q, const struct store_task *t,
     struct task_record *live)
 {
-	struct mt_waiter	*w;
-
 	if (durable_terminal(t)) {
 		mcp_reply(q->s, q->m.id, mt_row_result(t));
 		return;
 	}
-	w = xcalloc(1, sizeof *w);
-	w->s = q->s;
-	w->id = json_object_get(q->m.id);
-	w->key = rpc_id_key(q->m.id);
-	snprintf(w->task_id, sizeof w->task_id, "%s", t->id);
-	TAILQ_INSERT_TAIL(&mt_waiters, w, entry);
-	if (live == NULL) {
-		w->poll = evtimer_new(ev_base, mt_poll_cb, w);
-		mt_poll_arm(w);
-	}
+	mt_waiter_new(q, t->id, live);
 }
 
 void
@@ -446,6 +481,29 @@ mt_cancel_read(struct mcp_req *q, const struct store_task *t,
 	    q->s->cfg->poll_interval_ms));
 }
 
+/*
+ * A task another heavyd runs: the cancel is recorded in the store, which
+ * tells that heavyd; 2025-11-25 is answered with the task once it has
+ * ended.  False when the store cannot pass a cancel on.
+ */
+static bool
+mt_cancel_elsewhere(struct mcp_req *q, const struct store_task *t)
+{
+	struct mt_waiter	*w;
+
+	if (!store_cancel(t->id, q->s->owner))
+		return false;
+	log_info("task %s: cancel asked of the heavyd that runs it (pid %d)",
+	    t->id, (int)t->pid);
+	if (q->s->modern) {	/* 2026-07-28: an empty acknowledgement */
+		mcp_reply(q->s, q->m.id, json_object_new_object());
+		return true;
+	}
+	w = mt_waiter_new(q, t->id, NULL);
+	w->cancel = true;
+	return true;
+}
+
 static void
 mt_cancel_found(struct mcp_req *q, const struct store_task *t,
     struct task_record *live)
@@ -458,6 +516,8 @@ mt_cancel_found(struct mcp_req *q, const struct store_task *t,
 		mcp_reply(s, q->m.id, json_object_new_object());
 		return;
 	}
+	if (live == NULL && !durable_terminal(t) && mt_cancel_elsewhere(q, t))
+		return;
 	if (live == NULL) {
 		if (durable_terminal(t))
 			snprintf(msg, sizeof msg, "Cannot cancel task: already "

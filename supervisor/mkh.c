@@ -444,7 +444,22 @@ mkh_cancel_found(struct mcp_session *s, const struct store_task *t,
 	enum task_status	 st;
 	char			 msg[160];
 
-	(void)s;
+	if (live == NULL && !durable_terminal(t) && store_cancel(t->id,
+	    s->owner)) {
+		log_info("task %s: cancel asked of the heavyd that runs it (pid "
+		    "%d)", t->id, (int)t->pid);
+		sc = json_object_new_object();
+		json_object_object_add(sc, "task_id",
+		    json_object_new_string(t->id));
+		json_object_object_add(sc, "status", json_object_new_string(
+		    registry_status_name(durable_mkh_status(t))));
+		json_object_object_add(sc, "cancelled",
+		    json_object_new_boolean(1));
+		json_object_object_add(sc, "message", json_object_new_string(
+		    "cancel asked of the heavyd that runs it; its workers are "
+		    "killed there"));
+		return mkh_result(sc);
+	}
 	if (live == NULL && !durable_terminal(t))
 		return mkh_error("task %s runs in another heavyd process (pid "
 		    "%d) on this state directory; only that process can cancel "

@@ -75,6 +75,8 @@ static const char *const migrations[] = {
 "  amount bigint NOT NULL CHECK (amount >= 0),"
 "  PRIMARY KEY (identity, kind, window_start, source)"
 ");",
+/* 3: a cancel asked for on another node (its wall-clock ms). */
+"ALTER TABLE tasks ADD COLUMN cancel_requested_ms bigint;",
 };
 #define PGSCHEMA_KNOWN	((int)(sizeof migrations / sizeof migrations[0]))
 

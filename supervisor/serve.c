@@ -30,12 +30,27 @@ serve_stop(void)
 	durable_when_idle(serve_stop_transports);
 }
 
-/* /readyz: the zygote is up (the store opened before we served), and
- * we are neither draining nor stopping. */
+/*
+ * /readyz: the zygote is up, the store takes writes (its server is there
+ * and its queue has room: a load balancer sends new work elsewhere
+ * meanwhile), and we are neither draining nor stopping.  A change of the
+ * store's answer is logged once.
+ */
 static bool
 serve_ready(void)
 {
-	return !serve_stopping && !service_draining() && spawner_up();
+	static int	 was = -1;
+	char		 why[512] = "";
+	bool		 store = store_ready(why, sizeof why);
+
+	if (store != was && was != -1) {
+		if (store)
+			log_info("task store: ready again");
+		else
+			log_warnx("task store: not ready: %s", why);
+	}
+	was = store;
+	return !serve_stopping && !service_draining() && spawner_up() && store;
 }
 
 /* A reload's defaults are those of the sessions that start after it. */

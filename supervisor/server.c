@@ -375,7 +375,7 @@ static const char *server_restart_keys[] = {
 	"limits.worker_gid", "limits.landlock_abi", "limits.store_write_ms",
 	"limits.store_sweep", "limits.store_busy_ms",
 	"limits.store_max_queue", "limits.store_connect_timeout",
-	"limits.store_retry_max_ms",
+	"limits.store_retry_max_ms", "limits.store_lease_ttl_ms", "node_id",
 	"limits.max_retained_tasks", "limits.egress_max_body",
 	"limits.egress_max_host_conns", "limits.egress_max_calls",
 	"limits.egress_breaker_failures", "limits.egress_breaker_cooldown",
@@ -466,6 +466,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	server_keep_str(&c->search_backend, b->search_backend);
 	server_keep_str(&c->store_synchronous, b->store_synchronous);
 	server_keep_str(&c->store_url, b->store_url);
+	server_keep_str(&c->node_id, b->node_id);
 	server_keep_str(&c->log_format, b->log_format);
 	server_keep_str(&c->http_path, b->http_path);
 	server_keep_str(&c->auth_mode, b->auth_mode);
@@ -497,6 +498,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	c->store_max_queue = b->store_max_queue;
 	c->store_connect_timeout_s = b->store_connect_timeout_s;
 	c->store_retry_max_ms = b->store_retry_max_ms;
+	c->store_lease_ttl_ms = b->store_lease_ttl_ms;
 	c->max_retained_tasks = b->max_retained_tasks;
 }
 

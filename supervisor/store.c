@@ -21,6 +21,9 @@ static const struct store_backend *const store_backends[] = {
 	&store_pg,
 };
 static const struct store_backend *sb;	/* the one open */
+#define STORE_WATCHERS	4
+static store_event_fn	 store_watchers[STORE_WATCHERS];
+static void	store_event(enum store_event, const char *);
 
 #ifdef HEAVY_TEST_STORE_DEFER
 /*
@@ -63,6 +66,8 @@ store_open(const struct store_options *o, char *err, size_t errlen)
 	if (b->open(o, err, errlen) == -1)
 		return -1;
 	sb = b;
+	if (store_watchers[0] != NULL && sb->watch != NULL)
+		sb->watch(store_event);
 	return 0;
 }
 
@@ -91,6 +96,76 @@ int
 store_durability(void)
 {
 	return sb != NULL ? sb->durability() : -1;
+}
+
+/*
+ * For /readyz: a backend whose server is away, or whose queue of writes
+ * is full, takes no new work (why says which).
+ */
+bool
+store_ready(char *why, size_t len)
+{
+	if (sb == NULL) {
+		snprintf(why, len, "the task store is not open");
+		return false;
+	}
+	return sb->ready == NULL || sb->ready(why, len);
+}
+
+static void
+store_event(enum store_event ev, const char *id)
+{
+	for (int i = 0; i < STORE_WATCHERS && store_watchers[i] != NULL; i++)
+		store_watchers[i](ev, id);
+}
+
+/*
+ * fn hears of the tasks that end and the cancels asked for in any process
+ * on the store, when the backend can tell (a server's notifications);
+ * else never, and whoever waits polls.
+ */
+void
+store_watch(store_event_fn fn)
+{
+	int	i;
+
+	for (i = 0; i < STORE_WATCHERS && store_watchers[i] != NULL; i++)
+		if (store_watchers[i] == fn)
+			return;
+	if (i == STORE_WATCHERS)
+		fatalx("store_watch: more than %d watchers", STORE_WATCHERS);
+	store_watchers[i] = fn;
+	if (i == 0 && sb != NULL && sb->watch != NULL)
+		sb->watch(store_event);
+}
+
+/*
+ * A cancel for a task another process runs: recorded, and that process
+ * told (a failure is logged).  False when the backend cannot.
+ */
+static void
+store_cancel_done(void *arg, int rc)
+{
+	char	*id = arg;
+
+	if (rc == STORE_ERROR)
+		log_warnx("task %s: the cancel could not be recorded: %s", id,
+		    store_error());
+	free(id);
+}
+
+bool
+store_cancel(const char *id, const char *owner)
+{
+	store_done_cb	 cb = store_cancel_done;
+	void		*arg;
+
+	if (sb == NULL || sb->cancel == NULL)
+		return false;
+	arg = xstrdup(id);
+	STORE_DEFER_DONE(cb, arg);
+	sb->cancel(id, owner, cb, arg);
+	return true;
 }
 
 /* A write in flight: timed from its start to its callback. */

@@ -46,6 +46,14 @@ enum store_rc {
 	STORE_BAD_CURSOR = -2,
 };
 
+/* What happened to a task in some process (store_watch). */
+enum store_event {
+	STORE_EVENT_END,	/* its row became terminal */
+	STORE_EVENT_CANCEL,	/* a cancel was asked for (store_cancel) */
+	STORE_EVENT_LOST,	/* this process's lease on it was lost */
+};
+typedef void (*store_event_fn)(enum store_event, const char *id);
+
 /* A write (or several, in one transaction) is done. */
 typedef void (*store_done_cb)(void *arg, int rc);
 /* One row, or none (rc). */
@@ -66,6 +74,9 @@ struct store_options {
 	int		 max_queue;	/* writes held while it is away */
 	int		 connect_timeout_ms;
 	int		 retry_max_ms;	/* the longest pause between tries */
+	/* Several nodes on one server: */
+	const char	*node_id;	/* NULL: hostname:pid-starttime */
+	int		 lease_ttl_ms;	/* a running task's lease (0: 30 s) */
 };
 
 struct store_backend {
@@ -117,6 +128,16 @@ struct store_backend {
 			    int64_t window, store_total_cb, void *);
 	/* Windows that started before this (rc: the charges deleted). */
 	void		(*quota_sweep)(int64_t before, store_done_cb, void *);
+	/* Whether its server is there and its queue has room, and why not
+	 * (NULL: an embedded store, always). */
+	bool		(*ready)(char *why, size_t len);
+	/* Tells fn of every row that ends and every cancel asked for, in
+	 * any process on the store, soon after (NULL: no such news). */
+	void		(*watch)(store_event_fn fn);
+	/* Asks the process that runs a task to cancel it (rc: STORE_OK, or
+	 * STORE_TERMINAL when it is not running; NULL: not possible). */
+	void		(*cancel)(const char *id, const char *owner,
+			    store_done_cb, void *);
 };
 
 extern const struct store_backend store_sqlite;
@@ -128,6 +149,9 @@ void	 store_close(void);
 const char *store_backend_name(void);
 const char *store_error(void);
 int	 store_durability(void);
+bool	 store_ready(char *why, size_t len);
+void	 store_watch(store_event_fn);
+bool	 store_cancel(const char *id, const char *owner);
 void	 store_put(const struct store_task *, int n, store_done_cb, void *);
 void	 store_get(const char *id, const char *owner, store_row_cb, void *);
 void	 store_list(const char *owner, const char *cursor, int limit,

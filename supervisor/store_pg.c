@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 #include <json-c/json.h>
+#include <json-c/linkhash.h>
 #include <libpq-fe.h>
 
 #include "supervisor.h"
@@ -28,10 +29,42 @@
 
 #define PG_OPEN_MS	30000	/* for the server at startup */
 #define PG_CLOSE_MS	10000	/* for the last writes, at exit */
+/* "end ID" when a row becomes terminal, "cancel ID" when a cancel is
+ * asked for: every node LISTENs. */
+#define PG_CHANNEL	"heavyd_tasks"
 
 static struct pgconn		*pg;
 static char			 pg_last_error[512];
 static int			 pg_durable = -1;
+static store_event_fn		 pg_watcher;
+
+/*
+ * Leases.  Every running row names the node that runs it (node_id) and
+ * holds a lease until lease_expires_at, on the database's clock; this node
+ * renews its rows' leases every quarter of the lease's length, and takes
+ * over the running rows whose lease expired: failed, as interrupted, with
+ * lease_epoch bumped.  Every write of a row is fenced by node_id and the
+ * epoch it was inserted with (0: a row taken over is never run again in
+ * this release), so a node presumed dead cannot overwrite what the node
+ * that took over wrote.  A row this node runs and did not get back from a
+ * renewal, or all of them once no renewal was answered for a whole lease,
+ * is lost: its task is stopped here (STORE_EVENT_LOST).
+ */
+#define PG_EPOCH	"0"
+static const char	 pg_taken_over[] = "interrupted: its node stopped "
+	"renewing its lease";
+struct pg_lease {
+	char		 id[33];
+	unsigned	 gen;		/* pg_gen when it started */
+	bool		 cancel_told;	/* its cancel_requested_ms, heard */
+};
+static char		 pg_node[256];
+static int		 pg_lease_ms;
+static struct lh_table	*pg_held;	/* id -> struct pg_lease */
+static unsigned		 pg_gen;	/* renewals sent */
+static int64_t		 pg_renewed_ms;	/* monotonic: the last one answered */
+static struct event	*pg_lease_timer;
+static void		 pg_lease_init(const struct store_options *);
 
 /* One call under way: whom to answer, and what it needs then. */
 struct pg_op {
@@ -73,6 +106,32 @@ static int
 pg_durability(void)
 {
 	return pg != NULL ? pg_durable : -1;
+}
+
+/* Not while the server is away or the queue is full: writes would wait,
+ * or be refused. */
+static bool
+pg_ready(char *why, size_t len)
+{
+	struct pgconn_status	st;
+
+	if (pg == NULL) {
+		snprintf(why, len, "the task store is not open");
+		return false;
+	}
+	pgconn_status(pg, &st);
+	if (st.state != PGCONN_CONNECTED) {
+		snprintf(why, len, "PostgreSQL is %s%s%s (%d queries wait)",
+		    pgconn_state_name(st.state), st.error[0] ? ": " : "",
+		    st.error, st.queued);
+		return false;
+	}
+	if (st.queued >= st.max_queue) {
+		snprintf(why, len, "the task store's queue is full (%d queries)",
+		    st.queued);
+		return false;
+	}
+	return true;
 }
 
 static struct pg_op *
@@ -199,6 +258,28 @@ pg_url_check(const char *url, char *err, size_t errlen)
 	return -1;
 }
 
+/* A node's news of a task: a row that ended, a cancel asked for. */
+static void
+pg_notified(void *arg, const char *channel, const char *payload)
+{
+	const char	*id;
+
+	(void)arg;
+	if (pg_watcher == NULL || strcmp(channel, PG_CHANNEL) != 0 ||
+	    (id = strchr(payload, ' ')) == NULL || strlen(++id) != 32)
+		return;
+	if (strncmp(payload, "end ", 4) == 0)
+		pg_watcher(STORE_EVENT_END, id);
+	else if (strncmp(payload, "cancel ", 7) == 0)
+		pg_watcher(STORE_EVENT_CANCEL, id);
+}
+
+static void
+pg_watch(store_event_fn fn)
+{
+	pg_watcher = fn;
+}
+
 static int
 pg_open(const struct store_options *o, char *err, size_t errlen)
 {
@@ -218,18 +299,28 @@ pg_open(const struct store_options *o, char *err, size_t errlen)
 	cfg.metrics = true;
 	pg = pgconn_new(ev_base, &cfg);
 	pg_last_error[0] = '\0';
+	pgconn_on_notify(pg, pg_notified, NULL);
+	if (pgconn_listen(pg, PG_CHANNEL, err, errlen) == -1)
+		fatalx("task store: LISTEN %s: %s", PG_CHANNEL, err);
+	pg_lease_init(o);
 	return 0;
 }
 
 static void
 pg_close(void)
 {
+	if (pg_lease_timer != NULL)
+		event_free(pg_lease_timer);
+	pg_lease_timer = NULL;
 	/* The last writes (durable_stop's) land before we exit. */
 	if (pg != NULL && pgconn_finish(pg, PG_CLOSE_MS) == -1)
 		log_warnx("task store: PostgreSQL did not take every write "
 		    "before exit");
 	pgconn_free(pg);
 	pg = NULL;
+	if (pg_held != NULL)
+		lh_table_free(pg_held);
+	pg_held = NULL;
 }
 
 /* ---- Rows ---- */
@@ -341,6 +432,164 @@ pg_settle_orphan(struct store_task *t)
 		pg_failed(err);
 }
 
+/* ---- Leases ---- */
+
+/* The rows of a put: a running one is held (and its lease renewed) from
+ * now, an ended one no more. */
+static void
+pg_lease_track(const struct store_task *t, int n)
+{
+	struct pg_lease	*l;
+
+	for (int i = 0; i < n; i++) {
+		if (strcmp(t[i].status, "working") != 0) {
+			lh_table_delete(pg_held, t[i].id);
+			continue;
+		}
+		if (lh_table_lookup_entry(pg_held, t[i].id) != NULL)
+			continue;
+		l = xcalloc(1, sizeof *l);
+		memcpy(l->id, t[i].id, sizeof l->id);
+		l->gen = pg_gen;
+		lh_table_insert(pg_held, l->id, l);
+	}
+}
+
+static void
+pg_lease_free(struct lh_entry *e)
+{
+	free(lh_entry_v(e));
+}
+
+/* A row this node ran is no longer its own: the task stops here. */
+static void
+pg_lease_lost(struct pg_lease *l, const char *why)
+{
+	char	id[33];
+
+	memcpy(id, l->id, sizeof id);
+	log_warnx("task store: lost the lease on task %s (%s); stopping it",
+	    id, why);
+	lh_table_delete(pg_held, id);	/* frees l */
+	if (pg_watcher != NULL)
+		pg_watcher(STORE_EVENT_LOST, id);
+}
+
+static bool
+pg_returned(const PGresult *res, const char *id, bool *cancel)
+{
+	for (int i = 0; i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, 0), id) == 0) {
+			*cancel = strcmp(PQgetvalue(res, i, 1), "t") == 0;
+			return true;
+		}
+	return false;
+}
+
+/*
+ * The renewal's answer: the rows held since before it was sent and not in
+ * it are lost; a cancel asked for while this node was not listening is
+ * heard here.
+ */
+static void
+pg_renewed(void *arg, PGresult *res, const char *error)
+{
+	unsigned	 gen = (unsigned)(uintptr_t)arg;
+	struct lh_entry	*e, *tmp;
+	struct pg_lease	*l;
+	bool		 cancel;
+
+	if (error != NULL || pg_held == NULL)
+		return;
+	pg_renewed_ms = now_ms();
+	lh_foreach_safe(pg_held, e, tmp) {
+		l = lh_entry_v(e);
+		if (l->gen >= gen)
+			continue;
+		if (!pg_returned(res, l->id, &cancel))
+			pg_lease_lost(l, "another node took it over");
+		else if (cancel && !l->cancel_told && pg_watcher != NULL) {
+			l->cancel_told = true;
+			pg_watcher(STORE_EVENT_CANCEL, l->id);
+		}
+	}
+}
+
+static void
+pg_taken(void *arg, PGresult *res, const char *error)
+{
+	(void)arg;
+	if (error != NULL)
+		pg_failed(error);
+	else if (PQntuples(res) > 0)
+		log_info("task store: %d task(s) of nodes that stopped renewing "
+		    "their leases marked failed", PQntuples(res));
+}
+
+/* This node's leases renewed, then the expired ones of others taken. */
+static void
+pg_lease_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct pgconn_status	 st;
+	struct lh_entry		*e, *tmp;
+	char			 ttl[16], now[32], err[256];
+	const char		*renew[] = { pg_node, ttl };
+	const char		*take[] = { pg_node, pg_taken_over, now };
+
+	(void)fd; (void)what; (void)arg;
+	pgconn_status(pg, &st);
+	if (st.state != PGCONN_CONNECTED) {
+		/* Not renewed for a lease's length: others may have them. */
+		if (now_ms() - pg_renewed_ms > pg_lease_ms)
+			lh_foreach_safe(pg_held, e, tmp)
+				pg_lease_lost(lh_entry_v(e), "PostgreSQL "
+				    "unreachable for longer than the lease");
+		return;
+	}
+	snprintf(ttl, sizeof ttl, "%d", pg_lease_ms);
+	snprintf(now, sizeof now, "%lld", (long long)wall_ms());
+	if (pgconn_query(pg, "UPDATE tasks SET lease_expires_at = now() + "
+	    "$2::bigint * interval '1 millisecond' WHERE node_id = $1 AND "
+	    "lease_epoch = " PG_EPOCH " AND status = 'working' RETURNING id, "
+	    "cancel_requested_ms IS NOT NULL", 2, renew, pg_renewed,
+	    (void *)(uintptr_t)++pg_gen, err, sizeof err) == -1 ||
+	    pgconn_query(pg, "WITH t AS (SELECT id FROM tasks WHERE status = "
+	    "'working' AND lease_expires_at < now() FOR UPDATE SKIP LOCKED), "
+	    "up AS (UPDATE tasks SET status = 'failed', status_message = $2, "
+	    "lease_epoch = tasks.lease_epoch + 1, node_id = $1, updated_ms = "
+	    "$3, lease_expires_at = NULL FROM t WHERE tasks.id = t.id "
+	    "RETURNING tasks.id) SELECT id, pg_notify('" PG_CHANNEL "', "
+	    "'end ' || id) FROM up", 3, take, pg_taken, NULL, err,
+	    sizeof err) == -1)
+		pg_failed(err);
+}
+
+/* hostname:pid-starttime, unless the configuration names the node. */
+static void
+pg_lease_init(const struct store_options *o)
+{
+	struct timeval	 tv;
+	char		 host[200] = "localhost";
+	const char	*start = store_self_start();
+
+	if (o->node_id != NULL && *o->node_id != '\0')
+		snprintf(pg_node, sizeof pg_node, "%s", o->node_id);
+	else {
+		gethostname(host, sizeof host - 1);
+		snprintf(pg_node, sizeof pg_node, "%s:%d-%.*s", host,
+		    (int)getpid(), (int)strcspn(start, "@"), start);
+	}
+	pg_lease_ms = o->lease_ttl_ms > 0 ? o->lease_ttl_ms : 30000;
+	pg_held = lh_kchar_table_new(64, pg_lease_free);
+	pg_renewed_ms = now_ms();
+	tv.tv_sec = pg_lease_ms / 4 / 1000;
+	tv.tv_usec = pg_lease_ms / 4 % 1000 * 1000;
+	pg_lease_timer = event_new(ev_base, -1, EV_PERSIST, pg_lease_tick,
+	    NULL);
+	event_add(pg_lease_timer, &tv);
+	log_info("task store: node %s, leases of %d ms", pg_node, pg_lease_ms);
+}
+
 /* ---- Writes ---- */
 
 static void
@@ -398,6 +647,7 @@ pg_put_json(const struct store_task *t, int n)
 		json_object_object_add(o, "pid",
 		    json_object_new_int((int)getpid()));
 		pg_json_str(o, "proc_start", store_self_start());
+		pg_json_str(o, "node_id", pg_node);
 		json_object_array_add(a, o);
 	}
 	s = xstrdup(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN));
@@ -415,8 +665,8 @@ static void
 pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 {
 	struct pg_op	*op;
-	const char	*p[1];
-	char		*rows;
+	const char	*p[2];
+	char		*rows, lease[16];
 
 	if (n == 0) {
 		cb(arg, STORE_TERMINAL);
@@ -424,26 +674,40 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	}
 	op = pg_op_new(arg);
 	op->done = cb;
+	pg_lease_track(t, n);
 	p[0] = rows = pg_put_json(t, n);
-	pg_send("INSERT INTO tasks (id, owner, tool, status, status_message, "
-	    "params, agents, result, usage, cache_key, created_ms, updated_ms, "
-	    "ttl_ms, expires_ms, pid, proc_start) SELECT id, owner, tool, "
+	snprintf(lease, sizeof lease, "%d", pg_lease_ms);
+	p[1] = lease;
+	/* Fenced: only the node (and the process) that inserted the row, at
+	 * its epoch, writes it again; each write renews the lease. */
+	pg_send("WITH up AS (INSERT INTO tasks (id, owner, tool, status, "
+	    "status_message, params, agents, result, usage, cache_key, "
+	    "created_ms, updated_ms, ttl_ms, expires_ms, pid, proc_start, "
+	    "node_id, lease_epoch, lease_expires_at) SELECT id, owner, tool, "
 	    "status, status_message, params::jsonb, agents::jsonb, "
 	    "result::jsonb, usage::jsonb, cache_key, created_ms, updated_ms, "
-	    "ttl_ms, expires_ms, pid, proc_start FROM jsonb_to_recordset($1) "
+	    "ttl_ms, expires_ms, pid, proc_start, node_id, " PG_EPOCH ", "
+	    "now() + $2::bigint * interval '1 millisecond' FROM "
+	    "jsonb_to_recordset($1) "
 	    "AS r(id text, owner text, tool text, status text, status_message "
 	    "text, params text, agents text, result text, usage text, "
 	    "cache_key text, created_ms bigint, updated_ms bigint, ttl_ms "
-	    "bigint, expires_ms bigint, pid integer, proc_start text) "
+	    "bigint, expires_ms bigint, pid integer, proc_start text, node_id "
+	    "text) "
 	    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
 	    "status_message = excluded.status_message, agents = "
 	    "excluded.agents, result = excluded.result, usage = "
 	    "excluded.usage, cache_key = excluded.cache_key, updated_ms = "
-	    "excluded.updated_ms WHERE tasks.pid = excluded.pid AND "
+	    "excluded.updated_ms, lease_expires_at = excluded.lease_expires_at "
+	    "WHERE tasks.node_id = excluded.node_id AND tasks.lease_epoch = "
+	    PG_EPOCH " AND tasks.pid = excluded.pid AND "
 	    "tasks.proc_start = excluded.proc_start AND (tasks.status = "
 	    "'working' OR (tasks.status = excluded.status AND "
-	    "tasks.updated_ms = excluded.updated_ms)) RETURNING id", 1, p,
-	    pg_put_answer, op);
+	    "tasks.updated_ms = excluded.updated_ms)) RETURNING id, status) "
+	    /* every node hears of an end (at commit): tasks/result wakes */
+	    "SELECT up.id FROM up LEFT JOIN LATERAL (SELECT pg_notify('"
+	    PG_CHANNEL "', 'end ' || up.id) WHERE up.status <> 'working') n "
+	    "ON true", 2, p, pg_put_answer, op);
 	free(rows);
 }
 
@@ -784,6 +1048,24 @@ pg_quota_sweep(int64_t before, store_done_cb cb, void *arg)
 	    pg_count_answer, op);
 }
 
+/* A cancel for a task another node runs: recorded in its row (for a node
+ * that missed the notification: pg_sweep) and that node notified. */
+static void
+pg_cancel(const char *id, const char *owner, store_done_cb cb, void *arg)
+{
+	struct pg_op	*op = pg_op_new(arg);
+	char		 now[32];
+	const char	*p[] = { id, owner, now };
+
+	op->done = cb;
+	snprintf(now, sizeof now, "%lld", (long long)wall_ms());
+	pg_send("WITH c AS (UPDATE tasks SET cancel_requested_ms = "
+	    "coalesce(cancel_requested_ms, $3) WHERE id = $1 AND owner = $2 "
+	    "AND status = 'working' RETURNING id) SELECT c.id, pg_notify('"
+	    PG_CHANNEL "', 'cancel ' || c.id) FROM c", 3, p, pg_put_answer,
+	    op);
+}
+
 const struct store_backend store_pg = {
 	.name = "postgresql",
 	.serves = pg_serves,
@@ -802,4 +1084,7 @@ const struct store_backend store_pg = {
 	.quota_charge = pg_quota_charge,
 	.quota_total = pg_quota_total,
 	.quota_sweep = pg_quota_sweep,
+	.ready = pg_ready,
+	.watch = pg_watch,
+	.cancel = pg_cancel,
 };

@@ -20,7 +20,7 @@ import {
 import {
 	HANG, HEAVYD, IS_ASAN, REPO, SOON, STATE_DIR, TEST_TIMEOUT, WORKER, apiKey,
 	assertNoSanitizerReport, describe, descendants, expire, jobsAlive, sanitizerEnv,
-	spawnRaw, startMock, stillAlive, tmpdir, waitFor, workersOf,
+	spawnRaw, startMock, stillAlive, storeEnv, tmpdir, waitFor, workersOf,
 } from './lib.mjs';
 import { checkProgress, checkShape } from './checks.mjs';
 
@@ -45,7 +45,7 @@ async function startHttp(t, opts = {}) {
 			PATH: process.env.PATH, OPENROUTER_API_KEY: apiKey(),
 			HEAVY_HEARTBEAT: '1', HEAVY_RETRY_BASE_MS: '50', HEAVY_STATE_DIR: STATE_DIR,
 			HEAVY_WORKER: WORKER, ...(mock ? { HEAVY_BASE_URL: mock.baseUrl } : {}),
-			...sanitizerEnv(), ...(opts.env ?? {}),
+			...sanitizerEnv(), ...storeEnv(opts.env), ...(opts.env ?? {}),
 		},
 	});
 	let stderr = '', stdout = '';

@@ -142,6 +142,32 @@ export function mountTmpfs(t, tag, size) {
 /* Servers keep their task workspaces here, not in the user's ~/.local/state. */
 export const STATE_DIR = tmpdir('state');
 
+/*
+ * With HEAVY_TEST_PG_ADMIN (a PostgreSQL URL: scripts/pg-integration sets
+ * it), every heavyd a test starts keeps its tasks in PostgreSQL, on a fresh
+ * database per state directory: the servers of one state directory share
+ * their tasks, as they do in its SQLite file, and nothing else does.  The
+ * databases go with the cluster.
+ */
+export const PG_ADMIN = process.env.HEAVY_TEST_PG_ADMIN || null;
+const pgDatabases = new Map();	// state directory -> store URL
+
+/* { HEAVY_STORE_URL } for a server with this environment, or {}. */
+export function storeEnv(env = {}) {
+	if (!PG_ADMIN || env.HEAVY_STORE_URL !== undefined)
+		return {};
+	const dir = env.HEAVY_STATE_DIR ?? STATE_DIR;
+	if (!pgDatabases.has(dir)) {
+		const name = `it_${process.pid}_${pgDatabases.size}`;
+		execFileSync('psql', ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', PG_ADMIN,
+		    '-c', `CREATE DATABASE ${name}`], { stdio: 'pipe' });
+		const url = new URL(PG_ADMIN);
+		url.pathname = `/${name}`;
+		pgDatabases.set(dir, url.href);
+	}
+	return { HEAVY_STORE_URL: pgDatabases.get(dir) };
+}
+
 /* Environment for the sanitizers, when the binaries are an ASan build. */
 export function sanitizerEnv(extra = '') {
 	if (!IS_ASAN)
@@ -402,6 +428,7 @@ export async function startServer(opts = {}) {
 		...(worker === 'prod' ? { HEAVY_WORKER: WORKER } : {}),
 		...(worker === 'test' ? { HEAVY_WORKER: TEST_WORKER } : {}),
 		...sanitizerEnv(extraAsan),
+		...storeEnv({ HEAVY_STATE_DIR: STATE_DIR, ...env }),
 		...env,
 	};
 	for (const k of Object.keys(fullEnv))
@@ -634,7 +661,8 @@ export async function setup(t, opts = {}) {
 export function spawnRaw(env) {
 	const proc = spawn(HEAVYD, [], {
 		stdio: ['pipe', 'pipe', 'pipe'],
-		env: { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, ...sanitizerEnv(), ...env },
+		env: { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, ...sanitizerEnv(),
+		    ...storeEnv(env), ...env },
 		cwd: REPO,
 	});
 	track(proc);

@@ -419,6 +419,103 @@ Test(store_pg, writes_held_while_the_server_is_away)
 	    "the test cluster runs with synchronous_commit off");
 }
 
+/* ---- Several nodes: fences, notifications, cancels, /readyz ---- */
+
+struct value {
+	bool	done;
+	char	text[256];
+};
+
+static void
+value_cb(void *arg, PGresult *res, const char *error)
+{
+	struct value	*v = arg;
+
+	cr_assert_null(error, "%s", error);
+	snprintf(v->text, sizeof v->text, "%s", PQntuples(res) > 0 ?
+	    PQgetvalue(res, 0, 0) : "");
+	v->done = true;
+}
+
+/* The first column of the first row of a query of the test's own. */
+static const char *
+value(const char *q)
+{
+	static struct value	v;
+
+	memset(&v, 0, sizeof v);
+	cr_assert_eq(pgconn_query(raw, q, 0, NULL, value_cb, &v, NULL, 0), 0);
+	WAIT_FOR(v.done, q);
+	return v.text;
+}
+
+static int		 events, last_event;
+static char		 last_event_id[33];
+
+static void
+event_cb(enum store_event ev, const char *id)
+{
+	events++;
+	last_event = ev;
+	snprintf(last_event_id, sizeof last_event_id, "%s", id);
+}
+
+Test(store_pg, fenced_by_node_and_epoch_notified_and_cancelled)
+{
+	struct store_task	t, u;
+	struct sync_answer	a = { 0 };
+	char			why[256] = "", host[200] = "";
+	int64_t			now = wall_ms();
+
+	WAIT_FOR(store_pg.ready(why, sizeof why), "the link up (/readyz)");
+	store_pg.watch(event_cb);
+	row(&t, ID(71), "o", "working", now, 60000);
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	gethostname(host, sizeof host - 1);
+	cr_assert_eq(strncmp(value("SELECT node_id FROM tasks WHERE id = '"
+	    ID(71) "'"), host, strlen(host)), 0, "hostname:pid-starttime");
+	cr_assert_str_eq(value("SELECT lease_epoch || ' ' || (lease_expires_at "
+	    "> now()) FROM tasks WHERE id = '" ID(71) "'"), "0 true");
+
+	/* Another node took it over (the row still running): every write
+	 * of ours is refused by the fence. */
+	sql("UPDATE tasks SET node_id = 'other', lease_epoch = 1 WHERE id = '"
+	    ID(71) "'");
+	t.updated_ms = now + 1;
+	cr_assert_eq(put_rows(&t, 1), STORE_TERMINAL);
+	t.status = (char *)"completed";
+	cr_assert_eq(put_rows(&t, 1), STORE_TERMINAL);
+	cr_assert_str_eq(value("SELECT status || ' ' || node_id FROM tasks "
+	    "WHERE id = '" ID(71) "'"), "working other");
+
+	/* An end is notified, to this node too; a progress write is not. */
+	row(&u, ID(72), "o", "working", now, 60000);
+	cr_assert_eq(put_rows(&u, 1), STORE_OK);
+	cr_assert_eq(events, 0, "no notice of a running row");
+	u.status = (char *)"failed";
+	u.updated_ms = now + 1;
+	cr_assert_eq(put_rows(&u, 1), STORE_OK);
+	WAIT_FOR(events == 1, "the notice of the end");
+	cr_assert_eq(last_event, STORE_EVENT_END);
+	cr_assert_str_eq(last_event_id, ID(72));
+
+	/* A cancel: recorded for a running row of its owner, notified. */
+	row(&u, ID(73), "o", "working", now, 60000);
+	cr_assert_eq(put_rows(&u, 1), STORE_OK);
+	store_pg.cancel(ID(73), "mallory", sync_done_cb, &a);
+	WAIT_FOR(a.done, "another owner's cancel");
+	cr_assert_eq(a.rc, STORE_TERMINAL, "another owner's: nothing to do");
+	memset(&a, 0, sizeof a);
+	store_pg.cancel(ID(73), "o", sync_done_cb, &a);
+	WAIT_FOR(a.done && events == 2, "the cancel and its notice");
+	cr_assert_eq(a.rc, STORE_OK);
+	cr_assert_eq(last_event, STORE_EVENT_CANCEL);
+	cr_assert_str_eq(last_event_id, ID(73));
+	cr_assert_str_eq(value("SELECT cancel_requested_ms IS NOT NULL FROM "
+	    "tasks WHERE id = '" ID(73) "'"), "t");
+	store_pg.watch(NULL);
+}
+
 /* ---- Quota counters ---- */
 
 struct pg_total {
