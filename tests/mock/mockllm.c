@@ -1120,8 +1120,8 @@ handle_chat(struct evhttp_request *req)
 	} else if (rate_limited(r)) {
 		latency = 0;
 	} else {
-		arrival_note(&c);
 		chat_text(&c);
+		arrival_note(&c);
 		models_count(&c);
 		if ((lat = chat_action(&c, "latency")) != NULL)
 			latency = atoi(lat);
