@@ -64,7 +64,7 @@ test('permits go round-robin across tasks, and a waiting call shows in progress'
  * minute: the allowance for a request's way from egress to the mock.
  */
 test('egress_rpm: 20 orchestrations against a rate-limited upstream, no 429', { timeout: TEST_TIMEOUT }, async (t) => {
-	const RPM = 40;
+	const RPM = 30;
 	const { srv, mock } = await setup(t, { mockArgs: ['-r', `${RPM}:59000`],
 	    env: { HEAVY_EGRESS_RPM: String(RPM), HEAVY_DEBUG: '1' } });
 	const runs = [];
