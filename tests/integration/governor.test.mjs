@@ -69,7 +69,8 @@ test('egress_rpm: 20 orchestrations against a rate-limited upstream, no 429', { 
 	    env: { HEAVY_EGRESS_RPM: String(RPM), HEAVY_DEBUG: '1' } });
 	const runs = [];
 	for (let i = 0; i < 20; i++)
-		runs.push(srv.orchestrate({ query: `Budgeted ${i}`, num_agents: 1, timeout: 240 }));
+		runs.push(srv.orchestrate({ query: `Budgeted ${i}`, num_agents: 1, timeout: 240 },
+		    { timeout: 240000 }));
 	for (const { result } of await Promise.all(runs)) {
 		const sc = checkShape(result, 1);
 		checkOk(sc.agents[0]);
@@ -79,5 +80,22 @@ test('egress_rpm: 20 orchestrations against a rate-limited upstream, no 429', { 
 	assert.ok(st.requests > RPM, `only ${st.requests} calls: the budget was never needed`);
 	assert.equal(st.limited, 0, 'the mock answered 429');
 	assert.match(srv.stderr(), /waits for a permit: .*limits\.egress_rpm spent/);
+	await srv.shutdown();
+});
+
+/*
+ * The remaining-budget headers: the planner's answer says no requests are
+ * left until 10 minutes from now (x-ratelimit-remaining-requests: 0,
+ * x-ratelimit-reset-requests: 10m0s).  Egress pauses the upstream so
+ * long: the agents' calls wait in its line and none reaches the mock.
+ */
+test('a remaining budget of 0 pauses the upstream until its reset', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv, mock } = await setup(t);
+	const { result } = await srv.orchestrate({ query: 'Spent [[planner:ratelimit:0:10m0s]]',
+	    num_agents: 2, timeout: 10 });
+	await waitFor(() => /info: upstream \S+ has no requests left in its budget: every call to it waits 600\.0 s/.test(srv.stderr()),
+	    undefined, 'egress to pause the upstream');
+	assert.equal((await mock.stats()).requests, 1, 'a call went out during the pause');
+	assert.doesNotMatch(JSON.stringify(result), /Synthesized answer/);
 	await srv.shutdown();
 });

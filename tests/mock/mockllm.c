@@ -106,6 +106,8 @@ struct reply {
 	const char			*type;	/* NULL: application/json */
 	char				 retry_after[32];
 	char				 reset[32];
+	char				 remaining[32];	/* ratelimit: */
+	char				 reset_requests[32];
 	int				 latency;	/* once let through a gate */
 	int				 drawn;		/* lognormal, or -1 */
 };
@@ -242,6 +244,12 @@ reply_send(struct reply *r)
 		evhttp_add_header(h, "Retry-After", r->retry_after);
 	if (r->reset[0] != '\0')
 		evhttp_add_header(h, "X-RateLimit-Reset", r->reset);
+	if (r->remaining[0] != '\0')
+		evhttp_add_header(h, "x-ratelimit-remaining-requests",
+		    r->remaining);
+	if (r->reset_requests[0] != '\0')
+		evhttp_add_header(h, "x-ratelimit-reset-requests",
+		    r->reset_requests);
 	if (r->drawn >= 0) {
 		char	v[32];
 
@@ -1090,6 +1098,22 @@ rate_limited(struct reply *r)
 	return false;
 }
 
+/* ratelimit:N:DURATION: OpenAI's remaining-budget headers on the reply. */
+static void
+ratelimit_headers(const struct chat *c, struct reply *r)
+{
+	const char	*a = chat_action(c, "ratelimit");
+	size_t		 n;
+
+	if (a == NULL)
+		return;
+	n = strcspn(a, ":");
+	snprintf(r->remaining, sizeof r->remaining, "%.*s", (int)n, a);
+	if (a[n] == ':')
+		snprintf(r->reset_requests, sizeof r->reset_requests, "%s",
+		    a + n + 1);
+}
+
 /* The order calls came in, for tests of the governor's fairness. */
 static void
 arrival_note(const struct chat *c)
@@ -1137,6 +1161,7 @@ handle_chat(struct evhttp_request *req)
 			r = NULL;
 		} else {
 			chat_respond(&c, r);
+			ratelimit_headers(&c, r);
 			if (!gate_open && chat_action(&c, "gate") != NULL) {
 				hold(r, latency);
 				r = NULL;
@@ -1454,6 +1479,8 @@ usage(FILE *f, int status)
 "  echo-model             an answer names the model it was asked with\n"
 "  usage:N                a call reports N tokens\n"
 "  tag:NAME               /stats' arrivals name the call kind:NAME\n"
+"  ratelimit:N:DURATION   x-ratelimit-remaining-requests: N and\n"
+"                         x-ratelimit-reset-requests: DURATION (\"1m30s\")\n"
 "  review:prefer:WORD     reviewers rank answers holding WORD first\n"
 "  review:invalid, review:invalid-once, review:invalid-model:M\n"
 "                         reviewers reply with an invalid ranking\n"
