@@ -5,8 +5,11 @@
  * 429 with Retry-After (or X-RateLimit-Reset) holds back every call to
  * that upstream until then, not only the worker that got it, so N agents
  * do not hammer a rate-limited key independently.  A budget of calls a
- * minute (limits.egress_rpm, a sliding window of the starts of the last
- * 60 s) holds calls back before the upstream has to say 429; and where
+ * minute (limits.egress_rpm) holds calls back before the upstream has to
+ * say 429.  Its window is sliding and cautious: a call counts from its
+ * permit until a minute after its answer, for egress cannot know when
+ * within that time the upstream counted it; so however late a request
+ * reaches the upstream, no more than rpm fall in any 60 s there.  Where
  * the upstream sends its remaining budget (x-ratelimit-remaining-requests
  * with x-ratelimit-reset-requests, OpenAI's; X-RateLimit-Remaining with
  * X-RateLimit-Reset, OpenRouter's), a remaining of 0 pauses it until the
@@ -52,8 +55,11 @@ struct egress_upstream {
 	uint32_t			 failures;	/* in a row */
 	int64_t				 open_until;	/* ms, while open */
 	bool				 probing;	/* half-open: one out */
-	int64_t				*starts;	/* ring: the last rpm */
-	uint32_t			 nstarts, head;	/* head: oldest if full */
+	int64_t				*ends;	/* ring: answers of the
+							   last minute, oldest
+							   at first */
+	uint32_t			 nends, first;
+	uint32_t			 counted;	/* in flight, in rpm */
 	uint64_t			 serial;	/* permits given */
 	TAILQ_HEAD(, gov_task)		 tasks;
 	TAILQ_HEAD(, gov_wait)		 queue;
@@ -151,7 +157,7 @@ gov_upstream(const char *base_url)
 	u = xcalloc(1, sizeof *u);
 	u->base_url = xstrdup(base_url);
 	if (gov_rpm > 0)
-		u->starts = xcalloc(gov_rpm, sizeof *u->starts);
+		u->ends = xcalloc(gov_rpm, sizeof *u->ends);
 	TAILQ_INIT(&u->tasks);
 	TAILQ_INIT(&u->queue);
 	TAILQ_INSERT_TAIL(&gov_upstreams, u, entry);
@@ -193,27 +199,40 @@ gov_task_unref(struct egress_upstream *u, struct gov_wait *w)
 	free(t);
 }
 
-/* Whether the rpm budget has room now: fewer than rpm starts in the
- * window, or the oldest of the last rpm out of it. */
+/* Whether the rpm budget has room now: the calls in flight and those
+ * answered in the last minute are fewer than rpm. */
 static bool
-gov_window_open(const struct egress_upstream *u, int64_t now)
+gov_window_open(struct egress_upstream *u, int64_t now)
 {
-	return gov_rpm == 0 || u->nstarts < gov_rpm ||
-	    u->starts[u->head] + GOV_WINDOW_MS <= now;
+	if (gov_rpm == 0)
+		return true;
+	while (u->nends > 0 && u->ends[u->first] + GOV_WINDOW_MS <= now) {
+		u->first = (u->first + 1) % gov_rpm;
+		u->nends--;
+	}
+	return u->counted + u->nends < gov_rpm;
 }
 
 static void
-gov_window_add(struct egress_upstream *u, int64_t now)
+gov_window_add(struct egress_upstream *u)
 {
-	if (gov_rpm == 0)
-		return;
-	u->starts[u->head] = now;
-	u->head = (u->head + 1) % gov_rpm;
-	if (u->nstarts < gov_rpm)
-		u->nstarts++;
+	if (gov_rpm > 0)
+		u->counted++;
 }
 
-static bool	gov_may_start(const struct egress_upstream *, int64_t);
+/* A call with a permit ended (answered, failed, or its worker gone): it
+ * counts for a minute from now.  counted + nends <= rpm, so it fits. */
+static void
+gov_window_end(struct egress_upstream *u)
+{
+	if (gov_rpm == 0 || u->counted == 0)
+		return;
+	u->counted--;
+	u->ends[(u->first + u->nends) % gov_rpm] = now_ms();
+	u->nends++;
+}
+
+static bool	gov_may_start(struct egress_upstream *, int64_t);
 
 /* Into u's line; true when it has to wait there (others are ahead, or
  * the caps, the budget or a pause hold it back). */
@@ -245,8 +264,10 @@ gov_cancel(struct gov_wait *w)
 {
 	if (w->state == GOV_QUEUED)
 		TAILQ_REMOVE(&w->up->queue, w, entry);
-	else if (w->state == GOV_RUNNING)
+	else if (w->state == GOV_RUNNING) {
 		w->up->running--;
+		gov_window_end(w->up);
+	}
 	if (w->state != GOV_NONE && w->probe)
 		w->up->probing = false;	/* the next call probes */
 	if (w->up != NULL)
@@ -321,6 +342,7 @@ gov_finished(struct gov_wait *w, long status, bool answered,
 		return;
 	u->running--;
 	w->state = GOV_NONE;
+	gov_window_end(u);
 	gov_task_unref(u, w);
 	gov_breaker_outcome(u, w->probe, !answered || status >= 500);
 	if ((hint = gov_hint_ms(status, k)) <= 0)
@@ -335,7 +357,7 @@ gov_finished(struct gov_wait *w, long status, bool answered,
 }
 
 static bool
-gov_may_start(const struct egress_upstream *u, int64_t now)
+gov_may_start(struct egress_upstream *u, int64_t now)
 {
 	return now >= u->paused_until && gov_window_open(u, now) &&
 	    (gov_max_calls == 0 || u->running < gov_max_calls);
@@ -390,7 +412,7 @@ gov_pump(void (*start)(struct gov_wait *), void (*expire)(struct gov_wait *))
 			w->state = GOV_RUNNING;
 			u->running++;
 			w->task->served = ++u->serial;
-			gov_window_add(u, now);
+			gov_window_add(u);
 			start(w);
 		}
 	}
@@ -409,9 +431,10 @@ gov_next(void)
 			t = w->expires;
 			if (u->paused_until > 0 && u->paused_until < t)
 				t = u->paused_until;
-			if (gov_rpm > 0 && u->nstarts == gov_rpm &&
-			    u->starts[u->head] + GOV_WINDOW_MS < t)
-				t = u->starts[u->head] + GOV_WINDOW_MS;
+			if (gov_rpm > 0 && u->nends > 0 &&
+			    u->counted + u->nends >= gov_rpm &&
+			    u->ends[u->first] + GOV_WINDOW_MS < t)
+				t = u->ends[u->first] + GOV_WINDOW_MS;
 			if (next == -1 || t < next)
 				next = t;
 		}
