@@ -27,6 +27,7 @@ egress_config_encode(struct buf *b, const struct egress_config *c)
 	m_add_u32(b, c->max_calls);
 	m_add_u32(b, c->breaker_failures);
 	m_add_u32(b, c->breaker_cooldown_s);
+	m_add_u32(b, c->rpm);
 }
 
 int
@@ -43,6 +44,7 @@ egress_config_decode(const void *p, size_t len, struct egress_config *c)
 	m_get_u32(&r, &c->max_calls);
 	m_get_u32(&r, &c->breaker_failures);
 	m_get_u32(&r, &c->breaker_cooldown_s);
+	m_get_u32(&r, &c->rpm);
 	if (m_end(&r) == 0 && c->max_body > 0 &&
 	    c->max_body <= EGRESS_MAX_BODY)
 		return 0;
@@ -67,6 +69,7 @@ egress_attach_encode(struct buf *b, const struct egress_attach *a)
 	m_add_str(b, a->base_url);
 	m_add_str(b, a->search_url);
 	m_add_str(b, a->user_agent);
+	m_add_str(b, a->task);
 }
 
 int
@@ -80,8 +83,9 @@ egress_attach_decode(const void *p, size_t len, struct egress_attach *a)
 	m_get_u32(&r, &a->search_backend);
 	m_get_u32(&r, &a->allow_private);
 	if (m_get_str(&r, &a->base_url) == 0 &&
-	    m_get_str(&r, &a->search_url) == 0)
-		m_get_str(&r, &a->user_agent);
+	    m_get_str(&r, &a->search_url) == 0 &&
+	    m_get_str(&r, &a->user_agent) == 0)
+		m_get_str(&r, &a->task);
 	if (m_end(&r) == 0 && a->search_backend <= SEARCH_BACKEND_BRAVE &&
 	    a->allow_private <= 1)
 		return 0;
@@ -95,6 +99,7 @@ egress_attach_clear(struct egress_attach *a)
 	free(a->base_url);
 	free(a->search_url);
 	free(a->user_agent);
+	free(a->task);
 	memset(a, 0, sizeof *a);
 }
 

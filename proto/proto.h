@@ -68,6 +68,10 @@ enum egress_msg_type {
 	MSG_EGRESS_CANCELLED,	/* egress -> supervisor: transfers it
 				   cancelled because their worker's socket
 				   closed, the total so far */
+	MSG_EGRESS_BREAKER,	/* egress -> supervisor: an upstream's
+				   circuit breaker changed state */
+	MSG_EGRESS_WAITING,	/* egress -> worker: a request waits for
+				   its upstream's permit (the governor) */
 	MSG_EGRESS_MAX
 };
 
@@ -300,6 +304,8 @@ struct egress_config {
 					   no cap */
 	uint32_t	 breaker_failures;	/* in a row, to open; 0: off */
 	uint32_t	 breaker_cooldown_s;	/* open this long, then a probe */
+	uint32_t	 rpm;		/* LLM calls started a minute per
+					   upstream; 0: no budget */
 };
 /* MSG_EGRESS_ATTACH: what one worker may reach, from its job. */
 struct egress_attach {
@@ -309,6 +315,8 @@ struct egress_attach {
 	char		*base_url;
 	char		*search_url;
 	char		*user_agent;
+	char		*task;		/* its task's id: the governor's
+					   fairness; "" for none */
 };
 /* MSG_EGRESS_REQUEST */
 struct egress_req {

@@ -164,6 +164,24 @@ egressctl_lost(const char *why)
 	event_active(egressctl_retry, EV_TIMEOUT, 0);
 }
 
+/* MSG_EGRESS_BREAKER: an upstream's breaker, for the metrics' gauge. */
+static int
+egressctl_breaker(struct mreader *r)
+{
+	char	*url = NULL, *state = NULL;
+	int	 rc = -1;
+
+	if (m_get_str(r, &url) == 0 && m_get_str(r, &state) == 0 &&
+	    m_end(r) == 0 && (strcmp(state, "closed") == 0 ||
+	    strcmp(state, "open") == 0 || strcmp(state, "half-open") == 0)) {
+		metrics_egress_breaker(url, state);
+		rc = 0;
+	}
+	free(url);
+	free(state);
+	return rc;
+}
+
 /* MSG_EGRESS_CANCELLED: the total of transfers cut for a gone worker. */
 static int
 egressctl_dispatch(const uint8_t *data, ssize_t n, int fd)
@@ -174,9 +192,12 @@ egressctl_dispatch(const uint8_t *data, ssize_t n, int fd)
 
 	if (fd != -1 || m_frame_check(data, (size_t)n, (size_t)n, &hdr) !=
 	    FRAME_OK || (size_t)n != PROTO_HDR_LEN + hdr.len ||
-	    hdr.type != MSG_EGRESS_CANCELLED)
+	    (hdr.type != MSG_EGRESS_CANCELLED &&
+	    hdr.type != MSG_EGRESS_BREAKER))
 		return -1;
 	m_reader_init(&r, data + PROTO_HDR_LEN, hdr.len);
+	if (hdr.type == MSG_EGRESS_BREAKER)
+		return egressctl_breaker(&r);
 	if (m_get_u64(&r, &total) == -1 || m_end(&r) == -1)
 		return -1;
 	/* A total per egress process; one that restarted counts from 0. */
@@ -189,7 +210,7 @@ egressctl_dispatch(const uint8_t *data, ssize_t n, int fd)
 static void
 egressctl_read_cb(evutil_socket_t sock, short events, void *arg)
 {
-	uint8_t	data[64];
+	uint8_t	data[EGRESS_MAX_TARGET + 128];
 	ssize_t	n;
 	int	fd;
 
@@ -295,6 +316,7 @@ egressctl_start(const char *worker_path, const char *api_key,
 	egressctl_cfg.breaker_failures = (uint32_t)cfg->egress_breaker_failures;
 	egressctl_cfg.breaker_cooldown_s =
 	    (uint32_t)cfg->egress_breaker_cooldown_s;
+	egressctl_cfg.rpm = (uint32_t)cfg->egress_rpm;
 	egressctl_retry = evtimer_new(ev_base, egressctl_retry_cb, NULL);
 	return egressctl_spawn();
 }

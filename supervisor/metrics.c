@@ -68,7 +68,7 @@ static struct metric_family	*f_build, *f_tasks_started, *f_tasks_ended,
 				*f_zygote_restarts, *f_log_dropped,
 				*f_store_connected, *f_store_queued,
 				*f_egress_up, *f_egress_restarts,
-				*f_egress_cancelled;
+				*f_egress_cancelled, *f_egress_breaker;
 
 #define V(...)	((const char *const []){ __VA_ARGS__ })
 
@@ -684,6 +684,10 @@ static const struct {
 	    "transfers heavyd-egress cancelled because their worker went away "
 	    "(killed at its deadline, cancelled).", METRIC_COUNTER, 0,
 	    { NULL }, 0, { 0 } } },
+	{ &f_egress_breaker, { "heavyd_egress_breaker", "The circuit breaker "
+	    "of each upstream heavyd-egress called, as it last reported: 1 for "
+	    "its state now (closed, open, half-open), 0 for the others.",
+	    METRIC_GAUGE, 0, { "upstream", "state" }, 0x1, { 0 } } },
 };
 
 static const char *const worker_states[] = { "queued", "spawning", "running",
@@ -857,6 +861,16 @@ void
 metrics_egress_restart(void)
 {
 	metrics_add(f_egress_restarts, NULL, 1);
+}
+
+void
+metrics_egress_breaker(const char *upstream, const char *state)
+{
+	static const char *const states[] = { "closed", "open", "half-open" };
+
+	for (size_t i = 0; i < sizeof states / sizeof *states; i++)
+		metrics_set(f_egress_breaker, V(upstream, states[i]),
+		    strcmp(states[i], state) == 0);
 }
 
 void

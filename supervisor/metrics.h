@@ -106,6 +106,7 @@ void	 metrics_zygote_restart(void);
 void	 metrics_egress_up(bool);
 void	 metrics_egress_restart(void);
 void	 metrics_egress_cancelled(uint64_t);	/* more since the last */
+void	 metrics_egress_breaker(const char *upstream, const char *state);
 
 /* For the HTTP transport. */
 void	 metrics_http_request(const char *method, int code);

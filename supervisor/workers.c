@@ -359,6 +359,8 @@ worker_send_egress(struct worker *w, int sock)
 	int		efd;
 
 	w->egress.worker_id = w->id;
+	free(w->egress.task);
+	w->egress.task = xstrdup(w->task_id);	/* the governor's fairness */
 	efd = egressctl_attach(&w->egress);
 	m_create(&frame, MSG_JOB_EGRESS);
 	m_close(&frame, SIZE_MAX);

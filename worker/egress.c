@@ -214,6 +214,36 @@ egress_conn_send(struct econn *c, const struct egress_resp *s)
 	egress_conn_flush(c);
 }
 
+/* MSG_EGRESS_WAITING: the worker's call waits for a permit. */
+static void
+egress_send_waiting(struct econn *c, uint32_t id)
+{
+	struct buf	frame;
+
+	m_create(&frame, MSG_EGRESS_WAITING);
+	m_add_u32(&frame, id);
+	m_close(&frame, SIZE_MAX);
+	if (buf_add(&c->out, frame.data, frame.len) == -1)
+		fatalx("egress: output buffer");
+	buf_free(&frame);
+	egress_conn_flush(c);
+}
+
+/* An upstream's breaker changed: heavyd's metrics gauge. */
+static void
+egress_report_breaker(const char *base_url, const char *state)
+{
+	struct buf	frame;
+
+	m_create(&frame, MSG_EGRESS_BREAKER);
+	m_add_str(&frame, base_url);
+	m_add_str(&frame, state);
+	if (m_close(&frame, EGRESS_MAX_TARGET + 64) == 0)
+		(void)send(egress_control.fd, frame.data, frame.len,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	buf_free(&frame);
+}
+
 /* The total of cancelled transfers, for heavyd's metrics and tests; a
  * lost report is made good by the next, which carries the total. */
 static void
@@ -303,7 +333,7 @@ egress_done(void)
 		TAILQ_REMOVE(&c->xfers, x, entry);
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 		gov_finished(&x->gov, status, msg->data.result == CURLE_OK ||
-		    x->sink.over, x->sink.retry_after, x->sink.reset);
+		    x->sink.over, &x->sink);
 		egress_answer(x, msg->data.result);	/* may close c */
 		egress_xfer_free(x);
 	}
@@ -353,8 +383,9 @@ egress_govern(struct exfer *x, struct egress_upstream *u)
 		egress_xfer_free(x);
 		return;
 	}
-	gov_submit(&x->gov, u, now_ms() + (x->req.timeout_ms > 0 ?
-	    x->req.timeout_ms : 600000));
+	if (gov_submit(&x->gov, u, x->conn->policy.task, now_ms() +
+	    (x->req.timeout_ms > 0 ? x->req.timeout_ms : 600000)))
+		egress_send_waiting(x->conn, x->id);
 }
 
 /* Into the multi handle: the transfer begins. */
@@ -578,7 +609,8 @@ egress_setup_process(int fd)
 	curl_multi_setopt(egress_multi, CURLMOPT_PIPELINING,
 	    (long)CURLPIPE_MULTIPLEX);
 	gov_init(egress_cfg.max_calls, egress_cfg.breaker_failures,
-	    egress_cfg.breaker_cooldown_s);
+	    egress_cfg.breaker_cooldown_s, egress_cfg.rpm,
+	    egress_report_breaker);
 	if (egress_cfg.max_host_conns > 0)
 		curl_multi_setopt(egress_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 		    (long)egress_cfg.max_host_conns);

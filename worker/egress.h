@@ -23,28 +23,34 @@ struct egress_sink {
 	bool		over;		/* the body passed its cap */
 	char		retry_after[EGRESS_MAX_HEADER];
 	char		reset[EGRESS_MAX_HEADER];
+	char		remaining[EGRESS_MAX_HEADER];	/* requests left */
+	char		reset_requests[EGRESS_MAX_HEADER];	/* "6m0s" */
 };
 
 /* egress_gov.c: a call waiting for, or holding, its upstream's permit. */
 struct egress_upstream;
+struct gov_task;
 enum gov_state { GOV_NONE, GOV_QUEUED, GOV_RUNNING };
 struct gov_wait {
 	struct egress_upstream	*up;
+	struct gov_task		*task;		/* its task's, for fairness */
 	int64_t			 expires;	/* ms: given up waiting then */
 	enum gov_state		 state;
 	bool			 probe;		/* the half-open breaker's */
 	TAILQ_ENTRY(gov_wait)	 entry;
 };
+typedef void (*gov_report_fn)(const char *base_url, const char *breaker);
 void	gov_init(uint32_t max_calls, uint32_t breaker_failures,
-	    uint32_t cooldown_s);
+	    uint32_t cooldown_s, uint32_t rpm, gov_report_fn);
 int	gov_admit(struct egress_upstream *, bool *probe, char *why,
 	    size_t len);
 struct egress_upstream *gov_upstream(const char *base_url);
-void	gov_submit(struct gov_wait *, struct egress_upstream *,
-	    int64_t expires);
+bool	gov_submit(struct gov_wait *, struct egress_upstream *,
+	    const char *task, int64_t expires);
 void	gov_cancel(struct gov_wait *);
 void	gov_finished(struct gov_wait *, long status, bool answered,
-	    const char *retry_after, const char *reset);
+	    const struct egress_sink *);
+int64_t	gov_duration_ms(const char *);
 void	gov_pump(void (*start)(struct gov_wait *),
 	    void (*expire)(struct gov_wait *));
 int64_t	gov_next(void);

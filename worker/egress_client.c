@@ -75,7 +75,24 @@ egress_read_all(void *p, size_t len, int64_t deadline)
 	return 0;
 }
 
-/* One answer: 0, 1 at the deadline, -1 when egress is gone or broke. */
+/* MSG_EGRESS_WAITING: the call waits in the governor's line, which the
+ * task's progress says (the wait counts against this step's deadline). */
+static int
+egress_waiting(const char *payload, size_t len)
+{
+	struct mreader	r;
+	uint32_t	id;
+
+	m_reader_init(&r, payload, len);
+	if (m_get_u32(&r, &id) == -1 || m_end(&r) == -1)
+		return -1;
+	worker_step("waiting for the rate limit (heavyd-egress holds the "
+	    "call for a permit to its upstream)");
+	return 2;
+}
+
+/* One answer: 0, 1 at the deadline, 2 for a note (no answer yet), -1 when
+ * egress is gone or broke. */
 static int
 egress_read_resp(struct egress_resp *s, int64_t deadline)
 {
@@ -87,12 +104,15 @@ egress_read_resp(struct egress_resp *s, int64_t deadline)
 	if ((rc = egress_read_all(hdrbuf, sizeof hdrbuf, deadline)) != 0)
 		return rc;
 	if (m_frame_check(hdrbuf, sizeof hdrbuf, EGRESS_CLIENT_MAX_FRAME,
-	    &hdr) == FRAME_INVALID || hdr.type != MSG_EGRESS_RESPONSE)
+	    &hdr) == FRAME_INVALID || (hdr.type != MSG_EGRESS_RESPONSE &&
+	    hdr.type != MSG_EGRESS_WAITING))
 		return -1;
 	payload = xmalloc(hdr.len + 1);
 	/* A frame begun is read whole: the stream stays in step. */
 	rc = hdr.len == 0 ? 0 : egress_read_all(payload, hdr.len, INT64_MAX);
-	if (rc == 0 && egress_resp_decode(payload, hdr.len, s) == -1)
+	if (rc == 0 && hdr.type == MSG_EGRESS_WAITING)
+		rc = egress_waiting(payload, hdr.len);
+	else if (rc == 0 && egress_resp_decode(payload, hdr.len, s) == -1)
 		rc = -1;
 	free(payload);
 	return rc;
@@ -152,6 +172,8 @@ egress_calls(struct egress_req *qs, struct egress_resp *ss, size_t n,
 	while (got < n) {
 		if ((rc = egress_read_resp(&s, deadline)) == 1)
 			return 0;
+		if (rc == 2)
+			continue;
 		if (rc == -1) {
 			egress_lost(err, errlen);
 			return -1;

@@ -53,6 +53,14 @@ egress_header_cb(char *p, size_t size, size_t n, void *arg)
 		egress_header_value(p, len, 12, k->retry_after);
 	else if (len > 18 && strncasecmp(p, "X-RateLimit-Reset:", 18) == 0)
 		egress_header_value(p, len, 18, k->reset);
+	else if (len > 22 && strncasecmp(p, "X-RateLimit-Remaining:", 22) == 0)
+		egress_header_value(p, len, 22, k->remaining);
+	else if (len > 31 && strncasecmp(p, "x-ratelimit-remaining-requests:",
+	    31) == 0)
+		egress_header_value(p, len, 31, k->remaining);
+	else if (len > 27 && strncasecmp(p, "x-ratelimit-reset-requests:",
+	    27) == 0)
+		egress_header_value(p, len, 27, k->reset_requests);
 	return len;
 }
 

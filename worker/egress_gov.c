@@ -4,8 +4,19 @@
  * the calls in flight (HEAVY_EGRESS_MAX_CALLS) and one pause for all: a
  * 429 with Retry-After (or X-RateLimit-Reset) holds back every call to
  * that upstream until then, not only the worker that got it, so N agents
- * do not hammer a rate-limited key independently.  Permits go in arrival
- * order.  A call that waits past its own time is answered as timed out.
+ * do not hammer a rate-limited key independently.  A budget of calls a
+ * minute (limits.egress_rpm) holds calls back before the upstream has to
+ * say 429.  Its window is sliding and cautious: a call counts from its
+ * permit until a minute after its answer, for egress cannot know when
+ * within that time the upstream counted it; so however late a request
+ * reaches the upstream, no more than rpm fall in any 60 s there.  Where
+ * the upstream sends its remaining budget (x-ratelimit-remaining-requests
+ * with x-ratelimit-reset-requests, OpenAI's; X-RateLimit-Remaining with
+ * X-RateLimit-Reset, OpenRouter's), a remaining of 0 pauses it until the
+ * reset.  Permits go round-robin across tasks: the next goes to the
+ * waiting call whose task was served longest ago (in arrival order among
+ * equals), so a 16-agent task cannot starve a 2-agent one.  A call that
+ * waits past its own time is answered as timed out.
  *
  * A circuit breaker (off unless limits.egress_breaker_failures is set):
  * after that many failures in a row (5xx, or no answer at all), calls to
@@ -22,6 +33,15 @@
 #include "egress.h"
 
 #define GOV_MAX_PAUSE_MS	600000	/* a hint longer than this is capped */
+#define GOV_WINDOW_MS		60000	/* limits.egress_rpm's minute */
+
+/* A task with calls waiting or running on one upstream. */
+struct gov_task {
+	char			*key;
+	uint64_t		 served;	/* the upstream's serial then */
+	uint32_t		 refs;		/* its calls queued or running */
+	TAILQ_ENTRY(gov_task)	 entry;
+};
 
 enum gov_breaker { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
 static const char *const gov_breaker_names[] = { "closed", "open",
@@ -35,6 +55,13 @@ struct egress_upstream {
 	uint32_t			 failures;	/* in a row */
 	int64_t				 open_until;	/* ms, while open */
 	bool				 probing;	/* half-open: one out */
+	int64_t				*ends;	/* ring: answers of the
+							   last minute, oldest
+							   at first */
+	uint32_t			 nends, first;
+	uint32_t			 counted;	/* in flight, in rpm */
+	uint64_t			 serial;	/* permits given */
+	TAILQ_HEAD(, gov_task)		 tasks;
 	TAILQ_HEAD(, gov_wait)		 queue;
 	TAILQ_ENTRY(egress_upstream)	 entry;
 };
@@ -44,13 +71,18 @@ static TAILQ_HEAD(, egress_upstream)	gov_upstreams =
 static uint32_t				gov_max_calls;
 static uint32_t				gov_breaker_failures;
 static int64_t				gov_cooldown_ms;
+static uint32_t				gov_rpm;
+static gov_report_fn			gov_report;
 
 void
-gov_init(uint32_t max_calls, uint32_t breaker_failures, uint32_t cooldown_s)
+gov_init(uint32_t max_calls, uint32_t breaker_failures, uint32_t cooldown_s,
+    uint32_t rpm, gov_report_fn report)
 {
 	gov_max_calls = max_calls;
 	gov_breaker_failures = breaker_failures;
 	gov_cooldown_ms = (int64_t)cooldown_s * 1000;
+	gov_rpm = rpm;
+	gov_report = report;
 }
 
 static void
@@ -64,6 +96,8 @@ gov_breaker_set(struct egress_upstream *u, enum gov_breaker b)
 	log_info("upstream %s: circuit breaker %s%s", u->base_url,
 	    gov_breaker_names[b], b == BREAKER_OPEN ? " after failures in a "
 	    "row; calls fail fast until a probe succeeds" : "");
+	if (gov_report != NULL)
+		gov_report(u->base_url, gov_breaker_names[b]);
 }
 
 /*
@@ -122,27 +156,105 @@ gov_upstream(const char *base_url)
 			return u;
 	u = xcalloc(1, sizeof *u);
 	u->base_url = xstrdup(base_url);
+	if (gov_rpm > 0)
+		u->ends = xcalloc(gov_rpm, sizeof *u->ends);
+	TAILQ_INIT(&u->tasks);
 	TAILQ_INIT(&u->queue);
 	TAILQ_INSERT_TAIL(&gov_upstreams, u, entry);
+	if (gov_breaker_failures > 0 && gov_report != NULL)
+		gov_report(u->base_url, gov_breaker_names[u->breaker]);
 	return u;
 }
 
-static bool	gov_may_start(const struct egress_upstream *, int64_t);
+/* The task of key on u, made when it has its first call there. */
+static struct gov_task *
+gov_task_ref(struct egress_upstream *u, const char *key)
+{
+	struct gov_task	*t;
 
-void
-gov_submit(struct gov_wait *w, struct egress_upstream *u, int64_t expires)
+	TAILQ_FOREACH(t, &u->tasks, entry)
+		if (strcmp(t->key, key) == 0)
+			break;
+	if (t == NULL) {
+		t = xcalloc(1, sizeof *t);
+		t->key = xstrdup(key);
+		TAILQ_INSERT_TAIL(&u->tasks, t, entry);
+	}
+	t->refs++;
+	return t;
+}
+
+/* A call of its task is done with u: a task with none left is forgotten,
+ * and one that comes back starts afresh, like any new task. */
+static void
+gov_task_unref(struct egress_upstream *u, struct gov_wait *w)
+{
+	struct gov_task	*t = w->task;
+
+	w->task = NULL;
+	if (t == NULL || --t->refs > 0)
+		return;
+	TAILQ_REMOVE(&u->tasks, t, entry);
+	free(t->key);
+	free(t);
+}
+
+/* Whether the rpm budget has room now: the calls in flight and those
+ * answered in the last minute are fewer than rpm. */
+static bool
+gov_window_open(struct egress_upstream *u, int64_t now)
+{
+	if (gov_rpm == 0)
+		return true;
+	while (u->nends > 0 && u->ends[u->first] + GOV_WINDOW_MS <= now) {
+		u->first = (u->first + 1) % gov_rpm;
+		u->nends--;
+	}
+	return u->counted + u->nends < gov_rpm;
+}
+
+static void
+gov_window_add(struct egress_upstream *u)
+{
+	if (gov_rpm > 0)
+		u->counted++;
+}
+
+/* A call with a permit ended (answered, failed, or its worker gone): it
+ * counts for a minute from now.  counted + nends <= rpm, so it fits. */
+static void
+gov_window_end(struct egress_upstream *u)
+{
+	if (gov_rpm == 0 || u->counted == 0)
+		return;
+	u->counted--;
+	u->ends[(u->first + u->nends) % gov_rpm] = now_ms();
+	u->nends++;
+}
+
+static bool	gov_may_start(struct egress_upstream *, int64_t);
+
+/* Into u's line; true when it has to wait there (others are ahead, or
+ * the caps, the budget or a pause hold it back). */
+bool
+gov_submit(struct gov_wait *w, struct egress_upstream *u, const char *task,
+    int64_t expires)
 {
 	int64_t	now = now_ms();
+	bool	waits = !TAILQ_EMPTY(&u->queue) || !gov_may_start(u, now);
 
-	if (!TAILQ_EMPTY(&u->queue) || !gov_may_start(u, now))
+	if (waits)
 		log_debug("an LLM call to %s waits for a permit: %u in flight "
-		    "(limits.egress_max_calls %u)%s", u->base_url, u->running,
+		    "(limits.egress_max_calls %u)%s%s", u->base_url, u->running,
 		    gov_max_calls, now < u->paused_until ? ", paused after a "
-		    "429" : "");
+		    "429 or an exhausted budget" : "",
+		    gov_window_open(u, now) ? "" : ", limits.egress_rpm spent");
 	w->up = u;
+	w->task = gov_task_ref(u, task != NULL ? task : "");
 	w->expires = expires;
 	w->state = GOV_QUEUED;
 	TAILQ_INSERT_TAIL(&u->queue, w, entry);
+	return waits;
 }
 
 /* Its worker went away: a queued call leaves the line, a running one
@@ -152,17 +264,76 @@ gov_cancel(struct gov_wait *w)
 {
 	if (w->state == GOV_QUEUED)
 		TAILQ_REMOVE(&w->up->queue, w, entry);
-	else if (w->state == GOV_RUNNING)
+	else if (w->state == GOV_RUNNING) {
 		w->up->running--;
+		gov_window_end(w->up);
+	}
 	if (w->state != GOV_NONE && w->probe)
 		w->up->probing = false;	/* the next call probes */
+	if (w->up != NULL)
+		gov_task_unref(w->up, w);
 	w->state = GOV_NONE;
 }
 
-/* A call ended: its permit back; a 429's hint pauses the upstream. */
+/* Go's durations, as OpenAI sends x-ratelimit-reset-requests ("1s",
+ * "6m0s", "20ms", "1h2m3.5s"), or plain seconds: ms, or -1. */
+int64_t
+gov_duration_ms(const char *s)
+{
+	double	 total = 0, v;
+	char	*end;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	while (*s != '\0') {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = strtod(s, &end);
+		s = end;
+		if (strncmp(s, "ms", 2) == 0) {
+			total += v;
+			s += 2;
+		} else if (*s == 's' || *s == '\0') {
+			total += v * 1000;
+			s += *s == 's';
+		} else if (*s == 'm') {
+			total += v * 60000;
+			s++;
+		} else if (*s == 'h') {
+			total += v * 3600000;
+			s++;
+		} else
+			return -1;
+	}
+	return total > GOV_MAX_PAUSE_MS ? GOV_MAX_PAUSE_MS : (int64_t)total;
+}
+
+/* How long the upstream's headers say to hold back: a 429's Retry-After
+ * or reset, or a remaining budget of 0 until its reset; 0 for none. */
+static int64_t
+gov_hint_ms(long status, const struct egress_sink *k)
+{
+	int64_t	hint;
+	char	*end;
+	long	remaining;
+
+	if (status == 429)
+		return backoff_hint_ms(k->retry_after, k->reset, time(NULL));
+	if (k->remaining[0] == '\0')
+		return 0;
+	remaining = strtol(k->remaining, &end, 10);
+	if (end == k->remaining || *end != '\0' || remaining != 0)
+		return 0;
+	if ((hint = gov_duration_ms(k->reset_requests)) > 0)
+		return hint;
+	return backoff_hint_ms(NULL, k->reset, time(NULL));
+}
+
+/* A call ended: its permit back; a 429's hint, or a spent budget,
+ * pauses the upstream. */
 void
 gov_finished(struct gov_wait *w, long status, bool answered,
-    const char *retry_after, const char *reset)
+    const struct egress_sink *k)
 {
 	struct egress_upstream	*u = w->up;
 	int64_t			 hint, until;
@@ -171,23 +342,38 @@ gov_finished(struct gov_wait *w, long status, bool answered,
 		return;
 	u->running--;
 	w->state = GOV_NONE;
+	gov_window_end(u);
+	gov_task_unref(u, w);
 	gov_breaker_outcome(u, w->probe, !answered || status >= 500);
-	if (status != 429 ||
-	    (hint = backoff_hint_ms(retry_after, reset, time(NULL))) <= 0)
+	if ((hint = gov_hint_ms(status, k)) <= 0)
 		return;
 	until = now_ms() + (hint > GOV_MAX_PAUSE_MS ? GOV_MAX_PAUSE_MS : hint);
 	if (until <= u->paused_until)
 		return;
 	u->paused_until = until;
-	log_info("upstream %s answered 429: every call to it waits %.1f s",
-	    u->base_url, (double)(until - now_ms()) / 1000);
+	log_info("upstream %s %s: every call to it waits %.1f s", u->base_url,
+	    status == 429 ? "answered 429" : "has no requests left in its "
+	    "budget", (double)(until - now_ms()) / 1000);
 }
 
 static bool
-gov_may_start(const struct egress_upstream *u, int64_t now)
+gov_may_start(struct egress_upstream *u, int64_t now)
 {
-	return now >= u->paused_until &&
+	return now >= u->paused_until && gov_window_open(u, now) &&
 	    (gov_max_calls == 0 || u->running < gov_max_calls);
+}
+
+/* The next permit's: the waiting call whose task was served longest ago,
+ * the first in line among equals (round-robin across tasks). */
+static struct gov_wait *
+gov_fairest(struct egress_upstream *u)
+{
+	struct gov_wait	*w, *best = NULL;
+
+	TAILQ_FOREACH(w, &u->queue, entry)
+		if (best == NULL || w->task->served < best->task->served)
+			best = w;
+	return best;
 }
 
 /* The first call in u's line whose time ran out, or NULL. */
@@ -220,11 +406,13 @@ gov_pump(void (*start)(struct gov_wait *), void (*expire)(struct gov_wait *))
 			w->state = GOV_NONE;
 			expire(w);
 		}
-		while ((w = TAILQ_FIRST(&u->queue)) != NULL &&
-		    gov_may_start(u, now)) {
+		while (!TAILQ_EMPTY(&u->queue) && gov_may_start(u, now)) {
+			w = gov_fairest(u);
 			TAILQ_REMOVE(&u->queue, w, entry);
 			w->state = GOV_RUNNING;
 			u->running++;
+			w->task->served = ++u->serial;
+			gov_window_add(u);
 			start(w);
 		}
 	}
@@ -243,6 +431,10 @@ gov_next(void)
 			t = w->expires;
 			if (u->paused_until > 0 && u->paused_until < t)
 				t = u->paused_until;
+			if (gov_rpm > 0 && u->nends > 0 &&
+			    u->counted + u->nends >= gov_rpm &&
+			    u->ends[u->first] + GOV_WINDOW_MS < t)
+				t = u->ends[u->first] + GOV_WINDOW_MS;
 			if (next == -1 || t < next)
 				next = t;
 		}

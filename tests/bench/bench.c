@@ -4,6 +4,7 @@
  *   bench startup N            spawn to initialize answered
  *   bench ping N               pipelined pings per second
  *   bench orchestrate N CALLS  N calls of 4 agents, CALLS at once, timed
+ *                              (each with BENCH_TIMEOUT, default 60 s)
  *   bench sequential N CRIT_US N calls one after another on one server
  *   bench deadline N           tool result time for all-hanging agents
  *   bench quorum N CONC MIN [MARK]
@@ -291,12 +292,15 @@ bench_orchestrate(int runs, int calls, int critical_ms)
 	int		 failed = 0;
 	long		 rss = 0;
 
+	const char	*v = getenv("BENCH_TIMEOUT");
+	int		 timeout = v != NULL && atoi(v) > 0 ? atoi(v) : 60;
+
 	for (int r = 0; r < runs; r++) {
 		server_start(&s);
 		server_initialize(&s);
 		t0 = now_us();
 		for (int i = 1; i <= calls; i++)
-			send_orchestrate(&s, i, "bench query", 60);
+			send_orchestrate(&s, i, "bench query", timeout);
 		failed += await_results(&s, calls, NULL);
 		us[r] = now_us() - t0 - (int64_t)critical_ms * 1000;
 		if (server_peak_rss_kb(&s) > rss)

@@ -752,6 +752,31 @@ test('2026-07-28 over HTTP: the tasks extension, and subscriptions/listen for a 
 	await srv.stop();
 });
 
+/*
+ * heavyd_egress_breaker: the upstream's breaker as egress reports it,
+ * closed from its first call, open after two 503s in a row.
+ */
+test('GET /metrics shows each upstream\'s circuit breaker state', { timeout: TEST_TIMEOUT }, async (t) => {
+	const srv = await startHttp(t, { env: { HEAVY_EGRESS_BREAKER_FAILURES: '2',
+	    HEAVY_EGRESS_BREAKER_COOLDOWN: '600', HEAVY_MAX_RETRIES: '5' } });
+	const { client } = await connect(srv);
+	const gauge = async (state) => {
+		const text = await (await fetch(`${srv.base}/metrics`)).text();
+		const re = new RegExp(`^heavyd_egress_breaker\\{upstream="([^"]+)",state="${state}"\\} (\\d+)$`, 'm');
+		const m = re.exec(text);
+		return m ? { upstream: m[1], value: Number(m[2]) } : null;
+	};
+	await client.callTool({ name: 'heavy_orchestrate', arguments: { query: 'Down [[planner:status:503]]',
+	    num_agents: 1, timeout: 30 } }, CallToolResultSchema, { timeout: HANG });
+	await waitFor(async () => (await gauge('open'))?.value === 1, undefined, 'the gauge to show the breaker open');
+	const open = await gauge('open');
+	assert.equal(open.upstream, srv.mock.baseUrl);
+	assert.equal((await gauge('closed')).value, 0);
+	assert.equal((await gauge('half-open')).value, 0);
+	await client.close();
+	await srv.stop();
+});
+
 test('2026-07-28 on stdio: server/discover as the probe, then requests without a handshake',
     { timeout: TEST_TIMEOUT }, async (t) => {
 	const h = spawnRaw({ OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER });

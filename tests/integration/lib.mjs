@@ -286,10 +286,10 @@ function killAll(procs) {
 
 /* ------------------------------------------------------------- the mock */
 
-export async function startMock(tag = 'mock') {
+export async function startMock(tag = 'mock', args = []) {
 	const dir = tmpdir(tag);
 	const portFile = path.join(dir, 'port');
-	const proc = spawn(MOCKLLM, ['-p', '0', '-f', portFile], {
+	const proc = spawn(MOCKLLM, ['-p', '0', '-f', portFile, ...args], {
 		stdio: ['ignore', 'pipe', 'pipe'],
 		env: { PATH: process.env.PATH, ...sanitizerEnv() },
 	});
@@ -338,6 +338,11 @@ export async function startMock(tag = 'mock') {
 		async open() {
 			const r = await fetch(`${base}/open`, { method: 'POST' });
 			assert.equal(r.status, 200, 'POST /open');
+		},
+		/* Lets the replies held now go; later gated ones are held. */
+		async release() {
+			const r = await fetch(`${base}/release`, { method: 'POST' });
+			assert.equal(r.status, 200, 'POST /release');
 		},
 		async stop() {
 			if (!exit) {
@@ -643,7 +648,7 @@ export function checkWire(wire) {
  * happens.  Returns { mock, srv }.
  */
 export async function setup(t, opts = {}) {
-	const mock = opts.noMock ? null : await startMock();
+	const mock = opts.noMock ? null : await startMock('mock', opts.mockArgs);
 	let srv = null;
 	t.after(async () => {
 		if (srv)

@@ -106,6 +106,8 @@ struct reply {
 	const char			*type;	/* NULL: application/json */
 	char				 retry_after[32];
 	char				 reset[32];
+	char				 remaining[32];	/* ratelimit: */
+	char				 reset_requests[32];
 	int				 latency;	/* once let through a gate */
 	int				 drawn;		/* lognormal, or -1 */
 };
@@ -125,7 +127,14 @@ static struct {
 	long long	requests, planner, agent, synthesis, errors, hangs;
 	long long	review;
 	long long	searches, pages, search_auth;
+	long long	limited;	/* -r: answered 429 over the budget */
 } stats;
+static struct json_object	*arrivals;	/* "kind" or "kind:tag", in order */
+
+/* -r N[:WINDOW_MS]: N chat calls a window (sliding), 429 beyond. */
+static int			 rl_max, rl_window_ms = 60000;
+static int64_t			*rl_at;		/* ring: the last rl_max */
+static int			 rl_n, rl_head;
 static struct json_object	*models;	/* kind -> model -> count */
 static struct json_object	*offered;	/* tool name -> agent requests */
 static struct json_object	*tool_msgs;	/* tool messages, newest last */
@@ -235,6 +244,12 @@ reply_send(struct reply *r)
 		evhttp_add_header(h, "Retry-After", r->retry_after);
 	if (r->reset[0] != '\0')
 		evhttp_add_header(h, "X-RateLimit-Reset", r->reset);
+	if (r->remaining[0] != '\0')
+		evhttp_add_header(h, "x-ratelimit-remaining-requests",
+		    r->remaining);
+	if (r->reset_requests[0] != '\0')
+		evhttp_add_header(h, "x-ratelimit-reset-requests",
+		    r->reset_requests);
 	if (r->drawn >= 0) {
 		char	v[32];
 
@@ -974,11 +989,12 @@ hold(struct reply *r, int latency)
 	held[nheld++] = r;
 }
 
-/* POST /open: every held reply goes; gated calls no longer wait. */
+/* POST /open: every held reply goes; gated calls no longer wait.  POST
+ * /release: the held replies go, and the gate stays shut for later ones. */
 static void
-gate_release(void)
+gate_release(bool open)
 {
-	gate_open = true;
+	gate_open = open;
 	while (nheld > 0) {
 		struct reply	*r = held[--nheld];
 
@@ -1048,6 +1064,68 @@ lognormal_draw(const struct chat *c)
 	return ms > LN_CAP_MS ? LN_CAP_MS : (int)(ms + 0.5);
 }
 
+static int64_t
+mono_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* -r: whether this call is over the budget; if so r is its 429, with a
+ * Retry-After for when the oldest call leaves the window. */
+static bool
+rate_limited(struct reply *r)
+{
+	int64_t	now = mono_ms(), wait;
+
+	if (rl_max == 0)
+		return false;
+	if (rl_n == rl_max && rl_at[rl_head] + rl_window_ms > now) {
+		wait = rl_at[rl_head] + rl_window_ms - now;
+		snprintf(r->retry_after, sizeof r->retry_after, "%lld",
+		    (long long)((wait + 999) / 1000));
+		r->code = 429;
+		r->body = error_body(429, "Rate limit exceeded (mockllm -r)");
+		stats.limited++;
+		return true;
+	}
+	rl_at[rl_head] = now;
+	rl_head = (rl_head + 1) % rl_max;
+	if (rl_n < rl_max)
+		rl_n++;
+	return false;
+}
+
+/* ratelimit:N:DURATION: OpenAI's remaining-budget headers on the reply. */
+static void
+ratelimit_headers(const struct chat *c, struct reply *r)
+{
+	const char	*a = chat_action(c, "ratelimit");
+	size_t		 n;
+
+	if (a == NULL)
+		return;
+	n = strcspn(a, ":");
+	snprintf(r->remaining, sizeof r->remaining, "%.*s", (int)n, a);
+	if (a[n] == ':')
+		snprintf(r->reset_requests, sizeof r->reset_requests, "%s",
+		    a + n + 1);
+}
+
+/* The order calls came in, for tests of the governor's fairness. */
+static void
+arrival_note(const struct chat *c)
+{
+	const char	*tag = chat_action(c, "tag");
+	char		*s = xasprintf("%s%s%s", kind_names[c->kind],
+	    tag != NULL ? ":" : "", tag != NULL ? tag : "");
+
+	json_object_array_add(arrivals, json_object_new_string(s));
+	free(s);
+}
+
 static void
 handle_chat(struct evhttp_request *req)
 {
@@ -1063,8 +1141,11 @@ handle_chat(struct evhttp_request *req)
 	if ((bad = chat_parse(&c, req)) != NULL) {
 		r->code = atoi(bad);
 		r->body = error_body(r->code, bad + 4);
+	} else if (rate_limited(r)) {
+		latency = 0;
 	} else {
 		chat_text(&c);
+		arrival_note(&c);
 		models_count(&c);
 		if ((lat = chat_action(&c, "latency")) != NULL)
 			latency = atoi(lat);
@@ -1080,6 +1161,7 @@ handle_chat(struct evhttp_request *req)
 			r = NULL;
 		} else {
 			chat_respond(&c, r);
+			ratelimit_headers(&c, r);
 			if (!gate_open && chat_action(&c, "gate") != NULL) {
 				hold(r, latency);
 				r = NULL;
@@ -1103,7 +1185,7 @@ handle_stats(struct evhttp_request *req)
 		{ "errors", stats.errors }, { "hangs", stats.hangs },
 		{ "searches", stats.searches }, { "pages", stats.pages },
 		{ "search_auth", stats.search_auth }, { "review", stats.review },
-		{ "held", (long long)nheld },
+		{ "held", (long long)nheld }, { "limited", stats.limited },
 	};
 
 	for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
@@ -1114,6 +1196,7 @@ handle_stats(struct evhttp_request *req)
 	json_object_object_add(o, "brave_token",
 	    json_object_new_string(brave_token));
 	json_object_object_add(o, "models", json_object_get(models));
+	json_object_object_add(o, "arrivals", json_object_get(arrivals));
 	r->req = req;
 	r->code = 200;
 	r->body = json_take(o);
@@ -1288,14 +1371,18 @@ handle(struct evhttp_request *req, void *arg)
 	    strcmp(path, "/binary") == 0))
 		handle_page(req, evhttp_uri_get_path(
 		    evhttp_request_get_evhttp_uri(req)));
-	else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/open") == 0) {
-		gate_release();
+	else if (cmd == EVHTTP_REQ_POST && (strcmp(path, "/open") == 0 ||
+	    strcmp(path, "/release") == 0)) {
+		gate_release(strcmp(path, "/open") == 0);
 		evhttp_send_reply(req, 200, "OK", NULL);
 	} else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/reset") == 0) {
 		gate_open = false;
 		memset(&stats, 0, sizeof stats);
 		json_object_put(models);
 		models = json_object_new_object();
+		json_object_put(arrivals);
+		arrivals = json_object_new_array();
+		rl_n = rl_head = 0;
 		json_object_put(offered);
 		json_object_put(tool_msgs);
 		offered = json_object_new_object();
@@ -1332,12 +1419,26 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
+static void
+rate_parse(const char *s)
+{
+	char	*end;
+
+	rl_max = (int)strtol(s, &end, 10);
+	if (*end == ':')
+		rl_window_ms = (int)strtol(end + 1, &end, 10);
+	if (*end != '\0' || rl_max < 1 || rl_max > 1000000 ||
+	    rl_window_ms < 1)
+		fatalx("-r: expected N[:WINDOW_MS]");
+	rl_at = xcalloc((size_t)rl_max, sizeof *rl_at);
+}
+
 static void __attribute__((noreturn))
 usage(FILE *f, int status)
 {
 	fputs(
 "usage: mockllm [-p port] [-f portfile] [-l latency_ms]\n"
-"               [-L median_ms:sigma] [-S seed]\n"
+"               [-L median_ms:sigma] [-S seed] [-r n[:window_ms]]\n"
 "       mockllm -h | --help\n"
 "An OpenAI-compatible chat-completions mock for tests, the demo and\n"
 "benchmarks, bound to 127.0.0.1 only. Point heavyd at it with\n"
@@ -1353,6 +1454,9 @@ usage(FILE *f, int status)
 "                 says what was drawn\n"
 "  -S seed        the draws' seed (also MOCKLLM_SEED; default 1): one seed\n"
 "                 and one call always give one latency\n"
+"  -r n[:window_ms]\n"
+"                 a rate limit: n chat calls a window (sliding; default\n"
+"                 60000 ms), and a 429 with Retry-After beyond it\n"
 "  -h, --help     print this and exit\n"
 "\n"
 "Markers in a query steer it: [[scope:action]], or [[action]] for every\n"
@@ -1374,11 +1478,16 @@ usage(FILE *f, int status)
 "  complete               an agent answers through mark_task_complete\n"
 "  echo-model             an answer names the model it was asked with\n"
 "  usage:N                a call reports N tokens\n"
+"  tag:NAME               /stats' arrivals name the call kind:NAME\n"
+"  ratelimit:N:DURATION   x-ratelimit-remaining-requests: N and\n"
+"                         x-ratelimit-reset-requests: DURATION (\"1m30s\")\n"
 "  review:prefer:WORD     reviewers rank answers holding WORD first\n"
 "  review:invalid, review:invalid-once, review:invalid-model:M\n"
 "                         reviewers reply with an invalid ranking\n"
 "\n"
 "It also serves: POST .../chat/completions; GET /stats, POST /reset;\n"
+"POST /open (the gate opens) and /release (the held calls go, the gate\n"
+"stays shut);\n"
 "search backends GET /search?q=..&format=json (SearXNG) and\n"
 "GET /brave/search?q=.. (Brave); pages /page/N, /redirect/K, /big,\n"
 "/binary and /hang.\n", f);
@@ -1403,7 +1512,7 @@ main(int argc, char **argv)
 		fatalx("MOCKLLM_LOGNORMAL: expected MEDIAN_MS:SIGMA");
 	if ((v = getenv("MOCKLLM_SEED")) != NULL && *v != '\0')
 		ln_seed = strtoull(v, NULL, 10);
-	while ((ch = getopt_long(argc, argv, "p:f:l:L:S:h", long_opts,
+	while ((ch = getopt_long(argc, argv, "p:f:l:L:S:r:h", long_opts,
 	    NULL)) != -1) {
 		if (ch == 'p')
 			port = atoi(optarg);
@@ -1416,6 +1525,8 @@ main(int argc, char **argv)
 				fatalx("-L: expected MEDIAN_MS:SIGMA");
 		} else if (ch == 'S')
 			ln_seed = strtoull(optarg, NULL, 10);
+		else if (ch == 'r')
+			rate_parse(optarg);
 		else if (ch == 'h')
 			usage(stdout, 0);
 		else
@@ -1434,6 +1545,7 @@ main(int argc, char **argv)
 	event_config_free(ec);
 	flaky = lh_kchar_table_new(256, flaky_free_key);
 	models = json_object_new_object();
+	arrivals = json_object_new_array();
 	offered = json_object_new_object();
 	tool_msgs = json_object_new_array();
 	http = evhttp_new(base);
@@ -1459,6 +1571,8 @@ main(int argc, char **argv)
 	evhttp_free(http);
 	lh_table_free(flaky);
 	json_object_put(models);
+	json_object_put(arrivals);
+	free(rl_at);
 	json_object_put(offered);
 	json_object_put(tool_msgs);
 	event_base_free(base);
