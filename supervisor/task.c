@@ -37,6 +37,10 @@ struct agent {
 	char			*error;
 	int			 signal;
 	struct usage		 usage;
+	uint32_t		 model_at;	/* the model that answered last:
+						   0 its own, n fallback n */
+	uint32_t		 fb_why[HEAVY_MAX_FALLBACKS + 1]; /* why it moved
+						   to model n (enum job_fallback) */
 	struct worker		*worker;
 	int64_t			 last_note_ms;
 	char			*note;		/* its last worker note */
@@ -100,8 +104,10 @@ static const char	*task_api_key, *task_search_key, *task_why_no_key;
 
 static void	task_after_agents(struct task *);
 static void	task_finish(struct task *);
-static void	task_usage(void *, const struct usage *);
-static void	task_agent_usage(void *, const struct usage *);
+static void	task_usage(void *, const struct usage *,
+	    const struct job_call *);
+static void	task_agent_usage(void *, const struct usage *,
+	    const struct job_call *);
 static void	task_check_quorum(struct task *);
 
 static void
@@ -173,6 +179,32 @@ task_model(const struct task *t, enum job_role role, int index)
 	return c->model;
 }
 
+/* The fallback models of a role, borrowed into fb: the call's list, else
+ * the role's, else the agents' (orchestrator.fallback_models). */
+static int
+task_fallbacks(const struct task *t, enum job_role role, const char **fb)
+{
+	const struct heavy_config	*c = t->cfg;
+	char				**v = c->fallback_models;
+	int				 n = c->nfallback_models;
+
+	if (t->p.nfallbacks > 0) {
+		v = t->p.fallbacks;
+		n = t->p.nfallbacks;
+	} else if (role == ROLE_PLANNER && c->nplanner_fallbacks > 0) {
+		v = c->planner_fallbacks;
+		n = c->nplanner_fallbacks;
+	} else if (role == ROLE_SYNTHESIS && c->nsynthesis_fallbacks > 0) {
+		v = c->synthesis_fallbacks;
+		n = c->nsynthesis_fallbacks;
+	}
+	if (n > HEAVY_MAX_FALLBACKS)
+		n = HEAVY_MAX_FALLBACKS;
+	for (int i = 0; i < n; i++)
+		fb[i] = v[i];
+	return n;
+}
+
 static int
 task_strategy(const struct task *t)
 {
@@ -237,6 +269,8 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.api_key = (char *)task_api_key;
 	job.base_url = t->cfg->base_url;
 	job.model = (char *)task_model(t, role, index);
+	job.nfallbacks = (uint32_t)task_fallbacks(t, role,
+	    (const char **)job.fallbacks);
 	job.system_prompt = system;
 	job.prompt = prompt;
 	if (t->cfg->ask_cost == 1 || t->p.max_cost_usd > 0 || t->p.ask_cost ||
@@ -912,11 +946,12 @@ task_over_budget(struct task *t)
 
 /* Reported after every LLM call of the task's workers. */
 static void
-task_usage(void *arg, const struct usage *delta)
+task_usage(void *arg, const struct usage *delta, const struct job_call *call)
 {
 	struct task	*t = arg;
 	const char	*which;
 
+	(void)call;
 	usage_add(&t->usage, delta);
 	if (t->usage_fn != NULL && t->state != TASK_DONE)
 		t->usage_fn(t->usage_arg, &t->usage);
@@ -950,13 +985,21 @@ task_budget_stop(struct task *t, const char *why)
 	task_over_budget(t);
 }
 
+/* An agent's LLM request: its usage, and which model it went to and why. */
 static void
-task_agent_usage(void *arg, const struct usage *delta)
+task_agent_usage(void *arg, const struct usage *delta,
+    const struct job_call *call)
 {
 	struct agent	*a = arg;
 
+	if (call->model <= HEAVY_MAX_FALLBACKS) {
+		if (call->fallback != JOB_FB_NONE)
+			a->fb_why[call->model] = call->fallback;
+		if (call->error_kind == 0)
+			a->model_at = call->model;
+	}
 	usage_add(&a->usage, delta);
-	task_usage(a->task, delta);
+	task_usage(a->task, delta, call);
 }
 
 static struct json_object *
@@ -984,6 +1027,32 @@ task_usage_json(const struct usage *u)
 	return o;
 }
 
+/* The model that answered the agent, and each fallback it took. */
+static void
+task_agent_models_json(const struct agent *a, struct json_object *o)
+{
+	struct json_object	*fbs = json_object_new_array(), *f;
+	const char		*fb[HEAVY_MAX_FALLBACKS];
+	int			 n = task_fallbacks(a->task, ROLE_AGENT, fb);
+
+	for (int i = 1; i <= n; i++) {
+		if (a->fb_why[i] == JOB_FB_NONE)
+			continue;
+		f = json_object_new_object();
+		json_object_object_add(f, "from", json_object_new_string(
+		    i == 1 ? task_model(a->task, ROLE_AGENT, a->index) :
+		    fb[i - 2]));
+		json_object_object_add(f, "to", json_object_new_string(fb[i - 1]));
+		json_object_object_add(f, "reason", json_object_new_string(
+		    job_fallback_name(a->fb_why[i])));
+		json_object_array_add(fbs, f);
+	}
+	json_object_object_add(o, "model", json_object_new_string(
+	    a->model_at == 0 || (int)a->model_at > n ?
+	    task_model(a->task, ROLE_AGENT, a->index) : fb[a->model_at - 1]));
+	json_object_object_add(o, "fallbacks", fbs);
+}
+
 static struct json_object *
 task_agent_json(const struct agent *a)
 {
@@ -1000,8 +1069,7 @@ task_agent_json(const struct agent *a)
 	json_object_object_add(o, "signal", a->signal ?
 	    json_object_new_string(signal_name(a->signal)) : NULL);
 	json_object_object_add(o, "usage", task_usage_json(&a->usage));
-	json_object_object_add(o, "model", json_object_new_string(
-	    task_model(a->task, ROLE_AGENT, a->index)));
+	task_agent_models_json(a, o);
 	json_object_object_add(o, "rank", a->task->ranked &&
 	    a->task->tally[a->index].rank ?
 	    json_object_new_int(a->task->tally[a->index].rank) : NULL);
@@ -1393,5 +1461,6 @@ task_params_clear(struct task_params *p)
 	free(p->query);
 	free(p->model);
 	free(p->strategy);
+	config_strv_free(&p->fallbacks, &p->nfallbacks);
 	memset(p, 0, sizeof *p);
 }
