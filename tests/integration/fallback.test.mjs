@@ -1,0 +1,90 @@
+// fallback_models: an LLM call whose model fails for good (a 404 "no
+// endpoints", a 402, a 400 "does not support tools", a 429 still failing
+// after the retries) moves to the next model; each agent's result names the
+// model that answered and every fallback with its reason.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { setup } from './lib.mjs';
+
+const MAIN = 'main/model';
+const FB = ['second/model', 'third/model'];
+
+/* One agent, its calls to MAIN failing as `marker` says. */
+async function run(t, marker, args = {}, env = {}) {
+	const { srv } = await setup(t, { env: { HEAVY_MAX_RETRIES: '1', HEAVY_RETRY_BASE_MS: '10',
+	    HEAVY_RETRY_MAX_MS: '20', ...env } });
+	const { result } = await srv.orchestrate({ query: `Fall back ${marker}`, num_agents: 1,
+	    model: MAIN, ...args });
+	await srv.shutdown();
+	return result;
+}
+
+function agent(result) {
+	assert.equal(result.isError, false, JSON.stringify(result));
+	return result.structuredContent.agents[0];
+}
+
+for (const [name, marker, reason] of [
+	['404 no endpoints', `[[agent:model-fail:404:${MAIN}]]`, 'model not found (404)'],
+	['402', `[[agent:model-fail:402:${MAIN}]]`, 'payment required (402)'],
+	['400 does not support tools', `[[agent:model-notools:${MAIN}]]`, 'model does not support tools (400)'],
+	['429 with the retries exhausted', `[[agent:model-fail:429:${MAIN}]]`, 'retries exhausted'],
+]) {
+	test(`a ${name} moves the agent to the next model`, { timeout: 60000 }, async (t) => {
+		const a = agent(await run(t, marker, { fallback_models: FB }));
+		assert.equal(a.status, 'ok');
+		assert.equal(a.model, FB[0]);
+		assert.deepEqual(a.fallbacks, [{ from: MAIN, to: FB[0], reason }]);
+	});
+}
+
+test('a fallback that fails too moves on to the next; the answer names the third', { timeout: 60000 },
+    async (t) => {
+	const a = agent(await run(t, `[[agent:model-fail:404:${MAIN}]] [[agent:model-fail:402:${FB[0]}]]`,
+	    { fallback_models: FB }));
+	assert.equal(a.model, FB[1]);
+	assert.deepEqual(a.fallbacks, [
+		{ from: MAIN, to: FB[0], reason: 'model not found (404)' },
+		{ from: FB[0], to: FB[1], reason: 'payment required (402)' },
+	]);
+});
+
+test('no fallback list: today\'s error', { timeout: 60000 }, async (t) => {
+	const r = await run(t, `[[agent:model-fail:404:${MAIN}]]`);
+	assert.equal(r.isError, true, JSON.stringify(r));
+	const a = r.structuredContent.agents[0];
+	assert.equal(a.status, 'failed');
+	assert.match(a.error, /HTTP 404: model not found: No endpoints found for main\/model/);
+	assert.deepEqual(a.fallbacks, []);
+	assert.equal(a.model, MAIN);
+});
+
+test('the list exhausted: the error names every model tried', { timeout: 60000 }, async (t) => {
+	const m = `[[agent:model-fail:404:${MAIN}]] [[agent:model-fail:402:${FB[0]}]]`;
+	const r = await run(t, `${m} [[agent:model-notools:${FB[1]}]]`, { fallback_models: FB });
+	const a = r.structuredContent.agents[0];
+	assert.equal(a.status, 'failed', JSON.stringify(a));
+	assert.match(a.error, /every model failed \(tried main\/model, second\/model, third\/model\); last: HTTP 400/);
+	assert.equal(a.fallbacks.length, 2);
+});
+
+test('a plain 400 or a 401 does not fall back', { timeout: 60000 }, async (t) => {
+	const a = (await run(t, `[[agent:model-fail:401:${MAIN}]]`, { fallback_models: FB }))
+	    .structuredContent.agents[0];
+	assert.equal(a.status, 'failed');
+	assert.match(a.error, /HTTP 401/);
+	assert.deepEqual(a.fallbacks, []);
+});
+
+test('fallback_models is checked: an array of at most 8 model ids', { timeout: 30000 }, async (t) => {
+	const { srv } = await setup(t);
+	for (const [bad, msg] of [['x', /fallback_models': expected an array/],
+	    [Array(9).fill('m'), /at most 8/], [['ok', 'has space'], /fallback_models\[1\]'.*spaces/],
+	    [[''], /fallback_models\[0\]'.*empty/], [[3], /fallback_models\[0\]': must be a string/]]) {
+		const { result } = await srv.orchestrate({ query: 'q', fallback_models: bad });
+		assert.equal(result.isError, true);
+		assert.match(result.content[0].text, msg);
+	}
+	await srv.shutdown();
+});
