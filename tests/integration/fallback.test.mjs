@@ -3,9 +3,12 @@
 // after the retries) moves to the next model; each agent's result names the
 // model that answered and every fallback with its reason.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 
-import { setup } from './lib.mjs';
+import { HEAVYD, STATE_DIR, setup, tmpdir } from './lib.mjs';
 
 const MAIN = 'main/model';
 const FB = ['second/model', 'third/model'];
@@ -36,6 +39,8 @@ for (const [name, marker, reason] of [
 		assert.equal(a.status, 'ok');
 		assert.equal(a.model, FB[0]);
 		assert.deepEqual(a.fallbacks, [{ from: MAIN, to: FB[0], reason }]);
+		if (reason === 'retries exhausted')
+			assert.equal(a.usage.retries, 1, 'HEAVY_MAX_RETRIES=1: one retry, then the fallback');
 	});
 }
 
@@ -87,4 +92,50 @@ test('fallback_models is checked: an array of at most 8 model ids', { timeout: 3
 		assert.match(result.content[0].text, msg);
 	}
 	await srv.shutdown();
+});
+
+test('the rest of the agent\'s run stays on the model it fell back to', { timeout: 60000 }, async (t) => {
+	// Two turns (a tool call, then the answer): one failed call to MAIN,
+	// then both turns on the fallback; MAIN is not asked again.
+	const a = agent(await run(t, `[[agent:model-fail:404:${MAIN}]] ` +
+	    '[[agent:tool:calculate:{"expression":"6*7"}]] [[agent:echo-model]]', { fallback_models: FB }));
+	assert.equal(a.model, FB[0]);
+	assert.equal(a.usage.llm_calls, 3, JSON.stringify(a.usage));
+});
+
+test('per-role lists from the config file: agents, planner and synthesis fall back on their own',
+    { timeout: 60000 }, async (t) => {
+	const dir = tmpdir('fbconf');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const file = path.join(dir, 'config.yaml');
+	fs.writeFileSync(file, `openrouter:\n  model: "${MAIN}"\norchestrator:\n` +
+	    `  fallback_models: ["${FB[0]}"]\n  planner_fallback_models: ["plan/fb"]\n` +
+	    '  synthesis_fallback_models: ["synth/fb"]\n');
+	const shown = spawnSync(HEAVYD, ['--check-config'], { encoding: 'utf8', env: { PATH: process.env.PATH,
+	    HEAVY_STATE_DIR: STATE_DIR, OPENROUTER_API_KEY: 'k', HEAVY_CONFIG: file } });
+	assert.equal(shown.status, 0, shown.stderr);
+	assert.match(shown.stdout, /^fallback_models: \["second\/model"\]/m);
+	assert.match(shown.stdout, /^synthesis_fallback_models: \["synth\/fb"\]/m);
+	const { srv } = await setup(t, { env: { HEAVY_CONFIG: file } });
+	const { result } = await srv.orchestrate({ num_agents: 2, query: `Per role [[model-fail:404:${MAIN}]] ` +
+	    '[[synth:echo-model]]' });
+	await srv.shutdown();
+	assert.equal(result.isError, false, JSON.stringify(result));
+	const sc = result.structuredContent;
+	assert.equal(sc.planner_fallback, false, 'the planner fell back to plan/fb and answered');
+	assert.match(sc.answer, /\(model: synth\/fb\)/);
+	for (const a of sc.agents)
+		assert.equal(a.model, FB[0]);
+});
+
+test('a bad fallback_models in the config file is refused at startup, naming the key', { timeout: 30000 },
+    async (t) => {
+	const dir = tmpdir('fbbad');
+	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+	const file = path.join(dir, 'config.yaml');
+	fs.writeFileSync(file, 'orchestrator:\n  synthesis_fallback_models: ["a b"]\n');
+	const r = spawnSync(HEAVYD, ['--check-config'], { encoding: 'utf8', env: { PATH: process.env.PATH,
+	    HEAVY_STATE_DIR: STATE_DIR, OPENROUTER_API_KEY: 'k', HEAVY_CONFIG: file } });
+	assert.notEqual(r.status, 0);
+	assert.match(r.stderr, /orchestrator\.synthesis_fallback_models\[0\]: a model id has no spaces/);
 });
