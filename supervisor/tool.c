@@ -62,6 +62,13 @@ static const char *tool_input_schema =
 "\"retries\":{\"type\":\"integer\"}," \
 "\"cost_usd\":{\"type\":\"number\"}}}"
 
+/* The fallbacks a step took, in order (fallback_models). */
+#define FALLBACKS_SCHEMA \
+"{\"type\":\"array\",\"items\":{\"type\":\"object\"," \
+"\"properties\":{\"from\":{\"type\":\"string\"}," \
+"\"to\":{\"type\":\"string\"},\"reason\":{\"type\":\"string\"}}," \
+"\"required\":[\"from\",\"to\",\"reason\"]}}"
+
 static const char *tool_output_schema =
 "{\"type\":\"object\",\"properties\":{"
 "\"answer\":{\"type\":\"string\"},"
@@ -71,6 +78,11 @@ static const char *tool_output_schema =
 "\"planner_error\":{\"type\":[\"string\",\"null\"]},"
 "\"synthesis_error\":{\"type\":[\"string\",\"null\"]},"
 "\"synthesis_truncated\":{\"type\":\"integer\"},"
+"\"planner_model\":{\"type\":[\"string\",\"null\"],\"description\":"
+"\"the model that answered the planner; null when none did\"},"
+"\"planner_fallbacks\":" FALLBACKS_SCHEMA ","
+"\"synthesis_model\":{\"type\":[\"string\",\"null\"]},"
+"\"synthesis_fallbacks\":" FALLBACKS_SCHEMA ","
 "\"agents\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
 "\"properties\":{\"index\":{\"type\":\"integer\"},"
 "\"question\":{\"type\":\"string\"},"
@@ -82,10 +94,7 @@ static const char *tool_output_schema =
 "\"usage\":" USAGE_SCHEMA ","
 "\"model\":{\"type\":\"string\",\"description\":\"the model that "
 "answered\"},"
-"\"fallbacks\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
-"\"properties\":{\"from\":{\"type\":\"string\"},"
-"\"to\":{\"type\":\"string\"},\"reason\":{\"type\":\"string\"}},"
-"\"required\":[\"from\",\"to\",\"reason\"]}},"
+"\"fallbacks\":" FALLBACKS_SCHEMA ","
 "\"rank\":{\"type\":[\"integer\",\"null\"]}},"
 "\"required\":[\"index\",\"question\",\"status\",\"elapsed_ms\",\"error\"]}},"
 "\"usage\":" USAGE_SCHEMA ","

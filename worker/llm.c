@@ -533,10 +533,12 @@ llm_chat_model(const struct job *job, int64_t deadline, const char *body,
 	return rc == 0 ? 0 : -1;
 }
 
-/* The last model failed too: the error names every model tried. */
+/* The last model failed too: the error names every model the run tried
+ * (an earlier call may have tried the first ones). */
 static void
-llm_all_failed(const struct job *job, uint32_t first, struct llm_error *e)
+llm_all_failed(const struct job *job, struct llm_error *e)
 {
+	const uint32_t	first = 0;
 	char	last[sizeof e->msg], tried[300] = "";
 
 	memcpy(last, e->msg, sizeof last);
@@ -555,7 +557,6 @@ llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
 	char			*url = llm_url(job), *body;
 	const char		*model;
 	enum job_fallback	 why;
-	uint32_t		 first = llm_route.at;
 	bool			 out;
 	int			 rc;
 
@@ -568,7 +569,7 @@ llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
 		    JOB_FB_NONE || job->nfallbacks == 0)
 			break;
 		if (llm_route.at >= job->nfallbacks) {
-			llm_all_failed(job, first, e);
+			llm_all_failed(job, e);
 			break;
 		}
 		llm_route.at++;

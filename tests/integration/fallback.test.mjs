@@ -35,10 +35,18 @@ for (const [name, marker, reason] of [
 	['429 with the retries exhausted', `[[agent:model-fail:429:${MAIN}]]`, 'retries exhausted'],
 ]) {
 	test(`a ${name} moves the agent to the next model`, { timeout: 60000 }, async (t) => {
-		const a = agent(await run(t, marker, { fallback_models: FB }));
+		const r = await run(t, marker, { fallback_models: FB });
+		const a = agent(r);
 		assert.equal(a.status, 'ok');
 		assert.equal(a.model, FB[0]);
 		assert.deepEqual(a.fallbacks, [{ from: MAIN, to: FB[0], reason }]);
+		const sc = r.structuredContent;
+		assert.equal(sc.planner_model, MAIN, JSON.stringify(sc));
+		assert.deepEqual(sc.planner_fallbacks, []);
+		// One answer is not synthesized: no synthesis call, no model.
+		assert.equal(sc.synthesized, false);
+		assert.equal(sc.synthesis_model, null);
+		assert.deepEqual(sc.synthesis_fallbacks, []);
 		if (reason === 'retries exhausted')
 			assert.equal(a.usage.retries, 1, 'HEAVY_MAX_RETRIES=1: one retry, then the fallback');
 	});
@@ -126,6 +134,10 @@ test('per-role lists from the config file: agents, planner and synthesis fall ba
 	assert.match(sc.answer, /\(model: synth\/fb\)/);
 	for (const a of sc.agents)
 		assert.equal(a.model, FB[0]);
+	assert.equal(sc.planner_model, 'plan/fb');
+	assert.deepEqual(sc.planner_fallbacks, [{ from: MAIN, to: 'plan/fb', reason: 'model not found (404)' }]);
+	assert.equal(sc.synthesis_model, 'synth/fb');
+	assert.deepEqual(sc.synthesis_fallbacks, [{ from: MAIN, to: 'synth/fb', reason: 'model not found (404)' }]);
 });
 
 test('a bad fallback_models in the config file is refused at startup, naming the key', { timeout: 30000 },
