@@ -999,7 +999,7 @@ task_budget_stop(struct task *t, const char *why)
 
 /* A step's LLM request: the model it went to, and why if it fell back. */
 static void
-route_note(struct route *rt, const struct job_call *call)
+task_route_note(struct route *rt, const struct job_call *call)
 {
 	if (call->model > HEAVY_MAX_FALLBACKS)
 		return;		/* job_call_decode refuses it */
@@ -1018,7 +1018,7 @@ task_agent_usage(void *arg, const struct usage *delta,
 {
 	struct agent	*a = arg;
 
-	route_note(&a->route, call);
+	task_route_note(&a->route, call);
 	usage_add(&a->usage, delta);
 	task_usage(a->task, delta, call);
 }
@@ -1029,7 +1029,7 @@ task_planner_usage(void *arg, const struct usage *delta,
 {
 	struct task	*t = arg;
 
-	route_note(&t->planner_route, call);
+	task_route_note(&t->planner_route, call);
 	task_usage(t, delta, call);
 }
 
@@ -1039,7 +1039,7 @@ task_synth_usage(void *arg, const struct usage *delta,
 {
 	struct task	*t = arg;
 
-	route_note(&t->synth_route, call);
+	task_route_note(&t->synth_route, call);
 	task_usage(t, delta, call);
 }
 

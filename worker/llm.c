@@ -32,7 +32,9 @@
  */
 struct llm_route {
 	uint32_t	at;
-	uint32_t	why;		/* enum job_fallback: why we moved to at */
+	uint32_t	why;		/* enum job_fallback: why we moved to at,
+					   until the first request there is
+					   reported */
 };
 static struct llm_route	llm_route;
 
@@ -417,7 +419,7 @@ llm_report(const struct usage *u, int rc, const struct llm_error *e,
 	struct job_call	c = { 0 };
 
 	c.model = rt->at;
-	c.fallback = attempt == 0 ? rt->why : JOB_FB_NONE;
+	c.fallback = rt->why;
 
 	c.error_kind = rc == 0 ? 0 : e->kind;
 	c.http_status = x->status >= 100 && x->status <= 999 ?
@@ -509,6 +511,8 @@ llm_chat_model(const struct job *job, int64_t deadline, const char *body,
 		rc = llm_try(job, deadline, url, body, &x, reply, u, e);
 		took_us = now_us() - t0;
 		llm_report(u, rc, e, &x, took_us, attempt, &llm_route);
+		llm_route.why = JOB_FB_NONE;	/* told once, with the first
+						   request to the new model */
 		took = took_us / 1000;
 		if (rc != 1 || attempt >= job->max_retries) {
 			buf_free(&x.body);
