@@ -543,14 +543,15 @@ static void
 llm_all_failed(const struct job *job, struct llm_error *e)
 {
 	const uint32_t	first = 0;
-	char	last[sizeof e->msg], tried[300] = "";
+	char	last[sizeof e->msg], tried[301] = "";
 
 	memcpy(last, e->msg, sizeof last);
 	for (uint32_t i = first; i <= llm_route.at; i++)
 		snprintf(tried + strlen(tried), sizeof tried - strlen(tried),
 		    "%s%s", i > first ? ", " : "", llm_route_model(job, i));
-	snprintf(e->msg, sizeof e->msg, "every model failed (tried %s); "
-	    "last: %s", tried, last);
+	/* The names first: they are what the caller must act on. */
+	snprintf(e->msg, sizeof e->msg, "every model failed (tried %.300s); "
+	    "last: %.170s", tried, last);
 }
 
 int
