@@ -542,13 +542,12 @@ llm_chat_model(const struct job *job, int64_t deadline, const char *body,
 static void
 llm_all_failed(const struct job *job, struct llm_error *e)
 {
-	const uint32_t	first = 0;
 	char	last[sizeof e->msg], tried[301] = "";
 
 	memcpy(last, e->msg, sizeof last);
-	for (uint32_t i = first; i <= llm_route.at; i++)
+	for (uint32_t i = 0; i <= llm_route.at; i++)
 		snprintf(tried + strlen(tried), sizeof tried - strlen(tried),
-		    "%s%s", i > first ? ", " : "", llm_route_model(job, i));
+		    "%s%s", i > 0 ? ", " : "", llm_route_model(job, i));
 	/* The names first: they are what the caller must act on. */
 	snprintf(e->msg, sizeof e->msg, "every model failed (tried %.300s); "
 	    "last: %.170s", tried, last);
