@@ -189,6 +189,12 @@ struct heavy_config {
 	char	*synthesis_model;
 	char	**agent_models;		/* assigned to agents round-robin */
 	int	 nagent_models;
+	char	**fallback_models;	/* tried in order when a model fails */
+	int	 nfallback_models;
+	char	**planner_fallbacks;	/* none: fallback_models */
+	int	 nplanner_fallbacks;
+	char	**synthesis_fallbacks;	/* none: fallback_models */
+	int	 nsynthesis_fallbacks;
 	int	 task_ttl_s;		/* a task is kept its timeout + this */
 	int	 max_retained_tasks;	/* rows of finished tasks in the store */
 	int	 max_session_tasks;	/* one session's concurrent tasks */
@@ -325,8 +331,11 @@ const char *config_credential(const char *name, char *buf, size_t len);
 enum aggregation { AGG_CONSENSUS, AGG_RANKED, AGG_BEST };
 #define HEAVY_STRATEGIES	"consensus, ranked, best"
 #define HEAVY_MAX_MODEL		256	/* bytes in a model id */
+#define HEAVY_MAX_FALLBACKS	8	/* fallback models per role */
 int	 config_strategy(const char *);	/* an enum aggregation, or -1 */
 const char *config_strategy_name(int);
+int	 config_fallbacks_error(const char *key, char **, int, char *err,
+	    size_t errlen);
 const char *config_model_error(const char *);	/* NULL when usable */
 void	 config_set_agent_models(struct heavy_config *, char **, int);
 int	 config_agent_models_csv(struct heavy_config *, const char *csv,

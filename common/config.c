@@ -619,6 +619,14 @@ config_print_models(const struct heavy_config *c, FILE *f)
 		config_yaml_scalar(f, c->agent_models[i], true);
 	}
 	fprintf(f, "]  # %s\n", c->nagent_models ? "round-robin" : main_model);
+	config_print_strv(f, "fallback_models", c->fallback_models,
+	    c->nfallback_models, c->nfallback_models ? NULL : "none");
+	config_print_strv(f, "planner_fallback_models", c->planner_fallbacks,
+	    c->nplanner_fallbacks, c->nplanner_fallbacks ? NULL :
+	    "fallback_models");
+	config_print_strv(f, "synthesis_fallback_models",
+	    c->synthesis_fallbacks, c->nsynthesis_fallbacks,
+	    c->nsynthesis_fallbacks ? NULL : "fallback_models");
 }
 
 /* The agent tools' settings: the state directory and search backend. */
@@ -938,6 +946,19 @@ config_dup(const struct heavy_config *c)
 	struct heavy_config	*d = xmalloc(sizeof *d);
 
 	*d = *c;
+	d->fallback_models = d->planner_fallbacks = d->synthesis_fallbacks =
+	    NULL;
+	d->nfallback_models = d->nplanner_fallbacks =
+	    d->nsynthesis_fallbacks = 0;
+	for (int i = 0; i < c->nfallback_models; i++)
+		config_strv_add(&d->fallback_models, &d->nfallback_models,
+		    c->fallback_models[i]);
+	for (int i = 0; i < c->nplanner_fallbacks; i++)
+		config_strv_add(&d->planner_fallbacks, &d->nplanner_fallbacks,
+		    c->planner_fallbacks[i]);
+	for (int i = 0; i < c->nsynthesis_fallbacks; i++)
+		config_strv_add(&d->synthesis_fallbacks,
+		    &d->nsynthesis_fallbacks, c->synthesis_fallbacks[i]);
 	d->base_url = xstrdup(c->base_url);
 	d->model = xstrdup(c->model);
 	d->system_prompt = xstrdup(c->system_prompt);
@@ -1015,6 +1036,9 @@ config_clear(struct heavy_config *c)
 	free(c->search_api_key_file);
 	config_strv_free(&c->http_listen, &c->nhttp_listen);
 	config_strv_free(&c->http_origins, &c->nhttp_origins);
+	config_strv_free(&c->fallback_models, &c->nfallback_models);
+	config_strv_free(&c->planner_fallbacks, &c->nplanner_fallbacks);
+	config_strv_free(&c->synthesis_fallbacks, &c->nsynthesis_fallbacks);
 	free(c->http_path);
 	config_auth_clear(c);
 	free(c->auth_tokens_file);
@@ -1061,6 +1085,26 @@ config_model_error(const char *s)
 		if (iscntrl((unsigned char)*s) || *s == ' ')
 			return "a model id has no spaces or control characters";
 	return NULL;
+}
+
+/* A fallback_models list: at most HEAVY_MAX_FALLBACKS model ids. */
+int
+config_fallbacks_error(const char *key, char **v, int n, char *err,
+    size_t errlen)
+{
+	const char	*why;
+
+	if (n > HEAVY_MAX_FALLBACKS) {
+		snprintf(err, errlen, "%s: at most %d models, got %d", key,
+		    HEAVY_MAX_FALLBACKS, n);
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		if ((why = config_model_error(v[i])) != NULL) {
+			snprintf(err, errlen, "%s[%d]: %s", key, i, why);
+			return -1;
+		}
+	return 0;
 }
 
 /* A list of strings (listen addresses, origins): one more, copied. */
@@ -1231,7 +1275,13 @@ config_check(struct heavy_config *c, char *err, size_t errlen)
 		    c->store_synchronous);
 		return -1;
 	}
-	if (config_store_url_check(c->store_url, err, errlen) == -1)
+	if (config_store_url_check(c->store_url, err, errlen) == -1 ||
+	    config_fallbacks_error("orchestrator.fallback_models",
+	    c->fallback_models, c->nfallback_models, err, errlen) == -1 ||
+	    config_fallbacks_error("orchestrator.planner_fallback_models",
+	    c->planner_fallbacks, c->nplanner_fallbacks, err, errlen) == -1 ||
+	    config_fallbacks_error("orchestrator.synthesis_fallback_models",
+	    c->synthesis_fallbacks, c->nsynthesis_fallbacks, err, errlen) == -1)
 		return -1;
 	if (c->http_path[0] != '/' || strpbrk(c->http_path, "?# ") != NULL) {
 		snprintf(err, errlen, "http.path: expected a path such as "

@@ -24,6 +24,9 @@ job_encode(struct buf *b, const struct job *j)
 	m_add_u32(b, j->stall_s);
 	m_add_str(b, j->base_url);
 	m_add_str(b, j->model);
+	m_add_u32(b, j->nfallbacks);
+	for (uint32_t i = 0; i < j->nfallbacks && i < HEAVY_MAX_FALLBACKS; i++)
+		m_add_str(b, j->fallbacks[i]);
 	m_add_str(b, j->system_prompt);
 	m_add_str(b, j->prompt);
 	m_add_u32(b, j->flags);
@@ -38,6 +41,37 @@ job_encode(struct buf *b, const struct job *j)
 	m_add_u64(b, j->max_extract_bytes);
 	m_add_str(b, j->search_url);
 	m_add_str(b, j->search_user_agent);
+}
+
+/* A model id as config_model_error takes it (not linked into workers). */
+static bool
+job_model_ok(const char *s)
+{
+	size_t	len = strlen(s);
+
+	if (len == 0 || len > HEAVY_MAX_MODEL)
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= ' ' || *s == 0x7f)
+			return false;
+	return true;
+}
+
+/* The fallback models: at most HEAVY_MAX_FALLBACKS valid model ids. */
+static int
+job_decode_fallbacks(struct mreader *r, struct job *j)
+{
+	uint32_t	n;
+
+	if (m_get_u32(r, &n) == -1 || n > HEAVY_MAX_FALLBACKS)
+		return -1;
+	for (j->nfallbacks = 0; j->nfallbacks < n; j->nfallbacks++)
+		if (m_get_str(r, &j->fallbacks[j->nfallbacks]) == -1 ||
+		    !job_model_ok(j->fallbacks[j->nfallbacks])) {
+			j->nfallbacks++;	/* freed by job_clear */
+			return -1;
+		}
+	return 0;
 }
 
 /* Decodes a job and checks its values; the reader is left for m_end(). */
@@ -60,6 +94,7 @@ job_decode(struct mreader *r, struct job *j)
 	m_get_u32(r, &j->stall_s);
 	if (m_get_str(r, &j->base_url) == -1 ||
 	    m_get_str(r, &j->model) == -1 ||
+	    job_decode_fallbacks(r, j) == -1 ||
 	    m_get_str(r, &j->system_prompt) == -1 ||
 	    m_get_str(r, &j->prompt) == -1 ||
 	    m_get_u32(r, &j->flags) == -1)
@@ -99,6 +134,8 @@ job_clear(struct job *j)
 	free(j->api_key);
 	free(j->base_url);
 	free(j->model);
+	for (uint32_t i = 0; i < j->nfallbacks && i < HEAVY_MAX_FALLBACKS; i++)
+		free(j->fallbacks[i]);
 	free(j->system_prompt);
 	free(j->prompt);
 	if (j->search_api_key != NULL)
@@ -149,6 +186,25 @@ job_call_encode(struct buf *b, const struct job_call *c)
 	m_add_u32(b, c->http_status);
 	m_add_u64(b, c->duration_us);
 	m_add_u32(b, c->attempt);
+	m_add_u32(b, c->model);
+	m_add_u32(b, c->fallback);
+}
+
+const char *
+job_fallback_name(uint32_t why)
+{
+	switch (why) {
+	case JOB_FB_NOT_FOUND:
+		return "model not found (404)";
+	case JOB_FB_PAYMENT:
+		return "payment required (402)";
+	case JOB_FB_NO_TOOLS:
+		return "model does not support tools (400)";
+	case JOB_FB_EXHAUSTED:
+		return "retries exhausted";
+	default:
+		return "none";
+	}
 }
 
 /* Whether an attempt's error and status agree, as llm.c sends them. */
@@ -183,7 +239,11 @@ job_call_decode(struct mreader *r, struct job_call *c)
 	m_get_u32(r, &c->error_kind);
 	m_get_u32(r, &c->http_status);
 	m_get_u64(r, &c->duration_us);
-	if (m_get_u32(r, &c->attempt) == -1 || !job_call_valid(c) ||
+	m_get_u32(r, &c->attempt);
+	m_get_u32(r, &c->model);
+	if (m_get_u32(r, &c->fallback) == -1 || !job_call_valid(c) ||
+	    c->model > HEAVY_MAX_FALLBACKS || c->fallback > JOB_FB_LAST ||
+	    (c->fallback != JOB_FB_NONE && c->model == 0) ||
 	    c->duration_us > JOB_CALL_MAX_US ||
 	    c->attempt > JOB_CALL_MAX_ATTEMPT) {
 		r->bad = 1;

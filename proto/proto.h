@@ -22,10 +22,12 @@ struct json_object;
 /* 2: JOB_ERR_CONNECT in MSG_JOB_FAILED; 3: stall_s in MSG_JOB_RUN; 4: uid
  * and gid in MSG_JOB_SANDBOX; 5: a label in MSG_ZYGOTE_SPAWN; 6: the LLM
  * request in MSG_JOB_USAGE, MSG_ZYGOTE_SPARES; 7: heavyd-egress (the
- * MSG_EGRESS_* band, MSG_JOB_EGRESS), no key in MSG_JOB_RUN.  The
+ * MSG_EGRESS_* band, MSG_JOB_EGRESS), no key in MSG_JOB_RUN; 8: the
+ * fallback models in MSG_JOB_RUN, the model and fallback reason in
+ * MSG_JOB_USAGE.  The
  * supervisor and its workers come from one build; a mismatch is refused
  * at the first header. */
-#define PROTO_VERSION		7
+#define PROTO_VERSION		8
 #define PROTO_HDR_LEN		8
 
 enum msg_type {
@@ -122,10 +124,24 @@ struct job_call {
 	uint32_t	http_status;	/* 0 when none came */
 	uint64_t	duration_us;
 	uint32_t	attempt;	/* 0; n: the nth retry */
+	uint32_t	model;		/* 0: the job's model; n: fallback n */
+	uint32_t	fallback;	/* enum job_fallback: why this request
+					   went to another model; 0: it did not */
 };
 #define JOB_CALL_MAX_US		(86400ull * 1000000)	/* a day: no step
 							   lives longer */
 #define JOB_CALL_MAX_ATTEMPT	64
+
+/* Why an LLM call moved to the next of its job's fallback models. */
+enum job_fallback {
+	JOB_FB_NONE = 0,
+	JOB_FB_NOT_FOUND,	/* 404: no endpoints for the model */
+	JOB_FB_PAYMENT,		/* 402: insufficient credits */
+	JOB_FB_NO_TOOLS,	/* 400: the model does not support tools */
+	JOB_FB_EXHAUSTED,	/* retries exhausted on 429/5xx */
+	JOB_FB_LAST = JOB_FB_EXHAUSTED
+};
+const char	*job_fallback_name(uint32_t);
 
 struct usage {
 	uint64_t	prompt_tokens;
@@ -154,6 +170,9 @@ struct job {
 	char		*api_key;
 	char		*base_url;
 	char		*model;
+	char		*fallbacks[HEAVY_MAX_FALLBACKS]; /* tried in order when
+					   model fails for good (llm.c) */
+	uint32_t	 nfallbacks;
 	char		*system_prompt;	/* may be "" */
 	char		*prompt;
 	uint32_t	 flags;		/* JOB_ASK_COST, ... */

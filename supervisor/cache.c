@@ -30,7 +30,18 @@ add_int(struct json_object *o, const char *k, int64_t v)
 	json_object_object_add(o, k, json_object_new_int64(v));
 }
 
-/* The models of every role, as the task would pick them. */
+static void
+add_strv(struct json_object *o, const char *k, char **v, int n)
+{
+	struct json_object	*a = json_object_new_array();
+
+	for (int i = 0; i < n; i++)
+		json_object_array_add(a, json_object_new_string(v[i]));
+	json_object_object_add(o, k, a);
+}
+
+/* The models of every role, as the task would pick them, and their
+ * fallbacks: an answer one fell back to is another model's answer. */
 static void
 cache_models(struct json_object *o, const struct heavy_config *c,
     const struct task_params *p)
@@ -45,6 +56,12 @@ cache_models(struct json_object *o, const struct heavy_config *c,
 		json_object_array_add(agents,
 		    json_object_new_string(c->agent_models[i]));
 	json_object_object_add(o, "agent_models", agents);
+	add_strv(o, "fallback_models_arg", p->fallbacks, p->nfallbacks);
+	add_strv(o, "fallback_models", c->fallback_models, c->nfallback_models);
+	add_strv(o, "planner_fallback_models", c->planner_fallbacks,
+	    c->nplanner_fallbacks);
+	add_strv(o, "synthesis_fallback_models", c->synthesis_fallbacks,
+	    c->nsynthesis_fallbacks);
 }
 
 /* What the workers are told, and how they search. */

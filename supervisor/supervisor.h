@@ -111,7 +111,8 @@ struct worker_result {
 struct worker;
 typedef void (*worker_done_fn)(void *arg, struct worker_result *);
 typedef void (*worker_step_fn)(void *arg, const char *note);
-typedef void (*worker_usage_fn)(void *arg, const struct usage *delta);
+typedef void (*worker_usage_fn)(void *arg, const struct usage *delta,
+	    const struct job_call *call);
 struct worker_req {
 	const char		*label;	/* "task <id> agent 2": its log lines */
 	const char		*task_id;	/* its task's, for the journal */
@@ -176,6 +177,8 @@ struct task_params {
 	double	 timeout_s;
 	char	*model;		/* NULL: the configured models per role */
 	char	*strategy;	/* NULL: the configured aggregation_strategy */
+	char	**fallbacks;	/* fallback_models; NULL: the configured */
+	int	 nfallbacks;
 	uint64_t max_total_tokens;	/* 0: no token budget */
 	double	 max_cost_usd;		/* 0: no cost budget */
 	int	 min_agents;		/* quorum; 0: wait for every agent */

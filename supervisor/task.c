@@ -27,6 +27,14 @@ static const char *agent_status_names[] = {
 	"cut_for_latency",
 };
 
+/* Which of a step's models answered, and why it fell back to each. */
+struct route {
+	bool			 answered;
+	uint32_t		 at;		/* 0 its own model, n fallback n */
+	uint32_t		 why[HEAVY_MAX_FALLBACKS + 1]; /* enum job_fallback:
+						   why it moved to model n */
+};
+
 struct agent {
 	struct task		*task;
 	int			 index;
@@ -37,6 +45,7 @@ struct agent {
 	char			*error;
 	int			 signal;
 	struct usage		 usage;
+	struct route		 route;
 	struct worker		*worker;
 	int64_t			 last_note_ms;
 	char			*note;		/* its last worker note */
@@ -68,6 +77,7 @@ struct task {
 	int			 running;
 	bool			 planner_fallback, planner_reasked;
 	char			*planner_error;
+	struct route		 planner_route, synth_route;
 	bool			 synthesized, failed;
 	char			*synthesis_error;
 	int			 synthesis_truncated;
@@ -100,8 +110,14 @@ static const char	*task_api_key, *task_search_key, *task_why_no_key;
 
 static void	task_after_agents(struct task *);
 static void	task_finish(struct task *);
-static void	task_usage(void *, const struct usage *);
-static void	task_agent_usage(void *, const struct usage *);
+static void	task_usage(void *, const struct usage *,
+	    const struct job_call *);
+static void	task_agent_usage(void *, const struct usage *,
+	    const struct job_call *);
+static void	task_planner_usage(void *, const struct usage *,
+	    const struct job_call *);
+static void	task_synth_usage(void *, const struct usage *,
+	    const struct job_call *);
 static void	task_check_quorum(struct task *);
 
 static void
@@ -173,6 +189,32 @@ task_model(const struct task *t, enum job_role role, int index)
 	return c->model;
 }
 
+/* The fallback models of a role, borrowed into fb: the call's list, else
+ * the role's, else the agents' (orchestrator.fallback_models). */
+static int
+task_fallbacks(const struct task *t, enum job_role role, const char **fb)
+{
+	const struct heavy_config	*c = t->cfg;
+	char				**v = c->fallback_models;
+	int				 n = c->nfallback_models;
+
+	if (t->p.nfallbacks > 0) {
+		v = t->p.fallbacks;
+		n = t->p.nfallbacks;
+	} else if (role == ROLE_PLANNER && c->nplanner_fallbacks > 0) {
+		v = c->planner_fallbacks;
+		n = c->nplanner_fallbacks;
+	} else if (role == ROLE_SYNTHESIS && c->nsynthesis_fallbacks > 0) {
+		v = c->synthesis_fallbacks;
+		n = c->nsynthesis_fallbacks;
+	}
+	if (n > HEAVY_MAX_FALLBACKS)
+		n = HEAVY_MAX_FALLBACKS;
+	for (int i = 0; i < n; i++)
+		fb[i] = v[i];
+	return n;
+}
+
 static int
 task_strategy(const struct task *t)
 {
@@ -237,6 +279,8 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.api_key = (char *)task_api_key;
 	job.base_url = t->cfg->base_url;
 	job.model = (char *)task_model(t, role, index);
+	job.nfallbacks = (uint32_t)task_fallbacks(t, role,
+	    (const char **)job.fallbacks);
 	job.system_prompt = system;
 	job.prompt = prompt;
 	if (t->cfg->ask_cost == 1 || t->p.max_cost_usd > 0 || t->p.ask_cost ||
@@ -256,7 +300,9 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	req.done = done;
 	req.step = step;
 	/* Usage arrives after every LLM call, so budgets bind mid-step. */
-	req.usage = role == ROLE_AGENT ? task_agent_usage : task_usage;
+	req.usage = role == ROLE_AGENT ? task_agent_usage :
+	    role == ROLE_PLANNER ? task_planner_usage :
+	    role == ROLE_SYNTHESIS ? task_synth_usage : task_usage;
 	req.usage_arg = role == ROLE_AGENT ? arg : t;
 	req.arg = arg;
 	return worker_start(&req);
@@ -912,11 +958,12 @@ task_over_budget(struct task *t)
 
 /* Reported after every LLM call of the task's workers. */
 static void
-task_usage(void *arg, const struct usage *delta)
+task_usage(void *arg, const struct usage *delta, const struct job_call *call)
 {
 	struct task	*t = arg;
 	const char	*which;
 
+	(void)call;
 	usage_add(&t->usage, delta);
 	if (t->usage_fn != NULL && t->state != TASK_DONE)
 		t->usage_fn(t->usage_arg, &t->usage);
@@ -950,13 +997,50 @@ task_budget_stop(struct task *t, const char *why)
 	task_over_budget(t);
 }
 
+/* A step's LLM request: the model it went to, and why if it fell back. */
 static void
-task_agent_usage(void *arg, const struct usage *delta)
+task_route_note(struct route *rt, const struct job_call *call)
+{
+	if (call->model > HEAVY_MAX_FALLBACKS)
+		return;		/* job_call_decode refuses it */
+	if (call->fallback != JOB_FB_NONE)
+		rt->why[call->model] = call->fallback;
+	if (call->error_kind == 0) {
+		rt->answered = true;
+		rt->at = call->model;
+	}
+}
+
+/* An agent's LLM request: its usage, and which model it went to and why. */
+static void
+task_agent_usage(void *arg, const struct usage *delta,
+    const struct job_call *call)
 {
 	struct agent	*a = arg;
 
+	task_route_note(&a->route, call);
 	usage_add(&a->usage, delta);
-	task_usage(a->task, delta);
+	task_usage(a->task, delta, call);
+}
+
+static void
+task_planner_usage(void *arg, const struct usage *delta,
+    const struct job_call *call)
+{
+	struct task	*t = arg;
+
+	task_route_note(&t->planner_route, call);
+	task_usage(t, delta, call);
+}
+
+static void
+task_synth_usage(void *arg, const struct usage *delta,
+    const struct job_call *call)
+{
+	struct task	*t = arg;
+
+	task_route_note(&t->synth_route, call);
+	task_usage(t, delta, call);
 }
 
 static struct json_object *
@@ -984,6 +1068,40 @@ task_usage_json(const struct usage *u)
 	return o;
 }
 
+/*
+ * The model that answered a step (its own until one answered; NULL for a
+ * planner or synthesis that never did) and each fallback it took, as
+ * key_model and key_fb.
+ */
+static void
+task_route_json(const struct task *t, const struct route *rt,
+    enum job_role role, int index, struct json_object *o,
+    const char *key_model, const char *key_fb)
+{
+	struct json_object	*fbs = json_object_new_array(), *f;
+	const char		*fb[HEAVY_MAX_FALLBACKS];
+	const char		*own = task_model(t, role, index);
+	int			 n = task_fallbacks(t, role, fb);
+
+	for (int i = 1; i <= n; i++) {
+		if (rt->why[i] == JOB_FB_NONE)
+			continue;
+		f = json_object_new_object();
+		json_object_object_add(f, "from", json_object_new_string(
+		    i == 1 ? own : fb[i - 2]));
+		json_object_object_add(f, "to", json_object_new_string(fb[i - 1]));
+		json_object_object_add(f, "reason", json_object_new_string(
+		    job_fallback_name(rt->why[i])));
+		json_object_array_add(fbs, f);
+	}
+	if (!rt->answered && role != ROLE_AGENT)
+		json_object_object_add(o, key_model, NULL);
+	else
+		json_object_object_add(o, key_model, json_object_new_string(
+		    rt->at == 0 || (int)rt->at > n ? own : fb[rt->at - 1]));
+	json_object_object_add(o, key_fb, fbs);
+}
+
 static struct json_object *
 task_agent_json(const struct agent *a)
 {
@@ -1000,8 +1118,8 @@ task_agent_json(const struct agent *a)
 	json_object_object_add(o, "signal", a->signal ?
 	    json_object_new_string(signal_name(a->signal)) : NULL);
 	json_object_object_add(o, "usage", task_usage_json(&a->usage));
-	json_object_object_add(o, "model", json_object_new_string(
-	    task_model(a->task, ROLE_AGENT, a->index)));
+	task_route_json(a->task, &a->route, ROLE_AGENT, a->index, o, "model",
+	    "fallbacks");
 	json_object_object_add(o, "rank", a->task->ranked &&
 	    a->task->tally[a->index].rank ?
 	    json_object_new_int(a->task->tally[a->index].rank) : NULL);
@@ -1111,6 +1229,10 @@ task_structured(struct task *t)
 	    json_string_or_null(t->synthesis_error));
 	json_object_object_add(o, "synthesis_truncated",
 	    json_object_new_int(t->synthesis_truncated));
+	task_route_json(t, &t->planner_route, ROLE_PLANNER, 0, o,
+	    "planner_model", "planner_fallbacks");
+	task_route_json(t, &t->synth_route, ROLE_SYNTHESIS, 0, o,
+	    "synthesis_model", "synthesis_fallbacks");
 	agents = json_object_new_array();
 	for (int i = 0; i < t->p.num_agents; i++)
 		json_object_array_add(agents, task_agent_json(&t->agents[i]));
@@ -1393,5 +1515,6 @@ task_params_clear(struct task_params *p)
 	free(p->query);
 	free(p->model);
 	free(p->strategy);
+	config_strv_free(&p->fallbacks, &p->nfallbacks);
 	memset(p, 0, sizeof *p);
 }

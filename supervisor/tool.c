@@ -27,6 +27,14 @@ static const char *tool_input_schema =
 "spent (US dollars; OpenRouter reports cost).\"},"
 "\"model\":{\"type\":\"string\",\"description\":\"Model id for every step, "
 "instead of the configured one.\"},"
+"\"fallback_models\":{\"type\":\"array\",\"maxItems\":8,\"items\":"
+"{\"type\":\"string\",\"minLength\":1,\"maxLength\":256},"
+"\"description\":\"Models to move to, in order, when a step's model "
+"fails for good: a 404 (no endpoints), a 402, a 400 saying the model "
+"does not support tools, or a 429/5xx still failing after the retries. "
+"heavyd falls back itself (OpenRouter's own models list is not used), "
+"and each agent's result names the model that answered and every "
+"fallback with its reason. Default: the configured fallback_models.\"},"
 "\"aggregation_strategy\":{\"type\":\"string\","
 "\"enum\":[\"consensus\",\"ranked\",\"best\"],\"description\":\"How the "
 "answers become one: consensus (one synthesis call), ranked (the agents "
@@ -54,6 +62,13 @@ static const char *tool_input_schema =
 "\"retries\":{\"type\":\"integer\"}," \
 "\"cost_usd\":{\"type\":\"number\"}}}"
 
+/* The fallbacks a step took, in order (fallback_models). */
+#define FALLBACKS_SCHEMA \
+"{\"type\":\"array\",\"items\":{\"type\":\"object\"," \
+"\"properties\":{\"from\":{\"type\":\"string\"}," \
+"\"to\":{\"type\":\"string\"},\"reason\":{\"type\":\"string\"}}," \
+"\"required\":[\"from\",\"to\",\"reason\"]}}"
+
 static const char *tool_output_schema =
 "{\"type\":\"object\",\"properties\":{"
 "\"answer\":{\"type\":\"string\"},"
@@ -63,6 +78,11 @@ static const char *tool_output_schema =
 "\"planner_error\":{\"type\":[\"string\",\"null\"]},"
 "\"synthesis_error\":{\"type\":[\"string\",\"null\"]},"
 "\"synthesis_truncated\":{\"type\":\"integer\"},"
+"\"planner_model\":{\"type\":[\"string\",\"null\"],\"description\":"
+"\"the model that answered the planner; null when none did\"},"
+"\"planner_fallbacks\":" FALLBACKS_SCHEMA ","
+"\"synthesis_model\":{\"type\":[\"string\",\"null\"]},"
+"\"synthesis_fallbacks\":" FALLBACKS_SCHEMA ","
 "\"agents\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
 "\"properties\":{\"index\":{\"type\":\"integer\"},"
 "\"question\":{\"type\":\"string\"},"
@@ -72,7 +92,9 @@ static const char *tool_output_schema =
 "\"error\":{\"type\":[\"string\",\"null\"]},"
 "\"signal\":{\"type\":[\"string\",\"null\"]},"
 "\"usage\":" USAGE_SCHEMA ","
-"\"model\":{\"type\":\"string\"},"
+"\"model\":{\"type\":\"string\",\"description\":\"the model that "
+"answered\"},"
+"\"fallbacks\":" FALLBACKS_SCHEMA ","
 "\"rank\":{\"type\":[\"integer\",\"null\"]}},"
 "\"required\":[\"index\",\"question\",\"status\",\"elapsed_ms\",\"error\"]}},"
 "\"usage\":" USAGE_SCHEMA ","
@@ -210,7 +232,8 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 {
 	static const char	*known[] = { "query", "num_agents", "timeout",
 	    "model", "aggregation_strategy", "max_total_tokens",
-	    "max_cost_usd", "min_agents", "straggler_grace" };
+	    "max_cost_usd", "min_agents", "straggler_grace",
+	    "fallback_models" };
 	bool			 ok;
 
 	json_object_object_foreach(args, key, val) {
@@ -222,7 +245,8 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 			return tool_bad(err, errlen, key, "unknown argument; "
 			    "expected query, num_agents, timeout, model, "
 			    "aggregation_strategy, max_total_tokens, "
-			    "max_cost_usd, min_agents, straggler_grace");
+			    "max_cost_usd, min_agents, straggler_grace, "
+			    "fallback_models");
 	}
 	return 0;
 }
@@ -292,6 +316,38 @@ tool_model(struct json_object *args, struct task_params *p, char *err,
 			return tool_bad(err, errlen, "model",
 			    "must not contain spaces or control characters");
 	p->model = xstrdup(json_object_get_string(v));
+	return 0;
+}
+
+/* fallback_models: up to HEAVY_MAX_FALLBACKS model ids; absent or null:
+ * the configured lists. */
+static int
+tool_fallbacks(struct json_object *args, struct task_params *p, char *err,
+    size_t errlen)
+{
+	struct json_object	*v, *m;
+	const char		*why;
+	char			 key[40];
+	size_t			 n;
+
+	if (!json_object_object_get_ex(args, "fallback_models", &v) ||
+	    json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_array) ||
+	    (n = json_object_array_length(v)) > HEAVY_MAX_FALLBACKS)
+		return tool_bad(err, errlen, "fallback_models", "expected an "
+		    "array of at most 8 model ids");
+	for (size_t i = 0; i < n; i++) {
+		m = json_object_array_get_idx(v, i);
+		snprintf(key, sizeof key, "fallback_models[%zu]", i);
+		if (!json_object_is_type(m, json_type_string))
+			return tool_bad(err, errlen, key, "must be a string");
+		if ((why = config_model_error(json_object_get_string(m))) !=
+		    NULL)
+			return tool_bad(err, errlen, key, why);
+		config_strv_add(&p->fallbacks, &p->nfallbacks,
+		    json_object_get_string(m));
+	}
 	return 0;
 }
 
@@ -399,6 +455,7 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	    tool_query(args, p, err, errlen) == -1 ||
 	    tool_numbers(args, p, err, errlen) == -1 ||
 	    tool_model(args, p, err, errlen) == -1 ||
+	    tool_fallbacks(args, p, err, errlen) == -1 ||
 	    tool_strategy(args, p, err, errlen) == -1 ||
 	    tool_budgets(args, p, err, errlen) == -1 ||
 	    tool_quorum(args, p, err, errlen) == -1) {

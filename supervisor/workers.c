@@ -36,6 +36,8 @@ struct worker {
 	worker_step_fn		 step;
 	worker_usage_fn		 usage;
 	void			*arg, *usage_arg;
+	char			*fallbacks[HEAVY_MAX_FALLBACKS]; /* the job's */
+	uint32_t		 nfallbacks;
 	bool			 io_done, exit_done, got_result;
 	bool			 kill_pending, timed_out, launch_failed;
 	bool			 result_failed;	/* the result was FAILED */
@@ -212,7 +214,9 @@ worker_llm_metrics(const struct worker *w, const struct job_report *rep)
 {
 	struct metrics_llm	m;
 
-	m.model = w->model;
+	m.model = rep->call.model == 0 ||
+	    rep->call.model > w->nfallbacks ? w->model :
+	    w->fallbacks[rep->call.model - 1];
 	m.outcome = worker_llm_outcome(&rep->call);
 	m.retry = rep->call.attempt > 0;
 	m.duration_us = (int64_t)rep->call.duration_us;
@@ -247,7 +251,7 @@ worker_dispatch(struct worker *w, const struct msg_hdr *hdr,
 	case MSG_JOB_USAGE:
 		worker_llm_metrics(w, &rep);
 		if (w->usage != NULL)
-			w->usage(w->usage_arg, &rep.usage);
+			w->usage(w->usage_arg, &rep.usage, &rep.call);
 		break;
 	default:
 		w->got_result = true;
@@ -396,6 +400,10 @@ worker_start(const struct worker_req *req)
 	worker_egress_policy(w, req->job);
 	w->label = xstrdup(req->label ? req->label : "worker");
 	w->model = xstrdup(req->job->model ? req->job->model : "");
+	for (; w->nfallbacks < req->job->nfallbacks &&
+	    w->nfallbacks < HEAVY_MAX_FALLBACKS; w->nfallbacks++)
+		w->fallbacks[w->nfallbacks] =
+		    xstrdup(req->job->fallbacks[w->nfallbacks]);
 	snprintf(w->task_id, sizeof w->task_id, "%s",
 	    req->task_id ? req->task_id : "");
 	w->done = req->done;
@@ -641,6 +649,8 @@ worker_free(struct worker *w)
 	free(w->problem);
 	free(w->label);
 	free(w->model);
+	for (uint32_t i = 0; i < w->nfallbacks; i++)
+		free(w->fallbacks[i]);
 	free(w);
 }
 

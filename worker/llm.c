@@ -24,6 +24,20 @@
 #define LLM_MIN_ATTEMPT_MS	250
 #define LLM_BACKSTOP_MS		1000	/* past the deadline the supervisor kills us */
 
+/*
+ * Which of the job's models this worker's calls go to: 0 the job's model,
+ * n its fallback n.  Once a model has failed for good, every later call of
+ * the run (the agent's next turn, say) goes to the next one; a worker runs
+ * one job, so the process is the run.
+ */
+struct llm_route {
+	uint32_t	at;
+	uint32_t	why;		/* enum job_fallback: why we moved to at,
+					   until the first request there is
+					   reported */
+};
+static struct llm_route	llm_route;
+
 struct llm_xfer {
 	struct buf	body;
 	bool		final;		/* egress is gone: no retry can help */
@@ -311,13 +325,13 @@ llm_attempt(const struct job *job, int64_t deadline, const char *body,
 }
 
 static char *
-llm_request_body(const struct job *job, struct json_object *messages,
-    struct json_object *tools)
+llm_request_body(const struct job *job, const char *model,
+    struct json_object *messages, struct json_object *tools)
 {
 	struct json_object	*req = json_object_new_object();
 	char			*s;
 
-	json_object_object_add(req, "model", json_object_new_string(job->model));
+	json_object_object_add(req, "model", json_object_new_string(model));
 	json_object_object_add(req, "messages", json_object_get(messages));
 	if (tools != NULL && json_object_array_length(tools) > 0)
 		json_object_object_add(req, "tools", json_object_get(tools));
@@ -399,9 +413,13 @@ llm_try(const struct job *job, int64_t deadline, const char *url,
  */
 static void
 llm_report(const struct usage *u, int rc, const struct llm_error *e,
-    const struct llm_xfer *x, int64_t us, uint32_t attempt)
+    const struct llm_xfer *x, int64_t us, uint32_t attempt,
+    const struct llm_route *rt)
 {
 	struct job_call	c = { 0 };
+
+	c.model = rt->at;
+	c.fallback = rt->why;
 
 	c.error_kind = rc == 0 ? 0 : e->kind;
 	c.http_status = x->status >= 100 && x->status <= 999 ?
@@ -436,17 +454,51 @@ llm_connect_msg(struct llm_error *e, const char *url)
 	    url, why);
 }
 
-int
-llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
-    struct json_object *tools, struct llm_reply *reply, struct usage *u,
-    struct llm_error *e)
+/*
+ * Whether a call's final error moves it to the next model, and why (the
+ * same rule for the agent loop, the planner and the synthesis): a 404 from
+ * the chat endpoint (OpenRouter's "no endpoints found"), a 402, a 400 that
+ * says the model does not support tools, or a 429/5xx still failing once
+ * the retries ran out.  An error object in a 2xx body counts by its code.
+ */
+enum job_fallback
+llm_fallback_reason(const struct llm_error *e, bool retries_out)
+{
+	long	st = e->http_status;
+
+	if (e->kind != JOB_ERR_HTTP && e->kind != JOB_ERR_API)
+		return JOB_FB_NONE;
+	if (st == 404)
+		return JOB_FB_NOT_FOUND;
+	if (st == 402)
+		return JOB_FB_PAYMENT;
+	if (st == 400 && strcasestr(e->msg, "support") != NULL &&
+	    strcasestr(e->msg, "tool") != NULL)
+		return JOB_FB_NO_TOOLS;
+	if (retries_out && (st == 429 || (st >= 500 && st <= 599)))
+		return JOB_FB_EXHAUSTED;
+	return JOB_FB_NONE;
+}
+
+const char *
+llm_route_model(const struct job *job, uint32_t at)
+{
+	return at == 0 || at > job->nfallbacks ? job->model :
+	    job->fallbacks[at - 1];
+}
+
+/* One call to one model, retried; 0, or -1 with e set and *out telling
+ * whether the retries ran out on a retryable error. */
+static int
+llm_chat_model(const struct job *job, int64_t deadline, const char *body,
+    const char *url, struct llm_reply *reply, struct usage *u,
+    struct llm_error *e, bool *out)
 {
 	struct llm_xfer	 x;
-	char		*body = llm_request_body(job, messages, tools);
-	char		*url = llm_url(job);
 	int64_t		 t0, took_us, took, delay;
 	int		 rc = -1;
 
+	*out = false;
 	for (uint32_t attempt = 0;; attempt++) {
 		if (now_ms() >= deadline) {
 			llm_fail(e, JOB_ERR_TIMEOUT, 0, "deadline reached");
@@ -458,10 +510,13 @@ llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
 		t0 = now_us();
 		rc = llm_try(job, deadline, url, body, &x, reply, u, e);
 		took_us = now_us() - t0;
-		llm_report(u, rc, e, &x, took_us, attempt);
+		llm_report(u, rc, e, &x, took_us, attempt, &llm_route);
+		llm_route.why = JOB_FB_NONE;	/* told once, with the first
+						   request to the new model */
 		took = took_us / 1000;
 		if (rc != 1 || attempt >= job->max_retries) {
 			buf_free(&x.body);
+			*out = rc == 1;
 			if (rc != 0)
 				llm_connect_msg(e, url);
 			break;
@@ -479,7 +534,54 @@ llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
 		llm_sleep(delay);
 		u->retries++;
 	}
-	free(url);
-	free(body);
 	return rc == 0 ? 0 : -1;
+}
+
+/* The last model failed too: the error names every model the run tried
+ * (an earlier call may have tried the first ones). */
+static void
+llm_all_failed(const struct job *job, struct llm_error *e)
+{
+	char	last[sizeof e->msg], tried[301] = "";
+
+	memcpy(last, e->msg, sizeof last);
+	for (uint32_t i = 0; i <= llm_route.at; i++)
+		snprintf(tried + strlen(tried), sizeof tried - strlen(tried),
+		    "%s%s", i > 0 ? ", " : "", llm_route_model(job, i));
+	/* The names first: they are what the caller must act on. */
+	snprintf(e->msg, sizeof e->msg, "every model failed (tried %.300s); "
+	    "last: %.170s", tried, last);
+}
+
+int
+llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
+    struct json_object *tools, struct llm_reply *reply, struct usage *u,
+    struct llm_error *e)
+{
+	char			*url = llm_url(job), *body;
+	const char		*model;
+	enum job_fallback	 why;
+	bool			 out;
+	int			 rc;
+
+	for (;;) {
+		model = llm_route_model(job, llm_route.at);
+		body = llm_request_body(job, model, messages, tools);
+		rc = llm_chat_model(job, deadline, body, url, reply, u, e, &out);
+		free(body);
+		if (rc == 0 || (why = llm_fallback_reason(e, out)) ==
+		    JOB_FB_NONE || job->nfallbacks == 0)
+			break;
+		if (llm_route.at >= job->nfallbacks) {
+			llm_all_failed(job, e);
+			break;
+		}
+		llm_route.at++;
+		llm_route.why = why;
+		worker_step("model %.200s failed (%s): falling back to %.200s",
+		    model, job_fallback_name(why),
+		    llm_route_model(job, llm_route.at));
+	}
+	free(url);
+	return rc;
 }

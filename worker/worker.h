@@ -48,6 +48,9 @@ int	llm_chat(const struct job *, int64_t deadline_ms,
 	    struct json_object *messages, struct json_object *tools,
 	    struct llm_reply *, struct usage *, struct llm_error *);
 void	llm_reply_clear(struct llm_reply *);
+enum job_fallback llm_fallback_reason(const struct llm_error *,
+	    bool retries_out);
+const char *llm_route_model(const struct job *, uint32_t);
 int	llm_parse_body(const char *body, size_t len, struct llm_reply *,
 	    struct usage *, struct llm_error *);
 

@@ -21,6 +21,11 @@
  * a token.
  * /stats counts requests by kind, and the models each kind asked for.
  *
+ * [[model-fail:CODE:NAME]] fails every call to model NAME with CODE (a
+ * 404 says "No endpoints found for NAME", as OpenRouter does);
+ * [[model-notools:NAME]] answers calls to NAME with OpenRouter's 400 "No
+ * endpoints found that support tool use": the fallback_models tests.
+ *
  * [[tool:NAME:ARGS]] makes an agent call NAME with the JSON ARGS (one call
  * per marker, in order), e.g. [[a1:tool:read_file:{"path":"a.txt"}]].
  *
@@ -847,6 +852,43 @@ chat_text(struct chat *c)
 	marks_scan(c);
 }
 
+/* [[model-fail:CODE:NAME]], [[model-notools:NAME]]: 1 when one fails
+ * this call's model (each marker names one model; any may apply). */
+static int
+chat_model_failure(struct chat *c, struct reply *r)
+{
+	const char	*a, *name;
+	char		*msg;
+
+	for (int i = 0; i < c->nmarks; i++) {
+		a = c->marks[i].action;
+		if (!mark_applies(c, &c->marks[i]))
+			continue;
+		if (strncmp(a, "model-notools:", 14) == 0 &&
+		    strcmp(a + 14, c->model) == 0) {
+			r->code = 400;
+			r->body = error_body(400, "No endpoints found that "
+			    "support tool use. To learn more about provider "
+			    "routing, visit: https://openrouter.ai/docs/"
+			    "provider-routing");
+			return 1;
+		}
+		if (strncmp(a, "model-fail:", 11) != 0 ||
+		    (name = strchr(a + 11, ':')) == NULL ||
+		    strcmp(name + 1, c->model) != 0 ||
+		    reply_failure(r, a + 11) == -1)
+			continue;
+		if (r->code == 404) {
+			free(r->body);
+			msg = xasprintf("No endpoints found for %s.", c->model);
+			r->body = error_body(404, msg);
+			free(msg);
+		}
+		return 1;
+	}
+	return 0;
+}
+
 /* Failure markers first: the caller's retry and error paths. */
 static int
 chat_failure(struct chat *c, struct reply *r)
@@ -855,6 +897,8 @@ chat_failure(struct chat *c, struct reply *r)
 	char		*end;
 	long		 k, n;
 
+	if (chat_model_failure(c, r))
+		return 1;
 	if ((a = chat_action(c, "status")) != NULL)
 		return reply_failure(r, a) == 0;
 	if ((a = chat_action(c, "flaky")) != NULL) {
@@ -1468,6 +1512,9 @@ usage(FILE *f, int status)
 "  status:CODE[:retry-after=S][:reset=MS]\n"
 "                         answer with HTTP error CODE (400-599)\n"
 "  flaky:CODE:K           the first K identical requests get CODE\n"
+"  model-fail:CODE:M      every call to model M gets CODE (404: no endpoints)\n"
+"  model-notools:M        calls to model M get a 400 \"No endpoints found that\n"
+"                         support tool use\"\n"
 "  truncated, malformed, error200, oversize[:BYTES]\n"
 "                         a cut body, non-JSON, an error in a 200, a huge answer\n"
 "  sse                    an SSE stream (text/event-stream) instead of JSON\n"

@@ -103,6 +103,15 @@ Test(cache, every_setting_that_shapes_an_answer_is_in_the_key)
 	DIFFERS(cfg.system_prompt = "Be terse.", cfg.system_prompt = keep);
 	DIFFERS(cfg.search_backend = "searxng", cfg.search_backend = NULL);
 	DIFFERS(cfg.max_answer_bytes = 1024, cfg.max_answer_bytes = 256 << 10);
+	DIFFERS(config_strv_add(&p.fallbacks, &p.nfallbacks, "m/f"),
+	    config_strv_free(&p.fallbacks, &p.nfallbacks));
+	DIFFERS(config_strv_add(&cfg.fallback_models, &cfg.nfallback_models,
+	    "m/f"), config_strv_free(&cfg.fallback_models,
+	    &cfg.nfallback_models));
+	DIFFERS(config_strv_add(&cfg.synthesis_fallbacks,
+	    &cfg.nsynthesis_fallbacks, "m/f"),
+	    config_strv_free(&cfg.synthesis_fallbacks,
+	    &cfg.nsynthesis_fallbacks));
 }
 
 Test(cache, the_default_strategy_named_is_the_same_call)

@@ -167,3 +167,32 @@ Test(configfile, missing_file_is_an_error)
 	    "file", 44) == 0, "%s", err);
 	config_clear(&c);
 }
+
+/* The fallback lists: a string or a list; checked by config_check, which
+ * names the key and the item. */
+Test(configfile, fallback_models_per_role)
+{
+	struct heavy_config	c, *d;
+	char			err[512];
+
+	cr_assert_eq(load("orchestrator:\n  fallback_models: [a/b, \"c/d:free\"]\n"
+	    "  synthesis_fallback_models: s/x\n", &c, err), 0, "%s", err);
+	cr_assert_eq(c.nfallback_models, 2);
+	cr_assert_str_eq(c.fallback_models[1], "c/d:free");
+	cr_assert_eq(c.nplanner_fallbacks, 0);
+	cr_assert_eq(c.nsynthesis_fallbacks, 1);
+	cr_assert_eq(config_fallbacks_error("k", c.fallback_models,
+	    c.nfallback_models, err, sizeof err), 0);
+	d = config_dup(&c);
+	cr_assert_neq(d->fallback_models, c.fallback_models, "a copy");
+	cr_assert_str_eq(d->fallback_models[0], "a/b");
+	config_free(d);
+	config_clear(&c);
+	cr_assert_eq(load("orchestrator:\n  planner_fallback_models: "
+	    "[a, b, c, d, e, f, g, h, i]\n", &c, err), 0, "%s", err);
+	cr_assert_eq(config_fallbacks_error("orchestrator.planner_fallback_models",
+	    c.planner_fallbacks, c.nplanner_fallbacks, err, sizeof err), -1);
+	cr_assert_str_eq(err, "orchestrator.planner_fallback_models: at most 8 "
+	    "models, got 9");
+	config_clear(&c);
+}

@@ -292,3 +292,81 @@ Test(llm, no_egress_fails_at_once_naming_it)
 	cr_assert_eq(u.retries, 0);
 	json_object_put(msgs);
 }
+
+/* One call's final error, as llm_chat has it. */
+static struct llm_error
+fb_err(enum job_error kind, long status, const char *msg)
+{
+	struct llm_error	e = { .kind = kind, .http_status = status };
+
+	snprintf(e.msg, sizeof e.msg, "%s", msg);
+	return e;
+}
+
+/* Which errors move a call to the next fallback model, and which never. */
+Test(fallback, reasons)
+{
+	struct llm_error	e;
+
+	e = fb_err(JOB_ERR_HTTP, 404, "HTTP 404: model not found: No "
+	    "endpoints found for x/y.");
+	cr_assert_eq(llm_fallback_reason(&e, false), JOB_FB_NOT_FOUND);
+	e = fb_err(JOB_ERR_HTTP, 402, "HTTP 402: insufficient credits");
+	cr_assert_eq(llm_fallback_reason(&e, false), JOB_FB_PAYMENT);
+	e = fb_err(JOB_ERR_HTTP, 400, "HTTP 400: bad request: No endpoints "
+	    "found that SUPPORT Tool use.");
+	cr_assert_eq(llm_fallback_reason(&e, false), JOB_FB_NO_TOOLS);
+	e = fb_err(JOB_ERR_HTTP, 400, "HTTP 400: bad request: this model "
+	    "does not support tools");
+	cr_assert_eq(llm_fallback_reason(&e, false), JOB_FB_NO_TOOLS);
+	e = fb_err(JOB_ERR_HTTP, 429, "HTTP 429: rate limited");
+	cr_assert_eq(llm_fallback_reason(&e, true), JOB_FB_EXHAUSTED);
+	e = fb_err(JOB_ERR_HTTP, 503, "HTTP 503: provider error");
+	cr_assert_eq(llm_fallback_reason(&e, true), JOB_FB_EXHAUSTED);
+	/* An error object in a 200 body counts by its code. */
+	e = fb_err(JOB_ERR_API, 502, "provider error: Provider returned error");
+	cr_assert_eq(llm_fallback_reason(&e, true), JOB_FB_EXHAUSTED);
+	e = fb_err(JOB_ERR_API, 402, "provider error: out of credits");
+	cr_assert_eq(llm_fallback_reason(&e, false), JOB_FB_PAYMENT);
+}
+
+Test(fallback, not_reasons)
+{
+	static const struct { enum job_error k; long st; const char *msg;
+	    bool out; } no[] = {
+		{ JOB_ERR_HTTP, 400, "HTTP 400: bad request: messages[0] is "
+		    "missing", false },
+		{ JOB_ERR_HTTP, 400, "HTTP 400: bad request: tool_choice "
+		    "invalid", false },	/* "tool" without "support" */
+		{ JOB_ERR_HTTP, 401, "HTTP 401: invalid or missing API key",
+		    false },
+		{ JOB_ERR_HTTP, 403, "HTTP 403: forbidden", false },
+		{ JOB_ERR_HTTP, 429, "HTTP 429: rate limited", false },
+		{ JOB_ERR_HTTP, 503, "HTTP 503: provider error", false },
+		{ JOB_ERR_HTTP, 408, "HTTP 408: request timeout", true },
+		{ JOB_ERR_TRANSPORT, 0, "transport error: reset", true },
+		{ JOB_ERR_CONNECT, 0, "cannot connect", true },
+		{ JOB_ERR_TIMEOUT, 0, "deadline reached", true },
+		{ JOB_ERR_RESPONSE, 200, "empty response", true },
+		{ JOB_ERR_INTERNAL, 0, "refused", true },
+	};
+	struct llm_error	e;
+
+	for (size_t i = 0; i < sizeof no / sizeof *no; i++) {
+		e = fb_err(no[i].k, no[i].st, no[i].msg);
+		cr_assert_eq(llm_fallback_reason(&e, no[i].out), JOB_FB_NONE,
+		    "case %zu: %s", i, no[i].msg);
+	}
+}
+
+Test(fallback, route_model)
+{
+	char		*fb[] = { "b", "c" };
+	struct job	j = { .model = "a", .fallbacks = { fb[0], fb[1] },
+	    .nfallbacks = 2 };
+
+	cr_assert_str_eq(llm_route_model(&j, 0), "a");
+	cr_assert_str_eq(llm_route_model(&j, 1), "b");
+	cr_assert_str_eq(llm_route_model(&j, 2), "c");
+	cr_assert_str_eq(llm_route_model(&j, 3), "a", "out of range: its own");
+}

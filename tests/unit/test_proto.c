@@ -203,7 +203,7 @@ usage_decodes(const struct job_call *c, struct job_report *rep)
 
 Test(proto, usage_report_carries_the_request)
 {
-	struct job_call		c = { 0, 200, 1234567, 2 };
+	struct job_call		c = { 0, 200, 1234567, 2, 0, 0 };
 	struct job_report	rep;
 
 	cr_assert_eq(usage_decodes(&c, &rep), 0);
@@ -220,17 +220,17 @@ Test(proto, usage_report_carries_the_request)
 Test(proto, usage_report_kinds_accepted)
 {
 	const struct job_call	ok[] = {
-		{ 0, 204, 0, 0 },
-		{ JOB_ERR_HTTP, 429, 10, 1 },
-		{ JOB_ERR_HTTP, 503, 10, 0 },
-		{ JOB_ERR_HTTP, 101, 10, 0 },
-		{ JOB_ERR_HTTP, 999, 10, 0 },
-		{ JOB_ERR_API, 200, 10, 0 },
-		{ JOB_ERR_RESPONSE, 200, 10, 0 },
-		{ JOB_ERR_RESPONSE, 0, 10, 0 },
-		{ JOB_ERR_TRANSPORT, 0, 10, 0 },
-		{ JOB_ERR_TIMEOUT, 0, 10, 0 },
-		{ JOB_ERR_CONNECT, 0, JOB_CALL_MAX_US, JOB_CALL_MAX_ATTEMPT },
+		{ 0, 204, 0, 0, 0, 0 },
+		{ JOB_ERR_HTTP, 429, 10, 1, 0, 0 },
+		{ JOB_ERR_HTTP, 503, 10, 0, 0, 0 },
+		{ JOB_ERR_HTTP, 101, 10, 0, 0, 0 },
+		{ JOB_ERR_HTTP, 999, 10, 0, 0, 0 },
+		{ JOB_ERR_API, 200, 10, 0, 0, 0 },
+		{ JOB_ERR_RESPONSE, 200, 10, 0, 0, 0 },
+		{ JOB_ERR_RESPONSE, 0, 10, 0, 0, 0 },
+		{ JOB_ERR_TRANSPORT, 0, 10, 0, 0, 0 },
+		{ JOB_ERR_TIMEOUT, 0, 10, 0, 0, 0 },
+		{ JOB_ERR_CONNECT, 0, JOB_CALL_MAX_US, JOB_CALL_MAX_ATTEMPT, 0, 0 },
 	};
 	struct job_report	rep;
 
@@ -245,23 +245,23 @@ Test(proto, usage_report_kinds_accepted)
 Test(proto, usage_report_bad_requests_rejected)
 {
 	const struct job_call	bad[] = {
-		{ 0, 500, 10, 0 },		/* no error, not a 2xx */
-		{ 0, 0, 10, 0 },
-		{ JOB_ERR_HTTP, 200, 10, 0 },	/* an HTTP error that is 2xx */
-		{ JOB_ERR_HTTP, 0, 10, 0 },
-		{ JOB_ERR_HTTP, 1000, 10, 0 },
-		{ JOB_ERR_HTTP, 99, 10, 0 },
-		{ JOB_ERR_API, 500, 10, 0 },
-		{ JOB_ERR_RESPONSE, 404, 10, 0 },
-		{ JOB_ERR_TRANSPORT, 200, 10, 0 },
-		{ JOB_ERR_CONNECT, 502, 10, 0 },
-		{ JOB_ERR_TIMEOUT, 408, 10, 0 },
-		{ JOB_ERR_PARSE, 0, 10, 0 },	/* not an attempt's errors */
-		{ JOB_ERR_LIMIT, 0, 10, 0 },
-		{ JOB_ERR_INTERNAL, 0, 10, 0 },
-		{ JOB_ERR_LAST + 1, 0, 10, 0 },
-		{ 0, 200, JOB_CALL_MAX_US + 1, 0 },
-		{ 0, 200, 10, JOB_CALL_MAX_ATTEMPT + 1 },
+		{ 0, 500, 10, 0, 0, 0 },		/* no error, not a 2xx */
+		{ 0, 0, 10, 0, 0, 0 },
+		{ JOB_ERR_HTTP, 200, 10, 0, 0, 0 },	/* an HTTP error that is 2xx */
+		{ JOB_ERR_HTTP, 0, 10, 0, 0, 0 },
+		{ JOB_ERR_HTTP, 1000, 10, 0, 0, 0 },
+		{ JOB_ERR_HTTP, 99, 10, 0, 0, 0 },
+		{ JOB_ERR_API, 500, 10, 0, 0, 0 },
+		{ JOB_ERR_RESPONSE, 404, 10, 0, 0, 0 },
+		{ JOB_ERR_TRANSPORT, 200, 10, 0, 0, 0 },
+		{ JOB_ERR_CONNECT, 502, 10, 0, 0, 0 },
+		{ JOB_ERR_TIMEOUT, 408, 10, 0, 0, 0 },
+		{ JOB_ERR_PARSE, 0, 10, 0, 0, 0 },	/* not an attempt's errors */
+		{ JOB_ERR_LIMIT, 0, 10, 0, 0, 0 },
+		{ JOB_ERR_INTERNAL, 0, 10, 0, 0, 0 },
+		{ JOB_ERR_LAST + 1, 0, 10, 0, 0, 0 },
+		{ 0, 200, JOB_CALL_MAX_US + 1, 0, 0, 0 },
+		{ 0, 200, 10, JOB_CALL_MAX_ATTEMPT + 1, 0, 0 },
 	};
 	struct job_report	rep;
 
@@ -273,7 +273,7 @@ Test(proto, usage_report_bad_requests_rejected)
  * refused; so is one with a field more. */
 Test(proto, usage_report_exact)
 {
-	struct job_call		c = { JOB_ERR_HTTP, 503, 10, 0 };
+	struct job_call		c = { JOB_ERR_HTTP, 503, 10, 0, 0, 0 };
 	struct buf		b = usage_frame(&c);
 	struct job_report	rep;
 
@@ -283,4 +283,75 @@ Test(proto, usage_report_exact)
 	m_add_u32(&b, 0);
 	cr_assert_eq(job_report_decode(MSG_JOB_USAGE, b.data, b.len, &rep), -1);
 	buf_free(&b);
+}
+
+Test(proto, job_fallbacks_round_trip)
+{
+	struct job	in = sample_job(), out;
+	struct buf	b;
+	struct msg_hdr	hdr;
+	struct mreader	r;
+
+	in.fallbacks[0] = "second/m";
+	in.fallbacks[1] = "third/m:free";
+	in.nfallbacks = 2;
+	m_create(&b, MSG_JOB_RUN);
+	job_encode(&b, &in);
+	cr_assert_eq(m_close(&b, 1 << 20), 0);
+	r = payload_of(&b, &hdr);
+	cr_assert_eq(job_decode(&r, &out), 0);
+	cr_assert_eq(m_end(&r), 0);
+	cr_assert_eq(out.nfallbacks, 2);
+	cr_assert_str_eq(out.fallbacks[0], "second/m");
+	cr_assert_str_eq(out.fallbacks[1], "third/m:free");
+	cr_assert_str_eq(out.prompt, "why?");
+	job_clear(&out);
+	buf_free(&b);
+}
+
+/* Too many fallbacks, or one that is no model id, is a malformed job. */
+Test(proto, job_bad_fallbacks_rejected)
+{
+	static char	*bad[] = { "", "a b", "a\nb" };
+	struct job	in = sample_job(), out;
+	struct buf	b;
+	struct msg_hdr	hdr;
+	struct mreader	r;
+
+	for (size_t i = 0; i <= sizeof bad / sizeof *bad; i++) {
+		in = sample_job();
+		if (i < sizeof bad / sizeof *bad) {
+			in.fallbacks[0] = bad[i];
+			in.nfallbacks = 1;
+		} else {
+			/* A count past the limit (encoded, not its strings). */
+			for (int k = 0; k < HEAVY_MAX_FALLBACKS; k++)
+				in.fallbacks[k] = "x";
+			in.nfallbacks = HEAVY_MAX_FALLBACKS + 1;
+		}
+		m_create(&b, MSG_JOB_RUN);
+		job_encode(&b, &in);
+		m_close(&b, 1 << 20);
+		r = payload_of(&b, &hdr);
+		cr_assert_eq(job_decode(&r, &out), -1, "case %zu", i);
+		buf_free(&b);
+	}
+}
+
+Test(proto, usage_report_names_the_model_and_fallback)
+{
+	struct job_call		c = { 0, 200, 10, 0, 2, JOB_FB_PAYMENT };
+	struct job_call		bad[] = {
+		{ 0, 200, 10, 0, HEAVY_MAX_FALLBACKS + 1, 0 },
+		{ 0, 200, 10, 0, 1, JOB_FB_LAST + 1 },
+		{ 0, 200, 10, 0, 0, JOB_FB_NOT_FOUND },	/* a fallback to 0 */
+	};
+	struct job_report	rep;
+
+	cr_assert_eq(usage_decodes(&c, &rep), 0);
+	cr_assert_eq(rep.call.model, 2);
+	cr_assert_eq(rep.call.fallback, JOB_FB_PAYMENT);
+	job_report_clear(&rep);
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		cr_assert_eq(usage_decodes(&bad[i], &rep), -1, "case %zu", i);
 }

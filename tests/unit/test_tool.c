@@ -43,6 +43,16 @@ Test(tool, every_argument_accepted, .init = setup, .fini = teardown)
 	cr_assert_float_eq(p.timeout_s, 2.5, 1e-9);
 	cr_assert_str_eq(p.model, "openai/gpt-4o");
 	task_params_clear(&p);
+	cr_assert_eq(args("{\"query\":\"q\",\"fallback_models\":[\"a/b\","
+	    "\"c/d:free\"]}", &p, err), 0, "%s", err);
+	cr_assert_eq(p.nfallbacks, 2);
+	cr_assert_str_eq(p.fallbacks[0], "a/b");
+	cr_assert_str_eq(p.fallbacks[1], "c/d:free");
+	task_params_clear(&p);
+	cr_assert_eq(args("{\"query\":\"q\",\"fallback_models\":null}", &p,
+	    err), 0, "%s", err);
+	cr_assert_eq(p.nfallbacks, 0, "null: the configured lists");
+	task_params_clear(&p);
 }
 
 struct bad { const char *json; const char *needle; };
@@ -63,6 +73,14 @@ Test(tool, bad_arguments_name_the_argument, .init = setup, .fini = teardown)
 		{ "{\"query\":\"q\",\"model\":\"\"}", "'model'" },
 		{ "{\"query\":\"q\",\"model\":\"a b\"}", "'model'" },
 		{ "{\"query\":\"q\",\"agents\":3}", "'agents': unknown argument" },
+		{ "{\"query\":\"q\",\"fallback_models\":\"m\"}",
+		    "'fallback_models': expected an array of at most 8" },
+		{ "{\"query\":\"q\",\"fallback_models\":[\"1\",\"2\",\"3\","
+		    "\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"]}", "at most 8 model ids" },
+		{ "{\"query\":\"q\",\"fallback_models\":[\"a\",5]}",
+		    "'fallback_models[1]': must be a string" },
+		{ "{\"query\":\"q\",\"fallback_models\":[\"\"]}",
+		    "'fallback_models[0]': expected a model id" },
 	};
 	struct task_params	p;
 	char			err[256];
