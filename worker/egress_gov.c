@@ -234,14 +234,35 @@ gov_window_end(struct egress_upstream *u)
 
 static bool	gov_may_start(struct egress_upstream *, int64_t);
 
-/* Into u's line; true when it has to wait there (others are ahead, or
- * the caps, the budget or a pause hold it back). */
+/*
+ * Whether a call that joins u's line now has to wait for a permit: a pause,
+ * or the cap or the budget spent once those ahead of it have theirs.  Calls
+ * that came in the same turn with no limit in the way do not wait: they
+ * all start when the line is pumped.
+ */
+static bool
+gov_would_wait(struct egress_upstream *u, int64_t now)
+{
+	uint32_t	 ahead = 0;
+	struct gov_wait	*w;
+
+	TAILQ_FOREACH(w, &u->queue, entry)
+		ahead++;
+	if (now < u->paused_until || !gov_window_open(u, now))
+		return true;
+	if (gov_max_calls > 0 && u->running + ahead >= gov_max_calls)
+		return true;
+	return gov_rpm > 0 && u->counted + u->nends + ahead >= gov_rpm;
+}
+
+/* Into u's line; true when it has to wait there (the caps, the budget or
+ * a pause hold it back). */
 bool
 gov_submit(struct gov_wait *w, struct egress_upstream *u, const char *task,
     int64_t expires)
 {
 	int64_t	now = now_ms();
-	bool	waits = !TAILQ_EMPTY(&u->queue) || !gov_may_start(u, now);
+	bool	waits = gov_would_wait(u, now);
 
 	if (waits)
 		log_debug("an LLM call to %s waits for a permit: %u in flight "
