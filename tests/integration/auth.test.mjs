@@ -376,7 +376,9 @@ test('failed attempts from one address: 429 after auth.fail_max, even with a goo
 	const blocked = await post(srv, INIT, bearer(tokens.alice));
 	assert.equal(blocked.status, 429);
 	const retry = Number(blocked.headers.get('retry-after'));
-	assert.ok(retry > 590 && retry <= 600, `Retry-After ${retry}`);
+	// The first failure leaves the 600 s window (not the default 60 s)
+	// in what remains of it: however slowly a loaded machine got here.
+	assert.ok(retry > 300 && retry <= 600, `Retry-After ${retry}`);
 	assert.match((await blocked.json()).error.message, /too many failed authentications/);
 	await srv.stop();
 	const log = srv.stderr();
