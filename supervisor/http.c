@@ -1522,8 +1522,9 @@ bad:
 remote:
 	snprintf(err, len, "%s: not a loopback address; serving other "
 	    "machines needs authentication: give heavyd a tokens file "
-	    "(auth.tokens_file; heavyd token add NAME), or listen on "
-	    "127.0.0.1, [::1] or a unix socket", addr);
+	    "(auth.tokens_file; heavyd token add NAME) or an authorization "
+	    "server (auth.mode: oauth), or listen on 127.0.0.1, [::1] or a "
+	    "unix socket", addr);
 	return -1;
 }
 
@@ -1607,7 +1608,7 @@ http_adopt(const struct listen_fd *l, char *err, size_t len)
 	if (!local && !auth_enabled()) {
 		snprintf(err, len, "socket activation (%s): not a loopback "
 		    "address; serving other machines needs authentication "
-		    "(auth.tokens_file)", l->name);
+		    "(auth.tokens_file, or auth.mode: oauth)", l->name);
 		return -1;
 	}
 	if (evhttp_accept_socket_with_handle(http.http, l->fd) == NULL) {
