@@ -240,7 +240,7 @@ static bool	gov_may_start(struct egress_upstream *, int64_t);
  * that came in the same turn with no limit in the way do not wait: they
  * all start when the line is pumped.
  */
-static bool
+static const char *
 gov_would_wait(struct egress_upstream *u, int64_t now)
 {
 	uint32_t	 ahead = 0;
@@ -248,11 +248,14 @@ gov_would_wait(struct egress_upstream *u, int64_t now)
 
 	TAILQ_FOREACH(w, &u->queue, entry)
 		ahead++;
-	if (now < u->paused_until || !gov_window_open(u, now))
-		return true;
+	if (now < u->paused_until)
+		return "paused after a 429 or an exhausted budget";
+	if (!gov_window_open(u, now) ||
+	    (gov_rpm > 0 && u->counted + u->nends + ahead >= gov_rpm))
+		return "limits.egress_rpm spent";
 	if (gov_max_calls > 0 && u->running + ahead >= gov_max_calls)
-		return true;
-	return gov_rpm > 0 && u->counted + u->nends + ahead >= gov_rpm;
+		return "limits.egress_max_calls reached";
+	return NULL;
 }
 
 /* Into u's line; true when it has to wait there (the caps, the budget or
@@ -261,21 +264,19 @@ bool
 gov_submit(struct gov_wait *w, struct egress_upstream *u, const char *task,
     int64_t expires)
 {
-	int64_t	now = now_ms();
-	bool	waits = gov_would_wait(u, now);
+	int64_t		 now = now_ms();
+	const char	*why = gov_would_wait(u, now);
 
-	if (waits)
+	if (why != NULL)
 		log_debug("an LLM call to %s waits for a permit: %u in flight "
-		    "(limits.egress_max_calls %u)%s%s", u->base_url, u->running,
-		    gov_max_calls, now < u->paused_until ? ", paused after a "
-		    "429 or an exhausted budget" : "",
-		    gov_window_open(u, now) ? "" : ", limits.egress_rpm spent");
+		    "(limits.egress_max_calls %u), %s", u->base_url, u->running,
+		    gov_max_calls, why);
 	w->up = u;
 	w->task = gov_task_ref(u, task != NULL ? task : "");
 	w->expires = expires;
 	w->state = GOV_QUEUED;
 	TAILQ_INSERT_TAIL(&u->queue, w, entry);
-	return waits;
+	return why != NULL;
 }
 
 /* Its worker went away: a queued call leaves the line, a running one

@@ -35,6 +35,11 @@ test('permits go round-robin across tasks, and a waiting call shows in progress'
 	    { onprogress: (p) => notes.push(p.message) });
 	b.finally(() => { bDone = true; });
 	await waitFor(() => waits(srv) >= 8, undefined, 'task B\'s planner to wait in egress');
+	// The held agent goes; B's planner has the permit, then an agent of
+	// A's.  Once B's agent waits in line too (however long its worker
+	// took to start), each release lets the fairest go.
+	await mock.release();
+	await waitFor(() => waits(srv) >= 9, undefined, 'task B\'s agent to wait in egress');
 	while (!bDone) {
 		const held = await waitFor(async () => bDone || (await mock.stats()).held > 0,
 		    undefined, 'a held call, or task B done');
