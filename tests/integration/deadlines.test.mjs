@@ -29,13 +29,15 @@ test('a hanging agent is killed at the deadline; the rest is synthesized', { tim
 	const sc = checkShape(result, 4);
 	checkTimedOut(sc.agents[1]);
 	// Killed at T - min(60, T/4) = 6 s after the task's start, 2 s before
-	// its 8 s.  An agent's elapsed_ms counts from its own start, after the
-	// planner: "questions ready" reached the client after that, so
-	// (its arrival + elapsed_ms) is at least when the kill came.
-	const ready = progress.find((p) => /questions ready/i.test(p.message ?? ''));
-	assert.ok(ready, `no "questions ready" progress: ${JSON.stringify(progress)}`);
-	assert.ok(ready.t + sc.agents[1].elapsed_ms >= 5950 && sc.agents[1].elapsed_ms < 8000,
-	    `agent 2 elapsed_ms ${sc.agents[1].elapsed_ms} after questions at ${ready.t} ms, expected a kill at 6000`);
+	// its 8 s.  The client's clock starts before the server's (the call
+	// is sent first), and "agent 2 timed out" arrives after the kill: its
+	// arrival is at least 6 s.  (An agent's own elapsed_ms is no help: it
+	// starts when its worker does, which under load comes well after the
+	// planner's "questions ready".)
+	const killed = progress.find((p) => /agent 2 timed out/i.test(p.message ?? ''));
+	assert.ok(killed, `no "agent 2 timed out" progress: ${JSON.stringify(progress.map((p) => p.message))}`);
+	assert.ok(killed.t >= 5990 && sc.agents[1].elapsed_ms < 8000,
+	    `agent 2 killed ${killed.t} ms after the call was sent (elapsed_ms ${sc.agents[1].elapsed_ms}), expected at 6000`);
 	assert.ok(sc.agents[1].elapsed_ms <= sc.elapsed_ms, `agent 2 outlived its task: ${JSON.stringify(sc)}`);
 	for (const i of [0, 2, 3])
 		checkOk(sc.agents[i]);
@@ -49,8 +51,6 @@ test('a hanging agent is killed at the deadline; the rest is synthesized', { tim
 	// one a second of the server's clock ("working: ... (Ns)"), at most one
 	// missed (a late beat is rescheduled from when it ran).
 	checkProgress(progress, 6);
-	assert.ok(progress.some((p) => /agent 2 timed out/i.test(p.message ?? '')),
-	    `no "agent 2 timed out" progress: ${JSON.stringify(progress.map((p) => p.message))}`);
 	const beats = progress.map((p) => /^working: .*\((\d+)s\)$/.exec(p.message ?? ''))
 	    .filter(Boolean).map((m) => Number(m[1]));
 	const want = Math.floor(sc.elapsed_ms / 1000) - 1;
@@ -63,9 +63,9 @@ test('agents spinning the CPU or blocked in read are killed at the deadline', { 
 	const { srv } = await setup(t, { worker: 'test' });
 	const { result, elapsed } = await srv.orchestrate({
 		query: 'Misbehave [[a1:tool:test_spin:{}]] [[a2:tool:test_block:{}]]',
-		num_agents: 4, timeout: 4,
+		num_agents: 4, timeout: 8,
 	});
-	assert.ok(elapsed >= 3000, `returned after ${elapsed} ms, before the agent deadline`);
+	assert.ok(elapsed >= 6000, `returned after ${elapsed} ms, before the agent deadline`);
 	assert.notEqual(result.isError, true, JSON.stringify(result));
 	const sc = checkShape(result, 4);
 	checkTimedOut(sc.agents[0]);

@@ -143,7 +143,7 @@ test('a CPU spinner is stopped by its CPU limit (SIGXCPU)', { timeout: TEST_TIME
 
 test('an agent blocked forever gets SIGKILL at its deadline', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t, { worker: 'test', env: LIMITS });
-	const { a1 } = await hostile(srv, 'test_block', {}, { timeout: 4 });
+	const { a1 } = await hostile(srv, 'test_block', {}, { timeout: 8 });
 	assert.equal(a1.status, 'timed_out', JSON.stringify(a1));
 	assert.equal(a1.signal, 'SIGKILL', JSON.stringify(a1));
 	assert.match(a1.error, /deadline/);
