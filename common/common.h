@@ -225,6 +225,7 @@ struct heavy_config {
 	int	 egress_breaker_failures;	/* in a row opens it; 0 off */
 	int	 egress_breaker_cooldown_s;	/* open this long, then a probe */
 	int	 egress_rpm;		/* LLM calls a minute per upstream */
+	int	 egress_tpm;		/* LLM tokens a minute per upstream */
 	int	 worker_uid;		/* workers' uid and gid when heavyd */
 	int	 worker_gid;		/* ... runs as root */
 

@@ -342,6 +342,7 @@ static const struct knob {
 	INT_KNOB("HEAVY_EGRESS_BREAKER_COOLDOWN", egress_breaker_cooldown_s, 1,
 	    3600),
 	INT_KNOB("HEAVY_EGRESS_RPM", egress_rpm, 0, 100000),
+	INT_KNOB("HEAVY_EGRESS_TPM", egress_tpm, 0, 1000000000),
 	INT_KNOB("HEAVY_ASK_COST", ask_cost, 0, 2),
 	SIZE_KNOB("HEAVY_MAX_TOTAL_TOKENS", max_total_tokens, 0, 1LL << 40),
 	INT_KNOB("HEAVY_TASK_TTL", task_ttl_s, 60, 2592000),

@@ -28,6 +28,7 @@ egress_config_encode(struct buf *b, const struct egress_config *c)
 	m_add_u32(b, c->breaker_failures);
 	m_add_u32(b, c->breaker_cooldown_s);
 	m_add_u32(b, c->rpm);
+	m_add_u32(b, c->tpm);
 }
 
 int
@@ -45,6 +46,7 @@ egress_config_decode(const void *p, size_t len, struct egress_config *c)
 	m_get_u32(&r, &c->breaker_failures);
 	m_get_u32(&r, &c->breaker_cooldown_s);
 	m_get_u32(&r, &c->rpm);
+	m_get_u32(&r, &c->tpm);
 	if (m_end(&r) == 0 && c->max_body > 0 &&
 	    c->max_body <= EGRESS_MAX_BODY)
 		return 0;
@@ -70,6 +72,7 @@ egress_attach_encode(struct buf *b, const struct egress_attach *a)
 	m_add_str(b, a->search_url);
 	m_add_str(b, a->user_agent);
 	m_add_str(b, a->task);
+	m_add_u64(b, a->identity);
 }
 
 int
@@ -86,6 +89,7 @@ egress_attach_decode(const void *p, size_t len, struct egress_attach *a)
 	    m_get_str(&r, &a->search_url) == 0 &&
 	    m_get_str(&r, &a->user_agent) == 0)
 		m_get_str(&r, &a->task);
+	m_get_u64(&r, &a->identity);
 	if (m_end(&r) == 0 && a->search_backend <= SEARCH_BACKEND_BRAVE &&
 	    a->allow_private <= 1)
 		return 0;
@@ -207,4 +211,29 @@ egress_resp_clear(struct egress_resp *s)
 	free(s->content_type);
 	free(s->body);
 	memset(s, 0, sizeof *s);
+}
+
+void
+egress_note_encode(struct buf *b, const struct egress_note *n)
+{
+	m_add_u32(b, n->id);
+	m_add_u32(b, n->hold);
+	m_add_u32(b, n->seconds);
+}
+
+int
+egress_note_decode(const void *p, size_t len, struct egress_note *n)
+{
+	struct mreader	r;
+
+	memset(n, 0, sizeof *n);
+	m_reader_init(&r, p, len);
+	m_get_u32(&r, &n->id);
+	m_get_u32(&r, &n->hold);
+	m_get_u32(&r, &n->seconds);
+	if (m_end(&r) == 0 && n->hold >= EGRESS_HOLD_PAUSE &&
+	    n->hold <= EGRESS_HOLD_LAST)
+		return 0;
+	memset(n, 0, sizeof *n);
+	return -1;
 }

@@ -24,10 +24,11 @@ struct json_object;
  * request in MSG_JOB_USAGE, MSG_ZYGOTE_SPARES; 7: heavyd-egress (the
  * MSG_EGRESS_* band, MSG_JOB_EGRESS), no key in MSG_JOB_RUN; 8: the
  * fallback models in MSG_JOB_RUN, the model and fallback reason in
- * MSG_JOB_USAGE.  The
- * supervisor and its workers come from one build; a mismatch is refused
+ * MSG_JOB_USAGE; 9: the identity in MSG_EGRESS_ATTACH, why a call waits
+ * in MSG_EGRESS_WAITING, the tokens-per-minute budget in MSG_EGRESS_CONFIG.
+ * The supervisor and its workers come from one build; a mismatch is refused
  * at the first header. */
-#define PROTO_VERSION		8
+#define PROTO_VERSION		9
 #define PROTO_HDR_LEN		8
 
 enum msg_type {
@@ -73,7 +74,9 @@ enum egress_msg_type {
 	MSG_EGRESS_BREAKER,	/* egress -> supervisor: an upstream's
 				   circuit breaker changed state */
 	MSG_EGRESS_WAITING,	/* egress -> worker: a request waits for
-				   its upstream's permit (the governor) */
+				   its upstream's permit (the governor), or
+				   its breaker fails it or probes with it:
+				   struct egress_note */
 	MSG_EGRESS_MAX
 };
 
@@ -325,6 +328,8 @@ struct egress_config {
 	uint32_t	 breaker_cooldown_s;	/* open this long, then a probe */
 	uint32_t	 rpm;		/* LLM calls started a minute per
 					   upstream; 0: no budget */
+	uint32_t	 tpm;		/* tokens answered a minute per
+					   upstream; 0: no budget */
 };
 /* MSG_EGRESS_ATTACH: what one worker may reach, from its job. */
 struct egress_attach {
@@ -336,6 +341,9 @@ struct egress_attach {
 	char		*user_agent;
 	char		*task;		/* its task's id: the governor's
 					   fairness; "" for none */
+	uint64_t	 identity;	/* its task's owner, opaque (a keyed
+					   hash): fairness across identities;
+					   0 for none */
 };
 /* MSG_EGRESS_REQUEST */
 struct egress_req {
@@ -364,6 +372,22 @@ struct egress_resp {
 	char		*body;		/* NUL after body_len bytes */
 	size_t		 body_len;
 };
+/* MSG_EGRESS_WAITING: what holds a call, or what its breaker does. */
+enum egress_hold {
+	EGRESS_HOLD_PAUSE = 1,	/* a 429's or a spent budget's pause */
+	EGRESS_HOLD_RPM,	/* limits.egress_rpm spent */
+	EGRESS_HOLD_TPM,	/* limits.egress_tpm spent */
+	EGRESS_HOLD_CAP,	/* limits.egress_max_calls in flight */
+	EGRESS_HOLD_OPEN,	/* the breaker is open: failed fast */
+	EGRESS_HOLD_HALF_OPEN,	/* half-open, its probe out: failed fast */
+	EGRESS_HOLD_PROBE,	/* half-open: this call is its probe */
+};
+#define EGRESS_HOLD_LAST	EGRESS_HOLD_PROBE
+struct egress_note {
+	uint32_t	 id;		/* the request's */
+	uint32_t	 hold;		/* enum egress_hold */
+	uint32_t	 seconds;	/* how long it may last; 0: unknown */
+};
 void	egress_config_encode(struct buf *, const struct egress_config *);
 int	egress_config_decode(const void *, size_t, struct egress_config *);
 void	egress_config_clear(struct egress_config *);
@@ -376,6 +400,8 @@ void	egress_req_clear(struct egress_req *);
 void	egress_resp_encode(struct buf *, const struct egress_resp *);
 int	egress_resp_decode(const void *, size_t, struct egress_resp *);
 void	egress_resp_clear(struct egress_resp *);
+void	egress_note_encode(struct buf *, const struct egress_note *);
+int	egress_note_decode(const void *, size_t, struct egress_note *);
 
 /* tooldefs.c: the agent tools, known to both sides. */
 #define TOOL_NEEDS_WORKSPACE	0x1	/* a per-task directory */

@@ -6,8 +6,11 @@
  * upstreams the worker's job may use), the other passed to the worker.
  * If egress dies, the workers' calls in flight fail (their sockets close,
  * and they say why); we start another at once for the workers after.
+ * Each attach names the worker's task and its owner's identity, as an
+ * opaque key, for the governor's fairness: egress need not know names.
  */
 #include <sys/queue.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -20,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <nettle/hmac.h>
 
 #include "supervisor.h"
 #include "metrics.h"
@@ -37,6 +42,8 @@ static int			 egressctl_fd = -1;
 static pid_t			 egressctl_pid = -1;
 static struct event		*egressctl_rev, *egressctl_wev, *egressctl_retry;
 static uint64_t			 egressctl_cancelled;
+static uint8_t			 egressctl_id_key[32];	/* identities' */
+static bool			 egressctl_id_keyed;
 static TAILQ_HEAD(, egress_pending) egressctl_queue =
     TAILQ_HEAD_INITIALIZER(egressctl_queue);
 
@@ -130,6 +137,34 @@ egressctl_attach(const struct egress_attach *a)
 	TAILQ_INSERT_TAIL(&egressctl_queue, p, entry);
 	egressctl_flush();
 	return sv[0];
+}
+
+/*
+ * An owner's opaque key for egress (0 for none): a keyed hash, HMAC-SHA256
+ * under a key of this process's, so a name chosen to collide with another
+ * identity's key cannot be found from outside.  The same for the life of
+ * heavyd, egress restarts and all.
+ */
+uint64_t
+egressctl_identity(const char *owner)
+{
+	struct hmac_sha256_ctx	ctx;
+	uint8_t			mac[SHA256_DIGEST_SIZE];
+	uint64_t		key;
+
+	if (owner == NULL || *owner == '\0')
+		return 0;
+	if (!egressctl_id_keyed) {
+		if (getrandom(egressctl_id_key, sizeof egressctl_id_key, 0) !=
+		    (ssize_t)sizeof egressctl_id_key)
+			fatal("getrandom");
+		egressctl_id_keyed = true;
+	}
+	hmac_sha256_set_key(&ctx, sizeof egressctl_id_key, egressctl_id_key);
+	hmac_sha256_update(&ctx, strlen(owner), (const uint8_t *)owner);
+	hmac_sha256_digest(&ctx, sizeof mac, mac);
+	memcpy(&key, mac, sizeof key);
+	return key != 0 ? key : 1;
 }
 
 static void
@@ -317,6 +352,7 @@ egressctl_start(const char *worker_path, const char *api_key,
 	egressctl_cfg.breaker_cooldown_s =
 	    (uint32_t)cfg->egress_breaker_cooldown_s;
 	egressctl_cfg.rpm = (uint32_t)cfg->egress_rpm;
+	egressctl_cfg.tpm = (uint32_t)cfg->egress_tpm;
 	egressctl_retry = evtimer_new(ev_base, egressctl_retry_cb, NULL);
 	return egressctl_spawn();
 }

@@ -379,7 +379,7 @@ static const char *server_restart_keys[] = {
 	"limits.max_retained_tasks", "limits.egress_max_body",
 	"limits.egress_max_host_conns", "limits.egress_max_calls",
 	"limits.egress_breaker_failures", "limits.egress_breaker_cooldown",
-	"limits.egress_rpm",
+	"limits.egress_rpm", "limits.egress_tpm",
 };
 
 static bool
@@ -491,6 +491,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	c->egress_breaker_failures = b->egress_breaker_failures;
 	c->egress_breaker_cooldown_s = b->egress_breaker_cooldown_s;
 	c->egress_rpm = b->egress_rpm;
+	c->egress_tpm = b->egress_tpm;
 	c->worker_uid = b->worker_uid;
 	c->worker_gid = b->worker_gid;
 	c->landlock_abi_max = b->landlock_abi_max;

@@ -350,6 +350,7 @@ service_admit(struct service_start *st)
 		return;
 	}
 	c = service_call_new(&st->req, st->params, st->ttl);
+	st->p.owner = xstrdup(st->owner);	/* egress's fairness */
 	if ((t = task_start(st->req.cfg, &st->p, service_progress,
 	    service_done, c)) == NULL) {
 		c->rec->params = NULL;	/* still ours */

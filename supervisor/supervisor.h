@@ -79,6 +79,7 @@ struct egress_attach;
 int	 egressctl_start(const char *worker_path, const char *api_key,
 	    const char *search_key, const struct heavy_config *);
 int	 egressctl_attach(const struct egress_attach *);
+uint64_t egressctl_identity(const char *owner);
 bool	 egressctl_exited(pid_t, int status);
 bool	 egressctl_up(void);
 void	 egressctl_stop(void);
@@ -116,6 +117,7 @@ typedef void (*worker_usage_fn)(void *arg, const struct usage *delta,
 struct worker_req {
 	const char		*label;	/* "task <id> agent 2": its log lines */
 	const char		*task_id;	/* its task's, for the journal */
+	const char		*owner;		/* its task's; may be NULL */
 	const struct sandbox	*sandbox;
 	const struct job	*job;
 	int64_t			 deadline_ms;
@@ -185,6 +187,8 @@ struct task_params {
 	double	 straggler_grace_s;	/* after the quorum, before the cut */
 	bool	 ask_cost;		/* the provider's cost, whatever
 					 * ask_cost says (a USD quota) */
+	char	*owner;		/* who started it (NULL: nobody known):
+				   egress's fairness across identities */
 };
 struct task;
 typedef void (*task_progress_fn)(void *arg, double progress, double total,

@@ -294,6 +294,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	    "synthesis" : role == ROLE_REVIEW ? "review" : "agent", index + 1);
 	req.label = label;
 	req.task_id = t->id;
+	req.owner = t->p.owner;
 	req.sandbox = &sb;
 	req.job = &job;
 	req.deadline_ms = deadline;
@@ -1515,6 +1516,7 @@ task_params_clear(struct task_params *p)
 	free(p->query);
 	free(p->model);
 	free(p->strategy);
+	free(p->owner);
 	config_strv_free(&p->fallbacks, &p->nfallbacks);
 	memset(p, 0, sizeof *p);
 }

@@ -398,6 +398,7 @@ worker_start(const struct worker_req *req)
 	}
 	w->pidfd = -1;
 	worker_egress_policy(w, req->job);
+	w->egress.identity = egressctl_identity(req->owner);
 	w->label = xstrdup(req->label ? req->label : "worker");
 	w->model = xstrdup(req->job->model ? req->job->model : "");
 	for (; w->nfallbacks < req->job->nfallbacks &&

@@ -214,19 +214,30 @@ egress_conn_send(struct econn *c, const struct egress_resp *s)
 	egress_conn_flush(c);
 }
 
-/* MSG_EGRESS_WAITING: the worker's call waits for a permit. */
+/*
+ * MSG_EGRESS_WAITING: the worker's call waits for a permit (and why), or
+ * its breaker fails it or probes with it.  Queued, not sent: the governor
+ * calls this amid its line, which a send that fails (and so closes the
+ * socket, and frees its calls) must not change; epoll's next turn sends.
+ */
 static void
-egress_send_waiting(struct econn *c, uint32_t id)
+egress_gov_note(struct gov_wait *w, enum egress_hold hold, uint32_t seconds)
 {
-	struct buf	frame;
+	struct exfer		*x = GOV_XFER(w);
+	struct econn		*c = x->conn;
+	struct egress_note	 n = { x->id, hold, seconds };
+	struct buf		 frame;
 
 	m_create(&frame, MSG_EGRESS_WAITING);
-	m_add_u32(&frame, id);
+	egress_note_encode(&frame, &n);
 	m_close(&frame, SIZE_MAX);
 	if (buf_add(&c->out, frame.data, frame.len) == -1)
 		fatalx("egress: output buffer");
 	buf_free(&frame);
-	egress_conn_flush(c);
+	if (!c->writing) {
+		c->writing = true;
+		egress_epoll(EPOLL_CTL_MOD, &c->w, EPOLLIN | EPOLLOUT);
+	}
 }
 
 /* An upstream's breaker changed: heavyd's metrics gauge. */
@@ -375,7 +386,7 @@ egress_govern(struct exfer *x, struct egress_upstream *u)
 	struct egress_resp	s = { .id = x->id, .result = EGRESS_OPEN };
 	char			why[512];
 
-	if (gov_admit(u, &x->gov.probe, why, sizeof why) == -1) {
+	if (gov_admit_wait(&x->gov, u, why, sizeof why) == -1) {
 		s.error = why;
 		s.retry_after = s.reset = s.content_type = s.body = "";
 		TAILQ_REMOVE(&x->conn->xfers, x, entry);
@@ -383,9 +394,10 @@ egress_govern(struct exfer *x, struct egress_upstream *u)
 		egress_xfer_free(x);
 		return;
 	}
-	if (gov_submit(&x->gov, u, x->conn->policy.task, now_ms() +
-	    (x->req.timeout_ms > 0 ? x->req.timeout_ms : 600000)))
-		egress_send_waiting(x->conn, x->id);
+	/* gov_pump tells the worker if it waits, and why. */
+	gov_submit_as(&x->gov, u, x->conn->policy.identity,
+	    x->conn->policy.task, now_ms() + (x->req.timeout_ms > 0 ?
+	    x->req.timeout_ms : 600000));
 }
 
 /* Into the multi handle: the transfer begins. */
@@ -611,6 +623,8 @@ egress_setup_process(int fd)
 	gov_init(egress_cfg.max_calls, egress_cfg.breaker_failures,
 	    egress_cfg.breaker_cooldown_s, egress_cfg.rpm,
 	    egress_report_breaker);
+	gov_set_tpm(egress_cfg.tpm);
+	gov_set_note(egress_gov_note);
 	if (egress_cfg.max_host_conns > 0)
 		curl_multi_setopt(egress_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 		    (long)egress_cfg.max_host_conns);

@@ -38,16 +38,29 @@ struct gov_wait {
 	enum gov_state		 state;
 	bool			 probe;		/* the half-open breaker's */
 	TAILQ_ENTRY(gov_wait)	 entry;
+	uint32_t		 hold;		/* enum egress_hold told; 0 */
 };
 typedef void (*gov_report_fn)(const char *base_url, const char *breaker);
+/* A call waits (hold, for about seconds; 0: unknown), or its breaker
+ * fails it fast or sends it as its probe: its worker hears of it.  It may
+ * not free the call. */
+typedef void (*gov_note_fn)(struct gov_wait *, enum egress_hold,
+	    uint32_t seconds);
 void	gov_init(uint32_t max_calls, uint32_t breaker_failures,
 	    uint32_t cooldown_s, uint32_t rpm, gov_report_fn);
+void	gov_set_tpm(uint32_t tpm);
+void	gov_set_note(gov_note_fn);
 int	gov_admit(struct egress_upstream *, bool *probe, char *why,
+	    size_t len);
+int	gov_admit_wait(struct gov_wait *, struct egress_upstream *, char *why,
 	    size_t len);
 struct egress_upstream *gov_upstream(const char *base_url);
 bool	gov_submit(struct gov_wait *, struct egress_upstream *,
 	    const char *task, int64_t expires);
+bool	gov_submit_as(struct gov_wait *, struct egress_upstream *,
+	    uint64_t identity, const char *task, int64_t expires);
 void	gov_cancel(struct gov_wait *);
+uint64_t gov_usage_tokens(const char *body, size_t len);
 void	gov_finished(struct gov_wait *, long status, bool answered,
 	    const struct egress_sink *);
 int64_t	gov_duration_ms(const char *);

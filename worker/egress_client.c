@@ -75,19 +75,52 @@ egress_read_all(void *p, size_t len, int64_t deadline)
 	return 0;
 }
 
-/* MSG_EGRESS_WAITING: the call waits in the governor's line, which the
- * task's progress says (the wait counts against this step's deadline). */
+/*
+ * MSG_EGRESS_WAITING: the call waits in the governor's line (the wait
+ * counts against this step's deadline), or its upstream's breaker failed
+ * it fast or sends it as its probe; the task's progress says which.
+ */
 static int
 egress_waiting(const char *payload, size_t len)
 {
-	struct mreader	r;
-	uint32_t	id;
+	struct egress_note	n;
+	char			about[48] = "";
 
-	m_reader_init(&r, payload, len);
-	if (m_get_u32(&r, &id) == -1 || m_end(&r) == -1)
+	if (egress_note_decode(payload, len, &n) == -1)
 		return -1;
-	worker_step("waiting for the rate limit (heavyd-egress holds the "
-	    "call for a permit to its upstream)");
+	if (n.seconds > 0)
+		snprintf(about, sizeof about, ", about %u s", n.seconds);
+	switch (n.hold) {
+	case EGRESS_HOLD_PAUSE:
+		worker_step("waiting for the rate limit (the upstream asked "
+		    "for a pause%s)", about);
+		break;
+	case EGRESS_HOLD_RPM:
+		worker_step("waiting for the rate limit (limits.egress_rpm "
+		    "spent%s)", about);
+		break;
+	case EGRESS_HOLD_CAP:
+		worker_step("waiting for the rate limit (heavyd-egress holds "
+		    "the call for a permit to its upstream: "
+		    "limits.egress_max_calls in flight)");
+		break;
+	case EGRESS_HOLD_TPM:
+		worker_step("waiting for the token budget (limits.egress_tpm "
+		    "spent in the last minute%s)", about);
+		break;
+	case EGRESS_HOLD_OPEN:
+		worker_step("upstream failing: circuit open for %u s (calls "
+		    "fail fast, unsent, until a probe succeeds)", n.seconds);
+		break;
+	case EGRESS_HOLD_HALF_OPEN:
+		worker_step("upstream failing: circuit half-open, its probe "
+		    "not answered yet (this call fails fast, unsent)");
+		break;
+	case EGRESS_HOLD_PROBE:
+		worker_step("upstream failing: circuit half-open, this call "
+		    "is its probe");
+		break;
+	}
 	return 2;
 }
 
