@@ -81,7 +81,7 @@ Test(proto, bad_headers_rejected)
 	m_create(&b, MSG_JOB_STEP);
 	m_add_str(&b, "x");
 	m_close(&b, 1 << 20);
-	b.data[0] = 9;			/* version */
+	b.data[0] = PROTO_VERSION + 1;	/* version */
 	cr_assert_eq(m_frame_check(b.data, b.len, 1 << 20, &hdr), FRAME_INVALID);
 	b.data[0] = PROTO_VERSION;
 	b.data[2] = MSG_TYPE_MAX;	/* type */
