@@ -42,8 +42,9 @@ struct gov_wait {
 };
 typedef void (*gov_report_fn)(const char *base_url, const char *breaker);
 /* A call waits (hold, for about seconds; 0: unknown), or its breaker
- * fails it fast or sends it as its probe: its worker hears of it.  It may
- * not free the call. */
+ * fails it fast or sends it as its probe: its worker hears of it.  It runs
+ * amid the governor's line: it must free no call (egress.c queues the
+ * frame; epoll's next turn sends it). */
 typedef void (*gov_note_fn)(struct gov_wait *, enum egress_hold,
 	    uint32_t seconds);
 void	gov_init(uint32_t max_calls, uint32_t breaker_failures,

@@ -414,6 +414,21 @@ gov_tokens_when(struct egress_upstream *u, int64_t now)
 	return -1;	/* not reached: the sum is the entries' */
 }
 
+#define GOV_MAX_TOKENS		(1LL << 40)	/* one answer's, at most */
+
+/* usage's field name, clamped to [0, GOV_MAX_TOKENS]; 0 if missing. */
+static int64_t
+gov_usage_field(struct json_object *usage, const char *name)
+{
+	struct json_object	*v;
+	int64_t			 n;
+
+	if (!json_object_object_get_ex(usage, name, &v))
+		return 0;
+	n = json_object_get_int64(v);
+	return n < 0 ? 0 : n > GOV_MAX_TOKENS ? GOV_MAX_TOKENS : n;
+}
+
 /*
  * The tokens an answer's usage counts (OpenAI's usage.prompt_tokens and
  * completion_tokens, or total_tokens where those are missing); 0 for a
@@ -423,7 +438,7 @@ uint64_t
 gov_usage_tokens(const char *body, size_t len)
 {
 	struct json_tokener	*tok;
-	struct json_object	*root, *usage, *v;
+	struct json_object	*root, *usage;
 	int64_t			 n = 0;
 
 	if (len == 0 || len > INT32_MAX || (tok = json_tokener_new()) == NULL)
@@ -432,15 +447,10 @@ gov_usage_tokens(const char *body, size_t len)
 	json_tokener_free(tok);
 	if (root != NULL && json_object_object_get_ex(root, "usage", &usage) &&
 	    json_object_is_type(usage, json_type_object)) {
-		if (json_object_object_get_ex(usage, "prompt_tokens", &v))
-			n += json_object_get_int64(v) > 0 ?
-			    json_object_get_int64(v) : 0;
-		if (json_object_object_get_ex(usage, "completion_tokens", &v))
-			n += json_object_get_int64(v) > 0 ?
-			    json_object_get_int64(v) : 0;
-		if (n == 0 && json_object_object_get_ex(usage, "total_tokens",
-		    &v) && json_object_get_int64(v) > 0)
-			n = json_object_get_int64(v);
+		n = gov_usage_field(usage, "prompt_tokens") +
+		    gov_usage_field(usage, "completion_tokens");
+		if (n == 0)
+			n = gov_usage_field(usage, "total_tokens");
 	}
 	json_object_put(root);
 	return (uint64_t)n;
@@ -659,11 +669,8 @@ gov_fairest(struct egress_upstream *u)
 	return best;
 }
 
-/*
- * Tells each waiting call of u what holds it, once and at each change:
- * a note may close a worker's socket and so free its other calls, so each
- * step looks at the line afresh.
- */
+/* Tells each waiting call of u what holds it, once and at each change
+ * (a note frees nothing: gov_note_fn). */
 static void
 gov_notes(struct egress_upstream *u, int64_t now)
 {
@@ -674,15 +681,11 @@ gov_notes(struct egress_upstream *u, int64_t now)
 		return;
 	if ((hold = gov_hold(u, now, 0)) == 0)
 		return;		/* they wait for their time only */
-	for (;;) {
-		TAILQ_FOREACH(w, &u->queue, entry)
-			if (w->hold != hold)
-				break;
-		if (w == NULL)
-			return;
-		w->hold = hold;
-		gov_note(w, hold, gov_hold_seconds(u, hold, now));
-	}
+	TAILQ_FOREACH(w, &u->queue, entry)
+		if (w->hold != hold) {
+			w->hold = hold;
+			gov_note(w, hold, gov_hold_seconds(u, hold, now));
+		}
 }
 
 /* The first call in u's line whose time ran out, or NULL. */
