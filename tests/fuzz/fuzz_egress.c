@@ -1,9 +1,9 @@
 /*
  * The frames of heavyd-egress: a worker's request (what egress reads from
- * a hostile worker), egress's answer (what a worker reads), and heavyd's
- * attach and configuration frames.  The first byte picks the decoder; a
- * request or an answer that decodes is encoded again and must give the
- * same bytes.
+ * a hostile worker), egress's answer and its notes of what holds a call
+ * (what a worker reads), and heavyd's attach and configuration frames.
+ * The first byte picks the decoder; a request, an answer or a note that
+ * decodes is encoded again and must give the same bytes.
  */
 #include "fuzz.h"
 
@@ -52,6 +52,22 @@ fuzz_resp(const uint8_t *p, size_t len)
 	egress_resp_clear(&s);
 }
 
+static void
+fuzz_note(const uint8_t *p, size_t len)
+{
+	struct egress_note	n;
+	struct buf		b;
+
+	if (egress_note_decode(p, len, &n) == -1)
+		return;
+	if (n.hold < EGRESS_HOLD_PAUSE || n.hold > EGRESS_HOLD_LAST)
+		abort();
+	buf_init(&b, 0);
+	egress_note_encode(&b, &n);
+	fuzz_same(&b, p, len);
+	buf_free(&b);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
@@ -60,7 +76,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 
 	if (len < 1)
 		return 0;
-	switch (data[0] % 4) {
+	switch (data[0] % 5) {
 	case 0:
 		fuzz_req(data + 1, len - 1);
 		break;
@@ -71,9 +87,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		if (egress_attach_decode(data + 1, len - 1, &a) == 0)
 			egress_attach_clear(&a);
 		break;
-	default:
+	case 3:
 		if (egress_config_decode(data + 1, len - 1, &c) == 0)
 			egress_config_clear(&c);
+		break;
+	default:
+		fuzz_note(data + 1, len - 1);
 		break;
 	}
 	return 0;
