@@ -14,7 +14,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { checkOk, checkShape } from './checks.mjs';
-import { HEAVYD, STATE_DIR, readStat, setup, tmpdir, waitFor } from './lib.mjs';
+import { HEAVYD, STATE_DIR, readStat, setup, tmpdir, waitFor, HANG, TEST_TIMEOUT } from './lib.mjs';
 
 /* The sandbox filesystem mode heavyd would use with env, or null. */
 function fsMode(env) {
@@ -71,7 +71,7 @@ for (const mode of MODES) {
 		    `[[a1:tool:test_unix:${JSON.stringify({ path: sock })}]]`,
 		];
 		const { result } = await srv.orchestrate({ query: `Escape ${marks.join(' ')}`, num_agents: 1 },
-		    { timeout: 30000 });
+		    { timeout: HANG });
 		const sc = checkShape(result, 1);
 		checkOk(sc.agents[0]);
 		if (mode.weaker)
@@ -101,11 +101,11 @@ for (const mode of MODES) {
 }
 
 test("a worker can neither forge nor flood heavyd's log: its stderr is labelled and capped",
-    { timeout: 60000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t, { worker: 'test' });
 	const from = srv.stderr().length;
 	const { result } = await srv.orchestrate({ query: 'Shout [[a1:tool:test_stderr:{}]]', num_agents: 1 },
-	    { timeout: 30000 });
+	    { timeout: HANG });
 	checkOk(checkShape(result, 1).agents[0]);
 	const said = () => srv.stderr().slice(from);
 	await waitFor(() => /further output is dropped/.test(said()), 30000, 'the relay to reach its cap');
@@ -124,7 +124,7 @@ function unconfinedHost() {
 }
 
 test('without a filesystem sandbox heavyd refuses to start, naming what is missing and the setting',
-    { timeout: 30000 }, async () => {
+    { timeout: TEST_TIMEOUT }, async () => {
 	const [cmd, ...args] = unconfinedHost();
 	const r = spawnSync(cmd, [...args, '--check-config'], {
 		env: { PATH: process.env.PATH, HEAVY_STATE_DIR: STATE_DIR, OPENROUTER_API_KEY: 'k',
@@ -137,7 +137,7 @@ test('without a filesystem sandbox heavyd refuses to start, naming what is missi
 });
 
 test('an unconfined sandbox accepted in so many words is a warning, in heavy://config and in every result',
-    { timeout: 60000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t, { command: unconfinedHost(),
 	    env: { HEAVY_LANDLOCK_ABI: '0', HEAVY_SANDBOX_REQUIRE: '0' } });
 	assert.match(srv.stderr(), /warning: sandbox: filesystem NOT CONFINED/);

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
-import { PG_ADMIN, TOOL, mountTmpfs, setup, startServer } from './lib.mjs';
+import { PG_ADMIN, TOOL, mountTmpfs, setup, startServer, HANG } from './lib.mjs';
 
 const STORE_FULL = /the task store cannot write: .*(full|disk)/;
 
@@ -28,7 +28,7 @@ test('a full disk: ids announced only once stored, new work refused with the cau
 	for (let i = 0; i < 60 && refused.length < 4; i++) {
 		const query = `Fill the disk, call ${i}: ${'lorem ipsum '.repeat(4000)}`;
 		if (i % 2) {
-			const { result } = await srv.orchestrate({ query, num_agents: 1 }, { timeout: 30000 });
+			const { result } = await srv.orchestrate({ query, num_agents: 1 }, { timeout: HANG });
 			if (result.isError && STORE_FULL.test(result.content[0].text))
 				refused.push(result.content[0].text);
 			continue;
@@ -37,7 +37,7 @@ test('a full disk: ids announced only once stored, new work refused with the cau
 		try {
 			created = await srv.client.request({ method: 'tools/call',
 			    params: { name: TOOL, arguments: { query, num_agents: 1 } } },
-			    CreateTaskResultSchema, { task: { ttl: 600000 }, timeout: 30000 });
+			    CreateTaskResultSchema, { task: { ttl: 600000 }, timeout: HANG });
 		} catch (e) {
 			assert.equal(e.code, -32603, e.message);
 			assert.match(e.message, STORE_FULL);
@@ -47,7 +47,7 @@ test('a full disk: ids announced only once stored, new work refused with the cau
 		const id = created.task.taskId;
 		announced.push(id);
 		given.set(id, await srv.client.experimental.tasks.getTaskResult(id, CallToolResultSchema,
-		    { timeout: 30000 }));
+		    { timeout: HANG }));
 	}
 	t.diagnostic(`announced ${announced.length}, refused ${refused.length}: ${refused[0]}`);
 	assert.ok(refused.length > 0, `the store never reported a full disk (${announced.length} tasks stored)`);
@@ -61,7 +61,7 @@ test('a full disk: ids announced only once stored, new work refused with the cau
 	const b = await startServer({ mock, env });
 	t.after(() => b.kill());
 	for (const id of announced) {
-		const r = await b.client.experimental.tasks.getTaskResult(id, CallToolResultSchema, { timeout: 30000 });
+		const r = await b.client.experimental.tasks.getTaskResult(id, CallToolResultSchema, { timeout: HANG });
 		assert.deepEqual(r.content, given.get(id).content, `task ${id}`);
 		assert.equal(r.isError, given.get(id).isError, `task ${id}`);
 	}

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { HEAVYD, STATE_DIR, setup, tmpdir } from './lib.mjs';
+import { HEAVYD, STATE_DIR, setup, tmpdir, TEST_TIMEOUT } from './lib.mjs';
 
 const MAIN = 'main/model';
 const FB = ['second/model', 'third/model'];
@@ -34,7 +34,7 @@ for (const [name, marker, reason] of [
 	['400 does not support tools', `[[agent:model-notools:${MAIN}]]`, 'model does not support tools (400)'],
 	['429 with the retries exhausted', `[[agent:model-fail:429:${MAIN}]]`, 'retries exhausted'],
 ]) {
-	test(`a ${name} moves the agent to the next model`, { timeout: 60000 }, async (t) => {
+	test(`a ${name} moves the agent to the next model`, { timeout: TEST_TIMEOUT }, async (t) => {
 		const r = await run(t, marker, { fallback_models: FB });
 		const a = agent(r);
 		assert.equal(a.status, 'ok');
@@ -52,7 +52,7 @@ for (const [name, marker, reason] of [
 	});
 }
 
-test('a fallback that fails too moves on to the next; the answer names the third', { timeout: 60000 },
+test('a fallback that fails too moves on to the next; the answer names the third', { timeout: TEST_TIMEOUT },
     async (t) => {
 	const a = agent(await run(t, `[[agent:model-fail:404:${MAIN}]] [[agent:model-fail:402:${FB[0]}]]`,
 	    { fallback_models: FB }));
@@ -63,7 +63,7 @@ test('a fallback that fails too moves on to the next; the answer names the third
 	]);
 });
 
-test('no fallback list: today\'s error', { timeout: 60000 }, async (t) => {
+test('no fallback list: today\'s error', { timeout: TEST_TIMEOUT }, async (t) => {
 	const r = await run(t, `[[agent:model-fail:404:${MAIN}]]`);
 	assert.equal(r.isError, true, JSON.stringify(r));
 	const a = r.structuredContent.agents[0];
@@ -73,7 +73,7 @@ test('no fallback list: today\'s error', { timeout: 60000 }, async (t) => {
 	assert.equal(a.model, MAIN);
 });
 
-test('the list exhausted: the error names every model tried', { timeout: 60000 }, async (t) => {
+test('the list exhausted: the error names every model tried', { timeout: TEST_TIMEOUT }, async (t) => {
 	const m = `[[agent:model-fail:404:${MAIN}]] [[agent:model-fail:402:${FB[0]}]]`;
 	const r = await run(t, `${m} [[agent:model-notools:${FB[1]}]]`, { fallback_models: FB });
 	const a = r.structuredContent.agents[0];
@@ -82,7 +82,7 @@ test('the list exhausted: the error names every model tried', { timeout: 60000 }
 	assert.equal(a.fallbacks.length, 2);
 });
 
-test('a plain 400 or a 401 does not fall back', { timeout: 60000 }, async (t) => {
+test('a plain 400 or a 401 does not fall back', { timeout: TEST_TIMEOUT }, async (t) => {
 	const a = (await run(t, `[[agent:model-fail:401:${MAIN}]]`, { fallback_models: FB }))
 	    .structuredContent.agents[0];
 	assert.equal(a.status, 'failed');
@@ -90,7 +90,7 @@ test('a plain 400 or a 401 does not fall back', { timeout: 60000 }, async (t) =>
 	assert.deepEqual(a.fallbacks, []);
 });
 
-test('fallback_models is checked: an array of at most 8 model ids', { timeout: 30000 }, async (t) => {
+test('fallback_models is checked: an array of at most 8 model ids', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t);
 	for (const [bad, msg] of [['x', /fallback_models': expected an array/],
 	    [Array(9).fill('m'), /at most 8/], [['ok', 'has space'], /fallback_models\[1\]'.*spaces/],
@@ -102,7 +102,7 @@ test('fallback_models is checked: an array of at most 8 model ids', { timeout: 3
 	await srv.shutdown();
 });
 
-test('the rest of the agent\'s run stays on the model it fell back to', { timeout: 60000 }, async (t) => {
+test('the rest of the agent\'s run stays on the model it fell back to', { timeout: TEST_TIMEOUT }, async (t) => {
 	// Two turns (a tool call, then the answer): one failed call to MAIN,
 	// then both turns on the fallback; MAIN is not asked again.
 	const a = agent(await run(t, `[[agent:model-fail:404:${MAIN}]] ` +
@@ -112,7 +112,7 @@ test('the rest of the agent\'s run stays on the model it fell back to', { timeou
 });
 
 test('per-role lists from the config file: agents, planner and synthesis fall back on their own',
-    { timeout: 60000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const dir = tmpdir('fbconf');
 	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 	const file = path.join(dir, 'config.yaml');
@@ -140,7 +140,7 @@ test('per-role lists from the config file: agents, planner and synthesis fall ba
 	assert.deepEqual(sc.synthesis_fallbacks, [{ from: MAIN, to: 'synth/fb', reason: 'model not found (404)' }]);
 });
 
-test('a bad fallback_models in the config file is refused at startup, naming the key', { timeout: 30000 },
+test('a bad fallback_models in the config file is refused at startup, naming the key', { timeout: TEST_TIMEOUT },
     async (t) => {
 	const dir = tmpdir('fbbad');
 	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { CallToolResultSchema, CreateTaskResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	IS_ASAN, TOOL, WORKER, apiKey, assertNoSanitizerReport, rpcError, setup, spawnRaw, startMock, tmpdir,
+	IS_ASAN, TOOL, WORKER, apiKey, assertNoSanitizerReport, rpcError, setup, spawnRaw, startMock, tmpdir, TEST_TIMEOUT
 } from './lib.mjs';
 
 const MKH = ['grok_heavy_orchestrate', 'get_task_progress', 'list_active_tasks',
@@ -26,7 +26,7 @@ const HINTS = {
 	cancel_task: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
 };
 
-test('initialize has instructions; every tool has its annotations', { timeout: 20000 }, async (t) => {
+test('initialize has instructions; every tool has its annotations', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t, { noMock: true });
 	const text = srv.client.getInstructions();
 	assert.equal(typeof text, 'string', 'no instructions in the initialize result');
@@ -47,7 +47,7 @@ test('initialize has instructions; every tool has its annotations', { timeout: 2
 });
 
 test('tools.compat: false (from the file) hides the six make-it-heavy tools; calling one is "Unknown tool"',
-    { timeout: 20000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const dir = tmpdir('compat');
 	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 	const file = path.join(dir, 'config.yaml');
@@ -71,7 +71,7 @@ test('tools.compat: false (from the file) hides the six make-it-heavy tools; cal
 	await srv.shutdown();
 });
 
-test('HEAVY_TOOLS_COMPAT=0 hides them too; a bad value stops heavyd, naming it', { timeout: 20000 }, async (t) => {
+test('HEAVY_TOOLS_COMPAT=0 hides them too; a bad value stops heavyd, naming it', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv } = await setup(t, { noMock: true, env: { HEAVY_TOOLS_COMPAT: '0' } });
 	assert.deepEqual((await srv.client.listTools()).tools.map((x) => x.name), [TOOL]);
 	await srv.shutdown();
@@ -94,7 +94,7 @@ async function rawInit(raw, version) {
 }
 
 test('an older protocol version gets no tasks capability; its task-augmented call runs as a plain one',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const mock = await startMock();
 	const raw = spawnRaw({
 		OPENROUTER_API_KEY: apiKey(), HEAVY_BASE_URL: mock.baseUrl, HEAVY_WORKER: WORKER,
@@ -133,7 +133,7 @@ test('an older protocol version gets no tasks capability; its task-augmented cal
 		assertNoSanitizerReport(raw.stderr(), 'heavyd');
 });
 
-test('2025-11-25 gets the tasks capability over raw lines too', { timeout: 15000 }, async (t) => {
+test('2025-11-25 gets the tasks capability over raw lines too', { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = spawnRaw({ OPENROUTER_API_KEY: apiKey(), HEAVY_BASE_URL: 'http://127.0.0.1:9/v1' });
 	t.after(() => raw.kill());
 	const init = await rawInit(raw, '2025-11-25');

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	HEAVYD, STATE_DIR, TOOL, WORKER, apiKey, descendants, sanitizerEnv, setup, stillAlive, tmpdir, waitFor,
+	HEAVYD, STATE_DIR, TOOL, WORKER, apiKey, descendants, sanitizerEnv, setup, stillAlive, tmpdir, waitFor, HANG, TEST_TIMEOUT
 } from './lib.mjs';
 
 const NO_KEY = /no API key: set OPENROUTER_API_KEY, the credential openrouter_api_key, `openrouter\.api_key` or `api_key_file` in /;
@@ -23,7 +23,7 @@ function configHome(t) {
 }
 
 test('without an API key the server starts; every orchestration says how to set one',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const xdg = configHome(t);
 	const where = path.join(xdg, 'heavyd', 'config.yaml');
 	const fix = new RegExp(NO_KEY.source + where.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&') + '$');
@@ -39,15 +39,15 @@ test('without an API key the server starts; every orchestration says how to set 
 	assert.match(result.content[0].text, fix);
 
 	const grok = await srv.client.callTool({ name: 'grok_heavy_orchestrate', arguments: { query: 'q' } },
-	    CallToolResultSchema, { timeout: 10000 });
+	    CallToolResultSchema, { timeout: HANG });
 	assert.equal(grok.isError, true);
 	assert.match(grok.content[0].text, fix);
 
 	const { task } = await srv.client.request({ method: 'tools/call',
 	    params: { name: TOOL, arguments: { query: 'As a task' } } },
-	    CreateTaskResultSchema, { task: { ttl: 60000 }, timeout: 10000 });
+	    CreateTaskResultSchema, { task: { ttl: 60000 }, timeout: HANG });
 	const done = await srv.client.experimental.tasks.getTaskResult(task.taskId, CallToolResultSchema,
-	    { timeout: 10000 });
+	    { timeout: HANG });
 	assert.equal(done.isError, true);
 	assert.match(done.content[0].text, fix);
 
@@ -57,7 +57,7 @@ test('without an API key the server starts; every orchestration says how to set 
 	await srv.shutdown();
 });
 
-test('an empty key is no key; the message names the config file in use', { timeout: 30000 }, async (t) => {
+test('an empty key is no key; the message names the config file in use', { timeout: TEST_TIMEOUT }, async (t) => {
 	const dir = configHome(t);
 	const file = path.join(dir, 'config.yaml');
 	fs.writeFileSync(path.join(dir, 'key'), '\n');
@@ -70,7 +70,7 @@ test('an empty key is no key; the message names the config file in use', { timeo
 	await srv.shutdown();
 });
 
-test('--check-config: 0 when the server can work; else 1 and why; its output is YAML', { timeout: 30000 }, (t) => {
+test('--check-config: 0 when the server can work; else 1 and why; its output is YAML', { timeout: TEST_TIMEOUT }, (t) => {
 	const xdg = configHome(t);
 	const check = (env, args = []) => spawnSync(HEAVYD, ['--check-config', ...args], {
 		env: { PATH: process.env.PATH, XDG_CONFIG_HOME: xdg, HEAVY_STATE_DIR: STATE_DIR, ...env },
@@ -107,7 +107,7 @@ test('--check-config: 0 when the server can work; else 1 and why; its output is 
 	}
 });
 
-test('errors name what the user set: the variable, the config file, the key', { timeout: 30000 }, (t) => {
+test('errors name what the user set: the variable, the config file, the key', { timeout: TEST_TIMEOUT }, (t) => {
 	const dir = configHome(t);
 	const run = (env, args = ['--check-config']) => spawnSync(HEAVYD, args, {
 		env: { PATH: process.env.PATH, XDG_CONFIG_HOME: dir, HEAVY_STATE_DIR: STATE_DIR,
@@ -159,7 +159,7 @@ function spawnGroup(t) {
 }
 
 test('SIGHUP reloads, the zygote unharmed; ^C (SIGINT to the group) shuts down cleanly, no "zygote lost"',
-    { timeout: 60000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const h = spawnGroup(t);
 	const init = await h.call('initialize', { protocolVersion: '2025-06-18', capabilities: {},
 	    clientInfo: { name: 'signals', version: '1' } });

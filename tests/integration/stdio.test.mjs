@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-	IS_ASAN, WORKER, apiKey, assertNoSanitizerReport, spawnRaw, startMock, waitFor,
+	IS_ASAN, WORKER, apiKey, assertNoSanitizerReport, spawnRaw, startMock, waitFor, TEST_TIMEOUT
 } from './lib.mjs';
 
 const NOWHERE = 'http://127.0.0.1:9/v1';
@@ -54,7 +54,7 @@ function expectError(m, id, code, what) {
  * session's tables are freed.  Under valgrind (exit 99) or ASan it failed.
  */
 test('EOF with a subscription and a hanging background task: a clean exit',
-    { timeout: 120000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const mock = await startMock();
 	t.after(() => mock.stop());
 	const raw = rawServer(t, { HEAVY_BASE_URL: mock.baseUrl, HEAVY_WORKER: WORKER });
@@ -71,7 +71,7 @@ test('EOF with a subscription and a hanging background task: a clean exit',
 });
 
 test('2,000 pipelined pings and a last one without a newline: 2,001 whole replies',
-    { timeout: 120000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = rawServer(t, { HEAVY_MAX_LINE_BYTES: '1024' });
 	let text = '';
 	for (let i = 1; i <= 2000; i++)
@@ -84,7 +84,7 @@ test('2,000 pipelined pings and a last one without a newline: 2,001 whole replie
 		assert.deepEqual(JSON.parse(l), { jsonrpc: '2.0', id: i + 1, result: {} }));
 });
 
-test('invalid UTF-8 in is -32700; stdout stays UTF-8', { timeout: 30000 }, async (t) => {
+test('invalid UTF-8 in is -32700; stdout stays UTF-8', { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = rawServer(t);
 	await init(raw);
 	const call = (name) => Buffer.concat([
@@ -119,7 +119,7 @@ async function nextText(raw) {
 	return raw.lines.shift();
 }
 
-test('integer ids json-c holds exactly are echoed byte for byte', { timeout: 30000 }, async (t) => {
+test('integer ids json-c holds exactly are echoed byte for byte', { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = rawServer(t);
 	await init(raw);
 	for (const id of ['9223372036854775807', '9223372036854775808', '18446744073709551615',
@@ -131,7 +131,7 @@ test('integer ids json-c holds exactly are echoed byte for byte', { timeout: 300
 });
 
 test('ids past uint64/int64 and lone surrogates are refused, never changed',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = rawServer(t);
 	await init(raw);
 	for (const id of ['18446744073709551616', '-9223372036854775809', '1' + '0'.repeat(30),
@@ -153,7 +153,7 @@ test('ids past uint64/int64 and lone surrogates are refused, never changed',
 });
 
 test('NaN, Infinity and raw control characters are -32700; a NUL ends no name',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = rawServer(t);
 	await init(raw);
 	const orchestrate = (args) => `{"jsonrpc":"2.0","id":4,"method":"tools/call",` +
@@ -184,7 +184,7 @@ test('NaN, Infinity and raw control characters are -32700; a NUL ends no name',
 });
 
 test('deep valid JSON: parsed to 256 levels, refused deeper under its id',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = rawServer(t);
 	await init(raw);
 	const nest = (n) => '['.repeat(n) + ']'.repeat(n);
@@ -203,7 +203,7 @@ test('deep valid JSON: parsed to 256 levels, refused deeper under its id',
 });
 
 test('responses from the client are never answered, with an id or none',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = rawServer(t);
 	await init(raw);
 	raw.send('{"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error"}}');
@@ -215,7 +215,7 @@ test('responses from the client are never answered, with an id or none',
 	assert.deepEqual(raw.lines, []);
 });
 
-test('id-less errors: no id from 2025-11-25 on, id null before it', { timeout: 30000 }, async (t) => {
+test('id-less errors: no id from 2025-11-25 on, id null before it', { timeout: TEST_TIMEOUT }, async (t) => {
 	for (const [version, expectId] of [['2025-11-25', false], ['2025-06-18', true],
 	    ['2025-03-26', true], [null, false]]) {
 		const raw = rawServer(t);
@@ -233,7 +233,7 @@ test('id-less errors: no id from 2025-11-25 on, id null before it', { timeout: 3
 });
 
 test('a bogus cursor on an unpaginated list and non-object arguments are -32602',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const raw = rawServer(t);
 	await init(raw);
 	let id = 10;
@@ -253,7 +253,7 @@ test('a bogus cursor on an unpaginated list and non-object arguments are -32602'
 });
 
 test('EOF during a blocking call: it is answered, interrupted, before the exit',
-    { timeout: 120000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const mock = await startMock();
 	t.after(() => mock.stop());
 	const raw = rawServer(t, { HEAVY_BASE_URL: mock.baseUrl, HEAVY_WORKER: WORKER });
@@ -271,7 +271,7 @@ test('EOF during a blocking call: it is answered, interrupted, before the exit',
 });
 
 test('EOF during tasks/result for a task another heavyd runs: it is answered',
-    { timeout: 120000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const mock = await startMock();
 	t.after(() => mock.stop());
 	const env = { HEAVY_BASE_URL: mock.baseUrl, HEAVY_WORKER: WORKER };
@@ -296,7 +296,7 @@ test('EOF during tasks/result for a task another heavyd runs: it is answered',
 	await closeAndCheck(a);
 });
 
-test('a cancellation whose requestId json-c would clamp cancels nothing', { timeout: 120000 }, async (t) => {
+test('a cancellation whose requestId json-c would clamp cancels nothing', { timeout: TEST_TIMEOUT }, async (t) => {
 	const mock = await startMock();
 	t.after(() => mock.stop());
 	const raw = rawServer(t, { HEAVY_BASE_URL: mock.baseUrl, HEAVY_WORKER: WORKER });

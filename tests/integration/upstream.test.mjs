@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { checkShape } from './checks.mjs';
-import { HEAVYD, STATE_DIR, setup, startServer, tmpdir } from './lib.mjs';
+import { HEAVYD, STATE_DIR, setup, startServer, tmpdir, TEST_TIMEOUT } from './lib.mjs';
 
 /* Every file of a state directory, as text: the store, its WAL. */
 function stateText(dir) {
@@ -22,7 +22,7 @@ function stateText(dir) {
 	return all;
 }
 
-test('a key echoed by the provider is masked in the result, the store and the log', { timeout: 30000 }, async (t) => {
+test('a key echoed by the provider is masked in the result, the store and the log', { timeout: TEST_TIMEOUT }, async (t) => {
 	const dir = tmpdir('echokey');
 	t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 	const { srv } = await setup(t, { env: { HEAVY_STATE_DIR: dir, HEAVY_DEBUG: '1' } });
@@ -36,7 +36,7 @@ test('a key echoed by the provider is masked in the result, the store and the lo
 	assert.ok(!srv.stderr().includes(srv.key), 'the key is in the log');
 });
 
-test('a stalled LLM call is cut after HEAVY_STALL_TIMEOUT and retried', { timeout: 60000 }, async (t) => {
+test('a stalled LLM call is cut after HEAVY_STALL_TIMEOUT and retried', { timeout: TEST_TIMEOUT }, async (t) => {
 	// The planner's first call is never answered; its retry is.  Without
 	// the stall timeout it would hold the planner to its deadline (a
 	// quarter of the timeout) and the agents would get fallback questions.
@@ -52,7 +52,7 @@ test('a stalled LLM call is cut after HEAVY_STALL_TIMEOUT and retried', { timeou
 });
 
 test('credentials in base_url never show: not in --check-config, heavy://config, the log or a result',
-    { timeout: 30000 }, async (t) => {
+    { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv: probe, mock } = await setup(t);
 	await probe.shutdown();
 	const secret = 's3cret-passw0rd';
