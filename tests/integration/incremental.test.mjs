@@ -208,10 +208,16 @@ test('a draft starts no sooner than the interval after the last one started',
 test('a draft still running when the agents are in is killed; the synthesis goes on without it',
     { timeout: TEST_TIMEOUT }, async (t) => {
 	const { mock, srv } = await setup(t);
-	const { result, sc } = await srv.orchestrate({
-		query: 'Slow draft [[draft:hang]]', num_agents: 3,
+	// Agent 3 answers once the draft is in its call, so the end of the
+	// agents finds it running however loaded the machine is.
+	const call = srv.orchestrate({
+		query: 'Slow draft [[draft:hang]] [[a3:gate:last]]', num_agents: 3,
 		aggregation_strategy: 'incremental', incremental_interval: 0,
 	});
+	await waitFor(async () => (await mock.stats()).hangs === 1, undefined,
+	    'the draft to call the mock');
+	await mock.openGate('last');
+	const { result, sc } = await call;
 	checkShape(result, 3);
 	assert.equal(sc.drafts.calls, 1, show(sc.drafts));
 	assert.equal(sc.drafts.list[0].status, 'killed');
