@@ -16,9 +16,10 @@
  *                              N 4-agent calls, CONC at a time, with
  *                              aggregation_strategy STRATEGY (and
  *                              incremental_interval INTERVAL, default 0):
- *                              the time to the first draft and to the
- *                              answer (heavyd's clock, p50 and p95), the
- *                              call time, and the tokens, drafts' apart
+ *                              the time to the first draft, to the first
+ *                              text (that draft, else the answer) and to
+ *                              the answer (heavyd's clock, p50 and p95),
+ *                              the call time, and the tokens, drafts' apart
  *   bench soak N CONC          N calls on one server, CONC at a time: its
  *                              RSS, fds and zombies at the start and end
  *   bench metrics N [SAMPLES]  N scrapes of a registry of SAMPLES series
@@ -406,7 +407,8 @@ bench_quorum(int n, int conc, int min_agents)
 
 /* What the incremental run keeps of each call, in ms (-1: none). */
 struct incr_stats {
-	int64_t	*first, *answer, *call;
+	int64_t	*first, *answer, *call, *text;	/* text: the first text
+						   a client can show */
 	int	 nfirst, n, failed;
 	int64_t	 tokens, draft_tokens, drafts;
 };
@@ -453,12 +455,15 @@ incr_result(struct json_object *msg, struct incr_stats *st)
 	}
 	st->tokens += json_path_int(sc, "usage", "total_tokens");
 	st->answer[st->n - 1] = json_path_int(sc, "elapsed_ms", NULL);
+	st->text[st->n - 1] = st->answer[st->n - 1];
 	if (!json_object_object_get_ex(sc, "drafts", &v))
 		return;
 	st->draft_tokens += json_path_int(sc, "drafts", "tokens");
 	st->drafts += json_path_int(sc, "drafts", "calls");
-	if ((first = json_path_int(sc, "drafts", "first_draft_ms")) >= 0)
+	if ((first = json_path_int(sc, "drafts", "first_draft_ms")) >= 0) {
 		st->first[st->nfirst++] = first;
+		st->text[st->n - 1] = first;
+	}
 }
 
 static void
@@ -491,6 +496,7 @@ bench_incremental(int n, int conc, const char *strategy, double interval)
 	st.first = xcalloc((size_t)n, sizeof *st.first);
 	st.answer = xcalloc((size_t)n, sizeof *st.answer);
 	st.call = xcalloc((size_t)n, sizeof *st.call);
+	st.text = xcalloc((size_t)n, sizeof *st.text);
 	server_start(&s);
 	server_initialize(&s);
 	while (st.n < n) {
@@ -514,12 +520,14 @@ bench_incremental(int n, int conc, const char *strategy, double interval)
 	    (long long)st.tokens, (long long)st.drafts,
 	    (long long)st.draft_tokens);
 	incr_report("first draft", st.first, st.nfirst);
+	incr_report("first text ", st.text, st.n);
 	incr_report("answer     ", st.answer, st.n);
 	incr_report("call time  ", st.call, st.n);
 	server_stop(&s);
 	free(st.first);
 	free(st.answer);
 	free(st.call);
+	free(st.text);
 	free(t0);
 }
 
