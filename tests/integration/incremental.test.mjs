@@ -7,13 +7,15 @@
 // every test sees the order of events it asserts on any machine; nothing
 // here depends on how fast the machine is.
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 
 import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import { checkOk, checkShape } from './checks.mjs';
-import { describe, setup, waitFor, jobsAlive } from './lib.mjs';
-import { HANG, TEST_TIMEOUT } from './lib.mjs';
+import { HEAVYD, STATE_DIR, WORKER, apiKey, assertNoSanitizerReport, describe, jobsAlive,
+	sanitizerEnv, setup, startMock, tmpdir, waitFor } from './lib.mjs';
+import { HANG, IS_ASAN, TEST_TIMEOUT } from './lib.mjs';
 
 const show = (x) => JSON.stringify(x, null, 1);
 
@@ -264,4 +266,43 @@ test('other strategies make no draft; a bad incremental_interval is refused',
 	assert.ok(props.aggregation_strategy.enum.includes('incremental'));
 	assert.equal(props.incremental_interval.type, 'number');
 	await srv.shutdown();
+});
+
+const HAVE_SCRIPT = spawnSync('script', ['--version']).status === 0;
+const sh = (x) => `'${x.replace(/'/g, "'\\''")}'`;
+
+test('heavyd ask on a pseudo-terminal draws the latest draft under the agents',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	if (!HAVE_SCRIPT) {
+		t.skip('util-linux script (bsdutils) is not installed: no pseudo-terminal to test with');
+		return;
+	}
+	const mock = await startMock();
+	t.after(() => mock.stop());
+	const env = {
+		PATH: process.env.PATH, TERM: 'xterm', XDG_CONFIG_HOME: tmpdir('incr-xdg'),
+		HEAVY_STATE_DIR: STATE_DIR, OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER,
+		HEAVY_BASE_URL: mock.baseUrl, HEAVY_INCREMENTAL_INTERVAL: '0', ...sanitizerEnv(),
+	};
+	const cmd = [HEAVYD, 'ask', '--num-agents', '3', '--strategy', 'incremental',
+	    'Drawn [[a3:gate:last]]'].map(sh).join(' ');
+	const proc = spawn('script', ['-qfec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+	t.after(() => proc.kill('SIGKILL'));
+	proc.stdin.end();
+	let out = '';
+	proc.stdout.setEncoding('utf8');
+	proc.stdout.on('data', (d) => { out += d; });
+	const exit = new Promise((r) => proc.once('exit', (code) => r(code)));
+	const plain = () => out.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '');
+	// Agents 1 and 2 are in, agent 3 waits at its gate: the second draft
+	// (from both answers) is drawn until the gate opens.
+	// Once drawn, the next redraw goes up over 1 + 3 + 1 lines.
+	await waitFor(() => /draft 2 +from 2 of 3 answers +\d+\.\ds Draft synthesis over answers 1, 2\./
+	    .test(plain()) && /\x1b\[5A/.test(out), HANG, 'the draft line, redrawn');
+	assert.match(plain(), /agent 3\s+running/);
+	await mock.openGate('last');
+	assert.equal(await exit, 0, out);
+	assert.match(plain(), /Synthesized answer over 3 responses\./);
+	if (IS_ASAN)
+		assertNoSanitizerReport(out, 'heavyd ask');
 });
