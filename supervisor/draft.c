@@ -106,7 +106,7 @@ drafts_start(struct drafts *d)
 
 	rec->started_ms = now_ms() - d->start_ms;
 	rec->status = "running";
-	d->worker = d->spawn(d->arg, d, &covered);
+	d->worker = d->spawn(d->arg, d, d->nrecs, &covered);
 	rec->answers = covered;
 	d->asked = d->answers;	/* tried: not again for these answers */
 	if (d->worker == NULL) {

@@ -257,7 +257,7 @@ struct json_object *task_usage_json(const struct usage *);
 /* draft.c: incremental's drafts, rebuilt as the answers come in. */
 struct drafts;
 typedef struct worker *(*drafts_spawn_fn)(void *arg, struct drafts *,
-	    int *answers);
+	    int n, int *answers);	/* draft n, 1-based */
 typedef void (*drafts_note_fn)(void *arg, const char *msg);
 struct drafts *drafts_new(const char *task_id, int num_agents,
 	    int64_t start_ms, double interval_s, drafts_spawn_fn,

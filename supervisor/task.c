@@ -379,7 +379,7 @@ task_agent_step(void *arg, const char *note)
  * agents' deadline, as the agents must.
  */
 static struct worker *
-task_draft_spawn(void *arg, struct drafts *d, int *covered)
+task_draft_spawn(void *arg, struct drafts *d, int nth, int *covered)
 {
 	struct task	*t = arg;
 	const char	*answers[HEAVY_MAX_AGENTS];
@@ -392,7 +392,7 @@ task_draft_spawn(void *arg, struct drafts *d, int *covered)
 		answers[i] = t->agents[ok[i]].answer;
 	prompt = prompt_draft(t->cfg, answers, n, t->p.num_agents,
 	    t->cfg->max_synthesis_input_bytes, &dropped);
-	w = task_spawn(t, ROLE_SYNTHESIS, 0, "", prompt,
+	w = task_spawn(t, ROLE_SYNTHESIS, nth - 1, "", prompt,
 	    task_agents_deadline(t), drafts_done, NULL, d);
 	free(prompt);
 	*covered = n;
