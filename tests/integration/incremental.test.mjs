@@ -236,6 +236,28 @@ test('a draft still running when the agents are in is killed; the synthesis goes
 	await srv.shutdown();
 });
 
+test("a draft's tokens count toward the task's budget: reaching it stops the task",
+    { timeout: TEST_TIMEOUT }, async (t) => {
+	const { mock, srv } = await setup(t);
+	// The first answer's draft reports 100,000 tokens while agent 3 waits
+	// at its gate (never opened): the budget, not the agent, ends the task.
+	const { result, sc } = await srv.orchestrate({
+		query: 'Costly draft [[draft:usage:100000]] [[a3:gate:never]]', num_agents: 3,
+		aggregation_strategy: 'incremental', incremental_interval: 0, max_total_tokens: 50000,
+	});
+	assert.notEqual(result.isError, true, show(result));
+	assert.match(sc.budget.stopped, /^token budget reached: \d+ tokens used of max_total_tokens 50000$/);
+	assert.equal(sc.agents[2].status, 'failed', show(sc.agents[2]));
+	assert.match(sc.agents[2].error, /^stopped: token budget reached/);
+	assert.ok(sc.drafts.tokens >= 100000, show(sc.drafts));
+	assert.ok(sc.usage.total_tokens >= sc.drafts.tokens, show(sc.usage));
+	assert.equal(sc.synthesized, false);
+	assert.equal((await mock.stats()).synthesis, 0, 'no final synthesis after the budget');
+	await waitFor(() => srv.workers().length === 0, undefined,
+	    `no worker after the stop (left: ${describe(srv.workers())})`);
+	await srv.shutdown();
+});
+
 test('other strategies make no draft; a bad incremental_interval is refused',
     { timeout: TEST_TIMEOUT }, async (t) => {
 	const { mock, srv } = await setup(t, { env: { HEAVY_INCREMENTAL_INTERVAL: '0' } });
