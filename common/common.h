@@ -162,6 +162,7 @@ struct heavy_config {
 	int	 heartbeat_s;		/* progress heartbeat interval */
 	int	 min_agents;		/* quorum: 0 waits for every agent */
 	double	 straggler_grace_s;	/* after the quorum, before the cut */
+	double	 incremental_interval_s; /* incremental: between drafts */
 
 	int	 max_retries;		/* per LLM call */
 	int	 stall_timeout_s;	/* an LLM call silent this long is retried */
@@ -329,8 +330,8 @@ void	 config_strv_free(char ***, int *);
 const char *config_credential(const char *name, char *buf, size_t len);
 
 /* config.c: aggregation strategies and model ids, checked. */
-enum aggregation { AGG_CONSENSUS, AGG_RANKED, AGG_BEST };
-#define HEAVY_STRATEGIES	"consensus, ranked, best"
+enum aggregation { AGG_CONSENSUS, AGG_RANKED, AGG_BEST, AGG_INCREMENTAL };
+#define HEAVY_STRATEGIES	"consensus, ranked, best, incremental"
 #define HEAVY_MAX_MODEL		256	/* bytes in a model id */
 #define HEAVY_MAX_FALLBACKS	8	/* fallback models per role */
 int	 config_strategy(const char *);	/* an enum aggregation, or -1 */

@@ -244,6 +244,7 @@ config_defaults(struct heavy_config *c)
 	c->max_synthesis_input_bytes = 512 << 10;
 	c->max_workers = 0;		/* auto: sized to the host */
 	c->worker_cost = 1 << 20;	/* 5x a waiting worker's PSS */
+	c->incremental_interval_s = 10;	/* a draft costs a synthesis */
 	c->max_tasks = 1024;
 	c->spares = 4;
 	c->egress_max_body = 64 << 20;
@@ -446,6 +447,9 @@ static const struct decimal_knob {
 	  1e6, "US dollars from 0 (no budget) to 1000000" },
 	{ "HEAVY_STRAGGLER_GRACE",
 	  offsetof(struct heavy_config, straggler_grace_s), 86400,
+	  "seconds from 0 to 86400" },
+	{ "HEAVY_INCREMENTAL_INTERVAL",
+	  offsetof(struct heavy_config, incremental_interval_s), 86400,
 	  "seconds from 0 to 86400" },
 };
 #define NDECIMAL	(sizeof decimal_knobs / sizeof decimal_knobs[0])
@@ -1056,7 +1060,8 @@ config_free(struct heavy_config *c)
 	free(c);
 }
 
-static const char	*strategy_names[] = { "consensus", "ranked", "best" };
+static const char	*strategy_names[] = { "consensus", "ranked", "best",
+    "incremental" };
 
 int
 config_strategy(const char *name)

@@ -42,7 +42,7 @@ ask_usage(int status, const char *fmt, const char *arg)
 	fprintf(status ? stderr : stdout,
 	    "usage: heavyd [--config FILE] ask [--num-agents N] [--timeout S] "
 	    "[--model M]\n"
-	    "                  [--strategy consensus|ranked|best] [--json] "
+	    "                  [--strategy consensus|ranked|best|incremental] [--json] "
 	    "\"query\"\n"
 	    "Runs one orchestration and prints the answer.  Exit status: 0 "
 	    "answered,\n"
@@ -92,7 +92,7 @@ ask_check_options(void)
 	}
 	if (ask.strategy != NULL && config_strategy(ask.strategy) == -1)
 		ask_usage(ASK_EXIT_USAGE, "--strategy: expected consensus, "
-		    "ranked or best, got \"%s\"", ask.strategy);
+		    "ranked, best or incremental, got \"%s\"", ask.strategy);
 	if (ask.query == NULL || strspn(ask.query, " \t\r\n") ==
 	    strlen(ask.query))
 		ask_usage(ASK_EXIT_USAGE, "%s", "no query given");
@@ -226,7 +226,25 @@ ask_agent_line(struct buf *out, const struct task_agent_view *a, int cols)
 	buf_free(&line);
 }
 
-/* One header line and one line per agent, drawn over the last ones. */
+/* incremental: the latest draft, on one line. */
+static void
+ask_draft_line(struct buf *out, const struct task_draft_view *d, int cols)
+{
+	struct buf	 line;
+	char		 head[96];
+	int		 used = 0;
+
+	snprintf(head, sizeof head, "  draft %-2d from %d of %d answers %5.1fs ",
+	    d->n, d->answers, d->of, d->made_ms / 1000.0);
+	buf_init(&line, 0);
+	ask_add_fit(&line, head, cols, &used);
+	ask_add_fit(&line, d->text, cols, &used);
+	buf_printf(out, "\r\033[2K%s\n", buf_cstr(&line));
+	buf_free(&line);
+}
+
+/* One header line and one line per agent, drawn over the last ones; the
+ * latest draft under them, once there is one. */
 static void
 ask_draw(const struct task_view *v, const char *phase)
 {
@@ -242,6 +260,10 @@ ask_draw(const struct task_view *v, const char *phase)
 	for (int i = 0; i < v->num_agents; i++)
 		ask_agent_line(&out, &v->agents[i], cols);
 	ask.drawn = v->num_agents + 1;
+	if (v->draft.n > 0) {
+		ask_draft_line(&out, &v->draft, cols);
+		ask.drawn++;
+	}
 	if (write(STDERR_FILENO, out.data, out.len) < 0)
 		ask.live = false;	/* the terminal is gone */
 	buf_free(&out);

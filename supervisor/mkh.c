@@ -21,9 +21,11 @@
 #include "supervisor.h"
 
 #define STRATEGIES_SCHEMA \
-"{\"type\":\"string\",\"enum\":[\"consensus\",\"ranked\",\"best\"]," \
-"\"description\":\"consensus: one synthesis of every answer; ranked: the " \
-"agents rank each other's answers first; best: the top-ranked answer.\"}"
+"{\"type\":\"string\",\"enum\":[\"consensus\",\"ranked\",\"best\"," \
+"\"incremental\"],\"description\":\"consensus: one synthesis of every " \
+"answer; ranked: the agents rank each other's answers first; best: the " \
+"top-ranked answer; incremental: drafts from the answers in so far, " \
+"then a synthesis from the last draft and every answer.\"}"
 #define STATUS_SCHEMA \
 "{\"type\":\"string\",\"enum\":[\"INITIALIZED\",\"RUNNING\",\"COMPLETED\"," \
 "\"FAILED\",\"CANCELLED\"]}"
@@ -103,7 +105,12 @@ static const struct mkh_tool {
 	  "\"step\":{\"type\":[\"string\",\"null\"]},"
 	  "\"error\":{\"type\":[\"string\",\"null\"]},"
 	  "\"elapsed_ms\":{\"type\":[\"integer\",\"null\"]}},"
-	  "\"required\":[\"index\",\"status\"]}}},"
+	  "\"required\":[\"index\",\"status\"]}},"
+	  "\"draft\":{\"type\":[\"object\",\"null\"],\"description\":"
+	  "\"incremental: the latest draft\",\"properties\":{"
+	  "\"n\":{\"type\":\"integer\"},\"answers\":{\"type\":\"integer\"},"
+	  "\"of\":{\"type\":\"integer\"},\"made_ms\":{\"type\":"
+	  "\"integer\"},\"text\":{\"type\":\"string\"}}}},"
 	  "\"required\":[\"phase\",\"agents\"]},"
 	  "\"result\":{\"type\":[\"object\",\"null\"]},"
 	  "\"error\":{\"type\":[\"string\",\"null\"]},"
@@ -150,7 +157,7 @@ static const struct mkh_tool {
 	  "\"task_timeout\":{\"type\":[\"integer\",\"null\"],\"minimum\":1,"
 	  "\"maximum\":86400,\"description\":\"Seconds.\"},"
 	  "\"aggregation_strategy\":{\"type\":[\"string\",\"null\"],\"enum\":"
-	  "[\"consensus\",\"ranked\",\"best\",null]}},"
+	  "[\"consensus\",\"ranked\",\"best\",\"incremental\",null]}},"
 	  "\"additionalProperties\":false}",
 	  "{\"type\":\"object\",\"properties\":{\"message\":{\"type\":"
 	  "\"string\"},\"updates\":{\"type\":\"object\"},"

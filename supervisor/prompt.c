@@ -173,6 +173,55 @@ prompt_synthesis(const struct heavy_config *cfg, const char *const *answers,
 }
 
 /*
+ * incremental: a draft, from the n answers in of total.  The phrase "have
+ * answered so far" is what the test mock recognises a draft by.
+ */
+char *
+prompt_draft(const struct heavy_config *cfg, const char *const *answers,
+    int n, int total, size_t budget, int *dropped)
+{
+	char	*body = prompt_synthesis(cfg, answers, n, budget, dropped), *out;
+
+	out = xasprintf("%s\n\nOnly %d of the %d agents have answered so far; "
+	    "the others are still working. Write the best answer these "
+	    "responses allow now: it is shown as an early draft, and the "
+	    "final answer, from every response, follows it.", body, n, total);
+	free(body);
+	return out;
+}
+
+/*
+ * incremental: the final synthesis, which starts from the last draft
+ * (written from covered answers).  The draft gets at most one answer's
+ * share of the budget, cut the same way.
+ */
+char *
+prompt_synthesis_draft(const struct heavy_config *cfg,
+    const char *const *answers, int n, size_t budget, int *dropped,
+    const char *draft, int covered)
+{
+	size_t		 share = budget / (size_t)(n + 1), len = strlen(draft);
+	struct buf	 out;
+	char		*body;
+	int		 cut = 0;
+
+	if (len < share)
+		share = len;
+	body = prompt_synthesis(cfg, answers, n, budget - share, dropped);
+	buf_init(&out, 0);
+	buf_printf(&out, "%s\n\nAn early draft of this answer was written from "
+	    "the first %d of these %d responses, while the other agents were "
+	    "still working. Start from it: keep what the later responses "
+	    "confirm, correct what they contradict, add what they bring, and "
+	    "give only the final answer.\n\n=== EARLY DRAFT (from %d of %d "
+	    "responses) ===\n", body, covered, n, covered, n);
+	prompt_add_answer(&out, draft, share, &cut);
+	buf_addstr(&out, "=== END OF DRAFT ===");
+	free(body);
+	return buf_release(&out);
+}
+
+/*
  * A peer review: the answers under the labels A, B, ... in the order
  * given (the caller shuffles it), within budget bytes of answers.  The
  * phrase "Rank the responses" is what the test mock recognises.

@@ -421,8 +421,27 @@ registry_agent_json(const struct task_agent_view *a)
 	return o;
 }
 
+/* incremental: the latest draft, {n, answers, of, made_ms, text}; null
+ * before the first (and for the other strategies). */
+static struct json_object *
+registry_draft_json(const struct task_draft_view *d)
+{
+	struct json_object	*o;
+
+	if (d->n == 0)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "n", json_object_new_int(d->n));
+	json_object_object_add(o, "answers", json_object_new_int(d->answers));
+	json_object_object_add(o, "of", json_object_new_int(d->of));
+	json_object_object_add(o, "made_ms", json_object_new_int64(d->made_ms));
+	json_object_object_add(o, "text", json_object_new_string(d->text));
+	return o;
+}
+
 /*
- * {phase, elapsed_ms, agents[]}: live while the task runs, else its last.
+ * {phase, elapsed_ms, agents[], draft}: live while the task runs, else
+ * its last.
  * Each agent has its question, status, last step, error and, once it has
  * one, its answer.
  */
@@ -452,6 +471,7 @@ registry_progress(const struct task_record *r, int64_t now)
 	for (int i = 0; i < v.num_agents; i++)
 		json_object_array_add(agents, registry_agent_json(&v.agents[i]));
 	json_object_object_add(o, "agents", agents);
+	json_object_object_add(o, "draft", registry_draft_json(&v.draft));
 	return o;
 }
 

@@ -169,6 +169,10 @@ service_params_json(const struct heavy_config *cfg,
 	    json_object_new_int(p->min_agents) : NULL);
 	json_object_object_add(o, "straggler_grace", p->min_agents > 0 ?
 	    json_object_new_double(p->straggler_grace_s) : NULL);
+	if (config_strategy(p->strategy ? p->strategy :
+	    cfg->aggregation_strategy) == AGG_INCREMENTAL)
+		json_object_object_add(o, "incremental_interval",
+		    json_object_new_double(p->incremental_interval_s));
 	return o;
 }
 

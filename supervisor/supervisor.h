@@ -153,6 +153,11 @@ char	*prompt_synthesis(const struct heavy_config *,
 char	*prompt_synthesis_ranked(const struct heavy_config *,
 	    const char *const *answers, const int *ranks, int n, size_t budget,
 	    int *dropped);
+char	*prompt_draft(const struct heavy_config *, const char *const *answers,
+	    int n, int total, size_t budget, int *dropped);
+char	*prompt_synthesis_draft(const struct heavy_config *,
+	    const char *const *answers, int n, size_t budget, int *dropped,
+	    const char *draft, int covered);
 char	*prompt_review(const char *query, const char *const *answers, int n,
 	    size_t budget);
 
@@ -189,6 +194,7 @@ struct task_params {
 					 * ask_cost says (a USD quota) */
 	char	*owner;		/* who started it (NULL: nobody known):
 				   egress's fairness across identities */
+	double	 incremental_interval_s; /* incremental: between drafts */
 };
 struct task;
 typedef void (*task_progress_fn)(void *arg, double progress, double total,
@@ -223,6 +229,14 @@ struct task_agent_view {
 	const char	*answer;	/* once it has one */
 	int64_t		 elapsed_ms;	/* once it has finished */
 };
+/* incremental: the latest finished draft (n 0: none yet). */
+struct task_draft_view {
+	int		 n;		/* 1-based: the n-th draft started */
+	int		 answers;	/* the answers it was written from */
+	int		 of;		/* num_agents */
+	int64_t		 made_ms;	/* when it finished, since the start */
+	const char	*text;
+};
 struct task_view {
 	const char		*phase;	/* planning, agents, synthesis, done */
 	const char		*query;
@@ -230,6 +244,7 @@ struct task_view {
 	int64_t			 elapsed_ms;
 	struct usage		 usage;	/* so far */
 	struct task_agent_view	 agents[HEAVY_MAX_AGENTS];
+	struct task_draft_view	 draft;
 };
 void	 task_snapshot(const struct task *, struct task_view *);
 uint32_t task_tool_features(const struct heavy_config *);
@@ -238,6 +253,23 @@ void	 task_keys(const char *api_key, const char *search_key,
 	    const char *no_key);
 const char *task_no_key(void);	/* NULL, or why there is no API key */
 struct json_object *task_usage_json(const struct usage *);
+
+/* draft.c: incremental's drafts, rebuilt as the answers come in. */
+struct drafts;
+typedef struct worker *(*drafts_spawn_fn)(void *arg, struct drafts *,
+	    int n, int *answers);	/* draft n, 1-based */
+typedef void (*drafts_note_fn)(void *arg, const char *msg);
+struct drafts *drafts_new(const char *task_id, int num_agents,
+	    int64_t start_ms, double interval_s, drafts_spawn_fn,
+	    drafts_note_fn, void *arg);
+void	 drafts_free(struct drafts *);
+void	 drafts_answer(struct drafts *, int answers);
+void	 drafts_done(void *, struct worker_result *);
+void	 drafts_usage(struct drafts *, const struct usage *);
+void	 drafts_stop(struct drafts *);
+const char *drafts_take(struct drafts *, int *answers);
+void	 drafts_view(const struct drafts *, struct task_draft_view *);
+struct json_object *drafts_json(const struct drafts *, int64_t elapsed_ms);
 
 /* registry.c: this process's running orchestrations, for their owners. */
 enum task_status {

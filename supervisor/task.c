@@ -102,6 +102,8 @@ struct task {
 	int			 nreviews, reviews_running, reviews_in;
 	bool			 ranked;
 	struct ranking_tally	 tally[HEAVY_MAX_AGENTS];
+
+	struct drafts		*drafts;	/* incremental's; else NULL */
 };
 
 /* The keys the jobs carry: heavyd's own, handed down once at startup;
@@ -119,6 +121,10 @@ static void	task_planner_usage(void *, const struct usage *,
 static void	task_synth_usage(void *, const struct usage *,
 	    const struct job_call *);
 static void	task_check_quorum(struct task *);
+static void	task_draft_usage(void *, const struct usage *,
+	    const struct job_call *);
+static int64_t	task_agents_deadline(struct task *);
+static int	task_ok_agents(struct task *, int *);
 
 static void
 task_report(struct task *t, const char *msg)
@@ -291,7 +297,8 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	/* What its stderr lines are prefixed with, in heavyd's log. */
 	snprintf(label, sizeof label, "task %.8s %s %d", t->id,
 	    role == ROLE_PLANNER ? "planner" : role == ROLE_SYNTHESIS ?
-	    "synthesis" : role == ROLE_REVIEW ? "review" : "agent", index + 1);
+	    (arg == t ? "synthesis" : "draft") : role == ROLE_REVIEW ?
+	    "review" : "agent", index + 1);
 	req.label = label;
 	req.task_id = t->id;
 	req.owner = t->p.owner;
@@ -303,7 +310,8 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	/* Usage arrives after every LLM call, so budgets bind mid-step. */
 	req.usage = role == ROLE_AGENT ? task_agent_usage :
 	    role == ROLE_PLANNER ? task_planner_usage :
-	    role == ROLE_SYNTHESIS ? task_synth_usage : task_usage;
+	    role == ROLE_SYNTHESIS && arg == t ? task_synth_usage :
+	    role == ROLE_SYNTHESIS ? task_draft_usage : task_usage;
 	req.usage_arg = role == ROLE_AGENT ? arg : t;
 	req.arg = arg;
 	return worker_start(&req);
@@ -365,6 +373,62 @@ task_agent_step(void *arg, const char *note)
 	task_worker_note(a->task, &a->last_note_ms, who, note);
 }
 
+/*
+ * incremental: a draft synthesis of the answers in so far, a worker of
+ * its own whose end and usage go to the drafts; it must end before the
+ * agents' deadline, as the agents must.
+ */
+static struct worker *
+task_draft_spawn(void *arg, struct drafts *d, int nth, int *covered)
+{
+	struct task	*t = arg;
+	const char	*answers[HEAVY_MAX_AGENTS];
+	int		 ok[HEAVY_MAX_AGENTS], n, dropped;
+	struct worker	*w;
+	char		*prompt;
+
+	n = task_ok_agents(t, ok);
+	for (int i = 0; i < n; i++)
+		answers[i] = t->agents[ok[i]].answer;
+	prompt = prompt_draft(t->cfg, answers, n, t->p.num_agents,
+	    t->cfg->max_synthesis_input_bytes, &dropped);
+	w = task_spawn(t, ROLE_SYNTHESIS, nth - 1, "", prompt,
+	    task_agents_deadline(t), drafts_done, NULL, d);
+	free(prompt);
+	*covered = n;
+	return w;
+}
+
+static void
+task_draft_note(void *arg, const char *msg)
+{
+	task_note(arg, msg);
+}
+
+/* A draft's LLM call: counted in the task's usage, and apart. */
+static void
+task_draft_usage(void *arg, const struct usage *delta,
+    const struct job_call *call)
+{
+	struct task	*t = arg;
+
+	drafts_usage(t->drafts, delta);
+	task_usage(t, delta, call);
+}
+
+/* An answer came in and agents still run: maybe a draft now. */
+static void
+task_draft_answer(struct task *t)
+{
+	int	ok = 0;
+
+	if (t->state != TASK_AGENTS)
+		return;
+	for (int i = 0; i < t->p.num_agents; i++)
+		ok += t->agents[i].status == AGENT_OK;
+	drafts_answer(t->drafts, ok);
+}
+
 static void
 task_agent_done(void *arg, struct worker_result *r)
 {
@@ -391,9 +455,13 @@ task_agent_done(void *arg, struct worker_result *r)
 	}
 	t->running--;
 	task_step(t, msg);
-	if (t->running == 0)
+	if (t->running == 0) {
 		task_after_agents(t);
-	else if (a->status == AGENT_OK)
+		return;
+	}
+	if (a->status == AGENT_OK && t->drafts != NULL)
+		task_draft_answer(t);
+	if (a->status == AGENT_OK)
 		task_check_quorum(t);
 }
 
@@ -655,19 +723,25 @@ task_ok_agents(struct task *t, int *out)
 static void
 task_start_synthesis(struct task *t)
 {
-	const char		*answers[HEAVY_MAX_AGENTS];
+	const char		*answers[HEAVY_MAX_AGENTS], *draft;
 	int			 ok[HEAVY_MAX_AGENTS], ranks[HEAVY_MAX_AGENTS];
 	char			*prompt;
-	int			 n;
+	int			 n, covered;
 
 	n = task_ok_agents(t, ok);
 	for (int i = 0; i < n; i++) {
 		answers[i] = t->agents[ok[i]].answer;
 		ranks[i] = t->tally[ok[i]].rank;
 	}
-	prompt = prompt_synthesis_ranked(t->cfg, answers, t->ranked ? ranks :
-	    NULL, n, t->cfg->max_synthesis_input_bytes,
-	    &t->synthesis_truncated);
+	if (t->drafts != NULL && (draft = drafts_take(t->drafts,
+	    &covered)) != NULL)
+		prompt = prompt_synthesis_draft(t->cfg, answers, n,
+		    t->cfg->max_synthesis_input_bytes, &t->synthesis_truncated,
+		    draft, covered);
+	else
+		prompt = prompt_synthesis_ranked(t->cfg, answers, t->ranked ?
+		    ranks : NULL, n, t->cfg->max_synthesis_input_bytes,
+		    &t->synthesis_truncated);
 	t->state = TASK_SYNTHESIS;
 	t->synth = task_spawn(t, ROLE_SYNTHESIS, 0, "", prompt, t->deadline_ms,
 	    task_synth_done, task_synth_step, t);
@@ -839,6 +913,8 @@ task_after_agents(struct task *t)
 
 	if (t->grace_ev != NULL)
 		event_del(t->grace_ev);	/* every agent is in, or stopped */
+	if (t->drafts != NULL)
+		drafts_stop(t->drafts);
 
 	for (int i = 0; i < t->p.num_agents; i++)
 		if (t->agents[i].status == AGENT_OK) {
@@ -850,12 +926,14 @@ task_after_agents(struct task *t)
 		t->answer = task_all_failed(t);
 	} else if (ok == 1) {
 		t->answer = xstrdup(t->agents[last].answer);
-		if (task_strategy(t) != AGG_CONSENSUS)
+		if (task_strategy(t) != AGG_CONSENSUS &&
+		    task_strategy(t) != AGG_INCREMENTAL)
 			t->strategy_fallback = xstrdup("one successful answer: "
 			    "nothing to rank");
 	} else if (t->budget_stop != NULL) {
 		t->answer = task_concatenate(t);
-	} else if (task_strategy(t) == AGG_CONSENSUS) {
+	} else if (task_strategy(t) == AGG_CONSENSUS ||
+	    task_strategy(t) == AGG_INCREMENTAL) {
 		task_start_synthesis(t);
 		return;
 	} else {
@@ -1249,6 +1327,9 @@ task_structured(struct task *t)
 	json_object_object_add(o, "review_errors", task_review_errors_json(t));
 	json_object_object_add(o, "budget", task_budget_json(t));
 	task_quorum_json(t, o);
+	if (t->drafts != NULL)
+		json_object_object_add(o, "drafts", drafts_json(t->drafts,
+		    now_ms() - t->start_ms));
 	json_object_object_add(o, "workspace",
 	    json_object_new_string(t->workspace));
 	json_object_object_add(o, "sandbox", features_json());
@@ -1295,6 +1376,7 @@ task_free(struct task *t)
 		free(t->reviews[i].error);
 	}
 	free(t->strategy_fallback);
+	drafts_free(t->drafts);
 	if (t->heartbeat != NULL)
 		event_free(t->heartbeat);
 	if (t->fail_ev != NULL)
@@ -1428,6 +1510,10 @@ task_start(const struct heavy_config *cfg, struct task_params *p,
 	}
 	t->heartbeat = event_new(ev_base, -1, EV_PERSIST, task_heartbeat_cb, t);
 	event_add(t->heartbeat, &beat);
+	if (task_strategy(t) == AGG_INCREMENTAL)
+		t->drafts = drafts_new(t->id, t->p.num_agents, t->start_ms,
+		    t->p.incremental_interval_s, task_draft_spawn,
+		    task_draft_note, t);
 	if (t->workspace == NULL)
 		return task_cannot_start(t, err);
 	planner_ms = (int64_t)t->cfg->planner_timeout_s * 1000;
@@ -1489,6 +1575,7 @@ task_snapshot(const struct task *t, struct task_view *v)
 		v->agents[i].answer = a->answer;
 		v->agents[i].elapsed_ms = a->elapsed_ms;
 	}
+	drafts_view(t->drafts, &v->draft);
 }
 
 /*

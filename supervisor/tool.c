@@ -36,11 +36,20 @@ static const char *tool_input_schema =
 "and each agent's result names the model that answered and every "
 "fallback with its reason. Default: the configured fallback_models.\"},"
 "\"aggregation_strategy\":{\"type\":\"string\","
-"\"enum\":[\"consensus\",\"ranked\",\"best\"],\"description\":\"How the "
+"\"enum\":[\"consensus\",\"ranked\",\"best\",\"incremental\"],"
+"\"description\":\"How the "
 "answers become one: consensus (one synthesis call), ranked (the agents "
 "rank each other's answers anonymously, then a synthesis told the "
-"ranking), best (the same ranking, then the top answer unsynthesized). "
+"ranking), best (the same ranking, then the top answer unsynthesized), "
+"incremental (as consensus, but a draft synthesis is rebuilt from the "
+"answers in so far while the others work, shown in progress, and the "
+"final synthesis starts from the last draft). "
 "Default: the configured strategy.\"},"
+"\"incremental_interval\":{\"type\":\"number\",\"minimum\":0,"
+"\"maximum\":86400,\"description\":\"incremental: the least seconds "
+"from one draft's start to the next's; a draft starts only when an "
+"answer came in since the last, and one at a time. Default: the "
+"configured incremental_interval (10).\"},"
 "\"min_agents\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":16,"
 "\"description\":\"Quorum: once this many agents have answered and "
 "straggler_grace has passed, the agents still running are killed and "
@@ -107,7 +116,27 @@ static const char *tool_output_schema =
 "\"min_agents\":{\"type\":\"integer\"},"
 "\"straggler_grace\":{\"type\":\"number\"}}},"
 "\"strategy\":{\"type\":\"string\",\"enum\":[\"consensus\",\"ranked\","
-"\"best\"]},"
+"\"best\",\"incremental\"]},"
+"\"drafts\":{\"type\":\"object\",\"description\":\"incremental only: "
+"the drafts; their tokens are in usage too\",\"properties\":{"
+"\"interval\":{\"type\":\"number\"},"
+"\"calls\":{\"type\":\"integer\",\"description\":\"drafts started\"},"
+"\"tokens\":{\"type\":\"integer\"},"
+"\"llm_calls\":{\"type\":\"integer\"},"
+"\"cost_usd\":{\"type\":\"number\"},"
+"\"first_draft_ms\":{\"type\":[\"integer\",\"null\"],\"description\":"
+"\"from the task's start to the first draft's end\"},"
+"\"answer_ms\":{\"type\":\"integer\",\"description\":\"from the "
+"task's start to the final answer\"},"
+"\"synthesis_from\":{\"type\":[\"integer\",\"null\"],\"description\":"
+"\"the draft the final synthesis started from\"},"
+"\"list\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
+"\"properties\":{\"n\":{\"type\":\"integer\"},"
+"\"answers\":{\"type\":\"integer\"},\"status\":{\"type\":\"string\","
+"\"enum\":[\"running\",\"ok\",\"failed\",\"timed_out\",\"killed\"]},"
+"\"started_ms\":{\"type\":\"integer\"},"
+"\"ended_ms\":{\"type\":\"integer\"},"
+"\"tokens\":{\"type\":\"integer\"}}}}}},"
 "\"strategy_fallback\":{\"type\":[\"string\",\"null\"]},"
 "\"budget\":{\"type\":\"object\",\"properties\":{"
 "\"max_total_tokens\":{\"type\":[\"integer\",\"null\"]},"
@@ -233,7 +262,7 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 	static const char	*known[] = { "query", "num_agents", "timeout",
 	    "model", "aggregation_strategy", "max_total_tokens",
 	    "max_cost_usd", "min_agents", "straggler_grace",
-	    "fallback_models" };
+	    "fallback_models", "incremental_interval" };
 	bool			 ok;
 
 	json_object_object_foreach(args, key, val) {
@@ -246,7 +275,7 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 			    "expected query, num_agents, timeout, model, "
 			    "aggregation_strategy, max_total_tokens, "
 			    "max_cost_usd, min_agents, straggler_grace, "
-			    "fallback_models");
+			    "fallback_models, incremental_interval");
 	}
 	return 0;
 }
@@ -370,6 +399,25 @@ tool_strategy(struct json_object *args, struct task_params *p, char *err,
 	return 0;
 }
 
+/* incremental_interval: seconds; absent: the configured one. */
+static int
+tool_interval(struct json_object *args, struct task_params *p, char *err,
+    size_t errlen)
+{
+	struct json_object	*v;
+
+	if (!json_object_object_get_ex(args, "incremental_interval", &v))
+		return 0;
+	if ((!json_object_is_type(v, json_type_int) &&
+	    !json_object_is_type(v, json_type_double)) ||
+	    !(json_object_get_double(v) >= 0) ||
+	    json_object_get_double(v) > TOOL_MAX_TIMEOUT)
+		return tool_bad(err, errlen, "incremental_interval",
+		    "expected a number of seconds from 0 to 86400");
+	p->incremental_interval_s = json_object_get_double(v);
+	return 0;
+}
+
 /* Budgets: absent means the configured default (0, none, unless set). */
 static int
 tool_budgets(struct json_object *args, struct task_params *p, char *err,
@@ -447,6 +495,7 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	p->max_cost_usd = cfg->max_cost_usd;
 	p->min_agents = cfg->min_agents;
 	p->straggler_grace_s = cfg->straggler_grace_s;
+	p->incremental_interval_s = cfg->incremental_interval_s;
 	if (args == NULL)
 		return tool_bad(err, errlen, "query", "required");
 	if (!json_object_is_type(args, json_type_object))
@@ -457,6 +506,7 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	    tool_model(args, p, err, errlen) == -1 ||
 	    tool_fallbacks(args, p, err, errlen) == -1 ||
 	    tool_strategy(args, p, err, errlen) == -1 ||
+	    tool_interval(args, p, err, errlen) == -1 ||
 	    tool_budgets(args, p, err, errlen) == -1 ||
 	    tool_quorum(args, p, err, errlen) == -1) {
 		task_params_clear(p);

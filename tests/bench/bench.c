@@ -12,6 +12,14 @@
  *                              min_agents MIN (0: wait for all): p50 and
  *                              p95 of each call's time, and the tokens;
  *                              MARK ends each query (a mock marker)
+ *   bench incremental N CONC STRATEGY [INTERVAL]
+ *                              N 4-agent calls, CONC at a time, with
+ *                              aggregation_strategy STRATEGY (and
+ *                              incremental_interval INTERVAL, default 0):
+ *                              the time to the first draft, to the first
+ *                              text (that draft, else the answer) and to
+ *                              the answer (heavyd's clock, p50 and p95),
+ *                              the call time, and the tokens, drafts' apart
  *   bench soak N CONC          N calls on one server, CONC at a time: its
  *                              RSS, fds and zombies at the start and end
  *   bench metrics N [SAMPLES]  N scrapes of a registry of SAMPLES series
@@ -397,6 +405,132 @@ bench_quorum(int n, int conc, int min_agents)
 	free(t0);
 }
 
+/* What the incremental run keeps of each call, in ms (-1: none). */
+struct incr_stats {
+	int64_t	*first, *answer, *call, *text;	/* text: the first text
+						   a client can show */
+	int	 nfirst, n, failed;
+	int64_t	 tokens, draft_tokens, drafts;
+};
+
+/* Call i of the incremental run: as the quorum run's, with a strategy. */
+static void
+send_incr_call(struct server *s, int i, const char *strategy,
+    double interval)
+{
+	char	line[1024];
+
+	snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":"
+	    "\"tools/call\",\"params\":{\"name\":\"heavy_orchestrate\","
+	    "\"arguments\":{\"query\":\"tail query [[call-%d]]\","
+	    "\"num_agents\":4,\"timeout\":600,\"aggregation_strategy\":"
+	    "\"%s\",\"incremental_interval\":%g}}}\n", i, i, strategy,
+	    interval);
+	server_write(s, line);
+}
+
+static int64_t
+json_path_int(struct json_object *o, const char *a, const char *b)
+{
+	struct json_object	*v;
+
+	if (!json_object_object_get_ex(o, a, &v) || (b != NULL &&
+	    !json_object_object_get_ex(v, b, &v)) || v == NULL)
+		return -1;
+	return json_object_get_int64(v);
+}
+
+static void
+incr_result(struct json_object *msg, struct incr_stats *st)
+{
+	struct json_object	*res, *sc, *v;
+	int64_t			 first;
+
+	if (!json_object_object_get_ex(msg, "result", &res) ||
+	    !json_object_object_get_ex(res, "structuredContent", &sc) ||
+	    (json_object_object_get_ex(res, "isError", &v) &&
+	    json_object_get_boolean(v))) {
+		st->failed++;
+		return;
+	}
+	st->tokens += json_path_int(sc, "usage", "total_tokens");
+	st->answer[st->n - 1] = json_path_int(sc, "elapsed_ms", NULL);
+	st->text[st->n - 1] = st->answer[st->n - 1];
+	if (!json_object_object_get_ex(sc, "drafts", &v))
+		return;
+	st->draft_tokens += json_path_int(sc, "drafts", "tokens");
+	st->drafts += json_path_int(sc, "drafts", "calls");
+	if ((first = json_path_int(sc, "drafts", "first_draft_ms")) >= 0) {
+		st->first[st->nfirst++] = first;
+		st->text[st->n - 1] = first;
+	}
+}
+
+static void
+incr_report(const char *what, int64_t *v, int n)
+{
+	if (n == 0) {
+		printf("  %s: none\n", what);
+		return;
+	}
+	qsort(v, (size_t)n, sizeof *v, cmp_i64);
+	printf("  %s: p50=%lld ms p95=%lld ms (n=%d)\n", what,
+	    (long long)v[n / 2], (long long)v[n * 95 / 100], n);
+}
+
+/*
+ * n calls on one server, conc at a time: heavyd's time from a task's start
+ * to its first draft and to its answer, the client's time per call, and
+ * the tokens, with the drafts' apart.
+ */
+static void
+bench_incremental(int n, int conc, const char *strategy, double interval)
+{
+	struct incr_stats	 st = { 0 };
+	struct server		 s;
+	struct json_object	*msg, *v;
+	int64_t			*t0 = xcalloc((size_t)n + 1, sizeof *t0);
+	int			 sent = 0, id;
+	char			*line;
+
+	st.first = xcalloc((size_t)n, sizeof *st.first);
+	st.answer = xcalloc((size_t)n, sizeof *st.answer);
+	st.call = xcalloc((size_t)n, sizeof *st.call);
+	st.text = xcalloc((size_t)n, sizeof *st.text);
+	server_start(&s);
+	server_initialize(&s);
+	while (st.n < n) {
+		while (sent < n && sent - st.n < conc) {
+			t0[++sent] = now_us();
+			send_incr_call(&s, sent, strategy, interval);
+		}
+		if ((line = server_read_line(&s)) == NULL)
+			fatalx("server closed its stdout");
+		msg = json_tokener_parse(line);
+		free(line);
+		if (json_object_object_get_ex(msg, "id", &v) &&
+		    (id = json_object_get_int(v)) >= 1 && id <= n) {
+			st.call[st.n++] = (now_us() - t0[id]) / 1000;
+			incr_result(msg, &st);
+		}
+		json_object_put(msg);
+	}
+	printf("%d 4-agent calls, %d at a time, %s: failed=%d tokens=%lld "
+	    "drafts=%lld draft_tokens=%lld\n", n, conc, strategy, st.failed,
+	    (long long)st.tokens, (long long)st.drafts,
+	    (long long)st.draft_tokens);
+	incr_report("first draft", st.first, st.nfirst);
+	incr_report("first text ", st.text, st.n);
+	incr_report("answer     ", st.answer, st.n);
+	incr_report("call time  ", st.call, st.n);
+	server_stop(&s);
+	free(st.first);
+	free(st.answer);
+	free(st.call);
+	free(st.text);
+	free(t0);
+}
+
 /* One server, one call after another: the steady state a client sees.
  * critical_us is the critical path as measured against this mock. */
 static void
@@ -700,7 +834,7 @@ main(int argc, char **argv)
 		heavyd = getenv("HEAVYD");
 	if (argc < 2)
 		fatalx("usage: bench startup|ping|orchestrate|sequential|deadline|"
-		    "soak|metrics|metrics-sample|quorum [N ...]");
+		    "soak|metrics|metrics-sample|quorum|incremental [N ...]");
 	if (strcmp(argv[1], "startup") == 0)
 		bench_startup(n);
 	else if (strcmp(argv[1], "ping") == 0)
@@ -716,6 +850,9 @@ main(int argc, char **argv)
 	    argv[5] : "") != NULL)
 		bench_quorum(n, argc > 3 ? atoi(argv[3]) : 10,
 		    argc > 4 ? atoi(argv[4]) : 0);
+	else if (strcmp(argv[1], "incremental") == 0 && argc > 4)
+		bench_incremental(n, atoi(argv[3]), argv[4],
+		    argc > 5 ? atof(argv[5]) : 0);
 	else if (strcmp(argv[1], "soak") == 0)
 		return bench_soak(n, argc > 3 ? atoi(argv[3]) : 50);
 	else if (strcmp(argv[1], "metrics") == 0)

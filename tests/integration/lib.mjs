@@ -339,6 +339,11 @@ export async function startMock(tag = 'mock', args = []) {
 			const r = await fetch(`${base}/open`, { method: 'POST' });
 			assert.equal(r.status, 200, 'POST /open');
 		},
+		/* Lets the replies held by [[gate:name]] go (and later ones). */
+		async openGate(name) {
+			const r = await fetch(`${base}/open/${name}`, { method: 'POST' });
+			assert.equal(r.status, 200, `POST /open/${name}`);
+		},
 		/* Lets the replies held now go; later gated ones are held. */
 		async release() {
 			const r = await fetch(`${base}/release`, { method: 'POST' });

@@ -61,7 +61,7 @@ test('tools/list has every make-it-heavy tool with closed schemas', { timeout: T
 	}
 	const g = tools.find((x) => x.name === 'grok_heavy_orchestrate').inputSchema.properties;
 	assert.deepEqual(Object.keys(g).sort(), ['aggregation_strategy', 'num_agents', 'query', 'timeout']);
-	assert.deepEqual(g.aggregation_strategy.enum, ['consensus', 'ranked', 'best']);
+	assert.deepEqual(g.aggregation_strategy.enum, ['consensus', 'ranked', 'best', 'incremental']);
 	await srv.shutdown();
 });
 

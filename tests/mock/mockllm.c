@@ -41,7 +41,14 @@
  * [[gate]] holds a reply until POST /open (then it goes, after any
  * latency, and later gated calls answer at once until POST /reset): a test
  * sees a task running for as long as it needs, on any machine.  /stats
- * counts the replies "held" now.
+ * counts the replies "held" now, and by gate in "held_gates".
+ * [[gate:NAME]] is a gate of its own, opened by POST /open/NAME (and by
+ * POST /open), so a test can let one step go and hold another.
+ *
+ * A draft (heavyd's incremental strategy: a synthesis prompt saying how
+ * many agents "have answered so far") is a kind and a scope of its own,
+ * "draft"; it answers which "Answer N" it saw.  /stats keeps the last 64
+ * synthesis and draft prompts ("synthesis_prompts", newest last).
  *
  * It is also a search backend for search_web: GET /search?q=..&format=json
  * (SearXNG) and GET /brave/search?q=.. (Brave; needs X-Subscription-Token)
@@ -79,9 +86,9 @@
 #define MOCK_MAX_MARKS	64
 #define MOCK_FLAKY_MAX	4096
 
-enum kind { KIND_PLANNER, KIND_AGENT, KIND_SYNTH, KIND_REVIEW };
+enum kind { KIND_PLANNER, KIND_AGENT, KIND_SYNTH, KIND_REVIEW, KIND_DRAFT };
 static const char *kind_names[] = { "planner", "agent", "synthesis",
-    "review" };
+    "review", "draft" };
 
 struct mark {
 	char	scope[16];	/* planner, agent, synth, all, aN */
@@ -114,6 +121,7 @@ struct reply {
 	char				 remaining[32];	/* ratelimit: */
 	char				 reset_requests[32];
 	int				 latency;	/* once let through a gate */
+	char				 gate[32];	/* its gate's name; "" */
 	int				 drawn;		/* lognormal, or -1 */
 };
 
@@ -123,6 +131,7 @@ static struct event_base	*base;
 static struct reply	**held;
 static size_t		  nheld, held_cap;
 static bool		  gate_open;
+static struct json_object *gates_open;	/* names opened by POST /open/NAME */
 static struct lh_table		*flaky;		/* text key -> times failed */
 static int			 default_latency;
 static double			 ln_median, ln_sigma;	/* ms; 0: off */
@@ -133,6 +142,7 @@ static struct {
 	long long	review;
 	long long	searches, pages, search_auth;
 	long long	limited;	/* -r: answered 429 over the budget */
+	long long	draft;
 } stats;
 static struct json_object	*arrivals;	/* "kind" or "kind:tag", in order */
 
@@ -143,9 +153,11 @@ static int			 rl_n, rl_head;
 static struct json_object	*models;	/* kind -> model -> count */
 static struct json_object	*offered;	/* tool name -> agent requests */
 static struct json_object	*tool_msgs;	/* tool messages, newest last */
+static struct json_object	*synth_prompts;	/* {kind, text}, newest last */
 static char			 brave_token[128];
 
 #define MOCK_MAX_TOOL_MSGS	256
+#define MOCK_MAX_PROMPTS	64
 
 /* ---- markers ---- */
 
@@ -167,6 +179,7 @@ mark_add(struct chat *c, const char *p, size_t len)
 		    strcmp(m->scope, "synth") == 0 ||
 		    strcmp(m->scope, "all") == 0 ||
 		    strcmp(m->scope, "review") == 0 ||
+		    strcmp(m->scope, "draft") == 0 ||
 		    (m->scope[0] == 'a' && isdigit((unsigned char)m->scope[1]));
 	}
 	if (!scoped)
@@ -194,7 +207,8 @@ mark_applies(const struct chat *c, const struct mark *m)
 	    (c->kind == KIND_PLANNER && strcmp(m->scope, "planner") == 0) ||
 	    (c->kind == KIND_AGENT && strcmp(m->scope, "agent") == 0) ||
 	    (c->kind == KIND_SYNTH && strcmp(m->scope, "synth") == 0) ||
-	    (c->kind == KIND_REVIEW && strcmp(m->scope, "review") == 0);
+	    (c->kind == KIND_REVIEW && strcmp(m->scope, "review") == 0) ||
+	    (c->kind == KIND_DRAFT && strcmp(m->scope, "draft") == 0);
 }
 
 /* The argument after "name:" of the first applying marker, "" for a bare
@@ -548,7 +562,7 @@ planner_body(struct chat *c)
 		buf_printf(&q, "Sub-question %d: angle %d on the user's topic",
 		    i, i);
 		snprintf(an, sizeof an, "a%d", i);
-		marks_emit(c, &q, "agent,synth,all", an);
+		marks_emit(c, &q, "agent,synth,draft,all", an);
 		json_object_array_add(qs, json_object_new_string(buf_cstr(&q)));
 		buf_free(&q);
 	}
@@ -647,7 +661,7 @@ agent_body(struct chat *c)
 	agent_tool_results(c, &a);
 	if (chat_action(c, "echo-model") != NULL)
 		buf_printf(&a, " (model: %s)", c->model);
-	marks_emit(c, &a, "synth,all", NULL);
+	marks_emit(c, &a, "synth,draft,all", NULL);
 	if (chat_action(c, "complete") != NULL && c->tool_msgs == ntools) {
 		struct json_object	*o = json_object_new_object();
 
@@ -689,6 +703,29 @@ synth_body(struct chat *c)
 		body = xstrdup(text);
 	buf_free(&order);
 	p = body;
+	body = text_body(c, p);
+	free((char *)p);
+	return body;
+}
+
+/* A draft (heavyd's incremental strategy): which answers it saw. */
+static char *
+draft_body(struct chat *c)
+{
+	const char	*p = buf_cstr(&c->text);
+	struct buf	 seen;
+	char		*body;
+	int		 n = 0;
+
+	buf_init(&seen, 0);
+	while ((p = strstr(p, "Answer ")) != NULL) {
+		p += 7;
+		if (isdigit((unsigned char)*p))
+			buf_printf(&seen, "%s%d", n++ ? ", " : "", atoi(p));
+	}
+	buf_printf(&seen, ".");
+	p = xasprintf("Draft synthesis over answers %s", buf_cstr(&seen));
+	buf_free(&seen);
 	body = text_body(c, p);
 	free((char *)p);
 	return body;
@@ -847,6 +884,9 @@ chat_text(struct chat *c)
 	    strstr(buf_cstr(&c->text), "Rank the responses"))
 		c->kind = KIND_REVIEW;
 	else if (c->kind == KIND_SYNTH &&
+	    strstr(buf_cstr(&c->text), "have answered so far"))
+		c->kind = KIND_DRAFT;
+	else if (c->kind == KIND_SYNTH &&
 	    strstr(buf_cstr(&c->text), "JSON array"))
 		c->kind = KIND_PLANNER;
 	marks_scan(c);
@@ -973,11 +1013,29 @@ chat_record(struct chat *c)
 	}
 }
 
+/* A synthesis's or draft's prompt, for tests of what it was told. */
+static void
+prompt_record(const struct chat *c)
+{
+	struct json_object	*o = json_object_new_object();
+
+	if (json_object_array_length(synth_prompts) >= MOCK_MAX_PROMPTS)
+		json_object_array_del_idx(synth_prompts, 0, 1);
+	json_object_object_add(o, "kind", json_object_new_string(
+	    kind_names[c->kind]));
+	json_object_object_add(o, "text", json_object_new_string(
+	    buf_cstr(&c->text)));
+	json_object_array_add(synth_prompts, o);
+}
+
 static void
 chat_respond(struct chat *c, struct reply *r)
 {
 	if (c->kind == KIND_AGENT)
 		chat_record(c);
+	if (c->kind == KIND_SYNTH || c->kind == KIND_DRAFT)
+		prompt_record(c);
+	stats.draft += c->kind == KIND_DRAFT;
 	stats.planner += c->kind == KIND_PLANNER;
 	stats.agent += c->kind == KIND_AGENT;
 	stats.synthesis += c->kind == KIND_SYNTH;
@@ -987,7 +1045,8 @@ chat_respond(struct chat *c, struct reply *r)
 	r->code = 200;
 	r->body = c->kind == KIND_PLANNER ? planner_body(c) :
 	    c->kind == KIND_AGENT ? agent_body(c) :
-	    c->kind == KIND_REVIEW ? review_body(c) : synth_body(c);
+	    c->kind == KIND_REVIEW ? review_body(c) :
+	    c->kind == KIND_DRAFT ? draft_body(c) : synth_body(c);
 }
 
 /* One more request of this kind for this model. */
@@ -1021,8 +1080,9 @@ held_conn_closed(struct evhttp_connection *conn, void *arg)
 }
 
 static void
-hold(struct reply *r, int latency)
+hold(struct reply *r, int latency, const char *gate)
 {
+	snprintf(r->gate, sizeof r->gate, "%s", gate);
 	if (nheld == held_cap) {
 		held_cap = held_cap ? 2 * held_cap : 16;
 		held = xrealloc(held, held_cap * sizeof *held);
@@ -1034,17 +1094,51 @@ hold(struct reply *r, int latency)
 }
 
 /* POST /open: every held reply goes; gated calls no longer wait.  POST
- * /release: the held replies go, and the gate stays shut for later ones. */
+ * /release: the held replies go, and the gate stays shut for later ones.
+ * POST /open/NAME: only gate NAME's replies go, and it stays open. */
 static void
-gate_release(bool open)
+gate_release(bool open, const char *name)
 {
-	gate_open = open;
-	while (nheld > 0) {
-		struct reply	*r = held[--nheld];
+	struct reply	*r;
 
+	if (name != NULL)
+		json_object_object_add(gates_open, name,
+		    json_object_new_boolean(1));
+	else
+		gate_open = open;
+	for (size_t i = nheld; i > 0; i--) {
+		r = held[i - 1];
+		if (name != NULL && strcmp(r->gate, name) != 0)
+			continue;
+		held[i - 1] = held[--nheld];
 		evhttp_connection_set_closecb(r->conn, NULL, NULL);
 		reply_finish(r, r->latency);
 	}
+}
+
+/* [[gate]] or [[gate:NAME]], not yet opened: the reply waits. */
+static bool
+gate_holds(const struct chat *c)
+{
+	const char	*name = chat_action(c, "gate");
+
+	return name != NULL && !gate_open &&
+	    (*name == '\0' || !json_object_object_get_ex(gates_open, name,
+	    NULL));
+}
+
+/* How many replies each gate holds now. */
+static struct json_object *
+held_gates(void)
+{
+	struct json_object	*o = json_object_new_object(), *n;
+
+	for (size_t i = 0; i < nheld; i++) {
+		n = json_object_object_get(o, held[i]->gate);
+		json_object_object_add(o, held[i]->gate, json_object_new_int64(
+		    (n ? json_object_get_int64(n) : 0) + 1));
+	}
+	return o;
 }
 
 /* ---- heavy-tailed latency ---- */
@@ -1206,8 +1300,8 @@ handle_chat(struct evhttp_request *req)
 		} else {
 			chat_respond(&c, r);
 			ratelimit_headers(&c, r);
-			if (!gate_open && chat_action(&c, "gate") != NULL) {
-				hold(r, latency);
+			if (gate_holds(&c)) {
+				hold(r, latency, chat_action(&c, "gate"));
 				r = NULL;
 			}
 		}
@@ -1230,6 +1324,7 @@ handle_stats(struct evhttp_request *req)
 		{ "searches", stats.searches }, { "pages", stats.pages },
 		{ "search_auth", stats.search_auth }, { "review", stats.review },
 		{ "held", (long long)nheld }, { "limited", stats.limited },
+		{ "draft", stats.draft },
 	};
 
 	for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
@@ -1241,6 +1336,9 @@ handle_stats(struct evhttp_request *req)
 	    json_object_new_string(brave_token));
 	json_object_object_add(o, "models", json_object_get(models));
 	json_object_object_add(o, "arrivals", json_object_get(arrivals));
+	json_object_object_add(o, "held_gates", held_gates());
+	json_object_object_add(o, "synthesis_prompts",
+	    json_object_get(synth_prompts));
 	r->req = req;
 	r->code = 200;
 	r->body = json_take(o);
@@ -1417,7 +1515,11 @@ handle(struct evhttp_request *req, void *arg)
 		    evhttp_request_get_evhttp_uri(req)));
 	else if (cmd == EVHTTP_REQ_POST && (strcmp(path, "/open") == 0 ||
 	    strcmp(path, "/release") == 0)) {
-		gate_release(strcmp(path, "/open") == 0);
+		gate_release(strcmp(path, "/open") == 0, NULL);
+		evhttp_send_reply(req, 200, "OK", NULL);
+	} else if (cmd == EVHTTP_REQ_POST && strncmp(path, "/open/", 6) == 0 &&
+	    path[6] != '\0' && strlen(path + 6) < 32) {
+		gate_release(true, path + 6);
 		evhttp_send_reply(req, 200, "OK", NULL);
 	} else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/reset") == 0) {
 		gate_open = false;
@@ -1426,6 +1528,10 @@ handle(struct evhttp_request *req, void *arg)
 		models = json_object_new_object();
 		json_object_put(arrivals);
 		arrivals = json_object_new_array();
+		json_object_put(gates_open);
+		gates_open = json_object_new_object();
+		json_object_put(synth_prompts);
+		synth_prompts = json_object_new_array();
 		rl_n = rl_head = 0;
 		json_object_put(offered);
 		json_object_put(tool_msgs);
@@ -1504,7 +1610,9 @@ usage(FILE *f, int status)
 "  -h, --help     print this and exit\n"
 "\n"
 "Markers in a query steer it: [[scope:action]], or [[action]] for every\n"
-"step. Scopes: planner, agent, aN (agent N only), synth, review, all.\n"
+"step. Scopes: planner, agent, aN (agent N only), synth, draft, review,\n"
+"all.\n"
+"  gate, gate:NAME        hold the reply until POST /open (or /open/NAME)\n"
 "  latency:MS             answer after MS ms instead of -l\n"
 "  lognormal:MEDIAN:SIGMA a lognormal latency instead of -l or -L\n"
 "  hang, hang-model:M     never answer (only for model M)\n"
@@ -1534,7 +1642,7 @@ usage(FILE *f, int status)
 "\n"
 "It also serves: POST .../chat/completions; GET /stats, POST /reset;\n"
 "POST /open (the gate opens) and /release (the held calls go, the gate\n"
-"stays shut);\n"
+"stays shut); POST /open/NAME (gate NAME opens);\n"
 "search backends GET /search?q=..&format=json (SearXNG) and\n"
 "GET /brave/search?q=.. (Brave); pages /page/N, /redirect/K, /big,\n"
 "/binary and /hang.\n", f);
@@ -1593,6 +1701,8 @@ main(int argc, char **argv)
 	flaky = lh_kchar_table_new(256, flaky_free_key);
 	models = json_object_new_object();
 	arrivals = json_object_new_array();
+	gates_open = json_object_new_object();
+	synth_prompts = json_object_new_array();
 	offered = json_object_new_object();
 	tool_msgs = json_object_new_array();
 	http = evhttp_new(base);
@@ -1619,6 +1729,8 @@ main(int argc, char **argv)
 	lh_table_free(flaky);
 	json_object_put(models);
 	json_object_put(arrivals);
+	json_object_put(gates_open);
+	json_object_put(synth_prompts);
 	free(rl_at);
 	json_object_put(offered);
 	json_object_put(tool_msgs);

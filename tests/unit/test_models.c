@@ -140,7 +140,7 @@ Test(models, environment_mistakes_name_the_variable)
 		  "id has no spaces" },
 		{ "HEAVY_AGGREGATION_STRATEGY", "Ranked",
 		  "HEAVY_AGGREGATION_STRATEGY: expected one of consensus, "
-		  "ranked, best, got \"Ranked\"" },
+		  "ranked, best, incremental, got \"Ranked\"" },
 	};
 	struct heavy_config	c;
 	char			err[512];

@@ -271,7 +271,7 @@ Test(ranking, strategy_argument_checked)
 		cr_assert_eq(tool_orchestrate_args(&cfg, a, &p, err,
 		    sizeof err), -1, "accepted %s", bad[i]);
 		cr_assert_str_eq(err, "invalid argument 'aggregation_strategy': "
-		    "expected one of consensus, ranked, best");
+		    "expected one of consensus, ranked, best, incremental");
 		json_object_put(a);
 	}
 	config_clear(&cfg);

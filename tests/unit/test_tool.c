@@ -196,3 +196,36 @@ Test(prompt, synthesis_within_budget_says_what_was_cut, .init = setup,
 	cr_assert_eq(dropped, 0);
 	free(s);
 }
+
+/* incremental: a draft says how many answered; the final synthesis is
+ * told to start from the draft, which gets one answer's share at most. */
+Test(prompt, drafts_and_the_synthesis_that_starts_from_one, .init = setup,
+    .fini = teardown)
+{
+	char			 big[5000];
+	const char		*in[3] = { "first answer", "second answer", big };
+	char			*s;
+	int			 dropped;
+
+	memset(big, 'd', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	s = prompt_draft(&cfg, in, 2, 4, 2000, &dropped);
+	cr_assert(strstr(s, "Only 2 of the 4 agents have answered so far") !=
+	    NULL, "%s", s);
+	cr_assert(strstr(s, "second answer") != NULL);
+	cr_assert_eq(dropped, 0);
+	free(s);
+	s = prompt_synthesis_draft(&cfg, in, 2, 3000, &dropped,
+	    "the draft text", 1);
+	cr_assert(strstr(s, "=== EARLY DRAFT (from 1 of 2 responses) ===\n"
+	    "the draft text\n") != NULL, "%s", s);
+	cr_assert(strstr(s, "written from the first 1 of these 2") != NULL);
+	cr_assert(strstr(s, "have answered so far") == NULL, "not a draft");
+	free(s);
+	/* A huge draft is cut to a third of 3000 bytes beside two answers. */
+	s = prompt_synthesis_draft(&cfg, in, 2, 3000, &dropped, big, 1);
+	cr_assert(strstr(s, "[truncated: 1000 of 4999 bytes kept]") != NULL,
+	    "%s", s);
+	cr_assert_eq(dropped, 0, "the answers fit in the rest");
+	free(s);
+}
