@@ -229,6 +229,8 @@ struct heavy_config {
 	int	 egress_tpm;		/* LLM tokens a minute per upstream */
 	int	 worker_uid;		/* workers' uid and gid when heavyd */
 	int	 worker_gid;		/* ... runs as root */
+	int	 egress_uid;		/* heavyd-egress's, likewise; never */
+	int	 egress_gid;		/* ... the workers' */
 
 	/* The task store and MCP Tasks. */
 	int	 max_task_ttl_s;	/* cap on a requested ttl */

@@ -267,6 +267,8 @@ config_defaults(struct heavy_config *c)
 	c->worker_pids = 32;
 	c->worker_uid = 65534;	/* nobody */
 	c->worker_gid = 65534;	/* nogroup */
+	c->egress_uid = 65533;	/* Debian's reserved range: no one's */
+	c->egress_gid = 65533;
 	c->max_task_ttl_s = 604800;
 	c->poll_interval_ms = 1000;
 	c->tasks_page_size = 50;
@@ -362,6 +364,8 @@ static const struct knob {
 	INT_KNOB("HEAVY_WORKER_PIDS", worker_pids, 2, 4096),
 	INT_KNOB("HEAVY_WORKER_UID", worker_uid, 1, 2147483646),
 	INT_KNOB("HEAVY_WORKER_GID", worker_gid, 1, 2147483646),
+	INT_KNOB("HEAVY_EGRESS_UID", egress_uid, 1, 2147483646),
+	INT_KNOB("HEAVY_EGRESS_GID", egress_gid, 1, 2147483646),
 	INT_KNOB("HEAVY_LANDLOCK_ABI", landlock_abi_max, -1, 64),
 	INT_KNOB("HEAVY_MAX_TASK_TTL", max_task_ttl_s, 1, 31536000),
 	INT_KNOB("HEAVY_POLL_INTERVAL_MS", poll_interval_ms, 10, 3600000),

@@ -77,6 +77,8 @@ enum egress_msg_type {
 				   its upstream's permit (the governor), or
 				   its breaker fails it or probes with it:
 				   struct egress_note */
+	MSG_EGRESS_SANDBOX,	/* supervisor -> egress, second and only
+				   once: its sandbox, the Landlock ABI */
 	MSG_EGRESS_MAX
 };
 

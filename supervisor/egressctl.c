@@ -40,12 +40,16 @@ static char			*egressctl_path;
 static struct egress_config	 egressctl_cfg;
 static int			 egressctl_fd = -1;
 static pid_t			 egressctl_pid = -1;
+static int64_t			 egressctl_started;	/* ms */
+static pid_t			 egressctl_dying = -1;	/* lost, not reaped */
 static struct event		*egressctl_rev, *egressctl_wev, *egressctl_retry;
 static uint64_t			 egressctl_cancelled;
 static uint8_t			 egressctl_id_key[32];	/* identities' */
 static bool			 egressctl_id_keyed;
 static TAILQ_HEAD(, egress_pending) egressctl_queue =
     TAILQ_HEAD_INITIALIZER(egressctl_queue);
+
+#define EGRESSCTL_RETRY_MS	1000
 
 static int	egressctl_spawn(void);
 
@@ -186,8 +190,11 @@ egressctl_lost(const char *why)
 	    "restarting it", why);
 	metrics_egress_up(false);
 	metrics_egress_restart();
-	if (egressctl_pid > 0)
+	if (egressctl_pid > 0) {
 		kill(egressctl_pid, SIGKILL);
+		egressctl_dying = egressctl_pid;	/* its cause, once reaped */
+		egressctl_pid = -1;
+	}
 	event_free(egressctl_rev);
 	event_free(egressctl_wev);
 	close(egressctl_fd);
@@ -196,7 +203,12 @@ egressctl_lost(const char *why)
 		TAILQ_REMOVE(&egressctl_queue, p, entry);
 		egressctl_pending_free(p);
 	}
-	event_active(egressctl_retry, EV_TIMEOUT, 0);
+	/* One that dies as it starts would otherwise be restarted in a
+	 * tight loop. */
+	if (now_ms() - egressctl_started < EGRESSCTL_RETRY_MS)
+		event_add(egressctl_retry, &(struct timeval){ 1, 0 });
+	else
+		event_active(egressctl_retry, EV_TIMEOUT, 0);
 }
 
 /* MSG_EGRESS_BREAKER: an upstream's breaker, for the metrics' gauge. */
@@ -277,16 +289,42 @@ egressctl_retry_cb(evutil_socket_t fd, short events, void *arg)
 	}
 }
 
+/* Why egress ended, by name: SIGSYS is its seccomp filter's doing. */
+static void
+egressctl_why(int status, char *why, size_t len)
+{
+	int	sig;
+
+	if (WIFEXITED(status)) {
+		snprintf(why, len, "exited with status %d", WEXITSTATUS(status));
+		return;
+	}
+	sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+	if (sig == SIGSYS)
+		snprintf(why, len, "was killed by SIGSYS: a forbidden system "
+		    "call (its seccomp filter)");
+	else
+		snprintf(why, len, "was killed by SIG%s",
+		    sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+}
+
 /* Whether pid was egress: reaped by the SIGCHLD handler in spawner.c. */
 bool
 egressctl_exited(pid_t pid, int status)
 {
-	char	why[64];
+	char	why[128];
 
-	if (pid != egressctl_pid)
+	if (pid != egressctl_pid && pid != egressctl_dying)
 		return false;
+	egressctl_why(status, why, sizeof why);
+	if (pid == egressctl_dying) {
+		/* Its socket closed first, which was said: now the cause. */
+		egressctl_dying = -1;
+		if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+			log_warnx("heavyd-egress[%d] %s", (int)pid, why);
+		return true;
+	}
 	egressctl_pid = -1;
-	snprintf(why, sizeof why, "exited (status %d)", status);
 	egressctl_lost(why);
 	return true;
 }
@@ -307,6 +345,24 @@ egressctl_send_config(int fd)
 	return rc;
 }
 
+/* Then its sandbox (egress_sandbox.c), entered once it has initialised. */
+static int
+egressctl_send_sandbox(int fd)
+{
+	struct sandbox	sb;
+	struct buf	frame;
+	int		rc;
+
+	features_egress_sandbox(&sb);
+	m_create(&frame, MSG_EGRESS_SANDBOX);
+	sandbox_encode(&frame, &sb);
+	m_add_u32(&frame, (uint32_t)features_landlock());
+	m_close(&frame, SIZE_MAX);
+	rc = fd_send(fd, frame.data, frame.len, -1, 0);
+	buf_free(&frame);
+	return rc;
+}
+
 static int
 egressctl_spawn(void)
 {
@@ -321,7 +377,9 @@ egressctl_spawn(void)
 	}
 	egressctl_pid = egressctl_exec(fd);
 	close(fd);
-	if (egressctl_pid == -1 || egressctl_send_config(sv[0]) == -1) {
+	egressctl_started = now_ms();
+	if (egressctl_pid == -1 || egressctl_send_config(sv[0]) == -1 ||
+	    egressctl_send_sandbox(sv[0]) == -1) {
 		close(sv[0]);
 		return -1;
 	}

@@ -41,6 +41,7 @@ static struct {
 	char		 cgroup_brief[64];
 	bool		 landlock_capped;	/* by HEAVY_LANDLOCK_ABI */
 	struct sandbox	 spec;			/* every worker's, but the workspace */
+	uint32_t	 egress_uid, egress_gid;	/* or SANDBOX_KEEP_ID */
 } feat;
 
 /* The kernel's Landlock ABI, or max when that is lower (HEAVY_LANDLOCK_ABI:
@@ -471,6 +472,8 @@ features_cgroup_setup(const char *dir)
 	return 0;
 }
 
+static int	features_egress_ids(const struct heavy_config *, char *, size_t);
+
 /* Probes the host; with setup, also prepares a delegated cgroup. */
 int
 features_init(const struct heavy_config *cfg, bool setup, char *err,
@@ -507,7 +510,46 @@ features_init(const struct heavy_config *cfg, bool setup, char *err,
 	 * any rule a kernel bug lets it slip: it gets an unprivileged uid. */
 	sb->uid = geteuid() == 0 ? (uint32_t)cfg->worker_uid : SANDBOX_KEEP_ID;
 	sb->gid = geteuid() == 0 ? (uint32_t)cfg->worker_gid : SANDBOX_KEEP_ID;
+	return features_egress_ids(cfg, err, errlen);
+}
+
+/*
+ * heavyd-egress's own unprivileged ids under a root heavyd: another uid
+ * than the workers', so no worker can signal or trace the process that
+ * holds the keys, even past a filter.  A non-root heavyd keeps its own.
+ */
+static int
+features_egress_ids(const struct heavy_config *cfg, char *err,
+    size_t errlen)
+{
+	feat.egress_uid = feat.egress_gid = SANDBOX_KEEP_ID;
+	if (geteuid() != 0)
+		return 0;
+	if (cfg->egress_uid == cfg->worker_uid) {
+		snprintf(err, errlen, "limits.egress_uid (HEAVY_EGRESS_UID) is "
+		    "the workers' uid %d: heavyd-egress, which holds the keys, "
+		    "needs a uid of its own", cfg->worker_uid);
+		return -1;
+	}
+	feat.egress_uid = (uint32_t)cfg->egress_uid;
+	feat.egress_gid = (uint32_t)cfg->egress_gid;
 	return 0;
+}
+
+/* heavyd-egress's sandbox: the workers' confinement modes, its own ids,
+ * no workspace (MSG_EGRESS_SANDBOX; egress_sandbox.c applies it). */
+void
+features_egress_sandbox(struct sandbox *sb)
+{
+	*sb = feat.spec;
+	sb->workspace = "";
+	sb->nports = 0;
+	sb->uid = feat.egress_uid;
+	sb->gid = feat.egress_gid;
+	if (sb->fs == 0) {	/* not probed (unit tests): what it can */
+		sb->fs = SANDBOX_FS_NONE;
+		sb->uid = sb->gid = SANDBOX_KEEP_ID;
+	}
 }
 
 /* A worker's sandbox: all but the workspace, which is the task's. */
@@ -581,6 +623,30 @@ features_cgroup_text(char *buf, size_t len)
 		snprintf(buf, len, "off, rlimits only: %s", feat.cgroup_why);
 }
 
+/* heavyd-egress's confinement: the same modes, a profile of its own. */
+static void
+features_egress_text(char *buf, size_t len)
+{
+	char	ids[64], fs[96];
+
+	if (feat.egress_uid == SANDBOX_KEEP_ID)
+		snprintf(ids, sizeof ids, "heavyd's uid (heavyd is not root)");
+	else
+		snprintf(ids, sizeof ids, "uid %u gid %u", feat.egress_uid,
+		    feat.egress_gid);
+	if (feat.fs == SANDBOX_FS_LANDLOCK)
+		snprintf(fs, sizeof fs, "Landlock ABI %d: nothing writable, "
+		    "%s", feat.landlock_abi, feat.landlock_abi >= 4 ?
+		    "no TCP bind" : "TCP bind refused by seccomp only");
+	else if (feat.fs == SANDBOX_FS_MOUNT)
+		snprintf(fs, sizeof fs, "mount namespace: a read-only root");
+	else
+		snprintf(fs, sizeof fs, "filesystem NOT CONFINED");
+	snprintf(buf, len, "%s, no capabilities; %s; %s", ids, fs,
+	    feat.seccomp ? "seccomp allowlist: TCP connect and DNS, no exec, "
+	    "no processes, no file opened for writing" : "NO seccomp");
+}
+
 /* Each feature as (name, text), for the two reports. */
 static void
 features_each(void (*fn)(void *, const char *, const char *), void *arg)
@@ -603,6 +669,8 @@ features_each(void (*fn)(void *, const char *, const char *), void *arg)
 	fn(arg, "oom_score_adj", "1000");
 	features_cgroup_text(text, sizeof text);
 	fn(arg, "cgroup", text);
+	features_egress_text(text, sizeof text);
+	fn(arg, "egress", text);
 	features_weaker_text(text, sizeof text);
 	fn(arg, "weaker", text[0] ? text : "none");
 }

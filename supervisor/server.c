@@ -379,7 +379,8 @@ static const char *server_restart_keys[] = {
 	"limits.max_retained_tasks", "limits.egress_max_body",
 	"limits.egress_max_host_conns", "limits.egress_max_calls",
 	"limits.egress_breaker_failures", "limits.egress_breaker_cooldown",
-	"limits.egress_rpm", "limits.egress_tpm",
+	"limits.egress_rpm", "limits.egress_tpm", "limits.egress_uid",
+	"limits.egress_gid",
 };
 
 static bool
@@ -494,6 +495,8 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	c->egress_tpm = b->egress_tpm;
 	c->worker_uid = b->worker_uid;
 	c->worker_gid = b->worker_gid;
+	c->egress_uid = b->egress_uid;
+	c->egress_gid = b->egress_gid;
 	c->landlock_abi_max = b->landlock_abi_max;
 	c->store_write_ms = b->store_write_ms;
 	c->store_sweep_s = b->store_sweep_s;

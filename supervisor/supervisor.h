@@ -58,6 +58,7 @@ int	 workspace_sweep(time_t now);
 int	 features_init(const struct heavy_config *, bool setup, char *err,
 	    size_t errlen);
 void	 features_sandbox(struct sandbox *);
+void	 features_egress_sandbox(struct sandbox *);
 void	 features_print(FILE *);
 void	 features_log(void);
 struct json_object *features_json(void);	/* a result's "sandbox" */

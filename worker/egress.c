@@ -356,6 +356,16 @@ egress_start(struct econn *c, struct egress_req *q)
 	struct exfer	*x = xcalloc(1, sizeof *x);
 	char		 why[256];
 
+#ifdef HEAVY_TEST_HOOKS
+	if (q->kind == EGRESS_PAGE && strncmp(q->target, "heavy-test-probe:",
+	    17) == 0) {
+		egress_sandbox_probe(q->target + 17, why, sizeof why);
+		egress_deny(c, q->id, why);
+		egress_req_clear(q);
+		free(x);
+		return;
+	}
+#endif
 	x->conn = c;
 	x->id = q->id;
 	x->req = *q;
@@ -595,9 +605,49 @@ egress_read_config(void)
 	secret_add(egress_cfg.search_api_key);
 }
 
+/* The second frame, blocking: the sandbox to enter once initialised. */
+static void
+egress_read_sandbox(struct sandbox *sb)
+{
+	static uint8_t	 data[4096];
+	struct msg_hdr	 hdr;
+	struct mreader	 r;
+	uint32_t	 abi;
+	ssize_t		 n;
+	int		 fd;
+
+	n = fd_recv(egress_control.fd, data, sizeof data, &fd, 0);
+	if (n <= 0 || fd != -1 ||
+	    m_frame_check(data, (size_t)n, (size_t)n, &hdr) != FRAME_OK ||
+	    (size_t)n != PROTO_HDR_LEN + hdr.len ||
+	    hdr.type != MSG_EGRESS_SANDBOX)
+		fatalx("egress: heavyd sent no sandbox");
+	m_reader_init(&r, data + PROTO_HDR_LEN, hdr.len);
+	if (sandbox_decode(&r, sb) == -1 || m_get_u32(&r, &abi) == -1 ||
+	    m_end(&r) == -1)
+		fatalx("egress: heavyd sent an invalid sandbox");
+	landlock_set_max((int)abi);
+}
+
+/* Once everything is open and initialised; never less than heavyd said. */
+static void
+egress_confine(struct sandbox *sb)
+{
+	char	err[256];
+
+	if (egress_sandbox_enter(sb, err, sizeof err) == -1)
+		fatalx("egress: its sandbox: %s", err);
+	log_debug("sandboxed: uid %d, %s%s", (int)getuid(),
+	    sb->fs == SANDBOX_FS_LANDLOCK ? "Landlock" : sb->fs ==
+	    SANDBOX_FS_MOUNT ? "mount namespace" : "no filesystem confinement",
+	    sb->flags & SANDBOX_SECCOMP ? ", seccomp" : "");
+	sandbox_clear(sb);
+}
+
 static void
 egress_setup_process(int fd)
 {
+	struct sandbox	sb;
 	int		type;
 	socklen_t	len = sizeof type;
 
@@ -612,6 +662,7 @@ egress_setup_process(int fd)
 	signal(SIGHUP, SIG_IGN);
 	egress_control.fd = fd;
 	egress_read_config();
+	egress_read_sandbox(&sb);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
 	    (egress_multi = curl_multi_init()) == NULL)
 		fatalx("egress: libcurl initialisation failed");
@@ -631,6 +682,7 @@ egress_setup_process(int fd)
 	if ((egress_epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("egress: epoll_create1");
 	egress_epoll(EPOLL_CTL_ADD, &egress_control, EPOLLIN);
+	egress_confine(&sb);
 }
 
 static int

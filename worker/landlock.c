@@ -229,8 +229,9 @@ ll_prebuild(void)
 	ll_nreads = 0;
 }
 
-void
-landlock_prepare(void)
+/* The read-only paths, opened; every fd stays until landlock_release(). */
+static void
+ll_open_reads(void)
 {
 	const char	*v;
 
@@ -250,6 +251,14 @@ landlock_prepare(void)
 	ll_prepare_path("/dev/null", LANDLOCK_ACCESS_FS_READ_FILE |
 	    LANDLOCK_ACCESS_FS_WRITE_FILE);
 	ll_prepare_resolv_dir();
+}
+
+void
+landlock_prepare(void)
+{
+	if (ll_nreads != -1)
+		return;
+	ll_open_reads();
 	ll_prebuild();
 }
 
@@ -314,6 +323,40 @@ landlock_enter(const struct sandbox *sb, int workspace_fd, char *err,
 	/* No TCP port rule: with ABI 4 every connect and bind is denied;
 	 * the network is heavyd-egress's. */
 	(void)sb;
+	if (ll_restrict_self(rfd) == -1)
+		return ll_fail(err, errlen, "restrict_self", rfd);
+	close(rfd);
+	landlock_release();
+	return 0;
+}
+
+/*
+ * heavyd-egress's ruleset: the same read-only paths and nothing writable
+ * (not even /dev/null: its stdio was opened before); TCP bind handled and
+ * never granted, connect left alone (the network is its job); no signal
+ * or abstract socket outside itself.
+ */
+int
+landlock_enter_egress(char *err, size_t errlen)
+{
+	struct ll_ruleset_attr	attr;
+	int			abi = landlock_abi(), rfd;
+
+	if (abi < 1) {
+		snprintf(err, errlen, "landlock: not available in this kernel");
+		return -1;
+	}
+	ll_attr(&attr, abi);
+	attr.handled_access_net &= ~(uint64_t)LANDLOCK_ACCESS_NET_CONNECT_TCP;
+	ll_open_reads();
+	if ((rfd = ll_create_ruleset(&attr, sizeof attr, 0)) == -1)
+		return ll_fail(err, errlen, "create_ruleset", -1);
+	for (int i = 0; i < ll_nreads; i++)
+		if (ll_reads[i].access != (LANDLOCK_ACCESS_FS_READ_FILE |
+		    LANDLOCK_ACCESS_FS_WRITE_FILE) && ll_add_fd(rfd,
+		    ll_reads[i].fd, ll_reads[i].access & FS_READ,
+		    attr.handled_access_fs) == -1)
+			return ll_fail(err, errlen, "read-only rules", rfd);
 	if (ll_restrict_self(rfd) == -1)
 		return ll_fail(err, errlen, "restrict_self", rfd);
 	close(rfd);

@@ -171,6 +171,25 @@ sandbox_rlimits(const struct sandbox *sb, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * heavyd-egress's share of the way in (egress_sandbox.c): no_new_privs,
+ * its own ids, every capability dropped, no core file (it holds the
+ * keys).  From here on its filter is installed, so no leak check at exit.
+ */
+int
+sandbox_drop_privs(const struct sandbox *sb, char *err, size_t errlen)
+{
+	if (!sandbox_nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		return sandbox_fail(err, errlen, "PR_SET_NO_NEW_PRIVS");
+	sandbox_nnp = true;
+	if (sandbox_drop_caps(sb, err, errlen) == -1)
+		return -1;
+	if (sandbox_rlimit(RLIMIT_CORE, 0, 0) == -1)
+		return sandbox_fail(err, errlen, "RLIMIT_CORE");
+	sandbox_filtered = true;
+	return 0;
+}
+
 /* In a forked child: the first process the OOM killer picks. */
 void
 sandbox_oom_adj(void)

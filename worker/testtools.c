@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -373,7 +374,40 @@ tool_test_env(struct json_object *args, struct buf *out, int *complete)
 	return 0;
 }
 
+/*
+ * Asks heavyd-egress (its test build) to try something its sandbox must
+ * refuse: "write:PATH", "read:PATH", "bind", "signal:PID", "exec",
+ * "fork".  Its answer is the tool's result; egress killed answers none.
+ */
+static int
+tool_test_egress(struct json_object *args, struct buf *out, int *complete)
+{
+	struct egress_req	q = { .kind = EGRESS_PAGE, .body = "" };
+	struct egress_resp	s;
+	char			err[256];
+
+	(void)complete;
+	q.target = (char *)json_object_get_string(
+	    json_object_object_get(args, "probe"));
+	q.timeout_ms = 30000;
+	if (q.target == NULL || strlen(q.target) > 900)
+		return -1;
+	q.target = xasprintf("heavy-test-probe:%s", q.target);
+	if (egress_calls(&q, &s, 1, now_ms() + 30000, err, sizeof err) == -1)
+		buf_printf(out, "egress probe: %s", err);
+	else if (s.result == 0)
+		buf_printf(out, "egress probe: no answer");
+	else
+		buf_printf(out, "egress probe: %s", s.error);
+	if (s.result != 0)
+		egress_resp_clear(&s);
+	free(q.target);
+	return 0;
+}
+
 #define NO_ARGS	"{\"type\":\"object\",\"properties\":{}}"
+#define PROBE_ARG "{\"type\":\"object\",\"properties\":{\"probe\":" \
+	"{\"type\":\"string\"}},\"required\":[\"probe\"]}"
 #define PATH_ARG "{\"type\":\"object\",\"properties\":{\"path\":" \
 	"{\"type\":\"string\"}},\"required\":[\"path\"]}"
 #define PORT_ARG "{\"type\":\"object\",\"properties\":{\"port\":" \
@@ -417,6 +451,8 @@ const struct tool testtools[] = {
 	  PORT_ARG, tool_test_udp },
 	{ "test_unix", "Test only: connect to a unix socket by path.",
 	  PATH_ARG, tool_test_unix },
+	{ "test_egress", "Test only: make heavyd-egress try a forbidden "
+	  "thing.", PROBE_ARG, tool_test_egress },
 };
 const size_t ntesttools = sizeof testtools / sizeof testtools[0];
 #else

@@ -135,6 +135,13 @@ void	sandbox_prepare(void);
 int	sandbox_enter(const struct sandbox *, int workspace_fd, char *err,
 	    size_t errlen);
 void	sandbox_oom_adj(void);
+int	sandbox_drop_privs(const struct sandbox *, char *err, size_t errlen);
+
+/* egress_sandbox.c: heavyd-egress's own profile. */
+int	egress_sandbox_enter(const struct sandbox *, char *err, size_t errlen);
+#ifdef HEAVY_TEST_HOOKS
+void	egress_sandbox_probe(const char *what, char *out, size_t len);
+#endif
 
 /* landlock.c */
 int	landlock_abi(void);		/* 0: none */
@@ -143,6 +150,7 @@ void	landlock_prepare(void);
 void	landlock_release(void);
 int	landlock_enter(const struct sandbox *, int workspace_fd, char *err,
 	    size_t errlen);
+int	landlock_enter_egress(char *err, size_t errlen);
 
 /* mountns.c: the fallback without Landlock. */
 int	mountns_enter(const struct sandbox *, int workspace_fd, char *err,

@@ -311,7 +311,7 @@ test('the API key is in no worker\'s memory, only in heavyd-egress\'s', { timeou
 
 test('the startup log sums up the sandbox in one line; --check-config names every feature', { timeout: TEST_TIMEOUT }, async (t) => {
 	const keys = ['filesystem', 'network', 'seccomp', 'no_new_privs', 'capabilities', 'rlimits',
-	    'oom_score_adj', 'cgroup', 'weaker'];
+	    'oom_score_adj', 'cgroup', 'egress', 'weaker'];
 	// sandbox.require is a setting, printed with the configuration.
 	assert.deepEqual(Object.keys(FEATURES).filter((k) => k !== 'require'), keys);
 	assert.match(FEATURES.rlimits, IS_ASAN ? /^AS not set \(ASan build\), CPU 600 s, NOFILE 256/ :

@@ -198,6 +198,9 @@ egress_spawn(const char *base_url, int *ctl)
 	    .search_api_key = "", .max_body = 1 << 20 };
 	struct egress_attach	 a = { .worker_id = 1, .base_url =
 	    (char *)base_url, .search_url = "", .user_agent = "t" };
+	struct sandbox		 sb = { .workspace = "", .fs = SANDBOX_FS_NONE,
+	    .flags = SANDBOX_SECCOMP, .uid = SANDBOX_KEEP_ID,
+	    .gid = SANDBOX_KEEP_ID };
 	struct buf		 f;
 	char			 self[PATH_MAX], path[PATH_MAX + 32];
 	ssize_t			 n = readlink("/proc/self/exe", self,
@@ -219,6 +222,13 @@ egress_spawn(const char *base_url, int *ctl)
 	close(sv[1]);
 	m_create(&f, MSG_EGRESS_CONFIG);
 	egress_config_encode(&f, &c);
+	m_close(&f, SIZE_MAX);
+	cr_assert_eq(fd_send(sv[0], f.data, f.len, -1, 0), 0);
+	buf_free(&f);
+	/* Its seccomp filter, no more: these tests' hosts vary. */
+	m_create(&f, MSG_EGRESS_SANDBOX);
+	sandbox_encode(&f, &sb);
+	m_add_u32(&f, 0);
 	m_close(&f, SIZE_MAX);
 	cr_assert_eq(fd_send(sv[0], f.data, f.len, -1, 0), 0);
 	buf_free(&f);

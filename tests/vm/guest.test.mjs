@@ -42,6 +42,10 @@ test('heavyd probes Landlock ABI 2 here: the filesystem confined, no TCP port ru
 	const f = sandbox();
 	assert.match(f.filesystem, /^Landlock ABI 2: /, f.filesystem);
 	assert.equal(f.weaker, 'network', JSON.stringify(f));
+	// heavyd-egress: the same ABI, nothing writable; no TCP port rules at
+	// ABI 2, so its filter alone refuses bind.
+	assert.match(f.egress, /^uid 65533 gid 65533, no capabilities; Landlock ABI 2: nothing writable, TCP bind refused by seccomp only; seccomp allowlist: /,
+	    f.egress);
 });
 
 test('heavyd in a Delegate=yes scope has per-worker cgroups on', () => {
