@@ -174,7 +174,7 @@ sandbox_rlimits(const struct sandbox *sb, char *err, size_t errlen)
 /*
  * heavyd-egress's share of the way in (egress_sandbox.c): no_new_privs,
  * its own ids, every capability dropped, no core file (it holds the
- * keys).  From here on its filter is installed, so no leak check at exit.
+ * keys).  Its filter follows, which forbids LeakSanitizer's exit check.
  */
 int
 sandbox_drop_privs(const struct sandbox *sb, char *err, size_t errlen)
