@@ -376,9 +376,10 @@ static void
 egress_req_copy(struct egress_req *to, const struct egress_req *q)
 {
 	*to = *q;
-	to->target = xstrdup(q->target);
+	to->target = xstrdup(q->target != NULL ? q->target : "");
 	to->body = xmalloc(q->body_len + 1);
-	memcpy(to->body, q->body, q->body_len);
+	if (q->body_len > 0)
+		memcpy(to->body, q->body, q->body_len);
 	to->body[q->body_len] = '\0';
 }
 
@@ -398,14 +399,15 @@ egress_hedge(struct exfer *x)
 
 	if (left <= 0 || !gov_take(&h->gov, x->gov.up, c->policy.identity,
 	    c->policy.task)) {
-		log_debug("worker %u: no hedge for call %u: the governor has "
-		    "no permit free", c->policy.worker_id, x->id);
+		log_debug("worker %u: no hedge for call %u: %s",
+		    c->policy.worker_id, x->id, left <= 0 ? "no time left" :
+		    "the governor has no permit free");
 		free(h);
 		return;
 	}
 	h->conn = c;
 	h->id = x->id;
-	h->hedge = h->hedged = x->hedged = true;
+	h->hedge = h->hedged = true;
 	egress_req_copy(&h->req, &x->req);
 	if ((h->easy = curl_easy_init()) == NULL)
 		fatalx("egress: curl_easy_init");
@@ -424,6 +426,7 @@ egress_hedge(struct exfer *x)
 	TAILQ_INSERT_TAIL(&c->xfers, h, entry);
 	h->twin = x;
 	x->twin = h;
+	x->hedged = true;
 	log_debug("worker %u: call %u hedged after %u ms without a first "
 	    "byte", c->policy.worker_id, x->id, c->policy.hedge_ms);
 }
