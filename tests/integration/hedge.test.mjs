@@ -50,6 +50,26 @@ test('a call with no first byte by hedge_after_ms gets one hedge, which answers;
 	await srv.shutdown();
 });
 
+/*
+ * The hedge fails (a 503) while the first transfer still runs: it is
+ * dropped, not retried nor answered, and the first transfer answers.
+ */
+test('a hedge that fails while the first transfer runs is dropped; the first answers', { timeout: TEST_TIMEOUT }, async (t) => {
+	const { srv, mock } = await setup(t);
+	const { result, sc } = await srv.orchestrate({
+		query: `Hedge fails ${HELD} [[a1:first-latency:4000]] [[a1:repeat-status:503]]`,
+		num_agents: 1, hedge_after_ms: 500, timeout: 120,
+	});
+	assert.notEqual(result.isError, true, JSON.stringify(result));
+	checkOk(sc.agents[0]);
+	const u = sc.agents[0].usage;
+	assert.deepEqual(hedges(u), { hedged_calls: 1, hedges_won: 0 }, JSON.stringify(u));
+	assert.deepEqual([u.llm_calls, u.retries, u.prompt_tokens], [1, 0, 2], JSON.stringify(u));
+	const st = await mock.stats();
+	assert.deepEqual([st.agent, st.errors, st.cancelled], [2, 1, 0], JSON.stringify(st));
+	await srv.shutdown();
+});
+
 test('off by default: a slow call is never hedged', { timeout: TEST_TIMEOUT }, async (t) => {
 	const { srv, mock } = await setup(t);
 	const { result, sc } = await srv.orchestrate({

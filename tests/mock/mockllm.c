@@ -41,7 +41,8 @@
  * draws again: the Nth arrival of one text has its own draw, so a hedge
  * may be lucky where its first transfer was not.  [[first-latency:MS]]
  * holds only the first arrival of a text for MS ms; its repeats answer
- * at once (or after -l, -L): a hedge that always wins.  /stats counts
+ * at once (or after -l, -L): a hedge that always wins, unless
+ * [[repeat-status:CODE]] fails the repeats with CODE.  /stats counts
  * the chat calls whose client went away before their reply ("cancelled":
  * a hedge's loser, a killed worker's call).
  *
@@ -117,6 +118,7 @@ struct chat {
 	int			 tool_msgs;
 	int			 assistant_msgs;
 	const char		*token;		/* the bearer token it came with */
+	long			 nth;		/* arrivals of its text before it */
 };
 
 /* A response built now and sent now or after a delay. */
@@ -999,6 +1001,8 @@ chat_failure(struct chat *c, struct reply *r)
 
 	if (chat_model_failure(c, r))
 		return 1;
+	if (c->nth > 0 && (a = chat_action(c, "repeat-status")) != NULL)
+		return reply_failure(r, a) == 0;
 	if ((a = chat_action(c, "status")) != NULL)
 		return reply_failure(r, a) == 0;
 	if ((a = chat_action(c, "flaky")) != NULL) {
@@ -1353,7 +1357,7 @@ handle_chat(struct evhttp_request *req)
 		chat_text(&c);
 		arrival_note(&c);
 		models_count(&c);
-		nth = text_seen(&repeats, &c);
+		nth = c.nth = text_seen(&repeats, &c);
 		if ((lat = chat_action(&c, "latency")) != NULL)
 			latency = atoi(lat);
 		else if ((lat = chat_action(&c, "first-latency")) != NULL &&
@@ -1692,6 +1696,7 @@ usage(FILE *f, int status)
 "  lognormal:MEDIAN:SIGMA a lognormal latency instead of -l or -L (a\n"
 "                         repeat of a request draws again)\n"
 "  first-latency:MS       only the first identical request waits MS ms\n"
+"  repeat-status:CODE     the repeats of an identical request get CODE\n"
 "  hang, hang-model:M     never answer (only for model M)\n"
 "  stall-once             the first identical request never answers\n"
 "  status:CODE[:retry-after=S][:reset=MS]\n"
