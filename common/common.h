@@ -139,6 +139,7 @@ int	 fd_set_nonblock(int fd, int on);
 #define HEAVY_DEFAULT_BASE_URL	"https://openrouter.ai/api/v1"
 #define HEAVY_DEFAULT_MODEL	"moonshotai/kimi-k2"
 #define HEAVY_MAX_AGENTS	16
+#define HEAVY_MAX_HEDGE_MS	600000	/* hedge_after_ms: 10 minutes at most */
 
 struct heavy_config {
 	char	*base_url;
@@ -163,6 +164,8 @@ struct heavy_config {
 	int	 min_agents;		/* quorum: 0 waits for every agent */
 	double	 straggler_grace_s;	/* after the quorum, before the cut */
 	double	 incremental_interval_s; /* incremental: between drafts */
+	int	 hedge_after_ms;	/* hedge an LLM call with no first byte
+					   this long; 0: never */
 
 	int	 max_retries;		/* per LLM call */
 	int	 stall_timeout_s;	/* an LLM call silent this long is retried */

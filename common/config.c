@@ -318,6 +318,7 @@ static const struct knob {
 	INT_KNOB("HEAVY_SYNTHESIS_RESERVE", synthesis_reserve_s, 0, 86400),
 	INT_KNOB("HEAVY_HEARTBEAT", heartbeat_s, 1, 3600),
 	INT_KNOB("HEAVY_MIN_AGENTS", min_agents, 0, HEAVY_MAX_AGENTS),
+	INT_KNOB("HEAVY_HEDGE_AFTER_MS", hedge_after_ms, 0, HEAVY_MAX_HEDGE_MS),
 	INT_KNOB("HEAVY_MAX_RETRIES", max_retries, 0, 20),
 	INT_KNOB("HEAVY_STALL_TIMEOUT", stall_timeout_s, 0, 86400),
 	INT_KNOB("HEAVY_RETRY_BASE_MS", retry_base_ms, 1, 600000),

@@ -40,6 +40,7 @@ static const struct file_key {
 	KNOB("orchestrator.min_agents", "min_agents"),
 	KNOB("orchestrator.straggler_grace", "straggler_grace"),
 	KNOB("orchestrator.incremental_interval", "incremental_interval"),
+	KNOB("orchestrator.hedge_after_ms", "hedge_after_ms"),
 	{ "orchestrator.aggregation_strategy", KEY_STRATEGY,
 	  offsetof(struct heavy_config, aggregation_strategy), NULL, 0 },
 	STR("orchestrator.question_generation_prompt", question_prompt),

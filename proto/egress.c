@@ -73,6 +73,7 @@ egress_attach_encode(struct buf *b, const struct egress_attach *a)
 	m_add_str(b, a->user_agent);
 	m_add_str(b, a->task);
 	m_add_u64(b, a->identity);
+	m_add_u32(b, a->hedge_ms);
 }
 
 int
@@ -90,6 +91,7 @@ egress_attach_decode(const void *p, size_t len, struct egress_attach *a)
 	    m_get_str(&r, &a->user_agent) == 0)
 		m_get_str(&r, &a->task);
 	m_get_u64(&r, &a->identity);
+	m_get_u32(&r, &a->hedge_ms);
 	if (m_end(&r) == 0 && a->search_backend <= SEARCH_BACKEND_BRAVE &&
 	    a->allow_private <= 1)
 		return 0;
@@ -161,6 +163,7 @@ egress_resp_encode(struct buf *b, const struct egress_resp *s)
 	m_add_u32(b, s->result);
 	m_add_u32(b, s->os_errno);
 	m_add_u32(b, s->status);
+	m_add_u32(b, s->hedge);
 	m_add_str(b, s->error);
 	m_add_str(b, s->retry_after);
 	m_add_str(b, s->reset);
@@ -191,11 +194,13 @@ egress_resp_decode(const void *p, size_t len, struct egress_resp *s)
 	m_get_u32(&r, &s->result);
 	m_get_u32(&r, &s->os_errno);
 	m_get_u32(&r, &s->status);
+	m_get_u32(&r, &s->hedge);
 	if (egress_resp_strs(&r, s) == -1)
 		r.bad = 1;
 	m_get_data(&r, &s->body, &s->body_len, EGRESS_MAX_BODY);
 	if (m_end(&r) == 0 && s->result >= EGRESS_OK &&
 	    s->result <= EGRESS_RESULT_LAST && s->status <= 999 &&
+	    s->hedge <= EGRESS_HEDGE_WON &&
 	    s->os_errno < 4096)
 		return 0;
 	egress_resp_clear(s);

@@ -41,6 +41,7 @@ job_encode(struct buf *b, const struct job *j)
 	m_add_u64(b, j->max_extract_bytes);
 	m_add_str(b, j->search_url);
 	m_add_str(b, j->search_user_agent);
+	m_add_u32(b, j->hedge_ms);
 }
 
 /* A model id as config_model_error takes it (not linked into workers). */
@@ -109,7 +110,8 @@ job_decode(struct mreader *r, struct job *j)
 	m_get_u64(r, &j->max_page_bytes);
 	m_get_u64(r, &j->max_extract_bytes);
 	if (m_get_str(r, &j->search_url) == -1 ||
-	    m_get_str(r, &j->search_user_agent) == -1)
+	    m_get_str(r, &j->search_user_agent) == -1 ||
+	    m_get_u32(r, &j->hedge_ms) == -1)
 		goto fail;
 	if (j->search_backend > SEARCH_BACKEND_BRAVE)
 		goto fail;
@@ -155,6 +157,8 @@ usage_encode(struct buf *b, const struct usage *u)
 	m_add_u32(b, u->llm_calls);
 	m_add_u32(b, u->retries);
 	m_add_u64(b, u->cost_micro_usd);
+	m_add_u32(b, u->hedged_calls);
+	m_add_u32(b, u->hedges_won);
 }
 
 int
@@ -165,7 +169,9 @@ usage_decode(struct mreader *r, struct usage *u)
 	m_get_u64(r, &u->total_tokens);
 	m_get_u32(r, &u->llm_calls);
 	m_get_u32(r, &u->retries);
-	return m_get_u64(r, &u->cost_micro_usd);
+	m_get_u64(r, &u->cost_micro_usd);
+	m_get_u32(r, &u->hedged_calls);
+	return m_get_u32(r, &u->hedges_won);
 }
 
 void
@@ -177,6 +183,8 @@ usage_add(struct usage *to, const struct usage *u)
 	to->llm_calls += u->llm_calls;
 	to->retries += u->retries;
 	to->cost_micro_usd += u->cost_micro_usd;
+	to->hedged_calls += u->hedged_calls;
+	to->hedges_won += u->hedges_won;
 }
 
 void

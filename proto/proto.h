@@ -25,10 +25,12 @@ struct json_object;
  * MSG_EGRESS_* band, MSG_JOB_EGRESS), no key in MSG_JOB_RUN; 8: the
  * fallback models in MSG_JOB_RUN, the model and fallback reason in
  * MSG_JOB_USAGE; 9: the identity in MSG_EGRESS_ATTACH, why a call waits
- * in MSG_EGRESS_WAITING, the tokens-per-minute budget in MSG_EGRESS_CONFIG.
+ * in MSG_EGRESS_WAITING, the tokens-per-minute budget in MSG_EGRESS_CONFIG;
+ * 10: hedging (hedge_ms in MSG_JOB_RUN and MSG_EGRESS_ATTACH, the hedge in
+ * MSG_EGRESS_RESPONSE, the hedges in the usage).
  * The supervisor and its workers come from one build; a mismatch is refused
  * at the first header. */
-#define PROTO_VERSION		9
+#define PROTO_VERSION		10
 #define PROTO_HDR_LEN		8
 
 enum msg_type {
@@ -155,6 +157,8 @@ struct usage {
 	uint32_t	llm_calls;
 	uint32_t	retries;
 	uint64_t	cost_micro_usd;	/* the provider's reported cost */
+	uint32_t	hedged_calls;	/* LLM calls egress hedged */
+	uint32_t	hedges_won;	/* of those, the hedge answered first */
 };
 
 struct job {
@@ -194,6 +198,8 @@ struct job {
 	char		*search_url;
 	char		*search_api_key;	/* a secret, like api_key */
 	char		*search_user_agent;
+	uint32_t	 hedge_ms;	/* hedge an LLM call with no first byte
+					   this long (egress); 0: never */
 };
 
 /* The search_web backends (struct job's search_backend). */
@@ -314,6 +320,13 @@ enum egress_result {
 				   failed fast, not sent */
 };
 #define EGRESS_RESULT_LAST	EGRESS_OPEN
+/* Whether egress hedged an LLM call (MSG_EGRESS_ATTACH's hedge_ms), and
+ * which of the two transfers answered. */
+enum egress_hedge {
+	EGRESS_HEDGE_NONE = 0,
+	EGRESS_HEDGE_LOST,	/* hedged; the first transfer answered */
+	EGRESS_HEDGE_WON,	/* hedged; the hedge answered */
+};
 #define EGRESS_MAX_TARGET	8192		/* a URL or a query */
 #define EGRESS_MAX_BODY		(256u << 20)
 #define EGRESS_MAX_HEADER	256		/* a header's value kept */
@@ -346,6 +359,8 @@ struct egress_attach {
 	uint64_t	 identity;	/* its task's owner, opaque (a keyed
 					   hash): fairness across identities;
 					   0 for none */
+	uint32_t	 hedge_ms;	/* hedge an LLM call with no first byte
+					   this long; 0: never */
 };
 /* MSG_EGRESS_REQUEST */
 struct egress_req {
@@ -366,6 +381,7 @@ struct egress_resp {
 	uint32_t	 result;	/* enum egress_result */
 	uint32_t	 os_errno;	/* EGRESS_CONNECT: why, when known */
 	uint32_t	 status;	/* the HTTP status; 0: none */
+	uint32_t	 hedge;		/* enum egress_hedge */
 	char		*error;		/* libcurl's words, or the address
 					   refused; "" */
 	char		*retry_after;	/* Retry-After; "" */

@@ -63,6 +63,7 @@ static struct metric_family	*f_build, *f_tasks_started, *f_tasks_ended,
 				*f_tasks_running, *f_budget_stops, *f_workers,
 				*f_worker_exits, *f_llm_requests, *f_llm_duration,
 				*f_llm_tokens, *f_llm_cost, *f_llm_retries,
+				*f_llm_hedges,
 				*f_http, *f_sessions, *f_sse, *f_store_duration,
 				*f_store_errors, *f_spares, *f_zygote_up,
 				*f_zygote_restarts, *f_log_dropped,
@@ -642,6 +643,10 @@ static const struct {
 	{ &f_llm_retries, { "heavyd_llm_retries_total", "LLM requests retried "
 	    "after a failed attempt, by model.", METRIC_COUNTER, 0,
 	    { "model" }, 0x1, { 0 } } },
+	{ &f_llm_hedges, { "heavyd_llm_hedges_total", "LLM calls heavyd-egress "
+	    "hedged (hedge_after_ms), by model and which transfer answered "
+	    "(won: the hedge, lost: the first).", METRIC_COUNTER, 0,
+	    { "model", "result" }, 0x1, { 0 } } },
 	{ &f_http, { "heavyd_http_requests_total", "HTTP requests served, by "
 	    "method and status code.", METRIC_COUNTER, 0, { "method", "code" },
 	    0x3, { 0 } } },
@@ -815,6 +820,11 @@ metrics_llm_request(const struct metrics_llm *m)
 	metrics_add(f_llm_cost, V(m->model), sat_u64(m->cost_micro_usd));
 	if (m->retries > 0)
 		metrics_add(f_llm_retries, V(m->model), m->retries);
+	if (m->hedged > m->hedges_won)
+		metrics_add(f_llm_hedges, V(m->model, "lost"),
+		    m->hedged - m->hedges_won);
+	if (m->hedges_won > 0)
+		metrics_add(f_llm_hedges, V(m->model, "won"), m->hedges_won);
 }
 
 void

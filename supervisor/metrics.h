@@ -91,6 +91,8 @@ struct metrics_llm {
 	uint64_t	 completion_tokens;
 	uint64_t	 cost_micro_usd;
 	uint32_t	 retries;	/* retries made before this attempt */
+	uint32_t	 hedged;	/* egress hedged it (0 or 1) */
+	uint32_t	 hedges_won;	/* and the hedge answered first */
 };
 void	 metrics_llm_request(const struct metrics_llm *);
 

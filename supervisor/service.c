@@ -173,6 +173,8 @@ service_params_json(const struct heavy_config *cfg,
 	    cfg->aggregation_strategy) == AGG_INCREMENTAL)
 		json_object_object_add(o, "incremental_interval",
 		    json_object_new_double(p->incremental_interval_s));
+	json_object_object_add(o, "hedge_after_ms", p->hedge_after_ms > 0 ?
+	    json_object_new_int(p->hedge_after_ms) : NULL);
 	return o;
 }
 

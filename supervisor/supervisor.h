@@ -191,6 +191,8 @@ struct task_params {
 	double	 max_cost_usd;		/* 0: no cost budget */
 	int	 min_agents;		/* quorum; 0: wait for every agent */
 	double	 straggler_grace_s;	/* after the quorum, before the cut */
+	int	 hedge_after_ms;	/* egress hedges an LLM call with no
+					   first byte this long; 0: never */
 	bool	 ask_cost;		/* the provider's cost, whatever
 					 * ask_cost says (a USD quota) */
 	char	*owner;		/* who started it (NULL: nobody known):

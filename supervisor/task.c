@@ -276,6 +276,7 @@ task_spawn(struct task *t, enum job_role role, int index, char *system,
 	job.budget_ms = left > 0 ? (uint32_t)left : 0;
 	job.max_retries = (uint32_t)t->cfg->max_retries;
 	job.stall_s = (uint32_t)t->cfg->stall_timeout_s;
+	job.hedge_ms = (uint32_t)t->p.hedge_after_ms;
 	job.retry_base_ms = (uint32_t)t->cfg->retry_base_ms;
 	job.retry_max_ms = (uint32_t)t->cfg->retry_max_ms;
 	job.max_response_bytes = t->cfg->max_response_bytes;
@@ -1142,6 +1143,10 @@ task_usage_json(const struct usage *u)
 	json_object_object_add(o, "llm_calls",
 	    json_object_new_int64(u->llm_calls));
 	json_object_object_add(o, "retries", json_object_new_int64(u->retries));
+	json_object_object_add(o, "hedged_calls",
+	    json_object_new_int64(u->hedged_calls));
+	json_object_object_add(o, "hedges_won",
+	    json_object_new_int64(u->hedges_won));
 	json_object_object_add(o, "cost_usd",
 	    json_object_new_double(u->cost_micro_usd / 1e6));
 	return o;

@@ -59,7 +59,14 @@ static const char *tool_input_schema =
 "\"straggler_grace\":{\"type\":\"number\",\"minimum\":0,"
 "\"maximum\":86400,\"description\":\"Seconds the stragglers get once "
 "min_agents answers are in; one that answers within it is kept. "
-"Default: the configured straggler_grace (0).\"}},"
+"Default: the configured straggler_grace (0).\"},"
+"\"hedge_after_ms\":{\"type\":\"integer\",\"minimum\":0,"
+"\"maximum\":600000,\"description\":\"Hedging: an LLM call with no "
+"first byte after this many milliseconds is sent a second time, within "
+"the upstream's rate limits; the first to answer is kept and the other "
+"cancelled (usage counts hedged_calls and hedges_won, and the cancelled "
+"one's prompt tokens). 0: never. Default: the configured hedge_after_ms "
+"(0).\"}},"
 "\"required\":[\"query\"],\"additionalProperties\":false}";
 
 #define USAGE_SCHEMA \
@@ -69,6 +76,8 @@ static const char *tool_input_schema =
 "\"total_tokens\":{\"type\":\"integer\"}," \
 "\"llm_calls\":{\"type\":\"integer\"}," \
 "\"retries\":{\"type\":\"integer\"}," \
+"\"hedged_calls\":{\"type\":\"integer\"}," \
+"\"hedges_won\":{\"type\":\"integer\"}," \
 "\"cost_usd\":{\"type\":\"number\"}}}"
 
 /* The fallbacks a step took, in order (fallback_models). */
@@ -165,6 +174,8 @@ static const char *tool_output_schema =
 "\"total_tokens\":{\"type\":\"integer\"},"
 "\"llm_calls\":{\"type\":\"integer\"},"
 "\"retries\":{\"type\":\"integer\"},"
+"\"hedged_calls\":{\"type\":\"integer\"},"
+"\"hedges_won\":{\"type\":\"integer\"},"
 "\"cost_usd\":{\"type\":\"number\"},"
 "\"tasks\":{\"type\":\"integer\"}}},"
 "\"cached\":{\"type\":\"boolean\",\"description\":\"answered from the "
@@ -262,7 +273,8 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 	static const char	*known[] = { "query", "num_agents", "timeout",
 	    "model", "aggregation_strategy", "max_total_tokens",
 	    "max_cost_usd", "min_agents", "straggler_grace",
-	    "fallback_models", "incremental_interval" };
+	    "fallback_models", "incremental_interval",
+	    "hedge_after_ms" };
 	bool			 ok;
 
 	json_object_object_foreach(args, key, val) {
@@ -275,7 +287,8 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 			    "expected query, num_agents, timeout, model, "
 			    "aggregation_strategy, max_total_tokens, "
 			    "max_cost_usd, min_agents, straggler_grace, "
-			    "fallback_models, incremental_interval");
+			    "fallback_models, incremental_interval, "
+			    "hedge_after_ms");
 	}
 	return 0;
 }
@@ -484,6 +497,23 @@ tool_quorum(struct json_object *args, struct task_params *p, char *err,
 	return 0;
 }
 
+/* Hedging: the delay after which egress sends an LLM call again. */
+static int
+tool_hedge(struct json_object *args, struct task_params *p, char *err,
+    size_t errlen)
+{
+	struct json_object	*v;
+	int64_t			 n;
+
+	if (!json_object_object_get_ex(args, "hedge_after_ms", &v))
+		return 0;
+	if (!tool_integer(v, &n) || n < 0 || n > HEAVY_MAX_HEDGE_MS)
+		return tool_bad(err, errlen, "hedge_after_ms", "expected an "
+		    "integer of milliseconds from 0 (never) to 600000");
+	p->hedge_after_ms = (int)n;
+	return 0;
+}
+
 int
 tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
     struct task_params *p, char *err, size_t errlen)
@@ -496,6 +526,7 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	p->min_agents = cfg->min_agents;
 	p->straggler_grace_s = cfg->straggler_grace_s;
 	p->incremental_interval_s = cfg->incremental_interval_s;
+	p->hedge_after_ms = cfg->hedge_after_ms;
 	if (args == NULL)
 		return tool_bad(err, errlen, "query", "required");
 	if (!json_object_is_type(args, json_type_object))
@@ -508,7 +539,8 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	    tool_strategy(args, p, err, errlen) == -1 ||
 	    tool_interval(args, p, err, errlen) == -1 ||
 	    tool_budgets(args, p, err, errlen) == -1 ||
-	    tool_quorum(args, p, err, errlen) == -1) {
+	    tool_quorum(args, p, err, errlen) == -1 ||
+	    tool_hedge(args, p, err, errlen) == -1) {
 		task_params_clear(p);
 		return -1;
 	}

@@ -224,6 +224,8 @@ worker_llm_metrics(const struct worker *w, const struct job_report *rep)
 	m.completion_tokens = rep->usage.completion_tokens;
 	m.cost_micro_usd = rep->usage.cost_micro_usd;
 	m.retries = rep->usage.retries;
+	m.hedged = rep->usage.hedged_calls;
+	m.hedges_won = rep->usage.hedges_won;
 	metrics_llm_request(&m);
 }
 
@@ -345,6 +347,7 @@ worker_egress_policy(struct worker *w, const struct job *job)
 {
 	w->egress.search_backend = job->search_backend;
 	w->egress.allow_private = job->search_allow_private != 0;
+	w->egress.hedge_ms = job->hedge_ms;
 	w->egress.base_url = xstrdup(job->base_url ? job->base_url : "");
 	w->egress.search_url = xstrdup(job->search_url ? job->search_url : "");
 	w->egress.user_agent = xstrdup(job->search_user_agent ?

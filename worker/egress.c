@@ -54,7 +54,13 @@ struct exfer {
 	char			*url;
 	char			 errbuf[CURL_ERROR_SIZE];
 	struct gov_wait		 gov;		/* LLM calls: the governor's */
+	struct exfer		*twin;		/* a hedged call's other transfer,
+						   while both run */
+	bool			 hedge;		/* this is the hedge */
+	bool			 hedged;	/* its call was hedged */
+	int64_t			 hedge_at;	/* ms; 0: no hedge due */
 	TAILQ_ENTRY(exfer)	 entry;
+	TAILQ_ENTRY(exfer)	 hentry;	/* egress_hedges, while due */
 };
 #define GOV_XFER(w)	((struct exfer *)(void *)((char *)(w) - \
 			    offsetof(struct exfer, gov)))
@@ -76,6 +82,9 @@ static CURLM			*egress_multi;
 static struct egress_config	 egress_cfg;
 static int64_t			 egress_timer_at = -1;	/* ms; -1: none */
 static uint64_t			 egress_cancelled;
+/* The LLM transfers a hedge is due for, soonest first (hedge_ms). */
+static TAILQ_HEAD(exfer_list, exfer) egress_hedges =
+    TAILQ_HEAD_INITIALIZER(egress_hedges);
 /* Every worker's socket: epoll holds them too, but only we can free them. */
 static TAILQ_HEAD(, econn)	 egress_conns =
     TAILQ_HEAD_INITIALIZER(egress_conns);
@@ -84,7 +93,8 @@ static void			**egress_dead;
 static size_t			 egress_ndead, egress_dead_cap;
 
 static void	egress_conn_close(struct econn *);
-static void	egress_add(struct exfer *);
+static int	egress_add(struct exfer *);
+static void	egress_hedge_disarm(struct exfer *);
 static void	egress_govern(struct exfer *, struct egress_upstream *);
 
 static void
@@ -275,6 +285,9 @@ egress_report_cancelled(void)
 static void
 egress_xfer_free(struct exfer *x)
 {
+	egress_hedge_disarm(x);
+	if (x->twin != NULL)
+		x->twin->twin = NULL;
 	gov_cancel(&x->gov);
 	if (x->easy != NULL) {
 		curl_multi_remove_handle(egress_multi, x->easy);
@@ -309,6 +322,8 @@ egress_answer(struct exfer *x, CURLcode rc)
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &type);
 	s.status = status >= 100 && status <= 999 ? (uint32_t)status : 0;
+	s.hedge = !x->hedged ? EGRESS_HEDGE_NONE : x->hedge ? EGRESS_HEDGE_WON :
+	    EGRESS_HEDGE_LOST;
 	s.result = egress_classify(rc, x->sink.over,
 	    x->fence.refused[0] != '\0');
 	if (s.result == EGRESS_CONNECT &&
@@ -325,6 +340,136 @@ egress_answer(struct exfer *x, CURLcode rc)
 	s.body = body;
 	egress_conn_send(x->conn, &s);
 	free(body);
+}
+
+/* ---- hedging (MSG_EGRESS_ATTACH's hedge_ms) ---- */
+
+/* An LLM transfer just started: its hedge is due in hedge_ms, unless a
+ * first byte comes first. */
+static void
+egress_hedge_arm(struct exfer *x)
+{
+	struct exfer	*y;
+
+	if (x->conn->policy.hedge_ms == 0 || x->hedge || x->hedged)
+		return;
+	x->hedge_at = now_ms() + x->conn->policy.hedge_ms;
+	TAILQ_FOREACH_REVERSE(y, &egress_hedges, exfer_list, hentry)
+		if (y->hedge_at <= x->hedge_at)
+			break;
+	if (y == NULL)
+		TAILQ_INSERT_HEAD(&egress_hedges, x, hentry);
+	else
+		TAILQ_INSERT_AFTER(&egress_hedges, y, x, hentry);
+}
+
+static void
+egress_hedge_disarm(struct exfer *x)
+{
+	if (x->hedge_at == 0)
+		return;
+	TAILQ_REMOVE(&egress_hedges, x, hentry);
+	x->hedge_at = 0;
+}
+
+static void
+egress_req_copy(struct egress_req *to, const struct egress_req *q)
+{
+	*to = *q;
+	to->target = xstrdup(q->target != NULL ? q->target : "");
+	to->body = xmalloc(q->body_len + 1);
+	if (q->body_len > 0)
+		memcpy(to->body, q->body, q->body_len);
+	to->body[q->body_len] = '\0';
+}
+
+/*
+ * The same request again, beside x, with x's own time left.  Its permit is
+ * the governor's like any call's, but only if one is free now: a hedge
+ * never waits, breaks the cap or the rpm budget, nor goes while the
+ * upstream is paused or its breaker is not closed.
+ */
+static void
+egress_hedge(struct exfer *x)
+{
+	struct econn	*c = x->conn;
+	struct exfer	*h = xcalloc(1, sizeof *h);
+	int64_t		 left = x->gov.expires - now_ms();
+	char		 why[256];
+
+	if (left <= 0 || !gov_take(&h->gov, x->gov.up, c->policy.identity,
+	    c->policy.task)) {
+		log_debug("worker %u: no hedge for call %u: %s",
+		    c->policy.worker_id, x->id, left <= 0 ? "no time left" :
+		    "the governor has no permit free");
+		free(h);
+		return;
+	}
+	h->conn = c;
+	h->id = x->id;
+	h->hedge = h->hedged = true;
+	egress_req_copy(&h->req, &x->req);
+	if ((h->easy = curl_easy_init()) == NULL)
+		fatalx("egress: curl_easy_init");
+	if (egress_setup(h->easy, &c->policy, &egress_cfg, &h->req, &h->sink,
+	    &h->fence, &h->headers, &h->url, why, sizeof why) == -1) {
+		egress_xfer_free(h);
+		return;
+	}
+	curl_easy_setopt(h->easy, CURLOPT_ERRORBUFFER, h->errbuf);
+	curl_easy_setopt(h->easy, CURLOPT_PRIVATE, h);
+	curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, (long)left);
+	if (curl_multi_add_handle(egress_multi, h->easy) != CURLM_OK) {
+		egress_xfer_free(h);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&c->xfers, h, entry);
+	h->twin = x;
+	x->twin = h;
+	x->hedged = true;
+	log_debug("worker %u: call %u hedged after %u ms without a first "
+	    "byte", c->policy.worker_id, x->id, c->policy.hedge_ms);
+}
+
+/* The hedges due now, for calls that still have no first byte. */
+static void
+egress_hedge_pump(void)
+{
+	struct exfer	*x;
+	int64_t		 now = now_ms();
+
+	while ((x = TAILQ_FIRST(&egress_hedges)) != NULL &&
+	    x->hedge_at <= now) {
+		egress_hedge_disarm(x);
+		if (!x->sink.started && x->twin == NULL)
+			egress_hedge(x);
+	}
+}
+
+/* One of a hedged pair ended without an answer worth keeping (no status,
+ * a 5xx, a 429) while the other still runs: that one answers instead. */
+static bool
+egress_hedge_failed(const struct exfer *x, CURLcode rc, long status)
+{
+	if ((rc != CURLE_OK && !x->sink.over) || status >= 500 ||
+	    status == 429) {
+		log_debug("worker %u: call %u's %s failed; the other transfer "
+		    "answers", x->conn->policy.worker_id, x->id, x->hedge ?
+		    "hedge" : "first transfer");
+		return true;
+	}
+	return false;
+}
+
+/* The other of a hedged pair answered first: this one goes at once. */
+static void
+egress_hedge_cancel(struct exfer *loser, const struct exfer *winner)
+{
+	log_debug("worker %u: call %u answered by its %s; the other transfer "
+	    "is cancelled", winner->conn->policy.worker_id, winner->id,
+	    winner->hedge ? "hedge" : "first transfer");
+	TAILQ_REMOVE(&loser->conn->xfers, loser, entry);
+	egress_xfer_free(loser);
 }
 
 static void
@@ -345,6 +490,13 @@ egress_done(void)
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 		gov_finished(&x->gov, status, msg->data.result == CURLE_OK ||
 		    x->sink.over, &x->sink);
+		if (x->twin != NULL && egress_hedge_failed(x, msg->data.result,
+		    status)) {
+			egress_xfer_free(x);	/* its twin answers */
+			continue;
+		}
+		if (x->twin != NULL)
+			egress_hedge_cancel(x->twin, x);
 		egress_answer(x, msg->data.result);	/* may close c */
 		egress_xfer_free(x);
 	}
@@ -410,8 +562,9 @@ egress_govern(struct exfer *x, struct egress_upstream *u)
 	    x->req.timeout_ms : 600000));
 }
 
-/* Into the multi handle: the transfer begins. */
-static void
+/* Into the multi handle: the transfer begins; -1 when it could not
+ * (answered, and x freed). */
+static int
 egress_add(struct exfer *x)
 {
 	if (curl_multi_add_handle(egress_multi, x->easy) != CURLM_OK) {
@@ -419,7 +572,9 @@ egress_add(struct exfer *x)
 		egress_deny(x->conn, x->id, "egress could not start the "
 		    "transfer");
 		egress_xfer_free(x);
+		return -1;
 	}
+	return 0;
 }
 
 /* The governor's permit: the time spent waiting counts against the
@@ -432,7 +587,8 @@ egress_gov_start(struct gov_wait *w)
 
 	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(left > 1 ?
 	    left : 1));
-	egress_add(x);
+	if (egress_add(x) == 0)
+		egress_hedge_arm(x);
 }
 
 /* Its time ran out in the governor's line. */
@@ -692,6 +848,9 @@ egress_wait_ms(void)
 
 	if (gov >= 0 && (at < 0 || gov < at))
 		at = gov;
+	if (!TAILQ_EMPTY(&egress_hedges) &&
+	    (at < 0 || TAILQ_FIRST(&egress_hedges)->hedge_at < at))
+		at = TAILQ_FIRST(&egress_hedges)->hedge_at;
 	if (at < 0)
 		return -1;
 	left = at - now_ms();
@@ -759,5 +918,6 @@ egress_main(int fd)
 		}
 		gov_pump(egress_gov_start, egress_gov_expire);
 		egress_bury_flush();
+		egress_hedge_pump();
 	}
 }

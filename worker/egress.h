@@ -25,6 +25,7 @@ struct egress_sink {
 	char		reset[EGRESS_MAX_HEADER];
 	char		remaining[EGRESS_MAX_HEADER];	/* requests left */
 	char		reset_requests[EGRESS_MAX_HEADER];	/* "6m0s" */
+	bool		started;	/* a first byte came (hedging) */
 };
 
 /* egress_gov.c: a call waiting for, or holding, its upstream's permit. */
@@ -62,6 +63,8 @@ bool	gov_submit_as(struct gov_wait *, struct egress_upstream *,
 	    uint64_t identity, const char *task, int64_t expires);
 void	gov_cancel(struct gov_wait *);
 uint64_t gov_usage_tokens(const char *body, size_t len);
+bool	gov_take(struct gov_wait *, struct egress_upstream *,
+	    uint64_t identity, const char *task);
 void	gov_finished(struct gov_wait *, long status, bool answered,
 	    const struct egress_sink *);
 int64_t	gov_duration_ms(const char *);

@@ -48,7 +48,14 @@ egress_header_cb(char *p, size_t size, size_t n, void *arg)
 {
 	struct egress_sink	*k = arg;
 	size_t			 len = size * n;
+	const char		*sp;
 
+	/* A final status line (not 100 Continue) is the first byte, for
+	 * hedging. */
+	if (len > 5 && strncmp(p, "HTTP/", 5) == 0 &&
+	    (sp = memchr(p, ' ', len)) != NULL && sp + 1 < p + len &&
+	    sp[1] != '1')
+		k->started = true;
 	if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0)
 		egress_header_value(p, len, 12, k->retry_after);
 	else if (len > 18 && strncasecmp(p, "X-RateLimit-Reset:", 18) == 0)

@@ -731,6 +731,31 @@ gov_pump(void (*start)(struct gov_wait *), void (*expire)(struct gov_wait *))
 	}
 }
 
+/*
+ * A hedge's permit (egress.c), at once or never: not while the breaker is
+ * anything but closed or the upstream is paused, not past the cap or the
+ * rpm or tpm budget, and not ahead of a call already waiting in line.  It
+ * counts like any call's.
+ */
+bool
+gov_take(struct gov_wait *w, struct egress_upstream *u, uint64_t identity,
+    const char *task)
+{
+	int64_t	now = now_ms();
+
+	if (u->breaker != BREAKER_CLOSED || !TAILQ_EMPTY(&u->queue) ||
+	    !gov_may_start(u, now))
+		return false;
+	w->up = u;
+	w->task = gov_task_ref(u, identity, task != NULL ? task : "");
+	w->expires = now;
+	w->state = GOV_RUNNING;
+	u->running++;
+	w->task->served = w->task->ident->served = ++u->serial;
+	gov_window_add(u);
+	return true;
+}
+
 /* When u's line may move by the clock (a pause or a window ends): -1 for
  * no such time.  Only times to come: one past would spin the loop. */
 static int64_t

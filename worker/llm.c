@@ -44,6 +44,7 @@ struct llm_xfer {
 	long		status;		/* the HTTP status; 0: none came */
 	char		retry_after[64];
 	char		reset[64];
+	uint32_t	hedge;		/* enum egress_hedge */
 };
 
 static void
@@ -319,6 +320,7 @@ llm_attempt(const struct job *job, int64_t deadline, const char *body,
 	snprintf(x->retry_after, sizeof x->retry_after, "%s",
 	    s.retry_after ? s.retry_after : "");
 	snprintf(x->reset, sizeof x->reset, "%s", s.reset ? s.reset : "");
+	x->hedge = s.hedge;
 	rc = llm_egress_result(job, t0, deadline, &s, x, e);
 	egress_resp_clear(&s);
 	return rc;
@@ -379,29 +381,53 @@ llm_retry_delay(const struct job *job, int attempt, struct llm_xfer *x)
 	    (int)job->retry_max_ms, rnd);
 }
 
+/*
+ * A call egress hedged: counted, and so are the tokens of the transfer it
+ * cancelled.  That one returned no usage, but the upstream may bill its
+ * prompt: it is counted as the winner's prompt (the same request).
+ */
+static void
+llm_hedge_count(const struct llm_xfer *x, struct usage *u, uint64_t prompt)
+{
+	if (x->hedge == EGRESS_HEDGE_NONE)
+		return;
+	u->hedged_calls++;
+	if (x->hedge == EGRESS_HEDGE_WON)
+		u->hedges_won++;
+	u->prompt_tokens += prompt;
+	u->total_tokens += prompt;
+}
+
 /* One attempt, classified: 0 done, 1 retryable failure, -1 final failure. */
 static int
 llm_try(const struct job *job, int64_t deadline, const char *url,
     const char *body, struct llm_xfer *x, struct llm_reply *reply,
     struct usage *u, struct llm_error *e)
 {
-	long	status;
+	long		status;
+	uint64_t	prompt0 = u->prompt_tokens;
+	int		rc;
 
 	u->llm_calls++;
 	/* A refusal may heal (a proxy restarting): retried like the rest;
 	 * a gone egress does not. */
 	(void)url;
-	if (llm_attempt(job, deadline, body, x, e) == -1)
+	if (llm_attempt(job, deadline, body, x, e) == -1) {
+		llm_hedge_count(x, u, 0);
 		return !x->final && (e->kind == JOB_ERR_TRANSPORT ||
 		    e->kind == JOB_ERR_CONNECT) ? 1 : -1;
+	}
 	status = x->status;
 	if (status / 100 == 2) {
-		if (llm_parse_body(x->body.data ? x->body.data : "",
-		    x->body.len, reply, u, e) == 0)
+		rc = llm_parse_body(x->body.data ? x->body.data : "",
+		    x->body.len, reply, u, e);
+		llm_hedge_count(x, u, u->prompt_tokens - prompt0);
+		if (rc == 0)
 			return 0;
 		return e->kind == JOB_ERR_API &&
 		    backoff_retryable_status(e->http_status) ? 1 : -1;
 	}
+	llm_hedge_count(x, u, 0);
 	llm_http_error(status, x, e);
 	return backoff_retryable_status(status) ? 1 : -1;
 }

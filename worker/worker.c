@@ -105,6 +105,8 @@ worker_report_usage(const struct usage *u, const struct job_call *call)
 	delta.llm_calls = u->llm_calls - reported.llm_calls;
 	delta.retries = u->retries - reported.retries;
 	delta.cost_micro_usd = u->cost_micro_usd - reported.cost_micro_usd;
+	delta.hedged_calls = u->hedged_calls - reported.hedged_calls;
+	delta.hedges_won = u->hedges_won - reported.hedges_won;
 	reported = *u;
 	m_create(&frame, MSG_JOB_USAGE);
 	usage_encode(&frame, &delta);

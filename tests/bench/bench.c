@@ -7,11 +7,12 @@
  *                              (each with BENCH_TIMEOUT, default 60 s)
  *   bench sequential N CRIT_US N calls one after another on one server
  *   bench deadline N           tool result time for all-hanging agents
- *   bench quorum N CONC MIN [MARK]
+ *   bench quorum N CONC MIN [MARK [HEDGE_MS]]
  *                              N 4-agent calls, CONC at a time, with
  *                              min_agents MIN (0: wait for all): p50 and
  *                              p95 of each call's time, and the tokens;
- *                              MARK ends each query (a mock marker)
+ *                              MARK ends each query (a mock marker);
+ *                              HEDGE_MS is each call's hedge_after_ms
  *   bench incremental N CONC STRATEGY [INTERVAL]
  *                              N 4-agent calls, CONC at a time, with
  *                              aggregation_strategy STRATEGY (and
@@ -326,6 +327,7 @@ bench_orchestrate(int runs, int calls, int critical_ms)
  * that the mock copies into every step's text, so each call meets its own
  * latencies, the same ones in every run of one seed. */
 static const char	*quorum_mark = "";
+static int		 quorum_hedge_ms;	/* hedge_after_ms; 0: none */
 
 static void
 send_quorum_call(struct server *s, int i, int min_agents)
@@ -335,13 +337,23 @@ send_quorum_call(struct server *s, int i, int min_agents)
 	snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":"
 	    "\"tools/call\",\"params\":{\"name\":\"heavy_orchestrate\","
 	    "\"arguments\":{\"query\":\"tail query [[call-%d]]%s\","
-	    "\"num_agents\":4,"
+	    "\"num_agents\":4,\"hedge_after_ms\":%d,"
 	    "\"timeout\":600,\"min_agents\":%d,\"straggler_grace\":0}}}\n",
-	    i, i, quorum_mark, min_agents);
+	    i, i, quorum_mark, quorum_hedge_ms, min_agents);
 	server_write(s, line);
 }
 
-/* One response of the quorum run: its failure, tokens and cut agents. */
+static int64_t
+json_int_at(struct json_object *o, const char *k)
+{
+	struct json_object	*v;
+
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) :
+	    0;
+}
+
+/* One response of the quorum run: its failure, cut agents, tokens
+ * (tokens[0]) and hedges (tokens[1]: hedged calls, [2]: hedges won). */
 static int
 quorum_result(struct json_object *msg, int64_t *tokens, int *cut)
 {
@@ -350,9 +362,11 @@ quorum_result(struct json_object *msg, int64_t *tokens, int *cut)
 	if (!json_object_object_get_ex(msg, "result", &res))
 		return 1;
 	if (json_object_object_get_ex(res, "structuredContent", &sc)) {
-		if (json_object_object_get_ex(sc, "usage", &u) &&
-		    json_object_object_get_ex(u, "total_tokens", &v))
-			*tokens += json_object_get_int64(v);
+		if (json_object_object_get_ex(sc, "usage", &u)) {
+			tokens[0] += json_int_at(u, "total_tokens");
+			tokens[1] += json_int_at(u, "hedged_calls");
+			tokens[2] += json_int_at(u, "hedges_won");
+		}
 		if (json_object_object_get_ex(sc, "cut_for_latency", &v))
 			*cut += (int)json_object_array_length(v);
 	}
@@ -371,7 +385,7 @@ bench_quorum(int n, int conc, int min_agents)
 	struct json_object	*msg, *v;
 	int64_t			*us = xcalloc((size_t)n, sizeof *us);
 	int64_t			*t0 = xcalloc((size_t)n + 1, sizeof *t0);
-	int64_t			 tokens = 0, start;
+	int64_t			 tokens[3] = { 0 }, start;
 	int			 sent = 0, got = 0, failed = 0, cut = 0, id;
 	char			*line;
 
@@ -390,13 +404,15 @@ bench_quorum(int n, int conc, int min_agents)
 		if (json_object_object_get_ex(msg, "id", &v) &&
 		    (id = json_object_get_int(v)) >= 1 && id <= n) {
 			us[got++] = now_us() - t0[id];
-			failed += quorum_result(msg, &tokens, &cut);
+			failed += quorum_result(msg, tokens, &cut);
 		}
 		json_object_put(msg);
 	}
-	printf("%d 4-agent calls, %d at a time, min_agents %d: failed=%d "
-	    "cut=%d tokens=%lld wall=%.1f s\n", n, conc, min_agents, failed,
-	    cut, (long long)tokens, (now_us() - start) / 1e6);
+	printf("%d 4-agent calls, %d at a time, min_agents %d, hedge_after_ms "
+	    "%d: failed=%d cut=%d tokens=%lld hedged=%lld won=%lld "
+	    "wall=%.1f s\n", n, conc, min_agents, quorum_hedge_ms, failed, cut,
+	    (long long)tokens[0], (long long)tokens[1], (long long)tokens[2],
+	    (now_us() - start) / 1e6);
 	qsort(us, (size_t)n, sizeof *us, cmp_i64);
 	printf("  call time: p50=%.0f ms p95=%.0f ms max=%.0f ms\n",
 	    us[n / 2] / 1000.0, us[n * 95 / 100] / 1000.0, us[n - 1] / 1000.0);
@@ -847,7 +863,8 @@ main(int argc, char **argv)
 	else if (strcmp(argv[1], "deadline") == 0)
 		bench_deadline(n);
 	else if (strcmp(argv[1], "quorum") == 0 && (quorum_mark = argc > 5 ?
-	    argv[5] : "") != NULL)
+	    argv[5] : "") != NULL && (quorum_hedge_ms = argc > 6 ?
+	    atoi(argv[6]) : 0) >= 0)
 		bench_quorum(n, argc > 3 ? atoi(argv[3]) : 10,
 		    argc > 4 ? atoi(argv[4]) : 0);
 	else if (strcmp(argv[1], "incremental") == 0 && argc > 4)

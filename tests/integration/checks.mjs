@@ -50,7 +50,8 @@ export function checkShape(result, numAgents) {
 		assert.ok(a.signal === null || typeof a.signal === 'string', show(a));
 	});
 	const u = sc.usage;
-	for (const k of ['prompt_tokens', 'completion_tokens', 'total_tokens', 'llm_calls', 'retries'])
+	for (const k of ['prompt_tokens', 'completion_tokens', 'total_tokens', 'llm_calls', 'retries',
+	    'hedged_calls', 'hedges_won'])
 		assert.ok(Number.isInteger(u?.[k]) && u[k] >= 0, `usage.${k}: ${show(u)}`);
 	assert.ok(Number.isInteger(sc.elapsed_ms) && sc.elapsed_ms >= 0, 'elapsed_ms');
 	return sc;

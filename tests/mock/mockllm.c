@@ -37,6 +37,14 @@
  * messages' text), not of the order calls arrive in: the
  * same orchestration meets the same latencies in every run, whatever runs
  * beside it.  The reply's X-Mock-Latency-Ms header says what was drawn.
+ * A request repeated (a retry, or heavyd-egress's hedge: the same text)
+ * draws again: the Nth arrival of one text has its own draw, so a hedge
+ * may be lucky where its first transfer was not.  [[first-latency:MS]]
+ * holds only the first arrival of a text for MS ms; its repeats answer
+ * at once (or after -l, -L): a hedge that always wins, unless
+ * [[repeat-status:CODE]] fails the repeats with CODE.  /stats counts
+ * the chat calls whose client went away before their reply ("cancelled":
+ * a hedge's loser, a killed worker's call).
  *
  * [[gate]] holds a reply until POST /open (then it goes, after any
  * latency, and later gated calls answer at once until POST /reset): a test
@@ -61,7 +69,10 @@
  * the tool messages agents sent back ("tool_messages", newest last), the
  * search and page requests, and any that carried an Authorization header.
  */
+#include <sys/socket.h>
+
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -74,6 +85,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -106,6 +118,7 @@ struct chat {
 	int			 tool_msgs;
 	int			 assistant_msgs;
 	const char		*token;		/* the bearer token it came with */
+	long			 nth;		/* arrivals of its text before it */
 };
 
 /* A response built now and sent now or after a delay. */
@@ -113,6 +126,7 @@ struct reply {
 	struct evhttp_request		*req;
 	struct evhttp_connection	*conn;
 	struct event			*timer;
+	struct event			*watch;	/* the client going away */
 	int				 code;
 	char				*body;
 	const char			*type;	/* NULL: application/json */
@@ -133,6 +147,7 @@ static size_t		  nheld, held_cap;
 static bool		  gate_open;
 static struct json_object *gates_open;	/* names opened by POST /open/NAME */
 static struct lh_table		*flaky;		/* text key -> times failed */
+static struct lh_table		*repeats;	/* text key -> arrivals */
 static int			 default_latency;
 static double			 ln_median, ln_sigma;	/* ms; 0: off */
 static uint64_t			 ln_seed = 1;
@@ -143,6 +158,7 @@ static struct {
 	long long	searches, pages, search_auth;
 	long long	limited;	/* -r: answered 429 over the budget */
 	long long	draft;
+	long long	cancelled;	/* the client went before the reply */
 } stats;
 static struct json_object	*arrivals;	/* "kind" or "kind:tag", in order */
 
@@ -283,6 +299,8 @@ reply_send(struct reply *r)
 static void
 reply_free(struct reply *r)
 {
+	if (r->watch != NULL)
+		event_free(r->watch);
 	if (r->timer != NULL)
 		event_free(r->timer);
 	free(r->body);
@@ -296,7 +314,43 @@ reply_conn_closed(struct evhttp_connection *conn, void *arg)
 	struct reply	*r = arg;
 
 	(void)conn;
+	stats.cancelled++;
 	reply_free(r);
+}
+
+/*
+ * evhttp reads nothing while a reply is pending, so it would see the
+ * client go only when it writes: the socket is watched here, and its end
+ * frees the connection, which runs the close callback (counted).
+ */
+static void
+reply_peer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct reply	*r = arg;
+	char		 c;
+	ssize_t		 n;
+
+	(void)events;
+	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+		event_add(r->watch, NULL);
+		return;
+	}
+	if (n > 0)
+		return;		/* more from the client: evhttp's business */
+	evhttp_connection_free(r->conn);	/* frees r */
+}
+
+static void
+reply_watch(struct reply *r)
+{
+	evutil_socket_t	fd = bufferevent_getfd(
+	    evhttp_connection_get_bufferevent(r->conn));
+
+	if (fd == -1)
+		return;
+	r->watch = event_new(base, fd, EV_READ, reply_peer_cb, r);
+	event_add(r->watch, NULL);
 }
 
 static void
@@ -326,6 +380,7 @@ reply_finish(struct reply *r, int latency_ms)
 	evhttp_connection_set_closecb(r->conn, reply_conn_closed, r);
 	r->timer = evtimer_new(base, reply_timer_cb, r);
 	evtimer_add(r->timer, &tv);
+	reply_watch(r);
 }
 
 static char *
@@ -508,26 +563,33 @@ text_hash(const struct chat *c)
 	return h;
 }
 
-/* Counts one more request with this text; returns how many came before. */
+/* Counts one more request with this text in *t; returns how many came
+ * before. */
 static long
-flaky_seen(const struct chat *c)
+text_seen(struct lh_table **t, const struct chat *c)
 {
 	struct lh_entry	*e;
 	char		 key[32];
 	long		 n;
 
 	snprintf(key, sizeof key, "%016llx", (unsigned long long)text_hash(c));
-	if ((e = lh_table_lookup_entry(flaky, key)) != NULL) {
+	if ((e = lh_table_lookup_entry(*t, key)) != NULL) {
 		n = (long)(intptr_t)lh_entry_v(e);
 		lh_entry_set_val(e, (void *)(intptr_t)(n + 1));
 		return n;
 	}
-	if (lh_table_length(flaky) >= MOCK_FLAKY_MAX) {
-		lh_table_free(flaky);
-		flaky = lh_kchar_table_new(256, flaky_free_key);
+	if (lh_table_length(*t) >= MOCK_FLAKY_MAX) {
+		lh_table_free(*t);
+		*t = lh_kchar_table_new(256, flaky_free_key);
 	}
-	lh_table_insert(flaky, xstrdup(key), (void *)(intptr_t)1);
+	lh_table_insert(*t, xstrdup(key), (void *)(intptr_t)1);
 	return 0;
+}
+
+static long
+flaky_seen(const struct chat *c)
+{
+	return text_seen(&flaky, c);
 }
 
 /* ---- the three kinds of call ---- */
@@ -939,6 +1001,8 @@ chat_failure(struct chat *c, struct reply *r)
 
 	if (chat_model_failure(c, r))
 		return 1;
+	if (c->nth > 0 && (a = chat_action(c, "repeat-status")) != NULL)
+		return reply_failure(r, a) == 0;
 	if ((a = chat_action(c, "status")) != NULL)
 		return reply_failure(r, a) == 0;
 	if ((a = chat_action(c, "flaky")) != NULL) {
@@ -1071,6 +1135,7 @@ held_conn_closed(struct evhttp_connection *conn, void *arg)
 	struct reply	*r = arg;
 
 	(void)conn;
+	stats.cancelled++;
 	for (size_t i = 0; i < nheld; i++)
 		if (held[i] == r) {
 			held[i] = held[--nheld];
@@ -1091,6 +1156,7 @@ hold(struct reply *r, int latency, const char *gate)
 	r->conn = evhttp_request_get_connection(r->req);
 	evhttp_connection_set_closecb(r->conn, held_conn_closed, r);
 	held[nheld++] = r;
+	reply_watch(r);
 }
 
 /* POST /open: every held reply goes; gated calls no longer wait.  POST
@@ -1112,6 +1178,10 @@ gate_release(bool open, const char *name)
 			continue;
 		held[i - 1] = held[--nheld];
 		evhttp_connection_set_closecb(r->conn, NULL, NULL);
+		if (r->watch != NULL) {
+			event_free(r->watch);
+			r->watch = NULL;
+		}
 		reply_finish(r, r->latency);
 	}
 }
@@ -1182,14 +1252,15 @@ chat_key(const struct chat *c)
 	return (h ^ (uint64_t)c->kind) * 1099511628211ULL;
 }
 
-/* A lognormal latency (Box-Muller from two uniforms of the call's key),
- * or -1 when neither -L nor a [[lognormal]] marker asks for one. */
+/* A lognormal latency (Box-Muller from two uniforms of the call's key and
+ * of how many times it came before), or -1 when neither -L nor a
+ * [[lognormal]] marker asks for one. */
 static int
-lognormal_draw(const struct chat *c)
+lognormal_draw(const struct chat *c, long nth)
 {
 	double		 median = ln_median, sigma = ln_sigma, u1, u2, z, ms;
 	const char	*v = chat_action(c, "lognormal");
-	uint64_t	 x = chat_key(c);
+	uint64_t	 x = chat_key(c) ^ ((uint64_t)nth * 0xd6e8feb86659fd93ULL);
 
 	if (v != NULL && lognormal_parse(v, &median, &sigma) == -1)
 		return -1;
@@ -1271,6 +1342,7 @@ handle_chat(struct evhttp_request *req)
 	struct reply	*r = xcalloc(1, sizeof *r);
 	const char	*bad, *lat;
 	int		 latency = default_latency;
+	long		 nth;
 
 	memset(&c, 0, sizeof c);
 	r->req = req;
@@ -1285,9 +1357,13 @@ handle_chat(struct evhttp_request *req)
 		chat_text(&c);
 		arrival_note(&c);
 		models_count(&c);
+		nth = c.nth = text_seen(&repeats, &c);
 		if ((lat = chat_action(&c, "latency")) != NULL)
 			latency = atoi(lat);
-		else if ((r->drawn = lognormal_draw(&c)) >= 0)
+		else if ((lat = chat_action(&c, "first-latency")) != NULL &&
+		    nth == 0)
+			latency = atoi(lat);
+		else if ((r->drawn = lognormal_draw(&c, nth)) >= 0)
 			latency = r->drawn;
 		/* stall-once: the first call of this text never answers. */
 		if (chat_action(&c, "hang") != NULL ||
@@ -1325,6 +1401,7 @@ handle_stats(struct evhttp_request *req)
 		{ "search_auth", stats.search_auth }, { "review", stats.review },
 		{ "held", (long long)nheld }, { "limited", stats.limited },
 		{ "draft", stats.draft },
+		{ "cancelled", stats.cancelled },
 	};
 
 	for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
@@ -1540,6 +1617,8 @@ handle(struct evhttp_request *req, void *arg)
 		brave_token[0] = '\0';
 		lh_table_free(flaky);
 		flaky = lh_kchar_table_new(256, flaky_free_key);
+		lh_table_free(repeats);
+		repeats = lh_kchar_table_new(256, flaky_free_key);
 		evhttp_send_reply(req, 200, "OK", NULL);
 	} else
 		evhttp_send_error(req, 404, "Not Found");
@@ -1614,7 +1693,10 @@ usage(FILE *f, int status)
 "all.\n"
 "  gate, gate:NAME        hold the reply until POST /open (or /open/NAME)\n"
 "  latency:MS             answer after MS ms instead of -l\n"
-"  lognormal:MEDIAN:SIGMA a lognormal latency instead of -l or -L\n"
+"  lognormal:MEDIAN:SIGMA a lognormal latency instead of -l or -L (a\n"
+"                         repeat of a request draws again)\n"
+"  first-latency:MS       only the first identical request waits MS ms\n"
+"  repeat-status:CODE     the repeats of an identical request get CODE\n"
 "  hang, hang-model:M     never answer (only for model M)\n"
 "  stall-once             the first identical request never answers\n"
 "  status:CODE[:retry-after=S][:reset=MS]\n"
@@ -1699,6 +1781,7 @@ main(int argc, char **argv)
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	flaky = lh_kchar_table_new(256, flaky_free_key);
+	repeats = lh_kchar_table_new(256, flaky_free_key);
 	models = json_object_new_object();
 	arrivals = json_object_new_array();
 	gates_open = json_object_new_object();
@@ -1727,6 +1810,7 @@ main(int argc, char **argv)
 	event_free(sigint);
 	evhttp_free(http);
 	lh_table_free(flaky);
+	lh_table_free(repeats);
 	json_object_put(models);
 	json_object_put(arrivals);
 	json_object_put(gates_open);

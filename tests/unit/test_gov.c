@@ -404,3 +404,99 @@ Test(gov, frames)
 	cr_assert_eq(egress_note_decode(b.data, b.len, &m), -1);
 	buf_free(&b);
 }
+
+/*
+ * A hedge's permit (gov_take): at once or never.  It counts against the
+ * cap and the rpm budget like any call, and none is given while a call
+ * waits in line, the upstream is paused or its breaker is not closed.
+ */
+Test(gov, hedge_takes_a_permit_like_any_call)
+{
+	struct gov_wait			w[3], h[3];
+	struct egress_upstream		*u;
+
+	memset(w, 0, sizeof w);
+	memset(h, 0, sizeof h);
+	gov_init(2, 0, 30, 3, NULL);
+	u = gov_upstream("http://up/v1");
+	gov_submit(&w[0], u, "t", FAR);
+	gov_pump(on_start, on_expire);
+	cr_assert(gov_take(&h[0], u, 0, "t"), "a permit is free");
+	cr_assert_eq(h[0].state, GOV_RUNNING);
+	cr_assert_not(gov_take(&h[1], u, 0, "t"), "past the cap of 2");
+	cr_assert_eq(h[1].state, GOV_NONE);
+	gov_cancel(&h[0]);	/* the loser: its permit back, in the window */
+	gov_submit(&w[1], u, "t", FAR);
+	gov_pump(on_start, on_expire);
+	cr_assert_eq(nstarted, 2);
+	cr_assert_not(gov_take(&h[1], u, 0, "t"), "rpm 3: 2 in flight and the "
+	    "cancelled hedge's minute");
+	finish(&w[0], "", "");
+	finish(&w[1], "", "");
+	cr_assert_not(gov_take(&h[1], u, 0, "t"), "still in the minute");
+}
+
+Test(gov, no_hedge_ahead_of_the_line)
+{
+	struct gov_wait			w[2], h;
+	struct egress_upstream		*u;
+
+	memset(w, 0, sizeof w);
+	memset(&h, 0, sizeof h);
+	gov_init(1, 0, 30, 0, NULL);
+	u = gov_upstream("http://up/v1");
+	gov_submit(&w[0], u, "t", FAR);
+	gov_submit(&w[1], u, "t", FAR);
+	gov_pump(on_start, on_expire);
+	cr_assert_eq(nstarted, 1);
+	finish(&w[0], "", "");
+	cr_assert_not(gov_take(&h, u, 0, "t"), "w[1] waits for the permit");
+	gov_pump(on_start, on_expire);
+	cr_assert_eq(nstarted, 2);
+	gov_cancel(&w[1]);
+	cr_assert(gov_take(&h, u, 0, "t"));
+	gov_cancel(&h);
+}
+
+Test(gov, no_hedge_while_paused)
+{
+	struct gov_wait			w, h;
+	struct egress_upstream		*u;
+
+	memset(&w, 0, sizeof w);
+	memset(&h, 0, sizeof h);
+	gov_init(0, 0, 30, 0, NULL);
+	u = gov_upstream("http://up/v1");
+	gov_submit(&w, u, "t", FAR);
+	gov_pump(on_start, on_expire);
+	finish(&w, "0", "30s");
+	cr_assert_not(gov_take(&h, u, 0, "t"), "paused for 30 s");
+}
+
+Test(gov, no_hedge_unless_the_breaker_is_closed)
+{
+	struct gov_wait			w[2], h;
+	struct egress_upstream		*u;
+	struct egress_sink		k;
+	bool				probe;
+	char				why[256];
+
+	memset(w, 0, sizeof w);
+	memset(&h, 0, sizeof h);
+	memset(&k, 0, sizeof k);
+	gov_init(0, 1, 0, 0, NULL);	/* open after 1 failure, for 0 s */
+	u = gov_upstream("http://up/v1");
+	gov_submit(&w[0], u, "t", FAR);
+	gov_pump(on_start, on_expire);
+	gov_finished(&w[0], 503, true, &k);
+	cr_assert_not(gov_take(&h, u, 0, "t"), "open");
+	cr_assert_eq(gov_admit(u, &probe, why, sizeof why), 0);
+	cr_assert(probe, "half-open after its cooldown");
+	gov_submit(&w[1], u, "t", FAR);
+	w[1].probe = true;
+	gov_pump(on_start, on_expire);
+	cr_assert_not(gov_take(&h, u, 0, "t"), "half-open: only the probe goes");
+	gov_finished(&w[1], 200, true, &k);
+	cr_assert(gov_take(&h, u, 0, "t"), "closed again");
+	gov_cancel(&h);
+}

@@ -399,6 +399,29 @@ Test(metrics, heavyd_families_count)
 	free(text);
 }
 
+/* heavyd_llm_hedges_total: a call's hedge, by which transfer answered. */
+Test(metrics, hedges_counted_by_result)
+{
+	struct metrics_llm	 won = { .model = "m", .outcome = "2xx",
+	    .hedged = 1, .hedges_won = 1 }, lost = { .model = "m",
+	    .outcome = "2xx", .hedged = 1 }, none = { .model = "m",
+	    .outcome = "2xx" };
+	char			*text;
+
+	metrics_init(0, "abc1234");
+	metrics_llm_request(&won);
+	metrics_llm_request(&lost);
+	metrics_llm_request(&lost);
+	metrics_llm_request(&none);
+	text = scrape();
+	assert_has(text, "# TYPE heavyd_llm_hedges_total counter\n");
+	assert_has(text, "heavyd_llm_hedges_total{model=\"m\",result=\"won\"} "
+	    "1\n");
+	assert_has(text, "heavyd_llm_hedges_total{model=\"m\",result=\"lost\"} "
+	    "2\n");
+	free(text);
+}
+
 /* Before metrics_init (a unit test of another module, heavyd ask before
  * its start) every event is ignored, and nothing is allocated. */
 Test(metrics, quiet_before_init)

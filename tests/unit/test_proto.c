@@ -40,6 +40,7 @@ Test(proto, job_round_trip)
 	struct msg_hdr	hdr;
 	struct mreader	r;
 
+	in.hedge_ms = 750;
 	m_create(&b, MSG_JOB_RUN);
 	job_encode(&b, &in);
 	cr_assert_eq(m_close(&b, 1 << 20), 0);
@@ -48,6 +49,7 @@ Test(proto, job_round_trip)
 	cr_assert_eq(job_decode(&r, &out), 0);
 	cr_assert_eq(m_end(&r), 0);
 	cr_assert_eq(out.index, 3);
+	cr_assert_eq(out.hedge_ms, 750);
 	cr_assert_eq(out.budget_ms, 1234);
 	cr_assert_null(out.api_key, "the key stays with heavyd-egress");
 	cr_assert_null(memmem(b.data, b.len, "sk-secret", 9),
@@ -354,4 +356,45 @@ Test(proto, usage_report_names_the_model_and_fallback)
 	job_report_clear(&rep);
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		cr_assert_eq(usage_decodes(&bad[i], &rep), -1, "case %zu", i);
+}
+
+/* Hedging (proto 9): the hedges in the usage, hedge_ms in the attach and
+ * the job, and which transfer answered in egress's response, bounded. */
+Test(proto, hedges_on_the_wire)
+{
+	struct usage		u = { .prompt_tokens = 2, .hedged_calls = 3,
+	    .hedges_won = 2 }, got;
+	struct egress_attach	a = { .worker_id = 1, .base_url = "b",
+	    .search_url = "", .user_agent = "", .task = "t", .hedge_ms = 250 },
+				ga;
+	struct egress_resp	s = { .id = 1, .result = EGRESS_OK,
+	    .status = 200, .hedge = EGRESS_HEDGE_WON, .error = "",
+	    .retry_after = "", .reset = "", .content_type = "", .body = "{}",
+	    .body_len = 2 }, gs;
+	struct mreader		r;
+	struct buf		b;
+
+	buf_init(&b, 0);
+	usage_encode(&b, &u);
+	m_reader_init(&r, b.data, b.len);
+	cr_assert_eq(usage_decode(&r, &got), 0);
+	cr_assert_eq(m_end(&r), 0);
+	cr_assert_eq(got.hedged_calls, 3);
+	cr_assert_eq(got.hedges_won, 2);
+	buf_reset(&b);
+	egress_attach_encode(&b, &a);
+	cr_assert_eq(egress_attach_decode(b.data, b.len, &ga), 0);
+	cr_assert_eq(ga.hedge_ms, 250);
+	egress_attach_clear(&ga);
+	buf_reset(&b);
+	egress_resp_encode(&b, &s);
+	cr_assert_eq(egress_resp_decode(b.data, b.len, &gs), 0);
+	cr_assert_eq(gs.hedge, EGRESS_HEDGE_WON);
+	egress_resp_clear(&gs);
+	buf_reset(&b);
+	s.hedge = EGRESS_HEDGE_WON + 1;
+	egress_resp_encode(&b, &s);
+	cr_assert_eq(egress_resp_decode(b.data, b.len, &gs), -1,
+	    "no such hedge outcome");
+	buf_free(&b);
 }

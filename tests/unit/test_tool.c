@@ -53,6 +53,30 @@ Test(tool, every_argument_accepted, .init = setup, .fini = teardown)
 	    err), 0, "%s", err);
 	cr_assert_eq(p.nfallbacks, 0, "null: the configured lists");
 	task_params_clear(&p);
+	cr_assert_eq(args("{\"query\":\"q\",\"hedge_after_ms\":1500}", &p,
+	    err), 0, "%s", err);
+	cr_assert_eq(p.hedge_after_ms, 1500);
+	task_params_clear(&p);
+}
+
+/* hedge_after_ms: off unless configured; the call's own overrides it. */
+Test(tool, hedge_after_ms_defaults_to_the_configured, .init = setup,
+    .fini = teardown)
+{
+	struct task_params	p;
+	char			err[256];
+
+	cr_assert_eq(args("{\"query\":\"q\"}", &p, err), 0);
+	cr_assert_eq(p.hedge_after_ms, 0, "off by default");
+	task_params_clear(&p);
+	cfg.hedge_after_ms = 800;
+	cr_assert_eq(args("{\"query\":\"q\"}", &p, err), 0);
+	cr_assert_eq(p.hedge_after_ms, 800);
+	task_params_clear(&p);
+	cr_assert_eq(args("{\"query\":\"q\",\"hedge_after_ms\":0}", &p, err),
+	    0);
+	cr_assert_eq(p.hedge_after_ms, 0, "the call turns it off");
+	task_params_clear(&p);
 }
 
 struct bad { const char *json; const char *needle; };
@@ -81,6 +105,11 @@ Test(tool, bad_arguments_name_the_argument, .init = setup, .fini = teardown)
 		    "'fallback_models[1]': must be a string" },
 		{ "{\"query\":\"q\",\"fallback_models\":[\"\"]}",
 		    "'fallback_models[0]': expected a model id" },
+		{ "{\"query\":\"q\",\"hedge_after_ms\":-1}", "'hedge_after_ms'" },
+		{ "{\"query\":\"q\",\"hedge_after_ms\":600001}",
+		    "'hedge_after_ms': expected an integer of milliseconds" },
+		{ "{\"query\":\"q\",\"hedge_after_ms\":2.5}", "'hedge_after_ms'" },
+		{ "{\"query\":\"q\",\"hedge_after_ms\":\"1s\"}", "'hedge_after_ms'" },
 	};
 	struct task_params	p;
 	char			err[256];
