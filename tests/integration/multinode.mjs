@@ -103,8 +103,11 @@ export async function startNode(t, pg, mock, name, opts = {}) {
 }
 
 /*
- * HAProxy in front of nodes, as README's: health checks on /readyz,
- * stickiness on Mcp-Session-Id; a request whose node is down is sent to
+ * HAProxy in front of nodes, as README's: health checks on /readyz
+ * choose the node of a new session; a session's requests stay on its
+ * node (stickiness on Mcp-Session-Id) even while /readyz says 503 there
+ * (option persist: the node serves what it holds while its database is
+ * away); only when its node cannot be reached does a request go to
  * another (option redispatch), which answers that the session is foreign.
  */
 export async function startHaproxy(t, nodes) {
@@ -114,7 +117,7 @@ export async function startHaproxy(t, nodes) {
 	fs.writeFileSync(cfg, [
 		'global', '    maxconn 256',
 		'defaults', '    mode http', '    timeout connect 5s', '    timeout client 120s',
-		'    timeout server 120s', '    retries 3', '    option redispatch',
+		'    timeout server 120s', '    retries 3', '    option persist', '    option redispatch',
 		'    retry-on conn-failure empty-response',
 		'frontend mcp', `    bind 127.0.0.1:${port}`, '    default_backend heavyd',
 		// roundrobin rather than leastconn: new sessions go to each node in turn.
