@@ -773,7 +773,7 @@ http_session_end(struct http_session *hs)
 static void
 http_session_foreign(struct evhttp_request *req, const char *node)
 {
-	static int64_t	 logged;
+	static int64_t	 logged = -HTTP_FOREIGN_LOG_MS;
 	char		 msg[256];
 
 	snprintf(msg, sizeof msg, "Session not found: a session of node %s, "

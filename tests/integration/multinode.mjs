@@ -11,11 +11,14 @@ import { promisify } from 'node:util';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
 	HANG, HEAVYD, IS_VALGRIND, REPO, TOOL, WORKER, apiKey, sanitizerEnv, tmpdir, waitFor,
 } from './lib.mjs';
+
+// For tests/bench/cluster.mjs, which cannot reach this directory's SDK.
+export { CallToolResultSchema };
 
 const run = promisify(execFile);
 export const psql = async (url, sql) =>
@@ -43,9 +46,11 @@ export function sessionKey(t) {
 }
 
 /*
- * Node name on the database pg, its LLM the mock: { name, port, proc,
- * stderr(), start(), kill(), readyz() }.  start() (again after kill())
- * waits until it listens.  opts: leaseMs, keyFile, env.
+ * Node name on the database pg (null: SQLite in its state directory), its
+ * LLM the mock: { name, port, url, proc, stderr(), start(), kill(),
+ * readyz() }.  start() (again after kill()) waits until it listens.
+ * opts: leaseMs, keyFile, env.  t: a test context, or anything with
+ * after(fn).
  */
 export async function startNode(t, pg, mock, name, opts = {}) {
 	const port = await freePort();
@@ -58,7 +63,8 @@ export async function startNode(t, pg, mock, name, opts = {}) {
 				stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
 				env: {
 					PATH: process.env.PATH, OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER,
-					HEAVY_BASE_URL: mock.baseUrl, HEAVY_STATE_DIR: state, HEAVY_STORE_URL: pg.url,
+					HEAVY_BASE_URL: mock.baseUrl, HEAVY_STATE_DIR: state,
+					...(pg ? { HEAVY_STORE_URL: pg.url } : {}),
 					HEAVY_NODE_ID: name,
 					HEAVY_STORE_LEASE_TTL_MS: String(opts.leaseMs ?? (IS_VALGRIND ? 8000 : 2000)),
 					// Waiters wake on notifications only: a poll on this one host
