@@ -69,7 +69,8 @@ sid_tag_init(const struct heavy_config *cfg)
 		snprintf(sid_tag, sizeof sid_tag, "%s", cfg->node_id);
 	else {
 		gethostname(host, sizeof host - 1);
-		snprintf(sid_tag, sizeof sid_tag, "%s:%d", host, (int)getpid());
+		snprintf(sid_tag, sizeof sid_tag, "%.48s:%d", host,
+		    (int)getpid());
 	}
 	for (char *p = sid_tag; *p != '\0'; p++)
 		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
