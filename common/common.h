@@ -269,6 +269,8 @@ struct heavy_config {
 	int	 http_max_connections;	/* with a request in progress */
 	int	 http_max_sessions;
 	int	 http_session_idle_s;	/* an unused session ends */
+	char	*http_session_key_file;	/* signs session ids; NULL: the
+					 * credential, else a key of our own */
 	size_t	 http_max_header_bytes;
 	int	 http_request_timeout_s;	/* to read a request */
 	int	 http_max_streams;	/* open streams of one session */
@@ -332,6 +334,7 @@ void	 config_strv_free(char ***, int *);
 #define HEAVY_CRED_API_KEY	"openrouter_api_key"
 #define HEAVY_CRED_SEARCH_KEY	"search_api_key"
 #define HEAVY_CRED_TOKENS	"tokens"
+#define HEAVY_CRED_SESSION_KEY	"session_key"
 const char *config_credential(const char *name, char *buf, size_t len);
 
 /* config.c: aggregation strategies and model ids, checked. */

@@ -690,6 +690,10 @@ config_print_http(const struct heavy_config *c, FILE *f)
 	config_print_strv(f, "http.listen", c->http_listen, c->nhttp_listen,
 	    c->nhttp_listen ? NULL : "none: MCP on stdin/stdout");
 	config_yaml_line(f, "http.path", c->http_path, NULL);
+	config_yaml_line(f, "http.session_key_file",
+	    c->http_session_key_file ? c->http_session_key_file : "(none)",
+	    c->http_session_key_file ? NULL :
+	    "the credential " HEAVY_CRED_SESSION_KEY ", else a key of its own");
 	config_print_strv(f, "http.allowed_origins", c->http_origins,
 	    c->nhttp_origins, "and same-origin loopback");
 }
@@ -921,6 +925,8 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 		config_set_str(&c->store_url, v);
 	if ((v = getenv("HEAVY_NODE_ID")) != NULL && *v != '\0')
 		config_set_str(&c->node_id, v);
+	if ((v = getenv("HEAVY_HTTP_SESSION_KEY_FILE")) != NULL && *v != '\0')
+		config_set_str(&c->http_session_key_file, v);
 	if ((v = getenv("HEAVY_LOG_FORMAT")) != NULL && *v != '\0')
 		config_set_str(&c->log_format, v);
 	if ((v = getenv("HEAVY_AUTH_MODE")) != NULL && *v != '\0')
@@ -1003,6 +1009,7 @@ config_dup(const struct heavy_config *c)
 	d->http_listen = d->http_origins = NULL;	/* the server's */
 	d->nhttp_listen = d->nhttp_origins = 0;
 	d->http_path = xstrdup(c->http_path);
+	d->http_session_key_file = NULL;	/* the server's */
 	d->auth_mode = d->auth_issuer = d->auth_audience = NULL;  /* the */
 	d->auth_jwks_file = d->auth_jwks_url = NULL;		  /* server's */
 	d->auth_identity_claim = NULL;
@@ -1050,6 +1057,7 @@ config_clear(struct heavy_config *c)
 	config_strv_free(&c->planner_fallbacks, &c->nplanner_fallbacks);
 	config_strv_free(&c->synthesis_fallbacks, &c->nsynthesis_fallbacks);
 	free(c->http_path);
+	free(c->http_session_key_file);
 	config_auth_clear(c);
 	free(c->auth_tokens_file);
 	free(c->auth_defaults);

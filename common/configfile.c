@@ -80,6 +80,7 @@ static const struct file_key {
 	{ "http.listen", KEY_STRV, offsetof(struct heavy_config, http_listen),
 	  NULL, offsetof(struct heavy_config, nhttp_listen) },
 	STR("http.path", http_path),
+	STR("http.session_key_file", http_session_key_file),
 	{ "http.allowed_origins", KEY_STRV,
 	  offsetof(struct heavy_config, http_origins), NULL,
 	  offsetof(struct heavy_config, nhttp_origins) },

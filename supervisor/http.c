@@ -61,6 +61,7 @@
 #define HTTP_BUSY_RETRY_S	"5"	/* Retry-After when at a bound */
 #define RPC_SESSION_GONE	-32001	/* as the SDKs say it */
 #define HTTP_FLUSH_MS		5000	/* to write out what is owed, at exit */
+#define HTTP_FOREIGN_LOG_MS	10000	/* a foreign session is logged at most so often */
 
 /* One event kept for Last-Event-ID: the stream and place it had. */
 struct http_event {
@@ -112,7 +113,7 @@ struct http_stream {
 };
 
 struct http_session {
-	char			 id[33];	/* Mcp-Session-Id */
+	char			 id[SESSIONID_MAX];	/* Mcp-Session-Id */
 	struct mcp_session	*s;
 	bool			 stateless;	/* 2026-07-28: one request */
 	bool			 cancelled;	/* ... whose stream closed */
@@ -703,7 +704,8 @@ http_idle_cb(evutil_socket_t fd, short events, void *arg)
 	(void)fd; (void)events;
 	if (hs->live > 0)
 		return;
-	log_info("http: session %.8s... unused for %d s; ended", hs->id,
+	log_info("http: session %.8s... unused for %d s; ended",
+	    sessionid_brief(hs->id),
 	    http.cfg->http_session_idle_s);
 	http_session_end(hs);
 }
@@ -712,12 +714,8 @@ static struct http_session *
 http_session_new(const char *owner)
 {
 	struct http_session	*hs = xcalloc(1, sizeof *hs);
-	unsigned char		 raw[16];
 
-	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
-		fatal("getrandom");
-	for (size_t i = 0; i < sizeof raw; i++)
-		snprintf(hs->id + 2 * i, 3, "%02x", raw[i]);
+	sessionid_new(hs->id);
 	TAILQ_INIT(&hs->streams);
 	TAILQ_INIT(&hs->events);
 	hs->idle = evtimer_new(ev_base, http_idle_cb, hs);
@@ -767,6 +765,28 @@ http_session_end(struct http_session *hs)
 }
 
 /*
+ * A session another node made (its id's signature holds under the shared
+ * key): still 404, so that the client starts a new session as the MCP
+ * transport says, but the body and the log name the node, since the
+ * balancer should have sent the client there.
+ */
+static void
+http_session_foreign(struct evhttp_request *req, const char *node)
+{
+	static int64_t	 logged = -HTTP_FOREIGN_LOG_MS;
+	char		 msg[256];
+
+	snprintf(msg, sizeof msg, "Session not found: a session of node %s, "
+	    "not this one (is the balancer's stickiness on Mcp-Session-Id "
+	    "off?)", node);
+	if (now_ms() - logged >= HTTP_FOREIGN_LOG_MS) {
+		log_warnx("http: %s", msg);
+		logged = now_ms();
+	}
+	http_fail(req, 404, RPC_SESSION_GONE, msg);
+}
+
+/*
  * The session a request names: 400 without one, 404 for an unknown one,
  * or one another identity made (it is not told the session exists).
  */
@@ -774,15 +794,25 @@ static struct http_session *
 http_session_of(struct evhttp_request *req, const char *owner)
 {
 	const char		*sid = http_header(req, "Mcp-Session-Id");
-	struct http_session	*hs;
+	struct http_session	*hs = NULL;
+	char			 node[SESSIONID_MAX];
 
 	if (sid == NULL) {
 		http_fail(req, 400, RPC_INVALID_REQUEST,
 		    "Bad Request: Mcp-Session-Id header is required");
 		return NULL;
 	}
-	if ((hs = http_lookup(http.sessions, sid)) == NULL ||
-	    strcmp(hs->s->owner, owner) != 0) {
+	switch (sessionid_check(sid, node, sizeof node)) {
+	case SESSIONID_FOREIGN:
+		http_session_foreign(req, node);
+		return NULL;
+	case SESSIONID_OURS:
+		hs = http_lookup(http.sessions, sid);
+		break;
+	case SESSIONID_BAD:
+		break;
+	}
+	if (hs == NULL || strcmp(hs->s->owner, owner) != 0) {
 		http_fail(req, 404, RPC_SESSION_GONE, "Session not found");
 		return NULL;
 	}
@@ -1152,7 +1182,8 @@ http_delete(struct evhttp_request *req, const char *owner)
 
 	if ((hs = http_session_of(req, owner)) == NULL)
 		return;
-	log_info("http: session %.8s... ended by its client", hs->id);
+	log_info("http: session %.8s... ended by its client",
+	    sessionid_brief(hs->id));
 	http_session_end(hs);
 	evhttp_send_reply(req, 200, "OK", NULL);
 }
@@ -1629,6 +1660,8 @@ http_start(const struct heavy_config *cfg, const struct listen_fd *fds,
 {
 	http.cfg = cfg;
 	http.ready = ready;
+	if (sessionid_init(cfg, err, len) == -1)
+		return -1;
 	http.sessions = lh_kchar_table_new(64, NULL);
 	http.conns = lh_kptr_table_new(64, NULL);
 	http.http = evhttp_new(ev_base);

@@ -367,7 +367,8 @@ server_on_reload(server_reload_fn fn, void *arg)
 static const char *server_restart_keys[] = {
 	"state_dir", "search.backend", "sandbox.require", "store.synchronous",
 	"store.url",
-	"log.format", "http.listen", "http.path", "auth.mode",
+	"log.format", "http.listen", "http.path", "http.session_key_file",
+	"auth.mode",
 	"api_key_file", "search.api_key_file", "limits.max_workers",
 	"limits.spares", "limits.max_frame_bytes", "limits.max_line_bytes",
 	"limits.worker_memory", "limits.worker_cpu", "limits.worker_nofile",

@@ -3,7 +3,8 @@
  * asynchronous connection (pgconn.c): every call is one statement queued
  * there, and answers on a later turn of the loop.  While the server is
  * away, writes wait in pgconn's bounded queue and are sent again once it
- * is back; past the queue's bound a call fails at once with the reason.
+ * is back; past the queue's bound a call fails with the reason, on the
+ * next turn of the loop too.
  * Every statement is idempotent, as pgconn asks: a put is an upsert that
  * never touches an ended row, a settle only ends a running one.
  *
@@ -14,6 +15,8 @@
  * this host (its boot id) whose process is gone counts as interrupted:
  * the rows of other nodes wait for the leases of issue 12.
  */
+#include <sys/queue.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,17 +146,58 @@ pg_op_new(void *arg)
 	return op;
 }
 
-/* Queues a statement; when the queue refuses it, the call fails now. */
+/*
+ * Calls the queue refused, answered on the next turn of the loop like
+ * every other answer: never inside the call, whose caller may be in the
+ * middle of a change that the failure undoes (a task's progress write
+ * that fails its first write's waiter, which stops the task).
+ */
+struct pg_refusal {
+	TAILQ_ENTRY(pg_refusal)	 entry;
+	pgconn_result_fn	 fn;
+	struct pg_op		*op;
+	char			 err[256];
+};
+static TAILQ_HEAD(, pg_refusal)	 pg_refusals =
+    TAILQ_HEAD_INITIALIZER(pg_refusals);
+static struct event		*pg_refusal_ev;
+
+static void
+pg_refusals_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_refusal	*r;
+
+	(void)fd; (void)what; (void)arg;
+	while ((r = TAILQ_FIRST(&pg_refusals)) != NULL) {
+		TAILQ_REMOVE(&pg_refusals, r, entry);
+		r->fn(r->op, NULL, r->err);
+		free(r);
+	}
+}
+
+/* Queues a statement; when the queue refuses it, the call fails soon. */
 static void
 pg_send(const char *sql, int n, const char *const *params,
     pgconn_result_fn fn, struct pg_op *op)
 {
-	char	err[256];
+	struct pg_refusal	*r;
+	struct timeval		 now = { 0, 0 };
+	char			 err[256];
 
-	if (pg != NULL && pgconn_query(pg, sql, n, params, fn, op, err,
-	    sizeof err) == 0)
+	if (pg == NULL) {	/* closed: the loop may not turn again */
+		fn(op, NULL, "the task store is not open");
 		return;
-	fn(op, NULL, pg != NULL ? err : "the task store is not open");
+	}
+	if (pgconn_query(pg, sql, n, params, fn, op, err, sizeof err) == 0)
+		return;
+	r = xcalloc(1, sizeof *r);
+	r->fn = fn;
+	r->op = op;
+	snprintf(r->err, sizeof r->err, "%s", err);
+	TAILQ_INSERT_TAIL(&pg_refusals, r, entry);
+	if (pg_refusal_ev == NULL)
+		pg_refusal_ev = evtimer_new(ev_base, pg_refusals_cb, NULL);
+	evtimer_add(pg_refusal_ev, &now);
 }
 
 /* ---- Opening: the schema, waited for on a loop of its own ---- */
@@ -318,6 +362,10 @@ pg_close(void)
 		    "before exit");
 	pgconn_free(pg);
 	pg = NULL;
+	pg_refusals_cb(-1, 0, NULL);	/* those still owed their answer */
+	if (pg_refusal_ev != NULL)
+		event_free(pg_refusal_ev);
+	pg_refusal_ev = NULL;
 	if (pg_held != NULL)
 		lh_table_free(pg_held);
 	pg_held = NULL;

@@ -790,6 +790,16 @@ void	 stdio_stop(void);
 int	 http_start(const struct heavy_config *, const struct listen_fd *,
 	    int nfds, bool (*ready)(void), char *err, size_t len);
 void	 http_stop(void);
+
+/* sessionid.c: Mcp-Session-Id values a node can tell apart: its own, a
+ * session of another node under the shared key, or bad. */
+#define SESSIONID_TAG_MAX	64
+#define SESSIONID_MAX		(SESSIONID_TAG_MAX + 1 + 64 + 1)
+enum sessionid_kind { SESSIONID_BAD, SESSIONID_OURS, SESSIONID_FOREIGN };
+int	 sessionid_init(const struct heavy_config *, char *err, size_t len);
+void	 sessionid_new(char *id);
+enum sessionid_kind sessionid_check(const char *id, char *node, size_t len);
+const char *sessionid_brief(const char *id);
 int	 serve_run(struct heavy_config *);
 
 /* mcptasks.c: MCP Tasks: task-augmented tools/call, the tasks methods. */

@@ -123,7 +123,8 @@ async function rawSession(srv) {
 	const r = await post(srv, INIT);
 	assert.equal(r.status, 200);
 	const sid = r.headers.get('mcp-session-id');
-	assert.match(sid, /^[0-9a-f]{32}$/, 'a session id of 128 random bits');
+	assert.match(sid, /^[\w.:@-]{1,64}\.[0-9a-f]{64}$/,
+	    'a session id: the node, 128 random bits, a MAC of 128 bits');
 	assert.equal((await r.json()).result.protocolVersion, V);
 	const n = await post(srv, { jsonrpc: '2.0', method: 'notifications/initialized' },
 	    { 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': V });
@@ -259,6 +260,8 @@ test('bad requests get a clear status and a JSON-RPC error', { timeout: TEST_TIM
 	const cases = [
 		['no session id', () => post(srv, ping), 400, /Mcp-Session-Id header is required/],
 		['an unknown session', () => post(srv, ping, { 'Mcp-Session-Id': 'f'.repeat(32) }), 404, /Session not found/],
+		['a session id with a bad MAC', () => post(srv, ping, { 'Mcp-Session-Id': sid.slice(0, -1) + (sid.endsWith('0') ? '1' : '0') }),
+		    404, /^Session not found$/],
 		['not JSON', () => post(srv, ping, { ...h, 'Content-Type': 'text/plain' }), 415, /Content-Type/],
 		['an Accept that allows neither', () => post(srv, ping, { ...h, Accept: 'text/html' }), 406, /Accept/],
 		['an unknown protocol version', () => post(srv, ping, { ...h, 'MCP-Protocol-Version': '1999-01-01' }), 400, /Unsupported protocol version/],

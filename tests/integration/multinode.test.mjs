@@ -1,135 +1,37 @@
 // Three heavyd nodes on one PostgreSQL database (a throw-away cluster)
 // behind HAProxy on loopback, as README's "Several nodes" shows it:
-// sessions spread over the nodes and stay on theirs; a task created
-// through one node is read and awaited through another; kill -9 of the
-// node that runs a task, and the client's tasks/result through the
-// balancer gets it marked interrupted by a node that took its lease over.
+// sessions spread over the nodes and stay on theirs; a session's id sent
+// to another node is told apart from an unknown one (404 either way, the
+// former naming its node); a task created through one node is read and
+// awaited through another; kill -9 of the node that runs a task, and the
+// client's tasks/result through the balancer gets it marked interrupted
+// by a node that took its lease over.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
-import {
-	HANG, HEAVYD, IS_VALGRIND, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, sanitizerEnv,
-	startMock, tmpdir, waitFor,
-} from './lib.mjs';
+import { HANG, TEST_TIMEOUT, startMock, waitFor } from './lib.mjs';
+import { psql, session, sessionKey, startHaproxy, startNode, startTask } from './multinode.mjs';
 import { startPg } from './pg.mjs';
 
-const run = promisify(execFile);
-const psql = async (url, sql) =>
-	(await run('psql', ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', sql])).stdout.trim();
-
-/* A port free now (HAProxy binds it next). */
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const s = net.createServer();
-		s.once('error', reject);
-		s.listen(0, '127.0.0.1', () => {
-			const { port } = s.address();
-			s.close(() => resolve(port));
-		});
-	});
+/* A ping in session sid, straight to node n: its status and error. */
+async function pingOn(n, sid) {
+	const r = await fetch(n.url, { method: 'POST', body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'ping' }),
+	    headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream',
+		'Mcp-Session-Id': sid, 'MCP-Protocol-Version': '2025-11-25' } });
+	return { status: r.status, error: (await r.json()).error };
 }
-
-function startNode(t, pg, mock, name) {
-	const proc = spawn(HEAVYD, ['--listen', '127.0.0.1:0'], {
-		stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
-		env: {
-			PATH: process.env.PATH, OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER,
-			HEAVY_BASE_URL: mock.baseUrl, HEAVY_STATE_DIR: tmpdir(name), HEAVY_STORE_URL: pg.url,
-			HEAVY_NODE_ID: name, HEAVY_STORE_LEASE_TTL_MS: IS_VALGRIND ? '8000' : '2000',
-			// Waiters wake on notifications only: a poll on this one host
-			// could find the killed node's pid gone and settle its task
-			// first, by pid, before any lease expires.
-			HEAVY_POLL_INTERVAL_MS: '600000',
-			...sanitizerEnv(),
-		},
-	});
-	let stderr = '';
-	proc.stderr.setEncoding('utf8');
-	proc.stderr.on('data', (d) => { stderr += d; });
-	proc.stdout.resume();
-	const exited = new Promise((r) => proc.once('close', r));
-	t.after(async () => {
-		if (proc.exitCode === null && proc.signalCode === null) {
-			proc.kill('SIGKILL');
-			await exited;
-		}
-	});
-	return waitFor(() => {
-		if (proc.exitCode !== null)
-			throw new Error(`${name} exited: ${stderr}`);
-		const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stderr);
-		return m && { name, proc, port: Number(m[1]), stderr: () => stderr };
-	}, HANG, `${name} to listen`);
-}
-
-async function startHaproxy(t, nodes) {
-	const dir = tmpdir('haproxy');
-	const port = await freePort();
-	const cfg = path.join(dir, 'haproxy.cfg');
-	fs.writeFileSync(cfg, [
-		'global', '    maxconn 256',
-		'defaults', '    mode http', '    timeout connect 5s', '    timeout client 120s',
-		'    timeout server 120s',
-		'frontend mcp', `    bind 127.0.0.1:${port}`, '    default_backend heavyd',
-		// roundrobin rather than leastconn: new sessions go to each node in turn.
-		'backend heavyd', '    balance roundrobin', '    option httpchk GET /readyz',
-		'    http-check expect status 200',
-		'    stick-table type string len 64 size 10k expire 30m',
-		'    stick on req.hdr(mcp-session-id)',
-		'    stick store-response res.hdr(mcp-session-id)',
-		...nodes.map((n) => `    server ${n.name} 127.0.0.1:${n.port} check inter 200ms fall 2 rise 1`),
-		'',
-	].join('\n'));
-	const proc = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-	let out = '';
-	proc.stdout.on('data', (d) => { out += d; });
-	proc.stderr.on('data', (d) => { out += d; });
-	const exited = new Promise((r) => proc.once('close', r));
-	t.after(async () => {
-		proc.kill('SIGKILL');
-		await exited;
-		fs.rmSync(dir, { recursive: true, force: true });
-	});
-	const base = `http://127.0.0.1:${port}`;
-	await waitFor(async () => {
-		if (proc.exitCode !== null)
-			throw new Error(`haproxy exited: ${out}`);
-		try {
-			return (await fetch(`${base}/readyz`)).status === 200;
-		} catch {
-			return false;
-		}
-	}, HANG, 'haproxy to serve');
-	return { url: `${base}/mcp`, out: () => out };
-}
-
-async function session(url) {
-	const client = new Client({ name: 'multinode-test', version: '1.0.0' }, { capabilities: {} });
-	await client.connect(new StreamableHTTPClientTransport(new URL(url)), { timeout: HANG });
-	return client;
-}
-
-const startTask = async (client, query) => (await client.request({ method: 'tools/call',
-    params: { name: TOOL, arguments: { query, num_agents: 1, timeout: 60 } } },
-    CreateTaskResultSchema, { task: { ttl: 600000 }, timeout: HANG })).task.taskId;
 
 test('three nodes behind HAProxy: a task read and awaited through another node; kill -9 of its node and the balancer still answers',
     { timeout: TEST_TIMEOUT }, async (t) => {
 	const pg = await startPg(t);
 	const mock = await startMock();
 	t.after(() => mock.stop());
+	const keyFile = sessionKey(t);
 	const nodes = [];
 	for (const name of ['node-1', 'node-2', 'node-3'])
-		nodes.push(await startNode(t, pg, mock, name));
+		nodes.push(await startNode(t, pg, mock, name, { keyFile }));
 	const lb = await startHaproxy(t, nodes);
 	const nodeOf = async (id) => psql(pg.url, `SELECT node_id FROM tasks WHERE id = '${id}'`);
 
@@ -146,6 +48,22 @@ test('three nodes behind HAProxy: a task read and awaited through another node; 
 	const j = on.findIndex((n) => n !== on[0]);
 	assert.ok(j > 0, `sessions on ${on}`);
 	const [c1, c2] = [clients[0], clients[j]];
+
+	// c1's session id, sent straight to c2's node: a 404 as for any
+	// session that node does not hold (the client starts anew), but one
+	// that names the node it belongs to; a forged id is simply unknown.
+	const [n1, n2] = [on[0], on[j]].map((name) => nodes.find((n) => n.name === name));
+	assert.match(c1.sid(), new RegExp(`^${on[0]}\\.[0-9a-f]{64}$`));
+	const foreign = await pingOn(n2, c1.sid());
+	assert.equal(foreign.status, 404);
+	assert.equal(foreign.error.code, -32001);
+	assert.equal(foreign.error.message, `Session not found: a session of node ${on[0]}, not this one ` +
+	    '(is the balancer\'s stickiness on Mcp-Session-Id off?)');
+	await waitFor(() => n2.stderr().includes(`warning: http: Session not found: a session of node ${on[0]}`),
+	    HANG, 'the log line');
+	const forged = await pingOn(n2, c1.sid().replace(on[0], on[j]));
+	assert.deepEqual([forged.status, forged.error.message], [404, 'Session not found']);
+	assert.equal((await pingOn(n1, c1.sid())).status, 200, 'on its own node');
 
 	// Created through node on[0], read and awaited through node on[j].
 	const held = await startTask(c1, 'Held [[agent:gate]]');

@@ -122,7 +122,7 @@ test('socket activation: the socket handed over at fd 3 is taken non-blocking an
 			protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
 	});
 	assert.equal(res.status, 200, stderr);
-	assert.match(res.headers.get('mcp-session-id'), /^[0-9a-f]{32}$/);
+	assert.match(res.headers.get('mcp-session-id'), /^[\w.:@-]{1,64}\.[0-9a-f]{64}$/);
 	assert.equal((await res.json()).result.serverInfo.name, 'heavyd');
 	proc.kill('SIGTERM');		/* nothing runs: the drain ends at once */
 	assert.deepEqual(await Promise.race([exited, expire(HANG)]), { code: 0, signal: null }, stderr);

@@ -419,6 +419,39 @@ Test(store_pg, writes_held_while_the_server_is_away)
 	    "the test cluster runs with synchronous_commit off");
 }
 
+/*
+ * A write past the queue's bound fails on a later turn of the loop, never
+ * inside the call: its caller (a task reporting its progress) may be in
+ * the middle of a change that the failure undoes.
+ */
+Test(store_pg, a_refused_write_answers_on_a_later_turn)
+{
+	struct store_options	o = { .url = pg.url, .retry_max_ms = 200,
+	    .max_queue = 2 };
+	struct store_task	t[3];
+	struct sync_answer	a[3] = { 0 };
+	char			ids[3][33], err[512];
+	int64_t			now = wall_ms();
+
+	store_pg.close();
+	cr_assert_eq(store_pg.open(&o, err, sizeof err), 0, "%s", err);
+	pgtest_stop(&pg);
+	for (int i = 0; i < 3; i++) {
+		snprintf(ids[i], sizeof ids[i], "%032d", 700 + i);
+		row(&t[i], ids[i], "o", "working", now, 60000);
+		store_pg.put(&t[i], 1, sync_done_cb, &a[i]);
+		cr_assert_not(a[i].done, "put %d answered inside the call", i);
+	}
+	WAIT_FOR(a[2].done, "the refusal");
+	cr_assert_eq(a[2].rc, STORE_ERROR);
+	cr_assert(strstr(store_pg.error(), "queue is full") != NULL, "%s",
+	    store_pg.error());
+	cr_assert_not(a[0].done || a[1].done, "the held writes wait");
+	pgtest_start(&pg);
+	WAIT_FOR(a[1].done, "the held writes");
+	cr_assert(a[0].rc == STORE_OK && a[1].rc == STORE_OK);
+}
+
 /* ---- Several nodes: fences, notifications, cancels, /readyz ---- */
 
 struct value {

@@ -1,0 +1,189 @@
+// scripts/bench cluster: three heavyd nodes on PostgreSQL (a throw-away
+// cluster, scripts/pg-cluster) behind HAProxy, against one node on SQLite,
+// on this machine, in this run, their phases alternating (the machine
+// varies from run to run): orchestrations per second (the mock answers at
+// once), tasks/get per second, the store's write latency (p50, p99, from
+// heavyd_store_write_duration_seconds, interpolated within its buckets),
+// and the time from kill -9 of a node to its task settled by another
+// (failed as interrupted: resumption is for later), with the default
+// lease.  Knobs (environment): CLUSTER_ROUNDS (2), CLUSTER_ORCH (200
+// orchestrations a phase), CLUSTER_AGENTS (4), CLUSTER_CONC (20 clients),
+// CLUSTER_GET_SECS (5), CLUSTER_KILLS (3), CLUSTER_LEASE_MS (the default,
+// 30000).  Run with node from tests/integration (its SDK).
+import { HANG, TOOL, startMock, waitFor } from '../integration/lib.mjs';
+import {
+	CallToolResultSchema, psql, session, sessionKey, startHaproxy, startNode, startTask,
+} from '../integration/multinode.mjs';
+import { startPg } from '../integration/pg.mjs';
+
+const env = (k, d) => Number(process.env[k] ?? d);
+const ROUNDS = env('CLUSTER_ROUNDS', 2), ORCH = env('CLUSTER_ORCH', 200);
+const AGENTS = env('CLUSTER_AGENTS', 4), CONC = env('CLUSTER_CONC', 20);
+const GET_SECS = env('CLUSTER_GET_SECS', 5), KILLS = env('CLUSTER_KILLS', 3);
+const LEASE_MS = process.env.CLUSTER_LEASE_MS ? Number(process.env.CLUSTER_LEASE_MS) : undefined;
+
+const cleanups = [];
+const t = { after: (fn) => cleanups.push(fn) };
+
+/* n sessions at url. */
+async function clients(url, n = CONC) {
+	const cs = [];
+	for (let i = 0; i < n; i++)
+		cs.push(await session(url));
+	return cs;
+}
+
+/* ORCH orchestrations by CONC clients at once: per second. */
+async function orchestrate(cs, tag) {
+	let next = 0;
+	const t0 = performance.now();
+	await Promise.all(cs.map(async (c) => {
+		while (next < ORCH) {
+			const i = next++;
+			const r = await c.request({ method: 'tools/call', params: { name: TOOL,
+			    arguments: { query: `Bench ${tag} ${i}`, num_agents: AGENTS } } },
+			    CallToolResultSchema, { timeout: HANG });
+			if (r.isError)
+				throw new Error(`orchestration ${i}: ${JSON.stringify(r.content)}`);
+		}
+	}));
+	return ORCH / ((performance.now() - t0) / 1000);
+}
+
+/* tasks/get of the ids, round and round, for GET_SECS: per second. */
+async function gets(cs, ids) {
+	let n = 0;
+	const end = performance.now() + GET_SECS * 1000;
+	const t0 = performance.now();
+	await Promise.all(cs.map(async (c, k) => {
+		for (let i = k; performance.now() < end; i++) {
+			await c.experimental.tasks.getTask(ids[i % ids.length]);
+			n++;
+		}
+	}));
+	return n / ((performance.now() - t0) / 1000);
+}
+
+/* The store-write histogram of nodes, summed: le (s) -> count. */
+async function storeHistogram(nodes) {
+	const h = new Map();
+	for (const n of nodes) {
+		const text = await (await fetch(`http://127.0.0.1:${n.port}/metrics`)).text();
+		for (const m of text.matchAll(/^heavyd_store_write_duration_seconds_bucket\{[^}]*le="([^"]+)"\} (\d+)$/gm))
+			h.set(m[1], (h.get(m[1]) ?? 0) + Number(m[2]));
+	}
+	return h;
+}
+
+/* Quantile q (ms) of the writes between histograms a and b. */
+function quantile(a, b, q) {
+	const les = [...b.keys()].filter((le) => le !== '+Inf').map(Number).sort((x, y) => x - y);
+	const count = (le) => (b.get(String(le)) ?? 0) - (a.get(String(le)) ?? 0);
+	const total = (b.get('+Inf') ?? 0) - (a.get('+Inf') ?? 0);
+	if (total === 0)
+		return NaN;
+	let lo = 0, below = 0;
+	for (const le of les) {
+		const c = count(le);
+		if (c >= q * total)
+			return 1000 * (lo + (le - lo) * (q * total - below) / Math.max(c - below, 1));
+		lo = le;
+		below = c;
+	}
+	return 1000 * lo;	/* beyond the last bucket: at least that */
+}
+
+/* kill -9 of the node that runs a held task; ms until another says so. */
+async function killToSettled(c) {
+	const id = await startTask(c.lbClient, 'Bench kill [[agent:gate]]', 1);
+	await waitFor(async () => (await c.mock.stats()).held > 0, HANG, 'the agent at the gate');
+	const where = await psql(c.pg.url, `SELECT node_id FROM tasks WHERE id = '${id}'`);
+	const victim = c.nodes.find((n) => n.name === where);
+	const other = c.nodes.find((n) => n !== victim);
+	const watcher = await session(other.url);
+	const waiting = watcher.experimental.tasks.getTaskResult(id, CallToolResultSchema, { timeout: 10 * HANG });
+	// Once a later call is answered, the wait has read the row (one
+	// connection to the database, its queries in order): a read after the
+	// kill would find the pid gone on this one host and settle the task
+	// at once, which nodes on several hosts cannot do.
+	if ((await watcher.experimental.tasks.getTask(id)).status !== 'working')
+		throw new Error('the held task ended');
+	const t0 = performance.now();
+	await victim.kill();
+	const r = await waiting;
+	const ms = performance.now() - t0;
+	if (!r.isError || !/^interrupted/.test(r.content[0].text))
+		throw new Error(`the killed node's task: ${JSON.stringify(r)}`);
+	await watcher.close();
+	await victim.start();
+	await c.mock.release();
+	c.lbClient = await session(c.lb.url);	/* its session may have died */
+	return ms;
+}
+
+async function main() {
+	const mock = await startMock('bench-mock');
+	t.after(() => mock.stop());
+	const pg = await startPg(t, 'bench-pg');
+	const keyFile = sessionKey(t);
+	const opts = { keyFile, ...(LEASE_MS ? { leaseMs: LEASE_MS } : { leaseMs: 30000 }) };
+	const nodes = [];
+	for (const name of ['node-1', 'node-2', 'node-3'])
+		nodes.push(await startNode(t, pg, mock, name, opts));
+	const lb = await startHaproxy(t, nodes);
+	const lite = await startNode(t, null, mock, 'sqlite');
+	const setups = [
+		{ name: '3 nodes, PostgreSQL, HAProxy', url: lb.url, nodes },
+		{ name: '1 node, SQLite', url: lite.url, nodes: [lite] },
+	];
+	console.log(`== cluster: ${ORCH} ${AGENTS}-agent orchestrations by ${CONC} clients a phase (0 ms mock); ` +
+	    `tasks/get for ${GET_SECS} s; ${ROUNDS} rounds, the two setups alternating`);
+	for (const s of setups) {
+		s.cs = await clients(s.url);
+		s.ids = [];
+		for (let i = 0; i < 3 * CONC; i++)
+			s.ids.push(await startTask(s.cs[i % CONC], `Bench pool ${i}`, 1));
+		s.orch = []; s.get = []; s.p50 = []; s.p99 = [];
+	}
+	for (let r = 0; r < ROUNDS; r++)
+		for (const s of setups) {
+			const before = await storeHistogram(s.nodes);
+			s.orch.push(await orchestrate(s.cs, `${r}`));
+			const after = await storeHistogram(s.nodes);
+			s.p50.push(quantile(before, after, 0.5));
+			s.p99.push(quantile(before, after, 0.99));
+			s.get.push(await gets(s.cs, s.ids));
+			console.log(`-- round ${r + 1}, ${s.name}: ${s.orch.at(-1).toFixed(1)} orchestrations/s, ` +
+			    `${s.get.at(-1).toFixed(0)} tasks/get/s, store writes p50 ${s.p50.at(-1).toFixed(2)} ms, ` +
+			    `p99 ${s.p99.at(-1).toFixed(2)} ms`);
+		}
+	for (const s of setups)
+		await Promise.all(s.cs.map((c) => c.close().catch(() => {})));
+	const c = { mock, pg, nodes, lb, lbClient: await session(lb.url) };
+	const kills = [];
+	for (let k = 0; k < KILLS; k++) {
+		kills.push(await killToSettled(c));
+		console.log(`-- kill -9 ${k + 1}: its task settled by another node after ${(kills.at(-1) / 1000).toFixed(2)} s ` +
+		    `(lease ${opts.leaseMs} ms)`);
+	}
+	console.log('\n| each round | 3 nodes, PostgreSQL, HAProxy | 1 node, SQLite |\n|---|---|---|');
+	const row = (label, k, f) => console.log(`| ${label} | ${setups.map((s) => s[k].map(f).join(', ')).join(' | ')} |`);
+	row('orchestrations/s', 'orch', (v) => v.toFixed(1));
+	row('tasks/get per s', 'get', (v) => v.toFixed(0));
+	row('store write p50, ms', 'p50', (v) => v.toFixed(2));
+	row('store write p99, ms', 'p99', (v) => v.toFixed(2));
+	console.log(`| kill -9 to the task settled elsewhere, s | ${kills.map((v) => (v / 1000).toFixed(1)).join(', ')} ` +
+	    '| n/a: settled when it starts again |');
+}
+
+let status = 0;
+try {
+	await main();
+} catch (e) {
+	console.error(`bench cluster: ${e.stack ?? e}`);
+	status = 1;
+} finally {
+	for (const fn of cleanups.reverse())
+		await Promise.resolve().then(fn).catch(() => {});
+}
+process.exit(status);
