@@ -232,12 +232,14 @@ test('get_agent_tools lists the enabled agent tools', { timeout: TEST_TIMEOUT },
 
 test('configure_orchestrator changes this session only; a running task keeps its settings',
     { timeout: TEST_TIMEOUT }, async (t) => {
-	const env = { HEAVY_TASK_TIMEOUT: '6' };
+	const env = { HEAVY_TASK_TIMEOUT: '20' };
 	const { srv, mock } = await setup(t, { env });
 	let other = null;
 	t.after(() => other?.kill());
 
-	// Session defaults: 4 agents, 6 s.  T1 starts before the change.
+	// Session defaults: 4 agents, 20 s.  T1 starts before the change.  The
+	// two timeouts are far apart, so that T1 is still running when T2 ends
+	// however slow the machine (T2's agents are killed at 1.5 s, T1's at 15).
 	const t1 = await start(srv, { query: 'First [[agent:hang]]' });
 	const cfg = await call(srv, 'configure_orchestrator', { parallel_agents: 2, task_timeout: 2 });
 	assert.deepEqual(cfg.sc.current_config, { parallel_agents: 2, task_timeout: 2, aggregation_strategy: 'consensus' });
@@ -246,13 +248,13 @@ test('configure_orchestrator changes this session only; a running task keeps its
 
 	const d2 = await until(srv, t2.task_id, ['FAILED', 'COMPLETED']);
 	assert.equal(d2.result.agents.length, 2, 'T2 did not take the new parallel_agents');
-	assert.ok(d2.execution_time < 4, `T2 ran ${d2.execution_time} s with a 2 s timeout (the old one: 6 s)`);
+	assert.ok(d2.execution_time < 10, `T2 ran ${d2.execution_time} s with a 2 s timeout (the old one: 20 s)`);
 	const p1 = await progress(srv, t1.task_id);
 	assert.equal(p1.status, 'RUNNING', 'T1 ended with T2: it took the new timeout');
 	assert.equal(p1.progress.agents.length, 4);
 	const d1 = await until(srv, t1.task_id, ['FAILED', 'COMPLETED']);
 	assert.equal(d1.result.agents.length, 4);
-	assert.ok(d1.execution_time >= 4 && d1.execution_time < 8, `T1 ran ${d1.execution_time} s`);
+	assert.ok(d1.execution_time >= 14, `T1 ran ${d1.execution_time} s: not its own 20 s`);
 
 	// heavy_orchestrate in this session takes the session's defaults too.
 	const h = await srv.orchestrate({ query: 'Blocking default' });
@@ -261,7 +263,7 @@ test('configure_orchestrator changes this session only; a running task keeps its
 	// A second session (its own server) has the configured defaults.
 	other = await startServer({ mock, env });
 	const seen = await call(other, 'configure_orchestrator', {});
-	assert.deepEqual(seen.sc.current_config, { parallel_agents: 4, task_timeout: 6, aggregation_strategy: 'consensus' });
+	assert.deepEqual(seen.sc.current_config, { parallel_agents: 4, task_timeout: 20, aggregation_strategy: 'consensus' });
 	assert.deepEqual(seen.sc.updates, {});
 	const o = await start(other, { query: 'Other session' });
 	const od = await until(other, o.task_id, ['COMPLETED', 'FAILED']);
