@@ -38,6 +38,8 @@ struct durable_entry {
 	struct event		*timer;		/* a write put off */
 	bool			 failing;	/* its last write failed */
 	bool			 stored;	/* a write of it succeeded */
+	bool			 sent;		/* its first write went out */
+	bool			 answered;	/* ... and was answered */
 	bool			 dirty;		/* in the next flush */
 	/* Told once the first write is done (durable_when_stored). */
 	void			(*on_stored)(void *, bool);
@@ -187,7 +189,7 @@ durable_tell_stored(struct durable_entry *e)
 /* Entries are looked up by id when a write is done: the task may have
  * ended meanwhile, when the store answers on a later turn. */
 static void
-durable_written(const char *id, int rc)
+durable_written(const char *id, bool first, int rc)
 {
 	struct durable_entry	*e;
 	struct lh_entry		*le;
@@ -202,13 +204,21 @@ durable_written(const char *id, int rc)
 		    "next change", e->id);
 	e->failing = rc == STORE_ERROR;
 	e->stored = e->stored || rc != STORE_ERROR;
-	durable_tell_stored(e);
+	/* Only the first write's answer: a later one refused (a full queue)
+	 * says nothing of the first, which may still be written. */
+	if (first) {
+		e->answered = true;
+		durable_tell_stored(e);
+	}
 }
 
 /* The ids of rows in one write. */
 struct durable_batch {
 	int	n;
-	char	ids[][33];
+	struct {
+		char	id[33];
+		bool	first;		/* the entry's first write */
+	}	rows[];
 };
 
 static void
@@ -217,7 +227,7 @@ durable_batch_done(void *arg, int rc)
 	struct durable_batch	*b = arg;
 
 	for (int i = 0; i < b->n; i++)
-		durable_written(b->ids[i], rc);
+		durable_written(b->rows[i].id, b->rows[i].first, rc);
 	free(b);
 }
 
@@ -227,12 +237,14 @@ durable_write(struct durable_entry **es, int n)
 {
 	struct store_task	*rows = xcalloc((size_t)n, sizeof *rows);
 	struct durable_batch	*b = xmalloc(sizeof *b + (size_t)n *
-	    sizeof b->ids[0]);
+	    sizeof b->rows[0]);
 
 	b->n = n;
 	for (int i = 0; i < n; i++) {
 		durable_row(es[i]->r, &rows[i]);
-		memcpy(b->ids[i], es[i]->id, sizeof b->ids[i]);
+		memcpy(b->rows[i].id, es[i]->id, sizeof b->rows[i].id);
+		b->rows[i].first = !es[i]->sent;
+		es[i]->sent = true;
 	}
 	store_put(rows, n, durable_batch_done, b);
 	for (int i = 0; i < n; i++)
@@ -581,7 +593,7 @@ durable_when_stored(const char *id, void (*fn)(void *, bool), void *arg)
 	e = lh_entry_v(le);
 	e->on_stored = fn;
 	e->on_stored_arg = arg;
-	if (e->stored || e->failing)
+	if (e->answered)
 		durable_tell_stored(e);
 }
 
