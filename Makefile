@@ -23,15 +23,20 @@ SUP_CFLAGS = $(shell $(PKG) --cflags libevent json-c yaml-0.1 sqlite3 libcap net
 SUP_LIBS   = $(shell $(PKG) --libs libevent json-c yaml-0.1 sqlite3 libcap nettle \
 	hogweed libcurl libpq) -lgmp
 WRK_CFLAGS = $(shell $(PKG) --cflags libcurl json-c libxml-2.0 libseccomp libcap)
-# libxml2: headers only; html.c opens it at run time.
-WRK_LIBS   = $(shell $(PKG) --libs libcurl json-c libseccomp libcap) -lm
+# libxml2: headers only; html.c opens it at run time.  No libcurl in the
+# worker: each library the zygote maps costs every forked worker memory and
+# CPU; only heavyd-egress (EGR_SRC) makes requests.
+WRK_LIBS   = $(shell $(PKG) --libs json-c libseccomp libcap) -lm
+EGR_LIBS   = $(shell $(PKG) --libs libcurl json-c) -lm
 TST_CFLAGS = $(shell $(PKG) --cflags criterion)
 TST_LIBS   = $(shell $(PKG) --libs criterion)
 
 COMMON_SRC = $(wildcard common/*.c) $(wildcard proto/*.c)
 # fixtures.c only goes into the test build, build/test/heavyd.
 SUP_SRC    = $(filter-out supervisor/fixtures.c,$(wildcard supervisor/*.c))
-WRK_SRC    = $(wildcard worker/*.c)
+EGR_SRC    = worker/egress.c worker/egress_curl.c worker/egress_fence.c \
+	worker/egress_gov.c worker/egress_main.c worker/backoff.c
+WRK_SRC    = $(filter-out $(EGR_SRC),$(wildcard worker/*.c)) worker/backoff.c
 UNIT_SRC   = $(wildcard tests/unit/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -41,14 +46,16 @@ COMMON_OBJ = $(call obj,$(COMMON_SRC))
 COMMON_LIB = $(BUILD)/libcommon.a
 SUP_OBJ    = $(call obj,$(SUP_SRC))
 WRK_OBJ    = $(call obj,$(WRK_SRC))
+EGR_OBJ    = $(call obj,$(EGR_SRC))
 HOOK_OBJ   = $(patsubst %.c,$(BUILD)/obj-hooks/%.o,$(WRK_SRC))
 FIX_OBJ    = $(patsubst %.c,$(BUILD)/obj-fixtures/%.o,$(SUP_SRC) \
 	supervisor/fixtures.c)
 UNIT_OBJ   = $(call obj,$(UNIT_SRC))
-NOMAIN     = $(filter-out %/main.o,$(1))
+NOMAIN     = $(filter-out %/main.o %/egress_main.o,$(1))
 
-PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker
-TEST_PROGS = $(BUILD)/test/heavyd-worker $(BUILD)/mockllm $(BUILD)/bench \
+PROGS = $(BUILD)/heavyd $(BUILD)/heavyd-worker $(BUILD)/heavyd-egress
+TEST_PROGS = $(BUILD)/test/heavyd-worker $(BUILD)/test/heavyd-egress \
+	$(BUILD)/mockllm $(BUILD)/bench \
 	$(BUILD)/bench-http $(BUILD)/defer/heavyd \
 	$(BUILD)/unit-tests $(BUILD)/dgramsink
 
@@ -68,6 +75,14 @@ $(BUILD)/heavyd: $(SUP_OBJ) $(COMMON_LIB)
 $(BUILD)/heavyd-worker: $(WRK_OBJ) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LIBS)
 
+$(BUILD)/heavyd-egress: $(EGR_OBJ) $(COMMON_LIB)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(EGR_LIBS)
+
+# heavyd runs heavyd-egress from beside its worker.
+$(BUILD)/test/heavyd-egress: $(BUILD)/heavyd-egress
+	@mkdir -p $(@D)
+	cp $< $@
+
 # The same worker with test-only agent tools that crash, spin and block.
 $(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_LIB)
 	@mkdir -p $(@D)
@@ -75,7 +90,8 @@ $(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_LIB)
 
 # heavyd with the MCP conformance suite's fixtures (supervisor/fixtures.c,
 # tests/conformance/FIXTURES.md); it runs the test worker beside it.
-$(BUILD)/test/heavyd: $(FIX_OBJ) $(COMMON_LIB) $(BUILD)/test/heavyd-worker
+$(BUILD)/test/heavyd: $(FIX_OBJ) $(COMMON_LIB) $(BUILD)/test/heavyd-worker \
+    $(BUILD)/test/heavyd-egress
 	@mkdir -p $(@D)
 	$(CC) -o $@ $(FIX_OBJ) $(COMMON_LIB) $(LDFLAGS_ALL) $(SUP_LIBS)
 
@@ -98,15 +114,18 @@ $(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
 $(BUILD)/dgramsink: $(call obj,tests/mock/dgramsink.c)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL)
 
-$(BUILD)/bench: $(call obj,tests/bench/bench.c supervisor/metrics.c) \
+$(BUILD)/bench: $(call obj,tests/bench/bench.c tests/bench/cost.c \
+    supervisor/metrics.c) \
     $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
 $(BUILD)/bench-http: $(call obj,tests/bench/httpbench.c) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
-$(BUILD)/unit-tests: $(UNIT_OBJ) $(call NOMAIN,$(SUP_OBJ) $(WRK_OBJ)) $(COMMON_LIB)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(TST_LIBS) $(SUP_LIBS) $(WRK_LIBS)
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(call NOMAIN,$(SUP_OBJ) $(WRK_OBJ) \
+    $(filter-out %/backoff.o,$(EGR_OBJ))) $(COMMON_LIB)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(TST_LIBS) $(SUP_LIBS) $(WRK_LIBS) \
+	    $(EGR_LIBS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -124,12 +143,13 @@ $(BUILD)/obj-fixtures/%.o: %.c
 HEAVY_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 $(shell mkdir -p $(BUILD) && echo $(HEAVY_COMMIT) | cmp -s - $(BUILD)/commit || echo $(HEAVY_COMMIT) > $(BUILD)/commit)
 COMMIT_OBJ = $(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o \
-	$(BUILD)/obj-hooks/worker/main.o $(BUILD)/obj-fixtures/supervisor/main.o
+	$(BUILD)/obj-hooks/worker/main.o $(BUILD)/obj-fixtures/supervisor/main.o \
+	$(BUILD)/obj/worker/egress_main.o
 $(COMMIT_OBJ): $(BUILD)/commit
 $(COMMIT_OBJ): CFLAGS_ALL += -DHEAVY_COMMIT='"$(HEAVY_COMMIT)"'
 
 # The worker too: the worker table's tests run it.
-unit: $(BUILD)/unit-tests $(BUILD)/heavyd-worker
+unit: $(BUILD)/unit-tests $(BUILD)/heavyd-worker $(BUILD)/heavyd-egress
 
 check-unit: unit
 	$(BUILD)/unit-tests --jobs 2

@@ -30,11 +30,13 @@ $(BUILD)/obj/supervisor/server.o: CFLAGS_ALL += -DHEAVY_LIBEXECDIR='"$(LIBEXECDI
 $(BUILD)/obj/common/configfile.o: CFLAGS_ALL += -DHEAVY_SYSCONFDIR='"$(SYSCONFDIR)"'
 
 .PHONY: install install-man install-units uninstall
-install: $(BUILD)/heavyd $(BUILD)/heavyd-worker install-man install-units
+install: $(BUILD)/heavyd $(BUILD)/heavyd-worker $(BUILD)/heavyd-egress \
+    install-man install-units
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) \
 	    $(DESTDIR)$(SYSCONFDIR)/heavyd
 	$(INSTALL) -m 755 $(BUILD)/heavyd $(DESTDIR)$(BINDIR)/heavyd
 	$(INSTALL) -m 755 $(BUILD)/heavyd-worker $(DESTDIR)$(LIBEXECDIR)/heavyd-worker
+	$(INSTALL) -m 755 $(BUILD)/heavyd-egress $(DESTDIR)$(LIBEXECDIR)/heavyd-egress
 	$(INSTALL) -m 644 common/config.yaml.example \
 	    $(DESTDIR)$(SYSCONFDIR)/heavyd/config.yaml.example
 
@@ -57,6 +59,7 @@ install-units:
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/heavyd $(DESTDIR)$(LIBEXECDIR)/heavyd-worker \
+	    $(DESTDIR)$(LIBEXECDIR)/heavyd-egress \
 	    $(DESTDIR)$(MANDIR)/man1/heavyd-ask.1 \
 	    $(DESTDIR)$(MANDIR)/man5/heavyd.conf.5 \
 	    $(DESTDIR)$(MANDIR)/man8/heavyd.8 \

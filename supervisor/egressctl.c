@@ -1,6 +1,7 @@
 /*
- * Our handle on heavyd-egress: heavyd-worker executed with --egress, the
- * one process that holds the keys and talks to the network.  Its first
+ * Our handle on heavyd-egress: the program beside heavyd-worker, executed
+ * with --egress, the one process that holds the keys and talks to the
+ * network.  Its first
  * frame is MSG_EGRESS_CONFIG (the keys, the caps); then each worker gets
  * a socket pair, one end attached here (MSG_EGRESS_ATTACH, with the
  * upstreams the worker's job may use), the other passed to the worker.
@@ -397,10 +398,10 @@ egressctl_spawn(void)
 }
 
 int
-egressctl_start(const char *worker_path, const char *api_key,
+egressctl_start(const char *egress_path, const char *api_key,
     const char *search_key, const struct heavy_config *cfg)
 {
-	egressctl_path = xstrdup(worker_path);
+	egressctl_path = xstrdup(egress_path);
 	egressctl_cfg.api_key = xstrdup(api_key ? api_key : "");
 	egressctl_cfg.search_api_key = xstrdup(search_key ? search_key : "");
 	egressctl_cfg.max_body = cfg->egress_max_body;

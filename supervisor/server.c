@@ -215,6 +215,20 @@ server_worker_path(void)
 	return path;
 }
 
+/* heavyd-egress: beside the worker binary, wherever that came from. */
+static char *
+server_egress_path(const char *worker_path)
+{
+	const char	*slash = strrchr(worker_path, '/');
+	char		*path;
+
+	path = xasprintf("%.*s/heavyd-egress", slash == NULL ? 1 :
+	    (int)(slash - worker_path), slash == NULL ? "." : worker_path);
+	if (access(path, X_OK) == -1)
+		fatal("egress binary %s", path);
+	return path;
+}
+
 /* epoll watches only pipes, sockets and some devices (not files, not
  * /dev/null); serving stdio, use poll unless stdin and stdout are pipes or
  * sockets.  Over HTTP stdin is not read, and epoll sees hang-ups early. */
@@ -729,7 +743,7 @@ server_systemd_sockets(void)
 void
 server_start(struct heavy_config *config, void (*stop)(void), bool mcp)
 {
-	char	*worker_path, err[512];
+	char	*worker_path, *egress_path, err[512];
 
 	serving = mcp;
 	server_stop = stop;
@@ -748,6 +762,7 @@ server_start(struct heavy_config *config, void (*stop)(void), bool mcp)
 	secret_add_url(config->base_url);
 	secret_add_url(config->search_url);
 	worker_path = server_worker_path();
+	egress_path = server_egress_path(worker_path);
 	/* Before the zygote starts: it is placed in heavyd's cgroup leaf. */
 	if (features_init(config, true, err, sizeof err) == -1)
 		fatalx("%s", err);
@@ -761,9 +776,10 @@ server_start(struct heavy_config *config, void (*stop)(void), bool mcp)
 	    config->search_backend != NULL) == -1)
 		fatal("cannot start %s", worker_path);
 	/* The keys go to egress, the only process that uses them. */
-	if (egressctl_start(worker_path, api_key, search_key, config) == -1)
-		fatal("cannot start %s --egress", worker_path);
+	if (egressctl_start(egress_path, api_key, search_key, config) == -1)
+		fatal("cannot start %s --egress", egress_path);
 	free(worker_path);
+	free(egress_path);
 	server_sigterm = evsignal_new(ev_base, SIGTERM, server_signal_cb, NULL);
 	server_sigint = evsignal_new(ev_base, SIGINT, server_signal_cb, NULL);
 	server_sighup = evsignal_new(ev_base, SIGHUP, server_sighup_cb, NULL);

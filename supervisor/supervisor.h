@@ -77,7 +77,7 @@ bool	 spawner_up(void);
 
 /* egressctl.c: our handle on heavyd-egress. */
 struct egress_attach;
-int	 egressctl_start(const char *worker_path, const char *api_key,
+int	 egressctl_start(const char *egress_path, const char *api_key,
 	    const char *search_key, const struct heavy_config *);
 int	 egressctl_attach(const struct egress_attach *);
 uint64_t egressctl_identity(const char *owner);

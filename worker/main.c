@@ -1,18 +1,16 @@
-/* heavyd-worker: executed by heavyd as its zygote; by hand, only --version. */
+/* heavyd-worker: executed by heavyd as its zygote; by hand, only --version.
+ * heavyd-egress is another program (egress_main.c): no libcurl here. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "worker.h"
-#include "egress.h"
 
 int
 main(int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "--zygote") == 0)
 		return zygote_main(ZYGOTE_FD);
-	if (argc == 2 && strcmp(argv[1], "--egress") == 0)
-		return egress_main(ZYGOTE_FD);
 	/* heavyd runs the worker beside it: a mismatch is worth seeing. */
 	if (argc == 2 && (strcmp(argv[1], "--version") == 0 ||
 	    strcmp(argv[1], "-V") == 0)) {

@@ -23,6 +23,10 @@
  *                              the call time, and the tokens, drafts' apart
  *   bench soak N CONC          N calls on one server, CONC at a time: its
  *                              RSS, fds and zombies at the start and end
+ *                              (BENCH_TREE_PSS: and the peak PSS of the
+ *                              server's whole process tree)
+ *   bench pss CALLS, bench cpu N CONC [BASE]
+ *                              a worker's memory, the tree's CPU (cost.c)
  *   bench metrics N [SAMPLES]  N scrapes of a registry of SAMPLES series
  *                              (default 1000), in this process
  *   bench metrics-sample       such a scrape, on stdout (for promtool)
@@ -48,25 +52,42 @@
 
 #include "../../common/common.h"
 #include "../../supervisor/metrics.h"
+#include "bench.h"
 
 extern char	**environ;
 
-struct server {
-	pid_t	pid;
-	int	in;		/* we write */
-	int	out;		/* we read */
-	char	buf[1 << 16];
-	size_t	len;
-};
-
 static const char *heavyd = "build/heavyd";
 
+/* BENCH_SERVER, split on blanks, runs instead of heavyd (the SDK peer). */
 static void
+server_argv(char **argv, int max)
+{
+	static char	*cmd;
+	const char	*v = getenv("BENCH_SERVER");
+	int		 n = 0;
+
+	argv[0] = (char *)heavyd;
+	argv[1] = NULL;
+	if (v == NULL || *v == '\0')
+		return;
+	if (cmd == NULL)
+		cmd = xstrdup(v);
+	else
+		strcpy(cmd, v);	/* strtok wrote NULs in the last copy */
+	for (char *w = strtok(cmd, " \t"); w != NULL && n < max - 1;
+	    w = strtok(NULL, " \t"))
+		argv[n++] = w;
+	argv[n] = NULL;
+}
+
+void
 server_start(struct server *s)
 {
 	posix_spawn_file_actions_t	fa;
 	int				in[2], out[2];
-	char				*argv[] = { (char *)heavyd, NULL };
+	char				*argv[16];
+
+	server_argv(argv, 16);
 
 	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1)
 		fatal("pipe");
@@ -75,8 +96,8 @@ server_start(struct server *s)
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
 	/* heavyd's log lines (the startup report) are not figures. */
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	if (posix_spawn(&s->pid, heavyd, &fa, NULL, argv, environ) != 0)
-		fatal("spawn %s", heavyd);
+	if (posix_spawn(&s->pid, argv[0], &fa, NULL, argv, environ) != 0)
+		fatal("spawn %s", argv[0]);
 	posix_spawn_file_actions_destroy(&fa);
 	close(in[0]);
 	close(out[1]);
@@ -86,7 +107,7 @@ server_start(struct server *s)
 }
 
 /* Closes stdin and waits: heavyd exits 0 on EOF. */
-static int
+int
 server_stop(struct server *s)
 {
 	int	status;
@@ -97,7 +118,7 @@ server_stop(struct server *s)
 	return status;
 }
 
-static void
+void
 server_write(struct server *s, const char *line)
 {
 	size_t	len = strlen(line);
@@ -107,7 +128,7 @@ server_write(struct server *s, const char *line)
 }
 
 /* Reads one line into a malloc'd string; NULL at EOF. */
-static char *
+char *
 server_read_line(struct server *s)
 {
 	char	*nl, *line;
@@ -130,7 +151,7 @@ server_read_line(struct server *s)
 }
 
 /* Reads lines until the response to id arrives; skips notifications. */
-static struct json_object *
+struct json_object *
 server_response(struct server *s, int id)
 {
 	struct json_object	*msg, *v;
@@ -152,7 +173,7 @@ static const char *init_line = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":"
     "\"capabilities\":{},\"clientInfo\":{\"name\":\"bench\",\"version\":"
     "\"1\"}}}\n";
 
-static void
+void
 server_initialize(struct server *s)
 {
 	server_write(s, init_line);
@@ -253,7 +274,7 @@ server_peak_rss_kb(struct server *s)
 	return kb;
 }
 
-static void
+void
 send_orchestrate(struct server *s, int id, const char *query, int timeout)
 {
 	char	line[512];
@@ -266,7 +287,7 @@ send_orchestrate(struct server *s, int id, const char *query, int timeout)
 }
 
 /* Counts responses until `calls` have arrived; returns how many failed. */
-static int
+int
 await_results(struct server *s, int calls, int64_t *task_ms)
 {
 	struct json_object	*msg, *res, *v, *sc;
@@ -304,20 +325,34 @@ bench_orchestrate(int runs, int calls, int critical_ms)
 	const char	*v = getenv("BENCH_TIMEOUT");
 	int		 timeout = v != NULL && atoi(v) > 0 ? atoi(v) : 60;
 
+	bool		 tree = getenv("BENCH_TREE_PSS") != NULL;
+	long		 pss = 0, kb;
+	int		 nprocs = 0, np;
+
 	for (int r = 0; r < runs; r++) {
 		server_start(&s);
 		server_initialize(&s);
+		if (tree)
+			sampler_start(s.pid);
 		t0 = now_us();
 		for (int i = 1; i <= calls; i++)
 			send_orchestrate(&s, i, "bench query", timeout);
 		failed += await_results(&s, calls, NULL);
 		us[r] = now_us() - t0 - (int64_t)critical_ms * 1000;
+		if (tree && (kb = sampler_stop(&np)) > pss) {
+			pss = kb;
+			nprocs = np;
+		}
 		if (server_peak_rss_kb(&s) > rss)
 			rss = server_peak_rss_kb(&s);
 		server_stop(&s);
 	}
 	printf("%d x %d concurrent 4-agent orchestrations: failed=%d "
 	    "supervisor peak RSS=%.1f MB\n", runs, calls, failed, rss / 1024.0);
+	if (tree)	/* sampled every 0.5 s */
+		printf("  whole process tree: peak PSS %.1f MB (%d processes)\n"
+		    "@ tree_pss_kb %ld\n@ server_hwm_kb %ld\n", pss / 1024.0,
+		    nprocs, pss, rss);
 	report(critical_ms ? "  first call, over the critical path" :
 	    "  wall time", us, runs);
 	free(us);
@@ -850,7 +885,7 @@ main(int argc, char **argv)
 		heavyd = getenv("HEAVYD");
 	if (argc < 2)
 		fatalx("usage: bench startup|ping|orchestrate|sequential|deadline|"
-		    "soak|metrics|metrics-sample|quorum|incremental [N ...]");
+		    "soak|metrics|metrics-sample|quorum|incremental|pss|cpu [N ...]");
 	if (strcmp(argv[1], "startup") == 0)
 		bench_startup(n);
 	else if (strcmp(argv[1], "ping") == 0)
@@ -872,6 +907,11 @@ main(int argc, char **argv)
 		    argc > 5 ? atof(argv[5]) : 0);
 	else if (strcmp(argv[1], "soak") == 0)
 		return bench_soak(n, argc > 3 ? atoi(argv[3]) : 50);
+	else if (strcmp(argv[1], "pss") == 0)
+		bench_pss(n);
+	else if (strcmp(argv[1], "cpu") == 0)
+		bench_cpu(n, argc > 3 ? atoi(argv[3]) : 10,
+		    argc > 4 ? atoi(argv[4]) : 3);
 	else if (strcmp(argv[1], "metrics") == 0)
 		bench_metrics(n, argc > 3 ? (size_t)atoi(argv[3]) : 1000);
 	else if (strcmp(argv[1], "metrics-sample") == 0)

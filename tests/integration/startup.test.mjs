@@ -193,6 +193,10 @@ test('--version and -V: the version and the commit built from', () => {
 	assert.equal(w.status, 0, w.stderr);
 	assert.equal(w.stdout, v.stdout.replace(/^heavyd /, 'heavyd-worker '));
 	assert.equal(run(WORKER, '-V').stdout, w.stdout);
+	// And heavyd-egress, the program apart that alone maps libcurl.
+	const e = run(path.join(path.dirname(WORKER), 'heavyd-egress'), '--version');
+	assert.equal(e.status, 0, e.stderr);
+	assert.equal(e.stdout, v.stdout.replace(/^heavyd /, 'heavyd-egress '));
 });
 
 // The API keys and the clients' bearer tokens pass through heavyd's

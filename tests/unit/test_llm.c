@@ -187,8 +187,8 @@ closed_port(void)
 }
 
 /*
- * A real heavyd-egress (the heavyd-worker built beside these tests, run
- * with --egress), configured and attached as heavyd does it, for a worker
+ * A real heavyd-egress (the one built beside these tests, run with
+ * --egress), configured and attached as heavyd does it, for a worker
  * whose job uses base_url: this process's calls go through it.
  */
 static pid_t
@@ -210,7 +210,7 @@ egress_spawn(const char *base_url, int *ctl)
 
 	cr_assert_gt(n, 0);
 	self[n] = '\0';
-	snprintf(path, sizeof path, "%s/heavyd-worker", dirname(self));
+	snprintf(path, sizeof path, "%s/heavyd-egress", dirname(self));
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv),
 	    0);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, wp), 0);

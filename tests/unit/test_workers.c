@@ -57,14 +57,14 @@ llm_cb(struct evhttp_request *req, void *arg)
 
 /* The heavyd-worker of the build these tests come from. */
 static void
-worker_path(char *out, size_t len)
+worker_path(char *out, size_t len, const char *prog)
 {
 	char	self[PATH_MAX];
 	ssize_t	n = readlink("/proc/self/exe", self, sizeof self - 1);
 
 	cr_assert_gt(n, 0);
 	self[n] = '\0';
-	snprintf(out, len, "%s/heavyd-worker", dirname(self));
+	snprintf(out, len, "%s/%s", dirname(self), prog);
 	cr_assert_eq(access(out, X_OK), 0, "%s: build it (make unit)", out);
 }
 
@@ -87,8 +87,9 @@ setup(void)
 	cr_assert_eq(getsockname(evhttp_bound_socket_get_fd(bound),
 	    (struct sockaddr *)&sin, &len), 0);
 	port = ntohs(sin.sin_port);
-	worker_path(path, sizeof path);
+	worker_path(path, sizeof path, "heavyd-worker");
 	cr_assert_eq(spawner_start(path, 1, false), 0);
+	worker_path(path, sizeof path, "heavyd-egress");
 	cr_assert_eq(egressctl_start(path, "test-key-123456", NULL, &cfg), 0);
 	requests = nanswers = 0;
 	hung = got_result = false;
