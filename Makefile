@@ -107,8 +107,11 @@ $(BUILD)/obj-defer/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -DHEAVY_TEST_STORE_DEFER $(SUP_CFLAGS) -c -o $@ $<
 
-$(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c) $(COMMON_LIB)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS) -lm
+# -t: TLS with a certificate of its own (tests/mock/mocktls.c).
+$(BUILD)/mockllm: $(call obj,tests/mock/mockllm.c tests/mock/mocktls.c) \
+    $(COMMON_LIB)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS) \
+	    $(shell $(PKG) --libs libevent_openssl openssl) -lm
 
 # A unix datagram socket for the tests: systemd's notify socket, journald's.
 $(BUILD)/dgramsink: $(call obj,tests/mock/dgramsink.c)

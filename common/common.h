@@ -213,6 +213,7 @@ struct heavy_config {
 	int	 search_timeout_s;	/* one search_web call */
 	char	*search_backend;	/* "searxng", "brave", or NULL */
 	char	*search_url;
+	char	*ca_file;		/* PEM CAs for the LLM and search URLs */
 	char	*search_api_key;	/* from the file; heavyd takes it out */
 	char	*search_api_key_file;
 	int	 search_allow_private;	/* fetch pages on private addresses */

@@ -766,6 +766,8 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	url = secret_url(c->base_url);
 	config_yaml_line(f, "base_url", url, NULL);
 	free(url);
+	if (c->ca_file != NULL)
+		config_yaml_line(f, "ca_file", c->ca_file, NULL);
 	config_yaml_line(f, "model", c->model, NULL);
 	fprintf(f, "api_key: %s\n", env && *env ?
 	    "(set in OPENROUTER_API_KEY, masked)" :
@@ -907,6 +909,8 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 		config_set_str(&c->search_backend, v);
 	if ((v = getenv("HEAVY_SEARCH_URL")) != NULL && *v != '\0')
 		config_set_str(&c->search_url, v);
+	if ((v = getenv("HEAVY_CA_FILE")) != NULL && *v != '\0')
+		config_set_str(&c->ca_file, v);
 	if ((v = getenv("HEAVY_SEARCH_ALLOW_PRIVATE")) != NULL && *v != '\0' &&
 	    config_parse_bool(v, &c->search_allow_private) == -1) {
 		snprintf(err, errlen, "HEAVY_SEARCH_ALLOW_PRIVATE: expected 1 or "
@@ -1000,6 +1004,7 @@ config_dup(const struct heavy_config *c)
 	d->search_backend = c->search_backend ? xstrdup(c->search_backend) :
 	    NULL;
 	d->search_url = c->search_url ? xstrdup(c->search_url) : NULL;
+	d->ca_file = c->ca_file ? xstrdup(c->ca_file) : NULL;
 	d->store_synchronous = xstrdup(c->store_synchronous);
 	d->store_url = c->store_url ? xstrdup(c->store_url) : NULL;
 	d->node_id = c->node_id ? xstrdup(c->node_id) : NULL;
@@ -1041,6 +1046,7 @@ config_clear(struct heavy_config *c)
 	free(c->state_dir);
 	free(c->search_backend);
 	free(c->search_url);
+	free(c->ca_file);
 	free(c->store_synchronous);
 	if (c->store_url != NULL)
 		explicit_bzero(c->store_url, strlen(c->store_url));
@@ -1310,6 +1316,13 @@ config_check(struct heavy_config *c, char *err, size_t errlen)
 	if (config_auth_check(c, err, errlen) == -1 ||
 	    config_check_auth(c, err, errlen) == -1)
 		return -1;
+	/* Read by heavyd-egress at its start: a bad path fails here, now. */
+	if (c->ca_file != NULL && access(c->ca_file, R_OK) == -1) {
+		snprintf(err, errlen, "%s: %.200s: %s", getenv("HEAVY_CA_FILE") &&
+		    *getenv("HEAVY_CA_FILE") ? "HEAVY_CA_FILE" : "ca_file",
+		    c->ca_file, strerror(errno));
+		return -1;
+	}
 	if (c->search_backend != NULL && strcmp(c->search_backend, "none") == 0) {
 		free(c->search_backend);
 		c->search_backend = NULL;

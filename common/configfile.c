@@ -66,6 +66,7 @@ static const struct file_key {
 	{ "search.backend", KEY_BACKEND,
 	  offsetof(struct heavy_config, search_backend), NULL, 0 },
 	STR("search.url", search_url),
+	STR("ca_file", ca_file),
 	STR("search.api_key", search_api_key),
 	STR("search.api_key_file", search_api_key_file),
 	{ "search.allow_private", KEY_BOOL,

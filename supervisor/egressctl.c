@@ -38,6 +38,7 @@ struct egress_pending {
 };
 
 static char			*egressctl_path;
+static char			*egressctl_ca_file;	/* ca_file, or NULL */
 static struct egress_config	 egressctl_cfg;
 static int			 egressctl_fd = -1;
 static pid_t			 egressctl_pid = -1;
@@ -54,7 +55,8 @@ static TAILQ_HEAD(, egress_pending) egressctl_queue =
 
 static int	egressctl_spawn(void);
 
-/* What libcurl may read and how to log; never a secret. */
+/* What libcurl may read, how to log and the CAs to trust (ca_file, as
+ * HEAVY_CA_FILE); never a secret. */
 static char **
 egressctl_env(void)
 {
@@ -64,9 +66,11 @@ egressctl_env(void)
 	    "JOURNAL_STREAM", "HEAVY_JOURNAL_SOCKET" };
 	size_t			 k;
 	char			**env = env_keep(keep, sizeof keep / sizeof keep[0],
-	    1, &k);
+	    2, &k);
 
-	env[k] = xasprintf("%s=%s", LOG_FORMAT_ENV, log_format_name());
+	env[k++] = xasprintf("%s=%s", LOG_FORMAT_ENV, log_format_name());
+	if (egressctl_ca_file != NULL)
+		env[k] = xasprintf("HEAVY_CA_FILE=%s", egressctl_ca_file);
 	return env;
 }
 
@@ -402,6 +406,7 @@ egressctl_start(const char *egress_path, const char *api_key,
     const char *search_key, const struct heavy_config *cfg)
 {
 	egressctl_path = xstrdup(egress_path);
+	egressctl_ca_file = cfg->ca_file ? xstrdup(cfg->ca_file) : NULL;
 	egressctl_cfg.api_key = xstrdup(api_key ? api_key : "");
 	egressctl_cfg.search_api_key = xstrdup(search_key ? search_key : "");
 	egressctl_cfg.max_body = cfg->egress_max_body;
@@ -451,4 +456,6 @@ egressctl_stop(void)
 	egress_config_clear(&egressctl_cfg);
 	free(egressctl_path);
 	egressctl_path = NULL;
+	free(egressctl_ca_file);
+	egressctl_ca_file = NULL;
 }

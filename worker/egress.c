@@ -739,6 +739,8 @@ egress_control_read(void)
 	}
 }
 
+const char	*egress_ca_file;
+
 /* The first frame, blocking: the keys and caps. */
 static void
 egress_read_config(void)
@@ -819,6 +821,9 @@ egress_setup_process(int fd)
 	egress_control.fd = fd;
 	egress_read_config();
 	egress_read_sandbox(&sb);
+	if ((egress_ca_file = getenv("HEAVY_CA_FILE")) != NULL &&
+	    *egress_ca_file == '\0')
+		egress_ca_file = NULL;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
 	    (egress_multi = curl_multi_init()) == NULL)
 		fatalx("egress: libcurl initialisation failed");

@@ -76,6 +76,9 @@ int64_t	gov_next(void);
 int	egress_main(int fd);
 
 /* egress_curl.c: one request as a libcurl easy handle, and its end. */
+/* egress.c: ca_file (HEAVY_CA_FILE from heavyd), or NULL: the system's. */
+extern const char	*egress_ca_file;
+
 int	egress_setup(CURL *, const struct egress_attach *,
 	    const struct egress_config *, const struct egress_req *,
 	    struct egress_sink *, struct egress_fence *,

@@ -4,6 +4,10 @@
 // under the same load in the same run.
 //
 //   node http-peer.mjs [--port N] [--port-file FILE]
+//   node http-peer.mjs --stdio
+//
+// --stdio serves the same tool over the SDK's stdio transport instead, so
+// that build/bench drives it as it drives heavyd (scripts/bench cost).
 //
 // 127.0.0.1 only, endpoint /mcp, the SDK's stateful mode: one SDK Server and
 // StreamableHTTPServerTransport per session, answers as SSE (the SDK's
@@ -95,7 +99,7 @@ async function orchestrate(args, progress) {
 		{ role: 'system', content: 'Merge these answers into one.' },
 		{ role: 'user', content: answers.map((a, i) => `Answer ${i + 1}: ${a}`).join('\n\n') }]);
 	await progress(total, total, 'synthesized');
-	return { content: [{ type: 'text', text: answer }] };
+	return { content: [{ type: 'text', text: answer }], isError: false };
 }
 
 function newServer() {
@@ -186,8 +190,15 @@ async function handle(req, res) {
 	res.writeHead(405, { Allow: 'GET, POST, DELETE' }).end();
 }
 
+async function mainStdio() {
+	const { StdioServerTransport } = await import(new URL('server/stdio.js', sdk));
+	await newServer().connect(new StdioServerTransport());
+}
+
 function main() {
 	const argv = process.argv.slice(2);
+	if (argv.includes('--stdio'))
+		return mainStdio();
 	const opt = (name, dflt) => {
 		const i = argv.indexOf(name);
 		return i >= 0 ? argv[i + 1] : dflt;

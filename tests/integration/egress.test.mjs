@@ -2,10 +2,13 @@
 // killed at its deadline leaves no transfer behind in it, and its own death
 // fails the calls in flight with a clear cause while heavyd restarts it.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import https from 'node:https';
+import path from 'node:path';
 import { test } from 'node:test';
 
 import { checkOk, checkShape } from './checks.mjs';
-import { describe, readStat, setup, waitFor } from './lib.mjs';
+import { describe, readStat, setup, startMock, startServer, tmpdir, waitFor } from './lib.mjs';
 import { TEST_TIMEOUT } from './lib.mjs';
 
 const CANCELLED = /heavyd-egress\[\d+\]: info: worker \d+ went away: (\d+) transfers? cancelled/;
@@ -144,5 +147,56 @@ test('after its cooldown the breaker sends one probe, whose success closes it', 
 	const at = (re) => log.search(re);
 	assert.ok(at(/circuit breaker open/) < at(/circuit breaker half-open/), log);
 	assert.ok(at(/circuit breaker half-open/) < at(/circuit breaker closed/), log);
+	await srv.shutdown();
+});
+
+/* GET /stats of the mock over TLS, trusting its certificate alone. */
+function tlsStats(port, ca) {
+	return new Promise((resolve, reject) => {
+		https.get({ host: '127.0.0.1', port, path: '/stats', ca }, (res) => {
+			let body = '';
+			res.setEncoding('utf8');
+			res.on('data', (d) => { body += d; });
+			res.on('end', () => resolve(JSON.parse(body)));
+		}).on('error', reject);
+	});
+}
+
+/*
+ * An upstream over HTTPS with its own certificate (the mock's -t): heavyd
+ * trusts it through ca_file (HEAVY_CA_FILE) only, never by skipping the
+ * verification; egress keeps its connections, so the 6 calls of an
+ * orchestration need fewer handshakes than calls.
+ */
+test('an HTTPS upstream is verified against ca_file, its connections kept alive', { timeout: TEST_TIMEOUT }, async (t) => {
+	const dir = tmpdir('tls');
+	const cert = path.join(dir, 'cert.pem');
+	const mock = await startMock('tls', ['-t', cert]);
+	t.after(async () => {
+		await mock.stop();
+		fs.rmSync(dir, { recursive: true, force: true });
+	});
+	const ca = fs.readFileSync(cert);
+	const url = `https://127.0.0.1:${mock.port}/v1`;
+
+	const bare = await startServer({ env: { HEAVY_BASE_URL: url } });
+	t.after(() => bare.kill());
+	const { result: refused } = await bare.orchestrate({ query: 'untrusted', num_agents: 2 });
+	assert.equal(refused.isError, true, JSON.stringify(refused));
+	assert.match(JSON.stringify(refused), /SSL certificate problem: self-signed certificate/);
+	await bare.shutdown();
+
+	const srv = await startServer({ env: { HEAVY_BASE_URL: url, HEAVY_CA_FILE: cert } });
+	t.after(() => srv.kill());
+	const before = await tlsStats(mock.port, ca);
+	const { result } = await srv.orchestrate({ query: 'trusted', num_agents: 4 });
+	checkOk(checkShape(result, 4).agents[0]);
+	const after = await tlsStats(mock.port, ca);
+	assert.equal(after.tls, true);
+	assert.equal(after.requests - before.requests, 6, JSON.stringify(after));
+	// Each stats request is a connection of its own, as is each of the
+	// four agents' calls at once at most.
+	assert.ok(after.connections - before.connections - 1 < 6,
+	    `${after.connections - before.connections - 1} handshakes for 6 calls`);
 	await srv.shutdown();
 });

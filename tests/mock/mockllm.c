@@ -68,6 +68,9 @@
  * shows which tools agents were offered ("offered": name -> requests),
  * the tool messages agents sent back ("tool_messages", newest last), the
  * search and page requests, and any that carried an Authorization header.
+ *
+ * -t FILE serves TLS with a self-signed certificate it writes to FILE
+ * (mocktls.c); /stats counts the connections (each a full handshake).
  */
 #include <sys/socket.h>
 
@@ -93,6 +96,7 @@
 #include <json-c/linkhash.h>
 
 #include "../../common/common.h"
+#include "mocktls.h"
 
 #define MOCK_MAX_BODY	(16 << 20)
 #define MOCK_MAX_MARKS	64
@@ -1407,6 +1411,7 @@ handle_stats(struct evhttp_request *req)
 	for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
 		json_object_object_add(o, n[i].name,
 		    json_object_new_int64(n[i].v));
+	mocktls_stats(o);
 	json_object_object_add(o, "offered", json_object_get(offered));
 	json_object_object_add(o, "tool_messages", json_object_get(tool_msgs));
 	json_object_object_add(o, "brave_token",
@@ -1601,6 +1606,7 @@ handle(struct evhttp_request *req, void *arg)
 	} else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/reset") == 0) {
 		gate_open = false;
 		memset(&stats, 0, sizeof stats);
+		mocktls_reset();
 		json_object_put(models);
 		models = json_object_new_object();
 		json_object_put(arrivals);
@@ -1668,6 +1674,7 @@ usage(FILE *f, int status)
 	fputs(
 "usage: mockllm [-p port] [-f portfile] [-l latency_ms]\n"
 "               [-L median_ms:sigma] [-S seed] [-r n[:window_ms]]\n"
+"               [-t certfile]\n"
 "       mockllm -h | --help\n"
 "An OpenAI-compatible chat-completions mock for tests, the demo and\n"
 "benchmarks, bound to 127.0.0.1 only. Point heavyd at it with\n"
@@ -1686,6 +1693,10 @@ usage(FILE *f, int status)
 "  -r n[:window_ms]\n"
 "                 a rate limit: n chat calls a window (sliding; default\n"
 "                 60000 ms), and a 429 with Retry-After beyond it\n"
+"  -t certfile    serve HTTPS: a self-signed certificate for 127.0.0.1\n"
+"                 and localhost, made now and written to certfile (PEM)\n"
+"                 for clients to trust (HEAVY_CA_FILE); no TLS session\n"
+"                 resumption, so /stats' \"connections\" are handshakes\n"
 "  -h, --help     print this and exit\n"
 "\n"
 "Markers in a query steer it: [[scope:action]], or [[action]] for every\n"
@@ -1738,7 +1749,7 @@ main(int argc, char **argv)
 	struct evhttp_bound_socket	*sock;
 	struct event			*sigterm, *sigint;
 	struct event_config		*ec;
-	const char			*portfile = NULL, *v;
+	const char			*portfile = NULL, *certfile = NULL, *v;
 	int				 ch, port = 0;
 	struct sockaddr_storage		 ss;
 	socklen_t			 sslen = sizeof ss;
@@ -1749,7 +1760,7 @@ main(int argc, char **argv)
 		fatalx("MOCKLLM_LOGNORMAL: expected MEDIAN_MS:SIGMA");
 	if ((v = getenv("MOCKLLM_SEED")) != NULL && *v != '\0')
 		ln_seed = strtoull(v, NULL, 10);
-	while ((ch = getopt_long(argc, argv, "p:f:l:L:S:r:h", long_opts,
+	while ((ch = getopt_long(argc, argv, "p:f:l:L:S:r:t:h", long_opts,
 	    NULL)) != -1) {
 		if (ch == 'p')
 			port = atoi(optarg);
@@ -1764,6 +1775,8 @@ main(int argc, char **argv)
 			ln_seed = strtoull(optarg, NULL, 10);
 		else if (ch == 'r')
 			rate_parse(optarg);
+		else if (ch == 't')
+			certfile = optarg;
 		else if (ch == 'h')
 			usage(stdout, 0);
 		else
@@ -1792,6 +1805,7 @@ main(int argc, char **argv)
 	evhttp_set_max_body_size(http, MOCK_MAX_BODY);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
 	evhttp_set_gencb(http, handle, NULL);
+	mocktls_init(http, certfile);	/* before the port file: both ready */
 	if ((sock = evhttp_bind_socket_with_handle(http, "127.0.0.1",
 	    (ev_uint16_t)port)) == NULL)
 		fatalx("cannot bind 127.0.0.1:%d", port);
@@ -1809,6 +1823,7 @@ main(int argc, char **argv)
 	event_free(sigterm);
 	event_free(sigint);
 	evhttp_free(http);
+	mocktls_free();
 	lh_table_free(flaky);
 	lh_table_free(repeats);
 	json_object_put(models);
