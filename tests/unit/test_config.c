@@ -142,3 +142,27 @@ Test(config, store_url_checked_and_masked)
 	free(text);
 	config_clear(&c);
 }
+
+/* ca_file: a file heavyd-egress can read, else a configuration error that
+ * names the variable and the file. */
+Test(config, ca_file_must_be_readable)
+{
+	struct heavy_config	c;
+	char			err[512];
+
+	config_defaults(&c);
+	cr_assert_null(c.ca_file);
+	setenv("HEAVY_CA_FILE", "/nonexistent/heavyd-ca.pem", 1);
+	cr_assert_eq(config_from_env(&c, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(config_check(&c, err, sizeof err), -1);
+	cr_assert(strstr(err, "HEAVY_CA_FILE: /nonexistent/heavyd-ca.pem: "
+	    "No such file or directory") != NULL, "%s", err);
+	config_clear(&c);
+	config_defaults(&c);
+	setenv("HEAVY_CA_FILE", "/dev/null", 1);
+	cr_assert_eq(config_from_env(&c, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(config_check(&c, err, sizeof err), 0, "%s", err);
+	cr_assert_str_eq(c.ca_file, "/dev/null");
+	config_clear(&c);
+	unsetenv("HEAVY_CA_FILE");
+}
