@@ -326,24 +326,34 @@ llm_attempt(const struct job *job, int64_t deadline, const char *body,
 	return rc;
 }
 
+/*
+ * The request's JSON.  The tools come as text, made once per agent
+ * (agent.c), and go in as the last member: no json-c tree of every tool's
+ * schema is held while the call waits.
+ */
 static char *
 llm_request_body(const struct job *job, const char *model,
-    struct json_object *messages, struct json_object *tools)
+    struct json_object *messages, const char *tools)
 {
 	struct json_object	*req = json_object_new_object();
-	char			*s;
+	const char		*s;
+	char			*body;
+	size_t			 len;
 
 	json_object_object_add(req, "model", json_object_new_string(model));
 	json_object_object_add(req, "messages", json_object_get(messages));
-	if (tools != NULL && json_object_array_length(tools) > 0)
-		json_object_object_add(req, "tools", json_object_get(tools));
 	if (job->flags & JOB_ASK_COST)
 		json_object_object_add(req, "usage", json_tokener_parse(
 		    "{\"include\":true}"));
-	s = xstrdup(json_object_to_json_string_ext(req,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	s = json_object_to_json_string_ext(req,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	len = strlen(s);	/* an object: ends with '}' */
+	if (tools == NULL || len < 2 || s[len - 1] != '}')
+		body = xstrdup(s);
+	else
+		body = xasprintf("%.*s,\"tools\":%s}", (int)(len - 1), s, tools);
 	json_object_put(req);
-	return s;
+	return body;
 }
 
 static char *
@@ -581,7 +591,7 @@ llm_all_failed(const struct job *job, struct llm_error *e)
 
 int
 llm_chat(const struct job *job, int64_t deadline, struct json_object *messages,
-    struct json_object *tools, struct llm_reply *reply, struct usage *u,
+    const char *tools, struct llm_reply *reply, struct usage *u,
     struct llm_error *e)
 {
 	char			*url = llm_url(job), *body;

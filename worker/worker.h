@@ -45,7 +45,7 @@ struct llm_error {
 	char		msg[512];
 };
 int	llm_chat(const struct job *, int64_t deadline_ms,
-	    struct json_object *messages, struct json_object *tools,
+	    struct json_object *messages, const char *tools,
 	    struct llm_reply *, struct usage *, struct llm_error *);
 void	llm_reply_clear(struct llm_reply *);
 enum job_fallback llm_fallback_reason(const struct llm_error *,
