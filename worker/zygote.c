@@ -12,6 +12,7 @@
  * ZLOG_LINE, and no more than ZLOG_MAX in all, so a hostile worker can
  * neither forge heavyd's own lines nor flood its log.
  */
+#include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -57,7 +58,8 @@ struct zlog {
 	size_t	 total;			/* bytes relayed */
 };
 #define ZYGOTE_MAX_LOGS	4096
-static struct zlog	*zlogs;
+static struct zlog	*zlogs;		/* zygote_private: not in children */
+static int		*zlog_fds;	/* the same pipes, for a child to close */
 static int		 nzlogs;
 
 static unsigned long
@@ -123,6 +125,7 @@ zlog_close(int i)
 		zlog_emit(&zlogs[i]);
 	close(zlogs[i].fd);
 	zlogs[i] = zlogs[--nzlogs];
+	zlog_fds[i] = zlogs[i].fd;
 }
 
 /* What a worker wrote; its stderr closes when it exits. */
@@ -163,6 +166,7 @@ zlog_add(pid_t pid, int fd, const char *label)
 
 	if (fd == -1)
 		return;
+	zlog_fds[nzlogs] = fd;
 	z = &zlogs[nzlogs++];
 	memset(z, 0, sizeof *z);
 	z->pid = pid;
@@ -192,7 +196,7 @@ zygote_child_setup(const int err[2])
 	for (int i = 0; i < nspares; i++)
 		close(spare_sock[i]);
 	for (int i = 0; i < nzlogs; i++)
-		close(zlogs[i].fd);
+		close(zlog_fds[i]);
 	/* Never heavyd's stderr: the relay, or nothing at all. */
 	if (errfd == -1)
 		errfd = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -523,6 +527,28 @@ zygote_refill_wait(void)
 	return left > 0 ? (int)left : 0;
 }
 
+/*
+ * Memory only the zygote uses, kept out of every child (MADV_DONTFORK).
+ * A page the zygote writes after a fork leaves its old copy to the
+ * children alive then, and a worker forked between two such writes owns
+ * that copy alone: a page of its PSS for every page the zygote rewrites
+ * (the poll set every turn, a relay's line).  What is not mapped in a
+ * child costs it nothing, not even its page tables.
+ */
+static void *
+zygote_private(size_t size)
+{
+	void	*p;
+
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+	    MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		fatal("zygote: mmap");
+	if (madvise(p, size, MADV_DONTFORK) == -1)
+		fatal("zygote: madvise");
+	return p;
+}
+
 /* The workers' stderr pipes that have something, or closed. */
 static void
 zygote_relay(const struct pollfd *pfd, int n)
@@ -535,8 +561,8 @@ zygote_relay(const struct pollfd *pfd, int n)
 int
 zygote_main(int fd)
 {
-	static struct pollfd	pfd[2 + ZYGOTE_MAX_LOGS];
-	int			n, nlogs;
+	struct pollfd		*pfd;
+	int			 n, nlogs;
 
 	enum log_format		format;
 	const char		*v = getenv(LOG_FORMAT_ENV);
@@ -547,7 +573,9 @@ zygote_main(int fd)
 	if (v != NULL && log_format_parse(v, &format) == 0)
 		log_set_format(format);
 	zygote_setup(fd);
-	zlogs = xcalloc(ZYGOTE_MAX_LOGS, sizeof *zlogs);
+	zlogs = zygote_private(ZYGOTE_MAX_LOGS * sizeof *zlogs);
+	zlog_fds = xcalloc(ZYGOTE_MAX_LOGS, sizeof *zlog_fds);
+	pfd = zygote_private((2 + ZYGOTE_MAX_LOGS) * sizeof *pfd);
 	for (;;) {
 		zygote_report_spares();
 		pfd[0].fd = zygote_fd;
