@@ -226,6 +226,7 @@ struct heavy_config {
 	int	 worker_pids;		/* pids.max of a worker's cgroup */
 	size_t	 egress_max_body;	/* heavyd-egress: any response body */
 	int	 egress_max_host_conns;	/* heavyd-egress: per host; 0 no cap */
+	int	 egress_idle_conns;	/* heavyd-egress: kept open for reuse */
 	int	 egress_max_calls;	/* LLM calls in flight per upstream */
 	int	 egress_breaker_failures;	/* in a row opens it; 0 off */
 	int	 egress_breaker_cooldown_s;	/* open this long, then a probe */

@@ -249,6 +249,7 @@ config_defaults(struct heavy_config *c)
 	c->spares = 4;
 	c->egress_max_body = 64 << 20;
 	c->egress_max_host_conns = 0;
+	c->egress_idle_conns = 256;
 	c->egress_breaker_cooldown_s = 30;
 	c->ask_cost = 2;
 	c->task_ttl_s = 3600;
@@ -340,6 +341,7 @@ static const struct knob {
 	INT_KNOB("HEAVY_SPARES", spares, 0, 64),
 	SIZE_KNOB("HEAVY_EGRESS_MAX_BODY", egress_max_body, 1024, 256 << 20),
 	INT_KNOB("HEAVY_EGRESS_MAX_HOST_CONNS", egress_max_host_conns, 0, 65535),
+	INT_KNOB("HEAVY_EGRESS_IDLE_CONNS", egress_idle_conns, 1, 65535),
 	INT_KNOB("HEAVY_EGRESS_MAX_CALLS", egress_max_calls, 0, 65535),
 	INT_KNOB("HEAVY_EGRESS_BREAKER_FAILURES", egress_breaker_failures, 0,
 	    1000),

@@ -29,6 +29,7 @@ egress_config_encode(struct buf *b, const struct egress_config *c)
 	m_add_u32(b, c->breaker_cooldown_s);
 	m_add_u32(b, c->rpm);
 	m_add_u32(b, c->tpm);
+	m_add_u32(b, c->idle_conns);
 }
 
 int
@@ -47,6 +48,7 @@ egress_config_decode(const void *p, size_t len, struct egress_config *c)
 	m_get_u32(&r, &c->breaker_cooldown_s);
 	m_get_u32(&r, &c->rpm);
 	m_get_u32(&r, &c->tpm);
+	m_get_u32(&r, &c->idle_conns);
 	if (m_end(&r) == 0 && c->max_body > 0 &&
 	    c->max_body <= EGRESS_MAX_BODY)
 		return 0;

@@ -345,6 +345,7 @@ struct egress_config {
 					   upstream; 0: no budget */
 	uint32_t	 tpm;		/* tokens answered a minute per
 					   upstream; 0: no budget */
+	uint32_t	 idle_conns;	/* kept open for reuse; 0: libcurl's */
 };
 /* MSG_EGRESS_ATTACH: what one worker may reach, from its job. */
 struct egress_attach {

@@ -411,6 +411,7 @@ egressctl_start(const char *egress_path, const char *api_key,
 	egressctl_cfg.search_api_key = xstrdup(search_key ? search_key : "");
 	egressctl_cfg.max_body = cfg->egress_max_body;
 	egressctl_cfg.max_host_conns = (uint32_t)cfg->egress_max_host_conns;
+	egressctl_cfg.idle_conns = (uint32_t)cfg->egress_idle_conns;
 	egressctl_cfg.max_calls = (uint32_t)cfg->egress_max_calls;
 	egressctl_cfg.breaker_failures = (uint32_t)cfg->egress_breaker_failures;
 	egressctl_cfg.breaker_cooldown_s =

@@ -392,7 +392,8 @@ static const char *server_restart_keys[] = {
 	"limits.store_max_queue", "limits.store_connect_timeout",
 	"limits.store_retry_max_ms", "limits.store_lease_ttl_ms", "node_id",
 	"limits.max_retained_tasks", "limits.egress_max_body",
-	"limits.egress_max_host_conns", "limits.egress_max_calls",
+	"limits.egress_max_host_conns", "limits.egress_idle_conns",
+	"limits.egress_max_calls",
 	"limits.egress_breaker_failures", "limits.egress_breaker_cooldown",
 	"limits.egress_rpm", "limits.egress_tpm", "limits.egress_uid",
 	"limits.egress_gid",
@@ -503,6 +504,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	c->worker_pids = b->worker_pids;
 	c->egress_max_body = b->egress_max_body;
 	c->egress_max_host_conns = b->egress_max_host_conns;
+	c->egress_idle_conns = b->egress_idle_conns;
 	c->egress_max_calls = b->egress_max_calls;
 	c->egress_breaker_failures = b->egress_breaker_failures;
 	c->egress_breaker_cooldown_s = b->egress_breaker_cooldown_s;

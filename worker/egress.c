@@ -837,6 +837,11 @@ egress_setup_process(int fd)
 	    egress_report_breaker);
 	gov_set_tpm(egress_cfg.tpm);
 	gov_set_note(egress_gov_note);
+	/* Kept connections skip the handshakes; libcurl's default keeps 4 per
+	 * transfer running, so the pool shrinks between bursts. */
+	if (egress_cfg.idle_conns > 0)
+		curl_multi_setopt(egress_multi, CURLMOPT_MAXCONNECTS,
+		    (long)egress_cfg.idle_conns);
 	if (egress_cfg.max_host_conns > 0)
 		curl_multi_setopt(egress_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 		    (long)egress_cfg.max_host_conns);
