@@ -72,8 +72,14 @@ $(COMMON_LIB): $(COMMON_OBJ)
 $(BUILD)/heavyd: $(SUP_OBJ) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
+# Bound at once (-z now) in the zygote, never lazily in a worker: a lazy
+# first call to a library runs the dynamic linker's lookup in every forked
+# worker and writes the worker's copy of the GOT (a page of its own); with
+# full RELRO the resolved GOT is read-only, shared by every fork.
+WRK_LDFLAGS = -Wl,-z,now -Wl,-z,relro
+
 $(BUILD)/heavyd-worker: $(WRK_OBJ) $(COMMON_LIB)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LIBS)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LDFLAGS) $(WRK_LIBS)
 
 $(BUILD)/heavyd-egress: $(EGR_OBJ) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(EGR_LIBS)
@@ -86,7 +92,7 @@ $(BUILD)/test/heavyd-egress: $(BUILD)/heavyd-egress
 # The same worker with test-only agent tools that crash, spin and block.
 $(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_LIB)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LIBS)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(WRK_LDFLAGS) $(WRK_LIBS)
 
 # heavyd with the MCP conformance suite's fixtures (supervisor/fixtures.c,
 # tests/conformance/FIXTURES.md); it runs the test worker beside it.
