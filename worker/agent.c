@@ -70,33 +70,19 @@ agent_keep_text(struct buf *answer, const char *content)
 		buf_add(answer, content, answer->max);	/* truncate at the cap */
 }
 
-/* The tools offered, as the JSON text of every request: the tree of their
- * schemas is freed at once, so a waiting agent does not hold it (a waiting
- * worker's memory is most of what heavyd costs under load). */
-static char *
-agent_tools_text(const struct job *job)
-{
-	struct json_object	*defs = tools_definitions(tools_features(job));
-	char			*text = NULL;
-
-	if (json_object_array_length(defs) > 0)
-		text = xstrdup(json_object_to_json_string_ext(defs,
-		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(defs);
-	return text;
-}
-
 int
 agent_run(const struct job *job, int64_t deadline, struct buf *answer,
     uint32_t *flags, struct usage *u, struct llm_error *e)
 {
 	struct json_object	*msgs;
 	struct llm_reply	 reply;
-	char			*tools;
+	const char		*tools;
 	int			 rc = -1, done = 0;
 
 	msgs = worker_messages(job, job->prompt);
-	tools = agent_tools_text(job);
+	/* As the request's JSON text, made by the zygote: a waiting agent
+	 * holds no tree of every tool's schema, nor a copy of its own. */
+	tools = tools_json(tools_features(job));
 
 	for (uint32_t turn = 0; !done && turn < job->max_iterations; turn++) {
 		if (llm_chat(job, deadline, msgs, tools, &reply, u, e) == -1)
@@ -129,7 +115,6 @@ agent_run(const struct job *job, int64_t deadline, struct buf *answer,
 	}
 	rc = 0;
 out:
-	free(tools);
 	json_object_put(msgs);
 	return rc;
 }

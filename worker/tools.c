@@ -196,6 +196,48 @@ tools_definitions(uint32_t features)
 	return defs;
 }
 
+/*
+ * The same as the request's JSON text, or NULL when no tool is offered.
+ * tools_prepare makes every combination of features once, in the zygote
+ * before any fork: every worker then reads a text it shares, and neither
+ * builds it nor writes a page of it.
+ */
+#define TOOLS_COMBOS	(TOOL_NEEDS_WORKSPACE | TOOL_NEEDS_SEARCH)
+static char	*tools_json_made[TOOLS_COMBOS + 1];
+static bool	 tools_prepared;
+
+static char *
+tools_json_make(uint32_t features)
+{
+	struct json_object	*defs = tools_definitions(features);
+	char			*text = NULL;
+
+	if (json_object_array_length(defs) > 0)
+		text = xstrdup(json_object_to_json_string_ext(defs,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(defs);
+	return text;
+}
+
+void
+tools_prepare(void)
+{
+	for (uint32_t f = 0; f <= TOOLS_COMBOS; f++)
+		tools_json_made[f] = tools_json_make(f);
+	tools_prepared = true;
+}
+
+/* Without tools_prepare (a unit test), made now and kept. */
+const char *
+tools_json(uint32_t features)
+{
+	uint32_t	f = features & TOOLS_COMBOS;
+
+	if (!tools_prepared)
+		tools_prepare();
+	return tools_json_made[f];
+}
+
 /* The arguments as JSON, checked against the tool's schema. */
 static struct json_object *
 tools_arguments(const char *schema_text, const char *arguments,

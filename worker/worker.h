@@ -123,6 +123,8 @@ extern const struct tool	testtools[];
 extern const size_t		ntesttools;
 uint32_t tools_features(const struct job *);
 struct json_object *tools_definitions(uint32_t features);
+void	 tools_prepare(void);		/* in the zygote, before any fork */
+const char *tools_json(uint32_t features);	/* the request's "tools" */
 int	tools_call(const char *name, const char *arguments,
 	    const struct job *, int64_t deadline, struct buf *out,
 	    int *complete);

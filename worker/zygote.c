@@ -506,6 +506,7 @@ zygote_setup(int fd)
 	zygote_scrub_env();
 	if (seccomp_allowlist_build(err, sizeof err) == -1)
 		fatalx("zygote: %s", err);
+	tools_prepare();	/* the agents' tools, as text, shared */
 	sandbox_zygote();	/* what every worker inherits */
 }
 

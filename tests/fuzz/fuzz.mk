@@ -22,7 +22,7 @@ fuzz_obj = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(1))
 FUZZ_LIB	 = $(FUZZ_BUILD)/libparsers.a
 FUZZ_LIB_SRC	 = $(COMMON_SRC) supervisor/rpc.c supervisor/oauth.c supervisor/jwk.c \
 	supervisor/loop.c \
-	$(filter-out worker/main.c,$(WRK_SRC))
+	$(filter-out worker/main.c worker/egress_main.c,$(sort $(WRK_SRC) $(EGR_SRC)))
 FUZZ_PROGS	 = $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
 
 $(FUZZ_BUILD)/obj/%.o: %.c
