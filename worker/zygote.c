@@ -12,6 +12,7 @@
  * ZLOG_LINE, and no more than ZLOG_MAX in all, so a hostile worker can
  * neither forge heavyd's own lines nor flood its log.
  */
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
@@ -61,6 +62,13 @@ struct zlog {
 static struct zlog	*zlogs;		/* zygote_private: not in children */
 static int		*zlog_fds;	/* the same pipes, for a child to close */
 static int		 nzlogs;
+/* One epoll set for the socket, the signals and every relay pipe: a turn
+ * of the loop costs what is ready, not a poll of every live worker's pipe
+ * (1,600 at once under load).  zlog_at maps a pipe to its index. */
+static int		 zygote_epfd = -1;
+static int		*zlog_at;	/* zygote_private: fd -> zlogs index */
+static int		 zlog_at_max;	/* its size: RLIMIT_NOFILE, capped */
+#define ZYGOTE_EVENTS	256
 
 static unsigned long
 pid_hash(const void *k)
@@ -123,9 +131,12 @@ zlog_close(int i)
 {
 	if (zlogs[i].len > 0)
 		zlog_emit(&zlogs[i]);
+	/* A child forked a moment ago may still hold it: out of the set now. */
+	epoll_ctl(zygote_epfd, EPOLL_CTL_DEL, zlogs[i].fd, NULL);
 	close(zlogs[i].fd);
 	zlogs[i] = zlogs[--nzlogs];
 	zlog_fds[i] = zlogs[i].fd;
+	zlog_at[zlogs[i].fd] = i;
 }
 
 /* What a worker wrote; its stderr closes when it exits. */
@@ -152,7 +163,17 @@ zlog_read(int i)
 static void
 zlog_pipe(int p[2])
 {
+	struct epoll_event	ev = { .events = EPOLLIN };
+
 	if (nzlogs == ZYGOTE_MAX_LOGS || pipe2(p, O_CLOEXEC) == -1) {
+		p[0] = p[1] = -1;
+		return;
+	}
+	ev.data.fd = p[0];
+	if (p[0] >= zlog_at_max ||
+	    epoll_ctl(zygote_epfd, EPOLL_CTL_ADD, p[0], &ev) == -1) {
+		close(p[0]);
+		close(p[1]);
 		p[0] = p[1] = -1;
 		return;
 	}
@@ -167,6 +188,7 @@ zlog_add(pid_t pid, int fd, const char *label)
 	if (fd == -1)
 		return;
 	zlog_fds[nzlogs] = fd;
+	zlog_at[fd] = nzlogs;
 	z = &zlogs[nzlogs++];
 	memset(z, 0, sizeof *z);
 	z->pid = pid;
@@ -193,6 +215,7 @@ zygote_child_setup(const int err[2])
 
 	close(zygote_fd);
 	close(zygote_sigfd);
+	close(zygote_epfd);
 	for (int i = 0; i < nspares; i++)
 		close(spare_sock[i]);
 	for (int i = 0; i < nzlogs; i++)
@@ -550,20 +573,42 @@ zygote_private(size_t size)
 	return p;
 }
 
-/* The workers' stderr pipes that have something, or closed. */
+/* A worker's stderr pipe has something, or closed. */
 static void
-zygote_relay(const struct pollfd *pfd, int n)
+zygote_relay(int fd)
 {
-	for (int i = n - 1; i >= 0; i--)	/* zlog_close moves the last */
-		if (pfd[i].revents != 0 && i < nzlogs && zlogs[i].fd == pfd[i].fd)
-			zlog_read(i);
+	int	i;
+
+	if (fd >= 0 && fd < zlog_at_max && (i = zlog_at[fd]) >= 0 &&
+	    i < nzlogs && zlogs[i].fd == fd)
+		zlog_read(i);
+}
+
+static void
+zygote_events_init(void)
+{
+	struct epoll_event	ev = { .events = EPOLLIN };
+	struct rlimit		rl;
+
+	zlog_at_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur < (1 << 20) ? (int)rl.rlim_cur : 1 << 20;
+	zlog_at = zygote_private((size_t)zlog_at_max * sizeof *zlog_at);
+	if ((zygote_epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("zygote: epoll_create1");
+	ev.data.fd = zygote_fd;
+	if (epoll_ctl(zygote_epfd, EPOLL_CTL_ADD, zygote_fd, &ev) == -1)
+		fatal("zygote: epoll_ctl");
+	ev.data.fd = zygote_sigfd;
+	if (epoll_ctl(zygote_epfd, EPOLL_CTL_ADD, zygote_sigfd, &ev) == -1)
+		fatal("zygote: epoll_ctl");
 }
 
 int
 zygote_main(int fd)
 {
-	struct pollfd		*pfd;
-	int			 n, nlogs;
+	struct epoll_event	 ev[ZYGOTE_EVENTS];
+	bool			 ctl, sig;
+	int			 n;
 
 	enum log_format		format;
 	const char		*v = getenv(LOG_FORMAT_ENV);
@@ -576,31 +621,33 @@ zygote_main(int fd)
 	zygote_setup(fd);
 	zlogs = zygote_private(ZYGOTE_MAX_LOGS * sizeof *zlogs);
 	zlog_fds = xcalloc(ZYGOTE_MAX_LOGS, sizeof *zlog_fds);
-	pfd = zygote_private((2 + ZYGOTE_MAX_LOGS) * sizeof *pfd);
+	zygote_events_init();
 	for (;;) {
 		zygote_report_spares();
-		pfd[0].fd = zygote_fd;
-		pfd[0].events = POLLIN;
-		pfd[1].fd = zygote_sigfd;
-		pfd[1].events = POLLIN;
-		for (nlogs = 0; nlogs < nzlogs; nlogs++) {
-			pfd[2 + nlogs].fd = zlogs[nlogs].fd;
-			pfd[2 + nlogs].events = POLLIN;
-		}
-		n = poll(pfd, (nfds_t)(2 + nlogs), zygote_refill_wait());
+		n = epoll_wait(zygote_epfd, ev, ZYGOTE_EVENTS,
+		    zygote_refill_wait());
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			fatal("zygote: poll");
+			fatal("zygote: epoll_wait");
 		}
 		if (n == 0) {
 			refill = zygote_spare_fork() == 0;
 			continue;
 		}
-		zygote_relay(pfd + 2, nlogs);
-		if (pfd[1].revents & POLLIN)
+		/* The relay first, then the exits, then new requests. */
+		ctl = sig = false;
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.fd == zygote_fd)
+				ctl = true;
+			else if (ev[i].data.fd == zygote_sigfd)
+				sig = true;
+			else
+				zygote_relay(ev[i].data.fd);
+		}
+		if (sig)
 			zygote_reap();
-		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+		if (ctl) {
 			if (zygote_read() == -1)
 				zygote_exit();
 			refill = true;
