@@ -27,16 +27,19 @@ WRK_CFLAGS = $(shell $(PKG) --cflags libcurl json-c libxml-2.0 libseccomp libcap
 # worker: each library the zygote maps costs every forked worker memory and
 # CPU; only heavyd-egress (EGR_SRC) makes requests.
 WRK_LIBS   = $(shell $(PKG) --libs json-c libseccomp libcap) -lm
-EGR_LIBS   = $(shell $(PKG) --libs libcurl json-c) -lm
+EGR_LIBS   = $(shell $(PKG) --libs libcurl json-c libseccomp libcap) -lm
 TST_CFLAGS = $(shell $(PKG) --cflags criterion)
 TST_LIBS   = $(shell $(PKG) --libs criterion)
 
 COMMON_SRC = $(wildcard common/*.c) $(wildcard proto/*.c)
 # fixtures.c only goes into the test build, build/test/heavyd.
 SUP_SRC    = $(filter-out supervisor/fixtures.c,$(wildcard supervisor/*.c))
-EGR_SRC    = worker/egress.c worker/egress_curl.c worker/egress_fence.c \
-	worker/egress_gov.c worker/egress_main.c worker/backoff.c
-WRK_SRC    = $(filter-out $(EGR_SRC),$(wildcard worker/*.c)) worker/backoff.c
+# heavyd-egress: its own sources, and the sandbox it shares with workers.
+EGR_ONLY   = worker/egress.c worker/egress_curl.c worker/egress_fence.c \
+	worker/egress_gov.c worker/egress_main.c worker/egress_sandbox.c
+EGR_SRC    = $(EGR_ONLY) worker/backoff.c worker/landlock.c worker/mountns.c \
+	worker/sandbox.c worker/seccomp.c worker/cgroup.c
+WRK_SRC    = $(filter-out $(EGR_ONLY),$(wildcard worker/*.c))
 UNIT_SRC   = $(wildcard tests/unit/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -84,10 +87,12 @@ $(BUILD)/heavyd-worker: $(WRK_OBJ) $(COMMON_LIB)
 $(BUILD)/heavyd-egress: $(EGR_OBJ) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(EGR_LIBS)
 
-# heavyd runs heavyd-egress from beside its worker.
-$(BUILD)/test/heavyd-egress: $(BUILD)/heavyd-egress
+# heavyd runs heavyd-egress from beside its worker: the test worker's is
+# built with the test hooks too (the sandbox's probes).
+$(BUILD)/test/heavyd-egress: $(patsubst %.c,$(BUILD)/obj-hooks/%.o,$(EGR_SRC)) \
+    $(COMMON_LIB)
 	@mkdir -p $(@D)
-	cp $< $@
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(EGR_LIBS)
 
 # The same worker with test-only agent tools that crash, spin and block.
 $(BUILD)/test/heavyd-worker: $(HOOK_OBJ) $(COMMON_LIB)
@@ -132,7 +137,7 @@ $(BUILD)/bench-http: $(call obj,tests/bench/httpbench.c) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(SUP_LIBS)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(call NOMAIN,$(SUP_OBJ) $(WRK_OBJ) \
-    $(filter-out %/backoff.o,$(EGR_OBJ))) $(COMMON_LIB)
+    $(call obj,$(EGR_ONLY))) $(COMMON_LIB)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(TST_LIBS) $(SUP_LIBS) $(WRK_LIBS) \
 	    $(EGR_LIBS)
 
@@ -153,7 +158,7 @@ HEAVY_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 $(shell mkdir -p $(BUILD) && echo $(HEAVY_COMMIT) | cmp -s - $(BUILD)/commit || echo $(HEAVY_COMMIT) > $(BUILD)/commit)
 COMMIT_OBJ = $(BUILD)/obj/supervisor/main.o $(BUILD)/obj/worker/main.o \
 	$(BUILD)/obj-hooks/worker/main.o $(BUILD)/obj-fixtures/supervisor/main.o \
-	$(BUILD)/obj/worker/egress_main.o
+	$(BUILD)/obj/worker/egress_main.o $(BUILD)/obj-hooks/worker/egress_main.o
 $(COMMIT_OBJ): $(BUILD)/commit
 $(COMMIT_OBJ): CFLAGS_ALL += -DHEAVY_COMMIT='"$(HEAVY_COMMIT)"'
 

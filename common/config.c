@@ -1281,6 +1281,30 @@ config_store_url_check(const char *url, char *err, size_t errlen)
 }
 
 /* What only makes sense together: the search backend, its URL, its key. */
+/*
+ * ca_file, read by heavyd-egress inside its sandbox, whose rules name it:
+ * a path that cannot be read fails here, now, and a relative one becomes
+ * absolute.
+ */
+static int
+config_ca_file_check(struct heavy_config *c, char *err, size_t errlen)
+{
+	char	*abs;
+
+	if (c->ca_file == NULL)
+		return 0;
+	if (access(c->ca_file, R_OK) == -1 ||
+	    (abs = realpath(c->ca_file, NULL)) == NULL) {
+		snprintf(err, errlen, "%s: %.200s: %s", getenv("HEAVY_CA_FILE") &&
+		    *getenv("HEAVY_CA_FILE") ? "HEAVY_CA_FILE" : "ca_file",
+		    c->ca_file, strerror(errno));
+		return -1;
+	}
+	free(c->ca_file);
+	c->ca_file = abs;
+	return 0;
+}
+
 int
 config_check(struct heavy_config *c, char *err, size_t errlen)
 {
@@ -1318,13 +1342,8 @@ config_check(struct heavy_config *c, char *err, size_t errlen)
 	if (config_auth_check(c, err, errlen) == -1 ||
 	    config_check_auth(c, err, errlen) == -1)
 		return -1;
-	/* Read by heavyd-egress at its start: a bad path fails here, now. */
-	if (c->ca_file != NULL && access(c->ca_file, R_OK) == -1) {
-		snprintf(err, errlen, "%s: %.200s: %s", getenv("HEAVY_CA_FILE") &&
-		    *getenv("HEAVY_CA_FILE") ? "HEAVY_CA_FILE" : "ca_file",
-		    c->ca_file, strerror(errno));
+	if (config_ca_file_check(c, err, errlen) == -1)
 		return -1;
-	}
 	if (c->search_backend != NULL && strcmp(c->search_backend, "none") == 0) {
 		free(c->search_backend);
 		c->search_backend = NULL;

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -739,7 +740,40 @@ egress_control_read(void)
 	}
 }
 
-const char	*egress_ca_file;
+const struct curl_blob	*egress_ca;
+static struct curl_blob	 egress_ca_blob;
+
+/*
+ * ca_file (HEAVY_CA_FILE from heavyd), read whole before the sandbox: its
+ * own uid and its rules need not reach the file, and a transfer verifies
+ * against the bytes (CURLOPT_CAINFO_BLOB).
+ */
+static void
+egress_read_ca(void)
+{
+	const char	*path = getenv("HEAVY_CA_FILE");
+	struct buf	 b;
+	char		 chunk[8192];
+	ssize_t		 n;
+	int		 fd;
+
+	if (path == NULL || *path == '\0')
+		return;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		fatal("egress: ca_file %s", path);
+	buf_init(&b, EGRESS_CA_MAX);
+	while ((n = read(fd, chunk, sizeof chunk)) > 0)
+		if (buf_add(&b, chunk, (size_t)n) == -1)
+			fatalx("egress: ca_file %s: larger than %d bytes", path,
+			    EGRESS_CA_MAX);
+	if (n == -1)
+		fatal("egress: ca_file %s", path);
+	close(fd);
+	egress_ca_blob.data = b.data;	/* kept for the process's life */
+	egress_ca_blob.len = b.len;
+	egress_ca_blob.flags = CURL_BLOB_NOCOPY;
+	egress_ca = &egress_ca_blob;
+}
 
 /* The first frame, blocking: the keys and caps. */
 static void
@@ -820,10 +854,8 @@ egress_setup_process(int fd)
 	signal(SIGHUP, SIG_IGN);
 	egress_control.fd = fd;
 	egress_read_config();
+	egress_read_ca();
 	egress_read_sandbox(&sb);
-	if ((egress_ca_file = getenv("HEAVY_CA_FILE")) != NULL &&
-	    *egress_ca_file == '\0')
-		egress_ca_file = NULL;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
 	    (egress_multi = curl_multi_init()) == NULL)
 		fatalx("egress: libcurl initialisation failed");

@@ -76,8 +76,10 @@ int64_t	gov_next(void);
 int	egress_main(int fd);
 
 /* egress_curl.c: one request as a libcurl easy handle, and its end. */
-/* egress.c: ca_file (HEAVY_CA_FILE from heavyd), or NULL: the system's. */
-extern const char	*egress_ca_file;
+/* egress.c: ca_file's certificates (HEAVY_CA_FILE from heavyd, read before
+ * the sandbox), or NULL: the system's. */
+#define EGRESS_CA_MAX	(16 << 20)
+extern const struct curl_blob	*egress_ca;
 
 int	egress_setup(CURL *, const struct egress_attach *,
 	    const struct egress_config *, const struct egress_req *,

@@ -194,8 +194,8 @@ egress_common(CURL *c, const struct egress_attach *a,
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	/* ca_file verifies the configured endpoints; pages, the system's. */
-	if (egress_ca_file != NULL && q->kind != EGRESS_PAGE)
-		curl_easy_setopt(c, CURLOPT_CAINFO, egress_ca_file);
+	if (egress_ca != NULL && q->kind != EGRESS_PAGE)
+		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, egress_ca);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(q->timeout_ms > 0 ?
 	    q->timeout_ms : EGRESS_DEFAULT_MS));
 	if (q->connect_ms > 0)
