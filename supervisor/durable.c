@@ -72,28 +72,26 @@ durable_status(const struct task_record *r)
 	return r->finished ? names[r->status] : "working";
 }
 
+static bool
+durable_running(const char *status)
+{
+	return strcmp(status, "pending") == 0 || strcmp(status, "running") == 0;
+}
+
 /* What a running task is doing, in a few words, for statusMessage. */
 static char *
-durable_doing(struct json_object *progress)
+durable_doing(const struct store_progress *p)
 {
-	struct json_object	*agents = NULL;
-	const char		*phase, *st;
-	int			 n, done = 0;
+	const char	*phase = p->phase;
+	int		 done = 0;
 
-	phase = json_object_get_string(json_object_object_get(progress,
-	    "phase"));
-	json_object_object_get_ex(progress, "agents", &agents);
-	n = (int)json_object_array_length(agents);
-	for (int i = 0; i < n; i++) {
-		st = json_object_get_string(json_object_object_get(
-		    json_object_array_get_idx(agents, i), "status"));
-		done += st != NULL && strcmp(st, "pending") != 0 &&
-		    strcmp(st, "running") != 0;
-	}
+	for (int i = 0; i < p->nagents; i++)
+		done += p->agents[i].status != NULL &&
+		    !durable_running(p->agents[i].status);
 	if (phase == NULL || strcmp(phase, "planning") == 0)
 		return xstrdup("planning: writing the sub-questions");
 	if (strcmp(phase, "agents") == 0)
-		return xasprintf("agents: %d of %d finished", done, n);
+		return xasprintf("agents: %d of %d finished", done, p->nagents);
 	if (strcmp(phase, "review") == 0)
 		return xstrdup("peer review: the agents rank the answers");
 	if (strcmp(phase, "synthesis") == 0)
@@ -125,20 +123,17 @@ durable_usage(const struct task_record *r)
 void
 durable_row(const struct task_record *r, struct store_task *t)
 {
-	struct json_object	*progress = registry_progress(r, now_ms());
-
 	memset(t, 0, sizeof *t);
+	registry_progress(r, &t->progress);
 	snprintf(t->id, sizeof t->id, "%s", r->id);
 	t->owner = xstrdup(r->owner);
 	t->tool = xstrdup(r->tool);
 	t->status = xstrdup(durable_status(r));
 	if (!r->finished)
-		t->status_message = durable_doing(progress);
+		t->status_message = durable_doing(&t->progress);
 	else if (r->error != NULL)
 		t->status_message = xstrdup(r->error);
 	t->params = xstrdup(r->params ? json_text(r->params) : "{}");
-	t->agents = xstrdup(json_text(progress));
-	json_object_put(progress);
 	if (r->finished && r->result != NULL)
 		t->result = xstrdup(json_text(r->result));
 	t->usage = durable_usage(r);
@@ -797,21 +792,70 @@ durable_terminal(const struct store_task *t)
 	return strcmp(t->status, "working") != 0;
 }
 
-/* The progress of a row, parsed; never NULL. */
 static struct json_object *
-durable_progress(const struct store_task *t)
+durable_str_or_null(const char *s)
 {
-	struct json_object	*p = t->agents ? json_tokener_parse(t->agents) :
-	    NULL, *o;
+	return s == NULL ? NULL : json_object_new_string(s);
+}
 
-	if (p != NULL)
-		return p;
+static struct json_object *
+durable_agent_json(const struct store_agent *a)
+{
+	struct json_object	*o = json_object_new_object();
+
+	json_object_object_add(o, "index", json_object_new_int(a->index));
+	json_object_object_add(o, "question", durable_str_or_null(a->question));
+	json_object_object_add(o, "status", durable_str_or_null(a->status));
+	json_object_object_add(o, "step", durable_str_or_null(a->step));
+	json_object_object_add(o, "error", durable_str_or_null(a->error));
+	json_object_object_add(o, "elapsed_ms", a->elapsed_ms >= 0 ?
+	    json_object_new_int64(a->elapsed_ms) : NULL);
+	json_object_object_add(o, "answer", durable_str_or_null(a->answer));
+	return o;
+}
+
+/* incremental: {n, answers, of, made_ms, text}; null before the first
+ * (and for the other strategies). */
+static struct json_object *
+durable_draft_json(const struct store_draft *d)
+{
+	struct json_object	*o;
+
+	if (d->n == 0)
+		return NULL;
 	o = json_object_new_object();
+	json_object_object_add(o, "n", json_object_new_int(d->n));
+	json_object_object_add(o, "answers", json_object_new_int(d->answers));
+	json_object_object_add(o, "of", json_object_new_int(d->of));
+	json_object_object_add(o, "made_ms", json_object_new_int64(d->made_ms));
+	json_object_object_add(o, "text", json_object_new_string(d->text ?
+	    d->text : ""));
+	return o;
+}
+
+/*
+ * The progress of a row, {phase, elapsed_ms, agents[], draft}, for live
+ * and stored tasks alike (the one renderer of it); a row that recorded
+ * none (its task had not started) is planning, or done once it ended,
+ * without agents or a draft.
+ */
+static struct json_object *
+durable_progress_json(const struct store_task *t)
+{
+	const struct store_progress	*p = &t->progress;
+	struct json_object		*o = json_object_new_object(), *list;
+
 	json_object_object_add(o, "phase", json_object_new_string(
-	    durable_terminal(t) ? "done" : "planning"));
+	    p->phase != NULL ? p->phase : durable_terminal(t) ? "done" :
+	    "planning"));
 	json_object_object_add(o, "elapsed_ms", json_object_new_int64(
-	    t->updated_ms - t->created_ms));
-	json_object_object_add(o, "agents", json_object_new_array());
+	    p->phase != NULL ? p->elapsed_ms : t->updated_ms - t->created_ms));
+	list = json_object_new_array();
+	for (int i = 0; i < p->nagents; i++)
+		json_object_array_add(list, durable_agent_json(&p->agents[i]));
+	json_object_object_add(o, "agents", list);
+	if (p->phase != NULL)
+		json_object_object_add(o, "draft", durable_draft_json(&p->draft));
 	return o;
 }
 
@@ -819,9 +863,7 @@ durable_progress(const struct store_task *t)
 enum task_status
 durable_mkh_status(const struct store_task *t)
 {
-	struct json_object	*p;
-	const char		*phase;
-	enum task_status	 s;
+	const char	*phase = t->progress.phase;
 
 	if (strcmp(t->status, "completed") == 0)
 		return TASK_COMPLETED;
@@ -829,12 +871,8 @@ durable_mkh_status(const struct store_task *t)
 		return TASK_FAILED;
 	if (strcmp(t->status, "cancelled") == 0)
 		return TASK_CANCELLED;
-	p = durable_progress(t);
-	phase = json_object_get_string(json_object_object_get(p, "phase"));
-	s = phase == NULL || strcmp(phase, "planning") == 0 ?
+	return phase == NULL || strcmp(phase, "planning") == 0 ?
 	    TASK_INITIALIZED : TASK_RUNNING;
-	json_object_put(p);
-	return s;
 }
 
 double
@@ -871,7 +909,7 @@ durable_status_json(const struct store_task *t)
 	json_object_object_add(sc, "status", json_object_new_string(
 	    registry_status_name(durable_mkh_status(t))));
 	json_object_object_add(sc, "tool", json_object_new_string(t->tool));
-	json_object_object_add(sc, "progress", durable_progress(t));
+	json_object_object_add(sc, "progress", durable_progress_json(t));
 	if ((res = durable_json(t->result)) != NULL &&
 	    json_object_object_get_ex(res, "structuredContent", &out))
 		json_object_get(out);

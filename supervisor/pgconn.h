@@ -93,7 +93,7 @@ char	*pgconn_url_display(const char *url);
  * database of a newer heavyd is refused.  done gets the version the
  * database has then, or -1 and why.
  */
-#define PGSCHEMA_VERSION	3
+#define PGSCHEMA_VERSION	4
 typedef void	(*pgschema_done_fn)(void *arg, int version, const char *error);
 int	 pgschema_migrate(struct pgconn *, pgschema_done_fn, void *arg,
 	    char *err, size_t errlen);

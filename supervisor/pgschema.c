@@ -13,7 +13,8 @@
  * types, plus what several nodes need: a running task's lease (node_id,
  * lease_epoch, lease_expires_at, on the database's clock) and the quota
  * counters per identity and window.  Migration 2: the quota charges that
- * the store's quota calls keep (store_pg.c).
+ * the store's quota calls keep (store_pg.c).  Migration 4: the progress
+ * typed, as SQLite's schema version 3 has it (store_sqlite.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,50 @@ static const char *const migrations[] = {
 ");",
 /* 3: a cancel asked for on another node (its wall-clock ms). */
 "ALTER TABLE tasks ADD COLUMN cancel_requested_ms bigint;",
+/* 4: the progress typed: the phase on the task, a row per agent, read
+ * out of the JSON column agents this once (an agent whose JSON lacks an
+ * index is left out, a row whose JSON has no phase keeps no progress;
+ * incremental's draft comes along); then that column goes. */
+"CREATE TABLE task_agents ("
+"  task_id text NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,"
+"  idx integer NOT NULL,"		/* 1-based */
+"  question text,"
+"  status text NOT NULL,"		/* pending running ok failed ... */
+"  step text,"
+"  error text,"
+"  answer text,"
+"  elapsed_ms bigint,"			/* NULL until it has finished */
+"  PRIMARY KEY (task_id, idx)"
+");"
+"ALTER TABLE tasks ADD COLUMN phase text;"
+"ALTER TABLE tasks ADD COLUMN progress_ms bigint;"
+"ALTER TABLE tasks ADD COLUMN draft_n integer NOT NULL DEFAULT 0;"
+"ALTER TABLE tasks ADD COLUMN draft_answers integer;"
+"ALTER TABLE tasks ADD COLUMN draft_of integer;"
+"ALTER TABLE tasks ADD COLUMN draft_made_ms bigint;"
+"ALTER TABLE tasks ADD COLUMN draft_text text;"
+"INSERT INTO task_agents (task_id, idx, question, status, step, error,"
+"  answer, elapsed_ms)"
+"  SELECT t.id, (a->>'index')::numeric::integer, a->>'question',"
+"    coalesce(a->>'status', 'pending'), a->>'step', a->>'error',"
+"    a->>'answer', (a->>'elapsed_ms')::numeric::bigint"
+"  FROM tasks t, jsonb_array_elements(CASE WHEN"
+"    jsonb_typeof(t.agents->'agents') = 'array' THEN t.agents->'agents'"
+"    ELSE '[]'::jsonb END) a"
+"  WHERE jsonb_typeof(a) = 'object' AND jsonb_typeof(a->'index') = 'number'"
+"  ON CONFLICT DO NOTHING;"
+"UPDATE tasks SET phase = agents->>'phase',"
+"  progress_ms = coalesce((agents->>'elapsed_ms')::numeric::bigint, 0)"
+"  WHERE jsonb_typeof(agents->'phase') = 'string';"
+"UPDATE tasks SET draft_n = (agents#>>'{draft,n}')::numeric::integer,"
+"  draft_answers = (agents#>>'{draft,answers}')::numeric::integer,"
+"  draft_of = (agents#>>'{draft,of}')::numeric::integer,"
+"  draft_made_ms = (agents#>>'{draft,made_ms}')::numeric::bigint,"
+"  draft_text = agents#>>'{draft,text}'"
+"  WHERE jsonb_typeof(agents->'phase') = 'string' AND"
+"    jsonb_typeof(agents#>'{draft,n}') = 'number' AND"
+"    jsonb_typeof(agents#>'{draft,text}') = 'string';"
+"ALTER TABLE tasks DROP COLUMN agents;",
 };
 #define PGSCHEMA_KNOWN	((int)(sizeof migrations / sizeof migrations[0]))
 

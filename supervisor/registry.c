@@ -128,7 +128,7 @@ static void
 registry_record_free(struct task_record *r)
 {
 	json_object_put(r->result);
-	json_object_put(r->progress);
+	store_progress_clear(&r->progress);
 	json_object_put(r->params);
 	free(r->cache_key);
 	free(r->error);
@@ -253,33 +253,12 @@ registry_finish(struct task_record *r, const struct task_outcome *o,
     struct json_object *result, int64_t now)
 {
 	if (r->task != NULL)
-		r->progress = registry_progress(r, now);
+		registry_progress(r, &r->progress);
 	r->result = result;
 	r->error = o->failed ? xstrdup(o->error ? o->error : "failed") : NULL;
 	r->usage = o->usage;
 	r->cacheable = o->cacheable;
 	registry_retire(r, o->failed ? TASK_FAILED : TASK_COMPLETED, now);
-}
-
-/* Marks the agents that had not finished as cancelled or interrupted. */
-static void
-registry_mark_stopped(struct json_object *progress, const char *how)
-{
-	struct json_object	*agents, *a;
-	const char		*st;
-
-	json_object_object_add(progress, "phase", json_object_new_string(how));
-	if (!json_object_object_get_ex(progress, "agents", &agents))
-		return;
-	for (size_t i = 0; i < json_object_array_length(agents); i++) {
-		a = json_object_array_get_idx(agents, i);
-		st = json_object_get_string(json_object_object_get(a,
-		    "status"));
-		if (st != NULL && (strcmp(st, "pending") == 0 ||
-		    strcmp(st, "running") == 0))
-			json_object_object_add(a, "status",
-			    json_object_new_string(how));
-	}
 }
 
 /*
@@ -298,8 +277,8 @@ registry_stop(struct task_record *r, enum task_status status,
 	if (r->finished)
 		return;
 	if (r->task != NULL) {
-		r->progress = registry_progress(r, now);
-		registry_mark_stopped(r->progress, status == TASK_CANCELLED ?
+		registry_progress(r, &r->progress);
+		store_progress_stop(&r->progress, status == TASK_CANCELLED ?
 		    "cancelled" : "interrupted");
 		task_snapshot(r->task, &v);
 		r->usage = v.usage;	/* what it spent before it stopped */
@@ -398,81 +377,67 @@ registry_status(const struct task_record *r)
 	    TASK_RUNNING;
 }
 
-static struct json_object *
-json_str_or_null(const char *s)
+static char *
+registry_dup(const char *s)
 {
-	return s == NULL ? NULL : json_object_new_string(s);
+	return s != NULL ? xstrdup(s) : NULL;
 }
 
-static struct json_object *
-registry_agent_json(const struct task_agent_view *a)
+static void
+registry_agent(struct store_agent *to, const struct task_agent_view *a)
 {
-	struct json_object	*o = json_object_new_object();
-
-	json_object_object_add(o, "index", json_object_new_int(a->index));
-	json_object_object_add(o, "question", json_str_or_null(a->question));
-	json_object_object_add(o, "status", json_object_new_string(a->status));
-	json_object_object_add(o, "step", json_str_or_null(a->step));
-	json_object_object_add(o, "error", json_str_or_null(a->error));
-	json_object_object_add(o, "elapsed_ms", strcmp(a->status, "pending") &&
-	    strcmp(a->status, "running") ? json_object_new_int64(a->elapsed_ms) :
-	    NULL);
-	json_object_object_add(o, "answer", json_str_or_null(a->answer));
-	return o;
+	to->index = a->index;
+	to->question = registry_dup(a->question);
+	to->status = xstrdup(a->status);
+	to->step = registry_dup(a->step);
+	to->error = registry_dup(a->error);
+	to->answer = registry_dup(a->answer);
+	to->elapsed_ms = strcmp(a->status, "pending") != 0 &&
+	    strcmp(a->status, "running") != 0 ? a->elapsed_ms : -1;
 }
 
-/* incremental: the latest draft, {n, answers, of, made_ms, text}; null
- * before the first (and for the other strategies). */
-static struct json_object *
-registry_draft_json(const struct task_draft_view *d)
+/* incremental: the latest draft (n 0: none yet, and for the other
+ * strategies). */
+static void
+registry_draft(struct store_draft *to, const struct task_draft_view *d)
 {
-	struct json_object	*o;
-
+	to->n = d->n;
 	if (d->n == 0)
-		return NULL;
-	o = json_object_new_object();
-	json_object_object_add(o, "n", json_object_new_int(d->n));
-	json_object_object_add(o, "answers", json_object_new_int(d->answers));
-	json_object_object_add(o, "of", json_object_new_int(d->of));
-	json_object_object_add(o, "made_ms", json_object_new_int64(d->made_ms));
-	json_object_object_add(o, "text", json_object_new_string(d->text));
-	return o;
+		return;
+	to->answers = d->answers;
+	to->of = d->of;
+	to->made_ms = d->made_ms;
+	to->text = registry_dup(d->text);
 }
 
 /*
- * {phase, elapsed_ms, agents[], draft}: live while the task runs, else
- * its last.
+ * The progress, typed, into out (what it held is freed): live while the
+ * task runs, else its last; none (phase NULL) before its task started.
  * Each agent has its question, status, last step, error and, once it has
- * one, its answer.
+ * one, its answer; incremental's latest draft comes with them.
  */
-struct json_object *
-registry_progress(const struct task_record *r, int64_t now)
+void
+registry_progress(const struct task_record *r, struct store_progress *out)
 {
-	struct json_object	*o, *agents;
 	struct task_view	 v;
+	struct store_progress	 p;
 
-	if (r->task == NULL) {
-		if (r->progress != NULL)
-			return json_object_get(r->progress);
-		o = json_object_new_object();
-		json_object_object_add(o, "phase", json_object_new_string(
-		    r->finished ? "done" : "planning"));
-		json_object_object_add(o, "elapsed_ms", json_object_new_int64(
-		    (r->finished ? r->finished_ms : now) - r->created_ms));
-		json_object_object_add(o, "agents", json_object_new_array());
-		return o;
+	memset(&p, 0, sizeof p);
+	if (r->task == NULL)
+		store_progress_copy(&p, &r->progress);
+	else {
+		task_snapshot(r->task, &v);
+		p.phase = xstrdup(v.phase);
+		p.elapsed_ms = v.elapsed_ms;
+		p.nagents = v.num_agents;
+		p.agents = v.num_agents > 0 ? xcalloc((size_t)v.num_agents,
+		    sizeof *p.agents) : NULL;
+		for (int i = 0; i < v.num_agents; i++)
+			registry_agent(&p.agents[i], &v.agents[i]);
+		registry_draft(&p.draft, &v.draft);
 	}
-	task_snapshot(r->task, &v);
-	o = json_object_new_object();
-	json_object_object_add(o, "phase", json_object_new_string(v.phase));
-	json_object_object_add(o, "elapsed_ms",
-	    json_object_new_int64(v.elapsed_ms));
-	agents = json_object_new_array();
-	for (int i = 0; i < v.num_agents; i++)
-		json_object_array_add(agents, registry_agent_json(&v.agents[i]));
-	json_object_object_add(o, "agents", agents);
-	json_object_object_add(o, "draft", registry_draft_json(&v.draft));
-	return o;
+	store_progress_clear(out);
+	*out = p;
 }
 
 /* The owner's running task ids that start with prefix (any case). */

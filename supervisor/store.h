@@ -18,6 +18,44 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/*
+ * One agent of a task, as the store keeps it (a row of task_agents): the
+ * question the planner gave it and its answer, both whole, since a task
+ * resumed elsewhere needs them.
+ */
+struct store_agent {
+	int		 index;		/* 1-based */
+	char		*question;	/* NULL until the planner is done */
+	char		*status;	/* pending running ok failed timed_out
+					   killed cut_for_latency cancelled
+					   interrupted */
+	char		*step;		/* its last worker note */
+	char		*error;
+	char		*answer;	/* once it has one */
+	int64_t		 elapsed_ms;	/* once it has finished, else -1 */
+};
+
+/* incremental: a task's latest finished draft. */
+struct store_draft {
+	int		 n;		/* 1-based; 0: none yet */
+	int		 answers;	/* the answers it was written from */
+	int		 of;		/* num_agents */
+	int64_t		 made_ms;	/* when it finished, since the start */
+	char		*text;
+};
+
+/* What a task is doing: its phase, how long it has run, its agents, its
+ * draft.  A task's agents only grow in number (none until it starts). */
+struct store_progress {
+	char			*phase;	/* planning agents review synthesis
+					   done cancelled interrupted; NULL:
+					   none recorded */
+	int64_t			 elapsed_ms;
+	int			 nagents;
+	struct store_agent	*agents;
+	struct store_draft	 draft;
+};
+
 /* One task, as the store keeps it. */
 struct store_task {
 	char		 id[33];
@@ -26,7 +64,7 @@ struct store_task {
 	char		*status;	/* working, completed, failed, cancelled */
 	char		*status_message;
 	char		*params;	/* JSON: the call's effective arguments */
-	char		*agents;	/* JSON: the progress, agents' answers too */
+	struct store_progress progress;
 	char		*result;	/* JSON CallToolResult, once terminal */
 	char		*usage;		/* JSON */
 	char		*cache_key;
@@ -175,6 +213,10 @@ void	 store_quota_sweep(int64_t before, store_done_cb, void *);
  * it. */
 void	 store_task_copy(struct store_task *, const struct store_task *);
 void	 store_task_clear(struct store_task *);
+void	 store_progress_copy(struct store_progress *,
+	    const struct store_progress *);
+void	 store_progress_clear(struct store_progress *);
+void	 store_progress_stop(struct store_progress *, const char *how);
 void	 store_self_init(void);
 void	 store_proc_start(pid_t, char *out, size_t len);
 const char *store_self_start(void);

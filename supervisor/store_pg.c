@@ -374,8 +374,21 @@ pg_close(void)
 /* ---- Rows ---- */
 
 #define PG_COLUMNS "id, owner, tool, status, status_message, params::text, " \
-	"agents::text, result::text, usage::text, cache_key, created_ms, " \
-	"updated_ms, ttl_ms, pid, proc_start"
+	"phase, progress_ms, result::text, usage::text, cache_key, " \
+	"created_ms, updated_ms, ttl_ms, pid, proc_start, draft_n, " \
+	"draft_answers, draft_of, draft_made_ms, draft_text"
+#define PG_NCOLUMNS	21
+/*
+ * The tasks that "where" selects, in the order "order" (which "where" ends
+ * with, with its LIMIT if any), each followed by its agents: one result
+ * row per agent (or one with no agent), the task's columns, its rank, then
+ * the agent's columns.  pg_rows puts them together again.
+ */
+#define PG_SELECT(where, order) "WITH t AS (SELECT " PG_COLUMNS ", " \
+	"row_number() OVER (ORDER BY " order ") AS rn FROM tasks WHERE " \
+	where ") SELECT t.*, a.idx, a.question, a.status, a.step, a.error, " \
+	"a.answer, a.elapsed_ms FROM t LEFT JOIN task_agents a ON " \
+	"a.task_id = t.id ORDER BY t.rn, a.idx"
 
 static char *
 pg_value(const PGresult *res, int row, int col)
@@ -398,7 +411,7 @@ pg_this_host(const char *start)
 static void
 pg_row(const PGresult *res, int i, struct store_task *t)
 {
-	const char	*start = PQgetvalue(res, i, 14);
+	const char	*start = PQgetvalue(res, i, 15);
 
 	memset(t, 0, sizeof *t);
 	snprintf(t->id, sizeof t->id, "%s", PQgetvalue(res, i, 0));
@@ -407,14 +420,23 @@ pg_row(const PGresult *res, int i, struct store_task *t)
 	t->status = pg_value(res, i, 3);
 	t->status_message = pg_value(res, i, 4);
 	t->params = pg_value(res, i, 5);
-	t->agents = pg_value(res, i, 6);
-	t->result = pg_value(res, i, 7);
-	t->usage = pg_value(res, i, 8);
-	t->cache_key = pg_value(res, i, 9);
-	t->created_ms = strtoll(PQgetvalue(res, i, 10), NULL, 10);
-	t->updated_ms = strtoll(PQgetvalue(res, i, 11), NULL, 10);
-	t->ttl_ms = strtoll(PQgetvalue(res, i, 12), NULL, 10);
-	t->pid = (pid_t)atoi(PQgetvalue(res, i, 13));
+	t->progress.phase = pg_value(res, i, 6);
+	t->progress.elapsed_ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+	t->result = pg_value(res, i, 8);
+	t->usage = pg_value(res, i, 9);
+	t->cache_key = pg_value(res, i, 10);
+	t->created_ms = strtoll(PQgetvalue(res, i, 11), NULL, 10);
+	t->updated_ms = strtoll(PQgetvalue(res, i, 12), NULL, 10);
+	t->ttl_ms = strtoll(PQgetvalue(res, i, 13), NULL, 10);
+	t->pid = (pid_t)atoi(PQgetvalue(res, i, 14));
+	t->progress.draft.n = atoi(PQgetvalue(res, i, 16));
+	if (t->progress.draft.n > 0) {
+		t->progress.draft.answers = atoi(PQgetvalue(res, i, 17));
+		t->progress.draft.of = atoi(PQgetvalue(res, i, 18));
+		t->progress.draft.made_ms = strtoll(PQgetvalue(res, i, 19),
+		    NULL, 10);
+		t->progress.draft.text = pg_value(res, i, 20);
+	}
 	t->ours = t->pid == getpid() && strcmp(start, store_self_start()) == 0;
 	t->orphaned = strcmp(t->status, "working") == 0 && !t->ours &&
 	    pg_this_host(start) && !store_proc_alive(t->pid, start);
@@ -428,15 +450,46 @@ pg_rows_free(struct store_task *rows, int n)
 	free(rows);
 }
 
+/* The agent on result row i (PG_SELECT), if it has one. */
+static void
+pg_agent(const PGresult *res, int i, struct store_task *t)
+{
+	struct store_progress	*p = &t->progress;
+	struct store_agent	*a;
+	int			 c = PG_NCOLUMNS + 1;
+
+	if (PQgetisnull(res, i, c))
+		return;
+	p->agents = xrealloc(p->agents, (size_t)(p->nagents + 1) * sizeof *a);
+	a = &p->agents[p->nagents++];
+	a->index = atoi(PQgetvalue(res, i, c));
+	a->question = pg_value(res, i, c + 1);
+	a->status = pg_value(res, i, c + 2);
+	a->step = pg_value(res, i, c + 3);
+	a->error = pg_value(res, i, c + 4);
+	a->answer = pg_value(res, i, c + 5);
+	a->elapsed_ms = PQgetisnull(res, i, c + 6) ? -1 :
+	    strtoll(PQgetvalue(res, i, c + 6), NULL, 10);
+}
+
+/* The first max tasks of a PG_SELECT, each with its agents. */
 static struct store_task *
 pg_rows(const PGresult *res, int max, int *n)
 {
 	struct store_task	*rows;
+	int			 nres = PQntuples(res);
 
-	*n = PQntuples(res) < max ? PQntuples(res) : max;
-	rows = xcalloc((size_t)*n + 1, sizeof *rows);
-	for (int i = 0; i < *n; i++)
-		pg_row(res, i, &rows[i]);
+	rows = xcalloc((size_t)nres + 1, sizeof *rows);
+	*n = 0;
+	for (int i = 0; i < nres; i++) {
+		if (*n == 0 || strcmp(rows[*n - 1].id,
+		    PQgetvalue(res, i, 0)) != 0) {
+			if (*n == max)
+				break;
+			pg_row(res, i, &rows[(*n)++]);
+		}
+		pg_agent(res, i, &rows[*n - 1]);
+	}
 	return rows;
 }
 
@@ -471,12 +524,14 @@ pg_settle_orphan(struct store_task *t)
 	p[0] = t->id;
 	p[1] = t->status;
 	p[2] = t->status_message;
-	p[3] = t->agents;
+	p[3] = t->progress.phase;
 	p[4] = updated;
-	if (pgconn_query(pg, "UPDATE tasks SET status = $2, status_message = "
-	    "$3, agents = coalesce($4::jsonb, agents), updated_ms = $5 "
-	    "WHERE id = $1 AND status = 'working'", 5, p, pg_settled, NULL,
-	    err, sizeof err) == -1)
+	if (pgconn_query(pg, "WITH up AS (UPDATE tasks SET status = $2, "
+	    "status_message = $3, phase = $4, updated_ms = $5 WHERE id = $1 "
+	    "AND status = 'working' RETURNING id) UPDATE task_agents SET "
+	    "status = 'interrupted' WHERE task_id IN (SELECT id FROM up) AND "
+	    "status IN ('pending', 'running')", 5, p, pg_settled, NULL, err,
+	    sizeof err) == -1)
 		pg_failed(err);
 }
 
@@ -658,12 +713,64 @@ pg_json_str(struct json_object *o, const char *k, const char *v)
 	json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
 }
 
-/* The rows as one JSON array, the last of each id only. */
+/* The agents of a row, as JSON objects for jsonb_to_recordset. */
+static void
+pg_put_agents(struct json_object *list, const struct store_task *t)
+{
+	const struct store_agent	*a;
+	struct json_object		*o;
+
+	for (int i = 0; i < t->progress.nagents; i++) {
+		a = &t->progress.agents[i];
+		o = json_object_new_object();
+		pg_json_str(o, "task_id", t->id);
+		json_object_object_add(o, "idx", json_object_new_int(a->index));
+		pg_json_str(o, "question", a->question);
+		pg_json_str(o, "status", a->status ? a->status : "pending");
+		pg_json_str(o, "step", a->step);
+		pg_json_str(o, "error", a->error);
+		pg_json_str(o, "answer", a->answer);
+		json_object_object_add(o, "elapsed_ms", a->elapsed_ms >= 0 ?
+		    json_object_new_int64(a->elapsed_ms) : NULL);
+		json_object_array_add(list, o);
+	}
+}
+
+/* A draft's fields (none but its number 0 before the first). */
+static void
+pg_put_draft(struct json_object *o, const struct store_draft *d)
+{
+	json_object_object_add(o, "draft_n", json_object_new_int(d->n));
+	if (d->n == 0)
+		return;
+	json_object_object_add(o, "draft_answers",
+	    json_object_new_int(d->answers));
+	json_object_object_add(o, "draft_of", json_object_new_int(d->of));
+	json_object_object_add(o, "draft_made_ms",
+	    json_object_new_int64(d->made_ms));
+	pg_json_str(o, "draft_text", d->text);
+}
+
 static char *
-pg_put_json(const struct store_task *t, int n)
+pg_json_release(struct json_object *a)
+{
+	char	*s;
+
+	s = xstrdup(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN));
+	json_object_put(a);
+	return s;
+}
+
+/*
+ * The rows as one JSON array, the last of each id only, and their agents
+ * as another: the parameters of one statement (PostgreSQL reads them with
+ * jsonb_to_recordset; heavyd never reads them back).
+ */
+static char *
+pg_put_json(const struct store_task *t, int n, char **agents)
 {
 	struct json_object	*a = json_object_new_array(), *o;
-	char			*s;
+	struct json_object	*ag = json_object_new_array();
 	bool			 later;
 
 	for (int i = 0; i < n; i++) {
@@ -680,7 +787,10 @@ pg_put_json(const struct store_task *t, int n)
 		pg_json_str(o, "status", t[i].status);
 		pg_json_str(o, "status_message", t[i].status_message);
 		pg_json_str(o, "params", t[i].params ? t[i].params : "{}");
-		pg_json_str(o, "agents", t[i].agents);
+		pg_json_str(o, "phase", t[i].progress.phase);
+		json_object_object_add(o, "progress_ms",
+		    json_object_new_int64(t[i].progress.elapsed_ms));
+		pg_put_draft(o, &t[i].progress.draft);
 		pg_json_str(o, "result", t[i].result);
 		pg_json_str(o, "usage", t[i].usage);
 		pg_json_str(o, "cache_key", t[i].cache_key);
@@ -697,10 +807,10 @@ pg_put_json(const struct store_task *t, int n)
 		pg_json_str(o, "proc_start", store_self_start());
 		pg_json_str(o, "node_id", pg_node);
 		json_object_array_add(a, o);
+		pg_put_agents(ag, &t[i]);
 	}
-	s = xstrdup(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN));
-	json_object_put(a);
-	return s;
+	*agents = pg_json_release(ag);
+	return pg_json_release(a);
 }
 
 /*
@@ -713,8 +823,8 @@ static void
 pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 {
 	struct pg_op	*op;
-	const char	*p[2];
-	char		*rows, lease[16];
+	const char	*p[3];
+	char		*rows, *agents, lease[16];
 
 	if (n == 0) {
 		cb(arg, STORE_TERMINAL);
@@ -723,40 +833,60 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	op = pg_op_new(arg);
 	op->done = cb;
 	pg_lease_track(t, n);
-	p[0] = rows = pg_put_json(t, n);
+	p[0] = rows = pg_put_json(t, n, &agents);
 	snprintf(lease, sizeof lease, "%d", pg_lease_ms);
 	p[1] = lease;
+	p[2] = agents;
 	/* Fenced: only the node (and the process) that inserted the row, at
 	 * its epoch, writes it again; each write renews the lease. */
 	pg_send("WITH up AS (INSERT INTO tasks (id, owner, tool, status, "
-	    "status_message, params, agents, result, usage, cache_key, "
-	    "created_ms, updated_ms, ttl_ms, expires_ms, pid, proc_start, "
-	    "node_id, lease_epoch, lease_expires_at) SELECT id, owner, tool, "
-	    "status, status_message, params::jsonb, agents::jsonb, "
-	    "result::jsonb, usage::jsonb, cache_key, created_ms, updated_ms, "
-	    "ttl_ms, expires_ms, pid, proc_start, node_id, " PG_EPOCH ", "
-	    "now() + $2::bigint * interval '1 millisecond' FROM "
-	    "jsonb_to_recordset($1) "
-	    "AS r(id text, owner text, tool text, status text, status_message "
-	    "text, params text, agents text, result text, usage text, "
-	    "cache_key text, created_ms bigint, updated_ms bigint, ttl_ms "
-	    "bigint, expires_ms bigint, pid integer, proc_start text, node_id "
-	    "text) "
+	    "status_message, params, phase, progress_ms, draft_n, "
+	    "draft_answers, draft_of, draft_made_ms, draft_text, result, "
+	    "usage, cache_key, created_ms, updated_ms, ttl_ms, expires_ms, "
+	    "pid, proc_start, node_id, lease_epoch, lease_expires_at) SELECT "
+	    "id, owner, tool, status, status_message, params::jsonb, phase, "
+	    "progress_ms, draft_n, draft_answers, draft_of, draft_made_ms, "
+	    "draft_text, result::jsonb, usage::jsonb, cache_key, created_ms, "
+	    "updated_ms, ttl_ms, expires_ms, pid, proc_start, node_id, "
+	    PG_EPOCH ", now() + $2::bigint * interval '1 millisecond' FROM "
+	    "jsonb_to_recordset($1) AS r(id text, owner text, tool text, "
+	    "status text, status_message text, params text, phase text, "
+	    "progress_ms bigint, draft_n integer, draft_answers integer, "
+	    "draft_of integer, draft_made_ms bigint, draft_text text, result "
+	    "text, usage text, cache_key text, created_ms bigint, updated_ms "
+	    "bigint, ttl_ms bigint, expires_ms bigint, pid integer, proc_start "
+	    "text, node_id text) "
 	    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
-	    "status_message = excluded.status_message, agents = "
-	    "excluded.agents, result = excluded.result, usage = "
-	    "excluded.usage, cache_key = excluded.cache_key, updated_ms = "
-	    "excluded.updated_ms, lease_expires_at = excluded.lease_expires_at "
+	    "status_message = excluded.status_message, phase = "
+	    "excluded.phase, progress_ms = excluded.progress_ms, draft_n = "
+	    "excluded.draft_n, draft_answers = excluded.draft_answers, "
+	    "draft_of = excluded.draft_of, draft_made_ms = "
+	    "excluded.draft_made_ms, draft_text = excluded.draft_text, "
+	    "result = excluded.result, usage = excluded.usage, cache_key = "
+	    "excluded.cache_key, updated_ms = excluded.updated_ms, "
+	    "lease_expires_at = excluded.lease_expires_at "
 	    "WHERE tasks.node_id = excluded.node_id AND tasks.lease_epoch = "
 	    PG_EPOCH " AND tasks.pid = excluded.pid AND "
 	    "tasks.proc_start = excluded.proc_start AND (tasks.status = "
 	    "'working' OR (tasks.status = excluded.status AND "
-	    "tasks.updated_ms = excluded.updated_ms)) RETURNING id, status) "
+	    "tasks.updated_ms = excluded.updated_ms)) RETURNING id, status), "
+	    /* the agents of the rows written, and of no other */
+	    "ag AS (INSERT INTO task_agents (task_id, idx, question, status, "
+	    "step, error, answer, elapsed_ms) SELECT a.task_id, a.idx, "
+	    "a.question, a.status, a.step, a.error, a.answer, a.elapsed_ms "
+	    "FROM jsonb_to_recordset($3) AS a(task_id text, idx integer, "
+	    "question text, status text, step text, error text, answer text, "
+	    "elapsed_ms bigint) WHERE a.task_id IN (SELECT id FROM up) "
+	    "ON CONFLICT (task_id, idx) DO UPDATE SET question = "
+	    "excluded.question, status = excluded.status, step = "
+	    "excluded.step, error = excluded.error, answer = excluded.answer, "
+	    "elapsed_ms = excluded.elapsed_ms) "
 	    /* every node hears of an end (at commit): tasks/result wakes */
 	    "SELECT up.id FROM up LEFT JOIN LATERAL (SELECT pg_notify('"
 	    PG_CHANNEL "', 'end ' || up.id) WHERE up.status <> 'working') n "
-	    "ON true", 2, p, pg_put_answer, op);
+	    "ON true", 3, p, pg_put_answer, op);
 	free(rows);
+	free(agents);
 }
 
 /* ---- Reads ---- */
@@ -766,7 +896,8 @@ static void
 pg_row_answer(void *arg, PGresult *res, const char *error)
 {
 	struct pg_op		*op = arg;
-	struct store_task	 t;
+	struct store_task	*t;
+	int			 n;
 
 	if (error != NULL) {
 		pg_failed(error);
@@ -774,13 +905,13 @@ pg_row_answer(void *arg, PGresult *res, const char *error)
 	} else if (PQntuples(res) == 0)
 		op->row(op->arg, STORE_NOT_FOUND, NULL);
 	else {
-		pg_row(res, 0, &t);
-		pg_settle_orphan(&t);
-		if (pg_expired(&t, wall_ms()))
+		t = pg_rows(res, 1, &n);
+		pg_settle_orphan(t);
+		if (pg_expired(t, wall_ms()))
 			op->row(op->arg, STORE_EXPIRED, NULL);
 		else
-			op->row(op->arg, STORE_OK, &t);
-		store_task_clear(&t);
+			op->row(op->arg, STORE_OK, t);
+		pg_rows_free(t, n);
 	}
 	free(op);
 }
@@ -792,8 +923,8 @@ pg_get(const char *id, const char *owner, store_row_cb cb, void *arg)
 	const char	*p[] = { id, owner };
 
 	op->row = cb;
-	pg_send("SELECT " PG_COLUMNS " FROM tasks WHERE id = $1 AND "
-	    "($2::text IS NULL OR owner = $2)", 2, p, pg_row_answer, op);
+	pg_send(PG_SELECT("id = $1 AND ($2::text IS NULL OR owner = $2)",
+	    "id"), 2, p, pg_row_answer, op);
 }
 
 static void
@@ -808,9 +939,9 @@ pg_cache_find(const char *owner, const char *key, int64_t max_age_ms,
 	op->row = cb;
 	snprintf(since, sizeof since, "%lld", (long long)(now - max_age_ms));
 	snprintf(at, sizeof at, "%lld", (long long)now);
-	pg_send("SELECT " PG_COLUMNS " FROM tasks WHERE cache_key = $1 AND "
-	    "owner = $2 AND status = 'completed' AND created_ms >= $3 AND "
-	    "expires_ms >= $4 ORDER BY created_ms DESC LIMIT 1", 4, p,
+	pg_send(PG_SELECT("cache_key = $1 AND owner = $2 AND status = "
+	    "'completed' AND created_ms >= $3 AND expires_ms >= $4 ORDER BY "
+	    "created_ms DESC LIMIT 1", "created_ms DESC"), 4, p,
 	    pg_row_answer, op);
 }
 
@@ -865,10 +996,10 @@ pg_list(const char *owner, const char *cursor, int limit, store_rows_cb cb,
 	snprintf(ms, sizeof ms, "%lld", c_ms);
 	snprintf(lim, sizeof lim, "%d", limit + 1);
 	snprintf(now, sizeof now, "%lld", (long long)wall_ms());
-	pg_send("SELECT " PG_COLUMNS " FROM tasks WHERE owner = $1 AND "
-	    "(created_ms < $2 OR (created_ms = $2 AND id COLLATE \"C\" < $3)) "
-	    "AND (status = 'working' OR expires_ms >= $5) ORDER BY "
-	    "created_ms DESC, id COLLATE \"C\" DESC LIMIT $4", 5, p,
+	pg_send(PG_SELECT("owner = $1 AND (created_ms < $2 OR (created_ms = $2 "
+	    "AND id COLLATE \"C\" < $3)) AND (status = 'working' OR "
+	    "expires_ms >= $5) ORDER BY created_ms DESC, id COLLATE \"C\" "
+	    "DESC LIMIT $4", "created_ms DESC, id COLLATE \"C\" DESC"), 5, p,
 	    pg_list_answer, op);
 }
 
@@ -905,9 +1036,8 @@ pg_active(const char *owner, store_rows_cb cb, void *arg)
 	const char	*p[] = { owner };
 
 	op->rows = cb;
-	pg_send("SELECT " PG_COLUMNS " FROM tasks WHERE owner = $1 AND "
-	    "status = 'working' ORDER BY created_ms, id COLLATE \"C\"", 1, p,
-	    pg_active_answer, op);
+	pg_send(PG_SELECT("owner = $1 AND status = 'working'",
+	    "created_ms, id COLLATE \"C\""), 1, p, pg_active_answer, op);
 }
 
 static void
@@ -987,8 +1117,8 @@ pg_settle(store_done_cb cb, void *arg)
 	struct pg_op	*op = pg_op_new(arg);
 
 	op->done = cb;
-	pg_send("SELECT " PG_COLUMNS " FROM tasks WHERE status = 'working'",
-	    0, NULL, pg_settle_answer, op);
+	pg_send(PG_SELECT("status = 'working'", "id"), 0, NULL,
+	    pg_settle_answer, op);
 }
 
 static void

@@ -81,6 +81,62 @@ dup_or_null(const char *s)
 }
 
 void
+store_progress_copy(struct store_progress *to,
+    const struct store_progress *from)
+{
+	const struct store_agent	*f;
+	struct store_agent		*a;
+
+	*to = *from;
+	to->phase = dup_or_null(from->phase);
+	to->draft.text = dup_or_null(from->draft.text);
+	to->agents = from->nagents > 0 ? xcalloc((size_t)from->nagents,
+	    sizeof *to->agents) : NULL;
+	for (int i = 0; i < from->nagents; i++) {
+		f = &from->agents[i];
+		a = &to->agents[i];
+		*a = *f;
+		a->question = dup_or_null(f->question);
+		a->status = dup_or_null(f->status);
+		a->step = dup_or_null(f->step);
+		a->error = dup_or_null(f->error);
+		a->answer = dup_or_null(f->answer);
+	}
+}
+
+void
+store_progress_clear(struct store_progress *p)
+{
+	for (int i = 0; i < p->nagents; i++) {
+		free(p->agents[i].question);
+		free(p->agents[i].status);
+		free(p->agents[i].step);
+		free(p->agents[i].error);
+		free(p->agents[i].answer);
+	}
+	free(p->agents);
+	free(p->phase);
+	free(p->draft.text);
+	memset(p, 0, sizeof *p);
+}
+
+/* The progress of a task that stopped (how: cancelled, interrupted):
+ * that is its phase, and what was under way stopped so too. */
+void
+store_progress_stop(struct store_progress *p, const char *how)
+{
+	struct store_agent	*a;
+
+	config_set_str(&p->phase, how);
+	for (int i = 0; i < p->nagents; i++) {
+		a = &p->agents[i];
+		if (a->status != NULL && (strcmp(a->status, "pending") == 0 ||
+		    strcmp(a->status, "running") == 0))
+			config_set_str(&a->status, how);
+	}
+}
+
+void
 store_task_copy(struct store_task *to, const struct store_task *from)
 {
 	*to = *from;
@@ -89,7 +145,7 @@ store_task_copy(struct store_task *to, const struct store_task *from)
 	to->status = dup_or_null(from->status);
 	to->status_message = dup_or_null(from->status_message);
 	to->params = dup_or_null(from->params);
-	to->agents = dup_or_null(from->agents);
+	store_progress_copy(&to->progress, &from->progress);
 	to->result = dup_or_null(from->result);
 	to->usage = dup_or_null(from->usage);
 	to->cache_key = dup_or_null(from->cache_key);
@@ -103,59 +159,22 @@ store_task_clear(struct store_task *t)
 	free(t->status);
 	free(t->status_message);
 	free(t->params);
-	free(t->agents);
+	store_progress_clear(&t->progress);
 	free(t->result);
 	free(t->usage);
 	free(t->cache_key);
 	memset(t, 0, sizeof *t);
 }
 
-/* The last progress of an interrupted task: what was under way stopped. */
-static char *
-store_interrupted_agents(const char *agents)
-{
-	struct json_object	*o, *list, *a;
-	const char		*st;
-	char			*out;
-
-	if (agents == NULL || (o = json_tokener_parse(agents)) == NULL)
-		return NULL;
-	if (!json_object_is_type(o, json_type_object)) {	/* damaged */
-		json_object_put(o);
-		return NULL;
-	}
-	json_object_object_add(o, "phase", json_object_new_string(
-	    "interrupted"));
-	if (json_object_object_get_ex(o, "agents", &list) &&
-	    json_object_is_type(list, json_type_array))
-		for (size_t i = 0; i < json_object_array_length(list); i++) {
-			a = json_object_array_get_idx(list, i);
-			if (!json_object_is_type(a, json_type_object))
-				continue;
-			st = json_object_get_string(json_object_object_get(a,
-			    "status"));
-			if (st != NULL && (strcmp(st, "pending") == 0 ||
-			    strcmp(st, "running") == 0))
-				json_object_object_add(a, "status",
-				    json_object_new_string("interrupted"));
-		}
-	out = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-	return out;
-}
-
 /* A row whose process died mid-task, as every backend settles it: failed,
- * with that reason and no result (the reason is what a reader is told). */
+ * with that reason and no result (the reason is what a reader is told);
+ * its last progress says what was under way stopped.  A row that recorded
+ * no progress keeps none. */
 void
 store_task_interrupt(struct store_task *t)
 {
-	char	*agents;
-
-	if ((agents = store_interrupted_agents(t->agents)) != NULL) {
-		free(t->agents);
-		t->agents = agents;
-	}
+	if (t->progress.phase != NULL)
+		store_progress_stop(&t->progress, "interrupted");
 	config_set_str(&t->status, "failed");
 	config_set_str(&t->status_message, store_interrupted);
 	t->updated_ms = wall_ms();

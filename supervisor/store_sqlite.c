@@ -2,7 +2,8 @@
  * The embedded task store backend: one SQLite database (WAL) in the state
  * directory, shared by every heavyd that uses that directory (each stdio
  * client starts its own).  A row holds a task's parameters, owner,
- * per-agent state, result, usage and timestamps; it outlives the process
+ * phase, result, usage and timestamps, and each of its agents has a row of
+ * task_agents (question, status, answer...); it outlives the process
  * that ran the task (store.c says what a row promises).  Every statement
  * is one short transaction, or a few writes share one; a busy timeout
  * absorbs the other processes' writes.  SQLite answers at once, so every
@@ -23,10 +24,12 @@
 #include "supervisor.h"
 
 #define STORE_FILE		"tasks.db"
-#define STORE_SCHEMA_VERSION	2	/* 2: the quota charges */
+#define STORE_SCHEMA_VERSION	3	/* 2: the quota charges; 3: the
+					 * progress typed (task_agents) */
 
 static sqlite3		*db;
-static sqlite3_stmt	*st_put;	/* the hot statement, prepared once */
+static sqlite3_stmt	*st_put;	/* the hot statements, prepared once */
+static sqlite3_stmt	*st_agent_put, *st_agents;
 static char		 last_error[256];	/* why the last write failed */
 
 static const char *sq_schema =
@@ -37,7 +40,13 @@ static const char *sq_schema =
 "  status TEXT NOT NULL,"		/* working, completed, failed, cancelled */
 "  status_message TEXT,"
 "  params TEXT NOT NULL,"		/* JSON: the call's arguments */
-"  agents TEXT,"			/* JSON: questions, statuses, answers */
+"  phase TEXT,"				/* planning agents ... (NULL: none yet) */
+"  progress_ms INTEGER,"		/* how long it had run, at that phase */
+"  draft_n INTEGER NOT NULL DEFAULT 0,"	/* incremental's latest draft */
+"  draft_answers INTEGER,"
+"  draft_of INTEGER,"
+"  draft_made_ms INTEGER,"
+"  draft_text TEXT,"
 "  result TEXT,"			/* JSON: the CallToolResult, once terminal */
 "  usage TEXT,"				/* JSON */
 "  cache_key TEXT,"
@@ -55,6 +64,18 @@ static const char *sq_schema =
 "  WHERE cache_key IS NOT NULL;"
 "CREATE INDEX IF NOT EXISTS tasks_running ON tasks(status) "
 "  WHERE status = 'working';"
+/* 3: each agent of a task (the progress, typed), deleted with it. */
+"CREATE TABLE IF NOT EXISTS task_agents ("
+"  task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
+"  idx INTEGER NOT NULL,"		/* 1-based */
+"  question TEXT,"			/* NULL until the planner is done */
+"  status TEXT NOT NULL,"		/* pending running ok failed ... */
+"  step TEXT,"
+"  error TEXT,"
+"  answer TEXT,"
+"  elapsed_ms INTEGER,"			/* NULL until it has finished */
+"  PRIMARY KEY (task_id, idx)"
+") WITHOUT ROWID;"
 /* 2: a quota window's charges, one per source (a task), each only grows. */
 "CREATE TABLE IF NOT EXISTS quota_charges ("
 "  identity TEXT NOT NULL,"		/* the owner: id:NAME */
@@ -110,16 +131,75 @@ sq_pragma(const char *sql, char *out, size_t len)
 }
 
 /*
+ * Version 3 from 1 or 2: the progress, kept as JSON text in tasks.agents
+ * until then, becomes the typed columns phase and progress_ms and a row of
+ * task_agents per agent, read out of that JSON this once, in SQL; a row
+ * whose JSON is damaged keeps no progress (it reads as planning, or done
+ * once ended); incremental's draft comes along.  Then the column goes.
+ */
+static const char *sq_migrate_v3 =
+"ALTER TABLE tasks ADD COLUMN phase TEXT;"
+"ALTER TABLE tasks ADD COLUMN progress_ms INTEGER;"
+"ALTER TABLE tasks ADD COLUMN draft_n INTEGER NOT NULL DEFAULT 0;"
+"ALTER TABLE tasks ADD COLUMN draft_answers INTEGER;"
+"ALTER TABLE tasks ADD COLUMN draft_of INTEGER;"
+"ALTER TABLE tasks ADD COLUMN draft_made_ms INTEGER;"
+"ALTER TABLE tasks ADD COLUMN draft_text TEXT;"
+"INSERT OR REPLACE INTO task_agents (task_id, idx, question, status, step,"
+"  error, answer, elapsed_ms)"
+"  WITH v AS (SELECT id, CASE WHEN json_valid(agents) AND"
+"    json_type(agents, '$.agents') = 'array' THEN agents ELSE '{}' END AS j"
+"    FROM tasks)"
+"  SELECT v.id, json_extract(a.value, '$.index'),"
+"    json_extract(a.value, '$.question'),"
+"    coalesce(json_extract(a.value, '$.status'), 'pending'),"
+"    json_extract(a.value, '$.step'), json_extract(a.value, '$.error'),"
+"    json_extract(a.value, '$.answer'),"
+"    json_extract(a.value, '$.elapsed_ms')"
+"  FROM v, json_each(v.j, '$.agents') AS a"
+"  WHERE a.type = 'object' AND"
+"    json_type(a.value, '$.index') = 'integer';"
+"UPDATE tasks SET phase = json_extract(agents, '$.phase'),"
+"  progress_ms = coalesce(json_extract(agents, '$.elapsed_ms'), 0)"
+"  WHERE CASE WHEN json_valid(agents) THEN"
+"    json_type(agents, '$.phase') = 'text' ELSE 0 END;"
+"UPDATE tasks SET draft_n = json_extract(agents, '$.draft.n'),"
+"  draft_answers = json_extract(agents, '$.draft.answers'),"
+"  draft_of = json_extract(agents, '$.draft.of'),"
+"  draft_made_ms = json_extract(agents, '$.draft.made_ms'),"
+"  draft_text = json_extract(agents, '$.draft.text')"
+"  WHERE CASE WHEN json_valid(agents) THEN"
+"    json_type(agents, '$.phase') = 'text' AND"
+"    json_type(agents, '$.draft.n') = 'integer' AND"
+"    json_type(agents, '$.draft.text') = 'text' ELSE 0 END;"
+"ALTER TABLE tasks DROP COLUMN agents;";
+
+/* Whether tasks still has the JSON column of versions 1 and 2. */
+static int
+sq_has_agents_json(bool *has)
+{
+	char	n[16];
+	int	rc;
+
+	rc = sq_pragma("SELECT count(*) FROM pragma_table_info('tasks') "
+	    "WHERE name = 'agents'", n, sizeof n);
+	*has = rc == SQLITE_OK && atoi(n) > 0;
+	return rc;
+}
+
+/*
  * The schema, once, in one immediate transaction: of several heavyds
  * starting at once on a fresh file, one creates it and the others, waiting
  * their turn, find it current.  Every statement of it is IF NOT EXISTS, so
- * an older file (version 1: the tasks alone) gets what it lacks in place,
- * its rows untouched.  A file of a newer heavyd is left alone.
+ * an older file (version 1: the tasks alone) gets what it lacks in place;
+ * one of version 1 or 2 has its progress converted (sq_migrate_v3).  A
+ * file of a newer heavyd is left alone.
  */
 static int
 sq_schema_check(const char *path, char *err, size_t errlen)
 {
 	char	v[32], sql[64];
+	bool	old;
 	int	rc;
 
 	if ((rc = sq_pragma("PRAGMA user_version", v, sizeof v)) != SQLITE_OK)
@@ -136,7 +216,8 @@ sq_schema_check(const char *path, char *err, size_t errlen)
 	    STORE_SCHEMA_VERSION);
 	if (sq_exec("BEGIN IMMEDIATE") == -1)
 		return sqlite3_errcode(db);
-	if (sq_exec(sq_schema) == -1 || sq_exec(sql) == -1 ||
+	if (sq_exec(sq_schema) == -1 || sq_has_agents_json(&old) != SQLITE_OK ||
+	    (old && sq_exec(sq_migrate_v3) == -1) || sq_exec(sql) == -1 ||
 	    sq_exec("COMMIT") == -1) {
 		rc = sqlite3_errcode(db);
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -175,7 +256,8 @@ sq_try_open(const char *path, int busy_ms, bool sync_full, char *err,
 	/* NORMAL survives a crash of heavyd; FULL also a power cut. */
 	if (rc == SQLITE_OK && (sq_exec("PRAGMA journal_mode=WAL") == -1 ||
 	    sq_exec(sync_full ? "PRAGMA synchronous=FULL" :
-	    "PRAGMA synchronous=NORMAL") == -1))
+	    "PRAGMA synchronous=NORMAL") == -1 ||
+	    sq_exec("PRAGMA foreign_keys=ON") == -1))
 		rc = sqlite3_errcode(db);
 	if (rc == SQLITE_OK)
 		rc = sq_schema_check(path, err, errlen);
@@ -279,7 +361,9 @@ static void
 sq_close(void)
 {
 	sqlite3_finalize(st_put);
-	st_put = NULL;
+	sqlite3_finalize(st_agent_put);
+	sqlite3_finalize(st_agents);
+	st_put = st_agent_put = st_agents = NULL;
 	sqlite3_close(db);
 	db = NULL;
 }
@@ -318,9 +402,24 @@ sq_step_done(sqlite3_stmt *st)
 }
 
 #define STORE_INSERT "INSERT INTO tasks (id, owner, tool, status, " \
-	"status_message, params, agents, result, usage, cache_key, " \
-	"created_ms, updated_ms, ttl_ms, expires_ms, pid, proc_start) " \
-	"VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+	"status_message, params, phase, progress_ms, result, usage, " \
+	"cache_key, created_ms, updated_ms, ttl_ms, expires_ms, pid, " \
+	"proc_start, draft_n, draft_answers, draft_of, draft_made_ms, " \
+	"draft_text) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14," \
+	"?15,?16,?17,?18,?19,?20,?21,?22)"
+
+/* A draft from column i on: its number, then the rest (NULL: none). */
+static void
+sq_bind_draft(sqlite3_stmt *st, int i, const struct store_draft *d)
+{
+	sqlite3_bind_int(st, i, d->n);
+	if (d->n == 0)
+		return;
+	sqlite3_bind_int(st, i + 1, d->answers);
+	sqlite3_bind_int(st, i + 2, d->of);
+	sqlite3_bind_int64(st, i + 3, d->made_ms);
+	bind_text(st, i + 4, d->text);
+}
 
 static void
 sq_bind_task(sqlite3_stmt *st, const struct store_task *t)
@@ -331,16 +430,64 @@ sq_bind_task(sqlite3_stmt *st, const struct store_task *t)
 	bind_text(st, 4, t->status);
 	bind_text(st, 5, t->status_message);
 	bind_text(st, 6, t->params ? t->params : "{}");
-	bind_text(st, 7, t->agents);
-	bind_text(st, 8, t->result);
-	bind_text(st, 9, t->usage);
-	bind_text(st, 10, t->cache_key);
-	sqlite3_bind_int64(st, 11, t->created_ms);
-	sqlite3_bind_int64(st, 12, t->updated_ms);
-	sqlite3_bind_int64(st, 13, t->ttl_ms);
-	sqlite3_bind_int64(st, 14, t->created_ms + t->ttl_ms);
-	sqlite3_bind_int(st, 15, (int)getpid());
-	bind_text(st, 16, store_self_start());
+	bind_text(st, 7, t->progress.phase);
+	sqlite3_bind_int64(st, 8, t->progress.elapsed_ms);
+	bind_text(st, 9, t->result);
+	bind_text(st, 10, t->usage);
+	bind_text(st, 11, t->cache_key);
+	sqlite3_bind_int64(st, 12, t->created_ms);
+	sqlite3_bind_int64(st, 13, t->updated_ms);
+	sqlite3_bind_int64(st, 14, t->ttl_ms);
+	sqlite3_bind_int64(st, 15, t->created_ms + t->ttl_ms);
+	sqlite3_bind_int(st, 16, (int)getpid());
+	bind_text(st, 17, store_self_start());
+	sq_bind_draft(st, 18, &t->progress.draft);
+}
+
+/* Runs a prepared statement kept for reuse; -1 (logged) on error. */
+static int
+sq_step_reset(sqlite3_stmt *st)
+{
+	int	rc;
+
+	if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The agents of a row just written: each inserted or updated (a task's
+ * agents only grow in number). */
+static int
+sq_put_agents(const struct store_task *t)
+{
+	const struct store_agent	*a;
+	sqlite3_stmt			*st;
+
+	if ((st = st_agent_put) == NULL && (st = st_agent_put = sq_prepare(
+	    "INSERT INTO task_agents (task_id, idx, question, status, step, "
+	    "error, answer, elapsed_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8) "
+	    "ON CONFLICT(task_id, idx) DO UPDATE SET question = "
+	    "excluded.question, status = excluded.status, step = "
+	    "excluded.step, error = excluded.error, answer = excluded.answer, "
+	    "elapsed_ms = excluded.elapsed_ms")) == NULL)
+		return -1;
+	for (int i = 0; i < t->progress.nagents; i++) {
+		a = &t->progress.agents[i];
+		bind_text(st, 1, t->id);
+		sqlite3_bind_int(st, 2, a->index);
+		bind_text(st, 3, a->question);
+		bind_text(st, 4, a->status ? a->status : "pending");
+		bind_text(st, 5, a->step);
+		bind_text(st, 6, a->error);
+		bind_text(st, 7, a->answer);
+		if (a->elapsed_ms >= 0)
+			sqlite3_bind_int64(st, 8, a->elapsed_ms);
+		if (sq_step_reset(st) == -1)
+			return -1;
+	}
+	return 0;
 }
 
 
@@ -352,44 +499,44 @@ sq_bind_task(sqlite3_stmt *st, const struct store_task *t)
 static int
 sq_put_one(const struct store_task *t)
 {
-	int	rc;
-
 	if (st_put == NULL && (st_put = sq_prepare(
 	    STORE_INSERT " ON CONFLICT(id) DO UPDATE SET status = "
 	    "excluded.status, status_message = excluded.status_message, "
-	    "agents = excluded.agents, result = excluded.result, usage = "
-	    "excluded.usage, cache_key = excluded.cache_key, updated_ms = "
+	    "phase = excluded.phase, progress_ms = excluded.progress_ms, "
+	    "draft_n = excluded.draft_n, draft_answers = "
+	    "excluded.draft_answers, draft_of = excluded.draft_of, "
+	    "draft_made_ms = excluded.draft_made_ms, draft_text = "
+	    "excluded.draft_text, "
+	    "result = excluded.result, usage = excluded.usage, cache_key = excluded.cache_key, updated_ms = "
 	    "excluded.updated_ms WHERE tasks.status = 'working' AND "
 	    "tasks.pid = excluded.pid AND tasks.proc_start = "
 	    "excluded.proc_start")) == NULL)
 		return -1;
 	sq_bind_task(st_put, t);
-	if ((rc = sqlite3_step(st_put)) != SQLITE_DONE)
-		sq_failed(sqlite3_errmsg(db));
-	sqlite3_reset(st_put);
-	sqlite3_clear_bindings(st_put);
-	if (rc != SQLITE_DONE)
+	if (sq_step_reset(st_put) == -1)
 		return -1;
-	return sqlite3_changes(db) == 0 ? 1 : 0;
+	if (sqlite3_changes(db) == 0)
+		return 1;
+	return sq_put_agents(t);
 }
 
 /* Several rows share one transaction; a failed one rolls them all back. */
 static void
 sq_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 {
-	bool	txn = n > 1;
 	int	rc = STORE_TERMINAL, one;
 
-	if (db == NULL || (txn && sq_exec("BEGIN IMMEDIATE") == -1)) {
+	/* A row and its agents, at least. */
+	if (db == NULL || sq_exec("BEGIN IMMEDIATE") == -1) {
 		cb(arg, STORE_ERROR);
 		return;
 	}
 	for (int i = 0; i < n && rc != STORE_ERROR; i++)
 		if ((one = sq_put_one(&t[i])) != 1)
 			rc = one;
-	if (txn && rc != STORE_ERROR && sq_exec("COMMIT") == -1)
+	if (rc != STORE_ERROR && sq_exec("COMMIT") == -1)
 		rc = STORE_ERROR;
-	if (txn && rc == STORE_ERROR)
+	if (rc == STORE_ERROR)
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	cb(arg, rc);
 }
@@ -403,14 +550,48 @@ column_dup(sqlite3_stmt *st, int i)
 }
 
 #define STORE_COLUMNS "id, owner, tool, status, status_message, params, " \
-	"agents, result, usage, cache_key, created_ms, updated_ms, ttl_ms, " \
-	"pid, proc_start"
+	"phase, progress_ms, result, usage, cache_key, created_ms, " \
+	"updated_ms, ttl_ms, pid, proc_start, draft_n, draft_answers, " \
+	"draft_of, draft_made_ms, draft_text"
+
+/* A row's agents, in order; -1 (logged) on error. */
+static int
+sq_agents(struct store_task *t)
+{
+	struct store_agent	*a;
+	sqlite3_stmt		*st;
+	int			 rc;
+
+	if ((st = st_agents) == NULL && (st = st_agents = sq_prepare(
+	    "SELECT idx, question, status, step, error, answer, elapsed_ms "
+	    "FROM task_agents WHERE task_id = ?1 ORDER BY idx")) == NULL)
+		return -1;
+	bind_text(st, 1, t->id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		t->progress.agents = xrealloc(t->progress.agents,
+		    (size_t)(t->progress.nagents + 1) * sizeof *a);
+		a = &t->progress.agents[t->progress.nagents++];
+		a->index = sqlite3_column_int(st, 0);
+		a->question = column_dup(st, 1);
+		a->status = column_dup(st, 2);
+		a->step = column_dup(st, 3);
+		a->error = column_dup(st, 4);
+		a->answer = column_dup(st, 5);
+		a->elapsed_ms = sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 :
+		    sqlite3_column_int64(st, 6);
+	}
+	if (rc != SQLITE_DONE)
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
 
 static void
 sq_row(sqlite3_stmt *st, struct store_task *t)
 {
 	const unsigned char	*id = sqlite3_column_text(st, 0);
-	const char		*start = (const char *)sqlite3_column_text(st, 14);
+	const char		*start = (const char *)sqlite3_column_text(st, 15);
 
 	memset(t, 0, sizeof *t);
 	snprintf(t->id, sizeof t->id, "%s", id ? (const char *)id : "");
@@ -419,14 +600,22 @@ sq_row(sqlite3_stmt *st, struct store_task *t)
 	t->status = column_dup(st, 3);
 	t->status_message = column_dup(st, 4);
 	t->params = column_dup(st, 5);
-	t->agents = column_dup(st, 6);
-	t->result = column_dup(st, 7);
-	t->usage = column_dup(st, 8);
-	t->cache_key = column_dup(st, 9);
-	t->created_ms = sqlite3_column_int64(st, 10);
-	t->updated_ms = sqlite3_column_int64(st, 11);
-	t->ttl_ms = sqlite3_column_int64(st, 12);
-	t->pid = (pid_t)sqlite3_column_int(st, 13);
+	t->progress.phase = column_dup(st, 6);
+	t->progress.elapsed_ms = sqlite3_column_int64(st, 7);
+	t->result = column_dup(st, 8);
+	t->usage = column_dup(st, 9);
+	t->cache_key = column_dup(st, 10);
+	t->created_ms = sqlite3_column_int64(st, 11);
+	t->updated_ms = sqlite3_column_int64(st, 12);
+	t->ttl_ms = sqlite3_column_int64(st, 13);
+	t->pid = (pid_t)sqlite3_column_int(st, 14);
+	t->progress.draft.n = sqlite3_column_int(st, 16);
+	if (t->progress.draft.n > 0) {
+		t->progress.draft.answers = sqlite3_column_int(st, 17);
+		t->progress.draft.of = sqlite3_column_int(st, 18);
+		t->progress.draft.made_ms = sqlite3_column_int64(st, 19);
+		t->progress.draft.text = column_dup(st, 20);
+	}
 	t->ours = t->pid == getpid() && strcmp(start, store_self_start()) == 0;
 	t->orphaned = strcmp(t->status, "working") == 0 && !t->ours &&
 	    !store_proc_alive(t->pid, start);
@@ -454,16 +643,32 @@ sq_settle_orphan(struct store_task *t)
 	if (!t->orphaned)
 		return;
 	store_task_interrupt(t);
-	if ((st = sq_prepare("UPDATE tasks SET status = ?2, "
-	    "status_message = ?3, agents = coalesce(?4, agents), "
-	    "updated_ms = ?5 WHERE id = ?1 AND status = 'working'")) == NULL)
+	if (sq_exec("SAVEPOINT settle") == -1)
 		return;
+	if ((st = sq_prepare("UPDATE tasks SET status = ?2, "
+	    "status_message = ?3, phase = ?4, updated_ms = ?5 "
+	    "WHERE id = ?1 AND status = 'working'")) == NULL)
+		goto fail;
 	bind_text(st, 1, t->id);
 	bind_text(st, 2, t->status);
 	bind_text(st, 3, t->status_message);
-	bind_text(st, 4, t->agents);
+	bind_text(st, 4, t->progress.phase);
 	sqlite3_bind_int64(st, 5, t->updated_ms);
-	sq_step_done(st);
+	if (sq_step_done(st) == -1)
+		goto fail;
+	if (sqlite3_changes(db) > 0) {
+		if ((st = sq_prepare("UPDATE task_agents SET status = "
+		    "'interrupted' WHERE task_id = ?1 AND status IN "
+		    "('pending', 'running')")) == NULL)
+			goto fail;
+		bind_text(st, 1, t->id);
+		if (sq_step_done(st) == -1)
+			goto fail;
+	}
+	sq_exec("RELEASE settle");
+	return;
+fail:
+	sqlite3_exec(db, "ROLLBACK TO settle; RELEASE settle", NULL, NULL, NULL);
 }
 
 /* The row a statement finds, if any (finalized): STORE_OK and *t,
@@ -478,6 +683,10 @@ sq_one_row(sqlite3_stmt *st, struct store_task *t)
 	else if (rc != SQLITE_DONE)
 		sq_failed(sqlite3_errmsg(db));
 	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW && sq_agents(t) == -1) {
+		store_task_clear(t);
+		return STORE_ERROR;
+	}
 	return rc == SQLITE_ROW ? STORE_OK : rc == SQLITE_DONE ?
 	    STORE_NOT_FOUND : STORE_ERROR;
 }
@@ -526,6 +735,9 @@ sq_rows(sqlite3_stmt *st, int max, struct store_task **out, int *n)
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		sq_failed(sqlite3_errmsg(db));
 	sqlite3_finalize(st);
+	for (int i = 0; i < *n && (rc == SQLITE_DONE || rc == SQLITE_ROW); i++)
+		if (sq_agents(&(*out)[i]) == -1)
+			rc = SQLITE_ERROR;
 	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
 		return 0;
 	sq_rows_free(*out, *n);

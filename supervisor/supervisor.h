@@ -13,6 +13,7 @@
 
 #include "../common/common.h"
 #include "../proto/proto.h"
+#include "store.h"
 
 extern struct event_base	*ev_base;
 
@@ -300,7 +301,7 @@ struct task_record {
 	struct json_object	*params;	/* its effective arguments */
 	char			*cache_key;	/* NULL: never served from cache */
 	struct json_object	*result;	/* the CallToolResult */
-	struct json_object	*progress;	/* the last progress, once over */
+	struct store_progress	 progress;	/* the last, once over */
 	char			*error;
 	struct usage		 usage;		/* once finished */
 	bool			 cacheable;	/* once finished: a clean answer */
@@ -353,7 +354,8 @@ int	 registry_owner_active(const char *owner);
 int	 registry_owner_agents(const char *owner);
 enum task_status registry_status(const struct task_record *);
 const char *registry_status_name(enum task_status);
-struct json_object *registry_progress(const struct task_record *, int64_t now);
+void	 registry_progress(const struct task_record *,
+	    struct store_progress *);
 struct json_object *registry_ids(const char *owner, const char *prefix);
 
 /* service.c: how an orchestration starts, for whoever asks. */
@@ -586,8 +588,8 @@ struct json_object *prompts_complete(const char *name, const char *arg,
 void	 prompts_rpc_list(struct mcp_session *, struct rpc_msg *);
 void	 prompts_rpc_get(struct mcp_session *, struct rpc_msg *);
 
-/* store.c: the task store, behind its backends (store.h). */
-#include "store.h"
+/* store.c: the task store, behind its backends (store.h, included
+ * above: a record keeps the store's typed progress). */
 
 /* durable.c: every task written through to the store; lookups fall back
  * to it. */

@@ -24,6 +24,19 @@ static const struct task_outcome	over = { .failed = true, .error = "over" };
 
 static char	dir[256];
 
+/* Two agents of a task in its agents phase: one done, one under way. */
+static struct store_agent	two_agents[] = {
+	{ .index = 1, .question = (char *)"q1", .status = (char *)"ok",
+	    .step = (char *)"search_web", .answer = (char *)"a1",
+	    .elapsed_ms = 1200 },
+	{ .index = 2, .question = (char *)"q2", .status = (char *)"running",
+	    .step = (char *)"read_url", .elapsed_ms = -1 },
+};
+static const struct store_progress	agents_phase = { .phase =
+    (char *)"agents", .elapsed_ms = 1500, .nagents = 2,
+    .agents = two_agents };
+static const struct store_progress	*put_progress;	/* put()'s, if any */
+
 static void
 setup(void)
 {
@@ -58,6 +71,8 @@ put(const char *id, const char *owner, const char *status, int64_t created,
 	t.params = (char *)"{\"query\":\"q\"}";
 	t.created_ms = t.updated_ms = created;
 	t.ttl_ms = ttl;
+	if (put_progress != NULL)
+		t.progress = *put_progress;
 	cr_assert_eq(sync_put(&t), 0);
 }
 
@@ -83,21 +98,55 @@ update(const char *id, const char *status, const char *message,
 	return rc;
 }
 
-/* Another process's row, changed behind the store's back. */
-static void
-raw_agents(const char *id, const char *agents)
+/* The first column of the first row of a query on the file, behind the
+ * store's back, as an integer (-1: no row). */
+static long long
+raw_int(const char *sql)
 {
-	char		 path[300], *sql;
+	char		 path[300];
 	sqlite3		*db;
+	sqlite3_stmt	*st;
+	long long	 v = -1;
 
 	snprintf(path, sizeof path, "%s/tasks.db", dir);
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-	sql = sqlite3_mprintf("UPDATE tasks SET agents = %Q WHERE id = %Q",
-	    agents, id);
-	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	cr_assert_eq(sqlite3_changes(db), 1);
-	sqlite3_free(sql);
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK,
+	    "%s", sqlite3_errmsg(db));
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
 	sqlite3_close(db);
+	return v;
+}
+
+/* Two progresses are the same, field by field. */
+static void
+assert_progress(const struct store_progress *got,
+    const struct store_progress *want)
+{
+	cr_assert_str_eq(got->phase, want->phase);
+	cr_assert_eq(got->elapsed_ms, want->elapsed_ms);
+	cr_assert_eq(got->nagents, want->nagents);
+	for (int i = 0; i < want->nagents; i++) {
+		const struct store_agent *g = &got->agents[i],
+		    *w = &want->agents[i];
+
+		cr_assert_eq(g->index, w->index);
+		cr_assert_eq(g->elapsed_ms, w->elapsed_ms, "agent %d", i + 1);
+		cr_assert_str_eq(g->status, w->status);
+		cr_assert((g->question == NULL) == (w->question == NULL));
+		cr_assert((g->answer == NULL) == (w->answer == NULL));
+		cr_assert((g->step == NULL) == (w->step == NULL));
+		cr_assert((g->error == NULL) == (w->error == NULL));
+		if (w->question != NULL)
+			cr_assert_str_eq(g->question, w->question);
+		if (w->answer != NULL)
+			cr_assert_str_eq(g->answer, w->answer);
+		if (w->step != NULL)
+			cr_assert_str_eq(g->step, w->step);
+		if (w->error != NULL)
+			cr_assert_str_eq(g->error, w->error);
+	}
 }
 
 static const char *
@@ -165,13 +214,28 @@ Test(store, list_pages_newest_first_and_only_the_owners)
 	free(rows);
 }
 
+/* A row as this process writes it with store_put. */
+static void
+row(struct store_task *t, const char *id, const char *status, int64_t ttl)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->id, sizeof t->id, "%s", id);
+	t->owner = (char *)"o";
+	t->tool = (char *)"heavy_orchestrate";
+	t->status = (char *)status;
+	t->params = (char *)"{\"query\":\"q\"}";
+	t->created_ms = t->updated_ms = wall_ms();
+	t->ttl_ms = ttl;
+}
+
 /* A child heavyd that records a running task and waits on a pipe. */
 static pid_t
 child_with_task(const char *id, int *hold)
 {
-	int	fds[2];
-	pid_t	pid;
-	char	err[256], c;
+	struct store_task	t;
+	int			fds[2];
+	pid_t			pid;
+	char			err[256], c;
 
 	cr_assert_eq(pipe(fds), 0);
 	if ((pid = fork()) == 0) {
@@ -179,7 +243,12 @@ child_with_task(const char *id, int *hold)
 		close(fds[1]);
 		if (sync_open(dir, false, err, sizeof err) != 0)
 			_exit(1);
-		put(id, "me", "working", wall_ms(), 60000);
+		/* No assertion here: a child's would never be heard. */
+		row(&t, id, "working", 60000);
+		t.owner = (char *)"me";
+		t.progress = agents_phase;
+		if (sync_put(&t) != 0)
+			_exit(2);
 		store_close();
 		(void)read(fds[0], &c, 1);	/* until the parent says */
 		_exit(0);
@@ -307,33 +376,39 @@ Test(store, a_corrupt_file_is_moved_aside_and_replaced)
 	cr_assert_eq(aside, 1);
 }
 
-/* A row as this process writes it with store_put. */
-static void
-row(struct store_task *t, const char *id, const char *status, int64_t ttl)
-{
-	memset(t, 0, sizeof *t);
-	snprintf(t->id, sizeof t->id, "%s", id);
-	t->owner = (char *)"o";
-	t->tool = (char *)"heavy_orchestrate";
-	t->status = (char *)status;
-	t->params = (char *)"{\"query\":\"q\"}";
-	t->created_ms = t->updated_ms = wall_ms();
-	t->ttl_ms = ttl;
-}
-
 Test(store, put_inserts_then_updates_and_never_touches_a_terminal_row)
 {
 	struct store_task	t, got;
 
+	struct store_agent	done[2];
+	struct store_progress	later;
+
 	row(&t, hexid(1), "working", 60000);
-	t.agents = (char *)"{\"phase\":\"planning\"}";
+	t.progress.phase = (char *)"planning";
 	cr_assert_eq(sync_put(&t), 0, "inserted");
-	t.agents = (char *)"{\"phase\":\"agents\"}";
+	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
+	cr_assert_str_eq(got.progress.phase, "planning");
+	cr_assert_eq(got.progress.nagents, 0);
+	store_task_clear(&got);
+	t.progress = agents_phase;
 	cr_assert_eq(sync_put(&t), 0, "updated");
 	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
-	cr_assert_str_eq(got.agents, "{\"phase\":\"agents\"}");
+	assert_progress(&got.progress, &agents_phase);
 	cr_assert_str_eq(got.tool, "heavy_orchestrate");
 	store_task_clear(&got);
+	/* The second agent ends: its row changes, the first stays. */
+	memcpy(done, two_agents, sizeof done);
+	done[1].status = (char *)"failed";
+	done[1].error = (char *)"boom";
+	done[1].elapsed_ms = 0;
+	later = agents_phase;
+	later.agents = done;
+	t.progress = later;
+	cr_assert_eq(sync_put(&t), 0, "updated");
+	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
+	assert_progress(&got.progress, &later);
+	store_task_clear(&got);
+	t.progress = agents_phase;
 	t.status = (char *)"cancelled";
 	t.result = (char *)"{\"isError\":true}";
 	cr_assert_eq(sync_put(&t), 0);
@@ -343,6 +418,12 @@ Test(store, put_inserts_then_updates_and_never_touches_a_terminal_row)
 	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
 	cr_assert_str_eq(got.status, "cancelled");
 	cr_assert_str_eq(got.result, "{\"isError\":true}");
+	assert_progress(&got.progress, &agents_phase);
+	store_task_clear(&got);
+	t.progress = later;	/* its agents, refused with the row */
+	cr_assert_eq(sync_put(&t), 1);
+	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
+	assert_progress(&got.progress, &agents_phase);
 	store_task_clear(&got);
 }
 
@@ -472,44 +553,113 @@ Test(store, ids_by_prefix_running_first)
 Test(store, an_interrupted_task_shows_where_it_stopped)
 {
 	struct store_task	t;
+	struct store_agent	stopped[2];
+	struct store_progress	want = agents_phase;
 	int			hold, status;
 	pid_t			pid = child_with_task(hexid(4), &hold);
 
 	wait_row(hexid(4));
 	close(hold);
 	waitpid(pid, &status, 0);
-	raw_agents(hexid(4), "{\"phase\":\"agents\","
-	    "\"agents\":[{\"index\":1,\"status\":\"ok\"},{\"index\":2,"
-	    "\"status\":\"running\"}]}");
+	memcpy(stopped, two_agents, sizeof stopped);
+	stopped[1].status = (char *)"interrupted";
+	want.phase = (char *)"interrupted";
+	want.agents = stopped;
 	cr_assert_eq(sync_get(hexid(4), "me", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
-	cr_assert(strstr(t.agents, "\"phase\":\"interrupted\"") != NULL, "%s",
-	    t.agents);
-	cr_assert(strstr(t.agents, "{\"index\":1,\"status\":\"ok\"}") != NULL,
-	    "%s", t.agents);
-	cr_assert(strstr(t.agents, "{\"index\":2,\"status\":\"interrupted\"}") !=
-	    NULL, "%s", t.agents);
+	assert_progress(&t.progress, &want);
 	store_task_clear(&t);
+	/* So it was written, too. */
+	cr_assert_eq(sync_get(hexid(4), "me", &t), 0);
+	assert_progress(&t.progress, &want);
+	store_task_clear(&t);
+	cr_assert_eq(raw_int("SELECT count(*) FROM task_agents WHERE "
+	    "status = 'interrupted'"), 1);
 }
 
-/* A damaged progress (valid JSON of the wrong shape) is settled all the
- * same, and left as it was: it never stops heavyd. */
-Test(store, a_damaged_progress_is_settled_without_harm)
+/* A task's agents go with it. */
+Test(store, the_sweep_takes_the_agents_along)
+{
+	int64_t	now = wall_ms();
+
+	put_progress = &agents_phase;
+	put(hexid(1), "o", "completed", now - 10000, 5000);	/* expired */
+	put(hexid(2), "o", "completed", now, 60000);
+	put_progress = NULL;
+	cr_assert_eq(raw_int("SELECT count(*) FROM task_agents"), 4);
+	cr_assert_eq(sync_sweep(10), 1);
+	cr_assert_eq(raw_int("SELECT count(*) FROM task_agents"), 2);
+	cr_assert_eq(raw_int("SELECT count(*) FROM task_agents WHERE "
+	    "task_id = '00000000000000000000000000000002'"), 2);
+}
+
+/*
+ * A file of schema version 2 kept the progress as JSON text: opening it
+ * converts that into the typed columns and agent rows, a damaged JSON
+ * (valid, of the wrong shape; or not JSON) into no progress, and the
+ * column goes.
+ */
+Test(store, a_version_2_file_is_converted)
 {
 	static const char *const damaged[] = { "[1,2]", "7", "{\"agents\":3}",
-	    "{\"agents\":[1,\"x\",null]}" };
-	struct store_task	t;
-	int			hold, status;
-	pid_t			pid;
+	    "{\"agents\":[1,\"x\",null]}", "{", NULL };
+	char		 path[300], *sql, err[256];
+	sqlite3		*db;
+	struct store_task t;
 
-	for (size_t i = 0; i < sizeof damaged / sizeof damaged[0]; i++) {
-		pid = child_with_task(hexid(40 + (int)i), &hold);
-		wait_row(hexid(40 + (int)i));
-		close(hold);
-		waitpid(pid, &status, 0);
-		raw_agents(hexid(40 + (int)i), damaged[i]);
-		cr_assert_eq(sync_get(hexid(40 + (int)i), "me", &t), 0);
-		cr_assert_str_eq(t.status, "failed");
+	store_close();
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "CREATE TABLE tasks (id TEXT PRIMARY "
+	    "KEY, owner TEXT NOT NULL, tool TEXT NOT NULL, status TEXT NOT "
+	    "NULL, status_message TEXT, params TEXT NOT NULL, agents TEXT, "
+	    "result TEXT, usage TEXT, cache_key TEXT, created_ms INTEGER NOT "
+	    "NULL, updated_ms INTEGER NOT NULL, ttl_ms INTEGER NOT NULL, "
+	    "expires_ms INTEGER NOT NULL, pid INTEGER NOT NULL, proc_start "
+	    "TEXT NOT NULL); CREATE INDEX tasks_by_owner ON tasks(owner, "
+	    "created_ms, id); CREATE TABLE quota_charges (identity TEXT NOT "
+	    "NULL, kind TEXT NOT NULL, window_start INTEGER NOT NULL, source "
+	    "TEXT NOT NULL, amount INTEGER NOT NULL, PRIMARY KEY (identity, "
+	    "kind, window_start, source)) WITHOUT ROWID; "
+	    "PRAGMA user_version = 2;", NULL, NULL, NULL), SQLITE_OK);
+	sql = sqlite3_mprintf("INSERT INTO tasks VALUES (%Q, 'o', "
+	    "'heavy_orchestrate', 'completed', NULL, '{}', %Q, NULL, NULL, "
+	    "NULL, 1, 2, 9000000000000, 9000000000001, 1, '1@x')", hexid(1),
+	    "{\"phase\":\"done\",\"elapsed_ms\":1500,\"agents\":[{"
+	    "\"index\":1,\"question\":\"q1\",\"status\":\"ok\",\"step\":"
+	    "\"search_web\",\"error\":null,\"elapsed_ms\":1200,\"answer\":"
+	    "\"a1\"},{\"index\":2,\"question\":\"q2\",\"status\":"
+	    "\"running\",\"step\":\"read_url\",\"error\":null,"
+	    "\"elapsed_ms\":null,\"answer\":null}]}");
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_free(sql);
+	for (int i = 0; i < 6; i++) {
+		sql = sqlite3_mprintf("INSERT INTO tasks VALUES (%Q, 'o', "
+		    "'heavy_orchestrate', 'completed', NULL, '{}', %Q, NULL, "
+		    "NULL, NULL, 1, 2, 9000000000000, 9000000000001, 1, '1@x')",
+		    hexid(10 + i), damaged[i]);
+		cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL),
+		    SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	sqlite3_close(db);
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(raw_int("PRAGMA user_version"), 3);
+	cr_assert_eq(raw_int("SELECT count(*) FROM pragma_table_info('tasks') "
+	    "WHERE name = 'agents'"), 0, "the JSON column stayed");
+	cr_assert_eq(sync_get(hexid(1), "o", &t), 0);
+	{
+		struct store_progress	want = agents_phase;
+
+		want.phase = (char *)"done";
+		assert_progress(&t.progress, &want);
+	}
+	store_task_clear(&t);
+	for (int i = 0; i < 6; i++) {
+		cr_assert_eq(sync_get(hexid(10 + i), "o", &t), 0);
+		cr_assert_null(t.progress.phase, "%s", damaged[i]);
+		cr_assert_eq(t.progress.nagents, 0, "%s", damaged[i]);
 		store_task_clear(&t);
 	}
 }

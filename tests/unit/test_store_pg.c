@@ -167,6 +167,59 @@ sql(const char *text)
 	WAIT_FOR(done, text);
 }
 
+struct raw_int {
+	int		done;
+	long long	v;
+};
+
+static void
+raw_int_cb(void *arg, PGresult *res, const char *error)
+{
+	struct raw_int	*r = arg;
+
+	cr_assert_null(error, "%s", error);
+	r->v = PQntuples(res) > 0 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) :
+	    -1;
+	r->done = 1;
+}
+
+/* The first column of the first row of a query of the test's own. */
+static long long
+sql_int(const char *text)
+{
+	struct raw_int	r = { 0, -1 };
+
+	cr_assert_eq(pgconn_exec(raw, text, raw_int_cb, &r, NULL, 0), 0);
+	WAIT_FOR(r.done, text);
+	return r.v;
+}
+
+/* Two agents of a task in its agents phase: one done, one under way. */
+static struct store_agent	two_agents[] = {
+	{ .index = 1, .question = (char *)"q1", .status = (char *)"ok",
+	    .step = (char *)"search_web", .answer = (char *)"a1",
+	    .elapsed_ms = 1200 },
+	{ .index = 2, .question = (char *)"q2", .status = (char *)"running",
+	    .step = (char *)"read_url", .elapsed_ms = -1 },
+};
+static const struct store_progress	agents_phase = { .phase =
+    (char *)"agents", .elapsed_ms = 1500, .nagents = 2,
+    .agents = two_agents };
+
+static void
+assert_agent(const struct store_agent *g, const struct store_agent *w)
+{
+	cr_assert_eq(g->index, w->index);
+	cr_assert_eq(g->elapsed_ms, w->elapsed_ms, "agent %d", w->index);
+	cr_assert_str_eq(g->status, w->status);
+	cr_assert_str_eq(g->question, w->question);
+	cr_assert_str_eq(g->step, w->step);
+	cr_assert((g->answer == NULL) == (w->answer == NULL));
+	if (w->answer != NULL)
+		cr_assert_str_eq(g->answer, w->answer);
+	cr_assert_null(g->error);
+}
+
 static void
 row(struct store_task *t, const char *id, const char *owner,
     const char *status, int64_t created, int64_t ttl)
@@ -188,8 +241,7 @@ Test(store_pg, put_get_owners_and_terminal_rows)
 	int64_t			now = wall_ms();
 
 	row(&t, ID(01), "alice", "working", now, 3600000);
-	t.agents = (char *)"{\"phase\":\"agents\",\"agents\":"
-	    "[{\"index\":1,\"status\":\"running\"}]}";
+	t.progress = agents_phase;
 	cr_assert_eq(put_rows(&t, 1), STORE_OK);
 	cr_assert_eq(get(ID(01), "alice", &got), STORE_OK);
 	cr_assert_str_eq(got.status, "working");
@@ -197,7 +249,11 @@ Test(store_pg, put_get_owners_and_terminal_rows)
 	cr_assert_eq(got.created_ms, now);
 	cr_assert_eq(got.ttl_ms, 3600000);
 	cr_assert_str_eq(got.tool, "heavy_orchestrate");
-	cr_assert_not_null(strstr(got.agents, "running"));
+	cr_assert_str_eq(got.progress.phase, "agents");
+	cr_assert_eq(got.progress.elapsed_ms, 1500);
+	cr_assert_eq(got.progress.nagents, 2);
+	assert_agent(&got.progress.agents[0], &two_agents[0]);
+	assert_agent(&got.progress.agents[1], &two_agents[1]);
 	store_task_clear(&got);
 	cr_assert_eq(get(ID(01), "mallory", &got), STORE_NOT_FOUND,
 	    "another owner's row is not there");
@@ -214,11 +270,20 @@ Test(store_pg, put_get_owners_and_terminal_rows)
 	t.status = (char *)"working";
 	t.result = NULL;
 	t.updated_ms = now + 2;
+	t.progress.nagents = 1;	/* nor are its agents written */
+	two_agents[0].status = (char *)"failed";
 	cr_assert_eq(put_rows(&t, 1), STORE_TERMINAL);
+	two_agents[0].status = (char *)"ok";
 	cr_assert_eq(get(ID(01), "alice", &got), STORE_OK);
 	cr_assert_str_eq(got.status, "completed");
 	cr_assert_not_null(got.result);
+	cr_assert_eq(got.progress.nagents, 2);
+	assert_agent(&got.progress.agents[0], &two_agents[0]);
 	store_task_clear(&got);
+	/* A task's agents go with it. */
+	cr_assert_eq(sql_int("SELECT count(*) FROM task_agents"), 2);
+	sql("DELETE FROM tasks");
+	cr_assert_eq(sql_int("SELECT count(*) FROM task_agents"), 0);
 }
 
 Test(store_pg, several_rows_in_one_transaction)
@@ -352,14 +417,15 @@ Test(store_pg, interrupted_rows_of_this_host_only)
 	cr_assert_not_null(at);
 	snprintf(boot, sizeof boot, "%s", at);
 	snprintf(stmt, sizeof stmt, "INSERT INTO tasks (id, owner, tool, "
-	    "status, params, agents, created_ms, updated_ms, ttl_ms, expires_ms, "
-	    "pid, proc_start) VALUES ('%s', 'o', 'heavy_orchestrate', "
-	    "'working', '{}', '{\"phase\":\"agents\",\"agents\":"
-	    "[{\"index\":1,\"status\":\"running\"}]}', 1, 1, "
+	    "status, params, phase, progress_ms, created_ms, updated_ms, "
+	    "ttl_ms, expires_ms, pid, proc_start) VALUES ('%s', 'o', "
+	    "'heavy_orchestrate', 'working', '{}', 'agents', 5, 1, 1, "
 	    "%d, %d, %d, '12345%s'), ('%s', 'o', 'heavy_orchestrate', "
-	    "'working', '{}', NULL, 1, 1, %d, %d, %d, '12345@another-host')",
-	    ID(71), 3600000, 3600001, (int)child, boot, ID(72), 3600000,
-	    3600001, (int)child);
+	    "'working', '{}', NULL, NULL, 1, 1, %d, %d, %d, "
+	    "'12345@another-host'); INSERT INTO task_agents (task_id, idx, "
+	    "status, elapsed_ms) VALUES ('%s', 1, 'ok', 3), ('%s', 2, "
+	    "'running', NULL)", ID(71), 3600000, 3600001, (int)child, boot,
+	    ID(72), 3600000, 3600001, (int)child, ID(71), ID(71));
 	sql(stmt);
 	cr_assert_eq(done_call(store_pg.settle), 1);
 	cr_assert_eq(get(ID(71), "o", &got), STORE_EXPIRED,
@@ -369,8 +435,15 @@ Test(store_pg, interrupted_rows_of_this_host_only)
 	cr_assert_eq(get(ID(71), "o", &got), STORE_OK);
 	cr_assert_str_eq(got.status, "failed");
 	cr_assert_str_eq(got.status_message, store_interrupted);
-	cr_assert_not_null(strstr(got.agents, "interrupted"), "%s", got.agents);
+	cr_assert_str_eq(got.progress.phase, "interrupted");
+	cr_assert_eq(got.progress.nagents, 2);
+	cr_assert_str_eq(got.progress.agents[0].status, "ok");
+	cr_assert_eq(got.progress.agents[0].elapsed_ms, 3);
+	cr_assert_str_eq(got.progress.agents[1].status, "interrupted");
+	cr_assert_eq(got.progress.agents[1].elapsed_ms, -1);
 	store_task_clear(&got);
+	cr_assert_eq(sql_int("SELECT count(*) FROM task_agents WHERE "
+	    "status = 'interrupted'"), 1, "settled in the store too");
 	cr_assert_eq(get(ID(72), "o", &got), STORE_OK);
 	cr_assert_str_eq(got.status, "working", "another host's row");
 	cr_assert_not(got.orphaned);
@@ -628,6 +701,58 @@ Test(store_pg, open_refuses_a_newer_schema)
 	cr_assert(strstr(err, "schema version 7") != NULL, "%s", err);
 	sql("DELETE FROM schema_version WHERE version = 7");
 	cr_assert_eq(pg_open_url(pg.url, err, sizeof err), 0, "%s", err);
+}
+
+/*
+ * Migration 4 converts the JSON progress of migration 1's column agents
+ * into the phase and the agents' rows, a damaged one into none, and drops
+ * the column: a database as migration 3 left it, opened again.
+ */
+Test(store_pg, migration_4_converts_the_progress)
+{
+	struct store_task	got;
+	char			err[512];
+
+	store_pg.close();
+	sql("DELETE FROM schema_version WHERE version = 4; DROP TABLE "
+	    "task_agents; ALTER TABLE tasks DROP COLUMN phase, DROP COLUMN "
+	    "progress_ms, DROP COLUMN draft_n, DROP COLUMN draft_answers, "
+	    "DROP COLUMN draft_of, DROP COLUMN draft_made_ms, DROP COLUMN "
+	    "draft_text, ADD COLUMN agents jsonb");
+	sql("INSERT INTO tasks (id, owner, tool, status, params, agents, "
+	    "created_ms, updated_ms, ttl_ms, expires_ms, pid, proc_start) "
+	    "VALUES ('" ID(81) "', 'o', 'heavy_orchestrate', 'completed', "
+	    "'{}', '{\"phase\":\"done\",\"elapsed_ms\":1500,\"agents\":"
+	    "[{\"index\":1,\"question\":\"q1\",\"status\":\"ok\","
+	    "\"step\":\"search_web\",\"error\":null,\"elapsed_ms\":1200,"
+	    "\"answer\":\"a1\"},{\"index\":2,\"question\":\"q2\","
+	    "\"status\":\"running\",\"step\":\"read_url\",\"error\":"
+	    "null,\"elapsed_ms\":null,\"answer\":null}]}', 0, 1, "
+	    "9000000000000, 9000000000000, 1, '1@x'), ('" ID(82) "', 'o', "
+	    "'heavy_orchestrate', 'completed', '{}', '[1,2]', 0, 1, "
+	    "9000000000000, 9000000000000, 1, '1@x'), ('" ID(83) "', 'o', "
+	    "'heavy_orchestrate', 'completed', '{}', '{\"agents\":[1,\"x\","
+	    "null]}', 0, 1, 9000000000000, 9000000000000, 1, '1@x'), ('"
+	    ID(84) "', 'o', 'heavy_orchestrate', 'completed', '{}', NULL, 0, "
+	    "1, 9000000000000, 9000000000000, 1, '1@x')");
+	cr_assert_eq(pg_open_url(pg.url, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 4);
+	cr_assert_eq(sql_int("SELECT count(*) FROM information_schema.columns "
+	    "WHERE table_name = 'tasks' AND column_name = 'agents'"), 0);
+	cr_assert_eq(get(ID(81), "o", &got), STORE_OK);
+	cr_assert_str_eq(got.progress.phase, "done");
+	cr_assert_eq(got.progress.elapsed_ms, 1500);
+	cr_assert_eq(got.progress.nagents, 2);
+	assert_agent(&got.progress.agents[0], &two_agents[0]);
+	assert_agent(&got.progress.agents[1], &two_agents[1]);
+	store_task_clear(&got);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(get(i == 0 ? ID(82) : i == 1 ? ID(83) : ID(84),
+		    "o", &got), STORE_OK);
+		cr_assert_null(got.progress.phase);
+		cr_assert_eq(got.progress.nagents, 0);
+		store_task_clear(&got);
+	}
 }
 
 Test(store_pg, serves_postgresql_urls_only)
