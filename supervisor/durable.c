@@ -119,6 +119,22 @@ durable_usage(const struct task_record *r)
 	return s;
 }
 
+/* What was asked and of how many agents, typed, from the arguments the
+ * record holds (an object, never text read back). */
+static void
+durable_asked(const struct task_record *r, struct store_task *t)
+{
+	struct json_object	*v;
+
+	if (r->params == NULL)
+		return;
+	if (json_object_object_get_ex(r->params, "query", &v) &&
+	    json_object_is_type(v, json_type_string))
+		t->query = xstrdup(json_object_get_string(v));
+	if (json_object_object_get_ex(r->params, "num_agents", &v))
+		t->num_agents = json_object_get_int(v);
+}
+
 /* The row of a record, as it is now. */
 void
 durable_row(const struct task_record *r, struct store_task *t)
@@ -134,6 +150,7 @@ durable_row(const struct task_record *r, struct store_task *t)
 	else if (r->error != NULL)
 		t->status_message = xstrdup(r->error);
 	t->params = xstrdup(r->params ? json_text(r->params) : "{}");
+	durable_asked(r, t);
 	if (r->finished && r->result != NULL)
 		t->result = xstrdup(json_text(r->result));
 	t->usage = durable_usage(r);
@@ -976,21 +993,18 @@ static struct json_object *
 durable_entry_json(const struct store_task *t)
 {
 	struct json_object	*o = json_object_new_object();
-	struct json_object	*p = durable_json(t->params);
 
 	json_object_object_add(o, "task_id", json_object_new_string(t->id));
 	json_object_object_add(o, "status", json_object_new_string(
 	    registry_status_name(durable_mkh_status(t))));
 	json_object_object_add(o, "tool", json_object_new_string(t->tool));
-	json_object_object_add(o, "query", durable_query_json(
-	    json_object_get_string(json_object_object_get(p, "query"))));
-	json_object_object_add(o, "agent_count", json_object_new_int(
-	    json_object_get_int(json_object_object_get(p, "num_agents"))));
+	json_object_object_add(o, "query", durable_query_json(t->query));
+	json_object_object_add(o, "agent_count",
+	    json_object_new_int(t->num_agents));
 	json_object_object_add(o, "start_time",
 	    json_object_new_double(t->created_ms / 1000.0));
 	json_object_object_add(o, "execution_time",
 	    json_object_new_double(durable_execution_time(t)));
-	json_object_put(p);
 	return o;
 }
 

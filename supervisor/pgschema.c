@@ -81,7 +81,8 @@ static const char *const migrations[] = {
 /* 4: the progress typed: the phase on the task, a row per agent, read
  * out of the JSON column agents this once (an agent whose JSON lacks an
  * index is left out, a row whose JSON has no phase keeps no progress;
- * incremental's draft comes along); then that column goes. */
+ * incremental's draft comes along); then that column goes.  The query and
+ * the number of agents become columns too (list_active_tasks shows them). */
 "CREATE TABLE task_agents ("
 "  task_id text NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,"
 "  idx integer NOT NULL,"		/* 1-based */
@@ -121,7 +122,15 @@ static const char *const migrations[] = {
 "  WHERE jsonb_typeof(agents->'phase') = 'string' AND"
 "    jsonb_typeof(agents#>'{draft,n}') = 'number' AND"
 "    jsonb_typeof(agents#>'{draft,text}') = 'string';"
-"ALTER TABLE tasks DROP COLUMN agents;",
+"ALTER TABLE tasks DROP COLUMN agents;"
+/* ... and what was asked, of how many agents, out of params, once. */
+"ALTER TABLE tasks ADD COLUMN query text;"
+"ALTER TABLE tasks ADD COLUMN num_agents integer NOT NULL DEFAULT 0;"
+"UPDATE tasks SET query = CASE WHEN jsonb_typeof(params->'query') ="
+"    'string' THEN params->>'query' END,"
+"  num_agents = CASE WHEN jsonb_typeof(params->'num_agents') = 'number'"
+"    THEN (params->>'num_agents')::numeric::integer ELSE 0 END"
+"  WHERE jsonb_typeof(params) = 'object';",
 };
 #define PGSCHEMA_KNOWN	((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -63,7 +63,10 @@ struct store_task {
 	char		*tool;		/* the tool that started it */
 	char		*status;	/* working, completed, failed, cancelled */
 	char		*status_message;
-	char		*params;	/* JSON: the call's effective arguments */
+	char		*params;	/* JSON: the call's effective arguments,
+					   kept as a record, never read back */
+	char		*query;		/* typed, from them: what was asked */
+	int		 num_agents;	/* ... and of how many agents */
 	struct store_progress progress;
 	char		*result;	/* JSON CallToolResult, once terminal */
 	char		*usage;		/* JSON */

@@ -376,8 +376,9 @@ pg_close(void)
 #define PG_COLUMNS "id, owner, tool, status, status_message, params::text, " \
 	"phase, progress_ms, result::text, usage::text, cache_key, " \
 	"created_ms, updated_ms, ttl_ms, pid, proc_start, draft_n, " \
-	"draft_answers, draft_of, draft_made_ms, draft_text"
-#define PG_NCOLUMNS	21
+	"draft_answers, draft_of, draft_made_ms, draft_text, query, " \
+	"num_agents"
+#define PG_NCOLUMNS	23
 /*
  * The tasks that "where" selects, in the order "order" (which "where" ends
  * with, with its LIMIT if any), each followed by its agents: one result
@@ -437,6 +438,8 @@ pg_row(const PGresult *res, int i, struct store_task *t)
 		    NULL, 10);
 		t->progress.draft.text = pg_value(res, i, 20);
 	}
+	t->query = pg_value(res, i, 21);
+	t->num_agents = atoi(PQgetvalue(res, i, 22));
 	t->ours = t->pid == getpid() && strcmp(start, store_self_start()) == 0;
 	t->orphaned = strcmp(t->status, "working") == 0 && !t->ours &&
 	    pg_this_host(start) && !store_proc_alive(t->pid, start);
@@ -787,6 +790,9 @@ pg_put_json(const struct store_task *t, int n, char **agents)
 		pg_json_str(o, "status", t[i].status);
 		pg_json_str(o, "status_message", t[i].status_message);
 		pg_json_str(o, "params", t[i].params ? t[i].params : "{}");
+		pg_json_str(o, "query", t[i].query);
+		json_object_object_add(o, "num_agents",
+		    json_object_new_int(t[i].num_agents));
 		pg_json_str(o, "phase", t[i].progress.phase);
 		json_object_object_add(o, "progress_ms",
 		    json_object_new_int64(t[i].progress.elapsed_ms));
@@ -840,22 +846,23 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	/* Fenced: only the node (and the process) that inserted the row, at
 	 * its epoch, writes it again; each write renews the lease. */
 	pg_send("WITH up AS (INSERT INTO tasks (id, owner, tool, status, "
-	    "status_message, params, phase, progress_ms, draft_n, "
-	    "draft_answers, draft_of, draft_made_ms, draft_text, result, "
-	    "usage, cache_key, created_ms, updated_ms, ttl_ms, expires_ms, "
-	    "pid, proc_start, node_id, lease_epoch, lease_expires_at) SELECT "
-	    "id, owner, tool, status, status_message, params::jsonb, phase, "
-	    "progress_ms, draft_n, draft_answers, draft_of, draft_made_ms, "
-	    "draft_text, result::jsonb, usage::jsonb, cache_key, created_ms, "
-	    "updated_ms, ttl_ms, expires_ms, pid, proc_start, node_id, "
-	    PG_EPOCH ", now() + $2::bigint * interval '1 millisecond' FROM "
+	    "status_message, params, query, num_agents, phase, progress_ms, "
+	    "draft_n, draft_answers, draft_of, draft_made_ms, draft_text, "
+	    "result, usage, cache_key, created_ms, updated_ms, ttl_ms, "
+	    "expires_ms, pid, proc_start, node_id, lease_epoch, "
+	    "lease_expires_at) SELECT id, owner, tool, status, status_message, "
+	    "params::jsonb, query, num_agents, phase, progress_ms, draft_n, "
+	    "draft_answers, draft_of, draft_made_ms, draft_text, "
+	    "result::jsonb, usage::jsonb, cache_key, created_ms, updated_ms, "
+	    "ttl_ms, expires_ms, pid, proc_start, node_id, " PG_EPOCH ", "
+	    "now() + $2::bigint * interval '1 millisecond' FROM "
 	    "jsonb_to_recordset($1) AS r(id text, owner text, tool text, "
-	    "status text, status_message text, params text, phase text, "
-	    "progress_ms bigint, draft_n integer, draft_answers integer, "
-	    "draft_of integer, draft_made_ms bigint, draft_text text, result "
-	    "text, usage text, cache_key text, created_ms bigint, updated_ms "
-	    "bigint, ttl_ms bigint, expires_ms bigint, pid integer, proc_start "
-	    "text, node_id text) "
+	    "status text, status_message text, params text, query text, "
+	    "num_agents integer, phase text, progress_ms bigint, draft_n "
+	    "integer, draft_answers integer, draft_of integer, draft_made_ms "
+	    "bigint, draft_text text, result text, usage text, cache_key text, "
+	    "created_ms bigint, updated_ms bigint, ttl_ms bigint, expires_ms "
+	    "bigint, pid integer, proc_start text, node_id text) "
 	    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
 	    "status_message = excluded.status_message, phase = "
 	    "excluded.phase, progress_ms = excluded.progress_ms, draft_n = "

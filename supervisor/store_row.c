@@ -145,6 +145,7 @@ store_task_copy(struct store_task *to, const struct store_task *from)
 	to->status = dup_or_null(from->status);
 	to->status_message = dup_or_null(from->status_message);
 	to->params = dup_or_null(from->params);
+	to->query = dup_or_null(from->query);
 	store_progress_copy(&to->progress, &from->progress);
 	to->result = dup_or_null(from->result);
 	to->usage = dup_or_null(from->usage);
@@ -159,6 +160,7 @@ store_task_clear(struct store_task *t)
 	free(t->status);
 	free(t->status_message);
 	free(t->params);
+	free(t->query);
 	store_progress_clear(&t->progress);
 	free(t->result);
 	free(t->usage);

@@ -40,6 +40,8 @@ static const char *sq_schema =
 "  status TEXT NOT NULL,"		/* working, completed, failed, cancelled */
 "  status_message TEXT,"
 "  params TEXT NOT NULL,"		/* JSON: the call's arguments */
+"  query TEXT,"				/* typed, from them */
+"  num_agents INTEGER NOT NULL DEFAULT 0,"
 "  phase TEXT,"				/* planning agents ... (NULL: none yet) */
 "  progress_ms INTEGER,"		/* how long it had run, at that phase */
 "  draft_n INTEGER NOT NULL DEFAULT 0,"	/* incremental's latest draft */
@@ -136,6 +138,8 @@ sq_pragma(const char *sql, char *out, size_t len)
  * task_agents per agent, read out of that JSON this once, in SQL; a row
  * whose JSON is damaged keeps no progress (it reads as planning, or done
  * once ended); incremental's draft comes along.  Then the column goes.
+ * The query and the number of agents are read out of the arguments
+ * (params) the same way, once.
  */
 static const char *sq_migrate_v3 =
 "ALTER TABLE tasks ADD COLUMN phase TEXT;"
@@ -145,6 +149,14 @@ static const char *sq_migrate_v3 =
 "ALTER TABLE tasks ADD COLUMN draft_of INTEGER;"
 "ALTER TABLE tasks ADD COLUMN draft_made_ms INTEGER;"
 "ALTER TABLE tasks ADD COLUMN draft_text TEXT;"
+"ALTER TABLE tasks ADD COLUMN query TEXT;"
+"ALTER TABLE tasks ADD COLUMN num_agents INTEGER NOT NULL DEFAULT 0;"
+"UPDATE tasks SET query = CASE WHEN json_type(params, '$.query') = 'text'"
+"    THEN json_extract(params, '$.query') END,"
+"  num_agents = CASE WHEN json_type(params, '$.num_agents') = 'integer'"
+"    THEN json_extract(params, '$.num_agents') ELSE 0 END"
+"  WHERE CASE WHEN json_valid(params) THEN"
+"    json_type(params, '$') = 'object' ELSE 0 END;"
 "INSERT OR REPLACE INTO task_agents (task_id, idx, question, status, step,"
 "  error, answer, elapsed_ms)"
 "  WITH v AS (SELECT id, CASE WHEN json_valid(agents) AND"
@@ -405,8 +417,8 @@ sq_step_done(sqlite3_stmt *st)
 	"status_message, params, phase, progress_ms, result, usage, " \
 	"cache_key, created_ms, updated_ms, ttl_ms, expires_ms, pid, " \
 	"proc_start, draft_n, draft_answers, draft_of, draft_made_ms, " \
-	"draft_text) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14," \
-	"?15,?16,?17,?18,?19,?20,?21,?22)"
+	"draft_text, query, num_agents) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9," \
+	"?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)"
 
 /* A draft from column i on: its number, then the rest (NULL: none). */
 static void
@@ -442,6 +454,8 @@ sq_bind_task(sqlite3_stmt *st, const struct store_task *t)
 	sqlite3_bind_int(st, 16, (int)getpid());
 	bind_text(st, 17, store_self_start());
 	sq_bind_draft(st, 18, &t->progress.draft);
+	bind_text(st, 23, t->query);
+	sqlite3_bind_int(st, 24, t->num_agents);
 }
 
 /* Runs a prepared statement kept for reuse; -1 (logged) on error. */
@@ -552,7 +566,7 @@ column_dup(sqlite3_stmt *st, int i)
 #define STORE_COLUMNS "id, owner, tool, status, status_message, params, " \
 	"phase, progress_ms, result, usage, cache_key, created_ms, " \
 	"updated_ms, ttl_ms, pid, proc_start, draft_n, draft_answers, " \
-	"draft_of, draft_made_ms, draft_text"
+	"draft_of, draft_made_ms, draft_text, query, num_agents"
 
 /* A row's agents, in order; -1 (logged) on error. */
 static int
@@ -616,6 +630,8 @@ sq_row(sqlite3_stmt *st, struct store_task *t)
 		t->progress.draft.made_ms = sqlite3_column_int64(st, 19);
 		t->progress.draft.text = column_dup(st, 20);
 	}
+	t->query = column_dup(st, 21);
+	t->num_agents = sqlite3_column_int(st, 22);
 	t->ours = t->pid == getpid() && strcmp(start, store_self_start()) == 0;
 	t->orphaned = strcmp(t->status, "working") == 0 && !t->ours &&
 	    !store_proc_alive(t->pid, start);

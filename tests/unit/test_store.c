@@ -385,8 +385,12 @@ Test(store, put_inserts_then_updates_and_never_touches_a_terminal_row)
 
 	row(&t, hexid(1), "working", 60000);
 	t.progress.phase = (char *)"planning";
+	t.query = (char *)"what is heavy?";
+	t.num_agents = 2;
 	cr_assert_eq(sync_put(&t), 0, "inserted");
 	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
+	cr_assert_str_eq(got.query, "what is heavy?");
+	cr_assert_eq(got.num_agents, 2);
 	cr_assert_str_eq(got.progress.phase, "planning");
 	cr_assert_eq(got.progress.nagents, 0);
 	store_task_clear(&got);
@@ -597,7 +601,7 @@ Test(store, the_sweep_takes_the_agents_along)
  * A file of schema version 2 kept the progress as JSON text: opening it
  * converts that into the typed columns and agent rows, a damaged JSON
  * (valid, of the wrong shape; or not JSON) into no progress, and the
- * column goes.
+ * column goes; the query and the number of agents come out of params.
  */
 Test(store, a_version_2_file_is_converted)
 {
@@ -624,8 +628,9 @@ Test(store, a_version_2_file_is_converted)
 	    "kind, window_start, source)) WITHOUT ROWID; "
 	    "PRAGMA user_version = 2;", NULL, NULL, NULL), SQLITE_OK);
 	sql = sqlite3_mprintf("INSERT INTO tasks VALUES (%Q, 'o', "
-	    "'heavy_orchestrate', 'completed', NULL, '{}', %Q, NULL, NULL, "
-	    "NULL, 1, 2, 9000000000000, 9000000000001, 1, '1@x')", hexid(1),
+	    "'heavy_orchestrate', 'completed', NULL, '{\"query\":\"what\","
+	    "\"num_agents\":2}', %Q, NULL, NULL, NULL, 1, 2, 9000000000000, "
+	    "9000000000001, 1, '1@x')", hexid(1),
 	    "{\"phase\":\"done\",\"elapsed_ms\":1500,\"agents\":[{"
 	    "\"index\":1,\"question\":\"q1\",\"status\":\"ok\",\"step\":"
 	    "\"search_web\",\"error\":null,\"elapsed_ms\":1200,\"answer\":"
@@ -655,11 +660,15 @@ Test(store, a_version_2_file_is_converted)
 		want.phase = (char *)"done";
 		assert_progress(&t.progress, &want);
 	}
+	cr_assert_str_eq(t.query, "what");
+	cr_assert_eq(t.num_agents, 2);
 	store_task_clear(&t);
 	for (int i = 0; i < 6; i++) {
 		cr_assert_eq(sync_get(hexid(10 + i), "o", &t), 0);
 		cr_assert_null(t.progress.phase, "%s", damaged[i]);
 		cr_assert_eq(t.progress.nagents, 0, "%s", damaged[i]);
+		cr_assert_null(t.query);
+		cr_assert_eq(t.num_agents, 0);
 		store_task_clear(&t);
 	}
 }

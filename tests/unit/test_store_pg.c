@@ -242,6 +242,8 @@ Test(store_pg, put_get_owners_and_terminal_rows)
 
 	row(&t, ID(01), "alice", "working", now, 3600000);
 	t.progress = agents_phase;
+	t.query = (char *)"what is heavy?";
+	t.num_agents = 2;
 	cr_assert_eq(put_rows(&t, 1), STORE_OK);
 	cr_assert_eq(get(ID(01), "alice", &got), STORE_OK);
 	cr_assert_str_eq(got.status, "working");
@@ -249,6 +251,8 @@ Test(store_pg, put_get_owners_and_terminal_rows)
 	cr_assert_eq(got.created_ms, now);
 	cr_assert_eq(got.ttl_ms, 3600000);
 	cr_assert_str_eq(got.tool, "heavy_orchestrate");
+	cr_assert_str_eq(got.query, "what is heavy?");
+	cr_assert_eq(got.num_agents, 2);
 	cr_assert_str_eq(got.progress.phase, "agents");
 	cr_assert_eq(got.progress.elapsed_ms, 1500);
 	cr_assert_eq(got.progress.nagents, 2);
@@ -716,13 +720,14 @@ Test(store_pg, migration_4_converts_the_progress)
 	store_pg.close();
 	sql("DELETE FROM schema_version WHERE version = 4; DROP TABLE "
 	    "task_agents; ALTER TABLE tasks DROP COLUMN phase, DROP COLUMN "
-	    "progress_ms, DROP COLUMN draft_n, DROP COLUMN draft_answers, "
-	    "DROP COLUMN draft_of, DROP COLUMN draft_made_ms, DROP COLUMN "
-	    "draft_text, ADD COLUMN agents jsonb");
+	    "progress_ms, DROP COLUMN query, DROP COLUMN num_agents, "
+	    "DROP COLUMN draft_n, DROP COLUMN draft_answers, DROP COLUMN "
+	    "draft_of, DROP COLUMN draft_made_ms, DROP COLUMN draft_text, "
+	    "ADD COLUMN agents jsonb");
 	sql("INSERT INTO tasks (id, owner, tool, status, params, agents, "
 	    "created_ms, updated_ms, ttl_ms, expires_ms, pid, proc_start) "
 	    "VALUES ('" ID(81) "', 'o', 'heavy_orchestrate', 'completed', "
-	    "'{}', '{\"phase\":\"done\",\"elapsed_ms\":1500,\"agents\":"
+	    "'{\"query\":\"what\",\"num_agents\":2}', '{\"phase\":\"done\",\"elapsed_ms\":1500,\"agents\":"
 	    "[{\"index\":1,\"question\":\"q1\",\"status\":\"ok\","
 	    "\"step\":\"search_web\",\"error\":null,\"elapsed_ms\":1200,"
 	    "\"answer\":\"a1\"},{\"index\":2,\"question\":\"q2\","
@@ -741,6 +746,8 @@ Test(store_pg, migration_4_converts_the_progress)
 	    "WHERE table_name = 'tasks' AND column_name = 'agents'"), 0);
 	cr_assert_eq(get(ID(81), "o", &got), STORE_OK);
 	cr_assert_str_eq(got.progress.phase, "done");
+	cr_assert_str_eq(got.query, "what");
+	cr_assert_eq(got.num_agents, 2);
 	cr_assert_eq(got.progress.elapsed_ms, 1500);
 	cr_assert_eq(got.progress.nagents, 2);
 	assert_agent(&got.progress.agents[0], &two_agents[0]);
@@ -751,6 +758,8 @@ Test(store_pg, migration_4_converts_the_progress)
 		    "o", &got), STORE_OK);
 		cr_assert_null(got.progress.phase);
 		cr_assert_eq(got.progress.nagents, 0);
+		cr_assert_null(got.query);
+		cr_assert_eq(got.num_agents, 0);
 		store_task_clear(&got);
 	}
 }
