@@ -400,6 +400,19 @@ Test(store, put_inserts_then_updates_and_never_touches_a_terminal_row)
 	assert_progress(&got.progress, &agents_phase);
 	cr_assert_str_eq(got.tool, "heavy_orchestrate");
 	store_task_clear(&got);
+	/* incremental's draft comes and goes with the progress. */
+	later = agents_phase;
+	later.draft = (struct store_draft){ .n = 2, .answers = 1, .of = 2,
+	    .made_ms = 900, .text = (char *)"draft two" };
+	t.progress = later;
+	cr_assert_eq(sync_put(&t), 0, "updated");
+	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
+	cr_assert_eq(got.progress.draft.n, 2);
+	cr_assert_eq(got.progress.draft.answers, 1);
+	cr_assert_eq(got.progress.draft.of, 2);
+	cr_assert_eq(got.progress.draft.made_ms, 900);
+	cr_assert_str_eq(got.progress.draft.text, "draft two");
+	store_task_clear(&got);
 	/* The second agent ends: its row changes, the first stays. */
 	memcpy(done, two_agents, sizeof done);
 	done[1].status = (char *)"failed";
@@ -411,6 +424,8 @@ Test(store, put_inserts_then_updates_and_never_touches_a_terminal_row)
 	cr_assert_eq(sync_put(&t), 0, "updated");
 	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
 	assert_progress(&got.progress, &later);
+	cr_assert_eq(got.progress.draft.n, 0, "the last write had no draft");
+	cr_assert_null(got.progress.draft.text);
 	store_task_clear(&got);
 	t.progress = agents_phase;
 	t.status = (char *)"cancelled";
@@ -636,7 +651,8 @@ Test(store, a_version_2_file_is_converted)
 	    "\"search_web\",\"error\":null,\"elapsed_ms\":1200,\"answer\":"
 	    "\"a1\"},{\"index\":2,\"question\":\"q2\",\"status\":"
 	    "\"running\",\"step\":\"read_url\",\"error\":null,"
-	    "\"elapsed_ms\":null,\"answer\":null}]}");
+	    "\"elapsed_ms\":null,\"answer\":null}],\"draft\":{\"n\":1,"
+	    "\"answers\":1,\"of\":2,\"made_ms\":800,\"text\":\"d1\"}}");
 	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_free(sql);
 	for (int i = 0; i < 6; i++) {
@@ -662,6 +678,11 @@ Test(store, a_version_2_file_is_converted)
 	}
 	cr_assert_str_eq(t.query, "what");
 	cr_assert_eq(t.num_agents, 2);
+	cr_assert_eq(t.progress.draft.n, 1);
+	cr_assert_eq(t.progress.draft.answers, 1);
+	cr_assert_eq(t.progress.draft.of, 2);
+	cr_assert_eq(t.progress.draft.made_ms, 800);
+	cr_assert_str_eq(t.progress.draft.text, "d1");
 	store_task_clear(&t);
 	for (int i = 0; i < 6; i++) {
 		cr_assert_eq(sync_get(hexid(10 + i), "o", &t), 0);
@@ -827,6 +848,52 @@ Test(durable, a_start_is_stored_at_once_and_notes_are_throttled_not_lost)
 	cr_assert_lt(stored_update(1), r->updated_ms);
 	run_loop_ms(5);
 	cr_assert_eq(stored_update(1), r->updated_ms);
+}
+
+/* The progress of a get_task_progress, as text. */
+static char *
+progress_text(const struct store_task *t)
+{
+	struct json_object	*sc = durable_status_json(t), *p;
+	char			*text;
+
+	cr_assert(json_object_object_get_ex(sc, "progress", &p));
+	text = strdup(json_object_to_json_string_ext(p,
+	    JSON_C_TO_STRING_PLAIN));
+	json_object_put(sc);
+	return text;
+}
+
+/* One renderer: a task's progress reads the same from the registry and
+ * from its stored row, and with it its statusMessage. */
+Test(durable, a_stored_row_renders_as_the_live_one)
+{
+	struct task_record	*r = dadd(20);
+	struct store_task	 live, stored;
+	char			*a, *b;
+
+	store_progress_copy(&r->progress, &agents_phase);
+	durable_row(r, &live);
+	cr_assert_str_eq(live.status_message, "agents: 1 of 2 finished");
+	a = progress_text(&live);
+	cr_assert_str_eq(a, "{\"phase\":\"agents\",\"elapsed_ms\":1500,"
+	    "\"agents\":[{\"index\":1,\"question\":\"q1\",\"status\":\"ok\","
+	    "\"step\":\"search_web\",\"error\":null,\"elapsed_ms\":1200,"
+	    "\"answer\":\"a1\"},{\"index\":2,\"question\":\"q2\",\"status\":"
+	    "\"running\",\"step\":\"read_url\",\"error\":null,\"elapsed_ms\":"
+	    "null,\"answer\":null}],\"draft\":null}");
+	usleep(250000);
+	registry_touch(r);	/* past the gap: written this turn */
+	run_loop_ms(5);
+	cr_assert_eq(sync_get(hexid(20), "o", &stored), 0);
+	cr_assert_str_eq(stored.status_message, live.status_message);
+	b = progress_text(&stored);
+	cr_assert_str_eq(b, a);
+	free(a);
+	free(b);
+	store_task_clear(&live);
+	store_task_clear(&stored);
+	registry_finish(r, &over, tool_error_result("over"), now_ms());
 }
 
 Test(durable, a_final_write_that_fails_is_kept_served_and_retried)

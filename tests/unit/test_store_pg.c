@@ -242,6 +242,8 @@ Test(store_pg, put_get_owners_and_terminal_rows)
 
 	row(&t, ID(01), "alice", "working", now, 3600000);
 	t.progress = agents_phase;
+	t.progress.draft = (struct store_draft){ .n = 2, .answers = 1,
+	    .of = 2, .made_ms = 900, .text = (char *)"draft two" };
 	t.query = (char *)"what is heavy?";
 	t.num_agents = 2;
 	cr_assert_eq(put_rows(&t, 1), STORE_OK);
@@ -258,6 +260,11 @@ Test(store_pg, put_get_owners_and_terminal_rows)
 	cr_assert_eq(got.progress.nagents, 2);
 	assert_agent(&got.progress.agents[0], &two_agents[0]);
 	assert_agent(&got.progress.agents[1], &two_agents[1]);
+	cr_assert_eq(got.progress.draft.n, 2);
+	cr_assert_eq(got.progress.draft.answers, 1);
+	cr_assert_eq(got.progress.draft.of, 2);
+	cr_assert_eq(got.progress.draft.made_ms, 900);
+	cr_assert_str_eq(got.progress.draft.text, "draft two");
 	store_task_clear(&got);
 	cr_assert_eq(get(ID(01), "mallory", &got), STORE_NOT_FOUND,
 	    "another owner's row is not there");
@@ -732,7 +739,8 @@ Test(store_pg, migration_4_converts_the_progress)
 	    "\"step\":\"search_web\",\"error\":null,\"elapsed_ms\":1200,"
 	    "\"answer\":\"a1\"},{\"index\":2,\"question\":\"q2\","
 	    "\"status\":\"running\",\"step\":\"read_url\",\"error\":"
-	    "null,\"elapsed_ms\":null,\"answer\":null}]}', 0, 1, "
+	    "null,\"elapsed_ms\":null,\"answer\":null}],\"draft\":{\"n\":1,"
+	    "\"answers\":1,\"of\":2,\"made_ms\":800,\"text\":\"d1\"}}', 0, 1, "
 	    "9000000000000, 9000000000000, 1, '1@x'), ('" ID(82) "', 'o', "
 	    "'heavy_orchestrate', 'completed', '{}', '[1,2]', 0, 1, "
 	    "9000000000000, 9000000000000, 1, '1@x'), ('" ID(83) "', 'o', "
@@ -748,6 +756,11 @@ Test(store_pg, migration_4_converts_the_progress)
 	cr_assert_str_eq(got.progress.phase, "done");
 	cr_assert_str_eq(got.query, "what");
 	cr_assert_eq(got.num_agents, 2);
+	cr_assert_eq(got.progress.draft.n, 1);
+	cr_assert_eq(got.progress.draft.answers, 1);
+	cr_assert_eq(got.progress.draft.of, 2);
+	cr_assert_eq(got.progress.draft.made_ms, 800);
+	cr_assert_str_eq(got.progress.draft.text, "d1");
 	cr_assert_eq(got.progress.elapsed_ms, 1500);
 	cr_assert_eq(got.progress.nagents, 2);
 	assert_agent(&got.progress.agents[0], &two_agents[0]);
