@@ -7,7 +7,7 @@
 // the audit lines, and no token in any log.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -16,8 +16,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	HANG, HEAVYD, IS_ASAN, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, assertNoSanitizerReport,
-	expire, rpcError, sanitizerEnv, startMock, tmpdir, waitFor,
+	HANG, HEAVYD, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, rpcError, sanitizerEnv,
+	startListener, startMock, tmpdir, waitFor,
 } from './lib.mjs';
 
 const V = '2025-11-25';
@@ -53,45 +53,15 @@ function makeTokens(t, ids) {
 async function startAuth(t, file, opts = {}) {
 	const mock = await startMock();
 	const state = tmpdir('auth-state');
-	const proc = spawn(HEAVYD, (opts.listen ?? ['127.0.0.1:0']).flatMap((a) => ['--listen', a]), {
-		stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
-		env: {
-			PATH: process.env.PATH, OPENROUTER_API_KEY: apiKey(), HEAVY_HEARTBEAT: '1',
-			HEAVY_STATE_DIR: state, HEAVY_WORKER: WORKER, HEAVY_BASE_URL: mock.baseUrl,
-			HEAVY_AUTH_TOKENS_FILE: file, ...sanitizerEnv(), ...(opts.env ?? {}),
-		},
-	});
-	let stderr = '';
-	proc.stderr.setEncoding('utf8');
-	proc.stderr.on('data', (d) => { stderr += d; });
-	const exited = new Promise((r) => proc.once('close', (code, signal) => r({ code, signal })));
-	let exit = null;
-	exited.then((e) => { exit = e; });
-	t.after(async () => {
-		if (exit === null) {
-			proc.kill('SIGKILL');
-			await exited;
-		}
+	const srv = await startListener(t, (opts.listen ?? ['127.0.0.1:0']).flatMap((a) => ['--listen', a]), {
+		OPENROUTER_API_KEY: apiKey(), HEAVY_HEARTBEAT: '1', HEAVY_STATE_DIR: state,
+		HEAVY_WORKER: WORKER, HEAVY_BASE_URL: mock.baseUrl, HEAVY_AUTH_TOKENS_FILE: file,
+		...(opts.env ?? {}),
+	}, async () => {
 		await mock.stop();
 		fs.rmSync(state, { recursive: true, force: true });
 	});
-	const m = await waitFor(() => {
-		if (exit)
-			throw new Error(`heavyd exited: ${JSON.stringify(exit)}\n${stderr}`);
-		return /listening on http:\/\/(\S+):(\d+)(\/mcp)/.exec(stderr);
-	}, HANG, 'heavyd to listen');
-	const srv = {
-		proc, mock, stderr: () => stderr,
-		url: `http://127.0.0.1:${m[2]}${m[3]}`, host: m[1],
-		async stop() {
-			proc.kill('SIGTERM');
-			const ex = await Promise.race([exited, expire(HANG)]);
-			assert.deepEqual(ex, { code: 0, signal: null }, `exit; stderr:\n${stderr}`);
-			if (IS_ASAN)
-				assertNoSanitizerReport(stderr, 'heavyd');
-		},
-	};
-	return srv;
+	return { ...srv, mock };
 }
 
 /* The official client, sending its token in a static header. */

@@ -5,7 +5,7 @@
 // breaker's state shows in the progress of the calls it fails or probes
 // with.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -16,8 +16,8 @@ import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import { checkOk, checkShape } from './checks.mjs';
 import {
-	HANG, HEAVYD, IS_ASAN, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, assertNoSanitizerReport,
-	expire, sanitizerEnv, setup, startMock, tmpdir, waitFor,
+	HANG, HEAVYD, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, sanitizerEnv, setup, startListener,
+	startMock, tmpdir, waitFor,
 } from './lib.mjs';
 
 const WAITS = /heavyd-egress\[\d+\]: debug: an LLM call to \S+ waits for a permit/g;
@@ -82,42 +82,10 @@ function makeTokens(t, names) {
 /* heavyd --listen on loopback with the tokens file and env. */
 async function startAuth(t, file, mock, env) {
 	const state = tmpdir('gov-state');
-	const proc = spawn(HEAVYD, ['--listen', '127.0.0.1:0'], {
-		stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
-		env: {
-			PATH: process.env.PATH, OPENROUTER_API_KEY: apiKey(), HEAVY_STATE_DIR: state,
-			HEAVY_WORKER: WORKER, HEAVY_BASE_URL: mock.baseUrl, HEAVY_AUTH_TOKENS_FILE: file,
-			...sanitizerEnv(), ...env,
-		},
-	});
-	let stderr = '';
-	proc.stderr.setEncoding('utf8');
-	proc.stderr.on('data', (d) => { stderr += d; });
-	const exited = new Promise((r) => proc.once('close', (code, signal) => r({ code, signal })));
-	let exit = null;
-	exited.then((e) => { exit = e; });
-	t.after(async () => {
-		if (exit === null) {
-			proc.kill('SIGKILL');
-			await exited;
-		}
-		fs.rmSync(state, { recursive: true, force: true });
-	});
-	const m = await waitFor(() => {
-		if (exit)
-			throw new Error(`heavyd exited: ${JSON.stringify(exit)}\n${stderr}`);
-		return /listening on http:\/\/\S+:(\d+)(\/mcp)/.exec(stderr);
-	}, HANG, 'heavyd to listen');
-	return {
-		url: `http://127.0.0.1:${m[1]}${m[2]}`, stderr: () => stderr,
-		async stop() {
-			proc.kill('SIGTERM');
-			const ex = await Promise.race([exited, expire(HANG)]);
-			assert.deepEqual(ex, { code: 0, signal: null }, `exit; stderr:\n${stderr}`);
-			if (IS_ASAN)
-				assertNoSanitizerReport(stderr, 'heavyd');
-		},
-	};
+	return startListener(t, ['--listen', '127.0.0.1:0'], {
+		OPENROUTER_API_KEY: apiKey(), HEAVY_STATE_DIR: state, HEAVY_WORKER: WORKER,
+		HEAVY_BASE_URL: mock.baseUrl, HEAVY_AUTH_TOKENS_FILE: file, ...env,
+	}, () => fs.rmSync(state, { recursive: true, force: true }));
 }
 
 /* The official client for one identity; orchestrate() resolves to the result. */

@@ -752,3 +752,46 @@ export function spawnRaw(env) {
 		},
 	};
 }
+
+/*
+ * heavyd with these arguments (--listen ...) and environment (beside PATH
+ * and the sanitizers'), for test t.  Resolves once it listens: its MCP
+ * url, and the host it named.  After the test it is SIGKILLed if still
+ * running, then cleanup() runs; stop() asks it to go (SIGTERM) and asserts
+ * a clean exit and, under ASan, no report.
+ */
+export async function startListener(t, args, env, cleanup = async () => {}) {
+	const proc = spawn(HEAVYD, args, {
+		stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
+		env: { PATH: process.env.PATH, ...sanitizerEnv(), ...env },
+	});
+	let stderr = '';
+	proc.stderr.setEncoding('utf8');
+	proc.stderr.on('data', (d) => { stderr += d; });
+	const exited = new Promise((r) => proc.once('close', (code, signal) => r({ code, signal })));
+	let exit = null;
+	exited.then((e) => { exit = e; });
+	t.after(async () => {
+		if (exit === null) {
+			proc.kill('SIGKILL');
+			await exited;
+		}
+		await cleanup();
+	});
+	const m = await waitFor(() => {
+		if (exit)
+			throw new Error(`heavyd exited: ${JSON.stringify(exit)}\n${stderr}`);
+		return /listening on http:\/\/(\S+):(\d+)(\/mcp)/.exec(stderr);
+	}, HANG, 'heavyd to listen');
+	return {
+		proc, host: m[1], base: `http://127.0.0.1:${m[2]}`,
+		url: `http://127.0.0.1:${m[2]}${m[3]}`, stderr: () => stderr,
+		async stop() {
+			proc.kill('SIGTERM');
+			const ex = await Promise.race([exited, expire(HANG)]);
+			assert.deepEqual(ex, { code: 0, signal: null }, `exit; stderr:\n${stderr}`);
+			if (IS_ASAN)
+				assertNoSanitizerReport(stderr, 'heavyd');
+		},
+	};
+}

@@ -10,7 +10,7 @@
 // passed on to the provider.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHmac, generateKeyPairSync, sign } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -21,8 +21,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	GRACE, HANG, HEAVYD, IS_ASAN, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, assertNoSanitizerReport,
-	expire, rpcError, sanitizerEnv, startMock, tmpdir, waitFor,
+	GRACE, HANG, HEAVYD, IS_ASAN, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey,
+	assertNoSanitizerReport, rpcError, sanitizerEnv, startListener, startMock, tmpdir, waitFor,
 } from './lib.mjs';
 
 const ISSUER = 'https://as.example.test';
@@ -80,36 +80,15 @@ function writeConfig(dir, jwks, extra = '') {
 async function startOAuth(t, config, env = {}) {
 	const mock = await startMock();
 	const state = tmpdir('oauth-state');
-	const proc = spawn(HEAVYD, ['--listen', '127.0.0.1:0'], {
-		stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
-		env: {
-			PATH: process.env.PATH, OPENROUTER_API_KEY: apiKey(), HEAVY_HEARTBEAT: '1',
-			HEAVY_STATE_DIR: state, HEAVY_WORKER: WORKER, HEAVY_BASE_URL: mock.baseUrl,
-			HEAVY_CONFIG: config, ...sanitizerEnv(), ...env,
-		},
-	});
-	let stderr = '';
-	proc.stderr.setEncoding('utf8');
-	proc.stderr.on('data', (d) => { stderr += d; });
-	const exited = new Promise((r) => proc.once('close', (code, signal) => r({ code, signal })));
-	let exit = null;
-	exited.then((e) => { exit = e; });
-	t.after(async () => {
-		if (exit === null) {
-			proc.kill('SIGKILL');
-			await exited;
-		}
+	const srv = await startListener(t, ['--listen', '127.0.0.1:0'], {
+		OPENROUTER_API_KEY: apiKey(), HEAVY_HEARTBEAT: '1', HEAVY_STATE_DIR: state,
+		HEAVY_WORKER: WORKER, HEAVY_BASE_URL: mock.baseUrl, HEAVY_CONFIG: config, ...env,
+	}, async () => {
 		await mock.stop();
 		fs.rmSync(state, { recursive: true, force: true });
 	});
-	const m = await waitFor(() => {
-		if (exit)
-			throw new Error(`heavyd exited: ${JSON.stringify(exit)}\n${stderr}`);
-		return /listening on http:\/\/(\S+):(\d+)(\/mcp)/.exec(stderr);
-	}, HANG, 'heavyd to listen');
-	const base = `http://127.0.0.1:${m[2]}`;
 	return {
-		proc, mock, base, url: `${base}${m[3]}`, stderr: () => stderr,
+		...srv, mock,
 		/* Every byte of the state directory (the task store, workspaces). */
 		stateText() {
 			let all = '';
@@ -119,13 +98,6 @@ async function startOAuth(t, config, env = {}) {
 					all += fs.readFileSync(p, 'latin1');
 			}
 			return all;
-		},
-		async stop() {
-			proc.kill('SIGTERM');
-			const ex = await Promise.race([exited, expire(HANG)]);
-			assert.deepEqual(ex, { code: 0, signal: null }, `exit; stderr:\n${stderr}`);
-			if (IS_ASAN)
-				assertNoSanitizerReport(stderr, 'heavyd');
 		},
 	};
 }

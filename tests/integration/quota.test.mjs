@@ -11,7 +11,7 @@
 // QUIET seconds), so that its calls all fall in one window.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -20,8 +20,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	HANG, HEAVYD, IS_ASAN, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, assertNoSanitizerReport,
-	expire, sanitizerEnv, sleep, startMock, tmpdir, waitFor,
+	HANG, HEAVYD, REPO, TEST_TIMEOUT, TOOL, WORKER, apiKey, sanitizerEnv, sleep, startListener,
+	startMock, tmpdir,
 } from './lib.mjs';
 import { startPg } from './pg.mjs';
 
@@ -63,39 +63,11 @@ function makeIds(t, ids) {
 }
 
 /* heavyd --listen on dir's tokens and state; stop() asserts a clean exit. */
-async function start(t, dir, mock, extra = {}) {
-	const proc = spawn(HEAVYD, ['--listen', '127.0.0.1:0'], {
-		stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
-		env: env(dir, { OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER,
-		    HEAVY_BASE_URL: mock.baseUrl, HEAVY_CACHE_TTL: '0', ...extra }),
-	});
-	let stderr = '';
-	proc.stderr.setEncoding('utf8');
-	proc.stderr.on('data', (d) => { stderr += d; });
-	const exited = new Promise((r) => proc.once('close', (code, signal) => r({ code, signal })));
-	let exit = null;
-	exited.then((e) => { exit = e; });
-	t.after(async () => {
-		if (exit === null) {
-			proc.kill('SIGKILL');
-			await exited;
-		}
-	});
-	const m = await waitFor(() => {
-		if (exit)
-			throw new Error(`heavyd exited: ${JSON.stringify(exit)}\n${stderr}`);
-		return /listening on http:\/\/(\S+):(\d+)(\/mcp)/.exec(stderr);
-	}, HANG, 'heavyd to listen');
-	return {
-		url: `http://127.0.0.1:${m[2]}${m[3]}`, stderr: () => stderr,
-		async stop() {
-			proc.kill('SIGTERM');
-			const ex = await Promise.race([exited, expire(HANG)]);
-			assert.deepEqual(ex, { code: 0, signal: null }, `exit; stderr:\n${stderr}`);
-			if (IS_ASAN)
-				assertNoSanitizerReport(stderr, 'heavyd');
-		},
-	};
+function start(t, dir, mock, extra = {}) {
+	return startListener(t, ['--listen', '127.0.0.1:0'], env(dir, {
+		OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER, HEAVY_BASE_URL: mock.baseUrl,
+		HEAVY_CACHE_TTL: '0', ...extra,
+	}));
 }
 
 async function connect(t, srv, token) {
