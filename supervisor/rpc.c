@@ -394,35 +394,46 @@ scan_value(struct rpc_scan *sc)
 static int
 rpc_scan(const char *line, size_t len, struct rpc_scan *sc)
 {
+	uint8_t	small[256];		/* a bit a level: lines up to 2 KB */
+	size_t	n = len / 8 + 2;
 	int	rc;
 
 	memset(sc, 0, sizeof *sc);
 	sc->p = line;
 	sc->end = line + len;
-	sc->objs = xcalloc(len / 8 + 2, 1);
+	if (n <= sizeof small)
+		sc->objs = memset(small, 0, n);
+	else
+		sc->objs = xcalloc(n, 1);
 	do {
 		if ((rc = scan_value(sc)) == 0)
 			rc = scan_after(sc);
 	} while (rc == 1);
-	free(sc->objs);
+	if (sc->objs != small)
+		free(sc->objs);
 	sc->objs = NULL;
 	return rc;
 }
 
-/* Parses one JSON value that rpc_scan accepted, len bytes and a NUL. */
+/*
+ * Parses one JSON value that rpc_scan accepted, len bytes and a NUL.  One
+ * tokener serves every parse: a new one allocates and clears its whole
+ * stack (RPC_MAX_DEPTH levels, 8 KB), which cost a ping more than its
+ * parse.  The supervisor is single-threaded.
+ */
 static struct json_object *
 rpc_parse_json(const char *line, size_t len)
 {
-	struct json_tokener	*tok = json_tokener_new_ex(RPC_MAX_DEPTH + 1);
-	struct json_object	*obj;
+	static struct json_tokener	*tok;
 
-	if (tok == NULL)
-		return NULL;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	if (tok == NULL) {
+		if ((tok = json_tokener_new_ex(RPC_MAX_DEPTH + 1)) == NULL)
+			return NULL;
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	}
+	json_tokener_reset(tok);
 	/* len + 1 feeds the NUL, which ends a bare top-level number. */
-	obj = json_tokener_parse_ex(tok, line, (int)len + 1);
-	json_tokener_free(tok);
-	return obj;
+	return json_tokener_parse_ex(tok, line, (int)len + 1);
 }
 
 /*
@@ -594,7 +605,15 @@ rpc_notification(const char *method, struct json_object *params)
 char *
 rpc_id_key(struct json_object *id)
 {
-	return xasprintf("%c:%s", json_object_is_type(id, json_type_string) ?
-	    's' : 'i', json_object_to_json_string_ext(id,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	const char	*json;
+	char		*key;
+	size_t		 len;
+
+	json = json_object_to_json_string_length(id, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	key = xmalloc(len + 3);		/* (xasprintf allocates twice) */
+	key[0] = json_object_is_type(id, json_type_string) ? 's' : 'i';
+	key[1] = ':';
+	memcpy(key + 2, json, len + 1);
+	return key;
 }

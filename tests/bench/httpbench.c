@@ -2,8 +2,10 @@
  * heavyd-bench-http: load for an MCP server's Streamable HTTP endpoint, the
  * same for heavyd and for the SDK peer (tests/bench/http-peer.mjs).
  * scripts/bench http runs every scenario against both.
- *   bench-http ping URL SECONDS CONNS   CONNS keep-alive clients, one
+ *   bench-http ping URL SECONDS CONNS [PID]
+ *                                       CONNS keep-alive clients, one
  *                                       session each, pinging: requests/s
+ *                                       (and process PID's CPU for each)
  *   bench-http ttfb URL N AGENTS        N tools/call heavy_orchestrate with
  *                                       a progressToken, one at a time: time
  *                                       to the response headers and to the
@@ -430,13 +432,19 @@ ping_read(struct pinger *c, long long *ok, long long *bad)
 	return 0;
 }
 
-/* conns keep-alive clients, a session each, for secs after 1 s warm-up. */
+static long long	proc_cpu_ticks(pid_t);
+
+/*
+ * conns keep-alive clients, a session each, for secs after 1 s warm-up;
+ * with a pid (the server's), also the CPU it spent on each answer, which
+ * a machine busy with other work changes less than the rate.
+ */
 static void
-bench_ping(int secs, int conns)
+bench_ping(int secs, int conns, pid_t pid)
 {
 	struct pinger		*cs = xcalloc((size_t)conns, sizeof *cs);
 	struct epoll_event	 ev, evs[64];
-	long long		 ok = 0, bad = 0, ok0 = 0;
+	long long		 ok = 0, bad = 0, ok0 = 0, cpu0 = 0;
 	int64_t			 t0, t1 = 0, start;
 	int			 ep = epoll_create1(EPOLL_CLOEXEC);
 
@@ -458,8 +466,10 @@ bench_ping(int secs, int conns)
 	while ((t1 = now_us()) < t0 + (int64_t)secs * 1000000) {
 		int n = epoll_wait(ep, evs, 64, 1000);
 
-		if (ok0 == 0 && t1 >= t0)
+		if (ok0 == 0 && t1 >= t0) {
 			ok0 = ok > 0 ? ok : -1;
+			cpu0 = pid > 0 ? proc_cpu_ticks(pid) : 0;
+		}
 		for (int i = 0; i < n; i++)
 			if (ping_read(evs[i].data.ptr, &ok, &bad) == -1)
 				fatalx("ping: the server closed a connection");
@@ -469,6 +479,13 @@ bench_ping(int secs, int conns)
 	    "after 1 s warm-up: %lld answered = %.0f per second; %lld not OK\n",
 	    conns, secs, ok - ok0, (ok - ok0) / ((t1 - t0) / 1e6), bad);
 	printf("@ ping_per_s %.0f\n", (ok - ok0) / ((t1 - t0) / 1e6));
+	if (pid > 0 && ok > ok0) {
+		double us = (proc_cpu_ticks(pid) - cpu0) * 1e6 /
+		    sysconf(_SC_CLK_TCK) / (double)(ok - ok0);
+
+		printf("  server CPU (user + system, all its threads): %.1f us "
+		    "an answer\n@ ping_cpu_us %.1f\n", us, us);
+	}
 	for (int i = 0; i < conns; i++) {
 		close(cs[i].fd);
 		free(cs[i].req);
@@ -854,8 +871,9 @@ main(int argc, char **argv)
 	if (argc < 3)
 		fatalx("usage: bench-http ping|ttfb|idle|hangup URL ...");
 	url_parse(argv[2]);
-	if (strcmp(argv[1], "ping") == 0 && argc == 5)
-		bench_ping(atoi(argv[3]), atoi(argv[4]));
+	if (strcmp(argv[1], "ping") == 0 && (argc == 5 || argc == 6))
+		bench_ping(atoi(argv[3]), atoi(argv[4]), argc == 6 ?
+		    atoi(argv[5]) : 0);
 	else if (strcmp(argv[1], "ttfb") == 0 && argc == 5)
 		bench_ttfb(atoi(argv[3]), atoi(argv[4]));
 	else if (strcmp(argv[1], "idle") == 0 && argc == 6)
@@ -863,7 +881,7 @@ main(int argc, char **argv)
 	else if (strcmp(argv[1], "hangup") == 0 && argc == 6)
 		bench_hangup(atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	else
-		fatalx("usage: bench-http ping URL SECONDS CONNS | ttfb URL N "
+		fatalx("usage: bench-http ping URL SECONDS CONNS [PID] | ttfb URL N "
 		    "AGENTS | idle URL N SECONDS PID | hangup URL RUNS AGENTS PID");
 	return 0;
 }
