@@ -681,6 +681,28 @@ http_date(struct evkeyvalq *h)
 }
 
 /*
+ * Writes out at once what evhttp_send_reply queued, as the bufferevent
+ * would once epoll says the socket takes it, and tells evhttp the reply
+ * is written (it frees the request, and reads the next).  A reply that
+ * goes whole (a small one to a reader keeping up) saves a turn of the
+ * loop and an epoll change or two; the rest is left to the bufferevent,
+ * which also meets any error.  The bufferevent keeps the front of its
+ * output frozen but while it writes: so do we.
+ */
+static void
+http_write_now(struct bufferevent *bev)
+{
+	struct evbuffer	*out = bufferevent_get_output(bev);
+	int		 n;
+
+	evbuffer_unfreeze(out, 1);
+	n = evbuffer_write(out, bufferevent_getfd(bev));
+	evbuffer_freeze(out, 1);
+	if (n > 0 && evbuffer_get_length(out) == 0)
+		bufferevent_trigger(bev, EV_WRITE, 0);	/* evhttp's write cb */
+}
+
+/*
  * The whole reply, as application/json: nothing came before it.  In
  * 2026-07-28 some errors have their own status: an unknown method 404, a
  * missing capability, a version or a header 400; in every era a rate
@@ -689,10 +711,12 @@ http_date(struct evkeyvalq *h)
 static void
 http_json_reply(struct http_stream *st, const struct mcp_out *out)
 {
-	int		 status = 200;
-	const char	*reason = "OK";
-	char		 retry[16];
+	struct bufferevent	*bev;
+	int			 status = 200;
+	const char		*reason = "OK";
+	char			 retry[16];
 
+	bev = evhttp_connection_get_bufferevent(st->conn->evcon);
 	if (st->hs->stateless && out->error == RPC_METHOD_NOT_FOUND) {
 		status = 404;
 		reason = "Not Found";
@@ -716,6 +740,7 @@ http_json_reply(struct http_stream *st, const struct mcp_out *out)
 	evhttp_send_reply(st->req, status, reason, out->msg);
 	st->req = NULL;
 	http_stream_free(st);
+	http_write_now(bev);		/* last: it may free the connection */
 }
 
 static void

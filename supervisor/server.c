@@ -229,9 +229,17 @@ server_egress_path(const char *worker_path)
 	return path;
 }
 
-/* epoll watches only pipes, sockets and some devices (not files, not
+/*
+ * epoll watches only pipes, sockets and some devices (not files, not
  * /dev/null); serving stdio, use poll unless stdin and stdout are pipes or
- * sockets.  Over HTTP stdin is not read, and epoll sees hang-ups early. */
+ * sockets.  Over HTTP stdin is not read, and epoll sees hang-ups early.
+ * Over HTTP, epoll's changes are made once a loop, not one by one: evhttp
+ * turns a connection's read and write on and off four times a request,
+ * which the changelist folds into two epoll_ctl.  It is unsafe for a
+ * watched descriptor that is a dup() of another, which stdio's 0 and 1
+ * may be; over HTTP none is (connections, pipes and socketpairs of our
+ * own, children started by posix_spawn).
+ */
 static struct event_base *
 server_event_base(bool stdio)
 {
@@ -243,6 +251,8 @@ server_event_base(bool stdio)
 		if (fstat(fd, &st) == 0 && !S_ISFIFO(st.st_mode) &&
 		    !S_ISSOCK(st.st_mode))
 			event_config_avoid_method(ec, "epoll");
+	if (!stdio)
+		event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	if (base == NULL)
