@@ -3,10 +3,12 @@
 # and cleanup.  Each scenario runs on a freshly started server, the SDK peer
 # (tests/bench/http-peer.mjs, on the pinned SDK and Node 22) first, then
 # heavyd --listen, with the same build/bench-http load; a table of both
-# ends the run.  Knobs (environment): HTTP_PING_SECS (5), HTTP_CONNS (32),
+# ends the run (ping runs HTTP_PING_ROUNDS times, alternating, each round's
+# ratio shown; the table has the last).  Knobs (environment):
+# HTTP_PING_SECS (5), HTTP_PING_ROUNDS (3), HTTP_CONNS (32),
 # HTTP_TTFB_CALLS (200), HTTP_IDLE_STREAMS (10000), HTTP_IDLE_SECS (10),
-# HTTP_HANGUP_RUNS (50), HTTP_AGENTS (4), HEAVYD_HTTP_FLAGS (more arguments
-# for heavyd); heavyd gets HEAVY_HTTP_MAX_SESSIONS and _CONNECTIONS of 16384
+# HTTP_HANGUP_RUNS (50), HTTP_AGENTS (4), HTTP_PING_ONLY (set: scenario a
+# only), HEAVYD_HTTP_FLAGS (more arguments for heavyd); heavyd gets HEAVY_HTTP_MAX_SESSIONS and _CONNECTIONS of 16384
 # (unless set) so that it holds the idle streams.  A scenario that fails is
 # reported and the run goes on.
 
@@ -84,6 +86,22 @@ http_row() {
 	printf '| %-46s | %-12s | %12s | %12s | %11s |\n' "$1" "$3" "$p" "$h" "$r"
 }
 
+# Scenarios b to d, on "${targets[@]}".
+http_bench_rest() {
+	echo "== b. time to first SSE byte of a tools/call, 0 ms mock (target <= 2 ms)"
+	for t in "${targets[@]}"; do http_run "$t" ttfb "${HTTP_TTFB_CALLS:-200}" "${HTTP_AGENTS:-4}"; done
+	echo "== c. ${HTTP_IDLE_STREAMS:-10000} idle SSE streams held (targets: RSS <= 64 MB, CPU ~ 0)"
+	for t in "${targets[@]}"; do http_run "$t" idle "${HTTP_IDLE_STREAMS:-10000}" "${HTTP_IDLE_SECS:-10}" PID; done
+	echo "== d. 2026-07-28 hang-up to the last worker reaped (target p99 <= 250 ms; heavyd only)"
+	for t in "${targets[@]}"; do
+		if [ "$t" = heavyd ]; then
+			http_run "$t" hangup "${HTTP_HANGUP_RUNS:-50}" "${HTTP_AGENTS:-4}" PID
+		else
+			echo "-- $t: not run (the peer has no worker processes and no 2026-07-28)"
+		fi
+	done
+}
+
 http_bench() {
 	local targets=("$@") t
 	scripts/npm-deps integration conformance
@@ -100,24 +118,19 @@ http_bench() {
 		case $t in peer|heavyd) ;; *) echo "bench http: unknown target $t" >&2; exit 2 ;; esac
 	done
 	echo "== a. ping over HTTP, ${HTTP_CONNS:-32} keep-alive clients (target: heavyd >= 10x the peer)"
-	for t in "${targets[@]}"; do http_run "$t" ping "${HTTP_PING_SECS:-5}" "${HTTP_CONNS:-32}"; done
-	echo "== b. time to first SSE byte of a tools/call, 0 ms mock (target <= 2 ms)"
-	for t in "${targets[@]}"; do http_run "$t" ttfb "${HTTP_TTFB_CALLS:-200}" "${HTTP_AGENTS:-4}"; done
-	echo "== c. ${HTTP_IDLE_STREAMS:-10000} idle SSE streams held (targets: RSS <= 64 MB, CPU ~ 0)"
-	for t in "${targets[@]}"; do http_run "$t" idle "${HTTP_IDLE_STREAMS:-10000}" "${HTTP_IDLE_SECS:-10}" PID; done
-	echo "== d. 2026-07-28 hang-up to the last worker reaped (target p99 <= 250 ms; heavyd only)"
-	for t in "${targets[@]}"; do
-		if [ "$t" = heavyd ]; then
-			http_run "$t" hangup "${HTTP_HANGUP_RUNS:-50}" "${HTTP_AGENTS:-4}" PID
-		else
-			echo "-- $t: not run (the peer has no worker processes and no 2026-07-28)"
-		fi
+	for r in $(seq "${HTTP_PING_ROUNDS:-3}"); do
+		for t in "${targets[@]}"; do
+			http_run "$t" ping "${HTTP_PING_SECS:-5}" "${HTTP_CONNS:-32}" PID
+		done
+		echo "-- round $r: $(http_row "ping" ping_per_s "" | awk -F'|' '{ print "peer" $4 "/s, heavyd" $5 "/s, heavyd/peer" $6 }')"
 	done
+	[ -n "${HTTP_PING_ONLY:-}" ] || http_bench_rest
 	echo
 	printf '| %-46s | %-12s | %12s | %12s | %11s |\n' what target "SDK peer" heavyd "heavyd/peer"
 	printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..48})" "$(printf -- '-%.0s' {1..14})" \
 	    "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..13})"
 	http_row "ping, 32 clients: requests/s" ping_per_s ">= 10x peer"
+	http_row "ping: server CPU per answer, us" ping_cpu_us ""
 	http_row "tools/call: response headers, median ms" ttfb_headers_median_ms ""
 	http_row "tools/call: first SSE byte, median ms" ttfb_first_byte_median_ms "<= 2 ms"
 	http_row "tools/call: first SSE byte, p99 ms" ttfb_first_byte_p99_ms ""
