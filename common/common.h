@@ -49,6 +49,7 @@ void	log_flush(int timeout_ms);
 void	log_with(enum log_level, const struct log_fields *, const char *fmt,
 	    ...) PRINTF(3, 4);
 void	log_relay(int pid, const char *label, const char *text);
+int	log_relay_try(int pid, const char *label, const char *text);
 void	log_child(void);
 void	fatal(const char *fmt, ...) PRINTF(1, 2) __attribute__((noreturn));
 void	fatalx(const char *fmt, ...) PRINTF(1, 2) __attribute__((noreturn));

@@ -54,11 +54,17 @@ static char		 log_pending[LOG_LINE_MAX];	/* a line's tail */
 static size_t		 log_npending;
 static bool		 log_last_words;	/* fatal: wait a little */
 static void		(*log_drop_fn)(uint64_t total);	/* metrics */
+static bool		 log_trying;	/* log_relay_try: not lost, refused */
+static bool		 log_refused;
 
 /* A line lost: counted, and whoever counts it told (the metrics). */
 static void
 log_drop(void)
 {
+	if (log_trying) {
+		log_refused = true;
+		return;
+	}
 	log_ndropped++;
 	if (log_drop_fn != NULL)
 		log_drop_fn(log_ndropped);
@@ -472,7 +478,7 @@ log_journal_fields(struct buf *b, const struct log_event *e)
 /*
  * One datagram to the journal; -1 when it is gone (then a line instead).
  * As with stderr, only the supervisor's never waits (but for its last
- * words): the zygote's relay waits for journald as it would for a stream.
+ * words); the workers' relay holds a line journald refused, and retries.
  */
 static int
 log_journal_send(const struct log_event *e)
@@ -546,8 +552,8 @@ log_line(const struct log_event *e)
 }
 
 /*
- * A line a worker wrote on its stderr, relayed by the zygote (text made
- * safe there): an event of the worker's own, with its pid and the label
+ * A line a worker wrote on its stderr, relayed by heavyd (text made safe
+ * there: supervisor/relay.c): an event of the worker's own, with its pid and the label
  * heavyd gave its job.
  */
 void
@@ -557,6 +563,21 @@ log_relay(int pid, const char *label, const char *text)
 	    label, &(struct log_fields){ .worker_pid = pid }, text };
 
 	log_line(&e);
+}
+
+/*
+ * log_relay, but a line that cannot go now is not dropped: -1, and the
+ * caller holds it and stops reading the worker (which then waits on its
+ * full pipe) until it can.  A worker's flood must not cost heavyd's lines.
+ */
+int
+log_relay_try(int pid, const char *label, const char *text)
+{
+	log_trying = true;
+	log_refused = false;
+	log_relay(pid, label, text);
+	log_trying = false;
+	return log_refused ? -1 : 0;
 }
 
 /*

@@ -27,10 +27,10 @@ struct json_object;
  * MSG_JOB_USAGE; 9: the identity in MSG_EGRESS_ATTACH, why a call waits
  * in MSG_EGRESS_WAITING, the tokens-per-minute budget in MSG_EGRESS_CONFIG;
  * 10: hedging (hedge_ms in MSG_JOB_RUN and MSG_EGRESS_ATTACH, the hedge in
- * MSG_EGRESS_RESPONSE, the hedges in the usage).
+ * MSG_EGRESS_RESPONSE, the hedges in the usage); 11: MSG_ZYGOTE_STDERR.
  * The supervisor and its workers come from one build; a mismatch is refused
  * at the first header. */
-#define PROTO_VERSION		10
+#define PROTO_VERSION		11
 #define PROTO_HDR_LEN		8
 
 enum msg_type {
@@ -54,6 +54,9 @@ enum msg_type {
 	MSG_JOB_EGRESS,		/* supervisor -> worker, before all else: no
 				   payload, its socket to heavyd-egress passed
 				   (none: egress is down) */
+	MSG_ZYGOTE_STDERR,	/* zygote -> supervisor: pid, label; the read end
+				   of the worker's stderr passed (a new worker
+				   or spare), or none (a spare took a job) */
 	MSG_TYPE_MAX
 };
 

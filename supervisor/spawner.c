@@ -128,8 +128,8 @@ spawner_flush(void)
 
 /*
  * Hands fd to the zygote for worker id; the fd is ours to close after.
- * The label prefixes what the worker writes to its stderr, which the
- * zygote relays to ours.
+ * The label prefixes what the worker writes to its stderr, which we
+ * relay (relay.c) from the pipe the zygote passes back.
  */
 int
 spawner_spawn(uint32_t id, int fd, const char *label)
@@ -173,8 +173,32 @@ spawner_spares_report(struct mreader *r, int passed_fd)
 	return 0;
 }
 
-/* Takes one SPAWNED, EXITED or SPARES frame, and the pidfd that may come
- * with it. */
+/*
+ * A worker's stderr, whose read end the zygote passed and closed (or a
+ * spare's new label, with none): relayed here, so no fork of the zygote
+ * inherits it.
+ */
+static int
+spawner_stderr(struct mreader *r, int passed_fd)
+{
+	uint32_t	 pid;
+	char		*label = NULL;
+
+	if (m_get_u32(r, &pid) == -1 || m_get_str(r, &label) == -1 ||
+	    m_end(r) == -1 || pid == 0 || pid > INT32_MAX) {
+		free(label);
+		return -1;
+	}
+	if (passed_fd != -1)
+		relay_add((pid_t)pid, passed_fd, label);
+	else
+		relay_label((pid_t)pid, label);
+	free(label);
+	return 0;
+}
+
+/* Takes one SPAWNED, EXITED, SPARES or STDERR frame, and the fd that may
+ * come with it. */
 static int
 spawner_dispatch(const uint8_t *data, ssize_t n, int passed_fd)
 {
@@ -188,6 +212,8 @@ spawner_dispatch(const uint8_t *data, ssize_t n, int passed_fd)
 	m_reader_init(&r, data + PROTO_HDR_LEN, hdr.len);
 	if (hdr.type == MSG_ZYGOTE_SPARES)
 		return spawner_spares_report(&r, passed_fd);
+	if (hdr.type == MSG_ZYGOTE_STDERR)
+		return spawner_stderr(&r, passed_fd);
 	m_get_u32(&r, &id);
 	m_get_u32(&r, &pid);
 	m_get_u32(&r, &v);
@@ -208,7 +234,7 @@ spawner_dispatch(const uint8_t *data, ssize_t n, int passed_fd)
 static int
 spawner_recv(void)
 {
-	uint8_t	data[64];
+	uint8_t	data[256];	/* a STDERR frame's label: under 64 */
 	ssize_t	n;
 	int	fd;
 
@@ -314,6 +340,7 @@ spawner_start(const char *worker_path, int spares, bool html)
 		spawner_chld = evsignal_new(ev_base, SIGCHLD, spawner_chld_cb,
 		    NULL);
 		evsignal_add(spawner_chld, NULL);
+		relay_init();
 		spawner_retry = evtimer_new(ev_base, spawner_retry_cb, NULL);
 	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
@@ -389,6 +416,7 @@ spawner_stop(void)
 	metrics_zygote_spares(0);
 	if (spawner_pid > 0)
 		spawner_wait_exit();
+	relay_stop();	/* the workers gone with the zygote: their last lines */
 	if (spawner_chld != NULL)
 		event_free(spawner_chld);
 	if (spawner_retry != NULL)

@@ -76,6 +76,12 @@ int	 spawner_spawn(uint32_t id, int fd, const char *label);
 void	 spawner_stop(void);
 bool	 spawner_up(void);
 
+/* relay.c: workers' stderr, relayed to ours */
+void	 relay_init(void);
+void	 relay_add(pid_t, int, const char *);
+void	 relay_label(pid_t, const char *);
+void	 relay_stop(void);
+
 /* egressctl.c: our handle on heavyd-egress. */
 struct egress_attach;
 int	 egressctl_start(const char *egress_path, const char *api_key,

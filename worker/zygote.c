@@ -6,14 +6,12 @@
  * reporting each wait status.  Forking this small process costs a fraction
  * of a fork+exec of a binary that loads 34 shared libraries.
  *
- * A worker's stderr is a pipe the zygote reads: each line goes to heavyd's
- * stderr behind the label the supervisor gave the job ("heavyd-worker[pid]
- * task 1a2b3c4d agent 2: ..."), control bytes made visible, cut at
- * ZLOG_LINE, and no more than ZLOG_MAX in all, so a hostile worker can
- * neither forge heavyd's own lines nor flood its log.
+ * A worker's stderr is a pipe whose read end goes to heavyd at once
+ * (MSG_ZYGOTE_STDERR), which relays its lines (supervisor/relay.c): the
+ * zygote keeps none, so no later fork inherits a live worker's pipe (with
+ * 1,600 live workers each fork copied, and each child closed, 1,600).
  */
 #include <sys/epoll.h>
-#include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -46,29 +44,10 @@ static bool		 refill = true;	/* off after a failed fork, until a request */
 #define ZYGOTE_QUIET_MS		5	/* requests quiet this long: refill */
 static int64_t		 last_request_ms;
 
-/* A worker's stderr, relayed. */
-#define ZLOG_LINE	1024		/* a line longer than this is cut */
-#define ZLOG_MAX	(64 << 10)	/* a worker's whole say; the rest is dropped */
-#define ZLOG_LABEL	64
-struct zlog {
-	pid_t	 pid;
-	int	 fd;			/* the pipe's read end */
-	char	 label[ZLOG_LABEL];
-	char	 line[ZLOG_LINE];
-	size_t	 len;
-	size_t	 total;			/* bytes relayed */
-};
-#define ZYGOTE_MAX_LOGS	4096
-static struct zlog	*zlogs;		/* zygote_private: not in children */
-static int		*zlog_fds;	/* the same pipes, for a child to close */
-static int		 nzlogs;
-/* One epoll set for the socket, the signals and every relay pipe: a turn
- * of the loop costs what is ready, not a poll of every live worker's pipe
- * (1,600 at once under load).  zlog_at maps a pipe to its index. */
+/* One epoll set for the socket and the signals. */
 static int		 zygote_epfd = -1;
-static int		*zlog_at;	/* zygote_private: fd -> zlogs index */
-static int		 zlog_at_max;	/* its size: RLIMIT_NOFILE, capped */
-#define ZYGOTE_EVENTS	256
+#define ZYGOTE_EVENTS	16
+#define ZYGOTE_LABEL	64		/* as heavyd keeps it (relay.c) */
 
 static unsigned long
 pid_hash(const void *k)
@@ -97,113 +76,33 @@ zygote_send(struct buf *frame, int fd)
 	buf_free(frame);
 }
 
-/*
- * One line of a worker's, as one event of its own (log_relay: a line
- * "heavyd-worker[pid] label: text", or a journal entry or JSON object
- * with its pid): the text made safe.
- */
-static void
-zlog_emit(struct zlog *z)
-{
-	char	text[ZLOG_LINE + 1], more[64];
-
-	if (z->total >= ZLOG_MAX) {
-		z->len = 0;
-		return;
-	}
-	for (size_t i = 0; i < z->len; i++)
-		if ((unsigned char)z->line[i] < 0x20 && z->line[i] != '\t')
-			z->line[i] = '?';	/* no \r, no escapes: no forgery */
-	memcpy(text, z->line, z->len);
-	text[z->len] = '\0';
-	log_relay((int)z->pid, z->label, text);
-	z->total += z->len;
-	if (z->total >= ZLOG_MAX) {
-		snprintf(more, sizeof more, "(its further output is dropped: "
-		    "%d KiB said)", ZLOG_MAX >> 10);
-		log_relay((int)z->pid, z->label, more);
-	}
-	z->len = 0;
-}
-
-static void
-zlog_close(int i)
-{
-	if (zlogs[i].len > 0)
-		zlog_emit(&zlogs[i]);
-	/* A child forked a moment ago may still hold it: out of the set now. */
-	epoll_ctl(zygote_epfd, EPOLL_CTL_DEL, zlogs[i].fd, NULL);
-	close(zlogs[i].fd);
-	zlogs[i] = zlogs[--nzlogs];
-	zlog_fds[i] = zlogs[i].fd;
-	zlog_at[zlogs[i].fd] = i;
-}
-
-/* What a worker wrote; its stderr closes when it exits. */
-static void
-zlog_read(int i)
-{
-	struct zlog	*z = &zlogs[i];
-	char		 buf[4096];
-	ssize_t		 n;
-
-	while ((n = read(z->fd, buf, sizeof buf)) > 0)
-		for (ssize_t k = 0; k < n; k++) {
-			if (buf[k] != '\n')
-				z->line[z->len++] = buf[k];
-			if (buf[k] == '\n' || z->len == ZLOG_LINE)
-				zlog_emit(z);
-		}
-	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR))
-		zlog_close(i);
-}
-
-/* A pipe for a child's stderr, the read end the zygote's; else both -1
- * (out of descriptors: the child writes to /dev/null). */
+/* A pipe for a child's stderr; else both -1 (out of descriptors: the
+ * child writes to /dev/null). */
 static void
 zlog_pipe(int p[2])
 {
-	struct epoll_event	ev = { .events = EPOLLIN };
-
-	if (nzlogs == ZYGOTE_MAX_LOGS || pipe2(p, O_CLOEXEC) == -1) {
+	if (pipe2(p, O_CLOEXEC) == -1)
 		p[0] = p[1] = -1;
-		return;
-	}
-	ev.data.fd = p[0];
-	if (p[0] >= zlog_at_max ||
-	    epoll_ctl(zygote_epfd, EPOLL_CTL_ADD, p[0], &ev) == -1) {
-		close(p[0]);
-		close(p[1]);
-		p[0] = p[1] = -1;
-		return;
-	}
-	fd_set_nonblock(p[0], 1);
 }
 
+/*
+ * Gives heavyd pid's stderr (fd, which we close: no later fork inherits
+ * it), or with fd -1 the label a spare takes with its job.
+ */
 static void
-zlog_add(pid_t pid, int fd, const char *label)
+zlog_pass(pid_t pid, int fd, const char *label)
 {
-	struct zlog	*z;
+	struct buf	frame;
+	char		short_label[ZYGOTE_LABEL];
 
-	if (fd == -1)
-		return;
-	zlog_fds[nzlogs] = fd;
-	zlog_at[fd] = nzlogs;
-	z = &zlogs[nzlogs++];
-	memset(z, 0, sizeof *z);
-	z->pid = pid;
-	z->fd = fd;
-	snprintf(z->label, sizeof z->label, "%s", label);
-}
-
-/* The job's label, once a spare (or a fresh fork) takes it. */
-static void
-zlog_label(pid_t pid, const char *label)
-{
-	for (int i = 0; i < nzlogs; i++)
-		if (zlogs[i].pid == pid)
-			snprintf(zlogs[i].label, sizeof zlogs[i].label, "%s",
-			    label);
+	snprintf(short_label, sizeof short_label, "%s", label);
+	m_create(&frame, MSG_ZYGOTE_STDERR);
+	m_add_u32(&frame, (uint32_t)pid);
+	m_add_str(&frame, short_label);
+	m_close(&frame, SIZE_MAX);
+	zygote_send(&frame, fd);
+	if (fd != -1)
+		close(fd);
 }
 
 /* In a forked child: a worker in its own process group. */
@@ -218,8 +117,6 @@ zygote_child_setup(const int err[2])
 	close(zygote_epfd);
 	for (int i = 0; i < nspares; i++)
 		close(spare_sock[i]);
-	for (int i = 0; i < nzlogs; i++)
-		close(zlog_fds[i]);
 	/* Never heavyd's stderr: the relay, or nothing at all. */
 	if (errfd == -1)
 		errfd = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -279,8 +176,9 @@ zygote_spare_fork(void)
 			close(err[0]);
 		return -1;
 	}
-	zlog_add(pid, err[0], "spare");
 	setpgid(pid, pid);
+	if (err[0] != -1)
+		zlog_pass(pid, err[0], "spare");
 	spare_pid[nspares] = pid;
 	spare_sock[nspares++] = sv[0];
 	return 0;
@@ -308,7 +206,7 @@ zygote_take_worker(int fd, const char *label)
 		pid = spare_pid[nspares - 1];
 		if (fd_send(spare_sock[nspares - 1], "j", 1, fd, 0) == 0) {
 			zygote_spare_drop(nspares - 1, 0);
-			zlog_label(pid, label);
+			zlog_pass(pid, -1, label);
 			return pid;
 		}
 		zygote_spare_drop(nspares - 1, 1);
@@ -322,7 +220,8 @@ zygote_take_worker(int fd, const char *label)
 		close(err[1]);
 	if (pid > 0) {
 		setpgid(pid, pid);	/* both sides, so no kill(-pid) races it */
-		zlog_add(pid, err[0], label);
+		if (err[0] != -1)
+			zlog_pass(pid, err[0], label);
 	} else if (err[0] != -1)
 		close(err[0]);
 	return pid;
@@ -478,7 +377,6 @@ zygote_scrub_env(void)
 static void
 zygote_setup(int fd)
 {
-	struct rlimit	rl;
 	sigset_t	chld;
 	int		type;
 	socklen_t	len = sizeof type;
@@ -494,11 +392,6 @@ zygote_setup(int fd)
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
 		fatal("zygote: PR_SET_PDEATHSIG");
 	signal(SIGPIPE, SIG_IGN);
-	/* A pipe per live worker (its stderr): as many as the hard limit. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
 	/*
 	 * A terminal's ^C and hangup reach the whole process group, which
 	 * the zygote shares with heavyd: heavyd decides what they mean, and
@@ -551,48 +444,11 @@ zygote_refill_wait(void)
 	return left > 0 ? (int)left : 0;
 }
 
-/*
- * Memory only the zygote uses, kept out of every child (MADV_DONTFORK).
- * A page the zygote writes after a fork leaves its old copy to the
- * children alive then, and a worker forked between two such writes owns
- * that copy alone: a page of its PSS for every page the zygote rewrites
- * (the poll set every turn, a relay's line).  What is not mapped in a
- * child costs it nothing, not even its page tables.
- */
-static void *
-zygote_private(size_t size)
-{
-	void	*p;
-
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE |
-	    MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		fatal("zygote: mmap");
-	if (madvise(p, size, MADV_DONTFORK) == -1)
-		fatal("zygote: madvise");
-	return p;
-}
-
-/* A worker's stderr pipe has something, or closed. */
-static void
-zygote_relay(int fd)
-{
-	int	i;
-
-	if (fd >= 0 && fd < zlog_at_max && (i = zlog_at[fd]) >= 0 &&
-	    i < nzlogs && zlogs[i].fd == fd)
-		zlog_read(i);
-}
-
 static void
 zygote_events_init(void)
 {
 	struct epoll_event	ev = { .events = EPOLLIN };
-	struct rlimit		rl;
 
-	zlog_at_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-	    rl.rlim_cur < (1 << 20) ? (int)rl.rlim_cur : 1 << 20;
-	zlog_at = zygote_private((size_t)zlog_at_max * sizeof *zlog_at);
 	if ((zygote_epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("zygote: epoll_create1");
 	ev.data.fd = zygote_fd;
@@ -619,8 +475,6 @@ zygote_main(int fd)
 	if (v != NULL && log_format_parse(v, &format) == 0)
 		log_set_format(format);
 	zygote_setup(fd);
-	zlogs = zygote_private(ZYGOTE_MAX_LOGS * sizeof *zlogs);
-	zlog_fds = xcalloc(ZYGOTE_MAX_LOGS, sizeof *zlog_fds);
 	zygote_events_init();
 	for (;;) {
 		zygote_report_spares();
@@ -635,15 +489,13 @@ zygote_main(int fd)
 			refill = zygote_spare_fork() == 0;
 			continue;
 		}
-		/* The relay first, then the exits, then new requests. */
+		/* The exits, then new requests. */
 		ctl = sig = false;
 		for (int i = 0; i < n; i++) {
 			if (ev[i].data.fd == zygote_fd)
 				ctl = true;
 			else if (ev[i].data.fd == zygote_sigfd)
 				sig = true;
-			else
-				zygote_relay(ev[i].data.fd);
 		}
 		if (sig)
 			zygote_reap();
