@@ -44,7 +44,8 @@ struct relay {
 	bool		 eof;
 	bool		 capped;		/* the cap was said */
 	size_t		 total;			/* bytes relayed */
-	char		 chunk[4096];		/* read, not yet split */
+	const char	*src;			/* read, not yet split */
+	char		*rest;			/* its copy, when a line is held */
 	size_t		 off, clen;
 	TAILQ_ENTRY(relay) entry;
 };
@@ -52,6 +53,8 @@ struct relay {
 static TAILQ_HEAD(, relay)	 relays = TAILQ_HEAD_INITIALIZER(relays);
 static struct lh_table		*relay_pids;	/* pid -> its newest relay */
 static bool			 relay_stopping;	/* drop, never hold */
+/* One buffer for every read: 1,600 live pipes hold only their line. */
+static char			 relay_buf[4096];
 
 static unsigned long
 relay_hash(const void *k)
@@ -128,6 +131,7 @@ relay_free(struct relay *r)
 	event_free(r->ev);
 	if (r->retry != NULL)
 		event_free(r->retry);
+	free(r->rest);
 	close(r->fd);
 	free(r);
 }
@@ -165,7 +169,7 @@ relay_run(struct relay *r)
 		}
 		if (r->off == r->clen)
 			break;
-		c = r->chunk[r->off++];
+		c = r->src[r->off++];
 		if (c != '\n')
 			r->line[r->len++] = c;
 		if (c == '\n' || r->len == RELAY_LINE)
@@ -179,6 +183,10 @@ relay_run(struct relay *r)
 		relay_free(r);
 		return -1;
 	}
+	free(r->rest);
+	r->rest = NULL;
+	r->src = NULL;
+	r->off = r->clen = 0;
 	return 0;
 }
 
@@ -188,13 +196,23 @@ relay_read(struct relay *r)
 {
 	ssize_t	n;
 
-	n = read(r->fd, r->chunk, sizeof r->chunk);
+	int	rc;
+
+	n = read(r->fd, relay_buf, sizeof relay_buf);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return 0;
+	r->src = relay_buf;
 	r->off = 0;
 	r->clen = n > 0 ? (size_t)n : 0;
 	r->eof = n <= 0;
-	return relay_run(r);
+	if ((rc = relay_run(r)) == 1) {		/* the shared buffer: copied */
+		r->rest = xmalloc(r->clen - r->off + 1);
+		memcpy(r->rest, r->src + r->off, r->clen - r->off);
+		r->clen -= r->off;
+		r->off = 0;
+		r->src = r->rest;
+	}
+	return rc;
 }
 
 /*
