@@ -72,6 +72,9 @@ test('a crashing worker is contained and reported', { timeout: TEST_TIMEOUT }, a
 	checkOk(sc.agents[2]);
 	assert.equal(sc.synthesized, true);
 	assert.match(sc.answer, /^Synthesized answer over 2 responses\./);
+	// Its last line, unended, relayed once its stderr closed.
+	await waitFor(() => /heavyd-worker\[\d+\] task [0-9a-f]{8} agent 1: test_crash: last words, unended\n/
+	    .test(srv.stderr()), HANG, 'the crashing worker\'s last line');
 	assert.deepEqual(await srv.client.ping(), {});
 	await normalCallWorks(srv);
 	await srv.shutdown();
