@@ -93,15 +93,17 @@ test('socket activation: the socket handed over at fd 3 is taken non-blocking an
 	assert.ok(flags & O_CLOEXEC, `fd 3 would be inherited: ${flags.toString(8)}`);
 	const inode = fs.readlinkSync(`/proc/${proc.pid}/fd/3`);
 	assert.match(inode, /^socket:\[\d+\]$/);
-	await waitFor(() => descendants(proc.pid).some((p) => p.comm === 'heavyd-zygote'), HANG,
-	    'the zygote');
 	// A child between fork and exec still holds every descriptor (close-on-exec
 	// acts at the exec), and under valgrind posix_spawn is a fork that takes
-	// its time: look once every child runs its own program.
+	// its time: look once both children heavyd starts (the zygote, then
+	// egress) are there and each runs its own program.
 	const exe = (pid) => { try { return fs.readlinkSync(`/proc/${pid}/exe`); } catch { return ''; } };
 	const own = exe(proc.pid);
-	await waitFor(() => descendants(proc.pid).every((p) => exe(p.pid) !== own), HANG,
-	    'every child past its exec');
+	await waitFor(() => {
+		const kids = descendants(proc.pid);
+		return ['heavyd-zygote', 'heavyd-egress'].every((c) => kids.some((p) => p.comm === c)) &&
+		    kids.every((p) => exe(p.pid) !== own);
+	}, HANG, 'the zygote and egress, past their exec');
 	for (const p of descendants(proc.pid)) {
 		let fds = [];
 		try { fds = fs.readdirSync(`/proc/${p.pid}/fd`); } catch { /* gone: it holds nothing */ }
