@@ -177,10 +177,12 @@ zygote_spare_fork(void)
 		return -1;
 	}
 	setpgid(pid, pid);
-	if (err[0] != -1)
-		zlog_pass(pid, err[0], "spare");
+	/* Held before heavyd hears of it: a send that finds heavyd gone
+	 * leaves through zygote_exit, which must kill it. */
 	spare_pid[nspares] = pid;
 	spare_sock[nspares++] = sv[0];
+	if (err[0] != -1)
+		zlog_pass(pid, err[0], "spare");
 	return 0;
 }
 
@@ -195,18 +197,25 @@ zygote_spare_drop(int i, int kill_it)
 	spare_sock[i] = spare_sock[nspares];
 }
 
-/* The spare takes fd, or a fresh fork does; the pid, or -1 with errno. */
+/*
+ * The spare takes fd, or a fresh fork does; the pid, or -1 with errno.
+ * What heavyd is to hear of its stderr: *errfd, a new pipe (or -1, and
+ * *label_only for a spare's, which heavyd has).  The caller tells it once
+ * the worker is among zygote_children, which zygote_exit kills.
+ */
 static pid_t
-zygote_take_worker(int fd, const char *label)
+zygote_take_worker(int fd, int *errfd, bool *label_only)
 {
 	pid_t	pid;
 	int	err[2];
 
+	*errfd = -1;
+	*label_only = false;
 	while (nspares > 0) {
 		pid = spare_pid[nspares - 1];
 		if (fd_send(spare_sock[nspares - 1], "j", 1, fd, 0) == 0) {
 			zygote_spare_drop(nspares - 1, 0);
-			zlog_pass(pid, -1, label);
+			*label_only = true;
 			return pid;
 		}
 		zygote_spare_drop(nspares - 1, 1);
@@ -220,8 +229,7 @@ zygote_take_worker(int fd, const char *label)
 		close(err[1]);
 	if (pid > 0) {
 		setpgid(pid, pid);	/* both sides, so no kill(-pid) races it */
-		if (err[0] != -1)
-			zlog_pass(pid, err[0], label);
+		*errfd = err[0];
 	} else if (err[0] != -1)
 		close(err[0]);
 	return pid;
@@ -232,9 +240,10 @@ zygote_fork(uint32_t id, int fd, const char *label)
 {
 	struct buf	frame;
 	pid_t		pid;
-	int		pidfd = -1, err = 0;
+	int		pidfd = -1, err = 0, errfd;
+	bool		label_only;
 
-	pid = zygote_take_worker(fd, label);
+	pid = zygote_take_worker(fd, &errfd, &label_only);
 	if (pid == -1)
 		err = errno;
 	else {
@@ -242,6 +251,8 @@ zygote_fork(uint32_t id, int fd, const char *label)
 			err = errno;
 		lh_table_insert(zygote_children, (void *)(intptr_t)pid,
 		    (void *)(uintptr_t)id);
+		if (errfd != -1 || label_only)
+			zlog_pass(pid, errfd, label);
 	}
 	close(fd);
 	m_create(&frame, MSG_ZYGOTE_SPAWNED);
