@@ -6,7 +6,7 @@
 // tasks/result on one wakes on the database's notification when the other
 // ends the task, and a cancel from one kills the other's workers.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 
@@ -15,9 +15,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CallToolResultSchema, CreateTaskResultSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-	GRACE, HANG, HEAVYD, IS_ASAN, IS_VALGRIND, REPO, SOON, TEST_TIMEOUT, TOOL, WORKER, apiKey,
-	assertNoSanitizerReport, describe, expire, jobsAlive, sanitizerEnv, sleep, startMock,
-	startServer, tmpdir, waitFor,
+	GRACE, HANG, IS_VALGRIND, SOON, TEST_TIMEOUT, TOOL, WORKER, apiKey, describe, jobsAlive,
+	sleep, startListener, startMock, startServer, tmpdir, waitFor,
 } from './lib.mjs';
 import { checkShape } from './checks.mjs';
 import { startPg } from './pg.mjs';
@@ -29,38 +28,15 @@ const QUEUE_FULL = /the task store cannot write: the task store's queue is full/
 
 /* heavyd --listen 127.0.0.1:0 on the store at url; killed after the test. */
 async function startHttp(t, mock, env) {
-	const proc = spawn(HEAVYD, ['--listen', '127.0.0.1:0'], {
-		stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
-		env: {
-			PATH: process.env.PATH, OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER,
-			HEAVY_BASE_URL: mock.baseUrl, HEAVY_STATE_DIR: tmpdir('state'),
-			...sanitizerEnv(), ...env,
-		},
+	const srv = await startListener(t, ['--listen', '127.0.0.1:0'], {
+		OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER, HEAVY_BASE_URL: mock.baseUrl,
+		HEAVY_STATE_DIR: tmpdir('state'), ...env,
 	});
-	let stderr = '';
-	proc.stderr.setEncoding('utf8');
-	proc.stderr.on('data', (d) => { stderr += d; });
-	proc.stdout.resume();
-	const exited = new Promise((r) => proc.once('close', (code, signal) => r({ code, signal })));
-	let exit = null;
-	exited.then((e) => { exit = e; });
-	t.after(async () => {
-		if (exit === null) {
-			proc.kill('SIGKILL');
-			await exited;
-		}
-	});
-	const m = await waitFor(() => {
-		if (exit)
-			throw new Error(`heavyd exited: ${JSON.stringify(exit)}\n${stderr}`);
-		return /listening on (http:\/\/\S+)/.exec(stderr);
-	}, HANG, 'heavyd to listen');
-	const base = m[1].replace(/\/mcp$/, '');
 	return {
-		url: m[1], proc, exited, stderr: () => stderr,
-		readyz: async () => (await fetch(`${base}/readyz`)).status,
+		...srv,
+		readyz: async () => (await fetch(`${srv.base}/readyz`)).status,
 		async metric(name) {
-			const text = await (await fetch(`${base}/metrics`)).text();
+			const text = await (await fetch(`${srv.base}/metrics`)).text();
 			const line = text.split('\n').find((l) => l.startsWith(`${name} `));
 			return line === undefined ? undefined : Number(line.split(' ')[1]);
 		},
@@ -154,11 +130,7 @@ test('the database goes away: /readyz 503, new work refused once the queue is fu
 	await waitFor(async () => await srv.metric('heavyd_store_queued') === 0, HANG, 'the queue emptied');
 
 	await client.close();
-	srv.proc.kill('SIGTERM');
-	const ex = await Promise.race([srv.exited, expire(HANG)]);
-	assert.deepEqual(ex, { code: 0, signal: null }, srv.stderr());
-	if (IS_ASAN)
-		assertNoSanitizerReport(srv.stderr(), 'heavyd');
+	await srv.stop();
 });
 
 /* Two heavyd nodes (stdio) on one database, each with a state directory
