@@ -257,6 +257,8 @@ server_event_base(bool stdio)
 	event_config_free(ec);
 	if (base == NULL)
 		fatalx("libevent: no usable event backend");
+	if (event_base_priority_init(base, EV_NPRIO) == -1)
+		fatalx("libevent: cannot set the loop's priorities");
 	return base;
 }
 

@@ -363,6 +363,7 @@ spawner_start(const char *worker_path, int spares, bool html)
 	    spawner_read_cb, NULL);
 	spawner_wev = event_new(ev_base, spawner_fd, EV_WRITE,
 	    spawner_write_cb, NULL);
+	event_priority_set(spawner_rev, EV_PRIO_ZYGOTE);
 	event_add(spawner_rev, NULL);
 	metrics_zygote_up(true);
 	log_debug("zygote started, pid %d", (int)spawner_pid);

@@ -16,6 +16,14 @@
 #include "store.h"
 
 extern struct event_base	*ev_base;
+/*
+ * The loop's priorities: the zygote's reports run before anything else
+ * ready in the same turn, so a spare's new label (sent before the spare
+ * has its job) is applied before any line that job writes is relayed.
+ */
+#define EV_PRIO_ZYGOTE	0
+#define EV_PRIO_NORMAL	1	/* libevent's default with two */
+#define EV_NPRIO	2
 
 /* server.c */
 int		 server_key_check(const struct heavy_config *, char **key,

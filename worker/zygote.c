@@ -199,23 +199,26 @@ zygote_spare_drop(int i, int kill_it)
 
 /*
  * The spare takes fd, or a fresh fork does; the pid, or -1 with errno.
- * What heavyd is to hear of its stderr: *errfd, a new pipe (or -1, and
- * *label_only for a spare's, which heavyd has).  The caller tells it once
- * the worker is among zygote_children, which zygote_exit kills.
+ * A spare's pipe heavyd has: it is told the new label here, before the
+ * spare has its job.  A fork's pipe is *errfd (else -1): the caller
+ * passes it once the worker is among zygote_children, which zygote_exit
+ * kills.
  */
 static pid_t
-zygote_take_worker(int fd, int *errfd, bool *label_only)
+zygote_take_worker(int fd, const char *label, int *errfd)
 {
 	pid_t	pid;
 	int	err[2];
 
 	*errfd = -1;
-	*label_only = false;
 	while (nspares > 0) {
 		pid = spare_pid[nspares - 1];
+		/* Its label first: heavyd reads our reports before any line
+		 * ready beside them (EV_PRIO_ZYGOTE), so the job's lines are
+		 * never relayed as a spare's. */
+		zlog_pass(pid, -1, label);
 		if (fd_send(spare_sock[nspares - 1], "j", 1, fd, 0) == 0) {
 			zygote_spare_drop(nspares - 1, 0);
-			*label_only = true;
 			return pid;
 		}
 		zygote_spare_drop(nspares - 1, 1);
@@ -241,9 +244,8 @@ zygote_fork(uint32_t id, int fd, const char *label)
 	struct buf	frame;
 	pid_t		pid;
 	int		pidfd = -1, err = 0, errfd;
-	bool		label_only;
 
-	pid = zygote_take_worker(fd, &errfd, &label_only);
+	pid = zygote_take_worker(fd, label, &errfd);
 	if (pid == -1)
 		err = errno;
 	else {
@@ -251,7 +253,7 @@ zygote_fork(uint32_t id, int fd, const char *label)
 			err = errno;
 		lh_table_insert(zygote_children, (void *)(intptr_t)pid,
 		    (void *)(uintptr_t)id);
-		if (errfd != -1 || label_only)
+		if (errfd != -1)	/* a fork's pipe, with its label */
 			zlog_pass(pid, errfd, label);
 	}
 	close(fd);
