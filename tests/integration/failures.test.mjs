@@ -74,7 +74,8 @@ test('a crashing worker is contained and reported', { timeout: TEST_TIMEOUT }, a
 	assert.match(sc.answer, /^Synthesized answer over 2 responses\./);
 	// Its last line, unended, relayed once its stderr closed.
 	await waitFor(() => /heavyd-worker\[\d+\] task [0-9a-f]{8} agent 1: test_crash: last words, unended\n/
-	    .test(srv.stderr()), HANG, 'the crashing worker\'s last line');
+	    .test(srv.stderr()), HANG, 'the crashing worker\'s last line')
+	    .catch((e) => assert.fail(`${e.message}; heavyd's stderr:\n${srv.stderr().slice(-4000)}`));
 	assert.deepEqual(await srv.client.ping(), {});
 	await normalCallWorks(srv);
 	await srv.shutdown();
