@@ -3,11 +3,18 @@
  * connect (PQconnectStartParams, PQconnectPoll), non-blocking sends
  * flushed on write readiness, answers read on read readiness, so a slow
  * or absent database never stalls the loop.  Queries wait in a bounded
- * queue and go out one at a time; the head stays queued until the server
- * has answered it, so when the link dies the head and everything after it
- * are sent again, in order, once a new connection is up (after a backoff
- * that doubles up to a cap).  LISTEN channels are listened to again on
- * every new connection.  See pgconn.h for the contract.
+ * queue.  In libpq's pipeline mode, up to `pipeline' of them at its head
+ * are sent without waiting for the answers of those before, each followed
+ * by a sync (so each is its own implicit transaction, and one's error
+ * does not abort the next); the server runs them in order, one after the
+ * other, and a query leaves the queue only once answered.  So when the
+ * link dies, every query sent and unanswered is still at the head, and it
+ * and everything after it are sent again, in order, once a new connection
+ * is up (after a backoff that doubles up to a cap).  Several statements
+ * in one string (pgconn_exec) cannot go through the pipeline (the
+ * extended protocol takes one): such a query goes alone, outside it,
+ * once those before it are answered.  LISTEN channels are listened to
+ * again on every new connection.  See pgconn.h for the contract.
  *
  * libpq resolves a host name in PQconnectPoll, synchronously: a URL with
  * an address (or hostaddr=) keeps a slow resolver off the loop.
@@ -27,6 +34,7 @@
 #include "pgconn.h"
 
 #define PGCONN_MAX_QUEUE	1024
+#define PGCONN_PIPELINE		32
 #define PGCONN_BACKOFF_MIN_MS	100
 #define PGCONN_BACKOFF_MAX_MS	10000
 #define PGCONN_CONNECT_MS	10000
@@ -49,6 +57,7 @@ struct pgconn {
 	char			*url;
 	char			*shown;		/* url, password masked */
 	int			 max_queue;
+	int			 pipeline;	/* queries in flight at most */
 	int			 backoff_min_ms;
 	int			 backoff_max_ms;
 	int			 connect_timeout_ms;
@@ -61,9 +70,10 @@ struct pgconn {
 	struct event		*ev_write;	/* connected, a send not flushed */
 	struct event		*ev_timer;	/* connect timeout, or the retry */
 
-	struct pgq_list		 queue;		/* the head is in flight if busy */
+	struct pgq_list		 queue;		/* the first inflight are sent */
 	int			 queued;	/* the callers' queries */
-	bool			 busy;
+	int			 inflight;	/* sent, not answered yet */
+	bool			 piped;		/* in libpq's pipeline mode */
 	PGresult		*last;		/* the head's last result so far */
 	char			*first_error;	/* the head's first error */
 	int			 in_cb;		/* inside a caller's callback */
@@ -125,6 +135,7 @@ pgconn_status(const struct pgconn *pc, struct pgconn_status *st)
 	st->state = pc->state;
 	st->queued = pc->queued;
 	st->max_queue = pc->max_queue;
+	st->in_flight = pc->inflight;
 	st->connects = pc->connects;
 	snprintf(st->error, sizeof st->error, "%s", pc->error);
 }
@@ -189,7 +200,8 @@ pgconn_teardown(struct pgconn *pc)
 	if (pc->conn != NULL)
 		PQfinish(pc->conn);
 	pc->conn = NULL;
-	pc->busy = false;
+	pc->inflight = 0;	/* those sent are sent again */
+	pc->piped = false;
 	PQclear(pc->last);
 	pc->last = NULL;
 	free(pc->first_error);
@@ -400,26 +412,58 @@ pgconn_flush(struct pgconn *pc)
 	return -1;
 }
 
-/* Sends the head of the queue when the link is up and idle. */
+/*
+ * One query out.  A single statement goes in the pipeline with a sync of
+ * its own; several statements in one string, outside it (the caller sends
+ * such a query alone).
+ */
+static int
+pgconn_send(struct pgconn *pc, const struct pgq *q)
+{
+	if (q->multi) {
+		if (pc->piped && PQexitPipelineMode(pc->conn) != 1)
+			return -1;
+		pc->piped = false;
+		return PQsendQuery(pc->conn, q->sql) == 1 ? 0 : -1;
+	}
+	if (!pc->piped && PQenterPipelineMode(pc->conn) != 1)
+		return -1;
+	pc->piped = true;
+	if (PQsendQueryParams(pc->conn, q->sql, q->nparams, NULL,
+	    (const char *const *)q->params, NULL, NULL, 0) != 1 ||
+	    PQpipelineSync(pc->conn) != 1)
+		return -1;
+	return 0;
+}
+
+/*
+ * Sends what waits after the queries in flight, while the link is up and
+ * the pipeline has room.  A multi-statement query waits until nothing is
+ * in flight, and nothing follows it until it is answered.
+ */
 static void
 pgconn_kick(struct pgconn *pc)
 {
 	struct pgq	*q = TAILQ_FIRST(&pc->queue);
-	int		 ok;
+	int		 sent = 0;
 
-	if (pc->state != PGCONN_CONNECTED || pc->busy || q == NULL)
+	if (pc->state != PGCONN_CONNECTED)
 		return;
-	if (q->multi)
-		ok = PQsendQuery(pc->conn, q->sql);
-	else
-		ok = PQsendQueryParams(pc->conn, q->sql, q->nparams, NULL,
-		    (const char *const *)q->params, NULL, NULL, 0);
-	if (!ok) {
-		pgconn_retry(pc, PQerrorMessage(pc->conn));
-		return;
+	for (int i = 0; q != NULL && i < pc->inflight; i++)
+		q = TAILQ_NEXT(q, entry);
+	for (; q != NULL && pc->inflight < pc->pipeline;
+	    q = TAILQ_NEXT(q, entry)) {
+		if (pc->inflight > 0 && (q->multi || !pc->piped))
+			break;
+		if (pgconn_send(pc, q) == -1) {
+			pgconn_retry(pc, PQerrorMessage(pc->conn));
+			return;
+		}
+		pc->inflight++;
+		sent++;
 	}
-	pc->busy = true;
-	pgconn_flush(pc);
+	if (sent > 0)
+		pgconn_flush(pc);
 }
 
 static void
@@ -454,7 +498,7 @@ pgconn_complete(struct pgconn *pc)
 	char		*error = pc->first_error;
 
 	TAILQ_REMOVE(&pc->queue, q, entry);
-	pc->busy = false;
+	pc->inflight--;
 	pc->last = NULL;
 	pc->first_error = NULL;
 	if (q->internal) {
@@ -472,28 +516,40 @@ pgconn_complete(struct pgconn *pc)
 	pgq_free(q);
 }
 
-/* Takes every result libpq has whole; -1 when the link failed. */
+/*
+ * Takes every result libpq has whole; -1 when the link failed.  In the
+ * pipeline a query's results end with NULL, then its sync's
+ * PGRES_PIPELINE_SYNC: answered then (libpq is idle between two syncs,
+ * as leaving pipeline mode wants).  Outside it, NULL ends the query.
+ */
 static int
 pgconn_results(struct pgconn *pc)
 {
 	PGresult	*res;
+	ExecStatusType	 st;
 
-	while (pc->state == PGCONN_CONNECTED && pc->busy &&
+	while (pc->state == PGCONN_CONNECTED && pc->inflight > 0 &&
 	    !PQisBusy(pc->conn)) {
 		if ((res = PQgetResult(pc->conn)) == NULL) {
+			if (!pc->piped)
+				pgconn_complete(pc);
+			continue;
+		}
+		if ((st = PQresultStatus(res)) == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
 			pgconn_complete(pc);
 			continue;
 		}
-		if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
-		    pgconn_link_error(res)) {
+		if (st == PGRES_FATAL_ERROR && pgconn_link_error(res)) {
 			pgconn_retry(pc, PQresultErrorMessage(res));
 			PQclear(res);
 			return -1;
 		}
-		if ((PQresultStatus(res) == PGRES_FATAL_ERROR ||
-		    PQresultStatus(res) == PGRES_BAD_RESPONSE) &&
-		    pc->first_error == NULL) {
-			pc->first_error = xstrdup(PQresultErrorMessage(res));
+		if ((st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE ||
+		    st == PGRES_PIPELINE_ABORTED) && pc->first_error == NULL) {
+			pc->first_error = xstrdup(st == PGRES_PIPELINE_ABORTED ?
+			    "not run: the pipeline was aborted" :
+			    PQresultErrorMessage(res));
 			pc->first_error[strcspn(pc->first_error, "\n")] = '\0';
 		}
 		PQclear(pc->last);
@@ -640,6 +696,7 @@ pgconn_new(struct event_base *base, const struct pgconn_config *cfg)
 	secret_add_url(cfg->url);
 	pc->max_queue = cfg->max_queue > 0 ? cfg->max_queue :
 	    PGCONN_MAX_QUEUE;
+	pc->pipeline = cfg->pipeline > 0 ? cfg->pipeline : PGCONN_PIPELINE;
 	pc->backoff_min_ms = cfg->backoff_min_ms > 0 ? cfg->backoff_min_ms :
 	    PGCONN_BACKOFF_MIN_MS;
 	pc->backoff_max_ms = cfg->backoff_max_ms > 0 ? cfg->backoff_max_ms :

@@ -2,15 +2,23 @@
  * supervisor/pgconn.h: one asynchronous libpq connection on the event loop
  * (the PostgreSQL task store's link), and the store's schema migrations.
  *
- * Queries wait in a bounded queue and go to the server one at a time, in
- * order.  While the server is away the queue holds them (up to max_queue;
- * past it a query is refused with a clear error) and the connection comes
- * back with exponential backoff; then the queue is sent again from the
- * query that was in flight.  A query's callback runs exactly once: when
- * the server answered it (a result or the server's error), or with an
- * error when the connection is freed.  So a query may reach the server
- * twice (sent, then the link died before the answer came): every query
- * given here must be idempotent (an upsert, a fenced update, a read).
+ * Queries wait in a bounded queue and go to the server in order, up to
+ * `pipeline' of them in flight at once (libpq's pipeline mode); the server
+ * runs them one after the other, each in a transaction of its own, and
+ * answers them in order.  While the server is away the queue holds them
+ * (up to max_queue, those in flight included; past it a query is refused
+ * with a clear error) and the connection comes back with exponential
+ * backoff; then the queue is sent again from the first query in flight.
+ * A query's callback runs exactly once: when the server answered it (a
+ * result or the server's error), or with an error when the connection is
+ * freed.  So a query may reach the server twice (sent, then the link died
+ * before the answer came), and so may the queries in flight after it,
+ * which the server may have run too: they all run again, in the same
+ * order.  Every query given here must be idempotent (an upsert, a fenced
+ * update, a read), and stay so when run again after the queries that
+ * followed it ran: running again, in order, queries that already ran must
+ * leave what running them once left.  Another link may see the state in
+ * between (an earlier write run again before a later one is) for a moment.
  */
 #ifndef HEAVY_PGCONN_H
 #define HEAVY_PGCONN_H
@@ -30,6 +38,7 @@ enum pgconn_state {
 struct pgconn_config {
 	const char	*url;		/* postgresql://... (libpq's URI) */
 	int		 max_queue;	/* queries held; <= 0: 1024 */
+	int		 pipeline;	/* in flight at most; <= 0: 32 */
 	int		 backoff_min_ms;	/* first retry; <= 0: 100 */
 	int		 backoff_max_ms;	/* retries at most this far apart;
 					 * <= 0: 10000 */
@@ -40,6 +49,7 @@ struct pgconn_config {
 struct pgconn_status {
 	enum pgconn_state state;
 	int		 queued;	/* held, sent or not (the callers') */
+	int		 in_flight;	/* sent and not answered yet */
 	int		 max_queue;
 	unsigned	 connects;	/* connections made so far */
 	char		 error[256];	/* why the last connection failed */

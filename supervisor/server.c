@@ -401,7 +401,8 @@ static const char *server_restart_keys[] = {
 	"limits.worker_fsize", "limits.worker_pids", "limits.worker_uid",
 	"limits.worker_gid", "limits.landlock_abi", "limits.store_write_ms",
 	"limits.store_sweep", "limits.store_busy_ms",
-	"limits.store_max_queue", "limits.store_connect_timeout",
+	"limits.store_max_queue", "limits.store_pipeline",
+	"limits.store_connect_timeout",
 	"limits.store_retry_max_ms", "limits.store_lease_ttl_ms", "node_id",
 	"limits.max_retained_tasks", "limits.egress_max_body",
 	"limits.egress_max_host_conns", "limits.egress_idle_conns",
@@ -531,6 +532,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	c->store_sweep_s = b->store_sweep_s;
 	c->store_busy_ms = b->store_busy_ms;
 	c->store_max_queue = b->store_max_queue;
+	c->store_pipeline = b->store_pipeline;
 	c->store_connect_timeout_s = b->store_connect_timeout_s;
 	c->store_retry_max_ms = b->store_retry_max_ms;
 	c->store_lease_ttl_ms = b->store_lease_ttl_ms;

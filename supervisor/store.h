@@ -113,6 +113,7 @@ struct store_options {
 	bool		 sync_full;	/* survive a power cut, not just a crash */
 	/* A server's link (0: the backend's defaults): */
 	int		 max_queue;	/* writes held while it is away */
+	int		 pipeline;	/* queries in flight at once */
 	int		 connect_timeout_ms;
 	int		 retry_max_ms;	/* the longest pause between tries */
 	/* Several nodes on one server: */

@@ -328,7 +328,7 @@ static int
 pg_open(const struct store_options *o, char *err, size_t errlen)
 {
 	struct pgconn_config	cfg = { .max_queue = o->max_queue,
-	    .connect_timeout_ms = o->connect_timeout_ms,
+	    .pipeline = o->pipeline, .connect_timeout_ms = o->connect_timeout_ms,
 	    .backoff_max_ms = o->retry_max_ms };
 
 	if (ev_base == NULL) {
