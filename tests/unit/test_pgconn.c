@@ -535,3 +535,185 @@ Test(pgconn, finish_without_the_loop)
 	cr_assert_str_eq(a.value, "20");
 	pgconn_free(pc);
 }
+
+/*
+ * The pipeline: answers in the order sent, one callback each, and every
+ * query sent and unanswered when the link dies sent again in order.
+ */
+#define PIPE_N		100
+#define PIPE_DEPTH	64
+#define PIPE_LOCK	10	/* the query that waits for a lock */
+static struct answer	 piped[PIPE_N];
+static int		 pipe_order[PIPE_N], pipe_answered;
+
+static void
+pipe_cb(void *arg, PGresult *res, const char *error)
+{
+	struct answer	*a = arg;
+
+	answer_cb(a, res, error);
+	pipe_order[pipe_answered++] = (int)(a - piped);
+}
+
+static struct pgconn *
+connect_piped(int max_queue, int pipeline)
+{
+	struct pgconn_config	cfg = { .url = pg.url, .max_queue = max_queue,
+	    .pipeline = pipeline, .backoff_min_ms = 20, .backoff_max_ms = 200 };
+
+	return pgconn_new(base, &cfg);
+}
+
+/* Query i of the run: an insert that notes the row inserted before it
+ * (a plain INSERT: run twice, its second run fails on the key), or, at
+ * PIPE_LOCK, a wait for the lock another link holds. */
+static void
+pipe_queue(struct pgconn *pc, int i)
+{
+	char		 v[16], err[256];
+	const char	*params[] = { v };
+
+	snprintf(v, sizeof v, "%d", i);
+	memset(&piped[i], 0, sizeof piped[i]);
+	cr_assert_eq(pgconn_query(pc, i == PIPE_LOCK ? "SELECT "
+	    "pg_advisory_xact_lock(1), $1::int" : "INSERT INTO seen SELECT "
+	    "$1::int, (SELECT max(n) FROM seen)", 1, params, pipe_cb,
+	    &piped[i], err, sizeof err), 0, "query %d: %s", i, err);
+}
+
+/* The pid of a's backend once it waits for advisory lock 1, other than
+ * not (polled from b: each poll is one query answered). */
+static void
+pipe_waiter(struct pgconn *b, const char *not, char *pid, size_t len)
+{
+	struct answer	a;
+	int64_t		deadline = now_ms() + HANG_MS;
+	const char	*params[] = { not };
+
+	do {
+		query(b, "SELECT pid FROM pg_stat_activity WHERE "
+		    "wait_event_type = 'Lock' AND query LIKE "
+		    "'%pg_advisory_xact_lock(1)%' AND pid <> pg_backend_pid() "
+		    "AND pid::text <> $1", 1, params, &a);
+		cr_assert(a.ok, "%s", a.error);
+	} while (a.value[0] == '\0' && now_ms() < deadline);
+	cr_assert(a.value[0] != '\0', "no backend waits for the lock");
+	snprintf(pid, len, "%s", a.value);
+}
+
+Test(pgconn, pipeline_killed_mid_flight)
+{
+	struct pgconn		*a = connect_piped(PIPE_N, PIPE_DEPTH);
+	struct pgconn		*b = connect_pg(0);
+	struct pgconn_status	 st;
+	struct answer		 x;
+	char			 pid[256], again[256], sql[320], err[256];
+
+	query_ok(b, "CREATE TABLE seen (n int PRIMARY KEY, after int)", &x);
+	query_ok(b, "SELECT pg_advisory_lock(1)", &x);
+	pipe_answered = 0;
+	for (int i = 0; i < PIPE_N; i++)
+		pipe_queue(a, i);
+	/* The queue's bound counts what is in flight. */
+	cr_assert_eq(pgconn_query(a, "SELECT 1", 0, NULL, answer_cb, &x, err,
+	    sizeof err), -1);
+	cr_assert(strstr(err, "queue is full") != NULL, "%s", err);
+
+	/* Those before the lock answered; the pipeline full behind it. */
+	pipe_waiter(b, "", pid, sizeof pid);
+	WAIT_FOR((pgconn_status(a, &st), st.in_flight == PIPE_DEPTH),
+	    "a full pipeline");
+	cr_assert_eq(pipe_answered, PIPE_LOCK);
+	cr_assert_eq(st.queued, PIPE_N - PIPE_LOCK);
+
+	/* Its backend killed: all of it again, on a new one, in order. */
+	snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%s)", pid);
+	query_ok(b, sql, &x);
+	cr_assert_str_eq(x.value, "t");
+	pipe_waiter(b, pid, again, sizeof again);
+	WAIT_FOR((pgconn_status(a, &st), st.in_flight == PIPE_DEPTH &&
+	    st.connects == 2), "the pipeline sent again");
+	cr_assert_eq(pipe_answered, PIPE_LOCK, "no answer for what was lost");
+	query_ok(b, "SELECT pg_advisory_unlock(1)", &x);
+	WAIT_FOR(pipe_answered == PIPE_N, "every query answered");
+
+	for (int i = 0; i < PIPE_N; i++) {
+		cr_assert_eq(piped[i].calls, 1, "query %d answered %d times",
+		    i, piped[i].calls);
+		cr_assert(piped[i].ok, "query %d: %s", i, piped[i].error);
+		cr_assert_eq(pipe_order[i], i, "answer %d was query %d", i,
+		    pipe_order[i]);
+	}
+	pgconn_status(a, &st);
+	cr_assert_eq(st.queued, 0);
+	cr_assert_eq(st.in_flight, 0);
+	/* Each insert ran once, after the one before it. */
+	query_ok(b, "SELECT count(*) FILTER (WHERE after IS DISTINCT FROM "
+	    "CASE n WHEN 0 THEN NULL WHEN 11 THEN 9 ELSE n - 1 END) || '/' || "
+	    "count(*) FROM seen", &x);
+	cr_assert_str_eq(x.value, "0/99");
+	pgconn_free(a);
+	pgconn_free(b);
+}
+
+/*
+ * A multi-statement query between single ones: out of the pipeline and
+ * back, in order; an error answers its own query only.
+ */
+Test(pgconn, pipeline_with_exec_and_errors)
+{
+	struct pgconn	*pc = connect_piped(0, 8);
+	struct answer	 a[6] = { 0 }, x;
+
+	query_ok(pc, "CREATE TABLE o (k serial, v text)", &x);
+	cr_assert_eq(pgconn_query(pc, "INSERT INTO o (v) VALUES ('a')", 0,
+	    NULL, answer_cb, &a[0], NULL, 0), 0);
+	cr_assert_eq(pgconn_query(pc, "SELECT 1 / 0", 0, NULL, answer_cb,
+	    &a[1], NULL, 0), 0);
+	cr_assert_eq(pgconn_exec(pc, "INSERT INTO o (v) VALUES ('b'); "
+	    "INSERT INTO o (v) VALUES ('c'); SELECT count(*) FROM o",
+	    answer_cb, &a[2], NULL, 0), 0);
+	cr_assert_eq(pgconn_query(pc, "INSERT INTO o (v) VALUES ('d')", 0,
+	    NULL, answer_cb, &a[3], NULL, 0), 0);
+	cr_assert_eq(pgconn_exec(pc, "INSERT INTO o (v) VALUES ('x'); "
+	    "SELECT 1 / 0", answer_cb, &a[4], NULL, 0), 0);
+	cr_assert_eq(pgconn_query(pc, "SELECT string_agg(v, '' ORDER BY k) "
+	    "FROM o", 0, NULL, answer_cb, &a[5], NULL, 0), 0);
+	WAIT_FOR(a[5].calls > 0, "the last query");
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(a[i].calls, 1, "query %d", i);
+	cr_assert(a[0].ok && a[2].ok && a[3].ok && a[5].ok);
+	cr_assert(strstr(a[1].error, "division by zero") != NULL, "%s",
+	    a[1].error);
+	cr_assert_not(a[4].ok);
+	cr_assert_str_eq(a[2].value, "3", "the exec saw the insert before it");
+	cr_assert_str_eq(a[5].value, "abcd");
+	pgconn_free(pc);
+}
+
+/* pipeline 1: one query in flight at a time, as before pipelining. */
+Test(pgconn, pipeline_of_one)
+{
+	struct pgconn		*a = connect_piped(0, 1), *b = connect_pg(0);
+	struct pgconn_status	 st;
+	struct answer		 x;
+	char			 pid[256];
+
+	query_ok(b, "CREATE TABLE seen (n int PRIMARY KEY, after int)", &x);
+	query_ok(b, "SELECT pg_advisory_lock(1)", &x);
+	pipe_answered = 0;
+	for (int i = 0; i < 20; i++)
+		pipe_queue(a, i);
+	pipe_waiter(b, "", pid, sizeof pid);
+	WAIT_FOR(pipe_answered == PIPE_LOCK, "those before the lock");
+	pgconn_status(a, &st);
+	cr_assert_eq(st.in_flight, 1);
+	cr_assert_eq(st.queued, 20 - PIPE_LOCK);
+	query_ok(b, "SELECT pg_advisory_unlock(1)", &x);
+	WAIT_FOR(pipe_answered == 20, "every query answered");
+	for (int i = 0; i < 20; i++)
+		cr_assert(piped[i].ok && pipe_order[i] == i, "%d: %s", i,
+		    piped[i].error);
+	pgconn_free(a);
+	pgconn_free(b);
+}
