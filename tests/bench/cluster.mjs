@@ -9,7 +9,11 @@
 // lease.  Knobs (environment): CLUSTER_ROUNDS (2), CLUSTER_ORCH (200
 // orchestrations a phase), CLUSTER_AGENTS (4), CLUSTER_CONC (20 clients),
 // CLUSTER_GET_SECS (5), CLUSTER_KILLS (3), CLUSTER_LEASE_MS (the default,
-// 30000).  Run with node from tests/integration (its SDK).
+// 30000), CLUSTER_PEER (a build directory, e.g. of another commit: three
+// more nodes of its heavyd on a database of their own in the same
+// PostgreSQL, behind a HAProxy of their own, a third setup alternating
+// with the others), CLUSTER_ENV (NAME=VALUE,... for this build's nodes).
+// Run with node from tests/integration (its SDK).
 import { HANG, TOOL, startMock, waitFor } from '../integration/lib.mjs';
 import {
 	CallToolResultSchema, psql, session, sessionKey, startHaproxy, startNode, startTask,
@@ -21,6 +25,9 @@ const ROUNDS = env('CLUSTER_ROUNDS', 2), ORCH = env('CLUSTER_ORCH', 200);
 const AGENTS = env('CLUSTER_AGENTS', 4), CONC = env('CLUSTER_CONC', 20);
 const GET_SECS = env('CLUSTER_GET_SECS', 5), KILLS = env('CLUSTER_KILLS', 3);
 const LEASE_MS = process.env.CLUSTER_LEASE_MS ? Number(process.env.CLUSTER_LEASE_MS) : undefined;
+const PEER = process.env.CLUSTER_PEER;
+const NODE_ENV = Object.fromEntries((process.env.CLUSTER_ENV ?? '').split(',').filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 const cleanups = [];
 const t = { after: (fn) => cleanups.push(fn) };
@@ -121,12 +128,27 @@ async function killToSettled(c) {
 	return ms;
 }
 
+/* Three nodes of the build in PEER, on a database of their own. */
+async function peerSetup(pg, mock, keyFile, leaseMs) {
+	await psql(pg.url, 'CREATE DATABASE peer');
+	const url = new URL(pg.url);
+	url.pathname = '/peer';
+	const db = { ...pg, url: url.href };
+	const opts = { keyFile, leaseMs, heavyd: `${PEER}/heavyd`,
+	    env: { HEAVY_WORKER: `${PEER}/heavyd-worker` } };
+	const nodes = [];
+	for (const name of ['peer-1', 'peer-2', 'peer-3'])
+		nodes.push(await startNode(t, db, mock, name, opts));
+	const lb = await startHaproxy(t, nodes);
+	return { name: `3 nodes, PostgreSQL, HAProxy: ${PEER}`, url: lb.url, nodes };
+}
+
 async function main() {
 	const mock = await startMock('bench-mock');
 	t.after(() => mock.stop());
 	const pg = await startPg(t, 'bench-pg');
 	const keyFile = sessionKey(t);
-	const opts = { keyFile, ...(LEASE_MS ? { leaseMs: LEASE_MS } : { leaseMs: 30000 }) };
+	const opts = { keyFile, env: NODE_ENV, ...(LEASE_MS ? { leaseMs: LEASE_MS } : { leaseMs: 30000 }) };
 	const nodes = [];
 	for (const name of ['node-1', 'node-2', 'node-3'])
 		nodes.push(await startNode(t, pg, mock, name, opts));
@@ -136,6 +158,8 @@ async function main() {
 		{ name: '3 nodes, PostgreSQL, HAProxy', url: lb.url, nodes },
 		{ name: '1 node, SQLite', url: lite.url, nodes: [lite] },
 	];
+	if (PEER)
+		setups.push(await peerSetup(pg, mock, keyFile, opts.leaseMs));
 	console.log(`== cluster: ${ORCH} ${AGENTS}-agent orchestrations by ${CONC} clients a phase (0 ms mock); ` +
 	    `tasks/get for ${GET_SECS} s; ${ROUNDS} rounds, the two setups alternating`);
 	for (const s of setups) {
@@ -166,14 +190,14 @@ async function main() {
 		console.log(`-- kill -9 ${k + 1}: its task settled by another node after ${(kills.at(-1) / 1000).toFixed(2)} s ` +
 		    `(lease ${opts.leaseMs} ms)`);
 	}
-	console.log('\n| each round | 3 nodes, PostgreSQL, HAProxy | 1 node, SQLite |\n|---|---|---|');
+	console.log(`\n| each round | ${setups.map((s) => s.name).join(' | ')} |\n|---|${setups.map(() => '---|').join('')}`);
 	const row = (label, k, f) => console.log(`| ${label} | ${setups.map((s) => s[k].map(f).join(', ')).join(' | ')} |`);
 	row('orchestrations/s', 'orch', (v) => v.toFixed(1));
 	row('tasks/get per s', 'get', (v) => v.toFixed(0));
 	row('store write p50, ms', 'p50', (v) => v.toFixed(2));
 	row('store write p99, ms', 'p99', (v) => v.toFixed(2));
 	console.log(`| kill -9 to the task settled elsewhere, s | ${kills.map((v) => (v / 1000).toFixed(1)).join(', ')} ` +
-	    '| n/a: settled when it starts again |');
+	    `| n/a: settled when it starts again |${PEER ? ' not measured |' : ''}`);
 }
 
 let status = 0;

@@ -59,7 +59,7 @@ export async function startNode(t, pg, mock, name, opts = {}) {
 	const node = {
 		name, port, proc: null, stderr: () => log,
 		async start() {
-			const proc = spawn(HEAVYD, ['--listen', `127.0.0.1:${port}`], {
+			const proc = spawn(opts.heavyd ?? HEAVYD, ['--listen', `127.0.0.1:${port}`], {
 				stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
 				env: {
 					PATH: process.env.PATH, OPENROUTER_API_KEY: apiKey(), HEAVY_WORKER: WORKER,
