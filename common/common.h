@@ -247,6 +247,7 @@ struct heavy_config {
 	int	 store_busy_ms;		/* wait for another heavyd's write */
 	int	 store_max_queue;	/* PostgreSQL: queries held while it is away */
 	int	 store_pipeline;	/* PostgreSQL: queries in flight at once */
+	int	 store_prepared;	/* PostgreSQL: statements kept prepared; 0: none */
 	int	 store_connect_timeout_s;	/* PostgreSQL: one connection attempt */
 	int	 store_retry_max_ms;	/* PostgreSQL: the backoff's cap */
 	int	 store_lease_ttl_ms;	/* PostgreSQL: a running task's lease */

@@ -278,6 +278,7 @@ config_defaults(struct heavy_config *c)
 	c->store_busy_ms = 5000;
 	c->store_max_queue = 1024;
 	c->store_pipeline = 32;
+	c->store_prepared = 64;
 	c->store_connect_timeout_s = 10;
 	c->store_retry_max_ms = 10000;
 	c->store_lease_ttl_ms = 30000;
@@ -379,6 +380,7 @@ static const struct knob {
 	INT_KNOB("HEAVY_STORE_BUSY_MS", store_busy_ms, 1, 600000),
 	INT_KNOB("HEAVY_STORE_MAX_QUEUE", store_max_queue, 1, 1 << 20),
 	INT_KNOB("HEAVY_STORE_PIPELINE", store_pipeline, 1, 1024),
+	INT_KNOB("HEAVY_STORE_PREPARED", store_prepared, 0, 1024),
 	INT_KNOB("HEAVY_STORE_CONNECT_TIMEOUT", store_connect_timeout_s, 1, 600),
 	INT_KNOB("HEAVY_STORE_RETRY_MAX_MS", store_retry_max_ms, 100, 600000),
 	INT_KNOB("HEAVY_STORE_LEASE_TTL_MS", store_lease_ttl_ms, 1000, 3600000),

@@ -565,6 +565,7 @@ durable_init(const struct heavy_config *cfg)
 	    .sync_full = strcmp(cfg->store_synchronous, "full") == 0,
 	    .max_queue = cfg->store_max_queue,
 	    .pipeline = cfg->store_pipeline,
+	    .prepared = cfg->store_prepared > 0 ? cfg->store_prepared : -1,
 	    .connect_timeout_ms = cfg->store_connect_timeout_s * 1000,
 	    .retry_max_ms = cfg->store_retry_max_ms,
 	    .node_id = cfg->node_id, .lease_ttl_ms = cfg->store_lease_ttl_ms };

@@ -13,8 +13,12 @@
  * is up (after a backoff that doubles up to a cap).  Several statements
  * in one string (pgconn_exec) cannot go through the pipeline (the
  * extended protocol takes one): such a query goes alone, outside it,
- * once those before it are answered.  LISTEN channels are listened to
- * again on every new connection.  See pgconn.h for the contract.
+ * once those before it are answered.  A single statement is prepared on
+ * its connection the first time it goes out (its Parse in the same sync
+ * as its first run), and run by name after that, so the server plans a
+ * store's statement once a connection rather than at every write.
+ * LISTEN channels are listened to again on every new connection.  See
+ * pgconn.h for the contract.
  *
  * libpq resolves a host name in PQconnectPoll, synchronously: a URL with
  * an address (or hostaddr=) keeps a slow resolver off the loop.
@@ -27,6 +31,7 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <json-c/linkhash.h>
 #include <libpq-fe.h>
 
 #include "supervisor.h"
@@ -35,6 +40,7 @@
 
 #define PGCONN_MAX_QUEUE	1024
 #define PGCONN_PIPELINE		32
+#define PGCONN_PREPARED		64
 #define PGCONN_BACKOFF_MIN_MS	100
 #define PGCONN_BACKOFF_MAX_MS	10000
 #define PGCONN_CONNECT_MS	10000
@@ -47,6 +53,7 @@ struct pgq {
 	int			 nparams;
 	bool			 multi;		/* PQsendQuery: several statements */
 	bool			 internal;	/* our LISTEN: no callback, not counted */
+	bool			 preparing;	/* its statement's Parse went with it */
 	pgconn_result_fn	 cb;
 	void			*arg;
 };
@@ -58,6 +65,7 @@ struct pgconn {
 	char			*shown;		/* url, password masked */
 	int			 max_queue;
 	int			 pipeline;	/* queries in flight at most */
+	int			 max_prepared;	/* statements kept; < 0: none */
 	int			 backoff_min_ms;
 	int			 backoff_max_ms;
 	int			 connect_timeout_ms;
@@ -74,6 +82,8 @@ struct pgconn {
 	int			 queued;	/* the callers' queries */
 	int			 inflight;	/* sent, not answered yet */
 	bool			 piped;		/* in libpq's pipeline mode */
+	struct lh_table		*prepared;	/* sql -> struct pgstmt, this link's */
+	unsigned		 stmts;		/* statements named so far */
 	PGresult		*last;		/* the head's last result so far */
 	char			*first_error;	/* the head's first error */
 	int			 in_cb;		/* inside a caller's callback */
@@ -202,6 +212,9 @@ pgconn_teardown(struct pgconn *pc)
 	pc->conn = NULL;
 	pc->inflight = 0;	/* those sent are sent again */
 	pc->piped = false;
+	if (pc->prepared != NULL)	/* gone with their session */
+		lh_table_free(pc->prepared);
+	pc->prepared = NULL;
 	PQclear(pc->last);
 	pc->last = NULL;
 	free(pc->first_error);
@@ -412,14 +425,64 @@ pgconn_flush(struct pgconn *pc)
 	return -1;
 }
 
+/* A statement prepared on this connection. */
+struct pgstmt {
+	char	*sql;
+	char	 name[24];
+};
+
+static void
+pgstmt_free(struct lh_entry *e)
+{
+	struct pgstmt	*st = lh_entry_v(e);
+
+	free(st->sql);
+	free(st);
+}
+
+/*
+ * q's statement by name: prepared before, or now (its Parse queued ahead
+ * of it, in its sync); "" unprepared (none kept, or no room); NULL when
+ * libpq failed.  Each statement gets a name never used before on this
+ * session, so one forgotten after an error never clashes.
+ */
+static const char *
+pgconn_prepare(struct pgconn *pc, struct pgq *q)
+{
+	struct lh_entry	*e;
+	struct pgstmt	*st;
+
+	if (pc->max_prepared < 0)
+		return "";
+	if (pc->prepared == NULL)
+		pc->prepared = lh_kchar_table_new(64, pgstmt_free);
+	if ((e = lh_table_lookup_entry(pc->prepared, q->sql)) != NULL)
+		return ((struct pgstmt *)lh_entry_v(e))->name;
+	if (pc->prepared->count >= pc->max_prepared)
+		return "";
+	st = xcalloc(1, sizeof *st);
+	st->sql = xstrdup(q->sql);
+	snprintf(st->name, sizeof st->name, "heavyd_%u", ++pc->stmts);
+	if (PQsendPrepare(pc->conn, st->name, st->sql, q->nparams, NULL) != 1) {
+		free(st->sql);
+		free(st);
+		return NULL;
+	}
+	lh_table_insert(pc->prepared, st->sql, st);
+	q->preparing = true;
+	return st->name;
+}
+
 /*
  * One query out.  A single statement goes in the pipeline with a sync of
  * its own; several statements in one string, outside it (the caller sends
  * such a query alone).
  */
 static int
-pgconn_send(struct pgconn *pc, const struct pgq *q)
+pgconn_send(struct pgconn *pc, struct pgq *q)
 {
+	const char	*name;
+
 	if (q->multi) {
 		if (pc->piped && PQexitPipelineMode(pc->conn) != 1)
 			return -1;
@@ -429,8 +492,13 @@ pgconn_send(struct pgconn *pc, const struct pgq *q)
 	if (!pc->piped && PQenterPipelineMode(pc->conn) != 1)
 		return -1;
 	pc->piped = true;
-	if (PQsendQueryParams(pc->conn, q->sql, q->nparams, NULL,
-	    (const char *const *)q->params, NULL, NULL, 0) != 1 ||
+	q->preparing = false;
+	if ((name = pgconn_prepare(pc, q)) == NULL)
+		return -1;
+	if ((*name != '\0' ? PQsendQueryPrepared(pc->conn, name, q->nparams,
+	    (const char *const *)q->params, NULL, NULL, 0) :
+	    PQsendQueryParams(pc->conn, q->sql, q->nparams, NULL,
+	    (const char *const *)q->params, NULL, NULL, 0)) != 1 ||
 	    PQpipelineSync(pc->conn) != 1)
 		return -1;
 	return 0;
@@ -501,6 +569,11 @@ pgconn_complete(struct pgconn *pc)
 	pc->inflight--;
 	pc->last = NULL;
 	pc->first_error = NULL;
+	/* Its Parse may have failed: the statement is forgotten (those sent
+	 * after it by its name, the same text, fail as it did, or with
+	 * "does not exist"). */
+	if (error != NULL && q->preparing && pc->prepared != NULL)
+		lh_table_delete(pc->prepared, q->sql);
 	if (q->internal) {
 		if (error != NULL)
 			log_warnx("task store: %s: %s", q->sql, error);
@@ -697,6 +770,8 @@ pgconn_new(struct event_base *base, const struct pgconn_config *cfg)
 	pc->max_queue = cfg->max_queue > 0 ? cfg->max_queue :
 	    PGCONN_MAX_QUEUE;
 	pc->pipeline = cfg->pipeline > 0 ? cfg->pipeline : PGCONN_PIPELINE;
+	pc->max_prepared = cfg->prepared != 0 ? cfg->prepared :
+	    PGCONN_PREPARED;
 	pc->backoff_min_ms = cfg->backoff_min_ms > 0 ? cfg->backoff_min_ms :
 	    PGCONN_BACKOFF_MIN_MS;
 	pc->backoff_max_ms = cfg->backoff_max_ms > 0 ? cfg->backoff_max_ms :

@@ -39,6 +39,8 @@ struct pgconn_config {
 	const char	*url;		/* postgresql://... (libpq's URI) */
 	int		 max_queue;	/* queries held; <= 0: 1024 */
 	int		 pipeline;	/* in flight at most; <= 0: 32 */
+	int		 prepared;	/* statements kept prepared on a
+					 * connection; 0: 64, < 0: none */
 	int		 backoff_min_ms;	/* first retry; <= 0: 100 */
 	int		 backoff_max_ms;	/* retries at most this far apart;
 					 * <= 0: 10000 */

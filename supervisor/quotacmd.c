@@ -169,6 +169,7 @@ quotacmd_run(const struct heavy_config *cfg, int argc, char **argv)
 	    .url = cfg->store_url, .busy_ms = cfg->store_busy_ms,
 	    .max_queue = cfg->store_max_queue,
 	    .pipeline = cfg->store_pipeline,
+	    .prepared = cfg->store_prepared > 0 ? cfg->store_prepared : -1,
 	    .connect_timeout_ms = cfg->store_connect_timeout_s * 1000,
 	    .retry_max_ms = cfg->store_retry_max_ms };
 	struct quotacmd_read	 r[QUOTA_NKINDS];

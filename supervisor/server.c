@@ -402,6 +402,7 @@ static const char *server_restart_keys[] = {
 	"limits.worker_gid", "limits.landlock_abi", "limits.store_write_ms",
 	"limits.store_sweep", "limits.store_busy_ms",
 	"limits.store_max_queue", "limits.store_pipeline",
+	"limits.store_prepared",
 	"limits.store_connect_timeout",
 	"limits.store_retry_max_ms", "limits.store_lease_ttl_ms", "node_id",
 	"limits.max_retained_tasks", "limits.egress_max_body",
@@ -533,6 +534,7 @@ server_keep_boot(struct heavy_config *c, const struct heavy_config *b)
 	c->store_busy_ms = b->store_busy_ms;
 	c->store_max_queue = b->store_max_queue;
 	c->store_pipeline = b->store_pipeline;
+	c->store_prepared = b->store_prepared;
 	c->store_connect_timeout_s = b->store_connect_timeout_s;
 	c->store_retry_max_ms = b->store_retry_max_ms;
 	c->store_lease_ttl_ms = b->store_lease_ttl_ms;

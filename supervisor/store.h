@@ -114,6 +114,7 @@ struct store_options {
 	/* A server's link (0: the backend's defaults): */
 	int		 max_queue;	/* writes held while it is away */
 	int		 pipeline;	/* queries in flight at once */
+	int		 prepared;	/* statements kept prepared (< 0: none) */
 	int		 connect_timeout_ms;
 	int		 retry_max_ms;	/* the longest pause between tries */
 	/* Several nodes on one server: */

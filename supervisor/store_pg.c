@@ -328,7 +328,8 @@ static int
 pg_open(const struct store_options *o, char *err, size_t errlen)
 {
 	struct pgconn_config	cfg = { .max_queue = o->max_queue,
-	    .pipeline = o->pipeline, .connect_timeout_ms = o->connect_timeout_ms,
+	    .pipeline = o->pipeline, .prepared = o->prepared,
+	    .connect_timeout_ms = o->connect_timeout_ms,
 	    .backoff_max_ms = o->retry_max_ms };
 
 	if (ev_base == NULL) {
