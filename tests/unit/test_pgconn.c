@@ -717,3 +717,42 @@ Test(pgconn, pipeline_of_one)
 	pgconn_free(a);
 	pgconn_free(b);
 }
+
+/*
+ * Statements are prepared once a connection, and run by name: their
+ * count in pg_prepared_statements (a statement of this very session).  A
+ * statement whose first run failed is forgotten, so the same text runs
+ * once what it needs is there; a link with prepared < 0 prepares none.
+ */
+Test(pgconn, prepared_statements)
+{
+	struct pgconn_config	 cfg = { .url = pg.url, .prepared = -1 };
+	struct pgconn		*pc = connect_pg(0), *none;
+	struct answer		 a;
+	const char		*count = "SELECT count(*) FROM "
+	    "pg_prepared_statements WHERE name LIKE 'heavyd%'";
+	const char		*late = "SELECT count(*) FROM late";
+
+	for (int i = 0; i < 3; i++)
+		query_ok(pc, "SELECT 1", &a);
+	query_ok(pc, count, &a);
+	cr_assert_str_eq(a.value, "2", "SELECT 1 once, and this one");
+	query(pc, late, 0, NULL, &a);
+	cr_assert_not(a.ok);
+	cr_assert(strstr(a.error, "\"late\" does not exist") != NULL, "%s",
+	    a.error);
+	query_ok(pc, count, &a);
+	cr_assert_str_eq(a.value, "2", "the failed one was not kept");
+	query_ok(pc, "CREATE TABLE late (n int)", &a);
+	query_ok(pc, late, &a);
+	cr_assert_str_eq(a.value, "0");
+	query_ok(pc, count, &a);
+	cr_assert_str_eq(a.value, "4");
+	pgconn_free(pc);
+
+	none = pgconn_new(base, &cfg);
+	query_ok(none, "SELECT 1", &a);
+	query_ok(none, count, &a);
+	cr_assert_str_eq(a.value, "0");
+	pgconn_free(none);
+}
