@@ -5,7 +5,10 @@
  * migrations run twice and at once, a newer database refused, the server
  * stopped with queries queued and in flight (every callback once, every
  * write landed after the reconnect), a full queue, LISTEN/NOTIFY across a
- * restart.  Waits are for events, bounded only to catch a hang.
+ * restart, the pipeline (a full one whose backend is killed, sent again in
+ * order; multi-statement strings between pipelined queries; a pipeline of
+ * one) and prepared statements.  Waits are for events, bounded only to
+ * catch a hang.
  */
 #include <criterion/criterion.h>
 
