@@ -86,6 +86,8 @@ struct pgconn {
 	unsigned		 stmts;		/* statements named so far */
 	PGresult		*last;		/* the head's last result so far */
 	char			*first_error;	/* the head's first error */
+	bool			 aborted;	/* the head's run was not: its Parse
+						 * failed */
 	int			 in_cb;		/* inside a caller's callback */
 
 	char			*channels[PGCONN_MAX_CHANNELS];
@@ -219,6 +221,7 @@ pgconn_teardown(struct pgconn *pc)
 	pc->last = NULL;
 	free(pc->first_error);
 	pc->first_error = NULL;
+	pc->aborted = false;
 	/* Our LISTENs are made again on the next connection. */
 	for (q = TAILQ_FIRST(&pc->queue); q != NULL; q = next) {
 		next = TAILQ_NEXT(q, entry);
@@ -569,11 +572,14 @@ pgconn_complete(struct pgconn *pc)
 	pc->inflight--;
 	pc->last = NULL;
 	pc->first_error = NULL;
-	/* Its Parse may have failed: the statement is forgotten (those sent
-	 * after it by its name, the same text, fail as it did, or with
-	 * "does not exist"). */
-	if (error != NULL && q->preparing && pc->prepared != NULL)
+	/* Its Parse failed (its run, after it in its sync, was aborted): the
+	 * statement is forgotten, and prepared again at its next use (those
+	 * sent after it by its name fail, as the same text would have).  A
+	 * run that failed after a good Parse keeps it: prepared again, it
+	 * would pile up on the server. */
+	if (pc->aborted && q->preparing && pc->prepared != NULL)
 		lh_table_delete(pc->prepared, q->sql);
+	pc->aborted = false;
 	if (q->internal) {
 		if (error != NULL)
 			log_warnx("task store: %s: %s", q->sql, error);
@@ -618,6 +624,8 @@ pgconn_results(struct pgconn *pc)
 			PQclear(res);
 			return -1;
 		}
+		if (st == PGRES_PIPELINE_ABORTED)
+			pc->aborted = true;
 		if ((st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE ||
 		    st == PGRES_PIPELINE_ABORTED) && pc->first_error == NULL) {
 			pc->first_error = xstrdup(st == PGRES_PIPELINE_ABORTED ?

@@ -751,6 +751,14 @@ Test(pgconn, prepared_statements)
 	cr_assert_str_eq(a.value, "0");
 	query_ok(pc, count, &a);
 	cr_assert_str_eq(a.value, "4");
+	/* One that parses but fails when run stays prepared, once. */
+	for (int i = 0; i < 3; i++) {
+		query(pc, "SELECT 1 / n FROM (SELECT 0 AS n) z", 0, NULL, &a);
+		cr_assert(strstr(a.error, "division by zero") != NULL, "%s",
+		    a.error);
+	}
+	query_ok(pc, count, &a);
+	cr_assert_str_eq(a.value, "5");
 	pgconn_free(pc);
 
 	none = pgconn_new(base, &cfg);
