@@ -78,7 +78,10 @@ void	 pgconn_on_notify(struct pgconn *, pgconn_notify_fn, void *arg);
 void	 pgconn_on_state(struct pgconn *, pgconn_state_fn, void *arg);
 /*
  * One statement with text parameters ($1...), queued.  -1 with err set
- * when the queue is full (then cb never runs).
+ * when the queue is full (then cb never runs).  Its text is prepared on
+ * the connection at its first use and run by name after, for the first
+ * `prepared' texts a connection sees: values belong in the parameters,
+ * not in the text, or one-off texts take the room for good.
  */
 int	 pgconn_query(struct pgconn *, const char *sql, int nparams,
 	    const char *const *params, pgconn_result_fn, void *arg, char *err,
