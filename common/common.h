@@ -287,6 +287,9 @@ struct heavy_config {
 	int	 drain_timeout_s;	/* SIGTERM: running tasks' time to end */
 	char	*log_format;		/* "text" or "json" */
 	int	 log_queries;		/* the audit log shows queries */
+	int	 resume;		/* a task whose process or node died
+					   is resumed, not failed (the
+					   default of its resume argument) */
 
 	/* auth.mode: oauth, the resource server (supervisor/oauth.h); the
 	 * server's, like the lists above: config_dup leaves them. */

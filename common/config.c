@@ -252,6 +252,7 @@ config_defaults(struct heavy_config *c)
 	c->egress_idle_conns = 256;
 	c->egress_breaker_cooldown_s = 30;
 	c->ask_cost = 2;
+	c->resume = 1;
 	c->task_ttl_s = 3600;
 	c->max_retained_tasks = 10000;
 	c->max_session_tasks = 512;
@@ -805,6 +806,7 @@ config_print(const struct heavy_config *c, const char *source, FILE *f)
 	free(url);
 	config_yaml_line(f, "log.format", c->log_format, NULL);
 	fprintf(f, "log.queries: %s\n", c->log_queries ? "true" : "false");
+	fprintf(f, "orchestrator.resume: %s\n", c->resume ? "true" : "false");
 	config_print_auth(c, f);
 	config_auth_print(c, f);
 }
@@ -948,6 +950,12 @@ config_from_env(struct heavy_config *c, char *err, size_t errlen)
 	if ((v = getenv("HEAVY_LOG_QUERIES")) != NULL && *v != '\0' &&
 	    config_parse_bool(v, &c->log_queries) == -1) {
 		snprintf(err, errlen, "HEAVY_LOG_QUERIES: expected 1 or 0 "
+		    "(true or false), got \"%.64s\"", v);
+		return -1;
+	}
+	if ((v = getenv("HEAVY_RESUME")) != NULL && *v != '\0' &&
+	    config_parse_bool(v, &c->resume) == -1) {
+		snprintf(err, errlen, "HEAVY_RESUME: expected 1 or 0 "
 		    "(true or false), got \"%.64s\"", v);
 		return -1;
 	}

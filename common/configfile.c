@@ -90,6 +90,8 @@ static const struct file_key {
 	  offsetof(struct heavy_config, log_format), NULL, 0 },
 	{ "log.queries", KEY_BOOL,
 	  offsetof(struct heavy_config, log_queries), NULL, 0 },
+	{ "orchestrator.resume", KEY_BOOL,
+	  offsetof(struct heavy_config, resume), NULL, 0 },
 	/* auth.mode: oauth (config_auth_check checks them together) */
 	STR("auth.mode", auth_mode),
 	STR("auth.issuer", auth_issuer),

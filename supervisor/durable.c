@@ -54,6 +54,19 @@ static struct lh_table	*dur_pending;	/* id -> final row not yet stored */
 static struct event	*dur_sweep;
 static int		 dur_write_ms, dur_max_rows, dur_ends, dur_busy_ms;
 static void		(*dur_idle)(void);	/* at shutdown: no write in flight */
+
+/* A task claimed to resume, started on the next turn of the loop (the
+ * store's call is not the place to start one). */
+struct durable_resume {
+	struct store_task	 row;
+	char			*from, *why;
+	struct event		*ev;
+	TAILQ_ENTRY(durable_resume) entry;
+};
+static TAILQ_HEAD(, durable_resume) dur_resumes =
+    TAILQ_HEAD_INITIALIZER(dur_resumes);
+static durable_resume_fn	 dur_resume;	/* NULL: none resumed */
+static struct heavy_config	*dur_cfg;	/* what a resumed task runs by */
 static struct event	*dur_idle_limit;
 
 static const char *
@@ -151,6 +164,7 @@ durable_row(const struct task_record *r, struct store_task *t)
 		t->status_message = xstrdup(r->error);
 	t->params = xstrdup(r->params ? json_text(r->params) : "{}");
 	durable_asked(r, t);
+	store_args_copy(&t->args, &r->args);
 	if (r->finished && r->result != NULL)
 		t->result = xstrdup(json_text(r->result));
 	t->usage = durable_usage(r);
@@ -449,12 +463,66 @@ durable_swept(void *arg, int n)
 		log_debug("task store: %d expired or excess task(s) deleted", n);
 }
 
+static void	durable_settled(void *, int);
+
+/* The rows of dead processes are settled (resumed or failed) here too:
+ * another heavyd on the store may have died since the start. */
 static void
 durable_sweep(void)
 {
 	dur_ends = 0;
 	durable_retry();
 	store_sweep(dur_max_rows, durable_swept, NULL);
+	if (dur_resume != NULL)
+		store_settle(durable_settled, NULL);
+}
+
+static void
+durable_resume_free(struct durable_resume *dr)
+{
+	TAILQ_REMOVE(&dur_resumes, dr, entry);
+	event_free(dr->ev);
+	store_task_clear(&dr->row);
+	free(dr->from);
+	free(dr->why);
+	free(dr);
+}
+
+static void
+durable_resume_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct durable_resume	*dr = arg;
+
+	(void)fd; (void)events;
+	dur_resume(dur_cfg, &dr->row, dr->from, dr->why);
+	durable_resume_free(dr);
+}
+
+/* The store claimed a task of a dead heavyd for this one. */
+static void
+durable_resumed(const struct store_task *row, const char *from,
+    const char *why)
+{
+	struct durable_resume	*dr = xcalloc(1, sizeof *dr);
+	struct timeval		 now = { 0, 0 };
+
+	store_task_copy(&dr->row, row);
+	dr->from = xstrdup(from);
+	dr->why = xstrdup(why);
+	dr->ev = evtimer_new(ev_base, durable_resume_cb, dr);
+	TAILQ_INSERT_TAIL(&dur_resumes, dr, entry);
+	evtimer_add(dr->ev, &now);
+}
+
+/*
+ * Who starts again the tasks of dead heavyds that this one claims (the
+ * task service, told from above); before durable_init.  Without it they
+ * are failed as interrupted.
+ */
+void
+durable_on_resume(durable_resume_fn fn)
+{
+	dur_resume = fn;
 }
 
 static void
@@ -579,6 +647,10 @@ durable_init(const struct heavy_config *cfg)
 	dur_max_rows = cfg->max_retained_tasks;
 	dur_live = lh_kchar_table_new(64, NULL);
 	dur_pending = lh_kchar_table_new(16, durable_pending_free);
+	if (dur_resume != NULL) {
+		dur_cfg = config_dup(cfg);
+		store_resume(durable_resumed);
+	}
 	store_settle(durable_settled, NULL);
 	durable_sweep();
 	dur_sweep = event_new(ev_base, -1, EV_PERSIST, durable_sweep_cb, NULL);
@@ -735,6 +807,11 @@ durable_close(void)
 		    (const char *)lh_entry_k(le), store_error());
 	lh_foreach_safe(dur_live, le, tmp)
 		durable_entry_free(lh_entry_v(le));
+	while (!TAILQ_EMPTY(&dur_resumes))	/* resumed by the next heavyd */
+		durable_resume_free(TAILQ_FIRST(&dur_resumes));
+	store_resume(NULL);
+	config_free(dur_cfg);
+	dur_cfg = NULL;
 	lh_table_free(dur_live);
 	lh_table_free(dur_pending);
 	event_free(dur_sweep);

@@ -254,6 +254,7 @@ mcp_init(const struct heavy_config *cfg)
 	mcp_started = true;
 	mcp_session_defaults(cfg);
 	registry_init();
+	durable_on_resume(service_resume);
 	durable_init(cfg);
 	registry_watch(REGISTRY_WATCH_SESSIONS, mcp_watch);
 	log_set_hook(mcp_log_hook);

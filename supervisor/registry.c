@@ -131,6 +131,7 @@ registry_record_free(struct task_record *r)
 	store_progress_clear(&r->progress);
 	json_object_put(r->params);
 	free(r->cache_key);
+	store_args_clear(&r->args);
 	free(r->error);
 	free(r->owner);
 	free(r);

@@ -340,6 +340,30 @@ service_quota_stop(void *arg, const char *why)
 		task_budget_stop(c->rec->task, why);
 }
 
+/* The arguments a task was started with, typed, as the store keeps them
+ * so that it can be resumed; its deadline on the wall clock. */
+static void
+service_args(const struct task_params *p, int64_t deadline_ms,
+    struct store_args *a)
+{
+	store_args_clear(a);
+	a->set = true;
+	a->timeout_s = p->timeout_s;
+	a->model = p->model != NULL ? xstrdup(p->model) : NULL;
+	a->strategy = p->strategy != NULL ? xstrdup(p->strategy) : NULL;
+	for (int i = 0; i < p->nfallbacks; i++)
+		config_strv_add(&a->fallbacks, &a->nfallbacks, p->fallbacks[i]);
+	a->max_total_tokens = (int64_t)p->max_total_tokens;
+	a->max_cost_usd = p->max_cost_usd;
+	a->min_agents = p->min_agents;
+	a->straggler_grace_s = p->straggler_grace_s;
+	a->hedge_after_ms = p->hedge_after_ms;
+	a->ask_cost = p->ask_cost;
+	a->incremental_interval_s = p->incremental_interval_s;
+	a->resume = p->resume;
+	a->deadline_ms = deadline_ms;
+}
+
 /* Admitted and started, or refused (busy, the query too long). */
 static void
 service_admit(struct service_start *st)
@@ -356,6 +380,8 @@ service_admit(struct service_start *st)
 		return;
 	}
 	c = service_call_new(&st->req, st->params, st->ttl);
+	service_args(&st->p, wall_ms() + (int64_t)(st->p.timeout_s * 1000),
+	    &c->rec->args);
 	st->p.owner = xstrdup(st->owner);	/* egress's fairness */
 	if ((t = task_start(st->req.cfg, &st->p, service_progress,
 	    service_done, c)) == NULL) {
@@ -495,4 +521,132 @@ int
 service_running(void)
 {
 	return service_ncalls;
+}
+
+/*
+ * Resumption: a task whose heavyd died, claimed by this one (store_resume).
+ * Nobody is waiting on a call for it: whoever holds its id reads it from
+ * the registry or the store, as of any task.
+ */
+static void
+service_resumed_started(void *arg, struct task_record *r,
+    enum service_refusal how, const char *why, int retry_after_s)
+{
+	(void)arg; (void)r; (void)how; (void)why; (void)retry_after_s;
+}
+
+static void
+service_resumed_done(void *arg, struct task_record *r,
+    const struct task_outcome *o, struct json_object *result, bool ran)
+{
+	(void)arg; (void)r; (void)o; (void)result; (void)ran;
+}
+
+static void
+service_resumed_answer(void *arg, const struct task_outcome *o,
+    struct json_object *result)
+{
+	(void)arg; (void)o; (void)result;
+}
+
+static const struct service_hooks service_resumed_hooks = {
+	.started = service_resumed_started,
+	.done = service_resumed_done,
+	.answer = service_resumed_answer,
+};
+
+/* The params of a stored task, from its typed columns. */
+static void
+service_resume_params(const struct store_task *row, struct task_params *p)
+{
+	const struct store_args	*a = &row->args;
+
+	memset(p, 0, sizeof *p);
+	p->query = xstrdup(row->query);
+	p->num_agents = row->num_agents;
+	p->timeout_s = a->timeout_s;
+	p->model = a->model != NULL ? xstrdup(a->model) : NULL;
+	p->strategy = a->strategy != NULL ? xstrdup(a->strategy) : NULL;
+	for (int i = 0; i < a->nfallbacks; i++)
+		config_strv_add(&p->fallbacks, &p->nfallbacks, a->fallbacks[i]);
+	p->max_total_tokens = (uint64_t)a->max_total_tokens;
+	p->max_cost_usd = a->max_cost_usd;
+	p->min_agents = a->min_agents;
+	p->straggler_grace_s = a->straggler_grace_s;
+	p->hedge_after_ms = a->hedge_after_ms;
+	p->ask_cost = a->ask_cost;
+	p->incremental_interval_s = a->incremental_interval_s;
+	p->resume = a->resume;
+	p->owner = xstrdup(row->owner);
+}
+
+/* What the first run left, for task_resume: the row's, valid while it is. */
+static void
+service_resume_seed(const struct store_task *row, const char *from,
+    const char *why, struct task_seed *seed)
+{
+	const struct store_agent	*a;
+	int				 i;
+
+	memset(seed, 0, sizeof *seed);
+	seed->id = row->id;
+	seed->deadline_ms = row->args.deadline_ms;
+	seed->from = from;
+	seed->why = why;
+	for (int k = 0; k < row->progress.nagents; k++) {
+		a = &row->progress.agents[k];
+		if ((i = a->index - 1) < 0 || i >= row->num_agents ||
+		    i >= HEAVY_MAX_AGENTS)
+			continue;
+		seed->agents[i].question = a->question;
+		seed->agents[i].status = a->status;
+		seed->agents[i].answer = a->answer;
+		seed->agents[i].error = a->error;
+		seed->agents[i].elapsed_ms = a->elapsed_ms;
+	}
+}
+
+/*
+ * Starts again, under its own id, owner and deadline, a task whose heavyd
+ * died.  It is neither admitted nor charged again: its quota charge has
+ * the task as its source, so the same charge counts once.  Its row is
+ * ours already (the store claimed it).
+ */
+void
+service_resume(const struct heavy_config *cfg, const struct store_task *row,
+    const char *from, const char *why)
+{
+	struct service_req	 req = { .owner = row->owner, .cfg = cfg,
+	    .tool = strcmp(row->tool, "grok_heavy_orchestrate") == 0 ?
+	    "grok_heavy_orchestrate" : "heavy_orchestrate",
+	    .hooks = &service_resumed_hooks };
+	struct service_call	*c;
+	struct task_params	 p;
+	struct task_seed	 seed;
+	struct task		*t;
+
+	if (service_closed) {	/* its row stays ours: the next heavyd's */
+		log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = row->id },
+		    "task %s: not resumed: shutting down", row->id);
+		return;
+	}
+	service_resume_params(row, &p);
+	service_resume_seed(row, from, why, &seed);
+	c = service_call_new(&req, service_params_json(cfg, &p), row->ttl_ms);
+	service_args(&p, row->args.deadline_ms, &c->rec->args);
+	if ((t = task_resume(cfg, &p, &seed, service_progress, service_done,
+	    c)) == NULL) {
+		task_params_clear(&p);
+		json_object_put(c->rec->params);
+		c->rec->params = NULL;
+		registry_discard(c->rec);
+		service_call_free(c);
+		return;
+	}
+	c->rec->cache_key = row->cache_key ? xstrdup(row->cache_key) : NULL;
+	registry_add(c->rec, t, row->id, now_ms());
+	c->rec->start_time_ms = row->created_ms;
+	c->quota = quota_run_start(row->owner, row->id, service_quota_stop, c);
+	task_on_usage(t, service_usage, c);
+	durable_when_stored(c->rec->id, service_stored, c);
 }

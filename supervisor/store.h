@@ -56,6 +56,29 @@ struct store_progress {
 	struct store_draft	 draft;
 };
 
+/*
+ * What an orchestration was started with, typed, so that it can be
+ * started again (resumed) with the same arguments.  A row without them (of
+ * an older heavyd, or of a tool that is no orchestration) has set false.
+ */
+struct store_args {
+	bool		 set;
+	double		 timeout_s;
+	char		*model;		/* NULL: the configured */
+	char		*strategy;	/* NULL: the configured */
+	char		**fallbacks;	/* NULL: the configured */
+	int		 nfallbacks;
+	int64_t		 max_total_tokens;	/* 0: none */
+	double		 max_cost_usd;		/* 0: none */
+	int		 min_agents;
+	double		 straggler_grace_s;
+	int		 hedge_after_ms;
+	bool		 ask_cost;
+	double		 incremental_interval_s;
+	bool		 resume;	/* resumed, not failed, if its runner dies */
+	int64_t		 deadline_ms;	/* wall clock: it fails past this */
+};
+
 /* One task, as the store keeps it. */
 struct store_task {
 	char		 id[33];
@@ -67,6 +90,7 @@ struct store_task {
 					   kept as a record, never read back */
 	char		*query;		/* typed, from them: what was asked */
 	int		 num_agents;	/* ... and of how many agents */
+	struct store_args args;		/* ... and with what */
 	struct store_progress progress;
 	char		*result;	/* JSON CallToolResult, once terminal */
 	char		*usage;		/* JSON */
@@ -94,6 +118,13 @@ enum store_event {
 	STORE_EVENT_LOST,	/* this process's lease on it was lost */
 };
 typedef void (*store_event_fn)(enum store_event, const char *id);
+/*
+ * A task whose runner died that this process has claimed, to resume it:
+ * the row as it was (its args set), who ran it (a pid, a node) and why it
+ * stopped.  The row is the backend's, for the call only.
+ */
+typedef void (*store_resume_fn)(const struct store_task *, const char *from,
+	    const char *why);
 
 /* A write (or several, in one transaction) is done. */
 typedef void (*store_done_cb)(void *arg, int rc);
@@ -149,8 +180,8 @@ struct store_backend {
 	/* The newest completed row with this cache key, under max_age. */
 	void		(*cache_find)(const char *owner, const char *key,
 			    int64_t max_age_ms, store_row_cb, void *);
-	/* Rows whose process is gone: failed, with the reason (rc: how
-	 * many). */
+	/* Rows whose process is gone: resumed by this one (store_resume),
+	 * or failed, with the reason (rc: how many). */
 	void		(*settle)(store_done_cb, void *);
 	/* Expired rows, then the oldest ended ones beyond max_rows (rc: how
 	 * many went). */
@@ -228,5 +259,14 @@ const char *store_self_start(void);
 bool	 store_proc_alive(pid_t, const char *start);
 extern const char store_interrupted[];
 void	 store_task_interrupt(struct store_task *);
+void	 store_args_copy(struct store_args *, const struct store_args *);
+void	 store_args_clear(struct store_args *);
+bool	 store_resumable(const struct store_task *, int64_t now);
+/* Who hears of the rows this process claims to resume (NULL: nobody;
+ * then every backend fails them as before). */
+void	 store_resume(store_resume_fn);
+bool	 store_resuming(void);
+void	 store_resume_tell(const struct store_task *, const char *from,
+	    const char *why);
 
 #endif

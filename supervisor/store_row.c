@@ -12,6 +12,7 @@
 #include "supervisor.h"
 
 static char	 self_start[96];	/* starttime@boot_id of this process */
+static store_resume_fn store_resume_fn_set;	/* NULL: none resumed */
 
 const char store_interrupted[] = "interrupted by restart: the heavyd "
 	"process that ran this task is gone";
@@ -146,6 +147,7 @@ store_task_copy(struct store_task *to, const struct store_task *from)
 	to->status_message = dup_or_null(from->status_message);
 	to->params = dup_or_null(from->params);
 	to->query = dup_or_null(from->query);
+	store_args_copy(&to->args, &from->args);
 	store_progress_copy(&to->progress, &from->progress);
 	to->result = dup_or_null(from->result);
 	to->usage = dup_or_null(from->usage);
@@ -161,6 +163,7 @@ store_task_clear(struct store_task *t)
 	free(t->status_message);
 	free(t->params);
 	free(t->query);
+	store_args_clear(&t->args);
 	store_progress_clear(&t->progress);
 	free(t->result);
 	free(t->usage);
@@ -181,4 +184,65 @@ store_task_interrupt(struct store_task *t)
 	config_set_str(&t->status_message, store_interrupted);
 	t->updated_ms = wall_ms();
 	t->orphaned = false;
+}
+
+void
+store_args_copy(struct store_args *to, const struct store_args *from)
+{
+	*to = *from;
+	to->model = dup_or_null(from->model);
+	to->strategy = dup_or_null(from->strategy);
+	to->fallbacks = NULL;
+	if (from->nfallbacks > 0) {
+		to->fallbacks = xcalloc((size_t)from->nfallbacks + 1,
+		    sizeof *to->fallbacks);
+		for (int i = 0; i < from->nfallbacks; i++)
+			to->fallbacks[i] = xstrdup(from->fallbacks[i]);
+	}
+}
+
+void
+store_args_clear(struct store_args *a)
+{
+	free(a->model);
+	free(a->strategy);
+	for (int i = 0; i < a->nfallbacks; i++)
+		free(a->fallbacks[i]);
+	free(a->fallbacks);
+	memset(a, 0, sizeof *a);
+}
+
+/*
+ * Whether an orphaned row (its runner died mid-task) is resumed rather
+ * than failed: someone here resumes tasks, the row has its arguments (an
+ * orchestration of a heavyd that keeps them), asked to be, and its
+ * deadline has not passed (now: the wall clock).
+ */
+bool
+store_resumable(const struct store_task *t, int64_t now)
+{
+	return store_resume_fn_set != NULL && t->args.set && t->args.resume &&
+	    t->args.deadline_ms > now && t->num_agents > 0 &&
+	    t->query != NULL;
+}
+
+void
+store_resume(store_resume_fn fn)
+{
+	store_resume_fn_set = fn;
+}
+
+bool
+store_resuming(void)
+{
+	return store_resume_fn_set != NULL;
+}
+
+/* The backend has claimed the row for this process: resume it. */
+void
+store_resume_tell(const struct store_task *t, const char *from,
+    const char *why)
+{
+	if (store_resume_fn_set != NULL)
+		store_resume_fn_set(t, from, why);
 }

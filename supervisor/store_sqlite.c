@@ -24,12 +24,13 @@
 #include "supervisor.h"
 
 #define STORE_FILE		"tasks.db"
-#define STORE_SCHEMA_VERSION	3	/* 2: the quota charges; 3: the
-					 * progress typed (task_agents) */
+#define STORE_SCHEMA_VERSION	4	/* 2: the quota charges; 3: the
+					 * progress typed (task_agents); 4:
+					 * the arguments typed (resumption) */
 
 static sqlite3		*db;
 static sqlite3_stmt	*st_put;	/* the hot statements, prepared once */
-static sqlite3_stmt	*st_agent_put, *st_agents;
+static sqlite3_stmt	*st_agent_put, *st_agents, *st_fallback_put;
 static char		 last_error[256];	/* why the last write failed */
 
 static const char *sq_schema =
@@ -57,7 +58,20 @@ static const char *sq_schema =
 "  ttl_ms INTEGER NOT NULL,"
 "  expires_ms INTEGER NOT NULL,"	/* created + ttl, indexed for the sweep */
 "  pid INTEGER NOT NULL,"
-"  proc_start TEXT NOT NULL"
+"  proc_start TEXT NOT NULL,"
+/* 4: the arguments, typed (NULL: not kept, never resumed). */
+"  timeout_s REAL,"
+"  model TEXT,"
+"  strategy TEXT,"
+"  max_total_tokens INTEGER,"
+"  max_cost_usd REAL,"
+"  min_agents INTEGER,"
+"  straggler_grace_s REAL,"
+"  hedge_after_ms INTEGER,"
+"  ask_cost INTEGER,"
+"  incremental_interval_s REAL,"
+"  resume INTEGER,"
+"  deadline_ms INTEGER"			/* wall clock: it fails past this */
 ");"
 "CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks(owner, created_ms, id);"
 "CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks(created_ms);"
@@ -77,6 +91,13 @@ static const char *sq_schema =
 "  answer TEXT,"
 "  elapsed_ms INTEGER,"			/* NULL until it has finished */
 "  PRIMARY KEY (task_id, idx)"
+") WITHOUT ROWID;"
+/* 4: a task's fallback_models, in order, deleted with it. */
+"CREATE TABLE IF NOT EXISTS task_fallbacks ("
+"  task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
+"  pos INTEGER NOT NULL,"		/* 0-based */
+"  model TEXT NOT NULL,"
+"  PRIMARY KEY (task_id, pos)"
 ") WITHOUT ROWID;"
 /* 2: a quota window's charges, one per source (a task), each only grows. */
 "CREATE TABLE IF NOT EXISTS quota_charges ("
@@ -186,17 +207,51 @@ static const char *sq_migrate_v3 =
 "    json_type(agents, '$.draft.text') = 'text' ELSE 0 END;"
 "ALTER TABLE tasks DROP COLUMN agents;";
 
-/* Whether tasks still has the JSON column of versions 1 and 2. */
+/*
+ * Version 4 from 3 (or older, once converted): the arguments a task was
+ * started with, typed, so that a task whose process died can be resumed.
+ * Rows of before have none (NULL), and are never resumed.
+ */
+static const char *sq_migrate_v4 =
+"ALTER TABLE tasks ADD COLUMN timeout_s REAL;"
+"ALTER TABLE tasks ADD COLUMN model TEXT;"
+"ALTER TABLE tasks ADD COLUMN strategy TEXT;"
+"ALTER TABLE tasks ADD COLUMN max_total_tokens INTEGER;"
+"ALTER TABLE tasks ADD COLUMN max_cost_usd REAL;"
+"ALTER TABLE tasks ADD COLUMN min_agents INTEGER;"
+"ALTER TABLE tasks ADD COLUMN straggler_grace_s REAL;"
+"ALTER TABLE tasks ADD COLUMN hedge_after_ms INTEGER;"
+"ALTER TABLE tasks ADD COLUMN ask_cost INTEGER;"
+"ALTER TABLE tasks ADD COLUMN incremental_interval_s REAL;"
+"ALTER TABLE tasks ADD COLUMN resume INTEGER;"
+"ALTER TABLE tasks ADD COLUMN deadline_ms INTEGER;";
+
+/* Whether tasks has a column of this name. */
 static int
-sq_has_agents_json(bool *has)
+sq_has_column(const char *name, bool *has)
 {
-	char	n[16];
+	char	n[16], sql[128];
 	int	rc;
 
-	rc = sq_pragma("SELECT count(*) FROM pragma_table_info('tasks') "
-	    "WHERE name = 'agents'", n, sizeof n);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM "
+	    "pragma_table_info('tasks') WHERE name = '%s'", name);
+	rc = sq_pragma(sql, n, sizeof n);
 	*has = rc == SQLITE_OK && atoi(n) > 0;
 	return rc;
+}
+
+/* The conversions an older file needs, after sq_schema. */
+static int
+sq_migrate(void)
+{
+	bool	old, args;
+
+	if (sq_has_column("agents", &old) != SQLITE_OK ||
+	    (old && sq_exec(sq_migrate_v3) == -1) ||
+	    sq_has_column("deadline_ms", &args) != SQLITE_OK ||
+	    (!args && sq_exec(sq_migrate_v4) == -1))
+		return -1;
+	return 0;
 }
 
 /*
@@ -204,14 +259,14 @@ sq_has_agents_json(bool *has)
  * starting at once on a fresh file, one creates it and the others, waiting
  * their turn, find it current.  Every statement of it is IF NOT EXISTS, so
  * an older file (version 1: the tasks alone) gets what it lacks in place;
- * one of version 1 or 2 has its progress converted (sq_migrate_v3).  A
+ * one of version 1 or 2 has its progress converted (sq_migrate_v3), one
+ * of before 4 its arguments' columns added (sq_migrate_v4).  A
  * file of a newer heavyd is left alone.
  */
 static int
 sq_schema_check(const char *path, char *err, size_t errlen)
 {
 	char	v[32], sql[64];
-	bool	old;
 	int	rc;
 
 	if ((rc = sq_pragma("PRAGMA user_version", v, sizeof v)) != SQLITE_OK)
@@ -228,8 +283,7 @@ sq_schema_check(const char *path, char *err, size_t errlen)
 	    STORE_SCHEMA_VERSION);
 	if (sq_exec("BEGIN IMMEDIATE") == -1)
 		return sqlite3_errcode(db);
-	if (sq_exec(sq_schema) == -1 || sq_has_agents_json(&old) != SQLITE_OK ||
-	    (old && sq_exec(sq_migrate_v3) == -1) || sq_exec(sql) == -1 ||
+	if (sq_exec(sq_schema) == -1 || sq_migrate() == -1 || sq_exec(sql) == -1 ||
 	    sq_exec("COMMIT") == -1) {
 		rc = sqlite3_errcode(db);
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -375,7 +429,8 @@ sq_close(void)
 	sqlite3_finalize(st_put);
 	sqlite3_finalize(st_agent_put);
 	sqlite3_finalize(st_agents);
-	st_put = st_agent_put = st_agents = NULL;
+	sqlite3_finalize(st_fallback_put);
+	st_put = st_agent_put = st_agents = st_fallback_put = NULL;
 	sqlite3_close(db);
 	db = NULL;
 }
@@ -417,8 +472,33 @@ sq_step_done(sqlite3_stmt *st)
 	"status_message, params, phase, progress_ms, result, usage, " \
 	"cache_key, created_ms, updated_ms, ttl_ms, expires_ms, pid, " \
 	"proc_start, draft_n, draft_answers, draft_of, draft_made_ms, " \
-	"draft_text, query, num_agents) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9," \
-	"?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)"
+	"draft_text, query, num_agents, timeout_s, model, strategy, " \
+	"max_total_tokens, max_cost_usd, min_agents, straggler_grace_s, " \
+	"hedge_after_ms, ask_cost, incremental_interval_s, resume, " \
+	"deadline_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13," \
+	"?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29," \
+	"?30,?31,?32,?33,?34,?35,?36)"
+
+/* The arguments from column i on (none: NULL); written once, at the
+ * insert. */
+static void
+sq_bind_args(sqlite3_stmt *st, int i, const struct store_args *a)
+{
+	if (!a->set)
+		return;
+	sqlite3_bind_double(st, i, a->timeout_s);
+	bind_text(st, i + 1, a->model);
+	bind_text(st, i + 2, a->strategy);
+	sqlite3_bind_int64(st, i + 3, a->max_total_tokens);
+	sqlite3_bind_double(st, i + 4, a->max_cost_usd);
+	sqlite3_bind_int(st, i + 5, a->min_agents);
+	sqlite3_bind_double(st, i + 6, a->straggler_grace_s);
+	sqlite3_bind_int(st, i + 7, a->hedge_after_ms);
+	sqlite3_bind_int(st, i + 8, a->ask_cost);
+	sqlite3_bind_double(st, i + 9, a->incremental_interval_s);
+	sqlite3_bind_int(st, i + 10, a->resume);
+	sqlite3_bind_int64(st, i + 11, a->deadline_ms);
+}
 
 /* A draft from column i on: its number, then the rest (NULL: none). */
 static void
@@ -456,6 +536,31 @@ sq_bind_task(sqlite3_stmt *st, const struct store_task *t)
 	sq_bind_draft(st, 18, &t->progress.draft);
 	bind_text(st, 23, t->query);
 	sqlite3_bind_int(st, 24, t->num_agents);
+	sq_bind_args(st, 25, &t->args);
+}
+
+static int	sq_step_reset(sqlite3_stmt *);
+
+/* Its fallback models, once (a row's arguments never change). */
+static int
+sq_put_fallbacks(const struct store_task *t)
+{
+	sqlite3_stmt	*st;
+
+	if (!t->args.set || t->args.nfallbacks == 0)
+		return 0;
+	if ((st = st_fallback_put) == NULL && (st = st_fallback_put =
+	    sq_prepare("INSERT OR IGNORE INTO task_fallbacks (task_id, pos, "
+	    "model) VALUES (?1,?2,?3)")) == NULL)
+		return -1;
+	for (int i = 0; i < t->args.nfallbacks; i++) {
+		bind_text(st, 1, t->id);
+		sqlite3_bind_int(st, 2, i);
+		bind_text(st, 3, t->args.fallbacks[i]);
+		if (sq_step_reset(st) == -1)
+			return -1;
+	}
+	return 0;
 }
 
 /* Runs a prepared statement kept for reuse; -1 (logged) on error. */
@@ -531,6 +636,8 @@ sq_put_one(const struct store_task *t)
 		return -1;
 	if (sqlite3_changes(db) == 0)
 		return 1;
+	if (sq_put_fallbacks(t) == -1)
+		return -1;
 	return sq_put_agents(t);
 }
 
@@ -566,7 +673,57 @@ column_dup(sqlite3_stmt *st, int i)
 #define STORE_COLUMNS "id, owner, tool, status, status_message, params, " \
 	"phase, progress_ms, result, usage, cache_key, created_ms, " \
 	"updated_ms, ttl_ms, pid, proc_start, draft_n, draft_answers, " \
-	"draft_of, draft_made_ms, draft_text, query, num_agents"
+	"draft_of, draft_made_ms, draft_text, query, num_agents, " \
+	"timeout_s, model, strategy, max_total_tokens, max_cost_usd, " \
+	"min_agents, straggler_grace_s, hedge_after_ms, ask_cost, " \
+	"incremental_interval_s, resume, deadline_ms"
+
+/* The arguments from column i on, if the row has them (its fallback
+ * models are read apart: sq_fallbacks). */
+static void
+sq_args(sqlite3_stmt *st, int i, struct store_args *a)
+{
+	if (sqlite3_column_type(st, i) == SQLITE_NULL ||
+	    sqlite3_column_type(st, i + 11) == SQLITE_NULL)
+		return;
+	a->set = true;
+	a->timeout_s = sqlite3_column_double(st, i);
+	a->model = column_dup(st, i + 1);
+	a->strategy = column_dup(st, i + 2);
+	a->max_total_tokens = sqlite3_column_int64(st, i + 3);
+	a->max_cost_usd = sqlite3_column_double(st, i + 4);
+	a->min_agents = sqlite3_column_int(st, i + 5);
+	a->straggler_grace_s = sqlite3_column_double(st, i + 6);
+	a->hedge_after_ms = sqlite3_column_int(st, i + 7);
+	a->ask_cost = sqlite3_column_int(st, i + 8) != 0;
+	a->incremental_interval_s = sqlite3_column_double(st, i + 9);
+	a->resume = sqlite3_column_int(st, i + 10) != 0;
+	a->deadline_ms = sqlite3_column_int64(st, i + 11);
+}
+
+/* A row's fallback models, in order; -1 (logged) on error. */
+static int
+sq_fallbacks(struct store_task *t)
+{
+	struct store_args	*a = &t->args;
+	sqlite3_stmt		*st;
+	int			 rc;
+
+	if ((st = sq_prepare("SELECT model FROM task_fallbacks WHERE "
+	    "task_id = ?1 ORDER BY pos")) == NULL)
+		return -1;
+	bind_text(st, 1, t->id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		a->fallbacks = xrealloc(a->fallbacks,
+		    (size_t)(a->nfallbacks + 2) * sizeof *a->fallbacks);
+		a->fallbacks[a->nfallbacks++] = column_dup(st, 0);
+		a->fallbacks[a->nfallbacks] = NULL;
+	}
+	if (rc != SQLITE_DONE)
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
 
 /* A row's agents, in order; -1 (logged) on error. */
 static int
@@ -632,6 +789,7 @@ sq_row(sqlite3_stmt *st, struct store_task *t)
 	}
 	t->query = column_dup(st, 21);
 	t->num_agents = sqlite3_column_int(st, 22);
+	sq_args(st, 23, &t->args);
 	t->ours = t->pid == getpid() && strcmp(start, store_self_start()) == 0;
 	t->orphaned = strcmp(t->status, "working") == 0 && !t->ours &&
 	    !store_proc_alive(t->pid, start);
@@ -656,7 +814,8 @@ sq_settle_orphan(struct store_task *t)
 {
 	sqlite3_stmt	*st;
 
-	if (!t->orphaned)
+	/* One to resume is left for the settle, which claims it. */
+	if (!t->orphaned || store_resumable(t, wall_ms()))
 		return;
 	store_task_interrupt(t);
 	if (sq_exec("SAVEPOINT settle") == -1)
@@ -885,13 +1044,87 @@ sq_ids(const char *owner, const char *prefix, int limit, store_rows_cb cb,
 	free(rows);
 }
 
-/* Rows whose process is gone, found at startup: failed, with the reason.
- * rc: how many. */
+/*
+ * Whether the row is still working in the process it names, and that
+ * process is dead (of several heavyds settling at once, the first to
+ * claim it changed that): 1, else 0; -1 on error.
+ */
+static int
+sq_still_orphaned(const struct store_task *t)
+{
+	sqlite3_stmt	*st;
+	int		 rc, orphaned = 0;
+
+	if ((st = sq_prepare("SELECT pid, proc_start FROM tasks WHERE "
+	    "id = ?1 AND status = 'working'")) == NULL)
+		return -1;
+	bind_text(st, 1, t->id);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		orphaned = (pid_t)sqlite3_column_int(st, 0) == t->pid &&
+		    !store_proc_alive(t->pid,
+		    (const char *)sqlite3_column_text(st, 1));
+	else if (rc != SQLITE_DONE)
+		sq_failed(sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? orphaned : -1;
+}
+
+/*
+ * An orphaned row this process takes over to resume: checked again and
+ * made ours in one immediate transaction, so that it is claimed once.
+ * 1 claimed, 0 not (another heavyd was first), -1 error.
+ */
+static int
+sq_claim(const struct store_task *t)
+{
+	sqlite3_stmt	*st;
+	int		 claimed;
+
+	if (sq_exec("BEGIN IMMEDIATE") == -1)
+		return -1;
+	if ((claimed = sq_still_orphaned(t)) == 1) {
+		if ((st = sq_prepare("UPDATE tasks SET pid = ?2, proc_start = "
+		    "?3, updated_ms = ?4 WHERE id = ?1")) == NULL)
+			claimed = -1;
+		else {
+			bind_text(st, 1, t->id);
+			sqlite3_bind_int(st, 2, (int)getpid());
+			bind_text(st, 3, store_self_start());
+			sqlite3_bind_int64(st, 4, wall_ms());
+			if (sq_step_done(st) == -1)
+				claimed = -1;
+		}
+	}
+	if (claimed == -1 || sq_exec("COMMIT") == -1) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return claimed;
+}
+
+/* An orphan to resume: its fallbacks read, claimed, and handed up. */
+static void
+sq_resume(struct store_task *t)
+{
+	char	from[64];
+
+	if (sq_fallbacks(t) == -1 || sq_claim(t) != 1)
+		return;
+	snprintf(from, sizeof from, "process %d on this host", (int)t->pid);
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = t->id },
+	    "task %s: its process %d died; resumed here", t->id, (int)t->pid);
+	store_resume_tell(t, from, "its process died");
+}
+
+/* Rows whose process is gone, found at startup and at each sweep: resumed
+ * by this one when they can be (store_resumable), else failed, with the
+ * reason.  rc: how many were failed. */
 static void
 sq_settle(store_done_cb cb, void *arg)
 {
 	struct store_task	*rows;
 	sqlite3_stmt		*st;
+	int64_t			 now = wall_ms();
 	int			 n, settled = 0;
 
 	if (db == NULL || (st = sq_prepare("SELECT " STORE_COLUMNS
@@ -901,7 +1134,15 @@ sq_settle(store_done_cb cb, void *arg)
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		settled += rows[i].orphaned;
+		if (!rows[i].orphaned)
+			continue;
+		/* Not claimed: another heavyd was first, or an error that
+		 * the next sweep retries. */
+		if (store_resumable(&rows[i], now)) {
+			sq_resume(&rows[i]);
+			continue;
+		}
+		settled++;
 		sq_settle_orphan(&rows[i]);
 	}
 	sq_rows_free(rows, n);

@@ -213,6 +213,7 @@ struct task_params {
 	char	*owner;		/* who started it (NULL: nobody known):
 				   egress's fairness across identities */
 	double	 incremental_interval_s; /* incremental: between drafts */
+	bool	 resume;	/* resumed, not failed, if its heavyd dies */
 };
 struct task;
 typedef void (*task_progress_fn)(void *arg, double progress, double total,
@@ -229,6 +230,24 @@ typedef void (*task_done_fn)(void *arg, const struct task_outcome *,
 	    struct json_object *result);
 struct task *task_start(const struct heavy_config *, struct task_params *,
 	    task_progress_fn, task_done_fn, void *arg);
+/* What a resumed task keeps of its first run (task_resume). */
+struct task_seed_agent {
+	const char	*question;	/* NULL: the planner runs again */
+	const char	*status;	/* as it was: ok failed ... running */
+	const char	*answer;
+	const char	*error;
+	int64_t		 elapsed_ms;
+};
+struct task_seed {
+	const char		*id;		/* the task keeps its id */
+	int64_t			 deadline_ms;	/* wall clock */
+	const char		*from;		/* who ran it: a process, a node */
+	const char		*why;		/* why it stopped there */
+	struct task_seed_agent	 agents[HEAVY_MAX_AGENTS];
+};
+struct task *task_resume(const struct heavy_config *, struct task_params *,
+	    const struct task_seed *, task_progress_fn, task_done_fn,
+	    void *arg);
 const char *task_id(const struct task *);	/* 32 hex digits, 128 random bits */
 void	 task_cancel(struct task *);
 typedef void (*task_usage_fn)(void *arg, const struct usage *total);
@@ -314,6 +333,7 @@ struct task_record {
 	int64_t			 ttl_ms;	/* kept this long from its start */
 	struct json_object	*params;	/* its effective arguments */
 	char			*cache_key;	/* NULL: never served from cache */
+	struct store_args	 args;		/* typed, for a resume */
 	struct json_object	*result;	/* the CallToolResult */
 	struct store_progress	 progress;	/* the last, once over */
 	char			*error;
@@ -423,6 +443,8 @@ bool	 service_draining(void);
 int	 service_running(void);
 void	 service_refused(const struct service_req *, const char *failed);
 void	 service_abandon(struct task_record *, const char *why);
+void	 service_resume(const struct heavy_config *,
+	    const struct store_task *, const char *from, const char *why);
 int64_t	 service_ttl_ms(const struct heavy_config *, double timeout_s,
 	    int64_t requested);
 
@@ -608,6 +630,9 @@ void	 prompts_rpc_get(struct mcp_session *, struct rpc_msg *);
 /* durable.c: every task written through to the store; lookups fall back
  * to it. */
 void	 durable_init(const struct heavy_config *);
+typedef void (*durable_resume_fn)(const struct heavy_config *,
+	    const struct store_task *, const char *from, const char *why);
+void	 durable_on_resume(durable_resume_fn);
 void	 durable_stop(void);
 void	 durable_close(void);
 void	 durable_when_idle(void (*)(void));

@@ -104,6 +104,17 @@ struct task {
 	struct ranking_tally	 tally[HEAVY_MAX_AGENTS];
 
 	struct drafts		*drafts;	/* incremental's; else NULL */
+
+	struct resumption	*resumed;	/* task_resume's; else NULL */
+	struct event		*resume_ev;	/* its agents start */
+};
+
+/* A task resumed after its runner died: from where, why, what ran again. */
+struct resumption {
+	char			*from;
+	char			*why;
+	bool			 planner;	/* the planner ran again */
+	bool			 rerun[HEAVY_MAX_AGENTS];
 };
 
 /* The keys the jobs carry: heavyd's own, handed down once at startup;
@@ -124,6 +135,8 @@ static void	task_check_quorum(struct task *);
 static void	task_draft_usage(void *, const struct usage *,
 	    const struct job_call *);
 static int64_t	task_agents_deadline(struct task *);
+static void	task_resumption_free(struct task *);
+static struct json_object *task_resumed_json(const struct task *);
 static int	task_ok_agents(struct task *, int *);
 
 static void
@@ -560,6 +573,8 @@ task_start_agents(struct task *t)
 	t->agents_start_ms = now_ms();
 	for (int i = 0; i < t->p.num_agents; i++) {
 		a = &t->agents[i];
+		if (a->status != AGENT_PENDING)	/* kept from before a resume */
+			continue;
 		a->worker = task_spawn(t, ROLE_AGENT, i, t->cfg->system_prompt,
 		    a->question, deadline, task_agent_done, task_agent_step, a);
 		if (a->worker == NULL) {
@@ -1332,6 +1347,8 @@ task_structured(struct task *t)
 	json_object_object_add(o, "review_errors", task_review_errors_json(t));
 	json_object_object_add(o, "budget", task_budget_json(t));
 	task_quorum_json(t, o);
+	if (t->resumed != NULL)
+		json_object_object_add(o, "resumed", task_resumed_json(t));
 	if (t->drafts != NULL)
 		json_object_object_add(o, "drafts", drafts_json(t->drafts,
 		    now_ms() - t->start_ms));
@@ -1388,6 +1405,7 @@ task_free(struct task *t)
 		event_free(t->fail_ev);
 	if (t->grace_ev != NULL)
 		event_free(t->grace_ev);
+	task_resumption_free(t);
 	if (t->workspace[0] != '\0')
 		workspace_release(t->id);
 	free(t->planner_error);
@@ -1488,18 +1506,22 @@ task_cannot_start(struct task *t, const char *why)
 	return t;
 }
 
-/* Starts the planner; takes the params.  NULL if the query cannot fit. */
-struct task *
-task_start(const struct heavy_config *cfg, struct task_params *p,
-    task_progress_fn progress, task_done_fn done, void *arg)
+/* A task, its deadline from now, its heartbeat; takes the params. */
+static struct task *
+task_new(const struct heavy_config *cfg, struct task_params *p,
+    const char *id, task_progress_fn progress, task_done_fn done, void *arg)
 {
 	struct task	*t = xcalloc(1, sizeof *t);
 	struct timeval	 beat = { cfg->heartbeat_s, 0 };
-	int64_t		 total, planner_ms;
-	char		*prompt, err[512];
+	char		 err[512];
 
-	task_new_id(t->id);
+	if (id != NULL)
+		snprintf(t->id, sizeof t->id, "%s", id);
+	else
+		task_new_id(t->id);
 	t->workspace = workspace_create(t->id, err, sizeof err);
+	if (t->workspace == NULL)
+		t->planner_error = xstrdup(err);	/* task_cannot_start's */
 	t->cfg = config_dup(cfg);
 	t->p = *p;
 	memset(p, 0, sizeof *p);
@@ -1507,32 +1529,192 @@ task_start(const struct heavy_config *cfg, struct task_params *p,
 	t->done = done;
 	t->arg = arg;
 	t->start_ms = now_ms();
-	total = (int64_t)(t->p.timeout_s * 1000);
-	t->deadline_ms = t->start_ms + total;
+	t->deadline_ms = t->start_ms + (int64_t)(t->p.timeout_s * 1000);
 	for (int i = 0; i < t->p.num_agents; i++) {
 		t->agents[i].task = t;
 		t->agents[i].index = i;
 	}
 	t->heartbeat = event_new(ev_base, -1, EV_PERSIST, task_heartbeat_cb, t);
 	event_add(t->heartbeat, &beat);
+	return t;
+}
+
+/* incremental's drafts, once the task's start is known. */
+static void
+task_new_drafts(struct task *t)
+{
 	if (task_strategy(t) == AGG_INCREMENTAL)
 		t->drafts = drafts_new(t->id, t->p.num_agents, t->start_ms,
 		    t->p.incremental_interval_s, task_draft_spawn,
 		    task_draft_note, t);
-	if (t->workspace == NULL)
-		return task_cannot_start(t, err);
+}
+
+/* The planner, with its share of the time left; false if the query does
+ * not fit in a frame. */
+static bool
+task_start_planner(struct task *t)
+{
+	int64_t		 planner_ms, left = t->deadline_ms - now_ms();
+	char		*prompt;
+
 	planner_ms = (int64_t)t->cfg->planner_timeout_s * 1000;
-	if (planner_ms > total / 4)
-		planner_ms = total / 4;
+	if (planner_ms > left / 4)
+		planner_ms = left / 4;
 	prompt = prompt_planner(t->cfg, t->p.query, t->p.num_agents);
 	t->planner = task_spawn(t, ROLE_PLANNER, 0, "", prompt,
-	    t->start_ms + planner_ms, task_planner_done, task_planner_step, t);
+	    now_ms() + planner_ms, task_planner_done, task_planner_step, t);
 	free(prompt);
-	if (t->planner == NULL) {	/* the query does not fit in a frame */
+	return t->planner != NULL;
+}
+
+/* Starts the planner; takes the params.  NULL if the query cannot fit. */
+struct task *
+task_start(const struct heavy_config *cfg, struct task_params *p,
+    task_progress_fn progress, task_done_fn done, void *arg)
+{
+	struct task	*t = task_new(cfg, p, NULL, progress, done, arg);
+	char		*why;
+
+	task_new_drafts(t);
+	if (t->workspace == NULL) {
+		why = t->planner_error;
+		t->planner_error = NULL;
+		task_cannot_start(t, why);
+		free(why);
+		return t;
+	}
+	if (!task_start_planner(t)) {	/* the query does not fit */
 		task_free(t);
 		return NULL;
 	}
 	return t;
+}
+
+/* A status a finished agent was kept with; AGENT_PENDING: run it again. */
+static enum agent_status
+task_seed_status(const struct task_seed_agent *s)
+{
+	if (s->status == NULL || s->question == NULL)
+		return AGENT_PENDING;
+	for (int i = AGENT_OK; i <= AGENT_CUT; i++)
+		if (strcmp(s->status, agent_status_names[i]) == 0)
+			return i == AGENT_OK && s->answer == NULL ?
+			    AGENT_PENDING : (enum agent_status)i;
+	return AGENT_PENDING;	/* pending, running, interrupted */
+}
+
+/* What the first run left: its questions, if the planner had given them
+ * all, and the agents that had finished.  Whether the planner is done. */
+static bool
+task_seed_agents(struct task *t, const struct task_seed *seed)
+{
+	const struct task_seed_agent	*s;
+	struct agent			*a;
+
+	for (int i = 0; i < t->p.num_agents; i++)
+		if (seed->agents[i].question == NULL)
+			return false;
+	for (int i = 0; i < t->p.num_agents; i++) {
+		s = &seed->agents[i];
+		a = &t->agents[i];
+		a->question = xstrdup(s->question);
+		a->status = task_seed_status(s);
+		t->resumed->rerun[i] = a->status == AGENT_PENDING;
+		if (a->status == AGENT_PENDING)
+			continue;
+		a->answer = s->answer != NULL ? xstrdup(s->answer) : NULL;
+		a->error = s->error != NULL ? xstrdup(s->error) : NULL;
+		a->elapsed_ms = s->elapsed_ms;
+	}
+	return true;
+}
+
+static void
+task_resume_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct task	*t = arg;
+
+	(void)fd; (void)events;
+	task_step(t, "resumed: questions kept");
+	task_start_agents(t);
+}
+
+/*
+ * Starts again a task whose runner died (task_start's, with what its
+ * first run left): the same id and deadline, its questions kept when the
+ * planner had given them (else it runs again), and every agent that had
+ * finished kept as it was; only the others run, and the synthesis once
+ * they are in.  NULL if the query cannot fit.
+ */
+struct task *
+task_resume(const struct heavy_config *cfg, struct task_params *p,
+    const struct task_seed *seed, task_progress_fn progress,
+    task_done_fn done, void *arg)
+{
+	struct task	*t = task_new(cfg, p, seed->id, progress, done, arg);
+	struct timeval	 now = { 0, 0 };
+	char		*why;
+
+	t->deadline_ms = t->start_ms + (seed->deadline_ms - wall_ms());
+	t->start_ms = t->deadline_ms - (int64_t)(t->p.timeout_s * 1000);
+	t->resumed = xcalloc(1, sizeof *t->resumed);
+	t->resumed->from = xstrdup(seed->from);
+	t->resumed->why = xstrdup(seed->why);
+	task_new_drafts(t);
+	if (t->workspace == NULL) {
+		why = t->planner_error;
+		t->planner_error = NULL;
+		task_cannot_start(t, why);
+		free(why);
+		return t;
+	}
+	if (task_seed_agents(t, seed)) {
+		t->resume_ev = evtimer_new(ev_base, task_resume_cb, t);
+		evtimer_add(t->resume_ev, &now);
+		return t;
+	}
+	t->resumed->planner = true;
+	for (int i = 0; i < t->p.num_agents; i++)
+		t->resumed->rerun[i] = true;
+	if (!task_start_planner(t)) {
+		task_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+static void
+task_resumption_free(struct task *t)
+{
+	if (t->resume_ev != NULL)
+		event_free(t->resume_ev);
+	if (t->resumed == NULL)
+		return;
+	free(t->resumed->from);
+	free(t->resumed->why);
+	free(t->resumed);
+}
+
+/* The result's resumed: from where, why, which agents ran again and which
+ * were kept (1-based), and whether the planner ran again. */
+static struct json_object *
+task_resumed_json(const struct task *t)
+{
+	struct json_object	*o = json_object_new_object(), *rerun, *kept;
+
+	rerun = json_object_new_array();
+	kept = json_object_new_array();
+	for (int i = 0; i < t->p.num_agents; i++)
+		json_object_array_add(t->resumed->rerun[i] ? rerun : kept,
+		    json_object_new_int(i + 1));
+	json_object_object_add(o, "from",
+	    json_object_new_string(t->resumed->from));
+	json_object_object_add(o, "why", json_object_new_string(t->resumed->why));
+	json_object_object_add(o, "planner_rerun",
+	    json_object_new_boolean(t->resumed->planner));
+	json_object_object_add(o, "rerun", rerun);
+	json_object_object_add(o, "kept", kept);
+	return o;
 }
 
 const char *

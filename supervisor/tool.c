@@ -66,7 +66,13 @@ static const char *tool_input_schema =
 "the upstream's rate limits; the first to answer is kept and the other "
 "cancelled (usage counts hedged_calls and hedges_won, and the cancelled "
 "one's prompt tokens). 0: never. Default: the configured hedge_after_ms "
-"(0).\"}},"
+"(0).\"},"
+"\"resume\":{\"type\":\"boolean\",\"description\":\"Whether the task "
+"is resumed, rather than failed as interrupted, when the heavyd running it "
+"dies (its process, or on a shared store its node) before its deadline: "
+"the planner's questions and every finished agent's answer are kept, only "
+"the unfinished agents run again, and the result's resumed says which and "
+"why. Default: the configured orchestrator.resume (true).\"}},"
 "\"required\":[\"query\"],\"additionalProperties\":false}";
 
 #define USAGE_SCHEMA \
@@ -274,7 +280,7 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 	    "model", "aggregation_strategy", "max_total_tokens",
 	    "max_cost_usd", "min_agents", "straggler_grace",
 	    "fallback_models", "incremental_interval",
-	    "hedge_after_ms" };
+	    "hedge_after_ms", "resume" };
 	bool			 ok;
 
 	json_object_object_foreach(args, key, val) {
@@ -288,7 +294,7 @@ tool_check_keys(struct json_object *args, char *err, size_t errlen)
 			    "aggregation_strategy, max_total_tokens, "
 			    "max_cost_usd, min_agents, straggler_grace, "
 			    "fallback_models, incremental_interval, "
-			    "hedge_after_ms");
+			    "hedge_after_ms, resume");
 	}
 	return 0;
 }
@@ -514,6 +520,21 @@ tool_hedge(struct json_object *args, struct task_params *p, char *err,
 	return 0;
 }
 
+/* Whether a task whose heavyd died is resumed. */
+static int
+tool_resume(struct json_object *args, struct task_params *p, char *err,
+    size_t errlen)
+{
+	struct json_object	*v;
+
+	if (!json_object_object_get_ex(args, "resume", &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return tool_bad(err, errlen, "resume", "expected true or false");
+	p->resume = json_object_get_boolean(v);
+	return 0;
+}
+
 int
 tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
     struct task_params *p, char *err, size_t errlen)
@@ -527,6 +548,7 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	p->straggler_grace_s = cfg->straggler_grace_s;
 	p->incremental_interval_s = cfg->incremental_interval_s;
 	p->hedge_after_ms = cfg->hedge_after_ms;
+	p->resume = cfg->resume != 0;
 	if (args == NULL)
 		return tool_bad(err, errlen, "query", "required");
 	if (!json_object_is_type(args, json_type_object))
@@ -540,7 +562,8 @@ tool_orchestrate_args(const struct heavy_config *cfg, struct json_object *args,
 	    tool_interval(args, p, err, errlen) == -1 ||
 	    tool_budgets(args, p, err, errlen) == -1 ||
 	    tool_quorum(args, p, err, errlen) == -1 ||
-	    tool_hedge(args, p, err, errlen) == -1) {
+	    tool_hedge(args, p, err, errlen) == -1 ||
+	    tool_resume(args, p, err, errlen) == -1) {
 		task_params_clear(p);
 		return -1;
 	}

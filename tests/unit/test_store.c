@@ -228,6 +228,9 @@ row(struct store_task *t, const char *id, const char *status, int64_t ttl)
 	t->ttl_ms = ttl;
 }
 
+/* The arguments the child's task is stored with (NULL: none). */
+static const struct store_args	*child_args;
+
 /* A child heavyd that records a running task and waits on a pipe. */
 static pid_t
 child_with_task(const char *id, int *hold)
@@ -247,6 +250,10 @@ child_with_task(const char *id, int *hold)
 		row(&t, id, "working", 60000);
 		t.owner = (char *)"me";
 		t.progress = agents_phase;
+		t.query = (char *)"q";
+		t.num_agents = 2;
+		if (child_args != NULL)
+			t.args = *child_args;
 		if (sync_put(&t) != 0)
 			_exit(2);
 		store_close();
@@ -666,7 +673,7 @@ Test(store, a_version_2_file_is_converted)
 	}
 	sqlite3_close(db);
 	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
-	cr_assert_eq(raw_int("PRAGMA user_version"), 3);
+	cr_assert_eq(raw_int("PRAGMA user_version"), 4);
 	cr_assert_eq(raw_int("SELECT count(*) FROM pragma_table_info('tasks') "
 	    "WHERE name = 'agents'"), 0, "the JSON column stayed");
 	cr_assert_eq(sync_get(hexid(1), "o", &t), 0);
@@ -1005,4 +1012,192 @@ Test(store_start, synchronous_as_configured)
 	store_close();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", fresh);
 	cr_assert_eq(system(cmd), 0);
+}
+
+/* What the store handed up to resume, copied. */
+static struct store_task	resumed_row;
+static char			resumed_from[64], resumed_why[64];
+static int			nresumed;
+
+static void
+resumed_cb(const struct store_task *t, const char *from, const char *why)
+{
+	nresumed++;
+	store_task_clear(&resumed_row);
+	store_task_copy(&resumed_row, t);
+	snprintf(resumed_from, sizeof resumed_from, "%s", from);
+	snprintf(resumed_why, sizeof resumed_why, "%s", why);
+}
+
+static char	*two_fallbacks[] = { (char *)"fb/one", (char *)"fb/two", NULL };
+
+/* A child's task with these arguments, its child dead: settled. */
+static int
+settle_dead_child(const char *id, const struct store_args *a)
+{
+	int	hold, status, n;
+	pid_t	pid;
+
+	child_args = a;
+	pid = child_with_task(id, &hold);
+	child_args = NULL;
+	wait_row(id);
+	close(hold);
+	waitpid(pid, &status, 0);
+	store_resume(resumed_cb);
+	n = sync_settle();
+	store_resume(NULL);
+	return n;
+}
+
+/*
+ * A task of a dead process that asked to be resumed, within its deadline,
+ * is claimed by this one (the row now names it) and handed up with its
+ * arguments, questions and the answers in; it is not failed, and a
+ * second settle finds nothing more to do.
+ */
+Test(store, a_dead_processs_task_is_resumed_here)
+{
+	struct store_args	a = { .set = true, .timeout_s = 300,
+	    .model = (char *)"m/x", .strategy = (char *)"ranked",
+	    .fallbacks = two_fallbacks, .nfallbacks = 2,
+	    .max_total_tokens = 5000, .max_cost_usd = 0.5, .min_agents = 1,
+	    .straggler_grace_s = 2.5, .hedge_after_ms = 700, .ask_cost = true,
+	    .incremental_interval_s = 4, .resume = true,
+	    .deadline_ms = wall_ms() + 300000 };
+	struct store_task	t;
+
+	nresumed = 0;
+	cr_assert_eq(settle_dead_child(hexid(9), &a), 0, "none failed");
+	cr_assert_eq(nresumed, 1);
+	cr_assert_str_eq(resumed_row.id, hexid(9));
+	cr_assert(strstr(resumed_from, "process ") == resumed_from, "%s",
+	    resumed_from);
+	cr_assert_str_eq(resumed_why, "its process died");
+	cr_assert(resumed_row.args.set);
+	cr_assert_eq(resumed_row.args.timeout_s, 300);
+	cr_assert_str_eq(resumed_row.args.model, "m/x");
+	cr_assert_str_eq(resumed_row.args.strategy, "ranked");
+	cr_assert_eq(resumed_row.args.nfallbacks, 2);
+	cr_assert_str_eq(resumed_row.args.fallbacks[0], "fb/one");
+	cr_assert_str_eq(resumed_row.args.fallbacks[1], "fb/two");
+	cr_assert_eq(resumed_row.args.max_total_tokens, 5000);
+	cr_assert_eq(resumed_row.args.max_cost_usd, 0.5);
+	cr_assert_eq(resumed_row.args.min_agents, 1);
+	cr_assert_eq(resumed_row.args.straggler_grace_s, 2.5);
+	cr_assert_eq(resumed_row.args.hedge_after_ms, 700);
+	cr_assert(resumed_row.args.ask_cost);
+	cr_assert_eq(resumed_row.args.incremental_interval_s, 4);
+	cr_assert(resumed_row.args.resume);
+	cr_assert_eq(resumed_row.args.deadline_ms, a.deadline_ms);
+	cr_assert_str_eq(resumed_row.query, "q");
+	assert_progress(&resumed_row.progress, &agents_phase);
+	store_task_clear(&resumed_row);
+	cr_assert_eq(sync_get(hexid(9), "me", &t), 0);
+	cr_assert_str_eq(t.status, "working");
+	cr_assert(t.ours, "the row is this process's now");
+	cr_assert_not(t.orphaned);
+	store_task_clear(&t);
+	store_resume(resumed_cb);
+	cr_assert_eq(sync_settle(), 0);
+	store_resume(NULL);
+	cr_assert_eq(nresumed, 1, "claimed once");
+}
+
+/* resume false, a deadline passed, no arguments kept, or nobody here to
+ * resume: failed as interrupted, as before. */
+Test(store, a_task_that_cannot_be_resumed_is_failed)
+{
+	struct store_args	no = { .set = true, .timeout_s = 300,
+	    .resume = false, .deadline_ms = wall_ms() + 300000 };
+	struct store_args	late = { .set = true, .timeout_s = 1,
+	    .resume = true, .deadline_ms = wall_ms() - 1 };
+	struct store_task	t;
+
+	nresumed = 0;
+	cr_assert_eq(settle_dead_child(hexid(10), &no), 1);
+	cr_assert_eq(settle_dead_child(hexid(11), &late), 1);
+	cr_assert_eq(settle_dead_child(hexid(12), NULL), 1);
+	cr_assert_eq(nresumed, 0);
+	for (int i = 10; i <= 12; i++) {
+		cr_assert_eq(sync_get(hexid(i), "me", &t), 0);
+		cr_assert_str_eq(t.status, "failed");
+		cr_assert(strstr(t.status_message, "interrupted by restart"));
+		store_task_clear(&t);
+	}
+}
+
+/*
+ * A reader does not fail a task that is to be resumed (the settle claims
+ * it); without anyone to resume it, it does, as before.
+ */
+Test(store, a_reader_leaves_a_task_to_resume_alone)
+{
+	struct store_args	a = { .set = true, .timeout_s = 300,
+	    .resume = true, .deadline_ms = wall_ms() + 300000 };
+	struct store_task	t;
+	int			hold, status;
+	pid_t			pid;
+
+	child_args = &a;
+	pid = child_with_task(hexid(13), &hold);
+	child_args = NULL;
+	wait_row(hexid(13));
+	close(hold);
+	waitpid(pid, &status, 0);
+	store_resume(resumed_cb);
+	cr_assert_eq(sync_get(hexid(13), "me", &t), 0);
+	cr_assert_str_eq(t.status, "working");
+	store_task_clear(&t);
+	store_resume(NULL);
+	cr_assert_eq(sync_get(hexid(13), "me", &t), 0);
+	cr_assert_str_eq(t.status, "failed");
+	store_task_clear(&t);
+}
+
+/*
+ * A file of schema version 3 has no typed arguments: opening it adds
+ * their columns and table; its rows have none (never resumed).
+ */
+Test(store, a_version_3_file_gets_the_arguments)
+{
+	static const char *const cols[] = { "timeout_s", "model", "strategy",
+	    "max_total_tokens", "max_cost_usd", "min_agents",
+	    "straggler_grace_s", "hedge_after_ms", "ask_cost",
+	    "incremental_interval_s", "resume", "deadline_ms", NULL };
+	char		 path[300], *sql, err[256];
+	sqlite3		*db;
+	struct store_task t;
+
+	put(hexid(1), "o", "completed", wall_ms(), 60000);
+	store_close();
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "DROP TABLE task_fallbacks",
+	    NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; cols[i] != NULL; i++) {
+		sql = sqlite3_mprintf("ALTER TABLE tasks DROP COLUMN %s",
+		    cols[i]);
+		cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL),
+		    SQLITE_OK, "%s", sqlite3_errmsg(db));
+		sqlite3_free(sql);
+	}
+	cr_assert_eq(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL,
+	    NULL), SQLITE_OK);
+	sqlite3_close(db);
+	cr_assert_eq(raw_int("SELECT count(*) FROM pragma_table_info('tasks') "
+	    "WHERE name = 'deadline_ms'"), 0);
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(raw_int("PRAGMA user_version"), 4);
+	for (int i = 0; cols[i] != NULL; i++) {
+		sql = sqlite3_mprintf("SELECT count(*) FROM "
+		    "pragma_table_info('tasks') WHERE name = %Q", cols[i]);
+		cr_assert_eq(raw_int(sql), 1, "%s", cols[i]);
+		sqlite3_free(sql);
+	}
+	cr_assert_eq(raw_int("SELECT count(*) FROM task_fallbacks"), 0);
+	cr_assert_eq(sync_get(hexid(1), "o", &t), 0);
+	cr_assert_not(t.args.set);
+	cr_assert_str_eq(t.status, "completed");
+	store_task_clear(&t);
 }
