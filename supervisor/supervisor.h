@@ -60,6 +60,7 @@ int	 workspace_open(const char *state_dir, int ttl_s, char *err,
 void	 workspace_close(void);
 int	 workspace_check(const char *state_dir, char *err, size_t errlen);
 char	*workspace_create(const char *task_id, char *err, size_t errlen);
+char	*workspace_adopt(const char *task_id, char *err, size_t errlen);
 void	 workspace_release(const char *task_id);
 int	 workspace_sweep(time_t now);
 

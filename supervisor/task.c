@@ -1515,11 +1515,13 @@ task_new(const struct heavy_config *cfg, struct task_params *p,
 	struct timeval	 beat = { cfg->heartbeat_s, 0 };
 	char		 err[512];
 
-	if (id != NULL)
+	if (id != NULL) {
 		snprintf(t->id, sizeof t->id, "%s", id);
-	else
+		t->workspace = workspace_adopt(t->id, err, sizeof err);
+	} else {
 		task_new_id(t->id);
-	t->workspace = workspace_create(t->id, err, sizeof err);
+		t->workspace = workspace_create(t->id, err, sizeof err);
+	}
 	if (t->workspace == NULL)
 		t->planner_error = xstrdup(err);	/* task_cannot_start's */
 	t->cfg = config_dup(cfg);

@@ -102,9 +102,9 @@ workspace_close(void)
 	ws_active = NULL;
 }
 
-/* The directory of a new task; NULL with err set. */
-char *
-workspace_create(const char *task_id, char *err, size_t errlen)
+/* A task's directory, new, or (adopt) perhaps there already. */
+static char *
+workspace_make(const char *task_id, bool adopt, char *err, size_t errlen)
 {
 	char	*path, *key;
 
@@ -112,7 +112,8 @@ workspace_create(const char *task_id, char *err, size_t errlen)
 		snprintf(err, errlen, "no state directory");
 		return NULL;
 	}
-	if (mkdirat(ws_fd, task_id, 0700) == -1 || (ws_uid != -1 &&
+	if ((mkdirat(ws_fd, task_id, 0700) == -1 && (!adopt ||
+	    errno != EEXIST)) || (ws_uid != -1 &&
 	    fchownat(ws_fd, task_id, (uid_t)ws_uid, (gid_t)ws_gid,
 	    AT_SYMLINK_NOFOLLOW) == -1)) {
 		snprintf(err, errlen, "%s/%s: %s", ws_root, task_id,
@@ -123,6 +124,21 @@ workspace_create(const char *task_id, char *err, size_t errlen)
 	key = xstrdup(task_id);
 	lh_table_insert(ws_active, key, key);
 	return path;
+}
+
+/* The directory of a new task; NULL with err set. */
+char *
+workspace_create(const char *task_id, char *err, size_t errlen)
+{
+	return workspace_make(task_id, false, err, errlen);
+}
+
+/* A resumed task's: the one its first run left, with what its finished
+ * agents wrote (or a new one). */
+char *
+workspace_adopt(const char *task_id, char *err, size_t errlen)
+{
+	return workspace_make(task_id, true, err, errlen);
 }
 
 /* A write_file temporary whose worker was killed before it could

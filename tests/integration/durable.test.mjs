@@ -93,7 +93,7 @@ test("two heavyd processes on one state directory run tasks at once and see each
 	await a.shutdown();
 });
 
-test('kill -9 mid-task, then a restart: the finished task is readable, the interrupted one failed',
+test('kill -9 mid-task, then a restart: the finished task is readable, the interrupted one (resume: false) failed',
     { timeout: TEST_TIMEOUT }, async (t) => {
 	// Notes are written at most every minute here: only the immediate
 	// writes of each agent's end can have recorded agent 1.
@@ -101,9 +101,12 @@ test('kill -9 mid-task, then a restart: the finished task is readable, the inter
 	const { srv: a, mock } = await setup(t, { env });
 	const done = await startTask(a, { query: 'Finished before the crash', num_agents: 2 });
 	const before = await result(a, done);
-	const hung = await startTask(a, { query: 'Caught by the crash [[a2:hang]]', num_agents: 2 });
+	// resume: false keeps the failure as interrupted (resume.test.mjs
+	// resumes them instead).
+	const hung = await startTask(a, { query: 'Caught by the crash [[a2:hang]]', num_agents: 2,
+	    resume: false });
 	const grok = (await callTool(a, 'grok_heavy_orchestrate',
-	    { query: 'Also caught [[agent:hang]]', num_agents: 1 })).sc.task_id;
+	    { query: 'Also caught [[agent:hang]]', num_agents: 1, resume: false })).sc.task_id;
 	await waitFor(async () => (await callTool(a, 'get_task_progress', { task_id: hung }))
 	    .sc.progress.agents[0].status === 'ok', undefined, 'agent 1 of the hung task to answer');
 	await waitFor(() => a.workers().length >= 2, undefined, 'the hanging agents');
