@@ -82,7 +82,10 @@ static const struct mkh_tool {
 	  "\"timeout\":{\"type\":\"number\",\"minimum\":1,\"maximum\":86400,"
 	  "\"default\":300,\"description\":\"Seconds the orchestration may "
 	  "take.\"},"
-	  "\"aggregation_strategy\":" STRATEGIES_SCHEMA "},"
+	  "\"aggregation_strategy\":" STRATEGIES_SCHEMA ","
+	  "\"resume\":{\"type\":\"boolean\",\"description\":\"Whether the "
+	  "task is resumed, not failed, when the heavyd running it dies "
+	  "before its deadline. Default: true (orchestrator.resume).\"}},"
 	  "\"required\":[\"query\"],\"additionalProperties\":false}",
 	  "{\"type\":\"object\",\"properties\":{\"task_id\":{\"type\":"
 	  "\"string\"},\"status\":" STATUS_SCHEMA ",\"message\":{\"type\":"
@@ -289,14 +292,14 @@ mkh_orchestrate_params(struct mcp_session *s, struct json_object *args,
     struct task_params *p)
 {
 	static const char *const known[] = { "query", "num_agents", "timeout",
-	    "aggregation_strategy" };
+	    "aggregation_strategy", "resume" };
 	struct json_object	*err, *shared;
 	const char		*strategy;
 	char			 msg[256];
 	int			 rc;
 
-	if ((err = mkh_check_keys(args, known, 4, "query, num_agents, "
-	    "timeout, aggregation_strategy")) != NULL ||
+	if ((err = mkh_check_keys(args, known, 5, "query, num_agents, "
+	    "timeout, aggregation_strategy, resume")) != NULL ||
 	    (err = mkh_strategy_arg(args, "aggregation_strategy",
 	    &strategy)) != NULL)
 		return err;

@@ -111,6 +111,7 @@ test('resume: false, or a deadline passed: the task of a killed heavyd fails as 
 	const late = await startTask(a, { query: 'Too late [[agent:hang]]', num_agents: 2, timeout: 8 });
 	const deadline = Date.parse((await tasks(a).getTask(late)).createdAt) + 8000;
 	await killHard(a);
+	const planned = (await mock.stats()).planner;
 	// Its deadline is an instant, not a guess of how long anything takes.
 	await waitFor(() => Date.now() > deadline + 1000, undefined, "the second task's deadline");
 
@@ -124,6 +125,6 @@ test('resume: false, or a deadline passed: the task of a killed heavyd fails as 
 		assert.match(got.statusMessage, /^interrupted by restart/);
 	}
 	assert.doesNotMatch(b.stderr(), /resumed here/);
-	assert.equal((await mock.stats()).planner, 2, 'no planner ran again');
+	assert.equal((await mock.stats()).planner, planned, 'no planner ran again');
 	await b.shutdown();
 });
