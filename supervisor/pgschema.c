@@ -14,7 +14,8 @@
  * lease_epoch, lease_expires_at, on the database's clock) and the quota
  * counters per identity and window.  Migration 2: the quota charges that
  * the store's quota calls keep (store_pg.c).  Migration 4: the progress
- * typed, as SQLite's schema version 3 has it (store_sqlite.c).
+ * typed, as SQLite's schema version 3 has it (store_sqlite.c).  Migration
+ * 5: the arguments typed, for resumption (SQLite's version 4).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,22 @@ static const char *const migrations[] = {
 "  num_agents = CASE WHEN jsonb_typeof(params->'num_agents') = 'number'"
 "    THEN (params->>'num_agents')::numeric::integer ELSE 0 END"
 "  WHERE jsonb_typeof(params) = 'object';",
+/* 5: the arguments a task was started with, typed, so that a task whose
+ * node died can be resumed on another; rows of before have none (NULL)
+ * and are never resumed. */
+"ALTER TABLE tasks ADD COLUMN timeout_s double precision;"
+"ALTER TABLE tasks ADD COLUMN model text;"
+"ALTER TABLE tasks ADD COLUMN strategy text;"
+"ALTER TABLE tasks ADD COLUMN fallbacks text[];"
+"ALTER TABLE tasks ADD COLUMN max_total_tokens bigint;"
+"ALTER TABLE tasks ADD COLUMN max_cost_usd double precision;"
+"ALTER TABLE tasks ADD COLUMN min_agents integer;"
+"ALTER TABLE tasks ADD COLUMN straggler_grace_s double precision;"
+"ALTER TABLE tasks ADD COLUMN hedge_after_ms integer;"
+"ALTER TABLE tasks ADD COLUMN ask_cost boolean;"
+"ALTER TABLE tasks ADD COLUMN incremental_interval_s double precision;"
+"ALTER TABLE tasks ADD COLUMN resume boolean;"
+"ALTER TABLE tasks ADD COLUMN deadline_ms bigint;",
 };
 #define PGSCHEMA_KNOWN	((int)(sizeof migrations / sizeof migrations[0]))
 

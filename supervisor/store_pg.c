@@ -45,21 +45,29 @@ static store_event_fn		 pg_watcher;
  * Leases.  Every running row names the node that runs it (node_id) and
  * holds a lease until lease_expires_at, on the database's clock; this node
  * renews its rows' leases every quarter of the lease's length, and takes
- * over the running rows whose lease expired: failed, as interrupted, with
- * lease_epoch bumped.  Every write of a row is fenced by node_id and the
- * epoch it was inserted with (0: a row taken over is never run again in
- * this release), so a node presumed dead cannot overwrite what the node
+ * over the running rows whose lease expired, lease_epoch bumped: a row that
+ * asked to be resumed, within its deadline, is claimed (its node_id this
+ * node's, its new epoch remembered in pg_epochs) and handed up to be run
+ * again (store_resume); any other is failed, as interrupted.  Every write
+ * of a row is fenced by node_id and the epoch this node holds it at (0
+ * from its insert), so a node presumed dead cannot overwrite what the node
  * that took over wrote.  A row this node runs and did not get back from a
  * renewal, or all of them once no renewal was answered for a whole lease,
  * is lost: its task is stopped here (STORE_EVENT_LOST).
  */
-#define PG_EPOCH	"0"
 static const char	 pg_taken_over[] = "interrupted: its node stopped "
 	"renewing its lease";
 struct pg_lease {
 	char		 id[33];
 	unsigned	 gen;		/* pg_gen when it started */
 	bool		 cancel_told;	/* its cancel_requested_ms, heard */
+	int64_t		 epoch;		/* its lease_epoch */
+};
+/* The epochs of rows this node claimed (not 0), until their end is in. */
+static struct lh_table	*pg_epochs;	/* id -> struct pg_epoch */
+struct pg_epoch {
+	char		 id[33];
+	int64_t		 epoch;
 };
 static char		 pg_node[256];
 static int		 pg_lease_ms;
@@ -77,6 +85,8 @@ struct pg_op {
 	store_total_cb	 total;
 	void		*arg;
 	int		 limit;
+	char		(*ended)[33];	/* put: the rows it ends */
+	int		 nended;
 };
 
 struct pgconn *
@@ -370,6 +380,9 @@ pg_close(void)
 	if (pg_held != NULL)
 		lh_table_free(pg_held);
 	pg_held = NULL;
+	if (pg_epochs != NULL)
+		lh_table_free(pg_epochs);
+	pg_epochs = NULL;
 }
 
 /* ---- Rows ---- */
@@ -378,8 +391,10 @@ pg_close(void)
 	"phase, progress_ms, result::text, usage::text, cache_key, " \
 	"created_ms, updated_ms, ttl_ms, pid, proc_start, draft_n, " \
 	"draft_answers, draft_of, draft_made_ms, draft_text, query, " \
-	"num_agents"
-#define PG_NCOLUMNS	23
+	"num_agents, timeout_s, model, strategy, max_total_tokens, " \
+	"max_cost_usd, min_agents, straggler_grace_s, hedge_after_ms, " \
+	"ask_cost, incremental_interval_s, resume, deadline_ms"
+#define PG_NCOLUMNS	35
 /*
  * The tasks that "where" selects, in the order "order" (which "where" ends
  * with, with its LIMIT if any), each followed by its agents: one result
@@ -408,6 +423,34 @@ pg_this_host(const char *start)
 	    '@');
 
 	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+static double
+pg_double(const PGresult *res, int row, int col)
+{
+	return strtod(PQgetvalue(res, row, col), NULL);
+}
+
+/* The arguments from column c on, if the row has them (its fallback
+ * models are read apart, for a resume only). */
+static void
+pg_args(const PGresult *res, int i, int c, struct store_args *a)
+{
+	if (PQgetisnull(res, i, c) || PQgetisnull(res, i, c + 11))
+		return;
+	a->set = true;
+	a->timeout_s = pg_double(res, i, c);
+	a->model = pg_value(res, i, c + 1);
+	a->strategy = pg_value(res, i, c + 2);
+	a->max_total_tokens = strtoll(PQgetvalue(res, i, c + 3), NULL, 10);
+	a->max_cost_usd = pg_double(res, i, c + 4);
+	a->min_agents = atoi(PQgetvalue(res, i, c + 5));
+	a->straggler_grace_s = pg_double(res, i, c + 6);
+	a->hedge_after_ms = atoi(PQgetvalue(res, i, c + 7));
+	a->ask_cost = strcmp(PQgetvalue(res, i, c + 8), "t") == 0;
+	a->incremental_interval_s = pg_double(res, i, c + 9);
+	a->resume = strcmp(PQgetvalue(res, i, c + 10), "t") == 0;
+	a->deadline_ms = strtoll(PQgetvalue(res, i, c + 11), NULL, 10);
 }
 
 static void
@@ -441,6 +484,7 @@ pg_row(const PGresult *res, int i, struct store_task *t)
 	}
 	t->query = pg_value(res, i, 21);
 	t->num_agents = atoi(PQgetvalue(res, i, 22));
+	pg_args(res, i, 23, &t->args);
 	t->ours = t->pid == getpid() && strcmp(start, store_self_start()) == 0;
 	t->orphaned = strcmp(t->status, "working") == 0 && !t->ours &&
 	    pg_this_host(start) && !store_proc_alive(t->pid, start);
@@ -521,7 +565,8 @@ pg_settle_orphan(struct store_task *t)
 	char		 updated[32], err[256];
 	const char	*p[5];
 
-	if (!t->orphaned)
+	/* One to resume waits for its lease to run out: the takeover. */
+	if (!t->orphaned || store_resumable(t, wall_ms()))
 		return;
 	store_task_interrupt(t);
 	snprintf(updated, sizeof updated, "%lld", (long long)t->updated_ms);
@@ -541,6 +586,19 @@ pg_settle_orphan(struct store_task *t)
 
 /* ---- Leases ---- */
 
+/* The epoch this node holds a row at: 0 from its insert, else its
+ * claim's. */
+static int64_t
+pg_epoch(const char *id)
+{
+	struct lh_entry	*e;
+
+	if (pg_epochs == NULL || (e = lh_table_lookup_entry(pg_epochs,
+	    id)) == NULL)
+		return 0;
+	return ((const struct pg_epoch *)lh_entry_v(e))->epoch;
+}
+
 /* The rows of a put: a running one is held (and its lease renewed) from
  * now, an ended one no more. */
 static void
@@ -558,6 +616,7 @@ pg_lease_track(const struct store_task *t, int n)
 		l = xcalloc(1, sizeof *l);
 		memcpy(l->id, t[i].id, sizeof l->id);
 		l->gen = pg_gen;
+		l->epoch = pg_epoch(l->id);
 		lh_table_insert(pg_held, l->id, l);
 	}
 }
@@ -582,11 +641,13 @@ pg_lease_lost(struct pg_lease *l, const char *why)
 		pg_watcher(STORE_EVENT_LOST, id);
 }
 
+/* Whether the renewal returned the row at the epoch this node holds. */
 static bool
-pg_returned(const PGresult *res, const char *id, bool *cancel)
+pg_returned(const PGresult *res, const struct pg_lease *l, bool *cancel)
 {
 	for (int i = 0; i < PQntuples(res); i++)
-		if (strcmp(PQgetvalue(res, i, 0), id) == 0) {
+		if (strcmp(PQgetvalue(res, i, 0), l->id) == 0 &&
+		    strtoll(PQgetvalue(res, i, 2), NULL, 10) == l->epoch) {
 			*cancel = strcmp(PQgetvalue(res, i, 1), "t") == 0;
 			return true;
 		}
@@ -613,7 +674,7 @@ pg_renewed(void *arg, PGresult *res, const char *error)
 		l = lh_entry_v(e);
 		if (l->gen >= gen)
 			continue;
-		if (!pg_returned(res, l->id, &cancel))
+		if (!pg_returned(res, l, &cancel))
 			pg_lease_lost(l, "another node took it over");
 		else if (cancel && !l->cancel_told && pg_watcher != NULL) {
 			l->cancel_told = true;
@@ -622,16 +683,169 @@ pg_renewed(void *arg, PGresult *res, const char *error)
 	}
 }
 
+/* A row this node claimed, read whole to be resumed: its fallback models
+ * first, then the row (one connection answers in order). */
+struct pg_claim {
+	char		 id[33];
+	char		*from;
+	char		**fallbacks;
+	int		 nfallbacks;
+};
+
+static void
+pg_claim_free(struct pg_claim *c)
+{
+	config_strv_free(&c->fallbacks, &c->nfallbacks);
+	free(c->from);
+	free(c);
+}
+
+static void	pg_claim_row(void *, PGresult *, const char *);
+
+/* Its fallback models; then the row. */
+static void
+pg_claim_fallbacks(void *arg, PGresult *res, const char *error)
+{
+	struct pg_claim	*c = arg;
+	const char	*p[] = { c->id };
+	char		 err[256];
+
+	if (error != NULL) {
+		pg_claim_row(c, NULL, error);
+		return;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+		config_strv_add(&c->fallbacks, &c->nfallbacks,
+		    PQgetvalue(res, i, 0));
+	if (pgconn_query(pg, PG_SELECT("id = $1", "id"), 1, p, pg_claim_row,
+	    c, err, sizeof err) == -1)
+		pg_claim_row(c, NULL, err);
+}
+
+/* A claimed row that could not be read is failed as interrupted, fenced
+ * by the claim: nothing runs it. */
+static void
+pg_claim_drop(struct pg_claim *c)
+{
+	char		 epoch[32], now[32], err[256];
+	const char	*p[] = { c->id, pg_taken_over, pg_node, epoch, now };
+
+	snprintf(epoch, sizeof epoch, "%lld", (long long)pg_epoch(c->id));
+	snprintf(now, sizeof now, "%lld", (long long)wall_ms());
+	lh_table_delete(pg_held, c->id);
+	if (pgconn_query(pg, "UPDATE tasks SET status = 'failed', "
+	    "status_message = $2, updated_ms = $5, lease_expires_at = NULL "
+	    "WHERE id = $1 AND node_id = $3 AND lease_epoch = $4 AND status = "
+	    "'working' RETURNING pg_notify('" PG_CHANNEL "', 'end ' || id)",
+	    5, p, pg_settled, NULL, err, sizeof err) == -1)
+		pg_failed(err);
+	lh_table_delete(pg_epochs, c->id);
+}
+
+/* The row claimed: handed up to be run again. */
+static void
+pg_claim_row(void *arg, PGresult *res, const char *error)
+{
+	struct pg_claim		*c = arg;
+	struct store_task	*t;
+	int			 n;
+
+	if (error != NULL || res == NULL || PQntuples(res) == 0) {
+		if (error != NULL)
+			pg_failed(error);
+		pg_claim_drop(c);
+		pg_claim_free(c);
+		return;
+	}
+	t = pg_rows(res, 1, &n);
+	t->args.fallbacks = c->fallbacks;
+	t->args.nfallbacks = c->nfallbacks;
+	c->fallbacks = NULL;
+	c->nfallbacks = 0;
+	log_with(LOG_LVL_INFO, &(struct log_fields){ .task_id = c->id },
+	    "task %s: its node %s stopped renewing its lease; resumed here",
+	    c->id, c->from);
+	store_resume_tell(t, c->from, "its node stopped renewing its lease");
+	pg_rows_free(t, n);
+	pg_claim_free(c);
+}
+
+/* A row taken over for this node: held at its new epoch from now (its
+ * lease renewed), and read. */
+static void
+pg_claim(const char *id, int64_t epoch, const char *was)
+{
+	struct pg_claim	*c = xcalloc(1, sizeof *c);
+	struct pg_epoch	*e = xcalloc(1, sizeof *e);
+	struct pg_lease	*l = xcalloc(1, sizeof *l);
+	const char	*p[] = { id };
+	char		 err[256];
+
+	snprintf(e->id, sizeof e->id, "%s", id);
+	e->epoch = epoch;
+	lh_table_delete(pg_epochs, e->id);
+	lh_table_insert(pg_epochs, e->id, e);
+	memcpy(l->id, e->id, sizeof l->id);
+	l->gen = pg_gen;
+	l->epoch = epoch;
+	lh_table_delete(pg_held, l->id);
+	lh_table_insert(pg_held, l->id, l);
+	memcpy(c->id, e->id, sizeof c->id);
+	c->from = xasprintf("node %s", was);
+	if (pgconn_query(pg, "SELECT f FROM tasks, unnest(fallbacks) WITH "
+	    "ORDINALITY AS u(f, n) WHERE id = $1 ORDER BY n", 1, p,
+	    pg_claim_fallbacks, c, err, sizeof err) == -1)
+		pg_claim_row(c, NULL, err);
+}
+
+/* The takeover's answer: the rows failed, and those claimed to resume. */
 static void
 pg_taken(void *arg, PGresult *res, const char *error)
 {
+	int	failed = 0;
+
 	(void)arg;
-	if (error != NULL)
+	if (error != NULL) {
 		pg_failed(error);
-	else if (PQntuples(res) > 0)
+		return;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		if (strcmp(PQgetvalue(res, i, 1), "claimed") != 0) {
+			failed++;
+			continue;
+		}
+		pg_claim(PQgetvalue(res, i, 0), strtoll(PQgetvalue(res, i, 2),
+		    NULL, 10), PQgetvalue(res, i, 3));
+	}
+	if (failed > 0)
 		log_info("task store: %d task(s) of nodes that stopped renewing "
-		    "their leases marked failed", PQntuples(res));
+		    "their leases marked failed", failed);
 }
+
+/*
+ * The takeover: the running rows whose lease expired, locked (of several
+ * nodes, one takes each), the epoch bumped.  One that asked to be resumed,
+ * within its deadline, with its arguments kept, is claimed when this node
+ * resumes tasks ($4): this node's, this process's, with a fresh lease.
+ * Any other is failed as interrupted, and every node hears of its end.
+ */
+#define PG_TAKEOVER "WITH t AS (SELECT id, node_id AS was, (resume IS " \
+	"TRUE AND deadline_ms > $3::bigint AND timeout_s IS NOT NULL AND " \
+	"query IS NOT NULL AND num_agents > 0 AND $4::boolean) AS again " \
+	"FROM tasks WHERE status = 'working' AND lease_expires_at < now() " \
+	"FOR UPDATE SKIP LOCKED), " \
+	"up AS (UPDATE tasks SET status = 'failed', status_message = $2, " \
+	"lease_epoch = tasks.lease_epoch + 1, node_id = $1, updated_ms = " \
+	"$3, lease_expires_at = NULL FROM t WHERE tasks.id = t.id AND NOT " \
+	"t.again RETURNING tasks.id), " \
+	"cl AS (UPDATE tasks SET lease_epoch = tasks.lease_epoch + 1, " \
+	"node_id = $1, pid = $5::integer, proc_start = $6, updated_ms = $3, " \
+	"lease_expires_at = now() + $7::bigint * interval '1 millisecond' " \
+	"FROM t WHERE tasks.id = t.id AND t.again RETURNING tasks.id, " \
+	"tasks.lease_epoch, t.was) " \
+	"SELECT id, 'failed', 0::bigint, ''::text FROM up, LATERAL (SELECT " \
+	"pg_notify('" PG_CHANNEL "', 'end ' || up.id)) n UNION ALL " \
+	"SELECT id, 'claimed', lease_epoch, coalesce(was, '') FROM cl"
 
 /* This node's leases renewed, then the expired ones of others taken. */
 static void
@@ -639,9 +853,11 @@ pg_lease_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct pgconn_status	 st;
 	struct lh_entry		*e, *tmp;
-	char			 ttl[16], now[32], err[256];
-	const char		*renew[] = { pg_node, ttl };
-	const char		*take[] = { pg_node, pg_taken_over, now };
+	char			 ttl[16], now[32], pid[16], err[256];
+	const char		*renew[] = { pg_node, ttl, pid,
+	    store_self_start() };
+	const char		*take[] = { pg_node, pg_taken_over, now,
+	    store_resuming() ? "t" : "f", pid, store_self_start(), ttl };
 
 	(void)fd; (void)what; (void)arg;
 	pgconn_status(pg, &st);
@@ -655,18 +871,14 @@ pg_lease_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	snprintf(ttl, sizeof ttl, "%d", pg_lease_ms);
 	snprintf(now, sizeof now, "%lld", (long long)wall_ms());
+	snprintf(pid, sizeof pid, "%d", (int)getpid());
 	if (pgconn_query(pg, "UPDATE tasks SET lease_expires_at = now() + "
 	    "$2::bigint * interval '1 millisecond' WHERE node_id = $1 AND "
-	    "lease_epoch = " PG_EPOCH " AND status = 'working' RETURNING id, "
-	    "cancel_requested_ms IS NOT NULL", 2, renew, pg_renewed,
+	    "pid = $3::integer AND proc_start = $4 AND status = 'working' "
+	    "RETURNING id, cancel_requested_ms IS NOT NULL, lease_epoch", 4,
+	    renew, pg_renewed,
 	    (void *)(uintptr_t)++pg_gen, err, sizeof err) == -1 ||
-	    pgconn_query(pg, "WITH t AS (SELECT id FROM tasks WHERE status = "
-	    "'working' AND lease_expires_at < now() FOR UPDATE SKIP LOCKED), "
-	    "up AS (UPDATE tasks SET status = 'failed', status_message = $2, "
-	    "lease_epoch = tasks.lease_epoch + 1, node_id = $1, updated_ms = "
-	    "$3, lease_expires_at = NULL FROM t WHERE tasks.id = t.id "
-	    "RETURNING tasks.id) SELECT id, pg_notify('" PG_CHANNEL "', "
-	    "'end ' || id) FROM up", 3, take, pg_taken, NULL, err,
+	    pgconn_query(pg, PG_TAKEOVER, 7, take, pg_taken, NULL, err,
 	    sizeof err) == -1)
 		pg_failed(err);
 }
@@ -688,6 +900,7 @@ pg_lease_init(const struct store_options *o)
 	}
 	pg_lease_ms = o->lease_ttl_ms > 0 ? o->lease_ttl_ms : 30000;
 	pg_held = lh_kchar_table_new(64, pg_lease_free);
+	pg_epochs = lh_kchar_table_new(16, pg_lease_free);
 	pg_renewed_ms = now_ms();
 	tv.tv_sec = pg_lease_ms / 4 / 1000;
 	tv.tv_usec = pg_lease_ms / 4 % 1000 * 1000;
@@ -699,6 +912,8 @@ pg_lease_init(const struct store_options *o)
 
 /* ---- Writes ---- */
 
+/* The put answered: a claimed row whose end is in needs its epoch no
+ * more. */
 static void
 pg_put_answer(void *arg, PGresult *res, const char *error)
 {
@@ -706,9 +921,51 @@ pg_put_answer(void *arg, PGresult *res, const char *error)
 
 	if (error != NULL)
 		pg_failed(error);
+	else if (pg_epochs != NULL)
+		for (int i = 0; i < op->nended; i++)
+			lh_table_delete(pg_epochs, op->ended[i]);
 	op->done(op->arg, error != NULL ? STORE_ERROR :
 	    PQntuples(res) == 0 ? STORE_TERMINAL : STORE_OK);
+	free(op->ended);
 	free(op);
+}
+
+static void	pg_json_str(struct json_object *, const char *, const char *);
+
+/* The arguments of a row, typed columns from JSON (none: NULL). */
+static void
+pg_put_args(struct json_object *o, const struct store_args *a)
+{
+	struct json_object	*fb;
+
+	if (!a->set)
+		return;
+	json_object_object_add(o, "timeout_s",
+	    json_object_new_double(a->timeout_s));
+	pg_json_str(o, "model", a->model);
+	pg_json_str(o, "strategy", a->strategy);
+	fb = json_object_new_array();
+	for (int i = 0; i < a->nfallbacks; i++)
+		json_object_array_add(fb,
+		    json_object_new_string(a->fallbacks[i]));
+	json_object_object_add(o, "fallbacks", fb);
+	json_object_object_add(o, "max_total_tokens",
+	    json_object_new_int64(a->max_total_tokens));
+	json_object_object_add(o, "max_cost_usd",
+	    json_object_new_double(a->max_cost_usd));
+	json_object_object_add(o, "min_agents",
+	    json_object_new_int(a->min_agents));
+	json_object_object_add(o, "straggler_grace_s",
+	    json_object_new_double(a->straggler_grace_s));
+	json_object_object_add(o, "hedge_after_ms",
+	    json_object_new_int(a->hedge_after_ms));
+	json_object_object_add(o, "ask_cost",
+	    json_object_new_boolean(a->ask_cost));
+	json_object_object_add(o, "incremental_interval_s",
+	    json_object_new_double(a->incremental_interval_s));
+	json_object_object_add(o, "resume", json_object_new_boolean(a->resume));
+	json_object_object_add(o, "deadline_ms",
+	    json_object_new_int64(a->deadline_ms));
 }
 
 static void
@@ -813,6 +1070,9 @@ pg_put_json(const struct store_task *t, int n, char **agents)
 		    json_object_new_int((int)getpid()));
 		pg_json_str(o, "proc_start", store_self_start());
 		pg_json_str(o, "node_id", pg_node);
+		json_object_object_add(o, "lease_epoch",
+		    json_object_new_int64(pg_epoch(t[i].id)));
+		pg_put_args(o, &t[i].args);
 		json_object_array_add(a, o);
 		pg_put_agents(ag, &t[i]);
 	}
@@ -839,8 +1099,12 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	}
 	op = pg_op_new(arg);
 	op->done = cb;
-	pg_lease_track(t, n);
+	op->ended = xcalloc((size_t)n, sizeof *op->ended);
+	for (int i = 0; i < n; i++)
+		if (strcmp(t[i].status, "working") != 0)
+			memcpy(op->ended[op->nended++], t[i].id, 33);
 	p[0] = rows = pg_put_json(t, n, &agents);
+	pg_lease_track(t, n);
 	snprintf(lease, sizeof lease, "%d", pg_lease_ms);
 	p[1] = lease;
 	p[2] = agents;
@@ -851,19 +1115,31 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	    "draft_n, draft_answers, draft_of, draft_made_ms, draft_text, "
 	    "result, usage, cache_key, created_ms, updated_ms, ttl_ms, "
 	    "expires_ms, pid, proc_start, node_id, lease_epoch, "
-	    "lease_expires_at) SELECT id, owner, tool, status, status_message, "
+	    "lease_expires_at, timeout_s, model, strategy, fallbacks, "
+	    "max_total_tokens, max_cost_usd, min_agents, straggler_grace_s, "
+	    "hedge_after_ms, ask_cost, incremental_interval_s, resume, "
+	    "deadline_ms) SELECT id, owner, tool, status, status_message, "
 	    "params::jsonb, query, num_agents, phase, progress_ms, draft_n, "
 	    "draft_answers, draft_of, draft_made_ms, draft_text, "
 	    "result::jsonb, usage::jsonb, cache_key, created_ms, updated_ms, "
-	    "ttl_ms, expires_ms, pid, proc_start, node_id, " PG_EPOCH ", "
-	    "now() + $2::bigint * interval '1 millisecond' FROM "
+	    "ttl_ms, expires_ms, pid, proc_start, node_id, lease_epoch, "
+	    "now() + $2::bigint * interval '1 millisecond', timeout_s, model, "
+	    "strategy, fallbacks, max_total_tokens, max_cost_usd, min_agents, "
+	    "straggler_grace_s, hedge_after_ms, ask_cost, "
+	    "incremental_interval_s, resume, deadline_ms FROM "
 	    "jsonb_to_recordset($1) AS r(id text, owner text, tool text, "
 	    "status text, status_message text, params text, query text, "
 	    "num_agents integer, phase text, progress_ms bigint, draft_n "
 	    "integer, draft_answers integer, draft_of integer, draft_made_ms "
 	    "bigint, draft_text text, result text, usage text, cache_key text, "
 	    "created_ms bigint, updated_ms bigint, ttl_ms bigint, expires_ms "
-	    "bigint, pid integer, proc_start text, node_id text) "
+	    "bigint, pid integer, proc_start text, node_id text, lease_epoch "
+	    "bigint, timeout_s double precision, model text, strategy text, "
+	    "fallbacks text[], max_total_tokens bigint, max_cost_usd double "
+	    "precision, min_agents integer, straggler_grace_s double "
+	    "precision, hedge_after_ms integer, ask_cost boolean, "
+	    "incremental_interval_s double precision, resume boolean, "
+	    "deadline_ms bigint) "
 	    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
 	    "status_message = excluded.status_message, phase = "
 	    "excluded.phase, progress_ms = excluded.progress_ms, draft_n = "
@@ -874,7 +1150,7 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	    "excluded.cache_key, updated_ms = excluded.updated_ms, "
 	    "lease_expires_at = excluded.lease_expires_at "
 	    "WHERE tasks.node_id = excluded.node_id AND tasks.lease_epoch = "
-	    PG_EPOCH " AND tasks.pid = excluded.pid AND "
+	    "excluded.lease_epoch AND tasks.pid = excluded.pid AND "
 	    "tasks.proc_start = excluded.proc_start AND (tasks.status = "
 	    "'working' OR (tasks.status = excluded.status AND "
 	    "tasks.updated_ms = excluded.updated_ms)) RETURNING id, status), "
@@ -1109,7 +1385,8 @@ pg_settle_answer(void *arg, PGresult *res, const char *error)
 	}
 	rows = pg_rows(res, INT32_MAX, &n);
 	for (int i = 0; i < n; i++) {
-		settled += rows[i].orphaned;
+		settled += rows[i].orphaned &&
+		    !store_resumable(&rows[i], wall_ms());
 		pg_settle_orphan(&rows[i]);
 	}
 	pg_rows_free(rows, n);

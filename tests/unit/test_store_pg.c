@@ -749,7 +749,8 @@ Test(store_pg, migration_4_converts_the_progress)
 	    ID(84) "', 'o', 'heavy_orchestrate', 'completed', '{}', NULL, 0, "
 	    "1, 9000000000000, 9000000000000, 1, '1@x')");
 	cr_assert_eq(pg_open_url(pg.url, err, sizeof err), 0, "%s", err);
-	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 4);
+	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version WHERE "
+	    "version = 4"), 1);
 	cr_assert_eq(sql_int("SELECT count(*) FROM information_schema.columns "
 	    "WHERE table_name = 'tasks' AND column_name = 'agents'"), 0);
 	cr_assert_eq(get(ID(81), "o", &got), STORE_OK);
@@ -797,4 +798,132 @@ Test(store_pg, a_bad_url_is_refused_at_once)
 	cr_assert(strstr(err, "s3cretpass") == NULL, "%s", err);
 	cr_assert(strstr(err, "did not answer") == NULL, "refused by its "
 	    "parse, not after retries: %s", err);
+}
+
+/* ---- Resumption ---- */
+
+/*
+ * Migration 5 adds the typed arguments: a database as migration 4 left it,
+ * opened again, gets their columns; its rows have none (never resumed).
+ */
+Test(store_pg, migration_5_adds_the_arguments)
+{
+	struct store_task	t, got;
+	char			err[512];
+
+	row(&t, ID(85), "o", "completed", wall_ms(), 60000);
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	store_pg.close();
+	sql("DELETE FROM schema_version WHERE version = 5; ALTER TABLE tasks "
+	    "DROP COLUMN timeout_s, DROP COLUMN model, DROP COLUMN strategy, "
+	    "DROP COLUMN fallbacks, DROP COLUMN max_total_tokens, DROP COLUMN "
+	    "max_cost_usd, DROP COLUMN min_agents, DROP COLUMN "
+	    "straggler_grace_s, DROP COLUMN hedge_after_ms, DROP COLUMN "
+	    "ask_cost, DROP COLUMN incremental_interval_s, DROP COLUMN "
+	    "resume, DROP COLUMN deadline_ms");
+	cr_assert_eq(pg_open_url(pg.url, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(sql_int("SELECT count(*) FROM schema_version WHERE "
+	    "version = 5"), 1);
+	cr_assert_eq(sql_int("SELECT count(*) FROM information_schema.columns "
+	    "WHERE table_name = 'tasks' AND column_name IN ('timeout_s', "
+	    "'model', 'strategy', 'fallbacks', 'max_total_tokens', "
+	    "'max_cost_usd', 'min_agents', 'straggler_grace_s', "
+	    "'hedge_after_ms', 'ask_cost', 'incremental_interval_s', "
+	    "'resume', 'deadline_ms')"), 13);
+	cr_assert_eq(get(ID(85), "o", &got), STORE_OK);
+	cr_assert_not(got.args.set);
+	store_task_clear(&got);
+}
+
+static struct store_task	claimed;
+static char			claimed_from[300], claimed_why[64];
+static int			nclaimed;
+
+static void
+claimed_cb(const struct store_task *t, const char *from, const char *why)
+{
+	nclaimed++;
+	store_task_clear(&claimed);
+	store_task_copy(&claimed, t);
+	snprintf(claimed_from, sizeof claimed_from, "%s", from);
+	snprintf(claimed_why, sizeof claimed_why, "%s", why);
+}
+
+static char	*fallbacks2[] = { (char *)"fb/one", (char *)"fb/two", NULL };
+
+/*
+ * A row whose node stopped renewing its lease, and that asked to be
+ * resumed within its deadline, is claimed by this node at the next
+ * takeover (its node, process and a new epoch) and handed up whole, its
+ * fallback models included; this node's writes of it pass the fence at
+ * that epoch.  One with resume false is failed as before.
+ */
+Test(store_pg, an_expired_lease_is_claimed_to_resume)
+{
+	struct store_args	a = { .set = true, .timeout_s = 300,
+	    .model = (char *)"m/x", .fallbacks = fallbacks2, .nfallbacks = 2,
+	    .max_total_tokens = 5000, .min_agents = 1, .hedge_after_ms = 700,
+	    .ask_cost = true, .resume = true,
+	    .deadline_ms = wall_ms() + 300000 };
+	struct store_task	t, u, got;
+	char			err[512];
+	int64_t			now = wall_ms();
+
+	store_pg.close();
+	{
+		struct store_options	o = { .url = pg.url,
+		    .retry_max_ms = 200, .lease_ttl_ms = 400 };
+
+		cr_assert_eq(store_pg.open(&o, err, sizeof err), 0, "%s", err);
+	}
+	row(&t, ID(86), "o", "working", now, 600000);
+	t.query = (char *)"q";
+	t.num_agents = 2;
+	t.progress = agents_phase;
+	t.args = a;
+	u = t;
+	snprintf(u.id, sizeof u.id, "%s", ID(87));
+	u.args.resume = false;
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	cr_assert_eq(put_rows(&u, 1), STORE_OK);
+	/* Their node died: another's, its lease run out. */
+	sql("UPDATE tasks SET node_id = 'dead-node', pid = 1, lease_expires_at "
+	    "= now() - interval '1 second'");
+	nclaimed = 0;
+	store_resume(claimed_cb);
+	WAIT_FOR(nclaimed == 1 && sql_int("SELECT count(*) FROM tasks WHERE "
+	    "status = 'failed'") == 1, "the takeover");
+	store_resume(NULL);
+	cr_assert_str_eq(claimed.id, ID(86));
+	cr_assert_str_eq(claimed_from, "node dead-node");
+	cr_assert_str_eq(claimed_why, "its node stopped renewing its lease");
+	cr_assert(claimed.args.set && claimed.args.resume);
+	cr_assert_str_eq(claimed.args.model, "m/x");
+	cr_assert_eq(claimed.args.nfallbacks, 2);
+	cr_assert_str_eq(claimed.args.fallbacks[0], "fb/one");
+	cr_assert_str_eq(claimed.args.fallbacks[1], "fb/two");
+	cr_assert_eq(claimed.args.max_total_tokens, 5000);
+	cr_assert_eq(claimed.args.min_agents, 1);
+	cr_assert_eq(claimed.args.hedge_after_ms, 700);
+	cr_assert(claimed.args.ask_cost);
+	cr_assert_eq(claimed.args.timeout_s, 300);
+	cr_assert_eq(claimed.args.deadline_ms, a.deadline_ms);
+	cr_assert_eq(claimed.progress.nagents, 2);
+	assert_agent(&claimed.progress.agents[0], &two_agents[0]);
+	store_task_clear(&claimed);
+	snprintf(err, sizeof err, "working 1 %d", (int)getpid());
+	cr_assert_str_eq(value("SELECT status || ' ' || lease_epoch || ' ' || "
+	    "pid FROM tasks WHERE id = '" ID(86) "'"), err, "this process's");
+	cr_assert_eq(sql_int("SELECT count(*) FROM tasks WHERE id = '" ID(86)
+	    "' AND node_id <> 'dead-node'"), 1, "this node's now");
+	cr_assert_str_eq(value("SELECT status || ' ' || status_message FROM "
+	    "tasks WHERE id = '" ID(87) "'"), "failed interrupted: its node "
+	    "stopped renewing its lease");
+	/* Its end, written by this node at the new epoch, passes the fence. */
+	t.status = (char *)"completed";
+	t.updated_ms = now + 1;
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	cr_assert_eq(get(ID(86), "o", &got), STORE_OK);
+	cr_assert_str_eq(got.status, "completed");
+	store_task_clear(&got);
 }
