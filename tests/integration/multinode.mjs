@@ -167,6 +167,6 @@ export async function session(url) {
 	return client;
 }
 
-export const startTask = async (client, query, agents = 1) => (await client.request({ method: 'tools/call',
-    params: { name: TOOL, arguments: { query, num_agents: agents, timeout: 60 } } },
+export const startTask = async (client, query, agents = 1, more = {}) => (await client.request({ method: 'tools/call',
+    params: { name: TOOL, arguments: { query, num_agents: agents, timeout: 60, ...more } } },
     CreateTaskResultSchema, { task: { ttl: 600000 }, timeout: HANG })).task.taskId;

@@ -4,8 +4,9 @@
 // to another node is told apart from an unknown one (404 either way, the
 // former naming its node); a task created through one node is read and
 // awaited through another; kill -9 of the node that runs a task, and the
-// client's tasks/result through the balancer gets it marked interrupted
-// by a node that took its lease over.
+// client's tasks/result through the balancer gets its result from the node
+// that took its lease over and resumed it, only its unfinished agent run
+// again (or, with resume: false, the task marked interrupted).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
@@ -74,17 +75,38 @@ test('three nodes behind HAProxy: a task read and awaited through another node; 
 	const r = await waiting;
 	assert.notEqual(r.isError, true, JSON.stringify(r.content));
 
-	// kill -9 of the node that runs a task: another takes its lease over,
-	// and the client on another node hears it through the balancer.
-	const doomed = await startTask(c1, 'Doomed [[agent:hang]]');
+	// kill -9 of the node that runs a task: another takes its lease over
+	// and resumes it (agent 1's answer kept, agent 2 run again), and the
+	// client on another node hears the result through the balancer.  One
+	// with resume: false is marked interrupted instead.
+	// (The gates were opened above: shut them again.)
+	assert.equal((await fetch(mock.baseUrl.replace(/\/v1$/, '/reset'), { method: 'POST' })).status, 200);
+	const resumed = await startTask(c1, 'Resumed [[a2:gate:d]]', 2);
+	const doomed = await startTask(c1, 'Doomed [[agent:hang]]', 1, { resume: false });
 	const victim = nodes.find((n) => n.name === on[0]);
+	assert.equal(await nodeOf(resumed), on[0]);
+	await waitFor(async () => await psql(pg.url, `SELECT count(*) FROM task_agents WHERE task_id = '${resumed}' ` +
+	    "AND idx = 1 AND status = 'ok'") === '1', HANG, "agent 1's answer in the store");
 	const seen = c2.experimental.tasks.getTaskResult(doomed, CallToolResultSchema, { timeout: HANG });
+	const seenResumed = c2.experimental.tasks.getTaskResult(resumed, CallToolResultSchema, { timeout: HANG });
 	assert.equal((await c2.experimental.tasks.getTask(doomed)).status, 'working');
+	const planned = (await mock.stats()).planner;
 	victim.proc.kill('SIGKILL');
+	await mock.openGate('d');
 	const r2 = await seen;
 	assert.equal(r2.isError, true);
 	assert.match(r2.content[0].text, /interrupted: its node stopped renewing its lease/);
 	assert.notEqual(await nodeOf(doomed), on[0], 'the node that took it over');
+	const r3 = await seenResumed;
+	assert.notEqual(r3.isError, true, JSON.stringify(r3.content));
+	const sc = r3.structuredContent;
+	assert.equal(sc.resumed.from, `node ${on[0]}`);
+	assert.equal(sc.resumed.why, 'its node stopped renewing its lease');
+	assert.equal(sc.resumed.planner_rerun, false);
+	assert.deepEqual(sc.resumed.rerun, [2]);
+	assert.deepEqual(sc.resumed.kept, [1]);
+	assert.equal((await mock.stats()).planner, planned, 'no second planner call');
+	assert.notEqual(await nodeOf(resumed), on[0], 'the node that resumed it');
 	// The balancer takes the dead node out: new sessions are served.
 	const c3 = await session(lb.url);
 	clients.push(c3);

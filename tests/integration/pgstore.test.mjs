@@ -258,8 +258,10 @@ test('leases: a paused node loses its task to the other, stops its workers and i
 	assert.match(a.stderr(), new RegExp(`lost the lease on task ${paused} \\(another node took it over\\)`));
 	assert.deepEqual(await row(paused), ['failed', 'node-b', '1', TAKEN.source.slice(1, -1)]);
 
-	// Killed: b marks its task interrupted once the lease runs out.
-	const killed = await startOn(a, { query: 'Hang again [[agent:hang]]', num_agents: 1, timeout: 60 });
+	// Killed: b marks its task interrupted once the lease runs out (it
+	// asked not to be resumed: multinode.test.mjs resumes one).
+	const killed = await startOn(a, { query: 'Hang again [[agent:hang]]', num_agents: 1, timeout: 60,
+	    resume: false });
 	const seen2 = tasksOf(b).getTaskResult(killed, CallToolResultSchema, { timeout: HANG });
 	// b has read the row while a lived (its reads answer in order): a read
 	// after a's death would settle it by its pid, as on one host it may.
