@@ -236,7 +236,9 @@ test('leases: a paused node loses its task to the other, stops its workers and i
 	const TAKEN = /^interrupted: its node stopped renewing its lease$/;
 
 	// Paused: it cannot renew; b takes the task over, and says so.
-	const paused = await startOn(a, { query: 'Hang [[agent:hang]]', num_agents: 2, timeout: 60 });
+	// (resume: false: the one taken over is failed, not run again on b.)
+	const paused = await startOn(a, { query: 'Hang [[agent:hang]]', num_agents: 2, timeout: 60,
+	    resume: false });
 	await waitFor(() => a.workers().length >= 2, HANG, 'two agent workers on node a');
 	const procs = a.workers();
 	assert.deepEqual((await row(paused)).slice(0, 3), ['working', 'node-a', '0']);
