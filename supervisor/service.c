@@ -635,11 +635,12 @@ service_resume(const struct heavy_config *cfg, const struct store_task *row,
 	c = service_call_new(&req, service_params_json(cfg, &p), row->ttl_ms);
 	service_args(&p, row->args.deadline_ms, &c->rec->args);
 	if ((t = task_resume(cfg, &p, &seed, service_progress, service_done,
-	    c)) == NULL) {
+	    c)) == NULL) {	/* its query no longer fits: failed, as before */
 		task_params_clear(&p);
-		json_object_put(c->rec->params);
-		c->rec->params = NULL;
-		registry_discard(c->rec);
+		registry_add(c->rec, NULL, row->id, now_ms());
+		c->rec->cancelled = NULL;
+		registry_interrupt(c->rec, "interrupted: could not be resumed: "
+		    "its query is too long for max_frame_bytes", now_ms());
 		service_call_free(c);
 		return;
 	}
