@@ -60,7 +60,7 @@ test('tools/list has every make-it-heavy tool with closed schemas', { timeout: T
 		assert.equal(tool.outputSchema?.type, 'object', n);
 	}
 	const g = tools.find((x) => x.name === 'grok_heavy_orchestrate').inputSchema.properties;
-	assert.deepEqual(Object.keys(g).sort(), ['aggregation_strategy', 'num_agents', 'query', 'timeout']);
+	assert.deepEqual(Object.keys(g).sort(), ['aggregation_strategy', 'num_agents', 'query', 'resume', 'timeout']);
 	assert.deepEqual(g.aggregation_strategy.enum, ['consensus', 'ranked', 'best', 'incremental']);
 	await srv.shutdown();
 });
