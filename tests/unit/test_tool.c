@@ -79,6 +79,31 @@ Test(tool, hedge_after_ms_defaults_to_the_configured, .init = setup,
 	task_params_clear(&p);
 }
 
+/* resume: on unless configured off; the call's own overrides it; a
+ * boolean only. */
+Test(tool, resume_defaults_to_the_configured, .init = setup, .fini = teardown)
+{
+	struct task_params	p;
+	char			err[256];
+
+	cr_assert_eq(args("{\"query\":\"q\"}", &p, err), 0);
+	cr_assert(p.resume, "on by default");
+	task_params_clear(&p);
+	cr_assert_eq(args("{\"query\":\"q\",\"resume\":false}", &p, err), 0,
+	    "%s", err);
+	cr_assert_not(p.resume, "the call turns it off");
+	task_params_clear(&p);
+	cfg.resume = 0;
+	cr_assert_eq(args("{\"query\":\"q\"}", &p, err), 0);
+	cr_assert_not(p.resume, "configured off");
+	task_params_clear(&p);
+	cr_assert_eq(args("{\"query\":\"q\",\"resume\":true}", &p, err), 0);
+	cr_assert(p.resume, "the call turns it on");
+	task_params_clear(&p);
+	cr_assert_eq(args("{\"query\":\"q\",\"resume\":1}", &p, err), -1);
+	cr_assert(strstr(err, "'resume'") != NULL, "%s", err);
+}
+
 struct bad { const char *json; const char *needle; };
 
 Test(tool, bad_arguments_name_the_argument, .init = setup, .fini = teardown)
