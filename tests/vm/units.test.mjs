@@ -351,8 +351,10 @@ test('journalctl -u heavyd -o json: native entries with PRIORITY, a task\'s line
 		    p.structuredContent.status;
 	}, HANG, 'the task to end').then((status) => assert.equal(status, 'COMPLETED'));
 	await s.close();
-	const retry = await journalWait(from, (e) => e.HEAVYD_TASK_ID === id,
-	    `an entry with HEAVYD_TASK_ID=${id}`);
+	// The retry's line, not the audit lines of the polls, which carry the id too.
+	const retry = await journalWait(from, (e) => e.HEAVYD_TASK_ID === id &&
+	    e.MESSAGE?.startsWith(`task ${id}: agent 1: retrying in `),
+	    `the retry's entry with HEAVYD_TASK_ID=${id}`);
 	assert.match(retry.MESSAGE, new RegExp(`^task ${id}: agent 1: retrying in `), show(retry));
 	assert.equal(retry.PRIORITY, '6', show(retry));
 	assert.equal(retry.SYSLOG_IDENTIFIER, 'heavyd', show(retry));
