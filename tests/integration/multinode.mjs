@@ -125,6 +125,10 @@ export async function startHaproxy(t, nodes) {
 		'defaults', '    mode http', '    timeout connect 5s', '    timeout client 120s',
 		'    timeout server 120s', '    retries 3', '    option persist', '    option redispatch',
 		'    retry-on conn-failure empty-response',
+		// A node under valgrind on a loaded machine may take longer than
+		// inter (the check's whole timeout by default) to answer /readyz;
+		// a killed one still fails its check at once (connection refused).
+		'    timeout check 10s',
 		'frontend mcp', `    bind 127.0.0.1:${port}`, '    default_backend heavyd',
 		// roundrobin rather than leastconn: new sessions go to each node in turn.
 		'backend heavyd', '    balance roundrobin', '    option httpchk GET /readyz',
