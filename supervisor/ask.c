@@ -24,7 +24,7 @@ static struct {
 	char			*query;
 	bool			 json;
 	struct task		*task;
-	struct json_object	*result;
+	struct task_result	*result;
 	bool			 live;		/* redraw on a terminal */
 	int			 drawn;		/* lines drawn last time */
 	struct event		*redraw;
@@ -300,7 +300,7 @@ ask_shutdown_cb(evutil_socket_t fd, short events, void *arg)
 
 /* The task ended (it frees itself after this): keep the result, stop. */
 static void
-ask_done(void *arg, const struct task_outcome *o, struct json_object *result)
+ask_done(void *arg, const struct task_outcome *o, struct task_result *result)
 {
 	struct task_view	v;
 	struct timeval		now = { 0, 0 };
@@ -340,21 +340,14 @@ ask_stop(void)
 
 /* 124 when every agent that failed ran out of time, else 1. */
 static int
-ask_failure_code(struct json_object *sc)
+ask_failure_code(const struct task_result *r)
 {
-	struct json_object	*agents, *a;
-	const char		*st;
-	int			 timed_out = 0;
+	int	timed_out = 0;
 
-	if (!json_object_object_get_ex(sc, "agents", &agents))
-		return ASK_EXIT_FAILED;
-	for (size_t i = 0; i < json_object_array_length(agents); i++) {
-		a = json_object_array_get_idx(agents, i);
-		st = json_object_get_string(json_object_object_get(a,
-		    "status"));
-		if (st == NULL || strcmp(st, "ok") == 0)
+	for (int i = 0; i < r->nagents; i++) {
+		if (strcmp(r->agents[i].status, "ok") == 0)
 			continue;
-		if (strcmp(st, "timed_out") != 0)
+		if (strcmp(r->agents[i].status, "timed_out") != 0)
 			return ASK_EXIT_FAILED;
 		timed_out++;
 	}
@@ -363,28 +356,25 @@ ask_failure_code(struct json_object *sc)
 
 /* Prints the answer (or, with --json, the structured result). */
 static int
-ask_report(struct json_object *result)
+ask_report(const struct task_result *r)
 {
-	struct json_object	*sc = NULL, *v, *content;
-	const char		*text = "";
-	bool			 failed;
+	struct json_object	*sc;
+	char			*text = result_text(r);
+	int			 rc = ASK_EXIT_OK;
 
-	json_object_object_get_ex(result, "structuredContent", &sc);
-	failed = json_object_object_get_ex(result, "isError", &v) &&
-	    json_object_get_boolean(v);
-	if (json_object_object_get_ex(result, "content", &content) &&
-	    json_object_array_length(content) > 0)
-		text = json_object_get_string(json_object_object_get(
-		    json_object_array_get_idx(content, 0), "text")) ?: "";
-	if (ask.json)
-		printf("%s\n", json_object_to_json_string_ext(sc ? sc : result,
+	if (ask.json) {
+		sc = result_structured(r);
+		printf("%s\n", json_object_to_json_string_ext(sc,
 		    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-	else if (!failed)
+		json_object_put(sc);
+	} else if (!r->failed)
 		printf("%s\n", text);
-	if (!failed)
-		return ASK_EXIT_OK;
-	fprintf(stderr, "heavyd ask: %s\n", text);
-	return ask_failure_code(sc);
+	if (r->failed) {
+		fprintf(stderr, "heavyd ask: %s\n", text);
+		rc = ask_failure_code(r);
+	}
+	free(text);
+	return rc;
 }
 
 int
@@ -435,6 +425,6 @@ ask_run(struct heavy_config *cfg)
 	}
 	fflush(stderr);
 	rc = ask_report(ask.result);
-	json_object_put(ask.result);
+	taskresult_free(ask.result);
 	return rc;
 }

@@ -140,19 +140,16 @@ cache_key(const struct heavy_config *c, const struct task_params *p)
 }
 
 /* The answer of a cached task, flagged as such, or NULL. */
-struct json_object *
+struct task_result *
 cache_result(const struct store_task *t)
 {
-	struct json_object	*res, *sc;
+	struct task_result	*r;
 
-	res = durable_json(t->result);
-	if (res == NULL ||
-	    !json_object_object_get_ex(res, "structuredContent", &sc)) {
-		json_object_put(res);
+	if (t->result == NULL || t->result->kind != TR_ORCHESTRATION)
 		return NULL;
-	}
-	json_object_object_add(sc, "cached", json_object_new_boolean(1));
-	json_object_object_add(sc, "cached_from",
-	    json_object_new_string(t->id));
-	return res;
+	r = taskresult_copy(t->result);
+	r->cached = true;
+	free(r->cached_from);
+	r->cached_from = xstrdup(t->id);
+	return r;
 }

@@ -86,51 +86,43 @@ mcp_call_progress(void *arg, struct task_record *r, double progress,
  * ran), and whether it was cached.
  */
 static void
-mcp_session_usage(struct mcp_session *s, struct json_object *result,
+mcp_session_usage(struct mcp_session *s, struct task_result *result,
     const struct usage *add)
 {
-	struct json_object	*sc, *su;
-
-	if (!json_object_object_get_ex(result, "structuredContent", &sc))
-		return;
 	if (add != NULL) {
 		usage_add(&s->usage, add);
 		s->usage_tasks++;
 	}
-	if (!json_object_object_get_ex(sc, "cached", NULL)) {
-		json_object_object_add(sc, "cached",
-		    json_object_new_boolean(0));
-		json_object_object_add(sc, "cached_from", NULL);
-	}
-	su = task_usage_json(&s->usage);
-	json_object_object_add(su, "tasks",
-	    json_object_new_int(s->usage_tasks));
-	json_object_object_add(sc, "session_usage", su);
+	result->has_session = true;
+	result->session_usage = s->usage;
+	result->session_tasks = s->usage_tasks;
 }
 
-/* The task ended: its usage counts for the session (the result says so). */
+/* The task ended: its usage counts for the session (the result says so,
+ * and the store keeps it so). */
 static void
 mcp_call_done(void *arg, struct task_record *r, const struct task_outcome *o,
-    struct json_object *result, bool ran)
+    struct task_result *result, bool ran)
 {
 	struct mcp_call	*c = arg;
 
 	(void)r;
-	if (result != NULL)
-		mcp_session_usage(c->s, result, ran ? &o->usage : NULL);
+	if (result == NULL)
+		return;
+	mcp_session_usage(c->s, result, ran ? &o->usage : NULL);
 }
 
 /* The store has the end: a blocking call is answered (a refusal has no
  * result: its reason is the answer), and the call is forgotten. */
 static void
 mcp_call_answer(void *arg, const struct task_outcome *o,
-    struct json_object *result)
+    const struct task_result *result)
 {
 	struct mcp_call	*c = arg;
 
 	if (c->id != NULL) {
 		mcp_reply(c->s, c->id, result != NULL ?
-		    json_object_get(result) : tool_error_result(o->error));
+		    result_render(result) : tool_error_result(o->error));
 		lh_table_delete(c->s->calls, c->key);
 	}
 	mcp_call_free(c);

@@ -225,57 +225,36 @@ drafts_view(const struct drafts *d, struct task_draft_view *v)
 	v->text = d->text;
 }
 
-static struct json_object *
-drafts_rec_json(const struct draft_rec *rec, int n)
-{
-	struct json_object	*o = json_object_new_object();
-
-	json_object_object_add(o, "n", json_object_new_int(n));
-	json_object_object_add(o, "answers", json_object_new_int(rec->answers));
-	json_object_object_add(o, "status", json_object_new_string(
-	    rec->status));
-	json_object_object_add(o, "started_ms",
-	    json_object_new_int64(rec->started_ms));
-	json_object_object_add(o, "ended_ms",
-	    json_object_new_int64(rec->ended_ms));
-	json_object_object_add(o, "tokens", json_object_new_int64(
-	    (int64_t)rec->usage.total_tokens));
-	return o;
-}
-
 /*
  * The result's "drafts": how many started (calls), their tokens, LLM
- * calls and cost, apart from the task's usage that counts them too, the time to the first draft
- * and to the answer (elapsed_ms, the task's own), each draft, and the one
- * the final synthesis started from.
+ * calls and cost, apart from the task's usage that counts them too, the
+ * time to the first draft and to the answer (elapsed_ms, the task's own),
+ * each draft, and the one the final synthesis started from.
  */
-struct json_object *
-drafts_json(const struct drafts *d, int64_t elapsed_ms)
+void
+drafts_result(const struct drafts *d, int64_t elapsed_ms,
+    struct tr_drafts *out)
 {
-	struct json_object	*o = json_object_new_object(), *list;
-	int64_t			 first = -1;
+	struct tr_draft	*x;
 
-	list = json_object_new_array();
+	out->first_draft_ms = -1;
 	for (int i = 0; i < d->nrecs; i++) {
-		json_object_array_add(list, drafts_rec_json(&d->recs[i], i + 1));
-		if (first == -1 && strcmp(d->recs[i].status, "ok") == 0)
-			first = d->recs[i].ended_ms;
+		x = &out->list[i];
+		x->n = i + 1;
+		x->answers = d->recs[i].answers;
+		x->status = xstrdup(d->recs[i].status);
+		x->started_ms = d->recs[i].started_ms;
+		x->ended_ms = d->recs[i].ended_ms;
+		x->tokens = d->recs[i].usage.total_tokens;
+		if (out->first_draft_ms == -1 &&
+		    strcmp(d->recs[i].status, "ok") == 0)
+			out->first_draft_ms = d->recs[i].ended_ms;
 	}
-	json_object_object_add(o, "interval",
-	    json_object_new_double(d->interval_ms / 1000.0));
-	json_object_object_add(o, "calls", json_object_new_int(d->nrecs));
-	json_object_object_add(o, "tokens", json_object_new_int64(
-	    (int64_t)d->usage.total_tokens));
-	json_object_object_add(o, "llm_calls",
-	    json_object_new_int64(d->usage.llm_calls));
-	json_object_object_add(o, "cost_usd",
-	    json_object_new_double(d->usage.cost_micro_usd / 1e6));
-	json_object_object_add(o, "first_draft_ms", first == -1 ? NULL :
-	    json_object_new_int64(first));
-	json_object_object_add(o, "answer_ms", json_object_new_int64(
-	    elapsed_ms));
-	json_object_object_add(o, "synthesis_from", d->used ?
-	    json_object_new_int(d->text_n) : NULL);
-	json_object_object_add(o, "list", list);
-	return o;
+	out->n = d->nrecs;
+	out->interval_s = d->interval_ms / 1000.0;
+	out->tokens = d->usage.total_tokens;
+	out->llm_calls = d->usage.llm_calls;
+	out->cost_micro_usd = d->usage.cost_micro_usd;
+	out->answer_ms = elapsed_ms;
+	out->synthesis_from = d->used ? d->text_n : 0;
 }

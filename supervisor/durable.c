@@ -113,23 +113,19 @@ durable_doing(const struct store_progress *p)
 }
 
 /* The task's usage: its sum once it ended, else the running sum. */
-static char *
-durable_usage(const struct task_record *r)
+static void
+durable_usage(const struct task_record *r, struct store_task *t)
 {
-	struct json_object	*u;
 	struct task_view	 v;
-	char			*s;
 
 	if (r->finished)
-		u = task_usage_json(&r->usage);
+		t->usage = r->usage;
 	else if (r->task != NULL) {
 		task_snapshot(r->task, &v);
-		u = task_usage_json(&v.usage);
+		t->usage = v.usage;
 	} else
-		return NULL;
-	s = xstrdup(json_text(u));
-	json_object_put(u);
-	return s;
+		return;
+	t->has_usage = true;
 }
 
 /* What was asked and of how many agents, typed, from the arguments the
@@ -165,9 +161,9 @@ durable_row(const struct task_record *r, struct store_task *t)
 	t->params = xstrdup(r->params ? json_text(r->params) : "{}");
 	durable_asked(r, t);
 	store_args_copy(&t->args, &r->args);
-	if (r->finished && r->result != NULL)
-		t->result = xstrdup(json_text(r->result));
-	t->usage = durable_usage(r);
+	if (r->finished)
+		t->result = taskresult_copy(r->result);
+	durable_usage(r, t);
 	if (r->cache_key != NULL && (!r->finished || r->cacheable))
 		t->cache_key = xstrdup(r->cache_key);
 	t->created_ms = r->start_time_ms;
@@ -935,7 +931,7 @@ durable_draft_json(const struct store_draft *d)
  * none (its task had not started) is planning, or done once it ended,
  * without agents or a draft.
  */
-static struct json_object *
+struct json_object *
 durable_progress_json(const struct store_task *t)
 {
 	const struct store_progress	*p = &t->progress;
@@ -985,37 +981,6 @@ durable_error(const struct store_task *t)
 	return strcmp(t->status, "failed") == 0 ||
 	    strcmp(t->status, "cancelled") == 0 ? (t->status_message ?
 	    t->status_message : t->status) : NULL;
-}
-
-/* A JSON text as an object, or NULL. */
-struct json_object *
-durable_json(const char *text)
-{
-	return text == NULL ? NULL : json_tokener_parse(text);
-}
-
-/* What get_task_progress reports and heavy://tasks/{id} holds. */
-struct json_object *
-durable_status_json(const struct store_task *t)
-{
-	struct json_object	*sc = json_object_new_object(), *res, *out = NULL;
-	const char		*err = durable_error(t);
-
-	json_object_object_add(sc, "task_id", json_object_new_string(t->id));
-	json_object_object_add(sc, "status", json_object_new_string(
-	    registry_status_name(durable_mkh_status(t))));
-	json_object_object_add(sc, "tool", json_object_new_string(t->tool));
-	json_object_object_add(sc, "progress", durable_progress_json(t));
-	if ((res = durable_json(t->result)) != NULL &&
-	    json_object_object_get_ex(res, "structuredContent", &out))
-		json_object_get(out);
-	json_object_put(res);
-	json_object_object_add(sc, "result", out);
-	json_object_object_add(sc, "error", err != NULL ?
-	    json_object_new_string(err) : NULL);
-	json_object_object_add(sc, "execution_time",
-	    json_object_new_double(durable_execution_time(t)));
-	return sc;
 }
 
 /* RFC 3339 (ISO 8601) in UTC, to the millisecond. */

@@ -737,19 +737,16 @@ features_log(void)
  * and what it lacked ([] when nothing), so a weaker sandbox is never a
  * surprise to whoever reads the answer.
  */
-struct json_object *
-features_json(void)
+void
+features_result(struct task_result *r)
 {
-	struct json_object	*o = json_object_new_object(), *l;
-	const char		*w[3];
-	char			 line[512];
-	int			 n = features_weaker(w);
+	const char	*w[3];
+	char		 line[512];
+	int		 n = features_weaker(w);
 
 	features_brief(line, sizeof line);
-	json_object_object_add(o, "confinement", json_object_new_string(line));
-	l = json_object_new_array();
+	r->confinement = xstrdup(line);
 	for (int i = 0; i < n; i++)
-		json_object_array_add(l, json_object_new_string(w[i]));
-	json_object_object_add(o, "weaker", l);
-	return o;
+		r->weaker[i] = xstrdup(w[i]);
+	r->nweaker = n;
 }

@@ -284,7 +284,7 @@ fx_note_log(struct fx_call *c, int step)
 struct fx_task {
 	struct task_record	*rec;
 	struct event		*timer;
-	struct json_object	*result;
+	struct task_result	*result;
 	char			*why;
 	int64_t			 ms;	/* it ends this long after its start */
 	struct mcp_req		*q;	/* until the store has it */
@@ -294,7 +294,7 @@ static void
 fx_task_free(struct fx_task *t)
 {
 	event_free(t->timer);
-	json_object_put(t->result);
+	taskresult_free(t->result);
 	free(t->why);
 	free(t);
 }
@@ -351,7 +351,7 @@ fx_task_stored(void *arg, bool stored)
  */
 static void
 fx_task_start(struct mcp_session *s, struct rpc_msg *m, const char *tool,
-    struct json_object *args, int64_t ms, struct json_object *result,
+    struct json_object *args, int64_t ms, struct task_result *result,
     const char *why)
 {
 	struct fx_task		*t = xcalloc(1, sizeof *t);
@@ -713,7 +713,7 @@ static void
 fx_slow_compute(struct mcp_session *s, struct rpc_msg *m,
     const struct fx_tool *t, struct json_object *args)
 {
-	struct json_object	*v, *res;
+	struct json_object	*v;
 	double			 sec = 0;
 	char			*text;
 
@@ -728,13 +728,13 @@ fx_slow_compute(struct mcp_session *s, struct rpc_msg *m,
 	}
 	text = xasprintf("slow_compute %s: done after %g s",
 	    fx_string_arg(args, "label", "(no label)"), sec);
-	res = fx_result(fx_text(text), NULL);
-	free(text);
 	if (s->task_ext)
-		fx_task_start(s, m, t->name, args, (int64_t)(sec * 1000), res,
-		    NULL);
+		fx_task_start(s, m, t->name, args, (int64_t)(sec * 1000),
+		    taskresult_text(text, false), NULL);
 	else
-		fx_call_start(s, m, res, NULL, 0, (int)(sec * 1000));
+		fx_call_start(s, m, fx_result(fx_text(text), NULL), NULL, 0,
+		    (int)(sec * 1000));
+	free(text);
 }
 
 static void
@@ -745,8 +745,8 @@ fx_failing_job(struct mcp_session *s, struct rpc_msg *m,
 		fx_missing(s, m, "{\"extensions\":{\"" FX_EXT_TASKS "\":{}}}");
 		return;
 	}
-	fx_task_start(s, m, t->name, args, FX_JOB_MS, tool_error_result(
-	    "failing_job failed, as it always does"), NULL);
+	fx_task_start(s, m, t->name, args, FX_JOB_MS, taskresult_text(
+	    "failing_job failed, as it always does", true), NULL);
 }
 
 static void
@@ -786,7 +786,7 @@ fx_tool_with_task(struct mcp_session *s, struct rpc_msg *m,
 	}
 	text = xasprintf("Hello, %s!", name);
 	fx_task_start(s, m, t->name, args, FX_STEP_MS,
-	    fx_result(fx_text(text), NULL), NULL);
+	    taskresult_text(text, false), NULL);
 	free(text);
 }
 

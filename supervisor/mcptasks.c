@@ -141,11 +141,11 @@ mt_lookup(struct mcp_session *s, struct rpc_msg *m, mt_found_fn fn)
 /* The task's CallToolResult, marked as related to it; a task stopped
  * before it had one (cancelled, interrupted) gets an error saying why. */
 static struct json_object *
-mt_result(struct json_object *result, const char *why, const char *id)
+mt_related(struct json_object *copy, const char *why, const char *id)
 {
-	struct json_object	*copy = NULL, *meta, *rel;
+	struct json_object	*meta, *rel;
 
-	if (result == NULL || json_object_deep_copy(result, &copy, NULL) != 0)
+	if (copy == NULL)
 		copy = tool_error_result(why != NULL ? why :
 		    "the task ended without a result");
 	if (!json_object_object_get_ex(copy, "_meta", &meta)) {
@@ -163,21 +163,18 @@ mt_result(struct json_object *result, const char *why, const char *id)
 static struct json_object *
 mt_row_plain(const struct store_task *t)
 {
-	struct json_object	*res = durable_json(t->result);
 	const char		*why = durable_error(t);
 
-	return res != NULL ? res : tool_error_result(why != NULL ? why :
+	return t->result != NULL ? result_render(t->result) :
+	    tool_error_result(why != NULL ? why :
 	    "the task ended without a result");
 }
 
 static struct json_object *
 mt_row_result(const struct store_task *t)
 {
-	struct json_object	*res = durable_json(t->result), *out;
-
-	out = mt_result(res, durable_error(t), t->id);
-	json_object_put(res);
-	return out;
+	return mt_related(t->result != NULL ? result_render(t->result) : NULL,
+	    durable_error(t), t->id);
 }
 
 /*
@@ -564,7 +561,8 @@ mcptasks_changed(struct mcp_session *s, struct task_record *r)
 		tmp = TAILQ_NEXT(w, entry);
 		if (w->s != s || strcmp(w->task_id, r->id) != 0)
 			continue;
-		mcp_reply(s, w->id, mt_result(r->result, r->error, r->id));
+		mcp_reply(s, w->id, mt_related(r->result != NULL ?
+		    result_render(r->result) : NULL, r->error, r->id));
 		mt_waiter_free(w);
 	}
 	if (!r->mcp_task)

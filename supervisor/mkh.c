@@ -437,7 +437,7 @@ mkh_progress_found(struct mcp_session *s, const struct store_task *t,
     struct task_record *live)
 {
 	(void)s; (void)live;
-	return mkh_result(durable_status_json(t));
+	return mkh_result(result_status_json(t));
 }
 
 static struct json_object *

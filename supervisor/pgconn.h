@@ -108,7 +108,7 @@ char	*pgconn_url_display(const char *url);
  * database of a newer heavyd is refused.  done gets the version the
  * database has then, or -1 and why.
  */
-#define PGSCHEMA_VERSION	5
+#define PGSCHEMA_VERSION	6
 typedef void	(*pgschema_done_fn)(void *arg, int version, const char *error);
 int	 pgschema_migrate(struct pgconn *, pgschema_done_fn, void *arg,
 	    char *err, size_t errlen);

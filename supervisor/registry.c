@@ -127,7 +127,7 @@ registry_unlink_active(struct task_record *r)
 static void
 registry_record_free(struct task_record *r)
 {
-	json_object_put(r->result);
+	taskresult_free(r->result);
 	store_progress_clear(&r->progress);
 	json_object_put(r->params);
 	free(r->cache_key);
@@ -248,10 +248,10 @@ registry_retire(struct task_record *r, enum task_status status, int64_t now)
 		registry_settled(r);
 }
 
-/* The task ended with this CallToolResult (the registry takes it). */
+/* The task ended with this result (the registry takes it). */
 void
 registry_finish(struct task_record *r, const struct task_outcome *o,
-    struct json_object *result, int64_t now)
+    struct task_result *result, int64_t now)
 {
 	if (r->task != NULL)
 		registry_progress(r, &r->progress);

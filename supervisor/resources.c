@@ -122,56 +122,55 @@ res_task_uri(const char *uri, char id[33], bool *result)
 	return *result || p[32] == '\0' ? 0 : -1;
 }
 
-/* One agent's line of the Markdown table, its cells made table-safe. */
+/* A cell of the Markdown table, made table-safe. */
 static void
-res_agent_row(struct buf *out, struct json_object *a)
+res_cell(struct buf *out, const char *v)
 {
-	const char	*fields[] = { "index", "status", "model", "question" };
-	const char	*v;
+	buf_addstr(out, " ");
+	for (; v != NULL && *v != '\0'; v++)
+		buf_add(out, *v == '|' || *v == '\n' ? " " : v, 1);
+	buf_addstr(out, " |");
+}
 
+/* One agent's line of the Markdown table. */
+static void
+res_agent_row(struct buf *out, const struct tr_agent *a)
+{
+	char	index[16];
+
+	snprintf(index, sizeof index, "%d", a->index);
 	buf_addstr(out, "|");
-	for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
-		v = json_object_get_string(json_object_object_get(a, fields[i]));
-		buf_addstr(out, " ");
-		for (; v != NULL && *v != '\0'; v++)
-			buf_add(out, *v == '|' || *v == '\n' ? " " : v, 1);
-		buf_addstr(out, " |");
-	}
+	res_cell(out, index);
+	res_cell(out, a->status);
+	res_cell(out, a->route.model);
+	res_cell(out, a->question);
 	buf_addstr(out, "\n");
 }
 
 static char *
 res_result_markdown(const struct store_task *t)
 {
-	struct json_object	*res, *sc = NULL, *agents, *u;
-	struct buf		 out;
-	const char		*err = durable_error(t);
+	const struct task_result	*r = t->result;
+	struct buf			 out;
+	const char			*err = durable_error(t);
 
 	buf_init(&out, 0);
-	res = durable_json(t->result);
-	json_object_object_get_ex(res, "structuredContent", &sc);
 	buf_printf(&out, "# Task %s: %s\n\n", t->id,
 	    registry_status_name(durable_mkh_status(t)));
 	if (err != NULL)
 		buf_printf(&out, "**Error:** %s\n\n", err);
-	if (sc != NULL)
-		buf_printf(&out, "%s\n\n", json_object_get_string(
-		    json_object_object_get(sc, "answer")));
-	if (json_object_object_get_ex(sc, "agents", &agents) &&
-	    json_object_array_length(agents) > 0) {
+	if (r == NULL || r->kind != TR_ORCHESTRATION)
+		return buf_release(&out);
+	buf_printf(&out, "%s\n\n", r->answer ? r->answer : "");
+	if (r->nagents > 0) {
 		buf_addstr(&out, "## Agents\n\n| agent | status | model | "
 		    "question |\n|---|---|---|---|\n");
-		for (size_t i = 0; i < json_object_array_length(agents); i++)
-			res_agent_row(&out, json_object_array_get_idx(agents, i));
+		for (int i = 0; i < r->nagents; i++)
+			res_agent_row(&out, &r->agents[i]);
 	}
-	if (json_object_object_get_ex(sc, "usage", &u))
-		buf_printf(&out, "\nUsage: %lld tokens in %lld LLM calls, "
-		    "$%.6f.\n", (long long)json_object_get_int64(
-		    json_object_object_get(u, "total_tokens")),
-		    (long long)json_object_get_int64(json_object_object_get(u,
-		    "llm_calls")), json_object_get_double(
-		    json_object_object_get(u, "cost_usd")));
-	json_object_put(res);
+	buf_printf(&out, "\nUsage: %llu tokens in %u LLM calls, $%.6f.\n",
+	    (unsigned long long)r->usage.total_tokens, r->usage.llm_calls,
+	    r->usage.cost_micro_usd / 1e6);
 	return buf_release(&out);
 }
 
@@ -222,7 +221,7 @@ res_task_contents(const struct res_lookup *l, const struct store_task *t,
 {
 	if (!l->result)
 		return res_contents(l->uri, "application/json", res_json_text(
-		    durable_status_json(t)));
+		    result_status_json(t)));
 	if (durable_terminal(t))
 		return res_contents(l->uri, "text/markdown",
 		    res_result_markdown(t));

@@ -32,7 +32,7 @@ struct service_call {
 	const struct service_hooks	*hooks;
 	void				*arg;
 	struct event			*instant;
-	struct json_object		*instant_result;	/* the cache's */
+	struct task_result		*instant_result; /* the cache's */
 	char				*instant_why;	/* else why it failed */
 	struct quota_run		*quota;	/* its identity's charges */
 };
@@ -43,7 +43,7 @@ service_call_free(struct service_call *c)
 	quota_run_end(c->quota, NULL);
 	if (c->instant != NULL)
 		event_free(c->instant);
-	json_object_put(c->instant_result);
+	taskresult_free(c->instant_result);
 	free(c->instant_why);
 	free(c);
 	if (--service_ncalls == 0 && service_closed && service_idle != NULL)
@@ -102,7 +102,7 @@ service_audit(const struct task_record *r, const char *outcome,
  */
 static void
 service_done(void *arg, const struct task_outcome *o,
-    struct json_object *result)
+    struct task_result *result)
 {
 	struct service_call	*c = arg;
 
@@ -113,8 +113,7 @@ service_done(void *arg, const struct task_outcome *o,
 	    c->instant_why == NULL ? "cached" : "completed", &o->usage);
 	c->rec->ended = service_answer;
 	c->rec->ended_arg = c;
-	registry_finish(c->rec, o, json_object_get(result), now_ms());
-	json_object_put(result);
+	registry_finish(c->rec, o, result, now_ms());
 }
 
 /* Stopped before it had a result (cancelled, interrupted): why. */
@@ -135,7 +134,7 @@ static void
 service_instant_cb(evutil_socket_t fd, short events, void *arg)
 {
 	struct service_call	*c = arg;
-	struct json_object	*result = c->instant_result;
+	struct task_result	*result = c->instant_result;
 	struct task_outcome	 o = { .failed = c->instant_why != NULL,
 	    .error = c->instant_why };
 
@@ -255,7 +254,7 @@ service_stored(void *arg, bool stored)
  */
 static void
 service_instant(const struct service_req *req, struct json_object *params,
-    int64_t ttl_ms, struct json_object *result, const char *failed)
+    int64_t ttl_ms, struct task_result *result, const char *failed)
 {
 	struct service_call	*c = service_call_new(req, params, ttl_ms);
 	char			 id[33];
@@ -435,7 +434,7 @@ static void
 service_cache_found(void *arg, int rc, const struct store_task *t)
 {
 	struct service_start	*st = arg;
-	struct json_object	*hit;
+	struct task_result	*hit;
 
 	if (rc != STORE_OK || (hit = cache_result(t)) == NULL) {
 		service_run(st);
@@ -537,14 +536,14 @@ service_resumed_started(void *arg, struct task_record *r,
 
 static void
 service_resumed_done(void *arg, struct task_record *r,
-    const struct task_outcome *o, struct json_object *result, bool ran)
+    const struct task_outcome *o, struct task_result *result, bool ran)
 {
 	(void)arg; (void)r; (void)o; (void)result; (void)ran;
 }
 
 static void
 service_resumed_answer(void *arg, const struct task_outcome *o,
-    struct json_object *result)
+    const struct task_result *result)
 {
 	(void)arg; (void)o; (void)result;
 }

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "taskresult.h"
+
 /*
  * One agent of a task, as the store keeps it (a row of task_agents): the
  * question the planner gave it and its answer, both whole, since a task
@@ -92,8 +94,11 @@ struct store_task {
 	int		 num_agents;	/* ... and of how many agents */
 	struct store_args args;		/* ... and with what */
 	struct store_progress progress;
-	char		*result;	/* JSON CallToolResult, once terminal */
-	char		*usage;		/* JSON */
+	struct task_result *result;	/* once terminal, if it had one (get
+					   and cache_find read it; a list's
+					   rows have none) */
+	struct usage	 usage;		/* so far, or all once ended */
+	bool		 has_usage;	/* ... when it is known */
 	char		*cache_key;
 	int64_t		 created_ms, updated_ms, ttl_ms;	/* wall clock */
 	pid_t		 pid;		/* the heavyd that ran it */

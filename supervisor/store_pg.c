@@ -87,6 +87,8 @@ struct pg_op {
 	int		 limit;
 	char		(*ended)[33];	/* put: the rows it ends */
 	int		 nended;
+	struct store_task *found;	/* a row waiting for its result */
+	int		 nfound;
 };
 
 struct pgconn *
@@ -388,13 +390,15 @@ pg_close(void)
 /* ---- Rows ---- */
 
 #define PG_COLUMNS "id, owner, tool, status, status_message, params::text, " \
-	"phase, progress_ms, result::text, usage::text, cache_key, " \
+	"phase, progress_ms, NULL, NULL, cache_key, " \
 	"created_ms, updated_ms, ttl_ms, pid, proc_start, draft_n, " \
 	"draft_answers, draft_of, draft_made_ms, draft_text, query, " \
 	"num_agents, timeout_s, model, strategy, max_total_tokens, " \
 	"max_cost_usd, min_agents, straggler_grace_s, hedge_after_ms, " \
-	"ask_cost, incremental_interval_s, resume, deadline_ms"
-#define PG_NCOLUMNS	35
+	"ask_cost, incremental_interval_s, resume, deadline_ms, " \
+	"prompt_tokens, completion_tokens, total_tokens, llm_calls, " \
+	"retries, cost_micro_usd, hedged_calls, hedges_won"
+#define PG_NCOLUMNS	43
 /*
  * The tasks that "where" selects, in the order "order" (which "where" ends
  * with, with its LIMIT if any), each followed by its agents: one result
@@ -453,6 +457,25 @@ pg_args(const PGresult *res, int i, int c, struct store_args *a)
 	a->deadline_ms = strtoll(PQgetvalue(res, i, c + 11), NULL, 10);
 }
 
+/* The usage from column c on, if the row has it. */
+static void
+pg_usage(const PGresult *res, int i, int c, struct store_task *t)
+{
+	struct usage	*u = &t->usage;
+
+	if (!(t->has_usage = !PQgetisnull(res, i, c)))
+		return;
+	u->prompt_tokens = strtoull(PQgetvalue(res, i, c), NULL, 10);
+	u->completion_tokens = strtoull(PQgetvalue(res, i, c + 1), NULL, 10);
+	u->total_tokens = strtoull(PQgetvalue(res, i, c + 2), NULL, 10);
+	u->llm_calls = (uint32_t)strtoul(PQgetvalue(res, i, c + 3), NULL, 10);
+	u->retries = (uint32_t)strtoul(PQgetvalue(res, i, c + 4), NULL, 10);
+	u->cost_micro_usd = strtoull(PQgetvalue(res, i, c + 5), NULL, 10);
+	u->hedged_calls = (uint32_t)strtoul(PQgetvalue(res, i, c + 6), NULL,
+	    10);
+	u->hedges_won = (uint32_t)strtoul(PQgetvalue(res, i, c + 7), NULL, 10);
+}
+
 static void
 pg_row(const PGresult *res, int i, struct store_task *t)
 {
@@ -467,8 +490,7 @@ pg_row(const PGresult *res, int i, struct store_task *t)
 	t->params = pg_value(res, i, 5);
 	t->progress.phase = pg_value(res, i, 6);
 	t->progress.elapsed_ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
-	t->result = pg_value(res, i, 8);
-	t->usage = pg_value(res, i, 9);
+	pg_usage(res, i, 35, t);
 	t->cache_key = pg_value(res, i, 10);
 	t->created_ms = strtoll(PQgetvalue(res, i, 11), NULL, 10);
 	t->updated_ms = strtoll(PQgetvalue(res, i, 12), NULL, 10);
@@ -1012,6 +1034,88 @@ pg_put_draft(struct json_object *o, const struct store_draft *d)
 	pg_json_str(o, "draft_text", d->text);
 }
 
+/* The usage's columns (null: none known). */
+static void
+pg_put_usage(struct json_object *o, const struct store_task *t)
+{
+	const char	*k[] = { "prompt_tokens", "completion_tokens",
+	    "total_tokens", "llm_calls", "retries", "cost_micro_usd",
+	    "hedged_calls", "hedges_won" };
+	const uint64_t	 v[] = { t->usage.prompt_tokens,
+	    t->usage.completion_tokens, t->usage.total_tokens,
+	    t->usage.llm_calls, t->usage.retries, t->usage.cost_micro_usd,
+	    t->usage.hedged_calls, t->usage.hedges_won };
+
+	for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+		json_object_object_add(o, k[i], t->has_usage ?
+		    json_object_new_int64((int64_t)v[i]) : NULL);
+}
+
+/* Columns of a result or an agent, by the names taskresult.h gives. */
+static struct json_object *
+pg_put_columns(const char *id, const void *base,
+    const struct tr_column *cols, int n)
+{
+	struct json_object	*o = json_object_new_object();
+
+	pg_json_str(o, "task_id", id);
+	for (int k = 0; k < n; k++) {
+		if (cols[k].type == TRC_TEXT)
+			pg_json_str(o, cols[k].name,
+			    taskresult_col_text(base, &cols[k]));
+		else if (cols[k].type == TRC_REAL)
+			json_object_object_add(o, cols[k].name,
+			    json_object_new_double(taskresult_col_real(base,
+			    &cols[k])));
+		else
+			json_object_object_add(o, cols[k].name,
+			    json_object_new_int64(taskresult_col_int(base,
+			    &cols[k])));
+	}
+	return o;
+}
+
+/* A result as rows for jsonb_to_recordset: its own, its agents', its
+ * lists'. */
+static void
+pg_put_result(struct json_object *res[3], const char *id,
+    const struct task_result *r)
+{
+	struct json_object	*o;
+	struct tr_item		*items;
+	int			 n;
+
+	json_object_array_add(res[0], pg_put_columns(id, r,
+	    taskresult_columns, taskresult_ncolumns));
+	for (int i = 0; i < r->nagents; i++)
+		json_object_array_add(res[1], pg_put_columns(id, &r->agents[i],
+		    taskresult_agent_columns, taskresult_nagent_columns));
+	n = taskresult_items(r, &items);
+	for (int i = 0; i < n; i++) {
+		o = json_object_new_object();
+		pg_json_str(o, "task_id", id);
+		pg_json_str(o, "list", items[i].list);
+		json_object_object_add(o, "owner",
+		    json_object_new_int(items[i].owner));
+		json_object_object_add(o, "n", json_object_new_int(items[i].n));
+		json_object_object_add(o, "a",
+		    json_object_new_int64(items[i].a));
+		json_object_object_add(o, "b",
+		    json_object_new_int64(items[i].b));
+		json_object_object_add(o, "c",
+		    json_object_new_int64(items[i].c));
+		json_object_object_add(o, "d",
+		    json_object_new_int64(items[i].d));
+		json_object_object_add(o, "x",
+		    json_object_new_double(items[i].x));
+		pg_json_str(o, "s1", items[i].s1);
+		pg_json_str(o, "s2", items[i].s2);
+		pg_json_str(o, "s3", items[i].s3);
+		json_object_array_add(res[2], o);
+	}
+	free(items);
+}
+
 static char *
 pg_json_release(struct json_object *a)
 {
@@ -1028,10 +1132,13 @@ pg_json_release(struct json_object *a)
  * jsonb_to_recordset; heavyd never reads them back).
  */
 static char *
-pg_put_json(const struct store_task *t, int n, char **agents)
+pg_put_json(const struct store_task *t, int n, char **agents,
+    char *results[3])
 {
 	struct json_object	*a = json_object_new_array(), *o;
 	struct json_object	*ag = json_object_new_array();
+	struct json_object	*res[3] = { json_object_new_array(),
+	    json_object_new_array(), json_object_new_array() };
 	bool			 later;
 
 	for (int i = 0; i < n; i++) {
@@ -1055,8 +1162,7 @@ pg_put_json(const struct store_task *t, int n, char **agents)
 		json_object_object_add(o, "progress_ms",
 		    json_object_new_int64(t[i].progress.elapsed_ms));
 		pg_put_draft(o, &t[i].progress.draft);
-		pg_json_str(o, "result", t[i].result);
-		pg_json_str(o, "usage", t[i].usage);
+		pg_put_usage(o, &t[i]);
 		pg_json_str(o, "cache_key", t[i].cache_key);
 		json_object_object_add(o, "created_ms",
 		    json_object_new_int64(t[i].created_ms));
@@ -1075,45 +1181,78 @@ pg_put_json(const struct store_task *t, int n, char **agents)
 		pg_put_args(o, &t[i].args);
 		json_object_array_add(a, o);
 		pg_put_agents(ag, &t[i]);
+		if (t[i].result != NULL)
+			pg_put_result(res, t[i].id, t[i].result);
 	}
 	*agents = pg_json_release(ag);
+	for (int k = 0; k < 3; k++)
+		results[k] = pg_json_release(res[k]);
 	return pg_json_release(a);
 }
 
-/*
- * Rows of this process in one statement (so one transaction): each
- * inserted, or updated while its stored row runs in this process.  The
- * same write again (pgconn resends one whose answer was lost) finds its
- * own values and counts as written, not as an ended row.
- */
+/* "name type, ..." of columns, for jsonb_to_recordset; or "r.name, ...". */
 static void
-pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
+pg_column_list(struct buf *b, const struct tr_column *cols, int n,
+    bool types)
 {
-	struct pg_op	*op;
-	const char	*p[3];
-	char		*rows, *agents, lease[16];
-
-	if (n == 0) {
-		cb(arg, STORE_TERMINAL);
-		return;
+	for (int k = 0; k < n; k++) {
+		buf_printf(b, ", %s%s", types ? "" : "r.", cols[k].name);
+		if (types)
+			buf_addstr(b, cols[k].type == TRC_TEXT ? " text" :
+			    cols[k].type == TRC_REAL ? " double precision" :
+			    " bigint");
 	}
-	op = pg_op_new(arg);
-	op->done = cb;
-	op->ended = xcalloc((size_t)n, sizeof *op->ended);
-	for (int i = 0; i < n; i++)
-		if (strcmp(t[i].status, "working") != 0)
-			memcpy(op->ended[op->nended++], t[i].id, 33);
-	p[0] = rows = pg_put_json(t, n, &agents);
-	pg_lease_track(t, n);
-	snprintf(lease, sizeof lease, "%d", pg_lease_ms);
-	p[1] = lease;
-	p[2] = agents;
-	/* Fenced: only the node (and the process) that inserted the row, at
-	 * its epoch, writes it again; each write renews the lease. */
-	pg_send("WITH up AS (INSERT INTO tasks (id, owner, tool, status, "
+}
+
+/* The CTE that writes rows of a result table out of parameter p, for the
+ * tasks written (a write sent again changes nothing). */
+static void
+pg_put_table(struct buf *b, const char *cte, const char *table, int p,
+    const struct tr_column *cols, int n)
+{
+	buf_printf(b, ", %s AS (INSERT INTO %s (task_id", cte, table);
+	for (int k = 0; k < n; k++)
+		buf_printf(b, ", %s", cols[k].name);
+	buf_addstr(b, ") SELECT r.task_id");
+	pg_column_list(b, cols, n, false);
+	buf_printf(b, " FROM jsonb_to_recordset($%d) AS r(task_id text", p);
+	pg_column_list(b, cols, n, true);
+	buf_addstr(b, ") WHERE r.task_id IN (SELECT id FROM up) ON CONFLICT "
+	    "DO NOTHING)");
+}
+
+#define PG_USAGE "prompt_tokens, completion_tokens, total_tokens, " \
+	"llm_calls, retries, cost_micro_usd, hedged_calls, hedges_won"
+#define PG_USAGE_TYPES "prompt_tokens bigint, completion_tokens bigint, " \
+	"total_tokens bigint, llm_calls bigint, retries bigint, " \
+	"cost_micro_usd bigint, hedged_calls bigint, hedges_won bigint"
+
+/*
+ * The put's statement, made once: fenced, only the node (and the process)
+ * that inserted the row, at its epoch, writes it again; each write renews
+ * the lease.  Then the agents of the rows written, and of no other, and
+ * their results' rows.
+ */
+static const char *
+pg_put_sql(void)
+{
+	static char		*sql;
+	static const struct tr_column items[] = {
+		{ "list", TRC_TEXT, 0 }, { "owner", TRC_INT, 0 },
+		{ "n", TRC_INT, 0 }, { "a", TRC_I64, 0 }, { "b", TRC_I64, 0 },
+		{ "c", TRC_I64, 0 }, { "d", TRC_I64, 0 },
+		{ "x", TRC_REAL, 0 }, { "s1", TRC_TEXT, 0 },
+		{ "s2", TRC_TEXT, 0 }, { "s3", TRC_TEXT, 0 },
+	};
+	struct buf		 b;
+
+	if (sql != NULL)
+		return sql;
+	buf_init(&b, 0);
+	buf_addstr(&b, "WITH up AS (INSERT INTO tasks (id, owner, tool, status, "
 	    "status_message, params, query, num_agents, phase, progress_ms, "
 	    "draft_n, draft_answers, draft_of, draft_made_ms, draft_text, "
-	    "result, usage, cache_key, created_ms, updated_ms, ttl_ms, "
+	    PG_USAGE ", cache_key, created_ms, updated_ms, ttl_ms, "
 	    "expires_ms, pid, proc_start, node_id, lease_epoch, "
 	    "lease_expires_at, timeout_s, model, strategy, fallbacks, "
 	    "max_total_tokens, max_cost_usd, min_agents, straggler_grace_s, "
@@ -1121,7 +1260,7 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	    "deadline_ms) SELECT id, owner, tool, status, status_message, "
 	    "params::jsonb, query, num_agents, phase, progress_ms, draft_n, "
 	    "draft_answers, draft_of, draft_made_ms, draft_text, "
-	    "result::jsonb, usage::jsonb, cache_key, created_ms, updated_ms, "
+	    PG_USAGE ", cache_key, created_ms, updated_ms, "
 	    "ttl_ms, expires_ms, pid, proc_start, node_id, lease_epoch, "
 	    "now() + $2::bigint * interval '1 millisecond', timeout_s, model, "
 	    "strategy, fallbacks, max_total_tokens, max_cost_usd, min_agents, "
@@ -1131,7 +1270,7 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	    "status text, status_message text, params text, query text, "
 	    "num_agents integer, phase text, progress_ms bigint, draft_n "
 	    "integer, draft_answers integer, draft_of integer, draft_made_ms "
-	    "bigint, draft_text text, result text, usage text, cache_key text, "
+	    "bigint, draft_text text, " PG_USAGE_TYPES ", cache_key text, "
 	    "created_ms bigint, updated_ms bigint, ttl_ms bigint, expires_ms "
 	    "bigint, pid integer, proc_start text, node_id text, lease_epoch "
 	    "bigint, timeout_s double precision, model text, strategy text, "
@@ -1146,7 +1285,12 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	    "excluded.draft_n, draft_answers = excluded.draft_answers, "
 	    "draft_of = excluded.draft_of, draft_made_ms = "
 	    "excluded.draft_made_ms, draft_text = excluded.draft_text, "
-	    "result = excluded.result, usage = excluded.usage, cache_key = "
+	    "prompt_tokens = excluded.prompt_tokens, completion_tokens = "
+	    "excluded.completion_tokens, total_tokens = excluded.total_tokens, "
+	    "llm_calls = excluded.llm_calls, retries = excluded.retries, "
+	    "cost_micro_usd = excluded.cost_micro_usd, hedged_calls = "
+	    "excluded.hedged_calls, hedges_won = excluded.hedges_won, "
+	    "cache_key = "
 	    "excluded.cache_key, updated_ms = excluded.updated_ms, "
 	    "lease_expires_at = excluded.lease_expires_at "
 	    "WHERE tasks.node_id = excluded.node_id AND tasks.lease_epoch = "
@@ -1164,23 +1308,182 @@ pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
 	    "ON CONFLICT (task_id, idx) DO UPDATE SET question = "
 	    "excluded.question, status = excluded.status, step = "
 	    "excluded.step, error = excluded.error, answer = excluded.answer, "
-	    "elapsed_ms = excluded.elapsed_ms) "
-	    /* every node hears of an end (at commit): tasks/result wakes */
-	    "SELECT up.id FROM up LEFT JOIN LATERAL (SELECT pg_notify('"
-	    PG_CHANNEL "', 'end ' || up.id) WHERE up.status <> 'working') n "
-	    "ON true", 3, p, pg_put_answer, op);
+	    "elapsed_ms = excluded.elapsed_ms)");
+	pg_put_table(&b, "rs", "task_results", 4, taskresult_columns,
+	    taskresult_ncolumns);
+	pg_put_table(&b, "ra", "task_result_agents", 5,
+	    taskresult_agent_columns, taskresult_nagent_columns);
+	pg_put_table(&b, "ri", "task_result_items", 6, items,
+	    (int)(sizeof items / sizeof items[0]));
+	/* every node hears of an end (at commit): tasks/result wakes */
+	buf_addstr(&b, " SELECT up.id FROM up LEFT JOIN LATERAL "
+	    "(SELECT pg_notify('" PG_CHANNEL "', 'end ' || up.id) WHERE "
+	    "up.status <> 'working') n ON true");
+	return sql = buf_release(&b);
+}
+
+/*
+ * Rows of this process in one statement (so one transaction): each
+ * inserted, or updated while its stored row runs in this process.  The
+ * same write again (pgconn resends one whose answer was lost) finds its
+ * own values and counts as written, not as an ended row.
+ */
+static void
+pg_put(const struct store_task *t, int n, store_done_cb cb, void *arg)
+{
+	struct pg_op	*op;
+	const char	*p[6];
+	char		*rows, *agents, *results[3], lease[16];
+
+	if (n == 0) {
+		cb(arg, STORE_TERMINAL);
+		return;
+	}
+	op = pg_op_new(arg);
+	op->done = cb;
+	op->ended = xcalloc((size_t)n, sizeof *op->ended);
+	for (int i = 0; i < n; i++)
+		if (strcmp(t[i].status, "working") != 0)
+			memcpy(op->ended[op->nended++], t[i].id, 33);
+	p[0] = rows = pg_put_json(t, n, &agents, results);
+	pg_lease_track(t, n);
+	snprintf(lease, sizeof lease, "%d", pg_lease_ms);
+	p[1] = lease;
+	p[2] = agents;
+	for (int k = 0; k < 3; k++)
+		p[3 + k] = results[k];
+	pg_send(pg_put_sql(), 6, p, pg_put_answer, op);
 	free(rows);
 	free(agents);
+	for (int k = 0; k < 3; k++)
+		free(results[k]);
 }
 
 /* ---- Reads ---- */
 
-/* One row or none, expired rows as none, orphans settled first. */
+/* Text columns from i on into base (a result or an agent). */
+static void
+pg_columns(const PGresult *res, int row, int i, void *base,
+    const struct tr_column *cols, int n)
+{
+	const char	*v;
+
+	for (int k = 0; k < n; k++) {
+		v = PQgetisnull(res, row, i + k) ? NULL :
+		    PQgetvalue(res, row, i + k);
+		if (cols[k].type == TRC_TEXT)
+			taskresult_col_set_text(base, &cols[k], v);
+		else if (cols[k].type == TRC_REAL)
+			taskresult_col_set_real(base, &cols[k],
+			    v ? strtod(v, NULL) : 0);
+		else
+			taskresult_col_set_int(base, &cols[k],
+			    v ? strtoll(v, NULL, 10) : 0);
+	}
+}
+
+/* "SELECT part, k1, k2, k3, the columns as text (padded to width) FROM
+ * table WHERE task_id = $1". */
+static void
+pg_result_part(struct buf *b, int part, const char *keys, const char *table,
+    const struct tr_column *cols, int n, int width)
+{
+	buf_printf(b, "%sSELECT %d, %s", part ? " UNION ALL " : "", part,
+	    keys);
+	for (int k = 0; k < width; k++)
+		buf_printf(b, k < n ? ", %s::text" : ", NULL", k < n ?
+		    cols[k].name : "");
+	buf_printf(b, " FROM %s WHERE task_id = $1", table);
+}
+
+static const struct tr_column pg_item_columns[] = {
+	{ "a", TRC_I64, 0 }, { "b", TRC_I64, 0 }, { "c", TRC_I64, 0 },
+	{ "d", TRC_I64, 0 }, { "x", TRC_REAL, 0 }, { "s1", TRC_TEXT, 0 },
+	{ "s2", TRC_TEXT, 0 }, { "s3", TRC_TEXT, 0 },
+};
+#define PG_NITEM_COLUMNS \
+	((int)(sizeof pg_item_columns / sizeof pg_item_columns[0]))
+
+/* A task's result in one query: its row (part 0), its agents' (1) and
+ * its lists' (2), in order; made once. */
+static const char *
+pg_result_sql(void)
+{
+	static char	*sql;
+	struct buf	 b;
+	int		 w = taskresult_ncolumns;
+
+	if (sql != NULL)
+		return sql;
+	buf_init(&b, 0);
+	pg_result_part(&b, 0, "0, '', 0", "task_results", taskresult_columns,
+	    taskresult_ncolumns, w);
+	pg_result_part(&b, 1, "idx, '', 0", "task_result_agents",
+	    taskresult_agent_columns, taskresult_nagent_columns, w);
+	pg_result_part(&b, 2, "owner, list, n", "task_result_items",
+	    pg_item_columns, PG_NITEM_COLUMNS, w);
+	buf_addstr(&b, " ORDER BY 1, 3, 2, 4");
+	return sql = buf_release(&b);
+}
+
+/* One row of pg_result_sql into the result. */
+static void
+pg_result_row(const PGresult *res, int i, struct task_result **r)
+{
+	struct tr_item	it = { 0 };
+	int		part = atoi(PQgetvalue(res, i, 0));
+
+	if (part == 0) {
+		*r = taskresult_new(TR_ORCHESTRATION);
+		pg_columns(res, i, 4, *r, taskresult_columns,
+		    taskresult_ncolumns);
+	} else if (*r == NULL)
+		return;
+	else if (part == 1 && (*r)->nagents < HEAVY_MAX_AGENTS)
+		pg_columns(res, i, 4, &(*r)->agents[(*r)->nagents++],
+		    taskresult_agent_columns, taskresult_nagent_columns);
+	else if (part == 2) {
+		it.list = PQgetvalue(res, i, 2);
+		it.owner = atoi(PQgetvalue(res, i, 1));
+		it.n = atoi(PQgetvalue(res, i, 3));
+		it.a = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+		it.b = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+		it.c = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+		it.d = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+		it.x = strtod(PQgetvalue(res, i, 8), NULL);
+		it.s1 = PQgetisnull(res, i, 9) ? NULL : PQgetvalue(res, i, 9);
+		it.s2 = PQgetisnull(res, i, 10) ? NULL : PQgetvalue(res, i, 10);
+		it.s3 = PQgetisnull(res, i, 11) ? NULL : PQgetvalue(res, i, 11);
+		taskresult_item_add(*r, &it);
+	}
+}
+
+/* The row is answered with its result. */
+static void
+pg_result_answer(void *arg, PGresult *res, const char *error)
+{
+	struct pg_op	*op = arg;
+
+	if (error != NULL) {
+		pg_failed(error);
+		op->row(op->arg, STORE_ERROR, NULL);
+	} else {
+		for (int i = 0; i < PQntuples(res); i++)
+			pg_result_row(res, i, &op->found->result);
+		op->row(op->arg, STORE_OK, op->found);
+	}
+	pg_rows_free(op->found, op->nfound);
+	free(op);
+}
+
+/* One row or none, expired rows as none, orphans settled first; an ended
+ * row is answered once its result is read too. */
 static void
 pg_row_answer(void *arg, PGresult *res, const char *error)
 {
 	struct pg_op		*op = arg;
 	struct store_task	*t;
+	const char		*p[1];
 	int			 n;
 
 	if (error != NULL) {
@@ -1193,7 +1496,13 @@ pg_row_answer(void *arg, PGresult *res, const char *error)
 		pg_settle_orphan(t);
 		if (pg_expired(t, wall_ms()))
 			op->row(op->arg, STORE_EXPIRED, NULL);
-		else
+		else if (strcmp(t->status, "working") != 0) {
+			op->found = t;
+			op->nfound = n;
+			p[0] = t->id;
+			pg_send(pg_result_sql(), 1, p, pg_result_answer, op);
+			return;
+		} else
 			op->row(op->arg, STORE_OK, t);
 		pg_rows_free(t, n);
 	}

@@ -149,8 +149,7 @@ store_task_copy(struct store_task *to, const struct store_task *from)
 	to->query = dup_or_null(from->query);
 	store_args_copy(&to->args, &from->args);
 	store_progress_copy(&to->progress, &from->progress);
-	to->result = dup_or_null(from->result);
-	to->usage = dup_or_null(from->usage);
+	to->result = taskresult_copy(from->result);
 	to->cache_key = dup_or_null(from->cache_key);
 }
 
@@ -165,8 +164,7 @@ store_task_clear(struct store_task *t)
 	free(t->query);
 	store_args_clear(&t->args);
 	store_progress_clear(&t->progress);
-	free(t->result);
-	free(t->usage);
+	taskresult_free(t->result);
 	free(t->cache_key);
 	memset(t, 0, sizeof *t);
 }

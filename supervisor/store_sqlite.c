@@ -24,13 +24,15 @@
 #include "supervisor.h"
 
 #define STORE_FILE		"tasks.db"
-#define STORE_SCHEMA_VERSION	4	/* 2: the quota charges; 3: the
+#define STORE_SCHEMA_VERSION	5	/* 2: the quota charges; 3: the
 					 * progress typed (task_agents); 4:
-					 * the arguments typed (resumption) */
+					 * the arguments typed (resumption);
+					 * 5: the result and the usage typed */
 
 static sqlite3		*db;
 static sqlite3_stmt	*st_put;	/* the hot statements, prepared once */
 static sqlite3_stmt	*st_agent_put, *st_agents, *st_fallback_put;
+static sqlite3_stmt	*st_result_put, *st_ragent_put, *st_item_put;
 static char		 last_error[256];	/* why the last write failed */
 
 static const char *sq_schema =
@@ -50,8 +52,14 @@ static const char *sq_schema =
 "  draft_of INTEGER,"
 "  draft_made_ms INTEGER,"
 "  draft_text TEXT,"
-"  result TEXT,"			/* JSON: the CallToolResult, once terminal */
-"  usage TEXT,"				/* JSON */
+"  prompt_tokens INTEGER,"		/* the usage (NULL: none known) */
+"  completion_tokens INTEGER,"
+"  total_tokens INTEGER,"
+"  llm_calls INTEGER,"
+"  retries INTEGER,"
+"  cost_micro_usd INTEGER,"
+"  hedged_calls INTEGER,"
+"  hedges_won INTEGER,"
 "  cache_key TEXT,"
 "  created_ms INTEGER NOT NULL,"	/* wall clock, ms since the epoch */
 "  updated_ms INTEGER NOT NULL,"
@@ -98,6 +106,95 @@ static const char *sq_schema =
 "  pos INTEGER NOT NULL,"		/* 0-based */
 "  model TEXT NOT NULL,"
 "  PRIMARY KEY (task_id, pos)"
+") WITHOUT ROWID;"
+/* 5: a task's result, typed (taskresult.h names the columns): its
+ * scalars, each agent's, and the rows of its lists. */
+"CREATE TABLE IF NOT EXISTS task_results ("
+"  task_id TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,"
+"  kind INTEGER NOT NULL,"
+"  answer TEXT,"
+"  failed INTEGER NOT NULL,"
+"  synthesized INTEGER,"
+"  planner_fallback INTEGER,"
+"  planner_reasked INTEGER,"
+"  planner_error TEXT,"
+"  synthesis_error TEXT,"
+"  synthesis_truncated INTEGER,"
+"  planner_model TEXT,"
+"  synthesis_model TEXT,"
+"  prompt_tokens INTEGER,"
+"  completion_tokens INTEGER,"
+"  total_tokens INTEGER,"
+"  llm_calls INTEGER,"
+"  retries INTEGER,"
+"  cost_micro_usd INTEGER,"
+"  hedged_calls INTEGER,"
+"  hedges_won INTEGER,"
+"  elapsed_ms INTEGER,"
+"  strategy TEXT,"
+"  strategy_fallback TEXT,"
+"  ranked INTEGER,"
+"  max_total_tokens INTEGER,"
+"  max_cost_usd REAL,"
+"  budget_stop TEXT,"
+"  min_agents INTEGER,"
+"  straggler_grace_s REAL,"
+"  has_drafts INTEGER,"
+"  drafts_interval_s REAL,"
+"  drafts_tokens INTEGER,"
+"  drafts_llm_calls INTEGER,"
+"  drafts_cost_micro_usd INTEGER,"
+"  drafts_first_ms INTEGER,"
+"  drafts_answer_ms INTEGER,"
+"  drafts_synthesis_from INTEGER,"
+"  workspace TEXT,"
+"  confinement TEXT,"
+"  cached INTEGER,"
+"  cached_from TEXT,"
+"  has_session INTEGER,"
+"  session_prompt_tokens INTEGER,"
+"  session_completion_tokens INTEGER,"
+"  session_total_tokens INTEGER,"
+"  session_llm_calls INTEGER,"
+"  session_retries INTEGER,"
+"  session_cost_micro_usd INTEGER,"
+"  session_hedged_calls INTEGER,"
+"  session_hedges_won INTEGER,"
+"  session_tasks INTEGER,"
+"  has_resumed INTEGER,"		/* task_resume's */
+"  resumed_from TEXT,"
+"  resumed_why TEXT,"
+"  resumed_planner INTEGER"
+") WITHOUT ROWID;"
+"CREATE TABLE IF NOT EXISTS task_result_agents ("
+"  task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
+"  idx INTEGER NOT NULL,"
+"  question TEXT,"
+"  status TEXT,"
+"  elapsed_ms INTEGER,"
+"  error TEXT,"
+"  signal TEXT,"
+"  model TEXT,"
+"  rank INTEGER,"
+"  rerun INTEGER,"			/* resumed: it ran again */
+"  prompt_tokens INTEGER,"
+"  completion_tokens INTEGER,"
+"  total_tokens INTEGER,"
+"  llm_calls INTEGER,"
+"  retries INTEGER,"
+"  cost_micro_usd INTEGER,"
+"  hedged_calls INTEGER,"
+"  hedges_won INTEGER,"
+"  PRIMARY KEY (task_id, idx)"
+") WITHOUT ROWID;"
+"CREATE TABLE IF NOT EXISTS task_result_items ("
+"  task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
+"  list TEXT NOT NULL,"	/* fallback rank review_error draft weaker */
+"  owner INTEGER NOT NULL,"		/* a fallback's step */
+"  n INTEGER NOT NULL,"	/* its place in its list, from 0 */
+"  a INTEGER, b INTEGER, c INTEGER, d INTEGER, x REAL,"
+"  s1 TEXT, s2 TEXT, s3 TEXT,"
+"  PRIMARY KEY (task_id, list, owner, n)"
 ") WITHOUT ROWID;"
 /* 2: a quota window's charges, one per source (a task), each only grows. */
 "CREATE TABLE IF NOT EXISTS quota_charges ("
@@ -226,6 +323,342 @@ static const char *sq_migrate_v4 =
 "ALTER TABLE tasks ADD COLUMN resume INTEGER;"
 "ALTER TABLE tasks ADD COLUMN deadline_ms INTEGER;";
 
+/*
+ * Version 5 from 3 (or 4): the result and the usage, kept as JSON text in
+ * tasks.result and tasks.usage until then, become typed: the usage columns
+ * of tasks, a row of task_results, a row of task_result_agents per agent
+ * and a row of task_result_items per element of its lists, read out of
+ * that JSON this once, in SQL.  A row whose result is not a JSON object
+ * (damaged) keeps no result, as a stopped task has none (its reason
+ * stays); a value of the wrong type reads as none (0, or null).  Then the
+ * columns go.
+ */
+static const char *sq_migrate_v5 =
+"ALTER TABLE tasks ADD COLUMN prompt_tokens INTEGER;"
+"ALTER TABLE tasks ADD COLUMN completion_tokens INTEGER;"
+"ALTER TABLE tasks ADD COLUMN total_tokens INTEGER;"
+"ALTER TABLE tasks ADD COLUMN llm_calls INTEGER;"
+"ALTER TABLE tasks ADD COLUMN retries INTEGER;"
+"ALTER TABLE tasks ADD COLUMN cost_micro_usd INTEGER;"
+"ALTER TABLE tasks ADD COLUMN hedged_calls INTEGER;"
+"ALTER TABLE tasks ADD COLUMN hedges_won INTEGER;"
+"UPDATE tasks SET"
+"  prompt_tokens = coalesce(json_extract(usage, '$.prompt_tokens'), 0),"
+"  completion_tokens = coalesce(json_extract(usage,"
+"    '$.completion_tokens'), 0),"
+"  total_tokens = coalesce(json_extract(usage, '$.total_tokens'), 0),"
+"  llm_calls = coalesce(json_extract(usage, '$.llm_calls'), 0),"
+"  retries = coalesce(json_extract(usage, '$.retries'), 0),"
+"  cost_micro_usd = CAST(round(coalesce(json_extract(usage,"
+"    '$.cost_usd'), 0) * 1e6) AS INTEGER),"
+"  hedged_calls = coalesce(json_extract(usage, '$.hedged_calls'), 0),"
+"  hedges_won = coalesce(json_extract(usage, '$.hedges_won'), 0)"
+"  WHERE CASE WHEN json_valid(usage) THEN json_type(usage) = 'object'"
+"    ELSE 0 END;"
+"INSERT OR REPLACE INTO task_results (task_id, kind, answer, failed,"
+" synthesized, planner_fallback, planner_reasked, planner_error,"
+" synthesis_error, synthesis_truncated, planner_model,"
+" synthesis_model, prompt_tokens, completion_tokens, total_tokens,"
+" llm_calls, retries, cost_micro_usd, hedged_calls, hedges_won,"
+" elapsed_ms, strategy, strategy_fallback, ranked, max_total_tokens,"
+" max_cost_usd, budget_stop, min_agents, straggler_grace_s,"
+" has_drafts, drafts_interval_s, drafts_tokens, drafts_llm_calls,"
+" drafts_cost_micro_usd, drafts_first_ms, drafts_answer_ms,"
+" drafts_synthesis_from, workspace, confinement, cached,"
+" cached_from, has_session, session_prompt_tokens,"
+" session_completion_tokens, session_total_tokens,"
+" session_llm_calls, session_retries, session_cost_micro_usd,"
+" session_hedged_calls, session_hedges_won, session_tasks,"
+" has_resumed, resumed_from, resumed_why, resumed_planner)"
+"  WITH v AS (SELECT id, result AS j FROM tasks WHERE CASE WHEN"
+" json_valid(result) THEN json_type(result) = 'object' ELSE 0 END)"
+"  SELECT id,"
+"    CASE WHEN json_type(j, '$.structuredContent') = 'object' THEN 0"
+" ELSE 1 END,"
+"    CASE WHEN json_type(j, '$.structuredContent') = 'object' THEN"
+" json_extract(j, '$.structuredContent.answer') ELSE json_extract(j,"
+" '$.content[0].text') END,"
+"    CASE WHEN json_type(j, '$.isError') = 'true' THEN 1 ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.synthesized') ="
+" 'true' THEN 1 ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.planner_fallback')"
+" = 'true' THEN 1 ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.planner_reasked') ="
+" 'true' THEN 1 ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.planner_error') ="
+" 'text' THEN json_extract(j, '$.structuredContent.planner_error')"
+" END,"
+"    CASE WHEN json_type(j, '$.structuredContent.synthesis_error') ="
+" 'text' THEN json_extract(j, '$.structuredContent.synthesis_error')"
+" END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.synthesis_truncated') IN ('integer', 'real')"
+" THEN CAST(json_extract(j,"
+" '$.structuredContent.synthesis_truncated') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.planner_model') ="
+" 'text' THEN json_extract(j, '$.structuredContent.planner_model')"
+" END,"
+"    CASE WHEN json_type(j, '$.structuredContent.synthesis_model') ="
+" 'text' THEN json_extract(j, '$.structuredContent.synthesis_model')"
+" END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.usage.prompt_tokens') IN ('integer', 'real')"
+" THEN CAST(json_extract(j,"
+" '$.structuredContent.usage.prompt_tokens') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.usage.completion_tokens') IN ('integer',"
+" 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.usage.completion_tokens') AS INTEGER) ELSE 0"
+" END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.usage.total_tokens') IN ('integer', 'real')"
+" THEN CAST(json_extract(j,"
+" '$.structuredContent.usage.total_tokens') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.usage.llm_calls')"
+" IN ('integer', 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.usage.llm_calls') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.usage.retries') IN"
+" ('integer', 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.usage.retries') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.usage.cost_usd') IN"
+" ('integer', 'real') THEN CAST(round(json_extract(j,"
+" '$.structuredContent.usage.cost_usd') * 1e6) AS INTEGER) ELSE 0"
+" END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.usage.hedged_calls') IN ('integer', 'real')"
+" THEN CAST(json_extract(j,"
+" '$.structuredContent.usage.hedged_calls') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.usage.hedges_won')"
+" IN ('integer', 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.usage.hedges_won') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.elapsed_ms') IN"
+" ('integer', 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.elapsed_ms') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.strategy') = 'text'"
+" THEN json_extract(j, '$.structuredContent.strategy') END,"
+"    CASE WHEN json_type(j, '$.structuredContent.strategy_fallback')"
+" = 'text' THEN json_extract(j,"
+" '$.structuredContent.strategy_fallback') END,"
+"    CASE WHEN json_type(j, '$.structuredContent.ranking') = 'array'"
+" THEN 1 ELSE 0 END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.budget.max_total_tokens') IN ('integer',"
+" 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.budget.max_total_tokens') AS INTEGER) ELSE 0"
+" END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.budget.max_cost_usd') IN ('integer', 'real')"
+" THEN json_extract(j, '$.structuredContent.budget.max_cost_usd')"
+" ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.budget.stopped') ="
+" 'text' THEN json_extract(j, '$.structuredContent.budget.stopped')"
+" END,"
+"    CASE WHEN json_type(j, '$.structuredContent.quorum.min_agents')"
+" IN ('integer', 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.quorum.min_agents') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.quorum.straggler_grace') IN ('integer',"
+" 'real') THEN json_extract(j,"
+" '$.structuredContent.quorum.straggler_grace') ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.drafts') = 'object'"
+" THEN 1 ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.drafts.interval')"
+" IN ('integer', 'real') THEN json_extract(j,"
+" '$.structuredContent.drafts.interval') ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.drafts.tokens') IN"
+" ('integer', 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.drafts.tokens') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.drafts.llm_calls')"
+" IN ('integer', 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.drafts.llm_calls') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.drafts.cost_usd')"
+" IN ('integer', 'real') THEN CAST(round(json_extract(j,"
+" '$.structuredContent.drafts.cost_usd') * 1e6) AS INTEGER) ELSE 0"
+" END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.drafts.first_draft_ms') IN ('integer',"
+" 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.drafts.first_draft_ms') AS INTEGER) ELSE -1"
+" END,"
+"    CASE WHEN json_type(j, '$.structuredContent.drafts.answer_ms')"
+" IN ('integer', 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.drafts.answer_ms') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.drafts.synthesis_from') IN ('integer',"
+" 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.drafts.synthesis_from') AS INTEGER) ELSE 0"
+" END,"
+"    CASE WHEN json_type(j, '$.structuredContent.workspace') ="
+" 'text' THEN json_extract(j, '$.structuredContent.workspace') END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.sandbox.confinement') = 'text' THEN"
+" json_extract(j, '$.structuredContent.sandbox.confinement') END,"
+"    CASE WHEN json_type(j, '$.structuredContent.cached') = 'true'"
+" THEN 1 ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.cached_from') ="
+" 'text' THEN json_extract(j, '$.structuredContent.cached_from') END,"
+"    CASE WHEN json_type(j, '$.structuredContent.session_usage') ="
+" 'object' THEN 1 ELSE 0 END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.session_usage.prompt_tokens') IN ('integer',"
+" 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.session_usage.prompt_tokens') AS INTEGER)"
+" ELSE 0 END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.session_usage.completion_tokens') IN"
+" ('integer', 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.session_usage.completion_tokens') AS INTEGER)"
+" ELSE 0 END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.session_usage.total_tokens') IN ('integer',"
+" 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.session_usage.total_tokens') AS INTEGER) ELSE"
+" 0 END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.session_usage.llm_calls') IN ('integer',"
+" 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.session_usage.llm_calls') AS INTEGER) ELSE 0"
+" END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.session_usage.retries') IN ('integer',"
+" 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.session_usage.retries') AS INTEGER) ELSE 0"
+" END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.session_usage.cost_usd') IN ('integer',"
+" 'real') THEN CAST(round(json_extract(j,"
+" '$.structuredContent.session_usage.cost_usd') * 1e6) AS INTEGER)"
+" ELSE 0 END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.session_usage.hedged_calls') IN ('integer',"
+" 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.session_usage.hedged_calls') AS INTEGER) ELSE"
+" 0 END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.session_usage.hedges_won') IN ('integer',"
+" 'real') THEN CAST(json_extract(j,"
+" '$.structuredContent.session_usage.hedges_won') AS INTEGER) ELSE 0"
+" END,"
+"    CASE WHEN json_type(j,"
+" '$.structuredContent.session_usage.tasks') IN ('integer', 'real')"
+" THEN CAST(json_extract(j,"
+" '$.structuredContent.session_usage.tasks') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.resumed') = 'object'"
+" THEN 1 ELSE 0 END,"
+"    CASE WHEN json_type(j, '$.structuredContent.resumed.from') ="
+" 'text' THEN json_extract(j, '$.structuredContent.resumed.from') END,"
+"    CASE WHEN json_type(j, '$.structuredContent.resumed.why') ="
+" 'text' THEN json_extract(j, '$.structuredContent.resumed.why') END,"
+"    CASE WHEN json_type(j, '$.structuredContent.resumed.planner_rerun')"
+" = 'true' THEN 1 ELSE 0 END"
+" FROM v;"
+"INSERT OR IGNORE INTO task_result_agents (task_id, idx, question,"
+" status, elapsed_ms, error, signal, model, rank, prompt_tokens,"
+" completion_tokens, total_tokens, llm_calls, retries,"
+" cost_micro_usd, hedged_calls, hedges_won, rerun)"
+"  WITH v AS (SELECT id, result AS j FROM tasks WHERE CASE WHEN"
+" json_valid(result) THEN json_type(result) = 'object' ELSE 0 END)"
+"  SELECT v.id,"
+"    CASE WHEN json_type(a.value, '$.index') IN ('integer', 'real')"
+" THEN CAST(json_extract(a.value, '$.index') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(a.value, '$.question') = 'text' THEN"
+" json_extract(a.value, '$.question') END,"
+"    CASE WHEN json_type(a.value, '$.status') = 'text' THEN"
+" json_extract(a.value, '$.status') END,"
+"    CASE WHEN json_type(a.value, '$.elapsed_ms') IN ('integer',"
+" 'real') THEN CAST(json_extract(a.value, '$.elapsed_ms') AS"
+" INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(a.value, '$.error') = 'text' THEN"
+" json_extract(a.value, '$.error') END,"
+"    CASE WHEN json_type(a.value, '$.signal') = 'text' THEN"
+" json_extract(a.value, '$.signal') END,"
+"    CASE WHEN json_type(a.value, '$.model') = 'text' THEN"
+" json_extract(a.value, '$.model') END,"
+"    CASE WHEN json_type(a.value, '$.rank') IN ('integer', 'real')"
+" THEN CAST(json_extract(a.value, '$.rank') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(a.value, '$.usage.prompt_tokens') IN"
+" ('integer', 'real') THEN CAST(json_extract(a.value,"
+" '$.usage.prompt_tokens') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(a.value, '$.usage.completion_tokens') IN"
+" ('integer', 'real') THEN CAST(json_extract(a.value,"
+" '$.usage.completion_tokens') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(a.value, '$.usage.total_tokens') IN"
+" ('integer', 'real') THEN CAST(json_extract(a.value,"
+" '$.usage.total_tokens') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(a.value, '$.usage.llm_calls') IN"
+" ('integer', 'real') THEN CAST(json_extract(a.value,"
+" '$.usage.llm_calls') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(a.value, '$.usage.retries') IN ('integer',"
+" 'real') THEN CAST(json_extract(a.value, '$.usage.retries') AS"
+" INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(a.value, '$.usage.cost_usd') IN ('integer',"
+" 'real') THEN CAST(round(json_extract(a.value, '$.usage.cost_usd')"
+" * 1e6) AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(a.value, '$.usage.hedged_calls') IN"
+" ('integer', 'real') THEN CAST(json_extract(a.value,"
+" '$.usage.hedged_calls') AS INTEGER) ELSE 0 END,"
+"    CASE WHEN json_type(a.value, '$.usage.hedges_won') IN"
+" ('integer', 'real') THEN CAST(json_extract(a.value,"
+" '$.usage.hedges_won') AS INTEGER) ELSE 0 END,"
+"    EXISTS (SELECT 1 FROM json_each(v.j,"
+" '$.structuredContent.resumed.rerun') AS r WHERE"
+" json_type(v.j, '$.structuredContent.resumed.rerun') = 'array' AND"
+" r.value = json_extract(a.value, '$.index'))"
+"  FROM v, json_each(v.j, '$.structuredContent.agents') AS a"
+"  WHERE json_type(v.j, '$.structuredContent.agents') = 'array' AND"
+"    a.type = 'object' AND json_type(a.value, '$.index') = 'integer';"
+"INSERT OR IGNORE INTO task_result_items (task_id, list, owner, n,"
+" a, b, c, d, x, s1, s2, s3)"
+"  WITH v AS (SELECT id, result AS j FROM tasks WHERE CASE WHEN"
+" json_valid(result) THEN json_type(result) = 'object' ELSE 0 END)"
+"  SELECT v.id, 'fallback', 0, f.key, 0, 0, 0, 0, 0,"
+" json_extract(f.value, '$.from'), json_extract(f.value, '$.to'),"
+" json_extract(f.value, '$.reason') FROM v, json_each(v.j,"
+" '$.structuredContent.planner_fallbacks') AS f WHERE json_type(v.j,"
+" '$.structuredContent.planner_fallbacks') = 'array' AND f.type ="
+" 'object'"
+"  UNION ALL SELECT v.id, 'fallback', -1, f.key, 0, 0, 0, 0, 0,"
+" json_extract(f.value, '$.from'), json_extract(f.value, '$.to'),"
+" json_extract(f.value, '$.reason') FROM v, json_each(v.j,"
+" '$.structuredContent.synthesis_fallbacks') AS f WHERE"
+" json_type(v.j, '$.structuredContent.synthesis_fallbacks') ="
+" 'array' AND f.type = 'object'"
+"  UNION ALL SELECT v.id, 'fallback', json_extract(a.value,"
+" '$.index'), f.key, 0, 0, 0, 0, 0, json_extract(f.value, '$.from'),"
+" json_extract(f.value, '$.to'), json_extract(f.value, '$.reason')"
+" FROM v, json_each(v.j, '$.structuredContent.agents') AS a,"
+" json_each(a.value, '$.fallbacks') AS f WHERE json_type(v.j,"
+" '$.structuredContent.agents') = 'array' AND a.type = 'object' AND"
+" json_type(a.value, '$.index') = 'integer' AND json_type(a.value,"
+" '$.fallbacks') = 'array' AND f.type = 'object'"
+"  UNION ALL SELECT v.id, 'rank', 0, r.key, json_extract(r.value,"
+" '$.agent'), json_extract(r.value, '$.rank'), json_extract(r.value,"
+" '$.reviews'), 0, json_extract(r.value, '$.score'), NULL, NULL,"
+" NULL FROM v, json_each(v.j, '$.structuredContent.ranking') AS r"
+" WHERE json_type(v.j, '$.structuredContent.ranking') = 'array' AND"
+" r.type = 'object'"
+"  UNION ALL SELECT v.id, 'review_error', 0, e.key,"
+" json_extract(e.value, '$.reviewer'), 0, 0, 0, 0,"
+" json_extract(e.value, '$.model'), json_extract(e.value,"
+" '$.status'), json_extract(e.value, '$.error') FROM v,"
+" json_each(v.j, '$.structuredContent.review_errors') AS e WHERE"
+" json_type(v.j, '$.structuredContent.review_errors') = 'array' AND"
+" e.type = 'object'"
+"  UNION ALL SELECT v.id, 'draft', 0, d.key, json_extract(d.value,"
+" '$.answers'), json_extract(d.value, '$.started_ms'),"
+" json_extract(d.value, '$.ended_ms'), json_extract(d.value,"
+" '$.tokens'), 0, json_extract(d.value, '$.status'), NULL, NULL FROM"
+" v, json_each(v.j, '$.structuredContent.drafts.list') AS d WHERE"
+" json_type(v.j, '$.structuredContent.drafts.list') = 'array' AND"
+" d.type = 'object'"
+"  UNION ALL SELECT v.id, 'weaker', 0, w.key, 0, 0, 0, 0, 0,"
+" w.value, NULL, NULL FROM v, json_each(v.j,"
+" '$.structuredContent.sandbox.weaker') AS w WHERE json_type(v.j,"
+" '$.structuredContent.sandbox.weaker') = 'array' AND w.type ="
+" 'text';"
+"ALTER TABLE tasks DROP COLUMN result;"
+"ALTER TABLE tasks DROP COLUMN usage;";
+
 /* Whether tasks has a column of this name. */
 static int
 sq_has_column(const char *name, bool *has)
@@ -244,12 +677,14 @@ sq_has_column(const char *name, bool *has)
 static int
 sq_migrate(void)
 {
-	bool	old, args;
+	bool	old, args, json;
 
 	if (sq_has_column("agents", &old) != SQLITE_OK ||
 	    (old && sq_exec(sq_migrate_v3) == -1) ||
 	    sq_has_column("deadline_ms", &args) != SQLITE_OK ||
-	    (!args && sq_exec(sq_migrate_v4) == -1))
+	    (!args && sq_exec(sq_migrate_v4) == -1) ||
+	    sq_has_column("result", &json) != SQLITE_OK ||
+	    (json && sq_exec(sq_migrate_v5) == -1))
 		return -1;
 	return 0;
 }
@@ -260,8 +695,9 @@ sq_migrate(void)
  * their turn, find it current.  Every statement of it is IF NOT EXISTS, so
  * an older file (version 1: the tasks alone) gets what it lacks in place;
  * one of version 1 or 2 has its progress converted (sq_migrate_v3), one
- * of before 4 its arguments' columns added (sq_migrate_v4).  A
- * file of a newer heavyd is left alone.
+ * of before 4 its arguments' columns added (sq_migrate_v4), one of 1
+ * to 4 its result and usage converted (sq_migrate_v5).  A file of a newer
+ * heavyd is left alone.
  */
 static int
 sq_schema_check(const char *path, char *err, size_t errlen)
@@ -430,7 +866,11 @@ sq_close(void)
 	sqlite3_finalize(st_agent_put);
 	sqlite3_finalize(st_agents);
 	sqlite3_finalize(st_fallback_put);
+	sqlite3_finalize(st_result_put);
+	sqlite3_finalize(st_ragent_put);
+	sqlite3_finalize(st_item_put);
 	st_put = st_agent_put = st_agents = st_fallback_put = NULL;
+	st_result_put = st_ragent_put = st_item_put = NULL;
 	sqlite3_close(db);
 	db = NULL;
 }
@@ -468,16 +908,19 @@ sq_step_done(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+#define STORE_USAGE "prompt_tokens, completion_tokens, total_tokens, " \
+	"llm_calls, retries, cost_micro_usd, hedged_calls, hedges_won"
 #define STORE_INSERT "INSERT INTO tasks (id, owner, tool, status, " \
-	"status_message, params, phase, progress_ms, result, usage, " \
-	"cache_key, created_ms, updated_ms, ttl_ms, expires_ms, pid, " \
+	"status_message, params, phase, progress_ms, cache_key, " \
+	"created_ms, updated_ms, ttl_ms, expires_ms, pid, " \
 	"proc_start, draft_n, draft_answers, draft_of, draft_made_ms, " \
 	"draft_text, query, num_agents, timeout_s, model, strategy, " \
 	"max_total_tokens, max_cost_usd, min_agents, straggler_grace_s, " \
 	"hedge_after_ms, ask_cost, incremental_interval_s, resume, " \
-	"deadline_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13," \
-	"?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29," \
-	"?30,?31,?32,?33,?34,?35,?36)"
+	"deadline_ms, " STORE_USAGE ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8," \
+	"?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26," \
+	"?27,?28,?29,?30,?31,?32,?33,?34,?35,?36,?37,?38,?39,?40,?41,?42," \
+	"?43,?44)"
 
 /* The arguments from column i on (none: NULL); written once, at the
  * insert. */
@@ -498,6 +941,21 @@ sq_bind_args(sqlite3_stmt *st, int i, const struct store_args *a)
 	sqlite3_bind_double(st, i + 9, a->incremental_interval_s);
 	sqlite3_bind_int(st, i + 10, a->resume);
 	sqlite3_bind_int64(st, i + 11, a->deadline_ms);
+}
+
+/* The usage from column i on (NULL: none known). */
+static void
+sq_bind_usage(sqlite3_stmt *st, int i, const struct store_task *t)
+{
+	const uint64_t	v[] = { t->usage.prompt_tokens,
+	    t->usage.completion_tokens, t->usage.total_tokens,
+	    t->usage.llm_calls, t->usage.retries, t->usage.cost_micro_usd,
+	    t->usage.hedged_calls, t->usage.hedges_won };
+
+	if (!t->has_usage)
+		return;
+	for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
+		sqlite3_bind_int64(st, i + (int)k, (int64_t)v[k]);
 }
 
 /* A draft from column i on: its number, then the rest (NULL: none). */
@@ -524,8 +982,6 @@ sq_bind_task(sqlite3_stmt *st, const struct store_task *t)
 	bind_text(st, 6, t->params ? t->params : "{}");
 	bind_text(st, 7, t->progress.phase);
 	sqlite3_bind_int64(st, 8, t->progress.elapsed_ms);
-	bind_text(st, 9, t->result);
-	bind_text(st, 10, t->usage);
 	bind_text(st, 11, t->cache_key);
 	sqlite3_bind_int64(st, 12, t->created_ms);
 	sqlite3_bind_int64(st, 13, t->updated_ms);
@@ -537,6 +993,7 @@ sq_bind_task(sqlite3_stmt *st, const struct store_task *t)
 	bind_text(st, 23, t->query);
 	sqlite3_bind_int(st, 24, t->num_agents);
 	sq_bind_args(st, 25, &t->args);
+	sq_bind_usage(st, 37, t);
 }
 
 static int	sq_step_reset(sqlite3_stmt *);
@@ -610,6 +1067,99 @@ sq_put_agents(const struct store_task *t)
 }
 
 
+/* A result's (or an agent's) columns as a statement's, from parameter i
+ * on. */
+static void
+sq_bind_columns(sqlite3_stmt *st, int i, const void *base,
+    const struct tr_column *cols, int n)
+{
+	for (int k = 0; k < n; k++) {
+		if (cols[k].type == TRC_TEXT)
+			bind_text(st, i + k,
+			    taskresult_col_text(base, &cols[k]));
+		else if (cols[k].type == TRC_REAL)
+			sqlite3_bind_double(st, i + k,
+			    taskresult_col_real(base, &cols[k]));
+		else
+			sqlite3_bind_int64(st, i + k,
+			    taskresult_col_int(base, &cols[k]));
+	}
+}
+
+/* "INSERT OR REPLACE INTO table (task_id, the columns) VALUES (?1, ...)",
+ * prepared once. */
+static sqlite3_stmt *
+sq_prepare_columns(sqlite3_stmt **keep, const char *table,
+    const struct tr_column *cols, int n)
+{
+	struct buf	b;
+
+	if (*keep != NULL)
+		return *keep;
+	buf_init(&b, 0);
+	buf_printf(&b, "INSERT OR REPLACE INTO %s (task_id", table);
+	for (int k = 0; k < n; k++)
+		buf_printf(&b, ", %s", cols[k].name);
+	buf_addstr(&b, ") VALUES (?1");
+	for (int k = 0; k < n; k++)
+		buf_printf(&b, ", ?%d", k + 2);
+	buf_addstr(&b, ")");
+	*keep = sq_prepare(buf_cstr(&b));
+	buf_free(&b);
+	return *keep;
+}
+
+/* A task's result: its row, its agents' and its lists' (written once, when
+ * the task ends). */
+static int
+sq_put_result(const char *id, const struct task_result *r)
+{
+	struct tr_item	*items;
+	sqlite3_stmt	*st;
+	int		 n, rc = 0;
+
+	if ((st = sq_prepare_columns(&st_result_put, "task_results",
+	    taskresult_columns, taskresult_ncolumns)) == NULL)
+		return -1;
+	bind_text(st, 1, id);
+	sq_bind_columns(st, 2, r, taskresult_columns, taskresult_ncolumns);
+	if (sq_step_reset(st) == -1 || (st = sq_prepare_columns(
+	    &st_ragent_put, "task_result_agents", taskresult_agent_columns,
+	    taskresult_nagent_columns)) == NULL)
+		return -1;
+	for (int i = 0; i < r->nagents; i++) {
+		bind_text(st, 1, id);
+		sq_bind_columns(st, 2, &r->agents[i], taskresult_agent_columns,
+		    taskresult_nagent_columns);
+		if (sq_step_reset(st) == -1)
+			return -1;
+	}
+	if ((st = st_item_put) == NULL && (st = st_item_put = sq_prepare(
+	    "INSERT OR REPLACE INTO task_result_items (task_id, list, owner, "
+	    "n, a, b, c, d, x, s1, s2, s3) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+	    "?10,?11,?12)")) == NULL)
+		return -1;
+	n = taskresult_items(r, &items);
+	for (int i = 0; i < n && rc == 0; i++) {
+		bind_text(st, 1, id);
+		bind_text(st, 2, items[i].list);
+		sqlite3_bind_int(st, 3, items[i].owner);
+		sqlite3_bind_int(st, 4, items[i].n);
+		sqlite3_bind_int64(st, 5, items[i].a);
+		sqlite3_bind_int64(st, 6, items[i].b);
+		sqlite3_bind_int64(st, 7, items[i].c);
+		sqlite3_bind_int64(st, 8, items[i].d);
+		sqlite3_bind_double(st, 9, items[i].x);
+		bind_text(st, 10, items[i].s1);
+		bind_text(st, 11, items[i].s2);
+		bind_text(st, 12, items[i].s3);
+		rc = sq_step_reset(st);
+	}
+	free(items);
+	return rc;
+}
+
+
 /*
  * One row of this process: inserted the first time (so a failed insert
  * heals on the next write), else updated, unless the stored row has ended
@@ -626,7 +1176,12 @@ sq_put_one(const struct store_task *t)
 	    "excluded.draft_answers, draft_of = excluded.draft_of, "
 	    "draft_made_ms = excluded.draft_made_ms, draft_text = "
 	    "excluded.draft_text, "
-	    "result = excluded.result, usage = excluded.usage, cache_key = excluded.cache_key, updated_ms = "
+	    "prompt_tokens = excluded.prompt_tokens, completion_tokens = "
+	    "excluded.completion_tokens, total_tokens = excluded.total_tokens, "
+	    "llm_calls = excluded.llm_calls, retries = excluded.retries, "
+	    "cost_micro_usd = excluded.cost_micro_usd, hedged_calls = "
+	    "excluded.hedged_calls, hedges_won = excluded.hedges_won, "
+	    "cache_key = excluded.cache_key, updated_ms = "
 	    "excluded.updated_ms WHERE tasks.status = 'working' AND "
 	    "tasks.pid = excluded.pid AND tasks.proc_start = "
 	    "excluded.proc_start")) == NULL)
@@ -636,9 +1191,9 @@ sq_put_one(const struct store_task *t)
 		return -1;
 	if (sqlite3_changes(db) == 0)
 		return 1;
-	if (sq_put_fallbacks(t) == -1)
+	if (sq_put_fallbacks(t) == -1 || sq_put_agents(t) == -1)
 		return -1;
-	return sq_put_agents(t);
+	return t->result != NULL ? sq_put_result(t->id, t->result) : 0;
 }
 
 /* Several rows share one transaction; a failed one rolls them all back. */
@@ -671,12 +1226,12 @@ column_dup(sqlite3_stmt *st, int i)
 }
 
 #define STORE_COLUMNS "id, owner, tool, status, status_message, params, " \
-	"phase, progress_ms, result, usage, cache_key, created_ms, " \
+	"phase, progress_ms, NULL, NULL, cache_key, created_ms, " \
 	"updated_ms, ttl_ms, pid, proc_start, draft_n, draft_answers, " \
 	"draft_of, draft_made_ms, draft_text, query, num_agents, " \
 	"timeout_s, model, strategy, max_total_tokens, max_cost_usd, " \
 	"min_agents, straggler_grace_s, hedge_after_ms, ask_cost, " \
-	"incremental_interval_s, resume, deadline_ms"
+	"incremental_interval_s, resume, deadline_ms, " STORE_USAGE
 
 /* The arguments from column i on, if the row has them (its fallback
  * models are read apart: sq_fallbacks). */
@@ -758,6 +1313,133 @@ sq_agents(struct store_task *t)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Columns from i on into base (a result or an agent). */
+static void
+sq_columns(sqlite3_stmt *st, int i, void *base,
+    const struct tr_column *cols, int n)
+{
+	for (int k = 0; k < n; k++) {
+		if (cols[k].type == TRC_TEXT)
+			taskresult_col_set_text(base, &cols[k],
+			    (const char *)sqlite3_column_text(st, i + k));
+		else if (cols[k].type == TRC_REAL)
+			taskresult_col_set_real(base, &cols[k],
+			    sqlite3_column_double(st, i + k));
+		else
+			taskresult_col_set_int(base, &cols[k],
+			    sqlite3_column_int64(st, i + k));
+	}
+}
+
+/* "SELECT the columns FROM table WHERE task_id = ?1 ORDER BY order". */
+static sqlite3_stmt *
+sq_select_columns(const char *table, const struct tr_column *cols, int n,
+    const char *order)
+{
+	sqlite3_stmt	*st;
+	struct buf	 b;
+
+	buf_init(&b, 0);
+	buf_addstr(&b, "SELECT ");
+	for (int k = 0; k < n; k++)
+		buf_printf(&b, "%s%s", k ? ", " : "", cols[k].name);
+	buf_printf(&b, " FROM %s WHERE task_id = ?1%s%s", table,
+	    order ? " ORDER BY " : "", order ? order : "");
+	st = sq_prepare(buf_cstr(&b));
+	buf_free(&b);
+	return st;
+}
+
+/* The agents and the lists of a result just read. */
+static int
+sq_result_rows(struct task_result *r, const char *id)
+{
+	struct tr_agent	*a;
+	struct tr_item	 it;
+	sqlite3_stmt	*st;
+	int		 rc;
+
+	if ((st = sq_select_columns("task_result_agents",
+	    taskresult_agent_columns, taskresult_nagent_columns, "idx")) ==
+	    NULL)
+		return -1;
+	bind_text(st, 1, id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+	    r->nagents < HEAVY_MAX_AGENTS) {
+		a = &r->agents[r->nagents++];
+		sq_columns(st, 0, a, taskresult_agent_columns,
+		    taskresult_nagent_columns);
+	}
+	sqlite3_finalize(st);
+	if ((rc != SQLITE_DONE && rc != SQLITE_ROW) || (st = sq_prepare(
+	    "SELECT list, owner, n, a, b, c, d, x, s1, s2, s3 FROM "
+	    "task_result_items WHERE task_id = ?1 ORDER BY list, owner, n")) ==
+	    NULL)
+		return -1;
+	bind_text(st, 1, id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		it = (struct tr_item){ (const char *)sqlite3_column_text(st, 0),
+		    sqlite3_column_int(st, 1), sqlite3_column_int(st, 2),
+		    sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+		    sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6),
+		    sqlite3_column_double(st, 7),
+		    (const char *)sqlite3_column_text(st, 8),
+		    (const char *)sqlite3_column_text(st, 9),
+		    (const char *)sqlite3_column_text(st, 10) };
+		if (it.list != NULL)
+			taskresult_item_add(r, &it);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A row's result, if it has one; -1 (logged) on error. */
+static int
+sq_result(struct store_task *t)
+{
+	struct task_result	*r;
+	sqlite3_stmt		*st;
+	int			 rc;
+
+	if ((st = sq_select_columns("task_results", taskresult_columns,
+	    taskresult_ncolumns, NULL)) == NULL)
+		return -1;
+	bind_text(st, 1, t->id);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r = taskresult_new(TR_ORCHESTRATION);
+		sq_columns(st, 0, r, taskresult_columns, taskresult_ncolumns);
+		t->result = r;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		sq_failed(sqlite3_errmsg(db));
+		return -1;
+	}
+	if (t->result != NULL && sq_result_rows(t->result, t->id) == -1) {
+		sq_failed(sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+/* The usage from column i on, if the row has it. */
+static void
+sq_usage(sqlite3_stmt *st, int i, struct store_task *t)
+{
+	struct usage	*u = &t->usage;
+
+	if (!(t->has_usage = sqlite3_column_type(st, i) != SQLITE_NULL))
+		return;
+	u->prompt_tokens = (uint64_t)sqlite3_column_int64(st, i);
+	u->completion_tokens = (uint64_t)sqlite3_column_int64(st, i + 1);
+	u->total_tokens = (uint64_t)sqlite3_column_int64(st, i + 2);
+	u->llm_calls = (uint32_t)sqlite3_column_int64(st, i + 3);
+	u->retries = (uint32_t)sqlite3_column_int64(st, i + 4);
+	u->cost_micro_usd = (uint64_t)sqlite3_column_int64(st, i + 5);
+	u->hedged_calls = (uint32_t)sqlite3_column_int64(st, i + 6);
+	u->hedges_won = (uint32_t)sqlite3_column_int64(st, i + 7);
+}
+
 static void
 sq_row(sqlite3_stmt *st, struct store_task *t)
 {
@@ -773,8 +1455,7 @@ sq_row(sqlite3_stmt *st, struct store_task *t)
 	t->params = column_dup(st, 5);
 	t->progress.phase = column_dup(st, 6);
 	t->progress.elapsed_ms = sqlite3_column_int64(st, 7);
-	t->result = column_dup(st, 8);
-	t->usage = column_dup(st, 9);
+	sq_usage(st, 35, t);
 	t->cache_key = column_dup(st, 10);
 	t->created_ms = sqlite3_column_int64(st, 11);
 	t->updated_ms = sqlite3_column_int64(st, 12);
@@ -858,7 +1539,7 @@ sq_one_row(sqlite3_stmt *st, struct store_task *t)
 	else if (rc != SQLITE_DONE)
 		sq_failed(sqlite3_errmsg(db));
 	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW && sq_agents(t) == -1) {
+	if (rc == SQLITE_ROW && (sq_agents(t) == -1 || sq_result(t) == -1)) {
 		store_task_clear(t);
 		return STORE_ERROR;
 	}

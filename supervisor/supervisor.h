@@ -14,6 +14,7 @@
 #include "../common/common.h"
 #include "../proto/proto.h"
 #include "store.h"
+#include "taskresult.h"
 
 extern struct event_base	*ev_base;
 /*
@@ -71,7 +72,7 @@ void	 features_sandbox(struct sandbox *);
 void	 features_egress_sandbox(struct sandbox *);
 void	 features_print(FILE *);
 void	 features_log(void);
-struct json_object *features_json(void);	/* a result's "sandbox" */
+void	 features_result(struct task_result *);	/* its "sandbox" */
 int	 features_landlock(void);	/* the ABI workers use; 0: none */
 int	 features_ports(const struct heavy_config *, struct sandbox *,
 	    char *err, size_t errlen);
@@ -227,8 +228,9 @@ struct task_outcome {
 	bool		 cacheable;	/* a clean answer, worth serving again */
 	struct usage	 usage;		/* every LLM call's, as reported */
 };
+/* The result is the callee's to keep or free (taskresult_free). */
 typedef void (*task_done_fn)(void *arg, const struct task_outcome *,
-	    struct json_object *result);
+	    struct task_result *result);
 struct task *task_start(const struct heavy_config *, struct task_params *,
 	    task_progress_fn, task_done_fn, void *arg);
 /* What a resumed task keeps of its first run (task_resume). */
@@ -290,7 +292,6 @@ void	 task_new_id(char id[33]);	/* 128 random bits, in hex */
 void	 task_keys(const char *api_key, const char *search_key,
 	    const char *no_key);
 const char *task_no_key(void);	/* NULL, or why there is no API key */
-struct json_object *task_usage_json(const struct usage *);
 
 /* draft.c: incremental's drafts, rebuilt as the answers come in. */
 struct drafts;
@@ -307,7 +308,8 @@ void	 drafts_usage(struct drafts *, const struct usage *);
 void	 drafts_stop(struct drafts *);
 const char *drafts_take(struct drafts *, int *answers);
 void	 drafts_view(const struct drafts *, struct task_draft_view *);
-struct json_object *drafts_json(const struct drafts *, int64_t elapsed_ms);
+void	 drafts_result(const struct drafts *, int64_t elapsed_ms,
+	    struct tr_drafts *);
 
 /* registry.c: this process's running orchestrations, for their owners. */
 enum task_status {
@@ -335,7 +337,7 @@ struct task_record {
 	struct json_object	*params;	/* its effective arguments */
 	char			*cache_key;	/* NULL: never served from cache */
 	struct store_args	 args;		/* typed, for a resume */
-	struct json_object	*result;	/* the CallToolResult */
+	struct task_result	*result;	/* once finished, if any */
 	struct store_progress	 progress;	/* the last, once over */
 	char			*error;
 	struct usage		 usage;		/* once finished */
@@ -377,7 +379,7 @@ void	 registry_add(struct task_record *, struct task *, const char *id,
 	    int64_t now);
 struct task_record *registry_find(const char *id, const char *owner);
 void	 registry_finish(struct task_record *, const struct task_outcome *,
-	    struct json_object *result,
+	    struct task_result *result,
 	    int64_t now);
 void	 registry_cancel(struct task_record *, const char *why, int64_t now);
 void	 registry_interrupt(struct task_record *, const char *why,
@@ -421,11 +423,11 @@ struct service_hooks {
 	 * and the watchers hear of the end: the result may still be added
 	 * to, nothing may be sent yet. */
 	void	(*done)(void *arg, struct task_record *,
-		    const struct task_outcome *, struct json_object *result,
+		    const struct task_outcome *, struct task_result *result,
 		    bool ran);
 	/* Then, once the store has the end: the answer may go out. */
 	void	(*answer)(void *arg, const struct task_outcome *,
-		    struct json_object *result);
+		    const struct task_result *result);
 	/* It was stopped before it had a result (may be NULL). */
 	void	(*stopped)(void *arg, const char *why);
 };
@@ -582,6 +584,12 @@ int	 tool_orchestrate_args(const struct heavy_config *, struct json_object *,
 	    struct task_params *, char *err, size_t errlen);
 struct json_object *tool_error_result(const char *text);
 
+/* result.c: a task's result, rendered for MCP clients (the one place). */
+struct json_object *result_render(const struct task_result *);
+struct json_object *result_structured(const struct task_result *);
+char	*result_text(const struct task_result *);	/* the content's */
+struct json_object *result_status_json(const struct store_task *);
+
 /* rpc.c: JSON-RPC 2.0 messages. */
 #define RPC_PARSE_ERROR		-32700
 #define RPC_INVALID_REQUEST	-32600
@@ -652,8 +660,7 @@ bool	 durable_terminal(const struct store_task *);
 enum task_status durable_mkh_status(const struct store_task *);
 double	 durable_execution_time(const struct store_task *);
 const char *durable_error(const struct store_task *);
-struct json_object *durable_json(const char *text);
-struct json_object *durable_status_json(const struct store_task *);
+struct json_object *durable_progress_json(const struct store_task *);
 struct json_object *durable_task_json(const struct store_task *, int poll_ms);
 void	 durable_active(const char *owner, durable_list_cb, void *arg);
 void	 durable_ids(const char *owner, const char *prefix, durable_list_cb,
@@ -663,7 +670,7 @@ void	 durable_ids(const char *owner, const char *prefix, durable_list_cb,
 char	*cache_canonical(const struct heavy_config *,
 	    const struct task_params *);
 char	*cache_key(const struct heavy_config *, const struct task_params *);
-struct json_object *cache_result(const struct store_task *);
+struct task_result *cache_result(const struct store_task *);
 
 /*
  * mcp.c: MCP sessions and the dispatch of their messages, whatever

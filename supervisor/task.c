@@ -136,7 +136,7 @@ static void	task_draft_usage(void *, const struct usage *,
 	    const struct job_call *);
 static int64_t	task_agents_deadline(struct task *);
 static void	task_resumption_free(struct task *);
-static struct json_object *task_resumed_json(const struct task *);
+static void	task_resumed_fill(const struct task *, struct task_result *);
 static int	task_ok_agents(struct task *, int *);
 
 static void
@@ -1138,46 +1138,21 @@ task_synth_usage(void *arg, const struct usage *delta,
 	task_usage(t, delta, call);
 }
 
-static struct json_object *
-json_string_or_null(const char *s)
+static char *
+task_dup(const char *s)
 {
-	return s == NULL ? NULL : json_object_new_string(s);
-}
-
-struct json_object *
-task_usage_json(const struct usage *u)
-{
-	struct json_object	*o = json_object_new_object();
-
-	json_object_object_add(o, "prompt_tokens",
-	    json_object_new_int64((int64_t)u->prompt_tokens));
-	json_object_object_add(o, "completion_tokens",
-	    json_object_new_int64((int64_t)u->completion_tokens));
-	json_object_object_add(o, "total_tokens",
-	    json_object_new_int64((int64_t)u->total_tokens));
-	json_object_object_add(o, "llm_calls",
-	    json_object_new_int64(u->llm_calls));
-	json_object_object_add(o, "retries", json_object_new_int64(u->retries));
-	json_object_object_add(o, "hedged_calls",
-	    json_object_new_int64(u->hedged_calls));
-	json_object_object_add(o, "hedges_won",
-	    json_object_new_int64(u->hedges_won));
-	json_object_object_add(o, "cost_usd",
-	    json_object_new_double(u->cost_micro_usd / 1e6));
-	return o;
+	return s == NULL ? NULL : xstrdup(s);
 }
 
 /*
  * The model that answered a step (its own until one answered; NULL for a
- * planner or synthesis that never did) and each fallback it took, as
- * key_model and key_fb.
+ * planner or synthesis that never did) and each fallback it took.
  */
 static void
-task_route_json(const struct task *t, const struct route *rt,
-    enum job_role role, int index, struct json_object *o,
-    const char *key_model, const char *key_fb)
+task_route_fill(const struct task *t, const struct route *rt,
+    enum job_role role, int index, struct tr_route *out)
 {
-	struct json_object	*fbs = json_object_new_array(), *f;
+	struct tr_fallback	*f;
 	const char		*fb[HEAVY_MAX_FALLBACKS];
 	const char		*own = task_model(t, role, index);
 	int			 n = task_fallbacks(t, role, fb);
@@ -1185,200 +1160,100 @@ task_route_json(const struct task *t, const struct route *rt,
 	for (int i = 1; i <= n; i++) {
 		if (rt->why[i] == JOB_FB_NONE)
 			continue;
-		f = json_object_new_object();
-		json_object_object_add(f, "from", json_object_new_string(
-		    i == 1 ? own : fb[i - 2]));
-		json_object_object_add(f, "to", json_object_new_string(fb[i - 1]));
-		json_object_object_add(f, "reason", json_object_new_string(
-		    job_fallback_name(rt->why[i])));
-		json_object_array_add(fbs, f);
+		f = &out->fallbacks[out->nfallbacks++];
+		f->from = xstrdup(i == 1 ? own : fb[i - 2]);
+		f->to = xstrdup(fb[i - 1]);
+		f->reason = xstrdup(job_fallback_name(rt->why[i]));
 	}
-	if (!rt->answered && role != ROLE_AGENT)
-		json_object_object_add(o, key_model, NULL);
-	else
-		json_object_object_add(o, key_model, json_object_new_string(
-		    rt->at == 0 || (int)rt->at > n ? own : fb[rt->at - 1]));
-	json_object_object_add(o, key_fb, fbs);
+	if (rt->answered || role == ROLE_AGENT)
+		out->model = xstrdup(rt->at == 0 || (int)rt->at > n ? own :
+		    fb[rt->at - 1]);
 }
 
-static struct json_object *
-task_agent_json(const struct agent *a)
+static void
+task_agent_fill(const struct agent *a, struct tr_agent *out)
 {
-	struct json_object	*o = json_object_new_object();
+	const struct task	*t = a->task;
 
-	json_object_object_add(o, "index", json_object_new_int(a->index + 1));
-	json_object_object_add(o, "question", json_object_new_string(
-	    a->question ? a->question : ""));
-	json_object_object_add(o, "status", json_object_new_string(
-	    agent_status_names[a->status]));
-	json_object_object_add(o, "elapsed_ms",
-	    json_object_new_int64(a->elapsed_ms));
-	json_object_object_add(o, "error", json_string_or_null(a->error));
-	json_object_object_add(o, "signal", a->signal ?
-	    json_object_new_string(signal_name(a->signal)) : NULL);
-	json_object_object_add(o, "usage", task_usage_json(&a->usage));
-	task_route_json(a->task, &a->route, ROLE_AGENT, a->index, o, "model",
-	    "fallbacks");
-	json_object_object_add(o, "rank", a->task->ranked &&
-	    a->task->tally[a->index].rank ?
-	    json_object_new_int(a->task->tally[a->index].rank) : NULL);
-	return o;
+	out->index = a->index + 1;
+	out->question = task_dup(a->question);
+	out->status = xstrdup(agent_status_names[a->status]);
+	out->elapsed_ms = a->elapsed_ms;
+	out->error = task_dup(a->error);
+	out->signal = a->signal ? xstrdup(signal_name(a->signal)) : NULL;
+	out->usage = a->usage;
+	task_route_fill(t, &a->route, ROLE_AGENT, a->index, &out->route);
+	out->rank = t->ranked ? t->tally[a->index].rank : 0;
 }
 
-/* The aggregate ranking, best first; null when nothing was ranked. */
-static struct json_object *
-task_ranking_json(struct task *t)
+/* The aggregate ranking, best first, and the reviews that gave none. */
+static void
+task_ranking_fill(struct task *t, struct task_result *r)
 {
-	struct json_object	*arr, *o;
+	struct tr_rank		*k;
+	struct tr_review_error	*e;
+	struct review		*rv;
 	int			 ok[HEAVY_MAX_AGENTS], n, a;
 
-	if (!t->ranked)
-		return NULL;
-	arr = json_object_new_array();
-	n = task_ok_agents(t, ok);
+	r->ranked = t->ranked;
+	n = t->ranked ? task_ok_agents(t, ok) : 0;
 	for (int i = 0; i < n; i++) {
 		if (t->tally[a = ok[i]].rank == 0)
 			continue;
-		o = json_object_new_object();
-		json_object_object_add(o, "agent", json_object_new_int(a + 1));
-		json_object_object_add(o, "rank",
-		    json_object_new_int(t->tally[a].rank));
+		k = &r->ranking[r->nranking++];
+		k->agent = a + 1;
+		k->rank = t->tally[a].rank;
 		/* Four decimals are plenty; the score is never negative. */
-		json_object_object_add(o, "score", json_object_new_double(
-		    (double)(int64_t)(t->tally[a].score * 10000 + 0.5) / 10000));
-		json_object_object_add(o, "reviews",
-		    json_object_new_int(t->tally[a].reviews));
-		json_object_array_add(arr, o);
+		k->score = (double)(int64_t)(t->tally[a].score * 10000 + 0.5) /
+		    10000;
+		k->reviews = t->tally[a].reviews;
 	}
-	return arr;
-}
-
-/* The reviews that gave no usable ranking, and why. */
-static struct json_object *
-task_review_errors_json(struct task *t)
-{
-	struct json_object	*arr = json_object_new_array(), *o;
-	struct review		*rv;
-
 	for (int i = 0; i < t->nreviews; i++) {
 		if ((rv = &t->reviews[i])->ok)
 			continue;
-		o = json_object_new_object();
-		json_object_object_add(o, "reviewer",
-		    json_object_new_int(rv->reviewer + 1));
-		json_object_object_add(o, "model", json_object_new_string(
-		    task_model(t, ROLE_REVIEW, rv->reviewer)));
-		json_object_object_add(o, "status", json_object_new_string(
-		    rv->status ? rv->status : "failed"));
-		json_object_object_add(o, "error", json_object_new_string(
-		    rv->error ? rv->error : "no ranking"));
-		json_object_array_add(arr, o);
+		e = &r->review_errors[r->nreview_errors++];
+		e->reviewer = rv->reviewer + 1;
+		e->model = xstrdup(task_model(t, ROLE_REVIEW, rv->reviewer));
+		e->status = xstrdup(rv->status ? rv->status : "failed");
+		e->error = xstrdup(rv->error ? rv->error : "no ranking");
 	}
-	return arr;
 }
 
-static struct json_object *
-task_budget_json(struct task *t)
-{
-	struct json_object	*o = json_object_new_object();
-
-	json_object_object_add(o, "max_total_tokens", t->p.max_total_tokens ?
-	    json_object_new_int64((int64_t)t->p.max_total_tokens) : NULL);
-	json_object_object_add(o, "max_cost_usd", t->p.max_cost_usd > 0 ?
-	    json_object_new_double(t->p.max_cost_usd) : NULL);
-	json_object_object_add(o, "stopped", json_string_or_null(t->budget_stop));
-	return o;
-}
-
-/* The agents cut for latency (1-based), and the quorum asked for. */
-static void
-task_quorum_json(struct task *t, struct json_object *o)
-{
-	struct json_object	*cut = json_object_new_array(), *q = NULL;
-
-	for (int i = 0; i < t->p.num_agents; i++)
-		if (t->agents[i].status == AGENT_CUT)
-			json_object_array_add(cut, json_object_new_int(i + 1));
-	json_object_object_add(o, "cut_for_latency", cut);
-	if (t->p.min_agents > 0) {
-		q = json_object_new_object();
-		json_object_object_add(q, "min_agents",
-		    json_object_new_int(t->p.min_agents));
-		json_object_object_add(q, "straggler_grace",
-		    json_object_new_double(t->p.straggler_grace_s));
-	}
-	json_object_object_add(o, "quorum", q);
-}
-
-static struct json_object *
-task_structured(struct task *t)
-{
-	struct json_object	*o = json_object_new_object(), *agents;
-
-	json_object_object_add(o, "answer", json_object_new_string(t->answer));
-	json_object_object_add(o, "synthesized",
-	    json_object_new_boolean(t->synthesized));
-	json_object_object_add(o, "planner_fallback",
-	    json_object_new_boolean(t->planner_fallback));
-	json_object_object_add(o, "planner_reasked",
-	    json_object_new_boolean(t->planner_reasked));
-	json_object_object_add(o, "planner_error",
-	    json_string_or_null(t->planner_error));
-	json_object_object_add(o, "synthesis_error",
-	    json_string_or_null(t->synthesis_error));
-	json_object_object_add(o, "synthesis_truncated",
-	    json_object_new_int(t->synthesis_truncated));
-	task_route_json(t, &t->planner_route, ROLE_PLANNER, 0, o,
-	    "planner_model", "planner_fallbacks");
-	task_route_json(t, &t->synth_route, ROLE_SYNTHESIS, 0, o,
-	    "synthesis_model", "synthesis_fallbacks");
-	agents = json_object_new_array();
-	for (int i = 0; i < t->p.num_agents; i++)
-		json_object_array_add(agents, task_agent_json(&t->agents[i]));
-	json_object_object_add(o, "agents", agents);
-	json_object_object_add(o, "usage", task_usage_json(&t->usage));
-	json_object_object_add(o, "elapsed_ms",
-	    json_object_new_int64(now_ms() - t->start_ms));
-	json_object_object_add(o, "strategy", json_object_new_string(
-	    config_strategy_name(task_strategy(t))));
-	json_object_object_add(o, "strategy_fallback",
-	    json_string_or_null(t->strategy_fallback));
-	json_object_object_add(o, "ranking", task_ranking_json(t));
-	json_object_object_add(o, "review_errors", task_review_errors_json(t));
-	json_object_object_add(o, "budget", task_budget_json(t));
-	task_quorum_json(t, o);
-	if (t->resumed != NULL)
-		json_object_object_add(o, "resumed", task_resumed_json(t));
-	if (t->drafts != NULL)
-		json_object_object_add(o, "drafts", drafts_json(t->drafts,
-		    now_ms() - t->start_ms));
-	json_object_object_add(o, "workspace",
-	    json_object_new_string(t->workspace));
-	json_object_object_add(o, "sandbox", features_json());
-	return o;
-}
-
-/* The CallToolResult: the answer as text, the details as structuredContent. */
-static struct json_object *
+/* What the task amounts to: the answer and every detail of how it came. */
+static struct task_result *
 task_result(struct task *t)
 {
-	struct json_object	*res = json_object_new_object(), *content, *c;
-	char			*text;
+	struct task_result	*r = taskresult_new(TR_ORCHESTRATION);
 
-	/* A text-only client must see that the answer is partial, and why. */
-	text = t->budget_stop != NULL && !t->failed ? xasprintf("(Stopped "
-	    "early, %s.)\n\n%s", t->budget_stop, t->answer) : xstrdup(t->answer);
-	content = json_object_new_array();
-	c = json_object_new_object();
-	json_object_object_add(c, "type", json_object_new_string("text"));
-	json_object_object_add(c, "text", json_object_new_string(text));
-	free(text);
-	json_object_array_add(content, c);
-	json_object_object_add(res, "content", content);
-	json_object_object_add(res, "structuredContent", task_structured(t));
-	json_object_object_add(res, "isError",
-	    json_object_new_boolean(t->failed));
-	return res;
+	r->answer = xstrdup(t->answer);
+	r->failed = t->failed;
+	r->synthesized = t->synthesized;
+	r->planner_fallback = t->planner_fallback;
+	r->planner_reasked = t->planner_reasked;
+	r->planner_error = task_dup(t->planner_error);
+	r->synthesis_error = task_dup(t->synthesis_error);
+	r->synthesis_truncated = t->synthesis_truncated;
+	task_route_fill(t, &t->planner_route, ROLE_PLANNER, 0, &r->planner);
+	task_route_fill(t, &t->synth_route, ROLE_SYNTHESIS, 0, &r->synthesis);
+	for (int i = 0; i < t->p.num_agents; i++)
+		task_agent_fill(&t->agents[i], &r->agents[i]);
+	r->nagents = t->p.num_agents;
+	r->usage = t->usage;
+	r->elapsed_ms = now_ms() - t->start_ms;
+	r->strategy = xstrdup(config_strategy_name(task_strategy(t)));
+	r->strategy_fallback = task_dup(t->strategy_fallback);
+	task_ranking_fill(t, r);
+	r->max_total_tokens = t->p.max_total_tokens;
+	r->max_cost_usd = t->p.max_cost_usd;
+	r->budget_stop = task_dup(t->budget_stop);
+	r->min_agents = t->p.min_agents;
+	r->straggler_grace_s = t->p.straggler_grace_s;
+	task_resumed_fill(t, r);
+	if ((r->has_drafts = t->drafts != NULL))
+		drafts_result(t->drafts, r->elapsed_ms, &r->drafts);
+	r->workspace = xstrdup(t->workspace);
+	features_result(r);
+	return r;
 }
 
 static void
@@ -1435,7 +1310,7 @@ task_cacheable(const struct task *t)
 static void
 task_finish(struct task *t)
 {
-	struct json_object	*result;
+	struct task_result	*result;
 	struct task_outcome	 o;
 
 	t->state = TASK_DONE;
@@ -1697,26 +1572,18 @@ task_resumption_free(struct task *t)
 	free(t->resumed);
 }
 
-/* The result's resumed: from where, why, which agents ran again and which
- * were kept (1-based), and whether the planner ran again. */
-static struct json_object *
-task_resumed_json(const struct task *t)
+/* The result's resumed: from where, why, whether the planner ran again,
+ * and which agents did (the others were kept). */
+static void
+task_resumed_fill(const struct task *t, struct task_result *r)
 {
-	struct json_object	*o = json_object_new_object(), *rerun, *kept;
-
-	rerun = json_object_new_array();
-	kept = json_object_new_array();
+	if ((r->has_resumed = t->resumed != NULL) == false)
+		return;
+	r->resumed_from = xstrdup(t->resumed->from);
+	r->resumed_why = xstrdup(t->resumed->why);
+	r->resumed_planner = t->resumed->planner;
 	for (int i = 0; i < t->p.num_agents; i++)
-		json_object_array_add(t->resumed->rerun[i] ? rerun : kept,
-		    json_object_new_int(i + 1));
-	json_object_object_add(o, "from",
-	    json_object_new_string(t->resumed->from));
-	json_object_object_add(o, "why", json_object_new_string(t->resumed->why));
-	json_object_object_add(o, "planner_rerun",
-	    json_object_new_boolean(t->resumed->planner));
-	json_object_object_add(o, "rerun", rerun);
-	json_object_object_add(o, "kept", kept);
-	return o;
+		r->agents[i].rerun = t->resumed->rerun[i];
 }
 
 const char *

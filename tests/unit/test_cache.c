@@ -131,12 +131,15 @@ static struct json_object *
 lookup(const struct heavy_config *c, const char *owner, const char *k)
 {
 	struct store_task	 t;
-	struct json_object	*res;
+	struct task_result	*hit;
+	struct json_object	*res = NULL;
 
 	if (sync_cache_find(owner, k, (int64_t)c->cache_ttl_s * 1000, &t) !=
 	    STORE_OK)
 		return NULL;
-	res = cache_result(&t);
+	if ((hit = cache_result(&t)) != NULL)
+		res = result_render(hit);
+	taskresult_free(hit);
 	store_task_clear(&t);
 	return res;
 }
@@ -154,8 +157,9 @@ Test(cache, lookups_are_the_owners_and_within_the_ttl)
 	t.owner = (char *)"uid:1";
 	t.status = (char *)"completed";
 	t.params = (char *)"{}";
-	t.result = (char *)"{\"content\":[],\"structuredContent\":"
-	    "{\"answer\":\"A\",\"cached\":false,\"cached_from\":null}}";
+	t.result = taskresult_new(TR_ORCHESTRATION);
+	t.result->answer = xstrdup("A");
+	t.result->has_session = true;	/* as the edge left it */
 	t.cache_key = k;
 	t.created_ms = t.updated_ms = wall_ms() - 5000;
 	t.ttl_ms = 3600000;
@@ -165,7 +169,10 @@ Test(cache, lookups_are_the_owners_and_within_the_ttl)
 	cr_assert(json_object_get_boolean(json_object_object_get(sc, "cached")));
 	cr_assert_str_eq(json_object_get_string(json_object_object_get(sc,
 	    "cached_from")), t.id);
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(sc,
+	    "answer")), "A");
 	json_object_put(hit);
+	taskresult_free(t.result);
 	cr_assert_null(lookup(&cfg, "uid:2", k), "another owner's");
 	cfg.cache_ttl_s = 4;	/* the answer is 5 s old */
 	cr_assert_null(lookup(&cfg, "uid:1", k));

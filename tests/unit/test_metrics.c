@@ -533,9 +533,9 @@ Test(metrics_registry, tasks_counted)
 	cr_assert_eq(value("heavyd_tasks_started_total",
 	    V("heavy_orchestrate")), 2);
 	registry_finish(registry_find("00000000000000000000000000000001",
-	    "uid:1000"), &ok, tool_error_result("x"), now_ms());
+	    "uid:1000"), &ok, taskresult_text("x", true), now_ms());
 	registry_finish(registry_find("00000000000000000000000000000002",
-	    "uid:1000"), &bad, tool_error_result("x"), now_ms());
+	    "uid:1000"), &bad, taskresult_text("x", true), now_ms());
 	registry_cancel(registry_find("00000000000000000000000000000003",
 	    "uid:1000"), "asked", now_ms());
 	cr_assert_eq(value("heavyd_tasks_running", NULL), 1);

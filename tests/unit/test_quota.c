@@ -286,7 +286,7 @@ Test(quota_store, a_version_1_file_is_upgraded_in_place)
 	sqlite3_close(db);
 	cr_assert_eq(user_version(path), 1);
 	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
-	cr_assert_eq(user_version(path), 4, "upgraded to the current version");
+	cr_assert_eq(user_version(path), 5, "upgraded to the current version");
 	cr_assert_eq(sync_get("0123456789abcdef0123456789abcdef", "id:a", &t),
 	    STORE_OK, "the old row is kept");
 	cr_assert_str_eq(t.status, "completed");

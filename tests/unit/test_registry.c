@@ -36,15 +36,14 @@ id(int n)
 	return buf[k];
 }
 
-/* A CallToolResult like heavy_orchestrate's. */
-static struct json_object *
+/* A result like heavy_orchestrate's. */
+static struct task_result *
 result(bool failed, const char *text)
 {
-	struct json_object	*r = tool_error_result(text);
+	struct task_result	*r = taskresult_new(TR_ORCHESTRATION);
 
-	json_object_object_add(r, "isError", json_object_new_boolean(failed));
-	json_object_object_add(r, "structuredContent", json_tokener_parse(
-	    "{\"answer\":\"x\"}"));
+	r->answer = xstrdup(text);
+	r->failed = failed;
 	return r;
 }
 
@@ -73,7 +72,7 @@ watcher(struct task_record *r)
 	seen_status = r->status;
 	snprintf(seen_error, sizeof seen_error, "%s", r->error ? r->error : "");
 	snprintf(seen_result, sizeof seen_result, "%s", r->result ?
-	    json_object_to_json_string(r->result) : "");
+	    r->result->answer : "");
 }
 
 static void
@@ -468,7 +467,7 @@ Test(mkh, progress_of_a_finished_task, .init = msetup, .fini = mteardown)
 	cr_assert_str_eq(json_object_get_string(json_object_object_get(sc,
 	    "status")), "COMPLETED");
 	cr_assert_str_eq(json_object_get_string(json_object_object_get(
-	    json_object_object_get(sc, "result"), "answer")), "x");
+	    json_object_object_get(sc, "result"), "answer")), "fine");
 	cr_assert(json_object_get_double(json_object_object_get(sc,
 	    "execution_time")) >= 0.3);
 	json_object_put(r);

@@ -132,13 +132,15 @@ hang_cb(evutil_socket_t fd, short events, void *arg)
 	hung = true;
 }
 
+/* The task's end, rendered as a client gets it (result.c). */
 static void
-done_cb(void *arg, const struct task_outcome *o, struct json_object *r)
+done_cb(void *arg, const struct task_outcome *o, struct task_result *r)
 {
 	(void)arg;
 	done = true;
 	failed = o->failed;
-	result = json_object_get(r);
+	result = result_render(r);
+	taskresult_free(r);
 }
 
 /* Runs the task to its end; only a hang stops it otherwise. */

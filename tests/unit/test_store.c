@@ -17,6 +17,7 @@
 #include "../../supervisor/supervisor.h"
 #include "tmpdir.h"
 #include "store_sync.h"
+#include "result_fill.h"
 
 /* Ends as task.c reports them. */
 static const struct task_outcome	clean = { .failed = false };
@@ -91,8 +92,8 @@ update(const char *id, const char *status, const char *message,
 		free(t.status_message);
 		t.status_message = strdup(message);
 	}
-	free(t.result);
-	t.result = strdup(result);
+	taskresult_free(t.result);
+	t.result = taskresult_text(result, false);
 	rc = sync_put(&t);
 	store_task_clear(&t);
 	return rc;
@@ -182,7 +183,7 @@ Test(store, a_terminal_task_never_changes_again)
 	    STORE_TERMINAL);
 	cr_assert_eq(sync_get(hexid(1), "o", &t), 0);
 	cr_assert_str_eq(t.status, "cancelled");
-	cr_assert_str_eq(t.result, "{\"isError\":true}");
+	cr_assert_str_eq(t.result->answer, "{\"isError\":true}");
 	store_task_clear(&t);
 }
 
@@ -436,14 +437,18 @@ Test(store, put_inserts_then_updates_and_never_touches_a_terminal_row)
 	store_task_clear(&got);
 	t.progress = agents_phase;
 	t.status = (char *)"cancelled";
-	t.result = (char *)"{\"isError\":true}";
+	t.result = taskresult_text("stopped", true);
 	cr_assert_eq(sync_put(&t), 0);
+	taskresult_free(t.result);
 	t.status = (char *)"completed";	/* a late finish */
-	t.result = (char *)"{}";
+	t.result = taskresult_text("late", false);
 	cr_assert_eq(sync_put(&t), 1);
+	taskresult_free(t.result);
+	t.result = NULL;
 	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
 	cr_assert_str_eq(got.status, "cancelled");
-	cr_assert_str_eq(got.result, "{\"isError\":true}");
+	cr_assert_str_eq(got.result->answer, "stopped");
+	cr_assert(got.result->failed);
 	assert_progress(&got.progress, &agents_phase);
 	store_task_clear(&got);
 	t.progress = later;	/* its agents, refused with the row */
@@ -673,7 +678,7 @@ Test(store, a_version_2_file_is_converted)
 	}
 	sqlite3_close(db);
 	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
-	cr_assert_eq(raw_int("PRAGMA user_version"), 4);
+	cr_assert_eq(raw_int("PRAGMA user_version"), 5);
 	cr_assert_eq(raw_int("SELECT count(*) FROM pragma_table_info('tasks') "
 	    "WHERE name = 'agents'"), 0, "the JSON column stayed");
 	cr_assert_eq(sync_get(hexid(1), "o", &t), 0);
@@ -699,6 +704,149 @@ Test(store, a_version_2_file_is_converted)
 		cr_assert_eq(t.num_agents, 0);
 		store_task_clear(&t);
 	}
+}
+
+/* A result is kept typed and read back whole: it renders as it did. */
+Test(store, a_result_and_the_usage_are_kept_typed)
+{
+	struct store_task	 t, got;
+	char			*want, *have;
+
+	row(&t, hexid(1), "completed", 60000);
+	t.result = filled_edge();
+	t.has_usage = true;
+	t.usage = t.result->usage;
+	cr_assert_eq(sync_put(&t), 0);
+	cr_assert_eq(sync_get(hexid(1), "o", &got), 0);
+	cr_assert_not_null(got.result);
+	want = rendered(t.result);
+	have = rendered(got.result);
+	cr_assert_str_eq(have, want);
+	cr_assert(got.has_usage);
+	cr_assert_eq(got.usage.cost_micro_usd, 12345);
+	cr_assert_eq(got.usage.hedged_calls, 1);
+	free(want);
+	free(have);
+	store_task_clear(&got);
+	taskresult_free(t.result);
+	/* A text result, and a row without usage. */
+	row(&t, hexid(2), "completed", 60000);
+	t.result = taskresult_text("done after 1 s", false);
+	cr_assert_eq(sync_put(&t), 0);
+	cr_assert_eq(sync_get(hexid(2), "o", &got), 0);
+	want = rendered(t.result);
+	have = rendered(got.result);
+	cr_assert_str_eq(have, want);
+	cr_assert_not(got.has_usage);
+	free(want);
+	free(have);
+	store_task_clear(&got);
+	taskresult_free(t.result);
+	cr_assert_eq(raw_int("SELECT count(*) FROM pragma_table_info('tasks') "
+	    "WHERE name IN ('result', 'usage')"), 0, "no JSON columns");
+	/* A result goes with its task. */
+	cr_assert_eq(raw_int("SELECT count(*) FROM task_result_items"), 7);
+}
+
+/*
+ * A file of schema version 3 kept the result and the usage as JSON text:
+ * opening it converts them into typed rows that render as the text did,
+ * and a damaged result (not JSON, not an object) into none; a value of the
+ * wrong type reads as none.  Then the columns go.
+ */
+Test(store, a_version_3_file_has_its_results_converted)
+{
+	struct task_result	*full = filled_edge(), *text, *error;
+	char			*texts[3], path[300], *sql, err[256], *have;
+	static const char *const damaged[] = { "{", "[1,2]", "7",
+	    "{\"structuredContent\":{\"agents\":3,\"ranking\":\"x\","
+	    "\"drafts\":{\"list\":7},\"sandbox\":{\"weaker\":\"w\"},"
+	    "\"usage\":{\"prompt_tokens\":\"x\"},\"planner_fallbacks\":{}}}",
+	    NULL };
+	sqlite3			*db;
+	struct store_task	 t;
+
+	text = taskresult_text("done after 1 s", false);
+	error = taskresult_text("it failed", true);
+	texts[0] = rendered(full);
+	texts[1] = rendered(text);
+	texts[2] = rendered(error);
+	store_close();
+	snprintf(path, sizeof path, "%s/tasks.db", dir);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, "CREATE TABLE tasks (id TEXT PRIMARY "
+	    "KEY, owner TEXT NOT NULL, tool TEXT NOT NULL, status TEXT NOT "
+	    "NULL, status_message TEXT, params TEXT NOT NULL, query TEXT, "
+	    "num_agents INTEGER NOT NULL DEFAULT 0, phase TEXT, progress_ms "
+	    "INTEGER, draft_n INTEGER NOT NULL DEFAULT 0, draft_answers "
+	    "INTEGER, draft_of INTEGER, draft_made_ms INTEGER, draft_text "
+	    "TEXT, result TEXT, usage TEXT, cache_key TEXT, created_ms "
+	    "INTEGER NOT NULL, updated_ms INTEGER NOT NULL, ttl_ms INTEGER "
+	    "NOT NULL, expires_ms INTEGER NOT NULL, pid INTEGER NOT NULL, "
+	    "proc_start TEXT NOT NULL); CREATE TABLE task_agents (task_id "
+	    "TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE, idx "
+	    "INTEGER NOT NULL, question TEXT, status TEXT NOT NULL, step "
+	    "TEXT, error TEXT, answer TEXT, elapsed_ms INTEGER, PRIMARY KEY "
+	    "(task_id, idx)) WITHOUT ROWID; CREATE TABLE quota_charges "
+	    "(identity TEXT NOT NULL, kind TEXT NOT NULL, window_start "
+	    "INTEGER NOT NULL, source TEXT NOT NULL, amount INTEGER NOT NULL, "
+	    "PRIMARY KEY (identity, kind, window_start, source)) WITHOUT "
+	    "ROWID; PRAGMA user_version = 3;", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 8; i++) {
+		sql = sqlite3_mprintf("INSERT INTO tasks (id, owner, tool, "
+		    "status, params, result, usage, created_ms, updated_ms, "
+		    "ttl_ms, expires_ms, pid, proc_start) VALUES (%Q, 'o', "
+		    "'heavy_orchestrate', 'completed', '{}', %Q, %Q, 1, 2, "
+		    "9000000000000, 9000000000001, 1, '1@x')", hexid(1 + i),
+		    i < 3 ? texts[i] : damaged[i - 3], i == 0 ?
+		    "{\"prompt_tokens\":5,\"completion_tokens\":6,"
+		    "\"total_tokens\":11,\"llm_calls\":1,\"retries\":0,"
+		    "\"hedged_calls\":0,\"hedges_won\":0,\"cost_usd\":0.25}" :
+		    i == 1 ? "[" : NULL);
+		cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL),
+		    SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	sqlite3_close(db);
+	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(raw_int("PRAGMA user_version"), 5);
+	cr_assert_eq(raw_int("SELECT count(*) FROM pragma_table_info('tasks') "
+	    "WHERE name IN ('result', 'usage')"), 0, "the JSON columns stayed");
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(sync_get(hexid(1 + i), "o", &t), 0);
+		cr_assert_not_null(t.result, "%s", texts[i]);
+		have = rendered(t.result);
+		cr_assert_str_eq(have, texts[i]);
+		free(have);
+		if (i == 0) {
+			cr_assert(t.has_usage);
+			cr_assert_eq(t.usage.total_tokens, 11);
+			cr_assert_eq(t.usage.cost_micro_usd, 250000);
+		} else
+			cr_assert_not(t.has_usage, "damaged or no usage");
+		store_task_clear(&t);
+		free(texts[i]);
+	}
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(sync_get(hexid(4 + i), "o", &t), 0);
+		if (i == 3) {	/* an object of the wrong shape */
+			cr_assert_not_null(t.result);
+			cr_assert_eq(t.result->nagents, 0);
+			cr_assert_eq(t.result->usage.prompt_tokens, 0);
+			cr_assert_eq(t.result->drafts.n, 0);
+			cr_assert_eq(t.result->nweaker, 0);
+			cr_assert_eq(t.result->planner.nfallbacks, 0);
+			cr_assert_not(t.result->ranked);
+			have = rendered(t.result);	/* it renders */
+			free(have);
+		} else
+			cr_assert_null(t.result, "%s", damaged[i]);
+		store_task_clear(&t);
+	}
+	taskresult_free(full);
+	taskresult_free(text);
+	taskresult_free(error);
 }
 
 Test(store, a_newer_schema_is_left_alone)
@@ -861,7 +1009,7 @@ Test(durable, a_start_is_stored_at_once_and_notes_are_throttled_not_lost)
 static char *
 progress_text(const struct store_task *t)
 {
-	struct json_object	*sc = durable_status_json(t), *p;
+	struct json_object	*sc = result_status_json(t), *p;
 	char			*text;
 
 	cr_assert(json_object_object_get_ex(sc, "progress", &p));
@@ -900,18 +1048,17 @@ Test(durable, a_stored_row_renders_as_the_live_one)
 	free(b);
 	store_task_clear(&live);
 	store_task_clear(&stored);
-	registry_finish(r, &over, tool_error_result("over"), now_ms());
+	registry_finish(r, &over, taskresult_text("over", true), now_ms());
 }
 
 Test(durable, a_final_write_that_fails_is_kept_served_and_retried)
 {
 	struct store_task	 t;
 	struct task_record	*r = dadd(2), *live;
-	struct json_object	*res = tool_error_result("x");
+	struct task_result	*res = taskresult_text("x", false);
 	sqlite3			*other;
 	char			 path[320];
 
-	json_object_object_add(res, "isError", json_object_new_boolean(0));
 	snprintf(path, sizeof path, "%s/tasks.db", dir);
 	cr_assert_eq(sqlite3_open(path, &other), SQLITE_OK);
 	cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL),
@@ -943,7 +1090,7 @@ Test(durable, writes_due_in_one_turn_share_a_flush_even_when_one_ends_first)
 	for (int i = 0; i < 3; i++)
 		registry_touch(r[i]);	/* due this turn */
 	/* The first ends before the flush: its end is written at once. */
-	registry_finish(r[0], &over, tool_error_result("over"), now_ms());
+	registry_finish(r[0], &over, taskresult_text("over", true), now_ms());
 	cr_assert_eq(sync_get(hexid(10), "o", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
 	store_task_clear(&t);
@@ -953,13 +1100,13 @@ Test(durable, writes_due_in_one_turn_share_a_flush_even_when_one_ends_first)
 		cr_assert_str_eq(t.status, "working");
 		store_task_clear(&t);
 	}
-	registry_finish(r[1], &over, tool_error_result("over"), now_ms());
-	registry_finish(r[2], &over, tool_error_result("over"), now_ms());
+	registry_finish(r[1], &over, taskresult_text("over", true), now_ms());
+	registry_finish(r[2], &over, taskresult_text("over", true), now_ms());
 	/* Due and ended in one turn, alone: the flush finds nothing. */
 	r[0] = dadd(13);
 	usleep(250000);
 	registry_touch(r[0]);
-	registry_finish(r[0], &over, tool_error_result("over"), now_ms());
+	registry_finish(r[0], &over, taskresult_text("over", true), now_ms());
 	run_loop_ms(5);
 	cr_assert_eq(sync_get(hexid(13), "o", &t), 0);
 	cr_assert_str_eq(t.status, "failed");
@@ -1188,7 +1335,7 @@ Test(store, a_version_3_file_gets_the_arguments)
 	cr_assert_eq(raw_int("SELECT count(*) FROM pragma_table_info('tasks') "
 	    "WHERE name = 'deadline_ms'"), 0);
 	cr_assert_eq(sync_open(dir, false, err, sizeof err), 0, "%s", err);
-	cr_assert_eq(raw_int("PRAGMA user_version"), 4);
+	cr_assert_eq(raw_int("PRAGMA user_version"), 5);
 	for (int i = 0; cols[i] != NULL; i++) {
 		sql = sqlite3_mprintf("SELECT count(*) FROM "
 		    "pragma_table_info('tasks') WHERE name = %Q", cols[i]);

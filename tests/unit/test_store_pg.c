@@ -21,6 +21,7 @@
 #include "../../supervisor/pgconn.h"
 #include "pgtest.h"
 #include "store_sync.h"
+#include "result_fill.h"
 
 #define HANG_MS		60000
 
@@ -273,12 +274,13 @@ Test(store_pg, put_get_owners_and_terminal_rows)
 
 	/* The end, then a late progress write: the end stays. */
 	t.status = (char *)"completed";
-	t.result = (char *)"{\"content\":[]}";
+	t.result = taskresult_text("the answer", false);
 	t.updated_ms = now + 1;
 	cr_assert_eq(put_rows(&t, 1), STORE_OK);
 	cr_assert_eq(put_rows(&t, 1), STORE_OK, "the same write again is "
 	    "written, not an ended row (a resent write)");
 	t.status = (char *)"working";
+	taskresult_free(t.result);
 	t.result = NULL;
 	t.updated_ms = now + 2;
 	t.progress.nagents = 1;	/* nor are its agents written */
@@ -288,6 +290,7 @@ Test(store_pg, put_get_owners_and_terminal_rows)
 	cr_assert_eq(get(ID(01), "alice", &got), STORE_OK);
 	cr_assert_str_eq(got.status, "completed");
 	cr_assert_not_null(got.result);
+	cr_assert_str_eq(got.result->answer, "the answer");
 	cr_assert_eq(got.progress.nagents, 2);
 	assert_agent(&got.progress.agents[0], &two_agents[0]);
 	store_task_clear(&got);
@@ -776,6 +779,133 @@ Test(store_pg, migration_4_converts_the_progress)
 		cr_assert_eq(got.num_agents, 0);
 		store_task_clear(&got);
 	}
+}
+
+/* A result is kept typed and read back whole: it renders as it did. */
+Test(store_pg, a_result_and_the_usage_are_kept_typed)
+{
+	struct store_task	 t, got;
+	int64_t			 now = wall_ms();
+	char			*want, *have;
+
+	row(&t, ID(91), "alice", "completed", now, 60000);
+	t.result = filled_edge();
+	t.has_usage = true;
+	t.usage = t.result->usage;
+	cr_assert_eq(put_rows(&t, 1), STORE_OK);
+	cr_assert_eq(put_rows(&t, 1), STORE_OK, "the same write again");
+	cr_assert_eq(get(ID(91), "alice", &got), STORE_OK);
+	cr_assert_not_null(got.result);
+	want = rendered(t.result);
+	have = rendered(got.result);
+	cr_assert_str_eq(have, want);
+	cr_assert(got.has_usage);
+	cr_assert_eq(got.usage.cost_micro_usd, 12345);
+	free(want);
+	free(have);
+	store_task_clear(&got);
+	taskresult_free(t.result);
+	cr_assert_eq(sql_int("SELECT count(*) FROM task_result_items"), 7);
+	cr_assert_eq(sql_int("SELECT count(*) FROM information_schema.columns "
+	    "WHERE table_name = 'tasks' AND column_name IN ('result', "
+	    "'usage')"), 0, "no JSON columns");
+	sql("DELETE FROM tasks");
+	cr_assert_eq(sql_int("SELECT count(*) FROM task_result_items"), 0,
+	    "a result goes with its task");
+}
+
+/* SQL text of a JSON document (its quotes doubled), allocated. */
+static char *
+literal(const char *s)
+{
+	char	*out = xmalloc(2 * strlen(s) + 3), *p = out;
+
+	*p++ = '\'';
+	for (; *s != '\0'; s++)
+		if ((*p++ = *s) == '\'')
+			*p++ = '\'';
+	*p++ = '\'';
+	*p = '\0';
+	return out;
+}
+
+/*
+ * Migration 6 converts the jsonb result and usage of a task into typed
+ * rows that render as the JSON did, a result that is no object into none,
+ * values of the wrong type into none; then the columns go: a database as
+ * migration 5 left it, opened again.
+ */
+Test(store_pg, migration_6_types_the_result)
+{
+	struct task_result	*full = filled_edge(), *text;
+	struct store_task	 got;
+	char			*texts[2], *lit, *have, err[512], q[16384];
+	static const char *const damaged[] = { "[1,2]", "7",
+	    "{\"structuredContent\":{\"agents\":3,\"ranking\":\"x\","
+	    "\"drafts\":{\"list\":7},\"sandbox\":{\"weaker\":\"w\"},"
+	    "\"usage\":{\"prompt_tokens\":\"x\"},\"elapsed_ms\":\"y\","
+	    "\"planner_fallbacks\":{}}}" };
+
+	text = taskresult_text("it failed", true);
+	texts[0] = rendered(full);
+	texts[1] = rendered(text);
+	store_pg.close();
+	sql("DELETE FROM schema_version WHERE version = 6; DROP TABLE "
+	    "task_result_items; DROP TABLE task_result_agents; DROP TABLE "
+	    "task_results; ALTER TABLE tasks DROP COLUMN prompt_tokens, "
+	    "DROP COLUMN completion_tokens, DROP COLUMN total_tokens, DROP "
+	    "COLUMN llm_calls, DROP COLUMN retries, DROP COLUMN "
+	    "cost_micro_usd, DROP COLUMN hedged_calls, DROP COLUMN "
+	    "hedges_won, ADD COLUMN result jsonb, ADD COLUMN usage jsonb");
+	for (int i = 0; i < 5; i++) {
+		lit = literal(i < 2 ? texts[i] : damaged[i - 2]);
+		snprintf(q, sizeof q, "INSERT INTO tasks (id, owner, tool, "
+		    "status, params, result, usage, created_ms, updated_ms, "
+		    "ttl_ms, expires_ms, pid, proc_start) VALUES ('%.30s%02d', "
+		    "'o', 'heavy_orchestrate', 'completed', '{}', %s, %s, 0, 1, "
+		    "9000000000000, 9000000000000, 1, '1@x')", ID(00), 70 + i,
+		    lit, i == 0 ? "'{\"total_tokens\":11,\"cost_usd\":0.25}'" :
+		    i == 1 ? "'\"x\"'" : "NULL");
+		free(lit);
+		sql(q);
+	}
+	cr_assert_eq(pg_open_url(pg.url, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 6);
+	cr_assert_eq(sql_int("SELECT count(*) FROM information_schema.columns "
+	    "WHERE table_name = 'tasks' AND column_name IN ('result', "
+	    "'usage')"), 0, "the JSON columns stayed");
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(get(i == 0 ? ID(70) : ID(71), "o", &got),
+		    STORE_OK);
+		cr_assert_not_null(got.result);
+		have = rendered(got.result);
+		cr_assert_str_eq(have, texts[i]);
+		free(have);
+		cr_assert_eq(got.has_usage, i == 0);
+		if (i == 0) {
+			cr_assert_eq(got.usage.total_tokens, 11);
+			cr_assert_eq(got.usage.cost_micro_usd, 250000);
+		}
+		store_task_clear(&got);
+		free(texts[i]);
+	}
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(get(i == 0 ? ID(72) : i == 1 ? ID(73) : ID(74), "o",
+		    &got), STORE_OK);
+		if (i == 2) {	/* an object of the wrong shape */
+			cr_assert_not_null(got.result);
+			cr_assert_eq(got.result->nagents, 0);
+			cr_assert_eq(got.result->elapsed_ms, 0);
+			cr_assert_eq(got.result->drafts.n, 0);
+			cr_assert_eq(got.result->nweaker, 0);
+			have = rendered(got.result);
+			free(have);
+		} else
+			cr_assert_null(got.result, "%s", damaged[i]);
+		store_task_clear(&got);
+	}
+	taskresult_free(full);
+	taskresult_free(text);
 }
 
 Test(store_pg, serves_postgresql_urls_only)
