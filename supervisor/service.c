@@ -590,6 +590,8 @@ service_resume_seed(const struct store_task *row, const char *from,
 	memset(seed, 0, sizeof *seed);
 	seed->id = row->id;
 	seed->deadline_ms = row->args.deadline_ms;
+	if (row->has_usage)
+		seed->usage = row->usage;
 	seed->from = from;
 	seed->why = why;
 	for (int k = 0; k < row->progress.nagents; k++) {

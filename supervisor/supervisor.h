@@ -246,6 +246,9 @@ struct task_seed {
 	int64_t			 deadline_ms;	/* wall clock */
 	const char		*from;		/* who ran it: a process, a node */
 	const char		*why;		/* why it stopped there */
+	/* What its first run spent, as last stored: the resumed task's usage
+	 * (its budget, its quota charge, its result) counts on from there. */
+	struct usage		 usage;
 	struct task_seed_agent	 agents[HEAVY_MAX_AGENTS];
 };
 struct task *task_resume(const struct heavy_config *, struct task_params *,

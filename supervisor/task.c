@@ -1537,6 +1537,7 @@ task_resume(const struct heavy_config *cfg, struct task_params *p,
 	t->resumed = xcalloc(1, sizeof *t->resumed);
 	t->resumed->from = xstrdup(seed->from);
 	t->resumed->why = xstrdup(seed->why);
+	t->usage = seed->usage;
 	task_new_drafts(t);
 	if (t->workspace == NULL) {
 		why = t->planner_error;

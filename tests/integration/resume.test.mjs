@@ -98,6 +98,10 @@ test('kill -9 mid-task: the next heavyd resumes it, running only the unfinished 
 	assert.equal(after.planner, seen.planner, 'no second planner call');
 	assert.equal(after.agent, seen.agent + 1, 'agent 3 alone ran again');
 	assert.equal(after.synthesis, 1, 'the synthesis ran once');
+	// Its usage counts both runs: every call answered, all but agent 3's
+	// first, which the kill cut off at its gate.
+	assert.equal(sc.usage.llm_calls, after.planner + after.agent - 1 + after.synthesis,
+	    JSON.stringify({ usage: sc.usage, after }));
 	assert.equal((await tasks(b).getTask(id)).status, 'completed');
 	assert.match(b.stderr(), new RegExp(`task ${id}: its process ${a.pid} died; resumed here`));
 	await b.shutdown();
