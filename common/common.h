@@ -278,6 +278,9 @@ struct heavy_config {
 					 * credential, else a key of our own */
 	size_t	 http_max_header_bytes;
 	int	 http_request_timeout_s;	/* to read a request */
+	int	 http_max_headers;	/* header lines of a request */
+	int	 http_idle_timeout_s;	/* a kept-alive connection, unused */
+	int	 http_max_open_connections;	/* open at once; then 503 */
 	int	 http_max_streams;	/* open streams of one session */
 	int	 http_resume_events;	/* kept per session for Last-Event-ID */
 	int	 sse_keepalive_s;	/* a comment on a quiet stream */

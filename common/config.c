@@ -232,6 +232,9 @@ config_defaults(struct heavy_config *c)
 	c->http_session_idle_s = 3600;
 	c->http_max_header_bytes = 16 << 10;
 	c->http_request_timeout_s = 30;
+	c->http_max_headers = 100;
+	c->http_idle_timeout_s = 30;
+	c->http_max_open_connections = 16384;
 	c->http_max_streams = 32;
 	c->http_resume_events = 256;
 	c->sse_keepalive_s = 15;
@@ -393,6 +396,10 @@ static const struct knob {
 	SIZE_KNOB("HEAVY_HTTP_MAX_HEADER_BYTES", http_max_header_bytes, 1024,
 	    1 << 20),
 	INT_KNOB("HEAVY_HTTP_REQUEST_TIMEOUT", http_request_timeout_s, 1, 3600),
+	INT_KNOB("HEAVY_HTTP_MAX_HEADERS", http_max_headers, 8, 10000),
+	INT_KNOB("HEAVY_HTTP_IDLE_TIMEOUT", http_idle_timeout_s, 1, 86400),
+	INT_KNOB("HEAVY_HTTP_MAX_OPEN_CONNECTIONS", http_max_open_connections,
+	    1, 1 << 20),
 	INT_KNOB("HEAVY_HTTP_MAX_STREAMS", http_max_streams, 1, 1 << 16),
 	INT_KNOB("HEAVY_HTTP_RESUME_EVENTS", http_resume_events, 0, 1 << 20),
 	INT_KNOB("HEAVY_SSE_KEEPALIVE", sse_keepalive_s, 1, 3600),

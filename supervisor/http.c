@@ -1,6 +1,6 @@
 /*
  * The Streamable HTTP transport (MCP 2025-03-26, 2025-06-18, 2025-11-25)
- * on libevent's evhttp: one endpoint (http.path, "/mcp") where a POST
+ * on heavyd's own HTTP/1.1 server (h1.c): one endpoint (http.path, "/mcp") where a POST
  * carries one JSON-RPC message, a GET opens the session's stream of
  * server-initiated messages, and a DELETE ends the session.
  *
@@ -19,13 +19,11 @@
  * served without authentication).  Its identity
  * owns the sessions it makes; another identity naming one gets 404.
  *
- * evhttp's traps, and what is done about them: sizes and the time to
- * read a request are bounded (http.max_header_bytes, max_line_bytes,
- * http.request_timeout); a client that hangs up while its request waits
- * is seen by an EV_CLOSED watch on the socket; a started stream gets no
- * connection timeout; a hang-up mid-stream ends the request, or it
- * would leak; a slow reader whose backlog passes http.max_output_bytes is
- * disconnected.
+ * h1.c bounds sizes and the time to read a request (http.max_header_bytes,
+ * http.max_headers, max_line_bytes, http.request_timeout,
+ * http.idle_timeout, http.max_open_connections), and sees a client hang
+ * up while its request waits or its stream runs (its close callback); a
+ * slow reader whose backlog passes http.max_output_bytes is disconnected.
  */
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -47,18 +45,15 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <json-c/linkhash.h>
 #include <nettle/base64.h>
 
 #include "supervisor.h"
+#include "h1.h"
 #include "metrics.h"
 
-#define HTTP_STREAM_TIMEOUT	(365 * 86400)	/* a started stream: none */
 #define HTTP_RETRY_MS		2000	/* SSE retry: a reconnect's wait */
 #define HTTP_BUSY_RETRY_S	"5"	/* Retry-After when at a bound */
 #define RPC_SESSION_GONE	-32001	/* as the SDKs say it */
@@ -76,7 +71,7 @@ struct http_event {
 
 /* A TCP connection that has sent a request, and its request in wait. */
 struct http_conn {
-	struct evhttp_connection *evcon;
+	struct h1_conn		*hc;
 	struct http_stream	*stream;
 	struct http_held	*held;
 };
@@ -88,9 +83,8 @@ struct http_conn {
  * header (the request's own is wiped at once) is wiped when it goes.
  */
 struct http_held {
-	struct evhttp_request	*req;
+	struct h1_req	*req;
 	struct http_conn	*conn;
-	struct event		*closed;	/* the client hung up */
 	char			*authorization;
 };
 
@@ -102,9 +96,8 @@ struct http_held {
  */
 struct http_stream {
 	struct http_session	*hs;
-	struct evhttp_request	*req;		/* NULL: dropped, resumable */
+	struct h1_req	*req;		/* NULL: dropped, resumable */
 	struct http_conn	*conn;
-	struct event		*closed;	/* the client hung up */
 	struct event		*keepalive;
 	char			*related;	/* NULL: the GET stream */
 	uint32_t		 id;
@@ -131,14 +124,13 @@ struct http_session {
 
 static struct {
 	const struct heavy_config *cfg;
-	struct evhttp		*http;
+	struct h1_server	*h1;
 	struct lh_table		*sessions;	/* id -> struct http_session */
-	struct lh_table		*conns;		/* evcon -> struct http_conn */
+	struct lh_table		*conns;		/* h1_conn -> struct http_conn */
 	int			 nsessions;
 	int			 nsse;		/* SSE streams with a client */
 	char			**unix_paths;	/* to unlink at exit */
 	int			 nunix;
-	bool			 early_close;	/* EV_CLOSED works */
 	bool			(*ready)(void);	/* for /readyz */
 } http;
 
@@ -157,19 +149,18 @@ static void	http_stream_arm(struct http_stream *);
 static void	http_session_end(struct http_session *);
 static void	http_held_free(struct http_held *);
 static void	http_held_cb(void *);
-static void	http_route(struct evhttp_request *, struct http_held *);
+static void	http_route(struct h1_req *, struct http_held *);
 
 /* --- replies that are not MCP messages -------------------------------- */
 
 /* An HTTP error with a JSON-RPC error body, under the request's id when
  * it has one (2026-07-28 wants it), as the SDKs send them. */
 static void
-http_fail_id(struct evhttp_request *req, int status, struct json_object *id,
+http_fail_id(struct h1_req *req, int status, struct json_object *id,
     int code, const char *msg)
 {
 	struct json_object	*e = rpc_error(id, code, msg);
-	struct evbuffer		*body = evbuffer_new();
-	const char		*reason;
+	const char		*reason, *body;
 
 	reason = status == 400 ? "Bad Request" : status == 401 ?
 	    "Unauthorized" : status == 403 ? "Forbidden" :
@@ -179,47 +170,41 @@ http_fail_id(struct evhttp_request *req, int status, struct json_object *id,
 	    status == 415 ? "Unsupported Media Type" : status == 429 ?
 	    "Too Many Requests" : status == 503 ? "Service Unavailable" :
 	    "Error";
-	evbuffer_add_printf(body, "%s", json_object_to_json_string_ext(e,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(e);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "application/json");
-	if ((status == 503 || status == 429) && evhttp_find_header(
-	    evhttp_request_get_output_headers(req), "Retry-After") == NULL)
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Retry-After", HTTP_BUSY_RETRY_S);
+	body = json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	h1_req_add_header(req, "Content-Type", "application/json");
+	if ((status == 503 || status == 429) &&
+	    !h1_req_has_out_header(req, "Retry-After"))
+		h1_req_add_header(req, "Retry-After", HTTP_BUSY_RETRY_S);
 	if (status == 405)
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Allow", "GET, POST, DELETE");
-	evhttp_send_reply(req, status, reason, body);
-	evbuffer_free(body);
+		h1_req_add_header(req, "Allow", "GET, POST, DELETE");
+	h1_reply(req, status, reason, body, strlen(body));
+	json_object_put(e);
 }
 
 static void
-http_fail(struct evhttp_request *req, int status, int code, const char *msg)
+http_fail(struct h1_req *req, int status, int code, const char *msg)
 {
 	http_fail_id(req, status, NULL, code, msg);
 }
 
 static void
-http_plain(struct evhttp_request *req, int status, const char *reason,
+http_plain(struct h1_req *req, int status, const char *reason,
     const char *text)
 {
-	struct evbuffer	*body = evbuffer_new();
+	char	*body = xasprintf("%s\n", text);
 
-	evbuffer_add_printf(body, "%s\n", text);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; charset=utf-8");
-	evhttp_send_reply(req, status, reason, body);
-	evbuffer_free(body);
+	h1_req_add_header(req, "Content-Type", "text/plain; charset=utf-8");
+	h1_reply(req, status, reason, body, strlen(body));
+	free(body);
 }
 
 /* --- the request's headers -------------------------------------------- */
 
 static const char *
-http_header(struct evhttp_request *req, const char *name)
+http_header(struct h1_req *req, const char *name)
 {
-	return evhttp_find_header(evhttp_request_get_input_headers(req), name);
+	return h1_req_header(req, name);
 }
 
 /* Whether Accept (a) lets in type ("text/event-stream"); none lets in all. */
@@ -236,18 +221,17 @@ http_accepts_in(const char *a, const char *type)
 
 /*
  * The request being routed, with what is asked of its headers more than
- * once: evhttp_find_header compares every header's name in turn, and a
- * ping asked a dozen times.  Valid only inside http_route.
+ * once (a ping asked a dozen times).  Valid only inside http_route.
  */
 struct http_view {
-	struct evhttp_request	*req;
+	struct h1_req	*req;
 	const char		*version;	/* MCP-Protocol-Version */
 	bool			 json, sse;	/* what Accept lets in */
 };
 static struct http_view	http_view;
 
 static void
-http_view_set(struct evhttp_request *req)
+http_view_set(struct h1_req *req)
 {
 	const char	*a = http_header(req, "Accept");
 
@@ -258,7 +242,7 @@ http_view_set(struct evhttp_request *req)
 }
 
 static bool
-http_accepts(struct evhttp_request *req, const char *type)
+http_accepts(struct h1_req *req, const char *type)
 {
 	if (req == http_view.req && strcmp(type, "application/json") == 0)
 		return http_view.json;
@@ -268,7 +252,7 @@ http_accepts(struct evhttp_request *req, const char *type)
 }
 
 static const char *
-http_version(struct evhttp_request *req)
+http_version(struct h1_req *req)
 {
 	return req == http_view.req ? http_view.version :
 	    http_header(req, "MCP-Protocol-Version");
@@ -276,7 +260,7 @@ http_version(struct evhttp_request *req)
 
 /* An Origin of a loopback host on the port asked for, or a listed one. */
 static bool
-http_origin_ok(struct evhttp_request *req)
+http_origin_ok(struct h1_req *req)
 {
 	const char	*o = http_header(req, "Origin"), *host;
 	static const char *loops[] = { "http://127.0.0.1", "http://localhost",
@@ -302,7 +286,7 @@ http_origin_ok(struct evhttp_request *req)
 
 /* MCP-Protocol-Version: absent (2025-03-26), or one heavyd speaks. */
 static bool
-http_version_ok(struct evhttp_request *req)
+http_version_ok(struct h1_req *req)
 {
 	const char	*v = http_version(req), *chosen;
 
@@ -312,7 +296,7 @@ http_version_ok(struct evhttp_request *req)
 
 /* A request of the stateless revision, by its header. */
 static bool
-http_is_modern(struct evhttp_request *req)
+http_is_modern(struct h1_req *req)
 {
 	const char	*v = http_version(req);
 
@@ -320,7 +304,7 @@ http_is_modern(struct evhttp_request *req)
 }
 
 static bool
-http_is_json(struct evhttp_request *req)
+http_is_json(struct h1_req *req)
 {
 	const char	*t = http_header(req, "Content-Type");
 
@@ -332,28 +316,22 @@ http_is_json(struct evhttp_request *req)
 
 /*
  * The connection is going (the client hung up, a timeout, or we drop
- * it).  A request it was waiting on is let go: evhttp frees one still on
- * the connection; one it already let go (mid-stream) we must end.
+ * it): a request of it that waits is let go of.
  */
 static void
-http_conn_closed(struct evhttp_connection *evcon, void *arg)
+http_conn_closed(struct h1_conn *hc, void *arg)
 {
 	struct http_conn	*c = arg;
 	struct http_stream	*st = c->stream;
-	struct evhttp_request	*req;
 
 	if (c->held != NULL) {
-		req = c->held->req;
-		if (evhttp_request_get_connection(req) == NULL)
-			evhttp_send_reply_end(req);	/* frees it */
+		log_info("http: a client hung up while its request waited for "
+		    "the authorization server's keys");
 		http_held_free(c->held);
 		c->held = NULL;
 	}
 	if (st != NULL) {
-		req = st->req;
 		st->req = NULL;
-		if (req != NULL && evhttp_request_get_connection(req) == NULL)
-			evhttp_send_reply_end(req);	/* frees it */
 		if (st->hs->stateless)
 			st->hs->cancelled = !st->done;	/* 2026-07-28 */
 		if (st->sse && !st->done && !st->hs->stateless)
@@ -361,27 +339,22 @@ http_conn_closed(struct evhttp_connection *evcon, void *arg)
 		else
 			http_stream_free(st);
 	}
-	lh_table_delete(http.conns, evcon);
+	lh_table_delete(http.conns, hc);
 	free(c);
 }
 
 static struct http_conn *
-http_conn_get(struct evhttp_request *req)
+http_conn_get(struct h1_req *req)
 {
-	struct evhttp_connection	*evcon = evhttp_request_get_connection(req);
-	struct http_conn		*c;
-	int				 one = 1;
+	struct h1_conn	*hc = h1_req_conn(req);
+	struct http_conn *c;
 
-	if ((c = http_lookup(http.conns, evcon)) != NULL)
+	if ((c = http_lookup(http.conns, hc)) != NULL)
 		return c;
 	c = xcalloc(1, sizeof *c);
-	c->evcon = evcon;
-	lh_table_insert(http.conns, evcon, c);
-	evhttp_connection_set_closecb(evcon, http_conn_closed, c);
-	/* A reply is written in a few pieces (head, chunks): without this,
-	 * Nagle holds the last one for the client's delayed ACK (40 ms). */
-	(void)setsockopt(bufferevent_getfd(evhttp_connection_get_bufferevent(
-	    evcon)), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->hc = hc;
+	lh_table_insert(http.conns, hc, c);
+	h1_conn_set_closecb(hc, http_conn_closed, c);
 	return c;
 }
 
@@ -389,20 +362,8 @@ http_conn_get(struct evhttp_request *req)
 static void
 http_stream_drop(struct http_stream *st)
 {
-	if (st->conn == NULL)
-		return;
-	http_stream_arm(st);
-	event_active(st->closed, EV_CLOSED, 0);
-}
-
-static void
-http_closed_cb(evutil_socket_t fd, short events, void *arg)
-{
-	struct http_stream	*st = arg;
-
-	(void)fd; (void)events;
 	if (st->conn != NULL)
-		evhttp_connection_free(st->conn->evcon);	/* closed cb */
+		h1_conn_drop(st->conn->hc);
 }
 
 /* --- streams ---------------------------------------------------------- */
@@ -437,8 +398,6 @@ http_stream_orphan(struct http_stream *st)
 	st->conn = NULL;
 	if (st->keepalive != NULL)
 		event_del(st->keepalive);
-	if (st->closed != NULL)
-		event_del(st->closed);
 	st->hs->live--;
 	http_session_idle_arm(st->hs);
 }
@@ -457,8 +416,6 @@ http_stream_free(struct http_stream *st)
 	if (hs->get == st)
 		hs->get = NULL;
 	TAILQ_REMOVE(&hs->streams, st, entry);
-	if (st->closed != NULL)
-		event_free(st->closed);
 	if (st->keepalive != NULL)
 		event_free(st->keepalive);
 	free(st->related);
@@ -473,14 +430,12 @@ http_stream_free(struct http_stream *st)
 static void
 http_stream_end(struct http_stream *st)
 {
-	struct evhttp_request	*req = st->req;
+	struct h1_req	*req = st->req;
 
 	st->done = true;
 	if (req != NULL) {
-		evhttp_connection_set_timeout(st->conn->evcon,
-		    http.cfg->http_request_timeout_s);
 		st->req = NULL;
-		evhttp_send_reply_end(req);
+		h1_reply_end(req);
 	}
 	http_stream_free(st);
 }
@@ -513,14 +468,10 @@ http_keep(struct http_session *hs, struct http_stream *st, struct evbuffer *ev)
 static void
 http_stream_write(struct http_stream *st, struct evbuffer *buf)
 {
-	struct bufferevent	*bev;
-
 	if (st->req == NULL)
 		return;
-	evhttp_send_reply_chunk(st->req, buf);
-	bev = evhttp_connection_get_bufferevent(st->conn->evcon);
-	if (evbuffer_get_length(bufferevent_get_output(bev)) >
-	    http.cfg->http_max_output_bytes) {
+	h1_reply_chunk(st->req, buf);
+	if (h1_conn_backlog(st->conn->hc) > http.cfg->http_max_output_bytes) {
 		log_warnx("http: a client reads too slowly (over %zu bytes "
 		    "behind); dropping its stream",
 		    http.cfg->http_max_output_bytes);
@@ -551,17 +502,15 @@ http_sse_event(struct http_stream *st, struct evbuffer *msg)
 static void
 http_sse_start(struct http_stream *st, bool prime)
 {
-	struct evkeyvalq	*h = evhttp_request_get_output_headers(st->req);
 	struct evbuffer		*ev = evbuffer_new();
 	const char		*v = st->hs->s->version;
 
 	st->sse = true;
 	metrics_sse_streams(++http.nsse);
-	evhttp_add_header(h, "Content-Type", "text/event-stream");
-	evhttp_add_header(h, "Cache-Control", "no-cache, no-transform");
-	evhttp_add_header(h, "X-Accel-Buffering", "no");
-	evhttp_send_reply_start(st->req, 200, "OK");
-	evhttp_connection_set_timeout(st->conn->evcon, HTTP_STREAM_TIMEOUT);
+	h1_req_add_header(st->req, "Content-Type", "text/event-stream");
+	h1_req_add_header(st->req, "Cache-Control", "no-cache, no-transform");
+	h1_req_add_header(st->req, "X-Accel-Buffering", "no");
+	h1_reply_start(st->req, 200, "OK");
 	if (prime && v != NULL && strcmp(v, "2025-11-25") >= 0) {
 		evbuffer_add_printf(ev, "id: %" PRIu32 "-%" PRIu64 "\nretry: "
 		    "%d\ndata: \n\n", st->id, st->seq, HTTP_RETRY_MS);
@@ -600,7 +549,7 @@ http_keepalive_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 static struct http_stream *
-http_stream_new(struct http_session *hs, struct evhttp_request *req,
+http_stream_new(struct http_session *hs, struct h1_req *req,
     const char *related)
 {
 	struct http_stream	*st = xcalloc(1, sizeof *st);
@@ -620,25 +569,17 @@ http_stream_new(struct http_session *hs, struct evhttp_request *req,
 }
 
 /*
- * A stream that waits: the client's hang-up is watched for, and a quiet
- * stream gets its keep-alive.  A request answered at once (most are)
- * never needs either, so they are made only here.
+ * A stream that waits: a quiet one gets its keep-alive (h1.c watches for
+ * its client's hang-up).  A request answered at once (most are) never
+ * needs it, so it is made only here.
  */
 static void
 http_stream_arm(struct http_stream *st)
 {
-	struct bufferevent	*bev;
 	struct timeval		 tv = { http.cfg->sse_keepalive_s, 0 };
 
 	if (st->conn == NULL)
 		return;
-	if (st->closed == NULL) {
-		bev = evhttp_connection_get_bufferevent(st->conn->evcon);
-		st->closed = event_new(ev_base, bufferevent_getfd(bev),
-		    http.early_close ? EV_CLOSED : 0, http_closed_cb, st);
-		if (http.early_close)
-			event_add(st->closed, NULL);
-	}
 	if (st->keepalive == NULL)
 		st->keepalive = evtimer_new(ev_base, http_keepalive_cb, st);
 	if (!evtimer_pending(st->keepalive, NULL))
@@ -659,50 +600,6 @@ http_stream_pending(struct mcp_session *s, struct http_session *hs,
 /* --- what the MCP layer sends ----------------------------------------- */
 
 /*
- * evhttp's Date header, made once a second rather than for each reply
- * (it formats the time anew every time; a ping spent 4% of its time on
- * it).  Without a time, evhttp makes its own.
- */
-static void
-http_date(struct evkeyvalq *h)
-{
-	static time_t	 when = -1;
-	static char	 date[64];
-	struct timeval	 tv;
-	struct tm	 tm;
-
-	if (event_base_gettimeofday_cached(ev_base, &tv) == -1)
-		return;
-	if (tv.tv_sec != when && gmtime_r(&tv.tv_sec, &tm) != NULL &&
-	    evutil_date_rfc1123(date, sizeof date, &tm) > 0)
-		when = tv.tv_sec;
-	if (when != -1)
-		evhttp_add_header(h, "Date", date);
-}
-
-/*
- * Writes out at once what evhttp_send_reply queued, as the bufferevent
- * would once epoll says the socket takes it, and tells evhttp the reply
- * is written (it frees the request, and reads the next).  A reply that
- * goes whole (a small one to a reader keeping up) saves a turn of the
- * loop and an epoll change or two; the rest is left to the bufferevent,
- * which also meets any error.  The bufferevent keeps the front of its
- * output frozen but while it writes: so do we.
- */
-static void
-http_write_now(struct bufferevent *bev)
-{
-	struct evbuffer	*out = bufferevent_get_output(bev);
-	int		 n;
-
-	evbuffer_unfreeze(out, 1);
-	n = evbuffer_write(out, bufferevent_getfd(bev));
-	evbuffer_freeze(out, 1);
-	if (n > 0 && evbuffer_get_length(out) == 0)
-		bufferevent_trigger(bev, EV_WRITE, 0);	/* evhttp's write cb */
-}
-
-/*
  * The whole reply, as application/json: nothing came before it.  In
  * 2026-07-28 some errors have their own status: an unknown method 404, a
  * missing capability, a version or a header 400; in every era a rate
@@ -711,12 +608,10 @@ http_write_now(struct bufferevent *bev)
 static void
 http_json_reply(struct http_stream *st, const struct mcp_out *out)
 {
-	struct bufferevent	*bev;
 	int			 status = 200;
 	const char		*reason = "OK";
 	char			 retry[16];
 
-	bev = evhttp_connection_get_bufferevent(st->conn->evcon);
 	if (st->hs->stateless && out->error == RPC_METHOD_NOT_FOUND) {
 		status = 404;
 		reason = "Not Found";
@@ -725,22 +620,18 @@ http_json_reply(struct http_stream *st, const struct mcp_out *out)
 		reason = "Too Many Requests";
 		snprintf(retry, sizeof retry, "%d", out->retry_after_s > 0 ?
 		    out->retry_after_s : 1);
-		evhttp_add_header(evhttp_request_get_output_headers(st->req),
-		    "Retry-After", retry);
+		h1_req_add_header(st->req, "Retry-After", retry);
 	} else if (st->hs->stateless && (out->error == RPC_MISSING_CAPABILITY ||
 	    out->error == RPC_UNSUPPORTED_VERSION ||
 	    out->error == RPC_HEADER_MISMATCH)) {
 		status = 400;
 		reason = "Bad Request";
 	}
-	evhttp_add_header(evhttp_request_get_output_headers(st->req),
-	    "Content-Type", "application/json");
-	http_date(evhttp_request_get_output_headers(st->req));
+	h1_req_add_header(st->req, "Content-Type", "application/json");
 	st->done = true;
-	evhttp_send_reply(st->req, status, reason, out->msg);
+	h1_reply_buf(st->req, status, reason, out->msg);
 	st->req = NULL;
 	http_stream_free(st);
-	http_write_now(bev);		/* last: it may free the connection */
 }
 
 static void
@@ -860,7 +751,7 @@ http_session_end(struct http_session *hs)
  * balancer should have sent the client there.
  */
 static void
-http_session_foreign(struct evhttp_request *req, const char *node)
+http_session_foreign(struct h1_req *req, const char *node)
 {
 	static int64_t	 logged = -HTTP_FOREIGN_LOG_MS;
 	char		 msg[256];
@@ -880,7 +771,7 @@ http_session_foreign(struct evhttp_request *req, const char *node)
  * or one another identity made (it is not told the session exists).
  */
 static struct http_session *
-http_session_of(struct evhttp_request *req, const char *owner)
+http_session_of(struct h1_req *req, const char *owner)
 {
 	const char		*sid = http_header(req, "Mcp-Session-Id");
 	struct http_session	*hs = NULL;
@@ -912,7 +803,7 @@ http_session_of(struct evhttp_request *req, const char *owner)
 
 /* initialize makes a session; it names it in Mcp-Session-Id. */
 static struct http_session *
-http_post_session(struct evhttp_request *req, const struct rpc_msg *m,
+http_post_session(struct h1_req *req, const struct rpc_msg *m,
     const char *owner)
 {
 	struct http_session	*hs;
@@ -931,8 +822,7 @@ http_post_session(struct evhttp_request *req, const struct rpc_msg *m,
 		return NULL;
 	}
 	hs = http_session_new(owner);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Mcp-Session-Id", hs->id);
+	h1_req_add_header(req, "Mcp-Session-Id", hs->id);
 	return hs;
 }
 
@@ -954,7 +844,7 @@ http_starts_task(const struct rpc_msg *m)
 
 /* A request: its reply (and what comes before it) on its own stream. */
 static void
-http_post_request(struct evhttp_request *req, struct http_session *hs,
+http_post_request(struct h1_req *req, struct http_session *hs,
     struct rpc_msg *m)
 {
 	struct http_stream	*st;
@@ -991,7 +881,7 @@ http_post_request(struct evhttp_request *req, struct http_session *hs,
 
 /* Mcp-Name, decoded from its =?base64?...?= form when it has one. */
 static char *
-http_name_header(struct evhttp_request *req)
+http_name_header(struct h1_req *req)
 {
 	const char			*v = http_header(req, "Mcp-Name");
 	struct base64_decode_ctx	 ctx;
@@ -1021,7 +911,7 @@ http_name_header(struct evhttp_request *req)
  * NULL, or what does not match (for -32020).
  */
 static const char *
-http_modern_headers(struct evhttp_request *req, const struct rpc_msg *m)
+http_modern_headers(struct h1_req *req, const struct rpc_msg *m)
 {
 	const char		*method = http_header(req, "Mcp-Method");
 	struct json_object	*meta, *v;
@@ -1058,18 +948,15 @@ http_modern_headers(struct evhttp_request *req, const struct rpc_msg *m)
 
 /* An error response that is already a whole JSON-RPC message; takes e. */
 static void
-http_fail_msg(struct evhttp_request *req, int status, struct json_object *e)
+http_fail_msg(struct h1_req *req, int status, struct json_object *e)
 {
-	struct evbuffer	*body = evbuffer_new();
+	const char	*body = json_object_to_json_string_ext(e,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 
-	evbuffer_add_printf(body, "%s", json_object_to_json_string_ext(e,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	h1_req_add_header(req, "Content-Type", "application/json");
+	h1_reply(req, status, status == 404 ? "Not Found" : "Bad Request",
+	    body, strlen(body));
 	json_object_put(e);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "application/json");
-	evhttp_send_reply(req, status, status == 404 ? "Not Found" :
-	    "Bad Request", body);
-	evbuffer_free(body);
 }
 
 /*
@@ -1077,7 +964,7 @@ http_fail_msg(struct evhttp_request *req, int status, struct json_object *e)
  * which ends with its reply; closing its stream cancels it.
  */
 static void
-http_post_modern(struct evhttp_request *req, struct rpc_msg *m,
+http_post_modern(struct h1_req *req, struct rpc_msg *m,
     const char *owner)
 {
 	struct http_session	*hs;
@@ -1087,7 +974,7 @@ http_post_modern(struct evhttp_request *req, struct rpc_msg *m,
 	char			*key, msg[160];
 
 	if (m->kind != RPC_REQUEST) {
-		evhttp_send_reply(req, 202, "Accepted", NULL);
+		h1_reply(req, 202, "Accepted", NULL, 0);
 		return;
 	}
 	if (!modern_known(m->method)) {	/* removed ones too: first */
@@ -1126,13 +1013,12 @@ http_post_modern(struct evhttp_request *req, struct rpc_msg *m,
 }
 
 static void
-http_post(struct evhttp_request *req, const char *owner)
+http_post(struct h1_req *req, const char *owner)
 {
-	struct evbuffer		*in = evhttp_request_get_input_buffer(req);
-	size_t			 len = evbuffer_get_length(in);
 	struct http_session	*hs;
 	struct rpc_msg		 m;
-	char			*body;
+	const char		*body;
+	size_t			 len;
 
 	if (!http_is_json(req)) {
 		http_fail(req, 415, RPC_INVALID_REQUEST, "Unsupported Media "
@@ -1145,9 +1031,7 @@ http_post(struct evhttp_request *req, const char *owner)
 		    "Accept must allow application/json and text/event-stream");
 		return;
 	}
-	body = xmalloc(len + 1);	/* rpc_parse reads a NUL after it */
-	evbuffer_remove(in, body, len);
-	body[len] = '\0';
+	body = h1_req_body(req, &len);	/* NUL-ended, as rpc_parse wants */
 	if (rpc_parse(body, len, &m) == -1)
 		http_fail(req, 400, m.error_code, m.error);
 	else if (http_is_modern(req) || (m.kind == RPC_REQUEST &&
@@ -1162,10 +1046,9 @@ http_post(struct evhttp_request *req, const char *owner)
 		http_post_request(req, hs, &m);
 	else {
 		mcp_session_dispatch(hs->s, &m);
-		evhttp_send_reply(req, 202, "Accepted", NULL);
+		h1_reply(req, 202, "Accepted", NULL, 0);
 	}
 	rpc_msg_clear(&m);
-	free(body);
 }
 
 /* Replays the kept events of stream id after seq. */
@@ -1185,16 +1068,13 @@ http_replay(struct http_session *hs, struct http_stream *to, uint32_t id,
 
 /* Takes up a dropped stream on a new connection. */
 static void
-http_stream_attach(struct http_stream *st, struct evhttp_request *req)
+http_stream_attach(struct http_stream *st, struct h1_req *req)
 {
 	st->req = req;
 	st->conn = http_conn_get(req);
 	st->conn->stream = st;
 	st->hs->live++;
 	evtimer_del(st->hs->idle);
-	if (st->closed != NULL)		/* the old connection's */
-		event_free(st->closed);
-	st->closed = NULL;
 	http_stream_arm(st);
 }
 
@@ -1203,7 +1083,7 @@ http_stream_attach(struct http_stream *st, struct evhttp_request *req)
  * then, if S is still to get its reply, the rest of it as it comes.
  */
 static void
-http_resume(struct evhttp_request *req, struct http_session *hs,
+http_resume(struct h1_req *req, struct http_session *hs,
     const char *last)
 {
 	struct http_stream	*st;
@@ -1238,7 +1118,7 @@ http_resume(struct evhttp_request *req, struct http_session *hs,
 }
 
 static void
-http_get(struct evhttp_request *req, const char *owner)
+http_get(struct h1_req *req, const char *owner)
 {
 	struct http_session	*hs;
 	const char		*last = http_header(req, "Last-Event-ID");
@@ -1265,7 +1145,7 @@ http_get(struct evhttp_request *req, const char *owner)
 }
 
 static void
-http_delete(struct evhttp_request *req, const char *owner)
+http_delete(struct h1_req *req, const char *owner)
 {
 	struct http_session	*hs;
 
@@ -1274,26 +1154,26 @@ http_delete(struct evhttp_request *req, const char *owner)
 	log_info("http: session %.8s... ended by its client",
 	    sessionid_brief(hs->id));
 	http_session_end(hs);
-	evhttp_send_reply(req, 200, "OK", NULL);
+	h1_reply(req, 200, "OK", NULL, 0);
 }
 
 /* --- the endpoint ----------------------------------------------------- */
 
 /* Prometheus's text format 0.0.4. */
 static void
-http_metrics(struct evhttp_request *req)
+http_metrics(struct h1_req *req)
 {
 	struct evbuffer	*body = evbuffer_new();
 
 	metrics_render(body);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, 200, "OK", body);
+	h1_req_add_header(req, "Content-Type",
+	    "text/plain; version=0.0.4; charset=utf-8");
+	h1_reply_buf(req, 200, "OK", body);
 	evbuffer_free(body);
 }
 
 static bool
-http_probe(struct evhttp_request *req, const char *path)
+http_probe(struct h1_req *req, const char *path)
 {
 	if (strcmp(path, "/metrics") == 0)
 		http_metrics(req);
@@ -1317,58 +1197,42 @@ http_probe(struct evhttp_request *req, const char *path)
  * only.
  */
 static void
-http_metadata(struct evhttp_request *req)
+http_metadata(struct h1_req *req)
 {
-	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
-	struct evbuffer		*body;
-	char			*json;
+	char	*json;
 
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		evhttp_add_header(h, "Allow", "GET");
+	if (h1_req_method(req) != H1_GET) {
+		h1_req_add_header(req, "Allow", "GET");
 		http_plain(req, 405, "Method Not Allowed", "GET only");
 		return;
 	}
 	json = auth_oauth_metadata();
-	body = evbuffer_new();
-	evbuffer_add(body, json, strlen(json));
+	h1_req_add_header(req, "Content-Type", "application/json");
+	h1_req_add_header(req, "Cache-Control", "max-age=300");
+	h1_reply(req, 200, "OK", json, strlen(json));
 	free(json);
-	evhttp_add_header(h, "Content-Type", "application/json");
-	evhttp_add_header(h, "Cache-Control", "max-age=300");
-	evhttp_send_reply(req, 200, "OK", body);
-	evbuffer_free(body);
 }
 
 /* Every answered request counts, by method and status. */
 static void
-http_complete_cb(struct evhttp_request *req, void *arg)
+http_complete_cb(struct h1_req *req, void *arg)
 {
-	static const struct { enum evhttp_cmd_type cmd; const char *name; }
-	    names[] = { { EVHTTP_REQ_GET, "GET" }, { EVHTTP_REQ_POST, "POST" },
-	    { EVHTTP_REQ_DELETE, "DELETE" }, { EVHTTP_REQ_PUT, "PUT" },
-	    { EVHTTP_REQ_PATCH, "PATCH" }, { EVHTTP_REQ_HEAD, "HEAD" },
-	    { EVHTTP_REQ_OPTIONS, "OPTIONS" } };
-	const char	*method = "other";
-
 	(void)arg;
-	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-		if (evhttp_request_get_command(req) == names[i].cmd)
-			method = names[i].name;
-	metrics_http_request(method, evhttp_request_get_response_code(req));
+	metrics_http_request(h1_req_method_name(req), h1_req_status(req));
 }
 
 /* A refused authentication: 401 or 403 with its challenge, 429 or 503
  * with Retry-After. */
 static void
-http_deny(struct evhttp_request *req, const struct auth_denial *d)
+http_deny(struct h1_req *req, const struct auth_denial *d)
 {
-	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
 	char			 retry[16];
 
 	if (d->www_authenticate[0] != '\0')
-		evhttp_add_header(h, "WWW-Authenticate", d->www_authenticate);
+		h1_req_add_header(req, "WWW-Authenticate", d->www_authenticate);
 	if (d->retry_after_s > 0) {
 		snprintf(retry, sizeof retry, "%d", d->retry_after_s);
-		evhttp_add_header(h, "Retry-After", retry);
+		h1_req_add_header(req, "Retry-After", retry);
 	}
 	http_fail(req, d->status, RPC_INVALID_REQUEST, d->message);
 }
@@ -1380,8 +1244,6 @@ static void
 http_held_free(struct http_held *h)
 {
 	auth_oauth_unwait(http_held_cb, h);
-	if (h->closed != NULL)
-		event_free(h->closed);
 	if (h->authorization != NULL) {
 		explicit_bzero(h->authorization, strlen(h->authorization));
 		free(h->authorization);
@@ -1397,32 +1259,18 @@ http_held_cb(void *arg)
 	struct http_held	*h = arg;
 
 	h->conn->held = NULL;
-	if (h->closed != NULL)
-		event_del(h->closed);
 	http_route(h->req, h);
 	http_held_free(h);
 }
 
-static void
-http_held_closed_cb(evutil_socket_t fd, short events, void *arg)
-{
-	struct http_held	*h = arg;
-
-	(void)fd; (void)events;
-	log_info("http: a client hung up while its request waited for the "
-	    "authorization server's keys");
-	evhttp_connection_free(h->conn->evcon);	/* closed cb: freed */
-}
-
 /*
- * Holds req until the verifier's fetch ends, watching for its client's
- * hang-up; false when there is no fetch to wait for.
+ * Holds req until the verifier's fetch ends (h1.c watches for its
+ * client's hang-up); false when there is no fetch to wait for.
  */
 static bool
-http_hold(struct evhttp_request *req, const char *authorization)
+http_hold(struct h1_req *req, const char *authorization)
 {
 	struct http_held	*h = xcalloc(1, sizeof *h);
-	struct bufferevent	*bev;
 
 	if (auth_oauth_wait(http_held_cb, h) == -1) {
 		free(h);
@@ -1433,12 +1281,6 @@ http_hold(struct evhttp_request *req, const char *authorization)
 	h->conn->held = h;
 	h->authorization = authorization != NULL ? xstrdup(authorization) :
 	    NULL;
-	if (http.early_close) {
-		bev = evhttp_connection_get_bufferevent(h->conn->evcon);
-		h->closed = event_new(ev_base, bufferevent_getfd(bev),
-		    EV_CLOSED, http_held_closed_cb, h);
-		event_add(h->closed, NULL);
-	}
 	return true;
 }
 
@@ -1449,28 +1291,22 @@ http_hold(struct evhttp_request *req, const char *authorization)
  * asked about again with its copy (held).
  */
 static bool
-http_auth(struct evhttp_request *req, struct http_held *held, char *owner,
+http_auth(struct h1_req *req, struct http_held *held, char *owner,
     size_t len)
 {
-	struct evkeyvalq	*in = evhttp_request_get_input_headers(req);
-	char			*a = (char *)(uintptr_t)evhttp_find_header(in,
-	    "Authorization"), *peer = NULL;
+	const char		*a = h1_req_header(req, "Authorization");
+	const char		*peer = h1_conn_peer(h1_req_conn(req));
 	struct auth_denial	 d;
-	ev_uint16_t		 port;
 	int			 rc;
 	bool			 hold;
 
 	if (held != NULL)
 		a = held->authorization;
-	evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer,
-	    &port);
-	rc = auth_request(a, peer != NULL && *peer != '\0' ? peer : "unix",
-	    now_ms(), owner, len, &d);
+	rc = auth_request(a, *peer != '\0' ? peer : "unix", now_ms(), owner,
+	    len, &d);
 	hold = rc == -1 && d.pending && held == NULL && http_hold(req, a);
-	if (a != NULL && held == NULL) {
-		explicit_bzero(a, strlen(a));
-		evhttp_remove_header(in, "Authorization");
-	}
+	if (a != NULL && held == NULL)
+		h1_req_wipe_header(req, "Authorization");
 	if (rc == -1 && !hold)
 		http_deny(req, &d);
 	explicit_bzero(&d, sizeof d);
@@ -1479,15 +1315,13 @@ http_auth(struct evhttp_request *req, struct http_held *held, char *owner,
 
 /* A request, new or held (then asked about again with its copy). */
 static void
-http_route_view(struct evhttp_request *req, struct http_held *held)
+http_route_view(struct h1_req *req, struct http_held *held)
 {
 	const char	*path;
 	char		 owner[AUTH_OWNER_MAX];
 
-	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	if (path == NULL)
-		path = "";
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET &&
+	path = h1_req_path(req);
+	if (h1_req_method(req) == H1_GET &&
 	    http_probe(req, path))
 		return;
 	if (auth_oauth_metadata_path(path))
@@ -1500,25 +1334,24 @@ http_route_view(struct evhttp_request *req, struct http_held *held)
 	else if (!http_auth(req, held, owner, sizeof owner))
 		;		/* answered (401, 403, 429, 503), or held */
 	else if (!http_version_ok(req) &&	/* a POST: under its id */
-	    evhttp_request_get_command(req) != EVHTTP_REQ_POST)
+	    h1_req_method(req) != H1_POST)
 		http_fail_msg(req, 400, modern_unsupported(NULL,
 		    http_header(req, "MCP-Protocol-Version")));
 	else if (service_draining())
 		http_fail(req, 503, RPC_INTERNAL_ERROR, "Service Unavailable: "
 		    "heavyd is shutting down; retry later");
-	else if (http_lookup(http.conns,
-	    evhttp_request_get_connection(req)) == NULL &&
+	else if (http_lookup(http.conns, h1_req_conn(req)) == NULL &&
 	    http.conns->count >= http.cfg->http_max_connections)
 		http_fail(req, 503, RPC_INTERNAL_ERROR, "Service Unavailable: "
 		    "too many connections (http.max_connections); retry later");
-	else if (evhttp_request_get_command(req) == EVHTTP_REQ_POST)
+	else if (h1_req_method(req) == H1_POST)
 		http_post(req, owner);
 	else if (http_is_modern(req))
 		http_fail(req, 405, RPC_INVALID_REQUEST, "Method Not Allowed: "
 		    MODERN_VERSION " is POST only");
-	else if (evhttp_request_get_command(req) == EVHTTP_REQ_GET)
+	else if (h1_req_method(req) == H1_GET)
 		http_get(req, owner);
-	else if (evhttp_request_get_command(req) == EVHTTP_REQ_DELETE)
+	else if (h1_req_method(req) == H1_DELETE)
 		http_delete(req, owner);
 	else
 		http_fail(req, 405, RPC_INVALID_REQUEST,
@@ -1526,7 +1359,7 @@ http_route_view(struct evhttp_request *req, struct http_held *held)
 }
 
 static void
-http_route(struct evhttp_request *req, struct http_held *held)
+http_route(struct h1_req *req, struct http_held *held)
 {
 	struct http_view	outer = http_view;	/* (routes do not nest) */
 
@@ -1536,10 +1369,9 @@ http_route(struct evhttp_request *req, struct http_held *held)
 }
 
 static void
-http_request_cb(struct evhttp_request *req, void *arg)
+http_request_cb(struct h1_req *req, void *arg)
 {
 	(void)arg;
-	evhttp_request_set_on_complete_cb(req, http_complete_cb, NULL);
 	http_route(req, NULL);
 }
 
@@ -1705,8 +1537,8 @@ http_listen(const char *addr, char *err, size_t len)
 		snprintf(err, len, "%s: %s", addr, why);
 	if (fd == -1)
 		return -1;
-	if (evhttp_accept_socket_with_handle(http.http, fd) == NULL) {
-		snprintf(err, len, "%s: evhttp cannot accept on it", addr);
+	if (h1_listen_fd(http.h1, fd) == -1) {
+		snprintf(err, len, "%s: %s", addr, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -1741,9 +1573,9 @@ http_adopt(const struct listen_fd *l, char *err, size_t len)
 		    "(auth.tokens_file, or auth.mode: oauth)", l->name);
 		return -1;
 	}
-	if (evhttp_accept_socket_with_handle(http.http, l->fd) == NULL) {
-		snprintf(err, len, "socket activation (%s): evhttp cannot "
-		    "accept on it", l->name);
+	if (h1_listen_fd(http.h1, l->fd) == -1) {
+		snprintf(err, len, "socket activation (%s): %s", l->name,
+		    strerror(errno));
 		return -1;
 	}
 	http_log_listening(l->fd, ss.ss_family == AF_UNIX ? "unix:" :
@@ -1757,24 +1589,23 @@ int
 http_start(const struct heavy_config *cfg, const struct listen_fd *fds,
     int nfds, bool (*ready)(void), char *err, size_t len)
 {
+	struct h1_limits	lim;
+
 	http.cfg = cfg;
 	http.ready = ready;
 	if (sessionid_init(cfg, err, len) == -1)
 		return -1;
 	http.sessions = lh_kchar_table_new(64, NULL);
 	http.conns = lh_kptr_table_new(64, NULL);
-	http.http = evhttp_new(ev_base);
-	evhttp_set_max_headers_size(http.http,
-	    (ev_ssize_t)cfg->http_max_header_bytes);
-	evhttp_set_max_body_size(http.http, (ev_ssize_t)cfg->max_line_bytes);
-	evhttp_set_timeout(http.http, cfg->http_request_timeout_s);
-	evhttp_set_allowed_methods(http.http, EVHTTP_REQ_GET |
-	    EVHTTP_REQ_POST | EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD);
-	evhttp_set_gencb(http.http, http_request_cb, NULL);
-	http.early_close = (event_base_get_features(ev_base) &
-	    EV_FEATURE_EARLY_CLOSE) != 0;
-	if (!http.early_close)
+	lim.max_header_bytes = cfg->http_max_header_bytes;
+	lim.max_headers = cfg->http_max_headers;
+	lim.max_body_bytes = cfg->max_line_bytes;
+	lim.request_timeout_s = cfg->http_request_timeout_s;
+	lim.idle_timeout_s = cfg->http_idle_timeout_s;
+	lim.max_conns = cfg->http_max_open_connections;
+	http.h1 = h1_new(ev_base, &lim, http_request_cb, http_complete_cb,
+	    NULL);
+	if ((event_base_get_features(ev_base) & EV_FEATURE_EARLY_CLOSE) == 0)
 		log_warnx("http: this event backend cannot see a client hang "
 		    "up before its reply starts");
 	for (int i = 0; i < nfds; i++)
@@ -1786,37 +1617,6 @@ http_start(const struct heavy_config *cfg, const struct listen_fd *fds,
 	return 0;
 }
 
-/*
- * Writes out what a connection still holds: we are about to exit, and the
- * loop will not run again (the last replies of a drain are in there).  A
- * bufferevent keeps the front of its output frozen while it writes, so it
- * is stopped and thawed first.  All of them get HTTP_FLUSH_MS at most.
- */
-static void
-http_flush(struct evhttp_connection *evcon, int64_t deadline)
-{
-	struct bufferevent	*bev = evhttp_connection_get_bufferevent(evcon);
-	struct evbuffer		*out = bufferevent_get_output(bev);
-	struct pollfd		 pfd = { .fd = bufferevent_getfd(bev),
-	    .events = POLLOUT };
-	int			 n;
-
-	bufferevent_disable(bev, EV_WRITE);
-	evbuffer_unfreeze(out, 1);
-	while (evbuffer_get_length(out) > 0) {
-		errno = 0;
-		if ((n = evbuffer_write(out, pfd.fd)) > 0 ||
-		    (n == -1 && errno == EINTR))
-			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    now_ms() < deadline && ((n = poll(&pfd, 1,
-		    (int)(deadline - now_ms()))) > 0 ||
-		    (n == -1 && errno == EINTR)))
-			continue;
-		break;
-	}
-}
-
 /* After mcp_fini: every session ends, what is owed is written, every
  * connection closes. */
 void
@@ -1825,14 +1625,13 @@ http_stop(void)
 	struct lh_entry	*e;
 	int64_t		 deadline = now_ms() + HTTP_FLUSH_MS;
 
-	if (http.http == NULL)
+	if (http.h1 == NULL)
 		return;
 	while ((e = http.sessions->head) != NULL)
 		http_session_end((struct http_session *)lh_entry_v(e));
-	lh_foreach(http.conns, e)
-		http_flush(((struct http_conn *)lh_entry_v(e))->evcon, deadline);
-	evhttp_free(http.http);
-	http.http = NULL;
+	h1_flush(http.h1, deadline);	/* the last replies of a drain */
+	h1_free(http.h1);
+	http.h1 = NULL;
 	lh_table_free(http.sessions);
 	lh_table_free(http.conns);
 	for (int i = 0; i < http.nunix; i++)

@@ -14,14 +14,14 @@ FUZZ_SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=all \
 FUZZ_CFLAGS	 = -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers \
 	-D_GNU_SOURCE -g -O1 -MMD -MP \
 	$(FUZZ_SAN) -fsanitize=fuzzer-no-link $(SUP_CFLAGS) $(WRK_CFLAGS)
-FUZZ_NAMES	 = rpc calc plan review llm search html schema proto egress configfile mcp http jwt tokens
+FUZZ_NAMES	 = rpc calc plan review llm search html schema proto egress configfile mcp http jwt tokens h1
 
 fuzz_obj = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(1))
 # The parsers under test, built with the fuzzer's instrumentation, in
 # archives: each harness links only the objects it uses.
 FUZZ_LIB	 = $(FUZZ_BUILD)/libparsers.a
 FUZZ_LIB_SRC	 = $(COMMON_SRC) supervisor/rpc.c supervisor/oauth.c supervisor/jwk.c \
-	supervisor/loop.c \
+	supervisor/loop.c supervisor/h1.c \
 	$(filter-out worker/main.c worker/egress_main.c,$(sort $(WRK_SRC) $(EGR_SRC)))
 FUZZ_PROGS	 = $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
 
@@ -34,7 +34,7 @@ $(FUZZ_LIB): $(call fuzz_obj,$(FUZZ_LIB_SRC))
 
 # The supervisor, for the MCP harness: all of it but main().
 FUZZ_SUP	 = $(FUZZ_BUILD)/libsupervisor.a
-$(FUZZ_SUP): $(call fuzz_obj,$(filter-out supervisor/main.c supervisor/rpc.c supervisor/oauth.c supervisor/jwk.c supervisor/loop.c,$(SUP_SRC)))
+$(FUZZ_SUP): $(call fuzz_obj,$(filter-out supervisor/main.c supervisor/rpc.c supervisor/oauth.c supervisor/jwk.c supervisor/loop.c supervisor/h1.c,$(SUP_SRC)))
 	$(AR) rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_mcp: $(call fuzz_obj,tests/fuzz/fuzz_mcp.c) $(FUZZ_SUP) \
