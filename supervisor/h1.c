@@ -43,7 +43,8 @@
 #include "supervisor.h"
 #include "h1.h"
 
-#define H1_INBUF_MIN	4096
+#define H1_INBUF_MIN	1024		/* most heads fit; 10,000 streams hold it */
+#define H1_INBUF_KEEP	16384		/* past it, an emptied buffer shrinks */
 #define H1_LINGER_S	2		/* reading a closed connection to its end */
 #define H1_ACCEPT_BATCH	64
 #define H1_ACCEPT_PAUSE_MS 500		/* out of descriptors: a pause */
@@ -114,6 +115,7 @@ static void	h1_conn_close(struct h1_conn *);
 static void	h1_conn_input(struct h1_conn *);
 static void	h1_conn_write(struct h1_conn *);
 static void	h1_conn_timer(struct h1_conn *);
+static void	h1_conn_grow(struct h1_conn *, size_t);
 static void	h1_read_cb(evutil_socket_t, short, void *);
 
 /* ------------------------------------------------------------ parsing */
@@ -492,6 +494,8 @@ h1_req_done(struct h1_req *req, bool keep)
 	c->inlen -= n;
 	c->used = 0;
 	c->headdone = false;
+	if (c->incap > H1_INBUF_KEEP && c->inlen < H1_INBUF_MIN)
+		h1_conn_grow(c, H1_INBUF_MIN);	/* (a large body's room) */
 	evbuffer_drain(req->out, evbuffer_get_length(req->out));
 	c->state = keep && !c->eof ? H1_IDLE : H1_CLOSING;
 	if (c->readclosed) {

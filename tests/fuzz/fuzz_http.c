@@ -3,7 +3,8 @@
  * raw bytes, to a new connection to `heavyd --listen unix:...` (a socket
  * in a temporary directory), the writing side shut, and the event loop run
  * until heavyd closes the connection or has nothing left to do.  This
- * takes the input through evhttp's request parsing and into http.c: the
+ * takes the input through h1.c's connection and request parsing (bodies,
+ * pipelining, refusals) and into http.c: the
  * headers heavyd reads (Accept, Origin, MCP-Protocol-Version,
  * Mcp-Session-Id, Mcp-Method, Mcp-Name and its base64 form,
  * Last-Event-ID), the JSON-RPC body, both eras' dispatch, sessions,
