@@ -461,22 +461,20 @@ h1_req_add_header(struct h1_req *req, const char *name, const char *value)
 bool
 h1_req_has_out_header(const struct h1_req *req, const char *name)
 {
-	size_t			 len = strlen(name);
-	struct evbuffer_ptr	 p;
-	char			 line[128];
+	size_t		 len = strlen(name), n = evbuffer_get_length(req->out);
+	const char	*p, *end, *eol;
 
-	if (len + 3 > sizeof line)
+	if (n == 0)
 		return false;
-	snprintf(line, sizeof line, "%s: ", name);
-	evbuffer_ptr_set(req->out, &p, 0, EVBUFFER_PTR_SET);
-	for (;;) {
-		p = evbuffer_search(req->out, line, len + 2, &p);
-		if (p.pos == -1)
-			return false;
-		if (p.pos == 0)
+	p = (const char *)evbuffer_pullup(req->out, -1);
+	for (end = p + n; p < end; p = eol + 1) {
+		if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			eol = end;
+		if ((size_t)(eol - p) > len && p[len] == ':' &&
+		    strncasecmp(p, name, len) == 0)
 			return true;
-		evbuffer_ptr_set(req->out, &p, 1, EVBUFFER_PTR_ADD);
 	}
+	return false;
 }
 
 /* The request is answered: the connection turns to the next one. */

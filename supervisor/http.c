@@ -1,8 +1,9 @@
 /*
  * The Streamable HTTP transport (MCP 2025-03-26, 2025-06-18, 2025-11-25)
- * on heavyd's own HTTP/1.1 server (h1.c): one endpoint (http.path, "/mcp") where a POST
- * carries one JSON-RPC message, a GET opens the session's stream of
- * server-initiated messages, and a DELETE ends the session.
+ * on heavyd's own HTTP/1.1 server (h1.c): one endpoint (http.path,
+ * "/mcp") where a POST carries one JSON-RPC message, a GET opens the
+ * session's stream of server-initiated messages, and a DELETE ends the
+ * session.
  *
  * A request's reply goes back as application/json when nothing else
  * comes first, or as an SSE stream when a notification of that request
@@ -83,7 +84,7 @@ struct http_conn {
  * header (the request's own is wiped at once) is wiped when it goes.
  */
 struct http_held {
-	struct h1_req	*req;
+	struct h1_req		*req;
 	struct http_conn	*conn;
 	char			*authorization;
 };
@@ -96,7 +97,7 @@ struct http_held {
  */
 struct http_stream {
 	struct http_session	*hs;
-	struct h1_req	*req;		/* NULL: dropped, resumable */
+	struct h1_req		*req;		/* NULL: dropped, resumable */
 	struct http_conn	*conn;
 	struct event		*keepalive;
 	char			*related;	/* NULL: the GET stream */

@@ -233,9 +233,9 @@ server_egress_path(const char *worker_path)
  * epoll watches only pipes, sockets and some devices (not files, not
  * /dev/null); serving stdio, use poll unless stdin and stdout are pipes or
  * sockets.  Over HTTP stdin is not read, and epoll sees hang-ups early.
- * Over HTTP, epoll's changes are made once a loop, not one by one: evhttp
- * turns a connection's read and write on and off four times a request,
- * which the changelist folds into two epoll_ctl.  It is unsafe for a
+ * Over HTTP, epoll's changes are made once a loop, not one by one: a
+ * write watch added and removed in the same turn (a reply the socket did
+ * not take whole at once) costs no epoll_ctl.  It is unsafe for a
  * watched descriptor that is a dup() of another, which stdio's 0 and 1
  * may be; over HTTP none is (connections, pipes and socketpairs of our
  * own, children started by posix_spawn).
