@@ -58,12 +58,18 @@ enum h1_state {
 	H1_CLOSING		/* written out, then shut and lingered */
 };
 
+/* Text made up in place, its room kept from one request to the next. */
+struct h1_text {
+	char			*p;
+	size_t			 len, cap;
+};
+
 struct h1_req {
 	struct h1_conn		*conn;
 	struct h1_head		 head;
 	char			*body;
 	size_t			 blen;
-	struct evbuffer		*out;		/* the reply's extra headers */
+	struct h1_text		 out;		/* the reply's headers, added */
 	int			 status;
 	bool			 chunked;	/* a streamed reply's framing */
 };
@@ -85,6 +91,7 @@ struct h1_conn {
 	enum h1_state		 state;
 	bool			 headdone;	/* parsed, its body on its way */
 	struct evbuffer		*out;
+	struct h1_text		 headout;	/* a reply's head, made up */
 	struct h1_req		*req;		/* with its owner: &r */
 	struct h1_req		 r;		/* the one being read */
 	h1_close_cb		 closecb;
@@ -397,22 +404,39 @@ h1_date(struct h1_server *srv)
 }
 
 static void
-h1_add_str(struct evbuffer *b, const char *s)
+h1_text_add(struct h1_text *t, const char *s, size_t n)
 {
-	evbuffer_add(b, s, strlen(s));
+	if (t->len + n > t->cap) {
+		t->cap = t->len + n < 256 ? 256 : 2 * (t->len + n);
+		t->p = xrealloc(t->p, t->cap);
+	}
+	memcpy(t->p + t->len, s, n);
+	t->len += n;
 }
 
-/* A number's digits, without printf. */
 static void
-h1_add_num(struct evbuffer *b, uint64_t n, int base)
+h1_add_str(struct h1_text *t, const char *s)
 {
-	char	d[24], *p = d + sizeof d;
+	h1_text_add(t, s, strlen(s));
+}
 
+/* A number's digits, without printf: they end at end. */
+static char *
+h1_fmt_num(char *end, uint64_t n, unsigned base)
+{
 	do {
-		*--p = "0123456789abcdef"[n % (unsigned)base];
-		n /= (unsigned)base;
+		*--end = "0123456789abcdef"[n % base];
+		n /= base;
 	} while (n != 0);
-	evbuffer_add(b, p, (size_t)(d + sizeof d - p));
+	return end;
+}
+
+static void
+h1_add_num(struct h1_text *t, uint64_t n)
+{
+	char	d[24], *p = h1_fmt_num(d + sizeof d, n, 10);
+
+	h1_text_add(t, p, (size_t)(d + sizeof d - p));
 }
 
 /*
@@ -424,50 +448,50 @@ h1_head_out(struct h1_req *req, int status, const char *reason,
     int64_t clen, bool keep)
 {
 	struct h1_conn	*c = req->conn;
-	struct evbuffer	*o = c->out;
+	struct h1_text	*o = &c->headout;
 
 	req->status = status;
-	evbuffer_add(o, "HTTP/1.1 ", 9);
-	h1_add_num(o, (uint64_t)status, 10);
-	evbuffer_add(o, " ", 1);
+	o->len = 0;
+	h1_text_add(o, "HTTP/1.1 ", 9);
+	h1_add_num(o, (uint64_t)status);
+	h1_text_add(o, " ", 1);
 	h1_add_str(o, reason);
-	evbuffer_add(o, "\r\nDate: ", 8);
+	h1_text_add(o, "\r\nDate: ", 8);
 	h1_add_str(o, h1_date(c->srv));
-	evbuffer_add(o, "\r\n", 2);
-	evbuffer_add_buffer(o, req->out);
+	h1_text_add(o, "\r\n", 2);
+	h1_text_add(o, req->out.p, req->out.len);
 	if (clen >= 0) {
-		evbuffer_add(o, "Content-Length: ", 16);
-		h1_add_num(o, (uint64_t)clen, 10);
-		evbuffer_add(o, "\r\n", 2);
+		h1_text_add(o, "Content-Length: ", 16);
+		h1_add_num(o, (uint64_t)clen);
+		h1_text_add(o, "\r\n", 2);
 	} else if (req->chunked)
 		h1_add_str(o, "Transfer-Encoding: chunked\r\n");
 	if (!keep)
 		h1_add_str(o, "Connection: close\r\n");
 	else if (req->head.minor == 0)
 		h1_add_str(o, "Connection: keep-alive\r\n");
-	evbuffer_add(o, "\r\n", 2);
+	h1_text_add(o, "\r\n", 2);
+	evbuffer_add(c->out, o->p, o->len);
+	req->out.len = 0;
 }
 
 void
 h1_req_add_header(struct h1_req *req, const char *name, const char *value)
 {
-	h1_add_str(req->out, name);
-	evbuffer_add(req->out, ": ", 2);
-	h1_add_str(req->out, value);
-	evbuffer_add(req->out, "\r\n", 2);
+	h1_add_str(&req->out, name);
+	h1_text_add(&req->out, ": ", 2);
+	h1_add_str(&req->out, value);
+	h1_text_add(&req->out, "\r\n", 2);
 }
 
 /* Whether the reply has header name yet (a rare question: searched). */
 bool
 h1_req_has_out_header(const struct h1_req *req, const char *name)
 {
-	size_t		 len = strlen(name), n = evbuffer_get_length(req->out);
-	const char	*p, *end, *eol;
+	size_t		 len = strlen(name);
+	const char	*p = req->out.p, *end = p + req->out.len, *eol;
 
-	if (n == 0)
-		return false;
-	p = (const char *)evbuffer_pullup(req->out, -1);
-	for (end = p + n; p < end; p = eol + 1) {
+	for (; p < end; p = eol + 1) {
 		if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
 			eol = end;
 		if ((size_t)(eol - p) > len && p[len] == ':' &&
@@ -494,7 +518,7 @@ h1_req_done(struct h1_req *req, bool keep)
 	c->headdone = false;
 	if (c->incap > H1_INBUF_KEEP && c->inlen < H1_INBUF_MIN)
 		h1_conn_grow(c, H1_INBUF_MIN);	/* (a large body's room) */
-	evbuffer_drain(req->out, evbuffer_get_length(req->out));
+	req->out.len = 0;
 	c->state = keep && !c->eof ? H1_IDLE : H1_CLOSING;
 	if (c->readclosed) {
 		c->readclosed = false;
@@ -561,12 +585,15 @@ h1_reply_chunk(struct h1_req *req, struct evbuffer *buf)
 {
 	struct evbuffer	*o = req->conn->out;
 	size_t		 len = evbuffer_get_length(buf);
+	char		 d[24], *p;
 
 	if (len == 0 || req->head.method == H1_HEAD)
 		return;
 	if (req->chunked) {
-		h1_add_num(o, len, 16);
-		evbuffer_add(o, "\r\n", 2);
+		d[sizeof d - 2] = '\r';
+		d[sizeof d - 1] = '\n';
+		p = h1_fmt_num(d + sizeof d - 2, len, 16);
+		evbuffer_add(o, p, (size_t)(d + sizeof d - p));
 	}
 	evbuffer_add_buffer(o, buf);
 	if (req->chunked)
@@ -722,7 +749,8 @@ h1_conn_close(struct h1_conn *c)
 	event_free(c->dropev);
 	close(c->fd);
 	evbuffer_free(c->out);
-	evbuffer_free(c->r.out);
+	free(c->r.out.p);
+	free(c->headout.p);
 	h1_head_clear(&c->r.head);
 	free(c->in);
 	TAILQ_REMOVE(&srv->conns, c, entry);
@@ -863,9 +891,8 @@ h1_conn_refuse(struct h1_conn *c, int status, const char *why)
 	c->r.head.method = H1_OTHER;
 	h1_req_add_header(&c->r, "Content-Type", "text/plain; charset=utf-8");
 	h1_head_out(&c->r, status, reason, (int64_t)strlen(why) + 1, false);
-	h1_add_str(c->out, why);
+	evbuffer_add(c->out, why, strlen(why));
 	evbuffer_add(c->out, "\n", 1);
-	evbuffer_drain(c->r.out, evbuffer_get_length(c->r.out));
 	c->state = H1_CLOSING;
 	c->inlen = c->used = 0;
 	c->headdone = false;
@@ -968,7 +995,7 @@ h1_conn_head(struct h1_conn *c)
 		h1_conn_grow(c, c->used + h->clen + 1);
 	if (h->expect_continue && h->minor == 1 &&
 	    c->inlen < c->used + h->clen) {
-		h1_add_str(c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+		evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 		h1_conn_write(c);
 	}
 	return 0;
@@ -1062,7 +1089,6 @@ h1_conn_new(struct h1_server *srv, int fd, const struct sockaddr_storage *ss)
 	c->incap = H1_INBUF_MIN;
 	c->in = xmalloc(c->incap);
 	c->out = evbuffer_new();
-	c->r.out = evbuffer_new();
 	c->r.conn = c;
 	c->rev = event_new(srv->base, fd, EV_READ | EV_CLOSED | EV_PERSIST,
 	    h1_read_cb, c);
@@ -1070,7 +1096,7 @@ h1_conn_new(struct h1_server *srv, int fd, const struct sockaddr_storage *ss)
 	    c);
 	c->timer = evtimer_new(srv->base, h1_timer_cb, c);
 	c->dropev = event_new(srv->base, -1, 0, h1_drop_cb, c);
-	if (c->out == NULL || c->r.out == NULL || c->rev == NULL ||
+	if (c->out == NULL || c->rev == NULL ||
 	    c->wev == NULL || c->timer == NULL || c->dropev == NULL)
 		fatalx("h1: out of memory");
 	TAILQ_INSERT_TAIL(&srv->conns, c, entry);
