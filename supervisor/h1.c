@@ -62,6 +62,7 @@ enum h1_state {
 struct h1_text {
 	char			*p;
 	size_t			 len, cap;
+	bool			 stack;		/* p is the caller's, not to free */
 };
 
 struct h1_req {
@@ -79,8 +80,7 @@ struct h1_conn {
 	int			 fd;
 	struct event		*rev;		/* EV_READ|EV_CLOSED, or EV_CLOSED */
 	struct event		*wev;
-	struct event		*timer;
-	struct event		*dropev;
+	struct event		*timer;		/* its timeouts, and its drop */
 	char			*in;
 	size_t			 inlen, incap;
 	size_t			 used;		/* the request's bytes in in */
@@ -91,7 +91,6 @@ struct h1_conn {
 	enum h1_state		 state;
 	bool			 headdone;	/* parsed, its body on its way */
 	struct evbuffer		*out;
-	struct h1_text		 headout;	/* a reply's head, made up */
 	struct h1_req		*req;		/* with its owner: &r */
 	struct h1_req		 r;		/* the one being read */
 	h1_close_cb		 closecb;
@@ -406,9 +405,15 @@ h1_date(struct h1_server *srv)
 static void
 h1_text_add(struct h1_text *t, const char *s, size_t n)
 {
+	char	*p;
+
 	if (t->len + n > t->cap) {
 		t->cap = t->len + n < 256 ? 256 : 2 * (t->len + n);
-		t->p = xrealloc(t->p, t->cap);
+		p = xrealloc(t->stack ? NULL : t->p, t->cap);
+		if (t->stack)
+			memcpy(p, t->p, t->len);
+		t->p = p;
+		t->stack = false;
 	}
 	memcpy(t->p + t->len, s, n);
 	t->len += n;
@@ -448,10 +453,10 @@ h1_head_out(struct h1_req *req, int status, const char *reason,
     int64_t clen, bool keep)
 {
 	struct h1_conn	*c = req->conn;
-	struct h1_text	*o = &c->headout;
+	char		 buf[1024];
+	struct h1_text	 t = { buf, 0, sizeof buf, true }, *o = &t;
 
 	req->status = status;
-	o->len = 0;
 	h1_text_add(o, "HTTP/1.1 ", 9);
 	h1_add_num(o, (uint64_t)status);
 	h1_text_add(o, " ", 1);
@@ -472,6 +477,8 @@ h1_head_out(struct h1_req *req, int status, const char *reason,
 		h1_add_str(o, "Connection: keep-alive\r\n");
 	h1_text_add(o, "\r\n", 2);
 	evbuffer_add(c->out, o->p, o->len);
+	if (!o->stack)
+		free(o->p);
 	req->out.len = 0;
 }
 
@@ -724,15 +731,8 @@ h1_conn_drop(struct h1_conn *c)
 {
 	if (!c->dead) {
 		c->dead = true;
-		event_active(c->dropev, EV_TIMEOUT, 1);
+		event_active(c->timer, EV_TIMEOUT, 1);	/* h1_timer_cb */
 	}
-}
-
-static void
-h1_drop_cb(evutil_socket_t fd, short events, void *arg)
-{
-	(void)fd; (void)events;
-	h1_conn_close(arg);
 }
 
 /* Its owner is told, and it goes. */
@@ -746,11 +746,9 @@ h1_conn_close(struct h1_conn *c)
 	event_free(c->rev);
 	event_free(c->wev);
 	event_free(c->timer);
-	event_free(c->dropev);
 	close(c->fd);
 	evbuffer_free(c->out);
 	free(c->r.out.p);
-	free(c->headout.p);
 	h1_head_clear(&c->r.head);
 	free(c->in);
 	TAILQ_REMOVE(&srv->conns, c, entry);
@@ -768,6 +766,8 @@ h1_conn_timer(struct h1_conn *c)
 {
 	struct timeval	tv = { c->srv->lim.request_timeout_s, 0 };
 
+	if (c->dead)
+		return;		/* its drop is pending on the timer */
 	switch (c->state) {
 	case H1_WAITING:
 	case H1_STREAMING:
@@ -793,6 +793,10 @@ h1_timer_cb(evutil_socket_t fd, short events, void *arg)
 	struct h1_conn	*c = arg;
 
 	(void)fd; (void)events;
+	if (c->dead) {
+		h1_conn_close(c);	/* dropped */
+		return;
+	}
 	if (c->state == H1_READING)
 		log_debug("http: a request not read whole in %d s; closed",
 		    c->srv->lim.request_timeout_s);
@@ -1095,9 +1099,8 @@ h1_conn_new(struct h1_server *srv, int fd, const struct sockaddr_storage *ss)
 	c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, h1_write_cb,
 	    c);
 	c->timer = evtimer_new(srv->base, h1_timer_cb, c);
-	c->dropev = event_new(srv->base, -1, 0, h1_drop_cb, c);
-	if (c->out == NULL || c->rev == NULL ||
-	    c->wev == NULL || c->timer == NULL || c->dropev == NULL)
+	if (c->out == NULL || c->rev == NULL || c->wev == NULL ||
+	    c->timer == NULL)
 		fatalx("h1: out of memory");
 	TAILQ_INSERT_TAIL(&srv->conns, c, entry);
 	srv->nconns++;
