@@ -85,6 +85,9 @@ Test(h1, connection_and_expect)
 	cr_assert(h.expect_continue);
 	cr_assert_eq(h.method, H1_PUT);
 	cr_assert_str_eq(h.path, "/");
+	cr_assert_eq(parse("GET / HTTP/1.1\r\nUser-Agent: caf\xc3\xa9\r\n\r\n",
+	    buf, &h, &used), 1, "obs-text in a value");
+	cr_assert_str_eq(header(&h, "user-agent"), "caf\xc3\xa9");
 	h1_head_clear(&h);
 }
 
