@@ -326,8 +326,9 @@ http_conn_closed(struct h1_conn *hc, void *arg)
 	struct http_stream	*st = c->stream;
 
 	if (c->held != NULL) {
-		log_info("http: a client hung up while its request waited for "
-		    "the authorization server's keys");
+		if (http.h1 != NULL)	/* (not heavyd stopping) */
+			log_info("http: a client hung up while its request "
+			    "waited for the authorization server's keys");
 		http_held_free(c->held);
 		c->held = NULL;
 	}
@@ -1623,16 +1624,18 @@ http_start(const struct heavy_config *cfg, const struct listen_fd *fds,
 void
 http_stop(void)
 {
-	struct lh_entry	*e;
-	int64_t		 deadline = now_ms() + HTTP_FLUSH_MS;
+	struct lh_entry		*e;
+	struct h1_server	*h1;
+	int64_t			 deadline = now_ms() + HTTP_FLUSH_MS;
 
 	if (http.h1 == NULL)
 		return;
 	while ((e = http.sessions->head) != NULL)
 		http_session_end((struct http_session *)lh_entry_v(e));
-	h1_flush(http.h1, deadline);	/* the last replies of a drain */
-	h1_free(http.h1);
+	h1 = http.h1;
 	http.h1 = NULL;
+	h1_flush(h1, deadline);		/* the last replies of a drain */
+	h1_free(h1);
 	lh_table_free(http.sessions);
 	lh_table_free(http.conns);
 	for (int i = 0; i < http.nunix; i++)
