@@ -423,6 +423,8 @@ h1_text_add(struct h1_text *t, const char *s, size_t n)
 {
 	char	*p;
 
+	if (n == 0)
+		return;		/* (s may be NULL: no headers added) */
 	if (t->len + n > t->cap) {
 		t->cap = t->len + n < 256 ? 256 : 2 * (t->len + n);
 		p = xrealloc(t->stack ? NULL : t->p, t->cap);
@@ -512,9 +514,11 @@ bool
 h1_req_has_out_header(const struct h1_req *req, const char *name)
 {
 	size_t		 len = strlen(name);
-	const char	*p = req->out.p, *end = p + req->out.len, *eol;
+	const char	*p = req->out.p, *end, *eol;
 
-	for (; p < end; p = eol + 1) {
+	if (req->out.len == 0)
+		return false;
+	for (end = p + req->out.len; p < end; p = eol + 1) {
 		if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
 			eol = end;
 		if ((size_t)(eol - p) > len && p[len] == ':' &&
