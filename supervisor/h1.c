@@ -1235,12 +1235,6 @@ h1_listen_fd(struct h1_server *srv, int fd)
 	return 0;
 }
 
-int
-h1_nconns(struct h1_server *srv)
-{
-	return srv->nconns;
-}
-
 /*
  * Writes out what every connection still holds, waiting until deadline
  * at most: we are about to exit, and the loop will not run again.

@@ -67,7 +67,6 @@ struct h1_server *h1_new(struct event_base *, const struct h1_limits *,
 int		 h1_listen_fd(struct h1_server *, int);
 void		 h1_flush(struct h1_server *, int64_t);
 void		 h1_free(struct h1_server *);
-int		 h1_nconns(struct h1_server *);
 
 enum h1_method	 h1_req_method(const struct h1_req *);
 const char	*h1_req_method_name(const struct h1_req *);
