@@ -1444,22 +1444,32 @@ task_start_planner(struct task *t)
 	return t->planner != NULL;
 }
 
+/* Its drafts, and its workspace: else it ends at once, saying why (the
+ * task is then the caller's to return, already finishing). */
+static bool
+task_ready(struct task *t)
+{
+	char	*why;
+
+	task_new_drafts(t);
+	if (t->workspace != NULL)
+		return true;
+	why = t->planner_error;
+	t->planner_error = NULL;
+	task_cannot_start(t, why);
+	free(why);
+	return false;
+}
+
 /* Starts the planner; takes the params.  NULL if the query cannot fit. */
 struct task *
 task_start(const struct heavy_config *cfg, struct task_params *p,
     task_progress_fn progress, task_done_fn done, void *arg)
 {
 	struct task	*t = task_new(cfg, p, NULL, progress, done, arg);
-	char		*why;
 
-	task_new_drafts(t);
-	if (t->workspace == NULL) {
-		why = t->planner_error;
-		t->planner_error = NULL;
-		task_cannot_start(t, why);
-		free(why);
+	if (!task_ready(t))
 		return t;
-	}
 	if (!task_start_planner(t)) {	/* the query does not fit */
 		task_free(t);
 		return NULL;
@@ -1530,7 +1540,6 @@ task_resume(const struct heavy_config *cfg, struct task_params *p,
 {
 	struct task	*t = task_new(cfg, p, seed->id, progress, done, arg);
 	struct timeval	 now = { 0, 0 };
-	char		*why;
 
 	t->deadline_ms = t->start_ms + (seed->deadline_ms - wall_ms());
 	t->start_ms = t->deadline_ms - (int64_t)(t->p.timeout_s * 1000);
@@ -1538,14 +1547,8 @@ task_resume(const struct heavy_config *cfg, struct task_params *p,
 	t->resumed->from = xstrdup(seed->from);
 	t->resumed->why = xstrdup(seed->why);
 	t->usage = seed->usage;
-	task_new_drafts(t);
-	if (t->workspace == NULL) {
-		why = t->planner_error;
-		t->planner_error = NULL;
-		task_cannot_start(t, why);
-		free(why);
+	if (!task_ready(t))
 		return t;
-	}
 	if (task_seed_agents(t, seed)) {
 		t->resume_ev = evtimer_new(ev_base, task_resume_cb, t);
 		evtimer_add(t->resume_ev, &now);

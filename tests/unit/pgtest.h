@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <event2/event.h>
 
 #include "tmpdir.h"
 
@@ -99,6 +100,41 @@ pgtest_start(struct pgtest *pg)
 {
 	cr_assert_eq(pgtest_run(pg, "start", NULL, 0), 0);
 }
+
+/*
+ * The tests' event loops: a timer wakes a loop now and then (so a wait's
+ * hang limit is checked even when nothing else happens), and a wait turns
+ * the loop until its condition holds, failing only at PGTEST_HANG_MS:
+ * a limit that catches a hang, never a measure of speed.
+ */
+#define PGTEST_HANG_MS	60000
+
+static inline void
+pgtest_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+static inline struct event *
+pgtest_tick(struct event_base *base)
+{
+	struct timeval	 tv = { 0, 100000 };
+	struct event	*ev = event_new(base, -1, EV_PERSIST, pgtest_tick_cb,
+	    NULL);
+
+	cr_assert_not_null(ev);
+	event_add(ev, &tv);
+	return ev;
+}
+
+#define PGTEST_WAIT(base, cond, what) do {				\
+	int64_t	deadline_ = now_ms() + PGTEST_HANG_MS;			\
+	while (!(cond) && now_ms() < deadline_)				\
+		event_base_loop((base), EVLOOP_ONCE);			\
+	cr_assert((cond), "waited %d ms for %s", PGTEST_HANG_MS, what);	\
+} while (0)
 
 /* For .fini: no cluster, no directory; safe when init never ran. */
 static inline void

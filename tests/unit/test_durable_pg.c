@@ -16,27 +16,15 @@
 #include "../../supervisor/pgconn.h"
 #include "pgtest.h"
 
-#define HANG_MS		60000
+#define HANG_MS		PGTEST_HANG_MS
 
 static struct pgtest		 pg;
 static struct heavy_config	 cfg;
 static struct event		*tick;
 static char			 dir[PATH_MAX];
 
-static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-}
 
-#define WAIT_FOR(cond, what) do {					\
-	int64_t	deadline_ = now_ms() + HANG_MS;				\
-	while (!(cond) && now_ms() < deadline_)				\
-		event_base_loop(ev_base, EVLOOP_ONCE);			\
-	cr_assert((cond), "waited %d ms for %s", HANG_MS, what);	\
-} while (0)
+#define WAIT_FOR(cond, what)	PGTEST_WAIT(ev_base, cond, what)
 
 static int
 queued(void)
@@ -50,11 +38,9 @@ queued(void)
 static void
 setup(void)
 {
-	struct timeval	tv = { 0, 100000 };
 
 	ev_base = event_base_new();
-	tick = event_new(ev_base, -1, EV_PERSIST, tick_cb, NULL);
-	event_add(tick, &tv);
+	tick = pgtest_tick(ev_base);
 	pgtest_init(&pg);
 	config_defaults(&cfg);
 	unit_tmp(dir, sizeof dir, "heavyd-durable");

@@ -26,30 +26,18 @@
 #include "../../supervisor/pgconn.h"
 #include "pgtest.h"
 
-#define HANG_MS		60000
+#define HANG_MS		PGTEST_HANG_MS
 
 static struct pgtest		 pg;
 static struct event_base	*base;
 static struct event		*tick;
 
 static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-}
-
-static void
 setup(void)
 {
-	struct timeval	tv = { 0, 100000 };
-
 	base = event_base_new();
 	cr_assert_not_null(base);
-	/* Wakes the loop now and then, so a wait's hang limit is checked. */
-	tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
-	event_add(tick, &tv);
+	tick = pgtest_tick(base);
 	pgtest_init(&pg);
 }
 
@@ -65,13 +53,7 @@ teardown(void)
 
 TestSuite(pgconn, .init = setup, .fini = teardown, .timeout = 300);
 
-/* Runs the loop until *flag, or fails at the hang limit. */
-#define WAIT_FOR(cond, what) do {					\
-	int64_t	deadline_ = now_ms() + HANG_MS;				\
-	while (!(cond) && now_ms() < deadline_)				\
-		event_base_loop(base, EVLOOP_ONCE);			\
-	cr_assert((cond), "waited %d ms for %s", HANG_MS, what);	\
-} while (0)
+#define WAIT_FOR(cond, what)	PGTEST_WAIT(base, cond, what)
 
 static struct pgconn *
 connect_pg(int max_queue)

@@ -23,26 +23,14 @@
 #include "store_sync.h"
 #include "result_fill.h"
 
-#define HANG_MS		60000
+#define HANG_MS		PGTEST_HANG_MS
 
 static struct pgtest	 pg;
 static struct event	*tick;
 static struct pgconn	*raw;	/* the test's own connection */
 
-static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-}
 
-#define WAIT_FOR(cond, what) do {					\
-	int64_t	deadline_ = now_ms() + HANG_MS;				\
-	while (!(cond) && now_ms() < deadline_)				\
-		event_base_loop(ev_base, EVLOOP_ONCE);			\
-	cr_assert((cond), "waited %d ms for %s", HANG_MS, what);	\
-} while (0)
+#define WAIT_FOR(cond, what)	PGTEST_WAIT(ev_base, cond, what)
 
 static int
 pg_open_url(const char *url, char *err, size_t errlen)
@@ -56,13 +44,11 @@ pg_open_url(const char *url, char *err, size_t errlen)
 static void
 setup(void)
 {
-	struct timeval		tv = { 0, 100000 };
 	struct pgconn_config	cfg = { 0 };
 	char			err[512];
 
 	ev_base = event_base_new();
-	tick = event_new(ev_base, -1, EV_PERSIST, tick_cb, NULL);
-	event_add(tick, &tv);
+	tick = pgtest_tick(ev_base);
 	pgtest_init(&pg);
 	cr_assert_eq(pg_open_url(pg.url, err, sizeof err), 0, "%s", err);
 	cfg.url = pg.url;
