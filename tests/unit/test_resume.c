@@ -6,12 +6,8 @@
  * resumed says which agents ran again.
  */
 #include <sys/stat.h>
-#include <sys/socket.h>
-
-#include <netinet/in.h>
 
 #include <criterion/criterion.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +19,7 @@
 
 #include "../../supervisor/supervisor.h"
 #include "../../supervisor/metrics.h"
+#include "engine.h"
 #include "tmpdir.h"
 
 #define HANG_S	60	/* only a hang takes this long */
@@ -55,24 +52,9 @@ llm_cb(struct evhttp_request *req, void *arg)
 }
 
 static void
-program(char *out, size_t len, const char *prog)
-{
-	char	self[PATH_MAX];
-	ssize_t	n = readlink("/proc/self/exe", self, sizeof self - 1);
-
-	cr_assert_gt(n, 0);
-	self[n] = '\0';
-	snprintf(out, len, "%s/%s", dirname(self), prog);
-	cr_assert_eq(access(out, X_OK), 0, "%s: build it (make unit)", out);
-}
-
-static void
 setup(void)
 {
-	struct evhttp_bound_socket	*bound;
-	struct sockaddr_in		 sin;
-	socklen_t			 len = sizeof sin;
-	char				 path[PATH_MAX], err[512];
+	char	err[512];
 
 	ev_base = event_base_new();
 	metrics_init(0, "test");
@@ -81,24 +63,15 @@ setup(void)
 	cr_assert_not_null(mkdtemp(dir));
 	cr_assert_eq(chmod(dir, 0711), 0);	/* workers' uid reaches in */
 	config_set_str(&cfg.state_dir, dir);
-	http = evhttp_new(ev_base);
-	evhttp_set_gencb(http, llm_cb, NULL);
-	bound = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
-	cr_assert_not_null(bound);
-	cr_assert_eq(getsockname(evhttp_bound_socket_get_fd(bound),
-	    (struct sockaddr *)&sin, &len), 0);
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1",
-	    ntohs(sin.sin_port));
+	    engine_llm(&http, llm_cb));
 	config_set_str(&cfg.base_url, url);
 	cr_assert_eq(features_init(&cfg, false, err, sizeof err), 0, "%s",
 	    err);
 	workspace_init(&cfg);
 	workers_init(&cfg);
-	program(path, sizeof path, "heavyd-worker");
-	cr_assert_eq(spawner_start(path, 1, false), 0);
-	program(path, sizeof path, "heavyd-egress");
-	cr_assert_eq(egressctl_start(path, "test-key-123456", NULL, &cfg), 0);
-	task_keys("test-key-123456", NULL, NULL);
+	engine_start(&cfg);
+	task_keys(ENGINE_KEY, NULL, NULL);
 	requests = 0;
 	hung = done = failed = false;
 	result = NULL;

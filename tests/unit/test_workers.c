@@ -6,12 +6,7 @@
  * and the zygote's spares through MSG_ZYGOTE_SPARES, so these go through
  * the protocol end to end.
  */
-#include <sys/socket.h>
-
-#include <netinet/in.h>
-
 #include <criterion/criterion.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +18,7 @@
 
 #include "../../supervisor/supervisor.h"
 #include "../../supervisor/metrics.h"
+#include "engine.h"
 
 #define V(...)	((const char *const []){ __VA_ARGS__ })
 #define HANG_S	60	/* only a hang takes this long */
@@ -55,42 +51,15 @@ llm_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(out);
 }
 
-/* The heavyd-worker of the build these tests come from. */
-static void
-worker_path(char *out, size_t len, const char *prog)
-{
-	char	self[PATH_MAX];
-	ssize_t	n = readlink("/proc/self/exe", self, sizeof self - 1);
-
-	cr_assert_gt(n, 0);
-	self[n] = '\0';
-	snprintf(out, len, "%s/%s", dirname(self), prog);
-	cr_assert_eq(access(out, X_OK), 0, "%s: build it (make unit)", out);
-}
-
 static void
 setup(void)
 {
-	struct evhttp_bound_socket	*bound;
-	struct sockaddr_in		 sin;
-	socklen_t			 len = sizeof sin;
-	char				 path[PATH_MAX];
-
 	ev_base = event_base_new();
 	metrics_init(0, "test");
 	config_defaults(&cfg);
 	workers_init(&cfg);
-	http = evhttp_new(ev_base);
-	evhttp_set_gencb(http, llm_cb, NULL);
-	bound = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
-	cr_assert_not_null(bound);
-	cr_assert_eq(getsockname(evhttp_bound_socket_get_fd(bound),
-	    (struct sockaddr *)&sin, &len), 0);
-	port = ntohs(sin.sin_port);
-	worker_path(path, sizeof path, "heavyd-worker");
-	cr_assert_eq(spawner_start(path, 1, false), 0);
-	worker_path(path, sizeof path, "heavyd-egress");
-	cr_assert_eq(egressctl_start(path, "test-key-123456", NULL, &cfg), 0);
+	port = engine_llm(&http, llm_cb);
+	engine_start(&cfg);
 	requests = nanswers = 0;
 	hung = got_result = false;
 }
